@@ -1,0 +1,61 @@
+"""Gaia XP → mass / age / Teff / logg / [M/H] catalogue, as a Ray job.
+
+Local run on the embedded default data and model (starts its own Ray cluster):
+
+    python jobs/infer_gaia.py
+
+On a running cluster (local: `ray start --head --dashboard-host 127.0.0.1`):
+
+    RAY_AUTH_MODE=token ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
+        python jobs/infer_gaia.py --input /data/xp_continuous_mean_spectrum --gaia-source /data/gaia_source \
+        --output /data/catalogue
+
+Inputs and outputs may be fsspec/pyarrow URLs (s3://bucket/prefix with credentials from the standard AWS
+environment variables, AWS_ENDPOINT_URL for S3-compatible stores). The job exits non-zero when a
+partition failed; re-running resumes (finished partitions are skipped unless --overwrite).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="YAML config (configs/infer/*.yaml)")
+    p.add_argument("--input", nargs="+", help="XpContinuousMeanSpectrum partitions: directories, globs or URLs")
+    p.add_argument("--gaia-source", nargs="+", help="GaiaSource partitions (paired by partition suffix)")
+    p.add_argument("--tmass", help="2MASS table (source_id, j_m, j_msigcom, h_m, h_msigcom, ks_m, ks_msigcom)")
+    p.add_argument("--ebv", help="E(B-V) table (source_id, ebv, ebv_error)")
+    p.add_argument("--model", help="checkpoint directory or bundled model name (default synthetic-sky)")
+    p.add_argument("--output", help="output directory or URL (default ./xpengine-catalog)")
+    p.add_argument("--labels", nargs="+", help="labels to predict (default teff logg m_h mass age)")
+    p.add_argument("--overwrite", action="store_true", default=None, help="redo partitions already done")
+    p.add_argument("--actors", type=int, help="predictor actors")
+    p.add_argument("--gpus-per-actor", type=float)
+    p.add_argument("--cpus-per-actor", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--num-cpus", type=int, help="CPUs of a local cluster started by the job")
+    p.add_argument("--address", help="Ray cluster address (default RAY_ADDRESS or a new local cluster)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"])
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from xpengine.pipeline.config import load_inference_config
+    from xpengine.pipeline.ray_job import run_inference
+
+    overrides = {k: v for k, v in vars(args).items() if k != "config"}
+    cfg = load_inference_config(args.config, overrides)
+    summary = run_inference(cfg)
+    print(f"catalogue: {summary.output}")
+    print(
+        f"{len(summary.partitions_done)} partition(s) written, {len(summary.partitions_skipped)} skipped, "
+        f"{len(summary.partitions_failed)} failed; {summary.sources_written} sources in {summary.wall_time_s:.1f} s"
+    )
+    return 0 if summary.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

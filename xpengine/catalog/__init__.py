@@ -1,0 +1,1 @@
+"""The output catalogue: schema, units, flags and queries."""

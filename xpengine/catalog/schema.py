@@ -1,0 +1,132 @@
+"""Schema of the output catalogue (one Parquet file per input partition).
+
+| column | type | unit | meaning |
+|---|---|---|---|
+| source_id | int64 | | Gaia DR3 source_id |
+| hpx8 | int32 | | HEALPix level-8 index (nested), `source_id >> 43` |
+| ra, dec, l, b | float64 | deg | from gaia_source (null without it) |
+| phot_g_mean_mag | float32 | mag | Gaia G |
+| `<label>`, `<label>_error` | float32 | see LABELS | model mean and 1σ uncertainty |
+| distance_pc, distance_pc_error | float32 | pc | from the model's pseudo-luminosity and G |
+| n_input_tokens | int16 | | tokens the model was given for this source |
+| flags | int64 | | `xpengine.features.flags.SourceFlag` bits |
+
+Labels are requested from the model as vocabulary tokens and converted to physical units: `age` is
+exp(ln_age) in Gyr with σ_age = age·σ_ln_age (Zhang et al. 2026 predict ln age); `ebv` is exp(logebv).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+__all__ = [
+    "LABELS",
+    "CatalogLabel",
+    "catalog_schema",
+    "catalog_units",
+    "label_tokens",
+    "tokens_to_labels",
+]
+
+
+@dataclass(frozen=True)
+class CatalogLabel:
+    """A catalogue label: its column name, the model token behind it and its unit."""
+
+    name: str
+    token: str
+    unit: str
+    log_token: bool = False  # True when the token is the natural log of the label
+    description: str = ""
+
+
+LABELS: dict[str, CatalogLabel] = {
+    lab.name: lab
+    for lab in (
+        CatalogLabel("teff", "teff", "K", description="effective temperature"),
+        CatalogLabel("logg", "logg", "dex", description="log10 surface gravity [cm s^-2]"),
+        CatalogLabel("m_h", "m_h", "dex", description="metallicity [M/H]"),
+        CatalogLabel("alpha_m", "alpha_m", "dex", description="[alpha/M]"),
+        CatalogLabel("mass", "mass", "Msun", description="stellar mass"),
+        CatalogLabel("age", "ln_age", "Gyr", log_token=True, description="stellar age"),
+        CatalogLabel("ebv", "logebv", "mag", log_token=True, description="reddening E(B-V)"),
+    )
+}
+DEFAULT_LABELS: tuple[str, ...] = ("teff", "logg", "m_h", "mass", "age")
+MASS_AGE_LABELS: frozenset[str] = frozenset({"mass", "age"})
+
+_BASE_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
+    ("source_id", pa.int64(), ""),
+    ("hpx8", pa.int32(), ""),
+    ("ra", pa.float64(), "deg"),
+    ("dec", pa.float64(), "deg"),
+    ("l", pa.float64(), "deg"),
+    ("b", pa.float64(), "deg"),
+    ("phot_g_mean_mag", pa.float32(), "mag"),
+)
+_TAIL_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
+    ("distance_pc", pa.float32(), "pc"),
+    ("distance_pc_error", pa.float32(), "pc"),
+    ("n_input_tokens", pa.int16(), ""),
+    ("flags", pa.int64(), ""),
+)
+
+
+def _check_labels(labels: tuple[str, ...] | list[str]) -> None:
+    unknown = [lab for lab in labels if lab not in LABELS]
+    if unknown:
+        raise ValueError(f"unknown catalogue label(s) {unknown}; valid labels: {sorted(LABELS)}")
+
+
+def label_tokens(labels: tuple[str, ...] | list[str]) -> list[str]:
+    """Model tokens to request for the given catalogue labels."""
+    _check_labels(labels)
+    return [LABELS[lab].token for lab in labels]
+
+
+def catalog_schema(labels: tuple[str, ...] | list[str], metadata: dict[str, Any] | None = None) -> pa.Schema:
+    """The Arrow schema of a catalogue with `labels`; units and provenance go in the metadata."""
+    _check_labels(labels)
+    fields = [pa.field(n, t) for n, t, _ in _BASE_COLUMNS]
+    for lab in labels:
+        fields += [pa.field(lab, pa.float32()), pa.field(f"{lab}_error", pa.float32())]
+    fields += [pa.field(n, t) for n, t, _ in _TAIL_COLUMNS]
+    meta = {b"xpengine.units": json.dumps(catalog_units(labels)).encode()}
+    for k, v in (metadata or {}).items():
+        meta[f"xpengine.{k}".encode()] = (v if isinstance(v, str) else json.dumps(v)).encode()
+    return pa.schema(fields, metadata=meta)
+
+
+def catalog_units(labels: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """Column name → unit string (astropy-parsable; '' = dimensionless)."""
+    units = {n: u for n, _, u in _BASE_COLUMNS + _TAIL_COLUMNS}
+    for lab in labels:
+        units[lab] = units[f"{lab}_error"] = LABELS[lab].unit
+    return units
+
+
+def tokens_to_labels(
+    means: dict[str, np.ndarray], sigmas: dict[str, np.ndarray], labels: tuple[str, ...] | list[str]
+) -> dict[str, np.ndarray]:
+    """Convert predicted token means/σ (physical token units) to catalogue label columns.
+
+    For log tokens (ln age, ln E(B−V)) the label is exp(μ) and its error exp(μ)·σ (first order).
+    """
+    out: dict[str, np.ndarray] = {}
+    for lab in labels:
+        spec = LABELS[lab]
+        mu = np.asarray(means[spec.token], dtype=np.float64)
+        sd = np.asarray(sigmas[spec.token], dtype=np.float64)
+        if spec.log_token:
+            val = np.exp(mu)
+            out[lab] = val.astype(np.float32)
+            out[f"{lab}_error"] = (val * sd).astype(np.float32)
+        else:
+            out[lab] = mu.astype(np.float32)
+            out[f"{lab}_error"] = sd.astype(np.float32)
+    return out

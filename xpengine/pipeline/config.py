@@ -1,0 +1,97 @@
+"""Configuration of the catalogue inference job (`jobs/infer_gaia.py`, `configs/infer/*.yaml`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xpengine.catalog.schema import DEFAULT_LABELS, LABELS
+
+__all__ = ["InferenceConfig", "load_inference_config"]
+
+
+@dataclass
+class InferenceConfig:
+    """Everything the inference job needs. Paths may be local or URLs (file://, memory://, s3://...).
+
+    input: directory, glob or URL of `XpContinuousMeanSpectrum_*` partitions (or single files); several
+        may be given. None = the embedded default (bundled simulated sky + real Gaia DR3 samples).
+    gaia_source: directory/glob/URL of `GaiaSource_*` partitions, paired by partition suffix.
+    model: checkpoint directory or bundled model name.
+    """
+
+    input: list[str] | None = None
+    gaia_source: list[str] | None = None
+    tmass: str | None = None
+    ebv: str | None = None
+    model: str = "synthetic-sky"
+    output: str | None = None
+    labels: list[str] = field(default_factory=lambda: list(DEFAULT_LABELS))
+    overwrite: bool = False
+    # resources
+    actors: int = 1
+    gpus_per_actor: float | None = None  # None = 1 when the cluster has GPUs, else 0
+    cpus_per_actor: float = 1.0
+    torch_threads: int | None = None  # None = torch default (all cores of the node)
+    read_cpus: float = 1.0
+    batch_size: int = 1024
+    chunk_rows: int = 16384
+    dtype: str = "float32"  # or "bfloat16"
+    num_cpus: int | None = None  # for a local cluster the job starts itself
+    address: str | None = None  # Ray cluster address; None = RAY_ADDRESS or a new local cluster
+    # catalogue quality flags
+    giant_logg_max: float = 3.5
+    giant_teff_range: tuple[float, float] = (3500.0, 5500.0)
+    max_relative_error: dict[str, float] = field(
+        default_factory=lambda: {"mass": 0.3, "age": 0.6}
+    )
+    max_error: dict[str, float] = field(default_factory=lambda: {"teff": 250.0, "logg": 0.4, "m_h": 0.3})
+    progress_interval_s: float = 10.0
+    checksum: bool = True
+
+    def validate(self) -> None:
+        """Collect every configuration problem and raise them together."""
+        problems = []
+        unknown = [lab for lab in self.labels if lab not in LABELS]
+        if unknown:
+            problems.append(f"labels: unknown {unknown}, valid: {sorted(LABELS)}")
+        if self.actors < 1:
+            problems.append(f"actors: must be ≥ 1, got {self.actors}")
+        if self.batch_size < 1:
+            problems.append(f"batch_size: must be ≥ 1, got {self.batch_size}")
+        if self.chunk_rows < 1:
+            problems.append(f"chunk_rows: must be ≥ 1, got {self.chunk_rows}")
+        if self.dtype not in ("float32", "bfloat16"):
+            problems.append(f"dtype: must be float32 or bfloat16, got {self.dtype!r}")
+        if self.gaia_source and not self.input:
+            problems.append("gaia_source given without input")
+        if problems:
+            raise ValueError("invalid inference configuration:\n  " + "\n  ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_inference_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> InferenceConfig:
+    """Read a YAML config (None = defaults) and apply overrides (keys = field names)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        import yaml
+
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    names = {f.name for f in dataclasses.fields(InferenceConfig)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{path}: unknown configuration keys {unknown}; valid keys: {sorted(names)}")
+    for key in ("input", "gaia_source"):
+        if isinstance(data.get(key), str):
+            data[key] = [data[key]]
+    if "giant_teff_range" in data:
+        data["giant_teff_range"] = tuple(data["giant_teff_range"])
+    cfg = InferenceConfig(**data)
+    cfg.validate()
+    return cfg

@@ -1,0 +1,287 @@
+"""The two stages the Ray job runs, as plain Python (no Ray import).
+
+`featurize_partition` reads one XP partition (and its gaia_source partner) in chunks, joins the optional
+2MASS and E(B−V) inputs, builds model tokens, and yields one batch (dict of numpy arrays) per chunk. Every
+row of the partition is yielded exactly once; the rows of the last chunk carry the partition's total row
+count in `partition_rows` (−1 on the other rows) so the writer knows when a partition is complete. When
+the partition cannot be read, a single marker row (`source_id` −1, `partition_rows` −2) carries the
+error message in `read_error`.
+
+`CatalogPredictor` is the map_batches callable: it loads the model once and turns token batches into
+catalogue columns with flags.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from xpengine.catalog.schema import MASS_AGE_LABELS, label_tokens, tokens_to_labels
+from xpengine.features.flags import SourceFlag
+
+__all__ = ["CatalogPredictor", "PartitionTask", "featurize_partition"]
+
+log = logging.getLogger(__name__)
+
+PASSTHROUGH_FLOAT64 = ("ra", "dec", "l", "b")
+ERROR_MARKER_ROWS = -2
+
+
+@dataclass(frozen=True)
+class PartitionTask:
+    """One unit of work: an XP file and its optional gaia_source partner."""
+
+    name: str
+    xp: str
+    gaia: str | None = None
+    hpx8_range: tuple[int, int] | None = None
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "xp": self.xp,
+            "gaia": self.gaia or "",
+            "hpx_lo": -1 if self.hpx8_range is None else self.hpx8_range[0],
+            "hpx_hi": -1 if self.hpx8_range is None else self.hpx8_range[1],
+        }
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> PartitionTask:
+        lo, hi = int(row["hpx_lo"]), int(row["hpx_hi"])
+        return cls(
+            name=str(row["name"]),
+            xp=str(row["xp"]),
+            gaia=str(row["gaia"]) or None,
+            hpx8_range=None if lo < 0 else (lo, hi),
+        )
+
+
+def file_md5(url: str) -> str:
+    """md5 of a file's bytes (streamed), the checksum Gaia publishes in `_MD5SUM.txt`."""
+    import fsspec
+
+    h = hashlib.md5()
+    with fsspec.open(url, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_side_table(url: str | None, hpx8_range: tuple[int, int] | None):
+    """An optional side input (2MASS, E(B−V)) restricted to a partition's source_id range."""
+    if not url:
+        return None
+    from xpengine import io
+
+    table = io.read_table(url)
+    if hpx8_range is not None:
+        import pyarrow.compute as pc
+
+        lo = hpx8_range[0] << 43
+        hi = (hpx8_range[1] + 1) << 43
+        sid = table.column("source_id")
+        table = table.filter(pc.and_(pc.greater_equal(sid, lo), pc.less(sid, hi)))
+    return table
+
+
+def _empty_marker(name: str, n_tokens: int, message: str) -> dict[str, np.ndarray]:
+    return {
+        "partition": np.array([name]),
+        "source_id": np.array([-1], dtype=np.int64),
+        "values": np.full((1, n_tokens), np.nan, dtype=np.float32),
+        "errors": np.zeros((1, n_tokens), dtype=np.float32),
+        "flags": np.array([int(SourceFlag.NO_PREDICTION)], dtype=np.int64),
+        **{c: np.array([np.nan]) for c in PASSTHROUGH_FLOAT64},
+        "phot_g_mean_mag": np.array([np.nan], dtype=np.float32),
+        "partition_rows": np.array([ERROR_MARKER_ROWS], dtype=np.int64),
+        "read_error": np.array([message]),
+    }
+
+
+def _column_or_nan(table, name: str, dtype) -> np.ndarray:
+    if table is not None and name in table.column_names:
+        return table.column(name).to_numpy(zero_copy_only=False).astype(dtype)
+    n = table.num_rows if table is not None else 0
+    return np.full(n, np.nan, dtype=dtype)
+
+
+def featurize_partition(
+    batch: dict[str, np.ndarray],
+    *,
+    vocabulary_json: str,
+    chunk_rows: int,
+    tmass: str | None = None,
+    ebv: str | None = None,
+) -> Iterator[dict[str, np.ndarray]]:
+    """map_batches generator: for each partition row in `batch`, yield its token batches.
+
+    Never raises for a bad partition: the error becomes a marker row (see the module docstring).
+    """
+    from xpengine.features.vocabulary import Vocabulary
+
+    vocab = Vocabulary.from_dict(json.loads(vocabulary_json))
+    for i in range(len(batch["name"])):
+        task = PartitionTask.from_row({k: v[i] for k, v in batch.items()})
+        try:
+            yield from _featurize_one(task, vocab, chunk_rows=chunk_rows, tmass=tmass, ebv=ebv)
+        except Exception as exc:  # a corrupt partition fails alone
+            msg = f"{type(exc).__name__}: {exc}"
+            log.error("partition %s failed: %s\n%s", task.name, msg, traceback.format_exc())
+            yield _empty_marker(task.name, len(vocab), msg)
+
+
+def _featurize_one(
+    task: PartitionTask, vocab, *, chunk_rows: int, tmass: str | None, ebv: str | None
+) -> Iterator[dict[str, np.ndarray]]:
+    from xpengine import io
+    from xpengine.features import build_tokens
+    from xpengine.pipeline.representation import engine_representation
+
+    gaia = io.read_gaia_source(task.gaia) if task.gaia else None
+    tmass_t = _read_side_table(tmass, task.hpx8_range)
+    ebv_t = _read_side_table(ebv, task.hpx8_range)
+    representation = engine_representation()
+
+    pending: dict[str, np.ndarray] | None = None
+    total = 0
+    for chunk in io.iter_xp_continuous(task.xp, batch_rows=chunk_rows):
+        joined = io.join_sources(chunk, gaia, tmass=tmass_t, ebv=ebv_t)
+        tok = build_tokens(joined, vocab, representation=representation)
+        n = len(tok.source_id)
+        total += n
+        out = {
+            "partition": np.full(n, task.name),
+            "source_id": tok.source_id.astype(np.int64),
+            "values": tok.values.astype(np.float32),
+            "errors": tok.errors.astype(np.float32),
+            "flags": tok.flags.astype(np.int64),
+            **{c: _column_or_nan(joined, c, np.float64) for c in PASSTHROUGH_FLOAT64},
+            "phot_g_mean_mag": _column_or_nan(joined, "phot_g_mean_mag", np.float32),
+            "partition_rows": np.full(n, -1, dtype=np.int64),
+            "read_error": np.full(n, ""),
+        }
+        if pending is not None:
+            yield pending
+        pending = out
+    if pending is None:
+        raise ValueError(f"{task.xp}: no rows")
+    pending["partition_rows"][:] = total
+    yield pending
+
+
+class CatalogPredictor:
+    """map_batches callable: token batches → catalogue columns (physical units) with flags.
+
+    Loads the model once per actor. Rows with no input token, and marker rows, get NaN labels and
+    the NO_PREDICTION flag; every row comes out exactly once.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        labels: list[str],
+        *,
+        device: str = "auto",
+        dtype: str = "float32",
+        batch_size: int = 1024,
+        torch_threads: int | None = None,
+        giant_logg_max: float = 3.5,
+        giant_teff_range: tuple[float, float] = (3500.0, 5500.0),
+        max_error: dict[str, float] | None = None,
+        max_relative_error: dict[str, float] | None = None,
+    ) -> None:
+        from xpengine.inference.predictor import Predictor
+
+        if torch_threads:
+            import torch
+
+            torch.set_num_threads(int(torch_threads))
+        self.predictor = Predictor.load(model, device=device, dtype=dtype)
+        self.labels = list(labels)
+        vocab = self.predictor.vocabulary
+        missing = [t for t in label_tokens(self.labels) if t not in vocab]
+        if missing:
+            raise ValueError(f"model {model!r} cannot predict tokens {missing}; its vocabulary: {vocab.name}")
+        self.request = label_tokens(self.labels)
+        self.want_distance = "g_fakemag" in vocab
+        if self.want_distance:
+            self.request = [*self.request, "g_fakemag"]
+        self.request = list(dict.fromkeys(self.request))
+        self.batch_size = batch_size
+        self.giant_logg_max = giant_logg_max
+        self.giant_teff_range = giant_teff_range
+        self.max_error = max_error or {}
+        self.max_relative_error = max_relative_error or {}
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        values = np.asarray(batch["values"], dtype=np.float32)
+        errors = np.asarray(batch["errors"], dtype=np.float32)
+        flags = np.asarray(batch["flags"], dtype=np.int64).copy()
+        n_tokens = np.isfinite(values).sum(axis=1)
+        pred = self.predictor.predict(values, errors, self.request, batch_size=self.batch_size)
+        means = {t: np.asarray(pred[t], dtype=np.float64) for t in self.request}
+        sigmas = {t: np.asarray(pred[f"{t}_error"], dtype=np.float64) for t in self.request}
+        out = tokens_to_labels(means, sigmas, self.labels)
+        no_pred = (n_tokens == 0) | (batch["source_id"] < 0)
+        for t in self.request:
+            no_pred |= ~np.isfinite(means[t])
+        for col in list(out):
+            out[col][no_pred] = np.nan
+        flags[no_pred] |= int(SourceFlag.NO_PREDICTION)
+
+        g = np.asarray(batch["phot_g_mean_mag"], dtype=np.float64)
+        if self.want_distance:
+            fm, sfm = means["g_fakemag"], sigmas["g_fakemag"]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                dist = np.where(fm > 0, 1000.0 * 10 ** (0.2 * g) / fm, np.nan)
+                dist_err = dist * np.abs(sfm / fm)
+        else:
+            dist = dist_err = np.full(len(g), np.nan)
+        dist[no_pred] = np.nan
+        dist_err[no_pred] = np.nan
+
+        flags |= self._quality_flags(means, out)
+        result = {
+            "partition": batch["partition"],
+            "partition_rows": batch["partition_rows"],
+            "read_error": batch["read_error"],
+            "source_id": batch["source_id"],
+            **{c: batch[c] for c in PASSTHROUGH_FLOAT64},
+            "phot_g_mean_mag": batch["phot_g_mean_mag"],
+            **out,
+            "distance_pc": dist.astype(np.float32),
+            "distance_pc_error": dist_err.astype(np.float32),
+            "n_input_tokens": n_tokens.astype(np.int16),
+            "flags": flags,
+        }
+        return result
+
+    def _quality_flags(self, means: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> np.ndarray:
+        n = len(next(iter(out.values())))
+        flags = np.zeros(n, dtype=np.int64)
+        with np.errstate(invalid="ignore"):
+            if MASS_AGE_LABELS & set(self.labels):
+                # mass and age are only trained on giants: dwarfs and hot stars are outside the domain
+                giant = np.ones(n, dtype=bool)
+                if "logg" in means:
+                    giant &= means["logg"] <= self.giant_logg_max
+                if "teff" in means:
+                    lo, hi = self.giant_teff_range
+                    giant &= (means["teff"] >= lo) & (means["teff"] <= hi)
+                flags[~giant] |= int(SourceFlag.OUTSIDE_TRAINING_DOMAIN)
+            high = np.zeros(n, dtype=bool)
+            for lab, lim in self.max_error.items():
+                if lab in out:
+                    high |= out[f"{lab}_error"] > lim
+            for lab, lim in self.max_relative_error.items():
+                if lab in out:
+                    high |= out[f"{lab}_error"] > lim * np.abs(out[lab])
+            flags[high] |= int(SourceFlag.HIGH_UNCERTAINTY)
+        return flags
