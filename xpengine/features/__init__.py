@@ -1,5 +1,74 @@
 """Pure, vectorised feature steps: arrays in, arrays out, no I/O."""
 
+from xpengine.features.astrometry import (
+    PseudoLuminosity,
+    absmag_to_fakemag,
+    correct_parallax,
+    ebv_to_logebv,
+    fakemag_to_absmag,
+    fakemag_to_distance_pc,
+    fakemag_to_parallax,
+    infer_astrometric_params_solved,
+    leung2023_zero_point_offset,
+    lindegren2021_zero_point,
+    parallax_quality_mask,
+    parallax_to_fakemag,
+    parallax_zero_point,
+    pseudo_luminosity,
+)
+from xpengine.features.colours import (
+    bp_rp_colour,
+    clean_2mass_photometry,
+    flux_over_error_to_mag_error,
+    gaia_mag_error,
+    tmass_colours,
+)
+from xpengine.features.flags import SourceFlag, describe_flags, has_flag
+from xpengine.features.normalise import g_flux_from_columns, g_mag_to_flux, normalise_by_g_flux
+from xpengine.features.relevancy import (
+    apply_relevancy,
+    propagate_relevancy,
+    relevancy_mask,
+    xp_relevancy_mask,
+)
+from xpengine.features.tokens import Representation, TokenBatch, build_tokens
 from xpengine.features.vocabulary import PAPER_VOCABULARY, Token, Vocabulary, paper_vocabulary
 
-__all__ = ["PAPER_VOCABULARY", "Token", "Vocabulary", "paper_vocabulary"]
+__all__ = [
+    "PAPER_VOCABULARY",
+    "PseudoLuminosity",
+    "Representation",
+    "SourceFlag",
+    "Token",
+    "TokenBatch",
+    "Vocabulary",
+    "absmag_to_fakemag",
+    "apply_relevancy",
+    "bp_rp_colour",
+    "build_tokens",
+    "clean_2mass_photometry",
+    "correct_parallax",
+    "describe_flags",
+    "ebv_to_logebv",
+    "fakemag_to_absmag",
+    "fakemag_to_distance_pc",
+    "fakemag_to_parallax",
+    "flux_over_error_to_mag_error",
+    "g_flux_from_columns",
+    "g_mag_to_flux",
+    "gaia_mag_error",
+    "has_flag",
+    "infer_astrometric_params_solved",
+    "leung2023_zero_point_offset",
+    "lindegren2021_zero_point",
+    "normalise_by_g_flux",
+    "paper_vocabulary",
+    "parallax_quality_mask",
+    "parallax_to_fakemag",
+    "parallax_zero_point",
+    "propagate_relevancy",
+    "pseudo_luminosity",
+    "relevancy_mask",
+    "tmass_colours",
+    "xp_relevancy_mask",
+]

@@ -1,10 +1,190 @@
-"""`xpengine features`: placeholder registration, replaced by the feature pipeline command."""
+"""`xpengine features`: Gaia XP (+ gaia_source, 2MASS, E(B−V)) files → a Parquet file of model tokens.
+
+    xpengine features --xp XpContinuousMeanSpectrum_000000-003111.csv.gz \\
+        --gaia-source GaiaSource_000000-003111.csv.gz [--tmass tmass.parquet] [--ebv ebv.parquet] \\
+        --output tokens.parquet [--overwrite]
+
+Output columns: `source_id` int64, `flags` int64 (`xpengine.features.flags.SourceFlag`), then per
+vocabulary token `<name>` float32 (NaN = missing) and `<name>_error` float32 (0 = missing/unknown),
+as in the training-set schema without `split`/`origin`. File metadata: `xpengine.vocabulary`,
+`xpengine.features` (recipe version and parameters), `xpengine.flags` (bit table),
+`xpengine.provenance` (inputs).
+
+Reading and joining use `xpengine.io` (`read_xp_continuous`, `read_gaia_source`, `join_sources`),
+imported when the command runs. Without `--gaia-source` there is no G photometry, so no XP token can
+be normalised: every row is flagged NO_GAIA_SOURCE and NO_GAIA_PHOTOMETRY.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+_REPRESENTATIONS = ("raw", "projected")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("features", help="turn Gaia XP (+ gaia_source) files into model tokens")
-    p.set_defaults(func=lambda args: 0)
+    p = sub.add_parser(
+        "features",
+        help="turn Gaia XP (+ gaia_source, 2MASS, E(B-V)) files into model tokens (Parquet)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--xp", required=True, metavar="FILE_OR_URL", help="XP continuous mean spectrum file")
+    p.add_argument("--gaia-source", metavar="FILE", help="gaia_source file holding the same sources")
+    p.add_argument(
+        "--tmass",
+        metavar="FILE",
+        help="2MASS photometry with source_id, j_m, j_msigcom, h_m, h_msigcom, ks_m, ks_msigcom",
+    )
+    p.add_argument("--ebv", metavar="FILE", help="E(B-V) table with source_id, ebv, ebv_error [mag]")
+    p.add_argument("--output", required=True, metavar="OUT.parquet", help="output Parquet file")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument(
+        "--representation",
+        choices=_REPRESENTATIONS,
+        default="projected",
+        help="XP coefficients projected onto the well-determined subspace of the sampling matrix, the "
+        "engine's representation (xpengine.spectra.representation; default), or as archived (raw)",
+    )
+    p.add_argument(
+        "--min-relevant",
+        type=int,
+        default=10,
+        help="flag FEW_RELEVANT_BASES below this many relevant coefficients in a band (default 10)",
+    )
+    p.add_argument(
+        "--zero-point-fallback",
+        type=float,
+        default=None,
+        metavar="MAS",
+        help="parallax zero point [mas] used where Lindegren et al. (2021) is undefined "
+        "(default: drop those parallaxes)",
+    )
+    p.add_argument(
+        "--ebv-floor",
+        type=float,
+        default=None,
+        metavar="MAG",
+        help="raise E(B-V) below this to it before the log (default: E(B-V) <= 0 is missing)",
+    )
+    p.set_defaults(func=run_features)
+
+
+def projected_representation() -> Any:
+    """The engine's XP representation (see `xpengine.spectra.representation.token_representation`)."""
+    from xpengine.spectra.representation import token_representation
+
+    return token_representation()
+
+
+def _read_side_table(path: str) -> Any:
+    """A small auxiliary table (2MASS, E(B−V)) as a pyarrow Table: Parquet, CSV, ECSV, FITS, VOTable."""
+    import pyarrow as pa
+
+    low = path.lower()
+    if low.endswith((".parquet", ".pq")):
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path)
+    if low.endswith((".csv", ".csv.gz")) and not _is_ecsv(path):
+        import pyarrow.csv as pcsv
+
+        return pcsv.read_csv(path)
+    from astropy.table import Table
+
+    t = Table.read(path)
+    return pa.table({name: _astropy_column(t[name]) for name in t.colnames})
+
+
+def _is_ecsv(path: str) -> bool:
+    import gzip
+
+    opener = gzip.open if path.lower().endswith(".gz") else open
+    with opener(path, "rt") as fh:
+        return fh.readline().startswith("# %ECSV")
+
+
+def _astropy_column(col: Any) -> Any:
+    import numpy as np
+    import pyarrow as pa
+
+    if getattr(col, "mask", None) is not None and np.any(col.mask):
+        return pa.array(np.asarray(col.data), mask=np.asarray(col.mask))
+    return pa.array(np.asarray(col))
+
+
+def run_features(args: argparse.Namespace) -> int:
+    import pyarrow.parquet as pq
+
+    from xpengine.features.tokens import build_tokens
+
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        logger.error("%s exists; pass --overwrite to replace it", out)
+        return 1
+    try:
+        from xpengine.io import join_sources, read_gaia_source, read_xp_continuous
+    except ImportError as exc:
+        raise ImportError(
+            "`xpengine features` needs xpengine.io (read_xp_continuous, read_gaia_source, join_sources)"
+        ) from exc
+
+    logger.info("reading XP spectra from %s", args.xp)
+    xp = read_xp_continuous(args.xp)
+    gaia = None
+    if args.gaia_source:
+        logger.info("reading gaia_source from %s", args.gaia_source)
+        gaia = read_gaia_source(args.gaia_source)
+    else:
+        logger.warning("no --gaia-source: no G photometry, so no XP token can be normalised")
+    tmass = _read_side_table(args.tmass) if args.tmass else None
+    ebv = _read_side_table(args.ebv) if args.ebv else None
+    if gaia is None and tmass is None and ebv is None:
+        table = xp
+    else:
+        table = join_sources(xp, gaia, tmass=tmass, ebv=ebv)
+
+    representation = projected_representation() if args.representation == "projected" else None
+    batch = build_tokens(
+        table,
+        representation=representation,
+        min_relevant=args.min_relevant,
+        zero_point_fallback=args.zero_point_fallback,
+        ebv_floor=args.ebv_floor,
+    )
+    provenance: dict[str, Any] = {
+        "command": "xpengine features",
+        "xp": args.xp,
+        "gaia_source": args.gaia_source,
+        "tmass": args.tmass,
+        "ebv": args.ebv,
+        "representation": args.representation,
+    }
+    if args.representation == "projected":
+        from xpengine.spectra.representation import REPRESENTATION_ID
+
+        provenance["representation_id"] = REPRESENTATION_ID
+    result = batch.to_table(provenance=provenance)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".partial")
+    pq.write_table(result, tmp, compression="zstd")
+    os.replace(tmp, out)
+    from xpengine.features.flags import SourceFlag, has_flag
+
+    logger.info(
+        "wrote %d sources to %s (%d without BP, %d without RP, %d without G, %d without parallax token)",
+        len(batch),
+        out,
+        int(has_flag(batch.flags, SourceFlag.NO_BP).sum()),
+        int(has_flag(batch.flags, SourceFlag.NO_RP).sum()),
+        int(has_flag(batch.flags, SourceFlag.NO_GAIA_PHOTOMETRY).sum()),
+        int(has_flag(batch.flags, SourceFlag.NO_PARALLAX).sum()),
+    )
+    return 0

@@ -47,6 +47,7 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -369,3 +370,21 @@ def sampled_coefficient_errors(
     if rp_alone.any():
         out_rp[rp_alone] = np.sqrt(sig[np.ix_(rp_alone, rep.rp_only.pixels)] ** 2 @ rep.rp_only.from_flux**2)
     return out_bp, out_rp
+
+
+def token_representation() -> Any:
+    """The engine's XP representation as the callable `xpengine.features.build_tokens` takes.
+
+    `(bp, rp, bp_err, rp_err) -> (bp', rp', bp_err', rp_err')`: coefficients projected onto the
+    well-determined subspace (see `project_coefficients`); errors propagated without the coefficient
+    correlations, sqrt(diag(P diag(e²) Pᵀ)). Every path into the model (archive coefficients, sampled
+    spectra, simulations) must use this representation, identified by `REPRESENTATION_ID`.
+    """
+
+    def project(bp: Any, rp: Any, bp_err: Any, rp_err: Any) -> tuple[Any, Any, Any, Any]:
+        bp_p, rp_p = project_coefficients(bp, rp)
+        bp_e, rp_e = project_coefficient_errors(bp_err, rp_err)
+        return bp_p, rp_p, bp_e, rp_e
+
+    project.__qualname__ = "xpengine.spectra.representation.token_representation"
+    return project

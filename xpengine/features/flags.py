@@ -1,0 +1,100 @@
+"""Per-source quality flags: one int64 bit field per source, shared by features, training and catalogues.
+
+Bit values are part of the output format (they are written to Parquet files and catalogues): never
+renumber a bit, only add new ones. Bits 0-15 are set by the feature step (`xpengine.features`); bits
+16-23 are reserved for the catalogue engine (set after prediction); the remaining bits are unassigned.
+
+| bit | value  | name                    | set by    | meaning                                                                |
+|-----|--------|-------------------------|-----------|------------------------------------------------------------------------|
+| 0   | 1      | NO_BP                   | features  | no BP coefficients (null/empty band, all NaN, or no XP columns)        |
+| 1   | 2      | NO_RP                   | features  | no RP coefficients (same rules as NO_BP)                               |
+| 2   | 4      | FEW_RELEVANT_BASES      | features  | a present band has fewer than `min_relevant` relevant coefficients     |
+| 3   | 8      | NO_GAIA_PHOTOMETRY      | features  | no usable G flux/magnitude: XP cannot be normalised, no XP tokens, no  |
+|     |        |                         |           | pseudo-luminosity                                                      |
+| 4   | 16     | NO_PARALLAX             | features  | no pseudo-luminosity token: parallax missing, σ_ϖ or RUWE cut failed,  |
+|     |        |                         |           | or no zero point (see NO_ZERO_POINT)                                   |
+| 5   | 32     | NO_ZERO_POINT           | features  | a parallax exists but the Lindegren et al. (2021) zero point is        |
+|     |        |                         |           | undefined (solution not 31/95, G/ν_eff/pseudocolour outside validity,  |
+|     |        |                         |           | or its inputs missing)                                                 |
+| 6   | 64     | NO_2MASS                | features  | neither J−H nor J−Ks could be formed (no match, bad or upper-limit mag)|
+| 7   | 128    | NO_GAIA_SOURCE          | features  | no gaia_source row for this XP source (all gaia_source columns null or |
+|     |        |                         |           | absent)                                                                |
+| 8   | 256    | READ_PROBLEM            | readers   | a row-level parse problem upstream (passed through the input `flags`)  |
+| 9   | 512    | NO_BP_RP_COLOUR         | features  | no Gaia BP−RP colour token                                             |
+| 10  | 1024   | NO_EXTINCTION           | features  | no ln E(B−V) token (no input, or E(B−V) ≤ 0 without a floor)           |
+| 16  | 65536  | OUTSIDE_TRAINING_DOMAIN | catalogue | reserved: inputs outside the training set's domain                     |
+| 17  | 131072 | HIGH_UNCERTAINTY        | catalogue | reserved: predicted uncertainty above the catalogue threshold          |
+| 18  | 262144 | NO_PREDICTION           | catalogue | reserved: no prediction made for this source                           |
+
+Usage: `flags & SourceFlag.NO_BP` on an int64 array; `describe_flags(value)` lists the names of one value.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import numpy as np
+
+__all__ = ["CATALOGUE_FLAGS", "FEATURE_FLAGS", "SourceFlag", "describe_flags", "has_flag"]
+
+
+class SourceFlag(enum.IntFlag):
+    """Per-source quality bits (see the module docstring for the table; values are stable)."""
+
+    NONE = 0
+    NO_BP = 1 << 0
+    NO_RP = 1 << 1
+    FEW_RELEVANT_BASES = 1 << 2
+    NO_GAIA_PHOTOMETRY = 1 << 3
+    NO_PARALLAX = 1 << 4
+    NO_ZERO_POINT = 1 << 5
+    NO_2MASS = 1 << 6
+    NO_GAIA_SOURCE = 1 << 7
+    READ_PROBLEM = 1 << 8
+    NO_BP_RP_COLOUR = 1 << 9
+    NO_EXTINCTION = 1 << 10
+    # reserved for the catalogue engine
+    OUTSIDE_TRAINING_DOMAIN = 1 << 16
+    HIGH_UNCERTAINTY = 1 << 17
+    NO_PREDICTION = 1 << 18
+
+
+FEATURE_FLAGS: SourceFlag = (
+    SourceFlag.NO_BP
+    | SourceFlag.NO_RP
+    | SourceFlag.FEW_RELEVANT_BASES
+    | SourceFlag.NO_GAIA_PHOTOMETRY
+    | SourceFlag.NO_PARALLAX
+    | SourceFlag.NO_ZERO_POINT
+    | SourceFlag.NO_2MASS
+    | SourceFlag.NO_GAIA_SOURCE
+    | SourceFlag.READ_PROBLEM
+    | SourceFlag.NO_BP_RP_COLOUR
+    | SourceFlag.NO_EXTINCTION
+)
+"""Bits the feature step and the readers may set."""
+
+CATALOGUE_FLAGS: SourceFlag = (
+    SourceFlag.OUTSIDE_TRAINING_DOMAIN | SourceFlag.HIGH_UNCERTAINTY | SourceFlag.NO_PREDICTION
+)
+"""Bits reserved for the catalogue engine."""
+
+
+def has_flag(flags: np.ndarray, flag: SourceFlag) -> np.ndarray:
+    """Boolean mask (N,) of the sources whose int64 `flags` (N,) have any bit of `flag` set."""
+    return (np.asarray(flags, dtype=np.int64) & np.int64(int(flag))) != 0
+
+
+def describe_flags(value: int) -> list[str]:
+    """Names of the bits set in one flag value, in bit order (unknown bits as `BIT<n>`)."""
+    value = int(value)
+    if value < 0:
+        raise ValueError(f"flag value must be non-negative, got {value}")
+    names = []
+    for bit in range(63):
+        if value & (1 << bit):
+            try:
+                names.append(SourceFlag(1 << bit).name or f"BIT{bit}")
+            except ValueError:
+                names.append(f"BIT{bit}")
+    return names

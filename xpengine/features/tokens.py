@@ -1,0 +1,716 @@
+"""From Gaia (+2MASS, E(B−V), labels) columns to model tokens: `build_tokens`.
+
+Input: a pyarrow Table / RecordBatch, a pandas DataFrame, or a dict of numpy arrays (a Ray Data
+`map_batches` batch), with Gaia archive column names:
+
+| group        | columns (all optional except `source_id`)                                              |
+|--------------|----------------------------------------------------------------------------------------|
+| XP           | `bp_coefficients`, `bp_coefficient_errors`, `bp_n_relevant_bases`, same for `rp_`:     |
+|              | list / large_list / fixed_size_list columns (null or empty = missing band), or 2-D     |
+|              | (N, n) arrays (NaN row = missing band) or 1-D object arrays of arrays in a dict        |
+| gaia_source  | `phot_g_mean_mag`, `phot_g_mean_flux`, `phot_bp_mean_mag`, `phot_rp_mean_mag`, `bp_rp`, |
+|              | `phot_bp_mean_flux_over_error`, `phot_rp_mean_flux_over_error`, `parallax`,            |
+|              | `parallax_error`, `ruwe`, `nu_eff_used_in_astrometry`, `pseudocolour`, `ecl_lat`,      |
+|              | `astrometric_params_solved`                                                            |
+| 2MASS        | `j_m`, `j_msigcom`, `h_m`, `h_msigcom`, `ks_m`, `ks_msigcom`                           |
+| extinction   | `ebv`, `ebv_error` [mag], or `logebv`, `logebv_error` directly (taken first)           |
+| labels       | any other vocabulary token by name with `<name>_error` (`teff`, `logg`, `m_h`, `mass`,  |
+|              | `ln_age`, `alpha_m`, …); `ln_age` falls back to ln(`age` [Gyr]), σ = σ_age/age          |
+| upstream     | `flags` int: bits set upstream, OR-ed into the output flags; `read_problem` (string,   |
+|              | null when fine, as `xpengine.io` writes it): non-null sets READ_PROBLEM                 |
+
+Absent columns give missing tokens (NaN value, 0 error), never an error; a column of the wrong
+shape or type is an error naming it. Every step is vectorised over rows (no Python loop per row).
+
+Token recipe (Leung & Bovy 2024; Zhang et al. 2026 §2; REFERENCE §3):
+1. XP: optional `representation(bp, rp, bp_err, rp_err)` on the raw coefficients, then relevancy
+   masking (`relevancy.relevancy_mask`, irrelevant → NaN/0), then division by the G flux
+   (`normalise.normalise_by_g_flux`, computed in place into the float32 output).
+2. bprp, jh, jk: `colours.bp_rp_colour`, `colours.tmass_colours`.
+3. g_fakemag: `astrometry.pseudo_luminosity` (zero point, σ_ϖ ≤ 0.1 mas, RUWE ≤ 1.4).
+4. logebv: `astrometry.ebv_to_logebv`.
+Flags: `flags.SourceFlag`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from xpengine.features.astrometry import (
+    MAX_PARALLAX_ERROR_MAS,
+    MAX_RUWE,
+    ebv_to_logebv,
+    pseudo_luminosity,
+)
+from xpengine.features.colours import bp_rp_colour, tmass_colours
+from xpengine.features.flags import SourceFlag
+from xpengine.features.normalise import G_ZERO_POINT_MAG, g_flux_from_columns
+from xpengine.features.relevancy import PAPER_PROPAGATE_FROM, relevancy_mask
+from xpengine.features.vocabulary import PAPER_VOCABULARY, Vocabulary
+
+__all__ = [
+    "FEATURES_VERSION",
+    "GAIA_SOURCE_COLUMNS",
+    "TMASS_COLUMNS",
+    "XP_COLUMNS",
+    "Representation",
+    "TokenBatch",
+    "build_tokens",
+]
+
+logger = logging.getLogger(__name__)
+
+FEATURES_VERSION = "1"
+"""Version of the token recipe, stored in output metadata; bump when a formula changes."""
+
+XP_COLUMNS: tuple[str, ...] = (
+    "bp_coefficients",
+    "bp_coefficient_errors",
+    "bp_n_relevant_bases",
+    "rp_coefficients",
+    "rp_coefficient_errors",
+    "rp_n_relevant_bases",
+)
+GAIA_SOURCE_COLUMNS: tuple[str, ...] = (
+    "phot_g_mean_mag",
+    "phot_g_mean_flux",
+    "phot_bp_mean_mag",
+    "phot_rp_mean_mag",
+    "bp_rp",
+    "phot_bp_mean_flux_over_error",
+    "phot_rp_mean_flux_over_error",
+    "parallax",
+    "parallax_error",
+    "ruwe",
+    "nu_eff_used_in_astrometry",
+    "pseudocolour",
+    "ecl_lat",
+    "astrometric_params_solved",
+)
+TMASS_COLUMNS: tuple[str, ...] = ("j_m", "j_msigcom", "h_m", "h_msigcom", "ks_m", "ks_msigcom")
+
+_COMPUTED_TOKENS = frozenset({"bprp", "jh", "jk", "logebv", "g_fakemag"})
+
+Representation = Callable[
+    [np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+]
+"""(bp (N, n), rp (N, n), bp_err, rp_err) → (bp', rp', bp_err', rp_err'), on raw coefficients [e⁻/s].
+
+Rows of a missing band arrive as NaN and are re-masked afterwards whatever the callable returns.
+The outputs must be (N, vocabulary.n_bp) and (N, vocabulary.n_rp).
+"""
+
+
+@dataclass
+class TokenBatch:
+    """Token matrices of N sources in vocabulary order (the model's input, physical units)."""
+
+    source_id: np.ndarray  # (N,) int64
+    values: np.ndarray  # (N, T) float32, NaN = missing
+    errors: np.ndarray  # (N, T) float32, 0 = missing/unknown
+    flags: np.ndarray  # (N,) int64, SourceFlag bits
+    vocabulary: Vocabulary
+    parameters: dict[str, Any] = field(default_factory=dict)  # the build_tokens settings
+
+    def __len__(self) -> int:
+        return int(self.source_id.shape[0])
+
+    def column(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Value and error (N,) of one token."""
+        j = self.vocabulary.index(name)
+        return self.values[:, j], self.errors[:, j]
+
+    def to_dict(self) -> dict[str, np.ndarray]:
+        """Flat columns: `source_id`, `flags`, then `<token>` and `<token>_error` for every token.
+
+        The form a Ray Data `map_batches` function returns.
+        """
+        out: dict[str, np.ndarray] = {"source_id": self.source_id, "flags": self.flags}
+        for j, tok in enumerate(self.vocabulary.tokens):
+            out[tok.name] = self.values[:, j]
+            out[tok.error_name] = self.errors[:, j]
+        return out
+
+    def to_table(self, provenance: Mapping[str, Any] | None = None) -> pa.Table:
+        """A pyarrow Table of `to_dict()` with metadata: vocabulary JSON, recipe version and parameters,
+        the flag bit table, and free-form provenance (keys `xpengine.vocabulary`, `xpengine.features`,
+        `xpengine.flags`, `xpengine.provenance`)."""
+        table = pa.table({k: pa.array(v) for k, v in self.to_dict().items()})
+        meta = {
+            b"xpengine.vocabulary": self.vocabulary.to_json().encode(),
+            b"xpengine.features": json.dumps(
+                {"version": FEATURES_VERSION, "parameters": self.parameters}, default=str
+            ).encode(),
+            b"xpengine.flags": json.dumps({f.name: int(f) for f in SourceFlag if f.name}).encode(),
+            b"xpengine.provenance": json.dumps(dict(provenance or {}), default=str).encode(),
+        }
+        return table.replace_schema_metadata(meta)
+
+
+# --------------------------------------------------------------------------------------------------
+# column access, uniform over pyarrow tables and dicts of numpy arrays
+
+
+class _Columns:
+    """Read-only access to the input columns as float64 numpy arrays (nulls → NaN)."""
+
+    def __init__(self, data: Any) -> None:
+        if type(data).__module__.split(".")[0] == "pandas":
+            data = pa.Table.from_pandas(data, preserve_index=False)
+        if isinstance(data, pa.RecordBatch):
+            data = pa.Table.from_batches([data])
+        if isinstance(data, pa.Table):
+            self._table: pa.Table | None = data
+            self._dict: Mapping[str, Any] | None = None
+            names = data.column_names
+        elif isinstance(data, Mapping):
+            self._table = None
+            self._dict = data
+            names = list(data.keys())
+        else:
+            raise TypeError(
+                f"build_tokens expects a pyarrow Table/RecordBatch, a pandas DataFrame or a dict of "
+                f"numpy arrays, got {type(data).__name__}"
+            )
+        self._names = {str(n): n for n in names}
+        # case-insensitive fallback (VOTable writes SOURCE_ID); exact names win
+        self._lower: dict[str, Any] = {}
+        for n in names:
+            self._lower.setdefault(str(n).lower(), n)
+        self.n = self._num_rows()
+
+    def _key(self, name: str) -> Any | None:
+        if name in self._names:
+            return self._names[name]
+        return self._lower.get(name.lower())
+
+    def has(self, name: str) -> bool:
+        return self._key(name) is not None
+
+    def _raw(self, name: str) -> Any:
+        key = self._key(name)
+        if self._table is not None:
+            return self._table.column(key)
+        return self._dict[key]  # type: ignore[index]
+
+    def _num_rows(self) -> int:
+        if self._table is not None:
+            return self._table.num_rows
+        key = self._key("source_id")
+        if key is None:
+            raise ValueError(f"input has no 'source_id' column; got columns {sorted(self._names)[:20]}")
+        return len(np.asarray(self._dict[key]))  # type: ignore[index]
+
+    def source_id(self) -> np.ndarray:
+        if not self.has("source_id"):
+            raise ValueError(f"input has no 'source_id' column; got columns {sorted(self._names)[:20]}")
+        raw = self._raw("source_id")
+        if self._table is not None:
+            if not (pa.types.is_integer(_storage_type(raw.type))):
+                raise ValueError(f"column 'source_id' must be integer (int64), got type {raw.type}")
+            if raw.null_count:
+                raise ValueError(f"column 'source_id' has {raw.null_count} null values")
+            return np.asarray(pc.cast(_storage(raw), pa.int64()).to_numpy(), dtype=np.int64)
+        arr = np.asarray(raw)
+        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(
+                f"column 'source_id' must be a 1-D integer array, got shape {arr.shape} dtype {arr.dtype}"
+            )
+        return arr.astype(np.int64, copy=False)
+
+    def scalar(self, name: str) -> np.ndarray | None:
+        """(N,) float64 with NaN for nulls/masked values, or None when the column is absent."""
+        if not self.has(name):
+            return None
+        raw = self._raw(name)
+        if self._table is not None:
+            typ = _storage_type(raw.type)
+            if pa.types.is_null(typ):
+                return np.full(self.n, np.nan)
+            if not (pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ)):
+                raise ValueError(
+                    f"column {name!r} must be numeric with one value per row, got type {raw.type}"
+                )
+            arr = _storage(raw)
+            if not pa.types.is_float64(typ):
+                arr = pc.cast(arr, pa.float64())
+            if arr.null_count:
+                arr = pc.fill_null(arr, np.nan)
+            return np.asarray(arr.to_numpy(), dtype=np.float64)
+        return _dict_scalar(raw, name, self.n)
+
+    def non_null(self, name: str) -> np.ndarray | None:
+        """(N,) bool: the row holds a value (not null/None/NaN/empty string), or None when absent."""
+        if not self.has(name):
+            return None
+        raw = self._raw(name)
+        if self._table is not None:
+            valid = pc.is_valid(raw)
+            if pa.types.is_string(raw.type) or pa.types.is_large_string(raw.type):
+                valid = pc.and_(valid, pc.fill_null(pc.not_equal(raw, ""), False))
+            elif pa.types.is_floating(raw.type):
+                valid = pc.and_(valid, pc.invert(pc.fill_null(pc.is_nan(raw), True)))
+            return np.asarray(valid.to_numpy(zero_copy_only=False), dtype=bool)
+        arr = np.asarray(raw)
+        if arr.shape != (self.n,):
+            raise ValueError(f"column {name!r} must have shape ({self.n},), got {arr.shape}")
+        if arr.dtype.kind in "fc":
+            return ~np.isnan(arr)
+        if arr.dtype.kind in "US":
+            return arr != arr.dtype.type("")
+        if arr.dtype == object:
+            return np.asarray(_notna_objects(arr), dtype=bool)
+        return np.ones(self.n, dtype=bool)
+
+    def band(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(values (N, w) float, present (N,) bool) of a list column, or None when absent.
+
+        Values keep the stored float width (float32 archive errors stay float32) and may be a
+        read-only view of the Arrow buffer. Null or empty lists and rows with no finite value are
+        "not present" (their values are NaN).
+        """
+        if not self.has(name):
+            return None
+        raw = self._raw(name)
+        if self._table is not None:
+            return _arrow_band(raw, name, self.n)
+        return _dict_band(raw, name, self.n)
+
+
+def _notna_objects(arr: np.ndarray) -> np.ndarray:
+    """Object array (N,) → bool: not None, not NaN, not an empty string (via Arrow, no row loop)."""
+    a = pa.array(arr, from_pandas=True)
+    valid = pc.is_valid(a)
+    if pa.types.is_string(a.type):
+        valid = pc.and_(valid, pc.fill_null(pc.not_equal(a, ""), False))
+    return valid.to_numpy(zero_copy_only=False)
+
+
+def _storage_type(typ: pa.DataType) -> pa.DataType:
+    return typ.storage_type if isinstance(typ, pa.ExtensionType) else typ
+
+
+def _storage(arr: pa.ChunkedArray) -> pa.ChunkedArray:
+    if isinstance(arr.type, pa.ExtensionType):
+        return pa.chunked_array([c.storage for c in arr.chunks], type=arr.type.storage_type)
+    return arr
+
+
+def _dict_scalar(raw: Any, name: str, n: int) -> np.ndarray:
+    if isinstance(raw, np.ma.MaskedArray):
+        raw = raw.astype(np.float64).filled(np.nan)
+    arr = np.asarray(raw)
+    if arr.dtype == object:
+        try:
+            arr = pc.fill_null(pc.cast(pa.array(arr, from_pandas=True), pa.float64()), np.nan).to_numpy()
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            raise ValueError(f"column {name!r} must hold one number per row: {exc}") from None
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"column {name!r} must have shape ({n},), got {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise ValueError(f"column {name!r} must be numeric, got dtype {arr.dtype}")
+    return arr.astype(np.float64, copy=False)
+
+
+def _list_chunk_to_2d(chunk: pa.Array, name: str, row0: int) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """One list-typed chunk → (values (m, w) of the present rows, present (m_chunk,) bool, w)."""
+    if isinstance(chunk, pa.ExtensionArray):
+        chunk = chunk.storage
+    typ = chunk.type
+    if pa.types.is_null(typ):
+        return np.empty((0, 0)), np.zeros(len(chunk), dtype=bool), None
+    if not (pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ)):
+        raise ValueError(
+            f"column {name!r} must be a list of numbers per row (list/fixed_size_list), got type "
+            f"{typ}; text-encoded arrays must be parsed first (xpengine.io)"
+        )
+    vtype = typ.value_type
+    if not (pa.types.is_floating(vtype) or pa.types.is_integer(vtype)):
+        raise ValueError(f"column {name!r} must hold numbers, got list element type {vtype}")
+    lengths = pc.fill_null(pc.list_value_length(chunk), 0).to_numpy(zero_copy_only=False)
+    valid = chunk.is_valid().to_numpy(zero_copy_only=False) & (lengths > 0)  # (m_chunk,)
+    widths = np.unique(lengths[valid])
+    if widths.size > 1:
+        expected = int(lengths[np.flatnonzero(valid)[0]])  # the first present row sets the length
+        first_bad = int(np.flatnonzero(valid & (lengths != expected))[0])
+        raise ValueError(
+            f"column {name!r} has rows of different lengths {widths.tolist()} (row {row0 + first_bad} "
+            f"has {int(lengths[first_bad])}, expected {expected} as in the first row); one band has "
+            "one length"
+        )
+    if widths.size == 0:
+        return np.empty((0, 0)), valid, None
+    w = int(widths[0])
+    # flatten() drops null slots even when they are backed by non-empty sub-lists
+    flat = chunk.flatten()
+    if not pa.types.is_floating(flat.type) or flat.null_count:
+        flat = pc.fill_null(pc.cast(flat, pa.float64()), np.nan)
+    # float32 archive errors stay float32 here (converted where needed, e.g. for a representation)
+    return flat.to_numpy(zero_copy_only=False).reshape(-1, w), valid, w
+
+
+def _arrow_band(col: pa.ChunkedArray, name: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    parts = []
+    width: int | None = None
+    row0 = 0
+    for chunk in col.chunks:
+        vals, valid, w = _list_chunk_to_2d(chunk, name, row0)
+        if w is not None:
+            if width is not None and w != width:
+                raise ValueError(
+                    f"column {name!r} has rows of different lengths ({width} and {w} near row {row0})"
+                )
+            width = w
+        parts.append((vals, valid, row0))
+        row0 += len(chunk)
+    if width is None:
+        return np.full((n, 0), np.nan), np.zeros(n, dtype=bool)
+    if len(parts) == 1 and parts[0][1].all():
+        out = parts[0][0]  # every row present: the flattened buffer is the matrix (may be read-only)
+    else:
+        out = np.full((n, width), np.nan)
+        for vals, valid, start in parts:
+            if vals.size:
+                out[start + np.flatnonzero(valid)] = vals
+    present = np.isfinite(out).any(axis=1)
+    return out, present
+
+
+def _dict_band(raw: Any, name: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(raw, (pa.Array, pa.ChunkedArray)):
+        return _arrow_band(pa.chunked_array([raw]) if isinstance(raw, pa.Array) else raw, name, n)
+    if isinstance(raw, np.ma.MaskedArray):
+        if raw.dtype == object:  # e.g. astropy MaskedColumn of per-row arrays: masked rows → None
+            raw = np.where(np.ma.getmaskarray(raw), None, np.asarray(raw.data, dtype=object))
+        else:
+            raw = raw.astype(np.float64).filled(np.nan)
+    arr = np.asarray(raw)
+    if arr.dtype == object:
+        if arr.ndim != 1 or arr.shape[0] != n:
+            raise ValueError(f"column {name!r} must have {n} rows of arrays, got shape {arr.shape}")
+        try:
+            converted = pa.array(arr, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise ValueError(f"column {name!r} must hold one array of numbers per row: {exc}") from None
+        return _arrow_band(pa.chunked_array([converted]), name, n)
+    if arr.ndim != 2 or arr.shape[0] != n:
+        raise ValueError(
+            f"column {name!r} must be a 2-D array (N={n}, n_coefficients) or a list column, got shape "
+            f"{arr.shape}"
+        )
+    if not np.issubdtype(arr.dtype, np.number):
+        raise ValueError(f"column {name!r} must be numeric, got dtype {arr.dtype}")
+    out = arr.astype(np.float64, copy=False)
+    return out, np.isfinite(out).any(axis=1)
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def _xp_band(
+    cols: _Columns, band: str, n_expected: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """(coefficients (N, w), errors (N, w), present (N,), n_relevant (N,) or None) of one band."""
+    n = cols.n
+    coef = cols.band(f"{band}_coefficients")
+    err = cols.band(f"{band}_coefficient_errors")
+    if coef is None:
+        values = np.full((n, n_expected), np.nan)
+        present = np.zeros(n, dtype=bool)
+    else:
+        values, present = coef
+        if values.shape[1] == 0:
+            values = np.full((n, n_expected), np.nan)
+    w = values.shape[1]
+    if err is None:
+        errors = np.full((n, w), np.nan)
+    else:
+        errors, _ = err
+        if errors.shape[1] == 0:
+            errors = np.full((n, w), np.nan)
+        elif errors.shape[1] != w:
+            raise ValueError(
+                f"column '{band}_coefficient_errors' has {errors.shape[1]} entries per row but "
+                f"'{band}_coefficients' has {w}"
+            )
+    n_relevant = cols.scalar(f"{band}_n_relevant_bases")
+    if not present.all():  # band arrays may be read-only views of Arrow buffers: never edit in place
+        values = np.where(present[:, None], values, np.nan)
+        errors = np.where(present[:, None], errors, np.nan)
+    return values, errors, present, n_relevant
+
+
+def _apply_representation(
+    representation: Representation | None,
+    bp: np.ndarray,
+    rp: np.ndarray,
+    bp_err: np.ndarray,
+    rp_err: np.ndarray,
+    vocabulary: Vocabulary,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    n = bp.shape[0]
+    if representation is not None:
+        f64 = [np.asarray(a, dtype=np.float64) for a in (bp, rp, bp_err, rp_err)]
+        out = representation(*f64)
+        if not (isinstance(out, tuple) and len(out) == 4):
+            raise ValueError(
+                f"representation {representation!r} must return a tuple (bp, rp, bp_err, rp_err), "
+                f"got {type(out).__name__}"
+            )
+        bp, rp, bp_err, rp_err = (np.asarray(a, dtype=np.float64) for a in out)
+        where = f"representation {getattr(representation, '__name__', representation)!r} output"
+    else:
+        where = "column"
+    for label, arr, want in (
+        ("bp", bp, vocabulary.n_bp),
+        ("rp", rp, vocabulary.n_rp),
+        ("bp errors", bp_err, vocabulary.n_bp),
+        ("rp errors", rp_err, vocabulary.n_rp),
+    ):
+        if arr.shape != (n, want):
+            col = {
+                "bp": "bp_coefficients",
+                "rp": "rp_coefficients",
+                "bp errors": "bp_coefficient_errors",
+                "rp errors": "rp_coefficient_errors",
+            }[label]
+            raise ValueError(
+                f"{where} {col!r}: shape {arr.shape}, but vocabulary {vocabulary.name} expects "
+                f"({n}, {want}) ({label}); pass a matching vocabulary or a representation that maps them"
+            )
+    return bp, rp, bp_err, rp_err
+
+
+def build_tokens(
+    data: Any,
+    vocabulary: Vocabulary = PAPER_VOCABULARY,
+    *,
+    representation: Representation | None = None,
+    min_relevant: int = 10,
+    propagate_from: int | None = PAPER_PROPAGATE_FROM,
+    apply_zero_point: bool = True,
+    leung2023: bool = True,
+    zero_point_fallback: float | None = None,
+    max_parallax_error: float = MAX_PARALLAX_ERROR_MAS,
+    max_ruwe: float = MAX_RUWE,
+    ebv_floor: float | None = None,
+    tmass_require_error: bool = True,
+) -> TokenBatch:
+    """Build the token matrices of a batch of sources (see the module docstring for columns).
+
+    data: pyarrow Table/RecordBatch, pandas DataFrame or dict of numpy arrays, N rows.
+    vocabulary: token order and XP lengths (n_bp, n_rp) of the output.
+    representation: optional callable on the raw coefficients before relevancy masking and G
+        normalisation (`Representation`); None keeps the archive coefficients.
+    min_relevant: a present band with fewer relevant coefficients sets FEW_RELEVANT_BASES.
+    propagate_from: relevancy propagation index (`relevancy.propagate_relevancy`); None disables it.
+    apply_zero_point, leung2023, zero_point_fallback, max_parallax_error [mas], max_ruwe: see
+        `astrometry.pseudo_luminosity`.
+    ebv_floor: E(B−V) floor [mag] before the log (`astrometry.ebv_to_logebv`); None drops E ≤ 0.
+    tmass_require_error: treat 2MASS magnitudes without an error (upper limits) as missing.
+
+    Returns a TokenBatch: values (N, T) float32 with NaN = missing, errors (N, T) float32 with
+    0 = missing/unknown, flags (N,) int64 (`SourceFlag`).
+    """
+    if min_relevant < 0:
+        raise ValueError(f"min_relevant must be >= 0, got {min_relevant}")
+    cols = _Columns(data)
+    n = cols.n
+    source_id = cols.source_id()
+    if source_id.shape != (n,):
+        raise ValueError(f"column 'source_id' has {source_id.shape[0]} rows, other columns {n}")
+    names = vocabulary.names
+    t_index = {name: j for j, name in enumerate(names)}
+    values = np.full((n, len(vocabulary)), np.nan, dtype=np.float32)  # (N, T)
+    errors = np.zeros((n, len(vocabulary)), dtype=np.float32)  # (N, T)
+    flags = np.zeros(n, dtype=np.int64)
+
+    def put(name: str, value: np.ndarray, error: np.ndarray | None) -> None:
+        if name in t_index:
+            j = t_index[name]
+            values[:, j] = value
+            errors[:, j] = np.nan if error is None else error
+
+    def flag(mask: np.ndarray, bit: SourceFlag) -> None:
+        flags[mask] |= np.int64(int(bit))
+
+    upstream = cols.scalar("flags")
+    if upstream is not None:
+        flags |= np.where(np.isfinite(upstream), upstream, 0).astype(np.int64)
+    read_problem = cols.non_null("read_problem")  # xpengine.io: text of a row-level problem, else null
+    if read_problem is not None:
+        flag(read_problem, SourceFlag.READ_PROBLEM)
+
+    # -- gaia_source presence
+    gaia = {c: cols.scalar(c) for c in GAIA_SOURCE_COLUMNS}
+    present_gaia = [v for v in gaia.values() if v is not None]
+    if present_gaia:
+        no_gaia = np.logical_and.reduce([~np.isfinite(v) for v in present_gaia])
+    else:
+        no_gaia = np.ones(n, dtype=bool)
+        logger.debug("no gaia_source columns in the input: all %d rows flagged NO_GAIA_SOURCE", n)
+    flag(no_gaia, SourceFlag.NO_GAIA_SOURCE)
+
+    # -- G photometry
+    g_mag = gaia["phot_g_mean_mag"]
+    g_flux = g_flux_from_columns(
+        g_mag if g_mag is not None else np.full(n, np.nan), gaia["phot_g_mean_flux"]
+    )  # (N,) e-/s
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g_from_flux = G_ZERO_POINT_MAG - 2.5 * np.log10(g_flux)
+    g = g_from_flux if g_mag is None else np.where(np.isfinite(g_mag), g_mag, g_from_flux)
+    flag(~np.isfinite(g_flux), SourceFlag.NO_GAIA_PHOTOMETRY)
+
+    # -- XP
+    bp, bp_err, bp_present, bp_nrel = _xp_band(cols, "bp", vocabulary.n_bp)
+    rp, rp_err, rp_present, rp_nrel = _xp_band(cols, "rp", vocabulary.n_rp)
+    bp, rp, bp_err, rp_err = _apply_representation(representation, bp, rp, bp_err, rp_err, vocabulary)
+    flag(~bp_present, SourceFlag.NO_BP)
+    flag(~rp_present, SourceFlag.NO_RP)
+    few = np.zeros(n, dtype=bool)
+    g_flux_col = g_flux[:, None]  # (N, 1) e-/s, NaN where unusable
+    for band, coef, err, present, nrel, width in (
+        ("bp", bp, bp_err, bp_present, bp_nrel, vocabulary.n_bp),
+        ("rp", rp, rp_err, rp_present, rp_nrel, vocabulary.n_rp),
+    ):
+        if nrel is None:
+            if present.any():
+                logger.warning(
+                    "no '%s_n_relevant_bases' column: all %s coefficients treated as relevant", band, band
+                )
+            nrel = np.full(n, np.nan)
+        mask = relevancy_mask(nrel, width, propagate_from=propagate_from) & present[:, None]  # (N, n)
+        few |= present & (mask.sum(axis=1) < min_relevant)
+        idx = vocabulary.indices([f"{band}{i}" for i in range(width)])
+        contiguous = idx == list(range(idx[0], idx[0] + width))
+        for src, dst_all in ((coef, values), (err, errors)):
+            # normalise_by_g_flux written straight into the float32 output (no (N, n) temporaries)
+            dst = dst_all[:, idx[0] : idx[0] + width] if contiguous else np.empty((n, width), np.float32)
+            np.divide(src, g_flux_col, out=dst, casting="unsafe")
+            dst[~mask] = np.nan
+            if not contiguous:
+                dst_all[:, idx] = dst
+    flag(few, SourceFlag.FEW_RELEVANT_BASES)
+
+    # -- colours
+    if gaia["bp_rp"] is not None or (
+        gaia["phot_bp_mean_mag"] is not None and gaia["phot_rp_mean_mag"] is not None
+    ):
+        bprp, bprp_err = bp_rp_colour(
+            gaia["phot_bp_mean_mag"],
+            gaia["phot_rp_mean_mag"],
+            gaia["phot_bp_mean_flux_over_error"],
+            gaia["phot_rp_mean_flux_over_error"],
+            bp_rp=gaia["bp_rp"],
+        )
+    else:
+        bprp, bprp_err = np.full(n, np.nan), None
+    put("bprp", bprp, bprp_err)
+    flag(~np.isfinite(bprp), SourceFlag.NO_BP_RP_COLOUR)
+
+    tm = {c: cols.scalar(c) for c in TMASS_COLUMNS}
+    if tm["j_m"] is not None:
+        nan = np.full(n, np.nan)
+        jh, jh_err, jk, jk_err = tmass_colours(
+            tm["j_m"],
+            tm["j_msigcom"],
+            nan if tm["h_m"] is None else tm["h_m"],
+            tm["h_msigcom"],
+            nan if tm["ks_m"] is None else tm["ks_m"],
+            tm["ks_msigcom"],
+            require_error=tmass_require_error,
+        )
+    else:
+        jh = jk = np.full(n, np.nan)
+        jh_err = jk_err = None
+    put("jh", jh, jh_err)
+    put("jk", jk, jk_err)
+    flag(~np.isfinite(jh) & ~np.isfinite(jk), SourceFlag.NO_2MASS)
+
+    # -- pseudo-luminosity
+    if gaia["parallax"] is not None:
+        lum = pseudo_luminosity(
+            g,
+            gaia["parallax"],
+            gaia["parallax_error"] if gaia["parallax_error"] is not None else np.full(n, np.nan),
+            ruwe=gaia["ruwe"],
+            nu_eff_used_in_astrometry=gaia["nu_eff_used_in_astrometry"],
+            pseudocolour=gaia["pseudocolour"],
+            ecl_lat=gaia["ecl_lat"],
+            astrometric_params_solved=gaia["astrometric_params_solved"],
+            apply_zero_point=apply_zero_point,
+            leung2023=leung2023,
+            zero_point_fallback=zero_point_fallback,
+            max_parallax_error=max_parallax_error,
+            max_ruwe=max_ruwe,
+        )
+        put("g_fakemag", lum.fakemag, lum.fakemag_error)
+        flag(lum.no_parallax, SourceFlag.NO_PARALLAX)
+        flag(lum.no_zero_point, SourceFlag.NO_ZERO_POINT)
+    else:
+        flag(np.ones(n, dtype=bool), SourceFlag.NO_PARALLAX)
+
+    # -- extinction
+    logebv = cols.scalar("logebv")
+    if logebv is not None:
+        logebv_err = cols.scalar("logebv_error")
+    else:
+        ebv = cols.scalar("ebv")
+        if ebv is not None:
+            logebv, logebv_err = ebv_to_logebv(ebv, cols.scalar("ebv_error"), floor=ebv_floor)
+        else:
+            logebv, logebv_err = np.full(n, np.nan), None
+    put("logebv", logebv, logebv_err)
+    flag(~np.isfinite(logebv), SourceFlag.NO_EXTINCTION)
+
+    # -- labels and any other token given by name
+    for tok in vocabulary.tokens:
+        if tok.kind == "xp" or tok.name in _COMPUTED_TOKENS:
+            continue
+        value = cols.scalar(tok.name)
+        if value is not None:
+            put(tok.name, value, cols.scalar(tok.error_name))
+        elif tok.name == "ln_age" and (age := cols.scalar("age")) is not None:
+            age_err = cols.scalar("age_error")
+            ok = np.isfinite(age) & (age > 0)
+            safe = np.where(ok, age, 1.0)
+            put(
+                "ln_age",
+                np.where(ok, np.log(safe), np.nan),
+                None if age_err is None else np.where(ok, np.abs(age_err) / safe, np.nan),
+            )
+
+    # -- missing-token convention: NaN value ⇔ error 0; unknown errors are 0
+    missing = ~np.isfinite(values)
+    values[missing] = np.nan
+    errors[missing | ~np.isfinite(errors)] = 0.0
+    return TokenBatch(
+        source_id=source_id,
+        values=values,
+        errors=errors,
+        flags=flags,
+        vocabulary=vocabulary,
+        parameters={
+            "representation": None
+            if representation is None
+            else getattr(representation, "__qualname__", repr(representation)),
+            "min_relevant": min_relevant,
+            "propagate_from": propagate_from,
+            "apply_zero_point": apply_zero_point,
+            "leung2023": leung2023,
+            "zero_point_fallback": zero_point_fallback,
+            "max_parallax_error": max_parallax_error,
+            "max_ruwe": max_ruwe,
+            "ebv_floor": ebv_floor,
+            "tmass_require_error": tmass_require_error,
+        },
+    )
