@@ -15,6 +15,7 @@ import sys
 
 _COMMAND_MODULES: tuple[str, ...] = (
     "xpengine.features.cli",
+    "xpengine.catalog.cli",
 )
 
 

@@ -1,0 +1,268 @@
+"""`xpengine query`: SQL and Galactic-archaeology presets on an output catalogue (DuckDB).
+
+Examples:
+
+    xpengine query out/ "SELECT count(*) FROM catalog WHERE logg < 3.5"
+    xpengine query out/ --preset age-metallicity --plot amr.png --output amr.csv
+    xpengine query out/ --preset giants --region 30 40 -5 5 --count --stats
+    xpengine query out/ --truth truth.parquet \\
+        "SELECT median(abs(c.age - t.age_gyr)) FROM catalog c JOIN truth t USING (source_id)"
+    xpengine query --list-presets
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_PROG = "xpengine query"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `query` subcommand to the `xpengine` command's subparsers."""
+    p = sub.add_parser(
+        "query",
+        help="SQL / preset queries on an output catalogue (DuckDB)",
+        description=(
+            "Query a catalogue directory (or .parquet file, glob, s3:// URL) with SQL on the view `catalog` "
+            "(plus `truth`, `gaia` and --join views, joined on source_id), or run a preset."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    p.add_argument("catalog", nargs="?", help="catalogue directory, .parquet file, glob or URL")
+    p.add_argument(
+        "sql", nargs="?", help="one read-only SQL statement on the view `catalog` (or use --preset)"
+    )
+    p.add_argument("--preset", help="run a preset (see --list-presets)")
+    p.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a preset parameter, or a $NAME placeholder of the SQL (repeatable; 'none' switches a cut off)",
+    )
+    p.add_argument(
+        "--list-presets", action="store_true", help="describe the presets and their parameters, then exit"
+    )
+    p.add_argument("--truth", metavar="FILE", help="simulated truth table (Parquet/CSV) → view `truth`")
+    p.add_argument(
+        "--gaia-source", metavar="PATH", help="gaia_source Parquet or bulk ECSV (.csv.gz) → view `gaia`"
+    )
+    p.add_argument(
+        "--join",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="another table with a source_id column → view NAME (repeatable)",
+    )
+    p.add_argument(
+        "--hpx8-range", nargs=2, type=int, metavar=("FIRST", "LAST"), help="restrict to a hpx8 range"
+    )
+    p.add_argument(
+        "--region",
+        nargs=4,
+        type=float,
+        metavar=("L_MIN", "L_MAX", "B_MIN", "B_MAX"),
+        help="restrict to a Galactic box in deg (L_MIN > L_MAX wraps through l = 0)",
+    )
+    p.add_argument("--output", "-o", metavar="FILE", help="write the whole result to FILE (.parquet or .csv)")
+    p.add_argument("--plot", metavar="FILE.png", help="write the preset's picture (picture presets only)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing --output/--plot files")
+    p.add_argument(
+        "--head", type=int, default=20, metavar="N", help="rows to print without --output (default 20)"
+    )
+    p.add_argument("--count", action="store_true", help="print only the number of result rows")
+    p.add_argument("--show-sql", action="store_true", help="print the SQL that would run, then exit")
+    p.add_argument(
+        "--stats", action="store_true", help="print files/row groups/bytes read and time to stderr"
+    )
+    p.add_argument("--threads", type=int, help="DuckDB threads (default: all cores)")
+    p.set_defaults(func=run)
+
+
+def _parse_value(text: str) -> Any:
+    """A command-line value for an SQL placeholder: int, float or string."""
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _pairs(items: list[str], what: str) -> dict[str, str]:
+    from xpengine.catalog.query import QueryError
+
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise QueryError(f"{what} must look like NAME=VALUE, got {item!r}")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def _format_table(table: Any, total: int) -> str:
+    """A plain-text table of `table` (pyarrow) with a row-count footer."""
+    import math
+
+    cols = table.column_names
+    cells = [[_fmt(v, math) for v in table.column(c).to_pylist()] for c in cols]
+    widths = [max([len(c)] + [len(s) for s in col]) for c, col in zip(cols, cells, strict=True)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    for i in range(table.num_rows):
+        lines.append("  ".join(col[i].rjust(w) for col, w in zip(cells, widths, strict=True)))
+    shown = table.num_rows
+    lines.append(
+        f"({total:,} row{'s' if total != 1 else ''}" + (f", first {shown} shown)" if shown < total else ")")
+    )
+    return "\n".join(lines)
+
+
+def _fmt(v: Any, math: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.6g}"
+    return str(v)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of `xpengine query`; returns the exit code (2 on a query error, with the message)."""
+    from xpengine.catalog.query import QueryError
+
+    try:
+        return _run(args)
+    except QueryError as exc:
+        print(f"{_PROG}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    import pyarrow as pa
+
+    from xpengine.catalog import presets
+    from xpengine.catalog.query import QueryError, open_catalog, write_table_stream
+
+    if args.list_presets:
+        print(presets.describe_presets())
+        return 0
+    if args.catalog is None:
+        raise QueryError("give a CATALOG (directory, .parquet file, glob or URL), or --list-presets")
+    if (args.sql is None) == (args.preset is None):
+        raise QueryError("give either an SQL query or --preset NAME (exactly one of them)")
+    spec = presets.get_preset(args.preset) if args.preset else None
+    if args.plot and (spec is None or spec.plot is None):
+        pictures = sorted(n for n, s in presets.PRESETS.items() if s.plot)
+        raise QueryError(f"--plot needs a picture preset ({pictures})")
+    if args.head < 0:
+        raise QueryError(f"--head must be ≥ 0, got {args.head}")
+    raw_params = _pairs(args.param, "--param")
+    joins = _pairs(args.join, "--join")
+
+    with open_catalog(
+        args.catalog,
+        truth=args.truth,
+        gaia_source=args.gaia_source,
+        joins=joins,
+        hpx8_range=args.hpx8_range,
+        region=args.region,
+        threads=args.threads,
+        profile=args.stats,
+    ) as cat:
+        if spec is not None:
+            sql = cat.preset_sql(spec.name, raw_params)
+            params = None
+            units = spec.units
+        else:
+            sql = args.sql
+            params = {k: _parse_value(v) for k, v in raw_params.items()}
+            units = {}
+        if args.show_sql:
+            print(sql)
+            return 0
+
+        if args.count:
+            n = cat.sql(f"SELECT count(*) AS n FROM ({sql})", params).column(0)[0].as_py()
+            print(n)
+        elif spec is not None and (spec.post is not None or args.plot):
+            # picture presets return bins: small, materialise
+            table = cat.preset(spec.name, raw_params)
+            if args.output:
+                write_table_stream(
+                    pa.RecordBatchReader.from_batches(table.schema, table.to_batches()),
+                    args.output,
+                    overwrite=args.overwrite,
+                )
+                print(f"{table.num_rows:,} rows → {args.output}", file=sys.stderr)
+            else:
+                print(_format_table(table.slice(0, args.head), table.num_rows))
+            if args.plot:
+                _check_plot_path(args.plot, args.overwrite)
+                spec.plot(table, args.plot)
+                print(f"picture → {args.plot}", file=sys.stderr)
+        elif args.output:
+            reader = cat.reader(sql, params)
+            meta = cat.with_units(reader.schema.empty_table(), units).schema.metadata
+            n = write_table_stream(reader, args.output, schema_metadata=meta, overwrite=args.overwrite)
+            print(f"{n:,} rows → {args.output}", file=sys.stderr)
+        else:
+            head, total = _head_and_count(cat.reader(sql, params), args.head)
+            print(_format_table(head, total))
+        if args.stats:
+            print(f"{_PROG}: {cat.scan_stats().describe()}", file=sys.stderr)
+    return 0
+
+
+def _check_plot_path(path: str, overwrite: bool) -> None:
+    from pathlib import Path
+
+    from xpengine.catalog.query import QueryError
+
+    p = Path(path)
+    if p.suffix.lower() != ".png":
+        raise QueryError(f"--plot file must end in .png, got {path!r}")
+    if p.exists() and not overwrite:
+        raise QueryError(f"plot file {path!r} exists; pass --overwrite to replace it")
+    if not p.parent.exists():
+        raise QueryError(f"plot directory {str(p.parent)!r} does not exist")
+
+
+def _head_and_count(reader: Any, n_head: int) -> tuple[Any, int]:
+    """The first `n_head` rows (pyarrow Table) and the total row count of a streamed result."""
+    import duckdb
+    import pyarrow as pa
+
+    from xpengine.catalog.query import QueryError
+
+    kept, have, total = [], 0, 0
+    try:
+        for batch in reader:
+            total += batch.num_rows
+            if have < n_head:
+                b = batch.slice(0, n_head - have)
+                kept.append(b)
+                have += b.num_rows
+    except (duckdb.Error, pa.ArrowException) as exc:
+        raise QueryError(f"SQL error: {str(exc).strip()}") from exc
+    return pa.Table.from_batches(kept, schema=reader.schema), total
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `xpengine query` alone (for tests and `python -m xpengine.catalog.cli`)."""
+    parser = argparse.ArgumentParser(prog="xpengine")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["query", *(argv if argv is not None else sys.argv[1:])])
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
