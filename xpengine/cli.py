@@ -16,6 +16,7 @@ import sys
 _COMMAND_MODULES: tuple[str, ...] = (
     "xpengine.features.cli",
     "xpengine.catalog.cli",
+    "xpengine.datasets.cli",
 )
 
 

@@ -1,0 +1,183 @@
+"""`xpengine build-dataset`: build training-schema Parquet files.
+
+    xpengine build-dataset apogee-xp --input apogee_xp_dev.fits.gz --output apogee_xp.parquet
+    xpengine build-dataset apogee --allstar allStar-dr17-synspec_rev1.fits \
+        --distmass APOGEE_DistMass-DR17_v1.6.1.fits --xp DIR --gaia-source DIR --output apogee.parquet
+    xpengine build-dataset synthetic --sky SKY_DIR --output synthetic.parquet
+
+Heavy work (astropy, the builders) is imported inside the command functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+logger = logging.getLogger(__name__)
+
+
+def _check_output(path: str, overwrite: bool) -> None:
+    if os.path.exists(path) and not overwrite:
+        raise SystemExit(f"error: output {path} exists; pass --overwrite to replace it")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise SystemExit(f"error: output directory {parent} does not exist")
+
+
+def _report(table: object, path: str) -> None:
+    import numpy as np
+
+    from xpengine.datasets.splits import split_counts
+
+    split = np.asarray(table.column("split").to_numpy(zero_copy_only=False))  # type: ignore[attr-defined]
+    counts = split_counts(split)
+    logger.info(
+        "wrote %s: %d stars (train %d, val %d, test %d)",
+        path,
+        split.size,
+        counts["train"],
+        counts["val"],
+        counts["test"],
+    )
+
+
+def _run_apogee_xp(args: argparse.Namespace) -> int:
+    from xpengine.datasets.apogee_xp import build_apogee_xp
+    from xpengine.datasets.schema import write_training_set
+
+    _check_output(args.output, args.overwrite)
+    build = build_apogee_xp(
+        args.input,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        xp_error_model=args.xp_errors,
+        chunk_rows=args.chunk_rows,
+    )
+    write_training_set(build.table, args.output, overwrite=args.overwrite)
+    _report(build.table, args.output)
+    return 0
+
+
+def _survey_options(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        "mass_column": args.mass_column,
+        "mass_error_column": args.mass_error_column,
+        "age_column": args.age_column,
+        "age_error_column": args.age_error_column,
+        "val_fraction": args.val_fraction,
+        "test_fraction": args.test_fraction,
+        "keep_without_evolution": args.keep_without_evolution,
+        "with_correlations": args.xp_correlations,
+    }
+
+
+def _run_apogee(args: argparse.Namespace) -> int:
+    from xpengine.datasets.schema import write_training_set
+    from xpengine.datasets.survey import SurveyInputs, build_survey
+
+    _check_output(args.output, args.overwrite)
+    inputs = SurveyInputs(
+        allstar=args.allstar,
+        distmass=args.distmass,
+        xp=args.xp,
+        gaia_source=args.gaia_source,
+        tmass=args.tmass,
+        ebv=args.ebv,
+    )
+    build = build_survey(inputs, origin="apogee-dr17", **_survey_options(args))  # type: ignore[arg-type]
+    write_training_set(build.table, args.output, overwrite=args.overwrite)
+    _report(build.table, args.output)
+    return 0
+
+
+def _run_synthetic(args: argparse.Namespace) -> int:
+    from xpengine.datasets.schema import write_training_set
+    from xpengine.datasets.synthetic import build_synthetic
+
+    _check_output(args.output, args.overwrite)
+    build = build_synthetic(
+        args.sky,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        keep_without_evolution=args.keep_without_evolution,
+        with_correlations=args.xp_correlations,
+    )
+    write_training_set(build.table, args.output, overwrite=args.overwrite)
+    _report(build.table, args.output)
+    return 0
+
+
+def _common(p: argparse.ArgumentParser, *, val: float, test: float) -> None:
+    p.add_argument("--output", required=True, help="output Parquet file (training schema)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument(
+        "--val-fraction", type=float, default=val, help=f"validation fraction of all stars (default {val})"
+    )
+    p.add_argument(
+        "--test-fraction", type=float, default=test, help=f"test fraction of all stars (default {test})"
+    )
+
+
+def _evolution_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--keep-without-evolution",
+        action="store_true",
+        help="keep stars with no usable mass/age (NaN tokens); default: drop them, as the paper does",
+    )
+    p.add_argument(
+        "--xp-correlations",
+        action="store_true",
+        help="read the XP coefficient correlations for exact token errors (about 10x slower reading)",
+    )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `build-dataset` with the `apogee-xp`, `apogee` and `synthetic` builders."""
+    p = sub.add_parser(
+        "build-dataset",
+        help="build a training set (training-schema Parquet)",
+        description="Build a training/validation/test set in the xpengine training schema.",
+    )
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
+
+    a = kinds.add_parser(
+        "apogee-xp",
+        help="APOGEE DR17 labels + real Gaia XP sampled spectra (apogee_xp_dev.fits.gz layout)",
+    )
+    a.add_argument("--input", required=True, help="APOGEE×XP FITS file (.fits or .fits.gz)")
+    a.add_argument(
+        "--xp-errors",
+        choices=("estimated", "propagated", "unknown"),
+        default="estimated",
+        help="XP token errors from the sampled flux errors (see xpengine.datasets.xp_errors)",
+    )
+    a.add_argument("--chunk-rows", type=int, default=4096, help="rows per processing chunk")
+    _common(a, val=0.1, test=0.1)
+    a.set_defaults(func=_run_apogee_xp)
+
+    s = kinds.add_parser(
+        "apogee",
+        help="APOGEE DR17 allStar + DistMass VAC cross-matched with Gaia XP and gaia_source",
+    )
+    s.add_argument("--allstar", required=True, help="allStar-dr17-synspec_rev1.fits")
+    s.add_argument("--distmass", required=True, help="APOGEE_DistMass-DR17_v1.6.1.fits")
+    s.add_argument("--xp", required=True, help="directory or URL of XpContinuousMeanSpectrum files")
+    s.add_argument("--gaia-source", required=True, help="directory or URL of GaiaSource files")
+    s.add_argument("--tmass", help="2MASS table (source_id, j_m, j_msigcom, …); default: allStar J/H/K")
+    s.add_argument("--ebv", help="E(B−V) table (source_id, ebv, ebv_error)")
+    s.add_argument("--mass-column", default="MASS", help="DistMass mass column [Msun] (default MASS)")
+    s.add_argument("--mass-error-column", default="MASS_ERR", help="DistMass mass error column")
+    s.add_argument(
+        "--age-column", default="AGE_COR_SS", help="DistMass age column [yr, linear] (default AGE_COR_SS)"
+    )
+    s.add_argument("--age-error-column", default="AGE_ERR", help="DistMass age error column [dex]")
+    _evolution_options(s)
+    _common(s, val=0.09, test=0.1)
+    s.set_defaults(func=_run_apogee)
+
+    y = kinds.add_parser("synthetic", help="a simulated sky directory (xpengine simulate output)")
+    y.add_argument("--sky", required=True, help="simulated sky directory")
+    _evolution_options(y)
+    _common(y, val=0.09, test=0.1)
+    y.set_defaults(func=_run_synthetic)

@@ -1,0 +1,604 @@
+"""Training set from a spectroscopic survey with evolution labels: APOGEE DR17 allStar + DistMass VAC,
+cross-matched with Gaia DR3 XP continuous spectra and gaia_source (Zhang et al. 2026, §2).
+
+Inputs (`SurveyInputs`):
+- allStar FITS (HDU 1; REFERENCE §6): `APOGEE_ID`, `GAIAEDR3_SOURCE_ID` (0 = no Gaia match), `TEFF`,
+  `TEFF_ERR`, `LOGG`, `LOGG_ERR`, `M_H`, `M_H_ERR`, `ASPCAPFLAG`, `STARFLAG`, `EXTRATARG`; optional
+  `ALPHA_M`(`_ERR`), `FE_H`, `J`, `H`, `K` and `*_ERR`, `SNR`.
+- DistMass FITS (Stone-Martinez et al. 2024): `APOGEE_ID`, a mass column [M☉] and its error, an age
+  column [yr, linear] and its error [dex, one or two values]; names configurable (defaults `MASS`,
+  `MASS_ERR`, `AGE_COR_SS`, `AGE_ERR`: the mass names are not confirmed for v1.6.1).
+- Gaia DR3 bulk partitions: `XpContinuousMeanSpectrum_*` and `GaiaSource_*` (directory or URL),
+  read with `xpengine.io`; optional 2MASS table (`source_id`, `j_m`, `j_msigcom`, …) and E(B−V) table
+  (`source_id`, `ebv`, `ebv_error`).
+
+Recipe and decisions:
+1. allStar rows with EXTRATARG bit 4 (duplicate observation) are dropped; rows with
+   GAIAEDR3_SOURCE_ID = 0 cannot be matched and are dropped. If a Gaia source is still matched by
+   several rows (two APOGEE ids), the highest-SNR row is kept.
+2. ASPCAP labels (Teff, logg, [M/H], [α/M]) become NaN, the star kept, when ASPCAPFLAG bit 19 (M_H_BAD)
+   or bit 23 (STAR_BAD) is set or STARFLAG ≠ 0 (paper §2.1). DistMass mass and age are not touched
+   by those flags. Old-style sentinels (≤ −9999) are NaN too.
+3. DistMass is joined on the stripped APOGEE_ID. The VAC can hold one APOGEE_ID more than once (one
+   row per allStar row): the first row with finite mass and age is used.
+4. Age [yr] → ln(age/Gyr) with σ = ln(10)·AGE_ERR[dex] (two values averaged). An age column whose
+   median is < 100 is rejected (ages in Gyr or log10 years, not linear years).
+5. Quality cuts of the paper (§2.4): 0.5 < M/M☉ < 4, 0 < age < 14 Gyr, −2.5 < [M/H] < 0.7.
+   A star with a FINITE value outside a cut is DROPPED, as the paper does (an isochrone mass/age
+   outside the grid flags a failed fit; the paper's counts are after dropping). The [M/H] cut applies
+   to the [M/H] left after step 2 (a flagged, NaN [M/H] does not drop the star: the paper keeps
+   flagged stars with missing labels). Stars with NO usable mass or age (not in DistMass, NaN) are
+   dropped by default too (the paper's 319,585 stars all carry mass and age);
+   `keep_without_evolution=True` keeps them with NaN mass/ln_age tokens.
+6. Stars without an XP continuous row are dropped (a training star needs its XP tokens); stars with
+   XP but without a gaia_source row are kept (no G flux: no XP tokens, flagged NO_GAIA_SOURCE) — they
+   are reported in the summary.
+7. XP tokens: archive coefficients → the engine's representation (`xpengine.spectra.
+   project_coefficients`, errors with the archive correlations when `with_correlations`), relevancy
+   masking as in the paper, G normalisation; colours, pseudo-luminosity, ln E(B−V):
+   `xpengine.features.build_tokens`. 2MASS from the `tmass` table when given, else allStar J/H/K.
+8. Split: `split_by_source_id` with test 10% and validation 9% of all stars (the paper's 90/10 with a
+   validation slice of 10% of the training part), deterministic by source_id.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from xpengine.datasets.labels import (
+    AGE_RANGE_GYR,
+    M_H_RANGE_DEX,
+    MASS_RANGE_MSUN,
+    age_years_to_ln_age,
+    apogee_missing_to_nan,
+    bad_aspcap_mask,
+    check_age_in_years,
+    extratarg_duplicate_mask,
+    in_open_range,
+    strip_apogee_id,
+)
+from xpengine.datasets.splits import DEFAULT_SALT, split_by_source_id, split_counts
+
+__all__ = [
+    "ALLSTAR_OPTIONAL",
+    "ALLSTAR_REQUIRED",
+    "SurveyBuild",
+    "SurveyInputs",
+    "apply_cuts",
+    "build_survey",
+    "join_distmass",
+    "prepare_allstar",
+    "read_fits_columns",
+]
+
+logger = logging.getLogger(__name__)
+
+ALLSTAR_REQUIRED: tuple[str, ...] = (
+    "APOGEE_ID",
+    "GAIAEDR3_SOURCE_ID",
+    "TEFF",
+    "TEFF_ERR",
+    "LOGG",
+    "LOGG_ERR",
+    "M_H",
+    "M_H_ERR",
+    "ASPCAPFLAG",
+    "STARFLAG",
+    "EXTRATARG",
+)
+ALLSTAR_OPTIONAL: tuple[str, ...] = (
+    "ALPHA_M",
+    "ALPHA_M_ERR",
+    "J",
+    "J_ERR",
+    "H",
+    "H_ERR",
+    "K",
+    "K_ERR",
+    "SNR",
+)
+_ASPCAP_LABELS: tuple[tuple[str, str], ...] = (
+    ("teff", "TEFF"),
+    ("logg", "LOGG"),
+    ("m_h", "M_H"),
+    ("alpha_m", "ALPHA_M"),
+)
+
+
+@dataclass
+class SurveyInputs:
+    """Where the survey builder reads from (paths or fsspec URLs for the Gaia parts)."""
+
+    allstar: str
+    distmass: str
+    xp: str
+    gaia_source: str | None = None
+    tmass: str | None = None
+    ebv: str | None = None
+
+
+@dataclass
+class SurveyBuild:
+    """Result of `build_survey`: training-schema table and a summary (also its provenance)."""
+
+    table: Any  # pyarrow.Table
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------------
+# FITS columns
+
+
+def read_fits_columns(
+    path: str,
+    required: tuple[str, ...] | list[str],
+    optional: tuple[str, ...] | list[str] = (),
+    *,
+    what: str = "FITS table",
+    chunk_rows: int = 65_536,
+) -> dict[str, np.ndarray]:
+    """Columns of the first binary table of a FITS file as native numpy arrays (keys as requested).
+
+    Reads row blocks of a memory-mapped table so that a wide file (the real allStar has hundreds of
+    columns) is traversed once, whatever the number of columns asked. Names match case-insensitively.
+    Missing required columns raise ValueError naming the file, the columns and what the file holds.
+    """
+    from astropy.io import fits
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{what} {path!r} does not exist")
+    try:
+        hdul = fits.open(path, memmap=True)
+    except OSError as exc:
+        raise ValueError(f"{what} {path}: not a readable FITS file ({exc})") from None
+    try:
+        hdu = next((h for h in hdul if isinstance(h, fits.BinTableHDU)), None)
+        if hdu is None:
+            raise ValueError(f"{what} {path}: no binary table HDU")
+        names = list(hdu.columns.names)
+        by_upper = {n.upper(): n for n in names}
+        missing = [c for c in required if c.upper() not in by_upper]
+        if missing:
+            raise ValueError(
+                f"{what} {path}: missing column(s) {missing}; required {list(required)}; the file has "
+                f"{len(names)} columns, e.g. {names[:25]}"
+            )
+        wanted = [c for c in (*required, *optional) if c.upper() in by_upper]
+        n = int(hdu.header["NAXIS2"])
+        parts: dict[str, list[np.ndarray]] = {c: [] for c in wanted}
+        for start in range(0, max(n, 1), chunk_rows):
+            block = hdu.data[start : start + chunk_rows]
+            if block is None:
+                break
+            for c in wanted:
+                a = np.asarray(block[by_upper[c.upper()]])
+                parts[c].append(a.astype(a.dtype.newbyteorder("=")) if a.dtype.byteorder == ">" else a.copy())
+        return {c: (np.concatenate(v) if v else np.array([])) for c, v in parts.items()}
+    finally:
+        hdul.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# pure table steps (dicts of (N,) arrays in, dicts out)
+
+
+def prepare_allstar(cols: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """allStar columns → one row per matched Gaia source with cleaned labels (steps 1–2 of the recipe).
+
+    Returns (stars, counts): `stars` holds `source_id` int64, `apogee_id` str, `teff`, `logg`, `m_h`,
+    `alpha_m` and `<name>_error` float64 (NaN where flagged/missing), `aspcap_flagged` bool, `snr`,
+    `j`, `j_error`, `h`, `h_error`, `k`, `k_error` (NaN when absent); counts of what was dropped.
+    """
+    n0 = cols["APOGEE_ID"].shape[0]
+    dup = extratarg_duplicate_mask(cols["EXTRATARG"])
+    sid = np.asarray(cols["GAIAEDR3_SOURCE_ID"]).astype(np.int64)
+    no_gaia = sid <= 0
+    keep = ~dup & ~no_gaia
+    idx = np.flatnonzero(keep)
+    snr = apogee_missing_to_nan(cols["SNR"]) if "SNR" in cols else np.full(n0, np.nan)
+    from xpengine.datasets.apogee_xp import select_unique_rows
+
+    uniq = idx[select_unique_rows(sid[idx], snr[idx])]
+    counts = {
+        "allstar_rows": int(n0),
+        "extratarg_duplicates_dropped": int(dup.sum()),
+        "no_gaia_match_dropped": int((no_gaia & ~dup).sum()),
+        "same_gaia_source_rows_dropped": int(idx.size - uniq.size),
+    }
+    bad = bad_aspcap_mask(cols["ASPCAPFLAG"], cols["STARFLAG"])[uniq]
+    stars: dict[str, np.ndarray] = {
+        "source_id": sid[uniq],
+        "apogee_id": strip_apogee_id(cols["APOGEE_ID"][uniq]),
+        "aspcap_flagged": bad,
+        "snr": snr[uniq],
+    }
+    for tok, col in _ASPCAP_LABELS:
+        if col in cols:
+            v = apogee_missing_to_nan(cols[col][uniq])
+            e = (
+                apogee_missing_to_nan(cols[f"{col}_ERR"][uniq])
+                if f"{col}_ERR" in cols
+                else np.full(v.shape, np.nan)
+            )
+        else:
+            v = e = np.full(uniq.size, np.nan)
+        stars[tok] = np.where(bad, np.nan, v)
+        stars[f"{tok}_error"] = np.where(bad | np.isnan(v), np.nan, e)
+    for band in ("J", "H", "K"):
+        m = cols.get(band)
+        e = cols.get(f"{band}_ERR")
+        stars[band.lower()] = np.full(uniq.size, np.nan) if m is None else np.asarray(m[uniq], np.float64)
+        stars[f"{band.lower()}_error"] = (
+            np.full(uniq.size, np.nan) if e is None else np.asarray(e[uniq], np.float64)
+        )
+    counts["aspcap_flagged_labels_nan"] = int(bad.sum())
+    return stars, counts
+
+
+def join_distmass(
+    apogee_id: np.ndarray,
+    dm: dict[str, np.ndarray],
+    *,
+    mass_column: str,
+    mass_error_column: str | None,
+    age_column: str,
+    age_error_column: str | None,
+    source: str = "DistMass",
+) -> dict[str, np.ndarray]:
+    """Mass [M☉], its error, ln(age/Gyr) and σ_ln (N,) for each stripped APOGEE_ID (NaN: no match).
+
+    dm: DistMass columns keyed by the given names plus `APOGEE_ID`. Ages must be linear years
+    (`check_age_in_years`). Duplicated APOGEE_IDs: the first row with finite mass and age wins, else
+    the first row.
+    """
+    dm_id = strip_apogee_id(dm["APOGEE_ID"])
+    mass = apogee_missing_to_nan(dm[mass_column])
+    mass_err = (
+        apogee_missing_to_nan(dm[mass_error_column]) if mass_error_column else np.full(mass.shape, np.nan)
+    )
+    age = apogee_missing_to_nan(dm[age_column])
+    check_age_in_years(age, column=age_column, source=source)
+    age_err = None if not age_error_column else np.asarray(dm[age_error_column], dtype=np.float64)
+    if age_err is not None:
+        age_err = np.where(age_err <= -9998.0, np.nan, age_err)
+    ln_age, ln_age_err = age_years_to_ln_age(age, age_err)
+    good = np.isfinite(mass) & np.isfinite(ln_age)
+    # order: by id, good rows first, then file order → first row per id is the one to use
+    order = np.lexsort((np.arange(dm_id.size), ~good, dm_id))
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = dm_id[order][1:] != dm_id[order][:-1]
+    pick = order[first]  # one row per id, sorted by id
+    ids_sorted = dm_id[pick]
+    q = np.asarray(apogee_id).astype(str)
+    out: dict[str, np.ndarray] = {}
+    if ids_sorted.size == 0:
+        for name in ("mass", "mass_error", "ln_age", "ln_age_error"):
+            out[name] = np.full(q.size, np.nan)
+        out["in_distmass"] = np.zeros(q.size, dtype=bool)
+        return out
+    pos = np.clip(np.searchsorted(ids_sorted, q), 0, ids_sorted.size - 1)
+    found = ids_sorted[pos] == q
+    row = pick[pos]
+    for name, arr in (
+        ("mass", mass),
+        ("mass_error", mass_err),
+        ("ln_age", ln_age),
+        ("ln_age_error", ln_age_err),
+    ):
+        out[name] = np.where(found, arr[row], np.nan)
+    out["in_distmass"] = found
+    return out
+
+
+def apply_cuts(
+    stars: dict[str, np.ndarray], *, keep_without_evolution: bool = False
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Rows (N,) bool to keep after the paper's cuts (step 5 of the recipe) and the counts dropped."""
+    mass, ln_age, m_h = stars["mass"], stars["ln_age"], stars["m_h"]
+    age_gyr = np.exp(ln_age)
+    bad_mass = np.isfinite(mass) & ~in_open_range(mass, MASS_RANGE_MSUN)
+    bad_age = np.isfinite(age_gyr) & ~in_open_range(age_gyr, AGE_RANGE_GYR)
+    bad_mh = np.isfinite(m_h) & ~in_open_range(m_h, M_H_RANGE_DEX)
+    no_evo = ~(np.isfinite(mass) & np.isfinite(ln_age))
+    drop = bad_mass | bad_age | bad_mh
+    if not keep_without_evolution:
+        drop |= no_evo
+    counts = {
+        "mass_cut_dropped": int(bad_mass.sum()),
+        "age_cut_dropped": int(bad_age.sum()),
+        "m_h_cut_dropped": int(bad_mh.sum()),
+        "without_mass_or_age": int(no_evo.sum()),
+        "without_mass_or_age_dropped": 0
+        if keep_without_evolution
+        else int((no_evo & ~(bad_mass | bad_age | bad_mh)).sum()),
+    }
+    return ~drop, counts
+
+
+# --------------------------------------------------------------------------------------------------
+# Gaia cross-match
+
+
+def _read_side_table(path: str | None, columns: tuple[str, ...], what: str, ids: np.ndarray) -> Any:
+    """A 2MASS / E(B−V) table restricted to the wanted source ids (None when no path)."""
+    if path is None:
+        return None
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from xpengine.io import read_table
+
+    t = read_table(path)
+    missing = [c for c in ("source_id", *columns) if c not in t.column_names]
+    if missing:
+        raise ValueError(f"{what} table {path}: missing column(s) {missing}; columns: {t.column_names}")
+    keep = [c for c in ("source_id", *columns, "ebv_error") if c in t.column_names]
+    t = t.select(list(dict.fromkeys(keep)))
+    mask = pc.is_in(pc.cast(t.column("source_id"), pa.int64()), value_set=pa.array(ids, pa.int64()))
+    return t.filter(mask)
+
+
+def _xp_and_gaia(
+    inputs: SurveyInputs,
+    ids: np.ndarray,
+    *,
+    with_correlations: bool,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[Any, dict[str, int]]:
+    """XP rows (+ gaia_source, 2MASS, E(B−V) columns) of the wanted sources, over all partitions."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from xpengine.io import discover_partitions, join_sources, read_gaia_source, read_xp_continuous
+
+    parts = discover_partitions(inputs.xp, inputs.gaia_source)
+    if not parts:
+        raise ValueError(
+            f"no XpContinuousMeanSpectrum_AAAAAA-BBBBBB files found in {inputs.xp!r}; expected the Gaia "
+            "DR3 bulk layout (REFERENCE §1)"
+        )
+    tmass = _read_side_table(
+        inputs.tmass, ("j_m", "j_msigcom", "h_m", "h_msigcom", "ks_m", "ks_msigcom"), "2MASS", ids
+    )
+    ebv = _read_side_table(inputs.ebv, ("ebv",), "E(B-V)", ids)
+    value_set = pa.array(ids, pa.int64())
+    tables = []
+    n_no_gaia_file = 0
+    used = [p for p in parts if p.contains(ids).any()]
+    logger.info("%d of %d XP partitions hold survey stars", len(used), len(parts))
+    for i, part in enumerate(used):
+        xp = read_xp_continuous(part.xp_url, with_correlations=with_correlations)
+        xp = xp.filter(pc.is_in(xp.column("source_id"), value_set=value_set))
+        if xp.num_rows == 0:
+            continue
+        gaia = None
+        if part.gaia_url is not None:
+            gaia = read_gaia_source(part.gaia_url)
+            gaia = gaia.filter(pc.is_in(gaia.column("source_id"), value_set=value_set))
+        else:
+            n_no_gaia_file += xp.num_rows
+        tables.append(join_sources(xp, gaia, tmass=tmass, ebv=ebv))
+        if progress is not None:
+            progress(i + 1, len(used))
+    counts = {
+        "partitions": len(parts),
+        "partitions_read": len(used),
+        "xp_rows_without_gaia_file": n_no_gaia_file,
+    }
+    if not tables:
+        return None, counts
+    return pa.concat_tables(tables, promote_options="permissive"), counts
+
+
+def _np(table: Any, name: str) -> np.ndarray | None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if name not in table.column_names:
+        return None
+    col = table.column(name)
+    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type):
+        return np.asarray(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    return col.to_numpy(zero_copy_only=False)
+
+
+def build_survey(
+    inputs: SurveyInputs,
+    *,
+    origin: str = "apogee-dr17",
+    vocabulary: Any = None,
+    mass_column: str = "MASS",
+    mass_error_column: str | None = "MASS_ERR",
+    age_column: str = "AGE_COR_SS",
+    age_error_column: str | None = "AGE_ERR",
+    val_fraction: float = 0.09,
+    test_fraction: float = 0.1,
+    salt: bytes = DEFAULT_SALT,
+    keep_without_evolution: bool = False,
+    with_correlations: bool = False,
+    extra_columns: dict[str, Callable[[np.ndarray], np.ndarray]] | None = None,
+    provenance: dict[str, Any] | None = None,
+) -> SurveyBuild:
+    """Build the training-schema table of a survey (recipe in the module docstring).
+
+    vocabulary: default `PAPER_VOCABULARY` (120 tokens; [α/M] then goes to an extra column `alpha_m`).
+    with_correlations: read the XP correlations to propagate exact token errors (≈10× slower reading).
+    extra_columns: name → function(source_id (M,)) → (M,) array, added to the output (e.g. truth).
+    provenance: more entries for the summary / provenance metadata.
+    """
+    from xpengine.datasets.schema import training_table
+    from xpengine.datasets.xp import archive_xp_columns
+    from xpengine.features import PAPER_VOCABULARY, build_tokens
+    from xpengine.features.tokens import FEATURES_VERSION
+    from xpengine.io import list_column_to_numpy
+    from xpengine.spectra import REPRESENTATION_ID
+
+    vocab = PAPER_VOCABULARY if vocabulary is None else vocabulary
+    summary: dict[str, Any] = {"builder": "xpengine.datasets.survey.build_survey", "origin": origin}
+    summary.update(provenance or {})
+
+    # 1-2: allStar
+    cols = read_fits_columns(inputs.allstar, ALLSTAR_REQUIRED, ALLSTAR_OPTIONAL, what="allStar file")
+    stars, counts = prepare_allstar(cols)
+    del cols
+    summary.update(counts)
+    if stars["source_id"].size == 0:
+        raise ValueError(
+            f"allStar file {inputs.allstar}: no row with a Gaia match (GAIAEDR3_SOURCE_ID > 0) left after "
+            f"dropping EXTRATARG duplicates ({counts})"
+        )
+
+    # 3-4: DistMass
+    dm_cols = [mass_column, age_column] + [c for c in (mass_error_column, age_error_column) if c]
+    dm = read_fits_columns(inputs.distmass, ["APOGEE_ID", *dm_cols], what="DistMass file")
+    stars.update(
+        join_distmass(
+            stars["apogee_id"],
+            dm,
+            mass_column=mass_column,
+            mass_error_column=mass_error_column,
+            age_column=age_column,
+            age_error_column=age_error_column,
+            source=f"DistMass file {inputs.distmass}",
+        )
+    )
+    del dm
+    summary["in_distmass"] = int(stars["in_distmass"].sum())
+
+    # 5: cuts
+    keep, cut_counts = apply_cuts(stars, keep_without_evolution=keep_without_evolution)
+    summary.update(cut_counts)
+    stars = {k: v[keep] for k, v in stars.items()}
+    if stars["source_id"].size == 0:
+        raise ValueError(f"no star survives the quality cuts ({cut_counts}); check the mass/age columns")
+    logger.info("%d survey stars after flags, DistMass join and cuts", stars["source_id"].size)
+
+    # 6: Gaia
+    ids = stars["source_id"]
+    joined, xp_counts = _xp_and_gaia(
+        inputs,
+        ids,
+        with_correlations=with_correlations,
+        progress=lambda i, n: logger.info("XP partitions %d / %d", i, n) if i % 50 == 0 or i == n else None,
+    )
+    summary.update(xp_counts)
+    if joined is None or joined.num_rows == 0:
+        raise ValueError(
+            f"empty cross-match: none of the {ids.size} survey stars (Gaia source_id from GAIAEDR3_SOURCE_ID) "
+            f"has an XP continuous row in {inputs.xp!r} ({xp_counts['partitions']} partitions, "
+            f"{xp_counts['partitions_read']} covering the stars' HEALPix ranges)"
+        )
+    xp_sid = np.asarray(joined.column("source_id").to_numpy(), dtype=np.int64)
+    if np.unique(xp_sid).size != xp_sid.size:
+        raise ValueError(
+            f"XP files in {inputs.xp!r} hold some source_id more than once; expected unique sources"
+        )
+    order = np.argsort(ids)
+    pos = order[np.searchsorted(ids, xp_sid, sorter=order)]  # row of each XP source in `stars`
+    summary["without_xp_dropped"] = int(ids.size - xp_sid.size)
+    star = {k: v[pos] for k, v in stars.items()}
+
+    # 7: tokens
+    n_bp, n_rp = vocab.n_bp, vocab.n_rp
+    data: dict[str, np.ndarray] = {"source_id": xp_sid}
+    corr = {}
+    for band, n in (("bp", n_bp), ("rp", n_rp)):
+        data[f"{band}_raw"] = list_column_to_numpy(joined.column(f"{band}_coefficients"), n)
+        data[f"{band}_raw_err"] = list_column_to_numpy(joined.column(f"{band}_coefficient_errors"), n)
+        c = f"{band}_coefficient_correlations"
+        corr[band] = (
+            list_column_to_numpy(joined.column(c), n * (n - 1) // 2) if c in joined.column_names else None
+        )
+    xp_cols = archive_xp_columns(
+        data.pop("bp_raw"),
+        data.pop("rp_raw"),
+        data.pop("bp_raw_err"),
+        data.pop("rp_raw_err"),
+        _np(joined, "bp_n_relevant_bases"),
+        _np(joined, "rp_n_relevant_bases"),
+        bp_correlations=corr["bp"],
+        rp_correlations=corr["rp"],
+    )
+    data.update(xp_cols)
+    if "read_problem" in joined.column_names:  # row-level parse problems upstream → READ_PROBLEM bit
+        from xpengine.features.flags import SourceFlag
+
+        problem = np.asarray(
+            joined.column("read_problem").is_valid().to_numpy(zero_copy_only=False), dtype=bool
+        )
+        data["flags"] = np.where(problem, int(SourceFlag.READ_PROBLEM), 0).astype(np.int64)
+    from xpengine.features.tokens import GAIA_SOURCE_COLUMNS
+
+    for c in GAIA_SOURCE_COLUMNS:
+        v = _np(joined, c)
+        if v is not None:
+            data[c] = v
+    if inputs.tmass is not None:
+        for c in ("j_m", "j_msigcom", "h_m", "h_msigcom", "ks_m", "ks_msigcom"):
+            data[c] = _np(joined, c)
+        summary["tmass_source"] = inputs.tmass
+    else:
+        for band, name in (("j", "j_m"), ("h", "h_m"), ("k", "ks_m")):
+            data[name] = star[band]
+            data[name.replace("_m", "_msigcom")] = star[f"{band}_error"]
+        summary["tmass_source"] = "allStar J, H, K"
+    if inputs.ebv is not None:
+        data["ebv"] = _np(joined, "ebv")
+        data["ebv_error"] = _np(joined, "ebv_error")
+    for name in ("teff", "logg", "m_h", "alpha_m", "mass", "ln_age"):
+        data[name] = star[name]
+        data[f"{name}_error"] = star[f"{name}_error"]
+    tb = build_tokens(data, vocab)
+
+    # 8: split and table
+    split = split_by_source_id(xp_sid, val_fraction=val_fraction, test_fraction=test_fraction, salt=salt)
+    extra: dict[str, np.ndarray] = {
+        "flags": tb.flags,
+        "apogee_id": star["apogee_id"].astype(str),
+        "aspcap_flagged": star["aspcap_flagged"].astype(bool),
+        "snr": star["snr"].astype(np.float32),
+    }
+    g = data.get("phot_g_mean_mag")
+    extra["phot_g_mean_mag"] = (np.full(xp_sid.size, np.nan) if g is None else g).astype(np.float32)
+    if "alpha_m" not in vocab:
+        extra["alpha_m"] = star["alpha_m"].astype(np.float32)
+        extra["alpha_m_err"] = star["alpha_m_error"].astype(np.float32)
+    for name, fn in (extra_columns or {}).items():
+        extra[name] = np.asarray(fn(xp_sid))
+    n_no_g = int(np.sum(~np.isfinite(tb.values[:, vocab.index("bp0")])))
+    summary.update(
+        {
+            "stars": int(xp_sid.size),
+            "stars_without_xp_tokens": n_no_g,
+            "split_counts": split_counts(split),
+            "split": {
+                "function": "xpengine.datasets.splits.split_by_source_id",
+                "val_fraction": val_fraction,
+                "test_fraction": test_fraction,
+                "salt": salt.decode("latin-1"),
+            },
+            "inputs": {k: v for k, v in vars(inputs).items()},
+            "mass_column": mass_column,
+            "mass_error_column": mass_error_column,
+            "age_column": age_column,
+            "age_error_column": age_error_column,
+            "cuts": {"mass_msun": MASS_RANGE_MSUN, "age_gyr": AGE_RANGE_GYR, "m_h_dex": M_H_RANGE_DEX},
+            "cut_policy": "finite out-of-range value drops the star; "
+            + ("stars without mass/age kept" if keep_without_evolution else "stars without mass/age dropped"),
+            "xp_representation": REPRESENTATION_ID,
+            "xp_correlations_used": bool(with_correlations),
+            "features_version": FEATURES_VERSION,
+            "vocabulary": vocab.name,
+        }
+    )
+    logger.info("survey data set: %d stars %s", xp_sid.size, summary["split_counts"])
+    table = training_table(
+        xp_sid, tb.values, tb.errors, vocab, split=split, origin=origin, extra=extra, provenance=summary
+    )
+    return SurveyBuild(table=table, summary=summary)
