@@ -17,6 +17,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "xpengine.features.cli",
     "xpengine.catalog.cli",
     "xpengine.datasets.cli",
+    "xpengine.evaluate.cli",
 )
 
 

@@ -1,0 +1,542 @@
+"""Evaluation of a label predictor (and the XGBoost baseline) on a training-schema test set.
+
+The predictor is anything with the interface of :class:`xpengine.inference.predictor.Predictor`:
+a ``vocabulary`` attribute (:class:`~xpengine.features.vocabulary.Vocabulary`) and
+``predict(values (N, T), errors (N, T), request: list[str], batch_size=...)`` returning a mapping
+(dict, DataFrame or Arrow table) with, per requested token ``<name>``, columns ``<name>`` and
+``<name>_error`` (1σ) in physical units. NaN in `values` means "not in the context".
+
+Ages: the model predicts ln(age/Gyr); age = exp(μ), σ_age = age · σ_ln age (REFERENCE.md §3), for the
+prediction and for the catalogue label alike. Metrics are reported for ``ln_age`` and ``age``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from xpengine.datasets.schema import read_training_set
+from xpengine.evaluate.baseline import BASELINE_LABELS, BaselineConfig, XGBoostBaseline
+from xpengine.evaluate.calibration import (
+    CALIBRATION_FILE,
+    Calibration,
+    LabelCalibration,
+    fit_label_calibration,
+)
+from xpengine.evaluate.metrics import binned_calibration, label_metrics
+from xpengine.evaluate.scenarios import SCENARIOS, scenario_groups
+from xpengine.features.vocabulary import Vocabulary
+
+__all__ = [
+    "LABEL_TOKENS",
+    "EvalSet",
+    "EvaluationResult",
+    "LabelPredictor",
+    "align_to_vocabulary",
+    "evaluate",
+    "load_eval_set",
+    "load_predictor",
+    "metric_labels",
+    "train_baseline",
+]
+
+logger = logging.getLogger(__name__)
+
+LABEL_TOKENS: tuple[str, ...] = BASELINE_LABELS
+"""Label tokens evaluated when present: teff, logg, m_h, alpha_m, mass, ln_age."""
+G_COLUMN = "phot_g_mean_mag"
+
+
+class LabelPredictor(Protocol):
+    vocabulary: Vocabulary
+
+    def predict(
+        self, values: np.ndarray, errors: np.ndarray, request: list[str], batch_size: int = ...
+    ) -> Mapping[str, Any]: ...
+
+
+@dataclass
+class EvalSet:
+    """Stars of one split with every token of their file and the evaluated truths.
+
+    values, errors: (N, T) in the file's vocabulary order; g_mag: (N,) G magnitude or None;
+    truth / truth_error: label → (N,) physical (errors 0 = unknown), including ``age`` [Gyr] when
+    ``ln_age`` is present.
+    """
+
+    path: str
+    split: str | None
+    source_id: np.ndarray
+    values: np.ndarray
+    errors: np.ndarray
+    vocabulary: Vocabulary
+    g_mag: np.ndarray | None
+    truth: dict[str, np.ndarray] = field(default_factory=dict)
+    truth_error: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.source_id)
+
+    def column(self, name: str) -> np.ndarray:
+        """(N,) values of token `name`, NaN when the file lacks it."""
+        if name in self.vocabulary:
+            return self.values[:, self.vocabulary.index(name)].astype(np.float64)
+        return np.full(len(self), np.nan)
+
+    def matrix(self, names: Sequence[str]) -> np.ndarray:
+        """(N, len(names)) float64 token values; missing tokens are NaN columns."""
+        return np.stack([self.column(n) for n in names], axis=1) if names else np.empty((len(self), 0))
+
+    def snr_proxy(self) -> np.ndarray:
+        """|rp0| / σ(rp0) (N,): S/N of the first RP coefficient, ≈ the integrated RP flux S/N."""
+        if "rp0" not in self.vocabulary:
+            return np.full(len(self), np.nan)
+        j = self.vocabulary.index("rp0")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            e = self.errors[:, j].astype(np.float64)
+            return np.where(e > 0, np.abs(self.values[:, j]) / e, np.nan)
+
+    def subset(self, idx: np.ndarray) -> EvalSet:
+        return EvalSet(
+            path=self.path,
+            split=self.split,
+            source_id=self.source_id[idx],
+            values=self.values[idx],
+            errors=self.errors[idx],
+            vocabulary=self.vocabulary,
+            g_mag=None if self.g_mag is None else self.g_mag[idx],
+            truth={k: v[idx] for k, v in self.truth.items()},
+            truth_error={k: v[idx] for k, v in self.truth_error.items()},
+        )
+
+
+def _read_extra_columns(path: str, split: str | None, names: Sequence[str]) -> dict[str, np.ndarray]:
+    import pyarrow.parquet as pq
+
+    available = set(pq.ParquetFile(path).schema_arrow.names)
+    want = [n for n in names if n in available]
+    if not want:
+        return {}
+    filters = [("split", "=", split)] if split else None
+    table = pq.read_table(path, columns=want, filters=filters)
+    return {n: table.column(n).to_numpy(zero_copy_only=False).astype(np.float64) for n in want}
+
+
+def load_eval_set(
+    path: str, *, split: str | None = "test", max_stars: int | None = None, seed: int = 0
+) -> EvalSet:
+    """Read the `split` rows of a training-schema Parquet file (all rows when split is None).
+
+    Label truths come from the label tokens of the file, or from plain columns of the same name
+    (`alpha_m`, with `alpha_m_error` if present) when the vocabulary lacks them. max_stars: keep a
+    seeded random subset of at most that many rows (quick runs).
+    """
+    arrays = read_training_set(path, split=split)
+    vocab = arrays.vocabulary
+    extra_names = [G_COLUMN]
+    for lab in LABEL_TOKENS:
+        if lab not in vocab:
+            extra_names += [lab, f"{lab}_error"]
+    extra = _read_extra_columns(path, split, extra_names)
+    es = EvalSet(
+        path=str(path),
+        split=split,
+        source_id=arrays.source_id,
+        values=arrays.values,
+        errors=arrays.errors,
+        vocabulary=vocab,
+        g_mag=extra.get(G_COLUMN),
+    )
+    n = len(es)
+    for lab in LABEL_TOKENS:
+        if lab in vocab:
+            j = vocab.index(lab)
+            t, e = arrays.values[:, j].astype(np.float64), arrays.errors[:, j].astype(np.float64)
+        elif lab in extra:
+            t, e = extra[lab], extra.get(f"{lab}_error", np.zeros(n))
+        else:
+            continue
+        if not np.isfinite(t).any():
+            continue
+        es.truth[lab] = t
+        es.truth_error[lab] = np.nan_to_num(e, nan=0.0)
+    if "ln_age" in es.truth:
+        age = np.exp(es.truth["ln_age"])
+        es.truth["age"] = age
+        es.truth_error["age"] = age * es.truth_error["ln_age"]
+    if n == 0:
+        raise ValueError(f"{path}: no rows with split == {split!r}")
+    if max_stars is not None and n > max_stars:
+        idx = np.sort(np.random.default_rng(seed).choice(n, size=max_stars, replace=False))
+        es = es.subset(idx)
+    logger.info("%s [%s]: %d stars, labels %s", path, split, len(es), sorted(es.truth))
+    return es
+
+
+def metric_labels(tokens: Sequence[str]) -> list[str]:
+    """Reported labels for predicted tokens: the tokens, plus ``age`` right before ``ln_age``."""
+    out: list[str] = []
+    for t in tokens:
+        if t == "ln_age":
+            out.append("age")
+        out.append(t)
+    return out
+
+
+def align_to_vocabulary(
+    values: np.ndarray, errors: np.ndarray, source: Vocabulary, target: Vocabulary
+) -> tuple[np.ndarray, np.ndarray]:
+    """Re-order token matrices (N, T_source) into `target` order (N, T_target).
+
+    Target tokens the source lacks become NaN values with error 0 (missing).
+    """
+    n = values.shape[0]
+    v = np.full((n, len(target)), np.nan, dtype=np.float32)
+    e = np.zeros((n, len(target)), dtype=np.float32)
+    common = [name for name in target.names if name in source]
+    if common:
+        ti, si = target.indices(common), source.indices(common)
+        v[:, ti] = values[:, si]
+        e[:, ti] = errors[:, si]
+    return v, e
+
+
+def load_predictor(model: str, *, device: str = "cpu", dtype: str | None = None) -> LabelPredictor:
+    """`Predictor.load(model, device=..., dtype=...)` from :mod:`xpengine.inference.predictor`, asking for
+    uncalibrated σ (``calibrate=False``) when the loader accepts it, so raw and calibrated
+    uncertainties can both be measured."""
+    try:
+        from xpengine.inference.predictor import Predictor
+    except ImportError as exc:
+        raise ImportError(
+            "`xpengine evaluate` needs xpengine.inference.predictor.Predictor to load the model "
+            f"{model!r}, and it could not be imported: {exc}"
+        ) from exc
+    kwargs: dict[str, Any] = {"device": device}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    params = inspect.signature(Predictor.load).parameters
+    if "calibrate" in params:
+        kwargs["calibrate"] = False
+    elif "calibration" in params:
+        kwargs["calibration"] = None
+    elif (Path(model) / CALIBRATION_FILE).is_file():
+        logger.warning(
+            "%s holds %s but Predictor.load has no `calibrate` argument: if the predictor applies it, "
+            "the 'raw' metrics below are already calibrated and the new fit is relative to the old one",
+            model,
+            CALIBRATION_FILE,
+        )
+    return Predictor.load(model, **kwargs)
+
+
+def _context_length(predictor: Any) -> int:
+    for attr in ("context_length",):
+        v = getattr(predictor, attr, None)
+        if isinstance(v, int):
+            return v
+    for holder in ("model_config", "config"):
+        cfg = getattr(predictor, holder, None)
+        v = getattr(cfg, "context_length", None)
+        if isinstance(v, int):
+            return v
+    model = getattr(predictor, "model", None)
+    v = getattr(getattr(model, "config", None), "context_length", None)
+    return v if isinstance(v, int) else 64
+
+
+def _accepts(fn: Any, name: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _run_predictor(
+    predictor: LabelPredictor,
+    values: np.ndarray,
+    errors: np.ndarray,
+    tokens: list[str],
+    batch_size: int,
+    inputs: list[str] | None = None,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """token → (mean (N,), σ (N,)) float64 physical; adds ``age`` from ``ln_age``.
+
+    inputs: the context token names, passed as ``inputs=`` when the predictor's ``predict`` takes it
+    (the real Predictor only reads those columns); values outside them are NaN anyway."""
+    kwargs: dict[str, Any] = {"batch_size": batch_size}
+    if inputs is not None and _accepts(predictor.predict, "inputs"):
+        kwargs["inputs"] = list(inputs)
+    out = predictor.predict(values, errors, list(tokens), **kwargs)
+    res: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for t in tokens:
+        try:
+            mu = np.asarray(out[t], dtype=np.float64)
+            sd = np.asarray(out[f"{t}_error"], dtype=np.float64)
+        except KeyError as exc:
+            raise KeyError(
+                f"predictor output lacks column {exc.args[0]!r}; it must return `<name>` and "
+                f"`<name>_error` for every requested token {tokens}"
+            ) from None
+        if mu.shape != (values.shape[0],) or sd.shape != mu.shape:
+            raise ValueError(
+                f"predictor returned shapes {mu.shape}/{sd.shape} for {t!r}, expected ({values.shape[0]},)"
+            )
+        res[t] = (mu, sd)
+    if "ln_age" in res:
+        mu, sd = res["ln_age"]
+        with np.errstate(over="ignore"):
+            age = np.exp(mu)
+        res["age"] = (age, age * sd)
+    return res
+
+
+def _run_scenario(
+    predictor: LabelPredictor,
+    scenario: str,
+    values: np.ndarray,
+    errors: np.ndarray,
+    tokens: list[str],
+    *,
+    batch_size: int,
+    seed: int,
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """Predictions of `tokens` for all rows of `values` (N, T) (predictor vocabulary order) under one
+    scenario, group by group (:func:`scenario_groups`). Returns (token → (mean, σ)), context mask (N, T)."""
+    vocab = predictor.vocabulary
+    n = values.shape[0]
+    groups = scenario_groups(
+        scenario, vocab, n, labels=tokens, context_length=_context_length(predictor), seed=seed
+    )
+    mask = np.zeros(values.shape, dtype=bool)
+    res: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for rows, names in groups:
+        cols = vocab.indices(names)
+        sub = np.zeros((len(rows), values.shape[1]), dtype=bool)
+        sub[:, cols] = True
+        sub &= np.isfinite(values[rows])
+        mask[rows] = sub
+        v = np.where(sub, values[rows], np.nan).astype(np.float32)
+        e = np.where(sub, errors[rows], 0.0).astype(np.float32)
+        part = _run_predictor(predictor, v, e, tokens, batch_size, inputs=names)
+        for k, (mu, sd) in part.items():
+            if k not in res:
+                res[k] = (np.full(n, np.nan), np.full(n, np.nan))
+            res[k][0][rows] = mu
+            res[k][1][rows] = sd
+    return res, mask
+
+
+def train_baseline(
+    train_path: str, config: BaselineConfig, *, split: str | None = "train"
+) -> XGBoostBaseline:
+    """Fit the XGBoost baseline on the `split` rows of a training-schema file."""
+    es = load_eval_set(train_path, split=split)
+    targets = {k: v for k, v in es.truth.items() if k in config.labels}
+    missing = [n for n in config.inputs if n not in es.vocabulary]
+    if missing:
+        raise ValueError(f"{train_path}: the baseline inputs {missing[:8]} are not tokens of this file")
+    logger.info("training the XGBoost baseline on %d stars of %s (%s)", len(es), train_path, split)
+    return XGBoostBaseline.fit(es.matrix(config.inputs), targets, config)
+
+
+@dataclass
+class EvaluationResult:
+    """metrics: the JSON-ready dict written to metrics.json. predictions: {"transformer" | "xgboost" |
+    "scenario:<name>" | "transformer_calibrated"} → label → (pred (N,), σ (N,) or None); truth /
+    truth_error: label → (N,); g_mag, snr: (N,) or None; calibration: fitted calibration or None."""
+
+    metrics: dict[str, Any]
+    predictions: dict[str, dict[str, tuple[np.ndarray, np.ndarray | None]]]
+    truth: dict[str, np.ndarray]
+    truth_error: dict[str, np.ndarray]
+    g_mag: np.ndarray | None
+    snr: np.ndarray
+    calibration: Calibration | None
+
+
+def _label_block(
+    preds: Mapping[str, tuple[np.ndarray, np.ndarray | None]],
+    truth: Mapping[str, np.ndarray],
+    truth_error: Mapping[str, np.ndarray],
+    labels: Sequence[str],
+) -> dict[str, dict[str, Any]]:
+    return {
+        lab: label_metrics(preds[lab][0], truth[lab], preds[lab][1], truth_error.get(lab))
+        for lab in labels
+        if lab in preds and lab in truth
+    }
+
+
+def _calibration_block(
+    preds: Mapping[str, tuple[np.ndarray, np.ndarray | None]],
+    es: EvalSet,
+    labels: Sequence[str],
+    snr: np.ndarray,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for lab in labels:
+        if lab not in preds or preds[lab][1] is None or lab not in es.truth:
+            continue
+        p, s = preds[lab]
+        t, te = es.truth[lab], es.truth_error[lab]
+        out[lab] = {
+            "overall": label_metrics(p, t, s, te),
+            "by_g": None if es.g_mag is None else binned_calibration(p, t, s, te, es.g_mag),
+            "by_snr": binned_calibration(p, t, s, te, snr),
+            "by_sigma_pred": binned_calibration(p, t, s, te, s),
+        }
+    return out
+
+
+def evaluate(
+    predictor: LabelPredictor | None,
+    test: EvalSet,
+    *,
+    baseline: XGBoostBaseline | None = None,
+    val: EvalSet | None = None,
+    scenarios: Sequence[str] = tuple(s.name for s in SCENARIOS),
+    batch_size: int = 4096,
+    seed: int = 0,
+    calibration_method: str = "scale_floor",
+    calibration_policy: str = "auto",
+) -> EvaluationResult:
+    """Predict the test labels with the predictor (all `scenarios`) and the baseline; compute metrics.
+
+    val: validation stars for the σ calibration (skipped when None or without labels).
+    Returns an :class:`EvaluationResult` whose `metrics` has keys "models", "scenarios",
+    "calibration", "data", "timing" (see report.md for their meaning).
+    """
+    t_start = time.perf_counter()
+    truth, terr = test.truth, test.truth_error
+    predictions: dict[str, dict[str, tuple[np.ndarray, np.ndarray | None]]] = {}
+    metrics: dict[str, Any] = {"models": {}, "scenarios": {}, "calibration": None}
+    timing: dict[str, float] = {}
+    snr = test.snr_proxy()
+
+    tokens: list[str] = []
+    if predictor is not None:
+        pv = predictor.vocabulary
+        tokens = [lab for lab in LABEL_TOKENS if lab in truth and lab in pv]
+        skipped = [lab for lab in LABEL_TOKENS if lab in truth and lab not in pv]
+        if skipped:
+            logger.info("labels %s are not tokens of the model's vocabulary; not predicted", skipped)
+    labels = metric_labels(tokens)
+    if predictor is not None and tokens:
+        values, errors = align_to_vocabulary(test.values, test.errors, test.vocabulary, pv)
+        for sc in scenarios:
+            t0 = time.perf_counter()
+            res, mask = _run_scenario(predictor, sc, values, errors, tokens, batch_size=batch_size, seed=seed)
+            timing[f"transformer_{sc}_s"] = time.perf_counter() - t0
+            predictions[f"scenario:{sc}"] = dict(res)
+            meta = next(s for s in SCENARIOS if s.name == sc)
+            metrics["scenarios"][sc] = {
+                "panel": meta.panel,
+                "description": meta.description,
+                "median_n_inputs": float(np.median(mask.sum(axis=1))) if len(mask) else math.nan,
+                "labels": _label_block(res, truth, terr, labels),
+            }
+            if sc == "standard":
+                predictions["transformer"] = dict(res)
+                metrics["models"]["transformer"] = metrics["scenarios"][sc]["labels"]
+        if "transformer" not in predictions:  # standard scenario not asked for: still needed
+            res, _ = _run_scenario(
+                predictor, "standard", values, errors, tokens, batch_size=batch_size, seed=seed
+            )
+            predictions["transformer"] = dict(res)
+            metrics["models"]["transformer"] = _label_block(res, truth, terr, labels)
+
+    baseline_tokens: list[str] = []
+    if baseline is not None:
+        b_tokens = baseline_tokens = [lab for lab in baseline.labels if lab in truth]
+        t0 = time.perf_counter()
+        bp = baseline.predict(test.matrix(baseline.inputs), b_tokens)
+        timing["xgboost_predict_s"] = time.perf_counter() - t0
+        bpred: dict[str, tuple[np.ndarray, np.ndarray | None]] = {k: (v, None) for k, v in bp.items()}
+        if "ln_age" in bpred:
+            bpred["age"] = (np.exp(bpred["ln_age"][0]), None)
+        predictions["xgboost"] = bpred
+        metrics["models"]["xgboost"] = _label_block(bpred, truth, terr, metric_labels(b_tokens))
+        metrics["baseline"] = {
+            "config": baseline.config.to_dict(),
+            "n_train": baseline.info.get("n_train"),
+            "train_seconds": baseline.info.get("train_seconds"),
+        }
+
+    calibration: Calibration | None = None
+    if "transformer" in predictions:
+        cal_block: dict[str, Any] = {
+            "formula": "sigma_cal = sqrt((a*sigma)^2 + b^2); z = (pred - truth) / sqrt(sigma^2 + sigma_truth^2)",
+            "policy": calibration_policy,
+            "method": calibration_method,
+            "raw": _calibration_block(predictions["transformer"], test, labels, snr),
+            "fit": None,
+            "calibrated": None,
+            "note": None,
+        }
+        if val is not None and any(t in val.truth for t in tokens):
+            vv, ve = align_to_vocabulary(val.values, val.errors, val.vocabulary, pv)
+            vres, _ = _run_scenario(predictor, "standard", vv, ve, tokens, batch_size=batch_size, seed=seed)
+            fits: dict[str, LabelCalibration] = {}
+            for tok in tokens:
+                if tok not in val.truth:
+                    continue
+                unit = pv.token(tok).unit
+                fits[tok] = fit_label_calibration(
+                    vres[tok][0],
+                    val.truth[tok],
+                    vres[tok][1],
+                    val.truth_error[tok],
+                    method=calibration_method,
+                    policy=calibration_policy,
+                    unit=unit,
+                )
+            calibration = Calibration(
+                labels=fits,
+                provenance={"data": val.path, "split": val.split, "n_stars": len(val)},
+            )
+            cal_block["fit"] = calibration.to_dict()
+            cpred: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+            for tok in tokens:
+                mu, sd = predictions["transformer"][tok]
+                cpred[tok] = (mu, calibration.apply(tok, sd))
+            if "ln_age" in cpred:
+                mu, sd = cpred["ln_age"]
+                age = np.exp(mu)
+                cpred["age"] = (age, age * sd)
+            predictions["transformer_calibrated"] = cpred
+            cal_block["calibrated"] = _calibration_block(cpred, test, labels, snr)
+        else:
+            cal_block["note"] = "no validation stars with labels: calibration not fitted"
+            logger.warning("no validation split with labels: σ calibration not fitted")
+        metrics["calibration"] = cal_block
+
+    metrics["data"] = {
+        "test": test.path,
+        "split": test.split,
+        "n_stars": len(test),
+        "labels": metric_labels([t for t in LABEL_TOKENS if t in tokens or t in baseline_tokens]),
+        "g_column": G_COLUMN if test.g_mag is not None else None,
+        "validation": None if val is None else {"path": val.path, "split": val.split, "n_stars": len(val)},
+        "seed": seed,
+    }
+    timing["total_s"] = time.perf_counter() - t_start
+    metrics["timing"] = timing
+    return EvaluationResult(
+        metrics=metrics,
+        predictions=predictions,
+        truth=dict(truth),
+        truth_error=dict(terr),
+        g_mag=test.g_mag,
+        snr=snr,
+        calibration=calibration,
+    )
