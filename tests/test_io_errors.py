@@ -1,0 +1,213 @@
+"""Bad input: whole-file problems raise GaiaFileError naming file/row/column; row problems keep the row."""
+
+from __future__ import annotations
+
+import gzip
+import re
+
+import pyarrow as pa
+import pytest
+from _io_data import MISSING_BP, WITH_MISSING_ECSV, XP_DIR, bulk_text, repeat_rows, write_gz_text
+
+from xpengine.io import GaiaFileError, read_gaia_source, read_xp_continuous, write_bulk_xp_continuous
+
+
+@pytest.fixture(scope="module")
+def real_xp() -> pa.Table:
+    return read_xp_continuous(WITH_MISSING_ECSV, with_correlations=True)
+
+
+@pytest.fixture()
+def bulk(tmp_path, real_xp):
+    path = tmp_path / "XpContinuousMeanSpectrum_000000-003111.csv.gz"
+    write_bulk_xp_continuous(real_xp, path)
+    return path
+
+
+def _data_lines(text: str) -> tuple[list[str], list[str]]:
+    lines = text.splitlines(keepends=True)
+    k = next(i for i, ln in enumerate(lines) if not ln.startswith("#"))
+    return lines[: k + 1], lines[k + 1 :]
+
+
+def test_error_is_value_error():
+    assert issubclass(GaiaFileError, ValueError)
+
+
+def test_empty_file(tmp_path):
+    p = tmp_path / "XpContinuousMeanSpectrum_000000-000001.csv.gz"
+    p.write_bytes(b"")
+    with pytest.raises(GaiaFileError, match=re.escape(str(p)) + ".*empty file"):
+        read_xp_continuous(p)
+
+
+def test_empty_gzip(tmp_path):
+    p = tmp_path / "empty.csv.gz"
+    p.write_bytes(gzip.compress(b""))
+    with pytest.raises(GaiaFileError, match="empty file") as info:
+        read_xp_continuous(p)
+    assert info.value.source == str(p)
+
+
+def test_unknown_format(tmp_path):
+    p = tmp_path / "spectra.json"
+    p.write_text('{"source_id": [1, 2]}')
+    with pytest.raises(GaiaFileError, match=re.escape(str(p)) + ".*unknown format"):
+        read_xp_continuous(p)
+    p = tmp_path / "noise.bin"
+    p.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(GaiaFileError, match="unknown format"):
+        read_gaia_source(p)
+
+
+def test_truncated_gzip(tmp_path, real_xp):
+    big = repeat_rows(real_xp, 90)
+    full = tmp_path / "full.csv.gz"
+    write_bulk_xp_continuous(big, full)
+    data = full.read_bytes()
+    cut = tmp_path / "XpContinuousMeanSpectrum_000000-003111.csv.gz"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(GaiaFileError, match=re.escape(str(cut)) + r".*truncated or corrupt gzip") as info:
+        read_xp_continuous(cut)
+    assert "after data row" in str(info.value)
+    # cut inside the first 64 kB (while sniffing the format)
+    cut.write_bytes(data[:2000])
+    with pytest.raises(GaiaFileError, match="truncated or corrupt gzip"):
+        read_xp_continuous(cut)
+
+
+def test_corrupt_gzip(tmp_path, bulk):
+    data = bytearray(bulk.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = b"\x00" * 64
+    bulk.write_bytes(bytes(data))
+    with pytest.raises(GaiaFileError, match="truncated or corrupt gzip"):
+        read_xp_continuous(bulk)
+
+
+def test_malformed_array_keeps_row(tmp_path, bulk):
+    header, rows = _data_lines(bulk_text(bulk))
+    assert rows[0].count('"[') == 6
+    rows[0] = rows[0].replace('"[', '"[oops', 1)  # first quoted array = bp_coefficients
+    write_gz_text(bulk, "".join(header + rows))
+    t = read_xp_continuous(bulk)
+    assert t.num_rows == 3
+    problem = t.column("read_problem")[0].as_py()
+    assert problem.startswith("bp_coefficients: not a list of numbers")
+    assert "data row 1" in problem
+    assert t.column("bp_coefficients")[0].as_py() is None
+    assert t.column("bp_n_relevant_bases")[0].as_py() is None  # the whole band is null
+    assert len(t.column("rp_coefficients")[0].as_py()) == 55  # RP untouched
+    assert t.column("read_problem").null_count == 2
+
+
+def test_array_without_brackets(tmp_path, bulk):
+    header, rows = _data_lines(bulk_text(bulk))
+    i = next(k for k, r in enumerate(rows) if r.startswith(str(MISSING_BP)))
+    # The RP errors lose their closing bracket: the inner part would still parse as numbers.
+    start = rows[i].index('"[', rows[i].index('"[') + 2)
+    end = rows[i].index(']"', start)
+    rows[i] = rows[i][:end] + rows[i][end + 1 :]
+    write_gz_text(bulk, "".join(header + rows))
+    t = read_xp_continuous(bulk)
+    assert t.column("read_problem")[i].as_py().startswith("rp_coefficient_errors: not enclosed in [] or ()")
+    assert t.column("rp_coefficients")[i].as_py() is None
+
+
+def test_wrong_length_array(tmp_path, bulk):
+    header, rows = _data_lines(bulk_text(bulk))
+    a = rows[2].index('"[') + 2
+    b = rows[2].index(",", a)
+    rows[2] = rows[2][:a] + rows[2][b + 1 :]  # drop the first BP coefficient
+    write_gz_text(bulk, "".join(header + rows))
+    t = read_xp_continuous(bulk)
+    assert t.column("read_problem")[2].as_py() == "bp_coefficients: expected 55 values, got 54 (data row 3)"
+    assert t.column("bp_coefficients")[2].as_py() is None
+    assert t.column("rp_coefficients")[2].as_py() is not None
+    assert t.column("read_problem")[0].as_py() is None
+
+
+def test_wrong_length_correlations(tmp_path, real_xp):
+    bad = real_xp.to_pylist()
+    bad[0]["rp_coefficient_correlations"] = bad[0]["rp_coefficient_correlations"][:-1]
+    path = tmp_path / "c.csv.gz"
+    write_bulk_xp_continuous(pa.Table.from_pylist(bad, schema=real_xp.schema), path)
+    t = read_xp_continuous(path, with_correlations=True)
+    assert t.column("read_problem")[0].as_py() == (
+        "rp_coefficient_correlations: expected 1485 values, got 1484 (data row 1)"
+    )
+    assert t.column("rp_coefficients")[0].as_py() is None
+    # Not asked for: correlations are not even parsed, so the row is fine.
+    assert read_xp_continuous(path).column("read_problem").null_count == 3
+
+
+def test_missing_required_column(tmp_path):
+    src = (XP_DIR / "XP_CONTINUOUS_RAW.csv").read_text().splitlines()
+    names = src[0].split(",")
+    drop = names.index("bp_coefficient_errors")
+    import csv
+    import io
+
+    rows = list(csv.reader(io.StringIO("\n".join(src))))
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    for r in rows:
+        w.writerow(r[:drop] + r[drop + 1 :])
+    p = tmp_path / "XP_CONTINUOUS_no_errors.csv"
+    p.write_text(out.getvalue())
+    with pytest.raises(GaiaFileError, match=re.escape(str(p)) + r".*column 'bp_coefficient_errors'") as info:
+        read_xp_continuous(p)
+    assert info.value.column == "bp_coefficient_errors"
+    # Correlations are required only when asked for.
+    t = read_xp_continuous(XP_DIR / "18Sco-XP-spectra.csv")
+    assert t.num_rows == 1
+
+
+def test_missing_correlations_when_asked(tmp_path, real_xp):
+    path = tmp_path / "nocorr.parquet"
+    import pyarrow.parquet as pq
+
+    pq.write_table(real_xp.drop_columns(["bp_coefficient_correlations", "rp_coefficient_correlations"]), path)
+    assert read_xp_continuous(path).num_rows == 3
+    with pytest.raises(GaiaFileError, match="bp_coefficient_correlations"):
+        read_xp_continuous(path, with_correlations=True)
+
+
+def test_bad_scalar_names_column(tmp_path, bulk):
+    import csv
+    import io
+
+    header, rows = _data_lines(bulk_text(bulk))
+    fields = next(csv.reader([rows[0]]))
+    names = header[-1].strip().split(",")
+    k = names.index("rp_n_parameters")  # after the (skipped) correlation columns
+    fields[k] = "fifty-five"
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(fields)
+    rows[0] = out.getvalue()
+    write_gz_text(bulk, "".join(header + rows))
+    with pytest.raises(GaiaFileError, match=re.escape(str(bulk)) + r" \(column 'rp_n_parameters'\)") as info:
+        read_xp_continuous(bulk)
+    assert "invalid value 'fifty-five'" in str(info.value)
+
+
+def test_wrong_number_of_fields(tmp_path, bulk):
+    header, rows = _data_lines(bulk_text(bulk))
+    rows[1] = rows[1].split(",", 3)[0] + ",1,2\n"
+    write_gz_text(bulk, "".join(header + rows))
+    with pytest.raises(
+        GaiaFileError, match=re.escape(str(bulk)) + ".*cannot parse ecsv.*Expected 26 columns"
+    ):
+        read_xp_continuous(bulk)
+
+
+def test_file_not_found(tmp_path):
+    with pytest.raises(GaiaFileError, match="file not found"):
+        read_xp_continuous(tmp_path / "nope.csv.gz")
+
+
+def test_header_only_file_is_empty_table(tmp_path, bulk):
+    header, _ = _data_lines(bulk_text(bulk))
+    write_gz_text(bulk, "".join(header))
+    t = read_xp_continuous(bulk)
+    assert t.num_rows == 0
+    assert t.schema.field("bp_coefficients").type == pa.list_(pa.float64())

@@ -1,0 +1,73 @@
+"""Gaia DR3 readers and writers.
+
+Reading (any of: bulk `*.csv.gz` ECSV, archive CSV/ECSV, FITS, VOTable, Parquet; local or fsspec URL):
+- `read_xp_continuous` / `iter_xp_continuous`: `gaiadr3.xp_continuous_mean_spectrum` rows.
+- `read_gaia_source` / `iter_gaia_source`: the `gaiadr3.gaia_source` columns the engine needs.
+- `read_table`: any other table (2MASS, E(B−V)), `join_sources`: left join on source_id.
+- `discover_partitions`: pair bulk XP and GaiaSource partition files; `read_md5sums`, `verify_md5sums`.
+Writing:
+- `write_bulk_xp_continuous`, `write_bulk_gaia_source`: the Gaia bulk-download layout.
+- `write_model_inputs` / `read_model_inputs`: compact Parquet of what the model needs.
+Maths: `covariance_from_correlations`, `list_column_to_numpy`.
+"""
+
+from xpengine.io.bulk import write_bulk_gaia_source, write_bulk_xp_continuous
+from xpengine.io.errors import GaiaFileError
+from xpengine.io.formats import identify_format
+from xpengine.io.gaia_source import iter_gaia_source, read_gaia_source
+from xpengine.io.model_inputs import model_inputs_table, read_model_inputs, write_model_inputs
+from xpengine.io.partitions import (
+    Partition,
+    discover_partitions,
+    md5_of,
+    read_md5sums,
+    verify_md5sums,
+)
+from xpengine.io.schema import (
+    GAIA_SOURCE_COLUMNS,
+    GAIA_SOURCE_REQUIRED,
+    READ_PROBLEM,
+    XP_COLUMNS,
+    gaia_source_schema,
+    xp_column_names,
+    xp_schema,
+)
+from xpengine.io.tables import EBV_COLUMNS, TMASS_COLUMNS, join_sources, read_table
+from xpengine.io.xp_continuous import (
+    covariance_from_correlations,
+    iter_xp_continuous,
+    list_column_to_numpy,
+    read_xp_continuous,
+)
+
+__all__ = [
+    "EBV_COLUMNS",
+    "GAIA_SOURCE_COLUMNS",
+    "GAIA_SOURCE_REQUIRED",
+    "READ_PROBLEM",
+    "TMASS_COLUMNS",
+    "XP_COLUMNS",
+    "GaiaFileError",
+    "Partition",
+    "covariance_from_correlations",
+    "discover_partitions",
+    "gaia_source_schema",
+    "identify_format",
+    "iter_gaia_source",
+    "iter_xp_continuous",
+    "join_sources",
+    "list_column_to_numpy",
+    "md5_of",
+    "model_inputs_table",
+    "read_gaia_source",
+    "read_md5sums",
+    "read_model_inputs",
+    "read_table",
+    "read_xp_continuous",
+    "verify_md5sums",
+    "write_bulk_gaia_source",
+    "write_bulk_xp_continuous",
+    "write_model_inputs",
+    "xp_column_names",
+    "xp_schema",
+]

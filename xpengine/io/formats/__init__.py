@@ -1,0 +1,64 @@
+"""One identify/read pair per file format, behind `open_table_reader`.
+
+Each format module defines `NAME`, `identify(src) -> bool` (content sniffing on the first decompressed
+bytes, with the file name as a hint) and `open_reader(src)`, which returns a reader with `columns`
+(names in the file), `text_arrays` (True when array columns arrive as strings), `declared_type(name)`,
+`field_metadata(name)` (unit / description / ucd when the file declares them) and `iter_batches(columns, types, batch_rows)` yielding (first data row index, RecordBatch).
+gzip compression is handled below the formats, for all of them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Protocol
+
+from xpengine.io._source import Source, open_source
+from xpengine.io.errors import GaiaFileError
+from xpengine.io.formats import csv, ecsv, fits, parquet, votable
+
+__all__ = ["FORMATS", "identify_format", "open_table_reader"]
+
+FORMATS = (parquet, fits, votable, ecsv, csv)
+"""Tried in this order; magic-byte formats first."""
+
+
+class TableReader(Protocol):  # pragma: no cover - typing only
+    src: Source
+    format_name: str
+    columns: list[str]
+    text_arrays: bool
+
+    def declared_type(self, name: str) -> Any: ...
+
+    def field_metadata(self, name: str) -> dict[str, str]: ...
+
+    def iter_batches(self, columns: list[str], types: dict[str, Any], batch_rows: int) -> Any: ...
+
+
+def identify_format(
+    source: str | os.PathLike[str] | Source, storage_options: dict[str, Any] | None = None
+) -> str:
+    """Name of the format of a file: 'parquet', 'fits', 'votable', 'ecsv' or 'csv' (gzip or not).
+
+    Raises `GaiaFileError` for an empty file or an unknown format.
+    """
+    src = source if isinstance(source, Source) else open_source(source, storage_options)
+    for mod in FORMATS:
+        if mod.identify(src):
+            return mod.NAME
+    start = src.head[:40]
+    raise GaiaFileError(
+        src.url,
+        f"unknown format (file starts with {start!r}); expected ECSV, CSV, FITS, VOTable or Parquet, "
+        "optionally gzip-compressed",
+    )
+
+
+def open_table_reader(
+    source: str | os.PathLike[str], storage_options: dict[str, Any] | None = None
+) -> TableReader:
+    """Open `source`, identify its format and return the format's reader."""
+    src = open_source(source, storage_options)
+    name = identify_format(src)
+    mod = {m.NAME: m for m in FORMATS}[name]
+    return mod.open_reader(src)

@@ -1,0 +1,217 @@
+"""Bulk-download partitions: pairing `XpContinuousMeanSpectrum_AAAAAA-BBBBBB.*` with
+`GaiaSource_AAAAAA-BBBBBB.*`, and the `_MD5SUM.txt` checksums.
+
+AAAAAA-BBBBBB is an inclusive range of HEALPix level-8 pixels (nested), zero-padded to 6 digits;
+hpx8 = source_id >> 43 (Gaia DR3 documentation, §13.2 "Data consolidation"; REFERENCE §1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from xpengine.io.errors import GaiaFileError
+
+__all__ = [
+    "HPX8_SHIFT",
+    "Partition",
+    "discover_partitions",
+    "md5_of",
+    "read_md5sums",
+    "verify_md5sums",
+]
+
+logger = logging.getLogger(__name__)
+
+HPX8_SHIFT = 43
+"""source_id >> 43 is the HEALPix level-8 nested index (2^35 * 4^(12-8))."""
+_XP_RE = re.compile(r"^XpContinuousMeanSpectrum_(\d{6})-(\d{6})(\..+)?$")
+_GAIA_RE = re.compile(r"^GaiaSource_(\d{6})-(\d{6})(\..+)?$")
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One bulk partition: the XP file and (if found) the GaiaSource file for the same pixels."""
+
+    name: str
+    """The range suffix, e.g. "000000-003111"."""
+    xp_url: str
+    gaia_url: str | None
+    hpx8_min: int
+    hpx8_max: int
+    """Inclusive HEALPix level-8 range."""
+
+    @property
+    def suffix(self) -> str:
+        """Same as `name`: the AAAAAA-BBBBBB part of the file names."""
+        return self.name
+
+    @property
+    def source_id_min(self) -> int:
+        return self.hpx8_min << HPX8_SHIFT
+
+    @property
+    def source_id_max(self) -> int:
+        """Largest source_id of the range (inclusive)."""
+        return ((self.hpx8_max + 1) << HPX8_SHIFT) - 1
+
+    def contains(self, source_id: np.ndarray) -> np.ndarray:
+        """(N,) bool: which source_ids (int64) fall in this partition's HEALPix range."""
+        hpx = np.asarray(source_id, dtype=np.int64) >> HPX8_SHIFT
+        return (hpx >= self.hpx8_min) & (hpx <= self.hpx8_max)
+
+
+def _list_files(source: str | os.PathLike[str], storage_options: dict[str, Any] | None) -> list[str]:
+    """URLs/paths of the files named by a directory, glob pattern, or single file."""
+    import fsspec.core
+
+    url = os.fspath(source)
+    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    if _GLOB_CHARS & set(path):
+        paths = fs.glob(path)
+    elif fs.isdir(path):
+        paths = [p for p in fs.ls(path, detail=False) if not fs.isdir(p)]
+    elif fs.exists(path):
+        paths = [path]
+    else:
+        raise FileNotFoundError(f"{url}: no such directory or file")
+    has_protocol = "://" in url
+    return sorted(fs.unstrip_protocol(p) if has_protocol else p for p in paths)
+
+
+def _index(urls: list[str], pattern: re.Pattern[str], what: str) -> dict[str, tuple[str, int, int]]:
+    out: dict[str, tuple[str, int, int]] = {}
+    for u in urls:
+        m = pattern.match(os.path.basename(u.rstrip("/")))
+        if not m:
+            continue
+        suffix = f"{m.group(1)}-{m.group(2)}"
+        if suffix in out:
+            raise ValueError(f"two {what} files for partition {suffix}: {out[suffix][0]} and {u}")
+        lo, hi = int(m.group(1)), int(m.group(2))
+        if hi < lo:
+            raise ValueError(f"{u}: HEALPix range {lo}-{hi} is reversed")
+        out[suffix] = (u, lo, hi)
+    return out
+
+
+def discover_partitions(
+    xp_source: str | os.PathLike[str],
+    gaia_source: str | os.PathLike[str] | None = None,
+    *,
+    storage_options: dict[str, Any] | None = None,
+) -> list[Partition]:
+    """Find XP continuous partitions and pair each with the GaiaSource file of the same range.
+
+    Parameters
+    ----------
+    xp_source : directory, glob pattern or file (local or fsspec URL) holding
+        `XpContinuousMeanSpectrum_AAAAAA-BBBBBB.*` files (any extension: .csv.gz, .parquet, ...).
+    gaia_source : where the `GaiaSource_AAAAAA-BBBBBB.*` files are; None: look among the files of
+        `xp_source` (no warning when there are none).
+
+    Returns
+    -------
+    Partitions sorted by HEALPix range. XP files without a GaiaSource partner are kept with
+    `gaia_url=None` (a warning is logged when GaiaSource files were expected).
+    """
+    xp_files = _list_files(xp_source, storage_options)
+    xp_idx = _index(xp_files, _XP_RE, "XpContinuousMeanSpectrum")
+    if gaia_source is not None:
+        gaia_idx = _index(_list_files(gaia_source, storage_options), _GAIA_RE, "GaiaSource")
+        expect_gaia = True
+    else:
+        gaia_idx = _index(xp_files, _GAIA_RE, "GaiaSource")
+        expect_gaia = bool(gaia_idx)
+    parts = []
+    unpaired = []
+    for suffix, (url, lo, hi) in xp_idx.items():
+        g = gaia_idx.get(suffix)
+        if g is None and expect_gaia:
+            unpaired.append(suffix)
+        parts.append(Partition(suffix, url, g[0] if g else None, lo, hi))
+    if unpaired:
+        logger.warning(
+            "%d XP partition(s) have no GaiaSource file (kept with gaia_url=None): %s",
+            len(unpaired),
+            ", ".join(sorted(unpaired)[:10]) + (" ..." if len(unpaired) > 10 else ""),
+        )
+    if not parts:
+        logger.warning("no XpContinuousMeanSpectrum_AAAAAA-BBBBBB.* files found in %s", os.fspath(xp_source))
+    return sorted(parts, key=lambda p: (p.hpx8_min, p.hpx8_max))
+
+
+def read_md5sums(
+    source: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None
+) -> dict[str, str]:
+    """Parse an `_MD5SUM.txt` file (`<md5>  <file name>` per line) into {file name: md5 hex}."""
+    import fsspec
+
+    url = os.fspath(source)
+    with fsspec.open(url, "rt", **(storage_options or {})) as f:
+        text = f.read()
+    out: dict[str, str] = {}
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(None, 1)
+        if len(parts) != 2 or not re.fullmatch(r"[0-9a-fA-F]{32}", parts[0]):
+            raise GaiaFileError(url, f"expected '<md5>  <file name>', got {line[:80]!r}", row=lineno)
+        out[os.path.basename(parts[1].lstrip("*").strip())] = parts[0].lower()
+    return out
+
+
+def md5_of(source: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> str:
+    """MD5 hex digest of a file's bytes (streamed in 8 MiB chunks)."""
+    import fsspec
+
+    h = hashlib.md5(usedforsecurity=False)
+    with fsspec.open(os.fspath(source), "rb", **(storage_options or {})) as f:
+        while chunk := f.read(8 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_md5sums(
+    md5sum_file: str | os.PathLike[str],
+    *,
+    names: list[str] | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> dict[str, bool]:
+    """Check files listed in `_MD5SUM.txt` (looked up next to it) against their checksums.
+
+    `names` restricts the check (each must be listed; a listed file that is missing raises
+    `GaiaFileError`); default: every listed file that exists. Returns {file name: matches}.
+    """
+    import fsspec.core
+
+    url = os.fspath(md5sum_file)
+    sums = read_md5sums(url, storage_options=storage_options)
+    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    base = url.rsplit("/", 1)[0] if "/" in url else "."
+    if names is not None:
+        unknown = [n for n in names if n not in sums]
+        if unknown:
+            raise GaiaFileError(url, f"file(s) {unknown} are not listed")
+    todo = names if names is not None else list(sums)
+    result: dict[str, bool] = {}
+    parent = path.rsplit("/", 1)[0] if "/" in path else ""
+    for name in todo:
+        fpath = f"{parent}/{name}" if parent else name
+        if not fs.exists(fpath):
+            if names is not None:
+                raise GaiaFileError(f"{base}/{name}", "file listed in _MD5SUM.txt not found")
+            continue
+        got = md5_of(f"{base}/{name}", storage_options=storage_options)
+        result[name] = got == sums[name]
+        if not result[name]:
+            logger.warning("%s/%s: MD5 %s differs from the listed %s", base, name, got, sums[name])
+    return result

@@ -1,0 +1,143 @@
+"""Generic table reading and the source_id join of XP spectra with gaia_source, 2MASS and E(B−V)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from xpengine.io.errors import GaiaFileError
+from xpengine.io.formats import open_table_reader
+
+__all__ = ["EBV_COLUMNS", "TMASS_COLUMNS", "join_sources", "read_table"]
+
+logger = logging.getLogger(__name__)
+
+TMASS_COLUMNS: tuple[str, ...] = ("j_m", "j_msigcom", "h_m", "h_msigcom", "ks_m", "ks_msigcom")
+"""2MASS PSC magnitudes and total errors (mag), with the Gaia archive's `tmass_psc_xsc` names.
+2MASS writes 99/99.999 for missing photometry; that is left to the features code."""
+EBV_COLUMNS: tuple[str, ...] = ("ebv", "ebv_error")
+"""E(B−V) (mag) and its error, e.g. from a 3-D dust map; `ebv_error` may be absent."""
+
+
+def read_table(
+    source: str | os.PathLike[str],
+    *,
+    columns: list[str] | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> pa.Table:
+    """Read any supported table file (CSV, ECSV, Parquet, FITS, VOTable; gzip or not) as it is.
+
+    Column types are inferred (ECSV: as declared); array columns of text files stay strings. Units,
+    descriptions and UCDs declared by the file are kept as Arrow field metadata (`unit`,
+    `description`, `ucd`). Missing `columns` raise `GaiaFileError` naming them.
+    """
+    reader = open_table_reader(source, storage_options)
+    names = list(reader.columns) if columns is None else list(columns)
+    missing = [c for c in names if c not in reader.columns]
+    if missing:
+        reader.src.close()
+        raise GaiaFileError(reader.src.url, f"missing column(s) {missing}", column=missing[0])
+    types = {n: t for n in names if (t := reader.declared_type(n)) is not None}
+    batches = [b for _, b in reader.iter_batches(names, types, 1 << 20)]
+    if not batches:
+        table = pa.table({n: pa.array([], type=types.get(n, pa.null())) for n in names})
+    else:
+        table = pa.Table.from_batches(batches)
+    fields = []
+    for field in table.schema:
+        meta = reader.field_metadata(field.name)
+        fields.append(field.with_metadata(meta) if meta else field)
+    return table.cast(pa.schema(fields, metadata=table.schema.metadata))
+
+
+def _source_ids(table: pa.Table, what: str) -> np.ndarray:
+    if "source_id" not in table.column_names:
+        raise ValueError(f"{what} table has no source_id column; columns: {table.column_names}")
+    col = table.column("source_id")
+    if col.null_count:
+        raise GaiaFileError(what, "source_id has null values", column="source_id")
+    return np.asarray(pc.cast(col, pa.int64()).to_numpy(), dtype=np.int64)
+
+
+def _left_indices(left_ids: np.ndarray, right: pa.Table, what: str) -> pa.Array:
+    """For each left id, the row of `right` with that source_id (null if none). Duplicates raise."""
+    rid = _source_ids(right, what)
+    order = np.argsort(rid, kind="stable")
+    srt = rid[order]
+    dup = np.flatnonzero(srt[1:] == srt[:-1])
+    if dup.size:
+        ids = np.unique(srt[dup])
+        raise GaiaFileError(
+            what,
+            f"{ids.size} duplicated source_id(s) in the table to join, e.g. source_id {int(ids[0])}; "
+            "each source must appear at most once",
+            column="source_id",
+        )
+    if srt.size == 0:
+        return pa.nulls(left_ids.size, pa.int64())
+    pos = np.clip(np.searchsorted(srt, left_ids), 0, srt.size - 1)
+    found = srt[pos] == left_ids
+    return pa.array(order[pos], type=pa.int64(), mask=~found)
+
+
+def join_sources(
+    xp: pa.Table,
+    gaia: pa.Table | None,
+    *,
+    tmass: pa.Table | None = None,
+    ebv: pa.Table | None = None,
+) -> pa.Table:
+    """Left-join per-source tables onto the XP table by `source_id`, keeping XP rows and their order.
+
+    Parameters
+    ----------
+    xp : (N rows) XP continuous table (e.g. from `read_xp_continuous`).
+    gaia : gaia_source rows (any superset of the XP sources), or None.
+    tmass : table with `source_id` and `TMASS_COLUMNS` (mag), or None.
+    ebv : table with `source_id`, `ebv` and optionally `ebv_error` (mag), or None.
+
+    Returns
+    -------
+    N rows: the XP columns, then the gaia_source columns (less `source_id`), then the 2MASS and
+    E(B−V) columns; null where a source is absent from a right-hand table.
+
+    Raises
+    ------
+    GaiaFileError : a right-hand table holds a source_id more than once (message names one).
+    ValueError : missing source_id / required columns, or a column name present on both sides.
+    """
+    left_ids = _source_ids(xp, "XP")
+    out = xp
+    right_tables: list[tuple[str, pa.Table, list[str]]] = []
+    if gaia is not None:
+        right_tables.append(("gaia_source", gaia, [c for c in gaia.column_names if c != "source_id"]))
+    if tmass is not None:
+        lack = [c for c in TMASS_COLUMNS if c not in tmass.column_names]
+        if lack:
+            raise ValueError(f"2MASS table lacks columns {lack}; expected {list(TMASS_COLUMNS)}")
+        right_tables.append(("2MASS", tmass, list(TMASS_COLUMNS)))
+    if ebv is not None:
+        if "ebv" not in ebv.column_names:
+            raise ValueError(f"E(B-V) table lacks column 'ebv'; columns: {ebv.column_names}")
+        if "ebv_error" not in ebv.column_names:
+            ebv = ebv.append_column("ebv_error", pa.nulls(ebv.num_rows, pa.float32()))
+        right_tables.append(("E(B-V)", ebv, list(EBV_COLUMNS)))
+    for what, right, cols in right_tables:
+        clash = [c for c in cols if c in out.column_names]
+        if clash:
+            raise ValueError(f"{what} columns {clash} are already in the joined table")
+        idx = _left_indices(left_ids, right, what)
+        taken = right.select(cols).take(idx)
+        for name in cols:
+            col = taken.column(name)
+            if what != "gaia_source" and (pa.types.is_integer(col.type) or pa.types.is_null(col.type)):
+                col = pc.cast(col, pa.float32())
+            out = out.append_column(name, col)
+        n_found = len(idx) - idx.null_count
+        logger.debug("join %s: %d of %d XP sources matched", what, n_found, len(idx))
+    return out
