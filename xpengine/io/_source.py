@@ -118,9 +118,9 @@ class Source:
 
 
 def _url_to_fs(source: str | os.PathLike[str], storage_options: dict[str, Any] | None) -> tuple[Any, str]:
-    import fsspec.core
+    from xpengine.io.filesystems import url_to_fs
 
-    return fsspec.core.url_to_fs(os.fspath(source), **(storage_options or {}))
+    return url_to_fs(source, storage_options)
 
 
 def open_source(source: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> Source:
@@ -164,10 +164,9 @@ class OutputTarget:
     def __init__(
         self, path_or_url: str | os.PathLike[str], overwrite: bool, storage_options: dict[str, Any] | None
     ) -> None:
-        import fsspec.core
 
         self.url = os.fspath(path_or_url)
-        self.fs, self.path = fsspec.core.url_to_fs(self.url, **(storage_options or {}))
+        self.fs, self.path = _url_to_fs(self.url, storage_options)
         if self.fs.exists(self.path) and not overwrite:
             raise FileExistsError(f"{self.url} exists; pass overwrite=True to replace it")
         self.tmp = self.path + ".partial"

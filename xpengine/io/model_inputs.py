@@ -137,11 +137,12 @@ def read_model_inputs(
     Returns {column: array}: `source_id` (N,) int64; array columns (N, n) float32 (NaN = missing);
     `*_n_relevant_bases` (N,) int16; other columns (N,) (nulls become NaN for numbers).
     """
-    import fsspec.core
     from fsspec.implementations.local import LocalFileSystem
 
+    from xpengine.io.filesystems import url_to_fs
+
     url = os.fspath(path)
-    fs, fpath = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    fs, fpath = url_to_fs(url, storage_options)
     # ParquetFile.read gives one chunk per column (pq.read_table splits them, which would force a
     # concatenating copy); a memory map spares the copy of the file into a read buffer.
     if isinstance(fs, LocalFileSystem):

@@ -70,10 +70,10 @@ class Partition:
 
 def _list_files(source: str | os.PathLike[str], storage_options: dict[str, Any] | None) -> list[str]:
     """URLs/paths of the files named by a directory, glob pattern, or single file."""
-    import fsspec.core
+    from xpengine.io.filesystems import url_to_fs
 
     url = os.fspath(source)
-    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    fs, path = url_to_fs(url, storage_options)
     if _GLOB_CHARS & set(path):
         paths = fs.glob(path)
     elif fs.isdir(path):
@@ -152,10 +152,10 @@ def read_md5sums(
     source: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None
 ) -> dict[str, str]:
     """Parse an `_MD5SUM.txt` file (`<md5>  <file name>` per line) into {file name: md5 hex}."""
-    import fsspec
+    from xpengine.io.filesystems import open_url
 
     url = os.fspath(source)
-    with fsspec.open(url, "rt", **(storage_options or {})) as f:
+    with open_url(url, "rt", storage_options) as f:
         text = f.read()
     out: dict[str, str] = {}
     for lineno, line in enumerate(text.splitlines(), start=1):
@@ -171,10 +171,10 @@ def read_md5sums(
 
 def md5_of(source: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> str:
     """MD5 hex digest of a file's bytes (streamed in 8 MiB chunks)."""
-    import fsspec
+    from xpengine.io.filesystems import open_url
 
     h = hashlib.md5(usedforsecurity=False)
-    with fsspec.open(os.fspath(source), "rb", **(storage_options or {})) as f:
+    with open_url(source, "rb", storage_options) as f:
         while chunk := f.read(8 << 20):
             h.update(chunk)
     return h.hexdigest()
@@ -191,11 +191,11 @@ def verify_md5sums(
     `names` restricts the check (each must be listed; a listed file that is missing raises
     `GaiaFileError`); default: every listed file that exists. Returns {file name: matches}.
     """
-    import fsspec.core
+    from xpengine.io.filesystems import url_to_fs
 
     url = os.fspath(md5sum_file)
     sums = read_md5sums(url, storage_options=storage_options)
-    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    fs, path = url_to_fs(url, storage_options)
     base = url.rsplit("/", 1)[0] if "/" in url else "."
     if names is not None:
         unknown = [n for n in names if n not in sums]

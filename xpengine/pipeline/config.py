@@ -29,6 +29,13 @@ class InferenceConfig:
     model: str = "synthetic-sky"
     output: str | None = None
     labels: list[str] = field(default_factory=lambda: list(DEFAULT_LABELS))
+    # context tokens given to the model (token-list syntax of the training config; those a star lacks
+    # are skipped, those the model's vocabulary lacks are dropped). The models were trained on at most
+    # 64 context tokens: low-order BP/RP carry most of the information (Leung & Bovy 2024, Fig. 4), the
+    # pseudo-luminosity and E(B-V) constrain mass and age.
+    inputs: list[str] = field(
+        default_factory=lambda: ["bp0..27", "rp0..27", "bprp", "jh", "jk", "logebv", "g_fakemag"]
+    )
     overwrite: bool = False
     # resources
     actors: int = 1
@@ -44,9 +51,7 @@ class InferenceConfig:
     # catalogue quality flags
     giant_logg_max: float = 3.5
     giant_teff_range: tuple[float, float] = (3500.0, 5500.0)
-    max_relative_error: dict[str, float] = field(
-        default_factory=lambda: {"mass": 0.3, "age": 0.6}
-    )
+    max_relative_error: dict[str, float] = field(default_factory=lambda: {"mass": 0.3, "age": 0.6})
     max_error: dict[str, float] = field(default_factory=lambda: {"teff": 250.0, "logg": 0.4, "m_h": 0.3})
     progress_interval_s: float = 10.0
     checksum: bool = True
@@ -74,7 +79,9 @@ class InferenceConfig:
         return dataclasses.asdict(self)
 
 
-def load_inference_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> InferenceConfig:
+def load_inference_config(
+    path: str | Path | None, overrides: dict[str, Any] | None = None
+) -> InferenceConfig:
     """Read a YAML config (None = defaults) and apply overrides (keys = field names)."""
     data: dict[str, Any] = {}
     if path is not None:

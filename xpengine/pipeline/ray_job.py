@@ -87,27 +87,30 @@ def plan_partitions(cfg: InferenceConfig) -> list[PartitionTask]:
             gs = gaia[k] if len(gaia) == len(inputs) else gaia[0]
         for p in io.discover_partitions(xp, gs):
             if p.name in seen:
-                raise ValueError(f"two input partitions are both named {p.name!r} ({p.xp}); names must be unique")
+                raise ValueError(
+                    f"two input partitions are both named {p.name!r} ({p.xp}); names must be unique"
+                )
             seen.add(p.name)
-            tasks.append(PartitionTask(name=p.name, xp=p.xp, gaia=p.gaia, hpx8_range=p.hpx8_range))
+            hpx = None if p.hpx8_min is None else (p.hpx8_min, p.hpx8_max)
+            tasks.append(PartitionTask(name=p.name, xp=p.xp_url, gaia=p.gaia_url, hpx8_range=hpx))
     if not tasks:
         raise FileNotFoundError(f"no XpContinuousMeanSpectrum partitions found in {inputs}")
     return tasks
 
 
 def _model_vocabulary_json(model: str) -> str:
-    from xpengine.inference.predictor import resolve_model_dir
+    from xpengine.inference.predictor import resolve_model_path
 
-    with open(os.path.join(resolve_model_dir(model), "vocabulary.json")) as f:
+    with open(os.path.join(resolve_model_path(model), "vocabulary.json")) as f:
         return f.read()
 
 
 def _model_provenance(model: str) -> dict[str, Any]:
     import hashlib
 
-    from xpengine.inference.predictor import resolve_model_dir
+    from xpengine.inference.predictor import resolve_model_path
 
-    d = resolve_model_dir(model)
+    d = resolve_model_path(model)
     h = hashlib.sha256()
     with open(os.path.join(d, "model.safetensors"), "rb") as f:
         while block := f.read(1 << 22):
@@ -139,7 +142,12 @@ def _resources(cfg: InferenceConfig) -> tuple[float, float]:
     if gpus == 0 and cfg.actors * cpus + cfg.read_cpus > total_cpus:
         # a CPU actor pool that takes every CPU deadlocks the read tasks: leave room for one reader
         cpus = max(0.25, (total_cpus - cfg.read_cpus) / cfg.actors)
-        log.info("CPU actor pool: %d actor(s) with %.2f CPU each, leaving %.2f for reads", cfg.actors, cpus, cfg.read_cpus)
+        log.info(
+            "CPU actor pool: %d actor(s) with %.2f CPU each, leaving %.2f for reads",
+            cfg.actors,
+            cpus,
+            cfg.read_cpus,
+        )
     return gpus, cpus
 
 
@@ -178,7 +186,12 @@ def run_inference(cfg: InferenceConfig) -> JobSummary:
         featurize_partition,
         batch_size=1,
         num_cpus=cfg.read_cpus,
-        fn_kwargs={"vocabulary_json": vocab_json, "chunk_rows": cfg.chunk_rows, "tmass": cfg.tmass, "ebv": cfg.ebv},
+        fn_kwargs={
+            "vocabulary_json": vocab_json,
+            "chunk_rows": cfg.chunk_rows,
+            "tmass": cfg.tmass,
+            "ebv": cfg.ebv,
+        },
     )
     ds = ds.map_batches(
         CatalogPredictor,
@@ -192,6 +205,7 @@ def run_inference(cfg: InferenceConfig) -> JobSummary:
             "device": "cuda" if gpus > 0 else "cpu",
             "dtype": cfg.dtype,
             "batch_size": cfg.batch_size,
+            "inputs": cfg.inputs,
             "torch_threads": cfg.torch_threads,
             "giant_logg_max": cfg.giant_logg_max,
             "giant_teff_range": tuple(cfg.giant_teff_range),
@@ -227,7 +241,12 @@ def run_inference(cfg: InferenceConfig) -> JobSummary:
                 expected[name] = int(totals[0])
             if name in expected and received[name] == expected[name]:
                 _finish_partition(
-                    writer, by_name[name], buffers.pop(name), cfg, provenance, summary,
+                    writer,
+                    by_name[name],
+                    buffers.pop(name),
+                    cfg,
+                    provenance,
+                    summary,
                     time.perf_counter() - started[name],
                 )
         now = time.perf_counter()
@@ -235,12 +254,18 @@ def run_inference(cfg: InferenceConfig) -> JobSummary:
             last_report = now
             _log_progress(summary, len(tasks), received, now - t0)
 
-    incomplete = [t.name for t in tasks if t.name not in summary.partitions_done and t.name not in summary.partitions_failed]
+    incomplete = [
+        t.name
+        for t in tasks
+        if t.name not in summary.partitions_done and t.name not in summary.partitions_failed
+    ]
     for name in incomplete:
         _record_failure(
-            writer, by_name[name],
+            writer,
+            by_name[name],
             f"incomplete: received {received.get(name, 0)} rows, expected {expected.get(name, 'unknown')}",
-            summary, received.get(name, 0),
+            summary,
+            received.get(name, 0),
         )
     summary.wall_time_s = time.perf_counter() - t0
     writer.write_summary(summary.to_dict())
@@ -267,10 +292,16 @@ def _finish_partition(writer, task, parts, cfg, provenance, summary, wall_s) -> 
     for f in schema:
         if f.name not in arrays:
             arrays[f.name] = cols[f.name]
-    table = pa.Table.from_pydict({f.name: pa.array(arrays[f.name], type=f.type) for f in schema}, schema=schema)
+    table = pa.Table.from_pydict(
+        {f.name: pa.array(arrays[f.name], type=f.type) for f in schema}, schema=schema
+    )
     record = PartitionRecord(
-        partition=task.name, status="done", input_rows=len(sid), output_rows=table.num_rows,
-        inputs=inputs, wall_time_s=round(wall_s, 3),
+        partition=task.name,
+        status="done",
+        input_rows=len(sid),
+        output_rows=table.num_rows,
+        inputs=inputs,
+        wall_time_s=round(wall_s, 3),
     )
     path = writer.write_partition(task.name, table, record)
     summary.partitions_done.append(task.name)
@@ -281,8 +312,12 @@ def _finish_partition(writer, task, parts, cfg, provenance, summary, wall_s) -> 
 def _record_failure(writer, task, message, summary, rows_seen) -> None:
     writer.write_record(
         PartitionRecord(
-            partition=task.name, status="failed", input_rows=rows_seen, output_rows=0,
-            inputs={"xp": task.xp, "gaia_source": task.gaia}, error=message,
+            partition=task.name,
+            status="failed",
+            input_rows=rows_seen,
+            output_rows=0,
+            inputs={"xp": task.xp, "gaia_source": task.gaia},
+            error=message,
         )
     )
     summary.partitions_failed[task.name] = message
@@ -293,7 +328,11 @@ def _log_progress(summary: JobSummary, n_tasks: int, received: dict[str, int], e
     n = sum(received.values())
     log.info(
         "progress: %d/%d partitions written, %d failed, %d sources processed (%.0f sources/s)",
-        len(summary.partitions_done), n_tasks, len(summary.partitions_failed), n, n / max(elapsed, 1e-9),
+        len(summary.partitions_done),
+        n_tasks,
+        len(summary.partitions_failed),
+        n,
+        n / max(elapsed, 1e-9),
     )
 
 
@@ -302,8 +341,13 @@ def _log_summary(summary: JobSummary) -> None:
     log.info(
         "done in %.1f s: %d partition(s) written (%d sources, %.0f sources/s), %d skipped, %d failed; "
         "catalogue in %s",
-        summary.wall_time_s, len(summary.partitions_done), summary.sources_written, d["sources_per_s"] or 0,
-        len(summary.partitions_skipped), len(summary.partitions_failed), summary.output,
+        summary.wall_time_s,
+        len(summary.partitions_done),
+        summary.sources_written,
+        d["sources_per_s"] or 0,
+        len(summary.partitions_skipped),
+        len(summary.partitions_failed),
+        summary.output,
     )
     for name, msg in summary.partitions_failed.items():
         log.error("  failed: %s: %s", name, msg)

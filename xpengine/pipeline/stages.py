@@ -65,10 +65,10 @@ class PartitionTask:
 
 def file_md5(url: str) -> str:
     """md5 of a file's bytes (streamed), the checksum Gaia publishes in `_MD5SUM.txt`."""
-    import fsspec
+    from xpengine.io.filesystems import open_url
 
     h = hashlib.md5()
-    with fsspec.open(url, "rb") as f:
+    with open_url(url, "rb") as f:
         while block := f.read(1 << 22):
             h.update(block)
     return h.hexdigest()
@@ -191,6 +191,7 @@ class CatalogPredictor:
         device: str = "auto",
         dtype: str = "float32",
         batch_size: int = 1024,
+        inputs: list[str] | None = None,
         torch_threads: int | None = None,
         giant_logg_max: float = 3.5,
         giant_teff_range: tuple[float, float] = (3500.0, 5500.0),
@@ -214,6 +215,17 @@ class CatalogPredictor:
         if self.want_distance:
             self.request = [*self.request, "g_fakemag"]
         self.request = list(dict.fromkeys(self.request))
+        self.inputs = None
+        if inputs:
+            from xpengine.train.config import expand_tokens
+
+            chosen: list[str] = []
+            for item in inputs:
+                try:
+                    chosen += [t for t in expand_tokens([item], vocab) if t not in chosen]
+                except ValueError:
+                    log.info("input token %r is not in the model's vocabulary: skipped", item)
+            self.inputs = chosen
         self.batch_size = batch_size
         self.giant_logg_max = giant_logg_max
         self.giant_teff_range = giant_teff_range
@@ -225,7 +237,9 @@ class CatalogPredictor:
         errors = np.asarray(batch["errors"], dtype=np.float32)
         flags = np.asarray(batch["flags"], dtype=np.int64).copy()
         n_tokens = np.isfinite(values).sum(axis=1)
-        pred = self.predictor.predict(values, errors, self.request, batch_size=self.batch_size)
+        pred = self.predictor.predict(
+            values, errors, self.request, inputs=self.inputs, batch_size=self.batch_size
+        )
         means = {t: np.asarray(pred[t], dtype=np.float64) for t in self.request}
         sigmas = {t: np.asarray(pred[f"{t}_error"], dtype=np.float64) for t in self.request}
         out = tokens_to_labels(means, sigmas, self.labels)

@@ -30,35 +30,10 @@ log = logging.getLogger(__name__)
 
 
 def filesystem_for(url: str) -> tuple[Any, str]:
-    """(pyarrow FileSystem, path) for a local path or URL.
+    """(pyarrow FileSystem, path) for a local path or URL (see `xpengine.io.filesystems`)."""
+    from xpengine.io.filesystems import arrow_filesystem
 
-    s3:// uses pyarrow's S3 filesystem (credentials and region from the standard AWS environment
-    variables; an S3-compatible endpoint from `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_S3`). Other
-    schemes go through fsspec.
-    """
-    import os
-
-    import pyarrow.fs as pafs
-
-    if "://" not in url:
-        return pafs.LocalFileSystem(), os.path.abspath(url)
-    scheme, rest = url.split("://", 1)
-    if scheme == "file":
-        return pafs.LocalFileSystem(), rest
-    if scheme in ("s3", "s3a"):
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        kwargs: dict[str, Any] = {}
-        if endpoint:
-            scheme_ep, host = endpoint.split("://", 1) if "://" in endpoint else ("https", endpoint)
-            kwargs.update(endpoint_override=host, scheme=scheme_ep)
-        region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
-        if region:
-            kwargs["region"] = region
-        return pafs.S3FileSystem(**kwargs), rest
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(url)
-    return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+    return arrow_filesystem(url)
 
 
 @dataclass
