@@ -44,9 +44,9 @@ class Partition:
     """The range suffix, e.g. "000000-003111"."""
     xp_url: str
     gaia_url: str | None
-    hpx8_min: int
-    hpx8_max: int
-    """Inclusive HEALPix level-8 range."""
+    hpx8_min: int | None
+    hpx8_max: int | None
+    """Inclusive HEALPix level-8 range (None for a single file that is not a bulk partition)."""
 
     @property
     def suffix(self) -> str:
@@ -55,16 +55,22 @@ class Partition:
 
     @property
     def source_id_min(self) -> int:
+        if self.hpx8_min is None:
+            raise ValueError(f"partition {self.name} ({self.xp_url}) has no HEALPix range")
         return self.hpx8_min << HPX8_SHIFT
 
     @property
     def source_id_max(self) -> int:
         """Largest source_id of the range (inclusive)."""
+        if self.hpx8_max is None:
+            raise ValueError(f"partition {self.name} ({self.xp_url}) has no HEALPix range")
         return ((self.hpx8_max + 1) << HPX8_SHIFT) - 1
 
     def contains(self, source_id: np.ndarray) -> np.ndarray:
         """(N,) bool: which source_ids (int64) fall in this partition's HEALPix range."""
         hpx = np.asarray(source_id, dtype=np.int64) >> HPX8_SHIFT
+        if self.hpx8_min is None or self.hpx8_max is None:
+            return np.ones(hpx.shape, dtype=bool)
         return (hpx >= self.hpx8_min) & (hpx <= self.hpx8_max)
 
 
@@ -84,6 +90,13 @@ def _list_files(source: str | os.PathLike[str], storage_options: dict[str, Any] 
         raise FileNotFoundError(f"{url}: no such directory or file")
     has_protocol = "://" in url
     return sorted(fs.unstrip_protocol(p) if has_protocol else p for p in paths)
+
+
+def _is_dir(source: str | os.PathLike[str], storage_options: dict[str, Any] | None) -> bool:
+    from xpengine.io.filesystems import url_to_fs
+
+    fs, path = url_to_fs(os.fspath(source), storage_options)
+    return bool(fs.isdir(path))
 
 
 def _index(urls: list[str], pattern: re.Pattern[str], what: str) -> dict[str, tuple[str, int, int]]:
@@ -117,6 +130,10 @@ def discover_partitions(
     gaia_source : where the `GaiaSource_AAAAAA-BBBBBB.*` files are; None: look among the files of
         `xp_source` (no warning when there are none).
 
+    A single file that is not named like a bulk partition (an archive download, say) is one
+    partition of its own, named by the file name without extensions, with no HEALPix range and no
+    GaiaSource partner unless `gaia_source` is a single file too.
+
     Returns
     -------
     Partitions sorted by HEALPix range. XP files without a GaiaSource partner are kept with
@@ -124,6 +141,15 @@ def discover_partitions(
     """
     xp_files = _list_files(xp_source, storage_options)
     xp_idx = _index(xp_files, _XP_RE, "XpContinuousMeanSpectrum")
+    if not xp_idx and len(xp_files) == 1 and not _is_dir(xp_source, storage_options):
+        url = xp_files[0]
+        gaia_url = None
+        if gaia_source is not None:
+            gaia_files = _list_files(gaia_source, storage_options)
+            if len(gaia_files) == 1:
+                gaia_url = gaia_files[0]
+        name = os.path.basename(url.rstrip("/")).split(".")[0]
+        return [Partition(name, url, gaia_url, None, None)]
     if gaia_source is not None:
         gaia_idx = _index(_list_files(gaia_source, storage_options), _GAIA_RE, "GaiaSource")
         expect_gaia = True
@@ -145,7 +171,7 @@ def discover_partitions(
         )
     if not parts:
         logger.warning("no XpContinuousMeanSpectrum_AAAAAA-BBBBBB.* files found in %s", os.fspath(xp_source))
-    return sorted(parts, key=lambda p: (p.hpx8_min, p.hpx8_max))
+    return sorted(parts, key=lambda p: (p.hpx8_min or 0, p.hpx8_max or 0))
 
 
 def read_md5sums(

@@ -61,24 +61,43 @@ class JobSummary:
         return d
 
 
-def default_inputs() -> tuple[list[str], list[str]]:
-    """The embedded default input: the bundled simulated sky and the real Gaia DR3 samples."""
+def default_inputs() -> tuple[list[str], list[str | None]]:
+    """The embedded default input: the bundled simulated sky (bulk partitions with their gaia_source
+    partners) and the real Gaia DR3 archive samples (single files without gaia_source: they come out
+    flagged NO_GAIA_SOURCE / NO_GAIA_PHOTOMETRY, most without a prediction)."""
     from importlib.resources import files
 
     data = files("xpengine") / "data"
     sky = str(data / "sky")
-    samples = str(data / "gaia_dr3_samples")
-    inputs = [p for p in (sky, samples) if os.path.isdir(p)]
+    samples_dir = str(data / "gaia_dr3_samples")
+    inputs: list[str] = []
+    gaia: list[str | None] = []
+    if os.path.isdir(sky):
+        inputs.append(sky)
+        gaia.append(sky)
+    if os.path.isdir(samples_dir):
+        for name in sorted(os.listdir(samples_dir)):
+            if name.startswith("XP_CONTINUOUS"):
+                inputs.append(os.path.join(samples_dir, name))
+                gaia.append(None)
     if not inputs:
         raise FileNotFoundError(f"no embedded default data under {data}; give --input")
-    return inputs, [sky] if os.path.isdir(sky) else []
+    return inputs, gaia
 
 
 def plan_partitions(cfg: InferenceConfig) -> list[PartitionTask]:
     """Pair every XP partition of the inputs with its gaia_source partner."""
     from xpengine import io
 
-    inputs, gaia = (cfg.input, cfg.gaia_source) if cfg.input else default_inputs()
+    if cfg.input:
+        inputs = list(cfg.input)
+        gaia: list[str | None] = list(cfg.gaia_source or [])
+        if gaia and len(gaia) not in (1, len(inputs)):
+            raise ValueError(
+                f"give one --gaia-source for all inputs or one per input; got {len(gaia)} for {len(inputs)} inputs"
+            )
+    else:
+        inputs, gaia = default_inputs()
     tasks: list[PartitionTask] = []
     seen: set[str] = set()
     for k, xp in enumerate(inputs):
