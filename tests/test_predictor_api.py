@@ -1,0 +1,165 @@
+"""The Ray-free Predictor: physical units, derived age/E(B−V), missing inputs, batching, dtypes, the
+named-column and Ray-batch entry points, and agreement with the training loop's validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from xpengine.datasets.schema import read_training_set
+from xpengine.inference.predictor import Predictor, available_models, resolve_model_path
+from xpengine.model.standardize import robust_sigma
+from xpengine.model.transformer import PRESETS
+from xpengine.train.config import TrainConfig
+from xpengine.train.loop import train
+from xpengine.train.toy import write_toy_training_set
+
+REQUEST = ["teff", "logg", "m_h", "mass", "ln_age", "logebv"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model trained 8 epochs on 600 toy stars (10 BP + 10 RP tokens), and its data."""
+    d = tmp_path_factory.mktemp("pred")
+    path = write_toy_training_set(d / "toy.parquet", 600, seed=4, n_bp=10, n_rp=10)
+    tr = read_training_set(str(path), split="train")
+    va = read_training_set(str(path), split="val")
+    cfg = TrainConfig(
+        data_path=str(path),
+        model=PRESETS["tiny"],
+        epochs=8,
+        batch_size=100,
+        lr=3e-3,
+        scheduler_t0=8,
+        requestable=("teff", "logg", "m_h", "mass", "ln_age", "logebv"),
+        val_every=8,
+        checkpoint_every=8,
+        device="cpu",
+        precision="fp32",
+    )
+    result = train(cfg, tr, va, output_dir=d / "run")
+    return result, va
+
+
+def test_predictions_match_a_manual_forward_pass(trained):
+    result, va = trained
+    p = Predictor.load(result.model_dir, device="cpu")
+    assert p.default_inputs == [f"bp{i}" for i in range(10)] + [f"rp{i}" for i in range(10)] + [
+        "bprp",
+        "jh",
+        "jk",
+    ]
+    out = p.predict(va.values[:20], va.errors[:20], REQUEST)
+    # Independent path: standardise, feed all valid inputs in vocabulary order, un-standardise.
+    v, std, model = p.vocabulary, p.standardization, p.model
+    cols = v.indices(p.default_inputs)
+    z = (va.values[:20, cols] - std.center[cols]) / std.scale[cols]
+    req = torch.tensor([v.token_id(n) for n in REQUEST]).expand(20, len(REQUEST))
+    ids = torch.tensor(np.array(cols) + 1).expand(20, len(cols))
+    res = model(ids, torch.tensor(z, dtype=torch.float32), req)
+    rc = v.indices(REQUEST)
+    mu = res.mean.detach().numpy() * std.scale[rc] + std.center[rc]
+    sig = np.exp(0.5 * res.logvar.detach().numpy()) * std.scale[rc]
+    for j, name in enumerate(REQUEST):
+        np.testing.assert_allclose(out[name], mu[:, j], rtol=1e-5, atol=1e-6 * std.scale[rc[j]])
+        np.testing.assert_allclose(out[f"{name}_error"], sig[:, j], rtol=1e-4)
+        assert out[name].dtype == np.float64 and out[name].shape == (20,)
+    np.testing.assert_allclose(out["age"], np.exp(out["ln_age"]))
+    np.testing.assert_allclose(out["age_error"], out["age"] * out["ln_age_error"])
+    np.testing.assert_allclose(out["ebv"], np.exp(out["logebv"]))
+    np.testing.assert_allclose(out["ebv_error"], out["ebv"] * out["logebv_error"])
+
+
+def test_agrees_with_the_loop_validation(trained):
+    result, va = trained
+    p = Predictor.load(result.model_dir, device="cpu")
+    out = p.predict(va.values, request=["teff", "logg"])
+    v = p.vocabulary
+    for name in ("teff", "logg"):
+        sigma = robust_sigma(va.values[:, v.index(name)] - out[name])
+        assert sigma == pytest.approx(result.history[-1][f"val_sigma_{name}"], rel=1e-5)
+
+
+def test_missing_inputs_batching_and_independence(trained):
+    result, va = trained
+    p = Predictor.load(result.model_dir, device="cpu", batch_size=7)
+    x = va.values[:30].copy()
+    x[3] = np.nan  # nothing at all
+    x[4, p.vocabulary.indices(p.default_inputs)] = np.nan  # labels only, no inputs
+    x[5, : p.vocabulary.index("bp3")] = np.nan  # partially missing
+    out = p.predict(x, request=["teff", "mass"])
+    assert np.isnan(out["teff"][[3, 4]]).all() and np.isnan(out["mass_error"][[3, 4]]).all()
+    assert np.isfinite(out["teff"][np.r_[0:3, 5:30]]).all()
+    # Batch size and the other requests do not change an answer.
+    big = p.predict(x, request=["teff", "mass"], batch_size=1000)
+    alone = p.predict(x, request=["mass"], batch_size=1000)
+    np.testing.assert_allclose(big["teff"], out["teff"], rtol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(alone["mass"], out["mass"], rtol=1e-5, equal_nan=True)
+    # Labels given as extra inputs are used when asked for (identity test of the paper, Fig. 4f).
+    with_teff = p.predict(x, request=["teff"], inputs=["bp0..9", "rp0..9", "teff"])
+    assert not np.allclose(with_teff["teff"][:3], out["teff"][:3])
+    empty = p.predict(x[:0], request=["teff"])
+    assert empty["teff"].shape == (0,)
+
+
+def test_bfloat16_close_to_float32(trained):
+    result, va = trained
+    p32 = Predictor.load(result.model_dir, device="cpu")
+    p16 = Predictor.load(result.model_dir, device="cpu", dtype="bfloat16")
+    a, b = p32.predict(va.values[:50]), p16.predict(va.values[:50])
+    scale = p32.standardization.scale[p32.vocabulary.index("teff")]
+    np.testing.assert_allclose(b["teff"], a["teff"], atol=0.05 * scale)
+    assert set(a) == set(b) == {
+        "teff", "teff_error", "logg", "logg_error", "m_h", "m_h_error", "mass", "mass_error",
+        "ln_age", "ln_age_error", "age", "age_error",
+    }  # fmt: skip
+
+
+def test_named_columns_and_ray_batches(trained):
+    result, va = trained
+    p = Predictor.load(result.model_dir, device="cpu", request=["teff", "ln_age"])
+    x = va.values[:12]
+    ref = p.predict(x)
+    columns = {n: x[:, j] for j, n in enumerate(p.names) if n.startswith(("bp", "rp"))}
+    columns["bprp_error"] = np.zeros(12)
+    got = p.perceive(columns)
+    cols_all = {n: x[:, j] for j, n in enumerate(p.names)}
+    np.testing.assert_allclose(p.perceive(cols_all)["teff"], ref["teff"], rtol=1e-6)
+    assert got["teff"].shape == (12,)
+    with pytest.raises(ValueError, match=r"\['tef'\] are not tokens .* and bprp, jh, jk, teff"):
+        p.perceive({"tef": x[:, 0], **columns})
+    batch = {"source_id": np.arange(12), "values": x}
+    out = p(batch)
+    assert list(out)[:1] == ["source_id"] and np.array_equal(out["source_id"], np.arange(12))
+    np.testing.assert_allclose(out["age"], ref["age"], rtol=1e-6)
+    # Per-token columns (other columns ignored) and a 1-D object column of rows work too.
+    out2 = p({"source_id": np.arange(12), "ra": np.zeros(12), **cols_all})
+    np.testing.assert_allclose(out2["teff"], ref["teff"], rtol=1e-6)
+    rows = np.empty(12, dtype=object)
+    rows[:] = list(x)
+    np.testing.assert_allclose(p({"values": rows})["teff"], ref["teff"], rtol=1e-6)
+
+
+def test_errors_name_what_was_wrong(trained, tmp_path):
+    result, va = trained
+    p = Predictor.load(result.model_dir, device="cpu")
+    with pytest.raises(ValueError, match=r"values must be \(N, 30\)"):
+        p.predict(va.values[:, :5])
+    with pytest.raises(ValueError, match="'radius' is not a token"):
+        p.predict(va.values, request=["radius"])
+    with pytest.raises(ValueError, match="errors shape"):
+        p.predict(va.values, va.errors[:3])
+    with pytest.raises(FileNotFoundError, match="bundled models"):
+        resolve_model_path("no-such-model")
+    assert "no-such-model" not in available_models()
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        Predictor.load(result.model_dir, dtype="float16")

@@ -1,0 +1,251 @@
+"""The Ray-free training loop on toy training-schema Parquet files: learning, overfitting, exact resume,
+outputs and provenance; the YAML presets."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from xpengine.datasets.schema import read_training_set
+from xpengine.model.checkpoint import load_checkpoint
+from xpengine.model.transformer import PRESETS, ModelConfig
+from xpengine.train.config import TrainConfig, expand_tokens, load_config_dict, load_train_config
+from xpengine.train.loop import train
+from xpengine.train.toy import TOY_LABELS, write_toy_training_set
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+LABELS = ("teff", "logg", "m_h", "mass", "ln_age")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny models on a shared 2-core box: one thread avoids oversubscription stalls (measured 25x).
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def toy10(tmp_path_factory) -> Path:
+    """1000 toy stars, 10 BP + 10 RP coefficients (30 tokens)."""
+    return write_toy_training_set(
+        tmp_path_factory.mktemp("toy") / "toy10.parquet", 1000, seed=1, n_bp=10, n_rp=10
+    )
+
+
+@pytest.fixture(scope="module")
+def toy3(tmp_path_factory) -> Path:
+    """300 toy stars, 3 BP + 3 RP coefficients (16 tokens)."""
+    return write_toy_training_set(tmp_path_factory.mktemp("toy") / "toy3.parquet", 300, seed=2)
+
+
+def _arrays(path: Path):
+    return read_training_set(str(path), split="train"), read_training_set(str(path), split="val")
+
+
+def _config(path: Path, **kw) -> TrainConfig:
+    base = {
+        "data_path": str(path),
+        "model": PRESETS["tiny"],
+        "epochs": 4,
+        "batch_size": 128,
+        "lr": 3e-3,
+        "scheduler_t0": 4,
+        "requestable": LABELS,
+        "val_every": 2,
+        "checkpoint_every": 2,
+        "device": "cpu",
+        "precision": "fp32",
+    }
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_learns_labels_from_xp_tokens(toy10, tmp_path):
+    tr, va = _arrays(toy10)
+    cfg = _config(toy10, epochs=30, scheduler_t0=30, val_every=10, checkpoint_every=30)
+    result = train(cfg, tr, va, output_dir=tmp_path / "run")
+    last = result.history[-1]
+    # Label spread (1σ) of the toy recipe vs the robust σ of validation residuals from BP/RP + colours.
+    for name in LABELS:
+        spread = float(np.hypot.reduce(TOY_LABELS[name][1]))
+        noise = TOY_LABELS[name][2]
+        assert last[f"val_sigma_{name}"] < max(0.3 * spread, 2.5 * noise), (name, last)
+    assert last["val_sigma_age"] > 0
+    first = result.history[0]
+    assert last["train_loss"] < first["train_loss"] - 1.0
+    # Outputs on disk.
+    assert result.epochs_completed == 30
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == list(range(1, 31))
+    ck = load_checkpoint(result.model_dir)
+    prov = ck.provenance
+    assert prov["data"]["sha256"] == hashlib.sha256(toy10.read_bytes()).hexdigest()
+    assert prov["data"]["n_train"] == len(tr.source_id) and prov["data"]["n_val"] == len(va.source_id)
+    assert prov["torch_version"] == torch.__version__ and prov["epochs_completed"] == 30
+    assert prov["n_parameters"] == sum(p.numel() for p in ck.model.parameters())
+    assert {"git_commit", "xpengine_version", "hardware", "wall_time_s", "date_utc"} <= set(prov)
+    assert ck.train_config["val_inputs"] == ["bp0..29", "rp0..29", "bprp", "jh", "jk"]
+    assert ck.model_config.n_tokens == 30
+
+
+def test_tiny_model_overfits_tiny_set(toy3):
+    # 16 stars, fixed context (all XP + colours) and fixed requests (the 5 labels): the tiny model with
+    # the training loss must memorise them, far below the unit-Gaussian NLL of ~0.5 per element.
+    from xpengine.model.context import pack_context
+    from xpengine.model.loss import gaussian_nll
+    from xpengine.model.standardize import Standardization
+    from xpengine.model.transformer import XPTransformer
+
+    tr, _ = _arrays(toy3)
+    v = tr.vocabulary
+    values = tr.values[:16]
+    z, _ = Standardization.fit(tr.values, v.names).transform(values)
+    z = torch.from_numpy(z)
+    ids, vals, _ = pack_context(z, torch.tensor(v.indices(expand_tokens(["kind:xp", "kind:colour"], v))))
+    label_cols = torch.tensor(v.indices(list(LABELS)))
+    req = (label_cols + 1).expand(16, 5)
+    target = z[:, label_cols]
+    torch.manual_seed(0)
+    model = XPTransformer(dataclasses.replace(PRESETS["tiny"], n_tokens=len(v)))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 400)  # settle at the end: NLL is jumpy
+    losses = []
+    for _ in range(400):
+        out = model(ids, vals, req)
+        loss = gaussian_nll(target, out.mean, out.logvar, torch.zeros_like(target)) / 5
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+    assert losses[0] > 0.3 and max(losses[-10:]) < -2.0, losses[::40]
+    model.eval()
+    resid = (model(ids, vals, req).mean - target)[torch.isfinite(target)]
+    assert resid.abs().max() < 0.15  # standardised units (label spread 1): memorised
+
+
+def test_resume_continues_exactly(toy3, tmp_path):
+    tr, va = _arrays(toy3)
+    cfg = _config(
+        toy3,
+        epochs=4,
+        batch_size=64,
+        model=dataclasses.replace(PRESETS["tiny"], dropout=0.1),
+        requestable=("kind:xp", *LABELS),
+    )
+    full = train(cfg, tr, va, output_dir=tmp_path / "full")
+    # Stop after 2 epochs, then resume from that run directory up to 4.
+    train(dataclasses.replace(cfg, epochs=2), tr, va, output_dir=tmp_path / "part")
+    resumed = train(cfg, tr, va, output_dir=tmp_path / "part", resume_from=tmp_path / "part")
+    assert [m["epoch"] for m in resumed.history] == [3, 4]
+    for a, b in zip(full.history[2:], resumed.history, strict=True):
+        assert a["lr"] == b["lr"]
+        assert a["train_loss"] == b["train_loss"]
+        for k in a:
+            if k.startswith("val_"):
+                assert a[k] == b[k], k
+    w_full = load_checkpoint(full.model_dir).model.state_dict()
+    w_res = load_checkpoint(resumed.model_dir).model.state_dict()
+    assert all(torch.equal(w_full[k], w_res[k]) for k in w_full)
+    # The learning-rate sequence is the cosine with warm restarts: lr(e) = η_min + ½(η0−η_min)(1+cos(π e/T0)).
+    lrs = [m["lr"] for m in full.history]
+    expected = [1e-10 + 0.5 * (3e-3 - 1e-10) * (1 + np.cos(np.pi * e / 4)) for e in range(4)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-9)
+    # A different model cannot be resumed.
+    other = dataclasses.replace(cfg, model=dataclasses.replace(PRESETS["tiny"], d_model=8))
+    with pytest.raises(ValueError, match="model config"):
+        train(other, tr, va, output_dir=tmp_path / "part", resume_from=tmp_path / "part" / "model")
+
+
+def test_bf16_autocast_on_cpu_and_reduced_weights(toy3, tmp_path):
+    tr, va = _arrays(toy3)
+    cfg = _config(toy3, epochs=1, precision="bf16", weights_dtype="bfloat16")
+    result = train(cfg, tr, va, output_dir=tmp_path / "run")
+    assert np.isfinite(result.history[-1]["train_loss"]) and np.isfinite(result.history[-1]["val_nll"])
+    assert json.loads((result.model_dir / "config.json").read_text())["weights_dtype"] == "bfloat16"
+
+
+def test_errors_are_explicit(toy3, tmp_path):
+    tr, va = _arrays(toy3)
+    with pytest.raises(ValueError, match="'mass_x' is not a token"):
+        train(_config(toy3, requestable=("mass_x",)), tr, va, output_dir=tmp_path)
+    with pytest.raises(ValueError, match="no output directory"):
+        train(_config(toy3), tr, va)
+    with pytest.raises(FileNotFoundError, match="neither a checkpoint"):
+        train(_config(toy3), tr, va, output_dir=tmp_path / "r", resume_from=tmp_path)
+
+
+# --- configuration --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "train").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_training_yaml_loads_and_is_headed_by_its_command(path):
+    cfg = load_train_config(path)
+    assert isinstance(cfg.model, ModelConfig)
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# python training/train.py --config configs/train/" + path.name)
+
+
+@pytest.mark.parametrize("name", ["paper", "small", "tiny"])
+def test_model_yaml_equals_code_preset(name):
+    import yaml
+
+    text = (CONFIGS / "model" / f"{name}.yaml").read_text()
+    assert text.startswith("# ")
+    assert ModelConfig.from_dict(yaml.safe_load(text)) == PRESETS[name]
+
+
+def test_paper_yaml_is_the_published_schedule():
+    cfg = load_train_config(CONFIGS / "train" / "paper.yaml")
+    assert (cfg.batch_size, cfg.epochs, cfg.scheduler_t0, cfg.lr, cfg.eta_min) == (
+        1024,
+        4096,
+        512,
+        1e-4,
+        1e-10,
+    )
+    assert cfg.max_masked == 59 and cfg.n_requests == 1 and cfg.model == PRESETS["paper"]
+
+
+def test_overrides_and_collected_errors():
+    cfg = load_train_config(
+        CONFIGS / "train" / "tiny.yaml", ["epochs=7", "lr=1e-2", "model.dropout=0.2", "val_labels=[teff]"]
+    )
+    assert (cfg.epochs, cfg.lr, cfg.model.dropout, cfg.val_labels) == (7, 0.01, 0.2, ("teff",))
+    d = load_config_dict(CONFIGS / "train" / "small.yaml", ["data_path=x.parquet"])
+    assert d["data_path"] == "x.parquet" and d["model"]["d_model"] == 64
+    with pytest.raises(ValueError) as exc:
+        load_train_config(CONFIGS / "train" / "tiny.yaml", ["epochs=many", "bogus=1", "precision=fp8"])
+    msg = str(exc.value)
+    assert "epochs must be int, got 'many'" in msg and "unknown keys ['bogus']" in msg
+    with pytest.raises(ValueError, match="not of the form key=value"):
+        load_train_config(CONFIGS / "train" / "tiny.yaml", ["epochs"])
+    with pytest.raises(ValueError, match="precision must be auto"):
+        load_train_config(CONFIGS / "train" / "tiny.yaml", ["precision=fp8"])
+
+
+def test_token_selection_syntax():
+    from xpengine.features.vocabulary import paper_vocabulary
+
+    v = paper_vocabulary()
+    assert expand_tokens(["bp0..2", "kind:colour", "teff", "bp1"], v) == [
+        "bp0",
+        "bp1",
+        "bp2",
+        "bprp",
+        "jh",
+        "jk",
+        "teff",
+    ]
+    assert len(expand_tokens(["bp0..29", "rp0..29", "bprp", "jh", "jk"], v)) == 63
+    assert len(expand_tokens(["kind:xp"], paper_vocabulary(n_bp=51))) == 106
+    with pytest.raises(ValueError, match="'teff2' is not a token"):
+        expand_tokens(["teff2", "kind:nope"], v)

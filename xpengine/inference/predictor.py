@@ -1,0 +1,279 @@
+"""Predictions from a trained model (Ray-free): tokens in physical units in, labels with errors out.
+
+Usage::
+
+    from xpengine.inference import Predictor
+    p = Predictor.load("path/to/run/model")   # or the name of a bundled model (available_models())
+    out = p.predict(values, request=["teff", "logg", "m_h", "mass", "ln_age"])
+    out["teff"], out["teff_error"], out["age"], out["age_error"]   # (N,) float64 arrays
+
+Inputs are (N, T) matrices in the model's vocabulary order (NaN = missing), exactly as the feature
+pipeline writes them, or a mapping of named token columns (:meth:`Predictor.perceive`). Only the tokens
+listed in `inputs` form the context (default: the fixed input the model was validated with, e.g.
+BP/RP 0–29 + colours); each star's valid ones among them are used. The encoder runs once per star and
+all requested tokens are decoded together; every request is answered independently of the others.
+
+Outputs, physical units (Leung & Bovy 2024; Zhang et al. 2026 §3.5): `<name>` = μ·scale + centre and
+`<name>_error` = sqrt(exp(logvar))·scale, the model's predictive σ. For `ln_age` also `age` [Gyr] =
+exp(μ) with σ_age = age·σ_ln_age (first-order, paper §3.5); for `logebv` also `ebv` [mag] likewise.
+Stars with no valid input token get NaN everywhere (never an error).
+
+For Ray Data, the class is its own batch UDF: construct it with the model and the request, and pass
+the class to `map_batches` (see :meth:`Predictor.__call__` for the batch layout)::
+
+    ds.map_batches(Predictor, fn_constructor_kwargs={"source": "runs/paper/model",
+                   "request": ["teff", "mass", "ln_age"]}, batch_size=4096, num_gpus=1, concurrency=1)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from xpengine.model.checkpoint import Checkpoint, load_checkpoint
+from xpengine.model.context import predict_standardized
+
+__all__ = ["DERIVED", "Predictor", "available_models", "resolve_model_path"]
+
+logger = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+_FALLBACK_INPUTS = ("bp0..29", "rp0..29", "bprp", "jh", "jk")
+_FALLBACK_REQUEST = ("teff", "logg", "m_h", "mass", "ln_age")
+
+DERIVED: dict[str, str] = {"ln_age": "age", "logebv": "ebv"}
+"""Log-space tokens and the linear quantity reported next to them: exp(μ), σ = exp(μ)·σ_log."""
+
+
+def _bundled_root() -> Path:
+    return Path(str(resources.files("xpengine"))) / "data" / "models"
+
+
+def available_models() -> list[str]:
+    """Names of the models bundled with the package (directories under `xpengine/data/models/`)."""
+    root = _bundled_root()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "config.json").is_file())
+
+
+def resolve_model_path(source: str | os.PathLike) -> Path:
+    """A checkpoint directory from a path, or from the name of a bundled model."""
+    path = Path(source)
+    if path.is_dir():
+        return path
+    name = str(source)
+    if "/" not in name and os.sep not in name:
+        bundled = _bundled_root() / name
+        if bundled.is_dir():
+            return bundled
+    names = available_models()
+    raise FileNotFoundError(
+        f"no model at {str(source)!r}: not a checkpoint directory and not a bundled model; bundled models: "
+        f"{', '.join(names) if names else 'none (xpengine/data/models/ is empty)'}"
+    )
+
+
+class Predictor:
+    """A trained model ready to predict (loaded once; thread-compatible, not thread-safe).
+
+    source: checkpoint directory or bundled model name. device: "auto" (CUDA when available), "cpu",
+    "cuda", ...; dtype: "float32" or "bfloat16" (bf16 autocast, weights stay float32).
+    request: default tokens to predict (default: the labels teff, logg, m_h, mass, ln_age that the
+    vocabulary has). inputs: default context tokens, in the token-list syntax of the training
+    configuration (`bp0..29`, `kind:colour`, names); default: the model's validation inputs.
+    batch_size: stars per forward pass.
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike | Checkpoint,
+        *,
+        device: str = "auto",
+        dtype: str = "float32",
+        request: Sequence[str] | None = None,
+        inputs: Sequence[str] | None = None,
+        batch_size: int = 4096,
+    ) -> None:
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.autocast_dtype = _DTYPES[dtype]
+        self.batch_size = batch_size
+        ckpt = source if isinstance(source, Checkpoint) else load_checkpoint(resolve_model_path(source))
+        self.checkpoint = ckpt
+        self.model = ckpt.model.to(self.device).eval()
+        self.vocabulary = ckpt.vocabulary
+        self.standardization = ckpt.standardization
+        train_cfg = ckpt.train_config or {}
+        self.default_inputs: list[str] = self._expand(
+            inputs or train_cfg.get("val_inputs") or _FALLBACK_INPUTS
+        )
+        if request is None:
+            request = [n for n in _FALLBACK_REQUEST if n in self.vocabulary]
+        self.default_request: list[str] = self._expand(request)
+        self._check_inputs(self.default_inputs)
+
+    @classmethod
+    def load(
+        cls, source: str | os.PathLike, *, device: str = "auto", dtype: str = "float32", **kwargs: Any
+    ) -> Predictor:
+        """Load a checkpoint directory or bundled model by name (see the class docstring)."""
+        return cls(source, device=device, dtype=dtype, **kwargs)
+
+    @property
+    def xp_representation(self) -> str | None:
+        """The XP representation id the model was trained on (`xpengine.spectra.REPRESENTATION_ID`),
+        from its provenance; compare it with the id of the token files before predicting."""
+        return self.checkpoint.provenance.get("xp_representation")
+
+    @property
+    def names(self) -> list[str]:
+        """Token names of the model's vocabulary: the column order `predict` expects."""
+        return self.vocabulary.names
+
+    def _expand(self, spec: Sequence[str]) -> list[str]:
+        from xpengine.train.config import expand_tokens
+
+        return expand_tokens(list(spec), self.vocabulary)
+
+    def _check_inputs(self, inputs: list[str]) -> None:
+        limit = self.checkpoint.model_config.context_length
+        if len(inputs) > limit:
+            raise ValueError(
+                f"{len(inputs)} input tokens requested but the model was trained with at most {limit} "
+                "context tokens; choose fewer inputs"
+            )
+        if not inputs:
+            raise ValueError("no input tokens selected")
+
+    def predict(
+        self,
+        values: np.ndarray,
+        errors: np.ndarray | None = None,
+        request: Sequence[str] | None = None,
+        *,
+        inputs: Sequence[str] | None = None,
+        batch_size: int | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Predict the `request` tokens of N stars.
+
+        values: (N, T) physical units in vocabulary order (:attr:`names`), NaN = missing. errors: (N, T)
+        or None; accepted for symmetry with the training data but unused: the model of Leung & Bovy
+        takes no input uncertainties (they enter only the training loss).
+        Returns `{name, name_error, [age, age_error], [ebv, ebv_error]}` of (N,) float64 arrays.
+        """
+        values = np.asarray(values, dtype=np.float32)
+        t = len(self.vocabulary)
+        if values.ndim != 2 or values.shape[1] != t:
+            raise ValueError(
+                f"values must be (N, {t}) in the order of vocabulary {self.vocabulary.name}, got {values.shape}"
+            )
+        if errors is not None and np.shape(errors) != values.shape:
+            raise ValueError(f"errors shape {np.shape(errors)} differs from values shape {values.shape}")
+        req = self.default_request if request is None else self._expand(request)
+        inp = self.default_inputs if inputs is None else self._expand(inputs)
+        self._check_inputs(inp)
+        if not req:
+            raise ValueError("nothing requested")
+        req_cols = np.asarray(self.vocabulary.indices(req), dtype=np.int64)
+        in_cols = torch.tensor(self.vocabulary.indices(inp), dtype=torch.int64, device=self.device)
+        n = values.shape[0]
+        mean = np.full((n, len(req)), np.nan)  # (N, Q) standardised
+        sigma = np.full((n, len(req)), np.nan)  # (N, Q) standardised
+        step = batch_size or self.batch_size
+        for start in range(0, n, step):
+            chunk = values[start : start + step]  # (b, T)
+            z, _ = self.standardization.transform(chunk)  # (b, T) float32
+            zt = torch.from_numpy(z).to(self.device, non_blocking=True)
+            m, lv, _ = predict_standardized(
+                self.model,
+                zt,
+                in_cols,
+                torch.from_numpy(req_cols).to(self.device),
+                batch_size=step,
+                autocast_dtype=self.autocast_dtype,
+            )  # (b, Q)
+            mean[start : start + len(chunk)] = m.cpu().numpy()
+            sigma[start : start + len(chunk)] = np.exp(0.5 * lv.cpu().numpy().astype(np.float64))
+        mu, sg = self.standardization.inverse(mean, sigma, req_cols)  # (N, Q) physical
+        out: dict[str, np.ndarray] = {}
+        for j, name in enumerate(req):
+            out[name] = mu[:, j]
+            out[f"{name}_error"] = sg[:, j]
+            if name in DERIVED:
+                lin = np.exp(mu[:, j])
+                out[DERIVED[name]] = lin
+                out[f"{DERIVED[name]}_error"] = lin * sg[:, j]
+        return out
+
+    def perceive(
+        self,
+        columns: Mapping[str, np.ndarray],
+        request: Sequence[str] | None = None,
+        *,
+        inputs: Sequence[str] | None = None,
+        batch_size: int | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Like :meth:`predict` with named token columns ({token name: (N,) array}); tokens not given
+        are missing. Column names that are not tokens of the vocabulary are an error (typos would
+        otherwise silently drop inputs); `<name>_error` columns are accepted and ignored."""
+        values = self._matrix_from_columns(columns)
+        return self.predict(values, request=request, inputs=inputs, batch_size=batch_size)
+
+    def _matrix_from_columns(self, columns: Mapping[str, Any], *, strict: bool = True) -> np.ndarray:
+        known = set(self.vocabulary.names)
+        errors = {f"{n}_error" for n in known}
+        if strict:
+            unknown = sorted(k for k in columns if k not in known and k not in errors)
+            if unknown:
+                others = [t.name for t in self.vocabulary.tokens if t.kind != "xp"]
+                raise ValueError(
+                    f"columns {unknown[:10]} are not tokens of vocabulary {self.vocabulary.name}; "
+                    f"tokens are the XP coefficients bp0.., rp0.. and {', '.join(others)}"
+                )
+        present = [k for k in columns if k in known]
+        if not present:
+            raise ValueError(f"none of the columns are tokens of vocabulary {self.vocabulary.name}")
+        n = len(np.asarray(columns[present[0]]))
+        values = np.full((n, len(self.vocabulary)), np.nan, dtype=np.float32)  # (N, T)
+        for name in present:
+            col = np.asarray(columns[name], dtype=np.float32)
+            if col.shape != (n,):
+                raise ValueError(f"column {name!r} has shape {col.shape}, expected ({n},)")
+            values[:, self.vocabulary.index(name)] = col
+        return values
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Ray Data batch UDF (`batch_format="numpy"`): predict the default request for one batch.
+
+        The batch holds either a 2-D `values` column (N, T) in vocabulary order (a fixed-shape tensor
+        column; a 1-D object column of length-T arrays is stacked), or one column per token named as
+        in the vocabulary (absent tokens are missing; other columns are ignored). Returns the
+        predictions plus `source_id` when the batch has it.
+        """
+        if "values" in batch:
+            values = np.asarray(batch["values"])
+            if values.dtype == object:
+                values = (
+                    np.stack([np.asarray(v, dtype=np.float32) for v in values])
+                    if len(values)
+                    else (np.empty((0, len(self.vocabulary)), dtype=np.float32))
+                )
+        else:
+            values = self._matrix_from_columns(batch, strict=False)
+        out = self.predict(values)
+        if "source_id" in batch:
+            out = {"source_id": np.asarray(batch["source_id"]), **out}
+        return out

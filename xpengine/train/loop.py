@@ -1,0 +1,500 @@
+"""The training loop (Ray-free): Zhang et al. (2026) §3.4 after Leung & Bovy (2024).
+
+AdamW, CosineAnnealingWarmRestarts stepped once per epoch, robust Gaussian NLL with known label errors,
+one freshly sampled context (5..64 tokens) and request per star per epoch. The whole training set
+lives on the device as two (N, T) tensors, and token sampling runs there too, so a GPU is never
+starved by a data loader. Mixed precision: bf16 autocast on CUDA where supported, else fp16 with a
+GradScaler; fp32 on CPU unless bf16 is asked for.
+
+Checkpoints (`xpengine.model.checkpoint`) carry the optimizer, scheduler, scaler and RNG states, so a
+resumed run continues exactly: same learning rates, same samples, same losses.
+
+Output directory::
+
+    <output_dir>/checkpoints/epoch_000128/   periodic checkpoints (the last `keep_checkpoints` kept)
+    <output_dir>/model/                       the final model (with its training state)
+    <output_dir>/metrics.jsonl                one JSON line per logged epoch
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import xpengine
+from xpengine.datasets.schema import TrainingArrays
+from xpengine.model.checkpoint import TrainState, load_checkpoint, load_train_state, save_checkpoint
+from xpengine.model.context import autocast_context, predict_standardized
+from xpengine.model.loss import gaussian_nll
+from xpengine.model.standardize import Standardization, robust_sigma
+from xpengine.model.transformer import XPTransformer
+from xpengine.train.config import TrainConfig, expand_tokens
+from xpengine.train.sampling import sample_tokens
+
+__all__ = ["ReportFn", "TrainResult", "resolve_device", "resolve_precision", "train"]
+
+logger = logging.getLogger(__name__)
+
+ReportFn = Callable[[dict[str, Any], Path | None], None]
+"""Called with the metrics of a logged epoch and the checkpoint directory written at that epoch (or
+None). The Ray entry point forwards both to `ray.train.report`."""
+
+
+@dataclass
+class TrainResult:
+    """output_dir: the run directory; model_dir: final checkpoint; history: metrics of the epochs run
+    in this call (resumed runs: only the new ones); wall_time_s: this call's duration."""
+
+    output_dir: Path
+    model_dir: Path
+    epochs_completed: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    wall_time_s: float = 0.0
+
+
+def resolve_device(spec: str) -> torch.device:
+    """ "auto" → CUDA when available else CPU; anything else is passed to torch.device."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {spec!r} requested but CUDA is not available")
+    return device
+
+
+def resolve_precision(spec: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype or None, use GradScaler) for a precision setting on a device."""
+    if spec == "auto":
+        if device.type == "cuda":
+            return (torch.bfloat16, False) if torch.cuda.is_bf16_supported() else (torch.float16, True)
+        return None, False
+    if spec == "fp32":
+        return None, False
+    if spec == "bf16":
+        return torch.bfloat16, False
+    if spec == "fp16":
+        if device.type != "cuda":
+            raise ValueError(f"precision fp16 needs a CUDA device, got {device}")
+        return torch.float16, True
+    raise ValueError(f"unknown precision {spec!r}; expected auto, fp32, bf16 or fp16")
+
+
+def train(
+    config: TrainConfig,
+    train_arrays: TrainingArrays,
+    val_arrays: TrainingArrays | None = None,
+    *,
+    output_dir: str | os.PathLike | None = None,
+    report_fn: ReportFn | None = None,
+    resume_from: str | os.PathLike | None = None,
+) -> TrainResult:
+    """Train a model on `train_arrays` (validated on `val_arrays`) and write it under `output_dir`.
+
+    resume_from: a checkpoint directory holding a training state, or a previous run's output
+    directory (its latest checkpoint is used). The model configuration must match; `epochs` may grow.
+    """
+    t_start = time.perf_counter()
+    if not (output_dir or config.output_dir):
+        raise ValueError("no output directory: pass output_dir= or set output_dir in the config")
+    out = Path(output_dir or config.output_dir)  # type: ignore[arg-type]
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(config.device)
+    amp_dtype, use_scaler = resolve_precision(config.precision, device)
+    vocab = train_arrays.vocabulary
+    if val_arrays is not None and val_arrays.vocabulary.names != vocab.names:
+        raise ValueError(
+            f"validation vocabulary {val_arrays.vocabulary.name} differs from the training vocabulary {vocab.name}"
+        )
+    model_cfg = dataclasses.replace(config.model, n_tokens=len(vocab))
+    requestable_names = expand_tokens(config.requestable, vocab)
+    val_labels = expand_tokens(config.val_labels, vocab)
+    val_inputs = [n for n in expand_tokens(config.val_inputs, vocab) if n not in val_labels]
+    if len(val_inputs) > model_cfg.context_length:
+        raise ValueError(
+            f"val_inputs select {len(val_inputs)} tokens, more than the context length "
+            f"{model_cfg.context_length}"
+        )
+
+    # Resume: weights, standardisation and training state from a checkpoint.
+    state: TrainState | None = None
+    ckpt_dir: Path | None = None
+    if resume_from is not None:
+        ckpt_dir = find_resume_checkpoint(Path(resume_from))
+        ckpt = load_checkpoint(ckpt_dir, device="cpu")
+        if ckpt.model_config != model_cfg:
+            raise ValueError(
+                f"cannot resume from {ckpt_dir}: its model config {ckpt.model_config} differs from {model_cfg}"
+            )
+        if ckpt.vocabulary.names != vocab.names:
+            raise ValueError(f"cannot resume from {ckpt_dir}: its vocabulary differs from the data's")
+        standardization = ckpt.standardization
+        state = load_train_state(ckpt_dir)
+        logger.info("resuming from %s after epoch %d", ckpt_dir, state.epoch)
+    else:
+        standardization = Standardization.fit(train_arrays.values, vocab.names)
+
+    # Data on the device, standardised; stars that cannot be asked anything are dropped.
+    xz_np, ez_np = standardization.transform(train_arrays.values, np.nan_to_num(train_arrays.errors))
+    requestable = torch.zeros(len(vocab), dtype=torch.bool)
+    requestable[vocab.indices(requestable_names)] = True
+    can_request = (np.isfinite(xz_np) & requestable.numpy()).any(axis=1)
+    if not can_request.all():
+        logger.info("dropping %d training stars with no requestable token", int((~can_request).sum()))
+    xz = torch.from_numpy(xz_np[can_request]).to(device)  # (N, T) standardised, NaN = missing
+    ez = torch.from_numpy(ez_np[can_request]).to(device)  # (N, T) standardised errors
+    requestable = requestable.to(device)  # (T,)
+    n_train = xz.shape[0]
+    if n_train == 0:
+        raise ValueError("no training star has a requestable token")
+    val = _ValidationSet.build(val_arrays, standardization, val_inputs, val_labels, config, device)
+
+    torch.manual_seed(config.seed)
+    model = XPTransformer(model_cfg).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+        optimizer, T_0=config.scheduler_t0, eta_min=config.eta_min
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(config.seed + 1)
+    start_epoch = 0
+    if state is not None and ckpt_dir is not None:
+        weights = state.model_state or {k: v for k, v in ckpt.model.state_dict().items()}
+        model.load_state_dict({k: v.float() for k, v in weights.items()})
+        optimizer.load_state_dict(state.optimizer)
+        scheduler.load_state_dict(state.scheduler)
+        if state.scaler:
+            scaler.load_state_dict(state.scaler)
+        _restore_rng(state.rng, generator, device)
+        start_epoch = state.epoch
+
+    step_model = torch.compile(model) if config.compile else model  # shares the parameters
+    n_params = model.n_parameters()
+    batch = min(config.batch_size, n_train)
+    n_steps = n_train // batch if config.drop_last else math.ceil(n_train / batch)
+    logger.info(
+        "training %s parameters on %d stars (%d steps of %d per epoch), device %s, autocast %s, epochs %d..%d",
+        f"{n_params:,}",
+        n_train,
+        n_steps,
+        batch,
+        device,
+        amp_dtype,
+        start_epoch + 1,
+        config.epochs,
+    )
+    provenance = _base_provenance(config, train_arrays, val_arrays, device, n_params)
+    if state is not None:
+        provenance["previous_wall_time_s"] = float(ckpt.provenance.get("wall_time_s", 0.0))
+        provenance["resumed_from"] = str(ckpt_dir)
+    metrics_file = out / "metrics.jsonl"
+    history: list[dict[str, Any]] = []
+    last_ckpt: Path | None = ckpt_dir
+    epoch = start_epoch
+    for epoch in range(start_epoch + 1, config.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        lr = optimizer.param_groups[0]["lr"]
+        loss_sum = torch.zeros((), device=device)
+        perm = torch.randperm(n_train, generator=generator, device=device)  # (N,)
+        for step in range(n_steps):
+            idx = perm[step * batch : (step + 1) * batch]  # (b,)
+            tb = sample_tokens(
+                xz[idx],
+                ez[idx],
+                requestable,
+                n_context=model_cfg.context_length,
+                max_masked=config.max_masked,
+                n_requests=config.n_requests,
+                generator=generator,
+            )
+            with autocast_context(device, amp_dtype):
+                out_ = step_model(tb.context_ids, tb.context_values, tb.request_ids)  # (b, k)
+            loss = gaussian_nll(tb.targets, out_.mean, out_.logvar, tb.target_errors, tb.request_mask)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if config.grad_clip_norm is not None:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            loss_sum += loss.detach()
+        scheduler.step()
+        train_loss = float(loss_sum.item()) / n_steps
+        dt = time.perf_counter() - t0
+        is_last = epoch == config.epochs
+        metrics: dict[str, Any] = {
+            "epoch": epoch,
+            "lr": lr,
+            "train_loss": train_loss,
+            "epoch_time_s": dt,
+            "train_stars_per_s": n_steps * batch / dt,
+        }
+        if not math.isfinite(train_loss):
+            raise FloatingPointError(f"training loss became {train_loss} at epoch {epoch}")
+        if val is not None and (epoch % config.val_every == 0 or is_last):
+            metrics.update(val.evaluate(model, standardization, amp_dtype, config.val_batch_size))
+        saved: Path | None = None
+        if epoch % config.checkpoint_every == 0 or is_last:
+            prov = {
+                **provenance,
+                "epochs_completed": epoch,
+                "wall_time_s": time.perf_counter() - t_start + provenance.get("previous_wall_time_s", 0.0),
+                "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+                "last_metrics": metrics,
+            }
+            saved = save_checkpoint(
+                out / "checkpoints" / f"epoch_{epoch:06d}",
+                model,
+                vocabulary=vocab,
+                standardization=standardization,
+                train_config={**config.to_dict(), "model": model_cfg.to_dict()},
+                provenance=prov,
+                weights_dtype=config.weights_dtype,
+                train_state=TrainState(
+                    epoch=epoch,
+                    optimizer=optimizer.state_dict(),
+                    scheduler=scheduler.state_dict(),
+                    scaler=scaler.state_dict(),
+                    rng=_rng_state(generator, device),
+                ),
+                overwrite=True,
+            )
+            last_ckpt = saved
+            _prune_checkpoints(out / "checkpoints", config.keep_checkpoints)
+        if epoch % config.log_every == 0 or is_last or saved is not None:
+            history.append(metrics)
+            with metrics_file.open("a") as fh:
+                fh.write(json.dumps(metrics) + "\n")
+            logger.info("%s", _format_metrics(metrics, config.epochs))
+            if report_fn is not None:
+                report_fn(metrics, saved)
+
+    if last_ckpt is None:
+        raise RuntimeError(
+            f"nothing to do: the run already completed {start_epoch} of {config.epochs} epochs and "
+            "no checkpoint was found"
+        )
+    model_dir = out / "model"
+    if last_ckpt.resolve() != model_dir.resolve():
+        tmp = out / ".model.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(last_ckpt, tmp)
+        shutil.rmtree(model_dir, ignore_errors=True)
+        os.replace(tmp, model_dir)
+    return TrainResult(
+        output_dir=out,
+        model_dir=model_dir,
+        epochs_completed=epoch,
+        history=history,
+        wall_time_s=time.perf_counter() - t_start,
+    )
+
+
+@dataclass
+class _ValidationSet:
+    """Fixed validation inputs on the device and the physical truth of the labels."""
+
+    values: torch.Tensor  # (Nv, T) standardised, NaN = missing
+    errors: torch.Tensor  # (Nv, T) standardised
+    truth: np.ndarray  # (Nv, Q) physical
+    input_cols: torch.Tensor  # (C,)
+    label_cols: torch.Tensor  # (Q,)
+    label_names: list[str]
+
+    @classmethod
+    def build(
+        cls,
+        arrays: TrainingArrays | None,
+        std: Standardization,
+        inputs: list[str],
+        labels: list[str],
+        config: TrainConfig,
+        device: torch.device,
+    ) -> _ValidationSet | None:
+        if arrays is None or len(arrays.source_id) == 0:
+            logger.warning("no validation set: validation metrics will not be computed")
+            return None
+        if not inputs or not labels:
+            logger.warning("validation needs val_inputs and val_labels; got %s and %s", inputs, labels)
+            return None
+        n = len(arrays.source_id) if config.val_max_stars is None else config.val_max_stars
+        vocab = arrays.vocabulary
+        li = vocab.indices(labels)
+        z, e = std.transform(arrays.values[:n], np.nan_to_num(arrays.errors[:n]))
+        return cls(
+            values=torch.from_numpy(z).to(device),
+            errors=torch.from_numpy(e).to(device),
+            truth=arrays.values[:n][:, li].astype(np.float64),
+            input_cols=torch.tensor(vocab.indices(inputs), dtype=torch.int64, device=device),
+            label_cols=torch.tensor(li, dtype=torch.int64, device=device),
+            label_names=labels,
+        )
+
+    def evaluate(
+        self, model: XPTransformer, std: Standardization, amp_dtype: torch.dtype | None, batch_size: int
+    ) -> dict[str, float]:
+        """Validation NLL per label element and robust σ (1.4826 MAD of truth − prediction, physical)."""
+        model.eval()
+        mean_z, logvar_z, _ = predict_standardized(
+            model,
+            self.values,
+            self.input_cols,
+            self.label_cols,
+            batch_size=batch_size,
+            autocast_dtype=amp_dtype,
+        )  # (Nv, Q)
+        target = self.values.index_select(1, self.label_cols)  # (Nv, Q)
+        err = self.errors.index_select(1, self.label_cols)  # (Nv, Q)
+        mask = torch.isfinite(target) & torch.isfinite(mean_z)  # (Nv, Q)
+        n_el = int(mask.sum().item())
+        nll = gaussian_nll(target, mean_z, logvar_z, err, mask) * target.shape[0] / max(n_el, 1)
+        cols = self.label_cols.cpu().numpy()
+        pred, _ = std.inverse(mean_z.cpu().numpy(), None, cols)  # (Nv, Q) physical
+        resid = self.truth - pred  # (Nv, Q)
+        out: dict[str, float] = {"val_nll": float(nll.item())}
+        sig = robust_sigma(resid, axis=0)  # (Q,)
+        for j, name in enumerate(self.label_names):
+            out[f"val_sigma_{name}"] = float(sig[j])
+            if name == "ln_age":  # the paper quotes the age scatter in Gyr
+                out["val_sigma_age"] = float(robust_sigma(np.exp(self.truth[:, j]) - np.exp(pred[:, j])))
+        return out
+
+
+def find_resume_checkpoint(path: Path) -> Path:
+    """A checkpoint directory with a training state: `path` itself, or the latest under
+    `path/checkpoints`."""
+    if (path / "train_state.json").is_file():
+        return path
+    ckpts = sorted((path / "checkpoints").glob("epoch_*")) if (path / "checkpoints").is_dir() else []
+    ckpts = [c for c in ckpts if (c / "train_state.json").is_file()]
+    if not ckpts:
+        raise FileNotFoundError(
+            f"{path} is neither a checkpoint with a training state nor a run directory with checkpoints/"
+        )
+    return ckpts[-1]
+
+
+def _rng_state(generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+    rng = {"torch_cpu": torch.get_rng_state(), "sampling": generator.get_state()}
+    if device.type == "cuda":
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            rng[f"cuda_{i}"] = s
+    return rng
+
+
+def _restore_rng(rng: dict[str, torch.Tensor], generator: torch.Generator, device: torch.device) -> None:
+    torch.set_rng_state(rng["torch_cpu"])
+    try:
+        generator.set_state(rng["sampling"])
+    except RuntimeError:  # saved on another device type (CPU ↔ CUDA generators differ)
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+        generator.manual_seed(seed)
+        logger.warning(
+            "the sampling RNG state was saved on another device type; reseeded, so the token samples "
+            "of the resumed epochs differ from an uninterrupted run"
+        )
+    if device.type == "cuda":
+        states = [rng[k] for k in sorted(k for k in rng if k.startswith("cuda_"))]
+        if len(states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states)
+        elif states:
+            torch.cuda.set_rng_state(states[0], device)
+
+
+def _prune_checkpoints(directory: Path, keep: int) -> None:
+    ckpts = sorted(directory.glob("epoch_*"))
+    for old in ckpts[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _format_metrics(m: dict[str, Any], epochs: int) -> str:
+    s = (
+        f"epoch {m['epoch']}/{epochs} loss {m['train_loss']:.4f} lr {m['lr']:.3g} "
+        f"{m['train_stars_per_s']:.0f} stars/s"
+    )
+    if "val_nll" in m:
+        s += f" | val nll {m['val_nll']:.4f}"
+        s += "".join(f" σ_{k[10:]} {v:.4g}" for k, v in m.items() if k.startswith("val_sigma_"))
+    return s
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _git_commit() -> str | None:
+    try:
+        res = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(xpengine.__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if res.returncode != 0:
+        return None
+    return res.stdout.strip() or None
+
+
+def _base_provenance(
+    config: TrainConfig,
+    train_arrays: TrainingArrays,
+    val_arrays: TrainingArrays | None,
+    device: torch.device,
+    n_params: int,
+) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "path": config.data_path,
+        "n_train": len(train_arrays.source_id),
+        "n_val": 0 if val_arrays is None else len(val_arrays.source_id),
+        "vocabulary": train_arrays.vocabulary.name,
+        "dataset_provenance": train_arrays.provenance,
+    }
+    if config.data_path and os.path.isfile(config.data_path):
+        data["sha256"] = _sha256(config.data_path)
+        data["bytes"] = os.path.getsize(config.data_path)
+    hardware: dict[str, Any] = {
+        "device": str(device),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+    }
+    if device.type == "cuda":
+        hardware["gpu"] = torch.cuda.get_device_name(device)
+    ds_prov = train_arrays.provenance or {}
+    return {
+        "data": data,
+        # The XP representation the tokens were built with (xpengine.spectra.REPRESENTATION_ID), so
+        # inference can refuse inputs built differently; None when the training set does not say.
+        "xp_representation": ds_prov.get("xp_representation", ds_prov.get("representation_id")),
+        "n_parameters": n_params,
+        "git_commit": _git_commit(),
+        "xpengine_version": xpengine.__version__,
+        "torch_version": torch.__version__,
+        "numpy_version": np.__version__,
+        "hardware": hardware,
+    }

@@ -1,0 +1,101 @@
+"""Run the training loop inside Ray Train (one `TorchTrainer` worker, on a GPU when there is one).
+
+The loop itself (:func:`xpengine.train.loop.train`) knows nothing of Ray; here its metrics and
+checkpoints are forwarded to `ray.train.report`, so Ray's storage keeps them and the driver gets a
+`ray.train.Result`. The worker function lives in the installed package (Ray pickles it by reference).
+Ray is imported inside the functions only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from xpengine.train.config import TrainConfig
+
+__all__ = ["run_ray_training", "train_worker"]
+
+logger = logging.getLogger(__name__)
+
+
+def train_worker(loop_config: dict[str, Any]) -> None:
+    """Ray Train worker: read the training set, train, report every logged epoch.
+
+    loop_config: {"train": TrainConfig.to_dict(), "output_dir": str, "resume_from": str | None}.
+    """
+    import ray.train
+
+    from xpengine.datasets.schema import read_training_set
+    from xpengine.train.loop import train
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = TrainConfig.from_dict(loop_config["train"])
+    if not config.data_path:
+        raise ValueError("data_path is not set in the training configuration")
+    train_arrays = read_training_set(config.data_path, split="train")
+    val_arrays = read_training_set(config.data_path, split="val", vocabulary=train_arrays.vocabulary)
+
+    def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        if checkpoint_dir is None:
+            ray.train.report(metrics)
+        else:
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(checkpoint_dir)))
+
+    train(
+        config,
+        train_arrays,
+        val_arrays,
+        output_dir=loop_config["output_dir"],
+        report_fn=report,
+        resume_from=loop_config.get("resume_from"),
+    )
+
+
+def run_ray_training(
+    config: TrainConfig,
+    *,
+    output_dir: str | os.PathLike,
+    resume_from: str | os.PathLike | None = None,
+    use_gpu: bool | None = None,
+    cpus_per_worker: int = 1,
+    run_name: str = "xpengine-train",
+) -> Any:
+    """Train with one Ray Train worker; returns the `ray.train.Result`.
+
+    use_gpu: None → a GPU when the Ray cluster has one. Ray's own run records (reported metrics,
+    copies of the checkpoints) go to `<output_dir>/ray`; the model is written under `output_dir` by
+    the loop, as without Ray. Starts a local Ray cluster when none is connected.
+    """
+    import ray
+    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    output_dir = Path(output_dir).resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False)
+    if use_gpu is None:
+        use_gpu = ray.cluster_resources().get("GPU", 0) >= 1
+    loop_config = {
+        "train": {**config.to_dict(), "output_dir": str(output_dir)},
+        "output_dir": str(output_dir),
+        "resume_from": None if resume_from is None else str(Path(resume_from).resolve()),
+    }
+    if config.data_path:
+        loop_config["train"]["data_path"] = str(Path(config.data_path).resolve())
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(
+            num_workers=1, use_gpu=use_gpu, resources_per_worker={"CPU": cpus_per_worker}
+        ),
+        run_config=RunConfig(
+            name=run_name,
+            storage_path=str(output_dir / "ray"),
+            checkpoint_config=CheckpointConfig(num_to_keep=config.keep_checkpoints),
+        ),
+    )
+    logger.info("starting Ray Train (use_gpu=%s), output in %s", use_gpu, output_dir)
+    return trainer.fit()

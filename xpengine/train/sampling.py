@@ -1,0 +1,107 @@
+"""Per-epoch random context and request tokens (Leung & Bovy 2024 training generator; Zhang et al. 2026
+§3.3), fully vectorised in torch on the device that holds the data.
+
+For every star, every epoch:
+
+1. shuffle its valid (finite) tokens and keep the first `n_context` (64);
+2. mask a random number 0..`max_masked` (0..59) of those slots from the end, so the context holds
+   n_context − masked = 5..64 tokens, or fewer when the star has fewer valid tokens
+   (count = min(n_valid, n_context − masked), as in their generator);
+3. draw `n_requests` distinct request tokens among the star's valid *requestable* tokens (the requested
+   token may also be in the context, as in their training). A star with fewer requestable tokens than
+   `n_requests` gets the rest of its request slots masked out.
+
+Random permutations are argsorts of uniform keys with invalid entries given key 2 (> any uniform), so
+they sort to the end; no Python loop runs per star.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["TokenBatch", "sample_tokens"]
+
+
+@dataclass
+class TokenBatch:
+    """One batch of sampled training inputs (all on the data's device).
+
+    context_ids (B, W) int64, 0 = padding; context_values (B, W) float32 standardised (0 at padding),
+    W = min(n_context, T) (64 for the paper's vocabulary: no slot wasted on a smaller toy vocabulary); request_ids (B, k) int64 (0 where masked); targets, target_errors (B, k) float32
+    standardised (0 where masked); request_mask (B, k) bool, True where a request exists.
+    """
+
+    context_ids: torch.Tensor
+    context_values: torch.Tensor
+    request_ids: torch.Tensor
+    targets: torch.Tensor
+    target_errors: torch.Tensor
+    request_mask: torch.Tensor
+
+
+def _random_order(valid: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """valid (B, T) bool → (B, T) column indices: valid columns in random order, then invalid ones."""
+    keys = torch.rand(valid.shape, generator=generator, device=valid.device)  # (B, T) in [0, 1)
+    keys = torch.where(valid, keys, 2.0)  # (B, T)
+    return torch.argsort(keys, dim=1)  # (B, T)
+
+
+def sample_tokens(
+    values: torch.Tensor,
+    errors: torch.Tensor,
+    requestable: torch.Tensor,
+    *,
+    n_context: int = 64,
+    max_masked: int = 59,
+    n_requests: int = 1,
+    generator: torch.Generator | None = None,
+) -> TokenBatch:
+    """Sample context and request tokens for a batch of stars.
+
+    values: (B, T) standardised, NaN = missing; errors: (B, T) standardised known errors (NaN → 0);
+    requestable: (T,) bool, which tokens may be requested; generator: a torch.Generator on the same
+    device as `values` (None: the global RNG). Returns a :class:`TokenBatch`.
+    """
+    if values.ndim != 2 or errors.shape != values.shape:
+        raise ValueError(
+            f"values {tuple(values.shape)} and errors {tuple(errors.shape)} must be equal (B, T)"
+        )
+    b, t = values.shape
+    if requestable.shape != (t,):
+        raise ValueError(f"requestable must have shape ({t},), got {tuple(requestable.shape)}")
+    if not 0 <= max_masked < n_context:
+        raise ValueError(f"max_masked must be in [0, n_context={n_context}), got {max_masked}")
+    if not 1 <= n_requests <= t:
+        raise ValueError(f"n_requests must be in [1, {t}], got {n_requests}")
+    device = values.device
+    valid = torch.isfinite(values)  # (B, T)
+
+    # Context: a random permutation of the valid tokens, cut to n_context slots.
+    order = _random_order(valid, generator)  # (B, T)
+    width = min(t, n_context)
+    order = order[:, :width]  # (B, W)
+    n_valid = valid.sum(dim=1)  # (B,)
+    masked = torch.randint(0, max_masked + 1, (b,), generator=generator, device=device)  # (B,)
+    n_keep = torch.minimum(n_valid, n_context - masked)  # (B,)
+    keep = torch.arange(width, device=device).unsqueeze(0) < n_keep.unsqueeze(1)  # (B, W)
+    context_ids = torch.where(keep, order + 1, 0)  # (B, W)
+    context_values = torch.where(keep, torch.gather(values, 1, order), 0.0).float()  # (B, W)
+
+    # Requests: distinct random tokens among the valid requestable ones.
+    can_request = valid & requestable.to(device).unsqueeze(0)  # (B, T)
+    req_order = _random_order(can_request, generator)[:, :n_requests]  # (B, k)
+    request_mask = torch.gather(can_request, 1, req_order)  # (B, k)
+    request_ids = torch.where(request_mask, req_order + 1, 0)  # (B, k)
+    targets = torch.where(request_mask, torch.gather(values, 1, req_order), 0.0).float()  # (B, k)
+    errs = torch.nan_to_num(torch.gather(errors, 1, req_order), nan=0.0)  # (B, k)
+    target_errors = torch.where(request_mask, errs, 0.0).float()  # (B, k)
+    return TokenBatch(
+        context_ids=context_ids,
+        context_values=context_values,
+        request_ids=request_ids,
+        targets=targets,
+        target_errors=target_errors,
+        request_mask=request_mask,
+    )
