@@ -146,3 +146,38 @@ def test_bad_arguments_are_reported():
         sample_tokens(v, v, torch.ones(5, dtype=torch.bool))
     with pytest.raises(ValueError, match="max_masked must be in"):
         sample_tokens(v, v, torch.ones(4, dtype=torch.bool), max_masked=64)
+
+
+def test_request_weights_favour_the_weighted_tokens():
+    """With weight w on 2 of 20 equally valid tokens, they are drawn ≈ w·2/(w·2+18) of the time."""
+    g = torch.Generator().manual_seed(1)
+    values = torch.randn(20000, 20)  # (B, T) all valid
+    requestable = torch.ones(20, dtype=torch.bool)
+    weights = torch.ones(20)
+    weights[[3, 7]] = 9.0
+    tb = sample_tokens(
+        values, torch.zeros_like(values), requestable, n_requests=1, request_weights=weights, generator=g
+    )
+    frac = ((tb.request_ids == 4) | (tb.request_ids == 8)).float().mean().item()
+    assert abs(frac - 18 / 36) < 0.015
+    # without weights the same two tokens get 2/20
+    tb0 = sample_tokens(values, torch.zeros_like(values), requestable, n_requests=1, generator=g)
+    frac0 = ((tb0.request_ids == 4) | (tb0.request_ids == 8)).float().mean().item()
+    assert abs(frac0 - 0.1) < 0.01
+
+
+def test_weighted_requests_are_distinct_and_requestable():
+    g = torch.Generator().manual_seed(2)
+    values = torch.randn(500, 12)
+    values[:, 5] = float("nan")
+    requestable = torch.ones(12, dtype=torch.bool)
+    requestable[0] = False
+    weights = torch.linspace(1, 5, 12)
+    tb = sample_tokens(
+        values, torch.zeros_like(values), requestable, n_requests=4, request_weights=weights, generator=g
+    )
+    ids = tb.request_ids
+    assert tb.request_mask.all()
+    assert not ((ids == 1) | (ids == 6)).any()  # not requestable / missing
+    srt = ids.sort(dim=1).values
+    assert (srt[:, 1:] != srt[:, :-1]).all()

@@ -72,6 +72,9 @@ class TrainConfig:
     scheduler_t0, eta_min: CosineAnnealingWarmRestarts, stepped once per epoch (paper: 512, 1e-10).
     max_masked: per star and epoch 0..max_masked of the 64 context slots are masked (paper: 59 → 5..64
     tokens). n_requests: request tokens per star per epoch (paper: 1).
+    request_weight_tokens, request_weight: requestable tokens drawn `request_weight` times more often
+    than the others (paper: none; a short CPU schedule learns the labels faster when they are asked
+    for more often than the 110 XP coefficients).
     requestable: tokens that may be requested (Leung & Bovy: all XP, J−H, labels, ln E(B−V), fakemag;
     BP−RP and J−K are inputs only).
     val_inputs / val_labels: validation predicts `val_labels` from the fixed input `val_inputs`
@@ -109,6 +112,8 @@ class TrainConfig:
         "mass",
         "ln_age",
     )
+    request_weight_tokens: tuple[str, ...] = ()
+    request_weight: float = 1.0
     val_inputs: tuple[str, ...] = ("bp0..29", "rp0..29", "bprp", "jh", "jk")
     val_labels: tuple[str, ...] = ("teff", "logg", "m_h", "mass", "ln_age")
     val_every: int = 16
@@ -179,6 +184,8 @@ class TrainConfig:
             p.append(
                 f"max_masked must be in [0, context_length={self.model.context_length}), got {self.max_masked}"
             )
+        if self.request_weight <= 0:
+            p.append(f"request_weight must be > 0, got {self.request_weight}")
         if self.n_requests < 1:
             p.append(f"n_requests must be >= 1, got {self.n_requests}")
         if self.keep_checkpoints < 1:
@@ -207,6 +214,8 @@ _KINDS: dict[str, str] = {
     "max_masked": "int",
     "n_requests": "int",
     "requestable": "strs",
+    "request_weight_tokens": "strs",
+    "request_weight": "float",
     "val_inputs": "strs",
     "val_labels": "strs",
     "val_every": "int",

@@ -159,6 +159,13 @@ def train(
     xz = torch.from_numpy(xz_np[can_request]).to(device)  # (N, T) standardised, NaN = missing
     ez = torch.from_numpy(ez_np[can_request]).to(device)  # (N, T) standardised errors
     requestable = requestable.to(device)  # (T,)
+    request_weights = None
+    if config.request_weight_tokens and config.request_weight != 1.0:
+        request_weights = torch.ones(len(vocab), dtype=torch.float32)
+        request_weights[vocab.indices(expand_tokens(config.request_weight_tokens, vocab))] = (
+            config.request_weight
+        )
+        request_weights = request_weights.to(device)  # (T,)
     n_train = xz.shape[0]
     if n_train == 0:
         raise ValueError("no training star has a requestable token")
@@ -222,6 +229,7 @@ def train(
                 n_context=model_cfg.context_length,
                 max_masked=config.max_masked,
                 n_requests=config.n_requests,
+                request_weights=request_weights,
                 generator=generator,
             )
             with autocast_context(device, amp_dtype):

@@ -56,12 +56,16 @@ def sample_tokens(
     n_context: int = 64,
     max_masked: int = 59,
     n_requests: int = 1,
+    request_weights: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> TokenBatch:
     """Sample context and request tokens for a batch of stars.
 
     values: (B, T) standardised, NaN = missing; errors: (B, T) standardised known errors (NaN → 0);
-    requestable: (T,) bool, which tokens may be requested; generator: a torch.Generator on the same
+    requestable: (T,) bool, which tokens may be requested; request_weights: (T,) positive float or None
+    (uniform): requests are drawn without replacement with probability ∝ weight (exponential-race
+    keys −ln(u)/w, smallest first), so a few label tokens can be asked for more often than the 110 XP
+    coefficients without changing the set of requestable tokens; generator: a torch.Generator on the same
     device as `values` (None: the global RNG). Returns a :class:`TokenBatch`.
     """
     if values.ndim != 2 or errors.shape != values.shape:
@@ -91,7 +95,13 @@ def sample_tokens(
 
     # Requests: distinct random tokens among the valid requestable ones.
     can_request = valid & requestable.to(device).unsqueeze(0)  # (B, T)
-    req_order = _random_order(can_request, generator)[:, :n_requests]  # (B, k)
+    if request_weights is None:
+        req_order = _random_order(can_request, generator)[:, :n_requests]  # (B, k)
+    else:
+        u = torch.rand(can_request.shape, generator=generator, device=device)  # (B, T)
+        race = -torch.log1p(-u) / request_weights.to(device).unsqueeze(0)  # (B, T) Exp(w) arrival times
+        race = torch.where(can_request, race, torch.inf)  # (B, T)
+        req_order = torch.argsort(race, dim=1)[:, :n_requests]  # (B, k)
     request_mask = torch.gather(can_request, 1, req_order)  # (B, k)
     request_ids = torch.where(request_mask, req_order + 1, 0)  # (B, k)
     targets = torch.where(request_mask, torch.gather(values, 1, req_order), 0.0).float()  # (B, k)
