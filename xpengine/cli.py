@@ -18,6 +18,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "xpengine.catalog.cli",
     "xpengine.datasets.cli",
     "xpengine.evaluate.cli",
+    "xpengine.simulate.cli",
 )
 
 

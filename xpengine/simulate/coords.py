@@ -1,0 +1,140 @@
+"""Sky geometry of the synthetic sky: HEALPix (nested) pixels, Gaia source ids, ICRS → Galactic/ecliptic.
+
+Gaia DR3 source ids encode the HEALPix level-12 nested pixel of the source: hpx12 = source_id // 2^35,
+so hpx8 = source_id >> 43 (Gaia DR3 documentation, `source_id` description). Bulk files are named by
+the first and last hpx8 index they hold, 6-digit zero-padded (REFERENCE §1).
+
+HEALPix pixel centres follow Górski et al. 2005 (ApJ 622, 759), nested scheme, implemented here in
+vectorised numpy (no healpy dependency). Rotation matrices: ICRS → Galactic from the Hipparcos
+definition as used by Gaia (Gaia DR3 documentation §4.1.7, matrix A_G'), ecliptic latitude with the
+ICRS obliquity ε = 23°26′21.406″ (Gaia documentation).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "HPX8_NPIX",
+    "bulk_suffix",
+    "default_partitions",
+    "ecliptic_latitude",
+    "galactic_to_icrs",
+    "healpix_nest_to_radec",
+    "icrs_to_galactic",
+]
+
+HPX8_NPIX = 12 * 4**8  # 786,432 level-8 pixels
+_JRLL = np.array([2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4], dtype=np.int64)
+_JPLL = np.array([1, 3, 5, 7, 0, 2, 4, 6, 1, 3, 5, 7], dtype=np.int64)
+
+#: ICRS → Galactic rotation (rows: Galactic x, y, z unit vectors in ICRS), Gaia DR3 doc. Eq. 4.62.
+_A_G = np.array(
+    [
+        [-0.0548755604162154, -0.8734370902348850, -0.4838350155487132],
+        [+0.4941094278755837, -0.4448296299600112, +0.7469822444972189],
+        [-0.8676661490190047, -0.1980763734312015, +0.4559837761750669],
+    ]
+)
+_OBLIQUITY_RAD = np.deg2rad(23.0 + 26.0 / 60.0 + 21.406 / 3600.0)
+
+
+def _compress_bits(v: np.ndarray) -> np.ndarray:
+    """Every other bit of v (bits 0, 2, 4, ...) packed together: the x (or y) index of a nested pixel."""
+    v = v & 0x5555555555555555
+    v = (v | (v >> 1)) & 0x3333333333333333
+    v = (v | (v >> 2)) & 0x0F0F0F0F0F0F0F0F
+    v = (v | (v >> 4)) & 0x00FF00FF00FF00FF
+    v = (v | (v >> 8)) & 0x0000FFFF0000FFFF
+    v = (v | (v >> 16)) & 0x00000000FFFFFFFF
+    return v
+
+
+def healpix_nest_to_radec(pix: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
+    """Centres (ra, dec) [deg] of nested HEALPix pixels `pix` (N,) int64 at `order` (nside = 2^order).
+
+    Górski et al. 2005 pix2ang for the nested scheme; exact for order ≤ 29.
+    """
+    if not 0 <= order <= 29:
+        raise ValueError(f"HEALPix order {order} out of range; expected 0..29")
+    pix = np.asarray(pix, dtype=np.int64)
+    nside = np.int64(1) << order
+    npface = nside * nside
+    npix = 12 * npface
+    if pix.size and (pix.min() < 0 or pix.max() >= npix):
+        raise ValueError(f"pixel index out of range [0, {npix}) at order {order}: {pix.min()}..{pix.max()}")
+    face = pix // npface
+    ipf = pix % npface
+    ix = _compress_bits(ipf)
+    iy = _compress_bits(ipf >> 1)
+    jrt = ix + iy
+    jpt = ix - iy
+    jr = _JRLL[face] * nside - jrt - 1
+    nr = np.where(jr < nside, jr, np.where(jr > 3 * nside, 4 * nside - jr, nside))
+    z = np.where(
+        jr < nside,
+        1.0 - nr.astype(np.float64) ** 2 * 4.0 / npix,
+        np.where(
+            jr > 3 * nside,
+            nr.astype(np.float64) ** 2 * 4.0 / npix - 1.0,
+            (2 * nside - jr) * (2.0 / (3.0 * nside)),
+        ),
+    )
+    kshift = np.where((jr >= nside) & (jr <= 3 * nside), (jr - nside) & 1, 0)
+    jp = (_JPLL[face] * nr + jpt + 1 + kshift) // 2
+    jp = np.where(jp > 4 * nside, jp - 4 * nside, jp)
+    jp = np.where(jp < 1, jp + 4 * nside, jp)
+    phi = (jp - (kshift + 1) * 0.5) * (np.pi / 2.0 / nr)
+    ra = np.rad2deg(phi) % 360.0
+    dec = np.rad2deg(np.arcsin(np.clip(z, -1.0, 1.0)))
+    return ra, dec
+
+
+def _unit(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
+    ra, dec = np.deg2rad(ra_deg), np.deg2rad(dec_deg)
+    return np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)], axis=-1)
+
+
+def _angles(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lon = np.rad2deg(np.arctan2(v[..., 1], v[..., 0])) % 360.0
+    lat = np.rad2deg(np.arcsin(np.clip(v[..., 2], -1.0, 1.0)))
+    return lon, lat
+
+
+def icrs_to_galactic(ra_deg: np.ndarray, dec_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Galactic (l, b) [deg] of ICRS (ra, dec) [deg], shapes (N,)."""
+    return _angles(_unit(ra_deg, dec_deg) @ _A_G.T)
+
+
+def galactic_to_icrs(l_deg: np.ndarray, b_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ICRS (ra, dec) [deg] of Galactic (l, b) [deg]."""
+    return _angles(_unit(l_deg, b_deg) @ _A_G)
+
+
+def ecliptic_latitude(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
+    """Ecliptic latitude β [deg] of ICRS (ra, dec) [deg] (obliquity 23°26′21.406″)."""
+    v = _unit(ra_deg, dec_deg)
+    sin_b = v[..., 2] * np.cos(_OBLIQUITY_RAD) - v[..., 1] * np.sin(_OBLIQUITY_RAD)
+    return np.rad2deg(np.arcsin(np.clip(sin_b, -1.0, 1.0)))
+
+
+def bulk_suffix(hpx8_first: int, hpx8_last: int) -> str:
+    """`AAAAAA-BBBBBB` suffix of a bulk file holding level-8 pixels hpx8_first..hpx8_last (inclusive)."""
+    if not 0 <= hpx8_first <= hpx8_last < HPX8_NPIX:
+        raise ValueError(
+            f"invalid HEALPix-8 range {hpx8_first}-{hpx8_last}; expected 0 <= a <= b < {HPX8_NPIX}"
+        )
+    return f"{hpx8_first:06d}-{hpx8_last:06d}"
+
+
+def default_partitions(n_partitions: int, width: int = 3112) -> list[tuple[int, int]]:
+    """K disjoint HEALPix-8 ranges of `width` pixels spread over the sky (inclusive bounds).
+
+    Partition k starts at floor(k · 786432 / K) (so partition 0 is 000000-003111, the first real DR3
+    bulk file's range for the default width): K patches of ~160 deg² at different Galactic latitudes.
+    """
+    if n_partitions < 1:
+        raise ValueError(f"n_partitions={n_partitions}; expected >= 1")
+    width = min(width, HPX8_NPIX // n_partitions)
+    starts = [(k * HPX8_NPIX) // n_partitions for k in range(n_partitions)]
+    return [(s, s + width - 1) for s in starts]

@@ -1,0 +1,686 @@
+"""`simulate_sky`: write a synthetic Gaia sky in the real bulk formats, with its ground truth.
+
+Output directory (all byte-identical for the same arguments):
+
+- `XpContinuousMeanSpectrum_AAAAAA-BBBBBB.csv.gz`, `GaiaSource_AAAAAA-BBBBBB.csv.gz` per partition
+  (gzip ECSV as the Gaia bulk download; each chunk's text is formatted by `xpengine.io.write_bulk_*`
+  and streamed into one gzip member with MTIME 0 and no file name), rows sorted by source_id;
+  `_MD5SUM.txt` (`md5  name` lines) for them.
+- `allStar-synthetic.fits` (APOGEE DR17 allStar-like, HDU 1), `APOGEE_DistMass-synthetic.fits`
+  (DistMass VAC-like, HDU 1), `tmass.parquet`, `ebv.parquet`, `truth.parquet`.
+
+Source ids: source_id = hpx12 << 35 | running number (bits 0–34), with hpx12 the true level-12 pixel of
+the position, so hpx8 = source_id >> 43 lies in the file's range and ids are unique by construction.
+Random numbers: one `np.random.Generator` per (seed, partition, chunk) from `np.random.SeedSequence`,
+so results do not depend on how the work is scheduled (`workers` processes give the same bytes).
+Memory: one chunk (`chunk_size` sources) per process at a time; only the APOGEE-like rows (≈ 2% of the
+sources) are kept until the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from xpengine.simulate import physics as ph
+from xpengine.simulate.calibration import load_calibration
+from xpengine.simulate.coords import bulk_suffix, default_partitions
+from xpengine.simulate.observe import (
+    apogee_labels,
+    ebv_estimates,
+    gaia_photometry_astrometry,
+    tmass_photometry,
+)
+from xpengine.simulate.sky import SkyConfig, _propose, draw_stars
+from xpengine.simulate.xp import (
+    XPNoiseModel,
+    add_xp_noise,
+    intrinsic_spectra,
+    scale_and_redden,
+)
+
+__all__ = ["simulate_sky"]
+
+logger = logging.getLogger(__name__)
+
+_ASPCAP_STAR_BAD = 1 << 23
+_ASPCAP_M_H_BAD = 1 << 19
+_EXTRATARG_DUPLICATE = 16
+TRUTH_VERSION = "1"
+
+
+def round_significant(x: np.ndarray, digits: int) -> np.ndarray:
+    """Round to `digits` significant digits (so the bulk text is shorter; 7 digits ≪ XP noise)."""
+    if digits < 1:
+        raise ValueError(f"digits={digits}; expected >= 1")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mag = np.floor(np.log10(np.abs(x)))
+    mag = np.where(np.isfinite(mag), mag, 0.0)
+    scale = 10.0 ** (digits - 1 - mag)
+    return np.round(x * scale) / scale
+
+
+def _rng(seed: int, *keys: int) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), *map(int, keys)])))
+
+
+def _chunk_plan(
+    seed: int, part: int, lo: int, hi: int, n: int, chunk_size: int, cfg: SkyConfig
+) -> list[tuple[int, int, int]]:
+    """Split pixels [lo, hi] into contiguous sub-ranges with source counts ∝ a pilot estimate of the
+    visible-star density (so the file stays sorted by source_id and the sky density is respected)."""
+    n_chunks = max(1, math.ceil(n / chunk_size))
+    n_chunks = min(n_chunks, hi - lo + 1)
+    edges = np.linspace(lo, hi + 1, n_chunks + 1).astype(np.int64)
+    if n_chunks == 1:
+        return [(lo, hi, n)]
+    dens = np.empty(n_chunks)
+    for j in range(n_chunks):
+        pilot_cfg = SkyConfig(**{**asdict(cfg), "batch_size": 2048})
+        prop = _propose(
+            _rng(seed, part, 1_000_000 + j), 2048, int(edges[j]), int(edges[j + 1] - 1), pilot_cfg
+        )
+        dens[j] = prop["weight"].mean() * (edges[j + 1] - edges[j])
+    share = dens / dens.sum() * n
+    counts = np.floor(share).astype(np.int64)
+    rem = n - counts.sum()
+    counts[np.argsort(-(share - counts), kind="stable")[:rem]] += 1
+    return [(int(edges[j]), int(edges[j + 1] - 1), int(counts[j])) for j in range(n_chunks) if counts[j] > 0]
+
+
+def _observe_factory(cfg: SkyConfig, cal: dict[str, np.ndarray]):
+    def observe(stars: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+        cls = (stars["evolutionary_state"] > 0).astype(np.int8)
+        spec = intrinsic_spectra(
+            cls,
+            stars["teff"],
+            stars["logg"],
+            stars["fe_h"],
+            stars["alpha_m"],
+            rng if cfg.residual_variation else None,
+            cal,
+        )
+        mu = 5.0 * np.log10(stars["distance_kpc"] * 1000.0) - 5.0
+        obs = scale_and_redden(spec, stars["ebv"], stars["abs_g0"], mu)
+        keep = (
+            (obs["g"] <= cfg.g_limit) & (obs["g"] >= cfg.g_bright) & np.all(np.isfinite(obs["flux"]), axis=1)
+        )
+        return {
+            "keep": keep,
+            "flux": obs["flux"],
+            "coefficients": obs["coefficients"],
+            "g": obs["g"],
+            "bp": obs["bp"],
+            "rp": obs["rp"],
+            "a_g": obs["a_g"],
+            "a_bp": obs["a_bp"],
+            "a_rp": obs["a_rp"],
+            "distance_modulus": mu,
+        }
+
+    return observe
+
+
+def _list_array(values: np.ndarray, mask: np.ndarray | None, value_type: pa.DataType) -> pa.Array:
+    """(N, n) array -> list<value_type> Arrow array; rows where `mask` is True are null."""
+    n, m = values.shape
+    flat = pa.array(np.ascontiguousarray(values, dtype=value_type.to_pandas_dtype()).ravel(), value_type)
+    offsets = pa.array(np.arange(0, (n + 1) * m, m, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, flat, mask=None if mask is None else pa.array(mask))
+
+
+def _xp_table(source_id: np.ndarray, xp: dict[str, np.ndarray], model: XPNoiseModel) -> pa.Table:
+    from xpengine.io.schema import XP_COLUMNS
+
+    miss = {"bp": xp["missing_bp"], "rp": np.zeros_like(xp["missing_bp"])}
+    cols: dict[str, pa.Array] = {
+        "source_id": pa.array(source_id, pa.int64()),
+        "solution_id": pa.array(xp["solution_id"], pa.int64()),
+    }
+    for b in ("bp", "rp"):
+        m = miss[b]
+        nb = xp[f"{b}_coefficients"].shape[1]
+        scalar = {
+            f"{b}_basis_function_id": np.full(len(source_id), 56 if b == "bp" else 57, np.int16),
+            f"{b}_degrees_of_freedom": xp[f"{b}_degrees_of_freedom"],
+            f"{b}_n_parameters": np.full(len(source_id), nb, np.int16),
+            f"{b}_n_measurements": xp[f"{b}_n_measurements"],
+            f"{b}_n_rejected_measurements": xp[f"{b}_n_rejected_measurements"],
+            f"{b}_standard_deviation": xp[f"{b}_standard_deviation"],
+            f"{b}_chi_squared": xp[f"{b}_chi_squared"],
+        }
+        for k, v in scalar.items():
+            cols[k] = pa.array(v, mask=m)
+        cols[f"{b}_coefficients"] = _list_array(xp[f"{b}_coefficients"], m, pa.float64())
+        cols[f"{b}_coefficient_errors"] = _list_array(xp[f"{b}_coefficient_errors"], m, pa.float32())
+        corr = np.stack(model.corr_vec[b])[xp[f"{b}_corr_level"]]  # (N, n(n-1)/2) float32
+        cols[f"{b}_coefficient_correlations"] = _list_array(corr, m, pa.float32())
+        cols[f"{b}_n_relevant_bases"] = pa.array(xp[f"{b}_n_relevant_bases"], mask=m)
+        cols[f"{b}_relative_shrinking"] = pa.array(xp[f"{b}_relative_shrinking"], mask=m)
+    order = [c.name for c in XP_COLUMNS]
+    fields = [pa.field(c.name, c.type) for c in XP_COLUMNS]
+    return pa.Table.from_arrays(
+        [cols[n].cast(f.type) for n, f in zip(order, fields, strict=True)], schema=pa.schema(fields)
+    )
+
+
+def _gaia_source_table(source_id: np.ndarray, s: dict[str, np.ndarray], g: dict[str, np.ndarray]) -> pa.Table:
+    from xpengine.io.schema import GAIA_SOURCE_COLUMNS
+
+    values: dict[str, Any] = {
+        "source_id": source_id,
+        "ra": s["ra"],
+        "dec": s["dec"],
+        "l": s["l"],
+        "b": s["b"],
+        "ecl_lat": s["ecl_lat"],
+        "has_xp_continuous": np.ones(len(source_id), dtype=bool),
+        **g,
+    }
+    arrays, fields = [], []
+    for spec in GAIA_SOURCE_COLUMNS:
+        v = np.asarray(values[spec.name])
+        mask = ~np.isfinite(v) if v.dtype.kind == "f" else None
+        if v.dtype.kind == "f" and spec.type in (pa.float32(), pa.float64()):
+            v = np.where(np.isfinite(v), v, 0.0).astype(spec.type.to_pandas_dtype())
+        arrays.append(pa.array(v, type=spec.type, mask=mask))
+        fields.append(pa.field(spec.name, spec.type))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+class _BulkStream:
+    """Append chunks to one bulk `.csv.gz` file: each chunk is formatted by the project's bulk writer
+    (`xpengine.io.write_bulk_*`, to a temporary plain-text file), its ECSV header kept from the first
+    chunk only, and the text streamed into a gzip member with MTIME 0 and no file name (so identical
+    content gives identical bytes). Memory stays at one chunk whatever the partition size.
+
+    level ≤ 3: ISA-L (fast, as the bulk writer); level > 3: zlib (smaller: small skies).
+    """
+
+    def __init__(self, path: Path, writer, level: int) -> None:
+        self.path = path
+        self.tmp = path.with_name(path.name + ".part")
+        self.writer = writer
+        self.raw = open(self.tmp, "wb")
+        if level <= 3:
+            from isal import igzip
+
+            self.gz = igzip.IGzipFile(filename="", mode="wb", fileobj=self.raw, compresslevel=level, mtime=0)
+        else:
+            import gzip
+
+            self.gz = gzip.GzipFile(filename="", mode="wb", fileobj=self.raw, compresslevel=level, mtime=0)
+        self.first = True
+
+    def write(self, table: pa.Table) -> None:
+        text = self.path.with_name(self.path.name + ".chunk.csv")
+        self.writer(table, text, overwrite=True)
+        with open(text, "rb") as fh:
+            if not self.first:
+                # skip the `# ` header lines and the column-name row
+                line = fh.readline()
+                while line.startswith(b"#"):
+                    line = fh.readline()
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                self.gz.write(block)
+        text.unlink()
+        self.first = False
+
+    def close(self, ok: bool = True) -> None:
+        self.gz.close()
+        self.raw.close()
+        if ok:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 23), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _apogee_id(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+    """2MASS-style designations `2MHHMMSSss±DDMMSSs`."""
+    h = ra / 15.0
+    hh = np.floor(h).astype(int)
+    mm = np.floor((h - hh) * 60).astype(int)
+    ss = (h - hh - mm / 60.0) * 3600.0
+    sign = np.where(dec < 0, "-", "+")
+    ad = np.abs(dec)
+    dd = np.floor(ad).astype(int)
+    dm = np.floor((ad - dd) * 60).astype(int)
+    ds = (ad - dd - dm / 60.0) * 3600.0
+    return np.array(
+        [
+            f"2M{a:02d}{b:02d}{int(c * 100):04d}{sg}{d:02d}{e:02d}{int(f * 10):03d}"
+            for a, b, c, sg, d, e, f in zip(hh, mm, ss, sign, dd, dm, ds, strict=True)
+        ]
+    )
+
+
+def _apogee_rows(
+    s: dict[str, np.ndarray],
+    tm: dict[str, np.ndarray],
+    source_id: np.ndarray,
+    rng: np.random.Generator,
+    cfg: SkyConfig,
+) -> dict[str, np.ndarray]:
+    """APOGEE-like allStar rows (and the truth needed for DistMass) for the selected stars of a chunk."""
+    ak_targ = tm["a_ks"] + rng.normal(0.0, 0.03, len(source_id))
+    sel = apogee_labels({**tm, "ak_targ": ak_targ}, rng, cfg.apogee_fraction)
+    idx = np.nonzero(sel)[0]
+    n = idx.size
+    h = tm["h_m"][idx]
+    snr = np.clip(160.0 * 10.0 ** (-0.2 * (h - 11.0)) * 10.0 ** rng.normal(0.0, 0.15, n), 5.0, 1500.0)
+    teff_err = 8.0 + 600.0 / snr
+    logg_err = 0.02 + 3.0 / snr
+    mh_err = 0.008 + 1.0 / snr
+    teff = s["teff"][idx] + rng.normal(0.0, 1.0, n) * np.hypot(teff_err, 40.0)
+    logg = s["logg"][idx] + rng.normal(0.0, 1.0, n) * np.hypot(logg_err, 0.06)
+    m_h_true = ph.metallicity_mh(s["fe_h"][idx], s["alpha_m"][idx])
+    m_h = m_h_true + rng.normal(0.0, 1.0, n) * np.hypot(mh_err, 0.03)
+    fe_h = s["fe_h"][idx] + rng.normal(0.0, 1.0, n) * np.hypot(mh_err, 0.03)
+    alpha = s["alpha_m"][idx] + rng.normal(0.0, 1.0, n) * np.hypot(0.5 * mh_err, 0.02)
+    # flags: STAR_BAD more likely at low SNR and at the Teff extremes; M_H_BAD rare; harmless bits
+    p_bad = 0.01 + 0.10 * (snr < 30) + 0.05 * ((teff < 3700) | (teff > 6500))
+    flag = np.zeros(n, dtype=np.int64)
+    flag |= np.where(rng.random(n) < p_bad, _ASPCAP_STAR_BAD, 0)
+    flag |= np.where(rng.random(n) < 0.01, _ASPCAP_M_H_BAD, 0)
+    flag |= np.where(rng.random(n) < 0.10, 1 << 0, 0)  # TEFF_WARN-like warning
+    flag |= np.where(rng.random(n) < 0.05, 1 << 8, 0)  # a SN warning-like bit
+    starflag = np.where(rng.random(n) < 0.04, 1 << rng.integers(0, 20, n), 0).astype(np.int64)
+    failed = rng.random(n) < 0.02  # ASPCAP produced no labels
+    for arr in (teff, logg, m_h, fe_h, alpha):
+        arr[failed] = np.nan
+    tel = np.where(s["dec"][idx] < -20.0, "lco25m", "apo25m")
+    field = np.array([f"{lv:03.0f}{bv:+03.0f}" for lv, bv in zip(s["l"][idx], s["b"][idx], strict=True)])
+    gaia_id = np.where(rng.random(n) < 0.01, 0, source_id[idx])
+    out = {
+        "APOGEE_ID": _apogee_id(s["ra"][idx], s["dec"][idx]),
+        "TELESCOPE": tel,
+        "FIELD": field,
+        "GAIAEDR3_SOURCE_ID": gaia_id.astype(np.int64),
+        "TEFF": teff,
+        "TEFF_ERR": teff_err,
+        "LOGG": logg,
+        "LOGG_ERR": logg_err,
+        "M_H": m_h,
+        "M_H_ERR": mh_err,
+        "FE_H": fe_h,
+        "ALPHA_M": alpha,
+        "J": np.nan_to_num(tm["j_m"][idx], nan=99.0),
+        "J_ERR": np.nan_to_num(tm["j_msigcom"][idx], nan=99.0),
+        "H": np.nan_to_num(tm["h_m"][idx], nan=99.0),
+        "H_ERR": np.nan_to_num(tm["h_msigcom"][idx], nan=99.0),
+        "K": np.nan_to_num(tm["ks_m"][idx], nan=99.0),
+        "K_ERR": np.nan_to_num(tm["ks_msigcom"][idx], nan=99.0),
+        "AK_TARG": ak_targ[idx],
+        "SFD_EBV": ph.dust_ebv(np.full(n, 50.0), s["l"][idx], s["b"][idx]),
+        "SNR": snr,
+        "ASPCAPFLAG": flag,
+        "STARFLAG": starflag,
+        "EXTRATARG": np.where(rng.random(n) < 0.05, 1 << 1, 0).astype(np.int16),  # some non-main targets
+        # truth carried along for DistMass
+        "_mass": s["mass"][idx],
+        "_fe_h_true": s["fe_h"][idx],
+        "_distance_pc": s["distance_kpc"][idx] * 1000.0,
+        "_state": s["evolutionary_state"][idx],
+    }
+    # duplicates: a second visit set observed at the other telescope / field, EXTRATARG bit 4
+    dup = np.nonzero(rng.random(n) < cfg.apogee_duplicate_rate)[0]
+    if dup.size:
+        rows = {k: v[dup].copy() for k, v in out.items()}
+        rows["TELESCOPE"] = np.where(rows["TELESCOPE"] == "apo25m", "apo1m", "lco25m")
+        rows["EXTRATARG"] = (rows["EXTRATARG"] | _EXTRATARG_DUPLICATE).astype(np.int16)
+        for c, e in (("TEFF", 20.0), ("LOGG", 0.03), ("M_H", 0.02), ("FE_H", 0.02)):
+            rows[c] = rows[c] + rng.normal(0.0, e, dup.size)
+        out = {k: np.concatenate([out[k], rows[k]]) for k in out}
+    return out
+
+
+def _distmass_rows(a: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """DistMass-VAC-like rows for APOGEE giants (non-duplicates with labels), 90% coverage."""
+    ok = (
+        ((a["EXTRATARG"] & _EXTRATARG_DUPLICATE) == 0)
+        & np.isfinite(a["LOGG"])
+        & (a["LOGG"] < 3.5)
+        & (a["_state"] > 0)
+        & (rng.random(a["LOGG"].shape[0]) < 0.9)
+    )
+    idx = np.nonzero(ok)[0]
+    n = idx.size
+    mass_true = a["_mass"][idx]
+    mass = mass_true * (1.0 + rng.normal(0.0, 0.08, n))
+    mass = np.clip(mass, 0.3, 6.0)
+    mass_err = mass * rng.uniform(0.06, 0.12, n)
+    # ages follow from the (noisy) mass through the isochrone relation, as in the VAC
+    age_yr = ph.giant_age_gyr(mass, a["FE_H"][idx]) * 1e9 * 10.0 ** rng.normal(0.0, 0.03, n)
+    age_uncor = age_yr * 10.0 ** rng.normal(0.02, 0.03, n)
+    age_err = np.stack([rng.uniform(0.08, 0.15, n), rng.uniform(0.08, 0.15, n)], axis=1)
+    dist = a["_distance_pc"][idx] * (1.0 + rng.normal(0.0, 0.08, n))
+    bitmask = np.where(rng.random(n) < 0.05, 1 << rng.integers(0, 8, n), 0).astype(np.int64)
+    return {
+        "APOGEE_ID": a["APOGEE_ID"][idx],
+        "TEFF": a["TEFF"][idx],
+        "LOGG": a["LOGG"][idx],
+        "WEIGHTED_DIST": dist,
+        "WEIGHTED_DIST_ERR": dist * rng.uniform(0.05, 0.12, n),
+        "AGE_COR_SS": age_yr,
+        "AGE_UNCOR_SS": age_uncor,
+        "AGE_ERR": age_err,
+        "MASS": mass,
+        "MASS_ERR": mass_err,
+        "BITMASK": bitmask,
+    }
+
+
+_ALLSTAR_FORMATS = {
+    "APOGEE_ID": "18A",
+    "TELESCOPE": "8A",
+    "FIELD": "20A",
+    "GAIAEDR3_SOURCE_ID": "K",
+    "TEFF": "E",
+    "TEFF_ERR": "E",
+    "LOGG": "E",
+    "LOGG_ERR": "E",
+    "M_H": "E",
+    "M_H_ERR": "E",
+    "FE_H": "E",
+    "ALPHA_M": "E",
+    "J": "E",
+    "J_ERR": "E",
+    "H": "E",
+    "H_ERR": "E",
+    "K": "E",
+    "K_ERR": "E",
+    "AK_TARG": "E",
+    "SFD_EBV": "E",
+    "SNR": "E",
+    "ASPCAPFLAG": "K",
+    "STARFLAG": "K",
+    "EXTRATARG": "I",
+}
+_DISTMASS_FORMATS = {
+    "APOGEE_ID": "18A",
+    "TEFF": "E",
+    "LOGG": "E",
+    "WEIGHTED_DIST": "E",
+    "WEIGHTED_DIST_ERR": "E",
+    "AGE_COR_SS": "D",
+    "AGE_UNCOR_SS": "D",
+    "AGE_ERR": "2E",
+    "MASS": "E",
+    "MASS_ERR": "E",
+    "BITMASK": "K",
+}
+
+
+def _write_fits(path: Path, data: dict[str, np.ndarray], formats: dict[str, str], extname: str) -> None:
+    from astropy.io import fits
+
+    cols = [fits.Column(name=k, format=f, array=data[k]) for k, f in formats.items()]
+    hdu = fits.BinTableHDU.from_columns(cols, name=extname)
+    hdu.header["COMMENT"] = "xpengine synthetic sky (simulated data, not a real survey)"
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path, overwrite=True, checksum=False)
+
+
+def _simulate_partition(job: dict[str, Any]) -> dict[str, Any]:
+    """Simulate and write one partition (bulk files + Parquet parts); returns its APOGEE rows and counts.
+
+    Runs in the main process or in a worker process (all inputs are plain data)."""
+    import pyarrow.parquet as pq
+
+    from xpengine.io import write_bulk_gaia_source, write_bulk_xp_continuous
+
+    cfg: SkyConfig = job["config"]
+    seed, k, lo, hi, n_part = job["seed"], job["index"], job["lo"], job["hi"], job["n"]
+    out = Path(job["output_dir"])
+    cal = load_calibration()
+    model = XPNoiseModel(cal, cfg.correlation_levels)
+    observe = _observe_factory(cfg, cal)
+    suffix = bulk_suffix(lo, hi)
+    plan = _chunk_plan(seed, k, lo, hi, n_part, job["chunk_size"], cfg)
+    level = 2 if cfg.gzip_level is None else cfg.gzip_level
+    xp_stream = _BulkStream(
+        out / f"XpContinuousMeanSpectrum_{suffix}.csv.gz", write_bulk_xp_continuous, level
+    )
+    gs_stream = _BulkStream(out / f"GaiaSource_{suffix}.csv.gz", write_bulk_gaia_source, level)
+    writers: dict[str, pq.ParquetWriter] = {}
+    apogee_parts: list[dict[str, np.ndarray]] = []
+    n_giants = 0
+    ok = False
+    try:
+        for j, (clo, chi, cn) in enumerate(plan):
+            rng = _rng(seed, k, j)
+            s = draw_stars(rng, cn, clo, chi, cfg, observe)
+            # ids: level-12 pixel << 35 | running number within the partition (rows sorted by source_id)
+            order = np.lexsort((s["dec"], s["ra"], s["hpx12"]))
+            s = {key: v[order] for key, v in s.items()}
+            base = sum(c for _, _, c in plan[:j])
+            source_id = (s["hpx12"] << 35) | (np.arange(cn, dtype=np.int64) + base + 1)
+            n_bp = s["coefficients"].shape[1] // 2
+            bp_true, rp_true = s["coefficients"][:, :n_bp], s["coefficients"][:, n_bp:]
+            missing_bp = rng.random(cn) < cfg.missing_bp_rate
+            xp = add_xp_noise(bp_true, rp_true, s["flux"], s["g"], s["ecl_lat"], missing_bp, rng, model)
+            if cfg.coefficient_digits is not None:
+                for b in ("bp", "rp"):
+                    xp[f"{b}_coefficients"] = round_significant(
+                        xp[f"{b}_coefficients"], cfg.coefficient_digits
+                    )
+            s["n_transits"] = xp["n_transits"]
+            gcols = gaia_photometry_astrometry(
+                s, rng, no_parallax_rate=cfg.no_parallax_rate, six_param_base=cfg.six_param_base
+            )
+            tm = tmass_photometry(s, cal, rng, cfg.tmass_random_missing)
+            ebv_est = ebv_estimates(s["ebv"], rng, cfg.ebv_missing_rate)
+            apogee_parts.append(_apogee_rows(s, tm, source_id, rng, cfg))
+            xp_stream.write(_xp_table(source_id, xp, model))
+            gs_stream.write(_gaia_source_table(source_id, s, gcols))
+            n_giants += int((s["evolutionary_state"] > 0).sum())
+            truth = _truth_columns(source_id, suffix, s, tm, gcols, xp, missing_bp)
+            tmass = {"source_id": source_id, **{c: tm[c] for c in _TMASS_COLUMNS}}
+            ebvt = {"source_id": source_id, **ebv_est}
+            for name, data in (("truth", truth), ("tmass", tmass), ("ebv", ebvt)):
+                table = pa.table(data)
+                if name not in writers:
+                    writers[name] = pq.ParquetWriter(
+                        out / f".{name}.{k:05d}.parquet", table.schema, compression="zstd"
+                    )
+                writers[name].write_table(table)
+            logger.info("partition %s chunk %d/%d: %d sources", suffix, j + 1, len(plan), cn)
+        ok = True
+    finally:
+        xp_stream.close(ok)
+        gs_stream.close(ok)
+        for w in writers.values():
+            w.close()
+    apogee = {key: np.concatenate([a[key] for a in apogee_parts]) for key in apogee_parts[0]}
+    return {
+        "suffix": suffix,
+        "n_sources": n_part,
+        "n_chunks": len(plan),
+        "n_giants": n_giants,
+        "apogee": apogee,
+        "files": [f"XpContinuousMeanSpectrum_{suffix}.csv.gz", f"GaiaSource_{suffix}.csv.gz"],
+    }
+
+
+_TMASS_COLUMNS = ("j_m", "j_msigcom", "h_m", "h_msigcom", "ks_m", "ks_msigcom")
+
+
+def _truth_columns(
+    source_id: np.ndarray,
+    suffix: str,
+    s: dict[str, np.ndarray],
+    tm: dict[str, np.ndarray],
+    gcols: dict[str, np.ndarray],
+    xp: dict[str, np.ndarray],
+    missing_bp: np.ndarray,
+) -> dict[str, np.ndarray]:
+    return {
+        "source_id": source_id,
+        "partition": np.full(source_id.shape[0], suffix),
+        "population": np.array(["thin", "thick", "halo"])[s["population"]],
+        "evolutionary_state": np.array(["dwarf", "rgb", "red_clump"])[s["evolutionary_state"]],
+        "mass": s["mass"],
+        "age_gyr": s["age_gyr"],
+        "teff": s["teff"],
+        "logg": s["logg"],
+        "fe_h": s["fe_h"],
+        "alpha_m": s["alpha_m"],
+        "m_h": ph.metallicity_mh(s["fe_h"], s["alpha_m"]),
+        "luminosity_lsun": s["luminosity"],
+        "mbol": s["mbol"],
+        "abs_g": s["abs_g0"],
+        "distance_pc": s["distance_kpc"] * 1000.0,
+        "parallax_true_mas": 1.0 / s["distance_kpc"],
+        "ebv": s["ebv"],
+        "a_g": s["a_g"],
+        "a_bp": s["a_bp"],
+        "a_rp": s["a_rp"],
+        "ra": s["ra"],
+        "dec": s["dec"],
+        "l": s["l"],
+        "b": s["b"],
+        "g": s["g"],
+        "bp": s["bp"],
+        "rp": s["rp"],
+        "bp_rp": s["bp"] - s["rp"],
+        "j": tm["j_true"],
+        "h": tm["h_true"],
+        "ks": tm["ks_true"],
+        "parallax_zero_point": gcols["parallax_zero_point"],
+        "n_transits": xp["n_transits"],
+        "missing_bp": missing_bp,
+    }
+
+
+def _merge_parquet(parts: list[Path], dest: Path) -> None:
+    """Concatenate Parquet parts (same schema) into `dest`, row group by row group, then delete them."""
+    import pyarrow.parquet as pq
+
+    writer = None
+    try:
+        for p in parts:
+            pf = pq.ParquetFile(p)
+            for i in range(pf.num_row_groups):
+                t = pf.read_row_group(i)
+                if writer is None:
+                    writer = pq.ParquetWriter(dest, t.schema, compression="zstd")
+                writer.write_table(t)
+    finally:
+        if writer is not None:
+            writer.close()
+    for p in parts:
+        p.unlink()
+
+
+def simulate_sky(
+    output_dir: str | os.PathLike[str],
+    n_sources: int,
+    *,
+    seed: int = 0,
+    n_partitions: int = 2,
+    partitions: list[tuple[int, int]] | None = None,
+    chunk_size: int = 10_000,
+    config: SkyConfig | None = None,
+    workers: int = 1,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Simulate `n_sources` Gaia XP sources in bulk partitions and write every product.
+
+    Parameters
+    ----------
+    output_dir : directory (created) that receives the files listed in the module docstring.
+    n_sources : total number of sources (split evenly over partitions).
+    seed : random seed; the same arguments give byte-identical files (whatever `workers`).
+    n_partitions, partitions : HEALPix-8 ranges (inclusive); default :func:`default_partitions`.
+    chunk_size : sources generated and written at a time (memory scales with it, not with n_sources).
+    workers : processes simulating partitions in parallel (1 = in this process).
+    overwrite : replace existing files (refused otherwise).
+
+    Returns a summary dict (counts per partition, file names, number of giants and APOGEE rows).
+    """
+    if n_sources < 1:
+        raise ValueError(f"n_sources={n_sources}; expected >= 1")
+    if workers < 1:
+        raise ValueError(f"workers={workers}; expected >= 1")
+    cfg = SkyConfig() if config is None else config
+    parts = partitions if partitions is not None else default_partitions(n_partitions)
+    for lo, hi in parts:
+        bulk_suffix(lo, hi)  # validates
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    products = [
+        "allStar-synthetic.fits",
+        "APOGEE_DistMass-synthetic.fits",
+        "tmass.parquet",
+        "ebv.parquet",
+        "truth.parquet",
+    ]
+    if not overwrite:
+        existing = [p for p in products if (out / p).exists()]
+        existing += [
+            f"{kind}_{bulk_suffix(lo, hi)}.csv.gz"
+            for lo, hi in parts
+            for kind in ("XpContinuousMeanSpectrum", "GaiaSource")
+            if (out / f"{kind}_{bulk_suffix(lo, hi)}.csv.gz").exists()
+        ]
+        if existing:
+            raise FileExistsError(f"{out}: {existing} exist; pass overwrite=True to replace them")
+    per_part = [n_sources // len(parts) + (1 if k < n_sources % len(parts) else 0) for k in range(len(parts))]
+    jobs = [
+        {
+            "config": cfg,
+            "seed": seed,
+            "index": k,
+            "lo": lo,
+            "hi": hi,
+            "n": n,
+            "output_dir": str(out),
+            "chunk_size": chunk_size,
+        }
+        for k, ((lo, hi), n) in enumerate(zip(parts, per_part, strict=True))
+        if n > 0
+    ]
+    if workers == 1 or len(jobs) == 1:
+        results = [_simulate_partition(j) for j in jobs]
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+            results = list(pool.map(_simulate_partition, jobs))
+    for name in ("truth", "tmass", "ebv"):
+        _merge_parquet([out / f".{name}.{j['index']:05d}.parquet" for j in jobs], out / f"{name}.parquet")
+    apogee = {k: np.concatenate([r["apogee"][k] for r in results]) for k in results[0]["apogee"]}
+    distmass = _distmass_rows(apogee, _rng(seed, 999_999))
+    _write_fits(out / "allStar-synthetic.fits", apogee, _ALLSTAR_FORMATS, "ALLSTAR")
+    _write_fits(out / "APOGEE_DistMass-synthetic.fits", distmass, _DISTMASS_FORMATS, "DISTMASS")
+    bulk_files = sorted(f for r in results for f in r["files"])
+    with open(out / "_MD5SUM.txt", "w") as fh:
+        for name in bulk_files:
+            fh.write(f"{_md5(out / name)}  {name}\n")
+    return {
+        "n_sources": n_sources,
+        "seed": seed,
+        "partitions": [
+            {"suffix": r["suffix"], "n_sources": r["n_sources"], "n_chunks": r["n_chunks"]} for r in results
+        ],
+        "n_giants": sum(r["n_giants"] for r in results),
+        "n_apogee_rows": int(apogee["APOGEE_ID"].shape[0]),
+        "n_distmass_rows": int(distmass["APOGEE_ID"].shape[0]),
+        "files": [*bulk_files, "_MD5SUM.txt", *products],
+    }
