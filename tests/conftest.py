@@ -22,3 +22,40 @@ def ray_local():
     yield ray
     if started:
         ray.shutdown()
+
+
+# --- catalogue engine area: a tiny model trained on the bundled sky, for plumbing tests -----------
+@pytest.fixture(scope="session")
+def sky_dir():
+    """The bundled simulated sky (package data)."""
+    from importlib.resources import files
+
+    return str(files("xpengine") / "data" / "sky")
+
+
+@pytest.fixture(scope="session")
+def tiny_sky_model(tmp_path_factory, sky_dir):
+    """A tiny transformer (full vocabulary) trained for 2 epochs on the bundled sky's survey stars
+    through the project's own dataset builder and training loop: for plumbing tests only."""
+    from xpengine.datasets.schema import read_training_set, write_training_set
+    from xpengine.datasets.synthetic import build_synthetic
+    from xpengine.train.config import TrainConfig
+    from xpengine.train.loop import train
+
+    root = tmp_path_factory.mktemp("tiny_sky_model")
+    data = root / "sky.parquet"
+    write_training_set(build_synthetic(sky_dir).table, str(data))
+    cfg = TrainConfig.from_dict(
+        {
+            "model": "tiny",
+            "epochs": 2,
+            "batch_size": 32,
+            "val_every": 2,
+            "checkpoint_every": 2,
+            "device": "cpu",
+            "precision": "fp32",
+            "val_labels": ["teff", "logg", "m_h", "mass", "ln_age"],
+        }
+    )
+    result = train(cfg, read_training_set(str(data), split="train"), None, output_dir=root / "run")
+    return str(result.model_dir)

@@ -59,6 +59,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--workers", type=int, default=1, help="processes simulating partitions in parallel")
     p.add_argument("--missing-bp-rate", type=float, default=None, help="fraction of sources without BP")
+    p.add_argument(
+        "--apogee-fraction",
+        type=float,
+        default=None,
+        help="fraction of APOGEE-selectable giants given survey labels (default 0.35; 1.0 for training skies)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
     p.set_defaults(func=run)
 
@@ -76,6 +82,10 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.missing_bp_rate is not None:
         cfg = replace(cfg, missing_bp_rate=args.missing_bp_rate)
+    if args.apogee_fraction is not None:
+        if not 0.0 <= args.apogee_fraction <= 1.0:
+            raise SystemExit(f"--apogee-fraction must be in [0, 1], got {args.apogee_fraction}")
+        cfg = replace(cfg, apogee_fraction=args.apogee_fraction)
     partitions = None
     if args.ranges:
         try:

@@ -1,0 +1,108 @@
+"""The catalogue job end to end on a local Ray cluster (session fixture `ray_local`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from xpengine.features.flags import SourceFlag
+from xpengine.pipeline.config import InferenceConfig
+from xpengine.pipeline.ray_job import run_inference
+
+pytestmark = pytest.mark.ray
+
+PARTS = ("000000-003111", "245760-248871")
+
+
+def _copy_sky(sky_dir: str, dest, parts=PARTS) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for p in parts:
+        for kind in ("XpContinuousMeanSpectrum", "GaiaSource"):
+            shutil.copy(os.path.join(sky_dir, f"{kind}_{p}.csv.gz"), dest / f"{kind}_{p}.csv.gz")
+
+
+def _input_ids(path) -> np.ndarray:
+    from xpengine import io
+
+    return io.read_xp_continuous(str(path), columns=["source_id"]).column("source_id").to_numpy()
+
+
+def test_job_writes_every_source_once_then_resumes_and_recovers(ray_local, tmp_path, sky_dir, tiny_sky_model):
+    inp = tmp_path / "in"
+    _copy_sky(sky_dir, inp)
+    # a third partition whose XP file is corrupt (truncated gzip)
+    bad_name = "688128-691239"
+    good = open(os.path.join(sky_dir, f"XpContinuousMeanSpectrum_{bad_name}.csv.gz"), "rb").read()
+    (inp / f"XpContinuousMeanSpectrum_{bad_name}.csv.gz").write_bytes(good[: len(good) // 3])
+    shutil.copy(os.path.join(sky_dir, f"GaiaSource_{bad_name}.csv.gz"), inp / f"GaiaSource_{bad_name}.csv.gz")
+    out = tmp_path / "catalog"
+    cfg = InferenceConfig(
+        input=[str(inp)],
+        model=tiny_sky_model,
+        output=str(out),
+        tmass=os.path.join(sky_dir, "tmass.parquet"),
+        ebv=os.path.join(sky_dir, "ebv.parquet"),
+        batch_size=512,
+        chunk_rows=300,
+        progress_interval_s=0.0,
+    )
+    s1 = run_inference(cfg)
+    assert not s1.ok and list(s1.partitions_failed) == [bad_name]
+    assert sorted(s1.partitions_done) == sorted(PARTS)
+    manifest = {p: json.loads((out / "_manifest" / f"{p}.json").read_text()) for p in (*PARTS, bad_name)}
+    assert manifest[bad_name]["status"] == "failed" and manifest[bad_name]["error"]
+    for p in PARTS:
+        t = pq.read_table(out / f"{p}.parquet")
+        ids = _input_ids(inp / f"XpContinuousMeanSpectrum_{p}.csv.gz")
+        assert t.num_rows == len(ids) == manifest[p]["input_rows"] == manifest[p]["output_rows"]
+        got = t.column("source_id").to_numpy()
+        assert np.array_equal(np.sort(got), np.sort(ids)) and len(np.unique(got)) == len(got)
+        assert (t.column("hpx8").to_numpy() == (got >> 43)).all()
+        meta = t.schema.metadata
+        units = json.loads(meta[b"xpengine.units"])
+        assert units["teff"] == "K" and units["age"] == "Gyr" and units["mass"] == "Msun"
+        prov = json.loads(meta[b"xpengine.provenance"])
+        assert prov["model_sha256"] and prov["inputs"]["xp_md5"] and prov["xpengine_version"]
+    assert s1.sources_written == sum(pq.read_metadata(out / f"{p}.parquet").num_rows for p in PARTS)
+
+    # re-run after fixing the corrupt file: done partitions are skipped, the failed one is redone
+    shutil.copy(
+        os.path.join(sky_dir, f"XpContinuousMeanSpectrum_{bad_name}.csv.gz"),
+        inp / f"XpContinuousMeanSpectrum_{bad_name}.csv.gz",
+    )
+    s2 = run_inference(cfg)
+    assert s2.ok and sorted(s2.partitions_skipped) == sorted(PARTS) and s2.partitions_done == [bad_name]
+    all_ids = np.concatenate([_input_ids(p) for p in sorted(inp.glob("XpContinuousMeanSpectrum_*"))])
+    cat = pq.read_table(out, columns=["source_id", "flags"])  # the directory as one dataset
+    got = cat.column("source_id").to_numpy()
+    assert len(got) == len(all_ids) == len(np.unique(got))
+    assert set(got.tolist()) == set(all_ids.tolist())
+    assert json.loads((out / "_manifest" / f"{bad_name}.json").read_text())["status"] == "done"
+
+
+def test_catalogue_is_readable_by_common_tools(ray_local, tmp_path, sky_dir, tiny_sky_model):
+    inp = tmp_path / "in"
+    _copy_sky(sky_dir, inp, parts=PARTS[:1])
+    out = tmp_path / "catalog"
+    s = run_inference(InferenceConfig(input=[str(inp)], model=tiny_sky_model, output=str(out)))
+    assert s.ok
+    path = out / f"{PARTS[0]}.parquet"
+    import duckdb
+    import pandas as pd
+    import pyarrow.dataset as pads
+    from astropy.table import Table
+
+    df = pd.read_parquet(path)
+    assert df["source_id"].dtype == np.int64 and len(df) == s.sources_written
+    assert pads.dataset(str(out), format="parquet", exclude_invalid_files=True).count_rows() == len(df)
+    n = duckdb.sql(
+        f"select count(*) from read_parquet('{path}') where flags & {int(SourceFlag.NO_PREDICTION)} = 0"
+    ).fetchall()[0][0]
+    assert 0 < n <= len(df)
+    t = Table.read(path)
+    assert len(t) == len(df) and "age_error" in t.colnames
