@@ -82,7 +82,7 @@ class CatalogWriter:
         for info in infos:
             if info.type != pafs.FileType.File or not info.path.endswith(".json"):
                 continue
-            with self.fs.open_input_stream(info.path) as f:
+            with self.fs.open_input_stream(info.path, compression=None) as f:
                 rec = json.loads(f.read())
             records[rec["partition"]] = rec
         return records
@@ -131,12 +131,12 @@ class CatalogWriter:
         payload = json.dumps(record.__dict__, indent=1).encode()
 
         def _write(p: str) -> None:
-            with self.fs.open_output_stream(p) as f:
+            with self.fs.open_output_stream(p, compression=None) as f:
                 f.write(payload)
 
         self._atomic_write(self.manifest_path(record.partition), _write)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         payload = json.dumps(summary, indent=1).encode()
-        with self.fs.open_output_stream(f"{self.root}/_SUMMARY.json") as f:
+        with self.fs.open_output_stream(f"{self.root}/_SUMMARY.json", compression=None) as f:
             f.write(payload)
