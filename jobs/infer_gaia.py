@@ -25,9 +25,13 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="YAML config (configs/infer/*.yaml)")
-    p.add_argument("--input", nargs="+", help="XpContinuousMeanSpectrum partitions: directories, globs or URLs")
+    p.add_argument(
+        "--input", nargs="+", help="XpContinuousMeanSpectrum partitions: directories, globs or URLs"
+    )
     p.add_argument("--gaia-source", nargs="+", help="GaiaSource partitions (paired by partition suffix)")
-    p.add_argument("--tmass", help="2MASS table (source_id, j_m, j_msigcom, h_m, h_msigcom, ks_m, ks_msigcom)")
+    p.add_argument(
+        "--tmass", help="2MASS table (source_id, j_m, j_msigcom, h_m, h_msigcom, ks_m, ks_msigcom)"
+    )
     p.add_argument("--ebv", help="E(B-V) table (source_id, ebv, ebv_error)")
     p.add_argument("--model", help="checkpoint directory or bundled model name (default synthetic-sky)")
     p.add_argument("--output", help="output directory or URL (default ./xpengine-catalog)")

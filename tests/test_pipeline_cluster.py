@@ -136,13 +136,12 @@ def _alive_nodes(address: str, env) -> int:
 
 
 def test_job_submit_two_nodes_s3_in_and_out(two_node_cluster, sky_dir, tiny_sky_model, tmp_path):
+    import boto3
     import pyarrow.fs as pafs
     import pyarrow.parquet as pq
 
     from xpengine import io
     from xpengine.io.filesystems import arrow_filesystem
-
-    import boto3
 
     boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"]).create_bucket(Bucket=BUCKET)
     fs, _ = arrow_filesystem(f"s3://{BUCKET}")
