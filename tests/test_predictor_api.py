@@ -163,3 +163,52 @@ def test_errors_name_what_was_wrong(trained, tmp_path):
     assert "no-such-model" not in available_models()
     with pytest.raises(ValueError, match="dtype must be one of"):
         Predictor.load(result.model_dir, dtype="float16")
+
+
+def test_predictor_applies_stored_calibration(tiny_sky_model, tmp_path):
+    """A checkpoint's calibration.json rescales σ (and the derived age σ) unless calibrate=False."""
+    import shutil
+
+    from xpengine.evaluate.calibration import Calibration, LabelCalibration
+    from xpengine.inference.predictor import Predictor
+
+    d = tmp_path / "model"
+    shutil.copytree(tiny_sky_model, d)
+    raw = Predictor.load(d, device="cpu")
+    values = np.full((3, len(raw.vocabulary)), np.nan, dtype=np.float32)
+    values[:, raw.vocabulary.index("bprp")] = [1.0, 1.2, 1.4]
+    values[:, raw.vocabulary.index("jk")] = [0.6, 0.7, 0.8]
+    r = raw.predict(values, request=["teff", "ln_age"], inputs=["bprp", "jk"])
+    cal = Calibration(
+        labels={
+            "teff": LabelCalibration(
+                a=2.0,
+                b=30.0,
+                applied=True,
+                method="scale_floor",
+                n_val=100,
+                z_sigma_val_raw=2.0,
+                z_sigma_val_cal=1.0,
+                unit="K",
+            ),
+            "ln_age": LabelCalibration(
+                a=0.5,
+                b=0.0,
+                applied=True,
+                method="scale",
+                n_val=100,
+                z_sigma_val_raw=0.5,
+                z_sigma_val_cal=1.0,
+                unit="",
+            ),
+        }
+    )
+    cal.save(d)
+    c = Predictor.load(d, device="cpu").predict(values, request=["teff", "ln_age"], inputs=["bprp", "jk"])
+    np.testing.assert_allclose(c["teff_error"], np.sqrt((2 * r["teff_error"]) ** 2 + 30.0**2), rtol=1e-5)
+    np.testing.assert_allclose(c["age_error"], 0.5 * r["age_error"], rtol=1e-5)
+    np.testing.assert_allclose(c["teff"], r["teff"], rtol=1e-5)
+    u = Predictor.load(d, device="cpu", calibrate=False).predict(
+        values, request=["teff"], inputs=["bprp", "jk"]
+    )
+    np.testing.assert_allclose(u["teff_error"], r["teff_error"], rtol=1e-5)

@@ -18,7 +18,6 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -26,7 +25,6 @@ import numpy as np
 from xpengine.datasets.schema import read_training_set
 from xpengine.evaluate.baseline import BASELINE_LABELS, BaselineConfig, XGBoostBaseline
 from xpengine.evaluate.calibration import (
-    CALIBRATION_FILE,
     Calibration,
     LabelCalibration,
     fit_label_calibration,
@@ -220,21 +218,9 @@ def load_predictor(model: str, *, device: str = "cpu", dtype: str | None = None)
             "`xpengine evaluate` needs xpengine.inference.predictor.Predictor to load the model "
             f"{model!r}, and it could not be imported: {exc}"
         ) from exc
-    kwargs: dict[str, Any] = {"device": device}
+    kwargs: dict[str, Any] = {"device": device, "calibrate": False}
     if dtype is not None:
         kwargs["dtype"] = dtype
-    params = inspect.signature(Predictor.load).parameters
-    if "calibrate" in params:
-        kwargs["calibrate"] = False
-    elif "calibration" in params:
-        kwargs["calibration"] = None
-    elif (Path(model) / CALIBRATION_FILE).is_file():
-        logger.warning(
-            "%s holds %s but Predictor.load has no `calibrate` argument: if the predictor applies it, "
-            "the 'raw' metrics below are already calibrated and the new fit is relative to the old one",
-            model,
-            CALIBRATION_FILE,
-        )
     return Predictor.load(model, **kwargs)
 
 

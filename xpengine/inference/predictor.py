@@ -89,7 +89,8 @@ class Predictor:
     request: default tokens to predict (default: the labels teff, logg, m_h, mass, ln_age that the
     vocabulary has). inputs: default context tokens, in the token-list syntax of the training
     configuration (`bp0..29`, `kind:colour`, names); default: the model's validation inputs.
-    batch_size: stars per forward pass.
+    batch_size: stars per forward pass. calibrate: apply the checkpoint's `calibration.json` (σ
+    calibration fitted on the validation split), when it has one.
     """
 
     def __init__(
@@ -101,6 +102,7 @@ class Predictor:
         request: Sequence[str] | None = None,
         inputs: Sequence[str] | None = None,
         batch_size: int = 4096,
+        calibrate: bool = True,
     ) -> None:
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
@@ -124,13 +126,28 @@ class Predictor:
             request = [n for n in _FALLBACK_REQUEST if n in self.vocabulary]
         self.default_request: list[str] = self._expand(request)
         self._check_inputs(self.default_inputs)
+        # σ calibration fitted on the validation split (`xpengine evaluate --store-calibration`):
+        # σ ← sqrt((a σ)² + b²) per token, applied before the linear age / E(B−V) errors are derived.
+        self.calibration = None
+        cal_file = ckpt.path / "calibration.json"
+        if calibrate and cal_file.is_file():
+            from xpengine.evaluate.calibration import Calibration
+
+            self.calibration = Calibration.load(cal_file)
+            logger.info("σ calibration from %s applied", cal_file)
 
     @classmethod
     def load(
-        cls, source: str | os.PathLike, *, device: str = "auto", dtype: str = "float32", **kwargs: Any
+        cls,
+        source: str | os.PathLike,
+        *,
+        device: str = "auto",
+        dtype: str = "float32",
+        calibrate: bool = True,
+        **kwargs: Any,
     ) -> Predictor:
         """Load a checkpoint directory or bundled model by name (see the class docstring)."""
-        return cls(source, device=device, dtype=dtype, **kwargs)
+        return cls(source, device=device, dtype=dtype, calibrate=calibrate, **kwargs)
 
     @property
     def xp_representation(self) -> str | None:
@@ -211,11 +228,11 @@ class Predictor:
         out: dict[str, np.ndarray] = {}
         for j, name in enumerate(req):
             out[name] = mu[:, j]
-            out[f"{name}_error"] = sg[:, j]
+            out[f"{name}_error"] = sg[:, j] if self.calibration is None else self.calibration.apply(name, sg[:, j])
             if name in DERIVED:
                 lin = np.exp(mu[:, j])
                 out[DERIVED[name]] = lin
-                out[f"{DERIVED[name]}_error"] = lin * sg[:, j]
+                out[f"{DERIVED[name]}_error"] = lin * out[f"{name}_error"]
         return out
 
     def perceive(

@@ -85,6 +85,20 @@ def default_inputs() -> tuple[list[str], list[str | None]]:
     return inputs, gaia
 
 
+def _with_default_side_inputs(cfg: InferenceConfig) -> InferenceConfig:
+    """The embedded sky's 2MASS and E(B−V) tables, unless the user gave their own."""
+    import dataclasses
+    from importlib.resources import files
+
+    sky = files("xpengine") / "data" / "sky"
+    changes = {}
+    for key, name in (("tmass", "tmass.parquet"), ("ebv", "ebv.parquet")):
+        path = str(sky / name)
+        if getattr(cfg, key) is None and os.path.isfile(path):
+            changes[key] = path
+    return dataclasses.replace(cfg, **changes)
+
+
 def plan_partitions(cfg: InferenceConfig) -> list[PartitionTask]:
     """Pair every XP partition of the inputs with its gaia_source partner."""
     from xpengine import io
@@ -175,6 +189,8 @@ def run_inference(cfg: InferenceConfig) -> JobSummary:
     import ray
 
     cfg.validate()
+    if not cfg.input:
+        cfg = _with_default_side_inputs(cfg)
     t0 = time.perf_counter()
     output = cfg.output or os.path.abspath("xpengine-catalog")
     writer = CatalogWriter(output)
