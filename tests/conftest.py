@@ -18,7 +18,7 @@ def ray_local():
 
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     if started:
         ray.shutdown()
@@ -59,3 +59,13 @@ def tiny_sky_model(tmp_path_factory, sky_dir):
     )
     result = train(cfg, read_training_set(str(data), split="train"), None, output_dir=root / "run")
     return str(result.model_dir)
+
+
+# --- GaiaXPy, imported by reference tests, sets matplotlib's text.usetex globally: undo it ------------
+@pytest.fixture(autouse=True)
+def _no_usetex():
+    yield
+    import sys
+
+    if "matplotlib" in sys.modules:
+        sys.modules["matplotlib"].rcParams["text.usetex"] = False

@@ -161,7 +161,8 @@ def _init_ray(cfg: InferenceConfig) -> None:
         ray.init(address=address, log_to_driver=True)
     else:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(num_cpus=cfg.num_cpus, include_dashboard=False, log_to_driver=True)
+        # address="local": a new cluster even when a stale `ray start` address file exists
+        ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False, log_to_driver=True)
 
 
 def _resources(cfg: InferenceConfig) -> tuple[float, float]:

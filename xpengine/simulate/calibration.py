@@ -285,7 +285,9 @@ def _noise_templates(rows: list[dict[str, object]]) -> dict[str, np.ndarray]:
 
 
 def _passbands() -> dict[str, np.ndarray]:
-    from gaiaxpy.generator.photometric_system import PhotometricSystem
+    from xpengine._gaiaxpy import import_gaiaxpy
+
+    PhotometricSystem = import_gaiaxpy("gaiaxpy.generator.photometric_system").PhotometricSystem
 
     system = PhotometricSystem.Gaia_DR3_Vega.value
     sampling = system.load_xpsampling_from_xml()

@@ -118,7 +118,13 @@ def load_sampling_from_gaiaxpy() -> XPSampling:
     Needs the `gaiaxpy` package (imported here, lazily). Returns a new :class:`XPSampling`.
     """
     try:
-        from gaiaxpy.core.config import load_xpmerge_from_xml, load_xpsampling_from_xml
+        from xpengine._gaiaxpy import import_gaiaxpy
+
+        _cfg = import_gaiaxpy("gaiaxpy.core.config")
+        load_xpmerge_from_xml, load_xpsampling_from_xml = (
+            _cfg.load_xpmerge_from_xml,
+            _cfg.load_xpsampling_from_xml,
+        )
     except ImportError as exc:  # pragma: no cover - depends on the machine
         raise ImportError(
             "gaiaxpy is needed to read the XP design matrices from XML; on machines without it use "

@@ -75,7 +75,7 @@ def run_ray_training(
     output_dir = Path(output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     if not ray.is_initialized():
-        ray.init(include_dashboard=False)
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False)
     if use_gpu is None:
         use_gpu = ray.cluster_resources().get("GPU", 0) >= 1
     loop_config = {
