@@ -46,7 +46,9 @@ def _common(p: argparse.ArgumentParser, *, data: str | None, figures_option: boo
     elif data == "optional":
         p.add_argument("--data", help="test set, training-schema Parquet (adds the data panels / test star)")
     if data is not None:
-        p.add_argument("--split", default="test", help="rows of --data to use (default: test)")
+        p.add_argument(
+            "--split", default="test", help="rows of --data to use: test (default), train, val or all"
+        )
         p.add_argument(
             "--max-stars",
             type=int,
@@ -54,26 +56,43 @@ def _common(p: argparse.ArgumentParser, *, data: str | None, figures_option: boo
         )
         p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch intra-op CPU threads (default: torch's; 1 is fastest on a busy machine)",
+    )
     p.add_argument("--batch-size", type=int, default=256, help="stars per forward pass")
     if figures_option:
         p.add_argument("--no-figures", action="store_true", help="write the data files only")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
 
+def _threads(args: argparse.Namespace) -> None:
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
 def _predictor(args: argparse.Namespace) -> Any:
     from xpengine.inference.tasks.common import load_predictor
 
+    _threads(args)
     return load_predictor(args.model, device=args.device, batch_size=args.batch_size)
 
 
 def _stars(args: argparse.Namespace, predictor: Any) -> Any:
     if not getattr(args, "data", None):
         return None
-    from xpengine.inference.tasks.data import load_test_stars
+    from xpengine.inference.tasks.data import load_stars
 
-    return load_test_stars(
-        args.data, predictor.vocabulary, split=args.split, max_stars=args.max_stars, seed=args.seed
+    return load_stars(
+        args.data, predictor.vocabulary, split=_split(args), max_stars=args.max_stars, seed=args.seed
     )
+
+
+def _split(args: argparse.Namespace) -> str | None:
+    return None if args.split == "all" else args.split
 
 
 def _report(summary: dict[str, Any], output: str) -> None:
@@ -233,16 +252,18 @@ def _embed_main(args: argparse.Namespace) -> int:
 def _figures_main(args: argparse.Namespace) -> int:
     from xpengine.inference.tasks.runner import run_figures
 
+    _threads(args)
     s = run_figures(
         args.model,
         args.data,
         args.output,
-        split=args.split,
+        split=_split(args),
         max_stars=None if args.max_stars == 0 else args.max_stars,
         seed=args.seed,
         device=args.device,
         batch_size=args.batch_size,
         evaluation=not args.no_evaluation,
+        extinction_grid=args.extinction_grid,
         overwrite=args.overwrite,
     )
     logger.info("figures: %s; seconds per task: %s", ", ".join(s["figures"]), s["seconds"])
@@ -360,4 +381,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(p, data="required", figures_option=False)
     p.set_defaults(max_stars=3000)
     p.add_argument("--no-evaluation", action="store_true", help="skip `xpengine evaluate` (evaluation/)")
+    p.add_argument(
+        "--extinction-grid",
+        choices=("data", "paper"),
+        default="data",
+        help="E(B−V) values of Fig. 16: the paper's 0.4/0.8/1.2 vs 0.01 kept within the test stars' "
+        "E(B−V) range (data, default), or exactly the paper's",
+    )
     p.set_defaults(func=_figures_main)

@@ -323,9 +323,13 @@ def new_figure(nrows: int, ncols: int, width: float = 3.2, height: float = 2.8) 
     """A matplotlib Figure (object API, Agg canvas, no pyplot) with an (nrows, ncols) array of axes."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width * ncols + 0.6, height * nrows + 0.5))
+    w, h = width * ncols + 0.6, height * nrows + 0.5
+    fig = Figure(figsize=(w, h))
     axes = np.atleast_2d(fig.subplots(nrows, ncols, squeeze=False))
-    fig.subplots_adjust(wspace=0.45, hspace=0.55, left=0.08, right=0.97, top=0.9, bottom=0.1)
+    # margins in inches (room for tick and axis labels), whatever the figure size
+    fig.subplots_adjust(
+        wspace=0.45, hspace=0.55, left=0.8 / w, right=1 - 0.2 / w, top=1 - 0.55 / h, bottom=0.6 / h
+    )
     return fig, axes
 
 

@@ -17,13 +17,13 @@ import numpy as np
 
 from xpengine.features.vocabulary import Vocabulary
 
-__all__ = ["TestStars", "load_test_stars"]
+__all__ = ["StarSet", "load_stars"]
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class TestStars:
+class StarSet:
     """N stars: source_id (N,) int64, values / errors (N, T) float32 in `vocabulary` order (NaN / 0 =
     missing), g_mag (N,) [mag] (NaN when unknown)."""
 
@@ -65,8 +65,8 @@ class TestStars:
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(e > 0, f / e, np.nan)
 
-    def subset(self, idx: np.ndarray) -> TestStars:
-        return TestStars(
+    def subset(self, idx: np.ndarray) -> StarSet:
+        return StarSet(
             self.source_id[idx],
             self.values[idx],
             self.errors[idx],
@@ -76,14 +76,14 @@ class TestStars:
         )
 
 
-def load_test_stars(
+def load_stars(
     path: str | os.PathLike,
     vocabulary: Vocabulary,
     *,
     split: str | None = "test",
     max_stars: int | None = None,
     seed: int = 0,
-) -> TestStars:
+) -> StarSet:
     """Read the `split` rows (all rows when None) of a training-schema Parquet file, re-ordered into the
     model's `vocabulary` (tokens the file lacks are missing). max_stars: a seeded random subset.
 
@@ -107,7 +107,7 @@ def load_test_stars(
         filters = [("split", "=", split)] if split else None
         t = pq.read_table(path, columns=["phot_g_mean_mag"], filters=filters)
         g = t.column("phot_g_mean_mag").to_numpy(zero_copy_only=False).astype(np.float64)
-    stars = TestStars(arrays.source_id.astype(np.int64), values, errors, vocabulary, g, path)
+    stars = StarSet(arrays.source_id.astype(np.int64), values, errors, vocabulary, g, path)
     if max_stars is not None and n > max_stars:
         idx = np.sort(np.random.default_rng(seed).choice(n, size=max_stars, replace=False))
         stars = stars.subset(idx)

@@ -126,13 +126,15 @@ def fitzpatrick99_curve(wavelength_nm: np.ndarray, r_v: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class RVFit:
-    """Best-fitting F99 R_V: r_v, the additive offset (0 unless fitted), rms residual [mag/mag] and the
-    number of wavelengths used."""
+    """Best-fitting F99 R_V: r_v, the additive offset (0 unless fitted), rms residual [mag/mag], the
+    number of wavelengths used, and whether R_V ended on an edge of the searched range (no minimum
+    inside it: the curve is not F99-like, e.g. a model that ignores E(B−V))."""
 
     r_v: float
     offset: float
     rms: float
     n: int
+    at_edge: bool = False
 
 
 def fit_rv(
@@ -185,7 +187,12 @@ def fit_rv(
             fb = cost(b)[0]
     rv = 0.5 * (lo + hi)
     s, off = cost(rv)
-    return RVFit(r_v=float(rv), offset=off, rms=float(np.sqrt(s / np.sum(w))), n=int(ok.sum()))
+    at_edge = bool(min(rv - rv_range[0], rv_range[1] - rv) < 0.011)
+    if at_edge:
+        logger.warning("best F99 R_V %.2f is at the edge of the searched range %s", rv, rv_range)
+    return RVFit(
+        r_v=float(rv), offset=off, rms=float(np.sqrt(s / np.sum(w))), n=int(ok.sum()), at_edge=at_edge
+    )
 
 
 @dataclass
@@ -231,6 +238,7 @@ class ExtinctionResult:
             "ebv_scale": self.ebv_scale,
             "absolute_flux": self.absolute,
             "best_fit_rv": self.fit.r_v,
+            "best_fit_rv_at_range_edge": self.fit.at_edge,
             "fit_offset": self.fit.offset,
             "fit_rms": self.fit.rms,
             "fit_points": self.fit.n,

@@ -130,25 +130,38 @@ def plot_spectra(
 
 
 def plot_sequences(results: Sequence[tuple[Any, Any]], path: PathLike, *, overwrite: bool = False) -> Path:
-    """Paper Fig. 7: one panel per label sequence; lines coloured by the varied label."""
+    """Paper Fig. 7: one column per label sequence; top, the spectra (lines coloured by the varied label);
+    bottom, each spectrum divided by the sequence's middle one, where subtle changes show."""
     from matplotlib import colormaps
 
     n = max(len(results), 1)
-    fig, axes = new_figure(1, n, width=4.0, height=3.2)
+    fig, axes = new_figure(2, n, width=4.0, height=2.8)
     cmap = colormaps["viridis"]
-    for ax, (seq, gen) in zip(axes[0], results, strict=False):
+    for col, (seq, gen) in enumerate(results):
+        ax, rax = axes[0, col], axes[1, col]
         wl = gen.wavelength_nm
         absolute = seq.absolute and np.isfinite(gen.flux_10pc).any()
         y = gen.flux_10pc if absolute else gen.flux
         vals = np.asarray(seq.values, dtype=np.float64)
         span = (vals.max() - vals.min()) or 1.0
+        mid = y[len(vals) // 2]
         for i, v in enumerate(vals):
-            ax.plot(wl, y[i], lw=1.0, color=cmap((v - vals.min()) / span), label=f"{seq.vary} = {v:.3g}")
+            colour = cmap((v - vals.min()) / span)
+            ax.plot(wl, y[i], lw=1.0, color=colour, label=f"{seq.vary} = {v:.3g}")
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rax.plot(wl, np.where(np.abs(mid) > 0, y[i] / mid, np.nan), lw=1.0, color=colour)
         ax.set_xlabel("wavelength [nm]")
         ax.set_ylabel(f"flux at 10 pc [{FLUX_UNIT}]" if absolute else "G-normalised flux")
         fixed = ", ".join(f"{k}={v:g}" for k, v in seq.fixed.items())
         ax.legend(fontsize=5)
         _small(ax, f"{seq.name}\n({fixed})")
+        lim = _limits(y / np.where(np.abs(mid) > 0, mid, np.nan), (1.0, 99.0))
+        if lim is not None:
+            pad = 0.1 * (lim[1] - lim[0]) + 1e-4
+            rax.set_ylim(lim[0] - pad, lim[1] + pad)
+        rax.set_xlabel("wavelength [nm]")
+        rax.set_ylabel(f"ratio to {seq.vary} = {vals[len(vals) // 2]:.3g}")
+        _small(rax)
     return save_figure(fig, path, overwrite=overwrite)
 
 

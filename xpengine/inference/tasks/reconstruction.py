@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from xpengine.inference.tasks.common import label_tokens, predict_matrix, tokens_to_flux
-from xpengine.inference.tasks.data import TestStars
+from xpengine.inference.tasks.data import StarSet
 
 __all__ = [
     "GALLERY_PERCENTILES",
@@ -166,6 +166,11 @@ class Reconstruction:
             for p, i in zip(percentiles, idx, strict=True)
             if i >= 0
         ]
+        for key in ("distance_pc", "parallax_snr", "teff", "logg", "m_h"):
+            if key in self.extras:
+                binned = _binned_median(self.extras[key], self.rmse)
+                if binned is not None:
+                    out[f"rmse_by_{key}"] = binned
         for name in ("nn_distance_pc", "distance_pc"):
             if name not in self.extras:
                 break
@@ -195,7 +200,24 @@ class Reconstruction:
         return out
 
 
-def _extras(stars: TestStars) -> dict[str, np.ndarray]:
+def _binned_median(x: np.ndarray, rmse: np.ndarray, n_bins: int = 4) -> dict[str, list[float]] | None:
+    """Median RMSE in `n_bins` quantile bins of x (Figs. 10–11 in numbers); None with < 2·n_bins stars."""
+    ok = np.isfinite(x) & np.isfinite(rmse)
+    if ok.sum() < 2 * n_bins:
+        return None
+    edges = np.unique(np.quantile(x[ok], np.linspace(0.0, 1.0, n_bins + 1)))
+    k = np.clip(np.searchsorted(edges, x[ok], side="right") - 1, 0, len(edges) - 2)
+    r = rmse[ok]
+    return {
+        "edges": [float(e) for e in edges],
+        "median_rmse": [
+            float(np.median(r[k == b])) if (k == b).any() else float("nan") for b in range(len(edges) - 1)
+        ],
+        "n": [int((k == b).sum()) for b in range(len(edges) - 1)],
+    }
+
+
+def _extras(stars: StarSet) -> dict[str, np.ndarray]:
     out = {name: stars.column(name) for name in ("teff", "logg", "m_h", "mass", "ln_age", "logebv")}
     out = {k: v for k, v in out.items() if np.isfinite(v).any()}
     out["g_mag"] = stars.g_mag
@@ -206,7 +228,7 @@ def _extras(stars: TestStars) -> dict[str, np.ndarray]:
 
 def _finalise(
     task: str,
-    stars: TestStars,
+    stars: StarSet,
     inputs: list[str],
     observed_coef: np.ndarray,
     generated_coef: np.ndarray,
@@ -242,7 +264,7 @@ def _finalise(
 
 def reconstruct_from_labels(
     predictor: Any,
-    stars: TestStars,
+    stars: StarSet,
     *,
     inputs: Sequence[str] | None = None,
     match_truncation: bool = True,
@@ -290,7 +312,7 @@ def reconstruct_from_labels(
 
 def inpaint(
     predictor: Any,
-    stars: TestStars,
+    stars: StarSet,
     direction: str,
     *,
     split_nm: float = INPAINT_SPLIT_NM,
@@ -330,10 +352,10 @@ def inpaint(
     )
 
 
-def _check_vocab(stars: TestStars, vocab: Any) -> None:
+def _check_vocab(stars: StarSet, vocab: Any) -> None:
     if stars.vocabulary.names != vocab.names:
         raise ValueError(
             f"test stars are in vocabulary {stars.vocabulary.name} ({len(stars.vocabulary)} tokens) but the "
-            f"model uses {vocab.name} ({len(vocab)} tokens); load them with load_test_stars(path, "
+            f"model uses {vocab.name} ({len(vocab)} tokens); load them with load_stars(path, "
             "predictor.vocabulary)"
         )
