@@ -51,6 +51,8 @@ class InferenceConfig:
     # catalogue quality flags
     giant_logg_max: float = 3.5
     giant_teff_range: tuple[float, float] = (3500.0, 5500.0)
+    # mass and age are flagged OUTSIDE_TRAINING_DOMAIN when the parallax says M_G > this at 2σ (a dwarf)
+    giant_abs_g_max: float = 3.5
     max_relative_error: dict[str, float] = field(default_factory=lambda: {"mass": 0.3, "age": 0.6})
     max_error: dict[str, float] = field(default_factory=lambda: {"teff": 250.0, "logg": 0.4, "m_h": 0.3})
     progress_interval_s: float = 10.0

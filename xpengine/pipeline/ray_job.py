@@ -245,6 +245,7 @@ def run_inference(cfg: InferenceConfig) -> JobSummary:
             "torch_threads": cfg.torch_threads,
             "giant_logg_max": cfg.giant_logg_max,
             "giant_teff_range": tuple(cfg.giant_teff_range),
+            "giant_abs_g_max": cfg.giant_abs_g_max,
             "max_error": cfg.max_error,
             "max_relative_error": cfg.max_relative_error,
         },

@@ -195,6 +195,7 @@ class CatalogPredictor:
         torch_threads: int | None = None,
         giant_logg_max: float = 3.5,
         giant_teff_range: tuple[float, float] = (3500.0, 5500.0),
+        giant_abs_g_max: float = 3.5,
         max_error: dict[str, float] | None = None,
         max_relative_error: dict[str, float] | None = None,
     ) -> None:
@@ -229,6 +230,8 @@ class CatalogPredictor:
         self.batch_size = batch_size
         self.giant_logg_max = giant_logg_max
         self.giant_teff_range = giant_teff_range
+        self.giant_abs_g_max = giant_abs_g_max
+        self._fakemag_col = vocab.index("g_fakemag") if "g_fakemag" in vocab else None
         self.max_error = max_error or {}
         self.max_relative_error = max_relative_error or {}
 
@@ -262,6 +265,8 @@ class CatalogPredictor:
         dist_err[no_pred] = np.nan
 
         flags |= self._quality_flags(means, out)
+        if MASS_AGE_LABELS & set(self.labels):
+            flags[self._confident_dwarf(values, errors)] |= int(SourceFlag.OUTSIDE_TRAINING_DOMAIN)
         result = {
             "partition": batch["partition"],
             "partition_rows": batch["partition_rows"],
@@ -276,6 +281,18 @@ class CatalogPredictor:
             "flags": flags,
         }
         return result
+
+    def _confident_dwarf(self, values: np.ndarray, errors: np.ndarray) -> np.ndarray:
+        """(N,) bool: the measured pseudo-luminosity says the star is fainter than M_G = giant_abs_g_max
+        at 2σ (a dwarf), whatever the model predicts: a model trained on giants alone cannot tell a
+        dwarf from its spectrum, but the parallax can. fakemag = 10^(0.2 M_G + 2) (Leung & Bovy 2024)."""
+        if self._fakemag_col is None:
+            return np.zeros(len(values), dtype=bool)
+        f = values[:, self._fakemag_col].astype(np.float64)
+        sf = errors[:, self._fakemag_col].astype(np.float64)
+        limit = 10 ** (0.2 * self.giant_abs_g_max + 2.0)
+        with np.errstate(invalid="ignore"):
+            return np.isfinite(f) & (f - 2.0 * sf > limit)  # fainter than the limit (larger fakemag)
 
     def _quality_flags(self, means: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> np.ndarray:
         n = len(next(iter(out.values())))

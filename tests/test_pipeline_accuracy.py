@@ -1,0 +1,68 @@
+"""The real bundled `synthetic-sky` model through the Ray job on the bundled sky, against the simulated truth.
+
+The figures asserted are the ones measured when the model was bundled (README, issue notes), with ~25 %
+headroom: the test fails if the engine (features, representation, model loading, unit conversion,
+flags) degrades them, not merely if it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from xpengine.features.flags import SourceFlag
+from xpengine.pipeline.config import InferenceConfig
+from xpengine.pipeline.ray_job import run_inference
+
+pytestmark = pytest.mark.ray
+
+PARTS = ("000000-003111", "245760-248871", "688128-691239")
+
+
+def _robust_sigma(x: np.ndarray) -> float:
+    x = x[np.isfinite(x)]
+    return float(1.4826 * np.median(np.abs(x - np.median(x))))
+
+
+def test_bundled_model_recovers_the_simulated_truth(ray_local, tmp_path, sky_dir):
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for p in PARTS:
+        for kind in ("XpContinuousMeanSpectrum", "GaiaSource"):
+            shutil.copy(os.path.join(sky_dir, f"{kind}_{p}.csv.gz"), inp)
+    out = tmp_path / "catalog"
+    s = run_inference(
+        InferenceConfig(
+            input=[str(inp)],
+            output=str(out),
+            model="synthetic-sky",
+            tmass=os.path.join(sky_dir, "tmass.parquet"),
+            ebv=os.path.join(sky_dir, "ebv.parquet"),
+        )
+    )
+    assert s.ok and s.sources_written == 3000
+    cat = pa.concat_tables([pq.read_table(out / f"{p}.parquet") for p in PARTS]).to_pandas()
+    truth = pq.read_table(os.path.join(sky_dir, "truth.parquet")).to_pandas()
+    m = cat.merge(truth, on="source_id", suffixes=("", "_true"))
+    assert len(m) == 3000
+    giant = (m["logg_true"] < 3.5).to_numpy()
+    flags = m["flags"].to_numpy()
+    outside = (flags & int(SourceFlag.OUTSIDE_TRAINING_DOMAIN)) != 0
+    # giants: measured 244 K, 0.45 dex, 0.147 dex, 0.265 Msun, 3.65 Gyr (bundled sky, all G to 17.65)
+    limits = {"teff": 310.0, "logg": 0.56, "m_h": 0.19, "mass": 0.34}
+    for lab, lim in limits.items():
+        sig = _robust_sigma((m[lab] - m[f"{lab}_true"]).to_numpy()[giant])
+        assert sig < lim, f"{lab}: robust sigma {sig:.3g} on simulated giants, expected < {lim}"
+    age_sig = _robust_sigma((m["age"] - m["age_gyr"]).to_numpy()[giant])
+    assert age_sig < 4.6, age_sig
+    # dwarfs are flagged outside the mass/age domain far more often than giants
+    assert outside[~giant].mean() > 0.5 and outside[giant].mean() < 0.1
+    # the σ are positive and in physical units
+    ok = (flags & int(SourceFlag.NO_PREDICTION)) == 0
+    assert ok.all()
+    assert (m["age_error"][ok] > 0).all() and (m["teff_error"][ok] > 10).all()
