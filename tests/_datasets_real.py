@@ -7,8 +7,9 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+from _paths import SHARED as _SHARED
 
-SHARED = "/work/shared/data"
+SHARED = f"{_SHARED}/data"
 DEV = f"{SHARED}/apogee_xp/apogee_xp_dev.fits.gz"
 SAMPLES = f"{SHARED}/gaia_dr3_samples"
 STAR = 5937083312263887616

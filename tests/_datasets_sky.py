@@ -13,8 +13,9 @@ import os
 
 import numpy as np
 import pyarrow as pa
+from _paths import SHARED as _SHARED
 
-SAMPLES = "/work/shared/data/gaia_dr3_samples"
+SAMPLES = f"{_SHARED}/data/gaia_dr3_samples"
 XP_FILES = (
     f"{SAMPLES}/gaiaxpy/tests/files/xp_continuous/XP_CONTINUOUS_RAW.csv",
     f"{SAMPLES}/astroquery/extracted/gaia_dr3_source_id_5937083312263887616_dl_products_csv/"

@@ -11,8 +11,9 @@ import csv
 from pathlib import Path
 
 import numpy as np
+from _paths import SHARED as _SHARED
 
-DATA = Path("/work/shared/data/gaia_dr3_samples")
+DATA = Path(f"{_SHARED}/data/gaia_dr3_samples")
 STAR = "5937083312263887616"
 STAR_DIR = DATA / "astroquery/extracted" / f"gaia_dr3_source_id_{STAR}_dl_products_csv"
 STAR_CONTINUOUS = STAR_DIR / f"XP_CONTINUOUS-Gaia_DR3_{STAR}.csv"

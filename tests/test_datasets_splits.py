@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+from _paths import SHARED as _SHARED
 
 from xpengine.datasets.splits import (
     read_default_split,
@@ -16,7 +17,7 @@ from xpengine.datasets.splits import (
     split_uniform,
 )
 
-DEV = "/work/shared/data/apogee_xp/apogee_xp_dev.fits.gz"
+DEV = f"{_SHARED}/data/apogee_xp/apogee_xp_dev.fits.gz"
 needs_dev = pytest.mark.skipif(not os.path.exists(DEV), reason="apogee_xp_dev.fits.gz not available")
 
 # Real Gaia DR3 source ids (GaiaXPy / astroquery samples)

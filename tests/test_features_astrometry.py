@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _paths import SHARED as _SHARED
 
 from xpengine.features.astrometry import (
     absmag_to_fakemag,
@@ -24,7 +25,7 @@ from xpengine.features.astrometry import (
     pseudo_luminosity,
 )
 
-GAIA_DIR = Path("/work/shared/data/gaia_dr3_samples/astroquery/astroquery/gaia/tests/data")
+GAIA_DIR = Path(f"{_SHARED}/data/gaia_dr3_samples/astroquery/astroquery/gaia/tests/data")
 NAN = np.nan
 
 

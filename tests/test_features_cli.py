@@ -11,12 +11,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _paths import SHARED as _SHARED
 
 from xpengine.cli import build_parser, main
 from xpengine.features import SourceFlag
 
 XP_FILE = Path(
-    "/work/shared/data/gaia_dr3_samples/gaiaxpy/tests/files/xp_continuous/XP_CONTINUOUS_RAW_with_missing_BP.ecsv"
+    f"{_SHARED}/data/gaia_dr3_samples/gaiaxpy/tests/files/xp_continuous/XP_CONTINUOUS_RAW_with_missing_BP.ecsv"
 )
 IDS = [5853498713190525696, 5405570973190252288, 5762406957886626816]
 
@@ -146,7 +147,11 @@ def test_features_command_writes_tokens(
     np.testing.assert_allclose(t.column("jh").to_pylist()[0], 0.5, rtol=1e-6)
     meta = t.schema.metadata
     prov = json.loads(meta[b"xpengine.provenance"])
-    assert prov["xp"] == str(XP_FILE) and prov["representation"] == "projected" and prov["representation_id"].startswith("svd-proj")
+    assert (
+        prov["xp"] == str(XP_FILE)
+        and prov["representation"] == "projected"
+        and prov["representation_id"].startswith("svd-proj")
+    )
     assert json.loads(meta[b"xpengine.vocabulary"])["n_bp"] == 55
     # refuses to overwrite unless asked
     before = out.stat().st_mtime_ns

@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from _paths import SHARED as _SHARED
 
 from xpengine.features import PAPER_VOCABULARY, SourceFlag, build_tokens, paper_vocabulary
 from xpengine.features.flags import has_flag
 
-DATA = Path("/work/shared/data/gaia_dr3_samples")
+DATA = Path(f"{_SHARED}/data/gaia_dr3_samples")
 XP_DIR = DATA / "gaiaxpy/tests/files/xp_continuous"
 GAIA_DIR = DATA / "astroquery/astroquery/gaia/tests/data"
 V = PAPER_VOCABULARY

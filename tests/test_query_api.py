@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _paths import SHARED as _SHARED
 from _query_catalog import LABELS, f64, simulate, to_table, write_catalog
 
 from xpengine.catalog.query import (
@@ -21,7 +22,7 @@ from xpengine.catalog.query import (
 )
 
 GAIA_ECSV = Path(
-    "/work/shared/data/gaia_dr3_samples/astroquery/astroquery/gaia/tests/data/1712337806100O-result.ecsv"
+    f"{_SHARED}/data/gaia_dr3_samples/astroquery/astroquery/gaia/tests/data/1712337806100O-result.ecsv"
 )
 
 

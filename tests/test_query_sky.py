@@ -6,12 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _paths import SHARED as _SHARED
 from _query_catalog import f64, simulate, write_catalog
 
 from xpengine.catalog import sky
 from xpengine.catalog.query import QueryError, SkyRegion, open_catalog, partition_hpx8_range
 
-GAIA = Path("/work/shared/data/gaia_dr3_samples/astroquery/astroquery/gaia/tests/data")
+GAIA = Path(f"{_SHARED}/data/gaia_dr3_samples/astroquery/astroquery/gaia/tests/data")
 REAL_FILES = ("1712337806100O-result.ecsv", "1710099405832VAL-result.vot")
 
 

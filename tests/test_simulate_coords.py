@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _paths import SHARED as _SHARED
 
 from xpengine.simulate.coords import (
     bulk_suffix,
@@ -16,7 +17,7 @@ from xpengine.simulate.coords import (
     icrs_to_galactic,
 )
 
-SAMPLES = Path("/work/shared/data/gaia_dr3_samples")
+SAMPLES = Path(f"{_SHARED}/data/gaia_dr3_samples")
 if not SAMPLES.exists():  # the CI copy of shared/ sits beside the checkout
     SAMPLES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gaia_dr3_samples"
 GAIA_ECSV = SAMPLES / "astroquery/astroquery/gaia/tests/data/1712337806100O-result.ecsv"

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _paths import SHARED as _SHARED
 
 from xpengine.simulate import xp as X
 
 STAR_DIR = Path(
-    "/work/shared/data/gaia_dr3_samples/astroquery/extracted/"
+    f"{_SHARED}/data/gaia_dr3_samples/astroquery/extracted/"
     "gaia_dr3_source_id_5937083312263887616_dl_products_csv"
 )
 needs_star = pytest.mark.skipif(not STAR_DIR.exists(), reason="real Gaia DR3 sample files not available")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from xpengine.io.errors import GaiaFileError
+from xpengine.io.filesystems import open_url, url_to_fs  # noqa: F401
 
 __all__ = ["GZIP_MAGIC", "OutputTarget", "Source", "gzip_reader", "open_source"]
 
@@ -118,7 +119,6 @@ class Source:
 
 
 def _url_to_fs(source: str | os.PathLike[str], storage_options: dict[str, Any] | None) -> tuple[Any, str]:
-    from xpengine.io.filesystems import url_to_fs
 
     return url_to_fs(source, storage_options)
 

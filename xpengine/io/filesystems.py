@@ -48,7 +48,9 @@ def _have_s3fs() -> bool:
     return True
 
 
-def url_to_fs(source: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> tuple[Any, str]:
+def url_to_fs(
+    source: str | os.PathLike[str], storage_options: dict[str, Any] | None = None
+) -> tuple[Any, str]:
     """(fsspec filesystem, path) for a local path or URL."""
     url = os.fspath(source)
     if _is_s3(url) and not _have_s3fs():

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from xpengine.io._source import OutputTarget
+from xpengine.io.filesystems import open_url, url_to_fs  # noqa: F401
 from xpengine.io.schema import BANDS, READ_PROBLEM, XP_BY_NAME
 from xpengine.io.xp_continuous import list_column_to_numpy
 
@@ -138,8 +139,6 @@ def read_model_inputs(
     `*_n_relevant_bases` (N,) int16; other columns (N,) (nulls become NaN for numbers).
     """
     from fsspec.implementations.local import LocalFileSystem
-
-    from xpengine.io.filesystems import url_to_fs
 
     url = os.fspath(path)
     fs, fpath = url_to_fs(url, storage_options)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from xpengine.io.errors import GaiaFileError
+from xpengine.io.filesystems import open_url, url_to_fs
 
 __all__ = [
     "HPX8_SHIFT",
@@ -76,7 +77,6 @@ class Partition:
 
 def _list_files(source: str | os.PathLike[str], storage_options: dict[str, Any] | None) -> list[str]:
     """URLs/paths of the files named by a directory, glob pattern, or single file."""
-    from xpengine.io.filesystems import url_to_fs
 
     url = os.fspath(source)
     fs, path = url_to_fs(url, storage_options)
@@ -93,7 +93,6 @@ def _list_files(source: str | os.PathLike[str], storage_options: dict[str, Any] 
 
 
 def _is_dir(source: str | os.PathLike[str], storage_options: dict[str, Any] | None) -> bool:
-    from xpengine.io.filesystems import url_to_fs
 
     fs, path = url_to_fs(os.fspath(source), storage_options)
     return bool(fs.isdir(path))
@@ -178,7 +177,6 @@ def read_md5sums(
     source: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None
 ) -> dict[str, str]:
     """Parse an `_MD5SUM.txt` file (`<md5>  <file name>` per line) into {file name: md5 hex}."""
-    from xpengine.io.filesystems import open_url
 
     url = os.fspath(source)
     with open_url(url, "rt", storage_options) as f:
@@ -197,7 +195,6 @@ def read_md5sums(
 
 def md5_of(source: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> str:
     """MD5 hex digest of a file's bytes (streamed in 8 MiB chunks)."""
-    from xpengine.io.filesystems import open_url
 
     h = hashlib.md5(usedforsecurity=False)
     with open_url(source, "rb", storage_options) as f:
@@ -217,7 +214,6 @@ def verify_md5sums(
     `names` restricts the check (each must be listed; a listed file that is missing raises
     `GaiaFileError`); default: every listed file that exists. Returns {file name: matches}.
     """
-    from xpengine.io.filesystems import url_to_fs
 
     url = os.fspath(md5sum_file)
     sums = read_md5sums(url, storage_options=storage_options)
