@@ -63,6 +63,21 @@ def two_node_cluster(tmp_path, s3_server):
     procs = []
 
     def start(args: list[str]) -> None:
+        # every agent port explicit and free: the test session's own local cluster (and any other Ray on
+        # the machine) holds the defaults, and a node whose dashboard agent cannot bind takes no jobs
+        agent_ports = [
+            "--dashboard-agent-listen-port",
+            str(_free_port()),
+            "--dashboard-agent-grpc-port",
+            str(_free_port()),
+            "--metrics-export-port",
+            str(_free_port()),
+            "--runtime-env-agent-port",
+            str(_free_port()),
+            "--ray-client-server-port",
+            str(_free_port()),
+        ]
+        args = [*args, *agent_ports]
         log = open(tmp_path / f"ray-node-{len(procs)}.log", "w")
         procs.append(
             subprocess.Popen(
