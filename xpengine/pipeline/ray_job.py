@@ -211,6 +211,13 @@ def run_inference(cfg: InferenceConfig) -> JobSummary:
 
     _init_ray(cfg)
     gpus, cpus = _resources(cfg)
+    torch_threads = cfg.torch_threads
+    if torch_threads is None and gpus == 0:
+        # Ray pins a 1-CPU actor's torch to one thread; on a CPU node the read stage is fused into the
+        # actor (same resources), so the actor may use the reader's CPU too while it predicts
+        import math
+
+        torch_threads = max(1, math.ceil(cpus + cfg.read_cpus))
     vocab_json = _model_vocabulary_json(cfg.model)
     provenance = {
         **_model_provenance(cfg.model),
@@ -242,7 +249,7 @@ def run_inference(cfg: InferenceConfig) -> JobSummary:
             "dtype": cfg.dtype,
             "batch_size": cfg.batch_size,
             "inputs": cfg.inputs,
-            "torch_threads": cfg.torch_threads,
+            "torch_threads": torch_threads,
             "giant_logg_max": cfg.giant_logg_max,
             "giant_teff_range": tuple(cfg.giant_teff_range),
             "giant_abs_g_max": cfg.giant_abs_g_max,
