@@ -59,13 +59,13 @@ import numpy as np, pyarrow as pa, pyarrow.parquet as pq
 from xpengine import io
 from xpengine.features import build_tokens
 from xpengine.inference.predictor import Predictor
-from xpengine.pipeline.representation import engine_representation
+from xpengine.spectra.representation import token_representation
 from xpengine.catalog.schema import label_tokens, tokens_to_labels
 inp, out, model = sys.argv[1], sys.argv[2], sys.argv[3]
 labels = ["teff", "logg", "m_h", "mass", "age"]
 pred = Predictor.load(model, device="cpu")
 inputs = ["bp0..27", "rp0..27", "bprp", "jh", "jk", "logebv", "g_fakemag"]
-rep = engine_representation()
+rep = token_representation()
 t_start = time.perf_counter()
 n = 0
 for p in io.discover_partitions(inp):

@@ -73,6 +73,9 @@ def stub_io(monkeypatch: pytest.MonkeyPatch) -> dict:
     reader = _real_or_standin_reader()
     mod = types.ModuleType("xpengine.io")
     mod.read_xp_continuous = reader  # resolved before xpengine.io is replaced
+    from xpengine.io.tables import read_table
+
+    mod.read_table = read_table
 
     def read_gaia_source(source: str) -> pa.Table:
         calls["gaia"] = source

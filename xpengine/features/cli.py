@@ -76,49 +76,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_features)
 
 
-def projected_representation() -> Any:
-    """The engine's XP representation (see `xpengine.spectra.representation.token_representation`)."""
-    from xpengine.spectra.representation import token_representation
-
-    return token_representation()
-
-
-def _read_side_table(path: str) -> Any:
-    """A small auxiliary table (2MASS, E(B−V)) as a pyarrow Table: Parquet, CSV, ECSV, FITS, VOTable."""
-    import pyarrow as pa
-
-    low = path.lower()
-    if low.endswith((".parquet", ".pq")):
-        import pyarrow.parquet as pq
-
-        return pq.read_table(path)
-    if low.endswith((".csv", ".csv.gz")) and not _is_ecsv(path):
-        import pyarrow.csv as pcsv
-
-        return pcsv.read_csv(path)
-    from astropy.table import Table
-
-    t = Table.read(path)
-    return pa.table({name: _astropy_column(t[name]) for name in t.colnames})
-
-
-def _is_ecsv(path: str) -> bool:
-    import gzip
-
-    opener = gzip.open if path.lower().endswith(".gz") else open
-    with opener(path, "rt") as fh:
-        return fh.readline().startswith("# %ECSV")
-
-
-def _astropy_column(col: Any) -> Any:
-    import numpy as np
-    import pyarrow as pa
-
-    if getattr(col, "mask", None) is not None and np.any(col.mask):
-        return pa.array(np.asarray(col.data), mask=np.asarray(col.mask))
-    return pa.array(np.asarray(col))
-
-
 def run_features(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
 
@@ -128,12 +85,7 @@ def run_features(args: argparse.Namespace) -> int:
     if out.exists() and not args.overwrite:
         logger.error("%s exists; pass --overwrite to replace it", out)
         return 1
-    try:
-        from xpengine.io import join_sources, read_gaia_source, read_xp_continuous
-    except ImportError as exc:
-        raise ImportError(
-            "`xpengine features` needs xpengine.io (read_xp_continuous, read_gaia_source, join_sources)"
-        ) from exc
+    from xpengine.io import join_sources, read_gaia_source, read_table, read_xp_continuous
 
     logger.info("reading XP spectra from %s", args.xp)
     xp = read_xp_continuous(args.xp)
@@ -143,14 +95,18 @@ def run_features(args: argparse.Namespace) -> int:
         gaia = read_gaia_source(args.gaia_source)
     else:
         logger.warning("no --gaia-source: no G photometry, so no XP token can be normalised")
-    tmass = _read_side_table(args.tmass) if args.tmass else None
-    ebv = _read_side_table(args.ebv) if args.ebv else None
+    tmass = read_table(args.tmass) if args.tmass else None
+    ebv = read_table(args.ebv) if args.ebv else None
     if gaia is None and tmass is None and ebv is None:
         table = xp
     else:
         table = join_sources(xp, gaia, tmass=tmass, ebv=ebv)
 
-    representation = projected_representation() if args.representation == "projected" else None
+    representation = None
+    if args.representation == "projected":
+        from xpengine.spectra.representation import token_representation
+
+        representation = token_representation()
     batch = build_tokens(
         table,
         representation=representation,

@@ -142,12 +142,12 @@ def _featurize_one(
 ) -> Iterator[dict[str, np.ndarray]]:
     from xpengine import io
     from xpengine.features import build_tokens
-    from xpengine.pipeline.representation import engine_representation
+    from xpengine.spectra.representation import token_representation
 
     gaia = io.read_gaia_source(task.gaia) if task.gaia else None
     tmass_t = _read_side_table(tmass, task.hpx8_range)
     ebv_t = _read_side_table(ebv, task.hpx8_range)
-    representation = engine_representation()
+    representation = token_representation()
 
     pending: dict[str, np.ndarray] | None = None
     total = 0
