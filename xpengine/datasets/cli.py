@@ -12,17 +12,22 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
 
-def _check_output(path: str, overwrite: bool) -> None:
-    if os.path.exists(path) and not overwrite:
-        raise SystemExit(f"error: output {path} exists; pass --overwrite to replace it")
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise SystemExit(f"error: output directory {parent} does not exist")
+def _output(args: argparse.Namespace) -> Any:
+    """`xpengine.io.OutputTarget` of --output (checked before the build; write with `with target as tmp`).
+
+    An existing output without --overwrite ends the command with a message naming it.
+    """
+    from xpengine.io import OutputTarget
+
+    try:
+        return OutputTarget(args.output, args.overwrite, hint="--overwrite")
+    except FileExistsError as exc:
+        raise SystemExit(f"error: output {exc}") from None
 
 
 def _report(table: object, path: str) -> None:
@@ -46,7 +51,7 @@ def _run_apogee_xp(args: argparse.Namespace) -> int:
     from xpengine.datasets.apogee_xp import build_apogee_xp
     from xpengine.datasets.schema import write_training_set
 
-    _check_output(args.output, args.overwrite)
+    target = _output(args)
     build = build_apogee_xp(
         args.input,
         val_fraction=args.val_fraction,
@@ -54,7 +59,8 @@ def _run_apogee_xp(args: argparse.Namespace) -> int:
         xp_error_model=args.xp_errors,
         chunk_rows=args.chunk_rows,
     )
-    write_training_set(build.table, args.output, overwrite=args.overwrite)
+    with target as tmp:
+        write_training_set(build.table, tmp, overwrite=True)
     _report(build.table, args.output)
     return 0
 
@@ -76,7 +82,7 @@ def _run_apogee(args: argparse.Namespace) -> int:
     from xpengine.datasets.schema import write_training_set
     from xpengine.datasets.survey import SurveyInputs, build_survey
 
-    _check_output(args.output, args.overwrite)
+    target = _output(args)
     inputs = SurveyInputs(
         allstar=args.allstar,
         distmass=args.distmass,
@@ -86,7 +92,8 @@ def _run_apogee(args: argparse.Namespace) -> int:
         ebv=args.ebv,
     )
     build = build_survey(inputs, origin="apogee-dr17", **_survey_options(args))  # type: ignore[arg-type]
-    write_training_set(build.table, args.output, overwrite=args.overwrite)
+    with target as tmp:
+        write_training_set(build.table, tmp, overwrite=True)
     _report(build.table, args.output)
     return 0
 
@@ -95,7 +102,7 @@ def _run_synthetic(args: argparse.Namespace) -> int:
     from xpengine.datasets.schema import write_training_set
     from xpengine.datasets.synthetic import build_synthetic
 
-    _check_output(args.output, args.overwrite)
+    target = _output(args)
     build = build_synthetic(
         args.sky,
         val_fraction=args.val_fraction,
@@ -103,7 +110,8 @@ def _run_synthetic(args: argparse.Namespace) -> int:
         keep_without_evolution=args.keep_without_evolution,
         with_correlations=args.xp_correlations,
     )
-    write_training_set(build.table, args.output, overwrite=args.overwrite)
+    with target as tmp:
+        write_training_set(build.table, tmp, overwrite=True)
     _report(build.table, args.output)
     return 0
 

@@ -68,15 +68,15 @@ def run_evaluation(
     from xpengine.evaluate.report import render_report, write_metrics
     from xpengine.evaluate.runner import evaluate, load_eval_set, load_predictor, train_baseline
     from xpengine.evaluate.scenarios import SCENARIOS
+    from xpengine.io import OutputTarget
 
-    out = Path(output)
-    if (out / "metrics.json").exists() and not overwrite:
-        raise FileExistsError(f"{out / 'metrics.json'} exists; pass --overwrite to replace the evaluation")
     if baseline_train and baseline_model:
         raise ValueError(
             "give either --baseline-train (train a baseline) or --baseline-model (load one), not both"
         )
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(output)
+    # metrics.json marks a finished evaluation: refused up front if present, written last (atomically)
+    metrics_target = OutputTarget(out / "metrics.json", overwrite, hint="--overwrite")  # creates `out`
 
     if predictor is None and model is not None:
         predictor = load_predictor(model, device=device, dtype=dtype)
@@ -134,7 +134,6 @@ def run_evaluation(
 
         files += make_figures(result, out)
     result.metrics["files"] = [Path(f).name for f in files]
-    write_metrics(result.metrics, out / "metrics.json")
     (out / "report.md").write_text(
         render_report(
             result.metrics,
@@ -143,6 +142,8 @@ def run_evaluation(
             baseline_note=baseline_note,
         )
     )
+    with metrics_target as tmp:
+        write_metrics(result.metrics, tmp)
     logger.info("evaluation written to %s", out)
     return result.metrics
 

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -80,12 +78,13 @@ def run_features(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
 
     from xpengine.features.tokens import build_tokens
+    from xpengine.io import OutputTarget, join_sources, read_gaia_source, read_table, read_xp_continuous
 
-    out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        logger.error("%s exists; pass --overwrite to replace it", out)
+    try:
+        target = OutputTarget(args.output, args.overwrite, hint="--overwrite")
+    except FileExistsError as exc:
+        logger.error("%s", exc)
         return 1
-    from xpengine.io import join_sources, read_gaia_source, read_table, read_xp_continuous
 
     logger.info("reading XP spectra from %s", args.xp)
     xp = read_xp_continuous(args.xp)
@@ -128,16 +127,14 @@ def run_features(args: argparse.Namespace) -> int:
         provenance["representation_id"] = REPRESENTATION_ID
     result = batch.to_table(provenance=provenance)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
-    pq.write_table(result, tmp, compression="zstd")
-    os.replace(tmp, out)
+    with target as tmp:
+        pq.write_table(result, tmp, compression="zstd")
     from xpengine.features.flags import SourceFlag, has_flag
 
     logger.info(
         "wrote %d sources to %s (%d without BP, %d without RP, %d without G, %d without parallax token)",
         len(batch),
-        out,
+        args.output,
         int(has_flag(batch.flags, SourceFlag.NO_BP).sum()),
         int(has_flag(batch.flags, SourceFlag.NO_RP).sum()),
         int(has_flag(batch.flags, SourceFlag.NO_GAIA_PHOTOMETRY).sum()),

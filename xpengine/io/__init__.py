@@ -8,9 +8,12 @@ Reading (any of: bulk `*.csv.gz` ECSV, archive CSV/ECSV, FITS, VOTable, Parquet;
 Writing:
 - `write_bulk_xp_continuous`, `write_bulk_gaia_source`: the Gaia bulk-download layout.
 - `write_model_inputs` / `read_model_inputs`: compact Parquet of what the model needs.
+- `OutputTarget`: refuse an existing output unless asked, write under a temporary name, rename on
+  success (`with OutputTarget(path, overwrite, hint="--overwrite") as tmp: ...`).
 Maths: `covariance_from_correlations`, `list_column_to_numpy`.
 """
 
+from xpengine.io._source import OutputTarget
 from xpengine.io.bulk import write_bulk_gaia_source, write_bulk_xp_continuous
 from xpengine.io.errors import GaiaFileError
 from xpengine.io.formats import identify_format
@@ -48,6 +51,7 @@ __all__ = [
     "TMASS_COLUMNS",
     "XP_COLUMNS",
     "GaiaFileError",
+    "OutputTarget",
     "Partition",
     "covariance_from_correlations",
     "discover_partitions",

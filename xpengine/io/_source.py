@@ -159,20 +159,38 @@ GZIP_ERRORS = _gzip_errors()
 
 
 class OutputTarget:
-    """Output file written under a temporary name and renamed on success (no partial files)."""
+    """An output file written under a temporary name beside it and renamed onto it on success.
+
+    Construction refuses an existing output unless `overwrite` (FileExistsError naming the path and
+    `hint`, the way to allow it: "overwrite=True" for Python callers, "--overwrite" for commands) and
+    creates a missing local parent directory. Used as a context manager it yields the temporary name
+    (`path + ".partial"`: a local path, or an fsspec URL for other file systems) and, when the block
+    ends normally, renames it onto the output (`os.replace`, atomic, on a local disk); when the block
+    raises, it removes the temporary file and leaves any existing output untouched::
+
+        target = OutputTarget("tokens.parquet", overwrite=False, hint="--overwrite")
+        with target as tmp:
+            pq.write_table(table, tmp)
+    """
 
     def __init__(
-        self, path_or_url: str | os.PathLike[str], overwrite: bool, storage_options: dict[str, Any] | None
+        self,
+        path_or_url: str | os.PathLike[str],
+        overwrite: bool = False,
+        storage_options: dict[str, Any] | None = None,
+        *,
+        hint: str = "overwrite=True",
     ) -> None:
 
         self.url = os.fspath(path_or_url)
         self.fs, self.path = _url_to_fs(self.url, storage_options)
         if self.fs.exists(self.path) and not overwrite:
-            raise FileExistsError(f"{self.url} exists; pass overwrite=True to replace it")
+            raise FileExistsError(f"{self.url} exists; pass {hint} to replace it")
         self.tmp = self.path + ".partial"
         protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        self.local = "file" in protocols
         parent = os.path.dirname(self.path)
-        if parent and "file" in protocols:
+        if parent and self.local:
             self.fs.makedirs(parent, exist_ok=True)
 
     def open(self) -> tuple[IO[bytes], list[IO[bytes]]]:
@@ -188,13 +206,29 @@ class OutputTarget:
         return gz, [gz, raw]
 
     def commit(self) -> None:
+        """Rename the temporary file onto the output (replacing it)."""
+        if not self.fs.exists(self.tmp):
+            raise FileNotFoundError(f"nothing was written to {self.tmp}, so {self.url} was not written")
+        if self.local:
+            os.replace(self.tmp, self.path)
+            return
         if self.fs.exists(self.path):
             self.fs.rm(self.path)
         self.fs.mv(self.tmp, self.path)
 
     def abort(self) -> None:
+        """Remove the temporary file, if any (best effort)."""
         try:
             if self.fs.exists(self.tmp):
                 self.fs.rm(self.tmp)
         except OSError:  # best effort: the original error matters more
             logger.debug("could not remove %s", self.tmp, exc_info=True)
+
+    def __enter__(self) -> str:
+        return self.tmp if self.local else self.fs.unstrip_protocol(self.tmp)
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["register"]
@@ -36,9 +37,28 @@ _LABEL_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("g_fakemag", "--g-fakemag", "pseudo-luminosity ϖ[mas]·10^(0.2 G)"),
     ("abs_g", "--abs-g", "absolute G magnitude [mag] (instead of --g-fakemag)"),
 )
+_ATTENTION_LABELS = ("teff", "logg", "m_h", "mass", "age")
+"""Label options of `attention` (the star whose cross-attention is shown)."""
 
 
-def _common(p: argparse.ArgumentParser, *, data: str | None, figures_option: bool = True) -> None:
+def _add_task(
+    sub: argparse._SubParsersAction,
+    name: str,
+    help_text: str,
+    func: Callable[[argparse.Namespace], int],
+    *,
+    data: str | None,
+    figures_option: bool = True,
+) -> argparse.ArgumentParser:
+    """Add the task subcommand `name` running `func`, with the options every task shares.
+
+    data: None (no --data), "optional" or "required": --data, and with it --split, --max-stars and
+    --seed. figures_option: add --no-figures. Returns the subparser for the task's own options.
+    """
+    p = sub.add_parser(
+        name, help=help_text, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.set_defaults(func=func)
     p.add_argument("--model", required=True, help="checkpoint directory or bundled model name")
     p.add_argument("--output", required=True, help="output directory")
     if data == "required":
@@ -65,6 +85,14 @@ def _common(p: argparse.ArgumentParser, *, data: str | None, figures_option: boo
     if figures_option:
         p.add_argument("--no-figures", action="store_true", help="write the data files only")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    return p
+
+
+def _add_labels(p: argparse.ArgumentParser, keys: tuple[str, ...] | None = None) -> None:
+    """Add the scalar label options (`_LABEL_OPTIONS`): all, or those whose destination is in `keys`."""
+    for key, flag, text in _LABEL_OPTIONS:
+        if keys is None or key in keys:
+            p.add_argument(flag, dest=key, type=float, help=text)
 
 
 def _threads(args: argparse.Namespace) -> None:
@@ -213,11 +241,7 @@ def _attention_main(args: argparse.Namespace) -> int:
     from xpengine.inference.tasks.runner import run_attention
 
     predictor = _predictor(args)
-    labels = {
-        key: getattr(args, key)
-        for key in ("teff", "logg", "m_h", "mass", "age")
-        if getattr(args, key) is not None
-    }
+    labels = {key: getattr(args, key) for key in _ATTENTION_LABELS if getattr(args, key) is not None}
     s = run_attention(
         predictor,
         args.output,
@@ -272,59 +296,49 @@ def _figures_main(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the task subcommands to the `xpengine` parser."""
-    fmt = argparse.RawDescriptionHelpFormatter
-
-    p = sub.add_parser(
+    p = _add_task(
+        sub,
         "spectra-from-labels",
-        help="XP spectra generated from labels (paper §4.2, Fig. 7)",
-        description=__doc__,
-        formatter_class=fmt,
+        "XP spectra generated from labels (paper §4.2, Fig. 7)",
+        _spectra_main,
+        data=None,
     )
-    _common(p, data=None)
     p.add_argument(
         "--labels",
         help="CSV or Parquet of labels, one star per row (columns: teff, logg, m_h, "
         "mass, age [Gyr], ebv [mag], g_fakemag or abs_g, optional name)",
     )
-    for key, flag, text in _LABEL_OPTIONS:
-        p.add_argument(flag, dest=key, type=float, help=text)
+    _add_labels(p)
     p.add_argument("--sequences", action="store_true", help="also the label sequences of Fig. 7")
-    p.set_defaults(func=_spectra_main)
 
-    p = sub.add_parser(
+    p = _add_task(
+        sub,
         "reconstruct",
-        help="spectra reconstructed from true labels, RMSE (Figs. 8–11)",
-        description=__doc__,
-        formatter_class=fmt,
+        "spectra reconstructed from true labels, RMSE (Figs. 8–11)",
+        _reconstruct_main,
+        data="required",
     )
-    _common(p, data="required")
     p.add_argument(
         "--inputs", help="comma-separated context tokens (default: all label tokens but g_fakemag)"
     )
-    p.set_defaults(func=_reconstruct_main)
 
-    p = sub.add_parser(
-        "inpaint", help="BP → RP and RP → BP inpainting (Fig. 12)", description=__doc__, formatter_class=fmt
-    )
-    _common(p, data="required")
-    p.set_defaults(func=_inpaint_main)
+    _add_task(sub, "inpaint", "BP → RP and RP → BP inpainting (Fig. 12)", _inpaint_main, data="required")
 
-    p = sub.add_parser(
+    _add_task(
+        sub,
         "label-grid",
-        help="Kiel grid, mass/age and age–[M/H] from labels (Figs. 13–15)",
-        description=__doc__,
-        formatter_class=fmt,
+        "Kiel grid, mass/age and age–[M/H] from labels (Figs. 13–15)",
+        _grid_main,
+        data="optional",
     )
-    _common(p, data="optional")
-    p.set_defaults(func=_grid_main)
 
-    p = sub.add_parser(
+    p = _add_task(
+        sub,
         "extinction-curve",
-        help="the model's extinction curve vs Fitzpatrick 1999 (Fig. 16)",
-        description=__doc__,
-        formatter_class=fmt,
+        "the model's extinction curve vs Fitzpatrick 1999 (Fig. 16)",
+        _extinction_main,
+        data=None,
     )
-    _common(p, data=None)
     p.add_argument("--ebv", default="0.4,0.8,1.2", help="reddenings [mag] (default 0.4,0.8,1.2)")
     p.add_argument("--ebv-ref", type=float, default=0.01, help="reference reddening [mag] (default 0.01)")
     p.add_argument(
@@ -344,41 +358,37 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="G-normalised spectra (curve relative to G) instead of absolute flux at 10 pc",
     )
-    p.set_defaults(func=_extinction_main)
 
-    p = sub.add_parser(
+    p = _add_task(
+        sub,
         "attention",
-        help="decoder cross-attention at low and high E(B−V) (Fig. 17)",
-        description=__doc__,
-        formatter_class=fmt,
+        "decoder cross-attention at low and high E(B−V) (Fig. 17)",
+        _attention_main,
+        data="optional",
     )
-    _common(p, data="optional")
-    for key, flag, text in _LABEL_OPTIONS[:6]:
-        if key != "alpha_m":
-            p.add_argument(flag, dest=key, type=float, help=text)
+    _add_labels(p, _ATTENTION_LABELS)
     p.add_argument("--ebv-low", type=float, default=0.01)
     p.add_argument("--ebv-high", type=float, default=0.37)
-    p.set_defaults(func=_attention_main)
 
-    p = sub.add_parser(
+    p = _add_task(
+        sub,
         "embed",
-        help="encoder embeddings to Parquet, colours from embeddings (Fig. 18)",
-        description=__doc__,
-        formatter_class=fmt,
+        "encoder embeddings to Parquet, colours from embeddings (Fig. 18)",
+        _embed_main,
+        data="required",
     )
-    _common(p, data="required")
     p.add_argument(
         "--inputs", help="context tokens, e.g. 'bp0..31,rp0..31' (default, within the context length)"
     )
-    p.set_defaults(func=_embed_main)
 
-    p = sub.add_parser(
+    p = _add_task(
+        sub,
         "figures",
-        help="regenerate every task figure (Figs. 7–18) and the evaluation figures",
-        description=__doc__,
-        formatter_class=fmt,
+        "regenerate every task figure (Figs. 7–18) and the evaluation figures",
+        _figures_main,
+        data="required",
+        figures_option=False,
     )
-    _common(p, data="required", figures_option=False)
     p.set_defaults(max_stars=3000)
     p.add_argument("--no-evaluation", action="store_true", help="skip `xpengine evaluate` (evaluation/)")
     p.add_argument(
@@ -388,4 +398,3 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="E(B−V) values of Fig. 16: the paper's 0.4/0.8/1.2 vs 0.01 kept within the test stars' "
         "E(B−V) range (data, default), or exactly the paper's",
     )
-    p.set_defaults(func=_figures_main)
