@@ -350,7 +350,8 @@ def test_evaluate_calibrates_underestimated_sigma(tmp_path, dataset, sky) -> Non
         assert raw["z_sigma"] > 1.3 and raw["coverage_68"] < 0.55
         assert 0.8 < fixed["z_sigma"] < 1.2 and 0.55 < fixed["coverage_68"] < 0.8
         assert fixed["sigma"] == raw["sigma"]  # means untouched
-    # derived age follows the calibrated ln_age σ
+    # linear age has its own fit (on age · raw σ_ln_age) and ends up calibrated too
+    assert cal.labels["age"].applied and cal.labels["age"].unit == "Gyr"
     assert 0.8 < metrics["calibration"]["calibrated"]["age"]["overall"]["z_sigma"] < 1.2
     assert json.loads((tmp_path / "eval" / "calibration.json").read_text())["labels"]["teff"]["applied"]
 

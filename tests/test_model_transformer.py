@@ -188,3 +188,20 @@ def test_config_errors_are_collected_and_explicit():
     with pytest.raises(ValueError, match="unknown model config keys"):
         ModelConfig.from_dict({"d_model": 16, "heads": 2})
     assert ModelConfig.from_dict(PRESETS["small"].to_dict()) == PRESETS["small"]
+
+
+def test_attention_dropout_is_separate_from_the_other_dropouts():
+    base = dataclasses.replace(PRESETS["tiny"], n_tokens=10, dropout=0.3)
+    published = XPTransformer(base)
+    assert all(b.attn.dropout == 0.3 for b in [*published.encoder, *published.decoder])
+    fast = XPTransformer(dataclasses.replace(base, attention_dropout=0.0))
+    assert all(b.attn.dropout == 0.0 for b in [*fast.encoder, *fast.decoder])
+    assert all(b.drop_ffn.p == 0.3 for b in [*fast.encoder, *fast.decoder])
+    # Same parameters either way, so a checkpoint loads into both; old configs (no key) still load.
+    assert published.state_dict().keys() == fast.state_dict().keys()
+    old = {k: v for k, v in PRESETS["small"].to_dict().items() if k != "attention_dropout"}
+    assert ModelConfig.from_dict(old).attention_dropout_rate == 0.1
+    cfg = ModelConfig.from_dict({**old, "attention_dropout": 0})
+    assert cfg.attention_dropout == 0.0 and cfg.attention_dropout_rate == 0.0
+    with pytest.raises(ValueError, match="attention_dropout must be None or in"):
+        dataclasses.replace(base, attention_dropout=1.0)

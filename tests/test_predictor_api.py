@@ -212,3 +212,13 @@ def test_predictor_applies_stored_calibration(tiny_sky_model, tmp_path):
         values, request=["teff"], inputs=["bprp", "jk"]
     )
     np.testing.assert_allclose(u["teff_error"], r["teff_error"], rtol=1e-5)
+    # With its own linear-space entry, age σ = that calibration of age · raw σ_ln_age (the ln_age
+    # scaling no longer reaches it); ln_age σ keeps its own calibration.
+    cal.labels["age"] = LabelCalibration(
+        a=1.5, b=0.2, applied=True, method="scale_floor", n_val=100, z_sigma_val_raw=1.4,
+        z_sigma_val_cal=1.0, unit="Gyr",
+    )  # fmt: skip
+    cal.save(d, overwrite=True)
+    c2 = Predictor.load(d, device="cpu").predict(values, request=["ln_age"], inputs=["bprp", "jk"])
+    np.testing.assert_allclose(c2["age_error"], np.sqrt((1.5 * r["age_error"]) ** 2 + 0.2**2), rtol=1e-5)
+    np.testing.assert_allclose(c2["ln_age_error"], 0.5 * r["ln_age_error"], rtol=1e-5)

@@ -181,3 +181,37 @@ def test_weighted_requests_are_distinct_and_requestable():
     assert not ((ids == 1) | (ids == 6)).any()  # not requestable / missing
     srt = ids.sort(dim=1).values
     assert (srt[:, 1:] != srt[:, :-1]).all()
+
+
+def test_focus_contexts_hold_only_focus_tokens():
+    values, errors = _data(n=4000)
+    values[3:] = torch.randn(3997, 120)  # all tokens valid except the three special stars
+    requestable = torch.zeros(120, dtype=torch.bool)
+    requestable[[100, 101]] = True
+    focus = torch.zeros(120, dtype=torch.bool)
+    focus[:63] = True
+    tb = sample_tokens(
+        values, errors, requestable, focus=focus, focus_fraction=0.5, focus_max_masked=10,
+        generator=torch.Generator().manual_seed(3),
+    )
+    ids = tb.context_ids[3:]
+    n_ctx = (ids > 0).sum(1)
+    only_focus = ((ids == 0) | (ids <= 63)).all(1)
+    focused = only_focus & (n_ctx >= 53)
+    # About half the stars are focused: their 53..63 context tokens all come from the focus set
+    # (an unfocused star draws 53+ tokens from the first 63 of 120 with probability < 1e-14).
+    assert 0.45 < focused.float().mean().item() < 0.55
+    assert n_ctx[focused].max() == 63
+    # The others follow the paper's rule (5..64 tokens of any kind; a few small contexts happen to
+    # fall in the focus set); requests are unaffected.
+    assert n_ctx[~focused].min() == 5 and n_ctx[~focused].max() == 64
+    assert (only_focus & ~focused).float().mean() < 0.05
+    assert set(tb.request_ids[3:].unique().tolist()) <= {101, 102}
+    # No focus: never a 53+-token context made only of the first 63 tokens by chance in 4000 stars.
+    plain = sample_tokens(values, errors, requestable, generator=torch.Generator().manual_seed(3))
+    pids = plain.context_ids[3:]
+    assert not (((pids == 0) | (pids <= 63)).all(1) & ((pids > 0).sum(1) >= 53)).any()
+    with pytest.raises(ValueError, match="needs a focus mask"):
+        sample_tokens(values, errors, requestable, focus_fraction=0.5)
+    with pytest.raises(ValueError, match="focus_max_masked"):
+        sample_tokens(values, errors, requestable, focus=focus, focus_fraction=0.5, focus_max_masked=64)

@@ -486,6 +486,17 @@ def evaluate(
                     policy=calibration_policy,
                     unit=unit,
                 )
+            if "ln_age" in fits and "age" in val.truth and "age" in vres:
+                # Linear age gets its own fit on age · raw σ_ln_age (see xpengine.evaluate.calibration).
+                fits["age"] = fit_label_calibration(
+                    vres["age"][0],
+                    val.truth["age"],
+                    vres["age"][1],
+                    val.truth_error["age"],
+                    method=calibration_method,
+                    policy=calibration_policy,
+                    unit="Gyr",
+                )
             calibration = Calibration(
                 labels=fits,
                 provenance={"data": val.path, "split": val.split, "n_stars": len(val)},
@@ -496,9 +507,9 @@ def evaluate(
                 mu, sd = predictions["transformer"][tok]
                 cpred[tok] = (mu, calibration.apply(tok, sd))
             if "ln_age" in cpred:
-                mu, sd = cpred["ln_age"]
+                mu, sd_raw = predictions["transformer"]["ln_age"]
                 age = np.exp(mu)
-                cpred["age"] = (age, age * sd)
+                cpred["age"] = (age, calibration.derived_sigma("age", "ln_age", age, sd_raw))
             predictions["transformer_calibrated"] = cpred
             cal_block["calibrated"] = _calibration_block(cpred, test, labels, snr)
         else:

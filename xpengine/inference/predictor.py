@@ -232,7 +232,11 @@ class Predictor:
             if name in DERIVED:
                 lin = np.exp(mu[:, j])
                 out[DERIVED[name]] = lin
-                out[f"{DERIVED[name]}_error"] = lin * out[f"{name}_error"]
+                out[f"{DERIVED[name]}_error"] = (
+                    lin * out[f"{name}_error"]
+                    if self.calibration is None
+                    else self.calibration.derived_sigma(DERIVED[name], name, lin, sg[:, j])
+                )
         return out
 
     def perceive(

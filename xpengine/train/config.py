@@ -75,6 +75,9 @@ class TrainConfig:
     request_weight_tokens, request_weight: requestable tokens drawn `request_weight` times more often
     than the others (paper: none; a short CPU schedule learns the labels faster when they are asked
     for more often than the 110 XP coefficients).
+    focus_inputs, focus_fraction, focus_max_masked: a fraction of the stars each epoch take their context
+    from `focus_inputs` only, with 0..focus_max_masked slots masked (None: max_masked); see
+    `xpengine.train.sampling` (paper: none, focus_fraction 0).
     requestable: tokens that may be requested (Leung & Bovy: all XP, J−H, labels, ln E(B−V), fakemag;
     BP−RP and J−K are inputs only).
     val_inputs / val_labels: validation predicts `val_labels` from the fixed input `val_inputs`
@@ -114,6 +117,9 @@ class TrainConfig:
     )
     request_weight_tokens: tuple[str, ...] = ()
     request_weight: float = 1.0
+    focus_inputs: tuple[str, ...] = ()
+    focus_fraction: float = 0.0
+    focus_max_masked: int | None = None
     val_inputs: tuple[str, ...] = ("bp0..29", "rp0..29", "bprp", "jh", "jk")
     val_labels: tuple[str, ...] = ("teff", "logg", "m_h", "mass", "ln_age")
     val_every: int = 16
@@ -186,6 +192,13 @@ class TrainConfig:
             )
         if self.request_weight <= 0:
             p.append(f"request_weight must be > 0, got {self.request_weight}")
+        if not 0.0 <= self.focus_fraction <= 1.0:
+            p.append(f"focus_fraction must be in [0, 1], got {self.focus_fraction}")
+        if self.focus_fraction > 0 and not self.focus_inputs:
+            p.append("focus_fraction > 0 needs focus_inputs")
+        fm = self.focus_max_masked
+        if fm is not None and not 0 <= fm < self.model.context_length:
+            p.append(f"focus_max_masked must be in [0, context_length={self.model.context_length}), got {fm}")
         if self.n_requests < 1:
             p.append(f"n_requests must be >= 1, got {self.n_requests}")
         if self.keep_checkpoints < 1:
@@ -216,6 +229,9 @@ _KINDS: dict[str, str] = {
     "requestable": "strs",
     "request_weight_tokens": "strs",
     "request_weight": "float",
+    "focus_inputs": "strs",
+    "focus_fraction": "float",
+    "focus_max_masked": "int?",
     "val_inputs": "strs",
     "val_labels": "strs",
     "val_every": "int",

@@ -166,6 +166,11 @@ def train(
             config.request_weight
         )
         request_weights = request_weights.to(device)  # (T,)
+    focus = None
+    if config.focus_fraction > 0:
+        focus = torch.zeros(len(vocab), dtype=torch.bool)
+        focus[vocab.indices(expand_tokens(config.focus_inputs, vocab))] = True
+        focus = focus.to(device)  # (T,)
     n_train = xz.shape[0]
     if n_train == 0:
         raise ValueError("no training star has a requestable token")
@@ -230,6 +235,9 @@ def train(
                 max_masked=config.max_masked,
                 n_requests=config.n_requests,
                 request_weights=request_weights,
+                focus=focus,
+                focus_fraction=config.focus_fraction,
+                focus_max_masked=config.focus_max_masked,
                 generator=generator,
             )
             with autocast_context(device, amp_dtype):

@@ -11,6 +11,12 @@ For every star, every epoch:
    token may also be in the context, as in their training). A star with fewer requestable tokens than
    `n_requests` gets the rest of its request slots masked out.
 
+Optional *focus* contexts (a departure from the paper, for short CPU schedules): a random fraction
+`focus_fraction` of the stars draw their context from a fixed token set only (e.g. BP/RP 0–29 and the
+colours, the catalogue's standard input) with 0..`focus_max_masked` slots masked, so that the input
+the model is used with is common in training instead of a rare draw from all ~120 tokens. Requests
+are drawn as usual.
+
 Random permutations are argsorts of uniform keys with invalid entries given key 2 (> any uniform), so
 they sort to the end; no Python loop runs per star.
 """
@@ -57,6 +63,9 @@ def sample_tokens(
     max_masked: int = 59,
     n_requests: int = 1,
     request_weights: torch.Tensor | None = None,
+    focus: torch.Tensor | None = None,
+    focus_fraction: float = 0.0,
+    focus_max_masked: int | None = None,
     generator: torch.Generator | None = None,
 ) -> TokenBatch:
     """Sample context and request tokens for a batch of stars.
@@ -66,7 +75,10 @@ def sample_tokens(
     (uniform): requests are drawn without replacement with probability ∝ weight (exponential-race
     keys −ln(u)/w, smallest first), so a few label tokens can be asked for more often than the 110 XP
     coefficients without changing the set of requestable tokens; generator: a torch.Generator on the same
-    device as `values` (None: the global RNG). Returns a :class:`TokenBatch`.
+    device as `values` (None: the global RNG); focus: (T,) bool or None, the focus token set;
+    focus_fraction: probability that a star's context is drawn from `focus` only; focus_max_masked:
+    masked slots for those stars are drawn in 0..focus_max_masked (None: `max_masked`).
+    Returns a :class:`TokenBatch`.
     """
     if values.ndim != 2 or errors.shape != values.shape:
         raise ValueError(
@@ -79,15 +91,28 @@ def sample_tokens(
         raise ValueError(f"max_masked must be in [0, n_context={n_context}), got {max_masked}")
     if not 1 <= n_requests <= t:
         raise ValueError(f"n_requests must be in [1, {t}], got {n_requests}")
+    if not 0.0 <= focus_fraction <= 1.0:
+        raise ValueError(f"focus_fraction must be in [0, 1], got {focus_fraction}")
+    if focus_fraction > 0 and (focus is None or focus.shape != (t,)):
+        raise ValueError(f"focus_fraction > 0 needs a focus mask of shape ({t},)")
+    f_masked = max_masked if focus_max_masked is None else focus_max_masked
+    if not 0 <= f_masked < n_context:
+        raise ValueError(f"focus_max_masked must be in [0, n_context={n_context}), got {f_masked}")
     device = values.device
     valid = torch.isfinite(values)  # (B, T)
+    in_context = valid  # (B, T) tokens a star's context may hold
+    masked = torch.randint(0, max_masked + 1, (b,), generator=generator, device=device)  # (B,)
+    if focus_fraction > 0:
+        focused = torch.rand(b, generator=generator, device=device) < focus_fraction  # (B,)
+        in_context = valid & (~focused.unsqueeze(1) | focus.to(device).unsqueeze(0))  # (B, T)
+        f_mask = torch.randint(0, f_masked + 1, (b,), generator=generator, device=device)  # (B,)
+        masked = torch.where(focused, f_mask, masked)  # (B,)
 
-    # Context: a random permutation of the valid tokens, cut to n_context slots.
-    order = _random_order(valid, generator)  # (B, T)
+    # Context: a random permutation of the allowed valid tokens, cut to n_context slots.
+    order = _random_order(in_context, generator)  # (B, T)
     width = min(t, n_context)
     order = order[:, :width]  # (B, W)
-    n_valid = valid.sum(dim=1)  # (B,)
-    masked = torch.randint(0, max_masked + 1, (b,), generator=generator, device=device)  # (B,)
+    n_valid = in_context.sum(dim=1)  # (B,)
     n_keep = torch.minimum(n_valid, n_context - masked)  # (B,)
     keep = torch.arange(width, device=device).unsqueeze(0) < n_keep.unsqueeze(1)  # (B, W)
     context_ids = torch.where(keep, order + 1, 0)  # (B, W)
