@@ -115,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "--apogee-xp",
-        default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "apogee_xp" / "apogee_xp_dev.fits.gz"),
+        default=str(
+            Path(__file__).resolve().parents[2] / "shared" / "data" / "apogee_xp" / "apogee_xp_dev.fits.gz"
+        ),
     )
     p.add_argument("--n-sources", type=int, default=40_000)
     p.add_argument("--partitions", type=int, default=16)

@@ -191,7 +191,12 @@ def test_focus_contexts_hold_only_focus_tokens():
     focus = torch.zeros(120, dtype=torch.bool)
     focus[:63] = True
     tb = sample_tokens(
-        values, errors, requestable, focus=focus, focus_fraction=0.5, focus_max_masked=10,
+        values,
+        errors,
+        requestable,
+        focus=focus,
+        focus_fraction=0.5,
+        focus_max_masked=10,
         generator=torch.Generator().manual_seed(3),
     )
     ids = tb.context_ids[3:]

@@ -228,7 +228,9 @@ class Predictor:
         out: dict[str, np.ndarray] = {}
         for j, name in enumerate(req):
             out[name] = mu[:, j]
-            out[f"{name}_error"] = sg[:, j] if self.calibration is None else self.calibration.apply(name, sg[:, j])
+            out[f"{name}_error"] = (
+                sg[:, j] if self.calibration is None else self.calibration.apply(name, sg[:, j])
+            )
             if name in DERIVED:
                 lin = np.exp(mu[:, j])
                 out[DERIVED[name]] = lin

@@ -99,7 +99,6 @@ class ModelConfig:
         """The dropout applied to attention weights (`attention_dropout`, else `dropout`)."""
         return float(self.dropout if self.attention_dropout is None else self.attention_dropout)
 
-
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
