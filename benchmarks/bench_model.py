@@ -9,6 +9,10 @@ forward with 1 request, robust Gaussian NLL, backward, AdamW), contexts padded t
 Inference: encoder once per star over 64 tokens, 5 labels decoded together, no gradients.
 FLOPs per star come from the architecture (`xpengine.model.cost`, per layer, matrix products only;
 backward = 2 × forward); achieved FLOP/s = stars/s × FLOPs per star, so padded slots count as work.
+Attention-weight dropout: each preset runs with its own setting and, with `--attention-dropouts`,
+others (default: the preset's and 0); the last column is the training speed-up over the preset's
+setting measured in the same run (dropout on the (B, H, L, L + 1) weights keeps PyTorch off its fused
+attention kernel). Inference is the same either way (no dropout in eval mode).
 Peak: `--peak-tflops`, else a table of known GPUs (dense, no sparsity), else on CPU the measured
 FLOP/s of a large matrix product in the same dtype (so CPU fractions are relative to what torch's
 GEMM reaches on this machine).
@@ -17,6 +21,8 @@ GEMM reaches on this machine).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import itertools
 import json
 import platform
 import sys
@@ -161,6 +167,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peak-tflops", type=float, default=None, help="device peak for the chosen dtype(s)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--compile", action="store_true", help="torch.compile the model first")
+    p.add_argument(
+        "--attention-dropouts",
+        nargs="+",
+        type=float,
+        default=None,
+        help="attention-weight dropout rates to compare in training (default: the preset's and 0)",
+    )
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = p.parse_args(argv)
 
@@ -198,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     print(
-        f"{'preset':<6} {'params':>9} {'dtype':<5} {'batch':>6} {'task':<10} {'stars/s':>10} {'TFLOP/s':>8} {'% peak':>7}"
+        f"{'preset':<6} {'attnD':>5} {'dtype':<5} {'batch':>6} {'task':<10} {'stars/s':>10} {'TFLOP/s':>8} "
+        f"{'% peak':>7} {'speed-up':>9}"
     )
     for preset in args.presets:
         cfg = PRESETS[preset]
@@ -210,43 +224,51 @@ def main(argv: list[str] | None = None) -> int:
             f"train step {per_star['train'] / 1e6:.0f} M, inference ({N_LABELS} labels) "
             f"{per_star[f'infer{N_LABELS}'] / 1e6:.0f} M"
         )
-        torch.manual_seed(0)
-        model = XPTransformer(cfg).to(device)
-        n_params = model.n_parameters()
-        run_model = torch.compile(model) if args.compile else model
-        for dtype in args.dtypes:
-            for batch in batches:
-                for task in ("train", f"infer{N_LABELS}"):
-                    try:
-                        if task == "train":
-                            rate = bench_train(
-                                run_model, values, errors, batch, dtype, device, steps, warmup, repeats
-                            )
-                        else:
-                            rate = bench_infer(run_model, batch, dtype, device, steps * 2, warmup, repeats)
-                    except torch.OutOfMemoryError:
-                        print(f"{preset:<6} {n_params:>9,} {dtype:<5} {batch:>6} {task:<10} out of memory")
-                        torch.cuda.empty_cache()
-                        continue
-                    achieved = rate * per_star[task]
-                    frac = achieved / peaks[dtype][0]
-                    rows.append(
-                        {
-                            "preset": preset,
-                            "params": n_params,
-                            "dtype": dtype,
-                            "batch": batch,
-                            "task": task,
-                            "stars_per_s": rate,
-                            "tflops": achieved / 1e12,
-                            "fraction_of_peak": frac,
-                        }
-                    )
-                    print(
-                        f"{preset:<6} {n_params:>9,} {dtype:<5} {batch:>6} {task:<10} {rate:>10.0f} "
-                        f"{achieved / 1e12:>8.3f} {100 * frac:>6.1f}%",
-                        flush=True,
-                    )
+        rates_ad = args.attention_dropouts or sorted({cfg.attention_dropout_rate, 0.0}, reverse=True)
+        base_rate: dict[tuple[str, int], float] = {}  # (dtype, batch) → training rate at rates_ad[0]
+        for ad in rates_ad:
+            torch.manual_seed(0)
+            model = XPTransformer(dataclasses.replace(cfg, attention_dropout=ad)).to(device)
+            n_params = model.n_parameters()
+            run_model = torch.compile(model) if args.compile else model
+            tasks = ("train", f"infer{N_LABELS}") if ad == rates_ad[0] else ("train",)
+            for dtype, batch, task in itertools.product(args.dtypes, batches, tasks):
+                try:
+                    if task == "train":
+                        rate = bench_train(
+                            run_model, values, errors, batch, dtype, device, steps, warmup, repeats
+                        )
+                    else:
+                        rate = bench_infer(run_model, batch, dtype, device, steps * 2, warmup, repeats)
+                except torch.OutOfMemoryError:
+                    print(f"{preset:<6} {ad:>5.2f} {dtype:<5} {batch:>6} {task:<10} out of memory")
+                    torch.cuda.empty_cache()
+                    continue
+                achieved = rate * per_star[task]
+                frac = achieved / peaks[dtype][0]
+                speedup = ""
+                if task == "train":
+                    base = base_rate.setdefault((dtype, batch), rate)
+                    speedup = f"{rate / base:>8.2f}x"
+                rows.append(
+                    {
+                        "preset": preset,
+                        "params": n_params,
+                        "attention_dropout": ad,
+                        "dtype": dtype,
+                        "batch": batch,
+                        "task": task,
+                        "stars_per_s": rate,
+                        "tflops": achieved / 1e12,
+                        "fraction_of_peak": frac,
+                        "train_speedup_vs_first_attention_dropout": rate / base if task == "train" else None,
+                    }
+                )
+                print(
+                    f"{preset:<6} {ad:>5.2f} {dtype:<5} {batch:>6} {task:<10} {rate:>10.0f} "
+                    f"{achieved / 1e12:>8.3f} {100 * frac:>6.1f}% {speedup}",
+                    flush=True,
+                )
     if args.json:
         Path(args.json).write_text(
             json.dumps({"device": desc, "peaks": {k: v[0] for k, v in peaks.items()}, "rows": rows}, indent=1)
