@@ -1,12 +1,14 @@
 """Copy a trained checkpoint into the package as a bundled model, with a model card.
 
     python training/bundle_model.py RUN_DIR NAME --command "python training/train.py ..." \
-        [--evaluation results/NAME/metrics.json] [--overwrite]
+        [--evaluation results/NAME/metrics.json] [--notes NOTES.md] [--overwrite]
 
 RUN_DIR is a training output directory (its latest checkpoint is used) or a checkpoint directory. Only
 what inference needs is copied (weights, config, vocabulary, standardisation, provenance; no optimiser
 state) to `xpengine/data/models/NAME/`, and `MODEL_CARD.md` is written from the checkpoint's own
-provenance and validation history, plus the evaluation metrics when given.
+provenance and validation history, plus the evaluation metrics (test σ of every model, z-spread of the
+transformer's σ before and after calibration) when given, plus a hand-written notes section (training
+recipe, departures from the paper, what the numbers mean) when given.
 """
 
 from __future__ import annotations
@@ -30,7 +32,14 @@ def _latest_checkpoint(run: Path) -> Path:
     return ckpts[-1]
 
 
-def _card(name: str, ckpt: Path, command: str, evaluation: dict | None, history: list[dict]) -> str:
+def _card(
+    name: str,
+    ckpt: Path,
+    command: str,
+    evaluation: dict | None,
+    history: list[dict],
+    notes: str | None = None,
+) -> str:
     prov = json.loads((ckpt / "provenance.json").read_text())
     cfg = json.loads((ckpt / "config.json").read_text())
     data = prov.get("data", {})
@@ -69,7 +78,28 @@ def _card(name: str, ckpt: Path, command: str, evaluation: dict | None, history:
                 for lab in labels
             ]
             lines.append(f"| {mname} | " + " | ".join(cells) + " |")
+        cal = evaluation.get("calibration") or {}
+        raw, fixed = cal.get("raw") or {}, cal.get("calibrated") or {}
+        if raw:
+            lines += [
+                "",
+                "Robust σ of z = (pred − truth)/σ on the test split (1 = honest uncertainties):",
+                "",
+            ]
+            lines.append("| σ | " + " | ".join(raw) + " |")
+            lines.append("|---|" + "---|" * len(raw))
+            for title, block in (("raw", raw), ("calibrated", fixed)):
+                if block:
+                    cells = [_z(block.get(lab)) for lab in raw]
+                    lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    if notes:
+        lines += ["", notes.strip()]
     return "\n".join(lines) + "\n"
+
+
+def _z(entry: dict | None) -> str:
+    z = ((entry or {}).get("overall") or {}).get("z_sigma")
+    return "–" if z is None else f"{z:.3f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("name")
     ap.add_argument("--command", required=True, help="the command that trained it (for the card)")
     ap.add_argument("--evaluation", type=Path, help="metrics.json of `xpengine evaluate`")
+    ap.add_argument("--notes", type=Path, help="markdown appended to the model card")
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args(argv)
     ckpt = _latest_checkpoint(args.run)
@@ -95,7 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     hist_file = args.run / "metrics.jsonl"
     history = [json.loads(x) for x in hist_file.read_text().splitlines()] if hist_file.is_file() else []
     evaluation = json.loads(args.evaluation.read_text()) if args.evaluation else None
-    (dest / "MODEL_CARD.md").write_text(_card(args.name, ckpt, args.command, evaluation, history))
+    (dest / "MODEL_CARD.md").write_text(
+        _card(
+            args.name, ckpt, args.command, evaluation, history, args.notes.read_text() if args.notes else None
+        )
+    )
     print(f"bundled {ckpt} as {dest}")
     return 0
 
