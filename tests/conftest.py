@@ -61,6 +61,20 @@ def tiny_sky_model(tmp_path_factory, sky_dir):
     return str(result.model_dir)
 
 
+# --- datasets area: the real APOGEE x XP dev file built once per session ---------------------------
+@pytest.fixture(scope="session")
+def apogee_xp_dev_build():
+    """`build_apogee_xp` of the whole real dev file (about 8 s on the 2-core box); skipped when the
+    shared data folder is absent."""
+    from _datasets_real import DEV  # tests/ is on sys.path (pytest's rootdir conftest)
+
+    if not os.path.exists(DEV):
+        pytest.skip(f"{DEV} not available")
+    from xpengine.datasets.apogee_xp import build_apogee_xp
+
+    return build_apogee_xp(DEV)
+
+
 # --- GaiaXPy, imported by reference tests, sets matplotlib's text.usetex globally: undo it ------------
 @pytest.fixture(autouse=True)
 def _no_usetex():

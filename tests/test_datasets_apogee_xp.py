@@ -40,12 +40,10 @@ def _xp_matrix(table, band: str) -> np.ndarray:
     return np.stack([_col(table, f"{band}{i}") for i in range(55)], axis=1).astype(np.float64)
 
 
-@pytest.fixture(scope="module")
-def dev_build():
-    """The whole dev file (about 8 s on the 2-core box)."""
-    if not __import__("os").path.exists(DEV):
-        pytest.skip("apogee_xp_dev.fits.gz not available")
-    return build_apogee_xp(DEV)
+@pytest.fixture
+def dev_build(apogee_xp_dev_build):
+    """The whole dev file, built once per session (conftest)."""
+    return apogee_xp_dev_build
 
 
 _HEAD: dict[str, object] = {}
