@@ -10,8 +10,8 @@ Inference: encoder once per star over 64 tokens, 5 labels decoded together, no g
 FLOPs per star come from the architecture (`xpengine.model.cost`, per layer, matrix products only;
 backward = 2 × forward); achieved FLOP/s = stars/s × FLOPs per star, so padded slots count as work.
 Attention-weight dropout: each preset runs with its own setting and, with `--attention-dropouts`,
-others (default: the preset's and 0); the last column is the training speed-up over the preset's
-setting measured in the same run (dropout on the (B, H, L, L + 1) weights keeps PyTorch off its fused
+others (default: the preset's dropout rate and 0); the last column is the training speed-up over
+the first rate measured in the same run (dropout on the (B, H, L, L + 1) weights keeps PyTorch off its fused
 attention kernel). Inference is the same either way (no dropout in eval mode).
 Peak: `--peak-tflops`, else a table of known GPUs (dense, no sparsity), else on CPU the measured
 FLOP/s of a large matrix product in the same dtype (so CPU fractions are relative to what torch's
@@ -224,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
             f"train step {per_star['train'] / 1e6:.0f} M, inference ({N_LABELS} labels) "
             f"{per_star[f'infer{N_LABELS}'] / 1e6:.0f} M"
         )
-        rates_ad = args.attention_dropouts or sorted({cfg.attention_dropout_rate, 0.0}, reverse=True)
+        rates_ad = args.attention_dropouts or sorted(
+            {cfg.dropout, cfg.attention_dropout_rate, 0.0}, reverse=True
+        )
         base_rate: dict[tuple[str, int], float] = {}  # (dtype, batch) → training rate at rates_ad[0]
         for ad in rates_ad:
             torch.manual_seed(0)
