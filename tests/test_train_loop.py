@@ -249,3 +249,26 @@ def test_token_selection_syntax():
     assert len(expand_tokens(["kind:xp"], paper_vocabulary(n_bp=51))) == 106
     with pytest.raises(ValueError, match="'teff2' is not a token"):
         expand_tokens(["teff2", "kind:nope"], v)
+
+
+def test_focus_contexts_through_the_loop_and_their_config_checks(toy10, tmp_path):
+    tr, va = _arrays(toy10)
+    cfg = _config(
+        toy10, focus_inputs=("bp0..9", "rp0..9", "bprp", "jh", "jk"), focus_fraction=0.8, focus_max_masked=10
+    )
+    result = train(cfg, tr, va, output_dir=tmp_path / "run")
+    assert result.epochs_completed == 4 and np.isfinite(result.history[-1]["train_loss"])
+    saved = load_checkpoint(result.model_dir).train_config
+    assert saved["focus_fraction"] == 0.8 and saved["focus_inputs"][0] == "bp0..9"
+    problems = _config(toy10, focus_fraction=0.5, focus_max_masked=64).problems()
+    assert "focus_fraction > 0 needs focus_inputs" in problems
+    assert any("focus_max_masked must be in [0, context_length=64)" in p for p in problems)
+    with pytest.raises(ValueError, match="focus_fraction must be in"):
+        load_train_config(CONFIGS / "train" / "tiny.yaml", ["focus_fraction=1.5", "focus_inputs=[bp0..9]"])
+    with pytest.raises(ValueError, match="bad token selection"):
+        train(
+            _config(toy10, focus_inputs=("bp0..9", "nope"), focus_fraction=0.5),
+            tr,
+            va,
+            output_dir=tmp_path / "x",
+        )

@@ -216,6 +216,19 @@ def test_focus_contexts_hold_only_focus_tokens():
     plain = sample_tokens(values, errors, requestable, generator=torch.Generator().manual_seed(3))
     pids = plain.context_ids[3:]
     assert not (((pids == 0) | (pids <= 63)).all(1) & ((pids > 0).sum(1) >= 53)).any()
+    # A star without any valid focus token is never left with an empty context.
+    bare = values[3:40].clone()
+    bare[:, :63] = float("nan")
+    tb2 = sample_tokens(
+        bare,
+        errors[3:40],
+        requestable,
+        focus=focus,
+        focus_fraction=1.0,
+        generator=torch.Generator().manual_seed(4),
+    )
+    ids2 = tb2.context_ids
+    assert ((ids2 > 0).sum(1) >= 5).all() and ((ids2 == 0) | (ids2 > 63)).all()
     with pytest.raises(ValueError, match="needs a focus mask"):
         sample_tokens(values, errors, requestable, focus_fraction=0.5)
     with pytest.raises(ValueError, match="focus_max_masked"):

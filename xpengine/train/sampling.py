@@ -14,8 +14,8 @@ For every star, every epoch:
 Optional *focus* contexts (a departure from the paper, for short CPU schedules): a random fraction
 `focus_fraction` of the stars draw their context from a fixed token set only (e.g. BP/RP 0–29 and the
 colours, the catalogue's standard input) with 0..`focus_max_masked` slots masked, so that the input
-the model is used with is common in training instead of a rare draw from all ~120 tokens. Requests
-are drawn as usual.
+the model is used with is common in training instead of a rare draw from all ~120 tokens. A star with
+no valid focus token keeps the paper's rule. Requests are drawn as usual.
 
 Random permutations are argsorts of uniform keys with invalid entries given key 2 (> any uniform), so
 they sort to the end; no Python loop runs per star.
@@ -103,8 +103,11 @@ def sample_tokens(
     in_context = valid  # (B, T) tokens a star's context may hold
     masked = torch.randint(0, max_masked + 1, (b,), generator=generator, device=device)  # (B,)
     if focus_fraction > 0:
+        focus_d = focus.to(device).unsqueeze(0)  # (1, T)
         focused = torch.rand(b, generator=generator, device=device) < focus_fraction  # (B,)
-        in_context = valid & (~focused.unsqueeze(1) | focus.to(device).unsqueeze(0))  # (B, T)
+        # A star without any valid focus token keeps the paper's rule rather than an empty context.
+        focused &= (valid & focus_d).any(dim=1)
+        in_context = valid & (~focused.unsqueeze(1) | focus_d)  # (B, T)
         f_mask = torch.randint(0, f_masked + 1, (b,), generator=generator, device=device)  # (B,)
         masked = torch.where(focused, f_mask, masked)  # (B,)
 
