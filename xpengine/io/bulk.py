@@ -143,33 +143,28 @@ def _write_ecsv(
     header = ecsv_header(specs, subtypes, meta)
     header += ",".join(s.name for s in specs) + "\n"
     target = OutputTarget(path_or_url, overwrite, storage_options)
-    out, closers = target.open()
-    ok = False
-    try:
-        out.write(header.encode("utf-8"))
-        for start in range(0, n, _WRITE_ROWS):
-            piece = table.slice(start, _WRITE_ROWS)
-            cols: list[pa.Array] = []
-            for spec in specs:
-                if spec.name not in present:
-                    cols.append(pa.nulls(piece.num_rows, pa.string()))
-                    continue
-                col = piece.column(spec.name).combine_chunks()
-                if spec.is_array:
-                    cols.append(_format_list(col))
-                else:
-                    if col.type != spec.type:
-                        col = pc.cast(col, spec.type)
-                    cols.append(_format_scalar(col))
-            out.write(_lines_buffer(cols))
-        ok = True
-    finally:
-        for c in closers:
-            c.close()
-        if ok:
-            target.commit()
-        else:
-            target.abort()
+    with target:  # renamed onto the output when the block succeeds, removed when it raises
+        out, closers = target.open()
+        try:
+            out.write(header.encode("utf-8"))
+            for start in range(0, n, _WRITE_ROWS):
+                piece = table.slice(start, _WRITE_ROWS)
+                cols: list[pa.Array] = []
+                for spec in specs:
+                    if spec.name not in present:
+                        cols.append(pa.nulls(piece.num_rows, pa.string()))
+                        continue
+                    col = piece.column(spec.name).combine_chunks()
+                    if spec.is_array:
+                        cols.append(_format_list(col))
+                    else:
+                        if col.type != spec.type:
+                            col = pc.cast(col, spec.type)
+                        cols.append(_format_scalar(col))
+                out.write(_lines_buffer(cols))
+        finally:
+            for c in closers:
+                c.close()
 
 
 def write_bulk_xp_continuous(

@@ -107,8 +107,7 @@ def write_model_inputs(
     """
     out = model_inputs_table(table)
     target = OutputTarget(path, overwrite, storage_options)
-    ok = False
-    try:
+    with target:  # renamed onto the output when the block succeeds, removed when it raises
         with target.fs.open(target.tmp, "wb") as f:
             pq.write_table(
                 out,
@@ -119,12 +118,6 @@ def write_model_inputs(
                 row_group_size=max(out.num_rows, 1),
                 data_page_size=16 << 20,  # few large pages: less per-page work when decoding
             )
-        ok = True
-    finally:
-        if ok:
-            target.commit()
-        else:
-            target.abort()
 
 
 def read_model_inputs(
