@@ -128,10 +128,13 @@ def test_region_query_equals_exact_cut_and_reads_less(cat, box):
         c.sql(f"SELECT source_id FROM catalog WHERE {SkyRegion(*box).sql_predicate()}")
         full = c.scan_stats()
     # DuckDB's l, b statistics alone skip some row groups; the hpx8 index never reads more, and
-    # reads well under half of the catalogue
+    # reads well under half of the catalogue. Fewer bytes follow only when it scans fewer row groups:
+    # with equal row groups (the southern cap, where the b statistics prune as well) DuckDB's parallel scan
+    # reads a varying amount of extra metadata (measured 291 vs 335 kB in one run of six).
     assert stats.row_groups_scanned <= full.row_groups_scanned
     assert stats.row_groups_scanned < 0.5 * full.row_groups_total
-    assert stats.bytes_read < full.bytes_read
+    if stats.row_groups_scanned < full.row_groups_scanned:
+        assert stats.bytes_read < full.bytes_read
 
 
 def test_hpx8_range_prunes_files_by_name(cat):
