@@ -42,8 +42,8 @@ class ModelConfig:
     context_length: the number of context tokens the model is trained with (64); inference refuses more.
     attention_dropout: dropout on the attention weights; None (the published model) uses `dropout`.
     Setting it to 0 lets PyTorch's fused attention kernel run during training: on a 2-core CPU the
-    small preset then trains 2.3x faster (batch 512), because the (B, H, L, L + 1) dropout mask is
-    most of the step's time there.
+    small preset then trains 2.3-2.7x faster (batch 256-512; `benchmarks/bench_model.py`), because the
+    (B, H, L, L + 1) dropout mask is most of the step's time there.
     """
 
     n_tokens: int = 120
