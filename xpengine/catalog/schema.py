@@ -12,7 +12,8 @@
 | flags | int64 | | `xpengine.features.flags.SourceFlag` bits |
 
 Labels are requested from the model as vocabulary tokens and converted to physical units: `age` is
-exp(ln_age) in Gyr with σ_age = age·σ_ln_age (Zhang et al. 2026 predict ln age); `ebv` is exp(logebv).
+exp(ln_age) in Gyr with σ_age = age·σ_ln_age (Zhang et al. 2026 predict ln age), calibrated in linear
+space when the model's calibration.json has an `age` entry; `ebv` is exp(logebv).
 """
 
 from __future__ import annotations
