@@ -260,11 +260,8 @@ def _chunk_inputs(chunk: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def _file_sha256(path: str) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def build_apogee_xp(

@@ -244,11 +244,8 @@ class _BulkStream:
 
 
 def _md5(path: Path) -> str:
-    h = hashlib.md5()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 23), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "md5").hexdigest()
 
 
 def _apogee_id(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:

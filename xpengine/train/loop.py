@@ -451,14 +451,6 @@ def _format_metrics(m: dict[str, Any], epochs: int) -> str:
     return s
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _git_commit() -> str | None:
     try:
         res = subprocess.run(
@@ -491,7 +483,8 @@ def _base_provenance(
         "dataset_provenance": train_arrays.provenance,
     }
     if config.data_path and os.path.isfile(config.data_path):
-        data["sha256"] = _sha256(config.data_path)
+        with open(config.data_path, "rb") as fh:
+            data["sha256"] = hashlib.file_digest(fh, "sha256").hexdigest()
         data["bytes"] = os.path.getsize(config.data_path)
     hardware: dict[str, Any] = {
         "device": str(device),
