@@ -24,6 +24,20 @@ def ray_local():
         ray.shutdown()
 
 
+# --- model / train / tasks areas: tiny models on a shared 2-core machine ------------------------------
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch intra-op thread for a module of tiny-model tests: two threads oversubscribe a shared
+    2-core box (measured 25-50x slower under load). Use with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # --- catalogue engine area: a tiny model trained on the bundled sky, for plumbing tests -----------
 @pytest.fixture(scope="session")
 def sky_dir():

@@ -12,14 +12,7 @@ from torch import nn
 from xpengine.model.cost import count_parameters, forward_flops
 from xpengine.model.transformer import PRESETS, Attention, ModelConfig, XPTransformer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models on a shared 2-core box: one thread avoids oversubscription stalls.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tiny(n_tokens: int = 20, **kw) -> XPTransformer:

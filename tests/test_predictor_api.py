@@ -18,12 +18,7 @@ from xpengine.train.toy import write_toy_training_set
 REQUEST = ["teff", "logg", "m_h", "mass", "ln_age", "logebv"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -23,13 +23,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 LABELS = ("teff", "logg", "m_h", "mass", "ln_age")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models on a shared 2-core box: one thread avoids oversubscription stalls (measured 25x).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

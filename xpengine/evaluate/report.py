@@ -47,7 +47,7 @@ quotes ~56 K for first5 Teff)."""
 
 
 def to_jsonable(obj: Any) -> Any:
-    """Nested dicts/lists with numpy scalars → plain Python; NaN/inf → None (standard JSON)."""
+    """Nested dicts/lists with numpy scalars or arrays, paths → plain Python; NaN/inf → None (standard JSON)."""
     if isinstance(obj, Mapping):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
@@ -61,6 +61,8 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, float | np.floating):
         f = float(obj)
         return f if math.isfinite(f) else None
+    if isinstance(obj, Path):
+        return str(obj)
     return obj
 
 

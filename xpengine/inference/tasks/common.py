@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from xpengine.evaluate.report import to_jsonable
 from xpengine.features.astrometry import fakemag_to_absmag
 from xpengine.features.normalise import g_mag_to_flux
 from xpengine.features.vocabulary import Vocabulary
@@ -243,24 +243,6 @@ def prepare_output(directory: str | os.PathLike, names: Sequence[str], *, overwr
         )
     out.mkdir(parents=True, exist_ok=True)
     return out
-
-
-def to_jsonable(obj: Any) -> Any:
-    """numpy scalars/arrays → Python; non-finite floats → None (strict JSON)."""
-    if isinstance(obj, Mapping):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, np.integer | np.bool_):
-        return obj.item()
-    if isinstance(obj, float | np.floating):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 def write_json(obj: Any, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
