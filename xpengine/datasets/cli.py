@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from xpengine.io import OutputTarget
 
 logger = logging.getLogger(__name__)
 
 
-def _output(args: argparse.Namespace) -> Any:
+def _output(args: argparse.Namespace) -> OutputTarget:
     """`xpengine.io.OutputTarget` of --output (checked before the build; write with `with target as tmp`).
 
     An existing output without --overwrite ends the command with a message naming it.

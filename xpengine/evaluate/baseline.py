@@ -25,14 +25,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from xpengine._atomic import directory_written_atomically
 
 __all__ = [
     "BASELINE_LABELS",
@@ -315,10 +315,7 @@ class XGBoostBaseline:
         path = Path(path)
         if path.exists() and not overwrite:
             raise FileExistsError(f"baseline directory {path} exists; pass overwrite=True to replace it")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the result is an ordinary directory
-        try:
+        with directory_written_atomically(path) as tmp:
             files = {}
             for label, booster in self.boosters.items():
                 files[label] = f"{label}.ubj"
@@ -335,12 +332,6 @@ class XGBoostBaseline:
                 "info": self.info,
             }
             (tmp / SIDECAR_FILE).write_text(json.dumps(sidecar, indent=1, allow_nan=False))
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     @classmethod

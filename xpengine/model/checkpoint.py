@@ -20,14 +20,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from xpengine._atomic import directory_written_atomically
 from xpengine.features.vocabulary import Vocabulary
 from xpengine.model.standardize import Standardization
 from xpengine.model.transformer import ModelConfig, XPTransformer
@@ -126,9 +125,7 @@ def save_checkpoint(
         raise ValueError(
             f"model has {model.config.n_tokens} tokens but vocabulary {vocabulary.name} has {len(vocabulary)}"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with directory_written_atomically(path) as tmp:
         dtype = _DTYPES[weights_dtype]
         state = {
             k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
@@ -157,12 +154,6 @@ def save_checkpoint(
                     k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
                 }
             _save_train_state(tmp, train_state)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 
