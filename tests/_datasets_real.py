@@ -2,35 +2,27 @@
 
 from __future__ import annotations
 
-import os
-
+import _paths
 import numpy as np
 import pandas as pd
-import pytest
-from _paths import SHARED as _SHARED
 
-SHARED = f"{_SHARED}/data"
-DEV = f"{SHARED}/apogee_xp/apogee_xp_dev.fits.gz"
-SAMPLES = f"{SHARED}/gaia_dr3_samples"
-STAR = 5937083312263887616
-STAR_DIR = f"{SAMPLES}/astroquery/extracted/gaia_dr3_source_id_{STAR}_dl_products_csv"
-STAR_CONTINUOUS = f"{STAR_DIR}/XP_CONTINUOUS-Gaia_DR3_{STAR}.csv"
-STAR_SAMPLED = f"{STAR_DIR}/XP_SAMPLED-Gaia_DR3_{STAR}.csv"
+DEV = str(_paths.APOGEE_XP_DEV)  # large: shared data, tests skip without it
+# bundled real Gaia DR3 samples (tests/data)
+STAR = _paths.STAR
+STAR_CONTINUOUS = str(_paths.STAR_CONTINUOUS)
+STAR_SAMPLED = str(_paths.STAR_SAMPLED)
 # G of 5937083312263887616 is not in the sample files: this is GaiaXPy 2.1.5's synthetic
 # Gaia_DR3_Vega G of its archive continuous spectrum (generate(...)). Any value serves the
 # continuous-vs-sampled comparison, since both paths divide by the same G flux.
 STAR_G = 13.871
 ARCHIVE_CSVS = (
     STAR_CONTINUOUS,
-    f"{SAMPLES}/gaiaxpy/tests/files/xp_continuous/XP_CONTINUOUS_RAW.csv",
-    f"{SAMPLES}/gaiaxpy/tests/files/cholesky_solution/18Sco-XP-spectra.csv",
-    f"{SAMPLES}/gaiaxpy/tests/files/xp_continuous/XP_CONTINUOUS_RAW_colour_eq_dr3int6.csv",
+    f"{_paths.XP_DIR}/XP_CONTINUOUS_RAW.csv",
+    str(_paths.SCO18),
+    f"{_paths.XP_DIR}/XP_CONTINUOUS_RAW_colour_eq_dr3int6.csv",
 )
 
-needs_dev = pytest.mark.skipif(not os.path.exists(DEV), reason="apogee_xp_dev.fits.gz not available")
-needs_samples = pytest.mark.skipif(
-    not os.path.exists(STAR_CONTINUOUS), reason="Gaia DR3 samples not available"
-)
+needs_dev = _paths.needs_file(DEV)
 
 
 def _vec(text: object) -> np.ndarray:

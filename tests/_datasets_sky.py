@@ -13,17 +13,15 @@ import os
 
 import numpy as np
 import pyarrow as pa
-from _paths import SHARED as _SHARED
+from _paths import GAIA_SOURCE_DIR, STAR_CONTINUOUS, XP_DIR
 
-SAMPLES = f"{_SHARED}/data/gaia_dr3_samples"
+# bundled real Gaia DR3 samples (tests/data)
 XP_FILES = (
-    f"{SAMPLES}/gaiaxpy/tests/files/xp_continuous/XP_CONTINUOUS_RAW.csv",
-    f"{SAMPLES}/astroquery/extracted/gaia_dr3_source_id_5937083312263887616_dl_products_csv/"
-    "XP_CONTINUOUS-Gaia_DR3_5937083312263887616.csv",
-    f"{SAMPLES}/gaiaxpy/tests/files/xp_continuous/XP_CONTINUOUS_RAW_colour_eq_dr3int6.csv",
+    f"{XP_DIR}/XP_CONTINUOUS_RAW.csv",
+    str(STAR_CONTINUOUS),
+    f"{XP_DIR}/XP_CONTINUOUS_RAW_colour_eq_dr3int6.csv",
 )
-GAIA_FILE = f"{SAMPLES}/astroquery/astroquery/gaia/tests/data/1710099405832VAL-result.vot"
-available = all(os.path.exists(p) for p in (*XP_FILES, GAIA_FILE))
+GAIA_FILE = f"{GAIA_SOURCE_DIR}/1710099405832VAL-result.vot"
 
 HPX_A, HPX_B = 10, 20  # two partitions: 000000-000015 and 000016-000031
 

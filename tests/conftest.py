@@ -78,12 +78,12 @@ def tiny_sky_model(tmp_path_factory, sky_dir):
 # --- datasets area: the real APOGEE x XP dev file built once per session ---------------------------
 @pytest.fixture(scope="session")
 def apogee_xp_dev_build():
-    """`build_apogee_xp` of the whole real dev file (about 8 s on the 2-core box); skipped when the
-    shared data folder is absent."""
+    """`build_apogee_xp` of the whole real dev file (about 8 s on the 2-core box); skipped, naming the
+    path looked for, when the shared data file is absent."""
     from _datasets_real import DEV  # tests/ is on sys.path (pytest's rootdir conftest)
+    from _paths import skip_unless_exists
 
-    if not os.path.exists(DEV):
-        pytest.skip(f"{DEV} not available")
+    skip_unless_exists(DEV)
     from xpengine.datasets.apogee_xp import build_apogee_xp
 
     return build_apogee_xp(DEV)

@@ -1,8 +1,8 @@
 """Minimal, independent parsers of the real Gaia DR3 sample files used by the spectra tests.
 
 Deliberately not `xpengine.io` (written in parallel): the archive CSV stores arrays as "(a, b, ...)"
-strings, empty fields for missing values (REFERENCE §1). Files: /work/shared/data/gaia_dr3_samples
-(see its PROVENANCE: astroquery DataLink products of 5937083312263887616, GaiaXPy test files).
+strings, empty fields for missing values (REFERENCE §1). Files: bundled in tests/data (see its
+PROVENANCE.md: astroquery DataLink products of 5937083312263887616, GaiaXPy test files).
 """
 
 from __future__ import annotations
@@ -10,17 +10,15 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import _paths
 import numpy as np
-from _paths import SHARED as _SHARED
 
-DATA = Path(f"{_SHARED}/data/gaia_dr3_samples")
-STAR = "5937083312263887616"
-STAR_DIR = DATA / "astroquery/extracted" / f"gaia_dr3_source_id_{STAR}_dl_products_csv"
-STAR_CONTINUOUS = STAR_DIR / f"XP_CONTINUOUS-Gaia_DR3_{STAR}.csv"
-STAR_SAMPLED = STAR_DIR / f"XP_SAMPLED-Gaia_DR3_{STAR}.csv"
-GAIAXPY_FILES = DATA / "gaiaxpy/tests/files"
-RAW_WITH_MISSING_BP = GAIAXPY_FILES / "xp_continuous/XP_CONTINUOUS_RAW_with_missing_BP.csv"
-CALIB_DIR = GAIAXPY_FILES / "calibrator_solution"
+STAR = str(_paths.STAR)
+STAR_CONTINUOUS = _paths.STAR_CONTINUOUS
+STAR_SAMPLED = _paths.STAR_SAMPLED
+RAW = _paths.XP_DIR / "XP_CONTINUOUS_RAW.csv"
+RAW_WITH_MISSING_BP = _paths.XP_DIR / "XP_CONTINUOUS_RAW_with_missing_BP.csv"
+CALIB_DIR = _paths.CALIBRATE_DIR
 
 csv.field_size_limit(2**31 - 1)
 

@@ -14,9 +14,9 @@ from _datasets_real import (
     STAR_G,
     STAR_SAMPLED,
     needs_dev,
-    needs_samples,
     read_archive_csv,
 )
+from _paths import skip_unless_exists
 
 from xpengine.datasets.apogee_xp import (
     NOMINAL_TMASS_MAG_ERROR,
@@ -63,8 +63,7 @@ def _dev_head():
 @pytest.fixture(scope="module")
 def head_fits(tmp_path_factory) -> str:
     """The first 300 real rows of the dev file as an uncompressed FITS file."""
-    if not __import__("os").path.exists(DEV):
-        pytest.skip("apogee_xp_dev.fits.gz not available")
+    skip_unless_exists(DEV)
     path = str(tmp_path_factory.mktemp("apogee_xp") / "head.fits")
     _dev_head().write(path)
     return path
@@ -86,7 +85,6 @@ def _small_fits(tmp_path, n: int = 6, edit=None, drop: tuple[str, ...] = ()) -> 
 # the representation: continuous and sampled inputs give the same tokens
 
 
-@needs_samples
 def test_continuous_and_sampled_tokens_agree_for_real_star() -> None:
     """Gaia DR3 5937083312263887616: archive continuous through the feature pipeline (build_tokens with
     the engine's representation, as inference does) vs its archive sampled spectrum through the builder."""
@@ -139,7 +137,6 @@ def test_continuous_and_sampled_tokens_agree_for_real_star() -> None:
     assert np.max(np.abs(raw_norm - a) / sigma) > 10
 
 
-@needs_samples
 def test_archive_relevancy_masks_only_the_continuous_path() -> None:
     """With the archive's n_relevant_bases (22 BP, 12 RP) the continuous tokens beyond are NaN."""
     row = read_archive_csv(STAR_CONTINUOUS)[0]

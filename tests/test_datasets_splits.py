@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import os
 
 import numpy as np
 import pytest
-from _paths import SHARED as _SHARED
+from _paths import APOGEE_XP_DEV, needs_file
 
 from xpengine.datasets.splits import (
     read_default_split,
@@ -17,8 +16,8 @@ from xpengine.datasets.splits import (
     split_uniform,
 )
 
-DEV = f"{_SHARED}/data/apogee_xp/apogee_xp_dev.fits.gz"
-needs_dev = pytest.mark.skipif(not os.path.exists(DEV), reason="apogee_xp_dev.fits.gz not available")
+DEV = str(APOGEE_XP_DEV)
+needs_dev = needs_file(DEV)
 
 # Real Gaia DR3 source ids (GaiaXPy / astroquery samples)
 REAL_IDS = np.array(

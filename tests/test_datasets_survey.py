@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _datasets_sky import STARS, apogee_id, available, write_distmass, write_sky
+from _datasets_sky import STARS, apogee_id, write_distmass, write_sky
 
 from xpengine.datasets.labels import age_years_to_ln_age, bad_aspcap_mask, check_age_in_years
 from xpengine.datasets.survey import SurveyInputs, build_survey
-
-pytestmark = pytest.mark.skipif(not available, reason="Gaia DR3 sample files not available")
 
 
 def _inputs(d: str, paths: dict[str, str], **kw) -> SurveyInputs:

@@ -13,12 +13,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from _datasets_sky import STARS, apogee_id, available, write_allstar, write_distmass, write_gaia_partitions
+from _datasets_sky import STARS, apogee_id, write_allstar, write_distmass, write_gaia_partitions
 
 from xpengine.datasets.schema import read_training_set
 from xpengine.datasets.synthetic import build_synthetic, sky_inputs
-
-pytestmark = pytest.mark.skipif(not available, reason="Gaia DR3 sample files not available")
 
 
 def _kept_ids() -> list[int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _datasets_real import ARCHIVE_CSVS, STAR_SAMPLED, needs_samples, read_archive_csv
+from _datasets_real import ARCHIVE_CSVS, STAR_SAMPLED, read_archive_csv
 
 from xpengine.datasets.xp_errors import estimate_representation_errors
 from xpengine.spectra import correlation_matrix, default_representation, sampled_coefficient_errors
@@ -19,7 +19,6 @@ def _full_covariance(row: dict) -> np.ndarray:
     return c
 
 
-@needs_samples
 def test_estimated_errors_match_archive_projected_errors_in_median() -> None:
     """For 7 real DR3 sources: flux errors from the full archive covariance → estimate vs truth."""
     rep = default_representation()
@@ -42,7 +41,6 @@ def test_estimated_errors_match_archive_projected_errors_in_median() -> None:
     assert np.all(np.array(naive) > 100)
 
 
-@needs_samples
 def test_covariance_model_reproduces_real_sampled_flux_errors() -> None:
     """Premise of the test above: Aᵀ C A of the archive covariance gives the archive XP_SAMPLED errors."""
     import pandas as pd

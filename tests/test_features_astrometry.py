@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import math
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
-from _paths import SHARED as _SHARED
+from _paths import GAIA_SOURCE_DIR
 
 from xpengine.features.astrometry import (
     absmag_to_fakemag,
@@ -25,7 +24,7 @@ from xpengine.features.astrometry import (
     pseudo_luminosity,
 )
 
-GAIA_DIR = Path(f"{_SHARED}/data/gaia_dr3_samples/astroquery/astroquery/gaia/tests/data")
+GAIA_DIR = GAIA_SOURCE_DIR  # bundled real gaia_source rows (tests/data)
 NAN = np.nan
 
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
-from _paths import SHARED as _SHARED
+from _paths import GAIA_SOURCE_DIR
 
 from xpengine.features.normalise import g_flux_from_columns, g_mag_to_flux, normalise_by_g_flux
 
-GAIA_DIR = Path(f"{_SHARED}/data/gaia_dr3_samples/astroquery/astroquery/gaia/tests/data")
+GAIA_DIR = GAIA_SOURCE_DIR  # bundled real gaia_source rows (tests/data)
 
 
 def test_g_mag_to_flux_hand_values() -> None:

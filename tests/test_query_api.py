@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from _paths import SHARED as _SHARED
+from _paths import GAIA_SOURCE_DIR
 from _query_catalog import LABELS, f64, simulate, to_table, write_catalog
 
 from xpengine.catalog.query import (
@@ -21,9 +21,7 @@ from xpengine.catalog.query import (
     write_table_stream,
 )
 
-GAIA_ECSV = Path(
-    f"{_SHARED}/data/gaia_dr3_samples/astroquery/astroquery/gaia/tests/data/1712337806100O-result.ecsv"
-)
+GAIA_ECSV = GAIA_SOURCE_DIR / "1712337806100O-result.ecsv"  # bundled real gaia_source rows (tests/data)
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +80,6 @@ def _real_gaia_catalog(tmp_path):
     """A catalogue holding the 5 real sources of the archive ECSV, and that ECSV gzipped as a bulk file."""
     from astropy.table import Table
 
-    if not GAIA_ECSV.exists():
-        pytest.skip("real Gaia sample files not available")
     ref = Table.read(GAIA_ECSV)
     sid = np.asarray(ref["source_id"], dtype=np.int64)
     cols = simulate(len(sid), seed=1)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from _paths import SHARED as _SHARED
+from _paths import GAIA_SOURCE_DIR
 
 from xpengine.simulate.coords import (
     bulk_suffix,
@@ -17,10 +15,7 @@ from xpengine.simulate.coords import (
     icrs_to_galactic,
 )
 
-SAMPLES = Path(f"{_SHARED}/data/gaia_dr3_samples")
-if not SAMPLES.exists():  # the CI copy of shared/ sits beside the checkout
-    SAMPLES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gaia_dr3_samples"
-GAIA_ECSV = SAMPLES / "astroquery/astroquery/gaia/tests/data/1712337806100O-result.ecsv"
+GAIA_ECSV = GAIA_SOURCE_DIR / "1712337806100O-result.ecsv"  # bundled real gaia_source rows (tests/data)
 
 
 def test_base_pixel_centres_match_healpix_definition():
@@ -33,7 +28,6 @@ def test_base_pixel_centres_match_healpix_definition():
     np.testing.assert_allclose(ra[4:8], [0, 90, 180, 270])
 
 
-@pytest.mark.skipif(not GAIA_ECSV.exists(), reason="real Gaia samples not available")
 def test_real_source_ids_sit_in_their_level12_pixel_and_lb_match_gaia():
     from astropy.table import Table
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from spectra_files import (
     CALIB_DIR,
-    GAIAXPY_FILES,
+    RAW,
     RAW_WITH_MISSING_BP,
     STAR_CONTINUOUS,
     STAR_SAMPLED,
@@ -131,7 +131,7 @@ def test_flux_errors_match_real_archive_sampled_errors(star):
     [("calibrator_solution_default.csv", False), ("calibrator_solution_truncation_default.csv", True)],
 )
 def test_matches_gaiaxpy_golden_calibrate(golden, truncate):
-    raw = read_continuous_csv(GAIAXPY_FILES / "xp_continuous/XP_CONTINUOUS_RAW.csv")
+    raw = read_continuous_csv(RAW)
     gold = read_calibrated_csv(CALIB_DIR / golden)
     np.testing.assert_array_equal(raw["source_id"], gold["source_id"])
     kw = {}
