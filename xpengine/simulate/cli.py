@@ -9,6 +9,10 @@ Example (the bundled default sky, `xpengine/data/sky/`, was made with exactly th
 (three ~160 deg² patches: b ≈ −44° (l ≈ 171°), b ≈ +4° (l ≈ 92°), b ≈ +7° (l ≈ 302°); one
 G-independent correlation template, coefficients rounded to 7 significant digits and zlib level 9 keep
 it at ~5 MB). Large skies: `--partitions K --workers 2` (one process per partition at a time).
+
+The same arguments give the same bytes on one machine; on another CPU some floating-point values differ
+in their last bits (see xpengine.simulate.sky), which the test that
+regenerates the bundled sky allows for by comparing numbers, not bytes.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--n-sources", type=int, required=True, help="total number of XP sources")
     p.add_argument("--output", required=True, help="output directory")
-    p.add_argument("--seed", type=int, default=0, help="random seed (same seed -> identical bytes)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="random seed (same seed -> same sky; identical bytes on one CPU)"
+    )
     p.add_argument("--partitions", type=int, default=2, help="number of HEALPix-8 bulk partitions")
     p.add_argument(
         "--ranges",

@@ -22,6 +22,18 @@ follow the §7 mass–age relation to within their (short) giant lifetime, and t
 emerges from the lifetimes and the magnitude limit (≈ 25–35% of the visible giants). RGB logg is drawn
 from p(logg) ∝ 10^(0.5 (logg − 3.5)) on [1.0, 3.5] (more time spent low on the RGB), Teff from the §7
 RGB relation plus 30 K scatter; red-clump stars from :func:`~xpengine.simulate.physics.red_clump_parameters`.
+
+Reproducibility: the same seed and arguments give the same bytes on one machine (whatever the number of
+workers), but not on every CPU. numpy's SIMD and BLAS kernels differ between CPUs in the last bits of a
+float64 (a draw or cut decided by such a bit would differ too; none has been seen), and the bulk writer
+prints float64 values in full (shortest round-trip repr), so a coordinate may be written
+`176.09973798011845` on one CPU and `176.09973798011842` on another; values written at a stated precision
+(XP coefficients rounded to 7 significant digits, float32 columns) occasionally round the other way.
+Writing at a fixed precision would not make the bytes CPU-independent (a value next to a rounding boundary
+still flips) and would change the bundled sky, so the bundled sky (`xpengine/data/sky`) is checked by
+regenerating it and comparing the tables numerically: every field that is not floating point identical,
+floating-point values within 1e-12 of their column's largest value plus one unit of the precision written
+(`tests/test_simulate_sky.py::test_bundled_sky_regenerates_from_its_documented_command`).
 """
 
 from __future__ import annotations
