@@ -1,4 +1,4 @@
-"""Gaia XP → mass / age / Teff / logg / [M/H] catalogue, as a Ray job.
+r"""Gaia XP → mass / age / Teff / logg / [M/H] catalogue, as a Ray job.
 
 Local run on the embedded default data and model (starts its own Ray cluster):
 
@@ -12,7 +12,9 @@ On a running cluster (local: `ray start --head --dashboard-host 127.0.0.1`):
 
 Inputs and outputs may be fsspec/pyarrow URLs (s3://bucket/prefix with credentials from the standard AWS
 environment variables, AWS_ENDPOINT_URL for S3-compatible stores). The job exits non-zero when a
-partition failed; re-running resumes (finished partitions are skipped unless --overwrite).
+partition failed; re-running resumes (finished partitions are skipped unless --overwrite). A local
+cluster started by the job listens on 127.0.0.1 only; Ray's authentication setting (RAY_AUTH_MODE,
+token by default) is left as the user has it. One job at a time per output (a lock in OUTPUT/_LOCK.json).
 """
 
 from __future__ import annotations
@@ -36,11 +38,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", help="checkpoint directory or bundled model name (default synthetic-sky)")
     p.add_argument("--output", help="output directory or URL (default ./xpengine-catalog)")
     p.add_argument("--labels", nargs="+", help="labels to predict (default teff logg m_h mass age)")
-    p.add_argument("--overwrite", action="store_true", default=None, help="redo partitions already done")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        default=None,
+        help="redo partitions already done, and replace an output made with another model or labels",
+    )
     p.add_argument("--actors", type=int, help="predictor actors")
-    p.add_argument("--gpus-per-actor", type=float)
-    p.add_argument("--cpus-per-actor", type=float)
-    p.add_argument("--batch-size", type=int)
+    p.add_argument(
+        "--gpus-per-actor", type=float, help="GPUs per predictor actor (default 1 when the cluster has GPUs)"
+    )
+    p.add_argument(
+        "--cpus-per-actor", type=float, help="CPUs per predictor actor (shrunk to leave one for reads)"
+    )
+    p.add_argument("--batch-size", type=int, help="stars per model batch")
     p.add_argument("--num-cpus", type=int, help="CPUs of a local cluster started by the job")
     p.add_argument("--address", help="Ray cluster address (default RAY_ADDRESS or a new local cluster)")
     p.add_argument("--dtype", choices=["float32", "bfloat16"])
@@ -48,11 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from xpengine.pipeline.config import load_inference_config
-    from xpengine.pipeline.ray_job import run_inference
+    from xpengine.pipeline.ray_job import JobError, run_inference
+    from xpengine.pipeline.writer import OutputLockedError, OutputNotWritableError
 
     overrides = {k: v for k, v in vars(args).items() if k != "config"}
-    cfg = load_inference_config(args.config, overrides)
-    summary = run_inference(cfg)
+    try:
+        cfg = load_inference_config(args.config, overrides)
+        summary = run_inference(cfg)
+    except (JobError, OutputLockedError, OutputNotWritableError, ValueError, FileNotFoundError) as exc:
+        # configuration, model, input and output problems: one line, no traceback
+        print(f"infer_gaia: error: {exc}", file=sys.stderr)
+        return 2
     print(f"catalogue: {summary.output}")
     print(
         f"{len(summary.partitions_done)} partition(s) written, {len(summary.partitions_skipped)} skipped, "

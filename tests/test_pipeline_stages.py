@@ -135,7 +135,8 @@ def test_writer_is_atomic_and_resumable(tmp_path):
     )
     assert w.done_partitions() == {"p1"}
     assert w.read_manifest()["p2"]["error"] == "boom"
-    assert sorted(os.listdir(tmp_path / "cat")) == ["_manifest", "p1.parquet"]  # no temporary left
+    assert sorted(os.listdir(tmp_path / "cat")) == ["_manifest", "_tmp", "p1.parquet"]
+    assert os.listdir(tmp_path / "cat" / "_tmp") == []  # no temporary left
     # a 'done' record whose file vanished is not done (crash between file and manifest)
     os.remove(tmp_path / "cat" / "p1.parquet")
     assert w.done_partitions() == set()

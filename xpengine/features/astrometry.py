@@ -11,6 +11,18 @@ References
   in parallax so negative or noisy parallaxes keep Gaussian errors. Leung & Bovy (2024) drop the
   parallax when σ_ϖ > 0.1 mas or RUWE > 1.4.
 
+Negative parallaxes: fakemag is linear in ϖ so that noisy, slightly negative parallaxes of distant
+stars keep their Gaussian error (Leung & Bovy 2019). A true parallax is never negative, so a corrected
+parallax below −`MAX_NEGATIVE_SIGMA`·σ_ϖ (5σ: a chance of 3·10⁻⁷ for a Gaussian error) is a spurious
+astrometric solution, not noise: it is dropped like a failed σ_ϖ or RUWE cut (no g_fakemag token,
+flag NO_PARALLAX). Before this rule a −15σ parallax entered the pseudo-luminosity and moved a star's
+logg by 1.6 dex.
+
+Catalogue distances (`parallax_distance`): 1000/ϖ where the corrected parallax is significant
+(ϖ/σ_ϖ ≥ `MIN_DISTANCE_PARALLAX_SNR` = 5, where the inverse is a fair estimator: Bailer-Jones 2015
+shows its bias grows quickly below a fractional error of 0.2) and RUWE ≤ 1.4; elsewhere the catalogue
+uses the model's pseudo-luminosity.
+
 Decision on the zero point outside its validity: NaN (the package's own `_warnings=False`
 behaviour, which Leung & Bovy used), so the parallax — hence the fakemag token — is dropped and the
 source is flagged NO_ZERO_POINT (and NO_PARALLAX). Extrapolating the tables (clipping the inputs) is
@@ -28,8 +40,10 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = [
+    "MAX_NEGATIVE_SIGMA",
     "MAX_PARALLAX_ERROR_MAS",
     "MAX_RUWE",
+    "MIN_DISTANCE_PARALLAX_SNR",
     "PseudoLuminosity",
     "absmag_to_fakemag",
     "correct_parallax",
@@ -40,6 +54,7 @@ __all__ = [
     "infer_astrometric_params_solved",
     "leung2023_zero_point_offset",
     "lindegren2021_zero_point",
+    "parallax_distance",
     "parallax_quality_mask",
     "parallax_to_fakemag",
     "parallax_zero_point",
@@ -52,6 +67,10 @@ MAX_PARALLAX_ERROR_MAS: float = 0.1
 """Leung & Bovy (2024): parallaxes with σ_ϖ above this [mas] are dropped."""
 MAX_RUWE: float = 1.4
 """Leung & Bovy (2024): parallaxes of sources with RUWE above this are dropped."""
+MAX_NEGATIVE_SIGMA: float = 5.0
+"""Corrected parallaxes below −this·σ_ϖ are spurious (a true parallax is ≥ 0) and are dropped."""
+MIN_DISTANCE_PARALLAX_SNR: float = 5.0
+"""The catalogue takes distance = 1000/ϖ only where ϖ/σ_ϖ is at least this."""
 
 _ZPT_TABLES_LOADED = False
 
@@ -167,16 +186,20 @@ def parallax_quality_mask(
     *,
     max_parallax_error: float = MAX_PARALLAX_ERROR_MAS,
     max_ruwe: float = MAX_RUWE,
+    max_negative_sigma: float = MAX_NEGATIVE_SIGMA,
 ) -> np.ndarray:
-    """Usable parallaxes (N,) bool, Leung & Bovy (2024) cuts.
+    """Usable parallaxes (N,) bool, Leung & Bovy (2024) cuts plus the negative-parallax rule.
 
     True where the parallax is finite, its error finite, positive and ≤ `max_parallax_error` [mas],
-    and RUWE ≤ `max_ruwe`. An unknown RUWE (NaN, or `ruwe=None`) does not fail the cut: in Gaia DR3
-    RUWE is null only for 2-parameter solutions, which have no parallax anyway.
+    RUWE ≤ `max_ruwe`, and the parallax is not below −`max_negative_sigma`·σ_ϖ (a spurious solution,
+    see the module docstring). An unknown RUWE (NaN, or `ruwe=None`) does not fail the cut: in Gaia
+    DR3 RUWE is null only for 2-parameter solutions, which have no parallax anyway.
     """
     plx = _f64(parallax_mas)
     err = _f64(parallax_error_mas, plx.shape[0])
     ok = np.isfinite(plx) & np.isfinite(err) & (err > 0) & (err <= max_parallax_error)
+    with np.errstate(invalid="ignore"):
+        ok &= ~(plx < -max_negative_sigma * err)
     if ruwe is not None:
         r = _f64(ruwe, plx.shape[0])
         ok &= ~(r > max_ruwe)  # NaN RUWE passes
@@ -347,3 +370,28 @@ def pseudo_luminosity(
         no_parallax=~usable,
         no_zero_point=no_zp,
     )
+
+
+def parallax_distance(
+    parallax_corrected_mas: np.ndarray,
+    parallax_error_mas: np.ndarray,
+    ruwe: np.ndarray | None = None,
+    *,
+    min_snr: float = MIN_DISTANCE_PARALLAX_SNR,
+    max_ruwe: float = MAX_RUWE,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distance [pc], its error [pc] and the mask (N,) of the sources whose parallax gives it.
+
+    d = 1000/ϖ and σ_d = 1000·σ_ϖ/ϖ² where ϖ (zero-point corrected) / σ_ϖ ≥ `min_snr` and RUWE ≤
+    `max_ruwe` (unknown RUWE passes); NaN elsewhere. No σ_ϖ ceiling: a nearby dwarf with σ_ϖ = 0.2 mas
+    and ϖ = 20 mas has an excellent distance although Leung & Bovy keep it out of the model's context.
+    """
+    plx = _f64(parallax_corrected_mas)
+    err = _f64(parallax_error_mas, plx.shape[0])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ok = np.isfinite(plx) & np.isfinite(err) & (err > 0) & (plx >= min_snr * err)
+        if ruwe is not None:
+            ok &= ~(_f64(ruwe, plx.shape[0]) > max_ruwe)
+        dist = np.where(ok, 1000.0 / plx, np.nan)
+        dist_err = np.where(ok, 1000.0 * err / plx**2, np.nan)
+    return dist, dist_err, ok

@@ -25,6 +25,13 @@ renumber a bit, only add new ones. Bits 0-15 are set by the feature step (`xpeng
 | 16  | 65536  | OUTSIDE_TRAINING_DOMAIN | catalogue | reserved: inputs outside the training set's domain                     |
 | 17  | 131072 | HIGH_UNCERTAINTY        | catalogue | reserved: predicted uncertainty above the catalogue threshold          |
 | 18  | 262144 | NO_PREDICTION           | catalogue | reserved: no prediction made for this source                           |
+| 19  | 524288 | DUPLICATE_SOURCE        | catalogue | a second input row of a source already in the catalogue: set aside in  |
+|     |        |                         |           | `_rejected/` with the reason, never in the catalogue itself            |
+| 20  | 1048576| OUTSIDE_PARTITION_RANGE | catalogue | the source's HEALPix pixel (source_id >> 43) is outside the range in   |
+|     |        |                         |           | its bulk file's name: the input file is mis-assembled                  |
+| 21  | 2097152| DISTANCE_FROM_PARALLAX  | catalogue | distance_pc = 1000 / ϖ (zero-point corrected, ϖ/σ_ϖ ≥ 5, RUWE ≤ 1.4)   |
+| 22  | 4194304| DISTANCE_FROM_MODEL     | catalogue | distance_pc from the model's pseudo-luminosity (parallax missing or    |
+|     |        |                         |           | not significant) and G; the parallax is not in the model's context     |
 
 Usage: `flags & SourceFlag.NO_BP` on an int64 array; `describe_flags(value)` lists the names of one value.
 """
@@ -57,6 +64,10 @@ class SourceFlag(enum.IntFlag):
     OUTSIDE_TRAINING_DOMAIN = 1 << 16
     HIGH_UNCERTAINTY = 1 << 17
     NO_PREDICTION = 1 << 18
+    DUPLICATE_SOURCE = 1 << 19
+    OUTSIDE_PARTITION_RANGE = 1 << 20
+    DISTANCE_FROM_PARALLAX = 1 << 21
+    DISTANCE_FROM_MODEL = 1 << 22
 
 
 FEATURE_FLAGS: SourceFlag = (
@@ -75,7 +86,13 @@ FEATURE_FLAGS: SourceFlag = (
 """Bits the feature step and the readers may set."""
 
 CATALOGUE_FLAGS: SourceFlag = (
-    SourceFlag.OUTSIDE_TRAINING_DOMAIN | SourceFlag.HIGH_UNCERTAINTY | SourceFlag.NO_PREDICTION
+    SourceFlag.OUTSIDE_TRAINING_DOMAIN
+    | SourceFlag.HIGH_UNCERTAINTY
+    | SourceFlag.NO_PREDICTION
+    | SourceFlag.DUPLICATE_SOURCE
+    | SourceFlag.OUTSIDE_PARTITION_RANGE
+    | SourceFlag.DISTANCE_FROM_PARALLAX
+    | SourceFlag.DISTANCE_FROM_MODEL
 )
 """Bits reserved for the catalogue engine."""
 

@@ -88,8 +88,43 @@ def _list_files(source: str | os.PathLike[str], storage_options: dict[str, Any] 
         paths = [path]
     else:
         raise FileNotFoundError(f"{url}: no such directory or file")
+    if len(paths) > 1 or _GLOB_CHARS & set(path) or fs.isdir(path):
+        skipped = [p for p in paths if _is_sidecar(os.path.basename(p.rstrip("/")))]
+        if skipped:
+            logger.info(
+                "%s: ignoring %d checksum, hidden or partially downloaded file(s): %s",
+                url,
+                len(skipped),
+                ", ".join(os.path.basename(p) for p in skipped[:5]) + (" ..." if len(skipped) > 5 else ""),
+            )
+            paths = [p for p in paths if p not in set(skipped)]
     has_protocol = "://" in url
     return sorted(fs.unstrip_protocol(p) if has_protocol else p for p in paths)
+
+
+SIDECAR_SUFFIXES = (
+    ".md5",
+    ".md5sum",
+    ".sha1",
+    ".sha256",
+    ".sha512",
+    ".sig",
+    ".asc",
+    ".part",
+    ".partial",
+    ".crdownload",
+    ".download",
+    ".tmp",
+    ".aria2",
+)
+"""Files in a listed directory or glob that are never partitions: checksums, signatures and partial
+downloads (curl/wget/browsers/aria2)."""
+
+
+def _is_sidecar(name: str) -> bool:
+    """A checksum, signature, partial-download, hidden or `_MD5SUM.txt`-like file, not data."""
+    low = name.lower()
+    return name.startswith((".", "_")) or low.endswith(SIDECAR_SUFFIXES) or ".tmp-" in low
 
 
 def _is_dir(source: str | os.PathLike[str], storage_options: dict[str, Any] | None) -> bool:

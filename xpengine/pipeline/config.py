@@ -56,6 +56,9 @@ class InferenceConfig:
     max_relative_error: dict[str, float] = field(default_factory=lambda: {"mass": 0.3, "age": 0.6})
     max_error: dict[str, float] = field(default_factory=lambda: {"teff": 250.0, "logg": 0.4, "m_h": 0.3})
     progress_interval_s: float = 10.0
+    # the output's lock is stale (taken over) when its holder's heartbeat is older than this, or at
+    # once when its holder ran on this host and is gone
+    lock_stale_s: float = 600.0
     checksum: bool = True
 
     def validate(self) -> None:
@@ -89,8 +92,13 @@ def load_inference_config(
     if path is not None:
         import yaml
 
-        with open(path) as f:
-            data = yaml.safe_load(f) or {}
+        try:
+            with open(path) as f:
+                data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from exc
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of configuration keys, got {type(data).__name__}")
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     names = {f.name for f in dataclasses.fields(InferenceConfig)}
     unknown = sorted(set(data) - names)

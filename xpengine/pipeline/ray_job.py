@@ -13,9 +13,12 @@ the cluster. Partitions already done are skipped (resume) unless `overwrite`.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
+import re
+import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -25,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from xpengine.catalog.schema import catalog_schema
+from xpengine.features.flags import SourceFlag
 from xpengine.pipeline.config import InferenceConfig
 from xpengine.pipeline.stages import (
     ERROR_MARKER_ROWS,
@@ -35,7 +39,7 @@ from xpengine.pipeline.stages import (
 )
 from xpengine.pipeline.writer import CatalogWriter, PartitionRecord
 
-__all__ = ["JobSummary", "plan_partitions", "run_inference"]
+__all__ = ["JobError", "JobSummary", "plan_partitions", "run_inference", "visible_partition_name"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,8 @@ class JobSummary:
     partitions_done: list[str] = field(default_factory=list)
     partitions_failed: dict[str, str] = field(default_factory=dict)
     sources_written: int = 0
+    rows_rejected: int = 0  # duplicated rows inside partitions, set aside in _rejected/
+    duplicates: dict[str, Any] = field(default_factory=dict)  # across partitions (see resolve_...)
     wall_time_s: float = 0.0
 
     @property
@@ -99,36 +105,95 @@ def _with_default_side_inputs(cfg: InferenceConfig) -> InferenceConfig:
     return dataclasses.replace(cfg, **changes)
 
 
+class JobError(RuntimeError):
+    """A problem with the job's configuration, model, inputs or output: reported as one line."""
+
+
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._+=-]+")
+
+
+def visible_partition_name(name: str) -> str:
+    """A partition name every catalogue reader sees: no leading `.`/`_` (pandas, pyarrow, DuckDB
+    and `xpengine query` skip such files), no path or shell characters."""
+    safe = _NAME_UNSAFE.sub("_", name).lstrip("._")
+    return safe or "partition"
+
+
+def _unique_names(parts: list[Any]) -> list[str]:
+    """Visible, unique names: names that collide all get a short hash of their input URL, so a name
+    does not depend on which other files were given."""
+    import hashlib
+    from collections import Counter
+
+    base = [visible_partition_name(p.name) for p in parts]
+    counts = Counter(base)
+    names = []
+    for b, p in zip(base, parts, strict=True):
+        if counts[b] > 1:
+            b = f"{b}-{hashlib.sha1(p.xp_url.encode()).hexdigest()[:8]}"
+        names.append(b)
+    return names
+
+
 def plan_partitions(cfg: InferenceConfig) -> list[PartitionTask]:
-    """Pair every XP partition of the inputs with its gaia_source partner."""
+    """Pair every XP partition of the inputs with its gaia_source partner; names are unique and
+    visible; overlapping HEALPix ranges of two bulk partitions are refused."""
     from xpengine import io
 
     if cfg.input:
         inputs = list(cfg.input)
         gaia: list[str | None] = list(cfg.gaia_source or [])
         if gaia and len(gaia) not in (1, len(inputs)):
-            raise ValueError(
+            raise JobError(
                 f"give one --gaia-source for all inputs or one per input; got {len(gaia)} for {len(inputs)} inputs"
             )
     else:
         inputs, gaia = default_inputs()
-    tasks: list[PartitionTask] = []
-    seen: set[str] = set()
+    found = []
     for k, xp in enumerate(inputs):
         gs = None
         if gaia:
             gs = gaia[k] if len(gaia) == len(inputs) else gaia[0]
-        for p in io.discover_partitions(xp, gs):
-            if p.name in seen:
-                raise ValueError(
-                    f"two input partitions are both named {p.name!r} ({p.xp}); names must be unique"
-                )
-            seen.add(p.name)
-            hpx = None if p.hpx8_min is None else (p.hpx8_min, p.hpx8_max)
-            tasks.append(PartitionTask(name=p.name, xp=p.xp_url, gaia=p.gaia_url, hpx8_range=hpx))
+        try:
+            found += io.discover_partitions(xp, gs)
+        except FileNotFoundError as exc:
+            raise JobError(f"input {xp}: {exc}") from exc
+    seen_urls: set[str] = set()
+    unique = []
+    for p in found:
+        if p.xp_url in seen_urls:
+            log.warning("input %s given twice: processed once", p.xp_url)
+            continue
+        seen_urls.add(p.xp_url)
+        unique.append(p)
+    tasks = [
+        PartitionTask(
+            name=name,
+            xp=p.xp_url,
+            gaia=p.gaia_url,
+            hpx8_range=None if p.hpx8_min is None else (p.hpx8_min, p.hpx8_max),
+        )
+        for name, p in zip(_unique_names(unique), unique, strict=True)
+    ]
+    ranged = sorted((t.hpx8_range, t.xp) for t in tasks if t.hpx8_range is not None)
+    for (r1, u1), (r2, u2) in itertools.pairwise(ranged):
+        if r2[0] <= r1[1]:
+            raise JobError(f"input partitions {u1} and {u2} cover overlapping HEALPix ranges {r1} and {r2}")
     if not tasks:
-        raise FileNotFoundError(f"no XpContinuousMeanSpectrum partitions found in {inputs}")
+        raise JobError(f"no XpContinuousMeanSpectrum partitions found in {inputs}")
     return tasks
+
+
+def _file_fingerprint(url: str | None) -> dict[str, Any] | None:
+    """Size and modification time of an input (cheap: one stat), to tell a changed input on resume."""
+    if not url:
+        return None
+    from xpengine.io.filesystems import url_to_fs
+
+    fs, path = url_to_fs(url)
+    info = fs.info(path)
+    modified = info.get("mtime", info.get("LastModified", info.get("last_modified", info.get("ETag"))))
+    return {"size": int(info.get("size") or 0), "modified": str(modified)}
 
 
 def _model_vocabulary_json(model: str) -> str:
@@ -144,14 +209,21 @@ def _model_provenance(model: str) -> dict[str, Any]:
     from xpengine.inference.predictor import resolve_model_path
 
     d = resolve_model_path(model)
-    h = hashlib.sha256()
     with open(os.path.join(d, "model.safetensors"), "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return {"model": model, "model_dir": os.path.basename(os.path.normpath(d)), "model_sha256": h.hexdigest()}
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    return {"model": model, "model_dir": os.path.basename(os.path.normpath(d)), "model_sha256": digest}
+
+
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""Ray reads this at start-up: "0" makes a node take the loopback address as its IP, so its GCS,
+raylet, agents and workers listen on 127.0.0.1 only (Ray's own local-only mode for laptops)."""
 
 
 def _init_ray(cfg: InferenceConfig) -> None:
+    """Connect to the given cluster, or start a local one that listens on 127.0.0.1 only.
+
+    Authentication is never switched off here: Ray's own setting (`RAY_AUTH_MODE`, token by default,
+    the token kept in ~/.ray/auth_token) applies, whatever the user chose."""
     import ray
 
     if ray.is_initialized():
@@ -159,10 +231,19 @@ def _init_ray(cfg: InferenceConfig) -> None:
     address = cfg.address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=True)
-    else:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        # address="local": a new cluster even when a stale `ray start` address file exists
-        ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False, log_to_driver=True)
+        return
+    os.environ[LOOPBACK_ENV] = "0"
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False  # read at node start: the node IP becomes loopback
+    # address="local": a new cluster even when a stale `ray start` address file exists
+    ray.init(
+        address="local",
+        num_cpus=cfg.num_cpus,
+        include_dashboard=False,
+        log_to_driver=True,
+        _node_ip_address="127.0.0.1",
+    )
 
 
 def _resources(cfg: InferenceConfig) -> tuple[float, float]:
@@ -185,31 +266,147 @@ def _resources(cfg: InferenceConfig) -> tuple[float, float]:
     return gpus, cpus
 
 
-def run_inference(cfg: InferenceConfig) -> JobSummary:
-    """Run the catalogue job; returns its summary (also written to OUTPUT/_SUMMARY.json)."""
-    import ray
+def _schema_fingerprint(labels: list[str]) -> str:
+    import hashlib
 
-    cfg.validate()
+    schema = catalog_schema(labels)
+    text = ",".join(f"{f.name}:{f.type}" for f in schema)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _job_identity(cfg: InferenceConfig, provenance: dict[str, Any]) -> dict[str, Any]:
+    """What makes two runs' rows belong in one catalogue: the same model weights, labels and schema."""
+    return {
+        "model_sha256": provenance["model_sha256"],
+        "labels": list(cfg.labels),
+        "schema": _schema_fingerprint(cfg.labels),
+    }
+
+
+def _identity_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    names = {"model_sha256": "model", "labels": "labels", "schema": "catalogue schema"}
+    out = []
+    for key, what in names.items():
+        if old.get(key) != new.get(key):
+            o, n = old.get(key), new.get(key)
+            if key == "model_sha256":
+                o = (o or "unknown")[:12]
+                n = (n or "unknown")[:12]
+            out.append(f"{what} {o} → {n}")
+    return out
+
+
+def _input_fingerprints(task: PartitionTask) -> dict[str, Any]:
+    return {
+        "xp": task.xp,
+        "gaia_source": task.gaia,
+        "xp_file": _file_fingerprint(task.xp),
+        "gaia_source_file": _file_fingerprint(task.gaia),
+    }
+
+
+def _check_resume(
+    writer: CatalogWriter, tasks: list[PartitionTask], identity: dict[str, Any], overwrite: bool
+) -> dict[str, dict[str, Any]]:
+    """Done partitions that may be kept. Refuses (JobError) an output made with another model, labels
+    or schema, or whose inputs changed, unless `overwrite` (then they are redone, and done partitions
+    of another job that this run does not redo are removed so the catalogue is never mixed)."""
+    done = writer.done_records()
+    job = writer.read_job()
+    problems: list[str] = []
+    if job is not None:
+        diff = _identity_differences(job, identity)
+        if diff:
+            problems.append(f"the catalogue was made with another {'; '.join(diff)}")
+    elif done:
+        problems.append("the output holds partitions without a job record (another program or version)")
+    planned = {t.name: t for t in tasks}
+    changed = []
+    for name, rec in done.items():
+        if name not in planned:
+            continue
+        diff = _identity_differences(rec.get("job") or {}, identity)
+        if diff:
+            changed.append(f"{name} ({'; '.join(diff)})")
+            continue
+        now = _input_fingerprints(planned[name])
+        was = rec.get("inputs") or {}
+        for key in ("xp", "gaia_source", "xp_file", "gaia_source_file"):
+            if was.get(key) != now.get(key):
+                changed.append(f"{name} (input {key} changed: {was.get(key)} → {now.get(key)})")
+                break
+    if changed:
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        problems.append(f"finished partitions differ from this run: {', '.join(changed[:3])}{more}")
+    if problems and not overwrite:
+        raise JobError(
+            f"output {writer.output} cannot be resumed: {'; '.join(problems)}. Rerun with --overwrite to "
+            "redo it with this configuration, or choose another --output"
+        )
+    if problems:
+        stale = (
+            sorted(set(done) - set(planned)) if job is None or _identity_differences(job, identity) else []
+        )
+        for name in stale:
+            log.warning("--overwrite: removing %s, made by the earlier job", name)
+            for path in (writer.catalog_path(name), writer.rejected_path(name), writer.manifest_path(name)):
+                if writer.fs.get_file_info(path).type.name == "File":
+                    writer.fs.delete_file(path)
+        return {}
+    return {} if overwrite else done
+
+
+def run_inference(cfg: InferenceConfig) -> JobSummary:
+    """Run the catalogue job; returns its summary (also written to OUTPUT/_SUMMARY.json).
+
+    Raises JobError (one line, before any work) for a bad configuration, model, input or output."""
+    try:
+        cfg.validate()
+    except ValueError as exc:
+        raise JobError(str(exc)) from exc
     if not cfg.input:
         cfg = _with_default_side_inputs(cfg)
     t0 = time.perf_counter()
+    try:
+        provenance = {
+            **_model_provenance(cfg.model),
+            "xpengine_version": __import__("xpengine").__version__,
+            "config": {k: v for k, v in cfg.to_dict().items() if k not in ("address",)},
+        }
+        vocab_json = _model_vocabulary_json(cfg.model)
+    except (FileNotFoundError, OSError) as exc:
+        raise JobError(f"model {cfg.model}: {exc}") from exc
+    identity = _job_identity(cfg, provenance)
     output = cfg.output or os.path.abspath("xpengine-catalog")
-    writer = CatalogWriter(output)
     tasks = plan_partitions(cfg)
-    summary = JobSummary(output=output, partitions_total=len(tasks))
-    if not cfg.overwrite:
-        done = writer.done_partitions()
+    writer = CatalogWriter(output)
+    writer.prepare(stale_after_s=cfg.lock_stale_s)
+    try:
+        done = _check_resume(writer, tasks, identity, cfg.overwrite)
+        writer.write_job({**identity, "model": cfg.model, "xpengine_version": provenance["xpengine_version"]})
+        summary = JobSummary(output=output, partitions_total=len(tasks))
         summary.partitions_skipped = sorted(t.name for t in tasks if t.name in done)
         tasks = [t for t in tasks if t.name not in done]
         if summary.partitions_skipped:
             log.info("resuming: %d partition(s) already done, skipped", len(summary.partitions_skipped))
-    log.info("catalogue → %s (%d partition(s) to do)", output, len(tasks))
-    if not tasks:
+        log.info("catalogue → %s (%d partition(s) to do)", output, len(tasks))
+        if tasks:
+            _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, t0)
+        summary.duplicates = resolve_cross_partition_duplicates(writer)
         summary.wall_time_s = time.perf_counter() - t0
         writer.write_summary(summary.to_dict())
+        _log_summary(summary)
         return summary
+    finally:
+        writer.release_lock()
+
+
+def _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, t0) -> None:
+    import ray
 
     _init_ray(cfg)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # the job's own progress line says what is done (see Progress)
     gpus, cpus = _resources(cfg)
     torch_threads = cfg.torch_threads
     if torch_threads is None and gpus == 0:
@@ -218,12 +415,6 @@ def run_inference(cfg: InferenceConfig) -> JobSummary:
         import math
 
         torch_threads = max(1, math.ceil(cpus + cfg.read_cpus))
-    vocab_json = _model_vocabulary_json(cfg.model)
-    provenance = {
-        **_model_provenance(cfg.model),
-        "xpengine_version": __import__("xpengine").__version__,
-        "config": {k: v for k, v in cfg.to_dict().items() if k not in ("address",)},
-    }
     ds = ray.data.from_items([t.to_row() for t in tasks], override_num_blocks=len(tasks))
     ds = ds.map_batches(
         featurize_partition,
@@ -236,9 +427,12 @@ def run_inference(cfg: InferenceConfig) -> JobSummary:
             "ebv": cfg.ebv,
         },
     )
+    # batch_size=None: each feature chunk is one model batch (the predictor splits it into
+    # `batch_size` rows itself). A row-count batch size here would make Ray bundle several
+    # one-row partition blocks into one task, so no partition would finish before the others.
     ds = ds.map_batches(
         CatalogPredictor,
-        batch_size=cfg.batch_size,
+        batch_size=None,
         concurrency=cfg.actors,
         num_gpus=gpus,
         num_cpus=cpus,
@@ -259,12 +453,12 @@ def run_inference(cfg: InferenceConfig) -> JobSummary:
     )
 
     by_name = {t.name: t for t in tasks}
+    progress = Progress(tasks, already_done=len(summary.partitions_skipped))
     buffers: dict[str, list[dict[str, np.ndarray]]] = defaultdict(list)
     received: dict[str, int] = defaultdict(int)
     expected: dict[str, int] = {}
     started: dict[str, float] = {}
-    last_report = time.perf_counter()
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
         for name in np.unique(batch["partition"]):
             sel = batch["partition"] == name
             part = {k: v[sel] for k, v in batch.items()}
@@ -272,31 +466,32 @@ def run_inference(cfg: InferenceConfig) -> JobSummary:
             marker = part["partition_rows"] == ERROR_MARKER_ROWS
             if marker.any():
                 msg = str(part["read_error"][marker][0])
-                _record_failure(writer, by_name[name], msg, summary, received.get(name, 0))
+                _record_failure(writer, by_name[name], msg, summary, received.get(name, 0), identity)
                 buffers.pop(name, None)
                 expected[name] = -1
+                progress.partition_finished(name, 0, failed=True)
                 continue
             if expected.get(name) == -1:
                 continue  # rows of a partition that already failed
             buffers[name].append(part)
             received[name] += int(sel.sum())
+            progress.rows(int(sel.sum()))
             totals = part["partition_rows"][part["partition_rows"] >= 0]
             if totals.size:
                 expected[name] = int(totals[0])
             if name in expected and received[name] == expected[name]:
-                _finish_partition(
+                n = _finish_partition(
                     writer,
                     by_name[name],
                     buffers.pop(name),
                     cfg,
                     provenance,
+                    identity,
                     summary,
                     time.perf_counter() - started[name],
                 )
-        now = time.perf_counter()
-        if now - last_report >= cfg.progress_interval_s:
-            last_report = now
-            _log_progress(summary, len(tasks), received, now - t0)
+                progress.partition_finished(name, n)
+        progress.maybe_report()
 
     incomplete = [
         t.name
@@ -310,35 +505,88 @@ def run_inference(cfg: InferenceConfig) -> JobSummary:
             f"incomplete: received {received.get(name, 0)} rows, expected {expected.get(name, 'unknown')}",
             summary,
             received.get(name, 0),
+            identity,
         )
-    summary.wall_time_s = time.perf_counter() - t0
-    writer.write_summary(summary.to_dict())
-    _log_summary(summary)
-    return summary
+    progress.close()
 
 
-def _finish_partition(writer, task, parts, cfg, provenance, summary, wall_s) -> None:
+def _rows_table(schema: pa.Schema, cols: dict[str, np.ndarray], sid: np.ndarray) -> pa.Table:
+    arrays = {"source_id": sid, "hpx8": (sid >> 43).astype(np.int32)}
+    for f in schema:
+        if f.name not in arrays:
+            arrays[f.name] = cols[f.name]
+    return pa.Table.from_pydict(
+        {f.name: pa.array(arrays[f.name], type=f.type) for f in schema}, schema=schema
+    )
+
+
+def _rejected_table(table: pa.Table, reasons: list[str]) -> pa.Table:
+    import pyarrow.compute as pc
+
+    flags = pc.bit_wise_or(
+        table.column("flags"),
+        pa.scalar(int(SourceFlag.DUPLICATE_SOURCE | SourceFlag.NO_PREDICTION), pa.int64()),
+    )
+    t = table.set_column(table.schema.get_field_index("flags"), table.schema.field("flags"), flags)
+    return t.append_column("reason", pa.array(reasons, type=pa.string()))
+
+
+def _finish_partition(writer, task, parts, cfg, provenance, identity, summary, wall_s) -> int:
     cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    # stable: among rows with the same source_id the first in the input comes first
     order = np.argsort(cols["source_id"], kind="stable")
     cols = {k: v[order] for k, v in cols.items()}
     sid = cols["source_id"].astype(np.int64)
-    dup = np.flatnonzero(sid[1:] == sid[:-1])
-    if dup.size:
-        _record_failure(writer, task, f"duplicated source_id {int(sid[dup[0]])} in input", summary, len(sid))
-        return
-    inputs = {"xp": task.xp, "gaia_source": task.gaia}
+    flags = cols["flags"].astype(np.int64)
+    problems: dict[str, Any] = {}
+    # sources whose HEALPix pixel lies outside the partition's range: kept, flagged, and checked
+    # against the partition that should hold them once all are written
+    unanchored = np.ones(len(sid), dtype=bool)
+    if task.hpx8_range is not None:
+        hpx = sid >> 43
+        outside = (hpx < task.hpx8_range[0]) | (hpx > task.hpx8_range[1])
+        if outside.any():
+            flags[outside] |= int(SourceFlag.OUTSIDE_PARTITION_RANGE)
+            problems["outside_partition_range"] = int(outside.sum())
+            log.warning(
+                "%s: %d source(s) lie outside the partition's HEALPix range %d-%d (e.g. source_id %d, "
+                "pixel %d): kept, flagged OUTSIDE_PARTITION_RANGE",
+                task.xp,
+                int(outside.sum()),
+                *task.hpx8_range,
+                int(sid[outside][0]),
+                int(hpx[outside][0]),
+            )
+        unanchored = outside
+    cols["flags"] = flags
+    dup = np.zeros(len(sid), dtype=bool)
+    dup[1:] = sid[1:] == sid[:-1]
+    inputs = _input_fingerprints(task)
     if cfg.checksum:
         inputs["xp_md5"] = file_md5(task.xp)
         if task.gaia:
             inputs["gaia_source_md5"] = file_md5(task.gaia)
     schema = catalog_schema(cfg.labels, metadata={"provenance": {**provenance, "inputs": inputs}})
-    arrays = {"source_id": sid, "hpx8": (sid >> 43).astype(np.int32)}
-    for f in schema:
-        if f.name not in arrays:
-            arrays[f.name] = cols[f.name]
-    table = pa.Table.from_pydict(
-        {f.name: pa.array(arrays[f.name], type=f.type) for f in schema}, schema=schema
-    )
+    table = _rows_table(schema, {k: v[~dup] for k, v in cols.items()}, sid[~dup])
+    rejected = None
+    if dup.any():
+        ids = np.unique(sid[dup])
+        problems["duplicated_in_partition"] = int(dup.sum())
+        log.warning(
+            "%s: %d row(s) repeat a source_id already in the file (e.g. %d): the first row of each is "
+            "kept, the others go to %s",
+            task.xp,
+            int(dup.sum()),
+            int(ids[0]),
+            writer.display(writer.rejected_path(task.name)),
+        )
+        rejected = _rejected_table(
+            _rows_table(schema, {k: v[dup] for k, v in cols.items()}, sid[dup]),
+            [f"duplicate: source_id repeated in {task.xp}"] * int(dup.sum()),
+        )
+    n_read_problems = int((flags & int(SourceFlag.READ_PROBLEM) != 0).sum())
+    if n_read_problems:
+        problems["read_problem_rows"] = n_read_problems
     record = PartitionRecord(
         partition=task.name,
         status="done",
@@ -346,14 +594,99 @@ def _finish_partition(writer, task, parts, cfg, provenance, summary, wall_s) -> 
         output_rows=table.num_rows,
         inputs=inputs,
         wall_time_s=round(wall_s, 3),
+        rejected_rows=0 if rejected is None else rejected.num_rows,
+        hpx8_range=None if task.hpx8_range is None else list(task.hpx8_range),
+        problems={**problems, "unanchored_source_ids": [int(x) for x in np.unique(sid[unanchored & ~dup])]},
+        job=identity,
     )
-    path = writer.write_partition(task.name, table, record)
+    path = writer.write_partition(task.name, table, record, rejected=rejected)
     summary.partitions_done.append(task.name)
     summary.sources_written += table.num_rows
+    summary.rows_rejected += record.rejected_rows
     log.info("partition %s: %d sources → %s", task.name, table.num_rows, writer.display(path))
+    return table.num_rows
 
 
-def _record_failure(writer, task, message, summary, rows_seen) -> None:
+def resolve_cross_partition_duplicates(writer: CatalogWriter) -> dict[str, Any]:
+    """Make every source appear once in the whole catalogue.
+
+    Rows of a bulk partition that lie in its HEALPix range are unique across partitions (ranges do not
+    overlap). Only "unanchored" rows can repeat a source: those of single files (no range) and those
+    outside their partition's range; the manifest lists them. Each is checked against the partition
+    whose range holds its pixel and against the other unanchored rows. The row kept is the one in its
+    own partition's range, else the first by partition name; the others move from the catalogue to
+    `_rejected/` with the reason. Returns what was done (for the summary)."""
+    import pyarrow.compute as pc
+
+    done = writer.done_records()
+    unanchored = {
+        name: np.asarray(rec.get("problems", {}).get("unanchored_source_ids", []), dtype=np.int64)
+        for name, rec in done.items()
+    }
+    unanchored = {k: v for k, v in unanchored.items() if v.size}
+    if not unanchored:
+        return {"sources": 0}
+    ranges = {name: tuple(rec["hpx8_range"]) for name, rec in done.items() if rec.get("hpx8_range")}
+    all_unanchored = np.unique(np.concatenate(list(unanchored.values())))
+    owners: dict[int, str] = {}  # source_id -> partition whose row is kept
+    for name in sorted(ranges):
+        lo, hi = ranges[name]
+        hpx = all_unanchored >> 43
+        wanted = all_unanchored[(hpx >= lo) & (hpx <= hi)]
+        if not wanted.size:
+            continue
+        ids = writer.read_partition(name).column("source_id").to_numpy()
+        anchored_here = np.setdiff1d(np.intersect1d(ids, wanted), unanchored.get(name, np.empty(0, np.int64)))
+        for s in anchored_here:
+            owners[int(s)] = name
+    losers: dict[str, set[int]] = defaultdict(set)
+    for name in sorted(unanchored):
+        for s in unanchored[name]:
+            s = int(s)
+            if s in owners and owners[s] != name:
+                losers[name].add(s)
+            else:
+                owners.setdefault(s, name)
+    moved = {}
+    for name, ids in sorted(losers.items()):
+        table = writer.read_partition(name)
+        drop = pc.is_in(table.column("source_id"), pa.array(sorted(ids), pa.int64()))
+        gone = table.filter(drop)
+        keep = table.filter(pc.invert(drop))
+        rec = done[name]
+        reasons = [
+            f"duplicate: source_id also in partition {owners[int(s)]}"
+            for s in gone.column("source_id").to_numpy()
+        ]
+        rejected = _rejected_table(gone, reasons)
+        earlier = writer.read_rejected(name)
+        if earlier is not None:
+            rejected = pa.concat_tables([earlier, rejected.cast(earlier.schema)])
+        rec_obj = PartitionRecord(
+            **{k: v for k, v in rec.items() if k in PartitionRecord.__dataclass_fields__}
+        )
+        rec_obj.output_rows = keep.num_rows
+        rec_obj.rejected_rows = rejected.num_rows
+        rec_obj.problems = {
+            **rec_obj.problems,
+            "duplicated_in_other_partitions": rec_obj.problems.get("duplicated_in_other_partitions", 0)
+            + gone.num_rows,
+            "unanchored_source_ids": [
+                x for x in rec_obj.problems.get("unanchored_source_ids", []) if x not in ids
+            ],
+        }
+        writer.write_partition(name, keep, rec_obj, rejected=rejected)
+        moved[name] = gone.num_rows
+        log.warning(
+            "partition %s: %d source(s) also in another partition moved to %s",
+            name,
+            gone.num_rows,
+            writer.display(writer.rejected_path(name)),
+        )
+    return {"sources": int(sum(moved.values())), "moved_to_rejected": moved}
+
+
+def _record_failure(writer, task, message, summary, rows_seen, identity) -> None:
     writer.write_record(
         PartitionRecord(
             partition=task.name,
@@ -362,35 +695,98 @@ def _record_failure(writer, task, message, summary, rows_seen) -> None:
             output_rows=0,
             inputs={"xp": task.xp, "gaia_source": task.gaia},
             error=message,
+            job=identity,
         )
     )
     summary.partitions_failed[task.name] = message
     log.error("partition %s FAILED: %s", task.name, message)
 
 
-def _log_progress(summary: JobSummary, n_tasks: int, received: dict[str, int], elapsed: float) -> None:
-    n = sum(received.values())
-    log.info(
-        "progress: %d/%d partitions written, %d failed, %d sources processed (%.0f sources/s)",
-        len(summary.partitions_done),
-        n_tasks,
-        len(summary.partitions_failed),
-        n,
-        n / max(elapsed, 1e-9),
-    )
+class Progress:
+    """Partitions done/total, sources/s and ETA while the job runs.
+
+    On a terminal: one bar redrawn in place. Otherwise (a log file, `ray job logs`): one line every
+    `interval_s` and at each finished partition. The ETA scales the elapsed time by the input bytes
+    still to do (partition sizes differ)."""
+
+    def __init__(
+        self, tasks: list[PartitionTask], *, already_done: int = 0, interval_s: float = 10.0, stream=None
+    ) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.sizes = {}
+        for t in tasks:
+            try:
+                self.sizes[t.name] = (_file_fingerprint(t.xp) or {}).get("size", 0) or 1
+            except OSError:
+                self.sizes[t.name] = 1
+        self.total_bytes = sum(self.sizes.values())
+        self.done_bytes = 0
+        self.n_total = len(tasks)
+        self.n_done = 0
+        self.n_failed = 0
+        self.already = already_done
+        self.sources = 0
+        self.t0 = time.perf_counter()
+        self.interval_s = interval_s
+        self.last = self.t0
+
+    def rows(self, n: int) -> None:
+        self.sources += n
+
+    def partition_finished(self, name: str, n_sources: int, *, failed: bool = False) -> None:
+        self.n_done += 1
+        self.n_failed += int(failed)
+        self.done_bytes += self.sizes.get(name, 0)
+        self.report()
+
+    def line(self) -> str:
+        el = time.perf_counter() - self.t0
+        rate = self.sources / el if el > 0 else 0.0
+        if self.done_bytes and self.n_done < self.n_total:
+            eta = el * (self.total_bytes - self.done_bytes) / self.done_bytes
+            eta_s = time.strftime("%H:%M:%S", time.gmtime(eta))
+        else:
+            eta_s = "--:--:--" if self.n_done < self.n_total else "00:00:00"
+        failed = f", {self.n_failed} failed" if self.n_failed else ""
+        skipped = f" (+{self.already} done earlier)" if self.already else ""
+        return (
+            f"{self.n_done}/{self.n_total} partitions{skipped}{failed}, {self.sources:,} sources, "
+            f"{rate:,.0f} sources/s, elapsed {time.strftime('%H:%M:%S', time.gmtime(el))}, ETA {eta_s}"
+        )
+
+    def report(self) -> None:
+        self.last = time.perf_counter()
+        if self.tty:
+            width = 30
+            filled = int(width * self.n_done / max(self.n_total, 1))
+            self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.line()}\x1b[K")
+            self.stream.flush()
+        else:
+            log.info("progress: %s", self.line())
+
+    def maybe_report(self) -> None:
+        if time.perf_counter() - self.last >= self.interval_s:
+            self.report()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 def _log_summary(summary: JobSummary) -> None:
     d = summary.to_dict()
     log.info(
-        "done in %.1f s: %d partition(s) written (%d sources, %.0f sources/s), %d skipped, %d failed; "
-        "catalogue in %s",
+        "done in %.1f s: %d partition(s) written (%d sources, %.0f sources/s), %d skipped, %d failed, "
+        "%d duplicate row(s) set aside; catalogue in %s",
         summary.wall_time_s,
         len(summary.partitions_done),
         summary.sources_written,
         d["sources_per_s"] or 0,
         len(summary.partitions_skipped),
         len(summary.partitions_failed),
+        summary.rows_rejected + int(summary.duplicates.get("sources", 0)),
         summary.output,
     )
     for name, msg in summary.partitions_failed.items():

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from xpengine.catalog.schema import MASS_AGE_LABELS, label_tokens, tokens_to_labels
+from xpengine.features.astrometry import parallax_distance
 from xpengine.features.flags import SourceFlag
 
 __all__ = ["CatalogPredictor", "PartitionTask", "featurize_partition"]
@@ -31,6 +32,7 @@ __all__ = ["CatalogPredictor", "PartitionTask", "featurize_partition"]
 log = logging.getLogger(__name__)
 
 PASSTHROUGH_FLOAT64 = ("ra", "dec", "l", "b")
+PARALLAX_COLUMNS = ("parallax_corrected", "parallax_corrected_error", "ruwe")
 ERROR_MARKER_ROWS = -2
 
 
@@ -91,6 +93,35 @@ def _read_side_table(url: str | None, hpx8_range: tuple[int, int] | None):
     return table
 
 
+def _corrected_parallax(joined) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Zero-point corrected parallax, its error [mas] and RUWE (N,) for the catalogue's distance: the
+    rules of the g_fakemag token (zero point, RUWE, negative-parallax rule) without its σ_ϖ ceiling;
+    NaN where the parallax is unusable."""
+    from xpengine.features.astrometry import pseudo_luminosity
+
+    n = joined.num_rows if joined is not None else 0
+    if n == 0 or "parallax" not in joined.column_names:
+        nan = np.full(n, np.nan)
+        return nan, nan, nan
+
+    def col(name):
+        return _column_or_nan(joined, name, np.float64)
+
+    lum = pseudo_luminosity(
+        col("phot_g_mean_mag"),
+        col("parallax"),
+        col("parallax_error"),
+        ruwe=col("ruwe"),
+        nu_eff_used_in_astrometry=col("nu_eff_used_in_astrometry"),
+        pseudocolour=col("pseudocolour"),
+        ecl_lat=col("ecl_lat"),
+        astrometric_params_solved=col("astrometric_params_solved"),
+        max_parallax_error=np.inf,
+    )
+    err = np.where(np.isfinite(lum.parallax_corrected_mas), col("parallax_error"), np.nan)
+    return lum.parallax_corrected_mas, err, col("ruwe")
+
+
 def _empty_marker(name: str, n_tokens: int, message: str) -> dict[str, np.ndarray]:
     return {
         "partition": np.array([name]),
@@ -98,7 +129,7 @@ def _empty_marker(name: str, n_tokens: int, message: str) -> dict[str, np.ndarra
         "values": np.full((1, n_tokens), np.nan, dtype=np.float32),
         "errors": np.zeros((1, n_tokens), dtype=np.float32),
         "flags": np.array([int(SourceFlag.NO_PREDICTION)], dtype=np.int64),
-        **{c: np.array([np.nan]) for c in PASSTHROUGH_FLOAT64},
+        **{c: np.array([np.nan]) for c in PASSTHROUGH_FLOAT64 + PARALLAX_COLUMNS},
         "phot_g_mean_mag": np.array([np.nan], dtype=np.float32),
         "partition_rows": np.array([ERROR_MARKER_ROWS], dtype=np.int64),
         "read_error": np.array([message]),
@@ -156,6 +187,7 @@ def _featurize_one(
         tok = build_tokens(joined, vocab, representation=representation)
         n = len(tok.source_id)
         total += n
+        plx, plx_err, ruwe = _corrected_parallax(joined)
         out = {
             "partition": np.full(n, task.name),
             "source_id": tok.source_id.astype(np.int64),
@@ -164,6 +196,9 @@ def _featurize_one(
             "flags": tok.flags.astype(np.int64),
             **{c: _column_or_nan(joined, c, np.float64) for c in PASSTHROUGH_FLOAT64},
             "phot_g_mean_mag": _column_or_nan(joined, "phot_g_mean_mag", np.float32),
+            "parallax_corrected": plx,
+            "parallax_corrected_error": plx_err,
+            "ruwe": ruwe,
             "partition_rows": np.full(n, -1, dtype=np.int64),
             "read_error": np.full(n, ""),
         }
@@ -211,11 +246,9 @@ class CatalogPredictor:
         missing = [t for t in label_tokens(self.labels) if t not in vocab]
         if missing:
             raise ValueError(f"model {model!r} cannot predict tokens {missing}; its vocabulary: {vocab.name}")
-        self.request = label_tokens(self.labels)
-        self.want_distance = "g_fakemag" in vocab
-        if self.want_distance:
-            self.request = [*self.request, "g_fakemag"]
-        self.request = list(dict.fromkeys(self.request))
+        self.request = list(dict.fromkeys(label_tokens(self.labels)))
+        # the model's pseudo-luminosity gives a distance where the parallax does not (see __call__)
+        self.model_distance = "g_fakemag" in vocab and "g_fakemag" not in self.request
         self.inputs = None
         if inputs:
             from xpengine.train.config import expand_tokens
@@ -227,6 +260,9 @@ class CatalogPredictor:
                 except ValueError:
                     log.info("input token %r is not in the model's vocabulary: skipped", item)
             self.inputs = chosen
+        context = self.inputs if self.inputs is not None else self.predictor.default_inputs
+        self._fakemag_in_context = "g_fakemag" in context
+        self._inputs_without_fakemag = [t for t in context if t != "g_fakemag"]
         self.batch_size = batch_size
         self.giant_logg_max = giant_logg_max
         self.giant_teff_range = giant_teff_range
@@ -239,12 +275,53 @@ class CatalogPredictor:
         values = np.asarray(batch["values"], dtype=np.float32)
         errors = np.asarray(batch["errors"], dtype=np.float32)
         flags = np.asarray(batch["flags"], dtype=np.int64).copy()
+        n = len(values)
         n_tokens = np.isfinite(values).sum(axis=1)
-        pred = self.predictor.predict(
-            values, errors, self.request, inputs=self.inputs, batch_size=self.batch_size
+        g = np.asarray(batch["phot_g_mean_mag"], dtype=np.float64)
+
+        # distance: the measured parallax where it is significant, else the model's pseudo-luminosity.
+        # A token is never requested while it is in the star's context (the model would echo a
+        # damped copy of its input): stars with g_fakemag in the context get it predicted in a
+        # second pass without it.
+        dist, dist_err, by_parallax = parallax_distance(
+            batch["parallax_corrected"], batch["parallax_corrected_error"], batch["ruwe"]
         )
-        means = {t: np.asarray(pred[t], dtype=np.float64) for t in self.request}
-        sigmas = {t: np.asarray(pred[f"{t}_error"], dtype=np.float64) for t in self.request}
+        fm_in_context = np.zeros(n, dtype=bool)
+        if self._fakemag_col is not None and self._fakemag_in_context:
+            fm_in_context = np.isfinite(values[:, self._fakemag_col])
+        need_model_distance = self.model_distance & ~by_parallax & np.isfinite(g)
+
+        means = {t: np.full(n, np.nan) for t in self.request}
+        sigmas = {t: np.full(n, np.nan) for t in self.request}
+        fm = np.full(n, np.nan)
+        sfm = np.full(n, np.nan)
+        one_pass = need_model_distance & ~fm_in_context  # labels and g_fakemag together
+        groups = [(one_pass, [*self.request, "g_fakemag"]), (~one_pass, self.request)]
+        for rows, request in groups:
+            idx = np.flatnonzero(rows)
+            if idx.size == 0:
+                continue
+            pred = self.predictor.predict(
+                values[idx], errors[idx], request, inputs=self.inputs, batch_size=self.batch_size
+            )
+            for t in self.request:
+                means[t][idx] = pred[t]
+                sigmas[t][idx] = pred[f"{t}_error"]
+            if "g_fakemag" in request:
+                fm[idx] = pred["g_fakemag"]
+                sfm[idx] = pred["g_fakemag_error"]
+        second = np.flatnonzero(need_model_distance & fm_in_context)
+        if second.size:
+            pred = self.predictor.predict(
+                values[second],
+                errors[second],
+                ["g_fakemag"],
+                inputs=self._inputs_without_fakemag,
+                batch_size=self.batch_size,
+            )
+            fm[second] = pred["g_fakemag"]
+            sfm[second] = pred["g_fakemag_error"]
+
         out = tokens_to_labels(means, sigmas, self.labels)
         no_pred = (n_tokens == 0) | (batch["source_id"] < 0)
         for t in self.request:
@@ -253,16 +330,13 @@ class CatalogPredictor:
             out[col][no_pred] = np.nan
         flags[no_pred] |= int(SourceFlag.NO_PREDICTION)
 
-        g = np.asarray(batch["phot_g_mean_mag"], dtype=np.float64)
-        if self.want_distance:
-            fm, sfm = means["g_fakemag"], sigmas["g_fakemag"]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                dist = np.where(fm > 0, 1000.0 * 10 ** (0.2 * g) / fm, np.nan)
-                dist_err = dist * np.abs(sfm / fm)
-        else:
-            dist = dist_err = np.full(len(g), np.nan)
-        dist[no_pred] = np.nan
-        dist_err[no_pred] = np.nan
+        with np.errstate(invalid="ignore", divide="ignore"):
+            by_model = need_model_distance & (n_tokens > 0) & np.isfinite(fm) & (fm > 0)
+            model_dist = 1000.0 * 10 ** (0.2 * g) / fm
+            dist = np.where(by_model, model_dist, dist)
+            dist_err = np.where(by_model, model_dist * np.abs(sfm / fm), dist_err)
+        flags[by_parallax] |= int(SourceFlag.DISTANCE_FROM_PARALLAX)
+        flags[by_model] |= int(SourceFlag.DISTANCE_FROM_MODEL)
 
         flags |= self._quality_flags(means, out)
         if MASS_AGE_LABELS & set(self.labels):
