@@ -54,7 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, help="stars per model batch")
     p.add_argument("--num-cpus", type=int, help="CPUs of a local cluster started by the job")
     p.add_argument("--address", help="Ray cluster address (default RAY_ADDRESS or a new local cluster)")
-    p.add_argument("--dtype", choices=["float32", "bfloat16"])
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16"],
+        help="model arithmetic (bfloat16 on GPUs and CPUs that have it)",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -68,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         summary = run_inference(cfg)
     except (JobError, OutputLockedError, OutputNotWritableError, ValueError, FileNotFoundError) as exc:
         # configuration, model, input and output problems: one line, no traceback
-        print(f"infer_gaia: error: {exc}", file=sys.stderr)
+        one_line = "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+        print(f"infer_gaia: error: {one_line}", file=sys.stderr)
         return 2
     print(f"catalogue: {summary.output}")
     print(

@@ -67,3 +67,12 @@ def test_bundled_model_recovers_the_simulated_truth(ray_local, tmp_path, sky_dir
     ok = (flags & int(SourceFlag.NO_PREDICTION)) == 0
     assert ok.all()
     assert (m["age_error"][ok] > 0).all() and (m["teff_error"][ok] > 10).all()
+    # distance: from the measured parallax where it is significant (median ratio to the truth within
+    # 5 %); elsewhere from the model's pseudo-luminosity, flagged by route; every row has one route
+    d_ratio = (m["distance_pc"] / m["distance_pc_true"]).to_numpy()
+    by_plx = (flags & int(SourceFlag.DISTANCE_FROM_PARALLAX)) != 0
+    by_model = (flags & int(SourceFlag.DISTANCE_FROM_MODEL)) != 0
+    assert by_plx.sum() > 1000 and not (by_plx & by_model).any()
+    assert 0.95 <= np.median(d_ratio[by_plx]) <= 1.05, np.median(d_ratio[by_plx])
+    assert np.isfinite(m["distance_pc"]).to_numpy()[by_plx | by_model].all()
+    assert not np.isfinite(m["distance_pc"]).to_numpy()[~(by_plx | by_model)].any()

@@ -134,10 +134,12 @@ class CatalogWriter:
         try:
             for d in (self.root, f"{self.root}/{MANIFEST_DIR}", f"{self.root}/{TMP_DIR}"):
                 self.fs.create_dir(d, recursive=True)
-            probe = f"{self.root}/{TMP_DIR}/.probe-{uuid.uuid4().hex[:8]}"
-            with self.fs.open_output_stream(probe, compression=None) as f:
-                f.write(b"xpengine write probe\n")
-            self.fs.delete_file(probe)
+            # the catalogue files and the lock live in the root, temporaries in _tmp: probe both
+            for d in (self.root, f"{self.root}/{TMP_DIR}"):
+                probe = f"{d}/_probe-{uuid.uuid4().hex[:8]}"
+                with self.fs.open_output_stream(probe, compression=None) as f:
+                    f.write(b"xpengine write probe\n")
+                self.fs.delete_file(probe)
         except OSError as exc:
             raise OutputNotWritableError(
                 f"output {self.output} is not writable ({type(exc).__name__}: {exc}); choose another --output"
