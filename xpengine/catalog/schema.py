@@ -14,6 +14,19 @@
 Labels are requested from the model as vocabulary tokens and converted to physical units: `age` is
 exp(ln_age) in Gyr with σ_age = age·σ_ln_age (Zhang et al. 2026 predict ln age), calibrated in linear
 space when the model's calibration.json has an `age` entry; `ebv` is exp(logebv).
+
+Units in the file (Parquet schema metadata), generated from one unit table (`catalog_units`):
+
+- `xpengine.units`: JSON {column: unit} (astropy-parsable strings, '' = dimensionless), read by
+  `xpengine.catalog.query`; `xpengine.<key>` for each entry of `catalog_schema(metadata=...)`
+  (provenance), JSON.
+- `table_meta_yaml`: the header that astropy's Parquet reader (`astropy.io.misc.parquet`) reads, in the
+  form astropy itself writes (ECSV-style YAML, without the `# ` prefixes): `datatype`, one entry per
+  column with `name`, `datatype`, `unit` and `description`, and `meta`, the `xpengine.*` entries, which
+  astropy sets as `Table.meta`. So `astropy.table.Table.read(path)` gives `t["teff"].unit == u.K`.
+  astropy fails (KeyError) on a column its header does not list, so the header also lists `reason`, the
+  column the catalogue engine appends in its rejected-rows files; a table derived with other new columns
+  that keeps this metadata must drop `table_meta_yaml` (or rebuild it) before astropy reads it.
 """
 
 from __future__ import annotations
@@ -24,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import yaml
 
 __all__ = [
     "LABELS",
@@ -78,6 +92,27 @@ _TAIL_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
 )
 
 
+_DESCRIPTIONS: dict[str, str] = {
+    "source_id": "Gaia DR3 source_id",
+    "hpx8": "HEALPix level-8 index (nested), source_id >> 43",
+    "ra": "right ascension (ICRS, epoch J2016.0), from gaia_source",
+    "dec": "declination (ICRS, epoch J2016.0), from gaia_source",
+    "l": "Galactic longitude, from gaia_source",
+    "b": "Galactic latitude, from gaia_source",
+    "phot_g_mean_mag": "Gaia G-band mean magnitude, from gaia_source",
+    "distance_pc": "distance from the model's pseudo-luminosity and G",
+    "distance_pc_error": "1-sigma uncertainty of distance_pc",
+    "n_input_tokens": "number of tokens the model was given for this source",
+    "flags": "xpengine.features.flags.SourceFlag bits",
+}
+# the column the catalogue engine appends to the catalogue columns in its rejected-rows files
+_REJECTED_REASON = {
+    "name": "reason",
+    "datatype": "string",
+    "description": "rejected-rows files only: why the row is not in the catalogue",
+}
+
+
 def _check_labels(labels: tuple[str, ...] | list[str]) -> None:
     unknown = [lab for lab in labels if lab not in LABELS]
     if unknown:
@@ -91,16 +126,40 @@ def label_tokens(labels: tuple[str, ...] | list[str]) -> list[str]:
 
 
 def catalog_schema(labels: tuple[str, ...] | list[str], metadata: dict[str, Any] | None = None) -> pa.Schema:
-    """The Arrow schema of a catalogue with `labels`; units and provenance go in the metadata."""
+    """The Arrow schema of a catalogue with `labels`; units and provenance go in the metadata: the
+    `xpengine.*` keys and astropy's `table_meta_yaml` header (see the module docstring)."""
     _check_labels(labels)
     fields = [pa.field(n, t) for n, t, _ in _BASE_COLUMNS]
     for lab in labels:
         fields += [pa.field(lab, pa.float32()), pa.field(f"{lab}_error", pa.float32())]
     fields += [pa.field(n, t) for n, t, _ in _TAIL_COLUMNS]
-    meta = {b"xpengine.units": json.dumps(catalog_units(labels)).encode()}
-    for k, v in (metadata or {}).items():
-        meta[f"xpengine.{k}".encode()] = (v if isinstance(v, str) else json.dumps(v)).encode()
-    return pa.schema(fields, metadata=meta)
+    units = catalog_units(labels)
+    entries: dict[str, Any] = {"xpengine.units": units}
+    entries.update({f"xpengine.{k}": v for k, v in (metadata or {}).items()})
+    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in entries.items()}
+    header = {
+        "datatype": [_astropy_column(f, units[f.name], labels) for f in fields] + [_REJECTED_REASON],
+        # astropy's Table.meta: the same entries, as the JSON keys decode (tuples become lists)
+        "meta": {k: v if isinstance(v, str) else json.loads(meta[k]) for k, v in entries.items()},
+    }
+    meta["table_meta_yaml"] = yaml.safe_dump(header, sort_keys=False, default_flow_style=None, width=130)
+    return pa.schema(fields, metadata={k.encode(): v.encode() for k, v in meta.items()})
+
+
+def _astropy_column(field: pa.Field, unit: str, labels: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """The astropy header entry of one catalogue column (name, numpy datatype, unit, description)."""
+    name = field.name
+    if name in labels:
+        description = f"{LABELS[name].description}: model mean"
+    elif name.endswith("_error") and name[: -len("_error")] in labels:
+        description = f"1-sigma uncertainty of {name[: -len('_error')]}"
+    else:
+        description = _DESCRIPTIONS[name]
+    entry = {"name": name, "datatype": np.dtype(field.type.to_pandas_dtype()).name}
+    if unit:
+        entry["unit"] = unit
+    entry["description"] = description
+    return entry
 
 
 def catalog_units(labels: tuple[str, ...] | list[str]) -> dict[str, str]:
