@@ -172,22 +172,63 @@ def test_missing_correlations_when_asked(tmp_path, real_xp):
         read_xp_continuous(path, with_correlations=True)
 
 
-def test_bad_scalar_names_column(tmp_path, bulk):
+def _set_field(bulk, row: int, column: str, text: str) -> None:
+    """Rewrite one field of one data row of a bulk file (csv-quoted as Gaia would)."""
     import csv
     import io
 
     header, rows = _data_lines(bulk_text(bulk))
-    fields = next(csv.reader([rows[0]]))
-    names = header[-1].strip().split(",")
-    k = names.index("rp_n_parameters")  # after the (skipped) correlation columns
-    fields[k] = "fifty-five"
+    fields = next(csv.reader([rows[row]]))
+    fields[header[-1].strip().split(",").index(column)] = text
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerow(fields)
-    rows[0] = out.getvalue()
+    rows[row] = out.getvalue()
     write_gz_text(bulk, "".join(header + rows))
-    with pytest.raises(GaiaFileError, match=re.escape(str(bulk)) + r" \(column 'rp_n_parameters'\)") as info:
+
+
+def test_bad_band_count_is_a_row_problem(bulk, caplog):
+    """A count the band depends on (n_parameters) that is not a number: that row's band is null."""
+    _set_field(bulk, 0, "rp_n_parameters", "fifty-five")
+    with caplog.at_level("WARNING", logger="xpengine.io.xp_continuous"):
+        t = read_xp_continuous(bulk)
+    assert t.num_rows == 3
+    assert t.column("read_problem")[0].as_py() == (
+        "rp_n_parameters: not a valid int16 value: 'fifty-five' (data row 1)"
+    )
+    assert t.column("rp_coefficients")[0].as_py() is None and t.column("rp_n_parameters")[0].as_py() is None
+    assert len(t.column("bp_coefficients")[0].as_py()) == 55  # BP untouched
+    assert t.column("read_problem").null_count == 2  # other rows fine
+    assert str(bulk) in caplog.text and "rp_n_parameters" in caplog.text and "data row 1" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "column", ["bp_chi_squared", "rp_standard_deviation", "solution_id", "bp_n_measurements"]
+)
+def test_bad_value_in_unused_column_is_a_row_problem(bulk, real_xp, caplog, column):
+    """Issue C: a non-numeric value in a column the model does not use costs that value only."""
+    _set_field(bulk, 2, column, "abc")
+    with caplog.at_level("WARNING", logger="xpengine.io.xp_continuous"):
+        t = read_xp_continuous(bulk)
+    assert t.num_rows == 3
+    dtype = t.schema.field(column).type
+    assert t.column("read_problem")[2].as_py() == f"{column}: not a valid {dtype} value: 'abc' (data row 3)"
+    assert t.column(column)[2].as_py() is None
+    assert t.column("read_problem").null_count == 2
+    # the rest of the row, the bands included, and the other rows are read as before
+    ref = real_xp.drop_columns(["bp_coefficient_correlations", "rp_coefficient_correlations"])
+    for name in ref.column_names:
+        if name not in (column, "read_problem"):
+            assert t.column(name).equals(ref.column(name)), name
+    assert t.column(column)[:2].equals(ref.column(column)[:2])
+    assert str(bulk) in caplog.text and column in caplog.text
+
+
+def test_bad_source_id_fails_the_file(bulk):
+    """A row that cannot be identified cannot be kept: whole-file error naming the column."""
+    _set_field(bulk, 1, "source_id", "12x")
+    with pytest.raises(GaiaFileError, match=re.escape(str(bulk)) + r" \(column 'source_id'\)") as info:
         read_xp_continuous(bulk)
-    assert "invalid value 'fifty-five'" in str(info.value)
+    assert "12x" in str(info.value)
 
 
 def test_wrong_number_of_fields(tmp_path, bulk):

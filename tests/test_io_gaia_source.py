@@ -30,7 +30,8 @@ def _astropy(path):
 def test_gaia_source_matches_astropy(path):
     ours = read_gaia_source(path)
     ref = _astropy(path)
-    assert ours.column_names == [c.name for c in GAIA_SOURCE_COLUMNS]
+    assert ours.column_names == [c.name for c in GAIA_SOURCE_COLUMNS] + ["read_problem"]
+    assert ours.column("read_problem").null_count == ours.num_rows  # real rows: no read problem
     for spec in GAIA_SOURCE_COLUMNS:
         assert ours.schema.field(spec.name).type == spec.type, spec.name
         got = ours.column(spec.name).to_pandas().to_numpy(dtype=float, na_value=np.nan)
@@ -54,7 +55,7 @@ def test_real_values():
 
 def test_extra_and_missing_columns(tmp_path):
     t = read_gaia_source(GAIA_VOT, columns=["phot_g_mean_mag", "pmra", "designation"])
-    assert t.column_names == ["source_id", "phot_g_mean_mag", "pmra", "designation"]
+    assert t.column_names == ["source_id", "phot_g_mean_mag", "pmra", "designation", "read_problem"]
     assert t.schema.field("pmra").type == pa.float64()
     assert t.column("designation")[0].as_py() == "Gaia DR3 4583627001381815936"
     with pytest.raises(GaiaFileError, match=r"missing gaia_source column\(s\) \['no_such_column'\]"):

@@ -22,6 +22,20 @@ Input: a pyarrow Table / RecordBatch, a pandas DataFrame, or a dict of numpy arr
 Absent columns give missing tokens (NaN value, 0 error), never an error; a column of the wrong
 shape or type is an error naming it. Every step is vectorised over rows (no Python loop per row).
 
+Corrupt XP values: a present band whose coefficients hold a NaN, ±inf or |value| >
+`xpengine.io.schema.MAX_ABS_XP_COEFFICIENT` (1e12 e⁻/s), or whose errors hold ±inf, a negative value or
+|value| > that bound (NaN errors mean "unknown" and are allowed), is treated as missing for that row
+(NO_BP / NO_RP, its tokens NaN) and sets READ_PROBLEM; the other band and the other tokens are kept.
+`xpengine.io` readers already null such bands and report them in `read_problem`; this guards every
+other input path.
+
+Coefficient counts: the number of coefficients per band must equal the vocabulary's (`n_bp`, `n_rp`:
+55 and 55, Gaia DR3, for the paper's vocabulary). Other counts (Gaia DR4 has 51 BP coefficients) raise
+`CoefficientCountError` naming the file (schema metadata `xpengine.source` of the readers' output) and
+the counts, whatever the representation: coefficients of another release are never mapped onto the
+tokens of this one. The counts come from the data and from the readers' `xpengine.n_coefficients`
+metadata.
+
 Token recipe (Leung & Bovy 2024; Zhang et al. 2026 §2; REFERENCE §3):
 1. XP: optional `representation(bp, rp, bp_err, rp_err)` on the raw coefficients, then relevancy
    masking (`relevancy.relevancy_mask`, irrelevant → NaN/0), then division by the G flux
@@ -55,12 +69,19 @@ from xpengine.features.flags import SourceFlag
 from xpengine.features.normalise import G_ZERO_POINT_MAG, g_flux_from_columns
 from xpengine.features.relevancy import PAPER_PROPAGATE_FROM, relevancy_mask
 from xpengine.features.vocabulary import PAPER_VOCABULARY, Vocabulary
+from xpengine.io.schema import (
+    DR3_N_COEFFICIENTS,
+    MAX_ABS_XP_COEFFICIENT,
+    META_N_COEFFICIENTS,
+    META_SOURCE,
+)
 
 __all__ = [
     "FEATURES_VERSION",
     "GAIA_SOURCE_COLUMNS",
     "TMASS_COLUMNS",
     "XP_COLUMNS",
+    "CoefficientCountError",
     "Representation",
     "TokenBatch",
     "build_tokens",
@@ -99,6 +120,26 @@ TMASS_COLUMNS: tuple[str, ...] = ("j_m", "j_msigcom", "h_m", "h_msigcom", "ks_m"
 
 _COMPUTED_TOKENS = frozenset({"bprp", "jh", "jk", "logebv", "g_fakemag"})
 
+
+class CoefficientCountError(ValueError):
+    """The input's XP coefficients per band differ from the vocabulary's (the model's), e.g. a Gaia DR4
+    partition (51 BP coefficients) for a model trained on Gaia DR3 (55). The message names the file
+    and the counts; `source`, `band`, `counts` and `expected` repeat them for programs."""
+
+    def __init__(self, source: str, band: str, counts: list[int], expected: int, vocabulary: str) -> None:
+        self.source = source
+        self.band = band
+        self.counts = counts
+        self.expected = expected
+        trained = f"Gaia DR3's {expected}" if expected == DR3_N_COEFFICIENTS else f"{expected}"
+        super().__init__(
+            f"{source}: {band.upper()} has {' and '.join(map(str, counts))} coefficients per source, "
+            f"the model was trained on {trained} (vocabulary {vocabulary!r}: {band}0..{band}{expected - 1}); "
+            "refusing to map them onto its tokens: data of another Gaia release need a model trained on "
+            "that release"
+        )
+
+
 Representation = Callable[
     [np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
@@ -106,7 +147,8 @@ Representation = Callable[
 """(bp (N, n), rp (N, n), bp_err, rp_err) → (bp', rp', bp_err', rp_err'), on raw coefficients [e⁻/s].
 
 Rows of a missing band arrive as NaN and are re-masked afterwards whatever the callable returns.
-The outputs must be (N, vocabulary.n_bp) and (N, vocabulary.n_rp).
+The inputs have the vocabulary's widths (other coefficient counts raise `CoefficientCountError` first);
+the outputs must be (N, vocabulary.n_bp) and (N, vocabulary.n_rp).
 """
 
 
@@ -181,6 +223,11 @@ class _Columns:
                 f"build_tokens expects a pyarrow Table/RecordBatch, a pandas DataFrame or a dict of "
                 f"numpy arrays, got {type(data).__name__}"
             )
+        meta = (self._table.schema.metadata if self._table is not None else None) or {}
+        self.source: str | None = meta[META_SOURCE].decode() if META_SOURCE in meta else None
+        """The file the rows come from (readers' schema metadata), if known."""
+        self.declared_counts: dict[str, list[int]] = _declared_counts(meta.get(META_N_COEFFICIENTS))
+        """Coefficient counts per band recorded by the reader (`xpengine.n_coefficients`), if any."""
         self._names = {str(n): n for n in names}
         # case-insensitive fallback (VOTable writes SOURCE_ID); exact names win
         self._lower: dict[str, Any] = {}
@@ -284,6 +331,22 @@ class _Columns:
         if self._table is not None:
             return _arrow_band(raw, name, self.n)
         return _dict_band(raw, name, self.n)
+
+
+def _declared_counts(raw: bytes | None) -> dict[str, list[int]]:
+    """`xpengine.n_coefficients` metadata → {band: [counts]} (readers write lists, model inputs ints)."""
+    if not raw:
+        return {}
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return {}
+    out: dict[str, list[int]] = {}
+    if isinstance(doc, dict):
+        for band, v in doc.items():
+            values = v if isinstance(v, list) else [v]
+            out[str(band)] = [int(x) for x in values if isinstance(x, (int, float)) and x]
+    return out
 
 
 def _notna_objects(arr: np.ndarray) -> np.ndarray:
@@ -416,10 +479,26 @@ def _dict_band(raw: Any, name: str, n: int) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------------------------------
 
 
+def _corrupt_rows(values: np.ndarray, errors: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """(N,) bool: present rows with a coefficient NaN, ±inf or beyond ±MAX_ABS_XP_COEFFICIENT, or an
+    error ±inf, negative or beyond the bound (NaN errors are "unknown", allowed). values/errors (N, w).
+
+    Row reductions only (max/min propagate NaN, fmax/fmin skip it): no (N, w) temporaries."""
+    if values.shape[1] == 0:
+        return np.zeros(values.shape[0], dtype=bool)
+    with np.errstate(invalid="ignore"):
+        ok = (values.max(axis=1) <= MAX_ABS_XP_COEFFICIENT) & (values.min(axis=1) >= -MAX_ABS_XP_COEFFICIENT)
+        bad_err = (np.fmax.reduce(errors, axis=1) > MAX_ABS_XP_COEFFICIENT) | (
+            np.fmin.reduce(errors, axis=1) < 0
+        )
+    return present & (~ok | bad_err)
+
+
 def _xp_band(
     cols: _Columns, band: str, n_expected: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """(coefficients (N, w), errors (N, w), present (N,), n_relevant (N,) or None) of one band."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """(coefficients (N, w), errors (N, w), present (N,), n_relevant (N,) or None, corrupt (N,)) of one
+    band; corrupt rows (`_corrupt_rows`) are returned as missing (NaN, not present)."""
     n = cols.n
     coef = cols.band(f"{band}_coefficients")
     err = cols.band(f"{band}_coefficient_errors")
@@ -443,10 +522,27 @@ def _xp_band(
                 f"'{band}_coefficients' has {w}"
             )
     n_relevant = cols.scalar(f"{band}_n_relevant_bases")
+    corrupt = _corrupt_rows(values, errors, present)
+    present = present & ~corrupt
     if not present.all():  # band arrays may be read-only views of Arrow buffers: never edit in place
         values = np.where(present[:, None], values, np.nan)
         errors = np.where(present[:, None], errors, np.nan)
-    return values, errors, present, n_relevant
+    return values, errors, present, n_relevant, corrupt
+
+
+def _check_coefficient_counts(
+    cols: _Columns, vocabulary: Vocabulary, widths: dict[str, int] | None = None
+) -> None:
+    """Raise CoefficientCountError when a band's coefficient count (the reader's metadata, and the
+    data's width when `widths` is given) differs from the vocabulary's."""
+    for band, want in (("bp", vocabulary.n_bp), ("rp", vocabulary.n_rp)):
+        seen = set(cols.declared_counts.get(band, []))
+        if widths is not None and cols.has(f"{band}_coefficients"):
+            seen.add(widths[band])
+        wrong = sorted(seen - {want})
+        if wrong:
+            source = cols.source or f"input column '{band}_coefficients'"
+            raise CoefficientCountError(source, band, wrong, want, vocabulary.name)
 
 
 def _apply_representation(
@@ -571,8 +667,25 @@ def build_tokens(
     flag(~np.isfinite(g_flux), SourceFlag.NO_GAIA_PHOTOMETRY)
 
     # -- XP
-    bp, bp_err, bp_present, bp_nrel = _xp_band(cols, "bp", vocabulary.n_bp)
-    rp, rp_err, rp_present, rp_nrel = _xp_band(cols, "rp", vocabulary.n_rp)
+    _check_coefficient_counts(cols, vocabulary)  # what the reader recorded, before reading the arrays
+    bp, bp_err, bp_present, bp_nrel, bp_corrupt = _xp_band(cols, "bp", vocabulary.n_bp)
+    rp, rp_err, rp_present, rp_nrel, rp_corrupt = _xp_band(cols, "rp", vocabulary.n_rp)
+    # before any representation: coefficients of another release must not reach this vocabulary
+    _check_coefficient_counts(cols, vocabulary, {"bp": bp.shape[1], "rp": rp.shape[1]})
+    for band, corrupt in (("bp", bp_corrupt), ("rp", rp_corrupt)):
+        if corrupt.any():
+            first = int(np.flatnonzero(corrupt)[0])
+            logger.warning(
+                "%s: %d row(s) with NaN, infinite or absurd (|value| > %.0e e-/s) %s coefficients or "
+                "errors, e.g. row %d (source_id %d): band treated as missing, READ_PROBLEM set",
+                cols.source or "input",
+                int(corrupt.sum()),
+                MAX_ABS_XP_COEFFICIENT,
+                band.upper(),
+                first,
+                int(source_id[first]),
+            )
+            flag(corrupt, SourceFlag.READ_PROBLEM)
     bp, rp, bp_err, rp_err = _apply_representation(representation, bp, rp, bp_err, rp_err, vocabulary)
     flag(~bp_present, SourceFlag.NO_BP)
     flag(~rp_present, SourceFlag.NO_RP)

@@ -11,6 +11,10 @@ Writing:
 - `OutputTarget`: refuse an existing output unless asked, write under a temporary name, rename on
   success (`with OutputTarget(path, overwrite, hint="--overwrite") as tmp: ...`).
 Maths: `covariance_from_correlations`, `list_column_to_numpy`.
+Row-level problems (an unreadable value, a NaN/inf/absurd coefficient, a wrong-length array) never
+fail a file: the row is kept, the value (or the band) null, and `read_problem` says what, where.
+`coefficient_counts` (and the `xpengine.n_coefficients` schema metadata of the XP reader) tells the
+coefficient counts of a table (Gaia DR3: 55 per band; DR4: 51 for BP).
 """
 
 from xpengine.io._source import OutputTarget
@@ -27,8 +31,10 @@ from xpengine.io.partitions import (
     verify_md5sums,
 )
 from xpengine.io.schema import (
+    DR3_N_COEFFICIENTS,
     GAIA_SOURCE_COLUMNS,
     GAIA_SOURCE_REQUIRED,
+    MAX_ABS_XP_COEFFICIENT,
     READ_PROBLEM,
     XP_COLUMNS,
     gaia_source_schema,
@@ -37,6 +43,7 @@ from xpengine.io.schema import (
 )
 from xpengine.io.tables import EBV_COLUMNS, TMASS_COLUMNS, join_sources, read_table
 from xpengine.io.xp_continuous import (
+    coefficient_counts,
     covariance_from_correlations,
     iter_xp_continuous,
     list_column_to_numpy,
@@ -44,15 +51,18 @@ from xpengine.io.xp_continuous import (
 )
 
 __all__ = [
+    "DR3_N_COEFFICIENTS",
     "EBV_COLUMNS",
     "GAIA_SOURCE_COLUMNS",
     "GAIA_SOURCE_REQUIRED",
+    "MAX_ABS_XP_COEFFICIENT",
     "READ_PROBLEM",
     "TMASS_COLUMNS",
     "XP_COLUMNS",
     "GaiaFileError",
     "OutputTarget",
     "Partition",
+    "coefficient_counts",
     "covariance_from_correlations",
     "discover_partitions",
     "gaia_source_schema",

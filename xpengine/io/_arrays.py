@@ -5,7 +5,10 @@ writes tuples `"(a, b, ...)"`; missing arrays are `null`, empty fields or zero-l
 
 Parsing is done column-wise with Arrow compute kernels (strip the brackets, split on `,`, cast to
 float), about 150k rows/s for the four coefficient/error columns on one core, instead of the per-row
-Python loop of GaiaXPy.
+Python loop of GaiaXPy. A value that is not a number (`[1,abc,3]`) nulls only its own row and is
+reported with its row index and text; finding it is vectorised too (`unparsable`: a regular-expression
+pass, then Arrow's cast bisecting the flat element array), ~0.2 s for a 16,384-row chunk with one bad
+cell. Scalar columns of text files go through `parse_scalar_strings` the same way.
 """
 
 from __future__ import annotations
@@ -16,7 +19,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["lists_from_objects", "parse_array_strings", "to_list_array"]
+__all__ = [
+    "lists_from_objects",
+    "parse_array_strings",
+    "parse_scalar_strings",
+    "to_list_array",
+    "unparsable",
+]
 
 
 def _chunk(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -65,25 +74,112 @@ def parse_array_strings(
         return pc.cast(parts, pa.list_(value_type)), problems
     except pa.ArrowInvalid:
         pass
-    # Slow path (rare): archive CSV puts a space after each comma; otherwise find the bad rows.
+    # Archive CSV puts a space after each comma.
     parts = _trim_values(parts)
     try:
         return pc.cast(parts, pa.list_(value_type)), problems
     except pa.ArrowInvalid:
         pass
+    # Some element is not a number: find which, on the flat element array (never on slices of the
+    # list array: Arrow's list cast of a slice reads the child values beyond the slice), and null
+    # only the rows that hold one.
+    offsets = np.asarray(parts.offsets, dtype=np.int64)  # (N+1,) absolute positions in parts.values
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    values = parts.values.slice(lo, hi - lo)  # (total,) element strings
+    row_of = np.repeat(np.arange(n), np.diff(offsets))  # (total,) row of each element
+    valid = np.asarray(parts.is_valid(), dtype=bool)  # (N,)
+    bad_el = unparsable(values, value_type) & valid[row_of]
     bad = np.zeros(n, dtype=bool)
-    for i in range(n):
-        row = parts.slice(i, 1)
-        if row.null_count:
-            continue
-        try:
-            pc.cast(row, pa.list_(value_type))
-        except pa.ArrowInvalid as exc:
-            bad[i] = True
-            problems.append((i, f"not a list of numbers ({_short(str(exc))})"))
-    parts = pc.if_else(pa.array(bad), pa.scalar(None, parts.type), parts)
+    bad[row_of[bad_el]] = True
+    first_el = np.flatnonzero(bad_el)
+    rows, first = np.unique(row_of[first_el], return_index=True)
+    for i, k in zip(rows.tolist(), first_el[first].tolist(), strict=True):
+        text = _short(repr(values[k].as_py()), 60)
+        problems.append((i, f"not a list of numbers (element {k - (offsets[i] - lo)} is {text})"))
+    clean = pc.cast(pc.if_else(pa.array(bad_el), pa.scalar(None, values.type), values), value_type)
+    out = pa.ListArray.from_arrays(
+        pa.array(offsets - lo, type=pa.int32()), clean, mask=pa.array(bad | ~valid)
+    )
     problems.sort()
-    return pc.cast(parts, pa.list_(value_type)), problems
+    return out, problems
+
+
+def parse_scalar_strings(
+    arr: pa.Array | pa.ChunkedArray, value_type: pa.DataType
+) -> tuple[pa.Array, list[tuple[int, str]]]:
+    """Cast text values (N,) to `value_type` (number or bool); a value that cannot be read becomes null.
+
+    Returns the (N,) array and a list of (row index, problem text) for the values that could not be
+    read (null and missing values are not problems). One vectorised cast when every value reads;
+    otherwise the bad values are found without a per-row loop (`unparsable`).
+    """
+    arr = _chunk(arr)
+    if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
+        arr = pc.cast(arr, pa.string())
+    try:
+        return pc.cast(arr, value_type), []
+    except pa.ArrowInvalid:
+        pass
+    arr = pc.utf8_trim_whitespace(arr)
+    try:
+        return pc.cast(arr, value_type), []
+    except pa.ArrowInvalid:
+        pass
+    bad = unparsable(arr, value_type)
+    problems = [
+        (int(i), f"not a valid {value_type} value: {_short(repr(arr[int(i)].as_py()), 60)}")
+        for i in np.flatnonzero(bad)
+    ]
+    return pc.cast(pc.if_else(pa.array(bad), pa.scalar(None, arr.type), arr), value_type), problems
+
+
+# What Arrow's string casts accept, as regular expressions (case-insensitive): a pre-filter that
+# finds the bad values of a column in one vectorised pass. Arrow's cast stays the judge: values the
+# pattern lets through but the cast refuses (e.g. an int16 out of range) are found by bisection.
+_FLOAT_PATTERN = r"^[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?|nan|inf|infinity)$"
+_INT_PATTERN = r"^(?:[+-]?\d+|0x[0-9a-f]+)$"
+_BOOL_PATTERN = r"^(?:true|false|1|0)$"
+
+
+def _pattern(value_type: pa.DataType) -> str | None:
+    if pa.types.is_floating(value_type):
+        return _FLOAT_PATTERN
+    if pa.types.is_integer(value_type):
+        return _INT_PATTERN
+    if pa.types.is_boolean(value_type):
+        return _BOOL_PATTERN
+    return None
+
+
+def unparsable(strings: pa.Array, value_type: pa.DataType) -> np.ndarray:
+    """(M,) bool: the non-null strings that Arrow cannot cast to `value_type`.
+
+    Vectorised: a regular-expression pass marks what is surely not a number; then Arrow's own cast
+    checks the rest, bisecting (on slices of the flat string array) only where it fails, so one bad
+    value among M costs about 2 log2(M) casts instead of M.
+    """
+    m = len(strings)
+    bad = np.zeros(m, dtype=bool)
+    if m == 0:
+        return bad
+    pattern = _pattern(value_type)
+    if pattern is not None:
+        ok = pc.match_substring_regex(strings, pattern, ignore_case=True)
+        bad |= np.asarray(pc.fill_null(pc.invert(ok), False), dtype=bool)
+        if bad.any():
+            strings = pc.if_else(pa.array(bad), pa.scalar(None, strings.type), strings)
+    stack = [(0, m)]
+    while stack:
+        lo, hi = stack.pop()
+        try:
+            pc.cast(strings.slice(lo, hi - lo), value_type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            if hi - lo == 1:
+                bad[lo] = True
+            else:
+                mid = (lo + hi) // 2
+                stack += [(mid, hi), (lo, mid)]
+    return bad
 
 
 def _trim_values(parts: pa.ListArray) -> pa.ListArray:

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from xpengine.io._source import OutputTarget
 from xpengine.io.schema import (
     GAIA_SOURCE_BY_NAME,
+    READ_PROBLEM,
     XP_BY_NAME,
     XP_COLUMNS,
     ColumnSpec,
@@ -212,15 +213,17 @@ def write_bulk_gaia_source(
 ) -> None:
     """Write a gaia_source table in the Gaia bulk layout (gzip when the name ends with `.gz`).
 
-    Every column of `table` is written, in its order; known gaia_source columns (REFERENCE §2) get
-    their Gaia dtype, unit and description; others keep their Arrow type (numbers, bool, strings,
-    lists of numbers) and the `unit` / `description` / `ucd` of their field metadata (as set by
-    `read_table`).
+    Every column of `table` is written, in its order, except the reader's `read_problem`; known
+    gaia_source columns (REFERENCE §2) get their Gaia dtype, unit and description; others keep their
+    Arrow type (numbers, bool, strings, lists of numbers) and the `unit` / `description` / `ucd` of
+    their field metadata (as set by `read_table`).
     """
     if "source_id" not in table.column_names:
         raise ValueError(f"table lacks source_id; got {table.column_names}")
     specs: list[ColumnSpec] = []
     for field in table.schema:
+        if field.name == READ_PROBLEM:
+            continue
         known = GAIA_SOURCE_BY_NAME.get(field.name) or XP_BY_NAME.get(field.name)
         if known is not None:
             specs.append(known)

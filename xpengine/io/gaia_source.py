@@ -1,5 +1,13 @@
 """Reader for `gaiadr3.gaia_source` rows (bulk `GaiaSource_*.csv.gz`, archive ECSV/CSV, VOTable, FITS,
-Parquet), returning the columns the engine needs (REFERENCE §2) with their Gaia dtypes."""
+Parquet), returning the columns the engine needs (REFERENCE §2) with their Gaia dtypes, then a
+`read_problem` string column (null when the row is fine).
+
+A value that cannot be read (`abc` in a float column of a text file) becomes null and is reported in
+`read_problem` with its column and data row (the file is named in the warning logged once per file);
+the row is kept and the other rows are unaffected. `join_sources` carries these reports into the
+joined table's `read_problem`, which sets the READ_PROBLEM flag (`xpengine.features.build_tokens`).
+Only an unreadable `source_id` fails the whole file: such a row cannot be matched to anything.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +20,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from xpengine.io._arrays import parse_scalar_strings
 from xpengine.io.errors import GaiaFileError
 from xpengine.io.formats import open_table_reader
-from xpengine.io.schema import GAIA_SOURCE_BY_NAME, GAIA_SOURCE_COLUMNS, GAIA_SOURCE_REQUIRED
+from xpengine.io.schema import (
+    GAIA_SOURCE_BY_NAME,
+    GAIA_SOURCE_COLUMNS,
+    GAIA_SOURCE_REQUIRED,
+    META_SOURCE,
+    READ_PROBLEM,
+)
 
 __all__ = ["iter_gaia_source", "read_gaia_source"]
 
@@ -40,7 +55,7 @@ def iter_gaia_source(
     batch_rows: int = DEFAULT_BATCH_ROWS,
     storage_options: dict[str, Any] | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Stream gaia_source rows as record batches.
+    """Stream gaia_source rows as record batches: the columns asked for, then `read_problem` (string).
 
     Parameters
     ----------
@@ -51,9 +66,12 @@ def iter_gaia_source(
         `parallax_error`, `phot_g_mean_mag`) and any other column named in `columns` must exist.
     batch_rows : rows per batch for FITS/VOTable/Parquet; text files are batched by blocks (~16 MB).
 
+    Unreadable values (text files) become null, reported per row in `read_problem` (module docstring).
+
     Raises
     ------
-    GaiaFileError : missing columns (all named), unreadable values, or any whole-file problem.
+    GaiaFileError : missing columns (all named), an unreadable or null `source_id`, or any whole-file
+        problem.
     """
     names, required = _plan(columns)
     reader = open_table_reader(source, storage_options)
@@ -72,17 +90,30 @@ def iter_gaia_source(
         t = spec.type if spec is not None else reader.declared_type(n)
         if t is not None:
             types[n] = t
+    # Text files: numbers and booleans (source_id aside) arrive as text and are cast here, so that one
+    # unreadable value costs its row a read problem instead of failing the whole file.
+    targets = {
+        n: t for n, t in types.items() if reader.text_arrays and n != "source_id" and _readable_type(t)
+    }
+    read_types = {n: (pa.string() if n in targets else t) for n, t in types.items()}
     absent = [n for n in names if n not in in_file]
     if absent:
         logger.debug("%s: optional gaia_source columns absent, returned as null: %s", url, absent)
-    for row0, raw in reader.iter_batches(read_cols, types, batch_rows):
+    n_problem_rows = 0
+    examples: list[str] = []
+    for row0, raw in reader.iter_batches(read_cols, read_types, batch_rows):
         arrays = []
         fields = []
+        problems: dict[int, list[str]] = {}
         for n in names:
             spec = GAIA_SOURCE_BY_NAME.get(n)
             if n in in_file:
                 arr = raw.column(n)
-                if spec is not None and arr.type != spec.type:
+                if n in targets:
+                    arr, bad = parse_scalar_strings(arr, targets[n])
+                    for i, msg in bad:
+                        problems.setdefault(i, []).append(f"{n}: {msg}")
+                elif spec is not None and arr.type != spec.type:
                     try:
                         arr = pc.cast(arr, spec.type)
                     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -102,7 +133,28 @@ def iter_gaia_source(
         if sid.null_count:
             first = int(np.flatnonzero(np.asarray(sid.is_null()))[0])
             raise GaiaFileError(url, "source_id is null", row=row0 + first + 1, column="source_id")
-        yield pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
+        texts = np.full(raw.num_rows, None, dtype=object)
+        for i, msgs in problems.items():
+            texts[i] = "; ".join(msgs) + f" (data row {row0 + i + 1})"
+        arrays.append(pa.array(texts, type=pa.string()))
+        fields.append(pa.field(READ_PROBLEM, pa.string()))
+        if problems:
+            n_problem_rows += len(problems)
+            examples += [t for t in texts if t is not None][: 3 - len(examples)]
+        yield pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields, metadata={META_SOURCE: url}))
+    if n_problem_rows:
+        logger.warning(
+            "%s: %d row(s) with unreadable gaia_source values, kept with those values null; column %r "
+            "says which, e.g. %s",
+            url,
+            n_problem_rows,
+            READ_PROBLEM,
+            " | ".join(examples),
+        )
+
+
+def _readable_type(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
 
 
 def read_gaia_source(
@@ -115,10 +167,9 @@ def read_gaia_source(
     batches = list(iter_gaia_source(source, columns=columns, storage_options=storage_options))
     if not batches:
         names, _ = _plan(columns)
-        return pa.table(
-            {
-                n: pa.array([], type=GAIA_SOURCE_BY_NAME[n].type if n in GAIA_SOURCE_BY_NAME else pa.null())
-                for n in names
-            }
-        )
+        empty = {
+            n: pa.array([], type=GAIA_SOURCE_BY_NAME[n].type if n in GAIA_SOURCE_BY_NAME else pa.null())
+            for n in names
+        }
+        return pa.table({**empty, READ_PROBLEM: pa.array([], type=pa.string())})
     return pa.Table.from_batches(batches)

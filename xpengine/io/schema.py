@@ -16,8 +16,12 @@ import pyarrow as pa
 
 __all__ = [
     "BANDS",
+    "DR3_N_COEFFICIENTS",
     "GAIA_SOURCE_COLUMNS",
     "GAIA_SOURCE_REQUIRED",
+    "MAX_ABS_XP_COEFFICIENT",
+    "META_N_COEFFICIENTS",
+    "META_SOURCE",
     "READ_PROBLEM",
     "XP_COLUMNS",
     "ColumnSpec",
@@ -30,6 +34,28 @@ __all__ = [
 BANDS: tuple[str, str] = ("bp", "rp")
 READ_PROBLEM = "read_problem"
 """Name of the string column that reports row-level read problems (null when the row is fine)."""
+
+DR3_N_COEFFICIENTS: int = 55
+"""Coefficients per band in Gaia DR3 (`X_n_parameters`); Gaia DR4 will have 51 for BP."""
+
+META_SOURCE = b"xpengine.source"
+"""Schema-metadata key of the reader's output: the file (URL) the rows come from."""
+META_N_COEFFICIENTS = b"xpengine.n_coefficients"
+"""Schema-metadata key of the XP reader's output: JSON `{"bp": [55], "rp": [55]}`, the distinct numbers
+of coefficients per source of each band (missing bands not counted)."""
+
+MAX_ABS_XP_COEFFICIENT: float = 1e12
+"""Largest |value| [e⁻/s] believed in `X_coefficients` and `X_coefficient_errors`; a row with a larger,
+non-finite (NaN, ±inf) or, for errors, negative value has a corrupt band, read as missing.
+
+XP coefficients scale with the source's flux. In the real Gaia DR3 rows at hand (tests/data/gaia_xp and
+../shared/data/gaia_dr3_samples: G 5.3 to 17.6) the largest |coefficient| is 9.2e6 e⁻/s, for 18 Sco
+(G = 5.33, f_G = 1.4e8 e⁻/s), i.e. 0.07 f_G; the bundled simulated sky stays below 0.15 f_G. Even a
+G = 0 source would have f_G = 10^(25.687/2.5) = 1.9e10 e⁻/s, and DR3 has no XP spectrum that bright,
+so 1e12 is 50 times above anything physical and 1e5 times above the largest value seen, while far
+below the values that break the maths (1e308 overflows float32 after normalisation, and any huge
+value leaks into every token through the BP+RP projection).
+"""
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 
 from xpengine.io.errors import GaiaFileError
 from xpengine.io.formats import open_table_reader
+from xpengine.io.schema import READ_PROBLEM
 
 __all__ = ["EBV_COLUMNS", "TMASS_COLUMNS", "join_sources", "read_table"]
 
@@ -103,8 +104,11 @@ def join_sources(
 
     Returns
     -------
-    N rows: the XP columns, then the gaia_source columns (less `source_id`), then the 2MASS and
-    E(B−V) columns; null where a source is absent from a right-hand table.
+    N rows: the XP columns, then the gaia_source columns (less `source_id` and `read_problem`), then
+    the 2MASS and E(B−V) columns; null where a source is absent from a right-hand table. The
+    gaia_source row's `read_problem` (as `read_gaia_source` writes it) is appended to the XP row's,
+    prefixed `gaia_source `, so that `read_problem` holds every row-level read problem of the source
+    (added as the last column when the XP table has none). The XP table's schema metadata is kept.
 
     Raises
     ------
@@ -115,7 +119,8 @@ def join_sources(
     out = xp
     right_tables: list[tuple[str, pa.Table, list[str]]] = []
     if gaia is not None:
-        right_tables.append(("gaia_source", gaia, [c for c in gaia.column_names if c != "source_id"]))
+        cols = [c for c in gaia.column_names if c not in ("source_id", READ_PROBLEM)]
+        right_tables.append(("gaia_source", gaia, cols))
     if tmass is not None:
         lack = [c for c in TMASS_COLUMNS if c not in tmass.column_names]
         if lack:
@@ -133,6 +138,8 @@ def join_sources(
             raise ValueError(f"{what} columns {clash} are already in the joined table")
         idx = _left_indices(left_ids, right, what)
         taken = right.select(cols).take(idx)
+        if what == "gaia_source" and READ_PROBLEM in right.column_names:
+            out = _merge_read_problems(out, right.column(READ_PROBLEM).take(idx), "gaia_source ")
         for name in cols:
             col = taken.column(name)
             if what != "gaia_source" and (pa.types.is_integer(col.type) or pa.types.is_null(col.type)):
@@ -141,3 +148,23 @@ def join_sources(
         n_found = len(idx) - idx.null_count
         logger.debug("join %s: %d of %d XP sources matched", what, n_found, len(idx))
     return out
+
+
+def _merge_read_problems(table: pa.Table, extra: pa.Array | pa.ChunkedArray, prefix: str) -> pa.Table:
+    """`table` with the non-null texts of `extra` (N,) appended to its `read_problem` column ("; ")."""
+    extra = _plain(pc.cast(extra, pa.string()))
+    if extra.null_count == len(extra):
+        if READ_PROBLEM in table.column_names:
+            return table
+        return table.append_column(READ_PROBLEM, pa.nulls(table.num_rows, pa.string()))
+    extra = pc.binary_join_element_wise(prefix, extra, "")  # null stays null
+    if READ_PROBLEM not in table.column_names:
+        return table.append_column(READ_PROBLEM, extra)
+    own = _plain(pc.cast(table.column(READ_PROBLEM), pa.string()))
+    both = pc.binary_join_element_wise(own, extra, "; ")  # null where either is null
+    merged = pc.if_else(pc.is_null(own), extra, pc.if_else(pc.is_null(extra), own, both))
+    return table.set_column(table.schema.get_field_index(READ_PROBLEM), READ_PROBLEM, merged)
+
+
+def _plain(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr

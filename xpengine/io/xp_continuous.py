@@ -5,12 +5,22 @@ FITS / VOTable, Parquet); see `xpengine.io.formats`. The output always has the G
 dtypes of REFERENCE §1, in Gaia order, followed by a `read_problem` string column.
 
 Missing data: a band that is missing (e.g. source 5405570973190252288 has no BP) is null in every one
-of its columns. A row whose array is malformed or has the wrong length is kept: that band becomes null
-and `read_problem` says what went wrong and in which column.
+of its columns. A row whose array is malformed or has the wrong length, or whose coefficients or
+coefficient errors hold a NaN, ±inf, negative error or a value beyond `MAX_ABS_XP_COEFFICIENT`, is kept:
+that band becomes null and `read_problem` says what went wrong, in which column and data row (the file
+is named in the warning logged once per file). A value of another column that cannot be read (e.g.
+`bp_chi_squared` = `abc`) becomes null and is reported the same way, the band untouched, unless the
+band depends on it (`X_n_parameters`, `X_n_relevant_bases`: the band becomes null).
+
+Coefficient counts: every yielded batch (and `read_xp_continuous`'s table) carries schema metadata
+`xpengine.source` (the file) and `xpengine.n_coefficients` (JSON, e.g. `{"bp": [55], "rp": [55]}`: the
+distinct coefficient counts of each band, 55 in Gaia DR3, 51 for BP in DR4), so that a model trained
+on another release can refuse the data (`xpengine.features.build_tokens`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -20,11 +30,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from xpengine.io._arrays import parse_array_strings, to_list_array
+from xpengine.io._arrays import parse_array_strings, parse_scalar_strings, to_list_array
 from xpengine.io.errors import GaiaFileError
 from xpengine.io.formats import open_table_reader
 from xpengine.io.schema import (
     BANDS,
+    DR3_N_COEFFICIENTS,
+    MAX_ABS_XP_COEFFICIENT,
+    META_N_COEFFICIENTS,
+    META_SOURCE,
     READ_PROBLEM,
     XP_BY_NAME,
     XP_COLUMNS,
@@ -35,6 +49,7 @@ from xpengine.io.schema import (
 __all__ = [
     "DEFAULT_BATCH_ROWS",
     "DEFAULT_BATCH_ROWS_CORRELATIONS",
+    "coefficient_counts",
     "covariance_from_correlations",
     "iter_xp_continuous",
     "list_column_to_numpy",
@@ -90,13 +105,15 @@ def iter_xp_continuous(
     Yields
     ------
     RecordBatch with the schema `xp_schema(...)`: `source_id` int64, counts int16,
-    `X_coefficients` list<float64>, `X_coefficient_errors` list<float32>, ...
+    `X_coefficients` list<float64>, `X_coefficient_errors` list<float32>, ..., `read_problem`; schema
+    metadata `xpengine.source` and `xpengine.n_coefficients` (module docstring).
 
     Raises
     ------
     GaiaFileError : unknown format, empty file, truncated/corrupt gzip, missing required column
         (`source_id`, `X_coefficients`, `X_coefficient_errors`, and the correlations when asked),
-        unparsable scalar value, null source_id.
+        unreadable or null source_id, a binary column of an unusable type. Other unreadable values
+        are row problems (`read_problem`), never errors.
     """
     out_cols = _output_columns(columns, with_correlations)
     want_corr = [c for c in out_cols if c.endswith("_coefficient_correlations")]
@@ -125,11 +142,22 @@ def iter_xp_continuous(
     absent = [c for c in out_cols if c not in in_file]
     if absent:
         logger.debug("%s: columns absent from the file, returned as null: %s", url, absent)
-    types = {c: (pa.string() if XP_BY_NAME[c].is_array else XP_BY_NAME[c].type) for c in read_cols}
+    # Text files: every column but source_id arrives as text and is cast here, so that one unreadable
+    # value costs its row a read problem instead of failing the whole file.
+    types = {
+        c: (
+            pa.string()
+            if XP_BY_NAME[c].is_array or (reader.text_arrays and c != "source_id")
+            else XP_BY_NAME[c].type
+        )
+        for c in read_cols
+    }
 
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
     n_problem_rows = 0
+    examples: list[str] = []
+    counts: dict[str, set[int]] = {b: set() for b in BANDS}
     kwargs: dict[str, Any] = {}
     unread_corr = [
         c for c in reader.columns if c.endswith("_coefficient_correlations") and c not in read_cols
@@ -140,24 +168,55 @@ def iter_xp_continuous(
         kwargs["skip_quoted"] = unread_corr
     for row0, raw in reader.iter_batches(read_cols, types, batch_rows, **kwargs):
         batch = _normalise(raw, row0, url, out_cols, schema)
-        n_problem_rows += batch.num_rows - batch.column(READ_PROBLEM).null_count
+        texts = batch.column(READ_PROBLEM)
+        n_problem_rows += batch.num_rows - texts.null_count
+        if len(examples) < 3 and texts.null_count < batch.num_rows:
+            examples += pc.drop_null(texts).slice(0, 3 - len(examples)).to_pylist()
         pending.append(batch)
         pending_rows += batch.num_rows
         while pending_rows >= batch_rows:
             merged = pa.Table.from_batches(pending, schema=schema).combine_chunks()
             head, rest = merged.slice(0, batch_rows), merged.slice(batch_rows)
-            yield from head.to_batches()
+            for out in head.to_batches():
+                yield _tag(out, url, counts)
             pending = rest.to_batches()
             pending_rows = rest.num_rows
     if pending_rows:
-        yield from pa.Table.from_batches(pending, schema=schema).combine_chunks().to_batches()
+        for out in pa.Table.from_batches(pending, schema=schema).combine_chunks().to_batches():
+            yield _tag(out, url, counts)
     if n_problem_rows:
         logger.warning(
-            "%s: %d row(s) with unreadable arrays kept with the band set to null; see column %r",
+            "%s: %d row(s) with read problems, kept (unreadable values null, a corrupt band null); "
+            "column %r says which, e.g. %s",
             url,
             n_problem_rows,
             READ_PROBLEM,
+            " | ".join(examples),
         )
+    other = {b: sorted(c) for b, c in counts.items() if c and c != {DR3_N_COEFFICIENTS}}
+    if other:
+        logger.info("%s: coefficient counts %s differ from Gaia DR3's %d", url, other, DR3_N_COEFFICIENTS)
+
+
+def coefficient_counts(table: pa.Table | pa.RecordBatch) -> dict[str, list[int]]:
+    """Distinct numbers of coefficients per source of each band present (`{"bp": [55], "rp": [55]}`
+    in Gaia DR3; 51 for BP in DR4); missing bands do not count. Bands without a column are left out."""
+    out: dict[str, list[int]] = {}
+    for band in BANDS:
+        name = f"{band}_coefficients"
+        if name in table.schema.names:
+            lengths = pc.list_value_length(table.column(name))
+            out[band] = sorted(int(v) for v in pc.unique(pc.drop_null(lengths)).to_pylist() if v)
+    return out
+
+
+def _tag(batch: pa.RecordBatch, url: str, seen: dict[str, set[int]]) -> pa.RecordBatch:
+    """The batch with its file and coefficient counts in the schema metadata (module docstring)."""
+    counts = coefficient_counts(batch)
+    for band, values in counts.items():
+        seen[band].update(values)
+    meta = {META_SOURCE: url.encode(), META_N_COEFFICIENTS: json.dumps(counts).encode()}
+    return batch.replace_schema_metadata(meta)
 
 
 def read_xp_continuous(
@@ -177,7 +236,10 @@ def read_xp_continuous(
             storage_options=storage_options,
         )
     )
-    return pa.Table.from_batches(batches, schema=xp_schema(out_cols))
+    table = pa.Table.from_batches(batches, schema=xp_schema(out_cols))
+    url = batches[0].schema.metadata[META_SOURCE] if batches else os.fspath(source).encode()
+    meta = {META_SOURCE: url, META_N_COEFFICIENTS: json.dumps(coefficient_counts(table)).encode()}
+    return table.replace_schema_metadata(meta)
 
 
 def _check_lengths(
@@ -196,6 +258,50 @@ def _null_where(arr: pa.Array, mask: np.ndarray) -> pa.Array:
     return pc.if_else(pa.array(mask), pa.scalar(None, arr.type), arr)
 
 
+_BAND_NEEDS = (
+    "coefficients",
+    "coefficient_errors",
+    "coefficient_correlations",
+    "n_parameters",
+    "n_relevant_bases",
+)
+"""Columns a band's tokens depend on: a value there that cannot be read makes the band null in that row.
+A bad value in any other column (chi_squared, standard_deviation, ...) nulls that value only."""
+
+
+def _corrupt_values(
+    name: str, arr: pa.Array, active: np.ndarray, problems: dict[int, list[str]], *, errors: bool
+) -> np.ndarray:
+    """(N,) bool: active rows of a list column holding a NaN, ±inf, |value| > MAX_ABS_XP_COEFFICIENT
+    or (errors=True) a negative value; each is reported with the first offending value and index."""
+    n = len(arr)
+    offsets = np.asarray(arr.offsets, dtype=np.int64)  # (N+1,) absolute positions in arr.values
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    values = arr.values.slice(lo, hi - lo).to_numpy(zero_copy_only=False)  # (total,), null -> NaN
+    row_of = np.repeat(np.arange(n), np.diff(offsets))  # (total,)
+    with np.errstate(invalid="ignore"):
+        bad_el = ~(np.abs(values) <= MAX_ABS_XP_COEFFICIENT)  # NaN and ±inf compare False
+        if errors:
+            bad_el |= values < 0
+    bad_el &= active[row_of]
+    bad = np.zeros(n, dtype=bool)
+    if not bad_el.any():
+        return bad
+    bad[row_of[bad_el]] = True
+    first_el = np.flatnonzero(bad_el)
+    rows, first = np.unique(row_of[first_el], return_index=True)
+    for i, k in zip(rows.tolist(), first_el[first].tolist(), strict=True):
+        v = float(values[k])
+        if not np.isfinite(v):
+            why = "is not finite"
+        elif v < 0 and errors:
+            why = "is a negative error"
+        else:
+            why = f"is beyond ±{MAX_ABS_XP_COEFFICIENT:.0e} e-/s (no Gaia XP coefficient comes near)"
+        problems.setdefault(i, []).append(f"{name}: value {v!r} at index {k - (offsets[i] - lo)} {why}")
+    return bad
+
+
 def _normalise(
     raw: pa.RecordBatch, row0: int, url: str, out_cols: list[str], schema: pa.Schema
 ) -> pa.RecordBatch:
@@ -204,20 +310,24 @@ def _normalise(
     names = raw.schema.names
     cols: dict[str, pa.Array] = {}
     problems: dict[int, list[str]] = {}
+    unreadable: dict[str, np.ndarray] = {}  # column -> (N,) bool, rows whose value could not be read
+
+    def report(name: str, bad: list[tuple[int, str]]) -> None:
+        mask = np.zeros(n, dtype=bool)
+        for i, msg in bad:
+            problems.setdefault(i, []).append(f"{name}: {msg}")
+            mask[i] = True
+        unreadable[name] = mask
 
     for name in names:
         spec = XP_BY_NAME[name]
         arr = raw.column(name)
+        text = pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
         if spec.is_array:
             vtype = spec.type.value_type
-            if (
-                pa.types.is_string(arr.type)
-                or pa.types.is_large_string(arr.type)
-                or pa.types.is_null(arr.type)
-            ):
+            if text or pa.types.is_null(arr.type):
                 arr, bad = parse_array_strings(arr, vtype)
-                for i, msg in bad:
-                    problems.setdefault(i, []).append(f"{name}: {msg}")
+                report(name, bad)
             else:
                 try:
                     arr = to_list_array(arr, vtype)
@@ -227,14 +337,16 @@ def _normalise(
                         f"array column has type {arr.type}, expected a list of numbers: {exc}",
                         column=name,
                     ) from exc
-        else:
-            if arr.type != spec.type:
-                try:
-                    arr = pc.cast(arr, spec.type)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                    raise GaiaFileError(
-                        url, f"values of type {arr.type} cannot be read as {spec.type}: {exc}", column=name
-                    ) from exc
+        elif text and name != "source_id":
+            arr, bad = parse_scalar_strings(arr, spec.type)
+            report(name, bad)
+        elif arr.type != spec.type:
+            try:
+                arr = pc.cast(arr, spec.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise GaiaFileError(
+                    url, f"values of type {arr.type} cannot be read as {spec.type}: {exc}", column=name
+                ) from exc
         cols[name] = arr
 
     sid = cols["source_id"]
@@ -249,18 +361,19 @@ def _normalise(
         npar = cols.get(f"{band}_n_parameters")
         n_coef = np.asarray(pc.fill_null(pc.list_value_length(coef), -1), dtype=np.int64)
         has_coef = n_coef >= 0
+        # Rows where a value the band depends on could not be read (reported already).
+        bad_band = np.zeros(n, dtype=bool)
+        for key in _BAND_NEEDS:
+            if f"{band}_{key}" in unreadable:
+                bad_band |= unreadable[f"{band}_{key}"]
         if npar is not None:
             expected = np.asarray(pc.fill_null(pc.cast(npar, pa.int64()), -1), dtype=np.int64)
             expected = np.where(expected >= 0, expected, n_coef)  # no n_parameters: trust the data
         else:
             expected = n_coef
-        bad_band = _check_lengths(f"{band}_coefficients", n_coef, expected, has_coef, problems)
+        bad_band |= _check_lengths(f"{band}_coefficients", n_coef, expected, has_coef, problems)
         n_err = np.asarray(pc.fill_null(pc.list_value_length(errs), -1), dtype=np.int64)
-        no_err = has_coef & (n_err < 0)
-        for i in np.flatnonzero(no_err):  # unparsable errors are already reported as such
-            if any(m.startswith(f"{band}_coefficient_errors:") for m in problems.get(int(i), [])):
-                no_err[i] = False
-                bad_band[i] = True
+        no_err = has_coef & (n_err < 0) & ~bad_band
         for i in np.flatnonzero(no_err):
             problems.setdefault(int(i), []).append(
                 f"{band}_coefficient_errors: missing while {band}_coefficients has values"
@@ -271,10 +384,13 @@ def _normalise(
             n_corr = np.asarray(pc.fill_null(pc.list_value_length(corr), -1), dtype=np.int64)
             want = expected * (expected - 1) // 2
             bad_band |= _check_lengths(f"{band}_coefficient_correlations", n_corr, want, has_coef, problems)
-        # Rows with a problem already reported in this band's columns (parse errors) count as bad.
-        for i, msgs in problems.items():
-            if any(m.startswith(f"{band}_") for m in msgs):
-                bad_band[i] = True
+        # NaN, ±inf or absurd values: the band cannot be used for this row (see MAX_ABS_XP_COEFFICIENT).
+        bad_band |= _corrupt_values(
+            f"{band}_coefficients", coef, has_coef & ~bad_band, problems, errors=False
+        )
+        bad_band |= _corrupt_values(
+            f"{band}_coefficient_errors", errs, has_coef & ~bad_band, problems, errors=True
+        )
         missing = ~has_coef | bad_band
         if missing.any():
             for name in _band_cols(band):
