@@ -236,6 +236,9 @@ def _init_ray(cfg: InferenceConfig) -> None:
     from ray._private import ray_constants
 
     ray_constants.ENABLE_RAY_CLUSTER = False  # read at node start: the node IP becomes loopback
+    from xpengine.pipeline._reaper import start_reaper
+
+    start_reaper(os.getpid())  # stops the cluster if this driver is killed before it can
     # address="local": a new cluster even when a stale `ray start` address file exists
     ray.init(
         address="local",
