@@ -106,3 +106,34 @@ def test_catalogue_is_readable_by_common_tools(ray_local, tmp_path, sky_dir, tin
     assert 0 < n <= len(df)
     t = Table.read(path)
     assert len(t) == len(df) and "age_error" in t.colnames
+
+
+def test_a_partition_with_another_partitions_sources_is_caught(ray_local, tmp_path, sky_dir, tiny_sky_model):
+    """A bulk file whose rows belong to another partition's HEALPix range (a mis-assembled download):
+    its sources are flagged OUTSIDE_PARTITION_RANGE, and where the right partition has them too, the
+    misplaced copies leave the catalogue for _rejected/; every source is in the catalogue once."""
+    inp = tmp_path / "in"
+    _copy_sky(sky_dir, inp, parts=PARTS[:1])
+    for kind in ("XpContinuousMeanSpectrum", "GaiaSource"):  # the same rows under another range
+        shutil.copy(os.path.join(sky_dir, f"{kind}_{PARTS[0]}.csv.gz"), inp / f"{kind}_003112-006223.csv.gz")
+    out = tmp_path / "catalog"
+    s = run_inference(
+        InferenceConfig(input=[str(inp)], model=tiny_sky_model, output=str(out), checksum=False)
+    )
+    assert s.ok and s.duplicates["sources"] == 1000
+    assert s.duplicates["moved_to_rejected"] == {"003112-006223": 1000}
+    ids = _input_ids(inp / f"XpContinuousMeanSpectrum_{PARTS[0]}.csv.gz")
+    cat = pq.read_table(out, columns=["source_id"]).column("source_id").to_numpy()
+    assert np.array_equal(np.sort(cat), np.sort(ids))
+    rejected = pq.read_table(out / "_rejected" / "003112-006223.parquet")
+    assert rejected.num_rows == 1000
+    flags = rejected.column("flags").to_numpy()
+    assert (flags & int(SourceFlag.OUTSIDE_PARTITION_RANGE)).all() and (
+        flags & int(SourceFlag.DUPLICATE_SOURCE)
+    ).all()
+    assert set(rejected.column("reason").to_pylist()) == {
+        f"duplicate: source_id also in partition {PARTS[0]}"
+    }
+    record = json.loads((out / "_manifest" / "003112-006223.json").read_text())
+    assert record["output_rows"] == 0 and record["rejected_rows"] == 1000
+    assert record["problems"]["outside_partition_range"] == 1000
