@@ -15,7 +15,7 @@ Join them on `source_id`, e.g. `SELECT c.age, t.age_gyr FROM catalog c JOIN trut
 
 Catalogue locations: a directory, one `.parquet` file, or a glob (`out/*_0[0-4]*.parquet`) on the
 local disk; or a URL (`s3://bucket/run1`, `gs://...`, anything fsspec knows). Local files are read by
-DuckDB's own Parquet reader. A URL is opened with pyarrow (`xpengine.pipeline.writer.filesystem_for`:
+DuckDB's own Parquet reader. A URL is opened with pyarrow (`xpengine.io.filesystems.arrow_filesystem`:
 S3 credentials and endpoint from the standard AWS environment variables) and handed to DuckDB as a
 `pyarrow.dataset`, whose scans DuckDB still narrows by column and filter: DuckDB's own `httpfs`
 extension is not used because it must be downloaded at run time, which offline clusters cannot do.
@@ -192,7 +192,7 @@ def _format_of(name: str) -> str | None:
 
 
 def _visible(name: str) -> bool:
-    # `_manifest`, `_SUMMARY.json` and the writer's `.<name>.tmp-*` files are not data
+    # `_manifest`, `_tmp`, `_rejected`, `_SUMMARY.json`, `_JOB.json`, `_LOCK.json`: not data
     return not (name.startswith("_") or name.startswith("."))
 
 
@@ -243,10 +243,10 @@ def _single_format(files: list[str], what: str, formats: tuple[str, ...]) -> str
 def _locate_url(url: str, what: str, formats: tuple[str, ...]) -> _TableFiles:
     import pyarrow.fs as pafs
 
-    from xpengine.pipeline.writer import filesystem_for
+    from xpengine.io.filesystems import arrow_filesystem
 
     try:
-        fs, root = filesystem_for(url.rstrip("/"))
+        fs, root = arrow_filesystem(url.rstrip("/"))
         info = fs.get_file_info(root)
     except Exception as exc:  # network, credentials, unknown scheme
         raise QueryError(f"{what}: cannot open {url!r}: {exc}") from exc

@@ -231,11 +231,8 @@ def read_md5sums(
 def md5_of(source: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> str:
     """MD5 hex digest of a file's bytes (streamed in 8 MiB chunks)."""
 
-    h = hashlib.md5(usedforsecurity=False)
     with open_url(source, "rb", storage_options) as f:
-        while chunk := f.read(8 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
 
 
 def verify_md5sums(

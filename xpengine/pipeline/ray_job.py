@@ -29,13 +29,13 @@ import pyarrow as pa
 
 from xpengine.catalog.schema import catalog_schema
 from xpengine.features.flags import SourceFlag
+from xpengine.io.partitions import md5_of
 from xpengine.pipeline.config import InferenceConfig
 from xpengine.pipeline.stages import (
     ERROR_MARKER_ROWS,
     CatalogPredictor,
     PartitionTask,
     featurize_partition,
-    file_md5,
 )
 from xpengine.pipeline.writer import CatalogWriter, PartitionRecord
 
@@ -198,8 +198,9 @@ def _file_fingerprint(url: str | None) -> dict[str, Any] | None:
 
 def _model_vocabulary_json(model: str) -> str:
     from xpengine.inference.predictor import resolve_model_path
+    from xpengine.model.checkpoint import VOCABULARY_FILE
 
-    with open(os.path.join(resolve_model_path(model), "vocabulary.json")) as f:
+    with open(os.path.join(resolve_model_path(model), VOCABULARY_FILE)) as f:
         return f.read()
 
 
@@ -207,9 +208,10 @@ def _model_provenance(model: str) -> dict[str, Any]:
     import hashlib
 
     from xpengine.inference.predictor import resolve_model_path
+    from xpengine.model.checkpoint import WEIGHTS_FILE
 
     d = resolve_model_path(model)
-    with open(os.path.join(d, "model.safetensors"), "rb") as f:
+    with open(os.path.join(d, WEIGHTS_FILE), "rb") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()
     return {"model": model, "model_dir": os.path.basename(os.path.normpath(d)), "model_sha256": digest}
 
@@ -566,9 +568,9 @@ def _finish_partition(writer, task, parts, cfg, provenance, identity, summary, w
     dup[1:] = sid[1:] == sid[:-1]
     inputs = _input_fingerprints(task)
     if cfg.checksum:
-        inputs["xp_md5"] = file_md5(task.xp)
+        inputs["xp_md5"] = md5_of(task.xp)
         if task.gaia:
-            inputs["gaia_source_md5"] = file_md5(task.gaia)
+            inputs["gaia_source_md5"] = md5_of(task.gaia)
     schema = catalog_schema(cfg.labels, metadata={"provenance": {**provenance, "inputs": inputs}})
     table = _rows_table(schema, {k: v[~dup] for k, v in cols.items()}, sid[~dup])
     rejected = None

@@ -13,7 +13,6 @@ catalogue columns with flags.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import traceback
@@ -63,17 +62,6 @@ class PartitionTask:
             gaia=str(row["gaia"]) or None,
             hpx8_range=None if lo < 0 else (lo, hi),
         )
-
-
-def file_md5(url: str) -> str:
-    """md5 of a file's bytes (streamed), the checksum Gaia publishes in `_MD5SUM.txt`."""
-    from xpengine.io.filesystems import open_url
-
-    h = hashlib.md5()
-    with open_url(url, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _read_side_table(url: str | None, hpx8_range: tuple[int, int] | None):

@@ -47,7 +47,6 @@ __all__ = [
     "OutputLockedError",
     "OutputNotWritableError",
     "PartitionRecord",
-    "filesystem_for",
 ]
 
 log = logging.getLogger(__name__)
@@ -65,13 +64,6 @@ class OutputLockedError(RuntimeError):
 
 class OutputNotWritableError(RuntimeError):
     """The output location cannot be written."""
-
-
-def filesystem_for(url: str) -> tuple[Any, str]:
-    """(pyarrow FileSystem, path) for a local path or URL (see `xpengine.io.filesystems`)."""
-    from xpengine.io.filesystems import arrow_filesystem
-
-    return arrow_filesystem(url)
 
 
 def _utc(t: float | None = None) -> str:
@@ -101,7 +93,9 @@ class CatalogWriter:
 
     def __init__(self, output: str) -> None:
         self.output = output.rstrip("/")
-        self.fs, self.root = filesystem_for(self.output)
+        from xpengine.io.filesystems import arrow_filesystem
+
+        self.fs, self.root = arrow_filesystem(self.output)
         self._lock_token: str | None = None
         self._lock_info: dict[str, Any] = {}
 
