@@ -67,20 +67,29 @@ def main(argv: list[str] | None = None) -> int:
     from xpengine.pipeline.writer import OutputLockedError, OutputNotWritableError
 
     overrides = {k: v for k, v in vars(args).items() if k != "config"}
+    # configuration, model, input and output problems end in one line and exit 2; a failure inside
+    # the running job keeps its traceback
     try:
         cfg = load_inference_config(args.config, overrides)
         summary = run_inference(cfg)
-    except (JobError, OutputLockedError, OutputNotWritableError, ValueError, FileNotFoundError) as exc:
-        # configuration, model, input and output problems: one line, no traceback
-        one_line = "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
-        print(f"infer_gaia: error: {one_line}", file=sys.stderr)
-        return 2
+    except (JobError, OutputLockedError, OutputNotWritableError) as exc:
+        return _fail(exc)
+    except (ValueError, FileNotFoundError) as exc:
+        if "cfg" in locals():
+            raise
+        return _fail(exc)
     print(f"catalogue: {summary.output}")
     print(
         f"{len(summary.partitions_done)} partition(s) written, {len(summary.partitions_skipped)} skipped, "
         f"{len(summary.partitions_failed)} failed; {summary.sources_written} sources in {summary.wall_time_s:.1f} s"
     )
     return 0 if summary.ok else 1
+
+
+def _fail(exc: Exception) -> int:
+    one_line = "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    print(f"infer_gaia: error: {one_line}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -137,3 +137,64 @@ def test_a_partition_with_another_partitions_sources_is_caught(ray_local, tmp_pa
     record = json.loads((out / "_manifest" / "003112-006223.json").read_text())
     assert record["output_rows"] == 0 and record["rejected_rows"] == 1000
     assert record["problems"]["outside_partition_range"] == 1000
+
+
+def test_gpu_configuration_runs_on_a_declared_gpu(ray_local, tmp_path, sky_dir, tiny_sky_model):
+    """The job's GPU configuration (configs/infer/gpu.yaml) on a local cluster that declares one GPU,
+    the model on the CPU: read and predict run as separate Ray operators, the actor pool follows the
+    GPU count, the catalogue equals the CPU path's, and the driver never holds more than a few
+    partitions' rows (six partitions here, three of them copies under other HEALPix ranges)."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    all_parts = ("000000-003111", "245760-248871", "688128-691239")
+    inp = tmp_path / "in"
+    _copy_sky(sky_dir, inp, parts=all_parts)
+    for p, copy in zip(all_parts, ("003112-006223", "248872-251983", "691240-694351"), strict=True):
+        for kind in ("XpContinuousMeanSpectrum", "GaiaSource"):
+            shutil.copy(inp / f"{kind}_{p}.csv.gz", inp / f"{kind}_{copy}.csv.gz")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    gpu_cfg = yaml.safe_load(open(os.path.join(repo, "configs", "infer", "gpu.yaml")))
+    gpu_cfg.update(
+        model=tiny_sky_model, num_gpus=1, num_cpus=4, device="cpu", dtype="float32", chunk_rows=250,
+        checksum=False, labels=["teff", "logg", "m_h", "mass", "age"],
+    )  # fmt: skip
+    cfg_path = tmp_path / "gpu.yaml"
+    cfg_path.write_text(yaml.safe_dump(gpu_cfg))
+    out_gpu = tmp_path / "gpu_catalog"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    r = subprocess.run(
+        [sys.executable, os.path.join(repo, "jobs", "infer_gaia.py"), "--config", str(cfg_path),
+         "--input", str(inp), "--output", str(out_gpu)],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    s = json.loads((out_gpu / "_SUMMARY.json").read_text())
+    assert s["predictor"] == {"actors": 1, "gpus_per_actor": 1.0, "cpus_per_actor": 2.0}
+    ops = s["ray_operators"]
+    assert "MapBatches(featurize_partition)" in ops and "MapBatches(CatalogPredictor)" in ops, ops
+    assert not [o for o in ops if "->" in o and "CatalogPredictor" in o], ops
+    assert s["sources_written"] == 6000 and s["duplicates"]["sources"] == 3000  # the copies set aside
+    assert 0 < s["peak_buffered_rows"] <= 3000, s["peak_buffered_rows"]
+
+    # the CPU path on the same stars gives the same catalogue
+    cpu_in = tmp_path / "cpu_in"
+    _copy_sky(sky_dir, cpu_in, parts=all_parts)
+    out_cpu = tmp_path / "cpu_catalog"
+    c = run_inference(
+        InferenceConfig(input=[str(cpu_in)], model=tiny_sky_model, output=str(out_cpu), checksum=False)
+    )
+    assert c.ok and c.ray_operators == [
+        "FromItems",
+        "MapBatches(featurize_partition)->MapBatches(CatalogPredictor)",
+    ]
+    cols = ["source_id", "teff", "logg", "m_h", "mass", "age", "teff_error", "distance_pc", "flags"]
+    for p in all_parts:
+        g = pq.read_table(out_gpu / f"{p}.parquet", columns=cols).to_pandas()
+        k = pq.read_table(out_cpu / f"{p}.parquet", columns=cols).to_pandas()
+        assert (g["source_id"].to_numpy() == k["source_id"].to_numpy()).all()
+        assert (g["flags"].to_numpy() == k["flags"].to_numpy()).all()
+        for col in cols[1:-1]:
+            np.testing.assert_allclose(g[col], k[col], rtol=1e-5, equal_nan=True, err_msg=f"{p} {col}")

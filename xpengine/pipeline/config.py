@@ -38,7 +38,7 @@ class InferenceConfig:
     )
     overwrite: bool = False
     # resources
-    actors: int = 1
+    actors: int | None = None  # None: one per GPU of the cluster (GPU actors), else 1
     gpus_per_actor: float | None = None  # None = 1 when the cluster has GPUs, else 0
     cpus_per_actor: float = 1.0
     torch_threads: int | None = None  # None = torch default (all cores of the node)
@@ -47,6 +47,8 @@ class InferenceConfig:
     chunk_rows: int = 16384
     dtype: str = "float32"  # or "bfloat16"
     num_cpus: int | None = None  # for a local cluster the job starts itself
+    num_gpus: int | None = None  # GPUs a local cluster declares (None: Ray detects them)
+    device: str | None = None  # the actors' torch device; None: cuda for GPU actors, else cpu
     address: str | None = None  # Ray cluster address; None = RAY_ADDRESS or a new local cluster
     # catalogue quality flags
     giant_logg_max: float = 3.5
@@ -67,7 +69,7 @@ class InferenceConfig:
         unknown = [lab for lab in self.labels if lab not in LABELS]
         if unknown:
             problems.append(f"labels: unknown {unknown}, valid: {sorted(LABELS)}")
-        if self.actors < 1:
+        if self.actors is not None and self.actors < 1:
             problems.append(f"actors: must be ≥ 1, got {self.actors}")
         if self.batch_size < 1:
             problems.append(f"batch_size: must be ≥ 1, got {self.batch_size}")

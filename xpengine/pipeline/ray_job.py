@@ -54,6 +54,9 @@ class JobSummary:
     sources_written: int = 0
     rows_rejected: int = 0  # duplicated rows inside partitions, set aside in _rejected/
     duplicates: dict[str, Any] = field(default_factory=dict)  # across partitions (see resolve_...)
+    peak_buffered_rows: int = 0  # most catalogue rows the driver held at once (memory)
+    ray_operators: list[str] = field(default_factory=list)  # Ray Data's physical operators
+    predictor: dict[str, Any] = field(default_factory=dict)  # actors and their resources
     wall_time_s: float = 0.0
 
     @property
@@ -245,30 +248,38 @@ def _init_ray(cfg: InferenceConfig) -> None:
     ray.init(
         address="local",
         num_cpus=cfg.num_cpus,
+        num_gpus=cfg.num_gpus,
         include_dashboard=False,
         log_to_driver=True,
         _node_ip_address="127.0.0.1",
     )
 
 
-def _resources(cfg: InferenceConfig) -> tuple[float, float]:
+def _resources(cfg: InferenceConfig) -> tuple[int, float, float]:
+    """(actors, GPUs per actor, CPUs per actor) for this cluster. GPU actors: one per GPU unless
+    `actors` is given. CPU actors: the pool is shrunk so that one reader always has a CPU (a pool
+    that takes every CPU deadlocks the read tasks)."""
     import ray
 
+    resources = ray.cluster_resources()
     gpus = cfg.gpus_per_actor
     if gpus is None:
-        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+        gpus = 1.0 if resources.get("GPU", 0) >= 1 else 0.0
+    actors = cfg.actors
+    if actors is None:
+        actors = max(1, int(resources.get("GPU", 0) // gpus)) if gpus > 0 else 1
     cpus = cfg.cpus_per_actor
-    total_cpus = ray.cluster_resources().get("CPU", 1)
-    if gpus == 0 and cfg.actors * cpus + cfg.read_cpus > total_cpus:
-        # a CPU actor pool that takes every CPU deadlocks the read tasks: leave room for one reader
-        cpus = max(0.25, (total_cpus - cfg.read_cpus) / cfg.actors)
-        log.info(
-            "CPU actor pool: %d actor(s) with %.2f CPU each, leaving %.2f for reads",
-            cfg.actors,
-            cpus,
-            cfg.read_cpus,
-        )
-    return gpus, cpus
+    total_cpus = resources.get("CPU", 1)
+    if gpus == 0 and actors * cpus + cfg.read_cpus > total_cpus:
+        cpus = max(0.25, (total_cpus - cfg.read_cpus) / actors)
+    log.info(
+        "predictor pool: %d actor(s), %.2f GPU and %.2f CPU each, %.2f CPU per read task",
+        actors,
+        gpus,
+        cpus,
+        cfg.read_cpus,
+    )
+    return actors, gpus, cpus
 
 
 def _schema_fingerprint(labels: list[str]) -> str:
@@ -412,7 +423,7 @@ def _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, t0
     _init_ray(cfg)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the job's own progress line says what is done (see Progress)
-    gpus, cpus = _resources(cfg)
+    actors, gpus, cpus = _resources(cfg)
     torch_threads = cfg.torch_threads
     if torch_threads is None and gpus == 0:
         # Ray pins a 1-CPU actor's torch to one thread; on a CPU node the read stage is fused into the
@@ -432,19 +443,20 @@ def _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, t0
             "ebv": cfg.ebv,
         },
     )
-    # batch_size=None: each feature chunk is one model batch (the predictor splits it into
-    # `batch_size` rows itself). A row-count batch size here would make Ray bundle several
-    # one-row partition blocks into one task, so no partition would finish before the others.
+    # CPU: batch_size=None, each feature chunk is one model batch (the predictor splits it into
+    # `batch_size` rows itself); a row-count batch size on the fused read+predict operator would make
+    # Ray bundle several one-row partition blocks into one task, so no partition would finish before
+    # the others. GPU actors (a separate operator) take batches of `batch_size` rows, as Ray requires.
     ds = ds.map_batches(
         CatalogPredictor,
-        batch_size=None,
-        concurrency=cfg.actors,
+        batch_size=cfg.batch_size if gpus > 0 else None,
+        concurrency=actors,
         num_gpus=gpus,
         num_cpus=cpus,
         fn_constructor_kwargs={
             "model": cfg.model,
             "labels": cfg.labels,
-            "device": "cuda" if gpus > 0 else "cpu",
+            "device": cfg.device or ("cuda" if gpus > 0 else "cpu"),
             "dtype": cfg.dtype,
             "batch_size": cfg.batch_size,
             "inputs": cfg.inputs,
@@ -463,6 +475,7 @@ def _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, t0
     received: dict[str, int] = defaultdict(int)
     expected: dict[str, int] = {}
     started: dict[str, float] = {}
+    buffered = 0  # catalogue rows held by the driver for partitions not complete yet
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
         for name in np.unique(batch["partition"]):
             sel = batch["partition"] == name
@@ -472,7 +485,8 @@ def _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, t0
             if marker.any():
                 msg = str(part["read_error"][marker][0])
                 _record_failure(writer, by_name[name], msg, summary, received.get(name, 0), identity)
-                buffers.pop(name, None)
+                if buffers.pop(name, None) is not None:
+                    buffered -= received[name]
                 expected[name] = -1
                 progress.partition_finished(name, 0, failed=True)
                 continue
@@ -480,11 +494,14 @@ def _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, t0
                 continue  # rows of a partition that already failed
             buffers[name].append(part)
             received[name] += int(sel.sum())
+            buffered += int(sel.sum())
+            summary.peak_buffered_rows = max(summary.peak_buffered_rows, buffered)
             progress.rows(int(sel.sum()))
             totals = part["partition_rows"][part["partition_rows"] >= 0]
             if totals.size:
                 expected[name] = int(totals[0])
             if name in expected and received[name] == expected[name]:
+                buffered -= received[name]
                 n = _finish_partition(
                     writer,
                     by_name[name],
@@ -513,6 +530,17 @@ def _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, t0
             identity,
         )
     progress.close()
+    summary.ray_operators = _operator_names(ds)
+    summary.predictor = {"actors": actors, "gpus_per_actor": gpus, "cpus_per_actor": cpus}
+
+
+def _operator_names(ds) -> list[str]:
+    """The physical operators Ray ran (`A->B` when it fused two stages into one), from its stats."""
+    try:
+        text = ds.stats()
+    except Exception:  # stats are diagnostics only
+        return []
+    return sorted(set(re.findall(r"^Operator \d+ (.+?):", text, flags=re.M)))
 
 
 def _rows_table(schema: pa.Schema, cols: dict[str, np.ndarray], sid: np.ndarray) -> pa.Table:
