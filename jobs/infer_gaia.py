@@ -19,78 +19,9 @@ token by default) is left as the user has it. One job at a time per output (a lo
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
 
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="YAML config (configs/infer/*.yaml)")
-    p.add_argument(
-        "--input", nargs="+", help="XpContinuousMeanSpectrum partitions: directories, globs or URLs"
-    )
-    p.add_argument("--gaia-source", nargs="+", help="GaiaSource partitions (paired by partition suffix)")
-    p.add_argument(
-        "--tmass", help="2MASS table (source_id, j_m, j_msigcom, h_m, h_msigcom, ks_m, ks_msigcom)"
-    )
-    p.add_argument("--ebv", help="E(B-V) table (source_id, ebv, ebv_error)")
-    p.add_argument("--model", help="checkpoint directory or bundled model name (default synthetic-sky)")
-    p.add_argument("--output", help="output directory or URL (default ./xpengine-catalog)")
-    p.add_argument("--labels", nargs="+", help="labels to predict (default teff logg m_h mass age)")
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        default=None,
-        help="redo partitions already done, and replace an output made with another model or labels",
-    )
-    p.add_argument("--actors", type=int, help="predictor actors")
-    p.add_argument(
-        "--gpus-per-actor", type=float, help="GPUs per predictor actor (default 1 when the cluster has GPUs)"
-    )
-    p.add_argument(
-        "--cpus-per-actor", type=float, help="CPUs per predictor actor (shrunk to leave one for reads)"
-    )
-    p.add_argument("--batch-size", type=int, help="stars per model batch")
-    p.add_argument("--num-cpus", type=int, help="CPUs of a local cluster started by the job")
-    p.add_argument("--address", help="Ray cluster address (default RAY_ADDRESS or a new local cluster)")
-    p.add_argument(
-        "--dtype",
-        choices=["float32", "bfloat16"],
-        help="model arithmetic (bfloat16 on GPUs and CPUs that have it)",
-    )
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    from xpengine.pipeline.config import load_inference_config
-    from xpengine.pipeline.ray_job import JobError, run_inference
-    from xpengine.pipeline.writer import OutputLockedError, OutputNotWritableError
-
-    overrides = {k: v for k, v in vars(args).items() if k != "config"}
-    # configuration, model, input and output problems end in one line and exit 2; a failure inside
-    # the running job keeps its traceback
-    try:
-        cfg = load_inference_config(args.config, overrides)
-        summary = run_inference(cfg)
-    except (JobError, OutputLockedError, OutputNotWritableError) as exc:
-        return _fail(exc)
-    except (ValueError, FileNotFoundError) as exc:
-        if "cfg" in locals():
-            raise
-        return _fail(exc)
-    print(f"catalogue: {summary.output}")
-    print(
-        f"{len(summary.partitions_done)} partition(s) written, {len(summary.partitions_skipped)} skipped, "
-        f"{len(summary.partitions_failed)} failed; {summary.sources_written} sources in {summary.wall_time_s:.1f} s"
-    )
-    return 0 if summary.ok else 1
-
-
-def _fail(exc: Exception) -> int:
-    one_line = "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
-    print(f"infer_gaia: error: {one_line}", file=sys.stderr)
-    return 2
-
+from xpengine.pipeline.cli import job_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(job_main())

@@ -191,17 +191,18 @@ def test_progress_line_and_bar():
         (["--config", "/no/such.yaml"], "No such file"),
     ],
 )
-def test_job_errors_are_one_line(tmp_path, args, message):
+@pytest.mark.parametrize("entry", ["job", "xpengine infer"])
+def test_job_errors_are_one_line(tmp_path, args, message, entry):
+    cmd = [sys.executable, str(REPO / "jobs" / "infer_gaia.py")]
+    prefix = "infer_gaia: error:"
+    if entry != "job":
+        cmd, prefix = [sys.executable, "-m", "xpengine.cli", "infer"], "xpengine infer: error:"
     r = subprocess.run(
-        [sys.executable, str(REPO / "jobs" / "infer_gaia.py"), *args, "--output", str(tmp_path / "o")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
+        [*cmd, *args, "--output", str(tmp_path / "o")], capture_output=True, text=True, timeout=120, cwd=REPO
     )
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert r.stderr.startswith("infer_gaia: error:") and message in r.stderr
+    assert r.stderr.startswith(prefix) and message in r.stderr
 
 
 def test_job_help_keeps_its_example_lines_and_documents_every_flag():
@@ -251,3 +252,19 @@ def test_job_refuses_an_unwritable_output_before_computing(tmp_path):
             run_inference(InferenceConfig(input=[str(GAIA_XP / STAR)], output=str(out)))
     finally:
         _undo_read_only(out)
+
+
+def test_xpengine_infer_runs_the_job_on_a_single_file(tmp_path):
+    """`xpengine infer --input FILE --output DIR`: the same job as jobs/infer_gaia.py, on one archive file."""
+    import pyarrow.parquet as pq
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    r = subprocess.run(
+        [sys.executable, "-m", "xpengine.cli", "infer", "--input", str(GAIA_XP / "XP_CONTINUOUS_RAW.csv"),
+         "--output", str(tmp_path / "cat"), "--labels", "teff", "logg", "--num-cpus", "2"],
+        capture_output=True, text=True, timeout=300, cwd=REPO, env=env,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    t = pq.read_table(tmp_path / "cat" / "XP_CONTINUOUS_RAW.parquet")
+    assert sorted(t.column("source_id").to_pylist()) == [5762406957886626816, 5853498713190525696]
+    assert json.loads((tmp_path / "cat" / "_JOB.json").read_text())["labels"] == ["teff", "logg"]

@@ -20,6 +20,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "xpengine.evaluate.cli",
     "xpengine.simulate.cli",
     "xpengine.inference.tasks.cli",
+    "xpengine.pipeline.cli",
 )
 
 

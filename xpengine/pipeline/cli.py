@@ -1,0 +1,130 @@
+r"""The catalogue job's command line, shared by `python jobs/infer_gaia.py` (the Ray job entry point,
+for `ray job submit`) and `xpengine infer` (the same job for a user who does not think in Ray jobs).
+
+Both take the same options and run `xpengine.pipeline.ray_job.run_inference`; configuration, model,
+input and output problems end in one line (`<prog>: error: ...`, exit 2), a failed partition in exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+__all__ = ["JOB_DESCRIPTION", "add_job_arguments", "job_main", "register", "run_job"]
+
+JOB_DESCRIPTION = r"""Gaia XP → mass / age / Teff / logg / [M/H] catalogue, as a Ray job.
+
+Local run on the embedded default data and model (starts its own Ray cluster):
+
+    python jobs/infer_gaia.py
+
+On a running cluster (local: `ray start --head --dashboard-host 127.0.0.1`):
+
+    RAY_AUTH_MODE=token ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
+        python jobs/infer_gaia.py --input /data/xp_continuous_mean_spectrum --gaia-source /data/gaia_source \
+        --output /data/catalogue
+
+Inputs and outputs may be fsspec/pyarrow URLs (s3://bucket/prefix with credentials from the standard AWS
+environment variables, AWS_ENDPOINT_URL for S3-compatible stores). The job exits non-zero when a
+partition failed; re-running resumes (finished partitions are skipped unless --overwrite). A local
+cluster started by the job listens on 127.0.0.1 only; Ray's authentication setting (RAY_AUTH_MODE,
+token by default) is left as the user has it. One job at a time per output (a lock in OUTPUT/_LOCK.json).
+"""
+
+
+def add_job_arguments(p: argparse.ArgumentParser) -> None:
+    """The job's options (each overrides the same key of the --config YAML)."""
+    p.add_argument("--config", help="YAML config (configs/infer/*.yaml)")
+    p.add_argument(
+        "--input", nargs="+", help="XpContinuousMeanSpectrum partitions: directories, globs or URLs"
+    )
+    p.add_argument("--gaia-source", nargs="+", help="GaiaSource partitions (paired by partition suffix)")
+    p.add_argument(
+        "--tmass", help="2MASS table (source_id, j_m, j_msigcom, h_m, h_msigcom, ks_m, ks_msigcom)"
+    )
+    p.add_argument("--ebv", help="E(B-V) table (source_id, ebv, ebv_error)")
+    p.add_argument("--model", help="checkpoint directory or bundled model name (default synthetic-sky)")
+    p.add_argument("--output", help="output directory or URL (default ./xpengine-catalog)")
+    p.add_argument("--labels", nargs="+", help="labels to predict (default teff logg m_h mass age)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        default=None,
+        help="redo partitions already done, and replace an output made with another model or labels",
+    )
+    p.add_argument("--actors", type=int, help="predictor actors")
+    p.add_argument(
+        "--gpus-per-actor", type=float, help="GPUs per predictor actor (default 1 when the cluster has GPUs)"
+    )
+    p.add_argument(
+        "--cpus-per-actor", type=float, help="CPUs per predictor actor (shrunk to leave one for reads)"
+    )
+    p.add_argument("--batch-size", type=int, help="stars per model batch")
+    p.add_argument("--num-cpus", type=int, help="CPUs of a local cluster started by the job")
+    p.add_argument("--address", help="Ray cluster address (default RAY_ADDRESS or a new local cluster)")
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16"],
+        help="model arithmetic (bfloat16 on GPUs and CPUs that have it)",
+    )
+
+
+def run_job(args: argparse.Namespace, prog: str = "infer_gaia") -> int:
+    """Run the job for parsed options; returns the exit code."""
+    from xpengine.pipeline.config import load_inference_config
+    from xpengine.pipeline.ray_job import JobError, run_inference
+    from xpengine.pipeline.writer import OutputLockedError, OutputNotWritableError
+
+    keys = {a.dest for a in _job_parser()._actions} - {"help", "config"}
+    overrides = {k: v for k, v in vars(args).items() if k in keys}
+    # configuration, model, input and output problems end in one line and exit 2; a failure inside
+    # the running job keeps its traceback
+    try:
+        cfg = load_inference_config(args.config, overrides)
+        summary = run_inference(cfg)
+    except (JobError, OutputLockedError, OutputNotWritableError) as exc:
+        return _fail(prog, exc)
+    except (ValueError, FileNotFoundError) as exc:
+        if "cfg" in locals():
+            raise
+        return _fail(prog, exc)
+    print(f"catalogue: {summary.output}")
+    print(
+        f"{len(summary.partitions_done)} partition(s) written, {len(summary.partitions_skipped)} skipped, "
+        f"{len(summary.partitions_failed)} failed; {summary.sources_written} sources in {summary.wall_time_s:.1f} s"
+    )
+    return 0 if summary.ok else 1
+
+
+def _fail(prog: str, exc: Exception) -> int:
+    one_line = "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    print(f"{prog}: error: {one_line}", file=sys.stderr)
+    return 2
+
+
+def _job_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog, description=JOB_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_job_arguments(p)
+    return p
+
+
+def job_main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """`python jobs/infer_gaia.py [options]`."""
+    args = _job_parser(prog).parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run_job(args, prog="infer_gaia")
+
+
+def register(sub) -> None:
+    """`xpengine infer`: the catalogue job on this machine (a local Ray cluster) or a given cluster."""
+    p = sub.add_parser(
+        "infer",
+        help="predict labels for XP partitions or files into a Parquet catalogue (the catalogue job)",
+        description=JOB_DESCRIPTION.replace("python jobs/infer_gaia.py", "xpengine infer"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_job_arguments(p)
+    p.set_defaults(func=lambda args: run_job(args, prog="xpengine infer"))
