@@ -5,13 +5,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 
 import numpy as np
 import pytest
 import torch
 
 from xpengine.features.vocabulary import paper_vocabulary
-from xpengine.model.checkpoint import TrainState, load_checkpoint, load_train_state, save_checkpoint
+from xpengine.model.checkpoint import (
+    LearnedTokens,
+    TrainState,
+    describe_tokens,
+    load_checkpoint,
+    load_train_state,
+    read_checkpoint_metadata,
+    save_checkpoint,
+)
 from xpengine.model.standardize import Standardization
 from xpengine.model.transformer import PRESETS, XPTransformer
 
@@ -162,3 +171,52 @@ def test_missing_safetensors_is_a_clear_error_only_when_saving_or_loading(tmp_pa
         save_checkpoint(tmp_path / "ck", model, vocabulary=VOCAB, standardization=_std())
     with pytest.raises(ImportError, match="needs the `safetensors` package"):
         load_checkpoint(tmp_path)
+
+
+def test_learned_tokens_round_trip_in_vocabulary_order(tmp_path, caplog):
+    learned = LearnedTokens(outputs=("m_h", "teff"), inputs=("teff", "bp0", "bp1", "rp2", "bprp"))
+    path = save_checkpoint(
+        tmp_path / "ck", _model(), vocabulary=VOCAB, standardization=_std(), learned=learned
+    )
+    config = json.loads((path / "config.json").read_text())
+    assert config["learned_outputs"] == ["teff", "m_h"]
+    assert config["learned_inputs"] == ["bp0", "bp1", "rp2", "bprp", "teff"]
+    with caplog.at_level(logging.WARNING, logger="xpengine.model.checkpoint"):
+        ck = load_checkpoint(path)
+        meta = read_checkpoint_metadata(path)
+    assert not caplog.records
+    assert (
+        ck.learned
+        == meta.learned
+        == LearnedTokens(outputs=("teff", "m_h"), inputs=("bp0", "bp1", "rp2", "bprp", "teff"))
+    )
+    assert ck.learned.recorded
+
+
+def test_checkpoint_without_learned_record_treats_whole_vocabulary_as_learned(tmp_path, caplog):
+    path = save_checkpoint(tmp_path / "old", _model(), vocabulary=VOCAB, standardization=_std())
+    assert "learned_outputs" not in json.loads((path / "config.json").read_text())
+    with caplog.at_level(logging.WARNING, logger="xpengine.model.checkpoint"):
+        ck = load_checkpoint(path)
+    assert ck.learned == LearnedTokens(tuple(VOCAB.names), tuple(VOCAB.names), recorded=False)
+    (msg,) = [r.getMessage() for r in caplog.records]
+    assert "does not record" in msg and "every token of its vocabulary" in msg and "treated as learned" in msg
+
+
+def test_learned_tokens_outside_the_vocabulary_are_refused(tmp_path):
+    bad = LearnedTokens(outputs=("teff", "radius"), inputs=("bp0",))
+    with pytest.raises(ValueError, match=r"learned_outputs names tokens \['radius'\]"):
+        save_checkpoint(tmp_path / "ck", _model(), vocabulary=VOCAB, standardization=_std(), learned=bad)
+    assert not (tmp_path / "ck").exists()
+    path = save_checkpoint(tmp_path / "ok", _model(), vocabulary=VOCAB, standardization=_std())
+    config = json.loads((path / "config.json").read_text())
+    config.update(learned_outputs=["teff"], learned_inputs=["bp0", "g_fakemag2"])
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"config.json: learned_inputs names tokens \['g_fakemag2'\]"):
+        load_checkpoint(path)
+
+
+def test_describe_tokens_writes_runs_as_ranges():
+    names = [f"bp{i}" for i in range(55)] + [f"rp{i}" for i in range(30)] + ["bprp", "teff", "rp40"]
+    assert describe_tokens(names) == "bp0..54, rp0..29, bprp, teff, rp40"
+    assert describe_tokens([]) == "none"

@@ -217,3 +217,50 @@ def test_predictor_applies_stored_calibration(tiny_sky_model, tmp_path):
     c2 = Predictor.load(d, device="cpu").predict(values, request=["ln_age"], inputs=["bprp", "jk"])
     np.testing.assert_allclose(c2["age_error"], np.sqrt((1.5 * r["age_error"]) ** 2 + 0.2**2), rtol=1e-5)
     np.testing.assert_allclose(c2["ln_age_error"], 0.5 * r["ln_age_error"], rtol=1e-5)
+
+
+def test_refuses_tokens_the_model_did_not_learn_to_predict(trained):
+    """The toy model was trained to predict six labels: XP coefficients and g_fakemag were never
+    requested in training, so every entry point refuses them, naming the token, the model and what
+    it learned."""
+    result, va = trained
+    p = Predictor.load(result.model_dir, device="cpu")
+    assert p.learned.outputs == ("teff", "logg", "m_h", "logebv", "mass", "ln_age")
+    learned = r"it learned to predict: teff, logg, m_h, logebv, mass, ln_age"
+    with pytest.raises(ValueError, match=r"model 'model' was not trained to predict \['bp0'\].*" + learned):
+        p.predict(va.values[:3], request=["teff", "bp0"])
+    with pytest.raises(ValueError, match=r"not trained to predict \['g_fakemag'\]"):
+        p.perceive({"bp0": va.values[:3, 0]}, request=["g_fakemag"])
+    with pytest.raises(ValueError, match=r"not trained to predict \['rp0', 'rp1'\]"):
+        Predictor.load(result.model_dir, device="cpu", request=["rp0..1", "teff"])
+    # the defaults are what it learned: its validation labels
+    assert p.default_request == ["teff", "logg", "m_h", "mass", "ln_age"]
+    assert set(p({"values": va.values[:3]})) >= {"teff", "age"}
+
+
+def test_inputs_the_model_never_read_are_left_out(trained, tmp_path, caplog):
+    """A context token without training values is left out, with one log line, and the predictions
+    are those made without it."""
+    import json
+    import logging
+    import shutil
+
+    result, va = trained
+    d = tmp_path / "no-jk"
+    shutil.copytree(result.model_dir, d)
+    config = json.loads((d / "config.json").read_text())
+    config["learned_inputs"] = [n for n in config["learned_inputs"] if n not in ("jk", "jh")]
+    (d / "config.json").write_text(json.dumps(config))
+    p = Predictor.load(d, device="cpu")
+    assert "jk" not in p.default_inputs and "bprp" in p.default_inputs
+    x = va.values[:20]
+    with caplog.at_level(logging.INFO, logger="xpengine.inference.predictor"):
+        got = p.predict(x, request=["teff"], inputs=["bp0..9", "jk", "jh"])
+        again = p.predict(x, request=["teff"], inputs=["bp0..9", "jk", "jh"])
+    ref = p.predict(x, request=["teff"], inputs=["bp0..9"])
+    np.testing.assert_array_equal(got["teff"], ref["teff"])
+    np.testing.assert_array_equal(again["teff"], ref["teff"])
+    dropped = [r.getMessage() for r in caplog.records if "never read" in r.getMessage()]
+    assert dropped == ["model 'no-jk' never read input tokens jh, jk in training: left out of its context"]
+    with pytest.raises(ValueError, match=r"none of the input tokens jk were read by model 'no-jk'"):
+        p.predict(x, request=["teff"], inputs=["jk"])

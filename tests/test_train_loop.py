@@ -266,3 +266,47 @@ def test_focus_contexts_through_the_loop_and_their_config_checks(toy10, tmp_path
             va,
             output_dir=tmp_path / "x",
         )
+
+
+def test_checkpoints_record_the_tokens_the_model_learned(toy3, tmp_path):
+    """Every checkpoint says which tokens had training values: requestable ones to predict, all of
+    them to read. Here the training split has no mass and no J−K at all."""
+    tr, va = _arrays(toy3)
+    vocab = tr.vocabulary
+    tr.values[:, vocab.index("mass")] = np.nan
+    tr.values[:, vocab.index("jk")] = np.nan
+    cfg = _config(toy3, epochs=2, checkpoint_every=1, keep_checkpoints=2, requestable=(*LABELS, "bp0"))
+    result = train(cfg, tr, va, output_dir=tmp_path / "run")
+    outputs = ["bp0", "teff", "logg", "m_h", "ln_age"]
+    inputs = [n for n in vocab.names if n not in ("mass", "jk")]
+    for d in [result.model_dir, *sorted((tmp_path / "run" / "checkpoints").glob("epoch_*"))]:
+        config = json.loads((d / "config.json").read_text())
+        assert config["learned_outputs"] == outputs, d
+        assert config["learned_inputs"] == inputs, d
+        assert "learned_outputs" in json.loads((d / "provenance.json").read_text())["learned_tokens"]["rule"]
+    ck = load_checkpoint(result.model_dir)
+    assert ck.learned.recorded and list(ck.learned.outputs) == outputs and list(ck.learned.inputs) == inputs
+
+
+def test_learned_tokens_follow_the_sampler():
+    """Requests come only from finite requestable tokens; contexts from any finite token, or with
+    focus_fraction 1 from the focus tokens (plus all tokens of stars that have none)."""
+    from xpengine.features.vocabulary import paper_vocabulary
+    from xpengine.train.loop import learned_tokens
+
+    # bp0 bp1 rp0 rp1 bprp jh jk teff logg m_h logebv g_fakemag mass ln_age
+    vocab = paper_vocabulary(n_bp=2, n_rp=2)
+    x = np.full((3, len(vocab)), np.nan)
+    x[0, vocab.indices(["bp0", "bp1", "rp0", "teff", "logebv"])] = 1.0
+    x[1, vocab.indices(["bp0", "rp1", "mass"])] = 1.0
+    x[2, vocab.indices(["jh", "logg"])] = 1.0  # no focus token
+    lt = learned_tokens(x, vocab, ["teff", "logg", "m_h", "mass", "ln_age"])
+    assert lt.outputs == ("teff", "logg", "mass")
+    assert lt.inputs == ("bp0", "bp1", "rp0", "rp1", "jh", "teff", "logg", "logebv", "mass")
+    focus = ["bp0", "bp1", "rp0", "rp1"]
+    lt1 = learned_tokens(x, vocab, ["teff", "logg"], focus=focus, focus_fraction=1.0)
+    assert lt1.outputs == ("teff", "logg")
+    assert lt1.inputs == ("bp0", "bp1", "rp0", "rp1", "jh", "logg")
+    assert learned_tokens(x, vocab, ["teff"], focus=focus, focus_fraction=0.8).inputs == lt.inputs
+    with pytest.raises(ValueError, match=r"values must be \(N, 14\)"):
+        learned_tokens(x[:, :3], vocab, ["teff"])

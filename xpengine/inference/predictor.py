@@ -18,6 +18,12 @@ Outputs, physical units (Leung & Bovy 2024; Zhang et al. 2026 §3.5): `<name>` =
 exp(μ) with σ_age = age·σ_ln_age (first-order, paper §3.5); for `logebv` also `ebv` [mag] likewise.
 Stars with no valid input token get NaN everywhere (never an error).
 
+A model answers only what it learned (the checkpoint's `learned_outputs` / `learned_inputs`,
+:class:`~xpengine.model.checkpoint.LearnedTokens`): requesting a token it was never trained to predict
+is a ValueError naming the token, the model and the tokens it did learn; input tokens it never read in
+training are left out of its context, with one log line. Checkpoints without that record treat their
+whole vocabulary as learned (with a warning when loaded).
+
 For Ray Data, the class is its own batch UDF: construct it with the model and the request, and pass
 the class to `map_batches` (see :meth:`Predictor.__call__` for the batch layout)::
 
@@ -37,15 +43,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from xpengine.model.checkpoint import Checkpoint, load_checkpoint
+from xpengine.model.checkpoint import Checkpoint, LearnedTokens, describe_tokens, load_checkpoint
 from xpengine.model.context import predict_standardized
 
-__all__ = ["DERIVED", "Predictor", "available_models", "resolve_model_path"]
+__all__ = ["DERIVED", "FALLBACK_INPUTS", "Predictor", "available_models", "resolve_model_path"]
 
 logger = logging.getLogger(__name__)
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-_FALLBACK_INPUTS = ("bp0..29", "rp0..29", "bprp", "jh", "jk")
+FALLBACK_INPUTS = ("bp0..29", "rp0..29", "bprp", "jh", "jk")
+"""Default context of a model whose training configuration names no `val_inputs`."""
 _FALLBACK_REQUEST = ("teff", "logg", "m_h", "mass", "ln_age")
 
 DERIVED: dict[str, str] = {"ln_age": "age", "logebv": "ebv"}
@@ -86,9 +93,11 @@ class Predictor:
 
     source: checkpoint directory or bundled model name. device: "auto" (CUDA when available), "cpu",
     "cuda", ...; dtype: "float32" or "bfloat16" (bf16 autocast, weights stay float32).
-    request: default tokens to predict (default: the labels teff, logg, m_h, mass, ln_age that the
-    vocabulary has). inputs: default context tokens, in the token-list syntax of the training
-    configuration (`bp0..29`, `kind:colour`, names); default: the model's validation inputs.
+    request: default tokens to predict (default: the model's validation labels, else teff, logg, m_h,
+    mass, ln_age, that it learned to predict); a token it did not learn is a ValueError. inputs: default
+    context tokens, in the token-list syntax of the training configuration (`bp0..29`,
+    `kind:colour`, names); default: the model's validation inputs. Either way, tokens the model never
+    read in training are left out (one log line).
     batch_size: stars per forward pass. calibrate: apply the checkpoint's `calibration.json` (σ
     calibration fitted on the validation split), when it has one.
     """
@@ -118,13 +127,19 @@ class Predictor:
         self.model = ckpt.model.to(self.device).eval()
         self.vocabulary = ckpt.vocabulary
         self.standardization = ckpt.standardization
+        self.learned: LearnedTokens = ckpt.learned or LearnedTokens.whole_vocabulary(ckpt.vocabulary)
+        self.model_name = ckpt.path.name
+        self._dropped_logged: set[tuple[str, ...]] = set()
         train_cfg = ckpt.train_config or {}
-        self.default_inputs: list[str] = self._expand(
-            inputs or train_cfg.get("val_inputs") or _FALLBACK_INPUTS
+        self.default_inputs: list[str] = self.select_inputs(
+            inputs or train_cfg.get("val_inputs") or FALLBACK_INPUTS
         )
         if request is None:
-            request = [n for n in _FALLBACK_REQUEST if n in self.vocabulary]
-        self.default_request: list[str] = self._expand(request)
+            # the labels the model was validated on (else the paper's five) that it learned
+            fallback = [n for n in _FALLBACK_REQUEST if n in self.vocabulary]
+            wanted = self._expand(train_cfg.get("val_labels") or fallback)
+            request = [n for n in wanted if n in self.learned.outputs]
+        self.default_request: list[str] = self.check_request(request)
         self._check_inputs(self.default_inputs)
         # σ calibration fitted on the validation split (`xpengine evaluate --store-calibration`):
         # σ ← sqrt((a σ)² + b²) per token, applied before the linear age / E(B−V) errors are derived.
@@ -165,6 +180,41 @@ class Predictor:
 
         return expand_tokens(list(spec), self.vocabulary)
 
+    def check_request(self, request: Sequence[str]) -> list[str]:
+        """The token names selected by `request` (token-list syntax); a ValueError naming them, the
+        model and the tokens it learned when any is a token the model was not trained to predict."""
+        names = self._expand(request)
+        learned = set(self.learned.outputs)
+        unlearned = [n for n in names if n not in learned]
+        if unlearned:
+            raise ValueError(
+                f"model {self.model_name!r} was not trained to predict {unlearned} (its training data had "
+                f"no values for them, or they were not requestable), so it cannot answer them; it learned "
+                f"to predict: {describe_tokens(self.learned.outputs)}"
+            )
+        return names
+
+    def select_inputs(self, inputs: Sequence[str]) -> list[str]:
+        """The context tokens selected by `inputs` (token-list syntax) less those the model never read
+        in training, which are left out with one log line (once per set left out)."""
+        names = self._expand(inputs)
+        learned = set(self.learned.inputs)
+        dropped = tuple(n for n in self.vocabulary.names if n in names and n not in learned)
+        if dropped and dropped not in self._dropped_logged:
+            self._dropped_logged.add(dropped)
+            logger.warning(
+                "model %r never read input tokens %s in training: left out of its context",
+                self.model_name,
+                describe_tokens(dropped),
+            )
+        kept = [n for n in names if n in learned]
+        if names and not kept:
+            raise ValueError(
+                f"none of the input tokens {describe_tokens(names)} were read by model "
+                f"{self.model_name!r} in training; it reads: {describe_tokens(self.learned.inputs)}"
+            )
+        return kept
+
     def _check_inputs(self, inputs: list[str]) -> None:
         limit = self.checkpoint.model_config.context_length
         if len(inputs) > limit:
@@ -186,7 +236,9 @@ class Predictor:
     ) -> dict[str, np.ndarray]:
         """Predict the `request` tokens of N stars.
 
-        values: (N, T) physical units in vocabulary order (:attr:`names`), NaN = missing. errors: (N, T)
+        request: tokens to predict (default: :attr:`default_request`); a ValueError when the model was
+        not trained to predict one of them. inputs: context tokens (default: :attr:`default_inputs`);
+        those the model never read in training are left out. values: (N, T) physical units in vocabulary order (:attr:`names`), NaN = missing. errors: (N, T)
         or None; accepted for symmetry with the training data but unused: the model of Leung & Bovy
         takes no input uncertainties (they enter only the training loss).
         Returns `{name, name_error, [age, age_error], [ebv, ebv_error]}` of (N,) float64 arrays.
@@ -199,8 +251,8 @@ class Predictor:
             )
         if errors is not None and np.shape(errors) != values.shape:
             raise ValueError(f"errors shape {np.shape(errors)} differs from values shape {values.shape}")
-        req = self.default_request if request is None else self._expand(request)
-        inp = self.default_inputs if inputs is None else self._expand(inputs)
+        req = self.default_request if request is None else self.check_request(request)
+        inp = self.default_inputs if inputs is None else self.select_inputs(inputs)
         self._check_inputs(inp)
         if not req:
             raise ValueError("nothing requested")

@@ -3,12 +3,19 @@
 Layout::
 
     <dir>/model.safetensors        weights (float32, or float16/bfloat16 to save space)
-    <dir>/config.json              {"model": ModelConfig, "train": training configuration}
+    <dir>/config.json              {"model": ModelConfig, "train": training configuration,
+                                    "learned_outputs": [...], "learned_inputs": [...]}
     <dir>/vocabulary.json          the token vocabulary (xpengine.features.vocabulary)
     <dir>/standardization.json     per-token centre and scale
     <dir>/provenance.json          data path + sha256 + row counts, git commit, versions, hardware, ...
     <dir>/train_state.safetensors  optional, for resuming: optimizer moments, RNG states (+ float32
     <dir>/train_state.json         weights when model.safetensors is reduced precision); scalars in JSON
+
+`learned_outputs` are the tokens the model was trained to predict (the requestable tokens that had
+finite values in its training data), `learned_inputs` the tokens it was trained to read (those with
+finite values, any of which could be drawn into a training context); see :class:`LearnedTokens`.
+Checkpoints written without them (before they were recorded) load with the whole vocabulary treated
+as learned, and a warning saying so.
 
 `safetensors` is needed only to save or load (a clear error says so when it is missing).
 Directories are written to a temporary sibling and renamed into place, so a crash never leaves a
@@ -20,6 +27,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,9 +42,13 @@ from xpengine.model.transformer import ModelConfig, XPTransformer
 
 __all__ = [
     "Checkpoint",
+    "CheckpointMetadata",
+    "LearnedTokens",
     "TrainState",
+    "describe_tokens",
     "load_checkpoint",
     "load_train_state",
+    "read_checkpoint_metadata",
     "save_checkpoint",
 ]
 
@@ -49,6 +62,8 @@ PROVENANCE_FILE = "provenance.json"
 STATE_TENSORS_FILE = "train_state.safetensors"
 STATE_JSON_FILE = "train_state.json"
 FORMAT_VERSION = "1"
+LEARNED_OUTPUTS_KEY = "learned_outputs"  # config.json entries, see LearnedTokens
+LEARNED_INPUTS_KEY = "learned_inputs"
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -64,9 +79,135 @@ def _safetensors_torch() -> Any:
     return safetensors.torch
 
 
+@dataclass(frozen=True)
+class LearnedTokens:
+    """The tokens a model was trained on, each tuple in vocabulary order.
+
+    outputs: the tokens it was trained to predict, the requestable tokens of its training
+    configuration that had finite values in its training data (a request is drawn only among a star's
+    finite requestable tokens, `xpengine.train.sampling`); a request for any other token gets an
+    untrained answer. inputs: the tokens it was trained to read, those with finite values in its
+    training data (any of them could be drawn into a context); a context token it never saw enters
+    through an untrained embedding. recorded: False when the checkpoint holds no record (older or
+    hand-made checkpoints): both tuples are then the whole vocabulary.
+    """
+
+    outputs: tuple[str, ...]
+    inputs: tuple[str, ...]
+    recorded: bool = True
+
+    @classmethod
+    def whole_vocabulary(cls, vocabulary: Vocabulary) -> LearnedTokens:
+        """No record: every token of `vocabulary` counts as learned (`recorded` False)."""
+        names = tuple(vocabulary.names)
+        return cls(outputs=names, inputs=names, recorded=False)
+
+    def to_config(self) -> dict[str, list[str]]:
+        """The entries :func:`save_checkpoint` writes into config.json."""
+        return {LEARNED_OUTPUTS_KEY: list(self.outputs), LEARNED_INPUTS_KEY: list(self.inputs)}
+
+
+_XP_NAME = re.compile(r"^(?P<prefix>[A-Za-z_]+?)(?P<i>\d+)$")
+
+
+def describe_tokens(names: Sequence[str]) -> str:
+    """Token names for messages, runs of numbered tokens as ranges: `bp0..54, rp0..54, jh, teff`."""
+    parts: list[str] = []
+    run: tuple[str, int, int] | None = None  # (prefix, first, last)
+    for name in names:
+        m = _XP_NAME.match(name)
+        if m and run and m["prefix"] == run[0] and int(m["i"]) == run[2] + 1:
+            run = (run[0], run[1], int(m["i"]))
+            continue
+        if run:
+            parts.append(_run_text(run))
+            run = None
+        if m:
+            run = (m["prefix"], int(m["i"]), int(m["i"]))
+        else:
+            parts.append(name)
+    if run:
+        parts.append(_run_text(run))
+    return ", ".join(parts) if parts else "none"
+
+
+def _run_text(run: tuple[str, int, int]) -> str:
+    prefix, lo, hi = run
+    return f"{prefix}{lo}" if lo == hi else f"{prefix}{lo}..{hi}"
+
+
+def _learned_from_config(config: dict[str, Any], vocabulary: Vocabulary, path: Path) -> LearnedTokens:
+    """The LearnedTokens recorded in a checkpoint's config.json; without a record, the whole
+    vocabulary with a warning."""
+    outputs, inputs = config.get(LEARNED_OUTPUTS_KEY), config.get(LEARNED_INPUTS_KEY)
+    if outputs is None or inputs is None:
+        logger.warning(
+            "checkpoint %s does not record the tokens it was trained to predict and read (%s / %s in "
+            "%s; written before xpengine recorded them): every token of its vocabulary %s is treated as "
+            "learned, so requests for a token it never learned are not refused",
+            path,
+            LEARNED_OUTPUTS_KEY,
+            LEARNED_INPUTS_KEY,
+            CONFIG_FILE,
+            vocabulary.name,
+        )
+        return LearnedTokens.whole_vocabulary(vocabulary)
+    return _learned_in_vocabulary(outputs, inputs, vocabulary, str(path / CONFIG_FILE))
+
+
+def _learned_in_vocabulary(
+    outputs: Sequence[str], inputs: Sequence[str], vocabulary: Vocabulary, where: str
+) -> LearnedTokens:
+    problems = []
+    for key, names in ((LEARNED_OUTPUTS_KEY, outputs), (LEARNED_INPUTS_KEY, inputs)):
+        if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+            problems.append(f"{key} must be a list of token names, got {names!r}")
+            continue
+        unknown = [n for n in names if n not in vocabulary]
+        if unknown:
+            problems.append(f"{key} names tokens {unknown} that vocabulary {vocabulary.name} lacks")
+    if problems:
+        raise ValueError(f"{where}: " + "; ".join(problems))
+    out, inp = set(outputs), set(inputs)
+    return LearnedTokens(
+        outputs=tuple(n for n in vocabulary.names if n in out),
+        inputs=tuple(n for n in vocabulary.names if n in inp),
+    )
+
+
+@dataclass(frozen=True)
+class CheckpointMetadata:
+    """What a checkpoint's JSON files say, without its weights: `train_config` (the training
+    configuration dict), `vocabulary` and `learned` (:class:`LearnedTokens`)."""
+
+    path: Path
+    train_config: dict[str, Any]
+    vocabulary: Vocabulary
+    learned: LearnedTokens
+
+
+def read_checkpoint_metadata(path: str | os.PathLike) -> CheckpointMetadata:
+    """The JSON side of the checkpoint directory `path` (no weights, no torch work): for planning a
+    job before any model is loaded. Warns, as :func:`load_checkpoint` does, when the learned tokens
+    are not recorded."""
+    path = Path(path)
+    missing = [f for f in (CONFIG_FILE, VOCABULARY_FILE) if not (path / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{path} is not an xpengine checkpoint: missing {missing}")
+    config = json.loads((path / CONFIG_FILE).read_text())
+    vocabulary = Vocabulary.from_dict(json.loads((path / VOCABULARY_FILE).read_text()))
+    return CheckpointMetadata(
+        path=path,
+        train_config=config.get("train", {}),
+        vocabulary=vocabulary,
+        learned=_learned_from_config(config, vocabulary, path),
+    )
+
+
 @dataclass
 class Checkpoint:
-    """A loaded checkpoint. `model` is in eval mode, float32, on the requested device."""
+    """A loaded checkpoint. `model` is in eval mode, float32, on the requested device. `learned`: the
+    tokens it was trained to predict and read (:class:`LearnedTokens`)."""
 
     path: Path
     model: XPTransformer
@@ -75,6 +216,11 @@ class Checkpoint:
     vocabulary: Vocabulary
     standardization: Standardization
     provenance: dict[str, Any]
+    learned: LearnedTokens | None = None
+
+    def __post_init__(self) -> None:
+        if self.learned is None:
+            self.learned = LearnedTokens.whole_vocabulary(self.vocabulary)
 
     @property
     def has_train_state(self) -> bool:
@@ -110,9 +256,15 @@ def save_checkpoint(
     provenance: dict[str, Any] | None = None,
     weights_dtype: str = "float32",
     train_state: TrainState | None = None,
+    learned: LearnedTokens | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write a checkpoint directory at `path` (refuses to replace an existing one unless `overwrite`)."""
+    """Write a checkpoint directory at `path` (refuses to replace an existing one unless `overwrite`).
+
+    learned: the tokens the model was trained to predict and read, written into config.json (the
+    training loop always passes them); None writes no record, and loading then treats the whole
+    vocabulary as learned.
+    """
     st = _safetensors_torch()
     path = Path(path)
     if weights_dtype not in _DTYPES:
@@ -125,6 +277,8 @@ def save_checkpoint(
         raise ValueError(
             f"model has {model.config.n_tokens} tokens but vocabulary {vocabulary.name} has {len(vocabulary)}"
         )
+    if learned is not None:
+        learned = _learned_in_vocabulary(learned.outputs, learned.inputs, vocabulary, "save_checkpoint")
     with directory_written_atomically(path) as tmp:
         dtype = _DTYPES[weights_dtype]
         state = {
@@ -143,6 +297,7 @@ def save_checkpoint(
                 "weights_dtype": weights_dtype,
                 "model": model.config.to_dict(),
                 "train": train_config or {},
+                **(learned.to_config() if learned is not None else {}),
             },
         )
         (tmp / VOCABULARY_FILE).write_text(vocabulary.to_json())
@@ -178,6 +333,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         raise ValueError(
             f"{path}: model config has {model_config.n_tokens} tokens, vocabulary has {len(vocabulary)}"
         )
+    learned = _learned_from_config(config, vocabulary, path)
     model = XPTransformer(model_config)
     state = st.load_file(str(path / WEIGHTS_FILE))
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
@@ -191,6 +347,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         vocabulary=vocabulary,
         standardization=standardization,
         provenance=provenance,
+        learned=learned,
     )
 
 

@@ -1,15 +1,34 @@
-"""Configuration of the catalogue inference job (`jobs/infer_gaia.py`, `configs/infer/*.yaml`)."""
+"""Configuration of the catalogue inference job (`jobs/infer_gaia.py`, `configs/infer/*.yaml`).
+
+`labels` and `inputs` default to None, meaning "what the model learned": :func:`resolve_labels` and
+:func:`resolve_inputs` turn them into lists for the model of the configuration, and refuse labels the
+model was never trained to predict.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xpengine.catalog.schema import DEFAULT_LABELS, LABELS
 
-__all__ = ["InferenceConfig", "load_inference_config"]
+if TYPE_CHECKING:
+    from xpengine.model.checkpoint import LearnedTokens
+
+__all__ = [
+    "InferenceConfig",
+    "check_learned_labels",
+    "load_inference_config",
+    "model_default_labels",
+    "resolve_inputs",
+    "resolve_labels",
+]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -28,14 +47,14 @@ class InferenceConfig:
     ebv: str | None = None
     model: str = "synthetic-sky"
     output: str | None = None
-    labels: list[str] = field(default_factory=lambda: list(DEFAULT_LABELS))
+    # catalogue labels; None = the model's default labels, those it learned (resolve_labels)
+    labels: list[str] | None = None
     # context tokens given to the model (token-list syntax of the training config; those a star lacks
-    # are skipped, those the model's vocabulary lacks are dropped). The models were trained on at most
-    # 64 context tokens: low-order BP/RP carry most of the information (Leung & Bovy 2024, Fig. 4), the
-    # pseudo-luminosity and E(B-V) constrain mass and age.
-    inputs: list[str] = field(
-        default_factory=lambda: ["bp0..27", "rp0..27", "bprp", "jh", "jk", "logebv", "g_fakemag"]
-    )
+    # are skipped, those the model's vocabulary lacks or it never read in training are dropped).
+    # None = the model's own validation inputs (resolve_inputs): for synthetic-sky BP/RP 0-27, the
+    # colours, ln E(B-V) and the pseudo-luminosity; for apogee-xp BP/RP 0-29 and the colours. The
+    # models were trained on at most 64 context tokens.
+    inputs: list[str] | None = None
     overwrite: bool = False
     # resources
     actors: int | None = None  # None: one per GPU of the cluster (GPU actors), else 1
@@ -66,7 +85,7 @@ class InferenceConfig:
     def validate(self) -> None:
         """Collect every configuration problem and raise them together."""
         problems = []
-        unknown = [lab for lab in self.labels if lab not in LABELS]
+        unknown = [lab for lab in self.labels or () if lab not in LABELS]
         if unknown:
             problems.append(f"labels: unknown {unknown}, valid: {sorted(LABELS)}")
         if self.actors is not None and self.actors < 1:
@@ -114,3 +133,86 @@ def load_inference_config(
     cfg = InferenceConfig(**data)
     cfg.validate()
     return cfg
+
+
+def check_learned_labels(labels: Sequence[str], learned: LearnedTokens, model: str) -> None:
+    """ValueError (one line) naming the labels of `labels` whose token the model `model` was not
+    trained to predict, the model and the catalogue labels it did learn; None when all are learned."""
+    unlearned = [lab for lab in labels if lab in LABELS and LABELS[lab].token not in learned.outputs]
+    if unlearned:
+        tokens = [LABELS[lab].token for lab in unlearned]
+        can = [lab for lab, spec in LABELS.items() if spec.token in learned.outputs]
+        raise ValueError(
+            f"model {model!r} was not trained to predict label(s) {unlearned} (token(s) {tokens}: its "
+            f"training data had no values for them), so it cannot answer them; the labels it learned: "
+            f"{', '.join(can) if can else 'none'}"
+        )
+
+
+def model_default_labels(train_config: dict[str, Any], learned: LearnedTokens, model: str) -> list[str]:
+    """The catalogue labels a model gives by default: those it was validated on (training config
+    `val_labels`, when present) that it learned to predict, else those of DEFAULT_LABELS it learned;
+    in catalogue order. DEFAULT_LABELS left out are logged in one line."""
+    val = set(train_config.get("val_labels") or ())
+    wanted = {lab for lab, spec in LABELS.items() if spec.token in val} or set(DEFAULT_LABELS)
+    labels = [lab for lab, spec in LABELS.items() if lab in wanted and spec.token in learned.outputs]
+    if not labels:
+        raise ValueError(
+            f"model {model!r} learned to predict none of the catalogue labels {sorted(LABELS)}; "
+            "choose another model"
+        )
+    left_out = [lab for lab in DEFAULT_LABELS if lab not in labels]
+    if left_out:
+        log.info(
+            "model %r did not learn %s: default labels %s", model, ", ".join(left_out), ", ".join(labels)
+        )
+    return labels
+
+
+def resolve_labels(cfg: InferenceConfig) -> list[str]:
+    """The catalogue labels the job predicts with `cfg.model`; call it before planning any work.
+
+    `cfg.labels` when given: a ValueError (one line: the labels, the model, the labels it learned)
+    when the model was not trained to predict one of them. `cfg.labels` None: the model's default
+    labels (:func:`model_default_labels`): apogee-xp gives teff, logg, m_h, alpha_m; synthetic-sky
+    teff, logg, m_h, mass, age. Reads only the model's JSON files (no weights); a FileNotFoundError
+    when `cfg.model` is neither a checkpoint directory nor a bundled model.
+    """
+    from xpengine.inference.predictor import resolve_model_path
+    from xpengine.model.checkpoint import read_checkpoint_metadata
+
+    meta = read_checkpoint_metadata(resolve_model_path(cfg.model))
+    if cfg.labels is None:
+        return model_default_labels(meta.train_config, meta.learned, cfg.model)
+    check_learned_labels(cfg.labels, meta.learned, cfg.model)
+    return list(cfg.labels)
+
+
+def resolve_inputs(cfg: InferenceConfig) -> list[str]:
+    """The context tokens the job gives `cfg.model`, as token names.
+
+    `cfg.inputs` when given, less the tokens the model's vocabulary lacks and those it never read
+    in training (one log line); None: the model's default context (its validation inputs that it
+    read, :attr:`xpengine.inference.predictor.Predictor.default_inputs`). Reads only the model's
+    JSON files.
+    """
+    from xpengine.inference.predictor import FALLBACK_INPUTS, resolve_model_path
+    from xpengine.model.checkpoint import describe_tokens, read_checkpoint_metadata
+    from xpengine.train.config import expand_tokens
+
+    meta = read_checkpoint_metadata(resolve_model_path(cfg.model))
+    spec = cfg.inputs if cfg.inputs is not None else meta.train_config.get("val_inputs") or FALLBACK_INPUTS
+    names: list[str] = []
+    for item in spec:
+        try:
+            names += [t for t in expand_tokens([item], meta.vocabulary) if t not in names]
+        except ValueError:
+            log.info("input token %r is not in the model's vocabulary: skipped", item)
+    dropped = [t for t in names if t not in meta.learned.inputs]
+    if dropped:
+        log.info(
+            "model %r never read input tokens %s in training: left out of its context",
+            cfg.model,
+            describe_tokens(dropped),
+        )
+    return [t for t in names if t in meta.learned.inputs]

@@ -209,7 +209,7 @@ class CatalogPredictor:
     def __init__(
         self,
         model: str,
-        labels: list[str],
+        labels: list[str] | None,
         *,
         device: str = "auto",
         dtype: str = "float32",
@@ -222,21 +222,31 @@ class CatalogPredictor:
         max_error: dict[str, float] | None = None,
         max_relative_error: dict[str, float] | None = None,
     ) -> None:
+        """labels: catalogue labels; None = the model's default labels
+        (`xpengine.pipeline.config.model_default_labels`); a label the model was not trained to
+        predict is a ValueError. inputs: context tokens (token-list syntax); None = the model's
+        default inputs; tokens the vocabulary lacks or the model never read are left out (logged)."""
         from xpengine.inference.predictor import Predictor
+        from xpengine.pipeline.config import check_learned_labels, model_default_labels
 
         if torch_threads:
             import torch
 
             torch.set_num_threads(int(torch_threads))
         self.predictor = Predictor.load(model, device=device, dtype=dtype)
+        learned = self.predictor.learned
+        if labels is None:
+            labels = model_default_labels(self.predictor.checkpoint.train_config or {}, learned, model)
         self.labels = list(labels)
         vocab = self.predictor.vocabulary
         missing = [t for t in label_tokens(self.labels) if t not in vocab]
         if missing:
             raise ValueError(f"model {model!r} cannot predict tokens {missing}; its vocabulary: {vocab.name}")
+        check_learned_labels(self.labels, learned, model)
         self.request = list(dict.fromkeys(label_tokens(self.labels)))
-        # the model's pseudo-luminosity gives a distance where the parallax does not (see __call__)
-        self.model_distance = "g_fakemag" in vocab and "g_fakemag" not in self.request
+        # the model's pseudo-luminosity gives a distance where the parallax does not (see __call__),
+        # when the model learned to predict it
+        self.model_distance = "g_fakemag" in learned.outputs and "g_fakemag" not in self.request
         self.inputs = None
         if inputs:
             from xpengine.train.config import expand_tokens
@@ -247,7 +257,7 @@ class CatalogPredictor:
                     chosen += [t for t in expand_tokens([item], vocab) if t not in chosen]
                 except ValueError:
                     log.info("input token %r is not in the model's vocabulary: skipped", item)
-            self.inputs = chosen
+            self.inputs = self.predictor.select_inputs(chosen)  # less what the model never read
         context = self.inputs if self.inputs is not None else self.predictor.default_inputs
         self._fakemag_in_context = "g_fakemag" in context
         self._inputs_without_fakemag = [t for t in context if t != "g_fakemag"]

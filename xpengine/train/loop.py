@@ -7,7 +7,9 @@ starved by a data loader. Mixed precision: bf16 autocast on CUDA where supported
 GradScaler; fp32 on CPU unless bf16 is asked for.
 
 Checkpoints (`xpengine.model.checkpoint`) carry the optimizer, scheduler, scaler and RNG states, so a
-resumed run continues exactly: same learning rates, same samples, same losses.
+resumed run continues exactly: same learning rates, same samples, same losses. Every checkpoint also
+records the tokens the model was trained to predict and to read (:func:`learned_tokens`), so that
+inference refuses requests the model never learned and leaves out inputs it never read.
 
 Output directory::
 
@@ -28,7 +30,7 @@ import platform
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +41,14 @@ import torch
 
 import xpengine
 from xpengine.datasets.schema import TrainingArrays
-from xpengine.model.checkpoint import TrainState, load_checkpoint, load_train_state, save_checkpoint
+from xpengine.features.vocabulary import Vocabulary
+from xpengine.model.checkpoint import (
+    LearnedTokens,
+    TrainState,
+    load_checkpoint,
+    load_train_state,
+    save_checkpoint,
+)
 from xpengine.model.context import autocast_context, predict_standardized
 from xpengine.model.loss import gaussian_nll
 from xpengine.model.standardize import Standardization, robust_sigma
@@ -47,7 +56,14 @@ from xpengine.model.transformer import XPTransformer
 from xpengine.train.config import TrainConfig, expand_tokens
 from xpengine.train.sampling import sample_tokens
 
-__all__ = ["ReportFn", "TrainResult", "resolve_device", "resolve_precision", "train"]
+__all__ = [
+    "ReportFn",
+    "TrainResult",
+    "learned_tokens",
+    "resolve_device",
+    "resolve_precision",
+    "train",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +109,54 @@ def resolve_precision(spec: str, device: torch.device) -> tuple[torch.dtype | No
             raise ValueError(f"precision fp16 needs a CUDA device, got {device}")
         return torch.float16, True
     raise ValueError(f"unknown precision {spec!r}; expected auto, fp32, bf16 or fp16")
+
+
+LEARNED_TOKENS_RULE = (
+    "learned_outputs: the requestable tokens (training config) with a finite value for at least one "
+    "training star; learned_inputs: the tokens with a finite value for at least one training star, "
+    "any of which can be drawn into a training context (with focus_fraction 1: the focus tokens, plus "
+    "every token of the stars that have no focus token); training stars = the train split less the "
+    "stars with no requestable token"
+)
+
+
+def learned_tokens(
+    values: np.ndarray,
+    vocabulary: Vocabulary,
+    requestable: Sequence[str],
+    *,
+    focus: Sequence[str] = (),
+    focus_fraction: float = 0.0,
+) -> LearnedTokens:
+    """The tokens a model trained on `values` learns to predict and to read (see LEARNED_TOKENS_RULE).
+
+    values: (N, T) training stars in vocabulary order, physical or standardised units, NaN = missing.
+    requestable, focus: token names (already expanded). The sampler (`xpengine.train.sampling`) draws
+    requests only among a star's finite requestable tokens and contexts among its finite tokens, the
+    focus tokens only for focused stars; with focus_fraction < 1 every star may draw the paper's
+    context. Returns names in vocabulary order.
+    """
+    values = np.asarray(values)
+    if values.ndim != 2 or values.shape[1] != len(vocabulary):
+        raise ValueError(
+            f"values must be (N, {len(vocabulary)}) in the order of vocabulary {vocabulary.name}, "
+            f"got {values.shape}"
+        )
+    finite = np.isfinite(values)  # (N, T)
+    seen = finite.any(axis=0)  # (T,)
+    req = np.zeros(len(vocabulary), dtype=bool)  # (T,)
+    req[vocabulary.indices(list(requestable))] = True
+    readable = seen
+    if focus_fraction >= 1.0 and focus:
+        foc = np.zeros(len(vocabulary), dtype=bool)  # (T,)
+        foc[vocabulary.indices(list(focus))] = True
+        unfocused = ~(finite & foc).any(axis=1)  # (N,) stars without a focus token: the paper's rule
+        readable = (seen & foc) | finite[unfocused].any(axis=0)
+    names = vocabulary.names
+    return LearnedTokens(
+        outputs=tuple(n for n, ok in zip(names, seen & req, strict=True) if ok),
+        inputs=tuple(n for n, ok in zip(names, readable, strict=True) if ok),
+    )
 
 
 def train(
@@ -174,6 +238,20 @@ def train(
     n_train = xz.shape[0]
     if n_train == 0:
         raise ValueError("no training star has a requestable token")
+    learned = learned_tokens(
+        xz_np[can_request],
+        vocab,
+        requestable_names,
+        focus=expand_tokens(config.focus_inputs, vocab) if config.focus_fraction > 0 else (),
+        focus_fraction=config.focus_fraction,
+    )
+    never = [n for n in requestable_names if n not in learned.outputs]
+    if never:
+        logger.warning(
+            "requestable tokens %s have no finite training value: the model does not learn to predict "
+            "them, and its checkpoints say so",
+            never,
+        )
     val = _ValidationSet.build(val_arrays, standardization, val_inputs, val_labels, config, device)
 
     torch.manual_seed(config.seed)
@@ -212,6 +290,7 @@ def train(
         config.epochs,
     )
     provenance = _base_provenance(config, train_arrays, val_arrays, device, n_params)
+    provenance["learned_tokens"] = {"rule": LEARNED_TOKENS_RULE, "n_train_stars": n_train}
     if state is not None:
         provenance["previous_wall_time_s"] = float(ckpt.provenance.get("wall_time_s", 0.0))
         provenance["resumed_from"] = str(ckpt_dir)
@@ -290,6 +369,7 @@ def train(
                     scaler=scaler.state_dict(),
                     rng=_rng_state(generator, device),
                 ),
+                learned=learned,
                 overwrite=True,
             )
             last_ckpt = saved
