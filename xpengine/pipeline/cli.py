@@ -46,7 +46,11 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ebv", help="E(B-V) table (source_id, ebv, ebv_error)")
     p.add_argument("--model", help="checkpoint directory or bundled model name (default synthetic-sky)")
     p.add_argument("--output", help="output directory or URL (default ./xpengine-catalog)")
-    p.add_argument("--labels", nargs="+", help="labels to predict (default teff logg m_h mass age)")
+    p.add_argument(
+        "--labels",
+        nargs="+",
+        help="labels to predict (default: those the model learned, e.g. teff logg m_h mass age)",
+    )
     p.add_argument(
         "--overwrite",
         action="store_true",

@@ -30,7 +30,7 @@ import pyarrow as pa
 from xpengine.catalog.schema import catalog_schema
 from xpengine.features.flags import SourceFlag
 from xpengine.io.partitions import md5_of
-from xpengine.pipeline.config import InferenceConfig
+from xpengine.pipeline.config import InferenceConfig, resolve_inputs, resolve_labels
 from xpengine.pipeline.stages import (
     ERROR_MARKER_ROWS,
     CatalogPredictor,
@@ -376,9 +376,13 @@ def run_inference(cfg: InferenceConfig) -> JobSummary:
     """Run the catalogue job; returns its summary (also written to OUTPUT/_SUMMARY.json).
 
     Raises JobError (one line, before any work) for a bad configuration, model, input or output."""
+    import dataclasses
+
     try:
         cfg.validate()
-    except ValueError as exc:
+        # the labels and context the model learned (explicit unlearned labels are refused)
+        cfg = dataclasses.replace(cfg, labels=resolve_labels(cfg), inputs=resolve_inputs(cfg))
+    except (ValueError, FileNotFoundError) as exc:
         raise JobError(str(exc)) from exc
     if not cfg.input:
         cfg = _with_default_side_inputs(cfg)
