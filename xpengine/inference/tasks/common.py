@@ -162,9 +162,26 @@ def predict_matrix(
         raise ValueError("nothing requested")
     if not inputs:
         raise ValueError("no input tokens given")
-    out = predictor.predict(values, request=list(request), inputs=list(inputs), batch_size=batch_size)
-    mu = np.stack([np.asarray(out[r], dtype=np.float64) for r in request], axis=1)  # (N, Q)
-    sg = np.stack([np.asarray(out[f"{r}_error"], dtype=np.float64) for r in request], axis=1)  # (N, Q)
+    # XP coefficients the model never learned to predict (its training stars had no values for them,
+    # e.g. high orders beyond every star's relevancy) are truncated: 0 with σ 0, as the archive
+    # truncates irrelevant orders. Any other unlearned token is refused by the predictor.
+    learned = getattr(getattr(predictor, "learned", None), "outputs", None)
+    xp = set(predictor.vocabulary.xp_names)
+    truncated = [r for r in request if learned is not None and r in xp and r not in learned]
+    if truncated:
+        logger.info(
+            "XP coefficients %s were never learned by the model: generated as 0 (truncated)", truncated
+        )
+    asked = [r for r in request if r not in truncated]
+    n = np.asarray(values).shape[0]
+    out = (
+        predictor.predict(values, request=asked, inputs=list(inputs), batch_size=batch_size) if asked else {}
+    )
+    zero = np.zeros(n)
+    mu = np.stack([np.asarray(out[r], dtype=np.float64) if r in out else zero for r in request], axis=1)
+    sg = np.stack(
+        [np.asarray(out[f"{r}_error"], dtype=np.float64) if r in out else zero for r in request], axis=1
+    )  # (N, Q) each
     return mu, sg
 
 
