@@ -303,8 +303,13 @@ def test_general_xp_lengths_dr4_like() -> None:
     tb = build_tokens(d, vocab)
     assert tb.values.shape == (1, 116)
     assert np.isfinite(tb.values[0, :106]).all()  # BP 51 all relevant, RP 53 -> 55 by propagation
-    with pytest.raises(ValueError, match=r"'bp_coefficients': shape \(1, 51\).*expects \(1, 55\)"):
-        build_tokens(d)  # DR3 vocabulary, DR4-like data
+    from xpengine.features.tokens import CoefficientCountError
+
+    with pytest.raises(
+        CoefficientCountError,
+        match=r"'bp_coefficients': BP has 51 coefficients per source, the model was trained on Gaia DR3's 55",
+    ):
+        build_tokens(d)  # DR3 vocabulary, DR4-like data: refused, never mapped onto DR3 tokens
 
 
 def test_wrong_shaped_columns_are_errors_naming_the_column() -> None:
