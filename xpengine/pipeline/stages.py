@@ -219,6 +219,7 @@ class CatalogPredictor:
         giant_logg_max: float = 3.5,
         giant_teff_range: tuple[float, float] = (3500.0, 5500.0),
         giant_abs_g_max: float = 3.5,
+        hot_bp_rp_max: float = 0.80,
         max_error: dict[str, float] | None = None,
         max_relative_error: dict[str, float] | None = None,
     ) -> None:
@@ -265,6 +266,7 @@ class CatalogPredictor:
         self.giant_logg_max = giant_logg_max
         self.giant_teff_range = giant_teff_range
         self.giant_abs_g_max = giant_abs_g_max
+        self.hot_bp_rp_max = hot_bp_rp_max  # (BP−RP)₀ below this: hotter than ~5800 K, outside the domain
         self._fakemag_col = vocab.index("g_fakemag") if "g_fakemag" in vocab else None
         self.max_error = max_error or {}
         self.max_relative_error = max_relative_error or {}
@@ -336,9 +338,13 @@ class CatalogPredictor:
         flags[by_parallax] |= int(SourceFlag.DISTANCE_FROM_PARALLAX)
         flags[by_model] |= int(SourceFlag.DISTANCE_FROM_MODEL)
 
-        flags |= self._quality_flags(means, out)
+        measured_giant = np.zeros(n, dtype=bool)
         if MASS_AGE_LABELS & set(self.labels):
-            flags[self._confident_dwarf(values, errors)] |= int(SourceFlag.OUTSIDE_TRAINING_DOMAIN)
+            outside, measured_giant = self._outside_by_measurement(
+                values, errors, g, dist, by_parallax, means
+            )
+            flags[outside] |= int(SourceFlag.OUTSIDE_TRAINING_DOMAIN)
+        flags |= self._quality_flags(means, out, measured_giant)
         result = {
             "partition": batch["partition"],
             "partition_rows": batch["partition_rows"],
@@ -366,19 +372,59 @@ class CatalogPredictor:
         with np.errstate(invalid="ignore"):
             return np.isfinite(f) & (f - 2.0 * sf > limit)  # fainter than the limit (larger fakemag)
 
-    def _quality_flags(self, means: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> np.ndarray:
+    def _outside_by_measurement(
+        self, values, errors, g, dist, by_parallax, means
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) bool each: outside the mass/age domain (giants, Teff 3500–5500 K) by measurement, and
+        measured to be a giant (significant parallax, M_G ≤ `giant_abs_g_max`).
+
+        - A significant parallax gives M_G = G − 5 log10(d/10 pc) − A_G (A_G = 2.740 E(B−V) where the
+          star has an E(B−V) token, Casagrande & VandenBerg 2018): a star fainter than
+          `giant_abs_g_max` is a dwarf, whatever the model's logg says; brighter, the measured
+          luminosity overrides a predicted logg that would call it a dwarf (see `_quality_flags`).
+        - Without one, the pseudo-luminosity token at 2σ (`_confident_dwarf`).
+        - Colour: a dereddened BP−RP (observed BP−RP − 1.339 E(B−V); the observed colour when E(B−V)
+          is unknown, which only reddens) below `hot_bp_rp_max` at 2σ is hotter than the domain.
+        """
+        n = len(values)
+        vocab = self.predictor.vocabulary
+        ebv = np.zeros(n)
+        if "logebv" in vocab:
+            le = values[:, vocab.index("logebv")].astype(np.float64)
+            ebv = np.where(np.isfinite(le), np.exp(le), 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            abs_g = g - 5.0 * np.log10(dist / 10.0) - 2.740 * ebv
+            outside = by_parallax & (abs_g > self.giant_abs_g_max)
+            measured_giant = by_parallax & (abs_g <= self.giant_abs_g_max)
+            outside |= ~by_parallax & self._confident_dwarf(values, errors)
+            if "bprp" in vocab:
+                j = vocab.index("bprp")
+                colour0 = values[:, j].astype(np.float64) - 1.339 * ebv
+                sigma = np.nan_to_num(errors[:, j].astype(np.float64))
+                outside |= np.isfinite(colour0) & (colour0 + 2.0 * sigma < self.hot_bp_rp_max)
+        # a measured giant is outside only for a predicted Teff out of range (not for a predicted logg)
+        if "teff" in means:
+            lo, hi = self.giant_teff_range
+            with np.errstate(invalid="ignore"):
+                outside |= measured_giant & ~((means["teff"] >= lo) & (means["teff"] <= hi))
+        return outside, measured_giant
+
+    def _quality_flags(
+        self, means: dict[str, np.ndarray], out: dict[str, np.ndarray], measured_giant: np.ndarray
+    ) -> np.ndarray:
         n = len(next(iter(out.values())))
         flags = np.zeros(n, dtype=np.int64)
         with np.errstate(invalid="ignore"):
             if MASS_AGE_LABELS & set(self.labels):
-                # mass and age are only trained on giants: dwarfs and hot stars are outside the domain
+                # mass and age are only trained on giants: dwarfs and hot stars are outside the domain.
+                # Stars whose parallax measures them as giants are judged in _outside_by_measurement.
                 giant = np.ones(n, dtype=bool)
                 if "logg" in means:
                     giant &= means["logg"] <= self.giant_logg_max
                 if "teff" in means:
                     lo, hi = self.giant_teff_range
                     giant &= (means["teff"] >= lo) & (means["teff"] <= hi)
-                flags[~giant] |= int(SourceFlag.OUTSIDE_TRAINING_DOMAIN)
+                flags[~giant & ~measured_giant] |= int(SourceFlag.OUTSIDE_TRAINING_DOMAIN)
             high = np.zeros(n, dtype=bool)
             for lab, lim in self.max_error.items():
                 if lab in out:
