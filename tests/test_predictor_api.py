@@ -264,3 +264,27 @@ def test_inputs_the_model_never_read_are_left_out(trained, tmp_path, caplog):
     assert dropped == ["model 'no-jk' never read input tokens jh, jk in training: left out of its context"]
     with pytest.raises(ValueError, match=r"none of the input tokens jk were read by model 'no-jk'"):
         p.predict(x, request=["teff"], inputs=["jk"])
+
+
+def test_bfloat16_only_where_the_hardware_has_it(monkeypatch, caplog):
+    """bf16 autocast is used only on CUDA ≥ 8.0 or CPUs with AVX512-BF16/AMX-BF16; elsewhere a bf16
+    request falls back to float32 with a warning, and "auto" picks bf16 exactly where it is native."""
+    import torch
+
+    from xpengine.inference import predictor as pmod
+
+    cpu = torch.device("cpu")
+    with open("/proc/cpuinfo") as f:
+        flags = f.read()
+    has = " avx512_bf16" in flags or " amx_bf16" in flags
+    assert pmod.native_bf16(cpu) == has  # this machine's answer, from its own CPU flags
+    assert pmod.effective_dtype("float32", cpu) == "float32"
+    assert pmod.effective_dtype("auto", cpu) == ("bfloat16" if has else "float32")
+    monkeypatch.setattr(pmod, "native_bf16", lambda device: False)
+    with caplog.at_level("WARNING"):
+        assert pmod.effective_dtype("bfloat16", cpu) == "float32"
+    assert "no native bf16" in caplog.text
+    p = pmod.Predictor.load("apogee-xp", device="cpu", dtype="bfloat16")
+    assert p.autocast_dtype == torch.float32
+    monkeypatch.setattr(pmod, "native_bf16", lambda device: True)
+    assert pmod.Predictor.load("apogee-xp", device="cpu", dtype="auto").autocast_dtype == torch.bfloat16

@@ -59,6 +59,36 @@ DERIVED: dict[str, str] = {"ln_age": "age", "logebv": "ebv"}
 """Log-space tokens and the linear quantity reported next to them: exp(μ), σ = exp(μ)·σ_log."""
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` does bfloat16 arithmetic in hardware: CUDA compute capability ≥ 8.0 (Ampere
+    and later), or a CPU with AVX512-BF16 or AMX-BF16. Elsewhere bf16 autocast is emulated, slower
+    than float32 and no more accurate."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device) >= (8, 0)
+    if device.type == "cpu":
+        if torch.cpu._is_avx512_bf16_supported():
+            return True
+        try:
+            with open("/proc/cpuinfo") as f:
+                flags = f.read()
+        except OSError:
+            return False
+        return " amx_bf16" in flags or " avx512_bf16" in flags
+    return False
+
+
+def effective_dtype(requested: str, device: torch.device) -> str:
+    """The arithmetic the predictor uses: "bfloat16" only where `native_bf16` (a request for it
+    elsewhere falls back to float32 with a warning); "auto" is bfloat16 where native, else float32."""
+    if requested == "float32":
+        return "float32"
+    if native_bf16(device):
+        return "bfloat16"
+    if requested == "bfloat16":
+        logger.warning("bfloat16 requested on %s, which has no native bf16 arithmetic: using float32", device)
+    return "float32"
+
+
 def _bundled_root() -> Path:
     return Path(str(resources.files("xpengine"))) / "data" / "models"
 
@@ -92,7 +122,8 @@ class Predictor:
     """A trained model ready to predict (loaded once; thread-compatible, not thread-safe).
 
     source: checkpoint directory or bundled model name. device: "auto" (CUDA when available), "cpu",
-    "cuda", ...; dtype: "float32" or "bfloat16" (bf16 autocast, weights stay float32).
+    "cuda", ...; dtype: "float32", "bfloat16" (bf16 autocast, weights stay float32; only where the
+    hardware has bf16, see `native_bf16`, else float32 with a warning) or "auto" (bf16 where native).
     request: default tokens to predict (default: the model's validation labels, else teff, logg, m_h,
     mass, ln_age, that it learned to predict); a token it did not learn is a ValueError. inputs: default
     context tokens, in the token-list syntax of the training configuration (`bp0..29`,
@@ -113,14 +144,14 @@ class Predictor:
         batch_size: int = 4096,
         calibrate: bool = True,
     ) -> None:
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        if dtype not in (*_DTYPES, "auto"):
+            raise ValueError(f"dtype must be one of {[*sorted(_DTYPES), 'auto']}, got {dtype!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
-        self.autocast_dtype = _DTYPES[dtype]
+        self.autocast_dtype = _DTYPES[effective_dtype(dtype, self.device)]
         self.batch_size = batch_size
         ckpt = source if isinstance(source, Checkpoint) else load_checkpoint(resolve_model_path(source))
         self.checkpoint = ckpt

@@ -69,8 +69,8 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", help="Ray cluster address (default RAY_ADDRESS or a new local cluster)")
     p.add_argument(
         "--dtype",
-        choices=["float32", "bfloat16"],
-        help="model arithmetic (bfloat16 on GPUs and CPUs that have it)",
+        choices=["float32", "bfloat16", "auto"],
+        help="model arithmetic; bfloat16 is used only where the hardware has it (GPUs of compute capability >= 8.0, CPUs with AVX512-BF16/AMX), auto picks it there",
     )
 
 

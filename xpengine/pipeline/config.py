@@ -94,8 +94,8 @@ class InferenceConfig:
             problems.append(f"batch_size: must be ≥ 1, got {self.batch_size}")
         if self.chunk_rows < 1:
             problems.append(f"chunk_rows: must be ≥ 1, got {self.chunk_rows}")
-        if self.dtype not in ("float32", "bfloat16"):
-            problems.append(f"dtype: must be float32 or bfloat16, got {self.dtype!r}")
+        if self.dtype not in ("float32", "bfloat16", "auto"):
+            problems.append(f"dtype: must be float32, bfloat16 or auto, got {self.dtype!r}")
         if self.gaia_source and not self.input:
             problems.append("gaia_source given without input")
         if problems:
