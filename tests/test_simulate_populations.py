@@ -202,15 +202,22 @@ def test_isochrone_sampling_follows_the_imf() -> None:
     assert w[stars["eep"] >= iso.EEP_TIP].sum() / w.sum() == pytest.approx(expect_after_tip, rel=0.08)
 
 
-def test_caller_directions_restrict_the_region() -> None:
-    """With the caller's directions (as for one HEALPix partition), every star lies in their region."""
+def test_caller_directions_and_observe_hooks() -> None:
+    """With the caller's directions (as for one HEALPix partition) every star lies in their region and
+    carries their extra columns; `observe` (as in sky.draw_stars) drops stars and adds columns."""
 
-    def patch(rng: np.random.Generator, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def patch(rng: np.random.Generator, k: int) -> dict[str, np.ndarray]:
         ra = 30.0 * rng.random(k)
         dec = np.rad2deg(np.arcsin(0.5 * rng.random(k)))  # 0 ≤ dec ≤ 30°, uniform on the sphere
-        return ra, dec
+        return {"ra": ra, "dec": dec, "cell": np.floor(ra / 10.0).astype(np.int64)}
+
+    def observe(stars: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+        return {"keep": stars["g"] < 16.0, "g_twice": 2.0 * stars["g"]}
 
     cfg = pp.SkyPopulationConfig(batch_size=2048, pilot_batches=1)
-    d = pp.draw_sky_arrays(100, 8, cfg, directions=patch)
+    d = pp.draw_sky_arrays(100, 8, cfg, directions=patch, observe=observe)
     assert (d["ra"] >= 0.0).all() and (d["ra"] <= 30.0).all()
     assert (d["dec"] >= 0.0).all() and (d["dec"] <= 30.0 + 1e-9).all()
+    np.testing.assert_array_equal(d["cell"], np.floor(d["ra"] / 10.0))
+    assert d["g"].shape == (100,) and (d["g"] < 16.0).all()
+    np.testing.assert_array_equal(d["g_twice"], 2.0 * d["g"])

@@ -80,6 +80,8 @@ __all__ = [
     "COLUMNS",
     "EVOLUTIONARY_STATES",
     "POPULATIONS",
+    "Directions",
+    "Observe",
     "SkyPopulationConfig",
     "VisibleVolume",
     "density",
@@ -92,6 +94,12 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: (rng, k) -> (ra, dec) [deg] (k,) each, or a dict with "ra", "dec" and any extra (k,) columns to carry along
+#: (e.g. the HEALPix pixel the direction was drawn in)
+Directions = Callable[[np.random.Generator, int], "tuple[np.ndarray, np.ndarray] | dict[str, np.ndarray]"]
+#: (stars, rng) -> dict with a boolean "keep" (N,) and any extra (N,) columns (e.g. spectra, photometry)
+Observe = Callable[[dict[str, np.ndarray], np.random.Generator], dict[str, np.ndarray]]
 
 #: population name -> code (thin, thick, halo as in :data:`xpengine.simulate.physics.POPULATIONS`)
 POPULATIONS: dict[str, int] = {"thin": 0, "thick": 1, "halo": 2, "bulge": 3}
@@ -551,7 +559,7 @@ def _propose(
     n: int,
     cfg: SkyPopulationConfig,
     plan: _Plan,
-    directions: Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]] | None,
+    directions: Directions | None,
 ) -> dict[str, np.ndarray]:
     """One batch of `n` weighted proposals: every column of :data:`COLUMNS` known before the distance, plus
     `weight` (N,) ∝ target density / proposal density (0 = impossible), `_cdf` (N, n_distance) and the
@@ -563,7 +571,10 @@ def _propose(
         l_deg, b_deg, dcell, dir_factor = _draw_directions(rng, pop, plan.p_dir)
         ra, dec = galactic_to_icrs(l_deg, b_deg)
     else:
-        ra, dec = (np.asarray(v, dtype=np.float64) for v in directions(rng, n))
+        drawn = directions(rng, n)
+        extra = dict(drawn) if isinstance(drawn, dict) else {"ra": drawn[0], "dec": drawn[1]}
+        ra = np.asarray(extra.pop("ra"), dtype=np.float64)
+        dec = np.asarray(extra.pop("dec"), dtype=np.float64)
         l_deg, b_deg = icrs_to_galactic(ra, dec)
         dcell, dir_factor = np.zeros(n, dtype=np.int64), np.ones(n)
     age, feh, alpha = sample_labels(pop, rng)
@@ -592,7 +603,9 @@ def _propose(
         n_nodes=cfg.n_distance,
     )
     weight = np.where(good, weight / plan.p_pop[pop] * dir_factor * volume * boost, 0.0)
+    carried = {} if plan.p_dir is not None else extra
     return {
+        **carried,
         "ra": ra,
         "dec": dec,
         "l": l_deg,
@@ -628,14 +641,19 @@ def draw_sky_arrays(
     n: int,
     rng: np.random.Generator | int,
     config: SkyPopulationConfig | None = None,
-    directions: Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]] | None = None,
+    directions: Directions | None = None,
+    observe: Observe | None = None,
 ) -> dict[str, np.ndarray]:
     """Exactly `n` stars of the magnitude-limited sky (module docstring): a dict of (n,) arrays, the
-    columns of :data:`COLUMNS` (names as strings in `population_name`, `phase_name`).
+    columns of :data:`COLUMNS` (names as strings in `population_name`, `phase_name`), plus any extra
+    columns of `directions` and `observe`.
 
     rng : a Generator or an int seed (the same seed and config give the same stars).
-    directions : (rng, k) -> (ra, dec) [deg] (k,) proposal directions, uniform over the region wanted
-        (e.g. a HEALPix range); default: the whole sky, proposed adaptively in (l, sin b) cells.
+    directions : proposal directions (:data:`Directions`), uniform over the region wanted (e.g. a HEALPix
+        range); default: the whole sky, proposed adaptively in (l, sin b) cells.
+    observe : called on each batch of stars that passed the magnitude cut (:data:`Observe`, as the
+        `observe` of `xpengine.simulate.sky.draw_stars`): its "keep" drops more stars (e.g. a G recomputed
+        from a spectrum), its other columns are added.
     """
     cfg = SkyPopulationConfig() if config is None else config
     cfg.validate()
@@ -676,7 +694,13 @@ def draw_sky_arrays(
             st[f"a_{b}"] = ext[f"a_{b}"]
             st[b] = st[f"abs_{b}0"] + mu + ext[f"a_{b}"]
         keep = (st["g"] >= cfg.g_bright) & (st["g"] <= cfg.g_limit)
-        parts.append({k: v[keep] for k, v in st.items()})
+        st = {k: v[keep] for k, v in st.items()}
+        if observe is not None:
+            seen = dict(observe(st, rng))
+            keep = np.asarray(seen.pop("keep"), dtype=bool)
+            st.update(seen)
+            st = {k: v[keep] for k, v in st.items()}
+        parts.append(st)
         have += int(keep.sum())
         if have >= n:
             break
@@ -689,17 +713,18 @@ def draw_sky_arrays(
     )  # fmt: skip
     out["population_name"] = np.array(list(POPULATIONS))[out["population"]]
     out["phase_name"] = np.array(list(iso.PHASES))[out["phase"]]
-    return {k: out[k] for k in COLUMNS}
+    return {**{k: out[k] for k in COLUMNS}, **{k: v for k, v in out.items() if k not in COLUMNS}}
 
 
 def draw_sky(
     n: int,
     rng: np.random.Generator | int,
     config: SkyPopulationConfig | None = None,
-    directions: Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]] | None = None,
+    directions: Directions | None = None,
+    observe: Observe | None = None,
 ) -> pa.Table:
     """:func:`draw_sky_arrays` as a `pyarrow.Table` (columns :data:`COLUMNS`, units in the field metadata)."""
-    data = draw_sky_arrays(n, rng, config, directions)
+    data = draw_sky_arrays(n, rng, config, directions, observe)
     fields = [
         pa.field(k, pa.string() if v.dtype.kind == "U" else pa.from_numpy_dtype(v.dtype),
                  metadata={"unit": _UNITS.get(k, "")})
