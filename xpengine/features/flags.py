@@ -27,10 +27,10 @@ renumber a bit, only add new ones. Bits 0-15 are set by the feature step (`xpeng
 | 18  | 262144 | NO_PREDICTION           | catalogue | reserved: no prediction made for this source                           |
 | 19  | 524288 | DUPLICATE_SOURCE        | catalogue | a second input row of a source already in the catalogue: set aside in  |
 |     |        |                         |           | `_rejected/` with the reason, never in the catalogue itself            |
-| 20  | 1048576| OUTSIDE_PARTITION_RANGE | catalogue | the source's HEALPix pixel (source_id >> 43) is outside the range in   |
+| 20  | 1048576 | OUTSIDE_PARTITION_RANGE | catalogue | the source's HEALPix pixel (source_id >> 43) is outside the range in   |
 |     |        |                         |           | its bulk file's name: the input file is mis-assembled                  |
-| 21  | 2097152| DISTANCE_FROM_PARALLAX  | catalogue | distance_pc = 1000 / ϖ (zero-point corrected, ϖ/σ_ϖ ≥ 5, RUWE ≤ 1.4)   |
-| 22  | 4194304| DISTANCE_FROM_MODEL     | catalogue | distance_pc from the model's pseudo-luminosity (parallax missing or    |
+| 21  | 2097152 | DISTANCE_FROM_PARALLAX  | catalogue | distance_pc = 1000 / ϖ (zero-point corrected, ϖ/σ_ϖ ≥ 5, RUWE ≤ 1.4)   |
+| 22  | 4194304 | DISTANCE_FROM_MODEL     | catalogue | distance_pc from the model's pseudo-luminosity (parallax missing or    |
 |     |        |                         |           | not significant) and G; the parallax is not in the model's context     |
 
 Usage: `flags & SourceFlag.NO_BP` on an int64 array; `describe_flags(value)` lists the names of one value.
