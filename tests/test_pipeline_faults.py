@@ -190,6 +190,7 @@ def test_fault_drill(tmp_path, sky_dir, tiny_sky_model):
     reasons = sorted(r for t in rejected for r in t["reason"])
     assert len(reasons) == 2, reasons  # one repeated row, one star in two files
     assert all(r.startswith("duplicate:") for r in reasons)
+    assert f"duplicate: source_id repeated in {faulty}" in reasons  # names the file
     assert all(int(f) & int(SourceFlag.DUPLICATE_SOURCE) for t in rejected for f in t["flags"])
     # the NaN coefficient and the bad cell: rows kept, flagged, predicted from the valid tokens
     flags = dict(zip(cat["source_id"], cat["flags"].astype(np.int64), strict=True))
