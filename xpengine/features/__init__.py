@@ -31,6 +31,15 @@ from xpengine.features.relevancy import (
     relevancy_mask,
     xp_relevancy_mask,
 )
+from xpengine.features.synthetic_photometry import (
+    SyntheticPhotometry,
+    bp_rp_from_xp,
+    calibrated_bp_rp,
+    calibrated_g_flux,
+    g_flux_from_xp,
+    synthetic_gaia_photometry,
+    synthetic_gaia_photometry_from_sampled,
+)
 from xpengine.features.tokens import Representation, TokenBatch, build_tokens
 from xpengine.features.vocabulary import PAPER_VOCABULARY, Token, Vocabulary, paper_vocabulary
 
@@ -39,13 +48,17 @@ __all__ = [
     "PseudoLuminosity",
     "Representation",
     "SourceFlag",
+    "SyntheticPhotometry",
     "Token",
     "TokenBatch",
     "Vocabulary",
     "absmag_to_fakemag",
     "apply_relevancy",
     "bp_rp_colour",
+    "bp_rp_from_xp",
     "build_tokens",
+    "calibrated_bp_rp",
+    "calibrated_g_flux",
     "clean_2mass_photometry",
     "correct_parallax",
     "describe_flags",
@@ -55,6 +68,7 @@ __all__ = [
     "fakemag_to_parallax",
     "flux_over_error_to_mag_error",
     "g_flux_from_columns",
+    "g_flux_from_xp",
     "g_mag_to_flux",
     "gaia_mag_error",
     "has_flag",
@@ -69,6 +83,8 @@ __all__ = [
     "propagate_relevancy",
     "pseudo_luminosity",
     "relevancy_mask",
+    "synthetic_gaia_photometry",
+    "synthetic_gaia_photometry_from_sampled",
     "tmass_colours",
     "xp_relevancy_mask",
 ]
