@@ -22,6 +22,8 @@ renumber a bit, only add new ones. Bits 0-15 are set by the feature step (`xpeng
 | 8   | 256    | READ_PROBLEM            | readers   | a row-level parse problem upstream (passed through the input `flags`)  |
 | 9   | 512    | NO_BP_RP_COLOUR         | features  | no Gaia BP−RP colour token                                             |
 | 10  | 1024   | NO_EXTINCTION           | features  | no ln E(B−V) token (no input, or E(B−V) ≤ 0 without a floor)           |
+| 11  | 2048   | G_FROM_XP               | features  | no G photometry given: XP normalised by the synthetic G of the star's  |
+|     |        |                         |           | own coefficients (σ 2.7 mmag vs real G; BP−RP too where missing)       |
 | 16  | 65536  | OUTSIDE_TRAINING_DOMAIN | catalogue | reserved: inputs outside the training set's domain                     |
 | 17  | 131072 | HIGH_UNCERTAINTY        | catalogue | reserved: predicted uncertainty above the catalogue threshold          |
 | 18  | 262144 | NO_PREDICTION           | catalogue | reserved: no prediction made for this source                           |
@@ -60,6 +62,7 @@ class SourceFlag(enum.IntFlag):
     READ_PROBLEM = 1 << 8
     NO_BP_RP_COLOUR = 1 << 9
     NO_EXTINCTION = 1 << 10
+    G_FROM_XP = 1 << 11
     # reserved for the catalogue engine
     OUTSIDE_TRAINING_DOMAIN = 1 << 16
     HIGH_UNCERTAINTY = 1 << 17
@@ -82,6 +85,7 @@ FEATURE_FLAGS: SourceFlag = (
     | SourceFlag.READ_PROBLEM
     | SourceFlag.NO_BP_RP_COLOUR
     | SourceFlag.NO_EXTINCTION
+    | SourceFlag.G_FROM_XP
 )
 """Bits the feature step and the readers may set."""
 
