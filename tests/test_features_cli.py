@@ -102,11 +102,14 @@ def test_features_command_writes_tokens(
     assert [SourceFlag.NO_BP in f for f in flags] == [False, True, False]
     assert [SourceFlag.NO_2MASS in f for f in flags] == [False, True, True]
     assert [SourceFlag.NO_EXTINCTION in f for f in flags] == [True, True, False]
-    assert SourceFlag.NO_GAIA_SOURCE in flags[2] and SourceFlag.NO_GAIA_PHOTOMETRY in flags[2]
+    # no gaia_source row for the third source: its XP are normalised by their own synthetic G
+    assert SourceFlag.NO_GAIA_SOURCE in flags[2] and SourceFlag.G_FROM_XP in flags[2]
+    assert SourceFlag.NO_GAIA_PHOTOMETRY not in flags[2]
     assert not (flags[0] | flags[1]) & (SourceFlag.NO_GAIA_SOURCE | SourceFlag.NO_GAIA_PHOTOMETRY)
-    # no G flux for the third source: no XP token can be normalised; no BP for the second
-    assert np.isnan(_column(t, "bp0")[1:]).all() and np.isnan(_column(t, "rp0")[2])
-    assert np.isfinite(_column(t, "bp0")[0]) and np.isfinite(_column(t, "rp0")[:2]).all()
+    assert not (flags[0] | flags[1]) & SourceFlag.G_FROM_XP  # G given: used as it is
+    # no BP for the second source
+    assert np.isnan(_column(t, "bp0")[1]) and np.isfinite(_column(t, "bp0")[[0, 2]]).all()
+    assert np.isfinite(_column(t, "rp0")).all()
     # 2MASS colours J−H, J−Ks with quadrature errors; ln E(B−V) with σ_E/E
     np.testing.assert_allclose(_column(t, "jh")[0], 0.5, rtol=1e-6)
     np.testing.assert_allclose(_column(t, "jk")[0], 0.7, rtol=1e-6)
@@ -172,9 +175,15 @@ def test_features_command_without_gaia_source(tmp_path: Path) -> None:
     assert main(["features", "--xp", str(XP_FILE), "--output", str(out)]) == 0
     t = pq.read_table(out)
     assert t.column("source_id").to_pylist() == IDS
-    assert all(SourceFlag.NO_GAIA_SOURCE | SourceFlag.NO_GAIA_PHOTOMETRY in f for f in _flags(out))
+    flags = _flags(out)
+    assert all(SourceFlag.NO_GAIA_SOURCE in f for f in flags)
+    # XP alone: stars with both bands are normalised by their synthetic G; the one without BP cannot be
+    has_bp = [SourceFlag.NO_BP not in f for f in flags]
+    assert [SourceFlag.G_FROM_XP in f for f in flags] == has_bp
+    assert [SourceFlag.NO_GAIA_PHOTOMETRY in f for f in flags] == [not b for b in has_bp]
     xp_tokens = [f"{b}{i}" for b in ("bp", "rp") for i in range(55)]
-    assert np.isnan(np.stack([_column(t, n) for n in xp_tokens])).all()  # nothing to normalise by
+    xp = np.stack([_column(t, n) for n in xp_tokens])  # (110, N)
+    assert np.isnan(xp[:, ~np.array(has_bp)]).all() and np.isfinite(xp[0, np.array(has_bp)]).all()
 
 
 def test_failed_input_writes_nothing(tmp_path: Path, inputs: dict[str, Path]) -> None:

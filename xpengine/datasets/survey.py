@@ -554,7 +554,9 @@ def build_survey(
     for name in ("teff", "logg", "m_h", "alpha_m", "mass", "ln_age"):
         data[name] = star[name]
         data[f"{name}_error"] = star[f"{name}_error"]
-    tb = build_tokens(data, vocab)
+    # training stars keep the archive's own G: a star without gaia_source photometry gets no XP
+    # tokens here (the catalogue may normalise such stars by their synthetic G, flag G_FROM_XP)
+    tb = build_tokens(data, vocab, g_from_xp=False)
 
     # 8: split and table
     split = split_by_source_id(xp_sid, val_fraction=val_fraction, test_fraction=test_fraction, salt=salt)
