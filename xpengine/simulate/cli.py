@@ -10,6 +10,15 @@ Example (the bundled default sky, `xpengine/data/sky/`, was made with exactly th
 G-independent correlation template, coefficients rounded to 7 significant digits and zlib level 9 keep
 it at ~5 MB). Large skies: `--partitions K --workers 2` (one process per partition at a time).
 
+`--physics mist` draws the stars from the MIST v2.5 isochrones instead (thin and thick disk, halo and
+bulge, Kroupa IMF, every evolutionary phase; xpengine.simulate.populations), in the same files::
+
+    xpengine simulate --physics mist --n-sources 20000 --seed 1 --partitions 4 --output sky_mist
+
+Stars outside the XP spectral emulator's fitted range (hot and very cool dwarfs, hot core-He burners) are
+not simulated; the printed summary counts them (`xp_emulator`). Needs the PyPI packages lachesis-grids and
+astrolachesis (xpengine/simulate/ISOCHRONES.md).
+
 The same arguments give the same bytes on one machine; on another CPU some floating-point values differ
 in their last bits (see xpengine.simulate.sky), which the test that
 regenerates the bundled sky allows for by comparing numbers, not bytes.
@@ -20,6 +29,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+
+from xpengine.simulate.sky import PHYSICS
 
 __all__ = ["register", "run"]
 
@@ -63,6 +74,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="gzip level of the bulk files: 1-3 ISA-L (fast; default 2), 4-9 zlib (smaller, for small skies)",
     )
+    p.add_argument(
+        "--physics",
+        choices=PHYSICS,
+        default="polynomial",
+        help="stellar physics: polynomial (REFERENCE §7 relations, the bundled sky; default) or mist "
+        "(MIST v2.5 isochrones, four Galactic populations)",
+    )
     p.add_argument("--workers", type=int, default=1, help="processes simulating partitions in parallel")
     p.add_argument("--missing-bp-rate", type=float, default=None, help="fraction of sources without BP")
     p.add_argument(
@@ -85,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         correlation_levels=args.correlation_levels,
         coefficient_digits=args.coefficient_digits,
         gzip_level=args.gzip_level,
+        physics=args.physics,
     )
     if args.missing_bp_rate is not None:
         cfg = replace(cfg, missing_bp_rate=args.missing_bp_rate)

@@ -14,8 +14,9 @@ missing-data rates (documented, approximate):
   lognormal(0.05 dex), × 1.25 for 6-parameter solutions. Observed parallax = 1/d + Lindegren zero point
   (PyPI `gaiadr3-zeropoint`, so that the engine's correction recovers the truth) + noise. RUWE:
   lognormal around 1.0 (0.025 dex), 5% binaries/blends with RUWE 1.2–4.
-- 2MASS: M_Ks and colours from REFERENCE §7 (giants) or the data-driven dwarf fits; A_J/H/Ks = 0.289,
-  0.183, 0.118 A_V; σ = sqrt(0.02² + (0.1 · 10^(0.4 (m − m_lim)))²) with 10σ limits 15.8/15.1/14.3; a band is
+- 2MASS: M_Ks and colours from REFERENCE §7 (giants) or the data-driven dwarf fits, A_J/H/Ks = 0.289,
+  0.183, 0.118 A_V (physics "polynomial"), or the MIST absolute magnitudes and extinctions (physics
+  "mist"); σ = sqrt(0.02² + (0.1 · 10^(0.4 (m − m_lim)))²) with 10σ limits 15.8/15.1/14.3; a band is
   missing (NaN) with probability 1 − 1/(1 + exp((m_lim + 0.7 − m)/0.15)), the whole source 1% of the time.
 - E(B−V) "3-D map" estimate: truth × lognormal(0.06 dex) + |N(0, 0.005)|, error 0.01 + 0.15 E(B−V);
   missing for `ebv_missing_rate` of the sources.
@@ -42,6 +43,7 @@ __all__ = [
 G_ZERO_POINT = 25.6873668671  # Riello et al. 2021 (DR3 G zero point, Vega)
 _A_OVER_AV = {"J": 0.289, "H": 0.183, "Ks": 0.118}
 _TMASS_LIMITS = {"J": 15.8, "H": 15.1, "Ks": 14.3}
+_TMASS_BANDS = {"J": "j", "H": "h", "Ks": "ks"}  # 2MASS band -> column prefix
 _PLX_TABLE_G = np.array([12.0, 14.0, 15.0, 16.0, 17.0, 18.0])
 _PLX_TABLE_UAS = np.array([12.9, 19.1, 29.5, 47.3, 79.3, 142.0])
 
@@ -129,29 +131,45 @@ def _dwarf_colour(cal: dict[str, np.ndarray], name: str, teff, logg, fe_h) -> np
 
 
 def tmass_photometry(
-    stars: dict[str, np.ndarray], cal: dict[str, np.ndarray], rng: np.random.Generator, random_missing: float
+    stars: dict[str, np.ndarray],
+    cal: dict[str, np.ndarray],
+    rng: np.random.Generator,
+    random_missing: float,
+    physics: str = "polynomial",
 ) -> dict[str, np.ndarray]:
-    """True and observed 2MASS J, H, Ks (+ errors; NaN = missing) for stars with true labels, `mbol`,
-    `abs_g0`, `distance_kpc`, `ebv`, `evolutionary_state` (N,)."""
+    """True and observed 2MASS J, H, Ks (+ errors; NaN = missing) and the true A_Ks `a_ks` [mag].
+
+    physics "polynomial": from the stars' true labels, `mbol`, `abs_g0`, `distance_kpc`, `ebv`,
+    `evolutionary_state` (N,) through the REFERENCE §7 giant polynomials and the data-driven dwarf colours,
+    A_J/H/Ks = 0.289/0.183/0.118 A_V. physics "mist": true m = `abs_{j,h,ks}0` + μ + `a_{j,h,ks}` (the MIST
+    absolute magnitudes and the MIST-table extinctions of each star's own SED, as drawn by
+    :func:`xpengine.simulate.populations.draw_sky_arrays`). Detection and errors: module docstring.
+    """
     n = stars["teff"].shape[0]
-    giant = stars["evolutionary_state"] > 0
-    teff, logg, feh = stars["teff"], stars["logg"], stars["fe_h"]
-    mks_g = stars["mbol"] - ph.giant_bc("bc_ks", teff, feh, logg)
-    mks_d = stars["abs_g0"] - _dwarf_colour(cal, "gk", teff, logg, feh)
-    mks = np.where(giant, mks_g, mks_d)
-    jk = np.where(giant, ph.giant_bc("j_ks", teff, feh, logg), _dwarf_colour(cal, "jk", teff, logg, feh))
-    jh = np.where(giant, ph.giant_bc("j_h", teff, feh, logg), _dwarf_colour(cal, "jh", teff, logg, feh))
     mu = 5.0 * np.log10(stars["distance_kpc"] * 1000.0) - 5.0
-    av = 3.1 * stars["ebv"]
-    true = {
-        "Ks": mks + mu + _A_OVER_AV["Ks"] * av,
-        "J": mks + jk + mu + _A_OVER_AV["J"] * av,
-    }
-    true["H"] = true["J"] - jh - (_A_OVER_AV["J"] - _A_OVER_AV["H"]) * av
+    if physics == "mist":
+        true = {band: stars[f"abs_{col}0"] + mu + stars[f"a_{col}"] for band, col in _TMASS_BANDS.items()}
+        a_ks = stars["a_ks"]
+    elif physics == "polynomial":
+        giant = stars["evolutionary_state"] > 0
+        teff, logg, feh = stars["teff"], stars["logg"], stars["fe_h"]
+        mks_g = stars["mbol"] - ph.giant_bc("bc_ks", teff, feh, logg)
+        mks_d = stars["abs_g0"] - _dwarf_colour(cal, "gk", teff, logg, feh)
+        mks = np.where(giant, mks_g, mks_d)
+        jk = np.where(giant, ph.giant_bc("j_ks", teff, feh, logg), _dwarf_colour(cal, "jk", teff, logg, feh))
+        jh = np.where(giant, ph.giant_bc("j_h", teff, feh, logg), _dwarf_colour(cal, "jh", teff, logg, feh))
+        av = 3.1 * stars["ebv"]
+        true = {
+            "Ks": mks + mu + _A_OVER_AV["Ks"] * av,
+            "J": mks + jk + mu + _A_OVER_AV["J"] * av,
+        }
+        true["H"] = true["J"] - jh - (_A_OVER_AV["J"] - _A_OVER_AV["H"]) * av
+        a_ks = _A_OVER_AV["Ks"] * av
+    else:
+        raise ValueError(f"physics={physics!r}; expected 'polynomial' or 'mist'")
     all_missing = rng.random(n) < random_missing
     out: dict[str, np.ndarray] = {}
-    names = {"J": "j", "H": "h", "Ks": "ks"}
-    for band, col in names.items():
+    for band, col in _TMASS_BANDS.items():
         m = true[band]
         lim = _TMASS_LIMITS[band]
         sig = np.sqrt(0.02**2 + (0.1 * 10.0 ** (0.4 * (m - lim))) ** 2)
@@ -160,7 +178,7 @@ def tmass_photometry(
         out[f"{col}_m"] = np.where(ok, m + rng.normal(0.0, 1.0, n) * sig, np.nan)
         out[f"{col}_msigcom"] = np.where(ok, sig, np.nan)
         out[f"{col}_true"] = m
-    out["a_ks"] = _A_OVER_AV["Ks"] * av
+    out["a_ks"] = a_ks
     return out
 
 

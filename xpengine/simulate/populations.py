@@ -90,6 +90,7 @@ __all__ = [
     "expected_fraction_below",
     "kroupa_imf",
     "sample_labels",
+    "visible_density",
     "visible_volume",
 ]
 
@@ -635,6 +636,22 @@ def _propose(
         "_cell": cell,
         "_dcell": dcell,
     }
+
+
+def visible_density(
+    n: int,
+    rng: np.random.Generator | int,
+    directions: Directions,
+    config: SkyPopulationConfig | None = None,
+) -> float:
+    """Mean importance weight of `n` proposals towards the caller's `directions` (uniform over a region) with
+    the fixed base plan of `config`: proportional to the number of stars visible per steradian of that
+    region (the same units for every region), e.g. to split a region into chunks of equal star counts."""
+    cfg = SkyPopulationConfig() if config is None else config
+    cfg.validate()
+    rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
+    plan = _base_plan(cfg, adaptive_directions=False)
+    return float(_propose(rng, n, cfg, plan, directions)["weight"].mean())
 
 
 def draw_sky_arrays(

@@ -40,16 +40,22 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from xpengine.simulate import physics as ph
 from xpengine.simulate.coords import ecliptic_latitude, healpix_nest_to_radec, icrs_to_galactic
 
-__all__ = ["STATE_CODES", "SkyConfig", "core_he_burning_gyr", "draw_stars"]
+__all__ = ["PHYSICS", "STATE_CODES", "SkyConfig", "core_he_burning_gyr", "draw_stars"]
+
+if TYPE_CHECKING:
+    from xpengine.simulate.populations import SkyPopulationConfig
 
 logger = logging.getLogger(__name__)
 
+#: stellar physics of :class:`SkyConfig`: "polynomial" (this module, the default) or "mist"
+PHYSICS = ("polynomial", "mist")
 #: evolutionary_state codes in truth tables
 STATE_CODES: dict[str, int] = {"dwarf": 0, "rgb": 1, "red_clump": 2}
 _POP_PROPOSAL = np.array([0.55, 0.30, 0.15])
@@ -76,6 +82,25 @@ class SkyConfig:
     correlation_levels: int = 8  # G-dependent correlation templates; 1 = one template (compresses well)
     coefficient_digits: int | None = None  # round coefficients to this many significant digits
     gzip_level: int | None = None  # bulk gzip level: None/1–3 ISA-L (fast, default 2), 4–9 zlib (smaller)
+    # "polynomial": the stars of this module (REFERENCE §7 relations; the bundled sky); "mist": the MIST v2.5
+    # four-population sky of xpengine.simulate.populations (see xpengine.simulate.generate)
+    physics: str = "polynomial"
+    # knobs of the MIST draw (physics "mist"); None: its defaults, with g_limit and g_bright from here
+    populations: SkyPopulationConfig | None = None
+    # physics "mist": largest |emulated − MIST| intrinsic BP − RP [mag] of a star given an XP spectrum
+    xp_colour_tolerance: float = 0.15
+
+    def __post_init__(self) -> None:
+        if self.physics not in PHYSICS:
+            raise ValueError(f"physics={self.physics!r}; expected one of {PHYSICS}")
+        if not self.xp_colour_tolerance > 0:
+            raise ValueError(f"xp_colour_tolerance={self.xp_colour_tolerance}; expected > 0 mag")
+        p = self.populations
+        if p is not None and (p.g_limit, p.g_bright) != (self.g_limit, self.g_bright):
+            raise ValueError(
+                f"populations has g_limit={p.g_limit}, g_bright={p.g_bright} but the sky g_limit={self.g_limit}, "
+                f"g_bright={self.g_bright}; expected the same magnitude limits"
+            )
 
 
 def core_he_burning_gyr(mass: np.ndarray, t_g: np.ndarray) -> np.ndarray:

@@ -52,6 +52,7 @@ __all__ = [
     "XPNoiseModel",
     "add_xp_noise",
     "archive_like_coefficients",
+    "emulator_domain",
     "intrinsic_spectra",
     "passbands",
     "scale_and_redden",
@@ -107,6 +108,41 @@ def intrinsic_spectra(
     return out
 
 
+def emulator_domain(
+    teff: np.ndarray,
+    logg: np.ndarray,
+    fe_h: np.ndarray,
+    alpha_m: np.ndarray,
+    cal: dict[str, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """Where the spectral emulator of :func:`intrinsic_spectra` is fitted, per star (all inputs (N,)).
+
+    The emulator class follows logg as in the fit (:mod:`xpengine.simulate.calibration`: giants logg < 3.5,
+    dwarfs logg ≥ 3.5), whatever the star's evolutionary phase (a subgiant is a "dwarf" here, a hot
+    core-He burner a "giant"). Returns (N,) arrays: `cls` int8 (0 dwarf, 1 giant emulator); `inside` bool
+    (Teff [K] and logg within the range of the real stars that class was fitted on, `{class}_label_min/max`
+    of the calibration: dwarfs ≈ 3585–6809 K, logg 3.50–5.28; giants ≈ 3500–5798 K, logg −0.47–3.50;
+    outside it the polynomial would be extrapolated, or clamped by :func:`intrinsic_spectra`);
+    `too_hot`, `too_cool` bool (Teff above / below that range); `clamped` bool ([Fe/H] or [α/M] outside
+    the fitted range: :func:`intrinsic_spectra` uses the nearest fitted value, e.g. [Fe/H] −2.41 for a
+    dwarf of −2.5).
+    """
+    cal = load_calibration() if cal is None else cal
+    teff, logg = np.asarray(teff, dtype=np.float64), np.asarray(logg, dtype=np.float64)
+    labels = (teff, logg, np.asarray(fe_h, dtype=np.float64), np.asarray(alpha_m, dtype=np.float64))
+    cls = (logg < 3.5).astype(np.int8)
+    lo = np.stack([cal["dwarf_label_min"], cal["giant_label_min"]])[cls]  # (N, 4)
+    hi = np.stack([cal["dwarf_label_max"], cal["giant_label_max"]])[cls]
+    within = [(v >= lo[:, k]) & (v <= hi[:, k]) for k, v in enumerate(labels)]  # NaN -> False
+    return {
+        "cls": cls,
+        "inside": within[0] & within[1],
+        "too_hot": teff > hi[:, 0],
+        "too_cool": teff < lo[:, 0],
+        "clamped": ~(within[2] & within[3]),
+    }
+
+
 @functools.lru_cache(maxsize=1)
 def _tikhonov_matrix(lam_rel: float = 3e-9, power: float = 4.0) -> np.ndarray:
     """(n_wl, n_bp + n_rp) matrix M with c = f @ M (see module docstring, step 4)."""
@@ -151,15 +187,21 @@ def passbands() -> tuple[np.ndarray, np.ndarray]:
 
 
 def scale_and_redden(
-    intrinsic: np.ndarray, ebv: np.ndarray, g_intrinsic_abs: np.ndarray, distance_modulus: np.ndarray
+    intrinsic: np.ndarray,
+    ebv: np.ndarray,
+    g_intrinsic_abs: np.ndarray,
+    distance_modulus: np.ndarray,
+    a_g: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Redden relative spectra, turn them into archive-like coefficients and scale them to the star's G.
 
     intrinsic: (N, 343) relative spectra; ebv: (N,) E(B−V) [mag]; g_intrinsic_abs: (N,) unreddened
-    absolute M_G [mag]; distance_modulus: (N,) [mag]. Returns `coefficients` (N, 110) [e⁻/s, BP then
-    RP], their sampled spectrum `flux` (N, 343) [W m^-2 nm^-1] (= coefficients @ A, so exactly what
-    GaiaXPy would sample from them), extinctions a_g/a_bp/a_rp [mag] from the intrinsic vs reddened
-    synthetic photometry, and the apparent noise-free synthetic magnitudes g/bp/rp.
+    absolute M_G [mag]; distance_modulus: (N,) [mag]; a_g: (N,) A_G [mag] that sets the apparent G
+    (e.g. the MIST tables' A_G of the star's own SED); default: the spectrum's own, below. Returns
+    `coefficients` (N, 110) [e⁻/s, BP then RP], their sampled spectrum `flux` (N, 343) [W m^-2 nm^-1]
+    (= coefficients @ A, so exactly what GaiaXPy would sample from them), extinctions a_g/a_bp/a_rp [mag]
+    from the intrinsic vs reddened synthetic photometry of the spectrum, and the apparent noise-free
+    synthetic magnitudes g/bp/rp (g = g_intrinsic_abs + distance_modulus + A_G).
     """
     from xpengine.spectra import default_sampling
 
@@ -173,7 +215,7 @@ def scale_and_redden(
     f1 = c1 @ V
     with np.errstate(divide="ignore", invalid="ignore"):
         a = -2.5 * np.log10(f1 / f0)
-    g_app = g_intrinsic_abs + distance_modulus + a[:, 0]
+    g_app = g_intrinsic_abs + distance_modulus + (a[:, 0] if a_g is None else a_g)
     scale = 10.0 ** (-0.4 * (g_app - zp[0])) / f1[:, 0]
     coef = c1 * scale[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
