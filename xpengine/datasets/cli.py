@@ -4,6 +4,9 @@
     xpengine build-dataset apogee --allstar allStar-dr17-synspec_rev1.fits \
         --distmass APOGEE_DistMass-DR17_v1.6.1.fits --xp DIR --gaia-source DIR --output apogee.parquet
     xpengine build-dataset synthetic --sky SKY_DIR --output synthetic.parquet
+    xpengine build-dataset synthetic --sky SKY_DIR --with-tokens alpha_m --output synthetic.parquet
+    xpengine build-dataset mixed --real apogee_xp.parquet --synthetic synthetic.parquet \
+        [--synthetic-weight W] [--max-synthetic N] --output mixed.parquet
 
 Heavy work (astropy, the builders) is imported inside the command functions.
 """
@@ -33,7 +36,7 @@ def _output(args: argparse.Namespace) -> OutputTarget:
         raise SystemExit(f"error: output {exc}") from None
 
 
-def _report(table: object, path: str) -> None:
+def _report(table: object, path: str, what: str = "stars") -> None:
     import numpy as np
 
     from xpengine.datasets.splits import split_counts
@@ -41,9 +44,10 @@ def _report(table: object, path: str) -> None:
     split = np.asarray(table.column("split").to_numpy(zero_copy_only=False))  # type: ignore[attr-defined]
     counts = split_counts(split)
     logger.info(
-        "wrote %s: %d stars (train %d, val %d, test %d)",
+        "wrote %s: %d %s (train %d, val %d, test %d)",
         path,
         split.size,
+        what,
         counts["train"],
         counts["val"],
         counts["test"],
@@ -81,6 +85,15 @@ def _survey_options(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+def _vocabulary(args: argparse.Namespace) -> object:
+    """The builder's vocabulary: the paper's 120 tokens plus --with-tokens (None = builder default)."""
+    if not args.with_tokens:
+        return None
+    from xpengine.features import PAPER_VOCABULARY
+
+    return PAPER_VOCABULARY.with_tokens(args.with_tokens)
+
+
 def _run_apogee(args: argparse.Namespace) -> int:
     from xpengine.datasets.schema import write_training_set
     from xpengine.datasets.survey import SurveyInputs, build_survey
@@ -94,7 +107,12 @@ def _run_apogee(args: argparse.Namespace) -> int:
         tmass=args.tmass,
         ebv=args.ebv,
     )
-    build = build_survey(inputs, origin="apogee-dr17", **_survey_options(args))  # type: ignore[arg-type]
+    build = build_survey(
+        inputs,
+        origin="apogee-dr17",
+        vocabulary=_vocabulary(args),
+        **_survey_options(args),  # type: ignore[arg-type]
+    )
     with target as tmp:
         write_training_set(build.table, tmp, overwrite=True)
     _report(build.table, args.output)
@@ -108,6 +126,7 @@ def _run_synthetic(args: argparse.Namespace) -> int:
     target = _output(args)
     build = build_synthetic(
         args.sky,
+        vocabulary=_vocabulary(args),
         val_fraction=args.val_fraction,
         test_fraction=args.test_fraction,
         keep_without_evolution=args.keep_without_evolution,
@@ -116,6 +135,34 @@ def _run_synthetic(args: argparse.Namespace) -> int:
     with target as tmp:
         write_training_set(build.table, tmp, overwrite=True)
     _report(build.table, args.output)
+    return 0
+
+
+def _run_mixed(args: argparse.Namespace) -> int:
+    from xpengine.datasets.mixed import build_mixed
+    from xpengine.datasets.schema import write_training_set
+
+    target = _output(args)
+    try:
+        build = build_mixed(
+            args.real,
+            args.synthetic,
+            synthetic_weight=args.synthetic_weight,
+            max_synthetic=args.max_synthetic,
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    with target as tmp:
+        write_training_set(build.table, tmp, overwrite=True)
+    _report(build.table, args.output, "rows")
+    w = build.summary["weighting"]
+    rows = {k: build.summary["sources"][k]["rows"] for k in ("real", "synthetic")}
+    logger.info(
+        "rows per source: real %s, synthetic %s; synthetic share of training rows %.3f",
+        rows["real"],
+        rows["synthetic"],
+        w["synthetic_share_of_train_rows"],
+    )
     return 0
 
 
@@ -128,6 +175,41 @@ def _common(p: argparse.ArgumentParser, *, val: float, test: float) -> None:
     p.add_argument(
         "--test-fraction", type=float, default=test, help=f"test fraction of all stars (default {test})"
     )
+
+
+def _with_tokens(p: argparse.ArgumentParser) -> None:
+    from xpengine.features.vocabulary import EXTRA_TOKENS
+
+    p.add_argument(
+        "--with-tokens",
+        nargs="+",
+        choices=sorted(EXTRA_TOKENS),
+        default=None,
+        metavar="TOKEN",
+        help="extra tokens appended to the paper's 120-token vocabulary (e.g. alpha_m, so that the set "
+        "shares the apogee-xp builder's vocabulary and can be mixed with it); default: none, and [α/M] "
+        f"goes to an extra column. Choices: {', '.join(sorted(EXTRA_TOKENS))}",
+    )
+
+
+def _weight(text: str) -> float:
+    try:
+        w = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (w >= 0 and w != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return w
+
+
+def _count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return n
 
 
 def _evolution_options(p: argparse.ArgumentParser) -> None:
@@ -144,7 +226,7 @@ def _evolution_options(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add `build-dataset` with the `apogee-xp`, `apogee` and `synthetic` builders."""
+    """Add `build-dataset` with the `apogee-xp`, `apogee`, `synthetic` and `mixed` builders."""
     p = sub.add_parser(
         "build-dataset",
         help="build a training set (training-schema Parquet)",
@@ -184,11 +266,47 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     s.add_argument("--age-error-column", default="AGE_ERR", help="DistMass age error column [dex]")
     _evolution_options(s)
+    _with_tokens(s)
     _common(s, val=0.09, test=0.1)
     s.set_defaults(func=_run_apogee)
 
     y = kinds.add_parser("synthetic", help="a simulated sky directory (xpengine simulate output)")
     y.add_argument("--sky", required=True, help="simulated sky directory")
     _evolution_options(y)
+    _with_tokens(y)
     _common(y, val=0.09, test=0.1)
     y.set_defaults(func=_run_synthetic)
+
+    m = kinds.add_parser(
+        "mixed",
+        help="one training set of real and simulated stars (two training-schema files)",
+        description="Mix a real training set (apogee-xp / apogee builder) and a synthetic one (synthetic "
+        "builder) into one training-schema file. Both must share the vocabulary, the XP representation "
+        "and the token recipe. Every star keeps its input's split (the real split is checked against the "
+        "rule its file records). Tokens a source lacks stay missing. The training loop has no per-star "
+        "weights: --synthetic-weight W gives each synthetic training star W rows on average (copies, or a "
+        "deterministic subsample when W < 1); validation and test stars keep one row. See "
+        "xpengine.datasets.mixed.",
+    )
+    m.add_argument("--real", required=True, help="real training-schema Parquet (build-dataset apogee-xp)")
+    m.add_argument(
+        "--synthetic", required=True, help="synthetic training-schema Parquet (build-dataset synthetic)"
+    )
+    m.add_argument(
+        "--synthetic-weight",
+        type=_weight,
+        default=1.0,
+        metavar="W",
+        help="expected rows per synthetic training star, relative to one per real star (default 1)",
+    )
+    m.add_argument(
+        "--max-synthetic",
+        type=_count,
+        default=None,
+        metavar="N",
+        help="keep at most N synthetic stars over all splits (a deterministic uniform subsample by "
+        "source_id, applied before the weight); default: all",
+    )
+    m.add_argument("--output", required=True, help="output Parquet file (training schema)")
+    m.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    m.set_defaults(func=_run_mixed)
