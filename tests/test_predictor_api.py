@@ -288,3 +288,30 @@ def test_bfloat16_only_where_the_hardware_has_it(monkeypatch, caplog):
     assert p.autocast_dtype == torch.float32
     monkeypatch.setattr(pmod, "native_bf16", lambda device: True)
     assert pmod.Predictor.load("apogee-xp", device="cpu", dtype="auto").autocast_dtype == torch.bfloat16
+
+
+def test_from_xp_on_the_solar_twin_18_sco():
+    """`Predictor.from_xp` on real archive XP of 18 Sco alone (no G, no parallax): the catalogue's
+    features (G from XP) and flags; astropy, pandas and pyarrow inputs agree; apogee-xp puts the star
+    within 2σ of the literature (5810 K, logg 4.44, [Fe/H] +0.05; 18 Sco is not in its training set)."""
+    from pathlib import Path
+
+    from astropy.table import Table
+
+    from xpengine import io
+    from xpengine.inference.predictor import Predictor
+
+    xp = io.read_xp_continuous(str(Path(__file__).parent / "data" / "gaia_xp" / "18Sco-XP-spectra.csv"))
+    p = Predictor.load("apogee-xp", device="cpu")
+    df = p.from_xp(xp)
+    assert df["source_id"].tolist() == [4345775217221821312]
+    r = df.iloc[0]
+    assert "G_FROM_XP" in r["flag_names"] and "NO_PREDICTION" not in r["flag_names"]
+    for label, lit in (("teff", 5810.0), ("logg", 4.44), ("m_h", 0.05)):
+        assert abs(r[label] - lit) < 2 * r[f"{label}_error"], (label, r[label], r[f"{label}_error"])
+    for other in (xp.to_pandas(), Table.from_pandas(xp.to_pandas())):
+        np.testing.assert_allclose(
+            p.from_xp(other)[["teff", "logg", "m_h"]].to_numpy(), df[["teff", "logg", "m_h"]].to_numpy()
+        )
+    with pytest.raises(ValueError, match="not trained to predict"):
+        p.from_xp(xp, labels=["teff", "mass"])

@@ -324,6 +324,73 @@ class Predictor:
                 )
         return out
 
+    def from_xp(
+        self,
+        xp: Any,
+        *,
+        g_mag: Any = None,
+        parallax: Any = None,
+        parallax_error: Any = None,
+        ruwe: Any = None,
+        tmass: Mapping[str, Any] | None = None,
+        labels: Sequence[str] | None = None,
+        zero_point_fallback: float | None = None,
+    ):
+        """Labels with errors and flags for stars given as Gaia XP coefficients: the catalogue's own
+        features and flag rules (`xpengine.pipeline.stages`), without a Ray job. For notebooks.
+
+        xp: an astropy Table, pandas DataFrame, pyarrow Table or dict of arrays with the archive's XP
+            columns (`source_id`, `bp_coefficients`, `bp_coefficient_errors`, `bp_n_relevant_bases`,
+            same for RP; `xpengine.io.read_xp_continuous` gives them), and optionally any gaia_source
+            columns (`phot_g_mean_mag`, `parallax`, `nu_eff_used_in_astrometry`, ...).
+        g_mag, parallax [mas], parallax_error [mas], ruwe: (N,) or scalars overriding those columns.
+            Without G the XP are normalised by their own synthetic G (flag G_FROM_XP).
+        tmass: {"j_m", "j_msigcom", "h_m", "h_msigcom", "ks_m", "ks_msigcom"} arrays for J−H, J−Ks.
+        labels: catalogue labels (default: the ones this model learned).
+        zero_point_fallback: parallax zero point [mas] where the Lindegren (2021) inputs
+            (nu_eff_used_in_astrometry / pseudocolour, ecl_lat, astrometric_params_solved) are not
+            given (e.g. −0.017, the quasar median); None drops such parallaxes as the catalogue does.
+
+        Returns a pandas DataFrame: source_id, each label and `<label>_error`, distance_pc(_error),
+        n_input_tokens, flags and flag_names.
+        """
+        import pyarrow as pa
+
+        from xpengine.features.flags import describe_flags
+        from xpengine.pipeline.stages import CatalogPredictor, catalogue_batch
+        from xpengine.spectra.representation import token_representation
+
+        table = _as_arrow(xp)
+        n = table.num_rows
+        extra = {
+            "phot_g_mean_mag": g_mag,
+            "parallax": parallax,
+            "parallax_error": parallax_error,
+            "ruwe": ruwe,
+            **(dict(tmass) if tmass else {}),
+        }
+        for name, value in extra.items():
+            if value is None:
+                continue
+            arr = np.broadcast_to(np.asarray(value, dtype=np.float64), (n,))
+            if name in table.column_names:
+                table = table.drop_columns([name])
+            table = table.append_column(name, pa.array(arr))
+        batch = catalogue_batch(
+            table,
+            self.vocabulary,
+            "from_xp",
+            representation=token_representation(),
+            zero_point_fallback=zero_point_fallback,
+        )
+        out = CatalogPredictor(self, labels, batch_size=self.batch_size)(batch)
+        keep = [k for k in out if k not in ("partition", "partition_rows", "read_error")]
+        import pandas as pd
+
+        df = pd.DataFrame({k: out[k] for k in keep})
+        df["flag_names"] = [describe_flags(int(f)) for f in df["flags"]]
+        return df
+
     def perceive(
         self,
         columns: Mapping[str, np.ndarray],
@@ -383,3 +450,40 @@ class Predictor:
         if "source_id" in batch:
             out = {"source_id": np.asarray(batch["source_id"]), **out}
         return out
+
+
+def _as_arrow(obj: Any):
+    """A pyarrow Table from an astropy Table, pandas DataFrame, pyarrow Table or dict of arrays; 2-d
+    columns (coefficient arrays) become list columns, masked values NaN."""
+    import pyarrow as pa
+
+    if isinstance(obj, pa.Table):
+        return obj
+    if hasattr(obj, "to_pandas") and hasattr(obj, "colnames"):  # astropy Table
+        names = list(obj.colnames)
+        get = obj.__getitem__
+    elif hasattr(obj, "columns") and hasattr(obj, "iloc"):  # pandas DataFrame
+        names = list(obj.columns)
+        get = obj.__getitem__
+    elif isinstance(obj, Mapping):
+        names = list(obj)
+        get = obj.__getitem__
+    else:
+        raise TypeError(
+            f"expected an astropy/pandas/pyarrow table or a dict of arrays, got {type(obj).__name__}"
+        )
+    cols = {}
+    for name in names:
+        col = get(name)
+        if hasattr(col, "filled") and np.ma.isMaskedArray(col) and np.asarray(col).dtype.kind == "f":
+            col = col.filled(np.nan)
+        values = col.to_numpy() if hasattr(col, "to_numpy") else np.asarray(col)
+        first = next((v for v in values if v is not None), None) if values.dtype == object else None
+        if values.ndim == 2 or (values.dtype == object and first is not None and not isinstance(first, str)):
+            # array cells (flattened: correlation matrices are stored flat, as in the archive)
+            cols[name] = pa.array(
+                [None if v is None else np.asarray(v, dtype=np.float64).ravel() for v in values]
+            )
+        else:
+            cols[name] = pa.array(values)
+    return pa.table(cols)

@@ -81,7 +81,9 @@ def _read_side_table(url: str | None, hpx8_range: tuple[int, int] | None):
     return table
 
 
-def _corrected_parallax(joined) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _corrected_parallax(
+    joined, zero_point_fallback: float | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Zero-point corrected parallax, its error [mas] and RUWE (N,) for the catalogue's distance: the
     rules of the g_fakemag token (zero point, RUWE, negative-parallax rule) without its σ_ϖ ceiling;
     NaN where the parallax is unusable."""
@@ -105,6 +107,7 @@ def _corrected_parallax(joined) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ecl_lat=col("ecl_lat"),
         astrometric_params_solved=col("astrometric_params_solved"),
         max_parallax_error=np.inf,
+        zero_point_fallback=zero_point_fallback,
     )
     err = np.where(np.isfinite(lum.parallax_corrected_mas), col("parallax_error"), np.nan)
     return lum.parallax_corrected_mas, err, col("ruwe")
@@ -156,11 +159,37 @@ def featurize_partition(
             yield _empty_marker(task.name, len(vocab), msg)
 
 
+def catalogue_batch(
+    joined, vocab, name: str, *, representation=None, **token_options
+) -> dict[str, np.ndarray]:
+    """One batch of the catalogue's predictor stage from a joined XP (+ gaia_source, 2MASS, E(B−V))
+    table: tokens, flags and the columns the catalogue passes through. Used by the job and by
+    `predict_xp`, so a notebook gets exactly the catalogue's features."""
+    from xpengine.features import build_tokens
+
+    tok = build_tokens(joined, vocab, representation=representation, **token_options)
+    n = len(tok.source_id)
+    plx, plx_err, ruwe = _corrected_parallax(joined, token_options.get("zero_point_fallback"))
+    return {
+        "partition": np.full(n, name),
+        "source_id": tok.source_id.astype(np.int64),
+        "values": tok.values.astype(np.float32),
+        "errors": tok.errors.astype(np.float32),
+        "flags": tok.flags.astype(np.int64),
+        **{c: _column_or_nan(joined, c, np.float64) for c in PASSTHROUGH_FLOAT64},
+        "phot_g_mean_mag": _column_or_nan(joined, "phot_g_mean_mag", np.float32),
+        "parallax_corrected": plx,
+        "parallax_corrected_error": plx_err,
+        "ruwe": ruwe,
+        "partition_rows": np.full(n, -1, dtype=np.int64),
+        "read_error": np.full(n, ""),
+    }
+
+
 def _featurize_one(
     task: PartitionTask, vocab, *, chunk_rows: int, tmass: str | None, ebv: str | None
 ) -> Iterator[dict[str, np.ndarray]]:
     from xpengine import io
-    from xpengine.features import build_tokens
     from xpengine.spectra.representation import token_representation
 
     gaia = io.read_gaia_source(task.gaia) if task.gaia else None
@@ -172,24 +201,8 @@ def _featurize_one(
     total = 0
     for chunk in io.iter_xp_continuous(task.xp, batch_rows=chunk_rows):
         joined = io.join_sources(chunk, gaia, tmass=tmass_t, ebv=ebv_t)
-        tok = build_tokens(joined, vocab, representation=representation)
-        n = len(tok.source_id)
-        total += n
-        plx, plx_err, ruwe = _corrected_parallax(joined)
-        out = {
-            "partition": np.full(n, task.name),
-            "source_id": tok.source_id.astype(np.int64),
-            "values": tok.values.astype(np.float32),
-            "errors": tok.errors.astype(np.float32),
-            "flags": tok.flags.astype(np.int64),
-            **{c: _column_or_nan(joined, c, np.float64) for c in PASSTHROUGH_FLOAT64},
-            "phot_g_mean_mag": _column_or_nan(joined, "phot_g_mean_mag", np.float32),
-            "parallax_corrected": plx,
-            "parallax_corrected_error": plx_err,
-            "ruwe": ruwe,
-            "partition_rows": np.full(n, -1, dtype=np.int64),
-            "read_error": np.full(n, ""),
-        }
+        out = catalogue_batch(joined, vocab, task.name, representation=representation)
+        total += len(out["source_id"])
         if pending is not None:
             yield pending
         pending = out
@@ -234,7 +247,11 @@ class CatalogPredictor:
             import torch
 
             torch.set_num_threads(int(torch_threads))
-        self.predictor = Predictor.load(model, device=device, dtype=dtype)
+        # a loaded Predictor (notebooks: `predict_xp`) or a checkpoint / bundled model name
+        self.predictor = (
+            model if isinstance(model, Predictor) else Predictor.load(model, device=device, dtype=dtype)
+        )
+        model = self.predictor.model_name if isinstance(model, Predictor) else model
         learned = self.predictor.learned
         if labels is None:
             labels = model_default_labels(self.predictor.checkpoint.train_config or {}, learned, model)
