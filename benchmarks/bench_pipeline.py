@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,16 +37,29 @@ PART = "000000-003111"
 def _make_inputs(dest: Path, n_partitions: int) -> list[str]:
     from importlib.resources import files
 
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from xpengine import io
+
     sky = Path(str(files("xpengine") / "data" / "sky"))
     dest.mkdir(parents=True, exist_ok=True)
+    xp = io.read_xp_continuous(str(sky / f"XpContinuousMeanSpectrum_{PART}.csv.gz"))
+    gs = io.read_gaia_source(str(sky / f"GaiaSource_{PART}.csv.gz"))
     names = []
     for k in range(n_partitions):
+        # each copy's source_ids moved into its own HEALPix range (source_id >> 43 = level-8 pixel), so
+        # the job sees distinct, correctly placed sources (same spectra) and has no duplicates to resolve
         lo = 10000 + 4000 * k
         name = f"{lo:06d}-{lo + 3111:06d}"
-        shutil.copy(
-            sky / f"XpContinuousMeanSpectrum_{PART}.csv.gz", dest / f"XpContinuousMeanSpectrum_{name}.csv.gz"
-        )
-        shutil.copy(sky / f"GaiaSource_{PART}.csv.gz", dest / f"GaiaSource_{name}.csv.gz")
+        shift = pa.scalar(lo << 43, pa.int64())
+        for table, writer, kind in (
+            (xp, io.write_bulk_xp_continuous, "XpContinuousMeanSpectrum"),
+            (gs, io.write_bulk_gaia_source, "GaiaSource"),
+        ):
+            i = table.schema.get_field_index("source_id")
+            moved = table.set_column(i, "source_id", pc.add(table.column("source_id"), shift))
+            writer(moved, dest / f"{kind}_{name}.csv.gz")
         names.append(name)
     return names
 
