@@ -696,12 +696,20 @@ def build_tokens(
     xp_bprp = None
     need_g = ~np.isfinite(g_flux) & bp_present & rp_present
     if g_from_xp and need_g.any() and bp.shape[1] == 55 and rp.shape[1] == 55:
-        from xpengine.features.synthetic_photometry import bp_rp_from_xp, g_flux_from_xp
+        from xpengine.features.synthetic_photometry import (
+            calibrated_bp_rp,
+            calibrated_g_flux,
+            synthetic_gaia_photometry,
+        )
 
         rows = np.flatnonzero(need_g)
-        bp_e = None if bp_err is None else bp_err[rows]
-        rp_e = None if rp_err is None else rp_err[rows]
-        gx, _ = g_flux_from_xp(bp[rows], rp[rows], bp_e, rp_e)
+        phot = synthetic_gaia_photometry(  # G, BP, RP integrated once; G and BP−RP both come from it
+            bp[rows],
+            rp[rows],
+            None if bp_err is None else bp_err[rows],
+            None if rp_err is None else rp_err[rows],
+        )
+        gx, _ = calibrated_g_flux(phot)
         ok = np.isfinite(gx) & (gx > 0)
         rows_ok = rows[ok]
         g_flux = g_flux.copy()
@@ -712,9 +720,8 @@ def build_tokens(
         filled[rows_ok] = True
         flag(filled, SourceFlag.G_FROM_XP)
         flags[filled] &= ~np.int64(int(SourceFlag.NO_GAIA_PHOTOMETRY))
-        c, ce = bp_rp_from_xp(
-            bp[rows_ok], rp[rows_ok], None if bp_e is None else bp_e[ok], None if rp_e is None else rp_e[ok]
-        )
+        c, ce = calibrated_bp_rp(phot)
+        c, ce = c[ok], ce[ok]
         xp_bprp = (rows_ok, c, ce)
     bp, rp, bp_err, rp_err = _apply_representation(representation, bp, rp, bp_err, rp_err, vocabulary)
     flag(~bp_present, SourceFlag.NO_BP)
