@@ -52,6 +52,18 @@ def _job(args: list[str], **kw) -> subprocess.Popen:
     )
 
 
+def _run_job(args: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """The job to completion, output captured."""
+    return subprocess.run(
+        [sys.executable, str(REPO / "jobs" / "infer_gaia.py"), *args],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def _edit_archive_csv(src: Path, dest: Path, *, nan_row: int, bad_cell_row: int, repeat_row: int) -> None:
     """Copy an archive XP_CONTINUOUS CSV with one BP coefficient set to NaN, one RP coefficient made
     non-numeric, and one row repeated at the end."""
@@ -139,10 +151,7 @@ def test_fault_drill(tmp_path, sky_dir, tiny_sky_model):
     while time.time() < deadline and job.poll() is None:
         addresses |= _listening_addresses(job.pid)
         if second is None and (out / "_LOCK.json").exists():
-            second = subprocess.run(
-                [sys.executable, str(REPO / "jobs" / "infer_gaia.py"), *args],
-                cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120,
-            )  # fmt: skip
+            second = _run_job(args, timeout=120)
         if len(list(out.glob("*.parquet"))) >= 1 and second is not None:
             break
         time.sleep(0.2)
@@ -167,10 +176,7 @@ def test_fault_drill(tmp_path, sky_dir, tiny_sky_model):
     (out / "_tmp" / "leftover.parquet.1234abcd").write_bytes(b"half a file")
 
     # 2. resume: the finished partitions are skipped, the rest done; the corrupt one fails alone
-    rerun = subprocess.run(
-        [sys.executable, str(REPO / "jobs" / "infer_gaia.py"), *args],
-        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    rerun = _run_job(args, timeout=300)
     assert rerun.returncode == 1, rerun.stdout + rerun.stderr
     summary = json.loads((out / "_SUMMARY.json").read_text())
     assert len(summary["partitions_skipped"]) == len(kept)
@@ -202,10 +208,7 @@ def test_fault_drill(tmp_path, sky_dir, tiny_sky_model):
 
     # 3. the corrupt file replaced by a good copy: only it is redone, and the run is clean
     shutil.copy(os.path.join(sky_dir, f"XpContinuousMeanSpectrum_{CORRUPT}.csv.gz"), inp)
-    fixed = subprocess.run(
-        [sys.executable, str(REPO / "jobs" / "infer_gaia.py"), *args],
-        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    fixed = _run_job(args, timeout=300)
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     summary = json.loads((out / "_SUMMARY.json").read_text())
     assert summary["partitions_done"] == [CORRUPT]
@@ -216,10 +219,7 @@ def test_fault_drill(tmp_path, sky_dir, tiny_sky_model):
 
     # 4. a rerun with other labels would mix two catalogues: refused in one line, nothing touched
     before = {f.name: f.stat().st_mtime_ns for f in out.glob("*.parquet")}
-    mixed = subprocess.run(
-        [sys.executable, str(REPO / "jobs" / "infer_gaia.py"), *args, "--labels", "teff", "logg"],
-        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    mixed = _run_job([*args, "--labels", "teff", "logg"], timeout=120)
     assert mixed.returncode == 2 and "cannot be resumed" in mixed.stderr and "--overwrite" in mixed.stderr
     errors = [line for line in mixed.stderr.splitlines() if "error" in line.lower()]
     assert "Traceback" not in mixed.stderr and len(errors) == 1 and errors[0].startswith("infer_gaia: error:")
