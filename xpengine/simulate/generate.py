@@ -127,11 +127,44 @@ def _chunk_plan(
             prop = _propose(pilot_rng, 2048, int(edges[j]), int(edges[j + 1] - 1), pilot_cfg)
             mean_w = prop["weight"].mean()
         dens[j] = mean_w * (edges[j + 1] - edges[j])
-    share = dens / dens.sum() * n
+    counts = _largest_remainder(dens / dens.sum() * n, n)
+    return [(int(edges[j]), int(edges[j + 1] - 1), counts[j]) for j in range(n_chunks) if counts[j] > 0]
+
+
+def _largest_remainder(share: np.ndarray, n: int) -> list[int]:
+    """Integer counts summing to `n`, as close to the real `share` (summing to `n`) as possible."""
     counts = np.floor(share).astype(np.int64)
-    rem = n - counts.sum()
+    rem = int(n - counts.sum())
     counts[np.argsort(-(share - counts), kind="stable")[:rem]] += 1
-    return [(int(edges[j]), int(edges[j + 1] - 1), int(counts[j])) for j in range(n_chunks) if counts[j] > 0]
+    return [int(c) for c in counts]
+
+
+#: pilot proposals per partition for :func:`_density_split` (8 sub-ranges of 1024)
+_SPLIT_PILOTS = 8
+
+
+def _density_split(seed: int, parts: list[tuple[int, int]], n: int, cfg: SkyConfig) -> list[int]:
+    """Sources per partition ∝ the number of stars visible in its pixels (MIST physics).
+
+    An even split would give a high-latitude patch as many stars as a patch in the plane, so a sky of few
+    partitions over-weights the halo and the old thick disk. The density of each partition is a pilot
+    estimate (8 × 1024 proposals spread over its pixels, seeded from (seed, partition)), times its pixel
+    count; the counts are then the largest-remainder rounding, so they sum to `n` exactly.
+    """
+    pcfg = _population_config(cfg)
+    dens = np.empty(len(parts))
+    for k, (lo, hi) in enumerate(parts):
+        edges = np.linspace(lo, hi + 1, _SPLIT_PILOTS + 1).astype(np.int64)
+        w = []
+        for j in range(_SPLIT_PILOTS):
+            if edges[j + 1] <= edges[j]:
+                continue
+            rng = _rng(seed, k, 2_000_000 + j)
+            w.append(pp.visible_density(1024, rng, _hpx_directions(int(edges[j]), int(edges[j + 1] - 1)), pcfg))
+        dens[k] = float(np.mean(w)) * (hi - lo + 1)
+    counts = _largest_remainder(dens / dens.sum() * n, n)
+    logger.info("MIST sky: sources per partition in proportion to the visible-star density: %s", counts)
+    return counts
 
 
 def _observe_factory(cfg: SkyConfig, cal: dict[str, np.ndarray]):
@@ -833,7 +866,9 @@ def simulate_sky(
     Parameters
     ----------
     output_dir : directory (created) that receives the files listed in the module docstring.
-    n_sources : total number of sources (split evenly over partitions).
+    n_sources : total number of sources: split evenly over the partitions for the polynomial physics (the
+        bundled sky), in proportion to each partition's visible-star density for MIST
+        (:func:`_density_split`, so the sky's latitude mix is the real one whatever the partitions).
     seed : random seed; the same arguments give byte-identical files (whatever `workers`).
     n_partitions, partitions : HEALPix-8 ranges (inclusive); default :func:`default_partitions`.
     chunk_size : sources generated and written at a time (memory scales with it, not with n_sources).
@@ -869,7 +904,10 @@ def simulate_sky(
         ]
         if existing:
             raise FileExistsError(f"{out}: {existing} exist; pass overwrite=True to replace them")
-    per_part = [n_sources // len(parts) + (1 if k < n_sources % len(parts) else 0) for k in range(len(parts))]
+    if cfg.physics == "mist":
+        per_part = _density_split(seed, parts, n_sources, cfg)
+    else:
+        per_part = [n_sources // len(parts) + (1 if k < n_sources % len(parts) else 0) for k in range(len(parts))]
     jobs = [
         {
             "config": cfg,
