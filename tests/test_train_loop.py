@@ -310,3 +310,41 @@ def test_learned_tokens_follow_the_sampler():
     assert learned_tokens(x, vocab, ["teff"], focus=focus, focus_fraction=0.8).inputs == lt.inputs
     with pytest.raises(ValueError, match=r"values must be \(N, 14\)"):
         learned_tokens(x[:, :3], vocab, ["teff"])
+
+
+def test_init_from_starts_from_another_models_weights_and_standardisation(toy3, tmp_path):
+    """Transfer learning: a first model learns without mass; a second run starts from its weights. Tokens
+    the first learned keep its centre and scale, mass is fitted on the new data; with a vanishing learning
+    rate the weights stay the first model's. Mismatched models are refused; resuming ignores init_from."""
+    from xpengine.io import sha256_of
+
+    tr, va = _arrays(toy3)
+    vocab = tr.vocabulary
+    first_tr = dataclasses.replace(tr, values=tr.values.copy())
+    first_tr.values[:, vocab.index("mass")] = np.nan
+    first = train(_config(toy3, epochs=2), first_tr, va, output_dir=tmp_path / "first")
+    base = load_checkpoint(first.model_dir)
+    assert "mass" not in base.learned.outputs
+
+    cfg = _config(toy3, epochs=1, lr=1e-30, eta_min=0.0, weight_decay=0.0, init_from=str(tmp_path / "first"))
+    second = train(cfg, tr, va, output_dir=tmp_path / "second")
+    ck = load_checkpoint(second.model_dir)
+    w0, w1 = base.model.state_dict(), ck.model.state_dict()
+    assert all(torch.allclose(w0[k], w1[k], atol=1e-6) for k in w0)
+    known = [i for i, n in enumerate(vocab.names) if n != "mass"]
+    np.testing.assert_array_equal(ck.standardization.center[known], base.standardization.center[known])
+    np.testing.assert_array_equal(ck.standardization.scale[known], base.standardization.scale[known])
+    m = vocab.index("mass")
+    assert ck.standardization.center[m] == pytest.approx(np.nanmedian(tr.values[:, m]))
+    assert "mass" in ck.learned.outputs
+    init = ck.provenance["initialised_from"]
+    assert init["weights_sha256"] == sha256_of(first.model_dir / "model.safetensors")
+
+    other = dataclasses.replace(cfg, model=dataclasses.replace(PRESETS["tiny"], d_model=8))
+    with pytest.raises(ValueError, match="init_from .* model config"):
+        train(other, tr, va, output_dir=tmp_path / "third")
+    # resuming takes the resumed checkpoint's weights and standardisation, not init_from's
+    resumed = train(
+        dataclasses.replace(cfg, epochs=2), tr, va, output_dir=tmp_path / "second", resume_from=tmp_path / "second"
+    )
+    assert [m["epoch"] for m in resumed.history] == [2]

@@ -36,7 +36,6 @@ Recipe (decisions documented here and in the output's provenance):
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Iterator
@@ -260,8 +259,9 @@ def _chunk_inputs(chunk: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def _file_sha256(path: str) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+    from xpengine.io import sha256_of
+
+    return sha256_of(path)
 
 
 def build_apogee_xp(

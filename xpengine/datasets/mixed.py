@@ -41,7 +41,6 @@ Recipe (the decisions, each recorded in the output's provenance):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -51,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from xpengine.datasets.splits import split_by_source_id, split_counts, split_uniform
+from xpengine.io import sha256_of
 
 __all__ = [
     "CAP_SALT",
@@ -264,9 +264,7 @@ def _origins(inp: _Input) -> list[str]:
 
 
 def _file_record(path: str) -> dict[str, Any]:
-    with open(path, "rb") as fh:
-        sha = hashlib.file_digest(fh, "sha256").hexdigest()
-    return {"path": os.path.abspath(path), "sha256": sha, "bytes": os.path.getsize(path)}
+    return {"path": os.path.abspath(path), "sha256": sha256_of(path), "bytes": os.path.getsize(path)}
 
 
 # --- the builder --------------------------------------------------------------------------------------

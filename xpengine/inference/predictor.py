@@ -36,14 +36,19 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from xpengine.model.checkpoint import Checkpoint, LearnedTokens, describe_tokens, load_checkpoint
+from xpengine.model.checkpoint import (
+    Checkpoint,
+    LearnedTokens,
+    available_models,
+    describe_tokens,
+    load_checkpoint,
+    resolve_model_path,
+)
 from xpengine.model.context import predict_standardized
 
 __all__ = ["DERIVED", "FALLBACK_INPUTS", "Predictor", "available_models", "resolve_model_path"]
@@ -87,35 +92,6 @@ def effective_dtype(requested: str, device: torch.device) -> str:
     if requested == "bfloat16":
         logger.warning("bfloat16 requested on %s, which has no native bf16 arithmetic: using float32", device)
     return "float32"
-
-
-def _bundled_root() -> Path:
-    return Path(str(resources.files("xpengine"))) / "data" / "models"
-
-
-def available_models() -> list[str]:
-    """Names of the models bundled with the package (directories under `xpengine/data/models/`)."""
-    root = _bundled_root()
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if (p / "config.json").is_file())
-
-
-def resolve_model_path(source: str | os.PathLike) -> Path:
-    """A checkpoint directory from a path, or from the name of a bundled model."""
-    path = Path(source)
-    if path.is_dir():
-        return path
-    name = str(source)
-    if "/" not in name and os.sep not in name:
-        bundled = _bundled_root() / name
-        if bundled.is_dir():
-            return bundled
-    names = available_models()
-    raise FileNotFoundError(
-        f"no model at {str(source)!r}: not a checkpoint directory and not a bundled model; bundled models: "
-        f"{', '.join(names) if names else 'none (xpengine/data/models/ is empty)'}"
-    )
 
 
 class Predictor:

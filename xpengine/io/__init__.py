@@ -28,6 +28,7 @@ from xpengine.io.partitions import (
     discover_partitions,
     md5_of,
     read_md5sums,
+    sha256_of,
     verify_md5sums,
 )
 from xpengine.io.schema import (
@@ -78,6 +79,7 @@ __all__ = [
     "read_model_inputs",
     "read_table",
     "read_xp_continuous",
+    "sha256_of",
     "verify_md5sums",
     "write_bulk_gaia_source",
     "write_bulk_xp_continuous",

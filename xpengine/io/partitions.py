@@ -235,6 +235,13 @@ def md5_of(source: str | os.PathLike[str], *, storage_options: dict[str, Any] | 
         return hashlib.file_digest(f, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
 
 
+def sha256_of(source: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> str:
+    """SHA-256 hex digest of a file's bytes (streamed)."""
+
+    with open_url(source, "rb", storage_options) as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def verify_md5sums(
     md5sum_file: str | os.PathLike[str],
     *,

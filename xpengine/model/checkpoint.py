@@ -30,6 +30,7 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +46,12 @@ __all__ = [
     "CheckpointMetadata",
     "LearnedTokens",
     "TrainState",
+    "available_models",
     "describe_tokens",
     "load_checkpoint",
     "load_train_state",
     "read_checkpoint_metadata",
+    "resolve_model_path",
     "save_checkpoint",
 ]
 
@@ -431,4 +434,34 @@ def load_train_state(path: str | os.PathLike) -> TrainState:
         rng=rng,
         model_state=model_state if meta.get("has_model_state") else None,
         extra=meta.get("extra") or {},
+    )
+
+
+# --- bundled models ---------------------------------------------------------------------------------
+def _bundled_root() -> Path:
+    return Path(str(resources.files("xpengine"))) / "data" / "models"
+
+
+def available_models() -> list[str]:
+    """Names of the models bundled with the package (directories under `xpengine/data/models/`)."""
+    root = _bundled_root()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "config.json").is_file())
+
+
+def resolve_model_path(source: str | os.PathLike) -> Path:
+    """A checkpoint directory from a path, or from the name of a bundled model."""
+    path = Path(source)
+    if path.is_dir():
+        return path
+    name = str(source)
+    if "/" not in name and os.sep not in name:
+        bundled = _bundled_root() / name
+        if bundled.is_dir():
+            return bundled
+    names = available_models()
+    raise FileNotFoundError(
+        f"no model at {str(source)!r}: not a checkpoint directory and not a bundled model; bundled models: "
+        f"{', '.join(names) if names else 'none (xpengine/data/models/ is empty)'}"
     )

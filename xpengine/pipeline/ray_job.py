@@ -208,14 +208,12 @@ def _model_vocabulary_json(model: str) -> str:
 
 
 def _model_provenance(model: str) -> dict[str, Any]:
-    import hashlib
-
     from xpengine.inference.predictor import resolve_model_path
+    from xpengine.io import sha256_of
     from xpengine.model.checkpoint import WEIGHTS_FILE
 
     d = resolve_model_path(model)
-    with open(os.path.join(d, WEIGHTS_FILE), "rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    digest = sha256_of(os.path.join(d, WEIGHTS_FILE))
     return {"model": model, "model_dir": os.path.basename(os.path.normpath(d)), "model_sha256": digest}
 
 

@@ -160,7 +160,9 @@ def _density_split(seed: int, parts: list[tuple[int, int]], n: int, cfg: SkyConf
             if edges[j + 1] <= edges[j]:
                 continue
             rng = _rng(seed, k, 2_000_000 + j)
-            w.append(pp.visible_density(1024, rng, _hpx_directions(int(edges[j]), int(edges[j + 1] - 1)), pcfg))
+            w.append(
+                pp.visible_density(1024, rng, _hpx_directions(int(edges[j]), int(edges[j + 1] - 1)), pcfg)
+            )
         dens[k] = float(np.mean(w)) * (hi - lo + 1)
     counts = _largest_remainder(dens / dens.sum() * n, n)
     logger.info("MIST sky: sources per partition in proportion to the visible-star density: %s", counts)
@@ -907,7 +909,9 @@ def simulate_sky(
     if cfg.physics == "mist":
         per_part = _density_split(seed, parts, n_sources, cfg)
     else:
-        per_part = [n_sources // len(parts) + (1 if k < n_sources % len(parts) else 0) for k in range(len(parts))]
+        per_part = [
+            n_sources // len(parts) + (1 if k < n_sources % len(parts) else 0) for k in range(len(parts))
+        ]
     jobs = [
         {
             "config": cfg,

@@ -88,6 +88,12 @@ class TrainConfig:
     "fp32", "bf16" (autocast, also on CPU), "fp16" (CUDA only, with GradScaler).
     weights_dtype: dtype of model.safetensors (float32, float16, bfloat16); resuming always uses float32.
     drop_last: drop the last incomplete batch of an epoch (kept when the set is smaller than a batch).
+    init_from: a checkpoint directory (a bundled model or a run's checkpoint) whose weights start the
+    training instead of a random initialisation (transfer learning; the paper trains from scratch). The
+    model configuration and vocabulary must match. Tokens that checkpoint learned keep its
+    standardisation, so its embeddings keep their meaning; the others are fitted on this data. A fresh
+    optimiser and schedule start at epoch 1. Ignored when resuming (the resumed checkpoint holds the
+    weights), recorded in the provenance either way.
     compile: wrap the model in `torch.compile` for the training steps (fixed batch shapes with
     drop_last; on a GPU the small per-step kernels otherwise leave it launch-bound). Validation,
     checkpoints and inference use the plain module.
@@ -135,6 +141,7 @@ class TrainConfig:
     grad_clip_norm: float | None = None
     drop_last: bool = True
     compile: bool = False
+    init_from: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

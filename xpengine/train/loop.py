@@ -21,7 +21,6 @@ Output directory::
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -42,17 +41,21 @@ import torch
 import xpengine
 from xpengine.datasets.schema import TrainingArrays
 from xpengine.features.vocabulary import Vocabulary
+from xpengine.io import sha256_of
 from xpengine.model.checkpoint import (
+    WEIGHTS_FILE,
+    Checkpoint,
     LearnedTokens,
     TrainState,
     load_checkpoint,
     load_train_state,
+    resolve_model_path,
     save_checkpoint,
 )
 from xpengine.model.context import autocast_context, predict_standardized
 from xpengine.model.loss import gaussian_nll
 from xpengine.model.standardize import Standardization, robust_sigma
-from xpengine.model.transformer import XPTransformer
+from xpengine.model.transformer import ModelConfig, XPTransformer
 from xpengine.train.config import TrainConfig, expand_tokens
 from xpengine.train.sampling import sample_tokens
 
@@ -212,6 +215,10 @@ def train(
         logger.info("resuming from %s after epoch %d", ckpt_dir, state.epoch)
     else:
         standardization = Standardization.fit(train_arrays.values, vocab.names)
+    init = None
+    if config.init_from is not None and state is None:
+        init = _initial_checkpoint(config.init_from, model_cfg, vocab)
+        standardization = _inherit_standardization(standardization, init)
 
     # Data on the device, standardised; stars that cannot be asked anything are dropped.
     xz_np, ez_np = standardization.transform(train_arrays.values, np.nan_to_num(train_arrays.errors))
@@ -273,6 +280,9 @@ def train(
             scaler.load_state_dict(state.scaler)
         _restore_rng(state.rng, generator, device)
         start_epoch = state.epoch
+    elif init is not None:
+        model.load_state_dict(init.model.state_dict())
+        logger.info("starting from the weights of %s", init.path)
 
     step_model = torch.compile(model) if config.compile else model  # shares the parameters
     n_params = model.n_parameters()
@@ -291,6 +301,8 @@ def train(
     )
     provenance = _base_provenance(config, train_arrays, val_arrays, device, n_params)
     provenance["learned_tokens"] = {"rule": LEARNED_TOKENS_RULE, "n_train_stars": n_train}
+    if config.init_from is not None:
+        provenance["initialised_from"] = _init_provenance(Path(config.init_from))
     if state is not None:
         provenance["previous_wall_time_s"] = float(ckpt.provenance.get("wall_time_s", 0.0))
         provenance["resumed_from"] = str(ckpt_dir)
@@ -473,17 +485,55 @@ class _ValidationSet:
         return out
 
 
-def find_resume_checkpoint(path: Path) -> Path:
+def _initial_checkpoint(path: str | os.PathLike, model_cfg: ModelConfig, vocab: Vocabulary) -> Checkpoint:
+    """The checkpoint `init_from` names, checked against this run's model and vocabulary."""
+    ckpt = load_checkpoint(find_resume_checkpoint(resolve_model_path(path), need_state=False), device="cpu")
+    if ckpt.model_config != model_cfg:
+        raise ValueError(
+            f"init_from {path}: its model config {ckpt.model_config} differs from this run's {model_cfg}"
+        )
+    if ckpt.vocabulary.names != vocab.names:
+        raise ValueError(
+            f"init_from {path}: its vocabulary {ckpt.vocabulary.name} differs from the data's {vocab.name}"
+        )
+    return ckpt
+
+
+def _inherit_standardization(fitted: Standardization, init: Checkpoint) -> Standardization:
+    """`fitted`, with the centre and scale of `init` for every token `init` learned to read or predict."""
+    known = set(init.learned.inputs) | set(init.learned.outputs)
+    keep = np.array([n in known for n in fitted.names])
+    logger.info(
+        "init_from: %d tokens keep the standardisation of %s, %d are fitted on this data: %s",
+        int(keep.sum()),
+        init.path,
+        int((~keep).sum()),
+        [n for n, k in zip(fitted.names, keep, strict=True) if not k],
+    )
+    return Standardization(
+        fitted.names,
+        np.where(keep, init.standardization.center, fitted.center),
+        np.where(keep, init.standardization.scale, fitted.scale),
+    )
+
+
+def _init_provenance(path: Path) -> dict[str, Any]:
+    ckpt_dir = find_resume_checkpoint(resolve_model_path(path), need_state=False)
+    weights = ckpt_dir / WEIGHTS_FILE
+    return {"path": str(path), "checkpoint": str(ckpt_dir), "weights_sha256": sha256_of(weights)}
+
+
+def find_resume_checkpoint(path: Path, *, need_state: bool = True) -> Path:
     """A checkpoint directory with a training state: `path` itself, or the latest under
-    `path/checkpoints`."""
-    if (path / "train_state.json").is_file():
+    `path/checkpoints`. need_state=False: any checkpoint (weights only, e.g. a bundled model)."""
+    marker = "train_state.json" if need_state else WEIGHTS_FILE
+    if (path / marker).is_file():
         return path
     ckpts = sorted((path / "checkpoints").glob("epoch_*")) if (path / "checkpoints").is_dir() else []
-    ckpts = [c for c in ckpts if (c / "train_state.json").is_file()]
+    ckpts = [c for c in ckpts if (c / marker).is_file()]
     if not ckpts:
-        raise FileNotFoundError(
-            f"{path} is neither a checkpoint with a training state nor a run directory with checkpoints/"
-        )
+        what = "a checkpoint with a training state" if need_state else "a checkpoint"
+        raise FileNotFoundError(f"{path} is neither {what} nor a run directory with checkpoints/")
     return ckpts[-1]
 
 
@@ -563,8 +613,7 @@ def _base_provenance(
         "dataset_provenance": train_arrays.provenance,
     }
     if config.data_path and os.path.isfile(config.data_path):
-        with open(config.data_path, "rb") as fh:
-            data["sha256"] = hashlib.file_digest(fh, "sha256").hexdigest()
+        data["sha256"] = sha256_of(config.data_path)
         data["bytes"] = os.path.getsize(config.data_path)
     hardware: dict[str, Any] = {
         "device": str(device),
