@@ -1,0 +1,455 @@
+"""Several models and the XGBoost baseline side by side, in one run, on the same stars.
+
+    python benchmarks/compare_models.py --data runs/apogee_xp_dev.parquet --split test \\
+        --models gaia-xp apogee-xp --baseline-train runs/apogee_xp_dev.parquet \\
+        --json benchmarks/results/compare_models.json --markdown benchmarks/results/compare_models.md
+
+Data: the `--split` rows of a training-schema Parquet file, read by the loader of `xpengine evaluate`
+(`xpengine.evaluate.runner.load_eval_set`: label truths and errors, ``age`` = exp(ln_age) with
+σ_age = age · σ_ln_age, G from the file's `phot_g_mean_mag` column).
+
+Models: bundled names or checkpoint directories (`Predictor.load`), each run on the catalogue's standard
+input (BP/RP 0–29, BP−RP, J−H, J−K: the ``standard`` scenario of `xpengine evaluate`) with the σ it
+reports, i.e. calibrated by the model's own `calibration.json` when it has one. A label a model did not
+learn (not among its `learned_outputs`) is not requested from it and shows as "–". ``age`` [Gyr] and its
+σ are the Predictor's own `age` / `age_error`. The XGBoost baseline (`xpengine.evaluate.baseline`) is
+trained on the "train" rows of `--baseline-train` or loaded from `--baseline-model`; it has no σ.
+
+Populations, by the TRUE labels of the data:
+
+- ``all``: every star of the split;
+- ``giants``: logg < 3.5 and 3500 < Teff < 5500 K (the domain of Zhang et al. 2026);
+- ``dwarfs``: logg ≥ 3.5 and Teff ≤ 7000 K;
+- ``hot``: Teff > 7000 K;
+- ``metal_poor_giants``: giants with [M/H] < −1.
+
+They need not cover every star (e.g. logg < 3.5 at 5500–7000 K is in none but ``all``).
+
+Per model × population × label (`xpengine.evaluate.metrics.label_metrics`, residual r = pred − truth):
+n, σ = 1.4826 · MAD(r), bias = median(r), z-spread = robust σ of r / sqrt(σ_pred² + σ_truth²) (1 for
+honest σ), and the other keys of `label_metrics`. The same for G bins (`--g-bins`, each bin [lo, hi), the
+last one closed) for ``all`` and ``giants``. For every model that predicts mass, ln_age and [M/H]: the
+Spearman rank correlation of predicted age and predicted [M/H] among the giants with all four finite,
+beside the same correlation of the true labels of those stars.
+
+Writes the JSON (`--json`: every number, the command line, machine, date and the data file's sha256)
+and optionally Markdown (`--markdown`; also printed to stdout): one table per population, rows the
+models and XGBoost, cells "σ (z-spread)", then σ by G bin for the giants and the age–[M/H] correlations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from xpengine.evaluate.baseline import BaselineConfig, XGBoostBaseline  # noqa: E402
+from xpengine.evaluate.metrics import label_metrics  # noqa: E402
+from xpengine.evaluate.report import to_jsonable  # noqa: E402
+from xpengine.evaluate.runner import (  # noqa: E402
+    G_COLUMN,
+    LABEL_TOKENS,
+    EvalSet,
+    align_to_vocabulary,
+    load_eval_set,
+    metric_labels,
+    train_baseline,
+)
+from xpengine.evaluate.scenarios import scenario_groups  # noqa: E402
+from xpengine.inference.predictor import Predictor  # noqa: E402
+from xpengine.io import sha256_of  # noqa: E402
+
+logger = logging.getLogger("compare_models")
+
+BASELINE = "xgboost"
+"""Key of the XGBoost baseline among the models of the output."""
+POPULATIONS: dict[str, str] = {
+    "all": "every star of the split",
+    "giants": "logg < 3.5 and 3500 < Teff < 5500 K (Zhang et al. 2026)",
+    "dwarfs": "logg ≥ 3.5 and Teff ≤ 7000 K",
+    "hot": "Teff > 7000 K",
+    "metal_poor_giants": "giants with [M/H] < −1",
+}
+G_BIN_POPULATIONS = ("all", "giants")
+DEFAULT_G_BINS = (8.0, 11.0, 12.0, 13.0, 14.0, 15.0, 17.7)
+G_BIN_KEYS = ("n", "sigma", "bias", "z_sigma")
+MISSING = "–"
+
+Predictions = dict[str, tuple[np.ndarray, np.ndarray | None]]
+"""label → (prediction (N,), predicted σ (N,) or None), physical units."""
+
+
+def population_masks(teff: np.ndarray, logg: np.ndarray, m_h: np.ndarray) -> dict[str, np.ndarray]:
+    """Boolean masks (N,) of the populations (module docstring) from true Teff [K], logg and [M/H] [dex]
+    (N,). A star whose needed label is NaN belongs to no population but ``all``."""
+    giants = (logg < 3.5) & (teff > 3500.0) & (teff < 5500.0)
+    return {
+        "all": np.ones(len(teff), dtype=bool),
+        "giants": giants,
+        "dwarfs": (logg >= 3.5) & (teff <= 7000.0),
+        "hot": teff > 7000.0,
+        "metal_poor_giants": giants & (m_h < -1.0),
+    }
+
+
+def transformer_predictions(predictor: Predictor, es: EvalSet, tokens: Sequence[str]) -> Predictions:
+    """The predictor's labels and calibrated σ for every star of `es` from the standard input.
+
+    tokens: label tokens wanted; only those the model learned are requested (the others are absent from
+    the result). ``age`` and its σ come with ``ln_age``, as the Predictor derives them.
+    """
+    request = [t for t in tokens if t in predictor.learned.outputs]
+    if not request:
+        return {}
+    pv = predictor.vocabulary
+    values, errors = align_to_vocabulary(es.values, es.errors, es.vocabulary, pv)  # (N, T_model)
+    [(_, inputs)] = scenario_groups(
+        "standard", pv, len(es), context_length=predictor.checkpoint.model_config.context_length
+    )
+    out = predictor.predict(values, errors, request, inputs=inputs)
+    names = metric_labels(request)  # adds "age" with "ln_age"
+    return {name: (out[name], out[f"{name}_error"]) for name in names}
+
+
+def baseline_predictions(baseline: XGBoostBaseline, es: EvalSet, tokens: Sequence[str]) -> Predictions:
+    """The baseline's predictions (no σ) of the `tokens` it has a regressor for; ``age`` = exp(ln_age)."""
+    request = [t for t in tokens if t in baseline.labels]
+    if not request:
+        return {}
+    out: Predictions = {
+        k: (v, None) for k, v in baseline.predict(es.matrix(baseline.inputs), request).items()
+    }
+    if "ln_age" in out:
+        out["age"] = (np.exp(out["ln_age"][0]), None)
+    return out
+
+
+def _metrics(
+    preds: Predictions, es: EvalSet, labels: Sequence[str], rows: np.ndarray
+) -> dict[str, dict[str, Any] | None]:
+    """label → label_metrics over the `rows` (N,) bool, or None where the model does not predict it."""
+    out: dict[str, dict[str, Any] | None] = {}
+    for lab in labels:
+        if lab not in preds:
+            out[lab] = None
+            continue
+        p, s = preds[lab]
+        out[lab] = label_metrics(
+            p[rows], es.truth[lab][rows], None if s is None else s[rows], es.truth_error[lab][rows]
+        )
+    return out
+
+
+def g_bin_metrics(
+    preds: Predictions,
+    es: EvalSet,
+    labels: Sequence[str],
+    rows: np.ndarray,
+    g_mag: np.ndarray,
+    edges: Sequence[float],
+) -> list[dict[str, Any]]:
+    """n, σ, bias and z-spread per label in G bins [lo, hi) (the last one closed) of the `rows` (N,)
+    bool; g_mag (N,). Each entry: {"lo", "hi", "n_stars", "labels": label → dict or None}."""
+    out = []
+    for i in range(len(edges) - 1):
+        lo, hi = edges[i], edges[i + 1]
+        upper = g_mag <= hi if i == len(edges) - 2 else g_mag < hi
+        in_bin = rows & (g_mag >= lo) & upper
+        block = _metrics(preds, es, labels, in_bin)
+        out.append(
+            {
+                "lo": lo,
+                "hi": hi,
+                "n_stars": int(in_bin.sum()),
+                "labels": {
+                    lab: None if m is None else {k: m[k] for k in G_BIN_KEYS} for lab, m in block.items()
+                },
+            }
+        )
+    return out
+
+
+def age_metallicity_correlation(preds: Predictions, es: EvalSet, rows: np.ndarray) -> dict[str, Any] | None:
+    """Spearman ρ of predicted age vs predicted [M/H] and of the true ones, on the `rows` (N,) bool with
+    all four finite; None when the model does not predict mass, ln_age and [M/H] or the truth lacks
+    ln_age or [M/H]."""
+    from scipy.stats import spearmanr
+
+    if not {"mass", "ln_age", "m_h"} <= set(preds) or not {"ln_age", "m_h"} <= set(es.truth):
+        return None
+    pa, pm = preds["ln_age"][0], preds["m_h"][0]  # ln age: same ranks as age
+    ta, tm = es.truth["ln_age"], es.truth["m_h"]
+    ok = rows & np.isfinite(pa) & np.isfinite(pm) & np.isfinite(ta) & np.isfinite(tm)
+    n = int(ok.sum())
+    if n < 3:
+        return {"n": n, "spearman_pred": math.nan, "spearman_truth": math.nan}
+    return {
+        "n": n,
+        "spearman_pred": float(spearmanr(pa[ok], pm[ok]).statistic),
+        "spearman_truth": float(spearmanr(ta[ok], tm[ok]).statistic),
+    }
+
+
+def compare(
+    es: EvalSet,
+    models: Mapping[str, Predictor],
+    baseline: XGBoostBaseline | None,
+    tokens: Sequence[str],
+    g_bins: Sequence[float],
+) -> dict[str, Any]:
+    """Every metric of the module docstring for the `models` (name → Predictor) and the baseline on the
+    stars of `es`; tokens: label tokens to evaluate (those without truth in `es` are left out).
+
+    Returns a dict with keys "labels", "labels_without_truth", "populations", "models", "metrics" (model
+    → population → label → label_metrics or None), "by_g" (None without G, else "edges" and model →
+    population → bins) and "age_metallicity" (model → giants' correlations or None).
+    """
+    missing = [t for t in ("teff", "logg", "m_h") if t not in es.truth]
+    if missing:
+        raise ValueError(f"{es.path}: the populations need true {missing}; the file has {sorted(es.truth)}")
+    without_truth = [t for t in tokens if t not in es.truth]
+    if without_truth:
+        logger.warning("no true %s in %s: not compared", without_truth, es.path)
+    tokens = [t for t in tokens if t in es.truth]
+    labels = metric_labels(tokens)
+    masks = population_masks(es.truth["teff"], es.truth["logg"], es.truth["m_h"])
+
+    preds: dict[str, Predictions] = {}
+    info: dict[str, dict[str, Any]] = {}
+    for name, predictor in models.items():
+        logger.info("predicting %s with %s", tokens, name)
+        t0 = time.perf_counter()
+        preds[name] = transformer_predictions(predictor, es, tokens)
+        seconds = time.perf_counter() - t0
+        info[name] = {
+            "kind": "transformer",
+            "path": str(predictor.checkpoint.path),
+            "weights_sha256": sha256_of(predictor.checkpoint.path / "model.safetensors"),
+            "learned_outputs": list(predictor.learned.outputs),
+            "not_learned": [t for t in tokens if t not in predictor.learned.outputs],
+            "sigma": "raw" if predictor.calibration is None else "calibrated (calibration.json)",
+            "predict_seconds": seconds,
+        }
+    if baseline is not None:
+        preds[BASELINE] = baseline_predictions(baseline, es, tokens)
+        info[BASELINE] = {
+            "kind": "xgboost",
+            "config": baseline.config.to_dict(),
+            "n_train": baseline.info.get("n_train"),
+            "not_learned": [t for t in tokens if t not in baseline.labels],
+            "sigma": None,
+        }
+
+    by_g: dict[str, Any] | None = None
+    if es.g_mag is not None:
+        by_g = {
+            "edges": list(g_bins),
+            "models": {
+                name: {
+                    pop: g_bin_metrics(p, es, labels, masks[pop], es.g_mag, g_bins)
+                    for pop in G_BIN_POPULATIONS
+                }
+                for name, p in preds.items()
+            },
+        }
+    return {
+        "labels": labels,
+        "labels_without_truth": without_truth,
+        "populations": {
+            pop: {"definition": POPULATIONS[pop], "n_stars": int(m.sum())} for pop, m in masks.items()
+        },
+        "models": info,
+        "metrics": {
+            name: {pop: _metrics(p, es, labels, m) for pop, m in masks.items()} for name, p in preds.items()
+        },
+        "by_g": by_g,
+        "age_metallicity": {
+            name: age_metallicity_correlation(p, es, masks["giants"]) for name, p in preds.items()
+        },
+    }
+
+
+def _number(x: float | None, label: str) -> str:
+    if x is None:
+        return MISSING
+    if label == "teff" or abs(x) >= 100:
+        return f"{x:.0f}"
+    return f"{x:.1f}" if abs(x) >= 10 else f"{x:.3g}"
+
+
+def _cell(m: Mapping[str, Any] | None, label: str) -> str:
+    """ "σ (z-spread)", "σ" without σ_pred, "–" when not predicted or no star."""
+    if m is None or m.get("sigma") is None:
+        return MISSING
+    z = m.get("z_sigma")
+    return _number(m["sigma"], label) + ("" if z is None else f" ({z:.2f})")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(r) + " |" for r in rows),
+    ]
+
+
+def render_markdown(result: Mapping[str, Any], units: Mapping[str, str]) -> str:
+    """Compact tables of a JSON-ready :func:`compare` result (NaN as None) with its "data" block;
+    units: label → unit for the column headers."""
+    labels = result["labels"]
+    header_labels = [f"{lab} [{units[lab]}]" if units.get(lab) else lab for lab in labels]
+    data = result["data"]
+    lines = [
+        "# Models side by side",
+        "",
+        f"`{data['path']}` split `{data['split']}`: {data['n_stars']} stars (sha256 {data['sha256'][:12]}…). "
+        "Cells: robust σ of pred − truth (1.4826·MAD), in brackets the z-spread, robust σ of "
+        "(pred − truth)/sqrt(σ_pred² + σ_label²) (1 = honest σ); – = not predicted by that model. "
+        "Input: BP/RP 0–29, BP−RP, J−H, J−K.",
+        "",
+    ]
+    for name, m in result["models"].items():
+        if m["kind"] == "transformer":
+            lines.append(f"- `{name}`: σ {m['sigma']}; not learned: {', '.join(m['not_learned']) or 'none'}")
+        else:
+            lines.append(f"- `{name}`: {m['config']['n_estimators']} trees, no σ (cells give σ only)")
+    if result["labels_without_truth"]:
+        lines.append(f"- no true {', '.join(result['labels_without_truth'])} in the data: not compared")
+    lines.append("")
+    for pop, p in result["populations"].items():
+        lines += [f"## {pop}: {p['definition']} ({p['n_stars']} stars)", ""]
+        rows = [
+            [name, *(_cell(result["metrics"][name][pop][lab], lab) for lab in labels)]
+            for name in result["metrics"]
+        ]
+        lines += [*_table(["model", *header_labels], rows), ""]
+    by_g = result["by_g"]
+    if by_g is None:
+        lines += ["No G column in the data: no G bins.", ""]
+    else:
+        lines += ["## giants by G", ""]
+        rows = [
+            [
+                f"{b['lo']:g}–{b['hi']:g}",
+                str(b["n_stars"]),
+                name,
+                *(_cell(b["labels"][lab], lab) for lab in labels),
+            ]
+            for i in range(len(by_g["edges"]) - 1)
+            for name, pops in by_g["models"].items()
+            for b in [pops["giants"][i]]
+        ]
+        lines += [*_table(["G", "stars", "model", *header_labels], rows), ""]
+    corr = {k: v for k, v in result["age_metallicity"].items() if v is not None}
+    if corr:
+        lines += ["## giants: Spearman ρ(age, [M/H])", ""]
+        rows = [
+            [name, str(c["n"]), _number(c["spearman_pred"], ""), _number(c["spearman_truth"], "")]
+            for name, c in corr.items()
+        ]
+        lines += [*_table(["model", "stars", "ρ predicted", "ρ true labels"], rows), ""]
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="training-schema Parquet file")
+    p.add_argument("--split", default="test", help="rows of --data to evaluate (default: test)")
+    p.add_argument("--models", nargs="+", required=True, help="bundled model names or checkpoint directories")
+    base = p.add_mutually_exclusive_group()
+    base.add_argument("--baseline-train", help="train the XGBoost baseline on the train rows of this file")
+    base.add_argument("--baseline-model", help="load a saved XGBoost baseline directory")
+    p.add_argument("--baseline-estimators", type=int, help="boosting rounds (default: the paper's 2000)")
+    p.add_argument(
+        "--labels",
+        nargs="+",
+        default=list(LABEL_TOKENS),
+        choices=LABEL_TOKENS,
+        help="label tokens to compare (age in Gyr comes with ln_age)",
+    )
+    p.add_argument(
+        "--g-bins", nargs="+", type=float, default=list(DEFAULT_G_BINS), help="increasing G bin edges"
+    )
+    p.add_argument("--device", default="auto", help="torch device for the models (default: auto)")
+    p.add_argument("--json", required=True, help="output JSON path")
+    p.add_argument("--markdown", help="output Markdown path (the tables are printed either way)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the comparison of the command line `argv` (default: sys.argv[1:]); returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    g_bins = list(args.g_bins)
+    if len(g_bins) < 2 or any(b <= a for a, b in itertools.pairwise(g_bins)):
+        parser.error(f"--g-bins must be at least two increasing edges, got {g_bins}")
+    if len(set(args.models)) != len(args.models) or BASELINE in args.models:
+        parser.error(f"--models must be distinct and not {BASELINE!r}, got {args.models}")
+    if args.baseline_estimators is not None and args.baseline_estimators < 1:
+        parser.error(f"--baseline-estimators must be ≥ 1, got {args.baseline_estimators}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+
+    es = load_eval_set(args.data, split=args.split)
+    models = {name: Predictor.load(name, device=args.device) for name in args.models}
+    baseline = None
+    if args.baseline_model:
+        baseline = XGBoostBaseline.load(args.baseline_model)
+    elif args.baseline_train:
+        settings: dict[str, Any] = {"labels": tuple(args.labels)}
+        if args.baseline_estimators is not None:
+            settings["n_estimators"] = args.baseline_estimators
+        baseline = train_baseline(args.baseline_train, BaselineConfig(**settings), split="train")
+
+    result = compare(es, models, baseline, args.labels, g_bins)
+    if baseline is not None:
+        result["models"][BASELINE]["source"] = args.baseline_model or f"trained on {args.baseline_train}"
+    command = sys.argv if argv is None else [sys.argv[0], *argv]
+    result = {
+        "command": shlex.join(command),
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "device": args.device,
+        },
+        "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "data": {
+            "path": args.data,
+            "sha256": sha256_of(args.data),
+            "split": args.split,
+            "n_stars": len(es),
+            "g_column": G_COLUMN if es.g_mag is not None else None,
+        },
+        **to_jsonable(result),
+    }
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, ensure_ascii=False, allow_nan=False))
+    units = {lab: es.vocabulary.token(lab).unit for lab in result["labels"] if lab in es.vocabulary}
+    units["age"] = "Gyr"
+    md = render_markdown(result, units)
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
