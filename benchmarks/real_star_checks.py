@@ -1,0 +1,347 @@
+"""Real stars of independently known mass, age or type, run through several models side by side.
+
+    python benchmarks/real_star_checks.py --models gaia-xp apogee-xp synthetic-sky \\
+        --apogee-xp ../shared/data/apogee_xp/apogee_xp_dev.fits.gz --dataset runs/apogee_xp_dev.parquet \\
+        --json benchmarks/results/real_star_checks.json --markdown benchmarks/results/real_star_checks.md
+
+These are checks, never training targets: no model was trained on a mass or an age of a real star (the
+real APOGEE×XP stars teach Teff, logg, [M/H] and [α/M] only), and nothing here is used to choose a model.
+
+1. Single stars, from real Gaia DR3 XP shipped in the repository (no ../shared needed), through
+   `Predictor.from_xp` with XP alone (the catalogue's features and flags, G from XP):
+   - the solar twin 18 Sco (5810 K, logg 4.44, [Fe/H] +0.05, ≈1.02 M☉, 3–4 Gyr; Porto de Mello & da
+     Silva 1997, Bazot et al. 2011): a solar-type dwarf, outside the giants' mass/age domain;
+   - Gaia DR3 5762406957886626816 (archive BP−RP ≈ −0.29): a hot star.
+2. Star-cluster giants in the APOGEE×XP file (with --apogee-xp and --dataset). A cluster's stars share
+   one age and, on the giant branch, nearly one mass, known from the cluster's own colour-magnitude
+   diagram, eclipsing binaries or asteroseismology, independently of any spectrum. Members: within
+   15′ of the cluster centre (the APOGEE_ID encodes the 2MASS position), |[Fe/H]_APOGEE − [Fe/H]_cluster|
+   < 0.3 and logg < 3.8. Literature: see CLUSTERS. Globular-cluster giants must come out old (the
+   clusters are 11–13 Gyr; VandenBerg et al. 2013) and of low mass (≈0.8 M☉ on the red giant branch);
+   the three open clusters span 1.5–8 Gyr.
+3. Metal-poor field giants of the APOGEE×XP test split ([M/H] < −1, logg < 3.5, 3500–5500 K, not
+   cluster members): they must come out metal-poor, old and of low mass, as physics requires of stars
+   that formed before the disk was enriched (halo and thick disk, 10–13 Gyr, ≲ 1 M☉).
+
+Every model runs on the catalogue's standard input (BP/RP 0–29, BP−RP, J−H, J−K) for the cluster and
+field giants: the APOGEE×XP file has no parallaxes. A label a model did not learn is "–".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from xpengine import io  # noqa: E402
+from xpengine.inference.predictor import Predictor  # noqa: E402
+
+logger = logging.getLogger("real_star_checks")
+
+GAIA_XP = ROOT / "tests" / "data" / "gaia_xp"
+SAMPLES = ROOT / "xpengine" / "data" / "gaia_dr3_samples"
+BLUE_STAR = 5762406957886626816
+LABELS = ("teff", "logg", "m_h", "mass", "ln_age")
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str
+    ra: float  # deg, J2000
+    dec: float  # deg
+    fe_h: float  # [Fe/H]
+    age_gyr: tuple[float, float]  # literature range
+    rgb_mass: float  # M☉, giants
+    kind: str  # "globular" or "open"
+
+
+#: Centres and [Fe/H] of the globular clusters: Harris (1996; 2010 edition). Ages: VandenBerg et al.
+#: (2013) put all of these at 11–13 Gyr; RGB masses ≈ 0.8 M☉ (the turn-off mass at that age). Open
+#: clusters: NGC 6791 8.3 Gyr, giants 1.15 M☉ (Brogaard et al. 2012); NGC 6819 2.4 Gyr, giants 1.6 M☉
+#: (Brewer et al. 2016; Handberg et al. 2017); NGC 7789 ≈ 1.5 Gyr, giants ≈ 1.9 M☉ (Twarog et al. 2012).
+CLUSTERS: tuple[Cluster, ...] = (
+    Cluster("M92", 259.281, 43.136, -2.31, (11.0, 13.5), 0.8, "globular"),
+    Cluster("M15", 322.493, 12.167, -2.37, (11.0, 13.5), 0.8, "globular"),
+    Cluster("M53", 198.230, 18.168, -2.10, (11.0, 13.5), 0.8, "globular"),
+    Cluster("M2", 323.363, -0.823, -1.65, (11.0, 13.5), 0.8, "globular"),
+    Cluster("M13", 250.423, 36.461, -1.53, (11.0, 13.5), 0.8, "globular"),
+    Cluster("M3", 205.548, 28.377, -1.50, (11.0, 13.5), 0.8, "globular"),
+    Cluster("M10", 254.288, -4.100, -1.56, (11.0, 13.5), 0.8, "globular"),
+    Cluster("M12", 251.809, -1.949, -1.37, (11.0, 13.5), 0.8, "globular"),
+    Cluster("M5", 229.638, 2.081, -1.29, (11.0, 13.5), 0.8, "globular"),
+    Cluster("NGC 1851", 78.528, -40.047, -1.18, (11.0, 13.5), 0.8, "globular"),
+    Cluster("M107", 248.133, -13.054, -1.02, (11.0, 13.5), 0.8, "globular"),
+    Cluster("M71", 298.444, 18.779, -0.78, (11.0, 13.5), 0.8, "globular"),
+    Cluster("NGC 6791", 290.221, 37.772, 0.30, (7.5, 9.0), 1.15, "open"),
+    Cluster("NGC 6819", 295.327, 40.190, 0.05, (2.2, 2.6), 1.6, "open"),
+    Cluster("NGC 7789", 359.330, 56.720, 0.00, (1.3, 1.8), 1.9, "open"),
+)
+MEMBER_RADIUS_DEG = 0.25
+MEMBER_FEH = 0.3
+MEMBER_LOGG = 3.8
+
+
+def radec_from_apogee_id(apogee_id: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(ra, dec) [deg] from 2MASS-style APOGEE_IDs `2Mhhmmssss±ddmmsss`; NaN for other ids."""
+    ra = np.full(len(apogee_id), np.nan)
+    dec = np.full(len(apogee_id), np.nan)
+    for i, raw in enumerate(apogee_id):
+        s = str(raw).strip()
+        if not (s.startswith("2M") and len(s) >= 18 and s[10] in "+-"):
+            continue
+        h, m, sec = int(s[2:4]), int(s[4:6]), float(f"{s[6:8]}.{s[8:10]}")
+        d, dm, ds = int(s[11:13]), int(s[13:15]), float(f"{s[15:17]}.{s[17:18]}")
+        ra[i] = 15.0 * (h + m / 60.0 + sec / 3600.0)
+        dec[i] = (-1.0 if s[10] == "-" else 1.0) * (d + dm / 60.0 + ds / 3600.0)
+    return ra, dec
+
+
+def cluster_members(
+    ra: np.ndarray, dec: np.ndarray, fe_h: np.ndarray, logg: np.ndarray
+) -> dict[str, np.ndarray]:
+    """{cluster name: (N,) bool} by position, [Fe/H] and logg (module docstring); disjoint."""
+    out = {}
+    for c in CLUSTERS:
+        dra = (ra - c.ra + 180.0) % 360.0 - 180.0
+        sep = np.hypot(dra * np.cos(np.radians(c.dec)), dec - c.dec)
+        with np.errstate(invalid="ignore"):
+            out[c.name] = (
+                (sep < MEMBER_RADIUS_DEG) & (np.abs(fe_h - c.fe_h) < MEMBER_FEH) & (logg < MEMBER_LOGG)
+            )
+    return out
+
+
+def _standard_predictions(predictor: Predictor, arrays: Any, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Labels the model learned, from the catalogue's standard input, for `rows` of a TrainingArrays."""
+    from xpengine.evaluate.runner import align_to_vocabulary
+    from xpengine.evaluate.scenarios import scenario_groups
+
+    request = [t for t in LABELS if t in predictor.learned.outputs]
+    pv = predictor.vocabulary
+    values, errors = align_to_vocabulary(arrays.values[rows], arrays.errors[rows], arrays.vocabulary, pv)
+    [(_, inputs)] = scenario_groups(
+        "standard", pv, int(rows.sum()), context_length=predictor.checkpoint.model_config.context_length
+    )
+    return predictor.predict(values, errors, request, inputs=inputs)
+
+
+def _summary(pred: Mapping[str, np.ndarray], name: str) -> dict[str, float] | None:
+    if name not in pred:
+        return None
+    v = pred[name]
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return None
+    q16, q50, q84 = np.percentile(v, [16, 50, 84])
+    return {"median": float(q50), "p16": float(q16), "p84": float(q84), "n": int(v.size)}
+
+
+def single_stars(predictors: Mapping[str, Predictor]) -> dict[str, Any]:
+    """18 Sco and the blue star from their real archive XP alone."""
+    sco = io.read_xp_continuous(str(GAIA_XP / "18Sco-XP-spectra.csv"))
+    blue_all = io.read_xp_continuous(str(SAMPLES / "XP_CONTINUOUS_RAW_with_missing_BP.ecsv"))
+    blue = blue_all.filter(np.asarray(blue_all.column("source_id").to_numpy() == BLUE_STAR))
+    stars = {
+        "18 Sco": (sco, {"teff": 5810.0, "logg": 4.44, "m_h": 0.05, "mass": 1.02, "age": 3.5}),
+        f"Gaia DR3 {BLUE_STAR}": (blue, {}),
+    }
+    out: dict[str, Any] = {}
+    for star, (table, literature) in stars.items():
+        rows = {}
+        for name, p in predictors.items():
+            labels = [t for t in ("teff", "logg", "m_h", "mass", "age") if t in _catalogue_labels(p)]
+            df = p.from_xp(table, labels=labels)
+            row = df.iloc[0]
+            rows[name] = {
+                k: (None if not np.isfinite(row[k]) else float(row[k]))
+                for k in df.columns
+                if k not in ("source_id", "flags", "flag_names") and np.issubdtype(type(row[k]), np.number)
+            }
+            rows[name]["flag_names"] = str(row["flag_names"])
+        out[star] = {"literature": literature, "models": rows}
+    return out
+
+
+def _catalogue_labels(p: Predictor) -> set[str]:
+    learned = set(p.learned.outputs)
+    return learned | ({"age"} if "ln_age" in learned else set())
+
+
+def apogee_checks(predictors: Mapping[str, Predictor], fits_path: str, dataset: str) -> dict[str, Any]:
+    """Cluster giants and metal-poor field giants of the APOGEE×XP file."""
+    from astropy.io import fits
+
+    from xpengine.datasets.schema import read_training_set
+
+    d = fits.getdata(fits_path, 1)
+    ra, dec = radec_from_apogee_id(d["apogee_id"])
+    sid = np.asarray(d["gaiaedr3_source_id"], dtype=np.int64)
+    members = cluster_members(ra, dec, np.asarray(d["fe_h"], float), np.asarray(d["logg"], float))
+    arrays = read_training_set(dataset)
+    split = np.asarray(
+        __import__("pyarrow.parquet", fromlist=["x"]).read_table(dataset, columns=["split"]).column("split")
+    )
+    index = {int(s): i for i, s in enumerate(arrays.source_id)}
+    vocab = arrays.vocabulary
+    teff, logg, m_h = (arrays.values[:, vocab.index(n)] for n in ("teff", "logg", "m_h"))
+    in_cluster = np.zeros(len(arrays.source_id), bool)
+    groups: dict[str, np.ndarray] = {}
+    for c in CLUSTERS:
+        rows = np.zeros(len(arrays.source_id), bool)
+        for s in sid[members[c.name]]:
+            if int(s) in index:
+                rows[index[int(s)]] = True
+        groups[c.name] = rows
+        in_cluster |= rows
+    with np.errstate(invalid="ignore"):
+        field_mp = (
+            (split == "test") & ~in_cluster & (logg < 3.5) & (teff > 3500) & (teff < 5500) & (m_h < -1.0)
+        )
+    groups["metal-poor field giants (test split)"] = field_mp
+    globular = np.zeros_like(in_cluster)
+    for c in CLUSTERS:
+        if c.kind == "globular":
+            globular |= groups[c.name]
+    groups["all globular-cluster giants"] = globular
+
+    out: dict[str, Any] = {}
+    for gname, rows in groups.items():
+        if not rows.any():
+            continue
+        entry: dict[str, Any] = {
+            "n": int(rows.sum()),
+            "splits": {s: int(((split == s) & rows).sum()) for s in ("train", "val", "test")},
+            "apogee_m_h_median": float(np.nanmedian(m_h[rows])),
+            "models": {},
+        }
+        c = next((c for c in CLUSTERS if c.name == gname), None)
+        if c is not None:
+            entry["literature"] = {"fe_h": c.fe_h, "age_gyr": list(c.age_gyr), "rgb_mass": c.rgb_mass}
+        for name, p in predictors.items():
+            pred = _standard_predictions(p, arrays, rows)
+            res = {k: _summary(pred, k) for k in ("teff", "logg", "m_h", "mass", "age")}
+            if "age" in pred:
+                age = pred["age"][np.isfinite(pred["age"])]
+                res["fraction_age_above_8gyr"] = float(np.mean(age > 8.0)) if age.size else None
+            if "mass" in pred:
+                mass = pred["mass"][np.isfinite(pred["mass"])]
+                res["fraction_mass_below_1"] = float(np.mean(mass < 1.0)) if mass.size else None
+            entry["models"][name] = res
+        out[gname] = entry
+    return out
+
+
+def _fmt(s: Mapping[str, float] | None, digits: int) -> str:
+    if not s:
+        return "–"
+    return f"{s['median']:.{digits}f} [{s['p16']:.{digits}f}, {s['p84']:.{digits}f}]"
+
+
+def render_markdown(result: Mapping[str, Any]) -> str:
+    lines = [
+        "# Real-star checks",
+        "",
+        f"Command: `{result['command']}`; {result['machine']}; {result['date_utc']}",
+        "",
+    ]
+    lines += ["## Single stars (real DR3 XP alone, `Predictor.from_xp`)", ""]
+    lines += [
+        "| star | model | Teff [K] | logg | [M/H] | mass [M☉] | age [Gyr] | flags |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for star, entry in result["single_stars"].items():
+        lit = entry["literature"]
+        if lit:
+            lines.append(
+                f"| {star} | literature | {lit['teff']:.0f} | {lit['logg']:.2f} | {lit['m_h']:+.2f} | "
+                f"{lit['mass']:.2f} | {lit['age']:.1f} | |"
+            )
+        for model, r in entry["models"].items():
+
+            def cell(k: str, fmt: str, r: Mapping[str, Any] = r) -> str:
+                v, e = r.get(k), r.get(f"{k}_error")
+                return (
+                    "–"
+                    if v is None
+                    else (f"{v:{fmt}} ± {e:{fmt.lstrip('+')}}" if e is not None else f"{v:{fmt}}")
+                )
+
+            lines.append(
+                f"| {star} | {model} | {cell('teff', '.0f')} | {cell('logg', '.2f')} | {cell('m_h', '+.2f')} | "
+                f"{cell('mass', '.2f')} | {cell('age', '.1f')} | {r['flag_names']} |"
+            )
+    if result.get("apogee"):
+        lines += [
+            "",
+            "## Cluster and metal-poor field giants (APOGEE×XP, standard input, no parallax)",
+            "",
+            "Median [16th, 84th percentile] of the predictions; literature [Fe/H], age and giant mass beside.",
+            "",
+            "| group | n (train/val/test) | lit. [Fe/H] / age / mass | model | [M/H] | mass [M☉] | age [Gyr] | age > 8 Gyr | mass < 1 M☉ |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for gname, e in result["apogee"].items():
+            lit = e.get("literature")
+            lit_s = (
+                f"{lit['fe_h']:+.2f} / {lit['age_gyr'][0]:g}–{lit['age_gyr'][1]:g} / {lit['rgb_mass']:.2f}"
+                if lit
+                else f"APOGEE median {e['apogee_m_h_median']:+.2f}"
+            )
+            sp = e["splits"]
+            for model, r in e["models"].items():
+                fa, fm = r.get("fraction_age_above_8gyr"), r.get("fraction_mass_below_1")
+                lines.append(
+                    f"| {gname} | {e['n']} ({sp['train']}/{sp['val']}/{sp['test']}) | {lit_s} | {model} | "
+                    f"{_fmt(r['m_h'], 2)} | {_fmt(r['mass'], 2)} | {_fmt(r['age'], 1)} | "
+                    f"{'–' if fa is None else f'{fa:.2f}'} | {'–' if fm is None else f'{fm:.2f}'} |"
+                )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--models", nargs="+", default=["gaia-xp", "apogee-xp"])
+    ap.add_argument("--apogee-xp", help="APOGEE×XP FITS (../shared/data/apogee_xp/apogee_xp_dev.fits.gz)")
+    ap.add_argument("--dataset", help="its training-schema Parquet (xpengine build-dataset apogee-xp)")
+    ap.add_argument("--json", required=True)
+    ap.add_argument("--markdown")
+    args = ap.parse_args(argv)
+    if bool(args.apogee_xp) != bool(args.dataset):
+        ap.error("--apogee-xp and --dataset go together")
+    logging.basicConfig(level=logging.WARNING)
+    predictors = {m: Predictor.load(m) for m in args.models}
+    result: dict[str, Any] = {
+        "command": " ".join(
+            shlex.quote(a) for a in ["python", "benchmarks/real_star_checks.py", *(argv or sys.argv[1:])]
+        ),
+        "machine": f"{platform.platform()}, {__import__('os').cpu_count()} CPUs",
+        "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "single_stars": single_stars(predictors),
+        "apogee": apogee_checks(predictors, args.apogee_xp, args.dataset) if args.apogee_xp else None,
+    }
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    md = render_markdown(result)
+    if args.markdown:
+        Path(args.markdown).write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
