@@ -311,14 +311,25 @@ class Predictor:
         tmass: Mapping[str, Any] | None = None,
         labels: Sequence[str] | None = None,
         zero_point_fallback: float | None = None,
+        sampling: Any = None,
+        source_id: int | None = None,
     ):
-        """Labels with errors and flags for stars given as Gaia XP coefficients: the catalogue's own
-        features and flag rules (`xpengine.pipeline.stages`), without a Ray job. For notebooks.
+        """Labels with errors and flags for stars given as Gaia XP coefficients or sampled spectra: the
+        catalogue's own features and flag rules (`xpengine.pipeline.stages`), without a Ray job. For
+        notebooks.
 
         xp: an astropy Table, pandas DataFrame, pyarrow Table or dict of arrays with the archive's XP
             columns (`source_id`, `bp_coefficients`, `bp_coefficient_errors`, `bp_n_relevant_bases`,
             same for RP; `xpengine.io.read_xp_continuous` gives them), and optionally any gaia_source
             columns (`phot_g_mean_mag`, `parallax`, `nu_eff_used_in_astrometry`, ...).
+            Or sampled spectra [W m⁻² nm⁻¹ on 336–1020 nm / 2 nm]: `source_id`, `flux`, `flux_error`
+            arrays of 343 values, one row per source (GaiaXPy `calibrate` output; other columns such as
+            `phot_g_mean_mag` are kept), or one row per wavelength with `wavelength` (the archive's
+            XP_SAMPLED); read by `xpengine.io.read_xp_sampled` into the same representation, with no
+            relevancy truncation (a sampled spectrum has no `n_relevant_bases`).
+        sampling: (343,) wavelengths [nm] of sampled arrays (GaiaXPy `calibrate`'s second value); only
+            the default grid is accepted. source_id: the star of a one-row-per-wavelength table that
+            has no `source_id` column or metadata.
         g_mag, parallax [mas], parallax_error [mas], ruwe: (N,) or scalars overriding those columns.
             Without G the XP are normalised by their own synthetic G (flag G_FROM_XP).
         tmass: {"j_m", "j_msigcom", "h_m", "h_msigcom", "ks_m", "ks_msigcom"} arrays for J−H, J−Ks.
@@ -333,10 +344,20 @@ class Predictor:
         import pyarrow as pa
 
         from xpengine.features.flags import describe_flags
+        from xpengine.io.xp_sampled import read_xp_sampled, sampled_layout
         from xpengine.pipeline.stages import CatalogPredictor, catalogue_batch
         from xpengine.spectra.representation import token_representation
 
-        table = _as_arrow(xp)
+        layout = sampled_layout(_column_names(xp))
+        if layout is None:
+            table = _as_arrow(xp)
+        else:
+            table = read_xp_sampled(xp, sampling=sampling, source_id=source_id)
+            if layout == "array":  # one row per source: its other columns (G, parallax, ...) go along
+                given = _as_arrow(xp)
+                for name in given.column_names:
+                    if name not in table.column_names and name not in ("flux", "flux_error"):
+                        table = table.append_column(name, given.column(name))
         n = table.num_rows
         extra = {
             "phot_g_mean_mag": g_mag,
@@ -426,6 +447,18 @@ class Predictor:
         if "source_id" in batch:
             out = {"source_id": np.asarray(batch["source_id"]), **out}
         return out
+
+
+def _column_names(obj: Any) -> list[str]:
+    """Column names of an astropy/pandas/pyarrow table or a dict of arrays."""
+    for attr in ("colnames", "column_names"):
+        if hasattr(obj, attr):
+            return [str(c) for c in getattr(obj, attr)]
+    if hasattr(obj, "columns") and hasattr(obj, "iloc"):
+        return [str(c) for c in obj.columns]
+    if isinstance(obj, Mapping):
+        return [str(k) for k in obj]
+    return []
 
 
 def _as_arrow(obj: Any):

@@ -1,7 +1,10 @@
 """Gaia DR3 readers and writers.
 
 Reading (any of: bulk `*.csv.gz` ECSV, archive CSV/ECSV, FITS, VOTable, Parquet; local or fsspec URL):
-- `read_xp_continuous` / `iter_xp_continuous`: `gaiadr3.xp_continuous_mean_spectrum` rows.
+- `read_xp_continuous` / `iter_xp_continuous`: `gaiadr3.xp_continuous_mean_spectrum` rows (a file of
+  sampled spectra is recognised and read by `read_xp_sampled` into the same table).
+- `read_xp_sampled` / `iter_xp_sampled`: archive `XP_SAMPLED` / `XpSampledMeanSpectrum` and GaiaXPy
+  `calibrate` output (files or in-memory tables) as projected coefficients (`xpengine.spectra`).
 - `read_gaia_source` / `iter_gaia_source`: the `gaiadr3.gaia_source` columns the engine needs.
 - `read_table`: any other table (2MASS, E(B−V)), `join_sources`: left join on source_id.
 - `discover_partitions`: pair bulk XP and GaiaSource partition files; `read_md5sums`, `verify_md5sums`.
@@ -50,6 +53,7 @@ from xpengine.io.xp_continuous import (
     list_column_to_numpy,
     read_xp_continuous,
 )
+from xpengine.io.xp_sampled import iter_xp_sampled, read_xp_sampled, sampled_layout
 
 __all__ = [
     "DR3_N_COEFFICIENTS",
@@ -70,6 +74,7 @@ __all__ = [
     "identify_format",
     "iter_gaia_source",
     "iter_xp_continuous",
+    "iter_xp_sampled",
     "join_sources",
     "list_column_to_numpy",
     "md5_of",
@@ -79,6 +84,8 @@ __all__ = [
     "read_model_inputs",
     "read_table",
     "read_xp_continuous",
+    "read_xp_sampled",
+    "sampled_layout",
     "sha256_of",
     "verify_md5sums",
     "write_bulk_gaia_source",

@@ -1,5 +1,6 @@
-"""Bulk-download partitions: pairing `XpContinuousMeanSpectrum_AAAAAA-BBBBBB.*` with
-`GaiaSource_AAAAAA-BBBBBB.*`, and the `_MD5SUM.txt` checksums.
+"""Bulk-download partitions: pairing `XpContinuousMeanSpectrum_AAAAAA-BBBBBB.*` (or the sampled
+`XpSampledMeanSpectrum_AAAAAA-BBBBBB.*`) with `GaiaSource_AAAAAA-BBBBBB.*`, and the `_MD5SUM.txt`
+checksums.
 
 AAAAAA-BBBBBB is an inclusive range of HEALPix level-8 pixels (nested), zero-padded to 6 digits;
 hpx8 = source_id >> 43 (Gaia DR3 documentation, §13.2 "Data consolidation"; REFERENCE §1).
@@ -32,7 +33,8 @@ logger = logging.getLogger(__name__)
 
 HPX8_SHIFT = 43
 """source_id >> 43 is the HEALPix level-8 nested index (2^35 * 4^(12-8))."""
-_XP_RE = re.compile(r"^XpContinuousMeanSpectrum_(\d{6})-(\d{6})(\..+)?$")
+# continuous coefficients, or the archive's sampled spectra (read by xpengine.io.xp_sampled)
+_XP_RE = re.compile(r"^Xp(?:Continuous|Sampled)MeanSpectrum_(\d{6})-(\d{6})(\..+)?$")
 _GAIA_RE = re.compile(r"^GaiaSource_(\d{6})-(\d{6})(\..+)?$")
 _GLOB_CHARS = set("*?[")
 
@@ -160,7 +162,8 @@ def discover_partitions(
     Parameters
     ----------
     xp_source : directory, glob pattern or file (local or fsspec URL) holding
-        `XpContinuousMeanSpectrum_AAAAAA-BBBBBB.*` files (any extension: .csv.gz, .parquet, ...).
+        `XpContinuousMeanSpectrum_AAAAAA-BBBBBB.*` files (any extension: .csv.gz, .parquet, ...), or the
+        archive's sampled spectra `XpSampledMeanSpectrum_AAAAAA-BBBBBB.*`.
     gaia_source : where the `GaiaSource_AAAAAA-BBBBBB.*` files are; None: look among the files of
         `xp_source` (no warning when there are none).
 

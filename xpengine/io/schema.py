@@ -22,6 +22,7 @@ __all__ = [
     "MAX_ABS_XP_COEFFICIENT",
     "META_N_COEFFICIENTS",
     "META_SOURCE",
+    "META_XP_INPUT",
     "READ_PROBLEM",
     "XP_COLUMNS",
     "ColumnSpec",
@@ -43,6 +44,13 @@ META_SOURCE = b"xpengine.source"
 META_N_COEFFICIENTS = b"xpengine.n_coefficients"
 """Schema-metadata key of the XP reader's output: JSON `{"bp": [55], "rp": [55]}`, the distinct numbers
 of coefficients per source of each band (missing bands not counted)."""
+
+META_XP_INPUT = b"xpengine.xp_input"
+"""Schema-metadata key of the XP reader's output when the rows come from SAMPLED spectra (archive
+`XP_SAMPLED`, bulk `XpSampledMeanSpectrum`, GaiaXPy `calibrate`; `xpengine.io.xp_sampled`): JSON
+`{"kind": "sampled", "layout": "long" | "array", "representation": "svd-proj-1e-5-v1", ...}`. Absent for
+continuous coefficients. Such rows hold the projected coefficients c' (already in the engine's XP
+representation), conservative errors and null `X_n_relevant_bases` (no relevancy truncation)."""
 
 MAX_ABS_XP_COEFFICIENT: float = 1e12
 """Largest |value| [e⁻/s] believed in `X_coefficients` and `X_coefficient_errors`; a row with a larger,

@@ -1,7 +1,10 @@
 """Reader for Gaia DR3 XP continuous mean spectra (`gaiadr3.xp_continuous_mean_spectrum`).
 
 One entry point for every format (bulk `XpContinuousMeanSpectrum_*.csv.gz`, archive CSV / ECSV /
-FITS / VOTable, Parquet); see `xpengine.io.formats`. The output always has the Gaia column names and
+FITS / VOTable, Parquet); see `xpengine.io.formats`. A file of SAMPLED spectra (columns `flux`, `flux_error`:
+archive `XP_SAMPLED`, bulk `XpSampledMeanSpectrum`, GaiaXPy `calibrate` output) is recognised by its
+columns and read by `xpengine.io.xp_sampled` into the same table (projected coefficients, schema
+metadata `xpengine.xp_input`). The output always has the Gaia column names and
 dtypes of REFERENCE §1, in Gaia order, followed by a `read_problem` string column.
 
 Missing data: a band that is missing (e.g. source 5405570973190252288 has no BP) is null in every one
@@ -39,12 +42,14 @@ from xpengine.io.schema import (
     MAX_ABS_XP_COEFFICIENT,
     META_N_COEFFICIENTS,
     META_SOURCE,
+    META_XP_INPUT,
     READ_PROBLEM,
     XP_BY_NAME,
     XP_COLUMNS,
     xp_column_names,
     xp_schema,
 )
+from xpengine.io.xp_sampled import iter_sampled_reader, sampled_layout
 
 __all__ = [
     "DEFAULT_BATCH_ROWS",
@@ -124,6 +129,16 @@ def iter_xp_continuous(
     schema = xp_schema(out_cols)
     reader = open_table_reader(source, storage_options)
     url = reader.src.url
+    if sampled_layout(reader.columns) is not None:
+        # a sampled spectrum (archive XP_SAMPLED, GaiaXPy calibrate): read into the same representation
+        yield from iter_sampled_reader(
+            reader,
+            with_correlations=with_correlations,
+            columns=columns,
+            batch_rows=batch_rows,
+            storage_options=storage_options,
+        )
+        return
     in_file = set(reader.columns)
     required = ["source_id"] + [f"{b}_{k}" for b in BANDS for k in ("coefficients", "coefficient_errors")]
     required += want_corr
@@ -239,6 +254,8 @@ def read_xp_continuous(
     table = pa.Table.from_batches(batches, schema=xp_schema(out_cols))
     url = batches[0].schema.metadata[META_SOURCE] if batches else os.fspath(source).encode()
     meta = {META_SOURCE: url, META_N_COEFFICIENTS: json.dumps(coefficient_counts(table)).encode()}
+    if batches and META_XP_INPUT in batches[0].schema.metadata:  # rows read from sampled spectra
+        meta[META_XP_INPUT] = batches[0].schema.metadata[META_XP_INPUT]
     return table.replace_schema_metadata(meta)
 
 

@@ -37,7 +37,11 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
     """The job's options (each overrides the same key of the --config YAML)."""
     p.add_argument("--config", help="YAML config (configs/infer/*.yaml)")
     p.add_argument(
-        "--input", nargs="+", help="XpContinuousMeanSpectrum partitions: directories, globs or URLs"
+        "--input",
+        nargs="+",
+        help="XP partitions or files: directories, globs or URLs of XpContinuousMeanSpectrum (or "
+        "XpSampledMeanSpectrum) bulk files, or single archive files: XP_CONTINUOUS, XP_SAMPLED, GaiaXPy "
+        "calibrate output",
     )
     p.add_argument("--gaia-source", nargs="+", help="GaiaSource partitions (paired by partition suffix)")
     p.add_argument(

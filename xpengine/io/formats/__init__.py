@@ -2,7 +2,8 @@
 
 Each format module defines `NAME`, `identify(src) -> bool` (content sniffing on the first decompressed
 bytes, with the file name as a hint) and `open_reader(src)`, which returns a reader with `columns`
-(names in the file), `text_arrays` (True when array columns arrive as strings), `declared_type(name)`,
+(names in the file), `text_arrays` (True when array columns arrive as strings), `table_meta` (table-level
+metadata: ECSV `meta`, FITS header keywords, VOTable PARAMs, Parquet schema metadata), `declared_type(name)`,
 `field_metadata(name)` (unit / description / ucd when the file declares them) and `iter_batches(columns, types, batch_rows)` yielding (first data row index, RecordBatch).
 gzip compression is handled below the formats, for all of them.
 """
@@ -27,6 +28,7 @@ class TableReader(Protocol):  # pragma: no cover - typing only
     format_name: str
     columns: list[str]
     text_arrays: bool
+    table_meta: dict[str, Any]
 
     def declared_type(self, name: str) -> Any: ...
 

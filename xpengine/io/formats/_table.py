@@ -5,6 +5,7 @@ come as ECSV."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pyarrow as pa
 
@@ -24,12 +25,15 @@ class InMemoryReader:
         format_name: str,
         table: pa.Table,
         field_meta: dict[str, dict[str, str]] | None = None,
+        table_meta: dict[str, Any] | None = None,
     ) -> None:
         self.src = src
         self.format_name = format_name
         self.table = table
         self.columns = list(table.column_names)
         self._field_meta = field_meta or {}
+        self.table_meta: dict[str, Any] = dict(table_meta or {})
+        """Table-level metadata: FITS header keywords of the table HDU, VOTable PARAMs (name -> value)."""
 
     def field_metadata(self, name: str) -> dict[str, str]:
         """unit / description / ucd of a column, as declared in the file."""

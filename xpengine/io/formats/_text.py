@@ -53,7 +53,8 @@ def parse_ecsv_header(lines: list[str], url: str) -> dict[str, Any]:
     for item in doc.get("datatype") or []:
         if isinstance(item, dict) and "name" in item:
             types[str(item["name"])] = item
-    return {"delimiter": doc.get("delimiter", ","), "datatype": types, "meta": doc.get("meta") or {}}
+    # ECSV 1.0: the delimiter is a space unless the header says otherwise (Gaia files say ",")
+    return {"delimiter": doc.get("delimiter", " "), "datatype": types, "meta": doc.get("meta") or {}}
 
 
 class TextReader:
@@ -85,6 +86,8 @@ class TextReader:
             raise GaiaFileError(src.url, f"truncated or corrupt gzip stream in the header: {exc}") from exc
         self.header_lines = len(header)
         self.ecsv = parse_ecsv_header(header, src.url) if header and "%ECSV" in header[0] else None
+        self.table_meta: dict[str, Any] = dict(self.ecsv["meta"]) if self.ecsv else {}
+        """ECSV header `meta` (e.g. the `source_id` of an archive XP_SAMPLED download); {} for CSV."""
         self.delimiter = str(self.ecsv["delimiter"]) if self.ecsv else ","
         if len(self.delimiter) != 1:
             raise GaiaFileError(src.url, f"unsupported delimiter {self.delimiter!r}; expected one character")

@@ -1,6 +1,7 @@
 """FITS binary tables as written by the Gaia archive: variable-length array columns (`PD(55)`,
 `PE(1485)`), integer nulls flagged by `TNULLn` (−32768 for int16), float nulls as NaN, missing arrays
-as zero-length arrays."""
+as zero-length arrays. Fixed-length array columns (`343D`, GaiaXPy's output) are read as lists too.
+The table HDU's header keywords are the reader's `table_meta`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import io
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from xpengine.io._arrays import lists_from_objects
 from xpengine.io._source import Source
@@ -56,6 +58,13 @@ def open_reader(src: Source) -> InMemoryReader:
                 arrays.append(lists_from_objects(list(values), vtype))
                 continue
             values = np.asarray(values)
+            if values.ndim == 2 and values.dtype.kind in "fiu":
+                # fixed-length array column (`343D`, e.g. GaiaXPy's FITS output): one list per row
+                flat = pa.array(_native(values).ravel())
+                arrays.append(
+                    pc.cast(pa.FixedSizeListArray.from_arrays(flat, values.shape[1]), pa.list_(flat.type))
+                )
+                continue
             if values.dtype.kind in "SU":
                 arrays.append(pa.array(values.astype(str)))
                 continue
@@ -64,4 +73,5 @@ def open_reader(src: Source) -> InMemoryReader:
             if values.dtype.kind in "iu" and col.null is not None:
                 mask = values == int(col.null)
             arrays.append(pa.array(values, mask=mask))
-    return InMemoryReader(src, NAME, pa.table(arrays, names=names), meta)
+        table_meta = {k: v for k, v in header.items() if k and k not in ("COMMENT", "HISTORY")}
+    return InMemoryReader(src, NAME, pa.table(arrays, names=names), meta, table_meta)

@@ -34,6 +34,8 @@ class ParquetReader:
             src.close()
             raise GaiaFileError(src.url, f"cannot read Parquet: {exc}") from exc
         self.columns = list(self._pf.schema_arrow.names)
+        raw = self._pf.schema_arrow.metadata or {}
+        self.table_meta = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in raw.items()}
 
     def declared_type(self, name: str) -> pa.DataType | None:
         schema = self._pf.schema_arrow

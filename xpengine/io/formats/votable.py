@@ -1,5 +1,6 @@
 """IVOA VOTable (TABLEDATA, BINARY or BINARY2 serialisation), arrays declared `arraysize="*"`; null
-integers and empty arrays mark missing values."""
+integers and empty arrays mark missing values. The table's (and its resource's) PARAMs are the reader's
+`table_meta`."""
 
 from __future__ import annotations
 
@@ -67,4 +68,6 @@ def open_reader(src: Source) -> InMemoryReader:
             arrays.append(pa.array(vals, type=pa.string()))
             continue
         arrays.append(pa.array(np.asarray(data), mask=mask if mask.any() else None))
-    return InMemoryReader(src, NAME, pa.table(arrays, names=names), meta)
+    table_meta = {p.name: p.value for res in vot.resources for p in res.params}
+    table_meta.update({p.name: p.value for p in table.params})
+    return InMemoryReader(src, NAME, pa.table(arrays, names=names), meta, table_meta)
