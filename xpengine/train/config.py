@@ -254,6 +254,7 @@ _KINDS: dict[str, str] = {
     "grad_clip_norm": "float?",
     "drop_last": "bool",
     "compile": "bool",
+    "init_from": "str?",
 }
 
 
