@@ -49,7 +49,9 @@ def test_files_read_back_with_the_project_readers(mist_sky, truth) -> None:
     path, summary = mist_sky
     assert summary["physics"] == "mist"
     # chunks of at most 200 sources, the pilot density splitting each pixel range
-    assert [p["n_chunks"] for p in summary["partitions"]] == [-(-p["n_sources"] // 200) for p in summary["partitions"]]
+    assert [p["n_chunks"] for p in summary["partitions"]] == [
+        -(-p["n_sources"] // 200) for p in summary["partitions"]
+    ]
     parts = discover_partitions(path)
     assert [p.name for p in parts] == ["000000-003111", "459776-460799"]
     assert all(verify_md5sums(path / "_MD5SUM.txt").values())

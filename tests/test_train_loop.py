@@ -341,10 +341,14 @@ def test_init_from_starts_from_another_models_weights_and_standardisation(toy3, 
     assert init["weights_sha256"] == sha256_of(first.model_dir / "model.safetensors")
 
     other = dataclasses.replace(cfg, model=dataclasses.replace(PRESETS["tiny"], d_model=8))
-    with pytest.raises(ValueError, match="init_from .* model config"):
+    with pytest.raises(ValueError, match=r"init_from .* model config"):
         train(other, tr, va, output_dir=tmp_path / "third")
     # resuming takes the resumed checkpoint's weights and standardisation, not init_from's
     resumed = train(
-        dataclasses.replace(cfg, epochs=2), tr, va, output_dir=tmp_path / "second", resume_from=tmp_path / "second"
+        dataclasses.replace(cfg, epochs=2),
+        tr,
+        va,
+        output_dir=tmp_path / "second",
+        resume_from=tmp_path / "second",
     )
     assert [m["epoch"] for m in resumed.history] == [2]
