@@ -1,0 +1,294 @@
+"""Catalogues of a freshly simulated sky against its truth, several models side by side.
+
+    xpengine simulate --physics mist --n-sources 150000 --partitions 40 --seed 23 --apogee-fraction 1.0 \\
+        --output runs/sky_mist_test
+    python jobs/infer_gaia.py --input runs/sky_mist_test --output runs/cat_test_gaia-xp --model gaia-xp
+    python benchmarks/sim_sky_checks.py --truth runs/sky_mist_test/truth.parquet \\
+        --catalogue gaia-xp=runs/cat_test_gaia-xp --catalogue synthetic-sky=runs/cat_test_synthetic-sky \\
+        --json benchmarks/results/sim_sky_checks.json --markdown benchmarks/results/sim_sky_checks.md
+
+The sky must come from a seed never used in training (the bundled models' training skies: seed 7 for
+synthetic-sky, seed 11 for gaia-xp). Every catalogue row is joined with the truth on source_id. What is
+measured, per catalogue (model):
+
+- Giants of the paper's domain by their TRUE labels (logg < 3.5, 3500 < Teff < 5500 K), in bins of G
+  (`--g-bins`): robust σ (1.4826·MAD) and median bias of mass [M☉] and age [Gyr], and the z-spread of
+  (pred − truth)/σ_catalogue (1 for honest σ). Zhang et al. (2026) quote σ 0.114 M☉ and 1.334 Gyr for
+  their APOGEE giants.
+- Regression to the mean: the median predicted mass in bins of true mass, and age in bins of true age.
+- The age–metallicity relation of those giants: Spearman rank correlation of predicted age and [M/H],
+  beside that of the true labels of the same stars.
+- The `red-clump` query preset (`xpengine query --preset red-clump`, Bovy et al. 2014 cuts on the
+  predicted labels): purity = the fraction of selected stars whose truth is the red clump or secondary
+  clump; completeness = the fraction of true clump giants in the catalogue that it selects.
+
+Rows without a finite prediction (flagged) are left out of each statistic and counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from xpengine.catalog.query import query_catalog  # noqa: E402
+
+TRUTH_COLUMNS = ["source_id", "mass", "age_gyr", "m_h", "teff", "logg", "evolutionary_state", "g"]
+#: truth column of each catalogue label (after read: mass, m_h, teff, logg get a `_true` suffix)
+TRUE_COLUMN = {
+    "mass": "mass_true",
+    "age": "age_gyr",
+    "teff": "teff_true",
+    "logg": "logg_true",
+    "m_h": "m_h_true",
+}
+CLUMP = "red_clump"  # truth evolutionary_state of red and secondary clump stars
+
+
+def _robust_sigma(x: np.ndarray) -> float:
+    x = x[np.isfinite(x)]
+    return float(1.4826 * np.median(np.abs(x - np.median(x)))) if x.size else float("nan")
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    ok = np.isfinite(a) & np.isfinite(b)
+    return float(spearmanr(a[ok], b[ok]).statistic) if ok.sum() > 2 else float("nan")
+
+
+def read_catalogue(path: str) -> pd.DataFrame:
+    """The catalogue's rows (every partition file; `_rejected`/`_tmp` are not catalogue rows)."""
+    return query_catalog(path, sql="SELECT * FROM catalog").to_pandas()
+
+
+def _label_stats(pred: np.ndarray, err: np.ndarray, true: np.ndarray) -> dict[str, Any]:
+    ok = np.isfinite(pred) & np.isfinite(true)
+    r = pred[ok] - true[ok]
+    z = r / err[ok] if err is not None else None
+    return {
+        "n": int(ok.sum()),
+        "sigma": _robust_sigma(r),
+        "bias": float(np.median(r)) if r.size else float("nan"),
+        "z_spread": _robust_sigma(z) if z is not None else None,
+    }
+
+
+def check_catalogue(
+    cat: pd.DataFrame, truth: pd.DataFrame, path: str, g_bins: Sequence[float]
+) -> dict[str, Any]:
+    df = cat.merge(truth, on="source_id", how="inner", suffixes=("", "_true"))
+    giants = (df.logg_true < 3.5) & (df.teff_true > 3500) & (df.teff_true < 5500)
+    out: dict[str, Any] = {"n_rows": len(cat), "n_matched": len(df), "n_true_giants": int(giants.sum())}
+    has = [c for c in ("mass", "age") if c in df]
+    g = df.g.to_numpy()
+    bins: list[dict[str, Any]] = []
+    edges = list(g_bins)
+    for lo, hi in itertools.pairwise(edges):
+        sel = (giants & (g >= lo) & (g < hi)).to_numpy()
+        entry: dict[str, Any] = {"g_lo": lo, "g_hi": hi, "n": int(sel.sum())}
+        for c in has:
+            true = df[TRUE_COLUMN[c]].to_numpy()
+            entry[c] = _label_stats(df[c].to_numpy()[sel], df[f"{c}_error"].to_numpy()[sel], true[sel])
+        bins.append(entry)
+    out["giants_by_g"] = bins
+    sel = giants.to_numpy()
+    out["giants_all"] = {
+        c: _label_stats(
+            df[c].to_numpy()[sel],
+            df[f"{c}_error"].to_numpy()[sel],
+            df[TRUE_COLUMN[c]].to_numpy()[sel],
+        )
+        for c in has
+    }
+    for c in ("teff", "logg", "m_h"):
+        if c in df:
+            out["giants_all"][c] = _label_stats(
+                df[c].to_numpy()[sel], df[f"{c}_error"].to_numpy()[sel], df[f"{c}_true"].to_numpy()[sel]
+            )
+    if "mass" in df:
+        mb = [0.5, 1.0, 1.5, 2.5, 4.0]
+        out["mass_regression"] = [
+            {
+                "true_lo": lo,
+                "true_hi": hi,
+                "n": int(s.sum()),
+                "median_pred": float(np.nanmedian(df.mass[s])) if s.any() else None,
+            }
+            for lo, hi in itertools.pairwise(mb)
+            for s in [(giants & (df.mass_true >= lo) & (df.mass_true < hi)).to_numpy()]
+        ]
+    if "age" in df:
+        ab = [0.0, 1.0, 3.0, 6.0, 10.0, 14.0]
+        out["age_regression"] = [
+            {
+                "true_lo": lo,
+                "true_hi": hi,
+                "n": int(s.sum()),
+                "median_pred": float(np.nanmedian(df.age[s])) if s.any() else None,
+            }
+            for lo, hi in itertools.pairwise(ab)
+            for s in [(giants & (df.age_gyr >= lo) & (df.age_gyr < hi)).to_numpy()]
+        ]
+        ok = sel & np.isfinite(df.age.to_numpy()) & np.isfinite(df.m_h.to_numpy())
+        out["age_metallicity_spearman"] = {
+            "n": int(ok.sum()),
+            "predicted": _spearman(df.age.to_numpy()[ok], df.m_h.to_numpy()[ok]),
+            "truth": _spearman(df.age_gyr.to_numpy()[ok], df.m_h_true.to_numpy()[ok]),
+        }
+    if {"teff", "logg", "m_h"} <= set(df):
+        rc = query_catalog(path, preset="red-clump").to_pandas()
+        rc = rc.merge(truth[["source_id", "evolutionary_state"]], on="source_id", how="inner")
+        true_rc = (df.evolutionary_state == CLUMP) & np.isfinite(df.logg)
+        out["red_clump"] = {
+            "n_selected": len(rc),
+            "purity": float(np.mean(rc.evolutionary_state == CLUMP)) if len(rc) else None,
+            "completeness": float(np.isin(df.source_id[true_rc], rc.source_id).mean())
+            if true_rc.any()
+            else None,
+            "n_true_clump": int(true_rc.sum()),
+            "selected_by_truth_state": rc.evolutionary_state.value_counts().to_dict(),
+        }
+    return out
+
+
+def render_markdown(result: Mapping[str, Any]) -> str:
+    lines = [
+        "# Freshly simulated sky against its truth",
+        "",
+        f"Command: `{result['command']}`; {result['machine']}; {result['date_utc']}",
+        "",
+    ]
+    cats = result["catalogues"]
+    lines += ["## Giants (true logg < 3.5, 3500–5500 K): σ / bias / z-spread", ""]
+    lines += [
+        "| model | G bin | n | mass σ [M☉] | mass bias | mass z | age σ [Gyr] | age bias | age z |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, c in cats.items():
+        for b in [*c["giants_by_g"], {"g_lo": None, "g_hi": None, "n": None, **c["giants_all"]}]:
+            gb = "all" if b["g_lo"] is None else f"{b['g_lo']:g}–{b['g_hi']:g}"
+            cells = []
+            for lab in ("mass", "age"):
+                s = b.get(lab)
+                if not s or not s["n"]:
+                    cells += ["–", "–", "–"]
+                else:
+                    cells += [
+                        f"{s['sigma']:.3f}",
+                        f"{s['bias']:+.3f}",
+                        "–" if s["z_spread"] is None else f"{s['z_spread']:.2f}",
+                    ]
+            n = (
+                b["n"]
+                if b["n"] is not None
+                else (c["giants_all"].get("mass") or c["giants_all"].get("teff") or {}).get("n")
+            )
+            lines.append(f"| {name} | {gb} | {n} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## Giants: atmospheric labels (σ / bias / z-spread)",
+        "",
+        "| model | Teff [K] | logg | [M/H] |",
+        "|---|---|---|---|",
+    ]
+    for name, c in cats.items():
+        cells = []
+        for lab, d in (("teff", 0), ("logg", 3), ("m_h", 3)):
+            s = c["giants_all"].get(lab)
+            cells.append("–" if not s else f"{s['sigma']:.{d}f} / {s['bias']:+.{d}f} / {s['z_spread']:.2f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "## Regression to the mean (giants): median prediction per true bin", ""]
+    for name, c in cats.items():
+        if "mass_regression" in c:
+            lines.append(
+                f"- {name}, mass: "
+                + "; ".join(
+                    f"{r['true_lo']:g}–{r['true_hi']:g} M☉ → {r['median_pred']:.2f} (n={r['n']})"
+                    for r in c["mass_regression"]
+                    if r["n"]
+                )
+            )
+        if "age_regression" in c:
+            lines.append(
+                f"- {name}, age: "
+                + "; ".join(
+                    f"{r['true_lo']:g}–{r['true_hi']:g} Gyr → {r['median_pred']:.1f} (n={r['n']})"
+                    for r in c["age_regression"]
+                    if r["n"]
+                )
+            )
+    lines += [
+        "",
+        "## Age–[M/H] relation (giants) and the red-clump preset",
+        "",
+        "| model | Spearman predicted | Spearman truth | n | red-clump purity | completeness | selected |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, c in cats.items():
+        s = c.get("age_metallicity_spearman") or {}
+        rc = c.get("red_clump") or {}
+        pur = rc.get("purity")
+        com = rc.get("completeness")
+        lines.append(
+            f"| {name} | {s.get('predicted', float('nan')):.3f} | {s.get('truth', float('nan')):.3f} | {s.get('n', '–')} | "
+            f"{'–' if pur is None else f'{pur:.3f}'} | {'–' if com is None else f'{com:.3f}'} | {rc.get('n_selected', '–')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--truth", required=True, help="truth.parquet of the simulated sky")
+    ap.add_argument(
+        "--catalogue", action="append", required=True, help="NAME=DIR, a catalogue the job wrote; repeat"
+    )
+    ap.add_argument("--g-bins", nargs="+", type=float, default=[6.0, 13.0, 15.0, 17.65])
+    ap.add_argument("--json", required=True)
+    ap.add_argument("--markdown")
+    args = ap.parse_args(argv)
+    truth = pq.read_table(args.truth, columns=TRUTH_COLUMNS).to_pandas()
+    truth = truth.rename(columns={c: f"{c}_true" for c in ("mass", "m_h", "teff", "logg")})
+    cats = {}
+    for item in args.catalogue:
+        name, _, path = item.partition("=")
+        if not path:
+            ap.error(f"--catalogue {item!r}: expected NAME=DIR")
+        cats[name] = check_catalogue(read_catalogue(path), truth, path, args.g_bins)
+    result = {
+        "command": " ".join(
+            shlex.quote(a) for a in ["python", "benchmarks/sim_sky_checks.py", *(argv or sys.argv[1:])]
+        ),
+        "machine": f"{platform.platform()}, {os.cpu_count()} CPUs",
+        "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "truth": args.truth,
+        "catalogues": cats,
+    }
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(result, indent=1, default=float) + "\n")
+    md = render_markdown(result)
+    if args.markdown:
+        Path(args.markdown).write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
