@@ -218,3 +218,29 @@ def test_cli_refuses_unlearned_label_in_one_line(tmp_path):
     assert "'apogee-xp' was not trained to predict label(s) ['mass']" in last
     assert "the labels it learned: teff, logg, m_h, alpha_m" in last
     assert not (out / "_SUMMARY.json").exists()
+
+
+def test_catalogue_age_error_is_the_predictors_calibrated_age_error(tmp_path):
+    """One rule for the linear age σ: the catalogue's age_error is `Predictor.predict`'s, including a
+    linear-space age calibration (here a = 1.7, b = 0.4 Gyr, far from the identity), not exp(μ)·σ_ln_age."""
+    import json
+    import shutil
+
+    from xpengine.inference.predictor import resolve_model_path
+
+    model = tmp_path / "sky-cal"
+    shutil.copytree(resolve_model_path("synthetic-sky"), model)
+    cal = json.loads((model / "calibration.json").read_text())
+    cal["labels"]["age"] = {**cal["labels"]["ln_age"], "a": 1.7, "b": 0.4, "applied": True, "unit": "Gyr"}
+    (model / "calibration.json").write_text(json.dumps(cal))
+    batch = _sky_batch("synthetic-sky")
+    batch = {k: v[:200] for k, v in batch.items()}
+    cat = CatalogPredictor(str(model), ["teff", "age"], device="cpu")(batch)
+    p = Predictor.load(str(model), device="cpu")
+    ref = p.predict(batch["values"], request=["teff", "ln_age"], inputs=list(p.default_inputs))
+    ok = np.isfinite(cat["age"])
+    assert ok.mean() > 0.9
+    np.testing.assert_allclose(cat["age"][ok], ref["age"][ok], rtol=1e-5)
+    np.testing.assert_allclose(cat["age_error"][ok], ref["age_error"][ok], rtol=1e-5)
+    naive = ref["age"] * ref["ln_age_error"]  # the old catalogue rule
+    assert np.all(np.abs(cat["age_error"][ok] / naive[ok] - 1) > 0.3)

@@ -171,15 +171,26 @@ def catalog_units(labels: tuple[str, ...] | list[str]) -> dict[str, str]:
 
 
 def tokens_to_labels(
-    means: dict[str, np.ndarray], sigmas: dict[str, np.ndarray], labels: tuple[str, ...] | list[str]
+    means: dict[str, np.ndarray],
+    sigmas: dict[str, np.ndarray],
+    labels: tuple[str, ...] | list[str],
+    *,
+    derived: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict[str, np.ndarray]:
     """Convert predicted token means/σ (physical token units) to catalogue label columns.
 
-    For log tokens (ln age, ln E(B−V)) the label is exp(μ) and its error exp(μ)·σ (first order).
+    For log tokens (ln age, ln E(B−V)) the label is exp(μ) and its error exp(μ)·σ (first order), unless
+    `derived` gives the label's (value, error) as the Predictor computed them (`Predictor.predict`'s
+    ``age``/``age_error``: its linear-space σ calibration, when the model has one, is applied there).
     """
     out: dict[str, np.ndarray] = {}
     for lab in labels:
         spec = LABELS[lab]
+        if derived is not None and lab in derived:
+            val, err = derived[lab]
+            out[lab] = np.asarray(val, dtype=np.float32)
+            out[f"{lab}_error"] = np.asarray(err, dtype=np.float32)
+            continue
         mu = np.asarray(means[spec.token], dtype=np.float64)
         sd = np.asarray(sigmas[spec.token], dtype=np.float64)
         if spec.log_token:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from xpengine.catalog.schema import MASS_AGE_LABELS, label_tokens, tokens_to_labels
+from xpengine.catalog.schema import LABELS, MASS_AGE_LABELS, label_tokens, tokens_to_labels
 from xpengine.features.astrometry import parallax_distance
 from xpengine.features.flags import SourceFlag
 
@@ -310,6 +310,10 @@ class CatalogPredictor:
 
         means = {t: np.full(n, np.nan) for t in self.request}
         sigmas = {t: np.full(n, np.nan) for t in self.request}
+        # linear labels derived from log tokens (age from ln_age), with the Predictor's own calibrated σ
+        derived = {
+            lab: (np.full(n, np.nan), np.full(n, np.nan)) for lab in self.labels if LABELS[lab].log_token
+        }
         fm = np.full(n, np.nan)
         sfm = np.full(n, np.nan)
         one_pass = need_model_distance & ~fm_in_context  # labels and g_fakemag together
@@ -324,6 +328,9 @@ class CatalogPredictor:
             for t in self.request:
                 means[t][idx] = pred[t]
                 sigmas[t][idx] = pred[f"{t}_error"]
+            for lab, (val, err) in derived.items():
+                val[idx] = pred[lab]
+                err[idx] = pred[f"{lab}_error"]
             if "g_fakemag" in request:
                 fm[idx] = pred["g_fakemag"]
                 sfm[idx] = pred["g_fakemag_error"]
@@ -339,7 +346,7 @@ class CatalogPredictor:
             fm[second] = pred["g_fakemag"]
             sfm[second] = pred["g_fakemag_error"]
 
-        out = tokens_to_labels(means, sigmas, self.labels)
+        out = tokens_to_labels(means, sigmas, self.labels, derived=derived)
         no_pred = (n_tokens == 0) | (batch["source_id"] < 0)
         for t in self.request:
             no_pred |= ~np.isfinite(means[t])
