@@ -40,17 +40,17 @@ entry derive age_error = age · calibrated σ_ln_age.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from xpengine.evaluate.metrics import robust_sigma
+from xpengine.model.calibration import (
+    CALIBRATION_FILE,
+    Calibration,
+    LabelCalibration,
+)
 
 __all__ = [
     "CALIBRATION_FILE",
@@ -61,104 +61,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CALIBRATION_FILE = "calibration.json"
-FORMAT_VERSION = "1"
-FORMULA = "sigma_cal = sqrt((a*sigma)^2 + b^2)"
 TOLERANCE = 0.1
 """Raw z-spread within 1 ± TOLERANCE counts as calibrated (no correction applied)."""
 MAD_SIGMA_REL_ERROR = 1.166
 """Relative standard error × √n of the 1.4826·MAD spread estimate for Gaussian data
 (1/sqrt(2 · 0.368), 0.368 being the MAD's asymptotic efficiency relative to the standard deviation)."""
-
-
-@dataclass(frozen=True)
-class LabelCalibration:
-    """σ_cal = sqrt((a·σ)² + b²) for one token; b in the token's physical units."""
-
-    a: float = 1.0
-    b: float = 0.0
-    applied: bool = False
-    method: str = "identity"
-    n_val: int = 0
-    z_sigma_val_raw: float | None = None
-    z_sigma_val_cal: float | None = None
-    unit: str = ""
-
-    def apply(self, sigma: np.ndarray) -> np.ndarray:
-        """Calibrated σ (N,) float64 from predicted σ (N,) (same physical units); NaN stays NaN."""
-        s = np.asarray(sigma, dtype=np.float64)
-        if not self.applied:
-            return s.copy()
-        return np.sqrt((self.a * s) ** 2 + self.b**2)
-
-
-@dataclass
-class Calibration:
-    """Per-token calibrations (a missing token means identity)."""
-
-    labels: dict[str, LabelCalibration] = field(default_factory=dict)
-    provenance: dict[str, Any] = field(default_factory=dict)
-
-    def apply(self, name: str, sigma: np.ndarray) -> np.ndarray:
-        lc = self.labels.get(name)
-        return np.asarray(sigma, dtype=np.float64).copy() if lc is None else lc.apply(sigma)
-
-    def derived_sigma(
-        self, derived: str, log_token: str, linear: np.ndarray, sigma_log_raw: np.ndarray
-    ) -> np.ndarray:
-        """σ (N,) of a linear label derived as exp(log_token) (``age`` from ``ln_age``): its own
-        linear-space calibration applied to linear · σ_raw when it has one, else linear · the
-        calibrated σ of the log token."""
-        lin = np.asarray(linear, dtype=np.float64)
-        if derived in self.labels:
-            return self.labels[derived].apply(lin * np.asarray(sigma_log_raw, dtype=np.float64))
-        return lin * self.apply(log_token, sigma_log_raw)
-
-    @property
-    def any_applied(self) -> bool:
-        return any(lc.applied for lc in self.labels.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format_version": FORMAT_VERSION,
-            "formula": FORMULA,
-            "labels": {k: _clean(asdict(v)) for k, v in self.labels.items()},
-            "provenance": self.provenance,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Calibration:
-        if str(d.get("format_version")) != FORMAT_VERSION:
-            raise ValueError(
-                f"calibration format_version {d.get('format_version')!r} is not supported; expected "
-                f"{FORMAT_VERSION!r}"
-            )
-        labels = {k: LabelCalibration(**v) for k, v in d.get("labels", {}).items()}
-        return cls(labels=labels, provenance=dict(d.get("provenance", {})))
-
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-        """Write JSON to `path` (a file, or a directory that gets `calibration.json`)."""
-        p = Path(path)
-        if p.is_dir():
-            p = p / CALIBRATION_FILE
-        if p.exists() and not overwrite:
-            raise FileExistsError(f"{p} exists; pass overwrite=True (--overwrite) to replace it")
-        tmp = p.with_name(f".{p.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False))
-        os.replace(tmp, p)
-        return p
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> Calibration:
-        p = Path(path)
-        if p.is_dir():
-            p = p / CALIBRATION_FILE
-        return cls.from_dict(json.loads(p.read_text()))
-
-
-def _clean(d: dict[str, Any]) -> dict[str, Any]:
-    """NaN → None so the JSON stays standard."""
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
 def _z_spread(r: np.ndarray, sp: np.ndarray, st2: np.ndarray, a: float, b: float) -> float:

@@ -153,7 +153,7 @@ class Predictor:
         self.calibration = None
         cal_file = ckpt.path / "calibration.json"
         if calibrate and cal_file.is_file():
-            from xpengine.evaluate.calibration import Calibration
+            from xpengine.model.calibration import Calibration
 
             self.calibration = Calibration.load(cal_file)
             logger.info("σ calibration from %s applied", cal_file)

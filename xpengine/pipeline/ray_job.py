@@ -452,7 +452,7 @@ def _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, t0
     ds = ds.map_batches(
         CatalogPredictor,
         batch_size=cfg.batch_size if gpus > 0 else None,
-        concurrency=actors,
+        compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=gpus,
         num_cpus=cpus,
         fn_constructor_kwargs={
