@@ -12,6 +12,8 @@ the tokens it was trained on.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +23,10 @@ __all__ = [
     "Vocabulary",
     "paper_vocabulary",
 ]
+
+
+_RANGE = re.compile(r"^(?P<prefix>[A-Za-z_]+?)(?P<start>\d+)\.\.(?P<end>\d+)$")
+"""A token range such as `bp0..29`."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,37 @@ class Vocabulary:
     def token_id(self, name: str) -> int:
         """Embedding id (1-based; 0 is padding)."""
         return self.index(name) + 1
+
+    def select(self, spec: Sequence[str]) -> list[str]:
+        """Token names selected by `spec`, in the order given, without duplicates. Items: exact token
+        names, inclusive ranges `bp0..29` (the names of this vocabulary that match; a Gaia DR4
+        vocabulary with 51 BP coefficients just has fewer), kinds `kind:xp` / `kind:label` /
+        `kind:colour` ..., and `all`. Every unknown item is reported in one ValueError."""
+        out: list[str] = []
+        problems: list[str] = []
+        for item in spec:
+            if item == "all":
+                names = self.names
+            elif item.startswith("kind:"):
+                kind = item.split(":", 1)[1]
+                names = [t.name for t in self.tokens if t.kind == kind]
+                if not names:
+                    kinds = sorted({t.kind for t in self.tokens})
+                    problems.append(f"{item!r}: no token of kind {kind!r} (kinds: {kinds})")
+            elif m := _RANGE.match(item):
+                wanted = {f"{m['prefix']}{i}" for i in range(int(m["start"]), int(m["end"]) + 1)}
+                names = [n for n in self.names if n in wanted]
+                if not names:
+                    problems.append(f"{item!r}: no token of the vocabulary in that range")
+            elif item in self:
+                names = [item]
+            else:
+                problems.append(f"{item!r} is not a token of vocabulary {self.name}")
+                names = []
+            out.extend(n for n in names if n not in out)
+        if problems:
+            raise ValueError("bad token selection:\n  " + "\n  ".join(problems))
+        return out
 
     def with_tokens(self, names: list[str] | tuple[str, ...], *, name: str | None = None) -> Vocabulary:
         """A new vocabulary with extra tokens (from EXTRA_TOKENS) appended at the end."""

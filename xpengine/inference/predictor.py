@@ -183,9 +183,7 @@ class Predictor:
         return self.vocabulary.names
 
     def _expand(self, spec: Sequence[str]) -> list[str]:
-        from xpengine.train.config import expand_tokens
-
-        return expand_tokens(list(spec), self.vocabulary)
+        return self.vocabulary.select(list(spec))
 
     def check_request(self, request: Sequence[str]) -> list[str]:
         """The token names selected by `request` (token-list syntax); a ValueError naming them, the

@@ -198,14 +198,13 @@ def resolve_inputs(cfg: InferenceConfig) -> list[str]:
     """
     from xpengine.inference.predictor import FALLBACK_INPUTS, resolve_model_path
     from xpengine.model.checkpoint import describe_tokens, read_checkpoint_metadata
-    from xpengine.train.config import expand_tokens
 
     meta = read_checkpoint_metadata(resolve_model_path(cfg.model))
     spec = cfg.inputs if cfg.inputs is not None else meta.train_config.get("val_inputs") or FALLBACK_INPUTS
     names: list[str] = []
     for item in spec:
         try:
-            names += [t for t in expand_tokens([item], meta.vocabulary) if t not in names]
+            names += [t for t in meta.vocabulary.select([item]) if t not in names]
         except ValueError:
             log.info("input token %r is not in the model's vocabulary: skipped", item)
     dropped = [t for t in names if t not in meta.learned.inputs]

@@ -267,12 +267,10 @@ class CatalogPredictor:
         self.model_distance = "g_fakemag" in learned.outputs and "g_fakemag" not in self.request
         self.inputs = None
         if inputs:
-            from xpengine.train.config import expand_tokens
-
             chosen: list[str] = []
             for item in inputs:
                 try:
-                    chosen += [t for t in expand_tokens([item], vocab) if t not in chosen]
+                    chosen += [t for t in vocab.select([item]) if t not in chosen]
                 except ValueError:
                     log.info("input token %r is not in the model's vocabulary: skipped", item)
             self.inputs = self.predictor.select_inputs(chosen)  # less what the model never read

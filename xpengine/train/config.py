@@ -13,7 +13,6 @@ has fewer), kinds `kind:xp` / `kind:label` / `kind:colour` ..., and `all`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -30,37 +29,10 @@ __all__ = [
     "load_train_config",
 ]
 
-_RANGE = re.compile(r"^(?P<prefix>[A-Za-z_]+?)(?P<start>\d+)\.\.(?P<end>\d+)$")
-
 
 def expand_tokens(spec: Sequence[str], vocabulary: Vocabulary) -> list[str]:
-    """Token names selected by `spec` (see module docstring), in the order given, without duplicates."""
-    out: list[str] = []
-    problems: list[str] = []
-    for item in spec:
-        if item == "all":
-            names = vocabulary.names
-        elif item.startswith("kind:"):
-            kind = item.split(":", 1)[1]
-            names = [t.name for t in vocabulary.tokens if t.kind == kind]
-            if not names:
-                kinds = sorted({t.kind for t in vocabulary.tokens})
-                problems.append(f"{item!r}: no token of kind {kind!r} (kinds: {kinds})")
-        elif m := _RANGE.match(item):
-            lo, hi = int(m["start"]), int(m["end"])
-            wanted = {f"{m['prefix']}{i}" for i in range(lo, hi + 1)}
-            names = [n for n in vocabulary.names if n in wanted]
-            if not names:
-                problems.append(f"{item!r}: no token of the vocabulary in that range")
-        elif item in vocabulary:
-            names = [item]
-        else:
-            problems.append(f"{item!r} is not a token of vocabulary {vocabulary.name}")
-            names = []
-        out.extend(n for n in names if n not in out)
-    if problems:
-        raise ValueError("bad token selection:\n  " + "\n  ".join(problems))
-    return out
+    """Token names selected by `spec`: :meth:`xpengine.features.vocabulary.Vocabulary.select`."""
+    return vocabulary.select(spec)
 
 
 @dataclass(frozen=True)

@@ -204,9 +204,7 @@ def encode_stars(
     if inputs is None:
         inputs = default_embedding_inputs(vocab, limit)
     else:
-        from xpengine.train.config import expand_tokens
-
-        inputs = expand_tokens(list(inputs), vocab)  # names or ranges such as "bp0..31"
+        inputs = vocab.select(list(inputs))  # names or ranges such as "bp0..31"
 
     if len(inputs) > limit:
         raise ValueError(f"{len(inputs)} input tokens but the model takes at most {limit} context tokens")
