@@ -138,7 +138,7 @@ def test_apogee_xp_leaves_out_inputs_it_never_read(apogee_batch, caplog):
 
 
 def test_apogee_xp_job_defaults_follow_the_model(caplog):
-    with caplog.at_level(logging.INFO, logger="xpengine.pipeline.config"):
+    with caplog.at_level(logging.INFO, logger="xpengine.catalog.schema"):
         labels = resolve_labels(InferenceConfig(model="apogee-xp"))
     assert labels == ["teff", "logg", "m_h", "alpha_m"]
     assert (

@@ -13,15 +13,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from xpengine.features.normalise import g_mag_to_flux
-from xpengine.inference.tasks.cli import register
-from xpengine.inference.tasks.common import load_predictor
-from xpengine.inference.tasks.data import load_stars
-from xpengine.inference.tasks.extinction import model_extinction_curve
-from xpengine.inference.tasks.generative import label_sequences, spectra_from_labels
-from xpengine.inference.tasks.label_grid import label_grid
-from xpengine.inference.tasks.probing import attention_maps, encode_stars
-from xpengine.inference.tasks.reconstruction import inpaint, reconstruct_from_labels
-from xpengine.inference.tasks.runner import OUTPUTS
+from xpengine.tasks.cli import register
+from xpengine.tasks.common import load_predictor
+from xpengine.tasks.data import load_stars
+from xpengine.tasks.extinction import model_extinction_curve
+from xpengine.tasks.generative import label_sequences, spectra_from_labels
+from xpengine.tasks.label_grid import label_grid
+from xpengine.tasks.probing import attention_maps, encode_stars
+from xpengine.tasks.reconstruction import inpaint, reconstruct_from_labels
+from xpengine.tasks.runner import OUTPUTS
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

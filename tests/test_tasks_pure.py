@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from xpengine.features.vocabulary import PAPER_VOCABULARY
-from xpengine.inference.tasks.common import absolute_flux_10pc, labels_to_values, tokens_to_flux
-from xpengine.inference.tasks.data import StarSet
-from xpengine.inference.tasks.extinction import (
+from xpengine.tasks.common import absolute_flux_10pc, labels_to_values, tokens_to_flux
+from xpengine.tasks.data import StarSet
+from xpengine.tasks.extinction import (
     extinction_curve,
     fit_rv,
     fitzpatrick99_curve,
@@ -19,8 +19,8 @@ from xpengine.inference.tasks.extinction import (
     rgb_teff,
     summarise_curves,
 )
-from xpengine.inference.tasks.probing import colour_regression
-from xpengine.inference.tasks.reconstruction import (
+from xpengine.tasks.probing import colour_regression
+from xpengine.tasks.reconstruction import (
     inpaint,
     percentile_indices,
     reconstruct_from_labels,
@@ -127,7 +127,7 @@ def test_extinction_curve_errors() -> None:
 
 
 def test_extinction_grid_stays_inside_the_data() -> None:
-    from xpengine.inference.tasks.runner import extinction_grid_from_data
+    from xpengine.tasks.runner import extinction_grid_from_data
 
     rng = np.random.default_rng(2)
     wide = np.log(rng.uniform(0.005, 2.0, 500))  # covers the paper's grid: unchanged

@@ -19,7 +19,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "xpengine.datasets.cli",
     "xpengine.evaluate.cli",
     "xpengine.simulate.cli",
-    "xpengine.inference.tasks.cli",
+    "xpengine.tasks.cli",
     "xpengine.pipeline.cli",
 )
 

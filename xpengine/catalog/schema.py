@@ -32,21 +32,30 @@ Units in the file (Parquet schema metadata), generated from one unit table (`cat
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import yaml
+
+if TYPE_CHECKING:
+    from xpengine.model.checkpoint import LearnedTokens
 
 __all__ = [
     "LABELS",
     "CatalogLabel",
     "catalog_schema",
     "catalog_units",
+    "check_learned_labels",
     "label_tokens",
+    "model_default_labels",
     "tokens_to_labels",
 ]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -201,3 +210,37 @@ def tokens_to_labels(
             out[lab] = mu.astype(np.float32)
             out[f"{lab}_error"] = sd.astype(np.float32)
     return out
+
+
+def check_learned_labels(labels: Sequence[str], learned: LearnedTokens, model: str) -> None:
+    """ValueError (one line) naming the labels of `labels` whose token the model `model` was not
+    trained to predict, the model and the catalogue labels it did learn; None when all are learned."""
+    unlearned = [lab for lab in labels if lab in LABELS and LABELS[lab].token not in learned.outputs]
+    if unlearned:
+        tokens = [LABELS[lab].token for lab in unlearned]
+        can = [lab for lab, spec in LABELS.items() if spec.token in learned.outputs]
+        raise ValueError(
+            f"model {model!r} was not trained to predict label(s) {unlearned} (token(s) {tokens}: its "
+            f"training data had no values for them), so it cannot answer them; the labels it learned: "
+            f"{', '.join(can) if can else 'none'}"
+        )
+
+
+def model_default_labels(train_config: dict[str, Any], learned: LearnedTokens, model: str) -> list[str]:
+    """The catalogue labels a model gives by default: those it was validated on (training config
+    `val_labels`, when present) that it learned to predict, else those of DEFAULT_LABELS it learned;
+    in catalogue order. DEFAULT_LABELS left out are logged in one line."""
+    val = set(train_config.get("val_labels") or ())
+    wanted = {lab for lab, spec in LABELS.items() if spec.token in val} or set(DEFAULT_LABELS)
+    labels = [lab for lab, spec in LABELS.items() if lab in wanted and spec.token in learned.outputs]
+    if not labels:
+        raise ValueError(
+            f"model {model!r} learned to predict none of the catalogue labels {sorted(LABELS)}; "
+            "choose another model"
+        )
+    left_out = [lab for lab in DEFAULT_LABELS if lab not in labels]
+    if left_out:
+        log.info(
+            "model %r did not learn %s: default labels %s", model, ", ".join(left_out), ", ".join(labels)
+        )
+    return labels

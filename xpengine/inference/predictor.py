@@ -313,7 +313,7 @@ class Predictor:
         source_id: int | None = None,
     ):
         """Labels with errors and flags for stars given as Gaia XP coefficients or sampled spectra: the
-        catalogue's own features and flag rules (`xpengine.pipeline.stages`), without a Ray job. For
+        catalogue's own features and flag rules (`xpengine.inference.catalogue`), without a Ray job. For
         notebooks.
 
         xp: an astropy Table, pandas DataFrame, pyarrow Table or dict of arrays with the archive's XP
@@ -342,8 +342,8 @@ class Predictor:
         import pyarrow as pa
 
         from xpengine.features.flags import describe_flags
+        from xpengine.inference.catalogue import CatalogPredictor, catalogue_batch
         from xpengine.io.xp_sampled import read_xp_sampled, sampled_layout
-        from xpengine.pipeline.stages import CatalogPredictor, catalogue_batch
         from xpengine.spectra.representation import token_representation
 
         layout = sampled_layout(_column_names(xp))

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from xpengine.catalog.schema import DEFAULT_LABELS, LABELS
+from xpengine.catalog.schema import LABELS, check_learned_labels, model_default_labels
 
 if TYPE_CHECKING:
-    from xpengine.model.checkpoint import LearnedTokens
+    pass
 
 __all__ = [
     "InferenceConfig",
@@ -133,40 +132,6 @@ def load_inference_config(
     cfg = InferenceConfig(**data)
     cfg.validate()
     return cfg
-
-
-def check_learned_labels(labels: Sequence[str], learned: LearnedTokens, model: str) -> None:
-    """ValueError (one line) naming the labels of `labels` whose token the model `model` was not
-    trained to predict, the model and the catalogue labels it did learn; None when all are learned."""
-    unlearned = [lab for lab in labels if lab in LABELS and LABELS[lab].token not in learned.outputs]
-    if unlearned:
-        tokens = [LABELS[lab].token for lab in unlearned]
-        can = [lab for lab, spec in LABELS.items() if spec.token in learned.outputs]
-        raise ValueError(
-            f"model {model!r} was not trained to predict label(s) {unlearned} (token(s) {tokens}: its "
-            f"training data had no values for them), so it cannot answer them; the labels it learned: "
-            f"{', '.join(can) if can else 'none'}"
-        )
-
-
-def model_default_labels(train_config: dict[str, Any], learned: LearnedTokens, model: str) -> list[str]:
-    """The catalogue labels a model gives by default: those it was validated on (training config
-    `val_labels`, when present) that it learned to predict, else those of DEFAULT_LABELS it learned;
-    in catalogue order. DEFAULT_LABELS left out are logged in one line."""
-    val = set(train_config.get("val_labels") or ())
-    wanted = {lab for lab, spec in LABELS.items() if spec.token in val} or set(DEFAULT_LABELS)
-    labels = [lab for lab, spec in LABELS.items() if lab in wanted and spec.token in learned.outputs]
-    if not labels:
-        raise ValueError(
-            f"model {model!r} learned to predict none of the catalogue labels {sorted(LABELS)}; "
-            "choose another model"
-        )
-    left_out = [lab for lab in DEFAULT_LABELS if lab not in labels]
-    if left_out:
-        log.info(
-            "model %r did not learn %s: default labels %s", model, ", ".join(left_out), ", ".join(labels)
-        )
-    return labels
 
 
 def resolve_labels(cfg: InferenceConfig) -> list[str]:

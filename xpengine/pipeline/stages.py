@@ -7,8 +7,8 @@ count in `partition_rows` (−1 on the other rows) so the writer knows when a pa
 the partition cannot be read, a single marker row (`source_id` −1, `partition_rows` −2) carries the
 error message in `read_error`.
 
-`CatalogPredictor` is the map_batches callable: it loads the model once and turns token batches into
-catalogue columns with flags.
+`CatalogPredictor` (from `xpengine.inference.catalogue`, where `Predictor.from_xp` uses it too) is the
+map_batches callable: it loads the model once and turns token batches into catalogue columns with flags.
 """
 
 from __future__ import annotations
@@ -22,16 +22,18 @@ from typing import Any
 
 import numpy as np
 
-from xpengine.catalog.schema import LABELS, MASS_AGE_LABELS, label_tokens, tokens_to_labels
-from xpengine.features.astrometry import parallax_distance
 from xpengine.features.flags import SourceFlag
+from xpengine.inference.catalogue import (
+    PARALLAX_COLUMNS,
+    PASSTHROUGH_FLOAT64,
+    CatalogPredictor,
+    catalogue_batch,
+)
 
-__all__ = ["CatalogPredictor", "PartitionTask", "featurize_partition"]
+__all__ = ["CatalogPredictor", "PartitionTask", "catalogue_batch", "featurize_partition"]
 
 log = logging.getLogger(__name__)
 
-PASSTHROUGH_FLOAT64 = ("ra", "dec", "l", "b")
-PARALLAX_COLUMNS = ("parallax_corrected", "parallax_corrected_error", "ruwe")
 ERROR_MARKER_ROWS = -2
 
 
@@ -81,38 +83,6 @@ def _read_side_table(url: str | None, hpx8_range: tuple[int, int] | None):
     return table
 
 
-def _corrected_parallax(
-    joined, zero_point_fallback: float | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Zero-point corrected parallax, its error [mas] and RUWE (N,) for the catalogue's distance: the
-    rules of the g_fakemag token (zero point, RUWE, negative-parallax rule) without its σ_ϖ ceiling;
-    NaN where the parallax is unusable."""
-    from xpengine.features.astrometry import pseudo_luminosity
-
-    n = joined.num_rows if joined is not None else 0
-    if n == 0 or "parallax" not in joined.column_names:
-        nan = np.full(n, np.nan)
-        return nan, nan, nan
-
-    def col(name):
-        return _column_or_nan(joined, name, np.float64)
-
-    lum = pseudo_luminosity(
-        col("phot_g_mean_mag"),
-        col("parallax"),
-        col("parallax_error"),
-        ruwe=col("ruwe"),
-        nu_eff_used_in_astrometry=col("nu_eff_used_in_astrometry"),
-        pseudocolour=col("pseudocolour"),
-        ecl_lat=col("ecl_lat"),
-        astrometric_params_solved=col("astrometric_params_solved"),
-        max_parallax_error=np.inf,
-        zero_point_fallback=zero_point_fallback,
-    )
-    err = np.where(np.isfinite(lum.parallax_corrected_mas), col("parallax_error"), np.nan)
-    return lum.parallax_corrected_mas, err, col("ruwe")
-
-
 def _empty_marker(name: str, n_tokens: int, message: str) -> dict[str, np.ndarray]:
     return {
         "partition": np.array([name]),
@@ -125,13 +95,6 @@ def _empty_marker(name: str, n_tokens: int, message: str) -> dict[str, np.ndarra
         "partition_rows": np.array([ERROR_MARKER_ROWS], dtype=np.int64),
         "read_error": np.array([message]),
     }
-
-
-def _column_or_nan(table, name: str, dtype) -> np.ndarray:
-    if table is not None and name in table.column_names:
-        return table.column(name).to_numpy(zero_copy_only=False).astype(dtype)
-    n = table.num_rows if table is not None else 0
-    return np.full(n, np.nan, dtype=dtype)
 
 
 def featurize_partition(
@@ -159,33 +122,6 @@ def featurize_partition(
             yield _empty_marker(task.name, len(vocab), msg)
 
 
-def catalogue_batch(
-    joined, vocab, name: str, *, representation=None, **token_options
-) -> dict[str, np.ndarray]:
-    """One batch of the catalogue's predictor stage from a joined XP (+ gaia_source, 2MASS, E(B−V))
-    table: tokens, flags and the columns the catalogue passes through. Used by the job and by
-    `predict_xp`, so a notebook gets exactly the catalogue's features."""
-    from xpengine.features import build_tokens
-
-    tok = build_tokens(joined, vocab, representation=representation, **token_options)
-    n = len(tok.source_id)
-    plx, plx_err, ruwe = _corrected_parallax(joined, token_options.get("zero_point_fallback"))
-    return {
-        "partition": np.full(n, name),
-        "source_id": tok.source_id.astype(np.int64),
-        "values": tok.values.astype(np.float32),
-        "errors": tok.errors.astype(np.float32),
-        "flags": tok.flags.astype(np.int64),
-        **{c: _column_or_nan(joined, c, np.float64) for c in PASSTHROUGH_FLOAT64},
-        "phot_g_mean_mag": _column_or_nan(joined, "phot_g_mean_mag", np.float32),
-        "parallax_corrected": plx,
-        "parallax_corrected_error": plx_err,
-        "ruwe": ruwe,
-        "partition_rows": np.full(n, -1, dtype=np.int64),
-        "read_error": np.full(n, ""),
-    }
-
-
 def _featurize_one(
     task: PartitionTask, vocab, *, chunk_rows: int, tmass: str | None, ebv: str | None
 ) -> Iterator[dict[str, np.ndarray]]:
@@ -210,249 +146,3 @@ def _featurize_one(
         raise ValueError(f"{task.xp}: no rows")
     pending["partition_rows"][:] = total
     yield pending
-
-
-class CatalogPredictor:
-    """map_batches callable: token batches → catalogue columns (physical units) with flags.
-
-    Loads the model once per actor. Rows with no input token, and marker rows, get NaN labels and
-    the NO_PREDICTION flag; every row comes out exactly once.
-    """
-
-    def __init__(
-        self,
-        model: str,
-        labels: list[str] | None,
-        *,
-        device: str = "auto",
-        dtype: str = "float32",
-        batch_size: int = 1024,
-        inputs: list[str] | None = None,
-        torch_threads: int | None = None,
-        giant_logg_max: float = 3.5,
-        giant_teff_range: tuple[float, float] = (3500.0, 5500.0),
-        giant_abs_g_max: float = 3.5,
-        hot_bp_rp_max: float = 0.80,
-        max_error: dict[str, float] | None = None,
-        max_relative_error: dict[str, float] | None = None,
-    ) -> None:
-        """labels: catalogue labels; None = the model's default labels
-        (`xpengine.pipeline.config.model_default_labels`); a label the model was not trained to
-        predict is a ValueError. inputs: context tokens (token-list syntax); None = the model's
-        default inputs; tokens the vocabulary lacks or the model never read are left out (logged)."""
-        from xpengine.inference.predictor import Predictor
-        from xpengine.pipeline.config import check_learned_labels, model_default_labels
-
-        if torch_threads:
-            import torch
-
-            torch.set_num_threads(int(torch_threads))
-        # a loaded Predictor (notebooks: `predict_xp`) or a checkpoint / bundled model name
-        self.predictor = (
-            model if isinstance(model, Predictor) else Predictor.load(model, device=device, dtype=dtype)
-        )
-        model = self.predictor.model_name if isinstance(model, Predictor) else model
-        learned = self.predictor.learned
-        if labels is None:
-            labels = model_default_labels(self.predictor.checkpoint.train_config or {}, learned, model)
-        self.labels = list(labels)
-        vocab = self.predictor.vocabulary
-        missing = [t for t in label_tokens(self.labels) if t not in vocab]
-        if missing:
-            raise ValueError(f"model {model!r} cannot predict tokens {missing}; its vocabulary: {vocab.name}")
-        check_learned_labels(self.labels, learned, model)
-        self.request = list(dict.fromkeys(label_tokens(self.labels)))
-        # the model's pseudo-luminosity gives a distance where the parallax does not (see __call__),
-        # when the model learned to predict it
-        self.model_distance = "g_fakemag" in learned.outputs and "g_fakemag" not in self.request
-        self.inputs = None
-        if inputs:
-            chosen: list[str] = []
-            for item in inputs:
-                try:
-                    chosen += [t for t in vocab.select([item]) if t not in chosen]
-                except ValueError:
-                    log.info("input token %r is not in the model's vocabulary: skipped", item)
-            self.inputs = self.predictor.select_inputs(chosen)  # less what the model never read
-        context = self.inputs if self.inputs is not None else self.predictor.default_inputs
-        self._fakemag_in_context = "g_fakemag" in context
-        self._inputs_without_fakemag = [t for t in context if t != "g_fakemag"]
-        self.batch_size = batch_size
-        self.giant_logg_max = giant_logg_max
-        self.giant_teff_range = giant_teff_range
-        self.giant_abs_g_max = giant_abs_g_max
-        self.hot_bp_rp_max = hot_bp_rp_max  # (BP−RP)₀ below this: hotter than ~5800 K, outside the domain
-        self._fakemag_col = vocab.index("g_fakemag") if "g_fakemag" in vocab else None
-        self.max_error = max_error or {}
-        self.max_relative_error = max_relative_error or {}
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        values = np.asarray(batch["values"], dtype=np.float32)
-        errors = np.asarray(batch["errors"], dtype=np.float32)
-        flags = np.asarray(batch["flags"], dtype=np.int64).copy()
-        n = len(values)
-        n_tokens = np.isfinite(values).sum(axis=1)
-        g = np.asarray(batch["phot_g_mean_mag"], dtype=np.float64)
-
-        # distance: the measured parallax where it is significant, else the model's pseudo-luminosity.
-        # A token is never requested while it is in the star's context (the model would echo a
-        # damped copy of its input): stars with g_fakemag in the context get it predicted in a
-        # second pass without it.
-        dist, dist_err, by_parallax = parallax_distance(
-            batch["parallax_corrected"], batch["parallax_corrected_error"], batch["ruwe"]
-        )
-        fm_in_context = np.zeros(n, dtype=bool)
-        if self._fakemag_col is not None and self._fakemag_in_context:
-            fm_in_context = np.isfinite(values[:, self._fakemag_col])
-        need_model_distance = self.model_distance & ~by_parallax & np.isfinite(g)
-
-        means = {t: np.full(n, np.nan) for t in self.request}
-        sigmas = {t: np.full(n, np.nan) for t in self.request}
-        # linear labels derived from log tokens (age from ln_age), with the Predictor's own calibrated σ
-        derived = {
-            lab: (np.full(n, np.nan), np.full(n, np.nan)) for lab in self.labels if LABELS[lab].log_token
-        }
-        fm = np.full(n, np.nan)
-        sfm = np.full(n, np.nan)
-        one_pass = need_model_distance & ~fm_in_context  # labels and g_fakemag together
-        groups = [(one_pass, [*self.request, "g_fakemag"]), (~one_pass, self.request)]
-        for rows, request in groups:
-            idx = np.flatnonzero(rows)
-            if idx.size == 0:
-                continue
-            pred = self.predictor.predict(
-                values[idx], errors[idx], request, inputs=self.inputs, batch_size=self.batch_size
-            )
-            for t in self.request:
-                means[t][idx] = pred[t]
-                sigmas[t][idx] = pred[f"{t}_error"]
-            for lab, (val, err) in derived.items():
-                val[idx] = pred[lab]
-                err[idx] = pred[f"{lab}_error"]
-            if "g_fakemag" in request:
-                fm[idx] = pred["g_fakemag"]
-                sfm[idx] = pred["g_fakemag_error"]
-        second = np.flatnonzero(need_model_distance & fm_in_context)
-        if second.size:
-            pred = self.predictor.predict(
-                values[second],
-                errors[second],
-                ["g_fakemag"],
-                inputs=self._inputs_without_fakemag,
-                batch_size=self.batch_size,
-            )
-            fm[second] = pred["g_fakemag"]
-            sfm[second] = pred["g_fakemag_error"]
-
-        out = tokens_to_labels(means, sigmas, self.labels, derived=derived)
-        no_pred = (n_tokens == 0) | (batch["source_id"] < 0)
-        for t in self.request:
-            no_pred |= ~np.isfinite(means[t])
-        for col in list(out):
-            out[col][no_pred] = np.nan
-        flags[no_pred] |= int(SourceFlag.NO_PREDICTION)
-
-        with np.errstate(invalid="ignore", divide="ignore"):
-            by_model = need_model_distance & (n_tokens > 0) & np.isfinite(fm) & (fm > 0)
-            model_dist = 1000.0 * 10 ** (0.2 * g) / fm
-            dist = np.where(by_model, model_dist, dist)
-            dist_err = np.where(by_model, model_dist * np.abs(sfm / fm), dist_err)
-        flags[by_parallax] |= int(SourceFlag.DISTANCE_FROM_PARALLAX)
-        flags[by_model] |= int(SourceFlag.DISTANCE_FROM_MODEL)
-
-        measured_giant = np.zeros(n, dtype=bool)
-        if MASS_AGE_LABELS & set(self.labels):
-            outside, measured_giant = self._outside_by_measurement(
-                values, errors, g, dist, by_parallax, means
-            )
-            flags[outside] |= int(SourceFlag.OUTSIDE_TRAINING_DOMAIN)
-        flags |= self._quality_flags(means, out, measured_giant)
-        result = {
-            "partition": batch["partition"],
-            "partition_rows": batch["partition_rows"],
-            "read_error": batch["read_error"],
-            "source_id": batch["source_id"],
-            **{c: batch[c] for c in PASSTHROUGH_FLOAT64},
-            "phot_g_mean_mag": batch["phot_g_mean_mag"],
-            **out,
-            "distance_pc": dist.astype(np.float32),
-            "distance_pc_error": dist_err.astype(np.float32),
-            "n_input_tokens": n_tokens.astype(np.int16),
-            "flags": flags,
-        }
-        return result
-
-    def _confident_dwarf(self, values: np.ndarray, errors: np.ndarray) -> np.ndarray:
-        """(N,) bool: the measured pseudo-luminosity says the star is fainter than M_G = giant_abs_g_max
-        at 2σ (a dwarf), whatever the model predicts: a model trained on giants alone cannot tell a
-        dwarf from its spectrum, but the parallax can. fakemag = 10^(0.2 M_G + 2) (Leung & Bovy 2024)."""
-        if self._fakemag_col is None:
-            return np.zeros(len(values), dtype=bool)
-        f = values[:, self._fakemag_col].astype(np.float64)
-        sf = errors[:, self._fakemag_col].astype(np.float64)
-        limit = 10 ** (0.2 * self.giant_abs_g_max + 2.0)
-        with np.errstate(invalid="ignore"):
-            return np.isfinite(f) & (f - 2.0 * sf > limit)  # fainter than the limit (larger fakemag)
-
-    def _outside_by_measurement(
-        self, values, errors, g, dist, by_parallax, means
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(N,) bool each: outside the mass/age domain (giants, Teff 3500–5500 K) by measurement, and
-        measured to be a giant (significant parallax, M_G ≤ `giant_abs_g_max`).
-
-        - A significant parallax gives M_G = G − 5 log10(d/10 pc) − A_G (A_G = 2.740 E(B−V) where the
-          star has an E(B−V) token, Casagrande & VandenBerg 2018): a star fainter than
-          `giant_abs_g_max` is a dwarf, whatever the model's logg says; brighter, the measured
-          luminosity overrides a predicted logg that would call it a dwarf (see `_quality_flags`).
-        - Without one, the pseudo-luminosity token at 2σ (`_confident_dwarf`).
-        - Colour: a dereddened BP−RP (observed BP−RP − 1.339 E(B−V); the observed colour when E(B−V)
-          is unknown, which only reddens) below `hot_bp_rp_max` at 2σ is hotter than the domain.
-        """
-        n = len(values)
-        vocab = self.predictor.vocabulary
-        ebv = np.zeros(n)
-        if "logebv" in vocab:
-            le = values[:, vocab.index("logebv")].astype(np.float64)
-            ebv = np.where(np.isfinite(le), np.exp(le), 0.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            abs_g = g - 5.0 * np.log10(dist / 10.0) - 2.740 * ebv
-            outside = by_parallax & (abs_g > self.giant_abs_g_max)
-            measured_giant = by_parallax & (abs_g <= self.giant_abs_g_max)
-            outside |= ~by_parallax & self._confident_dwarf(values, errors)
-            if "bprp" in vocab:
-                j = vocab.index("bprp")
-                colour0 = values[:, j].astype(np.float64) - 1.339 * ebv
-                sigma = np.nan_to_num(errors[:, j].astype(np.float64))
-                outside |= np.isfinite(colour0) & (colour0 + 2.0 * sigma < self.hot_bp_rp_max)
-        # a measured giant is outside only for a predicted Teff out of range (not for a predicted logg)
-        if "teff" in means:
-            lo, hi = self.giant_teff_range
-            with np.errstate(invalid="ignore"):
-                outside |= measured_giant & ~((means["teff"] >= lo) & (means["teff"] <= hi))
-        return outside, measured_giant
-
-    def _quality_flags(
-        self, means: dict[str, np.ndarray], out: dict[str, np.ndarray], measured_giant: np.ndarray
-    ) -> np.ndarray:
-        n = len(next(iter(out.values())))
-        flags = np.zeros(n, dtype=np.int64)
-        with np.errstate(invalid="ignore"):
-            if MASS_AGE_LABELS & set(self.labels):
-                # mass and age are only trained on giants: dwarfs and hot stars are outside the domain.
-                # Stars whose parallax measures them as giants are judged in _outside_by_measurement.
-                giant = np.ones(n, dtype=bool)
-                if "logg" in means:
-                    giant &= means["logg"] <= self.giant_logg_max
-                if "teff" in means:
-                    lo, hi = self.giant_teff_range
-                    giant &= (means["teff"] >= lo) & (means["teff"] <= hi)
-                flags[~giant & ~measured_giant] |= int(SourceFlag.OUTSIDE_TRAINING_DOMAIN)
-            high = np.zeros(n, dtype=bool)
-            for lab, lim in self.max_error.items():
-                if lab in out:
-                    high |= out[f"{lab}_error"] > lim
-            for lab, lim in self.max_relative_error.items():
-                if lab in out:
-                    high |= out[f"{lab}_error"] > lim * np.abs(out[lab])
-            flags[high] |= int(SourceFlag.HIGH_UNCERTAINTY)
-        return flags

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from xpengine.inference.tasks.common import abs_g_to_log_lg, predict_matrix
+from xpengine.tasks.common import abs_g_to_log_lg, predict_matrix
 
 __all__ = ["LabelGrid", "label_grid"]
 

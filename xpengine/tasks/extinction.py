@@ -19,7 +19,7 @@ Two departures from Eq. 5 as printed, both deliberate:
   (default 0.01 mag) and the difference enters the denominator.
 
 Spectra are absolute fluxes at 10 pc (G-normalised flux × the G flux from the predicted
-pseudo-luminosity; :func:`~xpengine.inference.tasks.common.absolute_flux_10pc`): the G normalisation alone
+pseudo-luminosity; :func:`~xpengine.tasks.common.absolute_flux_10pc`): the G normalisation alone
 would divide out the grey part A_G of the extinction. With ``absolute=False`` (or a vocabulary without
 g_fakemag) the curve is A(λ)/E − A_G/E and the R_V fit takes a free additive offset.
 
@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from xpengine.inference.tasks.common import absolute_flux_10pc, predict_matrix, tokens_to_flux
+from xpengine.tasks.common import absolute_flux_10pc, predict_matrix, tokens_to_flux
 
 __all__ = [
     "SFD_TO_TRUE_EBV",

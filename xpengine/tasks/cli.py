@@ -103,7 +103,7 @@ def _threads(args: argparse.Namespace) -> None:
 
 
 def _predictor(args: argparse.Namespace) -> Any:
-    from xpengine.inference.tasks.common import load_predictor
+    from xpengine.tasks.common import load_predictor
 
     _threads(args)
     return load_predictor(args.model, device=args.device, batch_size=args.batch_size)
@@ -112,7 +112,7 @@ def _predictor(args: argparse.Namespace) -> Any:
 def _stars(args: argparse.Namespace, predictor: Any) -> Any:
     if not getattr(args, "data", None):
         return None
-    from xpengine.inference.tasks.data import load_stars
+    from xpengine.tasks.data import load_stars
 
     return load_stars(
         args.data, predictor.vocabulary, split=_split(args), max_stars=args.max_stars, seed=args.seed
@@ -138,7 +138,7 @@ def _labels_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], list[st
         import pyarrow.csv as pcsv
         import pyarrow.parquet as pq
 
-        from xpengine.inference.tasks.common import LABEL_INPUTS
+        from xpengine.tasks.common import LABEL_INPUTS
 
         table = pq.read_table(args.labels) if args.labels.endswith(".parquet") else pcsv.read_csv(args.labels)
         names = table.column("name").to_pylist() if "name" in table.column_names else None
@@ -156,7 +156,7 @@ def _labels_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], list[st
 
 
 def _spectra_main(args: argparse.Namespace) -> int:
-    from xpengine.inference.tasks.runner import run_sequences, run_spectra_from_labels
+    from xpengine.tasks.runner import run_sequences, run_spectra_from_labels
 
     labels, names = _labels_from_args(args)
     if not labels and not args.sequences:
@@ -174,7 +174,7 @@ def _spectra_main(args: argparse.Namespace) -> int:
 
 
 def _reconstruct_main(args: argparse.Namespace) -> int:
-    from xpengine.inference.tasks.runner import run_reconstruction
+    from xpengine.tasks.runner import run_reconstruction
 
     predictor = _predictor(args)
     inputs = args.inputs.split(",") if args.inputs else None
@@ -192,7 +192,7 @@ def _reconstruct_main(args: argparse.Namespace) -> int:
 
 
 def _inpaint_main(args: argparse.Namespace) -> int:
-    from xpengine.inference.tasks.runner import run_inpainting
+    from xpengine.tasks.runner import run_inpainting
 
     predictor = _predictor(args)
     s = run_inpainting(
@@ -203,7 +203,7 @@ def _inpaint_main(args: argparse.Namespace) -> int:
 
 
 def _grid_main(args: argparse.Namespace) -> int:
-    from xpengine.inference.tasks.runner import run_label_grid
+    from xpengine.tasks.runner import run_label_grid
 
     predictor = _predictor(args)
     s = run_label_grid(
@@ -218,7 +218,7 @@ def _grid_main(args: argparse.Namespace) -> int:
 
 
 def _extinction_main(args: argparse.Namespace) -> int:
-    from xpengine.inference.tasks.runner import run_extinction
+    from xpengine.tasks.runner import run_extinction
 
     predictor = _predictor(args)
     s = run_extinction(
@@ -238,7 +238,7 @@ def _extinction_main(args: argparse.Namespace) -> int:
 
 
 def _attention_main(args: argparse.Namespace) -> int:
-    from xpengine.inference.tasks.runner import run_attention
+    from xpengine.tasks.runner import run_attention
 
     predictor = _predictor(args)
     labels = {key: getattr(args, key) for key in _ATTENTION_LABELS if getattr(args, key) is not None}
@@ -257,7 +257,7 @@ def _attention_main(args: argparse.Namespace) -> int:
 
 
 def _embed_main(args: argparse.Namespace) -> int:
-    from xpengine.inference.tasks.runner import run_embeddings
+    from xpengine.tasks.runner import run_embeddings
 
     predictor = _predictor(args)
     s = run_embeddings(
@@ -274,7 +274,7 @@ def _embed_main(args: argparse.Namespace) -> int:
 
 
 def _figures_main(args: argparse.Namespace) -> int:
-    from xpengine.inference.tasks.runner import run_figures
+    from xpengine.tasks.runner import run_figures
 
     _threads(args)
     s = run_figures(

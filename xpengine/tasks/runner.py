@@ -1,6 +1,6 @@
 """Task runners: compute one task, write its data files (Parquet / CSV / JSON) and figures (PNG) into an
 output directory, return its summary. Used by the `xpengine` subcommands of
-:mod:`xpengine.inference.tasks.cli` and by :func:`run_figures`, which regenerates every figure at once.
+:mod:`xpengine.tasks.cli` and by :func:`run_figures`, which regenerates every figure at once.
 
 Every runner refuses to replace existing files unless ``overwrite=True``, and checks that before
 computing anything.
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from xpengine.inference.tasks.common import prepare_output, write_json, write_table
+from xpengine.tasks.common import prepare_output, write_json, write_table
 
 __all__ = [
     "OUTPUTS",
@@ -86,7 +86,7 @@ def run_spectra_from_labels(
     """Spectra from labels (task 1): `spectra_from_labels.parquet` (one row per star: inputs, coefficient
     means and σ, G-normalised flux and σ, flux at 10 pc, M_G; wavelengths and units in the metadata) and a
     figure."""
-    from xpengine.inference.tasks.generative import spectra_from_labels
+    from xpengine.tasks.generative import spectra_from_labels
 
     out = prepare_output(output, _files("spectra", figures), overwrite=overwrite)
     gen = spectra_from_labels(predictor, labels)
@@ -97,7 +97,7 @@ def run_spectra_from_labels(
         write_table(cols, out / "spectra_from_labels.parquet", metadata=gen.metadata(), overwrite=overwrite)
     ]
     if figures:
-        from xpengine.inference.tasks.plots import plot_spectra
+        from xpengine.tasks.plots import plot_spectra
 
         absolute = bool(np.isfinite(gen.flux_10pc).any())
         files.append(
@@ -112,7 +112,7 @@ def run_sequences(
     predictor: Any, output: PathLike, *, figures: bool = True, overwrite: bool = False
 ) -> dict[str, Any]:
     """Spectra along the label sequences of paper Fig. 7 (:data:`generative.DEFAULT_SEQUENCES`)."""
-    from xpengine.inference.tasks.generative import label_sequences
+    from xpengine.tasks.generative import label_sequences
 
     out = prepare_output(output, _files("sequences", figures), overwrite=overwrite)
     results = label_sequences(predictor)
@@ -136,7 +136,7 @@ def run_sequences(
     }
     files = [write_table(cols, out / "label_sequences.parquet", metadata=meta, overwrite=overwrite)]
     if figures:
-        from xpengine.inference.tasks.plots import plot_sequences
+        from xpengine.tasks.plots import plot_sequences
 
         files.append(plot_sequences(results, out / "fig07_label_sequences.png", overwrite=overwrite))
     summary = {s.name: {"vary": s.vary, "values": s.values, "abs_g": g.abs_g} for s, g in results}
@@ -153,7 +153,7 @@ def run_reconstruction(
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Reconstruction from true labels (task 2, paper Figs. 8–11)."""
-    from xpengine.inference.tasks.reconstruction import reconstruct_from_labels
+    from xpengine.tasks.reconstruction import reconstruct_from_labels
 
     out = prepare_output(output, _files("reconstruction", figures), overwrite=overwrite)
     t0 = time.perf_counter()
@@ -176,7 +176,7 @@ def run_reconstruction(
         )
     )
     if figures:
-        from xpengine.inference.tasks import plots
+        from xpengine.tasks import plots
 
         files += [
             plots.plot_reconstruction_gallery(
@@ -197,7 +197,7 @@ def run_inpainting(
     predictor: Any, stars: Any, output: PathLike, *, figures: bool = True, overwrite: bool = False
 ) -> dict[str, Any]:
     """BP → RP and RP → BP inpainting (task 3, paper Fig. 12)."""
-    from xpengine.inference.tasks.reconstruction import inpaint
+    from xpengine.tasks.reconstruction import inpaint
 
     out = prepare_output(output, _files("inpainting", figures), overwrite=overwrite)
     recs = [inpaint(predictor, stars, d) for d in ("rp_to_bp", "bp_to_rp")]
@@ -216,7 +216,7 @@ def run_inpainting(
     }
     files = [write_table(cols, out / "inpainting.parquet", metadata=meta, overwrite=overwrite)]
     if figures:
-        from xpengine.inference.tasks.plots import plot_inpainting_gallery
+        from xpengine.tasks.plots import plot_inpainting_gallery
 
         files.append(plot_inpainting_gallery(recs, out / "fig12_inpainting_gallery.png", overwrite=overwrite))
     summary["files"] = [p.name for p in files] + ["inpainting.json"]
@@ -228,7 +228,7 @@ def run_label_grid(
     predictor: Any, output: PathLike, *, stars: Any = None, figures: bool = True, overwrite: bool = False
 ) -> dict[str, Any]:
     """Label → label grids (task 4, paper Figs. 13–15); `stars` (optional) adds the data panels."""
-    from xpengine.inference.tasks.label_grid import label_grid
+    from xpengine.tasks.label_grid import label_grid
 
     out = prepare_output(output, _files("label_grid", figures), overwrite=overwrite)
     grid = label_grid(predictor)
@@ -240,7 +240,7 @@ def run_label_grid(
         write_table(grid.slice, out / "age_metallicity.csv", overwrite=overwrite),
     ]
     if figures:
-        from xpengine.inference.tasks import plots
+        from xpengine.tasks import plots
 
         files += [
             plots.plot_kiel_grid(grid, out / "fig13_kiel_grid.png", data=stars, overwrite=overwrite),
@@ -256,8 +256,8 @@ def run_extinction(
     predictor: Any, output: PathLike, *, figures: bool = True, overwrite: bool = False, **kwargs: Any
 ) -> dict[str, Any]:
     """The model's extinction curve (task 5, paper Fig. 16); kwargs go to
-    :func:`~xpengine.inference.tasks.extinction.model_extinction_curve`."""
-    from xpengine.inference.tasks.extinction import model_extinction_curve
+    :func:`~xpengine.tasks.extinction.model_extinction_curve`."""
+    from xpengine.tasks.extinction import model_extinction_curve
 
     out = prepare_output(output, _files("extinction", figures), overwrite=overwrite)
     res = model_extinction_curve(predictor, **kwargs)
@@ -281,7 +281,7 @@ def run_extinction(
         ),
     ]
     if figures:
-        from xpengine.inference.tasks.plots import plot_extinction
+        from xpengine.tasks.plots import plot_extinction
 
         files.append(plot_extinction(res, out / "fig16_extinction_curve.png", overwrite=overwrite))
     summary["files"] = [p.name for p in files] + ["extinction_curve.json"]
@@ -302,7 +302,7 @@ def run_attention(
 ) -> dict[str, Any]:
     """Cross-attention maps (task 6a, paper Fig. 17) for `labels`, else the first fully labelled test star
     of `stars`, else the paper's Fig. 16 giant."""
-    from xpengine.inference.tasks.probing import attention_maps, star_labels_from_test
+    from xpengine.tasks.probing import attention_maps, star_labels_from_test
 
     out = prepare_output(output, _files("attention", figures), overwrite=overwrite)
     if labels is None and stars is not None:
@@ -310,7 +310,7 @@ def run_attention(
     maps = attention_maps(predictor, labels, ebv_low=ebv_low, ebv_high=ebv_high)
     files = []
     if figures:
-        from xpengine.inference.tasks.plots import plot_attention
+        from xpengine.tasks.plots import plot_attention
 
         files.append(plot_attention(maps, out / "fig17_attention.png", overwrite=overwrite))
     d = maps.to_dict()
@@ -343,7 +343,7 @@ def run_embeddings(
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Embeddings export and colours from embeddings (task 6b, paper Fig. 18)."""
-    from xpengine.inference.tasks.probing import colour_regression, encode_stars
+    from xpengine.tasks.probing import colour_regression, encode_stars
 
     out = prepare_output(output, _files("embeddings", figures), overwrite=overwrite)
     emb = encode_stars(predictor, stars.values, inputs)
@@ -369,7 +369,7 @@ def run_embeddings(
             logger.warning("colour %s from embeddings skipped: %s", t, exc)
             skipped[t] = str(exc)
     if figures:
-        from xpengine.inference.tasks.plots import plot_embedding_colours
+        from xpengine.tasks.plots import plot_embedding_colours
 
         files.append(plot_embedding_colours(fits, out / "fig18_embedding_colours.png", overwrite=overwrite))
     summary = {
@@ -433,8 +433,8 @@ def run_figures(
     kept inside the E(B−V) range of the stars, see :func:`extinction_grid_from_data`, so that the
     model is not asked to extrapolate beyond what it was trained on).
     """
-    from xpengine.inference.tasks.common import load_predictor
-    from xpengine.inference.tasks.data import load_stars
+    from xpengine.tasks.common import load_predictor
+    from xpengine.tasks.data import load_stars
 
     out = Path(output)
     every = [f for files in OUTPUTS.values() for f in files] + ["figures.json"]

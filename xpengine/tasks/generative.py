@@ -5,7 +5,7 @@ Each of the 110 coefficient tokens is decoded independently (the model has no jo
 :mod:`xpengine.model.transformer`), so "the generated spectrum" is the vector of the 110 marginal means,
 and its σ the marginal σ propagated as if independent. The pseudo-luminosity g_fakemag is requested
 alongside (unless given), so the spectrum is also returned as absolute flux at 10 pc
-(:func:`~xpengine.inference.tasks.common.absolute_flux_10pc`).
+(:func:`~xpengine.tasks.common.absolute_flux_10pc`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from xpengine.inference.tasks.common import (
+from xpengine.tasks.common import (
     absolute_flux_10pc,
     labels_to_values,
     predict_matrix,
@@ -80,7 +80,7 @@ class GeneratedSpectra:
         return out
 
     def metadata(self) -> dict[str, Any]:
-        from xpengine.inference.tasks.common import FLUX_UNIT, NORMALISED_FLUX_UNIT
+        from xpengine.tasks.common import FLUX_UNIT, NORMALISED_FLUX_UNIT
 
         return {
             "task": "spectra_from_labels",
@@ -109,7 +109,7 @@ def spectra_from_labels(
 
     predictor: a :class:`~xpengine.inference.predictor.Predictor` (anything with `vocabulary` and
     `predict(values, request=, inputs=, batch_size=)`). labels: {name: scalar or (N,)} in the units of
-    :data:`~xpengine.inference.tasks.common.LABEL_INPUTS` (age in Gyr, ebv in mag, ...); NaN entries are
+    :data:`~xpengine.tasks.common.LABEL_INPUTS` (age in Gyr, ebv in mag, ...); NaN entries are
     left out of that star's context. request_luminosity: also request g_fakemag (when not given and in
     the vocabulary) for the absolute flux at 10 pc.
     """
@@ -200,7 +200,7 @@ def label_sequences(
     """Spectra along each label sequence (paper Fig. 7). Labels the vocabulary lacks are dropped from a
     sequence with a log message (a sequence whose varied label is missing is skipped)."""
     vocab = predictor.vocabulary
-    from xpengine.inference.tasks.common import LABEL_INPUTS
+    from xpengine.tasks.common import LABEL_INPUTS
 
     out = []
     for seq in sequences:

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from xpengine.inference.tasks.common import label_tokens, predict_matrix, tokens_to_flux
-from xpengine.inference.tasks.data import StarSet
+from xpengine.tasks.common import label_tokens, predict_matrix, tokens_to_flux
+from xpengine.tasks.data import StarSet
 
 __all__ = [
     "GALLERY_PERCENTILES",

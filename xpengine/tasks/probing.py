@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from xpengine.inference.tasks.common import labels_to_values
+from xpengine.tasks.common import labels_to_values
 
 __all__ = [
     "DEFAULT_ATTENTION_REQUESTS",

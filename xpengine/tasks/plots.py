@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from xpengine.inference.tasks.common import FLUX_UNIT, abs_g_to_log_lg, new_figure, save_figure
-from xpengine.inference.tasks.reconstruction import GALLERY_PERCENTILES, percentile_indices
+from xpengine.tasks.common import FLUX_UNIT, abs_g_to_log_lg, new_figure, save_figure
+from xpengine.tasks.reconstruction import GALLERY_PERCENTILES, percentile_indices
 
 __all__ = [
     "plot_age_metallicity",
@@ -104,7 +104,7 @@ def plot_spectra(
     labels: Sequence[str] | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Generated spectra of a :class:`~xpengine.inference.tasks.generative.GeneratedSpectra` (one line per
+    """Generated spectra of a :class:`~xpengine.tasks.generative.GeneratedSpectra` (one line per
     star, ±1σ band when G-normalised)."""
     fig, axes = new_figure(1, 1, width=6.0, height=3.6)
     ax = axes[0, 0]
