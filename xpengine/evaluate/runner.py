@@ -12,7 +12,6 @@ prediction and for the catalogue label alike. Metrics are reported for ``ln_age`
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import time
@@ -54,10 +53,22 @@ G_COLUMN = "phot_g_mean_mag"
 
 
 class LabelPredictor(Protocol):
+    """What evaluation needs of a model: :class:`xpengine.inference.predictor.Predictor` (tests also
+    pass an exact-posterior stand-in with the same interface)."""
+
     vocabulary: Vocabulary
 
+    @property
+    def context_length(self) -> int: ...
+
     def predict(
-        self, values: np.ndarray, errors: np.ndarray, request: list[str], batch_size: int = ...
+        self,
+        values: np.ndarray,
+        errors: np.ndarray,
+        request: list[str],
+        *,
+        inputs: list[str] | None = ...,
+        batch_size: int | None = ...,
     ) -> Mapping[str, Any]: ...
 
 
@@ -208,43 +219,13 @@ def align_to_vocabulary(
 
 
 def load_predictor(model: str, *, device: str = "cpu", dtype: str | None = None) -> LabelPredictor:
-    """`Predictor.load(model, device=..., dtype=...)` from :mod:`xpengine.inference.predictor`, asking for
-    uncalibrated σ (``calibrate=False``) when the loader accepts it, so raw and calibrated
+    """`Predictor.load(model, ...)` with uncalibrated σ (``calibrate=False``), so raw and calibrated
     uncertainties can both be measured."""
-    try:
-        from xpengine.inference.predictor import Predictor
-    except ImportError as exc:
-        raise ImportError(
-            "`xpengine evaluate` needs xpengine.inference.predictor.Predictor to load the model "
-            f"{model!r}, and it could not be imported: {exc}"
-        ) from exc
-    kwargs: dict[str, Any] = {"device": device, "calibrate": False}
-    if dtype is not None:
-        kwargs["dtype"] = dtype
-    return Predictor.load(model, **kwargs)
+    from xpengine.inference.predictor import Predictor
 
-
-def _context_length(predictor: Any) -> int:
-    for attr in ("context_length",):
-        v = getattr(predictor, attr, None)
-        if isinstance(v, int):
-            return v
-    for holder in ("model_config", "config"):
-        cfg = getattr(predictor, holder, None)
-        v = getattr(cfg, "context_length", None)
-        if isinstance(v, int):
-            return v
-    model = getattr(predictor, "model", None)
-    v = getattr(getattr(model, "config", None), "context_length", None)
-    return v if isinstance(v, int) else 64
-
-
-def _accepts(fn: Any, name: str) -> bool:
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    return Predictor.load(
+        model, device=device, calibrate=False, **({} if dtype is None else {"dtype": dtype})
+    )
 
 
 def _run_predictor(
@@ -257,12 +238,10 @@ def _run_predictor(
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """token → (mean (N,), σ (N,)) float64 physical; adds ``age`` from ``ln_age``.
 
-    inputs: the context token names, passed as ``inputs=`` when the predictor's ``predict`` takes it
-    (the real Predictor only reads those columns); values outside them are NaN anyway."""
-    kwargs: dict[str, Any] = {"batch_size": batch_size}
-    if inputs is not None and _accepts(predictor.predict, "inputs"):
-        kwargs["inputs"] = list(inputs)
-    out = predictor.predict(values, errors, list(tokens), **kwargs)
+    inputs: the context token names (the predictor reads only those columns)."""
+    out = predictor.predict(
+        values, errors, list(tokens), inputs=None if inputs is None else list(inputs), batch_size=batch_size
+    )
     res: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for t in tokens:
         try:
@@ -301,7 +280,7 @@ def _run_scenario(
     vocab = predictor.vocabulary
     n = values.shape[0]
     groups = scenario_groups(
-        scenario, vocab, n, labels=tokens, context_length=_context_length(predictor), seed=seed
+        scenario, vocab, n, labels=tokens, context_length=predictor.context_length, seed=seed
     )
     mask = np.zeros(values.shape, dtype=bool)
     res: dict[str, tuple[np.ndarray, np.ndarray]] = {}

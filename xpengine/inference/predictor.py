@@ -230,6 +230,11 @@ class Predictor:
         if not inputs:
             raise ValueError("no input tokens selected")
 
+    @property
+    def context_length(self) -> int:
+        """The most context tokens the model takes (its training context length)."""
+        return self.checkpoint.model_config.context_length
+
     def predict(
         self,
         values: np.ndarray,
