@@ -20,7 +20,8 @@ import pytest
 from xpengine.datasets.schema import training_table, write_training_set
 from xpengine.evaluate.baseline import BaselineConfig, XGBoostBaseline, _Scaler, standard_input_names
 from xpengine.evaluate.calibration import Calibration
-from xpengine.evaluate.cli import register, run_evaluation
+from xpengine.evaluate.cli import register
+from xpengine.evaluate.evaluation import run_evaluation
 from xpengine.evaluate.report import to_jsonable
 from xpengine.evaluate.runner import load_eval_set
 from xpengine.evaluate.scenarios import scenario_groups, scenario_mask

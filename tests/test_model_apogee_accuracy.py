@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from xpengine.datasets.schema import write_training_set
-from xpengine.evaluate.cli import run_evaluation
+from xpengine.evaluate.evaluation import run_evaluation
 
 
 @pytest.mark.slow

@@ -177,7 +177,7 @@ def test_figures_command_writes_every_file(tiny_sky_model, sky_parquet, tmp_path
     ~10 s and are tested by the evaluate area), so here a stand-in checks the call against its signature."""
     import inspect
 
-    import xpengine.evaluate.cli as evaluate_cli
+    import xpengine.evaluate.evaluation as evaluate_cli
 
     real = evaluate_cli.run_evaluation
     calls = []

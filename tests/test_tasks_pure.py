@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from xpengine.features.vocabulary import PAPER_VOCABULARY
+from xpengine.spectra import coefficients_to_flux, default_sampling
 from xpengine.tasks.common import absolute_flux_10pc, labels_to_values, tokens_to_flux
 from xpengine.tasks.data import StarSet
 from xpengine.tasks.extinction import (
@@ -26,7 +27,6 @@ from xpengine.tasks.reconstruction import (
     reconstruct_from_labels,
     spectral_rmse,
 )
-from xpengine.spectra import coefficients_to_flux, default_sampling
 
 WL = np.arange(336.0, 1020.1, 2.0)  # GaiaXPy default grid [nm]
 

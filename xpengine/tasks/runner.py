@@ -423,7 +423,7 @@ def run_figures(
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Regenerate every figure of the generative and probing tasks (paper Figs. 7–18) and, when
-    `evaluation`, those of the evaluation report (:func:`xpengine.evaluate.cli.run_evaluation`, written
+    `evaluation`, those of the evaluation report (:func:`xpengine.evaluate.evaluation.run_evaluation`, written
     into `output/evaluation/`). Writes `output/figures.json` with each task's summary and timing.
 
     split: rows of `data` to use (None: all rows). max_stars: seeded random subset of them for the per-star
@@ -480,7 +480,7 @@ def run_figures(
         summary["seconds"][name] = round(time.perf_counter() - t0, 2)
         logger.info("%s done in %.1f s", name, summary["seconds"][name])
     if evaluation:
-        from xpengine.evaluate.cli import run_evaluation
+        from xpengine.evaluate.evaluation import run_evaluation
 
         t0 = time.perf_counter()
         metrics = run_evaluation(

@@ -1,0 +1,143 @@
+"""`run_evaluation`: the library function behind `xpengine evaluate` and `xpengine figures`.
+
+Loads a model and a split of a training-schema Parquet file, optionally trains or loads the XGBoost
+baseline, runs :func:`xpengine.evaluate.runner.evaluate` (accuracy, input scenarios, σ calibration on the
+validation split) and writes metrics.json, report.md, calibration.json and figures into the output
+directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["run_evaluation"]
+
+logger = logging.getLogger(__name__)
+
+
+def _split_rows(path: str, split: str) -> int:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    col = pq.read_table(path, columns=["split"]).column("split")
+    return int(pc.sum(pc.equal(col, split)).as_py() or 0)
+
+
+def run_evaluation(
+    model: str | None,
+    data: str,
+    output: str | os.PathLike,
+    *,
+    split: str = "test",
+    predictor: Any = None,
+    baseline_train: str | None = None,
+    baseline_config: str | None = None,
+    baseline_estimators: int | None = None,
+    baseline_model: str | None = None,
+    val_data: str | None = None,
+    val_split: str = "val",
+    calibration_policy: str = "auto",
+    calibration_method: str = "scale_floor",
+    store_calibration: bool = False,
+    scenarios: Sequence[str] | None = None,
+    device: str = "cpu",
+    dtype: str | None = None,
+    batch_size: int = 4096,
+    max_stars: int | None = None,
+    seed: int = 0,
+    figures: bool = True,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Evaluate `model` (a checkpoint directory or name for `Predictor.load`, or an already built
+    `predictor` object) on the `split` rows of `data`, with the XGBoost baseline when
+    `baseline_train` (trained on its "train" rows) or `baseline_model` (a saved baseline) is given.
+
+    The σ calibration is fitted on `val_data` (default: the `val_split` rows of `data`, else of
+    `baseline_train`). Returns the metrics dict also written to `output/metrics.json`.
+    """
+    from xpengine.evaluate.baseline import BaselineConfig, XGBoostBaseline
+    from xpengine.evaluate.report import render_report, write_metrics
+    from xpengine.evaluate.runner import evaluate, load_eval_set, load_predictor, train_baseline
+    from xpengine.evaluate.scenarios import SCENARIOS
+    from xpengine.io import OutputTarget
+
+    if baseline_train and baseline_model:
+        raise ValueError(
+            "give either --baseline-train (train a baseline) or --baseline-model (load one), not both"
+        )
+    out = Path(output)
+    # metrics.json marks a finished evaluation: refused up front if present, written last (atomically)
+    metrics_target = OutputTarget(out / "metrics.json", overwrite, hint="--overwrite")  # creates `out`
+
+    if predictor is None and model is not None:
+        predictor = load_predictor(model, device=device, dtype=dtype)
+    test = load_eval_set(data, split=split, max_stars=max_stars, seed=seed)
+
+    val = None
+    if predictor is not None:
+        for cand in [val_data] if val_data else [data, baseline_train]:
+            if cand and _split_rows(cand, val_split) > 0:
+                val = load_eval_set(cand, split=val_split, max_stars=max_stars, seed=seed)
+                break
+
+    baseline = None
+    baseline_note = None
+    if baseline_model:
+        baseline = XGBoostBaseline.load(baseline_model)
+        baseline_note = f"loaded from `{baseline_model}`"
+    elif baseline_train:
+        cfg = BaselineConfig.from_yaml(baseline_config) if baseline_config else BaselineConfig()
+        if baseline_estimators is not None:
+            cfg = BaselineConfig.from_dict({**cfg.to_dict(), "n_estimators": baseline_estimators})
+        baseline = train_baseline(baseline_train, cfg, split="train")
+        saved = baseline.save(out / "baseline_xgboost", overwrite=overwrite)
+        baseline_note = (
+            f"trained on the train split of `{baseline_train}` ({cfg.n_estimators} trees, depth "
+            f"{cfg.params.get('max_depth')}, lr {cfg.params.get('learning_rate')}, NaN policy "
+            f"{cfg.nan_policy}); saved in `{saved.name}/`"
+        )
+
+    result = evaluate(
+        predictor,
+        test,
+        baseline=baseline,
+        val=val,
+        scenarios=tuple(scenarios) if scenarios else tuple(s.name for s in SCENARIOS),
+        batch_size=batch_size,
+        seed=seed,
+        calibration_method=calibration_method,
+        calibration_policy=calibration_policy,
+    )
+    result.metrics["data"]["model"] = model
+    files: list[str] = []
+    if result.calibration is not None:
+        files.append(str(result.calibration.save(out / "calibration.json", overwrite=True)))
+        if store_calibration:
+            if model is None or not Path(model).is_dir():
+                raise ValueError(
+                    f"--store-calibration needs --model to be a checkpoint directory, got {model!r}"
+                )
+            p = result.calibration.save(Path(model), overwrite=overwrite)
+            logger.info("calibration stored with the model: %s", p)
+            result.metrics["calibration"]["stored_at"] = str(p)
+    if figures:
+        from xpengine.evaluate.plots import make_figures
+
+        files += make_figures(result, out)
+    result.metrics["files"] = [Path(f).name for f in files]
+    (out / "report.md").write_text(
+        render_report(
+            result.metrics,
+            model=str(model),
+            figures=[f for f in files if f.endswith(".png")],
+            baseline_note=baseline_note,
+        )
+    )
+    with metrics_target as tmp:
+        write_metrics(result.metrics, tmp)
+    logger.info("evaluation written to %s", out)
+    return result.metrics
