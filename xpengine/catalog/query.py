@@ -46,6 +46,7 @@ import numpy as np
 import pyarrow as pa
 
 from xpengine.catalog import sky
+from xpengine.catalog.errors import CatalogNotFoundError, QueryError
 
 __all__ = [
     "CatalogConnection",
@@ -66,14 +67,6 @@ _MAX_SQL_RANGES = 64  # hpx8 ranges OR-ed in the view filter (a superset is fine
 _PARTITION_RE = re.compile(r"(\d{6})-(\d{6})")
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _READ_ONLY_STATEMENTS = ("SELECT", "EXPLAIN")
-
-
-class QueryError(ValueError):
-    """A catalogue query that cannot run: bad SQL, unknown preset or parameter, unusable input."""
-
-
-class CatalogNotFoundError(QueryError, FileNotFoundError):
-    """The catalogue (or a table to join) is not where the caller said."""
 
 
 # --------------------------------------------------------------------------------------------

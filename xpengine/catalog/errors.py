@@ -1,0 +1,13 @@
+"""The catalogue query layer's errors (shared by `query` and `presets`, so neither imports the other)."""
+
+from __future__ import annotations
+
+__all__ = ["CatalogNotFoundError", "QueryError"]
+
+
+class QueryError(ValueError):
+    """A catalogue query that cannot run: bad SQL, unknown preset or parameter, unusable input."""
+
+
+class CatalogNotFoundError(QueryError, FileNotFoundError):
+    """The catalogue (or a table to join) is not where the caller said."""
