@@ -23,15 +23,19 @@ import numpy as np
 __all__ = [
     "HPX8_LEVEL",
     "HPX8_NPIX",
+    "JPLL",
+    "JRLL",
     "MAX_PIXEL_RADIUS_DEG",
     "ang2pix_nested",
     "coarsen_ranges",
+    "compress_bits",
     "galactic_to_icrs",
     "hpx8_to_level",
     "icrs_to_galactic",
     "pix2ang_nested",
     "pixels_to_ranges",
     "region_hpx8_ranges",
+    "spread_bits",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,8 +59,8 @@ _ICRS_TO_GAL = np.array(
 
 # Base-pixel layout of the nested scheme (Górski et al. 2005, Fig. 4): ring and longitude index of
 # each of the 12 base faces.
-_JRLL = np.array([2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4], dtype=np.int64)
-_JPLL = np.array([1, 3, 5, 7, 0, 2, 4, 6, 1, 3, 5, 7], dtype=np.int64)
+JRLL = np.array([2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4], dtype=np.int64)
+JPLL = np.array([1, 3, 5, 7, 0, 2, 4, 6, 1, 3, 5, 7], dtype=np.int64)
 
 
 def _check_level(level: int) -> int:
@@ -65,7 +69,7 @@ def _check_level(level: int) -> int:
     return int(level)
 
 
-def _spread_bits(v: np.ndarray) -> np.ndarray:
+def spread_bits(v: np.ndarray) -> np.ndarray:
     """Interleave: bit k of `v` (int64) goes to bit 2k of the result (for v < 2**30)."""
     v = v.astype(np.int64) & 0x3FFFFFFF
     v = (v | (v << 16)) & 0x0000FFFF0000FFFF
@@ -76,8 +80,8 @@ def _spread_bits(v: np.ndarray) -> np.ndarray:
     return v
 
 
-def _compress_bits(v: np.ndarray) -> np.ndarray:
-    """Inverse of `_spread_bits`: bits 0, 2, 4, ... of `v` packed into bits 0, 1, 2, ..."""
+def compress_bits(v: np.ndarray) -> np.ndarray:
+    """Inverse of `spread_bits`: bits 0, 2, 4, ... of `v` packed into bits 0, 1, 2, ..."""
     v = v.astype(np.int64) & 0x5555555555555555
     v = (v | (v >> 1)) & 0x3333333333333333
     v = (v | (v >> 2)) & 0x0F0F0F0F0F0F0F0F
@@ -132,7 +136,7 @@ def ang2pix_nested(level: int, ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.nd
         face[cap] = np.where(north, ntt, ntt + 8)
         ix[cap] = np.where(north, nside - jm - 1, jp)
         iy[cap] = np.where(north, nside - jp - 1, jm)
-    return (face << (2 * level)) + _spread_bits(ix) + (_spread_bits(iy) << 1)
+    return (face << (2 * level)) + spread_bits(ix) + (spread_bits(iy) << 1)
 
 
 def pix2ang_nested(level: int, pix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -145,9 +149,9 @@ def pix2ang_nested(level: int, pix: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     nside = np.int64(1) << level
     face = pix >> (2 * level)
     ipf = pix & (npface - 1)
-    ix = _compress_bits(ipf)
-    iy = _compress_bits(ipf >> 1)
-    jr = _JRLL[face] * nside - ix - iy - 1  # ring index, 1..4 nside - 1
+    ix = compress_bits(ipf)
+    iy = compress_bits(ipf >> 1)
+    jr = JRLL[face] * nside - ix - iy - 1  # ring index, 1..4 nside - 1
 
     nr = np.where(jr < nside, jr, np.where(jr > 3 * nside, 4 * nside - jr, nside))
     z = np.where(
@@ -160,7 +164,7 @@ def pix2ang_nested(level: int, pix: np.ndarray) -> tuple[np.ndarray, np.ndarray]
         ),
     )
     kshift = np.where((jr >= nside) & (jr <= 3 * nside), (jr - nside) & 1, 0)
-    jp = (_JPLL[face] * nr + ix - iy + 1 + kshift) // 2
+    jp = (JPLL[face] * nr + ix - iy + 1 + kshift) // 2
     jp = np.where(jp > 4 * nside, jp - 4 * nside, jp)
     jp = np.where(jp < 1, jp + 4 * nside, jp)
     phi = (jp - (kshift + 1) * 0.5) * (0.5 * np.pi / nr)

@@ -16,7 +16,7 @@ import numpy as np
 
 # One implementation of the Galactic rotation (Gaia DR3 doc. Eq. 4.62) and of the nested-index tables
 # and bit compaction serves the simulator and the catalogue queries.
-from xpengine.catalog.sky import _JPLL, _JRLL, _compress_bits, galactic_to_icrs, icrs_to_galactic
+from xpengine.catalog.sky import JPLL, JRLL, compress_bits, galactic_to_icrs, icrs_to_galactic
 
 __all__ = [
     "HPX8_NPIX",
@@ -51,11 +51,11 @@ def healpix_nest_to_radec(pix: np.ndarray, order: int) -> tuple[np.ndarray, np.n
         raise ValueError(f"pixel index out of range [0, {npix}) at order {order}: {pix.min()}..{pix.max()}")
     face = pix // npface
     ipf = pix % npface
-    ix = _compress_bits(ipf)
-    iy = _compress_bits(ipf >> 1)
+    ix = compress_bits(ipf)
+    iy = compress_bits(ipf >> 1)
     jrt = ix + iy
     jpt = ix - iy
-    jr = _JRLL[face] * nside - jrt - 1
+    jr = JRLL[face] * nside - jrt - 1
     nr = np.where(jr < nside, jr, np.where(jr > 3 * nside, 4 * nside - jr, nside))
     z = np.where(
         jr < nside,
@@ -67,7 +67,7 @@ def healpix_nest_to_radec(pix: np.ndarray, order: int) -> tuple[np.ndarray, np.n
         ),
     )
     kshift = np.where((jr >= nside) & (jr <= 3 * nside), (jr - nside) & 1, 0)
-    jp = (_JPLL[face] * nr + jpt + 1 + kshift) // 2
+    jp = (JPLL[face] * nr + jpt + 1 + kshift) // 2
     jp = np.where(jp > 4 * nside, jp - 4 * nside, jp)
     jp = np.where(jp < 1, jp + 4 * nside, jp)
     phi = (jp - (kshift + 1) * 0.5) * (np.pi / 2.0 / nr)
