@@ -370,7 +370,11 @@ def render_markdown(result: Mapping[str, Any], units: Mapping[str, str]) -> str:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="training-schema Parquet file")
-    p.add_argument("--split", default="test", help="rows of --data to evaluate (default: test; all: every row, e.g. a sky never used in training)")
+    p.add_argument(
+        "--split",
+        default="test",
+        help="rows of --data to evaluate (default: test; all: every row, e.g. a sky never used in training)",
+    )
     p.add_argument("--models", nargs="+", required=True, help="bundled model names or checkpoint directories")
     base = p.add_mutually_exclusive_group()
     base.add_argument("--baseline-train", help="train the XGBoost baseline on the train rows of this file")

@@ -19,7 +19,10 @@ real APOGEE×XP stars teach Teff, logg, [M/H] and [α/M] only), and nothing here
    < 0.3 and logg < 3.8. Literature: see CLUSTERS. Globular-cluster giants must come out old (the
    clusters are 11–13 Gyr; VandenBerg et al. 2013) and of low mass (≈0.8 M☉ on the red giant branch);
    the three open clusters span 1.5–8 Gyr.
-3. Metal-poor field giants of the APOGEE×XP test split ([M/H] < −1, logg < 3.5, 3500–5500 K, not
+3. Reddening: for models that predict E(B−V), the prediction for the APOGEE×XP test split against
+   E(B−V) = AK_TARG / 0.352 (REFERENCE §7; AK_TARG is APOGEE's targeting extinction from RJCE, itself
+   uncertain by a few hundredths of a magnitude in A_K, i.e. ≈ 0.05–0.1 mag in E(B−V)).
+4. Metal-poor field giants of the APOGEE×XP test split ([M/H] < −1, logg < 3.5, 3500–5500 K, not
    cluster members): they must come out metal-poor, old and of low mass, as physics requires of stars
    that formed before the disk was enriched (halo and thick disk, 10–13 Gyr, ≲ 1 M☉).
 
@@ -54,7 +57,8 @@ logger = logging.getLogger("real_star_checks")
 GAIA_XP = ROOT / "tests" / "data" / "gaia_xp"
 SAMPLES = ROOT / "xpengine" / "data" / "gaia_dr3_samples"
 BLUE_STAR = 5762406957886626816
-LABELS = ("teff", "logg", "m_h", "mass", "ln_age")
+LABELS = ("teff", "logg", "m_h", "mass", "ln_age", "logebv")
+AK_PER_EBV = 0.352  # A_K / E(B−V) (REFERENCE §7)
 
 
 @dataclass(frozen=True)
@@ -211,13 +215,18 @@ def apogee_checks(predictors: Mapping[str, Predictor], fits_path: str, dataset: 
             (split == "test") & ~in_cluster & (logg < 3.5) & (teff > 3500) & (teff < 5500) & (m_h < -1.0)
         )
     groups["metal-poor field giants (test split)"] = field_mp
+    ak = np.full(len(arrays.source_id), np.nan)
+    for s_id, a in zip(sid, np.asarray(d["ak_targ"], float), strict=True):
+        if int(s_id) in index:
+            ak[index[int(s_id)]] = a
+    test_rows = (split == "test") & np.isfinite(ak) & (ak > -1)
     globular = np.zeros_like(in_cluster)
     for c in CLUSTERS:
         if c.kind == "globular":
             globular |= groups[c.name]
     groups["all globular-cluster giants"] = globular
 
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"reddening": _reddening(predictors, arrays, test_rows, ak / AK_PER_EBV)}
     for gname, rows in groups.items():
         if not rows.any():
             continue
@@ -241,6 +250,30 @@ def apogee_checks(predictors: Mapping[str, Predictor], fits_path: str, dataset: 
                 res["fraction_mass_below_1"] = float(np.mean(mass < 1.0)) if mass.size else None
             entry["models"][name] = res
         out[gname] = entry
+    return out
+
+
+def _reddening(
+    predictors: Mapping[str, Predictor], arrays: Any, rows: np.ndarray, ebv_apogee: np.ndarray
+) -> dict[str, Any]:
+    """Predicted E(B−V) against AK_TARG / 0.352 on `rows`: robust σ, median bias, Spearman ρ."""
+    from scipy.stats import spearmanr
+
+    out: dict[str, Any] = {"n": int(rows.sum())}
+    for name, p in predictors.items():
+        if "logebv" not in p.learned.outputs:
+            out[name] = None
+            continue
+        pred = _standard_predictions(p, arrays, rows)["ebv"]
+        ref = ebv_apogee[rows]
+        ok = np.isfinite(pred) & np.isfinite(ref)
+        r = pred[ok] - ref[ok]
+        out[name] = {
+            "sigma": float(1.4826 * np.median(np.abs(r - np.median(r)))),
+            "bias": float(np.median(r)),
+            "spearman": float(spearmanr(pred[ok], ref[ok]).statistic),
+            "median_apogee": float(np.median(ref[ok])),
+        }
     return out
 
 
@@ -294,6 +327,8 @@ def render_markdown(result: Mapping[str, Any]) -> str:
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for gname, e in result["apogee"].items():
+            if gname == "reddening":
+                continue
             lit = e.get("literature")
             lit_s = (
                 f"{lit['fe_h']:+.2f} / {lit['age_gyr'][0]:g}–{lit['age_gyr'][1]:g} / {lit['rgb_mass']:.2f}"
@@ -308,6 +343,22 @@ def render_markdown(result: Mapping[str, Any]) -> str:
                     f"{_fmt(r['m_h'], 2)} | {_fmt(r['mass'], 2)} | {_fmt(r['age'], 1)} | "
                     f"{'–' if fa is None else f'{fa:.2f}'} | {'–' if fm is None else f'{fm:.2f}'} |"
                 )
+        red = result["apogee"]["reddening"]
+        lines += [
+            "",
+            f"## E(B−V) from XP vs APOGEE AK_TARG / 0.352 (test split, {red['n']} stars)",
+            "",
+            "| model | robust σ [mag] | bias [mag] | Spearman ρ | median AK_TARG/0.352 |",
+            "|---|---|---|---|---|",
+        ]
+        for model, r in red.items():
+            if model == "n":
+                continue
+            lines.append(
+                f"| {model} | – | – | – | – |"
+                if r is None
+                else f"| {model} | {r['sigma']:.3f} | {r['bias']:+.3f} | {r['spearman']:.2f} | {r['median_apogee']:.3f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
