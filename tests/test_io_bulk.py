@@ -190,7 +190,9 @@ def test_model_inputs_roundtrip(tmp_path, real_xp):
         arrays["phot_g_mean_mag"][[0, 2]], gaia.column("phot_g_mean_mag").to_numpy()
     )
     assert np.isnan(arrays["phot_g_mean_mag"][1])
-    assert "bp_coefficient_correlations" not in arrays and "read_problem" not in arrays
+    assert "bp_coefficient_correlations" not in arrays
+    # row-level read problems are kept (the READ_PROBLEM flag must survive the conversion)
+    assert arrays["read_problem"].tolist() == real_xp.column("read_problem").to_pylist()
     # zero-copy: the (N, 55) array is a view on Arrow's buffer, not an owner of its data
     assert not arrays["bp_coefficients"].flags.owndata
     with pytest.raises(FileExistsError):

@@ -21,6 +21,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "xpengine.simulate.cli",
     "xpengine.tasks.cli",
     "xpengine.pipeline.cli",
+    "xpengine.pipeline.compact",
 )
 
 

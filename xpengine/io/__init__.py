@@ -10,7 +10,9 @@ Reading (any of: bulk `*.csv.gz` ECSV, archive CSV/ECSV, FITS, VOTable, Parquet;
 - `discover_partitions`: pair bulk XP and GaiaSource partition files; `read_md5sums`, `verify_md5sums`.
 Writing:
 - `write_bulk_xp_continuous`, `write_bulk_gaia_source`: the Gaia bulk-download layout.
-- `write_model_inputs` / `read_model_inputs`: compact Parquet of what the model needs.
+- `write_model_inputs` / `read_model_inputs`: compact Parquet of what the model needs
+  (`ModelInputsWriter` chunk by chunk; `is_model_inputs`, `iter_model_inputs` for the catalogue job;
+  `xpengine compact` converts bulk partitions into `ModelInputs_AAAAAA-BBBBBB.parquet`).
 - `OutputTarget`: refuse an existing output unless asked, write under a temporary name, rename on
   success (`with OutputTarget(path, overwrite, hint="--overwrite") as tmp: ...`).
 Maths: `covariance_from_correlations`, `list_column_to_numpy`.
@@ -25,7 +27,15 @@ from xpengine.io.bulk import write_bulk_gaia_source, write_bulk_xp_continuous
 from xpengine.io.errors import GaiaFileError
 from xpengine.io.formats import identify_format
 from xpengine.io.gaia_source import iter_gaia_source, read_gaia_source
-from xpengine.io.model_inputs import model_inputs_table, read_model_inputs, write_model_inputs
+from xpengine.io.model_inputs import (
+    ModelInputsWriter,
+    is_model_inputs,
+    iter_model_inputs,
+    model_inputs_provenance,
+    model_inputs_table,
+    read_model_inputs,
+    write_model_inputs,
+)
 from xpengine.io.partitions import (
     Partition,
     discover_partitions,
@@ -65,6 +75,7 @@ __all__ = [
     "TMASS_COLUMNS",
     "XP_COLUMNS",
     "GaiaFileError",
+    "ModelInputsWriter",
     "OutputTarget",
     "Partition",
     "coefficient_counts",
@@ -72,12 +83,15 @@ __all__ = [
     "discover_partitions",
     "gaia_source_schema",
     "identify_format",
+    "is_model_inputs",
     "iter_gaia_source",
+    "iter_model_inputs",
     "iter_xp_continuous",
     "iter_xp_sampled",
     "join_sources",
     "list_column_to_numpy",
     "md5_of",
+    "model_inputs_provenance",
     "model_inputs_table",
     "read_gaia_source",
     "read_md5sums",

@@ -10,15 +10,25 @@ Layout (one row per source):
   fixed_size_list<float32>[n] with n the band's number of coefficients (55 in DR3, from the data);
   a missing band (or a row with a read problem) is all NaN, shorter rows are NaN-padded.
 - `bp_n_relevant_bases`, `rp_n_relevant_bases` int16 (0 for a missing band: it has no relevant bases)
+- `read_problem` string (null when the row is fine): the readers' row-level problems (XP and the
+  joined gaia_source row), so that the READ_PROBLEM flag of a source survives the conversion.
 - every other non-XP column of the input (gaia_source, 2MASS, E(B−V) columns), unchanged.
-File metadata: `xpengine.model_inputs` (layout version) and `xpengine.n_coefficients` (JSON).
+File metadata: `xpengine.model_inputs` (layout version), `xpengine.n_coefficients` (JSON) and, for
+files written by `xpengine compact`, `xpengine.model_inputs.provenance` (JSON: the input files with
+their URL, size and MD5, `model_inputs_provenance`).
 Float32 is enough: coefficient relative errors are >1e-4, far above float32 resolution (6e-8).
+
+Identification: `is_model_inputs` (a file named `ModelInputs_*`, or a Parquet file with the layout
+metadata; a catalogue or training-set Parquet has neither); `iter_model_inputs` streams one in row
+batches for the catalogue job, `read_model_inputs` reads one whole into numpy arrays.
+Layout versions: 1 had no `read_problem` column (read as "no problem").
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -27,16 +37,32 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from xpengine.io._source import OutputTarget
-from xpengine.io.filesystems import open_url, url_to_fs  # noqa: F401
-from xpengine.io.schema import BANDS, READ_PROBLEM, XP_BY_NAME
+from xpengine.io.errors import GaiaFileError
+from xpengine.io.filesystems import open_url, url_to_fs
+from xpengine.io.schema import BANDS, DR3_N_COEFFICIENTS, META_SOURCE, XP_BY_NAME
 from xpengine.io.xp_continuous import list_column_to_numpy
 
-__all__ = ["MODEL_INPUTS_VERSION", "read_model_inputs", "write_model_inputs"]
+__all__ = [
+    "MODEL_INPUTS_PREFIX",
+    "MODEL_INPUTS_VERSION",
+    "ModelInputsWriter",
+    "is_model_inputs",
+    "iter_model_inputs",
+    "model_inputs_provenance",
+    "model_inputs_table",
+    "read_model_inputs",
+    "write_model_inputs",
+]
 
-MODEL_INPUTS_VERSION = "1"
+MODEL_INPUTS_VERSION = "2"
+MODEL_INPUTS_PREFIX = "ModelInputs_"
+"""File-name prefix of a model-inputs partition: `ModelInputs_AAAAAA-BBBBBB.parquet` for the bulk
+partition `XpContinuousMeanSpectrum_AAAAAA-BBBBBB.csv.gz` (the HEALPix range stays in the name)."""
 _META_VERSION = b"xpengine.model_inputs"
 _META_N = b"xpengine.n_coefficients"
+_META_PROVENANCE = b"xpengine.model_inputs.provenance"
 _ARRAYS = ("coefficients", "coefficient_errors")
+_XP_ARRAY_COLUMNS = tuple(f"{b}_{k}" for b in BANDS for k in _ARRAYS)
 
 
 def _array_type(width: int) -> pa.DataType:
@@ -53,16 +79,34 @@ def _band_width(table: pa.Table, band: str) -> int:
     return int(width or 0)
 
 
-def model_inputs_table(table: pa.Table) -> pa.Table:
-    """Build the model-inputs table (see module docstring) from an XP table, joined or not."""
-    need = ["source_id"] + [f"{b}_{k}" for b in BANDS for k in _ARRAYS]
+def model_inputs_table(table: pa.Table | pa.RecordBatch, widths: dict[str, int] | None = None) -> pa.Table:
+    """Build the model-inputs table (see module docstring) from an XP table or record batch, joined
+    or not.
+
+    `widths` ({"bp": n, "rp": n}) fixes the array widths, so that the chunks of one partition share a
+    schema; default: the longest row of each band (a band missing everywhere borrows the other's
+    width). Raises ValueError for a row longer than its fixed width (it would be cut).
+    """
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    need = ["source_id", *_XP_ARRAY_COLUMNS]
     missing = [c for c in need if c not in table.column_names]
     if missing:
         raise ValueError(f"table lacks columns {missing} needed for model inputs")
-    widths = {b: _band_width(table, b) for b in BANDS}
-    for b in BANDS:  # a table where one band is missing everywhere: borrow the other's width
-        if widths[b] == 0:
-            widths[b] = max(widths.values())
+    found = {b: _band_width(table, b) for b in BANDS}
+    if widths is None:
+        widths = dict(found)
+        for b in BANDS:  # a band missing everywhere borrows the other's width (DR3's when both are)
+            if widths[b] == 0:
+                widths[b] = max(widths.values()) or DR3_N_COEFFICIENTS
+    else:
+        widths = {b: int(widths[b]) for b in BANDS}
+        longer = {b: found[b] for b in BANDS if found[b] > widths[b]}
+        if longer:
+            raise ValueError(
+                f"rows with {longer} coefficients, more than the {widths} of the partition's first rows; "
+                "one band has one coefficient count per file"
+            )
     cols: dict[str, pa.Array] = {"source_id": pc.cast(table.column("source_id"), pa.int64()).combine_chunks()}
     n = table.num_rows
     for b in BANDS:
@@ -79,9 +123,9 @@ def model_inputs_table(table: pa.Table) -> pa.Table:
             nrel = pa.array(np.zeros(n, dtype=np.int16))
         cols[name] = nrel
     for name in table.column_names:
-        if name in XP_BY_NAME or name == READ_PROBLEM or name in cols:
+        if name in XP_BY_NAME or name in cols:
             continue
-        cols[name] = table.column(name).combine_chunks()
+        cols[name] = table.column(name).combine_chunks()  # read_problem, gaia_source, 2MASS, E(B-V)
     meta = {
         _META_VERSION: MODEL_INPUTS_VERSION.encode(),
         _META_N: json.dumps(widths).encode(),
@@ -93,11 +137,110 @@ def model_inputs_table(table: pa.Table) -> pa.Table:
     return pa.table(cols, schema=pa.schema(fields, metadata=meta))
 
 
+class ModelInputsWriter:
+    """Write one model-inputs file chunk by chunk: one Parquet row group per `write` call, so that a
+    partition is converted in bounded memory.
+
+    The file is written under a temporary name and renamed onto `path` when the `with` block ends
+    normally (removed when it raises); an existing `path` is refused unless `overwrite`
+    (FileExistsError naming `hint`). All chunks share the first chunk's schema and array widths.
+    `provenance` (JSON-able) is stored in the schema metadata as `xpengine.model_inputs.provenance`.
+
+        with ModelInputsWriter("ModelInputs_000000-003111.parquet") as w:
+            for chunk in joined_chunks:
+                w.write(chunk)
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+        provenance: dict[str, Any] | None = None,
+        storage_options: dict[str, Any] | None = None,
+        hint: str = "overwrite=True",
+    ) -> None:
+        self.target = OutputTarget(path, overwrite, storage_options, hint=hint)
+        self.provenance: dict[str, Any] | None = provenance
+        self.rows = 0
+        self.widths: dict[str, int] | None = None
+        self._schema: pa.Schema | None = None
+        self._writer: Any = None
+        self._file: Any = None
+
+    @property
+    def url(self) -> str:
+        return self.target.url
+
+    def __enter__(self) -> ModelInputsWriter:
+        self.target.__enter__()
+        return self
+
+    def write(self, table: pa.Table | pa.RecordBatch) -> None:
+        """Append one chunk (an XP table, joined or not: see `model_inputs_table`) as a row group."""
+        out = model_inputs_table(table, self.widths)
+        if self._writer is None:
+            self.widths = json.loads(out.schema.metadata[_META_N])
+            if self.provenance is not None:
+                meta = {
+                    **out.schema.metadata,
+                    _META_PROVENANCE: json.dumps(self.provenance, default=str).encode(),
+                }
+                out = out.replace_schema_metadata(meta)
+            self._schema = out.schema
+            self._file = self.target.fs.open(self.target.tmp, "wb")
+            self._writer = pq.ParquetWriter(
+                self._file,
+                out.schema,
+                compression="none",
+                use_dictionary=False,
+                write_statistics=["source_id"],
+                data_page_size=16 << 20,  # few large pages: less per-page work when decoding
+            )
+        else:
+            try:
+                out = out.cast(self._schema)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
+                raise ValueError(
+                    f"chunk columns {out.schema.names} of types {[str(t) for t in out.schema.types]} do not "
+                    f"match the file's first chunk {self._schema.names}: {exc}"
+                ) from exc
+        self._writer.write_table(out, row_group_size=max(out.num_rows, 1))
+        self.rows += out.num_rows
+
+    def _close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is not None:  # the block failed: drop the partial file, keep the block's error
+            try:
+                self._close()
+            except Exception:  # the original error matters more
+                pass
+            self.target.abort()
+            return
+        if self._writer is None:
+            self.target.abort()
+            raise ValueError(f"{self.url}: no rows were written; a model-inputs file holds at least one row")
+        try:
+            self._close()
+        except BaseException:
+            self.target.abort()
+            raise
+        self.target.commit()
+
+
 def write_model_inputs(
     table: pa.Table,
     path: str | os.PathLike[str],
     *,
     overwrite: bool = False,
+    provenance: dict[str, Any] | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> None:
     """Write the compact model-inputs Parquet file for one partition (see module docstring).
@@ -105,19 +248,136 @@ def write_model_inputs(
     Written uncompressed, one row group, large pages, no dictionary, arrays non-nullable: reading is
     then a near-straight copy of float32 pages (>1 M sources/s). Refuses to overwrite unless asked.
     """
-    out = model_inputs_table(table)
-    target = OutputTarget(path, overwrite, storage_options)
-    with target:  # renamed onto the output when the block succeeds, removed when it raises
-        with target.fs.open(target.tmp, "wb") as f:
-            pq.write_table(
-                out,
-                f,
-                compression="none",
-                use_dictionary=False,
-                write_statistics=["source_id"],
-                row_group_size=max(out.num_rows, 1),
-                data_page_size=16 << 20,  # few large pages: less per-page work when decoding
-            )
+    with ModelInputsWriter(
+        path, overwrite=overwrite, provenance=provenance, storage_options=storage_options
+    ) as w:
+        w.write(table)
+
+
+def _parquet_meta(url: str, storage_options: dict[str, Any] | None) -> dict[bytes, bytes] | None:
+    """The Arrow schema metadata of a Parquet file (footer only), None when it is not Parquet."""
+    with open_url(url, "rb", storage_options) as f:
+        if f.read(4) != b"PAR1":
+            return None
+        f.seek(0)
+        try:
+            return pq.ParquetFile(f).schema_arrow.metadata or {}
+        except (pa.ArrowInvalid, OSError):
+            return None
+
+
+def is_model_inputs(path: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> bool:
+    """True for a model-inputs file: named `ModelInputs_*` (whatever it holds: `iter_model_inputs`
+    then says what is wrong with it), or a Parquet file with the `xpengine.model_inputs` metadata.
+
+    A catalogue or training-set Parquet (other metadata), a bulk `.csv.gz` or any other Gaia table
+    is not one. Reads the first bytes and, for Parquet, the footer only.
+    """
+    url = os.fspath(path)
+    if os.path.basename(url.rstrip("/")).startswith(MODEL_INPUTS_PREFIX):
+        return True
+    try:
+        meta = _parquet_meta(url, storage_options)
+    except (OSError, ValueError):
+        return False
+    return meta is not None and _META_VERSION in meta
+
+
+def _open_model_inputs(url: str, storage_options: dict[str, Any] | None) -> tuple[Any, Any]:
+    """(ParquetFile, file object to close or None) of a model-inputs file; GaiaFileError otherwise."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    fs, fpath = url_to_fs(url, storage_options)
+    fobj = None
+    try:
+        if isinstance(fs, LocalFileSystem):
+            pf = pq.ParquetFile(fpath, memory_map=True)
+        else:
+            fobj = fs.open(fpath, "rb")
+            pf = pq.ParquetFile(fobj)
+    except FileNotFoundError as exc:
+        raise GaiaFileError(url, "file not found") from exc
+    except (pa.ArrowInvalid, OSError) as exc:
+        if fobj is not None:
+            fobj.close()
+        raise GaiaFileError(url, f"cannot read Parquet (truncated or not Parquet?): {exc}") from exc
+    meta = pf.schema_arrow.metadata or {}
+    problem = None
+    if _META_VERSION not in meta:
+        problem = (
+            f"not an xpengine model-inputs file (no {_META_VERSION.decode()} metadata; "
+            "write one with `xpengine compact`)"
+        )
+    else:
+        missing = [c for c in ("source_id", *_XP_ARRAY_COLUMNS) if c not in pf.schema_arrow.names]
+        if missing:
+            problem = f"model-inputs file lacks column(s) {missing}"
+    if problem:
+        if fobj is not None:
+            fobj.close()
+        raise GaiaFileError(url, problem)
+    return pf, fobj
+
+
+def model_inputs_provenance(
+    path: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The provenance a model-inputs file records (`xpengine compact`: inputs with URL, size, MD5;
+    layout version; n_coefficients), read from the footer. GaiaFileError for another file."""
+    url = os.fspath(path)
+    pf, fobj = _open_model_inputs(url, storage_options)
+    try:
+        meta = pf.schema_arrow.metadata or {}
+        out = json.loads(meta[_META_PROVENANCE]) if _META_PROVENANCE in meta else {}
+        out["layout_version"] = meta[_META_VERSION].decode()
+        out["n_coefficients"] = json.loads(meta.get(_META_N, b"{}"))
+        out["rows"] = pf.metadata.num_rows
+        return out
+    finally:
+        if fobj is not None:
+            fobj.close()
+
+
+def iter_model_inputs(
+    path: str | os.PathLike[str],
+    *,
+    batch_rows: int = 16_384,
+    columns: list[str] | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> Iterator[pa.Table]:
+    """Stream a model-inputs file as Arrow tables of at most `batch_rows` rows, for the catalogue job.
+
+    Each table holds the file's columns (see module docstring; `columns` selects, `source_id` always
+    kept) and the schema metadata `xpengine.source` (the file) and `xpengine.n_coefficients`, as the
+    XP reader's batches, so `xpengine.features.build_tokens` reads them as it reads a joined XP table:
+    the arrays are `fixed_size_list<float32>` with NaN rows for a missing band; the non-XP columns are
+    the gaia_source, 2MASS and E(B−V) columns the file was made with.
+
+    Raises GaiaFileError (naming the file) for a file that cannot be read as Parquet, that is not a
+    model-inputs file (a catalogue, a training set) or that lacks the XP array columns.
+    """
+    if batch_rows < 1:
+        raise ValueError(f"batch_rows must be >= 1, got {batch_rows}")
+    url = os.fspath(path)
+    pf, fobj = _open_model_inputs(url, storage_options)
+    meta = pf.schema_arrow.metadata or {}
+    if columns is not None:
+        unknown = [c for c in columns if c not in pf.schema_arrow.names]
+        if unknown:
+            raise GaiaFileError(url, f"no column(s) {unknown} in the model-inputs file")
+        columns = list(dict.fromkeys(["source_id", *columns]))
+    tags = {META_SOURCE: url.encode(), _META_N: meta.get(_META_N, b"{}"), _META_VERSION: meta[_META_VERSION]}
+    row = 0
+    try:
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=columns, use_threads=True):
+            table = pa.Table.from_batches([batch])
+            yield table.replace_schema_metadata(tags)
+            row += batch.num_rows
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise GaiaFileError(url, f"cannot read Parquet after data row {row}: {exc}") from exc
+    finally:
+        if fobj is not None:
+            fobj.close()
 
 
 def read_model_inputs(
@@ -144,7 +404,7 @@ def read_model_inputs(
             table = pq.ParquetFile(f).read(columns=columns, use_threads=True)
     meta = table.schema.metadata or {}
     if _META_VERSION not in meta:
-        raise ValueError(f"{url}: not an xpengine model-inputs file (no {_META_VERSION.decode()} metadata)")
+        raise GaiaFileError(url, f"not an xpengine model-inputs file (no {_META_VERSION.decode()} metadata)")
     out: dict[str, np.ndarray] = {}
     for name in table.column_names:
         col = table.column(name)

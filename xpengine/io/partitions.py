@@ -1,6 +1,8 @@
 """Bulk-download partitions: pairing `XpContinuousMeanSpectrum_AAAAAA-BBBBBB.*` (or the sampled
 `XpSampledMeanSpectrum_AAAAAA-BBBBBB.*`) with `GaiaSource_AAAAAA-BBBBBB.*`, and the `_MD5SUM.txt`
-checksums.
+checksums. Compact model-inputs partitions (`ModelInputs_AAAAAA-BBBBBB.parquet`, written by
+`xpengine compact`, `xpengine.io.model_inputs`) are XP partitions too: they already hold their
+gaia_source columns, so they need no partner.
 
 AAAAAA-BBBBBB is an inclusive range of HEALPix level-8 pixels (nested), zero-padded to 6 digits;
 hpx8 = source_id >> 43 (Gaia DR3 documentation, §13.2 "Data consolidation"; REFERENCE §1).
@@ -34,7 +36,9 @@ logger = logging.getLogger(__name__)
 HPX8_SHIFT = 43
 """source_id >> 43 is the HEALPix level-8 nested index (2^35 * 4^(12-8))."""
 # continuous coefficients, or the archive's sampled spectra (read by xpengine.io.xp_sampled)
-_XP_RE = re.compile(r"^Xp(?:Continuous|Sampled)MeanSpectrum_(\d{6})-(\d{6})(\..+)?$")
+_XP_RE = re.compile(r"^(?:Xp(?:Continuous|Sampled)MeanSpectrum|ModelInputs)_(\d{6})-(\d{6})(\..+)?$")
+# a model-inputs file of a single (non-bulk) input: a partition without HEALPix range
+_MODEL_INPUTS_RE = re.compile(r"^ModelInputs_(.+?)\.parquet$")
 _GAIA_RE = re.compile(r"^GaiaSource_(\d{6})-(\d{6})(\..+)?$")
 _GLOB_CHARS = set("*?[")
 
@@ -143,7 +147,13 @@ def _index(urls: list[str], pattern: re.Pattern[str], what: str) -> dict[str, tu
             continue
         suffix = f"{m.group(1)}-{m.group(2)}"
         if suffix in out:
-            raise ValueError(f"two {what} files for partition {suffix}: {out[suffix][0]} and {u}")
+            both = f"{out[suffix][0]} and {u}"
+            hint = (
+                " (a bulk file and its ModelInputs copy: give them as separate inputs)"
+                if "ModelInputs_" in both
+                else ""
+            )
+            raise ValueError(f"two {what} files for partition {suffix}: {both}{hint}")
         lo, hi = int(m.group(1)), int(m.group(2))
         if hi < lo:
             raise ValueError(f"{u}: HEALPix range {lo}-{hi} is reversed")
@@ -162,8 +172,10 @@ def discover_partitions(
     Parameters
     ----------
     xp_source : directory, glob pattern or file (local or fsspec URL) holding
-        `XpContinuousMeanSpectrum_AAAAAA-BBBBBB.*` files (any extension: .csv.gz, .parquet, ...), or the
-        archive's sampled spectra `XpSampledMeanSpectrum_AAAAAA-BBBBBB.*`.
+        `XpContinuousMeanSpectrum_AAAAAA-BBBBBB.*` files (any extension: .csv.gz, .parquet, ...), the
+        archive's sampled spectra `XpSampledMeanSpectrum_AAAAAA-BBBBBB.*`, or compact
+        `ModelInputs_AAAAAA-BBBBBB.parquet` files (`ModelInputs_<name>.parquet`: a converted single
+        file, a partition named <name> without HEALPix range).
     gaia_source : where the `GaiaSource_AAAAAA-BBBBBB.*` files are; None: look among the files of
         `xp_source` (no warning when there are none).
 
@@ -185,7 +197,9 @@ def discover_partitions(
             gaia_files = _list_files(gaia_source, storage_options)
             if len(gaia_files) == 1:
                 gaia_url = gaia_files[0]
-        name = os.path.basename(url.rstrip("/")).split(".")[0]
+        base = os.path.basename(url.rstrip("/"))
+        m = _MODEL_INPUTS_RE.match(base)
+        name = m.group(1) if m else base.split(".")[0]
         return [Partition(name, url, gaia_url, None, None)]
     if gaia_source is not None:
         gaia_idx = _index(_list_files(gaia_source, storage_options), _GAIA_RE, "GaiaSource")
@@ -200,6 +214,11 @@ def discover_partitions(
         if g is None and expect_gaia:
             unpaired.append(suffix)
         parts.append(Partition(suffix, url, g[0] if g else None, lo, hi))
+    for url in xp_files:  # compact copies of single files: no range, no partner
+        base = os.path.basename(url.rstrip("/"))
+        m = _MODEL_INPUTS_RE.match(base)
+        if m and not _XP_RE.match(base):
+            parts.append(Partition(m.group(1), url, None, None, None))
     if unpaired:
         logger.warning(
             "%d XP partition(s) have no GaiaSource file (kept with gaia_url=None): %s",
@@ -207,7 +226,10 @@ def discover_partitions(
             ", ".join(sorted(unpaired)[:10]) + (" ..." if len(unpaired) > 10 else ""),
         )
     if not parts:
-        logger.warning("no XpContinuousMeanSpectrum_AAAAAA-BBBBBB.* files found in %s", os.fspath(xp_source))
+        logger.warning(
+            "no XpContinuousMeanSpectrum_AAAAAA-BBBBBB.* (or ModelInputs_*.parquet) files found in %s",
+            os.fspath(xp_source),
+        )
     return sorted(parts, key=lambda p: (p.hpx8_min or 0, p.hpx8_max or 0))
 
 

@@ -1,7 +1,8 @@
 """The two stages the Ray job runs, as plain Python (no Ray import).
 
 `featurize_partition` reads one XP partition (and its gaia_source partner) in chunks, joins the optional
-2MASS and E(B−V) inputs, builds model tokens, and yields one batch (dict of numpy arrays) per chunk. Every
+2MASS and E(B−V) inputs (`joined_chunks`; a compact `ModelInputs_*.parquet` partition of `xpengine
+compact` already holds them), builds model tokens, and yields one batch (dict of numpy arrays) per chunk. Every
 row of the partition is yielded exactly once; the rows of the last chunk carry the partition's total row
 count in `partition_rows` (−1 on the other rows) so the writer knows when a partition is complete. When
 the partition cannot be read, a single marker row (`source_id` −1, `partition_rows` −2) carries the
@@ -30,7 +31,7 @@ from xpengine.inference.catalogue import (
     catalogue_batch,
 )
 
-__all__ = ["CatalogPredictor", "PartitionTask", "catalogue_batch", "featurize_partition"]
+__all__ = ["CatalogPredictor", "PartitionTask", "catalogue_batch", "featurize_partition", "joined_chunks"]
 
 log = logging.getLogger(__name__)
 
@@ -122,21 +123,51 @@ def featurize_partition(
             yield _empty_marker(task.name, len(vocab), msg)
 
 
-def _featurize_one(
-    task: PartitionTask, vocab, *, chunk_rows: int, tmass: str | None, ebv: str | None
-) -> Iterator[dict[str, np.ndarray]]:
+def joined_chunks(
+    task: PartitionTask, *, chunk_rows: int, tmass: str | None, ebv: str | None
+) -> Iterator[Any]:
+    """The partition's rows, XP left-joined with gaia_source, 2MASS and E(B−V) (`io.join_sources`),
+    as pyarrow Tables of at most `chunk_rows` rows, in the file's order.
+
+    A model-inputs file (`io.is_model_inputs`: `xpengine compact` output) is read as it is: its
+    non-XP columns are the gaia_source, 2MASS and E(B−V) columns it was made with. A table given here
+    as well replaces the file's columns of the same names (a new dust map, say)."""
     from xpengine import io
-    from xpengine.spectra.representation import token_representation
 
     gaia = io.read_gaia_source(task.gaia) if task.gaia else None
     tmass_t = _read_side_table(tmass, task.hpx8_range)
     ebv_t = _read_side_table(ebv, task.hpx8_range)
-    representation = token_representation()
+    if not io.is_model_inputs(task.xp):
+        for chunk in io.iter_xp_continuous(task.xp, batch_rows=chunk_rows):
+            yield io.join_sources(chunk, gaia, tmass=tmass_t, ebv=ebv_t)
+        return
+    replaced: list[str] = []
+    if gaia is not None:
+        replaced += [c for c in gaia.column_names if c not in ("source_id", io.READ_PROBLEM)]
+    if tmass_t is not None:
+        replaced += list(io.TMASS_COLUMNS)
+    if ebv_t is not None:
+        replaced += list(io.EBV_COLUMNS)
+    logged = False
+    for chunk in io.iter_model_inputs(task.xp, batch_rows=chunk_rows):
+        drop = [c for c in replaced if c in chunk.column_names]
+        if drop:
+            if not logged:
+                log.info("%s: columns %s replaced by the tables given to the job", task.xp, drop)
+                logged = True
+            chunk = chunk.drop_columns(drop)
+        yield io.join_sources(chunk, gaia, tmass=tmass_t, ebv=ebv_t)
 
+
+def _featurize_one(
+    task: PartitionTask, vocab, *, chunk_rows: int, tmass: str | None, ebv: str | None
+) -> Iterator[dict[str, np.ndarray]]:
+    from xpengine.spectra.representation import token_representation
+
+    representation = token_representation()
     pending: dict[str, np.ndarray] | None = None
     total = 0
-    for chunk in io.iter_xp_continuous(task.xp, batch_rows=chunk_rows):
-        joined = io.join_sources(chunk, gaia, tmass=tmass_t, ebv=ebv_t)
+    for joined in joined_chunks(task, chunk_rows=chunk_rows, tmass=tmass, ebv=ebv):
         out = catalogue_batch(joined, vocab, task.name, representation=representation)
         total += len(out["source_id"])
         if pending is not None:
