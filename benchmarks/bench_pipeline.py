@@ -1,6 +1,6 @@
 """End-to-end benchmark of the catalogue engine: the Ray job against a plain single-process loop.
 
-Run:  python benchmarks/bench_pipeline.py [--model synthetic-sky] [--partitions 10] [--rows-per-partition 1000]
+Run:  python benchmarks/bench_pipeline.py [--model gaia-xp] [--partitions 10] [--rows-per-partition 1000]
 
 Data: the bundled sky's partition 000000-003111 (1000 simulated sources in the real bulk format with its
 GaiaSource partner) copied under N partition names, so every run parses real gzip ECSV text.
@@ -156,7 +156,7 @@ def _run(code: str, args: list[str]) -> tuple[dict, float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="synthetic-sky")
+    ap.add_argument("--model", default="gaia-xp")
     ap.add_argument("--partitions", type=int, default=10)
     args = ap.parse_args()
     print(f"load average at start: {os.getloadavg()}")

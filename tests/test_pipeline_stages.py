@@ -152,11 +152,11 @@ def test_config_errors_are_collected(tmp_path):
     p.write_text("colour: red\n")
     with pytest.raises(ValueError, match="unknown configuration keys"):
         load_inference_config(p)
-    # no labels given: the model's own (the default model, synthetic-sky, learned all five)
+    # no labels given: the model's own (the default model, gaia-xp, learned all seven catalogue labels)
     from xpengine.pipeline.config import resolve_labels
 
     assert InferenceConfig().labels is None
-    assert resolve_labels(InferenceConfig()) == ["teff", "logg", "m_h", "mass", "age"]
+    assert resolve_labels(InferenceConfig()) == ["teff", "logg", "m_h", "alpha_m", "mass", "age", "ebv"]
 
 
 def test_every_config_yaml_loads():

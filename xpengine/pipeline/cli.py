@@ -41,14 +41,15 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
         nargs="+",
         help="XP partitions or files: directories, globs or URLs of XpContinuousMeanSpectrum (or "
         "XpSampledMeanSpectrum) bulk files, or single archive files: XP_CONTINUOUS, XP_SAMPLED, GaiaXPy "
-        "calibrate output",
+        "calibrate output; or ModelInputs_AAAAAA-BBBBBB.parquet files written once by `xpengine compact` "
+        "(they hold the gaia_source columns: no --gaia-source needed)",
     )
     p.add_argument("--gaia-source", nargs="+", help="GaiaSource partitions (paired by partition suffix)")
     p.add_argument(
         "--tmass", help="2MASS table (source_id, j_m, j_msigcom, h_m, h_msigcom, ks_m, ks_msigcom)"
     )
     p.add_argument("--ebv", help="E(B-V) table (source_id, ebv, ebv_error)")
-    p.add_argument("--model", help="checkpoint directory or bundled model name (default synthetic-sky)")
+    p.add_argument("--model", help="checkpoint directory or bundled model name (default gaia-xp)")
     p.add_argument("--output", help="output directory or URL (default ./xpengine-catalog)")
     p.add_argument(
         "--labels",

@@ -44,15 +44,15 @@ class InferenceConfig:
     gaia_source: list[str] | None = None
     tmass: str | None = None
     ebv: str | None = None
-    model: str = "synthetic-sky"
+    model: str = "gaia-xp"
     output: str | None = None
     # catalogue labels; None = the model's default labels, those it learned (resolve_labels)
     labels: list[str] | None = None
     # context tokens given to the model (token-list syntax of the training config; those a star lacks
     # are skipped, those the model's vocabulary lacks or it never read in training are dropped).
-    # None = the model's own validation inputs (resolve_inputs): for synthetic-sky BP/RP 0-27, the
-    # colours, ln E(B-V) and the pseudo-luminosity; for apogee-xp BP/RP 0-29 and the colours. The
-    # models were trained on at most 64 context tokens.
+    # None = the model's own validation inputs (resolve_inputs): for gaia-xp and apogee-xp BP/RP 0-29
+    # and the colours; for synthetic-sky BP/RP 0-27, the colours, ln E(B-V) and the pseudo-luminosity.
+    # The models were trained on at most 64 context tokens.
     inputs: list[str] | None = None
     overwrite: bool = False
     # resources
