@@ -386,7 +386,14 @@ def test_training_on_the_mixed_set_learns_mass_and_age_from_the_simulated_stars(
     data = str(tmp_path / "mixed.parquet")
     write_training_set(build_mixed(dev_slice, sky_set, synthetic_weight=2.0).table, data)
     # the tiny model cannot start from apogee-xp's small-preset weights: init_from off
-    overrides = ["model=tiny", "epochs=2", "batch_size=64", "val_every=2", "checkpoint_every=2", "init_from=null"]
+    overrides = [
+        "model=tiny",
+        "epochs=2",
+        "batch_size=64",
+        "val_every=2",
+        "checkpoint_every=2",
+        "init_from=null",
+    ]
     overrides += ["device=cpu", "precision=fp32", "weights_dtype=float32", f"data_path={data}"]
     cfg = load_train_config(CONFIGS / "train" / "gaia_xp_cpu.yaml", overrides)
     tr = read_training_set(data, split="train")
