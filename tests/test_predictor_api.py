@@ -315,3 +315,25 @@ def test_from_xp_on_the_solar_twin_18_sco():
         )
     with pytest.raises(ValueError, match="not trained to predict"):
         p.from_xp(xp, labels=["teff", "mass"])
+
+
+def test_default_model_on_real_stars_of_known_type():
+    """The default `gaia-xp` on real archive XP alone (neither star in any training set): the solar twin
+    18 Sco within 2σ of the literature in Teff, logg and [M/H] and flagged outside the giants' mass/age
+    domain; Gaia DR3 5762406957886626816 (BP−RP ≈ −0.29) comes out hot, also flagged."""
+    from pathlib import Path
+
+    from xpengine import io
+
+    p = Predictor.load("gaia-xp", device="cpu")
+    sco = p.from_xp(
+        io.read_xp_continuous(str(Path(__file__).parent / "data" / "gaia_xp" / "18Sco-XP-spectra.csv"))
+    )
+    r = sco.iloc[0]
+    for label, lit in (("teff", 5810.0), ("logg", 4.44), ("m_h", 0.05)):
+        assert abs(r[label] - lit) < 2 * r[f"{label}_error"], (label, r[label], r[f"{label}_error"])
+    assert "OUTSIDE_TRAINING_DOMAIN" in r["flag_names"] and np.isfinite(r["mass"]) and np.isfinite(r["age"])
+    samples = Path(__file__).parents[1] / "xpengine" / "data" / "gaia_dr3_samples"
+    blue = p.from_xp(io.read_xp_continuous(str(samples / "XP_CONTINUOUS_RAW_with_missing_BP.ecsv")))
+    b = blue[blue.source_id == 5762406957886626816].iloc[0]
+    assert b["teff"] > 7000 and "OUTSIDE_TRAINING_DOMAIN" in b["flag_names"]
