@@ -26,7 +26,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -168,10 +169,6 @@ def iter_xp_continuous(
         for c in read_cols
     }
 
-    pending: list[pa.RecordBatch] = []
-    pending_rows = 0
-    n_problem_rows = 0
-    examples: list[str] = []
     counts: dict[str, set[int]] = {b: set() for b in BANDS}
     kwargs: dict[str, Any] = {}
     unread_corr = [
@@ -181,32 +178,21 @@ def iter_xp_continuous(
         # Only numeric arrays are quoted in such a file: the correlation text can be cut out
         # before tokenizing (~90% of a bulk file's bytes).
         kwargs["skip_quoted"] = unread_corr
-    for row0, raw in reader.iter_batches(read_cols, types, batch_rows, **kwargs):
-        batch = _normalise(raw, row0, url, out_cols, schema)
-        texts = batch.column(READ_PROBLEM)
-        n_problem_rows += batch.num_rows - texts.null_count
-        if len(examples) < 3 and texts.null_count < batch.num_rows:
-            examples += pc.drop_null(texts).slice(0, 3 - len(examples)).to_pylist()
-        pending.append(batch)
-        pending_rows += batch.num_rows
-        while pending_rows >= batch_rows:
-            merged = pa.Table.from_batches(pending, schema=schema).combine_chunks()
-            head, rest = merged.slice(0, batch_rows), merged.slice(batch_rows)
-            for out in head.to_batches():
-                yield _tag(out, url, counts)
-            pending = rest.to_batches()
-            pending_rows = rest.num_rows
-    if pending_rows:
-        for out in pa.Table.from_batches(pending, schema=schema).combine_chunks().to_batches():
-            yield _tag(out, url, counts)
-    if n_problem_rows:
+    tally = ReadProblemTally()
+    batches = (
+        _normalise(raw, row0, url, out_cols, schema)
+        for row0, raw in reader.iter_batches(read_cols, types, batch_rows, **kwargs)
+    )
+    for out in rebatch(batches, batch_rows, schema, tally):
+        yield _tag(out, url, counts)
+    if tally.n_rows:
         logger.warning(
             "%s: %d row(s) with read problems, kept (unreadable values null, a corrupt band null); "
             "column %r says which, e.g. %s",
             url,
-            n_problem_rows,
+            tally.n_rows,
             READ_PROBLEM,
-            " | ".join(examples),
+            " | ".join(tally.examples),
         )
     other = {b: sorted(c) for b, c in counts.items() if c and c != {DR3_N_COEFFICIENTS}}
     if other:
@@ -495,3 +481,35 @@ def covariance_from_correlations(errors: np.ndarray, correlations: np.ndarray) -
     r *= e[:, :, None]
     r *= e[:, None, :]
     return r
+
+
+@dataclass
+class ReadProblemTally:
+    """Rows with a `read_problem` note seen by :func:`rebatch`, and up to three of the notes."""
+
+    n_rows: int = 0
+    examples: list[str] = field(default_factory=list)
+
+
+def rebatch(
+    batches: Iterable[pa.RecordBatch], batch_rows: int, schema: pa.Schema, tally: ReadProblemTally
+) -> Iterator[pa.RecordBatch]:
+    """Record batches of exactly `batch_rows` rows (the last one shorter) from `batches`, counting their
+    `read_problem` notes in `tally` on the way."""
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+    for batch in batches:
+        texts = batch.column(READ_PROBLEM)
+        tally.n_rows += batch.num_rows - texts.null_count
+        if len(tally.examples) < 3 and texts.null_count < batch.num_rows:
+            tally.examples += pc.drop_null(texts).slice(0, 3 - len(tally.examples)).to_pylist()
+        pending.append(batch)
+        pending_rows += batch.num_rows
+        while pending_rows >= batch_rows:
+            merged = pa.Table.from_batches(pending, schema=schema).combine_chunks()
+            head, rest = merged.slice(0, batch_rows), merged.slice(batch_rows)
+            yield from head.to_batches()
+            pending = rest.to_batches()
+            pending_rows = rest.num_rows
+    if pending_rows:
+        yield from pa.Table.from_batches(pending, schema=schema).combine_chunks().to_batches()

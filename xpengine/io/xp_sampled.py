@@ -262,10 +262,11 @@ def iter_sampled_reader(
 ) -> Iterator[pa.RecordBatch]:
     """`iter_xp_sampled` on an opened format reader (`xpengine.io.formats`): the continuous reader
     hands over the files it recognises as sampled here without opening them twice."""
-    from xpengine.io.xp_continuous import _output_columns
+    from xpengine.io.xp_continuous import ReadProblemTally, _output_columns, rebatch
     from xpengine.spectra.representation import default_representation
 
     url = reader.src.url
+    tally = ReadProblemTally()
     try:
         layout = sampled_layout(reader.columns)
         if layout is None:
@@ -316,38 +317,19 @@ def iter_sampled_reader(
             "errors": "sampled_coefficient_errors: conservative upper bounds",
         }
         meta_base = {META_SOURCE: url.encode(), META_XP_INPUT: json.dumps(xp_input).encode()}
-        pending: list[pa.RecordBatch] = []
-        pending_rows = 0
-        n_problem_rows = 0
-        examples: list[str] = []
-        for block in blocks:
-            batch = _project(block, rep, scale, grid, out_cols, schema)
-            texts = batch.column(READ_PROBLEM)
-            n_problem_rows += batch.num_rows - texts.null_count
-            if len(examples) < 3 and texts.null_count < batch.num_rows:
-                examples += pc.drop_null(texts).slice(0, 3 - len(examples)).to_pylist()
-            pending.append(batch)
-            pending_rows += batch.num_rows
-            while pending_rows >= batch_rows:
-                merged = pa.Table.from_batches(pending, schema=schema).combine_chunks()
-                head, rest = merged.slice(0, batch_rows), merged.slice(batch_rows)
-                for out in head.to_batches():
-                    yield _tag(out, meta_base)
-                pending = rest.to_batches()
-                pending_rows = rest.num_rows
-        if pending_rows:
-            for out in pa.Table.from_batches(pending, schema=schema).combine_chunks().to_batches():
-                yield _tag(out, meta_base)
+        batches = (_project(block, rep, scale, grid, out_cols, schema) for block in blocks)
+        for out in rebatch(batches, batch_rows, schema, tally):
+            yield _tag(out, meta_base)
     finally:
         reader.src.close()
-    if n_problem_rows:
+    if tally.n_rows:
         logger.warning(
             "%s: %d sampled spectrum/spectra with read problems, kept with XP null; column %r says "
             "which, e.g. %s",
             url,
-            n_problem_rows,
+            tally.n_rows,
             READ_PROBLEM,
-            " | ".join(examples),
+            " | ".join(tally.examples),
         )
 
 
