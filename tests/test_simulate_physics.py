@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from xpengine.simulate import physics as ph
 
@@ -70,3 +71,17 @@ def test_secondary_clump_logg():
     _, logg = ph.red_clump_parameters(np.full(500, 2.5), np.zeros(500), rng)
     # REFERENCE §7: young (~1 Gyr, ~2.5 Msun) secondary clump at logg 2.7–2.9
     assert 2.7 <= np.median(logg) <= 2.9
+
+
+def test_survey_selection_goes_deeper_only_in_h():
+    from xpengine.simulate.observe import apogee_labels
+
+    h = np.array([6.5, 7.5, 12.0, 12.5, 13.4, 13.6, 12.0])
+    jk = np.array([0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.3])  # the last star is too blue for the colour cut
+    stars = {"h_m": h, "j_m": h + jk, "ks_m": h, "ak_targ": np.zeros(h.size)}
+    rng = np.random.default_rng(0)
+    assert apogee_labels(stars, rng, 1.0).tolist() == [False, True, True, False, False, False, False]
+    deep = apogee_labels(stars, rng, 1.0, h_max=13.5)
+    assert deep.tolist() == [False, True, True, True, True, False, False]
+    with pytest.raises(ValueError, match="h_max"):
+        apogee_labels(stars, rng, 1.0, h_max=6.0)

@@ -89,6 +89,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="fraction of APOGEE-selectable giants given survey labels (default 0.35; 1.0 for training skies)",
     )
+    p.add_argument(
+        "--survey-h-max",
+        type=float,
+        default=None,
+        help="faint H limit of the APOGEE-like survey labels (default 12.2, APOGEE-2; deeper skies teach "
+        "faint giants)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
     p.set_defaults(func=run)
 
@@ -111,6 +118,10 @@ def run(args: argparse.Namespace) -> int:
         if not 0.0 <= args.apogee_fraction <= 1.0:
             raise SystemExit(f"--apogee-fraction must be in [0, 1], got {args.apogee_fraction}")
         cfg = replace(cfg, apogee_fraction=args.apogee_fraction)
+    if args.survey_h_max is not None:
+        if not 7.0 < args.survey_h_max <= 17.0:
+            raise SystemExit(f"--survey-h-max must be in (7, 17], got {args.survey_h_max}")
+        cfg = replace(cfg, survey_h_max=args.survey_h_max)
     partitions = None
     if args.ranges:
         try:

@@ -468,7 +468,7 @@ def _apogee_rows(
     True M_H: physics "polynomial" :func:`xpengine.simulate.physics.metallicity_mh` (Salaris et al. 1993,
     0.638/0.362); "mist" the stars' `m_h` (0.694/0.306, the metallicity of their isochrone)."""
     ak_targ = tm["a_ks"] + rng.normal(0.0, 0.03, len(source_id))
-    sel = apogee_labels({**tm, "ak_targ": ak_targ}, rng, cfg.apogee_fraction)
+    sel = apogee_labels({**tm, "ak_targ": ak_targ}, rng, cfg.apogee_fraction, cfg.survey_h_max)
     idx = np.nonzero(sel)[0]
     n = idx.size
     h = tm["h_m"][idx]

@@ -20,7 +20,7 @@ missing-data rates (documented, approximate):
   missing (NaN) with probability 1 − 1/(1 + exp((m_lim + 0.7 − m)/0.15)), the whole source 1% of the time.
 - E(B−V) "3-D map" estimate: truth × lognormal(0.06 dex) + |N(0, 0.005)|, error 0.01 + 0.15 E(B−V);
   missing for `ebv_missing_rate` of the sources.
-- APOGEE-like: 7 ≤ H ≤ 12.2 and (J − Ks) − 1.45 AK_TARG ≥ 0.5 (APOGEE-2 main-survey colour cut;
+- APOGEE-like: 7 ≤ H ≤ 12.2 (`h_max`; deeper for training skies) and (J − Ks) − 1.45 AK_TARG ≥ 0.5 (APOGEE-2 main-survey colour cut;
   Zasowski et al. 2017), observed with probability `apogee_fraction`. AK_TARG = A_Ks + N(0, 0.03)
   (RJCE-like). Label noise: reported TEFF_ERR = 8 + 600/SNR K, LOGG_ERR = 0.02 + 3/SNR, M_H_ERR = 0.008
   + 1/SNR; the actual deviation from truth is drawn with sqrt(err² + sys²), sys = (40 K, 0.06, 0.03 dex,
@@ -191,12 +191,14 @@ def ebv_estimates(ebv: np.ndarray, rng: np.random.Generator, missing_rate: float
 
 
 def apogee_labels(
-    stars: dict[str, np.ndarray], rng: np.random.Generator, apogee_fraction: float
+    stars: dict[str, np.ndarray], rng: np.random.Generator, apogee_fraction: float, h_max: float = 12.2
 ) -> np.ndarray:
     """Boolean (N,) selection of stars an APOGEE-like survey observes (see module docstring); needs the
-    observed 2MASS columns and `ak_targ`."""
+    observed 2MASS columns and `ak_targ`. h_max: faint limit in H (APOGEE-2 main survey 12.2)."""
+    if not 7.0 < h_max:
+        raise ValueError(f"h_max must exceed the bright limit H = 7, got {h_max}")
     h = stars["h_m"]
     jk0 = stars["j_m"] - stars["ks_m"] - 1.45 * stars["ak_targ"]
     with np.errstate(invalid="ignore"):
-        cut = (h >= 7.0) & (h <= 12.2) & (jk0 >= 0.5)
+        cut = (h >= 7.0) & (h <= h_max) & (jk0 >= 0.5)
     return cut & (rng.random(h.shape[0]) < apogee_fraction)

@@ -74,6 +74,9 @@ class SkyConfig:
     no_parallax_rate: float = 0.003  # astrometric_params_solved = 3
     six_param_base: float = 0.05  # fraction of 6-parameter solutions at bright G (rises to 0.20 faint)
     apogee_fraction: float = 0.35  # fraction of colour/magnitude-selected stars APOGEE observed
+    # faint limit in H of the APOGEE-like selection (APOGEE-2 main survey: 12.2); training skies for faint
+    # catalogue giants (G > 15) go deeper
+    survey_h_max: float = 12.2
     apogee_duplicate_rate: float = 0.03  # EXTRATARG bit 4 duplicates
     tmass_random_missing: float = 0.01
     ebv_missing_rate: float = 0.02
