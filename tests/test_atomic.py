@@ -1,12 +1,18 @@
-"""`xpengine._atomic.directory_written_atomically`: all or nothing for model directories."""
+"""`xpengine.io.atomic`: all or nothing for files and model directories."""
 
 from __future__ import annotations
 
+import os
 import stat
+from pathlib import Path
 
 import pytest
 
-from xpengine._atomic import directory_written_atomically
+from xpengine.io.atomic import (
+    directory_written_atomically,
+    file_written_atomically,
+    write_text_atomically,
+)
 
 
 def test_success_replaces_and_failure_keeps_the_old_directory(tmp_path):
@@ -25,3 +31,50 @@ def test_success_replaces_and_failure_keeps_the_old_directory(tmp_path):
             raise RuntimeError("disk full")
     assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
     assert sorted(p.name for p in target.parent.iterdir()) == ["model"]  # no temporary left
+
+
+def test_directory_swap_never_leaves_the_path_empty(tmp_path, monkeypatch):
+    """The old directory is renamed aside before the new one comes in; if renaming in fails it comes back."""
+    import xpengine.io.atomic as atomic
+
+    target = tmp_path / "model"
+    with directory_written_atomically(target) as tmp:
+        (tmp / "a.txt").write_text("one")
+    real_replace = os.replace
+    calls = []
+
+    def failing_second_replace(src, dst):
+        calls.append((Path(src).name, Path(dst).name))
+        if len(calls) == 2:  # the new directory onto the path
+            assert not target.exists()  # the old one is aside, not deleted
+            raise OSError("rename failed")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", failing_second_replace)
+    with pytest.raises(OSError, match="rename failed"):
+        with directory_written_atomically(target) as tmp:
+            (tmp / "b.txt").write_text("two")
+    monkeypatch.undo()
+    assert calls[0][0] == "model" and calls[0][1].startswith(".model.old-")
+    assert sorted(p.name for p in target.iterdir()) == ["a.txt"]  # the old one renamed back
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_file_written_atomically(tmp_path):
+    target = tmp_path / "out.json"
+    assert write_text_atomically(target, "one") == target
+    assert target.read_text() == "one"
+    with pytest.raises(RuntimeError, match="disk full"):
+        with file_written_atomically(target) as tmp:
+            assert tmp.parent == tmp_path and tmp.name.startswith(".out.json.tmp-")
+            tmp.write_text("half")
+            raise RuntimeError("disk full")
+    assert target.read_text() == "one"
+    side = tmp_path / "_tmp"
+    side.mkdir()
+    with file_written_atomically(target, tmp_dir=side) as tmp:
+        assert tmp.parent == side
+        tmp.write_text("two")
+    assert target.read_text() == "two"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["_tmp", "out.json"]
+    assert not list(side.iterdir())

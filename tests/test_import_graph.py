@@ -3,7 +3,7 @@
 Every `import xpengine.X...` / `from xpengine.X... import` in the package (module level or inside a
 function: a lazy import is still a dependency) is an edge between subpackages. The floors, lowest first:
 
-    0  _atomic, _gaiaxpy, spectra, io         files, formats, the XP representation
+    0  _gaiaxpy, spectra, io                  files, formats, the XP representation
     1  features                               tokens from tables (pure maths)
     2  model, datasets, catalog, simulate     the network, training sets, the catalogue's schema and
                                               queries, the simulated sky
@@ -22,7 +22,6 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "xpengine"
 FLOORS = {
-    "_atomic": 0,
     "_gaiaxpy": 0,
     "spectra": 0,
     "io": 0,

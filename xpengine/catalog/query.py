@@ -47,6 +47,7 @@ import pyarrow as pa
 
 from xpengine.catalog import sky
 from xpengine.catalog.errors import CatalogNotFoundError, QueryError
+from xpengine.io.atomic import file_written_atomically
 
 __all__ = [
     "CatalogConnection",
@@ -680,27 +681,24 @@ def write_table_stream(
         raise QueryError(f"output file {str(path)!r} exists; pass overwrite (--overwrite) to replace it")
     if not path.parent.exists():
         raise CatalogNotFoundError(f"output directory {str(path.parent)!r} does not exist")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     schema = reader.schema.with_metadata({**(reader.schema.metadata or {}), **(schema_metadata or {})})
     n = 0
-    writer = (
-        pq.ParquetWriter(tmp, schema, compression="zstd")
-        if suffix == ".parquet"
-        else pacsv.CSVWriter(tmp, reader.schema)
-    )
-    try:
+    with file_written_atomically(path) as tmp:
+        writer = (
+            pq.ParquetWriter(tmp, schema, compression="zstd")
+            if suffix == ".parquet"
+            else pacsv.CSVWriter(tmp, reader.schema)
+        )
         try:
-            for batch in reader:
-                writer.write_batch(batch)
-                n += batch.num_rows
-        except (duckdb.Error, pa.ArrowException) as exc:
-            raise QueryError(f"SQL error while writing {str(path)!r}: {_clean(exc)}") from exc
-        writer.close()
-        writer = None
-        os.replace(tmp, path)
-    finally:
-        if writer is not None:
+            try:
+                for batch in reader:
+                    writer.write_batch(batch)
+                    n += batch.num_rows
+            except (duckdb.Error, pa.ArrowException) as exc:
+                raise QueryError(f"SQL error while writing {str(path)!r}: {_clean(exc)}") from exc
             writer.close()
-        if tmp.exists():
-            tmp.unlink()
+            writer = None
+        finally:
+            if writer is not None:
+                writer.close()
     return n

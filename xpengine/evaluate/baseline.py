@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from xpengine._atomic import directory_written_atomically
+from xpengine.io.atomic import directory_written_atomically
 
 __all__ = [
     "BASELINE_LABELS",

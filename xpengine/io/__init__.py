@@ -15,6 +15,8 @@ Writing:
   `xpengine compact` converts bulk partitions into `ModelInputs_AAAAAA-BBBBBB.parquet`).
 - `OutputTarget`: refuse an existing output unless asked, write under a temporary name, rename on
   success (`with OutputTarget(path, overwrite, hint="--overwrite") as tmp: ...`).
+- `file_written_atomically`, `write_bytes_atomically`, `write_text_atomically`,
+  `directory_written_atomically` (`xpengine.io.atomic`): the same for local files and directories.
 Maths: `covariance_from_correlations`, `list_column_to_numpy`.
 Row-level problems (an unreadable value, a NaN/inf/absurd coefficient, a wrong-length array) never
 fail a file: the row is kept, the value (or the band) null, and `read_problem` says what, where.
@@ -23,6 +25,12 @@ coefficient counts of a table (Gaia DR3: 55 per band; DR4: 51 for BP).
 """
 
 from xpengine.io._source import OutputTarget
+from xpengine.io.atomic import (
+    directory_written_atomically,
+    file_written_atomically,
+    write_bytes_atomically,
+    write_text_atomically,
+)
 from xpengine.io.bulk import write_bulk_gaia_source, write_bulk_xp_continuous
 from xpengine.io.errors import GaiaFileError
 from xpengine.io.formats import identify_format
@@ -80,7 +88,9 @@ __all__ = [
     "Partition",
     "coefficient_counts",
     "covariance_from_correlations",
+    "directory_written_atomically",
     "discover_partitions",
+    "file_written_atomically",
     "gaia_source_schema",
     "identify_format",
     "is_model_inputs",
@@ -104,7 +114,9 @@ __all__ = [
     "verify_md5sums",
     "write_bulk_gaia_source",
     "write_bulk_xp_continuous",
+    "write_bytes_atomically",
     "write_model_inputs",
+    "write_text_atomically",
     "xp_column_names",
     "xp_schema",
 ]

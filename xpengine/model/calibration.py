@@ -96,10 +96,9 @@ class Calibration:
             p = p / CALIBRATION_FILE
         if p.exists() and not overwrite:
             raise FileExistsError(f"{p} exists; pass overwrite=True (--overwrite) to replace it")
-        tmp = p.with_name(f".{p.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False))
-        os.replace(tmp, p)
-        return p
+        from xpengine.io.atomic import write_text_atomically
+
+        return write_text_atomically(p, json.dumps(self.to_dict(), indent=1, allow_nan=False))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Calibration:

@@ -36,8 +36,8 @@ from typing import Any
 
 import torch
 
-from xpengine._atomic import directory_written_atomically
 from xpengine.features.vocabulary import Vocabulary
+from xpengine.io.atomic import directory_written_atomically
 from xpengine.model.standardize import Standardization
 from xpengine.model.transformer import ModelConfig, XPTransformer
 

@@ -42,6 +42,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from xpengine.io.atomic import file_written_atomically
+
 __all__ = [
     "CatalogWriter",
     "OutputLockedError",
@@ -299,19 +301,13 @@ class CatalogWriter:
             f.write(payload)
 
     def _atomic_write(self, path: str, write_fn) -> None:
-        import pyarrow.fs as pafs
-
         if self._local:
-            head, _, tail = path.rpartition("/")
-            tmp = f"{self.root}/{TMP_DIR}/{tail}.{uuid.uuid4().hex[:8]}"
+            head = path.rpartition("/")[0]
             self.fs.create_dir(f"{self.root}/{TMP_DIR}", recursive=True)
             self.fs.create_dir(head, recursive=True)
-            try:
-                write_fn(tmp)
-                self.fs.move(tmp, path)  # rename within one file system: atomic on POSIX
-            finally:
-                if self.fs.get_file_info(tmp).type != pafs.FileType.NotFound:
-                    self.fs.delete_file(tmp)
+            # written in _tmp (swept by prepare), renamed in: atomic on POSIX
+            with file_written_atomically(path, tmp_dir=f"{self.root}/{TMP_DIR}") as tmp:
+                write_fn(str(tmp))
         else:
             # object stores: an object becomes visible only when its upload completes
             write_fn(path)

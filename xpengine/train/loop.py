@@ -42,6 +42,7 @@ import xpengine
 from xpengine.datasets.schema import TrainingArrays
 from xpengine.features.vocabulary import Vocabulary
 from xpengine.io import sha256_of
+from xpengine.io.atomic import directory_written_atomically
 from xpengine.model.checkpoint import (
     WEIGHTS_FILE,
     Checkpoint,
@@ -401,11 +402,10 @@ def train(
         )
     model_dir = out / "model"
     if last_ckpt.resolve() != model_dir.resolve():
-        tmp = out / ".model.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(last_ckpt, tmp)
-        shutil.rmtree(model_dir, ignore_errors=True)
-        os.replace(tmp, model_dir)
+        # copy into a fresh directory, rename the old model aside, rename the copy in, then delete
+        # the old one: out/model is never missing or half-written while a checkpoint exists
+        with directory_written_atomically(model_dir) as tmp:
+            shutil.copytree(last_ckpt, tmp, dirs_exist_ok=True)
     return TrainResult(
         output_dir=out,
         model_dir=model_dir,
