@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from _query_catalog import f64, giants_mask, simulate, to_table, write_catalog
+from _query_catalog import LABELS, f64, giants_mask, simulate, to_table, write_catalog
 
 from xpengine.catalog.presets import DEFAULT_EXCLUDE_FLAGS, PRESETS, describe_presets
 from xpengine.catalog.query import QueryError, open_catalog, query_catalog
@@ -231,51 +231,81 @@ RC_STARS = [
     # Z = 0.0017 is below the colour cut's lower bound for every jk0 ≥ 0.5 (≥ 0.0020)
     ("R", 4800.0, 2.1586, -1.0, 0, 0.60, True, False),
     ("S", 4800.0, 2.1592, -1.0, 0, 0.60, False, False),
+    # HIGH_UNCERTAINTY follows the mass and age σ: not a red-clump quality cut
+    ("T", 4700.0, 2.40, 0.0, int(SourceFlag.HIGH_UNCERTAINTY), 0.60, True, True),
+]
+# Every star above has a parallax distance and M_G0 = 0.44 (the clump's); these differ only there:
+# (name, M_G0 or None for no parallax distance, selected by default)
+RC_MAGNITUDES = [
+    ("U", 1.50, False),  # a first-ascent giant below the clump
+    ("V", -0.50, False),  # above it
+    ("W", 0.05, True),  # inside the window [0.04, 0.84]
+    ("X", 0.83, True),
+    ("Y", None, False),  # distance from the model, not a parallax
 ]
 
 
 def _rc_catalog(tmp_path):
-    n = len(RC_STARS)
-    cols = simulate(n, seed=9)
-    for k, (_, teff, logg, m_h, flags, *_rest) in enumerate(RC_STARS):
-        cols["teff"][k], cols["logg"][k], cols["m_h"][k], cols["flags"][k] = teff, logg, m_h, flags
+    stars = RC_STARS + [(name, 4700.0, 2.40, 0.0, 0, 0.60, True, True) for name, *_ in RC_MAGNITUDES]
+    mg0 = [0.44] * len(RC_STARS) + [m for _, m, _ in RC_MAGNITUDES]
+    n = len(stars)
+    cols = simulate(n, seed=9, labels=(*LABELS, "ebv"))
+    for k, (_, teff, logg, m_h, flags, *_rest) in enumerate(stars):
+        cols["teff"][k], cols["logg"][k], cols["m_h"][k] = teff, logg, m_h
+        # G = M_G0 + 5 log10(d / 10 pc) + 2.74 E(B−V) with d = 2 kpc, E(B−V) = 0.3
+        cols["ebv"][k] = 0.3
+        cols["distance_pc"][k] = 2000.0
+        cols["phot_g_mean_mag"][k] = (mg0[k] if mg0[k] is not None else 0.44) + 5 * np.log10(200.0) + 2.74 * 0.3
+        by = SourceFlag.DISTANCE_FROM_PARALLAX if mg0[k] is not None else SourceFlag.DISTANCE_FROM_MODEL
+        cols["flags"][k] = flags | int(by)
     d = tmp_path / "rc"
     d.mkdir()
-    pq.write_table(to_table(cols), d / "XpContinuousMeanSpectrum_000000-786431.parquet")
-    colours = pa.table({"source_id": cols["source_id"], "jk0": [s[5] for s in RC_STARS]})
+    pq.write_table(to_table(cols, (*LABELS, "ebv")), d / "XpContinuousMeanSpectrum_000000-786431.parquet")
+    colours = pa.table({"source_id": cols["source_id"], "jk0": [s[5] for s in stars]})
     pq.write_table(colours, tmp_path / "colours.parquet")
-    return d, cols
+    return d, cols, {sid: st[0] for sid, st in zip(cols["source_id"], stars, strict=True)}
 
 
 def test_red_clump_hand_placed_stars(tmp_path):
-    d, cols = _rc_catalog(tmp_path)
-    names = {sid: s[0] for sid, s in zip(cols["source_id"], RC_STARS, strict=True)}
+    d, cols, names = _rc_catalog(tmp_path)
     t = query_catalog(d, preset="red-clump")
     got = sorted(names[s] for s in t.column("source_id").to_pylist())
-    assert got == sorted(s[0] for s in RC_STARS if s[6])
-    # the same with a numpy transcription of the published formulas
-    teff, logg, m_h = (cols[c].astype(np.float64) for c in ("teff", "logg", "m_h"))
+    want = [s[0] for s in RC_STARS if s[6]] + [name for name, _, sel in RC_MAGNITUDES if sel]
+    assert got == sorted(want)
+    # the same with a numpy transcription of the published formulas and the magnitude window
+    teff, logg, m_h, g, dist, ebv = (
+        cols[c].astype(np.float64) for c in ("teff", "logg", "m_h", "phot_g_mean_mag", "distance_pc", "ebv")
+    )
     upper = 0.0018 * (teff - (-382.5 * m_h + 4607.0)) + 2.5
     z = 0.017 * 10**m_h
-    m = ((cols["flags"] & DEFAULT_EXCLUDE_FLAGS) == 0) & (logg >= 1.8) & (logg <= upper) & (z <= 0.06)
+    flags = cols["flags"].astype(np.int64)
+    quality = (flags & int(SourceFlag.NO_PREDICTION | SourceFlag.OUTSIDE_TRAINING_DOMAIN)) == 0
+    mg0 = g - 5 * np.log10(dist / 10) - 2.74 * ebv
+    by_plx = (flags & int(SourceFlag.DISTANCE_FROM_PARALLAX)) != 0
+    m = quality & (logg >= 1.8) & (logg <= upper) & (z <= 0.06) & by_plx & (mg0 >= 0.04) & (mg0 <= 0.84)
     assert got == sorted(names[s] for s in cols["source_id"][m])
+    # without the magnitude cut: the Teff–logg–[M/H] cuts alone (every hand-placed magnitude star passes)
+    t = query_catalog(d, preset="red-clump", params={"mg0_min": "none"})
+    got = sorted(names[s] for s in t.column("source_id").to_pylist())
+    assert got == sorted([s[0] for s in RC_STARS if s[6]] + [name for name, *_ in RC_MAGNITUDES])
+    with pytest.raises(QueryError, match="mg0_max.*needs the magnitude cut"):
+        query_catalog(d, preset="red-clump", params={"mg0_min": "none", "mg0_max": 1.0})
 
 
 def test_red_clump_with_colours(tmp_path):
-    d, cols = _rc_catalog(tmp_path)
-    names = {sid: s[0] for sid, s in zip(cols["source_id"], RC_STARS, strict=True)}
+    d, cols, names = _rc_catalog(tmp_path)
     t = query_catalog(
         d, preset="red-clump", params={"jk0_view": "colours"}, joins={"colours": tmp_path / "colours.parquet"}
     )
     assert sorted(names[s] for s in t.column("source_id").to_pylist()) == sorted(
-        s[0] for s in RC_STARS if s[7]
+        [s[0] for s in RC_STARS if s[7]] + [name for name, _, sel in RC_MAGNITUDES if sel]
     )
     assert "jk0" in t.column_names
     assert t.schema.metadata is not None
 
 
 def test_red_clump_colour_view_must_exist(tmp_path):
-    d, _ = _rc_catalog(tmp_path)
+    d, _, _ = _rc_catalog(tmp_path)
     with pytest.raises(QueryError, match="jk0_view 'colours' is not a joined table"):
         query_catalog(d, preset="red-clump", params={"jk0_view": "colours"})
     with pytest.raises(QueryError, match=r"jk0_min.*needs jk0_view"):

@@ -44,6 +44,7 @@ __all__ = [
     "PRESETS",
     "Preset",
     "PresetParam",
+    "RC_EXCLUDE_FLAGS",
     "build_sql",
     "describe_presets",
     "get_preset",
@@ -248,8 +249,21 @@ def _build_giants(p: dict[str, Any], user_set: frozenset[str], cat: CatalogConne
 # red clump
 # --------------------------------------------------------------------------------------------
 _RC_DOC = """\
-Red-clump candidates with the cuts of Bovy et al. 2014 (ApJ 790, 127, §2; "The APOGEE red-clump
-catalog"), applied to the predicted Teff, logg and [M/H] ([M/H] stands in for [Fe/H]):
+Red-clump candidates: the red clump as a standard candle in Gaia, and the cuts of Bovy et al. 2014
+(ApJ 790, 127, §2; "The APOGEE red-clump catalog") on the predicted Teff, logg and [M/H].
+By default a candidate needs a distance from its own parallax (flag DISTANCE_FROM_PARALLAX:
+zero-point-corrected ϖ/σ_ϖ ≥ 5, RUWE ≤ 1.4) and a dereddened absolute magnitude
+  * mg0_min ≤ M_G0 ≤ mg0_max, M_G0 = G − 5 log10(distance_pc / 10 pc) − r_g · E(B−V),
+with the catalogue's predicted E(B−V). The default window is the red clump's M_G = 0.44 ± 0.20 mag
+(Hawkins et al. 2017, MNRAS 471, 722) ± 2σ; r_g = A_G/E(B−V) = 2.74 (a red-clump-like spectrum,
+Casagrande & VandenBerg 2018). First-ascent giants cross the clump's luminosity, so the
+Teff–logg–[M/H] cuts below still apply. Set mg0_min=none to drop the magnitude cut (then stars without
+a significant parallax are kept too, at a much lower purity: the predicted Teff and logg alone do not
+separate the clump from the RGB at XP precision). On the simulated sky of benchmarks/sim_sky_checks.py
+(seed 23, gaia-xp) the magnitude cut raised the purity from 0.37 to 0.74 at a completeness of 0.17.
+The quality cut `exclude_flags` leaves HIGH_UNCERTAINTY out by default: that bit follows the mass and
+age σ, which this selection does not use.
+Bovy et al. 2014 cuts ([M/H] stands in for [Fe/H]):
   * 1.8 ≤ logg ≤ 0.0018 dex K^-1 · (Teff − Teff_ref) + 2.5 dex,
     Teff_ref = −382.5 K dex^-1 · [M/H] + 4607 K,
   * Z ≤ 0.06, with Z = 0.017 · 10^[M/H] (Z_sun = 0.017, as in the APOGEE-RC code),
@@ -264,8 +278,28 @@ extra logg cut of later APOGEE-RC releases (logg ≤ (Teff − 4800 K)/1000 K + 
 Formulas checked against the catalogue's code (github jobovy/apogee, apogee/samples/rc.py,
 `loggteffcut`, `jkzcut`: the rounded constants above follow from its definitions)."""
 
+RC_EXCLUDE_FLAGS: int = int(SourceFlag.NO_PREDICTION | SourceFlag.OUTSIDE_TRAINING_DOMAIN)
+"""The red-clump preset's default quality cut: NO_PREDICTION | OUTSIDE_TRAINING_DOMAIN (327680)."""
+
 _RC_PARAMS: tuple[PresetParam, ...] = (
-    _QUALITY,
+    PresetParam(
+        "exclude_flags",
+        RC_EXCLUDE_FLAGS,
+        "",
+        "sources with any of these flag bits are dropped (default: NO_PREDICTION | OUTSIDE_TRAINING_DOMAIN "
+        "= 327680; HIGH_UNCERTAINTY follows the mass/age σ, which this selection does not use)",
+        kind=int,
+        minimum=0,
+    ),
+    PresetParam(
+        "mg0_min",
+        0.04,
+        "mag",
+        "bright limit of the dereddened absolute G (needs a parallax distance; none: no magnitude cut)",
+        nullable=True,
+    ),
+    PresetParam("mg0_max", 0.84, "mag", "faint limit of the dereddened absolute G"),
+    PresetParam("r_g", 2.74, "", "A_G / E(B−V) for the dereddening", minimum=0),
     PresetParam("logg_min", 1.8, "dex", "lower logg limit"),
     PresetParam("logg_slope", 0.0018, "dex/K", "slope of the upper logg limit in Teff − Teff_ref"),
     PresetParam("logg_zero", 2.5, "dex", "upper logg limit at Teff = Teff_ref"),
@@ -296,6 +330,23 @@ def _build_red_clump(p: dict[str, Any], user_set: frozenset[str], cat: CatalogCo
         f"c.logg <= {_num(p['logg_slope'])} * (c.teff - {teff_ref}) + {_num(p['logg_zero'])}",
         f"{zexpr} <= {_num(p['z_max'])}",
     ]
+    if p["mg0_min"] is None:
+        for k in ("mg0_max", "r_g"):
+            if k in user_set:
+                raise QueryError(f"parameter {k!r} needs the magnitude cut (mg0_min is none)")
+    else:
+        need = [col for col in ("phot_g_mean_mag", "distance_pc", "ebv") if col not in cat.columns]
+        if need:
+            raise QueryError(
+                f"the red-clump magnitude cut needs column(s) {need}, which the catalogue lacks; "
+                "set mg0_min=none to select on Teff, logg and [M/H] alone"
+            )
+        mg0 = f"(c.phot_g_mean_mag - 5.0 * log10(c.distance_pc / 10.0) - {_num(p['r_g'])} * c.ebv)"
+        conds += [
+            f"(c.flags & {int(SourceFlag.DISTANCE_FROM_PARALLAX)}) != 0",
+            "isfinite(c.phot_g_mean_mag) AND isfinite(c.distance_pc) AND c.distance_pc > 0 AND isfinite(c.ebv)",
+            f"{mg0} >= {_num(p['mg0_min'])} AND {mg0} <= {_num(p['mg0_max'])}",
+        ]
     view = p["jk0_view"]
     if view is None:
         for k in ("jk0_min", "jk0_max"):
@@ -503,7 +554,7 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "red-clump",
-            "red-clump candidates (Bovy et al. 2014 Teff–logg–[M/H] cuts): catalogue rows",
+            "red-clump candidates (parallax M_G0 window + Bovy et al. 2014 Teff–logg–[M/H] cuts): catalogue rows",
             _RC_DOC,
             _RC_PARAMS,
             _build_red_clump,
