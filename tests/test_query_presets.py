@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 from _query_catalog import LABELS, f64, giants_mask, simulate, to_table, write_catalog
 
-from xpengine.catalog.presets import DEFAULT_EXCLUDE_FLAGS, PRESETS, describe_presets
+from xpengine.catalog.presets import PRESETS, describe_presets
 from xpengine.catalog.query import QueryError, open_catalog, query_catalog
 from xpengine.catalog.schema import catalog_schema
 from xpengine.catalog.sky import hpx8_to_level
@@ -255,7 +255,9 @@ def _rc_catalog(tmp_path):
         # G = M_G0 + 5 log10(d / 10 pc) + 2.74 E(B−V) with d = 2 kpc, E(B−V) = 0.3
         cols["ebv"][k] = 0.3
         cols["distance_pc"][k] = 2000.0
-        cols["phot_g_mean_mag"][k] = (mg0[k] if mg0[k] is not None else 0.44) + 5 * np.log10(200.0) + 2.74 * 0.3
+        cols["phot_g_mean_mag"][k] = (
+            (mg0[k] if mg0[k] is not None else 0.44) + 5 * np.log10(200.0) + 2.74 * 0.3
+        )
         by = SourceFlag.DISTANCE_FROM_PARALLAX if mg0[k] is not None else SourceFlag.DISTANCE_FROM_MODEL
         cols["flags"][k] = flags | int(by)
     d = tmp_path / "rc"
@@ -288,12 +290,12 @@ def test_red_clump_hand_placed_stars(tmp_path):
     t = query_catalog(d, preset="red-clump", params={"mg0_min": "none"})
     got = sorted(names[s] for s in t.column("source_id").to_pylist())
     assert got == sorted([s[0] for s in RC_STARS if s[6]] + [name for name, *_ in RC_MAGNITUDES])
-    with pytest.raises(QueryError, match="mg0_max.*needs the magnitude cut"):
+    with pytest.raises(QueryError, match=r"mg0_max.*needs the magnitude cut"):
         query_catalog(d, preset="red-clump", params={"mg0_min": "none", "mg0_max": 1.0})
 
 
 def test_red_clump_with_colours(tmp_path):
-    d, cols, names = _rc_catalog(tmp_path)
+    d, _, names = _rc_catalog(tmp_path)
     t = query_catalog(
         d, preset="red-clump", params={"jk0_view": "colours"}, joins={"colours": tmp_path / "colours.parquet"}
     )

@@ -42,9 +42,9 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_EXCLUDE_FLAGS",
     "PRESETS",
+    "RC_EXCLUDE_FLAGS",
     "Preset",
     "PresetParam",
-    "RC_EXCLUDE_FLAGS",
     "build_sql",
     "describe_presets",
     "get_preset",

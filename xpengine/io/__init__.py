@@ -7,6 +7,8 @@ Reading (any of: bulk `*.csv.gz` ECSV, archive CSV/ECSV, FITS, VOTable, Parquet;
   `calibrate` output (files or in-memory tables) as projected coefficients (`xpengine.spectra`).
 - `read_gaia_source` / `iter_gaia_source`: the `gaiadr3.gaia_source` columns the engine needs.
 - `read_table`: any other table (2MASS, E(B−V)), `join_sources`: left join on source_id.
+- `read_fits_columns` / `open_fits_table`: large local FITS tables (APOGEE allStar, DistMass, the
+  APOGEE×XP file) memory-mapped, as numpy columns.
 - `discover_partitions`: pair bulk XP and GaiaSource partition files; `read_md5sums`, `verify_md5sums`.
 Writing:
 - `write_bulk_xp_continuous`, `write_bulk_gaia_source`: the Gaia bulk-download layout.
@@ -33,6 +35,7 @@ from xpengine.io.atomic import (
 )
 from xpengine.io.bulk import write_bulk_gaia_source, write_bulk_xp_continuous
 from xpengine.io.errors import GaiaFileError
+from xpengine.io.fits_tables import open_fits_table, read_fits_columns
 from xpengine.io.formats import identify_format
 from xpengine.io.gaia_source import iter_gaia_source, read_gaia_source
 from xpengine.io.model_inputs import (
@@ -103,6 +106,8 @@ __all__ = [
     "md5_of",
     "model_inputs_provenance",
     "model_inputs_table",
+    "open_fits_table",
+    "read_fits_columns",
     "read_gaia_source",
     "read_md5sums",
     "read_model_inputs",
