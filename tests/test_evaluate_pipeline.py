@@ -173,6 +173,7 @@ def test_baseline_config_yaml_and_errors(tmp_path) -> None:
         BaselineConfig(nan_policy="drop", n_estimators=0)
 
 
+@pytest.mark.slow
 def test_baseline_trains_saves_and_reloads(tmp_path, dataset) -> None:
     train = load_eval_set(dataset, split="train")
     test = load_eval_set(dataset, split="test")
@@ -252,6 +253,7 @@ def test_scenario_masks(sky) -> None:
 # End to end
 
 
+@pytest.mark.slow
 def test_evaluate_end_to_end(tmp_path, dataset, sky) -> None:
     out = tmp_path / "eval"
     predictor = PosteriorPredictor(sky)
@@ -357,6 +359,7 @@ def test_evaluate_calibrates_underestimated_sigma(tmp_path, dataset, sky) -> Non
     assert json.loads((tmp_path / "eval" / "calibration.json").read_text())["labels"]["teff"]["applied"]
 
 
+@pytest.mark.slow
 def test_cli_registration(monkeypatch, tmp_path, sky) -> None:
     import argparse
 
@@ -389,6 +392,7 @@ def test_cli_registration(monkeypatch, tmp_path, sky) -> None:
     assert set(m["files"]) >= {"calibration.json", "residuals_vs_snr.png", "one_to_one.png"}
 
 
+@pytest.mark.slow
 def test_evaluate_real_tiny_checkpoint(tmp_path, dataset) -> None:
     """A tiny transformer trained for a few epochs with xpengine.train, loaded through the real
     Predictor: the plumbing end to end (no accuracy claim for a model this small and short-trained)."""

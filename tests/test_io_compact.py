@@ -113,6 +113,7 @@ def test_compact_partition_plans_like_the_job(converted):
     assert all(io.is_model_inputs(t.xp) for t in tasks)
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_job_on_compact_inputs_gives_the_bulk_catalogue(ray_local, converted, sky_dir, tmp_path):
     """`infer_gaia.py --input COMPACT` (no --gaia-source, no side tables) = the job on the bulk files

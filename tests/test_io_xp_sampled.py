@@ -463,6 +463,7 @@ def test_long_layout_sources_across_reader_batches():
 # the catalogue job
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_job_on_sampled_files(ray_local, tmp_path):
     """The catalogue job (what `xpengine infer --input FILE` and jobs/infer_gaia.py run) on the archive's

@@ -19,7 +19,7 @@ from xpengine.features.flags import SourceFlag
 from xpengine.pipeline.config import InferenceConfig
 from xpengine.pipeline.ray_job import run_inference
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 PARTS = ("000000-003111", "245760-248871", "688128-691239")
 

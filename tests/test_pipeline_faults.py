@@ -24,7 +24,7 @@ import pytest
 
 from xpengine.features.flags import SourceFlag
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 GAIA_XP = Path(__file__).parent / "data" / "gaia_xp"

@@ -254,6 +254,7 @@ def test_job_refuses_an_unwritable_output_before_computing(tmp_path):
         _undo_read_only(out)
 
 
+@pytest.mark.slow
 def test_xpengine_infer_runs_the_job_on_a_single_file(tmp_path):
     """`xpengine infer --input FILE --output DIR`: the same job as jobs/infer_gaia.py, on one archive file."""
     import pyarrow.parquet as pq

@@ -10,6 +10,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
 from xpengine.datasets.schema import write_training_set
 from xpengine.inference.predictor import Predictor
 
@@ -26,6 +28,7 @@ def _real_star_checks():
     return module
 
 
+@pytest.mark.slow
 def test_globular_cluster_and_metal_poor_giants_come_out_old_and_light(apogee_xp_dev_build, tmp_path):
     from _datasets_real import DEV
 

@@ -116,6 +116,7 @@ def test_fits_and_parquet_products(sky):
     )
 
 
+@pytest.mark.slow
 def test_same_seed_identical_bytes_other_seed_differs(sky, tmp_path):
     path, _ = sky
     again = tmp_path / "again"
@@ -329,6 +330,7 @@ def test_ecsv_comparison_is_exact_except_floats():
         _assert_ecsv_close(ref, ref.replace("float64[2]", "float32[2]"), "t")
 
 
+@pytest.mark.slow
 def test_bundled_sky_regenerates_from_its_documented_command(tmp_path):
     """Regenerating with the command in the sky's README gives the same tables, compared numerically
     (see `_assert_ecsv_close`): text identical except floating-point values, which agree within 1e-12 of

@@ -172,6 +172,7 @@ def test_embeddings_match_the_encoder_output(predictor, stars) -> None:
     np.testing.assert_allclose(emb.embedding[0], out.context[0].mean(dim=0).numpy(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_figures_command_writes_every_file(tiny_sky_model, sky_parquet, tmp_path, monkeypatch) -> None:
     """Every task file and figure; the evaluation report is delegated to `run_evaluation` (its figures take
     ~10 s and are tested by the evaluate area), so here a stand-in checks the call against its signature."""

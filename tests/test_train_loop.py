@@ -62,6 +62,7 @@ def _config(path: Path, **kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
+@pytest.mark.slow
 def test_learns_labels_from_xp_tokens(toy10, tmp_path):
     tr, va = _arrays(toy10)
     cfg = _config(toy10, epochs=30, scheduler_t0=30, val_every=10, checkpoint_every=30)

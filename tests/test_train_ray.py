@@ -56,6 +56,7 @@ def test_no_ray_entry_point(direct_run):
     assert (direct_run / "checkpoints" / "epoch_000002" / "train_state.json").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_ray_train_smoke_matches_direct_run(ray_local, toy, direct_run, tmp_path):
     args = ["--config", str(ROOT / "configs/train/tiny.yaml"), f"data_path={toy}", "epochs=2"]
@@ -72,6 +73,7 @@ def test_ray_train_smoke_matches_direct_run(ray_local, toy, direct_run, tmp_path
     assert stored, "no checkpoint reached Ray storage"
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_predictor_as_ray_data_udf(ray_local, toy, direct_run):
     import ray.data
