@@ -4,6 +4,8 @@ that turns token batches into catalogue columns (labels, σ, distance) with flag
 `catalogue_batch` builds one token batch from a joined XP (+ gaia_source, 2MASS, E(B−V)) table;
 `CatalogPredictor` loads a model once and serves it. The Ray job (`xpengine.pipeline`) maps both over
 partitions; `Predictor.from_xp` calls them on a notebook's table, so both get the same features and flags.
+The flag policy (training domain, error thresholds) is `xpengine.catalog.flag_policy.catalogue_flags`,
+a pure function of the predicted and measured arrays.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ import logging
 
 import numpy as np
 
+from xpengine.catalog.flag_policy import FlagPolicy, catalogue_flags
 from xpengine.catalog.schema import (
     LABELS,
-    MASS_AGE_LABELS,
     check_learned_labels,
     label_tokens,
     model_default_labels,
@@ -162,13 +164,18 @@ class CatalogPredictor:
         self._fakemag_in_context = "g_fakemag" in context
         self._inputs_without_fakemag = [t for t in context if t != "g_fakemag"]
         self.batch_size = batch_size
-        self.giant_logg_max = giant_logg_max
-        self.giant_teff_range = giant_teff_range
-        self.giant_abs_g_max = giant_abs_g_max
-        self.hot_bp_rp_max = hot_bp_rp_max  # (BP−RP)₀ below this: hotter than ~5800 K, outside the domain
+        self.flag_policy = FlagPolicy(
+            giant_logg_max=giant_logg_max,
+            giant_teff_range=giant_teff_range,
+            giant_abs_g_max=giant_abs_g_max,
+            hot_bp_rp_max=hot_bp_rp_max,
+            max_error=max_error or {},
+            max_relative_error=max_relative_error or {},
+        )
         self._fakemag_col = vocab.index("g_fakemag") if "g_fakemag" in vocab else None
-        self.max_error = max_error or {}
-        self.max_relative_error = max_relative_error or {}
+        # input-token columns the flag policy reads (None: not in the vocabulary)
+        self._logebv_col = vocab.index("logebv") if "logebv" in vocab else None
+        self._bprp_col = vocab.index("bprp") if "bprp" in vocab else None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         values = np.asarray(batch["values"], dtype=np.float32)
@@ -244,13 +251,20 @@ class CatalogPredictor:
         flags[by_parallax] |= int(SourceFlag.DISTANCE_FROM_PARALLAX)
         flags[by_model] |= int(SourceFlag.DISTANCE_FROM_MODEL)
 
-        measured_giant = np.zeros(n, dtype=bool)
-        if MASS_AGE_LABELS & set(self.labels):
-            outside, measured_giant = self._outside_by_measurement(
-                values, errors, g, dist, by_parallax, means
-            )
-            flags[outside] |= int(SourceFlag.OUTSIDE_TRAINING_DOMAIN)
-        flags |= self._quality_flags(means, out, measured_giant)
+        flags |= catalogue_flags(
+            self.flag_policy,
+            self.labels,
+            means,
+            out,
+            g=g,
+            dist=dist,
+            by_parallax=by_parallax,
+            fakemag=_token_column(values, self._fakemag_col),
+            fakemag_error=_token_column(errors, self._fakemag_col),
+            logebv=_token_column(values, self._logebv_col),
+            bprp=_token_column(values, self._bprp_col),
+            bprp_error=_token_column(errors, self._bprp_col),
+        )
         result = {
             "partition": batch["partition"],
             "partition_rows": batch["partition_rows"],
@@ -266,77 +280,7 @@ class CatalogPredictor:
         }
         return result
 
-    def _confident_dwarf(self, values: np.ndarray, errors: np.ndarray) -> np.ndarray:
-        """(N,) bool: the measured pseudo-luminosity says the star is fainter than M_G = giant_abs_g_max
-        at 2σ (a dwarf), whatever the model predicts: a model trained on giants alone cannot tell a
-        dwarf from its spectrum, but the parallax can. fakemag = 10^(0.2 M_G + 2) (Leung & Bovy 2024)."""
-        if self._fakemag_col is None:
-            return np.zeros(len(values), dtype=bool)
-        f = values[:, self._fakemag_col].astype(np.float64)
-        sf = errors[:, self._fakemag_col].astype(np.float64)
-        limit = 10 ** (0.2 * self.giant_abs_g_max + 2.0)
-        with np.errstate(invalid="ignore"):
-            return np.isfinite(f) & (f - 2.0 * sf > limit)  # fainter than the limit (larger fakemag)
 
-    def _outside_by_measurement(
-        self, values, errors, g, dist, by_parallax, means
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(N,) bool each: outside the mass/age domain (giants, Teff 3500–5500 K) by measurement, and
-        measured to be a giant (significant parallax, M_G ≤ `giant_abs_g_max`).
-
-        - A significant parallax gives M_G = G − 5 log10(d/10 pc) − A_G (A_G = 2.740 E(B−V) where the
-          star has an E(B−V) token, Casagrande & VandenBerg 2018): a star fainter than
-          `giant_abs_g_max` is a dwarf, whatever the model's logg says; brighter, the measured
-          luminosity overrides a predicted logg that would call it a dwarf (see `_quality_flags`).
-        - Without one, the pseudo-luminosity token at 2σ (`_confident_dwarf`).
-        - Colour: a dereddened BP−RP (observed BP−RP − 1.339 E(B−V); the observed colour when E(B−V)
-          is unknown, which only reddens) below `hot_bp_rp_max` at 2σ is hotter than the domain.
-        """
-        n = len(values)
-        vocab = self.predictor.vocabulary
-        ebv = np.zeros(n)
-        if "logebv" in vocab:
-            le = values[:, vocab.index("logebv")].astype(np.float64)
-            ebv = np.where(np.isfinite(le), np.exp(le), 0.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            abs_g = g - 5.0 * np.log10(dist / 10.0) - 2.740 * ebv
-            outside = by_parallax & (abs_g > self.giant_abs_g_max)
-            measured_giant = by_parallax & (abs_g <= self.giant_abs_g_max)
-            outside |= ~by_parallax & self._confident_dwarf(values, errors)
-            if "bprp" in vocab:
-                j = vocab.index("bprp")
-                colour0 = values[:, j].astype(np.float64) - 1.339 * ebv
-                sigma = np.nan_to_num(errors[:, j].astype(np.float64))
-                outside |= np.isfinite(colour0) & (colour0 + 2.0 * sigma < self.hot_bp_rp_max)
-        # a measured giant is outside only for a predicted Teff out of range (not for a predicted logg)
-        if "teff" in means:
-            lo, hi = self.giant_teff_range
-            with np.errstate(invalid="ignore"):
-                outside |= measured_giant & ~((means["teff"] >= lo) & (means["teff"] <= hi))
-        return outside, measured_giant
-
-    def _quality_flags(
-        self, means: dict[str, np.ndarray], out: dict[str, np.ndarray], measured_giant: np.ndarray
-    ) -> np.ndarray:
-        n = len(next(iter(out.values())))
-        flags = np.zeros(n, dtype=np.int64)
-        with np.errstate(invalid="ignore"):
-            if MASS_AGE_LABELS & set(self.labels):
-                # mass and age are only trained on giants: dwarfs and hot stars are outside the domain.
-                # Stars whose parallax measures them as giants are judged in _outside_by_measurement.
-                giant = np.ones(n, dtype=bool)
-                if "logg" in means:
-                    giant &= means["logg"] <= self.giant_logg_max
-                if "teff" in means:
-                    lo, hi = self.giant_teff_range
-                    giant &= (means["teff"] >= lo) & (means["teff"] <= hi)
-                flags[~giant & ~measured_giant] |= int(SourceFlag.OUTSIDE_TRAINING_DOMAIN)
-            high = np.zeros(n, dtype=bool)
-            for lab, lim in self.max_error.items():
-                if lab in out:
-                    high |= out[f"{lab}_error"] > lim
-            for lab, lim in self.max_relative_error.items():
-                if lab in out:
-                    high |= out[f"{lab}_error"] > lim * np.abs(out[lab])
-            flags[high] |= int(SourceFlag.HIGH_UNCERTAINTY)
-        return flags
+def _token_column(a: np.ndarray, col: int | None) -> np.ndarray | None:
+    """One token's column of a (N, T) value or error matrix; None when the vocabulary lacks it."""
+    return None if col is None else a[:, col]

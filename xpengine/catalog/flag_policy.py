@@ -1,0 +1,191 @@
+"""The catalogue's flag policy as a pure function of arrays: which stars are outside the mass/age
+training domain (`OUTSIDE_TRAINING_DOMAIN`) and which have too large an uncertainty (`HIGH_UNCERTAINTY`).
+
+`catalogue_flags(policy, labels, means, out, ...)` returns the bits to OR into a batch's flags; the
+thresholds live in one `FlagPolicy`. `xpengine.inference.catalogue.CatalogPredictor` calls it after
+predicting, with the measured columns it holds (G, distance, the pseudo-luminosity, E(B−V) and BP−RP
+tokens); nothing here touches a model.
+
+The rules:
+- Only when the catalogue holds mass or age (`MASS_AGE_LABELS`), which are trained on giants alone:
+  - measured (`outside_by_measurement`): a significant parallax gives M_G = G − 5 log10(d/10 pc) − A_G
+    (A_G = 2.740 E(B−V), Casagrande & VandenBerg 2018); fainter than `giant_abs_g_max` is a dwarf,
+    brighter is a measured giant, outside only for a predicted Teff out of `giant_teff_range`. Without
+    a parallax, the pseudo-luminosity token at 2σ (`confident_dwarf`). A dereddened BP−RP (observed
+    − 1.339 E(B−V)) below `hot_bp_rp_max` at 2σ is hotter than the domain.
+  - predicted: a star that is not a measured giant is outside when its predicted logg exceeds
+    `giant_logg_max` or its predicted Teff leaves `giant_teff_range`.
+- Always: `HIGH_UNCERTAINTY` when a label's σ exceeds `max_error[label]` or
+  `max_relative_error[label]` × |value|.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from xpengine.catalog.schema import MASS_AGE_LABELS
+from xpengine.features.flags import SourceFlag
+
+__all__ = [
+    "EXTINCTION_A_G",
+    "EXTINCTION_E_BP_RP",
+    "FlagPolicy",
+    "catalogue_flags",
+    "confident_dwarf",
+    "outside_by_measurement",
+    "quality_flags",
+]
+
+EXTINCTION_A_G = 2.740
+"""A_G / E(B−V) (Casagrande & VandenBerg 2018)."""
+EXTINCTION_E_BP_RP = 1.339
+"""E(BP−RP) / E(B−V)."""
+
+
+@dataclass(frozen=True)
+class FlagPolicy:
+    """Thresholds of the catalogue's flags (defaults: those of `xpengine.pipeline.config.InferenceConfig`
+    for the domain; no error thresholds)."""
+
+    giant_logg_max: float = 3.5
+    giant_teff_range: tuple[float, float] = (3500.0, 5500.0)
+    giant_abs_g_max: float = 3.5
+    hot_bp_rp_max: float = 0.80  # (BP−RP)₀ below this: hotter than ~5800 K, outside the domain
+    max_error: Mapping[str, float] = field(default_factory=dict)
+    max_relative_error: Mapping[str, float] = field(default_factory=dict)
+
+
+def confident_dwarf(
+    fakemag: np.ndarray | None, fakemag_error: np.ndarray | None, n: int, giant_abs_g_max: float
+) -> np.ndarray:
+    """(N,) bool: the measured pseudo-luminosity says the star is fainter than M_G = giant_abs_g_max
+    at 2σ (a dwarf), whatever the model predicts: a model trained on giants alone cannot tell a
+    dwarf from its spectrum, but the parallax can. fakemag = 10^(0.2 M_G + 2) (Leung & Bovy 2024).
+    fakemag None (the vocabulary has no such token): no star."""
+    if fakemag is None:
+        return np.zeros(n, dtype=bool)
+    f = np.asarray(fakemag).astype(np.float64)
+    sf = np.asarray(fakemag_error).astype(np.float64)
+    limit = 10 ** (0.2 * giant_abs_g_max + 2.0)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(f) & (f - 2.0 * sf > limit)  # fainter than the limit (larger fakemag)
+
+
+def outside_by_measurement(
+    policy: FlagPolicy,
+    g: np.ndarray,
+    dist: np.ndarray,
+    by_parallax: np.ndarray,
+    teff: np.ndarray | None = None,
+    *,
+    fakemag: np.ndarray | None = None,
+    fakemag_error: np.ndarray | None = None,
+    logebv: np.ndarray | None = None,
+    bprp: np.ndarray | None = None,
+    bprp_error: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) bool each: outside the mass/age domain by measurement, and measured to be a giant
+    (significant parallax, M_G ≤ `giant_abs_g_max`).
+
+    g, dist [pc], by_parallax (N,): G, the catalogue's distance and whether it came from the parallax;
+    teff (N,): predicted Teff (None: not predicted); fakemag/fakemag_error, logebv, bprp/bprp_error (N,):
+    the star's input tokens (NaN where absent; None where the vocabulary has no such token). E(B−V) is 0
+    where unknown, which only reddens the colour.
+    """
+    n = len(g)
+    ebv = np.zeros(n)
+    if logebv is not None:
+        le = np.asarray(logebv).astype(np.float64)
+        ebv = np.where(np.isfinite(le), np.exp(le), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        abs_g = g - 5.0 * np.log10(dist / 10.0) - EXTINCTION_A_G * ebv
+        outside = by_parallax & (abs_g > policy.giant_abs_g_max)
+        measured_giant = by_parallax & (abs_g <= policy.giant_abs_g_max)
+        outside |= ~by_parallax & confident_dwarf(fakemag, fakemag_error, n, policy.giant_abs_g_max)
+        if bprp is not None:
+            colour0 = np.asarray(bprp).astype(np.float64) - EXTINCTION_E_BP_RP * ebv
+            sigma = np.nan_to_num(np.asarray(bprp_error).astype(np.float64))
+            outside |= np.isfinite(colour0) & (colour0 + 2.0 * sigma < policy.hot_bp_rp_max)
+    # a measured giant is outside only for a predicted Teff out of range (not for a predicted logg)
+    if teff is not None:
+        lo, hi = policy.giant_teff_range
+        with np.errstate(invalid="ignore"):
+            outside |= measured_giant & ~((teff >= lo) & (teff <= hi))
+    return outside, measured_giant
+
+
+def quality_flags(
+    policy: FlagPolicy,
+    labels: Iterable[str],
+    means: Mapping[str, np.ndarray],
+    out: Mapping[str, np.ndarray],
+    measured_giant: np.ndarray,
+) -> np.ndarray:
+    """(N,) int64 bits: OUTSIDE_TRAINING_DOMAIN by the predicted logg/Teff (mass or age in `labels`;
+    stars not measured to be giants) and HIGH_UNCERTAINTY by the error thresholds.
+
+    means: predicted token means ({"teff", "logg", ...}: (N,)); out: catalogue columns (`<label>`,
+    `<label>_error`, physical units)."""
+    n = len(next(iter(out.values())))
+    flags = np.zeros(n, dtype=np.int64)
+    with np.errstate(invalid="ignore"):
+        if MASS_AGE_LABELS & set(labels):
+            # mass and age are only trained on giants: dwarfs and hot stars are outside the domain.
+            # Stars whose parallax measures them as giants are judged in outside_by_measurement.
+            giant = np.ones(n, dtype=bool)
+            if "logg" in means:
+                giant &= means["logg"] <= policy.giant_logg_max
+            if "teff" in means:
+                lo, hi = policy.giant_teff_range
+                giant &= (means["teff"] >= lo) & (means["teff"] <= hi)
+            flags[~giant & ~measured_giant] |= int(SourceFlag.OUTSIDE_TRAINING_DOMAIN)
+        high = np.zeros(n, dtype=bool)
+        for lab, lim in policy.max_error.items():
+            if lab in out:
+                high |= out[f"{lab}_error"] > lim
+        for lab, lim in policy.max_relative_error.items():
+            if lab in out:
+                high |= out[f"{lab}_error"] > lim * np.abs(out[lab])
+        flags[high] |= int(SourceFlag.HIGH_UNCERTAINTY)
+    return flags
+
+
+def catalogue_flags(
+    policy: FlagPolicy,
+    labels: Iterable[str],
+    means: Mapping[str, np.ndarray],
+    out: Mapping[str, np.ndarray],
+    *,
+    g: np.ndarray,
+    dist: np.ndarray,
+    by_parallax: np.ndarray,
+    fakemag: np.ndarray | None = None,
+    fakemag_error: np.ndarray | None = None,
+    logebv: np.ndarray | None = None,
+    bprp: np.ndarray | None = None,
+    bprp_error: np.ndarray | None = None,
+) -> np.ndarray:
+    """(N,) int64: the OUTSIDE_TRAINING_DOMAIN and HIGH_UNCERTAINTY bits of a batch, to OR into its
+    flags. Arguments as in `outside_by_measurement` and `quality_flags`."""
+    labels = list(labels)
+    n = len(g)
+    flags = np.zeros(n, dtype=np.int64)
+    measured_giant = np.zeros(n, dtype=bool)
+    if MASS_AGE_LABELS & set(labels):
+        outside, measured_giant = outside_by_measurement(
+            policy,
+            g,
+            dist,
+            by_parallax,
+            means.get("teff"),
+            fakemag=fakemag,
+            fakemag_error=fakemag_error,
+            logebv=logebv,
+            bprp=bprp,
+            bprp_error=bprp_error,
+        )
+        flags[outside] |= int(SourceFlag.OUTSIDE_TRAINING_DOMAIN)
+    return flags | quality_flags(policy, labels, means, out, measured_giant)
