@@ -32,7 +32,6 @@ applied to the remaining rows. See `xpengine.catalog.sky`.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import logging
 import os
@@ -47,6 +46,14 @@ import pyarrow as pa
 
 from xpengine.catalog import sky
 from xpengine.catalog.errors import CatalogNotFoundError, QueryError
+from xpengine.catalog.locate import TableFiles, locate_table
+from xpengine.catalog.region import (
+    SkyRegion,
+    check_hpx8_range,
+    intersect_ranges,
+    partition_hpx8_range,
+    prune_by_name,
+)
 from xpengine.io.atomic import file_written_atomically
 
 __all__ = [
@@ -65,204 +72,8 @@ log = logging.getLogger(__name__)
 
 RESERVED_VIEWS: frozenset[str] = frozenset({"catalog", "truth", "gaia"})
 _MAX_SQL_RANGES = 64  # hpx8 ranges OR-ed in the view filter (a superset is fine: l, b are cut exactly)
-_PARTITION_RE = re.compile(r"(\d{6})-(\d{6})")
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _READ_ONLY_STATEMENTS = ("SELECT", "EXPLAIN")
-
-
-# --------------------------------------------------------------------------------------------
-# sky restriction
-# --------------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class SkyRegion:
-    """A box in Galactic coordinates (deg): l_min ≤ l ≤ l_max, b_min ≤ b ≤ b_max.
-
-    l in [0, 360]; l_min > l_max means the box wraps through l = 0 (e.g. 350 → 10).
-    Rows whose l or b is null (no gaia_source row) are outside every region.
-    """
-
-    l_min: float
-    l_max: float
-    b_min: float
-    b_max: float
-
-    def __post_init__(self) -> None:
-        for name in ("l_min", "l_max", "b_min", "b_max"):
-            v = getattr(self, name)
-            if not isinstance(v, int | float | np.floating | np.integer) or not np.isfinite(v):
-                raise QueryError(f"region {name} must be a finite number of degrees, got {v!r}")
-        if not (0.0 <= self.l_min <= 360.0 and 0.0 <= self.l_max <= 360.0):
-            raise QueryError(f"region l must be in [0, 360] deg, got l_min={self.l_min}, l_max={self.l_max}")
-        if not (-90.0 <= self.b_min <= self.b_max <= 90.0):
-            raise QueryError(
-                f"region b must satisfy -90 ≤ b_min ≤ b_max ≤ 90 deg, got b_min={self.b_min}, b_max={self.b_max}"
-            )
-
-    def sql_predicate(self) -> str:
-        """A DuckDB predicate on the catalogue's `l`, `b` columns (deg)."""
-        lmin, lmax, bmin, bmax = (repr(float(v)) for v in (self.l_min, self.l_max, self.b_min, self.b_max))
-        if self.l_min <= self.l_max:
-            lcut = f"l BETWEEN {lmin} AND {lmax}"
-        else:
-            lcut = f"(l >= {lmin} OR l <= {lmax})"
-        return f"(isfinite(l) AND isfinite(b) AND {lcut} AND b BETWEEN {bmin} AND {bmax})"
-
-    def hpx8_ranges(self) -> np.ndarray:
-        """Inclusive hpx8 ranges (K, 2) that cover the box (a superset)."""
-        return sky.region_hpx8_ranges(self.l_min, self.l_max, self.b_min, self.b_max)
-
-
-def _check_hpx8_range(r: Sequence[int]) -> tuple[int, int]:
-    try:
-        lo, hi = (int(v) for v in r)
-    except (TypeError, ValueError):
-        raise QueryError(f"hpx8_range must be two integers (first, last), got {r!r}") from None
-    if not 0 <= lo <= hi < sky.HPX8_NPIX:
-        raise QueryError(f"hpx8_range must satisfy 0 ≤ first ≤ last ≤ {sky.HPX8_NPIX - 1}, got ({lo}, {hi})")
-    return lo, hi
-
-
-def _intersect_ranges(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Intersection of two sorted, disjoint inclusive range lists (K, 2)."""
-    out = []
-    i = j = 0
-    while i < len(a) and j < len(b):
-        lo, hi = max(a[i, 0], b[j, 0]), min(a[i, 1], b[j, 1])
-        if lo <= hi:
-            out.append((lo, hi))
-        if a[i, 1] < b[j, 1]:
-            i += 1
-        else:
-            j += 1
-    return np.asarray(out, dtype=np.int64).reshape(-1, 2)
-
-
-def partition_hpx8_range(path: str) -> tuple[int, int] | None:
-    """The hpx8 range (first, last) in a partition file name such as
-    `XpContinuousMeanSpectrum_000000-003111.parquet` or `GaiaSource_000000-003111.csv.gz`, or None."""
-    m = _PARTITION_RE.search(os.path.basename(str(path)))
-    if m is None:
-        return None
-    lo, hi = int(m.group(1)), int(m.group(2))
-    return (lo, hi) if lo <= hi else None
-
-
-def _prune_by_name(files: list[str], ranges: np.ndarray | None) -> list[str]:
-    """Files whose name range meets one of `ranges` (files without a range in the name are kept)."""
-    if ranges is None:
-        return files
-    kept = []
-    for f in files:
-        r = partition_hpx8_range(f)
-        if r is None or np.any((ranges[:, 0] <= r[1]) & (ranges[:, 1] >= r[0])):
-            kept.append(f)
-    return kept
-
-
-# --------------------------------------------------------------------------------------------
-# locating tables
-# --------------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class _TableFiles:
-    """The files of one table: local paths (fs None) or paths on a pyarrow filesystem."""
-
-    location: str
-    files: list[str]
-    fmt: str  # "parquet" | "csv"
-    fs: Any = None
-
-
-def _is_url(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
-
-
-def _format_of(name: str) -> str | None:
-    n = name.lower()
-    if n.endswith(".parquet") or n.endswith(".pq"):
-        return "parquet"
-    if n.endswith((".csv", ".csv.gz", ".ecsv", ".ecsv.gz")):
-        return "csv"
-    return None
-
-
-def _visible(name: str) -> bool:
-    # `_manifest`, `_tmp`, `_rejected`, `_SUMMARY.json`, `_JOB.json`, `_LOCK.json`: not data
-    return not (name.startswith("_") or name.startswith("."))
-
-
-def _locate(location: str | os.PathLike, what: str, formats: tuple[str, ...]) -> _TableFiles:
-    """Resolve a directory / file / glob / URL to the data files of one table."""
-    loc = os.fspath(location)
-    if loc.startswith("file://"):
-        loc = loc[len("file://") :]
-    if _is_url(loc):
-        return _locate_url(loc, what, formats)
-    if any(ch in loc for ch in "*?["):
-        files = sorted(f for f in glob.glob(loc) if os.path.isfile(f) and _visible(os.path.basename(f)))
-        if not files:
-            raise CatalogNotFoundError(f"{what}: no files match the pattern {loc!r}")
-    elif os.path.isdir(loc):
-        files = sorted(
-            os.path.join(loc, e.name)
-            for e in os.scandir(loc)
-            if e.is_file() and _visible(e.name) and _format_of(e.name) in formats
-        )
-        if not files:
-            raise CatalogNotFoundError(
-                f"{what}: directory {loc!r} holds no data files (expected {' or '.join(formats)} files)"
-            )
-    elif os.path.isfile(loc):
-        files = [loc]
-    else:
-        raise CatalogNotFoundError(
-            f"{what}: {loc!r} does not exist (expected a directory of {' or '.join(formats)} files, "
-            "one such file, a glob pattern or a URL)"
-        )
-    return _TableFiles(loc, files, _single_format(files, what, formats))
-
-
-def _single_format(files: list[str], what: str, formats: tuple[str, ...]) -> str:
-    fmts = {_format_of(f) for f in files}
-    if None in fmts:
-        bad = next(f for f in files if _format_of(f) is None)
-        raise QueryError(f"{what}: cannot tell the format of {bad!r} (expected {' or '.join(formats)})")
-    if len(fmts) > 1:
-        raise QueryError(f"{what}: mixes file formats {sorted(fmts)}; give one format per table")
-    fmt = fmts.pop()
-    if fmt not in formats:
-        raise QueryError(f"{what}: {fmt} files are not supported here (expected {' or '.join(formats)})")
-    return fmt
-
-
-def _locate_url(url: str, what: str, formats: tuple[str, ...]) -> _TableFiles:
-    import pyarrow.fs as pafs
-
-    from xpengine.io.filesystems import arrow_filesystem
-
-    try:
-        fs, root = arrow_filesystem(url.rstrip("/"))
-        info = fs.get_file_info(root)
-    except Exception as exc:  # network, credentials, unknown scheme
-        raise QueryError(f"{what}: cannot open {url!r}: {exc}") from exc
-    if info.type == pafs.FileType.File:
-        files = [root]
-    elif info.type == pafs.FileType.Directory:
-        infos = fs.get_file_info(pafs.FileSelector(root, recursive=False))
-        files = sorted(
-            i.path
-            for i in infos
-            if i.type == pafs.FileType.File and _visible(i.base_name) and _format_of(i.base_name) in formats
-        )
-        if not files:
-            raise CatalogNotFoundError(
-                f"{what}: {url!r} holds no data files (expected {' or '.join(formats)})"
-            )
-    else:
-        raise CatalogNotFoundError(f"{what}: {url!r} does not exist")
-    fmt = _single_format(files, what, formats)
-    if fmt != "parquet":
-        raise QueryError(f"{what}: only Parquet can be read from a URL ({url!r})")
-    return _TableFiles(url, files, fmt, fs)
 
 
 def _sql_str(s: str) -> str:
@@ -333,7 +144,7 @@ class CatalogConnection:
                     f"region must be (l_min, l_max, b_min, b_max) in deg, got {region!r}"
                 ) from None
         self.region: SkyRegion | None = region
-        self.hpx8_range = _check_hpx8_range(hpx8_range) if hpx8_range is not None else None
+        self.hpx8_range = check_hpx8_range(hpx8_range) if hpx8_range is not None else None
         self.ranges = self._sky_ranges()
 
         self.con = duckdb.connect(":memory:")
@@ -344,9 +155,9 @@ class CatalogConnection:
             self.con.execute("PRAGMA enable_profiling = 'no_output'")
 
         try:
-            self.source = _locate(catalog, "catalogue", ("parquet",))
+            self.source = locate_table(catalog, "catalogue", ("parquet",))
             self.files_total = len(self.source.files)
-            self.files = _prune_by_name(self.source.files, self.ranges)
+            self.files = prune_by_name(self.source.files, self.ranges)
             self.schema = self._read_schema(self.source)
             self.columns: list[str] = list(self.schema.names)
             self.units: dict[str, str] = self._units(self.schema)
@@ -381,7 +192,7 @@ class CatalogConnection:
             ranges = self.region.hpx8_ranges()
         if self.hpx8_range is not None:
             r = np.asarray([self.hpx8_range], dtype=np.int64)
-            ranges = r if ranges is None else _intersect_ranges(ranges, r)
+            ranges = r if ranges is None else intersect_ranges(ranges, r)
         return ranges
 
     def _view_filter(self) -> str:
@@ -404,7 +215,7 @@ class CatalogConnection:
         return " AND ".join(conds)
 
     @staticmethod
-    def _read_schema(src: _TableFiles) -> pa.Schema:
+    def _read_schema(src: TableFiles) -> pa.Schema:
         import pyarrow.parquet as pq
 
         first = src.files[0]
@@ -427,7 +238,7 @@ class CatalogConnection:
             log.warning("catalogue metadata key xpengine.units is not a JSON object; units ignored")
             return {}
 
-    def _scan_sql(self, name: str, src: _TableFiles, files: list[str]) -> str:
+    def _scan_sql(self, name: str, src: TableFiles, files: list[str]) -> str:
         if src.fs is not None:
             import pyarrow.dataset as pads
 
@@ -440,9 +251,7 @@ class CatalogConnection:
         # Gaia bulk ECSV: '#' header lines, then a CSV header row; the literal `null` for missing values
         return f"read_csv({_sql_list(files)}, comment = '#', header = true, nullstr = ['null', ''], hive_partitioning = false)"
 
-    def _create_view(
-        self, name: str, src: _TableFiles, files: list[str], where: str, empty_from: str
-    ) -> None:
+    def _create_view(self, name: str, src: TableFiles, files: list[str], where: str, empty_from: str) -> None:
         if not files:
             # keep the schema so that queries still bind: no rows from the first file
             files, where = [empty_from], "false"
@@ -454,8 +263,8 @@ class CatalogConnection:
             raise QueryError(f"cannot read {name!r} from {src.location!r}: {_clean(exc)}") from exc
 
     def _register_table(self, name: str, path: str | os.PathLike) -> None:
-        src = _locate(path, f"table {name!r}", ("parquet", "csv"))
-        files = _prune_by_name(src.files, self.ranges)
+        src = locate_table(path, f"table {name!r}", ("parquet", "csv"))
+        files = prune_by_name(src.files, self.ranges)
         self._create_view(name, src, files, "", empty_from=src.files[0])
         self.con.execute(f"SELECT * FROM {name} LIMIT 0")
         cols = [d[0] for d in self.con.description]
