@@ -12,8 +12,15 @@ from typing import Any
 
 import numpy as np
 
+from xpengine.tasks._plotting import colorbar, limits, small
 from xpengine.tasks.common import FLUX_UNIT, abs_g_to_log_lg, new_figure, save_figure
-from xpengine.tasks.reconstruction import GALLERY_PERCENTILES, percentile_indices
+from xpengine.tasks.plots_reconstruction import (  # re-exported: they lived here
+    plot_inpainting_gallery,
+    plot_reconstruction_gallery,
+    plot_residuals_vs_wavelength,
+    plot_rmse_vs_astrometry,
+    plot_rmse_vs_labels,
+)
 
 __all__ = [
     "plot_age_metallicity",
@@ -34,62 +41,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
-
-
-def _small(ax: Any, title: str | None = None) -> None:
-    ax.tick_params(labelsize=7)
-    ax.xaxis.label.set_size(8)
-    ax.yaxis.label.set_size(8)
-    if title:
-        ax.set_title(title, fontsize=8)
-
-
-def _colorbar(ax: Any, mappable: Any, label: str) -> None:
-    cb = ax.figure.colorbar(mappable, ax=ax, shrink=0.85)
-    cb.set_label(label, fontsize=7)
-    cb.ax.tick_params(labelsize=6)
-
-
-def _limits(x: np.ndarray, q: tuple[float, float] = (1.0, 99.0)) -> tuple[float, float] | None:
-    x = np.asarray(x, dtype=np.float64)
-    x = x[np.isfinite(x)]
-    if x.size == 0:
-        return None
-    lo, hi = np.percentile(x, q)
-    if lo == hi:
-        lo, hi = lo - 0.5 * (abs(lo) + 1e-12), hi + 0.5 * (abs(hi) + 1e-12)
-    return float(lo), float(hi)
-
-
-def _log10(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(x > 0, np.log10(np.where(x > 0, x, 1.0)), np.nan)
-
-
-def _running_median(ax: Any, x: np.ndarray, y: np.ndarray, *, log_x: bool, n_bins: int = 12) -> None:
-    ok = np.isfinite(x) & np.isfinite(y) & ((x > 0) if log_x else True)
-    if ok.sum() < 2 * n_bins:
-        return
-    xs = np.log10(x[ok]) if log_x else x[ok]
-    edges = np.unique(np.quantile(xs, np.linspace(0, 1, n_bins + 1)))
-    if len(edges) < 3:
-        return
-    k = np.clip(np.digitize(xs, edges[1:-1]), 0, len(edges) - 2)
-    cx, med, lo, hi = [], [], [], []
-    for b in range(len(edges) - 1):
-        sel = y[ok][k == b]
-        if sel.size < 3:
-            continue
-        cx.append(np.median(xs[k == b]))
-        p16, p50, p84 = np.percentile(sel, [16, 50, 84])
-        med.append(p50)
-        lo.append(p16)
-        hi.append(p84)
-    cx = np.power(10.0, cx) if log_x else np.asarray(cx)
-    ax.plot(cx, med, "r-", lw=1.2, label="median")
-    ax.fill_between(cx, lo, hi, color="r", alpha=0.15, lw=0, label="16–84%")
-    ax.legend(fontsize=6, loc="best")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -125,7 +76,7 @@ def plot_spectra(
     ax.set_xlabel("wavelength [nm]")
     ax.set_ylabel(f"flux at 10 pc [{FLUX_UNIT}]" if absolute else "G-normalised flux")
     ax.legend(fontsize=6)
-    _small(ax, "spectra generated from labels" + (" (absolute, 10 pc)" if absolute else ""))
+    small(ax, "spectra generated from labels" + (" (absolute, 10 pc)" if absolute else ""))
     return save_figure(fig, path, overwrite=overwrite)
 
 
@@ -154,168 +105,14 @@ def plot_sequences(results: Sequence[tuple[Any, Any]], path: PathLike, *, overwr
         ax.set_ylabel(f"flux at 10 pc [{FLUX_UNIT}]" if absolute else "G-normalised flux")
         fixed = ", ".join(f"{k}={v:g}" for k, v in seq.fixed.items())
         ax.legend(fontsize=5)
-        _small(ax, f"{seq.name}\n({fixed})")
-        lim = _limits(y / np.where(np.abs(mid) > 0, mid, np.nan), (1.0, 99.0))
+        small(ax, f"{seq.name}\n({fixed})")
+        lim = limits(y / np.where(np.abs(mid) > 0, mid, np.nan), (1.0, 99.0))
         if lim is not None:
             pad = 0.1 * (lim[1] - lim[0]) + 1e-4
             rax.set_ylim(lim[0] - pad, lim[1] + pad)
         rax.set_xlabel("wavelength [nm]")
         rax.set_ylabel(f"ratio to {seq.vary} = {vals[len(vals) // 2]:.3g}")
-        _small(rax)
-    return save_figure(fig, path, overwrite=overwrite)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Figs. 8–12: reconstruction
-
-
-def _norm(rec: Any, i: int) -> tuple[np.ndarray, np.ndarray]:
-    px = rec.pixels & np.isfinite(rec.observed[i])
-    scale = np.mean(rec.observed[i][px]) if px.any() else 1.0
-    return rec.observed[i] / scale, rec.generated[i] / scale
-
-
-def plot_reconstruction_gallery(
-    rec: Any, path: PathLike, *, percentiles: Sequence[float] = GALLERY_PERCENTILES, overwrite: bool = False
-) -> Path:
-    """Paper Fig. 8: observed (blue) and generated (red) spectra at RMSE percentiles, normalised by the
-    star's mean observed flux; model vs Gaia distance in the title when known."""
-    idx = percentile_indices(rec.rmse, percentiles)
-    ncols = 3
-    nrows = int(np.ceil(len(percentiles) / ncols))
-    fig, axes = new_figure(nrows, ncols, width=3.6, height=2.6)
-    for k, ax in enumerate(axes.ravel()):
-        if k >= len(percentiles) or idx[k] < 0:
-            ax.set_axis_off()
-            continue
-        i = int(idx[k])
-        obs, gen = _norm(rec, i)
-        ax.plot(rec.wavelength_nm, obs, "b-", lw=1.0, label="observed")
-        ax.plot(rec.wavelength_nm, gen, "r-", lw=1.0, label="generated")
-        title = f"p{percentiles[k]:g}: {rec.source_id[i]}\nRMSE={rec.rmse[i]:.3g}"
-        d_nn, d = rec.extras.get("nn_distance_pc"), rec.extras.get("distance_pc")
-        if d_nn is not None and d is not None and np.isfinite(d_nn[i]) and np.isfinite(d[i]):
-            title += f", d_NN={d_nn[i] / 1e3:.2f} kpc, d_Gaia={d[i] / 1e3:.2f} kpc"
-        ax.set_xlabel("wavelength [nm]")
-        ax.set_ylabel("flux / mean observed")
-        if k == 0:
-            ax.legend(fontsize=6)
-        _small(ax, title)
-    return save_figure(fig, path, overwrite=overwrite)
-
-
-def plot_residuals_vs_wavelength(rec: Any, path: PathLike, *, overwrite: bool = False) -> Path:
-    """Paper Fig. 9: median fractional residual (gen − obs)/obs against wavelength, 16–84% band."""
-    p16, p50, p84 = rec.residual_percentiles((16.0, 50.0, 84.0))
-    fig, axes = new_figure(1, 1, width=6.0, height=3.0)
-    ax = axes[0, 0]
-    wl = rec.wavelength_nm
-    ax.fill_between(wl, p16, p84, color="tab:blue", alpha=0.25, lw=0, label="16–84%")
-    ax.plot(wl, p50, color="tab:blue", lw=1.2, label="median")
-    ax.axhline(0.0, color="k", lw=0.6, ls="--")
-    lim = _limits(np.concatenate([p16, p84]), (2.0, 98.0))
-    if lim is not None:
-        pad = 0.1 * (lim[1] - lim[0])
-        ax.set_ylim(min(lim[0] - pad, -0.01), max(lim[1] + pad, 0.01))
-    ax.set_xlabel("wavelength [nm]")
-    ax.set_ylabel("(generated − observed) / observed")
-    ax.legend(fontsize=7)
-    _small(ax, f"fractional residuals, {int(np.isfinite(rec.rmse).sum())} stars")
-    return save_figure(fig, path, overwrite=overwrite)
-
-
-def plot_rmse_vs_astrometry(rec: Any, path: PathLike, *, overwrite: bool = False) -> Path:
-    """Paper Fig. 10: log10 RMSE against Gaia distance and parallax S/N, with running medians."""
-    fig, axes = new_figure(2, 1, width=5.0, height=2.8)
-    lr = _log10(rec.rmse)
-    for ax, key, xlabel, log_x in (
-        (axes[0, 0], "distance_pc", "Gaia distance 1/ϖ [kpc]", False),
-        (axes[1, 0], "parallax_snr", "parallax S/N ϖ/σ_ϖ", True),
-    ):
-        x = rec.extras.get(key, np.full(len(rec), np.nan)).astype(np.float64)
-        if key == "distance_pc":
-            x = x / 1e3
-        ok = np.isfinite(x) & np.isfinite(lr) & ((x > 0) if log_x else True)
-        if not ok.any():
-            ax.text(0.5, 0.5, f"no {key} in the test set", ha="center", va="center", transform=ax.transAxes)
-        else:
-            ax.scatter(x[ok], lr[ok], s=3, c="0.3", linewidths=0, rasterized=True)
-            _running_median(ax, x, lr, log_x=log_x)
-            if log_x:
-                ax.set_xscale("log")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("log10 RMSE")
-        _small(ax)
-    return save_figure(fig, path, overwrite=overwrite)
-
-
-def plot_rmse_vs_labels(rec: Any, path: PathLike, *, overwrite: bool = False) -> Path:
-    """Paper Fig. 11: log10 RMSE coloured over Teff–logg, Teff–[M/H] and [M/H]–logg."""
-    fig, axes = new_figure(1, 3, width=3.4, height=3.0)
-    lr = _log10(rec.rmse)
-    clim = _limits(lr, (2.0, 98.0))
-    for ax, (xk, yk) in zip(axes[0], (("teff", "logg"), ("teff", "m_h"), ("m_h", "logg")), strict=True):
-        x, y = rec.extras.get(xk), rec.extras.get(yk)
-        if x is None or y is None or clim is None:
-            ax.set_axis_off()
-            continue
-        ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(lr)
-        sc = ax.scatter(
-            x[ok],
-            y[ok],
-            c=lr[ok],
-            s=4,
-            cmap="viridis",
-            vmin=clim[0],
-            vmax=clim[1],
-            linewidths=0,
-            rasterized=True,
-        )
-        _colorbar(ax, sc, "log10 RMSE")
-        if xk == "teff":
-            ax.invert_xaxis()
-        if yk == "logg":
-            ax.invert_yaxis()
-        ax.set_xlabel({"teff": "Teff [K]", "m_h": "[M/H]"}[xk])
-        ax.set_ylabel({"logg": "logg", "m_h": "[M/H]"}[yk])
-        _small(ax)
-    return save_figure(fig, path, overwrite=overwrite)
-
-
-def plot_inpainting_gallery(
-    recs: Sequence[Any],
-    path: PathLike,
-    *,
-    percentiles: Sequence[float] = GALLERY_PERCENTILES,
-    split_nm: float = 640.0,
-    overwrite: bool = False,
-) -> Path:
-    """Paper Fig. 12: one row per inpainting direction, one column per RMSE percentile; the input side
-    shaded red, the predicted side blue; observed blue line, prediction red."""
-    fig, axes = new_figure(len(recs), len(percentiles), width=2.6, height=2.3)
-    for row, rec in enumerate(recs):
-        idx = percentile_indices(rec.rmse, percentiles)
-        predicted_blue = rec.task == "rp_to_bp"
-        for k, ax in enumerate(axes[row]):
-            if idx[k] < 0:
-                ax.set_axis_off()
-                continue
-            i = int(idx[k])
-            wl = rec.wavelength_nm
-            ax.axvspan(
-                wl.min(), split_nm, color="tab:blue" if predicted_blue else "tab:red", alpha=0.08, lw=0
-            )
-            ax.axvspan(
-                split_nm, wl.max(), color="tab:red" if predicted_blue else "tab:blue", alpha=0.08, lw=0
-            )
-            scale = np.nanmean(rec.observed[i]) or 1.0
-            ax.plot(wl, rec.observed[i] / scale, "b-", lw=0.9)
-            ax.plot(wl[rec.pixels], rec.generated[i][rec.pixels] / scale, "r-", lw=0.9)
-            ax.axhline(0.0, color="k", lw=0.5, ls="--")
-            ax.set_xlabel("wavelength [nm]")
-            if k == 0:
-                ax.set_ylabel(f"{rec.task.replace('_to_', ' → ').upper()}\nflux / mean")
-            _small(ax, f"p{percentiles[k]:g} RMSE={rec.rmse[i]:.3g}")
+        small(rax)
     return save_figure(fig, path, overwrite=overwrite)
 
 
@@ -344,11 +141,11 @@ def _scatter(
     if not ok.any():
         ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
         return
-    lim = clim or _limits(c[ok], (2.0, 98.0))
+    lim = clim or limits(c[ok], (2.0, 98.0))
     sc = ax.scatter(
         x[ok], y[ok], c=c[ok], s=s, cmap=cmap, vmin=lim[0], vmax=lim[1], linewidths=0, rasterized=True
     )
-    _colorbar(ax, sc, label)
+    colorbar(ax, sc, label)
 
 
 def plot_kiel_grid(grid: Any, path: PathLike, *, data: Any = None, overwrite: bool = False) -> Path:
@@ -365,7 +162,7 @@ def plot_kiel_grid(grid: Any, path: PathLike, *, data: Any = None, overwrite: bo
             ax, data.column("teff"), data.column("logg"), abs_g_to_log_lg(mg), "log10 L_G/L_G☉ (parallax)"
         )
         _kiel_axes(ax)
-        _small(ax, "test stars")
+        small(ax, "test stars")
     else:
         ax.set_axis_off()
     teff = k.get("teff", np.full(len(k["logg"]), np.nan))
@@ -383,7 +180,7 @@ def plot_kiel_grid(grid: Any, path: PathLike, *, data: Any = None, overwrite: bo
     ):
         _scatter(ax, teff, k["logg"], c, label, cmap=cmap)
         _kiel_axes(ax)
-        _small(ax, title)
+        small(ax, title)
     return save_figure(fig, path, overwrite=overwrite)
 
 
@@ -396,8 +193,8 @@ def plot_mass_age_grid(grid: Any, path: PathLike, *, data: Any = None, overwrite
     teff = k.get("teff", np.full(len(k["logg"]), np.nan))
     for r, lab in enumerate(rows):
         unit = "M☉" if lab == "mass" else "Gyr"
-        lim = _limits(k[lab], (2.0, 98.0))
-        elim = _limits(
+        lim = limits(k[lab], (2.0, 98.0))
+        elim = limits(
             np.concatenate([k[f"{lab}_error"], k.get(f"{lab}_error_with_teff", np.array([]))]), (2.0, 98.0)
         )
         ax = axes[r, 0]
@@ -405,7 +202,7 @@ def plot_mass_age_grid(grid: Any, path: PathLike, *, data: Any = None, overwrite
             truth = data.column("mass") if lab == "mass" else np.exp(data.column("ln_age"))
             _scatter(ax, data.column("teff"), data.column("logg"), truth, f"{lab} [{unit}]", clim=lim, s=4)
             _kiel_axes(ax)
-            _small(ax, f"test stars: {lab}")
+            small(ax, f"test stars: {lab}")
         else:
             ax.set_axis_off()
         for c, (key, title, cl, cmap) in enumerate(
@@ -424,7 +221,7 @@ def plot_mass_age_grid(grid: Any, path: PathLike, *, data: Any = None, overwrite
             _scatter(ax, teff, k["logg"], k[key], f"[{unit}]", clim=cl, cmap=cmap)
             _kiel_axes(ax)
             ax.set_xlabel("predicted Teff [K]")
-            _small(ax, title)
+            small(ax, title)
     return save_figure(fig, path, overwrite=overwrite)
 
 
@@ -439,7 +236,7 @@ def plot_age_metallicity(grid: Any, path: PathLike, *, overwrite: bool = False) 
         ax.legend(fontsize=7)
     ax.set_xlabel("[M/H] [dex]")
     ax.set_ylabel("age [Gyr]")
-    _small(ax, f"age–[M/H] at logg = {grid.slice_logg:g}")
+    small(ax, f"age–[M/H] at logg = {grid.slice_logg:g}")
     return save_figure(fig, path, overwrite=overwrite)
 
 
@@ -469,7 +266,7 @@ def plot_extinction(res: Any, path: PathLike, *, overwrite: bool = False) -> Pat
     ax.set_xlabel("wavelength [nm]")
     ax.set_ylabel(f"flux at 10 pc [{FLUX_UNIT}]" if res.absolute else "G-normalised flux")
     ax.legend(fontsize=6)
-    _small(
+    small(
         ax,
         f"Teff={res.teff[j]:.0f} K, logg={res.logg[j]:.2f}, [M/H]={res.labels['m_h']:g}, "
         f"M={res.labels['mass']:g}, age={res.labels['age_gyr']:g} Gyr",
@@ -491,11 +288,11 @@ def plot_extinction(res: Any, path: PathLike, *, overwrite: bool = False) -> Pat
         )
     ax.set_xlabel("wavelength [nm]")
     ax.set_ylabel("A(λ)/E(B−V)" + ("" if res.absolute else " (relative to G)"))
-    lim = _limits(np.concatenate([res.median, *res.f99.values()]), (1.0, 99.0))
+    lim = limits(np.concatenate([res.median, *res.f99.values()]), (1.0, 99.0))
     if lim is not None:
         ax.set_ylim(lim[0] - 0.5, lim[1] + 0.5)
     ax.legend(fontsize=6)
-    _small(ax, f"extinction curve; best F99 R_V = {res.fit.r_v:.2f}")
+    small(ax, f"extinction curve; best F99 R_V = {res.fit.r_v:.2f}")
     return save_figure(fig, path, overwrite=overwrite)
 
 
@@ -520,8 +317,8 @@ def plot_attention(maps: Any, path: PathLike, *, overwrite: bool = False) -> Pat
         ax.set_yticklabels(maps.context, fontsize=6)
         ax.set_xlabel("requested")
         ax.set_ylabel("context")
-        _colorbar(ax, im, "attention")
-        _small(ax, title)
+        colorbar(ax, im, "attention")
+        small(ax, title)
     return save_figure(fig, path, overwrite=overwrite)
 
 
@@ -531,12 +328,12 @@ def plot_embedding_colours(fits: Sequence[Any], path: PathLike, *, overwrite: bo
     titles = {"bprp": "G_BP − G_RP [mag]", "jk": "J − K [mag]", "jh": "J − H [mag]"}
     for ax, f in zip(axes[0], fits, strict=False):
         ax.scatter(f.truth, f.predicted, s=4, c="0.25", linewidths=0, rasterized=True)
-        lim = _limits(np.concatenate([f.truth, f.predicted]), (0.5, 99.5))
+        lim = limits(np.concatenate([f.truth, f.predicted]), (0.5, 99.5))
         if lim is not None:
             ax.plot(lim, lim, "r--", lw=0.9)
             ax.set_xlim(lim)
             ax.set_ylim(lim)
         ax.set_xlabel(f"true {titles.get(f.target, f.target)}")
         ax.set_ylabel("ridge prediction from embedding")
-        _small(ax, f"{f.target}: R²={f.r2:.3f}, σ={f.residual_sigma:.3g} (n_test={f.n_test})")
+        small(ax, f"{f.target}: R²={f.r2:.3f}, σ={f.residual_sigma:.3g} (n_test={f.n_test})")
     return save_figure(fig, path, overwrite=overwrite)
