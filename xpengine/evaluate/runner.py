@@ -16,17 +16,23 @@ import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-from xpengine.datasets.schema import read_training_set
-from xpengine.evaluate.baseline import BASELINE_LABELS, BaselineConfig, XGBoostBaseline
+from xpengine.evaluate.baseline import BaselineConfig, XGBoostBaseline
 from xpengine.evaluate.calibration import (
     Calibration,
     LabelCalibration,
     fit_label_calibration,
+)
+from xpengine.evaluate.eval_set import (  # re-exported: they lived here
+    G_COLUMN,
+    LABEL_TOKENS,
+    EvalSet,
+    align_to_vocabulary,
+    load_eval_set,
 )
 from xpengine.evaluate.metrics import binned_calibration, label_metrics
 from xpengine.evaluate.scenarios import SCENARIOS, scenario_groups
@@ -46,10 +52,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-LABEL_TOKENS: tuple[str, ...] = BASELINE_LABELS
-"""Label tokens evaluated when present: teff, logg, m_h, alpha_m, mass, ln_age."""
-G_COLUMN = "phot_g_mean_mag"
 
 
 class LabelPredictor(Protocol):
@@ -72,124 +74,6 @@ class LabelPredictor(Protocol):
     ) -> Mapping[str, Any]: ...
 
 
-@dataclass
-class EvalSet:
-    """Stars of one split with every token of their file and the evaluated truths.
-
-    values, errors: (N, T) in the file's vocabulary order; g_mag: (N,) G magnitude or None;
-    truth / truth_error: label → (N,) physical (errors 0 = unknown), including ``age`` [Gyr] when
-    ``ln_age`` is present.
-    """
-
-    path: str
-    split: str | None
-    source_id: np.ndarray
-    values: np.ndarray
-    errors: np.ndarray
-    vocabulary: Vocabulary
-    g_mag: np.ndarray | None
-    truth: dict[str, np.ndarray] = field(default_factory=dict)
-    truth_error: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.source_id)
-
-    def column(self, name: str) -> np.ndarray:
-        """(N,) values of token `name`, NaN when the file lacks it."""
-        if name in self.vocabulary:
-            return self.values[:, self.vocabulary.index(name)].astype(np.float64)
-        return np.full(len(self), np.nan)
-
-    def matrix(self, names: Sequence[str]) -> np.ndarray:
-        """(N, len(names)) float64 token values; missing tokens are NaN columns."""
-        return np.stack([self.column(n) for n in names], axis=1) if names else np.empty((len(self), 0))
-
-    def snr_proxy(self) -> np.ndarray:
-        """|rp0| / σ(rp0) (N,): S/N of the first RP coefficient, ≈ the integrated RP flux S/N."""
-        if "rp0" not in self.vocabulary:
-            return np.full(len(self), np.nan)
-        j = self.vocabulary.index("rp0")
-        with np.errstate(divide="ignore", invalid="ignore"):
-            e = self.errors[:, j].astype(np.float64)
-            return np.where(e > 0, np.abs(self.values[:, j]) / e, np.nan)
-
-    def subset(self, idx: np.ndarray) -> EvalSet:
-        return EvalSet(
-            path=self.path,
-            split=self.split,
-            source_id=self.source_id[idx],
-            values=self.values[idx],
-            errors=self.errors[idx],
-            vocabulary=self.vocabulary,
-            g_mag=None if self.g_mag is None else self.g_mag[idx],
-            truth={k: v[idx] for k, v in self.truth.items()},
-            truth_error={k: v[idx] for k, v in self.truth_error.items()},
-        )
-
-
-def _read_extra_columns(path: str, split: str | None, names: Sequence[str]) -> dict[str, np.ndarray]:
-    import pyarrow.parquet as pq
-
-    available = set(pq.ParquetFile(path).schema_arrow.names)
-    want = [n for n in names if n in available]
-    if not want:
-        return {}
-    filters = [("split", "=", split)] if split else None
-    table = pq.read_table(path, columns=want, filters=filters)
-    return {n: table.column(n).to_numpy(zero_copy_only=False).astype(np.float64) for n in want}
-
-
-def load_eval_set(
-    path: str, *, split: str | None = "test", max_stars: int | None = None, seed: int = 0
-) -> EvalSet:
-    """Read the `split` rows of a training-schema Parquet file (all rows when split is None).
-
-    Label truths come from the label tokens of the file, or from plain columns of the same name
-    (`alpha_m`, with `alpha_m_error` if present) when the vocabulary lacks them. max_stars: keep a
-    seeded random subset of at most that many rows (quick runs).
-    """
-    arrays = read_training_set(path, split=split)
-    vocab = arrays.vocabulary
-    extra_names = [G_COLUMN]
-    for lab in LABEL_TOKENS:
-        if lab not in vocab:
-            extra_names += [lab, f"{lab}_error"]
-    extra = _read_extra_columns(path, split, extra_names)
-    es = EvalSet(
-        path=str(path),
-        split=split,
-        source_id=arrays.source_id,
-        values=arrays.values,
-        errors=arrays.errors,
-        vocabulary=vocab,
-        g_mag=extra.get(G_COLUMN),
-    )
-    n = len(es)
-    for lab in LABEL_TOKENS:
-        if lab in vocab:
-            j = vocab.index(lab)
-            t, e = arrays.values[:, j].astype(np.float64), arrays.errors[:, j].astype(np.float64)
-        elif lab in extra:
-            t, e = extra[lab], extra.get(f"{lab}_error", np.zeros(n))
-        else:
-            continue
-        if not np.isfinite(t).any():
-            continue
-        es.truth[lab] = t
-        es.truth_error[lab] = np.nan_to_num(e, nan=0.0)
-    if "ln_age" in es.truth:
-        age = np.exp(es.truth["ln_age"])
-        es.truth["age"] = age
-        es.truth_error["age"] = age * es.truth_error["ln_age"]
-    if n == 0:
-        raise ValueError(f"{path}: no rows with split == {split!r}")
-    if max_stars is not None and n > max_stars:
-        idx = np.sort(np.random.default_rng(seed).choice(n, size=max_stars, replace=False))
-        es = es.subset(idx)
-    logger.info("%s [%s]: %d stars, labels %s", path, split, len(es), sorted(es.truth))
-    return es
-
-
 def metric_labels(tokens: Sequence[str]) -> list[str]:
     """Reported labels for predicted tokens: the tokens, plus ``age`` right before ``ln_age``."""
     out: list[str] = []
@@ -198,24 +82,6 @@ def metric_labels(tokens: Sequence[str]) -> list[str]:
             out.append("age")
         out.append(t)
     return out
-
-
-def align_to_vocabulary(
-    values: np.ndarray, errors: np.ndarray, source: Vocabulary, target: Vocabulary
-) -> tuple[np.ndarray, np.ndarray]:
-    """Re-order token matrices (N, T_source) into `target` order (N, T_target).
-
-    Target tokens the source lacks become NaN values with error 0 (missing).
-    """
-    n = values.shape[0]
-    v = np.full((n, len(target)), np.nan, dtype=np.float32)
-    e = np.zeros((n, len(target)), dtype=np.float32)
-    common = [name for name in target.names if name in source]
-    if common:
-        ti, si = target.indices(common), source.indices(common)
-        v[:, ti] = values[:, si]
-        e[:, ti] = errors[:, si]
-    return v, e
 
 
 def load_predictor(model: str, *, device: str = "cpu", dtype: str | None = None) -> LabelPredictor:
