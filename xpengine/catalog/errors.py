@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CatalogNotFoundError", "QueryError"]
+__all__ = ["CatalogNotFoundError", "QueryError", "duckdb_message"]
 
 
 class QueryError(ValueError):
@@ -11,3 +11,8 @@ class QueryError(ValueError):
 
 class CatalogNotFoundError(QueryError, FileNotFoundError):
     """The catalogue (or a table to join) is not where the caller said."""
+
+
+def duckdb_message(exc: Exception) -> str:
+    """DuckDB's message without its trailing blank lines."""
+    return str(exc).strip()

@@ -38,14 +38,14 @@ import os
 import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from xpengine.catalog import sky
-from xpengine.catalog.errors import CatalogNotFoundError, QueryError
+from xpengine.catalog.errors import CatalogNotFoundError, QueryError, duckdb_message
+from xpengine.catalog.export import write_table_stream  # re-exported: it lived here
 from xpengine.catalog.locate import TableFiles, locate_table
 from xpengine.catalog.region import (
     SkyRegion,
@@ -54,7 +54,6 @@ from xpengine.catalog.region import (
     partition_hpx8_range,
     prune_by_name,
 )
-from xpengine.io.atomic import file_written_atomically
 
 __all__ = [
     "CatalogConnection",
@@ -260,7 +259,7 @@ class CatalogConnection:
         try:
             self.con.execute(sql)
         except self._duckdb.Error as exc:
-            raise QueryError(f"cannot read {name!r} from {src.location!r}: {_clean(exc)}") from exc
+            raise QueryError(f"cannot read {name!r} from {src.location!r}: {duckdb_message(exc)}") from exc
 
     def _register_table(self, name: str, path: str | os.PathLike) -> None:
         src = locate_table(path, f"table {name!r}", ("parquet", "csv"))
@@ -282,7 +281,7 @@ class CatalogConnection:
         try:
             statements = self.con.extract_statements(sql)
         except self._duckdb.Error as exc:
-            raise QueryError(f"SQL error: {_clean(exc)}") from exc
+            raise QueryError(f"SQL error: {duckdb_message(exc)}") from exc
         if len(statements) != 1:
             raise QueryError(f"give exactly one SQL statement, got {len(statements)}")
         kind = str(statements[0].type).rsplit(".", 1)[-1]
@@ -299,7 +298,7 @@ class CatalogConnection:
         try:
             return self.con.sql(sql, params=dict(params) if params else None)
         except self._duckdb.Error as exc:
-            raise QueryError(f"SQL error: {_clean(exc)}") from exc
+            raise QueryError(f"SQL error: {duckdb_message(exc)}") from exc
 
     def sql(
         self, sql: str, params: Mapping[str, Any] | None = None, units: Mapping[str, str] | None = None
@@ -309,7 +308,7 @@ class CatalogConnection:
         try:
             table = rel.to_arrow_table()
         except self._duckdb.Error as exc:
-            raise QueryError(f"SQL error: {_clean(exc)}") from exc
+            raise QueryError(f"SQL error: {duckdb_message(exc)}") from exc
         return self.with_units(table, units)
 
     def reader(self, sql: str, params: Mapping[str, Any] | None = None, batch_size: int = 131072) -> Any:
@@ -318,7 +317,7 @@ class CatalogConnection:
         try:
             return rel.to_arrow_reader(batch_size)
         except self._duckdb.Error as exc:
-            raise QueryError(f"SQL error: {_clean(exc)}") from exc
+            raise QueryError(f"SQL error: {duckdb_message(exc)}") from exc
 
     def with_units(self, table: pa.Table, extra: Mapping[str, str] | None = None) -> pa.Table:
         """`table` with an `xpengine.units` metadata entry for the columns whose unit is known."""
@@ -387,11 +386,6 @@ def _iter_scans(nodes: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         if n.get("type") == "TABLE_SCAN":
             yield n
         yield from _iter_scans(n.get("children", []))
-
-
-def _clean(exc: Exception) -> str:
-    """DuckDB's message without its trailing blank lines."""
-    return str(exc).strip()
 
 
 def open_catalog(
@@ -465,49 +459,3 @@ def query_catalog(
         if preset is not None:
             return cat.preset(preset, params)
         return cat.sql(sql, params)
-
-
-def write_table_stream(
-    reader: Any,
-    path: str | os.PathLike,
-    schema_metadata: Mapping[bytes, bytes] | None = None,
-    overwrite: bool = False,
-) -> int:
-    """Write a `pyarrow.RecordBatchReader` to `path` (.parquet or .csv) atomically; returns the row count.
-
-    Refuses to replace an existing file unless `overwrite`; `schema_metadata` goes into the Parquet
-    schema (e.g. `xpengine.units`).
-    """
-    import duckdb
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".parquet", ".csv"):
-        raise QueryError(f"output file must end in .parquet or .csv, got {str(path)!r}")
-    if path.exists() and not overwrite:
-        raise QueryError(f"output file {str(path)!r} exists; pass overwrite (--overwrite) to replace it")
-    if not path.parent.exists():
-        raise CatalogNotFoundError(f"output directory {str(path.parent)!r} does not exist")
-    schema = reader.schema.with_metadata({**(reader.schema.metadata or {}), **(schema_metadata or {})})
-    n = 0
-    with file_written_atomically(path) as tmp:
-        writer = (
-            pq.ParquetWriter(tmp, schema, compression="zstd")
-            if suffix == ".parquet"
-            else pacsv.CSVWriter(tmp, reader.schema)
-        )
-        try:
-            try:
-                for batch in reader:
-                    writer.write_batch(batch)
-                    n += batch.num_rows
-            except (duckdb.Error, pa.ArrowException) as exc:
-                raise QueryError(f"SQL error while writing {str(path)!r}: {_clean(exc)}") from exc
-            writer.close()
-            writer = None
-        finally:
-            if writer is not None:
-                writer.close()
-    return n
