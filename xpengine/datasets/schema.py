@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from xpengine.features.token_matrix import TokenMatrix
 from xpengine.features.vocabulary import Vocabulary
 
 __all__ = [
@@ -40,16 +41,16 @@ _META_VOCAB = b"xpengine.vocabulary"
 _META_PROV = b"xpengine.provenance"
 
 
-@dataclass
-class TrainingArrays:
-    """Token matrices of a training set (rows = stars, columns = vocabulary order)."""
+@dataclass(frozen=True)
+class TrainingArrays(TokenMatrix):
+    """Token matrices of a training set (rows = stars, columns = vocabulary order): a `TokenMatrix`
+    with each row's split and the file's provenance."""
 
-    source_id: np.ndarray  # (N,) int64
-    values: np.ndarray  # (N, T) float32, NaN = missing
-    errors: np.ndarray  # (N, T) float32, 0 = missing/unknown
-    vocabulary: Vocabulary
     split: np.ndarray  # (N,) str
     provenance: dict[str, Any]
+
+    def _subset_fields(self, idx: np.ndarray) -> dict[str, Any]:
+        return {"split": self.split[idx]}
 
 
 def training_table(

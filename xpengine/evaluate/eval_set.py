@@ -1,6 +1,7 @@
 """The test set of an evaluation: the stars of one split of a training-schema Parquet file with every
 token of their file and the evaluated truths (`EvalSet`, `load_eval_set`), and token matrices re-ordered
-into a model's vocabulary (`align_to_vocabulary`). Re-exported by `xpengine.evaluate.runner`.
+into a model's vocabulary (`align_to_vocabulary`, whose home is `xpengine.features.token_matrix`).
+Re-exported by `xpengine.evaluate.runner`.
 """
 
 from __future__ import annotations
@@ -8,12 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from xpengine.datasets.schema import read_training_set
 from xpengine.evaluate.baseline import BASELINE_LABELS
-from xpengine.features.vocabulary import Vocabulary
+from xpengine.features.token_matrix import TokenMatrix, align_to_vocabulary
 
 __all__ = ["G_COLUMN", "LABEL_TOKENS", "EvalSet", "align_to_vocabulary", "load_eval_set"]
 
@@ -24,37 +26,19 @@ LABEL_TOKENS: tuple[str, ...] = BASELINE_LABELS
 G_COLUMN = "phot_g_mean_mag"
 
 
-@dataclass
-class EvalSet:
-    """Stars of one split with every token of their file and the evaluated truths.
-
-    values, errors: (N, T) in the file's vocabulary order; g_mag: (N,) G magnitude or None;
-    truth / truth_error: label → (N,) physical (errors 0 = unknown), including ``age`` [Gyr] when
-    ``ln_age`` is present.
+@dataclass(frozen=True)
+class EvalSet(TokenMatrix):
+    """Stars of one split with every token of their file and the evaluated truths: a `TokenMatrix`
+    (values, errors (N, T) in the file's vocabulary order) with the file, the split, g_mag (N,) G
+    magnitude or None, and truth / truth_error: label → (N,) physical (errors 0 = unknown), including
+    ``age`` [Gyr] when ``ln_age`` is present.
     """
 
     path: str
     split: str | None
-    source_id: np.ndarray
-    values: np.ndarray
-    errors: np.ndarray
-    vocabulary: Vocabulary
     g_mag: np.ndarray | None
     truth: dict[str, np.ndarray] = field(default_factory=dict)
     truth_error: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.source_id)
-
-    def column(self, name: str) -> np.ndarray:
-        """(N,) values of token `name`, NaN when the file lacks it."""
-        if name in self.vocabulary:
-            return self.values[:, self.vocabulary.index(name)].astype(np.float64)
-        return np.full(len(self), np.nan)
-
-    def matrix(self, names: Sequence[str]) -> np.ndarray:
-        """(N, len(names)) float64 token values; missing tokens are NaN columns."""
-        return np.stack([self.column(n) for n in names], axis=1) if names else np.empty((len(self), 0))
 
     def snr_proxy(self) -> np.ndarray:
         """|rp0| / σ(rp0) (N,): S/N of the first RP coefficient, ≈ the integrated RP flux S/N."""
@@ -65,18 +49,12 @@ class EvalSet:
             e = self.errors[:, j].astype(np.float64)
             return np.where(e > 0, np.abs(self.values[:, j]) / e, np.nan)
 
-    def subset(self, idx: np.ndarray) -> EvalSet:
-        return EvalSet(
-            path=self.path,
-            split=self.split,
-            source_id=self.source_id[idx],
-            values=self.values[idx],
-            errors=self.errors[idx],
-            vocabulary=self.vocabulary,
-            g_mag=None if self.g_mag is None else self.g_mag[idx],
-            truth={k: v[idx] for k, v in self.truth.items()},
-            truth_error={k: v[idx] for k, v in self.truth_error.items()},
-        )
+    def _subset_fields(self, idx: np.ndarray) -> dict[str, Any]:
+        return {
+            "g_mag": None if self.g_mag is None else self.g_mag[idx],
+            "truth": {k: v[idx] for k, v in self.truth.items()},
+            "truth_error": {k: v[idx] for k, v in self.truth_error.items()},
+        }
 
 
 def _read_extra_columns(path: str, split: str | None, names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -140,21 +118,3 @@ def load_eval_set(
         es = es.subset(idx)
     logger.info("%s [%s]: %d stars, labels %s", path, split, len(es), sorted(es.truth))
     return es
-
-
-def align_to_vocabulary(
-    values: np.ndarray, errors: np.ndarray, source: Vocabulary, target: Vocabulary
-) -> tuple[np.ndarray, np.ndarray]:
-    """Re-order token matrices (N, T_source) into `target` order (N, T_target).
-
-    Target tokens the source lacks become NaN values with error 0 (missing).
-    """
-    n = values.shape[0]
-    v = np.full((n, len(target)), np.nan, dtype=np.float32)
-    e = np.zeros((n, len(target)), dtype=np.float32)
-    common = [name for name in target.names if name in source]
-    if common:
-        ti, si = target.indices(common), source.indices(common)
-        v[:, ti] = values[:, si]
-        e[:, ti] = errors[:, si]
-    return v, e

@@ -263,7 +263,8 @@ def evaluate(
             logger.info("labels %s are not tokens of the model's vocabulary; not predicted", skipped)
     labels = metric_labels(tokens)
     if predictor is not None and tokens:
-        values, errors = align_to_vocabulary(test.values, test.errors, test.vocabulary, pv)
+        aligned = test.align(pv)
+        values, errors = aligned.values, aligned.errors
         for sc in scenarios:
             t0 = time.perf_counter()
             res, mask = _run_scenario(predictor, sc, values, errors, tokens, batch_size=batch_size, seed=seed)
@@ -315,8 +316,10 @@ def evaluate(
             "note": None,
         }
         if val is not None and any(t in val.truth for t in tokens):
-            vv, ve = align_to_vocabulary(val.values, val.errors, val.vocabulary, pv)
-            vres, _ = _run_scenario(predictor, "standard", vv, ve, tokens, batch_size=batch_size, seed=seed)
+            va = val.align(pv)
+            vres, _ = _run_scenario(
+                predictor, "standard", va.values, va.errors, tokens, batch_size=batch_size, seed=seed
+            )
             fits: dict[str, LabelCalibration] = {}
             for tok in tokens:
                 if tok not in val.truth:

@@ -40,6 +40,7 @@ from xpengine.features.synthetic_photometry import (
     synthetic_gaia_photometry,
     synthetic_gaia_photometry_from_sampled,
 )
+from xpengine.features.token_matrix import TokenMatrix, align_to_vocabulary
 from xpengine.features.tokens import Representation, TokenBatch, build_tokens
 from xpengine.features.vocabulary import PAPER_VOCABULARY, Token, Vocabulary, paper_vocabulary
 
@@ -51,8 +52,10 @@ __all__ = [
     "SyntheticPhotometry",
     "Token",
     "TokenBatch",
+    "TokenMatrix",
     "Vocabulary",
     "absmag_to_fakemag",
+    "align_to_vocabulary",
     "apply_relevancy",
     "bp_rp_colour",
     "bp_rp_from_xp",

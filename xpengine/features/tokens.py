@@ -69,6 +69,7 @@ from xpengine.features.colours import bp_rp_colour, tmass_colours
 from xpengine.features.flags import SourceFlag
 from xpengine.features.normalise import G_ZERO_POINT_MAG, g_flux_from_columns
 from xpengine.features.relevancy import PAPER_PROPAGATE_FROM, relevancy_mask
+from xpengine.features.token_matrix import TokenMatrix
 from xpengine.features.vocabulary import PAPER_VOCABULARY, Vocabulary
 from xpengine.io.schema import (
     DR3_N_COEFFICIENTS,
@@ -151,24 +152,21 @@ the outputs must be (N, vocabulary.n_bp) and (N, vocabulary.n_rp).
 """
 
 
-@dataclass
-class TokenBatch:
-    """Token matrices of N sources in vocabulary order (the model's input, physical units)."""
+@dataclass(frozen=True)
+class TokenBatch(TokenMatrix):
+    """Token matrices of N sources in vocabulary order (the model's input, physical units): a
+    `TokenMatrix` with the sources' flags and the `build_tokens` settings."""
 
-    source_id: np.ndarray  # (N,) int64
-    values: np.ndarray  # (N, T) float32, NaN = missing
-    errors: np.ndarray  # (N, T) float32, 0 = missing/unknown
     flags: np.ndarray  # (N,) int64, SourceFlag bits
-    vocabulary: Vocabulary
     parameters: dict[str, Any] = field(default_factory=dict)  # the build_tokens settings
 
-    def __len__(self) -> int:
-        return int(self.source_id.shape[0])
-
-    def column(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """Value and error (N,) of one token."""
+    def column(self, name: str) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[override]
+        """Value and error (N,) of one token (float32 views; KeyError when the vocabulary lacks it)."""
         j = self.vocabulary.index(name)
         return self.values[:, j], self.errors[:, j]
+
+    def _subset_fields(self, idx: np.ndarray) -> dict[str, Any]:
+        return {"flags": self.flags[idx]}
 
     def to_dict(self) -> dict[str, np.ndarray]:
         """Flat columns: `source_id`, `flags`, then `<token>` and `<token>_error` for every token.

@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from xpengine.features.token_matrix import TokenMatrix
 from xpengine.features.vocabulary import Vocabulary
 
 __all__ = ["StarSet", "load_stars"]
@@ -22,35 +24,13 @@ __all__ = ["StarSet", "load_stars"]
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class StarSet:
-    """N stars: source_id (N,) int64, values / errors (N, T) float32 in `vocabulary` order (NaN / 0 =
-    missing), g_mag (N,) [mag] (NaN when unknown)."""
+@dataclass(frozen=True)
+class StarSet(TokenMatrix):
+    """N stars: a `TokenMatrix` (source_id (N,) int64, values / errors (N, T) float32 in `vocabulary`
+    order, NaN / 0 = missing) with g_mag (N,) [mag] (NaN when unknown) and the file they come from."""
 
-    source_id: np.ndarray
-    values: np.ndarray
-    errors: np.ndarray
-    vocabulary: Vocabulary
     g_mag: np.ndarray
     path: str = ""
-
-    def __len__(self) -> int:
-        return len(self.source_id)
-
-    def column(self, name: str) -> np.ndarray:
-        """(N,) float64 values of token `name` (all NaN when the vocabulary lacks it)."""
-        if name in self.vocabulary:
-            return self.values[:, self.vocabulary.index(name)].astype(np.float64)
-        return np.full(len(self), np.nan)
-
-    def error(self, name: str) -> np.ndarray:
-        if name in self.vocabulary:
-            return self.errors[:, self.vocabulary.index(name)].astype(np.float64)
-        return np.full(len(self), np.nan)
-
-    def xp(self) -> np.ndarray:
-        """(N, n_bp + n_rp) XP tokens (G-normalised coefficients), NaN = not relevant / missing."""
-        return self.values[:, self.vocabulary.indices(self.vocabulary.xp_names)].astype(np.float64)
 
     def distance_pc(self) -> np.ndarray:
         """Gaia distance 1/ϖ (N,) [pc] from g_fakemag and G (NaN where either is missing or ϖ ≤ 0)."""
@@ -65,15 +45,8 @@ class StarSet:
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(e > 0, f / e, np.nan)
 
-    def subset(self, idx: np.ndarray) -> StarSet:
-        return StarSet(
-            self.source_id[idx],
-            self.values[idx],
-            self.errors[idx],
-            self.vocabulary,
-            self.g_mag[idx],
-            self.path,
-        )
+    def _subset_fields(self, idx: np.ndarray) -> dict[str, Any]:
+        return {"g_mag": self.g_mag[idx]}
 
 
 def load_stars(
@@ -92,22 +65,21 @@ def load_stars(
     import pyarrow.parquet as pq
 
     from xpengine.datasets.schema import read_training_set
-    from xpengine.evaluate.runner import align_to_vocabulary
 
     path = str(path)
     arrays = read_training_set(path, split=split)
-    n = len(arrays.source_id)
+    n = len(arrays)
     if n == 0:
         splits = sorted(set(pq.read_table(path, columns=["split"]).column("split").to_pylist()))
         raise ValueError(f"{path}: no rows with split == {split!r}; the file has splits {splits}")
-    values, errors = align_to_vocabulary(arrays.values, arrays.errors, arrays.vocabulary, vocabulary)
+    aligned = arrays.align(vocabulary)
     g = np.full(n, np.nan)
     schema = pq.ParquetFile(path).schema_arrow
     if "phot_g_mean_mag" in schema.names:
         filters = [("split", "=", split)] if split else None
         t = pq.read_table(path, columns=["phot_g_mean_mag"], filters=filters)
         g = t.column("phot_g_mean_mag").to_numpy(zero_copy_only=False).astype(np.float64)
-    stars = StarSet(arrays.source_id.astype(np.int64), values, errors, vocabulary, g, path)
+    stars = StarSet(aligned.source_id.astype(np.int64), aligned.values, aligned.errors, vocabulary, g, path)
     if max_stars is not None and n > max_stars:
         idx = np.sort(np.random.default_rng(seed).choice(n, size=max_stars, replace=False))
         stars = stars.subset(idx)
