@@ -1,22 +1,43 @@
 """The XP coefficient bands of `build_tokens`' input: reading one band with its errors and relevancy
-counts, dropping corrupt rows, and applying an optional representation (`Representation`) with the
-vocabulary's shape check. Used only by `xpengine.features.tokens.build_tokens`.
+counts, dropping corrupt rows (`xp_band`, `flag_corrupt`), synthetic G and BP−RP where gaia_source gives
+no G (`fill_g_from_xp`), applying an optional representation (`Representation`) with the vocabulary's
+shape check, and the relevancy-masked, G-normalised XP tokens (`put_xp_tokens`). Used only by
+`xpengine.features.tokens.build_tokens`.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from xpengine.features._columns import InputColumns
+from xpengine.features._token_steps import TokenOutput
+from xpengine.features.flags import SourceFlag
+from xpengine.features.normalise import G_ZERO_POINT_MAG
+from xpengine.features.relevancy import relevancy_mask
 from xpengine.features.vocabulary import Vocabulary
 from xpengine.io.schema import MAX_ABS_XP_COEFFICIENT
 
 if TYPE_CHECKING:
     from xpengine.features.tokens import Representation
 
-__all__ = ["apply_representation", "corrupt_rows", "xp_band"]
+__all__ = [
+    "XPBand",
+    "apply_representation",
+    "corrupt_rows",
+    "fill_g_from_xp",
+    "flag_corrupt",
+    "put_xp_tokens",
+    "xp_band",
+]
+
+logger = logging.getLogger("xpengine.features.tokens")
+
+XPBand = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]
+"""What `xp_band` returns: coefficients (N, w), errors (N, w), present (N,), n_relevant (N,) or None,
+corrupt (N,)."""
 
 
 def corrupt_rows(values: np.ndarray, errors: np.ndarray, present: np.ndarray) -> np.ndarray:
@@ -34,9 +55,7 @@ def corrupt_rows(values: np.ndarray, errors: np.ndarray, present: np.ndarray) ->
     return present & (~ok | bad_err)
 
 
-def xp_band(
-    cols: InputColumns, band: str, n_expected: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+def xp_band(cols: InputColumns, band: str, n_expected: int) -> XPBand:
     """(coefficients (N, w), errors (N, w), present (N,), n_relevant (N,) or None, corrupt (N,)) of one
     band; corrupt rows (`corrupt_rows`) are returned as missing (NaN, not present)."""
     n = cols.n
@@ -109,3 +128,107 @@ def apply_representation(
                 f"({n}, {want}) ({label}); pass a matching vocabulary or a representation that maps them"
             )
     return bp, rp, bp_err, rp_err
+
+
+def flag_corrupt(
+    cols: InputColumns, band: str, corrupt: np.ndarray, source_id: np.ndarray, out: TokenOutput
+) -> None:
+    """Log the rows `xp_band` found corrupt in `band` (count and the first) and flag them READ_PROBLEM."""
+    if not corrupt.any():
+        return
+    first = int(np.flatnonzero(corrupt)[0])
+    logger.warning(
+        "%s: %d row(s) with NaN, infinite or absurd (|value| > %.0e e-/s) %s coefficients or "
+        "errors, e.g. row %d (source_id %d): band treated as missing, READ_PROBLEM set",
+        cols.source or "input",
+        int(corrupt.sum()),
+        MAX_ABS_XP_COEFFICIENT,
+        band.upper(),
+        first,
+        int(source_id[first]),
+    )
+    out.flag(corrupt, SourceFlag.READ_PROBLEM)
+
+
+def fill_g_from_xp(
+    bp_band: XPBand, rp_band: XPBand, g: np.ndarray, g_flux: np.ndarray, out: TokenOutput
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
+    """XP-only photometry: where gaia_source gives no G flux and both bands are present, the calibrated
+    synthetic G of the raw DR3 coefficients (`xpengine.features.synthetic_photometry`; σ 2.7 mmag
+    against real G), flagged G_FROM_XP instead of NO_GAIA_PHOTOMETRY.
+
+    Returns (G [mag], G flux [e⁻/s], xp_bprp): G and its flux with those rows filled (the inputs
+    themselves when no row is), and the synthetic BP−RP (rows, colour, error) of the filled rows, or
+    None when no row needed it or the bands are not DR3's 55 coefficients.
+    """
+    bp, bp_err, bp_present = bp_band[:3]
+    rp, rp_err, rp_present = rp_band[:3]
+    need_g = ~np.isfinite(g_flux) & bp_present & rp_present
+    if not (need_g.any() and bp.shape[1] == 55 and rp.shape[1] == 55):
+        return g, g_flux, None
+    from xpengine.features.synthetic_photometry import (
+        calibrated_bp_rp,
+        calibrated_g_flux,
+        synthetic_gaia_photometry,
+    )
+
+    rows = np.flatnonzero(need_g)
+    phot = synthetic_gaia_photometry(  # G, BP, RP integrated once; G and BP−RP both come from it
+        bp[rows],
+        rp[rows],
+        None if bp_err is None else bp_err[rows],
+        None if rp_err is None else rp_err[rows],
+    )
+    gx, _ = calibrated_g_flux(phot)
+    ok = np.isfinite(gx) & (gx > 0)
+    rows_ok = rows[ok]
+    g_flux = g_flux.copy()
+    g_flux[rows_ok] = gx[ok]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = np.where(np.isfinite(g), g, G_ZERO_POINT_MAG - 2.5 * np.log10(g_flux))
+    filled = np.zeros(out.n, dtype=bool)
+    filled[rows_ok] = True
+    out.flag(filled, SourceFlag.G_FROM_XP)
+    out.flags[filled] &= ~np.int64(int(SourceFlag.NO_GAIA_PHOTOMETRY))
+    c, ce = calibrated_bp_rp(phot)
+    return g, g_flux, (rows_ok, c[ok], ce[ok])
+
+
+def put_xp_tokens(
+    out: TokenOutput,
+    bands: tuple[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None], ...],  # bp, rp
+    g_flux: np.ndarray,
+    *,
+    min_relevant: int,
+    propagate_from: int | None,
+) -> None:
+    """The XP tokens: each band's (name, coefficients (N, w), errors (N, w), present (N,), n_relevant
+    (N,) or None) masked by relevancy (`relevancy.relevancy_mask`, irrelevant → NaN) and divided by the
+    G flux (N,) [e⁻/s], written straight into the float32 output (no (N, w) temporaries); flags NO_BP,
+    NO_RP and FEW_RELEVANT_BASES (a present band with fewer than `min_relevant` relevant coefficients).
+    """
+    n, vocabulary = out.n, out.vocabulary
+    for band, _, _, present, _ in bands:
+        out.flag(~present, SourceFlag.NO_BP if band == "bp" else SourceFlag.NO_RP)
+    few = np.zeros(n, dtype=bool)
+    g_flux_col = g_flux[:, None]  # (N, 1) e-/s, NaN where unusable
+    for band, coef, err, present, nrel in bands:
+        width = vocabulary.n_bp if band == "bp" else vocabulary.n_rp
+        if nrel is None:
+            if present.any():
+                logger.warning(
+                    "no '%s_n_relevant_bases' column: all %s coefficients treated as relevant", band, band
+                )
+            nrel = np.full(n, np.nan)
+        mask = relevancy_mask(nrel, width, propagate_from=propagate_from) & present[:, None]  # (N, w)
+        few |= present & (mask.sum(axis=1) < min_relevant)
+        idx = vocabulary.indices([f"{band}{i}" for i in range(width)])
+        contiguous = idx == list(range(idx[0], idx[0] + width))
+        for src, dst_all in ((coef, out.values), (err, out.errors)):
+            # normalise_by_g_flux written straight into the float32 output (no (N, w) temporaries)
+            dst = dst_all[:, idx[0] : idx[0] + width] if contiguous else np.empty((n, width), np.float32)
+            np.divide(src, g_flux_col, out=dst, casting="unsafe")
+            dst[~mask] = np.nan
+            if not contiguous:
+                dst_all[:, idx] = dst
+    out.flag(few, SourceFlag.FEW_RELEVANT_BASES)

@@ -58,23 +58,29 @@ import numpy as np
 import pyarrow as pa
 
 from xpengine.features._columns import InputColumns
-from xpengine.features._xp_bands import apply_representation, xp_band
-from xpengine.features.astrometry import (
-    MAX_PARALLAX_ERROR_MAS,
-    MAX_RUWE,
-    ebv_to_logebv,
-    pseudo_luminosity,
+from xpengine.features._token_steps import (
+    TokenOutput,
+    g_photometry,
+    put_bp_rp,
+    put_extinction,
+    put_labels,
+    put_pseudo_luminosity,
+    put_tmass_colours,
+    upstream_flags,
 )
-from xpengine.features.colours import bp_rp_colour, tmass_colours
+from xpengine.features._xp_bands import (
+    apply_representation,
+    fill_g_from_xp,
+    flag_corrupt,
+    put_xp_tokens,
+    xp_band,
+)
+from xpengine.features.astrometry import MAX_PARALLAX_ERROR_MAS, MAX_RUWE
 from xpengine.features.flags import SourceFlag
-from xpengine.features.normalise import G_ZERO_POINT_MAG, g_flux_from_columns
-from xpengine.features.relevancy import PAPER_PROPAGATE_FROM, relevancy_mask
+from xpengine.features.relevancy import PAPER_PROPAGATE_FROM
 from xpengine.features.token_matrix import TokenMatrix
 from xpengine.features.vocabulary import PAPER_VOCABULARY, Vocabulary
-from xpengine.io.schema import (
-    DR3_N_COEFFICIENTS,
-    MAX_ABS_XP_COEFFICIENT,
-)
+from xpengine.io.schema import DR3_N_COEFFICIENTS
 
 __all__ = [
     "FEATURES_VERSION",
@@ -117,8 +123,6 @@ GAIA_SOURCE_COLUMNS: tuple[str, ...] = (
     "astrometric_params_solved",
 )
 TMASS_COLUMNS: tuple[str, ...] = ("j_m", "j_msigcom", "h_m", "h_msigcom", "ks_m", "ks_msigcom")
-
-_COMPUTED_TOKENS = frozenset({"bprp", "jh", "jk", "logebv", "g_fakemag"})
 
 
 class CoefficientCountError(ValueError):
@@ -249,231 +253,53 @@ def build_tokens(
     if min_relevant < 0:
         raise ValueError(f"min_relevant must be >= 0, got {min_relevant}")
     cols = InputColumns(data)
-    n = cols.n
     source_id = cols.source_id()
-    if source_id.shape != (n,):
-        raise ValueError(f"column 'source_id' has {source_id.shape[0]} rows, other columns {n}")
-    names = vocabulary.names
-    t_index = {name: j for j, name in enumerate(names)}
-    values = np.full((n, len(vocabulary)), np.nan, dtype=np.float32)  # (N, T)
-    errors = np.zeros((n, len(vocabulary)), dtype=np.float32)  # (N, T)
-    flags = np.zeros(n, dtype=np.int64)
-
-    def put(name: str, value: np.ndarray, error: np.ndarray | None) -> None:
-        if name in t_index:
-            j = t_index[name]
-            values[:, j] = value
-            errors[:, j] = np.nan if error is None else error
-
-    def flag(mask: np.ndarray, bit: SourceFlag) -> None:
-        flags[mask] |= np.int64(int(bit))
-
-    upstream = cols.scalar("flags")
-    if upstream is not None:
-        flags |= np.where(np.isfinite(upstream), upstream, 0).astype(np.int64)
-    read_problem = cols.non_null("read_problem")  # xpengine.io: text of a row-level problem, else null
-    if read_problem is not None:
-        flag(read_problem, SourceFlag.READ_PROBLEM)
-
-    # -- gaia_source presence
+    if source_id.shape != (cols.n,):
+        raise ValueError(f"column 'source_id' has {source_id.shape[0]} rows, other columns {cols.n}")
+    out = TokenOutput(cols.n, vocabulary)
+    upstream_flags(cols, out)
     gaia = {c: cols.scalar(c) for c in GAIA_SOURCE_COLUMNS}
-    present_gaia = [v for v in gaia.values() if v is not None]
-    if present_gaia:
-        no_gaia = np.logical_and.reduce([~np.isfinite(v) for v in present_gaia])
-    else:
-        no_gaia = np.ones(n, dtype=bool)
-        logger.debug("no gaia_source columns in the input: all %d rows flagged NO_GAIA_SOURCE", n)
-    flag(no_gaia, SourceFlag.NO_GAIA_SOURCE)
-
-    # -- G photometry
-    g_mag = gaia["phot_g_mean_mag"]
-    g_flux = g_flux_from_columns(
-        g_mag if g_mag is not None else np.full(n, np.nan), gaia["phot_g_mean_flux"]
-    )  # (N,) e-/s
-    with np.errstate(divide="ignore", invalid="ignore"):
-        g_from_flux = G_ZERO_POINT_MAG - 2.5 * np.log10(g_flux)
-    g = g_from_flux if g_mag is None else np.where(np.isfinite(g_mag), g_mag, g_from_flux)
-    flag(~np.isfinite(g_flux), SourceFlag.NO_GAIA_PHOTOMETRY)
+    g, g_flux = g_photometry(gaia, out)
 
     # -- XP
     _check_coefficient_counts(cols, vocabulary)  # what the reader recorded, before reading the arrays
-    bp, bp_err, bp_present, bp_nrel, bp_corrupt = xp_band(cols, "bp", vocabulary.n_bp)
-    rp, rp_err, rp_present, rp_nrel, rp_corrupt = xp_band(cols, "rp", vocabulary.n_rp)
+    bp_band = xp_band(cols, "bp", vocabulary.n_bp)
+    rp_band = xp_band(cols, "rp", vocabulary.n_rp)
     # before any representation: coefficients of another release must not reach this vocabulary
-    _check_coefficient_counts(cols, vocabulary, {"bp": bp.shape[1], "rp": rp.shape[1]})
-    for band, corrupt in (("bp", bp_corrupt), ("rp", rp_corrupt)):
-        if corrupt.any():
-            first = int(np.flatnonzero(corrupt)[0])
-            logger.warning(
-                "%s: %d row(s) with NaN, infinite or absurd (|value| > %.0e e-/s) %s coefficients or "
-                "errors, e.g. row %d (source_id %d): band treated as missing, READ_PROBLEM set",
-                cols.source or "input",
-                int(corrupt.sum()),
-                MAX_ABS_XP_COEFFICIENT,
-                band.upper(),
-                first,
-                int(source_id[first]),
-            )
-            flag(corrupt, SourceFlag.READ_PROBLEM)
-    # -- XP-only photometry: where gaia_source gives no G, synthetic G (and BP−RP) from the raw DR3
-    # coefficients (xpengine.features.synthetic_photometry; σ 2.7 mmag against real G, G_FROM_XP)
+    _check_coefficient_counts(cols, vocabulary, {"bp": bp_band[0].shape[1], "rp": rp_band[0].shape[1]})
+    flag_corrupt(cols, "bp", bp_band[4], source_id, out)
+    flag_corrupt(cols, "rp", rp_band[4], source_id, out)
     xp_bprp = None
-    need_g = ~np.isfinite(g_flux) & bp_present & rp_present
-    if g_from_xp and need_g.any() and bp.shape[1] == 55 and rp.shape[1] == 55:
-        from xpengine.features.synthetic_photometry import (
-            calibrated_bp_rp,
-            calibrated_g_flux,
-            synthetic_gaia_photometry,
-        )
+    if g_from_xp:  # XP-only photometry: synthetic G (and BP−RP) where gaia_source gives no G
+        g, g_flux, xp_bprp = fill_g_from_xp(bp_band, rp_band, g, g_flux, out)
+    bp, rp, bp_err, rp_err = apply_representation(
+        representation, bp_band[0], rp_band[0], bp_band[1], rp_band[1], vocabulary
+    )
+    put_xp_tokens(
+        out,
+        (("bp", bp, bp_err, bp_band[2], bp_band[3]), ("rp", rp, rp_err, rp_band[2], rp_band[3])),
+        g_flux,
+        min_relevant=min_relevant,
+        propagate_from=propagate_from,
+    )
 
-        rows = np.flatnonzero(need_g)
-        phot = synthetic_gaia_photometry(  # G, BP, RP integrated once; G and BP−RP both come from it
-            bp[rows],
-            rp[rows],
-            None if bp_err is None else bp_err[rows],
-            None if rp_err is None else rp_err[rows],
-        )
-        gx, _ = calibrated_g_flux(phot)
-        ok = np.isfinite(gx) & (gx > 0)
-        rows_ok = rows[ok]
-        g_flux = g_flux.copy()
-        g_flux[rows_ok] = gx[ok]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            g = np.where(np.isfinite(g), g, G_ZERO_POINT_MAG - 2.5 * np.log10(g_flux))
-        filled = np.zeros(n, dtype=bool)
-        filled[rows_ok] = True
-        flag(filled, SourceFlag.G_FROM_XP)
-        flags[filled] &= ~np.int64(int(SourceFlag.NO_GAIA_PHOTOMETRY))
-        c, ce = calibrated_bp_rp(phot)
-        c, ce = c[ok], ce[ok]
-        xp_bprp = (rows_ok, c, ce)
-    bp, rp, bp_err, rp_err = apply_representation(representation, bp, rp, bp_err, rp_err, vocabulary)
-    flag(~bp_present, SourceFlag.NO_BP)
-    flag(~rp_present, SourceFlag.NO_RP)
-    few = np.zeros(n, dtype=bool)
-    g_flux_col = g_flux[:, None]  # (N, 1) e-/s, NaN where unusable
-    for band, coef, err, present, nrel, width in (
-        ("bp", bp, bp_err, bp_present, bp_nrel, vocabulary.n_bp),
-        ("rp", rp, rp_err, rp_present, rp_nrel, vocabulary.n_rp),
-    ):
-        if nrel is None:
-            if present.any():
-                logger.warning(
-                    "no '%s_n_relevant_bases' column: all %s coefficients treated as relevant", band, band
-                )
-            nrel = np.full(n, np.nan)
-        mask = relevancy_mask(nrel, width, propagate_from=propagate_from) & present[:, None]  # (N, n)
-        few |= present & (mask.sum(axis=1) < min_relevant)
-        idx = vocabulary.indices([f"{band}{i}" for i in range(width)])
-        contiguous = idx == list(range(idx[0], idx[0] + width))
-        for src, dst_all in ((coef, values), (err, errors)):
-            # normalise_by_g_flux written straight into the float32 output (no (N, n) temporaries)
-            dst = dst_all[:, idx[0] : idx[0] + width] if contiguous else np.empty((n, width), np.float32)
-            np.divide(src, g_flux_col, out=dst, casting="unsafe")
-            dst[~mask] = np.nan
-            if not contiguous:
-                dst_all[:, idx] = dst
-    flag(few, SourceFlag.FEW_RELEVANT_BASES)
+    # -- colours, pseudo-luminosity, extinction, labels
+    put_bp_rp(gaia, out, xp_bprp)
+    put_tmass_colours({c: cols.scalar(c) for c in TMASS_COLUMNS}, out, require_error=tmass_require_error)
+    put_pseudo_luminosity(
+        gaia,
+        g,
+        out,
+        apply_zero_point=apply_zero_point,
+        leung2023=leung2023,
+        zero_point_fallback=zero_point_fallback,
+        max_parallax_error=max_parallax_error,
+        max_ruwe=max_ruwe,
+    )
+    put_extinction(cols, out, ebv_floor=ebv_floor)
+    put_labels(cols, out)
 
-    # -- colours
-    if gaia["bp_rp"] is not None or (
-        gaia["phot_bp_mean_mag"] is not None and gaia["phot_rp_mean_mag"] is not None
-    ):
-        bprp, bprp_err = bp_rp_colour(
-            gaia["phot_bp_mean_mag"],
-            gaia["phot_rp_mean_mag"],
-            gaia["phot_bp_mean_flux_over_error"],
-            gaia["phot_rp_mean_flux_over_error"],
-            bp_rp=gaia["bp_rp"],
-        )
-    else:
-        bprp, bprp_err = np.full(n, np.nan), None
-    if xp_bprp is not None:
-        rows_ok, c, ce = xp_bprp
-        fill = ~np.isfinite(bprp[rows_ok])
-        bprp = np.asarray(bprp, dtype=np.float64).copy()
-        bprp_err = np.full(n, np.nan) if bprp_err is None else np.asarray(bprp_err, dtype=np.float64).copy()
-        bprp[rows_ok[fill]] = c[fill]
-        bprp_err[rows_ok[fill]] = ce[fill]
-    put("bprp", bprp, bprp_err)
-    flag(~np.isfinite(bprp), SourceFlag.NO_BP_RP_COLOUR)
-
-    tm = {c: cols.scalar(c) for c in TMASS_COLUMNS}
-    if tm["j_m"] is not None:
-        nan = np.full(n, np.nan)
-        jh, jh_err, jk, jk_err = tmass_colours(
-            tm["j_m"],
-            tm["j_msigcom"],
-            nan if tm["h_m"] is None else tm["h_m"],
-            tm["h_msigcom"],
-            nan if tm["ks_m"] is None else tm["ks_m"],
-            tm["ks_msigcom"],
-            require_error=tmass_require_error,
-        )
-    else:
-        jh = jk = np.full(n, np.nan)
-        jh_err = jk_err = None
-    put("jh", jh, jh_err)
-    put("jk", jk, jk_err)
-    flag(~np.isfinite(jh) & ~np.isfinite(jk), SourceFlag.NO_2MASS)
-
-    # -- pseudo-luminosity
-    if gaia["parallax"] is not None:
-        lum = pseudo_luminosity(
-            g,
-            gaia["parallax"],
-            gaia["parallax_error"] if gaia["parallax_error"] is not None else np.full(n, np.nan),
-            ruwe=gaia["ruwe"],
-            nu_eff_used_in_astrometry=gaia["nu_eff_used_in_astrometry"],
-            pseudocolour=gaia["pseudocolour"],
-            ecl_lat=gaia["ecl_lat"],
-            astrometric_params_solved=gaia["astrometric_params_solved"],
-            apply_zero_point=apply_zero_point,
-            leung2023=leung2023,
-            zero_point_fallback=zero_point_fallback,
-            max_parallax_error=max_parallax_error,
-            max_ruwe=max_ruwe,
-        )
-        put("g_fakemag", lum.fakemag, lum.fakemag_error)
-        flag(lum.no_parallax, SourceFlag.NO_PARALLAX)
-        flag(lum.no_zero_point, SourceFlag.NO_ZERO_POINT)
-    else:
-        flag(np.ones(n, dtype=bool), SourceFlag.NO_PARALLAX)
-
-    # -- extinction
-    logebv = cols.scalar("logebv")
-    if logebv is not None:
-        logebv_err = cols.scalar("logebv_error")
-    else:
-        ebv = cols.scalar("ebv")
-        if ebv is not None:
-            logebv, logebv_err = ebv_to_logebv(ebv, cols.scalar("ebv_error"), floor=ebv_floor)
-        else:
-            logebv, logebv_err = np.full(n, np.nan), None
-    put("logebv", logebv, logebv_err)
-    flag(~np.isfinite(logebv), SourceFlag.NO_EXTINCTION)
-
-    # -- labels and any other token given by name
-    for tok in vocabulary.tokens:
-        if tok.kind == "xp" or tok.name in _COMPUTED_TOKENS:
-            continue
-        value = cols.scalar(tok.name)
-        if value is not None:
-            put(tok.name, value, cols.scalar(tok.error_name))
-        elif tok.name == "ln_age" and (age := cols.scalar("age")) is not None:
-            age_err = cols.scalar("age_error")
-            ok = np.isfinite(age) & (age > 0)
-            safe = np.where(ok, age, 1.0)
-            put(
-                "ln_age",
-                np.where(ok, np.log(safe), np.nan),
-                None if age_err is None else np.where(ok, np.abs(age_err) / safe, np.nan),
-            )
-
-    # -- missing-token convention: NaN value ⇔ error 0; unknown errors are 0
-    missing = ~np.isfinite(values)
-    values[missing] = np.nan
-    errors[missing | ~np.isfinite(errors)] = 0.0
+    values, errors, flags = out.finish()
     return TokenBatch(
         source_id=source_id,
         values=values,

@@ -1,0 +1,213 @@
+"""The steps of `build_tokens` other than the XP bands: the output being filled (`TokenOutput`), the
+upstream flags, G photometry, colours, the pseudo-luminosity, extinction and the label tokens. Each step
+reads input columns and writes its tokens and flags into a `TokenOutput`. Used only by
+`xpengine.features.tokens.build_tokens` (and the XP steps in `_xp_bands`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from xpengine.features._columns import InputColumns
+from xpengine.features.astrometry import ebv_to_logebv, pseudo_luminosity
+from xpengine.features.colours import bp_rp_colour, tmass_colours
+from xpengine.features.flags import SourceFlag
+from xpengine.features.normalise import G_ZERO_POINT_MAG, g_flux_from_columns
+from xpengine.features.vocabulary import Vocabulary
+
+__all__ = [
+    "TokenOutput",
+    "g_photometry",
+    "put_bp_rp",
+    "put_extinction",
+    "put_labels",
+    "put_pseudo_luminosity",
+    "put_tmass_colours",
+    "upstream_flags",
+]
+
+logger = logging.getLogger("xpengine.features.tokens")
+
+COMPUTED_TOKENS = frozenset({"bprp", "jh", "jk", "logebv", "g_fakemag"})
+"""Tokens `build_tokens` computes from other columns; never read by name."""
+
+Column = np.ndarray | None
+"""An input column (N,) as `InputColumns.scalar` gives it, None when absent."""
+
+
+class TokenOutput:
+    """The token matrices being filled: values (N, T) float32 (NaN = not set), errors (N, T) float32
+    and flags (N,) int64, in `vocabulary` order."""
+
+    def __init__(self, n: int, vocabulary: Vocabulary) -> None:
+        self.n = n
+        self.vocabulary = vocabulary
+        self.t_index = {name: j for j, name in enumerate(vocabulary.names)}
+        self.values = np.full((n, len(vocabulary)), np.nan, dtype=np.float32)  # (N, T)
+        self.errors = np.zeros((n, len(vocabulary)), dtype=np.float32)  # (N, T)
+        self.flags = np.zeros(n, dtype=np.int64)
+
+    def put(self, name: str, value: np.ndarray, error: np.ndarray | None) -> None:
+        """Set token `name` (ignored when the vocabulary lacks it); error None = unknown."""
+        if name in self.t_index:
+            j = self.t_index[name]
+            self.values[:, j] = value
+            self.errors[:, j] = np.nan if error is None else error
+
+    def flag(self, mask: np.ndarray, bit: SourceFlag) -> None:
+        self.flags[mask] |= np.int64(int(bit))
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(values, errors, flags) with the missing-token convention: NaN value ⇔ error 0; unknown
+        errors are 0."""
+        missing = ~np.isfinite(self.values)
+        self.values[missing] = np.nan
+        self.errors[missing | ~np.isfinite(self.errors)] = 0.0
+        return self.values, self.errors, self.flags
+
+
+def upstream_flags(cols: InputColumns, out: TokenOutput) -> None:
+    """OR the input's `flags` into the output; a non-null `read_problem` sets READ_PROBLEM."""
+    upstream = cols.scalar("flags")
+    if upstream is not None:
+        out.flags |= np.where(np.isfinite(upstream), upstream, 0).astype(np.int64)
+    read_problem = cols.non_null("read_problem")  # xpengine.io: text of a row-level problem, else null
+    if read_problem is not None:
+        out.flag(read_problem, SourceFlag.READ_PROBLEM)
+
+
+def g_photometry(gaia: dict[str, Column], out: TokenOutput) -> tuple[np.ndarray, np.ndarray]:
+    """(G [mag], G flux [e⁻/s]) (N,) from the gaia_source columns `gaia`, NaN where unusable; flags
+    NO_GAIA_SOURCE (no gaia_source column finite) and NO_GAIA_PHOTOMETRY (no usable G flux)."""
+    n = out.n
+    present_gaia = [v for v in gaia.values() if v is not None]
+    if present_gaia:
+        no_gaia = np.logical_and.reduce([~np.isfinite(v) for v in present_gaia])
+    else:
+        no_gaia = np.ones(n, dtype=bool)
+        logger.debug("no gaia_source columns in the input: all %d rows flagged NO_GAIA_SOURCE", n)
+    out.flag(no_gaia, SourceFlag.NO_GAIA_SOURCE)
+    g_mag = gaia["phot_g_mean_mag"]
+    g_flux = g_flux_from_columns(
+        g_mag if g_mag is not None else np.full(n, np.nan), gaia["phot_g_mean_flux"]
+    )  # (N,) e-/s
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g_from_flux = G_ZERO_POINT_MAG - 2.5 * np.log10(g_flux)
+    g = g_from_flux if g_mag is None else np.where(np.isfinite(g_mag), g_mag, g_from_flux)
+    out.flag(~np.isfinite(g_flux), SourceFlag.NO_GAIA_PHOTOMETRY)
+    return g, g_flux
+
+
+def put_bp_rp(
+    gaia: dict[str, Column],
+    out: TokenOutput,
+    xp_bprp: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+) -> None:
+    """The `bprp` token from gaia_source (`colours.bp_rp_colour`), filled where missing from the XP
+    synthetic photometry `xp_bprp` = (rows, colour, error) when given; flags NO_BP_RP_COLOUR."""
+    n = out.n
+    if gaia["bp_rp"] is not None or (
+        gaia["phot_bp_mean_mag"] is not None and gaia["phot_rp_mean_mag"] is not None
+    ):
+        bprp, bprp_err = bp_rp_colour(
+            gaia["phot_bp_mean_mag"],
+            gaia["phot_rp_mean_mag"],
+            gaia["phot_bp_mean_flux_over_error"],
+            gaia["phot_rp_mean_flux_over_error"],
+            bp_rp=gaia["bp_rp"],
+        )
+    else:
+        bprp, bprp_err = np.full(n, np.nan), None
+    if xp_bprp is not None:
+        rows_ok, c, ce = xp_bprp
+        fill = ~np.isfinite(bprp[rows_ok])
+        bprp = np.asarray(bprp, dtype=np.float64).copy()
+        bprp_err = np.full(n, np.nan) if bprp_err is None else np.asarray(bprp_err, dtype=np.float64).copy()
+        bprp[rows_ok[fill]] = c[fill]
+        bprp_err[rows_ok[fill]] = ce[fill]
+    out.put("bprp", bprp, bprp_err)
+    out.flag(~np.isfinite(bprp), SourceFlag.NO_BP_RP_COLOUR)
+
+
+def put_tmass_colours(tm: dict[str, Column], out: TokenOutput, *, require_error: bool) -> None:
+    """The `jh` and `jk` tokens from the 2MASS columns `tm` (`colours.tmass_colours`); flags NO_2MASS."""
+    n = out.n
+    if tm["j_m"] is not None:
+        nan = np.full(n, np.nan)
+        jh, jh_err, jk, jk_err = tmass_colours(
+            tm["j_m"],
+            tm["j_msigcom"],
+            nan if tm["h_m"] is None else tm["h_m"],
+            tm["h_msigcom"],
+            nan if tm["ks_m"] is None else tm["ks_m"],
+            tm["ks_msigcom"],
+            require_error=require_error,
+        )
+    else:
+        jh = jk = np.full(n, np.nan)
+        jh_err = jk_err = None
+    out.put("jh", jh, jh_err)
+    out.put("jk", jk, jk_err)
+    out.flag(~np.isfinite(jh) & ~np.isfinite(jk), SourceFlag.NO_2MASS)
+
+
+def put_pseudo_luminosity(gaia: dict[str, Column], g: np.ndarray, out: TokenOutput, **options: Any) -> None:
+    """The `g_fakemag` token (`astrometry.pseudo_luminosity` with `options`); flags NO_PARALLAX and
+    NO_ZERO_POINT."""
+    n = out.n
+    if gaia["parallax"] is None:
+        out.flag(np.ones(n, dtype=bool), SourceFlag.NO_PARALLAX)
+        return
+    lum = pseudo_luminosity(
+        g,
+        gaia["parallax"],
+        gaia["parallax_error"] if gaia["parallax_error"] is not None else np.full(n, np.nan),
+        ruwe=gaia["ruwe"],
+        nu_eff_used_in_astrometry=gaia["nu_eff_used_in_astrometry"],
+        pseudocolour=gaia["pseudocolour"],
+        ecl_lat=gaia["ecl_lat"],
+        astrometric_params_solved=gaia["astrometric_params_solved"],
+        **options,
+    )
+    out.put("g_fakemag", lum.fakemag, lum.fakemag_error)
+    out.flag(lum.no_parallax, SourceFlag.NO_PARALLAX)
+    out.flag(lum.no_zero_point, SourceFlag.NO_ZERO_POINT)
+
+
+def put_extinction(cols: InputColumns, out: TokenOutput, *, ebv_floor: float | None) -> None:
+    """The `logebv` token: `logebv` directly, else from `ebv` (`astrometry.ebv_to_logebv`); flags
+    NO_EXTINCTION."""
+    logebv = cols.scalar("logebv")
+    if logebv is not None:
+        logebv_err = cols.scalar("logebv_error")
+    else:
+        ebv = cols.scalar("ebv")
+        if ebv is not None:
+            logebv, logebv_err = ebv_to_logebv(ebv, cols.scalar("ebv_error"), floor=ebv_floor)
+        else:
+            logebv, logebv_err = np.full(out.n, np.nan), None
+    out.put("logebv", logebv, logebv_err)
+    out.flag(~np.isfinite(logebv), SourceFlag.NO_EXTINCTION)
+
+
+def put_labels(cols: InputColumns, out: TokenOutput) -> None:
+    """Labels and any other non-XP, non-computed token given by name with `<name>_error`; `ln_age`
+    falls back to ln(`age` [Gyr]) with σ = σ_age/age."""
+    for tok in out.vocabulary.tokens:
+        if tok.kind == "xp" or tok.name in COMPUTED_TOKENS:
+            continue
+        value = cols.scalar(tok.name)
+        if value is not None:
+            out.put(tok.name, value, cols.scalar(tok.error_name))
+        elif tok.name == "ln_age" and (age := cols.scalar("age")) is not None:
+            age_err = cols.scalar("age_error")
+            ok = np.isfinite(age) & (age > 0)
+            safe = np.where(ok, age, 1.0)
+            out.put(
+                "ln_age",
+                np.where(ok, np.log(safe), np.nan),
+                None if age_err is None else np.where(ok, np.abs(age_err) / safe, np.nan),
+            )
