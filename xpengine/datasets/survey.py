@@ -355,41 +355,18 @@ def _np(table: Any, name: str) -> np.ndarray | None:
     return col.to_numpy(zero_copy_only=False)
 
 
-def build_survey(
+def _survey_stars(
     inputs: SurveyInputs,
+    summary: dict[str, Any],
     *,
-    origin: str = "apogee-dr17",
-    vocabulary: Any = None,
-    mass_column: str = "MASS",
-    mass_error_column: str | None = "MASS_ERR",
-    age_column: str = "AGE_COR_SS",
-    age_error_column: str | None = "AGE_ERR",
-    val_fraction: float = 0.09,
-    test_fraction: float = 0.1,
-    salt: bytes = DEFAULT_SALT,
-    keep_without_evolution: bool = False,
-    with_correlations: bool = False,
-    extra_columns: dict[str, Callable[[np.ndarray], np.ndarray]] | None = None,
-    provenance: dict[str, Any] | None = None,
-) -> SurveyBuild:
-    """Build the training-schema table of a survey (recipe in the module docstring).
-
-    vocabulary: default `PAPER_VOCABULARY` (120 tokens; [α/M] then goes to an extra column `alpha_m`).
-    with_correlations: read the XP correlations to propagate exact token errors (≈10× slower reading).
-    extra_columns: name → function(source_id (M,)) → (M,) array, added to the output (e.g. truth).
-    provenance: more entries for the summary / provenance metadata.
-    """
-    from xpengine.datasets.schema import training_table
-    from xpengine.datasets.xp import archive_xp_columns
-    from xpengine.features import PAPER_VOCABULARY, build_tokens
-    from xpengine.features.tokens import FEATURES_VERSION
-    from xpengine.io import list_column_to_numpy
-    from xpengine.spectra import REPRESENTATION_ID
-
-    vocab = PAPER_VOCABULARY if vocabulary is None else vocabulary
-    summary: dict[str, Any] = {"builder": "xpengine.datasets.survey.build_survey", "origin": origin}
-    summary.update(provenance or {})
-
+    mass_column: str,
+    mass_error_column: str | None,
+    age_column: str,
+    age_error_column: str | None,
+    keep_without_evolution: bool,
+) -> dict[str, np.ndarray]:
+    """Steps 1–5 of the recipe: allStar rows with a Gaia match and clean labels, joined to DistMass,
+    through the cuts (counts into `summary`)."""
     # 1-2: allStar
     cols = read_fits_columns(inputs.allstar, ALLSTAR_REQUIRED, ALLSTAR_OPTIONAL, what="allStar file")
     stars, counts = prepare_allstar(cols)
@@ -425,8 +402,14 @@ def build_survey(
     if stars["source_id"].size == 0:
         raise ValueError(f"no star survives the quality cuts ({cut_counts}); check the mass/age columns")
     logger.info("%d survey stars after flags, DistMass join and cuts", stars["source_id"].size)
+    return stars
 
-    # 6: Gaia
+
+def _match_xp(
+    inputs: SurveyInputs, stars: dict[str, np.ndarray], summary: dict[str, Any], *, with_correlations: bool
+) -> tuple[Any, np.ndarray, dict[str, np.ndarray]]:
+    """Step 6: the survey stars' XP and gaia_source rows. Returns (joined table, its source_id (M,),
+    the survey columns of the same M stars in that order); stars without XP are dropped."""
     ids = stars["source_id"]
     joined, xp_counts = _xp_and_gaia(
         inputs,
@@ -449,13 +432,26 @@ def build_survey(
     order = np.argsort(ids)
     pos = order[np.searchsorted(ids, xp_sid, sorter=order)]  # row of each XP source in `stars`
     summary["without_xp_dropped"] = int(ids.size - xp_sid.size)
-    star = {k: v[pos] for k, v in stars.items()}
+    return joined, xp_sid, {k: v[pos] for k, v in stars.items()}
 
-    # 7: tokens
-    n_bp, n_rp = vocab.n_bp, vocab.n_rp
+
+def _token_inputs(
+    inputs: SurveyInputs,
+    joined: Any,
+    xp_sid: np.ndarray,
+    star: dict[str, np.ndarray],
+    vocab: Any,
+    summary: dict[str, Any],
+) -> dict[str, np.ndarray]:
+    """Step 7's input: the `build_tokens` columns of the M matched stars (XP in the representation,
+    gaia_source, 2MASS from the `tmass` table or allStar J/H/K, E(B−V), the survey labels)."""
+    from xpengine.datasets.xp import archive_xp_columns
+    from xpengine.features.tokens import GAIA_SOURCE_COLUMNS
+    from xpengine.io import list_column_to_numpy
+
     data: dict[str, np.ndarray] = {"source_id": xp_sid}
     corr = {}
-    for band, n in (("bp", n_bp), ("rp", n_rp)):
+    for band, n in (("bp", vocab.n_bp), ("rp", vocab.n_rp)):
         data[f"{band}_raw"] = list_column_to_numpy(joined.column(f"{band}_coefficients"), n)
         data[f"{band}_raw_err"] = list_column_to_numpy(joined.column(f"{band}_coefficient_errors"), n)
         c = f"{band}_coefficient_correlations"
@@ -480,8 +476,6 @@ def build_survey(
             joined.column("read_problem").is_valid().to_numpy(zero_copy_only=False), dtype=bool
         )
         data["flags"] = np.where(problem, int(SourceFlag.READ_PROBLEM), 0).astype(np.int64)
-    from xpengine.features.tokens import GAIA_SOURCE_COLUMNS
-
     for c in GAIA_SOURCE_COLUMNS:
         v = _np(joined, c)
         if v is not None:
@@ -501,8 +495,55 @@ def build_survey(
     for name in ("teff", "logg", "m_h", "alpha_m", "mass", "ln_age"):
         data[name] = star[name]
         data[f"{name}_error"] = star[f"{name}_error"]
-    # training stars keep the archive's own G: a star without gaia_source photometry gets no XP
-    # tokens here (the catalogue may normalise such stars by their synthetic G, flag G_FROM_XP)
+    return data
+
+
+def build_survey(
+    inputs: SurveyInputs,
+    *,
+    origin: str = "apogee-dr17",
+    vocabulary: Any = None,
+    mass_column: str = "MASS",
+    mass_error_column: str | None = "MASS_ERR",
+    age_column: str = "AGE_COR_SS",
+    age_error_column: str | None = "AGE_ERR",
+    val_fraction: float = 0.09,
+    test_fraction: float = 0.1,
+    salt: bytes = DEFAULT_SALT,
+    keep_without_evolution: bool = False,
+    with_correlations: bool = False,
+    extra_columns: dict[str, Callable[[np.ndarray], np.ndarray]] | None = None,
+    provenance: dict[str, Any] | None = None,
+) -> SurveyBuild:
+    """Build the training-schema table of a survey (recipe in the module docstring).
+
+    vocabulary: default `PAPER_VOCABULARY` (120 tokens; [α/M] then goes to an extra column `alpha_m`).
+    with_correlations: read the XP correlations to propagate exact token errors (≈10× slower reading).
+    extra_columns: name → function(source_id (M,)) → (M,) array, added to the output (e.g. truth).
+    provenance: more entries for the summary / provenance metadata.
+    """
+    from xpengine.datasets.schema import training_table
+    from xpengine.features import PAPER_VOCABULARY, build_tokens
+    from xpengine.features.tokens import FEATURES_VERSION
+    from xpengine.spectra import REPRESENTATION_ID
+
+    vocab = PAPER_VOCABULARY if vocabulary is None else vocabulary
+    summary: dict[str, Any] = {"builder": "xpengine.datasets.survey.build_survey", "origin": origin}
+    summary.update(provenance or {})
+    stars = _survey_stars(
+        inputs,
+        summary,
+        mass_column=mass_column,
+        mass_error_column=mass_error_column,
+        age_column=age_column,
+        age_error_column=age_error_column,
+        keep_without_evolution=keep_without_evolution,
+    )
+    joined, xp_sid, star = _match_xp(inputs, stars, summary, with_correlations=with_correlations)
+
+    # 7: tokens. Training stars keep the archive's own G: a star without gaia_source photometry gets no
+    # XP tokens here (the catalogue may normalise such stars by their synthetic G, flag G_FROM_XP)
+    data = _token_inputs(inputs, joined, xp_sid, star, vocab, summary)
     tb = build_tokens(data, vocab, g_from_xp=False)
 
     # 8: split and table
