@@ -191,8 +191,13 @@ def test_no_star_outside_the_emulator_range_has_a_spectrum(mist_sky, truth) -> N
         "colour_mismatch",
         "non_finite",
     }
-    # hot dwarfs, cool dwarfs and emulator failures occur in a realistic sky, and are counted
-    assert out["dwarf_too_hot"] > 0 and out["dwarf_too_cool"] > 0 and out["colour_mismatch"] > 0
+    # the v2 emulator covers hot stars (to ≈ 19,900 K) and M dwarfs (to ≈ 3130 K): few stars of a realistic
+    # sky fall outside its Teff/logg range (v1 dropped ≈ 6% there: hot and cool dwarfs); emulated-vs-MIST
+    # colour disagreements (mostly M dwarfs: MIST is bluer than real M dwarfs at the same ASPCAP labels)
+    # still occur, and are counted
+    out_of_range = sum(out[k] for k in ("dwarf_too_hot", "dwarf_too_cool", "giant_too_hot", "giant_too_cool"))
+    assert out_of_range + out["logg_outside"] < 0.02 * em["examined"]
+    assert out["colour_mismatch"] > 0
     assert em["examined"] == em["kept"] + sum(out.values()) and em["kept"] >= N_SOURCES
     assert 0.0 < em["fraction_outside"] < 0.4
 

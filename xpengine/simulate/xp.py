@@ -3,9 +3,16 @@
 Chain for N stars (all vectorised):
 
 1. Intrinsic spectrum: the data-driven emulator of :mod:`xpengine.simulate.calibration` (log10 flux on
-   the 343-pixel 336–1020 nm grid, polynomial in Teff, logg, [Fe/H], [α/M] fitted on real APOGEE × XP
-   giants and dwarfs), plus by default a random draw of the 6 leading principal components of the
-   emulator residuals (the spectral diversity the labels do not explain, ≈ 0.007 dex rms).
+   the 343-pixel 336–1020 nm grid) fitted on the real APOGEE × XP spectra of the dev split's train rows
+   (v2, the default `sim_calibration_v2.npz`): four overlapping label regions blended smoothly in Teff
+   and logg — giants (polynomial of degree 5 in Teff, logg, [Fe/H], [α/M]), FGK dwarfs (degree 4), M
+   dwarfs (Teff only, to 3130 K), hot stars (Teff and logg only, to 19,900 K: ASPCAP gives hot stars no
+   [Fe/H]) — covering [Fe/H] down to −2.45 (giants) and −2.40 (dwarfs; few real dwarfs below −1.5). By
+   default a random draw of the 6 leading principal components of the emulator residuals is added (the
+   spectral diversity the labels do not explain, ≈ 0.007 dex rms). Held-out real stars are reproduced to
+   a median 1.4–3% in flux over 400–1000 nm per region once the extinction estimate's error is removed
+   (benchmarks/realism_report.py --physics mist, section 1). The v1 file (two classes, giants 3500–5800
+   K, dwarfs 3585–6809 K) stays readable by path; for it `cls` chooses the class.
 2. Reddening: × 10^(−0.4 · 3.1 E(B−V) A_λ/A_V), Fitzpatrick (1999), R_V = 3.1 (PyPI `extinction`).
 3. Coefficients: archive-like continuous coefficients [e⁻ s⁻¹] of the reddened spectrum by an
    order-weighted Tikhonov inverse, c = argmin ‖f − c A‖² + λ ‖Γ c‖², Γ = diag(1 + (i/10)⁴) (i = order
@@ -45,7 +52,7 @@ import logging
 
 import numpy as np
 
-from xpengine.simulate.calibration import extinction_curve, label_features, load_calibration
+from xpengine.simulate.calibration import extinction_curve, label_features, load_calibration, region_weights
 
 __all__ = [
     "N_QUANT_CORR",
@@ -71,6 +78,28 @@ def sigma_rel_g(g_mag: np.ndarray) -> np.ndarray:
     return np.sqrt(0.0045**2 + (0.0182 * 10.0 ** (0.2 * (np.asarray(g_mag) - 15.0))) ** 2)
 
 
+def _is_v2(cal: dict[str, np.ndarray]) -> bool:
+    return "format_version" in cal and int(cal["format_version"]) >= 2
+
+
+def _v2_region_labels(
+    cal: dict[str, np.ndarray],
+    name: str,
+    teff: np.ndarray,
+    logg: np.ndarray,
+    fe_h: np.ndarray,
+    alpha_m: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Labels clamped to region `name`'s fitted range; [Fe/H], [α/M] set to 0 where the region ignores them."""
+    lo, hi = cal[f"{name}_label_min"], cal[f"{name}_label_max"]
+    t = np.clip(teff, lo[0], hi[0])
+    g = np.clip(logg, lo[1], hi[1])
+    if bool(cal[f"{name}_metals"]):
+        return t, g, np.clip(fe_h, lo[2], hi[2]), np.clip(alpha_m, lo[3], hi[3])
+    z = np.zeros_like(t)
+    return t, g, z, z
+
+
 def intrinsic_spectra(
     cls: np.ndarray,
     teff: np.ndarray,
@@ -80,14 +109,39 @@ def intrinsic_spectra(
     rng: np.random.Generator | None,
     cal: dict[str, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Unreddened relative spectra (N, 343) on 336–1020 nm for class `cls` (N,) (0 dwarf, 1 giant).
+    """Unreddened relative spectra (N, 343) on 336–1020 nm at labels (N,) [K, dex, dex, dex].
 
-    Labels are clamped to each emulator's training box. With `rng`, a random residual-PC draw is added.
-    Arbitrary overall scale (fixed later by the G passband).
+    v2 calibration (the default): the labels alone choose the emulator regions and their blend
+    (:func:`xpengine.simulate.calibration.region_weights`); `cls` is not used. v1 files: `cls` (N,)
+    (0 dwarf, 1 giant) chooses the class. Labels are clamped to each region's (class's) fitted range.
+    With `rng`, a random draw of the residual principal components is added (v2: one standard-normal
+    vector per star, applied to the blended regions' components). Arbitrary overall scale (fixed later by
+    the G passband).
     """
     cal = load_calibration() if cal is None else cal
     n = len(teff)
+    teff = np.asarray(teff, dtype=np.float64)
+    logg = np.asarray(logg, dtype=np.float64)
+    fe_h = np.asarray(fe_h, dtype=np.float64)
+    alpha_m = np.asarray(alpha_m, dtype=np.float64)
     out = np.empty((n, cal["wavelength_nm"].size))
+    if _is_v2(cal):
+        names = [str(r) for r in cal["emulator_regions"]]
+        w = region_weights(teff, logg, cal["emulator_blend"])  # (N, n_regions)
+        n_pc = cal[f"{names[0]}_resid_pcs"].shape[0]
+        z = rng.standard_normal((n, n_pc)) if rng is not None else None
+        y = np.zeros_like(out)
+        for k, name in enumerate(names):
+            sel = w[:, k] > 0
+            if not sel.any():
+                continue
+            labels = _v2_region_labels(cal, name, teff[sel], logg[sel], fe_h[sel], alpha_m[sel])
+            X = label_features(*labels, cal[f"{name}_powers"], cal[f"{name}_centre"], cal[f"{name}_scale"])
+            yk = X @ cal[f"{name}_coef"]
+            if z is not None:
+                yk = yk + z[sel] @ cal[f"{name}_resid_pcs"]
+            y[sel] += w[sel, k : k + 1] * yk
+        return 10.0 ** (y - y[:, 150:151])  # normalise near 636 nm to keep numbers O(1)
     for code, name in ((0, "dwarf"), (1, "giant")):
         sel = cls == code
         if not sel.any():
@@ -117,29 +171,63 @@ def emulator_domain(
 ) -> dict[str, np.ndarray]:
     """Where the spectral emulator of :func:`intrinsic_spectra` is fitted, per star (all inputs (N,)).
 
-    The emulator class follows logg as in the fit (:mod:`xpengine.simulate.calibration`: giants logg < 3.5,
-    dwarfs logg ≥ 3.5), whatever the star's evolutionary phase (a subgiant is a "dwarf" here, a hot
-    core-He burner a "giant"). Returns (N,) arrays: `cls` int8 (0 dwarf, 1 giant emulator); `inside` bool
-    (Teff [K] and logg within the range of the real stars that class was fitted on, `{class}_label_min/max`
-    of the calibration: dwarfs ≈ 3585–6809 K, logg 3.50–5.28; giants ≈ 3500–5798 K, logg −0.47–3.50;
-    outside it the polynomial would be extrapolated, or clamped by :func:`intrinsic_spectra`);
-    `too_hot`, `too_cool` bool (Teff above / below that range); `clamped` bool ([Fe/H] or [α/M] outside
-    the fitted range: :func:`intrinsic_spectra` uses the nearest fitted value, e.g. [Fe/H] −2.41 for a
-    dwarf of −2.5).
+    Returns (N,) arrays: `cls` int8 (0 dwarf, logg ≥ 3.5; 1 giant, logg < 3.5: the coarse class, as in the
+    v1 emulator and the sky's drop tally); `inside` bool; `too_hot`, `too_cool` bool (Teff above / below
+    the fitted range); `clamped` bool ([Fe/H] or [α/M] outside the fitted range: :func:`intrinsic_spectra`
+    uses the nearest fitted value).
+
+    v2 calibration (default): the regions that shape the star's spectrum are the one of largest blend weight
+    and any other of weight ≥ 0.25 (:func:`xpengine.simulate.calibration.region_weights`: giant, FGK dwarf,
+    M dwarf, hot); the star is `inside` when its Teff and logg lie within the range of the real training
+    stars of one of them (`{region}_label_min/max`: giants 3114–6850 K, logg −0.47–3.90; FGK dwarfs
+    3800–6789 K, logg 3.10–5.28; M dwarfs 3129–4400 K, logg 3.11–5.30; hot stars 6300–19,857 K, logg
+    1.75–4.73), `too_hot` / `too_cool` when it is not and its Teff is above / below all of them; `clamped`
+    uses the largest-weight region's [Fe/H], [α/M] range (the M-dwarf and hot regions do not read them: never
+    clamped). v1 files: the class follows logg and `inside` is the class's Teff, logg range (dwarfs ≈
+    3585–6809 K, logg 3.50–5.28; giants ≈ 3500–5798 K).
     """
     cal = load_calibration() if cal is None else cal
     teff, logg = np.asarray(teff, dtype=np.float64), np.asarray(logg, dtype=np.float64)
-    labels = (teff, logg, np.asarray(fe_h, dtype=np.float64), np.asarray(alpha_m, dtype=np.float64))
+    fe_h, alpha_m = np.asarray(fe_h, dtype=np.float64), np.asarray(alpha_m, dtype=np.float64)
     cls = (logg < 3.5).astype(np.int8)
-    lo = np.stack([cal["dwarf_label_min"], cal["giant_label_min"]])[cls]  # (N, 4)
-    hi = np.stack([cal["dwarf_label_max"], cal["giant_label_max"]])[cls]
+    if _is_v2(cal):
+        names = [str(r) for r in cal["emulator_regions"]]
+        w = region_weights(teff, logg, cal["emulator_blend"])  # (N, R)
+        dom = np.argmax(w, axis=1)
+        lo_r = np.stack([cal[f"{r}_label_min"] for r in names])  # (R, 4)
+        hi_r = np.stack([cal[f"{r}_label_max"] for r in names])
+        cand = (w >= 0.25) | (np.arange(len(names))[None, :] == dom[:, None])  # (N, R)
+        in_box = (
+            (teff[:, None] >= lo_r[None, :, 0])
+            & (teff[:, None] <= hi_r[None, :, 0])
+            & (logg[:, None] >= lo_r[None, :, 1])
+            & (logg[:, None] <= hi_r[None, :, 1])
+        )
+        inside = np.any(cand & in_box, axis=1)
+        t_lo = np.where(cand, lo_r[None, :, 0], np.inf).min(axis=1)
+        t_hi = np.where(cand, hi_r[None, :, 0], -np.inf).max(axis=1)
+        lo, hi = lo_r[dom], hi_r[dom]  # (N, 4)
+        metals = np.array([bool(cal[f"{r}_metals"]) for r in names])[dom]
+        within = [(v >= lo[:, k]) & (v <= hi[:, k]) for k, v in enumerate((fe_h, alpha_m), start=2)]
+        return {
+            "cls": cls,
+            "inside": inside,
+            "too_hot": ~inside & (teff > t_hi),
+            "too_cool": ~inside & (teff < t_lo),
+            "clamped": metals & ~(within[0] & within[1]),
+        }
+    else:
+        lo = np.stack([cal["dwarf_label_min"], cal["giant_label_min"]])[cls]  # (N, 4)
+        hi = np.stack([cal["dwarf_label_max"], cal["giant_label_max"]])[cls]
+        metals = np.ones(len(teff), dtype=bool)
+    labels = (teff, logg, fe_h, alpha_m)
     within = [(v >= lo[:, k]) & (v <= hi[:, k]) for k, v in enumerate(labels)]  # NaN -> False
     return {
         "cls": cls,
         "inside": within[0] & within[1],
         "too_hot": teff > hi[:, 0],
         "too_cool": teff < lo[:, 0],
-        "clamped": ~(within[2] & within[3]),
+        "clamped": metals & ~(within[2] & within[3]),
     }
 
 
