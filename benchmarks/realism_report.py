@@ -821,11 +821,16 @@ def main(argv: list[str] | None = None) -> int:
     dcol = (sim["bp_rp0"] - bprp_rel)[giants & in_box]
     L("## 2. Spectral emulator and colours")
     L("")
+    regions = [str(r) for r in cal["emulator_regions"]] if "emulator_regions" in cal else ["giant", "dwarf"]
     L(
-        f"- Emulator residual (held-out real stars, after a per-star grey + E(B−V) correction): median "
-        f"{np.median(cal['giant_resid_rms'][band]):.4f} dex (giants) and {np.median(cal['dwarf_resid_rms'][band]):.4f} "
-        f"dex (dwarfs) over 400–1000 nm; at 336 nm {cal['giant_resid_rms'][0]:.3f} / {cal['dwarf_resid_rms'][0]:.3f} dex "
-        "(the blue end is noisy in the real spectra too). Its 6 leading residual components are added at random."
+        "- Emulator residual (held-out real stars, after a per-star grey + E(B−V) correction), median over "
+        "400–1000 nm / at 336 nm: "
+        + ", ".join(
+            f"{r} {np.median(cal[f'{r}_resid_rms'][band]):.4f} / {cal[f'{r}_resid_rms'][0]:.3f} dex"
+            for r in regions
+        )
+        + " (the blue end is noisy in the real spectra too). Its 6 leading residual components are added at "
+        "random. Region by region against real val stars: `--physics mist`, section 1."
     )
     L(
         f"- Intrinsic BP − RP of the simulated giants (their spectrum's synthetic photometry) minus the REFERENCE §7 "
@@ -929,7 +934,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     L(
         "- Dwarfs use simple scaling relations (no subgiant branch, no M dwarfs below 0.45 M☉); their spectra come "
-        "from the dwarf emulator, valid 3600–7500 K."
+        "from the XP emulator at their labels (the default v2 covers 3129–19,857 K; `--physics mist` for the "
+        "region-by-region comparison)."
     )
     L(
         "- No binaries in the spectra (only a RUWE tail), no variability, no crowding; dust is a smooth double "

@@ -11,8 +11,9 @@ neither the 83 MB APOGEE×XP file nor GaiaXPy. Regenerate it with (≈ 1–2 min
 
 The file records what was fitted on which rows: `provenance` (JSON: input sha256, split counts, per
 region the rows fitted / clipped / used for residual statistics) and `fit_source_ids` (every source_id
-that entered a fit). The v1 file (`sim_calibration_v1.npz`: two classes, giants 3500–5800 K and dwarfs
-3585–6809 K, fitted on a random 80% of ALL dev rows, test split included) stays loadable by path;
+the emulator used: its coefficients or its residual statistics; all from the train split). The v1
+file (`sim_calibration_v1.npz`: two classes, giants 3500–5800 K and dwarfs 3585–6809 K, fitted on a
+random 80% of ALL dev rows, test split included) stays loadable by path;
 :func:`xpengine.simulate.xp.intrinsic_spectra` reads both formats.
 
 What is fitted
@@ -492,7 +493,7 @@ def fit_calibration(
     """Fit every calibration product (see module docstring); returns the arrays of the npz file.
 
     Only rows of the shipped dev split's "train" part are used (`xpengine.datasets.splits`): "test" rows
-    are never read into a fit, "val" rows are left for measuring the emulator (benchmarks/emulator_residuals).
+    are never read into a fit, "val" rows are left for measuring it (realism_report.py --physics mist).
     Within train, a random `stat_fraction` (seed `seed`) is kept out of the coefficients and gives the
     stored residual statistics.
     """
