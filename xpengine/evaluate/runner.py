@@ -229,6 +229,168 @@ def _calibration_block(
     return out
 
 
+def _transformer_metrics(
+    predictor: LabelPredictor,
+    test: EvalSet,
+    tokens: list[str],
+    labels: list[str],
+    scenarios: Sequence[str],
+    *,
+    batch_size: int,
+    seed: int,
+    predictions: dict[str, dict[str, tuple[np.ndarray, np.ndarray | None]]],
+    metrics: dict[str, Any],
+    timing: dict[str, float],
+) -> None:
+    """The predictor on the test stars under every scenario, into `predictions` ("scenario:<name>",
+    "transformer" = the standard scenario, run even when not asked for), `metrics` and `timing`."""
+    truth, terr = test.truth, test.truth_error
+    aligned = test.align(predictor.vocabulary)
+    values, errors = aligned.values, aligned.errors
+    for sc in scenarios:
+        t0 = time.perf_counter()
+        res, mask = _run_scenario(predictor, sc, values, errors, tokens, batch_size=batch_size, seed=seed)
+        timing[f"transformer_{sc}_s"] = time.perf_counter() - t0
+        predictions[f"scenario:{sc}"] = dict(res)
+        meta = next(s for s in SCENARIOS if s.name == sc)
+        metrics["scenarios"][sc] = {
+            "panel": meta.panel,
+            "description": meta.description,
+            "median_n_inputs": float(np.median(mask.sum(axis=1))) if len(mask) else math.nan,
+            "labels": _label_block(res, truth, terr, labels),
+        }
+        if sc == "standard":
+            predictions["transformer"] = dict(res)
+            metrics["models"]["transformer"] = metrics["scenarios"][sc]["labels"]
+    if "transformer" not in predictions:  # standard scenario not asked for: still needed
+        res, _ = _run_scenario(
+            predictor, "standard", values, errors, tokens, batch_size=batch_size, seed=seed
+        )
+        predictions["transformer"] = dict(res)
+        metrics["models"]["transformer"] = _label_block(res, truth, terr, labels)
+
+
+def _baseline_metrics(
+    baseline: XGBoostBaseline,
+    test: EvalSet,
+    *,
+    predictions: dict[str, dict[str, tuple[np.ndarray, np.ndarray | None]]],
+    metrics: dict[str, Any],
+    timing: dict[str, float],
+) -> list[str]:
+    """The baseline on the test stars, into `predictions["xgboost"]`, `metrics` and `timing`. Returns the
+    labels it predicted."""
+    truth, terr = test.truth, test.truth_error
+    b_tokens = [lab for lab in baseline.labels if lab in truth]
+    t0 = time.perf_counter()
+    bp = baseline.predict(test.matrix(baseline.inputs), b_tokens)
+    timing["xgboost_predict_s"] = time.perf_counter() - t0
+    bpred: dict[str, tuple[np.ndarray, np.ndarray | None]] = {k: (v, None) for k, v in bp.items()}
+    if "ln_age" in bpred:
+        bpred["age"] = (np.exp(bpred["ln_age"][0]), None)
+    predictions["xgboost"] = bpred
+    metrics["models"]["xgboost"] = _label_block(bpred, truth, terr, metric_labels(b_tokens))
+    metrics["baseline"] = {
+        "config": baseline.config.to_dict(),
+        "n_train": baseline.info.get("n_train"),
+        "train_seconds": baseline.info.get("train_seconds"),
+    }
+    return b_tokens
+
+
+def _fit_calibration(
+    predictor: LabelPredictor,
+    val: EvalSet,
+    tokens: list[str],
+    *,
+    batch_size: int,
+    seed: int,
+    method: str,
+    policy: str,
+) -> Calibration:
+    """σ calibration of the predictor's `tokens` fitted on the validation stars (standard scenario);
+    linear age gets its own fit on age · raw σ_ln_age (see xpengine.evaluate.calibration)."""
+    pv = predictor.vocabulary
+    va = val.align(pv)
+    vres, _ = _run_scenario(
+        predictor, "standard", va.values, va.errors, tokens, batch_size=batch_size, seed=seed
+    )
+    fits: dict[str, LabelCalibration] = {}
+    for tok in tokens:
+        if tok not in val.truth:
+            continue
+        unit = pv.token(tok).unit
+        fits[tok] = fit_label_calibration(
+            vres[tok][0],
+            val.truth[tok],
+            vres[tok][1],
+            val.truth_error[tok],
+            method=method,
+            policy=policy,
+            unit=unit,
+        )
+    if "ln_age" in fits and "age" in val.truth and "age" in vres:
+        fits["age"] = fit_label_calibration(
+            vres["age"][0],
+            val.truth["age"],
+            vres["age"][1],
+            val.truth_error["age"],
+            method=method,
+            policy=policy,
+            unit="Gyr",
+        )
+    return Calibration(
+        labels=fits,
+        provenance={"data": val.path, "split": val.split, "n_stars": len(val)},
+    )
+
+
+def _calibration_metrics(
+    predictor: LabelPredictor,
+    test: EvalSet,
+    val: EvalSet | None,
+    tokens: list[str],
+    labels: list[str],
+    snr: np.ndarray,
+    *,
+    predictions: dict[str, dict[str, tuple[np.ndarray, np.ndarray | None]]],
+    batch_size: int,
+    seed: int,
+    method: str,
+    policy: str,
+) -> tuple[dict[str, Any], Calibration | None]:
+    """The calibration block of the metrics (raw σ; fit on `val` and calibrated σ when it has labels,
+    with `predictions["transformer_calibrated"]`) and the fitted calibration or None."""
+    cal_block: dict[str, Any] = {
+        "formula": "sigma_cal = sqrt((a*sigma)^2 + b^2); z = (pred - truth) / sqrt(sigma^2 + sigma_truth^2)",
+        "policy": policy,
+        "method": method,
+        "raw": _calibration_block(predictions["transformer"], test, labels, snr),
+        "fit": None,
+        "calibrated": None,
+        "note": None,
+    }
+    if val is None or not any(t in val.truth for t in tokens):
+        cal_block["note"] = "no validation stars with labels: calibration not fitted"
+        logger.warning("no validation split with labels: σ calibration not fitted")
+        return cal_block, None
+    calibration = _fit_calibration(
+        predictor, val, tokens, batch_size=batch_size, seed=seed, method=method, policy=policy
+    )
+    cal_block["fit"] = calibration.to_dict()
+    cpred: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    for tok in tokens:
+        mu, sd = predictions["transformer"][tok]
+        cpred[tok] = (mu, calibration.apply(tok, sd))
+    if "ln_age" in cpred:
+        mu, sd_raw = predictions["transformer"]["ln_age"]
+        age = np.exp(mu)
+        cpred["age"] = (age, calibration.derived_sigma("age", "ln_age", age, sd_raw))
+    predictions["transformer_calibrated"] = cpred
+    cal_block["calibrated"] = _calibration_block(cpred, test, labels, snr)
+    return cal_block, calibration
+
+
 def evaluate(
     predictor: LabelPredictor | None,
     test: EvalSet,
@@ -263,107 +425,38 @@ def evaluate(
             logger.info("labels %s are not tokens of the model's vocabulary; not predicted", skipped)
     labels = metric_labels(tokens)
     if predictor is not None and tokens:
-        aligned = test.align(pv)
-        values, errors = aligned.values, aligned.errors
-        for sc in scenarios:
-            t0 = time.perf_counter()
-            res, mask = _run_scenario(predictor, sc, values, errors, tokens, batch_size=batch_size, seed=seed)
-            timing[f"transformer_{sc}_s"] = time.perf_counter() - t0
-            predictions[f"scenario:{sc}"] = dict(res)
-            meta = next(s for s in SCENARIOS if s.name == sc)
-            metrics["scenarios"][sc] = {
-                "panel": meta.panel,
-                "description": meta.description,
-                "median_n_inputs": float(np.median(mask.sum(axis=1))) if len(mask) else math.nan,
-                "labels": _label_block(res, truth, terr, labels),
-            }
-            if sc == "standard":
-                predictions["transformer"] = dict(res)
-                metrics["models"]["transformer"] = metrics["scenarios"][sc]["labels"]
-        if "transformer" not in predictions:  # standard scenario not asked for: still needed
-            res, _ = _run_scenario(
-                predictor, "standard", values, errors, tokens, batch_size=batch_size, seed=seed
-            )
-            predictions["transformer"] = dict(res)
-            metrics["models"]["transformer"] = _label_block(res, truth, terr, labels)
-
+        _transformer_metrics(
+            predictor,
+            test,
+            tokens,
+            labels,
+            scenarios,
+            batch_size=batch_size,
+            seed=seed,
+            predictions=predictions,
+            metrics=metrics,
+            timing=timing,
+        )
     baseline_tokens: list[str] = []
     if baseline is not None:
-        b_tokens = baseline_tokens = [lab for lab in baseline.labels if lab in truth]
-        t0 = time.perf_counter()
-        bp = baseline.predict(test.matrix(baseline.inputs), b_tokens)
-        timing["xgboost_predict_s"] = time.perf_counter() - t0
-        bpred: dict[str, tuple[np.ndarray, np.ndarray | None]] = {k: (v, None) for k, v in bp.items()}
-        if "ln_age" in bpred:
-            bpred["age"] = (np.exp(bpred["ln_age"][0]), None)
-        predictions["xgboost"] = bpred
-        metrics["models"]["xgboost"] = _label_block(bpred, truth, terr, metric_labels(b_tokens))
-        metrics["baseline"] = {
-            "config": baseline.config.to_dict(),
-            "n_train": baseline.info.get("n_train"),
-            "train_seconds": baseline.info.get("train_seconds"),
-        }
-
+        baseline_tokens = _baseline_metrics(
+            baseline, test, predictions=predictions, metrics=metrics, timing=timing
+        )
     calibration: Calibration | None = None
-    if "transformer" in predictions:
-        cal_block: dict[str, Any] = {
-            "formula": "sigma_cal = sqrt((a*sigma)^2 + b^2); z = (pred - truth) / sqrt(sigma^2 + sigma_truth^2)",
-            "policy": calibration_policy,
-            "method": calibration_method,
-            "raw": _calibration_block(predictions["transformer"], test, labels, snr),
-            "fit": None,
-            "calibrated": None,
-            "note": None,
-        }
-        if val is not None and any(t in val.truth for t in tokens):
-            va = val.align(pv)
-            vres, _ = _run_scenario(
-                predictor, "standard", va.values, va.errors, tokens, batch_size=batch_size, seed=seed
-            )
-            fits: dict[str, LabelCalibration] = {}
-            for tok in tokens:
-                if tok not in val.truth:
-                    continue
-                unit = pv.token(tok).unit
-                fits[tok] = fit_label_calibration(
-                    vres[tok][0],
-                    val.truth[tok],
-                    vres[tok][1],
-                    val.truth_error[tok],
-                    method=calibration_method,
-                    policy=calibration_policy,
-                    unit=unit,
-                )
-            if "ln_age" in fits and "age" in val.truth and "age" in vres:
-                # Linear age gets its own fit on age · raw σ_ln_age (see xpengine.evaluate.calibration).
-                fits["age"] = fit_label_calibration(
-                    vres["age"][0],
-                    val.truth["age"],
-                    vres["age"][1],
-                    val.truth_error["age"],
-                    method=calibration_method,
-                    policy=calibration_policy,
-                    unit="Gyr",
-                )
-            calibration = Calibration(
-                labels=fits,
-                provenance={"data": val.path, "split": val.split, "n_stars": len(val)},
-            )
-            cal_block["fit"] = calibration.to_dict()
-            cpred: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
-            for tok in tokens:
-                mu, sd = predictions["transformer"][tok]
-                cpred[tok] = (mu, calibration.apply(tok, sd))
-            if "ln_age" in cpred:
-                mu, sd_raw = predictions["transformer"]["ln_age"]
-                age = np.exp(mu)
-                cpred["age"] = (age, calibration.derived_sigma("age", "ln_age", age, sd_raw))
-            predictions["transformer_calibrated"] = cpred
-            cal_block["calibrated"] = _calibration_block(cpred, test, labels, snr)
-        else:
-            cal_block["note"] = "no validation stars with labels: calibration not fitted"
-            logger.warning("no validation split with labels: σ calibration not fitted")
-        metrics["calibration"] = cal_block
+    if predictor is not None and "transformer" in predictions:
+        metrics["calibration"], calibration = _calibration_metrics(
+            predictor,
+            test,
+            val,
+            tokens,
+            labels,
+            snr,
+            predictions=predictions,
+            batch_size=batch_size,
+            seed=seed,
+            method=calibration_method,
+            policy=calibration_policy,
+        )
 
     metrics["data"] = {
         "test": test.path,
