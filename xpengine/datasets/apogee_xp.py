@@ -249,6 +249,57 @@ def _file_sha256(path: str) -> str:
     return sha256_of(path)
 
 
+def _unique_rows(path: str, max_rows: int | None) -> tuple[np.ndarray, int, int, int]:
+    """The file rows to build from: one per Gaia source_id (highest S/N), rows without one skipped.
+    Returns (rows (M,), rows read, rows without a source_id, duplicate rows dropped)."""
+    sid_all, snr_all = read_apogee_xp_ids(path)
+    n_file = sid_all.size
+    n_in = n_file if max_rows is None else min(max_rows, n_file)
+    sid_in, snr_in = sid_all[:n_in], snr_all[:n_in]
+    bad_id = (sid_in <= 0) | (sid_in == _NULL_SOURCE_ID)
+    if bad_id.any():
+        logger.warning("%s: %d rows without a Gaia source_id are skipped", path, int(bad_id.sum()))
+    usable = np.flatnonzero(~bad_id)
+    rows = usable[select_unique_rows(sid_in[usable], snr_in[usable])]
+    n_dup = int(usable.size - rows.size)
+    logger.info(
+        "%s: %d rows, %d unique Gaia sources (%d duplicate rows dropped, highest S/N kept)",
+        path,
+        n_in,
+        rows.size,
+        n_dup,
+    )
+    return rows, int(n_in), int(bad_id.sum()), n_dup
+
+
+def _chunk_columns(chunk: dict[str, np.ndarray], vocab: Any, xp_error_model: str) -> dict[str, np.ndarray]:
+    """Token matrices, flags and pass-through columns of one chunk of file rows."""
+    medflux = chunk["medflux"][:, None]  # (n, 1) W m^-2 nm^-1
+    tb = tokens_from_sampled(
+        chunk["gaiaedr3_source_id"],
+        chunk["flux"] * medflux,
+        chunk["flux_error"] * medflux,
+        chunk["gaiaedr3_phot_g_mean_mag"],
+        vocabulary=vocab,
+        xp_error_model=xp_error_model,
+        extra_columns=_chunk_inputs(chunk),
+    )
+    return {
+        "source_id": tb.source_id,
+        "values": tb.values,
+        "errors": tb.errors,
+        "flags": tb.flags,
+        "apogee_id": np.char.strip(chunk["apogee_id"].astype(str)),
+        "snr": chunk["snr"].astype(np.float32),
+        "phot_g_mean_mag": chunk["gaiaedr3_phot_g_mean_mag"].astype(np.float32),
+        "phot_bp_mean_mag": chunk["gaiaedr3_phot_bp_mean_mag"].astype(np.float32),
+        "phot_rp_mean_mag": chunk["gaiaedr3_phot_rp_mean_mag"].astype(np.float32),
+        "ak_targ": chunk["ak_targ"].astype(np.float32)
+        if "ak_targ" in chunk
+        else np.full(tb.source_id.shape, np.nan, np.float32),
+    }
+
+
 def build_apogee_xp(
     path: str,
     *,
@@ -273,51 +324,10 @@ def build_apogee_xp(
     from xpengine.spectra import REPRESENTATION_ID
 
     vocab = PAPER_VOCABULARY.with_tokens(["alpha_m"]) if vocabulary is None else vocabulary
-    sid_all, snr_all = read_apogee_xp_ids(path)
-    n_file = sid_all.size
-    n_in = n_file if max_rows is None else min(max_rows, n_file)
-    sid_in, snr_in = sid_all[:n_in], snr_all[:n_in]
-    bad_id = (sid_in <= 0) | (sid_in == _NULL_SOURCE_ID)
-    if bad_id.any():
-        logger.warning("%s: %d rows without a Gaia source_id are skipped", path, int(bad_id.sum()))
-    usable = np.flatnonzero(~bad_id)
-    rows = usable[select_unique_rows(sid_in[usable], snr_in[usable])]
-    n_dup = int(usable.size - rows.size)
-    logger.info(
-        "%s: %d rows, %d unique Gaia sources (%d duplicate rows dropped, highest S/N kept)",
-        path,
-        n_in,
-        rows.size,
-        n_dup,
-    )
+    rows, n_in, n_bad_id, n_dup = _unique_rows(path, max_rows)
     parts: list[dict[str, np.ndarray]] = []
     for chunk in iter_apogee_xp_chunks(path, rows=rows, chunk_rows=chunk_rows):
-        medflux = chunk["medflux"][:, None]  # (n, 1) W m^-2 nm^-1
-        tb = tokens_from_sampled(
-            chunk["gaiaedr3_source_id"],
-            chunk["flux"] * medflux,
-            chunk["flux_error"] * medflux,
-            chunk["gaiaedr3_phot_g_mean_mag"],
-            vocabulary=vocab,
-            xp_error_model=xp_error_model,
-            extra_columns=_chunk_inputs(chunk),
-        )
-        parts.append(
-            {
-                "source_id": tb.source_id,
-                "values": tb.values,
-                "errors": tb.errors,
-                "flags": tb.flags,
-                "apogee_id": np.char.strip(chunk["apogee_id"].astype(str)),
-                "snr": chunk["snr"].astype(np.float32),
-                "phot_g_mean_mag": chunk["gaiaedr3_phot_g_mean_mag"].astype(np.float32),
-                "phot_bp_mean_mag": chunk["gaiaedr3_phot_bp_mean_mag"].astype(np.float32),
-                "phot_rp_mean_mag": chunk["gaiaedr3_phot_rp_mean_mag"].astype(np.float32),
-                "ak_targ": chunk["ak_targ"].astype(np.float32)
-                if "ak_targ" in chunk
-                else np.full(tb.source_id.shape, np.nan, np.float32),
-            }
-        )
+        parts.append(_chunk_columns(chunk, vocab, xp_error_model))
         if rows.size > chunk_rows:
             logger.info("%s: %d / %d stars", path, sum(len(p["source_id"]) for p in parts), rows.size)
     if not parts:
@@ -331,8 +341,8 @@ def build_apogee_xp(
         "builder": "xpengine.datasets.apogee_xp.build_apogee_xp",
         "input": os.path.abspath(path),
         "input_sha256": _file_sha256(path),
-        "rows_read": int(n_in),
-        "rows_without_source_id": int(bad_id.sum()),
+        "rows_read": n_in,
+        "rows_without_source_id": n_bad_id,
         "duplicate_rows_dropped": n_dup,
         "duplicate_policy": "one row per source_id, highest snr, first on ties",
         "stars": int(cat["source_id"].size),
