@@ -185,35 +185,13 @@ def train(
     device = resolve_device(config.device)
     amp_dtype, use_scaler = resolve_precision(config.precision, device)
     vocab = train_arrays.vocabulary
-    if val_arrays is not None and val_arrays.vocabulary.names != vocab.names:
-        raise ValueError(
-            f"validation vocabulary {val_arrays.vocabulary.name} differs from the training vocabulary {vocab.name}"
-        )
-    model_cfg = dataclasses.replace(config.model, n_tokens=len(vocab))
-    requestable_names = expand_tokens(config.requestable, vocab)
-    val_labels = expand_tokens(config.val_labels, vocab)
-    val_inputs = [n for n in expand_tokens(config.val_inputs, vocab) if n not in val_labels]
-    if len(val_inputs) > model_cfg.context_length:
-        raise ValueError(
-            f"val_inputs select {len(val_inputs)} tokens, more than the context length "
-            f"{model_cfg.context_length}"
-        )
+    model_cfg, requestable_names, val_inputs, val_labels = _run_tokens(config, vocab, val_arrays)
 
     # Resume: weights, standardisation and training state from a checkpoint.
-    state: TrainState | None = None
-    ckpt_dir: Path | None = None
+    ckpt, ckpt_dir, state = None, None, None
     if resume_from is not None:
-        ckpt_dir = find_resume_checkpoint(Path(resume_from))
-        ckpt = load_checkpoint(ckpt_dir, device="cpu")
-        if ckpt.model_config != model_cfg:
-            raise ValueError(
-                f"cannot resume from {ckpt_dir}: its model config {ckpt.model_config} differs from {model_cfg}"
-            )
-        if ckpt.vocabulary.names != vocab.names:
-            raise ValueError(f"cannot resume from {ckpt_dir}: its vocabulary differs from the data's")
+        ckpt, ckpt_dir, state = _resume_checkpoint(Path(resume_from), model_cfg, vocab)
         standardization = ckpt.standardization
-        state = load_train_state(ckpt_dir)
-        logger.info("resuming from %s after epoch %d", ckpt_dir, state.epoch)
     else:
         standardization = Standardization.fit(train_arrays.values, vocab.names)
     init = None
@@ -221,72 +199,14 @@ def train(
         init = _initial_checkpoint(config.init_from, model_cfg, vocab)
         standardization = _inherit_standardization(standardization, init)
 
-    # Data on the device, standardised; stars that cannot be asked anything are dropped.
-    xz_np, ez_np = standardization.transform(train_arrays.values, np.nan_to_num(train_arrays.errors))
-    requestable = torch.zeros(len(vocab), dtype=torch.bool)
-    requestable[vocab.indices(requestable_names)] = True
-    can_request = (np.isfinite(xz_np) & requestable.numpy()).any(axis=1)
-    if not can_request.all():
-        logger.info("dropping %d training stars with no requestable token", int((~can_request).sum()))
-    xz = torch.from_numpy(xz_np[can_request]).to(device)  # (N, T) standardised, NaN = missing
-    ez = torch.from_numpy(ez_np[can_request]).to(device)  # (N, T) standardised errors
-    requestable = requestable.to(device)  # (T,)
-    request_weights = None
-    if config.request_weight_tokens and config.request_weight != 1.0:
-        request_weights = torch.ones(len(vocab), dtype=torch.float32)
-        request_weights[vocab.indices(expand_tokens(config.request_weight_tokens, vocab))] = (
-            config.request_weight
-        )
-        request_weights = request_weights.to(device)  # (T,)
-    focus = None
-    if config.focus_fraction > 0:
-        focus = torch.zeros(len(vocab), dtype=torch.bool)
-        focus[vocab.indices(expand_tokens(config.focus_inputs, vocab))] = True
-        focus = focus.to(device)  # (T,)
-    n_train = xz.shape[0]
-    if n_train == 0:
-        raise ValueError("no training star has a requestable token")
-    learned = learned_tokens(
-        xz_np[can_request],
-        vocab,
-        requestable_names,
-        focus=expand_tokens(config.focus_inputs, vocab) if config.focus_fraction > 0 else (),
-        focus_fraction=config.focus_fraction,
-    )
-    never = [n for n in requestable_names if n not in learned.outputs]
-    if never:
-        logger.warning(
-            "requestable tokens %s have no finite training value: the model does not learn to predict "
-            "them, and its checkpoints say so",
-            never,
-        )
+    data = _TrainData.build(config, train_arrays, standardization, requestable_names, device)
     val = _ValidationSet.build(val_arrays, standardization, val_inputs, val_labels, config, device)
-
-    torch.manual_seed(config.seed)
-    model = XPTransformer(model_cfg).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-        optimizer, T_0=config.scheduler_t0, eta_min=config.eta_min
-    )
-    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
-    generator = torch.Generator(device=device)
-    generator.manual_seed(config.seed + 1)
-    start_epoch = 0
-    if state is not None and ckpt_dir is not None:
-        weights = state.model_state or {k: v for k, v in ckpt.model.state_dict().items()}
-        model.load_state_dict({k: v.float() for k, v in weights.items()})
-        optimizer.load_state_dict(state.optimizer)
-        scheduler.load_state_dict(state.scheduler)
-        if state.scaler:
-            scaler.load_state_dict(state.scaler)
-        _restore_rng(state.rng, generator, device)
-        start_epoch = state.epoch
-    elif init is not None:
-        model.load_state_dict(init.model.state_dict())
-        logger.info("starting from the weights of %s", init.path)
+    run = _Optimisation.build(config, model_cfg, device, use_scaler, ckpt, state, init)
+    model, start_epoch = run.model, run.start_epoch
 
     step_model = torch.compile(model) if config.compile else model  # shares the parameters
     n_params = model.n_parameters()
+    n_train = data.n_train
     batch = min(config.batch_size, n_train)
     n_steps = n_train // batch if config.drop_last else math.ceil(n_train / batch)
     logger.info(
@@ -300,51 +220,16 @@ def train(
         start_epoch + 1,
         config.epochs,
     )
-    provenance = _base_provenance(config, train_arrays, val_arrays, device, n_params)
-    provenance["learned_tokens"] = {"rule": LEARNED_TOKENS_RULE, "n_train_stars": n_train}
-    if config.init_from is not None:
-        provenance["initialised_from"] = _init_provenance(Path(config.init_from))
-    if state is not None:
-        provenance["previous_wall_time_s"] = float(ckpt.provenance.get("wall_time_s", 0.0))
-        provenance["resumed_from"] = str(ckpt_dir)
+    provenance = _run_provenance(config, train_arrays, val_arrays, device, n_params, n_train, ckpt, ckpt_dir)
     metrics_file = out / "metrics.jsonl"
     history: list[dict[str, Any]] = []
     last_ckpt: Path | None = ckpt_dir
     epoch = start_epoch
     for epoch in range(start_epoch + 1, config.epochs + 1):
         t0 = time.perf_counter()
-        model.train()
-        lr = optimizer.param_groups[0]["lr"]
-        loss_sum = torch.zeros((), device=device)
-        perm = torch.randperm(n_train, generator=generator, device=device)  # (N,)
-        for step in range(n_steps):
-            idx = perm[step * batch : (step + 1) * batch]  # (b,)
-            tb = sample_tokens(
-                xz[idx],
-                ez[idx],
-                requestable,
-                n_context=model_cfg.context_length,
-                max_masked=config.max_masked,
-                n_requests=config.n_requests,
-                request_weights=request_weights,
-                focus=focus,
-                focus_fraction=config.focus_fraction,
-                focus_max_masked=config.focus_max_masked,
-                generator=generator,
-            )
-            with autocast_context(device, amp_dtype):
-                out_ = step_model(tb.context_ids, tb.context_values, tb.request_ids)  # (b, k)
-            loss = gaussian_nll(tb.targets, out_.mean, out_.logvar, tb.target_errors, tb.request_mask)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if config.grad_clip_norm is not None:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            loss_sum += loss.detach()
-        scheduler.step()
-        train_loss = float(loss_sum.item()) / n_steps
+        lr = run.optimizer.param_groups[0]["lr"]
+        train_loss = _train_epoch(run, step_model, data, config, model_cfg, batch, n_steps, device, amp_dtype)
+        run.scheduler.step()
         dt = time.perf_counter() - t0
         is_last = epoch == config.epochs
         metrics: dict[str, Any] = {
@@ -360,30 +245,19 @@ def train(
             metrics.update(val.evaluate(model, standardization, amp_dtype, config.val_batch_size))
         saved: Path | None = None
         if epoch % config.checkpoint_every == 0 or is_last:
-            prov = {
-                **provenance,
-                "epochs_completed": epoch,
-                "wall_time_s": time.perf_counter() - t_start + provenance.get("previous_wall_time_s", 0.0),
-                "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-                "last_metrics": metrics,
-            }
-            saved = save_checkpoint(
+            saved = _save_epoch(
                 out / "checkpoints" / f"epoch_{epoch:06d}",
-                model,
+                epoch,
+                run,
                 vocabulary=vocab,
                 standardization=standardization,
                 train_config={**config.to_dict(), "model": model_cfg.to_dict()},
-                provenance=prov,
+                provenance=provenance,
+                metrics=metrics,
+                t_start=t_start,
                 weights_dtype=config.weights_dtype,
-                train_state=TrainState(
-                    epoch=epoch,
-                    optimizer=optimizer.state_dict(),
-                    scheduler=scheduler.state_dict(),
-                    scaler=scaler.state_dict(),
-                    rng=_rng_state(generator, device),
-                ),
-                learned=learned,
-                overwrite=True,
+                learned=data.learned,
+                device=device,
             )
             last_ckpt = saved
             _prune_checkpoints(out / "checkpoints", config.keep_checkpoints)
@@ -401,11 +275,7 @@ def train(
             "no checkpoint was found"
         )
     model_dir = out / "model"
-    if last_ckpt.resolve() != model_dir.resolve():
-        # copy into a fresh directory, rename the old model aside, rename the copy in, then delete
-        # the old one: out/model is never missing or half-written while a checkpoint exists
-        with directory_written_atomically(model_dir) as tmp:
-            shutil.copytree(last_ckpt, tmp, dirs_exist_ok=True)
+    _publish_model(last_ckpt, model_dir)
     return TrainResult(
         output_dir=out,
         model_dir=model_dir,
@@ -413,6 +283,262 @@ def train(
         history=history,
         wall_time_s=time.perf_counter() - t_start,
     )
+
+
+def _run_tokens(
+    config: TrainConfig, vocab: Vocabulary, val_arrays: TrainingArrays | None
+) -> tuple[ModelConfig, list[str], list[str], list[str]]:
+    """(model configuration for `vocab`, requestable tokens, validation inputs, validation labels) of a
+    run, checked: the validation set's vocabulary is the training set's, and the validation inputs fit
+    in the context."""
+    if val_arrays is not None and val_arrays.vocabulary.names != vocab.names:
+        raise ValueError(
+            f"validation vocabulary {val_arrays.vocabulary.name} differs from the training vocabulary {vocab.name}"
+        )
+    model_cfg = dataclasses.replace(config.model, n_tokens=len(vocab))
+    requestable_names = expand_tokens(config.requestable, vocab)
+    val_labels = expand_tokens(config.val_labels, vocab)
+    val_inputs = [n for n in expand_tokens(config.val_inputs, vocab) if n not in val_labels]
+    if len(val_inputs) > model_cfg.context_length:
+        raise ValueError(
+            f"val_inputs select {len(val_inputs)} tokens, more than the context length "
+            f"{model_cfg.context_length}"
+        )
+    return model_cfg, requestable_names, val_inputs, val_labels
+
+
+def _resume_checkpoint(
+    path: Path, model_cfg: ModelConfig, vocab: Vocabulary
+) -> tuple[Checkpoint, Path, TrainState]:
+    """(checkpoint, its directory, its training state) to resume from `path`, checked against this
+    run's model configuration and vocabulary."""
+    ckpt_dir = find_resume_checkpoint(path)
+    ckpt = load_checkpoint(ckpt_dir, device="cpu")
+    if ckpt.model_config != model_cfg:
+        raise ValueError(
+            f"cannot resume from {ckpt_dir}: its model config {ckpt.model_config} differs from {model_cfg}"
+        )
+    if ckpt.vocabulary.names != vocab.names:
+        raise ValueError(f"cannot resume from {ckpt_dir}: its vocabulary differs from the data's")
+    state = load_train_state(ckpt_dir)
+    logger.info("resuming from %s after epoch %d", ckpt_dir, state.epoch)
+    return ckpt, ckpt_dir, state
+
+
+@dataclass
+class _TrainData:
+    """The training stars on the device, standardised, less those that cannot be asked anything, with
+    the sampler's token masks and what a model trained on them learns."""
+
+    xz: torch.Tensor  # (N, T) standardised, NaN = missing
+    ez: torch.Tensor  # (N, T) standardised errors
+    requestable: torch.Tensor  # (T,) bool
+    request_weights: torch.Tensor | None  # (T,) float32 or None (uniform)
+    focus: torch.Tensor | None  # (T,) bool or None
+    learned: LearnedTokens
+
+    @property
+    def n_train(self) -> int:
+        return int(self.xz.shape[0])
+
+    @classmethod
+    def build(
+        cls,
+        config: TrainConfig,
+        arrays: TrainingArrays,
+        standardization: Standardization,
+        requestable_names: list[str],
+        device: torch.device,
+    ) -> _TrainData:
+        vocab = arrays.vocabulary
+        xz_np, ez_np = standardization.transform(arrays.values, np.nan_to_num(arrays.errors))
+        requestable = torch.zeros(len(vocab), dtype=torch.bool)
+        requestable[vocab.indices(requestable_names)] = True
+        can_request = (np.isfinite(xz_np) & requestable.numpy()).any(axis=1)
+        if not can_request.all():
+            logger.info("dropping %d training stars with no requestable token", int((~can_request).sum()))
+        xz = torch.from_numpy(xz_np[can_request]).to(device)  # (N, T) standardised, NaN = missing
+        ez = torch.from_numpy(ez_np[can_request]).to(device)  # (N, T) standardised errors
+        requestable = requestable.to(device)  # (T,)
+        request_weights = None
+        if config.request_weight_tokens and config.request_weight != 1.0:
+            request_weights = torch.ones(len(vocab), dtype=torch.float32)
+            request_weights[vocab.indices(expand_tokens(config.request_weight_tokens, vocab))] = (
+                config.request_weight
+            )
+            request_weights = request_weights.to(device)  # (T,)
+        focus = None
+        if config.focus_fraction > 0:
+            focus = torch.zeros(len(vocab), dtype=torch.bool)
+            focus[vocab.indices(expand_tokens(config.focus_inputs, vocab))] = True
+            focus = focus.to(device)  # (T,)
+        if xz.shape[0] == 0:
+            raise ValueError("no training star has a requestable token")
+        learned = learned_tokens(
+            xz_np[can_request],
+            vocab,
+            requestable_names,
+            focus=expand_tokens(config.focus_inputs, vocab) if config.focus_fraction > 0 else (),
+            focus_fraction=config.focus_fraction,
+        )
+        never = [n for n in requestable_names if n not in learned.outputs]
+        if never:
+            logger.warning(
+                "requestable tokens %s have no finite training value: the model does not learn to predict "
+                "them, and its checkpoints say so",
+                never,
+            )
+        return cls(xz, ez, requestable, request_weights, focus, learned)
+
+
+@dataclass
+class _Optimisation:
+    """The model and everything that steps it: optimizer, scheduler, gradient scaler, the sampling RNG,
+    and the epoch it starts after."""
+
+    model: XPTransformer
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts
+    scaler: torch.amp.GradScaler
+    generator: torch.Generator
+    start_epoch: int
+
+    @classmethod
+    def build(
+        cls,
+        config: TrainConfig,
+        model_cfg: ModelConfig,
+        device: torch.device,
+        use_scaler: bool,
+        ckpt: Checkpoint | None,
+        state: TrainState | None,
+        init: Checkpoint | None,
+    ) -> _Optimisation:
+        """Fresh (seeded: the global RNG initialises the weights, `config.seed + 1` the sampling
+        generator), then the resumed state of `ckpt`/`state` or the weights of `init`."""
+        torch.manual_seed(config.seed)
+        model = XPTransformer(model_cfg).to(device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+            optimizer, T_0=config.scheduler_t0, eta_min=config.eta_min
+        )
+        scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+        generator = torch.Generator(device=device)
+        generator.manual_seed(config.seed + 1)
+        start_epoch = 0
+        if state is not None and ckpt is not None:
+            weights = state.model_state or {k: v for k, v in ckpt.model.state_dict().items()}
+            model.load_state_dict({k: v.float() for k, v in weights.items()})
+            optimizer.load_state_dict(state.optimizer)
+            scheduler.load_state_dict(state.scheduler)
+            if state.scaler:
+                scaler.load_state_dict(state.scaler)
+            _restore_rng(state.rng, generator, device)
+            start_epoch = state.epoch
+        elif init is not None:
+            model.load_state_dict(init.model.state_dict())
+            logger.info("starting from the weights of %s", init.path)
+        return cls(model, optimizer, scheduler, scaler, generator, start_epoch)
+
+
+def _train_epoch(
+    run: _Optimisation,
+    step_model: Callable[..., Any],
+    data: _TrainData,
+    config: TrainConfig,
+    model_cfg: ModelConfig,
+    batch: int,
+    n_steps: int,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+) -> float:
+    """One epoch: a fresh permutation of the stars, then `n_steps` batches of `batch` stars with freshly
+    sampled context and request tokens. Returns the mean training loss."""
+    model, optimizer, scaler, generator = run.model, run.optimizer, run.scaler, run.generator
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    perm = torch.randperm(data.n_train, generator=generator, device=device)  # (N,)
+    for step in range(n_steps):
+        idx = perm[step * batch : (step + 1) * batch]  # (b,)
+        tb = sample_tokens(
+            data.xz[idx],
+            data.ez[idx],
+            data.requestable,
+            n_context=model_cfg.context_length,
+            max_masked=config.max_masked,
+            n_requests=config.n_requests,
+            request_weights=data.request_weights,
+            focus=data.focus,
+            focus_fraction=config.focus_fraction,
+            focus_max_masked=config.focus_max_masked,
+            generator=generator,
+        )
+        with autocast_context(device, amp_dtype):
+            out_ = step_model(tb.context_ids, tb.context_values, tb.request_ids)  # (b, k)
+        loss = gaussian_nll(tb.targets, out_.mean, out_.logvar, tb.target_errors, tb.request_mask)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if config.grad_clip_norm is not None:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip_norm)
+        scaler.step(optimizer)
+        scaler.update()
+        loss_sum += loss.detach()
+    return float(loss_sum.item()) / n_steps
+
+
+def _save_epoch(
+    path: Path,
+    epoch: int,
+    run: _Optimisation,
+    *,
+    vocabulary: Vocabulary,
+    standardization: Standardization,
+    train_config: dict[str, Any],
+    provenance: dict[str, Any],
+    metrics: dict[str, Any],
+    t_start: float,
+    weights_dtype: str,
+    learned: LearnedTokens,
+    device: torch.device,
+) -> Path:
+    """The checkpoint after `epoch`: the model with its optimizer, scheduler, scaler and RNG states, and
+    the run's provenance with the epochs completed, the wall time since `t_start` (plus the resumed
+    run's), the date and the epoch's metrics."""
+    prov = {
+        **provenance,
+        "epochs_completed": epoch,
+        "wall_time_s": time.perf_counter() - t_start + provenance.get("previous_wall_time_s", 0.0),
+        "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "last_metrics": metrics,
+    }
+    return save_checkpoint(
+        path,
+        run.model,
+        vocabulary=vocabulary,
+        standardization=standardization,
+        train_config=train_config,
+        provenance=prov,
+        weights_dtype=weights_dtype,
+        train_state=TrainState(
+            epoch=epoch,
+            optimizer=run.optimizer.state_dict(),
+            scheduler=run.scheduler.state_dict(),
+            scaler=run.scaler.state_dict(),
+            rng=_rng_state(run.generator, device),
+        ),
+        learned=learned,
+        overwrite=True,
+    )
+
+
+def _publish_model(last_ckpt: Path, model_dir: Path) -> None:
+    """Copy the last checkpoint to `model_dir` (nothing when it is that directory): into a fresh
+    directory, rename the old model aside, rename the copy in, then delete the old one, so the model
+    is never missing or half-written while a checkpoint exists."""
+    if last_ckpt.resolve() != model_dir.resolve():
+        with directory_written_atomically(model_dir) as tmp:
+            shutil.copytree(last_ckpt, tmp, dirs_exist_ok=True)
 
 
 @dataclass
@@ -596,6 +722,28 @@ def _git_commit() -> str | None:
     if res.returncode != 0:
         return None
     return res.stdout.strip() or None
+
+
+def _run_provenance(
+    config: TrainConfig,
+    train_arrays: TrainingArrays,
+    val_arrays: TrainingArrays | None,
+    device: torch.device,
+    n_params: int,
+    n_train: int,
+    resumed: Checkpoint | None,
+    resumed_dir: Path | None,
+) -> dict[str, Any]:
+    """The provenance every checkpoint of a run carries: `_base_provenance`, the learned-tokens rule,
+    the `init_from` checkpoint, and the checkpoint `resumed` from (its wall time is carried on)."""
+    provenance = _base_provenance(config, train_arrays, val_arrays, device, n_params)
+    provenance["learned_tokens"] = {"rule": LEARNED_TOKENS_RULE, "n_train_stars": n_train}
+    if config.init_from is not None:
+        provenance["initialised_from"] = _init_provenance(Path(config.init_from))
+    if resumed is not None:
+        provenance["previous_wall_time_s"] = float(resumed.provenance.get("wall_time_s", 0.0))
+        provenance["resumed_from"] = str(resumed_dir)
+    return provenance
 
 
 def _base_provenance(
