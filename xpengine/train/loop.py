@@ -25,44 +25,42 @@ import json
 import logging
 import math
 import os
-import platform
-import shutil
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-import xpengine
 from xpengine.datasets.schema import TrainingArrays
 from xpengine.features.vocabulary import Vocabulary
-from xpengine.io import sha256_of
-from xpengine.io.atomic import directory_written_atomically
-from xpengine.model.checkpoint import (
-    WEIGHTS_FILE,
-    Checkpoint,
-    LearnedTokens,
-    TrainState,
-    load_checkpoint,
-    load_train_state,
-    resolve_model_path,
-    save_checkpoint,
-)
-from xpengine.model.context import autocast_context, predict_standardized
+from xpengine.model.checkpoint import Checkpoint, LearnedTokens, TrainState
+from xpengine.model.context import autocast_context
 from xpengine.model.loss import gaussian_nll
-from xpengine.model.standardize import Standardization, robust_sigma
+from xpengine.model.standardize import Standardization
 from xpengine.model.transformer import ModelConfig, XPTransformer
 from xpengine.train.config import TrainConfig, expand_tokens
+from xpengine.train.run_files import (
+    base_provenance,
+    find_resume_checkpoint,
+    inherit_standardization,
+    init_provenance,
+    initial_checkpoint,
+    prune_checkpoints,
+    publish_model,
+    restore_rng,
+    resume_checkpoint,
+    save_epoch,
+)
 from xpengine.train.sampling import sample_tokens
+from xpengine.train.validation import ValidationSet
 
 __all__ = [
     "ReportFn",
     "TrainResult",
+    "find_resume_checkpoint",  # re-exported: it lived here
     "learned_tokens",
     "resolve_device",
     "resolve_precision",
@@ -190,17 +188,17 @@ def train(
     # Resume: weights, standardisation and training state from a checkpoint.
     ckpt, ckpt_dir, state = None, None, None
     if resume_from is not None:
-        ckpt, ckpt_dir, state = _resume_checkpoint(Path(resume_from), model_cfg, vocab)
+        ckpt, ckpt_dir, state = resume_checkpoint(Path(resume_from), model_cfg, vocab)
         standardization = ckpt.standardization
     else:
         standardization = Standardization.fit(train_arrays.values, vocab.names)
     init = None
     if config.init_from is not None and state is None:
-        init = _initial_checkpoint(config.init_from, model_cfg, vocab)
-        standardization = _inherit_standardization(standardization, init)
+        init = initial_checkpoint(config.init_from, model_cfg, vocab)
+        standardization = inherit_standardization(standardization, init)
 
     data = _TrainData.build(config, train_arrays, standardization, requestable_names, device)
-    val = _ValidationSet.build(val_arrays, standardization, val_inputs, val_labels, config, device)
+    val = ValidationSet.build(val_arrays, standardization, val_inputs, val_labels, config, device)
     run = _Optimisation.build(config, model_cfg, device, use_scaler, ckpt, state, init)
     model, start_epoch = run.model, run.start_epoch
 
@@ -245,7 +243,7 @@ def train(
             metrics.update(val.evaluate(model, standardization, amp_dtype, config.val_batch_size))
         saved: Path | None = None
         if epoch % config.checkpoint_every == 0 or is_last:
-            saved = _save_epoch(
+            saved = save_epoch(
                 out / "checkpoints" / f"epoch_{epoch:06d}",
                 epoch,
                 run,
@@ -260,7 +258,7 @@ def train(
                 device=device,
             )
             last_ckpt = saved
-            _prune_checkpoints(out / "checkpoints", config.keep_checkpoints)
+            prune_checkpoints(out / "checkpoints", config.keep_checkpoints)
         if epoch % config.log_every == 0 or is_last or saved is not None:
             history.append(metrics)
             with metrics_file.open("a") as fh:
@@ -275,7 +273,7 @@ def train(
             "no checkpoint was found"
         )
     model_dir = out / "model"
-    _publish_model(last_ckpt, model_dir)
+    publish_model(last_ckpt, model_dir)
     return TrainResult(
         output_dir=out,
         model_dir=model_dir,
@@ -305,24 +303,6 @@ def _run_tokens(
             f"{model_cfg.context_length}"
         )
     return model_cfg, requestable_names, val_inputs, val_labels
-
-
-def _resume_checkpoint(
-    path: Path, model_cfg: ModelConfig, vocab: Vocabulary
-) -> tuple[Checkpoint, Path, TrainState]:
-    """(checkpoint, its directory, its training state) to resume from `path`, checked against this
-    run's model configuration and vocabulary."""
-    ckpt_dir = find_resume_checkpoint(path)
-    ckpt = load_checkpoint(ckpt_dir, device="cpu")
-    if ckpt.model_config != model_cfg:
-        raise ValueError(
-            f"cannot resume from {ckpt_dir}: its model config {ckpt.model_config} differs from {model_cfg}"
-        )
-    if ckpt.vocabulary.names != vocab.names:
-        raise ValueError(f"cannot resume from {ckpt_dir}: its vocabulary differs from the data's")
-    state = load_train_state(ckpt_dir)
-    logger.info("resuming from %s after epoch %d", ckpt_dir, state.epoch)
-    return ckpt, ckpt_dir, state
 
 
 @dataclass
@@ -433,7 +413,7 @@ class _Optimisation:
             scheduler.load_state_dict(state.scheduler)
             if state.scaler:
                 scaler.load_state_dict(state.scaler)
-            _restore_rng(state.rng, generator, device)
+            restore_rng(state.rng, generator, device)
             start_epoch = state.epoch
         elif init is not None:
             model.load_state_dict(init.model.state_dict())
@@ -487,215 +467,6 @@ def _train_epoch(
     return float(loss_sum.item()) / n_steps
 
 
-def _save_epoch(
-    path: Path,
-    epoch: int,
-    run: _Optimisation,
-    *,
-    vocabulary: Vocabulary,
-    standardization: Standardization,
-    train_config: dict[str, Any],
-    provenance: dict[str, Any],
-    metrics: dict[str, Any],
-    t_start: float,
-    weights_dtype: str,
-    learned: LearnedTokens,
-    device: torch.device,
-) -> Path:
-    """The checkpoint after `epoch`: the model with its optimizer, scheduler, scaler and RNG states, and
-    the run's provenance with the epochs completed, the wall time since `t_start` (plus the resumed
-    run's), the date and the epoch's metrics."""
-    prov = {
-        **provenance,
-        "epochs_completed": epoch,
-        "wall_time_s": time.perf_counter() - t_start + provenance.get("previous_wall_time_s", 0.0),
-        "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "last_metrics": metrics,
-    }
-    return save_checkpoint(
-        path,
-        run.model,
-        vocabulary=vocabulary,
-        standardization=standardization,
-        train_config=train_config,
-        provenance=prov,
-        weights_dtype=weights_dtype,
-        train_state=TrainState(
-            epoch=epoch,
-            optimizer=run.optimizer.state_dict(),
-            scheduler=run.scheduler.state_dict(),
-            scaler=run.scaler.state_dict(),
-            rng=_rng_state(run.generator, device),
-        ),
-        learned=learned,
-        overwrite=True,
-    )
-
-
-def _publish_model(last_ckpt: Path, model_dir: Path) -> None:
-    """Copy the last checkpoint to `model_dir` (nothing when it is that directory): into a fresh
-    directory, rename the old model aside, rename the copy in, then delete the old one, so the model
-    is never missing or half-written while a checkpoint exists."""
-    if last_ckpt.resolve() != model_dir.resolve():
-        with directory_written_atomically(model_dir) as tmp:
-            shutil.copytree(last_ckpt, tmp, dirs_exist_ok=True)
-
-
-@dataclass
-class _ValidationSet:
-    """Fixed validation inputs on the device and the physical truth of the labels."""
-
-    values: torch.Tensor  # (Nv, T) standardised, NaN = missing
-    errors: torch.Tensor  # (Nv, T) standardised
-    truth: np.ndarray  # (Nv, Q) physical
-    input_cols: torch.Tensor  # (C,)
-    label_cols: torch.Tensor  # (Q,)
-    label_names: list[str]
-
-    @classmethod
-    def build(
-        cls,
-        arrays: TrainingArrays | None,
-        std: Standardization,
-        inputs: list[str],
-        labels: list[str],
-        config: TrainConfig,
-        device: torch.device,
-    ) -> _ValidationSet | None:
-        if arrays is None or len(arrays.source_id) == 0:
-            logger.warning("no validation set: validation metrics will not be computed")
-            return None
-        if not inputs or not labels:
-            logger.warning("validation needs val_inputs and val_labels; got %s and %s", inputs, labels)
-            return None
-        n = len(arrays.source_id) if config.val_max_stars is None else config.val_max_stars
-        vocab = arrays.vocabulary
-        li = vocab.indices(labels)
-        z, e = std.transform(arrays.values[:n], np.nan_to_num(arrays.errors[:n]))
-        return cls(
-            values=torch.from_numpy(z).to(device),
-            errors=torch.from_numpy(e).to(device),
-            truth=arrays.values[:n][:, li].astype(np.float64),
-            input_cols=torch.tensor(vocab.indices(inputs), dtype=torch.int64, device=device),
-            label_cols=torch.tensor(li, dtype=torch.int64, device=device),
-            label_names=labels,
-        )
-
-    def evaluate(
-        self, model: XPTransformer, std: Standardization, amp_dtype: torch.dtype | None, batch_size: int
-    ) -> dict[str, float]:
-        """Validation NLL per label element and robust σ (1.4826 MAD of truth − prediction, physical)."""
-        model.eval()
-        mean_z, logvar_z, _ = predict_standardized(
-            model,
-            self.values,
-            self.input_cols,
-            self.label_cols,
-            batch_size=batch_size,
-            autocast_dtype=amp_dtype,
-        )  # (Nv, Q)
-        target = self.values.index_select(1, self.label_cols)  # (Nv, Q)
-        err = self.errors.index_select(1, self.label_cols)  # (Nv, Q)
-        mask = torch.isfinite(target) & torch.isfinite(mean_z)  # (Nv, Q)
-        n_el = int(mask.sum().item())
-        nll = gaussian_nll(target, mean_z, logvar_z, err, mask) * target.shape[0] / max(n_el, 1)
-        cols = self.label_cols.cpu().numpy()
-        pred, _ = std.inverse(mean_z.cpu().numpy(), None, cols)  # (Nv, Q) physical
-        resid = self.truth - pred  # (Nv, Q)
-        out: dict[str, float] = {"val_nll": float(nll.item())}
-        sig = robust_sigma(resid, axis=0)  # (Q,)
-        for j, name in enumerate(self.label_names):
-            out[f"val_sigma_{name}"] = float(sig[j])
-            if name == "ln_age":  # the paper quotes the age scatter in Gyr
-                out["val_sigma_age"] = float(robust_sigma(np.exp(self.truth[:, j]) - np.exp(pred[:, j])))
-        return out
-
-
-def _initial_checkpoint(path: str | os.PathLike, model_cfg: ModelConfig, vocab: Vocabulary) -> Checkpoint:
-    """The checkpoint `init_from` names, checked against this run's model and vocabulary."""
-    ckpt = load_checkpoint(find_resume_checkpoint(resolve_model_path(path), need_state=False), device="cpu")
-    if ckpt.model_config != model_cfg:
-        raise ValueError(
-            f"init_from {path}: its model config {ckpt.model_config} differs from this run's {model_cfg}"
-        )
-    if ckpt.vocabulary.names != vocab.names:
-        raise ValueError(
-            f"init_from {path}: its vocabulary {ckpt.vocabulary.name} differs from the data's {vocab.name}"
-        )
-    return ckpt
-
-
-def _inherit_standardization(fitted: Standardization, init: Checkpoint) -> Standardization:
-    """`fitted`, with the centre and scale of `init` for every token `init` learned to read or predict."""
-    known = set(init.learned.inputs) | set(init.learned.outputs)
-    keep = np.array([n in known for n in fitted.names])
-    logger.info(
-        "init_from: %d tokens keep the standardisation of %s, %d are fitted on this data: %s",
-        int(keep.sum()),
-        init.path,
-        int((~keep).sum()),
-        [n for n, k in zip(fitted.names, keep, strict=True) if not k],
-    )
-    return Standardization(
-        fitted.names,
-        np.where(keep, init.standardization.center, fitted.center),
-        np.where(keep, init.standardization.scale, fitted.scale),
-    )
-
-
-def _init_provenance(path: Path) -> dict[str, Any]:
-    ckpt_dir = find_resume_checkpoint(resolve_model_path(path), need_state=False)
-    weights = ckpt_dir / WEIGHTS_FILE
-    return {"path": str(path), "checkpoint": str(ckpt_dir), "weights_sha256": sha256_of(weights)}
-
-
-def find_resume_checkpoint(path: Path, *, need_state: bool = True) -> Path:
-    """A checkpoint directory with a training state: `path` itself, or the latest under
-    `path/checkpoints`. need_state=False: any checkpoint (weights only, e.g. a bundled model)."""
-    marker = "train_state.json" if need_state else WEIGHTS_FILE
-    if (path / marker).is_file():
-        return path
-    ckpts = sorted((path / "checkpoints").glob("epoch_*")) if (path / "checkpoints").is_dir() else []
-    ckpts = [c for c in ckpts if (c / marker).is_file()]
-    if not ckpts:
-        what = "a checkpoint with a training state" if need_state else "a checkpoint"
-        raise FileNotFoundError(f"{path} is neither {what} nor a run directory with checkpoints/")
-    return ckpts[-1]
-
-
-def _rng_state(generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
-    rng = {"torch_cpu": torch.get_rng_state(), "sampling": generator.get_state()}
-    if device.type == "cuda":
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            rng[f"cuda_{i}"] = s
-    return rng
-
-
-def _restore_rng(rng: dict[str, torch.Tensor], generator: torch.Generator, device: torch.device) -> None:
-    torch.set_rng_state(rng["torch_cpu"])
-    try:
-        generator.set_state(rng["sampling"])
-    except RuntimeError:  # saved on another device type (CPU ↔ CUDA generators differ)
-        seed = int(torch.randint(0, 2**62, (1,)).item())
-        generator.manual_seed(seed)
-        logger.warning(
-            "the sampling RNG state was saved on another device type; reseeded, so the token samples "
-            "of the resumed epochs differ from an uninterrupted run"
-        )
-    if device.type == "cuda":
-        states = [rng[k] for k in sorted(k for k in rng if k.startswith("cuda_"))]
-        if len(states) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(states)
-        elif states:
-            torch.cuda.set_rng_state(states[0], device)
-
-
-def _prune_checkpoints(directory: Path, keep: int) -> None:
-    ckpts = sorted(directory.glob("epoch_*"))
-    for old in ckpts[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _format_metrics(m: dict[str, Any], epochs: int) -> str:
     s = (
         f"epoch {m['epoch']}/{epochs} loss {m['train_loss']:.4f} lr {m['lr']:.3g} "
@@ -705,23 +476,6 @@ def _format_metrics(m: dict[str, Any], epochs: int) -> str:
         s += f" | val nll {m['val_nll']:.4f}"
         s += "".join(f" σ_{k[10:]} {v:.4g}" for k, v in m.items() if k.startswith("val_sigma_"))
     return s
-
-
-def _git_commit() -> str | None:
-    try:
-        res = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(xpengine.__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if res.returncode != 0:
-        return None
-    return res.stdout.strip() or None
 
 
 def _run_provenance(
@@ -734,53 +488,13 @@ def _run_provenance(
     resumed: Checkpoint | None,
     resumed_dir: Path | None,
 ) -> dict[str, Any]:
-    """The provenance every checkpoint of a run carries: `_base_provenance`, the learned-tokens rule,
+    """The provenance every checkpoint of a run carries: `base_provenance`, the learned-tokens rule,
     the `init_from` checkpoint, and the checkpoint `resumed` from (its wall time is carried on)."""
-    provenance = _base_provenance(config, train_arrays, val_arrays, device, n_params)
+    provenance = base_provenance(config, train_arrays, val_arrays, device, n_params)
     provenance["learned_tokens"] = {"rule": LEARNED_TOKENS_RULE, "n_train_stars": n_train}
     if config.init_from is not None:
-        provenance["initialised_from"] = _init_provenance(Path(config.init_from))
+        provenance["initialised_from"] = init_provenance(Path(config.init_from))
     if resumed is not None:
         provenance["previous_wall_time_s"] = float(resumed.provenance.get("wall_time_s", 0.0))
         provenance["resumed_from"] = str(resumed_dir)
     return provenance
-
-
-def _base_provenance(
-    config: TrainConfig,
-    train_arrays: TrainingArrays,
-    val_arrays: TrainingArrays | None,
-    device: torch.device,
-    n_params: int,
-) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "path": config.data_path,
-        "n_train": len(train_arrays.source_id),
-        "n_val": 0 if val_arrays is None else len(val_arrays.source_id),
-        "vocabulary": train_arrays.vocabulary.name,
-        "dataset_provenance": train_arrays.provenance,
-    }
-    if config.data_path and os.path.isfile(config.data_path):
-        data["sha256"] = sha256_of(config.data_path)
-        data["bytes"] = os.path.getsize(config.data_path)
-    hardware: dict[str, Any] = {
-        "device": str(device),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "processor": platform.processor(),
-    }
-    if device.type == "cuda":
-        hardware["gpu"] = torch.cuda.get_device_name(device)
-    ds_prov = train_arrays.provenance or {}
-    return {
-        "data": data,
-        # The XP representation the tokens were built with (xpengine.spectra.REPRESENTATION_ID), so
-        # inference can refuse inputs built differently; None when the training set does not say.
-        "xp_representation": ds_prov.get("xp_representation", ds_prov.get("representation_id")),
-        "n_parameters": n_params,
-        "git_commit": _git_commit(),
-        "xpengine_version": xpengine.__version__,
-        "torch_version": torch.__version__,
-        "numpy_version": np.__version__,
-        "hardware": hardware,
-    }

@@ -1,0 +1,272 @@
+"""The files of a training run (the checkpoint helpers of `xpengine.train.loop.train`): finding and
+checking the checkpoint to resume or initialise from, saving an epoch's checkpoint with the RNG states,
+pruning old checkpoints, publishing the final model atomically, and the run's provenance.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+import xpengine
+from xpengine.datasets.schema import TrainingArrays
+from xpengine.features.vocabulary import Vocabulary
+from xpengine.io import sha256_of
+from xpengine.io.atomic import directory_written_atomically
+from xpengine.model.checkpoint import (
+    WEIGHTS_FILE,
+    Checkpoint,
+    LearnedTokens,
+    TrainState,
+    load_checkpoint,
+    load_train_state,
+    resolve_model_path,
+    save_checkpoint,
+)
+from xpengine.model.standardize import Standardization
+from xpengine.model.transformer import ModelConfig
+from xpengine.train.config import TrainConfig
+
+if TYPE_CHECKING:
+    from xpengine.train.loop import _Optimisation
+
+__all__ = [
+    "base_provenance",
+    "find_resume_checkpoint",
+    "git_commit",
+    "inherit_standardization",
+    "init_provenance",
+    "initial_checkpoint",
+    "prune_checkpoints",
+    "publish_model",
+    "restore_rng",
+    "resume_checkpoint",
+    "rng_state",
+    "save_epoch",
+]
+
+logger = logging.getLogger("xpengine.train.loop")  # the loop's log, as before these helpers moved here
+
+
+def resume_checkpoint(
+    path: Path, model_cfg: ModelConfig, vocab: Vocabulary
+) -> tuple[Checkpoint, Path, TrainState]:
+    """(checkpoint, its directory, its training state) to resume from `path`, checked against this
+    run's model configuration and vocabulary."""
+    ckpt_dir = find_resume_checkpoint(path)
+    ckpt = load_checkpoint(ckpt_dir, device="cpu")
+    if ckpt.model_config != model_cfg:
+        raise ValueError(
+            f"cannot resume from {ckpt_dir}: its model config {ckpt.model_config} differs from {model_cfg}"
+        )
+    if ckpt.vocabulary.names != vocab.names:
+        raise ValueError(f"cannot resume from {ckpt_dir}: its vocabulary differs from the data's")
+    state = load_train_state(ckpt_dir)
+    logger.info("resuming from %s after epoch %d", ckpt_dir, state.epoch)
+    return ckpt, ckpt_dir, state
+
+
+def initial_checkpoint(path: str | os.PathLike, model_cfg: ModelConfig, vocab: Vocabulary) -> Checkpoint:
+    """The checkpoint `init_from` names, checked against this run's model and vocabulary."""
+    ckpt = load_checkpoint(find_resume_checkpoint(resolve_model_path(path), need_state=False), device="cpu")
+    if ckpt.model_config != model_cfg:
+        raise ValueError(
+            f"init_from {path}: its model config {ckpt.model_config} differs from this run's {model_cfg}"
+        )
+    if ckpt.vocabulary.names != vocab.names:
+        raise ValueError(
+            f"init_from {path}: its vocabulary {ckpt.vocabulary.name} differs from the data's {vocab.name}"
+        )
+    return ckpt
+
+
+def inherit_standardization(fitted: Standardization, init: Checkpoint) -> Standardization:
+    """`fitted`, with the centre and scale of `init` for every token `init` learned to read or predict."""
+    known = set(init.learned.inputs) | set(init.learned.outputs)
+    keep = np.array([n in known for n in fitted.names])
+    logger.info(
+        "init_from: %d tokens keep the standardisation of %s, %d are fitted on this data: %s",
+        int(keep.sum()),
+        init.path,
+        int((~keep).sum()),
+        [n for n, k in zip(fitted.names, keep, strict=True) if not k],
+    )
+    return Standardization(
+        fitted.names,
+        np.where(keep, init.standardization.center, fitted.center),
+        np.where(keep, init.standardization.scale, fitted.scale),
+    )
+
+
+def init_provenance(path: Path) -> dict[str, Any]:
+    ckpt_dir = find_resume_checkpoint(resolve_model_path(path), need_state=False)
+    weights = ckpt_dir / WEIGHTS_FILE
+    return {"path": str(path), "checkpoint": str(ckpt_dir), "weights_sha256": sha256_of(weights)}
+
+
+def find_resume_checkpoint(path: Path, *, need_state: bool = True) -> Path:
+    """A checkpoint directory with a training state: `path` itself, or the latest under
+    `path/checkpoints`. need_state=False: any checkpoint (weights only, e.g. a bundled model)."""
+    marker = "train_state.json" if need_state else WEIGHTS_FILE
+    if (path / marker).is_file():
+        return path
+    ckpts = sorted((path / "checkpoints").glob("epoch_*")) if (path / "checkpoints").is_dir() else []
+    ckpts = [c for c in ckpts if (c / marker).is_file()]
+    if not ckpts:
+        what = "a checkpoint with a training state" if need_state else "a checkpoint"
+        raise FileNotFoundError(f"{path} is neither {what} nor a run directory with checkpoints/")
+    return ckpts[-1]
+
+
+def rng_state(generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+    rng = {"torch_cpu": torch.get_rng_state(), "sampling": generator.get_state()}
+    if device.type == "cuda":
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            rng[f"cuda_{i}"] = s
+    return rng
+
+
+def restore_rng(rng: dict[str, torch.Tensor], generator: torch.Generator, device: torch.device) -> None:
+    torch.set_rng_state(rng["torch_cpu"])
+    try:
+        generator.set_state(rng["sampling"])
+    except RuntimeError:  # saved on another device type (CPU ↔ CUDA generators differ)
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+        generator.manual_seed(seed)
+        logger.warning(
+            "the sampling RNG state was saved on another device type; reseeded, so the token samples "
+            "of the resumed epochs differ from an uninterrupted run"
+        )
+    if device.type == "cuda":
+        states = [rng[k] for k in sorted(k for k in rng if k.startswith("cuda_"))]
+        if len(states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states)
+        elif states:
+            torch.cuda.set_rng_state(states[0], device)
+
+
+def prune_checkpoints(directory: Path, keep: int) -> None:
+    ckpts = sorted(directory.glob("epoch_*"))
+    for old in ckpts[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def save_epoch(
+    path: Path,
+    epoch: int,
+    run: _Optimisation,
+    *,
+    vocabulary: Vocabulary,
+    standardization: Standardization,
+    train_config: dict[str, Any],
+    provenance: dict[str, Any],
+    metrics: dict[str, Any],
+    t_start: float,
+    weights_dtype: str,
+    learned: LearnedTokens,
+    device: torch.device,
+) -> Path:
+    """The checkpoint after `epoch`: the model with its optimizer, scheduler, scaler and RNG states, and
+    the run's provenance with the epochs completed, the wall time since `t_start` (plus the resumed
+    run's), the date and the epoch's metrics."""
+    prov = {
+        **provenance,
+        "epochs_completed": epoch,
+        "wall_time_s": time.perf_counter() - t_start + provenance.get("previous_wall_time_s", 0.0),
+        "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "last_metrics": metrics,
+    }
+    return save_checkpoint(
+        path,
+        run.model,
+        vocabulary=vocabulary,
+        standardization=standardization,
+        train_config=train_config,
+        provenance=prov,
+        weights_dtype=weights_dtype,
+        train_state=TrainState(
+            epoch=epoch,
+            optimizer=run.optimizer.state_dict(),
+            scheduler=run.scheduler.state_dict(),
+            scaler=run.scaler.state_dict(),
+            rng=rng_state(run.generator, device),
+        ),
+        learned=learned,
+        overwrite=True,
+    )
+
+
+def publish_model(last_ckpt: Path, model_dir: Path) -> None:
+    """Copy the last checkpoint to `model_dir` (nothing when it is that directory): into a fresh
+    directory, rename the old model aside, rename the copy in, then delete the old one, so the model
+    is never missing or half-written while a checkpoint exists."""
+    if last_ckpt.resolve() != model_dir.resolve():
+        with directory_written_atomically(model_dir) as tmp:
+            shutil.copytree(last_ckpt, tmp, dirs_exist_ok=True)
+
+
+def git_commit() -> str | None:
+    try:
+        res = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(xpengine.__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if res.returncode != 0:
+        return None
+    return res.stdout.strip() or None
+
+
+def base_provenance(
+    config: TrainConfig,
+    train_arrays: TrainingArrays,
+    val_arrays: TrainingArrays | None,
+    device: torch.device,
+    n_params: int,
+) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "path": config.data_path,
+        "n_train": len(train_arrays.source_id),
+        "n_val": 0 if val_arrays is None else len(val_arrays.source_id),
+        "vocabulary": train_arrays.vocabulary.name,
+        "dataset_provenance": train_arrays.provenance,
+    }
+    if config.data_path and os.path.isfile(config.data_path):
+        data["sha256"] = sha256_of(config.data_path)
+        data["bytes"] = os.path.getsize(config.data_path)
+    hardware: dict[str, Any] = {
+        "device": str(device),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+    }
+    if device.type == "cuda":
+        hardware["gpu"] = torch.cuda.get_device_name(device)
+    ds_prov = train_arrays.provenance or {}
+    return {
+        "data": data,
+        # The XP representation the tokens were built with (xpengine.spectra.REPRESENTATION_ID), so
+        # inference can refuse inputs built differently; None when the training set does not say.
+        "xp_representation": ds_prov.get("xp_representation", ds_prov.get("representation_id")),
+        "n_parameters": n_params,
+        "git_commit": git_commit(),
+        "xpengine_version": xpengine.__version__,
+        "torch_version": torch.__version__,
+        "numpy_version": np.__version__,
+        "hardware": hardware,
+    }
