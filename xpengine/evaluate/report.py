@@ -207,7 +207,6 @@ def render_report(
     """report.md text from a metrics dict (as written to metrics.json)."""
     data = metrics.get("data", {})
     labels = list(data.get("labels") or [])
-    models = metrics.get("models", {})
     lines = [
         "# xpengine evaluation",
         "",
@@ -222,7 +221,25 @@ def render_report(
         )
     if baseline_note:
         lines.append(f"- XGBoost baseline: {baseline_note}")
-    lines += [
+    lines += _accuracy_section(metrics.get("models", {}), labels)
+    sc = metrics.get("scenarios") or {}
+    if sc:
+        lines += _scenario_section(sc, labels)
+    cal = metrics.get("calibration")
+    if cal and cal.get("raw"):
+        lines += _calibration_section(cal, labels)
+    interp = _interpretation(metrics, labels)
+    if interp:
+        lines += ["", "## What it means", "", *interp]
+    if figures:
+        lines += ["", "## Figures", ""]
+        lines += [f"![{Path(f).stem}]({Path(f).name})" for f in figures]
+    return "\n".join(lines) + "\n"
+
+
+def _accuracy_section(models: Mapping[str, Any], labels: list[str]) -> list[str]:
+    """Robust σ of every model of the run beside the published anchors, then bias and star counts."""
+    lines = [
         "",
         "## Accuracy with the standard inputs (BP/RP 0–29 + BP−RP, J−H, J−K)",
         "",
@@ -248,91 +265,88 @@ def render_report(
             ]
         )
     lines += _table(header, rows)
+    return lines
 
-    sc = metrics.get("scenarios") or {}
-    if sc:
-        lines += [
-            "",
-            "## Input scenarios (paper Fig. 4 and 5)",
-            "",
-            "Robust σ / median predicted σ; the anchor is the published transformer σ.",
-            "",
-        ]
-        rows = []
-        for name, s in sc.items():
-            lb = s["labels"]
-            anchors = SCENARIO_ANCHORS.get(name, {})
-            cells = []
-            for lab in labels:
-                if lab not in lb:
-                    cells.append("–")
-                    continue
-                c = f"{_fmt(lb[lab]['sigma'], lab)} / {_fmt(lb[lab]['median_sigma_pred'], lab)}"
-                if lab in anchors:
-                    c += f" (paper {_fmt(anchors[lab], lab)})"
-                cells.append(c)
-            rows.append([f"{name} ({s['panel']}): {s['description']}", *cells])
-        lines += _table(["scenario", *(LABEL_TITLES.get(lab, lab) for lab in labels)], rows)
 
-    cal = metrics.get("calibration")
-    if cal and cal.get("raw"):
-        lines += [
-            "",
-            "## Uncertainty calibration",
-            "",
-            "z = (prediction − truth) / sqrt(σ_pred² + σ_label²) (σ_label = the catalogue error, not part of "
-            "the model's σ). z-spread = robust σ of z (1 when calibrated); coverage = fraction of stars with "
-            "|prediction − truth| ≤ 1σ (nominal 0.683) and ≤ 1.96σ (nominal 0.950). Calibrated: "
-            "σ_cal = sqrt((a·σ)² + b²), fitted on the validation split and applied when the raw z-spread there "
-            "is outside 0.9–1.1 by more than twice its sampling error (1.166/√n).",
-            "",
-        ]
-        fit = (cal.get("fit") or {}).get("labels", {})
-        calibrated = cal.get("calibrated") or {}
-        rows = []
+def _scenario_section(sc: Mapping[str, Any], labels: list[str]) -> list[str]:
+    """Robust σ / median predicted σ per input scenario, with the published transformer σ."""
+    lines = [
+        "",
+        "## Input scenarios (paper Fig. 4 and 5)",
+        "",
+        "Robust σ / median predicted σ; the anchor is the published transformer σ.",
+        "",
+    ]
+    rows = []
+    for name, s in sc.items():
+        lb = s["labels"]
+        anchors = SCENARIO_ANCHORS.get(name, {})
+        cells = []
         for lab in labels:
-            if lab not in cal["raw"]:
+            if lab not in lb:
+                cells.append("–")
                 continue
-            r = cal["raw"][lab]["overall"]
-            tok = "ln_age" if lab == "age" else lab
-            f = fit.get(tok, {})
-            c = calibrated.get(lab, {}).get("overall", {})
-            rows.append(
-                [
-                    lab,
-                    _fmt(r.get("z_sigma")),
-                    _fmt(r.get("coverage_68")),
-                    _fmt(r.get("coverage_95")),
-                    _fmt(f.get("a")) if f.get("applied") else "–",
-                    _fmt(f.get("b"), tok) if f.get("applied") else "–",
-                    _fmt(c.get("z_sigma")),
-                    _fmt(c.get("coverage_68")),
-                    _fmt(c.get("coverage_95")),
-                ]
-            )
-        lines += _table(
-            [
-                "label",
-                "z-spread raw",
-                "cov68 raw",
-                "cov95 raw",
-                "a",
-                "b",
-                "z-spread cal",
-                "cov68 cal",
-                "cov95 cal",
-            ],
-            rows,
-        )
-        lines += [
-            "",
-            "Per-bin values (G magnitude, S/N proxy, predicted σ) are in metrics.json under `calibration`.",
-        ]
+            c = f"{_fmt(lb[lab]['sigma'], lab)} / {_fmt(lb[lab]['median_sigma_pred'], lab)}"
+            if lab in anchors:
+                c += f" (paper {_fmt(anchors[lab], lab)})"
+            cells.append(c)
+        rows.append([f"{name} ({s['panel']}): {s['description']}", *cells])
+    lines += _table(["scenario", *(LABEL_TITLES.get(lab, lab) for lab in labels)], rows)
+    return lines
 
-    interp = _interpretation(metrics, labels)
-    if interp:
-        lines += ["", "## What it means", "", *interp]
-    if figures:
-        lines += ["", "## Figures", ""]
-        lines += [f"![{Path(f).stem}]({Path(f).name})" for f in figures]
-    return "\n".join(lines) + "\n"
+
+def _calibration_section(cal: Mapping[str, Any], labels: list[str]) -> list[str]:
+    """z-spread and coverage of the raw and calibrated σ, with the fitted a, b."""
+    lines = [
+        "",
+        "## Uncertainty calibration",
+        "",
+        "z = (prediction − truth) / sqrt(σ_pred² + σ_label²) (σ_label = the catalogue error, not part of "
+        "the model's σ). z-spread = robust σ of z (1 when calibrated); coverage = fraction of stars with "
+        "|prediction − truth| ≤ 1σ (nominal 0.683) and ≤ 1.96σ (nominal 0.950). Calibrated: "
+        "σ_cal = sqrt((a·σ)² + b²), fitted on the validation split and applied when the raw z-spread there "
+        "is outside 0.9–1.1 by more than twice its sampling error (1.166/√n).",
+        "",
+    ]
+    fit = (cal.get("fit") or {}).get("labels", {})
+    calibrated = cal.get("calibrated") or {}
+    rows = []
+    for lab in labels:
+        if lab not in cal["raw"]:
+            continue
+        r = cal["raw"][lab]["overall"]
+        tok = "ln_age" if lab == "age" else lab
+        f = fit.get(tok, {})
+        c = calibrated.get(lab, {}).get("overall", {})
+        rows.append(
+            [
+                lab,
+                _fmt(r.get("z_sigma")),
+                _fmt(r.get("coverage_68")),
+                _fmt(r.get("coverage_95")),
+                _fmt(f.get("a")) if f.get("applied") else "–",
+                _fmt(f.get("b"), tok) if f.get("applied") else "–",
+                _fmt(c.get("z_sigma")),
+                _fmt(c.get("coverage_68")),
+                _fmt(c.get("coverage_95")),
+            ]
+        )
+    lines += _table(
+        [
+            "label",
+            "z-spread raw",
+            "cov68 raw",
+            "cov95 raw",
+            "a",
+            "b",
+            "z-spread cal",
+            "cov68 cal",
+            "cov95 cal",
+        ],
+        rows,
+    )
+    lines += [
+        "",
+        "Per-bin values (G magnitude, S/N proxy, predicted σ) are in metrics.json under `calibration`.",
+    ]
+    return lines
