@@ -119,6 +119,12 @@ def test_bad_cells_in_a_large_chunk_are_found_fast():
     texts = [rows[i % 64] for i in range(16_384)]
     texts[20] = texts[20].replace(",", ",abc,", 1)  # element 1 of row 20
     texts[16_000] = "(" + texts[16_000][1:-1].replace(",", ", ").replace("]", "") + ", 1.5e)"  # archive CSV
+    # the same chunk without bad cells, timed side by side (a ratio, not a wall-clock limit: the
+    # machines are shared): finding two bad cells must not make parsing much slower than the clean path
+    clean = pa.array([rows[i % 64] for i in range(16_384)])
+    t0 = time.perf_counter()
+    parse_array_strings(clean, pa.float64())
+    clean_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     out, problems = parse_array_strings(pa.array(texts), pa.float64())
     elapsed = time.perf_counter() - t0
@@ -130,7 +136,9 @@ def test_bad_cells_in_a_large_chunk_are_found_fast():
     good[[20, 16_000]] = False
     assert pc.all(pc.equal(pc.list_value_length(out.filter(pa.array(good))), 55)).as_py()
     assert out[21].as_py() == [float(v) for v in texts[21][1:-1].split(",")]
-    assert elapsed < 1.0, f"{elapsed:.2f} s for a 16,384-row chunk with two bad cells"  # was 15-100 s
+    # the row-by-row fallback this replaced took 15-100 s here, about 100-1000x the clean parse; the
+    # fallback now costs 4-9x the clean parse (measured under load)
+    assert elapsed < 20 * clean_s + 0.05, f"{elapsed:.2f} s with two bad cells vs {clean_s:.2f} s clean"
 
 
 def test_many_bad_cells_stay_vectorised():

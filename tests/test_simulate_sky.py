@@ -331,11 +331,6 @@ def test_ecsv_comparison_is_exact_except_floats():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="xpengine/data/sky was written with the v1 XP emulator (sim_calibration_v1.npz); the simulator's "
-    "default is v2 now, so the bundled sky must be regenerated with its README command (then drop this mark)",
-)
 def test_bundled_sky_regenerates_from_its_documented_command(tmp_path):
     """Regenerating with the command in the sky's README gives the same tables, compared numerically
     (see `_assert_ecsv_close`): text identical except floating-point values, which agree within 1e-12 of

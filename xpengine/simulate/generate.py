@@ -37,8 +37,10 @@ Stellar physics (`SkyConfig.physics`, `xpengine simulate --physics`), same files
     (:func:`xpengine.simulate.xp.emulator_domain`), or an emulated intrinsic BP − RP more than
     `SkyConfig.xp_colour_tolerance` (0.15 mag) from MIST's (the emulator fails inside those ranges where
     its training set has no such stars: cool M dwarfs at MIST's logg, metal-poor K dwarfs). Counted by
-    reason in the summary's `xp_emulator` (≈ 14–19% of the magnitude-limited stars: hot dwarfs, cool
-    dwarfs, metal-poor dwarfs). [Fe/H] or [α/M] beyond the fitted range are clamped by the emulator
+    reason in the summary's `xp_emulator` (emulator v1: ≈ 14–19% of the magnitude-limited stars, hot
+    dwarfs, cool dwarfs, metal-poor dwarfs; v2, fitted across the dev file's label space: 2.2%, mostly
+    M giants below 3800 K and warm giants whose emulated colour misses MIST's; see
+    benchmarks/results/realism_report.md). [Fe/H] or [α/M] beyond the fitted range are clamped by the emulator
     (≤ 0.1 dex: only [Fe/H] < −2.40 dwarfs, < −2.45 giants) and flagged in truth `xp_labels_clamped`.
   * DistMass ages: on the isochrones (isochrones.log_age_at_eep at the star's EEP) from the noisy mass
     and M_H, instead of the §7 mass–age relation.
