@@ -6,7 +6,8 @@
 
 Training step: the real one (token sampling on the device from a random 120-token set with NaNs, model
 forward with 1 request, robust Gaussian NLL, backward, AdamW), contexts padded to 64 slots.
-Inference: encoder once per star over 64 tokens, 5 labels decoded together, no gradients.
+Inference: encoder once per star over 64 tokens (`--context`), 5 labels (`--labels`) decoded together,
+no gradients (`--infer-only` skips training).
 FLOPs per star come from the architecture (`xpengine.model.cost`, per layer, matrix products only;
 backward = 2 × forward); achieved FLOP/s = stars/s × FLOPs per star, so padded slots count as work.
 Attention-weight dropout: each preset runs with its own setting and, with `--attention-dropouts`,
@@ -131,20 +132,41 @@ def bench_train(model, values, errors, batch, dtype, device, steps, warmup, repe
 
 
 @torch.inference_mode()
-def bench_infer(model, batch, dtype, device, steps, warmup, repeats) -> float:
+def bench_infer(
+    model, batch, dtype, device, steps, warmup, repeats, n_labels: int = N_LABELS, n_context: int = 64
+) -> float:
+    """Stars/s of inference: the encoder over `n_context` tokens, `n_labels` requests decoded together."""
     model.eval()
     g = torch.Generator(device="cpu").manual_seed(1)
+    n_tokens = model.config.n_tokens
     ids = (
-        torch.randperm(N_TOKENS, generator=g)[:64].add(1).expand(batch, 64).contiguous().to(device)
-    )  # (B, 64)
-    vals = torch.randn(batch, 64, generator=g).to(device)  # (B, 64)
-    req = torch.arange(1, N_LABELS + 1, device=device).expand(batch, N_LABELS)  # (B, 5)
+        torch.randperm(n_tokens, generator=g)[:n_context]
+        .add(1)
+        .expand(batch, n_context)
+        .contiguous()
+        .to(device)
+    )  # (B, L)
+    vals = torch.randn(batch, n_context, generator=g).to(device)  # (B, L)
+    req = torch.arange(1, n_labels + 1, device=device).expand(batch, n_labels)  # (B, Q)
+
+    base = model._orig_mod if hasattr(model, "_orig_mod") else model
+
+    def forward(ids, vals, req):
+        ctx, pad, _ = base.encode(ids, vals)
+        return base.decode(req, ctx, pad)[:2]
+
+    # --compile: torch.compile the inference forward (encode + decode; compiling the module only
+    # would compile `forward`, which inference never calls); the first call's compile time is printed
+    fwd = torch.compile(forward) if model is not base else forward
 
     def step() -> None:
         with autocast(device, dtype):
-            ctx, pad, _ = model.encode(ids, vals)
-            model.decode(req, ctx, pad)
+            fwd(ids, vals, req)
 
+    t0 = time.perf_counter()
+    step()
+    if model is not base:
+        print(f"# torch.compile: first inference call (batch {batch}) took {time.perf_counter() - t0:.1f} s")
     for _ in range(warmup):
         step()
 
@@ -174,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="attention-weight dropout rates to compare in training (default: the preset's and 0)",
     )
+    p.add_argument("--labels", type=int, default=N_LABELS, help="requests decoded together in inference")
+    p.add_argument("--context", type=int, default=64, help="context tokens per star in inference")
+    p.add_argument("--infer-only", action="store_true", help="inference only (no training steps)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = p.parse_args(argv)
 
@@ -216,13 +241,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     for preset in args.presets:
         cfg = PRESETS[preset]
-        flops = forward_flops(cfg, n_context=64)
-        per_star = {"train": flops.train_step(1), f"infer{N_LABELS}": flops.forward(N_LABELS)}
+        flops = forward_flops(cfg, n_context=args.context)
+        infer = f"infer{args.labels}"
+        per_star = {"train": flops.train_step(1), infer: flops.forward(args.labels)}
         print(
             f"# {preset}: forward FLOPs/star encoder {flops.encoder / 1e6:.1f} M + decoder K/V "
             f"{flops.decoder_kv / 1e6:.1f} M + {flops.per_request / 1e6:.1f} M per label; "
-            f"train step {per_star['train'] / 1e6:.0f} M, inference ({N_LABELS} labels) "
-            f"{per_star[f'infer{N_LABELS}'] / 1e6:.0f} M"
+            f"train step {per_star['train'] / 1e6:.0f} M, inference ({args.labels} labels, "
+            f"{args.context} context tokens) {per_star[infer] / 1e6:.0f} M"
         )
         rates_ad = args.attention_dropouts or sorted(
             {cfg.dropout, cfg.attention_dropout_rate, 0.0}, reverse=True
@@ -233,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
             model = XPTransformer(dataclasses.replace(cfg, attention_dropout=ad)).to(device)
             n_params = model.n_parameters()
             run_model = torch.compile(model) if args.compile else model
-            tasks = ("train", f"infer{N_LABELS}") if ad == rates_ad[0] else ("train",)
+            tasks = ("train", infer) if ad == rates_ad[0] else ("train",)
+            if args.infer_only:
+                tasks = (infer,) if ad == rates_ad[0] else ()
             for dtype, batch, task in itertools.product(args.dtypes, batches, tasks):
                 try:
                     if task == "train":
@@ -241,7 +269,17 @@ def main(argv: list[str] | None = None) -> int:
                             run_model, values, errors, batch, dtype, device, steps, warmup, repeats
                         )
                     else:
-                        rate = bench_infer(run_model, batch, dtype, device, steps * 2, warmup, repeats)
+                        rate = bench_infer(
+                            run_model,
+                            batch,
+                            dtype,
+                            device,
+                            steps * 2,
+                            warmup,
+                            repeats,
+                            n_labels=args.labels,
+                            n_context=args.context,
+                        )
                 except torch.OutOfMemoryError:
                     print(f"{preset:<6} {ad:>5.2f} {dtype:<5} {batch:>6} {task:<10} out of memory")
                     torch.cuda.empty_cache()

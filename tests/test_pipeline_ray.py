@@ -172,7 +172,10 @@ def test_gpu_configuration_runs_on_a_declared_gpu(ray_local, tmp_path, sky_dir, 
     )  # fmt: skip
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     s = json.loads((out_gpu / "_SUMMARY.json").read_text())
-    assert s["predictor"] == {"actors": 1, "gpus_per_actor": 1.0, "cpus_per_actor": 2.0}
+    pool = s["predictor"]
+    assert (pool["actors"], pool["gpus_per_actor"], pool["cpus_per_actor"]) == (1, 1.0, 2.0), pool
+    # the GPU actors' batch size is chosen per device (here: calibrated, the model on the CPU)
+    assert pool["batch_size"] and pool["stage_seconds"]["model"] > 0 and pool["model_stars_per_s"] > 0
     ops = s["ray_operators"]
     assert "MapBatches(featurize_partition)" in ops and "MapBatches(CatalogPredictor)" in ops, ops
     assert not [o for o in ops if "->" in o and "CatalogPredictor" in o], ops

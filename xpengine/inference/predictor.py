@@ -51,7 +51,15 @@ from xpengine.model.checkpoint import (
 )
 from xpengine.model.context import predict_standardized
 
-__all__ = ["DERIVED", "FALLBACK_INPUTS", "Predictor", "available_models", "resolve_model_path"]
+__all__ = [
+    "DERIVED",
+    "FALLBACK_INPUTS",
+    "Predictor",
+    "available_models",
+    "bf16_native_for",
+    "native_bf16",
+    "resolve_model_path",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -64,21 +72,40 @@ DERIVED: dict[str, str] = {"ln_age": "age", "logebv": "ebv"}
 """Log-space tokens and the linear quantity reported next to them: exp(μ), σ = exp(μ)·σ_log."""
 
 
+def bf16_native_for(
+    device_type: str, *, cpu_flags: str | Sequence[str] = (), cuda_capability: tuple[int, int] | None = None
+) -> bool:
+    """Whether a device does bfloat16 arithmetic in hardware, from what it reports (pure: no probing):
+    a CUDA device of compute capability ≥ 8.0 (Ampere and later); a CPU whose flags (the `flags` line
+    of /proc/cpuinfo, a string or a list) include `avx512_bf16` or `amx_bf16`. Anything else: False."""
+    if device_type == "cuda":
+        return cuda_capability is not None and tuple(cuda_capability) >= (8, 0)
+    if device_type == "cpu":
+        names = set(cpu_flags.split()) if isinstance(cpu_flags, str) else set(cpu_flags)
+        return bool(names & {"avx512_bf16", "amx_bf16"})
+    return False
+
+
+def cpu_flags() -> str:
+    """The CPU's feature flags (the first `flags` line of /proc/cpuinfo; empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return line.partition(":")[2]
+    except OSError:
+        pass
+    return ""
+
+
 def native_bf16(device: torch.device) -> bool:
     """Whether `device` does bfloat16 arithmetic in hardware: CUDA compute capability ≥ 8.0 (Ampere
-    and later), or a CPU with AVX512-BF16 or AMX-BF16. Elsewhere bf16 autocast is emulated, slower
-    than float32 and no more accurate."""
+    and later), or a CPU with AVX512-BF16 or AMX-BF16 (`bf16_native_for`). Elsewhere bf16 autocast is
+    emulated, slower than float32 and no more accurate."""
     if device.type == "cuda":
-        return torch.cuda.get_device_capability(device) >= (8, 0)
+        return bf16_native_for("cuda", cuda_capability=torch.cuda.get_device_capability(device))
     if device.type == "cpu":
-        if torch.cpu._is_avx512_bf16_supported():
-            return True
-        try:
-            with open("/proc/cpuinfo") as f:
-                flags = f.read()
-        except OSError:
-            return False
-        return " amx_bf16" in flags or " avx512_bf16" in flags
+        return torch.cpu._is_avx512_bf16_supported() or bf16_native_for("cpu", cpu_flags=cpu_flags())
     return False
 
 

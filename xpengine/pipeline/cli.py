@@ -62,14 +62,23 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="redo partitions already done, and replace an output made with another model or labels",
     )
-    p.add_argument("--actors", type=int, help="predictor actors")
+    p.add_argument(
+        "--actors", type=int, help="predictor actors (default: one per GPU, else the node's CPUs / threads)"
+    )
     p.add_argument(
         "--gpus-per-actor", type=float, help="GPUs per predictor actor (default 1 when the cluster has GPUs)"
     )
     p.add_argument(
-        "--cpus-per-actor", type=float, help="CPUs per predictor actor (shrunk to leave one for reads)"
+        "--cpus-per-actor",
+        type=float,
+        help="CPUs per predictor actor (default: its torch threads; 1 beside a GPU)",
     )
-    p.add_argument("--batch-size", type=int, help="stars per model batch")
+    p.add_argument(
+        "--batch-size", type=int, help="stars per model batch (default: measured per device, or calibrated)"
+    )
+    p.add_argument(
+        "--torch-threads", type=int, help="torch threads per CPU actor (default: measured per device, else 1)"
+    )
     p.add_argument("--num-cpus", type=int, help="CPUs of a local cluster started by the job")
     p.add_argument("--address", help="Ray cluster address (default RAY_ADDRESS or a new local cluster)")
     p.add_argument(

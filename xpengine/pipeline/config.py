@@ -56,12 +56,14 @@ class InferenceConfig:
     inputs: list[str] | None = None
     overwrite: bool = False
     # resources
-    actors: int | None = None  # None: one per GPU of the cluster (GPU actors), else 1
+    # None for the next four: chosen per device (xpengine.pipeline.tuning): GPU actors one per GPU;
+    # CPU actors (read and predict fused) fill the node, each with the measured best threads
+    actors: int | None = None
     gpus_per_actor: float | None = None  # None = 1 when the cluster has GPUs, else 0
-    cpus_per_actor: float = 1.0
-    torch_threads: int | None = None  # None = torch default (all cores of the node)
-    read_cpus: float = 1.0
-    batch_size: int = 1024
+    cpus_per_actor: float | None = None  # None: GPU actors 1, CPU actors their torch threads
+    torch_threads: int | None = None  # per CPU actor; None: the measured table's, else 1
+    read_cpus: float = 1.0  # per read task (a separate stage only beside GPU actors)
+    batch_size: int | None = None  # stars per model batch; None: measured table or calibration
     chunk_rows: int = 16384
     dtype: str = "float32"  # or "bfloat16"
     num_cpus: int | None = None  # for a local cluster the job starts itself
@@ -89,8 +91,12 @@ class InferenceConfig:
             problems.append(f"labels: unknown {unknown}, valid: {sorted(LABELS)}")
         if self.actors is not None and self.actors < 1:
             problems.append(f"actors: must be ≥ 1, got {self.actors}")
-        if self.batch_size < 1:
-            problems.append(f"batch_size: must be ≥ 1, got {self.batch_size}")
+        if self.batch_size is not None and self.batch_size < 1:
+            problems.append(f"batch_size: must be ≥ 1 (or unset: chosen per device), got {self.batch_size}")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            problems.append(
+                f"torch_threads: must be ≥ 1 (or unset: chosen per device), got {self.torch_threads}"
+            )
         if self.chunk_rows < 1:
             problems.append(f"chunk_rows: must be ≥ 1, got {self.chunk_rows}")
         if self.dtype not in ("float32", "bfloat16", "auto"):

@@ -1,4 +1,4 @@
-"""The Ray Data catalogue job: discover → read+features (CPU tasks) → Predictor actors → write.
+"""The Ray Data catalogue job: discover → read+features → Predictor actors → write.
 
 Data flow (streaming, nothing materialised):
 
@@ -6,6 +6,11 @@ Data flow (streaming, nothing materialised):
     token batches ─map_batches(CatalogPredictor, actor pool, GPUs when present)─▶ catalogue rows ─▶
     driver: gather rows per partition; when a partition's rows are all in, sort by source_id and write
     it atomically with its manifest record.
+
+Beside GPU actors the read tasks are a separate CPU stage. On a CPU node the two stages have the same
+resources and Ray fuses them: the pool's actors (as many as the node's CPUs allow at the measured best
+torch threads per actor, `xpengine.pipeline.tuning`) each read and predict whole partitions, so one
+actor's parsing overlaps the others' prediction.
 
 The driver only handles the small catalogue rows (~100 bytes per source); parsing and the model run on
 the cluster. Partitions already done are skipped (resume) unless `overwrite`.
@@ -253,31 +258,59 @@ def _init_ray(cfg: InferenceConfig) -> None:
     )
 
 
-def _resources(cfg: InferenceConfig) -> tuple[int, float, float]:
-    """(actors, GPUs per actor, CPUs per actor) for this cluster. GPU actors: one per GPU unless
-    `actors` is given. CPU actors: the pool is shrunk so that one reader always has a CPU (a pool
-    that takes every CPU deadlocks the read tasks)."""
+def _model_architecture(model: str) -> str:
+    """The model's architecture name (`tuning.architecture_name`) from its config.json."""
+    from xpengine.inference.predictor import resolve_model_path
+    from xpengine.model.checkpoint import CONFIG_FILE
+    from xpengine.pipeline.tuning import architecture_name
+
+    try:
+        with open(os.path.join(resolve_model_path(model), CONFIG_FILE)) as f:
+            return architecture_name(json.load(f).get("model") or {})
+    except (OSError, ValueError):
+        return "custom"
+
+
+def _resources(cfg: InferenceConfig, architecture: str = "custom") -> tuple[int, float, float, int | None]:
+    """(actors, GPUs per actor, CPUs per actor, torch threads per CPU actor) for this cluster.
+
+    GPU actors: one per GPU unless `actors` is given, each with `cpus_per_actor` (default 1) CPUs;
+    the read tasks are a separate stage. CPU actors read and predict their partitions themselves
+    (the stages fused): each runs the measured best torch threads for this CPU
+    (`xpengine.pipeline.tuning.MEASURED`, else one) on as many CPUs, and the pool fills the node, so
+    that one actor's parsing overlaps the others' prediction."""
     import ray
+
+    from xpengine.pipeline import tuning
 
     resources = ray.cluster_resources()
     gpus = cfg.gpus_per_actor
     if gpus is None:
         gpus = 1.0 if resources.get("GPU", 0) >= 1 else 0.0
-    actors = cfg.actors
-    if actors is None:
-        actors = max(1, int(resources.get("GPU", 0) // gpus)) if gpus > 0 else 1
-    cpus = cfg.cpus_per_actor
     total_cpus = resources.get("CPU", 1)
-    if gpus == 0 and actors * cpus + cfg.read_cpus > total_cpus:
-        cpus = max(0.25, (total_cpus - cfg.read_cpus) / actors)
+    threads: int | None = None
+    if gpus > 0:
+        actors = cfg.actors or max(1, int(resources.get("GPU", 0) // gpus))
+        cpus = cfg.cpus_per_actor if cfg.cpus_per_actor is not None else 1.0
+    else:
+        # the table's entry for this machine's CPU (the nodes of a cluster are taken to be alike)
+        entry = tuning.lookup(tuning.MEASURED, tuning.device_signature("cpu"), architecture)
+        actors, cpus, threads = tuning.cpu_plan(
+            total_cpus,
+            actors=cfg.actors,
+            cpus_per_actor=cfg.cpus_per_actor,
+            torch_threads=cfg.torch_threads,
+            table_threads=None if entry is None else entry.get("threads_per_actor"),
+        )
     log.info(
-        "predictor pool: %d actor(s), %.2f GPU and %.2f CPU each, %.2f CPU per read task",
+        "predictor pool: %d actor(s), %.2f GPU and %.2f CPU each%s%s",
         actors,
         gpus,
         cpus,
-        cfg.read_cpus,
+        f", {threads} torch thread(s) each, reading their own partitions" if threads else "",
+        f"; {cfg.read_cpus:.2f} CPU per read task" if gpus > 0 else "",
     )
-    return actors, gpus, cpus
+    return actors, gpus, cpus, threads
 
 
 def _schema_fingerprint(labels: list[str]) -> str:
@@ -425,19 +458,15 @@ def _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, t0
     _init_ray(cfg)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the job's own progress line says what is done (see Progress)
-    actors, gpus, cpus = _resources(cfg)
-    torch_threads = cfg.torch_threads
-    if torch_threads is None and gpus == 0:
-        # Ray pins a 1-CPU actor's torch to one thread; on a CPU node the read stage is fused into the
-        # actor (same resources), so the actor may use the reader's CPU too while it predicts
-        import math
-
-        torch_threads = max(1, math.ceil(cpus + cfg.read_cpus))
+    actors, gpus, cpus, threads = _resources(cfg, _model_architecture(cfg.model))
     ds = ray.data.from_items([t.to_row() for t in tasks], override_num_blocks=len(tasks))
+    # GPU actors: reading is a separate stage of CPU tasks (`read_cpus` each) feeding the actors.
+    # CPU actors: the same resources on both stages, so Ray fuses them: each actor reads a partition
+    # and predicts it, and the pool's actors overlap one another's reads and predictions.
     ds = ds.map_batches(
         featurize_partition,
         batch_size=1,
-        num_cpus=cfg.read_cpus,
+        num_cpus=cfg.read_cpus if gpus > 0 else cpus,
         fn_kwargs={
             "vocabulary_json": vocab_json,
             "chunk_rows": cfg.chunk_rows,
@@ -445,13 +474,14 @@ def _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, t0
             "ebv": cfg.ebv,
         },
     )
-    # CPU: batch_size=None, each feature chunk is one model batch (the predictor splits it into
-    # `batch_size` rows itself); a row-count batch size on the fused read+predict operator would make
-    # Ray bundle several one-row partition blocks into one task, so no partition would finish before
-    # the others. GPU actors (a separate operator) take batches of `batch_size` rows, as Ray requires.
+    # CPU: batch_size=None, each feature chunk is one model batch (the predictor splits it into its
+    # own batch size); a row-count batch size on the fused read+predict operator would make Ray
+    # bundle several one-row partition blocks into one task, so no partition would finish before
+    # the others. GPU actors (a separate operator) take batches of rows, as Ray requires there: the
+    # configured batch size, else `chunk_rows` (the predictor splits them into its own batch size).
     ds = ds.map_batches(
         CatalogPredictor,
-        batch_size=cfg.batch_size if gpus > 0 else None,
+        batch_size=(cfg.batch_size or cfg.chunk_rows) if gpus > 0 else None,
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=gpus,
         num_cpus=cpus,
@@ -462,7 +492,8 @@ def _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, t0
             "dtype": cfg.dtype,
             "batch_size": cfg.batch_size,
             "inputs": cfg.inputs,
-            "torch_threads": torch_threads,
+            "torch_threads": threads,
+            "cpus": cpus,
             "giant_logg_max": cfg.giant_logg_max,
             "giant_teff_range": tuple(cfg.giant_teff_range),
             "giant_abs_g_max": cfg.giant_abs_g_max,
@@ -478,7 +509,17 @@ def _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, t0
     expected: dict[str, int] = {}
     started: dict[str, float] = {}
     buffered = 0  # catalogue rows held by the driver for partitions not complete yet
+    stage_s: dict[str, float] = defaultdict(float)  # seconds per stage, summed over actors and tasks
+    batch_sizes: set[int] = set()
+    t_first = None
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
+        t_first = t_first or time.perf_counter()
+        for key in ("stage_read_s", "stage_predict_s", "stage_model_s"):
+            if key in batch:
+                stage_s[key[6:-2]] += float(np.sum(batch[key]))
+        if "stage_batch_size" in batch and len(batch["stage_batch_size"]):
+            batch_sizes.update(int(b) for b in np.unique(batch["stage_batch_size"]))
+        stage_s["rows"] += len(batch["source_id"])
         for name in np.unique(batch["partition"]):
             sel = batch["partition"] == name
             part = {k: v[sel] for k, v in batch.items()}
@@ -533,7 +574,18 @@ def _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, t0
         )
     progress.close()
     summary.ray_operators = _operator_names(ds)
-    summary.predictor = {"actors": actors, "gpus_per_actor": gpus, "cpus_per_actor": cpus}
+    rows = stage_s.pop("rows", 0)
+    summary.predictor = {
+        "actors": actors,
+        "gpus_per_actor": gpus,
+        "cpus_per_actor": cpus,
+        "torch_threads": threads,
+        "batch_size": sorted(batch_sizes),
+        # actor/task seconds per stage and the model stage's rate per actor (stars per actor-second)
+        "stage_seconds": {k: round(v, 3) for k, v in stage_s.items()},
+        "model_stars_per_s": round(rows / stage_s["model"], 1) if stage_s.get("model") else None,
+        "first_rows_after_s": None if t_first is None else round(t_first - t0, 3),
+    }
 
 
 def _operator_names(ds) -> list[str]:
@@ -542,6 +594,7 @@ def _operator_names(ds) -> list[str]:
         text = ds.stats()
     except Exception:  # stats are diagnostics only
         return []
+    log.debug("Ray Data stats:\n%s", text)
     return sorted(set(re.findall(r"^Operator \d+ (.+?):", text, flags=re.M)))
 
 
