@@ -52,7 +52,6 @@ Stellar physics (`SkyConfig.physics`, `xpengine simulate --physics`), same files
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -63,6 +62,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from xpengine.io.atomic import file_written_atomically, write_text_atomically
+from xpengine.io.partitions import md5_of
 from xpengine.simulate import physics as ph
 from xpengine.simulate import populations as pp
 from xpengine.simulate.calibration import load_calibration
@@ -391,16 +392,17 @@ class _BulkStream:
     """Append chunks to one bulk `.csv.gz` file: each chunk is formatted by the project's bulk writer
     (`xpengine.io.write_bulk_*`, to a temporary plain-text file), its ECSV header kept from the first
     chunk only, and the text streamed into a gzip member with MTIME 0 and no file name (so identical
-    content gives identical bytes). Memory stays at one chunk whatever the partition size.
+    content gives identical bytes). Memory stays at one chunk whatever the partition size. The stream
+    writes `tmp`, the temporary name `xpengine.io.file_written_atomically` gives for `path`; close it
+    before that block ends (which renames it onto `path`, or removes it on an error).
 
     level ≤ 3: ISA-L (fast, as the bulk writer); level > 3: zlib (smaller: small skies).
     """
 
-    def __init__(self, path: Path, writer, level: int) -> None:
+    def __init__(self, path: Path, tmp: Path, writer, level: int) -> None:
         self.path = path
-        self.tmp = path.with_name(path.name + ".part")
         self.writer = writer
-        self.raw = open(self.tmp, "wb")
+        self.raw = open(tmp, "wb")
         if level <= 3:
             from isal import igzip
 
@@ -425,18 +427,11 @@ class _BulkStream:
         text.unlink()
         self.first = False
 
-    def close(self, ok: bool = True) -> None:
-        self.gz.close()
-        self.raw.close()
-        if ok:
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
-
-
-def _md5(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "md5").hexdigest()
+    def close(self) -> None:
+        try:
+            self.gz.close()
+        finally:
+            self.raw.close()
 
 
 def _apogee_id(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
@@ -684,61 +679,64 @@ def _simulate_partition(job: dict[str, Any]) -> dict[str, Any]:
     suffix = bulk_suffix(lo, hi)
     plan = _chunk_plan(seed, k, lo, hi, n_part, job["chunk_size"], cfg)
     level = 2 if cfg.gzip_level is None else cfg.gzip_level
-    xp_stream = _BulkStream(
-        out / f"XpContinuousMeanSpectrum_{suffix}.csv.gz", write_bulk_xp_continuous, level
-    )
-    gs_stream = _BulkStream(out / f"GaiaSource_{suffix}.csv.gz", write_bulk_gaia_source, level)
+    xp_path = out / f"XpContinuousMeanSpectrum_{suffix}.csv.gz"
+    gs_path = out / f"GaiaSource_{suffix}.csv.gz"
     writers: dict[str, pq.ParquetWriter] = {}
     apogee_parts: list[dict[str, np.ndarray]] = []
     n_giants = 0
-    ok = False
-    try:
-        for j, (clo, chi, cn) in enumerate(plan):
-            rng = _rng(seed, k, j)
-            s = draw(rng, cn, clo, chi)
-            # ids: level-12 pixel << 35 | running number within the partition (rows sorted by source_id)
-            order = np.lexsort((s["dec"], s["ra"], s["hpx12"]))
-            s = {key: v[order] for key, v in s.items()}
-            base = sum(c for _, _, c in plan[:j])
-            source_id = (s["hpx12"] << 35) | (np.arange(cn, dtype=np.int64) + base + 1)
-            n_bp = s["coefficients"].shape[1] // 2
-            bp_true, rp_true = s["coefficients"][:, :n_bp], s["coefficients"][:, n_bp:]
-            missing_bp = rng.random(cn) < cfg.missing_bp_rate
-            xp = add_xp_noise(bp_true, rp_true, s["flux"], s["g"], s["ecl_lat"], missing_bp, rng, model)
-            if cfg.coefficient_digits is not None:
-                for b in ("bp", "rp"):
-                    xp[f"{b}_coefficients"] = round_significant(
-                        xp[f"{b}_coefficients"], cfg.coefficient_digits
-                    )
-            s["n_transits"] = xp["n_transits"]
-            gcols = gaia_photometry_astrometry(
-                s, rng, no_parallax_rate=cfg.no_parallax_rate, six_param_base=cfg.six_param_base
-            )
-            tm = tmass_photometry(s, cal, rng, cfg.tmass_random_missing, physics=cfg.physics)
-            ebv_est = ebv_estimates(s["ebv"], rng, cfg.ebv_missing_rate)
-            apogee_parts.append(_apogee_rows(s, tm, source_id, rng, cfg))
-            xp_stream.write(_xp_table(source_id, xp, model))
-            gs_stream.write(_gaia_source_table(source_id, s, gcols))
-            n_giants += int((s["evolutionary_state"] > 0).sum())
-            truth = _truth_columns(source_id, suffix, s, tm, gcols, xp, missing_bp)
-            if cfg.physics == "mist":
-                truth = _truth_columns_mist(truth, s)
-            tmass = {"source_id": source_id, **{c: tm[c] for c in _TMASS_COLUMNS}}
-            ebvt = {"source_id": source_id, **ebv_est}
-            for name, data in (("truth", truth), ("tmass", tmass), ("ebv", ebvt)):
-                table = pa.table(data)
-                if name not in writers:
-                    writers[name] = pq.ParquetWriter(
-                        out / f".{name}.{k:05d}.parquet", table.schema, compression="zstd"
-                    )
-                writers[name].write_table(table)
-            logger.info("partition %s chunk %d/%d: %d sources", suffix, j + 1, len(plan), cn)
-        ok = True
-    finally:
-        xp_stream.close(ok)
-        gs_stream.close(ok)
-        for w in writers.values():
-            w.close()
+    with file_written_atomically(xp_path) as xp_tmp, file_written_atomically(gs_path) as gs_tmp:
+        xp_stream = _BulkStream(xp_path, xp_tmp, write_bulk_xp_continuous, level)
+        try:
+            gs_stream = _BulkStream(gs_path, gs_tmp, write_bulk_gaia_source, level)
+        except BaseException:
+            xp_stream.close()
+            raise
+        try:
+            for j, (clo, chi, cn) in enumerate(plan):
+                rng = _rng(seed, k, j)
+                s = draw(rng, cn, clo, chi)
+                # ids: level-12 pixel << 35 | running number within the partition (rows sorted by source_id)
+                order = np.lexsort((s["dec"], s["ra"], s["hpx12"]))
+                s = {key: v[order] for key, v in s.items()}
+                base = sum(c for _, _, c in plan[:j])
+                source_id = (s["hpx12"] << 35) | (np.arange(cn, dtype=np.int64) + base + 1)
+                n_bp = s["coefficients"].shape[1] // 2
+                bp_true, rp_true = s["coefficients"][:, :n_bp], s["coefficients"][:, n_bp:]
+                missing_bp = rng.random(cn) < cfg.missing_bp_rate
+                xp = add_xp_noise(bp_true, rp_true, s["flux"], s["g"], s["ecl_lat"], missing_bp, rng, model)
+                if cfg.coefficient_digits is not None:
+                    for b in ("bp", "rp"):
+                        xp[f"{b}_coefficients"] = round_significant(
+                            xp[f"{b}_coefficients"], cfg.coefficient_digits
+                        )
+                s["n_transits"] = xp["n_transits"]
+                gcols = gaia_photometry_astrometry(
+                    s, rng, no_parallax_rate=cfg.no_parallax_rate, six_param_base=cfg.six_param_base
+                )
+                tm = tmass_photometry(s, cal, rng, cfg.tmass_random_missing, physics=cfg.physics)
+                ebv_est = ebv_estimates(s["ebv"], rng, cfg.ebv_missing_rate)
+                apogee_parts.append(_apogee_rows(s, tm, source_id, rng, cfg))
+                xp_stream.write(_xp_table(source_id, xp, model))
+                gs_stream.write(_gaia_source_table(source_id, s, gcols))
+                n_giants += int((s["evolutionary_state"] > 0).sum())
+                truth = _truth_columns(source_id, suffix, s, tm, gcols, xp, missing_bp)
+                if cfg.physics == "mist":
+                    truth = _truth_columns_mist(truth, s)
+                tmass = {"source_id": source_id, **{c: tm[c] for c in _TMASS_COLUMNS}}
+                ebvt = {"source_id": source_id, **ebv_est}
+                for name, data in (("truth", truth), ("tmass", tmass), ("ebv", ebvt)):
+                    table = pa.table(data)
+                    if name not in writers:
+                        writers[name] = pq.ParquetWriter(
+                            out / f".{name}.{k:05d}.parquet", table.schema, compression="zstd"
+                        )
+                    writers[name].write_table(table)
+                logger.info("partition %s chunk %d/%d: %d sources", suffix, j + 1, len(plan), cn)
+        finally:
+            xp_stream.close()
+            gs_stream.close()
+            for w in writers.values():
+                w.close()
     apogee = {key: np.concatenate([a[key] for a in apogee_parts]) for key in apogee_parts[0]}
     return {
         "suffix": suffix,
@@ -943,9 +941,9 @@ def simulate_sky(
     _write_fits(out / "allStar-synthetic.fits", apogee, _ALLSTAR_FORMATS, "ALLSTAR")
     _write_fits(out / "APOGEE_DistMass-synthetic.fits", distmass, _DISTMASS_FORMATS, "DISTMASS")
     bulk_files = sorted(f for r in results for f in r["files"])
-    with open(out / "_MD5SUM.txt", "w") as fh:
-        for name in bulk_files:
-            fh.write(f"{_md5(out / name)}  {name}\n")
+    write_text_atomically(
+        out / "_MD5SUM.txt", "".join(f"{md5_of(out / name)}  {name}\n" for name in bulk_files)
+    )
     summary: dict[str, Any] = {
         "n_sources": n_sources,
         "seed": seed,
