@@ -140,3 +140,17 @@ def test_read_table_generic(tmp_path):
 
     pq.write_table(pa.table({"source_id": [1, 2], "ebv": [0.1, 0.2], "ebv_error": [0.01, 0.02]}), p)
     assert read_table(p).column("ebv").to_pylist() == [0.1, 0.2]
+
+
+def test_read_table_array_columns(tmp_path):
+    """Named text array columns are parsed to list<double> exactly as float() reads each value."""
+    p = tmp_path / "xp.csv"
+    p.write_text('source_id,c,d\n1,"(0.1, 2.5e-3, -7)",[1]\n2,,()\n')
+    t = read_table(p, columns=["source_id"], array_columns=["c", "d"])
+    assert t.column_names == ["source_id", "c", "d"] and t.schema.field("c").type == pa.list_(pa.float64())
+    assert t.column("c").to_pylist() == [[float("0.1"), float("2.5e-3"), -7.0], None]
+    assert t.column("d").to_pylist() == [[1.0], None]
+    assert pa.types.is_string(read_table(p).schema.field("c").type)  # not named: text as before
+    p.write_text('source_id,c\n1,"(0.1, x)"\n')
+    with pytest.raises(GaiaFileError, match="not an array"):
+        read_table(p, array_columns=["c"])

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from xpengine.io._arrays import parse_array_strings, to_list_array
 from xpengine.io.errors import GaiaFileError
 from xpengine.io.formats import open_table_reader
 from xpengine.io.schema import READ_PROBLEM
@@ -30,15 +32,20 @@ def read_table(
     *,
     columns: list[str] | None = None,
     storage_options: dict[str, Any] | None = None,
+    array_columns: Sequence[str] = (),
 ) -> pa.Table:
     """Read any supported table file (CSV, ECSV, Parquet, FITS, VOTable; gzip or not) as it is.
 
-    Column types are inferred (ECSV: as declared); array columns of text files stay strings. Units,
-    descriptions and UCDs declared by the file are kept as Arrow field metadata (`unit`,
-    `description`, `ucd`). Missing `columns` raise `GaiaFileError` naming them.
+    Column types are inferred (ECSV: as declared); array columns of text files stay strings, except
+    those named in `array_columns`: their text (`(1.5, 2e-3)` or `[1.5,2e-3]`, as the Gaia archive
+    writes arrays) is parsed into `list<double>` (empty text or `()`: null), correctly rounded as
+    Python's float() would; a value that is not such an array raises `GaiaFileError` naming its row.
+    Units, descriptions and UCDs declared by the file are kept as Arrow field metadata (`unit`,
+    `description`, `ucd`). Missing `columns` (or `array_columns`) raise `GaiaFileError` naming them.
     """
     reader = open_table_reader(source, storage_options)
     names = list(reader.columns) if columns is None else list(columns)
+    names += [c for c in array_columns if c not in names]
     missing = [c for c in names if c not in reader.columns]
     if missing:
         reader.src.close()
@@ -49,11 +56,28 @@ def read_table(
         table = pa.table({n: pa.array([], type=types.get(n, pa.null())) for n in names})
     else:
         table = pa.Table.from_batches(batches)
+    for name in array_columns:
+        table = _parse_array_column(table, name, reader.src.url)
     fields = []
     for field in table.schema:
         meta = reader.field_metadata(field.name)
         fields.append(field.with_metadata(meta) if meta else field)
     return table.cast(pa.schema(fields, metadata=table.schema.metadata))
+
+
+def _parse_array_column(table: pa.Table, name: str, url: str) -> pa.Table:
+    """`table` with its text column `name` parsed into list<double> (lists are cast)."""
+    value_type = pa.float64()
+    i = table.schema.get_field_index(name)
+    col = table.column(i)
+    if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+        parsed = to_list_array(col, value_type)
+    else:
+        parsed, problems = parse_array_strings(col, value_type)
+        if problems:
+            row, text = problems[0]
+            raise GaiaFileError(url, f"not an array: {text}", row=row + 1, column=name)
+    return table.set_column(i, pa.field(name, parsed.type), parsed)
 
 
 def _source_ids(table: pa.Table, what: str) -> np.ndarray:

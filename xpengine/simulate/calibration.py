@@ -287,40 +287,47 @@ def region_weights(teff: np.ndarray, logg: np.ndarray, blend: np.ndarray) -> np.
     return np.stack([cool * (1.0 - w_dw), cool * w_dw * (1.0 - w_m), cool * w_dw * w_m, w_hot], axis=1)
 
 
-def _read_apogee_xp(path: str) -> dict[str, np.ndarray]:
-    from astropy.io import fits
+_APOGEE_XP_COLUMNS = (
+    "teff",
+    "logg",
+    "fe_h",
+    "alpha_m",
+    "ak_targ",
+    "gaiaedr3_phot_g_mean_mag",
+    "j",
+    "h",
+    "k",
+    "medflux",
+)
 
-    with fits.open(path, memmap=False) as hdul:
-        d = hdul[1].data
-        cols = [
-            "teff",
-            "logg",
-            "fe_h",
-            "alpha_m",
-            "ak_targ",
-            "gaiaedr3_phot_g_mean_mag",
-            "j",
-            "h",
-            "k",
-            "medflux",
-        ]
-        out = {c: np.asarray(d[c], dtype=np.float64) for c in cols}
-        out["source_id"] = np.asarray(d["gaiaedr3_source_id"], dtype=np.int64)
-        out["flux"] = np.asarray(d["flux"], dtype=np.float64)
-        out["flux_error"] = np.asarray(d["flux_error"], dtype=np.float64)
+
+def _read_apogee_xp(path: str) -> dict[str, np.ndarray]:
+    """The APOGEE×XP file's labels, photometry and sampled spectra (`xpengine.io.read_fits_columns`)."""
+    from xpengine.io import read_fits_columns
+
+    d = read_fits_columns(
+        path, [*_APOGEE_XP_COLUMNS, "gaiaedr3_source_id", "flux", "flux_error"], what="APOGEE×XP file"
+    )
+    out = {c: np.asarray(d[c], dtype=np.float64) for c in _APOGEE_XP_COLUMNS}
+    out["source_id"] = np.asarray(d["gaiaedr3_source_id"], dtype=np.int64)
+    out["flux"] = np.asarray(d["flux"], dtype=np.float64)
+    out["flux_error"] = np.asarray(d["flux_error"], dtype=np.float64)
     return out
 
 
-def _parse_array_text(s: object) -> np.ndarray | None:
-    if not isinstance(s, str) or not s.strip():
-        return None
-    body = s.strip().strip("()[]")
-    return np.array([float(v) for v in body.split(",")]) if body else None
+_XP_ARRAY_COLUMNS = tuple(
+    f"{band}_{kind}"
+    for band in ("bp", "rp")
+    for kind in ("coefficients", "coefficient_errors", "coefficient_correlations")
+)
 
 
 def _read_real_xp_rows(samples_dir: str) -> list[dict[str, object]]:
-    """The genuine DR3 XP continuous rows of `gaia_dr3_samples` (archive CSV files, parsed by hand)."""
-    import pandas as pd
+    """The genuine DR3 XP continuous rows of `gaia_dr3_samples` (archive CSV files; first of each
+    source_id): `source_id` and the six array columns as float64 arrays (None where the band is
+    missing), read by `xpengine.io.read_table` (not `read_xp_continuous`, whose float32 errors and
+    correlations would round the values the noise templates were fitted on)."""
+    from xpengine.io import read_table
 
     base = Path(samples_dir)
     files = [
@@ -334,15 +341,14 @@ def _read_real_xp_rows(samples_dir: str) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     seen: set[int] = set()
     for f in files:
-        df = pd.read_csv(f, comment="#")
-        for rec in df.to_dict("records"):
+        table = read_table(f, columns=["source_id"], array_columns=_XP_ARRAY_COLUMNS)
+        for rec in table.to_pylist():
             sid = int(rec["source_id"])
             if sid in seen:
                 continue
             seen.add(sid)
-            for k in list(rec):
-                if str(k).endswith(("coefficients", "coefficient_errors", "coefficient_correlations")):
-                    rec[k] = _parse_array_text(rec[k])
+            for k in _XP_ARRAY_COLUMNS:
+                rec[k] = None if rec[k] is None else np.array(rec[k], dtype=np.float64)
             rows.append(rec)
     return rows
 
@@ -477,16 +483,6 @@ def _region_powers(metals: bool, degree: int, max_powers: tuple[int, ...] | None
     return pw
 
 
-def _sha256(path: str) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def fit_calibration(
     apogee_xp_path: str, gaia_samples_dir: str, *, seed: int = 0, stat_fraction: float = 0.15
 ) -> dict[str, np.ndarray]:
@@ -501,6 +497,7 @@ def fit_calibration(
     import json
 
     from xpengine.datasets.splits import read_default_split
+    from xpengine.io import sha256_of
 
     rng = np.random.default_rng(seed)
     d = _read_apogee_xp(apogee_xp_path)
@@ -611,7 +608,7 @@ def fit_calibration(
     prov = {
         "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "input": str(Path(apogee_xp_path).name),
-        "input_sha256": _sha256(apogee_xp_path),
+        "input_sha256": sha256_of(apogee_xp_path),
         "rows_in_file": len(split),
         "split": "xpengine/data/splits/apogee_xp_dev_split.parquet (by source_id); only 'train' rows fitted",
         "rows_per_split": {k: int((split == k).sum()) for k in ("train", "val", "test", "none")},
