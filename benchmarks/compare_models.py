@@ -8,8 +8,9 @@ Data: the `--split` rows of a training-schema Parquet file, read by the loader o
 (`xpengine.evaluate.runner.load_eval_set`: label truths and errors, ``age`` = exp(ln_age) with
 σ_age = age · σ_ln_age, G from the file's `phot_g_mean_mag` column).
 
-Models: bundled names or checkpoint directories (`Predictor.load`), each run on the catalogue's standard
-input (BP/RP 0–29, BP−RP, J−H, J−K: the ``standard`` scenario of `xpengine evaluate`) with the σ it
+Models: bundled names or checkpoint directories (`Predictor.load`), each run on the standard input
+(BP/RP 0–29, BP−RP, J−H, J−K: the ``standard`` scenario of `xpengine evaluate`; `--context model`: each
+model's own default input instead, as the catalogue job gives it, e.g. with the pseudo-luminosity) with the σ it
 reports, i.e. calibrated by the model's own `calibration.json` when it has one. A label a model did not
 learn (not among its `learned_outputs`) is not requested from it and shows as "–". ``age`` [Gyr] and its
 σ are the Predictor's own `age` / `age_error`. The XGBoost baseline (`xpengine.evaluate.baseline`) is
@@ -108,20 +109,33 @@ def population_masks(teff: np.ndarray, logg: np.ndarray, m_h: np.ndarray) -> dic
     }
 
 
-def transformer_predictions(predictor: Predictor, es: EvalSet, tokens: Sequence[str]) -> Predictions:
-    """The predictor's labels and calibrated σ for every star of `es` from the standard input.
+CONTEXTS = ("standard", "model")
+"""`--context`: "standard" = BP/RP 0–29, BP−RP, J−H, J−K for every model; "model" = each model's own
+default input (`Predictor.default_inputs`, what the catalogue job gives it; e.g. with the pseudo-luminosity
+for a model validated on it)."""
+
+
+def transformer_predictions(
+    predictor: Predictor, es: EvalSet, tokens: Sequence[str], context: str = "standard"
+) -> Predictions:
+    """The predictor's labels and calibrated σ for every star of `es` from the `context` input (CONTEXTS).
 
     tokens: label tokens wanted; only those the model learned are requested (the others are absent from
     the result). ``age`` and its σ come with ``ln_age``, as the Predictor derives them.
     """
+    if context not in CONTEXTS:
+        raise ValueError(f"context must be one of {CONTEXTS}, got {context!r}")
     request = [t for t in tokens if t in predictor.learned.outputs]
     if not request:
         return {}
     pv = predictor.vocabulary
     values, errors = align_to_vocabulary(es.values, es.errors, es.vocabulary, pv)  # (N, T_model)
-    [(_, inputs)] = scenario_groups(
-        "standard", pv, len(es), context_length=predictor.checkpoint.model_config.context_length
-    )
+    if context == "model":
+        inputs = [t for t in predictor.default_inputs if t not in request]
+    else:
+        [(_, inputs)] = scenario_groups(
+            "standard", pv, len(es), context_length=predictor.checkpoint.model_config.context_length
+        )
     out = predictor.predict(values, errors, request, inputs=inputs)
     names = metric_labels(request)  # adds "age" with "ln_age"
     return {name: (out[name], out[f"{name}_error"]) for name in names}
@@ -212,6 +226,7 @@ def compare(
     baseline: XGBoostBaseline | None,
     tokens: Sequence[str],
     g_bins: Sequence[float],
+    context: str = "standard",
 ) -> dict[str, Any]:
     """Every metric of the module docstring for the `models` (name → Predictor) and the baseline on the
     stars of `es`; tokens: label tokens to evaluate (those without truth in `es` are left out).
@@ -235,7 +250,7 @@ def compare(
     for name, predictor in models.items():
         logger.info("predicting %s with %s", tokens, name)
         t0 = time.perf_counter()
-        preds[name] = transformer_predictions(predictor, es, tokens)
+        preds[name] = transformer_predictions(predictor, es, tokens, context)
         seconds = time.perf_counter() - t0
         info[name] = {
             "kind": "transformer",
@@ -390,6 +405,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--g-bins", nargs="+", type=float, default=list(DEFAULT_G_BINS), help="increasing G bin edges"
     )
+    p.add_argument(
+        "--context",
+        choices=CONTEXTS,
+        default="standard",
+        help="model input: standard (BP/RP 0-29 and three colours, every model) or model (each model's own "
+        "default input, as the catalogue job gives it; XGBoost keeps its fixed input)",
+    )
     p.add_argument("--device", default="auto", help="torch device for the models (default: auto)")
     p.add_argument("--json", required=True, help="output JSON path")
     p.add_argument("--markdown", help="output Markdown path (the tables are printed either way)")
@@ -420,7 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings["n_estimators"] = args.baseline_estimators
         baseline = train_baseline(args.baseline_train, BaselineConfig(**settings), split="train")
 
-    result = compare(es, models, baseline, args.labels, g_bins)
+    result = compare(es, models, baseline, args.labels, g_bins, args.context)
     if baseline is not None:
         result["models"][BASELINE]["source"] = args.baseline_model or f"trained on {args.baseline_train}"
     command = sys.argv if argv is None else [sys.argv[0], *argv]
@@ -437,6 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "path": args.data,
             "sha256": sha256_of(args.data),
             "split": args.split,
+            "context": args.context,
             "n_stars": len(es),
             "g_column": G_COLUMN if es.g_mag is not None else None,
         },

@@ -324,3 +324,21 @@ def test_command_line_errors(data, tmp_path, capsys):
         compare_models.main([*base, "--labels", "radius"])
     assert "invalid choice: 'radius'" in capsys.readouterr().err
     assert not (tmp_path / "r.json").exists()
+
+
+def test_model_context_gives_each_model_its_own_default_input(tiny_model, data):
+    """--context model: the model's default input (here without the three colours) instead of the
+    standard one; the predictions equal a direct call with that input and differ from the standard's."""
+    from xpengine.evaluate.eval_set import load_eval_set
+
+    xp_only = [f"bp{i}" for i in range(30)] + [f"rp{i}" for i in range(30)]
+    p = Predictor(tiny_model, device="cpu", inputs=xp_only)
+    assert p.default_inputs == xp_only
+    es = load_eval_set(str(data), split="test")
+    own = compare_models.transformer_predictions(p, es, ["teff"], "model")
+    standard = compare_models.transformer_predictions(p, es, ["teff"], "standard")
+    direct = p.predict(es.values, es.errors, ["teff"], inputs=xp_only)
+    np.testing.assert_array_equal(own["teff"][0], direct["teff"])
+    assert not np.allclose(own["teff"][0], standard["teff"][0])
+    with pytest.raises(ValueError, match="context must be one of"):
+        compare_models.transformer_predictions(p, es, ["teff"], "everything")
