@@ -9,6 +9,10 @@ Output directory (all byte-identical for the same arguments):
 - `allStar-synthetic.fits` (APOGEE DR17 allStar-like, HDU 1), `APOGEE_DistMass-synthetic.fits`
   (DistMass VAC-like, HDU 1), `tmass.parquet`, `ebv.parquet`, `truth.parquet`.
 
+Layout: this module plans the partitions and chunks, draws and writes them; the draws' `observe` hooks
+are in `_observe_hooks`, the bulk tables and their gzip stream in `_bulk_files`, the APOGEE-like rows and
+FITS files in `_survey_files`, the truth columns in `_truth`.
+
 Source ids: source_id = hpx12 << 35 | running number (bits 0–34), with hpx12 the true level-12 pixel of
 the position, so hpx8 = source_id >> 43 lies in the file's range and ids are unique by construction.
 Random numbers: one `np.random.Generator` per (seed, partition, chunk) from `np.random.SeedSequence`,
@@ -64,12 +68,26 @@ import pyarrow as pa
 
 from xpengine.io.atomic import file_written_atomically, write_text_atomically
 from xpengine.io.partitions import md5_of
-from xpengine.simulate import physics as ph
 from xpengine.simulate import populations as pp
+from xpengine.simulate._bulk_files import _BulkStream, _gaia_source_table, _xp_table
+from xpengine.simulate._observe_hooks import (
+    _OUTSIDE,
+    _hpx_directions,
+    _observe_factory,
+    _observe_factory_mist,
+    _population_config,
+)
+from xpengine.simulate._survey_files import (
+    _ALLSTAR_FORMATS,
+    _DISTMASS_FORMATS,
+    _apogee_rows,
+    _distmass_rows,
+    _write_fits,
+)
+from xpengine.simulate._truth import _TMASS_COLUMNS, _truth_columns, _truth_columns_mist
 from xpengine.simulate.calibration import load_calibration
-from xpengine.simulate.coords import bulk_suffix, default_partitions, healpix_nest_to_radec
+from xpengine.simulate.coords import bulk_suffix, default_partitions
 from xpengine.simulate.observe import (
-    apogee_labels,
     ebv_estimates,
     gaia_photometry_astrometry,
     tmass_photometry,
@@ -78,18 +96,12 @@ from xpengine.simulate.sky import SkyConfig, _propose, draw_stars
 from xpengine.simulate.xp import (
     XPNoiseModel,
     add_xp_noise,
-    emulator_domain,
-    intrinsic_spectra,
-    scale_and_redden,
 )
 
 __all__ = ["simulate_sky"]
 
 logger = logging.getLogger(__name__)
 
-_ASPCAP_STAR_BAD = 1 << 23
-_ASPCAP_M_H_BAD = 1 << 19
-_EXTRATARG_DUPLICATE = 16
 TRUTH_VERSION = "1"
 
 
@@ -170,483 +182,6 @@ def _density_split(seed: int, parts: list[tuple[int, int]], n: int, cfg: SkyConf
     counts = _largest_remainder(dens / dens.sum() * n, n)
     logger.info("MIST sky: sources per partition in proportion to the visible-star density: %s", counts)
     return counts
-
-
-def _observe_factory(cfg: SkyConfig, cal: dict[str, np.ndarray]):
-    def observe(stars: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
-        cls = (stars["evolutionary_state"] > 0).astype(np.int8)
-        spec = intrinsic_spectra(
-            cls,
-            stars["teff"],
-            stars["logg"],
-            stars["fe_h"],
-            stars["alpha_m"],
-            rng if cfg.residual_variation else None,
-            cal,
-        )
-        mu = 5.0 * np.log10(stars["distance_kpc"] * 1000.0) - 5.0
-        obs = scale_and_redden(spec, stars["ebv"], stars["abs_g0"], mu)
-        keep = (
-            (obs["g"] <= cfg.g_limit) & (obs["g"] >= cfg.g_bright) & np.all(np.isfinite(obs["flux"]), axis=1)
-        )
-        return {
-            "keep": keep,
-            "flux": obs["flux"],
-            "coefficients": obs["coefficients"],
-            "g": obs["g"],
-            "bp": obs["bp"],
-            "rp": obs["rp"],
-            "a_g": obs["a_g"],
-            "a_bp": obs["a_bp"],
-            "a_rp": obs["a_rp"],
-            "distance_modulus": mu,
-        }
-
-    return observe
-
-
-def _population_config(cfg: SkyConfig) -> pp.SkyPopulationConfig:
-    """The MIST draw's knobs: `cfg.populations`, or its defaults with the sky's magnitude limits."""
-    if cfg.populations is not None:
-        return cfg.populations
-    return pp.SkyPopulationConfig(g_limit=cfg.g_limit, g_bright=cfg.g_bright)
-
-
-def _hpx_directions(hpx8_lo: int, hpx8_hi: int) -> pp.Directions:
-    """Directions uniform over the HEALPix-8 pixels [hpx8_lo, hpx8_hi] (as `sky._propose` draws them: a
-    level-8 pixel, a level-12 sub-pixel, a level-24 sub-pixel whose centre is the position), carrying the
-    level-12 pixel `hpx12` (for the source_id) and the level-24 index `deep` within it."""
-
-    def directions(rng: np.random.Generator, k: int) -> dict[str, np.ndarray]:
-        hpx8 = rng.integers(hpx8_lo, hpx8_hi + 1, k, dtype=np.int64)
-        sub12 = rng.integers(0, 256, k, dtype=np.int64)
-        deep = rng.integers(0, 4**12, k, dtype=np.int64)
-        hpx12 = (hpx8 << 8) | sub12
-        ra, dec = healpix_nest_to_radec((hpx12 << 24) | deep, 24)
-        return {"ra": ra, "dec": dec, "hpx12": hpx12, "deep": deep}
-
-    return directions
-
-
-#: reasons a MIST star has no emulated XP spectrum (counted in the summary's `xp_emulator`)
-_OUTSIDE = (
-    "dwarf_too_hot",
-    "dwarf_too_cool",
-    "giant_too_hot",
-    "giant_too_cool",
-    "logg_outside",
-    "colour_mismatch",
-    "non_finite",
-)
-
-
-def _observe_factory_mist(cfg: SkyConfig, cal: dict[str, np.ndarray], tally: dict[str, int]):
-    """`observe` hook of :func:`xpengine.simulate.populations.draw_sky_arrays` for the MIST sky.
-
-    Stars whose Teff or logg lie outside the range the spectral emulator was fitted on
-    (:func:`xpengine.simulate.xp.emulator_domain`) are dropped (no extrapolated spectrum), and so are stars
-    whose emulated spectrum's intrinsic BP − RP differs from MIST's by more than `cfg.xp_colour_tolerance`:
-    inside the per-label ranges the degree-4 emulator still fails where the real training stars do not
-    cover the label combination (metal-poor K dwarfs off by up to 1.6 mag in BP − RP against their own real
-    photometry; M dwarfs at MIST's logg ≈ 4.85, above the ASPCAP dwarfs', 0.2–0.9 mag too red), while
-    elsewhere it agrees with MIST to a median +0.010 mag, robust σ 0.032 mag. Each drop is counted in `tally`
-    by reason, with `examined` = every star that reached this hook (passed the magnitude cut).
-    The others get the emulator's spectrum at their labels, reddened with their E(B−V) (Fitzpatrick 1999)
-    and scaled so that its synthetic G is the MIST G (abs_g0 + μ + A_G of the MIST tables: the magnitude cut
-    of the draw stays exact); BP and RP are the spectrum's synthetic photometry, so gaia_source agrees with
-    the XP coefficients as in DR3. `a_bp`, `a_rp` become A_G(MIST) + (A_BP − A_G)(spectrum) and `abs_bp0`,
-    `abs_rp0` the spectrum's intrinsic colours added to MIST's M_G (so that bp = abs_bp0 + μ + a_bp); MIST's
-    own values are kept as `mist_abs_bp0`, `mist_abs_rp0`, `mist_a_bp`, `mist_a_rp`.
-    """
-
-    def observe(stars: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
-        dom = emulator_domain(stars["teff"], stars["logg"], stars["fe_h"], stars["alpha_m"], cal)
-        inside = dom["inside"]
-        dwarf = dom["cls"] == 0
-        reasons = {
-            "dwarf_too_hot": dwarf & dom["too_hot"],
-            "dwarf_too_cool": dwarf & dom["too_cool"],
-            "giant_too_hot": ~dwarf & dom["too_hot"],
-            "giant_too_cool": ~dwarf & dom["too_cool"],
-        }
-        reasons["logg_outside"] = ~inside & ~np.any(np.stack(list(reasons.values())), axis=0)
-        tally["examined"] += int(inside.size)
-        for name, mask in reasons.items():
-            tally[name] += int(mask.sum())
-        n = inside.shape[0]
-        sel = np.nonzero(inside)[0]
-        spec = intrinsic_spectra(
-            dom["cls"][sel],
-            stars["teff"][sel],
-            stars["logg"][sel],
-            stars["fe_h"][sel],
-            stars["alpha_m"][sel],
-            rng if cfg.residual_variation else None,
-            cal,
-        )
-        mu = 5.0 * np.log10(stars["distance_kpc"] * 1000.0) - 5.0
-        obs = scale_and_redden(spec, stars["ebv"][sel], stars["abs_g0"][sel], mu[sel], a_g=stars["a_g"][sel])
-        n_coef = obs["coefficients"].shape[1]
-        out: dict[str, np.ndarray] = {
-            "flux": np.full((n, obs["flux"].shape[1]), np.nan),
-            "coefficients": np.full((n, n_coef), np.nan),
-        }
-        for key in ("flux", "coefficients"):
-            out[key][sel] = obs[key]
-        for b in ("bp", "rp"):
-            out[f"mist_abs_{b}0"] = stars[f"abs_{b}0"]
-            out[f"mist_a_{b}"] = stars[f"a_{b}"]
-            a_b = np.full(n, np.nan)
-            a_b[sel] = stars["a_g"][sel] + obs[f"a_{b}"] - obs["a_g"]
-            out[f"a_{b}"] = a_b
-            m = np.full(n, np.nan)
-            m[sel] = obs[b]
-            out[b] = m
-            out[f"abs_{b}0"] = m - mu - a_b
-        g = np.full(n, np.nan)
-        g[sel] = obs["g"]  # = the MIST G of the draw's magnitude cut, to rounding
-        out["g"] = g
-        out["distance_modulus"] = mu
-        out["xp_labels_clamped"] = dom["clamped"]
-        colour = out["abs_bp0"] - out["abs_rp0"] - (stars["abs_bp0"] - stars["abs_rp0"])
-        with np.errstate(invalid="ignore"):
-            mismatch = inside & ~(np.abs(colour) <= cfg.xp_colour_tolerance)
-        finite = np.all(np.isfinite(out["flux"]), axis=1) & np.isfinite(g)
-        tally["colour_mismatch"] += int((mismatch & finite).sum())
-        tally["non_finite"] += int((inside & ~finite).sum())
-        keep = inside & ~mismatch & finite
-        tally["kept"] += int(keep.sum())
-        return {"keep": keep, **out}
-
-    return observe
-
-
-def _list_array(values: np.ndarray, mask: np.ndarray | None, value_type: pa.DataType) -> pa.Array:
-    """(N, n) array -> list<value_type> Arrow array; rows where `mask` is True are null."""
-    n, m = values.shape
-    flat = pa.array(np.ascontiguousarray(values, dtype=value_type.to_pandas_dtype()).ravel(), value_type)
-    offsets = pa.array(np.arange(0, (n + 1) * m, m, dtype=np.int32))
-    return pa.ListArray.from_arrays(offsets, flat, mask=None if mask is None else pa.array(mask))
-
-
-def _xp_table(source_id: np.ndarray, xp: dict[str, np.ndarray], model: XPNoiseModel) -> pa.Table:
-    from xpengine.io.schema import XP_COLUMNS
-
-    miss = {"bp": xp["missing_bp"], "rp": np.zeros_like(xp["missing_bp"])}
-    cols: dict[str, pa.Array] = {
-        "source_id": pa.array(source_id, pa.int64()),
-        "solution_id": pa.array(xp["solution_id"], pa.int64()),
-    }
-    for b in ("bp", "rp"):
-        m = miss[b]
-        nb = xp[f"{b}_coefficients"].shape[1]
-        scalar = {
-            f"{b}_basis_function_id": np.full(len(source_id), 56 if b == "bp" else 57, np.int16),
-            f"{b}_degrees_of_freedom": xp[f"{b}_degrees_of_freedom"],
-            f"{b}_n_parameters": np.full(len(source_id), nb, np.int16),
-            f"{b}_n_measurements": xp[f"{b}_n_measurements"],
-            f"{b}_n_rejected_measurements": xp[f"{b}_n_rejected_measurements"],
-            f"{b}_standard_deviation": xp[f"{b}_standard_deviation"],
-            f"{b}_chi_squared": xp[f"{b}_chi_squared"],
-        }
-        for k, v in scalar.items():
-            cols[k] = pa.array(v, mask=m)
-        cols[f"{b}_coefficients"] = _list_array(xp[f"{b}_coefficients"], m, pa.float64())
-        cols[f"{b}_coefficient_errors"] = _list_array(xp[f"{b}_coefficient_errors"], m, pa.float32())
-        corr = np.stack(model.corr_vec[b])[xp[f"{b}_corr_level"]]  # (N, n(n-1)/2) float32
-        cols[f"{b}_coefficient_correlations"] = _list_array(corr, m, pa.float32())
-        cols[f"{b}_n_relevant_bases"] = pa.array(xp[f"{b}_n_relevant_bases"], mask=m)
-        cols[f"{b}_relative_shrinking"] = pa.array(xp[f"{b}_relative_shrinking"], mask=m)
-    order = [c.name for c in XP_COLUMNS]
-    fields = [pa.field(c.name, c.type) for c in XP_COLUMNS]
-    return pa.Table.from_arrays(
-        [cols[n].cast(f.type) for n, f in zip(order, fields, strict=True)], schema=pa.schema(fields)
-    )
-
-
-def _gaia_source_table(source_id: np.ndarray, s: dict[str, np.ndarray], g: dict[str, np.ndarray]) -> pa.Table:
-    from xpengine.io.schema import GAIA_SOURCE_COLUMNS
-
-    values: dict[str, Any] = {
-        "source_id": source_id,
-        "ra": s["ra"],
-        "dec": s["dec"],
-        "l": s["l"],
-        "b": s["b"],
-        "ecl_lat": s["ecl_lat"],
-        "has_xp_continuous": np.ones(len(source_id), dtype=bool),
-        **g,
-    }
-    arrays, fields = [], []
-    for spec in GAIA_SOURCE_COLUMNS:
-        v = np.asarray(values[spec.name])
-        mask = ~np.isfinite(v) if v.dtype.kind == "f" else None
-        if v.dtype.kind == "f" and spec.type in (pa.float32(), pa.float64()):
-            v = np.where(np.isfinite(v), v, 0.0).astype(spec.type.to_pandas_dtype())
-        arrays.append(pa.array(v, type=spec.type, mask=mask))
-        fields.append(pa.field(spec.name, spec.type))
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
-
-
-class _BulkStream:
-    """Append chunks to one bulk `.csv.gz` file: each chunk is formatted by the project's bulk writer
-    (`xpengine.io.write_bulk_*`, to a temporary plain-text file), its ECSV header kept from the first
-    chunk only, and the text streamed into a gzip member with MTIME 0 and no file name (so identical
-    content gives identical bytes). Memory stays at one chunk whatever the partition size. The stream
-    writes `tmp`, the temporary name `xpengine.io.file_written_atomically` gives for `path`; close it
-    before that block ends (which renames it onto `path`, or removes it on an error).
-
-    level ≤ 3: ISA-L (fast, as the bulk writer); level > 3: zlib (smaller: small skies).
-    """
-
-    def __init__(self, path: Path, tmp: Path, writer, level: int) -> None:
-        self.path = path
-        self.writer = writer
-        self.raw = open(tmp, "wb")
-        if level <= 3:
-            from isal import igzip
-
-            self.gz = igzip.IGzipFile(filename="", mode="wb", fileobj=self.raw, compresslevel=level, mtime=0)
-        else:
-            import gzip
-
-            self.gz = gzip.GzipFile(filename="", mode="wb", fileobj=self.raw, compresslevel=level, mtime=0)
-        self.first = True
-
-    def write(self, table: pa.Table) -> None:
-        text = self.path.with_name(self.path.name + ".chunk.csv")
-        self.writer(table, text, overwrite=True)
-        with open(text, "rb") as fh:
-            if not self.first:
-                # skip the `# ` header lines and the column-name row
-                line = fh.readline()
-                while line.startswith(b"#"):
-                    line = fh.readline()
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                self.gz.write(block)
-        text.unlink()
-        self.first = False
-
-    def close(self) -> None:
-        try:
-            self.gz.close()
-        finally:
-            self.raw.close()
-
-
-def _apogee_id(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
-    """2MASS-style designations `2MHHMMSSss±DDMMSSs`."""
-    h = ra / 15.0
-    hh = np.floor(h).astype(int)
-    mm = np.floor((h - hh) * 60).astype(int)
-    ss = (h - hh - mm / 60.0) * 3600.0
-    sign = np.where(dec < 0, "-", "+")
-    ad = np.abs(dec)
-    dd = np.floor(ad).astype(int)
-    dm = np.floor((ad - dd) * 60).astype(int)
-    ds = (ad - dd - dm / 60.0) * 3600.0
-    return np.array(
-        [
-            f"2M{a:02d}{b:02d}{int(c * 100):04d}{sg}{d:02d}{e:02d}{int(f * 10):03d}"
-            for a, b, c, sg, d, e, f in zip(hh, mm, ss, sign, dd, dm, ds, strict=True)
-        ]
-    )
-
-
-def _apogee_rows(
-    s: dict[str, np.ndarray],
-    tm: dict[str, np.ndarray],
-    source_id: np.ndarray,
-    rng: np.random.Generator,
-    cfg: SkyConfig,
-) -> dict[str, np.ndarray]:
-    """APOGEE-like allStar rows (and the truth needed for DistMass) for the selected stars of a chunk.
-
-    True M_H: physics "polynomial" :func:`xpengine.simulate.physics.metallicity_mh` (Salaris et al. 1993,
-    0.638/0.362); "mist" the stars' `m_h` (0.694/0.306, the metallicity of their isochrone)."""
-    ak_targ = tm["a_ks"] + rng.normal(0.0, 0.03, len(source_id))
-    sel = apogee_labels({**tm, "ak_targ": ak_targ}, rng, cfg.apogee_fraction, cfg.survey_h_max)
-    idx = np.nonzero(sel)[0]
-    n = idx.size
-    h = tm["h_m"][idx]
-    snr = np.clip(160.0 * 10.0 ** (-0.2 * (h - 11.0)) * 10.0 ** rng.normal(0.0, 0.15, n), 5.0, 1500.0)
-    teff_err = 8.0 + 600.0 / snr
-    logg_err = 0.02 + 3.0 / snr
-    mh_err = 0.008 + 1.0 / snr
-    teff = s["teff"][idx] + rng.normal(0.0, 1.0, n) * np.hypot(teff_err, 40.0)
-    logg = s["logg"][idx] + rng.normal(0.0, 1.0, n) * np.hypot(logg_err, 0.06)
-    if cfg.physics == "mist":
-        m_h_true = s["m_h"][idx]
-    else:
-        m_h_true = ph.metallicity_mh(s["fe_h"][idx], s["alpha_m"][idx])
-    m_h = m_h_true + rng.normal(0.0, 1.0, n) * np.hypot(mh_err, 0.03)
-    fe_h = s["fe_h"][idx] + rng.normal(0.0, 1.0, n) * np.hypot(mh_err, 0.03)
-    alpha = s["alpha_m"][idx] + rng.normal(0.0, 1.0, n) * np.hypot(0.5 * mh_err, 0.02)
-    # flags: STAR_BAD more likely at low SNR and at the Teff extremes; M_H_BAD rare; harmless bits
-    p_bad = 0.01 + 0.10 * (snr < 30) + 0.05 * ((teff < 3700) | (teff > 6500))
-    flag = np.zeros(n, dtype=np.int64)
-    flag |= np.where(rng.random(n) < p_bad, _ASPCAP_STAR_BAD, 0)
-    flag |= np.where(rng.random(n) < 0.01, _ASPCAP_M_H_BAD, 0)
-    flag |= np.where(rng.random(n) < 0.10, 1 << 0, 0)  # TEFF_WARN-like warning
-    flag |= np.where(rng.random(n) < 0.05, 1 << 8, 0)  # a SN warning-like bit
-    starflag = np.where(rng.random(n) < 0.04, 1 << rng.integers(0, 20, n), 0).astype(np.int64)
-    failed = rng.random(n) < 0.02  # ASPCAP produced no labels
-    for arr in (teff, logg, m_h, fe_h, alpha):
-        arr[failed] = np.nan
-    tel = np.where(s["dec"][idx] < -20.0, "lco25m", "apo25m")
-    field = np.array([f"{lv:03.0f}{bv:+03.0f}" for lv, bv in zip(s["l"][idx], s["b"][idx], strict=True)])
-    gaia_id = np.where(rng.random(n) < 0.01, 0, source_id[idx])
-    out = {
-        "APOGEE_ID": _apogee_id(s["ra"][idx], s["dec"][idx]),
-        "TELESCOPE": tel,
-        "FIELD": field,
-        "GAIAEDR3_SOURCE_ID": gaia_id.astype(np.int64),
-        "TEFF": teff,
-        "TEFF_ERR": teff_err,
-        "LOGG": logg,
-        "LOGG_ERR": logg_err,
-        "M_H": m_h,
-        "M_H_ERR": mh_err,
-        "FE_H": fe_h,
-        "ALPHA_M": alpha,
-        "J": np.nan_to_num(tm["j_m"][idx], nan=99.0),
-        "J_ERR": np.nan_to_num(tm["j_msigcom"][idx], nan=99.0),
-        "H": np.nan_to_num(tm["h_m"][idx], nan=99.0),
-        "H_ERR": np.nan_to_num(tm["h_msigcom"][idx], nan=99.0),
-        "K": np.nan_to_num(tm["ks_m"][idx], nan=99.0),
-        "K_ERR": np.nan_to_num(tm["ks_msigcom"][idx], nan=99.0),
-        "AK_TARG": ak_targ[idx],
-        "SFD_EBV": ph.dust_ebv(np.full(n, 50.0), s["l"][idx], s["b"][idx]),
-        "SNR": snr,
-        "ASPCAPFLAG": flag,
-        "STARFLAG": starflag,
-        "EXTRATARG": np.where(rng.random(n) < 0.05, 1 << 1, 0).astype(np.int16),  # some non-main targets
-        # truth carried along for DistMass
-        "_mass": s["mass"][idx],
-        "_fe_h_true": s["fe_h"][idx],
-        "_distance_pc": s["distance_kpc"][idx] * 1000.0,
-        "_state": s["evolutionary_state"][idx],
-    }
-    if cfg.physics == "mist":  # what an isochrone age of the (noisy) mass needs
-        out["_initial_mass"] = s["initial_mass"][idx]
-        out["_eep"] = s["eep"][idx]
-    # duplicates: a second visit set observed at the other telescope / field, EXTRATARG bit 4
-    dup = np.nonzero(rng.random(n) < cfg.apogee_duplicate_rate)[0]
-    if dup.size:
-        rows = {k: v[dup].copy() for k, v in out.items()}
-        rows["TELESCOPE"] = np.where(rows["TELESCOPE"] == "apo25m", "apo1m", "lco25m")
-        rows["EXTRATARG"] = (rows["EXTRATARG"] | _EXTRATARG_DUPLICATE).astype(np.int16)
-        for c, e in (("TEFF", 20.0), ("LOGG", 0.03), ("M_H", 0.02), ("FE_H", 0.02)):
-            rows[c] = rows[c] + rng.normal(0.0, e, dup.size)
-        out = {k: np.concatenate([out[k], rows[k]]) for k in out}
-    return out
-
-
-def _distmass_rows(a: dict[str, np.ndarray], rng: np.random.Generator, physics: str) -> dict[str, np.ndarray]:
-    """DistMass-VAC-like rows for APOGEE giants (non-duplicates with labels), 90% coverage.
-
-    Ages follow from the noisy mass (× 1 + N(0, 0.08)) and the noisy [Fe/H] or [M/H], as in the VAC: physics
-    "polynomial" by the REFERENCE §7 mass–age relation; "mist" on the MIST isochrones, the age at which a
-    star of that initial mass (the true initial mass × noisy/true current mass) and the noisy M_H (clipped
-    to the grid) reaches the star's EEP (:func:`xpengine.simulate.isochrones.log_age_at_eep`; noise-free
-    inputs give back the true age). NaN where no isochrone age ≤ 10^10.3 yr matches (the survey builder
-    drops such stars); then both × 10^N(0, 0.03).
-    """
-    ok = (
-        ((a["EXTRATARG"] & _EXTRATARG_DUPLICATE) == 0)
-        & np.isfinite(a["LOGG"])
-        & (a["LOGG"] < 3.5)
-        & (a["_state"] > 0)
-        & (rng.random(a["LOGG"].shape[0]) < 0.9)
-    )
-    idx = np.nonzero(ok)[0]
-    n = idx.size
-    mass_true = a["_mass"][idx]
-    mass = mass_true * (1.0 + rng.normal(0.0, 0.08, n))
-    mass = np.clip(mass, 0.3, 6.0)
-    mass_err = mass * rng.uniform(0.06, 0.12, n)
-    # ages follow from the (noisy) mass through the isochrone relation, as in the VAC
-    if physics == "mist":
-        from xpengine.simulate import isochrones as iso
-
-        grid = iso.load_mist()
-        m_h = np.clip(a["M_H"][idx], grid.feh[0], grid.feh[-1])
-        log_age = np.full(n, np.nan)
-        ok = np.isfinite(m_h)
-        if ok.any():
-            initial = a["_initial_mass"][idx] * mass / mass_true
-            log_age[ok] = iso.log_age_at_eep(initial[ok], a["_eep"][idx][ok], m_h[ok], grid=grid)
-        age_model_gyr = 10.0 ** (log_age - 9.0)
-    else:
-        age_model_gyr = ph.giant_age_gyr(mass, a["FE_H"][idx])
-    age_yr = age_model_gyr * 1e9 * 10.0 ** rng.normal(0.0, 0.03, n)
-    age_uncor = age_yr * 10.0 ** rng.normal(0.02, 0.03, n)
-    age_err = np.stack([rng.uniform(0.08, 0.15, n), rng.uniform(0.08, 0.15, n)], axis=1)
-    dist = a["_distance_pc"][idx] * (1.0 + rng.normal(0.0, 0.08, n))
-    bitmask = np.where(rng.random(n) < 0.05, 1 << rng.integers(0, 8, n), 0).astype(np.int64)
-    return {
-        "APOGEE_ID": a["APOGEE_ID"][idx],
-        "TEFF": a["TEFF"][idx],
-        "LOGG": a["LOGG"][idx],
-        "WEIGHTED_DIST": dist,
-        "WEIGHTED_DIST_ERR": dist * rng.uniform(0.05, 0.12, n),
-        "AGE_COR_SS": age_yr,
-        "AGE_UNCOR_SS": age_uncor,
-        "AGE_ERR": age_err,
-        "MASS": mass,
-        "MASS_ERR": mass_err,
-        "BITMASK": bitmask,
-    }
-
-
-_ALLSTAR_FORMATS = {
-    "APOGEE_ID": "18A",
-    "TELESCOPE": "8A",
-    "FIELD": "20A",
-    "GAIAEDR3_SOURCE_ID": "K",
-    "TEFF": "E",
-    "TEFF_ERR": "E",
-    "LOGG": "E",
-    "LOGG_ERR": "E",
-    "M_H": "E",
-    "M_H_ERR": "E",
-    "FE_H": "E",
-    "ALPHA_M": "E",
-    "J": "E",
-    "J_ERR": "E",
-    "H": "E",
-    "H_ERR": "E",
-    "K": "E",
-    "K_ERR": "E",
-    "AK_TARG": "E",
-    "SFD_EBV": "E",
-    "SNR": "E",
-    "ASPCAPFLAG": "K",
-    "STARFLAG": "K",
-    "EXTRATARG": "I",
-}
-_DISTMASS_FORMATS = {
-    "APOGEE_ID": "18A",
-    "TEFF": "E",
-    "LOGG": "E",
-    "WEIGHTED_DIST": "E",
-    "WEIGHTED_DIST_ERR": "E",
-    "AGE_COR_SS": "D",
-    "AGE_UNCOR_SS": "D",
-    "AGE_ERR": "2E",
-    "MASS": "E",
-    "MASS_ERR": "E",
-    "BITMASK": "K",
-}
-
-
-def _write_fits(path: Path, data: dict[str, np.ndarray], formats: dict[str, str], extname: str) -> None:
-    from astropy.io import fits
-
-    cols = [fits.Column(name=k, format=f, array=data[k]) for k, f in formats.items()]
-    hdu = fits.BinTableHDU.from_columns(cols, name=extname)
-    hdu.header["COMMENT"] = "xpengine synthetic sky (simulated data, not a real survey)"
-    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path, overwrite=True, checksum=False)
 
 
 def _simulate_partition(job: dict[str, Any]) -> dict[str, Any]:
@@ -749,88 +284,6 @@ def _simulate_partition(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-_TMASS_COLUMNS = ("j_m", "j_msigcom", "h_m", "h_msigcom", "ks_m", "ks_msigcom")
-
-
-def _truth_columns(
-    source_id: np.ndarray,
-    suffix: str,
-    s: dict[str, np.ndarray],
-    tm: dict[str, np.ndarray],
-    gcols: dict[str, np.ndarray],
-    xp: dict[str, np.ndarray],
-    missing_bp: np.ndarray,
-) -> dict[str, np.ndarray]:
-    return {
-        "source_id": source_id,
-        "partition": np.full(source_id.shape[0], suffix),
-        "population": np.array(list(pp.POPULATIONS))[s["population"]],  # the polynomial sky has no bulge
-        "evolutionary_state": np.array(["dwarf", "rgb", "red_clump"])[s["evolutionary_state"]],
-        "mass": s["mass"],
-        "age_gyr": s["age_gyr"],
-        "teff": s["teff"],
-        "logg": s["logg"],
-        "fe_h": s["fe_h"],
-        "alpha_m": s["alpha_m"],
-        "m_h": ph.metallicity_mh(s["fe_h"], s["alpha_m"]),
-        "luminosity_lsun": s["luminosity"],
-        "mbol": s["mbol"],
-        "abs_g": s["abs_g0"],
-        "distance_pc": s["distance_kpc"] * 1000.0,
-        "parallax_true_mas": 1.0 / s["distance_kpc"],
-        "ebv": s["ebv"],
-        "a_g": s["a_g"],
-        "a_bp": s["a_bp"],
-        "a_rp": s["a_rp"],
-        "ra": s["ra"],
-        "dec": s["dec"],
-        "l": s["l"],
-        "b": s["b"],
-        "g": s["g"],
-        "bp": s["bp"],
-        "rp": s["rp"],
-        "bp_rp": s["bp"] - s["rp"],
-        "j": tm["j_true"],
-        "h": tm["h_true"],
-        "ks": tm["ks_true"],
-        "parallax_zero_point": gcols["parallax_zero_point"],
-        "n_transits": xp["n_transits"],
-        "missing_bp": missing_bp,
-    }
-
-
-def _truth_columns_mist(truth: dict[str, np.ndarray], s: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The truth of a MIST sky: the columns of :func:`_truth_columns` with the isochrone's [M/H], then the
-    MIST-only columns (isochrone coordinates, absolute magnitudes and extinctions in every
-    band, MIST's own BP/RP for comparison with the spectrum's, the emulator clamp flag)."""
-    # population: thin, thick, halo, bulge; evolutionary_state: the coarse states of the polynomial sky
-    # (dwarf = pre-MS, MS and subgiant; rgb = RGB and AGB; red_clump = red and secondary clump), phase_name
-    # the MIST phase (xpengine.simulate.isochrones.PHASES)
-    out = dict(truth)
-    out["m_h"] = s["m_h"]  # [Fe/H] + log10(0.694·10^[α/Fe] + 0.306): the isochrone's metallicity
-    extra = {
-        "phase_name": s["phase_name"],
-        "initial_mass": s["initial_mass"],
-        "log_age": s["log_age"],
-        "eep": s["eep"],
-        "abs_bp": s["abs_bp0"],
-        "abs_rp": s["abs_rp0"],
-        "abs_j": s["abs_j0"],
-        "abs_h": s["abs_h0"],
-        "abs_ks": s["abs_ks0"],
-        "a_j": s["a_j"],
-        "a_h": s["a_h"],
-        "a_ks": s["a_ks"],
-        "mist_abs_bp": s["mist_abs_bp0"],
-        "mist_abs_rp": s["mist_abs_rp0"],
-        "mist_a_bp": s["mist_a_bp"],
-        "mist_a_rp": s["mist_a_rp"],
-        "xp_labels_clamped": s["xp_labels_clamped"],
-        "selection_weight": s["selection_weight"],
-    }
-    return {**out, **extra}
-
-
 def _merge_parquet(parts: list[Path], dest: Path) -> None:
     """Concatenate Parquet parts (same schema) into `dest`, row group by row group, then delete them."""
     import pyarrow.parquet as pq
@@ -849,6 +302,28 @@ def _merge_parquet(parts: list[Path], dest: Path) -> None:
             writer.close()
     for p in parts:
         p.unlink()
+
+
+_PRODUCTS = (
+    "allStar-synthetic.fits",
+    "APOGEE_DistMass-synthetic.fits",
+    "tmass.parquet",
+    "ebv.parquet",
+    "truth.parquet",
+)
+
+
+def _refuse_existing(out: Path, parts: list[tuple[int, int]]) -> None:
+    """FileExistsError if any file `simulate_sky` would write into `out` exists."""
+    existing = [p for p in _PRODUCTS if (out / p).exists()]
+    existing += [
+        f"{kind}_{bulk_suffix(lo, hi)}.csv.gz"
+        for lo, hi in parts
+        for kind in ("XpContinuousMeanSpectrum", "GaiaSource")
+        if (out / f"{kind}_{bulk_suffix(lo, hi)}.csv.gz").exists()
+    ]
+    if existing:
+        raise FileExistsError(f"{out}: {existing} exist; pass overwrite=True to replace them")
 
 
 def simulate_sky(
@@ -889,23 +364,8 @@ def simulate_sky(
         bulk_suffix(lo, hi)  # validates
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    products = [
-        "allStar-synthetic.fits",
-        "APOGEE_DistMass-synthetic.fits",
-        "tmass.parquet",
-        "ebv.parquet",
-        "truth.parquet",
-    ]
     if not overwrite:
-        existing = [p for p in products if (out / p).exists()]
-        existing += [
-            f"{kind}_{bulk_suffix(lo, hi)}.csv.gz"
-            for lo, hi in parts
-            for kind in ("XpContinuousMeanSpectrum", "GaiaSource")
-            if (out / f"{kind}_{bulk_suffix(lo, hi)}.csv.gz").exists()
-        ]
-        if existing:
-            raise FileExistsError(f"{out}: {existing} exist; pass overwrite=True to replace them")
+        _refuse_existing(out, parts)
     if cfg.physics == "mist":
         per_part = _density_split(seed, parts, n_sources, cfg)
     else:
@@ -954,22 +414,28 @@ def simulate_sky(
         "n_giants": sum(r["n_giants"] for r in results),
         "n_apogee_rows": int(apogee["APOGEE_ID"].shape[0]),
         "n_distmass_rows": int(distmass["APOGEE_ID"].shape[0]),
-        "files": [*bulk_files, "_MD5SUM.txt", *products],
+        "files": [*bulk_files, "_MD5SUM.txt", *_PRODUCTS],
     }
     if cfg.physics == "mist":
-        tally = {k: sum(r["xp_emulator"][k] for r in results) for k in results[0]["xp_emulator"]}
-        outside = {k: tally[k] for k in _OUTSIDE}
-        summary["xp_emulator"] = {
-            "examined": tally["examined"],
-            "kept": tally["kept"],
-            "outside": outside,
-            "fraction_outside": sum(outside.values()) / max(tally["examined"], 1),
-        }
-        logger.info(
-            "MIST sky: %d of %d magnitude-limited stars (%.1f%%) outside the XP emulator's range, not simulated: %s",
-            sum(outside.values()),
-            tally["examined"],
-            100.0 * summary["xp_emulator"]["fraction_outside"],
-            outside,
-        )
+        summary["xp_emulator"] = _emulator_summary(results)
     return summary
+
+
+def _emulator_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The MIST sky's `xp_emulator` summary (stars outside the emulator's range by reason), logged."""
+    tally = {k: sum(r["xp_emulator"][k] for r in results) for k in results[0]["xp_emulator"]}
+    outside = {k: tally[k] for k in _OUTSIDE}
+    emulator = {
+        "examined": tally["examined"],
+        "kept": tally["kept"],
+        "outside": outside,
+        "fraction_outside": sum(outside.values()) / max(tally["examined"], 1),
+    }
+    logger.info(
+        "MIST sky: %d of %d magnitude-limited stars (%.1f%%) outside the XP emulator's range, not simulated: %s",
+        sum(outside.values()),
+        tally["examined"],
+        100.0 * emulator["fraction_outside"],
+        outside,
+    )
+    return emulator
