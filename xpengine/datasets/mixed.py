@@ -270,29 +270,11 @@ def _file_record(path: str) -> dict[str, Any]:
 # --- the builder --------------------------------------------------------------------------------------
 
 
-def build_mixed(
-    real_path: str,
-    synthetic_path: str,
-    *,
-    synthetic_weight: float = 1.0,
-    max_synthetic: int | None = None,
-) -> MixedBuild:
-    """Mix a real and a synthetic training-schema file into one table (recipe in the module docstring).
-
-    synthetic_weight: expected rows per synthetic training star (≥ 0; 1 = each star once, as a real
-    star). max_synthetic: keep at most this many synthetic stars over all splits (None = all).
-    Rows: the real stars in input order, then the synthetic rows (input order, copies adjacent).
-    """
-    import pyarrow as pa
-
-    from xpengine.datasets.schema import training_table
-
-    if max_synthetic is not None and max_synthetic < 0:
-        raise ValueError(f"max_synthetic must be >= 0 or None, got {max_synthetic}")
-    if not np.isfinite(synthetic_weight) or synthetic_weight < 0:
-        raise ValueError(f"synthetic_weight must be a finite number >= 0, got {synthetic_weight}")
-    real = _read_input(real_path, "real")
-    syn = _read_input(synthetic_path, "synthetic")
+def _checked_inputs(
+    real: _Input, syn: _Input, real_path: str, synthetic_path: str
+) -> tuple[list[str], list[str], np.ndarray, dict[str, Any]]:
+    """Refuse inputs that cannot be mixed (ValueError naming why); returns the origins of each input,
+    the synthetic source_ids and the split checks."""
     problems = _compatibility_problems(real, syn)
     if problems:
         raise ValueError(
@@ -325,8 +307,20 @@ def build_mixed(
             "the inputs give one column two types, so it cannot be one column of the mixed file:\n  "
             + "\n  ".join(type_problems)
         )
+    return real_origins, syn_origins, syn_sid, split_check
 
-    syn_split = np.asarray(syn.table.column("split").to_numpy(zero_copy_only=False)).astype(str)
+
+def _mixed_rows(
+    real: _Input,
+    syn: _Input,
+    syn_sid: np.ndarray,
+    syn_split: np.ndarray,
+    synthetic_weight: float,
+    max_synthetic: int | None,
+) -> tuple[Any, np.ndarray, np.ndarray]:
+    """(mixed table, kept (Ns,), copies (Ns,)): the real rows, then the synthetic rows after the cap and
+    the weighting, with their `data_source` and `mix_copy` columns."""
+    import pyarrow as pa
 
     # Weighting by rows: cap, then copies per synthetic star (training stars only).
     kept = keep_at_most(syn_sid, max_synthetic)
@@ -341,14 +335,49 @@ def build_mixed(
     syn_out = syn_out.append_column("data_source", pa.array(np.full(rows.size, DATA_SOURCES[1])))
     syn_out = syn_out.append_column("mix_copy", pa.array(mix_copy))
     mixed = pa.concat_tables([real_out, syn_out], promote_options="default")
+    return mixed, kept, copies
 
-    vocab = real.vocabulary
+
+def _token_matrices(mixed: Any, vocab: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(values, errors), (N, T) float32 each, of the vocabulary's token columns of a training table."""
     n = mixed.num_rows
     values = np.empty((n, len(vocab)), dtype=np.float32)  # (N, T)
     errors = np.empty((n, len(vocab)), dtype=np.float32)  # (N, T)
     for j, tok in enumerate(vocab.tokens):
         values[:, j] = mixed.column(tok.name).to_numpy(zero_copy_only=False)
         errors[:, j] = mixed.column(tok.error_name).to_numpy(zero_copy_only=False)
+    return values, errors
+
+
+def build_mixed(
+    real_path: str,
+    synthetic_path: str,
+    *,
+    synthetic_weight: float = 1.0,
+    max_synthetic: int | None = None,
+) -> MixedBuild:
+    """Mix a real and a synthetic training-schema file into one table (recipe in the module docstring).
+
+    synthetic_weight: expected rows per synthetic training star (≥ 0; 1 = each star once, as a real
+    star). max_synthetic: keep at most this many synthetic stars over all splits (None = all).
+    Rows: the real stars in input order, then the synthetic rows (input order, copies adjacent).
+    """
+    from xpengine.datasets.schema import training_table
+
+    if max_synthetic is not None and max_synthetic < 0:
+        raise ValueError(f"max_synthetic must be >= 0 or None, got {max_synthetic}")
+    if not np.isfinite(synthetic_weight) or synthetic_weight < 0:
+        raise ValueError(f"synthetic_weight must be a finite number >= 0, got {synthetic_weight}")
+    real = _read_input(real_path, "real")
+    syn = _read_input(synthetic_path, "synthetic")
+    real_origins, syn_origins, syn_sid, split_check = _checked_inputs(real, syn, real_path, synthetic_path)
+    syn_split = np.asarray(syn.table.column("split").to_numpy(zero_copy_only=False)).astype(str)
+    mixed, kept, copies = _mixed_rows(real, syn, syn_sid, syn_split, synthetic_weight, max_synthetic)
+    n_real = real.table.num_rows
+
+    vocab = real.vocabulary
+    n = mixed.num_rows
+    values, errors = _token_matrices(mixed, vocab)  # (N, T) each
     schema_cols = {"source_id", "split", "origin", *vocab.names, *vocab.error_names}
     extra = {c: mixed.column(c) for c in mixed.column_names if c not in schema_cols}
     split = np.asarray(mixed.column("split").to_numpy(zero_copy_only=False)).astype(str)
