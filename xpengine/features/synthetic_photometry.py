@@ -79,12 +79,8 @@ every band, as GaiaXPy does.
 from __future__ import annotations
 
 import functools
-import hashlib
-import importlib.util
 import logging
-import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -93,7 +89,23 @@ from xpengine.features.colours import (
     MAG_PER_LN_FLUX,
     RP_ZERO_POINT_ERROR_MAG,
 )
-from xpengine.features.normalise import G_ZERO_POINT_MAG
+from xpengine.features.passbands import (  # re-exported: they lived here
+    DR3_ZERO_POINT_MAG,
+    GAIA_DR3_BANDS,
+    PASSBAND_FILE,
+    PASSBAND_SHA256,
+    GaiaPassbands,
+    load_gaia_dr3_passbands,
+)
+from xpengine.features.photometric_correction import (  # re-exported: they lived here
+    BP_RP_CORRECTION,
+    BP_RP_FROM_XP_SIGMA_MAG,
+    G_CORRECTION,
+    G_FROM_XP_SIGMA_MAG,
+    PhotometricCorrection,
+    corrected_bp_rp_excess_factor,
+    fit_photometric_correction,
+)
 from xpengine.spectra.sampling import XPSampling, correlation_matrix, default_sampling
 
 __all__ = [
@@ -121,143 +133,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-GAIA_DR3_BANDS: tuple[str, str, str] = ("G", "BP", "RP")
-DR3_ZERO_POINT_MAG: dict[str, float] = {"G": G_ZERO_POINT_MAG, "BP": 25.3385422158, "RP": 24.7478955012}
-"""Gaia DR3 Vega zero points [mag]: m = ZP − 2.5 log10(flux [e⁻/s]) (Riello et al. 2021, Table 3)."""
-PASSBAND_FILE = "XpFilter_GaiaDr3Vega_v375wiv142r.xml"
-"""GaiaXPy's Gaia_DR3_Vega filter file (in `gaiaxpy/config/filters/`)."""
-PASSBAND_SHA256 = "58b97c6dac03f83f54c77126f78cb21daec83cd8e5c14c6ec15d5257d1a23919"
-"""sha256 of PASSBAND_FILE in GaiaXPy 2.1.5, the file the corrections below were fitted with."""
-
-
-# ----------------------------------------------------------------------------------------------------------
-# passbands
-
-
-@dataclass(frozen=True, eq=False)
-class GaiaPassbands:
-    """Linear maps from XP coefficients to passband fluxes (read-only float64 arrays).
-
-    bands: band names, e.g. ("G", "BP", "RP"). to_flux_bp: (n_bp, n_band), to_flux_rp: (n_rp, n_band):
-    flux [e⁻/s on the Gaia DR3 scale] per unit coefficient [e⁻/s], merge weights and zero points
-    folded in. xp_zero_point_mag: (n_band,) GaiaXPy zero points for flux in W m⁻² nm⁻¹.
-    zero_point_mag: (n_band,) DR3 zero points for flux in e⁻/s. source, sha256: the file read.
-    """
-
-    bands: tuple[str, ...]
-    to_flux_bp: np.ndarray
-    to_flux_rp: np.ndarray
-    xp_zero_point_mag: np.ndarray
-    zero_point_mag: np.ndarray
-    source: str = ""
-    sha256: str = ""
-    matrix: np.ndarray = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        n_band = len(self.bands)
-        for name in ("to_flux_bp", "to_flux_rp", "xp_zero_point_mag", "zero_point_mag"):
-            a = np.array(getattr(self, name), dtype=np.float64, copy=True)
-            want = (n_band,) if name.endswith("_mag") else (a.shape[0], n_band)
-            if a.shape != want or (a.ndim == 2 and a.shape[0] == 0):
-                raise ValueError(f"GaiaPassbands.{name} has shape {a.shape}, expected {want}")
-            a.setflags(write=False)
-            object.__setattr__(self, name, a)
-        m = np.vstack([self.to_flux_bp, self.to_flux_rp])  # (n_bp + n_rp, n_band)
-        m.setflags(write=False)
-        object.__setattr__(self, "matrix", m)
-
-    @property
-    def n_bp(self) -> int:
-        return int(self.to_flux_bp.shape[0])
-
-    @property
-    def n_rp(self) -> int:
-        return int(self.to_flux_rp.shape[0])
-
-
-def _gaiaxpy_filter_path() -> Path:
-    """PASSBAND_FILE in the installed GaiaXPy, found without importing GaiaXPy (its import touches
-    matplotlib's rcParams, see xpengine._gaiaxpy)."""
-    spec = importlib.util.find_spec("gaiaxpy")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError(
-            f"gaiaxpy is not installed; it ships the Gaia DR3 passband file {PASSBAND_FILE} "
-            "(pip install gaiaxpy), or pass load_gaia_dr3_passbands(path=...)"
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / "config" / "filters" / PASSBAND_FILE
-
-
-def _values(root: ET.Element, path: str) -> np.ndarray:
-    node = root.find(path)
-    if node is None:
-        raise ValueError(f"passband file has no <{path}> element")
-    return np.array([float(v.text or "nan") for v in node.findall("value")], dtype=np.float64)
-
-
-def load_gaia_dr3_passbands(path: str | Path | None = None) -> GaiaPassbands:
-    """Read a GaiaXPy filter XML (default: GaiaXPy's Gaia_DR3_Vega, cached) into :class:`GaiaPassbands`.
-
-    The file's `XpSampling/{bp,rp}SampledBases` hold n_band × n_coefficients passband integrals of the
-    basis functions [W m⁻² nm⁻¹ per e⁻/s], `XpMerge/{bp,rp}Weights` the per-band weights, `zeropoints`
-    the magnitudes' zero points; DR3 e⁻/s zero points are taken for bands G, BP, RP.
-    """
-    if path is None:
-        return _default_passbands()
-    return _read_passbands(Path(path))
-
-
-@functools.lru_cache(maxsize=1)
-def _default_passbands() -> GaiaPassbands:
-    return _read_passbands(_gaiaxpy_filter_path())
-
-
-def _read_passbands(path: Path) -> GaiaPassbands:
-    raw = path.read_bytes()
-    sha = hashlib.sha256(raw).hexdigest()
-    root = ET.fromstring(raw)
-    bands_node = root.find("bands")
-    if bands_node is None:
-        raise ValueError(f"{path}: no <bands> element; expected a GaiaXPy filter file")
-    bands = tuple((item.text or "").strip() for item in bands_node.findall("item"))
-    unknown = [b for b in bands if b not in DR3_ZERO_POINT_MAG]
-    if unknown:
-        raise ValueError(f"{path}: bands {bands}; expected Gaia DR3 bands among {GAIA_DR3_BANDS}")
-    n_band = len(bands)
-    maps = {}
-    for xp in ("bp", "rp"):
-        node = root.find(f"XpSampling/{xp}SampledBases")
-        if node is None:
-            raise ValueError(f"{path}: no <XpSampling/{xp}SampledBases>")
-        n_coef = int(node.attrib["dimension"])
-        v = _values(root, f"XpSampling/{xp}SampledBases")
-        if v.size != n_band * n_coef:
-            raise ValueError(f"{path}: {xp}SampledBases has {v.size} values, expected {n_band} × {n_coef}")
-        weights = _values(root, f"XpMerge/{xp}Weights")
-        maps[xp] = v.reshape(n_band, n_coef).T * weights[None, :]  # (n_coef, n_band) W m-2 nm-1
-    xp_zp = _values(root, "zeropoints")
-    if xp_zp.shape != (n_band,):
-        raise ValueError(f"{path}: {xp_zp.size} zero points for {n_band} bands")
-    zp = np.array([DR3_ZERO_POINT_MAG[b] for b in bands])
-    to_e_s = 10.0 ** (0.4 * (zp - xp_zp))  # (n_band,): F[e-/s] = F[W m-2 nm-1] * to_e_s
-    if sha != PASSBAND_SHA256 and path.name == PASSBAND_FILE:
-        logger.warning(
-            "%s has sha256 %s, not the %s the G/BP−RP corrections were fitted with; rerun "
-            "benchmarks/g_from_xp.py to refit them",
-            path,
-            sha,
-            PASSBAND_SHA256,
-        )
-    return GaiaPassbands(
-        bands=bands,
-        to_flux_bp=maps["bp"] * to_e_s,
-        to_flux_rp=maps["rp"] * to_e_s,
-        xp_zero_point_mag=xp_zp,
-        zero_point_mag=zp,
-        source=str(path),
-        sha256=sha,
-    )
-
 
 # ----------------------------------------------------------------------------------------------------------
 # synthetic fluxes
@@ -466,156 +341,6 @@ def synthetic_gaia_photometry_from_sampled(
     return SyntheticPhotometry(
         bands=pb.bands, flux_e_s=out, covariance_e_s2=cov, zero_point_mag=pb.zero_point_mag
     )
-
-
-# ----------------------------------------------------------------------------------------------------------
-# correction to the DR3 photometric scale
-
-
-@dataclass(frozen=True)
-class PhotometricCorrection:
-    """Δ = Σ_k colour_coefficients[k] x^k + Σ_k≥1 g_coefficients[k-1] g^k [mag].
-
-    x = clip(synthetic BP−RP, *colour_range), g = clip(synthetic G, *g_range) − g_pivot.
-    """
-
-    colour_coefficients: tuple[float, ...]
-    g_coefficients: tuple[float, ...]
-    colour_range: tuple[float, float] = (-0.3, 4.5)
-    g_range: tuple[float, float] = (8.5, 15.0)
-    g_pivot: float = 12.0
-
-    def design(self, bp_rp_xp: np.ndarray, g_xp: np.ndarray) -> np.ndarray:
-        """(N, n_terms) design matrix of the polynomial."""
-        x = np.clip(np.asarray(bp_rp_xp, dtype=np.float64), *self.colour_range)
-        g = np.clip(np.asarray(g_xp, dtype=np.float64), *self.g_range) - self.g_pivot
-        cols = [x**k for k in range(len(self.colour_coefficients))]
-        cols += [g**k for k in range(1, len(self.g_coefficients) + 1)]
-        return np.stack(cols, axis=-1)
-
-    def in_range(self, bp_rp_xp: np.ndarray, g_xp: np.ndarray) -> np.ndarray:
-        """(N,) bool: inputs inside the fitted ranges (outside, the correction is extrapolated flat)."""
-        x = np.asarray(bp_rp_xp, dtype=np.float64)
-        g = np.asarray(g_xp, dtype=np.float64)
-        lo, hi = self.colour_range
-        g_lo, g_hi = self.g_range
-        return (x >= lo) & (x <= hi) & (g >= g_lo) & (g <= g_hi)
-
-    def __call__(self, bp_rp_xp: np.ndarray, g_xp: np.ndarray) -> np.ndarray:
-        """Δ (N,) [mag] to add to the synthetic quantity; NaN where an input is NaN."""
-        coef = np.array(self.colour_coefficients + self.g_coefficients)
-        return self.design(bp_rp_xp, g_xp) @ coef
-
-
-def corrected_bp_rp_excess_factor(
-    g_mag: np.ndarray, bp_mag: np.ndarray, rp_mag: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Corrected BP/RP flux excess C* (N,) and its 1σ spread σ_C* (N,) from REAL G, BP, RP mags.
-
-    C = (f_BP + f_RP) / f_G (fluxes from the DR3 zero points), C* = C − f(BP−RP) with Riello et al.
-    (2021, A&A 649, A3) Eq. 6 / Table 2, σ_C*(G) their Eq. 18. |C*| ≫ σ_C* marks sources whose BP/RP
-    windows hold extra light (blends, crowding): their XP-based G is biased bright. Used here to
-    choose calibration stars; it needs the real G, so it cannot flag an XP-only source.
-    """
-    g = np.asarray(g_mag, dtype=np.float64)
-    bp = np.asarray(bp_mag, dtype=np.float64)
-    rp = np.asarray(rp_mag, dtype=np.float64)
-    zp = DR3_ZERO_POINT_MAG
-    c = (10 ** (0.4 * (zp["BP"] - bp)) + 10 ** (0.4 * (zp["RP"] - rp))) / 10 ** (0.4 * (zp["G"] - g))
-    x = bp - rp
-    fx = np.where(
-        x < 0.5,
-        1.154360 + 0.033772 * x + 0.032277 * x**2,
-        np.where(
-            x < 4.0, 1.162004 + 0.011464 * x + 0.049255 * x**2 - 0.005879 * x**3, 1.057572 + 0.140537 * x
-        ),
-    )
-    return c - fx, 0.0059898 + 8.817481e-12 * g**7.618399
-
-
-def fit_photometric_correction(
-    bp_rp_xp: np.ndarray,
-    g_xp: np.ndarray,
-    delta: np.ndarray,
-    *,
-    colour_degree: int = 3,
-    g_degree: int = 3,
-    clip_sigma: float = 4.0,
-    max_iter: int = 20,
-    template: PhotometricCorrection | None = None,
-) -> PhotometricCorrection:
-    """Least-squares fit of Δ = real − synthetic (N,) [mag] with iterative `clip_sigma` robust clipping.
-
-    bp_rp_xp, g_xp: (N,) synthetic BP−RP and G [mag]; non-finite rows are ignored. Ranges and pivot
-    from `template` (default :class:`PhotometricCorrection` defaults).
-    """
-    if colour_degree < 0 or g_degree < 0:
-        raise ValueError(f"degrees must be >= 0, got colour {colour_degree}, g {g_degree}")
-    t = (
-        PhotometricCorrection((0.0,) * (colour_degree + 1), (0.0,) * g_degree)
-        if template is None
-        else (
-            PhotometricCorrection(
-                (0.0,) * (colour_degree + 1),
-                (0.0,) * g_degree,
-                template.colour_range,
-                template.g_range,
-                template.g_pivot,
-            )
-        )
-    )
-    X = t.design(bp_rp_xp, g_xp)  # (N, n_terms)
-    y = np.asarray(delta, dtype=np.float64)
-    keep = np.all(np.isfinite(X), axis=1) & np.isfinite(y)
-    if keep.sum() <= X.shape[1]:
-        raise ValueError(f"{int(keep.sum())} usable rows for {X.shape[1]} coefficients; need more")
-    usable = keep.copy()
-    coef = np.zeros(X.shape[1])
-    for _ in range(max_iter):
-        coef = np.linalg.lstsq(X[keep], y[keep], rcond=None)[0]
-        r = y - X @ coef
-        mad = 1.4826 * np.median(np.abs(r[keep] - np.median(r[keep])))
-        new = usable & (np.abs(r - np.median(r[keep])) < clip_sigma * mad)
-        if np.array_equal(new, keep):
-            break
-        keep = new
-    nc = colour_degree + 1
-    return PhotometricCorrection(
-        tuple(float(v) for v in coef[:nc]),
-        tuple(float(v) for v in coef[nc:]),
-        t.colour_range,
-        t.g_range,
-        t.g_pivot,
-    )
-
-
-# Fitted by benchmarks/g_from_xp.py on the 23,399 clean training stars of the APOGEE×XP dev file (split
-# "train" of split_by_source_id, |C*| < 3σ), passbands PASSBAND_SHA256; held-out numbers in its JSON.
-G_CORRECTION = PhotometricCorrection(
-    colour_coefficients=(
-        0.007112242782967589,
-        -0.005205570313393112,
-        0.0019210868060838236,
-        -0.000263527600973131,
-    ),
-    g_coefficients=(-0.000245647870278037, 0.00019802650076075452, -9.31330612168373e-05),
-)
-"""ΔG [mag]: G_DR3 ≈ G_XP + ΔG(BP−RP_XP, G_XP) (cubic in colour, cubic in G; module docstring)."""
-BP_RP_CORRECTION = PhotometricCorrection(
-    colour_coefficients=(
-        0.006065578253832837,
-        -0.0027261745138763564,
-        0.0022853365066134767,
-        -0.0001471784055943564,
-    ),
-    g_coefficients=(0.0010118217135474613, -0.00026355964945384873, -8.918985801515944e-05),
-)
-"""Δ(BP−RP) [mag]: (BP−RP)_DR3 ≈ (BP−RP)_XP + Δ(BP−RP_XP, G_XP)."""
-G_FROM_XP_SIGMA_MAG: float = 0.0027
-"""Extra 1σ uncertainty [mag] of G from XP after G_CORRECTION: robust σ of G_DR3 − G on the held-out
-(test split) clean stars of the dev file, 2.65 mmag; add in quadrature to the statistical error."""
-BP_RP_FROM_XP_SIGMA_MAG: float = 0.0025
-"""Extra 1σ uncertainty [mag] of BP−RP from XP after BP_RP_CORRECTION (held-out robust σ 2.47 mmag)."""
 
 
 def _g_and_colour(phot: SyntheticPhotometry) -> tuple[np.ndarray, np.ndarray]:
