@@ -62,21 +62,30 @@ comes out once.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import os
-import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from xpengine.io._arrays import lists_from_objects, parse_array_strings, parse_scalar_strings, to_list_array
+from xpengine.io._arrays import lists_from_objects
+from xpengine.io._sampled_blocks import _array_blocks, _Block, _long_blocks
+from xpengine.io._sampled_units import (  # the constants are re-exported: they lived here
+    FLUX_UNIT,
+    SAMPLED_COLUMNS,
+    _check_grid,
+    _declared_sampling,
+    _parse_grid,
+    _unit_factor,
+    _unit_of,
+)
+from xpengine.io._sampled_units import (
+    GRID_TOLERANCE_NM as GRID_TOLERANCE_NM,
+)
 from xpengine.io.errors import GaiaFileError
 from xpengine.io.schema import (
     BANDS,
@@ -100,23 +109,14 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FLUX_UNIT = "W m-2 nm-1"
-"""Unit of the sampled flux and its error, as the representation expects it."""
-SAMPLED_COLUMNS: tuple[str, str] = ("flux", "flux_error")
-"""Columns that make a table a sampled XP table (with `wavelength`: the long layout)."""
 MAX_ABS_SAMPLED_FLUX: float = 1e-8
 """Largest |flux| [W m⁻² nm⁻¹] believed in a sampled spectrum whose unit the file does not declare.
 
 Vega (G ≈ 0) peaks near 7e-11 W m⁻² nm⁻¹ and the brightest DR3 XP stars (G ≈ 3) near 1e-11 (18 Sco,
 G = 5.33: 1.6e-13 at 336 nm), so 1e-8 lies 100 times above anything physical; a file in e⁻/s (GaiaXPy
 `convert`, values 1e1–1e7) or in W m⁻² Å⁻¹ of a G < 2 star goes beyond it."""
-GRID_TOLERANCE_NM: float = 1e-6
-"""Largest difference [nm] between a wavelength and its grid point (the files write 336.0, 338.0, ...)."""
 DEFAULT_BATCH_ROWS = 16_384
 """Sources per yielded batch (two 343-pixel float64 spectra each: ~90 MB)."""
-
-_SOURCE_ID_KEYS = ("source_id", "sourceid")
-_SOLUTION_ID_KEYS = ("solution_id", "solution")
 
 
 def sampled_layout(columns: list[str] | tuple[str, ...] | set[str]) -> str | None:
@@ -127,29 +127,6 @@ def sampled_layout(columns: list[str] | tuple[str, ...] | set[str]) -> str | Non
     if "flux" not in names or any(f"{b}_coefficients" in names for b in BANDS):
         return None
     return "long" if "wavelength" in names else "array"
-
-
-@dataclass
-class _Block:
-    """Sources read from one stretch of the input, before the projection."""
-
-    source_id: np.ndarray  # (S,) int64
-    solution_id: np.ndarray  # (S,) int64
-    solution_known: np.ndarray  # (S,) bool
-    flux: np.ndarray  # (S, n_wl) float64, NaN = no value
-    error: np.ndarray  # (S, n_wl) float64
-    where: list[str]  # (S,) e.g. "data row 3" or "source_id 59..., data rows 1-343"
-    absent: np.ndarray | None = None  # (S, n_wl) bool: no row at that wavelength (long layout)
-    problems: dict[int, list[str]] = field(default_factory=dict)
-    dead: np.ndarray | None = None  # (S,) bool: XP unusable whatever the pixels say
-
-    def __post_init__(self) -> None:
-        if self.dead is None:
-            self.dead = np.zeros(len(self.source_id), dtype=bool)
-
-    def problem(self, i: int, text: str) -> None:
-        self.problems.setdefault(int(i), []).append(text)
-        self.dead[i] = True
 
 
 class _MemorySource:
@@ -338,373 +315,6 @@ def _tag(batch: pa.RecordBatch, meta_base: dict[bytes, bytes]) -> pa.RecordBatch
 
     meta = {**meta_base, META_N_COEFFICIENTS: json.dumps(coefficient_counts(batch)).encode()}
     return batch.replace_schema_metadata(meta)
-
-
-# --------------------------------------------------------------------------------------------------
-# units and grids
-
-
-def _unit_of(reader: Any, name: str) -> str | None:
-    unit = reader.field_metadata(name).get("unit") if name in reader.columns else None
-    return (str(unit).strip() or None) if unit else None
-
-
-def _parse_unit(unit: str, column: str, url: str) -> Any:
-    import astropy.units as u
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # e.g. "multiple slashes" from the generic parser
-        for fmt in (None, "vounit", "fits", "cds"):
-            try:
-                return u.Unit(unit, format=fmt)
-            except ValueError:
-                continue
-    raise GaiaFileError(url, f"unit {unit!r} cannot be read; expected {FLUX_UNIT}", column=column)
-
-
-def _unit_factor(unit: str | None, column: str, url: str, wavelength_nm: np.ndarray) -> np.ndarray:
-    """(n_wl,) factors from the column's unit to W m⁻² nm⁻¹ (ones when no unit is declared)."""
-    if not unit:
-        return np.ones(wavelength_nm.size)
-    import astropy.units as u
-
-    parsed = _parse_unit(unit, column, url)
-    target = u.W / u.m**2 / u.nm
-    try:
-        factor = (1.0 * parsed).to_value(target, equivalencies=u.spectral_density(wavelength_nm * u.nm))
-    except u.UnitConversionError:
-        hint = ""
-        if parsed.is_equivalent(u.electron / u.s) or parsed.is_equivalent(1 / u.s):
-            hint = (
-                "; e-/s on pseudo-wavelengths is GaiaXPy `convert` output (internally calibrated): use "
-                "GaiaXPy `calibrate` or the archive's XP_SAMPLED"
-            )
-        raise GaiaFileError(
-            url,
-            f"unit {unit!r} is not a spectral flux density; expected {FLUX_UNIT} (the archive's "
-            f"W.m**-2.nm**-1, GaiaXPy calibrate's W.nm**-1.m**-2) or one convertible to it{hint}",
-            column=column,
-        ) from None
-    return np.broadcast_to(np.asarray(factor, dtype=np.float64), wavelength_nm.shape).copy()
-
-
-def _wavelength_factor(reader: Any, url: str) -> float:
-    unit = _unit_of(reader, "wavelength")
-    if not unit:
-        return 1.0
-    import astropy.units as u
-
-    parsed = _parse_unit(unit, "wavelength", url)
-    try:
-        return float((1.0 * parsed).to_value(u.nm))
-    except u.UnitConversionError:
-        raise GaiaFileError(
-            url, f"unit {unit!r} is not a wavelength; expected nm", column="wavelength"
-        ) from None
-
-
-def _parse_grid(value: Any, url: str, where: str) -> np.ndarray:
-    """Wavelengths [nm] from a list/array or a text like "(336.0, 338.0, ...)" or "336 338 ..."."""
-    try:
-        if isinstance(value, bytes):
-            value = value.decode()
-        if isinstance(value, str):
-            text = value.strip().strip("()[]")
-            parts = text.replace(",", " ").split()
-            arr = np.asarray([float(p) for p in parts], dtype=np.float64)
-        else:
-            arr = np.asarray(np.ma.getdata(value), dtype=np.float64).ravel()
-    except (TypeError, ValueError) as exc:
-        raise GaiaFileError(url, f"{where} cannot be read as wavelengths [nm]: {exc}", column="flux") from exc
-    return arr
-
-
-def _declared_sampling(reader: Any, storage_options: dict[str, Any] | None) -> tuple[np.ndarray | None, str]:
-    """The grid an array-layout file declares: GaiaXPy's `sampling` metadata (ECSV meta, FITS header,
-    VOTable PARAM) or the `<name>_sampling.csv` file GaiaXPy writes beside a CSV; (None, "") if none."""
-    url = reader.src.url
-    meta = {str(k).lower(): v for k, v in getattr(reader, "table_meta", {}).items()}
-    if "sampling" in meta:
-        where = "the file's `sampling` metadata"
-        return _parse_grid(meta["sampling"], url, where), where
-    if reader.format_name != "csv":
-        return None, ""
-    from xpengine.io.filesystems import open_url, url_to_fs
-
-    low = url.lower()
-    for ext in (".csv.gz", ".csv"):
-        if low.endswith(ext):
-            side = url[: -len(ext)] + "_sampling.csv"
-            break
-    else:
-        return None, ""
-    fs, path = url_to_fs(side, storage_options)
-    if not fs.exists(path):
-        return None, ""
-    with open_url(side, "rt", storage_options) as f:
-        rows = list(csv.reader(io.StringIO(f.read())))
-    where = f"the GaiaXPy sampling file {side}"
-    if len(rows) < 2 or not rows[1]:
-        raise GaiaFileError(side, "GaiaXPy sampling file without a `pos` row", column="pos")
-    return _parse_grid(rows[1][0], url, where), where
-
-
-def _check_grid(declared: np.ndarray, grid: np.ndarray, url: str, where: str) -> None:
-    if declared.shape == grid.shape and np.all(np.abs(declared - grid) <= GRID_TOLERANCE_NM):
-        return
-    if declared.size:
-        steps = np.unique(np.round(np.diff(declared), 6)) if declared.size > 1 else np.array([])
-        step = f" every {steps[0]:g} nm" if steps.size == 1 else ""
-        got = f"{declared.size} wavelengths {declared.min():g}–{declared.max():g} nm{step}"
-    else:
-        got = "no wavelengths"
-    raise GaiaFileError(
-        url,
-        f"flux is sampled on {got} ({where}), not on the grid of the engine's XP representation, "
-        f"GaiaXPy's default {grid[0]:g}–{grid[-1]:g} nm every {grid[1] - grid[0]:g} nm ({grid.size} "
-        "values), so none of its rows can be read; recompute the spectra with gaiaxpy.calibrate and its "
-        "default sampling, or give the XP_CONTINUOUS coefficients",
-        column="flux",
-    )
-
-
-# --------------------------------------------------------------------------------------------------
-# the two layouts -> blocks of (S, n_wl) spectra
-
-
-def _int64_column(
-    arr: pa.Array, name: str, url: str, row0: int, *, required: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """(values, known) of an integer id column (text or numbers); a null required id is a file error."""
-    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
-        arr, _ = parse_scalar_strings(arr, pa.int64())
-    elif arr.type != pa.int64():
-        try:
-            arr = pc.cast(arr, pa.int64())
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            raise GaiaFileError(
-                url, f"values of type {arr.type} cannot be read as int64: {exc}", column=name
-            ) from exc
-    known = np.asarray(arr.is_valid(), dtype=bool)
-    if required and not known.all():
-        first = int(np.flatnonzero(~known)[0])
-        raise GaiaFileError(url, f"{name} is null or unreadable", row=row0 + first + 1, column=name)
-    return np.asarray(pc.fill_null(arr, 0), dtype=np.int64), known
-
-
-def _meta_id(meta: Mapping[str, Any], keys: tuple[str, ...]) -> int | None:
-    low = {str(k).lower(): v for k, v in meta.items()}
-    for k in keys:
-        if k in low and low[k] is not None:
-            try:
-                return int(str(low[k]).strip())
-            except ValueError:
-                return None
-    return None
-
-
-def _array_blocks(reader: Any, grid: np.ndarray, batch_rows: int, url: str) -> Iterator[_Block]:
-    from xpengine.io.xp_continuous import list_column_to_numpy
-
-    if "source_id" not in reader.columns:
-        raise GaiaFileError(
-            url,
-            f"missing required column 'source_id' for a sampled XP table with flux arrays; columns "
-            f"present: {sorted(reader.columns)[:30]}",
-            column="source_id",
-        )
-    n_wl = grid.size
-    read_cols = [c for c in ("source_id", "solution_id", "flux", "flux_error") if c in reader.columns]
-    types = {c: pa.string() for c in ("flux", "flux_error")} if reader.text_arrays else {}
-    if reader.text_arrays and "solution_id" in read_cols:
-        types["solution_id"] = pa.string()
-    if reader.text_arrays:
-        types["source_id"] = pa.int64()
-    for row0, raw in reader.iter_batches(read_cols, types, batch_rows):
-        n = raw.num_rows
-        sid, _ = _int64_column(raw.column("source_id"), "source_id", url, row0, required=True)
-        if "solution_id" in raw.schema.names:
-            sol, sol_known = _int64_column(
-                raw.column("solution_id"), "solution_id", url, row0, required=False
-            )
-        else:
-            sol, sol_known = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool)
-        mats: dict[str, np.ndarray] = {}
-        issues: list[tuple[int, str]] = []
-        for name in SAMPLED_COLUMNS:
-            arr = raw.column(name)
-            if isinstance(arr, pa.ChunkedArray):
-                arr = arr.combine_chunks()
-            if (
-                pa.types.is_string(arr.type)
-                or pa.types.is_large_string(arr.type)
-                or pa.types.is_null(arr.type)
-            ):
-                arr, bad = parse_array_strings(arr, pa.float64())
-                issues += [(i, f"{name}: {msg}") for i, msg in bad]
-            else:
-                try:
-                    arr = to_list_array(arr, pa.float64())
-                except (TypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                    raise GaiaFileError(
-                        url,
-                        f"column has type {arr.type}, expected arrays of {n_wl} numbers: {exc}",
-                        column=name,
-                    ) from exc
-            lengths = np.asarray(pc.fill_null(pc.list_value_length(arr), -1), dtype=np.int64)
-            for i in np.flatnonzero((lengths >= 0) & (lengths != n_wl)):
-                issues.append(
-                    (
-                        int(i),
-                        f"{name}: expected {n_wl} values ({grid[0]:g}–{grid[-1]:g} nm every "
-                        f"{grid[1] - grid[0]:g} nm), got {int(lengths[i])}: another wavelength grid?",
-                    )
-                )
-            mats[name] = list_column_to_numpy(arr, width=n_wl)  # (n, n_wl), null rows NaN
-        block = _Block(
-            source_id=sid,
-            solution_id=sol,
-            solution_known=sol_known,
-            flux=mats["flux"],
-            error=mats["flux_error"],
-            where=[f"data row {row0 + i + 1}" for i in range(n)],
-        )
-        for i, text in issues:
-            block.problem(i, text)
-        yield block
-
-
-def _long_blocks(
-    reader: Any, grid: np.ndarray, batch_rows: int, url: str, source_id: int | None
-) -> Iterator[_Block]:
-    """Blocks of whole sources from a one-row-per-wavelength table (a source's rows contiguous)."""
-    meta = getattr(reader, "table_meta", {})
-    has_sid = "source_id" in reader.columns
-    fixed_sid = None
-    if not has_sid:
-        fixed_sid = source_id if source_id is not None else _meta_id(meta, _SOURCE_ID_KEYS)
-        if fixed_sid is None:
-            raise GaiaFileError(
-                url,
-                "a sampled spectrum with one row per wavelength needs its source: no source_id column and "
-                "no source_id in the file metadata (ECSV meta, FITS SOURCEID, VOTable PARAM); pass "
-                "source_id=",
-                column="source_id",
-            )
-    fixed_sol = None if "solution_id" in reader.columns else _meta_id(meta, _SOLUTION_ID_KEYS)
-    wl_factor = _wavelength_factor(reader, url)
-    read_cols = [
-        c for c in ("source_id", "solution_id", "wavelength", "flux", "flux_error") if c in reader.columns
-    ]
-    types: dict[str, pa.DataType] = {}
-    if reader.text_arrays:
-        types = {c: pa.string() for c in read_cols if c != "source_id"}
-        types["source_id"] = pa.int64()
-    carry: dict[str, np.ndarray] | None = None
-    for row0, raw in reader.iter_batches(read_cols, types, batch_rows * grid.size):
-        n = raw.num_rows
-        if n == 0:
-            continue
-        if has_sid:
-            sid, _ = _int64_column(raw.column("source_id"), "source_id", url, row0, required=True)
-        else:
-            sid = np.full(n, fixed_sid, dtype=np.int64)
-        if "solution_id" in raw.schema.names:
-            sol, sol_known = _int64_column(
-                raw.column("solution_id"), "solution_id", url, row0, required=False
-            )
-        else:
-            sol = np.full(n, 0 if fixed_sol is None else fixed_sol, dtype=np.int64)
-            sol_known = np.full(n, fixed_sol is not None)
-        part: dict[str, np.ndarray] = {
-            "sid": sid,
-            "sol": sol,
-            "sol_known": sol_known,
-            "row": np.arange(row0 + 1, row0 + n + 1, dtype=np.int64),
-        }
-        bad_text = np.full(n, None, dtype=object)
-        for name in ("wavelength", "flux", "flux_error"):
-            arr = raw.column(name)
-            if isinstance(arr, pa.ChunkedArray):
-                arr = arr.combine_chunks()
-            if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
-                arr, bad = parse_scalar_strings(arr, pa.float64())
-                for i, msg in bad:
-                    bad_text[i] = f"{name}: {msg}" if bad_text[i] is None else f"{bad_text[i]}; {name}: {msg}"
-            values = np.asarray(pc.fill_null(pc.cast(arr, pa.float64()), np.nan), dtype=np.float64)
-            part[name] = values * wl_factor if name == "wavelength" else values
-        part["bad"] = bad_text
-        if carry is not None:
-            part = {k: np.concatenate([carry[k], part[k]]) for k in part}
-        # keep the last source back: its rows may go on in the next batch
-        last = part["sid"][-1]
-        other = np.flatnonzero(part["sid"] != last)
-        cut = int(other[-1]) + 1 if other.size else 0
-        carry = {k: v[cut:] for k, v in part.items()}
-        if cut:
-            yield _pivot({k: v[:cut] for k, v in part.items()}, grid)
-    if carry is not None and carry["sid"].size:
-        yield _pivot(carry, grid)
-
-
-def _pivot(part: dict[str, np.ndarray], grid: np.ndarray) -> _Block:
-    """Rows of whole sources (one per wavelength) -> one (n_wl,) spectrum per source, in order of
-    first appearance, with the grid checked."""
-    sid = part["sid"]
-    uniq, first, inverse = np.unique(sid, return_index=True, return_inverse=True)
-    order = np.argsort(first)
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    gid = rank[inverse]  # (M,) source index of each row, by first appearance
-    s = uniq.size
-    n_wl = grid.size
-    wl = part["wavelength"]
-    j = np.clip(np.searchsorted(grid, wl), 1, n_wl - 1)
-    j = np.where(np.abs(grid[j - 1] - wl) <= np.abs(grid[j] - wl), j - 1, j)  # nearest grid point
-    with np.errstate(invalid="ignore"):
-        on = np.abs(grid[j] - wl) <= GRID_TOLERANCE_NM  # NaN wavelength: off
-    flux = np.full((s, n_wl), np.nan)
-    error = np.full((s, n_wl), np.nan)
-    count = np.zeros((s, n_wl), dtype=np.int64)
-    np.add.at(count, (gid[on], j[on]), 1)
-    flux[gid[on], j[on]] = part["flux"][on]
-    error[gid[on], j[on]] = part["flux_error"][on]
-    rows = part["row"]
-    row_lo = np.full(s, np.iinfo(np.int64).max)
-    row_hi = np.zeros(s, dtype=np.int64)
-    np.minimum.at(row_lo, gid, rows)
-    np.maximum.at(row_hi, gid, rows)
-    src_first = first[order]  # (S,) first row index of each source
-    block = _Block(
-        source_id=uniq[order],
-        solution_id=part["sol"][src_first],
-        solution_known=part["sol_known"][src_first].astype(bool),
-        flux=flux,
-        error=error,
-        where=[
-            f"source_id {int(uniq[order][g])}, data rows {int(row_lo[g])}-{int(row_hi[g])}" for g in range(s)
-        ],
-        absent=count == 0,
-    )
-    for k in np.flatnonzero([b is not None for b in part["bad"]]):
-        block.problem(int(gid[k]), f"{part['bad'][k]} (data row {int(rows[k])})")
-    off = np.flatnonzero(~on)
-    if off.size:
-        g_off, first_off = np.unique(gid[off], return_index=True)
-        for g, k in zip(g_off.tolist(), off[first_off].tolist(), strict=True):
-            n_off = int(np.sum(gid[off] == g))
-            block.problem(
-                g,
-                f"wavelength: {float(wl[k])!r} nm (data row {int(rows[k])}) is not on the grid of the engine's XP "
-                f"representation, {grid[0]:g}–{grid[-1]:g} nm every {grid[1] - grid[0]:g} nm ({n_off} "
-                "row(s) off it): sampled on another grid? recompute with GaiaXPy's default sampling",
-            )
-    dup_g, dup_j = np.nonzero(count > 1)
-    if dup_g.size:
-        g_dup, first_dup = np.unique(dup_g, return_index=True)
-        for g, jj in zip(g_dup.tolist(), dup_j[first_dup].tolist(), strict=True):
-            block.problem(g, f"wavelength: {grid[jj]:g} nm appears {int(count[g, jj])} times")
-    return block
 
 
 # --------------------------------------------------------------------------------------------------
