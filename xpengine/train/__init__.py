@@ -14,7 +14,7 @@ _LAZY = {
     "TrainResult": "xpengine.train.loop",
     "train": "xpengine.train.loop",
     "sample_tokens": "xpengine.train.sampling",
-    "TokenBatch": "xpengine.train.sampling",
+    "SampledBatch": "xpengine.train.sampling",
 }
 
 __all__ = sorted(_LAZY)

@@ -27,12 +27,13 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["TokenBatch", "sample_tokens"]
+__all__ = ["SampledBatch", "sample_tokens"]
 
 
 @dataclass
-class TokenBatch:
-    """One batch of sampled training inputs (all on the data's device).
+class SampledBatch:
+    """One batch of sampled training inputs (all on the data's device); not to be confused with
+    :class:`xpengine.features.tokens.TokenBatch`, the (N, T) token matrices built from catalogue rows.
 
     context_ids (B, W) int64, 0 = padding; context_values (B, W) float32 standardised (0 at padding),
     W = min(n_context, T) (64 for the paper's vocabulary: no slot wasted on a smaller toy vocabulary); request_ids (B, k) int64 (0 where masked); targets, target_errors (B, k) float32
@@ -67,7 +68,7 @@ def sample_tokens(
     focus_fraction: float = 0.0,
     focus_max_masked: int | None = None,
     generator: torch.Generator | None = None,
-) -> TokenBatch:
+) -> SampledBatch:
     """Sample context and request tokens for a batch of stars.
 
     values: (B, T) standardised, NaN = missing; errors: (B, T) standardised known errors (NaN → 0);
@@ -78,7 +79,7 @@ def sample_tokens(
     device as `values` (None: the global RNG); focus: (T,) bool or None, the focus token set;
     focus_fraction: probability that a star's context is drawn from `focus` only; focus_max_masked:
     masked slots for those stars are drawn in 0..focus_max_masked (None: `max_masked`).
-    Returns a :class:`TokenBatch`.
+    Returns a :class:`SampledBatch`.
     """
     if values.ndim != 2 or errors.shape != values.shape:
         raise ValueError(
@@ -135,7 +136,7 @@ def sample_tokens(
     targets = torch.where(request_mask, torch.gather(values, 1, req_order), 0.0).float()  # (B, k)
     errs = torch.nan_to_num(torch.gather(errors, 1, req_order), nan=0.0)  # (B, k)
     target_errors = torch.where(request_mask, errs, 0.0).float()  # (B, k)
-    return TokenBatch(
+    return SampledBatch(
         context_ids=context_ids,
         context_values=context_values,
         request_ids=request_ids,
