@@ -68,13 +68,61 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
 
 from xpengine.simulate import isochrones as iso
-from xpengine.simulate.physics import R0_KPC, Z_SUN_KPC, dust_ebv
+from xpengine.simulate.galaxy import (
+    BULGE_ANGLE_DEG,  # noqa: F401 (re-exported: it lived here)
+    BULGE_CUT_WIDTH,  # noqa: F401 (re-exported: it lived here)
+    BULGE_MASS_MSUN,  # noqa: F401 (re-exported: it lived here)
+    BULGE_NORM,  # noqa: F401 (re-exported: it lived here)
+    BULGE_R_CUT,  # noqa: F401 (re-exported: it lived here)
+    BULGE_SCALE,  # noqa: F401 (re-exported: it lived here)
+    BULGE_SHAPE_VOLUME_KPC3,  # noqa: F401 (re-exported: it lived here)
+    HALO_CORE,  # noqa: F401 (re-exported: it lived here)
+    HALO_N,  # noqa: F401 (re-exported: it lived here)
+    HALO_NORM,  # noqa: F401 (re-exported: it lived here)
+    HALO_Q,  # noqa: F401 (re-exported: it lived here)
+    POPULATIONS,
+    THICK_H_R,  # noqa: F401 (re-exported: it lived here)
+    THICK_H_Z,  # noqa: F401 (re-exported: it lived here)
+    THICK_NORM,  # noqa: F401 (re-exported: it lived here)
+    THIN_H_R,  # noqa: F401 (re-exported: it lived here)
+    THIN_H_Z,  # noqa: F401 (re-exported: it lived here)
+    THIN_LOCAL_MSUN_PC3,  # noqa: F401 (re-exported: it lived here)
+    VisibleVolume,
+    _bulge_shape,  # noqa: F401 (re-exported: it lived here)
+    _draw_distance,
+    density,
+    visible_volume,
+)
+from xpengine.simulate.physics import (
+    R0_KPC,  # noqa: F401 (re-exported: it lived here)
+    Z_SUN_KPC,  # noqa: F401 (re-exported: it lived here)
+    dust_ebv,
+)
+from xpengine.simulate.stars import (
+    _N_U,
+    ALPHA_SCATTER,  # noqa: F401 (re-exported: it lived here)
+    BULGE_AGE,  # noqa: F401 (re-exported: it lived here)
+    BULGE_FEH,  # noqa: F401 (re-exported: it lived here)
+    FEH_RANGE,  # noqa: F401 (re-exported: it lived here)
+    HALO_AGE,  # noqa: F401 (re-exported: it lived here)
+    HALO_ALPHA,  # noqa: F401 (re-exported: it lived here)
+    HALO_FEH,  # noqa: F401 (re-exported: it lived here)
+    THICK_AGE,  # noqa: F401 (re-exported: it lived here)
+    THICK_FEH,  # noqa: F401 (re-exported: it lived here)
+    THIN_AGE,  # noqa: F401 (re-exported: it lived here)
+    THIN_FEH,  # noqa: F401 (re-exported: it lived here)
+    _stellar_proposals,
+    alpha_high,  # noqa: F401 (re-exported: it lived here)
+    alpha_low,  # noqa: F401 (re-exported: it lived here)
+    expected_fraction_below,
+    kroupa_imf,
+    sample_labels,
+)
 
 __all__ = [
     "COLUMNS",
@@ -102,36 +150,11 @@ Directions = Callable[[np.random.Generator, int], "tuple[np.ndarray, np.ndarray]
 #: (stars, rng) -> dict with a boolean "keep" (N,) and any extra (N,) columns (e.g. spectra, photometry)
 Observe = Callable[[dict[str, np.ndarray], np.random.Generator], dict[str, np.ndarray]]
 
-#: population name -> code (thin, thick, halo as in :data:`xpengine.simulate.physics.POPULATIONS`)
-POPULATIONS: dict[str, int] = {"thin": 0, "thick": 1, "halo": 2, "bulge": 3}
 #: evolutionary_state codes of the simulator (:data:`xpengine.simulate.sky.STATE_CODES`)
 EVOLUTIONARY_STATES: dict[str, int] = {"dwarf": 0, "rgb": 1, "red_clump": 2}
 
-FEH_RANGE = (-2.5, 0.5)
-THIN_H_R, THIN_H_Z = 2.6, 0.30
-THICK_H_R, THICK_H_Z, THICK_NORM = 2.0, 0.90, 0.12
-HALO_NORM, HALO_Q, HALO_N, HALO_CORE = 0.005, 0.64, 2.77, 1.0
-BULGE_SCALE = (1.59, 0.424, 0.424)
-BULGE_R_CUT, BULGE_CUT_WIDTH = 2.54, 0.5
-BULGE_ANGLE_DEG = 27.0
-BULGE_MASS_MSUN, THIN_LOCAL_MSUN_PC3 = 1.5e10, 0.04
-BULGE_SHAPE_VOLUME_KPC3 = 5.499  # ∫ exp(−r_s²/2) × cutoff dV for BULGE_SCALE (tests recompute it)
-BULGE_NORM = BULGE_MASS_MSUN / (THIN_LOCAL_MSUN_PC3 * 1e9) / BULGE_SHAPE_VOLUME_KPC3
-
-# (mean, sd, lo, hi) of truncated normals; thin-disk age is uniform, its [Fe/H] mean depends on age
-THIN_AGE = (0.01, 10.0)
-THIN_FEH = (0.10, -0.035, 0.18)  # mean = a + b·age, sd
-THICK_AGE = (10.5, 1.2, 8.0, 13.5)
-THICK_FEH = (-0.5, 0.3)
-HALO_AGE = (12.0, 0.8, 10.0, 13.5)
-HALO_FEH = (-1.5, 0.5, -2.5, 0.0)
-HALO_ALPHA = (0.30, 0.05)
-BULGE_AGE = (10.0, 1.5, 6.0, 13.5)
-BULGE_FEH = ((0.5, 0.26, 0.20), (0.5, -0.31, 0.31))  # (weight, mean, sd)
-ALPHA_SCATTER = 0.03
 
 _GIANT_PHASES = ("rgb", "red_clump", "secondary_clump", "agb")
-_SEGMENTS = (iso.EEP_TAMS, iso.EEP_TIP, iso.EEP_TACHEB, iso.EEP_TPAGB_END)  # EEP segment edges
 
 #: the per-star columns of :func:`draw_sky` (names as in `xpengine.simulate.sky.draw_stars` where shared)
 COLUMNS: tuple[str, ...] = (
@@ -187,235 +210,6 @@ class SkyPopulationConfig:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# stellar labels and the IMF
-
-
-def kroupa_imf(mass: np.ndarray) -> np.ndarray:
-    """Kroupa (2001) IMF dN/dM (unnormalised; continuous at 0.08 and 0.5 M☉) at mass [M☉] (N,)."""
-    m = np.asarray(mass, dtype=np.float64)
-    return np.where(
-        m < 0.08,
-        (m / 0.08) ** -0.3 * (0.08 / 0.5) ** -1.3,
-        np.where(m < 0.5, (m / 0.5) ** -1.3, (m / 0.5) ** -2.3),
-    )
-
-
-def _truncnorm(rng: np.random.Generator, mean: np.ndarray, sd: float, lo: float, hi: float) -> np.ndarray:
-    """Normal(mean, sd) (N,) truncated to [lo, hi] by redrawing the values outside."""
-    mean = np.asarray(mean, dtype=np.float64)
-    x = mean + sd * rng.standard_normal(mean.shape)
-    bad = (x < lo) | (x > hi)
-    for _ in range(1000):
-        if not bad.any():
-            return x
-        x[bad] = mean[bad] + sd * rng.standard_normal(int(bad.sum()))
-        bad = (x < lo) | (x > hi)
-    raise ValueError(f"truncated normal: mean {mean[bad][:3]}, sd {sd} leave no mass in [{lo}, {hi}]")
-
-
-def alpha_low(fe_h: np.ndarray) -> np.ndarray:
-    """Mean [α/Fe] of the low-α (thin-disk) sequence at [Fe/H] (module docstring)."""
-    return np.clip(-0.12 * np.asarray(fe_h), -0.05, 0.12)
-
-
-def alpha_high(fe_h: np.ndarray) -> np.ndarray:
-    """Mean [α/Fe] of the high-α (thick-disk, bulge) sequence at [Fe/H] (module docstring)."""
-    return np.clip(0.30 - 0.25 * (np.asarray(fe_h) + 0.8), 0.02, 0.30)
-
-
-def sample_labels(pop: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(age [Gyr], [Fe/H], [α/Fe]) (N,) for population codes `pop` (N,) of :data:`POPULATIONS`."""
-    pop = np.asarray(pop)
-    if pop.size and not np.isin(pop, list(POPULATIONS.values())).all():
-        raise ValueError(f"population codes {np.unique(pop)}; expected some of {POPULATIONS}")
-    n = pop.shape[0]
-    age = np.empty(n)
-    feh = np.empty(n)
-    alpha = np.empty(n)
-    lo, hi = FEH_RANGE
-    sel = pop == POPULATIONS["thin"]
-    k = int(sel.sum())
-    age[sel] = THIN_AGE[0] + (THIN_AGE[1] - THIN_AGE[0]) * rng.random(k)
-    feh[sel] = _truncnorm(rng, THIN_FEH[0] + THIN_FEH[1] * age[sel], THIN_FEH[2], lo, hi)
-    alpha[sel] = alpha_low(feh[sel]) + ALPHA_SCATTER * rng.standard_normal(k)
-    sel = pop == POPULATIONS["thick"]
-    k = int(sel.sum())
-    age[sel] = _truncnorm(rng, np.full(k, THICK_AGE[0]), *THICK_AGE[1:])
-    feh[sel] = _truncnorm(rng, np.full(k, THICK_FEH[0]), THICK_FEH[1], lo, hi)
-    alpha[sel] = alpha_high(feh[sel]) + ALPHA_SCATTER * rng.standard_normal(k)
-    sel = pop == POPULATIONS["halo"]
-    k = int(sel.sum())
-    age[sel] = _truncnorm(rng, np.full(k, HALO_AGE[0]), *HALO_AGE[1:])
-    feh[sel] = _truncnorm(rng, np.full(k, HALO_FEH[0]), *HALO_FEH[1:])
-    alpha[sel] = HALO_ALPHA[0] + HALO_ALPHA[1] * rng.standard_normal(k)
-    sel = pop == POPULATIONS["bulge"]
-    k = int(sel.sum())
-    age[sel] = _truncnorm(rng, np.full(k, BULGE_AGE[0]), *BULGE_AGE[1:])
-    rich = rng.random(k) < BULGE_FEH[0][0]
-    mean = np.where(rich, BULGE_FEH[0][1], BULGE_FEH[1][1])
-    f = np.empty(k)
-    f[rich] = _truncnorm(rng, mean[rich], BULGE_FEH[0][2], lo, hi)
-    f[~rich] = _truncnorm(rng, mean[~rich], BULGE_FEH[1][2], lo, hi)
-    feh[sel] = f
-    alpha[sel] = alpha_high(f) + ALPHA_SCATTER * rng.standard_normal(k)
-    return age, feh, alpha
-
-
-def _norm_cdf(x: np.ndarray | float) -> np.ndarray:
-    from math import erf, sqrt
-
-    return np.vectorize(lambda v: 0.5 * (1.0 + erf(v / sqrt(2.0))))(np.asarray(x, dtype=np.float64))
-
-
-def _truncnorm_cdf(x: float, mean: np.ndarray, sd: float, lo: float, hi: float) -> np.ndarray:
-    a, b = _norm_cdf((lo - mean) / sd), _norm_cdf((hi - mean) / sd)
-    return np.clip((_norm_cdf((x - mean) / sd) - a) / (b - a), 0.0, 1.0)
-
-
-def expected_fraction_below(population: str, fe_h: float) -> float:
-    """Fraction of a population's stars (all ages, before any selection) with [Fe/H] < `fe_h`, from the
-    distributions of the module docstring (the thin disk averaged over its uniform age)."""
-    lo, hi = FEH_RANGE
-    if population == "thin":
-        ages = np.linspace(*THIN_AGE, 2001)
-        return float(_truncnorm_cdf(fe_h, THIN_FEH[0] + THIN_FEH[1] * ages, THIN_FEH[2], lo, hi).mean())
-    if population == "thick":
-        return float(_truncnorm_cdf(fe_h, np.array(THICK_FEH[0]), THICK_FEH[1], lo, hi))
-    if population == "halo":
-        return float(_truncnorm_cdf(fe_h, np.array(HALO_FEH[0]), *HALO_FEH[1:]))
-    if population == "bulge":
-        return float(sum(w * _truncnorm_cdf(fe_h, np.array(m), s, lo, hi) for w, m, s in BULGE_FEH))
-    raise ValueError(f"population {population!r}; expected one of {list(POPULATIONS)}")
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Galactic structure
-
-
-def _galactocentric(
-    d_kpc: np.ndarray, l_deg: np.ndarray, b_deg: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Galactocentric (x, y, z) [kpc] (Sun at x = −R0, y = 0, z = z☉; y towards l = 90°), broadcasting."""
-    lr, br = np.deg2rad(l_deg), np.deg2rad(b_deg)
-    x = d_kpc * np.cos(br) * np.cos(lr) - R0_KPC
-    y = d_kpc * np.cos(br) * np.sin(lr)
-    z = d_kpc * np.sin(br) + Z_SUN_KPC
-    return x, y, z
-
-
-def _bulge_shape(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Unnormalised boxy-Gaussian bar (module docstring) at Galactocentric (x, y, z) [kpc]."""
-    phi = np.deg2rad(BULGE_ANGLE_DEG)
-    xb = -x * np.cos(phi) + y * np.sin(phi)  # along the bar, positive towards its near end
-    yb = x * np.sin(phi) + y * np.cos(phi)
-    x0, y0, z0 = BULGE_SCALE
-    rs2 = np.sqrt(((xb / x0) ** 2 + (yb / y0) ** 2) ** 2 + (z / z0) ** 4)
-    r = np.hypot(xb, yb)
-    cut = np.where(r > BULGE_R_CUT, np.exp(-0.5 * ((r - BULGE_R_CUT) / BULGE_CUT_WIDTH) ** 2), 1.0)
-    return np.exp(-0.5 * rs2) * cut
-
-
-def _density_rows(name: str, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Density of population `name` (module docstring; local thin-disk units) at Galactocentric x, y, z."""
-    if name == "thin":
-        return np.exp(-(np.hypot(x, y) - R0_KPC) / THIN_H_R - np.abs(z) / THIN_H_Z)
-    if name == "thick":
-        return THICK_NORM * np.exp(-(np.hypot(x, y) - R0_KPC) / THICK_H_R - np.abs(z) / THICK_H_Z)
-    if name == "halo":
-        r2 = x**2 + y**2 + (z / HALO_Q) ** 2 + HALO_CORE**2
-        return HALO_NORM * ((R0_KPC**2 + HALO_CORE**2) / r2) ** (HALO_N / 2)
-    return BULGE_NORM * _bulge_shape(x, y, z)
-
-
-def density(pop: np.ndarray, d_kpc: np.ndarray, l_deg: np.ndarray, b_deg: np.ndarray) -> np.ndarray:
-    """Number density of stars born in population `pop` (codes of :data:`POPULATIONS`), in units of the thin
-    disk's at (R0, z = 0), at heliocentric distance d [kpc] towards (l, b) [deg]: pop, l, b (N,) and d (N,)
-    or (N, K) -> (N,) or (N, K)."""
-    pop = np.asarray(pop)
-    d = np.asarray(d_kpc, dtype=np.float64)
-    d2 = d if d.ndim == 2 else d[:, None]
-    out = np.zeros(d2.shape)
-    for name, code in POPULATIONS.items():
-        rows = np.nonzero(pop == code)[0]
-        if rows.size:
-            x, y, z = _galactocentric(d2[rows], np.asarray(l_deg)[rows, None], np.asarray(b_deg)[rows, None])
-            out[rows] = _density_rows(name, x, y, z)
-    return out if d.ndim == 2 else out[:, 0]
-
-
-class VisibleVolume(NamedTuple):
-    """Result of :func:`visible_volume`, per star (N,) unless stated."""
-
-    volume: np.ndarray  # V [kpc³, local thin-disk units]
-    cdf: np.ndarray  # (N, n_nodes) cumulative sum of V over the distance nodes
-    d_max_kpc: np.ndarray  # dust-free limiting distance (at most the cap)
-    n_visible: np.ndarray  # int64: the first n_visible nodes may hold a visible star, the others not
-
-
-def visible_volume(
-    pop: np.ndarray,
-    abs_g: np.ndarray,
-    l_deg: np.ndarray,
-    b_deg: np.ndarray,
-    *,
-    g_limit: float,
-    a_g_per_ebv: np.ndarray | None = None,
-    d_max_cap_kpc: float = 100.0,
-    n_nodes: int = 64,
-    n_dust: int = 8,
-) -> VisibleVolume:
-    """Expected number of stars of population `pop` with absolute G `abs_g` visible to G = `g_limit` towards
-    (l, b) [deg], all (N,): V = ∫ ρ(s) s² ds over the distances where the star could be brighter than the
-    limit [kpc³, local thin-disk units], with d_max the dust-free limiting distance (at most
-    `d_max_cap_kpc`).
-
-    Nodes: midpoints of s = d_max u², u uniform. With `a_g_per_ebv` (N,) (A_G / E(B−V) of each star, a lower
-    bound), a node counts only if the star would be brighter than the limit at its inner edge behind a
-    lower bound of the dust of :func:`~xpengine.simulate.physics.dust_ebv` (0.95 × its value at the last of
-    `n_dust` distances d_max (j/n_dust)² before the node; E(B−V) only grows with distance): a superset of
-    the truly visible distances, so that the exact cut applied afterwards leaves the sample unbiased.
-    """
-    abs_g = np.asarray(abs_g, dtype=np.float64)
-    d_max = np.minimum(10.0 ** ((g_limit - abs_g) / 5.0 - 2.0), d_max_cap_kpc)
-    u = (np.arange(n_nodes) + 0.5) / n_nodes  # (K,)
-    s = d_max[:, None] * u**2  # (N, K)
-    rho = density(pop, s, l_deg, b_deg)
-    contrib = rho * s**2 * (2.0 * d_max[:, None] * u / n_nodes)  # ds = 2 d u du
-    if a_g_per_ebv is not None:
-        n = abs_g.shape[0]
-        uj = np.arange(1, n_dust + 1) / n_dust  # (J,)
-        dj = (d_max[:, None] * uj**2).ravel()
-        ebv = np.zeros((n, n_dust + 1))  # E(B−V) at u = 0, 1/J, …, 1
-        ebv_j = dust_ebv(dj, np.repeat(l_deg, n_dust), np.repeat(b_deg, n_dust), n_steps=24)
-        ebv[:, 1:] = ebv_j.reshape(n, n_dust)
-        u_in = np.arange(n_nodes) / n_nodes  # inner edges of the nodes
-        # E(B−V) grows with distance: its value at the last dust point before a node is a lower bound
-        ebv_in = ebv[:, np.floor(u_in * n_dust + 1e-9).astype(np.int64)]  # (N, K)
-        with np.errstate(divide="ignore"):
-            mu_in = 5.0 * np.log10(d_max[:, None] * u_in**2 * 1000.0) - 5.0
-        g_in = abs_g[:, None] + mu_in + 0.95 * a_g_per_ebv[:, None] * ebv_in
-        visible = g_in <= g_limit  # (N, K), a prefix of the nodes (G grows with distance)
-        contrib = np.where(visible, contrib, 0.0)
-        n_visible = visible.sum(axis=1)
-    else:
-        n_visible = np.full(abs_g.shape[0], n_nodes)
-    cdf = np.cumsum(contrib, axis=1)
-    return VisibleVolume(cdf[:, -1], cdf, d_max, n_visible)
-
-
-def _draw_distance(d_max_kpc: np.ndarray, cdf: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Distance [kpc] (N,) from ρ s² on [0, d_max] by inverse CDF over the u nodes (linear in u per node)."""
-    n, k = cdf.shape
-    r = rng.random(n) * cdf[:, -1]
-    idx = np.minimum((cdf < r[:, None]).sum(axis=1), k - 1)
-    rows = np.arange(n)
-    below = np.where(idx > 0, cdf[rows, np.maximum(idx - 1, 0)], 0.0)
-    frac = np.clip((r - below) / np.maximum(cdf[rows, idx] - below, 1e-300), 0.0, 1.0)
-    u = (idx + frac) / k
-    return d_max_kpc * u**2
-
-
-# ----------------------------------------------------------------------------------------------------------
 # proposals and the magnitude-limited draw
 
 
@@ -438,7 +232,6 @@ class _Plan:
     p_dir: np.ndarray | None
 
 
-_N_U = 16  # bins per segment in its unit coordinate (ln M fraction on the MS, EEP fraction after)
 _N_L, _N_SINB = 36, 24  # direction cells: 10° in l × 1/12 in sin b
 
 
@@ -496,63 +289,6 @@ def _draw_directions(
     cell_area = (2.0 * np.pi / _N_L) * (2.0 / _N_SINB)  # sr
     factor = (1.0 / (4.0 * np.pi)) / (p_dir[pop, cell] / cell_area)
     return l_deg, np.rad2deg(np.arcsin(np.clip(sin_b, -1.0, 1.0))), cell, factor
-
-
-def _stellar_proposals(
-    rng: np.random.Generator,
-    pop: np.ndarray,
-    log_age: np.ndarray,
-    m_h: np.ndarray,
-    p_cell: np.ndarray,
-    mass_min: float,
-) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """Places on the isochrones (segment mixture of the module docstring, binned): the stars, their
-    IMF / proposal weights (N,) and the (segment, u-bin) cell (N,) of each."""
-    n = log_age.shape[0]
-    lo, hi = iso.eep_range(log_age, m_h)
-    hi = np.minimum(hi, iso.EEP_TPAGB_END)
-    m_split = iso.initial_mass_at_eep(np.minimum(iso.EEP_TAMS, hi).astype(np.float64), log_age, m_h)
-    ln_ms = np.log(np.maximum(np.nan_to_num(m_split, nan=mass_min), mass_min) / mass_min)  # MS length, ln M
-    edges = np.array(_SEGMENTS, dtype=np.float64)
-    seg_lo = np.stack([np.maximum(edges[k], lo) for k in range(3)], axis=1)  # (N, 3) EEP segments
-    seg_hi = np.stack([np.minimum(edges[k + 1], hi) for k in range(3)], axis=1)
-    seg_len = np.clip(seg_hi - seg_lo, 0.0, None)
-    lengths = np.concatenate([ln_ms[:, None], seg_len], axis=1)  # (N, 4)
-    p = p_cell[pop] * np.repeat(lengths > 0, _N_U, axis=1)  # (N, 4·n_u)
-    p_sum = p.sum(axis=1)
-    p = p / np.where(p_sum > 0, p_sum, 1.0)[:, None]
-    cell = np.minimum((rng.random(n)[:, None] > np.cumsum(p, axis=1)).sum(axis=1), p.shape[1] - 1)
-    seg = cell // _N_U
-    u = (cell % _N_U + rng.random(n)) / _N_U
-    rows = np.arange(n)
-    seg_length = lengths[rows, seg]
-    q = p[rows, cell] * _N_U / np.where(seg_length > 0, seg_length, 1.0)  # per ln M (MS) or per EEP
-    ms = seg == 0
-    stars: dict[str, np.ndarray] = {}
-    weight = np.zeros(n)
-    if ms.any():
-        mass = mass_min * np.exp(u[ms] * ln_ms[ms])
-        st = iso.interpolate_mass(mass, log_age[ms], m_h[ms])
-        st.pop("feh_snapped")
-        _put(stars, st, ms, n)
-        weight[ms] = kroupa_imf(mass) * mass / q[ms]  # IMF per ln M / proposal per ln M
-    ev = ~ms
-    if ev.any():
-        k = seg[ev] - 1
-        eep = seg_lo[ev, k] + u[ev] * seg_len[ev, k]
-        st = iso.interpolate_eep(eep, log_age[ev], m_h[ev])
-        _put(stars, st, ev, n)
-        with np.errstate(invalid="ignore"):
-            weight[ev] = np.nan_to_num(kroupa_imf(st["initial_mass"]) * st["dmass_deep"] / q[ev])
-    ok = stars["alive"] & (p_sum > 0) & (stars["initial_mass"] >= mass_min)
-    return stars, np.where(ok, weight, 0.0), cell
-
-
-def _put(dest: dict[str, np.ndarray], src: dict[str, np.ndarray], sel: np.ndarray, n: int) -> None:
-    for key, v in src.items():
-        if key not in dest:
-            dest[key] = np.zeros(n, dtype=v.dtype) if v.dtype.kind in "biu" else np.full(n, np.nan)
-        dest[key][sel] = v
 
 
 def _propose(
