@@ -1,0 +1,48 @@
+"""training/merge_calibration.py: labels from one calibration, the rest from another."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from xpengine.model.calibration import Calibration
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location(
+        "merge_calibration", ROOT / "training" / "merge_calibration.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _cal(a: dict[str, float], data: str) -> dict:
+    labels = {
+        k: {"a": v, "b": 0.0, "applied": True, "method": "scale_floor", "n_val": 10, "unit": ""}
+        for k, v in a.items()
+    }
+    return {"format_version": "1", "labels": labels, "provenance": {"data": data, "split": "val"}}
+
+
+def test_merge_takes_the_named_labels_from_the_other_calibration(tmp_path):
+    mod = _script()
+    base = Calibration.from_dict(_cal({"teff": 0.8, "logg": 0.9, "mass": 1.1}, "mixed.parquet"))
+    other = Calibration.from_dict(_cal({"teff": 0.66, "logg": 0.79}, "real.parquet"))
+    out = mod.merge(base, other, ["teff", "logg"])
+    assert {k: v.a for k, v in out.labels.items()} == {"teff": 0.66, "logg": 0.79, "mass": 1.1}
+    assert out.provenance["data"] == "mixed.parquet"
+    assert out.provenance["merged"]["other"]["data"] == "real.parquet"
+    assert out.provenance["merged"]["base_labels_kept"] == ["mass"]
+    # round trip through the command line and the file format
+    base.save(tmp_path / "base.json")
+    other.save(tmp_path / "other.json")
+    argv = [str(tmp_path / "base.json"), str(tmp_path / "other.json"), "--labels", "teff", "logg"]
+    assert mod.main([*argv, "--output", str(tmp_path / "out.json")]) == 0
+    assert Calibration.load(tmp_path / "out.json").to_dict() == out.to_dict()
+    with pytest.raises(ValueError, match=r"labels \['mass'\] are not calibrated"):
+        mod.merge(base, other, ["mass"])
