@@ -46,6 +46,18 @@ TIE = 0.03  # rates within 3 % of the best count as equal: the smaller batch / f
 
 MEASURED: dict[str, dict[str, dict[str, Any]]] = {
     # device signature → architecture → {"batch_size", "threads_per_actor", "measured"}
+    "cpu:Intel(R) Xeon(R) Processor:2": {
+        "small": {
+            "batch_size": 128,
+            "threads_per_actor": 1,
+            "measured": (
+                "2026-12-03 09:10 UTC, load 2.1, `python benchmarks/bench_pipeline.py --calibrate` (gaia-xp, "
+                "7 requests, 63 context tokens, fp32), stars/s on the node: 2 actors x 1 thread 1,985 / "
+                "2,023 / 1,741 / 1,714 at batch 128 / 256 / 512 / 1024; 1 actor x 2 threads 1,960 / 1,831 / "
+                "1,549 / 1,464"
+            ),
+        },
+    },
 }
 """Measured best settings. `threads_per_actor` is for CPUs (None on GPUs); `measured` says where the
 figures come from. Add a row with `python benchmarks/bench_pipeline.py --calibrate` on the device."""
