@@ -87,34 +87,10 @@ def _real_giants(path: str) -> dict[str, np.ndarray]:
 
 
 def _sim_giants(sky: Path) -> dict[str, np.ndarray]:
-    import pyarrow.parquet as pq
-
-    from xpengine.io import discover_partitions, list_column_to_numpy, read_gaia_source, read_xp_continuous
-    from xpengine.spectra import project_coefficients
-
-    truth = pq.read_table(sky / "truth.parquet").to_pandas().set_index("source_id")
-    coefs, sids, fg = [], [], []
-    for p in discover_partitions(sky):
-        xp = read_xp_continuous(p.xp_url)
-        gs = read_gaia_source(p.gaia_url, columns=["source_id", "phot_g_mean_flux"]).to_pandas()
-        sid = xp.column("source_id").to_numpy()
-        giant = (truth.loc[sid, "evolutionary_state"] != "dwarf").to_numpy()
-        bp = list_column_to_numpy(xp.column("bp_coefficients"))[giant]
-        rp = list_column_to_numpy(xp.column("rp_coefficients"))[giant]
-        pb, pr = project_coefficients(bp, rp)
-        coefs.append(np.concatenate([pb, pr], axis=1))
-        sids.append(sid[giant])
-        fg.append(gs.set_index("source_id").loc[sid[giant], "phot_g_mean_flux"].to_numpy())
-    sid = np.concatenate(sids)
-    t = truth.loc[sid]
-    out = {
-        k: t[k].to_numpy() for k in ("teff", "logg", "m_h", "fe_h", "alpha_m", "ebv", "g", "mass", "age_gyr")
-    }
-    out["state"] = t["evolutionary_state"].to_numpy()
-    out["bp_rp0"] = (t["bp_rp"] - (t["a_bp"] - t["a_rp"])).to_numpy()
-    out["coef"] = np.concatenate(coefs) / np.concatenate(fg)[:, None]
-    out["source_id"] = sid
-    return out
+    """The simulated giants (truth state not "dwarf") of :func:`_sim_all`."""
+    sim = _sim_all(sky)
+    giant = sim["state"] != "dwarf"
+    return {k: v[giant] for k, v in sim.items()}
 
 
 def _match(real: dict, sim: dict) -> np.ndarray:
@@ -314,9 +290,14 @@ def _sim_all(sky: Path) -> dict[str, np.ndarray]:
         fg.append(gs.set_index("source_id").loc[sid, "phot_g_mean_flux"].to_numpy())
     sid = np.concatenate(sids)
     t = truth.loc[sid]
-    out = {k: t[k].to_numpy() for k in ("teff", "logg", "m_h", "fe_h", "alpha_m", "ebv", "g")}
-    out["phase"] = t["phase_name"].to_numpy() if "phase_name" in t else t["evolutionary_state"].to_numpy()
+    out = {
+        k: t[k].to_numpy() for k in ("teff", "logg", "m_h", "fe_h", "alpha_m", "ebv", "g", "mass", "age_gyr")
+    }
+    out["state"] = t["evolutionary_state"].to_numpy()
+    out["phase"] = t["phase_name"].to_numpy() if "phase_name" in t else out["state"]
+    out["bp_rp0"] = (t["bp_rp"] - (t["a_bp"] - t["a_rp"])).to_numpy()
     out["coef"] = np.concatenate(coefs) / np.concatenate(fg)[:, None]
+    out["source_id"] = sid
     return out
 
 
