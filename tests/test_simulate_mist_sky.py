@@ -275,3 +275,30 @@ def test_sources_follow_the_visible_star_density_across_partitions(mist_sky) -> 
 
     again = _density_split(3, [HIGH_LATITUDE, BULGE], N_SOURCES, MIST)
     assert again == [high, bulge]  # deterministic in the seed
+
+
+def test_emulator_option_chooses_the_xp_calibration(tmp_path, monkeypatch) -> None:
+    """--emulator v1 draws the same stars with the packaged v1 emulator (gaia-xp's training skies); v2 and the
+    default are the same bytes; a missing file is refused by name."""
+    import argparse
+
+    from xpengine.simulate import cli
+
+    parser = argparse.ArgumentParser(prog="xpengine")
+    cli.register(parser.add_subparsers(dest="command", required=True))
+    xp = {}
+    for emulator in ("v1", "v2", None):
+        out = tmp_path / str(emulator)
+        argv = ["simulate", "--physics", "mist", "--n-sources", "60", "--output", str(out), "--seed", "9"]
+        argv += ["--ranges", "000000-003111"] + ([] if emulator is None else ["--emulator", emulator])
+        args = parser.parse_args(argv)
+        assert args.func(args) == 0
+        (f,) = out.glob("XpContinuousMeanSpectrum_*.csv.gz")
+        xp[emulator] = f.read_bytes()
+    assert xp["v2"] == xp[None]
+    assert xp["v1"] != xp[None]
+    args = parser.parse_args(
+        ["simulate", "--n-sources", "5", "--output", str(tmp_path / "x"), "--emulator", "nope.npz"]
+    )
+    with pytest.raises(SystemExit, match=r"--emulator 'nope\.npz'"):
+        args.func(args)

@@ -96,6 +96,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="faint H limit of the APOGEE-like survey labels (default 12.2, APOGEE-2; deeper skies teach "
         "faint giants)",
     )
+    p.add_argument(
+        "--emulator",
+        default=None,
+        help="XP emulator calibration: v1 or v2 (the packaged files; default v2) or a path to a calibration "
+        ".npz (python -m xpengine.simulate.calibration); gaia-xp v1/v2 were trained on v1 skies",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
     p.set_defaults(func=run)
 
@@ -122,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
         if not 7.0 < args.survey_h_max <= 17.0:
             raise SystemExit(f"--survey-h-max must be in (7, 17], got {args.survey_h_max}")
         cfg = replace(cfg, survey_h_max=args.survey_h_max)
+    if args.emulator is not None:
+        cfg = replace(cfg, emulator=_emulator_path(args.emulator))
     partitions = None
     if args.ranges:
         try:
@@ -143,3 +151,20 @@ def run(args: argparse.Namespace) -> int:
     )
     print(json.dumps(summary, indent=1))
     return 0
+
+
+def _emulator_path(value: str) -> str | None:
+    """--emulator value → calibration path for SkyConfig.emulator (None = the packaged default)."""
+    from importlib import resources
+    from pathlib import Path
+
+    from xpengine.simulate.calibration import CALIBRATION_FILE
+
+    if value in ("v1", "v2"):
+        name = f"sim_calibration_{value}.npz"
+        if name == CALIBRATION_FILE:
+            return None
+        return str(resources.files("xpengine.simulate") / "data" / name)
+    if not Path(value).is_file():
+        raise SystemExit(f"--emulator {value!r}: expected v1, v2 or an existing calibration .npz file")
+    return value

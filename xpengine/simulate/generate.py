@@ -195,7 +195,7 @@ def _simulate_partition(job: dict[str, Any]) -> dict[str, Any]:
     cfg: SkyConfig = job["config"]
     seed, k, lo, hi, n_part = job["seed"], job["index"], job["lo"], job["hi"], job["n"]
     out = Path(job["output_dir"])
-    cal = load_calibration()
+    cal = load_calibration(cfg.emulator)
     model = XPNoiseModel(cal, cfg.correlation_levels)
     tally = dict.fromkeys(("examined", "kept", *_OUTSIDE), 0)
     if cfg.physics == "mist":
@@ -408,6 +408,7 @@ def simulate_sky(
         "n_sources": n_sources,
         "seed": seed,
         "physics": cfg.physics,
+        "emulator": "packaged default" if cfg.emulator is None else Path(cfg.emulator).name,
         "partitions": [
             {"suffix": r["suffix"], "n_sources": r["n_sources"], "n_chunks": r["n_chunks"]} for r in results
         ],

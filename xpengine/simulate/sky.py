@@ -92,6 +92,9 @@ class SkyConfig:
     populations: SkyPopulationConfig | None = None
     # physics "mist": largest |emulated − MIST| intrinsic BP − RP [mag] of a star given an XP spectrum
     xp_colour_tolerance: float = 0.15
+    # the XP emulator's calibration npz (xpengine.simulate.calibration.load_calibration): None = the packaged
+    # default (v2); the training skies of gaia-xp v1/v2 were drawn with the packaged v1 file
+    emulator: str | None = None
 
     def __post_init__(self) -> None:
         if self.physics not in PHYSICS:
