@@ -44,6 +44,14 @@ class LabelCalibration:
             return s.copy()
         return np.sqrt((self.a * s) ** 2 + self.b**2)
 
+    def raw(self, sigma_cal: np.ndarray) -> np.ndarray:
+        """The predicted σ (N,) that `apply` turned into sigma_cal (N,): the inverse of `apply`. A σ_cal
+        below the floor b (not produced by `apply`) gives 0; NaN stays NaN."""
+        s = np.asarray(sigma_cal, dtype=np.float64)
+        if not self.applied:
+            return s.copy()
+        return np.sqrt(np.clip(s**2 - self.b**2, 0.0, None)) / self.a
+
 
 @dataclass
 class Calibration:
