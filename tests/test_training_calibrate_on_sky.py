@@ -47,6 +47,7 @@ def _sky(tmp_path: Path, base: Calibration, mass_scale: float, age_scale: float,
     cat = pa.table(
         {
             "source_id": sid,
+            "phot_g_mean_mag": g,
             "mass": mass,
             "mass_error": base.apply("mass", s_mass),
             "age": age,
@@ -68,8 +69,10 @@ def _sky(tmp_path: Path, base: Calibration, mass_scale: float, age_scale: float,
     pq.write_table(truth, tmp_path / "truth.parquet")
 
 
-@pytest.mark.parametrize("age_entry", [True, False])
-def test_refit_on_true_giants_gives_unit_z_in_every_g_bin(tmp_path, age_entry) -> None:
+@pytest.mark.parametrize(
+    ("age_entry", "method"), [(True, "scale_floor"), (False, "scale_floor"), (True, "binned")]
+)
+def test_refit_on_true_giants_gives_unit_z_in_every_g_bin(tmp_path, age_entry, method) -> None:
     mod = _script()
     labels = {
         "teff": LabelCalibration(a=0.66, applied=True, method="scale_floor", unit="K"),
@@ -83,7 +86,8 @@ def test_refit_on_true_giants_gives_unit_z_in_every_g_bin(tmp_path, age_entry) -
     _sky(tmp_path, base, mass_scale=1.3, age_scale=1.25)
     out = tmp_path / "out.json"
     argv = ["--catalogue", str(tmp_path / "cat"), "--truth", str(tmp_path / "truth.parquet")]
-    assert mod.main([*argv, "--calibration", str(tmp_path / "base.json"), "--output", str(out)]) == 0
+    argv += ["--calibration", str(tmp_path / "base.json"), "--output", str(out), "--method", method]
+    assert mod.main(argv) == 0
     cal = Calibration.load(out)
     assert cal.labels["teff"] == base.labels["teff"]  # other labels kept
     assert cal.provenance["sky_calibration"]["n_giants"] == pytest.approx(4800, rel=0.05)
@@ -92,5 +96,11 @@ def test_refit_on_true_giants_gives_unit_z_in_every_g_bin(tmp_path, age_entry) -
         assert lc.applied and lc.z_sigma_val_raw > 1.15
         for b in cal.provenance["sky_calibration"]["z_by_g"][name]["cal"]:
             assert 0.9 < b["z_spread"] < 1.1, (name, b)
-    assert cal.labels["mass"].a == pytest.approx(1.3, rel=0.1)
-    assert cal.labels["ln_age"].a == pytest.approx(1.25, rel=0.1)
+    if method == "scale_floor":
+        assert cal.labels["mass"].a == pytest.approx(1.3, rel=0.1)
+        assert cal.labels["ln_age"].a == pytest.approx(1.25, rel=0.1)
+    else:  # a σ map with G factors: here a uniform 1.3 / 1.25 underestimate, so every knot ratio is near it
+        lc = cal.labels["mass"]
+        assert lc.method == "sigma_binned+g" and len(lc.g_scales) == len(lc.g_edges) - 1
+        ratio = np.asarray(lc.sigma_cal_knots) / np.asarray(lc.sigma_knots) * np.median(lc.g_scales)
+        np.testing.assert_allclose(ratio, 1.3, rtol=0.15)

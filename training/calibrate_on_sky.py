@@ -11,11 +11,17 @@ age have no real-star truth in this project, so this script fits them on a simul
 training skies but with its own seed, never used in training or testing, run through the catalogue job.
 
 The catalogue's `mass_error` and `age_error` carry the calibration in CALIBRATION; they are turned back into
-the model's raw σ (`LabelCalibration.raw`), and mass, ln_age and the linear `age` are refitted with
-`xpengine.evaluate.calibration.fit_label_calibration` on the sky's true giants (logg < 3.5, 3500–5500 K, the
-paper's domain, as `benchmarks/sim_sky_checks.py` scores them). Every other label keeps its entry. The
-output's provenance names the catalogue, the truth, the selection and the z-spreads per G bin before and
-after, which the script also prints.
+the model's raw σ (`LabelCalibration.raw`), and mass, ln_age and the linear `age` are refitted on the sky's
+true giants (logg < 3.5, 3500–5500 K, the paper's domain, as `benchmarks/sim_sky_checks.py` scores them):
+
+- `--method binned` (default): a σ map through σ-quantile knots times a factor per bin of the catalogue's
+  G (`xpengine.evaluate.binned_calibration`; `--g-edges`), because the model's σ tracks its errors
+  differently at different σ and G. A Predictor called without G applies the σ map alone.
+- `--method scale_floor` / `scale`: `xpengine.evaluate.calibration.fit_label_calibration` with `--policy`.
+
+Every other label keeps its entry. The output's provenance names the catalogue, the truth, the selection and
+the z-spreads per G bin (the G bins of `benchmarks/sim_sky_checks.py`) before and after, which the script also
+prints.
 """
 
 from __future__ import annotations
@@ -33,7 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from xpengine.model.calibration import Calibration, LabelCalibration
 
-G_BINS = (6.0, 13.0, 15.0, 17.65)
+G_BINS = (6.0, 13.0, 15.0, 17.65)  # the bins the report prints (those of benchmarks/sim_sky_checks.py)
+# G bins of the fitted factors (--g-edges): one magnitude wide where the catalogue's giants are; the outer
+# edges are wide, since a star outside them takes the nearest bin's factor anyway
+G_EDGES = (3.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0, 17.0, 21.0)
 UNITS = {"mass": "Msun", "ln_age": "", "age": "Gyr"}
 
 
@@ -48,7 +57,10 @@ def load_matched(catalogue: str, truth: str) -> dict[str, np.ndarray]:
 
     from xpengine.catalog.query import query_catalog
 
-    cat = query_catalog(catalogue, sql="SELECT source_id, mass, mass_error, age, age_error FROM catalog")
+    cat = query_catalog(
+        catalogue,
+        sql="SELECT source_id, phot_g_mean_mag AS g_cat, mass, mass_error, age, age_error FROM catalog",
+    )
     cat = cat.to_pandas()
     tru = pq.read_table(truth, columns=["source_id", "mass", "age_gyr", "teff", "logg", "g"]).to_pandas()
     df = cat.merge(tru, on="source_id", how="inner", suffixes=("", "_true"))
@@ -62,12 +74,13 @@ def load_matched(catalogue: str, truth: str) -> dict[str, np.ndarray]:
 def raw_sigmas(d: dict[str, np.ndarray], cal: Calibration) -> dict[str, np.ndarray]:
     """The model's raw σ of mass, ln_age and age·σ_ln_age, from the catalogue's calibrated errors."""
     ident = LabelCalibration()
-    mass = cal.labels.get("mass", ident).raw(d["mass_error"])
+    g = d["g_cat"]
+    mass = cal.labels.get("mass", ident).raw(d["mass_error"], g)
     if "age" in cal.labels:  # age_error = age-entry(age · raw σ_ln_age)
-        lin = cal.labels["age"].raw(d["age_error"])
+        lin = cal.labels["age"].raw(d["age_error"], g)
         ln = lin / d["age"]
     else:  # age_error = age · ln_age-entry(raw σ_ln_age)
-        ln = cal.labels.get("ln_age", ident).raw(d["age_error"] / d["age"])
+        ln = cal.labels.get("ln_age", ident).raw(d["age_error"] / d["age"], g)
         lin = d["age"] * ln
     return {"mass": mass, "ln_age": ln, "age": lin}
 
@@ -90,9 +103,15 @@ def z_by_g(
 
 
 def calibrate(
-    d: dict[str, np.ndarray], base: Calibration, *, policy: str = "auto", method: str = "scale_floor"
+    d: dict[str, np.ndarray],
+    base: Calibration,
+    *,
+    method: str = "binned",
+    policy: str = "auto",
+    g_edges: tuple[float, ...] = G_EDGES,
 ) -> tuple[Calibration, dict[str, Any]]:
     """BASE with mass, ln_age and age refitted on the matched giants D; plus a report per label."""
+    from xpengine.evaluate.binned_calibration import fit_binned_calibration
     from xpengine.evaluate.calibration import fit_label_calibration
 
     raw = raw_sigmas(d, base)
@@ -104,12 +123,16 @@ def calibrate(
     labels = dict(base.labels)
     report: dict[str, Any] = {}
     for name, (pred, true) in series.items():
-        lc = fit_label_calibration(pred, true, raw[name], method=method, policy=policy, unit=UNITS[name])
+        if method == "binned":
+            lc = fit_binned_calibration(pred, true, raw[name], d["g_cat"], g_edges=g_edges, unit=UNITS[name])
+        else:
+            lc = fit_label_calibration(pred, true, raw[name], method=method, policy=policy, unit=UNITS[name])
         labels[name] = lc
         report[name] = {
-            "fit": {k: v for k, v in lc.__dict__.items()},
-            "z_by_g_raw": z_by_g(pred, true, raw[name], d["g"]),
-            "z_by_g_cal": z_by_g(pred, true, lc.apply(raw[name]), d["g"]),
+            "fit": dict(lc.__dict__),
+            "z_by_g_raw": z_by_g(pred, true, raw[name], d["g_cat"]),
+            "z_by_g_cal": z_by_g(pred, true, lc.apply(raw[name], d["g_cat"]), d["g_cat"]),
+            "z_by_g_cal_without_g": z_by_g(pred, true, lc.apply(raw[name]), d["g_cat"]),
         }
     return Calibration(labels=labels, provenance=dict(base.provenance)), report
 
@@ -122,31 +145,40 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--truth", required=True, help="the calibration sky's truth.parquet")
     p.add_argument("--calibration", required=True, help="the calibration.json the catalogue was made with")
     p.add_argument("--output", required=True, help="calibration.json to write (may be the input)")
-    p.add_argument("--policy", choices=("auto", "always", "never"), default="auto")
-    p.add_argument("--method", choices=("scale", "scale_floor"), default="scale_floor")
+    p.add_argument("--method", choices=("binned", "scale", "scale_floor"), default="binned")
+    p.add_argument(
+        "--policy", choices=("auto", "always", "never"), default="auto", help="scale/scale_floor only"
+    )
+    p.add_argument(
+        "--g-edges", type=float, nargs="+", default=list(G_EDGES), help="G bins of the factors (binned)"
+    )
     args = p.parse_args(argv)
     base = Calibration.load(args.calibration)
     d = load_matched(args.catalogue, args.truth)
-    out, report = calibrate(d, base, policy=args.policy, method=args.method)
+    out, report = calibrate(d, base, method=args.method, policy=args.policy, g_edges=tuple(args.g_edges))
     out.provenance["sky_calibration"] = {
         "labels": sorted(report),
         "catalogue": args.catalogue,
         "truth": args.truth,
         "selection": "true giants: logg < 3.5, 3500 K < Teff < 5500 K",
         "n_giants": int(d["mass"].size),
-        "policy": args.policy,
         "method": args.method,
-        "z_by_g": {k: {"raw": v["z_by_g_raw"], "cal": v["z_by_g_cal"]} for k, v in report.items()},
+        **({"g_edges": list(args.g_edges)} if args.method == "binned" else {"policy": args.policy}),
+        "z_by_g": {
+            k: {"raw": v["z_by_g_raw"], "cal": v["z_by_g_cal"], "cal_without_g": v["z_by_g_cal_without_g"]}
+            for k, v in report.items()
+        },
     }
     out.save(args.output, overwrite=True)
     for name, r in report.items():
         f = r["fit"]
         zs = " / ".join(
-            f"{a['z_spread']:.2f}→{b['z_spread']:.2f}"
-            for a, b in zip(r["z_by_g_raw"], r["z_by_g_cal"], strict=True)
+            f"{a['z_spread']:.2f}→{b['z_spread']:.2f} ({c['z_spread']:.2f} without G)"
+            for a, b, c in zip(r["z_by_g_raw"], r["z_by_g_cal"], r["z_by_g_cal_without_g"], strict=True)
         )
         print(
-            f"{name}: applied={f['applied']} a={f['a']:.3f} b={f['b']:.4f} z raw {f['z_sigma_val_raw']:.3f}; per G bin {zs}"
+            f"{name}: {f['method']} applied={f['applied']} z raw {f['z_sigma_val_raw']:.3f} → "
+            f"{f['z_sigma_val_cal']:.3f}; per G bin {zs}"
         )
     print(json.dumps({"output": args.output, "n_giants": int(d["mass"].size)}))
     return 0

@@ -1,9 +1,17 @@
 """Calibrated uncertainties: the per-token σ calibration a model carries in `calibration.json`.
 
-σ_cal = sqrt((a_t · σ_pred)² + b_t²) per token t (physical units of t), applied by the Predictor to every
-requested token with an entry; a derived linear label (``age`` = exp(ln_age)) may have its own entry in
-linear units, applied to age · raw σ_ln_age. How a, b are fitted on the validation split, and when a
-label's correction counts as applied, is `xpengine.evaluate.calibration`'s business.
+Two forms per token t (physical units of t), applied by the Predictor to every requested token with an entry:
+
+- σ_cal = sqrt((a_t · σ_pred)² + b_t²) (format 1; fitted on the validation split by
+  `xpengine.evaluate.calibration`);
+- a σ map through knots (format 2, `sigma_knots` → `sigma_cal_knots`, strictly increasing; straight lines in
+  log σ – log σ_cal between knots, σ_cal ∝ σ beyond the end knots), optionally times a factor per bin of
+  G (`g_edges`, `g_scales`) where the star's G is known (fitted on a simulated sky's catalogue by
+  `xpengine.evaluate.binned_calibration`: a model's σ need not track its errors the same way at every σ
+  or every magnitude).
+
+A derived linear label (``age`` = exp(ln_age)) may have its own entry in linear units, applied to
+age · raw σ_ln_age. When a label's correction counts as applied is the fitting module's business.
 """
 
 from __future__ import annotations
@@ -20,8 +28,13 @@ import numpy as np
 __all__ = ["CALIBRATION_FILE", "FORMAT_VERSION", "FORMULA", "Calibration", "LabelCalibration"]
 
 CALIBRATION_FILE = "calibration.json"
-FORMAT_VERSION = "1"
-FORMULA = "sigma_cal = sqrt((a*sigma)^2 + b^2)"
+FORMAT_VERSION = "2"
+READABLE_VERSIONS = ("1", "2")  # format 1 files (scale/floor entries only) read unchanged
+FORMULA = (
+    "sigma_cal = sqrt((a*sigma)^2 + b^2); or, with sigma_knots: log-log interpolation sigma -> sigma_cal "
+    "through (sigma_knots, sigma_cal_knots), proportional beyond the end knots; times g_scales[bin of G in "
+    "g_edges] where G is known"
+)
 
 
 @dataclass(frozen=True)
@@ -36,21 +49,79 @@ class LabelCalibration:
     z_sigma_val_raw: float | None = None
     z_sigma_val_cal: float | None = None
     unit: str = ""
+    # format 2: σ map through knots (both strictly increasing, same length ≥ 2) and G-bin factors
+    sigma_knots: tuple[float, ...] | None = None
+    sigma_cal_knots: tuple[float, ...] | None = None
+    g_edges: tuple[float, ...] | None = None  # K + 1 increasing G edges [mag]
+    g_scales: tuple[float, ...] | None = None  # K factors; G outside the edges takes the nearest bin's
 
-    def apply(self, sigma: np.ndarray) -> np.ndarray:
-        """Calibrated σ (N,) float64 from predicted σ (N,) (same physical units); NaN stays NaN."""
+    def __post_init__(self) -> None:
+        for name in ("sigma_knots", "sigma_cal_knots", "g_edges", "g_scales"):
+            v = getattr(self, name)
+            if v is not None:
+                object.__setattr__(self, name, tuple(float(x) for x in v))
+        if (self.sigma_knots is None) != (self.sigma_cal_knots is None):
+            raise ValueError("sigma_knots and sigma_cal_knots go together")
+        if self.sigma_knots is not None:
+            x, y = np.asarray(self.sigma_knots), np.asarray(self.sigma_cal_knots)
+            if (
+                x.size < 2
+                or x.size != y.size
+                or np.any(np.diff(x) <= 0)
+                or np.any(np.diff(y) <= 0)
+                or x[0] <= 0
+            ):
+                raise ValueError(
+                    f"sigma_knots {self.sigma_knots} / sigma_cal_knots {self.sigma_cal_knots}: expected two "
+                    "positive, strictly increasing sequences of one length >= 2"
+                )
+        if (self.g_edges is None) != (self.g_scales is None):
+            raise ValueError("g_edges and g_scales go together")
+        if self.g_edges is not None and (
+            len(self.g_edges) != len(self.g_scales) + 1 or np.any(np.diff(self.g_edges) <= 0)
+        ):
+            raise ValueError(f"g_edges {self.g_edges} must increase and have one more entry than g_scales")
+
+    def _g_factor(self, g: np.ndarray | None, n: int) -> np.ndarray:
+        if self.g_edges is None or g is None:
+            return np.ones(n)
+        g = np.broadcast_to(np.asarray(g, dtype=np.float64), (n,))
+        k = np.clip(np.searchsorted(self.g_edges, g, side="right") - 1, 0, len(self.g_scales) - 1)
+        return np.where(np.isfinite(g), np.asarray(self.g_scales)[k], 1.0)
+
+    def apply(self, sigma: np.ndarray, g: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated σ (N,) float64 from predicted σ (N,) (same physical units); NaN stays NaN.
+        g: (N,) G magnitudes for the G-bin factors (None or NaN: no factor)."""
         s = np.asarray(sigma, dtype=np.float64)
         if not self.applied:
             return s.copy()
-        return np.sqrt((self.a * s) ** 2 + self.b**2)
+        if self.sigma_knots is None:
+            out = np.sqrt((self.a * s) ** 2 + self.b**2)
+        else:
+            out = _knot_map(s, np.asarray(self.sigma_knots), np.asarray(self.sigma_cal_knots))
+        return out * self._g_factor(g, out.size).reshape(out.shape)
 
-    def raw(self, sigma_cal: np.ndarray) -> np.ndarray:
-        """The predicted σ (N,) that `apply` turned into sigma_cal (N,): the inverse of `apply`. A σ_cal
-        below the floor b (not produced by `apply`) gives 0; NaN stays NaN."""
+    def raw(self, sigma_cal: np.ndarray, g: np.ndarray | None = None) -> np.ndarray:
+        """The predicted σ (N,) that `apply` turned into sigma_cal (N,) (with the same g): the inverse of
+        `apply`. A σ_cal below the floor b (not produced by `apply`) gives 0; NaN stays NaN."""
         s = np.asarray(sigma_cal, dtype=np.float64)
         if not self.applied:
             return s.copy()
-        return np.sqrt(np.clip(s**2 - self.b**2, 0.0, None)) / self.a
+        s = s / self._g_factor(g, s.size).reshape(s.shape)
+        if self.sigma_knots is None:
+            return np.sqrt(np.clip(s**2 - self.b**2, 0.0, None)) / self.a
+        return _knot_map(s, np.asarray(self.sigma_cal_knots), np.asarray(self.sigma_knots))
+
+
+def _knot_map(s: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """s (N,) > 0 mapped through knots x → y (strictly increasing): linear in log-log between knots,
+    proportional (y/x of the end knot) beyond them. NaN and s ≤ 0 give NaN and s·y0/x0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ls = np.log(s)
+        out = np.exp(np.interp(ls, np.log(x), np.log(y)))
+        out = np.where(s < x[0], s * (y[0] / x[0]), out)
+        out = np.where(s > x[-1], s * (y[-1] / x[-1]), out)
+    return np.where(np.isnan(s), np.nan, out)
 
 
 @dataclass
@@ -60,20 +131,26 @@ class Calibration:
     labels: dict[str, LabelCalibration] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
 
-    def apply(self, name: str, sigma: np.ndarray) -> np.ndarray:
+    def apply(self, name: str, sigma: np.ndarray, g: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated σ (N,) of token `name`; g (N,) G magnitudes where known (entries with G-bin factors)."""
         lc = self.labels.get(name)
-        return np.asarray(sigma, dtype=np.float64).copy() if lc is None else lc.apply(sigma)
+        return np.asarray(sigma, dtype=np.float64).copy() if lc is None else lc.apply(sigma, g)
 
     def derived_sigma(
-        self, derived: str, log_token: str, linear: np.ndarray, sigma_log_raw: np.ndarray
+        self,
+        derived: str,
+        log_token: str,
+        linear: np.ndarray,
+        sigma_log_raw: np.ndarray,
+        g: np.ndarray | None = None,
     ) -> np.ndarray:
         """σ (N,) of a linear label derived as exp(log_token) (``age`` from ``ln_age``): its own
         linear-space calibration applied to linear · σ_raw when it has one, else linear · the
         calibrated σ of the log token."""
         lin = np.asarray(linear, dtype=np.float64)
         if derived in self.labels:
-            return self.labels[derived].apply(lin * np.asarray(sigma_log_raw, dtype=np.float64))
-        return lin * self.apply(log_token, sigma_log_raw)
+            return self.labels[derived].apply(lin * np.asarray(sigma_log_raw, dtype=np.float64), g)
+        return lin * self.apply(log_token, sigma_log_raw, g)
 
     @property
     def any_applied(self) -> bool:
@@ -89,10 +166,10 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
-        if str(d.get("format_version")) != FORMAT_VERSION:
+        if str(d.get("format_version")) not in READABLE_VERSIONS:
             raise ValueError(
-                f"calibration format_version {d.get('format_version')!r} is not supported; expected "
-                f"{FORMAT_VERSION!r}"
+                f"calibration format_version {d.get('format_version')!r} is not supported; expected one of "
+                f"{READABLE_VERSIONS}"
             )
         labels = {k: LabelCalibration(**v) for k, v in d.get("labels", {}).items()}
         return cls(labels=labels, provenance=dict(d.get("provenance", {})))
@@ -118,4 +195,13 @@ class Calibration:
 
 def _clean(d: dict[str, Any]) -> dict[str, Any]:
     """NaN → None so the JSON stays standard."""
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            v = None
+        if isinstance(v, tuple):
+            v = list(v)
+        if v is None and k in ("sigma_knots", "sigma_cal_knots", "g_edges", "g_scales"):
+            continue  # format-1 entries stay as they were
+        out[k] = v
+    return out
