@@ -270,6 +270,7 @@ class Predictor:
         *,
         inputs: Sequence[str] | None = None,
         batch_size: int | None = None,
+        g_mag: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """Predict the `request` tokens of N stars.
 
@@ -277,7 +278,9 @@ class Predictor:
         not trained to predict one of them. inputs: context tokens (default: :attr:`default_inputs`);
         those the model never read in training are left out. values: (N, T) physical units in vocabulary order (:attr:`names`), NaN = missing. errors: (N, T)
         or None; accepted for symmetry with the training data but unused: the model of Leung & Bovy
-        takes no input uncertainties (they enter only the training loss).
+        takes no input uncertainties (they enter only the training loss). g_mag: (N,) Gaia G [mag] where
+        known, for σ calibrations with a factor per G bin (`calibration.json` format 2; None or NaN: the
+        calibration's σ map alone).
         Returns `{name, name_error, [age, age_error], [ebv, ebv_error]}` of (N,) float64 arrays.
         """
         values = np.asarray(values, dtype=np.float32)
@@ -318,7 +321,7 @@ class Predictor:
         for j, name in enumerate(req):
             out[name] = mu[:, j]
             out[f"{name}_error"] = (
-                sg[:, j] if self.calibration is None else self.calibration.apply(name, sg[:, j])
+                sg[:, j] if self.calibration is None else self.calibration.apply(name, sg[:, j], g_mag)
             )
             if name in DERIVED:
                 lin = np.exp(mu[:, j])
@@ -326,7 +329,7 @@ class Predictor:
                 out[f"{DERIVED[name]}_error"] = (
                     lin * out[f"{name}_error"]
                     if self.calibration is None
-                    else self.calibration.derived_sigma(DERIVED[name], name, lin, sg[:, j])
+                    else self.calibration.derived_sigma(DERIVED[name], name, lin, sg[:, j], g_mag)
                 )
         return out
 
