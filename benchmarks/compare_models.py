@@ -136,7 +136,8 @@ def transformer_predictions(
         [(_, inputs)] = scenario_groups(
             "standard", pv, len(es), context_length=predictor.checkpoint.model_config.context_length
         )
-    out = predictor.predict(values, errors, request, inputs=inputs)
+    # G for calibrations with G-bin factors
+    out = predictor.predict(values, errors, request, inputs=inputs, g_mag=es.g_mag)
     names = metric_labels(request)  # adds "age" with "ln_age"
     return {name: (out[name], out[f"{name}_error"]) for name in names}
 
