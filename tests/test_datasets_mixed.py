@@ -411,3 +411,22 @@ def test_training_on_the_mixed_set_learns_mass_and_age_from_the_simulated_stars(
     real_only = read_training_set(dev_slice, split="train")
     alone = learned_tokens(real_only.values, VOCAB, list(cfg.requestable))
     assert not {"mass", "ln_age", "g_fakemag", "logebv"} & set(alone.outputs)
+
+
+def test_synthetic_drop_leaves_tokens_missing_in_synthetic_training_rows_only(survey_real, sky_set) -> None:
+    b = build_mixed(survey_real, sky_set, synthetic_drop=["m_h", "alpha_m"])
+    t = b.table
+    syn = _col(t, "data_source") == "synthetic"
+    train = _col(t, "split") == "train"
+    assert (_col(t, "m_h_error")[syn & train] == 0).all()  # the schema's "unknown" error
+    for name in ("m_h", "alpha_m"):
+        v = _col(t, name).astype(float)
+        assert np.isnan(v[syn & train]).all()
+        assert np.isfinite(v[syn & ~train]).any() and np.isfinite(v[~syn & train]).any()
+    np.testing.assert_array_equal(
+        _col(t, "teff")[syn & train], _col(build_mixed(survey_real, sky_set).table, "teff")[syn & train]
+    )
+    assert b.summary["weighting"]["synthetic_dropped_tokens"] == ["m_h", "alpha_m"]
+    assert b.summary["sources"]["synthetic"]["finite_train_rows"]["m_h"] == 0
+    with pytest.raises(ValueError, match=r"\['nope'\] are not tokens"):
+        build_mixed(survey_real, sky_set, synthetic_drop=["nope"])

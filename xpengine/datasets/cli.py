@@ -149,6 +149,7 @@ def _run_mixed(args: argparse.Namespace) -> int:
             args.synthetic,
             synthetic_weight=args.synthetic_weight,
             max_synthetic=args.max_synthetic,
+            synthetic_drop=args.synthetic_drop_tokens,
         )
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
@@ -306,6 +307,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="keep at most N synthetic stars over all splits (a deterministic uniform subsample by "
         "source_id, applied before the weight); default: all",
+    )
+    m.add_argument(
+        "--synthetic-drop-tokens",
+        nargs="+",
+        default=[],
+        metavar="TOKEN",
+        help="tokens left missing in the synthetic training rows (learned from the real stars alone, e.g. "
+        "m_h alpha_m); validation and test rows keep them",
     )
     m.add_argument("--output", required=True, help="output Parquet file (training schema)")
     m.add_argument("--overwrite", action="store_true", help="replace an existing output file")

@@ -44,6 +44,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -355,11 +356,15 @@ def build_mixed(
     *,
     synthetic_weight: float = 1.0,
     max_synthetic: int | None = None,
+    synthetic_drop: Sequence[str] = (),
 ) -> MixedBuild:
     """Mix a real and a synthetic training-schema file into one table (recipe in the module docstring).
 
     synthetic_weight: expected rows per synthetic training star (≥ 0; 1 = each star once, as a real
     star). max_synthetic: keep at most this many synthetic stars over all splits (None = all).
+    synthetic_drop: tokens made missing (value NaN, error 0 as the schema has it) in the synthetic TRAINING rows, so that the
+    model learns them from the real stars alone (e.g. [M/H] and [α/M], whose emulated XP signature differs
+    from the real one); validation and test rows keep them, so they are still scored on simulated stars.
     Rows: the real stars in input order, then the synthetic rows (input order, copies adjacent).
     """
     from xpengine.datasets.schema import training_table
@@ -376,6 +381,9 @@ def build_mixed(
     n_real = real.table.num_rows
 
     vocab = real.vocabulary
+    unknown = [t for t in synthetic_drop if t not in vocab.names]
+    if unknown:
+        raise ValueError(f"synthetic_drop: {unknown} are not tokens of vocabulary {vocab.name}")
     n = mixed.num_rows
     values, errors = _token_matrices(mixed, vocab)  # (N, T) each
     schema_cols = {"source_id", "split", "origin", *vocab.names, *vocab.error_names}
@@ -384,6 +392,10 @@ def build_mixed(
     source = np.asarray(mixed.column("data_source").to_numpy(zero_copy_only=False)).astype(str)
 
     is_syn = source == DATA_SOURCES[1]  # (N,)
+    for name in synthetic_drop:
+        j = vocab.names.index(name)
+        values[is_syn & (split == "train"), j] = np.nan
+        errors[is_syn & (split == "train"), j] = 0.0  # the schema's "unknown" error
     real_rows = split_counts(split[~is_syn])
     syn_rows = split_counts(split[is_syn])
     in_output = copies > 0  # (Ns,) synthetic stars with at least one row
@@ -438,6 +450,7 @@ def build_mixed(
             "validation and test stars are never replicated or dropped by the weight",
             "synthetic_weight": float(synthetic_weight),
             "max_synthetic": max_synthetic,
+            "synthetic_dropped_tokens": list(synthetic_drop),
             "cap_salt": CAP_SALT.decode("latin-1"),
             "weight_salt": WEIGHT_SALT.decode("latin-1"),
             "synthetic_share_of_train_rows": syn_rows["train"] / n_train if n_train else 0.0,
