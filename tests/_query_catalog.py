@@ -1,7 +1,7 @@
 """Small simulated catalogues for the query tests, written by the tests themselves.
 
 Positions are random on the sphere; hpx8 comes from `xpengine.catalog.sky.ang2pix_nested` (checked
-against real Gaia source_ids in test_query_sky.py) and l, b from astropy (independent of the
+against real Gaia source_ids in test_catalog_query_sky.py) and l, b from astropy (independent of the
 package's own rotation). Labels, errors, flags and missing values are random, so that every cut of
 every preset has stars on both sides.
 """
