@@ -86,6 +86,7 @@ from xpengine.io._sampled_units import (  # the constants are re-exported: they 
 from xpengine.io._sampled_units import (
     GRID_TOLERANCE_NM as GRID_TOLERANCE_NM,
 )
+from xpengine.io._xp_rows import ReadProblemTally, coefficient_counts, output_columns, rebatch
 from xpengine.io.errors import GaiaFileError
 from xpengine.io.schema import (
     BANDS,
@@ -197,8 +198,6 @@ def read_xp_sampled(
     storage_options: dict[str, Any] | None = None,
 ) -> pa.Table:
     """Read sampled XP spectra (a file or an in-memory table) into one Arrow table (`iter_xp_sampled`)."""
-    from xpengine.io.xp_continuous import _output_columns
-
     batches = list(
         iter_xp_sampled(
             source,
@@ -209,7 +208,7 @@ def read_xp_sampled(
             storage_options=storage_options,
         )
     )
-    schema = xp_schema(_output_columns(columns, with_correlations))
+    schema = xp_schema(output_columns(columns, with_correlations))
     table = pa.Table.from_batches(batches, schema=schema)
     if batches:
         return table.replace_schema_metadata(_merged_metadata(batches))
@@ -239,7 +238,6 @@ def iter_sampled_reader(
 ) -> Iterator[pa.RecordBatch]:
     """`iter_xp_sampled` on an opened format reader (`xpengine.io.formats`): the continuous reader
     hands over the files it recognises as sampled here without opening them twice."""
-    from xpengine.io.xp_continuous import ReadProblemTally, _output_columns, rebatch
     from xpengine.spectra.representation import default_representation
 
     url = reader.src.url
@@ -262,7 +260,7 @@ def iter_sampled_reader(
         batch_rows = DEFAULT_BATCH_ROWS if batch_rows is None else int(batch_rows)
         if batch_rows < 1:
             raise ValueError(f"batch_rows must be >= 1, got {batch_rows}")
-        out_cols = _output_columns(columns, with_correlations)
+        out_cols = output_columns(columns, with_correlations)
         schema = xp_schema(out_cols)
         rep = default_representation()
         grid = rep.sampling.wavelength_nm  # (n_wl,) nm
@@ -311,8 +309,6 @@ def iter_sampled_reader(
 
 
 def _tag(batch: pa.RecordBatch, meta_base: dict[bytes, bytes]) -> pa.RecordBatch:
-    from xpengine.io.xp_continuous import coefficient_counts
-
     meta = {**meta_base, META_N_COEFFICIENTS: json.dumps(coefficient_counts(batch)).encode()}
     return batch.replace_schema_metadata(meta)
 
