@@ -271,22 +271,23 @@ def test_bfloat16_only_where_the_hardware_has_it(monkeypatch, caplog):
     request falls back to float32 with a warning, and "auto" picks bf16 exactly where it is native."""
     import torch
 
+    from xpengine.inference import precision
     from xpengine.inference import predictor as pmod
 
     cpu = torch.device("cpu")
     with open("/proc/cpuinfo") as f:
         flags = f.read()
     has = " avx512_bf16" in flags or " amx_bf16" in flags
-    assert pmod.native_bf16(cpu) == has  # this machine's answer, from its own CPU flags
-    assert pmod.effective_dtype("float32", cpu) == "float32"
-    assert pmod.effective_dtype("auto", cpu) == ("bfloat16" if has else "float32")
-    monkeypatch.setattr(pmod, "native_bf16", lambda device: False)
+    assert precision.native_bf16(cpu) == has  # this machine's answer, from its own CPU flags
+    assert precision.effective_dtype("float32", cpu) == "float32"
+    assert precision.effective_dtype("auto", cpu) == ("bfloat16" if has else "float32")
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
     with caplog.at_level("WARNING"):
-        assert pmod.effective_dtype("bfloat16", cpu) == "float32"
+        assert precision.effective_dtype("bfloat16", cpu) == "float32"
     assert "no native bf16" in caplog.text
     p = pmod.Predictor.load("apogee-xp", device="cpu", dtype="bfloat16")
     assert p.autocast_dtype == torch.float32
-    monkeypatch.setattr(pmod, "native_bf16", lambda device: True)
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
     assert pmod.Predictor.load("apogee-xp", device="cpu", dtype="auto").autocast_dtype == torch.bfloat16
 
 

@@ -41,6 +41,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from xpengine.inference.precision import (  # re-exported: they lived here
+    bf16_native_for,
+    cpu_flags,
+    effective_dtype,
+    native_bf16,
+)
 from xpengine.model.checkpoint import (
     Checkpoint,
     LearnedTokens,
@@ -57,6 +63,8 @@ __all__ = [
     "Predictor",
     "available_models",
     "bf16_native_for",
+    "cpu_flags",
+    "effective_dtype",
     "native_bf16",
     "resolve_model_path",
 ]
@@ -70,55 +78,6 @@ _FALLBACK_REQUEST = ("teff", "logg", "m_h", "mass", "ln_age")
 
 DERIVED: dict[str, str] = {"ln_age": "age", "logebv": "ebv"}
 """Log-space tokens and the linear quantity reported next to them: exp(μ), σ = exp(μ)·σ_log."""
-
-
-def bf16_native_for(
-    device_type: str, *, cpu_flags: str | Sequence[str] = (), cuda_capability: tuple[int, int] | None = None
-) -> bool:
-    """Whether a device does bfloat16 arithmetic in hardware, from what it reports (pure: no probing):
-    a CUDA device of compute capability ≥ 8.0 (Ampere and later); a CPU whose flags (the `flags` line
-    of /proc/cpuinfo, a string or a list) include `avx512_bf16` or `amx_bf16`. Anything else: False."""
-    if device_type == "cuda":
-        return cuda_capability is not None and tuple(cuda_capability) >= (8, 0)
-    if device_type == "cpu":
-        names = set(cpu_flags.split()) if isinstance(cpu_flags, str) else set(cpu_flags)
-        return bool(names & {"avx512_bf16", "amx_bf16"})
-    return False
-
-
-def cpu_flags() -> str:
-    """The CPU's feature flags (the first `flags` line of /proc/cpuinfo; empty where there is none)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return line.partition(":")[2]
-    except OSError:
-        pass
-    return ""
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether `device` does bfloat16 arithmetic in hardware: CUDA compute capability ≥ 8.0 (Ampere
-    and later), or a CPU with AVX512-BF16 or AMX-BF16 (`bf16_native_for`). Elsewhere bf16 autocast is
-    emulated, slower than float32 and no more accurate."""
-    if device.type == "cuda":
-        return bf16_native_for("cuda", cuda_capability=torch.cuda.get_device_capability(device))
-    if device.type == "cpu":
-        return torch.cpu._is_avx512_bf16_supported() or bf16_native_for("cpu", cpu_flags=cpu_flags())
-    return False
-
-
-def effective_dtype(requested: str, device: torch.device) -> str:
-    """The arithmetic the predictor uses: "bfloat16" only where `native_bf16` (a request for it
-    elsewhere falls back to float32 with a warning); "auto" is bfloat16 where native, else float32."""
-    if requested == "float32":
-        return "float32"
-    if native_bf16(device):
-        return "bfloat16"
-    if requested == "bfloat16":
-        logger.warning("bfloat16 requested on %s, which has no native bf16 arithmetic: using float32", device)
-    return "float32"
 
 
 class Predictor:
@@ -374,38 +333,19 @@ class Predictor:
         Returns a pandas DataFrame: source_id, each label and `<label>_error`, distance_pc(_error),
         n_input_tokens, flags and flag_names.
         """
-        import pyarrow as pa
-
         from xpengine.features.flags import describe_flags
         from xpengine.inference.catalogue import CatalogPredictor, catalogue_batch
-        from xpengine.io.xp_sampled import read_xp_sampled, sampled_layout
+        from xpengine.inference.input_tables import xp_input_table
         from xpengine.spectra.representation import token_representation
 
-        layout = sampled_layout(_column_names(xp))
-        if layout is None:
-            table = _as_arrow(xp)
-        else:
-            table = read_xp_sampled(xp, sampling=sampling, source_id=source_id)
-            if layout == "array":  # one row per source: its other columns (G, parallax, ...) go along
-                given = _as_arrow(xp)
-                for name in given.column_names:
-                    if name not in table.column_names and name not in ("flux", "flux_error"):
-                        table = table.append_column(name, given.column(name))
-        n = table.num_rows
-        extra = {
+        overrides = {
             "phot_g_mean_mag": g_mag,
             "parallax": parallax,
             "parallax_error": parallax_error,
             "ruwe": ruwe,
             **(dict(tmass) if tmass else {}),
         }
-        for name, value in extra.items():
-            if value is None:
-                continue
-            arr = np.broadcast_to(np.asarray(value, dtype=np.float64), (n,))
-            if name in table.column_names:
-                table = table.drop_columns([name])
-            table = table.append_column(name, pa.array(arr))
+        table = xp_input_table(xp, overrides, sampling=sampling, source_id=source_id)
         batch = catalogue_batch(
             table,
             self.vocabulary,
@@ -480,52 +420,3 @@ class Predictor:
         if "source_id" in batch:
             out = {"source_id": np.asarray(batch["source_id"]), **out}
         return out
-
-
-def _column_names(obj: Any) -> list[str]:
-    """Column names of an astropy/pandas/pyarrow table or a dict of arrays."""
-    for attr in ("colnames", "column_names"):
-        if hasattr(obj, attr):
-            return [str(c) for c in getattr(obj, attr)]
-    if hasattr(obj, "columns") and hasattr(obj, "iloc"):
-        return [str(c) for c in obj.columns]
-    if isinstance(obj, Mapping):
-        return [str(k) for k in obj]
-    return []
-
-
-def _as_arrow(obj: Any):
-    """A pyarrow Table from an astropy Table, pandas DataFrame, pyarrow Table or dict of arrays; 2-d
-    columns (coefficient arrays) become list columns, masked values NaN."""
-    import pyarrow as pa
-
-    if isinstance(obj, pa.Table):
-        return obj
-    if hasattr(obj, "to_pandas") and hasattr(obj, "colnames"):  # astropy Table
-        names = list(obj.colnames)
-        get = obj.__getitem__
-    elif hasattr(obj, "columns") and hasattr(obj, "iloc"):  # pandas DataFrame
-        names = list(obj.columns)
-        get = obj.__getitem__
-    elif isinstance(obj, Mapping):
-        names = list(obj)
-        get = obj.__getitem__
-    else:
-        raise TypeError(
-            f"expected an astropy/pandas/pyarrow table or a dict of arrays, got {type(obj).__name__}"
-        )
-    cols = {}
-    for name in names:
-        col = get(name)
-        if hasattr(col, "filled") and np.ma.isMaskedArray(col) and np.asarray(col).dtype.kind == "f":
-            col = col.filled(np.nan)
-        values = col.to_numpy() if hasattr(col, "to_numpy") else np.asarray(col)
-        first = next((v for v in values if v is not None), None) if values.dtype == object else None
-        if values.ndim == 2 or (values.dtype == object and first is not None and not isinstance(first, str)):
-            # array cells (flattened: correlation matrices are stored flat, as in the archive)
-            cols[name] = pa.array(
-                [None if v is None else np.asarray(v, dtype=np.float64).ravel() for v in values]
-            )
-        else:
-            cols[name] = pa.array(values)
-    return pa.table(cols)
