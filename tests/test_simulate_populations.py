@@ -8,8 +8,10 @@ import pytest
 pytest.importorskip("h5py")
 pytest.importorskip("lachesis_grids")
 
+from xpengine.simulate import galaxy, physics
 from xpengine.simulate import isochrones as iso
 from xpengine.simulate import populations as pp
+from xpengine.simulate import stars as star_labels
 from xpengine.simulate.physics import dust_ebv
 
 SMALL = pp.SkyPopulationConfig(batch_size=8192, pilot_batches=2)
@@ -25,44 +27,44 @@ def test_label_distributions_match_their_definition() -> None:
     rng = np.random.default_rng(5)
     n = 40_000
     for name, code in pp.POPULATIONS.items():
-        _, feh, _ = pp.sample_labels(np.full(n, code), rng)
+        _, feh, _ = star_labels.sample_labels(np.full(n, code), rng)
         assert feh.min() >= -2.5 and feh.max() <= 0.5
         for cut in (-1.0, -0.5, 0.0):
-            p = pp.expected_fraction_below(name, cut)
+            p = star_labels.expected_fraction_below(name, cut)
             assert abs((feh < cut).mean() - p) < 4 * np.sqrt(p * (1 - p) / n) + 1e-4, (name, cut)
-    assert pp.expected_fraction_below("halo", -1.0) > 0.8
-    assert 0.03 < pp.expected_fraction_below("thick", -1.0) < 0.08
-    assert pp.expected_fraction_below("thin", -1.0) < 0.002
+    assert star_labels.expected_fraction_below("halo", -1.0) > 0.8
+    assert 0.03 < star_labels.expected_fraction_below("thick", -1.0) < 0.08
+    assert star_labels.expected_fraction_below("thin", -1.0) < 0.002
 
 
 def test_alpha_sequences_and_ages() -> None:
     rng = np.random.default_rng(6)
     n = 20_000
-    thin = pp.sample_labels(np.full(n, pp.POPULATIONS["thin"]), rng)
-    thick = pp.sample_labels(np.full(n, pp.POPULATIONS["thick"]), rng)
-    halo = pp.sample_labels(np.full(n, pp.POPULATIONS["halo"]), rng)
+    thin = star_labels.sample_labels(np.full(n, pp.POPULATIONS["thin"]), rng)
+    thick = star_labels.sample_labels(np.full(n, pp.POPULATIONS["thick"]), rng)
+    halo = star_labels.sample_labels(np.full(n, pp.POPULATIONS["halo"]), rng)
     both = (thin[1] > -0.7) & (thin[1] < -0.3), (thick[1] > -0.7) & (thick[1] < -0.3)
     assert thick[2][both[1]].mean() - thin[2][both[0]].mean() > 0.12  # two α sequences at the same [Fe/H]
     assert abs(halo[2].mean() - 0.30) < 0.01
     assert 0.0 < thin[0].min() and thin[0].max() <= 10.0 and abs(thin[0].mean() - 5.0) < 0.1
     assert thick[0].min() >= 8.0 and halo[0].min() >= 10.0 and halo[0].max() <= 13.5
     with pytest.raises(ValueError, match="population codes"):
-        pp.sample_labels(np.array([0, 7]), rng)
+        star_labels.sample_labels(np.array([0, 7]), rng)
 
 
 def test_kroupa_imf() -> None:
     m = np.array([0.0799999, 0.08, 0.4999999, 0.5, 1.0, 2.0])
-    f = pp.kroupa_imf(m)
+    f = star_labels.kroupa_imf(m)
     assert f[0] == pytest.approx(f[1], rel=1e-5) and f[2] == pytest.approx(f[3], rel=1e-5)
     assert f[4] / f[5] == pytest.approx(2.0**2.3)
-    assert pp.kroupa_imf(0.1) / pp.kroupa_imf(0.2) == pytest.approx(2.0**1.3)
+    assert star_labels.kroupa_imf(0.1) / star_labels.kroupa_imf(0.2) == pytest.approx(2.0**1.3)
 
 
 def test_density_normalisation() -> None:
     """At the Galactic-plane point below the Sun: thin 1, thick 0.12, halo 0.005 (local-thin units); the
     bulge holds 1.5e10 M☉ / 0.04 M☉ pc⁻³ = 375 kpc³ of local-thin-disk density."""
-    d = np.array([pp.Z_SUN_KPC])  # straight down from the Sun to z = 0
-    down = {name: pp.density(np.array([code]), d, np.array([0.0]), np.array([-90.0]))[0] for name, code in pp.POPULATIONS.items()}  # fmt: skip
+    d = np.array([physics.Z_SUN_KPC])  # straight down from the Sun to z = 0
+    down = {name: galaxy.density(np.array([code]), d, np.array([0.0]), np.array([-90.0]))[0] for name, code in pp.POPULATIONS.items()}  # fmt: skip
     assert down["thin"] == pytest.approx(1.0)
     assert down["thick"] == pytest.approx(0.12)
     assert down["halo"] == pytest.approx(0.005)
@@ -70,9 +72,9 @@ def test_density_normalisation() -> None:
     x = np.arange(-6.0, 6.0, h) + h / 2
     yz = np.arange(-3.0, 3.0, h) + h / 2
     X, Y = np.meshgrid(x, yz, indexing="ij")
-    vol = sum(pp._bulge_shape(X, Y, np.full_like(X, z)).sum() for z in yz) * h**3
-    assert vol == pytest.approx(pp.BULGE_SHAPE_VOLUME_KPC3, rel=0.01)
-    assert pp.BULGE_NORM * pp.BULGE_SHAPE_VOLUME_KPC3 == pytest.approx(375.0)
+    vol = sum(galaxy._bulge_shape(X, Y, np.full_like(X, z)).sum() for z in yz) * h**3
+    assert vol == pytest.approx(galaxy.BULGE_SHAPE_VOLUME_KPC3, rel=0.01)
+    assert galaxy.BULGE_NORM * galaxy.BULGE_SHAPE_VOLUME_KPC3 == pytest.approx(375.0)
 
 
 def test_visible_region_contains_every_visible_star() -> None:
@@ -88,7 +90,7 @@ def test_visible_region_contains_every_visible_star() -> None:
     abs_g = rng.uniform(-2.0, 8.0, n)
     a6 = iso.extinction(teff, logg, m_h, 6.0)["a_g"] / 6.0 * 3.1
     pop = rng.integers(0, 4, n)
-    vv = pp.visible_volume(pop, abs_g, l_deg, b_deg, g_limit=17.65, a_g_per_ebv=a6)
+    vv = galaxy.visible_volume(pop, abs_g, l_deg, b_deg, g_limit=17.65, a_g_per_ebv=a6)
     k = vv.cdf.shape[1]
     n_visible, d_max = vv.n_visible, vv.d_max_kpc
     cut = n_visible < k  # stars whose visible range ends before d_max
@@ -147,7 +149,7 @@ def test_sky_has_metal_poor_old_giants(sky: dict[str, np.ndarray]) -> None:
     assert sky["fe_h"].min() < -2.0
     # the halo's stars are metal-poor in the sky as in its definition
     halo = sky["population_name"] == "halo"
-    assert abs((sky["fe_h"][halo] < -1.0).mean() - pp.expected_fraction_below("halo", -1.0)) < 0.12
+    assert abs((sky["fe_h"][halo] < -1.0).mean() - star_labels.expected_fraction_below("halo", -1.0)) < 0.12
 
 
 def test_draws_are_reproducible() -> None:
@@ -188,11 +190,16 @@ def test_isochrone_sampling_follows_the_imf() -> None:
     n = 40_000
     log_age, m_h = np.full(n, 9.7), np.full(n, 0.0)
     plan = pp._base_plan(pp.SkyPopulationConfig(), adaptive_directions=False)
-    stars, w, _ = pp._stellar_proposals(rng, np.zeros(n, dtype=np.int64), log_age, m_h, plan.p_cell, 0.1)
+    stars, w, _ = star_labels._stellar_proposals(
+        rng, np.zeros(n, dtype=np.int64), log_age, m_h, plan.p_cell, 0.1
+    )
     edges = iso.initial_mass_at_eep(np.array([iso.EEP_TAMS, iso.EEP_TIP, iso.EEP_TPAGB_END], float), 9.7, 0.0)
     m = np.concatenate([np.geomspace(0.1, edges[0], 200_001), np.linspace(edges[0], edges[-1], 200_001)[1:]])
     cum = np.concatenate(
-        [[0.0], np.cumsum(0.5 * (pp.kroupa_imf(m[1:]) + pp.kroupa_imf(m[:-1])) * np.diff(m))]
+        [
+            [0.0],
+            np.cumsum(0.5 * (star_labels.kroupa_imf(m[1:]) + star_labels.kroupa_imf(m[:-1])) * np.diff(m)),
+        ]
     )
     imf_mass = np.interp([edges[0], edges[1], edges[2]], m, cum)
     expect_evolved = (imf_mass[2] - imf_mass[0]) / imf_mass[2]

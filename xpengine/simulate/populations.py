@@ -73,73 +73,20 @@ import numpy as np
 import pyarrow as pa
 
 from xpengine.simulate import isochrones as iso
-from xpengine.simulate.galaxy import (
-    BULGE_ANGLE_DEG,  # noqa: F401 (re-exported: it lived here)
-    BULGE_CUT_WIDTH,  # noqa: F401 (re-exported: it lived here)
-    BULGE_MASS_MSUN,  # noqa: F401 (re-exported: it lived here)
-    BULGE_NORM,  # noqa: F401 (re-exported: it lived here)
-    BULGE_R_CUT,  # noqa: F401 (re-exported: it lived here)
-    BULGE_SCALE,  # noqa: F401 (re-exported: it lived here)
-    BULGE_SHAPE_VOLUME_KPC3,  # noqa: F401 (re-exported: it lived here)
-    HALO_CORE,  # noqa: F401 (re-exported: it lived here)
-    HALO_N,  # noqa: F401 (re-exported: it lived here)
-    HALO_NORM,  # noqa: F401 (re-exported: it lived here)
-    HALO_Q,  # noqa: F401 (re-exported: it lived here)
-    POPULATIONS,
-    THICK_H_R,  # noqa: F401 (re-exported: it lived here)
-    THICK_H_Z,  # noqa: F401 (re-exported: it lived here)
-    THICK_NORM,  # noqa: F401 (re-exported: it lived here)
-    THIN_H_R,  # noqa: F401 (re-exported: it lived here)
-    THIN_H_Z,  # noqa: F401 (re-exported: it lived here)
-    THIN_LOCAL_MSUN_PC3,  # noqa: F401 (re-exported: it lived here)
-    VisibleVolume,
-    _bulge_shape,  # noqa: F401 (re-exported: it lived here)
-    _draw_distance,
-    density,
-    visible_volume,
-)
-from xpengine.simulate.physics import (
-    R0_KPC,  # noqa: F401 (re-exported: it lived here)
-    Z_SUN_KPC,  # noqa: F401 (re-exported: it lived here)
-    dust_ebv,
-)
-from xpengine.simulate.stars import (
-    _N_U,
-    ALPHA_SCATTER,  # noqa: F401 (re-exported: it lived here)
-    BULGE_AGE,  # noqa: F401 (re-exported: it lived here)
-    BULGE_FEH,  # noqa: F401 (re-exported: it lived here)
-    FEH_RANGE,  # noqa: F401 (re-exported: it lived here)
-    HALO_AGE,  # noqa: F401 (re-exported: it lived here)
-    HALO_ALPHA,  # noqa: F401 (re-exported: it lived here)
-    HALO_FEH,  # noqa: F401 (re-exported: it lived here)
-    THICK_AGE,  # noqa: F401 (re-exported: it lived here)
-    THICK_FEH,  # noqa: F401 (re-exported: it lived here)
-    THIN_AGE,  # noqa: F401 (re-exported: it lived here)
-    THIN_FEH,  # noqa: F401 (re-exported: it lived here)
-    _stellar_proposals,
-    alpha_high,  # noqa: F401 (re-exported: it lived here)
-    alpha_low,  # noqa: F401 (re-exported: it lived here)
-    expected_fraction_below,
-    kroupa_imf,
-    sample_labels,
-)
+from xpengine.simulate.galaxy import POPULATIONS, _draw_distance, visible_volume
+from xpengine.simulate.physics import dust_ebv
+from xpengine.simulate.stars import _N_U, _stellar_proposals, sample_labels
 
 __all__ = [
     "COLUMNS",
     "EVOLUTIONARY_STATES",
-    "POPULATIONS",
+    "POPULATIONS",  # re-exported from galaxy: the simulator's truth columns read it here
     "Directions",
     "Observe",
     "SkyPopulationConfig",
-    "VisibleVolume",
-    "density",
     "draw_sky",
     "draw_sky_arrays",
-    "expected_fraction_below",
-    "kroupa_imf",
-    "sample_labels",
     "visible_density",
-    "visible_volume",
 ]
 
 logger = logging.getLogger(__name__)
