@@ -20,7 +20,10 @@ measured, per catalogue (model):
   beside that of the true labels of the same stars.
 - The `red-clump` query preset (`xpengine query --preset red-clump`, Bovy et al. 2014 cuts on the
   predicted labels): purity = the fraction of selected stars whose truth is the red clump or secondary
-  clump; completeness = the fraction of true clump giants in the catalogue that it selects.
+  clump; completeness = the fraction of true clump giants in the catalogue that it selects. With `--tmass`
+  (the sky's 2MASS table, as given to the job) also with the preset's colour–metallicity cuts, as Bovy et
+  al. used them: (J − Ks)0 from the 2MASS table and the catalogue's E(B−V)
+  (`xpengine.catalog.colours.dereddened_jk`), joined as the view `colours` (`jk0_view=colours`).
 
 Rows without a finite prediction (flagged) are left out of each statistic and counted.
 """
@@ -89,8 +92,22 @@ def _label_stats(pred: np.ndarray, err: np.ndarray, true: np.ndarray) -> dict[st
     }
 
 
+def _red_clump(path: str, truth: pd.DataFrame, df: pd.DataFrame, **query: Any) -> dict[str, Any]:
+    """Purity and completeness of the red-clump preset on one catalogue (query: extra query_catalog args)."""
+    rc = query_catalog(path, preset="red-clump", **query).to_pandas()
+    rc = rc.merge(truth[["source_id", "evolutionary_state"]], on="source_id", how="inner")
+    true_rc = (df.evolutionary_state == CLUMP) & np.isfinite(df.logg)
+    return {
+        "n_selected": len(rc),
+        "purity": float(np.mean(rc.evolutionary_state == CLUMP)) if len(rc) else None,
+        "completeness": float(np.isin(df.source_id[true_rc], rc.source_id).mean()) if true_rc.any() else None,
+        "n_true_clump": int(true_rc.sum()),
+        "selected_by_truth_state": rc.evolutionary_state.value_counts().to_dict(),
+    }
+
+
 def check_catalogue(
-    cat: pd.DataFrame, truth: pd.DataFrame, path: str, g_bins: Sequence[float]
+    cat: pd.DataFrame, truth: pd.DataFrame, path: str, g_bins: Sequence[float], tmass: str | None = None
 ) -> dict[str, Any]:
     df = cat.merge(truth, on="source_id", how="inner", suffixes=("", "_true"))
     giants = (df.logg_true < 3.5) & (df.teff_true > 3500) & (df.teff_true < 5500)
@@ -152,18 +169,18 @@ def check_catalogue(
             "truth": _spearman(df.age_gyr.to_numpy()[ok], df.m_h_true.to_numpy()[ok]),
         }
     if {"teff", "logg", "m_h"} <= set(df):
-        rc = query_catalog(path, preset="red-clump").to_pandas()
-        rc = rc.merge(truth[["source_id", "evolutionary_state"]], on="source_id", how="inner")
-        true_rc = (df.evolutionary_state == CLUMP) & np.isfinite(df.logg)
-        out["red_clump"] = {
-            "n_selected": len(rc),
-            "purity": float(np.mean(rc.evolutionary_state == CLUMP)) if len(rc) else None,
-            "completeness": float(np.isin(df.source_id[true_rc], rc.source_id).mean())
-            if true_rc.any()
-            else None,
-            "n_true_clump": int(true_rc.sum()),
-            "selected_by_truth_state": rc.evolutionary_state.value_counts().to_dict(),
-        }
+        out["red_clump"] = _red_clump(path, truth, df)
+        if tmass is not None:
+            import tempfile
+
+            from xpengine.catalog.colours import write_dereddened_jk
+
+            with tempfile.TemporaryDirectory() as tmp:
+                jk0 = str(Path(tmp) / "jk0.parquet")
+                write_dereddened_jk(path, tmass, jk0)
+                out["red_clump_2mass"] = _red_clump(
+                    path, truth, df, params={"jk0_view": "colours"}, joins={"colours": jk0}
+                )
     return out
 
 
@@ -237,17 +254,23 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         "",
         "## Age–[M/H] relation (giants) and the red-clump preset",
         "",
-        "| model | Spearman predicted | Spearman truth | n | red-clump purity | completeness | selected |",
-        "|---|---|---|---|---|---|---|",
+        "| model | Spearman predicted | Spearman truth | n | red-clump purity | completeness | selected "
+        "| with 2MASS (J−Ks)0 cuts: purity | completeness | selected |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, c in cats.items():
         s = c.get("age_metallicity_spearman") or {}
-        rc = c.get("red_clump") or {}
-        pur = rc.get("purity")
-        com = rc.get("completeness")
+        cells = []
+        for key in ("red_clump", "red_clump_2mass"):
+            rc = c.get(key) or {}
+            pur, com = rc.get("purity"), rc.get("completeness")
+            cells.append(
+                f"{'–' if pur is None else f'{pur:.3f}'} | {'–' if com is None else f'{com:.3f}'} | "
+                f"{rc.get('n_selected', '–')}"
+            )
         lines.append(
             f"| {name} | {s.get('predicted', float('nan')):.3f} | {s.get('truth', float('nan')):.3f} | {s.get('n', '–')} | "
-            f"{'–' if pur is None else f'{pur:.3f}'} | {'–' if com is None else f'{com:.3f}'} | {rc.get('n_selected', '–')} |"
+            f"{cells[0]} | {cells[1]} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -261,6 +284,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--catalogue", action="append", required=True, help="NAME=DIR, a catalogue the job wrote; repeat"
     )
     ap.add_argument("--g-bins", nargs="+", type=float, default=[6.0, 13.0, 15.0, 17.65])
+    ap.add_argument(
+        "--tmass", help="the sky's 2MASS table: also score the red-clump preset with (J−Ks)0 cuts"
+    )
     ap.add_argument("--json", required=True)
     ap.add_argument("--markdown")
     args = ap.parse_args(argv)
@@ -271,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         name, _, path = item.partition("=")
         if not path:
             ap.error(f"--catalogue {item!r}: expected NAME=DIR")
-        cats[name] = check_catalogue(read_catalogue(path), truth, path, args.g_bins)
+        cats[name] = check_catalogue(read_catalogue(path), truth, path, args.g_bins, args.tmass)
     result = {
         "command": " ".join(
             shlex.quote(a) for a in ["python", "benchmarks/sim_sky_checks.py", *(argv or sys.argv[1:])]
