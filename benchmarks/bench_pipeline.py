@@ -91,11 +91,11 @@ for p in io.discover_partitions(inp):
     gaia = io.read_gaia_source(p.gaia_url)
     parts = []
     for chunk in io.iter_xp_continuous(p.xp_url, batch_rows=16384):
-        b = catalogue_batch(io.join_sources(chunk, gaia), stage.predictor.vocabulary, p.name, representation=rep)
+        b = catalogue_batch(io.join_sources(chunk, gaia), stage.predictor.vocabulary, representation=rep)
         tm = time.perf_counter()
         cols = stage(b)
         t_model += time.perf_counter() - tm
-        parts.append(pa.table({k: v for k, v in cols.items() if k not in ("partition", "read_error")}))
+        parts.append(pa.table(cols))
         n += len(b["source_id"])
     pq.write_table(pa.concat_tables(parts), os.path.join(out, p.name + ".parquet"))
 t_end = time.perf_counter()

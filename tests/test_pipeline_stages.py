@@ -11,26 +11,22 @@ import pytest
 from xpengine.catalog.schema import catalog_schema, catalog_units, tokens_to_labels
 from xpengine.features.flags import FEATURE_FLAGS, SourceFlag
 from xpengine.features.vocabulary import PAPER_VOCABULARY
+from xpengine.pipeline.bookkeeping import PARTITION_KEY, Ledger, PartitionBook
 from xpengine.pipeline.config import InferenceConfig, load_inference_config
-from xpengine.pipeline.stages import (
-    ERROR_MARKER_ROWS,
-    CatalogPredictor,
-    PartitionTask,
-    featurize_partition,
-)
+from xpengine.pipeline.stages import CatalogPredictor, PartitionTask, featurize_partition
 from xpengine.pipeline.writer import CatalogWriter, PartitionRecord
 
 PART = "000000-003111"
 
 
-def _task_batch(task: PartitionTask) -> dict[str, np.ndarray]:
-    return {k: np.array([v]) for k, v in task.to_row().items()}
+def _task_batch(task: PartitionTask, index: int = 0) -> dict[str, np.ndarray]:
+    return {k: np.array([v]) for k, v in {**task.to_row(), "index": index}.items()}
 
 
-def _featurize(task: PartitionTask, chunk_rows: int = 400, **kw):
+def _featurize(task: PartitionTask, chunk_rows: int = 400, index: int = 0, **kw):
     return list(
         featurize_partition(
-            _task_batch(task), vocabulary_json=PAPER_VOCABULARY.to_json(), chunk_rows=chunk_rows, **kw
+            _task_batch(task, index), vocabulary_json=PAPER_VOCABULARY.to_json(), chunk_rows=chunk_rows, **kw
         )
     )
 
@@ -44,20 +40,40 @@ def _sky_task(sky_dir: str) -> PartitionTask:
     )
 
 
-def test_featurize_yields_every_row_once_and_marks_the_total(sky_dir):
+BOOKKEEPING = {
+    "partition",
+    "partition_rows",
+    "read_error",
+    "stage_read_s",
+    "stage_predict_s",
+    "stage_model_s",
+}
+
+
+def test_featurize_yields_every_row_once_and_reports_the_total(sky_dir):
     from xpengine import io
 
     task = _sky_task(sky_dir)
     expected = io.read_xp_continuous(task.xp, columns=["source_id"]).column("source_id").to_numpy()
+    ledger = Ledger()
     chunks = _featurize(
-        task, tmass=os.path.join(sky_dir, "tmass.parquet"), ebv=os.path.join(sky_dir, "ebv.parquet")
+        task,
+        index=3,
+        ledger=ledger,
+        tmass=os.path.join(sky_dir, "tmass.parquet"),
+        ebv=os.path.join(sky_dir, "ebv.parquet"),
     )
     assert len(chunks) > 1  # chunked: memory does not grow with the partition
     sid = np.concatenate([c["source_id"] for c in chunks])
     assert sorted(sid.tolist()) == sorted(expected.tolist())
-    totals = np.concatenate([c["partition_rows"] for c in chunks])
-    assert (totals[: -len(chunks[-1]["source_id"])] == -1).all()
-    assert (chunks[-1]["partition_rows"] == len(expected)).all()
+    # the rows carry their partition's index in the plan, nothing else of the bookkeeping
+    for c in chunks:
+        assert c[PARTITION_KEY].dtype == np.int32 and (c[PARTITION_KEY] == 3).all()
+        assert not BOOKKEEPING & set(c)
+    # the total goes to the ledger, once
+    (event,) = ledger.take()
+    assert (event["event"], event["index"], event["rows"]) == ("read", 3, len(expected))
+    assert event["read_s"] > 0
     v = np.concatenate([c["values"] for c in chunks])
     assert v.shape == (len(expected), len(PAPER_VOCABULARY))
     # gaia_source joined: positions and G present; 2MASS and E(B-V) joined for most sources
@@ -67,16 +83,65 @@ def test_featurize_yields_every_row_once_and_marks_the_total(sky_dir):
     assert np.isfinite(v[:, PAPER_VOCABULARY.index("logebv")]).mean() > 0.8
 
 
-def test_corrupt_partition_becomes_one_marker_row(tmp_path, sky_dir):
+def test_corrupt_partition_is_a_ledger_event_not_a_row(tmp_path, sky_dir):
     src = _sky_task(sky_dir).xp
     bad = tmp_path / f"XpContinuousMeanSpectrum_{PART}.csv.gz"
     data = open(src, "rb").read()
     bad.write_bytes(data[: len(data) // 2])  # truncated gzip
-    chunks = _featurize(PartitionTask(name=PART, xp=str(bad)))
-    last = chunks[-1]
-    assert last["partition_rows"].tolist() == [ERROR_MARKER_ROWS]
-    assert last["source_id"].tolist() == [-1]
-    assert str(bad) in str(last["read_error"][0]) or "gzip" in str(last["read_error"][0]).lower()
+    ledger = Ledger()
+    chunks = _featurize(PartitionTask(name=PART, xp=str(bad)), index=1, ledger=ledger)
+    # rows read before the damage may have gone out; none is a marker
+    assert all((c["source_id"] > 0).all() for c in chunks)
+    (event,) = ledger.take()
+    assert (event["event"], event["index"]) == ("failed", 1)
+    assert str(bad) in event["error"] or "gzip" in event["error"].lower()
+    # without a ledger (a direct call) the error is raised
+    with pytest.raises(Exception, match=r"gzip|EOF|Compressed|truncat|end of"):
+        _featurize(PartitionTask(name=PART, xp=str(bad)))
+
+
+def test_partition_book_joins_rows_and_events():
+    book = PartitionBook(3, clock=iter(range(100)).__next__)
+    rows = {"source_id": np.arange(5, dtype=np.int64)}
+    # a batch with the end of partition 0 and the start of partition 1 (GPU actors' re-batching)
+    book.add_rows(np.array([0, 0, 1, 1, 1], dtype=np.int32), rows)
+    assert list(book.complete()) == []  # no totals yet
+    book.apply([{"event": "read", "index": 0, "rows": 2, "read_s": 0.5}])
+    ((index, parts, _),) = list(book.complete())
+    assert index == 0 and parts[0]["source_id"].tolist() == [0, 1]
+    book.apply([{"event": "failed", "index": 2, "error": "boom", "read_s": 0.1}])
+    assert list(book.failed()) == [(2, "boom", 0)]
+    book.add_rows(np.array([2], dtype=np.int32), {"source_id": np.array([9])})  # after failing: dropped
+    book.apply([{"event": "predicted", "rows": 5, "predict_s": 2.0, "model_s": 1.5, "batch_size": 128}])
+    assert book.stage_s == {"read": 0.6, "predict": 2.0, "model": 1.5} and book.batch_sizes == {128}
+    assert [(i, r) for i, r, _ in book.unsettled()] == [(1, "incomplete: received 3 rows, expected unknown")]
+    assert book.buffered == 3 and book.peak_buffered == 5
+
+
+def test_model_sees_no_bookkeeping_columns(tiny_sky_model, sky_dir, monkeypatch):
+    """The job's predictor stage sets the partition key aside: the model-serving class gets the
+    catalogue's inputs only, and the key comes back on the results."""
+    from xpengine.inference import catalogue
+
+    seen = []
+    serve = catalogue.CatalogPredictor.__call__
+
+    def spy(self, batch):
+        seen.append(set(batch))
+        return serve(self, batch)
+
+    monkeypatch.setattr(catalogue.CatalogPredictor, "__call__", spy)
+    batch = _featurize(_sky_task(sky_dir), chunk_rows=300, index=5)[0]
+    ledger = Ledger()
+    pred = CatalogPredictor(tiny_sky_model, ["teff", "logg"], device="cpu", ledger=ledger)
+    out = pred(batch)
+    assert seen and PARTITION_KEY not in seen[0] and not BOOKKEEPING & seen[0]
+    assert (out[PARTITION_KEY] == 5).all() and not BOOKKEEPING & set(out)
+    started, predicted = ledger.take()
+    assert started["event"] == "actor_started" and {"torch_import_s", "model_load_s", "settings_s"} <= set(
+        started
+    )
+    assert predicted["event"] == "predicted" and predicted["rows"] == len(batch["source_id"])
 
 
 def test_catalog_predictor_units_flags_and_no_loss(tiny_sky_model, sky_dir):
@@ -140,6 +205,33 @@ def test_writer_is_atomic_and_resumable(tmp_path):
     # a 'done' record whose file vanished is not done (crash between file and manifest)
     os.remove(tmp_path / "cat" / "p1.parquet")
     assert w.done_partitions() == set()
+
+
+def test_flat_and_nested_config_keys_fill_resources_and_flag_policy(tmp_path):
+    from xpengine.catalog.flag_policy import FlagPolicy
+    from xpengine.pipeline.config import DEFAULT_FLAG_POLICY, Resources
+
+    p = tmp_path / "c.yaml"
+    p.write_text("actors: 2\nbatch_size: 64\ngiant_logg_max: 3.2\ngiant_teff_range: [3600, 5400]\n")
+    cfg = load_inference_config(p, {"torch_threads": 1, "dtype": None})
+    assert cfg.resources == Resources(actors=2, batch_size=64, torch_threads=1)
+    assert isinstance(cfg.flags, FlagPolicy) and cfg.flags.giant_teff_range == (3600.0, 5400.0)
+    assert cfg.flags.giant_logg_max == 3.2 and cfg.flags.max_error == DEFAULT_FLAG_POLICY.max_error
+    p.write_text(
+        "resources: {actors: 2, batch_size: 64}\nflags: {giant_logg_max: 3.2, giant_teff_range: [3600, 5400]}\n"
+    )
+    nested = load_inference_config(p, {"torch_threads": 1})
+    assert nested == cfg and nested.to_dict() == cfg.to_dict()
+    # the provenance keeps the flat keys, in their old order
+    assert list(cfg.to_dict())[9:21] == [f for f in Resources.__dataclass_fields__]
+    assert cfg.to_dict()["giant_logg_max"] == 3.2 and "resources" not in cfg.to_dict()
+    assert InferenceConfig(actors=3).resources.actors == 3  # the constructor takes flat keys too
+    p.write_text("resources: {actors: 2}\nactors: 3\n")
+    with pytest.raises(ValueError, match="both flat and under"):
+        load_inference_config(p)
+    p.write_text("flags: {hot_bp_rp_max: 0.5}\n")
+    with pytest.raises(ValueError, match="unknown `flags` keys"):
+        load_inference_config(p)
 
 
 def test_config_errors_are_collected(tmp_path):

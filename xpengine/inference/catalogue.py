@@ -73,18 +73,19 @@ def _column_or_nan(table, name: str, dtype) -> np.ndarray:
 
 
 def catalogue_batch(
-    joined, vocab, name: str, *, representation=None, **token_options
+    joined, vocab, name: str | None = None, *, representation=None, **token_options
 ) -> dict[str, np.ndarray]:
     """One batch of the catalogue's predictor stage from a joined XP (+ gaia_source, 2MASS, E(B−V))
     table: tokens, flags and the columns the catalogue passes through. Used by the job and by
-    `predict_xp`, so a notebook gets exactly the catalogue's features."""
+    `predict_xp`, so a notebook gets exactly the catalogue's features.
+
+    name: what the caller calls the table (unused: a batch carries no partition bookkeeping; the Ray
+    job keeps that on its driver, `xpengine.pipeline.bookkeeping`)."""
     from xpengine.features import build_tokens
 
     tok = build_tokens(joined, vocab, representation=representation, **token_options)
-    n = len(tok.source_id)
     plx, plx_err, ruwe = _corrected_parallax(joined, token_options.get("zero_point_fallback"))
     return {
-        "partition": np.full(n, name),
         "source_id": tok.source_id.astype(np.int64),
         "values": tok.values.astype(np.float32),
         "errors": tok.errors.astype(np.float32),
@@ -94,16 +95,15 @@ def catalogue_batch(
         "parallax_corrected": plx,
         "parallax_corrected_error": plx_err,
         "ruwe": ruwe,
-        "partition_rows": np.full(n, -1, dtype=np.int64),
-        "read_error": np.full(n, ""),
     }
 
 
 class CatalogPredictor:
     """map_batches callable: token batches → catalogue columns (physical units) with flags.
 
-    Loads the model once per actor. Rows with no input token, and marker rows, get NaN labels and
-    the NO_PREDICTION flag; every row comes out exactly once.
+    Loads the model once per actor. Rows with no input token get NaN labels and the NO_PREDICTION
+    flag; every row comes out exactly once. flag_policy: the thresholds of the catalogue's quality
+    flags (`xpengine.catalog.flag_policy.FlagPolicy`; None = its defaults).
     """
 
     def __init__(
@@ -116,12 +116,7 @@ class CatalogPredictor:
         batch_size: int = 1024,
         inputs: list[str] | None = None,
         torch_threads: int | None = None,
-        giant_logg_max: float = 3.5,
-        giant_teff_range: tuple[float, float] = (3500.0, 5500.0),
-        giant_abs_g_max: float = 3.5,
-        hot_bp_rp_max: float = 0.80,
-        max_error: dict[str, float] | None = None,
-        max_relative_error: dict[str, float] | None = None,
+        flag_policy: FlagPolicy | None = None,
     ) -> None:
         """labels: catalogue labels; None = the model's default labels
         (`xpengine.catalog.schema.model_default_labels`); a label the model was not trained to
@@ -164,14 +159,7 @@ class CatalogPredictor:
         self._fakemag_in_context = "g_fakemag" in context
         self._inputs_without_fakemag = [t for t in context if t != "g_fakemag"]
         self.batch_size = batch_size
-        self.flag_policy = FlagPolicy(
-            giant_logg_max=giant_logg_max,
-            giant_teff_range=giant_teff_range,
-            giant_abs_g_max=giant_abs_g_max,
-            hot_bp_rp_max=hot_bp_rp_max,
-            max_error=max_error or {},
-            max_relative_error=max_relative_error or {},
-        )
+        self.flag_policy = flag_policy if flag_policy is not None else FlagPolicy()
         self._fakemag_col = vocab.index("g_fakemag") if "g_fakemag" in vocab else None
         # input-token columns the flag policy reads (None: not in the vocabulary)
         self._logebv_col = vocab.index("logebv") if "logebv" in vocab else None
@@ -212,7 +200,12 @@ class CatalogPredictor:
             if idx.size == 0:
                 continue
             pred = self.predictor.predict(
-                values[idx], errors[idx], request, inputs=self.inputs, batch_size=self.batch_size
+                values[idx],
+                errors[idx],
+                request,
+                inputs=self.inputs,
+                batch_size=self.batch_size,
+                g_mag=g[idx],
             )
             for t in self.request:
                 means[t][idx] = pred[t]
@@ -236,7 +229,7 @@ class CatalogPredictor:
             sfm[second] = pred["g_fakemag_error"]
 
         out = tokens_to_labels(means, sigmas, self.labels, derived=derived)
-        no_pred = (n_tokens == 0) | (batch["source_id"] < 0)
+        no_pred = n_tokens == 0
         for t in self.request:
             no_pred |= ~np.isfinite(means[t])
         for col in list(out):
@@ -266,9 +259,6 @@ class CatalogPredictor:
             bprp_error=_token_column(errors, self._bprp_col),
         )
         result = {
-            "partition": batch["partition"],
-            "partition_rows": batch["partition_rows"],
-            "read_error": batch["read_error"],
             "source_id": batch["source_id"],
             **{c: batch[c] for c in PASSTHROUGH_FLOAT64},
             "phot_g_mean_mag": batch["phot_g_mean_mag"],

@@ -1,5 +1,12 @@
 """Configuration of the catalogue inference job (`jobs/infer_gaia.py`, `configs/infer/*.yaml`).
 
+`InferenceConfig` holds what the job reads and writes, and two nested objects: `Resources` (actors,
+threads, batches, devices, the Ray cluster) and the catalogue's `FlagPolicy` (its one home is
+`xpengine.catalog.flag_policy`; the job's defaults add error thresholds, `DEFAULT_FLAG_POLICY`). The YAML
+files and the command line keep their flat keys (`actors: 2`, `giant_logg_max: 3.5`): the constructor
+and `load_inference_config` route each flat key into its nested object, and a YAML file may also give
+the nested mappings (`resources: {actors: 2}`, `flags: {giant_logg_max: 3.5}`).
+
 `labels` and `inputs` default to None, meaning "what the model learned": :func:`resolve_labels` and
 :func:`resolve_inputs` turn them into lists for the model of the configuration, and refuse labels the
 model was never trained to predict.
@@ -11,15 +18,18 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from xpengine.catalog.flag_policy import FlagPolicy
 from xpengine.catalog.schema import LABELS, check_learned_labels, model_default_labels
 
-if TYPE_CHECKING:
-    pass
-
 __all__ = [
+    "DEFAULT_FLAG_POLICY",
+    "FLAG_KEYS",
+    "RESOURCE_KEYS",
+    "FlagPolicy",
     "InferenceConfig",
+    "Resources",
     "check_learned_labels",
     "load_inference_config",
     "model_default_labels",
@@ -30,7 +40,65 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
+class Resources:
+    """What the job runs on: the predictor pool, its batches and devices, and the Ray cluster.
+
+    None for actors, gpus_per_actor, cpus_per_actor, torch_threads and batch_size: chosen per device
+    (`xpengine.pipeline.tuning`): GPU actors one per GPU; CPU actors (read and predict fused) fill the
+    node, each with the measured best threads."""
+
+    actors: int | None = None
+    gpus_per_actor: float | None = None  # None = 1 when the cluster has GPUs, else 0
+    cpus_per_actor: float | None = None  # None: GPU actors 1, CPU actors their torch threads
+    torch_threads: int | None = None  # per CPU actor; None: the measured table's, else 1
+    read_cpus: float = 1.0  # per read task (a separate stage only beside GPU actors)
+    batch_size: int | None = None  # stars per model batch; None: measured table or calibration
+    chunk_rows: int = 16384
+    dtype: str = "float32"  # or "bfloat16", "auto"
+    num_cpus: int | None = None  # for a local cluster the job starts itself
+    num_gpus: int | None = None  # GPUs a local cluster declares (None: Ray detects them)
+    device: str | None = None  # the actors' torch device; None: cuda for GPU actors, else cpu
+    address: str | None = None  # Ray cluster address; None = RAY_ADDRESS or a new local cluster
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.actors is not None and self.actors < 1:
+            out.append(f"actors: must be ≥ 1, got {self.actors}")
+        if self.batch_size is not None and self.batch_size < 1:
+            out.append(f"batch_size: must be ≥ 1 (or unset: chosen per device), got {self.batch_size}")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            out.append(f"torch_threads: must be ≥ 1 (or unset: chosen per device), got {self.torch_threads}")
+        if self.chunk_rows < 1:
+            out.append(f"chunk_rows: must be ≥ 1, got {self.chunk_rows}")
+        if self.dtype not in ("float32", "bfloat16", "auto"):
+            out.append(f"dtype: must be float32, bfloat16 or auto, got {self.dtype!r}")
+        return out
+
+
+DEFAULT_FLAG_POLICY = FlagPolicy(
+    max_relative_error={"mass": 0.3, "age": 0.6},
+    max_error={"teff": 250.0, "logg": 0.4, "m_h": 0.3},
+)
+"""The job's catalogue flags: `FlagPolicy`'s training domain, with error thresholds (HIGH_UNCERTAINTY)."""
+
+
+def _default_flags() -> FlagPolicy:
+    """A copy of `DEFAULT_FLAG_POLICY` (its threshold mappings not shared between configurations)."""
+    return dataclasses.replace(
+        DEFAULT_FLAG_POLICY,
+        max_relative_error=dict(DEFAULT_FLAG_POLICY.max_relative_error),
+        max_error=dict(DEFAULT_FLAG_POLICY.max_error),
+    )
+
+
+RESOURCE_KEYS = tuple(f.name for f in dataclasses.fields(Resources))
+"""The flat configuration keys that belong to `Resources`."""
+FLAG_KEYS = ("giant_logg_max", "giant_teff_range", "giant_abs_g_max", "max_relative_error", "max_error")
+"""The flat configuration keys that belong to the `FlagPolicy` (its `hot_bp_rp_max` is not configurable)."""
+
+
+@dataclass(init=False)
 class InferenceConfig:
     """Everything the inference job needs. Paths may be local or URLs (file://, memory://, s3://...).
 
@@ -38,6 +106,10 @@ class InferenceConfig:
         may be given. None = the embedded default (bundled simulated sky + real Gaia DR3 samples).
     gaia_source: directory/glob/URL of `GaiaSource_*` partitions, paired by partition suffix.
     model: checkpoint directory or bundled model name.
+    resources: the predictor pool and the cluster (`Resources`); flags: the catalogue's `FlagPolicy`.
+
+    The constructor also takes the flat keys of the YAML files and the command line
+    (`InferenceConfig(actors=2, giant_logg_max=3.4)`) and puts each into its nested object.
     """
 
     input: list[str] | None = None
@@ -55,33 +127,35 @@ class InferenceConfig:
     # The models were trained on at most 64 context tokens.
     inputs: list[str] | None = None
     overwrite: bool = False
-    # resources
-    # None for the next four: chosen per device (xpengine.pipeline.tuning): GPU actors one per GPU;
-    # CPU actors (read and predict fused) fill the node, each with the measured best threads
-    actors: int | None = None
-    gpus_per_actor: float | None = None  # None = 1 when the cluster has GPUs, else 0
-    cpus_per_actor: float | None = None  # None: GPU actors 1, CPU actors their torch threads
-    torch_threads: int | None = None  # per CPU actor; None: the measured table's, else 1
-    read_cpus: float = 1.0  # per read task (a separate stage only beside GPU actors)
-    batch_size: int | None = None  # stars per model batch; None: measured table or calibration
-    chunk_rows: int = 16384
-    dtype: str = "float32"  # or "bfloat16"
-    num_cpus: int | None = None  # for a local cluster the job starts itself
-    num_gpus: int | None = None  # GPUs a local cluster declares (None: Ray detects them)
-    device: str | None = None  # the actors' torch device; None: cuda for GPU actors, else cpu
-    address: str | None = None  # Ray cluster address; None = RAY_ADDRESS or a new local cluster
-    # catalogue quality flags
-    giant_logg_max: float = 3.5
-    giant_teff_range: tuple[float, float] = (3500.0, 5500.0)
-    # mass and age are flagged OUTSIDE_TRAINING_DOMAIN when the parallax says M_G > this at 2σ (a dwarf)
-    giant_abs_g_max: float = 3.5
-    max_relative_error: dict[str, float] = field(default_factory=lambda: {"mass": 0.3, "age": 0.6})
-    max_error: dict[str, float] = field(default_factory=lambda: {"teff": 250.0, "logg": 0.4, "m_h": 0.3})
+    resources: Resources = field(default_factory=Resources)
+    flags: FlagPolicy = field(default_factory=lambda: _default_flags())
     progress_interval_s: float = 10.0
     # the output's lock is stale (taken over) when its holder's heartbeat is older than this, or at
     # once when its holder ran on this host and is gone
     lock_stale_s: float = 600.0
     checksum: bool = True
+
+    def __init__(self, **kwargs: Any) -> None:
+        own = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(kwargs) - own - set(RESOURCE_KEYS) - set(FLAG_KEYS))
+        if unknown:
+            raise TypeError(f"InferenceConfig: unknown keys {unknown}")
+        for f in dataclasses.fields(self):
+            if f.name in kwargs:
+                value = kwargs[f.name]
+            elif f.default_factory is not dataclasses.MISSING:
+                value = f.default_factory()
+            else:
+                value = f.default
+            setattr(self, f.name, value)
+        flat_resources = {k: kwargs[k] for k in RESOURCE_KEYS if k in kwargs}
+        if flat_resources:
+            self.resources = dataclasses.replace(self.resources, **flat_resources)
+        flat_flags = {k: kwargs[k] for k in FLAG_KEYS if k in kwargs}
+        if "giant_teff_range" in flat_flags:
+            flat_flags["giant_teff_range"] = tuple(flat_flags["giant_teff_range"])
+        if flat_flags:
+            self.flags = dataclasses.replace(self.flags, **flat_flags)
 
     def validate(self) -> None:
         """Collect every configuration problem and raise them together."""
@@ -89,31 +163,35 @@ class InferenceConfig:
         unknown = [lab for lab in self.labels or () if lab not in LABELS]
         if unknown:
             problems.append(f"labels: unknown {unknown}, valid: {sorted(LABELS)}")
-        if self.actors is not None and self.actors < 1:
-            problems.append(f"actors: must be ≥ 1, got {self.actors}")
-        if self.batch_size is not None and self.batch_size < 1:
-            problems.append(f"batch_size: must be ≥ 1 (or unset: chosen per device), got {self.batch_size}")
-        if self.torch_threads is not None and self.torch_threads < 1:
-            problems.append(
-                f"torch_threads: must be ≥ 1 (or unset: chosen per device), got {self.torch_threads}"
-            )
-        if self.chunk_rows < 1:
-            problems.append(f"chunk_rows: must be ≥ 1, got {self.chunk_rows}")
-        if self.dtype not in ("float32", "bfloat16", "auto"):
-            problems.append(f"dtype: must be float32, bfloat16 or auto, got {self.dtype!r}")
+        problems += self.resources.problems()
         if self.gaia_source and not self.input:
             problems.append("gaia_source given without input")
         if problems:
             raise ValueError("invalid inference configuration:\n  " + "\n  ".join(problems))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The configuration by its flat keys (those of the YAML files and the command line), in the
+        order the catalogue's provenance has always recorded them."""
+        import copy
+
+        d: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name == "resources":
+                d.update(dataclasses.asdict(self.resources))
+            elif f.name == "flags":
+                d.update({k: copy.deepcopy(getattr(self.flags, k)) for k in FLAG_KEYS})
+            else:
+                d[f.name] = copy.deepcopy(getattr(self, f.name))
+        return d
 
 
 def load_inference_config(
     path: str | Path | None, overrides: dict[str, Any] | None = None
 ) -> InferenceConfig:
-    """Read a YAML config (None = defaults) and apply overrides (keys = field names)."""
+    """Read a YAML config (None = defaults) and apply overrides (keys = flat configuration keys).
+
+    Keys are the flat ones (`actors`, `giant_logg_max`, ...); `resources` and `flags` mappings of the
+    same keys are accepted too."""
     data: dict[str, Any] = {}
     if path is not None:
         import yaml
@@ -125,19 +203,38 @@ def load_inference_config(
             raise ValueError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from exc
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of configuration keys, got {type(data).__name__}")
+    data = _flattened(data, path)
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    names = {f.name for f in dataclasses.fields(InferenceConfig)}
+    names = {f.name for f in dataclasses.fields(InferenceConfig)} - {"resources", "flags"}
+    names |= set(RESOURCE_KEYS) | set(FLAG_KEYS)
     unknown = sorted(set(data) - names)
     if unknown:
         raise ValueError(f"{path}: unknown configuration keys {unknown}; valid keys: {sorted(names)}")
     for key in ("input", "gaia_source"):
         if isinstance(data.get(key), str):
             data[key] = [data[key]]
-    if "giant_teff_range" in data:
-        data["giant_teff_range"] = tuple(data["giant_teff_range"])
     cfg = InferenceConfig(**data)
     cfg.validate()
     return cfg
+
+
+def _flattened(data: dict[str, Any], path: str | Path | None) -> dict[str, Any]:
+    """The YAML mapping with its nested `resources:` / `flags:` mappings spread into flat keys."""
+    out = {k: v for k, v in data.items() if k not in ("resources", "flags")}
+    for section, keys in (("resources", RESOURCE_KEYS), ("flags", FLAG_KEYS)):
+        nested = data.get(section)
+        if nested is None:
+            continue
+        if not isinstance(nested, dict):
+            raise ValueError(f"{path}: `{section}` must be a mapping of {list(keys)}")
+        wrong = sorted(set(nested) - set(keys))
+        if wrong:
+            raise ValueError(f"{path}: unknown `{section}` keys {wrong}; valid: {list(keys)}")
+        twice = sorted(set(nested) & set(out))
+        if twice:
+            raise ValueError(f"{path}: {twice} given both flat and under `{section}`")
+        out.update(nested)
+    return out
 
 
 def resolve_labels(cfg: InferenceConfig) -> list[str]:

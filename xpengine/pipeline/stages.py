@@ -2,25 +2,21 @@
 
 `featurize_partition` reads one XP partition (and its gaia_source partner) in chunks, joins the optional
 2MASS and E(B−V) inputs (`joined_chunks`; a compact `ModelInputs_*.parquet` partition of `xpengine
-compact` already holds them), builds model tokens, and yields one batch (dict of numpy arrays) per chunk. Every
-row of the partition is yielded exactly once; the rows of the last chunk carry the partition's total row
-count in `partition_rows` (−1 on the other rows) so the writer knows when a partition is complete. When
-the partition cannot be read, a single marker row (`source_id` −1, `partition_rows` −2) carries the
-error message in `read_error`.
+compact` already holds them), builds model tokens, and yields one batch (dict of numpy arrays) per chunk.
+Every row of the partition is yielded exactly once, keyed by the partition's index in the driver's plan
+(`bookkeeping.PARTITION_KEY`); the partition's total row count, or the error that stopped its read, goes
+to the job's `Ledger` instead (`xpengine.pipeline.bookkeeping`), with the seconds the read took.
 
 `CatalogPredictor` is the map_batches callable: `xpengine.inference.catalogue.CatalogPredictor` (which
 `Predictor.from_xp` uses too: it loads the model once and turns token batches into catalogue columns with
-flags) with the job's per-device settings (`xpengine.pipeline.tuning`: batch size and torch threads from
-the measured table or a short calibration at actor start, unless given).
-
-Both stages add the seconds they spent on each batch, spread over its rows, as `stage_read_s` (read,
-join, tokens) and `stage_predict_s` / `stage_model_s` (the predictor stage / the model's forward
-passes inside it); the driver sums them into the job summary. They never reach the catalogue.
+flags) with the job's predictor pool (`tuning.PoolPlan`: device, dtype, threads; batch size from the
+measured table or a short calibration at actor start, unless given) and flag policy. It sets the
+partition key aside while the model runs, and reports its start-up and per-call timings to the ledger.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
 import time
 import traceback
@@ -30,15 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from xpengine.features.flags import SourceFlag
-from xpengine.inference.catalogue import PARALLAX_COLUMNS, PASSTHROUGH_FLOAT64, catalogue_batch
+from xpengine.catalog.flag_policy import FlagPolicy
 from xpengine.inference.catalogue import CatalogPredictor as _CatalogPredictor
+from xpengine.inference.catalogue import catalogue_batch
+from xpengine.pipeline.bookkeeping import PARTITION_KEY, report
+from xpengine.pipeline.tuning import PoolPlan
 
 __all__ = ["CatalogPredictor", "PartitionTask", "catalogue_batch", "featurize_partition", "joined_chunks"]
 
 log = logging.getLogger(__name__)
-
-ERROR_MARKER_ROWS = -2
 
 
 @dataclass(frozen=True)
@@ -87,19 +83,14 @@ def _read_side_table(url: str | None, hpx8_range: tuple[int, int] | None):
     return table
 
 
-def _empty_marker(name: str, n_tokens: int, message: str) -> dict[str, np.ndarray]:
-    return {
-        "partition": np.array([name]),
-        "source_id": np.array([-1], dtype=np.int64),
-        "values": np.full((1, n_tokens), np.nan, dtype=np.float32),
-        "errors": np.zeros((1, n_tokens), dtype=np.float32),
-        "flags": np.array([int(SourceFlag.NO_PREDICTION)], dtype=np.int64),
-        **{c: np.array([np.nan]) for c in PASSTHROUGH_FLOAT64 + PARALLAX_COLUMNS},
-        "phot_g_mean_mag": np.array([np.nan], dtype=np.float32),
-        "partition_rows": np.array([ERROR_MARKER_ROWS], dtype=np.int64),
-        "read_error": np.array([message]),
-        "stage_read_s": np.zeros(1),
-    }
+@functools.lru_cache(maxsize=4)
+def _vocabulary(vocabulary_json: str):
+    """The model's vocabulary, built once per process (not once per partition)."""
+    import json
+
+    from xpengine.features.vocabulary import Vocabulary
+
+    return Vocabulary.from_dict(json.loads(vocabulary_json))
 
 
 def featurize_partition(
@@ -109,22 +100,32 @@ def featurize_partition(
     chunk_rows: int,
     tmass: str | None = None,
     ebv: str | None = None,
+    ledger: Any = None,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """map_batches generator: for each partition row in `batch`, yield its token batches.
+    """map_batches generator: for each partition row in `batch` (`PartitionTask.to_row()` and its
+    `index` in the plan), yield its token batches keyed by `PARTITION_KEY`.
 
-    Never raises for a bad partition: the error becomes a marker row (see the module docstring).
+    With a `ledger`, never raises for a bad partition: the error goes to the ledger (a "failed" event)
+    and the partition fails alone; a partition read to the end sends a "read" event with its row count
+    before its last batch. Without one (a direct call) a bad partition raises.
     """
-    from xpengine.features.vocabulary import Vocabulary
-
-    vocab = Vocabulary.from_dict(json.loads(vocabulary_json))
+    vocab = _vocabulary(vocabulary_json)
     for i in range(len(batch["name"])):
-        task = PartitionTask.from_row({k: v[i] for k, v in batch.items()})
+        row = {k: v[i] for k, v in batch.items()}
+        task = PartitionTask.from_row(row)
+        index = int(row.get("index", 0))
+        read_s = [0.0, time.perf_counter()]  # seconds of the chunks read, and when the current one began
         try:
-            yield from _featurize_one(task, vocab, chunk_rows=chunk_rows, tmass=tmass, ebv=ebv)
+            yield from _featurize_one(
+                task, index, vocab, chunk_rows=chunk_rows, tmass=tmass, ebv=ebv, ledger=ledger, read_s=read_s
+            )
         except Exception as exc:  # a corrupt partition fails alone
+            if ledger is None:
+                raise
             msg = f"{type(exc).__name__}: {exc}"
             log.error("partition %s failed: %s\n%s", task.name, msg, traceback.format_exc())
-            yield _empty_marker(task.name, len(vocab), msg)
+            elapsed = read_s[0] + time.perf_counter() - read_s[1]
+            report(ledger, {"event": "failed", "index": index, "error": msg, "read_s": elapsed})
 
 
 def joined_chunks(
@@ -164,58 +165,81 @@ def joined_chunks(
 
 
 def _featurize_one(
-    task: PartitionTask, vocab, *, chunk_rows: int, tmass: str | None, ebv: str | None
+    task: PartitionTask,
+    index: int,
+    vocab,
+    *,
+    chunk_rows: int,
+    tmass: str | None,
+    ebv: str | None,
+    ledger: Any,
+    read_s: list[float],
 ) -> Iterator[dict[str, np.ndarray]]:
     from xpengine.spectra.representation import token_representation
 
     representation = token_representation()
     pending: dict[str, np.ndarray] | None = None
     total = 0
-    t0 = time.perf_counter()
     for joined in joined_chunks(task, chunk_rows=chunk_rows, tmass=tmass, ebv=ebv):
-        out = catalogue_batch(joined, vocab, task.name, representation=representation)
+        out = catalogue_batch(joined, vocab, representation=representation)
         n = len(out["source_id"])
-        out["stage_read_s"] = np.full(n, (time.perf_counter() - t0) / max(n, 1))
+        out[PARTITION_KEY] = np.full(n, index, dtype=np.int32)
         total += n
+        read_s[0] += time.perf_counter() - read_s[1]
         if pending is not None:
             yield pending
+            read_s[1] = time.perf_counter()
         pending = out
-        t0 = time.perf_counter()
     if pending is None:
         raise ValueError(f"{task.xp}: no rows")
-    pending["partition_rows"][:] = total
+    # the row count goes ahead of the last batch, so the driver knows it when those rows arrive
+    report(ledger, {"event": "read", "index": index, "rows": total, "read_s": read_s[0]})
     yield pending
 
 
 class CatalogPredictor(_CatalogPredictor):
-    """The job's predictor stage: `xpengine.inference.catalogue.CatalogPredictor` with per-device
-    settings and stage timings.
+    """The job's predictor stage: `xpengine.inference.catalogue.CatalogPredictor` run with the job's
+    predictor pool (`tuning.PoolPlan`) and flag policy, keeping the partition key out of the model's
+    batches and reporting its timings to the job's ledger.
 
-    batch_size / torch_threads None: from the measured table (`xpengine.pipeline.tuning.MEASURED`)
+    pool.batch_size / pool.torch_threads None: from the measured table (`xpengine.pipeline.tuning.MEASURED`)
     for this device and model architecture, else a short calibration here at actor start (batch size;
-    thread counts up to `cpus` when the actor has several CPUs). `setting` records the choice."""
+    thread counts up to the actor's CPUs when it has several). `setting` records the choice; `startup`
+    the seconds the actor's start took (torch import, model load, settings)."""
 
     def __init__(
         self,
         model: str,
         labels: list[str] | None,
         *,
-        device: str = "auto",
-        dtype: str = "float32",
-        batch_size: int | None = None,
-        torch_threads: int | None = None,
-        cpus: float = 1.0,
+        pool: PoolPlan | None = None,
+        flag_policy: FlagPolicy | None = None,
+        inputs: list[str] | None = None,
+        device: str | None = None,
+        ledger: Any = None,
         calibration_budget_s: float = 1.0,
-        **kwargs: Any,
     ) -> None:
+        """device: overrides `pool.device` (a direct call's shorthand: `device="cpu"`)."""
         t_start = time.perf_counter()
+        at = time.time()
         import torch
 
         from xpengine.pipeline import tuning
 
-        if torch_threads:
-            torch.set_num_threads(int(torch_threads))
-        super().__init__(model, labels, device=device, dtype=dtype, batch_size=batch_size or 1, **kwargs)
+        t_torch = time.perf_counter()
+        pool = pool or PoolPlan()
+        self.ledger = ledger
+        if pool.torch_threads:
+            torch.set_num_threads(int(pool.torch_threads))
+        super().__init__(
+            model,
+            labels,
+            device=device or pool.device,
+            dtype=pool.dtype,
+            batch_size=pool.batch_size or 1,
+            inputs=inputs,
+            flag_policy=flag_policy,
+        )
         t_loaded = time.perf_counter()
         dev = self.predictor.device
         signature = tuning.device_signature(
@@ -224,20 +248,28 @@ class CatalogPredictor(_CatalogPredictor):
         architecture = tuning.architecture_name(self.predictor.checkpoint.model_config)
         entry = tuning.lookup(tuning.MEASURED, signature, architecture)
         threads = torch.get_num_threads() if dev.type == "cpu" else None
-        if batch_size:
-            self.setting = tuning.Setting(batch_size, threads, "config")
-        elif entry is not None:
+        if pool.batch_size:
+            self.setting = tuning.Setting(pool.batch_size, threads, "config")
+        elif entry is not None:  # a measured row: no calibration at start
             self.setting = tuning.Setting(
                 int(entry["batch_size"]), threads, f"table: {signature}, {architecture}"
             )
         else:
-            self.setting = self._calibrate(dev.type, int(max(1, cpus)), torch_threads, calibration_budget_s)
+            self.setting = self._calibrate(
+                dev.type, int(max(1, pool.cpus_per_actor)), pool.torch_threads, calibration_budget_s
+            )
         self.batch_size = self.setting.batch_size
         if dev.type == "cpu" and self.setting.torch_threads:
             torch.set_num_threads(self.setting.torch_threads)
+        t_ready = time.perf_counter()
+        self.startup = {
+            "torch_import_s": round(t_torch - t_start, 3),
+            "model_load_s": round(t_loaded - t_torch, 3),
+            "settings_s": round(t_ready - t_loaded, 3),
+        }
         log.info(
-            "predictor on %s (%s, %s): batch %d, %s torch thread(s), %s%s; torch and model loaded in "
-            "%.2f s, settings in %.2f s",
+            "predictor on %s (%s, %s): batch %d, %s torch thread(s), %s%s; torch imported in %.2f s, "
+            "model loaded in %.2f s, settings in %.2f s",
             signature,
             architecture,
             self.predictor.autocast_dtype,
@@ -245,8 +277,11 @@ class CatalogPredictor(_CatalogPredictor):
             self.setting.torch_threads,
             self.setting.source,
             f" {self.setting.rates}" if self.setting.rates else "",
-            t_loaded - t_start,
-            time.perf_counter() - t_loaded,
+            *self.startup.values(),
+        )
+        report(
+            ledger,
+            {"event": "actor_started", "at": at, **self.startup, "setting": self.setting.to_dict()},
         )
         self._model_s = 0.0
         predict = self.predictor.predict
@@ -301,11 +336,20 @@ class CatalogPredictor(_CatalogPredictor):
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         t0 = time.perf_counter()
         self._model_s = 0.0
+        # the model sees the catalogue's inputs only: the partition key waits here for the results
+        batch = dict(batch)
+        key = batch.pop(PARTITION_KEY, None)
         out = super().__call__(batch)
-        n = max(len(out["source_id"]), 1)
-        out["stage_predict_s"] = np.full(len(out["source_id"]), (time.perf_counter() - t0) / n)
-        out["stage_model_s"] = np.full(len(out["source_id"]), self._model_s / n)
-        out["stage_batch_size"] = np.full(len(out["source_id"]), self.batch_size, dtype=np.int32)
-        if "stage_read_s" in batch:
-            out["stage_read_s"] = np.asarray(batch["stage_read_s"], dtype=np.float64)
+        if key is not None:
+            out[PARTITION_KEY] = key
+        report(
+            self.ledger,
+            {
+                "event": "predicted",
+                "rows": len(out["source_id"]),
+                "predict_s": time.perf_counter() - t0,
+                "model_s": self._model_s,
+                "batch_size": self.batch_size,
+            },
+        )
         return out

@@ -19,6 +19,7 @@ where the hardware has it (`xpengine.inference.predictor.bf16_native_for`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -29,6 +30,7 @@ from typing import Any
 
 __all__ = [
     "MEASURED",
+    "PoolPlan",
     "Setting",
     "architecture_name",
     "calibrate",
@@ -83,6 +85,27 @@ class Setting:
         if self.rates:
             d["calibration_stars_per_s"] = {k: round(v, 1) for k, v in self.rates.items()}
         return d
+
+
+@dataclass(frozen=True)
+class PoolPlan:
+    """The predictor pool the job runs (`xpengine.pipeline.cluster.plan_pool` fills it from the
+    configuration's `Resources` and the cluster): what each actor is given.
+
+    torch_threads: per CPU actor (None beside a GPU); batch_size: the configuration's (None: the
+    measured table's or calibrated at actor start); device: the actors' torch device."""
+
+    actors: int = 1
+    gpus_per_actor: float = 0.0
+    cpus_per_actor: float = 1.0
+    torch_threads: int | None = None
+    device: str = "auto"
+    dtype: str = "float32"
+    batch_size: int | None = None
+    read_cpus: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 def _cpu_model_name() -> str:

@@ -1,0 +1,167 @@
+"""Partition bookkeeping, kept on the driver's side.
+
+The rows that travel from the read stage through the predictor actors and back carry the catalogue's
+columns and one small integer, `PARTITION_KEY`: the partition's index in the driver's plan. It is a
+block key (constant over each read chunk, 4 bytes a row) that survives Ray Data's re-batching in front
+of GPU actors, where one model batch may hold the end of one partition and the start of the next. The
+predictor stage sets it aside before the model sees a batch and puts it back on the results
+(`xpengine.pipeline.stages.CatalogPredictor`). No row carries a partition name, a row total, an error
+or a timing, and there are no marker rows.
+
+What the driver needs besides the rows arrives as small events on a separate stream, the `Ledger` (a
+Ray actor in the job; any object with a `report` method, or None, outside Ray):
+
+    {"event": "read", "index": i, "rows": n, "read_s": s}           partition i read: n rows in all
+    {"event": "failed", "index": i, "error": msg, "read_s": s}       partition i could not be read
+    {"event": "predicted", "rows": n, "predict_s": s, "model_s": s, "batch_size": b}   one predictor call
+    {"event": "actor_started", "at": wall-clock time, "torch_import_s": ..., "model_load_s": ...,
+     "settings_s": ..., "setting": {...}}                             one predictor actor ready
+
+`PartitionBook` joins the two on the driver: it buffers each partition's rows by index, knows a
+partition is complete when it holds as many rows as its read reported, and sums the stage timings.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["PARTITION_KEY", "Ledger", "PartitionBook", "report"]
+
+PARTITION_KEY = "partition_index"
+"""The rows' block key: the partition's index in the driver's plan (int32)."""
+
+
+class Ledger:
+    """The events of the read tasks and predictor actors, in arrival order, until the driver takes them.
+    The job runs it as a Ray actor (`ray.remote(Ledger)`), with no CPU of its own."""
+
+    def __init__(self) -> None:
+        self._events: list[dict[str, Any]] = []
+
+    def report(self, event: dict[str, Any]) -> None:
+        self._events.append(event)
+
+    def take(self) -> list[dict[str, Any]]:
+        events, self._events = self._events, []
+        return events
+
+
+def report(ledger: Any, event: dict[str, Any]) -> None:
+    """Send one event to `ledger`: a Ray actor handle (waits until it is recorded, so that no event
+    is lost when the task or actor ends), a local object with `report`, or None (dropped)."""
+    if ledger is None:
+        return
+    method = ledger.report
+    if hasattr(method, "remote"):
+        import ray
+
+        ray.get(method.remote(event))
+    else:
+        method(event)
+
+
+@dataclass
+class _Partition:
+    parts: list[dict[str, np.ndarray]] = field(default_factory=list)
+    received: int = 0
+    expected: int | None = None
+    started: float | None = None
+    failed: str | None = None
+
+
+class PartitionBook:
+    """The driver's account of every partition of the plan: rows by `PARTITION_KEY`, events from the
+    `Ledger`. `complete()` and `failed()` hand over what is ready to be written or recorded, once."""
+
+    def __init__(self, n_partitions: int, clock=time.perf_counter) -> None:
+        self.clock = clock
+        self.partitions = [_Partition() for _ in range(n_partitions)]
+        self.settled: set[int] = set()
+        self._new_failures: list[int] = []
+        self.buffered = 0  # catalogue rows held for partitions not complete yet
+        self.peak_buffered = 0
+        self.stage_s: dict[str, float] = defaultdict(float)  # seconds per stage, over actors and tasks
+        self.rows_predicted = 0
+        self.batch_sizes: set[int] = set()
+        self.actor_starts: list[dict[str, Any]] = []
+
+    def add_rows(self, keys: np.ndarray, batch: dict[str, np.ndarray]) -> int:
+        """Buffer a batch of catalogue rows by their partition key; returns the rows kept (rows of a
+        partition that already failed, or was settled, are dropped)."""
+        kept = 0
+        keys = np.asarray(keys)
+        for index in np.unique(keys):
+            index = int(index)
+            p = self.partitions[index]
+            sel = keys == index
+            n = int(sel.sum())
+            if p.started is None:
+                p.started = self.clock()
+            if p.failed is not None or index in self.settled:
+                continue
+            p.parts.append({k: v[sel] for k, v in batch.items()} if n != len(keys) else dict(batch))
+            p.received += n
+            self.buffered += n
+            kept += n
+        self.peak_buffered = max(self.peak_buffered, self.buffered)
+        return kept
+
+    def apply(self, events: list[dict[str, Any]]) -> None:
+        for ev in events:
+            kind = ev.get("event")
+            if kind == "read":
+                p = self.partitions[ev["index"]]
+                p.expected = int(ev["rows"])
+                self.stage_s["read"] += float(ev.get("read_s", 0.0))
+            elif kind == "failed":
+                index = ev["index"]
+                p = self.partitions[index]
+                self.stage_s["read"] += float(ev.get("read_s", 0.0))
+                if p.failed is None and index not in self.settled:
+                    p.failed = str(ev["error"])
+                    if p.started is None:
+                        p.started = self.clock()
+                    self.buffered -= p.received
+                    p.parts = []
+                    self._new_failures.append(index)
+            elif kind == "predicted":
+                self.stage_s["predict"] += float(ev.get("predict_s", 0.0))
+                self.stage_s["model"] += float(ev.get("model_s", 0.0))
+                self.rows_predicted += int(ev.get("rows", 0))
+                if ev.get("batch_size"):
+                    self.batch_sizes.add(int(ev["batch_size"]))
+            elif kind == "actor_started":
+                self.actor_starts.append(ev)
+
+    def complete(self) -> Iterator[tuple[int, list[dict[str, np.ndarray]], float]]:
+        """(index, row batches, seconds since its first rows) of each partition now complete."""
+        for index, p in enumerate(self.partitions):
+            if index in self.settled or p.failed is not None or p.expected is None:
+                continue
+            if p.received == p.expected:
+                self.settled.add(index)
+                self.buffered -= p.received
+                parts, p.parts = p.parts, []
+                yield index, parts, self.clock() - (p.started or self.clock())
+
+    def failed(self) -> Iterator[tuple[int, str, int]]:
+        """(index, error, rows received) of each partition newly failed."""
+        while self._new_failures:
+            index = self._new_failures.pop(0)
+            self.settled.add(index)
+            p = self.partitions[index]
+            yield index, p.failed or "failed", p.received
+
+    def unsettled(self) -> Iterator[tuple[int, str, int]]:
+        """(index, reason, rows received) of the partitions neither written nor failed: at the end of
+        the stream, incomplete."""
+        for index, p in enumerate(self.partitions):
+            if index not in self.settled:
+                expected = "unknown" if p.expected is None else p.expected
+                yield index, f"incomplete: received {p.received} rows, expected {expected}", p.received

@@ -1,0 +1,116 @@
+"""The Ray cluster the job runs on (a given one, or a local one listening on 127.0.0.1 only) and the
+predictor pool it gets there (`plan_pool`: actors, GPUs, CPUs and torch threads per actor)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+from xpengine.pipeline.config import Resources
+from xpengine.pipeline.tuning import PoolPlan
+
+__all__ = ["LOOPBACK_ENV", "PoolPlan", "init_ray", "model_architecture", "plan_pool"]
+
+log = logging.getLogger("xpengine.pipeline.ray_job")
+
+
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""Ray reads this at start-up: "0" makes a node take the loopback address as its IP, so its GCS,
+raylet, agents and workers listen on 127.0.0.1 only (Ray's own local-only mode for laptops)."""
+
+
+def init_ray(resources: Resources) -> None:
+    """Connect to the given cluster, or start a local one that listens on 127.0.0.1 only.
+
+    Authentication is never switched off here: Ray's own setting (`RAY_AUTH_MODE`, token by default,
+    the token kept in ~/.ray/auth_token) applies, whatever the user chose."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = resources.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        return
+    os.environ[LOOPBACK_ENV] = "0"
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False  # read at node start: the node IP becomes loopback
+    from xpengine.pipeline._reaper import start_reaper
+
+    start_reaper(os.getpid())  # stops the cluster if this driver is killed before it can
+    # address="local": a new cluster even when a stale `ray start` address file exists
+    ray.init(
+        address="local",
+        num_cpus=resources.num_cpus,
+        num_gpus=resources.num_gpus,
+        include_dashboard=False,
+        log_to_driver=True,
+        _node_ip_address="127.0.0.1",
+    )
+
+
+def model_architecture(model: str) -> str:
+    """The model's architecture name (`tuning.architecture_name`) from its config.json."""
+    from xpengine.inference.predictor import resolve_model_path
+    from xpengine.model.checkpoint import CONFIG_FILE
+    from xpengine.pipeline.tuning import architecture_name
+
+    try:
+        with open(os.path.join(resolve_model_path(model), CONFIG_FILE)) as f:
+            return architecture_name(json.load(f).get("model") or {})
+    except (OSError, ValueError):
+        return "custom"
+
+
+def plan_pool(resources: Resources, architecture: str = "custom") -> PoolPlan:
+    """The predictor pool for this cluster (`tuning.PoolPlan`).
+
+    GPU actors: one per GPU unless `actors` is given, each with `cpus_per_actor` (default 1) CPUs;
+    the read tasks are a separate stage. CPU actors read and predict their partitions themselves
+    (the stages fused): each runs the measured best torch threads for this CPU
+    (`xpengine.pipeline.tuning.MEASURED`, else one) on as many CPUs, and the pool fills the node, so
+    that one actor's parsing overlaps the others' prediction."""
+    import ray
+
+    from xpengine.pipeline import tuning
+
+    cluster = ray.cluster_resources()
+    gpus = resources.gpus_per_actor
+    if gpus is None:
+        gpus = 1.0 if cluster.get("GPU", 0) >= 1 else 0.0
+    total_cpus = cluster.get("CPU", 1)
+    threads: int | None = None
+    if gpus > 0:
+        actors = resources.actors or max(1, int(cluster.get("GPU", 0) // gpus))
+        cpus = resources.cpus_per_actor if resources.cpus_per_actor is not None else 1.0
+    else:
+        # the table's entry for this machine's CPU (the nodes of a cluster are taken to be alike)
+        entry = tuning.lookup(tuning.MEASURED, tuning.device_signature("cpu"), architecture)
+        actors, cpus, threads = tuning.cpu_plan(
+            total_cpus,
+            actors=resources.actors,
+            cpus_per_actor=resources.cpus_per_actor,
+            torch_threads=resources.torch_threads,
+            table_threads=None if entry is None else entry.get("threads_per_actor"),
+        )
+    plan = tuning.PoolPlan(
+        actors=actors,
+        gpus_per_actor=gpus,
+        cpus_per_actor=cpus,
+        torch_threads=threads,
+        device=resources.device or ("cuda" if gpus > 0 else "cpu"),
+        dtype=resources.dtype,
+        batch_size=resources.batch_size,
+        read_cpus=resources.read_cpus,
+    )
+    log.info(
+        "predictor pool: %d actor(s), %.2f GPU and %.2f CPU each%s%s",
+        actors,
+        gpus,
+        cpus,
+        f", {threads} torch thread(s) each, reading their own partitions" if threads else "",
+        f"; {resources.read_cpus:.2f} CPU per read task" if gpus > 0 else "",
+    )
+    return plan

@@ -1,0 +1,117 @@
+"""What makes two runs' rows belong in one catalogue (the model weights, labels and schema: the job's
+identity), the model files the job records, and resume: which finished partitions of an output may be
+kept."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from xpengine.catalog.schema import catalog_schema
+from xpengine.pipeline.plan import JobError, _input_fingerprints
+from xpengine.pipeline.stages import PartitionTask
+from xpengine.pipeline.writer import CatalogWriter
+
+__all__: list[str] = []  # the job's own helpers; `xpengine.pipeline.ray_job` re-exports what tests use
+
+log = logging.getLogger("xpengine.pipeline.ray_job")
+
+
+def _model_vocabulary_json(model: str) -> str:
+    from xpengine.inference.predictor import resolve_model_path
+    from xpengine.model.checkpoint import VOCABULARY_FILE
+
+    with open(os.path.join(resolve_model_path(model), VOCABULARY_FILE)) as f:
+        return f.read()
+
+
+def _model_provenance(model: str) -> dict[str, Any]:
+    from xpengine.inference.predictor import resolve_model_path
+    from xpengine.io import sha256_of
+    from xpengine.model.checkpoint import WEIGHTS_FILE
+
+    d = resolve_model_path(model)
+    digest = sha256_of(os.path.join(d, WEIGHTS_FILE))
+    return {"model": model, "model_dir": os.path.basename(os.path.normpath(d)), "model_sha256": digest}
+
+
+def _schema_fingerprint(labels: list[str]) -> str:
+    import hashlib
+
+    schema = catalog_schema(labels)
+    text = ",".join(f"{f.name}:{f.type}" for f in schema)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _job_identity(labels: list[str], provenance: dict[str, Any]) -> dict[str, Any]:
+    """What makes two runs' rows belong in one catalogue: the same model weights, labels and schema."""
+    return {
+        "model_sha256": provenance["model_sha256"],
+        "labels": list(labels),
+        "schema": _schema_fingerprint(labels),
+    }
+
+
+def _identity_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    names = {"model_sha256": "model", "labels": "labels", "schema": "catalogue schema"}
+    out = []
+    for key, what in names.items():
+        if old.get(key) != new.get(key):
+            o, n = old.get(key), new.get(key)
+            if key == "model_sha256":
+                o = (o or "unknown")[:12]
+                n = (n or "unknown")[:12]
+            out.append(f"{what} {o} → {n}")
+    return out
+
+
+def _check_resume(
+    writer: CatalogWriter, tasks: list[PartitionTask], identity: dict[str, Any], overwrite: bool
+) -> dict[str, dict[str, Any]]:
+    """Done partitions that may be kept. Refuses (JobError) an output made with another model, labels
+    or schema, or whose inputs changed, unless `overwrite` (then they are redone, and done partitions
+    of another job that this run does not redo are removed so the catalogue is never mixed)."""
+    done = writer.done_records()
+    job = writer.read_job()
+    problems: list[str] = []
+    if job is not None:
+        diff = _identity_differences(job, identity)
+        if diff:
+            problems.append(f"the catalogue was made with another {'; '.join(diff)}")
+    elif done:
+        problems.append("the output holds partitions without a job record (another program or version)")
+    planned = {t.name: t for t in tasks}
+    changed = []
+    for name, rec in done.items():
+        if name not in planned:
+            continue
+        diff = _identity_differences(rec.get("job") or {}, identity)
+        if diff:
+            changed.append(f"{name} ({'; '.join(diff)})")
+            continue
+        now = _input_fingerprints(planned[name])
+        was = rec.get("inputs") or {}
+        for key in ("xp", "gaia_source", "xp_file", "gaia_source_file"):
+            if was.get(key) != now.get(key):
+                changed.append(f"{name} (input {key} changed: {was.get(key)} → {now.get(key)})")
+                break
+    if changed:
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        problems.append(f"finished partitions differ from this run: {', '.join(changed[:3])}{more}")
+    if problems and not overwrite:
+        raise JobError(
+            f"output {writer.output} cannot be resumed: {'; '.join(problems)}. Rerun with --overwrite to "
+            "redo it with this configuration, or choose another --output"
+        )
+    if problems:
+        stale = (
+            sorted(set(done) - set(planned)) if job is None or _identity_differences(job, identity) else []
+        )
+        for name in stale:
+            log.warning("--overwrite: removing %s, made by the earlier job", name)
+            for path in (writer.catalog_path(name), writer.rejected_path(name), writer.manifest_path(name)):
+                if writer.fs.get_file_info(path).type.name == "File":
+                    writer.fs.delete_file(path)
+        return {}
+    return {} if overwrite else done

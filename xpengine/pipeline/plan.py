@@ -1,0 +1,161 @@
+"""Planning the catalogue job's work on the driver: the inputs (or the embedded default), one
+`PartitionTask` per XP partition paired with its gaia_source partner, visible unique names, and the
+inputs' fingerprints that tell a changed input on resume."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import re
+from typing import Any
+
+from xpengine.pipeline.config import InferenceConfig
+from xpengine.pipeline.stages import PartitionTask
+
+__all__ = [
+    "JobError",
+    "default_inputs",
+    "plan_partitions",
+    "visible_partition_name",
+]
+
+log = logging.getLogger("xpengine.pipeline.ray_job")  # the job's log records keep the job's logger
+
+
+def default_inputs() -> tuple[list[str], list[str | None]]:
+    """The embedded default input: the bundled simulated sky (bulk partitions with their gaia_source
+    partners) and the real Gaia DR3 archive samples (single files without gaia_source: they come out
+    flagged NO_GAIA_SOURCE / NO_GAIA_PHOTOMETRY, most without a prediction)."""
+    from importlib.resources import files
+
+    data = files("xpengine") / "data"
+    sky = str(data / "sky")
+    samples_dir = str(data / "gaia_dr3_samples")
+    inputs: list[str] = []
+    gaia: list[str | None] = []
+    if os.path.isdir(sky):
+        inputs.append(sky)
+        gaia.append(sky)
+    if os.path.isdir(samples_dir):
+        for name in sorted(os.listdir(samples_dir)):
+            if name.startswith("XP_CONTINUOUS"):
+                inputs.append(os.path.join(samples_dir, name))
+                gaia.append(None)
+    if not inputs:
+        raise FileNotFoundError(f"no embedded default data under {data}; give --input")
+    return inputs, gaia
+
+
+def _with_default_side_inputs(cfg: InferenceConfig) -> InferenceConfig:
+    """The embedded sky's 2MASS and E(B−V) tables, unless the user gave their own."""
+    import dataclasses
+    from importlib.resources import files
+
+    sky = files("xpengine") / "data" / "sky"
+    changes = {}
+    for key, name in (("tmass", "tmass.parquet"), ("ebv", "ebv.parquet")):
+        path = str(sky / name)
+        if getattr(cfg, key) is None and os.path.isfile(path):
+            changes[key] = path
+    return dataclasses.replace(cfg, **changes)
+
+
+class JobError(RuntimeError):
+    """A problem with the job's configuration, model, inputs or output: reported as one line."""
+
+
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._+=-]+")
+
+
+def visible_partition_name(name: str) -> str:
+    """A partition name every catalogue reader sees: no leading `.`/`_` (pandas, pyarrow, DuckDB
+    and `xpengine query` skip such files), no path or shell characters."""
+    safe = _NAME_UNSAFE.sub("_", name).lstrip("._")
+    return safe or "partition"
+
+
+def _unique_names(parts: list[Any]) -> list[str]:
+    """Visible, unique names: names that collide all get a short hash of their input URL, so a name
+    does not depend on which other files were given."""
+    import hashlib
+    from collections import Counter
+
+    base = [visible_partition_name(p.name) for p in parts]
+    counts = Counter(base)
+    names = []
+    for b, p in zip(base, parts, strict=True):
+        if counts[b] > 1:
+            b = f"{b}-{hashlib.sha1(p.xp_url.encode()).hexdigest()[:8]}"
+        names.append(b)
+    return names
+
+
+def plan_partitions(cfg: InferenceConfig) -> list[PartitionTask]:
+    """Pair every XP partition of the inputs with its gaia_source partner; names are unique and
+    visible; overlapping HEALPix ranges of two bulk partitions are refused."""
+    from xpengine import io
+
+    if cfg.input:
+        inputs = list(cfg.input)
+        gaia: list[str | None] = list(cfg.gaia_source or [])
+        if gaia and len(gaia) not in (1, len(inputs)):
+            raise JobError(
+                f"give one --gaia-source for all inputs or one per input; got {len(gaia)} for {len(inputs)} inputs"
+            )
+    else:
+        inputs, gaia = default_inputs()
+    found = []
+    for k, xp in enumerate(inputs):
+        gs = None
+        if gaia:
+            gs = gaia[k] if len(gaia) == len(inputs) else gaia[0]
+        try:
+            found += io.discover_partitions(xp, gs)
+        except FileNotFoundError as exc:
+            raise JobError(f"input {xp}: {exc}") from exc
+    seen_urls: set[str] = set()
+    unique = []
+    for p in found:
+        if p.xp_url in seen_urls:
+            log.warning("input %s given twice: processed once", p.xp_url)
+            continue
+        seen_urls.add(p.xp_url)
+        unique.append(p)
+    tasks = [
+        PartitionTask(
+            name=name,
+            xp=p.xp_url,
+            gaia=p.gaia_url,
+            hpx8_range=None if p.hpx8_min is None else (p.hpx8_min, p.hpx8_max),
+        )
+        for name, p in zip(_unique_names(unique), unique, strict=True)
+    ]
+    ranged = sorted((t.hpx8_range, t.xp) for t in tasks if t.hpx8_range is not None)
+    for (r1, u1), (r2, u2) in itertools.pairwise(ranged):
+        if r2[0] <= r1[1]:
+            raise JobError(f"input partitions {u1} and {u2} cover overlapping HEALPix ranges {r1} and {r2}")
+    if not tasks:
+        raise JobError(f"no XpContinuousMeanSpectrum partitions found in {inputs}")
+    return tasks
+
+
+def _file_fingerprint(url: str | None) -> dict[str, Any] | None:
+    """Size and modification time of an input (cheap: one stat), to tell a changed input on resume."""
+    if not url:
+        return None
+    from xpengine.io.filesystems import url_to_fs
+
+    fs, path = url_to_fs(url)
+    info = fs.info(path)
+    modified = info.get("mtime", info.get("LastModified", info.get("last_modified", info.get("ETag"))))
+    return {"size": int(info.get("size") or 0), "modified": str(modified)}
+
+
+def _input_fingerprints(task: PartitionTask) -> dict[str, Any]:
+    return {
+        "xp": task.xp,
+        "gaia_source": task.gaia,
+        "xp_file": _file_fingerprint(task.xp),
+        "gaia_source_file": _file_fingerprint(task.gaia),
+    }
