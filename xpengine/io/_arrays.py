@@ -19,7 +19,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from xpengine.io.errors import GaiaFileError
+
 __all__ = [
+    "cast_column",
     "lists_from_objects",
     "parse_array_strings",
     "parse_scalar_strings",
@@ -233,3 +236,13 @@ def to_list_array(arr: pa.Array | pa.ChunkedArray, value_type: pa.DataType) -> p
     if pc.any(empty).as_py():
         arr = pc.if_else(empty, pa.scalar(None, arr.type), arr)
     return arr
+
+
+def cast_column(arr: pa.Array, to_type: pa.DataType, url: str, column: str) -> pa.Array:
+    """`arr` cast to `to_type`; a GaiaFileError naming the file and the column when its values cannot be."""
+    try:
+        return pc.cast(arr, to_type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise GaiaFileError(
+            url, f"values of type {arr.type} cannot be read as {to_type}: {exc}", column=column
+        ) from exc

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from xpengine.io._arrays import parse_array_strings, parse_scalar_strings, to_list_array
+from xpengine.io._arrays import cast_column, parse_array_strings, parse_scalar_strings, to_list_array
 from xpengine.io.errors import GaiaFileError
 from xpengine.io.schema import (
     BANDS,
@@ -159,12 +159,7 @@ def normalise_batch(
             arr, bad = parse_scalar_strings(arr, spec.type)
             report(name, bad)
         elif arr.type != spec.type:
-            try:
-                arr = pc.cast(arr, spec.type)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise GaiaFileError(
-                    url, f"values of type {arr.type} cannot be read as {spec.type}: {exc}", column=name
-                ) from exc
+            arr = cast_column(arr, spec.type, url, name)
         cols[name] = arr
 
     sid = cols["source_id"]

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from xpengine.io._arrays import parse_scalar_strings
+from xpengine.io._arrays import cast_column, parse_scalar_strings
 from xpengine.io.errors import GaiaFileError
 from xpengine.io.formats import open_table_reader
 from xpengine.io.schema import (
@@ -114,12 +114,7 @@ def iter_gaia_source(
                     for i, msg in bad:
                         problems.setdefault(i, []).append(f"{n}: {msg}")
                 elif spec is not None and arr.type != spec.type:
-                    try:
-                        arr = pc.cast(arr, spec.type)
-                    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                        raise GaiaFileError(
-                            url, f"values of type {arr.type} cannot be read as {spec.type}: {exc}", column=n
-                        ) from exc
+                    arr = cast_column(arr, spec.type, url, n)
                 if pa.types.is_floating(arr.type) and arr.null_count < len(arr):
                     # archive ECSV writes `nan`, VOTable/bulk files null: one missing-value marker.
                     nan = pc.fill_null(pc.is_nan(arr), False)
