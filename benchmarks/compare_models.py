@@ -62,7 +62,7 @@ sys.path.insert(0, str(ROOT))
 
 from xpengine.evaluate.baseline import BaselineConfig, XGBoostBaseline  # noqa: E402
 from xpengine.evaluate.metrics import label_metrics  # noqa: E402
-from xpengine.evaluate.report import to_jsonable  # noqa: E402
+from xpengine.evaluate.report import markdown_table, to_jsonable  # noqa: E402
 from xpengine.evaluate.runner import (  # noqa: E402
     G_COLUMN,
     LABEL_TOKENS,
@@ -317,14 +317,6 @@ def _cell(m: Mapping[str, Any] | None, label: str) -> str:
     return _number(m["sigma"], label) + ("" if z is None else f" ({z:.2f})")
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    return [
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        *("| " + " | ".join(r) + " |" for r in rows),
-    ]
-
-
 def render_markdown(result: Mapping[str, Any], units: Mapping[str, str]) -> str:
     """Compact tables of a JSON-ready :func:`compare` result (NaN as None) with its "data" block;
     units: label → unit for the column headers."""
@@ -354,7 +346,7 @@ def render_markdown(result: Mapping[str, Any], units: Mapping[str, str]) -> str:
             [name, *(_cell(result["metrics"][name][pop][lab], lab) for lab in labels)]
             for name in result["metrics"]
         ]
-        lines += [*_table(["model", *header_labels], rows), ""]
+        lines += [*markdown_table(["model", *header_labels], rows), ""]
     by_g = result["by_g"]
     if by_g is None:
         lines += ["No G column in the data: no G bins.", ""]
@@ -371,7 +363,7 @@ def render_markdown(result: Mapping[str, Any], units: Mapping[str, str]) -> str:
             for name, pops in by_g["models"].items()
             for b in [pops["giants"][i]]
         ]
-        lines += [*_table(["G", "stars", "model", *header_labels], rows), ""]
+        lines += [*markdown_table(["G", "stars", "model", *header_labels], rows), ""]
     corr = {k: v for k, v in result["age_metallicity"].items() if v is not None}
     if corr:
         lines += ["## giants: Spearman ρ(age, [M/H])", ""]
@@ -379,7 +371,7 @@ def render_markdown(result: Mapping[str, Any], units: Mapping[str, str]) -> str:
             [name, str(c["n"]), _number(c["spearman_pred"], ""), _number(c["spearman_truth"], "")]
             for name, c in corr.items()
         ]
-        lines += [*_table(["model", "stars", "ρ predicted", "ρ true labels"], rows), ""]
+        lines += [*markdown_table(["model", "stars", "ρ predicted", "ρ true labels"], rows), ""]
     return "\n".join(lines)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ANCHORS", "SCENARIO_ANCHORS", "render_report", "to_jsonable", "write_metrics"]
+__all__ = ["ANCHORS", "SCENARIO_ANCHORS", "markdown_table", "render_report", "to_jsonable", "write_metrics"]
 
 LABEL_TITLES: dict[str, str] = {
     "teff": "Teff [K]",
@@ -83,7 +83,8 @@ def _fmt(x: Any, label: str = "") -> str:
     return f"{x:.3f}"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """The lines of a Markdown table: `header` (its cells), the rule, one line per row of cells."""
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return out
@@ -251,7 +252,7 @@ def _accuracy_section(models: Mapping[str, Any], labels: list[str]) -> list[str]
     rows = [[name, *(_fmt(a.get(lab), lab) for lab in labels)] for name, a in ANCHORS.items()]
     for name, block in models.items():
         rows.append([f"**{name}, this run**", *(_fmt(_sigma(block, lab), lab) for lab in labels)])
-    lines += _table(header, rows)
+    lines += markdown_table(header, rows)
     lines += ["", "Bias (median of prediction − truth) and number of stars:", ""]
     rows = []
     for name, block in models.items():
@@ -264,7 +265,7 @@ def _accuracy_section(models: Mapping[str, Any], labels: list[str]) -> list[str]
                 ),
             ]
         )
-    lines += _table(header, rows)
+    lines += markdown_table(header, rows)
     return lines
 
 
@@ -291,7 +292,7 @@ def _scenario_section(sc: Mapping[str, Any], labels: list[str]) -> list[str]:
                 c += f" (paper {_fmt(anchors[lab], lab)})"
             cells.append(c)
         rows.append([f"{name} ({s['panel']}): {s['description']}", *cells])
-    lines += _table(["scenario", *(LABEL_TITLES.get(lab, lab) for lab in labels)], rows)
+    lines += markdown_table(["scenario", *(LABEL_TITLES.get(lab, lab) for lab in labels)], rows)
     return lines
 
 
@@ -331,7 +332,7 @@ def _calibration_section(cal: Mapping[str, Any], labels: list[str]) -> list[str]
                 _fmt(c.get("coverage_95")),
             ]
         )
-    lines += _table(
+    lines += markdown_table(
         [
             "label",
             "z-spread raw",
