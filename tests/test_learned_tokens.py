@@ -244,3 +244,36 @@ def test_catalogue_age_error_is_the_predictors_calibrated_age_error(tmp_path):
     np.testing.assert_allclose(cat["age_error"][ok], ref["age_error"][ok], rtol=1e-5)
     naive = ref["age"] * ref["ln_age_error"]  # the old catalogue rule
     assert np.all(np.abs(cat["age_error"][ok] / naive[ok] - 1) > 0.3)
+
+
+def test_catalogue_sigma_follows_a_calibration_with_g_factors(tmp_path):
+    """A format-2 calibration (σ map through knots, a factor per G bin): the catalogue passes each star's G, so
+    its mass_error and age_error equal `Predictor.predict(..., g_mag=G)`'s; without G the factors are not applied."""
+    import json
+    import shutil
+
+    from xpengine.inference.predictor import resolve_model_path
+
+    model = tmp_path / "sky-gcal"
+    shutil.copytree(resolve_model_path("gaia-xp"), model)
+    cal = json.loads((model / "calibration.json").read_text())
+    knots = {"sigma_knots": [0.05, 0.2, 0.6], "applied": True, "method": "sigma_binned+g"}
+    g_bins = {"g_edges": [3.0, 13.0, 15.0, 21.0], "g_scales": [2.0, 1.0, 0.5]}
+    cal["format_version"] = "2"
+    cal["labels"]["mass"] = {**knots, **g_bins, "sigma_cal_knots": [0.08, 0.25, 0.7], "unit": "Msun"}
+    cal["labels"]["age"] = {**g_bins, "applied": True, "a": 1.3, "b": 0.2, "unit": "Gyr"}
+    (model / "calibration.json").write_text(json.dumps(cal))
+    batch = {k: v[:300] for k, v in _sky_batch("gaia-xp").items()}
+    g = np.asarray(batch["phot_g_mean_mag"], dtype=np.float64)
+    assert (g < 13).any() and (g > 15).any()
+    cat = CatalogPredictor(str(model), ["mass", "age"], device="cpu")(batch)
+    p = Predictor.load(str(model), device="cpu")
+    ref = p.predict(batch["values"], request=["mass", "ln_age"], inputs=list(p.default_inputs), g_mag=g)
+    no_g = p.predict(batch["values"], request=["mass", "ln_age"], inputs=list(p.default_inputs))
+    ok = np.isfinite(cat["mass"])
+    assert ok.mean() > 0.9
+    np.testing.assert_allclose(cat["mass_error"][ok], ref["mass_error"][ok], rtol=1e-5)
+    np.testing.assert_allclose(cat["age_error"][ok], ref["age_error"][ok], rtol=1e-5)
+    bright, faint = ok & (g < 13), ok & (g > 15)
+    np.testing.assert_allclose(ref["mass_error"][bright] / no_g["mass_error"][bright], 2.0, rtol=1e-6)
+    np.testing.assert_allclose(ref["age_error"][faint] / no_g["age_error"][faint], 0.5, rtol=1e-6)
