@@ -26,7 +26,9 @@ fail a file: the row is kept, the value (or the band) null, and `read_problem` s
 coefficient counts of a table (Gaia DR3: 55 per band; DR4: 51 for BP).
 """
 
+from xpengine.io._arrays import list_column_to_numpy
 from xpengine.io._source import OutputTarget
+from xpengine.io._xp_rows import coefficient_counts
 from xpengine.io.atomic import (
     directory_written_atomically,
     file_written_atomically,
@@ -67,13 +69,7 @@ from xpengine.io.schema import (
     xp_schema,
 )
 from xpengine.io.tables import EBV_COLUMNS, TMASS_COLUMNS, join_sources, read_table
-from xpengine.io.xp_continuous import (
-    coefficient_counts,
-    covariance_from_correlations,
-    iter_xp_continuous,
-    list_column_to_numpy,
-    read_xp_continuous,
-)
+from xpengine.io.xp_continuous import covariance_from_correlations, iter_xp_continuous, read_xp_continuous
 from xpengine.io.xp_sampled import iter_xp_sampled, read_xp_sampled, sampled_layout
 
 __all__ = [

@@ -23,6 +23,7 @@ from xpengine.io.errors import GaiaFileError
 
 __all__ = [
     "cast_column",
+    "list_column_to_numpy",
     "lists_from_objects",
     "parse_array_strings",
     "parse_scalar_strings",
@@ -246,3 +247,34 @@ def cast_column(arr: pa.Array, to_type: pa.DataType, url: str, column: str) -> p
         raise GaiaFileError(
             url, f"values of type {arr.type} cannot be read as {to_type}: {exc}", column=column
         ) from exc
+
+
+def list_column_to_numpy(
+    column: pa.Array | pa.ChunkedArray, width: int | None = None, dtype: type = np.float64
+) -> np.ndarray:
+    """List column (N rows) -> (N, width) array; null rows and short rows are NaN-padded.
+
+    `width` defaults to the longest list. Zero-copy is not possible for list columns with nulls;
+    this does one vectorised copy.
+    """
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    if pa.types.is_fixed_size_list(column.type) or pa.types.is_large_list(column.type):
+        column = pc.cast(column, pa.list_(column.type.value_type))
+    n = len(column)
+    lengths = np.asarray(pc.fill_null(pc.list_value_length(column), 0), dtype=np.int64)
+    width = int(lengths.max(initial=0)) if width is None else int(width)
+    offsets = np.asarray(column.offsets, dtype=np.int64)  # (N+1,) absolute positions in .values
+    values = column.values.to_numpy(zero_copy_only=False)
+    if n and column.null_count == 0 and np.all(lengths == width):
+        flat = values[offsets[0] : offsets[-1]]
+        return flat.reshape(n, width).astype(dtype, copy=False)
+    out = np.full((n, width), np.nan, dtype=dtype)
+    if n == 0 or width == 0:
+        return out
+    rows = np.repeat(np.arange(n), lengths)  # (total,)
+    pos = np.arange(rows.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    keep = pos < width
+    src = np.repeat(offsets[:-1], lengths) + pos
+    out[rows[keep], pos[keep]] = values[src[keep]]
+    return out

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from xpengine.io._arrays import parse_array_strings, parse_scalar_strings, to_list_array
+from xpengine.io._arrays import list_column_to_numpy, parse_array_strings, parse_scalar_strings, to_list_array
 from xpengine.io._sampled_units import GRID_TOLERANCE_NM, SAMPLED_COLUMNS, _wavelength_factor
 from xpengine.io.errors import GaiaFileError
 
@@ -81,8 +81,6 @@ def _meta_id(meta: Mapping[str, Any], keys: tuple[str, ...]) -> int | None:
 
 
 def _array_blocks(reader: Any, grid: np.ndarray, batch_rows: int, url: str) -> Iterator[_Block]:
-    from xpengine.io.xp_continuous import list_column_to_numpy
-
     if "source_id" not in reader.columns:
         raise GaiaFileError(
             url,

@@ -36,11 +36,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from xpengine.io._arrays import list_column_to_numpy
 from xpengine.io._source import OutputTarget
 from xpengine.io.errors import GaiaFileError
 from xpengine.io.filesystems import open_url, url_to_fs
 from xpengine.io.schema import BANDS, DR3_N_COEFFICIENTS, META_SOURCE, XP_BY_NAME
-from xpengine.io.xp_continuous import list_column_to_numpy
 
 __all__ = [
     "MODEL_INPUTS_PREFIX",
