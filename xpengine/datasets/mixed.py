@@ -350,6 +350,19 @@ def _token_matrices(mixed: Any, vocab: Any) -> tuple[np.ndarray, np.ndarray]:
     return values, errors
 
 
+def _drop_tokens(
+    values: np.ndarray, errors: np.ndarray, vocab: Any, rows: np.ndarray, names: Sequence[str]
+) -> None:
+    """Make tokens `names` missing (value NaN, error 0: the schema's "unknown") in `rows` (N,) bool, in place."""
+    unknown = [t for t in names if t not in vocab.names]
+    if unknown:
+        raise ValueError(f"synthetic_drop: {unknown} are not tokens of vocabulary {vocab.name}")
+    for name in names:
+        j = vocab.names.index(name)
+        values[rows, j] = np.nan
+        errors[rows, j] = 0.0
+
+
 def build_mixed(
     real_path: str,
     synthetic_path: str,
@@ -381,9 +394,6 @@ def build_mixed(
     n_real = real.table.num_rows
 
     vocab = real.vocabulary
-    unknown = [t for t in synthetic_drop if t not in vocab.names]
-    if unknown:
-        raise ValueError(f"synthetic_drop: {unknown} are not tokens of vocabulary {vocab.name}")
     n = mixed.num_rows
     values, errors = _token_matrices(mixed, vocab)  # (N, T) each
     schema_cols = {"source_id", "split", "origin", *vocab.names, *vocab.error_names}
@@ -392,10 +402,7 @@ def build_mixed(
     source = np.asarray(mixed.column("data_source").to_numpy(zero_copy_only=False)).astype(str)
 
     is_syn = source == DATA_SOURCES[1]  # (N,)
-    for name in synthetic_drop:
-        j = vocab.names.index(name)
-        values[is_syn & (split == "train"), j] = np.nan
-        errors[is_syn & (split == "train"), j] = 0.0  # the schema's "unknown" error
+    _drop_tokens(values, errors, vocab, is_syn & (split == "train"), synthetic_drop)
     real_rows = split_counts(split[~is_syn])
     syn_rows = split_counts(split[is_syn])
     in_output = copies > 0  # (Ns,) synthetic stars with at least one row

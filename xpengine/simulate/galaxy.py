@@ -1,6 +1,6 @@
 """The Galaxy of the MIST sky: its four populations (thin and thick disk, halo, bulge), their densities,
 and the volume along a line of sight in which a star of a given absolute magnitude is visible; see
-:mod:`xpengine.simulate.populations` (module docstring: sources), which re-exports every name here."""
+:mod:`xpengine.simulate.populations` (module docstring: sources), which draws the sky from them."""
 
 from __future__ import annotations
 

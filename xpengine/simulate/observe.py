@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from xpengine.features.normalise import G_ZERO_POINT_MAG
 from xpengine.simulate import physics as ph
 
 __all__ = [
@@ -40,7 +41,7 @@ __all__ = [
     "tmass_photometry",
 ]
 
-G_ZERO_POINT = 25.6873668671  # Riello et al. 2021 (DR3 G zero point, Vega)
+G_ZERO_POINT = G_ZERO_POINT_MAG  # Riello et al. 2021 (DR3 G zero point, Vega): the features' one definition
 _A_OVER_AV = {"J": 0.289, "H": 0.183, "Ks": 0.118}
 _TMASS_LIMITS = {"J": 15.8, "H": 15.1, "Ks": 14.3}
 _TMASS_BANDS = {"J": "j", "H": "h", "Ks": "ks"}  # 2MASS band -> column prefix

@@ -1,7 +1,7 @@
 """The stars of the MIST sky's populations: their labels (age, [Fe/H], [α/Fe] laws), the Kroupa IMF, and
 their places on the isochrones (the binned segment mixture of the proposal); see
-:mod:`xpengine.simulate.populations` (module docstring: sources and the proposal), which re-exports every
-name here."""
+:mod:`xpengine.simulate.populations` (module docstring: sources and the proposal), which draws the sky
+from them."""
 
 from __future__ import annotations
 

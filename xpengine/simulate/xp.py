@@ -52,7 +52,8 @@ import logging
 
 import numpy as np
 
-from xpengine.simulate.calibration import extinction_curve, label_features, load_calibration, region_weights
+from xpengine.simulate.calibration import load_calibration
+from xpengine.simulate.emulator_model import extinction_curve, label_features, region_weights
 
 __all__ = [
     "N_QUANT_CORR",
