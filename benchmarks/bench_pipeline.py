@@ -116,7 +116,7 @@ s = run_inference(InferenceConfig(input=[sys.argv[1]], output=sys.argv[2], model
 t_end = time.perf_counter()
 ray.shutdown()
 print(json.dumps({"sources": s.sources_written, "wall_s": t_end - t0, "work_s": t_end - t_ready, "ok": s.ok,
-                  "predictor": s.predictor}))
+                  "predictor": s.predictor, "startup": s.startup, "ray_init_s": t_ready - t0}))
 """
 
 MODEL = r"""
@@ -287,6 +287,13 @@ def main() -> int:
         f"{marginal:.0f} sources/s; marginal Ray / plain: {marginal / rate_plain:.2f}"
     )
     print(f"peak memory, {args.partitions} vs 1 partition(s): {ray10_mem / ray1_mem:.2f}x  (target <= 1.15)")
+    # where the 1-partition job's start-up went (seconds from run_inference's start; ray.init before it)
+    st = ray1.get("startup") or {}
+    print(f"start-up of the 1-partition job: ray.init (imports and cluster, not in the fixed cost) {ray1['ray_init_s']:.1f} s; "
+          f"driver steps {st.get('driver_s')}")  # fmt: skip
+    for a in st.get("actors", []):
+        print(f"  predictor actor: constructed at {a.get('constructed_after_s')} s, torch import {a.get('torch_import_s')} s, "
+              f"model load {a.get('model_load_s')} s, settings {a.get('settings_s')} s ({(a.get('setting') or {}).get('source')})")  # fmt: skip
 
     pool = ray10["predictor"]
     stage = pool["stage_seconds"]
