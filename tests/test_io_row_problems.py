@@ -391,14 +391,21 @@ def test_dr4_file_reads_with_a_dr4_vocabulary(dr4_file, ref_gaia):
 
 
 def test_dr4_partition_fails_alone_in_the_pipeline(dr4_file):
-    """The Ray job's featurize stage turns the refusal into a failed-partition record with the message."""
+    """The Ray job's featurize stage turns the refusal into a "failed" ledger event with the message (the
+    partition yields no rows and fails alone); called without a ledger, it raises."""
+    from xpengine.pipeline.bookkeeping import Ledger
     from xpengine.pipeline.stages import PartitionTask, featurize_partition
 
     task = PartitionTask(name=PART, xp=str(dr4_file), gaia=str(GAIA_FILE))
-    rows = {k: np.array([v]) for k, v in task.to_row().items()}
-    out = list(featurize_partition(rows, vocabulary_json=PAPER_VOCABULARY.to_json(), chunk_rows=4096))
-    assert len(out) == 1 and out[0]["source_id"][0] == -1
-    assert "CoefficientCountError" in out[0]["read_error"][0]
-    assert (
-        "BP has 51 coefficients per source, the model was trained on Gaia DR3's 55" in out[0]["read_error"][0]
+    rows = {k: np.array([v]) for k, v in {**task.to_row(), "index": 0}.items()}
+    ledger = Ledger()
+    out = list(
+        featurize_partition(rows, vocabulary_json=PAPER_VOCABULARY.to_json(), chunk_rows=4096, ledger=ledger)
     )
+    assert out == []
+    (event,) = ledger.take()
+    assert event["event"] == "failed"
+    assert "CoefficientCountError" in event["error"]
+    assert "BP has 51 coefficients per source, the model was trained on Gaia DR3's 55" in event["error"]
+    with pytest.raises(CoefficientCountError, match="BP has 51 coefficients per source"):
+        list(featurize_partition(rows, vocabulary_json=PAPER_VOCABULARY.to_json(), chunk_rows=4096))
