@@ -220,3 +220,23 @@ def test_describe_tokens_writes_runs_as_ranges():
     names = [f"bp{i}" for i in range(55)] + [f"rp{i}" for i in range(30)] + ["bprp", "teff", "rp40"]
     assert describe_tokens(names) == "bp0..54, rp0..29, bprp, teff, rp40"
     assert describe_tokens([]) == "none"
+
+
+def test_planning_a_job_reads_the_model_without_torch():
+    """The job's driver resolves labels and inputs, and fingerprints the model, from the JSON side of the
+    checkpoint (`xpengine.model.metadata`) without importing torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, dataclasses\n"
+        "from xpengine.pipeline.config import InferenceConfig, resolve_inputs, resolve_labels\n"
+        "from xpengine.pipeline.identity import _model_provenance, _model_vocabulary_json\n"
+        "c = InferenceConfig(model='gaia-xp')\n"
+        "c = dataclasses.replace(c, labels=resolve_labels(c), inputs=resolve_inputs(c))\n"
+        "_model_provenance(c.model); _model_vocabulary_json(c.model)\n"
+        "assert 'mass' in c.labels and c.inputs, c\n"
+        "print('torch' in sys.modules)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "False", res.stdout + res.stderr

@@ -56,6 +56,7 @@ from xpengine.model.checkpoint import (
     resolve_model_path,
 )
 from xpengine.model.context import predict_standardized
+from xpengine.model.metadata import FALLBACK_INPUTS
 
 __all__ = [
     "DERIVED",
@@ -72,8 +73,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-FALLBACK_INPUTS = ("bp0..29", "rp0..29", "bprp", "jh", "jk")
-"""Default context of a model whose training configuration names no `val_inputs`."""
 _FALLBACK_REQUEST = ("teff", "logg", "m_h", "mass", "ln_age")
 
 DERIVED: dict[str, str] = {"ln_age": "age", "logebv": "ebv"}

@@ -27,10 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +35,24 @@ import torch
 
 from xpengine.features.vocabulary import Vocabulary
 from xpengine.io.atomic import directory_written_atomically
+from xpengine.model.metadata import (  # the torch-free side of a checkpoint, re-exported here
+    CONFIG_FILE,
+    FORMAT_VERSION,
+    PROVENANCE_FILE,
+    STANDARDIZATION_FILE,
+    STATE_JSON_FILE,
+    STATE_TENSORS_FILE,
+    VOCABULARY_FILE,
+    WEIGHTS_FILE,
+    CheckpointMetadata,
+    LearnedTokens,
+    _learned_from_config,
+    _learned_in_vocabulary,
+    available_models,
+    describe_tokens,
+    read_checkpoint_metadata,
+    resolve_model_path,
+)
 from xpengine.model.standardize import Standardization
 from xpengine.model.transformer import ModelConfig, XPTransformer
 
@@ -57,17 +72,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-VOCABULARY_FILE = "vocabulary.json"
-STANDARDIZATION_FILE = "standardization.json"
-PROVENANCE_FILE = "provenance.json"
-STATE_TENSORS_FILE = "train_state.safetensors"
-STATE_JSON_FILE = "train_state.json"
-FORMAT_VERSION = "1"
-LEARNED_OUTPUTS_KEY = "learned_outputs"  # config.json entries, see LearnedTokens
-LEARNED_INPUTS_KEY = "learned_inputs"
-
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -80,131 +84,6 @@ def _safetensors_torch() -> Any:
             "(pip install safetensors); the model itself runs without it"
         ) from exc
     return safetensors.torch
-
-
-@dataclass(frozen=True)
-class LearnedTokens:
-    """The tokens a model was trained on, each tuple in vocabulary order.
-
-    outputs: the tokens it was trained to predict, the requestable tokens of its training
-    configuration that had finite values in its training data (a request is drawn only among a star's
-    finite requestable tokens, `xpengine.train.sampling`); a request for any other token gets an
-    untrained answer. inputs: the tokens it was trained to read, those with finite values in its
-    training data (any of them could be drawn into a context); a context token it never saw enters
-    through an untrained embedding. recorded: False when the checkpoint holds no record (older or
-    hand-made checkpoints): both tuples are then the whole vocabulary.
-    """
-
-    outputs: tuple[str, ...]
-    inputs: tuple[str, ...]
-    recorded: bool = True
-
-    @classmethod
-    def whole_vocabulary(cls, vocabulary: Vocabulary) -> LearnedTokens:
-        """No record: every token of `vocabulary` counts as learned (`recorded` False)."""
-        names = tuple(vocabulary.names)
-        return cls(outputs=names, inputs=names, recorded=False)
-
-    def to_config(self) -> dict[str, list[str]]:
-        """The entries :func:`save_checkpoint` writes into config.json."""
-        return {LEARNED_OUTPUTS_KEY: list(self.outputs), LEARNED_INPUTS_KEY: list(self.inputs)}
-
-
-_XP_NAME = re.compile(r"^(?P<prefix>[A-Za-z_]+?)(?P<i>\d+)$")
-
-
-def describe_tokens(names: Sequence[str]) -> str:
-    """Token names for messages, runs of numbered tokens as ranges: `bp0..54, rp0..54, jh, teff`."""
-    parts: list[str] = []
-    run: tuple[str, int, int] | None = None  # (prefix, first, last)
-    for name in names:
-        m = _XP_NAME.match(name)
-        if m and run and m["prefix"] == run[0] and int(m["i"]) == run[2] + 1:
-            run = (run[0], run[1], int(m["i"]))
-            continue
-        if run:
-            parts.append(_run_text(run))
-            run = None
-        if m:
-            run = (m["prefix"], int(m["i"]), int(m["i"]))
-        else:
-            parts.append(name)
-    if run:
-        parts.append(_run_text(run))
-    return ", ".join(parts) if parts else "none"
-
-
-def _run_text(run: tuple[str, int, int]) -> str:
-    prefix, lo, hi = run
-    return f"{prefix}{lo}" if lo == hi else f"{prefix}{lo}..{hi}"
-
-
-def _learned_from_config(config: dict[str, Any], vocabulary: Vocabulary, path: Path) -> LearnedTokens:
-    """The LearnedTokens recorded in a checkpoint's config.json; without a record, the whole
-    vocabulary with a warning."""
-    outputs, inputs = config.get(LEARNED_OUTPUTS_KEY), config.get(LEARNED_INPUTS_KEY)
-    if outputs is None or inputs is None:
-        logger.warning(
-            "checkpoint %s does not record the tokens it was trained to predict and read (%s / %s in "
-            "%s; written before xpengine recorded them): every token of its vocabulary %s is treated as "
-            "learned, so requests for a token it never learned are not refused",
-            path,
-            LEARNED_OUTPUTS_KEY,
-            LEARNED_INPUTS_KEY,
-            CONFIG_FILE,
-            vocabulary.name,
-        )
-        return LearnedTokens.whole_vocabulary(vocabulary)
-    return _learned_in_vocabulary(outputs, inputs, vocabulary, str(path / CONFIG_FILE))
-
-
-def _learned_in_vocabulary(
-    outputs: Sequence[str], inputs: Sequence[str], vocabulary: Vocabulary, where: str
-) -> LearnedTokens:
-    problems = []
-    for key, names in ((LEARNED_OUTPUTS_KEY, outputs), (LEARNED_INPUTS_KEY, inputs)):
-        if isinstance(names, str) or not all(isinstance(n, str) for n in names):
-            problems.append(f"{key} must be a list of token names, got {names!r}")
-            continue
-        unknown = [n for n in names if n not in vocabulary]
-        if unknown:
-            problems.append(f"{key} names tokens {unknown} that vocabulary {vocabulary.name} lacks")
-    if problems:
-        raise ValueError(f"{where}: " + "; ".join(problems))
-    out, inp = set(outputs), set(inputs)
-    return LearnedTokens(
-        outputs=tuple(n for n in vocabulary.names if n in out),
-        inputs=tuple(n for n in vocabulary.names if n in inp),
-    )
-
-
-@dataclass(frozen=True)
-class CheckpointMetadata:
-    """What a checkpoint's JSON files say, without its weights: `train_config` (the training
-    configuration dict), `vocabulary` and `learned` (:class:`LearnedTokens`)."""
-
-    path: Path
-    train_config: dict[str, Any]
-    vocabulary: Vocabulary
-    learned: LearnedTokens
-
-
-def read_checkpoint_metadata(path: str | os.PathLike) -> CheckpointMetadata:
-    """The JSON side of the checkpoint directory `path` (no weights, no torch work): for planning a
-    job before any model is loaded. Warns, as :func:`load_checkpoint` does, when the learned tokens
-    are not recorded."""
-    path = Path(path)
-    missing = [f for f in (CONFIG_FILE, VOCABULARY_FILE) if not (path / f).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{path} is not an xpengine checkpoint: missing {missing}")
-    config = json.loads((path / CONFIG_FILE).read_text())
-    vocabulary = Vocabulary.from_dict(json.loads((path / VOCABULARY_FILE).read_text()))
-    return CheckpointMetadata(
-        path=path,
-        train_config=config.get("train", {}),
-        vocabulary=vocabulary,
-        learned=_learned_from_config(config, vocabulary, path),
-    )
 
 
 @dataclass
@@ -438,30 +317,3 @@ def load_train_state(path: str | os.PathLike) -> TrainState:
 
 
 # --- bundled models ---------------------------------------------------------------------------------
-def _bundled_root() -> Path:
-    return Path(str(resources.files("xpengine"))) / "data" / "models"
-
-
-def available_models() -> list[str]:
-    """Names of the models bundled with the package (directories under `xpengine/data/models/`)."""
-    root = _bundled_root()
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if (p / "config.json").is_file())
-
-
-def resolve_model_path(source: str | os.PathLike) -> Path:
-    """A checkpoint directory from a path, or from the name of a bundled model."""
-    path = Path(source)
-    if path.is_dir():
-        return path
-    name = str(source)
-    if "/" not in name and os.sep not in name:
-        bundled = _bundled_root() / name
-        if bundled.is_dir():
-            return bundled
-    names = available_models()
-    raise FileNotFoundError(
-        f"no model at {str(source)!r}: not a checkpoint directory and not a bundled model; bundled models: "
-        f"{', '.join(names) if names else 'none (xpengine/data/models/ is empty)'}"
-    )

@@ -53,8 +53,7 @@ def init_ray(resources: Resources) -> None:
 
 def model_architecture(model: str) -> str:
     """The model's architecture name (`tuning.architecture_name`) from its config.json."""
-    from xpengine.inference.predictor import resolve_model_path
-    from xpengine.model.checkpoint import CONFIG_FILE
+    from xpengine.model.metadata import CONFIG_FILE, resolve_model_path
     from xpengine.pipeline.tuning import architecture_name
 
     try:

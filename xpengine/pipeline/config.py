@@ -246,8 +246,7 @@ def resolve_labels(cfg: InferenceConfig) -> list[str]:
     teff, logg, m_h, mass, age. Reads only the model's JSON files (no weights); a FileNotFoundError
     when `cfg.model` is neither a checkpoint directory nor a bundled model.
     """
-    from xpengine.inference.predictor import resolve_model_path
-    from xpengine.model.checkpoint import read_checkpoint_metadata
+    from xpengine.model.metadata import read_checkpoint_metadata, resolve_model_path
 
     meta = read_checkpoint_metadata(resolve_model_path(cfg.model))
     if cfg.labels is None:
@@ -264,8 +263,12 @@ def resolve_inputs(cfg: InferenceConfig) -> list[str]:
     read, :attr:`xpengine.inference.predictor.Predictor.default_inputs`). Reads only the model's
     JSON files.
     """
-    from xpengine.inference.predictor import FALLBACK_INPUTS, resolve_model_path
-    from xpengine.model.checkpoint import describe_tokens, read_checkpoint_metadata
+    from xpengine.model.metadata import (
+        FALLBACK_INPUTS,
+        describe_tokens,
+        read_checkpoint_metadata,
+        resolve_model_path,
+    )
 
     meta = read_checkpoint_metadata(resolve_model_path(cfg.model))
     spec = cfg.inputs if cfg.inputs is not None else meta.train_config.get("val_inputs") or FALLBACK_INPUTS

@@ -19,17 +19,15 @@ log = logging.getLogger("xpengine.pipeline.ray_job")
 
 
 def _model_vocabulary_json(model: str) -> str:
-    from xpengine.inference.predictor import resolve_model_path
-    from xpengine.model.checkpoint import VOCABULARY_FILE
+    from xpengine.model.metadata import VOCABULARY_FILE, resolve_model_path
 
     with open(os.path.join(resolve_model_path(model), VOCABULARY_FILE)) as f:
         return f.read()
 
 
 def _model_provenance(model: str) -> dict[str, Any]:
-    from xpengine.inference.predictor import resolve_model_path
     from xpengine.io import sha256_of
-    from xpengine.model.checkpoint import WEIGHTS_FILE
+    from xpengine.model.metadata import WEIGHTS_FILE, resolve_model_path
 
     d = resolve_model_path(model)
     digest = sha256_of(os.path.join(d, WEIGHTS_FILE))
