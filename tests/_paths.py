@@ -49,3 +49,20 @@ def skip_unless_exists(path: str | os.PathLike) -> None:
     """Skip the calling test or fixture, naming `path`, when the large shared file is absent."""
     if not os.path.exists(path):
         pytest.skip(missing_reason(path))
+
+
+# --- the repository's scripts (benchmarks/, training/), which are not in the package --------------------
+ROOT = TESTS.parent
+
+
+def load_script(relpath: str, name: str):
+    """Import the script ROOT/relpath as module `name` (registered in sys.modules, where dataclasses look
+    their module up)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / relpath)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

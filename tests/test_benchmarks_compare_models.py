@@ -10,13 +10,13 @@ recomputed here without the script's helpers.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from _paths import load_script
 
 from xpengine.datasets.schema import read_training_set, training_table, write_training_set
 from xpengine.features.vocabulary import paper_vocabulary
@@ -26,7 +26,6 @@ from xpengine.model.transformer import PRESETS
 from xpengine.train.config import TrainConfig
 from xpengine.train.loop import train
 
-ROOT = Path(__file__).resolve().parents[1]
 VOCAB = paper_vocabulary().with_tokens(["alpha_m"])
 LABELS = ("teff", "logg", "m_h", "alpha_m", "mass", "ln_age")
 LABEL_ERRORS = {"teff": 50.0, "logg": 0.05, "m_h": 0.02, "alpha_m": 0.02, "mass": 0.1, "ln_age": 0.1}
@@ -38,10 +37,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("compare_models", ROOT / "benchmarks" / "compare_models.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/compare_models.py", "compare_models")
 
 
 compare_models = _load_script()

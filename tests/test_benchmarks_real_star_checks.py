@@ -6,26 +6,15 @@ shared dev file (skips, naming it, without)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
+from _paths import load_script
 
 from xpengine.datasets.schema import write_training_set
 from xpengine.inference.predictor import Predictor
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _real_star_checks():
-    spec = importlib.util.spec_from_file_location(
-        "real_star_checks", ROOT / "benchmarks" / "real_star_checks.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/real_star_checks.py", "real_star_checks")
 
 
 @pytest.mark.slow

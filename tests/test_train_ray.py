@@ -3,12 +3,12 @@ the same toy data; the Predictor as a Ray Data batch UDF."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _paths import load_script
 
 from xpengine.train.toy import write_toy_training_set
 
@@ -16,10 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _train_script():
-    spec = importlib.util.spec_from_file_location("xpengine_training_train", ROOT / "training" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("training/train.py", "xpengine_training_train")
 
 
 @pytest.fixture(scope="module")

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _paths import load_script
 
 from xpengine.model.calibration import Calibration, LabelCalibration
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "calibrate_on_sky", ROOT / "training" / "calibrate_on_sky.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("training/calibrate_on_sky.py", "calibrate_on_sky")
 
 
 def test_raw_inverts_apply() -> None:

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from _paths import load_script
 
 from xpengine.model.calibration import Calibration
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "merge_calibration", ROOT / "training" / "merge_calibration.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("training/merge_calibration.py", "merge_calibration")
 
 
 def _cal(a: dict[str, float], data: str) -> dict:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -61,6 +62,7 @@ def fit_binned_calibration(
     lc = LabelCalibration(
         applied=True, method="sigma_binned", n_val=n, unit=unit, sigma_knots=x, sigma_cal_knots=y
     )
+    gg = None
     if g is not None and g_edges is not None:
         gg = np.asarray(g, dtype=np.float64)[ok]
         zed = r / lc.apply(s)
@@ -72,20 +74,8 @@ def fit_binned_calibration(
             if sel.sum() < min_per_bin:
                 raise ValueError(f"G bin {ge[i]}–{ge[i + 1]} has {int(sel.sum())} stars; need {min_per_bin}")
             scales.append(robust_sigma(zed[sel]))
-        lc = LabelCalibration(
-            applied=True,
-            method="sigma_binned+g",
-            n_val=n,
-            unit=unit,
-            sigma_knots=x,
-            sigma_cal_knots=y,
-            g_edges=tuple(ge),
-            g_scales=tuple(scales),
-        )
-        cal = robust_sigma(r / lc.apply(s, gg))
-    else:
-        cal = robust_sigma(r / lc.apply(s))
-    return LabelCalibration(**{**lc.__dict__, "z_sigma_val_raw": robust_sigma(r / s), "z_sigma_val_cal": cal})
+        lc = replace(lc, method="sigma_binned+g", g_edges=tuple(ge), g_scales=tuple(scales))
+    return replace(lc, z_sigma_val_raw=robust_sigma(r / s), z_sigma_val_cal=robust_sigma(r / lc.apply(s, gg)))
 
 
 def _strictly_increasing(v: np.ndarray) -> np.ndarray:
