@@ -200,6 +200,67 @@ def g_bin_metrics(
     return out
 
 
+def _robust_sigma_rows(r: np.ndarray) -> np.ndarray:
+    """1.4826·MAD along the last axis of r (B, n)."""
+    med = np.median(r, axis=-1, keepdims=True)
+    return 1.4826 * np.median(np.abs(r - med), axis=-1)
+
+
+def paired_sigma_difference(
+    residual: np.ndarray, reference: np.ndarray, n_boot: int, seed: int = 0
+) -> dict[str, Any] | None:
+    """Robust σ of `residual` minus that of `reference` (both (N,) pred − truth of the same stars), with a
+    paired bootstrap over the stars where both are finite: the same resampled stars for both models, so
+    that what the two share (the stars' own difficulty) cancels. Returns {"n", "delta", "lo", "hi"} (hi/lo:
+    2.5th/97.5th percentiles of `n_boot` resamples), or None with fewer than 10 such stars."""
+    ok = np.isfinite(residual) & np.isfinite(reference)
+    a, b = residual[ok], reference[ok]
+    if a.size < 10:
+        return None
+    idx = np.random.default_rng(seed).integers(0, a.size, size=(n_boot, a.size))  # (B, n)
+    d = _robust_sigma_rows(a[idx]) - _robust_sigma_rows(b[idx])  # (B,)
+    lo, hi = np.percentile(d, [2.5, 97.5])
+    return {
+        "n": int(a.size),
+        "delta": float(_robust_sigma_rows(a) - _robust_sigma_rows(b)),
+        "lo": float(lo),
+        "hi": float(hi),
+    }
+
+
+def sigma_differences(
+    preds: dict[str, Predictions],
+    es: EvalSet,
+    labels: Sequence[str],
+    masks: Mapping[str, np.ndarray],
+    n_boot: int,
+) -> dict[str, Any]:
+    """Every model's σ minus the first model's (the reference), per population of BOOTSTRAP_POPULATIONS and
+    label, by :func:`paired_sigma_difference`: {"reference", "n_boot", "models": model → population → label
+    → dict or None}."""
+    names = list(preds)
+    ref = names[0]
+    out: dict[str, Any] = {"reference": ref, "n_boot": n_boot, "models": {}}
+    for name in names[1:]:
+        out["models"][name] = {
+            pop: {
+                lab: None
+                if lab not in preds[name] or lab not in preds[ref]
+                else paired_sigma_difference(
+                    preds[name][lab][0][masks[pop]] - es.truth[lab][masks[pop]],
+                    preds[ref][lab][0][masks[pop]] - es.truth[lab][masks[pop]],
+                    n_boot,
+                )
+                for lab in labels
+            }
+            for pop in BOOTSTRAP_POPULATIONS
+        }
+    return out
+
+
+BOOTSTRAP_POPULATIONS = ("all", "giants")
+
+
 def age_metallicity_correlation(preds: Predictions, es: EvalSet, rows: np.ndarray) -> dict[str, Any] | None:
     """Spearman ρ of predicted age vs predicted [M/H] and of the true ones, on the `rows` (N,) bool with
     all four finite; None when the model does not predict mass, ln_age and [M/H] or the truth lacks
@@ -228,13 +289,15 @@ def compare(
     tokens: Sequence[str],
     g_bins: Sequence[float],
     context: str = "standard",
+    bootstrap: int = 0,
 ) -> dict[str, Any]:
     """Every metric of the module docstring for the `models` (name → Predictor) and the baseline on the
     stars of `es`; tokens: label tokens to evaluate (those without truth in `es` are left out).
 
     Returns a dict with keys "labels", "labels_without_truth", "populations", "models", "metrics" (model
     → population → label → label_metrics or None), "by_g" (None without G, else "edges" and model →
-    population → bins) and "age_metallicity" (model → giants' correlations or None).
+    population → bins), "age_metallicity" (model → giants' correlations or None) and "sigma_differences"
+    (None unless `bootstrap` > 0 resamples: :func:`sigma_differences` against the first model).
     """
     missing = [t for t in ("teff", "logg", "m_h") if t not in es.truth]
     if missing:
@@ -298,6 +361,9 @@ def compare(
         "age_metallicity": {
             name: age_metallicity_correlation(p, es, masks["giants"]) for name, p in preds.items()
         },
+        "sigma_differences": sigma_differences(preds, es, labels, masks, bootstrap)
+        if bootstrap > 0
+        else None,
     }
 
 
@@ -372,7 +438,29 @@ def render_markdown(result: Mapping[str, Any], units: Mapping[str, str]) -> str:
             for name, c in corr.items()
         ]
         lines += [*markdown_table(["model", "stars", "ρ predicted", "ρ true labels"], rows), ""]
+    diff = result.get("sigma_differences")
+    if diff:
+        lines += [
+            f"## σ minus the σ of `{diff['reference']}`",
+            "",
+            f"Paired bootstrap over the stars ({diff['n_boot']} resamples): Δσ [2.5th, 97.5th percentile]; "
+            "negative = smaller scatter than the reference; an interval that holds 0 is no measured difference.",
+            "",
+        ]
+        rows = [
+            [name, pop, *(_delta_cell(d[lab], lab) for lab in labels)]
+            for name, pops in diff["models"].items()
+            for pop, d in pops.items()
+        ]
+        lines += [*markdown_table(["model", "stars", *header_labels], rows), ""]
     return "\n".join(lines)
+
+
+def _delta_cell(d: Mapping[str, Any] | None, label: str) -> str:
+    if d is None:
+        return MISSING
+    f = "{:+.0f}" if label == "teff" else "{:+.4f}"
+    return f"{f.format(d['delta'])} [{f.format(d['lo'])}, {f.format(d['hi'])}]"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -405,6 +493,12 @@ def _parser() -> argparse.ArgumentParser:
         help="model input: standard (BP/RP 0-29 and three colours, every model) or model (each model's own "
         "default input, as the catalogue job gives it; XGBoost keeps its fixed input)",
     )
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=0,
+        help="paired bootstrap resamples for every model's σ minus the first model's (default 0: none)",
+    )
     p.add_argument("--device", default="auto", help="torch device for the models (default: auto)")
     p.add_argument("--json", required=True, help="output JSON path")
     p.add_argument("--markdown", help="output Markdown path (the tables are printed either way)")
@@ -435,7 +529,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings["n_estimators"] = args.baseline_estimators
         baseline = train_baseline(args.baseline_train, BaselineConfig(**settings), split="train")
 
-    result = compare(es, models, baseline, args.labels, g_bins, args.context)
+    if args.bootstrap < 0:
+        parser.error(f"--bootstrap must be ≥ 0, got {args.bootstrap}")
+    result = compare(es, models, baseline, args.labels, g_bins, args.context, args.bootstrap)
     if baseline is not None:
         result["models"][BASELINE]["source"] = args.baseline_model or f"trained on {args.baseline_train}"
     command = sys.argv if argv is None else [sys.argv[0], *argv]

@@ -187,7 +187,10 @@ def check_catalogue(
         ]
         ok = sel & np.isfinite(df.age.to_numpy()) & np.isfinite(df.m_h.to_numpy())
         out["age_metallicity_spearman"] = age_metallicity_diagnostics(
-            df.age.to_numpy()[ok], df.m_h.to_numpy()[ok], df.age_gyr.to_numpy()[ok], df.m_h_true.to_numpy()[ok]
+            df.age.to_numpy()[ok],
+            df.m_h.to_numpy()[ok],
+            df.age_gyr.to_numpy()[ok],
+            df.m_h_true.to_numpy()[ok],
         )
     if {"teff", "logg", "m_h"} <= set(df):
         out["red_clump"] = _red_clump(path, truth, df)
@@ -275,8 +278,8 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         "",
         "## Age–[M/H] relation (giants) and the red-clump preset",
         "",
-        "Spearman ρ(age, [M/H]) of the giants; \"pred. age, true [M/H]\" and \"true age, pred. [M/H]\" mix "
-        "prediction and truth, and \"error ρ\" is ρ(ln age − ln age_true, [M/H] − [M/H]_true) "
+        'Spearman ρ(age, [M/H]) of the giants; "pred. age, true [M/H]" and "true age, pred. [M/H]" mix '
+        'prediction and truth, and "error ρ" is ρ(ln age − ln age_true, [M/H] − [M/H]_true) '
         "(`age_metallicity_diagnostics`).",
         "",
         "| model | Spearman predicted | Spearman truth | pred. age, true [M/H] | true age, pred. [M/H] | error ρ "
@@ -298,7 +301,13 @@ def render_markdown(result: Mapping[str, Any]) -> str:
             f"| {name} | "
             + " | ".join(
                 f"{s.get(k, float('nan')):.3f}"
-                for k in ("predicted", "truth", "predicted_age_true_m_h", "true_age_predicted_m_h", "error_correlation")
+                for k in (
+                    "predicted",
+                    "truth",
+                    "predicted_age_true_m_h",
+                    "true_age_predicted_m_h",
+                    "error_correlation",
+                )
             )
             + f" | {s.get('n', '–')} | "
             f"{cells[0]} | {cells[1]} |"

@@ -338,3 +338,38 @@ def test_model_context_gives_each_model_its_own_default_input(tiny_model, data):
     assert not np.allclose(own["teff"][0], standard["teff"][0])
     with pytest.raises(ValueError, match="context must be one of"):
         compare_models.transformer_predictions(p, es, ["teff"], "everything")
+
+
+def test_paired_bootstrap_of_the_sigma_difference():
+    rng = np.random.default_rng(7)
+    ref = rng.normal(0.0, 0.1, 3000)
+    same = compare_models.paired_sigma_difference(ref, ref, n_boot=200)
+    assert same == {"n": 3000, "delta": 0.0, "lo": 0.0, "hi": 0.0}
+    # twice the scatter: Δσ ≈ σ_ref = 0.1, and the interval holds it and excludes 0
+    wider = compare_models.paired_sigma_difference(2.0 * ref, ref, n_boot=200)
+    assert wider["delta"] == pytest.approx(_robust_sigma(2.0 * ref) - _robust_sigma(ref))
+    assert 0.0 < wider["lo"] < wider["delta"] < wider["hi"]
+    assert wider["lo"] < 0.1 < wider["hi"] or abs(wider["delta"] - 0.1) < 0.01
+    # stars where either residual is NaN are left out; too few stars: None
+    a = ref.copy()
+    a[:100] = np.nan
+    assert compare_models.paired_sigma_difference(a, ref, n_boot=50)["n"] == 2900
+    assert compare_models.paired_sigma_difference(ref[:5], ref[:5], n_boot=50) is None
+
+
+def test_bootstrap_section_compares_every_model_with_the_first(tiny_model, data, tmp_path, test_rows):
+    argv = ["--data", str(data), "--models", tiny_model, "apogee-xp", "--labels", "teff", "logg", "m_h"]
+    argv += ["--device", "cpu", "--json", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md")]
+    assert compare_models.main([*argv, "--bootstrap", "100"]) == 0
+    diff = json.loads((tmp_path / "r.json").read_text())["sigma_differences"]
+    assert diff["reference"] == tiny_model and list(diff["models"]) == ["apogee-xp"]
+    truth, _ = test_rows
+    got = diff["models"]["apogee-xp"]["giants"]["logg"]
+    giants = _masks(truth)["giants"]
+    pa = _predict("apogee-xp", data, ["logg"])["logg"][giants] - truth["logg"][giants]
+    pt = _predict(tiny_model, data, ["logg"])["logg"][giants] - truth["logg"][giants]
+    assert got["delta"] == pytest.approx(_robust_sigma(pa) - _robust_sigma(pt), rel=1e-4)  # float32 labels
+    assert got["lo"] <= got["hi"]
+    assert "## σ minus the σ of" in (tmp_path / "r.md").read_text()
+    assert compare_models.main(argv) == 0  # without --bootstrap: no section
+    assert json.loads((tmp_path / "r.json").read_text())["sigma_differences"] is None
