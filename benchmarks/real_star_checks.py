@@ -28,6 +28,16 @@ real APOGEE×XP stars teach Teff, logg, [M/H] and [α/M] only), and nothing here
 
 Every model runs on the catalogue's standard input (BP/RP 0–29, BP−RP, J−H, J−K) for the cluster and
 field giants: the APOGEE×XP file has no parallaxes. A label a model did not learn is "–".
+
+5. Cluster giants with the information the catalogue gives a model that reads it: the pseudo-luminosity
+   g_fakemag and ln E(B−V) (`logebv`), built for each member from its cluster's literature distance and
+   reddening (CLUSTERS) and the star's own G (`phot_g_mean_mag` of the training-schema file) with the
+   catalogue's functions (`literature_tokens`). Contexts (`distance_contexts`): the standard input plus
+   g_fakemag (the catalogue job's default context for gaia-xp, 64 tokens), and plus g_fakemag and logebv
+   (BP/RP 0–28, to fit a 64-token context). A model that never read those tokens in training gets "–".
+   Real APOGEE×XP stars never carried mass, age, g_fakemag or logebv in training (the file has no
+   parallaxes, and its stars teach Teff, logg, [M/H], [α/M] only), so cluster members in the training
+   split still test mass and age honestly; their atmospheric labels were seen in training.
 """
 
 from __future__ import annotations
@@ -50,6 +60,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from xpengine import io  # noqa: E402
+from xpengine.evaluate.baseline import standard_input_names  # noqa: E402
+from xpengine.features.astrometry import ebv_to_logebv, pseudo_luminosity  # noqa: E402
 from xpengine.inference.predictor import Predictor  # noqa: E402
 
 logger = logging.getLogger("real_star_checks")
@@ -70,32 +82,89 @@ class Cluster:
     age_gyr: tuple[float, float]  # literature range
     rgb_mass: float  # M☉, giants
     kind: str  # "globular" or "open"
+    distance_kpc: float  # literature heliocentric distance
+    ebv: float  # literature E(B−V) [mag]
 
 
 #: Centres and [Fe/H] of the globular clusters: Harris (1996; 2010 edition). Ages: VandenBerg et al.
 #: (2013) put all of these at 11–13 Gyr; RGB masses ≈ 0.8 M☉ (the turn-off mass at that age). Open
 #: clusters: NGC 6791 8.3 Gyr, giants 1.15 M☉ (Brogaard et al. 2012); NGC 6819 2.4 Gyr, giants 1.6 M☉
 #: (Brewer et al. 2016; Handberg et al. 2017); NGC 7789 ≈ 1.5 Gyr, giants ≈ 1.9 M☉ (Twarog et al. 2012).
+#: Distances and E(B−V) of the globular clusters: Harris (1996; 2010 edition, R_Sun and E(B−V)), except
+#: M10 and M107, where the Gaia EDR3 + HST distance of Baumgardt & Vasiliev (2021, MNRAS 505, 5957; their
+#: online catalogue: M10 5.07 kpc, M107 5.63 kpc) differs from Harris's (4.4 and 6.4 kpc) by more than
+#: twice the 5 % error given to the distance here, and replaces it. Open clusters: NGC 6791 4.1 kpc,
+#: E(B−V) 0.16 (Brogaard et al. 2012: (m−M)_V 13.51); NGC 6819 2.4 kpc, E(B−V) 0.16 (Anthony-Twarog et
+#: al. 2014: E(B−V) 0.160, (m−M)_V 12.40; Brewer et al. 2016); NGC 7789 1.85 kpc, E(B−V) 0.28 (Gim et al.
+#: 1998: (m−M)_V ≤ 12.2, E(V−I) 0.35–0.38; Wu et al. 2007: (m−M)_0 11.27, E(B−V) 0.28).
 CLUSTERS: tuple[Cluster, ...] = (
-    Cluster("M92", 259.281, 43.136, -2.31, (11.0, 13.5), 0.8, "globular"),
-    Cluster("M15", 322.493, 12.167, -2.37, (11.0, 13.5), 0.8, "globular"),
-    Cluster("M53", 198.230, 18.168, -2.10, (11.0, 13.5), 0.8, "globular"),
-    Cluster("M2", 323.363, -0.823, -1.65, (11.0, 13.5), 0.8, "globular"),
-    Cluster("M13", 250.423, 36.461, -1.53, (11.0, 13.5), 0.8, "globular"),
-    Cluster("M3", 205.548, 28.377, -1.50, (11.0, 13.5), 0.8, "globular"),
-    Cluster("M10", 254.288, -4.100, -1.56, (11.0, 13.5), 0.8, "globular"),
-    Cluster("M12", 251.809, -1.949, -1.37, (11.0, 13.5), 0.8, "globular"),
-    Cluster("M5", 229.638, 2.081, -1.29, (11.0, 13.5), 0.8, "globular"),
-    Cluster("NGC 1851", 78.528, -40.047, -1.18, (11.0, 13.5), 0.8, "globular"),
-    Cluster("M107", 248.133, -13.054, -1.02, (11.0, 13.5), 0.8, "globular"),
-    Cluster("M71", 298.444, 18.779, -0.78, (11.0, 13.5), 0.8, "globular"),
-    Cluster("NGC 6791", 290.221, 37.772, 0.30, (7.5, 9.0), 1.15, "open"),
-    Cluster("NGC 6819", 295.327, 40.190, 0.05, (2.2, 2.6), 1.6, "open"),
-    Cluster("NGC 7789", 359.330, 56.720, 0.00, (1.3, 1.8), 1.9, "open"),
+    Cluster("M92", 259.281, 43.136, -2.31, (11.0, 13.5), 0.8, "globular", 8.3, 0.02),
+    Cluster("M15", 322.493, 12.167, -2.37, (11.0, 13.5), 0.8, "globular", 10.4, 0.10),
+    Cluster("M53", 198.230, 18.168, -2.10, (11.0, 13.5), 0.8, "globular", 17.9, 0.02),
+    Cluster("M2", 323.363, -0.823, -1.65, (11.0, 13.5), 0.8, "globular", 11.5, 0.06),
+    Cluster("M13", 250.423, 36.461, -1.53, (11.0, 13.5), 0.8, "globular", 7.1, 0.02),
+    Cluster("M3", 205.548, 28.377, -1.50, (11.0, 13.5), 0.8, "globular", 10.2, 0.01),
+    Cluster("M10", 254.288, -4.100, -1.56, (11.0, 13.5), 0.8, "globular", 5.07, 0.28),
+    Cluster("M12", 251.809, -1.949, -1.37, (11.0, 13.5), 0.8, "globular", 4.8, 0.19),
+    Cluster("M5", 229.638, 2.081, -1.29, (11.0, 13.5), 0.8, "globular", 7.5, 0.03),
+    Cluster("NGC 1851", 78.528, -40.047, -1.18, (11.0, 13.5), 0.8, "globular", 12.1, 0.02),
+    Cluster("M107", 248.133, -13.054, -1.02, (11.0, 13.5), 0.8, "globular", 5.63, 0.33),
+    Cluster("M71", 298.444, 18.779, -0.78, (11.0, 13.5), 0.8, "globular", 4.0, 0.25),
+    Cluster("NGC 6791", 290.221, 37.772, 0.30, (7.5, 9.0), 1.15, "open", 4.1, 0.16),
+    Cluster("NGC 6819", 295.327, 40.190, 0.05, (2.2, 2.6), 1.6, "open", 2.4, 0.16),
+    Cluster("NGC 7789", 359.330, 56.720, 0.00, (1.3, 1.8), 1.9, "open", 1.85, 0.28),
 )
 MEMBER_RADIUS_DEG = 0.25
 MEMBER_FEH = 0.3
 MEMBER_LOGG = 3.8
+DISTANCE_ERROR_FRACTION = 0.05  # σ_ϖ / ϖ given to a literature distance (≈ its uncertainty)
+EBV_ERROR_FRACTION = 0.10  # σ_E / E given to a literature E(B−V)
+STANDARD_CONTEXT = "BP/RP 0–29, colours"
+
+
+def literature_tokens(
+    g_mag: np.ndarray, distance_kpc: np.ndarray | float, ebv: np.ndarray | float
+) -> dict[str, np.ndarray]:
+    """g_fakemag and logebv tokens (values and errors, (N,) float64) from a literature distance and E(B−V).
+
+    The catalogue's own functions: ϖ = 1000 / d[pc] mas with σ_ϖ = DISTANCE_ERROR_FRACTION·ϖ into
+    `astrometry.pseudo_luminosity` (fakemag = ϖ·10^(0.2 G), σ = σ_ϖ·10^(0.2 G), and the catalogue's
+    σ_ϖ ≤ 0.1 mas cut) without the Gaia zero point, which belongs to Gaia parallaxes, not to a
+    literature distance; ln E(B−V) with σ_E = EBV_ERROR_FRACTION·E through `astrometry.ebv_to_logebv`.
+    NaN where G, the distance or E(B−V) is missing. The errors are carried for the record: the model
+    takes no input errors (`Predictor.predict`).
+    """
+    g = np.asarray(g_mag, dtype=np.float64)
+    d_pc = 1000.0 * np.broadcast_to(np.asarray(distance_kpc, dtype=np.float64), g.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plx = 1000.0 / d_pc  # mas
+    lum = pseudo_luminosity(g, plx, DISTANCE_ERROR_FRACTION * plx, apply_zero_point=False)
+    e = np.broadcast_to(np.asarray(ebv, dtype=np.float64), g.shape)
+    logebv, logebv_err = ebv_to_logebv(e, EBV_ERROR_FRACTION * e)
+    return {
+        "g_fakemag": lum.fakemag,
+        "g_fakemag_error": lum.fakemag_error,
+        "logebv": logebv,
+        "logebv_error": logebv_err,
+    }
+
+
+def distance_contexts(predictor: Predictor) -> dict[str, tuple[list[str], list[str]]]:
+    """{context name: (input tokens, tokens of it the model never read)} for the distance table.
+
+    The standard input plus g_fakemag (64 tokens: the catalogue job's default context for gaia-xp),
+    and plus g_fakemag and logebv with as many BP/RP coefficients as the model's context takes
+    (0–28 for 64 tokens). A context with tokens the model never read in training is not run ("–").
+    """
+    limit = predictor.context_length
+    read = set(predictor.learned.inputs)
+    out: dict[str, tuple[list[str], list[str]]] = {}
+    for extra in (["g_fakemag"], ["g_fakemag", "logebv"]):
+        k = min(30, (limit - 3 - len(extra)) // 2)
+        name = f"BP/RP 0–{k - 1}, colours, {', '.join(extra)}"
+        unread = [t for t in extra if t not in predictor.vocabulary or t not in read]
+        out[name] = ([*standard_input_names(k), *extra], unread)
+    return out
 
 
 def radec_from_apogee_id(apogee_id: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -128,18 +197,39 @@ def cluster_members(
     return out
 
 
-def _standard_predictions(predictor: Predictor, arrays: Any, rows: np.ndarray) -> dict[str, np.ndarray]:
-    """Labels the model learned, from the catalogue's standard input, for `rows` of a TrainingArrays."""
+def _predict(
+    predictor: Predictor,
+    arrays: Any,
+    rows: np.ndarray,
+    inputs: Sequence[str],
+    tokens: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """Labels the model learned (less those in `inputs`) for `rows` of a TrainingArrays, with `tokens`
+    ({name: (n_rows,) values, name_error: errors}) written into those rows' token matrix first."""
     from xpengine.evaluate.runner import align_to_vocabulary
-    from xpengine.evaluate.scenarios import scenario_groups
 
-    request = [t for t in LABELS if t in predictor.learned.outputs]
     pv = predictor.vocabulary
     values, errors = align_to_vocabulary(arrays.values[rows], arrays.errors[rows], arrays.vocabulary, pv)
+    for name, v in (tokens or {}).items():
+        if not name.endswith("_error"):
+            j = pv.index(name)
+            values[:, j] = v
+            errors[:, j] = tokens[f"{name}_error"]
+    request = [t for t in LABELS if t in predictor.learned.outputs and t not in inputs]
+    return predictor.predict(values, errors, request, inputs=list(inputs))
+
+
+def _standard_predictions(predictor: Predictor, arrays: Any, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Labels the model learned, from the catalogue's standard input, for `rows` of a TrainingArrays."""
+    from xpengine.evaluate.scenarios import scenario_groups
+
     [(_, inputs)] = scenario_groups(
-        "standard", pv, int(rows.sum()), context_length=predictor.checkpoint.model_config.context_length
+        "standard",
+        predictor.vocabulary,
+        int(rows.sum()),
+        context_length=predictor.checkpoint.model_config.context_length,
     )
-    return predictor.predict(values, errors, request, inputs=inputs)
+    return _predict(predictor, arrays, rows, inputs)
 
 
 def _summary(pred: Mapping[str, np.ndarray], name: str) -> dict[str, float] | None:
@@ -184,8 +274,45 @@ def _catalogue_labels(p: Predictor) -> set[str]:
     return learned | ({"age"} if "ln_age" in learned else set())
 
 
+def _fraction(mask: np.ndarray, ok: np.ndarray) -> float | None:
+    return float(np.mean(mask[ok])) if ok.any() else None
+
+
+def _group_result(
+    pred: Mapping[str, np.ndarray], lit: Mapping[str, np.ndarray], apogee_logg: np.ndarray
+) -> dict[str, Any]:
+    """Percentiles of the predictions of one group, the fractions of old / light stars, and, where the
+    stars have literature values (`lit`: per-star age range, giant mass), the fraction within the age
+    range, the median |Δ mass| and the median predicted − APOGEE logg."""
+    res: dict[str, Any] = {k: _summary(pred, k) for k in ("teff", "logg", "m_h", "mass", "age", "ebv")}
+    with np.errstate(invalid="ignore"):
+        if "age" in pred:
+            age = pred["age"]
+            ok = np.isfinite(age)
+            res["fraction_age_above_8gyr"] = _fraction(age > 8.0, ok)
+            ok_lit = ok & np.isfinite(lit["age_lo"])
+            res["fraction_age_in_literature_range"] = _fraction(
+                (age >= lit["age_lo"]) & (age <= lit["age_hi"]), ok_lit
+            )
+        if "mass" in pred:
+            mass = pred["mass"]
+            ok = np.isfinite(mass)
+            res["fraction_mass_below_1"] = _fraction(mass < 1.0, ok)
+            ok_lit = ok & np.isfinite(lit["mass"])
+            res["median_abs_dmass"] = (
+                float(np.median(np.abs(mass - lit["mass"])[ok_lit])) if ok_lit.any() else None
+            )
+        if "logg" in pred:
+            d = pred["logg"] - apogee_logg
+            d = d[np.isfinite(d)]
+            res["median_dlogg_apogee"] = float(np.median(d)) if d.size else None
+    return res
+
+
 def apogee_checks(predictors: Mapping[str, Predictor], fits_path: str, dataset: str) -> dict[str, Any]:
-    """Cluster giants and metal-poor field giants of the APOGEE×XP file."""
+    """Cluster giants and metal-poor field giants of the APOGEE×XP file; cluster giants also with the
+    g_fakemag and logebv tokens of their cluster's literature distance and reddening."""
+    import pyarrow.parquet as pq
     from astropy.io import fits
 
     from xpengine.datasets.schema import read_training_set
@@ -195,27 +322,35 @@ def apogee_checks(predictors: Mapping[str, Predictor], fits_path: str, dataset: 
     sid = np.asarray(d["gaiaedr3_source_id"], dtype=np.int64)
     members = cluster_members(ra, dec, np.asarray(d["fe_h"], float), np.asarray(d["logg"], float))
     arrays = read_training_set(dataset)
-    split = np.asarray(
-        __import__("pyarrow.parquet", fromlist=["x"]).read_table(dataset, columns=["split"]).column("split")
-    )
+    has_g = "phot_g_mean_mag" in pq.read_schema(dataset).names
+    side = pq.read_table(dataset, columns=["split", *(["phot_g_mean_mag"] if has_g else [])])
+    split = np.asarray(side.column("split"))
+    n = len(arrays.source_id)
+    g_mag = side.column("phot_g_mean_mag").to_numpy().astype(np.float64) if has_g else np.full(n, np.nan)
+    if not has_g:
+        logger.warning("%s has no phot_g_mean_mag column: no distance table", dataset)
     index = {int(s): i for i, s in enumerate(arrays.source_id)}
     vocab = arrays.vocabulary
-    teff, logg, m_h = (arrays.values[:, vocab.index(n)] for n in ("teff", "logg", "m_h"))
-    in_cluster = np.zeros(len(arrays.source_id), bool)
+    teff, logg, m_h = (arrays.values[:, vocab.index(t)] for t in ("teff", "logg", "m_h"))
+    in_cluster = np.zeros(n, bool)
     groups: dict[str, np.ndarray] = {}
+    # per-star literature values of the star's cluster (NaN outside clusters)
+    lit = {k: np.full(n, np.nan) for k in ("age_lo", "age_hi", "mass", "distance_kpc", "ebv")}
     for c in CLUSTERS:
-        rows = np.zeros(len(arrays.source_id), bool)
+        rows = np.zeros(n, bool)
         for s in sid[members[c.name]]:
             if int(s) in index:
                 rows[index[int(s)]] = True
         groups[c.name] = rows
         in_cluster |= rows
+        for k, v in zip(lit, (*c.age_gyr, c.rgb_mass, c.distance_kpc, c.ebv), strict=True):
+            lit[k][rows] = v
     with np.errstate(invalid="ignore"):
         field_mp = (
             (split == "test") & ~in_cluster & (logg < 3.5) & (teff > 3500) & (teff < 5500) & (m_h < -1.0)
         )
     groups["metal-poor field giants (test split)"] = field_mp
-    ak = np.full(len(arrays.source_id), np.nan)
+    ak = np.full(n, np.nan)
     for s_id, a in zip(sid, np.asarray(d["ak_targ"], float), strict=True):
         if int(s_id) in index:
             ak[index[int(s_id)]] = a
@@ -225,6 +360,8 @@ def apogee_checks(predictors: Mapping[str, Predictor], fits_path: str, dataset: 
         if c.kind == "globular":
             globular |= groups[c.name]
     groups["all globular-cluster giants"] = globular
+    cluster_groups = {c.name for c in CLUSTERS} | {"all globular-cluster giants"}
+    tokens_all = literature_tokens(g_mag, lit["distance_kpc"], lit["ebv"])
 
     out: dict[str, Any] = {"reddening": _reddening(predictors, arrays, test_rows, ak / AK_PER_EBV)}
     for gname, rows in groups.items():
@@ -234,21 +371,40 @@ def apogee_checks(predictors: Mapping[str, Predictor], fits_path: str, dataset: 
             "n": int(rows.sum()),
             "splits": {s: int(((split == s) & rows).sum()) for s in ("train", "val", "test")},
             "apogee_m_h_median": float(np.nanmedian(m_h[rows])),
+            "apogee_logg_median": float(np.nanmedian(logg[rows])),
             "models": {},
         }
         c = next((c for c in CLUSTERS if c.name == gname), None)
         if c is not None:
-            entry["literature"] = {"fe_h": c.fe_h, "age_gyr": list(c.age_gyr), "rgb_mass": c.rgb_mass}
+            entry["literature"] = {
+                "fe_h": c.fe_h,
+                "age_gyr": list(c.age_gyr),
+                "rgb_mass": c.rgb_mass,
+                "distance_kpc": c.distance_kpc,
+                "ebv": c.ebv,
+            }
+        lit_rows = {k: v[rows] for k, v in lit.items()}
         for name, p in predictors.items():
-            pred = _standard_predictions(p, arrays, rows)
-            res = {k: _summary(pred, k) for k in ("teff", "logg", "m_h", "mass", "age")}
-            if "age" in pred:
-                age = pred["age"][np.isfinite(pred["age"])]
-                res["fraction_age_above_8gyr"] = float(np.mean(age > 8.0)) if age.size else None
-            if "mass" in pred:
-                mass = pred["mass"][np.isfinite(pred["mass"])]
-                res["fraction_mass_below_1"] = float(np.mean(mass < 1.0)) if mass.size else None
-            entry["models"][name] = res
+            entry["models"][name] = _group_result(
+                _standard_predictions(p, arrays, rows), lit_rows, logg[rows]
+            )
+        if gname in cluster_groups and has_g:
+            tokens = {k: v[rows] for k, v in tokens_all.items()}
+            entry["literature_tokens"] = {
+                "g_fakemag_median": float(np.nanmedian(tokens["g_fakemag"])),
+                "n_with_g_fakemag": int(np.isfinite(tokens["g_fakemag"]).sum()),
+                "logebv_median": float(np.nanmedian(tokens["logebv"])),
+            }
+            entry["with_distance"] = {}
+            for name, p in predictors.items():
+                runs: dict[str, Any] = {STANDARD_CONTEXT: entry["models"][name]}
+                for ctx, (inputs, unread) in distance_contexts(p).items():
+                    runs[ctx] = (
+                        {"not_read": unread}
+                        if unread
+                        else _group_result(_predict(p, arrays, rows, inputs, tokens), lit_rows, logg[rows])
+                    )
+                entry["with_distance"][name] = runs
         out[gname] = entry
     return out
 
@@ -281,6 +437,63 @@ def _fmt(s: Mapping[str, float] | None, digits: int) -> str:
     if not s:
         return "–"
     return f"{s['median']:.{digits}f} [{s['p16']:.{digits}f}, {s['p84']:.{digits}f}]"
+
+
+def _num(v: float | None, fmt: str) -> str:
+    return "–" if v is None else f"{v:{fmt}}"
+
+
+def render_distance_table(apogee: Mapping[str, Any]) -> list[str]:
+    """Markdown lines of the cluster table with the literature distance and reddening (empty when no
+    group has one)."""
+    groups = {g: e for g, e in apogee.items() if g != "reddening" and "with_distance" in e}
+    if not groups:
+        return []
+    lines = [
+        "",
+        "## Cluster giants with their cluster's literature distance and reddening (g_fakemag, logebv)",
+        "",
+        "Each member gets the tokens the catalogue gives a star with a parallax and an E(B−V): g_fakemag = "
+        "ϖ·10^(0.2 G) with ϖ = 1000/d[pc] mas of its cluster's literature distance (σ_ϖ 5 %, no Gaia zero "
+        "point) and its own G, and ln E(B−V) of the cluster's literature reddening (CLUSTERS in the script), "
+        "through `xpengine.features.astrometry` (`pseudo_luminosity`, `ebv_to_logebv`). Contexts: the "
+        "standard input alone (as in the table above), plus g_fakemag (the catalogue job's default context "
+        'for gaia-xp), plus g_fakemag and logebv (BP/RP 0–28 to fit 64 tokens). "–" in every column: the '
+        'model never read those tokens in training. E(B−V) is the model\'s prediction ("–" where logebv '
+        "is in its context). Age in range, |Δmass|: against the star's own cluster (globulars 11–13.5 Gyr, "
+        "0.8 M☉). Δlogg: median predicted − APOGEE logg. The n column gives the train/val/test split of "
+        "the APOGEE×XP file: members of the training split taught the models their Teff, logg, [M/H] and "
+        "[α/M], never a mass, an age, a g_fakemag or an E(B−V) (real stars had none in training).",
+        "",
+        "| group | n (train/val/test) | lit. d [kpc] / E(B−V) / age [Gyr] / mass [M☉] | model | context | "
+        "Δlogg | [M/H] | E(B−V) | mass [M☉] | age [Gyr] | age > 8 Gyr | mass < 1 M☉ | age in lit. range | "
+        "median \\|Δmass\\| [M☉] |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for gname, e in groups.items():
+        lit = e.get("literature")
+        lit_s = (
+            f"{lit['distance_kpc']:g} / {lit['ebv']:.2f} / {lit['age_gyr'][0]:g}–{lit['age_gyr'][1]:g} / "
+            f"{lit['rgb_mass']:.2f}"
+            if lit
+            else "each star's cluster"
+        )
+        sp = e["splits"]
+        head = f"| {gname} | {e['n']} ({sp['train']}/{sp['val']}/{sp['test']}) | {lit_s} |"
+        for model, runs in e["with_distance"].items():
+            for ctx, r in runs.items():
+                if "not_read" in r:
+                    lines.append(f"{head} {model} | {ctx} |" + " – |" * 9)
+                    continue
+                lines.append(
+                    f"{head} {model} | {ctx} | {_num(r.get('median_dlogg_apogee'), '+.2f')} | "
+                    f"{_fmt(r['m_h'], 2)} | {_fmt(r.get('ebv'), 2)} | {_fmt(r['mass'], 2)} | "
+                    f"{_fmt(r['age'], 1)} | {_num(r.get('fraction_age_above_8gyr'), '.2f')} | "
+                    f"{_num(r.get('fraction_mass_below_1'), '.2f')} | "
+                    f"{_num(r.get('fraction_age_in_literature_range'), '.2f')} | "
+                    f"{_num(r.get('median_abs_dmass'), '.2f')} |"
+                )
+    return lines
 
 
 def render_markdown(result: Mapping[str, Any]) -> str:
@@ -343,6 +556,7 @@ def render_markdown(result: Mapping[str, Any]) -> str:
                     f"{_fmt(r['m_h'], 2)} | {_fmt(r['mass'], 2)} | {_fmt(r['age'], 1)} | "
                     f"{'–' if fa is None else f'{fa:.2f}'} | {'–' if fm is None else f'{fm:.2f}'} |"
                 )
+        lines += render_distance_table(result["apogee"])
         red = result["apogee"]["reddening"]
         lines += [
             "",
