@@ -75,8 +75,9 @@ class PosteriorPredictor:
         self.sigma_factor = sigma_factor
         self.calls: list[int] = []
 
-    def predict(self, values, errors, request, *, inputs=None, batch_size=4096):
+    def predict(self, values, errors, request, *, inputs=None, batch_size=4096, g_mag=None):
         # Like the real Predictor: only the `inputs` columns form the context, at most 64 of them.
+        # g_mag: accepted like the Predictor's (this stand-in has no G-dependent σ calibration).
         values = np.asarray(values, dtype=np.float64)
         if inputs is not None:
             if len(inputs) > self.context_length:
@@ -357,6 +358,57 @@ def test_evaluate_calibrates_underestimated_sigma(tmp_path, dataset, sky) -> Non
     assert cal.labels["age"].applied and cal.labels["age"].unit == "Gyr"
     assert 0.8 < metrics["calibration"]["calibrated"]["age"]["overall"]["z_sigma"] < 1.2
     assert json.loads((tmp_path / "eval" / "calibration.json").read_text())["labels"]["teff"]["applied"]
+
+
+def test_evaluate_reports_the_sigma_of_a_g_calibrated_predictor(tmp_path) -> None:
+    """The bundled gaia-xp model's calibration.json (format 2) scales the σ of mass, ln_age and age by
+    a factor per G bin: evaluation must pass each star's G (the file's phot_g_mean_mag) to the
+    Predictor, so that the σ it reports are `Predictor.predict(..., g_mag=G)`'s, in every scenario
+    group (random64 splits the stars into groups)."""
+    pytest.importorskip("torch")
+    from xpengine.evaluate.runner import evaluate
+    from xpengine.inference.predictor import Predictor
+
+    p = Predictor.load("gaia-xp", device="cpu")  # calibrate=True: the stored calibration applies
+    g_scaled = [n for n, lc in p.calibration.labels.items() if lc.applied and lc.g_scales is not None]
+    assert {"mass", "ln_age", "age"} <= set(g_scaled)
+    assert all(len(set(p.calibration.labels[n].g_scales)) > 1 for n in g_scaled)
+    rng = np.random.default_rng(5)
+    n = 48
+    std = p.standardization
+    values = (std.center + std.scale * rng.normal(0.0, 0.5, (n, len(p.vocabulary)))).astype(np.float32)
+    g = rng.uniform(9.0, 18.5, n)
+    g[0] = np.nan  # unknown G: the calibration's σ map alone
+    path = tmp_path / "g.parquet"
+    table = training_table(
+        np.arange(n, dtype=np.int64) + 1,
+        values,
+        (0.01 * std.scale * np.ones_like(values)).astype(np.float32),
+        p.vocabulary,
+        split=np.full(n, "test"),
+        origin="toy",
+        extra={"phot_g_mean_mag": g},
+    )
+    write_training_set(table, str(path))
+    test = load_eval_set(str(path), split="test")
+    np.testing.assert_array_equal(test.g_mag, g)
+    result = evaluate(p, test, scenarios=("standard", "random64"), batch_size=16)
+    tokens = list(LABELS)  # all six are tokens of gaia-xp and have truths in the file
+    for sc in ("standard", "random64"):
+        for rows, names in scenario_groups(
+            sc, p.vocabulary, n, labels=tokens, context_length=p.context_length
+        ):
+            direct = p.predict(test.values[rows], None, tokens, inputs=names, g_mag=g[rows])
+            no_g = p.predict(test.values[rows], None, tokens, inputs=names)
+            for lab in (*tokens, "age"):
+                got = result.predictions[f"scenario:{sc}"][lab][1][rows]
+                np.testing.assert_allclose(got, direct[f"{lab}_error"], rtol=1e-6, err_msg=f"{sc} {lab}")
+                if lab in g_scaled and sc == "standard":  # star 0 (no G) excepted: G changes them
+                    assert not np.allclose(got[1:], no_g[f"{lab}_error"][1:], rtol=1e-3), lab
+    sd = result.predictions["transformer"]["mass"][1]
+    assert result.metrics["models"]["transformer"]["mass"]["median_sigma_pred"] == pytest.approx(
+        np.median(sd)
+    )
 
 
 @pytest.mark.slow

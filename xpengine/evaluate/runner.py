@@ -2,12 +2,15 @@
 
 The predictor is anything with the interface of :class:`xpengine.inference.predictor.Predictor`:
 a ``vocabulary`` attribute (:class:`~xpengine.features.vocabulary.Vocabulary`) and
-``predict(values (N, T), errors (N, T), request: list[str], batch_size=...)`` returning a mapping
-(dict, DataFrame or Arrow table) with, per requested token ``<name>``, columns ``<name>`` and
-``<name>_error`` (1σ) in physical units. NaN in `values` means "not in the context".
+``predict(values (N, T), errors (N, T), request: list[str], inputs=..., batch_size=..., g_mag=...)``
+returning a mapping (dict, DataFrame or Arrow table) with, per requested token ``<name>``, columns
+``<name>`` and ``<name>_error`` (1σ) in physical units. NaN in `values` means "not in the context".
+g_mag: (N,) the stars' G [mag] (the file's `phot_g_mean_mag`, or None), for σ calibrations with G-bin
+factors (`calibration.json` format 2), as `benchmarks/compare_models.py` passes it.
 
 Ages: the model predicts ln(age/Gyr); age = exp(μ), σ_age = age · σ_ln age (REFERENCE.md §3), for the
-prediction and for the catalogue label alike. Metrics are reported for ``ln_age`` and ``age``.
+prediction and for the catalogue label alike; a predictor that returns ``age`` / ``age_error`` itself
+(the Predictor, whose calibration may give linear age its own entry) is taken at its word. Metrics are reported for ``ln_age`` and ``age``.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ __all__ = [
     "load_eval_set",
     "load_predictor",
     "metric_labels",
+    "predict_labels",
     "train_baseline",
 ]
 
@@ -71,6 +75,7 @@ class LabelPredictor(Protocol):
         *,
         inputs: list[str] | None = ...,
         batch_size: int | None = ...,
+        g_mag: np.ndarray | None = ...,
     ) -> Mapping[str, Any]: ...
 
 
@@ -94,36 +99,46 @@ def load_predictor(model: str, *, device: str = "cpu", dtype: str | None = None)
     )
 
 
-def _run_predictor(
+def predict_labels(
     predictor: LabelPredictor,
     values: np.ndarray,
-    errors: np.ndarray,
-    tokens: list[str],
-    batch_size: int,
-    inputs: list[str] | None = None,
+    errors: np.ndarray | None,
+    tokens: Sequence[str],
+    *,
+    inputs: Sequence[str] | None = None,
+    batch_size: int | None = None,
+    g_mag: np.ndarray | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """token → (mean (N,), σ (N,)) float64 physical; adds ``age`` from ``ln_age``.
+    """token → (mean (N,), σ (N,)) float64 physical for `values` (N, T) in the predictor's vocabulary
+    order; adds ``age`` with ``ln_age`` (the predictor's own ``age`` / ``age_error`` when it returns
+    them, else exp(μ) and exp(μ) · σ_ln_age).
 
-    inputs: the context token names (the predictor reads only those columns)."""
+    inputs: the context token names (the predictor reads only those columns). g_mag: (N,) G [mag] or
+    None, passed on for σ calibrations with G-bin factors."""
     out = predictor.predict(
-        values, errors, list(tokens), inputs=None if inputs is None else list(inputs), batch_size=batch_size
+        values,
+        errors,
+        list(tokens),
+        inputs=None if inputs is None else list(inputs),
+        batch_size=batch_size,
+        g_mag=g_mag,
     )
     res: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for t in tokens:
+    for t in (*tokens, *(("age",) if "ln_age" in tokens and "age" in out else ())):
         try:
             mu = np.asarray(out[t], dtype=np.float64)
             sd = np.asarray(out[f"{t}_error"], dtype=np.float64)
         except KeyError as exc:
             raise KeyError(
                 f"predictor output lacks column {exc.args[0]!r}; it must return `<name>` and "
-                f"`<name>_error` for every requested token {tokens}"
+                f"`<name>_error` for every requested token {list(tokens)}"
             ) from None
         if mu.shape != (values.shape[0],) or sd.shape != mu.shape:
             raise ValueError(
                 f"predictor returned shapes {mu.shape}/{sd.shape} for {t!r}, expected ({values.shape[0]},)"
             )
         res[t] = (mu, sd)
-    if "ln_age" in res:
+    if "ln_age" in res and "age" not in res:
         mu, sd = res["ln_age"]
         with np.errstate(over="ignore"):
             age = np.exp(mu)
@@ -140,9 +155,11 @@ def _run_scenario(
     *,
     batch_size: int,
     seed: int,
+    g_mag: np.ndarray | None = None,
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray]:
-    """Predictions of `tokens` for all rows of `values` (N, T) (predictor vocabulary order) under one
-    scenario, group by group (:func:`scenario_groups`). Returns (token → (mean, σ)), context mask (N, T)."""
+    """Predictions of `tokens` for all rows of `values` (N, T) (predictor vocabulary order, G (N,) or
+    None) under one scenario, group by group (:func:`scenario_groups`). Returns (token → (mean, σ)),
+    context mask (N, T)."""
     vocab = predictor.vocabulary
     n = values.shape[0]
     groups = scenario_groups(
@@ -158,7 +175,15 @@ def _run_scenario(
         mask[rows] = sub
         v = np.where(sub, values[rows], np.nan).astype(np.float32)
         e = np.where(sub, errors[rows], 0.0).astype(np.float32)
-        part = _run_predictor(predictor, v, e, tokens, batch_size, inputs=names)
+        part = predict_labels(
+            predictor,
+            v,
+            e,
+            tokens,
+            inputs=names,
+            batch_size=batch_size,
+            g_mag=None if g_mag is None else g_mag[rows],
+        )
         for k, (mu, sd) in part.items():
             if k not in res:
                 res[k] = (np.full(n, np.nan), np.full(n, np.nan))
@@ -249,7 +274,9 @@ def _transformer_metrics(
     values, errors = aligned.values, aligned.errors
     for sc in scenarios:
         t0 = time.perf_counter()
-        res, mask = _run_scenario(predictor, sc, values, errors, tokens, batch_size=batch_size, seed=seed)
+        res, mask = _run_scenario(
+            predictor, sc, values, errors, tokens, batch_size=batch_size, seed=seed, g_mag=test.g_mag
+        )
         timing[f"transformer_{sc}_s"] = time.perf_counter() - t0
         predictions[f"scenario:{sc}"] = dict(res)
         meta = next(s for s in SCENARIOS if s.name == sc)
@@ -264,7 +291,7 @@ def _transformer_metrics(
             metrics["models"]["transformer"] = metrics["scenarios"][sc]["labels"]
     if "transformer" not in predictions:  # standard scenario not asked for: still needed
         res, _ = _run_scenario(
-            predictor, "standard", values, errors, tokens, batch_size=batch_size, seed=seed
+            predictor, "standard", values, errors, tokens, batch_size=batch_size, seed=seed, g_mag=test.g_mag
         )
         predictions["transformer"] = dict(res)
         metrics["models"]["transformer"] = _label_block(res, truth, terr, labels)
@@ -313,7 +340,7 @@ def _fit_calibration(
     pv = predictor.vocabulary
     va = val.align(pv)
     vres, _ = _run_scenario(
-        predictor, "standard", va.values, va.errors, tokens, batch_size=batch_size, seed=seed
+        predictor, "standard", va.values, va.errors, tokens, batch_size=batch_size, seed=seed, g_mag=val.g_mag
     )
     fits: dict[str, LabelCalibration] = {}
     for tok in tokens:
@@ -381,11 +408,11 @@ def _calibration_metrics(
     cpred: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
     for tok in tokens:
         mu, sd = predictions["transformer"][tok]
-        cpred[tok] = (mu, calibration.apply(tok, sd))
+        cpred[tok] = (mu, calibration.apply(tok, sd, test.g_mag))
     if "ln_age" in cpred:
         mu, sd_raw = predictions["transformer"]["ln_age"]
         age = np.exp(mu)
-        cpred["age"] = (age, calibration.derived_sigma("age", "ln_age", age, sd_raw))
+        cpred["age"] = (age, calibration.derived_sigma("age", "ln_age", age, sd_raw, test.g_mag))
     predictions["transformer_calibrated"] = cpred
     cal_block["calibrated"] = _calibration_block(cpred, test, labels, snr)
     return cal_block, calibration
