@@ -430,3 +430,22 @@ def test_synthetic_drop_leaves_tokens_missing_in_synthetic_training_rows_only(su
     assert b.summary["sources"]["synthetic"]["finite_train_rows"]["m_h"] == 0
     with pytest.raises(ValueError, match=r"\['nope'\] are not tokens"):
         build_mixed(survey_real, sky_set, synthetic_drop=["nope"])
+
+
+def test_synthetic_truth_gives_every_synthetic_row_the_true_label_with_error_zero(survey_real, sky_set) -> None:
+    plain = build_mixed(survey_real, sky_set).table
+    b = build_mixed(survey_real, sky_set, synthetic_truth=["mass", "ln_age"])
+    t = b.table
+    syn = _col(t, "data_source") == "synthetic"
+    assert syn.any() and (~syn).any()
+    for name, column, f in (("mass", "truth_mass", lambda x: x), ("ln_age", "truth_age_gyr", np.log)):
+        v = _col(t, name).astype(float)
+        np.testing.assert_allclose(v[syn], f(_col(t, column).astype(float)[syn]), rtol=1e-6)
+        assert (_col(t, f"{name}_error")[syn] == 0).all()
+        # the survey-like labels differ from the truth, and the real rows are untouched
+        assert not np.allclose(v[syn], _col(plain, name).astype(float)[syn], equal_nan=True)
+        np.testing.assert_array_equal(v[~syn], _col(plain, name).astype(float)[~syn])
+    np.testing.assert_array_equal(_col(t, "teff"), _col(plain, "teff"))
+    assert b.summary["weighting"]["synthetic_truth_tokens"] == ["mass", "ln_age"]
+    with pytest.raises(ValueError, match=r"\['jk'\] have no truth column"):
+        build_mixed(survey_real, sky_set, synthetic_truth=["jk"])

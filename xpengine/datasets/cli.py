@@ -150,6 +150,7 @@ def _run_mixed(args: argparse.Namespace) -> int:
             synthetic_weight=args.synthetic_weight,
             max_synthetic=args.max_synthetic,
             synthetic_drop=args.synthetic_drop_tokens,
+            synthetic_truth=args.synthetic_truth_tokens,
         )
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
@@ -315,6 +316,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="TOKEN",
         help="tokens left missing in the synthetic training rows (learned from the real stars alone, e.g. "
         "m_h alpha_m); validation and test rows keep them",
+    )
+    m.add_argument(
+        "--synthetic-truth-tokens",
+        nargs="+",
+        default=[],
+        metavar="TOKEN",
+        help="tokens whose synthetic values (every split) are the simulated truth with error 0 instead of "
+        "the survey-like labels, e.g. mass ln_age",
     )
     m.add_argument("--output", required=True, help="output Parquet file (training schema)")
     m.add_argument("--overwrite", action="store_true", help="replace an existing output file")

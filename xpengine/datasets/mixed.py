@@ -363,6 +363,39 @@ def _drop_tokens(
         errors[rows, j] = 0.0
 
 
+#: Truth columns of a simulated training-schema file behind each token `synthetic_truth` may take, and
+#: the map from column to token value.
+TRUTH_LABELS: dict[str, tuple[str, Any]] = {
+    "mass": ("truth_mass", lambda x: x),
+    "ln_age": ("truth_age_gyr", np.log),
+    "teff": ("truth_teff", lambda x: x),
+    "logg": ("truth_logg", lambda x: x),
+    "m_h": ("truth_m_h", lambda x: x),
+    "alpha_m": ("truth_alpha_m", lambda x: x),
+}
+
+
+def _truth_tokens(
+    values: np.ndarray, errors: np.ndarray, vocab: Any, mixed: Any, rows: np.ndarray, names: Sequence[str]
+) -> None:
+    """Give tokens `names` in `rows` (N,) bool the simulated truth (TRUTH_LABELS) with error 0, in place."""
+    unknown = [t for t in names if t not in TRUTH_LABELS or t not in vocab.names]
+    if unknown:
+        raise ValueError(
+            f"synthetic_truth: {unknown} have no truth column (known: {sorted(TRUTH_LABELS)}) or are not "
+            f"tokens of vocabulary {vocab.name}"
+        )
+    for name in names:
+        column, to_token = TRUTH_LABELS[name]
+        if column not in mixed.column_names:
+            raise ValueError(f"synthetic_truth: the synthetic file has no {column!r} column for {name!r}")
+        truth = np.asarray(mixed.column(column).to_numpy(zero_copy_only=False), dtype=np.float64)  # (N,)
+        j = vocab.names.index(name)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values[rows, j] = to_token(truth[rows])
+        errors[rows, j] = 0.0
+
+
 def build_mixed(
     real_path: str,
     synthetic_path: str,
@@ -370,6 +403,7 @@ def build_mixed(
     synthetic_weight: float = 1.0,
     max_synthetic: int | None = None,
     synthetic_drop: Sequence[str] = (),
+    synthetic_truth: Sequence[str] = (),
 ) -> MixedBuild:
     """Mix a real and a synthetic training-schema file into one table (recipe in the module docstring).
 
@@ -378,6 +412,10 @@ def build_mixed(
     synthetic_drop: tokens made missing (value NaN, error 0 as the schema has it) in the synthetic TRAINING rows, so that the
     model learns them from the real stars alone (e.g. [M/H] and [α/M], whose emulated XP signature differs
     from the real one); validation and test rows keep them, so they are still scored on simulated stars.
+    synthetic_truth: tokens whose synthetic values, in every split, are the simulated truth (TRUTH_LABELS)
+    with error 0, instead of the survey-like labels (e.g. the DistMass-like ages, which are derived from a
+    noisy mass on isochrones that end at 14 Gyr and so run young for old stars: on the seed-12 sky,
+    ln(label / true age) has mean −0.125 for true 11–12.5 Gyr and −0.17 above).
     Rows: the real stars in input order, then the synthetic rows (input order, copies adjacent).
     """
     from xpengine.datasets.schema import training_table
@@ -402,6 +440,7 @@ def build_mixed(
     source = np.asarray(mixed.column("data_source").to_numpy(zero_copy_only=False)).astype(str)
 
     is_syn = source == DATA_SOURCES[1]  # (N,)
+    _truth_tokens(values, errors, vocab, mixed, is_syn, synthetic_truth)
     _drop_tokens(values, errors, vocab, is_syn & (split == "train"), synthetic_drop)
     real_rows = split_counts(split[~is_syn])
     syn_rows = split_counts(split[is_syn])
@@ -458,6 +497,7 @@ def build_mixed(
             "synthetic_weight": float(synthetic_weight),
             "max_synthetic": max_synthetic,
             "synthetic_dropped_tokens": list(synthetic_drop),
+            "synthetic_truth_tokens": list(synthetic_truth),
             "cap_salt": CAP_SALT.decode("latin-1"),
             "weight_salt": WEIGHT_SALT.decode("latin-1"),
             "synthetic_share_of_train_rows": syn_rows["train"] / n_train if n_train else 0.0,
