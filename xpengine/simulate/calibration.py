@@ -66,6 +66,7 @@ import functools
 import logging
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -88,8 +89,12 @@ from xpengine.simulate.emulator_model import (
     region_weights,
 )
 
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
 __all__ = [
     "CALIBRATION_FILE",
+    "CALIBRATION_VERSIONS",
     "EMULATOR_BLEND",
     "EMULATOR_REGIONS",
     "FORMAT_VERSION",
@@ -99,6 +104,7 @@ __all__ = [
     "hot_star_ebv",
     "label_features",
     "load_calibration",
+    "packaged_calibration",
     "region_weights",
 ]
 """The emulator's form lives in `emulator_model`, its fit in `emulator_fit`; this module holds the file
@@ -108,6 +114,8 @@ re-exports the names the simulator and the benchmarks read here."""
 logger = logging.getLogger(__name__)
 
 CALIBRATION_FILE = "sim_calibration_v2.npz"
+CALIBRATION_VERSIONS = ("v1", "v2")
+"""The packaged calibration files: `sim_calibration_<version>.npz` in xpengine/simulate/data."""
 
 
 #: A_band / A_V for giants (REFERENCE §7).
@@ -327,6 +335,18 @@ def _provenance(
     }
 
 
+def packaged_calibration(version: str | None = None) -> Traversable:
+    """The packaged calibration file of `version` (one of `CALIBRATION_VERSIONS`; None: the default,
+    `CALIBRATION_FILE`)."""
+    if version is None:
+        name = CALIBRATION_FILE
+    elif version in CALIBRATION_VERSIONS:
+        name = f"sim_calibration_{version}.npz"
+    else:
+        raise ValueError(f"calibration version {version!r}: expected one of {CALIBRATION_VERSIONS}")
+    return resources.files("xpengine.simulate") / "data" / name
+
+
 @functools.lru_cache(maxsize=2)
 def load_calibration(path: str | None = None) -> dict[str, np.ndarray]:
     """Read the calibration npz (default: the packaged `CALIBRATION_FILE`, v2); arrays are read-only.
@@ -334,8 +354,7 @@ def load_calibration(path: str | None = None) -> dict[str, np.ndarray]:
     Any path may be given, e.g. the packaged v1 file `xpengine/simulate/data/sim_calibration_v1.npz`
     (:func:`xpengine.simulate.xp.intrinsic_spectra` and `emulator_domain` read both formats)."""
     if path is None:
-        ref = resources.files("xpengine.simulate") / "data" / CALIBRATION_FILE
-        with resources.as_file(ref) as p:
+        with resources.as_file(packaged_calibration()) as p:
             if not Path(p).exists():
                 raise FileNotFoundError(
                     f"packaged simulator calibration {p} is missing; regenerate it with "

@@ -155,16 +155,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _emulator_path(value: str) -> str | None:
     """--emulator value → calibration path for SkyConfig.emulator (None = the packaged default)."""
-    from importlib import resources
     from pathlib import Path
 
-    from xpengine.simulate.calibration import CALIBRATION_FILE
+    from xpengine.simulate.calibration import CALIBRATION_FILE, CALIBRATION_VERSIONS, packaged_calibration
 
-    if value in ("v1", "v2"):
-        name = f"sim_calibration_{value}.npz"
-        if name == CALIBRATION_FILE:
-            return None
-        return str(resources.files("xpengine.simulate") / "data" / name)
+    if value in CALIBRATION_VERSIONS:
+        ref = packaged_calibration(value)
+        return None if ref.name == CALIBRATION_FILE else str(ref)
     if not Path(value).is_file():
         raise SystemExit(f"--emulator {value!r}: expected v1, v2 or an existing calibration .npz file")
     return value
