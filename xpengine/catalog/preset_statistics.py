@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 __all__ = ["AGE_MAP", "AGE_METALLICITY", "MASS_AGE"]
 
 
+def _edge_units(**units: str) -> dict[str, str]:
+    """The units of the bin-edge columns `<q>_lo`, `<q>_hi` of each binned quantity q: q's own unit."""
+    return {f"{q}_{side}": unit for q, unit in units.items() for side in ("lo", "hi")}
+
+
 # --------------------------------------------------------------------------------------------
 # age–metallicity
 # --------------------------------------------------------------------------------------------
@@ -201,8 +206,7 @@ AGE_METALLICITY = Preset(
     _build_age_metallicity,
     requires=("logg", "m_h", "age", "age_error", "flags"),
     units={
-        "m_h_lo": "dex",
-        "m_h_hi": "dex",
+        **_edge_units(m_h="dex"),
         "median_m_h": "dex",
         "median_age": "Gyr",
         "age_p16": "Gyr",
@@ -222,10 +226,7 @@ AGE_MAP = Preset(
     _build_age_map,
     requires=("logg", "age", "hpx8", "flags"),
     units={
-        "l_lo": "deg",
-        "l_hi": "deg",
-        "b_lo": "deg",
-        "b_hi": "deg",
+        **_edge_units(l="deg", b="deg"),
         "l_centre": "deg",
         "b_centre": "deg",
         "median_age": "Gyr",
@@ -246,10 +247,7 @@ MASS_AGE = Preset(
     _build_mass_age,
     requires=("logg", "mass", "age", "m_h", "flags"),
     units={
-        "mass_lo": "Msun",
-        "mass_hi": "Msun",
-        "age_lo": "Gyr",
-        "age_hi": "Gyr",
+        **_edge_units(mass="Msun", age="Gyr"),
         "median_m_h": "dex",
         "n": "",
     },
