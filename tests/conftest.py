@@ -89,6 +89,22 @@ def apogee_xp_dev_build():
     return build_apogee_xp(DEV)
 
 
+# --- catalogue query area: small simulated catalogues (tests/_query_catalog.py) ----------------------
+@pytest.fixture(scope="session")
+def simulated_catalog(tmp_path_factory):
+    """Factory (name, n, seed, **write_catalog keywords) → (directory, columns): `simulate(n, seed)`
+    written by `write_catalog` into a fresh temporary directory `name`; the query test modules' `cat`."""
+    from _query_catalog import simulate, write_catalog  # tests/ is on sys.path (pytest's rootdir conftest)
+
+    def make(name: str, n: int, seed: int, **kwargs):
+        cols = simulate(n, seed=seed)
+        d = tmp_path_factory.mktemp(name)
+        write_catalog(d, cols, **kwargs)
+        return d, cols
+
+    return make
+
+
 # --- GaiaXPy, imported by reference tests, sets matplotlib's text.usetex globally: undo it ------------
 @pytest.fixture(autouse=True)
 def _no_usetex():

@@ -25,11 +25,8 @@ GAIA_ECSV = GAIA_SOURCE_DIR / "1712337806100O-result.ecsv"  # bundled real gaia_
 
 
 @pytest.fixture(scope="module")
-def cat(tmp_path_factory):
-    cols = simulate(5000, seed=21)
-    d = tmp_path_factory.mktemp("apicat")
-    write_catalog(d, cols)
-    return d, cols
+def cat(simulated_catalog):
+    return simulated_catalog("apicat", 5000, seed=21)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from _query_catalog import f64, giants_mask, simulate, write_catalog
+from _query_catalog import f64, giants_mask
 
 from xpengine.catalog import cli
 from xpengine.catalog.presets import PRESETS
@@ -27,11 +27,8 @@ def run(*argv: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def cat(tmp_path_factory):
-    cols = simulate(6000, seed=31)
-    d = tmp_path_factory.mktemp("clicat")
-    write_catalog(d, cols)
-    return d, cols
+def cat(simulated_catalog):
+    return simulated_catalog("clicat", 6000, seed=31)
 
 
 def test_sql_prints_a_table(cat, capsys):

@@ -18,11 +18,8 @@ N = 24_000
 
 
 @pytest.fixture(scope="module")
-def cat(tmp_path_factory):
-    cols = simulate(N, seed=3)
-    d = tmp_path_factory.mktemp("catalog")
-    write_catalog(d, cols)
-    return d, cols
+def cat(simulated_catalog):
+    return simulated_catalog("catalog", N, seed=3)
 
 
 def _robust_sigma(x: np.ndarray) -> float:

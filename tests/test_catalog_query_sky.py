@@ -103,11 +103,8 @@ def test_partition_names():
 
 
 @pytest.fixture(scope="module")
-def cat(tmp_path_factory):
-    cols = simulate(30_000, seed=11)
-    d = tmp_path_factory.mktemp("skycat")
-    write_catalog(d, cols, row_group_size=1000)
-    return d, cols
+def cat(simulated_catalog):
+    return simulated_catalog("skycat", 30_000, seed=11, row_group_size=1000)
 
 
 @pytest.mark.parametrize("box", [(30, 60, -10, 10), (340, 20, 20, 50), (0, 360, -90, -60)])
