@@ -174,28 +174,11 @@ def test_predictor_applies_stored_calibration(tiny_sky_model, tmp_path):
     values[:, raw.vocabulary.index("bprp")] = [1.0, 1.2, 1.4]
     values[:, raw.vocabulary.index("jk")] = [0.6, 0.7, 0.8]
     r = raw.predict(values, request=["teff", "ln_age"], inputs=["bprp", "jk"])
+    # (a, b) and `applied` are all that `apply` reads; the fit's bookkeeping fields keep their defaults
     cal = Calibration(
         labels={
-            "teff": LabelCalibration(
-                a=2.0,
-                b=30.0,
-                applied=True,
-                method="scale_floor",
-                n_val=100,
-                z_sigma_val_raw=2.0,
-                z_sigma_val_cal=1.0,
-                unit="K",
-            ),
-            "ln_age": LabelCalibration(
-                a=0.5,
-                b=0.0,
-                applied=True,
-                method="scale",
-                n_val=100,
-                z_sigma_val_raw=0.5,
-                z_sigma_val_cal=1.0,
-                unit="",
-            ),
+            "teff": LabelCalibration(a=2.0, b=30.0, applied=True, unit="K"),
+            "ln_age": LabelCalibration(a=0.5, applied=True),
         }
     )
     cal.save(d)
@@ -209,10 +192,7 @@ def test_predictor_applies_stored_calibration(tiny_sky_model, tmp_path):
     np.testing.assert_allclose(u["teff_error"], r["teff_error"], rtol=1e-5)
     # With its own linear-space entry, age σ = that calibration of age · raw σ_ln_age (the ln_age
     # scaling no longer reaches it); ln_age σ keeps its own calibration.
-    cal.labels["age"] = LabelCalibration(
-        a=1.5, b=0.2, applied=True, method="scale_floor", n_val=100, z_sigma_val_raw=1.4,
-        z_sigma_val_cal=1.0, unit="Gyr",
-    )  # fmt: skip
+    cal.labels["age"] = LabelCalibration(a=1.5, b=0.2, applied=True, unit="Gyr")
     cal.save(d, overwrite=True)
     c2 = Predictor.load(d, device="cpu").predict(values, request=["ln_age"], inputs=["bprp", "jk"])
     np.testing.assert_allclose(c2["age_error"], np.sqrt((1.5 * r["age_error"]) ** 2 + 0.2**2), rtol=1e-5)
