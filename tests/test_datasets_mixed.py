@@ -432,7 +432,9 @@ def test_synthetic_drop_leaves_tokens_missing_in_synthetic_training_rows_only(su
         build_mixed(survey_real, sky_set, synthetic_drop=["nope"])
 
 
-def test_synthetic_truth_gives_every_synthetic_row_the_true_label_with_error_zero(survey_real, sky_set) -> None:
+def test_synthetic_truth_gives_every_synthetic_row_the_true_label_with_error_zero(
+    survey_real, sky_set
+) -> None:
     plain = build_mixed(survey_real, sky_set).table
     b = build_mixed(survey_real, sky_set, synthetic_truth=["mass", "ln_age"])
     t = b.table
@@ -449,3 +451,15 @@ def test_synthetic_truth_gives_every_synthetic_row_the_true_label_with_error_zer
     assert b.summary["weighting"]["synthetic_truth_tokens"] == ["mass", "ln_age"]
     with pytest.raises(ValueError, match=r"\['jk'\] have no truth column"):
         build_mixed(survey_real, sky_set, synthetic_truth=["jk"])
+
+
+def test_synthetic_truth_can_keep_the_survey_label_errors(survey_real, sky_set) -> None:
+    plain = build_mixed(survey_real, sky_set).table
+    t = build_mixed(survey_real, sky_set, synthetic_truth=["ln_age"], synthetic_truth_errors="keep").table
+    syn = _col(t, "data_source") == "synthetic"
+    np.testing.assert_allclose(
+        _col(t, "ln_age").astype(float)[syn], np.log(_col(t, "truth_age_gyr").astype(float)[syn]), rtol=1e-6
+    )
+    np.testing.assert_array_equal(_col(t, "ln_age_error"), _col(plain, "ln_age_error"))
+    with pytest.raises(ValueError, match="must be 'zero' or 'keep'"):
+        build_mixed(survey_real, sky_set, synthetic_truth=["ln_age"], synthetic_truth_errors="half")

@@ -151,6 +151,7 @@ def _run_mixed(args: argparse.Namespace) -> int:
             max_synthetic=args.max_synthetic,
             synthetic_drop=args.synthetic_drop_tokens,
             synthetic_truth=args.synthetic_truth_tokens,
+            synthetic_truth_errors=args.synthetic_truth_errors,
         )
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
@@ -324,6 +325,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="TOKEN",
         help="tokens whose synthetic values (every split) are the simulated truth with error 0 instead of "
         "the survey-like labels, e.g. mass ln_age",
+    )
+    m.add_argument(
+        "--synthetic-truth-errors",
+        choices=("zero", "keep"),
+        default="zero",
+        help="known error of those truth values in the loss: zero (default) or keep the survey-like label's "
+        "error, so that the stars keep their weights",
     )
     m.add_argument("--output", required=True, help="output Parquet file (training schema)")
     m.add_argument("--overwrite", action="store_true", help="replace an existing output file")

@@ -376,9 +376,16 @@ TRUTH_LABELS: dict[str, tuple[str, Any]] = {
 
 
 def _truth_tokens(
-    values: np.ndarray, errors: np.ndarray, vocab: Any, mixed: Any, rows: np.ndarray, names: Sequence[str]
+    values: np.ndarray,
+    errors: np.ndarray,
+    vocab: Any,
+    mixed: Any,
+    rows: np.ndarray,
+    names: Sequence[str],
+    keep_errors: bool = False,
 ) -> None:
-    """Give tokens `names` in `rows` (N,) bool the simulated truth (TRUTH_LABELS) with error 0, in place."""
+    """Give tokens `names` in `rows` (N,) bool the simulated truth (TRUTH_LABELS), in place, with error 0
+    or (keep_errors) the survey-like label's error, which then weighs the stars in the loss as before."""
     unknown = [t for t in names if t not in TRUTH_LABELS or t not in vocab.names]
     if unknown:
         raise ValueError(
@@ -393,7 +400,8 @@ def _truth_tokens(
         j = vocab.names.index(name)
         with np.errstate(divide="ignore", invalid="ignore"):
             values[rows, j] = to_token(truth[rows])
-        errors[rows, j] = 0.0
+        if not keep_errors:
+            errors[rows, j] = 0.0
 
 
 def build_mixed(
@@ -404,6 +412,7 @@ def build_mixed(
     max_synthetic: int | None = None,
     synthetic_drop: Sequence[str] = (),
     synthetic_truth: Sequence[str] = (),
+    synthetic_truth_errors: str = "zero",
 ) -> MixedBuild:
     """Mix a real and a synthetic training-schema file into one table (recipe in the module docstring).
 
@@ -415,7 +424,9 @@ def build_mixed(
     synthetic_truth: tokens whose synthetic values, in every split, are the simulated truth (TRUTH_LABELS)
     with error 0, instead of the survey-like labels (e.g. the DistMass-like ages, which are derived from a
     noisy mass on isochrones that end at 14 Gyr and so run young for old stars: on the seed-12 sky,
-    ln(label / true age) has mean −0.125 for true 11–12.5 Gyr and −0.17 above).
+    ln(label / true age) has mean −0.125 for true 11–12.5 Gyr and −0.17 above). synthetic_truth_errors:
+    "zero" (the truth has no error) or "keep" (the survey-like label's error stays as the known error of
+    the loss, V = σ²_pred + σ²_known, so that the stars keep the weights they had with the survey labels).
     Rows: the real stars in input order, then the synthetic rows (input order, copies adjacent).
     """
     from xpengine.datasets.schema import training_table
@@ -440,7 +451,9 @@ def build_mixed(
     source = np.asarray(mixed.column("data_source").to_numpy(zero_copy_only=False)).astype(str)
 
     is_syn = source == DATA_SOURCES[1]  # (N,)
-    _truth_tokens(values, errors, vocab, mixed, is_syn, synthetic_truth)
+    if synthetic_truth_errors not in ("zero", "keep"):
+        raise ValueError(f"synthetic_truth_errors must be 'zero' or 'keep', got {synthetic_truth_errors!r}")
+    _truth_tokens(values, errors, vocab, mixed, is_syn, synthetic_truth, synthetic_truth_errors == "keep")
     _drop_tokens(values, errors, vocab, is_syn & (split == "train"), synthetic_drop)
     real_rows = split_counts(split[~is_syn])
     syn_rows = split_counts(split[is_syn])
@@ -498,6 +511,7 @@ def build_mixed(
             "max_synthetic": max_synthetic,
             "synthetic_dropped_tokens": list(synthetic_drop),
             "synthetic_truth_tokens": list(synthetic_truth),
+            "synthetic_truth_errors": synthetic_truth_errors,
             "cap_salt": CAP_SALT.decode("latin-1"),
             "weight_salt": WEIGHT_SALT.decode("latin-1"),
             "synthetic_share_of_train_rows": syn_rows["train"] / n_train if n_train else 0.0,
