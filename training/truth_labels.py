@@ -6,7 +6,7 @@ The simulator's survey files carry survey-like labels (DistMass-like mass and ag
 age from it on isochrones that stop at 14 Gyr). A model trained on the truth (`build-dataset mixed
 --synthetic-truth-tokens`) is scored against the truth with such a copy, and the XGBoost baseline of
 `benchmarks/compare_models.py` is trained on one, so that both learn the same targets. The token ↔ truth
-column map is `xpengine.datasets.mixed.TRUTH_LABELS`; every other column and the file metadata are kept.
+column map is `xpengine.datasets.label_edits.TRUTH_LABELS`; every other column and the file metadata are kept.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from xpengine.datasets.mixed import TRUTH_LABELS
+from xpengine.datasets.label_edits import TRUTH_LABELS
 
 
 def with_truth(table: pa.Table, tokens: Sequence[str]) -> pa.Table:

@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from xpengine.datasets.label_edits import edit_synthetic_labels
 from xpengine.datasets.splits import split_by_source_id, split_counts, split_uniform
 from xpengine.io import sha256_of
 
@@ -350,58 +351,29 @@ def _token_matrices(mixed: Any, vocab: Any) -> tuple[np.ndarray, np.ndarray]:
     return values, errors
 
 
-def _drop_tokens(
-    values: np.ndarray, errors: np.ndarray, vocab: Any, rows: np.ndarray, names: Sequence[str]
-) -> None:
-    """Make tokens `names` missing (value NaN, error 0: the schema's "unknown") in `rows` (N,) bool, in place."""
-    unknown = [t for t in names if t not in vocab.names]
-    if unknown:
-        raise ValueError(f"synthetic_drop: {unknown} are not tokens of vocabulary {vocab.name}")
-    for name in names:
-        j = vocab.names.index(name)
-        values[rows, j] = np.nan
-        errors[rows, j] = 0.0
-
-
-#: Truth columns of a simulated training-schema file behind each token `synthetic_truth` may take, and
-#: the map from column to token value.
-TRUTH_LABELS: dict[str, tuple[str, Any]] = {
-    "mass": ("truth_mass", lambda x: x),
-    "ln_age": ("truth_age_gyr", np.log),
-    "teff": ("truth_teff", lambda x: x),
-    "logg": ("truth_logg", lambda x: x),
-    "m_h": ("truth_m_h", lambda x: x),
-    "alpha_m": ("truth_alpha_m", lambda x: x),
-}
-
-
-def _truth_tokens(
-    values: np.ndarray,
-    errors: np.ndarray,
-    vocab: Any,
-    mixed: Any,
-    rows: np.ndarray,
-    names: Sequence[str],
-    keep_errors: bool = False,
-) -> None:
-    """Give tokens `names` in `rows` (N,) bool the simulated truth (TRUTH_LABELS), in place, with error 0
-    or (keep_errors) the survey-like label's error, which then weighs the stars in the loss as before."""
-    unknown = [t for t in names if t not in TRUTH_LABELS or t not in vocab.names]
-    if unknown:
-        raise ValueError(
-            f"synthetic_truth: {unknown} have no truth column (known: {sorted(TRUTH_LABELS)}) or are not "
-            f"tokens of vocabulary {vocab.name}"
-        )
-    for name in names:
-        column, to_token = TRUTH_LABELS[name]
-        if column not in mixed.column_names:
-            raise ValueError(f"synthetic_truth: the synthetic file has no {column!r} column for {name!r}")
-        truth = np.asarray(mixed.column(column).to_numpy(zero_copy_only=False), dtype=np.float64)  # (N,)
-        j = vocab.names.index(name)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            values[rows, j] = to_token(truth[rows])
-        if not keep_errors:
-            errors[rows, j] = 0.0
+def _weighting(
+    weight: float,
+    max_synthetic: int | None,
+    drop: Sequence[str],
+    truth: Sequence[str],
+    truth_errors: str,
+    syn_rows: dict[str, int],
+    n_train: int,
+) -> dict[str, Any]:
+    """The summary's "weighting" record."""
+    return {
+        "method": "rows: the training loop has no per-star weights, so synthetic training stars are "
+        "replicated (weight > 1) or subsampled (weight < 1) by a keyed hash of their source_id; "
+        "validation and test stars are never replicated or dropped by the weight",
+        "synthetic_weight": float(weight),
+        "max_synthetic": max_synthetic,
+        "synthetic_dropped_tokens": list(drop),
+        "synthetic_truth_tokens": list(truth),
+        "synthetic_truth_errors": truth_errors,
+        "cap_salt": CAP_SALT.decode("latin-1"),
+        "weight_salt": WEIGHT_SALT.decode("latin-1"),
+        "synthetic_share_of_train_rows": syn_rows["train"] / n_train if n_train else 0.0,
+    }
 
 
 def build_mixed(
@@ -421,7 +393,8 @@ def build_mixed(
     synthetic_drop: tokens made missing (value NaN, error 0 as the schema has it) in the synthetic TRAINING rows, so that the
     model learns them from the real stars alone (e.g. [M/H] and [α/M], whose emulated XP signature differs
     from the real one); validation and test rows keep them, so they are still scored on simulated stars.
-    synthetic_truth: tokens whose synthetic values, in every split, are the simulated truth (TRUTH_LABELS)
+    synthetic_truth: tokens whose synthetic values, in every split, are the simulated truth
+    (`label_edits.TRUTH_LABELS`)
     with error 0, instead of the survey-like labels (e.g. the DistMass-like ages, which are derived from a
     noisy mass on isochrones that end at 14 Gyr and so run young for old stars: on the seed-12 sky,
     ln(label / true age) has mean −0.125 for true 11–12.5 Gyr and −0.17 above). synthetic_truth_errors:
@@ -451,16 +424,15 @@ def build_mixed(
     source = np.asarray(mixed.column("data_source").to_numpy(zero_copy_only=False)).astype(str)
 
     is_syn = source == DATA_SOURCES[1]  # (N,)
-    if synthetic_truth_errors not in ("zero", "keep"):
-        raise ValueError(f"synthetic_truth_errors must be 'zero' or 'keep', got {synthetic_truth_errors!r}")
-    _truth_tokens(values, errors, vocab, mixed, is_syn, synthetic_truth, synthetic_truth_errors == "keep")
-    _drop_tokens(values, errors, vocab, is_syn & (split == "train"), synthetic_drop)
+    train = split == "train"  # (N,)
+    edit_synthetic_labels(
+        values, errors, vocab, mixed, is_syn, train, synthetic_drop, synthetic_truth, synthetic_truth_errors
+    )
     real_rows = split_counts(split[~is_syn])
     syn_rows = split_counts(split[is_syn])
     in_output = copies > 0  # (Ns,) synthetic stars with at least one row
     n_train = real_rows["train"] + syn_rows["train"]
     non_xp = [j for j, t in enumerate(vocab.tokens) if t.kind != "xp"]
-    train = split == "train"  # (N,)
 
     def finite_train_rows(mask: np.ndarray) -> dict[str, int]:
         """Training rows with a finite value per non-XP token (labels, colours, extinction, …)."""
@@ -503,19 +475,15 @@ def build_mixed(
                 "provenance": syn.provenance,
             },
         },
-        "weighting": {
-            "method": "rows: the training loop has no per-star weights, so synthetic training stars are "
-            "replicated (weight > 1) or subsampled (weight < 1) by a keyed hash of their source_id; "
-            "validation and test stars are never replicated or dropped by the weight",
-            "synthetic_weight": float(synthetic_weight),
-            "max_synthetic": max_synthetic,
-            "synthetic_dropped_tokens": list(synthetic_drop),
-            "synthetic_truth_tokens": list(synthetic_truth),
-            "synthetic_truth_errors": synthetic_truth_errors,
-            "cap_salt": CAP_SALT.decode("latin-1"),
-            "weight_salt": WEIGHT_SALT.decode("latin-1"),
-            "synthetic_share_of_train_rows": syn_rows["train"] / n_train if n_train else 0.0,
-        },
+        "weighting": _weighting(
+            synthetic_weight,
+            max_synthetic,
+            synthetic_drop,
+            synthetic_truth,
+            synthetic_truth_errors,
+            syn_rows,
+            n_train,
+        ),
     }
     logger.info(
         "mixed set: real rows %s + synthetic rows %s (weight %g, cap %s); synthetic share of "

@@ -1,0 +1,91 @@
+"""Label edits of a mixed training set's synthetic rows (`xpengine.datasets.mixed.build_mixed`).
+
+- `drop_tokens`: tokens made missing in the synthetic training rows, learned from the real stars alone;
+- `set_truth_tokens`: tokens whose synthetic values are the simulated truth instead of the survey-like
+  labels (TRUTH_LABELS gives each token's truth column).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["TRUTH_ERRORS", "TRUTH_LABELS", "drop_tokens", "edit_synthetic_labels", "set_truth_tokens"]
+
+#: Truth columns of a simulated training-schema file behind each token `set_truth_tokens` may take, and
+#: the map from column to token value.
+TRUTH_LABELS: dict[str, tuple[str, Any]] = {
+    "mass": ("truth_mass", lambda x: x),
+    "ln_age": ("truth_age_gyr", np.log),
+    "teff": ("truth_teff", lambda x: x),
+    "logg": ("truth_logg", lambda x: x),
+    "m_h": ("truth_m_h", lambda x: x),
+    "alpha_m": ("truth_alpha_m", lambda x: x),
+}
+
+#: Known error of the truth values in the loss: "zero", or "keep" the survey-like label's error.
+TRUTH_ERRORS = ("zero", "keep")
+
+
+def drop_tokens(
+    values: np.ndarray, errors: np.ndarray, vocab: Any, rows: np.ndarray, names: Sequence[str]
+) -> None:
+    """Make tokens `names` missing (value NaN, error 0: the schema's "unknown") in `rows` (N,) bool, in place."""
+    unknown = [t for t in names if t not in vocab.names]
+    if unknown:
+        raise ValueError(f"synthetic_drop: {unknown} are not tokens of vocabulary {vocab.name}")
+    for name in names:
+        j = vocab.names.index(name)
+        values[rows, j] = np.nan
+        errors[rows, j] = 0.0
+
+
+def set_truth_tokens(
+    values: np.ndarray,
+    errors: np.ndarray,
+    vocab: Any,
+    table: Any,
+    rows: np.ndarray,
+    names: Sequence[str],
+    keep_errors: bool = False,
+) -> None:
+    """Give tokens `names` in `rows` (N,) bool the simulated truth (TRUTH_LABELS, read from the pyarrow
+    `table`'s columns), in place, with error 0 or (keep_errors) the survey-like label's error, which then
+    weighs the stars in the loss as before."""
+    unknown = [t for t in names if t not in TRUTH_LABELS or t not in vocab.names]
+    if unknown:
+        raise ValueError(
+            f"synthetic_truth: {unknown} have no truth column (known: {sorted(TRUTH_LABELS)}) or are not "
+            f"tokens of vocabulary {vocab.name}"
+        )
+    for name in names:
+        column, to_token = TRUTH_LABELS[name]
+        if column not in table.column_names:
+            raise ValueError(f"synthetic_truth: the synthetic file has no {column!r} column for {name!r}")
+        truth = np.asarray(table.column(column).to_numpy(zero_copy_only=False), dtype=np.float64)  # (N,)
+        j = vocab.names.index(name)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values[rows, j] = to_token(truth[rows])
+        if not keep_errors:
+            errors[rows, j] = 0.0
+
+
+def edit_synthetic_labels(
+    values: np.ndarray,
+    errors: np.ndarray,
+    vocab: Any,
+    table: Any,
+    synthetic: np.ndarray,
+    train: np.ndarray,
+    drop: Sequence[str],
+    truth: Sequence[str],
+    truth_errors: str,
+) -> None:
+    """`build_mixed`'s label edits, in place: the truth for `truth` in every synthetic row (`synthetic`
+    (N,) bool), then `drop` made missing in the synthetic training rows (`train` (N,) bool)."""
+    if truth_errors not in TRUTH_ERRORS:
+        raise ValueError(f"synthetic_truth_errors must be 'zero' or 'keep', got {truth_errors!r}")
+    set_truth_tokens(values, errors, vocab, table, synthetic, truth, truth_errors == "keep")
+    drop_tokens(values, errors, vocab, synthetic & train, drop)
