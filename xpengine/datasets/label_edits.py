@@ -1,5 +1,7 @@
-"""Label edits of a mixed training set's synthetic rows (`xpengine.datasets.mixed.build_mixed`).
+"""Token matrices of a mixed training set and the label edits of its synthetic rows
+(`xpengine.datasets.mixed.build_mixed`).
 
+- `token_matrices`: the (N, T) values and errors of a training table's token columns;
 - `drop_tokens`: tokens made missing in the synthetic training rows, learned from the real stars alone;
 - `set_truth_tokens`: tokens whose synthetic values are the simulated truth instead of the survey-like
   labels (TRUTH_LABELS gives each token's truth column).
@@ -12,7 +14,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["TRUTH_ERRORS", "TRUTH_LABELS", "drop_tokens", "edit_synthetic_labels", "set_truth_tokens"]
+__all__ = [
+    "TRUTH_ERRORS",
+    "TRUTH_LABELS",
+    "drop_tokens",
+    "edit_synthetic_labels",
+    "set_truth_tokens",
+    "token_matrices",
+]
 
 #: Truth columns of a simulated training-schema file behind each token `set_truth_tokens` may take, and
 #: the map from column to token value.
@@ -27,6 +36,17 @@ TRUTH_LABELS: dict[str, tuple[str, Any]] = {
 
 #: Known error of the truth values in the loss: "zero", or "keep" the survey-like label's error.
 TRUTH_ERRORS = ("zero", "keep")
+
+
+def token_matrices(mixed: Any, vocab: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(values, errors), (N, T) float32 each, of the vocabulary's token columns of a training table."""
+    n = mixed.num_rows
+    values = np.empty((n, len(vocab)), dtype=np.float32)  # (N, T)
+    errors = np.empty((n, len(vocab)), dtype=np.float32)  # (N, T)
+    for j, tok in enumerate(vocab.tokens):
+        values[:, j] = mixed.column(tok.name).to_numpy(zero_copy_only=False)
+        errors[:, j] = mixed.column(tok.error_name).to_numpy(zero_copy_only=False)
+    return values, errors
 
 
 def drop_tokens(

@@ -24,8 +24,7 @@ Recipe (the decisions, each recorded in the output's provenance):
   `data_source` ("real" / "synthetic") and `mix_copy` (int32; 0 for a star's first row, 1, 2, … for the
   extra copies of a replicated synthetic training star, see below). The training loop reads only the
   token columns and the split (`read_training_set`), so the mix is also recorded in the provenance.
-  The loop validates on every validation row, so its validation σ of a label shared by both sources
-  mixes them; score each source on its own file (`xpengine evaluate --data REAL.parquet`, then SIM).
+  The loop's validation σ of a label both sources share mixes them: score each source on its own file.
 - Weighting: the training loop has no per-star weights, so the relative weight of the synthetic stars is
   realised by the number of rows (`synthetic_copies`): with weight W each synthetic *training* star gets
   ⌊W⌋ rows, plus one more when a keyed hash u of its source_id is below W − ⌊W⌋ (so W < 1 keeps a
@@ -50,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from xpengine.datasets.label_edits import edit_synthetic_labels
+from xpengine.datasets.label_edits import edit_synthetic_labels, token_matrices
 from xpengine.datasets.splits import split_by_source_id, split_counts, split_uniform
 from xpengine.io import sha256_of
 
@@ -340,15 +339,11 @@ def _mixed_rows(
     return mixed, kept, copies
 
 
-def _token_matrices(mixed: Any, vocab: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(values, errors), (N, T) float32 each, of the vocabulary's token columns of a training table."""
-    n = mixed.num_rows
-    values = np.empty((n, len(vocab)), dtype=np.float32)  # (N, T)
-    errors = np.empty((n, len(vocab)), dtype=np.float32)  # (N, T)
-    for j, tok in enumerate(vocab.tokens):
-        values[:, j] = mixed.column(tok.name).to_numpy(zero_copy_only=False)
-        errors[:, j] = mixed.column(tok.error_name).to_numpy(zero_copy_only=False)
-    return values, errors
+def _check_weight(synthetic_weight: float, max_synthetic: int | None) -> None:
+    if max_synthetic is not None and max_synthetic < 0:
+        raise ValueError(f"max_synthetic must be >= 0 or None, got {max_synthetic}")
+    if not np.isfinite(synthetic_weight) or synthetic_weight < 0:
+        raise ValueError(f"synthetic_weight must be a finite number >= 0, got {synthetic_weight}")
 
 
 def _weighting(
@@ -390,24 +385,16 @@ def build_mixed(
 
     synthetic_weight: expected rows per synthetic training star (≥ 0; 1 = each star once, as a real
     star). max_synthetic: keep at most this many synthetic stars over all splits (None = all).
-    synthetic_drop: tokens made missing (value NaN, error 0 as the schema has it) in the synthetic TRAINING rows, so that the
-    model learns them from the real stars alone (e.g. [M/H] and [α/M], whose emulated XP signature differs
-    from the real one); validation and test rows keep them, so they are still scored on simulated stars.
-    synthetic_truth: tokens whose synthetic values, in every split, are the simulated truth
-    (`label_edits.TRUTH_LABELS`)
-    with error 0, instead of the survey-like labels (e.g. the DistMass-like ages, which are derived from a
-    noisy mass on isochrones that end at 14 Gyr and so run young for old stars: on the seed-12 sky,
-    ln(label / true age) has mean −0.125 for true 11–12.5 Gyr and −0.17 above). synthetic_truth_errors:
-    "zero" (the truth has no error) or "keep" (the survey-like label's error stays as the known error of
-    the loss, V = σ²_pred + σ²_known, so that the stars keep the weights they had with the survey labels).
+    synthetic_drop, synthetic_truth, synthetic_truth_errors: the label edits of the synthetic rows
+    (`xpengine.datasets.label_edits.edit_synthetic_labels`): tokens missing in the synthetic training rows,
+    learned from the real stars alone (e.g. [M/H] and [α/M], whose emulated XP signature differs from the
+    real one); tokens set to the simulated truth in every split (e.g. mass and ln age: the DistMass-like
+    ages run young for old stars), with error "zero" or the survey-like label's error ("keep").
     Rows: the real stars in input order, then the synthetic rows (input order, copies adjacent).
     """
     from xpengine.datasets.schema import training_table
 
-    if max_synthetic is not None and max_synthetic < 0:
-        raise ValueError(f"max_synthetic must be >= 0 or None, got {max_synthetic}")
-    if not np.isfinite(synthetic_weight) or synthetic_weight < 0:
-        raise ValueError(f"synthetic_weight must be a finite number >= 0, got {synthetic_weight}")
+    _check_weight(synthetic_weight, max_synthetic)
     real = _read_input(real_path, "real")
     syn = _read_input(synthetic_path, "synthetic")
     real_origins, syn_origins, syn_sid, split_check = _checked_inputs(real, syn, real_path, synthetic_path)
@@ -416,8 +403,7 @@ def build_mixed(
     n_real = real.table.num_rows
 
     vocab = real.vocabulary
-    n = mixed.num_rows
-    values, errors = _token_matrices(mixed, vocab)  # (N, T) each
+    values, errors = token_matrices(mixed, vocab)  # (N, T) each
     schema_cols = {"source_id", "split", "origin", *vocab.names, *vocab.error_names}
     extra = {c: mixed.column(c) for c in mixed.column_names if c not in schema_cols}
     split = np.asarray(mixed.column("split").to_numpy(zero_copy_only=False)).astype(str)
@@ -446,7 +432,7 @@ def build_mixed(
         "xp_representation": real.provenance["xp_representation"],
         "features_version": real.provenance["features_version"],
         "stars": int(n_real + in_output.sum()),
-        "rows": int(n),
+        "rows": int(mixed.num_rows),
         "split_counts": split_counts(split),
         "columns": "data_source: 'real' or 'synthetic'; mix_copy: 0 for a star's first row, k for its "
         "k-th extra copy",
