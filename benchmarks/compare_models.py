@@ -70,6 +70,7 @@ from xpengine.evaluate.runner import (  # noqa: E402
     align_to_vocabulary,
     load_eval_set,
     metric_labels,
+    predict_labels,
     train_baseline,
 )
 from xpengine.evaluate.scenarios import scenario_groups  # noqa: E402
@@ -136,10 +137,8 @@ def transformer_predictions(
         [(_, inputs)] = scenario_groups(
             "standard", pv, len(es), context_length=predictor.checkpoint.model_config.context_length
         )
-    # G for calibrations with G-bin factors
-    out = predictor.predict(values, errors, request, inputs=inputs, g_mag=es.g_mag)
-    names = metric_labels(request)  # adds "age" with "ln_age"
-    return {name: (out[name], out[f"{name}_error"]) for name in names}
+    # evaluate's own path (G for calibrations with G-bin factors; age with ln_age)
+    return predict_labels(predictor, values, errors, request, inputs=inputs, g_mag=es.g_mag)
 
 
 def baseline_predictions(baseline: XGBoostBaseline, es: EvalSet, tokens: Sequence[str]) -> Predictions:
