@@ -1,0 +1,45 @@
+"""training/score_sim_val.py on the bundled sky's survey stars (marked synthetic), scored with gaia-xp."""
+
+import re
+from importlib.resources import files
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from _paths import load_script
+
+from xpengine.datasets.schema import read_training_set, write_training_set
+from xpengine.evaluate.metrics import robust_sigma
+from xpengine.evaluate.runner import align_to_vocabulary
+from xpengine.inference.predictor import Predictor
+
+score_sim_val = load_script("training/score_sim_val.py", "score_sim_val")
+
+
+def test_mass_sigma_and_counts_match_a_direct_prediction(tmp_path):
+    from xpengine.datasets.synthetic import build_synthetic
+
+    src = str(tmp_path / "sky.parquet")
+    write_training_set(build_synthetic(str(files("xpengine") / "data" / "sky")).table, src)
+    t = pq.read_table(src)
+    t = t.append_column("data_source", pa.array(["synthetic"] * t.num_rows))
+    data = str(tmp_path / "mixed.parquet")
+    pq.write_table(t, data)
+
+    line = score_sim_val.score("gaia-xp", data, split="train")
+    n = int(re.search(r"n (\d+) ", line).group(1))
+    sigma = float(re.search(r"mass σ ([0-9.]+) ", line).group(1))
+
+    arrays = read_training_set(data, split="train")
+    p = Predictor.load("gaia-xp", device="cpu", calibrate=False)
+    v, e = align_to_vocabulary(arrays.values, arrays.errors, arrays.vocabulary, p.vocabulary)
+    out = p.predict(
+        v, e, ["mass", "ln_age"], inputs=[x for x in p.default_inputs if x not in ("mass", "ln_age")]
+    )
+    truth = t.filter(pa.compute.equal(t.column("split"), "train")).column("truth_mass").to_numpy()
+    assert n == len(truth) > 10
+    assert (
+        sigma == round(robust_sigma(out["mass"] - truth), 3)
+        or abs(sigma - robust_sigma(out["mass"] - truth)) < 6e-4
+    )
+    assert np.isfinite(sigma)
