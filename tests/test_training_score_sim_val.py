@@ -38,8 +38,5 @@ def test_mass_sigma_and_counts_match_a_direct_prediction(tmp_path):
     )
     truth = t.filter(pa.compute.equal(t.column("split"), "train")).column("truth_mass").to_numpy()
     assert n == len(truth) > 10
-    assert (
-        sigma == round(robust_sigma(out["mass"] - truth), 3)
-        or abs(sigma - robust_sigma(out["mass"] - truth)) < 6e-4
-    )
+    assert abs(sigma - robust_sigma(out["mass"] - truth)) < 6e-4  # printed to 3 decimals
     assert np.isfinite(sigma)
