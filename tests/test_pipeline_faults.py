@@ -3,7 +3,7 @@ with its own local Ray cluster.
 
 The drill: a corrupt partition, a source in two files, a source twice in one file, a NaN coefficient,
 a bad cell, a checksum sidecar and a partial download beside the data, a concurrent second job, a
-SIGKILL after the first partitions, a resume, and a rerun with other labels. Afterwards every input
+SIGKILL after the first partition, a resume, and a rerun with other labels. Afterwards every input
 source is in the catalogue exactly once, and every row without a value has a flag saying why.
 """
 
@@ -40,11 +40,11 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _job(args: list[str], **kw) -> subprocess.Popen:
+def _job(args: list[str], env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, str(REPO / "jobs" / "infer_gaia.py"), *args],
         cwd=REPO,
-        env=_env(),
+        env={**_env(), **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -98,6 +98,12 @@ def _listening_addresses(pid: int) -> set[str]:
     }
 
 
+def _done_partitions(out: Path) -> list[str]:
+    """Partitions whose manifest record says done (written after the partition's file)."""
+    records = [json.loads(p.read_text()) for p in sorted((out / "_manifest").glob("*.json"))]
+    return [r["partition"] for r in records if r.get("status") == "done"]
+
+
 def _catalogue(out: Path):
     import pandas as pd
 
@@ -143,8 +149,11 @@ def test_fault_drill(tmp_path, sky_dir, tiny_sky_model):
         "--model", tiny_sky_model, "--output", str(out),
     ]  # fmt: skip
 
-    # 1. run, check its sockets and a concurrent second job, SIGKILL it after its first partitions
-    job = _job(args)
+    # 1. run, check its sockets and a concurrent second job, SIGKILL it after its first partition.
+    # The job holds (test hook) once it has written one partition, file and manifest record: the
+    # drill's partitions are small and the driver writes them all within a fraction of a second, so
+    # a kill timed from outside could land anywhere up to the cross-partition duplicate resolution.
+    job = _job(args, env={"XPENGINE_TEST_HOLD_AFTER_PARTITIONS": "1"})
     addresses: set[str] = set()
     second = None
     deadline = time.time() + 240
@@ -152,10 +161,12 @@ def test_fault_drill(tmp_path, sky_dir, tiny_sky_model):
         addresses |= _listening_addresses(job.pid)
         if second is None and (out / "_LOCK.json").exists():
             second = _run_job(args, timeout=120)
-        if len(list(out.glob("*.parquet"))) >= 1 and second is not None:
+        if _done_partitions(out) and second is not None:
             break
         time.sleep(0.2)
     assert job.poll() is None, "the job finished before it could be killed:\n" + job.stdout.read()
+    # held after exactly one partition: the job never reached its end (duplicates, summary)
+    assert len(_done_partitions(out)) == 1 and not (out / "_SUMMARY.json").exists()
     ray_procs = psutil.Process(job.pid).children(recursive=True)
     job.send_signal(signal.SIGKILL)
     job.wait(timeout=30)
@@ -167,7 +178,7 @@ def test_fault_drill(tmp_path, sky_dir, tiny_sky_model):
     assert "in use by another job" in second.stderr and "Traceback" not in second.stderr
     # finished partitions stay, complete; the Ray processes of the killed driver go away
     kept = sorted(out.glob("*.parquet"))
-    assert kept
+    assert [f.stem for f in kept] == _done_partitions(out)
     for f in kept:
         pq.read_table(f)
     _, alive = psutil.wait_procs(ray_procs, timeout=60)

@@ -269,3 +269,54 @@ def test_xpengine_infer_runs_the_job_on_a_single_file(tmp_path):
     t = pq.read_table(tmp_path / "cat" / "XP_CONTINUOUS_RAW.parquet")
     assert sorted(t.column("source_id").to_pylist()) == [5762406957886626816, 5853498713190525696]
     assert json.loads((tmp_path / "cat" / "_JOB.json").read_text())["labels"] == ["teff", "logg"]
+
+
+def _single_file_partition(writer: CatalogWriter, name: str, sids: list[int]) -> None:
+    """A done single-file partition (no HEALPix range: all its sources unanchored) of `sids`."""
+    from xpengine.pipeline.finish import _rows_table
+
+    schema = catalog_schema(["teff"])
+    sid = np.array(sids, dtype=np.int64)
+    cols = {f.name: np.zeros(len(sid), dtype=f.type.to_pandas_dtype()) for f in schema}
+    record = PartitionRecord(
+        partition=name,
+        status="done",
+        input_rows=len(sid),
+        output_rows=len(sid),
+        inputs={},
+        problems={"unanchored_source_ids": sids},
+    )
+    writer.write_partition(name, _rows_table(schema, cols, sid), record)
+
+
+@pytest.mark.parametrize("killed_mid_move", [False, True])
+def test_cross_partition_duplicate_moved_once_even_after_a_kill_mid_move(tmp_path, killed_mid_move):
+    """A source in two single files is kept in the first by name and moved to the other's _rejected/
+    once, also when an earlier run was killed after writing that rejected file but before the
+    catalogue file (write_partition's order), which leaves the source in both."""
+    import pyarrow.parquet as pq
+
+    from xpengine.pipeline.finish import _rejected_table, resolve_cross_partition_duplicates
+
+    star, other = 5937083312263887616, 5853498713190525696
+    writer = CatalogWriter(str(tmp_path / "out"))
+    writer.prepare()
+    _single_file_partition(writer, "a", [star])
+    _single_file_partition(writer, "b", [other, star])
+    if killed_mid_move:
+        gone = writer.read_partition("b").slice(1, 1)
+        os.makedirs(tmp_path / "out" / "_rejected")
+        pq.write_table(
+            _rejected_table(gone, ["duplicate: source_id also in partition a"]), writer.rejected_path("b")
+        )
+    result = resolve_cross_partition_duplicates(writer)
+    writer.release_lock()
+    assert result == {"sources": 1, "moved_to_rejected": {"b": 1}}
+    assert writer.read_partition("a").column("source_id").to_pylist() == [star]
+    assert writer.read_partition("b").column("source_id").to_pylist() == [other]
+    rejected = writer.read_rejected("b")
+    assert rejected.column("source_id").to_pylist() == [star]
+    assert rejected.column("reason").to_pylist() == ["duplicate: source_id also in partition a"]
+    record = writer.done_records()["b"]
+    assert record["rejected_rows"] == 1 and record["problems"]["unanchored_source_ids"] == [other]
+    assert resolve_cross_partition_duplicates(writer) == {"sources": 0, "moved_to_rejected": {}}

@@ -22,6 +22,8 @@ __all__ = ["resolve_cross_partition_duplicates"]
 
 log = logging.getLogger("xpengine.pipeline.ray_job")
 
+OTHER_PARTITION_REASON = "duplicate: source_id also in partition "  # + the partition whose row is kept
+
 
 def _rows_table(schema: pa.Schema, cols: dict[str, np.ndarray], sid: np.ndarray) -> pa.Table:
     arrays = {"source_id": sid, "hpx8": (sid >> 43).astype(np.int32)}
@@ -167,13 +169,17 @@ def resolve_cross_partition_duplicates(writer: CatalogWriter) -> dict[str, Any]:
         gone = table.filter(drop)
         keep = table.filter(pc.invert(drop))
         rec = done[name]
-        reasons = [
-            f"duplicate: source_id also in partition {owners[int(s)]}"
-            for s in gone.column("source_id").to_numpy()
-        ]
+        reasons = [f"{OTHER_PARTITION_REASON}{owners[int(s)]}" for s in gone.column("source_id").to_numpy()]
         rejected = _rejected_table(gone, reasons)
         earlier = writer.read_rejected(name)
         if earlier is not None:
+            # rows this move already set aside in a run killed between the rejected file and the
+            # catalogue file (write_partition writes them in that order) are not set aside twice
+            again = pc.and_(
+                pc.is_in(earlier.column("source_id"), pa.array(sorted(ids), pa.int64())),
+                pc.starts_with(earlier.column("reason"), OTHER_PARTITION_REASON),
+            )
+            earlier = earlier.filter(pc.invert(again))
             rejected = pa.concat_tables([earlier, rejected.cast(earlier.schema)])
         rec_obj = PartitionRecord(
             **{k: v for k, v in rec.items() if k in PartitionRecord.__dataclass_fields__}

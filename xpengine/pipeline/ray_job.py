@@ -80,6 +80,8 @@ _init_ray = init_ray
 
 log = logging.getLogger(__name__)
 
+HOLD_AFTER_ENV = "XPENGINE_TEST_HOLD_AFTER_PARTITIONS"  # test hook, see _hold_if_asked
+
 
 @dataclass
 class JobSummary:
@@ -206,6 +208,7 @@ def _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, ma
             task = by_index[index]
             n = _finish_partition(writer, task, parts, cfg, provenance, identity, summary, wall_s)
             progress.partition_finished(task.name, n)
+            _hold_if_asked(len(summary.partitions_done))
 
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
         marks.mark("first_rows")
@@ -236,6 +239,21 @@ def _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, ma
         "first_rows_after_s": marks.at.get("first_rows"),
     }
     summary.startup = {"actors": _actor_startups(book.actor_starts, marks.t0_wall)}
+
+
+def _hold_if_asked(partitions_written: int) -> None:
+    """Test hook: with XPENGINE_TEST_HOLD_AFTER_PARTITIONS=N the driver stops for good once it has
+    written N partitions (each file and its manifest record), so the fault drill
+    (tests/test_pipeline_faults.py) kills the job at a known point: nothing more is written and the
+    cross-partition duplicates are not resolved. Unset (always, outside that test) it does nothing."""
+    n = os.environ.get(HOLD_AFTER_ENV)
+    if not n or partitions_written < int(n):
+        return
+    log.warning(
+        "%s=%s: holding after %d partition(s) written, until killed", HOLD_AFTER_ENV, n, partitions_written
+    )
+    while True:
+        time.sleep(3600)
 
 
 def _dataset(cfg: InferenceConfig, tasks: list[PartitionTask], pool, ledger, vocab_json: str):
