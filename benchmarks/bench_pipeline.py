@@ -292,7 +292,8 @@ def main() -> int:
     print(f"start-up of the 1-partition job: ray.init (imports and cluster, not in the fixed cost) {ray1['ray_init_s']:.1f} s; "
           f"driver steps {st.get('driver_s')}")  # fmt: skip
     for a in st.get("actors", []):
-        print(f"  predictor actor: constructed at {a.get('constructed_after_s')} s, torch import {a.get('torch_import_s')} s, "
+        print(f"  predictor actor: process started at {a.get('process_started_after_s')} s, stages imported at "
+              f"{a.get('stages_imported_after_s')} s, constructed at {a.get('constructed_after_s')} s, torch import {a.get('torch_import_s')} s, "
               f"model load {a.get('model_load_s')} s, settings {a.get('settings_s')} s ({(a.get('setting') or {}).get('source')})")  # fmt: skip
 
     pool = ray10["predictor"]

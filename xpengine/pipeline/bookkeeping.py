@@ -14,8 +14,8 @@ Ray actor in the job; any object with a `report` method, or None, outside Ray):
     {"event": "read", "index": i, "rows": n, "read_s": s}           partition i read: n rows in all
     {"event": "failed", "index": i, "error": msg, "read_s": s}       partition i could not be read
     {"event": "predicted", "rows": n, "predict_s": s, "model_s": s, "batch_size": b}   one predictor call
-    {"event": "actor_started", "at": wall-clock time, "torch_import_s": ..., "model_load_s": ...,
-     "settings_s": ..., "setting": {...}}                             one predictor actor ready
+    {"event": "actor_started", "at": wall-clock time, "process_started_at": ..., "stages_imported_at": ...,
+     "torch_import_s": ..., "model_load_s": ..., "settings_s": ..., "setting": {...}}   one predictor actor ready
 
 `PartitionBook` joins the two on the driver: it buffers each partition's rows by index, knows a
 partition is complete when it holds as many rows as its read reported, and sums the stage timings.

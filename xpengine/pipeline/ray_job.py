@@ -157,8 +157,9 @@ def run_inference(cfg: InferenceConfig) -> JobSummary:
         marks.mark("planned")
         if tasks:
             _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, marks)
-        summary.startup = marks.summary(summary.startup)
         summary.duplicates = resolve_cross_partition_duplicates(writer)
+        marks.mark("duplicates_resolved")
+        summary.startup = marks.summary(summary.startup)
         summary.wall_time_s = time.perf_counter() - t0
         writer.write_summary(summary.to_dict())
         _log_summary(summary)
@@ -192,6 +193,7 @@ def _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, ma
     ledger = ray.remote(Ledger).options(num_cpus=0).remote()
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the job's own progress line says what is done (see Progress)
+    marks.mark("ray_data_imported")
     pool = plan_pool(cfg.resources, model_architecture(cfg.model))
     ds = _dataset(cfg, tasks, pool, ledger, vocab_json)
     marks.mark("dataset_planned")
@@ -221,9 +223,11 @@ def _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, ma
     settle()
     for index, message, rows_seen in book.unsettled():
         _record_failure(writer, by_index[index], message, summary, rows_seen, identity)
+    marks.mark("partitions_finished")
     progress.close()
     summary.peak_buffered_rows = book.peak_buffered
     summary.ray_operators = _operator_names(ds)
+    marks.mark("ray_stats_read")
     stage_s = book.stage_s
     summary.predictor = {
         "actors": pool.actors,
@@ -303,14 +307,21 @@ def _dataset(cfg: InferenceConfig, tasks: list[PartitionTask], pool, ledger, voc
 
 
 def _actor_startups(events: list[dict[str, Any]], t0_wall: float) -> list[dict[str, Any]]:
-    """Each predictor actor's start: when its constructor began (seconds from the job's start, by the
-    wall clock: the nodes' clocks are taken to agree) and what it spent on the torch import, the model
-    load and its settings (table or calibration)."""
+    """Each predictor actor's start: when its worker process started, when that process had imported
+    the job's stages (Ray's and Ray Data's worker imports, the actor's class), when its constructor
+    began (seconds from the job's start, by the wall clock: the nodes' clocks are taken to agree) and
+    what it spent on the torch import, the model load and its settings (table or calibration)."""
+
+    def after(ev: dict[str, Any], key: str) -> float | None:
+        return round(ev[key] - t0_wall, 3) if ev.get(key) is not None else None
+
     out = []
     for ev in sorted(events, key=lambda e: e.get("at", 0.0)):
         out.append(
             {
-                "constructed_after_s": round(ev["at"] - t0_wall, 3) if "at" in ev else None,
+                "process_started_after_s": after(ev, "process_started_at"),
+                "stages_imported_after_s": after(ev, "stages_imported_at"),
+                "constructed_after_s": after(ev, "at"),
                 **{k: ev[k] for k in ("torch_import_s", "model_load_s", "settings_s") if k in ev},
                 "setting": ev.get("setting"),
             }

@@ -36,6 +36,8 @@ __all__ = ["CatalogPredictor", "PartitionTask", "catalogue_batch", "featurize_pa
 
 log = logging.getLogger(__name__)
 
+_IMPORTED_AT = time.time()  # when this process imported the stages (an actor: before its constructor)
+
 
 @dataclass(frozen=True)
 class PartitionTask:
@@ -197,6 +199,16 @@ def _featurize_one(
     yield pending
 
 
+def _process_started_at() -> float | None:
+    """When this worker process started (wall clock), for the start-up breakdown."""
+    try:
+        import psutil
+
+        return psutil.Process().create_time()
+    except Exception:  # diagnostics only
+        return None
+
+
 class CatalogPredictor(_CatalogPredictor):
     """The job's predictor stage: `xpengine.inference.catalogue.CatalogPredictor` run with the job's
     predictor pool (`tuning.PoolPlan`) and flag policy, keeping the partition key out of the model's
@@ -281,7 +293,14 @@ class CatalogPredictor(_CatalogPredictor):
         )
         report(
             ledger,
-            {"event": "actor_started", "at": at, **self.startup, "setting": self.setting.to_dict()},
+            {
+                "event": "actor_started",
+                "at": at,
+                "process_started_at": _process_started_at(),
+                "stages_imported_at": _IMPORTED_AT,
+                **self.startup,
+                "setting": self.setting.to_dict(),
+            },
         )
         self._model_s = 0.0
         predict = self.predictor.predict
