@@ -77,6 +77,8 @@ def test_job_writes_every_source_once_then_resumes_and_recovers(ray_local, tmp_p
     )
     s2 = run_inference(cfg)
     assert s2.ok and sorted(s2.partitions_skipped) == sorted(PARTS) and s2.partitions_done == [bad_name]
+    # the pool fills the node's 2 CPUs, but never has more actors than partitions to do
+    assert (s1.predictor["actors"], s2.predictor["actors"]) == (2, 1)
     all_ids = np.concatenate([_input_ids(p) for p in sorted(inp.glob("XpContinuousMeanSpectrum_*"))])
     cat = pq.read_table(out, columns=["source_id", "flags"])  # the directory as one dataset
     got = cat.column("source_id").to_numpy()

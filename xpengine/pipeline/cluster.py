@@ -63,14 +63,18 @@ def model_architecture(model: str) -> str:
         return "custom"
 
 
-def plan_pool(resources: Resources, architecture: str = "custom") -> PoolPlan:
+def plan_pool(resources: Resources, architecture: str = "custom", partitions: int | None = None) -> PoolPlan:
     """The predictor pool for this cluster (`tuning.PoolPlan`).
 
     GPU actors: one per GPU unless `actors` is given, each with `cpus_per_actor` (default 1) CPUs;
     the read tasks are a separate stage. CPU actors read and predict their partitions themselves
     (the stages fused): each runs the measured best torch threads for this CPU
     (`xpengine.pipeline.tuning.MEASURED`, else one) on as many CPUs, and the pool fills the node, so
-    that one actor's parsing overlaps the others' prediction."""
+    that one actor's parsing overlaps the others' prediction.
+
+    partitions: the partitions to do; never more actors than that (an actor without a partition
+    would only compete with the others' start-up: a torch import and a model load). Each actor's
+    threads and resources stay as planned, so the catalogue is the same."""
     import ray
 
     from xpengine.pipeline import tuning
@@ -94,6 +98,14 @@ def plan_pool(resources: Resources, architecture: str = "custom") -> PoolPlan:
             torch_threads=resources.torch_threads,
             table_threads=None if entry is None else entry.get("threads_per_actor"),
         )
+    if partitions is not None and actors > max(1, partitions):
+        log.info(
+            "%d partition(s) to do: %d predictor actor(s) instead of %d",
+            partitions,
+            max(1, partitions),
+            actors,
+        )
+        actors = max(1, partitions)
     plan = tuning.PoolPlan(
         actors=actors,
         gpus_per_actor=gpus,
