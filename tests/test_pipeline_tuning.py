@@ -130,6 +130,31 @@ def test_lookup_and_architecture_names():
     assert cpu.startswith("cpu:") and cpu.endswith(":2")
 
 
+def test_table_threads_name_the_architecture_only_when_the_answer_depends_on_it():
+    """Naming the model's architecture imports torch; the driver's pool plan does without it when
+    every row for its CPU gives one thread (what an unmeasured architecture gets)."""
+    asked = []
+
+    def arch(name):
+        return lambda: asked.append(name) or name
+
+    one = {"cpu:X:2": {"small": {"batch_size": 128, "threads_per_actor": 1}}}
+    assert tuning.table_threads(one, "cpu:X:2", arch("small")) is None and not asked
+    assert tuning.table_threads(one, "cpu:Y:2", arch("small")) is None and not asked
+    two = {"cpu:X:2": {"small": {"batch_size": 128, "threads_per_actor": 2}}}
+    assert tuning.table_threads(two, "cpu:X:2", arch("small")) == 2
+    assert tuning.table_threads(two, "cpu:X:2", arch("paper")) is None
+    assert asked == ["small", "paper"]
+    # same plan either way: no table threads means one thread per actor
+    for table, name in ((one, "small"), (two, "small"), (two, "paper")):
+        entry = tuning.lookup(table, "cpu:X:2", name)
+        old = tuning.cpu_plan(2, actors=None, cpus_per_actor=None, torch_threads=None,
+                              table_threads=None if entry is None else entry["threads_per_actor"])  # fmt: skip
+        new = tuning.cpu_plan(2, actors=None, cpus_per_actor=None, torch_threads=None,
+                              table_threads=tuning.table_threads(table, "cpu:X:2", lambda n=name: n))  # fmt: skip
+        assert new == old
+
+
 def test_every_table_row_is_complete():
     for signature, rows in tuning.MEASURED.items():
         assert signature.startswith(("cpu:", "cuda:"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 
 from xpengine.pipeline.config import Resources
 from xpengine.pipeline.tuning import PoolPlan
@@ -63,7 +64,9 @@ def model_architecture(model: str) -> str:
         return "custom"
 
 
-def plan_pool(resources: Resources, architecture: str = "custom", partitions: int | None = None) -> PoolPlan:
+def plan_pool(
+    resources: Resources, architecture: str | Callable[[], str] = "custom", partitions: int | None = None
+) -> PoolPlan:
     """The predictor pool for this cluster (`tuning.PoolPlan`).
 
     GPU actors: one per GPU unless `actors` is given, each with `cpus_per_actor` (default 1) CPUs;
@@ -72,6 +75,8 @@ def plan_pool(resources: Resources, architecture: str = "custom", partitions: in
     (`xpengine.pipeline.tuning.MEASURED`, else one) on as many CPUs, and the pool fills the node, so
     that one actor's parsing overlaps the others' prediction.
 
+    architecture: the model's (`model_architecture`), or a function giving it, called only when the
+    measured table's answer for this CPU depends on it (naming it imports torch).
     partitions: the partitions to do; never more actors than that (an actor without a partition
     would only compete with the others' start-up: a torch import and a model load). Each actor's
     threads and resources stay as planned, so the catalogue is the same."""
@@ -89,14 +94,17 @@ def plan_pool(resources: Resources, architecture: str = "custom", partitions: in
         actors = resources.actors or max(1, int(cluster.get("GPU", 0) // gpus))
         cpus = resources.cpus_per_actor if resources.cpus_per_actor is not None else 1.0
     else:
-        # the table's entry for this machine's CPU (the nodes of a cluster are taken to be alike)
-        entry = tuning.lookup(tuning.MEASURED, tuning.device_signature("cpu"), architecture)
+        # the table's threads for this machine's CPU (the nodes of a cluster are taken to be alike)
+        table_threads = None
+        if not resources.torch_threads:
+            arch = architecture if callable(architecture) else lambda: architecture
+            table_threads = tuning.table_threads(tuning.MEASURED, tuning.device_signature("cpu"), arch)
         actors, cpus, threads = tuning.cpu_plan(
             total_cpus,
             actors=resources.actors,
             cpus_per_actor=resources.cpus_per_actor,
             torch_threads=resources.torch_threads,
-            table_threads=None if entry is None else entry.get("threads_per_actor"),
+            table_threads=table_threads,
         )
     if partitions is not None and actors > max(1, partitions):
         log.info(

@@ -194,7 +194,7 @@ def _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, ma
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the job's own progress line says what is done (see Progress)
     marks.mark("ray_data_imported")
-    pool = plan_pool(cfg.resources, model_architecture(cfg.model), partitions=len(tasks))
+    pool = plan_pool(cfg.resources, lambda: model_architecture(cfg.model), partitions=len(tasks))
     ds = _dataset(cfg, tasks, pool, ledger, vocab_json)
     marks.mark("dataset_planned")
 

@@ -38,6 +38,7 @@ __all__ = [
     "cpu_plan",
     "device_signature",
     "lookup",
+    "table_threads",
 ]
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,23 @@ def lookup(
 ) -> Mapping[str, Any] | None:
     """The table's entry for this device and architecture, or None."""
     return (table.get(signature) or {}).get(architecture)
+
+
+def table_threads(
+    table: Mapping[str, Mapping[str, Mapping[str, Any]]], signature: str, architecture: Callable[[], str]
+) -> int | None:
+    """The table's torch threads per CPU actor for this device and the model's architecture, or None
+    (not measured: one thread). `architecture()` names the model's architecture, which imports the
+    model code and so torch (2-3 s that the job's driver otherwise never spends); it is called only
+    when the answer depends on it, i.e. when a row for this device gives other than one thread."""
+    rows = table.get(signature) or {}
+    if all(
+        (row.get("threads_per_actor") or DEFAULT_CPU_THREADS_PER_ACTOR) == DEFAULT_CPU_THREADS_PER_ACTOR
+        for row in rows.values()
+    ):
+        return None
+    entry = rows.get(architecture())
+    return None if entry is None else entry.get("threads_per_actor")
 
 
 def choose(rates: Mapping[tuple[int, int | None], float], tie: float = TIE) -> tuple[int, int | None]:
