@@ -184,13 +184,22 @@ class _Marks:
 
 
 def _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, marks) -> None:
+    import threading
+
     import ray
 
     marks.mark("ray_imported")
+    # Ray Data's import (about a second of the driver's CPU) goes on while a local cluster starts,
+    # mostly a wait for its processes; an error there comes back at the import below
+    importer = threading.Thread(target=_import_quietly, args=("ray.data",), daemon=True)
+    importer.start()
     init_ray(cfg.resources)
     marks.mark("ray_ready")
     # the ledger's worker starts while the dataset is planned and the predictor actors start
     ledger = ray.remote(Ledger).options(num_cpus=0).remote()
+    importer.join()
+    import ray.data
+
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the job's own progress line says what is done (see Progress)
     marks.mark("ray_data_imported")
@@ -243,6 +252,15 @@ def _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, ma
         "first_rows_after_s": marks.at.get("first_rows"),
     }
     summary.startup = {"actors": _actor_startups(book.actor_starts, marks.t0_wall)}
+
+
+def _import_quietly(module: str) -> None:
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except BaseException:  # the caller imports it again and gets the error there
+        pass
 
 
 def _hold_if_asked(partitions_written: int) -> None:
