@@ -118,8 +118,8 @@ def run_inference(cfg: InferenceConfig) -> JobSummary:
     Raises JobError (one line, before any work) for a bad configuration, model, input or output."""
     import dataclasses
 
-    # the start-up breakdown counts from here (the driver's import of torch, through the model's
-    # metadata reader, comes first); wall_time_s, as before, from after the labels are resolved
+    # the start-up breakdown counts from here (the driver never imports torch: the model's metadata
+    # reader and the pool plan do without it); wall_time_s, as before, from after the labels are resolved
     marks = _Marks(time.perf_counter())
     try:
         cfg.validate()
