@@ -15,7 +15,7 @@ import pandas as pd
 
 from xpengine.datasets.schema import read_training_set
 from xpengine.evaluate.metrics import robust_sigma
-from xpengine.evaluate.runner import align_to_vocabulary
+from xpengine.evaluate.runner import align_to_vocabulary, predict_labels
 from xpengine.inference.predictor import Predictor
 
 AGE_BINS = ((0, 2), (2, 5), (5, 9), (9, 11), (11, 14))  # true age [Gyr]
@@ -32,9 +32,10 @@ def score(model: str, data: str, split: str = "val") -> str:
     p = Predictor.load(model, device="cpu", calibrate=False)
     values, errors = align_to_vocabulary(arrays.values, arrays.errors, arrays.vocabulary, p.vocabulary)
     request = ["mass", "ln_age"]
-    out = p.predict(
-        values[syn], errors[syn], request, inputs=[t for t in p.default_inputs if t not in request]
-    )
+    inputs = [t for t in p.default_inputs if t not in request]
+    out = {
+        k: mu for k, (mu, _) in predict_labels(p, values[syn], errors[syn], request, inputs=inputs).items()
+    }
     age = meta.truth_age_gyr.to_numpy()[syn]
     mass = meta.truth_mass.to_numpy()[syn]
     poor = meta.truth_fe_h.to_numpy()[syn] < -1.5

@@ -18,21 +18,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from xpengine.datasets.label_edits import TRUTH_LABELS
+from xpengine.datasets.label_edits import truth_values
 
 
 def with_truth(table: pa.Table, tokens: Sequence[str]) -> pa.Table:
-    """`table` with each token of `tokens` (keys of TRUTH_LABELS) and its error column replaced by the
+    """`table` with each token of `tokens` (keys of `label_edits.TRUTH_LABELS`) and its error column replaced by the
     truth and 0, in the columns' own types."""
     for name in tokens:
-        if name not in TRUTH_LABELS:
-            raise ValueError(f"{name!r} has no truth column (known: {sorted(TRUTH_LABELS)})")
-        column, to_token = TRUTH_LABELS[name]
-        if column not in table.column_names:
-            raise ValueError(f"the table has no {column!r} column for {name!r}")
-        truth = np.asarray(table.column(column).to_numpy(zero_copy_only=False), dtype=np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            values = to_token(truth)
+        values = truth_values(table, name)
         for col, new in ((name, values), (f"{name}_error", np.zeros_like(values))):
             i = table.column_names.index(col)
             field = table.schema.field(col)

@@ -62,6 +62,18 @@ def drop_tokens(
         errors[rows, j] = 0.0
 
 
+def truth_values(table: Any, name: str) -> np.ndarray:
+    """Token `name`'s value for every row (N,) float64 from the pyarrow `table`'s truth column (TRUTH_LABELS)."""
+    if name not in TRUTH_LABELS:
+        raise ValueError(f"{name!r} has no truth column (known: {sorted(TRUTH_LABELS)})")
+    column, to_token = TRUTH_LABELS[name]
+    if column not in table.column_names:
+        raise ValueError(f"synthetic_truth: the synthetic file has no {column!r} column for {name!r}")
+    truth = np.asarray(table.column(column).to_numpy(zero_copy_only=False), dtype=np.float64)  # (N,)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return to_token(truth)
+
+
 def set_truth_tokens(
     values: np.ndarray,
     errors: np.ndarray,
@@ -81,13 +93,8 @@ def set_truth_tokens(
             f"tokens of vocabulary {vocab.name}"
         )
     for name in names:
-        column, to_token = TRUTH_LABELS[name]
-        if column not in table.column_names:
-            raise ValueError(f"synthetic_truth: the synthetic file has no {column!r} column for {name!r}")
-        truth = np.asarray(table.column(column).to_numpy(zero_copy_only=False), dtype=np.float64)  # (N,)
         j = vocab.names.index(name)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            values[rows, j] = to_token(truth[rows])
+        values[rows, j] = truth_values(table, name)[rows]
         if not keep_errors:
             errors[rows, j] = 0.0
 
