@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from xpengine.catalog.query import query_catalog  # noqa: E402
+from xpengine.evaluate.metrics import robust_sigma  # noqa: E402
 
 TRUTH_COLUMNS = ["source_id", "mass", "age_gyr", "m_h", "teff", "logg", "evolutionary_state", "g"]
 #: truth column of each catalogue label (after read: mass, m_h, teff, logg get a `_true` suffix)
@@ -61,11 +62,6 @@ TRUE_COLUMN = {
     "m_h": "m_h_true",
 }
 CLUMP = "red_clump"  # truth evolutionary_state of red and secondary clump stars
-
-
-def _robust_sigma(x: np.ndarray) -> float:
-    x = x[np.isfinite(x)]
-    return float(1.4826 * np.median(np.abs(x - np.median(x)))) if x.size else float("nan")
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -109,9 +105,9 @@ def _label_stats(pred: np.ndarray, err: np.ndarray, true: np.ndarray) -> dict[st
     z = r / err[ok] if err is not None else None
     return {
         "n": int(ok.sum()),
-        "sigma": _robust_sigma(r),
+        "sigma": robust_sigma(r),
         "bias": float(np.median(r)) if r.size else float("nan"),
-        "z_spread": _robust_sigma(z) if z is not None else None,
+        "z_spread": robust_sigma(z) if z is not None else None,
     }
 
 
