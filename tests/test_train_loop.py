@@ -269,6 +269,25 @@ def test_focus_contexts_through_the_loop_and_their_config_checks(toy10, tmp_path
         )
 
 
+def test_epoch_pool_through_the_loop_resumes_exactly(toy3, tmp_path):
+    tr, va = _arrays(toy3)
+    half = tr.values.copy()
+    mass = tr.vocabulary.index("mass")
+    half[::2, mass] = np.nan  # every other star lacks mass: the pool is the other half
+    tr = dataclasses.replace(tr, values=half)
+    cfg = _config(toy3, epochs=3, batch_size=32, epoch_pool_tokens=("mass",), epoch_pool_fraction=0.25)
+    full = train(cfg, tr, va, output_dir=tmp_path / "full")
+    train(dataclasses.replace(cfg, epochs=1), tr, va, output_dir=tmp_path / "part")
+    resumed = train(cfg, tr, va, output_dir=tmp_path / "part", resume_from=tmp_path / "part")
+    assert [a["train_loss"] for a in full.history[1:]] == [b["train_loss"] for b in resumed.history]
+    saved = load_checkpoint(full.model_dir).train_config
+    assert saved["epoch_pool_tokens"] == ["mass"] and saved["epoch_pool_fraction"] == 0.25
+    assert any(
+        "epoch_pool_fraction must be in (0, 1]" in p
+        for p in _config(toy3, epoch_pool_fraction=0.0).problems()
+    )
+
+
 def test_checkpoints_record_the_tokens_the_model_learned(toy3, tmp_path):
     """Every checkpoint says which tokens had training values: requestable ones to predict, all of
     them to read. Here the training split has no mass and no J−K at all."""

@@ -233,3 +233,24 @@ def test_focus_contexts_hold_only_focus_tokens():
         sample_tokens(values, errors, requestable, focus_fraction=0.5)
     with pytest.raises(ValueError, match="focus_max_masked"):
         sample_tokens(values, errors, requestable, focus=focus, focus_fraction=0.5, focus_max_masked=64)
+
+
+def test_epoch_rows_subsample_the_pool_afresh_each_epoch():
+    from xpengine.train.sampling import epoch_rows
+
+    cpu = torch.device("cpu")
+    # no pool: exactly torch.randperm, so runs without a pool draw what they always drew
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(epoch_rows(50, None, 0.3, g1, cpu), torch.randperm(50, generator=g2))
+    n = 20_000
+    pool = torch.arange(n) >= 5_000  # rows 5000.. are the pool
+    g = torch.Generator().manual_seed(4)
+    a, b = epoch_rows(n, pool, 0.1, g, cpu), epoch_rows(n, pool, 0.1, g, cpu)
+    for rows in (a, b):
+        assert rows.unique().numel() == rows.numel()  # no repeats
+        assert set(range(5_000)) <= set(rows.tolist())  # every row outside the pool, every epoch
+        n_pool = int(pool[rows].sum())
+        assert abs(n_pool - 1_500) < 5 * (15_000 * 0.1 * 0.9) ** 0.5  # binomial(15000, 0.1)
+        assert not torch.equal(rows[:100].sort().values, torch.arange(100))  # shuffled
+    drawn_a, drawn_b = set(a[pool[a]].tolist()), set(b[pool[b]].tolist())
+    assert len(drawn_a & drawn_b) < 0.2 * len(drawn_a)  # a fresh draw: overlap ≈ 10 %, not the same rows

@@ -66,6 +66,11 @@ class TrainConfig:
     standardisation, so its embeddings keep their meaning; the others are fitted on this data. A fresh
     optimiser and schedule start at epoch 1. Ignored when resuming (the resumed checkpoint holds the
     weights), recorded in the provenance either way.
+    epoch_pool_tokens, epoch_pool_fraction: the training stars with a value of any of `epoch_pool_tokens`
+    form a pool of which each epoch draws a fresh random `epoch_pool_fraction` (the other stars are all
+    used every epoch). With a mixed file built at synthetic weight 1, pool tokens [mass] and fraction W,
+    the simulated stars keep the share of a weight-W file, but every one of them is seen over the epochs
+    instead of the same fixed W share (`xpengine.train.sampling.epoch_rows`; paper: none).
     compile: wrap the model in `torch.compile` for the training steps (fixed batch shapes with
     drop_last; on a GPU the small per-step kernels otherwise leave it launch-bound). Validation,
     checkpoints and inference use the plain module.
@@ -112,6 +117,8 @@ class TrainConfig:
     weights_dtype: str = "float32"
     grad_clip_norm: float | None = None
     drop_last: bool = True
+    epoch_pool_tokens: tuple[str, ...] = ()
+    epoch_pool_fraction: float = 1.0
     compile: bool = False
     init_from: str | None = None
 
@@ -180,6 +187,8 @@ class TrainConfig:
             p.append(f"focus_max_masked must be in [0, context_length={self.model.context_length}), got {fm}")
         if self.n_requests < 1:
             p.append(f"n_requests must be >= 1, got {self.n_requests}")
+        if not 0.0 < self.epoch_pool_fraction <= 1.0:
+            p.append(f"epoch_pool_fraction must be in (0, 1], got {self.epoch_pool_fraction}")
         if self.keep_checkpoints < 1:
             p.append(f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
@@ -225,6 +234,8 @@ _KINDS: dict[str, str] = {
     "weights_dtype": "str",
     "grad_clip_norm": "float?",
     "drop_last": "bool",
+    "epoch_pool_tokens": "strs",
+    "epoch_pool_fraction": "float",
     "compile": "bool",
     "init_from": "str?",
 }

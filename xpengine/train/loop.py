@@ -26,17 +26,16 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from xpengine.datasets.schema import TrainingArrays
 from xpengine.features.vocabulary import Vocabulary
-from xpengine.model.checkpoint import Checkpoint, LearnedTokens, TrainState
+from xpengine.model.checkpoint import Checkpoint, TrainState
 from xpengine.model.context import autocast_context
 from xpengine.model.loss import gaussian_nll
 from xpengine.model.standardize import Standardization
@@ -54,7 +53,8 @@ from xpengine.train.run_files import (
     resume_checkpoint,
     save_epoch,
 )
-from xpengine.train.sampling import sample_tokens
+from xpengine.train.sampling import epoch_rows, sample_tokens
+from xpengine.train.train_data import LEARNED_TOKENS_RULE, TrainData, learned_tokens
 from xpengine.train.validation import ValidationSet
 
 __all__ = [
@@ -113,54 +113,6 @@ def resolve_precision(spec: str, device: torch.device) -> tuple[torch.dtype | No
     raise ValueError(f"unknown precision {spec!r}; expected auto, fp32, bf16 or fp16")
 
 
-LEARNED_TOKENS_RULE = (
-    "learned_outputs: the requestable tokens (training config) with a finite value for at least one "
-    "training star; learned_inputs: the tokens with a finite value for at least one training star, "
-    "any of which can be drawn into a training context (with focus_fraction 1: the focus tokens, plus "
-    "every token of the stars that have no focus token); training stars = the train split less the "
-    "stars with no requestable token"
-)
-
-
-def learned_tokens(
-    values: np.ndarray,
-    vocabulary: Vocabulary,
-    requestable: Sequence[str],
-    *,
-    focus: Sequence[str] = (),
-    focus_fraction: float = 0.0,
-) -> LearnedTokens:
-    """The tokens a model trained on `values` learns to predict and to read (see LEARNED_TOKENS_RULE).
-
-    values: (N, T) training stars in vocabulary order, physical or standardised units, NaN = missing.
-    requestable, focus: token names (already expanded). The sampler (`xpengine.train.sampling`) draws
-    requests only among a star's finite requestable tokens and contexts among its finite tokens, the
-    focus tokens only for focused stars; with focus_fraction < 1 every star may draw the paper's
-    context. Returns names in vocabulary order.
-    """
-    values = np.asarray(values)
-    if values.ndim != 2 or values.shape[1] != len(vocabulary):
-        raise ValueError(
-            f"values must be (N, {len(vocabulary)}) in the order of vocabulary {vocabulary.name}, "
-            f"got {values.shape}"
-        )
-    finite = np.isfinite(values)  # (N, T)
-    seen = finite.any(axis=0)  # (T,)
-    req = np.zeros(len(vocabulary), dtype=bool)  # (T,)
-    req[vocabulary.indices(list(requestable))] = True
-    readable = seen
-    if focus_fraction >= 1.0 and focus:
-        foc = np.zeros(len(vocabulary), dtype=bool)  # (T,)
-        foc[vocabulary.indices(list(focus))] = True
-        unfocused = ~(finite & foc).any(axis=1)  # (N,) stars without a focus token: the paper's rule
-        readable = (seen & foc) | finite[unfocused].any(axis=0)
-    names = vocabulary.names
-    return LearnedTokens(
-        outputs=tuple(n for n, ok in zip(names, seen & req, strict=True) if ok),
-        inputs=tuple(n for n, ok in zip(names, readable, strict=True) if ok),
-    )
-
-
 def train(
     config: TrainConfig,
     train_arrays: TrainingArrays,
@@ -197,7 +149,7 @@ def train(
         init = initial_checkpoint(config.init_from, model_cfg, vocab)
         standardization = inherit_standardization(standardization, init)
 
-    data = _TrainData.build(config, train_arrays, standardization, requestable_names, device)
+    data = TrainData.build(config, train_arrays, standardization, requestable_names, device)
     val = ValidationSet.build(val_arrays, standardization, val_inputs, val_labels, config, device)
     run = _Optimisation.build(config, model_cfg, device, use_scaler, ckpt, state, init)
     model, start_epoch = run.model, run.start_epoch
@@ -206,7 +158,7 @@ def train(
     n_params = model.n_parameters()
     n_train = data.n_train
     batch = min(config.batch_size, n_train)
-    n_steps = n_train // batch if config.drop_last else math.ceil(n_train / batch)
+    n_steps = _n_steps(_expected_rows(data, config), batch, config.drop_last)  # a pool varies it a little
     logger.info(
         "training %s parameters on %d stars (%d steps of %d per epoch), device %s, autocast %s, epochs %d..%d",
         f"{n_params:,}",
@@ -226,7 +178,7 @@ def train(
     for epoch in range(start_epoch + 1, config.epochs + 1):
         t0 = time.perf_counter()
         lr = run.optimizer.param_groups[0]["lr"]
-        train_loss = _train_epoch(run, step_model, data, config, model_cfg, batch, n_steps, device, amp_dtype)
+        train_loss = _train_epoch(run, step_model, data, config, model_cfg, batch, device, amp_dtype)
         run.scheduler.step()
         dt = time.perf_counter() - t0
         is_last = epoch == config.epochs
@@ -306,72 +258,6 @@ def _run_tokens(
 
 
 @dataclass
-class _TrainData:
-    """The training stars on the device, standardised, less those that cannot be asked anything, with
-    the sampler's token masks and what a model trained on them learns."""
-
-    xz: torch.Tensor  # (N, T) standardised, NaN = missing
-    ez: torch.Tensor  # (N, T) standardised errors
-    requestable: torch.Tensor  # (T,) bool
-    request_weights: torch.Tensor | None  # (T,) float32 or None (uniform)
-    focus: torch.Tensor | None  # (T,) bool or None
-    learned: LearnedTokens
-
-    @property
-    def n_train(self) -> int:
-        return int(self.xz.shape[0])
-
-    @classmethod
-    def build(
-        cls,
-        config: TrainConfig,
-        arrays: TrainingArrays,
-        standardization: Standardization,
-        requestable_names: list[str],
-        device: torch.device,
-    ) -> _TrainData:
-        vocab = arrays.vocabulary
-        xz_np, ez_np = standardization.transform(arrays.values, np.nan_to_num(arrays.errors))
-        requestable = torch.zeros(len(vocab), dtype=torch.bool)
-        requestable[vocab.indices(requestable_names)] = True
-        can_request = (np.isfinite(xz_np) & requestable.numpy()).any(axis=1)
-        if not can_request.all():
-            logger.info("dropping %d training stars with no requestable token", int((~can_request).sum()))
-        xz = torch.from_numpy(xz_np[can_request]).to(device)  # (N, T) standardised, NaN = missing
-        ez = torch.from_numpy(ez_np[can_request]).to(device)  # (N, T) standardised errors
-        requestable = requestable.to(device)  # (T,)
-        request_weights = None
-        if config.request_weight_tokens and config.request_weight != 1.0:
-            request_weights = torch.ones(len(vocab), dtype=torch.float32)
-            request_weights[vocab.indices(expand_tokens(config.request_weight_tokens, vocab))] = (
-                config.request_weight
-            )
-            request_weights = request_weights.to(device)  # (T,)
-        focus = None
-        if config.focus_fraction > 0:
-            focus = torch.zeros(len(vocab), dtype=torch.bool)
-            focus[vocab.indices(expand_tokens(config.focus_inputs, vocab))] = True
-            focus = focus.to(device)  # (T,)
-        if xz.shape[0] == 0:
-            raise ValueError("no training star has a requestable token")
-        learned = learned_tokens(
-            xz_np[can_request],
-            vocab,
-            requestable_names,
-            focus=expand_tokens(config.focus_inputs, vocab) if config.focus_fraction > 0 else (),
-            focus_fraction=config.focus_fraction,
-        )
-        never = [n for n in requestable_names if n not in learned.outputs]
-        if never:
-            logger.warning(
-                "requestable tokens %s have no finite training value: the model does not learn to predict "
-                "them, and its checkpoints say so",
-                never,
-            )
-        return cls(xz, ez, requestable, request_weights, focus, learned)
-
-
-@dataclass
 class _Optimisation:
     """The model and everything that steps it: optimizer, scheduler, gradient scaler, the sampling RNG,
     and the epoch it starts after."""
@@ -424,20 +310,20 @@ class _Optimisation:
 def _train_epoch(
     run: _Optimisation,
     step_model: Callable[..., Any],
-    data: _TrainData,
+    data: TrainData,
     config: TrainConfig,
     model_cfg: ModelConfig,
     batch: int,
-    n_steps: int,
     device: torch.device,
     amp_dtype: torch.dtype | None,
 ) -> float:
-    """One epoch: a fresh permutation of the stars, then `n_steps` batches of `batch` stars with freshly
-    sampled context and request tokens. Returns the mean training loss."""
+    """One epoch: the epoch's stars in a fresh random order (all, or with the pool subsampled: `epoch_rows`),
+    then batches of `batch` stars with freshly sampled context and request tokens. Returns the mean loss."""
     model, optimizer, scaler, generator = run.model, run.optimizer, run.scaler, run.generator
     model.train()
     loss_sum = torch.zeros((), device=device)
-    perm = torch.randperm(data.n_train, generator=generator, device=device)  # (N,)
+    perm = epoch_rows(data.n_train, data.pool, config.epoch_pool_fraction, generator, device)  # (M,)
+    n_steps = _n_steps(perm.numel(), batch, config.drop_last)
     for step in range(n_steps):
         idx = perm[step * batch : (step + 1) * batch]  # (b,)
         tb = sample_tokens(
@@ -465,6 +351,17 @@ def _train_epoch(
         scaler.update()
         loss_sum += loss.detach()
     return float(loss_sum.item()) / n_steps
+
+
+def _n_steps(m: int, batch: int, drop_last: bool) -> int:
+    """Batches in an epoch of m stars (one, of all of them, when m < batch)."""
+    return max(1, m // batch) if drop_last else math.ceil(m / batch)
+
+
+def _expected_rows(data: TrainData, config: TrainConfig) -> int:
+    """Stars in an epoch, on average."""
+    n_pool = int(data.pool.sum()) if data.pool is not None else 0
+    return data.n_train - n_pool + round(config.epoch_pool_fraction * n_pool)
 
 
 def _format_metrics(m: dict[str, Any], epochs: int) -> str:

@@ -17,6 +17,10 @@ colours, the catalogue's standard input) with 0..`focus_max_masked` slots masked
 the model is used with is common in training instead of a rare draw from all ~120 tokens. A star with
 no valid focus token keeps the paper's rule. Requests are drawn as usual.
 
+Optional *epoch pool* (`epoch_rows`): the stars of a pool (e.g. the simulated ones) are subsampled
+afresh each epoch, so that a pool can be given a small share of the batches without always showing
+the same few of its stars.
+
 Random permutations are argsorts of uniform keys with invalid entries given key 2 (> any uniform), so
 they sort to the end; no Python loop runs per star.
 """
@@ -27,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["SampledBatch", "sample_tokens"]
+__all__ = ["SampledBatch", "epoch_rows", "sample_tokens"]
 
 
 @dataclass
@@ -46,6 +50,19 @@ class SampledBatch:
     targets: torch.Tensor
     target_errors: torch.Tensor
     request_mask: torch.Tensor
+
+
+def epoch_rows(
+    n: int, pool: torch.Tensor | None, fraction: float, generator: torch.Generator, device: torch.device
+) -> torch.Tensor:
+    """Row indices (M,) int64 of one epoch, in random order: every row outside `pool` ((n,) bool; None:
+    no pool, then exactly `torch.randperm(n)`) and each pool row with probability `fraction`, drawn
+    afresh from `generator` (whose state a checkpoint keeps, so a resumed run draws the same rows)."""
+    if pool is None:
+        return torch.randperm(n, generator=generator, device=device)
+    keep = ~pool | (torch.rand(n, generator=generator, device=device) < fraction)  # (n,)
+    rows = torch.nonzero(keep).squeeze(1)  # (M,)
+    return rows[torch.randperm(rows.numel(), generator=generator, device=device)]
 
 
 def _random_order(valid: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

@@ -1,0 +1,146 @@
+"""The training stars as the loop holds them (`TrainData`), and the tokens a model trained on them learns
+(`learned_tokens`, recorded in every checkpoint so that inference refuses what the model never learned)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from xpengine.datasets.schema import TrainingArrays
+from xpengine.features.vocabulary import Vocabulary
+from xpengine.model.checkpoint import LearnedTokens
+from xpengine.model.standardize import Standardization
+from xpengine.train.config import TrainConfig, expand_tokens
+
+__all__ = ["LEARNED_TOKENS_RULE", "TrainData", "learned_tokens"]
+
+logger = logging.getLogger(__name__)
+
+
+LEARNED_TOKENS_RULE = (
+    "learned_outputs: the requestable tokens (training config) with a finite value for at least one "
+    "training star; learned_inputs: the tokens with a finite value for at least one training star, "
+    "any of which can be drawn into a training context (with focus_fraction 1: the focus tokens, plus "
+    "every token of the stars that have no focus token); training stars = the train split less the "
+    "stars with no requestable token"
+)
+
+
+def learned_tokens(
+    values: np.ndarray,
+    vocabulary: Vocabulary,
+    requestable: Sequence[str],
+    *,
+    focus: Sequence[str] = (),
+    focus_fraction: float = 0.0,
+) -> LearnedTokens:
+    """The tokens a model trained on `values` learns to predict and to read (see LEARNED_TOKENS_RULE).
+
+    values: (N, T) training stars in vocabulary order, physical or standardised units, NaN = missing.
+    requestable, focus: token names (already expanded). The sampler (`xpengine.train.sampling`) draws
+    requests only among a star's finite requestable tokens and contexts among its finite tokens, the
+    focus tokens only for focused stars; with focus_fraction < 1 every star may draw the paper's
+    context. Returns names in vocabulary order.
+    """
+    values = np.asarray(values)
+    if values.ndim != 2 or values.shape[1] != len(vocabulary):
+        raise ValueError(
+            f"values must be (N, {len(vocabulary)}) in the order of vocabulary {vocabulary.name}, "
+            f"got {values.shape}"
+        )
+    finite = np.isfinite(values)  # (N, T)
+    seen = finite.any(axis=0)  # (T,)
+    req = np.zeros(len(vocabulary), dtype=bool)  # (T,)
+    req[vocabulary.indices(list(requestable))] = True
+    readable = seen
+    if focus_fraction >= 1.0 and focus:
+        foc = np.zeros(len(vocabulary), dtype=bool)  # (T,)
+        foc[vocabulary.indices(list(focus))] = True
+        unfocused = ~(finite & foc).any(axis=1)  # (N,) stars without a focus token: the paper's rule
+        readable = (seen & foc) | finite[unfocused].any(axis=0)
+    names = vocabulary.names
+    return LearnedTokens(
+        outputs=tuple(n for n, ok in zip(names, seen & req, strict=True) if ok),
+        inputs=tuple(n for n, ok in zip(names, readable, strict=True) if ok),
+    )
+
+
+@dataclass
+class TrainData:
+    """The training stars on the device, standardised, less those that cannot be asked anything, with
+    the sampler's token masks and what a model trained on them learns."""
+
+    xz: torch.Tensor  # (N, T) standardised, NaN = missing
+    ez: torch.Tensor  # (N, T) standardised errors
+    requestable: torch.Tensor  # (T,) bool
+    request_weights: torch.Tensor | None  # (T,) float32 or None (uniform)
+    focus: torch.Tensor | None  # (T,) bool or None
+    learned: LearnedTokens
+    pool: torch.Tensor | None = None  # (N,) bool: the epoch pool (config.epoch_pool_tokens) or None
+
+    @property
+    def n_train(self) -> int:
+        return int(self.xz.shape[0])
+
+    @classmethod
+    def build(
+        cls,
+        config: TrainConfig,
+        arrays: TrainingArrays,
+        standardization: Standardization,
+        requestable_names: list[str],
+        device: torch.device,
+    ) -> TrainData:
+        vocab = arrays.vocabulary
+        xz_np, ez_np = standardization.transform(arrays.values, np.nan_to_num(arrays.errors))
+        requestable = torch.zeros(len(vocab), dtype=torch.bool)
+        requestable[vocab.indices(requestable_names)] = True
+        can_request = (np.isfinite(xz_np) & requestable.numpy()).any(axis=1)
+        if not can_request.all():
+            logger.info("dropping %d training stars with no requestable token", int((~can_request).sum()))
+        xz = torch.from_numpy(xz_np[can_request]).to(device)  # (N, T) standardised, NaN = missing
+        ez = torch.from_numpy(ez_np[can_request]).to(device)  # (N, T) standardised errors
+        requestable = requestable.to(device)  # (T,)
+        request_weights = None
+        if config.request_weight_tokens and config.request_weight != 1.0:
+            request_weights = torch.ones(len(vocab), dtype=torch.float32)
+            request_weights[vocab.indices(expand_tokens(config.request_weight_tokens, vocab))] = (
+                config.request_weight
+            )
+            request_weights = request_weights.to(device)  # (T,)
+        focus = None
+        if config.focus_fraction > 0:
+            focus = torch.zeros(len(vocab), dtype=torch.bool)
+            focus[vocab.indices(expand_tokens(config.focus_inputs, vocab))] = True
+            focus = focus.to(device)  # (T,)
+        if xz.shape[0] == 0:
+            raise ValueError("no training star has a requestable token")
+        learned = learned_tokens(
+            xz_np[can_request],
+            vocab,
+            requestable_names,
+            focus=expand_tokens(config.focus_inputs, vocab) if config.focus_fraction > 0 else (),
+            focus_fraction=config.focus_fraction,
+        )
+        never = [n for n in requestable_names if n not in learned.outputs]
+        if never:
+            logger.warning(
+                "requestable tokens %s have no finite training value: the model does not learn to predict "
+                "them, and its checkpoints say so",
+                never,
+            )
+        pool = None
+        if config.epoch_pool_tokens and config.epoch_pool_fraction < 1.0:
+            cols = vocab.indices(expand_tokens(config.epoch_pool_tokens, vocab))
+            pool = torch.isfinite(xz[:, cols]).any(dim=1)  # (N,)
+            logger.info(
+                "epoch pool: %d of %d stars, %.3g of them drawn per epoch",
+                int(pool.sum()),
+                len(pool),
+                config.epoch_pool_fraction,
+            )
+        return cls(xz, ez, requestable, request_weights, focus, learned, pool)
