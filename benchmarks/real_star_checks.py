@@ -219,7 +219,7 @@ def _predict(
     return predictor.predict(values, errors, request, inputs=list(inputs))
 
 
-def _standard_predictions(predictor: Predictor, arrays: Any, rows: np.ndarray) -> dict[str, np.ndarray]:
+def standard_predictions(predictor: Predictor, arrays: Any, rows: np.ndarray) -> dict[str, np.ndarray]:
     """Labels the model learned, from the catalogue's standard input, for `rows` of a TrainingArrays."""
     from xpengine.evaluate.scenarios import scenario_groups
 
@@ -386,7 +386,7 @@ def apogee_checks(predictors: Mapping[str, Predictor], fits_path: str, dataset: 
         lit_rows = {k: v[rows] for k, v in lit.items()}
         for name, p in predictors.items():
             entry["models"][name] = _group_result(
-                _standard_predictions(p, arrays, rows), lit_rows, logg[rows]
+                standard_predictions(p, arrays, rows), lit_rows, logg[rows]
             )
         if gname in cluster_groups and has_g:
             tokens = {k: v[rows] for k, v in tokens_all.items()}
@@ -420,7 +420,7 @@ def _reddening(
         if "logebv" not in p.learned.outputs:
             out[name] = None
             continue
-        pred = _standard_predictions(p, arrays, rows)["ebv"]
+        pred = standard_predictions(p, arrays, rows)["ebv"]
         ref = ebv_apogee[rows]
         ok = np.isfinite(pred) & np.isfinite(ref)
         r = pred[ok] - ref[ok]

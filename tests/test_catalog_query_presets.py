@@ -203,7 +203,8 @@ def test_mass_age_matches_numpy(cat):
 
 # -- red clump: hand-placed stars -------------------------------------------------------------
 # Bovy et al. 2014: 1.8 ≤ logg ≤ 0.0018 (Teff − Teff_ref) + 2.5, Teff_ref = −382.5 [M/H] + 4607,
-# Z = 0.017·10^[M/H] ≤ 0.06; with (J−Ks)0: 0.5 ≤ jk0 < 0.8,
+# Z = 0.017·10^[M/H] ≤ 0.06; this preset adds Teff − Teff_ref ≥ 70 K (teff_offset_min), applied in the
+# tests below on top of the "RC by Teff–logg–Z" column; with (J−Ks)0: 0.5 ≤ jk0 < 0.8,
 # 1.21 (jk0 − 0.05)^9 + 0.0011 ≤ Z ≤ 2.58 (jk0 − 0.40)^3 + 0.0034.
 RC_STARS = [
     # (name, teff, logg, m_h, flags, jk0, RC by Teff–logg–Z, RC with colours)
@@ -230,7 +231,20 @@ RC_STARS = [
     ("S", 4800.0, 2.1592, -1.0, 0, 0.60, False, False),
     # HIGH_UNCERTAINTY follows the mass and age σ: not a red-clump quality cut
     ("T", 4700.0, 2.40, 0.0, int(SourceFlag.HIGH_UNCERTAINTY), 0.60, True, True),
+    # Teff − Teff_ref = 70 K exactly (inclusive) and 69 K at [M/H] = 0 (Teff_ref 4607 K)
+    ("Z1", 4677.0, 2.30, 0.0, 0, 0.60, True, True),
+    ("Z2", 4676.0, 2.30, 0.0, 0, 0.60, True, True),
 ]
+
+
+def _hot_enough(teff: float, m_h: float) -> bool:
+    """The preset's default Teff − Teff_ref ≥ 70 K (NaN Teff: False)."""
+    return bool(teff - (-382.5 * m_h + 4607.0) >= 70.0)
+
+
+def _rc_want(column: int, offset_cut: bool = True) -> list[str]:
+    """Names of RC_STARS selected by the Teff–logg–Z cuts (column 6) or with colours (7)."""
+    return [s[0] for s in RC_STARS if s[column] and (not offset_cut or _hot_enough(s[1], s[3]))]
 # Every star above has a parallax distance and M_G0 = 0.44 (the clump's); these differ only there:
 # (name, M_G0 or None for no parallax distance, selected by default)
 RC_MAGNITUDES = [
@@ -269,8 +283,9 @@ def test_red_clump_hand_placed_stars(tmp_path):
     d, cols, names = _rc_catalog(tmp_path)
     t = query_catalog(d, preset="red-clump")
     got = sorted(names[s] for s in t.column("source_id").to_pylist())
-    want = [s[0] for s in RC_STARS if s[6]] + [name for name, _, sel in RC_MAGNITUDES if sel]
+    want = _rc_want(6) + [name for name, _, sel in RC_MAGNITUDES if sel]
     assert got == sorted(want)
+    assert "Z1" in got and not {"Z2", "P", "D", "R"} & set(got)  # 70 K, 69 K, 0 K, −98 K, −190 K
     # the same with a numpy transcription of the published formulas and the magnitude window
     teff, logg, m_h, g, dist, ebv = (
         cols[c].astype(np.float64) for c in ("teff", "logg", "m_h", "phot_g_mean_mag", "distance_pc", "ebv")
@@ -281,12 +296,18 @@ def test_red_clump_hand_placed_stars(tmp_path):
     quality = (flags & int(SourceFlag.NO_PREDICTION | SourceFlag.OUTSIDE_TRAINING_DOMAIN)) == 0
     mg0 = g - 5 * np.log10(dist / 10) - 2.74 * ebv
     by_plx = (flags & int(SourceFlag.DISTANCE_FROM_PARALLAX)) != 0
+    hot = teff - (-382.5 * m_h + 4607.0) >= 70.0
     m = quality & (logg >= 1.8) & (logg <= upper) & (z <= 0.06) & by_plx & (mg0 >= 0.04) & (mg0 <= 0.84)
-    assert got == sorted(names[s] for s in cols["source_id"][m])
+    assert got == sorted(names[s] for s in cols["source_id"][m & hot])
+    # teff_offset_min=none: Bovy et al.'s cuts as published
+    t = query_catalog(d, preset="red-clump", params={"teff_offset_min": "none"})
+    assert sorted(names[s] for s in t.column("source_id").to_pylist()) == sorted(
+        names[s] for s in cols["source_id"][m]
+    )
     # without the magnitude cut: the Teff–logg–[M/H] cuts alone (every hand-placed magnitude star passes)
     t = query_catalog(d, preset="red-clump", params={"mg0_min": "none"})
     got = sorted(names[s] for s in t.column("source_id").to_pylist())
-    assert got == sorted([s[0] for s in RC_STARS if s[6]] + [name for name, *_ in RC_MAGNITUDES])
+    assert got == sorted(_rc_want(6) + [name for name, *_ in RC_MAGNITUDES])
     with pytest.raises(QueryError, match=r"mg0_max.*needs the magnitude cut"):
         query_catalog(d, preset="red-clump", params={"mg0_min": "none", "mg0_max": 1.0})
 
@@ -297,7 +318,7 @@ def test_red_clump_with_colours(tmp_path):
         d, preset="red-clump", params={"jk0_view": "colours"}, joins={"colours": tmp_path / "colours.parquet"}
     )
     assert sorted(names[s] for s in t.column("source_id").to_pylist()) == sorted(
-        [s[0] for s in RC_STARS if s[7]] + [name for name, _, sel in RC_MAGNITUDES if sel]
+        _rc_want(7) + [name for name, _, sel in RC_MAGNITUDES if sel]
     )
     assert "jk0" in t.column_names
     assert t.schema.metadata is not None

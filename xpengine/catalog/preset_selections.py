@@ -133,12 +133,19 @@ Teff–logg–[M/H] cuts below still apply. Set mg0_min=none to drop the magnitu
 a significant parallax are kept too, at a much lower purity: the predicted Teff and logg alone do not
 separate the clump from the RGB at XP precision). On the simulated sky of benchmarks/sim_sky_checks.py
 (seed 23, gaia-xp) the magnitude cut raised the purity from 0.37 to 0.74 at a completeness of 0.17.
+Within the window the clump and the first-ascent giants of the same luminosity differ mainly in Teff:
+at its [M/H] the clump lies ≈ 200 K hotter than the RGB. A candidate must therefore also be hotter than
+Bovy's Teff_ref by teff_offset_min (default 70 K, none: no cut), half that separation, measured
+the same on two independent sets: the true Teff − Teff_ref of the MIST calibration sky (seed 31) in the
+window, clump +174 K and RGB −30 K (midpoint 72 K), and the ASPCAP labels of the real APOGEE×XP
+validation giants, Bovy-RC +165 K and other giants of logg 2.2–2.8 −19 K (midpoint 73 K).
 The quality cut `exclude_flags` leaves HIGH_UNCERTAINTY out by default: that bit follows the mass and
 age σ, which this selection does not use.
 Bovy et al. 2014 cuts ([M/H] stands in for [Fe/H]):
   * 1.8 ≤ logg ≤ 0.0018 dex K^-1 · (Teff − Teff_ref) + 2.5 dex,
     Teff_ref = −382.5 K dex^-1 · [M/H] + 4607 K,
   * Z ≤ 0.06, with Z = 0.017 · 10^[M/H] (Z_sun = 0.017, as in the APOGEE-RC code),
+  * Teff − Teff_ref ≥ teff_offset_min (this preset's addition, above),
   * no flag bit of `exclude_flags` (default as for `giants`).
 The colour–metallicity cuts need dereddened 2MASS (J−Ks)0, which the catalogue does not hold. Give a
 table with columns source_id and jk0 (mag) as a join (`--join colours=FILE`) and set jk0_view=colours
@@ -177,6 +184,13 @@ _RC_PARAMS: tuple[PresetParam, ...] = (
     PresetParam("logg_zero", 2.5, "dex", "upper logg limit at Teff = Teff_ref"),
     PresetParam("teff_ref_slope", -382.5, "K/dex", "Teff_ref = teff_ref_slope·[M/H] + teff_ref_zero"),
     PresetParam("teff_ref_zero", 4607.0, "K", "Teff_ref at [M/H] = 0"),
+    PresetParam(
+        "teff_offset_min",
+        70.0,
+        "K",
+        "minimum Teff − Teff_ref: the clump lies hotter than the RGB at its [M/H] (none: no cut)",
+        nullable=True,
+    ),
     PresetParam("z_solar", 0.017, "", "solar metal mass fraction for Z = z_solar·10^[M/H]", minimum=0),
     PresetParam("z_max", 0.06, "", "upper limit on Z", minimum=0),
     PresetParam(
@@ -202,6 +216,8 @@ def _build_red_clump(p: dict[str, Any], user_set: frozenset[str], cat: CatalogCo
         f"c.logg <= {sql_number(p['logg_slope'])} * (c.teff - {teff_ref}) + {sql_number(p['logg_zero'])}",
         f"{zexpr} <= {sql_number(p['z_max'])}",
     ]
+    if p["teff_offset_min"] is not None:
+        conds.append(f"c.teff - {teff_ref} >= {sql_number(p['teff_offset_min'])}")
     if p["mg0_min"] is None:
         for k in ("mg0_max", "r_g"):
             if k in user_set:
