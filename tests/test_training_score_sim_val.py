@@ -6,6 +6,7 @@ from importlib.resources import files
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from _paths import load_script
 
 from xpengine.datasets.schema import read_training_set, write_training_set
@@ -16,15 +17,23 @@ from xpengine.inference.predictor import Predictor
 score_sim_val = load_script("training/score_sim_val.py", "score_sim_val")
 
 
-def test_mass_sigma_and_counts_match_a_direct_prediction(tmp_path):
+@pytest.fixture(scope="module")
+def sky_as_mixed(tmp_path_factory):
+    """(path, table): the bundled sky's survey stars as a mixed file, every row marked synthetic."""
     from xpengine.datasets.synthetic import build_synthetic
 
-    src = str(tmp_path / "sky.parquet")
+    tmp = tmp_path_factory.mktemp("mixed")
+    src = str(tmp / "sky.parquet")
     write_training_set(build_synthetic(str(files("xpengine") / "data" / "sky")).table, src)
     t = pq.read_table(src)
     t = t.append_column("data_source", pa.array(["synthetic"] * t.num_rows))
-    data = str(tmp_path / "mixed.parquet")
+    data = str(tmp / "mixed.parquet")
     pq.write_table(t, data)
+    return data, t
+
+
+def test_mass_sigma_and_counts_match_a_direct_prediction(sky_as_mixed):
+    data, t = sky_as_mixed
 
     line = score_sim_val.score("gaia-xp", data, split="train")
     n = int(re.search(r"n (\d+) ", line).group(1))
@@ -40,3 +49,27 @@ def test_mass_sigma_and_counts_match_a_direct_prediction(tmp_path):
     assert n == len(truth) > 10
     assert abs(sigma - robust_sigma(out["mass"] - truth)) < 6e-4  # printed to 3 decimals
     assert np.isfinite(sigma)
+
+
+def test_bias_by_true_metallicity_matches_a_direct_prediction(sky_as_mixed):
+    data, t = sky_as_mixed
+    line = score_sim_val.score("gaia-xp", data, split="train")
+    bins = dict(re.findall(r"(-?[0-9.]+\.\.-?[0-9.]+):([+-][0-9.]+/[+-][0-9.]+)", line))
+    assert bins, line
+    arrays = read_training_set(data, split="train")
+    p = Predictor.load("gaia-xp", device="cpu", calibrate=False)
+    v, e = align_to_vocabulary(arrays.values, arrays.errors, arrays.vocabulary, p.vocabulary)
+    out = p.predict(
+        v, e, ["mass", "ln_age"], inputs=[x for x in p.default_inputs if x not in ("mass", "ln_age")]
+    )
+    tr = t.filter(pa.compute.equal(t.column("split"), "train"))
+    fe_h, age, mass = (tr.column(c).to_numpy() for c in ("truth_fe_h", "truth_age_gyr", "truth_mass"))
+    for lo, hi in score_sim_val.FEH_BINS:
+        s = (fe_h >= lo) & (fe_h < hi)
+        key = f"{lo:g}..{hi:g}"
+        if not s.any():
+            assert key not in bins
+            continue
+        d_age, d_mass = (float(x) for x in bins[key].split("/"))
+        assert abs(d_age - np.median(out["ln_age"][s] - np.log(age[s]))) < 6e-4
+        assert abs(d_mass - np.median(np.log(out["mass"][s] / mass[s]))) < 6e-4

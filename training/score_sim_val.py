@@ -1,6 +1,6 @@
 """Score models on the simulated validation stars of a mixed training-schema file against the truth:
-mass and ln age σ and median bias, ln-age bias per true-age bin, and the metal-poor giants' median age
-and mass (the model-choice numbers of gaia-xp stages 7 and 7b; each model on its own default input).
+mass and ln age σ and median bias, ln-age bias per true-age bin, ln-age and ln-mass bias per true [Fe/H]
+bin (since stage 8), and the metal-poor giants' median age and mass (the model-choice numbers of gaia-xp stages 7 and 7b; each model on its own default input).
 
     python training/score_sim_val.py --data runs/gaia_xp_mixed7.parquet runs/gaia-xp-stage7b/model runs/gaia-xp-stage5/model
 """
@@ -19,6 +19,7 @@ from xpengine.evaluate.runner import align_to_vocabulary, predict_labels
 from xpengine.inference.predictor import Predictor
 
 AGE_BINS = ((0, 2), (2, 5), (5, 9), (9, 11), (11, 14))  # true age [Gyr]
+FEH_BINS = ((-3.0, -1.5), (-1.5, -1.0), (-1.0, -0.5), (-0.5, 0.0), (0.0, 1.0))  # true [Fe/H]
 
 
 def score(model: str, data: str, split: str = "val") -> str:
@@ -38,12 +39,21 @@ def score(model: str, data: str, split: str = "val") -> str:
     }
     age = meta.truth_age_gyr.to_numpy()[syn]
     mass = meta.truth_mass.to_numpy()[syn]
-    poor = meta.truth_fe_h.to_numpy()[syn] < -1.5
+    fe_h = meta.truth_fe_h.to_numpy()[syn]
+    poor = fe_h < -1.5
     d_ln, d_m = out["ln_age"] - np.log(age), out["mass"] - mass
+    d_ln_m = np.log(out["mass"] / mass)
     by_age = " ".join(f"{lo}-{hi}:{np.median(d_ln[(age >= lo) & (age < hi)]):+.3f}" for lo, hi in AGE_BINS)
+    by_feh = " ".join(
+        f"{lo:g}..{hi:g}:{np.median(d_ln[s]):+.3f}/{np.median(d_ln_m[s]):+.3f}"
+        for lo, hi in FEH_BINS
+        for s in [(fe_h >= lo) & (fe_h < hi)]
+        if s.any()
+    )
     return (
         f"{model}: n {syn.sum()} mass σ {robust_sigma(d_m):.3f} bias {np.median(d_m):+.3f} | ln_age σ "
         f"{robust_sigma(d_ln):.3f} bias {np.median(d_ln):+.3f} | ln-age bias by true age {by_age} | "
+        f"ln-age/ln-mass bias by true [Fe/H] {by_feh} | "
         f"[Fe/H]<-1.5 age {np.median(np.exp(out['ln_age'][poor])):.1f} (true {np.median(age[poor]):.1f}) "
         f"mass {np.median(out['mass'][poor]):.2f} (true {np.median(mass[poor]):.2f})"
     )
