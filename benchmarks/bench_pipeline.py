@@ -299,9 +299,13 @@ def main() -> int:
     print(f"start-up of the {small}-partition job: ray.init (imports and cluster, not in the fixed cost) {ray1['ray_init_s']:.1f} s; "
           f"driver steps {st.get('driver_s')}")  # fmt: skip
     for a in st.get("actors", []):
-        print(f"  predictor actor: process started at {a.get('process_started_after_s')} s, stages imported at "
-              f"{a.get('stages_imported_after_s')} s, constructed at {a.get('constructed_after_s')} s, torch import {a.get('torch_import_s')} s, "
-              f"model load {a.get('model_load_s')} s, settings {a.get('settings_s')} s ({(a.get('setting') or {}).get('source')})")  # fmt: skip
+        print(f"  predictor actor: process started at {a.get('process_started_after_s')} s, Ray worker and stages imported at "
+              f"{a.get('stages_imported_after_s')} s, constructor {a.get('constructor_began_after_s')} -> {a.get('ready_after_s')} s "
+              f"(torch import {a.get('torch_import_s')} s, model load {a.get('model_load_s')} s, settings {a.get('settings_s')} s, "
+              f"warm-up {a.get('warm_up_s')} s; {(a.get('setting') or {}).get('source')}), first predictor call at "
+              f"{a.get('first_call_after_s')} s")  # fmt: skip
+    print(f"  first partition read began at {st.get('first_read_after_s')} s; first rows at the driver "
+          f"{(st.get('driver_s') or {}).get('first_rows')} s")  # fmt: skip
 
     pool = ray10["predictor"]
     stage = pool["stage_seconds"]

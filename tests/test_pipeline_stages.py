@@ -118,6 +118,55 @@ def test_partition_book_joins_rows_and_events():
     assert book.buffered == 3 and book.peak_buffered == 5
 
 
+def test_partition_book_keeps_the_start_up_times():
+    """The first partition read (the earliest start of a read or failed read) and each actor's first
+    predictor call, by process, for the job's start-up breakdown."""
+    book = PartitionBook(3)
+    book.apply(
+        [
+            {"event": "read", "index": 1, "rows": 1, "read_s": 0.1, "started_at": 105.0},
+            {"event": "failed", "index": 2, "error": "x", "read_s": 0.1, "started_at": 103.0},
+            {
+                "event": "predicted",
+                "rows": 1,
+                "predict_s": 1.0,
+                "model_s": 1.0,
+                "first_call_at": 107.0,
+                "pid": 7,
+            },
+            {"event": "predicted", "rows": 1, "predict_s": 1.0, "model_s": 1.0},
+            {"event": "read", "index": 0, "rows": 1, "read_s": 0.1},  # no time: left out
+        ]
+    )
+    assert book.first_read_at == 103.0 and book.first_calls == {7: 107.0}
+
+
+def test_actor_start_up_breakdown():
+    from xpengine.pipeline.ray_job import _actor_startups
+
+    ev = {"at": 103.0, "ready_at": 105.5, "pid": 7, "process_started_at": 100.5, "stages_imported_at": 102.9}
+    ev |= {"torch_import_s": 2.0, "model_load_s": 0.1, "settings_s": 0.0, "warm_up_s": 0.0, "setting": None}
+    (a,) = _actor_startups([ev], {7: 106.0}, t0_wall=100.0)
+    assert (a["process_started_after_s"], a["stages_imported_after_s"]) == (0.5, 2.9)
+    assert (a["constructor_began_after_s"], a["ready_after_s"], a["first_call_after_s"]) == (3.0, 5.5, 6.0)
+    assert a["torch_import_s"] == 2.0 and a["warm_up_s"] == 0.0
+    (b,) = _actor_startups([{"at": 101.0}], {}, t0_wall=100.0)  # an actor that never predicted
+    assert b["constructor_began_after_s"] == 1.0 and b["first_call_after_s"] is None
+
+
+@pytest.mark.parametrize(
+    "gpus, actors, partitions, in_flight",
+    [(0.0, 2, 2, 1), (0.0, 2, 1, 1), (0.0, 2, 3, None), (0.0, 2, 30, None), (1.0, 1, 1, None)],
+)
+def test_partitions_queued_per_actor(gpus, actors, partitions, in_flight):
+    """No more partitions than CPU actors: one each (the first actor up never takes two); otherwise,
+    and for GPU actors (row batches), Ray Data's default."""
+    from xpengine.pipeline.ray_job import _tasks_in_flight
+    from xpengine.pipeline.tuning import PoolPlan
+
+    assert _tasks_in_flight(PoolPlan(actors=actors, gpus_per_actor=gpus), partitions) == in_flight
+
+
 def test_model_sees_no_bookkeeping_columns(tiny_sky_model, sky_dir, monkeypatch):
     """The job's predictor stage sets the partition key aside: the model-serving class gets the
     catalogue's inputs only, and the key comes back on the results."""
@@ -141,7 +190,29 @@ def test_model_sees_no_bookkeeping_columns(tiny_sky_model, sky_dir, monkeypatch)
     assert started["event"] == "actor_started" and {"torch_import_s", "model_load_s", "settings_s"} <= set(
         started
     )
+    # the start-up breakdown: when the constructor ended, no warm-up on a CPU, the first call's time
+    assert (
+        started["ready_at"] >= started["at"] and started["warm_up_s"] == 0.0 and started["pid"] == os.getpid()
+    )
     assert predicted["event"] == "predicted" and predicted["rows"] == len(batch["source_id"])
+    assert predicted["first_call_at"] >= started["ready_at"] and predicted["pid"] == os.getpid()
+    pred(batch)
+    assert "first_call_at" not in ledger.take()[0]  # the first call only
+
+
+def test_warm_up_runs_one_synthetic_batch_of_the_context_tokens(tiny_sky_model):
+    """An accelerator's actor warms up in its constructor (here called directly, on the CPU): one
+    model batch of synthetic stars with the job's context tokens and nothing else."""
+    pred = CatalogPredictor(tiny_sky_model, ["teff", "logg"], device="cpu")
+    values = pred._synthetic_values(3)
+    cols = pred.predictor.vocabulary.indices(pred.predictor.default_inputs)
+    assert np.isfinite(values[:, cols]).all()
+    assert np.isnan(np.delete(values, cols, axis=1)).all()
+    calls = []
+    predict = pred.predictor.predict
+    pred.predictor.predict = lambda *a, **kw: calls.append((len(a[0]), kw["batch_size"])) or predict(*a, **kw)
+    pred._warm_up()
+    assert calls == [(pred.batch_size, pred.batch_size)]
 
 
 def test_catalog_predictor_units_flags_and_no_loss(tiny_sky_model, sky_dir):

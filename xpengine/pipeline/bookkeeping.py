@@ -11,11 +11,13 @@ or a timing, and there are no marker rows.
 What the driver needs besides the rows arrives as small events on a separate stream, the `Ledger` (a
 Ray actor in the job; any object with a `report` method, or None, outside Ray):
 
-    {"event": "read", "index": i, "rows": n, "read_s": s}           partition i read: n rows in all
-    {"event": "failed", "index": i, "error": msg, "read_s": s}       partition i could not be read
+    {"event": "read", "index": i, "rows": n, "read_s": s, "started_at": t}    partition i read: n rows in all
+    {"event": "failed", "index": i, "error": msg, "read_s": s, "started_at": t}   partition i could not be read
     {"event": "predicted", "rows": n, "predict_s": s, "model_s": s, "batch_size": b}   one predictor call
+        (an actor's first call adds "first_call_at": t, "pid": its process)
     {"event": "actor_started", "at": wall-clock time, "process_started_at": ..., "stages_imported_at": ...,
-     "torch_import_s": ..., "model_load_s": ..., "settings_s": ..., "setting": {...}}   one predictor actor ready
+     "ready_at": ..., "pid": ..., "torch_import_s": ..., "model_load_s": ..., "settings_s": ...,
+     "warm_up_s": ..., "setting": {...}}   one predictor actor ready
 
 `PartitionBook` joins the two on the driver: it buffers each partition's rows by index, knows a
 partition is complete when it holds as many rows as its read reported, and sums the stage timings.
@@ -90,6 +92,10 @@ class PartitionBook:
         self.rows_predicted = 0
         self.batch_sizes: set[int] = set()
         self.actor_starts: list[dict[str, Any]] = []
+        # wall-clock times for the start-up breakdown: the first partition read began, and each
+        # actor's (by pid) first predictor call
+        self.first_read_at: float | None = None
+        self.first_calls: dict[int, float] = {}
 
     def add_rows(self, keys: np.ndarray, batch: dict[str, np.ndarray]) -> int:
         """Buffer a batch of catalogue rows by their partition key; returns the rows kept (rows of a
@@ -115,6 +121,9 @@ class PartitionBook:
     def apply(self, events: list[dict[str, Any]]) -> None:
         for ev in events:
             kind = ev.get("event")
+            if kind in ("read", "failed") and ev.get("started_at") is not None:
+                at = float(ev["started_at"])
+                self.first_read_at = at if self.first_read_at is None else min(self.first_read_at, at)
             if kind == "read":
                 p = self.partitions[ev["index"]]
                 p.expected = int(ev["rows"])
@@ -136,6 +145,8 @@ class PartitionBook:
                 self.rows_predicted += int(ev.get("rows", 0))
                 if ev.get("batch_size"):
                     self.batch_sizes.add(int(ev["batch_size"]))
+                if ev.get("first_call_at") is not None:
+                    self.first_calls[int(ev.get("pid", -1))] = float(ev["first_call_at"])
             elif kind == "actor_started":
                 self.actor_starts.append(ev)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 import traceback
 from collections.abc import Iterator
@@ -117,9 +118,18 @@ def featurize_partition(
         task = PartitionTask.from_row(row)
         index = int(row.get("index", 0))
         read_s = [0.0, time.perf_counter()]  # seconds of the chunks read, and when the current one began
+        started_at = time.time()  # wall clock: the job's start-up breakdown (first read began)
         try:
             yield from _featurize_one(
-                task, index, vocab, chunk_rows=chunk_rows, tmass=tmass, ebv=ebv, ledger=ledger, read_s=read_s
+                task,
+                index,
+                vocab,
+                chunk_rows=chunk_rows,
+                tmass=tmass,
+                ebv=ebv,
+                ledger=ledger,
+                read_s=read_s,
+                started_at=started_at,
             )
         except Exception as exc:  # a corrupt partition fails alone
             if ledger is None:
@@ -127,7 +137,16 @@ def featurize_partition(
             msg = f"{type(exc).__name__}: {exc}"
             log.error("partition %s failed: %s\n%s", task.name, msg, traceback.format_exc())
             elapsed = read_s[0] + time.perf_counter() - read_s[1]
-            report(ledger, {"event": "failed", "index": index, "error": msg, "read_s": elapsed})
+            report(
+                ledger,
+                {
+                    "event": "failed",
+                    "index": index,
+                    "error": msg,
+                    "read_s": elapsed,
+                    "started_at": started_at,
+                },
+            )
 
 
 def joined_chunks(
@@ -176,6 +195,7 @@ def _featurize_one(
     ebv: str | None,
     ledger: Any,
     read_s: list[float],
+    started_at: float | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     from xpengine.spectra.representation import token_representation
 
@@ -195,7 +215,10 @@ def _featurize_one(
     if pending is None:
         raise ValueError(f"{task.xp}: no rows")
     # the row count goes ahead of the last batch, so the driver knows it when those rows arrive
-    report(ledger, {"event": "read", "index": index, "rows": total, "read_s": read_s[0]})
+    report(
+        ledger,
+        {"event": "read", "index": index, "rows": total, "read_s": read_s[0], "started_at": started_at},
+    )
     yield pending
 
 
@@ -273,15 +296,22 @@ class CatalogPredictor(_CatalogPredictor):
         self.batch_size = self.setting.batch_size
         if dev.type == "cpu" and self.setting.torch_threads:
             torch.set_num_threads(self.setting.torch_threads)
+        t_set = time.perf_counter()
+        # an accelerator's first batch pays for its kernels and handles: paid here, while the
+        # separate read stage reads. A CPU actor reads its own partitions (the stages fused), so a
+        # warm-up there would only move its first batch's extra cost (~0.1 s), not hide it.
+        if dev.type != "cpu" and self.setting.source != "calibrated":
+            self._warm_up()
         t_ready = time.perf_counter()
         self.startup = {
             "torch_import_s": round(t_torch - t_start, 3),
             "model_load_s": round(t_loaded - t_torch, 3),
-            "settings_s": round(t_ready - t_loaded, 3),
+            "settings_s": round(t_set - t_loaded, 3),
+            "warm_up_s": round(t_ready - t_set, 3),
         }
         log.info(
             "predictor on %s (%s, %s): batch %d, %s torch thread(s), %s%s; torch imported in %.2f s, "
-            "model loaded in %.2f s, settings in %.2f s",
+            "model loaded in %.2f s, settings in %.2f s, warm-up %.2f s",
             signature,
             architecture,
             self.predictor.autocast_dtype,
@@ -289,7 +319,10 @@ class CatalogPredictor(_CatalogPredictor):
             self.setting.torch_threads,
             self.setting.source,
             f" {self.setting.rates}" if self.setting.rates else "",
-            *self.startup.values(),
+            self.startup["torch_import_s"],
+            self.startup["model_load_s"],
+            self.startup["settings_s"],
+            self.startup["warm_up_s"],
         )
         report(
             ledger,
@@ -298,11 +331,14 @@ class CatalogPredictor(_CatalogPredictor):
                 "at": at,
                 "process_started_at": _process_started_at(),
                 "stages_imported_at": _IMPORTED_AT,
+                "ready_at": time.time(),
+                "pid": os.getpid(),
                 **self.startup,
                 "setting": self.setting.to_dict(),
             },
         )
         self._model_s = 0.0
+        self._first_call_at: float | None = None
         predict = self.predictor.predict
 
         def timed_predict(*args: Any, **kw: Any) -> dict[str, np.ndarray]:
@@ -314,21 +350,34 @@ class CatalogPredictor(_CatalogPredictor):
 
         self.predictor.predict = timed_predict  # this actor's own Predictor
 
+    def _synthetic_values(self, n: int) -> np.ndarray:
+        """(n, vocabulary) token values: the job's context tokens drawn around the model's
+        standardization centre, the rest NaN (calibration and warm-up batches)."""
+        pred = self.predictor
+        context = self.inputs if self.inputs is not None else pred.default_inputs
+        cols = pred.vocabulary.indices(context)
+        rng = np.random.default_rng(0)
+        values = np.full((n, len(pred.vocabulary)), np.nan, dtype=np.float32)
+        centre = np.asarray(pred.standardization.center, dtype=np.float64)[cols]
+        scale = np.asarray(pred.standardization.scale, dtype=np.float64)[cols]
+        values[:, cols] = centre + scale * rng.standard_normal((n, len(cols)))
+        return values
+
+    def _warm_up(self) -> None:
+        """One model batch of synthetic stars at the actor's batch size (results discarded)."""
+        n = self.batch_size
+        self.predictor.predict(
+            self._synthetic_values(n), None, list(self.request), inputs=self.inputs, batch_size=n
+        )
+
     def _calibrate(self, device_type: str, cpus: int, torch_threads: int | None, budget_s: float):
         import torch
 
         from xpengine.pipeline import tuning
 
         pred = self.predictor
-        context = self.inputs if self.inputs is not None else pred.default_inputs
-        cols = pred.vocabulary.indices(context)
-        rng = np.random.default_rng(0)
         batches = tuning.CPU_BATCHES if device_type == "cpu" else tuning.GPU_BATCHES
-        n = max(batches)
-        values = np.full((n, len(pred.vocabulary)), np.nan, dtype=np.float32)
-        centre = np.asarray(pred.standardization.center, dtype=np.float64)[cols]
-        scale = np.asarray(pred.standardization.scale, dtype=np.float64)[cols]
-        values[:, cols] = centre + scale * rng.standard_normal((n, len(cols)))
+        values = self._synthetic_values(max(batches))
         request = list(self.request)
 
         def run(b: int) -> None:
@@ -354,6 +403,9 @@ class CatalogPredictor(_CatalogPredictor):
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         t0 = time.perf_counter()
+        first_call = self._first_call_at is None
+        if first_call:
+            self._first_call_at = time.time()
         self._model_s = 0.0
         # the model sees the catalogue's inputs only: the partition key waits here for the results
         batch = dict(batch)
@@ -369,6 +421,7 @@ class CatalogPredictor(_CatalogPredictor):
                 "predict_s": time.perf_counter() - t0,
                 "model_s": self._model_s,
                 "batch_size": self.batch_size,
+                **({"first_call_at": self._first_call_at, "pid": os.getpid()} if first_call else {}),
             },
         )
         return out
