@@ -142,8 +142,35 @@ print(json.dumps({"threads": threads, "rates": rates}))
 """
 
 
-def _run(code: str, args: list[str]) -> tuple[dict, float]:
-    """Run a Python snippet; return its JSON result and the peak RSS (MB) of its process tree."""
+def _process_label(q) -> str:
+    """A short name for one process of a job's tree: `ray::<actor class>`, a Ray daemon, or `driver`."""
+    try:
+        cmd = q.cmdline()
+    except Exception:  # gone, or not ours to read
+        return "?"
+    first = cmd[0] if cmd else q.name()
+    if first.startswith("ray::"):
+        return first.split("(")[0].split(".")[0].strip()  # ray::Class, without its method
+    if "-c" in cmd[:3]:
+        return "driver (incl. ray.init)"
+    script = [a for a in cmd[1:3] if a.endswith(".py")]  # a Python daemon (a worker before its title)
+    return os.path.basename(script[0] if script else first)
+
+
+def _cpu_by_label(cpu: dict[int, tuple[str, float]]) -> dict[str, tuple[int, float]]:
+    """Processes and CPU seconds per label, most CPU first."""
+    out: dict[str, tuple[int, float]] = {}
+    for label, seconds in cpu.values():
+        n, total = out.get(label, (0, 0.0))
+        out[label] = (n + 1, total + seconds)
+    return dict(sorted(out.items(), key=lambda kv: -kv[1][1]))
+
+
+def _run(code: str, args: list[str], cpu: dict | None = None) -> tuple[dict, float]:
+    """Run a Python snippet; return its JSON result and the peak RSS (MB) of its process tree.
+
+    cpu: filled with {pid: (label, CPU seconds)} of every process of the tree, as last sampled (every
+    0.2 s: a process's last moments are missed)."""
     import psutil
 
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
@@ -166,6 +193,14 @@ def _run(code: str, args: list[str]) -> tuple[dict, float]:
                 for q in procs:
                     try:
                         rss += q.memory_info().rss
+                        if cpu is not None:
+                            t = q.cpu_times()
+                            # a Ray worker keeps its actor's title (ray::Class) once it has had one
+                            label = _process_label(q)
+                            known = cpu.get(q.pid, ("",))[0]
+                            if known.startswith("ray::") and known != "ray::IDLE":
+                                label = known
+                            cpu[q.pid] = (label, t.user + t.system)
                     except psutil.Error:
                         pass
                 peak[0] = max(peak[0], rss / 2**20)
@@ -261,7 +296,8 @@ def main() -> int:
         # the small run: the N-partition job's pool (one partition per actor)
         small = max(1, min(args.partitions - 1, ray10["predictor"]["actors"]))
         _make_inputs(tmp / "in1", small)
-        ray1, ray1_mem = _run(RAY, [str(tmp / "in1"), str(tmp / "ray1"), args.model])
+        ray1_cpu: dict[int, tuple[str, float]] = {}
+        ray1, ray1_mem = _run(RAY, [str(tmp / "in1"), str(tmp / "ray1"), args.model], cpu=ray1_cpu)
     rate_plain = plain["sources"] / plain["work_s"]
     rate_ray = ray10["sources"] / ray10["wall_s"]
     rate_ray_steady = ray10["sources"] / ray10["work_s"]
@@ -306,6 +342,12 @@ def main() -> int:
               f"{a.get('first_call_after_s')} s")  # fmt: skip
     print(f"  first partition read began at {st.get('first_read_after_s')} s; first rows at the driver "
           f"{(st.get('driver_s') or {}).get('first_rows')} s")  # fmt: skip
+    # the start-up is CPU-bound on a small node: where the CPU seconds of the whole small run went
+    by_label = _cpu_by_label(ray1_cpu)
+    total_cpu = sum(v for _, v in by_label.values())
+    print(f"  CPU seconds of the {small}-partition run's processes (ray.init included; {os.cpu_count()} CPUs x "
+          f"{ray1['wall_s']:.1f} s wall = {(os.cpu_count() or 1) * ray1['wall_s']:.1f}): {total_cpu:.1f} in all; "
+          + ", ".join(f"{k} x{n} {v:.1f}" for k, (n, v) in by_label.items() if v >= 0.05))  # fmt: skip
 
     pool = ray10["predictor"]
     stage = pool["stage_seconds"]
