@@ -42,9 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import real_star_checks as rsc  # noqa: E402
 import realism_report as rr  # noqa: E402
 
+from xpengine.evaluate.baseline import standard_input_names  # noqa: E402
 from xpengine.inference.predictor import Predictor  # noqa: E402
 
-STANDARD_INPUTS = [*(f"bp{i}" for i in range(30)), *(f"rp{i}" for i in range(30)), "bprp", "jh", "jk"]
+STANDARD_INPUTS = standard_input_names()  # BP/RP 0–29, BP−RP, J−H, J−K
 XP_TOKENS = [*(f"bp{i}" for i in range(55)), *(f"rp{i}" for i in range(55))]
 
 

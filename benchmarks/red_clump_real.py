@@ -39,13 +39,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from real_star_checks import standard_predictions  # noqa: E402
+from real_star_checks import AK_PER_EBV, standard_predictions  # noqa: E402
 
 from xpengine.catalog.colours import E_JK_PER_EBV  # noqa: E402
 from xpengine.inference.predictor import Predictor  # noqa: E402
-
-EBV_PER_AK = 1.0 / 0.352
-"""E(B−V) = A_K / 0.352 (REFERENCE §7)."""
 
 
 def _select(
@@ -92,7 +89,7 @@ def check(dataset: str, split: str, predictors: Mapping[str, Predictor]) -> dict
     jk, ak = (
         np.asarray(side.column(c).to_numpy(zero_copy_only=False), dtype=np.float64) for c in ("jk", "ak_targ")
     )
-    jk0 = np.where(ak > -1, jk - E_JK_PER_EBV * EBV_PER_AK * ak, np.nan)
+    jk0 = np.where(ak > -1, jk - E_JK_PER_EBV * ak / AK_PER_EBV, np.nan)
     truth = {
         k: arrays.values[:, arrays.vocabulary.index(k)].astype(np.float64) for k in ("teff", "logg", "m_h")
     }
