@@ -87,6 +87,8 @@ def test_refit_on_true_giants_gives_unit_z_in_every_g_bin(tmp_path, age_entry, m
     for name in ("mass", "ln_age", "age"):
         lc = cal.labels[name]
         assert lc.applied and lc.z_sigma_val_raw > 1.15
+    for b in cal.provenance["sky_calibration"]["offset_by_g"]["ln_age"]:  # unbiased in ln age on this sky
+        assert abs(b["mean"]) < 5 * b["stderr"], b
         for b in cal.provenance["sky_calibration"]["z_by_g"][name]["cal"]:
             assert 0.9 < b["z_spread"] < 1.1, (name, b)
     if method == "scale_floor":
@@ -97,3 +99,22 @@ def test_refit_on_true_giants_gives_unit_z_in_every_g_bin(tmp_path, age_entry, m
         assert lc.method == "sigma_binned+g" and len(lc.g_scales) == len(lc.g_edges) - 1
         ratio = np.asarray(lc.sigma_cal_knots) / np.asarray(lc.sigma_knots) * np.median(lc.g_scales)
         np.testing.assert_allclose(ratio, 1.3, rtol=0.15)
+
+
+def test_offset_by_g_reports_a_known_shift_per_bin() -> None:
+    mod = _script()
+    rng = np.random.default_rng(3)
+    n = 30_000
+    g = rng.uniform(6.0, 17.6, n)
+    true = rng.uniform(0.8, 2.0, n)
+    shift = np.where(g >= 15.0, 0.10, np.where(g < 13.0, -0.05, 0.0))  # ln(true / pred) by G bin
+    pred = true * np.exp(-shift + rng.normal(0, 0.1, n))
+    out = mod.offset_by_g(pred, true, g, log=True)
+    assert [(b["g_lo"], b["g_hi"]) for b in out] == list(zip(mod.G_BINS[:-1], mod.G_BINS[1:], strict=True))
+    for b, want in zip(out, (-0.05, 0.0, 0.10), strict=True):
+        assert abs(b["mean"] - want) < 4 * b["stderr"] + 1e-12, (b, want)
+        assert 0 < b["stderr"] < 0.003
+    lin = mod.offset_by_g(
+        np.full(4, 2.0), np.array([3.0, 3.0, 1.0, 5.0]), np.array([7.0, 8.0, 14.0, 16.0]), log=False
+    )
+    assert [b["mean"] for b in lin] == [1.0, -1.0, 3.0]
