@@ -198,8 +198,8 @@ def _run(code: str, args: list[str], cpu: dict | None = None) -> tuple[dict, flo
                             # a Ray worker keeps its actor's title (ray::Class) once it has had one
                             label = _process_label(q)
                             known = cpu.get(q.pid, ("",))[0]
-                            if known.startswith("ray::") and known != "ray::IDLE":
-                                label = known
+                            if (known.startswith("ray::") and known != "ray::IDLE") or label == "?":
+                                label = known or label
                             cpu[q.pid] = (label, t.user + t.system)
                     except psutil.Error:
                         pass
