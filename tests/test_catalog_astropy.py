@@ -115,3 +115,13 @@ def test_astropy_header_lists_every_column_with_its_numpy_dtype():
     assert "unit" not in listed["flags"] and listed["ra"]["unit"] == "deg"
     assert header["meta"]["xpengine.note"] == "plain text stays text"
     assert schema.metadata[b"xpengine.note"] == b"plain text stays text"
+
+
+def test_header_is_the_text_safe_dump_writes():
+    import yaml
+
+    from xpengine.catalog.schema import catalog_schema
+
+    s = catalog_schema(("teff", "logg", "mass", "age"), {"model": "gaia-xp", "labels": ["teff", "σ ☉"]})
+    text = s.metadata[b"table_meta_yaml"].decode()
+    assert text == yaml.safe_dump(yaml.safe_load(text), sort_keys=False, default_flow_style=None, width=130)
