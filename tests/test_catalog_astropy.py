@@ -120,8 +120,6 @@ def test_astropy_header_lists_every_column_with_its_numpy_dtype():
 def test_header_is_the_text_safe_dump_writes():
     import yaml
 
-    from xpengine.catalog.schema import catalog_schema
-
     s = catalog_schema(("teff", "logg", "mass", "age"), {"model": "gaia-xp", "labels": ["teff", "σ ☉"]})
     text = s.metadata[b"table_meta_yaml"].decode()
     assert text == yaml.safe_dump(yaml.safe_load(text), sort_keys=False, default_flow_style=None, width=130)
