@@ -385,9 +385,7 @@ def apogee_checks(predictors: Mapping[str, Predictor], fits_path: str, dataset: 
             }
         lit_rows = {k: v[rows] for k, v in lit.items()}
         for name, p in predictors.items():
-            entry["models"][name] = _group_result(
-                standard_predictions(p, arrays, rows), lit_rows, logg[rows]
-            )
+            entry["models"][name] = _group_result(standard_predictions(p, arrays, rows), lit_rows, logg[rows])
         if gname in cluster_groups and has_g:
             tokens = {k: v[rows] for k, v in tokens_all.items()}
             entry["literature_tokens"] = {

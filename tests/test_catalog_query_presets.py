@@ -245,6 +245,8 @@ def _hot_enough(teff: float, m_h: float) -> bool:
 def _rc_want(column: int, offset_cut: bool = True) -> list[str]:
     """Names of RC_STARS selected by the Teff–logg–Z cuts (column 6) or with colours (7)."""
     return [s[0] for s in RC_STARS if s[column] and (not offset_cut or _hot_enough(s[1], s[3]))]
+
+
 # Every star above has a parallax distance and M_G0 = 0.44 (the clump's); these differ only there:
 # (name, M_G0 or None for no parallax distance, selected by default)
 RC_MAGNITUDES = [
