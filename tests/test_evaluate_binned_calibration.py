@@ -80,3 +80,32 @@ def test_format_1_files_still_load_and_bad_knots_are_refused(tmp_path) -> None:
         LabelCalibration(g_edges=(1.0, 2.0), g_scales=(1.0, 1.0))
     with pytest.raises(ValueError, match="usable stars"):
         fit_binned_calibration(np.zeros(10), np.zeros(10), np.ones(10))
+
+
+def test_g_bin_shift_inverse_json_and_format(tmp_path) -> None:
+    edges, ones = (3.0, 12.0, 15.0, 21.0), (1.0, 1.0, 1.0)
+    lc = LabelCalibration(
+        applied=True, g_edges=edges, g_scales=ones, g_shifts=(0.1, 0.0, -0.2), shift_kind="log"
+    )
+    mu, g = np.array([1.0, 2.0, 3.0, 4.0]), np.array([10.0, 13.0, 16.0, np.nan])
+    out = lc.shift(mu, g)
+    np.testing.assert_allclose(out, mu * np.exp([0.1, 0.0, -0.2, 0.0]))
+    np.testing.assert_allclose(lc.shift(out, g, inverse=True), mu)
+    np.testing.assert_allclose(lc.shift(mu, None), mu)  # G unknown: unchanged
+    add = LabelCalibration(applied=True, g_edges=edges, g_scales=ones, g_shifts=(0.1, 0.0, -0.2))
+    np.testing.assert_allclose(
+        add.shift(mu, np.array([1.0, 13.0, 30.0, 14.0])), mu + np.array([0.1, 0.0, -0.2, 0.0])
+    )
+    cal = Calibration(labels={"mass": lc, "teff": LabelCalibration(a=2.0, applied=True)})
+    cal.save(tmp_path / "c.json")
+    again = Calibration.load(tmp_path / "c.json")
+    assert again.labels == cal.labels and again.to_dict()["format_version"] == "3"
+    assert (
+        Calibration(labels={"teff": LabelCalibration(a=2.0, applied=True)}).to_dict()["format_version"] == "2"
+    )
+    with pytest.raises(ValueError, match="g_shifts needs g_edges"):
+        LabelCalibration(applied=True, g_shifts=(0.1,))
+    with pytest.raises(ValueError, match="shift_kind"):
+        LabelCalibration(
+            applied=True, g_edges=edges, g_scales=ones, g_shifts=(0.1, 0.0, 0.0), shift_kind="mul"
+        )

@@ -318,3 +318,37 @@ def test_default_model_on_real_stars_of_known_type():
     blue = p.from_xp(io.read_xp_continuous(str(samples / "XP_CONTINUOUS_RAW_with_missing_BP.ecsv")))
     b = blue[blue.source_id == 5762406957886626816].iloc[0]
     assert b["teff"] > 7000 and "OUTSIDE_TRAINING_DOMAIN" in b["flag_names"]
+
+
+def test_predictor_applies_a_g_bin_mean_shift(tiny_sky_model, tmp_path):
+    """Calibration format 3: mass · exp(shift) and ln_age + shift for the star's G bin; the derived age follows
+    the shifted ln_age; without G nothing moves."""
+    import shutil
+
+    from xpengine.model.calibration import Calibration, LabelCalibration
+
+    d = tmp_path / "model"
+    shutil.copytree(tiny_sky_model, d)
+    raw = Predictor.load(d, device="cpu")
+    values = np.full((3, len(raw.vocabulary)), np.nan, dtype=np.float32)
+    values[:, raw.vocabulary.index("bprp")] = [1.0, 1.2, 1.4]
+    values[:, raw.vocabulary.index("jk")] = [0.6, 0.7, 0.8]
+    ask = {"request": ["mass", "ln_age"], "inputs": ["bprp", "jk"]}
+    r = raw.predict(values, **ask)
+    edges, ones = (3.0, 13.0, 21.0), (1.0, 1.0)
+    Calibration(
+        labels={
+            "mass": LabelCalibration(
+                applied=True, g_edges=edges, g_scales=ones, g_shifts=(0.1, -0.2), shift_kind="log"
+            ),
+            "ln_age": LabelCalibration(applied=True, g_edges=edges, g_scales=ones, g_shifts=(-0.3, 0.25)),
+        }
+    ).save(d)
+    g = np.array([10.0, 16.0, np.nan])
+    c = Predictor.load(d, device="cpu").predict(values, g_mag=g, **ask)
+    np.testing.assert_allclose(c["mass"], r["mass"] * np.exp([0.1, -0.2, 0.0]), rtol=1e-5)
+    np.testing.assert_allclose(c["ln_age"], r["ln_age"] + np.array([-0.3, 0.25, 0.0]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(c["age"], np.exp(c["ln_age"]), rtol=1e-6)
+    np.testing.assert_allclose(c["mass_error"], r["mass_error"], rtol=1e-5)  # σ untouched (factors 1)
+    n = Predictor.load(d, device="cpu").predict(values, **ask)  # no G: no shift
+    np.testing.assert_allclose(n["mass"], r["mass"], rtol=1e-6)

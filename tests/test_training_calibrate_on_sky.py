@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -118,3 +119,39 @@ def test_offset_by_g_reports_a_known_shift_per_bin() -> None:
         np.full(4, 2.0), np.array([3.0, 3.0, 1.0, 5.0]), np.array([7.0, 8.0, 14.0, 16.0]), log=False
     )
     assert [b["mean"] for b in lin] == [1.0, -1.0, 3.0]
+
+
+def test_fit_shifts_recovers_a_g_dependent_bias(tmp_path) -> None:
+    """A sky whose faint giants come out too young and too massive: --fit-shifts finds the median offset per
+    G bin, stores it (format 3), and the σ are fitted on the shifted means (unit z per bin)."""
+    mod = _script()
+    base = Calibration(labels={}, provenance={})
+    base.save(tmp_path / "base.json")
+    _sky(tmp_path, base, mass_scale=1.0, age_scale=1.0)
+    # bias the catalogue: ln age −0.2 and ln mass +0.1 at G ≥ 15
+    t = pq.read_table(tmp_path / "cat" / "000000-003111.parquet").to_pandas()
+    faint = t.phot_g_mean_mag.to_numpy() >= 15.0
+    t.loc[faint, "age"] *= np.exp(-0.2)
+    t.loc[faint, "age_error"] *= np.exp(-0.2)
+    t.loc[faint, "mass"] *= np.exp(0.1)
+    pq.write_table(pa.Table.from_pandas(t, preserve_index=False), tmp_path / "cat" / "000000-003111.parquet")
+    out = tmp_path / "out.json"
+    argv = ["--catalogue", str(tmp_path / "cat"), "--truth", str(tmp_path / "truth.parquet")]
+    argv += ["--calibration", str(tmp_path / "base.json"), "--output", str(out), "--fit-shifts"]
+    assert mod.main(argv) == 0
+    cal = Calibration.load(out)
+    assert json.loads(out.read_text())["format_version"] == "3"
+    edges = np.asarray(cal.labels["ln_age"].g_edges)
+    lo = edges[:-1]
+    ln_age, mass = np.asarray(cal.labels["ln_age"].g_shifts), np.asarray(cal.labels["mass"].g_shifts)
+    assert cal.labels["mass"].shift_kind == "log" and cal.labels["ln_age"].shift_kind == "add"
+    np.testing.assert_allclose(ln_age[lo >= 15.0], 0.2, atol=0.03)
+    np.testing.assert_allclose(ln_age[(lo >= 11.0) & (lo < 15.0)], 0.0, atol=0.03)
+    np.testing.assert_allclose(mass[lo >= 15.0], -0.1, atol=0.03)
+    for b in cal.provenance["sky_calibration"]["z_by_g"]["ln_age"]["cal"]:
+        assert 0.9 < b["z_spread"] < 1.1, b
+    for name in ("ln_age", "mass"):  # after the shift, no median offset is left in any G bin
+        assert cal.provenance["sky_calibration"]["fit_shifts"] is True
+        for b in cal.provenance["sky_calibration"]["offset_by_g"][name]:
+            assert abs(b["mean"]) < 0.05, (name, b)
+    assert "age" not in {k for k, v in cal.labels.items() if v.g_shifts is not None}

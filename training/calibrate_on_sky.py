@@ -31,6 +31,7 @@ import argparse
 import itertools
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,20 @@ def offset_by_g(pred: np.ndarray, true: np.ndarray, g: np.ndarray, *, log: bool)
     return out
 
 
+MIN_SHIFT_STARS = 50  # a G bin with fewer giants gets no shift
+
+
+def g_bin_medians(d: np.ndarray, g: np.ndarray, g_edges: tuple[float, ...]) -> tuple[float, ...]:
+    """Median of d (N,) per bin of g_edges (G outside takes the nearest bin), 0 where a bin has fewer than
+    MIN_SHIFT_STARS finite values."""
+    k = np.clip(np.searchsorted(g_edges, g, side="right") - 1, 0, len(g_edges) - 2)
+    out = []
+    for b in range(len(g_edges) - 1):
+        v = d[(k == b) & np.isfinite(d) & np.isfinite(g)]
+        out.append(float(np.median(v)) if v.size >= MIN_SHIFT_STARS else 0.0)
+    return tuple(out)
+
+
 def calibrate(
     d: dict[str, np.ndarray],
     base: Calibration,
@@ -108,16 +123,39 @@ def calibrate(
     method: str = "binned",
     policy: str = "auto",
     g_edges: tuple[float, ...] = G_EDGES,
+    fit_shifts: bool = False,
 ) -> tuple[Calibration, dict[str, Any]]:
-    """BASE with mass, ln_age and age refitted on the matched giants D; plus a report per label."""
+    """BASE with mass, ln_age and age refitted on the matched giants D; plus a report per label.
+    fit_shifts: also a median shift of mass (in ln) and ln_age per G bin, fitted first; the σ are then
+    fitted on the shifted means (the linear age follows the shifted ln_age)."""
     from xpengine.evaluate.binned_calibration import fit_binned_calibration
     from xpengine.evaluate.calibration import fit_label_calibration
 
     raw = raw_sigmas(d, base)
+    g = d["g_cat"]
+    ident = LabelCalibration()
+    # the model's own means: any shift of BASE undone
+    mass = base.labels.get("mass", ident).shift(d["mass"], g, inverse=True)
+    ln_age = base.labels.get("ln_age", ident).shift(np.log(d["age"]), g, inverse=True)
+    shifts: dict[str, tuple[float, ...]] = {}
+    if fit_shifts:
+        if method != "binned":
+            raise ValueError("--fit-shifts needs --method binned (the shifts share its G bins)")
+        shifts["mass"] = g_bin_medians(np.log(d["mass_true"] / mass), g, g_edges)
+        shifts["ln_age"] = g_bin_medians(np.log(d["age_gyr"]) - ln_age, g, g_edges)
+        ones = (1.0,) * (len(g_edges) - 1)
+        for name, kind in (("mass", "log"), ("ln_age", "add")):
+            lc = LabelCalibration(
+                applied=True, g_edges=g_edges, g_scales=ones, g_shifts=shifts[name], shift_kind=kind
+            )
+            if name == "mass":
+                mass = lc.shift(mass, g)
+            else:
+                ln_age = lc.shift(ln_age, g)
     series = {
-        "mass": (d["mass"], d["mass_true"]),
-        "ln_age": (np.log(d["age"]), np.log(d["age_gyr"])),
-        "age": (d["age"], d["age_gyr"]),
+        "mass": (mass, d["mass_true"]),
+        "ln_age": (ln_age, np.log(d["age_gyr"])),
+        "age": (np.exp(ln_age), d["age_gyr"]),
     }
     labels = dict(base.labels)
     report: dict[str, Any] = {}
@@ -126,6 +164,8 @@ def calibrate(
             lc = fit_binned_calibration(pred, true, raw[name], d["g_cat"], g_edges=g_edges, unit=UNITS[name])
         else:
             lc = fit_label_calibration(pred, true, raw[name], method=method, policy=policy, unit=UNITS[name])
+        if name in shifts:
+            lc = replace(lc, g_shifts=shifts[name], shift_kind="log" if name == "mass" else "add")
         labels[name] = lc
         report[name] = {
             "fit": dict(lc.__dict__),
@@ -152,10 +192,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--g-edges", type=float, nargs="+", default=list(G_EDGES), help="G bins of the factors (binned)"
     )
+    p.add_argument(
+        "--fit-shifts",
+        action="store_true",
+        help="also fit a median mean shift of mass and ln_age per G bin (calibration format 3)",
+    )
     args = p.parse_args(argv)
     base = Calibration.load(args.calibration)
     d = load_matched(args.catalogue, args.truth)
-    out, report = calibrate(d, base, method=args.method, policy=args.policy, g_edges=tuple(args.g_edges))
+    out, report = calibrate(
+        d,
+        base,
+        method=args.method,
+        policy=args.policy,
+        g_edges=tuple(args.g_edges),
+        fit_shifts=args.fit_shifts,
+    )
     out.provenance["sky_calibration"] = {
         "labels": sorted(report),
         "catalogue": args.catalogue,
@@ -163,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         "selection": "true giants: logg < 3.5, 3500 K < Teff < 5500 K",
         "n_giants": int(d["mass"].size),
         "method": args.method,
+        "fit_shifts": args.fit_shifts,
         **({"g_edges": list(args.g_edges)} if args.method == "binned" else {"policy": args.policy}),
         "z_by_g": {
             k: {"raw": v["z_by_g_raw"], "cal": v["z_by_g_cal"], "cal_without_g": v["z_by_g_cal_without_g"]}

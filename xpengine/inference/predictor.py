@@ -277,6 +277,8 @@ class Predictor:
         mu, sg = self.standardization.inverse(mean, sigma, req_cols)  # (N, Q) physical
         out: dict[str, np.ndarray] = {}
         for j, name in enumerate(req):
+            if self.calibration is not None:  # a G-bin mean shift (calibration format 3), if any
+                mu[:, j] = self.calibration.shift(name, mu[:, j], g_mag)
             out[name] = mu[:, j]
             out[f"{name}_error"] = (
                 sg[:, j] if self.calibration is None else self.calibration.apply(name, sg[:, j], g_mag)

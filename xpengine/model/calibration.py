@@ -12,6 +12,12 @@ Two forms per token t (physical units of t), applied by the Predictor to every r
 
 A derived linear label (``age`` = exp(ln_age)) may have its own entry in linear units, applied to
 age · raw σ_ln_age. When a label's correction counts as applied is the fitting module's business.
+
+Format 3 adds an optional mean shift per bin of G (`g_shifts`, on the same `g_edges`): μ + shift
+(`shift_kind` "add", e.g. ln_age) or μ · exp(shift) ("log", e.g. mass), for a catalogue population that
+differs from the training prior (fitted on a simulated sky by `training/calibrate_on_sky.py
+--fit-shifts`). A derived linear label follows its log token's shifted mean. Files without shifts are
+written as format 2.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ __all__ = ["CALIBRATION_FILE", "FORMAT_VERSION", "FORMULA", "Calibration", "Labe
 
 CALIBRATION_FILE = "calibration.json"
 FORMAT_VERSION = "2"
-READABLE_VERSIONS = ("1", "2")  # format 1 files (scale/floor entries only) read unchanged
+SHIFT_FORMAT_VERSION = "3"  # written when an entry has g_shifts
+READABLE_VERSIONS = ("1", "2", "3")  # format 1 files (scale/floor entries only) read unchanged
 FORMULA = (
     "sigma_cal = sqrt((a*sigma)^2 + b^2); or, with sigma_knots: log-log interpolation sigma -> sigma_cal "
     "through (sigma_knots, sigma_cal_knots), proportional beyond the end knots; times g_scales[bin of G in "
@@ -54,9 +61,12 @@ class LabelCalibration:
     sigma_cal_knots: tuple[float, ...] | None = None
     g_edges: tuple[float, ...] | None = None  # K + 1 increasing G edges [mag]
     g_scales: tuple[float, ...] | None = None  # K factors; G outside the edges takes the nearest bin's
+    # format 3: mean shift per G bin (same edges; G unknown: no shift), added or applied as exp(shift)
+    g_shifts: tuple[float, ...] | None = None
+    shift_kind: str = "add"
 
     def __post_init__(self) -> None:
-        for name in ("sigma_knots", "sigma_cal_knots", "g_edges", "g_scales"):
+        for name in ("sigma_knots", "sigma_cal_knots", "g_edges", "g_scales", "g_shifts"):
             v = getattr(self, name)
             if v is not None:
                 object.__setattr__(self, name, tuple(float(x) for x in v))
@@ -81,13 +91,32 @@ class LabelCalibration:
             len(self.g_edges) != len(self.g_scales) + 1 or np.any(np.diff(self.g_edges) <= 0)
         ):
             raise ValueError(f"g_edges {self.g_edges} must increase and have one more entry than g_scales")
+        if self.g_shifts is not None and (self.g_edges is None or len(self.g_shifts) != len(self.g_scales)):
+            raise ValueError("g_shifts needs g_edges and one entry per G bin")
+        if self.shift_kind not in ("add", "log"):
+            raise ValueError(f"shift_kind must be 'add' or 'log', got {self.shift_kind!r}")
+
+    def _g_bin(self, g: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(bin index (n,), G finite (n,)) of each star; G outside the edges takes the nearest bin."""
+        g = np.broadcast_to(np.asarray(g, dtype=np.float64), (n,))
+        k = np.clip(np.searchsorted(self.g_edges, g, side="right") - 1, 0, len(self.g_edges) - 2)
+        return k, np.isfinite(g)
+
+    def shift(self, mean: np.ndarray, g: np.ndarray | None = None, *, inverse: bool = False) -> np.ndarray:
+        """The mean (N,) float64 shifted for its G bin (inverse: the shift undone); no shifts, not applied
+        or G unknown (None or NaN): unchanged."""
+        mu = np.asarray(mean, dtype=np.float64)
+        if self.g_shifts is None or not self.applied or g is None:
+            return mu.copy()
+        k, known = self._g_bin(g, mu.size)
+        d = np.where(known, np.asarray(self.g_shifts)[k], 0.0).reshape(mu.shape) * (-1.0 if inverse else 1.0)
+        return mu + d if self.shift_kind == "add" else mu * np.exp(d)
 
     def _g_factor(self, g: np.ndarray | None, n: int) -> np.ndarray:
         if self.g_edges is None or g is None:
             return np.ones(n)
-        g = np.broadcast_to(np.asarray(g, dtype=np.float64), (n,))
-        k = np.clip(np.searchsorted(self.g_edges, g, side="right") - 1, 0, len(self.g_scales) - 1)
-        return np.where(np.isfinite(g), np.asarray(self.g_scales)[k], 1.0)
+        k, known = self._g_bin(g, n)
+        return np.where(known, np.asarray(self.g_scales)[k], 1.0)
 
     def apply(self, sigma: np.ndarray, g: np.ndarray | None = None) -> np.ndarray:
         """Calibrated σ (N,) float64 from predicted σ (N,) (same physical units); NaN stays NaN.
@@ -136,6 +165,11 @@ class Calibration:
         lc = self.labels.get(name)
         return np.asarray(sigma, dtype=np.float64).copy() if lc is None else lc.apply(sigma, g)
 
+    def shift(self, name: str, mean: np.ndarray, g: np.ndarray | None = None) -> np.ndarray:
+        """Mean (N,) of token `name` with its entry's G-bin shift (none: unchanged)."""
+        lc = self.labels.get(name)
+        return np.asarray(mean, dtype=np.float64).copy() if lc is None else lc.shift(mean, g)
+
     def derived_sigma(
         self,
         derived: str,
@@ -157,8 +191,9 @@ class Calibration:
         return any(lc.applied for lc in self.labels.values())
 
     def to_dict(self) -> dict[str, Any]:
+        shifted = any(lc.g_shifts is not None for lc in self.labels.values())
         return {
-            "format_version": FORMAT_VERSION,
+            "format_version": SHIFT_FORMAT_VERSION if shifted else FORMAT_VERSION,
             "formula": FORMULA,
             "labels": {k: _clean(asdict(v)) for k, v in self.labels.items()},
             "provenance": self.provenance,
@@ -201,7 +236,9 @@ def _clean(d: dict[str, Any]) -> dict[str, Any]:
             v = None
         if isinstance(v, tuple):
             v = list(v)
-        if v is None and k in ("sigma_knots", "sigma_cal_knots", "g_edges", "g_scales"):
-            continue  # format-1 entries stay as they were
+        if v is None and k in ("sigma_knots", "sigma_cal_knots", "g_edges", "g_scales", "g_shifts"):
+            continue  # format-1 and -2 entries stay as they were
+        if k == "shift_kind" and d.get("g_shifts") is None:
+            continue
         out[k] = v
     return out
