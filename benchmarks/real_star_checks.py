@@ -27,7 +27,8 @@ real APOGEE×XP stars teach Teff, logg, [M/H] and [α/M] only), and nothing here
    that formed before the disk was enriched (halo and thick disk, 10–13 Gyr, ≲ 1 M☉).
 
 Every model runs on the catalogue's standard input (BP/RP 0–29, BP−RP, J−H, J−K) for the cluster and
-field giants: the APOGEE×XP file has no parallaxes. A label a model did not learn is "–".
+field giants: the APOGEE×XP file has no parallaxes. Each star's G goes with it, as in the catalogue, for the
+calibration's G-bin σ factors and mean shifts. A label a model did not learn is "–".
 
 5. Cluster giants with the information the catalogue gives a model that reads it: the pseudo-luminosity
    g_fakemag and ln E(B−V) (`logebv`), built for each member from its cluster's literature distance and
@@ -203,9 +204,12 @@ def _predict(
     rows: np.ndarray,
     inputs: Sequence[str],
     tokens: Mapping[str, np.ndarray] | None = None,
+    g_mag: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Labels the model learned (less those in `inputs`) for `rows` of a TrainingArrays, with `tokens`
-    ({name: (n_rows,) values, name_error: errors}) written into those rows' token matrix first."""
+    ({name: (n_rows,) values, name_error: errors}) written into those rows' token matrix first. g_mag:
+    the rows' G (n_rows,), passed on as the catalogue does (its calibration's G-bin σ factors and mean
+    shifts)."""
     from xpengine.evaluate.runner import align_to_vocabulary
 
     pv = predictor.vocabulary
@@ -216,11 +220,14 @@ def _predict(
             values[:, j] = v
             errors[:, j] = tokens[f"{name}_error"]
     request = [t for t in LABELS if t in predictor.learned.outputs and t not in inputs]
-    return predictor.predict(values, errors, request, inputs=list(inputs))
+    return predictor.predict(values, errors, request, inputs=list(inputs), g_mag=g_mag)
 
 
-def standard_predictions(predictor: Predictor, arrays: Any, rows: np.ndarray) -> dict[str, np.ndarray]:
-    """Labels the model learned, from the catalogue's standard input, for `rows` of a TrainingArrays."""
+def standard_predictions(
+    predictor: Predictor, arrays: Any, rows: np.ndarray, g_mag: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Labels the model learned, from the catalogue's standard input, for `rows` of a TrainingArrays
+    (g_mag: their G, as in `_predict`)."""
     from xpengine.evaluate.scenarios import scenario_groups
 
     [(_, inputs)] = scenario_groups(
@@ -229,7 +236,7 @@ def standard_predictions(predictor: Predictor, arrays: Any, rows: np.ndarray) ->
         int(rows.sum()),
         context_length=predictor.checkpoint.model_config.context_length,
     )
-    return _predict(predictor, arrays, rows, inputs)
+    return _predict(predictor, arrays, rows, inputs, g_mag=g_mag)
 
 
 def _summary(pred: Mapping[str, np.ndarray], name: str) -> dict[str, float] | None:
@@ -385,7 +392,8 @@ def apogee_checks(predictors: Mapping[str, Predictor], fits_path: str, dataset: 
             }
         lit_rows = {k: v[rows] for k, v in lit.items()}
         for name, p in predictors.items():
-            entry["models"][name] = _group_result(standard_predictions(p, arrays, rows), lit_rows, logg[rows])
+            pred = standard_predictions(p, arrays, rows, g_mag[rows])
+            entry["models"][name] = _group_result(pred, lit_rows, logg[rows])
         if gname in cluster_groups and has_g:
             tokens = {k: v[rows] for k, v in tokens_all.items()}
             entry["literature_tokens"] = {
@@ -400,7 +408,9 @@ def apogee_checks(predictors: Mapping[str, Predictor], fits_path: str, dataset: 
                     runs[ctx] = (
                         {"not_read": unread}
                         if unread
-                        else _group_result(_predict(p, arrays, rows, inputs, tokens), lit_rows, logg[rows])
+                        else _group_result(
+                            _predict(p, arrays, rows, inputs, tokens, g_mag[rows]), lit_rows, logg[rows]
+                        )
                     )
                 entry["with_distance"][name] = runs
         out[gname] = entry
