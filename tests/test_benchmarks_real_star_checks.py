@@ -81,8 +81,8 @@ def test_distance_tokens_reach_the_model_and_unread_tokens_give_a_dash(monkeypat
     # the tokens are written into the rows' matrix, and a token in the context is not requested
     seen = {}
 
-    def fake_predict(values, errors, request, *, inputs):
-        seen.update(values=values, request=request, inputs=inputs)
+    def fake_predict(values, errors, request, *, inputs, g_mag=None):
+        seen.update(values=values, request=request, inputs=inputs, g_mag=g_mag)
         return {}
 
     monkeypatch.setattr(gaia, "predict", fake_predict)
@@ -100,8 +100,9 @@ def test_distance_tokens_reach_the_model_and_unread_tokens_give_a_dash(monkeypat
     assert seen["values"][:, j] == pytest.approx([0.2 * 10**2.4, 0.2 * 10**2.8], rel=1e-6)
     assert seen["values"][:, gaia.vocabulary.index("logebv")] == pytest.approx([np.log(0.28)] * 2)
     assert "logebv" not in seen["request"] and "mass" in seen["request"] and seen["inputs"] == inputs_ebv
-    rsc._predict(gaia, arrays, rows, inputs, tokens)
+    rsc._predict(gaia, arrays, rows, inputs, tokens, np.array([12.0, 14.0]))
     assert "logebv" in seen["request"]  # predicted where it is not an input
+    assert seen["g_mag"].tolist() == [12.0, 14.0]  # the rows' G reaches the calibration, as in the catalogue
 
     # rendering: the model that never read g_fakemag gets "–" in every column of the distance table
     res = {"m_h": None, "mass": {"median": 0.8, "p16": 0.7, "p84": 0.9, "n": 5}, "age": None}
