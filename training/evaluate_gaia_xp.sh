@@ -28,7 +28,7 @@ python training/merge_calibration.py $B/calibration.json $R/eval-gaia-xp$TAG-rea
 cp $B/calibration.json $R/calibration_v${TAG}_valsplits.json
 date
 python jobs/infer_gaia.py --input $R/sky_cal_sub --tmass $R/sky_mist_cal/tmass.parquet --output $R/cat${TAG}_cal --model $B --overwrite > $R/cat${TAG}_cal.log 2>&1
-python training/calibrate_on_sky.py --catalogue $R/cat${TAG}_cal --truth $R/sky_mist_cal/truth.parquet --calibration $B/calibration.json --output $B/calibration.json | tee $R/calibrate_on_sky$TAG.out
+python training/calibrate_on_sky.py --catalogue $R/cat${TAG}_cal --truth $R/sky_mist_cal/truth.parquet --calibration $B/calibration.json --output $B/calibration.json --fit-shifts | tee $R/calibrate_on_sky$TAG.out
 date
 python benchmarks/real_star_checks.py --models gaia-xp $PREV apogee-xp \
     --apogee-xp ../shared/data/apogee_xp/apogee_xp_dev.fits.gz --dataset $R/apogee_xp_dev.parquet \
