@@ -23,13 +23,9 @@ realism but from what the model makes of the labels (the simulated population, t
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import platform
-import shlex
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -159,20 +155,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         p = Predictor.load(m)
         models[m] = {name: compare(p, arrays, g, cal) for name, g in by_group.items()}
     result = {
-        "command": shlex.join(
-            ["python", "benchmarks/emulated_twins.py", *(sys.argv[1:] if argv is None else argv)]
-        ),
-        "machine": f"{platform.platform()}, {__import__('os').cpu_count()} CPUs",
-        "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        **rsc.run_header("benchmarks/emulated_twins.py", argv),
         "emulator": args.emulator,
         "models": models,
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
-    md = render_markdown(result)
-    if args.markdown:
-        Path(args.markdown).write_text(md)
-    print(md)
+    rsc.write_outputs(result, args.json, args.markdown, render_markdown(result))
     return 0
 
 

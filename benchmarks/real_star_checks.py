@@ -584,6 +584,27 @@ def render_markdown(result: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_header(script: str, argv: Sequence[str] | None) -> dict[str, str]:
+    """The command, machine and date that head a check's result (script: its path in the repository)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    return {
+        "command": shlex.join(["python", script, *args]),
+        "machine": f"{platform.platform()}, {__import__('os').cpu_count()} CPUs",
+        "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def write_outputs(
+    result: Mapping[str, Any], json_path: str, markdown_path: str | None, markdown: str
+) -> None:
+    """Write a check's result as JSON (and its markdown where asked), then print the markdown."""
+    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(json_path).write_text(json.dumps(result, indent=1) + "\n")
+    if markdown_path:
+        Path(markdown_path).write_text(markdown)
+    print(markdown)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -599,20 +620,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     predictors = {m: Predictor.load(m) for m in args.models}
     result: dict[str, Any] = {
-        "command": " ".join(
-            shlex.quote(a) for a in ["python", "benchmarks/real_star_checks.py", *(argv or sys.argv[1:])]
-        ),
-        "machine": f"{platform.platform()}, {__import__('os').cpu_count()} CPUs",
-        "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        **run_header("benchmarks/real_star_checks.py", argv),
         "single_stars": single_stars(predictors),
         "apogee": apogee_checks(predictors, args.apogee_xp, args.dataset) if args.apogee_xp else None,
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
-    md = render_markdown(result)
-    if args.markdown:
-        Path(args.markdown).write_text(md)
-    print(md)
+    write_outputs(result, args.json, args.markdown, render_markdown(result))
     return 0
 
 

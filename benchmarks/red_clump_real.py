@@ -22,14 +22,10 @@ Without a parallax this is the preset's hardest case; the catalogue's default ad
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import platform
-import shlex
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from real_star_checks import AK_PER_EBV, standard_predictions  # noqa: E402
+from real_star_checks import AK_PER_EBV, run_header, standard_predictions, write_outputs  # noqa: E402
 
 from xpengine.catalog.colours import E_JK_PER_EBV  # noqa: E402
 from xpengine.inference.predictor import Predictor  # noqa: E402
@@ -145,19 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     result = {
-        "command": shlex.join(
-            ["python", "benchmarks/red_clump_real.py", *(sys.argv[1:] if argv is None else argv)]
-        ),
-        "machine": f"{platform.platform()}, {__import__('os').cpu_count()} CPUs",
-        "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        **run_header("benchmarks/red_clump_real.py", argv),
         "check": check(args.dataset, args.split, {m: Predictor.load(m) for m in args.models}),
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
-    md = render_markdown(result)
-    if args.markdown:
-        Path(args.markdown).write_text(md)
-    print(md)
+    write_outputs(result, args.json, args.markdown, render_markdown(result))
     return 0
 
 

@@ -160,19 +160,26 @@ def test_errors_name_what_was_wrong(trained, tmp_path):
         Predictor.load(result.model_dir, dtype="float16")
 
 
-def test_predictor_applies_stored_calibration(tiny_sky_model, tmp_path):
-    """A checkpoint's calibration.json rescales σ (and the derived age σ) unless calibrate=False."""
+def _model_copy_and_three_stars(model, tmp_path):
+    """(a copy of `model` to write a calibration into, its Predictor, three stars with BP−RP and J−K only)."""
     import shutil
 
-    from xpengine.evaluate.calibration import Calibration, LabelCalibration
-    from xpengine.inference.predictor import Predictor
-
     d = tmp_path / "model"
-    shutil.copytree(tiny_sky_model, d)
+    shutil.copytree(model, d)
     raw = Predictor.load(d, device="cpu")
     values = np.full((3, len(raw.vocabulary)), np.nan, dtype=np.float32)
     values[:, raw.vocabulary.index("bprp")] = [1.0, 1.2, 1.4]
     values[:, raw.vocabulary.index("jk")] = [0.6, 0.7, 0.8]
+    return d, raw, values
+
+
+def test_predictor_applies_stored_calibration(tiny_sky_model, tmp_path):
+    """A checkpoint's calibration.json rescales σ (and the derived age σ) unless calibrate=False."""
+
+    from xpengine.evaluate.calibration import Calibration, LabelCalibration
+    from xpengine.inference.predictor import Predictor
+
+    d, raw, values = _model_copy_and_three_stars(tiny_sky_model, tmp_path)
     r = raw.predict(values, request=["teff", "ln_age"], inputs=["bprp", "jk"])
     # (a, b) and `applied` are all that `apply` reads; the fit's bookkeeping fields keep their defaults
     cal = Calibration(
@@ -323,16 +330,10 @@ def test_default_model_on_real_stars_of_known_type():
 def test_predictor_applies_a_g_bin_mean_shift(tiny_sky_model, tmp_path):
     """Calibration format 3: mass · exp(shift) and ln_age + shift for the star's G bin; the derived age follows
     the shifted ln_age; without G nothing moves."""
-    import shutil
 
     from xpengine.model.calibration import Calibration, LabelCalibration
 
-    d = tmp_path / "model"
-    shutil.copytree(tiny_sky_model, d)
-    raw = Predictor.load(d, device="cpu")
-    values = np.full((3, len(raw.vocabulary)), np.nan, dtype=np.float32)
-    values[:, raw.vocabulary.index("bprp")] = [1.0, 1.2, 1.4]
-    values[:, raw.vocabulary.index("jk")] = [0.6, 0.7, 0.8]
+    d, raw, values = _model_copy_and_three_stars(tiny_sky_model, tmp_path)
     ask = {"request": ["mass", "ln_age"], "inputs": ["bprp", "jk"]}
     r = raw.predict(values, **ask)
     edges, ones = (3.0, 13.0, 21.0), (1.0, 1.0)
