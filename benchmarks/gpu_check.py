@@ -17,6 +17,12 @@ Steps (each timed, each failure reported without stopping the others):
    checkpoint reloaded on the CPU must give the device's predictions.
 3. fp16 + GradScaler for one epoch (the path for GPUs without bf16).
 4. `bench_model.py --device DEVICE` (FLOPs per star, fraction of the device's peak), as a subprocess.
+5. the job's GPU configuration without Ray (`configs/infer/gpu.yaml`): the read stage on the bundled sky,
+   then the job's predictor actor on DEVICE (its batch size from the measured table or calibrated at
+   start) in bf16 and fp32 against a CPU fp32 actor: values, flags and stars/s on `chunk_rows` batches
+   (the model-stage rate that `project_dr3.py --gpu-measured` takes).
+6. torch.compile on inference: `bench_model.py --infer-only` without and with `--compile`, the job's
+   small preset, bf16, 7 labels, batches 8192 and 32768 (skipped by --quick or --no-compile).
 
 A short table is printed last; full logs and JSON go to --out.
 """
@@ -83,6 +89,98 @@ def check_predictor(data: str, device: torch.device, max_stars: int | None) -> d
             },
             "sigma_vs_truth": {lab: robust_sigma(r[lab] - truth[lab]) for lab in LABELS},
         }
+    return out
+
+
+SKY_PARTS = ("000000-003111", "245760-248871", "688128-691239")
+
+
+def _stack(chunks: list[dict], n: int | None = None) -> dict:
+    """The chunks as one batch; with n, the rows repeated up to n (a throughput batch)."""
+    out = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+    if n is None:
+        return out
+    reps = -(-n // len(out["source_id"]))
+    return {k: np.concatenate([v] * reps)[:n] for k, v in out.items()}
+
+
+def check_job_stage(device: torch.device, quick: bool) -> dict:
+    """The job's GPU configuration (`configs/infer/gpu.yaml`) without Ray: its read stage
+    (`stages.featurize_partition`) on the bundled sky's three partitions, then its predictor actor
+    (`stages.CatalogPredictor`, batch size from the measured table or calibrated at actor start) on
+    DEVICE in the YAML's dtype and in fp32, against a CPU fp32 actor: the catalogue's values and flags,
+    and its stars/s on batches of `chunk_rows` rows, as Ray hands them to a GPU actor."""
+    from xpengine.pipeline.config import load_inference_config, resolve_inputs, resolve_labels
+    from xpengine.pipeline.identity import _model_vocabulary_json
+    from xpengine.pipeline.stages import CatalogPredictor, PartitionTask, featurize_partition
+    from xpengine.pipeline.tuning import PoolPlan
+
+    cfg = load_inference_config(ROOT / "configs" / "infer" / "gpu.yaml")
+    labels, inputs = resolve_labels(cfg), resolve_inputs(cfg)
+    vocab = _model_vocabulary_json(cfg.model)
+    sky = ROOT / "xpengine" / "data" / "sky"
+    chunks: list[dict] = []
+    t0 = time.perf_counter()
+    for i, part in enumerate(SKY_PARTS):
+        lo, hi = (int(x) for x in part.split("-"))
+        task = PartitionTask(
+            name=part,
+            xp=str(sky / f"XpContinuousMeanSpectrum_{part}.csv.gz"),
+            gaia=str(sky / f"GaiaSource_{part}.csv.gz"),
+            hpx8_range=(lo, hi),
+        )
+        row = {k: np.array([v]) for k, v in {**task.to_row(), "index": i}.items()}
+        chunks += list(featurize_partition(row, vocabulary_json=vocab, chunk_rows=cfg.resources.chunk_rows))
+    real = _stack(chunks)
+    n_real = len(real["source_id"])
+    out: dict = {
+        "model": cfg.model,
+        "labels": labels,
+        "n_sky_sources": n_real,
+        "read_s": time.perf_counter() - t0,
+    }
+
+    def actor(dev: str, dtype: str, batch: int | None) -> CatalogPredictor:
+        pool = PoolPlan(
+            device=dev,
+            dtype=dtype,
+            batch_size=batch,
+            gpus_per_actor=1.0 if dev != "cpu" else 0.0,
+            cpus_per_actor=float(cfg.resources.cpus_per_actor or 1),
+        )
+        return CatalogPredictor(cfg.model, labels, pool=pool, flag_policy=cfg.flags, inputs=inputs)
+
+    ref = actor("cpu", "float32", 1024)(dict(real))
+    rows = cfg.resources.chunk_rows
+    n_timed = 4 * rows if quick else 32 * rows
+    big = _stack(chunks, n_timed)
+    for dtype in dict.fromkeys([cfg.resources.dtype, "float32"]):
+        t1 = time.perf_counter()
+        a = actor(str(device), dtype, None)
+        res: dict = {
+            "actor_start_s": time.perf_counter() - t1,
+            "startup": a.startup,
+            "setting": a.setting.to_dict(),
+        }
+        got = a(dict(real))
+        res["max_abs_dmean_over_sigma"] = {
+            lab: float(np.nanmax(np.abs(got[lab] - ref[lab]) / ref[f"{lab}_error"]))
+            for lab in labels
+            if f"{lab}_error" in ref
+        }
+        res["flags_equal_fraction"] = float(np.mean(got["flags"] == ref["flags"]))
+        sync(device)
+        t1 = time.perf_counter()
+        model_s = 0.0
+        for s in range(0, n_timed, rows):
+            a({k: v[s : s + rows] for k, v in big.items()})
+            model_s += a._model_s
+        sync(device)
+        dt = time.perf_counter() - t1
+        res["stars_per_s"] = n_timed / dt
+        res["model_share"] = model_s / dt
+        res["n_timed"] = n_timed
+        out[dtype] = res
     return out
 
 
@@ -155,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--resume-epochs", type=int, default=4)
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile inference timing")
     ap.add_argument("--quick", action="store_true", help="tiny model, 1+1 epochs, 2000 test stars (dry run)")
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -168,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     steps = {
         "predictor": lambda: check_predictor(args.data, device, 2000 if args.quick else None),
+        "job_stage": lambda: check_job_stage(device, args.quick),
         "training": lambda: check_training(
             args.data, device, out, args.epochs, args.resume_epochs, args.quick
         ),
@@ -186,6 +286,22 @@ def main(argv: list[str] | None = None) -> int:
     proc = subprocess.run(bench, capture_output=True, text=True)
     (out / "bench_model.txt").write_text(proc.stdout + proc.stderr)
     report["bench_model"] = {"rc": proc.returncode, "wall_s": time.perf_counter() - t0}
+    if not args.quick and not args.no_compile:
+        # torch.compile on the inference path (issue 16: use it where it pays): the job's small preset,
+        # eager and compiled in one process each, bf16, 7 labels, the batches a GPU actor uses
+        for tag, extra in (("bench_eager", []), ("bench_compile", ["--compile"])):
+            cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_model.py"), "--device", str(device)]
+            cmd += ["--presets", "small", "--infer-only", "--dtypes", "bf16", "--labels", "7"]
+            cmd += ["--batch-sizes", "8192", "32768", "--json", str(out / f"{tag}.json"), *extra]
+            t0 = time.perf_counter()
+            try:
+                proc2 = subprocess.run(cmd, capture_output=True, text=True, timeout=150)
+                text, rc = proc2.stdout + proc2.stderr, proc2.returncode
+            except subprocess.TimeoutExpired as exc:
+                text, rc = f"timed out after 150 s\n{exc.stdout or ''}", "timeout"
+            (out / f"{tag}.txt").write_text(text if isinstance(text, str) else text.decode())
+            report["compile" if extra else "eager"] = {"rc": rc, "wall_s": time.perf_counter() - t0}
+            print(text[-1500:] if isinstance(text, str) else "")
     (out / "gpu_check.json").write_text(json.dumps(report, indent=1, default=str))
 
     print(proc.stdout[-3000:])
@@ -200,6 +316,24 @@ def main(argv: list[str] | None = None) -> int:
                 + "  σ: "
                 + " ".join(f"{k} {v:.3g}" for k, v in d["sigma_vs_truth"].items())
             )
+    js = report.get("job_stage", {})
+    if "error" not in js:
+        for dt in ("bfloat16", "float32"):
+            d = js.get(dt)
+            if d:
+                print(
+                    f"job stage {dt:<8} {d['stars_per_s']:>10.0f} stars/s ({d['n_timed']:,} rows, model "
+                    f"{d['model_share']:.0%}), batch {d['setting']['batch_size']} ({d['setting']['source']}"
+                    f"{', ' + str(d['setting'].get('calibration_stars_per_s')) if d['setting'].get('calibration_stars_per_s') else ''}), "
+                    f"actor start {d['actor_start_s']:.1f} s; max|Δμ|/σ vs CPU actor "
+                    + " ".join(f"{k} {v:.2g}" for k, v in d["max_abs_dmean_over_sigma"].items())
+                    + f"; flags equal {d['flags_equal_fraction']:.4f}"
+                )
+    cp = report.get("compile", {})
+    if cp:
+        print(
+            f"torch.compile inference (bench_model --compile): rc {cp.get('rc')}, see {out / 'bench_compile.txt'}"
+        )
     tr = report.get("training", {})
     if "error" not in tr:
         print(

@@ -3,17 +3,28 @@
     python training/train.py --config configs/train/small.yaml data_path=train.parquet output_dir=runs/small
     python training/train.py --config configs/train/tiny.yaml --no-ray data_path=toy.parquet output_dir=runs/t
     python training/train.py --config configs/train/paper.yaml data_path=... output_dir=... --resume runs/paper
+    python training/train.py --config configs/train/gaia_xp_paper_gpu.yaml --no-ray --time-budget 300 ...
 
 Overrides are dotted `key=value` pairs (value parsed as YAML), e.g. `epochs=10 model.dropout=0.0`.
 By default the loop runs inside Ray Train (one worker, GPU when the cluster has one); `--no-ray` runs
 the same loop in this process.
+
+`--time-budget S` (with `--no-ray`, a lent GPU's fixed lease): one probe epoch in OUTPUT_DIR/probe times an
+epoch here (validation and a checkpoint included), then the run trains as many epochs as fit in the seconds
+left, as one cosine cycle (`epochs` = `scheduler_t0` = that number, replacing the YAML's); the log and
+OUTPUT_DIR/time_budget.json say what was chosen. The run itself resumes exactly like any other.
+
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
 import sys
+import time
+from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="dotted key=value overrides")
     parser.add_argument("--no-ray", action="store_true", help="run the loop directly, without Ray Train")
     parser.add_argument("--resume", default=None, help="checkpoint or run directory to resume from")
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        help="seconds for the whole run (with --no-ray): a probe epoch, then as many epochs as fit",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_intermixed_args(argv)
     logging.basicConfig(
@@ -35,12 +52,17 @@ def main(argv: list[str] | None = None) -> int:
     config = load_train_config(args.config, args.overrides)
     if not config.data_path or not config.output_dir:
         parser.error("set data_path and output_dir (in the YAML or as key=value overrides)")
+    if args.time_budget is not None and (not args.no_ray or args.resume):
+        parser.error("--time-budget needs --no-ray and a new run (no --resume)")
     if args.no_ray:
         from xpengine.datasets.schema import read_training_set
         from xpengine.train.loop import train
 
+        t_start = time.perf_counter()
         train_arrays = read_training_set(config.data_path, split="train")
         val_arrays = read_training_set(config.data_path, split="val", vocabulary=train_arrays.vocabulary)
+        if args.time_budget is not None:
+            config = fit_epochs_to_budget(config, train_arrays, val_arrays, args.time_budget, t_start)
         result = train(config, train_arrays, val_arrays, resume_from=args.resume)
         logging.getLogger("train").info("model written to %s", result.model_dir)
         return 0
@@ -52,6 +74,39 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     logging.getLogger("train").info("model written to %s/model", config.output_dir)
     return 0
+
+
+def fit_epochs_to_budget(config, train_arrays, val_arrays, budget_s: float, t_start: float):
+    """`config` with `epochs` = `scheduler_t0` = the epochs that fit in what is left of `budget_s`
+    (counted from `t_start`) after one probe epoch, timed with a validation pass and a checkpoint."""
+    from xpengine.train.loop import train
+
+    out = Path(config.output_dir)
+    probe = dataclasses.replace(
+        config, epochs=1, scheduler_t0=1, val_every=1, checkpoint_every=1, output_dir=str(out / "probe")
+    )
+    t0 = time.perf_counter()
+    train(probe, train_arrays, val_arrays)
+    epoch_s = time.perf_counter() - t0
+    left = budget_s - (time.perf_counter() - t_start)
+    epochs = max(1, int(left / epoch_s))
+    record = {
+        "budget_s": budget_s,
+        "probe_epoch_s": round(epoch_s, 3),
+        "left_s": round(left, 3),
+        "epochs": epochs,
+        "yaml_epochs": config.epochs,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "time_budget.json").write_text(json.dumps(record, indent=1))
+    logging.getLogger("train").info(
+        "time budget %.0f s: a probe epoch took %.1f s, so %d epochs (one cosine cycle) in the %.0f s left",
+        budget_s,
+        epoch_s,
+        epochs,
+        left,
+    )
+    return dataclasses.replace(config, epochs=epochs, scheduler_t0=epochs)
 
 
 if __name__ == "__main__":

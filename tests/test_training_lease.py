@@ -1,0 +1,136 @@
+"""What a lent GPU's call runs: training/lease_data.py (a training set packed to travel, unpacked there) and
+training/train.py --time-budget (as many epochs as fit in the lease)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from _paths import load_script
+
+from xpengine.datasets.schema import read_training_set
+from xpengine.model.checkpoint import load_checkpoint
+from xpengine.train.toy import write_toy_training_set
+
+lease_data = load_script("training/lease_data.py", "lease_data")
+train_script = load_script("training/train.py", "train_script")
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """A toy mixed file: 600 stars, the first half real, the rest simulated (`data_source`), splits
+    train / val / test; bp0 given errors so small that float16 would move it by several sigma."""
+    tmp = tmp_path_factory.mktemp("lease")
+    src = write_toy_training_set(tmp / "toy.parquet", 600, seed=4)
+    t = pq.read_table(src)
+    n = t.num_rows
+    split = np.array(["train", "val", "test"])[np.arange(n) % 3]
+    source = np.where(np.arange(n) < n // 2, "real", "synthetic")
+    t = t.set_column(t.column_names.index("split"), "split", pa.array(split))
+    bp0_err = t.column_names.index("bp0_error")
+    t = t.set_column(bp0_err, "bp0_error", pa.array(np.full(n, 1e-6, dtype=np.float32)))
+    t = t.append_column("data_source", pa.array(source))
+    t = t.append_column("mix_copy", pa.array(np.zeros(n, dtype=np.int32)))
+    path = tmp / "mixed.parquet"
+    pq.write_table(t, path)
+    return path, t
+
+
+def test_pack_and_unpack_keep_what_training_needs(mixed, tmp_path):
+    path, t = mixed
+    full = read_training_set(str(path))
+    tokens = ["bp0..2", "rp0..2", "teff", "logg"]
+    kept = full.vocabulary.select(tokens)
+    packed = tmp_path / "data.parquet"
+    info = lease_data.pack(str(path), str(packed), tokens, sim_val=20)
+    assert "bp0" in info["float32_values"]  # its errors are too small for float16
+    real_p, mixed_p = tmp_path / "real.parquet", tmp_path / "mixed.parquet"
+    counts = lease_data.unpack(str(packed), str(real_p), str(mixed_p))
+
+    source = np.asarray(t.column("data_source").to_pylist())
+    split = np.asarray(t.column("split").to_pylist())
+    sid = np.asarray(t.column("source_id").to_pylist())
+    real = read_training_set(str(real_p))
+    # every real row, in all three splits; the simulated ones: train, and 20 of the val rows, no test
+    assert sorted(real.source_id) == sorted(sid[source == "real"])
+    assert set(real.split) == {"train", "val", "test"}
+    mix = read_training_set(str(mixed_p))
+    assert counts == {"real": len(real.source_id), "mixed": len(mix.source_id)}
+    assert set(mix.split) == {"train", "val"}
+    sim_rows = set(mix.source_id) - set(sid[source == "real"])
+    assert set(sid[(source == "synthetic") & (split == "train")]) <= sim_rows
+    assert len(sim_rows) == ((source == "synthetic") & (split == "train")).sum() + 20
+    assert not sim_rows & set(sid[split == "test"])
+    # the file's whole vocabulary again; the tokens left out are missing in every row
+    assert mix.vocabulary.names == full.vocabulary.names
+    order = {s: i for i, s in enumerate(full.source_id)}
+    rows = np.array([order[s] for s in mix.source_id])
+    for name in full.vocabulary.names:
+        j = full.vocabulary.index(name)
+        got, want, err = mix.values[:, j], full.values[rows, j], full.errors[rows, j]
+        if name not in kept:
+            assert np.isnan(got).all() and (mix.errors[:, j] == 0).all()
+        elif name in info["float32_values"]:
+            np.testing.assert_array_equal(got, want)
+        else:  # float16: within a tenth of the value's error for 99 % of the rows
+            ok = np.isfinite(want) & (err > 0)
+            assert np.percentile(np.abs(got[ok] - want[ok]) / err[ok], 99) <= lease_data.MAX_ROUNDING
+            np.testing.assert_allclose(mix.errors[:, j], err, rtol=1e-3)
+    assert "data_source" in pq.read_schema(mixed_p).names
+
+
+def _yaml(tmp_path, data):
+    cfg = {
+        "model": {
+            "d_model": 16,
+            "context_length": 16,
+            "encoder_heads": [2],
+            "encoder_ffn": [32],
+            "decoder_heads": [2],
+            "decoder_ffn": [32],
+            "head_mlp": [32, 16],
+            "dropout": 0.0,
+        },
+        "data_path": str(data),
+        "output_dir": str(tmp_path / "run"),
+        "epochs": 1000,
+        "max_masked": 10,
+        "batch_size": 128,
+        "lr": 3e-3,
+        "scheduler_t0": 1000,
+        "requestable": ["teff", "logg"],
+        "val_every": 1000,
+        "checkpoint_every": 1000,
+        "device": "cpu",
+        "precision": "fp32",
+    }
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_time_budget_trains_the_epochs_that_fit_as_one_cycle(mixed, tmp_path):
+    path, _ = mixed
+    cfg = _yaml(tmp_path, path)
+    assert train_script.main(["--config", str(cfg), "--no-ray", "--time-budget", "12"]) == 0
+    record = json.loads((tmp_path / "run" / "time_budget.json").read_text())
+    assert record["yaml_epochs"] == 1000
+    assert record["epochs"] == max(1, int(record["left_s"] / record["probe_epoch_s"]))
+    assert 1 < record["epochs"] < 1000
+    ckpt = load_checkpoint(str(tmp_path / "run" / "model"))
+    assert ckpt.train_config["epochs"] == ckpt.train_config["scheduler_t0"] == record["epochs"]
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert max(json.loads(x).get("epoch", 0) for x in lines) == record["epochs"]
+    assert (tmp_path / "run" / "probe" / "model").is_dir()
+
+
+def test_time_budget_needs_a_new_run_in_this_process(mixed, tmp_path):
+    path, _ = mixed
+    cfg = _yaml(tmp_path, path)
+    for extra in ([], ["--no-ray", "--resume", str(tmp_path)]):
+        with pytest.raises(SystemExit):
+            train_script.main(["--config", str(cfg), "--time-budget", "5", *extra])
