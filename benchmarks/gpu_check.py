@@ -152,7 +152,7 @@ def check_job_stage(device: torch.device, quick: bool) -> dict:
 
     ref = actor("cpu", "float32", 1024)(dict(real))
     rows = cfg.resources.chunk_rows
-    n_timed = 4 * rows if quick else 32 * rows
+    n_timed = 4096 if quick else 32 * rows
     big = _stack(chunks, n_timed)
     for dtype in dict.fromkeys([cfg.resources.dtype, "float32"]):
         t1 = time.perf_counter()

@@ -2,7 +2,7 @@
 measured on this machine.
 
     python benchmarks/project_dr3.py --json benchmarks/results/project_dr3.json \\
-        --markdown benchmarks/results/project_dr3.md [--gpu-fraction 0.05] [--gpu-measured STARS_PER_S]
+        --markdown benchmarks/results/project_dr3.md [--gpu-fraction 0.05] [--gpu-measured MODEL=STARS_PER_S ...]
 
 Measured here, one thread (per-core rates), on the bundled simulated sky's real-format bulk files
 (`xpengine/data/sky`: gzip ECSV exactly as the Gaia archive serves them), best of `--repeats`:
@@ -20,7 +20,8 @@ Projection, per machine: CPU stages share the cores, so a CPU machine's wall tim
 per-source CPU costs) / cores (the job overlaps stages, but they compete for the same cores). On a GPU node
 the CPU stages run on its cores while the GPU runs the model: wall = max(CPU part, GPU part), and the
 larger names the bottleneck. GPU model rate = peak bf16 FLOP/s × `--gpu-fraction` / FLOPs per star
-(`xpengine.model.cost`), unless `--gpu-measured` gives a rate measured by `benchmarks/gpu_check.py`.
+(`xpengine.model.cost`), unless `--gpu-measured` gives that model's rate measured by
+`benchmarks/gpu_check.py` (an H200 computes at an H100's rates: the same chip, more memory).
 Perfect scaling with cores is assumed (the job runs one task per partition; DR3 has 3,386 bulk
 partitions), and I/O bandwidth is assumed not to limit (≈ 1.2 kB of compressed text per source, so
 1 GB/s of storage serves ≈ 800,000 sources/s).
@@ -131,8 +132,11 @@ def measure(model_name: str, repeats: int, partition: str) -> dict[str, Any]:
 
 
 def project(
-    m: dict[str, Any], cores_here: int, gpu_fraction: float, gpu_measured: float | None
+    m: dict[str, Any], cores_here: int, gpu_fraction: float, gpu_measured: dict[str, float] | None
 ) -> list[dict[str, Any]]:
+    """gpu_measured: model name (as in m["model"]) → sources/s measured on the GPU; a model missing
+    from it gets the assumed fraction of the peak."""
+    gpu_measured = gpu_measured or {}
     rows = []
     for machine in MACHINES:
         cores = machine["cores"] or cores_here
@@ -148,7 +152,9 @@ def project(
                     "tokens": m["tokens"],
                 }
                 if machine["gpu"]:
-                    gpu_rate = gpu_measured or H100_BF16_TFLOPS * 1e12 * gpu_fraction / mm["flops_per_source"]
+                    gpu_rate = gpu_measured.get(model) or (
+                        H100_BF16_TFLOPS * 1e12 * gpu_fraction / mm["flops_per_source"]
+                    )
                     cpu_wall = N_DR3 * sum(cpu_stages.values()) / cores
                     gpu_wall = N_DR3 / gpu_rate
                     wall = max(cpu_wall, gpu_wall)
@@ -223,11 +229,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--gpu-fraction", type=float, default=0.05, help="fraction of the H100's bf16 peak assumed"
     )
-    ap.add_argument("--gpu-measured", type=float, help="model sources/s measured on the GPU (gpu_check.py)")
+    ap.add_argument(
+        "--gpu-measured",
+        nargs="+",
+        default=[],
+        metavar="MODEL=RATE",
+        help="model sources/s measured on the GPU (gpu_check.py), per model of the table: "
+        "'gaia-xp=250000' 'paper preset=90000'; the others keep the assumed fraction",
+    )
     ap.add_argument("--json", required=True)
     ap.add_argument("--markdown")
     args = ap.parse_args(argv)
+    gpu_measured: dict[str, float] = {}
+    for item in args.gpu_measured:
+        name, sep, rate = item.rpartition("=")
+        if not sep:
+            ap.error(f"--gpu-measured {item!r}: expected MODEL=RATE")
+        gpu_measured[name] = float(rate)
     measured = measure(args.model, args.repeats, args.partition)
+    unknown = sorted(set(gpu_measured) - set(measured["model"]))
+    if unknown:
+        ap.error(f"--gpu-measured: no model {unknown} in the table (models: {sorted(measured['model'])})")
     cores = os.cpu_count() or 1
     result = {
         "command": " ".join(
@@ -237,12 +259,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "repeats": args.repeats,
         "measured": measured,
-        "gpu_assumption": (
-            f"measured {args.gpu_measured:,.0f} sources/s"
-            if args.gpu_measured
-            else f"assumed {args.gpu_fraction:.0%} of the H100's {H100_BF16_TFLOPS:.0f} TFLOP/s bf16 peak (no GPU was lent to measure it)"
+        "gpu_assumption": "; ".join(
+            [f"{k}: measured {v:,.0f} sources/s" for k, v in gpu_measured.items()]
+            + [
+                f"{k}: assumed {args.gpu_fraction:.0%} of the H100's {H100_BF16_TFLOPS:.0f} TFLOP/s bf16 peak"
+                for k in measured["model"]
+                if k not in gpu_measured
+            ]
         ),
-        "projection": project(measured, cores, args.gpu_fraction, args.gpu_measured),
+        "projection": project(measured, cores, args.gpu_fraction, gpu_measured),
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
