@@ -185,7 +185,7 @@ def check_job_stage(device: torch.device, quick: bool) -> dict:
 
 
 def check_training(
-    data: str, device: torch.device, out_dir: Path, epochs: int, more: int, quick: bool
+    data: str, device: torch.device, out_dir: Path, epochs: int, more: int, quick: bool, lr: float
 ) -> dict:
     from xpengine.model.checkpoint import load_checkpoint
     from xpengine.train.config import TrainConfig
@@ -196,7 +196,7 @@ def check_training(
     base = {
         "model": "tiny" if quick else "paper",
         "batch_size": 1024,
-        "lr": 1e-3,
+        "lr": lr,
         "scheduler_t0": epochs + more,
         "eta_min": 1e-6,
         "n_requests": 4,
@@ -253,6 +253,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--resume-epochs", type=int, default=4)
+    ap.add_argument(
+        "--steps",
+        nargs="+",
+        choices=["predictor", "job_stage", "training", "bench_model", "compile"],
+        help="run only these steps (default: all)",
+    )
+    ap.add_argument("--lr", type=float, default=3e-4, help="training step's learning rate")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile inference timing")
     ap.add_argument("--quick", action="store_true", help="tiny model, 1+1 epochs, 2000 test stars (dry run)")
     args = ap.parse_args(argv)
@@ -269,9 +276,11 @@ def main(argv: list[str] | None = None) -> int:
         "predictor": lambda: check_predictor(args.data, device, 2000 if args.quick else None),
         "job_stage": lambda: check_job_stage(device, args.quick),
         "training": lambda: check_training(
-            args.data, device, out, args.epochs, args.resume_epochs, args.quick
+            args.data, device, out, args.epochs, args.resume_epochs, args.quick, args.lr
         ),
     }
+    if args.steps:
+        steps = {k: v for k, v in steps.items() if k in args.steps}
     for name, fn in steps.items():
         t0 = time.perf_counter()
         try:
@@ -280,6 +289,12 @@ def main(argv: list[str] | None = None) -> int:
         except Exception:  # report and go on: one call must bring back every result it can
             report[name] = {"error": traceback.format_exc()}
             print(report[name]["error"], file=sys.stderr)
+    if args.steps:  # a rerun of some steps: bench_model and the compile timing only when named
+        args.no_compile = args.no_compile or "compile" not in args.steps
+        if "bench_model" not in args.steps:
+            (out / "gpu_check.json").write_text(json.dumps(report, indent=1, default=str))
+            print(json.dumps(report, indent=1, default=str)[-6000:])
+            return 0 if all("error" not in report.get(n, {}) for n in steps) else 1
     bench = [sys.executable, str(ROOT / "benchmarks" / "bench_model.py"), "--device", str(device)]
     bench += ["--quick", "--presets", "tiny"] if args.quick else ["--json", str(out / "bench_model.json")]
     t0 = time.perf_counter()

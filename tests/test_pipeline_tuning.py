@@ -91,6 +91,19 @@ def test_calibrate_stops_at_its_budget_but_always_measures_one_setting():
     assert list(rates) == [(128, None)]
 
 
+def test_calibrate_leaves_a_cold_devices_first_call_out_of_its_budget():
+    clock = FakeClock()
+    calls = []
+
+    def run(batch):
+        calls.append(batch)
+        clock.t += 3.0 if len(calls) == 1 else batch * 1e-6  # the first call pays the device's start
+
+    rates = tuning.calibrate(run, [2048, 8192, 32768], budget_s=1.0, timer=clock)
+    assert list(rates) == [(2048, None), (8192, None), (32768, None)]
+    assert tuning.choose(rates)[0] == 2048  # equal rates: the smaller batch
+
+
 @pytest.mark.parametrize(
     ("kwargs", "plan"),
     [

@@ -116,10 +116,11 @@ def _yaml(tmp_path, data):
 def test_time_budget_trains_the_epochs_that_fit_as_one_cycle(mixed, tmp_path):
     path, _ = mixed
     cfg = _yaml(tmp_path, path)
-    assert train_script.main(["--config", str(cfg), "--no-ray", "--time-budget", "12"]) == 0
+    assert train_script.main(["--config", str(cfg), "--no-ray", "--time-budget", "6"]) == 0
     record = json.loads((tmp_path / "run" / "time_budget.json").read_text())
     assert record["yaml_epochs"] == 1000
-    assert record["epochs"] == max(1, int(record["left_s"] / record["probe_epoch_s"]))
+    assert record["epoch_s"] == pytest.approx(record["probe_epoch_s"][1] * 1.05, abs=2e-3)
+    assert record["epochs"] == max(1, int((record["left_s"] - record["overhead_s"]) / record["epoch_s"]))
     assert 1 < record["epochs"] < 1000
     ckpt = load_checkpoint(str(tmp_path / "run" / "model"))
     assert ckpt.train_config["epochs"] == ckpt.train_config["scheduler_t0"] == record["epochs"]

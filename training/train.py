@@ -9,9 +9,9 @@ Overrides are dotted `key=value` pairs (value parsed as YAML), e.g. `epochs=10 m
 By default the loop runs inside Ray Train (one worker, GPU when the cluster has one); `--no-ray` runs
 the same loop in this process.
 
-`--time-budget S` (with `--no-ray`, a lent GPU's fixed lease): one probe epoch in OUTPUT_DIR/probe times an
-epoch here (validation and a checkpoint included), then the run trains as many epochs as fit in the seconds
-left, as one cosine cycle (`epochs` = `scheduler_t0` = that number, replacing the YAML's); the log and
+`--time-budget S` (with `--no-ray`, a lent GPU's fixed lease): a two-epoch probe run in OUTPUT_DIR/probe
+times an epoch here (its second epoch: the first pays the device's start), then the run trains as many
+epochs as fit in the seconds left, as one cosine cycle (`epochs` = `scheduler_t0` = that number, replacing the YAML's); the log and
 OUTPUT_DIR/time_budget.json say what was chosen. The run itself resumes exactly like any other.
 
 """
@@ -78,32 +78,44 @@ def main(argv: list[str] | None = None) -> int:
 
 def fit_epochs_to_budget(config, train_arrays, val_arrays, budget_s: float, t_start: float):
     """`config` with `epochs` = `scheduler_t0` = the epochs that fit in what is left of `budget_s`
-    (counted from `t_start`) after one probe epoch, timed with a validation pass and a checkpoint."""
+    (counted from `t_start`) after a two-epoch probe run.
+
+    The probe's second epoch gives the steady cost of an epoch (its first pays the device's start: on an
+    H200, 8 s against 1 s for the next ones, session 9); what the probe spent outside its epochs (start,
+    validation, checkpoint) is held back once more for the run's own start and end, and 5 % is added to
+    each epoch for the run's validations and checkpoints."""
     from xpengine.train.loop import train
 
     out = Path(config.output_dir)
     probe = dataclasses.replace(
-        config, epochs=1, scheduler_t0=1, val_every=1, checkpoint_every=1, output_dir=str(out / "probe")
+        config, epochs=2, scheduler_t0=2, val_every=2, checkpoint_every=2, output_dir=str(out / "probe")
     )
     t0 = time.perf_counter()
-    train(probe, train_arrays, val_arrays)
-    epoch_s = time.perf_counter() - t0
+    result = train(probe, train_arrays, val_arrays)
+    probe_s = time.perf_counter() - t0
+    epoch_s = float(result.history[-1]["epoch_time_s"]) * 1.05
+    overhead_s = max(0.0, probe_s - sum(float(h["epoch_time_s"]) for h in result.history))
     left = budget_s - (time.perf_counter() - t_start)
-    epochs = max(1, int(left / epoch_s))
+    epochs = max(1, int((left - overhead_s) / epoch_s))
     record = {
         "budget_s": budget_s,
-        "probe_epoch_s": round(epoch_s, 3),
-        "left_s": round(left, 3),
+        "probe_s": round(probe_s, 3),
+        "probe_epoch_s": [round(float(h["epoch_time_s"]), 3) for h in result.history],
+        "epoch_s": epoch_s,
+        "overhead_s": overhead_s,
+        "left_s": left,
         "epochs": epochs,
         "yaml_epochs": config.epochs,
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "time_budget.json").write_text(json.dumps(record, indent=1))
     logging.getLogger("train").info(
-        "time budget %.0f s: a probe epoch took %.1f s, so %d epochs (one cosine cycle) in the %.0f s left",
+        "time budget %.0f s: probe %.1f s (epochs %s s), so %d epochs of ~%.2f s in the %.0f s left",
         budget_s,
-        epoch_s,
+        probe_s,
+        record["probe_epoch_s"],
         epochs,
+        epoch_s,
         left,
     )
     return dataclasses.replace(config, epochs=epochs, scheduler_t0=epochs)
