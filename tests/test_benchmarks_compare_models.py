@@ -266,9 +266,11 @@ def test_sigma_and_age_equal_an_independent_computation(run, models, data, test_
     giants = _masks(truth)["giants"]
     out = _predict(models[0], data, ["teff", "ln_age"])
     m = result["metrics"][models[0]]["giants"]
-    assert m["teff"]["sigma"] == pytest.approx(_robust_sigma((out["teff"] - truth["teff"])[giants]), rel=1e-9)
+    # the run asks for every label at once, this for two: float32 sums in another order (3e-7 relative
+    # on an AMD EPYC), so 1e-6
+    assert m["teff"]["sigma"] == pytest.approx(_robust_sigma((out["teff"] - truth["teff"])[giants]), rel=1e-6)
     age_r = (out["age"] - np.exp(truth["ln_age"]))[giants]
-    assert m["age"]["sigma"] == pytest.approx(_robust_sigma(age_r), rel=1e-9)
+    assert m["age"]["sigma"] == pytest.approx(_robust_sigma(age_r), rel=1e-6)
     # Spearman of the true labels by ranks (continuous values: no ties)
     ok = giants & np.isfinite(truth["ln_age"]) & np.isfinite(truth["m_h"])
     ra, rm = (np.argsort(np.argsort(truth[k][ok])) for k in ("ln_age", "m_h"))

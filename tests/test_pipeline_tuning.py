@@ -135,7 +135,7 @@ def test_lookup_and_architecture_names():
     from xpengine.model.transformer import PRESETS
 
     with open(os.path.join(resolve_model_path("gaia-xp"), "config.json")) as f:
-        assert tuning.architecture_name(json.load(f)["model"]) == "small"
+        assert tuning.architecture_name(json.load(f)["model"]) == "paper"  # gaia-xp v5
     assert tuning.architecture_name(PRESETS["paper"]) == "paper"
     assert tuning.architecture_name({"d_model": 48}) == "custom"
     assert tuning.device_signature("cuda", cuda_name="NVIDIA H100 80GB HBM3") == "cuda:NVIDIA H100 80GB HBM3"

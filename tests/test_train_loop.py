@@ -330,6 +330,14 @@ def test_learned_tokens_follow_the_sampler():
     assert learned_tokens(x, vocab, ["teff"], focus=focus, focus_fraction=0.8).inputs == lt.inputs
     with pytest.raises(ValueError, match=r"values must be \(N, 14\)"):
         learned_tokens(x[:, :3], vocab, ["teff"])
+    # per output, the learned inputs no star had beside it: teff never met rp1, jh, logg or mass
+    unseen = dict(lt.unseen_inputs)
+    assert unseen["teff"] == ("rp1", "jh", "logg", "mass")
+    assert unseen["mass"] == ("bp1", "rp0", "jh", "teff", "logg", "logebv")
+    assert unseen["logg"] == ("bp0", "bp1", "rp0", "rp1", "teff", "logebv", "mass")
+    from xpengine.model.metadata import UNSEEN_INPUTS_KEY
+
+    assert lt.to_config()[UNSEEN_INPUTS_KEY]["teff"] == ["rp1", "jh", "logg", "mass"]
 
 
 def test_init_from_starts_from_another_models_weights_and_standardisation(toy3, tmp_path):

@@ -120,6 +120,7 @@ class Predictor:
         self.vocabulary = ckpt.vocabulary
         self.standardization = ckpt.standardization
         self.learned: LearnedTokens = ckpt.learned or LearnedTokens.whole_vocabulary(ckpt.vocabulary)
+        self._logged_drops: set[tuple[str, tuple[str, ...]]] = set()
         self.model_name = ckpt.path.name
         self._dropped_logged: set[tuple[str, ...]] = set()
         train_cfg = ckpt.train_config or {}
@@ -255,25 +256,24 @@ class Predictor:
         if not req:
             raise ValueError("nothing requested")
         req_cols = np.asarray(self.vocabulary.indices(req), dtype=np.int64)
-        in_cols = torch.tensor(self.vocabulary.indices(inp), dtype=torch.int64, device=self.device)
         n = values.shape[0]
         mean = np.full((n, len(req)), np.nan)  # (N, Q) standardised
         sigma = np.full((n, len(req)), np.nan)  # (N, Q) standardised
         step = batch_size or self.batch_size
-        for start in range(0, n, step):
-            chunk = values[start : start + step]  # (b, T)
-            z, _ = self.standardization.transform(chunk)  # (b, T) float32
-            zt = torch.from_numpy(z).to(self.device, non_blocking=True)
-            m, lv, _ = predict_standardized(
-                self.model,
-                zt,
-                in_cols,
-                torch.from_numpy(req_cols).to(self.device),
-                batch_size=step,
-                autocast_dtype=self.autocast_dtype,
-            )  # (b, Q)
-            mean[start : start + len(chunk)] = m.cpu().numpy()
-            sigma[start : start + len(chunk)] = np.exp(0.5 * lv.cpu().numpy().astype(np.float64))
+        for drop, idx in self._context_groups(req, inp).items():
+            context = [t for t in inp if t not in drop]
+            in_cols = torch.tensor(self.vocabulary.indices(context), dtype=torch.int64, device=self.device)
+            q_cols = torch.from_numpy(req_cols[idx]).to(self.device)
+            for start in range(0, n, step):
+                chunk = values[start : start + step]  # (b, T)
+                z, _ = self.standardization.transform(chunk)  # (b, T) float32
+                zt = torch.from_numpy(z).to(self.device, non_blocking=True)
+                m, lv, _ = predict_standardized(
+                    self.model, zt, in_cols, q_cols, batch_size=step, autocast_dtype=self.autocast_dtype
+                )  # (b, q)
+                rows = slice(start, start + len(chunk))
+                mean[rows, idx] = m.cpu().numpy()
+                sigma[rows, idx] = np.exp(0.5 * lv.cpu().numpy().astype(np.float64))
         mu, sg = self.standardization.inverse(mean, sigma, req_cols)  # (N, Q) physical
         out: dict[str, np.ndarray] = {}
         for j, name in enumerate(req):
@@ -292,6 +292,25 @@ class Predictor:
                     else self.calibration.derived_sigma(DERIVED[name], name, lin, sg[:, j], g_mag)
                 )
         return out
+
+    def _context_groups(self, request: list[str], inputs: list[str]) -> dict[tuple[str, ...], list[int]]:
+        """The requests grouped by the inputs to leave out of their context: those the model never saw
+        beside that output in training (`LearnedTokens.unseen_inputs`). {left-out tokens: indices into
+        `request`}; one group, () → all, when nothing is left out. Each group is one encoder pass."""
+        groups: dict[tuple[str, ...], list[int]] = {}
+        present = set(inputs)
+        for j, name in enumerate(request):
+            drop = tuple(t for t in self.learned.unseen_for(name) if t in present)
+            groups.setdefault(drop, []).append(j)
+            if drop and (name, drop) not in self._logged_drops:
+                self._logged_drops.add((name, drop))
+                logger.info(
+                    "%s: %s asked for without %s in the context (never beside it in training)",
+                    self.model_name,
+                    name,
+                    describe_tokens(list(drop)),
+                )
+        return groups
 
     def from_xp(
         self,

@@ -7,6 +7,7 @@ importing torch (`xpengine.model.checkpoint` re-exports every name here and adds
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ STATE_JSON_FILE = "train_state.json"
 FORMAT_VERSION = "1"
 LEARNED_OUTPUTS_KEY = "learned_outputs"  # config.json entries, see LearnedTokens
 LEARNED_INPUTS_KEY = "learned_inputs"
+UNSEEN_INPUTS_KEY = "inputs_unseen_with"  # output → learned inputs no training star had beside it
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,15 @@ class LearnedTokens:
     outputs: tuple[str, ...]
     inputs: tuple[str, ...]
     recorded: bool = True
+    unseen_inputs: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """Per output, the inputs it was never trained beside: (output, inputs) pairs of the learned tokens
+    where no training star had both (e.g. [M/H] learned from real stars only and g_fakemag from
+    simulated stars only). The Predictor leaves those inputs out of the context when it asks for that
+    output: an answer from a context the model never saw for it is untrained (gaia-xp v5 gave real
+    metal-poor giants [M/H] ≈ −0.9 with g_fakemag in the context, −2.2 without)."""
+
+    def unseen_for(self, output: str) -> tuple[str, ...]:
+        return dict(self.unseen_inputs).get(output, ())
 
     @classmethod
     def whole_vocabulary(cls, vocabulary: Vocabulary) -> LearnedTokens:
@@ -59,9 +70,12 @@ class LearnedTokens:
         names = tuple(vocabulary.names)
         return cls(outputs=names, inputs=names, recorded=False)
 
-    def to_config(self) -> dict[str, list[str]]:
+    def to_config(self) -> dict[str, Any]:
         """The entries :func:`save_checkpoint` writes into config.json."""
-        return {LEARNED_OUTPUTS_KEY: list(self.outputs), LEARNED_INPUTS_KEY: list(self.inputs)}
+        out: dict[str, Any] = {LEARNED_OUTPUTS_KEY: list(self.outputs), LEARNED_INPUTS_KEY: list(self.inputs)}
+        if self.unseen_inputs:
+            out[UNSEEN_INPUTS_KEY] = {k: list(v) for k, v in self.unseen_inputs}
+        return out
 
 
 _XP_NAME = re.compile(r"^(?P<prefix>[A-Za-z_]+?)(?P<i>\d+)$")
@@ -109,7 +123,25 @@ def _learned_from_config(config: dict[str, Any], vocabulary: Vocabulary, path: P
             vocabulary.name,
         )
         return LearnedTokens.whole_vocabulary(vocabulary)
-    return _learned_in_vocabulary(outputs, inputs, vocabulary, str(path / CONFIG_FILE))
+    learned = _learned_in_vocabulary(outputs, inputs, vocabulary, str(path / CONFIG_FILE))
+    unseen = config.get(UNSEEN_INPUTS_KEY) or {}
+    bad = {
+        k: v
+        for k, v in unseen.items()
+        if k not in learned.outputs or isinstance(v, str) or any(n not in learned.inputs for n in v)
+    }
+    if not isinstance(unseen, dict) or bad:
+        raise ValueError(
+            f"{path / CONFIG_FILE}: {UNSEEN_INPUTS_KEY} must map learned outputs to lists of learned "
+            f"inputs; got {bad or unseen!r}"
+        )
+    order = {n: i for i, n in enumerate(vocabulary.names)}
+    pairs = tuple(
+        (k, tuple(sorted(unseen[k], key=order.__getitem__)))
+        for k in sorted(unseen, key=order.__getitem__)
+        if unseen[k]
+    )
+    return dataclasses.replace(learned, unseen_inputs=pairs)
 
 
 def _learned_in_vocabulary(

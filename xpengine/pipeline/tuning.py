@@ -60,6 +60,15 @@ MEASURED: dict[str, dict[str, dict[str, Any]]] = {
                 "(7 labels) 237,966 / 241,563 at 8192 / 32768"
             ),
         },
+        "paper": {
+            "batch_size": 16384,
+            "threads_per_actor": None,
+            "measured": (
+                "2026-12-04 16:10 UTC, `python benchmarks/bench_model.py --device cuda` (inference, 5 labels, "
+                "64 context tokens): bf16 184,337 / 203,237 / 209,561 stars/s at batch 1024 / 4096 / 16384; "
+                "fp32 113,770 / 123,092 / 126,044 (benchmarks/results/gpu/bench_model_h200.txt)"
+            ),
+        },
     },
     "cpu:Intel(R) Xeon(R) Processor:2": {
         "small": {

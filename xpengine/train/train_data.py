@@ -26,7 +26,8 @@ LEARNED_TOKENS_RULE = (
     "training star; learned_inputs: the tokens with a finite value for at least one training star, "
     "any of which can be drawn into a training context (with focus_fraction 1: the focus tokens, plus "
     "every token of the stars that have no focus token); training stars = the train split less the "
-    "stars with no requestable token"
+    "stars with no requestable token; inputs_unseen_with: per learned output, the learned inputs that no "
+    "training star had beside it (the Predictor leaves them out of the context when asking for it)"
 )
 
 
@@ -63,9 +64,19 @@ def learned_tokens(
         unfocused = ~(finite & foc).any(axis=1)  # (N,) stars without a focus token: the paper's rule
         readable = (seen & foc) | finite[unfocused].any(axis=0)
     names = vocabulary.names
+    outputs = seen & req
+    # per output, the readable inputs no training star had beside it (an int matrix product counts the
+    # stars with both tokens: (T, T))
+    f = finite.astype(np.int32)
+    together = f.T @ f
+    unseen = tuple(
+        (names[o], tuple(names[i] for i in np.flatnonzero(readable & (together[o] == 0)) if i != o))
+        for o in np.flatnonzero(outputs)
+    )
     return LearnedTokens(
-        outputs=tuple(n for n, ok in zip(names, seen & req, strict=True) if ok),
+        outputs=tuple(n for n, ok in zip(names, outputs, strict=True) if ok),
         inputs=tuple(n for n, ok in zip(names, readable, strict=True) if ok),
+        unseen_inputs=tuple((o, i) for o, i in unseen if i),
     )
 
 

@@ -1,0 +1,68 @@
+"""Record in a model's config.json, per learned output, the learned inputs that no training star had beside
+it (`inputs_unseen_with`, the rule of `xpengine.train.train_data.learned_tokens`), for a checkpoint trained
+before the loop recorded them. The Predictor then leaves those inputs out of the context when it asks for
+that output.
+
+    python training/record_unseen_inputs.py xpengine/data/models/gaia-xp --data runs/gaia_xp_mixed9.parquet
+
+--data: the training-schema file the model was trained on (its train split is read, as the loop reads it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without installing
+
+from xpengine.datasets.schema import read_training_set
+from xpengine.model.metadata import (
+    CONFIG_FILE,
+    LEARNED_INPUTS_KEY,
+    LEARNED_OUTPUTS_KEY,
+    UNSEEN_INPUTS_KEY,
+)
+from xpengine.train.config import expand_tokens
+from xpengine.train.train_data import learned_tokens
+
+
+def unseen_inputs(model_dir: Path, data: str) -> dict[str, list[str]]:
+    config = json.loads((model_dir / CONFIG_FILE).read_text())
+    train = config["train"]
+    arrays = read_training_set(data, split="train")
+    vocab = arrays.vocabulary
+    learned = learned_tokens(
+        arrays.values,
+        vocab,
+        expand_tokens(train["requestable"], vocab),
+        focus=expand_tokens(train.get("focus_inputs") or [], vocab),
+        focus_fraction=float(train.get("focus_fraction") or 0.0),
+    )
+    outputs, inputs = set(config[LEARNED_OUTPUTS_KEY]), set(config[LEARNED_INPUTS_KEY])
+    if set(learned.outputs) != outputs:
+        raise SystemExit(
+            f"{data}: its learned outputs {learned.outputs} differ from the model's {sorted(outputs)}"
+        )
+    return {
+        o: [t for t in ts if t in inputs] for o, ts in learned.unseen_inputs if any(t in inputs for t in ts)
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("model_dir", type=Path)
+    ap.add_argument("--data", required=True)
+    args = ap.parse_args(argv)
+    unseen = unseen_inputs(args.model_dir, args.data)
+    path = args.model_dir / CONFIG_FILE
+    config = json.loads(path.read_text())
+    config[UNSEEN_INPUTS_KEY] = unseen
+    path.write_text(json.dumps(config, indent=1))
+    print(json.dumps(unseen))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
