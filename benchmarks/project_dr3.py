@@ -103,9 +103,13 @@ def measure(model_name: str, repeats: int, partition: str) -> dict[str, Any]:
             lambda: predictor.predict(values, request=labels, inputs=inputs, batch_size=1024), repeats
         )
         / n,
-        "flops_per_source": forward_flops(predictor.checkpoint.model_config, len(inputs)).forward(
-            len(labels)
+        # one encoder pass per context group (`Predictor.context_groups`: gaia-xp v5 asks [M/H] and
+        # [α/M] without the pseudo-luminosity, the rest with it)
+        "flops_per_source": sum(
+            forward_flops(predictor.checkpoint.model_config, len(inputs) - len(drop)).forward(len(idx))
+            for drop, idx in predictor.context_groups(labels, inputs).items()
         ),
+        "encoder_passes": len(predictor.context_groups(labels, inputs)),
     }
     paper_cfg = PRESETS["paper"]
     paper = XPTransformer(paper_cfg).eval()
@@ -227,7 +231,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--partition", default="000000-003111", help="bundled-sky partition to time")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument(
-        "--gpu-fraction", type=float, default=0.05, help="fraction of the H100's bf16 peak assumed"
+        "--gpu-fraction",
+        type=float,
+        default=0.05,
+        help="fraction of the H100's bf16 peak (an H200 computes at the same rates): 0.0352 was measured "
+        "for the paper preset's bf16 inference on an H200 (gpu_check.py, session 9)",
     )
     ap.add_argument(
         "--gpu-measured",
@@ -262,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "gpu_assumption": "; ".join(
             [f"{k}: measured {v:,.0f} sources/s" for k, v in gpu_measured.items()]
             + [
-                f"{k}: assumed {args.gpu_fraction:.0%} of the H100's {H100_BF16_TFLOPS:.0f} TFLOP/s bf16 peak"
+                f"{k}: {args.gpu_fraction:.2%} of the H100's {H100_BF16_TFLOPS:.0f} TFLOP/s bf16 peak (--gpu-fraction)"
                 for k in measured["model"]
                 if k not in gpu_measured
             ]

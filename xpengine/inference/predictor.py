@@ -260,7 +260,7 @@ class Predictor:
         mean = np.full((n, len(req)), np.nan)  # (N, Q) standardised
         sigma = np.full((n, len(req)), np.nan)  # (N, Q) standardised
         step = batch_size or self.batch_size
-        for drop, idx in self._context_groups(req, inp).items():
+        for drop, idx in self.context_groups(req, inp).items():
             context = [t for t in inp if t not in drop]
             in_cols = torch.tensor(self.vocabulary.indices(context), dtype=torch.int64, device=self.device)
             q_cols = torch.from_numpy(req_cols[idx]).to(self.device)
@@ -293,7 +293,7 @@ class Predictor:
                 )
         return out
 
-    def _context_groups(self, request: list[str], inputs: list[str]) -> dict[tuple[str, ...], list[int]]:
+    def context_groups(self, request: list[str], inputs: list[str]) -> dict[tuple[str, ...], list[int]]:
         """The requests grouped by the inputs to leave out of their context: those the model never saw
         beside that output in training (`LearnedTokens.unseen_inputs`). {left-out tokens: indices into
         `request`}; one group, () → all, when nothing is left out. Each group is one encoder pass."""
