@@ -306,3 +306,5 @@ def test_outputs_are_asked_for_without_the_inputs_never_beside_them_in_training(
     # asked alone, the same answer as asked beside the others
     c = p.predict(values, None, ["m_h"], inputs=with_fm)
     np.testing.assert_allclose(a["m_h"], c["m_h"], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"no context left for \['m_h'\]"):
+        p.predict(values, None, ["m_h"], inputs=["g_fakemag"])

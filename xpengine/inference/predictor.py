@@ -260,18 +260,30 @@ class Predictor:
         mean = np.full((n, len(req)), np.nan)  # (N, Q) standardised
         sigma = np.full((n, len(req)), np.nan)  # (N, Q) standardised
         step = batch_size or self.batch_size
+        groups = []  # (request indices, context columns, request columns): one encoder pass each
         for drop, idx in self.context_groups(req, inp).items():
             context = [t for t in inp if t not in drop]
-            in_cols = torch.tensor(self.vocabulary.indices(context), dtype=torch.int64, device=self.device)
-            q_cols = torch.from_numpy(req_cols[idx]).to(self.device)
-            for start in range(0, n, step):
-                chunk = values[start : start + step]  # (b, T)
-                z, _ = self.standardization.transform(chunk)  # (b, T) float32
-                zt = torch.from_numpy(z).to(self.device, non_blocking=True)
+            if not context:
+                raise ValueError(
+                    f"no context left for {[req[j] for j in idx]}: the model never saw them beside "
+                    f"{describe_tokens(list(drop))}, the only inputs given"
+                )
+            groups.append(
+                (
+                    idx,
+                    torch.tensor(self.vocabulary.indices(context), dtype=torch.int64, device=self.device),
+                    torch.from_numpy(req_cols[idx]).to(self.device),
+                )
+            )
+        for start in range(0, n, step):
+            chunk = values[start : start + step]  # (b, T)
+            z, _ = self.standardization.transform(chunk)  # (b, T) float32
+            zt = torch.from_numpy(z).to(self.device, non_blocking=True)
+            rows = slice(start, start + len(chunk))
+            for idx, in_cols, q_cols in groups:
                 m, lv, _ = predict_standardized(
                     self.model, zt, in_cols, q_cols, batch_size=step, autocast_dtype=self.autocast_dtype
                 )  # (b, q)
-                rows = slice(start, start + len(chunk))
                 mean[rows, idx] = m.cpu().numpy()
                 sigma[rows, idx] = np.exp(0.5 * lv.cpu().numpy().astype(np.float64))
         mu, sg = self.standardization.inverse(mean, sigma, req_cols)  # (N, Q) physical
