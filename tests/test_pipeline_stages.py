@@ -337,3 +337,17 @@ def test_every_config_yaml_loads():
             yaml.safe_load(fh.read())
     for f in glob.glob(os.path.join(root, "infer", "*.yaml")):
         load_inference_config(f)
+
+
+def test_a_diagnostic_event_the_ledger_cannot_take_is_logged_not_raised(caplog):
+    from xpengine.pipeline.bookkeeping import report
+
+    class Refusing:
+        def report(self, event):
+            raise ConnectionError("ledger unreachable")
+
+    with caplog.at_level("WARNING", logger="xpengine.pipeline.bookkeeping"):
+        report(Refusing(), {"event": "actor_started"}, required=False)
+    assert "actor_started" in caplog.text and "ledger unreachable" in caplog.text
+    with pytest.raises(ConnectionError):
+        report(Refusing(), {"event": "read", "index": 0, "rows": 1})

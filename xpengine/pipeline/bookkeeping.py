@@ -25,6 +25,7 @@ partition is complete when it holds as many rows as its read reported, and sums 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -37,6 +38,9 @@ __all__ = ["PARTITION_KEY", "Ledger", "PartitionBook", "report"]
 
 PARTITION_KEY = "partition_index"
 """The rows' block key: the partition's index in the driver's plan (int32)."""
+
+
+log = logging.getLogger(__name__)
 
 
 class Ledger:
@@ -54,18 +58,27 @@ class Ledger:
         return events
 
 
-def report(ledger: Any, event: dict[str, Any]) -> None:
+def report(ledger: Any, event: dict[str, Any], *, required: bool = True) -> None:
     """Send one event to `ledger`: a Ray actor handle (waits until it is recorded, so that no event
-    is lost when the task or actor ends), a local object with `report`, or None (dropped)."""
+    is lost when the task or actor ends), a local object with `report`, or None (dropped).
+
+    required False (diagnostics such as an actor's start-up times): a failure to deliver is logged and
+    the caller goes on. On a loaded 2-core box a predictor actor's constructor once died of the ledger's
+    RPC being refused, and Ray Data's retries with it, failing the job for a timing record."""
     if ledger is None:
         return
     method = ledger.report
-    if hasattr(method, "remote"):
-        import ray
+    try:
+        if hasattr(method, "remote"):
+            import ray
 
-        ray.get(method.remote(event))
-    else:
-        method(event)
+            ray.get(method.remote(event))
+        else:
+            method(event)
+    except Exception as exc:
+        if required:
+            raise
+        log.warning("event %r not recorded (%s: %s)", event.get("event"), type(exc).__name__, exc)
 
 
 @dataclass

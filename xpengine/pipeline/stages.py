@@ -336,6 +336,7 @@ class CatalogPredictor(_CatalogPredictor):
                 **self.startup,
                 "setting": self.setting.to_dict(),
             },
+            required=False,  # the start-up breakdown: never worth an actor's life
         )
         self._model_s = 0.0
         self._first_call_at: float | None = None
