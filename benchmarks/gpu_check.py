@@ -246,6 +246,16 @@ def check_training(
     return res
 
 
+def _run(cmd: list[str], timeout: float | None) -> tuple[str, int | str]:
+    """A subprocess's output and return code ("timeout" when it ran past `timeout` seconds)."""
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        return proc.stdout + proc.stderr, proc.returncode
+    except subprocess.TimeoutExpired as exc:
+        partial = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout
+        return f"timed out after {timeout} s\n{partial or ''}", "timeout"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="training-schema Parquet of the APOGEE x XP dev split")
@@ -289,19 +299,17 @@ def main(argv: list[str] | None = None) -> int:
         except Exception:  # report and go on: one call must bring back every result it can
             report[name] = {"error": traceback.format_exc()}
             print(report[name]["error"], file=sys.stderr)
-    if args.steps:  # a rerun of some steps: bench_model and the compile timing only when named
-        args.no_compile = args.no_compile or "compile" not in args.steps
-        if "bench_model" not in args.steps:
-            (out / "gpu_check.json").write_text(json.dumps(report, indent=1, default=str))
-            print(json.dumps(report, indent=1, default=str)[-6000:])
-            return 0 if all("error" not in report.get(n, {}) for n in steps) else 1
-    bench = [sys.executable, str(ROOT / "benchmarks" / "bench_model.py"), "--device", str(device)]
-    bench += ["--quick", "--presets", "tiny"] if args.quick else ["--json", str(out / "bench_model.json")]
-    t0 = time.perf_counter()
-    proc = subprocess.run(bench, capture_output=True, text=True)
-    (out / "bench_model.txt").write_text(proc.stdout + proc.stderr)
-    report["bench_model"] = {"rc": proc.returncode, "wall_s": time.perf_counter() - t0}
-    if not args.quick and not args.no_compile:
+    # bench_model and the compile timing: always, unless --steps names others only
+    wanted = set(args.steps or ["bench_model", "compile"])
+    bench_text, bench_rc = "", 0
+    if "bench_model" in wanted:
+        bench = [sys.executable, str(ROOT / "benchmarks" / "bench_model.py"), "--device", str(device)]
+        bench += ["--quick", "--presets", "tiny"] if args.quick else ["--json", str(out / "bench_model.json")]
+        t0 = time.perf_counter()
+        bench_text, bench_rc = _run(bench, None)
+        (out / "bench_model.txt").write_text(bench_text)
+        report["bench_model"] = {"rc": bench_rc, "wall_s": time.perf_counter() - t0}
+    if "compile" in wanted and not args.quick and not args.no_compile:
         # torch.compile on the inference path (issue 16: use it where it pays): the job's small preset,
         # eager and compiled in one process each, bf16, 7 labels, the batches a GPU actor uses
         for tag, extra in (("bench_eager", []), ("bench_compile", ["--compile"])):
@@ -309,20 +317,16 @@ def main(argv: list[str] | None = None) -> int:
             cmd += ["--presets", "small", "--infer-only", "--dtypes", "bf16", "--labels", "7"]
             cmd += ["--batch-sizes", "8192", "32768", "--json", str(out / f"{tag}.json"), *extra]
             t0 = time.perf_counter()
-            try:
-                proc2 = subprocess.run(cmd, capture_output=True, text=True, timeout=150)
-                text, rc = proc2.stdout + proc2.stderr, proc2.returncode
-            except subprocess.TimeoutExpired as exc:
-                text, rc = f"timed out after 150 s\n{exc.stdout or ''}", "timeout"
-            (out / f"{tag}.txt").write_text(text if isinstance(text, str) else text.decode())
+            text, rc = _run(cmd, 150)
+            (out / f"{tag}.txt").write_text(text)
             report["compile" if extra else "eager"] = {"rc": rc, "wall_s": time.perf_counter() - t0}
-            print(text[-1500:] if isinstance(text, str) else "")
+            print(text[-1500:])
     (out / "gpu_check.json").write_text(json.dumps(report, indent=1, default=str))
 
-    print(proc.stdout[-3000:])
+    print(bench_text[-3000:])
     print(f"# {report['device']}, torch {report['torch']}")
     pr = report.get("predictor", {})
-    if "error" not in pr:
+    if pr and "error" not in pr:
         for dt in ("float32", "bfloat16"):
             d = pr[dt]
             print(
@@ -350,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             f"torch.compile inference (bench_model --compile): rc {cp.get('rc')}, see {out / 'bench_compile.txt'}"
         )
     tr = report.get("training", {})
-    if "error" not in tr:
+    if tr and "error" not in tr:
         print(
             f"training {tr['n_parameters']:,} params: stars/s per epoch {[round(s) for s in tr['stars_per_s']]}"
         )
@@ -362,8 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("predictor", "training"):
         if "error" in report.get(name, {}):
             print(f"{name}: FAILED (see {out / 'gpu_check.json'})")
-    print(f"bench_model rc {proc.returncode}")
-    return 0 if all("error" not in report.get(n, {}) for n in steps) and proc.returncode == 0 else 1
+    if "bench_model" in report:
+        print(f"bench_model rc {bench_rc}")
+    return 0 if all("error" not in report.get(n, {}) for n in steps) and bench_rc == 0 else 1
 
 
 if __name__ == "__main__":

@@ -28,8 +28,9 @@ from xpengine.train.config import expand_tokens
 from xpengine.train.train_data import learned_tokens
 
 
-def unseen_inputs(model_dir: Path, data: str) -> dict[str, list[str]]:
-    config = json.loads((model_dir / CONFIG_FILE).read_text())
+def unseen_inputs(config: dict, data: str) -> dict[str, list[str]]:
+    """Per learned output of the model whose config.json is `config`, the learned inputs that no star of
+    `data`'s train split had beside it."""
     train = config["train"]
     arrays = read_training_set(data, split="train")
     vocab = arrays.vocabulary
@@ -55,9 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("model_dir", type=Path)
     ap.add_argument("--data", required=True)
     args = ap.parse_args(argv)
-    unseen = unseen_inputs(args.model_dir, args.data)
     path = args.model_dir / CONFIG_FILE
     config = json.loads(path.read_text())
+    unseen = unseen_inputs(config, args.data)
     config[UNSEEN_INPUTS_KEY] = unseen
     path.write_text(json.dumps(config, indent=1))
     print(json.dumps(unseen))
