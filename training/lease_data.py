@@ -30,10 +30,11 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without installing
 
+from xpengine.datasets.mixed import DATA_SOURCES
 from xpengine.datasets.schema import _META_VOCAB
+from xpengine.datasets.synthetic import ORIGIN as SIMULATED
 from xpengine.features.vocabulary import Vocabulary
 
-SIMULATED = "synthetic"
 MIX_COLUMNS = ("data_source", "mix_copy")  # xpengine.datasets.mixed's bookkeeping, carried as it is
 MAX_ROUNDING = 0.1  # of a value's own error, at the 99th percentile of the rows
 
@@ -41,7 +42,7 @@ MAX_ROUNDING = 0.1  # of a value's own error, at the 99th percentile of the rows
 def _is_real(table: pa.Table) -> pa.ChunkedArray:
     """Rows of real stars: `data_source` "real" in a mixed file, else an origin other than synthetic."""
     if "data_source" in table.column_names:
-        return pc.equal(table["data_source"], "real")
+        return pc.equal(table["data_source"], DATA_SOURCES[0])
     return pc.not_equal(table["origin"], SIMULATED)
 
 
