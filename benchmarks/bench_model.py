@@ -133,21 +133,31 @@ def bench_train(model, values, errors, batch, dtype, device, steps, warmup, repe
 
 @torch.inference_mode()
 def bench_infer(
-    model, batch, dtype, device, steps, warmup, repeats, n_labels: int = N_LABELS, n_context: int = 64
+    model,
+    batch,
+    dtype,
+    device,
+    steps,
+    warmup,
+    repeats,
+    n_labels: int = N_LABELS,
+    n_context: int = 64,
+    groups: list[tuple[int, int]] | None = None,
 ) -> float:
-    """Stars/s of inference: the encoder over `n_context` tokens, `n_labels` requests decoded together."""
+    """Stars/s of inference: the encoder over `n_context` tokens, `n_labels` requests decoded together.
+
+    groups: [(context tokens, labels), ...], one encoder pass each per star, instead of the one pass
+    (n_context, n_labels): how a Predictor asks outputs that must leave some inputs out of their context
+    (`Predictor.context_groups`; gaia-xp v5 runs two)."""
     model.eval()
     g = torch.Generator(device="cpu").manual_seed(1)
     n_tokens = model.config.n_tokens
-    ids = (
-        torch.randperm(n_tokens, generator=g)[:n_context]
-        .add(1)
-        .expand(batch, n_context)
-        .contiguous()
-        .to(device)
-    )  # (B, L)
-    vals = torch.randn(batch, n_context, generator=g).to(device)  # (B, L)
-    req = torch.arange(1, n_labels + 1, device=device).expand(batch, n_labels)  # (B, Q)
+    passes = []  # (ids (B, L), values (B, L), requests (B, Q)) per encoder pass
+    for ctx, q in groups or [(n_context, n_labels)]:
+        ids = torch.randperm(n_tokens, generator=g)[:ctx].add(1).expand(batch, ctx).contiguous().to(device)
+        vals = torch.randn(batch, ctx, generator=g).to(device)
+        req = torch.arange(1, q + 1, device=device).expand(batch, q)
+        passes.append((ids, vals, req))
 
     base = model._orig_mod if hasattr(model, "_orig_mod") else model
 
@@ -161,7 +171,8 @@ def bench_infer(
 
     def step() -> None:
         with autocast(device, dtype):
-            fwd(ids, vals, req)
+            for ids, vals, req in passes:
+                fwd(ids, vals, req)
 
     t0 = time.perf_counter()
     step()
@@ -175,6 +186,19 @@ def bench_infer(
             step()
 
     return batch * steps / best_time(run, repeats, device)
+
+
+def parse_groups(text: str) -> list[tuple[int, int]]:
+    """Parse "64:5,63:2" into [(64, 5), (63, 2)]: (context tokens, labels) per encoder pass."""
+    groups = []
+    for part in text.split(","):
+        ctx, sep, q = part.strip().partition(":")
+        if not sep or not ctx.isdigit() or not q.isdigit() or int(ctx) < 1 or int(q) < 1:
+            raise argparse.ArgumentTypeError(
+                f"group {part!r}: expected CONTEXT:LABELS, two positive integers"
+            )
+        groups.append((int(ctx), int(q)))
+    return groups
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,6 +222,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--labels", type=int, default=N_LABELS, help="requests decoded together in inference")
     p.add_argument("--context", type=int, default=64, help="context tokens per star in inference")
+    p.add_argument(
+        "--groups",
+        type=parse_groups,
+        default=None,
+        help="inference as a Predictor with context groups runs it: CONTEXT:LABELS per encoder pass, "
+        "comma-separated (e.g. 64:5,63:2); overrides --context and --labels",
+    )
     p.add_argument("--infer-only", action="store_true", help="inference only (no training steps)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = p.parse_args(argv)
@@ -242,13 +273,16 @@ def main(argv: list[str] | None = None) -> int:
     for preset in args.presets:
         cfg = PRESETS[preset]
         flops = forward_flops(cfg, n_context=args.context)
-        infer = f"infer{args.labels}"
-        per_star = {"train": flops.train_step(1), infer: flops.forward(args.labels)}
+        groups = args.groups or [(args.context, args.labels)]
+        infer = f"infer{sum(q for _, q in groups)}" + (f"x{len(groups)}" if len(groups) > 1 else "")
+        infer_flops = sum(forward_flops(cfg, n_context=c).forward(q) for c, q in groups)
+        per_star = {"train": flops.train_step(1), infer: infer_flops}
         print(
             f"# {preset}: forward FLOPs/star encoder {flops.encoder / 1e6:.1f} M + decoder K/V "
             f"{flops.decoder_kv / 1e6:.1f} M + {flops.per_request / 1e6:.1f} M per label; "
-            f"train step {per_star['train'] / 1e6:.0f} M, inference ({args.labels} labels, "
-            f"{args.context} context tokens) {per_star[infer] / 1e6:.0f} M"
+            f"train step {per_star['train'] / 1e6:.0f} M, inference ("
+            + " + ".join(f"{q} labels on {c} context tokens" for c, q in groups)
+            + f") {per_star[infer] / 1e6:.0f} M"
         )
         rates_ad = args.attention_dropouts or sorted(
             {cfg.dropout, cfg.attention_dropout_rate, 0.0}, reverse=True
@@ -279,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
                             repeats,
                             n_labels=args.labels,
                             n_context=args.context,
+                            groups=args.groups,
                         )
                 except torch.OutOfMemoryError:
                     print(f"{preset:<6} {ad:>5.2f} {dtype:<5} {batch:>6} {task:<10} out of memory")

@@ -123,21 +123,22 @@ print(json.dumps({"sources": s.sources_written, "wall_s": t_end - t0, "work_s": 
 """
 
 MODEL = r"""
-# bench_model.py's inference loop on the model's architecture: its requests and context length
+# bench_model.py's inference loop on the model's architecture: its encoder passes (context length and
+# requests each), as the job's Predictor runs them
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 import torch
-from bench_model import bench_infer
+from bench_model import bench_infer, parse_groups
 from xpengine.model.transformer import PRESETS
-arch, labels, context, threads = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-batches = [int(b) for b in sys.argv[6].split(",")]
+arch, groups, threads = sys.argv[2], parse_groups(sys.argv[3]), int(sys.argv[4])
+batches = [int(b) for b in sys.argv[5].split(",")]
 torch.set_num_threads(threads)
 torch.manual_seed(0)
 from xpengine.model.transformer import XPTransformer
 model = XPTransformer(PRESETS[arch])
 rates = {}
 for b in batches:
-    rates[b] = bench_infer(model, b, "fp32", torch.device("cpu"), 4, 1, 3, n_labels=labels, n_context=context)
+    rates[b] = bench_infer(model, b, "fp32", torch.device("cpu"), 4, 1, 3, groups=groups)
 print(json.dumps({"threads": threads, "rates": rates}))
 """
 
@@ -224,14 +225,43 @@ def _model_architecture(model: str) -> str:
     return _model_architecture(model)
 
 
-def _bench_model(arch: str, labels: int, context: int, threads: int, batches: list[int]) -> dict[int, float]:
+def _bench_model(
+    arch: str, groups: list[tuple[int, int]], threads: int, batches: list[int]
+) -> dict[int, float]:
     """bench_model.py's inference rate per batch size (one process, `threads` torch threads)."""
-    res, _ = _run(MODEL, [str(ROOT / "benchmarks"), arch, str(labels), str(context), str(threads),
+    res, _ = _run(MODEL, [str(ROOT / "benchmarks"), arch, _groups_arg(groups), str(threads),
                           ",".join(map(str, batches))])  # fmt: skip
     return {int(k): v for k, v in res["rates"].items()}
 
 
-def _calibrate(arch: str, labels: int, context: int, batches: list[int]) -> None:
+def _groups_arg(groups: list[tuple[int, int]]) -> str:
+    return ",".join(f"{c}:{q}" for c, q in groups)
+
+
+def _model_groups(model: str) -> list[tuple[int, int]]:
+    """The job's encoder passes per star for this model: (context tokens, requests) per context group
+    of its Predictor (`Predictor.context_groups`), for the job's default labels and inputs. Stars
+    without a significant parallax may cost one more pass (their pseudo-luminosity); not counted."""
+    from xpengine.inference.catalogue import CatalogPredictor
+    from xpengine.inference.predictor import Predictor
+    from xpengine.pipeline.config import InferenceConfig, resolve_inputs, resolve_labels
+
+    cfg = InferenceConfig(model=model)
+    stage = CatalogPredictor(
+        Predictor.load(model, device="cpu"), resolve_labels(cfg), inputs=resolve_inputs(cfg)
+    )
+    context = stage.inputs if stage.inputs is not None else stage.predictor.default_inputs
+    groups = stage.predictor.context_groups(list(stage.request), list(context))
+    return [(len(context) - len(drop), len(idx)) for drop, idx in groups.items()]
+
+
+def _describe_groups(groups: list[tuple[int, int]]) -> str:
+    return " + ".join(f"{q} labels on {c} context tokens" for c, q in groups) + (
+        f" ({len(groups)} encoder passes)" if len(groups) > 1 else ""
+    )
+
+
+def _calibrate(arch: str, groups: list[tuple[int, int]], batches: list[int]) -> None:
     """A MEASURED row for this CPU: the model stage's aggregate rate with the node's CPUs split into
     actors of 1, 2, ... threads (that many bench_model processes at once)."""
     import concurrent.futures as cf
@@ -243,7 +273,7 @@ def _calibrate(arch: str, labels: int, context: int, batches: list[int]) -> None
     for threads in sorted({t for t in (1, 2, 4, 8, 16) if t <= cpus} | {cpus}):
         procs = cpus // threads
         with cf.ThreadPoolExecutor(procs) as ex:
-            futures = [ex.submit(_bench_model, arch, labels, context, threads, batches) for _ in range(procs)]
+            futures = [ex.submit(_bench_model, arch, groups, threads, batches) for _ in range(procs)]
             runs = [f.result() for f in futures]
         total = {b: sum(r[b] for r in runs) for b in batches}
         print(
@@ -256,7 +286,7 @@ def _calibrate(arch: str, labels: int, context: int, batches: list[int]) -> None
     v, threads, b = best
     print(
         f"\nMEASURED row for {device_signature('cpu')!r}, {arch!r}: threads_per_actor {threads}, batch_size {b} "
-        f"({v:,.0f} stars/s on the node, {labels} requests, {context} context tokens)"
+        f"({v:,.0f} stars/s on the node, {_describe_groups(groups)})"
     )
 
 
@@ -275,14 +305,10 @@ def main() -> int:
         f"load average at start: {os.getloadavg()}; {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}"
     )
     arch = _model_architecture(args.model)
-    from xpengine.pipeline.config import InferenceConfig, resolve_inputs, resolve_labels
-
-    cfg = InferenceConfig(model=args.model)
-    n_inputs = len(resolve_inputs(cfg))
-    n_labels = len(resolve_labels(cfg))
+    groups = _model_groups(args.model)
     batches = [128, 256, 512, 1024]
     if args.calibrate:
-        _calibrate(arch, n_labels, n_inputs, batches)
+        _calibrate(arch, groups, batches)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -360,15 +386,12 @@ def main() -> int:
     per_actor = pool["model_stars_per_s"]
     threads = pool["torch_threads"] or 1
     plain_model = plain["sources"] / plain["predict_s"]
-    bm = {
-        t: _bench_model(arch, len(plain["labels"]), plain["n_inputs"], t, batches)
-        for t in sorted({threads, os.cpu_count() or 1})
-    }
+    bm = {t: _bench_model(arch, groups, t, batches) for t in sorted({threads, os.cpu_count() or 1})}
     like = max(bm[threads].values())
     best_t, best_b = max(((t, b) for t in bm for b in bm[t]), key=lambda k: bm[k[0]][k[1]])
     best = bm[best_t][best_b]
     print(
-        f"model stage ({arch} preset, {len(plain['labels'])} labels, {plain['n_inputs']} context tokens), stars/s: "
+        f"model stage ({arch} preset, {_describe_groups(groups)}), stars/s: "
         f"bench_model.py best {best:,.0f} ({best_t} thread(s), batch {best_b}); at {threads} thread(s) "
         f"{like:,.0f} (batch {max(bm[threads], key=bm[threads].get)})"
     )

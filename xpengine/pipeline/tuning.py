@@ -70,6 +70,18 @@ MEASURED: dict[str, dict[str, dict[str, Any]]] = {
             ),
         },
     },
+    "cpu:AMD EPYC:2": {
+        "paper": {
+            "batch_size": 128,
+            "threads_per_actor": 1,
+            "measured": (
+                "2026-12-04 18:32 UTC, load 1.4, `python benchmarks/bench_pipeline.py --calibrate` (gaia-xp v5, "
+                "fp32, its 2 encoder passes: 5 requests on 64 context tokens + 2 on 63), stars/s on the node: "
+                "2 actors x 1 thread 321 / 266 / 237 / 252 at batch 128 / 256 / 512 / 1024; 1 actor x 2 "
+                "threads 214 / 200 / 210 / 207"
+            ),
+        },
+    },
     "cpu:Intel(R) Xeon(R) Processor:2": {
         "small": {
             "batch_size": 128,
