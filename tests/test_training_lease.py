@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 import yaml
 from _paths import load_script
 
@@ -116,7 +117,7 @@ def _yaml(tmp_path, data):
 def test_time_budget_trains_the_epochs_that_fit_as_one_cycle(mixed, tmp_path):
     path, _ = mixed
     cfg = _yaml(tmp_path, path)
-    assert train_script.main(["--config", str(cfg), "--no-ray", "--time-budget", "6"]) == 0
+    assert train_script.main(["--config", str(cfg), "--no-ray", "--time-budget", "10"]) == 0
     record = json.loads((tmp_path / "run" / "time_budget.json").read_text())
     assert record["yaml_epochs"] == 1000
     assert record["epoch_s"] == pytest.approx(record["probe_epoch_s"][1] * 1.05, abs=2e-3)
@@ -135,3 +136,78 @@ def test_time_budget_needs_a_new_run_in_this_process(mixed, tmp_path):
     for extra in ([], ["--no-ray", "--resume", str(tmp_path)]):
         with pytest.raises(SystemExit):
             train_script.main(["--config", str(cfg), "--time-budget", "5", *extra])
+
+
+lease_return = load_script("training/lease_return.py", "lease_return")
+
+
+def test_a_run_returned_in_parts_resumes_exactly(mixed, tmp_path):
+    """A float16-weights run packed as a lent GPU returns it (parts under a size limit, the weights
+    file left out), unpacked here: the same checkpoint files byte for byte, and resuming from it gives
+    the weights of resuming from the original run."""
+    from safetensors.torch import load_file
+
+    path, _ = mixed
+    cfg = _yaml(tmp_path, path)
+    common = [
+        "--config",
+        str(cfg),
+        "--no-ray",
+        "weights_dtype=float16",
+        "scheduler_t0=3",
+        "checkpoint_every=1",
+    ]
+    assert train_script.main([*common, "epochs=2", f"output_dir={tmp_path / 'run'}"]) == 0
+    original = tmp_path / "run" / "model"
+    manifest = lease_return.pack(tmp_path / "run", tmp_path / "out", max_files=8, part_bytes=40_000)
+    assert manifest["weights_left_out"] and len(manifest["parts"]) > 1
+    assert "checkpoint/model.safetensors" not in manifest["members"]
+    assert all(p["bytes"] <= 40_000 for p in manifest["parts"])
+    with pytest.raises(SystemExit, match="more than --max-files 1"):
+        lease_return.pack(tmp_path / "run", tmp_path / "out1", max_files=1, part_bytes=40_000)
+    assert not (tmp_path / "out1").exists()  # refused before writing
+
+    back = tmp_path / "back"
+    info = lease_return.unpack(tmp_path / "out", back)
+    assert info["epoch"] == 2 and info["weights_rebuilt"]
+    for f in original.iterdir():
+        if f.name != "model.safetensors":
+            assert (back / "model" / f.name).read_bytes() == f.read_bytes(), f.name
+    # the rebuilt weights file: the same tensors and metadata (safetensors orders the metadata's keys
+    # arbitrarily, so two saves of one model need not be the same bytes)
+    want, got = (load_file(str(d / "model.safetensors")) for d in (original, back / "model"))
+    assert list(want) == list(got) and all(
+        w.dtype == torch.float16 and torch.equal(w, got[k]) for k, w in want.items()
+    )
+    assert _metadata(original) == _metadata(back / "model")
+    assert (back / "metrics.jsonl").read_bytes() == (tmp_path / "run" / "metrics.jsonl").read_bytes()
+
+    for src, run in ((tmp_path / "run", "res_a"), (back, "res_b")):
+        assert (
+            train_script.main([*common, "epochs=3", f"output_dir={tmp_path / run}", "--resume", str(src)])
+            == 0
+        )
+    a = load_file(str(tmp_path / "res_a" / "model" / "model.safetensors"))
+    b = load_file(str(tmp_path / "res_b" / "model" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    # the manifest inside logs.tar, as training/gpu_lease.sh returns it
+    import tarfile
+
+    with tarfile.open(tmp_path / "out" / "logs.tar", "w") as tar:
+        tar.add(tmp_path / "out" / "run.tar.json", arcname="run.tar.json")
+    (tmp_path / "out" / "run.tar.json").unlink()
+    assert lease_return.unpack(tmp_path / "out", tmp_path / "back3")["epoch"] == 2
+
+    # a damaged part is refused, naming it
+    part = tmp_path / "out" / manifest["parts"][0]["name"]
+    part.write_bytes(b"x" + part.read_bytes()[1:])
+    with pytest.raises(ValueError, match="part00: SHA-256 differs"):
+        lease_return.unpack(tmp_path / "out", tmp_path / "back2")
+
+
+def _metadata(ckpt):
+    from safetensors import safe_open
+
+    with safe_open(str(ckpt / "model.safetensors"), framework="pt") as f:
+        return f.metadata()

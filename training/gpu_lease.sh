@@ -7,9 +7,13 @@
 #       --tokens bp0..29 rp0..29 bprp jh jk g_fakemag teff logg m_h alpha_m mass ln_age logebv --sim-val 2000
 # 1. benchmarks/gpu_check.py on the real APOGEE x XP rows (issue 16)  -> $OUT/check.log, $OUT/check.tar
 # 2. the gaia-xp paper-size trial (issue 12, configs/train/gaia_xp_paper_gpu.yaml) in the seconds left of
-#    TOTAL (first argument)                                            -> $OUT/train.log, $OUT/model.tar.part*
-# $OUT takes at most 8 files of 16 MiB: the run's model folder (float16 weights, ~18 MB) travels as a tar in parts.
-# Dry run on a CPU: OUT=/tmp/lease_out bash training/gpu_lease.sh 240 --quick
+#    TOTAL (first argument)                                            -> $OUT/run.tar.part*
+# $OUT takes at most 8 files of 16 MiB: the run's last checkpoint with its training state (~106 MB for the
+# paper size) travels in up to 7 parts (training/lease_return.py), the logs and the parts' manifest as one
+# logs.tar. Here, after the call:
+#   python training/lease_return.py unpack <files_at> runs/<run>   # resumable: train.py --resume runs/<run>
+# Dry run on a CPU: OUT=/tmp/lease_out bash training/gpu_lease.sh 900 --quick (gpu_check on the CPU takes
+# ~700 s with gaia-xp v5); the training and return steps alone: NO_CHECK=1 OUT=/tmp/lease_out bash ... 120 --quick
 set -u
 TOTAL=${1:-540}
 QUICK=${2:-}
@@ -20,7 +24,10 @@ W=/tmp/lease_work
 rm -rf $W && mkdir -p $OUT $W
 nvidia-smi > $OUT/nvidia-smi.txt 2>&1 || true
 python3 training/lease_data.py unpack runs/lease/data.parquet --real $W/real.parquet --mixed $W/mixed.parquet
-if [ -n "$QUICK" ]; then
+mkdir -p $W/check
+if [ -n "${NO_CHECK:-}" ]; then  # NO_CHECK=1: training only
+    echo "gpu_check skipped (NO_CHECK)" > $OUT/check.log
+elif [ -n "$QUICK" ]; then
     python3 benchmarks/gpu_check.py --data $W/real.parquet --out $W/check --device cpu --quick --no-compile > $OUT/check.log 2>&1
 else
     python3 benchmarks/gpu_check.py --data $W/real.parquet --out $W/check > $OUT/check.log 2>&1
@@ -38,5 +45,10 @@ EXTRA=""
 python3 training/train.py --config configs/train/gaia_xp_paper_gpu.yaml --no-ray --time-budget $LEFT \
     data_path=$W/mixed.parquet output_dir=$W/run $EXTRA > $OUT/train.log 2>&1
 echo "training rc $? after $(( $(date +%s) - T0 )) s" | tee -a $OUT/train.log
-tar cf - -C $W/run model metrics.jsonl time_budget.json | split -b 15m - $OUT/model.tar.part
+# the run whole, for exact resume here: the last checkpoint with its training state (optimizer, RNG), its
+# float16 weights file left out (rebuilt from the training state's float32 model state at unpack), in
+# parts under 16 MiB; the logs go into one file beside them (8 files in all)
+python3 training/lease_return.py pack $W/run $OUT --max-files 7 2>&1 | tee -a $OUT/train.log
+(cd $OUT && tar cf logs.tar nvidia-smi.txt check.log check.tar train.log run.tar.json \
+    && rm nvidia-smi.txt check.log check.tar train.log run.tar.json)
 ls -la $OUT

@@ -67,6 +67,7 @@ __all__ = [
     "load_train_state",
     "read_checkpoint_metadata",
     "resolve_model_path",
+    "restore_weights",
     "save_checkpoint",
 ]
 
@@ -147,7 +148,7 @@ def save_checkpoint(
     training loop always passes them); None writes no record, and loading then treats the whole
     vocabulary as learned.
     """
-    st = _safetensors_torch()
+    _safetensors_torch()  # a clear error before any work when safetensors is missing
     path = Path(path)
     if weights_dtype not in _DTYPES:
         raise ValueError(f"weights_dtype must be one of {sorted(_DTYPES)}, got {weights_dtype!r}")
@@ -163,15 +164,7 @@ def save_checkpoint(
         learned = _learned_in_vocabulary(learned.outputs, learned.inputs, vocabulary, "save_checkpoint")
     with directory_written_atomically(path) as tmp:
         dtype = _DTYPES[weights_dtype]
-        state = {
-            k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
-            for k, v in model.state_dict().items()
-        }
-        st.save_file(
-            state,
-            str(tmp / WEIGHTS_FILE),
-            metadata={"format": "pt", "xpengine_checkpoint": FORMAT_VERSION, "dtype": weights_dtype},
-        )
+        _write_weights(tmp / WEIGHTS_FILE, model.state_dict(), weights_dtype)
         _write_json(
             tmp / CONFIG_FILE,
             {
@@ -192,6 +185,43 @@ def save_checkpoint(
                 }
             _save_train_state(tmp, train_state)
     return path
+
+
+def _write_weights(file: Path, state: dict[str, torch.Tensor], weights_dtype: str) -> None:
+    """model.safetensors: floating tensors in `weights_dtype`, the rest as they are."""
+    dtype = _DTYPES[weights_dtype]
+    _safetensors_torch().save_file(
+        {
+            k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
+            for k, v in state.items()
+        },
+        str(file),
+        metadata={"format": "pt", "xpengine_checkpoint": FORMAT_VERSION, "dtype": weights_dtype},
+    )
+
+
+def restore_weights(path: str | os.PathLike) -> Path:
+    """Write a checkpoint's model.safetensors again from the float32 model state its training state
+    keeps (a checkpoint saved with float16/bfloat16 weights keeps one for exact resume), in the dtype
+    its config.json names: the same file `save_checkpoint` wrote. A checkpoint can then travel without
+    its weights file (training/lease_return.py: a lent GPU returns at most 8 files of 16 MiB)."""
+    path = Path(path)
+    config = json.loads((path / CONFIG_FILE).read_text())
+    weights_dtype = config.get("weights_dtype", "float32")
+    state = _safetensors_torch().load_file(str(path / STATE_TENSORS_FILE))
+    model_state = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
+    if not model_state:
+        raise ValueError(
+            f"{path}: its training state keeps no model state (a float32 checkpoint keeps the weights "
+            f"only in {WEIGHTS_FILE})"
+        )
+    # the order of the model's state_dict, as save_checkpoint writes it
+    order = XPTransformer(ModelConfig.from_dict(config["model"])).state_dict().keys()
+    missing = [k for k in order if k not in model_state]
+    if missing:
+        raise ValueError(f"{path}: the training state's model state lacks {missing[:5]}")
+    _write_weights(path / WEIGHTS_FILE, {k: model_state[k] for k in order}, weights_dtype)
+    return path / WEIGHTS_FILE
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
