@@ -110,14 +110,14 @@ def check_job_stage(device: torch.device, quick: bool) -> dict:
     (`stages.CatalogPredictor`, batch size from the measured table or calibrated at actor start) on
     DEVICE in the YAML's dtype and in fp32, against a CPU fp32 actor: the catalogue's values and flags,
     and its stars/s on batches of `chunk_rows` rows, as Ray hands them to a GPU actor."""
+    from xpengine.model.metadata import VOCABULARY_FILE, resolve_model_path
     from xpengine.pipeline.config import load_inference_config, resolve_inputs, resolve_labels
-    from xpengine.pipeline.identity import _model_vocabulary_json
     from xpengine.pipeline.stages import CatalogPredictor, PartitionTask, featurize_partition
     from xpengine.pipeline.tuning import PoolPlan
 
     cfg = load_inference_config(ROOT / "configs" / "infer" / "gpu.yaml")
     labels, inputs = resolve_labels(cfg), resolve_inputs(cfg)
-    vocab = _model_vocabulary_json(cfg.model)
+    vocab = (Path(resolve_model_path(cfg.model)) / VOCABULARY_FILE).read_text()  # as the job hands it on
     sky = ROOT / "xpengine" / "data" / "sky"
     chunks: list[dict] = []
     t0 = time.perf_counter()

@@ -30,19 +30,19 @@ partitions), and I/O bandwidth is assumed not to limit (≈ 1.2 kB of compressed
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from check_report import run_header, write_outputs  # noqa: E402
 
 N_DR3 = 219_197_643
 SKY = ROOT / "xpengine" / "data" / "sky"
@@ -260,11 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"--gpu-measured: no model {unknown} in the table (models: {sorted(measured['model'])})")
     cores = os.cpu_count() or 1
     result = {
-        "command": " ".join(
-            ["python", "benchmarks/project_dr3.py", *(argv if argv is not None else sys.argv[1:])]
-        ),
-        "machine": f"{platform.platform()}, {cores} CPUs, load {os.getloadavg()[0]:.2f}",
-        "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        **run_header("benchmarks/project_dr3.py", argv, load=True),
         "repeats": args.repeats,
         "measured": measured,
         "gpu_assumption": "; ".join(
@@ -277,12 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         "projection": project(measured, cores, args.gpu_fraction, gpu_measured),
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
-    md = render(result)
-    if args.markdown:
-        Path(args.markdown).write_text(md)
-    print(md)
+    write_outputs(result, args.json, args.markdown, render(result))
     return 0
 
 

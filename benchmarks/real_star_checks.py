@@ -44,14 +44,10 @@ calibration's G-bin σ factors and mean shifts. A label a model did not learn is
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import platform
-import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +55,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from check_report import run_header, write_outputs  # noqa: E402  (used by the other check scripts too)
 
 from xpengine import io  # noqa: E402
 from xpengine.evaluate.baseline import standard_input_names  # noqa: E402
@@ -582,27 +581,6 @@ def render_markdown(result: Mapping[str, Any]) -> str:
                 else f"| {model} | {r['sigma']:.3f} | {r['bias']:+.3f} | {r['spearman']:.2f} | {r['median_apogee']:.3f} |"
             )
     return "\n".join(lines) + "\n"
-
-
-def run_header(script: str, argv: Sequence[str] | None) -> dict[str, str]:
-    """The command, machine and date that head a check's result (script: its path in the repository)."""
-    args = sys.argv[1:] if argv is None else list(argv)
-    return {
-        "command": shlex.join(["python", script, *args]),
-        "machine": f"{platform.platform()}, {__import__('os').cpu_count()} CPUs",
-        "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-
-
-def write_outputs(
-    result: Mapping[str, Any], json_path: str, markdown_path: str | None, markdown: str
-) -> None:
-    """Write a check's result as JSON (and its markdown where asked), then print the markdown."""
-    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(json_path).write_text(json.dumps(result, indent=1) + "\n")
-    if markdown_path:
-        Path(markdown_path).write_text(markdown)
-    print(markdown)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

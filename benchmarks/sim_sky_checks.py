@@ -32,13 +32,8 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
-import os
-import platform
-import shlex
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +43,9 @@ import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from check_report import run_header, write_outputs  # noqa: E402
 
 from xpengine.catalog.query import query_catalog  # noqa: E402
 from xpengine.evaluate.metrics import robust_sigma  # noqa: E402
@@ -335,20 +333,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             ap.error(f"--catalogue {item!r}: expected NAME=DIR")
         cats[name] = check_catalogue(read_catalogue(path), truth, path, args.g_bins, args.tmass)
     result = {
-        "command": " ".join(
-            shlex.quote(a) for a in ["python", "benchmarks/sim_sky_checks.py", *(argv or sys.argv[1:])]
-        ),
-        "machine": f"{platform.platform()}, {os.cpu_count()} CPUs",
-        "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        **run_header("benchmarks/sim_sky_checks.py", argv),
         "truth": args.truth,
         "catalogues": cats,
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=1, default=float) + "\n")
-    md = render_markdown(result)
-    if args.markdown:
-        Path(args.markdown).write_text(md)
-    print(md)
+    write_outputs(result, args.json, args.markdown, render_markdown(result))
     return 0
 
 

@@ -62,7 +62,7 @@ class LearnedTokens:
     metal-poor giants [M/H] ≈ −0.9 with g_fakemag in the context, −2.2 without)."""
 
     def unseen_for(self, output: str) -> tuple[str, ...]:
-        return dict(self.unseen_inputs).get(output, ())
+        return next((inputs for name, inputs in self.unseen_inputs if name == output), ())
 
     @classmethod
     def whole_vocabulary(cls, vocabulary: Vocabulary) -> LearnedTokens:

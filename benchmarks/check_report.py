@@ -1,0 +1,41 @@
+"""The head and the files of a check script's result, shared by the scripts under benchmarks/: the
+command, machine and date (`run_header`), then the JSON, the markdown and the printed table
+(`write_outputs`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+
+def run_header(script: str, argv: Sequence[str] | None, *, load: bool = False) -> dict[str, str]:
+    """The command, machine and date that head a check's result (script: its path in the repository;
+    load: the machine's 1-minute load average too, for timings)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    machine = f"{platform.platform()}, {os.cpu_count()} CPUs"
+    if load:
+        machine += f", load {os.getloadavg()[0]:.2f}"
+    return {
+        "command": shlex.join(["python", script, *args]),
+        "machine": machine,
+        "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def write_outputs(
+    result: Mapping[str, Any], json_path: str, markdown_path: str | None, markdown: str
+) -> None:
+    """Write a check's result as JSON (numpy scalars as floats) and its markdown where asked, then
+    print the markdown."""
+    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(json_path).write_text(json.dumps(result, indent=1, default=float) + "\n")
+    if markdown_path:
+        Path(markdown_path).write_text(markdown)
+    print(markdown)
