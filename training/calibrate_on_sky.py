@@ -108,7 +108,9 @@ MIN_SHIFT_STARS = 50  # a G bin with fewer giants gets no shift
 def g_bin_medians(d: np.ndarray, g: np.ndarray, g_edges: tuple[float, ...]) -> tuple[float, ...]:
     """Median of d (N,) per bin of g_edges (G outside takes the nearest bin), 0 where a bin has fewer than
     MIN_SHIFT_STARS finite values."""
-    k = np.clip(np.searchsorted(g_edges, g, side="right") - 1, 0, len(g_edges) - 2)
+    from xpengine.model.calibration import g_bin_index
+
+    k = g_bin_index(g, g_edges)  # as the Predictor bins G when it applies the shifts
     out = []
     for b in range(len(g_edges) - 1):
         v = d[(k == b) & np.isfinite(d) & np.isfinite(g)]

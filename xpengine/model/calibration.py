@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CALIBRATION_FILE", "FORMAT_VERSION", "FORMULA", "Calibration", "LabelCalibration"]
+__all__ = ["CALIBRATION_FILE", "FORMAT_VERSION", "FORMULA", "Calibration", "LabelCalibration", "g_bin_index"]
 
 CALIBRATION_FILE = "calibration.json"
 FORMAT_VERSION = "2"
@@ -42,6 +42,12 @@ FORMULA = (
     "through (sigma_knots, sigma_cal_knots), proportional beyond the end knots; times g_scales[bin of G in "
     "g_edges] where G is known"
 )
+
+
+def g_bin_index(g: np.ndarray, g_edges: tuple[float, ...]) -> np.ndarray:
+    """The G bin (int array like g) of each G magnitude among the K + 1 increasing `g_edges`: G outside
+    the edges takes the nearest bin (NaN the last; callers mask it)."""
+    return np.clip(np.searchsorted(g_edges, g, side="right") - 1, 0, len(g_edges) - 2)
 
 
 @dataclass(frozen=True)
@@ -99,8 +105,7 @@ class LabelCalibration:
     def _g_bin(self, g: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """(bin index (n,), G finite (n,)) of each star; G outside the edges takes the nearest bin."""
         g = np.broadcast_to(np.asarray(g, dtype=np.float64), (n,))
-        k = np.clip(np.searchsorted(self.g_edges, g, side="right") - 1, 0, len(self.g_edges) - 2)
-        return k, np.isfinite(g)
+        return g_bin_index(g, self.g_edges), np.isfinite(g)
 
     def shift(self, mean: np.ndarray, g: np.ndarray | None = None, *, inverse: bool = False) -> np.ndarray:
         """The mean (N,) float64 shifted for its G bin (inverse: the shift undone); no shifts, not applied
