@@ -130,6 +130,21 @@ def test_time_budget_trains_the_epochs_that_fit_as_one_cycle(mixed, tmp_path):
     assert (tmp_path / "run" / "probe" / "model").is_dir()
 
 
+def test_time_budget_spent_by_the_probe_keeps_the_probe_as_the_run(mixed, tmp_path):
+    """A budget the probe alone overruns starts no further run (it would overrun a lease): the probe's
+    two-epoch run is moved up as the result."""
+    path, _ = mixed
+    cfg = _yaml(tmp_path, path)
+    assert train_script.main(["--config", str(cfg), "--no-ray", "--time-budget", "0.1"]) == 0
+    record = json.loads((tmp_path / "run" / "time_budget.json").read_text())
+    assert record["probe_is_the_run"] and record["epochs"] == 2 and record["left_s"] < 0
+    ckpt = load_checkpoint(str(tmp_path / "run" / "model"))
+    assert ckpt.train_config["epochs"] == 2
+    assert (tmp_path / "run" / "checkpoints" / "epoch_0002" / "model.safetensors").is_file()
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert max(json.loads(x).get("epoch", 0) for x in lines) == 2
+
+
 def test_time_budget_needs_a_new_run_in_this_process(mixed, tmp_path):
     path, _ = mixed
     cfg = _yaml(tmp_path, path)

@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         val_arrays = read_training_set(config.data_path, split="val", vocabulary=train_arrays.vocabulary)
         if args.time_budget is not None:
             config = fit_epochs_to_budget(config, train_arrays, val_arrays, args.time_budget, t_start)
+            if config is None:  # not one epoch fits after the probe: the probe's run is the result
+                return 0
         result = train(config, train_arrays, val_arrays, resume_from=args.resume)
         logging.getLogger("train").info("model written to %s", result.model_dir)
         return 0
@@ -83,7 +85,11 @@ def fit_epochs_to_budget(config, train_arrays, val_arrays, budget_s: float, t_st
     The probe's second epoch gives the steady cost of an epoch (its first pays the device's start: on an
     H200, 8 s against 1 s for the next ones, session 9); what the probe spent outside its epochs (start,
     validation, checkpoint) is held back once more for the run's own start and end, and 5 % is added to
-    each epoch for the run's validations and checkpoints."""
+    each epoch for the run's validations and checkpoints.
+
+    When not one epoch fits in what is left, no run is started (it would overrun the lease, whose
+    files are then lost): the probe's two-epoch run (its model, checkpoints and metrics) moves up to
+    `output_dir` as the result, and None is returned."""
     from xpengine.train.loop import train
 
     out = Path(config.output_dir)
@@ -96,7 +102,8 @@ def fit_epochs_to_budget(config, train_arrays, val_arrays, budget_s: float, t_st
     epoch_s = float(result.history[-1]["epoch_time_s"]) * 1.05
     overhead_s = max(0.0, probe_s - sum(float(h["epoch_time_s"]) for h in result.history))
     left = budget_s - (time.perf_counter() - t_start)
-    epochs = max(1, int((left - overhead_s) / epoch_s))
+    fit = int((left - overhead_s) / epoch_s)
+    epochs = max(1, fit)
     record = {
         "budget_s": budget_s,
         "probe_s": round(probe_s, 3),
@@ -108,6 +115,22 @@ def fit_epochs_to_budget(config, train_arrays, val_arrays, budget_s: float, t_st
         "yaml_epochs": config.epochs,
     }
     out.mkdir(parents=True, exist_ok=True)
+    if fit < 1:
+        for name in ("model", "checkpoints", "metrics.jsonl"):
+            if (out / "probe" / name).exists():
+                (out / "probe" / name).rename(out / name)
+        record.update(epochs=2, probe_is_the_run=True)
+        (out / "time_budget.json").write_text(json.dumps(record, indent=1))
+        logging.getLogger("train").warning(
+            "time budget %.0f s: the probe took %.1f s and no further epoch of ~%.2f s fits in the %.0f s "
+            "left; the probe's 2-epoch run is the result (%s)",
+            budget_s,
+            probe_s,
+            epoch_s,
+            left,
+            out / "model",
+        )
+        return None
     (out / "time_budget.json").write_text(json.dumps(record, indent=1))
     logging.getLogger("train").info(
         "time budget %.0f s: probe %.1f s (epochs %s s), so %d epochs of ~%.2f s in the %.0f s left",
