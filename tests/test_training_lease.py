@@ -137,10 +137,11 @@ def test_time_budget_spent_by_the_probe_keeps_the_probe_as_the_run(mixed, tmp_pa
     cfg = _yaml(tmp_path, path)
     assert train_script.main(["--config", str(cfg), "--no-ray", "--time-budget", "0.1"]) == 0
     record = json.loads((tmp_path / "run" / "time_budget.json").read_text())
-    assert record["probe_is_the_run"] and record["epochs"] == 2 and record["left_s"] < 0
+    assert record["probe_is_the_run"] and record["epochs"] == 2
+    assert record["left_s"] - record["overhead_s"] < record["epoch_s"]  # not one more epoch fits
     ckpt = load_checkpoint(str(tmp_path / "run" / "model"))
     assert ckpt.train_config["epochs"] == 2
-    assert (tmp_path / "run" / "checkpoints" / "epoch_0002" / "model.safetensors").is_file()
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["epoch_000002"]
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert max(json.loads(x).get("epoch", 0) for x in lines) == 2
 

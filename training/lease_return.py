@@ -147,7 +147,7 @@ def unpack(parts_dir: str | Path, dest: str | Path) -> dict:
         restore_weights(model)
     epoch = json.loads((model / "train_state.json").read_text())["epoch"]
     (dest / "checkpoints").mkdir()
-    (dest / "checkpoints" / f"epoch_{epoch:04d}").symlink_to(Path("..") / "model")
+    (dest / "checkpoints" / f"epoch_{epoch:06d}").symlink_to(Path("..") / "model")
     return {
         "dest": str(dest),
         "epoch": epoch,
