@@ -203,7 +203,8 @@ def _write_weights(file: Path, state: dict[str, torch.Tensor], weights_dtype: st
 def restore_weights(path: str | os.PathLike) -> Path:
     """Write a checkpoint's model.safetensors again from the float32 model state its training state
     keeps (a checkpoint saved with float16/bfloat16 weights keeps one for exact resume), in the dtype
-    its config.json names: the same file `save_checkpoint` wrote. A checkpoint can then travel without
+    its config.json names: the tensors and metadata `save_checkpoint` wrote (not always the same bytes:
+    safetensors orders the metadata's keys arbitrarily). A checkpoint can then travel without
     its weights file (training/lease_return.py: a lent GPU returns at most 8 files of 16 MiB)."""
     path = Path(path)
     config = json.loads((path / CONFIG_FILE).read_text())
