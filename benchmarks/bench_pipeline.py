@@ -298,8 +298,7 @@ def _model_groups(model: str) -> list[tuple[int, int]]:
         Predictor.load(model, device="cpu"), resolve_labels(cfg), inputs=resolve_inputs(cfg)
     )
     context = stage.inputs if stage.inputs is not None else stage.predictor.default_inputs
-    groups = stage.predictor.context_groups(list(stage.request), list(context))
-    return [(len(context) - len(drop), len(idx)) for drop, idx in groups.items()]
+    return stage.predictor.encoder_passes(list(stage.request), list(context))
 
 
 def _describe_groups(groups: list[tuple[int, int]]) -> str:

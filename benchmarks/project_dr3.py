@@ -106,10 +106,10 @@ def measure(model_name: str, repeats: int, partition: str) -> dict[str, Any]:
         # one encoder pass per context group (`Predictor.context_groups`: gaia-xp v5 asks [M/H] and
         # [α/M] without the pseudo-luminosity, the rest with it)
         "flops_per_source": sum(
-            forward_flops(predictor.checkpoint.model_config, len(inputs) - len(drop)).forward(len(idx))
-            for drop, idx in predictor.context_groups(labels, inputs).items()
+            forward_flops(predictor.checkpoint.model_config, ctx).forward(q)
+            for ctx, q in predictor.encoder_passes(labels, inputs)
         ),
-        "encoder_passes": len(predictor.context_groups(labels, inputs)),
+        "encoder_passes": len(predictor.encoder_passes(labels, inputs)),
     }
     paper_cfg = PRESETS["paper"]
     paper = XPTransformer(paper_cfg).eval()

@@ -308,3 +308,24 @@ def test_outputs_are_asked_for_without_the_inputs_never_beside_them_in_training(
     np.testing.assert_allclose(a["m_h"], c["m_h"], rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match=r"no context left for \['m_h'\]"):
         p.predict(values, None, ["m_h"], inputs=["g_fakemag"])
+    # one encoder pass per group: g_fakemag is left out of [M/H]'s and [α/M]'s context
+    assert p.encoder_passes(["teff", "m_h", "alpha_m", "mass"], p.select_inputs(with_fm)) == [
+        (64, 2),
+        (63, 2),
+    ]
+
+
+@pytest.mark.parametrize("bad", [["m_h"], {"m_h": "g_fakemag"}, {"m_h": ["no_such_token"]}, {"nope": []}])
+def test_a_malformed_unseen_inputs_record_is_refused(tmp_path, bad):
+    import json
+    import shutil
+
+    from xpengine.model.checkpoint import load_checkpoint
+
+    model = tmp_path / "gaia-xp"
+    shutil.copytree(Path(str(files("xpengine") / "data" / "models" / "gaia-xp")), model)
+    config = json.loads((model / "config.json").read_text())
+    config["inputs_unseen_with"] = bad
+    (model / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="inputs_unseen_with must map learned outputs"):
+        load_checkpoint(model)

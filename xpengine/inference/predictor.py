@@ -324,6 +324,14 @@ class Predictor:
                 )
         return groups
 
+    def encoder_passes(self, request: list[str], inputs: list[str]) -> list[tuple[int, int]]:
+        """(context tokens, requests) of each encoder pass `predict` makes per star for this request
+        and these inputs (one per `context_groups` group): what a star costs, for benchmarks and
+        projections."""
+        return [
+            (len(inputs) - len(drop), len(idx)) for drop, idx in self.context_groups(request, inputs).items()
+        ]
+
     def from_xp(
         self,
         xp: Any,

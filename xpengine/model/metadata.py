@@ -125,19 +125,13 @@ def _learned_from_config(config: dict[str, Any], vocabulary: Vocabulary, path: P
         return LearnedTokens.whole_vocabulary(vocabulary)
     learned = _learned_in_vocabulary(outputs, inputs, vocabulary, str(path / CONFIG_FILE))
     unseen = config.get(UNSEEN_INPUTS_KEY) or {}
-    bad = (
-        {
-            k: v
-            for k, v in unseen.items()
-            if k not in learned.outputs or isinstance(v, str) or any(n not in learned.inputs for n in v)
-        }
-        if isinstance(unseen, dict)
-        else unseen
-    )
-    if bad:
+    if not isinstance(unseen, dict) or any(
+        k not in learned.outputs or isinstance(v, str) or any(n not in learned.inputs for n in v)
+        for k, v in unseen.items()
+    ):
         raise ValueError(
             f"{path / CONFIG_FILE}: {UNSEEN_INPUTS_KEY} must map learned outputs to lists of learned "
-            f"inputs; got {bad or unseen!r}"
+            f"inputs; got {unseen!r}"
         )
     order = {n: i for i, n in enumerate(vocabulary.names)}
     pairs = tuple(
