@@ -170,14 +170,17 @@ def _cpu_by_label(cpu: dict[int, tuple[str, float]]) -> dict[str, tuple[int, flo
     return dict(sorted(out.items(), key=lambda kv: -kv[1][1]))
 
 
-def _run(code: str, args: list[str], cpu: dict | None = None) -> tuple[dict, float]:
+def _run(
+    code: str, args: list[str], cpu: dict | None = None, env: dict[str, str] | None = None
+) -> tuple[dict, float]:
     """Run a Python snippet; return its JSON result and the peak RSS (MB) of its process tree.
 
+    env: added to the environment it runs in.
     cpu: filled with {pid: (label, CPU seconds)} of every process of the tree, as last sampled (every
     0.2 s: a process's last moments are missed)."""
     import psutil
 
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT), **(env or {})}
     proc = subprocess.Popen(
         [sys.executable, "-c", code, *args],
         stdout=subprocess.PIPE,
@@ -249,14 +252,12 @@ def _kept_cluster_runs(tmp: Path, model: str, jobs: int = 2) -> list[dict]:
                     raise RuntimeError(f"ray start failed: {head.stderr.read()[-2000:]}") from None
                 time.sleep(0.5)
         runs = []
-        os.environ["BENCH_RAY_ADDRESS"] = address
-        try:
-            for k in range(jobs):
-                (tmp / f"kept{k}").mkdir()
-                res, _ = _run(RAY, [str(tmp / "in1"), str(tmp / f"kept{k}"), model])
-                runs.append(res)
-        finally:
-            del os.environ["BENCH_RAY_ADDRESS"]
+        for k in range(jobs):
+            (tmp / f"kept{k}").mkdir()
+            res, _ = _run(
+                RAY, [str(tmp / "in1"), str(tmp / f"kept{k}"), model], env={"BENCH_RAY_ADDRESS": address}
+            )
+            runs.append(res)
         return runs
     finally:
         head.terminate()  # `ray start --block` stops the processes it started
