@@ -118,7 +118,8 @@ else:
 t_ready = time.perf_counter()
 from xpengine.pipeline.config import InferenceConfig
 from xpengine.pipeline.ray_job import run_inference
-s = run_inference(InferenceConfig(input=[sys.argv[1]], output=sys.argv[2], model=sys.argv[3], progress_interval_s=1e9))
+s = run_inference(InferenceConfig(input=[sys.argv[1]], output=sys.argv[2], model=sys.argv[3], progress_interval_s=1e9,
+                                  warm_pool=bool(os.environ.get("BENCH_WARM_POOL"))))
 t_end = time.perf_counter()
 ray.shutdown()
 print(json.dumps({"sources": s.sources_written, "wall_s": t_end - t0, "work_s": t_end - t_ready, "ok": s.ok,
@@ -225,10 +226,16 @@ def _run(
     return json.loads(out.strip().splitlines()[-1]), peak[0]
 
 
-def _kept_cluster_runs(tmp: Path, model: str, jobs: int = 2) -> list[dict]:
-    """The small job from `jobs` fresh driver processes in turn on one kept local cluster (a head node
-    started with `ray start --head --block`, stopped at the end): what each job submitted to a
-    running cluster pays. Driver start-up and connection (ray.init) are not counted."""
+KEPT_PLAN = [("in1", False), ("in1", False), ("in1", True), ("in1", True), ("in10", True), ("in1", True)]
+"""The kept cluster's jobs, in turn: (input, warm pool). The small job twice on Ray Data's per-job actor
+pool; then on the warm pool: the small job that starts it, the small job again, the N-partition job
+(the warm pool's marginal rate) and the small job once more."""
+
+
+def _kept_cluster_runs(tmp: Path, model: str, plan=KEPT_PLAN) -> list[dict]:
+    """The jobs of `plan`, each from a fresh driver process, in turn on one kept local cluster (a head
+    node started with `ray start --head --block`, stopped at the end, its warm pool with it): what each
+    job submitted to a running cluster pays. Driver start-up and connection (ray.init) are not counted."""
     import socket
 
     with socket.socket() as sock:
@@ -252,11 +259,10 @@ def _kept_cluster_runs(tmp: Path, model: str, jobs: int = 2) -> list[dict]:
                     raise RuntimeError(f"ray start failed: {head.stderr.read()[-2000:]}") from None
                 time.sleep(0.5)
         runs = []
-        for k in range(jobs):
+        for k, (inp, warm) in enumerate(plan):
             (tmp / f"kept{k}").mkdir()
-            res, _ = _run(
-                RAY, [str(tmp / "in1"), str(tmp / f"kept{k}"), model], env={"BENCH_RAY_ADDRESS": address}
-            )
+            env = {"BENCH_RAY_ADDRESS": address, **({"BENCH_WARM_POOL": "1"} if warm else {})}
+            res, _ = _run(RAY, [str(tmp / inp), str(tmp / f"kept{k}"), model], env=env)
             runs.append(res)
         return runs
     finally:
@@ -265,6 +271,37 @@ def _kept_cluster_runs(tmp: Path, model: str, jobs: int = 2) -> list[dict]:
             head.wait(timeout=60)
         except subprocess.TimeoutExpired:
             head.kill()
+
+
+def _print_kept(kept: list[dict], marginal: float, rate_plain: float, small: int, partitions: int) -> None:
+    """The kept cluster's jobs (`KEPT_PLAN`): fixed costs per job on Ray Data's per-job pool and on the
+    warm pool, the latter against the warm pool's own marginal rate."""
+    ray_data = [r for r, (_, warm) in zip(kept, KEPT_PLAN, strict=True) if not warm]
+    print(
+        f"  on a kept cluster (`ray start --head`, 2 CPUs), the same {small}-partition job from "
+        f"{len(ray_data)} fresh drivers in turn: fixed cost ≈ "
+        + " / ".join(f"{r['work_s'] - r['sources'] / marginal:.1f}" for r in ray_data)
+        + " s (the first also starts Ray Data's detached stats, autoscaling and actor-location actors; "
+        "each job starts its own predictor actors)"
+    )
+    warm = [(r, inp) for r, (inp, w) in zip(kept, KEPT_PLAN, strict=True) if w]
+    big = next(r for r, inp in warm if inp == "in10")
+    smalls = [r for r, inp in warm if inp == "in1"]
+    # the warm pool's marginal rate: its N-partition job against its small jobs on the warm pool
+    warm_small = smalls[1:]
+    base = sum(r["work_s"] for r in warm_small) / len(warm_small)
+    m_warm = (big["sources"] - warm_small[0]["sources"]) / max(big["work_s"] - base, 1e-9)
+    fixed = [r["work_s"] - r["sources"] / m_warm for r in smalls]
+    print(
+        f"  warm pool (`--warm-pool`) on that cluster: the {small}-partition job that starts the pool, fixed "
+        f"cost ≈ {fixed[0]:.1f} s; the next ones, finding it warm: "
+        + " / ".join(f"{f:.1f}" for f in fixed[1:])
+        + f" s (target <= 5); its {partitions}-partition job {big['sources'] / big['work_s']:.0f} sources/s "
+        f"= {big['sources'] / big['work_s'] / rate_plain:.2f} of the plain loop; marginal rate {m_warm:.0f} "
+        f"sources/s ({m_warm / rate_plain:.2f} of the plain loop; Ray Data's pool: {marginal:.0f})"
+    )
+    for r in smalls[1:]:
+        print(f"    a warm job's driver steps: {(r.get('startup') or {}).get('driver_s')}")
 
 
 def _model_architecture(model: str) -> str:
@@ -401,14 +438,7 @@ def main() -> int:
         f"Ray job fixed cost ≈ {ray1['work_s'] - ray1['sources'] / marginal:.1f} s (target <= 5); marginal rate "
         f"{marginal:.0f} sources/s; marginal Ray / plain: {marginal / rate_plain:.2f}"
     )
-    fixed_kept = [r["work_s"] - r["sources"] / marginal for r in kept]
-    print(
-        f"  on a kept cluster (`ray start --head`, 2 CPUs), the same {small}-partition job from "
-        f"{len(kept)} fresh drivers in turn: fixed cost ≈ "
-        + " / ".join(f"{f:.1f}" for f in fixed_kept)
-        + " s (the first also starts Ray Data's detached stats, autoscaling and actor-location actors; "
-        "each job starts its own predictor actors)"
-    )
+    _print_kept(kept, marginal, rate_plain, small, args.partitions)
     print(
         f"peak memory, {args.partitions} vs {small} partition(s): {ray10_mem / ray1_mem:.2f}x  (target <= 1.15)"
     )

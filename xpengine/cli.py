@@ -22,6 +22,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "xpengine.tasks.cli",
     "xpengine.pipeline.cli",
     "xpengine.pipeline.compact",
+    "xpengine.pipeline.warm_pool",
 )
 
 

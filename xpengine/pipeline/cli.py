@@ -82,6 +82,18 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-cpus", type=int, help="CPUs of a local cluster started by the job")
     p.add_argument("--address", help="Ray cluster address (default RAY_ADDRESS or a new local cluster)")
     p.add_argument(
+        "--warm-pool",
+        action="store_true",
+        default=None,
+        help="on a running cluster: use predictor actors kept warm between jobs (started by the first "
+        "such job, found by name by the next; `xpengine pool list|stop`), instead of starting new ones",
+    )
+    p.add_argument(
+        "--warm-pool-idle-s",
+        type=float,
+        help="seconds without work after which a warm predictor actor ends itself (default 900)",
+    )
+    p.add_argument(
         "--dtype",
         choices=["float32", "bfloat16", "auto"],
         help="model arithmetic; bfloat16 is used only where the hardware has it (GPUs of compute capability >= 8.0, CPUs with AVX512-BF16/AMX), auto picks it there",

@@ -60,6 +60,9 @@ class Resources:
     num_gpus: int | None = None  # GPUs a local cluster declares (None: Ray detects them)
     device: str | None = None  # the actors' torch device; None: cuda for GPU actors, else cpu
     address: str | None = None  # Ray cluster address; None = RAY_ADDRESS or a new local cluster
+    # detached predictor actors kept warm between jobs on a running cluster (`xpengine.pipeline.warm_pool`)
+    warm_pool: bool = False
+    warm_pool_idle_s: float = 900.0  # a warm actor ends itself after this many seconds without work
 
     def problems(self) -> list[str]:
         out = []
@@ -71,6 +74,8 @@ class Resources:
             out.append(f"torch_threads: must be ≥ 1 (or unset: chosen per device), got {self.torch_threads}")
         if self.chunk_rows < 1:
             out.append(f"chunk_rows: must be ≥ 1, got {self.chunk_rows}")
+        if not self.warm_pool_idle_s or self.warm_pool_idle_s <= 0:
+            out.append(f"warm_pool_idle_s: must be > 0 seconds, got {self.warm_pool_idle_s}")
         if self.dtype not in ("float32", "bfloat16", "auto"):
             out.append(f"dtype: must be float32, bfloat16 or auto, got {self.dtype!r}")
         return out

@@ -189,22 +189,41 @@ def _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, ma
     import ray
 
     marks.mark("ray_imported")
+    warm = cfg.resources.warm_pool
+    if warm and not (cfg.resources.address or os.environ.get("RAY_ADDRESS") or ray.is_initialized()):
+        log.warning("warm_pool: no cluster address, so the pool ends with this job's own local cluster")
     # Ray Data's import (about a second of the driver's CPU) goes on while a local cluster starts,
-    # mostly a wait for its processes; an error there comes back at the import below
+    # mostly a wait for its processes; an error there comes back at the import below. A warm-pool
+    # job does without Ray Data.
     importer = threading.Thread(target=_import_quietly, args=("ray.data",), daemon=True)
-    importer.start()
+    if not warm:
+        importer.start()
     init_ray(cfg.resources)
     marks.mark("ray_ready")
     # the ledger's worker starts while the dataset is planned and the predictor actors start
     ledger = ray.remote(Ledger).options(num_cpus=0).remote()
-    importer.join()
-    import ray.data
+    pool = plan_pool(
+        cfg.resources,
+        lambda: model_architecture(cfg.model),
+        partitions=None if warm else len(tasks),  # a warm pool is planned for the node, not this job
+    )
+    ds = warm_infos = None
+    if warm:
+        from xpengine.pipeline import warm_pool
 
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False  # the job's own progress line says what is done (see Progress)
-    marks.mark("ray_data_imported")
-    pool = plan_pool(cfg.resources, lambda: model_architecture(cfg.model), partitions=len(tasks))
-    ds = _dataset(cfg, tasks, pool, ledger, vocab_json)
+        key = warm_pool.pool_key(cfg, pool, provenance)
+        warm_infos = []
+        job = f"{os.getpid()}@{marks.t0_wall:.3f}"
+        batches = warm_pool.warm_batches(cfg, tasks, pool, ledger, vocab_json, key, job, warm_infos)
+    else:
+        importer.join()
+        import ray.data
+
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False  # the job's own progress line says what is done (see Progress)
+        marks.mark("ray_data_imported")
+        ds = _dataset(cfg, tasks, pool, ledger, vocab_json)
+        batches = ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0)
     marks.mark("dataset_planned")
 
     by_index = dict(enumerate(tasks))
@@ -221,7 +240,7 @@ def _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, ma
             progress.partition_finished(task.name, n)
             _hold_if_asked(len(summary.partitions_done))
 
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
+    for batch in batches:
         marks.mark("first_rows")
         keys = batch.pop(PARTITION_KEY)
         progress.rows(book.add_rows(keys, batch))
@@ -235,7 +254,7 @@ def _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, ma
     marks.mark("partitions_finished")
     progress.close()
     summary.peak_buffered_rows = book.peak_buffered
-    summary.ray_operators = _operator_names(ds)
+    summary.ray_operators = _operator_names(ds) if ds is not None else [f"warm pool {key}"]
     marks.mark("ray_stats_read")
     stage_s = book.stage_s
     summary.predictor = {
@@ -251,8 +270,12 @@ def _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, ma
         else None,
         "first_rows_after_s": marks.at.get("first_rows"),
     }
+    if warm:
+        summary.predictor["warm_pool"] = key
     summary.startup = {
-        "actors": _actor_startups(book.actor_starts, book.first_calls, marks.t0_wall),
+        "actors": warm_pool.startups(warm_infos, marks.t0_wall)
+        if warm
+        else _actor_startups(book.actor_starts, book.first_calls, marks.t0_wall),
         "first_read_after_s": round(book.first_read_at - marks.t0_wall, 3) if book.first_read_at else None,
     }
 

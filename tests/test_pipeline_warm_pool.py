@@ -1,0 +1,135 @@
+"""The catalogue job on a warm predictor pool (`--warm-pool`): detached actors found by name by the next
+job, the same catalogue as Ray Data's actor pool, a bad partition failing alone, idle actors ending
+themselves, and `stop_pools` (session fixture `ray_local`: its cluster stands in for a running one)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from xpengine.pipeline import warm_pool
+from xpengine.pipeline.config import InferenceConfig
+from xpengine.pipeline.ray_job import run_inference
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+PARTS = ("000000-003111", "245760-248871")
+COLS = ["source_id", "teff", "logg", "m_h", "mass", "age", "teff_error", "mass_error", "distance_pc", "flags"]
+
+
+def _copy_sky(sky_dir: str, dest, parts=PARTS) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for p in parts:
+        for kind in ("XpContinuousMeanSpectrum", "GaiaSource"):
+            shutil.copy(os.path.join(sky_dir, f"{kind}_{p}.csv.gz"), dest / f"{kind}_{p}.csv.gz")
+
+
+@pytest.fixture
+def no_pools_left(ray_local):
+    """Every warm pool this test started is stopped at its end (they hold the session cluster's CPUs)."""
+    warm_pool.stop_pools()
+    yield
+    warm_pool.stop_pools()
+
+
+def _cfg(inp, out, model, **kw) -> InferenceConfig:
+    return InferenceConfig(
+        input=[str(inp)], model=model, output=str(out), chunk_rows=400, checksum=False,
+        labels=["teff", "logg", "m_h", "mass", "age"], torch_threads=1, cpus_per_actor=1, batch_size=256,
+        **kw,
+    )  # fmt: skip
+
+
+def test_second_job_finds_the_pool_warm_and_the_catalogue_is_ray_datas(
+    no_pools_left, tmp_path, sky_dir, tiny_sky_model
+):
+    inp = tmp_path / "in"
+    _copy_sky(sky_dir, inp)
+    # a third partition whose XP file is corrupt (truncated gzip): it fails alone
+    bad = "688128-691239"
+    good = open(os.path.join(sky_dir, f"XpContinuousMeanSpectrum_{bad}.csv.gz"), "rb").read()
+    (inp / f"XpContinuousMeanSpectrum_{bad}.csv.gz").write_bytes(good[: len(good) // 3])
+    shutil.copy(os.path.join(sky_dir, f"GaiaSource_{bad}.csv.gz"), inp / f"GaiaSource_{bad}.csv.gz")
+
+    first = run_inference(_cfg(inp, tmp_path / "warm1", tiny_sky_model, warm_pool=True, actors=1))
+    assert list(first.partitions_failed) == [bad] and sorted(first.partitions_done) == sorted(PARTS)
+    assert first.ray_operators == [f"warm pool {first.predictor['warm_pool']}"]
+    [started] = first.startup["actors"]
+    assert not started["reused"] and started["partitions_served"] == 3 and "torch_import_s" in started
+    assert first.predictor["stage_seconds"]["model"] > 0  # the actor's timings reach the job's ledger
+    pools = warm_pool.list_pools()
+    assert list(pools) == [first.predictor["warm_pool"]] and len(pools[first.predictor["warm_pool"]]) == 1
+
+    second = run_inference(_cfg(inp, tmp_path / "warm2", tiny_sky_model, warm_pool=True, actors=1))
+    [found] = second.startup["actors"]
+    assert found["reused"] and found["pid"] == started["pid"] and found["partitions_served"] == 6
+    assert "torch_import_s" not in found
+    assert second.predictor["warm_pool"] == first.predictor["warm_pool"]
+
+    # Ray Data's actor pool on the same stars writes the same catalogue (to float32 rounding: Ray Data
+    # may cut the model batches elsewhere); the two warm jobs, the same batches, write identical ones
+    plain = run_inference(_cfg(inp, tmp_path / "ray_data", tiny_sky_model, actors=1))
+    assert plain.ray_operators != first.ray_operators and list(plain.partitions_failed) == [bad]
+    for p in PARTS:
+        ref = pq.read_table(tmp_path / "ray_data" / f"{p}.parquet", columns=COLS).to_pandas()
+        w1 = pq.read_table(tmp_path / "warm1" / f"{p}.parquet", columns=COLS).to_pandas()
+        w2 = pq.read_table(tmp_path / "warm2" / f"{p}.parquet", columns=COLS).to_pandas()
+        assert len(w1) == len(ref) == 1000 and w1.equals(w2)
+        assert (w1["source_id"] == ref["source_id"]).all() and (w1["flags"] == ref["flags"]).all()
+        for c in COLS[1:-1]:
+            np.testing.assert_allclose(w1[c], ref[c], rtol=1e-5, equal_nan=True, err_msg=f"{p} {c}")
+
+    # other labels are another pool: the idle one is stopped first, so its CPU comes free
+    other = run_inference(
+        InferenceConfig(
+            input=[str(inp)], model=tiny_sky_model, output=str(tmp_path / "other"), chunk_rows=400,
+            checksum=False, labels=["teff", "logg"], torch_threads=1, cpus_per_actor=1, actors=1,
+            warm_pool=True,
+        )
+    )  # fmt: skip
+    assert other.predictor["warm_pool"] != first.predictor["warm_pool"]
+    assert list(warm_pool.list_pools()) == [other.predictor["warm_pool"]]
+    assert sorted(other.partitions_done) == sorted(PARTS)
+    assert len(warm_pool.stop_pools()) == 1 and warm_pool.list_pools() == {}
+
+
+def test_an_idle_warm_actor_ends_itself(no_pools_left, tmp_path, sky_dir, tiny_sky_model):
+    inp = tmp_path / "in"
+    _copy_sky(sky_dir, inp, parts=PARTS[:1])
+    s = run_inference(
+        _cfg(inp, tmp_path / "out", tiny_sky_model, warm_pool=True, actors=1, warm_pool_idle_s=1.0)
+    )
+    assert s.ok and s.sources_written == 1000
+    deadline = time.monotonic() + 30
+    while warm_pool.list_pools() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert warm_pool.list_pools() == {}, "the idle actor is still there after 30 s"
+
+
+def test_pool_key_follows_what_changes_the_output(tiny_sky_model):
+    from xpengine.pipeline.identity import _model_provenance
+    from xpengine.pipeline.tuning import PoolPlan
+
+    prov = _model_provenance(tiny_sky_model)
+    base = InferenceConfig(model=tiny_sky_model, labels=["teff", "mass"])
+    pool = PoolPlan(actors=2, cpus_per_actor=1.0, torch_threads=1, device="cpu")
+    key = warm_pool.pool_key(base, pool, prov)
+    assert len(key) == 12 and key == warm_pool.pool_key(
+        base, PoolPlan(**{**pool.to_dict(), "actors": 5}), prov
+    )
+    assert key != warm_pool.pool_key(InferenceConfig(model=tiny_sky_model, labels=["teff"]), pool, prov)
+    assert key != warm_pool.pool_key(
+        InferenceConfig(model=tiny_sky_model, labels=["teff", "mass"], giant_logg_max=3.0), pool, prov
+    )
+    assert key != warm_pool.pool_key(base, PoolPlan(**{**pool.to_dict(), "torch_threads": 2}), prov)
+    assert key != warm_pool.pool_key(base, pool, {**prov, "model_sha256": "0" * 64})
+
+
+def test_warm_pool_idle_seconds_are_checked():
+    with pytest.raises(ValueError, match="warm_pool_idle_s"):
+        InferenceConfig(warm_pool=True, warm_pool_idle_s=0).validate()
