@@ -46,7 +46,7 @@ def _cfg(inp, out, model, **kw) -> InferenceConfig:
 
 
 def test_second_job_finds_the_pool_warm_and_the_catalogue_is_ray_datas(
-    no_pools_left, tmp_path, sky_dir, tiny_sky_model
+    no_pools_left, tmp_path, sky_dir, tiny_sky_model, capsys
 ):
     inp = tmp_path / "in"
     _copy_sky(sky_dir, inp)
@@ -95,7 +95,50 @@ def test_second_job_finds_the_pool_warm_and_the_catalogue_is_ray_datas(
     assert other.predictor["warm_pool"] != first.predictor["warm_pool"]
     assert list(warm_pool.list_pools()) == [other.predictor["warm_pool"]]
     assert sorted(other.partitions_done) == sorted(PARTS)
-    assert len(warm_pool.stop_pools()) == 1 and warm_pool.list_pools() == {}
+
+    # `xpengine pool list|stop` on the running cluster (here the session's, which it leaves running)
+    import ray
+
+    from xpengine.cli import main
+
+    address = ray.get_runtime_context().gcs_address
+    assert main(["pool", "list", "--address", address]) == 0
+    listed = capsys.readouterr().out
+    assert (
+        f"{warm_pool.PREFIX}{other.predictor['warm_pool']}-0: pid" in listed
+        and "3 partition(s) for 1 job(s)" in listed
+    )
+    assert main(["pool", "stop", "--address", address]) == 0
+    assert "stopped 1 warm pool actor(s)" in capsys.readouterr().out
+    assert warm_pool.list_pools() == {} and ray.is_initialized()
+    assert main(["pool", "list", "--address", address]) == 0
+    assert "no warm pool on this cluster" in capsys.readouterr().out
+
+
+def test_a_partition_whose_actor_dies_is_retried_on_a_new_one(
+    no_pools_left, tmp_path, sky_dir, tiny_sky_model, monkeypatch
+):
+    inp = tmp_path / "in"
+    _copy_sky(sky_dir, inp)
+    marker = tmp_path / "died"
+    monkeypatch.setenv(warm_pool.DIE_ENV, f"{PARTS[1]}|{marker}")
+    s = run_inference(_cfg(inp, tmp_path / "out", tiny_sky_model, warm_pool=True, actors=1))
+    assert marker.exists(), "the test hook never fired"
+    assert s.ok and sorted(s.partitions_done) == sorted(PARTS) and s.sources_written == 2000
+    # the actor that died is gone: the pool's actor now is the one started for the retry
+    [actor] = s.startup["actors"]
+    assert not actor["reused"] and actor["partitions_served"] >= 1
+    for p in PARTS:
+        assert pq.read_metadata(tmp_path / "out" / f"{p}.parquet").num_rows == 1000
+
+
+def test_a_loopback_address_is_told_apart():
+    from xpengine.pipeline.cluster import is_loopback
+
+    for a in ("127.0.0.1:6379", "localhost:6379", "ray://127.0.0.1:10001", "[::1]:6379", "127.0.1.1:1"):
+        assert is_loopback(a), a
+    for a in ("10.0.0.5:6379", "head-node:6379", "auto", "ray://192.0.2.2:10001"):
+        assert not is_loopback(a), a
 
 
 def test_an_idle_warm_actor_ends_itself(no_pools_left, tmp_path, sky_dir, tiny_sky_model):

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from xpengine.pipeline.config import Resources
 from xpengine.pipeline.tuning import PoolPlan
 
-__all__ = ["LOOPBACK_ENV", "PoolPlan", "init_ray", "model_architecture", "plan_pool"]
+__all__ = ["LOOPBACK_ENV", "PoolPlan", "init_ray", "is_loopback", "model_architecture", "plan_pool"]
 
 log = logging.getLogger("xpengine.pipeline.ray_job")
 
@@ -30,13 +30,19 @@ def init_ray(resources: Resources) -> None:
 
     if ray.is_initialized():
         return
+    from ray._private import ray_constants
+
     address = resources.address or os.environ.get("RAY_ADDRESS")
     if address:
+        if is_loopback(address):
+            # a driver on the node of a head listening on 127.0.0.1 only (`ray start --head
+            # --node-ip-address 127.0.0.1`) must take the loopback address as its own too: else it
+            # looks for the GCS at the machine's IP and waits minutes before failing
+            os.environ[LOOPBACK_ENV] = "0"
+            ray_constants.ENABLE_RAY_CLUSTER = False
         ray.init(address=address, log_to_driver=True)
         return
     os.environ[LOOPBACK_ENV] = "0"
-    from ray._private import ray_constants
-
     ray_constants.ENABLE_RAY_CLUSTER = False  # read at node start: the node IP becomes loopback
     from xpengine.pipeline._reaper import start_reaper
 
@@ -50,6 +56,20 @@ def init_ray(resources: Resources) -> None:
         log_to_driver=True,
         _node_ip_address="127.0.0.1",
     )
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a Ray address (`host:port`, `ray://host:port`) names this machine's loopback interface."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = urlsplit(address if "://" in address else f"//{address}").hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def model_architecture(model: str) -> str:

@@ -60,6 +60,10 @@ log = logging.getLogger(__name__)
 NAMESPACE = "xpengine"
 PREFIX = "xpengine-pool-"
 QUEUED_PER_ACTOR = 2  # partitions in flight per actor: the next one waits in the actor's queue
+DIE_ENV = "XPENGINE_TEST_WARM_POOL_DIE"
+"""Test hook, `<partition name>|<marker file>`: the actor given that partition dies at once (its process
+exits) unless the marker exists, and makes it, so the partition's retry on a new actor succeeds. It
+reaches the pool's actors through their runtime environment. Unset, always, outside that test."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -152,6 +156,7 @@ class PoolWorker:
         """The catalogue row batches of one partition (`PartitionTask.to_row()` plus its `index`)."""
         from xpengine.pipeline.stages import featurize_partition
 
+        _die_if_asked(str(row["name"]))
         with self._state:
             self._busy += 1
             self.jobs.add(job)
@@ -190,6 +195,16 @@ class PoolWorker:
                     return
 
 
+def _die_if_asked(partition: str) -> None:
+    spec = os.environ.get(DIE_ENV)
+    if not spec:
+        return
+    name, _, marker = spec.partition("|")
+    if name == partition and not os.path.exists(marker):
+        Path(marker).touch()
+        os._exit(1)
+
+
 def _actor(key: str, i: int, cfg, pool):
     """The pool's i-th actor: found by name, else started (detached: it outlives the job)."""
     import ray
@@ -205,6 +220,11 @@ def _actor(key: str, i: int, cfg, pool):
             num_gpus=pool.gpus_per_actor,
             max_concurrency=2 * QUEUED_PER_ACTOR + 2,
             max_restarts=0,
+            **(
+                {"runtime_env": {"env_vars": {DIE_ENV: os.environ[DIE_ENV]}}}
+                if os.environ.get(DIE_ENV)
+                else {}
+            ),
         )
         .remote(
             key,
@@ -363,6 +383,7 @@ def _pool_command(args) -> int:
             "xpengine pool: error: give --address or set RAY_ADDRESS (a warm pool lives on a running cluster)"
         )
         return 2
+    started = not ray.is_initialized()
     init_ray(Resources(address=address))
     try:
         if args.action == "stop":
@@ -385,7 +406,8 @@ def _pool_command(args) -> int:
                     print(f"{name}: not answering ({type(exc).__name__})")
         return 0
     finally:
-        ray.shutdown()
+        if started:
+            ray.shutdown()
 
 
 def register(sub) -> None:
