@@ -300,6 +300,10 @@ def _print_kept(kept: list[dict], marginal: float, rate_plain: float, small: int
         f"= {big['sources'] / big['work_s'] / rate_plain:.2f} of the plain loop; marginal rate {m_warm:.0f} "
         f"sources/s ({m_warm / rate_plain:.2f} of the plain loop; Ray Data's pool: {marginal:.0f})"
     )
+    for a in (smalls[0].get("startup") or {}).get("actors", []):
+        print(f"    the pool's start (first warm-pool job): actor constructor {a.get('constructor_began_after_s')} -> "
+              f"{a.get('ready_after_s')} s from the job's start (torch import {a.get('torch_import_s')} s, model load "
+              f"{a.get('model_load_s')} s)")  # fmt: skip
     for r in smalls[1:]:
         print(f"    a warm job's driver steps: {(r.get('startup') or {}).get('driver_s')}")
 
