@@ -120,9 +120,8 @@ class Predictor:
         self.vocabulary = ckpt.vocabulary
         self.standardization = ckpt.standardization
         self.learned: LearnedTokens = ckpt.learned or LearnedTokens.whole_vocabulary(ckpt.vocabulary)
-        self._logged_drops: set[tuple[str, tuple[str, ...]]] = set()
         self.model_name = ckpt.path.name
-        self._dropped_logged: set[tuple[str, ...]] = set()
+        self._logged: set[tuple] = set()  # the once-only log lines already written (`_log_once`)
         train_cfg = ckpt.train_config or {}
         self.default_inputs: list[str] = self.select_inputs(
             inputs or train_cfg.get("val_inputs") or FALLBACK_INPUTS
@@ -191,9 +190,10 @@ class Predictor:
         names = self._expand(inputs)
         learned = set(self.learned.inputs)
         dropped = tuple(n for n in self.vocabulary.names if n in names and n not in learned)
-        if dropped and dropped not in self._dropped_logged:
-            self._dropped_logged.add(dropped)
-            logger.warning(
+        if dropped:
+            self._log_once(
+                ("never read", dropped),
+                logging.WARNING,
                 "model %r never read input tokens %s in training: left out of its context",
                 self.model_name,
                 describe_tokens(dropped),
@@ -314,15 +314,22 @@ class Predictor:
         for j, name in enumerate(request):
             drop = tuple(t for t in self.learned.unseen_for(name) if t in present)
             groups.setdefault(drop, []).append(j)
-            if drop and (name, drop) not in self._logged_drops:
-                self._logged_drops.add((name, drop))
-                logger.info(
+            if drop:
+                self._log_once(
+                    ("never beside", name, drop),
+                    logging.INFO,
                     "%s: %s asked for without %s in the context (never beside it in training)",
                     self.model_name,
                     name,
                     describe_tokens(list(drop)),
                 )
         return groups
+
+    def _log_once(self, key: tuple, level: int, msg: str, *args) -> None:
+        """Log `msg` the first time `key` is seen by this Predictor (a batch loop repeats its calls)."""
+        if key not in self._logged:
+            self._logged.add(key)
+            logger.log(level, msg, *args)
 
     def encoder_passes(self, request: list[str], inputs: list[str]) -> list[tuple[int, int]]:
         """(context tokens, requests) of each encoder pass `predict` makes per star for this request

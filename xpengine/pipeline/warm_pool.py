@@ -287,7 +287,12 @@ def warm_batches(
     from ray.exceptions import GetTimeoutError, RayActorError
 
     stop_pools(keep=key, only_idle=True)
+    warm = set(list_pools().get(key, []))
     actors = [_actor(key, i, cfg, pool) for i in range(pool.actors)]
+    found = sum(f"{PREFIX}{key}-{i}" in warm for i in range(pool.actors))
+    log.info(
+        "warm pool %s: %d of %d actor(s) found warm, %d started", key, found, pool.actors, pool.actors - found
+    )
     featurize = {
         "vocabulary_json": vocab_json,
         "chunk_rows": cfg.resources.chunk_rows,
