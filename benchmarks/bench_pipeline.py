@@ -172,11 +172,16 @@ def _cpu_by_label(cpu: dict[int, tuple[str, float]]) -> dict[str, tuple[int, flo
 
 
 def _run(
-    code: str, args: list[str], cpu: dict | None = None, env: dict[str, str] | None = None
+    code: str,
+    args: list[str],
+    cpu: dict | None = None,
+    env: dict[str, str] | None = None,
+    also: int | None = None,
 ) -> tuple[dict, float]:
     """Run a Python snippet; return its JSON result and the peak RSS (MB) of its process tree.
 
     env: added to the environment it runs in.
+    also: a process whose tree is summed in too (a kept cluster's head: its workers and actors).
     cpu: filled with {pid: (label, CPU seconds)} of every process of the tree, as last sampled (every
     0.2 s: a process's last moments are missed)."""
     import psutil
@@ -193,10 +198,10 @@ def _run(
     done = threading.Event()
 
     def sample() -> None:
-        p = psutil.Process(proc.pid)
+        roots = [psutil.Process(proc.pid), *([psutil.Process(also)] if also else [])]
         while not done.is_set():
             try:
-                procs = [p, *p.children(recursive=True)]
+                procs = [q for p in roots for q in (p, *p.children(recursive=True))]
                 rss = 0
                 for q in procs:
                     try:
@@ -262,8 +267,8 @@ def _kept_cluster_runs(tmp: Path, model: str, plan=KEPT_PLAN) -> list[dict]:
         for k, (inp, warm) in enumerate(plan):
             (tmp / f"kept{k}").mkdir()
             env = {"BENCH_RAY_ADDRESS": address, **({"BENCH_WARM_POOL": "1"} if warm else {})}
-            res, _ = _run(RAY, [str(tmp / inp), str(tmp / f"kept{k}"), model], env=env)
-            runs.append(res)
+            res, peak = _run(RAY, [str(tmp / inp), str(tmp / f"kept{k}"), model], env=env, also=head.pid)
+            runs.append({**res, "peak_mb": peak})
         return runs
     finally:
         head.terminate()  # `ray start --block` stops the processes it started
@@ -299,6 +304,11 @@ def _print_kept(kept: list[dict], marginal: float, rate_plain: float, small: int
         + f" s (target <= 5); its {partitions}-partition job {big['sources'] / big['work_s']:.0f} sources/s "
         f"= {big['sources'] / big['work_s'] / rate_plain:.2f} of the plain loop; marginal rate {m_warm:.0f} "
         f"sources/s ({m_warm / rate_plain:.2f} of the plain loop; Ray Data's pool: {marginal:.0f})"
+    )
+    print(
+        f"    peak memory of the cluster and driver, the warm pool's {partitions}- vs {small}-partition job: "
+        f"{big['peak_mb']:.0f} / {smalls[1]['peak_mb']:.0f} MB = {big['peak_mb'] / smalls[1]['peak_mb']:.2f}x "
+        "(target <= 1.15)"
     )
     for a in (smalls[0].get("startup") or {}).get("actors", []):
         print(f"    the pool's start (first warm-pool job): actor constructor {a.get('constructor_began_after_s')} -> "

@@ -294,7 +294,8 @@ def test_flat_and_nested_config_keys_fill_resources_and_flag_policy(tmp_path):
     nested = load_inference_config(p, {"torch_threads": 1})
     assert nested == cfg and nested.to_dict() == cfg.to_dict()
     # the provenance keeps the flat keys, in their old order
-    assert list(cfg.to_dict())[9:21] == [f for f in Resources.__dataclass_fields__]
+    fields = list(Resources.__dataclass_fields__)
+    assert list(cfg.to_dict())[9 : 9 + len(fields)] == fields
     assert cfg.to_dict()["giant_logg_max"] == 3.2 and "resources" not in cfg.to_dict()
     assert InferenceConfig(actors=3).resources.actors == 3  # the constructor takes flat keys too
     p.write_text("resources: {actors: 2}\nactors: 3\n")
