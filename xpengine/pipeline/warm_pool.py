@@ -37,6 +37,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -97,9 +98,9 @@ class PoolWorker:
     """One warm predictor actor (run as a detached Ray actor by `warm_batches`; plain Python here).
 
     `run` reads and predicts one partition and returns its catalogue row batches; its events (the read's
-    row count or error, each predictor call's timings) go to the calling job's ledger. Calls are taken
-    one at a time (a lock), so the actor's CPUs hold one model; `info` and the idle watch answer beside
-    a running call (the actor is threaded)."""
+    row count or error, each predictor call's timings) go to the calling job's ledger. The work of the
+    calls runs one at a time on one model thread, so the actor's CPUs hold one model; `info` and the
+    idle watch answer beside a running call (the actor is threaded)."""
 
     def __init__(
         self,
@@ -122,8 +123,13 @@ class PoolWorker:
         # beside an accelerator the next partition is read while the model runs (a CPU actor's CPUs
         # are its model's: reading beside it would only share them)
         self.overlap_reads = self.predictor.predictor.device.type != "cpu"
-        self._model_lock = threading.Lock()
-        self._read_lock = threading.Lock()
+        # the work runs on dedicated threads, not on Ray's call threads: one for the model (and a CPU
+        # actor's reads), one more for an accelerator actor's reads. Spread over Ray's threads, each
+        # with its own malloc arena, the actor's memory grew by 240 MB over 36 partitions (measured)
+        self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="xpengine-model")
+        self._read_thread = (
+            ThreadPoolExecutor(1, thread_name_prefix="xpengine-read") if self.overlap_reads else None
+        )
         self._state = threading.Lock()
         self._busy = 0
         self._last_done = time.monotonic()
@@ -164,13 +170,9 @@ class PoolWorker:
             batches = featurize_partition(
                 {k: np.asarray([v]) for k, v in row.items()}, ledger=ledger, **featurize
             )
-            if self.overlap_reads:
-                with self._read_lock:
-                    read = list(batches)
-                with self._model_lock:
-                    return self._predict(read, ledger)
-            with self._model_lock:
-                return self._predict(batches, ledger)
+            if self._read_thread is not None:
+                batches = self._read_thread.submit(list, batches).result()
+            return self._model_thread.submit(self._predict, batches, ledger).result()
         finally:
             with self._state:
                 self._busy -= 1
@@ -178,7 +180,7 @@ class PoolWorker:
                 self._last_done = time.monotonic()
 
     def _predict(self, batches, ledger) -> list[dict]:
-        self.predictor.ledger = ledger  # this call's job (calls hold the model lock one at a time)
+        self.predictor.ledger = ledger  # this call's job (the model thread takes one call at a time)
         try:
             return [self.predictor(b) for b in batches]
         finally:
