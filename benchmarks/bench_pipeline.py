@@ -306,9 +306,9 @@ def _print_kept(kept: list[dict], marginal: float, rate_plain: float, small: int
         f"sources/s ({m_warm / rate_plain:.2f} of the plain loop; Ray Data's pool: {marginal:.0f})"
     )
     print(
-        f"    peak memory of the cluster and driver, the warm pool's {partitions}- vs {small}-partition job: "
-        f"{big['peak_mb']:.0f} / {smalls[1]['peak_mb']:.0f} MB = {big['peak_mb'] / smalls[1]['peak_mb']:.2f}x "
-        "(target <= 1.15)"
+        f"    peak memory of the cluster and driver, the warm pool's {partitions}- vs {small}-partition job "
+        f"(before / after it): {big['peak_mb']:.0f} / {smalls[1]['peak_mb']:.0f} / {smalls[-1]['peak_mb']:.0f} MB "
+        f"= {big['peak_mb'] / smalls[1]['peak_mb']:.2f}x / {big['peak_mb'] / smalls[-1]['peak_mb']:.2f}x (target <= 1.15)"
     )
     for a in (smalls[0].get("startup") or {}).get("actors", []):
         print(f"    the pool's start (first warm-pool job): actor constructor {a.get('constructor_began_after_s')} -> "
