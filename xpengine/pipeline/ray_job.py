@@ -17,6 +17,10 @@ the cluster. Partition bookkeeping stays on the driver (`xpengine.pipeline.bookk
 only their partition's index in the plan; row totals, read errors and stage timings reach the driver
 through a small ledger actor. Partitions already done are skipped (resume) unless `overwrite`.
 
+With `warm_pool` (on a running cluster) the partitions go instead to detached predictor actors kept
+between jobs (`xpengine.pipeline.warm_pool`), without Ray Data; the rows and ledger events they send back
+are the same, so everything on the driver's side is shared.
+
 The job's pieces: planning (`plan`), identity and resume (`identity`), the cluster and the predictor
 pool (`cluster`), finishing partitions and cross-partition duplicates (`finish`), progress
 (`progress`); this module runs them and re-exports the names callers use.
