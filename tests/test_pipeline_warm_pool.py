@@ -176,3 +176,48 @@ def test_pool_key_follows_what_changes_the_output(tiny_sky_model):
 def test_warm_pool_idle_seconds_are_checked():
     with pytest.raises(ValueError, match="warm_pool_idle_s"):
         InferenceConfig(warm_pool=True, warm_pool_idle_s=0).validate()
+
+
+def test_reads_overlapped_with_the_model_give_the_same_rows(sky_dir, tiny_sky_model):
+    """The accelerator actor's path (the next partition read on a thread of its own while the model
+    runs), taken here by a CPU worker given a read thread, as plain Python: the same rows and events."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from xpengine.pipeline.bookkeeping import PARTITION_KEY, Ledger
+    from xpengine.pipeline.config import DEFAULT_FLAG_POLICY
+    from xpengine.pipeline.identity import _model_vocabulary_json
+    from xpengine.pipeline.stages import PartitionTask
+    from xpengine.pipeline.tuning import PoolPlan
+
+    pool = PoolPlan(actors=1, cpus_per_actor=1, torch_threads=1, device="cpu", batch_size=256)
+    worker = warm_pool.PoolWorker(
+        "k", tiny_sky_model, ["teff", "logg", "mass"], pool=pool, flag_policy=DEFAULT_FLAG_POLICY,
+        inputs=None, idle_s=None,
+    )  # fmt: skip
+    assert worker._read_thread is None  # a CPU actor reads on its model thread
+    task = PartitionTask(
+        name=PARTS[0],
+        xp=os.path.join(sky_dir, f"XpContinuousMeanSpectrum_{PARTS[0]}.csv.gz"),
+        gaia=os.path.join(sky_dir, f"GaiaSource_{PARTS[0]}.csv.gz"),
+    )
+    row = {**task.to_row(), "index": 3}
+    featurize = {
+        "vocabulary_json": _model_vocabulary_json(tiny_sky_model),
+        "chunk_rows": 400,
+        "tmass": None,
+        "ebv": None,
+    }
+    ledger = Ledger()
+    alone = worker.run(row, featurize, ledger)
+    worker._read_thread = ThreadPoolExecutor(1)
+    overlapped = worker.run(row, featurize, ledger)
+    assert (
+        [len(b["source_id"]) for b in alone] == [len(b["source_id"]) for b in overlapped] == [400, 400, 200]
+    )
+    for a, b in zip(alone, overlapped, strict=True):
+        assert a.keys() == b.keys() and (a[PARTITION_KEY] == 3).all()
+        for k in a:
+            assert np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f"), k
+    reads = [e for e in ledger.take() if e["event"] == "read"]
+    assert [(e["index"], e["rows"]) for e in reads] == [(3, 1000), (3, 1000)]
+    assert worker.info()["partitions"] == 2 and worker.info()["busy"] == 0
