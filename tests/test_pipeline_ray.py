@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from _sky_inputs import add_truncated_partition, copy_sky
 
 from xpengine.features.flags import SourceFlag
 from xpengine.pipeline.config import InferenceConfig
@@ -20,10 +21,7 @@ PARTS = ("000000-003111", "245760-248871")
 
 
 def _copy_sky(sky_dir: str, dest, parts=PARTS) -> None:
-    dest.mkdir(parents=True, exist_ok=True)
-    for p in parts:
-        for kind in ("XpContinuousMeanSpectrum", "GaiaSource"):
-            shutil.copy(os.path.join(sky_dir, f"{kind}_{p}.csv.gz"), dest / f"{kind}_{p}.csv.gz")
+    copy_sky(sky_dir, dest, parts)
 
 
 def _input_ids(path) -> np.ndarray:
@@ -37,9 +35,7 @@ def test_job_writes_every_source_once_then_resumes_and_recovers(ray_local, tmp_p
     _copy_sky(sky_dir, inp)
     # a third partition whose XP file is corrupt (truncated gzip)
     bad_name = "688128-691239"
-    good = open(os.path.join(sky_dir, f"XpContinuousMeanSpectrum_{bad_name}.csv.gz"), "rb").read()
-    (inp / f"XpContinuousMeanSpectrum_{bad_name}.csv.gz").write_bytes(good[: len(good) // 3])
-    shutil.copy(os.path.join(sky_dir, f"GaiaSource_{bad_name}.csv.gz"), inp / f"GaiaSource_{bad_name}.csv.gz")
+    add_truncated_partition(sky_dir, inp, bad_name)
     out = tmp_path / "catalog"
     cfg = InferenceConfig(
         input=[str(inp)],

@@ -5,12 +5,12 @@ themselves, and `stop_pools` (session fixture `ray_local`: its cluster stands in
 from __future__ import annotations
 
 import os
-import shutil
 import time
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from _sky_inputs import add_truncated_partition, copy_sky
 
 from xpengine.pipeline import warm_pool
 from xpengine.pipeline.config import InferenceConfig
@@ -23,10 +23,7 @@ COLS = ["source_id", "teff", "logg", "m_h", "mass", "age", "teff_error", "mass_e
 
 
 def _copy_sky(sky_dir: str, dest, parts=PARTS) -> None:
-    dest.mkdir(parents=True, exist_ok=True)
-    for p in parts:
-        for kind in ("XpContinuousMeanSpectrum", "GaiaSource"):
-            shutil.copy(os.path.join(sky_dir, f"{kind}_{p}.csv.gz"), dest / f"{kind}_{p}.csv.gz")
+    copy_sky(sky_dir, dest, parts)
 
 
 @pytest.fixture
@@ -52,9 +49,7 @@ def test_second_job_finds_the_pool_warm_and_the_catalogue_is_ray_datas(
     _copy_sky(sky_dir, inp)
     # a third partition whose XP file is corrupt (truncated gzip): it fails alone
     bad = "688128-691239"
-    good = open(os.path.join(sky_dir, f"XpContinuousMeanSpectrum_{bad}.csv.gz"), "rb").read()
-    (inp / f"XpContinuousMeanSpectrum_{bad}.csv.gz").write_bytes(good[: len(good) // 3])
-    shutil.copy(os.path.join(sky_dir, f"GaiaSource_{bad}.csv.gz"), inp / f"GaiaSource_{bad}.csv.gz")
+    add_truncated_partition(sky_dir, inp, bad)
 
     first = run_inference(_cfg(inp, tmp_path / "warm1", tiny_sky_model, warm_pool=True, actors=1))
     assert list(first.partitions_failed) == [bad] and sorted(first.partitions_done) == sorted(PARTS)
