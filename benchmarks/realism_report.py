@@ -177,14 +177,18 @@ def _real_rows(path: str, split_name: str | None) -> dict[str, np.ndarray]:
     return out
 
 
-def emulate_real_stars(real: dict[str, np.ndarray], cal: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Noise-free simulated XP of real stars at their labels, E(B−V) (AK_TARG/0.352) and G: representation
-    / f_G (N, 110) and sampled flux (N, 343), as the simulator writes them (no residual-PC draw)."""
+def emulate_real_stars(
+    real: dict[str, np.ndarray], cal: dict[str, np.ndarray], rng: np.random.Generator | None = None
+) -> dict[str, np.ndarray]:
+    """Noise-free simulated XP of real stars at their labels, E(B−V) (`real["ebv"]`, AK_TARG/0.352 from
+    `_real_rows`) and G: representation / f_G (N, 110) and sampled flux (N, 343), as the simulator writes
+    them; with `rng`, the simulator's random draw of the emulator's residual principal components is added
+    (as in a simulated sky), else none."""
     from xpengine.simulate.xp import intrinsic_spectra, scale_and_redden
     from xpengine.spectra import project_coefficients
 
     cls = (real["logg"] < 3.5).astype(np.int8)
-    spec = intrinsic_spectra(cls, real["teff"], real["logg"], real["fe_h"], real["alpha_m"], None, cal)
+    spec = intrinsic_spectra(cls, real["teff"], real["logg"], real["fe_h"], real["alpha_m"], rng, cal)
     g = real["gaiaedr3_phot_g_mean_mag"]
     obs = scale_and_redden(spec, real["ebv"], g, np.zeros_like(g), a_g=np.zeros_like(g))
     c = obs["coefficients"]
@@ -193,15 +197,14 @@ def emulate_real_stars(real: dict[str, np.ndarray], cal: dict[str, np.ndarray]) 
     return {"coef": np.concatenate([pb, pr], axis=1) / f_g[:, None], "flux": obs["flux"]}
 
 
-def _flux_rms(em: np.ndarray, real: np.ndarray, ebv_shape: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-star relative flux residual ‖em − real‖ / ‖real‖ over 400–1000 nm: as is, and after a per-star
-    grey + E(B−V) correction of the emulated spectrum, em · exp(a + b κ(λ)) with (a, b) the least-squares
-    fit of ln(real/em) weighted by real² (it removes the error of the AK_TARG extinction estimate)."""
+def grey_ebv_fit(em: np.ndarray, real: np.ndarray, ebv_shape: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-star grey + E(B−V) correction of emulated spectra (N, 343) towards real ones over 400–1000 nm:
+    (a, b) of em · exp(a + b κ(λ)) ≈ real, the least-squares fit of ln(real/em) weighted by real²
+    (κ = `ebv_shape`, A_λ/A_V; so ΔE(B−V) = −b / (0.4 ln 10 · R_V)), and whether ≥ 90 % of the star's
+    pixels were usable (otherwise the fit is no test)."""
     wl = np.arange(336.0, 1020.1, 2.0)
     band = (wl >= 400) & (wl <= 1000)
     e, r = em[:, band], real[:, band]
-    norm = np.sqrt(np.nansum(r**2, axis=1))
-    raw = np.sqrt(np.nansum((e - r) ** 2, axis=1)) / norm
     with np.errstate(divide="ignore", invalid="ignore"):
         lr = np.log(r / e)
     ok = np.isfinite(lr) & (r > 0)
@@ -213,8 +216,21 @@ def _flux_rms(em: np.ndarray, real: np.ndarray, ebv_shape: np.ndarray) -> tuple[
     det = np.maximum(s1 * skk - sk**2, 1e-300)
     a = (skk * sr - sk * srk) / det
     b = (s1 * srk - sk * sr) / det
+    return np.stack([a, b]), ok.mean(1) >= 0.9
+
+
+def _flux_rms(em: np.ndarray, real: np.ndarray, ebv_shape: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-star relative flux residual ‖em − real‖ / ‖real‖ over 400–1000 nm: as is, and after a per-star
+    grey + E(B−V) correction of the emulated spectrum (`grey_ebv_fit`; it removes the error of the AK_TARG
+    extinction estimate)."""
+    wl = np.arange(336.0, 1020.1, 2.0)
+    band = (wl >= 400) & (wl <= 1000)
+    e, r = em[:, band], real[:, band]
+    norm = np.sqrt(np.nansum(r**2, axis=1))
+    raw = np.sqrt(np.nansum((e - r) ** 2, axis=1)) / norm
+    (a, b), usable = grey_ebv_fit(em, real, ebv_shape)
+    k = ebv_shape[band][None, :]
     fixed = np.sqrt(np.nansum((e * np.exp(a[:, None] + b[:, None] * k) - r) ** 2, axis=1)) / norm
-    usable = ok.mean(1) >= 0.9  # as in the fit: a spectrum with < 90% usable pixels is no test
     return np.where(usable, raw, np.nan), np.where(usable, fixed, np.nan)
 
 
