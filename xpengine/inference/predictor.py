@@ -91,7 +91,11 @@ class Predictor:
     `kind:colour`, names); default: the model's validation inputs. Either way, tokens the model never
     read in training are left out (one log line).
     batch_size: stars per forward pass. calibrate: apply the checkpoint's `calibration.json` (σ
-    calibration fitted on the validation split), when it has one.
+    calibration fitted on the validation split), when it has one. sim_to_real: the stars are real (the
+    default): the σ of tokens learned from simulated stars only (gaia-xp: mass, ln_age and the age derived
+    from it) also carry the calibration's measured sim-to-real term (`Calibration.sim_to_real`, format 4),
+    the extra spread real spectra show over simulated ones. False for simulated stars, which have none: the
+    calibration skies and simulated test skies are scored with σ as calibrated on them.
     """
 
     def __init__(
@@ -104,6 +108,7 @@ class Predictor:
         inputs: Sequence[str] | None = None,
         batch_size: int = 4096,
         calibrate: bool = True,
+        sim_to_real: bool = True,
     ) -> None:
         if dtype not in (*_DTYPES, "auto"):
             raise ValueError(f"dtype must be one of {[*sorted(_DTYPES), 'auto']}, got {dtype!r}")
@@ -142,6 +147,13 @@ class Predictor:
 
             self.calibration = Calibration.load(cal_file)
             logger.info("σ calibration from %s applied", cal_file)
+        self.sim_to_real = bool(sim_to_real and self.calibration is not None and self.calibration.sim_to_real)
+        if self.sim_to_real:
+            logger.info(
+                "σ of %s include the sim-to-real term of %s (real stars)",
+                ", ".join(sorted(self.calibration.sim_to_real)),
+                cal_file,
+            )
 
     @classmethod
     def load(
@@ -151,10 +163,11 @@ class Predictor:
         device: str = "auto",
         dtype: str = "float32",
         calibrate: bool = True,
+        sim_to_real: bool = True,
         **kwargs: Any,
     ) -> Predictor:
         """Load a checkpoint directory or bundled model by name (see the class docstring)."""
-        return cls(source, device=device, dtype=dtype, calibrate=calibrate, **kwargs)
+        return cls(source, device=device, dtype=dtype, calibrate=calibrate, sim_to_real=sim_to_real, **kwargs)
 
     @property
     def xp_representation(self) -> str | None:
@@ -303,6 +316,12 @@ class Predictor:
                     if self.calibration is None
                     else self.calibration.derived_sigma(DERIVED[name], name, lin, sg[:, j], g_mag)
                 )
+                if self.sim_to_real:
+                    out[f"{DERIVED[name]}_error"] = self.calibration.add_sim_to_real_derived(
+                        name, lin, out[f"{DERIVED[name]}_error"]
+                    )
+            if self.sim_to_real:
+                out[f"{name}_error"] = self.calibration.add_sim_to_real(name, mu[:, j], out[f"{name}_error"])
         return out
 
     def context_groups(self, request: list[str], inputs: list[str]) -> dict[tuple[str, ...], list[int]]:

@@ -18,6 +18,12 @@ Format 3 adds an optional mean shift per bin of G (`g_shifts`, on the same `g_ed
 differs from the training prior (fitted on a simulated sky by `training/calibrate_on_sky.py
 --fit-shifts`). A derived linear label follows its log token's shifted mean. Files without shifts are
 written as format 2.
+
+Format 4 adds an optional sim-to-real term (`sim_to_real`, one `SimToReal` per token learned from simulated
+stars only): an extra spread that real stars show and simulated ones cannot, added in quadrature to the
+calibrated σ, as a function of it (fitted on real giants and their emulated twins by
+`training/fit_sim_to_real.py`). The Predictor adds it unless told the stars are simulated
+(`sim_to_real=False`: the calibration skies, simulated test skies).
 """
 
 from __future__ import annotations
@@ -31,16 +37,30 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CALIBRATION_FILE", "FORMAT_VERSION", "FORMULA", "Calibration", "LabelCalibration", "g_bin_index"]
+__all__ = [
+    "CALIBRATION_FILE",
+    "FORMAT_VERSION",
+    "FORMULA",
+    "Calibration",
+    "LabelCalibration",
+    "SimToReal",
+    "g_bin_index",
+]
 
 CALIBRATION_FILE = "calibration.json"
 FORMAT_VERSION = "2"
 SHIFT_FORMAT_VERSION = "3"  # written when an entry has g_shifts
-READABLE_VERSIONS = ("1", "2", "3")  # format 1 files (scale/floor entries only) read unchanged
+SIM_TO_REAL_FORMAT_VERSION = "4"  # written when the file has a sim_to_real section
+READABLE_VERSIONS = ("1", "2", "3", "4")  # format 1 files (scale/floor entries only) read unchanged
 FORMULA = (
     "sigma_cal = sqrt((a*sigma)^2 + b^2); or, with sigma_knots: log-log interpolation sigma -> sigma_cal "
     "through (sigma_knots, sigma_cal_knots), proportional beyond the end knots; times g_scales[bin of G in "
     "g_edges] where G is known"
+)
+SIM_TO_REAL_FORMULA = (
+    "real stars: sigma_real = sqrt(sigma_cal^2 + extra^2), extra interpolated linearly in sigma_cal through "
+    "(sigma_knots, extra_knots), the end values beyond them; relative tokens in ln units (sigma_cal/value); "
+    "a linear label derived from a log token (age from ln_age) takes the log token's term relative to its value"
 )
 
 
@@ -158,12 +178,73 @@ def _knot_map(s: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(s), np.nan, out)
 
 
+@dataclass(frozen=True)
+class SimToReal:
+    """The spread real stars add to one token's prediction beyond what simulated stars show (format 4).
+
+    In log units: for a `relative` token (mass) the σ and the extra are relative (σ/value, i.e. in ln
+    mass); otherwise in the token's own units (ln_age). `extra_knots` (≥ 0) is the extra at the calibrated
+    σ `sigma_knots` (strictly increasing, ≥ 2): straight lines between knots, the end values beyond them.
+    σ_real = √(σ_cal² + extra(σ_cal)²)."""
+
+    sigma_knots: tuple[float, ...]
+    extra_knots: tuple[float, ...]
+    relative: bool = False
+
+    def __post_init__(self) -> None:
+        x = np.asarray(self.sigma_knots, dtype=np.float64)
+        y = np.asarray(self.extra_knots, dtype=np.float64)
+        if x.size < 2 or x.size != y.size or np.any(np.diff(x) <= 0) or np.any(y < 0) or x[0] <= 0:
+            raise ValueError(
+                f"sim_to_real sigma_knots {self.sigma_knots} / extra_knots {self.extra_knots}: expected "
+                "positive, strictly increasing σ and non-negative extras of one length >= 2"
+            )
+        object.__setattr__(self, "sigma_knots", tuple(float(v) for v in x))
+        object.__setattr__(self, "extra_knots", tuple(float(v) for v in y))
+
+    def extra(self, sigma_log: np.ndarray) -> np.ndarray:
+        """The extra spread (N,) at calibrated σ (N,) in log units; NaN stays NaN."""
+        s = np.asarray(sigma_log, dtype=np.float64)
+        out = np.interp(s, self.sigma_knots, self.extra_knots)
+        return np.where(np.isnan(s), np.nan, out)
+
+    def total(self, value: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+        """σ (N,) with the extra added in quadrature, in the token's units: value (N,) is the prediction
+        (used only when `relative`), sigma (N,) the calibrated σ."""
+        s = np.asarray(sigma, dtype=np.float64)
+        if not self.relative:
+            return np.hypot(s, self.extra(s))
+        v = np.abs(np.asarray(value, dtype=np.float64))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = s / v
+        return v * np.hypot(rel, self.extra(rel))
+
+
 @dataclass
 class Calibration:
-    """Per-token calibrations (a missing token means identity)."""
+    """Per-token calibrations (a missing token means identity), and the sim-to-real terms of the tokens
+    learned from simulated stars (`SimToReal`; none: σ as calibrated)."""
 
     labels: dict[str, LabelCalibration] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    sim_to_real: dict[str, SimToReal] = field(default_factory=dict)
+    sim_to_real_provenance: dict[str, Any] = field(default_factory=dict)
+
+    def add_sim_to_real(self, name: str, value: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+        """σ (N,) of token `name` (calibrated, physical units) with its sim-to-real term, if it has one;
+        value (N,): the prediction (a relative term's scale)."""
+        term = self.sim_to_real.get(name)
+        s = np.asarray(sigma, dtype=np.float64)
+        return s.copy() if term is None else term.total(value, s)
+
+    def add_sim_to_real_derived(self, log_token: str, linear: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+        """σ (N,) of a linear label derived as exp(log_token), with the log token's sim-to-real term
+        taken as relative: linear · √((σ/linear)² + extra²)."""
+        term = self.sim_to_real.get(log_token)
+        s = np.asarray(sigma, dtype=np.float64)
+        if term is None:
+            return s.copy()
+        return SimToReal(term.sigma_knots, term.extra_knots, relative=True).total(linear, s)
 
     def apply(self, name: str, sigma: np.ndarray, g: np.ndarray | None = None) -> np.ndarray:
         """Calibrated σ (N,) of token `name`; g (N,) G magnitudes where known (entries with G-bin factors)."""
@@ -197,12 +278,27 @@ class Calibration:
 
     def to_dict(self) -> dict[str, Any]:
         shifted = any(lc.g_shifts is not None for lc in self.labels.values())
-        return {
-            "format_version": SHIFT_FORMAT_VERSION if shifted else FORMAT_VERSION,
+        version = SHIFT_FORMAT_VERSION if shifted else FORMAT_VERSION
+        out = {
+            "format_version": SIM_TO_REAL_FORMAT_VERSION if self.sim_to_real else version,
             "formula": FORMULA,
             "labels": {k: _clean(asdict(v)) for k, v in self.labels.items()},
             "provenance": self.provenance,
         }
+        if self.sim_to_real:
+            out["sim_to_real"] = {
+                "formula": SIM_TO_REAL_FORMULA,
+                "tokens": {
+                    k: {
+                        "sigma_knots": list(t.sigma_knots),
+                        "extra_knots": list(t.extra_knots),
+                        "relative": t.relative,
+                    }
+                    for k, t in self.sim_to_real.items()
+                },
+                "provenance": self.sim_to_real_provenance,
+            }
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
@@ -212,7 +308,13 @@ class Calibration:
                 f"{READABLE_VERSIONS}"
             )
         labels = {k: LabelCalibration(**v) for k, v in d.get("labels", {}).items()}
-        return cls(labels=labels, provenance=dict(d.get("provenance", {})))
+        s2r = d.get("sim_to_real") or {}
+        return cls(
+            labels=labels,
+            provenance=dict(d.get("provenance", {})),
+            sim_to_real={k: SimToReal(**v) for k, v in (s2r.get("tokens") or {}).items()},
+            sim_to_real_provenance=dict(s2r.get("provenance") or {}),
+        )
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write JSON to `path` (a file, or a directory that gets `calibration.json`)."""
