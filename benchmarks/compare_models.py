@@ -499,6 +499,13 @@ def _parser() -> argparse.ArgumentParser:
         help="paired bootstrap resamples for every model's σ minus the first model's (default 0: none)",
     )
     p.add_argument("--device", default="auto", help="torch device for the models (default: auto)")
+    p.add_argument(
+        "--no-sim-to-real",
+        dest="sim_to_real",
+        action="store_false",
+        help="the stars are simulated (a simulated sky's truth): σ as calibrated on simulated stars, without "
+        "the models' sim-to-real term (Predictor(sim_to_real=False))",
+    )
     p.add_argument("--json", required=True, help="output JSON path")
     p.add_argument("--markdown", help="output Markdown path (the tables are printed either way)")
     return p
@@ -518,7 +525,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
     es = load_eval_set(args.data, split=None if args.split == "all" else args.split)
-    models = {name: Predictor.load(name, device=args.device) for name in args.models}
+    models = {
+        name: Predictor.load(name, device=args.device, sim_to_real=args.sim_to_real) for name in args.models
+    }
     baseline = None
     if args.baseline_model:
         baseline = XGBoostBaseline.load(args.baseline_model)

@@ -148,7 +148,14 @@ def check_job_stage(device: torch.device, quick: bool) -> dict:
             gpus_per_actor=1.0 if dev != "cpu" else 0.0,
             cpus_per_actor=float(cfg.resources.cpus_per_actor or 1),
         )
-        return CatalogPredictor(cfg.model, labels, pool=pool, flag_policy=cfg.flags, inputs=inputs)
+        return CatalogPredictor(
+            cfg.model,
+            labels,
+            pool=pool,
+            flag_policy=cfg.flags,
+            inputs=inputs,
+            sim_to_real=cfg.sim_to_real_sigma,
+        )
 
     ref = actor("cpu", "float32", 1024)(dict(real))
     rows = cfg.resources.chunk_rows

@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from check_report import run_header, write_outputs  # noqa: E402
 
 from xpengine.catalog.query import query_catalog  # noqa: E402
+from xpengine.catalog.schema import check_simulated_sky_sigma  # noqa: E402
 from xpengine.evaluate.metrics import robust_sigma  # noqa: E402
 
 TRUTH_COLUMNS = ["source_id", "mass", "age_gyr", "m_h", "teff", "logg", "evolutionary_state", "g"]
@@ -331,6 +332,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         name, _, path = item.partition("=")
         if not path:
             ap.error(f"--catalogue {item!r}: expected NAME=DIR")
+        try:
+            check_simulated_sky_sigma(path)
+        except ValueError as exc:
+            ap.error(str(exc))
         cats[name] = check_catalogue(read_catalogue(path), truth, path, args.g_bins, args.tmass)
     result = {
         **run_header("benchmarks/sim_sky_checks.py", argv),

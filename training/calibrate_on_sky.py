@@ -39,6 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from xpengine.catalog.schema import check_simulated_sky_sigma
 from xpengine.model.calibration import Calibration, LabelCalibration
 
 G_BINS = (6.0, 13.0, 15.0, 17.65)  # the bins the report prints (those of benchmarks/sim_sky_checks.py)
@@ -176,7 +177,15 @@ def calibrate(
             "z_by_g_cal_without_g": z_by_g(pred, true, lc.apply(raw[name]), d["g_cat"]),
             "offset_by_g": offset_by_g(pred, true, d["g_cat"], log=name == "mass"),
         }
-    return Calibration(labels=labels, provenance=dict(base.provenance)), report
+    # a sim-to-real term is a map of the calibrated σ: carried over, it must be refitted on the new σ
+    # (training/fit_sim_to_real.py), as the printed note says
+    out = Calibration(
+        labels=labels,
+        provenance=dict(base.provenance),
+        sim_to_real=dict(base.sim_to_real),
+        sim_to_real_provenance=dict(base.sim_to_real_provenance),
+    )
+    return out, report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
         help="also fit a median mean shift of mass and ln_age per G bin (calibration format 3)",
     )
     args = p.parse_args(argv)
+    try:  # the σ to invert are those calibrated on simulated stars
+        check_simulated_sky_sigma(args.catalogue)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
     base = Calibration.load(args.calibration)
     d = load_matched(args.catalogue, args.truth)
     out, report = calibrate(
@@ -226,6 +239,11 @@ def main(argv: list[str] | None = None) -> int:
         "offset_by_g": {k: v["offset_by_g"] for k, v in report.items()},
     }
     out.save(args.output, overwrite=True)
+    if out.sim_to_real:
+        print(
+            f"note: the sim-to-real term of {args.calibration} is carried over unchanged; it is a map of the "
+            "calibrated σ, so refit it on the new calibration: python training/fit_sim_to_real.py ..."
+        )
     for name, r in report.items():
         f = r["fit"]
         zs = " / ".join(

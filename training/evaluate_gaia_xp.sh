@@ -27,8 +27,13 @@ python training/bundle_model.py $RUN gaia-xp --command "$CMD" --evaluation $R/ev
 python training/merge_calibration.py $B/calibration.json $R/eval-gaia-xp$TAG-real/calibration.json --labels teff logg m_h alpha_m --output $B/calibration.json
 cp $B/calibration.json $R/calibration_v${TAG}_valsplits.json
 date
-python jobs/infer_gaia.py --input $R/sky_cal_sub --tmass $R/sky_mist_cal/tmass.parquet --output $R/cat${TAG}_cal --model $B --overwrite > $R/cat${TAG}_cal.log 2>&1
+# simulated skies: σ as calibrated on simulated stars (--no-sim-to-real-sigma; sim_to_real_sigma in the YAML)
+python jobs/infer_gaia.py --input $R/sky_cal_sub --tmass $R/sky_mist_cal/tmass.parquet --output $R/cat${TAG}_cal --model $B --overwrite --no-sim-to-real-sigma > $R/cat${TAG}_cal.log 2>&1
 python training/calibrate_on_sky.py --catalogue $R/cat${TAG}_cal --truth $R/sky_mist_cal/truth.parquet --calibration $B/calibration.json --output $B/calibration.json --fit-shifts | tee $R/calibrate_on_sky$TAG.out
+# the sim-to-real term of mass and age σ, a map of the calibrated σ: fitted after it (session 12)
+python training/fit_sim_to_real.py $B --apogee-xp ../shared/data/apogee_xp/apogee_xp_dev.fits.gz \
+    --dataset $R/apogee_xp_dev.parquet --emulator v1 --output $B/calibration.json --overwrite \
+    --json $R/sim_to_real$TAG.json --markdown $R/sim_to_real$TAG.md > $R/sim_to_real$TAG.out 2>&1
 date
 python benchmarks/real_star_checks.py --models gaia-xp $PREV apogee-xp \
     --apogee-xp ../shared/data/apogee_xp/apogee_xp_dev.fits.gz --dataset $R/apogee_xp_dev.parquet \
@@ -37,13 +42,13 @@ python benchmarks/compare_models.py --data $R/apogee_xp_dev.parquet --split test
     --baseline-train $R/apogee_xp_dev.parquet --labels teff logg m_h alpha_m --bootstrap 1000 \
     --json $R/compare_real$TAG.json --markdown $R/compare_real$TAG.md > $R/compare_real$TAG.out 2>&1
 date
-python jobs/infer_gaia.py --input $R/sky_test_sub --tmass $R/sky_mist_test/tmass.parquet --output $R/cat${TAG}_test --model $B --overwrite > $R/cat${TAG}_test.log 2>&1
+python jobs/infer_gaia.py --input $R/sky_test_sub --tmass $R/sky_mist_test/tmass.parquet --output $R/cat${TAG}_test --model $B --overwrite --no-sim-to-real-sigma > $R/cat${TAG}_test.log 2>&1
 python benchmarks/sim_sky_checks.py --truth $R/sky_mist_test/truth.parquet --tmass $R/sky_mist_test/tmass.parquet \
     --catalogue gaia-xp=$R/cat${TAG}_test --catalogue previous=$PREVCAT \
     --json $R/sim_sky_checks$TAG.json --markdown $R/sim_sky_checks$TAG.md > $R/sim_sky_checks$TAG.out 2>&1
 date
 python benchmarks/compare_models.py --data $SIMTEST --split all --models gaia-xp $PREV \
-    --baseline-train $SIMTRAIN --labels teff logg m_h alpha_m mass ln_age --context model \
+    --baseline-train $SIMTRAIN --labels teff logg m_h alpha_m mass ln_age --context model --no-sim-to-real \
     --json $R/compare_sim$TAG.json --markdown $R/compare_sim$TAG.md > $R/compare_sim$TAG.out 2>&1
 date
 echo "POST$TAG DONE"

@@ -21,7 +21,8 @@ from xpengine.model.calibration import Calibration
 
 
 def merge(base: Calibration, other: Calibration, labels: list[str]) -> Calibration:
-    """BASE with the `labels` entries replaced by OTHER's (each must be in OTHER)."""
+    """BASE with the `labels` entries replaced by OTHER's (each must be in OTHER); BASE's sim-to-real term,
+    if any, is kept."""
     missing = [k for k in labels if k not in other.labels]
     if missing:
         raise ValueError(
@@ -36,7 +37,12 @@ def merge(base: Calibration, other: Calibration, labels: list[str]) -> Calibrati
             "base_labels_kept": sorted(k for k in base.labels if k not in labels),
         },
     }
-    return Calibration(labels=merged, provenance=provenance)
+    return Calibration(
+        labels=merged,
+        provenance=provenance,
+        sim_to_real=dict(base.sim_to_real),
+        sim_to_real_provenance=dict(base.sim_to_real_provenance),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

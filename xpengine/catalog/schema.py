@@ -49,7 +49,9 @@ __all__ = [
     "CatalogLabel",
     "catalog_schema",
     "catalog_units",
+    "catalogue_provenance",
     "check_learned_labels",
+    "check_simulated_sky_sigma",
     "label_tokens",
     "model_default_labels",
     "tokens_to_labels",
@@ -248,3 +250,32 @@ def model_default_labels(train_config: dict[str, Any], learned: LearnedTokens, m
             "model %r did not learn %s: default labels %s", model, ", ".join(left_out), ", ".join(labels)
         )
     return labels
+
+
+def catalogue_provenance(path: str) -> dict[str, Any]:
+    """The job's provenance recorded in a local catalogue (a directory the job wrote, or one partition
+    file): `xpengine.provenance` of its first partition ({} when none is recorded)."""
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    files = (
+        [p] if p.is_file() else sorted(f for f in p.glob("*.parquet") if not f.name.startswith(("_", ".")))
+    )
+    if not files:
+        raise FileNotFoundError(f"{path}: no catalogue partition (*.parquet)")
+    meta = pq.read_schema(files[0]).metadata or {}
+    raw = meta.get(b"xpengine.provenance")
+    return json.loads(raw) if raw else {}
+
+
+def check_simulated_sky_sigma(path: str) -> None:
+    """Refuse (ValueError) a catalogue of a simulated sky whose mass and age σ carry the model's
+    sim-to-real term: simulated stars have none, and their σ are scored (and calibrated) as calibrated on
+    simulated stars. The job's `--no-sim-to-real-sigma` writes them so."""
+    if catalogue_provenance(path).get("sim_to_real_applied"):
+        raise ValueError(
+            f"{path}: its mass and age σ include the model's sim-to-real term (a real-star catalogue); "
+            "for a simulated sky run the job with --no-sim-to-real-sigma"
+        )

@@ -117,11 +117,13 @@ class CatalogPredictor:
         inputs: list[str] | None = None,
         torch_threads: int | None = None,
         flag_policy: FlagPolicy | None = None,
+        sim_to_real: bool = True,
     ) -> None:
         """labels: catalogue labels; None = the model's default labels
         (`xpengine.catalog.schema.model_default_labels`); a label the model was not trained to
         predict is a ValueError. inputs: context tokens (token-list syntax); None = the model's
-        default inputs; tokens the vocabulary lacks or the model never read are left out (logged)."""
+        default inputs; tokens the vocabulary lacks or the model never read are left out (logged).
+        sim_to_real: the stars are real (the Predictor's `sim_to_real`; False for a simulated sky)."""
         from xpengine.inference.predictor import Predictor
 
         if torch_threads:
@@ -130,7 +132,9 @@ class CatalogPredictor:
             torch.set_num_threads(int(torch_threads))
         # a loaded Predictor (notebooks: `predict_xp`) or a checkpoint / bundled model name
         self.predictor = (
-            model if isinstance(model, Predictor) else Predictor.load(model, device=device, dtype=dtype)
+            model
+            if isinstance(model, Predictor)
+            else Predictor.load(model, device=device, dtype=dtype, sim_to_real=sim_to_real)
         )
         model = self.predictor.model_name if isinstance(model, Predictor) else model
         learned = self.predictor.learned

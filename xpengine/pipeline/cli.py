@@ -94,6 +94,14 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
         help="seconds without work after which a warm predictor actor ends itself (default 900)",
     )
     p.add_argument(
+        "--no-sim-to-real-sigma",
+        dest="sim_to_real_sigma",
+        action="store_false",
+        default=None,
+        help="the input stars are simulated (a simulated sky): write mass and age σ as calibrated on "
+        "simulated stars, without the model's measured sim-to-real term that real stars carry",
+    )
+    p.add_argument(
         "--dtype",
         choices=["float32", "bfloat16", "auto"],
         help="model arithmetic; bfloat16 is used only where the hardware has it (GPUs of compute capability >= 8.0, CPUs with AVX512-BF16/AMX), auto picks it there",

@@ -139,6 +139,10 @@ class InferenceConfig:
     # once when its holder ran on this host and is gone
     lock_stale_s: float = 600.0
     checksum: bool = True
+    # the stars are real: mass and age σ carry the model's sim-to-real term (`calibration.json` format 4,
+    # `xpengine.model.calibration.SimToReal`); false only for simulated skies, whose σ are scored as
+    # calibrated on simulated stars
+    sim_to_real_sigma: bool = True
 
     def __init__(self, **kwargs: Any) -> None:
         own = {f.name for f in dataclasses.fields(self)}

@@ -25,13 +25,39 @@ def _model_vocabulary_json(model: str) -> str:
         return f.read()
 
 
-def _model_provenance(model: str) -> dict[str, Any]:
+def _model_provenance(model: str, sim_to_real: bool = True) -> dict[str, Any]:
+    """The model's name, directory and weights sha256, and what its σ are: the sha256 of its
+    `calibration.json` (None without one) and whether the catalogue's mass and age σ carry its
+    sim-to-real term (the job's `sim_to_real_sigma` and a calibration that has one)."""
+    import json
+
     from xpengine.io import sha256_of
+    from xpengine.model.calibration import CALIBRATION_FILE
     from xpengine.model.metadata import WEIGHTS_FILE, resolve_model_path
 
     d = resolve_model_path(model)
     digest = sha256_of(os.path.join(d, WEIGHTS_FILE))
-    return {"model": model, "model_dir": os.path.basename(os.path.normpath(d)), "model_sha256": digest}
+    cal = os.path.join(d, CALIBRATION_FILE)
+    has_cal = os.path.isfile(cal)
+    with_term = False
+    if has_cal and sim_to_real:
+        with open(cal) as f:
+            with_term = bool((json.load(f).get("sim_to_real") or {}).get("tokens"))
+    return {
+        "model": model,
+        "model_dir": os.path.basename(os.path.normpath(d)),
+        "model_sha256": digest,
+        "calibration_sha256": sha256_of(cal) if has_cal else None,
+        "sim_to_real_applied": with_term,
+    }
+
+
+def sigma_identity(provenance: dict[str, Any]) -> dict[str, Any]:
+    """What the catalogue's σ are, from `_model_provenance`: the calibration file and the sim-to-real term."""
+    return {
+        "calibration_sha256": provenance.get("calibration_sha256"),
+        "sim_to_real_applied": bool(provenance.get("sim_to_real_applied")),
+    }
 
 
 def _schema_fingerprint(labels: list[str]) -> str:
@@ -43,18 +69,22 @@ def _schema_fingerprint(labels: list[str]) -> str:
 
 
 def _job_identity(labels: list[str], provenance: dict[str, Any]) -> dict[str, Any]:
-    """What makes two runs' rows belong in one catalogue: the same model weights, labels and schema."""
+    """What makes two runs' rows belong in one catalogue: the same model weights, labels and schema, and
+    the same σ (calibration file and sim-to-real term)."""
     return {
         "model_sha256": provenance["model_sha256"],
         "labels": list(labels),
         "schema": _schema_fingerprint(labels),
+        "sigma": sigma_identity(provenance),
     }
 
 
 def _identity_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    names = {"model_sha256": "model", "labels": "labels", "schema": "catalogue schema"}
+    names = {"model_sha256": "model", "labels": "labels", "schema": "catalogue schema", "sigma": "σ"}
     out = []
     for key, what in names.items():
+        if key == "sigma" and key not in old:
+            continue  # a catalogue from before the σ were recorded (session 12): not known, not refused
         if old.get(key) != new.get(key):
             o, n = old.get(key), new.get(key)
             if key == "model_sha256":

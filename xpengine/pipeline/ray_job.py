@@ -137,7 +137,7 @@ def run_inference(cfg: InferenceConfig) -> JobSummary:
     t0 = time.perf_counter()
     try:
         provenance = {
-            **_model_provenance(cfg.model),
+            **_model_provenance(cfg.model, cfg.sim_to_real_sigma),
             "xpengine_version": __import__("xpengine").__version__,
             "config": {k: v for k, v in cfg.to_dict().items() if k not in ("address",)},
         }
@@ -352,6 +352,7 @@ def _dataset(cfg: InferenceConfig, tasks: list[PartitionTask], pool, ledger, voc
             "flag_policy": cfg.flags,
             "inputs": cfg.inputs,
             "ledger": ledger,
+            "sim_to_real": cfg.sim_to_real_sigma,
         },
     )
 

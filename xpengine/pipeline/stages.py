@@ -253,8 +253,10 @@ class CatalogPredictor(_CatalogPredictor):
         device: str | None = None,
         ledger: Any = None,
         calibration_budget_s: float = 1.0,
+        sim_to_real: bool = True,
     ) -> None:
-        """device: overrides `pool.device` (a direct call's shorthand: `device="cpu"`)."""
+        """device: overrides `pool.device` (a direct call's shorthand: `device="cpu"`). sim_to_real: the
+        stars are real (the job's `sim_to_real_sigma`)."""
         t_start = time.perf_counter()
         at = time.time()
         import torch
@@ -274,6 +276,7 @@ class CatalogPredictor(_CatalogPredictor):
             batch_size=pool.batch_size or 1,
             inputs=inputs,
             flag_policy=flag_policy,
+            sim_to_real=sim_to_real,
         )
         t_loaded = time.perf_counter()
         dev = self.predictor.device

@@ -81,10 +81,12 @@ def code_digest() -> str:
 def pool_key(cfg, pool, provenance: dict[str, Any]) -> str:
     """12 hex digits naming the pool that serves this configuration (see the module's docstring)."""
     from xpengine.model.metadata import resolve_model_path
+    from xpengine.pipeline.identity import sigma_identity
 
     record = {
         "model_sha256": provenance["model_sha256"],
         "model_path": os.path.abspath(resolve_model_path(cfg.model)),
+        "sigma": sigma_identity(provenance),
         "labels": list(cfg.labels or []),
         "inputs": list(cfg.inputs) if cfg.inputs is not None else None,
         "flags": dataclasses.asdict(cfg.flags),
@@ -112,13 +114,16 @@ class PoolWorker:
         flag_policy,
         inputs: list[str] | None,
         idle_s: float | None,
+        sim_to_real: bool = True,
         exit_fn=os._exit,
     ) -> None:
         from xpengine.pipeline.stages import CatalogPredictor
 
         self.key = key
         self.created_at = time.time()
-        self.predictor = CatalogPredictor(model, labels, pool=pool, flag_policy=flag_policy, inputs=inputs)
+        self.predictor = CatalogPredictor(
+            model, labels, pool=pool, flag_policy=flag_policy, inputs=inputs, sim_to_real=sim_to_real
+        )
         self.ready_at = time.time()
         # beside an accelerator the next partition is read while the model runs (a CPU actor's CPUs
         # are its model's: reading beside it would only share them)
@@ -236,6 +241,7 @@ def _actor(key: str, i: int, cfg, pool):
             flag_policy=cfg.flags,
             inputs=cfg.inputs,
             idle_s=cfg.resources.warm_pool_idle_s,
+            sim_to_real=cfg.sim_to_real_sigma,
         )
     )
 
