@@ -284,13 +284,47 @@ def _fraction(mask: np.ndarray, ok: np.ndarray) -> float | None:
     return float(np.mean(mask[ok])) if ok.any() else None
 
 
+#: Relative uncertainty given to a cluster's literature giant mass in the z-scores (the turn-off mass at the
+#: cluster's age; giants past the tip have lost some of it).
+LIT_LN_MASS_SIGMA = 0.07
+
+
+def _z_summary(z: np.ndarray) -> dict[str, float] | None:
+    z = z[np.isfinite(z)]
+    if not z.size:
+        return None
+    return {"n": int(z.size), "median": float(np.median(z)), "rms": float(np.sqrt(np.mean(z**2)))}
+
+
+def literature_z(pred: Mapping[str, np.ndarray], lit: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """z-scores of the predicted ln age and ln mass against the literature (`lit`: per-star age range and
+    giant mass, NaN = none), the predicted σ and the literature's in quadrature: ln age against the range's
+    geometric middle with half its ln width, ln mass with `LIT_LN_MASS_SIGMA`. Median and rms of z; an rms
+    near 1 means honest σ (a literature uncertainty taken too wide pushes it below)."""
+    out: dict[str, Any] = {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if "age" in pred and "age_error" in pred:
+            mid = 0.5 * (np.log(lit["age_lo"]) + np.log(lit["age_hi"]))
+            half = 0.5 * (np.log(lit["age_hi"]) - np.log(lit["age_lo"]))
+            s = pred["age_error"] / pred["age"]
+            out["age_z"] = _z_summary((np.log(pred["age"]) - mid) / np.hypot(s, half))
+        if "mass" in pred and "mass_error" in pred:
+            s = pred["mass_error"] / pred["mass"]
+            out["mass_z"] = _z_summary(
+                (np.log(pred["mass"]) - np.log(lit["mass"])) / np.hypot(s, LIT_LN_MASS_SIGMA)
+            )
+    return out
+
+
 def _group_result(
     pred: Mapping[str, np.ndarray], lit: Mapping[str, np.ndarray], apogee_logg: np.ndarray
 ) -> dict[str, Any]:
     """Percentiles of the predictions of one group, the fractions of old / light stars, and, where the
     stars have literature values (`lit`: per-star age range, giant mass), the fraction within the age
-    range, the median |Δ mass| and the median predicted − APOGEE logg."""
+    range, the median |Δ mass|, the z-scores against the literature (`literature_z`) and the median
+    predicted − APOGEE logg."""
     res: dict[str, Any] = {k: _summary(pred, k) for k in ("teff", "logg", "m_h", "mass", "age", "ebv")}
+    res.update(literature_z(pred, lit))
     with np.errstate(invalid="ignore"):
         if "age" in pred:
             age = pred["age"]
@@ -356,6 +390,18 @@ def apogee_checks(predictors: Mapping[str, Predictor], fits_path: str, dataset: 
             (split == "test") & ~in_cluster & (logg < 3.5) & (teff > 3500) & (teff < 5500) & (m_h < -1.0)
         )
     groups["metal-poor field giants (test split)"] = field_mp
+    # the α sequences of the disk, a chemical clock independent of the model's training: high-α disk
+    # giants are old (≈ 8–12 Gyr in asteroseismic ages, e.g. Miglio et al. 2021), low-α ones younger
+    # and spread over 1–10 Gyr
+    alpha = arrays.values[:, vocab.index("alpha_m")]
+    with np.errstate(invalid="ignore"):
+        disk = (split == "test") & ~in_cluster & (logg < 3.5) & (teff > 3500) & (teff < 5500)
+        groups["high-α disk giants (test split, [α/M] > 0.18, [M/H] > −0.8)"] = (
+            disk & (alpha > 0.18) & (m_h > -0.8)
+        )
+        groups["low-α disk giants (test split, [α/M] < 0.08, [M/H] > −0.5)"] = (
+            disk & (alpha < 0.08) & (m_h > -0.5)
+        )
     ak = np.full(n, np.nan)
     for s_id, a in zip(sid, np.asarray(d["ak_targ"], float), strict=True):
         if int(s_id) in index:
@@ -542,9 +588,11 @@ def render_markdown(result: Mapping[str, Any]) -> str:
             "## Cluster and metal-poor field giants (APOGEE×XP, standard input, no parallax)",
             "",
             "Median [16th, 84th percentile] of the predictions; literature [Fe/H], age and giant mass beside.",
+            "z: median / rms of (ln predicted − ln literature) over the predicted σ and the literature's in",
+            "quadrature (ln age: the range's middle, half its width; ln mass: 7 %); rms ≈ 1 for honest σ.",
             "",
-            "| group | n (train/val/test) | lit. [Fe/H] / age / mass | model | [M/H] | mass [M☉] | age [Gyr] | age > 8 Gyr | mass < 1 M☉ |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| group | n (train/val/test) | lit. [Fe/H] / age / mass | model | [M/H] | mass [M☉] | age [Gyr] | age > 8 Gyr | mass < 1 M☉ | mass z | age z |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for gname, e in result["apogee"].items():
             if gname == "reddening":
@@ -558,10 +606,16 @@ def render_markdown(result: Mapping[str, Any]) -> str:
             sp = e["splits"]
             for model, r in e["models"].items():
                 fa, fm = r.get("fraction_age_above_8gyr"), r.get("fraction_mass_below_1")
+
+                def z(k: str, r: Mapping[str, Any] = r) -> str:
+                    v = r.get(k)
+                    return "–" if not v else f"{v['median']:+.2f} / {v['rms']:.2f}"
+
                 lines.append(
                     f"| {gname} | {e['n']} ({sp['train']}/{sp['val']}/{sp['test']}) | {lit_s} | {model} | "
                     f"{_fmt(r['m_h'], 2)} | {_fmt(r['mass'], 2)} | {_fmt(r['age'], 1)} | "
-                    f"{'–' if fa is None else f'{fa:.2f}'} | {'–' if fm is None else f'{fm:.2f}'} |"
+                    f"{'–' if fa is None else f'{fa:.2f}'} | {'–' if fm is None else f'{fm:.2f}'} | "
+                    f"{z('mass_z')} | {z('age_z')} |"
                 )
         lines += render_distance_table(result["apogee"])
         red = result["apogee"]["reddening"]
@@ -590,13 +644,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--models", nargs="+", default=["gaia-xp", "apogee-xp"])
     ap.add_argument("--apogee-xp", help="APOGEE×XP FITS (../shared/data/apogee_xp/apogee_xp_dev.fits.gz)")
     ap.add_argument("--dataset", help="its training-schema Parquet (xpengine build-dataset apogee-xp)")
+    ap.add_argument(
+        "--without-sim-to-real",
+        action="store_true",
+        help="also run each model whose σ carry a sim-to-real term without it (named 'MODEL, σ as on "
+        "simulated stars'), side by side",
+    )
     ap.add_argument("--json", required=True)
     ap.add_argument("--markdown")
     args = ap.parse_args(argv)
     if bool(args.apogee_xp) != bool(args.dataset):
         ap.error("--apogee-xp and --dataset go together")
     logging.basicConfig(level=logging.WARNING)
-    predictors = {m: Predictor.load(m) for m in args.models}
+    predictors = {}
+    for m in args.models:
+        predictors[m] = Predictor.load(m)
+        if args.without_sim_to_real and predictors[m].sim_to_real:
+            predictors[f"{m}, σ as on simulated stars"] = Predictor.load(m, sim_to_real=False)
     result: dict[str, Any] = {
         **run_header("benchmarks/real_star_checks.py", argv),
         "single_stars": single_stars(predictors),

@@ -50,6 +50,18 @@ def test_globular_cluster_and_metal_poor_giants_come_out_old_and_light(apogee_xp
     for ctx, r in runs.items():
         assert r["age"]["median"] > 8.0 and r["mass"]["median"] < 1.0, (ctx, r)
     assert "with_distance" not in field  # no literature distance for field stars
+    # the disk's α sequences: high-α giants old and light, low-α ones younger and heavier (session 12:
+    # 10.0 against 3.8 Gyr, 0.97 against 1.38 M☉); nothing of [α/M] was used to train mass or age on real stars
+    hi, lo = (
+        next(v for k, v in out.items() if k.startswith(f"{s}-α disk giants"))["models"]["gaia-xp"]
+        for s in ("high", "low")
+    )
+    assert hi["age"]["median"] > 8.0 and hi["fraction_age_above_8gyr"] > 0.6, hi
+    assert lo["age"]["median"] < 6.0 and hi["mass"]["median"] < lo["mass"]["median"], (hi["mass"], lo["mass"])
+    # z against the literature: defined for the clusters, from the catalogue's σ (finite, positive rms)
+    z = m["age_z"]
+    assert z["n"] >= 0.9 * gc["n"] and 0.2 < z["rms"] < 3.0, z
+    assert "age_z" not in field["models"]["gaia-xp"] or field["models"]["gaia-xp"]["age_z"] is None
 
 
 def test_literature_tokens_equal_the_pseudo_luminosity_by_hand():
