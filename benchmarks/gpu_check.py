@@ -21,7 +21,10 @@ Steps (each timed, each failure reported without stopping the others):
    then the job's predictor actor on DEVICE (its batch size from the measured table or calibrated at
    start) in bf16 and fp32 against a CPU fp32 actor: values, flags and stars/s on `chunk_rows` batches
    (the model-stage rate that `project_dr3.py --gpu-measured` takes).
-6. torch.compile on inference: `bench_model.py --infer-only` without and with `--compile`, the job's
+6. the warm pool's accelerator path without Ray (`warm_pool.PoolWorker`): its next partition read on a
+   thread of its own while the model runs, two partitions in flight; rows against a CPU worker's, and
+   stars/s with and without the overlapped reads.
+7. torch.compile on inference: `bench_model.py --infer-only` without and with `--compile`, the job's
    small preset, bf16, 7 labels, batches 8192 and 32768 (skipped by --quick or --no-compile).
 
 A short table is printed last; full logs and JSON go to --out.
@@ -191,6 +194,119 @@ def check_job_stage(device: torch.device, quick: bool) -> dict:
     return out
 
 
+def check_warm_pool(device: torch.device, quick: bool) -> dict:
+    """The warm pool's accelerator path without Ray (`warm_pool.PoolWorker`, plain Python): one worker on
+    DEVICE with the GPU configuration (`configs/infer/gpu.yaml`), which reads its next partition on a
+    thread of its own while the model runs, driven as Ray drives the threaded actor (two partitions in
+    flight) over the bundled sky's partitions, `rounds` times over. Its rows against a CPU fp32 worker's
+    (max |Δμ|/σ per label, equal flags), and stars/s with the overlapped reads and without them (the read
+    thread removed, so each call reads on the model thread)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from xpengine.model.metadata import VOCABULARY_FILE, resolve_model_path
+    from xpengine.pipeline.bookkeeping import Ledger
+    from xpengine.pipeline.config import load_inference_config, resolve_inputs, resolve_labels
+    from xpengine.pipeline.stages import PartitionTask
+    from xpengine.pipeline.tuning import PoolPlan
+    from xpengine.pipeline.warm_pool import PoolWorker
+
+    cfg = load_inference_config(ROOT / "configs" / "infer" / "gpu.yaml")
+    labels, inputs = resolve_labels(cfg), resolve_inputs(cfg)
+    sky = ROOT / "xpengine" / "data" / "sky"
+    featurize = {
+        "vocabulary_json": (Path(resolve_model_path(cfg.model)) / VOCABULARY_FILE).read_text(),
+        "chunk_rows": cfg.resources.chunk_rows,
+        "tmass": None,
+        "ebv": None,
+    }
+    rows = []
+    for i, part in enumerate(SKY_PARTS):
+        lo, hi = (int(x) for x in part.split("-"))
+        task = PartitionTask(
+            name=part,
+            xp=str(sky / f"XpContinuousMeanSpectrum_{part}.csv.gz"),
+            gaia=str(sky / f"GaiaSource_{part}.csv.gz"),
+            hpx8_range=(lo, hi),
+        )
+        rows.append({**task.to_row(), "index": i})
+
+    def worker(dev: str, dtype: str, batch: int | None) -> PoolWorker:
+        pool = PoolPlan(
+            device=dev,
+            dtype=dtype,
+            batch_size=batch,
+            gpus_per_actor=1.0 if dev != "cpu" else 0.0,
+            cpus_per_actor=float(cfg.resources.cpus_per_actor or 1),
+        )
+        return PoolWorker(
+            "gpu-check",
+            cfg.model,
+            labels,
+            pool=pool,
+            flag_policy=cfg.flags,
+            inputs=inputs,
+            idle_s=None,
+            sim_to_real=cfg.sim_to_real_sigma,
+        )
+
+    def joined(batches: list[dict]) -> dict:
+        out = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+        order = np.argsort(out["source_id"], kind="stable")
+        return {k: v[order] for k, v in out.items()}
+
+    ref_worker = worker("cpu", "float32", 1024)
+    ref = [joined(ref_worker.run(r, featurize, Ledger())) for r in rows]
+    t0 = time.perf_counter()
+    w = worker(str(device), cfg.resources.dtype, None)
+    out: dict = {
+        "model": cfg.model,
+        "dtype": cfg.resources.dtype,
+        "worker_start_s": time.perf_counter() - t0,
+        "overlap_reads": w.overlap_reads,
+        "setting": w.predictor.setting.to_dict(),
+    }
+    rounds = 1 if quick else 8
+    work = [rows[i % len(rows)] for i in range(rounds * len(rows))]
+    n_stars = sum(len(r["source_id"]) for r in ref) * rounds
+
+    def timed(label: str) -> list[list[dict]]:
+        ledger = Ledger()
+        sync(device)
+        t1 = time.perf_counter()
+        with ThreadPoolExecutor(2) as calls:  # two partitions in flight, as the driver keeps them
+            results = list(calls.map(lambda r: w.run(r, featurize, ledger), work))
+        sync(device)
+        dt = time.perf_counter() - t1
+        out[label] = {"stars_per_s": n_stars / dt, "wall_s": dt, "partitions": len(work)}
+        return results
+
+    got = timed("overlapped" if w.overlap_reads else "reads_on_model_thread")
+    first = [joined(b) for b in got[: len(rows)]]
+    out["max_abs_dmean_over_sigma"] = {
+        lab: float(
+            max(
+                np.nanmax(np.abs(g[lab] - r[lab]) / r[f"{lab}_error"])
+                for g, r in zip(first, ref, strict=True)
+            )
+        )
+        for lab in labels
+        if f"{lab}_error" in ref[0]
+    }
+    out["flags_equal_fraction"] = float(
+        np.mean(np.concatenate([g["flags"] == r["flags"] for g, r in zip(first, ref, strict=True)]))
+    )
+    out["source_ids_equal"] = all(
+        np.array_equal(g["source_id"], r["source_id"]) for g, r in zip(first, ref, strict=True)
+    )
+    if w.overlap_reads:
+        w._read_thread = None  # the same worker, each call reading on the model thread
+        timed("reads_on_model_thread")
+        out["overlap_speedup"] = (
+            out["overlapped"]["stars_per_s"] / out["reads_on_model_thread"]["stars_per_s"]
+        )
+    return out
+
+
 def check_training(
     data: str, device: torch.device, out_dir: Path, epochs: int, more: int, quick: bool, lr: float
 ) -> dict:
@@ -273,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--steps",
         nargs="+",
-        choices=["predictor", "job_stage", "training", "bench_model", "compile"],
+        choices=["predictor", "job_stage", "warm_pool", "training", "bench_model", "compile"],
         help="run only these steps (default: all)",
     )
     ap.add_argument("--lr", type=float, default=3e-4, help="training step's learning rate")
@@ -292,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = {
         "predictor": lambda: check_predictor(args.data, device, 2000 if args.quick else None),
         "job_stage": lambda: check_job_stage(device, args.quick),
+        "warm_pool": lambda: check_warm_pool(device, args.quick),
         "training": lambda: check_training(
             args.data, device, out, args.epochs, args.resume_epochs, args.quick, args.lr
         ),
@@ -355,6 +472,18 @@ def main(argv: list[str] | None = None) -> int:
                     + " ".join(f"{k} {v:.2g}" for k, v in d["max_abs_dmean_over_sigma"].items())
                     + f"; flags equal {d['flags_equal_fraction']:.4f}"
                 )
+    wp = report.get("warm_pool", {})
+    if wp and "error" not in wp:
+        speeds = ", ".join(
+            f"{k} {wp[k]['stars_per_s']:.0f} stars/s"
+            for k in ("overlapped", "reads_on_model_thread")
+            if k in wp
+        )
+        print(
+            f"warm pool worker ({wp['dtype']}, overlap_reads {wp['overlap_reads']}): {speeds}; max|Δμ|/σ vs CPU "
+            + " ".join(f"{k} {v:.2g}" for k, v in wp["max_abs_dmean_over_sigma"].items())
+            + f"; flags equal {wp['flags_equal_fraction']:.4f}; source ids equal {wp['source_ids_equal']}"
+        )
     cp = report.get("compile", {})
     if cp:
         print(
@@ -370,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  fp16 epoch: loss {tr['fp16_epoch']['train_loss']:.3f}, {tr['fp16_epoch']['train_stars_per_s']:.0f} stars/s"
         )
-    for name in ("predictor", "training"):
+    for name in ("predictor", "job_stage", "warm_pool", "training"):
         if "error" in report.get(name, {}):
             print(f"{name}: FAILED (see {out / 'gpu_check.json'})")
     if "bench_model" in report:
