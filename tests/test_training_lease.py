@@ -122,7 +122,9 @@ def test_time_budget_trains_the_epochs_that_fit_as_one_cycle(mixed, tmp_path):
     assert record["yaml_epochs"] == 1000
     assert record["epoch_s"] == pytest.approx(record["probe_epoch_s"][1] * 1.05, abs=2e-3)
     assert record["epochs"] == max(1, int((record["left_s"] - record["overhead_s"]) / record["epoch_s"]))
-    assert 1 < record["epochs"] < 1000
+    # the budget's number replaces the YAML's 1000 (train.py's docstring); with everything imported the
+    # probe's overhead is small and ~10-ms epochs fit more than 1000 (1010 in session 12's fresh clone)
+    assert record["epochs"] > 1
     ckpt = load_checkpoint(str(tmp_path / "run" / "model"))
     assert ckpt.train_config["epochs"] == ckpt.train_config["scheduler_t0"] == record["epochs"]
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
