@@ -155,3 +155,36 @@ def test_fit_shifts_recovers_a_g_dependent_bias(tmp_path) -> None:
         for b in cal.provenance["sky_calibration"]["offset_by_g"][name]:
             assert abs(b["mean"]) < 0.05, (name, b)
     assert "age" not in {k for k, v in cal.labels.items() if v.g_shifts is not None}
+
+
+def test_ebv_sigma_is_fitted_on_every_star_alone_or_beside_mass_and_age(tmp_path) -> None:
+    """--ebv fits the catalogue's linear E(B−V) σ on every matched star, dwarfs included; with --no-mass-age
+    the base's mass and age entries stay as they were (session 12: v5's raw E(B−V) σ were 5–10× too small)."""
+    mod = _script()
+    base = Calibration(labels={"mass": LabelCalibration(a=2.0, applied=True, unit="Msun")})
+    base.save(tmp_path / "base.json")
+    rng = np.random.default_rng(7)
+    n = 8000
+    sid = np.arange(n, dtype=np.int64) + 10**15
+    g = rng.uniform(8.0, 17.6, n)
+    ebv_t = rng.uniform(0.01, 1.0, n)
+    s_raw = ebv_t * rng.uniform(0.01, 0.05, n)  # the model's raw σ: relative and far too small
+    ebv = ebv_t + rng.normal(0.0, 5.0 * s_raw + 0.02)  # true errors: 5× larger, and an absolute floor
+    cat = pa.table({"source_id": sid, "phot_g_mean_mag": g, "ebv": ebv, "ebv_error": s_raw})
+    (tmp_path / "cat").mkdir()
+    pq.write_table(cat, tmp_path / "cat" / "000000-003111.parquet")
+    pq.write_table(pa.table({"source_id": sid, "ebv": ebv_t}), tmp_path / "truth.parquet")
+    out = tmp_path / "out.json"
+    argv = ["--catalogue", str(tmp_path / "cat"), "--truth", str(tmp_path / "truth.parquet")]
+    argv += ["--calibration", str(tmp_path / "base.json"), "--output", str(out), "--ebv", "--no-mass-age"]
+    assert mod.main(argv) == 0
+    cal = Calibration.load(out)
+    assert cal.labels["mass"] == base.labels["mass"] and cal.labels["ebv"].applied
+    z = (ebv - ebv_t) / cal.labels["ebv"].apply(s_raw, g)
+    assert 0.9 < 1.4826 * np.median(np.abs(z - np.median(z))) < 1.1
+    for b in cal.provenance["sky_calibration_ebv"]["z_by_g"]["cal"]:
+        assert 0.85 < b["z_spread"] < 1.15, b
+    for b in cal.provenance["sky_calibration_ebv"]["z_by_g"]["raw"]:
+        assert b["z_spread"] > 3, b
+    with pytest.raises(SystemExit):  # nothing to fit
+        mod.main([*argv[:-2], "--no-mass-age"])

@@ -19,7 +19,10 @@ true giants (logg < 3.5, 3500–5500 K, the paper's domain, as `benchmarks/sim_s
   differently at different σ and G. A Predictor called without G applies the σ map alone.
 - `--method scale_floor` / `scale`: `xpengine.evaluate.calibration.fit_label_calibration` with `--policy`.
 
-Every other label keeps its entry. The output's provenance names the catalogue, the truth, the selection and
+Every other label keeps its entry. `--ebv` also fits the catalogue's linear E(B−V) σ (the `ebv` entry) on
+every matched star, dwarfs and hot stars included (the catalogue writes E(B−V) for all of them); with
+`--no-mass-age` it alone is fitted. Before session 12 no model's E(B−V) σ was calibrated: on the seed-31 sky
+gaia-xp v5's raw σ were 5× too small for all stars and 10× for giants. The output's provenance names the catalogue, the truth, the selection and
 the z-spreads per G bin (the G bins of `benchmarks/sim_sky_checks.py`) before and after, which the script also
 prints, with the mean offset per G bin (true − predicted in ln mass, ln age and age [Gyr]), which the σ
 calibration leaves as it is (a diagnostic: the catalogue's population differs from the training prior).
@@ -81,6 +84,46 @@ def raw_sigmas(d: dict[str, np.ndarray], cal: Calibration) -> dict[str, np.ndarr
         ln = cal.labels.get("ln_age", ident).raw(d["age_error"] / d["age"], g)
         lin = d["age"] * ln
     return {"mass": mass, "ln_age": ln, "age": lin}
+
+
+def load_matched_ebv(catalogue: str, truth: str) -> dict[str, np.ndarray]:
+    """Catalogue E(B−V) joined with the truth on source_id, every star with both (E(B−V) is written for
+    dwarfs and hot stars too, unlike mass and age): (N,) arrays g_cat, ebv, ebv_error, ebv_true."""
+    import pyarrow.parquet as pq
+
+    from xpengine.catalog.query import query_catalog
+
+    cat = query_catalog(
+        catalogue, sql="SELECT source_id, phot_g_mean_mag AS g_cat, ebv, ebv_error FROM catalog"
+    ).to_pandas()
+    tru = pq.read_table(truth, columns=["source_id", "ebv"]).to_pandas()
+    df = cat.merge(tru, on="source_id", how="inner", suffixes=("", "_true"))
+    df = df[np.isfinite(df.ebv) & np.isfinite(df.ebv_error) & np.isfinite(df.ebv_true)]
+    if len(df) == 0:
+        raise SystemExit(f"no star of {truth} has an E(B−V) in the catalogue {catalogue}")
+    return {c: df[c].to_numpy(np.float64) for c in df.columns if c != "source_id"}
+
+
+def calibrate_ebv(
+    d: dict[str, np.ndarray], base: Calibration, *, g_edges: tuple[float, ...] = G_EDGES
+) -> tuple[LabelCalibration, dict[str, Any]]:
+    """The linear `ebv` entry (σ map through σ-quantile knots times a factor per G bin, in mag), fitted on
+    every matched star D: the catalogue's E(B−V) σ is ebv-entry(E(B−V) · raw σ_ln E(B−V)), and without an
+    entry it was the raw one. Its report: z-spreads per G bin before and after."""
+    from xpengine.evaluate.binned_calibration import fit_binned_calibration
+
+    g = d["g_cat"]
+    old = base.labels.get("ebv")
+    raw = d["ebv_error"] if old is None else old.raw(d["ebv_error"], g)
+    lc = fit_binned_calibration(d["ebv"], d["ebv_true"], raw, g, g_edges=g_edges, unit="mag")
+    return lc, {
+        "fit": dict(lc.__dict__),
+        "n_stars": int(d["ebv"].size),
+        "z_by_g_raw": z_by_g(d["ebv"], d["ebv_true"], raw, g),
+        "z_by_g_cal": z_by_g(d["ebv"], d["ebv_true"], lc.apply(raw, g), g),
+        "z_by_g_cal_without_g": z_by_g(d["ebv"], d["ebv_true"], lc.apply(raw), g),
+        "offset_by_g": offset_by_g(d["ebv"], d["ebv_true"], g, log=False),
+    }
 
 
 def z_by_g(pred: np.ndarray, true: np.ndarray, sigma: np.ndarray, g: np.ndarray) -> list[dict[str, Any]]:
@@ -208,21 +251,66 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also fit a median mean shift of mass and ln_age per G bin (calibration format 3)",
     )
+    p.add_argument(
+        "--ebv",
+        action="store_true",
+        help="also fit the linear E(B−V) σ (the `ebv` entry: σ map times G factors) on every matched star",
+    )
+    p.add_argument(
+        "--no-mass-age",
+        action="store_true",
+        help="keep the base's mass, ln_age and age entries (with --ebv: fit E(B−V) alone)",
+    )
     args = p.parse_args(argv)
+    if args.no_mass_age and not args.ebv:
+        p.error("--no-mass-age leaves nothing to fit without --ebv")
     try:  # the σ to invert are those calibrated on simulated stars
         check_simulated_sky_sigma(args.catalogue)
     except ValueError as exc:
         raise SystemExit(str(exc)) from exc
     base = Calibration.load(args.calibration)
-    d = load_matched(args.catalogue, args.truth)
-    out, report = calibrate(
-        d,
-        base,
-        method=args.method,
-        policy=args.policy,
-        g_edges=tuple(args.g_edges),
-        fit_shifts=args.fit_shifts,
-    )
+    if args.no_mass_age:
+        out, report = (
+            Calibration(
+                labels=dict(base.labels),
+                provenance=dict(base.provenance),
+                sim_to_real=dict(base.sim_to_real),
+                sim_to_real_provenance=dict(base.sim_to_real_provenance),
+            ),
+            {},
+        )
+    else:
+        d = load_matched(args.catalogue, args.truth)
+        out, report = calibrate(
+            d,
+            base,
+            method=args.method,
+            policy=args.policy,
+            g_edges=tuple(args.g_edges),
+            fit_shifts=args.fit_shifts,
+        )
+    if args.ebv:
+        out.labels["ebv"], ebv_report = calibrate_ebv(
+            load_matched_ebv(args.catalogue, args.truth), base, g_edges=tuple(args.g_edges)
+        )
+        out.provenance["sky_calibration_ebv"] = {
+            "catalogue": args.catalogue,
+            "truth": args.truth,
+            "selection": "every star with a catalogue and a true E(B−V)",
+            "n_stars": ebv_report["n_stars"],
+            "g_edges": list(args.g_edges),
+            "z_by_g": {
+                "raw": ebv_report["z_by_g_raw"],
+                "cal": ebv_report["z_by_g_cal"],
+                "cal_without_g": ebv_report["z_by_g_cal_without_g"],
+            },
+            "offset_by_g": ebv_report["offset_by_g"],
+        }
+        report["ebv"] = ebv_report
+    if args.no_mass_age:
+        out.save(args.output, overwrite=True)
+        _print_report(report)
+        return 0
     out.provenance["sky_calibration"] = {
         "labels": sorted(report),
         "catalogue": args.catalogue,
@@ -244,6 +332,19 @@ def main(argv: list[str] | None = None) -> int:
             f"note: the sim-to-real term of {args.calibration} is carried over unchanged; it is a map of the "
             "calibrated σ, so refit it on the new calibration: python training/fit_sim_to_real.py ..."
         )
+    _print_report(report)
+    print(json.dumps({"output": args.output, "n_giants": int(d["mass"].size)}))
+    return 0
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    """One line per fitted label: z raw → calibrated overall and per G bin, and the mean offset per G bin."""
+    kinds = {
+        "mass": "ln(true/pred)",
+        "ln_age": "true − pred",
+        "age": "true − pred [Gyr]",
+        "ebv": "true − pred [mag]",
+    }
     for name, r in report.items():
         f = r["fit"]
         zs = " / ".join(
@@ -251,13 +352,10 @@ def main(argv: list[str] | None = None) -> int:
             for a, b, c in zip(r["z_by_g_raw"], r["z_by_g_cal"], r["z_by_g_cal_without_g"], strict=True)
         )
         off = " / ".join(f"{b['mean']:+.3f}±{b['stderr']:.3f}" for b in r["offset_by_g"])
-        kind = {"mass": "ln(true/pred)", "ln_age": "true − pred", "age": "true − pred [Gyr]"}[name]
         print(
             f"{name}: {f['method']} applied={f['applied']} z raw {f['z_sigma_val_raw']:.3f} → "
-            f"{f['z_sigma_val_cal']:.3f}; per G bin {zs}; mean {kind} per G bin {off}"
+            f"{f['z_sigma_val_cal']:.3f}; per G bin {zs}; mean {kinds[name]} per G bin {off}"
         )
-    print(json.dumps({"output": args.output, "n_giants": int(d["mass"].size)}))
-    return 0
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ cp $B/calibration.json $R/calibration_v${TAG}_valsplits.json
 date
 # simulated skies: σ as calibrated on simulated stars (--no-sim-to-real-sigma; sim_to_real_sigma in the YAML)
 python jobs/infer_gaia.py --input $R/sky_cal_sub --tmass $R/sky_mist_cal/tmass.parquet --output $R/cat${TAG}_cal --model $B --overwrite --no-sim-to-real-sigma > $R/cat${TAG}_cal.log 2>&1
-python training/calibrate_on_sky.py --catalogue $R/cat${TAG}_cal --truth $R/sky_mist_cal/truth.parquet --calibration $B/calibration.json --output $B/calibration.json --fit-shifts | tee $R/calibrate_on_sky$TAG.out
+python training/calibrate_on_sky.py --catalogue $R/cat${TAG}_cal --truth $R/sky_mist_cal/truth.parquet --calibration $B/calibration.json --output $B/calibration.json --fit-shifts --ebv | tee $R/calibrate_on_sky$TAG.out
 # the sim-to-real term of mass and age σ, a map of the calibrated σ: fitted after it (session 12)
 python training/fit_sim_to_real.py $B --apogee-xp ../shared/data/apogee_xp/apogee_xp_dev.fits.gz \
     --dataset $R/apogee_xp_dev.parquet --emulator v1 --output $B/calibration.json --overwrite \
