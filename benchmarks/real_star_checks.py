@@ -299,11 +299,11 @@ def _z_summary(z: np.ndarray) -> dict[str, float] | None:
 
 
 def literature_z(pred: Mapping[str, np.ndarray], lit: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """z-scores of the predicted ln age and ln mass against the literature (`lit`: per-star age range and
-    giant mass, NaN = none), the predicted σ and the literature's in quadrature: ln age against the range's
-    geometric middle with half its ln width, ln mass with `LIT_LN_MASS_SIGMA`, E(B−V) with
-    `LIT_EBV_SIGMA`. Median and rms of z; an rms
-    near 1 means honest σ (a literature uncertainty taken too wide pushes it below)."""
+    """z-scores of the predicted ln age, ln mass and E(B−V) against the literature (`lit`: per-star age
+    range, giant mass and E(B−V), NaN = none), the predicted σ and the literature's in quadrature: ln age
+    against the range's geometric middle with half its ln width, ln mass with `LIT_LN_MASS_SIGMA`, E(B−V)
+    with `LIT_EBV_SIGMA`. Median and rms of z; an rms near 1 means honest σ (a literature uncertainty
+    taken too wide pushes it below)."""
     out: dict[str, Any] = {}
     with np.errstate(invalid="ignore", divide="ignore"):
         if "age" in pred and "age_error" in pred:
