@@ -18,6 +18,11 @@ metal-poor ([Fe/H] < −1) and disk ([Fe/H] > −0.5) giants (logg < 3.5, 3500�
 Equal medians for real and twin mean that a real-star mass or age error does not come from the emulator's
 realism but from what the model makes of the labels (the simulated population, the information XP carry).
 `--emulator` names the calibration the model's training skies used (gaia-xp: v1).
+
+Per star (`scatter`, groups of ≥ 50 stars): the spread of model(real) − model(twin) in ln mass and ln age,
+beside the spread that the training skies' own variation (residual-PC draw and noise) and the twin's label
+accuracy give; what is left is the sim-to-real spread that σ calibrated on simulated stars miss
+(`training/fit_sim_to_real.py` turns it into the calibration's sim-to-real term).
 """
 
 from __future__ import annotations
