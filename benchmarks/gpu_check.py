@@ -107,23 +107,12 @@ def _stack(chunks: list[dict], n: int | None = None) -> dict:
     return {k: np.concatenate([v] * reps)[:n] for k, v in out.items()}
 
 
-def check_job_stage(device: torch.device, quick: bool) -> dict:
-    """The job's GPU configuration (`configs/infer/gpu.yaml`) without Ray: its read stage
-    (`stages.featurize_partition`) on the bundled sky's three partitions, then its predictor actor
-    (`stages.CatalogPredictor`, batch size from the measured table or calibrated at actor start) on
-    DEVICE in the YAML's dtype and in fp32, against a CPU fp32 actor: the catalogue's values and flags,
-    and its stars/s on batches of `chunk_rows` rows, as Ray hands them to a GPU actor."""
-    from xpengine.model.metadata import VOCABULARY_FILE, resolve_model_path
-    from xpengine.pipeline.config import load_inference_config, resolve_inputs, resolve_labels
-    from xpengine.pipeline.stages import CatalogPredictor, PartitionTask, featurize_partition
-    from xpengine.pipeline.tuning import PoolPlan
+def _sky_rows() -> list[dict]:
+    """The bundled sky's partitions as the job's partition rows (`PartitionTask.to_row` plus its index)."""
+    from xpengine.pipeline.stages import PartitionTask
 
-    cfg = load_inference_config(ROOT / "configs" / "infer" / "gpu.yaml")
-    labels, inputs = resolve_labels(cfg), resolve_inputs(cfg)
-    vocab = (Path(resolve_model_path(cfg.model)) / VOCABULARY_FILE).read_text()  # as the job hands it on
     sky = ROOT / "xpengine" / "data" / "sky"
-    chunks: list[dict] = []
-    t0 = time.perf_counter()
+    rows = []
     for i, part in enumerate(SKY_PARTS):
         lo, hi = (int(x) for x in part.split("-"))
         task = PartitionTask(
@@ -132,7 +121,40 @@ def check_job_stage(device: torch.device, quick: bool) -> dict:
             gaia=str(sky / f"GaiaSource_{part}.csv.gz"),
             hpx8_range=(lo, hi),
         )
-        row = {k: np.array([v]) for k, v in {**task.to_row(), "index": i}.items()}
+        rows.append({**task.to_row(), "index": i})
+    return rows
+
+
+def _device_pool(cfg, dev: str, dtype: str, batch: int | None):
+    """The pool plan of one predictor on `dev` with the configuration's CPUs per actor."""
+    from xpengine.pipeline.tuning import PoolPlan
+
+    return PoolPlan(
+        device=dev,
+        dtype=dtype,
+        batch_size=batch,
+        gpus_per_actor=1.0 if dev != "cpu" else 0.0,
+        cpus_per_actor=float(cfg.resources.cpus_per_actor or 1),
+    )
+
+
+def check_job_stage(device: torch.device, quick: bool) -> dict:
+    """The job's GPU configuration (`configs/infer/gpu.yaml`) without Ray: its read stage
+    (`stages.featurize_partition`) on the bundled sky's three partitions, then its predictor actor
+    (`stages.CatalogPredictor`, batch size from the measured table or calibrated at actor start) on
+    DEVICE in the YAML's dtype and in fp32, against a CPU fp32 actor: the catalogue's values and flags,
+    and its stars/s on batches of `chunk_rows` rows, as Ray hands them to a GPU actor."""
+    from xpengine.model.metadata import VOCABULARY_FILE, resolve_model_path
+    from xpengine.pipeline.config import load_inference_config, resolve_inputs, resolve_labels
+    from xpengine.pipeline.stages import CatalogPredictor, featurize_partition
+
+    cfg = load_inference_config(ROOT / "configs" / "infer" / "gpu.yaml")
+    labels, inputs = resolve_labels(cfg), resolve_inputs(cfg)
+    vocab = (Path(resolve_model_path(cfg.model)) / VOCABULARY_FILE).read_text()  # as the job hands it on
+    chunks: list[dict] = []
+    t0 = time.perf_counter()
+    for r in _sky_rows():
+        row = {k: np.array([v]) for k, v in r.items()}
         chunks += list(featurize_partition(row, vocabulary_json=vocab, chunk_rows=cfg.resources.chunk_rows))
     real = _stack(chunks)
     n_real = len(real["source_id"])
@@ -144,17 +166,10 @@ def check_job_stage(device: torch.device, quick: bool) -> dict:
     }
 
     def actor(dev: str, dtype: str, batch: int | None) -> CatalogPredictor:
-        pool = PoolPlan(
-            device=dev,
-            dtype=dtype,
-            batch_size=batch,
-            gpus_per_actor=1.0 if dev != "cpu" else 0.0,
-            cpus_per_actor=float(cfg.resources.cpus_per_actor or 1),
-        )
         return CatalogPredictor(
             cfg.model,
             labels,
-            pool=pool,
+            pool=_device_pool(cfg, dev, dtype, batch),
             flag_policy=cfg.flags,
             inputs=inputs,
             sim_to_real=cfg.sim_to_real_sigma,
@@ -206,43 +221,24 @@ def check_warm_pool(device: torch.device, quick: bool) -> dict:
     from xpengine.model.metadata import VOCABULARY_FILE, resolve_model_path
     from xpengine.pipeline.bookkeeping import Ledger
     from xpengine.pipeline.config import load_inference_config, resolve_inputs, resolve_labels
-    from xpengine.pipeline.stages import PartitionTask
-    from xpengine.pipeline.tuning import PoolPlan
     from xpengine.pipeline.warm_pool import PoolWorker
 
     cfg = load_inference_config(ROOT / "configs" / "infer" / "gpu.yaml")
     labels, inputs = resolve_labels(cfg), resolve_inputs(cfg)
-    sky = ROOT / "xpengine" / "data" / "sky"
     featurize = {
         "vocabulary_json": (Path(resolve_model_path(cfg.model)) / VOCABULARY_FILE).read_text(),
         "chunk_rows": cfg.resources.chunk_rows,
         "tmass": None,
         "ebv": None,
     }
-    rows = []
-    for i, part in enumerate(SKY_PARTS):
-        lo, hi = (int(x) for x in part.split("-"))
-        task = PartitionTask(
-            name=part,
-            xp=str(sky / f"XpContinuousMeanSpectrum_{part}.csv.gz"),
-            gaia=str(sky / f"GaiaSource_{part}.csv.gz"),
-            hpx8_range=(lo, hi),
-        )
-        rows.append({**task.to_row(), "index": i})
+    rows = _sky_rows()
 
     def worker(dev: str, dtype: str, batch: int | None) -> PoolWorker:
-        pool = PoolPlan(
-            device=dev,
-            dtype=dtype,
-            batch_size=batch,
-            gpus_per_actor=1.0 if dev != "cpu" else 0.0,
-            cpus_per_actor=float(cfg.resources.cpus_per_actor or 1),
-        )
         return PoolWorker(
             "gpu-check",
             cfg.model,
             labels,
-            pool=pool,
+            pool=_device_pool(cfg, dev, dtype, batch),
             flag_policy=cfg.flags,
             inputs=inputs,
             idle_s=None,
