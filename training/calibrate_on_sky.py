@@ -220,15 +220,9 @@ def calibrate(
             "z_by_g_cal_without_g": z_by_g(pred, true, lc.apply(raw[name]), d["g_cat"]),
             "offset_by_g": offset_by_g(pred, true, d["g_cat"], log=name == "mass"),
         }
-    # a sim-to-real term is a map of the calibrated σ: carried over, it must be refitted on the new σ
-    # (training/fit_sim_to_real.py), as the printed note says
-    out = Calibration(
-        labels=labels,
-        provenance=dict(base.provenance),
-        sim_to_real=dict(base.sim_to_real),
-        sim_to_real_provenance=dict(base.sim_to_real_provenance),
-    )
-    return out, report
+    # every other part of BASE (a sim-to-real term: a map of the calibrated σ, to be refitted on the new σ
+    # with training/fit_sim_to_real.py, as the printed note says) is carried over
+    return replace(base, labels=labels, provenance=dict(base.provenance)), report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -270,15 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(str(exc)) from exc
     base = Calibration.load(args.calibration)
     if args.no_mass_age:
-        out, report = (
-            Calibration(
-                labels=dict(base.labels),
-                provenance=dict(base.provenance),
-                sim_to_real=dict(base.sim_to_real),
-                sim_to_real_provenance=dict(base.sim_to_real_provenance),
-            ),
-            {},
-        )
+        out, report = replace(base, labels=dict(base.labels), provenance=dict(base.provenance)), {}
     else:
         d = load_matched(args.catalogue, args.truth)
         out, report = calibrate(

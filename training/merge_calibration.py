@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -37,12 +38,7 @@ def merge(base: Calibration, other: Calibration, labels: list[str]) -> Calibrati
             "base_labels_kept": sorted(k for k in base.labels if k not in labels),
         },
     }
-    return Calibration(
-        labels=merged,
-        provenance=provenance,
-        sim_to_real=dict(base.sim_to_real),
-        sim_to_real_provenance=dict(base.sim_to_real_provenance),
-    )
+    return replace(base, labels=merged, provenance=provenance)
 
 
 def main(argv: list[str] | None = None) -> int:
