@@ -208,11 +208,12 @@ class SimToReal:
         out = np.interp(s, self.sigma_knots, self.extra_knots)
         return np.where(np.isnan(s), np.nan, out)
 
-    def total(self, value: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    def total(self, value: np.ndarray, sigma: np.ndarray, *, relative: bool | None = None) -> np.ndarray:
         """σ (N,) with the extra added in quadrature, in the token's units: value (N,) is the prediction
-        (used only when `relative`), sigma (N,) the calibrated σ."""
+        (used only when relative), sigma (N,) the calibrated σ. relative: overrides `self.relative` (a
+        linear label derived from a log token takes that token's term relative to its value)."""
         s = np.asarray(sigma, dtype=np.float64)
-        if not self.relative:
+        if not (self.relative if relative is None else relative):
             return np.hypot(s, self.extra(s))
         v = np.abs(np.asarray(value, dtype=np.float64))
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -244,7 +245,7 @@ class Calibration:
         s = np.asarray(sigma, dtype=np.float64)
         if term is None:
             return s.copy()
-        return SimToReal(term.sigma_knots, term.extra_knots, relative=True).total(linear, s)
+        return term.total(linear, s, relative=True)
 
     def apply(self, name: str, sigma: np.ndarray, g: np.ndarray | None = None) -> np.ndarray:
         """Calibrated σ (N,) of token `name`; g (N,) G magnitudes where known (entries with G-bin factors)."""
