@@ -107,6 +107,8 @@ def compare(predictor: Predictor, arrays: Any, group: Mapping[str, np.ndarray], 
 #: `*_err` are internal and far smaller: medians 7 K, 0.026, 0.009, 0.007 dex for the dev file's giants).
 LABEL_ACCURACY = {"teff": 30.0, "logg": 0.05, "fe_h": 0.03, "alpha_m": 0.02}
 SCATTER_OUTPUTS = ("mass", "ln_age")
+#: the two contexts of `twin_predictions`: the catalogue's standard input, and with the pseudo-luminosity
+CONTEXTS = ("standard input", "with g_fakemag")
 MIN_SCATTER_STARS = 50  # robust spreads of smaller groups (the open clusters) say little
 
 
@@ -169,9 +171,9 @@ def twin_predictions(
     req = [t for t in SCATTER_OUTPUTS if t in predictor.learned.outputs]
     if not req:
         return out
-    contexts = {"standard input": STANDARD_INPUTS}
+    contexts = {CONTEXTS[0]: STANDARD_INPUTS}
     if "g_fakemag" in predictor.learned.inputs and "g_fakemag" in predictor.learned.outputs:
-        contexts["with g_fakemag"] = [*STANDARD_INPUTS, "g_fakemag"]
+        contexts[CONTEXTS[1]] = [*STANDARD_INPUTS, "g_fakemag"]
         g_fake = predictor.predict(
             variants["twin"], errors, ["g_fakemag"], inputs=STANDARD_INPUTS, g_mag=g_mag
         )
@@ -218,7 +220,7 @@ def scatter(
     """`spreads` of every output and context of `twin_predictions` over the whole group."""
     pred = twin_predictions(predictor, arrays, group, cal, seed=seed)
     out: dict[str, Any] = {"n": pred["n"], "ebv_fit_shift_median": pred["ebv_fit_shift_median"]}
-    for cname in ("standard input", "with g_fakemag"):
+    for cname in CONTEXTS:
         if cname in pred:
             out[cname] = {name: spreads(pred[cname], name) for name in pred[cname]["outputs"]}
     return out
@@ -279,7 +281,7 @@ def render_markdown(result: Mapping[str, Any]) -> str:
             sc = g.get("scatter")
             if not sc:
                 continue
-            for cname in ("standard input", "with g_fakemag"):
+            for cname in CONTEXTS:
                 for out, r in sc.get(cname, {}).items():
                     lines.append(
                         f"| {model} | {name} | {sc['n']} | {cname} | {out} | {r['real']:.3f} | {r['null']:.3f} "

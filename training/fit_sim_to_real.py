@@ -40,9 +40,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import emulated_twins as et  # noqa: E402  (the twins and their spreads; benchmarks/ is on the path above)
+from emulated_twins import CONTEXTS, _robust_spread  # noqa: E402
+
 #: output name in `emulated_twins.twin_predictions` → (calibration token, relative)
 OUTPUTS = {"ln_mass": ("mass", True), "ln_age": ("ln_age", False)}
-CONTEXTS = ("standard input", "with g_fakemag")
 MIN_BIN_STARS = 300
 
 
@@ -76,8 +78,6 @@ def pooled(pred: Mapping[str, Any], name: str) -> dict[str, np.ndarray]:
 
 def fit_map(d: Mapping[str, np.ndarray], bins: int) -> dict[str, Any]:
     """Equal-count σ bins → (knots, extras, the per-bin table)."""
-    from emulated_twins import _robust_spread
-
     ok = np.isfinite(d["sigma"]) & (d["sigma"] > 0)
     sig = d["sigma"][ok]
     edges = np.quantile(sig, np.linspace(0, 1, bins + 1))
@@ -176,7 +176,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
-    import emulated_twins as et
     import real_star_checks as rsc
     import realism_report as rr
     from astropy.io import fits
