@@ -44,6 +44,14 @@ def test_sim_to_real_formula_knots_and_file_format(tmp_path) -> None:
     np.testing.assert_allclose(
         again.add_sim_to_real_derived("ln_age", [5.0], [1.5]), [5.0 * np.hypot(0.3, 0.175)]
     )
+    # a term keyed by the derived label itself wins over its log token's (E(B−V): `ebv`, not `logebv`)
+    cal.sim_to_real["ebv"] = SimToReal((0.1, 0.5), (0.2, 0.2), relative=True)
+    np.testing.assert_allclose(
+        cal.add_sim_to_real_derived("logebv", [0.5], [0.15], derived="ebv"), [0.5 * np.hypot(0.3, 0.2)]
+    )
+    np.testing.assert_allclose(
+        cal.add_sim_to_real_derived("ln_age", [5.0], [1.5], derived="age"), [5.0 * np.hypot(0.3, 0.175)]
+    )
 
 
 def test_merge_calibration_keeps_the_base_term() -> None:
@@ -67,6 +75,8 @@ def _model_with_term(tiny_sky_model: str, dest) -> tuple[str, Calibration]:
         sim_to_real={
             "mass": SimToReal((0.02, 0.5), (0.05, 0.2), relative=True),
             "ln_age": SimToReal((0.05, 1.0), (0.1, 0.4)),
+            # keyed by the linear label: E(B−V)'s knots are in the calibrated relative σ of `ebv`
+            "ebv": SimToReal((0.1, 2.0), (0.1, 0.5), relative=True),
         },
     )
     cal.save(dest, overwrite=True)
@@ -83,10 +93,10 @@ def test_predictor_adds_the_term_for_real_stars_only(tiny_sky_model, tmp_path) -
     std = p_real.standardization
     rng = np.random.default_rng(3)
     values = (std.center + std.scale * rng.normal(0.0, 0.5, (40, len(p_real.vocabulary)))).astype(np.float32)
-    req = ["teff", "mass", "ln_age"]
+    req = ["teff", "mass", "ln_age", "logebv"]
     real = p_real.predict(values, None, req)
     sim = p_sim.predict(values, None, req)
-    for k in ("teff", "mass", "ln_age", "age"):
+    for k in ("teff", "mass", "ln_age", "age", "logebv", "ebv"):
         np.testing.assert_allclose(real[k], sim[k], rtol=1e-6)  # the means are untouched
     np.testing.assert_allclose(real["teff_error"], sim["teff_error"], rtol=1e-6)  # no term: as calibrated
     m, sm = sim["mass"], sim["mass_error"]
@@ -100,6 +110,11 @@ def test_predictor_adds_the_term_for_real_stars_only(tiny_sky_model, tmp_path) -
         real["age_error"], a * np.hypot(s_age / a, cal.sim_to_real["ln_age"].extra(s_age / a))
     )
     assert np.all(real["mass_error"] > sim["mass_error"]) and np.all(real["age_error"] > sim["age_error"])
+    # E(B−V): the term keyed "ebv" reaches the linear ebv (relative); the uncalibrated logebv token has none
+    e, se = sim["ebv"], sim["ebv_error"]
+    np.testing.assert_allclose(real["ebv_error"], e * np.hypot(se / e, cal.sim_to_real["ebv"].extra(se / e)))
+    np.testing.assert_allclose(real["logebv_error"], sim["logebv_error"], rtol=1e-6)
+    assert np.all(real["ebv_error"] > sim["ebv_error"])
     # without its calibration (calibrate=False) there is no term either
     raw = Predictor.load(model, device="cpu", calibrate=False)
     assert not raw.sim_to_real

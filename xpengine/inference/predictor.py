@@ -318,7 +318,7 @@ class Predictor:
                 )
                 if self.sim_to_real:
                     out[f"{DERIVED[name]}_error"] = self.calibration.add_sim_to_real_derived(
-                        name, lin, out[f"{DERIVED[name]}_error"]
+                        name, lin, out[f"{DERIVED[name]}_error"], derived=DERIVED[name]
                     )
             if self.sim_to_real:
                 out[f"{name}_error"] = self.calibration.add_sim_to_real(name, mu[:, j], out[f"{name}_error"])

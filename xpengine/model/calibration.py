@@ -238,10 +238,16 @@ class Calibration:
         s = np.asarray(sigma, dtype=np.float64)
         return s.copy() if term is None else term.total(value, s)
 
-    def add_sim_to_real_derived(self, log_token: str, linear: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-        """σ (N,) of a linear label derived as exp(log_token), with the log token's sim-to-real term
-        taken as relative: linear · √((σ/linear)² + extra²)."""
-        term = self.sim_to_real.get(log_token)
+    def add_sim_to_real_derived(
+        self, log_token: str, linear: np.ndarray, sigma: np.ndarray, derived: str | None = None
+    ) -> np.ndarray:
+        """σ (N,) of a linear label derived as exp(log_token), with a sim-to-real term taken as relative:
+        linear · √((σ/linear)² + extra²). The term is the derived label's own when the calibration has one
+        (`derived`, e.g. ``ebv``: its knots are in the calibrated relative σ of the linear label, for a log
+        token without a calibration of its own), else the log token's (``ln_age`` for ``age``)."""
+        term = (
+            self.sim_to_real.get(derived) if derived in self.sim_to_real else self.sim_to_real.get(log_token)
+        )
         s = np.asarray(sigma, dtype=np.float64)
         if term is None:
             return s.copy()
