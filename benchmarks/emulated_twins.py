@@ -67,12 +67,16 @@ def groups(fits_path: str) -> dict[str, dict[str, np.ndarray]]:
         if mask.any():
             out[name] = {k: v[mask] for k, v in real.items()}
 
+    # every group keeps the giants of the paper's domain (ASPCAP labels), cluster members too, as in
+    # `real_star_checks` (since session 13; NGC 7789's members had included 6 turn-off and Hertzsprung-gap
+    # stars at 5860–6180 K beside its giants)
+    domain = (real["logg"] < 3.5) & (real["teff"] > 3500) & (real["teff"] < 5500)
     gc = np.concatenate([sid[members[c.name]] for c in rsc.CLUSTERS if c.kind == "globular"])
-    take("globular-cluster giants", np.isin(real["source_id"], gc))
+    take("globular-cluster giants", domain & np.isin(real["source_id"], gc))
     for c in rsc.CLUSTERS:
         if c.kind == "open":
-            take(c.name, np.isin(real["source_id"], sid[members[c.name]]))
-    giant = (real["split"] == "test") & (real["logg"] < 3.5) & (real["teff"] > 3500) & (real["teff"] < 5500)
+            take(c.name, domain & np.isin(real["source_id"], sid[members[c.name]]))
+    giant = (real["split"] == "test") & domain
     take("metal-poor giants, test split", giant & (real["fe_h"] < -1.0))
     take("disk giants, test split", giant & (real["fe_h"] > -0.5))
     return out
@@ -106,7 +110,22 @@ def compare(predictor: Predictor, arrays: Any, group: Mapping[str, np.ndarray], 
 #: Perturbation of the twins' labels standing for the accuracy of ASPCAP DR17 giant labels (the file's own
 #: `*_err` are internal and far smaller: medians 7 K, 0.026, 0.009, 0.007 dex for the dev file's giants).
 LABEL_ACCURACY = {"teff": 30.0, "logg": 0.05, "fe_h": 0.03, "alpha_m": 0.02}
-SCATTER_OUTPUTS = ("mass", "ln_age")
+SCATTER_OUTPUTS = ("mass", "ln_age", "logebv")
+#: each scatter output's name in the results (ln values) and how it is read from a prediction: (ln value,
+#: calibrated σ of the ln value); E(B−V) takes the σ of the catalogue's linear `ebv`, relative, because
+#: only `ebv` has a calibration (the twin's E(B−V) is fitted to the real flux, so the spread is the model's
+#: reading of the spectrum's shape, not an AK_TARG error)
+SCATTER_NAMES = {"mass": "ln_mass", "ln_age": "ln_age", "logebv": "ln_ebv"}
+
+
+def _scatter_value(p: Mapping[str, np.ndarray], t: str) -> tuple[np.ndarray, np.ndarray]:
+    if t == "mass":
+        return np.log(p["mass"]), p["mass_error"] / p["mass"]
+    if t == "logebv":
+        return p["logebv"], p["ebv_error"] / p["ebv"]
+    return p[t], p[f"{t}_error"]
+
+
 #: the two contexts of `twin_predictions`: the catalogue's standard input, and with the pseudo-luminosity
 CONTEXTS = ("standard input", "with g_fakemag")
 MIN_SCATTER_STARS = 50  # robust spreads of smaller groups (the open clusters) say little
@@ -132,7 +151,7 @@ def twin_predictions(
     given to every variant, standing for a parallax that pins the luminosity).
 
     Returns {"n", "ebv_fit_shift_median", "g_mag", context: {"outputs": [...], variant: {name: (N,)},
-    ...}} with `name` in `SCATTER_OUTPUTS` as ln values ("ln_mass", "ln_age") and "sigma_<name>" the
+    ...}} with `name` in `SCATTER_NAMES` as ln values ("ln_mass", "ln_age", "ln_ebv") and "sigma_<name>" the
     calibrated σ of the real prediction in the same ln units. Pass a Predictor with `sim_to_real=False`
     for the σ calibrated on simulated stars.
     """
@@ -178,7 +197,7 @@ def twin_predictions(
             variants["twin"], errors, ["g_fakemag"], inputs=STANDARD_INPUTS, g_mag=g_mag
         )
     for cname, inputs in contexts.items():
-        res: dict[str, Any] = {"outputs": [f"ln_{t}" if t == "mass" else t for t in req]}
+        res: dict[str, Any] = {"outputs": [SCATTER_NAMES[t] for t in req]}
         for kind, v in variants.items():
             v = v.copy()
             if "g_fakemag" in inputs:
@@ -186,10 +205,10 @@ def twin_predictions(
             p = predictor.predict(v, errors, req, inputs=inputs, g_mag=g_mag)
             res[kind] = {}
             for t in req:
-                name = f"ln_{t}" if t == "mass" else t
-                res[kind][name] = np.log(p[t]) if t == "mass" else p[t]
+                name = SCATTER_NAMES[t]
+                res[kind][name], sigma = _scatter_value(p, t)
                 if kind == "real":
-                    res[f"sigma_{name}"] = p[f"{t}_error"] / (p[t] if t == "mass" else 1.0)
+                    res[f"sigma_{name}"] = sigma
         out[cname] = res
     return out
 

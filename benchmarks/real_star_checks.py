@@ -16,9 +16,12 @@ real APOGEE×XP stars teach Teff, logg, [M/H] and [α/M] only), and nothing here
    one age and, on the giant branch, nearly one mass, known from the cluster's own colour-magnitude
    diagram, eclipsing binaries or asteroseismology, independently of any spectrum. Members: within
    15′ of the cluster centre (the APOGEE_ID encodes the 2MASS position), |[Fe/H]_APOGEE − [Fe/H]_cluster|
-   < 0.3 and logg < 3.8. Literature: see CLUSTERS. Globular-cluster giants must come out old (the
-   clusters are 11–13 Gyr; VandenBerg et al. 2013) and of low mass (≈0.8 M☉ on the red giant branch);
-   the three open clusters span 1.5–8 Gyr.
+   < 0.3 and logg < 3.8; masses and ages are scored on the members in the paper's giant domain
+   (ASPCAP logg < 3.5, 3500–5500 K, as the field groups), and the others are counted (since session
+   13; before, NGC 7789's row held 6 turn-off and Hertzsprung-gap stars at 5860–6180 K beside its 4
+   giants). Literature: see CLUSTERS. Globular-cluster giants must come out old (the clusters are
+   11–13 Gyr; VandenBerg et al. 2013) and of low mass (≈0.8 M☉ on the red giant branch); the three
+   open clusters span 1.5–8 Gyr.
 3. Reddening: for models that predict E(B−V), the prediction for the APOGEE×XP test split against
    E(B−V) = AK_TARG / 0.352 (REFERENCE §7; AK_TARG is APOGEE's targeting extinction from RJCE, itself
    uncertain by a few hundredths of a magnitude in A_K, i.e. ≈ 0.05–0.1 mag in E(B−V)).
@@ -381,12 +384,20 @@ def apogee_checks(predictors: Mapping[str, Predictor], fits_path: str, dataset: 
     groups: dict[str, np.ndarray] = {}
     # per-star literature values of the star's cluster (NaN outside clusters)
     lit = {k: np.full(n, np.nan) for k in ("age_lo", "age_hi", "mass", "distance_kpc", "ebv")}
+    # the clusters' mass and age are scored on the giants of the paper's domain (ASPCAP logg < 3.5,
+    # 3500–5500 K), as the field groups below: members hotter or of higher gravity (turn-off and
+    # Hertzsprung-gap stars of the young open clusters, horizontal-branch stars of the globulars) are
+    # outside the domain the model's mass and age are for, and the catalogue flags them so
+    with np.errstate(invalid="ignore"):
+        domain = (logg < 3.5) & (teff > 3500) & (teff < 5500)
+    outside: dict[str, int] = {}
     for c in CLUSTERS:
         rows = np.zeros(n, bool)
         for s in sid[members[c.name]]:
             if int(s) in index:
                 rows[index[int(s)]] = True
-        groups[c.name] = rows
+        groups[c.name] = rows & domain
+        outside[c.name] = int((rows & ~domain).sum())
         in_cluster |= rows
         for k, v in zip(lit, (*c.age_gyr, c.rgb_mass, c.distance_kpc, c.ebv), strict=True):
             lit[k][rows] = v
@@ -431,6 +442,8 @@ def apogee_checks(predictors: Mapping[str, Predictor], fits_path: str, dataset: 
             "apogee_logg_median": float(np.nanmedian(logg[rows])),
             "models": {},
         }
+        if gname in outside:
+            entry["members_outside_domain"] = outside[gname]
         c = next((c for c in CLUSTERS if c.name == gname), None)
         if c is not None:
             entry["literature"] = {
@@ -501,6 +514,13 @@ def _reddening(
     return out
 
 
+def _n_cell(e: Mapping[str, Any]) -> str:
+    """The n column: stars (train/val/test), and the cluster members left out as outside the domain."""
+    sp = e["splits"]
+    cell = f"{e['n']} ({sp['train']}/{sp['val']}/{sp['test']})"
+    return cell + (f" +{e['members_outside_domain']} out" if e.get("members_outside_domain") else "")
+
+
 def _fmt(s: Mapping[str, float] | None, digits: int) -> str:
     if not s:
         return "–"
@@ -533,7 +553,7 @@ def render_distance_table(apogee: Mapping[str, Any]) -> list[str]:
         "the APOGEE×XP file: members of the training split taught the models their Teff, logg, [M/H] and "
         "[α/M], never a mass, an age, a g_fakemag or an E(B−V) (real stars had none in training).",
         "",
-        "| group | n (train/val/test) | lit. d [kpc] / E(B−V) / age [Gyr] / mass [M☉] | model | context | "
+        "| group | n (train/val/test; +members outside the domain) | lit. d [kpc] / E(B−V) / age [Gyr] / mass [M☉] | model | context | "
         "Δlogg | [M/H] | E(B−V) | mass [M☉] | age [Gyr] | age > 8 Gyr | mass < 1 M☉ | age in lit. range | "
         "median \\|Δmass\\| [M☉] |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -546,8 +566,7 @@ def render_distance_table(apogee: Mapping[str, Any]) -> list[str]:
             if lit
             else "each star's cluster"
         )
-        sp = e["splits"]
-        head = f"| {gname} | {e['n']} ({sp['train']}/{sp['val']}/{sp['test']}) | {lit_s} |"
+        head = f"| {gname} | {_n_cell(e)} | {lit_s} |"
         for model, runs in e["with_distance"].items():
             for ctx, r in runs.items():
                 if "not_read" in r:
@@ -606,7 +625,7 @@ def render_markdown(result: Mapping[str, Any]) -> str:
             "z: median / rms of (ln predicted − ln literature) over the predicted σ and the literature's in",
             "quadrature (ln age: the range's middle, half its width; ln mass: 7 %; E(B−V): 0.02 mag); rms ≈ 1 for honest σ.",
             "",
-            "| group | n (train/val/test) | lit. [Fe/H] / age / mass | model | [M/H] | mass [M☉] | age [Gyr] | age > 8 Gyr | mass < 1 M☉ | mass z | age z | E(B−V) z |",
+            "| group | n (train/val/test; +members outside the domain) | lit. [Fe/H] / age / mass | model | [M/H] | mass [M☉] | age [Gyr] | age > 8 Gyr | mass < 1 M☉ | mass z | age z | E(B−V) z |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for gname, e in result["apogee"].items():
@@ -618,7 +637,6 @@ def render_markdown(result: Mapping[str, Any]) -> str:
                 if lit
                 else f"APOGEE median {e['apogee_m_h_median']:+.2f}"
             )
-            sp = e["splits"]
             for model, r in e["models"].items():
                 fa, fm = r.get("fraction_age_above_8gyr"), r.get("fraction_mass_below_1")
 
@@ -627,7 +645,7 @@ def render_markdown(result: Mapping[str, Any]) -> str:
                     return "–" if not v else f"{v['median']:+.2f} / {v['rms']:.2f}"
 
                 lines.append(
-                    f"| {gname} | {e['n']} ({sp['train']}/{sp['val']}/{sp['test']}) | {lit_s} | {model} | "
+                    f"| {gname} | {_n_cell(e)} | {lit_s} | {model} | "
                     f"{_fmt(r['m_h'], 2)} | {_fmt(r['mass'], 2)} | {_fmt(r['age'], 1)} | "
                     f"{'–' if fa is None else f'{fa:.2f}'} | {'–' if fm is None else f'{fm:.2f}'} | "
                     f"{z('mass_z')} | {z('age_z')} | {z('ebv_z')} |"

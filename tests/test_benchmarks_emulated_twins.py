@@ -27,6 +27,10 @@ def test_twins_are_emulated_at_the_stars_labels_and_read_like_them(apogee_xp_dev
     gc = groups["globular-cluster giants"]
     assert len(gc["source_id"]) >= 80 and np.all(gc["fe_h"] < -0.5)
     assert {"NGC 6791", "NGC 6819", "NGC 7789", "disk giants, test split"} <= set(groups)
+    # every group holds giants of the paper's domain only (NGC 7789's hot turn-off members are left out)
+    for g in groups.values():
+        assert np.all((g["logg"] < 3.5) & (g["teff"] > 3500) & (g["teff"] < 5500))
+    assert 3 <= len(groups["NGC 7789"]["source_id"]) <= 5
     with resources.as_file(packaged_calibration("v1")) as path:
         cal = load_calibration(str(path))
     predictor = Predictor.load("gaia-xp", device="cpu", sim_to_real=False)
@@ -43,7 +47,7 @@ def test_twins_are_emulated_at_the_stars_labels_and_read_like_them(apogee_xp_dev
     sc = twins.scatter(predictor, arrays, sub, cal)
     assert sc["n"] >= 150 and set(sc) >= {"standard input", "with g_fakemag"}
     for ctx in ("standard input", "with g_fakemag"):
-        for name in ("ln_mass", "ln_age"):
+        for name in ("ln_mass", "ln_age", "ln_ebv"):
             r = sc[ctx][name]
             assert r["null"] > 0 and r["labels"] > 0 and r["extra"] >= 0 and r["ratio"] >= 1, (ctx, name, r)
     # real spectra move the model's age more than the training skies' own variation does (session 12, all

@@ -44,7 +44,9 @@ import emulated_twins as et  # noqa: E402  (the twins and their spreads; benchma
 from emulated_twins import CONTEXTS, _robust_spread  # noqa: E402
 
 #: output name in `emulated_twins.twin_predictions` → (calibration token, relative)
-OUTPUTS = {"ln_mass": ("mass", True), "ln_age": ("ln_age", False)}
+#: (ln E(B−V): the term is keyed by the linear `ebv`, whose calibrated relative σ its knots are in, since
+#: the catalogue writes `ebv` and the `logebv` token has no calibration of its own; session 13)
+OUTPUTS = {"ln_mass": ("mass", True), "ln_age": ("ln_age", False), "ln_ebv": ("ebv", True)}
 MIN_BIN_STARS = 300
 
 
