@@ -27,7 +27,9 @@ import time
 from pathlib import Path
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, hold_memory: bool = False) -> int:
+    """The CLI; hold_memory (the script's own run, not a caller's process): on a CPU, keep freed memory in
+    this process's heap (`xpengine.train.loop.hold_freed_memory`, ~1.3x faster steps at batch 1024)."""
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=argparse.RawTextHelpFormatter
     )
@@ -56,7 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--time-budget needs --no-ray and a new run (no --resume)")
     if args.no_ray:
         from xpengine.datasets.schema import read_training_set
-        from xpengine.train.loop import train
+        from xpengine.train.loop import hold_freed_memory, resolve_device, train
+
+        if hold_memory and resolve_device(config.device).type == "cpu":
+            hold_freed_memory()
 
         t_start = time.perf_counter()
         train_arrays = read_training_set(config.data_path, split="train")
@@ -145,4 +150,4 @@ def fit_epochs_to_budget(config, train_arrays, val_arrays, budget_s: float, t_st
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(hold_memory=True))

@@ -28,10 +28,12 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     import ray.train
 
     from xpengine.datasets.schema import read_training_set
-    from xpengine.train.loop import train
+    from xpengine.train.loop import hold_freed_memory, resolve_device, train
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = TrainConfig.from_dict(loop_config["train"])
+    if resolve_device(config.device).type == "cpu":
+        hold_freed_memory()  # the worker process only trains (see the function)
     if not config.data_path:
         raise ValueError("data_path is not set in the training configuration")
     train_arrays = read_training_set(config.data_path, split="train")
