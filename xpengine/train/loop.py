@@ -103,8 +103,8 @@ def hold_freed_memory() -> bool:
     `mallopt(M_TRIM_THRESHOLD, -1)`, the in-process form of `MALLOC_MMAP_MAX_=0` with trimming off.
 
     Measured on the project's 2-core AMD EPYC box (session 13), the published size at batch 1024 with 4
-    requests per star, a forward-backward-AdamW step timed alone: 149 → 198 stars/s in one run of each;
-    epoch 1 of `configs/train/gaia_xp_v6_cpu.yaml` 146 → 197 stars/s with the environment form. The
+    requests per star: `benchmarks/bench_cpu_allocator.py --pairs 3` 1.36–1.43× (144.7–157.4 → 203.5–218.8
+    stars/s); epoch 1 of `configs/train/gaia_xp_v6_cpu.yaml` 146 → 197 stars/s with the environment form. The
     process's resident memory then stays at its peak, so this is for a dedicated training process (the
     `training/train.py` CLI and the Ray Train worker call it on a CPU), not a library default. Returns
     True when both settings took, False elsewhere (not Linux, no glibc)."""
