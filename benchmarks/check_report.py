@@ -1,6 +1,6 @@
 """The head and the files of a check script's result, shared by the scripts under benchmarks/: the
 command, machine and date (`run_header`), then the JSON, the markdown and the printed table
-(`write_outputs`)."""
+(`write_outputs`); and the paper's giant domain the checks score mass and age on (`paper_giants`)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 
 def run_header(script: str, argv: Sequence[str] | None, *, load: bool = False) -> dict[str, str]:
@@ -39,3 +41,10 @@ def write_outputs(
     if markdown_path:
         Path(markdown_path).write_text(markdown)
     print(markdown)
+
+
+def paper_giants(teff: Any, logg: Any) -> np.ndarray:
+    """(N,) bool: the giant domain of Zhang et al. (2026), logg < 3.5 and 3500 < Teff < 5500 K (NaN: False)."""
+    teff, logg = np.asarray(teff, dtype=np.float64), np.asarray(logg, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return (logg < 3.5) & (teff > 3500.0) & (teff < 5500.0)

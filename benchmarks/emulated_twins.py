@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import real_star_checks as rsc  # noqa: E402
 import realism_report as rr  # noqa: E402
+from check_report import paper_giants  # noqa: E402
 
 from xpengine.evaluate.baseline import standard_input_names  # noqa: E402
 from xpengine.inference.predictor import Predictor  # noqa: E402
@@ -70,7 +71,7 @@ def groups(fits_path: str) -> dict[str, dict[str, np.ndarray]]:
     # every group keeps the giants of the paper's domain (ASPCAP labels), cluster members too, as in
     # `real_star_checks` (since session 13; NGC 7789's members had included 6 turn-off and Hertzsprung-gap
     # stars at 5860–6180 K beside its giants)
-    domain = (real["logg"] < 3.5) & (real["teff"] > 3500) & (real["teff"] < 5500)
+    domain = paper_giants(real["teff"], real["logg"])
     gc = np.concatenate([sid[members[c.name]] for c in rsc.CLUSTERS if c.kind == "globular"])
     take("globular-cluster giants", domain & np.isin(real["source_id"], gc))
     for c in rsc.CLUSTERS:

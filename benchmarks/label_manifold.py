@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from check_report import paper_giants as giants  # noqa: E402  (the paper's giant domain)
 from check_report import run_header, write_outputs  # noqa: E402
 
 from xpengine.evaluate.metrics import robust_sigma  # noqa: E402
@@ -44,12 +45,6 @@ LOGG_BINS = (1.0, 1.5, 2.0, 2.3, 2.6, 3.0, 3.4)
 BIAS_M_H_BINS = (-2.5, -1.5, -0.7, -0.3, 0.1, 0.5)
 G_BINS = (6.0, 13.0, 15.0, 17.65)
 MIN_STARS = 20
-
-
-def giants(teff: np.ndarray, logg: np.ndarray) -> np.ndarray:
-    """The paper's giant domain: logg < 3.5 and 3500 < Teff < 5500 K."""
-    with np.errstate(invalid="ignore"):
-        return (logg < 3.5) & (teff > 3500) & (teff < 5500)
 
 
 def teff_offsets(sim: pd.DataFrame, real: pd.DataFrame) -> list[dict[str, Any]]:

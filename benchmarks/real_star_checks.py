@@ -60,7 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from check_report import run_header, write_outputs  # noqa: E402  (used by the other check scripts too)
+from check_report import paper_giants, run_header, write_outputs  # noqa: E402  (used by the other check scripts too)
 
 from xpengine import io  # noqa: E402
 from xpengine.evaluate.baseline import standard_input_names  # noqa: E402
@@ -388,8 +388,7 @@ def apogee_checks(predictors: Mapping[str, Predictor], fits_path: str, dataset: 
     # 3500–5500 K), as the field groups below: members hotter or of higher gravity (turn-off and
     # Hertzsprung-gap stars of the young open clusters, horizontal-branch stars of the globulars) are
     # outside the domain the model's mass and age are for, and the catalogue flags them so
-    with np.errstate(invalid="ignore"):
-        domain = (logg < 3.5) & (teff > 3500) & (teff < 5500)
+    domain = paper_giants(teff, logg)
     outside: dict[str, int] = {}
     for c in CLUSTERS:
         rows = np.zeros(n, bool)
