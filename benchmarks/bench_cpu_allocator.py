@@ -17,16 +17,15 @@ import textwrap
 
 STEP = textwrap.dedent(
     """
-    import sys, time, torch
-    from xpengine.model.transformer import ModelConfig, XPTransformer
+    import dataclasses, sys, time, torch
+    from xpengine.model.transformer import PRESETS, XPTransformer
     from xpengine.train.loop import hold_freed_memory
 
     hold, batch, steps = sys.argv[1] == "1", int(sys.argv[2]), int(sys.argv[3])
     if hold:
         assert hold_freed_memory()
-    cfg = ModelConfig.from_dict(dict(n_tokens=121, d_model=128, context_length=64, encoder_heads=[16, 8],
-        encoder_ffn=[1024, 512], decoder_heads=[16, 8, 4], decoder_ffn=[3096, 1548, 774],
-        head_mlp=[3096, 1548, 774, 387], dropout=0.1, attention_dropout=0.0))
+    # the published architecture without attention-weight dropout, gaia-xp's vocabulary (121 tokens)
+    cfg = dataclasses.replace(PRESETS["paper"], n_tokens=121, attention_dropout=0.0)
     torch.manual_seed(0)
     model = XPTransformer(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
