@@ -18,6 +18,11 @@ measured, per catalogue (model):
 - Regression to the mean: the median predicted mass in bins of true mass, and age in bins of true age.
 - The age–metallicity relation of those giants: Spearman rank correlation of predicted age and [M/H],
   beside that of the true labels of the same stars.
+- [M/H] is scored against the quantity the model learned (`--m-h-truth auto`: the catalogue's model's
+  `xpengine.model.metadata.metallicity_scale`): the sky's true [Fe/H] for a model whose m_h token learned
+  APOGEE FE_H (gaia-xp, apogee-xp), the sky's total metallicity [M/H] (Salaris et al. 1993: the isochrone's,
+  up to 0.23 dex above [Fe/H] for α-rich stars) for one trained on a simulated survey's [M/H]
+  (synthetic-sky). The Spearman of the truth is given on both.
 - The `red-clump` query preset (`xpengine query --preset red-clump`, Bovy et al. 2014 cuts on the
   predicted labels): purity = the fraction of selected stars whose truth is the red clump or secondary
   clump; completeness = the fraction of true clump giants in the catalogue that it selects. With `--tmass`
@@ -51,7 +56,7 @@ from xpengine.catalog.query import query_catalog  # noqa: E402
 from xpengine.catalog.schema import check_simulated_sky_sigma  # noqa: E402
 from xpengine.evaluate.metrics import robust_sigma  # noqa: E402
 
-TRUTH_COLUMNS = ["source_id", "mass", "age_gyr", "m_h", "teff", "logg", "evolutionary_state", "g"]
+TRUTH_COLUMNS = ["source_id", "mass", "age_gyr", "m_h", "fe_h", "teff", "logg", "evolutionary_state", "g"]
 #: truth column of each catalogue label (after read: mass, m_h, teff, logg get a `_true` suffix)
 TRUE_COLUMN = {
     "mass": "mass_true",
@@ -60,6 +65,8 @@ TRUE_COLUMN = {
     "logg": "logg_true",
     "m_h": "m_h_true",
 }
+#: the truth column of the catalogue's m_h for each metallicity scale a model can have learned
+M_H_TRUTH = {"m_h": "m_h_true", "fe_h": "fe_h"}
 CLUMP = "red_clump"  # truth evolutionary_state of red and secondary clump stars
 
 
@@ -124,12 +131,51 @@ def _red_clump(path: str, truth: pd.DataFrame, df: pd.DataFrame, **query: Any) -
     }
 
 
+def catalogue_metallicity_scale(path: str) -> str:
+    """The metallicity scale ("fe_h" or "m_h", :data:`xpengine.model.metadata.METALLICITY_SCALES`) of the
+    model that wrote the catalogue at `path` (its `_JOB.json` names the model)."""
+    import json
+
+    from xpengine.model.metadata import metallicity_scale
+
+    job = Path(path) / "_JOB.json"
+    if not job.is_file():
+        raise ValueError(f"{path}: no _JOB.json naming the model; give --m-h-truth fe_h or m_h")
+    model = json.loads(job.read_text())["model"]
+    found = None
+    for cand in (Path(model), ROOT / model):
+        try:
+            found = metallicity_scale(cand)
+            break
+        except FileNotFoundError:
+            continue
+    if found is None:
+        raise ValueError(
+            f"{path}: the metallicity its model {model} learned is not recorded or is mixed; "
+            "give --m-h-truth fe_h or m_h"
+        )
+    return found
+
+
 def check_catalogue(
-    cat: pd.DataFrame, truth: pd.DataFrame, path: str, g_bins: Sequence[float], tmass: str | None = None
+    cat: pd.DataFrame,
+    truth: pd.DataFrame,
+    path: str,
+    g_bins: Sequence[float],
+    tmass: str | None = None,
+    m_h_scale: str = "m_h",
 ) -> dict[str, Any]:
+    """One catalogue against the truth; m_h_scale: what its m_h is scored against ("fe_h": the true [Fe/H],
+    "m_h": the true total metallicity)."""
     df = cat.merge(truth, on="source_id", how="inner", suffixes=("", "_true"))
+    m_h_col = M_H_TRUTH[m_h_scale]
     giants = (df.logg_true < 3.5) & (df.teff_true > 3500) & (df.teff_true < 5500)
-    out: dict[str, Any] = {"n_rows": len(cat), "n_matched": len(df), "n_true_giants": int(giants.sum())}
+    out: dict[str, Any] = {
+        "n_rows": len(cat),
+        "n_matched": len(df),
+        "n_true_giants": int(giants.sum()),
+        "m_h_truth": m_h_scale,
+    }
     has = [c for c in ("mass", "age") if c in df]
     g = df.g.to_numpy()
     bins: list[dict[str, Any]] = []
@@ -153,8 +199,9 @@ def check_catalogue(
     }
     for c in ("teff", "logg", "m_h"):
         if c in df:
+            true_col = m_h_col if c == "m_h" else f"{c}_true"
             out["giants_all"][c] = _label_stats(
-                df[c].to_numpy()[sel], df[f"{c}_error"].to_numpy()[sel], df[f"{c}_true"].to_numpy()[sel]
+                df[c].to_numpy()[sel], df[f"{c}_error"].to_numpy()[sel], df[true_col].to_numpy()[sel]
             )
     if "mass" in df:
         mb = [0.5, 1.0, 1.5, 2.5, 4.0]
@@ -185,7 +232,11 @@ def check_catalogue(
             df.age.to_numpy()[ok],
             df.m_h.to_numpy()[ok],
             df.age_gyr.to_numpy()[ok],
-            df.m_h_true.to_numpy()[ok],
+            df[m_h_col].to_numpy()[ok],
+        )
+        other = M_H_TRUTH["fe_h" if m_h_scale == "m_h" else "m_h"]
+        out["age_metallicity_spearman"]["truth_other_scale"] = _spearman(
+            df.age_gyr.to_numpy()[ok], df[other].to_numpy()[ok]
         )
     if {"teff", "logg", "m_h"} <= set(df):
         out["red_clump"] = _red_clump(path, truth, df)
@@ -201,6 +252,9 @@ def check_catalogue(
                     path, truth, df, params={"jk0_view": "colours"}, joins={"colours": jk0}
                 )
     return out
+
+
+_SCALE_TEXT = {"fe_h": "[Fe/H]", "m_h": "total [M/H]"}
 
 
 def render_markdown(result: Mapping[str, Any]) -> str:
@@ -240,15 +294,17 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         "",
         "## Giants: atmospheric labels (σ / bias / z-spread)",
         "",
-        "| model | Teff [K] | logg | [M/H] |",
-        "|---|---|---|---|",
+        "| model | Teff [K] | logg | [M/H] | [M/H] scored against |",
+        "|---|---|---|---|---|",
     ]
     for name, c in cats.items():
         cells = []
         for lab, d in (("teff", 0), ("logg", 3), ("m_h", 3)):
             s = c["giants_all"].get(lab)
             cells.append("–" if not s else f"{s['sigma']:.{d}f} / {s['bias']:+.{d}f} / {s['z_spread']:.2f}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {name} | " + " | ".join(cells) + f" | true {_SCALE_TEXT[c.get('m_h_truth', 'm_h')]} |"
+        )
     lines += ["", "## Regression to the mean (giants): median prediction per true bin", ""]
     for name, c in cats.items():
         if "mass_regression" in c:
@@ -275,12 +331,13 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         "",
         'Spearman ρ(age, [M/H]) of the giants; "pred. age, true [M/H]" and "true age, pred. [M/H]" mix '
         'prediction and truth, and "error ρ" is ρ(ln age − ln age_true, [M/H] − [M/H]_true) '
-        "(`age_metallicity_diagnostics`).",
+        "(`age_metallicity_diagnostics`). The true [M/H] is the quantity the model's m_h learned (column "
+        '"true [M/H] is"); "truth, other scale" gives the truth\'s ρ on the other one.',
         "",
         "| model | Spearman predicted | Spearman truth | pred. age, true [M/H] | true age, pred. [M/H] | error ρ "
-        "| n | red-clump purity | completeness | selected "
+        "| n | true [M/H] is | truth, other scale | red-clump purity | completeness | selected "
         "| with 2MASS (J−Ks)0 cuts: purity | completeness | selected |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, c in cats.items():
         s = c.get("age_metallicity_spearman") or {}
@@ -304,7 +361,8 @@ def render_markdown(result: Mapping[str, Any]) -> str:
                     "error_correlation",
                 )
             )
-            + f" | {s.get('n', '–')} | "
+            + f" | {s.get('n', '–')} | {_SCALE_TEXT[c.get('m_h_truth', 'm_h')]} | "
+            f"{s.get('truth_other_scale', float('nan')):.3f} | "
             f"{cells[0]} | {cells[1]} |"
         )
     return "\n".join(lines) + "\n"
@@ -322,6 +380,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--tmass", help="the sky's 2MASS table: also score the red-clump preset with (J−Ks)0 cuts"
     )
+    ap.add_argument(
+        "--m-h-truth",
+        choices=("auto", "fe_h", "m_h"),
+        default="auto",
+        help="score each catalogue's [M/H] against the true [Fe/H] or total [M/H]; auto (default): what its "
+        "model learned (xpengine.model.metadata.metallicity_scale)",
+    )
     ap.add_argument("--json", required=True)
     ap.add_argument("--markdown")
     args = ap.parse_args(argv)
@@ -336,7 +401,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_simulated_sky_sigma(path)
         except ValueError as exc:
             ap.error(str(exc))
-        cats[name] = check_catalogue(read_catalogue(path), truth, path, args.g_bins, args.tmass)
+        try:
+            scale = catalogue_metallicity_scale(path) if args.m_h_truth == "auto" else args.m_h_truth
+        except ValueError as exc:
+            ap.error(str(exc))
+        cats[name] = check_catalogue(
+            read_catalogue(path), truth, path, args.g_bins, args.tmass, m_h_scale=scale
+        )
     result = {
         **run_header("benchmarks/sim_sky_checks.py", argv),
         "truth": args.truth,

@@ -76,7 +76,12 @@ LABELS: dict[str, CatalogLabel] = {
     for lab in (
         CatalogLabel("teff", "teff", "K", description="effective temperature"),
         CatalogLabel("logg", "logg", "dex", description="log10 surface gravity [cm s^-2]"),
-        CatalogLabel("m_h", "m_h", "dex", description="metallicity [M/H]"),
+        CatalogLabel(
+            "m_h",
+            "m_h",
+            "dex",
+            description="metallicity [M/H] as the model learned it (provenance m_h_scale; fe_h: APOGEE DR17 [Fe/H])",
+        ),
         CatalogLabel("alpha_m", "alpha_m", "dex", description="[alpha/M]"),
         CatalogLabel("mass", "mass", "Msun", description="stellar mass"),
         CatalogLabel("age", "ln_age", "Gyr", log_token=True, description="stellar age"),

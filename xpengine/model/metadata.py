@@ -218,3 +218,39 @@ def resolve_model_path(source: str | os.PathLike) -> Path:
         f"no model at {str(source)!r}: not a checkpoint directory and not a bundled model; bundled models: "
         f"{', '.join(names) if names else 'none (xpengine/data/models/ is empty)'}"
     )
+
+
+METALLICITY_SCALES = {
+    "fe_h": "APOGEE DR17 [Fe/H] (ASPCAP FE_H, the real training stars' label of the m_h token)",
+    "m_h": "simulated total metallicity [M/H] = [Fe/H] + log10(0.694·10^[α/Fe] + 0.306) (Salaris et al. 1993)",
+}
+"""What a model's `m_h` token measures, by :func:`metallicity_scale`'s answer. For an α-rich giant the two
+differ by up to 0.23 dex ([α/Fe] = +0.3), so a model's [M/H] must be scored against the quantity it learned."""
+
+
+def metallicity_scale(path: str | os.PathLike) -> str | None:
+    """Which metallicity the checkpoint's `m_h` token learned, from its provenance.json: "fe_h" when every
+    training star that carried an m_h label was a real APOGEE star labelled by FE_H (the dataset records
+    `m_h_source: fe_h`; in a mixed set the simulated stars' m_h was dropped), "m_h" when the labels were
+    a simulated survey's [M/H] only (:data:`METALLICITY_SCALES`), None when the provenance does not say or
+    the model learned both at once."""
+    prov_path = resolve_model_path(path) / PROVENANCE_FILE
+    if not prov_path.is_file():
+        return None
+    data = json.loads(prov_path.read_text()).get("data", {}).get("dataset_provenance", {})
+
+    def single(dp: dict[str, Any]) -> str | None:
+        if dp.get("m_h_source") == "fe_h":
+            return "fe_h"
+        return "m_h" if dp.get("origin") == "synthetic" else None
+
+    sources = data.get("sources")
+    if not sources:
+        return single(data)
+    dropped = set(data.get("weighting", {}).get("synthetic_dropped_tokens", ()))
+    scales = {
+        single(src.get("provenance", {}))
+        for name, src in sources.items()
+        if not (name == "synthetic" and "m_h" in dropped)
+    }
+    return scales.pop() if len(scales) == 1 else None

@@ -28,12 +28,13 @@ def _model_vocabulary_json(model: str) -> str:
 def _model_provenance(model: str, sim_to_real: bool = True) -> dict[str, Any]:
     """The model's name, directory and weights sha256, and what its σ are: the sha256 of its
     `calibration.json` (None without one) and whether the catalogue's mass and age σ carry its
-    sim-to-real term (the job's `sim_to_real_sigma` and a calibration that has one)."""
+    sim-to-real term (the job's `sim_to_real_sigma` and a calibration that has one); and `m_h_scale`, what its
+    m_h measures (`xpengine.model.metadata.metallicity_scale`)."""
     import json
 
     from xpengine.io import sha256_of
     from xpengine.model.calibration import CALIBRATION_FILE
-    from xpengine.model.metadata import WEIGHTS_FILE, resolve_model_path
+    from xpengine.model.metadata import WEIGHTS_FILE, metallicity_scale, resolve_model_path
 
     d = resolve_model_path(model)
     digest = sha256_of(os.path.join(d, WEIGHTS_FILE))
@@ -49,6 +50,8 @@ def _model_provenance(model: str, sim_to_real: bool = True) -> dict[str, Any]:
         "model_sha256": digest,
         "calibration_sha256": sha256_of(cal) if has_cal else None,
         "sim_to_real_applied": with_term,
+        # what the m_h column measures (METALLICITY_SCALES): "fe_h" for the bundled real-trained models
+        "m_h_scale": metallicity_scale(d),
     }
 
 
