@@ -42,3 +42,16 @@ def test_mass_and_ln_age_become_the_truth_and_nothing_else_changes(sky_file, tmp
     read_training_set(out)  # still a valid training-schema file
     with pytest.raises(ValueError, match="has no truth column"):
         truth_labels.with_truth(a, ["jk"])
+
+
+def test_m_h_truth_can_be_the_true_iron_abundance(sky_file, tmp_path):
+    out = str(tmp_path / "fe.parquet")
+    assert truth_labels.main([sky_file, out, "--tokens", "m_h", "--m-h-truth", "fe_h"]) == 0
+    a, b = pq.read_table(sky_file), pq.read_table(out)
+    np.testing.assert_allclose(b.column("m_h").to_numpy(), a.column("truth_fe_h").to_numpy(), rtol=1e-6)
+    assert (b.column("m_h_error").to_numpy() == 0).all()
+    # the default is the total metallicity, which differs from [Fe/H] for α-rich stars
+    tot = truth_labels.with_truth(a, ["m_h"]).column("m_h").to_numpy()
+    np.testing.assert_allclose(tot, a.column("truth_m_h").to_numpy(), rtol=1e-6)
+    alpha_rich = a.column("truth_alpha_m").to_numpy() > 0.2
+    assert alpha_rich.any() and np.all(tot[alpha_rich] > b.column("m_h").to_numpy()[alpha_rich] + 0.1)
