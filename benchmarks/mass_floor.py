@@ -18,9 +18,19 @@ test sky (robust σ of predicted − true mass per G bin), beside the catalogue'
   logg and [M/H] against the truth, [M/H] against the true [Fe/H], and the sky's [α/M] σ of 0.05 dex);
 
 each without the luminosity and with log L from the parallax (σ(log L) = 2/ln 10 · σ_ϖ/ϖ, σ_ϖ of the
-simulator's `parallax_error_mas`, true parallax; no extinction error). The noise is drawn independently per
+simulator's `parallax_error_mas`, true parallax; no extinction error), that σ being a feature too (a star's
+parallax error is known, so the estimator can trust L where it is precise). The noise is drawn independently per
 star and label, in training and test alike. Nothing here is fitted to the catalogue or used to pick a model:
 it says which part of the catalogue's σ is the information in the labels and which the model's.
+
+With `--apogee-xp` (the real APOGEE×XP file), the same label-only estimator (`aspcap` noise, mass and ln age,
+without and with log L) is applied to the real cluster giants of `real_star_checks.py` (members by position,
+[Fe/H] and logg, the paper's giant domain; ASPCAP labels; log L from the star's G, the cluster's literature
+distance and E(B−V), A_G = 0.80 · 3.1 E(B−V) and the REFERENCE giant BC_G, its σ `CLUSTER_LOG_L_SIGMA`),
+beside the literature. Where
+it misses the literature as the catalogue does, the labels and the simulated population's prior, not the
+model, set the answer. Beside it, the members' ASPCAP Teff against MIST's RGB at the cluster's literature age
+(`rgb_teff_offset`): whether a temperature-scale offset between the isochrones and APOGEE could be the cause.
 """
 
 from __future__ import annotations
@@ -44,12 +54,25 @@ from check_report import paper_giants, run_header, write_outputs  # noqa: E402
 
 from xpengine.evaluate.metrics import robust_sigma  # noqa: E402
 
-TRUTH = ["source_id", "evolutionary_state", "mass", "teff", "logg", "fe_h", "alpha_m", "luminosity_lsun"]
+TRUTH = [
+    "source_id",
+    "evolutionary_state",
+    "mass",
+    "age_gyr",
+    "teff",
+    "logg",
+    "fe_h",
+    "alpha_m",
+    "luminosity_lsun",
+]
 TRUTH_EXTRA = ["g", "parallax_true_mas"]
 LABELS = ("teff", "logg", "fe_h", "alpha_m")
 ASPCAP_SIGMA = {"teff": 30.0, "logg": 0.05, "fe_h": 0.03, "alpha_m": 0.02}
 ALPHA_SIGMA = 0.05  # dex, the catalogue's [α/M] on the sky's giants is not scored per bin here
 G_BINS = (6.0, 13.0, 15.0, 17.65)
+#: σ(log L) of a cluster giant from its literature distance (5 %, as real_star_checks.py gives it) and
+#: E(B−V) (10 %: ≈ 0.01–0.03 dex), in quadrature
+CLUSTER_LOG_L_SIGMA = 0.05
 XGB_PARAMS = {"max_depth": 6, "eta": 0.05, "subsample": 0.8, "nthread": 2, "seed": 0}
 XGB_ROUNDS = 600
 
@@ -76,7 +99,8 @@ def features(
     rng: np.random.Generator,
     l_sigma: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(N, 4 or 5) labels (and log L) of `d`, each with Gaussian noise of σ `sigma[label]` (None: exact)."""
+    """(N, 4 or 6) labels (and log L and its σ) of `d`, each with Gaussian noise of σ `sigma[label]` (None:
+    exact; l_sigma: log L's, None: exact, σ 0)."""
     cols = []
     for lab in LABELS:
         x = d[lab].to_numpy(dtype=np.float64)
@@ -88,6 +112,10 @@ def features(
         if l_sigma is not None:
             x = x + rng.normal(0.0, 1.0, x.size) * l_sigma
         cols.append(x)
+        # the star's σ(log L) is known (from its parallax error), so the estimator can weigh L by it
+        cols.append(
+            np.zeros(x.size) if l_sigma is None else np.broadcast_to(l_sigma, x.shape).astype(np.float64)
+        )
     return np.stack(cols, 1)
 
 
@@ -148,6 +176,106 @@ def floors(
     return out
 
 
+def rgb_teff_offset(
+    teff: np.ndarray, logg: np.ndarray, fe_h: float, alpha_m: float, age_gyr: float
+) -> dict[str, Any]:
+    """ASPCAP − MIST Teff of a cluster's giants (N,) on the MIST v2.5 isochrone of the cluster's age and
+    total metallicity: the RGB's Teff at each star's logg; stars within 0.05 dex of the core-He-burning
+    locus's logg and closer to its Teff than to the RGB's are counted as clump-like and left out."""
+    from xpengine.simulate import isochrones as iso
+    from xpengine.simulate.mist_phases import PHASES
+
+    m_h = float(iso.total_metallicity(np.array([fe_h]), np.array([alpha_m]))[0])
+    s = iso.interpolate_eep(np.arange(454.0, 707.0, 0.2), np.log10(age_gyr * 1e9), m_h)
+    ok = np.isfinite(s["teff"])
+    rgb = ok & (s["phase"] == PHASES["rgb"])
+    heb = ok & np.isin(s["phase"], (PHASES["red_clump"], PHASES["secondary_clump"]))
+    o = np.argsort(s["logg"][rgb])
+    t_rgb = np.interp(logg, s["logg"][rgb][o], s["teff"][rgb][o], left=np.nan, right=np.nan)
+    clump = np.zeros(teff.size, dtype=bool)
+    if heb.any():
+        j = np.abs(logg[:, None] - s["logg"][heb][None, :]).argmin(1)
+        near = np.abs(logg - s["logg"][heb][j]) < 0.05
+        clump = near & (np.abs(teff - s["teff"][heb][j]) < np.abs(teff - t_rgb))
+    d = (teff - t_rgb)[~clump]
+    d = d[np.isfinite(d)]
+    return {
+        "n_rgb": int(d.size),
+        "n_clump_like": int(clump.sum()),
+        "median": float(np.median(d)) if d.size else None,
+    }
+
+
+def cluster_estimates(
+    train: pd.DataFrame, apogee_xp: str, rounds: int = XGB_ROUNDS, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Median mass and age of each real cluster's domain giants from the label-only estimator (`aspcap` noise
+    in training), without and with log L (module docstring)."""
+    import xgboost as xgb
+    from astropy.io import fits
+    from real_star_checks import CLUSTERS, cluster_members, radec_from_apogee_id
+
+    from xpengine.simulate.physics import giant_bc
+
+    rng = np.random.default_rng(seed)
+    l_tr = log_l_sigma(train.g.to_numpy(), train.parallax_true_mas.to_numpy())
+    with fits.open(apogee_xp) as hdul:
+        d = hdul[1].data
+        ra, dec = radec_from_apogee_id(d["apogee_id"])
+        real = pd.DataFrame(
+            {k: np.asarray(d[k], dtype=np.float64) for k in (*LABELS, "gaiaedr3_phot_g_mean_mag")}
+        )
+    members = cluster_members(ra, dec, real.fe_h.to_numpy(), real.logg.to_numpy())
+    domain = paper_giants(real.teff.to_numpy(), real.logg.to_numpy())
+    models = {}
+    for with_l in (False, True):
+        x = features(train, ASPCAP_SIGMA, with_l, rng, l_tr)
+        for target, y in (("mass", train.mass.to_numpy()), ("ln_age", np.log(train.age_gyr.to_numpy()))):
+            models[(with_l, target)] = xgb.train(XGB_PARAMS | {"seed": seed}, xgb.DMatrix(x, label=y), rounds)
+    out = []
+    for c in CLUSTERS:
+        m = members[c.name] & domain
+        if not m.any():
+            continue
+        r = real[m]
+        mbol = (
+            r.gaiaedr3_phot_g_mean_mag.to_numpy()
+            - (5.0 * np.log10(c.distance_kpc * 1000.0) - 5.0)
+            - 0.80 * 3.1 * c.ebv
+            + giant_bc("bc_g", r.teff.to_numpy(), r.fe_h.to_numpy(), r.logg.to_numpy())
+        )
+        row: dict[str, Any] = {
+            "cluster": c.name,
+            "kind": c.kind,
+            "n": int(m.sum()),
+            "literature_age_gyr": list(c.age_gyr),
+            "literature_mass": c.rgb_mass,
+            "teff_minus_mist_rgb": rgb_teff_offset(
+                r.teff.to_numpy(),
+                r.logg.to_numpy(),
+                c.fe_h,
+                float(np.nanmedian(r.alpha_m.to_numpy())),
+                float(np.mean(c.age_gyr)),
+            ),
+        }
+        for with_l in (False, True):
+            x = np.stack([r[lab].to_numpy() for lab in LABELS], 1)
+            if with_l:
+                x = np.column_stack([x, (4.74 - mbol) / 2.5, np.full(len(r), CLUSTER_LOG_L_SIGMA)])
+            key = "with_l" if with_l else "labels"
+            row[f"{key}_mass"] = float(np.median(models[(with_l, "mass")].predict(xgb.DMatrix(x))))
+            row[f"{key}_age_gyr"] = float(
+                np.median(np.exp(models[(with_l, "ln_age")].predict(xgb.DMatrix(x))))
+            )
+        out.append(row)
+    return out
+
+
+def _offset_cell(o: Mapping[str, Any]) -> str:
+    med = "–" if o["median"] is None else f"{o['median']:+.0f}"
+    return f"{med} ({o['n_rgb']} / {o['n_clump_like']})"
+
+
 def render_markdown(res: Mapping[str, Any]) -> str:
     bins = [f"G {lo:g}–{hi:g}" for lo, hi in itertools.pairwise(G_BINS)]
     lines = [
@@ -184,6 +312,28 @@ def render_markdown(res: Mapping[str, Any]) -> str:
             )
             + f"; [α/M] {ALPHA_SIGMA} dex assumed.",
         ]
+    if res.get("clusters"):
+        lines += [
+            "",
+            "## Real cluster giants through the label-only estimator",
+            "",
+            "ASPCAP labels of the domain giants (`real_star_checks.py` membership), the estimator trained with "
+            "APOGEE-like label errors; medians. With L: log L from G, the literature distance and E(B−V). "
+            "ASPCAP − MIST: the members' Teff against MIST's RGB at their logg on the isochrone of the "
+            "literature age (middle of the range) and [Fe/H] (`rgb_teff_offset`; n: RGB-like / clump-like "
+            "members).",
+            "",
+            "| cluster | n | literature age [Gyr] / mass [M☉] | labels: age / mass | labels + L: age / mass "
+            "| ASPCAP − MIST RGB Teff [K] (n) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for c in res["clusters"]:
+            lo, hi = c["literature_age_gyr"]
+            lines.append(
+                f"| {c['cluster']} | {c['n']} | {lo:g}–{hi:g} / {c['literature_mass']:g} | "
+                f"{c['labels_age_gyr']:.1f} / {c['labels_mass']:.2f} | {c['with_l_age_gyr']:.1f} / "
+                f"{c['with_l_mass']:.2f} | {_offset_cell(c['teff_minus_mist_rgb'])} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -194,6 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--train-truth", nargs="+", required=True, help="truth.parquet of the training skies")
     ap.add_argument("--test-truth", required=True, help="truth.parquet of a sky never used in training")
     ap.add_argument("--catalogue", help="the catalogue job's output on the test sky: its label σ and mass σ")
+    ap.add_argument(
+        "--apogee-xp", help="the APOGEE×XP FITS file: also the real cluster giants (module docstring)"
+    )
     ap.add_argument("--rounds", type=int, default=XGB_ROUNDS)
     ap.add_argument("--json", required=True)
     ap.add_argument("--markdown")
@@ -214,6 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "catalogue": cat_sigma,
         "floors": floors(train, test, cat_sigma, rounds=args.rounds),
     }
+    if args.apogee_xp:
+        res["clusters"] = cluster_estimates(train, args.apogee_xp, rounds=args.rounds)
     write_outputs(res, args.json, args.markdown, render_markdown(res))
     return 0
 
