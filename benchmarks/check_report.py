@@ -1,6 +1,7 @@
 """The head and the files of a check script's result, shared by the scripts under benchmarks/: the
-command, machine and date (`run_header`), then the JSON, the markdown and the printed table
-(`write_outputs`); and the paper's giant domain the checks score mass and age on (`paper_giants`)."""
+command, machine and date (`run_header`, and `command_line`, the markdown line that gives them), then the
+JSON, the markdown and the printed table (`write_outputs`); and the paper's giant domain the checks score
+mass and age on (`paper_giants`)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,11 @@ def run_header(script: str, argv: Sequence[str] | None, *, load: bool = False) -
         "machine": machine,
         "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def command_line(result: Mapping[str, Any]) -> str:
+    """The markdown line under a check's title: its command, machine and date (`run_header`'s keys)."""
+    return f"Command: `{result['command']}`; {result['machine']}; {result['date_utc']}"
 
 
 def write_outputs(

@@ -59,6 +59,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from check_report import paper_giants  # noqa: E402
 
 from xpengine.evaluate.baseline import BaselineConfig, XGBoostBaseline  # noqa: E402
 from xpengine.evaluate.metrics import label_metrics  # noqa: E402
@@ -100,7 +103,7 @@ Predictions = dict[str, tuple[np.ndarray, np.ndarray | None]]
 def population_masks(teff: np.ndarray, logg: np.ndarray, m_h: np.ndarray) -> dict[str, np.ndarray]:
     """Boolean masks (N,) of the populations (module docstring) from true Teff [K], logg and [M/H] [dex]
     (N,). A star whose needed label is NaN belongs to no population but ``all``."""
-    giants = (logg < 3.5) & (teff > 3500.0) & (teff < 5500.0)
+    giants = paper_giants(teff, logg)
     return {
         "all": np.ones(len(teff), dtype=bool),
         "giants": giants,

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import real_star_checks as rsc  # noqa: E402
 import realism_report as rr  # noqa: E402
-from check_report import paper_giants  # noqa: E402
+from check_report import command_line, paper_giants  # noqa: E402
 
 from xpengine.evaluate.baseline import standard_input_names  # noqa: E402
 from xpengine.inference.predictor import Predictor  # noqa: E402
@@ -262,7 +262,7 @@ def render_markdown(result: Mapping[str, Any]) -> str:
     lines = [
         "# Real stars and their emulated twins",
         "",
-        f"Command: `{result['command']}`; {result['machine']}; {result['date_utc']}",
+        command_line(result),
         "",
         "Medians over each group; Δ = predicted − ASPCAP; the twin is the emulator's XP at the star's labels.",
         "",

@@ -39,8 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from check_report import command_line, run_header, write_outputs  # noqa: E402
 from check_report import paper_giants as giants  # noqa: E402  (the paper's giant domain)
-from check_report import run_header, write_outputs  # noqa: E402
 
 from xpengine.evaluate.metrics import robust_sigma  # noqa: E402
 
@@ -143,7 +143,7 @@ def render_markdown(res: dict[str, Any]) -> str:
     lines = [
         "# Simulated giants against the real stars' label manifold",
         "",
-        f"Command: `{res['command']}`; {res['machine']}; {res['date_utc']}",
+        command_line(res),
         "",
         f"## Median Teff at fixed [Fe/H] and logg: {res['n_sim_giants']} simulated, {res['n_real_giants']} "
         "real giants",

@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from check_report import paper_giants, run_header, write_outputs  # noqa: E402
+from check_report import command_line, paper_giants, run_header, write_outputs  # noqa: E402
 
 from xpengine.evaluate.metrics import robust_sigma  # noqa: E402
 
@@ -281,7 +281,7 @@ def render_markdown(res: Mapping[str, Any]) -> str:
     lines = [
         "# Mass σ that the labels and the parallax allow (simulated giants)",
         "",
-        f"Command: `{res['command']}`; {res['machine']}; {res['date_utc']}",
+        command_line(res),
         "",
         f"XGBoost ({XGB_ROUNDS} rounds) trained on {res['n_train']} true giants of the training skies, scored on "
         f"{res['n_test']} true giants of the test sky: robust σ of predicted − true mass [M☉]. Noise: see the "

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from check_report import run_header, write_outputs  # noqa: E402
+from check_report import command_line, run_header, write_outputs  # noqa: E402
 
 N_DR3 = 219_197_643
 SKY = ROOT / "xpengine" / "data" / "sky"
@@ -192,7 +192,7 @@ def render(result: dict[str, Any]) -> str:
     lines = [
         "# Projection to all of Gaia DR3 (219,197,643 sources)",
         "",
-        f"Command: `{result['command']}`; {result['machine']}; {result['date_utc']}",
+        command_line(result),
         "",
         f"Per-core costs measured here (one thread, {m['n_sources']} sources of bulk partition {m['partition']}, best of {result['repeats']}):",
         "",

@@ -60,7 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from check_report import paper_giants, run_header, write_outputs  # noqa: E402  (used by the other check scripts too)
+from check_report import command_line, paper_giants, run_header, write_outputs  # noqa: E402  (used by the other check scripts too)
 
 from xpengine import io  # noqa: E402
 from xpengine.evaluate.baseline import standard_input_names  # noqa: E402
@@ -401,16 +401,14 @@ def apogee_checks(predictors: Mapping[str, Predictor], fits_path: str, dataset: 
         for k, v in zip(lit, (*c.age_gyr, c.rgb_mass, c.distance_kpc, c.ebv), strict=True):
             lit[k][rows] = v
     with np.errstate(invalid="ignore"):
-        field_mp = (
-            (split == "test") & ~in_cluster & (logg < 3.5) & (teff > 3500) & (teff < 5500) & (m_h < -1.0)
-        )
+        field_mp = (split == "test") & ~in_cluster & paper_giants(teff, logg) & (m_h < -1.0)
     groups["metal-poor field giants (test split)"] = field_mp
     # the α sequences of the disk, a chemical clock independent of the model's training: high-α disk
     # giants are old (≈ 8–12 Gyr in asteroseismic ages, e.g. Miglio et al. 2021), low-α ones younger
     # and spread over 1–10 Gyr
     alpha = arrays.values[:, vocab.index("alpha_m")]
     with np.errstate(invalid="ignore"):
-        disk = (split == "test") & ~in_cluster & (logg < 3.5) & (teff > 3500) & (teff < 5500)
+        disk = (split == "test") & ~in_cluster & paper_giants(teff, logg)
         groups["high-α disk giants (test split, [α/M] > 0.18, [M/H] > −0.8)"] = (
             disk & (alpha > 0.18) & (m_h > -0.8)
         )
@@ -586,7 +584,7 @@ def render_markdown(result: Mapping[str, Any]) -> str:
     lines = [
         "# Real-star checks",
         "",
-        f"Command: `{result['command']}`; {result['machine']}; {result['date_utc']}",
+        command_line(result),
         "",
     ]
     lines += ["## Single stars (real DR3 XP alone, `Predictor.from_xp`)", ""]

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from check_report import command_line  # noqa: E402
 from real_star_checks import AK_PER_EBV, run_header, standard_predictions, write_outputs  # noqa: E402
 
 from xpengine.catalog.colours import E_JK_PER_EBV  # noqa: E402
@@ -111,7 +112,7 @@ def render_markdown(result: Mapping[str, Any]) -> str:
     lines = [
         "# The red-clump preset on real APOGEE×XP stars",
         "",
-        f"Command: `{result['command']}`; {result['machine']}; {result['date_utc']}",
+        command_line(result),
         "",
         f"{r['n_stars']} stars of the {r['split']} split; the reference (Bovy et al. 2014's cuts, colour cuts "
         f"included, on ASPCAP labels) selects {r['n_reference']}. No parallax: no M_G0 window.",

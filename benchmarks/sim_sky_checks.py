@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from check_report import run_header, write_outputs  # noqa: E402
+from check_report import command_line, paper_giants, run_header, write_outputs  # noqa: E402
 
 from xpengine.catalog.query import query_catalog  # noqa: E402
 from xpengine.catalog.schema import check_simulated_sky_sigma  # noqa: E402
@@ -169,7 +169,7 @@ def check_catalogue(
     "m_h": the true total metallicity)."""
     df = cat.merge(truth, on="source_id", how="inner", suffixes=("", "_true"))
     m_h_col = M_H_TRUTH[m_h_scale]
-    giants = (df.logg_true < 3.5) & (df.teff_true > 3500) & (df.teff_true < 5500)
+    giants = pd.Series(paper_giants(df.teff_true.to_numpy(), df.logg_true.to_numpy()), index=df.index)
     out: dict[str, Any] = {
         "n_rows": len(cat),
         "n_matched": len(df),
@@ -261,7 +261,7 @@ def render_markdown(result: Mapping[str, Any]) -> str:
     lines = [
         "# Freshly simulated sky against its truth",
         "",
-        f"Command: `{result['command']}`; {result['machine']}; {result['date_utc']}",
+        command_line(result),
         "",
     ]
     cats = result["catalogues"]

@@ -120,10 +120,12 @@ def check_groups(real: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def render_markdown(result: Mapping[str, Any]) -> str:
+    from check_report import command_line
+
     lines = [
         "# Sim-to-real σ term (real giants and their emulated twins)",
         "",
-        f"Command: `{result['command']}`; {result['machine']}; {result['date_utc']}",
+        command_line(result),
         "",
         f"Model `{result['model']}`; emulator {result['emulator']}; fit on {result['n_fit']} train + validation "
         f"giants (cluster members left out), check on {result['n_check']} test-split giants. Units: ln mass "
