@@ -53,10 +53,10 @@ MIN_BIN_STARS = 300
 def giants(real: Mapping[str, np.ndarray], exclude: np.ndarray) -> dict[str, np.ndarray]:
     """The paper-domain giants of `realism_report._real_rows` rows with [Fe/H] and [α/M], less `exclude`
     source ids."""
+    from check_report import paper_giants
+
     sel = (
-        (real["logg"] < 3.5)
-        & (real["teff"] > 3500)
-        & (real["teff"] < 5500)
+        paper_giants(real["teff"], real["logg"])
         & np.isfinite(real["fe_h"])
         & np.isfinite(real["alpha_m"])
         & ~np.isin(real["source_id"], exclude)
