@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 from importlib.resources import files
 from pathlib import Path
 
@@ -463,3 +464,19 @@ def test_synthetic_truth_can_keep_the_survey_label_errors(survey_real, sky_set) 
     np.testing.assert_array_equal(_col(t, "ln_age_error"), _col(plain, "ln_age_error"))
     with pytest.raises(ValueError, match="must be 'zero' or 'keep'"):
         build_mixed(survey_real, sky_set, synthetic_truth=["ln_age"], synthetic_truth_errors="half")
+
+
+def test_mixing_two_metallicities_in_m_h_is_warned(survey_real, sky_set, tmp_path, caplog) -> None:
+    """Real stars labelled by APOGEE [Fe/H] and simulated stars by the total metallicity: a warning unless the
+    synthetic rows' m_h is dropped."""
+    fe_real = _rewrite(
+        survey_real, tmp_path / "fe_real.parquet", provenance_edit=lambda p: p.update(m_h_source="fe_h")
+    )
+    with caplog.at_level(logging.WARNING, logger="xpengine.datasets.mixed"):
+        build_mixed(fe_real, sky_set)
+    assert any("total metallicity" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="xpengine.datasets.mixed"):
+        build_mixed(fe_real, sky_set, synthetic_drop=["m_h"])
+        build_mixed(survey_real, sky_set)  # a real file that does not say its m_h is [Fe/H]
+    assert not any("total metallicity" in r.getMessage() for r in caplog.records)

@@ -371,6 +371,23 @@ def _weighting(
     }
 
 
+def _warn_mixed_metallicity(
+    real_prov: dict[str, Any], syn_prov: dict[str, Any], drop: Sequence[str], real_path: str, syn_path: str
+) -> None:
+    """Log a warning when the m_h token would mix two metallicities: the real stars' APOGEE [Fe/H]
+    (`m_h_source: fe_h`) and a simulated survey's total metallicity, which differ by up to 0.23 dex for
+    α-rich stars (`xpengine.model.metadata.METALLICITY_SCALES`)."""
+    if "m_h" in drop or real_prov.get("m_h_source") != "fe_h" or syn_prov.get("origin") != "synthetic":
+        return
+    logger.warning(
+        "the m_h token of %s is APOGEE [Fe/H] and that of %s the simulated total metallicity [M/H] "
+        "(up to 0.23 dex higher for alpha-rich stars): the model would learn both as one; drop m_h from the "
+        "synthetic rows (--synthetic-drop-tokens m_h) to learn [Fe/H] from the real stars alone",
+        real_path,
+        syn_path,
+    )
+
+
 def build_mixed(
     real_path: str,
     synthetic_path: str,
@@ -411,6 +428,7 @@ def build_mixed(
 
     is_syn = source == DATA_SOURCES[1]  # (N,)
     train = split == "train"  # (N,)
+    _warn_mixed_metallicity(real.provenance, syn.provenance, synthetic_drop, real_path, synthetic_path)
     edit_synthetic_labels(
         values, errors, vocab, mixed, is_syn, train, synthetic_drop, synthetic_truth, synthetic_truth_errors
     )
