@@ -8,8 +8,8 @@
         --json benchmarks/results/sim_sky_checks.json --markdown benchmarks/results/sim_sky_checks.md
 
 The sky must come from a seed never used in training (the bundled models' training skies: seed 7 for
-synthetic-sky; seeds 11 and 12 for gaia-xp, whose v5 trained on seed 12; seed 41 for session 13's trial). Every catalogue row is joined with the truth on source_id. What is
-measured, per catalogue (model):
+synthetic-sky; seeds 11 and 12 for gaia-xp, whose v5 trained on seed 12; seed 41 for session 13's trial).
+Every catalogue row is joined with the truth on source_id. What is measured, per catalogue (model):
 
 - Giants of the paper's domain by their TRUE labels (logg < 3.5, 3500 < Teff < 5500 K), in bins of G
   (`--g-bins`): robust σ (1.4826·MAD) and median bias of mass [M☉] and age [Gyr], and the z-spread of
