@@ -73,3 +73,25 @@ def test_bias_by_true_metallicity_matches_a_direct_prediction(sky_as_mixed):
         d_age, d_mass = (float(x) for x in bins[key].split("/"))
         assert abs(d_age - np.median(out["ln_age"][s] - np.log(age[s]))) < 6e-4
         assert abs(d_mass - np.median(np.log(out["mass"][s] / mass[s]))) < 6e-4
+
+
+def test_sigma_by_g_and_m_h_against_the_true_iron_abundance(sky_as_mixed):
+    data, t = sky_as_mixed
+    line = score_sim_val.score("gaia-xp", data, split="train")
+    arrays = read_training_set(data, split="train")
+    p = Predictor.load("gaia-xp", device="cpu", calibrate=False)
+    v, e = align_to_vocabulary(arrays.values, arrays.errors, arrays.vocabulary, p.vocabulary)
+    req = ["mass", "ln_age", "m_h"]
+    out = p.predict(v, e, req, inputs=[x for x in p.default_inputs if x not in req])
+    tr = t.filter(pa.compute.equal(t.column("split"), "train"))
+    g, fe_h, mass = (tr.column(c).to_numpy() for c in ("phot_g_mean_mag", "truth_fe_h", "truth_mass"))
+    m = re.search(r"\[M/H\] vs true \[Fe/H\] σ ([0-9.]+) bias ([+-][0-9.]+)", line)
+    assert m, line
+    assert abs(float(m.group(1)) - robust_sigma(out["m_h"] - fe_h)) < 6e-4
+    assert abs(float(m.group(2)) - np.median(out["m_h"] - fe_h)) < 6e-4
+    bins = dict(re.findall(r"([0-9.]+-[0-9.]+):([0-9.]+)/[0-9.]+\(n=", line))
+    assert bins, line
+    for lo, hi in score_sim_val.G_BINS:
+        s = (g >= lo) & (g < hi)
+        if s.any():
+            assert abs(float(bins[f"{lo:g}-{hi:g}"]) - robust_sigma(out["mass"][s] - mass[s])) < 6e-4
