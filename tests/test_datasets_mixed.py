@@ -472,11 +472,11 @@ def test_mixing_two_metallicities_in_m_h_is_warned(survey_real, sky_set, tmp_pat
     fe_real = _rewrite(
         survey_real, tmp_path / "fe_real.parquet", provenance_edit=lambda p: p.update(m_h_source="fe_h")
     )
-    with caplog.at_level(logging.WARNING, logger="xpengine.datasets.mixed"):
+    with caplog.at_level(logging.WARNING, logger="xpengine.datasets.label_edits"):
         build_mixed(fe_real, sky_set)
     assert any("total metallicity" in r.getMessage() for r in caplog.records)
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="xpengine.datasets.mixed"):
+    with caplog.at_level(logging.WARNING, logger="xpengine.datasets.label_edits"):
         build_mixed(fe_real, sky_set, synthetic_drop=["m_h"])
         build_mixed(survey_real, sky_set)  # a real file that does not say its m_h is [Fe/H]
     assert not any("total metallicity" in r.getMessage() for r in caplog.records)

@@ -4,15 +4,19 @@
 - `token_matrices`: the (N, T) values and errors of a training table's token columns;
 - `drop_tokens`: tokens made missing in the synthetic training rows, learned from the real stars alone;
 - `set_truth_tokens`: tokens whose synthetic values are the simulated truth instead of the survey-like
-  labels (TRUTH_LABELS gives each token's truth column).
+  labels (TRUTH_LABELS gives each token's truth column);
+- `warn_mixed_metallicity`: a warning when the m_h token would mix two metallicity scales.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "TRUTH_ERRORS",
@@ -21,6 +25,7 @@ __all__ = [
     "edit_synthetic_labels",
     "set_truth_tokens",
     "token_matrices",
+    "warn_mixed_metallicity",
 ]
 
 #: Truth columns of a simulated training-schema file behind each token `set_truth_tokens` may take, and
@@ -116,3 +121,20 @@ def edit_synthetic_labels(
         raise ValueError(f"synthetic_truth_errors must be 'zero' or 'keep', got {truth_errors!r}")
     set_truth_tokens(values, errors, vocab, table, synthetic, truth, truth_errors == "keep")
     drop_tokens(values, errors, vocab, synthetic & train, drop)
+
+
+def warn_mixed_metallicity(
+    real_prov: dict[str, Any], syn_prov: dict[str, Any], drop: Sequence[str], real_path: str, syn_path: str
+) -> None:
+    """Log a warning when the m_h token would mix two metallicities: the real stars' APOGEE [Fe/H]
+    (`m_h_source: fe_h`) and a simulated survey's total metallicity, which differ by up to 0.23 dex for
+    α-rich stars (`xpengine.model.metadata.METALLICITY_SCALES`)."""
+    if "m_h" in drop or real_prov.get("m_h_source") != "fe_h" or syn_prov.get("origin") != "synthetic":
+        return
+    logger.warning(
+        "the m_h token of %s is APOGEE [Fe/H] and that of %s the simulated total metallicity [M/H] "
+        "(up to 0.23 dex higher for alpha-rich stars): the model would learn both as one; drop m_h from the "
+        "synthetic rows (--synthetic-drop-tokens m_h) to learn [Fe/H] from the real stars alone",
+        real_path,
+        syn_path,
+    )

@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from xpengine.datasets.label_edits import edit_synthetic_labels, token_matrices
+from xpengine.datasets.label_edits import edit_synthetic_labels, token_matrices, warn_mixed_metallicity
 from xpengine.datasets.splits import split_by_source_id, split_counts, split_uniform
 from xpengine.io import sha256_of
 
@@ -371,23 +371,6 @@ def _weighting(
     }
 
 
-def _warn_mixed_metallicity(
-    real_prov: dict[str, Any], syn_prov: dict[str, Any], drop: Sequence[str], real_path: str, syn_path: str
-) -> None:
-    """Log a warning when the m_h token would mix two metallicities: the real stars' APOGEE [Fe/H]
-    (`m_h_source: fe_h`) and a simulated survey's total metallicity, which differ by up to 0.23 dex for
-    α-rich stars (`xpengine.model.metadata.METALLICITY_SCALES`)."""
-    if "m_h" in drop or real_prov.get("m_h_source") != "fe_h" or syn_prov.get("origin") != "synthetic":
-        return
-    logger.warning(
-        "the m_h token of %s is APOGEE [Fe/H] and that of %s the simulated total metallicity [M/H] "
-        "(up to 0.23 dex higher for alpha-rich stars): the model would learn both as one; drop m_h from the "
-        "synthetic rows (--synthetic-drop-tokens m_h) to learn [Fe/H] from the real stars alone",
-        real_path,
-        syn_path,
-    )
-
-
 def build_mixed(
     real_path: str,
     synthetic_path: str,
@@ -400,13 +383,12 @@ def build_mixed(
 ) -> MixedBuild:
     """Mix a real and a synthetic training-schema file into one table (recipe in the module docstring).
 
-    synthetic_weight: expected rows per synthetic training star (≥ 0; 1 = each star once, as a real
-    star). max_synthetic: keep at most this many synthetic stars over all splits (None = all).
-    synthetic_drop, synthetic_truth, synthetic_truth_errors: the label edits of the synthetic rows
-    (`xpengine.datasets.label_edits.edit_synthetic_labels`): tokens missing in the synthetic training rows,
-    learned from the real stars alone (e.g. [M/H] and [α/M], whose emulated XP signature differs from the
-    real one); tokens set to the simulated truth in every split (e.g. mass and ln age: the DistMass-like
-    ages run young for old stars), with error "zero" or the survey-like label's error ("keep").
+    synthetic_weight: expected rows per synthetic training star (≥ 0; 1 = each star once, as a real star);
+    max_synthetic: at most this many synthetic stars over all splits (None = all). synthetic_drop,
+    synthetic_truth, synthetic_truth_errors: the synthetic rows' label edits (`edit_synthetic_labels`):
+    tokens missing there, learned from the real stars alone (e.g. [M/H], [α/M]: `warn_mixed_metallicity`);
+    tokens set to the simulated truth in every split (e.g. mass and ln age: DistMass-like ages run young for
+    old stars), with error "zero" or the survey-like label's error ("keep").
     Rows: the real stars in input order, then the synthetic rows (input order, copies adjacent).
     """
     from xpengine.datasets.schema import training_table
@@ -428,7 +410,7 @@ def build_mixed(
 
     is_syn = source == DATA_SOURCES[1]  # (N,)
     train = split == "train"  # (N,)
-    _warn_mixed_metallicity(real.provenance, syn.provenance, synthetic_drop, real_path, synthetic_path)
+    warn_mixed_metallicity(real.provenance, syn.provenance, synthetic_drop, real_path, synthetic_path)
     edit_synthetic_labels(
         values, errors, vocab, mixed, is_syn, train, synthetic_drop, synthetic_truth, synthetic_truth_errors
     )
