@@ -1,10 +1,12 @@
-"""The head and the files of a check script's result, shared by the scripts under benchmarks/: the
-command, machine and date (`run_header`, and `command_line`, the markdown line that gives them), then the
-JSON, the markdown and the printed table (`write_outputs`); and the paper's giant domain the checks score
-mass and age on (`paper_giants`)."""
+"""The head and the files of a check script's result, shared by the scripts under benchmarks/: its
+command line (`check_parser`: the docstring's first paragraph as description, `--json` and `--markdown`),
+the command, machine and date (`run_header`, and `command_line`, the markdown line that gives them), then
+the JSON, the markdown and the printed table (`write_outputs`); and the paper's giant domain the checks
+score mass and age on (`paper_giants`)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -16,6 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+
+def check_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A check script's argument parser: the first paragraph of its docstring `doc` as description (the rest
+    shown as written), with `--json` (required) and `--markdown` for `write_outputs`."""
+    ap = argparse.ArgumentParser(
+        description=(doc or "").split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--json", required=True, help="output JSON path")
+    ap.add_argument("--markdown", help="output markdown path (the table is printed either way)")
+    return ap
 
 
 def run_header(script: str, argv: Sequence[str] | None, *, load: bool = False) -> dict[str, str]:

@@ -27,7 +27,6 @@ accuracy give; what is left is the sim-to-real spread that σ calibrated on simu
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Mapping, Sequence
@@ -42,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import real_star_checks as rsc  # noqa: E402
 import realism_report as rr  # noqa: E402
-from check_report import command_line, paper_giants  # noqa: E402
+from check_report import check_parser, command_line, paper_giants  # noqa: E402
 
 from xpengine.evaluate.baseline import standard_input_names  # noqa: E402
 from xpengine.inference.predictor import Predictor  # noqa: E402
@@ -312,17 +311,13 @@ def render_markdown(result: Mapping[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = check_parser(__doc__)
     ap.add_argument("--apogee-xp", required=True, help="APOGEE×XP FITS (../shared/data/apogee_xp/...)")
     ap.add_argument("--dataset", required=True, help="its training-schema Parquet (build-dataset apogee-xp)")
     ap.add_argument("--models", nargs="+", default=["gaia-xp"])
     ap.add_argument(
         "--emulator", default="v1", help="calibration of the training skies: v1, v2 or a .npz path"
     )
-    ap.add_argument("--json", required=True)
-    ap.add_argument("--markdown")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     from xpengine.datasets.schema import read_training_set

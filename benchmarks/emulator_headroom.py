@@ -24,7 +24,6 @@ reads E(B−V) as a fifth input and learns the raw y (its own extinction shape a
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import sys
 from collections.abc import Mapping, Sequence
@@ -37,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from check_report import command_line, run_header, write_outputs  # noqa: E402
+from check_report import check_parser, command_line, run_header, write_outputs  # noqa: E402
 
 LN10 = float(np.log(10.0))
 G_BINS = (6.0, 12.0, 13.0, 14.0, 17.65)
@@ -209,16 +208,12 @@ def render_markdown(res: Mapping[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = check_parser(__doc__)
     ap.add_argument("--apogee-xp", required=True, help="the APOGEE×XP dev FITS file")
     ap.add_argument("--steps", type=int, default=6000, help="MLP training steps")
     ap.add_argument(
         "--free-extinction", action="store_true", help="also an MLP with E(B−V) as an input (run's docstring)"
     )
-    ap.add_argument("--json", required=True)
-    ap.add_argument("--markdown")
     args = ap.parse_args(argv)
     res = {
         **run_header("benchmarks/emulator_headroom.py", argv),

@@ -25,7 +25,6 @@ the real stars' label and the model's m_h measure (nothing here is fitted or use
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import sys
 from collections.abc import Sequence
@@ -39,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from check_report import command_line, run_header, write_outputs  # noqa: E402
+from check_report import check_parser, command_line, run_header, write_outputs  # noqa: E402
 from check_report import paper_giants as giants  # noqa: E402  (the paper's giant domain)
 
 from xpengine.evaluate.metrics import robust_sigma  # noqa: E402
@@ -184,14 +183,10 @@ def render_markdown(res: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = check_parser(__doc__)
     ap.add_argument("--truth", required=True, help="a simulated sky's truth.parquet")
     ap.add_argument("--real", required=True, help="real training-schema Parquet (build-dataset apogee-xp)")
     ap.add_argument("--catalogue", help="the catalogue job's output on that sky (optional)")
-    ap.add_argument("--json", required=True)
-    ap.add_argument("--markdown")
     args = ap.parse_args(argv)
     res = {**run_header("benchmarks/label_manifold.py", argv), **run(args.truth, args.real, args.catalogue)}
     write_outputs(res, args.json, args.markdown, render_markdown(res))

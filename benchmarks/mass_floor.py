@@ -35,7 +35,6 @@ model, set the answer. Beside it, the members' ASPCAP Teff against MIST's RGB at
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import sys
 from collections.abc import Mapping, Sequence
@@ -50,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from check_report import command_line, paper_giants, run_header, write_outputs  # noqa: E402
+from check_report import check_parser, command_line, paper_giants, run_header, write_outputs  # noqa: E402
 
 from xpengine.evaluate.metrics import robust_sigma  # noqa: E402
 
@@ -70,6 +69,7 @@ LABELS = ("teff", "logg", "fe_h", "alpha_m")
 ASPCAP_SIGMA = {"teff": 30.0, "logg": 0.05, "fe_h": 0.03, "alpha_m": 0.02}
 ALPHA_SIGMA = 0.05  # dex, the catalogue's [α/M] on the sky's giants is not scored per bin here
 G_BINS = (6.0, 13.0, 15.0, 17.65)
+PAPER_MASS_SIGMA = 0.114  # M☉, the transformer's mass σ of Zhang et al. (2026): issue 12's G < 13 target
 #: σ(log L) of a cluster giant from its literature distance (5 %, as real_star_checks.py gives it) and
 #: E(B−V) (10 %: ≈ 0.01–0.03 dex), in quadrature
 CLUSTER_LOG_L_SIGMA = 0.05
@@ -302,6 +302,14 @@ def render_markdown(res: Mapping[str, Any]) -> str:
             + " | ".join(f"**{b['mass']:.3f}**" for b in cs)
             + " | |"
         )
+        bright = [r for r in res["floors"] if r["luminosity"]]
+        lines += [
+            "",
+            f"Against the paper's {PAPER_MASS_SIGMA} M☉ (Zhang et al. 2026; issue 12's G < 13 target), G 6–13: "
+            f"the catalogue {cs[0]['mass'] / PAPER_MASS_SIGMA:.2f}×; with L, "
+            + ", ".join(f"{r['scenario']} {r['bins'][0]['sigma'] / PAPER_MASS_SIGMA:.2f}×" for r in bright)
+            + ".",
+        ]
         lines += [
             "",
             "The catalogue's label σ on these giants, used by `catalogue` (Teff [K] / logg / [M/H] against the "
@@ -338,9 +346,7 @@ def render_markdown(res: Mapping[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = check_parser(__doc__)
     ap.add_argument("--train-truth", nargs="+", required=True, help="truth.parquet of the training skies")
     ap.add_argument("--test-truth", required=True, help="truth.parquet of a sky never used in training")
     ap.add_argument("--catalogue", help="the catalogue job's output on the test sky: its label σ and mass σ")
@@ -348,8 +354,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--apogee-xp", help="the APOGEE×XP FITS file: also the real cluster giants (module docstring)"
     )
     ap.add_argument("--rounds", type=int, default=XGB_ROUNDS)
-    ap.add_argument("--json", required=True)
-    ap.add_argument("--markdown")
     args = ap.parse_args(argv)
     train = pd.concat([read_giants(p, TRUTH_EXTRA) for p in args.train_truth], ignore_index=True)
     test = read_giants(args.test_truth, TRUTH_EXTRA)

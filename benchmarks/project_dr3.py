@@ -29,7 +29,6 @@ partitions), and I/O bandwidth is assumed not to limit (≈ 1.2 kB of compressed
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -42,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from check_report import command_line, run_header, write_outputs  # noqa: E402
+from check_report import check_parser, command_line, run_header, write_outputs  # noqa: E402
 
 N_DR3 = 219_197_643
 SKY = ROOT / "xpengine" / "data" / "sky"
@@ -224,9 +223,7 @@ def render(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = check_parser(__doc__)
     ap.add_argument("--model", default="gaia-xp")
     ap.add_argument("--partition", default="000000-003111", help="bundled-sky partition to time")
     ap.add_argument("--repeats", type=int, default=3)
@@ -245,8 +242,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="model sources/s measured on the GPU (gpu_check.py), per model of the table: "
         "'gaia-xp=250000' 'paper preset=90000'; the others keep the assumed fraction",
     )
-    ap.add_argument("--json", required=True)
-    ap.add_argument("--markdown")
     args = ap.parse_args(argv)
     gpu_measured: dict[str, float] = {}
     for item in args.gpu_measured:

@@ -46,7 +46,6 @@ calibration's G-bin σ factors and mean shifts. A label a model did not learn is
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Mapping, Sequence
@@ -60,7 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from check_report import command_line, paper_giants, run_header, write_outputs  # noqa: E402  (used by the other check scripts too)
+from check_report import check_parser, command_line, paper_giants, run_header, write_outputs  # noqa: E402  (used by the other check scripts too)
 
 from xpengine import io  # noqa: E402
 from xpengine.evaluate.baseline import standard_input_names  # noqa: E402
@@ -671,9 +670,7 @@ def render_markdown(result: Mapping[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = check_parser(__doc__)
     ap.add_argument("--models", nargs="+", default=["gaia-xp", "apogee-xp"])
     ap.add_argument("--apogee-xp", help="APOGEE×XP FITS (../shared/data/apogee_xp/apogee_xp_dev.fits.gz)")
     ap.add_argument("--dataset", help="its training-schema Parquet (xpengine build-dataset apogee-xp)")
@@ -683,8 +680,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also run each model whose σ carry a sim-to-real term without it (named 'MODEL, σ as on "
         "simulated stars'), side by side",
     )
-    ap.add_argument("--json", required=True)
-    ap.add_argument("--markdown")
     args = ap.parse_args(argv)
     if bool(args.apogee_xp) != bool(args.dataset):
         ap.error("--apogee-xp and --dataset go together")

@@ -21,7 +21,6 @@ Without a parallax this is the preset's hardest case; the catalogue's default ad
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import tempfile
@@ -35,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from check_report import command_line  # noqa: E402
+from check_report import check_parser, command_line  # noqa: E402
 from real_star_checks import AK_PER_EBV, run_header, standard_predictions, write_outputs  # noqa: E402
 
 from xpengine.catalog.colours import E_JK_PER_EBV  # noqa: E402
@@ -129,16 +128,12 @@ def render_markdown(result: Mapping[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = check_parser(__doc__)
     ap.add_argument(
         "--dataset", required=True, help="APOGEE×XP training-schema Parquet (build-dataset apogee-xp)"
     )
     ap.add_argument("--split", default="test", choices=["train", "val", "test"])
     ap.add_argument("--models", nargs="+", default=["gaia-xp", "apogee-xp"])
-    ap.add_argument("--json", required=True)
-    ap.add_argument("--markdown")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     result = {

@@ -27,7 +27,6 @@ then adds the term for real stars (`Predictor(sim_to_real=True)`, the default; t
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Mapping, Sequence
@@ -164,9 +163,9 @@ def render_markdown(result: Mapping[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    from check_report import check_parser
+
+    ap = check_parser(__doc__)
     ap.add_argument("model", help="checkpoint directory (or bundled model name) with a calibration.json")
     ap.add_argument("--apogee-xp", required=True, help="APOGEE×XP FITS (../shared/data/apogee_xp/...)")
     ap.add_argument("--dataset", required=True, help="its training-schema Parquet (build-dataset apogee-xp)")
@@ -175,8 +174,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--output", required=True, help="calibration.json to write")
     ap.add_argument("--overwrite", action="store_true")
-    ap.add_argument("--json", required=True)
-    ap.add_argument("--markdown")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
