@@ -1,0 +1,459 @@
+"""Real red giants of asteroseismic mass (APOKASC-3) with real XP, run through several models side by side.
+
+    python benchmarks/seismic_giants.py --models gaia-xp runs/gaia-xp-v4 apogee-xp \\
+        --apogee-xp ../shared/data/apogee_xp/apogee_xp_dev.fits.gz --dataset runs/apogee_xp_dev.parquet \\
+        --json benchmarks/results/seismic_giants.json --markdown benchmarks/results/seismic_giants.md
+
+A check, never a training target or a yardstick for choosing a model: no model here was trained on a real
+star's mass, and these masses were first looked at in session 15, after every bundled model was chosen.
+
+The stars: APOKASC-3 (Pinsonneault et al. 2025, ApJS 276, 69), Table 4, Kepler red giants whose masses come
+from their oscillations (ν_max, Δν with the paper's corrections; 3–5 % each), as selected and
+redistributed in github.com/kailicao/mesa_apokasc (MIT licence; `apokasc3/Table4_Apoor_RGB+RC_Gold.csv`,
+commit 97b3910): the Gold sample, α-poor, evolutionary state RGB or RC from the oscillations, 0.9–1.8 M☉,
+−0.45 < [Fe/H] < +0.45, masses as published (that commit removed the repository's own F_numax rescaling).
+The table carries KIC numbers only, no positions. A dev-file star is the APOKASC-3 star whose ASPCAP DR17 Teff
+and [α/M] it carries to the table's four decimals (|ΔTeff| < 0.002 K, |Δ[α/M]| ≤ 1e-4: both catalogues copy the
+same ASPCAP values), inside the Kepler field (from the 2MASS position in the APOGEE_ID), one to one
+(`match_apokasc`; the matched stars, with the APOKASC-3 values the match used, are in
+`benchmarks/data/apokasc3_dev_giants.csv`, rebuilt with `--apokasc-table`). 46 stars match. The sample is
+cut at 0.9 and 1.8 M☉, so a prediction that regresses to the mean shows as a positive bias at the low end
+and a negative one at the high end.
+
+What is scored (every model on the catalogue's standard input, BP/RP 0–29 and the colours, with the star's G,
+as in `real_star_checks.py`: the dev file has no parallaxes, so this is the catalogue's mass for a star
+without one):
+- mass against the seismic mass: median bias, robust σ (1.4826 × MAD), rms, Spearman, and the z-spread with
+  the predicted and seismic σ in quadrature; by evolutionary state and in three bins of seismic mass;
+- logg against the seismic logg (ASPCAP's giant logg is calibrated to it; the training-split stars' ASPCAP logg
+  was a training target, so logg is also given for the other splits alone);
+- mass again with a parallax's information, for models that read the pseudo-luminosity (the catalogue's
+  context for a star with a parallax): no parallaxes here, so the luminosity is the seismic one, L = R²
+  (Teff/5772 K)⁴, turned into the distance at which the star has its G (`seismic_distance_kpc`; MIST/C3K
+  BC_G at A_V = 3.1 AK_TARG/0.352) and into g_fakemag as `real_star_checks.literature_tokens` does for a
+  cluster distance (σ_ϖ = 5 % of ϖ, so the catalogue's σ_ϖ ≤ 0.1 mas cut leaves out stars nearer than
+  500 pc). R comes from the oscillations, but mass does not follow from it without g, which the model reads
+  from XP; it stands for a Gaia parallax of a few per cent, which these stars (G 9.5–14, 0.4–3.8 kpc) have.
+  Stars without AK_TARG are left out of it;
+- for models that learned mass (`--emulator`): the same star's emulated twin (`emulated_twins.twin_predictions`:
+  the emulator's XP at the star's ASPCAP labels). A twin that misses the seismic mass as the real spectrum
+  does puts the error in what the model makes of the labels (the simulated population, the isochrones), not
+  in how real XP differ from the simulator's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from check_report import check_parser, command_line, run_header, write_outputs  # noqa: E402
+from real_star_checks import AK_PER_EBV  # noqa: E402
+
+logger = logging.getLogger("seismic_giants")
+
+MATCHED = Path(__file__).resolve().parent / "data" / "apokasc3_dev_giants.csv"
+#: the Kepler field's box on the sky [deg] (the CCD array spans RA 280–301°, Dec 36.5–52.5°)
+KEPLER_RA = (279.0, 302.0)
+KEPLER_DEC = (36.0, 53.0)
+TEFF_MATCH_K = 0.002  # float32 rounding of the same ASPCAP Teff near 5000 K is 0.0005 K
+ALPHA_MATCH = 1.01e-4  # APOKASC-3 gives [α/Fe] to four decimals
+MASS_BINS = (0.9, 1.15, 1.4, 1.8)
+#: the columns of the matched file: the dev star, then APOKASC-3's values (the last two were used to match)
+MATCH_COLUMNS = [
+    "source_id",
+    "apogee_id",
+    "kic",
+    "evol_state",
+    "mass",
+    "mass_error",
+    "radius",
+    "radius_error",
+    "logg_seis",
+    "logg_seis_error",
+    "fe_h_apokasc",
+    "teff_apokasc",
+    "alpha_fe_apokasc",
+]
+
+
+def match_apokasc(table: pd.DataFrame, dev: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """Dev-file stars that are APOKASC-3 stars (module docstring): `table` as in the redistributed CSV
+    (KIC, Evol_State, Mass, S_Mass, Radius, S_Radius, Logg_Seis, S_Logg_Seis, Teff, [Fe/H], [Alp/Fe]); `dev`
+    with apogee_id, source_id, teff, alpha_m, ra, dec (N,). One row per one-to-one match, `MATCH_COLUMNS`,
+    sorted by KIC."""
+    t_teff = table["Teff"].to_numpy(float)
+    t_alpha = table["[Alp/Fe]"].to_numpy(float)
+    with np.errstate(invalid="ignore"):
+        field = (
+            (dev["ra"] > KEPLER_RA[0])
+            & (dev["ra"] < KEPLER_RA[1])
+            & (dev["dec"] > KEPLER_DEC[0])
+            & (dev["dec"] < KEPLER_DEC[1])
+        )
+    pairs: list[tuple[int, int]] = []
+    for j in np.flatnonzero(field):
+        hit = np.flatnonzero(
+            (np.abs(t_teff - dev["teff"][j]) < TEFF_MATCH_K)
+            & (np.abs(t_alpha - dev["alpha_m"][j]) < ALPHA_MATCH)
+        )
+        if hit.size == 1:
+            pairs.append((int(j), int(hit[0])))
+    dev_rows = np.array([p[0] for p in pairs], dtype=np.int64)
+    tab_rows = np.array([p[1] for p in pairs], dtype=np.int64)
+    # one to one: a table star claimed by two dev rows (a star observed twice) is dropped
+    once = np.isin(tab_rows, np.flatnonzero(np.bincount(tab_rows, minlength=len(table)) == 1))
+    dev_rows, tab_rows = dev_rows[once], tab_rows[once]
+    t = table.iloc[tab_rows]
+    out = pd.DataFrame(
+        {
+            "source_id": np.asarray(dev["source_id"])[dev_rows].astype(np.int64),
+            "apogee_id": np.asarray(dev["apogee_id"])[dev_rows].astype(str),
+            "kic": t["KIC"].to_numpy(np.int64),
+            "evol_state": t["Evol_State"].to_numpy(str),
+            "mass": t["Mass"].to_numpy(float),
+            "mass_error": t["S_Mass"].to_numpy(float),
+            "radius": t["Radius"].to_numpy(float),
+            "radius_error": t["S_Radius"].to_numpy(float),
+            "logg_seis": t["Logg_Seis"].to_numpy(float),
+            "logg_seis_error": t["S_Logg_Seis"].to_numpy(float),
+            "fe_h_apokasc": t["[Fe/H]"].to_numpy(float),
+            "teff_apokasc": t_teff[tab_rows],
+            "alpha_fe_apokasc": t_alpha[tab_rows],
+        }
+    )
+    return out.sort_values("kic", kind="stable").reset_index(drop=True)
+
+
+def dev_stars(fits_path: str) -> dict[str, np.ndarray]:
+    """The dev file's columns `match_apokasc` reads, with (ra, dec) from the APOGEE_IDs."""
+    from astropy.io import fits
+    from real_star_checks import radec_from_apogee_id
+
+    d = fits.getdata(fits_path, 1)
+    ids = np.char.strip(np.asarray(d["apogee_id"]).astype(str))
+    ra, dec = radec_from_apogee_id(ids)
+    return {
+        "apogee_id": ids,
+        "source_id": np.asarray(d["gaiaedr3_source_id"], dtype=np.int64),
+        "teff": np.asarray(d["teff"], dtype=np.float64),
+        "alpha_m": np.asarray(d["alpha_m"], dtype=np.float64),
+        "ra": ra,
+        "dec": dec,
+    }
+
+
+def read_matched(path: str | Path = MATCHED) -> pd.DataFrame:
+    """The matched stars (`MATCH_COLUMNS`); a clear error naming the file and column if one is missing."""
+    df = pd.read_csv(path, comment="#")
+    missing = [c for c in MATCH_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}")
+    return df
+
+
+def _robust_sigma(x: np.ndarray) -> float:
+    return float(1.4826 * np.median(np.abs(x - np.median(x))))
+
+
+def score(
+    pred: np.ndarray, sigma: np.ndarray | None, truth: np.ndarray, truth_sigma: np.ndarray
+) -> dict[str, Any]:
+    """Predicted against true values of one label over the stars where both are finite: n, median bias,
+    robust σ, rms, Spearman rank correlation and, where σ are given, the robust spread of z = Δ / √(σ² +
+    σ_truth²) (1 = honest σ)."""
+    ok = np.isfinite(pred) & np.isfinite(truth)
+    if sigma is not None:
+        ok &= np.isfinite(sigma)
+    if ok.sum() < 2:
+        return {"n": int(ok.sum())}
+    d = pred[ok] - truth[ok]
+    out: dict[str, Any] = {
+        "n": int(ok.sum()),
+        "bias": float(np.median(d)),
+        "robust_sigma": _robust_sigma(d),
+        "rms": float(np.sqrt(np.mean(d**2))),
+        "spearman": float(pd.Series(pred[ok]).corr(pd.Series(truth[ok]), method="spearman")),
+        "median_pred": float(np.median(pred[ok])),
+        "median_truth": float(np.median(truth[ok])),
+    }
+    if sigma is not None:
+        out["z_spread"] = _robust_sigma(d / np.hypot(sigma[ok], truth_sigma[ok]))
+        out["median_sigma"] = float(np.median(sigma[ok]))
+    return out
+
+
+def mass_scores(pred: np.ndarray, sigma: np.ndarray | None, stars: pd.DataFrame) -> dict[str, Any]:
+    """`score` of the mass over all stars, per evolutionary state and per bin of seismic mass."""
+    truth, ts = stars["mass"].to_numpy(float), stars["mass_error"].to_numpy(float)
+    groups: dict[str, np.ndarray] = {"all": np.ones(len(stars), bool)}
+    for state in ("RGB", "RC"):
+        groups[state] = stars["evol_state"].to_numpy(str) == state
+    for lo, hi in itertools.pairwise(MASS_BINS):
+        groups[f"{lo:.2f}–{hi:.2f} M☉"] = (truth >= lo) & (truth < hi)
+    return {
+        name: score(pred[rows], None if sigma is None else sigma[rows], truth[rows], ts[rows])
+        for name, rows in groups.items()
+        if rows.any()
+    }
+
+
+def seismic_distance_kpc(stars: pd.DataFrame, g_mag: np.ndarray, ebv: np.ndarray) -> np.ndarray:
+    """(N,) the distance [kpc] at which each star, at its seismic luminosity L = R² (Teff/5772 K)⁴ (APOKASC-3
+    radius and Teff), has its observed G: μ = G − M_bol + BC_G(Teff, logg_seis, [Fe/H], A_V = 3.1 E(B−V)) with
+    the MIST/C3K table the simulated skies use (M_bol☉ = 4.74). It stands for a parallax: its luminosity is
+    as good as a Gaia parallax of a few per cent, so mass then comes from it and the logg read from XP."""
+    from xpengine.simulate.isochrones import bolometric_corrections
+
+    teff = stars["teff_apokasc"].to_numpy(float)
+    lum = stars["radius"].to_numpy(float) ** 2 * (teff / 5772.0) ** 4
+    bc = bolometric_corrections(
+        teff,
+        stars["logg_seis"].to_numpy(float),
+        stars["fe_h_apokasc"].to_numpy(float),
+        3.1 * np.clip(ebv, 0, None),
+    )["g"]
+    mu = g_mag - (4.74 - 2.5 * np.log10(lum)) + bc
+    return 10.0 ** (mu / 5.0 + 1.0) / 1000.0
+
+
+def model_results(
+    predictor: Any,
+    arrays: Any,
+    rows: np.ndarray,
+    stars: pd.DataFrame,
+    g_mag: np.ndarray,
+    split: np.ndarray,
+    ebv: np.ndarray,
+) -> dict[str, Any]:
+    """Mass and logg of one model for the matched stars (`rows` of the TrainingArrays, in `stars`' order; g_mag
+    and ebv (N,) in the same order), and mass with the pseudo-luminosity of `seismic_distance_kpc` for a model
+    that reads it (the catalogue's context with a parallax, `real_star_checks.distance_contexts`)."""
+    from real_star_checks import _predict, distance_contexts, literature_tokens
+
+    from xpengine.evaluate.scenarios import scenario_groups
+
+    [(_, inputs)] = scenario_groups(
+        "standard",
+        predictor.vocabulary,
+        len(rows),
+        context_length=predictor.checkpoint.model_config.context_length,
+    )
+    mask = np.zeros(len(arrays.source_id), bool)
+    mask[rows] = True
+    order = np.argsort(np.argsort(rows))  # _predict returns rows in file order; back to `stars`' order
+    back = np.argsort(order)  # stars' order → file order
+    pred = {k: v[order] for k, v in _predict(predictor, arrays, mask, inputs, g_mag=g_mag[back]).items()}
+    out: dict[str, Any] = {}
+    if "mass" in pred:
+        out["mass"] = mass_scores(pred["mass"], pred.get("mass_error"), stars)
+        ctx, (dist_inputs, unread) = next(iter(distance_contexts(predictor).items()))
+        if not unread:
+            # no token without AK_TARG, or past the catalogue's σ_ϖ ≤ 0.1 mas cut: those stars are left out
+            tok = literature_tokens(g_mag, seismic_distance_kpc(stars, g_mag, ebv), ebv)
+            has = np.isfinite(tok["g_fakemag"])
+            tok = {k: tok[k][back] for k in ("g_fakemag", "g_fakemag_error")}
+            p = {
+                k: v[order]
+                for k, v in _predict(predictor, arrays, mask, dist_inputs, tok, g_mag[back]).items()
+            }
+            p["mass"] = np.where(has, p["mass"], np.nan)
+            out["mass_with_seismic_luminosity"] = {
+                "context": ctx,
+                **mass_scores(p["mass"], p.get("mass_error"), stars),
+            }
+    if "logg" in pred:
+        ls, le = stars["logg_seis"].to_numpy(float), stars["logg_seis_error"].to_numpy(float)
+        nt = split != "train"
+        sigma = pred.get("logg_error")
+        out["logg"] = {
+            "all": score(pred["logg"], sigma, ls, le),
+            "not training split": score(
+                pred["logg"][nt], None if sigma is None else sigma[nt], ls[nt], le[nt]
+            ),
+        }
+    return out
+
+
+def twin_results(
+    predictor: Any, arrays: Any, fits_path: str, stars: pd.DataFrame, emulator: str
+) -> dict[str, Any]:
+    """Mass of the real XP and of the emulated twin (`emulated_twins.twin_predictions`), both against the
+    seismic mass, on the standard input."""
+    import emulated_twins as et
+    import realism_report as rr
+
+    real = [rr._real_rows(fits_path, None), rr._real_rows(fits_path, "test")]
+    real_all = {k: np.concatenate([r[k] for r in real]) for k in real[0]}
+    pos = {int(s): i for i, s in enumerate(real_all["source_id"])}
+    take = np.array([pos[int(s)] for s in stars["source_id"] if int(s) in pos], dtype=np.int64)
+    keep = stars["source_id"].map(lambda s: int(s) in pos).to_numpy()
+    group = {k: v[take] for k, v in real_all.items()}
+    tp = et.twin_predictions(predictor, arrays, group, et.load_emulator(emulator))
+    sub = stars[keep].reset_index(drop=True)
+    ctx = tp[et.CONTEXTS[0]]
+    return {
+        kind: mass_scores(np.exp(ctx[kind]["ln_mass"]), None, sub)["all"]
+        for kind in ("real", "twin", "labels")
+    }
+
+
+def run(
+    models: Sequence[str], fits_path: str, dataset: str, emulator: str, matched: pd.DataFrame
+) -> dict[str, Any]:
+    """Every model's `model_results` and, for models that learned mass, `twin_results`."""
+    import pyarrow.parquet as pq
+
+    from xpengine.datasets.schema import read_training_set
+    from xpengine.inference.predictor import Predictor
+
+    arrays = read_training_set(dataset)
+    side = pq.read_table(dataset, columns=["split", "phot_g_mean_mag", "ak_targ"])
+    index = {int(s): i for i, s in enumerate(arrays.source_id)}
+    found = matched["source_id"].map(lambda s: int(s) in index).to_numpy()
+    if not found.all():
+        logger.warning("%d matched stars are not in %s", int((~found).sum()), dataset)
+    stars = matched[found].reset_index(drop=True)
+    rows = np.array([index[int(s)] for s in stars["source_id"]], dtype=np.int64)
+    g_all = side.column("phot_g_mean_mag").to_numpy().astype(np.float64)
+    split = np.asarray(side.column("split"))[rows]
+    ebv = side.column("ak_targ").to_numpy().astype(np.float64)[rows] / AK_PER_EBV
+    out: dict[str, Any] = {
+        "n": len(stars),
+        "splits": {s: int((split == s).sum()) for s in ("train", "val", "test")},
+        "evol_states": {s: int((stars["evol_state"] == s).sum()) for s in ("RGB", "RC")},
+        "seismic_mass_median": float(stars["mass"].median()),
+        "seismic_mass_error_median": float(stars["mass_error"].median()),
+        "models": {},
+    }
+    for m in models:
+        p = Predictor.load(m)
+        res = model_results(p, arrays, rows, stars, g_all[rows], split, ebv)
+        if "mass" in p.learned.outputs:
+            res["twin"] = twin_results(p, arrays, fits_path, stars, emulator)
+        out["models"][m] = res
+    return out
+
+
+def _cell(s: Mapping[str, Any] | None, digits: int = 3) -> str:
+    if not s or "bias" not in s:
+        return "–"
+    z = f", z {s['z_spread']:.2f}" if "z_spread" in s else ""
+    return f"{s['bias']:+.{digits}f} / {s['robust_sigma']:.{digits}f} / ρ {s['spearman']:.2f}{z} ({s['n']})"
+
+
+def render_markdown(res: Mapping[str, Any]) -> str:
+    r = res["result"]
+    lines = [
+        "# Real red giants of asteroseismic mass (APOKASC-3) with real XP",
+        "",
+        command_line(res),
+        "",
+        f"{r['n']} Kepler giants of the APOGEE×XP dev file matched to APOKASC-3 Table 4 (Gold, α-poor, 0.9–1.8 M☉; "
+        f"{r['evol_states']['RGB']} RGB, {r['evol_states']['RC']} RC by their oscillations; splits {r['splits']}); "
+        f"median seismic mass {r['seismic_mass_median']:.2f} M☉ ± {r['seismic_mass_error_median']:.3f}. "
+        "Standard input (no parallax), each star's G. Cells: median bias / robust σ / Spearman ρ, z-spread, (n).",
+        "",
+    ]
+    models = list(r["models"])
+    groups = next((list(v["mass"]) for v in r["models"].values() if "mass" in v), [])
+    if groups:
+        lines += [
+            "## Mass [M☉] against the seismic mass",
+            "",
+            "| stars | " + " | ".join(models) + " |",
+            "|---|" + "---|" * len(models),
+        ]
+        for g in groups:
+            lines.append(
+                f"| {g} | " + " | ".join(_cell(r["models"][m].get("mass", {}).get(g)) for m in models) + " |"
+            )
+        lines.append("")
+    lum = [m for m in models if "mass_with_seismic_luminosity" in r["models"][m]]
+    if lum:
+        ctx = r["models"][lum[0]]["mass_with_seismic_luminosity"]["context"]
+        lines += [
+            f"## Mass with a parallax's information: the pseudo-luminosity of the seismic luminosity ({ctx})",
+            "",
+            "| stars | " + " | ".join(lum) + " |",
+            "|---|" + "---|" * len(lum),
+        ]
+        for g in groups:
+            lines.append(
+                f"| {g} | "
+                + " | ".join(_cell(r["models"][m]["mass_with_seismic_luminosity"].get(g)) for m in lum)
+                + " |"
+            )
+        lines.append("")
+    twins = [m for m in models if "twin" in r["models"][m]]
+    if twins:
+        lines += [
+            "## The same stars' emulated twins (XP of the emulator at the star's ASPCAP labels)",
+            "",
+            "| model | real XP | twin | twin at labels perturbed by ASPCAP's accuracy |",
+            "|---|---|---|---|",
+        ]
+        for m in twins:
+            t = r["models"][m]["twin"]
+            lines.append(f"| {m} | {_cell(t['real'])} | {_cell(t['twin'])} | {_cell(t['labels'])} |")
+        lines.append("")
+    lines += [
+        "## logg against the seismic logg",
+        "",
+        "| stars | " + " | ".join(models) + " |",
+        "|---|" + "---|" * len(models),
+    ]
+    for g in ("all", "not training split"):
+        lines.append(
+            f"| {g} | " + " | ".join(_cell(r["models"][m].get("logg", {}).get(g)) for m in models) + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = check_parser(__doc__)
+    ap.add_argument("--models", nargs="+", default=["gaia-xp", "apogee-xp"])
+    ap.add_argument(
+        "--apogee-xp", required=True, help="APOGEE×XP FITS (../shared/data/apogee_xp/apogee_xp_dev.fits.gz)"
+    )
+    ap.add_argument(
+        "--dataset", required=True, help="its training-schema Parquet (xpengine build-dataset apogee-xp)"
+    )
+    ap.add_argument(
+        "--matched", default=str(MATCHED), help="the matched stars (default: the repository's file)"
+    )
+    ap.add_argument(
+        "--apokasc-table",
+        help="rebuild --matched from this APOKASC-3 Table 4 CSV (kailicao/mesa_apokasc, commit 97b3910, "
+        "apokasc3/Table4_Apoor_RGB+RC_Gold.csv) and the dev file first",
+    )
+    ap.add_argument(
+        "--emulator", default="v1", help="emulator calibration of the model's training skies (twins)"
+    )
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    if args.apokasc_table:
+        m = match_apokasc(pd.read_csv(args.apokasc_table), dev_stars(args.apogee_xp))
+        Path(args.matched).parent.mkdir(parents=True, exist_ok=True)
+        m.to_csv(args.matched, index=False)
+        logger.warning("wrote %d matched stars to %s", len(m), args.matched)
+    result = {
+        **run_header("benchmarks/seismic_giants.py", argv),
+        "result": run(args.models, args.apogee_xp, args.dataset, args.emulator, read_matched(args.matched)),
+    }
+    write_outputs(result, args.json, args.markdown, render_markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
