@@ -35,6 +35,9 @@ without one):
   500 pc). R comes from the oscillations, but mass does not follow from it without g, which the model reads
   from XP; it stands for a Gaia parallax of a few per cent, which these stars (G 9.5–14, 0.4–3.8 kpc) have.
   Stars without AK_TARG are left out of it;
+- age against the MIST v2.5 age at the seismic mass (`seismic_age_gyr`: the age at which a star of that
+  mass and metallicity is on the upper RGB, or for the clump, with MIST's RGB mass loss, in core-He
+  burning), the isochrones the simulated skies use; its σ from the seismic mass's; in both contexts;
 - for models that learned mass (`--emulator`): the same star's emulated twin (`emulated_twins.twin_predictions`:
   the emulator's XP at the star's ASPCAP labels). A twin that misses the seismic mass as the real spectrum
   does puts the error in what the model makes of the labels (the simulated population, the isochrones), not
@@ -227,6 +230,41 @@ def seismic_distance_kpc(stars: pd.DataFrame, g_mag: np.ndarray, ebv: np.ndarray
     return 10.0 ** (mu / 5.0 + 1.0) / 1000.0
 
 
+#: EEPs at which a star's age is read: upper RGB (MIST: TAMS 454, RGB tip 605) and core-He burning (631–707)
+AGE_EEP = {"RGB": 580.0, "RC": 656.0}
+
+
+def seismic_age_gyr(mass: np.ndarray, m_h: np.ndarray, state: np.ndarray) -> np.ndarray:
+    """(N,) the MIST v2.5 age [Gyr] of a giant of current mass [M☉], isochrone metallicity [M/H] and
+    evolutionary state (RGB or RC): the age at which a star of that initial mass reaches `AGE_EEP`; for RC
+    stars the initial mass whose current mass there is `mass` (MIST's RGB mass loss, found by fixed-point
+    iteration). The same isochrones as the simulated skies, so the model and this age share their physics;
+    NaN outside the grid (older than 20 Gyr)."""
+    from xpengine.simulate.isochrones import interpolate_eep, log_age_at_eep
+
+    mass, m_h = np.asarray(mass, float), np.asarray(m_h, float)
+    eep = np.where(np.asarray(state) == "RC", AGE_EEP["RC"], AGE_EEP["RGB"])
+    initial = mass.copy()
+    for _ in range(4):  # RGB stars: the current mass is the initial one (MIST loses < 0.01 M☉ below the tip)
+        log_age = log_age_at_eep(initial, eep, m_h)
+        current = interpolate_eep(eep, np.nan_to_num(log_age, nan=9.0), m_h)["mass"]
+        initial = np.where(eep == AGE_EEP["RC"], initial + (mass - current), mass)
+    return 10.0 ** (log_age_at_eep(initial, eep, m_h) - 9.0)
+
+
+def age_truth(stars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(seismic age [Gyr], σ of its ln) of every star: `seismic_age_gyr` at the APOKASC-3 mass, [Fe/H] and
+    [α/Fe] (Salaris total metallicity), σ from the mass ± its error."""
+    from xpengine.simulate.isochrones import total_metallicity
+
+    m_h = total_metallicity(stars["fe_h_apokasc"].to_numpy(float), stars["alpha_fe_apokasc"].to_numpy(float))
+    state = stars["evol_state"].to_numpy(str)
+    mass, err = stars["mass"].to_numpy(float), stars["mass_error"].to_numpy(float)
+    age = seismic_age_gyr(mass, m_h, state)
+    lo, hi = seismic_age_gyr(mass + err, m_h, state), seismic_age_gyr(mass - err, m_h, state)
+    return age, 0.5 * (np.log(hi) - np.log(lo))
+
+
 def model_results(
     predictor: Any,
     arrays: Any,
@@ -255,6 +293,11 @@ def model_results(
     back = np.argsort(order)  # stars' order → file order
     pred = {k: v[order] for k, v in _predict(predictor, arrays, mask, inputs, g_mag=g_mag[back]).items()}
     out: dict[str, Any] = {}
+    if "age" in pred:
+        age, ln_sigma = age_truth(stars)
+        sigma = pred["age_error"] / pred["age"] if "age_error" in pred else None
+        out["ln_age"] = score(np.log(pred["age"]), sigma, np.log(age), ln_sigma)
+        out["age_gyr"] = score(pred["age"], None, age, age * ln_sigma)
     if "mass" in pred:
         out["mass"] = mass_scores(pred["mass"], pred.get("mass_error"), stars)
         ctx, (dist_inputs, unread) = next(iter(distance_contexts(predictor).items()))
@@ -272,6 +315,12 @@ def model_results(
                 "context": ctx,
                 **mass_scores(p["mass"], p.get("mass_error"), stars),
             }
+            if "age" in p:
+                age, ln_sigma = age_truth(stars)
+                a = np.where(has, p["age"], np.nan)
+                sigma = p["age_error"] / p["age"] if "age_error" in p else None
+                out["ln_age_with_seismic_luminosity"] = score(np.log(a), sigma, np.log(age), ln_sigma)
+                out["age_gyr_with_seismic_luminosity"] = score(a, None, age, age * ln_sigma)
     if "logg" in pred:
         ls, le = stars["logg_seis"].to_numpy(float), stars["logg_seis_error"].to_numpy(float)
         nt = split != "train"
@@ -407,6 +456,23 @@ def render_markdown(res: Mapping[str, Any]) -> str:
             t = r["models"][m]["twin"]
             lines.append(f"| {m} | {_cell(t['real'])} | {_cell(t['twin'])} | {_cell(t['labels'])} |")
         lines.append("")
+    aged = [m for m in models if "ln_age" in r["models"][m]]
+    if aged:
+        lines += [
+            "## Age against the MIST age at the seismic mass (`seismic_age_gyr`)",
+            "",
+            "| | " + " | ".join(aged) + " |",
+            "|---|" + "---|" * len(aged),
+            "| ln age | " + " | ".join(_cell(r["models"][m]["ln_age"]) for m in aged) + " |",
+            "| age [Gyr] | " + " | ".join(_cell(r["models"][m]["age_gyr"], 2) for m in aged) + " |",
+            "| ln age, with the seismic luminosity | "
+            + " | ".join(_cell(r["models"][m].get("ln_age_with_seismic_luminosity")) for m in aged)
+            + " |",
+            "| age [Gyr], with the seismic luminosity | "
+            + " | ".join(_cell(r["models"][m].get("age_gyr_with_seismic_luminosity"), 2) for m in aged)
+            + " |",
+            "",
+        ]
     lines += [
         "## logg against the seismic logg",
         "",
