@@ -72,6 +72,7 @@ KEPLER_DEC = (36.0, 53.0)
 TEFF_MATCH_K = 0.002  # float32 rounding of the same ASPCAP Teff near 5000 K is 0.0005 K
 ALPHA_MATCH = 1.01e-4  # APOKASC-3 gives [α/Fe] to four decimals
 MASS_BINS = (0.9, 1.15, 1.4, 1.8)
+N_BOOTSTRAP = 2000
 #: the columns of the matched file: the dev star, then APOKASC-3's values (the last two were used to match)
 MATCH_COLUMNS = [
     "source_id",
@@ -193,6 +194,14 @@ def score(
     if sigma is not None:
         out["z_spread"] = _robust_sigma(d / np.hypot(sigma[ok], truth_sigma[ok]))
         out["median_sigma"] = float(np.median(sigma[ok]))
+    # 95 % bootstrap intervals over the stars (fixed seed): how much a sample this small pins down
+    rng = np.random.default_rng(0)
+    draws = rng.integers(0, d.size, size=(N_BOOTSTRAP, d.size))
+    boot = d[draws]
+    out["bias_ci95"] = [float(v) for v in np.percentile(np.median(boot, axis=1), [2.5, 97.5])]
+    med = np.median(boot, axis=1, keepdims=True)
+    spread = 1.4826 * np.median(np.abs(boot - med), axis=1)
+    out["robust_sigma_ci95"] = [float(v) for v in np.percentile(spread, [2.5, 97.5])]
     return out
 
 
@@ -394,10 +403,20 @@ def run(
     return out
 
 
-def _cell(s: Mapping[str, Any] | None, digits: int = 3) -> str:
+def _cell(s: Mapping[str, Any] | None, digits: int = 3, *, ci95: bool = False) -> str:
+    """One table cell: bias / robust σ / Spearman ρ, z-spread, (n); with `ci95` the bootstrap intervals of
+    the bias and σ in brackets."""
     if not s or "bias" not in s:
         return "–"
     z = f", z {s['z_spread']:.2f}" if "z_spread" in s else ""
+    ci = ""
+    if ci95 and "bias_ci95" in s:
+        (b0, b1), (s0, s1) = s["bias_ci95"], s["robust_sigma_ci95"]
+        ci = f" [{b0:+.{digits - 1}f}, {b1:+.{digits - 1}f}]"
+        return (
+            f"{s['bias']:+.{digits}f}{ci} / {s['robust_sigma']:.{digits}f} [{s0:.{digits - 1}f}, "
+            f"{s1:.{digits - 1}f}] / ρ {s['spearman']:.2f}{z} ({s['n']})"
+        )
     return f"{s['bias']:+.{digits}f} / {s['robust_sigma']:.{digits}f} / ρ {s['spearman']:.2f}{z} ({s['n']})"
 
 
@@ -411,7 +430,8 @@ def render_markdown(res: Mapping[str, Any]) -> str:
         f"{r['n']} Kepler giants of the APOGEE×XP dev file matched to APOKASC-3 Table 4 (Gold, α-poor, 0.9–1.8 M☉; "
         f"{r['evol_states']['RGB']} RGB, {r['evol_states']['RC']} RC by their oscillations; splits {r['splits']}); "
         f"median seismic mass {r['seismic_mass_median']:.2f} M☉ ± {r['seismic_mass_error_median']:.3f}. "
-        "Standard input (no parallax), each star's G. Cells: median bias / robust σ / Spearman ρ, z-spread, (n).",
+        "Standard input (no parallax), each star's G. Cells: median bias / robust σ / Spearman ρ, z-spread, (n); "
+        "brackets: 95 % bootstrap intervals over the stars.",
         "",
     ]
     models = list(r["models"])
@@ -425,7 +445,9 @@ def render_markdown(res: Mapping[str, Any]) -> str:
         ]
         for g in groups:
             lines.append(
-                f"| {g} | " + " | ".join(_cell(r["models"][m].get("mass", {}).get(g)) for m in models) + " |"
+                f"| {g} | "
+                + " | ".join(_cell(r["models"][m].get("mass", {}).get(g), ci95=g == "all") for m in models)
+                + " |"
             )
         lines.append("")
     lum = [m for m in models if "mass_with_seismic_luminosity" in r["models"][m]]
@@ -440,7 +462,9 @@ def render_markdown(res: Mapping[str, Any]) -> str:
         for g in groups:
             lines.append(
                 f"| {g} | "
-                + " | ".join(_cell(r["models"][m]["mass_with_seismic_luminosity"].get(g)) for m in lum)
+                + " | ".join(
+                    _cell(r["models"][m]["mass_with_seismic_luminosity"].get(g), ci95=g == "all") for m in lum
+                )
                 + " |"
             )
         lines.append("")
@@ -463,10 +487,10 @@ def render_markdown(res: Mapping[str, Any]) -> str:
             "",
             "| | " + " | ".join(aged) + " |",
             "|---|" + "---|" * len(aged),
-            "| ln age | " + " | ".join(_cell(r["models"][m]["ln_age"]) for m in aged) + " |",
+            "| ln age | " + " | ".join(_cell(r["models"][m]["ln_age"], ci95=True) for m in aged) + " |",
             "| age [Gyr] | " + " | ".join(_cell(r["models"][m]["age_gyr"], 2) for m in aged) + " |",
             "| ln age, with the seismic luminosity | "
-            + " | ".join(_cell(r["models"][m].get("ln_age_with_seismic_luminosity")) for m in aged)
+            + " | ".join(_cell(r["models"][m].get("ln_age_with_seismic_luminosity"), ci95=True) for m in aged)
             + " |",
             "| age [Gyr], with the seismic luminosity | "
             + " | ".join(_cell(r["models"][m].get("age_gyr_with_seismic_luminosity"), 2) for m in aged)

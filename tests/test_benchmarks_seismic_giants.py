@@ -65,6 +65,10 @@ def test_score_recovers_bias_spread_and_rank():
     s = sg.score(pred, np.full(truth.size, 0.03), truth, np.full(truth.size, 0.04))
     assert s["bias"] == pytest.approx(0.1, abs=0.005) and s["robust_sigma"] == pytest.approx(0.05, rel=0.05)
     assert s["spearman"] > 0.95 and s["z_spread"] == pytest.approx(1.0, rel=0.05)
+    lo, hi = s["bias_ci95"]
+    assert lo < s["bias"] < hi and hi - lo < 0.01  # 4000 stars pin the bias down
+    small = sg.score(pred[:40], None, truth[:40], np.full(40, 0.04))
+    assert small["bias_ci95"][1] - small["bias_ci95"][0] > 5 * (hi - lo)  # 40 stars do not
     # predictions that ignore the truth have no rank correlation
     flat = sg.score(rng.normal(1.3, 0.1, truth.size), None, truth, np.full(truth.size, 0.04))
     assert abs(flat["spearman"]) < 0.06 and "z_spread" not in flat
