@@ -38,10 +38,15 @@ without one):
 - age against the MIST v2.5 age at the seismic mass (`seismic_age_gyr`: the age at which a star of that
   mass and metallicity is on the upper RGB, or for the clump, with MIST's RGB mass loss, in core-He
   burning), the isochrones the simulated skies use; its σ from the seismic mass's; in both contexts;
+- everything again with archive-like relevancy (`with_relevancy`): the dev file's sampled spectra keep every
+  coefficient, archive rows and the training skies' stars only the first `X_n_relevant_bases`; here each
+  star's orders beyond the count the simulator gives its own spectrum at its G (`simulator_relevancy`) are
+  hidden, as the catalogue hides a DR3 row's. gaia-xp's mass and age move with it, its logg does not
+  (`benchmarks/relevancy_sensitivity.py` measures why);
 - for models that learned mass (`--emulator`): the same star's emulated twin (`emulated_twins.twin_predictions`:
-  the emulator's XP at the star's ASPCAP labels). A twin that misses the seismic mass as the real spectrum
-  does puts the error in what the model makes of the labels (the simulated population, the isochrones), not
-  in how real XP differ from the simulator's.
+  the emulator's XP at the star's ASPCAP labels, every order kept, as the real spectrum). Real and twin
+  compare like with like; a twin does not read as a sky star of its labels would (the sky's stars lack their
+  irrelevant orders), so a shared offset is not the simulated population's prior.
 """
 
 from __future__ import annotations
@@ -366,6 +371,62 @@ def twin_results(
     }
 
 
+def simulator_relevancy(
+    flux: np.ndarray, g_mag: np.ndarray, ecl_lat: np.ndarray, emulator: str, seed: int = 0
+) -> np.ndarray:
+    """(N, 2) the `X_n_relevant_bases` (BP, RP) the simulator gives a star of this spectrum and G: its
+    absolute sampled flux (N, 343) [W m^-2 nm^-1] through the simulator's archive-like inverse and its DR3
+    noise model at G (`xpengine.simulate.xp.add_xp_noise`: relevant up to the last coefficient with
+    |c_i|/σ_i > 4; seeded draw of its scan-law factor)."""
+    import emulated_twins as et
+
+    from xpengine.simulate.xp import XPNoiseModel, add_xp_noise, archive_like_coefficients
+
+    cal = et.load_emulator(emulator)
+    bp, rp = archive_like_coefficients(flux)
+    n = len(g_mag)
+    obs = add_xp_noise(
+        bp, rp, flux, g_mag, ecl_lat, np.zeros(n, bool), np.random.default_rng(seed), XPNoiseModel(cal)
+    )
+    return np.stack([obs["bp_n_relevant_bases"], obs["rp_n_relevant_bases"]], axis=1).astype(np.float64)
+
+
+def masked_arrays(arrays: Any, rows: np.ndarray, n_relevant: np.ndarray) -> Any:
+    """A copy of the TrainingArrays' fields `_predict` reads, with the XP tokens of `rows` beyond each star's
+    (BP, RP) relevant count `n_relevant` (N, 2) set to NaN, as the catalogue masks archive rows
+    (`xpengine.features.relevancy.relevancy_mask`, the paper's propagation from order 51)."""
+    from types import SimpleNamespace
+
+    from xpengine.features.relevancy import relevancy_mask
+
+    values = np.array(arrays.values, copy=True)
+    for j, band in enumerate(("bp", "rp")):
+        names = list(arrays.vocabulary.names)
+        cols = [i for i, t in enumerate(names) if t.startswith(band) and t[2:].isdigit()]
+        order = np.array([int(names[c][2:]) for c in cols])
+        keep = relevancy_mask(n_relevant[:, j], 55)[:, order]  # (N, n_cols)
+        block = values[np.ix_(rows, cols)]
+        values[np.ix_(rows, cols)] = np.where(keep, block, np.nan)
+    return SimpleNamespace(
+        values=values, errors=arrays.errors, vocabulary=arrays.vocabulary, source_id=arrays.source_id
+    )
+
+
+def _flux_and_ecliptic(fits_path: str, source_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The matched stars' absolute sampled flux (N, 343) and ecliptic latitude [deg] from the dev file."""
+    from astropy.io import fits
+    from real_star_checks import radec_from_apogee_id
+
+    from xpengine.simulate.coords import ecliptic_latitude
+
+    d = fits.getdata(fits_path, 1)
+    pos = {int(s): i for i, s in enumerate(np.asarray(d["gaiaedr3_source_id"], dtype=np.int64))}
+    i = np.array([pos[int(s)] for s in source_id], dtype=np.int64)
+    flux = np.asarray(d["flux"][i], np.float64) * np.asarray(d["medflux"][i], np.float64)[:, None]
+    ra, dec = radec_from_apogee_id(np.char.strip(np.asarray(d["apogee_id"][i]).astype(str)))
+    return flux, ecliptic_latitude(ra, dec)
+
+
 def run(
     models: Sequence[str], fits_path: str, dataset: str, emulator: str, matched: pd.DataFrame
 ) -> dict[str, Any]:
@@ -394,9 +455,20 @@ def run(
         "seismic_mass_error_median": float(stars["mass_error"].median()),
         "models": {},
     }
+    # the dev file's spectra are sampled ones: every coefficient is kept, whereas archive rows (and the
+    # training skies' stars) lose their orders beyond X_n_relevant_bases; the same stars again with the
+    # relevancy the simulator gives a star of their spectrum and G
+    flux, ecl_lat = _flux_and_ecliptic(fits_path, stars["source_id"].to_numpy())
+    n_rel = simulator_relevancy(flux, g_all[rows], ecl_lat, emulator)
+    out["simulator_n_relevant_median"] = {
+        "bp": float(np.median(n_rel[:, 0])),
+        "rp": float(np.median(n_rel[:, 1])),
+    }
+    masked = masked_arrays(arrays, rows, n_rel)
     for m in models:
         p = Predictor.load(m)
         res = model_results(p, arrays, rows, stars, g_all[rows], split, ebv)
+        res["with_relevancy"] = model_results(p, masked, rows, stars, g_all[rows], split, ebv)
         if "mass" in p.learned.outputs:
             res["twin"] = twin_results(p, arrays, fits_path, stars, emulator)
         out["models"][m] = res
@@ -468,10 +540,41 @@ def render_markdown(res: Mapping[str, Any]) -> str:
                 + " |"
             )
         lines.append("")
+    rel = [m for m in models if "with_relevancy" in r["models"][m]]
+    if rel:
+        nr = r["simulator_n_relevant_median"]
+        rows = (
+            ("mass, standard input", lambda x: x.get("mass", {}).get("all")),
+            (
+                "mass, with the seismic luminosity",
+                lambda x: x.get("mass_with_seismic_luminosity", {}).get("all"),
+            ),
+            ("ln age, standard input", lambda x: x.get("ln_age")),
+            ("ln age, with the seismic luminosity", lambda x: x.get("ln_age_with_seismic_luminosity")),
+            ("logg, standard input", lambda x: x.get("logg", {}).get("all")),
+        )
+        lines += [
+            "## Every coefficient (the dev file's sampled spectra) against archive-like relevancy",
+            "",
+            "Archive rows, and the training skies' stars, lose the orders beyond `X_n_relevant_bases`; the dev "
+            "file's sampled spectra keep all. Right cell of each pair: the same stars with the relevancy the "
+            "simulator gives their own spectrum at their G (`simulator_relevancy`; median BP "
+            f"{nr['bp']:.0f}, RP {nr['rp']:.0f}), as the catalogue would read DR3 rows if DR3's counts are the "
+            "simulator's.",
+            "",
+            "| | " + " | ".join(f"{m}: every coefficient | {m}: archive-like relevancy" for m in rel) + " |",
+            "|---|" + "---|---|" * len(rel),
+        ]
+        for name, get in rows:
+            cells = []
+            for m in rel:
+                cells += [_cell(get(r["models"][m])), _cell(get(r["models"][m]["with_relevancy"]))]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
     twins = [m for m in models if "twin" in r["models"][m]]
     if twins:
         lines += [
-            "## The same stars' emulated twins (XP of the emulator at the star's ASPCAP labels)",
+            "## The same stars' emulated twins (XP of the emulator at the star's ASPCAP labels; every coefficient)",
             "",
             "| model | real XP | twin | twin at labels perturbed by ASPCAP's accuracy |",
             "|---|---|---|---|",

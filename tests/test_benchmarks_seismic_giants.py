@@ -241,3 +241,9 @@ def test_bundled_model_ranks_real_giants_by_seismic_mass(apogee_xp_dev_build, tm
     # ages rank with the MIST age at the seismic mass (session 15: Spearman 0.46, 0.62 with the luminosity)
     assert g["ln_age"]["spearman"] > 0.3 and g["ln_age_with_seismic_luminosity"]["spearman"] > 0.3
     assert set(g["twin"]) == {"real", "twin", "labels"} and g["twin"]["twin"]["n"] == 40
+    # the same stars with archive-like relevancy: logg does not move (session 15: −0.008 → −0.016), mass and
+    # age may (+0.128 → +0.026 M☉ without a parallax), and the orders kept are a DR3-like count
+    w = g["with_relevancy"]
+    assert abs(w["logg"]["all"]["bias"] - g["logg"]["all"]["bias"]) < 0.05
+    assert w["mass"]["all"]["n"] == 46 and np.isfinite(w["mass"]["all"]["bias"])
+    assert 10 < r["simulator_n_relevant_median"]["bp"] < 55 and 3 <= r["simulator_n_relevant_median"]["rp"] < 55

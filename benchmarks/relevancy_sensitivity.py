@@ -1,0 +1,259 @@
+"""How a model's labels move with the XP orders present: the same stars with every coefficient and with archive-like
+relevancy.
+
+    python benchmarks/relevancy_sensitivity.py --model gaia-xp --mixed runs/gaia_xp_mixed9.parquet \\
+        --apogee-xp ../shared/data/apogee_xp/apogee_xp_dev.fits.gz --dataset runs/apogee_xp_dev.parquet \\
+        --json benchmarks/results/relevancy_sensitivity.json --markdown benchmarks/results/relevancy_sensitivity.md
+
+Archive rows (Gaia DR3) and the simulated skies' stars keep only the first `X_n_relevant_bases` coefficients of
+each band (the catalogue sets the others' tokens to NaN); the APOGEE×XP dev file's sampled spectra keep every
+coefficient. If a model's mass or age moved with that, its real-star figures would depend on a property of the
+input file, not of the star. Two measurements, nothing fitted:
+
+1. Simulated validation giants of a mixed training set (`--mixed`; giants of the paper's domain by their true
+   labels): the model on (a) the sky's own spectra, (b) the emulator's spectra of the same stars at their true
+   labels and E(B−V) (`realism_report.emulate_real_stars`, the simulator's path, with its residual-PC draw)
+   with every coefficient, (c) those with the sky star's own missing tokens removed. Per G bin, the median of
+   (b) − (a) and (c) − (a) in mass, ln age and logg: a model that read only the star would give 0 for both
+   up to the draw's scatter; (c) ≈ 0 with (b) ≠ 0 says the orders present, not the emulator, move it.
+2. Real giants of the dev file's test split (paper's domain by their ASPCAP labels; `--apogee-xp`, `--dataset`):
+   every coefficient against the relevancy the simulator gives each star's own spectrum at its G
+   (`seismic_giants.simulator_relevancy`), the median shift of mass, ln age, Teff, logg and [M/H] per G bin,
+   on the catalogue's standard input.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from check_report import check_parser, command_line, paper_giants, run_header, write_outputs  # noqa: E402
+
+logger = logging.getLogger("relevancy_sensitivity")
+
+G_BINS = (0.0, 12.5, 13.5, 15.0, 18.0)
+OUTPUTS = ("mass", "ln_age", "teff", "logg", "m_h")
+MAX_SIM_STARS = 4000  # validation giants taken (the first, in file order, of the domain)
+
+
+def xp_columns(vocabulary: Sequence[str]) -> list[int]:
+    """Column indices of the XP tokens bp0–54, rp0–54 in `vocabulary` order (the emulator's coefficient order)."""
+    names = list(vocabulary)
+    return [names.index(f"{b}{i}") for b in ("bp", "rp") for i in range(55)]
+
+
+def median_shift(
+    a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], g_mag: np.ndarray
+) -> dict[str, Any]:
+    """Median of b − a for every output both have, over all stars and per `G_BINS` bin (with n)."""
+    out: dict[str, Any] = {}
+    bins = [("all", np.ones(g_mag.size, bool))]
+    bins += [(f"G {lo:g}–{hi:g}", (g_mag >= lo) & (g_mag < hi)) for lo, hi in itertools.pairwise(G_BINS)]
+    for name, sel in bins:
+        if not sel.any():
+            continue
+        row: dict[str, Any] = {"n": int(sel.sum())}
+        for k in OUTPUTS:
+            if k in a and k in b:
+                d = (b[k] - a[k])[sel]
+                d = d[np.isfinite(d)]
+                row[k] = float(np.median(d)) if d.size else None
+        out[name] = row
+    return out
+
+
+def _predict(
+    predictor: Any, values: np.ndarray, errors: np.ndarray, inputs: list[str], g_mag: np.ndarray
+) -> dict:
+    request = [t for t in OUTPUTS if t in predictor.learned.outputs and t not in inputs]
+    return predictor.predict(values, errors, request, inputs=inputs, g_mag=g_mag)
+
+
+def simulated(predictor: Any, mixed: str, emulator: str, seed: int = 0) -> dict[str, Any]:
+    """Measurement 1 (module docstring) on the simulated validation giants of `mixed`."""
+    import emulated_twins as et
+    import pyarrow.parquet as pq
+    import realism_report as rr
+
+    from xpengine.datasets.schema import read_training_set
+    from xpengine.evaluate.baseline import standard_input_names
+    from xpengine.evaluate.runner import align_to_vocabulary
+
+    cols = [
+        "split",
+        "origin",
+        "phot_g_mean_mag",
+        "truth_teff",
+        "truth_logg",
+        "truth_fe_h",
+        "truth_alpha_m",
+        "truth_ebv",
+    ]
+    side = pq.read_table(mixed, columns=cols).to_pandas()
+    sel = (side["origin"] == "synthetic") & (side["split"] == "val")
+    sel &= paper_giants(side["truth_teff"], side["truth_logg"]) & np.isfinite(side["truth_ebv"])
+    rows = np.flatnonzero(sel.to_numpy())[:MAX_SIM_STARS]
+    arrays = read_training_set(mixed)
+    pv = predictor.vocabulary
+    values, errors = align_to_vocabulary(arrays.values[rows], arrays.errors[rows], arrays.vocabulary, pv)
+    s = side.iloc[rows]
+    g = s["phot_g_mean_mag"].to_numpy(float)
+    group = {
+        "teff": s["truth_teff"].to_numpy(float),
+        "logg": s["truth_logg"].to_numpy(float),
+        "fe_h": s["truth_fe_h"].to_numpy(float),
+        "alpha_m": s["truth_alpha_m"].to_numpy(float),
+        "ebv": s["truth_ebv"].to_numpy(float),
+        "gaiaedr3_phot_g_mean_mag": g,
+    }
+    xp = xp_columns(pv.names)
+    twin = values.copy()
+    twin[:, xp] = rr.emulate_real_stars(group, et.load_emulator(emulator), np.random.default_rng(seed))[
+        "coef"
+    ]
+    twin_masked = twin.copy()
+    block = twin_masked[:, xp]
+    block[np.isnan(values[:, xp])] = np.nan
+    twin_masked[:, xp] = block
+    inputs = standard_input_names()
+    sky = _predict(predictor, values, errors, inputs, g)
+    return {
+        "n": int(rows.size),
+        "missing_fraction_bp_rp_0_29": float(
+            np.isnan(values[:, [c for j, c in enumerate(xp) if j % 55 < 30]]).mean()
+        ),
+        "twin_every_order_minus_sky": median_shift(sky, _predict(predictor, twin, errors, inputs, g), g),
+        "twin_sky_relevancy_minus_sky": median_shift(
+            sky, _predict(predictor, twin_masked, errors, inputs, g), g
+        ),
+    }
+
+
+def real(predictor: Any, fits_path: str, dataset: str, emulator: str) -> dict[str, Any]:
+    """Measurement 2 (module docstring) on the dev file's test-split giants."""
+    import pyarrow.parquet as pq
+    import seismic_giants as sg
+    from astropy.io import fits
+    from real_star_checks import radec_from_apogee_id
+
+    from xpengine.datasets.schema import read_training_set
+    from xpengine.evaluate.baseline import standard_input_names
+    from xpengine.evaluate.runner import align_to_vocabulary
+    from xpengine.features.relevancy import relevancy_mask
+    from xpengine.simulate.coords import ecliptic_latitude
+
+    arrays = read_training_set(dataset)
+    side = pq.read_table(dataset, columns=["split", "phot_g_mean_mag"]).to_pandas()
+    vocab = arrays.vocabulary
+    teff, logg = (arrays.values[:, vocab.index(t)] for t in ("teff", "logg"))
+    rows = np.flatnonzero((side["split"] == "test").to_numpy() & paper_giants(teff, logg))
+    d = fits.getdata(fits_path, 1)
+    pos = {int(s): i for i, s in enumerate(np.asarray(d["gaiaedr3_source_id"], dtype=np.int64))}
+    fi = np.array([pos[int(s)] for s in arrays.source_id[rows]], dtype=np.int64)
+    flux = np.asarray(d["flux"][fi], np.float64) * np.asarray(d["medflux"][fi], np.float64)[:, None]
+    ra, dec = radec_from_apogee_id(np.char.strip(np.asarray(d["apogee_id"][fi]).astype(str)))
+    ecl = np.nan_to_num(ecliptic_latitude(ra, dec), nan=45.0)
+    g = side["phot_g_mean_mag"].to_numpy(float)[rows]
+    n_rel = sg.simulator_relevancy(flux, g, ecl, emulator)
+    pv = predictor.vocabulary
+    values, errors = align_to_vocabulary(arrays.values[rows], arrays.errors[rows], vocab, pv)
+    masked = values.copy()
+    xp = xp_columns(pv.names)
+    keep = np.concatenate([relevancy_mask(n_rel[:, 0], 55), relevancy_mask(n_rel[:, 1], 55)], axis=1)
+    block = masked[:, xp]
+    block[~keep] = np.nan
+    masked[:, xp] = block
+    inputs = standard_input_names()
+    every = _predict(predictor, values, errors, inputs, g)
+    return {
+        "n": int(rows.size),
+        "simulator_n_relevant_median": {
+            "bp": float(np.median(n_rel[:, 0])),
+            "rp": float(np.median(n_rel[:, 1])),
+        },
+        "relevancy_minus_every_order": median_shift(every, _predict(predictor, masked, errors, inputs, g), g),
+    }
+
+
+def _table(title: str, shifts: Mapping[str, Any]) -> list[str]:
+    lines = [
+        f"### {title}",
+        "",
+        "| stars | n | " + " | ".join(OUTPUTS) + " |",
+        "|---|---|" + "---|" * len(OUTPUTS),
+    ]
+    for name, row in shifts.items():
+        cells = [("–" if row.get(k) is None else f"{row[k]:+.3f}") for k in OUTPUTS]
+        lines.append(f"| {name} | {row['n']} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def render_markdown(res: Mapping[str, Any]) -> str:
+    lines = [f"# Labels against the XP orders present ({res['model']})", "", command_line(res), ""]
+    lines += ["Median shifts, on the catalogue's standard input (no parallax); mass in M☉, Teff in K.", ""]
+    sim = res.get("simulated")
+    if sim:
+        lines += [
+            f"## Simulated validation giants ({sim['n']}; {100 * sim['missing_fraction_bp_rp_0_29']:.0f} % of their "
+            "BP/RP 0–29 tokens beyond the sky's relevancy)",
+            "",
+        ]
+        lines += _table(
+            "Emulator spectrum, every order, minus the sky spectrum", sim["twin_every_order_minus_sky"]
+        )
+        lines += _table(
+            "Emulator spectrum with the sky star's relevancy, minus the sky spectrum",
+            sim["twin_sky_relevancy_minus_sky"],
+        )
+    rl = res.get("real")
+    if rl:
+        nr = rl["simulator_n_relevant_median"]
+        lines += [
+            f"## Real giants of the dev file's test split ({rl['n']}; simulator relevancy median BP {nr['bp']:.0f}, "
+            f"RP {nr['rp']:.0f})",
+            "",
+        ]
+        lines += _table(
+            "The simulator's relevancy minus every coefficient", rl["relevancy_minus_every_order"]
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = check_parser(__doc__)
+    ap.add_argument("--model", default="gaia-xp")
+    ap.add_argument(
+        "--mixed", help="a mixed training set with simulated validation stars and truth_* columns"
+    )
+    ap.add_argument("--apogee-xp", help="the APOGEE×XP FITS (with --dataset)")
+    ap.add_argument("--dataset", help="its training-schema Parquet")
+    ap.add_argument("--emulator", default="v1", help="the emulator calibration of the model's training skies")
+    args = ap.parse_args(argv)
+    if bool(args.apogee_xp) != bool(args.dataset):
+        ap.error("--apogee-xp and --dataset go together")
+    logging.basicConfig(level=logging.WARNING)
+    from xpengine.inference.predictor import Predictor
+
+    p = Predictor.load(args.model)
+    result = {
+        **run_header("benchmarks/relevancy_sensitivity.py", argv),
+        "model": args.model,
+        "simulated": simulated(p, args.mixed, args.emulator) if args.mixed else None,
+        "real": real(p, args.apogee_xp, args.dataset, args.emulator) if args.apogee_xp else None,
+    }
+    write_outputs(result, args.json, args.markdown, render_markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,100 @@
+"""Labels against the XP orders present (`benchmarks/relevancy_sensitivity.py`, and the relevancy pieces of
+`benchmarks/seismic_giants.py`): the simulator's relevancy rule applied to a spectrum keeps fewer orders for a
+fainter star, the masks reach only the rows asked, and shifts are medians of b − a per G bin. The dev file's
+test giants need the shared data (skip, naming it, without)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _paths import load_script
+
+from xpengine.inference.predictor import Predictor
+
+
+def _rs():
+    return load_script("benchmarks/relevancy_sensitivity.py", "relevancy_sensitivity")
+
+
+def _sg():
+    return load_script("benchmarks/seismic_giants.py", "seismic_giants")
+
+
+def test_simulator_relevancy_keeps_fewer_orders_for_fainter_stars():
+    sg = _sg()  # puts benchmarks/ on sys.path
+    import emulated_twins as et
+    import realism_report as rr
+
+    n = 40
+    g = np.repeat([10.0, 17.0], n // 2)
+    star = {
+        "teff": np.full(n, 4700.0),
+        "logg": np.full(n, 2.5),
+        "fe_h": np.zeros(n),
+        "alpha_m": np.zeros(n),
+        "ebv": np.full(n, 0.05),
+        "gaiaedr3_phot_g_mean_mag": g,
+    }
+    flux = rr.emulate_real_stars(star, et.load_emulator("v1"))["flux"]
+    n_rel = sg.simulator_relevancy(flux, g, np.full(n, 45.0), "v1")
+    assert n_rel.shape == (n, 2) and np.all((n_rel >= 3) & (n_rel <= 55))
+    bright, faint = np.median(n_rel[: n // 2], axis=0), np.median(n_rel[n // 2 :], axis=0)
+    assert np.all(bright > faint + 5), (bright, faint)
+    # the same seed gives the same counts
+    np.testing.assert_array_equal(n_rel, sg.simulator_relevancy(flux, g, np.full(n, 45.0), "v1"))
+
+
+def test_masked_arrays_hide_the_orders_beyond_the_count_of_the_rows_asked_only():
+    from types import SimpleNamespace
+
+    sg = _sg()
+    p = Predictor.load("gaia-xp", device="cpu")
+    t = len(p.vocabulary)
+    arrays = SimpleNamespace(
+        values=np.ones((4, t)), errors=np.ones((4, t)), vocabulary=p.vocabulary, source_id=np.arange(4)
+    )
+    out = sg.masked_arrays(arrays, np.array([2, 0]), np.array([[10.0, 55.0], [53.0, 3.0]]))
+    v = p.vocabulary
+    # row 2 (count BP 10, RP 55): bp9 kept, bp10 hidden, every RP order kept
+    assert out.values[2, v.index("bp9")] == 1 and np.isnan(out.values[2, v.index("bp10")])
+    assert not np.isnan(out.values[2, [v.index(f"rp{i}") for i in range(55)]]).any()
+    # row 0 (BP 53: the paper's propagation from order 51 keeps all; RP 3)
+    assert not np.isnan(out.values[0, [v.index(f"bp{i}") for i in range(55)]]).any()
+    assert out.values[0, v.index("rp2")] == 1 and np.isnan(out.values[0, v.index("rp3")])
+    assert (
+        not np.isnan(out.values[[1, 3]]).any() and not np.isnan(arrays.values).any()
+    )  # others, input untouched
+    assert out.values[0, v.index("teff")] == 1  # labels and colours untouched
+
+
+def test_median_shift_per_g_bin():
+    rs = _rs()
+    g = np.array([11.0, 12.0, 13.0, 16.0, 16.5])
+    a = {"mass": np.ones(5), "logg": np.full(5, 2.0)}
+    b = {"mass": np.array([1.1, 1.1, 1.2, 1.3, np.nan]), "logg": np.full(5, 2.0)}
+    out = rs.median_shift(a, b, g)
+    assert out["all"]["n"] == 5 and out["all"]["mass"] == pytest.approx(0.15)
+    assert out["G 0–12.5"]["mass"] == pytest.approx(0.1) and out["G 15–18"]["mass"] == pytest.approx(0.3)
+    assert "G 13.5–15" not in out and out["all"]["logg"] == 0.0 and "teff" not in out["all"]
+    v = Predictor.load("gaia-xp", device="cpu").vocabulary
+    cols = rs.xp_columns(v.names)
+    assert len(cols) == 110 and v.names[cols[0]] == "bp0" and v.names[cols[55]] == "rp0"
+
+
+@pytest.mark.slow
+def test_real_giants_atmospheric_labels_do_not_move_with_the_orders_present(apogee_xp_dev_build, tmp_path):
+    """Teff, logg and [M/H] of real test giants barely move when the orders beyond the simulator's relevancy
+    are hidden (session 15: ≤ 1.5 K, 0.000, 0.007 dex); mass and age may (−0.03 M☉, +0.06 in ln age)."""
+    from _datasets_real import DEV
+
+    from xpengine.datasets.schema import write_training_set
+
+    rs = _rs()
+    data = tmp_path / "dev.parquet"
+    write_training_set(apogee_xp_dev_build.table, str(data))
+    r = rs.real(Predictor.load("gaia-xp", device="cpu"), str(DEV), str(data), "v1")
+    assert r["n"] > 1500
+    a = r["relevancy_minus_every_order"]["all"]
+    assert abs(a["teff"]) < 10 and abs(a["logg"]) < 0.02 and abs(a["m_h"]) < 0.02, a
+    assert np.isfinite(a["mass"]) and np.isfinite(a["ln_age"])
+    assert 10 < r["simulator_n_relevant_median"]["bp"] < 55
