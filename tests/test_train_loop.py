@@ -419,3 +419,28 @@ def test_hold_freed_memory_keeps_a_freed_block_in_the_heap() -> None:
         for hold in ("0", "1")
     }
     assert kept["0"] < 64.0 and kept["1"] > 192.0, kept
+
+
+def test_relevancy_truncation_through_the_loop_resumes_exactly(toy3, tmp_path):
+    """truncate_fraction reaches the sampler through TrainData's XP layout, is recorded in the checkpoint,
+    and a resumed run draws the same truncations."""
+    from xpengine.train.train_data import xp_band_order
+
+    tr, va = _arrays(toy3)
+    band, order = xp_band_order(tr.vocabulary)
+    names = tr.vocabulary.names
+    assert [names[j] for j in np.flatnonzero(band == 0)] == ["bp0", "bp1", "bp2"]
+    assert order[names.index("rp2")] == 2 and band[names.index("teff")] == -1
+    cfg = _config(toy3, epochs=3, batch_size=64, truncate_fraction=0.5, truncate_min=1)
+    full = train(cfg, tr, va, output_dir=tmp_path / "full")
+    train(dataclasses.replace(cfg, epochs=1), tr, va, output_dir=tmp_path / "part")
+    resumed = train(cfg, tr, va, output_dir=tmp_path / "part", resume_from=tmp_path / "part")
+    assert [a["train_loss"] for a in full.history[1:]] == [b["train_loss"] for b in resumed.history]
+    plain = train(
+        dataclasses.replace(cfg, epochs=1, truncate_fraction=0.0), tr, va, output_dir=tmp_path / "p"
+    )
+    assert plain.history[0]["train_loss"] != full.history[0]["train_loss"]  # the cut contexts differ
+    saved = load_checkpoint(full.model_dir).train_config
+    assert saved["truncate_fraction"] == 0.5 and saved["truncate_min"] == 1
+    bad = _config(toy3, truncate_fraction=1.5, truncate_min=0).problems()
+    assert any("truncate_fraction" in p for p in bad) and any("truncate_min" in p for p in bad)

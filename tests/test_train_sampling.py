@@ -254,3 +254,70 @@ def test_epoch_rows_subsample_the_pool_afresh_each_epoch():
         assert not torch.equal(rows[:100].sort().values, torch.arange(100))  # shuffled
     drawn_a, drawn_b = set(a[pool[a]].tolist()), set(b[pool[b]].tolist())
     assert len(drawn_a & drawn_b) < 0.2 * len(drawn_a)  # a fresh draw: overlap ≈ 10 %, not the same rows
+
+
+def _xp_layout(t=120, n_per_band=55):
+    """Token layout of the paper's vocabulary: BP 0..54, RP 0..54, then 10 other tokens."""
+    band = torch.full((t,), -1, dtype=torch.int64)
+    order = torch.zeros(t, dtype=torch.int64)
+    band[:n_per_band], band[n_per_band : 2 * n_per_band] = 0, 1
+    order[:n_per_band] = torch.arange(n_per_band)
+    order[n_per_band : 2 * n_per_band] = torch.arange(n_per_band)
+    return band, order
+
+
+def test_relevancy_truncation_leaves_the_cut_orders_out_of_the_context_only():
+    from xpengine.train.sampling import _truncated
+
+    values, errors = _data(n=3000)
+    values[3:] = torch.randn(2997, 120)  # every token valid except the three special stars
+    requestable = torch.zeros(120, dtype=torch.bool)
+    requestable[:110] = True  # XP coefficients may be requested
+    band, order = _xp_layout()
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    cut = _truncated(3000, band, order, 0.5, 3, g1)  # the draws sample_tokens makes first
+    tb = sample_tokens(
+        values, errors, requestable, xp_band=band, xp_order=order, truncate_fraction=0.5, generator=g2
+    )
+    in_ctx = torch.zeros(3000, 121, dtype=torch.bool)
+    in_ctx.scatter_(1, tb.context_ids, True)
+    in_ctx = in_ctx[:, 1:]  # (B, T) token j is in the context
+    assert not (in_ctx & cut).any()  # no cut order ever enters a context
+    # half the stars are cut, each band at its own count in 3..55: cut orders form the band's tail
+    stars_cut = cut.any(1)
+    assert 0.45 < stars_cut[3:].float().mean().item() < 0.55
+    k_bp = 55 - cut[:, :55].sum(1)
+    assert ((k_bp >= 3) & (k_bp <= 55)).all()
+    tail = order[:55].unsqueeze(0) >= k_bp.unsqueeze(1)
+    assert torch.equal(cut[:, :55], tail & stars_cut.unsqueeze(1))
+    assert not cut[:, 110:].any()  # other tokens are never cut
+    # requests are drawn as before: cut orders may still be asked for (they are the star's data)
+    req = tb.request_ids[tb.request_mask] - 1
+    assert cut[torch.nonzero(tb.request_mask)[:, 0], req].any()
+
+
+def test_relevancy_truncation_off_draws_exactly_as_before():
+    values, errors = _data(n=500)
+    requestable = torch.ones(120, dtype=torch.bool)
+    band, order = _xp_layout()
+    a = sample_tokens(values, errors, requestable, n_requests=2, generator=torch.Generator().manual_seed(9))
+    b = sample_tokens(
+        values,
+        errors,
+        requestable,
+        n_requests=2,
+        xp_band=band,
+        xp_order=order,
+        truncate_fraction=0.0,
+        generator=torch.Generator().manual_seed(9),
+    )
+    for f in ("context_ids", "context_values", "request_ids", "targets"):
+        assert torch.equal(getattr(a, f), getattr(b, f)), f
+    with pytest.raises(ValueError, match="needs xp_band and xp_order"):
+        sample_tokens(values, errors, requestable, truncate_fraction=0.3)
+    with pytest.raises(ValueError, match="truncate_fraction"):
+        sample_tokens(values, errors, requestable, xp_band=band, xp_order=order, truncate_fraction=1.5)
+    with pytest.raises(ValueError, match="truncate_min"):
+        sample_tokens(
+            values, errors, requestable, xp_band=band, xp_order=order, truncate_fraction=0.3, truncate_min=56
+        )

@@ -50,6 +50,8 @@ class TrainConfig:
     focus_inputs, focus_fraction, focus_max_masked: a fraction of the stars each epoch take their context
     from `focus_inputs` only, with 0..focus_max_masked slots masked (None: max_masked); see
     `xpengine.train.sampling` (paper: none, focus_fraction 0).
+    truncate_fraction, truncate_min: a fraction of the stars in each batch have each XP band cut at a random
+    order count in truncate_min..55 (`xpengine.train.sampling`; paper: none, 0).
     requestable: tokens that may be requested (Leung & Bovy: all XP, J−H, labels, ln E(B−V), fakemag;
     BP−RP and J−K are inputs only).
     val_inputs / val_labels: validation predicts `val_labels` from the fixed input `val_inputs`
@@ -103,6 +105,8 @@ class TrainConfig:
     focus_inputs: tuple[str, ...] = ()
     focus_fraction: float = 0.0
     focus_max_masked: int | None = None
+    truncate_fraction: float = 0.0
+    truncate_min: int = 3
     val_inputs: tuple[str, ...] = ("bp0..29", "rp0..29", "bprp", "jh", "jk")
     val_labels: tuple[str, ...] = ("teff", "logg", "m_h", "mass", "ln_age")
     val_every: int = 16
@@ -185,6 +189,10 @@ class TrainConfig:
         fm = self.focus_max_masked
         if fm is not None and not 0 <= fm < self.model.context_length:
             p.append(f"focus_max_masked must be in [0, context_length={self.model.context_length}), got {fm}")
+        if not 0.0 <= self.truncate_fraction <= 1.0:
+            p.append(f"truncate_fraction must be in [0, 1], got {self.truncate_fraction}")
+        if not 1 <= self.truncate_min <= 55:
+            p.append(f"truncate_min must be in [1, 55], got {self.truncate_min}")
         if self.n_requests < 1:
             p.append(f"n_requests must be >= 1, got {self.n_requests}")
         if not 0.0 < self.epoch_pool_fraction <= 1.0:
@@ -220,6 +228,8 @@ _KINDS: dict[str, str] = {
     "focus_inputs": "strs",
     "focus_fraction": "float",
     "focus_max_masked": "int?",
+    "truncate_fraction": "float",
+    "truncate_min": "int",
     "val_inputs": "strs",
     "val_labels": "strs",
     "val_every": "int",

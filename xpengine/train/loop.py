@@ -365,6 +365,10 @@ def _train_epoch(
             focus=data.focus,
             focus_fraction=config.focus_fraction,
             focus_max_masked=config.focus_max_masked,
+            xp_band=data.xp_band,
+            xp_order=data.xp_order,
+            truncate_fraction=config.truncate_fraction,
+            truncate_min=config.truncate_min,
             generator=generator,
         )
         with autocast_context(device, amp_dtype):

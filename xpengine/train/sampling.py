@@ -17,6 +17,13 @@ colours, the catalogue's standard input) with 0..`focus_max_masked` slots masked
 the model is used with is common in training instead of a rare draw from all ~120 tokens. A star with
 no valid focus token keeps the paper's rule. Requests are drawn as usual.
 
+Optional *relevancy truncation* (`truncate_fraction`; a departure from the paper): a random fraction of the
+stars, each batch, have each XP band cut at a random order count k ~ U{`truncate_min`..n} (every order ≥ k
+left out of the context, requests unchanged). A simulated star keeps the orders its S/N makes relevant, so
+how many are present tells a model how bright the star is; cutting bright stars' bands as faint ones are
+cut weakens that cue, so that mass and age follow the spectrum rather than the archive's relevancy count
+(session 15, `benchmarks/relevancy_sensitivity.py`).
+
 Optional *epoch pool* (`epoch_rows`): the stars of a pool (e.g. the simulated ones) are subsampled
 afresh each epoch, so that a pool can be given a small share of the batches without always showing
 the same few of its stars.
@@ -72,6 +79,26 @@ def _random_order(valid: torch.Tensor, generator: torch.Generator | None) -> tor
     return torch.argsort(keys, dim=1)  # (B, T)
 
 
+def _truncated(
+    b: int,
+    xp_band: torch.Tensor,
+    xp_order: torch.Tensor,
+    fraction: float,
+    k_min: int,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """(B, T) bool: the XP tokens a batch's relevancy truncation leaves out (see `sample_tokens`)."""
+    device = xp_band.device
+    n_max = int(xp_order.max()) + 1
+    if not 1 <= k_min <= n_max:
+        raise ValueError(f"truncate_min must be in [1, {n_max}], got {k_min}")
+    cut = torch.rand(b, generator=generator, device=device) < fraction  # (B,)
+    k = torch.randint(k_min, n_max + 1, (b, 2), generator=generator, device=device)  # (B, 2) per band
+    is_xp = xp_band >= 0  # (T,)
+    k_tok = k[:, xp_band.clamp(min=0)]  # (B, T) the count of each token's band
+    return cut.unsqueeze(1) & is_xp.unsqueeze(0) & (xp_order.unsqueeze(0) >= k_tok)
+
+
 def sample_tokens(
     values: torch.Tensor,
     errors: torch.Tensor,
@@ -84,6 +111,10 @@ def sample_tokens(
     focus: torch.Tensor | None = None,
     focus_fraction: float = 0.0,
     focus_max_masked: int | None = None,
+    xp_band: torch.Tensor | None = None,
+    xp_order: torch.Tensor | None = None,
+    truncate_fraction: float = 0.0,
+    truncate_min: int = 3,
     generator: torch.Generator | None = None,
 ) -> SampledBatch:
     """Sample context and request tokens for a batch of stars.
@@ -95,7 +126,10 @@ def sample_tokens(
     coefficients without changing the set of requestable tokens; generator: a torch.Generator on the same
     device as `values` (None: the global RNG); focus: (T,) bool or None, the focus token set;
     focus_fraction: probability that a star's context is drawn from `focus` only; focus_max_masked:
-    masked slots for those stars are drawn in 0..focus_max_masked (None: `max_masked`).
+    masked slots for those stars are drawn in 0..focus_max_masked (None: `max_masked`); xp_band, xp_order:
+    (T,) int64, each token's XP band (0 BP, 1 RP, −1 not an XP coefficient) and order; truncate_fraction:
+    probability that a star's bands are cut at random order counts in truncate_min..n (module docstring;
+    no random draw is made when it is 0, so runs without it draw exactly as before).
     Returns a :class:`SampledBatch`.
     """
     if values.ndim != 2 or errors.shape != values.shape:
@@ -116,16 +150,26 @@ def sample_tokens(
     f_masked = max_masked if focus_max_masked is None else focus_max_masked
     if not 0 <= f_masked < n_context:
         raise ValueError(f"focus_max_masked must be in [0, n_context={n_context}), got {f_masked}")
+    if not 0.0 <= truncate_fraction <= 1.0:
+        raise ValueError(f"truncate_fraction must be in [0, 1], got {truncate_fraction}")
+    if truncate_fraction > 0 and (xp_band is None or xp_order is None or xp_band.shape != (t,)):
+        raise ValueError(f"truncate_fraction > 0 needs xp_band and xp_order of shape ({t},)")
     device = values.device
     valid = torch.isfinite(values)  # (B, T)
-    in_context = valid  # (B, T) tokens a star's context may hold
+    usable = (
+        valid
+        if truncate_fraction == 0
+        else valid
+        & ~_truncated(b, xp_band.to(device), xp_order.to(device), truncate_fraction, truncate_min, generator)
+    )  # (B, T) tokens that may enter the context
+    in_context = usable  # (B, T) tokens a star's context may hold
     masked = torch.randint(0, max_masked + 1, (b,), generator=generator, device=device)  # (B,)
     if focus_fraction > 0:
         focus_d = focus.to(device).unsqueeze(0)  # (1, T)
         focused = torch.rand(b, generator=generator, device=device) < focus_fraction  # (B,)
         # A star without any valid focus token keeps the paper's rule rather than an empty context.
-        focused &= (valid & focus_d).any(dim=1)
-        in_context = valid & (~focused.unsqueeze(1) | focus_d)  # (B, T)
+        focused &= (usable & focus_d).any(dim=1)
+        in_context = usable & (~focused.unsqueeze(1) | focus_d)  # (B, T)
         f_mask = torch.randint(0, f_masked + 1, (b,), generator=generator, device=device)  # (B,)
         masked = torch.where(focused, f_mask, masked)  # (B,)
 

@@ -16,7 +16,7 @@ from xpengine.model.checkpoint import LearnedTokens
 from xpengine.model.standardize import Standardization
 from xpengine.train.config import TrainConfig, expand_tokens
 
-__all__ = ["LEARNED_TOKENS_RULE", "TrainData", "learned_tokens"]
+__all__ = ["LEARNED_TOKENS_RULE", "TrainData", "learned_tokens", "xp_band_order"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +92,8 @@ class TrainData:
     focus: torch.Tensor | None  # (T,) bool or None
     learned: LearnedTokens
     pool: torch.Tensor | None = None  # (N,) bool: the epoch pool (config.epoch_pool_tokens) or None
+    xp_band: torch.Tensor | None = None  # (T,) int64: 0 BP, 1 RP, -1 other (relevancy truncation) or None
+    xp_order: torch.Tensor | None = None  # (T,) int64: the XP coefficient's order (0 for other tokens)
 
     @property
     def n_train(self) -> int:
@@ -154,4 +156,20 @@ class TrainData:
                 len(pool),
                 config.epoch_pool_fraction,
             )
-        return cls(xz, ez, requestable, request_weights, focus, learned, pool)
+        xp_band = xp_order = None
+        if config.truncate_fraction > 0:
+            band, order = xp_band_order(vocab)
+            xp_band, xp_order = torch.from_numpy(band).to(device), torch.from_numpy(order).to(device)
+        return cls(xz, ez, requestable, request_weights, focus, learned, pool, xp_band, xp_order)
+
+
+def xp_band_order(vocabulary: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
+    """(T,) int64 each: a token's XP band (0 BP, 1 RP, −1 not an XP coefficient) and order (its index in
+    the band; 0 for other tokens), from the vocabulary's `bp<i>` / `rp<i>` names."""
+    band = np.full(len(vocabulary), -1, dtype=np.int64)
+    order = np.zeros(len(vocabulary), dtype=np.int64)
+    for j, name in enumerate(vocabulary.names):
+        for code, prefix in enumerate(("bp", "rp")):
+            if name.startswith(prefix) and name[2:].isdigit():
+                band[j], order[j] = code, int(name[2:])
+    return band, order
