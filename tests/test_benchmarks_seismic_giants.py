@@ -246,4 +246,6 @@ def test_bundled_model_ranks_real_giants_by_seismic_mass(apogee_xp_dev_build, tm
     w = g["with_relevancy"]
     assert abs(w["logg"]["all"]["bias"] - g["logg"]["all"]["bias"]) < 0.05
     assert w["mass"]["all"]["n"] == 46 and np.isfinite(w["mass"]["all"]["bias"])
-    assert 10 < r["simulator_n_relevant_median"]["bp"] < 55 and 3 <= r["simulator_n_relevant_median"]["rp"] < 55
+    assert (
+        10 < r["simulator_n_relevant_median"]["bp"] < 55 and 3 <= r["simulator_n_relevant_median"]["rp"] < 55
+    )

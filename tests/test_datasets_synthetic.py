@@ -123,6 +123,10 @@ def test_cli_synthetic_and_apogee(sky, tmp_path) -> None:
     arrays = read_training_set(out)
     assert arrays.values.shape[1] == 120
     assert arrays.provenance["origin"] == "synthetic"
+    assert arrays.provenance["xp_relevancy"] == "the archive's X_n_relevant_bases"
+    out1 = str(tmp_path / "syn_every.parquet")
+    assert _cli(["build-dataset", "synthetic", "--sky", sky, "--every-order", "--output", out1]) == 0
+    assert read_training_set(out1).provenance["xp_relevancy"].startswith("every coefficient")
     out2 = str(tmp_path / "apogee.parquet")
     argv = [
         "build-dataset",
@@ -181,3 +185,19 @@ def test_simulated_sky_labels_follow_truth(simulated_sky) -> None:
     np.testing.assert_array_equal(
         t["split"].to_numpy().astype(str), split_by_source_id(t["source_id"].to_numpy(), val_fraction=0.09)
     )
+
+
+def test_every_order_keeps_the_coefficients_beyond_the_relevancy(simulated_sky) -> None:
+    """`every_order` keeps the orders the archive rule leaves out (noise and errors included); the orders
+    inside the relevancy are the same values, and the provenance says which rule was used."""
+    archive = build_synthetic(simulated_sky, keep_without_evolution=True)
+    every = build_synthetic(simulated_sky, keep_without_evolution=True, every_order=True)
+    a, e = archive.table.to_pandas(), every.table.to_pandas()
+    assert list(a["source_id"]) == list(e["source_id"])
+    xp = [f"{b}{i}" for b in ("bp", "rp") for i in range(55)]
+    fa, fe = np.isfinite(a[xp].to_numpy()), np.isfinite(e[xp].to_numpy())
+    assert fe.all() and not fa.all()  # the simulator leaves faint stars' high orders out
+    np.testing.assert_array_equal(a[xp].to_numpy()[fa], e[xp].to_numpy()[fa])
+    assert np.isfinite(e[[f"{c}_error" for c in xp]].to_numpy()).all()
+    assert every.summary["xp_relevancy"].startswith("every coefficient")
+    assert archive.summary["xp_relevancy"] == "the archive's X_n_relevant_bases"

@@ -131,6 +131,7 @@ def _run_synthetic(args: argparse.Namespace) -> int:
         test_fraction=args.test_fraction,
         keep_without_evolution=args.keep_without_evolution,
         with_correlations=args.xp_correlations,
+        every_order=args.every_order,
     )
     with target as tmp:
         write_training_set(build.table, tmp, overwrite=True)
@@ -275,6 +276,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     y = kinds.add_parser("synthetic", help="a simulated sky directory (xpengine simulate output)")
     y.add_argument("--sky", required=True, help="simulated sky directory")
+    y.add_argument(
+        "--every-order",
+        action="store_true",
+        help="keep every XP coefficient, ignoring X_n_relevant_bases (as sampled spectra keep them)",
+    )
     _evolution_options(y)
     _with_tokens(y)
     _common(y, val=0.09, test=0.1)

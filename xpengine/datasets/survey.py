@@ -333,6 +333,7 @@ def build_survey(
     salt: bytes = DEFAULT_SALT,
     keep_without_evolution: bool = False,
     with_correlations: bool = False,
+    every_order: bool = False,
     extra_columns: dict[str, Callable[[np.ndarray], np.ndarray]] | None = None,
     provenance: dict[str, Any] | None = None,
 ) -> SurveyBuild:
@@ -340,6 +341,10 @@ def build_survey(
 
     vocabulary: default `PAPER_VOCABULARY` (120 tokens; [α/M] then goes to an extra column `alpha_m`).
     with_correlations: read the XP correlations to propagate exact token errors (≈10× slower reading).
+    every_order: keep every XP coefficient, ignoring `X_n_relevant_bases` (as the real APOGEE×XP stars' sampled
+    spectra keep them): the orders beyond the relevancy carry their noise and errors instead of being left
+    out, so that in training the orders present stop telling a model how bright a star is (session 15,
+    `benchmarks/relevancy_sensitivity.py`). Default: the archive's rule, as the catalogue applies it.
     extra_columns: name → function(source_id (M,)) → (M,) array, added to the output (e.g. truth).
     provenance: more entries for the summary / provenance metadata.
     """
@@ -365,6 +370,9 @@ def build_survey(
     # 7: tokens. Training stars keep the archive's own G: a star without gaia_source photometry gets no
     # XP tokens here (the catalogue may normalise such stars by their synthetic G, flag G_FROM_XP)
     data = token_inputs(inputs, joined, xp_sid, star, vocab, summary)
+    if every_order:
+        for band in ("bp", "rp"):  # NaN = unknown: every coefficient counts as relevant
+            data[f"{band}_n_relevant_bases"] = np.full(len(data["source_id"]), np.nan)
     tb = build_tokens(data, vocab, g_from_xp=False)
 
     # 8: split and table
@@ -404,6 +412,9 @@ def build_survey(
             + ("stars without mass/age kept" if keep_without_evolution else "stars without mass/age dropped"),
             "xp_representation": REPRESENTATION_ID,
             "xp_correlations_used": bool(with_correlations),
+            "xp_relevancy": "every coefficient kept (X_n_relevant_bases ignored)"
+            if every_order
+            else "the archive's X_n_relevant_bases",
             "features_version": FEATURES_VERSION,
             "vocabulary": vocab.name,
         }
