@@ -118,9 +118,15 @@ def match_apokasc(table: pd.DataFrame, dev: Mapping[str, np.ndarray]) -> pd.Data
         )
         if hit.size == 1:
             pairs.append((int(j), int(hit[0])))
+    # a source listed twice in the dev file (two APOGEE ids, identical rows) is one star: keep its first row
+    sid = np.asarray(dev["source_id"], dtype=np.int64)
+    first: dict[tuple[int, int], tuple[int, int]] = {}
+    for j, i in pairs:
+        first.setdefault((int(sid[j]), i), (j, i))
+    pairs = list(first.values())
     dev_rows = np.array([p[0] for p in pairs], dtype=np.int64)
     tab_rows = np.array([p[1] for p in pairs], dtype=np.int64)
-    # one to one: a table star claimed by two dev rows (a star observed twice) is dropped
+    # one to one: a table star claimed by two different sources is ambiguous and dropped
     once = np.isin(tab_rows, np.flatnonzero(np.bincount(tab_rows, minlength=len(table)) == 1))
     dev_rows, tab_rows = dev_rows[once], tab_rows[once]
     t = table.iloc[tab_rows]

@@ -54,6 +54,10 @@ def test_match_takes_exact_copies_in_the_kepler_field_one_to_one():
     m = sg.match_apokasc(table, dev)
     assert list(m.columns) == sg.MATCH_COLUMNS
     assert m["source_id"].tolist() == [10] and m["kic"].tolist() == [1000]
+    # the dev file lists some sources twice (two APOGEE ids, identical rows): one star, matched once
+    twice = {k: np.concatenate([v, v[:1]]) for k, v in dev.items()}
+    again = sg.match_apokasc(table, twice)
+    assert again["source_id"].tolist() == [10]
     assert m["mass"].iloc[0] == pytest.approx(1.0) and m["teff_apokasc"].iloc[0] == pytest.approx(4718.9233)
 
 
