@@ -285,6 +285,15 @@ def age_truth(stars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return age, 0.5 * (np.log(hi) - np.log(lo))
 
 
+def _age_scores(
+    age: np.ndarray, age_error: np.ndarray | None, truth: tuple[np.ndarray, np.ndarray]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`score` of the predicted age (N,) [Gyr] against `truth` (`age_truth`): in ln age (σ relative) and in Gyr."""
+    t, ln_sigma = truth
+    sigma = None if age_error is None else age_error / age
+    return score(np.log(age), sigma, np.log(t), ln_sigma), score(age, None, t, t * ln_sigma)
+
+
 def model_results(
     predictor: Any,
     arrays: Any,
@@ -293,10 +302,12 @@ def model_results(
     g_mag: np.ndarray,
     split: np.ndarray,
     ebv: np.ndarray,
+    ages: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Mass and logg of one model for the matched stars (`rows` of the TrainingArrays, in `stars`' order; g_mag
     and ebv (N,) in the same order), and mass with the pseudo-luminosity of `seismic_distance_kpc` for a model
-    that reads it (the catalogue's context with a parallax, `real_star_checks.distance_contexts`)."""
+    that reads it (the catalogue's context with a parallax, `real_star_checks.distance_contexts`). ages: the
+    stars' `age_truth`, computed here when not given."""
     from real_star_checks import _predict, distance_contexts, literature_tokens
 
     from xpengine.evaluate.scenarios import scenario_groups
@@ -314,10 +325,8 @@ def model_results(
     pred = {k: v[order] for k, v in _predict(predictor, arrays, mask, inputs, g_mag=g_mag[back]).items()}
     out: dict[str, Any] = {}
     if "age" in pred:
-        age, ln_sigma = age_truth(stars)
-        sigma = pred["age_error"] / pred["age"] if "age_error" in pred else None
-        out["ln_age"] = score(np.log(pred["age"]), sigma, np.log(age), ln_sigma)
-        out["age_gyr"] = score(pred["age"], None, age, age * ln_sigma)
+        ages = age_truth(stars) if ages is None else ages
+        out["ln_age"], out["age_gyr"] = _age_scores(pred["age"], pred.get("age_error"), ages)
     if "mass" in pred:
         out["mass"] = mass_scores(pred["mass"], pred.get("mass_error"), stars)
         ctx, (dist_inputs, unread) = next(iter(distance_contexts(predictor).items()))
@@ -336,11 +345,9 @@ def model_results(
                 **mass_scores(p["mass"], p.get("mass_error"), stars),
             }
             if "age" in p:
-                age, ln_sigma = age_truth(stars)
-                a = np.where(has, p["age"], np.nan)
-                sigma = p["age_error"] / p["age"] if "age_error" in p else None
-                out["ln_age_with_seismic_luminosity"] = score(np.log(a), sigma, np.log(age), ln_sigma)
-                out["age_gyr_with_seismic_luminosity"] = score(a, None, age, age * ln_sigma)
+                out["ln_age_with_seismic_luminosity"], out["age_gyr_with_seismic_luminosity"] = _age_scores(
+                    np.where(has, p["age"], np.nan), p.get("age_error"), ages
+                )
     if "logg" in pred:
         ls, le = stars["logg_seis"].to_numpy(float), stars["logg_seis_error"].to_numpy(float)
         nt = split != "train"
@@ -471,10 +478,11 @@ def run(
         "rp": float(np.median(n_rel[:, 1])),
     }
     masked = masked_arrays(arrays, rows, n_rel)
+    ages = age_truth(stars)  # MIST ages at the seismic masses, once for every model and input
     for m in models:
         p = Predictor.load(m)
-        res = model_results(p, arrays, rows, stars, g_all[rows], split, ebv)
-        res["with_relevancy"] = model_results(p, masked, rows, stars, g_all[rows], split, ebv)
+        res = model_results(p, arrays, rows, stars, g_all[rows], split, ebv, ages)
+        res["with_relevancy"] = model_results(p, masked, rows, stars, g_all[rows], split, ebv, ages)
         if "mass" in p.learned.outputs:
             res["twin"] = twin_results(p, arrays, fits_path, stars, emulator)
         out["models"][m] = res
@@ -498,6 +506,18 @@ def _cell(s: Mapping[str, Any] | None, digits: int = 3, *, ci95: bool = False) -
     return f"{s['bias']:+.{digits}f} / {s['robust_sigma']:.{digits}f} / ρ {s['spearman']:.2f}{z} ({s['n']})"
 
 
+def _group_table(
+    title: str, results: Mapping[str, Any], models: list[str], groups: list[str], key: str
+) -> list[str]:
+    """A markdown table of `mass_scores` groups (rows) by model (columns) from each model's `results[m][key]`;
+    the "all" row with its bootstrap intervals."""
+    lines = [title, "", "| stars | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    for g in groups:
+        cells = [_cell(results[m].get(key, {}).get(g), ci95=g == "all") for m in models]
+        lines.append(f"| {g} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def render_markdown(res: Mapping[str, Any]) -> str:
     r = res["result"]
     lines = [
@@ -515,37 +535,14 @@ def render_markdown(res: Mapping[str, Any]) -> str:
     models = list(r["models"])
     groups = next((list(v["mass"]) for v in r["models"].values() if "mass" in v), [])
     if groups:
-        lines += [
-            "## Mass [M☉] against the seismic mass",
-            "",
-            "| stars | " + " | ".join(models) + " |",
-            "|---|" + "---|" * len(models),
-        ]
-        for g in groups:
-            lines.append(
-                f"| {g} | "
-                + " | ".join(_cell(r["models"][m].get("mass", {}).get(g), ci95=g == "all") for m in models)
-                + " |"
-            )
-        lines.append("")
+        lines += _group_table("## Mass [M☉] against the seismic mass", r["models"], models, groups, "mass")
     lum = [m for m in models if "mass_with_seismic_luminosity" in r["models"][m]]
     if lum:
         ctx = r["models"][lum[0]]["mass_with_seismic_luminosity"]["context"]
-        lines += [
-            f"## Mass with a parallax's information: the pseudo-luminosity of the seismic luminosity ({ctx})",
-            "",
-            "| stars | " + " | ".join(lum) + " |",
-            "|---|" + "---|" * len(lum),
-        ]
-        for g in groups:
-            lines.append(
-                f"| {g} | "
-                + " | ".join(
-                    _cell(r["models"][m]["mass_with_seismic_luminosity"].get(g), ci95=g == "all") for m in lum
-                )
-                + " |"
-            )
-        lines.append("")
+        title = (
+            f"## Mass with a parallax's information: the pseudo-luminosity of the seismic luminosity ({ctx})"
+        )
+        lines += _group_table(title, r["models"], lum, groups, "mass_with_seismic_luminosity")
     rel = [m for m in models if "with_relevancy" in r["models"][m]]
     if rel:
         nr = r["simulator_n_relevant_median"]
