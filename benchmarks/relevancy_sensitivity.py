@@ -143,36 +143,23 @@ def real(predictor: Any, fits_path: str, dataset: str, emulator: str) -> dict[st
     """Measurement 2 (module docstring) on the dev file's test-split giants."""
     import pyarrow.parquet as pq
     import seismic_giants as sg
-    from astropy.io import fits
-    from real_star_checks import radec_from_apogee_id
 
     from xpengine.datasets.schema import read_training_set
     from xpengine.evaluate.baseline import standard_input_names
     from xpengine.evaluate.runner import align_to_vocabulary
-    from xpengine.features.relevancy import relevancy_mask
-    from xpengine.simulate.coords import ecliptic_latitude
 
     arrays = read_training_set(dataset)
     side = pq.read_table(dataset, columns=["split", "phot_g_mean_mag"]).to_pandas()
     vocab = arrays.vocabulary
     teff, logg = (arrays.values[:, vocab.index(t)] for t in ("teff", "logg"))
     rows = np.flatnonzero((side["split"] == "test").to_numpy() & paper_giants(teff, logg))
-    d = fits.getdata(fits_path, 1)
-    pos = {int(s): i for i, s in enumerate(np.asarray(d["gaiaedr3_source_id"], dtype=np.int64))}
-    fi = np.array([pos[int(s)] for s in arrays.source_id[rows]], dtype=np.int64)
-    flux = np.asarray(d["flux"][fi], np.float64) * np.asarray(d["medflux"][fi], np.float64)[:, None]
-    ra, dec = radec_from_apogee_id(np.char.strip(np.asarray(d["apogee_id"][fi]).astype(str)))
-    ecl = np.nan_to_num(ecliptic_latitude(ra, dec), nan=45.0)
+    flux, ecl = sg.flux_and_ecliptic(fits_path, arrays.source_id[rows])
     g = side["phot_g_mean_mag"].to_numpy(float)[rows]
     n_rel = sg.simulator_relevancy(flux, g, ecl, emulator)
     pv = predictor.vocabulary
     values, errors = align_to_vocabulary(arrays.values[rows], arrays.errors[rows], vocab, pv)
-    masked = values.copy()
-    xp = xp_columns(pv.names)
-    keep = np.concatenate([relevancy_mask(n_rel[:, 0], 55), relevancy_mask(n_rel[:, 1], 55)], axis=1)
-    block = masked[:, xp]
-    block[~keep] = np.nan
-    masked[:, xp] = block
+    hidden = sg.masked_arrays(arrays, rows, n_rel)  # the orders beyond each star's count set to NaN
+    masked, _ = align_to_vocabulary(hidden.values[rows], arrays.errors[rows], vocab, pv)
     inputs = standard_input_names()
     every = _predict(predictor, values, errors, inputs, g)
     return {

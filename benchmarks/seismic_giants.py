@@ -425,8 +425,9 @@ def masked_arrays(arrays: Any, rows: np.ndarray, n_relevant: np.ndarray) -> Any:
     )
 
 
-def _flux_and_ecliptic(fits_path: str, source_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The matched stars' absolute sampled flux (N, 343) and ecliptic latitude [deg] from the dev file."""
+def flux_and_ecliptic(fits_path: str, source_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stars' absolute sampled flux (N, 343) and ecliptic latitude [deg] from the dev file, by source id (45° where
+    the APOGEE_ID holds no 2MASS position: it only sets the simulator's transit count)."""
     from astropy.io import fits
     from real_star_checks import radec_from_apogee_id
 
@@ -437,7 +438,7 @@ def _flux_and_ecliptic(fits_path: str, source_id: np.ndarray) -> tuple[np.ndarra
     i = np.array([pos[int(s)] for s in source_id], dtype=np.int64)
     flux = np.asarray(d["flux"][i], np.float64) * np.asarray(d["medflux"][i], np.float64)[:, None]
     ra, dec = radec_from_apogee_id(np.char.strip(np.asarray(d["apogee_id"][i]).astype(str)))
-    return flux, ecliptic_latitude(ra, dec)
+    return flux, np.nan_to_num(ecliptic_latitude(ra, dec), nan=45.0)
 
 
 def run(
@@ -471,7 +472,7 @@ def run(
     # the dev file's spectra are sampled ones: every coefficient is kept, whereas archive rows (and the
     # training skies' stars) lose their orders beyond X_n_relevant_bases; the same stars again with the
     # relevancy the simulator gives a star of their spectrum and G
-    flux, ecl_lat = _flux_and_ecliptic(fits_path, stars["source_id"].to_numpy())
+    flux, ecl_lat = flux_and_ecliptic(fits_path, stars["source_id"].to_numpy())
     n_rel = simulator_relevancy(flux, g_all[rows], ecl_lat, emulator)
     out["simulator_n_relevant_median"] = {
         "bp": float(np.median(n_rel[:, 0])),
