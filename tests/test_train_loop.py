@@ -444,3 +444,25 @@ def test_relevancy_truncation_through_the_loop_resumes_exactly(toy3, tmp_path):
     assert saved["truncate_fraction"] == 0.5 and saved["truncate_min"] == 1
     bad = _config(toy3, truncate_fraction=1.5, truncate_min=0).problems()
     assert any("truncate_fraction" in p for p in bad) and any("truncate_min" in p for p in bad)
+
+
+def test_relevancy_truncation_from_a_count_table_resumes_exactly(toy3, tmp_path):
+    """truncate_counts: the table is read at start, its hash is in the provenance, a resumed run draws the same
+    cuts, and the table changes what is drawn."""
+    table = tmp_path / "counts.csv"
+    table.write_text("# test\nbp_n_relevant_bases,rp_n_relevant_bases,count\n1,3,5\n2,1,1\n")
+    tr, va = _arrays(toy3)
+    cfg = _config(toy3, epochs=3, batch_size=64, truncate_fraction=0.5, truncate_counts=str(table))
+    full = train(cfg, tr, va, output_dir=tmp_path / "full")
+    train(dataclasses.replace(cfg, epochs=1), tr, va, output_dir=tmp_path / "part")
+    resumed = train(cfg, tr, va, output_dir=tmp_path / "part", resume_from=tmp_path / "part")
+    assert [a["train_loss"] for a in full.history[1:]] == [b["train_loss"] for b in resumed.history]
+    uniform = train(
+        dataclasses.replace(cfg, epochs=1, truncate_counts=None), tr, va, output_dir=tmp_path / "u"
+    )
+    assert uniform.history[0]["train_loss"] != full.history[0]["train_loss"]
+    ckpt = load_checkpoint(full.model_dir)
+    assert ckpt.train_config["truncate_counts"] == str(table)
+    assert len(ckpt.provenance["truncate_counts"]["sha256"]) == 64
+    bad = _config(toy3, truncate_counts=str(table)).problems()
+    assert any("truncate_counts needs truncate_fraction > 0" in p for p in bad)

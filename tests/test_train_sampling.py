@@ -321,3 +321,68 @@ def test_relevancy_truncation_off_draws_exactly_as_before():
         sample_tokens(
             values, errors, requestable, xp_band=band, xp_order=order, truncate_fraction=0.3, truncate_min=56
         )
+
+
+def test_relevancy_truncation_from_a_count_table_follows_its_rows():
+    """With a count table a cut star takes the (BP, RP) counts of one row, drawn ∝ its weight; a count past
+    the band's last order cuts nothing there."""
+    from xpengine.train.sampling import _truncated
+
+    band, order = _xp_layout()
+    counts = torch.tensor([[5, 60], [40, 12]], dtype=torch.int64)
+    weights = torch.tensor([3.0, 1.0])
+    cut = _truncated(8000, band, order, 1.0, 3, torch.Generator().manual_seed(2), (counts, weights))
+    k_bp, k_rp = 55 - cut[:, :55].sum(1), 55 - cut[:, 55:110].sum(1)
+    first = (k_bp == 5) & (k_rp == 55)  # row 0: RP 60 ≥ 55 orders, so RP is whole
+    second = (k_bp == 40) & (k_rp == 12)
+    assert bool((first | second).all())  # every star has one row's pair, BP and RP together
+    assert 0.72 < first.float().mean().item() < 0.78  # drawn 3:1
+    assert torch.equal(cut[:, :55], order[:55].unsqueeze(0) >= k_bp.unsqueeze(1))  # the band's tail
+    assert not cut[:, 110:].any()
+    # through sample_tokens: no cut order enters a context
+    values, errors = _data(n=500)
+    values[:] = torch.randn(500, 120)
+    tb = sample_tokens(
+        values,
+        errors,
+        torch.ones(120, dtype=torch.bool),
+        xp_band=band,
+        xp_order=order,
+        truncate_fraction=1.0,
+        truncate_table=(counts[:1], weights[:1]),
+        generator=torch.Generator().manual_seed(3),
+    )
+    ids = tb.context_ids[tb.context_ids > 0] - 1
+    assert not ((ids >= 5) & (ids < 55)).any() and ((ids >= 55) & (ids < 110)).any()
+    with pytest.raises(ValueError, match="truncate_table needs"):
+        sample_tokens(
+            values,
+            errors,
+            torch.ones(120, dtype=torch.bool),
+            xp_band=band,
+            xp_order=order,
+            truncate_fraction=0.5,
+            truncate_table=(counts[:, :1], weights),
+        )
+
+
+def test_count_table_file_round_trip_and_errors(tmp_path):
+    from xpengine.train.train_data import load_truncate_counts
+
+    good = tmp_path / "counts.csv"
+    good.write_text("# made by hand\nbp_n_relevant_bases,rp_n_relevant_bases,count\n3,4,10\n55,21,2\n")
+    counts, weights = load_truncate_counts(str(good))
+    assert counts.tolist() == [[3, 4], [55, 21]] and weights.tolist() == [10.0, 2.0]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("bp_n_relevant_bases,rp_n_relevant_bases,count\n3,4,10\n7,x,1\n")
+    with pytest.raises(ValueError, match=r"bad.csv: line 3, column rp_n_relevant_bases: not an integer: 'x'"):
+        load_truncate_counts(str(bad))
+    bad.write_text("bp_n_relevant_bases,rp_n_relevant_bases,count\n3,4,0\n")
+    with pytest.raises(ValueError, match=r"line 2, column count: must be >= 1, got 0"):
+        load_truncate_counts(str(bad))
+    bad.write_text("bp,rp,count\n3,4,1\n")
+    with pytest.raises(ValueError, match=r"bad.csv: line 1: header must be"):
+        load_truncate_counts(str(bad))
+    bad.write_text("# nothing\nbp_n_relevant_bases,rp_n_relevant_bases,count\n")
+    with pytest.raises(ValueError, match="no count rows"):
+        load_truncate_counts(str(bad))

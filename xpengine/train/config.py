@@ -51,7 +51,9 @@ class TrainConfig:
     from `focus_inputs` only, with 0..focus_max_masked slots masked (None: max_masked); see
     `xpengine.train.sampling` (paper: none, focus_fraction 0).
     truncate_fraction, truncate_min: a fraction of the stars in each batch have each XP band cut at a random
-    order count in truncate_min..55 (`xpengine.train.sampling`; paper: none, 0).
+    order count in truncate_min..55 (`xpengine.train.sampling`; paper: none, 0). truncate_counts: None, or a
+    (BP, RP) relevant-base count table (`training/relevancy_counts.py`) from which a cut star's counts are
+    drawn instead (archive-like patterns, independent of the star).
     requestable: tokens that may be requested (Leung & Bovy: all XP, J−H, labels, ln E(B−V), fakemag;
     BP−RP and J−K are inputs only).
     val_inputs / val_labels: validation predicts `val_labels` from the fixed input `val_inputs`
@@ -107,6 +109,7 @@ class TrainConfig:
     focus_max_masked: int | None = None
     truncate_fraction: float = 0.0
     truncate_min: int = 3
+    truncate_counts: str | None = None
     val_inputs: tuple[str, ...] = ("bp0..29", "rp0..29", "bprp", "jh", "jk")
     val_labels: tuple[str, ...] = ("teff", "logg", "m_h", "mass", "ln_age")
     val_every: int = 16
@@ -193,6 +196,8 @@ class TrainConfig:
             p.append(f"truncate_fraction must be in [0, 1], got {self.truncate_fraction}")
         if not 1 <= self.truncate_min <= 55:
             p.append(f"truncate_min must be in [1, 55], got {self.truncate_min}")
+        if self.truncate_counts is not None and self.truncate_fraction == 0:
+            p.append("truncate_counts needs truncate_fraction > 0")
         if self.n_requests < 1:
             p.append(f"n_requests must be >= 1, got {self.n_requests}")
         if not 0.0 < self.epoch_pool_fraction <= 1.0:
@@ -230,6 +235,7 @@ _KINDS: dict[str, str] = {
     "focus_max_masked": "int?",
     "truncate_fraction": "float",
     "truncate_min": "int",
+    "truncate_counts": "str?",
     "val_inputs": "strs",
     "val_labels": "strs",
     "val_every": "int",

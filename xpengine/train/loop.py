@@ -21,6 +21,7 @@ Output directory::
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -369,6 +370,7 @@ def _train_epoch(
             xp_order=data.xp_order,
             truncate_fraction=config.truncate_fraction,
             truncate_min=config.truncate_min,
+            truncate_table=data.truncate_table,
             generator=generator,
         )
         with autocast_context(device, amp_dtype):
@@ -423,6 +425,9 @@ def _run_provenance(
     provenance["learned_tokens"] = {"rule": LEARNED_TOKENS_RULE, "n_train_stars": n_train}
     if config.init_from is not None:
         provenance["initialised_from"] = init_provenance(Path(config.init_from))
+    if config.truncate_counts is not None:
+        digest = hashlib.sha256(Path(config.truncate_counts).read_bytes()).hexdigest()
+        provenance["truncate_counts"] = {"path": config.truncate_counts, "sha256": digest}
     if resumed is not None:
         provenance["previous_wall_time_s"] = float(resumed.provenance.get("wall_time_s", 0.0))
         provenance["resumed_from"] = str(resumed_dir)

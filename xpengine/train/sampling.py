@@ -22,7 +22,10 @@ stars, each batch, have each XP band cut at a random order count k ~ U{`truncate
 left out of the context, requests unchanged). A simulated star keeps the orders its S/N makes relevant, so
 how many are present tells a model how bright the star is; cutting bright stars' bands as faint ones are
 cut weakens that cue, so that mass and age follow the spectrum rather than the archive's relevancy count
-(session 15, `benchmarks/relevancy_sensitivity.py`).
+(session 15, `benchmarks/relevancy_sensitivity.py`). With a *count table* (`truncate_counts`: (BP, RP)
+relevant-base counts and their frequencies, e.g. a whole sky's, `training/relevancy_counts.py`) a cut star
+takes the pair of a random table row instead, so the cuts follow the archive's own mix of patterns while
+staying independent of the star.
 
 Optional *epoch pool* (`epoch_rows`): the stars of a pool (e.g. the simulated ones) are subsampled
 afresh each epoch, so that a pool can be given a small share of the batches without always showing
@@ -86,6 +89,7 @@ def _truncated(
     fraction: float,
     k_min: int,
     generator: torch.Generator | None,
+    table: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """(B, T) bool: the XP tokens a batch's relevancy truncation leaves out (see `sample_tokens`)."""
     device = xp_band.device
@@ -93,10 +97,41 @@ def _truncated(
     if not 1 <= k_min <= n_max:
         raise ValueError(f"truncate_min must be in [1, {n_max}], got {k_min}")
     cut = torch.rand(b, generator=generator, device=device) < fraction  # (B,)
-    k = torch.randint(k_min, n_max + 1, (b, 2), generator=generator, device=device)  # (B, 2) per band
+    if table is None:
+        k = torch.randint(k_min, n_max + 1, (b, 2), generator=generator, device=device)  # (B, 2) per band
+    else:
+        counts, weights = table  # (M, 2) int64, (M,) float
+        rows = torch.multinomial(weights.to(device), b, replacement=True, generator=generator)  # (B,)
+        k = counts.to(device)[rows]  # (B, 2): a count ≥ n_max cuts nothing in that band
     is_xp = xp_band >= 0  # (T,)
     k_tok = k[:, xp_band.clamp(min=0)]  # (B, T) the count of each token's band
     return cut.unsqueeze(1) & is_xp.unsqueeze(0) & (xp_order.unsqueeze(0) >= k_tok)
+
+
+def _check_truncation(
+    t: int,
+    xp_band: torch.Tensor | None,
+    xp_order: torch.Tensor | None,
+    truncate_fraction: float,
+    truncate_table: tuple[torch.Tensor, torch.Tensor] | None,
+) -> None:
+    """Raise ValueError for relevancy-truncation arguments `sample_tokens` cannot use."""
+    if not 0.0 <= truncate_fraction <= 1.0:
+        raise ValueError(f"truncate_fraction must be in [0, 1], got {truncate_fraction}")
+    if truncate_fraction > 0 and (xp_band is None or xp_order is None or xp_band.shape != (t,)):
+        raise ValueError(f"truncate_fraction > 0 needs xp_band and xp_order of shape ({t},)")
+    if truncate_table is not None:
+        counts, weights = truncate_table
+        if (
+            counts.ndim != 2
+            or counts.shape[1] != 2
+            or weights.shape != (counts.shape[0],)
+            or counts.shape[0] == 0
+        ):
+            raise ValueError(
+                f"truncate_table needs (M, 2) counts and (M,) weights, M > 0; got {tuple(counts.shape)} and "
+                f"{tuple(weights.shape)}"
+            )
 
 
 def sample_tokens(
@@ -115,6 +150,7 @@ def sample_tokens(
     xp_order: torch.Tensor | None = None,
     truncate_fraction: float = 0.0,
     truncate_min: int = 3,
+    truncate_table: tuple[torch.Tensor, torch.Tensor] | None = None,
     generator: torch.Generator | None = None,
 ) -> SampledBatch:
     """Sample context and request tokens for a batch of stars.
@@ -129,7 +165,9 @@ def sample_tokens(
     masked slots for those stars are drawn in 0..focus_max_masked (None: `max_masked`); xp_band, xp_order:
     (T,) int64, each token's XP band (0 BP, 1 RP, −1 not an XP coefficient) and order; truncate_fraction:
     probability that a star's bands are cut at random order counts in truncate_min..n (module docstring;
-    no random draw is made when it is 0, so runs without it draw exactly as before).
+    no random draw is made when it is 0, so runs without it draw exactly as before); truncate_table:
+    None, or ((M, 2) int64 (BP, RP) counts, (M,) positive weights): a cut star's counts are a row drawn
+    with probability ∝ weight instead.
     Returns a :class:`SampledBatch`.
     """
     if values.ndim != 2 or errors.shape != values.shape:
@@ -150,17 +188,22 @@ def sample_tokens(
     f_masked = max_masked if focus_max_masked is None else focus_max_masked
     if not 0 <= f_masked < n_context:
         raise ValueError(f"focus_max_masked must be in [0, n_context={n_context}), got {f_masked}")
-    if not 0.0 <= truncate_fraction <= 1.0:
-        raise ValueError(f"truncate_fraction must be in [0, 1], got {truncate_fraction}")
-    if truncate_fraction > 0 and (xp_band is None or xp_order is None or xp_band.shape != (t,)):
-        raise ValueError(f"truncate_fraction > 0 needs xp_band and xp_order of shape ({t},)")
+    _check_truncation(t, xp_band, xp_order, truncate_fraction, truncate_table)
     device = values.device
     valid = torch.isfinite(values)  # (B, T)
     usable = (
         valid
         if truncate_fraction == 0
         else valid
-        & ~_truncated(b, xp_band.to(device), xp_order.to(device), truncate_fraction, truncate_min, generator)
+        & ~_truncated(
+            b,
+            xp_band.to(device),
+            xp_order.to(device),
+            truncate_fraction,
+            truncate_min,
+            generator,
+            truncate_table,
+        )
     )  # (B, T) tokens that may enter the context
     in_context = usable  # (B, T) tokens a star's context may hold
     masked = torch.randint(0, max_masked + 1, (b,), generator=generator, device=device)  # (B,)

@@ -16,7 +16,9 @@ from xpengine.model.checkpoint import LearnedTokens
 from xpengine.model.standardize import Standardization
 from xpengine.train.config import TrainConfig, expand_tokens
 
-__all__ = ["LEARNED_TOKENS_RULE", "TrainData", "learned_tokens", "xp_band_order"]
+__all__ = ["LEARNED_TOKENS_RULE", "TrainData", "learned_tokens", "load_truncate_counts", "xp_band_order"]
+
+COUNT_COLUMNS = ("bp_n_relevant_bases", "rp_n_relevant_bases", "count")
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +96,7 @@ class TrainData:
     pool: torch.Tensor | None = None  # (N,) bool: the epoch pool (config.epoch_pool_tokens) or None
     xp_band: torch.Tensor | None = None  # (T,) int64: 0 BP, 1 RP, -1 other (relevancy truncation) or None
     xp_order: torch.Tensor | None = None  # (T,) int64: the XP coefficient's order (0 for other tokens)
+    truncate_table: tuple[torch.Tensor, torch.Tensor] | None = None  # ((M, 2) int64, (M,) float) or None
 
     @property
     def n_train(self) -> int:
@@ -160,7 +163,58 @@ class TrainData:
         if config.truncate_fraction > 0:
             band, order = xp_band_order(vocab)
             xp_band, xp_order = torch.from_numpy(band).to(device), torch.from_numpy(order).to(device)
-        return cls(xz, ez, requestable, request_weights, focus, learned, pool, xp_band, xp_order)
+        table = None
+        if config.truncate_fraction > 0 and config.truncate_counts is not None:
+            counts, weights = load_truncate_counts(config.truncate_counts)
+            table = (torch.from_numpy(counts).to(device), torch.from_numpy(weights).to(device))
+            logger.info(
+                "relevancy truncation: %.3g of the stars cut at (BP, RP) counts drawn from %s (%d patterns, %d stars)",
+                config.truncate_fraction,
+                config.truncate_counts,
+                len(counts),
+                int(weights.sum()),
+            )
+        return cls(xz, ez, requestable, request_weights, focus, learned, pool, xp_band, xp_order, table)
+
+
+def load_truncate_counts(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """A relevancy count table (`training/relevancy_counts.py`): CSV, `#` comment lines, then the header
+    `bp_n_relevant_bases,rp_n_relevant_bases,count` and one row per (BP, RP) pair. Returns (M, 2) int64 counts
+    and (M,) float64 weights. A bad value raises ValueError naming the file, line and column."""
+    counts: list[tuple[int, int]] = []
+    weights: list[float] = []
+    header: list[str] | None = None
+    with open(path, encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            fields = [f.strip() for f in text.split(",")]
+            if header is None:
+                if tuple(fields) != COUNT_COLUMNS:
+                    raise ValueError(
+                        f"{path}: line {line_no}: header must be {','.join(COUNT_COLUMNS)}, got {text!r}"
+                    )
+                header = fields
+                continue
+            if len(fields) != 3:
+                raise ValueError(f"{path}: line {line_no}: expected 3 fields, got {len(fields)}")
+            row = []
+            for col, value, low in zip(COUNT_COLUMNS, fields, (1, 1, 1), strict=True):
+                try:
+                    v = int(value)
+                except ValueError:
+                    raise ValueError(
+                        f"{path}: line {line_no}, column {col}: not an integer: {value!r}"
+                    ) from None
+                if v < low:
+                    raise ValueError(f"{path}: line {line_no}, column {col}: must be >= {low}, got {v}")
+                row.append(v)
+            counts.append((row[0], row[1]))
+            weights.append(float(row[2]))
+    if not counts:
+        raise ValueError(f"{path}: no count rows")
+    return np.asarray(counts, dtype=np.int64), np.asarray(weights, dtype=np.float64)
 
 
 def xp_band_order(vocabulary: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
