@@ -16,6 +16,8 @@ input file, not of the star. Two measurements, nothing fitted:
    with every coefficient, (c) those with the sky star's own missing tokens removed. Per G bin, the median of
    (b) − (a) and (c) − (a) in mass, ln age and logg: a model that read only the star would give 0 for both
    up to the draw's scatter; (c) ≈ 0 with (b) ≠ 0 says the orders present, not the emulator, move it.
+   Also (since session 16) each input's accuracy against the true mass and ln age, per G bin: robust σ and
+   median bias, so that a model that reads the orders present as a brightness cue shows what the cue is worth.
 2. Real giants of the dev file's test split (paper's domain by their ASPCAP labels; `--apogee-xp`, `--dataset`):
    every coefficient against the relevancy the simulator gives each star's own spectrum at its G
    (`seismic_giants.simulator_relevancy`), the median shift of mass, ln age, Teff, logg and [M/H] per G bin,
@@ -50,6 +52,28 @@ def xp_columns(vocabulary: Sequence[str]) -> list[int]:
     """Column indices of the XP tokens bp0–54, rp0–54 in `vocabulary` order (the emulator's coefficient order)."""
     names = list(vocabulary)
     return [names.index(f"{b}{i}") for b in ("bp", "rp") for i in range(55)]
+
+
+def truth_scores(
+    pred: Mapping[str, np.ndarray], truth: Mapping[str, np.ndarray], g_mag: np.ndarray
+) -> dict[str, Any]:
+    """Robust σ and median bias of pred − truth for mass [M☉] and ln age, over all stars and per `G_BINS` bin."""
+    from xpengine.evaluate.metrics import robust_sigma
+
+    out: dict[str, Any] = {}
+    bins = [("all", np.ones(g_mag.size, bool))]
+    bins += [(f"G {lo:g}–{hi:g}", (g_mag >= lo) & (g_mag < hi)) for lo, hi in itertools.pairwise(G_BINS)]
+    for name, sel in bins:
+        if not sel.any():
+            continue
+        row: dict[str, Any] = {"n": int(sel.sum())}
+        for k in ("mass", "ln_age"):
+            if k in pred:
+                r = (pred[k] - truth[k])[sel]
+                r = r[np.isfinite(r)]
+                row[k] = {"sigma": robust_sigma(r), "bias": float(np.median(r))} if r.size else None
+        out[name] = row
+    return out
 
 
 def median_shift(
@@ -98,6 +122,8 @@ def simulated(predictor: Any, mixed: str, emulator: str, seed: int = 0) -> dict[
         "truth_fe_h",
         "truth_alpha_m",
         "truth_ebv",
+        "truth_mass",
+        "truth_age_gyr",
     ]
     side = pq.read_table(mixed, columns=cols).to_pandas()
     sel = (side["origin"] == "synthetic") & (side["split"] == "val")
@@ -127,15 +153,21 @@ def simulated(predictor: Any, mixed: str, emulator: str, seed: int = 0) -> dict[
     twin_masked[:, xp] = block
     inputs = standard_input_names()
     sky = _predict(predictor, values, errors, inputs, g)
+    every = _predict(predictor, twin, errors, inputs, g)
+    masked = _predict(predictor, twin_masked, errors, inputs, g)
+    truth = {"mass": s["truth_mass"].to_numpy(float), "ln_age": np.log(s["truth_age_gyr"].to_numpy(float))}
     return {
         "n": int(rows.size),
         "missing_fraction_bp_rp_0_29": float(
             np.isnan(values[:, [c for j, c in enumerate(xp) if j % 55 < 30]]).mean()
         ),
-        "twin_every_order_minus_sky": median_shift(sky, _predict(predictor, twin, errors, inputs, g), g),
-        "twin_sky_relevancy_minus_sky": median_shift(
-            sky, _predict(predictor, twin_masked, errors, inputs, g), g
-        ),
+        "twin_every_order_minus_sky": median_shift(sky, every, g),
+        "twin_sky_relevancy_minus_sky": median_shift(sky, masked, g),
+        "against_truth": {
+            "sky": truth_scores(sky, truth, g),
+            "twin_every_order": truth_scores(every, truth, g),
+            "twin_sky_relevancy": truth_scores(masked, truth, g),
+        },
     }
 
 
@@ -185,6 +217,34 @@ def _table(title: str, shifts: Mapping[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+TRUTH_INPUTS = {
+    "sky": "sky spectrum",
+    "twin_every_order": "emulator, every order",
+    "twin_sky_relevancy": "emulator, sky relevancy",
+}
+
+
+def _truth_table(scores: Mapping[str, Any]) -> list[str]:
+    lines = [
+        "### Against the truth: robust σ / median bias (mass M☉, ln age)",
+        "",
+        "| stars | n | "
+        + " | ".join(f"mass: {v}" for v in TRUTH_INPUTS.values())
+        + " | "
+        + " | ".join(f"ln age: {v}" for v in TRUTH_INPUTS.values())
+        + " |",
+        "|---|---|" + "---|" * (2 * len(TRUTH_INPUTS)),
+    ]
+    for name in scores["sky"]:
+        cells = []
+        for k in ("mass", "ln_age"):
+            for inp in TRUTH_INPUTS:
+                v = scores[inp][name].get(k)
+                cells.append("–" if v is None else f"{v['sigma']:.3f} / {v['bias']:+.3f}")
+        lines.append(f"| {name} | {scores['sky'][name]['n']} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def render_markdown(res: Mapping[str, Any]) -> str:
     lines = [f"# Labels against the XP orders present ({res['model']})", "", command_line(res), ""]
     lines += ["Median shifts, on the catalogue's standard input (no parallax); mass in M☉, Teff in K.", ""]
@@ -202,6 +262,8 @@ def render_markdown(res: Mapping[str, Any]) -> str:
             "Emulator spectrum with the sky star's relevancy, minus the sky spectrum",
             sim["twin_sky_relevancy_minus_sky"],
         )
+    if sim and sim.get("against_truth"):
+        lines += _truth_table(sim["against_truth"])
     rl = res.get("real")
     if rl:
         nr = rl["simulator_n_relevant_median"]

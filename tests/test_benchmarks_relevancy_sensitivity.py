@@ -81,6 +81,20 @@ def test_median_shift_per_g_bin():
     assert len(cols) == 110 and v.names[cols[0]] == "bp0" and v.names[cols[55]] == "rp0"
 
 
+def test_truth_scores_per_g_bin_and_their_table():
+    rs = _rs()
+    g = np.array([11.0, 12.0, 16.0, 16.5, 17.0])
+    truth = {"mass": np.ones(5), "ln_age": np.zeros(5)}
+    pred = {"mass": np.array([1.1, 1.1, 1.0, 1.2, 1.4]), "ln_age": np.array([0.0, 0.0, 0.5, 0.5, np.nan])}
+    out = rs.truth_scores(pred, truth, g)
+    assert out["G 0–12.5"]["mass"] == {"sigma": pytest.approx(0.0, abs=1e-12), "bias": pytest.approx(0.1)}
+    assert out["G 15–18"]["mass"]["bias"] == pytest.approx(0.2) and out["G 15–18"]["mass"]["sigma"] > 0.1
+    assert out["G 15–18"]["ln_age"]["bias"] == pytest.approx(0.5)  # the NaN is left out
+    assert out["all"]["n"] == 5 and "G 13.5–15" not in out
+    table = "\n".join(rs._truth_table({k: out for k in rs.TRUTH_INPUTS}))
+    assert "| G 0–12.5 | 2 | 0.000 / +0.100 |" in table and table.count("ln age:") == 3
+
+
 @pytest.mark.slow
 def test_real_giants_atmospheric_labels_do_not_move_with_the_orders_present(apogee_xp_dev_build, tmp_path):
     """Teff, logg and [M/H] of real test giants barely move when the orders beyond the simulator's relevancy
@@ -121,3 +135,6 @@ def test_simulated_measurement_runs_on_a_real_simulated_sky(tmp_path):
     for key in ("twin_every_order_minus_sky", "twin_sky_relevancy_minus_sky"):
         a = r[key]["all"]
         assert a["n"] == r["n"] and all(np.isfinite(a[k]) for k in ("mass", "ln_age", "teff", "logg")), a
+    for inp in rs.TRUTH_INPUTS:
+        a = r["against_truth"][inp]["all"]
+        assert a["n"] == r["n"] and np.isfinite(a["mass"]["sigma"]) and np.isfinite(a["ln_age"]["bias"]), a
