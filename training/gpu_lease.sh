@@ -6,8 +6,8 @@
 #   python training/lease_data.py pack runs/gaia_xp_mixed9.parquet runs/lease/data.parquet \
 #       --tokens bp0..29 rp0..29 bprp jh jk g_fakemag teff logg m_h alpha_m mass ln_age logebv --sim-val 2000
 # 1. benchmarks/gpu_check.py on the real APOGEE x XP rows (issue 16)  -> $OUT/check.log, $OUT/check.tar
-# 2. the gaia-xp paper-size trial (issue 12, configs/train/gaia_xp_paper_gpu.yaml) in the seconds left of
-#    TOTAL (first argument)                                            -> $OUT/run.tar.part*
+# 2. the gaia-xp paper-size trial (issue 12; $CONFIG, default configs/train/gaia_xp_paper_gpu.yaml) in the
+#    seconds left of TOTAL (first argument)                            -> $OUT/run.tar.part*
 # $OUT takes at most 8 files of 16 MiB: the run's last checkpoint with its training state (~106 MB for the
 # paper size) travels in up to 7 parts (training/lease_return.py), the logs and the parts' manifest as one
 # logs.tar. Here, after the call:
@@ -17,6 +17,7 @@
 set -u
 TOTAL=${1:-540}
 QUICK=${2:-}
+CONFIG=${CONFIG:-configs/train/gaia_xp_paper_gpu.yaml}
 T0=$(date +%s)
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
 OUT=${OUT:-/tmp/lease_out}
@@ -42,7 +43,7 @@ if [ $LEFT -lt 60 ]; then
 fi
 EXTRA=""
 [ -n "$QUICK" ] && EXTRA="device=cpu model.d_model=32 model.encoder_ffn=[64,32] model.decoder_ffn=[64,32,16] model.head_mlp=[64,32,16,8]"
-python3 training/train.py --config configs/train/gaia_xp_paper_gpu.yaml --no-ray --time-budget $LEFT \
+python3 training/train.py --config $CONFIG --no-ray --time-budget $LEFT \
     data_path=$W/mixed.parquet output_dir=$W/run $EXTRA > $OUT/train.log 2>&1
 echo "training rc $? after $(( $(date +%s) - T0 )) s" | tee -a $OUT/train.log
 # the run whole, for exact resume here: the last checkpoint with its training state (optimizer, RNG), its
