@@ -466,3 +466,24 @@ def test_relevancy_truncation_from_a_count_table_resumes_exactly(toy3, tmp_path)
     assert len(ckpt.provenance["truncate_counts"]["sha256"]) == 64
     bad = _config(toy3, truncate_counts=str(table)).problems()
     assert any("truncate_counts needs truncate_fraction > 0" in p for p in bad)
+
+
+def test_the_checkpoint_keeps_the_inputs_each_output_never_saw_in_training(toy3, tmp_path):
+    """A token pair no training star had together is recorded in the saved config (`inputs_unseen_with`), and
+    the Predictor reads it back: the loop once dropped the record on saving (session 16), so a trained model
+    read [M/H] from contexts it never saw for [M/H]."""
+    from xpengine.inference.predictor import Predictor
+    from xpengine.train.train_data import learned_tokens
+
+    tr, va = _arrays(toy3)
+    names = tr.vocabulary.names
+    values = np.array(tr.values, copy=True)
+    half = values.shape[0] // 2
+    values[:half, names.index("teff")] = np.nan  # teff and logg never on the same star
+    values[half:, names.index("logg")] = np.nan
+    tr = dataclasses.replace(tr, values=values)
+    expected = learned_tokens(values, tr.vocabulary, LABELS).unseen_inputs
+    assert dict(expected)["teff"] and "logg" in dict(expected)["teff"]
+    res = train(_config(toy3, epochs=1), tr, va, output_dir=tmp_path / "run")
+    assert load_checkpoint(res.model_dir).learned.unseen_inputs == expected
+    assert dict(Predictor.load(str(res.model_dir), device="cpu").learned.unseen_inputs) == dict(expected)

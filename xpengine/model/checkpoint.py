@@ -24,6 +24,7 @@ half-written checkpoint under the final name.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -161,7 +162,19 @@ def save_checkpoint(
             f"model has {model.config.n_tokens} tokens but vocabulary {vocabulary.name} has {len(vocabulary)}"
         )
     if learned is not None:
-        learned = _learned_in_vocabulary(learned.outputs, learned.inputs, vocabulary, "save_checkpoint")
+        # keep the per-output record of inputs never seen beside it (dropping it made the Predictor read
+        # untrained contexts, e.g. [M/H] with g_fakemag: session 16)
+        checked = _learned_in_vocabulary(learned.outputs, learned.inputs, vocabulary, "save_checkpoint")
+        bad = [
+            (o, i)
+            for o, i in learned.unseen_inputs
+            if o not in checked.outputs or any(n not in checked.inputs for n in i)
+        ]
+        if bad:
+            raise ValueError(
+                f"save_checkpoint: unseen_inputs must pair learned outputs with learned inputs, got {bad}"
+            )
+        learned = dataclasses.replace(checked, unseen_inputs=learned.unseen_inputs)
     with directory_written_atomically(path) as tmp:
         dtype = _DTYPES[weights_dtype]
         _write_weights(tmp / WEIGHTS_FILE, model.state_dict(), weights_dtype)
