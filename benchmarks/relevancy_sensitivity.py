@@ -22,6 +22,10 @@ input file, not of the star. Two measurements, nothing fitted:
    every coefficient against the relevancy the simulator gives each star's own spectrum at its G
    (`seismic_giants.simulator_relevancy`), the median shift of mass, ln age, Teff, logg and [M/H] per G bin,
    on the catalogue's standard input.
+3. Real DR3 archive rows (`tests/data/gaia_xp`, since session 16; always run): each row's own
+   `X_n_relevant_bases` against the simulator's for its own spectrum at its G (the median and range over
+   `N_DRAWS` noise draws), so the question "are DR3's counts the simulator's?" gets what real evidence the
+   project holds.
 """
 
 from __future__ import annotations
@@ -46,6 +50,53 @@ logger = logging.getLogger("relevancy_sensitivity")
 G_BINS = (0.0, 12.5, 13.5, 15.0, 18.0)
 OUTPUTS = ("mass", "ln_age", "teff", "logg", "m_h")
 MAX_SIM_STARS = 4000  # validation giants taken (the first, in file order, of the domain)
+N_DRAWS = 20  # noise draws of the simulator's relevancy per archive row
+ARCHIVE_FILES = (
+    "tests/data/gaia_xp/XP_CONTINUOUS_RAW_with_missing_BP.csv",
+    "tests/data/gaia_xp/XP_CONTINUOUS-Gaia_DR3_5937083312263887616.csv",
+    "tests/data/gaia_xp/XP_CONTINUOUS_RAW_colour_eq_dr3int6.csv",
+)
+
+
+def archive_rows(paths: Sequence[str] = ARCHIVE_FILES, n_draws: int = N_DRAWS) -> list[dict[str, Any]]:
+    """Measurement 3: per real archive row with both bands, its G and BP−RP (synthetic, from its own
+    coefficients), DR3's (BP, RP) relevant counts, and the simulator's (`seismic_giants.simulator_relevancy`
+    on the row's own sampled flux at its G; ecliptic latitude 45°) median, min and max over `n_draws` draws."""
+    import seismic_giants as sg
+
+    from xpengine.features.synthetic_photometry import synthetic_gaia_photometry
+    from xpengine.io.xp_continuous import read_xp_continuous
+    from xpengine.spectra.sampling import coefficients_to_flux
+
+    out = []
+    for path in paths:
+        table = read_xp_continuous(str(ROOT / path)).to_pylist()
+        for r in table:
+            if r["bp_coefficients"] is None or r["rp_coefficients"] is None:
+                continue
+            bp, rp = np.asarray([r["bp_coefficients"]], float), np.asarray([r["rp_coefficients"]], float)
+            ph = synthetic_gaia_photometry(bp, rp)
+            mag = -2.5 * np.log10(ph.flux_e_s[0]) + ph.zero_point_mag  # G, BP, RP
+            flux = coefficients_to_flux(bp, rp)
+            sims = np.array(
+                [
+                    sg.simulator_relevancy(flux, mag[:1], np.array([45.0]), "v1", seed=s)[0]
+                    for s in range(n_draws)
+                ]
+            )  # (n_draws, 2)
+            out.append(
+                {
+                    "source_id": int(r["source_id"]),
+                    "file": path,
+                    "g": float(mag[0]),
+                    "bp_rp": float(mag[1] - mag[2]),
+                    "dr3": [int(r["bp_n_relevant_bases"]), int(r["rp_n_relevant_bases"])],
+                    "simulator_median": np.median(sims, axis=0).tolist(),
+                    "simulator_min": sims.min(axis=0).tolist(),
+                    "simulator_max": sims.max(axis=0).tolist(),
+                }
+            )
+    return sorted(out, key=lambda x: x["g"])
 
 
 def xp_columns(vocabulary: Sequence[str]) -> list[int]:
@@ -264,6 +315,27 @@ def render_markdown(res: Mapping[str, Any]) -> str:
         )
     if sim and sim.get("against_truth"):
         lines += _truth_table(sim["against_truth"])
+    arch = res.get("archive_rows")
+    if arch:
+        lines += [
+            f"## Real DR3 archive rows ({len(arch)}, `tests/data/gaia_xp`): DR3's relevant counts against the simulator's",
+            "",
+            "The simulator's count for the row's own spectrum at its G: median [min, max] over "
+            f"{N_DRAWS} noise draws.",
+            "",
+            "| source_id | G | BP−RP | DR3 BP | simulator BP | DR3 RP | simulator RP |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for a in arch:
+            sim = [
+                f"{a['simulator_median'][j]:.0f} [{a['simulator_min'][j]:.0f}, {a['simulator_max'][j]:.0f}]"
+                for j in (0, 1)
+            ]
+            lines.append(
+                f"| {a['source_id']} | {a['g']:.2f} | {a['bp_rp']:+.2f} | {a['dr3'][0]} | {sim[0]} | "
+                f"{a['dr3'][1]} | {sim[1]} |"
+            )
+        lines.append("")
     rl = res.get("real")
     if rl:
         nr = rl["simulator_n_relevant_median"]
@@ -299,6 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "model": args.model,
         "simulated": simulated(p, args.mixed, args.emulator) if args.mixed else None,
         "real": real(p, args.apogee_xp, args.dataset, args.emulator) if args.apogee_xp else None,
+        "archive_rows": archive_rows(),
     }
     write_outputs(result, args.json, args.markdown, render_markdown(result))
     return 0

@@ -138,3 +138,22 @@ def test_simulated_measurement_runs_on_a_real_simulated_sky(tmp_path):
     for inp in rs.TRUTH_INPUTS:
         a = r["against_truth"][inp]["all"]
         assert a["n"] == r["n"] and np.isfinite(a["mass"]["sigma"]) and np.isfinite(a["ln_age"]["bias"]), a
+
+
+def test_archive_rows_set_dr3_counts_beside_the_simulators():
+    """Measurement 3 on the bundled real DR3 rows: every row with both bands, DR3's counts as the files give
+    them, the simulator's draws within the archive's range, and the table rendered."""
+    rs = _rs()
+    rows = rs.archive_rows(n_draws=3)
+    by_id = {r["source_id"]: r for r in rows}
+    assert len(rows) == 6 and 5405570973190252288 not in by_id  # the row without BP has no pair
+    assert by_id[5937083312263887616]["dr3"] == [22, 12] and by_id[5853498713190525696]["dr3"] == [53, 40]
+    assert [r["g"] for r in rows] == sorted(r["g"] for r in rows)
+    star = by_id[5937083312263887616]
+    assert 13.5 < star["g"] < 14.2 and 0.8 < star["bp_rp"] < 1.2
+    for r in rows:
+        for j in (0, 1):
+            assert 3 <= r["simulator_min"][j] <= r["simulator_median"][j] <= r["simulator_max"][j] <= 55
+    header = {"command": "c", "machine": "m", "date_utc": "d"}
+    text = rs.render_markdown({"model": "x", "archive_rows": rows, **header})
+    assert "| 5937083312263887616 | 13." in text and "DR3's relevant counts against the simulator's" in text
