@@ -6,8 +6,8 @@ the star's brightness.
     python training/relevancy_counts.py 'runs/sky_mist41/XpContinuousMeanSpectrum_*.csv.gz' \
         --output configs/train/relevancy/sky41_counts.csv
 
-Inputs: XP continuous files in any format the engine reads (a simulated sky's, or real DR3 bulk partitions,
-local paths, globs or fsspec URLs). Rows with a missing band are left out (they have no pair); the output's
+Inputs: XP continuous files in any format the engine reads (a simulated sky's, or real DR3 bulk partitions):
+local paths, local globs, or fsspec URLs (one file each; a URL is not globbed). Rows with a missing band are left out (they have no pair); the output's
 comment lines give the command, the files, and the rows read and left out.
 """
 
