@@ -207,7 +207,7 @@ def test_empty_and_all_null_bands_are_missing() -> None:
     tb = build_tokens(t)
     assert [F(int(x)) for x in tb.flags] == [
         F.NO_BP | F.NO_RP | F.NO_PARALLAX | F.NO_2MASS | F.NO_BP_RP_COLOUR | F.NO_EXTINCTION,
-        F.NO_RP | F.NO_PARALLAX | F.NO_2MASS | F.NO_BP_RP_COLOUR | F.NO_EXTINCTION,
+        F.NO_RP | F.NO_PARALLAX | F.NO_2MASS | F.NO_BP_RP_COLOUR | F.NO_EXTINCTION | F.NO_RELEVANCY,
     ]
     np.testing.assert_allclose(tb.values[1, :55], 1 / _flux(15.0), rtol=1e-6)
     assert (tb.errors[1, :55] == 0).all()  # no error column: unknown

@@ -304,3 +304,34 @@ def test_writer_keeps_one_width_per_file(tmp_path, sky_dir):
             w.write(xp.slice(0, 5))
             w.write(longer)
     assert not os.listdir(tmp_path)  # the partial file is gone
+
+
+def test_a_sampled_spectrum_keeps_its_xp_through_the_compact_layout(tmp_path):
+    """A present band without relevancy counts (a sampled spectrum) stays "unknown: every coefficient kept" in
+    the compact layout, as the readers give it; it was once written as 0 relevant bases, which masked the whole
+    band and left the star without XP tokens (session 16). A missing band is still 0."""
+    from _paths import STAR_SAMPLED
+
+    from xpengine.features.flags import SourceFlag, has_flag
+    from xpengine.features.tokens import build_tokens
+    from xpengine.io.model_inputs import model_inputs_table, read_model_inputs, write_model_inputs
+
+    sampled = io.read_xp_sampled(STAR_SAMPLED)
+    table = model_inputs_table(sampled)
+    assert table.column("bp_n_relevant_bases").null_count == 1
+    direct = build_tokens(sampled)
+    compact = build_tokens(table)
+    assert np.isfinite(compact.values[:, :110]).sum() == np.isfinite(direct.values[:, :110]).sum() == 110
+    np.testing.assert_array_equal(compact.flags, direct.flags)
+    assert has_flag(compact.flags, SourceFlag.NO_RELEVANCY).all()
+    path = tmp_path / "ModelInputs_sampled.parquet"
+    write_model_inputs(table, path)
+    back = read_model_inputs(path)
+    assert np.isnan(back["bp_n_relevant_bases"]).all() and np.isnan(back["rp_n_relevant_bases"]).all()
+    # a missing band: 0 relevant bases, as before
+    no_rp = sampled.set_column(
+        sampled.schema.get_field_index("rp_coefficients"),
+        "rp_coefficients",
+        pa.array([None], type=sampled.schema.field("rp_coefficients").type),
+    )
+    assert model_inputs_table(no_rp).column("rp_n_relevant_bases").to_pylist() == [0]

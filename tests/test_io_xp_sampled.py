@@ -246,6 +246,9 @@ def test_star_sampled_and_continuous_predictions_agree(predictor, star_long):
     assert max(a.values()) < 0.1 and max(b.values()) < 0.1, (a, b)
     assert sampled["flag_names"].iloc[0] == untruncated["flag_names"].iloc[0]
     assert "G_FROM_XP" in sampled["flag_names"].iloc[0] and np.isfinite(sampled["teff"].iloc[0])
+    # a sampled spectrum has no relevancy counts: flagged, as every order is kept; the archive row is not
+    assert "NO_RELEVANCY" in sampled["flag_names"].iloc[0]
+    assert "NO_RELEVANCY" not in predictor.from_xp(cont)["flag_names"].iloc[0]
     # the archive's ECSV read by astropy (source_id in its meta): the same, through from_xp's long layout
     from astropy.table import Table
 

@@ -205,12 +205,14 @@ def put_xp_tokens(
     """The XP tokens: each band's (name, coefficients (N, w), errors (N, w), present (N,), n_relevant
     (N,) or None) masked by relevancy (`relevancy.relevancy_mask`, irrelevant → NaN) and divided by the
     G flux (N,) [e⁻/s], written straight into the float32 output (no (N, w) temporaries); flags NO_BP,
-    NO_RP and FEW_RELEVANT_BASES (a present band with fewer than `min_relevant` relevant coefficients).
+    NO_RP, FEW_RELEVANT_BASES (a present band with fewer than `min_relevant` relevant coefficients) and
+    NO_RELEVANCY (a present band without relevancy counts: all its coefficients kept).
     """
     n, vocabulary = out.n, out.vocabulary
     for band, _, _, present, _ in bands:
         out.flag(~present, SourceFlag.NO_BP if band == "bp" else SourceFlag.NO_RP)
     few = np.zeros(n, dtype=bool)
+    unknown = np.zeros(n, dtype=bool)  # a present band without relevancy counts: every order kept
     g_flux_col = g_flux[:, None]  # (N, 1) e-/s, NaN where unusable
     for band, coef, err, present, nrel in bands:
         width = vocabulary.n_bp if band == "bp" else vocabulary.n_rp
@@ -220,6 +222,7 @@ def put_xp_tokens(
                     "no '%s_n_relevant_bases' column: all %s coefficients treated as relevant", band, band
                 )
             nrel = np.full(n, np.nan)
+        unknown |= present & ~np.isfinite(np.asarray(nrel, dtype=np.float64))
         mask = relevancy_mask(nrel, width, propagate_from=propagate_from) & present[:, None]  # (N, w)
         few |= present & (mask.sum(axis=1) < min_relevant)
         idx = vocabulary.indices([f"{band}{i}" for i in range(width)])
@@ -232,3 +235,4 @@ def put_xp_tokens(
             if not contiguous:
                 dst_all[:, idx] = dst
     out.flag(few, SourceFlag.FEW_RELEVANT_BASES)
+    out.flag(unknown, SourceFlag.NO_RELEVANCY)

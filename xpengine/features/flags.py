@@ -24,6 +24,9 @@ renumber a bit, only add new ones. Bits 0-15 are set by the feature step (`xpeng
 | 10  | 1024   | NO_EXTINCTION           | features  | no ln E(B−V) token (no input, or E(B−V) ≤ 0 without a floor)           |
 | 11  | 2048   | G_FROM_XP               | features  | no G photometry given: XP normalised by the synthetic G of the star's  |
 |     |        |                         |           | own coefficients (σ 2.7 mmag vs real G; BP−RP too where missing)       |
+| 12  | 4096   | NO_RELEVANCY            | features  | a present band has no `X_n_relevant_bases` (e.g. a sampled spectrum):  |
+|     |        |                         |           | every coefficient kept; gaia-xp v5 reads its mass and age as a         |
+|     |        |                         |           | brighter star's (benchmarks/results/relevancy_sensitivity.md)          |
 | 16  | 65536  | OUTSIDE_TRAINING_DOMAIN | catalogue | reserved: inputs outside the training set's domain                     |
 | 17  | 131072 | HIGH_UNCERTAINTY        | catalogue | reserved: predicted uncertainty above the catalogue threshold          |
 | 18  | 262144 | NO_PREDICTION           | catalogue | reserved: no prediction made for this source                           |
@@ -63,6 +66,7 @@ class SourceFlag(enum.IntFlag):
     NO_BP_RP_COLOUR = 1 << 9
     NO_EXTINCTION = 1 << 10
     G_FROM_XP = 1 << 11
+    NO_RELEVANCY = 1 << 12
     # reserved for the catalogue engine
     OUTSIDE_TRAINING_DOMAIN = 1 << 16
     HIGH_UNCERTAINTY = 1 << 17
@@ -86,6 +90,7 @@ FEATURE_FLAGS: SourceFlag = (
     | SourceFlag.NO_BP_RP_COLOUR
     | SourceFlag.NO_EXTINCTION
     | SourceFlag.G_FROM_XP
+    | SourceFlag.NO_RELEVANCY
 )
 """Bits the feature step and the readers may set."""
 

@@ -9,7 +9,8 @@ Layout (one row per source):
 - `bp_coefficients`, `bp_coefficient_errors`, `rp_coefficients`, `rp_coefficient_errors`:
   fixed_size_list<float32>[n] with n the band's number of coefficients (55 in DR3, from the data);
   a missing band (or a row with a read problem) is all NaN, shorter rows are NaN-padded.
-- `bp_n_relevant_bases`, `rp_n_relevant_bases` int16 (0 for a missing band: it has no relevant bases)
+- `bp_n_relevant_bases`, `rp_n_relevant_bases` int16 (0 for a missing band: it has no relevant bases;
+  null for a present band without a count, e.g. a sampled spectrum: every coefficient is kept)
 - `read_problem` string (null when the row is fine): the readers' row-level problems (XP and the
   joined gaia_source row), so that the READ_PROBLEM flag of a source survives the conversion.
 - every other non-XP column of the input (gaia_source, 2MASS, E(B−V) columns), unchanged.
@@ -109,18 +110,25 @@ def model_inputs_table(table: pa.Table | pa.RecordBatch, widths: dict[str, int] 
             )
     cols: dict[str, pa.Array] = {"source_id": pc.cast(table.column("source_id"), pa.int64()).combine_chunks()}
     n = table.num_rows
+    mat_coef: dict[str, np.ndarray] = {}
     for b in BANDS:
         w = widths[b]
         for k in _ARRAYS:
             mat = list_column_to_numpy(table.column(f"{b}_{k}"), width=w, dtype=np.float32)  # (N, w)
+            if k == "coefficients":
+                mat_coef[b] = mat
             cols[f"{b}_{k}"] = pa.FixedSizeListArray.from_arrays(
                 pa.array(mat.reshape(-1)), type=_array_type(w)
             )
         name = f"{b}_n_relevant_bases"
+        # 0 for a missing band; a present band without a count (a sampled spectrum) stays null, "unknown:
+        # every coefficient kept", as the readers give it (a 0 there once masked the whole band: session 16)
+        present = np.isfinite(mat_coef[b]).any(axis=1)  # (N,)
         if name in table.column_names:
-            nrel = pc.fill_null(pc.cast(table.column(name), pa.int16()), 0).combine_chunks()
+            raw = pc.cast(table.column(name), pa.int16()).combine_chunks()
+            nrel = pc.if_else(pa.array(present), raw, pa.scalar(0, pa.int16()))
         else:
-            nrel = pa.array(np.zeros(n, dtype=np.int16))
+            nrel = pa.array(np.zeros(n, dtype=np.int16), mask=present)
         cols[name] = nrel
     for name in table.column_names:
         if name in XP_BY_NAME or name in cols:
@@ -389,7 +397,8 @@ def read_model_inputs(
     """Read a model-inputs file into numpy arrays without per-row work.
 
     Returns {column: array}: `source_id` (N,) int64; array columns (N, n) float32 (NaN = missing);
-    `*_n_relevant_bases` (N,) int16; other columns (N,) (nulls become NaN for numbers).
+    `*_n_relevant_bases` (N,) int16, or float64 with NaN where a present band has no count; other columns (N,)
+    (nulls become NaN for numbers).
     """
     from fsspec.implementations.local import LocalFileSystem
 
