@@ -76,11 +76,11 @@ def archive_rows(paths: Sequence[str] = ARCHIVE_FILES, n_draws: int = N_DRAWS) -
                 continue
             bp, rp = np.asarray([r["bp_coefficients"]], float), np.asarray([r["rp_coefficients"]], float)
             ph = synthetic_gaia_photometry(bp, rp)
-            mag = -2.5 * np.log10(ph.flux_e_s[0]) + ph.zero_point_mag  # G, BP, RP
+            g, bp_mag, rp_mag = (float(ph.mag[0, ph.column(band)]) for band in ("G", "BP", "RP"))
             flux = coefficients_to_flux(bp, rp)
             sims = np.array(
                 [
-                    sg.simulator_relevancy(flux, mag[:1], np.array([45.0]), "v1", seed=s)[0]
+                    sg.simulator_relevancy(flux, np.array([g]), np.array([45.0]), "v1", seed=s)[0]
                     for s in range(n_draws)
                 ]
             )  # (n_draws, 2)
@@ -88,8 +88,8 @@ def archive_rows(paths: Sequence[str] = ARCHIVE_FILES, n_draws: int = N_DRAWS) -
                 {
                     "source_id": int(r["source_id"]),
                     "file": path,
-                    "g": float(mag[0]),
-                    "bp_rp": float(mag[1] - mag[2]),
+                    "g": g,
+                    "bp_rp": bp_mag - rp_mag,
                     "dr3": [int(r["bp_n_relevant_bases"]), int(r["rp_n_relevant_bases"])],
                     "simulator_median": np.median(sims, axis=0).tolist(),
                     "simulator_min": sims.min(axis=0).tolist(),
@@ -105,6 +105,13 @@ def xp_columns(vocabulary: Sequence[str]) -> list[int]:
     return [names.index(f"{b}{i}") for b in ("bp", "rp") for i in range(55)]
 
 
+def _g_bins(g_mag: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """("all", every star) and each non-empty `G_BINS` bin: (name, (N,) bool selection)."""
+    bins = [("all", np.ones(g_mag.size, bool))]
+    bins += [(f"G {lo:g}–{hi:g}", (g_mag >= lo) & (g_mag < hi)) for lo, hi in itertools.pairwise(G_BINS)]
+    return [(name, sel) for name, sel in bins if sel.any()]
+
+
 def truth_scores(
     pred: Mapping[str, np.ndarray], truth: Mapping[str, np.ndarray], g_mag: np.ndarray
 ) -> dict[str, Any]:
@@ -112,11 +119,7 @@ def truth_scores(
     from xpengine.evaluate.metrics import robust_sigma
 
     out: dict[str, Any] = {}
-    bins = [("all", np.ones(g_mag.size, bool))]
-    bins += [(f"G {lo:g}–{hi:g}", (g_mag >= lo) & (g_mag < hi)) for lo, hi in itertools.pairwise(G_BINS)]
-    for name, sel in bins:
-        if not sel.any():
-            continue
+    for name, sel in _g_bins(g_mag):
         row: dict[str, Any] = {"n": int(sel.sum())}
         for k in ("mass", "ln_age"):
             if k in pred:
@@ -132,11 +135,7 @@ def median_shift(
 ) -> dict[str, Any]:
     """Median of b − a for every output both have, over all stars and per `G_BINS` bin (with n)."""
     out: dict[str, Any] = {}
-    bins = [("all", np.ones(g_mag.size, bool))]
-    bins += [(f"G {lo:g}–{hi:g}", (g_mag >= lo) & (g_mag < hi)) for lo, hi in itertools.pairwise(G_BINS)]
-    for name, sel in bins:
-        if not sel.any():
-            continue
+    for name, sel in _g_bins(g_mag):
         row: dict[str, Any] = {"n": int(sel.sum())}
         for k in OUTPUTS:
             if k in a and k in b:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 
 import numpy as np
@@ -342,12 +343,10 @@ def test_relevancy_truncation_from_a_count_table_follows_its_rows():
     # through sample_tokens: no cut order enters a context
     values, errors = _data(n=500)
     values[:] = torch.randn(500, 120)
-    tb = sample_tokens(
-        values,
-        errors,
-        torch.ones(120, dtype=torch.bool),
-        xp_band=band,
-        xp_order=order,
+    draw = functools.partial(
+        sample_tokens, values, errors, torch.ones(120, dtype=torch.bool), xp_band=band, xp_order=order
+    )
+    tb = draw(
         truncate_fraction=1.0,
         truncate_table=(counts[:1], weights[:1]),
         generator=torch.Generator().manual_seed(3),
@@ -355,15 +354,7 @@ def test_relevancy_truncation_from_a_count_table_follows_its_rows():
     ids = tb.context_ids[tb.context_ids > 0] - 1
     assert not ((ids >= 5) & (ids < 55)).any() and ((ids >= 55) & (ids < 110)).any()
     with pytest.raises(ValueError, match="truncate_table needs"):
-        sample_tokens(
-            values,
-            errors,
-            torch.ones(120, dtype=torch.bool),
-            xp_band=band,
-            xp_order=order,
-            truncate_fraction=0.5,
-            truncate_table=(counts[:, :1], weights),
-        )
+        draw(truncate_fraction=0.5, truncate_table=(counts[:, :1], weights))
 
 
 def test_count_table_file_round_trip_and_errors(tmp_path):
