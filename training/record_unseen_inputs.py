@@ -1,7 +1,9 @@
-"""Record in a model's config.json, per learned output, the learned inputs that no training star had beside
-it (`inputs_unseen_with`, the rule of `xpengine.train.train_data.learned_tokens`), for a checkpoint trained
-before the loop recorded them. The Predictor then leaves those inputs out of the context when it asks for
-that output.
+"""Record in a model's config.json what the training loop records since, for a checkpoint trained before:
+- per learned output, the learned inputs that no training star had beside it (`inputs_unseen_with`, the
+  rule of `xpengine.train.train_data.learned_tokens`; recorded by the loop since session 16): the
+  Predictor leaves those inputs out of the context when it asks for that output;
+- the pseudo-luminosity domain (`pseudo_luminosity_domain`, `xpengine.model.luminosity_domain`; recorded
+  by the loop since session 17): a star above it keeps its parallax out of its context.
 
     python training/record_unseen_inputs.py xpengine/data/models/gaia-xp --data runs/gaia_xp_mixed9.parquet
 
@@ -17,12 +19,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without installing
 
+import numpy as np
+
 from xpengine.datasets.schema import read_training_set
+from xpengine.model.luminosity_domain import index_max_from_training
 from xpengine.model.metadata import (
     CONFIG_FILE,
     LEARNED_INPUTS_KEY,
     LEARNED_OUTPUTS_KEY,
+    LUMINOSITY_DOMAIN_KEY,
     UNSEEN_INPUTS_KEY,
+    luminosity_domain_entry,
 )
 from xpengine.train.config import expand_tokens
 from xpengine.train.train_data import learned_tokens
@@ -51,6 +58,20 @@ def unseen_inputs(config: dict, data: str) -> dict[str, list[str]]:
     }
 
 
+def luminosity_domain(config: dict, data: str) -> dict | None:
+    """The pseudo-luminosity domain entry of `data`'s train split for a model that reads g_fakemag and
+    BP−RP (None otherwise), computed on the stars the loop trains on (those with a requestable token)."""
+    if not {"g_fakemag", "bprp"} <= set(config[LEARNED_INPUTS_KEY]):
+        return None
+    arrays = read_training_set(data, split="train")
+    vocab = arrays.vocabulary
+    req = vocab.indices(expand_tokens(config["train"]["requestable"], vocab))
+    keep = np.isfinite(arrays.values[:, req]).any(axis=1)
+    f, c = vocab.index("g_fakemag"), vocab.index("bprp")
+    found = index_max_from_training(arrays.values[keep, f], arrays.errors[keep, f], arrays.values[keep, c])
+    return None if found is None else luminosity_domain_entry(*found)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("model_dir", type=Path)
@@ -60,8 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     config = json.loads(path.read_text())
     unseen = unseen_inputs(config, args.data)
     config[UNSEEN_INPUTS_KEY] = unseen
+    domain = luminosity_domain(config, args.data)
+    if domain is not None:
+        config[LUMINOSITY_DOMAIN_KEY] = domain
     path.write_text(json.dumps(config, indent=1))
-    print(json.dumps(unseen))
+    print(json.dumps({UNSEEN_INPUTS_KEY: unseen, LUMINOSITY_DOMAIN_KEY: domain}))
     return 0
 
 

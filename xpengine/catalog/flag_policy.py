@@ -11,7 +11,9 @@ The rules:
   - measured (`outside_by_measurement`): a significant parallax gives M_G = G − 5 log10(d/10 pc) − A_G
     (A_G = 2.740 E(B−V), Casagrande & VandenBerg 2018); fainter than `giant_abs_g_max` is a dwarf,
     brighter is a measured giant, outside only for a predicted Teff out of `giant_teff_range`. Without
-    a parallax, the pseudo-luminosity token at 2σ (`confident_dwarf`). A dereddened BP−RP (observed
+    a parallax, the pseudo-luminosity token at 2σ (`confident_dwarf`, dereddened where E(B−V) is
+    known). A star whose pseudo-luminosity is above the model's training range by the reddening-free
+    index (`xpengine.model.luminosity_domain`) is outside too. A dereddened BP−RP (observed
     − 1.339 E(B−V)) below `hot_bp_rp_max` at 2σ is hotter than the domain.
   - predicted: a star that is not a measured giant is outside when its predicted logg exceeds
     `giant_logg_max` or its predicted Teff leaves `giant_teff_range`.
@@ -59,16 +61,25 @@ class FlagPolicy:
 
 
 def confident_dwarf(
-    fakemag: np.ndarray | None, fakemag_error: np.ndarray | None, n: int, giant_abs_g_max: float
+    fakemag: np.ndarray | None,
+    fakemag_error: np.ndarray | None,
+    n: int,
+    giant_abs_g_max: float,
+    ebv: np.ndarray | None = None,
 ) -> np.ndarray:
     """(N,) bool: the measured pseudo-luminosity says the star is fainter than M_G = giant_abs_g_max
     at 2σ (a dwarf), whatever the model predicts: a model trained on giants alone cannot tell a
-    dwarf from its spectrum, but the parallax can. fakemag = 10^(0.2 M_G + 2) (Leung & Bovy 2024).
-    fakemag None (the vocabulary has no such token): no star."""
+    dwarf from its spectrum, but the parallax can. fakemag = 10^(0.2 M_G + 2) (Leung & Bovy 2024),
+    observed, so dereddened here by A_G = 2.740 E(B−V) where `ebv` (N,) is known (0 elsewhere), as the
+    parallax branch of `outside_by_measurement` does. fakemag None (the vocabulary has no such token):
+    no star."""
     if fakemag is None:
         return np.zeros(n, dtype=bool)
     f = np.asarray(fakemag).astype(np.float64)
     sf = np.asarray(fakemag_error).astype(np.float64)
+    if ebv is not None:
+        dered = 10 ** (-0.2 * EXTINCTION_A_G * np.nan_to_num(np.asarray(ebv, dtype=np.float64)))
+        f, sf = f * dered, sf * dered
     limit = 10 ** (0.2 * giant_abs_g_max + 2.0)
     with np.errstate(invalid="ignore"):
         return np.isfinite(f) & (f - 2.0 * sf > limit)  # fainter than the limit (larger fakemag)
@@ -104,7 +115,7 @@ def outside_by_measurement(
         abs_g = g - 5.0 * np.log10(dist / 10.0) - EXTINCTION_A_G * ebv
         outside = by_parallax & (abs_g > policy.giant_abs_g_max)
         measured_giant = by_parallax & (abs_g <= policy.giant_abs_g_max)
-        outside |= ~by_parallax & confident_dwarf(fakemag, fakemag_error, n, policy.giant_abs_g_max)
+        outside |= ~by_parallax & confident_dwarf(fakemag, fakemag_error, n, policy.giant_abs_g_max, ebv)
         if bprp is not None:
             colour0 = np.asarray(bprp).astype(np.float64) - EXTINCTION_E_BP_RP * ebv
             sigma = np.nan_to_num(np.asarray(bprp_error).astype(np.float64))
@@ -167,9 +178,12 @@ def catalogue_flags(
     logebv: np.ndarray | None = None,
     bprp: np.ndarray | None = None,
     bprp_error: np.ndarray | None = None,
+    luminosity_outside: np.ndarray | None = None,
 ) -> np.ndarray:
     """(N,) int64: the OUTSIDE_TRAINING_DOMAIN and HIGH_UNCERTAINTY bits of a batch, to OR into its
-    flags. Arguments as in `outside_by_measurement` and `quality_flags`."""
+    flags. Arguments as in `outside_by_measurement` and `quality_flags`; luminosity_outside (N,) bool:
+    the stars whose pseudo-luminosity is above the model's training range (reddening-free,
+    `xpengine.model.luminosity_domain`), outside the mass/age domain by measurement too."""
     labels = list(labels)
     n = len(g)
     flags = np.zeros(n, dtype=np.int64)
@@ -187,5 +201,8 @@ def catalogue_flags(
             bprp=bprp,
             bprp_error=bprp_error,
         )
+        if luminosity_outside is not None:
+            outside |= luminosity_outside
+            measured_giant &= ~luminosity_outside
         flags[outside] |= int(SourceFlag.OUTSIDE_TRAINING_DOMAIN)
     return flags | quality_flags(policy, labels, means, out, measured_giant)

@@ -21,6 +21,7 @@ from xpengine.features.vocabulary import Vocabulary
 __all__ = [
     "TokenOutput",
     "g_photometry",
+    "gaia_bp_rp",
     "put_bp_rp",
     "put_extinction",
     "put_labels",
@@ -101,26 +102,32 @@ def g_photometry(gaia: dict[str, Column], out: TokenOutput) -> tuple[np.ndarray,
     return g, g_flux
 
 
-def put_bp_rp(
-    gaia: dict[str, Column],
-    out: TokenOutput,
-    xp_bprp: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
-) -> None:
-    """The `bprp` token from gaia_source (`colours.bp_rp_colour`), filled where missing from the XP
-    synthetic photometry `xp_bprp` = (rows, colour, error) when given; flags NO_BP_RP_COLOUR."""
-    n = out.n
+def gaia_bp_rp(gaia: dict[str, Column], n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """BP−RP and its error (N,) from the gaia_source columns `gaia` (`colours.bp_rp_colour`); NaN (error
+    None) where gaia_source gives none."""
     if gaia["bp_rp"] is not None or (
         gaia["phot_bp_mean_mag"] is not None and gaia["phot_rp_mean_mag"] is not None
     ):
-        bprp, bprp_err = bp_rp_colour(
+        return bp_rp_colour(
             gaia["phot_bp_mean_mag"],
             gaia["phot_rp_mean_mag"],
             gaia["phot_bp_mean_flux_over_error"],
             gaia["phot_rp_mean_flux_over_error"],
             bp_rp=gaia["bp_rp"],
         )
-    else:
-        bprp, bprp_err = np.full(n, np.nan), None
+    return np.full(n, np.nan), None
+
+
+def put_bp_rp(
+    gaia_colour: tuple[np.ndarray, np.ndarray | None],
+    out: TokenOutput,
+    xp_bprp: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+) -> None:
+    """The `bprp` token from gaia_source's colour (`gaia_bp_rp`), filled where missing from the XP
+    synthetic photometry `xp_bprp` = (rows, colour, error) when given (flag BP_RP_FROM_XP); flags
+    NO_BP_RP_COLOUR."""
+    n = out.n
+    bprp, bprp_err = gaia_colour
     if xp_bprp is not None:
         rows_ok, c, ce = xp_bprp
         fill = ~np.isfinite(bprp[rows_ok])
@@ -128,6 +135,9 @@ def put_bp_rp(
         bprp_err = np.full(n, np.nan) if bprp_err is None else np.asarray(bprp_err, dtype=np.float64).copy()
         bprp[rows_ok[fill]] = c[fill]
         bprp_err[rows_ok[fill]] = ce[fill]
+        from_xp = np.zeros(n, dtype=bool)
+        from_xp[rows_ok[fill]] = True
+        out.flag(from_xp, SourceFlag.BP_RP_FROM_XP)
     out.put("bprp", bprp, bprp_err)
     out.flag(~np.isfinite(bprp), SourceFlag.NO_BP_RP_COLOUR)
 

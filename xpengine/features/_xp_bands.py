@@ -151,20 +151,27 @@ def flag_corrupt(
 
 
 def fill_g_from_xp(
-    bp_band: XPBand, rp_band: XPBand, g: np.ndarray, g_flux: np.ndarray, out: TokenOutput
+    bp_band: XPBand,
+    rp_band: XPBand,
+    g: np.ndarray,
+    g_flux: np.ndarray,
+    out: TokenOutput,
+    need_colour: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
     """XP-only photometry: where gaia_source gives no G flux and both bands are present, the calibrated
     synthetic G of the raw DR3 coefficients (`xpengine.features.synthetic_photometry`; σ 2.7 mmag
-    against real G), flagged G_FROM_XP instead of NO_GAIA_PHOTOMETRY.
+    against real G), flagged G_FROM_XP instead of NO_GAIA_PHOTOMETRY; and the synthetic BP−RP (σ 2.5
+    mmag) of those rows and of the rows `need_colour` (N,) bool (no gaia_source BP−RP).
 
     Returns (G [mag], G flux [e⁻/s], xp_bprp): G and its flux with those rows filled (the inputs
-    themselves when no row is), and the synthetic BP−RP (rows, colour, error) of the filled rows, or
-    None when no row needed it or the bands are not DR3's 55 coefficients.
+    themselves when no row is), and the synthetic BP−RP (rows, colour, error) of the rows computed, or
+    None when no row needed either or the bands are not DR3's 55 coefficients.
     """
     bp, bp_err, bp_present = bp_band[:3]
     rp, rp_err, rp_present = rp_band[:3]
     need_g = ~np.isfinite(g_flux) & bp_present & rp_present
-    if not (need_g.any() and bp.shape[1] == 55 and rp.shape[1] == 55):
+    need = need_g if need_colour is None else need_g | (need_colour & bp_present & rp_present)
+    if not (need.any() and bp.shape[1] == 55 and rp.shape[1] == 55):
         return g, g_flux, None
     from xpengine.features.synthetic_photometry import (
         calibrated_bp_rp,
@@ -172,7 +179,7 @@ def fill_g_from_xp(
         synthetic_gaia_photometry,
     )
 
-    rows = np.flatnonzero(need_g)
+    rows = np.flatnonzero(need)
     phot = synthetic_gaia_photometry(  # G, BP, RP integrated once; G and BP−RP both come from it
         bp[rows],
         rp[rows],
@@ -182,12 +189,13 @@ def fill_g_from_xp(
     gx, _ = calibrated_g_flux(phot)
     ok = np.isfinite(gx) & (gx > 0)
     rows_ok = rows[ok]
-    g_flux = g_flux.copy()
-    g_flux[rows_ok] = gx[ok]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        g = np.where(np.isfinite(g), g, G_ZERO_POINT_MAG - 2.5 * np.log10(g_flux))
     filled = np.zeros(out.n, dtype=bool)
     filled[rows_ok] = True
+    filled &= need_g  # G only where gaia_source has none
+    g_flux = g_flux.copy()
+    g_flux[filled] = gx[ok][need_g[rows_ok]]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = np.where(np.isfinite(g), g, G_ZERO_POINT_MAG - 2.5 * np.log10(g_flux))
     out.flag(filled, SourceFlag.G_FROM_XP)
     out.flags[filled] &= ~np.int64(int(SourceFlag.NO_GAIA_PHOTOMETRY))
     c, ce = calibrated_bp_rp(phot)

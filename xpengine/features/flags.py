@@ -23,10 +23,12 @@ renumber a bit, only add new ones. Bits 0-15 are set by the feature step (`xpeng
 | 9   | 512    | NO_BP_RP_COLOUR         | features  | no Gaia BP−RP colour token                                             |
 | 10  | 1024   | NO_EXTINCTION           | features  | no ln E(B−V) token (no input, or E(B−V) ≤ 0 without a floor)           |
 | 11  | 2048   | G_FROM_XP               | features  | no G photometry given: XP normalised by the synthetic G of the star's  |
-|     |        |                         |           | own coefficients (σ 2.7 mmag vs real G; BP−RP too where missing)       |
+|     |        |                         |           | own coefficients (σ 2.7 mmag vs real G)                                |
 | 12  | 4096   | NO_RELEVANCY            | features  | a present band has no `X_n_relevant_bases` (e.g. a sampled spectrum):  |
 |     |        |                         |           | every coefficient kept; gaia-xp v5 reads its mass and age as a         |
 |     |        |                         |           | brighter star's (benchmarks/results/relevancy_sensitivity.md)          |
+| 13  | 8192   | BP_RP_FROM_XP           | features  | no gaia_source BP−RP: the `bprp` token is the calibrated synthetic     |
+|     |        |                         |           | BP−RP of the star's own coefficients (σ 2.5 mmag vs real BP−RP)        |
 | 16  | 65536  | OUTSIDE_TRAINING_DOMAIN | catalogue | reserved: inputs outside the training set's domain                     |
 | 17  | 131072 | HIGH_UNCERTAINTY        | catalogue | reserved: predicted uncertainty above the catalogue threshold          |
 | 18  | 262144 | NO_PREDICTION           | catalogue | reserved: no prediction made for this source                           |
@@ -37,6 +39,9 @@ renumber a bit, only add new ones. Bits 0-15 are set by the feature step (`xpeng
 | 21  | 2097152 | DISTANCE_FROM_PARALLAX  | catalogue | distance_pc = 1000 / ϖ (zero-point corrected, ϖ/σ_ϖ ≥ 5, RUWE ≤ 1.4)   |
 | 22  | 4194304 | DISTANCE_FROM_MODEL     | catalogue | distance_pc from the model's pseudo-luminosity (parallax missing or    |
 |     |        |                         |           | not significant) and G; the parallax is not in the model's context     |
+| 23  | 8388608 | PARALLAX_LEFT_OUT       | catalogue | the star's pseudo-luminosity (parallax) is above the range the model   |
+|     |        |                         |           | learned it in (a dwarf's, for gaia-xp, whose parallaxes were giants'): |
+|     |        |                         |           | left out of its context (`xpengine.model.luminosity_domain`)           |
 
 Usage: `flags & SourceFlag.NO_BP` on an int64 array; `describe_flags(value)` lists the names of one value.
 """
@@ -67,6 +72,7 @@ class SourceFlag(enum.IntFlag):
     NO_EXTINCTION = 1 << 10
     G_FROM_XP = 1 << 11
     NO_RELEVANCY = 1 << 12
+    BP_RP_FROM_XP = 1 << 13
     # reserved for the catalogue engine
     OUTSIDE_TRAINING_DOMAIN = 1 << 16
     HIGH_UNCERTAINTY = 1 << 17
@@ -75,6 +81,7 @@ class SourceFlag(enum.IntFlag):
     OUTSIDE_PARTITION_RANGE = 1 << 20
     DISTANCE_FROM_PARALLAX = 1 << 21
     DISTANCE_FROM_MODEL = 1 << 22
+    PARALLAX_LEFT_OUT = 1 << 23
 
 
 FEATURE_FLAGS: SourceFlag = (
@@ -91,6 +98,7 @@ FEATURE_FLAGS: SourceFlag = (
     | SourceFlag.NO_EXTINCTION
     | SourceFlag.G_FROM_XP
     | SourceFlag.NO_RELEVANCY
+    | SourceFlag.BP_RP_FROM_XP
 )
 """Bits the feature step and the readers may set."""
 
@@ -102,6 +110,7 @@ CATALOGUE_FLAGS: SourceFlag = (
     | SourceFlag.OUTSIDE_PARTITION_RANGE
     | SourceFlag.DISTANCE_FROM_PARALLAX
     | SourceFlag.DISTANCE_FROM_MODEL
+    | SourceFlag.PARALLAX_LEFT_OUT
 )
 """Bits reserved for the catalogue engine."""
 

@@ -61,6 +61,7 @@ from xpengine.features._columns import InputColumns
 from xpengine.features._token_steps import (
     TokenOutput,
     g_photometry,
+    gaia_bp_rp,
     put_bp_rp,
     put_extinction,
     put_labels,
@@ -163,6 +164,7 @@ class TokenBatch(TokenMatrix):
 
     flags: np.ndarray  # (N,) int64, SourceFlag bits
     parameters: dict[str, Any] = field(default_factory=dict)  # the build_tokens settings
+    g_mag: np.ndarray | None = None  # (N,) G [mag] the XP were normalised by (NaN: none); None: not kept
 
     def column(self, name: str) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[override]
         """Value and error (N,) of one token (float32 views; KeyError when the vocabulary lacks it)."""
@@ -170,7 +172,7 @@ class TokenBatch(TokenMatrix):
         return self.values[:, j], self.errors[:, j]
 
     def _subset_fields(self, idx: np.ndarray) -> dict[str, Any]:
-        return {"flags": self.flags[idx]}
+        return {"flags": self.flags[idx], "g_mag": None if self.g_mag is None else self.g_mag[idx]}
 
     def to_dict(self) -> dict[str, np.ndarray]:
         """Flat columns: `source_id`, `flags`, then `<token>` and `<token>_error` for every token.
@@ -270,8 +272,11 @@ def build_tokens(
     flag_corrupt(cols, "bp", bp_band[4], source_id, out)
     flag_corrupt(cols, "rp", rp_band[4], source_id, out)
     xp_bprp = None
-    if g_from_xp:  # XP-only photometry: synthetic G (and BP−RP) where gaia_source gives no G
-        g, g_flux, xp_bprp = fill_g_from_xp(bp_band, rp_band, g, g_flux, out)
+    gaia_colour = gaia_bp_rp(gaia, cols.n)
+    if g_from_xp:  # XP-only photometry: synthetic G and BP−RP where gaia_source gives none
+        g, g_flux, xp_bprp = fill_g_from_xp(
+            bp_band, rp_band, g, g_flux, out, need_colour=~np.isfinite(gaia_colour[0])
+        )
     bp, rp, bp_err, rp_err = apply_representation(
         representation, bp_band[0], rp_band[0], bp_band[1], rp_band[1], vocabulary
     )
@@ -284,7 +289,7 @@ def build_tokens(
     )
 
     # -- colours, pseudo-luminosity, extinction, labels
-    put_bp_rp(gaia, out, xp_bprp)
+    put_bp_rp(gaia_colour, out, xp_bprp)
     put_tmass_colours({c: cols.scalar(c) for c in TMASS_COLUMNS}, out, require_error=tmass_require_error)
     put_pseudo_luminosity(
         gaia,
@@ -305,6 +310,7 @@ def build_tokens(
         values=values,
         errors=errors,
         flags=flags,
+        g_mag=np.where(np.isfinite(g_flux), g, np.nan).astype(np.float64),
         vocabulary=vocabulary,
         parameters={
             "representation": None

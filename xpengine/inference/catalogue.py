@@ -17,6 +17,7 @@ import numpy as np
 from xpengine.catalog.flag_policy import FlagPolicy, catalogue_flags
 from xpengine.catalog.schema import (
     LABELS,
+    MASS_AGE_LABELS,
     check_learned_labels,
     label_tokens,
     model_default_labels,
@@ -24,6 +25,7 @@ from xpengine.catalog.schema import (
 )
 from xpengine.features.astrometry import parallax_distance
 from xpengine.features.flags import SourceFlag
+from xpengine.model.luminosity_domain import outside_domain
 
 __all__ = ["PARALLAX_COLUMNS", "PASSTHROUGH_FLOAT64", "CatalogPredictor", "catalogue_batch"]
 
@@ -92,6 +94,7 @@ def catalogue_batch(
         "flags": tok.flags.astype(np.int64),
         **{c: _column_or_nan(joined, c, np.float64) for c in PASSTHROUGH_FLOAT64},
         "phot_g_mean_mag": _column_or_nan(joined, "phot_g_mean_mag", np.float32),
+        "g_used": tok.g_mag.astype(np.float64),
         "parallax_corrected": plx,
         "parallax_corrected_error": plx_err,
         "ruwe": ruwe,
@@ -160,6 +163,14 @@ class CatalogPredictor:
                     log.info("input token %r is not in the model's vocabulary: skipped", item)
             self.inputs = self.predictor.select_inputs(chosen)  # less what the model never read
         context = self.inputs if self.inputs is not None else self.predictor.default_inputs
+        self._context_cols = np.asarray(vocab.indices(list(context)), dtype=np.int64)
+        # the flag policy judges the mass/age domain by the predicted Teff and logg: asked for whenever
+        # the catalogue holds mass or age, whether or not they are among its labels
+        self._domain_request = [
+            t
+            for t in ("teff", "logg")
+            if MASS_AGE_LABELS & set(self.labels) and t in learned.outputs and t not in self.request
+        ]
         self._fakemag_in_context = "g_fakemag" in context
         self._inputs_without_fakemag = [t for t in context if t != "g_fakemag"]
         self.batch_size = batch_size
@@ -173,64 +184,35 @@ class CatalogPredictor:
         values = np.asarray(batch["values"], dtype=np.float32)
         errors = np.asarray(batch["errors"], dtype=np.float32)
         flags = np.asarray(batch["flags"], dtype=np.int64).copy()
-        n = len(values)
-        n_tokens = np.isfinite(values).sum(axis=1)
-        g = np.asarray(batch["phot_g_mean_mag"], dtype=np.float64)
+        # the G the star's XP were normalised by: gaia_source's, or the synthetic G of its own XP
+        # (G_FROM_XP); the calibration's G bins and the model distance need it
+        g = np.asarray(batch.get("g_used", batch["phot_g_mean_mag"]), dtype=np.float64)
+        fakemag = _token_column(values, self._fakemag_col)
+        fakemag_error = _token_column(errors, self._fakemag_col)
+        bprp = _token_column(values, self._bprp_col)
+        bprp_error = _token_column(errors, self._bprp_col)
 
-        # distance: the measured parallax where it is significant, else the model's pseudo-luminosity.
-        # A token is never requested while it is in the star's context (the model would echo a
-        # damped copy of its input): stars with g_fakemag in the context get it predicted in a
-        # second pass without it.
+        # a pseudo-luminosity above the range the model learned it in (a dwarf's, for a model whose
+        # parallaxes were giants') is left out of the star's context (`xpengine.model.luminosity_domain`)
+        lum_out = outside_domain(
+            self.predictor.learned.luminosity_index_max, fakemag, fakemag_error, bprp, bprp_error
+        )
+        if lum_out is not None and lum_out.any():
+            values = values.copy()
+            values[lum_out, self._fakemag_col] = np.nan
+            flags[lum_out] |= int(SourceFlag.PARALLAX_LEFT_OUT)
+        # tokens the model is given: finite values among the context's tokens
+        n_tokens = np.isfinite(values[:, self._context_cols]).sum(axis=1)
+
+        # distance: the measured parallax where it is significant, else the model's pseudo-luminosity
+        # (never for a star whose own pseudo-luminosity was left out: the model learned it on giants)
         dist, dist_err, by_parallax = parallax_distance(
             batch["parallax_corrected"], batch["parallax_corrected_error"], batch["ruwe"]
         )
-        fm_in_context = np.zeros(n, dtype=bool)
-        if self._fakemag_col is not None and self._fakemag_in_context:
-            fm_in_context = np.isfinite(values[:, self._fakemag_col])
         need_model_distance = self.model_distance & ~by_parallax & np.isfinite(g)
-
-        means = {t: np.full(n, np.nan) for t in self.request}
-        sigmas = {t: np.full(n, np.nan) for t in self.request}
-        # linear labels derived from log tokens (age from ln_age), with the Predictor's own calibrated σ
-        derived = {
-            lab: (np.full(n, np.nan), np.full(n, np.nan)) for lab in self.labels if LABELS[lab].log_token
-        }
-        fm = np.full(n, np.nan)
-        sfm = np.full(n, np.nan)
-        one_pass = need_model_distance & ~fm_in_context  # labels and g_fakemag together
-        groups = [(one_pass, [*self.request, "g_fakemag"]), (~one_pass, self.request)]
-        for rows, request in groups:
-            idx = np.flatnonzero(rows)
-            if idx.size == 0:
-                continue
-            pred = self.predictor.predict(
-                values[idx],
-                errors[idx],
-                request,
-                inputs=self.inputs,
-                batch_size=self.batch_size,
-                g_mag=g[idx],
-            )
-            for t in self.request:
-                means[t][idx] = pred[t]
-                sigmas[t][idx] = pred[f"{t}_error"]
-            for lab, (val, err) in derived.items():
-                val[idx] = pred[lab]
-                err[idx] = pred[f"{lab}_error"]
-            if "g_fakemag" in request:
-                fm[idx] = pred["g_fakemag"]
-                sfm[idx] = pred["g_fakemag_error"]
-        second = np.flatnonzero(need_model_distance & fm_in_context)
-        if second.size:
-            pred = self.predictor.predict(
-                values[second],
-                errors[second],
-                ["g_fakemag"],
-                inputs=self._inputs_without_fakemag,
-                batch_size=self.batch_size,
-            )
-            fm[second] = pred["g_fakemag"]
-            sfm[second] = pred["g_fakemag_error"]
+        if lum_out is not None:
+            need_model_distance &= ~lum_out
+        means, sigmas, derived, fm, sfm = self._predict(values, errors, g, need_model_distance)
 
         out = tokens_to_labels(means, sigmas, self.labels, derived=derived)
         no_pred = n_tokens == 0
@@ -256,13 +238,14 @@ class CatalogPredictor:
             g=g,
             dist=dist,
             by_parallax=by_parallax,
-            fakemag=_token_column(values, self._fakemag_col),
-            fakemag_error=_token_column(errors, self._fakemag_col),
+            fakemag=fakemag,
+            fakemag_error=fakemag_error,
             logebv=_token_column(values, self._logebv_col),
-            bprp=_token_column(values, self._bprp_col),
-            bprp_error=_token_column(errors, self._bprp_col),
+            bprp=bprp,
+            bprp_error=bprp_error,
+            luminosity_outside=lum_out,
         )
-        result = {
+        return {
             "source_id": batch["source_id"],
             **{c: batch[c] for c in PASSTHROUGH_FLOAT64},
             "phot_g_mean_mag": batch["phot_g_mean_mag"],
@@ -272,7 +255,59 @@ class CatalogPredictor:
             "n_input_tokens": n_tokens.astype(np.int16),
             "flags": flags,
         }
-        return result
+
+    def _predict(
+        self, values: np.ndarray, errors: np.ndarray, g: np.ndarray, need_model_distance: np.ndarray
+    ) -> tuple[dict, dict, dict, np.ndarray, np.ndarray]:
+        """The model's answers for a batch: (means, sigmas) per requested token (those of the catalogue's
+        labels and the flag policy's teff/logg), the derived linear labels (age from ln age, with the
+        Predictor's own calibrated σ) and, where `need_model_distance`, the predicted g_fakemag and σ.
+
+        A token is never requested while it is in the star's context (the model would echo a damped
+        copy of its input): stars with g_fakemag in the context get it predicted in a second pass
+        without it. Every pass passes the stars' G (the calibration's G bins)."""
+        n = len(values)
+        fm_in_context = np.zeros(n, dtype=bool)
+        if self._fakemag_col is not None and self._fakemag_in_context:
+            fm_in_context = np.isfinite(values[:, self._fakemag_col])
+        request = [*self.request, *self._domain_request]
+        means = {t: np.full(n, np.nan) for t in request}
+        sigmas = {t: np.full(n, np.nan) for t in request}
+        derived = {
+            lab: (np.full(n, np.nan), np.full(n, np.nan)) for lab in self.labels if LABELS[lab].log_token
+        }
+        fm = np.full(n, np.nan)
+        sfm = np.full(n, np.nan)
+        one_pass = need_model_distance & ~fm_in_context  # labels and g_fakemag together
+        for rows, req in ((one_pass, [*request, "g_fakemag"]), (~one_pass, request)):
+            idx = np.flatnonzero(rows)
+            if idx.size == 0:
+                continue
+            pred = self.predictor.predict(
+                values[idx], errors[idx], req, inputs=self.inputs, batch_size=self.batch_size, g_mag=g[idx]
+            )
+            for t in request:
+                means[t][idx] = pred[t]
+                sigmas[t][idx] = pred[f"{t}_error"]
+            for lab, (val, err) in derived.items():
+                val[idx] = pred[lab]
+                err[idx] = pred[f"{lab}_error"]
+            if "g_fakemag" in req:
+                fm[idx] = pred["g_fakemag"]
+                sfm[idx] = pred["g_fakemag_error"]
+        second = np.flatnonzero(need_model_distance & fm_in_context)
+        if second.size:
+            pred = self.predictor.predict(
+                values[second],
+                errors[second],
+                ["g_fakemag"],
+                inputs=self._inputs_without_fakemag,
+                batch_size=self.batch_size,
+                g_mag=g[second],
+            )
+            fm[second] = pred["g_fakemag"]
+            sfm[second] = pred["g_fakemag_error"]
+        return means, sigmas, derived, fm, sfm
 
 
 def _token_column(a: np.ndarray, col: int | None) -> np.ndarray | None:

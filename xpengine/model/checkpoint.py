@@ -174,7 +174,12 @@ def save_checkpoint(
             raise ValueError(
                 f"save_checkpoint: unseen_inputs must pair learned outputs with learned inputs, got {bad}"
             )
-        learned = dataclasses.replace(checked, unseen_inputs=learned.unseen_inputs)
+        learned = dataclasses.replace(
+            checked,
+            unseen_inputs=learned.unseen_inputs,
+            luminosity_index_max=learned.luminosity_index_max,
+            luminosity_n_stars=learned.luminosity_n_stars,
+        )
     with directory_written_atomically(path) as tmp:
         dtype = _DTYPES[weights_dtype]
         _write_weights(tmp / WEIGHTS_FILE, model.state_dict(), weights_dtype)

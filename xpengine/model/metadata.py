@@ -18,6 +18,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from xpengine.features.vocabulary import Vocabulary
 
 logger = logging.getLogger("xpengine.model.checkpoint")
@@ -36,6 +38,7 @@ FORMAT_VERSION = "1"
 LEARNED_OUTPUTS_KEY = "learned_outputs"  # config.json entries, see LearnedTokens
 LEARNED_INPUTS_KEY = "learned_inputs"
 UNSEEN_INPUTS_KEY = "inputs_unseen_with"  # output → learned inputs no training star had beside it
+LUMINOSITY_DOMAIN_KEY = "pseudo_luminosity_domain"  # {"index_max": ..., "n_stars": ...}, see LearnedTokens
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,12 @@ class LearnedTokens:
     output: an answer from a context the model never saw for it is untrained (gaia-xp v5 gave real
     metal-poor giants [M/H] ≈ −0.9 with g_fakemag in the context, −2.2 without)."""
 
+    luminosity_index_max: float | None = None
+    """The top of the reddening-free index M_G,obs − 2.046 (BP−RP) over the training stars that carried
+    g_fakemag (`xpengine.model.luminosity_domain`); a star above it keeps its parallax out of the
+    context. None: not recorded (no star's parallax is left out)."""
+    luminosity_n_stars: int = 0
+
     def unseen_for(self, output: str) -> tuple[str, ...]:
         return next((inputs for name, inputs in self.unseen_inputs if name == output), ())
 
@@ -75,7 +84,24 @@ class LearnedTokens:
         out: dict[str, Any] = {LEARNED_OUTPUTS_KEY: list(self.outputs), LEARNED_INPUTS_KEY: list(self.inputs)}
         if self.unseen_inputs:
             out[UNSEEN_INPUTS_KEY] = {k: list(v) for k, v in self.unseen_inputs}
+        if self.luminosity_index_max is not None:
+            out[LUMINOSITY_DOMAIN_KEY] = luminosity_domain_entry(
+                self.luminosity_index_max, self.luminosity_n_stars
+            )
         return out
+
+
+def luminosity_domain_entry(index_max: float, n_stars: int) -> dict[str, Any]:
+    """The config.json entry of a model's pseudo-luminosity domain (`LUMINOSITY_DOMAIN_KEY`)."""
+    from xpengine.model.luminosity_domain import A_G_OVER_E_BP_RP, MIN_SNR, QUANTILE
+
+    return {
+        "index_max": round(float(index_max), 4),
+        "index": f"M_G,obs - {A_G_OVER_E_BP_RP:.4f} (BP-RP)",
+        "quantile": QUANTILE,
+        "min_fakemag_snr": MIN_SNR,
+        "n_stars": int(n_stars),
+    }
 
 
 _XP_NAME = re.compile(r"^(?P<prefix>[A-Za-z_]+?)(?P<i>\d+)$")
@@ -139,7 +165,21 @@ def _learned_from_config(config: dict[str, Any], vocabulary: Vocabulary, path: P
         for k in sorted(unseen, key=order.__getitem__)
         if unseen[k]
     )
-    return dataclasses.replace(learned, unseen_inputs=pairs)
+    domain = config.get(LUMINOSITY_DOMAIN_KEY)
+    index_max = None
+    if domain is not None:
+        index_max = domain.get("index_max") if isinstance(domain, dict) else None
+        if not isinstance(index_max, (int, float)) or not np.isfinite(index_max):
+            raise ValueError(
+                f"{path / CONFIG_FILE}: {LUMINOSITY_DOMAIN_KEY} must be an object with a finite index_max; "
+                f"got {domain!r}"
+            )
+    return dataclasses.replace(
+        learned,
+        unseen_inputs=pairs,
+        luminosity_index_max=None if index_max is None else float(index_max),
+        luminosity_n_stars=int(domain.get("n_stars", 0)) if index_max is not None else 0,
+    )
 
 
 def _learned_in_vocabulary(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import torch
 from xpengine.datasets.schema import TrainingArrays
 from xpengine.features.vocabulary import Vocabulary
 from xpengine.model.checkpoint import LearnedTokens
+from xpengine.model.luminosity_domain import index_max_from_training
 from xpengine.model.standardize import Standardization
 from xpengine.train.config import TrainConfig, expand_tokens
 
@@ -82,6 +84,20 @@ def learned_tokens(
     )
 
 
+def _with_luminosity_domain(
+    learned: LearnedTokens, values: np.ndarray, errors: np.ndarray, vocab: Vocabulary
+) -> LearnedTokens:
+    """`learned` with the pseudo-luminosity domain of the training stars (physical `values`, `errors`
+    (N, T)) when it reads g_fakemag and BP−RP (`xpengine.model.luminosity_domain`)."""
+    if not {"g_fakemag", "bprp"} <= set(learned.inputs):
+        return learned
+    f, c = vocab.index("g_fakemag"), vocab.index("bprp")
+    found = index_max_from_training(values[:, f], errors[:, f], values[:, c])
+    if found is None:
+        return learned
+    return dataclasses.replace(learned, luminosity_index_max=found[0], luminosity_n_stars=found[1])
+
+
 @dataclass
 class TrainData:
     """The training stars on the device, standardised, less those that cannot be asked anything, with
@@ -141,6 +157,9 @@ class TrainData:
             requestable_names,
             focus=expand_tokens(config.focus_inputs, vocab) if config.focus_fraction > 0 else (),
             focus_fraction=config.focus_fraction,
+        )
+        learned = _with_luminosity_domain(
+            learned, arrays.values[can_request], arrays.errors[can_request], vocab
         )
         never = [n for n in requestable_names if n not in learned.outputs]
         if never:
