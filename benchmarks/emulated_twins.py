@@ -132,6 +132,11 @@ MIN_SCATTER_STARS = 50  # robust spreads of smaller groups (the open clusters) s
 
 
 def _robust_spread(x: np.ndarray) -> float:
+    """Interquartile range / 1.349 (the σ of a Gaussian) over the finite entries of x.
+
+    Not `xpengine.evaluate.metrics.robust_sigma` (1.4826 MAD): both are σ for a Gaussian, but the
+    bundled `calibration.json`'s sim-to-real terms (`training/fit_sim_to_real.py`) were fitted with
+    this one, so it stays until they are refitted."""
     q25, q75 = np.nanpercentile(x, [25, 75])
     return float((q75 - q25) / 1.349)
 
