@@ -32,7 +32,7 @@ def test_the_four_containers_are_token_matrices_with_only_their_own_fields() -> 
     base = {f.name for f in dataclasses.fields(TokenMatrix)}
     assert base == {"source_id", "values", "errors", "vocabulary"}
     own = {
-        TokenBatch: {"flags", "parameters"},
+        TokenBatch: {"flags", "parameters", "g_mag"},
         TrainingArrays: {"split", "provenance"},
         StarSet: {"g_mag", "path"},
         EvalSet: {"path", "split", "g_mag", "truth", "truth_error"},

@@ -27,6 +27,7 @@ __all__ = [
     "lists_from_objects",
     "parse_array_strings",
     "parse_scalar_strings",
+    "source_id_array",
     "to_list_array",
     "unparsable",
 ]
@@ -247,6 +248,50 @@ def cast_column(arr: pa.Array, to_type: pa.DataType, url: str, column: str) -> p
         raise GaiaFileError(
             url, f"values of type {arr.type} cannot be read as {to_type}: {exc}", column=column
         ) from exc
+
+
+SOURCE_ID_RULE = (
+    "Gaia source ids must be integers (int64): float64 cannot hold ids above 2^53 exactly, so a "
+    "floating-point source_id has lost its last digits (off by up to ±512 for Gaia ids) and would "
+    "silently match the wrong source or none; write the column as int64 (or as integer text)"
+)
+
+
+def source_id_array(
+    arr: pa.Array | pa.ChunkedArray, url: str, column: str = "source_id", row0: int = 0
+) -> pa.Array | pa.ChunkedArray:
+    """An id column (`source_id`) as int64, refusing what cannot hold Gaia ids exactly.
+
+    Integers of any width are cast (GaiaFileError for a value beyond int64); integer text is parsed
+    (`5853498713190525696`; GaiaFileError naming the first row that is not an integer, e.g.
+    `5.853498713190526e+18`); floating-point, decimal or any other type raises GaiaFileError naming
+    `url` and `column` (`SOURCE_ID_RULE`). Nulls stay null (the callers decide about them); `row0` is
+    the 0-based data row of `arr`'s first value, for the message.
+    """
+    if isinstance(arr.type, pa.ExtensionType):
+        if isinstance(arr, pa.ChunkedArray):
+            arr = pa.chunked_array([c.storage for c in arr.chunks], type=arr.type.storage_type)
+        else:
+            arr = arr.storage
+    typ = arr.type
+    if pa.types.is_integer(typ) or pa.types.is_null(typ):
+        return arr if typ == pa.int64() else cast_column(arr, pa.int64(), url, column)
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        try:
+            return pc.cast(arr, pa.int64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+        flat = _chunk(arr)
+        stripped = pc.utf8_trim_whitespace(flat)
+        bad = unparsable(stripped, pa.int64())
+        if not bad.any():
+            return pc.cast(stripped, pa.int64())
+        i = int(np.flatnonzero(bad)[0])
+        text = _short(repr(flat[i].as_py()), 60)
+        raise GaiaFileError(
+            url, f"{text} is not an integer; {SOURCE_ID_RULE}", row=row0 + i + 1, column=column
+        )
+    raise GaiaFileError(url, f"{column} has type {arr.type}; {SOURCE_ID_RULE}", column=column)
 
 
 def list_column_to_numpy(

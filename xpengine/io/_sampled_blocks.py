@@ -12,7 +12,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from xpengine.io._arrays import list_column_to_numpy, parse_array_strings, parse_scalar_strings, to_list_array
+from xpengine.io._arrays import (
+    list_column_to_numpy,
+    parse_array_strings,
+    parse_scalar_strings,
+    source_id_array,
+    to_list_array,
+)
 from xpengine.io._sampled_units import GRID_TOLERANCE_NM, SAMPLED_COLUMNS, _wavelength_factor
 from xpengine.io.errors import GaiaFileError
 
@@ -52,8 +58,11 @@ class _Block:
 def _int64_column(
     arr: pa.Array, name: str, url: str, row0: int, *, required: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(values, known) of an integer id column (text or numbers); a null required id is a file error."""
-    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+    """(values, known) of an integer id column (text or numbers); a null required id is a file error.
+    A required id (`source_id`) must be integers: floating point or non-integer text is a file error."""
+    if required:
+        arr = source_id_array(arr, url, name, row0)
+    elif pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
         arr, _ = parse_scalar_strings(arr, pa.int64())
     elif arr.type != pa.int64():
         try:

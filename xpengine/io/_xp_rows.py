@@ -11,7 +11,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from xpengine.io._arrays import cast_column, parse_array_strings, parse_scalar_strings, to_list_array
+from xpengine.io._arrays import (
+    cast_column,
+    parse_array_strings,
+    parse_scalar_strings,
+    source_id_array,
+    to_list_array,
+)
 from xpengine.io.errors import GaiaFileError
 from xpengine.io.schema import (
     BANDS,
@@ -155,7 +161,9 @@ def normalise_batch(
                         f"array column has type {arr.type}, expected a list of numbers: {exc}",
                         column=name,
                     ) from exc
-        elif text and name != "source_id":
+        elif name == "source_id":  # integers only: a float64 id has lost its last digits
+            arr = source_id_array(arr, url, name, row0)
+        elif text:
             arr, bad = parse_scalar_strings(arr, spec.type)
             report(name, bad)
         elif arr.type != spec.type:

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from xpengine.io._arrays import cast_column, parse_scalar_strings
+from xpengine.io._arrays import cast_column, parse_scalar_strings, source_id_array
 from xpengine.io.errors import GaiaFileError
 from xpengine.io.formats import open_table_reader
 from xpengine.io.schema import (
@@ -113,6 +113,8 @@ def iter_gaia_source(
                     arr, bad = parse_scalar_strings(arr, targets[n])
                     for i, msg in bad:
                         problems.setdefault(i, []).append(f"{n}: {msg}")
+                elif n == "source_id":  # integers only: a float64 id has lost its last digits
+                    arr = source_id_array(arr, url, n, row0)
                 elif spec is not None and arr.type != spec.type:
                     arr = cast_column(arr, spec.type, url, n)
                 if pa.types.is_floating(arr.type) and arr.null_count < len(arr):

@@ -8,7 +8,8 @@ Layout (one row per source):
 - `source_id` int64
 - `bp_coefficients`, `bp_coefficient_errors`, `rp_coefficients`, `rp_coefficient_errors`:
   fixed_size_list<float32>[n] with n the band's number of coefficients (55 in DR3, from the data);
-  a missing band (or a row with a read problem) is all NaN, shorter rows are NaN-padded.
+  a missing band (or a row with a read problem) is all NaN; a band has one count per file (rows or
+  chunks of another count are refused, as `build_tokens` refuses them in an XP table).
 - `bp_n_relevant_bases`, `rp_n_relevant_bases` int16 (0 for a missing band: it has no relevant bases;
   null for a present band without a count, e.g. a sampled spectrum: every coefficient is kept)
 - `read_problem` string (null when the row is fine): the readers' row-level problems (XP and the
@@ -37,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from xpengine.io._arrays import list_column_to_numpy
+from xpengine.io._arrays import list_column_to_numpy, source_id_array
 from xpengine.io._source import OutputTarget
 from xpengine.io.errors import GaiaFileError
 from xpengine.io.filesystems import open_url, url_to_fs
@@ -73,11 +74,35 @@ def _array_type(width: int) -> pa.DataType:
 
 
 def _band_width(table: pa.Table, band: str) -> int:
+    """The band's number of coefficients in `table`: its rows' length, else its `X_n_parameters`, else
+    the one count the table's `xpengine.n_coefficients` metadata declares; 0 when nothing says (the
+    band is missing from every row). Rows of different lengths raise ValueError, as `build_tokens`
+    refuses them in an XP table."""
     col = table.column(f"{band}_coefficients")
-    width = pc.max(pc.list_value_length(col)).as_py()
-    if not width and f"{band}_n_parameters" in table.column_names:
+    counts = sorted(v for v in pc.unique(pc.drop_null(pc.list_value_length(col))).to_pylist() if v)
+    if len(counts) > 1:
+        raise ValueError(
+            f"{band}_coefficients has rows of {counts} coefficients; one band has one coefficient count "
+            "per file (build_tokens refuses such an XP table too)"
+        )
+    if counts:
+        return int(counts[0])
+    if f"{band}_n_parameters" in table.column_names:
         width = pc.max(table.column(f"{band}_n_parameters")).as_py()
-    return int(width or 0)
+        if width:
+            return int(width)
+    try:
+        declared = json.loads((table.schema.metadata or {}).get(_META_N, b"{}")).get(band)
+    except (ValueError, AttributeError):
+        return 0
+    values = {int(v) for v in (declared if isinstance(declared, list) else [declared]) if v}
+    return values.pop() if len(values) == 1 else 0
+
+
+def _default_widths(found: dict[str, int]) -> dict[str, int]:
+    """Widths of a whole file from its bands' counts: a band missing everywhere borrows the other's
+    width (DR3's when both are); its arrays are all NaN, so the width carries no data."""
+    return {b: found[b] or max(found.values()) or DR3_N_COEFFICIENTS for b in BANDS}
 
 
 def model_inputs_table(table: pa.Table | pa.RecordBatch, widths: dict[str, int] | None = None) -> pa.Table:
@@ -85,8 +110,10 @@ def model_inputs_table(table: pa.Table | pa.RecordBatch, widths: dict[str, int] 
     or not.
 
     `widths` ({"bp": n, "rp": n}) fixes the array widths, so that the chunks of one partition share a
-    schema; default: the longest row of each band (a band missing everywhere borrows the other's
-    width). Raises ValueError for a row longer than its fixed width (it would be cut).
+    schema; default: the table's own counts (`_band_width`; a band missing everywhere borrows the
+    other's width). Raises ValueError for a band whose rows differ in length or, with `widths`, whose
+    count differs from its fixed width (one band has one coefficient count per file: a DR4-like 51 is
+    not padded to DR3's 55), and GaiaFileError for a `source_id` that is not integers.
     """
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
@@ -96,19 +123,20 @@ def model_inputs_table(table: pa.Table | pa.RecordBatch, widths: dict[str, int] 
         raise ValueError(f"table lacks columns {missing} needed for model inputs")
     found = {b: _band_width(table, b) for b in BANDS}
     if widths is None:
-        widths = dict(found)
-        for b in BANDS:  # a band missing everywhere borrows the other's width (DR3's when both are)
-            if widths[b] == 0:
-                widths[b] = max(widths.values()) or DR3_N_COEFFICIENTS
+        widths = _default_widths(found)
     else:
         widths = {b: int(widths[b]) for b in BANDS}
-        longer = {b: found[b] for b in BANDS if found[b] > widths[b]}
-        if longer:
+        other = {b: found[b] for b in BANDS if found[b] and found[b] != widths[b]}
+        if other:
+            more = any(found[b] > widths[b] for b in other)
             raise ValueError(
-                f"rows with {longer} coefficients, more than the {widths} of the partition's first rows; "
-                "one band has one coefficient count per file"
+                f"rows with {other} coefficients, {'more' if more else 'fewer'} than the {widths} of the "
+                "partition's first rows; one band has one coefficient count per file"
             )
-    cols: dict[str, pa.Array] = {"source_id": pc.cast(table.column("source_id"), pa.int64()).combine_chunks()}
+    source = (table.schema.metadata or {}).get(META_SOURCE, b"model inputs table").decode(errors="replace")
+    cols: dict[str, pa.Array] = {
+        "source_id": source_id_array(table.column("source_id"), source).combine_chunks()
+    }
     n = table.num_rows
     mat_coef: dict[str, np.ndarray] = {}
     for b in BANDS:
@@ -151,7 +179,11 @@ class ModelInputsWriter:
 
     The file is written under a temporary name and renamed onto `path` when the `with` block ends
     normally (removed when it raises); an existing `path` is refused unless `overwrite`
-    (FileExistsError naming `hint`). All chunks share the first chunk's schema and array widths.
+    (FileExistsError naming `hint`). All chunks share one schema and array widths: a band's width is
+    its count in the first chunk that has the band (`_band_width`), so chunks are held back, unwritten,
+    while a band is missing from every row so far (a band missing from the whole file borrows the
+    other's width, as in `model_inputs_table`); a later chunk with another count is refused
+    (ValueError), never NaN-padded. `rows` counts the rows accepted.
     `provenance` (JSON-able) is stored in the schema metadata as `xpengine.model_inputs.provenance`.
 
         with ModelInputsWriter("ModelInputs_000000-003111.parquet") as w:
@@ -172,6 +204,8 @@ class ModelInputsWriter:
         self.provenance: dict[str, Any] | None = provenance
         self.rows = 0
         self.widths: dict[str, int] | None = None
+        self._known: dict[str, int] = {}  # band -> width, from the chunks seen before the widths are fixed
+        self._held: list[pa.Table] = []  # chunks waiting for a band's width (missing from all so far)
         self._schema: pa.Schema | None = None
         self._writer: Any = None
         self._file: Any = None
@@ -185,10 +219,36 @@ class ModelInputsWriter:
         return self
 
     def write(self, table: pa.Table | pa.RecordBatch) -> None:
-        """Append one chunk (an XP table, joined or not: see `model_inputs_table`) as a row group."""
-        out = model_inputs_table(table, self.widths)
+        """Append one chunk (an XP table, joined or not: see `model_inputs_table`) as a row group (held
+        back while a band's width is undecided: see the class docstring)."""
+        if isinstance(table, pa.RecordBatch):
+            table = pa.Table.from_batches([table])
+        if self.widths is None:
+            found = {b: _band_width(table, b) for b in BANDS}
+            other = {b: w for b, w in found.items() if w and self._known.get(b, w) != w}
+            if other:  # a band's width cannot change later: refused now, not when the file is fixed
+                raise ValueError(
+                    f"rows with {other} coefficients, other than the {self._known} of the partition's "
+                    "first rows; one band has one coefficient count per file"
+                )
+            self._known.update({b: w for b, w in found.items() if w})
+            if len(self._known) < len(BANDS):
+                self._held.append(table)
+                self.rows += table.num_rows
+                return
+            self._flush(dict(self._known))
+        self._write_table(model_inputs_table(table, self.widths))
+        self.rows += table.num_rows
+
+    def _flush(self, widths: dict[str, int]) -> None:
+        """Fix the widths and write the chunks held back."""
+        self.widths = widths
+        held, self._held = self._held, []
+        for table in held:
+            self._write_table(model_inputs_table(table, widths))
+
+    def _write_table(self, out: pa.Table) -> None:
         if self._writer is None:
-            self.widths = json.loads(out.schema.metadata[_META_N])
             if self.provenance is not None:
                 meta = {
                     **out.schema.metadata,
@@ -214,7 +274,6 @@ class ModelInputsWriter:
                     f"match the file's first chunk {self._schema.names}: {exc}"
                 ) from exc
         self._writer.write_table(out, row_group_size=max(out.num_rows, 1))
-        self.rows += out.num_rows
 
     def _close(self) -> None:
         if self._writer is not None:
@@ -232,13 +291,15 @@ class ModelInputsWriter:
                 pass
             self.target.abort()
             return
-        if self._writer is None:
+        if self._writer is None and not self._held:
             self.target.abort()
             raise ValueError(f"{self.url}: no rows were written; a model-inputs file holds at least one row")
         try:
+            if self._held:  # a band missing from the whole file: it borrows the other's width
+                self._flush(_default_widths({**dict.fromkeys(BANDS, 0), **self._known}))
             self._close()
-        except BaseException:
-            self.target.abort()
+        except BaseException as exc:
+            self.__exit__(type(exc))
             raise
         self.target.commit()
 

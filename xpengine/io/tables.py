@@ -11,10 +11,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from xpengine.io._arrays import parse_array_strings, to_list_array
+from xpengine.io._arrays import parse_array_strings, source_id_array, to_list_array
 from xpengine.io.errors import GaiaFileError
 from xpengine.io.formats import open_table_reader
-from xpengine.io.schema import READ_PROBLEM
+from xpengine.io.schema import META_SOURCE, READ_PROBLEM
 
 __all__ = ["EBV_COLUMNS", "TMASS_COLUMNS", "join_sources", "read_table"]
 
@@ -40,6 +40,8 @@ def read_table(
     those named in `array_columns`: their text (`(1.5, 2e-3)` or `[1.5,2e-3]`, as the Gaia archive
     writes arrays) is parsed into `list<double>` (empty text or `()`: null), correctly rounded as
     Python's float() would; a value that is not such an array raises `GaiaFileError` naming its row.
+    A `source_id` column must hold integers (or integer text): a floating-point one (e.g. ids written
+    as `5.853498713190526e+18`) raises `GaiaFileError`, as float64 cannot hold Gaia ids exactly.
     Units, descriptions and UCDs declared by the file are kept as Arrow field metadata (`unit`,
     `description`, `ucd`). Missing `columns` (or `array_columns`) raise `GaiaFileError` naming them.
     """
@@ -58,6 +60,8 @@ def read_table(
         table = pa.Table.from_batches(batches)
     for name in array_columns:
         table = _parse_array_column(table, name, reader.src.url)
+    if "source_id" in table.column_names:  # ids must be integers: float64 ones have lost digits
+        source_id_array(table.column("source_id"), reader.src.url)
     fields = []
     for field in table.schema:
         meta = reader.field_metadata(field.name)
@@ -81,12 +85,17 @@ def _parse_array_column(table: pa.Table, name: str, url: str) -> pa.Table:
 
 
 def _source_ids(table: pa.Table, what: str) -> np.ndarray:
+    """(N,) int64 source_id of a table to join; GaiaFileError (naming the table and, when its schema
+    metadata says, its file) for nulls or ids that are not integers (float64 ids: `SOURCE_ID_RULE`)."""
     if "source_id" not in table.column_names:
         raise ValueError(f"{what} table has no source_id column; columns: {table.column_names}")
-    col = table.column("source_id")
+    meta = table.schema.metadata or {}
+    if META_SOURCE in meta:
+        what = f"{what} table {meta[META_SOURCE].decode(errors='replace')}"
+    col = source_id_array(table.column("source_id"), what)
     if col.null_count:
         raise GaiaFileError(what, "source_id has null values", column="source_id")
-    return np.asarray(pc.cast(col, pa.int64()).to_numpy(), dtype=np.int64)
+    return np.asarray(col.to_numpy(), dtype=np.int64)
 
 
 def _left_indices(left_ids: np.ndarray, right: pa.Table, what: str) -> pa.Array:
