@@ -69,21 +69,75 @@ class PartitionTask:
         )
 
 
-def _read_side_table(url: str | None, hpx8_range: tuple[int, int] | None):
-    """An optional side input (2MASS, E(B−V)) restricted to a partition's source_id range."""
-    if not url:
-        return None
-    from xpengine import io
+class _SideTable:
+    """An optional side input (2MASS, E(B−V)) for one partition's chunks: its rows in the partition's
+    source_id range, kept for the partition; a chunk's rows outside that range (misplaced rows, flagged
+    OUTSIDE_PARTITION_RANGE) are looked up in the whole table, read again only for a chunk that has such
+    rows, so that they keep their values too (memory: the range's rows plus one chunk's misplaced ones)."""
 
-    table = io.read_table(url)
-    if hpx8_range is not None:
+    def __init__(self, url: str, hpx8_range: tuple[int, int] | None) -> None:
+        from xpengine import io
+
+        self.url = url
+        table = io.read_table(url)
+        self.bounds = None if hpx8_range is None else (hpx8_range[0] << 43, (hpx8_range[1] + 1) << 43)
+        if self.bounds is not None:
+            table = table.filter(self._outside(table.column("source_id"), invert=True))
+        self.table = table
+
+    def _outside(self, sid, *, invert: bool = False):
         import pyarrow.compute as pc
 
-        lo = hpx8_range[0] << 43
-        hi = (hpx8_range[1] + 1) << 43
-        sid = table.column("source_id")
-        table = table.filter(pc.and_(pc.greater_equal(sid, lo), pc.less(sid, hi)))
-    return table
+        lo, hi = self.bounds
+        inside = pc.and_(pc.greater_equal(sid, lo), pc.less(sid, hi))
+        return inside if invert else pc.invert(inside)
+
+    def for_chunk(self, chunk):
+        """The side rows the chunk's sources can need (a superset: `join_sources` left-joins them)."""
+        if self.bounds is None:
+            return self.table
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from xpengine import io
+
+        sid = chunk.column("source_id")
+        outside = pc.unique(sid.filter(self._outside(sid)))
+        if len(outside) == 0:
+            return self.table
+        whole = io.read_table(self.url)
+        sid_type = whole.schema.field("source_id").type
+        extra = whole.filter(pc.is_in(whole.column("source_id"), value_set=pc.cast(outside, sid_type)))
+        return pa.concat_tables([self.table, extra])
+
+
+def _read_side_table(url: str | None, hpx8_range: tuple[int, int] | None) -> _SideTable | None:
+    return _SideTable(url, hpx8_range) if url else None
+
+
+def _for_chunk(side: _SideTable | None, chunk):
+    return None if side is None else side.for_chunk(chunk)
+
+
+def _without_gaia_problems(chunk):
+    """`chunk` (a model-inputs file's rows) with the `gaia_source ...` texts its `read_problem` got from
+    the gaia_source table it was made with (`io.join_sources` appends them last, after "; " or alone)
+    taken out, and null where nothing else is left: a new gaia_source table replaces them."""
+    from xpengine import io
+
+    if io.READ_PROBLEM not in chunk.column_names:
+        return chunk
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    i = chunk.schema.get_field_index(io.READ_PROBLEM)
+    # each reader's text ends with where it was, "(data row N)", "(source_id ..., data rows A-B)": the
+    # gaia part starts the text or follows the first such end
+    kept = pc.replace_substring_regex(
+        pc.cast(chunk.column(i), pa.string()), r"(?s)(^|(\)); )gaia_source .*$", r"\2", max_replacements=1
+    )
+    kept = pc.if_else(pc.equal(kept, ""), pa.scalar(None, pa.string()), kept)
+    return chunk.set_column(i, io.READ_PROBLEM, kept)
 
 
 @functools.lru_cache(maxsize=4)
@@ -157,15 +211,22 @@ def joined_chunks(
 
     A model-inputs file (`io.is_model_inputs`: `xpengine compact` output) is read as it is: its
     non-XP columns are the gaia_source, 2MASS and E(B−V) columns it was made with. A table given here
-    as well replaces the file's columns of the same names (a new dust map, say)."""
+    as well replaces the file's columns of the same names (a new dust map, say); a gaia_source table
+    also replaces the `gaia_source ...` read problems of the one the file was made with.
+    The 2MASS and E(B−V) rows come from the partition's source_id range, and for a row outside it
+    (OUTSIDE_PARTITION_RANGE) from the whole table (`_SideTable`)."""
     from xpengine import io
 
     gaia = io.read_gaia_source(task.gaia) if task.gaia else None
     tmass_t = _read_side_table(tmass, task.hpx8_range)
     ebv_t = _read_side_table(ebv, task.hpx8_range)
+
+    def joined(chunk):
+        return io.join_sources(chunk, gaia, tmass=_for_chunk(tmass_t, chunk), ebv=_for_chunk(ebv_t, chunk))
+
     if not io.is_model_inputs(task.xp):
         for chunk in io.iter_xp_continuous(task.xp, batch_rows=chunk_rows):
-            yield io.join_sources(chunk, gaia, tmass=tmass_t, ebv=ebv_t)
+            yield joined(chunk)
         return
     replaced: list[str] = []
     if gaia is not None:
@@ -182,7 +243,9 @@ def joined_chunks(
                 log.info("%s: columns %s replaced by the tables given to the job", task.xp, drop)
                 logged = True
             chunk = chunk.drop_columns(drop)
-        yield io.join_sources(chunk, gaia, tmass=tmass_t, ebv=ebv_t)
+        if gaia is not None:  # its read problems replace those of the gaia_source the file was made with
+            chunk = _without_gaia_problems(chunk)
+        yield joined(chunk)
 
 
 def _featurize_one(

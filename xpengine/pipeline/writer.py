@@ -21,20 +21,19 @@ Every name a reader could mistake for data starts with `_`: pandas, pyarrow.data
 record is written after it. A partition counts as done only when its manifest says "done" AND the
 catalogue file exists, so a crash between the two redoes it.
 
-The lock: on a local file system it is created with O_EXCL (two jobs cannot both take it); on object
-storage the check-then-write leaves a window of one round trip (documented, not closed). A lock is
-stale when its holder ran on this host and its process is gone, or when its heartbeat (refreshed while
-the job runs) is older than `stale_after_s`; a stale lock is taken over with a warning.
+The lock (`xpengine.pipeline._lock`): on a local file system it is created with O_EXCL and a stale one
+is taken over by an atomic rename checked against the file judged stale, so two jobs never both hold
+it; on object storage the check-then-write leaves a window of one round trip (documented, not closed).
+A lock is stale when its holder ran on this host and its process is gone, when its heartbeat (refreshed
+while the job runs) is older than `stale_after_s`, or when it is empty or unreadable and unchanged for
+`stale_after_s`; a stale lock is taken over with a warning. A job whose lock another job took over
+stops writing (OutputLockedError).
 """
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
-import os
-import socket
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +42,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from xpengine.io.atomic import file_written_atomically
+from xpengine.pipeline._lock import LOCK_FILE as LOCK_FILE
+from xpengine.pipeline._lock import LockHolder, OutputLockedError, _utc
 
 __all__ = [
     "CatalogWriter",
@@ -56,20 +57,11 @@ log = logging.getLogger(__name__)
 TMP_DIR = "_tmp"
 REJECTED_DIR = "_rejected"
 MANIFEST_DIR = "_manifest"
-LOCK_FILE = "_LOCK.json"
 JOB_FILE = "_JOB.json"
-
-
-class OutputLockedError(RuntimeError):
-    """Another job holds the output's lock."""
 
 
 class OutputNotWritableError(RuntimeError):
     """The output location cannot be written."""
-
-
-def _utc(t: float | None = None) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
 @dataclass
@@ -90,7 +82,7 @@ class PartitionRecord:
     job: dict[str, Any] = field(default_factory=dict)  # model sha256, labels, schema fingerprint
 
 
-class CatalogWriter:
+class CatalogWriter(LockHolder):
     """Writes catalogue partitions and their manifest records into one output location."""
 
     def __init__(self, output: str) -> None:
@@ -100,6 +92,7 @@ class CatalogWriter:
         self.fs, self.root = arrow_filesystem(self.output)
         self._lock_token: str | None = None
         self._lock_info: dict[str, Any] = {}
+        self.lock_lost: str | None = None  # why this job lost its lock (a heartbeat found it taken)
 
     @property
     def _local(self) -> bool:
@@ -153,107 +146,6 @@ class CatalogWriter:
         if stale:
             log.info("removed %d stale temporary file(s) from %s/%s", len(stale), self.output, TMP_DIR)
 
-    # -- the lock ------------------------------------------------------------------------------
-    @property
-    def lock_path(self) -> str:
-        return f"{self.root}/{LOCK_FILE}"
-
-    def read_lock(self) -> dict[str, Any] | None:
-        try:
-            with self.fs.open_input_stream(self.lock_path, compression=None) as f:
-                return json.loads(f.read() or b"{}")
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
-            return {}  # unreadable or half written: treated by its age
-
-    def _lock_payload(self) -> bytes:
-        now = time.time()
-        self._lock_info.update(heartbeat_unix=now, heartbeat_utc=_utc(now))
-        return json.dumps(self._lock_info, indent=1).encode()
-
-    def acquire_lock(self, *, stale_after_s: float = 600.0) -> None:
-        now = time.time()
-        self._lock_token = uuid.uuid4().hex
-        self._lock_info = {
-            "token": self._lock_token,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "user": _user(),
-            "started_unix": now,
-            "started_utc": _utc(now),
-        }
-        for _attempt in range(2):
-            if self._try_create_lock():
-                self._start_heartbeat(max(1.0, min(60.0, stale_after_s / 4)))
-                return
-            holder = self.read_lock()
-            if holder is None:
-                continue  # released in between
-            why = _stale_reason(holder, stale_after_s)
-            if why is None:
-                self._lock_token = None
-                raise OutputLockedError(
-                    f"output {self.output} is in use by another job (pid {holder.get('pid')} on "
-                    f"{holder.get('host')}, user {holder.get('user')}, started {holder.get('started_utc')}, "
-                    f"last heartbeat {holder.get('heartbeat_utc')}); wait for it to finish or choose another "
-                    f"--output (a lock whose holder died goes stale after {stale_after_s:.0f} s: "
-                    f"{self.display(self.lock_path)})"
-                )
-            log.warning("taking over a stale lock on %s: %s", self.output, why)
-            self.fs.delete_file(self.lock_path)
-        raise OutputLockedError(f"output {self.output}: could not take the lock {self.lock_path}")
-
-    def _try_create_lock(self) -> bool:
-        payload = self._lock_payload()
-        if self._local:
-            try:
-                fd = os.open(self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                return False
-            with os.fdopen(fd, "wb") as f:
-                f.write(payload)
-            return True
-        import pyarrow.fs as pafs
-
-        if self.fs.get_file_info(self.lock_path).type != pafs.FileType.NotFound:
-            return False
-        with self.fs.open_output_stream(self.lock_path, compression=None) as f:
-            f.write(payload)
-        return True
-
-    def heartbeat(self) -> None:
-        """Refresh the lock's heartbeat (a background thread calls this while the lock is held)."""
-        if self._lock_token is None:
-            return
-        self._atomic_write(self.lock_path, lambda p: self._write_bytes(p, self._lock_payload()))
-
-    def _start_heartbeat(self, interval_s: float) -> None:
-        import threading
-
-        stop = threading.Event()
-        self._heartbeat_stop = stop
-
-        def _beat() -> None:
-            while not stop.wait(interval_s):
-                try:
-                    self.heartbeat()
-                except Exception as exc:  # a missed beat is not fatal; the next one retries
-                    log.warning("lock heartbeat on %s failed: %s", self.output, exc)
-
-        threading.Thread(target=_beat, name="xpengine-lock-heartbeat", daemon=True).start()
-
-    def release_lock(self) -> None:
-        if self._lock_token is None:
-            return
-        stop = getattr(self, "_heartbeat_stop", None)
-        if stop is not None:
-            stop.set()
-        holder = self.read_lock()
-        if holder and holder.get("token") == self._lock_token:
-            self.fs.delete_file(self.lock_path)
-        self._lock_token = None
-
     # -- state -------------------------------------------------------------------------------
     def read_manifest(self) -> dict[str, dict[str, Any]]:
         """All manifest records, by partition name."""
@@ -300,7 +192,9 @@ class CatalogWriter:
         with self.fs.open_output_stream(path, compression=None) as f:
             f.write(payload)
 
-    def _atomic_write(self, path: str, write_fn) -> None:
+    def _atomic_write(self, path: str, write_fn, *, check: bool = True) -> None:
+        if check and self.lock_lost:  # another job holds the output now: write nothing more
+            raise OutputLockedError(self.lock_lost)
         if self._local:
             head = path.rpartition("/")[0]
             self.fs.create_dir(f"{self.root}/{TMP_DIR}", recursive=True)
@@ -358,33 +252,3 @@ class CatalogWriter:
     def write_summary(self, summary: dict[str, Any]) -> None:
         payload = json.dumps(summary, indent=1).encode()
         self._atomic_write(f"{self.root}/_SUMMARY.json", lambda p: self._write_bytes(p, payload))
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no passwd entry (containers)
-        return str(os.getuid())
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _stale_reason(holder: dict[str, Any], stale_after_s: float) -> str | None:
-    """Why a lock is stale, or None when its holder may still be running."""
-    if not holder:
-        return "the lock file is empty or unreadable"
-    if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
-        if not _pid_alive(holder["pid"]):
-            return f"its holder (pid {holder['pid']} on this host) is gone"
-    beat = holder.get("heartbeat_unix")
-    if isinstance(beat, (int, float)) and time.time() - beat > stale_after_s:
-        return f"no heartbeat for {time.time() - beat:.0f} s (holder {holder.get('pid')} on {holder.get('host')})"
-    return None
