@@ -157,19 +157,37 @@ def baseline_predictions(baseline: XGBoostBaseline, es: EvalSet, tokens: Sequenc
     return out
 
 
+def common_stars(preds: Mapping[str, Predictions], labels: Sequence[str], n: int) -> dict[str, np.ndarray]:
+    """label → (N,) bool: the stars every model that predicts the label predicted (finite), so that each
+    row of a table is scored on the same stars (an XGBoost baseline with nan_policy "complete" predicts only
+    the stars with every input finite: on a simulated sky's relevancy-masked XP a small, bright subset)."""
+    out = {}
+    for lab in labels:
+        ok = np.ones(n, dtype=bool)
+        for p in preds.values():
+            if lab in p:
+                ok &= np.isfinite(p[lab][0])
+        out[lab] = ok
+    return out
+
+
 def _metrics(
-    preds: Predictions, es: EvalSet, labels: Sequence[str], rows: np.ndarray
+    preds: Predictions,
+    es: EvalSet,
+    labels: Sequence[str],
+    rows: np.ndarray,
+    common: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, dict[str, Any] | None]:
-    """label → label_metrics over the `rows` (N,) bool, or None where the model does not predict it."""
+    """label → label_metrics over the `rows` (N,) bool (and, per label, the `common` stars), or None where
+    the model does not predict it."""
     out: dict[str, dict[str, Any] | None] = {}
     for lab in labels:
         if lab not in preds:
             out[lab] = None
             continue
         p, s = preds[lab]
-        out[lab] = label_metrics(
-            p[rows], es.truth[lab][rows], None if s is None else s[rows], es.truth_error[lab][rows]
-        )
+        r = rows if common is None else rows & common[lab]
+        out[lab] = label_metrics(p[r], es.truth[lab][r], None if s is None else s[r], es.truth_error[lab][r])
     return out
 
 
@@ -180,15 +198,17 @@ def g_bin_metrics(
     rows: np.ndarray,
     g_mag: np.ndarray,
     edges: Sequence[float],
+    common: Mapping[str, np.ndarray] | None = None,
 ) -> list[dict[str, Any]]:
     """n, σ, bias and z-spread per label in G bins [lo, hi) (the last one closed) of the `rows` (N,)
-    bool; g_mag (N,). Each entry: {"lo", "hi", "n_stars", "labels": label → dict or None}."""
+    bool (per label, of the `common` stars); g_mag (N,). Each entry: {"lo", "hi", "n_stars", "labels":
+    label → dict or None}; n_stars counts the bin's stars, each label's "n" those scored."""
     out = []
     for i in range(len(edges) - 1):
         lo, hi = edges[i], edges[i + 1]
         upper = g_mag <= hi if i == len(edges) - 2 else g_mag < hi
         in_bin = rows & (g_mag >= lo) & upper
-        block = _metrics(preds, es, labels, in_bin)
+        block = _metrics(preds, es, labels, in_bin, common)
         out.append(
             {
                 "lo": lo,
@@ -337,13 +357,14 @@ def compare(
             "sigma": None,
         }
 
+    common = common_stars(preds, labels, len(es))
     by_g: dict[str, Any] | None = None
     if es.g_mag is not None:
         by_g = {
             "edges": list(g_bins),
             "models": {
                 name: {
-                    pop: g_bin_metrics(p, es, labels, masks[pop], es.g_mag, g_bins)
+                    pop: g_bin_metrics(p, es, labels, masks[pop], es.g_mag, g_bins, common)
                     for pop in G_BIN_POPULATIONS
                 }
                 for name, p in preds.items()
@@ -357,12 +378,18 @@ def compare(
         },
         "models": info,
         "metrics": {
-            name: {pop: _metrics(p, es, labels, m) for pop, m in masks.items()} for name, p in preds.items()
+            name: {pop: _metrics(p, es, labels, m, common) for pop, m in masks.items()}
+            for name, p in preds.items()
+        },
+        "n_compared": {
+            pop: {lab: int((m & common[lab] & np.isfinite(es.truth[lab])).sum()) for lab in labels}
+            for pop, m in masks.items()
         },
         "by_g": by_g,
         "age_metallicity": {
             name: age_metallicity_correlation(p, es, masks["giants"]) for name, p in preds.items()
         },
+        "context": context,
         "sigma_differences": sigma_differences(preds, es, labels, masks, bootstrap)
         if bootstrap > 0
         else None,
@@ -397,14 +424,22 @@ def render_markdown(result: Mapping[str, Any], units: Mapping[str, str]) -> str:
         f"`{data['path']}` split `{data['split']}`: {data['n_stars']} stars (sha256 {data['sha256'][:12]}…). "
         "Cells: robust σ of pred − truth (1.4826·MAD), in brackets the z-spread, robust σ of "
         "(pred − truth)/sqrt(σ_pred² + σ_label²) (1 = honest σ); – = not predicted by that model. "
-        "Input: BP/RP 0–29, BP−RP, J−H, J−K.",
+        "Every model is scored, label by label, on the same stars: those all the models that predict the "
+        "label predicted (since session 17; `stars compared` rows). "
+        f"Input: {_input_text(result)}.",
         "",
     ]
     for name, m in result["models"].items():
         if m["kind"] == "transformer":
             lines.append(f"- `{name}`: σ {m['sigma']}; not learned: {', '.join(m['not_learned']) or 'none'}")
         else:
-            lines.append(f"- `{name}`: {m['config']['n_estimators']} trees, no σ (cells give σ only)")
+            cfg = m["config"]
+            extra = ", ".join(cfg.get("extra_inputs") or []) or "none"
+            lines.append(
+                f"- `{name}`: {cfg['n_estimators']} trees, missing inputs {cfg['nan_policy']!r}, extra inputs "
+                f"{extra}, trained on {max((m.get('n_train') or {}).values(), default=0)} stars at most; no σ "
+                "(cells give σ only)"
+            )
     if result["labels_without_truth"]:
         lines.append(f"- no true {', '.join(result['labels_without_truth'])} in the data: not compared")
     lines.append("")
@@ -414,6 +449,9 @@ def render_markdown(result: Mapping[str, Any], units: Mapping[str, str]) -> str:
             [name, *(_cell(result["metrics"][name][pop][lab], lab) for lab in labels)]
             for name in result["metrics"]
         ]
+        n_cmp = (result.get("n_compared") or {}).get(pop)
+        if n_cmp:
+            rows.append(["stars compared", *(str(n_cmp[lab]) for lab in labels)])
         lines += [*markdown_table(["model", *header_labels], rows), ""]
     by_g = result["by_g"]
     if by_g is None:
@@ -458,6 +496,12 @@ def render_markdown(result: Mapping[str, Any], units: Mapping[str, str]) -> str:
     return "\n".join(lines)
 
 
+def _input_text(result: Mapping[str, Any]) -> str:
+    if result.get("context") == "model":
+        return "each model its own default input (the catalogue's); XGBoost BP/RP 0–29, BP−RP, J−H, J−K and its extra inputs"
+    return "BP/RP 0–29, BP−RP, J−H, J−K (XGBoost also its extra inputs)"
+
+
 def _delta_cell(d: Mapping[str, Any] | None, label: str) -> str:
     if d is None:
         return MISSING
@@ -478,6 +522,21 @@ def _parser() -> argparse.ArgumentParser:
     base.add_argument("--baseline-train", help="train the XGBoost baseline on the train rows of this file")
     base.add_argument("--baseline-model", help="load a saved XGBoost baseline directory")
     p.add_argument("--baseline-estimators", type=int, help="boosting rounds (default: the paper's 2000)")
+    p.add_argument(
+        "--baseline-nan-policy",
+        choices=("native", "complete"),
+        default="native",
+        help="missing inputs of the trained baseline (default native: trained and scored on every star, "
+        "XGBoost's own missing-value branches; complete: the paper's policy, only stars with every input "
+        "finite, which on a simulated sky's relevancy-masked XP is a small bright subset)",
+    )
+    p.add_argument(
+        "--baseline-extra-inputs",
+        nargs="*",
+        default=[],
+        help="tokens the trained baseline reads beside the standard inputs, e.g. g_fakemag with "
+        "--context model, so that it gets the parallax the transformer gets",
+    )
     p.add_argument(
         "--labels",
         nargs="+",
@@ -535,7 +594,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.baseline_model:
         baseline = XGBoostBaseline.load(args.baseline_model)
     elif args.baseline_train:
-        settings: dict[str, Any] = {"labels": tuple(args.labels)}
+        settings: dict[str, Any] = {
+            "labels": tuple(args.labels),
+            "nan_policy": args.baseline_nan_policy,
+            "extra_inputs": tuple(args.baseline_extra_inputs),
+        }
         if args.baseline_estimators is not None:
             settings["n_estimators"] = args.baseline_estimators
         baseline = train_baseline(args.baseline_train, BaselineConfig(**settings), split="train")

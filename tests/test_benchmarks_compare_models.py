@@ -375,3 +375,39 @@ def test_bootstrap_section_compares_every_model_with_the_first(tiny_model, data,
     assert "## σ minus the σ of" in (tmp_path / "r.md").read_text()
     assert compare_models.main(argv) == 0  # without --bootstrap: no section
     assert json.loads((tmp_path / "r.json").read_text())["sigma_differences"] is None
+
+
+def test_every_model_is_scored_on_the_same_stars(data, models, tmp_path):
+    """A baseline with the paper's "complete" policy predicts only the stars with every input finite (here
+    not the 5 % without 2MASS): every model's cell is then scored on those stars only, label by label, and
+    the table says how many (session 17: the transformer had been scored on every star, XGBoost on its
+    subset, in the same row). The default baseline ("native") predicts every star."""
+    argv = ["--data", str(data), "--split", "test", "--models", models[0], "--baseline-train", str(data)]
+    argv += ["--baseline-estimators", "5", "--device", "cpu", "--json", str(tmp_path / "c.json")]
+    argv += ["--baseline-nan-policy", "complete", "--markdown", str(tmp_path / "c.md")]
+    assert compare_models.main(argv) == 0
+    r = json.loads((tmp_path / "c.json").read_text())
+    assert r["models"]["xgboost"]["config"]["nan_policy"] == "complete"
+    arrays = read_training_set(str(data), split="test")
+    no_2mass = ~np.isfinite(arrays.values[:, arrays.vocabulary.index("jh")])
+    assert no_2mass.any()
+    for pop in ("all", "giants"):
+        for lab in ("teff", "mass"):
+            n = r["n_compared"][pop][lab]
+            assert r["metrics"][models[0]][pop][lab]["n"] == n == r["metrics"]["xgboost"][pop][lab]["n"]
+    truth = arrays.values[:, arrays.vocabulary.index("teff")]
+    assert r["n_compared"]["all"]["teff"] == int((np.isfinite(truth) & ~no_2mass).sum())
+    assert "stars compared" in (tmp_path / "c.md").read_text()
+
+
+def test_baseline_extra_inputs_are_read(data):
+    from xpengine.evaluate.baseline import BaselineConfig, standard_input_names
+    from xpengine.evaluate.runner import train_baseline
+
+    cfg = BaselineConfig(labels=("teff",), n_estimators=3, nan_policy="native", extra_inputs=("g_fakemag",))
+    assert cfg.inputs == [*standard_input_names(30), "g_fakemag"]
+    assert BaselineConfig.from_dict(cfg.to_dict()).extra_inputs == ("g_fakemag",)
+    base = train_baseline(str(data), cfg, split="train")
+    assert base.inputs[-1] == "g_fakemag"
+    with pytest.raises(ValueError, match="extra_inputs"):
+        BaselineConfig(extra_inputs=("bp0",))

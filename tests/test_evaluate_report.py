@@ -60,3 +60,33 @@ def test_to_jsonable_makes_standard_json() -> None:
     out = to_jsonable(obj)
     assert out == {"a": 1.5, "b": None, "c": [3, None], "d": [1.0, None]}
     json.dumps(out, allow_nan=False)
+
+
+def test_calibration_table_age_row_shows_the_age_fit() -> None:
+    """Linear age has its own calibration fit: the report's age row shows its a and b, not ln_age's (until
+    session 17 it showed ln_age's, and "–" when only age was applied)."""
+    from xpengine.evaluate.report import _calibration_section
+
+    raw = {"overall": {"z_sigma": 1.9, "coverage_68": 0.4, "coverage_95": 0.7}}
+    cal = {
+        "raw": {"age": raw, "ln_age": raw},
+        "fit": {
+            "labels": {
+                "ln_age": {"a": 2.2112, "b": 0.0, "applied": False},
+                "age": {"a": 2.1556, "b": 0.25, "applied": True},
+            }
+        },
+        "calibrated": {},
+    }
+    rows = {
+        ln.split("|")[1].strip(): ln
+        for ln in _calibration_section(cal, ["age", "ln_age"])
+        if ln.startswith("| ")
+    }
+    assert "2.156" in rows["age"] and "0.250" in rows["age"]
+    assert "2.211" not in rows["age"]
+    assert "| – | – |" in rows["ln_age"]  # ln_age not applied
+    del cal["fit"]["labels"]["age"]  # a file with ln_age's fit only: the age row falls back to it
+    cal["fit"]["labels"]["ln_age"]["applied"] = True
+    rows = {ln.split("|")[1].strip(): ln for ln in _calibration_section(cal, ["age"]) if ln.startswith("| ")}
+    assert "2.211" in rows["age"]

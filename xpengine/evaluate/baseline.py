@@ -74,6 +74,8 @@ class BaselineConfig:
     params: XGBoost booster parameters (merged over the paper's defaults).
     nan_policy: "complete" or "native" (module docstring). standardize: StandardScaler-like scaling.
     seed: XGBoost seed. n_jobs: threads (0 = XGBoost's default, all cores).
+    extra_inputs: tokens read beside the standard inputs (e.g. ``g_fakemag``, to give the baseline the
+    parallax a transformer reads in the catalogue's context); none in the paper's recipe.
     """
 
     labels: tuple[str, ...] = BASELINE_LABELS
@@ -84,9 +86,11 @@ class BaselineConfig:
     standardize: bool = True
     seed: int = 0
     n_jobs: int = 0
+    extra_inputs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.labels = tuple(self.labels)
+        self.extra_inputs = tuple(self.extra_inputs)
         self.params = {**_DEFAULT_PARAMS, **dict(self.params)}
         problems = self.problems()
         if problems:
@@ -108,11 +112,16 @@ class BaselineConfig:
             errs.append(f"seed must be an integer, got {self.seed!r}")
         if not (isinstance(self.n_jobs, int) and self.n_jobs >= 0):
             errs.append(f"n_jobs must be an integer ≥ 0, got {self.n_jobs!r}")
+        standard = set(standard_input_names(self.n_coefficients))
+        if not all(isinstance(x, str) for x in self.extra_inputs) or standard & set(self.extra_inputs):
+            errs.append(
+                f"extra_inputs must be token names beside the standard inputs, got {self.extra_inputs!r}"
+            )
         return errs
 
     @property
     def inputs(self) -> list[str]:
-        return standard_input_names(self.n_coefficients)
+        return standard_input_names(self.n_coefficients) + list(self.extra_inputs)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -124,6 +133,7 @@ class BaselineConfig:
             "standardize": self.standardize,
             "seed": self.seed,
             "n_jobs": self.n_jobs,
+            "extra_inputs": list(self.extra_inputs),
         }
 
     @classmethod

@@ -316,7 +316,8 @@ def _calibration_section(cal: Mapping[str, Any], labels: list[str]) -> list[str]
         if lab not in cal["raw"]:
             continue
         r = cal["raw"][lab]["overall"]
-        tok = "ln_age" if lab == "age" else lab
+        # linear age has its own fit (`runner._fit_calibration`); ln_age's only where it has none
+        tok = "ln_age" if lab == "age" and "age" not in fit else lab
         f = fit.get(tok, {})
         c = calibrated.get(lab, {}).get("overall", {})
         rows.append(
