@@ -60,7 +60,17 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
         "--overwrite",
         action="store_true",
         default=None,
-        help="redo partitions already done, and replace an output made with another model or labels",
+        help="redo partitions already done (their earlier files are removed before any work), and replace an "
+        "output made with another model, labels, side tables or flag policy, or whose partitions overlap "
+        "this run's HEALPix ranges; the same command after a killed --overwrite job keeps what it finished",
+    )
+    p.add_argument(
+        "--verify-inputs",
+        dest="verify_inputs",
+        action="store_true",
+        default=None,
+        help="on resume, re-read the finished partitions' inputs and compare their md5 with the manifest "
+        "(default: URL, size and mtime only)",
     )
     p.add_argument(
         "--actors", type=int, help="predictor actors (default: one per GPU, else the node's CPUs / threads)"

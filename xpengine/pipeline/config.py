@@ -139,6 +139,9 @@ class InferenceConfig:
     # once when its holder ran on this host and is gone
     lock_stale_s: float = 600.0
     checksum: bool = True
+    # on resume, read every finished partition's inputs again and compare their md5 with the record (off:
+    # URL, size and mtime only, as make and rsync do; on, a resume over all of DR3 re-reads its inputs)
+    verify_inputs: bool = False
     # the stars are real: mass and age σ carry the model's sim-to-real term (`calibration.json` format 4,
     # `xpengine.model.calibration.SimToReal`); false only for simulated skies, whose σ are scored as
     # calibrated on simulated stars

@@ -18,7 +18,7 @@ from xpengine.io.partitions import md5_of
 from xpengine.pipeline.plan import _input_fingerprints
 from xpengine.pipeline.writer import CatalogWriter, PartitionRecord
 
-__all__ = ["resolve_cross_partition_duplicates"]
+__all__ = ["remove_partition_files", "resolve_cross_partition_duplicates"]
 
 log = logging.getLogger("xpengine.pipeline.ray_job")
 
@@ -205,7 +205,29 @@ def resolve_cross_partition_duplicates(writer: CatalogWriter) -> dict[str, Any]:
     return {"sources": int(sum(moved.values())), "moved_to_rejected": moved}
 
 
+def remove_partition_files(writer: CatalogWriter, name: str, *, manifest: bool = False) -> list[str]:
+    """Remove a partition's catalogue file and its `_rejected/` file (and, with `manifest`, its manifest
+    record) where they exist; returns the paths removed."""
+    import pyarrow.fs as pafs
+
+    paths = [writer.catalog_path(name), writer.rejected_path(name)]
+    if manifest:
+        paths.append(writer.manifest_path(name))
+    removed = []
+    for path in paths:
+        if writer.fs.get_file_info(path).type == pafs.FileType.File:
+            writer.fs.delete_file(path)
+            removed.append(path)
+    return removed
+
+
 def _record_failure(writer, task, message, summary, rows_seen, identity) -> None:
+    # a file an earlier run left for this partition is not this job's: it goes before the record says
+    # "failed", so a kill in between leaves no catalogue file beside a failed record
+    for path in remove_partition_files(writer, task.name):
+        log.warning(
+            "partition %s failed: removed %s, written by an earlier run", task.name, writer.display(path)
+        )
     writer.write_record(
         PartitionRecord(
             partition=task.name,

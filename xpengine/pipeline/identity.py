@@ -1,15 +1,17 @@
-"""What makes two runs' rows belong in one catalogue (the model weights, labels and schema: the job's
-identity), the model files the job records, and resume: which finished partitions of an output may be
-kept."""
+"""What makes two runs' rows belong in one catalogue (the model weights, labels, schema and σ, the side
+tables, context inputs and flag policy: the job's identity), the model files the job records, and
+resume: which finished partitions of an output may be kept, and what `--overwrite` removes first."""
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 from xpengine.catalog.schema import catalog_schema
-from xpengine.pipeline.plan import JobError, _input_fingerprints
+from xpengine.pipeline.finish import remove_partition_files
+from xpengine.pipeline.plan import JobError, _file_fingerprint, _input_fingerprints
 from xpengine.pipeline.stages import PartitionTask
 from xpengine.pipeline.writer import CatalogWriter
 
@@ -71,78 +73,292 @@ def _schema_fingerprint(labels: list[str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _job_identity(labels: list[str], provenance: dict[str, Any]) -> dict[str, Any]:
-    """What makes two runs' rows belong in one catalogue: the same model weights, labels and schema, and
-    the same σ (calibration file and sim-to-real term)."""
-    return {
+def _side_table(key: str, url: str | None) -> dict[str, Any] | None:
+    """A side table's URL, size and modification time (None without one): part of the job's identity."""
+    if not url:
+        return None
+    if "://" not in url:
+        url = os.path.abspath(url)  # the same table given by another relative path is the same table
+    try:
+        return {"url": url, **(_file_fingerprint(url) or {})}
+    except OSError as exc:
+        raise JobError(f"--{key} {url}: {exc}") from exc
+
+
+def _job_identity(labels: list[str], provenance: dict[str, Any], cfg: Any = None) -> dict[str, Any]:
+    """What makes two runs' rows belong in one catalogue: the same model weights, labels and schema, the
+    same σ (calibration file and sim-to-real term) and, given the job's configuration `cfg`, the same
+    2MASS and E(B−V) tables (URL, size, mtime), context inputs and flag policy."""
+    import dataclasses
+    import json
+
+    identity = {
         "model_sha256": provenance["model_sha256"],
         "labels": list(labels),
         "schema": _schema_fingerprint(labels),
         "sigma": sigma_identity(provenance),
     }
+    if cfg is not None:
+        identity["tmass_table"] = _side_table("tmass", cfg.tmass)
+        identity["ebv_table"] = _side_table("ebv", cfg.ebv)
+        identity["context_inputs"] = None if cfg.inputs is None else list(cfg.inputs)
+        # as _JOB.json will hold it (tuples become lists), so a reread compares equal
+        identity["flag_policy"] = json.loads(json.dumps(dataclasses.asdict(cfg.flags), default=str))
+    return identity
+
+
+_IDENTITY_NAMES = {
+    "model_sha256": "model",
+    "labels": "labels",
+    "schema": "catalogue schema",
+    "sigma": "σ",
+    "tmass_table": "2MASS table (--tmass)",
+    "ebv_table": "E(B−V) table (--ebv)",
+    "context_inputs": "context inputs",
+    "flag_policy": "flag policy",
+}
+# recorded since: a catalogue from before (σ: session 12) does not know them, so they are not refused
+_RECORDED_LATER = ("sigma", "tmass_table", "ebv_table", "context_inputs", "flag_policy")
+
+
+def _describe(key: str, o: Any, n: Any) -> tuple[Any, Any]:
+    """The old and new values of an identity key as the refusal shows them."""
+    if key == "model_sha256":
+        return (o or "unknown")[:12], (n or "unknown")[:12]
+    if key in ("tmass_table", "ebv_table"):
+
+        def one(v: Any) -> str:
+            return (
+                "none" if not v else f"{v.get('url')} ({v.get('size')} bytes, modified {v.get('modified')})"
+            )
+
+        return one(o), one(n)
+    if key == "context_inputs" and isinstance(o, list) and isinstance(n, list):
+        return (
+            f"{len(o)} tokens",
+            f"{len(n)} tokens (added {sorted(set(n) - set(o))}, removed {sorted(set(o) - set(n))})",
+        )
+    return o, n
 
 
 def _identity_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    names = {"model_sha256": "model", "labels": "labels", "schema": "catalogue schema", "sigma": "σ"}
     out = []
-    for key, what in names.items():
-        if key == "sigma" and key not in old:
-            continue  # a catalogue from before the σ were recorded (session 12): not known, not refused
-        if old.get(key) != new.get(key):
-            o, n = old.get(key), new.get(key)
-            if key == "model_sha256":
-                o = (o or "unknown")[:12]
-                n = (n or "unknown")[:12]
+    for key, what in _IDENTITY_NAMES.items():
+        if key in _RECORDED_LATER and key not in old:
+            continue
+        o, n = old.get(key), new.get(key)
+        if key == "flag_policy" and isinstance(o, dict) and isinstance(n, dict):
+            n = {k: n.get(k) for k in o}  # a threshold added since is not known to the old record
+            if o != n:
+                changed = sorted(k for k in o if o[k] != n[k])
+                o, n = {k: o[k] for k in changed}, {k: n[k] for k in changed}
+        if o != n:
+            o, n = _describe(key, o, n)
             out.append(f"{what} {o} → {n}")
     return out
 
 
+def _input_change(task: PartitionTask, rec: dict[str, Any], checksum: bool) -> str | None:
+    """Why a finished partition's inputs are not those of this run (None: the same). Its URL, size and
+    mtime are compared; with `checksum` also the md5 its record holds (read again: a file rewritten
+    with the same size and mtime)."""
+    now = _input_fingerprints(task)
+    was = rec.get("inputs") or {}
+    for key, url in (
+        ("xp", task.xp),
+        ("gaia_source", task.gaia),
+        ("xp_file", task.xp),
+        ("gaia_source_file", task.gaia),
+    ):
+        if was.get(key) != now.get(key):
+            where = f" ({url})" if key.endswith("_file") else ""
+            return f"input {key} changed: {was.get(key)} → {now.get(key)}{where}"
+    if checksum:
+        from xpengine.io.partitions import md5_of
+
+        for key, url in (("xp_md5", task.xp), ("gaia_source_md5", task.gaia)):
+            if was.get(key) and url:
+                md5 = md5_of(url)
+                if md5 != was[key]:
+                    return f"input {key} changed: {was[key]} → {md5} ({url}, same size and mtime)"
+    return None
+
+
+def _overlaps(tasks: list[PartitionTask], older: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Partitions already in the output (`older`, not in this plan) whose HEALPix range overlaps a
+    planned partition's: name → what it overlaps (both files and ranges)."""
+    import bisect
+    import itertools
+
+    ranges = sorted(
+        (int(r["hpx8_range"][0]), int(r["hpx8_range"][1]), name)
+        for name, r in older.items()
+        if r.get("hpx8_range")
+    )
+    los = [lo for lo, _, _ in ranges]
+    reach = list(itertools.accumulate((hi for _, hi, _ in ranges), max))  # highest pixel up to each
+    out: dict[str, str] = {}
+    for t in tasks:
+        if t.hpx8_range is None:
+            continue
+        a, b = t.hpx8_range
+        i = bisect.bisect_right(los, b) - 1  # the ranges before i+1 start at or below b
+        while i >= 0 and reach[i] >= a:
+            lo, hi, name = ranges[i]
+            if hi >= a and name not in out:
+                was = (older[name].get("inputs") or {}).get("xp")
+                out[name] = f"{name} (HEALPix {lo}-{hi}, from {was}) and input {t.xp} ({a}-{b})"
+            i -= 1
+    return out
+
+
 def _check_resume(
-    writer: CatalogWriter, tasks: list[PartitionTask], identity: dict[str, Any], overwrite: bool
+    writer: CatalogWriter,
+    tasks: list[PartitionTask],
+    identity: dict[str, Any],
+    overwrite: bool,
+    *,
+    checksum: bool = False,
 ) -> dict[str, dict[str, Any]]:
-    """Done partitions that may be kept. Refuses (JobError) an output made with another model, labels
-    or schema, or whose inputs changed, unless `overwrite` (then they are redone, and done partitions
-    of another job that this run does not redo are removed so the catalogue is never mixed)."""
+    """Done partitions that may be kept. Refuses (JobError) an output made with another model, labels,
+    schema, σ, side tables, context inputs or flag policy, a finished partition of another job or whose
+    inputs changed, and one whose partitions overlap this run's HEALPix ranges, unless `overwrite`.
+
+    `overwrite` removes, before any work, every planned partition's earlier files, the done partitions
+    of another job or overlapping this run, and catalogue files without a done record; it keeps only
+    what a killed `--overwrite` run of this same job finished (`_interrupted_overwrite`), so its rerun
+    does the rest. Planned partitions of another job beside a `_JOB.json` of this one (left by a killed
+    `--overwrite` of an earlier version) are redone, not kept."""
     done = writer.done_records()
     job = writer.read_job()
-    problems: list[str] = []
-    if job is not None:
-        diff = _identity_differences(job, identity)
-        if diff:
-            problems.append(f"the catalogue was made with another {'; '.join(diff)}")
-    elif done:
-        problems.append("the output holds partitions without a job record (another program or version)")
     planned = {t.name: t for t in tasks}
-    changed = []
-    for name, rec in done.items():
-        if name not in planned:
-            continue
+    job_diff = _identity_differences(job, identity) if job is not None else []
+    problems: list[str] = []
+    if job_diff:
+        problems.append(f"the catalogue was made with another {'; '.join(job_diff)}")
+    elif job is None and done:
+        problems.append("the output holds partitions without a job record (another program or version)")
+    run = _interrupted_overwrite(job, identity)
+    # md5s are read again only where a partition could be kept: not by an --overwrite that redoes all
+    checksum = checksum and (run is not None or not overwrite)
+    changed: dict[str, str] = {}  # finished partitions that may not be kept, and why
+    left_over: set[str] = set()
+    for name, rec in sorted(done.items()):
         diff = _identity_differences(rec.get("job") or {}, identity)
-        if diff:
-            changed.append(f"{name} ({'; '.join(diff)})")
-            continue
-        now = _input_fingerprints(planned[name])
-        was = rec.get("inputs") or {}
-        for key in ("xp", "gaia_source", "xp_file", "gaia_source_file"):
-            if was.get(key) != now.get(key):
-                changed.append(f"{name} (input {key} changed: {was.get(key)} → {now.get(key)})")
-                break
+        if diff and job is not None and not job_diff and name in planned:
+            left_over.add(name)
+        elif diff:
+            changed[name] = "; ".join(diff)
+        elif name in planned and (why := _input_change(planned[name], rec, checksum)):
+            changed[name] = why
     if changed:
-        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
-        problems.append(f"finished partitions differ from this run: {', '.join(changed[:3])}{more}")
+        listed = [f"{n} ({why})" for n, why in changed.items()]
+        more = f" and {len(listed) - 3} more" if len(listed) > 3 else ""
+        problems.append(f"finished partitions differ from this run: {', '.join(listed[:3])}{more}")
+    overlaps = _overlaps(tasks, {n: r for n, r in done.items() if n not in planned})
+    if overlaps:
+        listed = list(overlaps.values())
+        more = f" and {len(listed) - 3} more" if len(listed) > 3 else ""
+        problems.append(
+            f"partitions already in it overlap this run's HEALPix ranges, so their sources would be in "
+            f"the catalogue twice: {', '.join(listed[:3])}{more}"
+        )
     if problems and not overwrite:
         raise JobError(
             f"output {writer.output} cannot be resumed: {'; '.join(problems)}. Rerun with --overwrite to "
-            "redo it with this configuration, or choose another --output"
+            "redo it with this configuration (it removes the earlier job's and overlapping partitions), "
+            "or choose another --output"
         )
-    if problems:
-        stale = (
-            sorted(set(done) - set(planned)) if job is None or _identity_differences(job, identity) else []
+    if not overwrite:
+        return {n: r for n, r in done.items() if n not in left_over}
+    keep = {
+        n: r
+        for n, r in done.items()
+        if run
+        and n in planned
+        and n not in changed
+        and n not in left_over
+        and (r.get("job") or {}).get(RUN_KEY) == run
+    }
+    if keep:
+        log.info(
+            "--overwrite: %d partition(s) finished by the killed --overwrite run of this job kept", len(keep)
         )
-        for name in stale:
-            log.warning("--overwrite: removing %s, made by the earlier job", name)
-            for path in (writer.catalog_path(name), writer.rejected_path(name), writer.manifest_path(name)):
-                if writer.fs.get_file_info(path).type.name == "File":
-                    writer.fs.delete_file(path)
-        return {}
-    return {} if overwrite else done
+    remove = (set(planned) - set(keep)) | set(overlaps)
+    remove |= {n for n in done if n not in planned and (job_diff or job is None or n in changed)}
+    _remove_for_overwrite(writer, remove, set(done) - remove)
+    return keep
+
+
+def _remove_for_overwrite(writer: CatalogWriter, names: set[str], kept: set[str]) -> None:
+    """Remove the files (catalogue, rejected rows, manifest record) of `names`, and every catalogue file
+    (with its rejected rows) that is not one of `kept`: no row of the earlier job stays in the catalogue."""
+    import pyarrow.fs as pafs
+
+    listing = writer.fs.get_file_info(pafs.FileSelector(writer.root, allow_not_found=True))
+    in_root = {
+        os.path.basename(i.path)[: -len(".parquet")]
+        for i in listing
+        if i.type == pafs.FileType.File
+        and i.path.endswith(".parquet")
+        and not os.path.basename(i.path).startswith("_")
+    }
+    for name in sorted(names | (in_root - kept)):
+        removed = remove_partition_files(writer, name, manifest=name in names)
+        if any(p.endswith(".parquet") for p in removed):
+            log.warning(
+                "--overwrite: removed %s, written by an earlier job",
+                writer.display(writer.catalog_path(name)),
+            )
+
+
+# in _JOB.json while an --overwrite run has not been through its plan: {"id", "started_utc"}
+OVERWRITE_KEY = "overwrite_in_progress"
+RUN_KEY = "overwrite_id"  # in the `job` of each manifest record that run (or its rerun) writes
+
+
+def _interrupted_overwrite(job: dict[str, Any] | None, identity: dict[str, Any]) -> str | None:
+    """The id of an `--overwrite` run of this same job (identity) that was killed before its end."""
+    if not job or _identity_differences(job, identity):
+        return None
+    mark = job.get(OVERWRITE_KEY)
+    return str(mark["id"]) if isinstance(mark, dict) and mark.get("id") else None
+
+
+def begin_job(
+    writer: CatalogWriter,
+    tasks: list[PartitionTask],
+    identity: dict[str, Any],
+    cfg: Any,
+    about: dict[str, Any],
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Check the output for resume (`_check_resume`, which with `cfg.overwrite` removes what is redone),
+    then write `_JOB.json` (`identity` and `about`). Returns the done partitions that are kept and the
+    `job` the run's manifest records carry: during an `--overwrite` run (or the rerun of a killed one)
+    `_JOB.json` says so and the records carry its id, so a rerun of that killed run keeps what it
+    finished; `end_job` clears the mark."""
+    import uuid
+
+    job = writer.read_job()
+    run = _interrupted_overwrite(job, identity)
+    done = _check_resume(writer, tasks, identity, cfg.overwrite, checksum=cfg.checksum and cfg.verify_inputs)
+    record = {**identity, **about}
+    record_job = dict(identity)
+    if run or cfg.overwrite:
+        mark = (
+            dict(job[OVERWRITE_KEY])
+            if run
+            else {
+                "id": uuid.uuid4().hex[:16],
+                "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+        )
+        record[OVERWRITE_KEY] = mark
+        record_job[RUN_KEY] = mark["id"]
+    writer.write_job(record)
+    return done, record_job
+
+
+def end_job(writer: CatalogWriter, identity: dict[str, Any], about: dict[str, Any]) -> None:
+    """The job has been through its whole plan: `_JOB.json` without the mark of an `--overwrite` in progress."""
+    writer.write_job({**identity, **about})

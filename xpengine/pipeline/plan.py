@@ -112,7 +112,8 @@ def plan_partitions(cfg: InferenceConfig) -> list[PartitionTask]:
             gs = gaia[k] if len(gaia) == len(inputs) else gaia[0]
         try:
             found += io.discover_partitions(xp, gs)
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, ValueError) as exc:
+            # no such input; two files for one partition (e.g. wget's `.1` copy), a reversed HEALPix range
             raise JobError(f"input {xp}: {exc}") from exc
     seen_urls: set[str] = set()
     unique = []

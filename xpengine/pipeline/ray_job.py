@@ -46,12 +46,14 @@ from xpengine.pipeline.finish import (
     resolve_cross_partition_duplicates,
 )
 from xpengine.pipeline.identity import (
-    _check_resume,
+    _check_resume,  # noqa: F401
     _identity_differences,  # noqa: F401
     _job_identity,
     _model_provenance,
     _model_vocabulary_json,
     _schema_fingerprint,  # noqa: F401
+    begin_job,
+    end_job,
 )
 from xpengine.pipeline.plan import (
     JobError,
@@ -144,14 +146,15 @@ def run_inference(cfg: InferenceConfig) -> JobSummary:
         vocab_json = _model_vocabulary_json(cfg.model)
     except (FileNotFoundError, OSError) as exc:
         raise JobError(f"model {cfg.model}: {exc}") from exc
-    identity = _job_identity(cfg.labels, provenance)
+    identity = _job_identity(cfg.labels, provenance, cfg)
     output = cfg.output or os.path.abspath("xpengine-catalog")
     tasks = plan_partitions(cfg)
     writer = CatalogWriter(output)
     writer.prepare(stale_after_s=cfg.lock_stale_s)
     try:
-        done = _check_resume(writer, tasks, identity, cfg.overwrite)
-        writer.write_job({**identity, "model": cfg.model, "xpengine_version": provenance["xpengine_version"]})
+        about = {"model": cfg.model, "xpengine_version": provenance["xpengine_version"]}
+        # the records carry the identity, and during an --overwrite run its id (see begin_job)
+        done, record_job = begin_job(writer, tasks, identity, cfg, about)
         summary = JobSummary(output=output, partitions_total=len(tasks))
         summary.partitions_skipped = sorted(t.name for t in tasks if t.name in done)
         tasks = [t for t in tasks if t.name not in done]
@@ -160,8 +163,9 @@ def run_inference(cfg: InferenceConfig) -> JobSummary:
         log.info("catalogue → %s (%d partition(s) to do)", output, len(tasks))
         marks.mark("planned")
         if tasks:
-            _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, marks)
+            _run_tasks(cfg, tasks, writer, summary, provenance, record_job, vocab_json, marks)
         summary.duplicates = resolve_cross_partition_duplicates(writer)
+        end_job(writer, identity, about)
         marks.mark("duplicates_resolved")
         summary.startup = marks.summary(summary.startup)
         summary.wall_time_s = time.perf_counter() - t0

@@ -1,0 +1,280 @@
+"""What a rerun may keep of an output, without a cluster: a failed partition's earlier files, what
+`--overwrite` removes and what the rerun of a killed `--overwrite` keeps, HEALPix ranges that overlap
+across runs, the side tables / context inputs / flag policy in the job's identity, planning errors as
+one line, and an input rewritten with the same size and mtime."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pyarrow as pa
+import pytest
+
+from xpengine.catalog.schema import catalog_schema
+from xpengine.pipeline.config import InferenceConfig
+from xpengine.pipeline.identity import (
+    OVERWRITE_KEY,
+    RUN_KEY,
+    _check_resume,
+    _identity_differences,
+    _job_identity,
+    begin_job,
+    end_job,
+)
+from xpengine.pipeline.plan import JobError, _input_fingerprints, plan_partitions
+from xpengine.pipeline.stages import PartitionTask
+from xpengine.pipeline.writer import CatalogWriter, PartitionRecord
+
+REPO = Path(__file__).resolve().parents[1]
+GAIA_XP = Path(__file__).parent / "data" / "gaia_xp"
+STAR = "XP_CONTINUOUS-Gaia_DR3_5937083312263887616.csv"
+BULK = "XpContinuousMeanSpectrum_000000-003111.csv.gz"
+OLD = {"model_sha256": "a" * 64, "labels": ["teff"], "schema": "s1"}
+NEW = {"model_sha256": "a" * 64, "labels": ["teff", "logg"], "schema": "s2"}
+ABOUT = {"model": "m", "xpengine_version": "test"}
+
+
+def _table() -> pa.Table:
+    schema = catalog_schema(["teff"])
+    return pa.Table.from_pydict({f.name: pa.array([1], type=f.type) for f in schema}, schema=schema)
+
+
+def _write_done(writer: CatalogWriter, task: PartitionTask, job: dict, *, rejected: bool = False, **extra):
+    rec = PartitionRecord(task.name, "done", 1, 1, inputs=_input_fingerprints(task), job=job, **extra)
+    rej = _table().append_column("reason", pa.array(["r"])) if rejected else None
+    writer.write_partition(task.name, _table(), rec, rejected=rej)
+
+
+def _tasks(tmp_path: Path, names: str) -> list[PartitionTask]:
+    tasks = []
+    for n in names:
+        xp = tmp_path / f"{n}.csv"
+        if not xp.exists():
+            shutil.copy(GAIA_XP / STAR, xp)
+        tasks.append(PartitionTask(name=n, xp=str(xp)))
+    return tasks
+
+
+def _files(out: Path) -> set[str]:
+    return {str(p.relative_to(out)) for p in out.rglob("*.parquet") if "_tmp" not in p.parts}
+
+
+def _cfg(overwrite: bool, checksum: bool = False) -> SimpleNamespace:
+    return SimpleNamespace(overwrite=overwrite, checksum=checksum)
+
+
+# -- 1. a failed partition and what --overwrite removes ---------------------------------------------
+def test_a_failed_partition_keeps_no_earlier_file(tmp_path):
+    from xpengine.pipeline.finish import _record_failure
+
+    (task,) = _tasks(tmp_path, "B")
+    out = tmp_path / "out"
+    w = CatalogWriter(str(out))
+    _write_done(w, task, OLD, rejected=True)
+    assert _files(out) == {"B.parquet", "_rejected/B.parquet"}
+    summary = SimpleNamespace(partitions_failed={})
+    _record_failure(w, task, "GaiaFileError: bad", summary, 0, NEW)
+    assert _files(out) == set()  # neither the earlier catalogue file nor its rejected rows
+    assert json.loads((out / "_manifest" / "B.json").read_text())["status"] == "failed"
+    assert summary.partitions_failed == {"B": "GaiaFileError: bad"}
+
+
+def test_overwrite_removes_every_planned_partition_and_files_without_a_done_record(tmp_path):
+    a, b, c = _tasks(tmp_path, "ABC")
+    out = tmp_path / "out"
+    w = CatalogWriter(str(out))
+    for t in (a, b, c):
+        _write_done(w, t, OLD, rejected=t is a)
+    w.write_job(OLD)
+    # a catalogue file whose record says failed, and one without a record (killed before it)
+    w.write_record(PartitionRecord("F", "failed", 0, 0, inputs={}, error="x", job=OLD))
+    for name in ("F", "orphan"):
+        shutil.copy(out / "A.parquet", out / f"{name}.parquet")
+    # with the same identity: the planned partitions are redone, so their earlier files go at once
+    assert _check_resume(w, [a, b], OLD, overwrite=True) == {}
+    assert _files(out) == {"C.parquet"}  # C: not planned, the same job: kept
+    assert not (out / "_manifest" / "A.json").exists()
+
+
+# -- 2. a killed --overwrite ---------------------------------------------------------------------------
+def _killed_overwrite(tmp_path: Path):
+    """Output of a job (OLD) over A, B, C, then an --overwrite job (NEW) killed after finishing A."""
+    tasks = _tasks(tmp_path, "ABC")
+    out = tmp_path / "out"
+    w = CatalogWriter(str(out))
+    for t in tasks:
+        _write_done(w, t, OLD)
+    w.write_job({**OLD, **ABOUT})
+    done, record_job = begin_job(w, tasks, NEW, _cfg(overwrite=True), ABOUT)
+    assert done == {} and _files(out) == set()  # the earlier job's partitions go before any work
+    assert record_job[RUN_KEY] == w.read_job()[OVERWRITE_KEY]["id"]
+    _write_done(w, tasks[0], record_job)  # A finished, then the job is killed
+    return w, tasks, out
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_rerun_of_a_killed_overwrite_does_the_rest(tmp_path, overwrite):
+    w, tasks, out = _killed_overwrite(tmp_path)
+    done, record_job = begin_job(w, tasks, NEW, _cfg(overwrite=overwrite), ABOUT)
+    assert set(done) == {"A"}  # what the killed job finished is kept, with or without --overwrite
+    assert record_job[RUN_KEY] == w.read_job()[OVERWRITE_KEY]["id"]
+    for t in tasks[1:]:
+        _write_done(w, t, record_job)
+    end_job(w, NEW, ABOUT)
+    assert OVERWRITE_KEY not in w.read_job()
+    # the overwrite is over: a new --overwrite redoes everything
+    done, _ = begin_job(w, tasks, NEW, _cfg(overwrite=True), ABOUT)
+    assert done == {} and _files(out) == set()
+
+
+def test_killed_overwrite_rerun_over_fewer_inputs_is_not_mixed(tmp_path):
+    w, tasks, out = _killed_overwrite(tmp_path)
+    done, _ = begin_job(w, tasks[:1], NEW, _cfg(overwrite=False), ABOUT)
+    assert set(done) == {"A"} and _files(out) == {"A.parquet"}  # no partition of the earlier job left
+
+
+def _mixed_by_an_earlier_version(tmp_path: Path):
+    """What a killed --overwrite left before this fix: _JOB.json of NEW, A done by NEW, B and C by OLD."""
+    tasks = _tasks(tmp_path, "ABC")
+    w = CatalogWriter(str(tmp_path / "out"))
+    for t, job in zip(tasks, (NEW, OLD, OLD), strict=True):
+        _write_done(w, t, job)
+    w.write_job({**NEW, **ABOUT})
+    return w, tasks
+
+
+def test_partitions_of_another_job_beside_this_job_record_are_redone_or_refused(tmp_path):
+    w, tasks = _mixed_by_an_earlier_version(tmp_path)
+    # the whole plan: B and C (another job) are redone, A kept
+    assert set(_check_resume(w, tasks, NEW, overwrite=False)) == {"A"}
+    # fewer inputs: B and C would stay in the catalogue beside A: refused, naming them and the change
+    with pytest.raises(
+        JobError, match=r"finished partitions differ.*B \(labels \['teff'\] → \['teff', 'logg'\];.*C \(labels"
+    ):
+        _check_resume(w, tasks[:1], NEW, overwrite=False)
+    # ... unless --overwrite, which removes them
+    assert _check_resume(w, tasks[:1], NEW, overwrite=True) == {}
+    assert _files(Path(w.output)) == set()
+
+
+# -- 3. HEALPix ranges overlapping across runs -----------------------------------------------------------
+def test_partitions_overlapping_an_earlier_run_are_refused(tmp_path, sky_dir):
+    first = tmp_path / "a"
+    second = tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    shutil.copy(os.path.join(sky_dir, BULK), first / BULK)
+    # the same pixels cut differently
+    shutil.copy(os.path.join(sky_dir, BULK), second / "XpContinuousMeanSpectrum_000000-004000.csv.gz")
+    w = CatalogWriter(str(tmp_path / "out"))
+    (done,) = plan_partitions(InferenceConfig(input=[str(first)]))
+    _write_done(w, done, OLD, hpx8_range=list(done.hpx8_range))
+    w.write_job(OLD)
+    planned = plan_partitions(InferenceConfig(input=[str(second)]))
+    with pytest.raises(JobError, match=r"overlap this run's HEALPix ranges.*000000-003111 \(HEALPix 0-3111"):
+        _check_resume(w, planned, OLD, overwrite=False)
+    # --overwrite removes the older partition
+    assert _check_resume(w, planned, OLD, overwrite=True) == {}
+    assert not (tmp_path / "out" / f"{done.name}.parquet").exists()
+    # a neighbouring range is no overlap
+    _write_done(w, done, OLD, hpx8_range=list(done.hpx8_range))
+    apart = PartitionTask(name="004000-005000", xp=done.xp, hpx8_range=(3112, 5000))
+    assert set(_check_resume(w, [apart], OLD, overwrite=False)) == {done.name}
+
+
+# -- 4. side tables, context inputs and flag policy ---------------------------------------------------
+PROVENANCE = {"model_sha256": "a" * 64, "calibration_sha256": None, "sim_to_real_applied": False}
+
+
+def test_side_tables_context_inputs_and_flag_policy_are_part_of_the_identity(tmp_path):
+    ebv = tmp_path / "ebv.parquet"
+    ebv.write_bytes(b"x" * 10)
+    base = _job_identity(["teff"], PROVENANCE, InferenceConfig(inputs=["bp0", "rp0"]))
+    with_ebv = _job_identity(["teff"], PROVENANCE, InferenceConfig(inputs=["bp0", "rp0"], ebv=str(ebv)))
+    assert _identity_differences(base, base) == []
+    (diff,) = _identity_differences(base, with_ebv)
+    assert diff.startswith(f"E(B−V) table (--ebv) none → {ebv} (10 bytes")
+    ebv.write_bytes(b"y" * 11)  # the table rewritten
+    again = _job_identity(["teff"], PROVENANCE, InferenceConfig(inputs=["bp0", "rp0"], ebv=str(ebv)))
+    assert "11 bytes" in _identity_differences(with_ebv, again)[0]
+    other_inputs = _job_identity(["teff"], PROVENANCE, InferenceConfig(inputs=["bp0"]))
+    assert "removed ['rp0']" in _identity_differences(base, other_inputs)[0]
+    flags = _job_identity(["teff"], PROVENANCE, InferenceConfig(inputs=["bp0", "rp0"], giant_logg_max=3.0))
+    assert _identity_differences(base, flags) == [
+        "flag policy {'giant_logg_max': 3.5} → {'giant_logg_max': 3.0}"
+    ]
+    # a catalogue from before these were recorded: not known, not refused
+    legacy = {k: base[k] for k in ("model_sha256", "labels", "schema", "sigma")}
+    assert _identity_differences(legacy, with_ebv) == []
+    # resume refuses a catalogue made without the E(B−V) table, naming it
+    (task,) = _tasks(tmp_path, "A")
+    w = CatalogWriter(str(tmp_path / "out"))
+    _write_done(w, task, base)
+    w.write_job(base)
+    with pytest.raises(
+        JobError, match=r"cannot be resumed: the catalogue was made with another E\(B−V\) table"
+    ):
+        _check_resume(w, [task], with_ebv, overwrite=False)
+
+
+def test_a_missing_side_table_is_a_job_error_naming_it(tmp_path):
+    with pytest.raises(JobError, match=r"--tmass .*nope.parquet"):
+        _job_identity(["teff"], PROVENANCE, InferenceConfig(tmass=str(tmp_path / "nope.parquet")))
+
+
+# -- 7. planning problems are one-line job errors ----------------------------------------------------------
+def test_two_files_for_a_partition_or_a_reversed_range_is_a_job_error(tmp_path, sky_dir):
+    twice = tmp_path / "twice"
+    twice.mkdir()
+    shutil.copy(os.path.join(sky_dir, BULK), twice / BULK)
+    shutil.copy(os.path.join(sky_dir, BULK), twice / f"{BULK}.1")  # wget's second copy
+    with pytest.raises(JobError, match=f"two XpContinuousMeanSpectrum files .*{BULK} and .*{BULK}.1"):
+        plan_partitions(InferenceConfig(input=[str(twice)]))
+    reversed_ = tmp_path / "reversed"
+    reversed_.mkdir()
+    shutil.copy(os.path.join(sky_dir, BULK), reversed_ / "XpContinuousMeanSpectrum_003111-000000.csv.gz")
+    with pytest.raises(JobError, match=r"003111-000000\.csv\.gz: HEALPix range 3111-0 is reversed"):
+        plan_partitions(InferenceConfig(input=[str(reversed_)]))
+
+
+def test_a_planning_error_ends_the_job_in_one_line(tmp_path, sky_dir):
+    shutil.copy(os.path.join(sky_dir, BULK), tmp_path / "XpContinuousMeanSpectrum_003111-000000.csv.gz")
+    r = subprocess.run(
+        [sys.executable, str(REPO / "jobs" / "infer_gaia.py"), "--input", str(tmp_path), "--output",
+         str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stderr.startswith("infer_gaia: error: input") and "is reversed" in r.stderr
+
+
+# -- 8. an input rewritten with the same size and mtime ----------------------------------------------------
+def test_an_input_changed_with_the_same_size_and_mtime_is_told_by_its_md5(tmp_path):
+    from xpengine.io.partitions import md5_of
+
+    (task,) = _tasks(tmp_path, "A")
+    w = CatalogWriter(str(tmp_path / "out"))
+    rec = PartitionRecord(
+        "A", "done", 1, 1, inputs={**_input_fingerprints(task), "xp_md5": md5_of(task.xp)}, job=OLD
+    )
+    w.write_partition("A", _table(), rec)
+    w.write_job(OLD)
+    assert set(_check_resume(w, [task], OLD, overwrite=False, checksum=True)) == {"A"}
+    xp = Path(task.xp)
+    st = xp.stat()
+    text = xp.read_text()
+    i = text.index("(", text.index("\n")) + 1  # the first coefficient of the first row
+    xp.write_text(text[:i] + ("9" if text[i] != "9" else "1") + text[i + 1 :])
+    os.utime(xp, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert xp.stat().st_size == st.st_size
+    with pytest.raises(JobError, match=f"input xp_md5 changed: .* \\({xp}, same size and mtime\\)"):
+        _check_resume(w, [task], OLD, overwrite=False, checksum=True)
+    # without checksums only the size and mtime are compared
+    assert set(_check_resume(w, [task], OLD, overwrite=False, checksum=False)) == {"A"}
