@@ -24,6 +24,7 @@ import argparse
 import hashlib
 import io
 import json
+import shutil
 import sys
 import tarfile
 from pathlib import Path
@@ -111,8 +112,10 @@ def _manifest_text(parts_dir: Path) -> str:
 
 
 def unpack(parts_dir: str | Path, dest: str | Path) -> dict:
-    """Join and check the parts, write the checkpoint as `dest/model` (plus `dest/checkpoints/epoch_NNNN`
-    pointing at it and the run files), and rebuild its weights file when it travelled without one."""
+    """Join and check the parts, write the checkpoint as `dest/model` (plus a copy of it as
+    `dest/checkpoints/epoch_NNNN`, and the run files), and rebuild its weights file when it travelled
+    without one. The copy is a directory of its own, not a link to `model`: a run resumed in `dest`
+    replaces `model` and prunes old checkpoints, and neither may change or keep the other."""
     parts_dir, dest = Path(parts_dir), Path(dest)
     manifest = json.loads(_manifest_text(parts_dir))
     chunks = []
@@ -147,7 +150,7 @@ def unpack(parts_dir: str | Path, dest: str | Path) -> dict:
         restore_weights(model)
     epoch = json.loads((model / "train_state.json").read_text())["epoch"]
     (dest / "checkpoints").mkdir()
-    (dest / "checkpoints" / f"epoch_{epoch:06d}").symlink_to(Path("..") / "model")
+    shutil.copytree(model, dest / "checkpoints" / f"epoch_{epoch:06d}")
     return {
         "dest": str(dest),
         "epoch": epoch,

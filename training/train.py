@@ -14,6 +14,8 @@ times an epoch here (its second epoch: the first pays the device's start), then 
 epochs as fit in the seconds left, as one cosine cycle (`epochs` = `scheduler_t0` = that number, replacing the YAML's); the log and
 OUTPUT_DIR/time_budget.json say what was chosen. The run itself resumes exactly like any other.
 
+Without --resume, OUTPUT_DIR must not hold a run already (its model/ or checkpoints/): the two runs'
+checkpoints and metrics would mix. Pass --resume OUTPUT_DIR to continue it, or choose another directory.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -56,6 +59,13 @@ def main(argv: list[str] | None = None, *, hold_memory: bool = False) -> int:
         parser.error("set data_path and output_dir (in the YAML or as key=value overrides)")
     if args.time_budget is not None and (not args.no_ray or args.resume):
         parser.error("--time-budget needs --no-ray and a new run (no --resume)")
+    if args.resume is None:
+        from xpengine.train.run_files import check_fresh_output_dir
+
+        try:
+            check_fresh_output_dir(Path(config.output_dir))
+        except FileExistsError as e:
+            parser.exit(2, f"{parser.prog}: error: {e}\n")
     if args.no_ray:
         from xpengine.datasets.schema import read_training_set
         from xpengine.train.loop import hold_freed_memory, resolve_device, train
@@ -98,6 +108,9 @@ def fit_epochs_to_budget(config, train_arrays, val_arrays, budget_s: float, t_st
     from xpengine.train.loop import train
 
     out = Path(config.output_dir)
+    # OUTPUT_DIR holds no run (checked by main); a probe left there by an attempt stopped before its
+    # run's first checkpoint is scratch
+    shutil.rmtree(out / "probe", ignore_errors=True)
     probe = dataclasses.replace(
         config, epochs=2, scheduler_t0=2, val_every=2, checkpoint_every=2, output_dir=str(out / "probe")
     )

@@ -44,6 +44,7 @@ from xpengine.model.transformer import ModelConfig, XPTransformer
 from xpengine.train.config import TrainConfig, expand_tokens
 from xpengine.train.run_files import (
     base_provenance,
+    check_fresh_output_dir,
     find_resume_checkpoint,
     inherit_standardization,
     init_provenance,
@@ -53,6 +54,7 @@ from xpengine.train.run_files import (
     restore_rng,
     resume_checkpoint,
     save_epoch,
+    trim_metrics,
 )
 from xpengine.train.sampling import epoch_rows, sample_tokens
 from xpengine.train.train_data import LEARNED_TOKENS_RULE, TrainData, learned_tokens
@@ -155,28 +157,22 @@ def train(
 
     resume_from: a checkpoint directory holding a training state, or a previous run's output
     directory (its latest checkpoint is used). The model configuration must match; `epochs` may grow.
+    Without it, `output_dir` must not hold a run already (FileExistsError). metrics.jsonl keeps the
+    records of the epochs up to the one resumed after, then gets this call's.
     """
     t_start = time.perf_counter()
     if not (output_dir or config.output_dir):
         raise ValueError("no output directory: pass output_dir= or set output_dir in the config")
     out = Path(output_dir or config.output_dir)  # type: ignore[arg-type]
+    if resume_from is None:
+        check_fresh_output_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
     amp_dtype, use_scaler = resolve_precision(config.precision, device)
     vocab = train_arrays.vocabulary
     model_cfg, requestable_names, val_inputs, val_labels = _run_tokens(config, vocab, val_arrays)
 
-    # Resume: weights, standardisation and training state from a checkpoint.
-    ckpt, ckpt_dir, state = None, None, None
-    if resume_from is not None:
-        ckpt, ckpt_dir, state = resume_checkpoint(Path(resume_from), model_cfg, vocab)
-        standardization = ckpt.standardization
-    else:
-        standardization = Standardization.fit(train_arrays.values, vocab.names)
-    init = None
-    if config.init_from is not None and state is None:
-        init = initial_checkpoint(config.init_from, model_cfg, vocab)
-        standardization = inherit_standardization(standardization, init)
+    ckpt, ckpt_dir, state, init, standardization = _start(config, train_arrays, model_cfg, resume_from)
 
     data = TrainData.build(config, train_arrays, standardization, requestable_names, device)
     val = ValidationSet.build(val_arrays, standardization, val_inputs, val_labels, config, device)
@@ -201,6 +197,7 @@ def train(
     )
     provenance = _run_provenance(config, train_arrays, val_arrays, device, n_params, n_train, ckpt, ckpt_dir)
     metrics_file = out / "metrics.jsonl"
+    trim_metrics(metrics_file, start_epoch)  # a run stopped between checkpoints logged epochs run again
     history: list[dict[str, Any]] = []
     last_ckpt: Path | None = ckpt_dir
     epoch = start_epoch
@@ -286,6 +283,28 @@ def _run_tokens(
     return model_cfg, requestable_names, val_inputs, val_labels
 
 
+def _start(
+    config: TrainConfig,
+    train_arrays: TrainingArrays,
+    model_cfg: ModelConfig,
+    resume_from: str | os.PathLike | None,
+) -> tuple[Checkpoint | None, Path | None, TrainState | None, Checkpoint | None, Standardization]:
+    """Where a run starts: (the checkpoint resumed, its directory, its training state; the `init_from`
+    checkpoint of a fresh run; the standardisation). Resumed: the checkpoint's weights, standardisation
+    and training state (init_from ignored). Fresh: the standardisation fitted on the data, with that of
+    the `init_from` checkpoint for the tokens it learned."""
+    vocab = train_arrays.vocabulary
+    if resume_from is not None:
+        ckpt, ckpt_dir, state = resume_checkpoint(Path(resume_from), model_cfg, vocab)
+        return ckpt, ckpt_dir, state, None, ckpt.standardization
+    standardization = Standardization.fit(train_arrays.values, vocab.names)
+    init = None
+    if config.init_from is not None:
+        init = initial_checkpoint(config.init_from, model_cfg, vocab)
+        standardization = inherit_standardization(standardization, init)
+    return None, None, None, init, standardization
+
+
 @dataclass
 class _Optimisation:
     """The model and everything that steps it: optimizer, scheduler, gradient scaler, the sampling RNG,
@@ -330,8 +349,8 @@ class _Optimisation:
                 scaler.load_state_dict(state.scaler)
             restore_rng(state.rng, generator, device)
             start_epoch = state.epoch
-        elif init is not None:
-            model.load_state_dict(init.model.state_dict())
+        elif init is not None:  # float32: `initial_checkpoint` took the training state's model state
+            model.load_state_dict({k: v.float() for k, v in init.model.state_dict().items()})
             logger.info("starting from the weights of %s", init.path)
         return cls(model, optimizer, scheduler, scaler, generator, start_epoch)
 
@@ -420,14 +439,28 @@ def _run_provenance(
     resumed_dir: Path | None,
 ) -> dict[str, Any]:
     """The provenance every checkpoint of a run carries: `base_provenance`, the learned-tokens rule,
-    the `init_from` checkpoint, and the checkpoint `resumed` from (its wall time is carried on)."""
+    the `init_from` checkpoint and the `truncate_counts` table, and the checkpoint `resumed` from (its
+    wall time is carried on). A resumed run carries the `init_from` record of its first chunk on (the
+    checkpoint it names may have moved on or gone since), and the `truncate_counts` one while the
+    table's SHA-256 is unchanged."""
     provenance = base_provenance(config, train_arrays, val_arrays, device, n_params)
     provenance["learned_tokens"] = {"rule": LEARNED_TOKENS_RULE, "n_train_stars": n_train}
-    if config.init_from is not None:
+    before = resumed.provenance if resumed is not None else {}
+    if resumed is not None:
+        if "initialised_from" in before:
+            provenance["initialised_from"] = before["initialised_from"]
+    elif config.init_from is not None:
         provenance["initialised_from"] = init_provenance(Path(config.init_from))
     if config.truncate_counts is not None:
         digest = hashlib.sha256(Path(config.truncate_counts).read_bytes()).hexdigest()
-        provenance["truncate_counts"] = {"path": config.truncate_counts, "sha256": digest}
+        record = {"path": config.truncate_counts, "sha256": digest}
+        earlier = before.get("truncate_counts")
+        if earlier and earlier.get("sha256") == digest:
+            record = earlier
+        elif earlier:
+            logger.warning("truncate_counts %s changed since the resumed checkpoint", config.truncate_counts)
+            record["before_resume"] = earlier
+        provenance["truncate_counts"] = record
     if resumed is not None:
         provenance["previous_wall_time_s"] = float(resumed.provenance.get("wall_time_s", 0.0))
         provenance["resumed_from"] = str(resumed_dir)

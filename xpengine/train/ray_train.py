@@ -55,6 +55,18 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     )
 
 
+def _absolute_paths(train: dict[str, Any]) -> dict[str, Any]:
+    """The training configuration's file paths made absolute here, on the driver: a Ray Train worker
+    runs in its own session directory (Ray 2.60 Train V2 changes into it), where a relative path names
+    nothing. `init_from` only when it names an existing path here (else it is a bundled model's name)."""
+    train = dict(train)
+    for key in ("data_path", "truncate_counts", "init_from"):
+        value = train.get(key)
+        if value and (key != "init_from" or Path(value).exists()):
+            train[key] = str(Path(value).resolve())
+    return train
+
+
 def run_ray_training(
     config: TrainConfig,
     *,
@@ -68,25 +80,28 @@ def run_ray_training(
 
     use_gpu: None → a GPU when the Ray cluster has one. Ray's own run records (reported metrics,
     copies of the checkpoints) go to `<output_dir>/ray`; the model is written under `output_dir` by
-    the loop, as without Ray. Starts a local Ray cluster when none is connected.
+    the loop, as without Ray. Starts a local Ray cluster when none is connected. A fresh run (no
+    resume_from) into a directory that holds a run already is refused (FileExistsError), as the loop does.
     """
     import ray
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from xpengine.train.run_files import check_fresh_output_dir
+
     output_dir = Path(output_dir).resolve()
+    if resume_from is None:
+        check_fresh_output_dir(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False)
     if use_gpu is None:
         use_gpu = ray.cluster_resources().get("GPU", 0) >= 1
     loop_config = {
-        "train": {**config.to_dict(), "output_dir": str(output_dir)},
+        "train": _absolute_paths({**config.to_dict(), "output_dir": str(output_dir)}),
         "output_dir": str(output_dir),
         "resume_from": None if resume_from is None else str(Path(resume_from).resolve()),
     }
-    if config.data_path:
-        loop_config["train"]["data_path"] = str(Path(config.data_path).resolve())
     trainer = TorchTrainer(
         train_worker,
         train_loop_config=loop_config,

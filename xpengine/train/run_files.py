@@ -5,6 +5,7 @@ pruning old checkpoints, publishing the final model atomically, and the run's pr
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
@@ -22,7 +23,7 @@ import xpengine
 from xpengine.datasets.schema import TrainingArrays
 from xpengine.features.vocabulary import Vocabulary
 from xpengine.io import sha256_of
-from xpengine.io.atomic import directory_written_atomically
+from xpengine.io.atomic import directory_written_atomically, write_text_atomically
 from xpengine.model.checkpoint import (
     WEIGHTS_FILE,
     Checkpoint,
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "base_provenance",
+    "check_fresh_output_dir",
     "find_resume_checkpoint",
     "git_commit",
     "inherit_standardization",
@@ -53,6 +55,7 @@ __all__ = [
     "resume_checkpoint",
     "rng_state",
     "save_epoch",
+    "trim_metrics",
 ]
 
 logger = logging.getLogger("xpengine.train.loop")  # the loop's log, as before these helpers moved here
@@ -77,8 +80,11 @@ def resume_checkpoint(
 
 
 def initial_checkpoint(path: str | os.PathLike, model_cfg: ModelConfig, vocab: Vocabulary) -> Checkpoint:
-    """The checkpoint `init_from` names, checked against this run's model and vocabulary."""
-    ckpt = load_checkpoint(find_resume_checkpoint(resolve_model_path(path), need_state=False), device="cpu")
+    """The checkpoint `init_from` names, checked against this run's model and vocabulary. Its model holds
+    the exact float32 weights: those of the training state when the checkpoint keeps them there (saved
+    with float16/bfloat16 weights, model.safetensors holds only a rounded copy), as a resume takes them."""
+    ckpt_dir = find_resume_checkpoint(resolve_model_path(path), need_state=False)
+    ckpt = load_checkpoint(ckpt_dir, device="cpu")
     if ckpt.model_config != model_cfg:
         raise ValueError(
             f"init_from {path}: its model config {ckpt.model_config} differs from this run's {model_cfg}"
@@ -87,7 +93,16 @@ def initial_checkpoint(path: str | os.PathLike, model_cfg: ModelConfig, vocab: V
         raise ValueError(
             f"init_from {path}: its vocabulary {ckpt.vocabulary.name} differs from the data's {vocab.name}"
         )
+    if _has_model_state(ckpt_dir):
+        exact = load_train_state(ckpt_dir).model_state or {}
+        ckpt.model.load_state_dict({k: v.float() for k, v in exact.items()})
     return ckpt
+
+
+def _has_model_state(ckpt_dir: Path) -> bool:
+    """Whether the checkpoint's training state keeps the float32 model state (reduced-precision weights)."""
+    state_json = ckpt_dir / "train_state.json"
+    return state_json.is_file() and bool(json.loads(state_json.read_text()).get("has_model_state"))
 
 
 def inherit_standardization(fitted: Standardization, init: Checkpoint) -> Standardization:
@@ -109,9 +124,55 @@ def inherit_standardization(fitted: Standardization, init: Checkpoint) -> Standa
 
 
 def init_provenance(path: Path) -> dict[str, Any]:
+    """The `init_from` record of a fresh run: the checkpoint `path` names now, the SHA-256 of its weights
+    file, and where the starting weights came from (:func:`initial_checkpoint`). A resumed run carries
+    its first chunk's record on instead (the checkpoint may have moved on or gone since)."""
     ckpt_dir = find_resume_checkpoint(resolve_model_path(path), need_state=False)
     weights = ckpt_dir / WEIGHTS_FILE
-    return {"path": str(path), "checkpoint": str(ckpt_dir), "weights_sha256": sha256_of(weights)}
+    return {
+        "path": str(path),
+        "checkpoint": str(ckpt_dir),
+        "weights_sha256": sha256_of(weights),
+        "weights_from": "train_state.safetensors (float32 model state)"
+        if _has_model_state(ckpt_dir)
+        else WEIGHTS_FILE,
+    }
+
+
+def check_fresh_output_dir(out: Path) -> None:
+    """Refuse a fresh run (no resume) into a directory that holds a run already: its checkpoints, model
+    and metrics would mix with the new run's (pruning sorts by epoch across both, a later --resume picks
+    whichever checkpoint is latest)."""
+    held = [
+        name
+        for name, there in (
+            ("model/", (out / "model").exists()),
+            ("checkpoints/epoch_*", any((out / "checkpoints").glob("epoch_*"))),
+        )
+        if there
+    ]
+    if held:
+        raise FileExistsError(
+            f"{out} already holds a training run ({' and '.join(held)}): pass --resume {out} to "
+            "continue it, or choose another output directory"
+        )
+
+
+def trim_metrics(metrics_file: Path, epoch: int) -> None:
+    """Keep only the records of epochs up to `epoch` (the one a run resumes after; 0: a fresh run) in
+    metrics.jsonl, rewritten atomically: a run stopped between checkpoints logged epochs that the
+    resumed run logs again. A line cut short by the stop is dropped too."""
+    if not metrics_file.is_file():
+        return
+    kept = []
+    for line in metrics_file.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(record, dict) or record.get("epoch", 0) <= epoch:
+            kept.append(line + "\n")
+    write_text_atomically(metrics_file, "".join(kept))
 
 
 def find_resume_checkpoint(path: Path, *, need_state: bool = True) -> Path:
@@ -156,9 +217,14 @@ def restore_rng(rng: dict[str, torch.Tensor], generator: torch.Generator, device
 
 
 def prune_checkpoints(directory: Path, keep: int) -> None:
+    """Delete all but the last `keep` checkpoints; a checkpoint that is a symbolic link (an unpacked lease
+    run's, before training/lease_return.py wrote copies) is unlinked, its target left alone."""
     ckpts = sorted(directory.glob("epoch_*"))
     for old in ckpts[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        if old.is_symlink():
+            old.unlink()
+        else:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def save_epoch(
