@@ -256,10 +256,11 @@ def sigma_differences(
     labels: Sequence[str],
     masks: Mapping[str, np.ndarray],
     n_boot: int,
+    common: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Every model's σ minus the first model's (the reference), per population of BOOTSTRAP_POPULATIONS and
-    label, by :func:`paired_sigma_difference`: {"reference", "n_boot", "models": model → population → label
-    → dict or None}."""
+    label, by :func:`paired_sigma_difference` over the population's `common` stars of that label (those the
+    tables score): {"reference", "n_boot", "models": model → population → label → dict or None}."""
     names = list(preds)
     ref = names[0]
     out: dict[str, Any] = {"reference": ref, "n_boot": n_boot, "models": {}}
@@ -269,11 +270,12 @@ def sigma_differences(
                 lab: None
                 if lab not in preds[name] or lab not in preds[ref]
                 else paired_sigma_difference(
-                    preds[name][lab][0][masks[pop]] - es.truth[lab][masks[pop]],
-                    preds[ref][lab][0][masks[pop]] - es.truth[lab][masks[pop]],
+                    preds[name][lab][0][rows] - es.truth[lab][rows],
+                    preds[ref][lab][0][rows] - es.truth[lab][rows],
                     n_boot,
                 )
                 for lab in labels
+                for rows in [masks[pop] if common is None else masks[pop] & common[lab]]
             }
             for pop in BOOTSTRAP_POPULATIONS
         }
@@ -285,8 +287,8 @@ BOOTSTRAP_POPULATIONS = ("all", "giants")
 
 def age_metallicity_correlation(preds: Predictions, es: EvalSet, rows: np.ndarray) -> dict[str, Any] | None:
     """Spearman ρ of predicted age vs predicted [M/H] and of the true ones, on the `rows` (N,) bool with
-    all four finite; None when the model does not predict mass, ln_age and [M/H] or the truth lacks
-    ln_age or [M/H]."""
+    all four finite (`compare` passes the giants every model predicted both for); None when the model does
+    not predict mass, ln_age and [M/H] or the truth lacks ln_age or [M/H]."""
     from scipy.stats import spearmanr
 
     if not {"mass", "ln_age", "m_h"} <= set(preds) or not {"ln_age", "m_h"} <= set(es.truth):
@@ -358,6 +360,9 @@ def compare(
         }
 
     common = common_stars(preds, labels, len(es))
+    common_age_mh = np.ones(len(es), dtype=bool)
+    for lab in ("ln_age", "m_h"):
+        common_age_mh &= common.get(lab, common_age_mh)
     by_g: dict[str, Any] | None = None
     if es.g_mag is not None:
         by_g = {
@@ -387,10 +392,11 @@ def compare(
         },
         "by_g": by_g,
         "age_metallicity": {
-            name: age_metallicity_correlation(p, es, masks["giants"]) for name, p in preds.items()
+            name: age_metallicity_correlation(p, es, masks["giants"] & common_age_mh)
+            for name, p in preds.items()
         },
         "context": context,
-        "sigma_differences": sigma_differences(preds, es, labels, masks, bootstrap)
+        "sigma_differences": sigma_differences(preds, es, labels, masks, bootstrap, common)
         if bootstrap > 0
         else None,
     }

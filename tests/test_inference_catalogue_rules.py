@@ -137,6 +137,21 @@ def test_18sco_parallax_left_out(gaia_xp):
     for lab in ("teff", "logg", "m_h"):
         assert with_plx[lab][0] == pytest.approx(plain[lab][0], rel=1e-5)
     assert abs(with_plx.logg[0] - 4.44) < 2 * with_plx.logg_error[0]  # literature logg 4.44
+    # a context without the pseudo-luminosity has nothing to leave out: no flag
+    no_fm = CatalogPredictor(gaia_xp, None, device="cpu", inputs=["bp0..29", "rp0..29", "bprp", "jh", "jk"])
+    table = xp_input_table(
+        xp,
+        {"phot_g_mean_mag": 5.33, "parallax": 70.74, "parallax_error": 0.06, "ruwe": 1.0},
+        sampling=None,
+        source_id=None,
+    )
+    out = no_fm(
+        catalogue_batch(
+            table, gaia_xp.vocabulary, representation=token_representation(), zero_point_fallback=-0.017
+        )
+    )
+    assert not has_flag(out["flags"], SourceFlag.PARALLAX_LEFT_OUT).any()
+    assert has_flag(out["flags"], SourceFlag.OUTSIDE_TRAINING_DOMAIN).all()
 
 
 def test_bp_rp_filled_from_xp(gaia_xp):

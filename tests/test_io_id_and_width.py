@@ -113,6 +113,21 @@ def test_join_refuses_float_ids_and_reads_integer_text(xp):
         model_inputs_table(_with_float_ids(xp))
 
 
+def test_read_table_gives_integer_text_ids_as_int64(tmp_path, xp):
+    """A side table whose ids are integer text (a CSV with quoted ids, say) reads as int64, so that the
+    job's partition-range filter and the join compare integers."""
+    import pyarrow.csv as pacsv
+
+    from xpengine.io import read_table
+
+    sid = xp.column("source_id").to_numpy()
+    path = tmp_path / "ebv.csv"
+    pacsv.write_csv(pa.table({"source_id": pa.array([str(s) for s in sid]), "ebv": [0.1, 0.2, 0.3]}), path)
+    t = read_table(str(path))
+    assert t.schema.field("source_id").type == pa.int64()
+    assert t.column("source_id").to_pylist() == sid.tolist()
+
+
 def _dr4_like(table: pa.Table, n_bp: int) -> pa.Table:
     """`table` with its BP coefficients and errors cut to `n_bp` (Gaia DR4 has 51)."""
     for name in ("bp_coefficients", "bp_coefficient_errors"):

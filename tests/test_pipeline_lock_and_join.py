@@ -138,6 +138,44 @@ def test_a_job_whose_lock_was_taken_over_stops_writing(tmp_path):
     assert _lock(out)["token"] == "other"
 
 
+def test_a_job_that_lost_its_lock_neither_moves_the_new_lock_nor_removes_files(tmp_path, monkeypatch):
+    """Ending a job whose lock another job took over must not move the new holder's lock aside, even for an
+    instant (the holder's heartbeat would find it gone and stop); nor may that job remove partition files."""
+    from xpengine.pipeline import _lock as lock_module
+    from xpengine.pipeline.finish import remove_partition_files
+
+    out = tmp_path / "out"
+    a = CatalogWriter(str(out))
+    a.prepare()
+    _stop(a)
+    stale = {**_lock(out), "heartbeat_unix": time.time() - 10_000, "pid": _dead_pid(), "host": "elsewhere"}
+    (out / "_LOCK.json").write_text(json.dumps(stale))
+    b = CatalogWriter(str(out))
+    b.prepare(stale_after_s=600)  # takes A's stale lock over
+    _stop(b)
+    assert _lock(out)["token"] == b._lock_token
+    moved_aside = []
+    real_rename = lock_module.os.rename
+
+    def rename(src, dst):
+        moved_aside.append(dst)
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(lock_module.os, "rename", rename)
+    a.release_lock()
+    assert moved_aside == []  # A never touched B's lock
+    b.heartbeat()
+    assert not b.lock_lost
+    (out / "B.parquet").write_bytes(b"the new holder's")
+    a.lock_lost = "another job took the lock"
+    with pytest.raises(OutputLockedError):
+        remove_partition_files(a, "B")
+    assert (out / "B.parquet").exists()
+    monkeypatch.undo()
+    b.release_lock()
+    assert not (out / "_LOCK.json").exists()
+
+
 # -- the joins ---------------------------------------------------------------------------------------
 def _data_lines(path: str) -> tuple[list[str], list[str]]:
     """(comment + header lines, data lines) of a bulk .csv.gz file."""

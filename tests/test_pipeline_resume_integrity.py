@@ -209,6 +209,12 @@ def test_side_tables_context_inputs_and_flag_policy_are_part_of_the_identity(tmp
     assert _identity_differences(base, flags) == [
         "flag policy {'giant_logg_max': 3.5} → {'giant_logg_max': 3.0}"
     ]
+    # a threshold the old record did not have yet: it ran with the default, so a non-default one is refused
+    older = {**base, "flag_policy": {k: v for k, v in base["flag_policy"].items() if k != "giant_logg_max"}}
+    assert _identity_differences(older, base) == []
+    assert _identity_differences(older, flags) == [
+        "flag policy {'giant_logg_max': 3.5} → {'giant_logg_max': 3.0}"
+    ]
     # a catalogue from before these were recorded: not known, not refused
     legacy = {k: base[k] for k in ("model_sha256", "labels", "schema", "sigma")}
     assert _identity_differences(legacy, with_ebv) == []

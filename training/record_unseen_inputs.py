@@ -22,17 +22,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a chec
 import numpy as np
 
 from xpengine.datasets.schema import read_training_set
-from xpengine.model.luminosity_domain import index_max_from_training
 from xpengine.model.metadata import (
     CONFIG_FILE,
     LEARNED_INPUTS_KEY,
     LEARNED_OUTPUTS_KEY,
     LUMINOSITY_DOMAIN_KEY,
     UNSEEN_INPUTS_KEY,
+    LearnedTokens,
     luminosity_domain_entry,
 )
 from xpengine.train.config import expand_tokens
-from xpengine.train.train_data import learned_tokens
+from xpengine.train.train_data import _with_luminosity_domain, learned_tokens
 
 
 def unseen_inputs(config: dict, data: str) -> dict[str, list[str]]:
@@ -60,16 +60,19 @@ def unseen_inputs(config: dict, data: str) -> dict[str, list[str]]:
 
 def luminosity_domain(config: dict, data: str) -> dict | None:
     """The pseudo-luminosity domain entry of `data`'s train split for a model that reads g_fakemag and
-    BP−RP (None otherwise), computed on the stars the loop trains on (those with a requestable token)."""
-    if not {"g_fakemag", "bprp"} <= set(config[LEARNED_INPUTS_KEY]):
-        return None
+    BP−RP (None otherwise): the training loop's own record (`train_data._with_luminosity_domain`) over the
+    stars it trains on (those with a requestable token)."""
     arrays = read_training_set(data, split="train")
     vocab = arrays.vocabulary
     req = vocab.indices(expand_tokens(config["train"]["requestable"], vocab))
     keep = np.isfinite(arrays.values[:, req]).any(axis=1)
-    f, c = vocab.index("g_fakemag"), vocab.index("bprp")
-    found = index_max_from_training(arrays.values[keep, f], arrays.errors[keep, f], arrays.values[keep, c])
-    return None if found is None else luminosity_domain_entry(*found)
+    learned = LearnedTokens(
+        outputs=tuple(config[LEARNED_OUTPUTS_KEY]), inputs=tuple(config[LEARNED_INPUTS_KEY])
+    )
+    got = _with_luminosity_domain(learned, arrays.values[keep], arrays.errors[keep], vocab)
+    if got.luminosity_index_max is None:
+        return None
+    return luminosity_domain_entry(got.luminosity_index_max, got.luminosity_n_stars)
 
 
 def main(argv: list[str] | None = None) -> int:

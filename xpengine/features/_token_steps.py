@@ -130,7 +130,7 @@ def put_bp_rp(
     bprp, bprp_err = gaia_colour
     if xp_bprp is not None:
         rows_ok, c, ce = xp_bprp
-        fill = ~np.isfinite(bprp[rows_ok])
+        fill = ~np.isfinite(bprp[rows_ok]) & np.isfinite(c)
         bprp = np.asarray(bprp, dtype=np.float64).copy()
         bprp_err = np.full(n, np.nan) if bprp_err is None else np.asarray(bprp_err, dtype=np.float64).copy()
         bprp[rows_ok[fill]] = c[fill]

@@ -197,7 +197,7 @@ class CatalogPredictor:
         lum_out = outside_domain(
             self.predictor.learned.luminosity_index_max, fakemag, fakemag_error, bprp, bprp_error
         )
-        if lum_out is not None and lum_out.any():
+        if lum_out is not None and lum_out.any() and self._fakemag_in_context:
             values = values.copy()
             values[lum_out, self._fakemag_col] = np.nan
             flags[lum_out] |= int(SourceFlag.PARALLAX_LEFT_OUT)

@@ -61,7 +61,8 @@ def read_table(
     for name in array_columns:
         table = _parse_array_column(table, name, reader.src.url)
     if "source_id" in table.column_names:  # ids must be integers: float64 ones have lost digits
-        source_id_array(table.column("source_id"), reader.src.url)
+        i = table.schema.get_field_index("source_id")
+        table = table.set_column(i, "source_id", source_id_array(table.column(i), reader.src.url))
     fields = []
     for field in table.schema:
         meta = reader.field_metadata(field.name)

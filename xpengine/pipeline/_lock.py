@@ -231,10 +231,15 @@ class LockHolder:
                 return
             # rewritten in place through the file checked: a lock taken over meanwhile (renamed aside)
             # is never overwritten
-            try:
-                f = open(self.lock_path, "r+b")
-            except FileNotFoundError:
-                raise self._lost("its lock file is gone") from None
+            f = None
+            for attempt in range(2):
+                try:
+                    f = open(self.lock_path, "r+b")
+                    break
+                except FileNotFoundError:
+                    if attempt:  # gone twice: not a takeover's check putting it back
+                        raise self._lost("its lock file is gone") from None
+                    time.sleep(0.2)  # another job may be checking it aside (`_remove_lock_if`)
             with f:
                 token = _LockSeen(f.read(), None, None).holder.get("token")
                 if token != self._lock_token:
@@ -275,6 +280,12 @@ class LockHolder:
             stop.set()
         with self._beat_mutex:
             mine = self._lock_token
+            seen = None if self.lock_lost else self._read_lock_file()
+            if seen is None or seen.holder.get("token") != mine:
+                # lost, or another job's now: never moved aside, even for an instant (that job's
+                # heartbeat would find its lock gone)
+                self._lock_token = None
+                return
             if self._local:
                 self._remove_lock_if(lambda moved: moved.holder.get("token") == mine)
             else:

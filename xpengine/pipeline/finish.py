@@ -16,7 +16,7 @@ from xpengine.catalog.schema import catalog_schema
 from xpengine.features.flags import SourceFlag
 from xpengine.io.partitions import md5_of
 from xpengine.pipeline.plan import _input_fingerprints
-from xpengine.pipeline.writer import CatalogWriter, PartitionRecord
+from xpengine.pipeline.writer import CatalogWriter, OutputLockedError, PartitionRecord
 
 __all__ = ["remove_partition_files", "resolve_cross_partition_duplicates"]
 
@@ -210,6 +210,8 @@ def remove_partition_files(writer: CatalogWriter, name: str, *, manifest: bool =
     record) where they exist; returns the paths removed."""
     import pyarrow.fs as pafs
 
+    if getattr(writer, "lock_lost", None):  # a job that lost its lock removes nothing (another holds it)
+        raise OutputLockedError(writer.lock_lost)
     paths = [writer.catalog_path(name), writer.rejected_path(name)]
     if manifest:
         paths.append(writer.manifest_path(name))

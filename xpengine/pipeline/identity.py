@@ -107,6 +107,16 @@ def _job_identity(labels: list[str], provenance: dict[str, Any], cfg: Any = None
     return identity
 
 
+def _default_flag_policy() -> dict[str, Any]:
+    """The job's default flag policy (`InferenceConfig`'s) as `_job_identity` records one."""
+    import dataclasses
+    import json
+
+    from xpengine.pipeline.config import InferenceConfig
+
+    return json.loads(json.dumps(dataclasses.asdict(InferenceConfig().flags), default=str))
+
+
 _IDENTITY_NAMES = {
     "model_sha256": "model",
     "labels": "labels",
@@ -148,7 +158,10 @@ def _identity_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]
             continue
         o, n = old.get(key), new.get(key)
         if key == "flag_policy" and isinstance(o, dict) and isinstance(n, dict):
-            n = {k: n.get(k) for k in o}  # a threshold added since is not known to the old record
+            # a threshold added since is not in the old record: it ran with the default
+            defaults = _default_flag_policy()
+            o = {**{k: defaults[k] for k in n if k not in o and k in defaults}, **o}
+            n = {k: n.get(k) for k in o}
             if o != n:
                 changed = sorted(k for k in o if o[k] != n[k])
                 o, n = {k: o[k] for k in changed}, {k: n[k] for k in changed}

@@ -72,8 +72,9 @@ class PartitionTask:
 class _SideTable:
     """An optional side input (2MASS, E(B−V)) for one partition's chunks: its rows in the partition's
     source_id range, kept for the partition; a chunk's rows outside that range (misplaced rows, flagged
-    OUTSIDE_PARTITION_RANGE) are looked up in the whole table, read again only for a chunk that has such
-    rows, so that they keep their values too (memory: the range's rows plus one chunk's misplaced ones)."""
+    OUTSIDE_PARTITION_RANGE) are looked up in the whole table, read again for each chunk that has such
+    rows (rare: a mis-assembled input), so that they keep their values too; memory: the whole table while
+    it is read, as for the partition's own range."""
 
     def __init__(self, url: str, hpx8_range: tuple[int, int] | None) -> None:
         from xpengine import io
