@@ -104,6 +104,7 @@ def test_tokens_colours_and_xp(built, sky) -> None:
     r3 = rows[apogee_id("no_gaia_source")]
     assert np.isnan(r3["bp0"]) and r3["flags"] & 128
     assert built.summary["stars_without_xp_tokens"] == 1
+    assert built.summary["token_settings"]["leung2023"] is True  # the parallax correction, recorded
 
 
 def test_xp_tokens_equal_independent_projection(built, sky) -> None:

@@ -66,6 +66,12 @@ def test_kroupa_slope():
     np.testing.assert_allclose(r[1] / r[0], 2.0**-1.3)
 
 
+def test_kroupa_is_continuous_at_its_breaks():
+    for m in (0.08, 0.5):
+        lo, hi = ph.kroupa_dn_dlogm(np.array([m * (1 - 1e-9), m]))
+        assert lo == pytest.approx(hi, rel=1e-6)
+
+
 def test_secondary_clump_logg():
     rng = np.random.default_rng(2)
     _, logg = ph.red_clump_parameters(np.full(500, 2.5), np.zeros(500), rng)

@@ -336,7 +336,7 @@ def build_apogee_xp(
     split = split_by_source_id(
         cat["source_id"], val_fraction=val_fraction, test_fraction=test_fraction, salt=salt
     )
-    n_no_xp = int(np.sum(~np.isfinite(cat["values"][:, vocab.index("bp0")])))
+    n_no_xp = int(np.sum((~np.isfinite(cat["values"][:, vocab.indices(vocab.xp_names)])).all(axis=1)))
     summary: dict[str, Any] = {
         "builder": "xpengine.datasets.apogee_xp.build_apogee_xp",
         "input": os.path.abspath(path),

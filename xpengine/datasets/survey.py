@@ -390,11 +390,14 @@ def build_survey(
         extra["alpha_m_err"] = star["alpha_m_error"].astype(np.float32)
     for name, fn in (extra_columns or {}).items():
         extra[name] = np.asarray(fn(xp_sid))
-    n_no_g = int(np.sum(~np.isfinite(tb.values[:, vocab.index("bp0")])))
+    xp_cols = vocab.indices(vocab.xp_names)
+    n_no_xp = int(np.sum((~np.isfinite(tb.values[:, xp_cols])).all(axis=1)))
     summary.update(
         {
             "stars": int(xp_sid.size),
-            "stars_without_xp_tokens": n_no_g,
+            "stars_without_xp_tokens": n_no_xp,  # until session 17: stars without bp0 (NO_BP included)
+            "stars_without_bp_tokens": int(np.sum(~np.isfinite(tb.values[:, vocab.index("bp0")]))),
+            "token_settings": {k: v for k, v in tb.parameters.items() if k != "representation"},
             "split_counts": split_counts(split),
             "split": {
                 "function": "xpengine.datasets.splits.split_by_source_id",

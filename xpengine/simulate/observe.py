@@ -12,7 +12,10 @@ missing-data rates (documented, approximate):
   A&A 649, A2, Eq. 3); pseudocolour (95) = ν_eff + N(0, 0.01 + 0.03·10^(0.4 (G − 17))). σ_ϖ from the
   REFERENCE §7 table (12.9 µas at G ≤ 12 … 142 µas at G = 18, log-interpolated) × sqrt(35/transits) ×
   lognormal(0.05 dex), × 1.25 for 6-parameter solutions. Observed parallax = 1/d + Lindegren zero point
-  (PyPI `gaiadr3-zeropoint`, so that the engine's correction recovers the truth) + noise. RUWE:
+  (PyPI `gaiadr3-zeropoint`) + Leung et al. (2023)'s 0.005·clip(G − 13, 0, 4) mas + noise: the offset the
+  engine's correction removes by default (`features.astrometry`, `leung2023=True`), so that it recovers the
+  truth (until session 17 the sky injected the Lindegren part only, and the correction left G > 13 stars'
+  parallaxes too small: −0.008 mas at G 14–15, −0.013 at 15–16, −0.35σ). RUWE:
   lognormal around 1.0 (0.025 dex), 5% binaries/blends with RUWE 1.2–4.
 - 2MASS: M_Ks and colours from REFERENCE §7 (giants) or the data-driven dwarf fits, A_J/H/Ks = 0.289,
   0.183, 0.118 A_V (physics "polynomial"), or the MIST absolute magnitudes and extinctions (physics
@@ -89,6 +92,8 @@ def gaia_photometry_astrometry(
     )
     from zero_point import zpt
 
+    from xpengine.features.astrometry import leung2023_zero_point_offset
+
     zpt.load_tables()
     has_plx = aps != 3
     zp = np.zeros(n)
@@ -101,6 +106,7 @@ def gaia_photometry_astrometry(
             aps[has_plx],
             _warnings=False,
         )
+    zp[has_plx] += leung2023_zero_point_offset(g[has_plx])  # the engine removes both parts by default
     plx = 1.0 / stars["distance_kpc"] + zp + rng.normal(0.0, 1.0, n) * sig_plx
     binary = rng.random(n) < 0.05
     ruwe = np.where(

@@ -19,7 +19,7 @@ Pure vectorised functions over a leading source axis. Sources of every formula:
 - Galaxy: thin disk 80% / thick disk 20% of APOGEE-like giants (REFERENCE §7: thin age U(0, 10) Gyr,
   [Fe/H] ~ N(0.10 − 0.035 age, 0.18); thick age N(10.5, 1.2), [Fe/H] ~ N(−0.45, 0.25)) plus a small
   halo (age N(12, 0.8), [Fe/H] ~ N(−1.5, 0.4)) for the metal-poor tail; [α/M] by population
-  (thin: 0.02 − 0.25 ([Fe/H] − 0.1) clipped to ≥ −0.05 plus 0.03 scatter; thick 0.22 ± 0.04; halo
+  (thin: half of 0.02 − 0.25 ([Fe/H] − 0.1) clipped to ≥ −0.05, plus 0.03 scatter; thick 0.22 ± 0.04; halo
   0.30 ± 0.05). Kroupa (2001) IMF, dN/dM ∝ M^−2.3 above 0.5 M☉. Densities: exponential disks
   (thin h_R 2.6 kpc, h_z 0.30 kpc; thick h_R 2.0 kpc, h_z 0.90 kpc, local ratio 0.12; halo r^−3.5, local
   ratio 0.005; Bland-Hawthorn & Gerhard 2016 ARA&A 54, 529), R0 = 8.2 kpc, z_sun = 20.8 pc.
@@ -89,7 +89,9 @@ def giant_mass_from_age(age_gyr: np.ndarray, fe_h: np.ndarray) -> np.ndarray:
 def kroupa_dn_dlogm(mass: np.ndarray) -> np.ndarray:
     """Kroupa (2001) IMF per unit log10 mass (unnormalised, continuous at 0.08 and 0.5 M☉)."""
     m = np.asarray(mass, dtype=np.float64)
-    dn_dm = np.where(m < 0.08, (m / 0.08) ** -0.3 * 0.08**-1.3 * 0.5**-1.0 * 0.08**0, 0.0)
+    dn_dm = np.where(
+        m < 0.08, (m / 0.08) ** -0.3 * (0.08 / 0.5) ** -1.3, 0.0
+    )  # equals the next branch at 0.08
     dn_dm = np.where((m >= 0.08) & (m < 0.5), (m / 0.5) ** -1.3, dn_dm)
     dn_dm = np.where(m >= 0.5, (m / 0.5) ** -2.3, dn_dm)
     return dn_dm * m * np.log(10.0)

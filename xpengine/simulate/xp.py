@@ -24,8 +24,11 @@ Chain for N stars (all vectorised):
    ones by a median 30 σ on the real source Gaia DR3 5937083312263887616, whereas this inverse applied to
    that source's real archive XP_SAMPLED reproduces the ARCHIVE coefficients to 0.5 σ (orders 0–9;
    0.13 σ with λ = 1e-14) with archive-like high orders; λ = 3e-9 (instead of 1e-14) keeps the high
-   orders of the slightly rough emulated spectra small, so that `X_n_relevant_bases` comes out as in
-   DR3 (≈ 55 at G < 14, ≈ 10–30 at G ≈ 17).
+   orders of the slightly rough emulated spectra small. `X_n_relevant_bases` then comes out below DR3's
+   for bright stars: on the seed-12 MIST sky the BP / RP medians are 35 / 27 at G 10–12, 31 / 21 at
+   G 13–14 and 14 / 13 at G 17–18, against ≈ 53 / 40–50 for the real bright DR3 rows in tests/data
+   (and 8 % of the G 17–18 stars keep ≥ 50 BP orders where real faint rows keep 3–12;
+   `benchmarks/results/relevancy_sensitivity.md` measures what this is worth to gaia-xp).
 4. Flux scale and photometry: the G, BP, RP passbands of Gaia DR3 in coefficient space (GaiaXPy
    `GaiaDr3Vega`, Montegriffo et al. 2023), flux = c V, mag = −2.5 log10(flux) + zp; on real APOGEE×XP
    spectra this synthetic G matches `phot_g_mean_mag` to 0.003 mag. A_G, A_BP, A_RP follow from the
