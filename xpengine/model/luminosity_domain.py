@@ -10,7 +10,7 @@ with its DR3 parallax came out at logg 4.73 against 4.31 without (literature 4.4
 
 The index Q = M_G,obs − R·(BP−RP)_obs, R = A_G / E(BP−RP) = 2.740 / 1.339 (Casagrande & VandenBerg 2018),
 does not change with extinction to first order, so a reddened giant keeps its place while a dwarf lies
-above every giant (on the seed-12 simulated sky: giants Q ≤ 1.02 at 99.9 %, dwarfs a median 2.67). A
+above nearly every giant (on the seed-12 simulated sky: giants Q ≤ 1.02 at 99.9 %, dwarfs a median 2.67). A
 model records `index_max`, the `QUANTILE` of Q over its training stars with fakemag S/N ≥ `MIN_SNR`
 (`LearnedTokens.luminosity_index_max`, written by the training loop, by
 `training/record_unseen_inputs.py` for older checkpoints). A star is outside when its fakemag exceeds, by
