@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _sky_inputs import sky_token_batch
 
 from xpengine import io
 from xpengine.catalog.flag_policy import FlagPolicy, confident_dwarf, outside_by_measurement
@@ -28,7 +29,6 @@ from xpengine.inference.input_tables import xp_input_table
 from xpengine.inference.predictor import Predictor
 from xpengine.model.luminosity_domain import A_G_OVER_E_BP_RP, index_max_from_training, outside_domain
 from xpengine.model.metadata import LUMINOSITY_DOMAIN_KEY, LearnedTokens, _learned_from_config
-from xpengine.pipeline.stages import PartitionTask, featurize_partition
 from xpengine.spectra.representation import token_representation
 
 DATA = Path(__file__).parent / "data" / "gaia_xp"
@@ -45,19 +45,7 @@ def gaia_xp() -> Predictor:
 @pytest.fixture(scope="module")
 def sky() -> tuple[dict[str, np.ndarray], pd.DataFrame]:
     """The first bundled-sky partition as the job's token batch (gaia-xp's vocabulary), with its truth."""
-    part = sorted(SKY.glob("XpContinuousMeanSpectrum_*.csv.gz"))[0].name.split("_", 1)[1].split(".")[0]
-    task = PartitionTask(
-        name=part,
-        xp=str(SKY / f"XpContinuousMeanSpectrum_{part}.csv.gz"),
-        gaia=str(SKY / f"GaiaSource_{part}.csv.gz"),
-    )
-    (chunk,) = featurize_partition(
-        {k: np.array([v]) for k, v in task.to_row().items()},
-        vocabulary_json=Predictor.load("gaia-xp", device="cpu").vocabulary.to_json(),
-        chunk_rows=100_000,
-        tmass=str(SKY / "tmass.parquet"),
-        ebv=str(SKY / "ebv.parquet"),
-    )
+    chunk = sky_token_batch("gaia-xp")
     truth = pd.read_parquet(SKY / "truth.parquet").set_index("source_id").loc[chunk["source_id"]]
     return chunk, truth
 

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _sky_inputs import sky_token_batch
 
 from xpengine.features.flags import SourceFlag, has_flag
 from xpengine.inference.predictor import Predictor
 from xpengine.pipeline.config import InferenceConfig, resolve_inputs, resolve_labels
-from xpengine.pipeline.stages import CatalogPredictor, PartitionTask, featurize_partition
+from xpengine.pipeline.stages import CatalogPredictor
 
 REPO = Path(__file__).resolve().parents[1]
 SKY = files("xpengine") / "data" / "sky"
@@ -34,20 +35,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def _sky_batch(model: str) -> dict[str, np.ndarray]:
     """One bundled-sky partition (1000 stars, with 2MASS and E(B−V)) as the job's token batch."""
-    vocab = Predictor.load(model, device="cpu").vocabulary
-    task = PartitionTask(
-        name=PARTITION,
-        xp=str(SKY / f"XpContinuousMeanSpectrum_{PARTITION}.csv.gz"),
-        gaia=str(SKY / f"GaiaSource_{PARTITION}.csv.gz"),
-    )
-    (chunk,) = featurize_partition(
-        {k: np.array([v]) for k, v in task.to_row().items()},
-        vocabulary_json=vocab.to_json(),
-        chunk_rows=100_000,
-        tmass=str(SKY / "tmass.parquet"),
-        ebv=str(SKY / "ebv.parquet"),
-    )
-    return chunk
+    return sky_token_batch(model, PARTITION)
 
 
 @pytest.fixture(scope="module")
