@@ -241,9 +241,9 @@ def test_confident_dwarf_is_dereddened():
 
 
 def test_training_records_the_luminosity_domain(gaia_xp):
-    """`TrainData.build` records the domain of the stars it trains on (`_with_luminosity_domain`), so
+    """`TrainData.build` records the domain of the stars it trains on (`with_luminosity_domain`), so
     `save_checkpoint` writes it; without g_fakemag among the learned inputs there is none."""
-    from xpengine.train.train_data import _with_luminosity_domain
+    from xpengine.train.train_data import with_luminosity_domain
 
     vocab = gaia_xp.vocabulary
     rng = np.random.default_rng(2)
@@ -255,10 +255,10 @@ def test_training_records_the_luminosity_domain(gaia_xp):
     errors[:, vocab.index("g_fakemag")] = 0.02 * values[:, vocab.index("g_fakemag")]
     values[:, vocab.index("bprp")] = bprp
     learned = LearnedTokens(outputs=("teff",), inputs=("bprp", "g_fakemag"))
-    got = _with_luminosity_domain(learned, values, errors, vocab)
+    got = with_luminosity_domain(learned, values, errors, vocab)
     assert got.luminosity_n_stars == n
     assert got.luminosity_index_max == pytest.approx(
         np.quantile(abs_g - A_G_OVER_E_BP_RP * bprp, 0.999), abs=1e-4
     )
     no_fm = LearnedTokens(outputs=("teff",), inputs=("bprp",))
-    assert _with_luminosity_domain(no_fm, values, errors, vocab).luminosity_index_max is None
+    assert with_luminosity_domain(no_fm, values, errors, vocab).luminosity_index_max is None

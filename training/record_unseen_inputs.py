@@ -32,7 +32,7 @@ from xpengine.model.metadata import (
     luminosity_domain_entry,
 )
 from xpengine.train.config import expand_tokens
-from xpengine.train.train_data import _with_luminosity_domain, learned_tokens
+from xpengine.train.train_data import learned_tokens, with_luminosity_domain
 
 
 def unseen_inputs(config: dict, data: str) -> dict[str, list[str]]:
@@ -60,7 +60,7 @@ def unseen_inputs(config: dict, data: str) -> dict[str, list[str]]:
 
 def luminosity_domain(config: dict, data: str) -> dict | None:
     """The pseudo-luminosity domain entry of `data`'s train split for a model that reads g_fakemag and
-    BP−RP (None otherwise): the training loop's own record (`train_data._with_luminosity_domain`) over the
+    BP−RP (None otherwise): the training loop's own record (`train_data.with_luminosity_domain`) over the
     stars it trains on (those with a requestable token)."""
     arrays = read_training_set(data, split="train")
     vocab = arrays.vocabulary
@@ -69,7 +69,7 @@ def luminosity_domain(config: dict, data: str) -> dict | None:
     learned = LearnedTokens(
         outputs=tuple(config[LEARNED_OUTPUTS_KEY]), inputs=tuple(config[LEARNED_INPUTS_KEY])
     )
-    got = _with_luminosity_domain(learned, arrays.values[keep], arrays.errors[keep], vocab)
+    got = with_luminosity_domain(learned, arrays.values[keep], arrays.errors[keep], vocab)
     if got.luminosity_index_max is None:
         return None
     return luminosity_domain_entry(got.luminosity_index_max, got.luminosity_n_stars)

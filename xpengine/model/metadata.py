@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -17,8 +18,6 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from xpengine.features.vocabulary import Vocabulary
 
@@ -169,7 +168,7 @@ def _learned_from_config(config: dict[str, Any], vocabulary: Vocabulary, path: P
     index_max = None
     if domain is not None:
         index_max = domain.get("index_max") if isinstance(domain, dict) else None
-        if not isinstance(index_max, (int, float)) or not np.isfinite(index_max):
+        if not isinstance(index_max, (int, float)) or not math.isfinite(index_max):
             raise ValueError(
                 f"{path / CONFIG_FILE}: {LUMINOSITY_DOMAIN_KEY} must be an object with a finite index_max; "
                 f"got {domain!r}"

@@ -84,7 +84,7 @@ def learned_tokens(
     )
 
 
-def _with_luminosity_domain(
+def with_luminosity_domain(
     learned: LearnedTokens, values: np.ndarray, errors: np.ndarray, vocab: Vocabulary
 ) -> LearnedTokens:
     """`learned` with the pseudo-luminosity domain of the training stars (physical `values`, `errors`
@@ -158,7 +158,7 @@ class TrainData:
             focus=expand_tokens(config.focus_inputs, vocab) if config.focus_fraction > 0 else (),
             focus_fraction=config.focus_fraction,
         )
-        learned = _with_luminosity_domain(
+        learned = with_luminosity_domain(
             learned, arrays.values[can_request], arrays.errors[can_request], vocab
         )
         never = [n for n in requestable_names if n not in learned.outputs]
