@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from xpengine.datasets.splits import DEFAULT_SALT, split_by_source_id, split_counts
+from xpengine.io._arrays import source_id_numpy
 from xpengine.io.fits_tables import open_fits_table
 
 __all__ = [
@@ -114,9 +115,12 @@ def _check_columns(path: str, names: list[str]) -> None:
         )
 
 
-def _col(data: Any, name: str) -> np.ndarray:
-    """Native-endian copy of one FITS column (chunk), float columns as float64."""
+def _col(data: Any, name: str, path: str) -> np.ndarray:
+    """Native-endian copy of one FITS column (chunk), float columns as float64. The Gaia source id must
+    be an integer column: a float one has lost digits (GaiaFileError naming `path`, `source_id_numpy`)."""
     a = np.asarray(data[name])
+    if name.lower() == "gaiaedr3_source_id":
+        return source_id_numpy(a, path, name)
     if a.dtype.kind == "f":
         return a.astype(np.float64)
     if a.dtype.kind in "iu":
@@ -129,7 +133,7 @@ def read_apogee_xp_ids(path: str) -> tuple[np.ndarray, np.ndarray]:
     hdul, hdu = open_fits_table(path, what="APOGEE×XP file", hint=_NO_TABLE_HINT)
     try:
         _check_columns(path, list(hdu.columns.names))
-        return _col(hdu.data, "gaiaedr3_source_id"), _col(hdu.data, "snr")
+        return _col(hdu.data, "gaiaedr3_source_id", path), _col(hdu.data, "snr", path)
     finally:
         hdul.close()
 
@@ -185,7 +189,7 @@ def iter_apogee_xp_chunks(
                 continue
             block = hdu.data[start:stop]
             local = keep[lo:hi] - start
-            out = {c: _col(block, by_lower[c])[local] for c in wanted}
+            out = {c: _col(block, by_lower[c], path)[local] for c in wanted}
             out["row"] = keep[lo:hi]
             yield out
     finally:

@@ -37,17 +37,27 @@ DEFAULT_SALT: bytes = b"xpengine-split-v1"
 """Key of the split hash. Changing it reshuffles every split: never change it for a shipped data set."""
 
 
+def _integer_ids(source_id: np.ndarray) -> np.ndarray:
+    """`source_id` as an array, refusing a non-integer dtype: float64 cannot hold Gaia ids (above 2^53)
+    exactly, so casting float ids to int64 would silently give other sources' ids."""
+    ids = np.asarray(source_id)
+    if ids.size and ids.dtype.kind not in "iu":
+        raise ValueError(
+            f"source_id must be integers (Gaia int64 ids), got dtype {ids.dtype}: float64 cannot hold "
+            "ids above 2^53 exactly"
+        )
+    return ids
+
+
 def split_uniform(source_id: np.ndarray, *, salt: bytes = DEFAULT_SALT) -> np.ndarray:
     """Deterministic pseudo-uniform number u ∈ [0, 1) per source (N,) float64 from its int64 source_id.
 
     u = BLAKE2b-64(key=salt, str(source_id)) / 2^64. About 1 µs per source on this machine's CPU,
     so 10^6 sources take about a second.
     """
-    ids = np.asarray(source_id)
+    ids = _integer_ids(source_id)
     if ids.ndim != 1:
         raise ValueError(f"source_id must be a 1-D array (N,), got shape {ids.shape}")
-    if ids.size and ids.dtype.kind not in "iu":
-        raise ValueError(f"source_id must be integers (Gaia int64 ids), got dtype {ids.dtype}")
     if len(salt) > hashlib.blake2b.MAX_KEY_SIZE:
         raise ValueError(f"salt must be at most {hashlib.blake2b.MAX_KEY_SIZE} bytes, got {len(salt)}")
     digests = b"".join(
@@ -112,7 +122,7 @@ def split_table(
 
     import pyarrow as pa
 
-    ids = np.unique(np.asarray(source_id, dtype=np.int64))
+    ids = np.unique(np.asarray(_integer_ids(source_id), dtype=np.int64))
     split = split_by_source_id(ids, val_fraction=val_fraction, test_fraction=test_fraction, salt=salt)
     meta = {
         "function": "xpengine.datasets.splits.split_by_source_id",
@@ -132,10 +142,13 @@ def read_default_split() -> tuple[np.ndarray, np.ndarray]:
 
     import pyarrow.parquet as pq
 
+    from xpengine.io._arrays import source_id_numpy
+
     ref = resources.files("xpengine") / "data" / "splits" / DEFAULT_SPLIT_FILE
     with resources.as_file(ref) as path:
         table = pq.read_table(path)
+        sid = source_id_numpy(table.column("source_id"), str(path), "source_id")
     return (
-        table.column("source_id").to_numpy().astype(np.int64),
+        sid,
         np.asarray(table.column("split").to_numpy(zero_copy_only=False)).astype(str),
     )

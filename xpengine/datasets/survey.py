@@ -64,6 +64,7 @@ from xpengine.datasets.labels import (
 )
 from xpengine.datasets.splits import DEFAULT_SALT, split_by_source_id, split_counts
 from xpengine.datasets.survey_gaia import match_xp, token_inputs
+from xpengine.io._arrays import source_id_numpy
 from xpengine.io.fits_tables import read_fits_columns  # re-exported: it lived here
 
 __all__ = [
@@ -136,16 +137,19 @@ class SurveyBuild:
 # pure table steps (dicts of (N,) arrays in, dicts out)
 
 
-def prepare_allstar(cols: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+def prepare_allstar(
+    cols: dict[str, np.ndarray], *, source: str = "allStar columns"
+) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """allStar columns → one row per matched Gaia source with cleaned labels (steps 1–2 of the recipe).
 
     Returns (stars, counts): `stars` holds `source_id` int64, `apogee_id` str, `teff`, `logg`, `m_h`,
     `alpha_m` and `<name>_error` float64 (NaN where flagged/missing), `aspcap_flagged` bool, `snr`,
     `j`, `j_error`, `h`, `h_error`, `k`, `k_error` (NaN when absent); counts of what was dropped.
+    GAIAEDR3_SOURCE_ID must be integers: a float column (ids rounded) is a GaiaFileError naming `source`.
     """
     n0 = cols["APOGEE_ID"].shape[0]
     dup = extratarg_duplicate_mask(cols["EXTRATARG"])
-    sid = np.asarray(cols["GAIAEDR3_SOURCE_ID"]).astype(np.int64)
+    sid = source_id_numpy(cols["GAIAEDR3_SOURCE_ID"], source, "GAIAEDR3_SOURCE_ID")
     no_gaia = sid <= 0
     keep = ~dup & ~no_gaia
     idx = np.flatnonzero(keep)
@@ -283,7 +287,7 @@ def _survey_stars(
     through the cuts (counts into `summary`)."""
     # 1-2: allStar
     cols = read_fits_columns(inputs.allstar, ALLSTAR_REQUIRED, ALLSTAR_OPTIONAL, what="allStar file")
-    stars, counts = prepare_allstar(cols)
+    stars, counts = prepare_allstar(cols, source=inputs.allstar)
     del cols
     summary.update(counts)
     if stars["source_id"].size == 0:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from xpengine.datasets.survey import SurveyBuild, SurveyInputs, build_survey
+from xpengine.io._arrays import source_id_numpy
 
 __all__ = ["ORIGIN", "build_synthetic", "sky_inputs", "truth_columns"]
 
@@ -88,7 +89,7 @@ def truth_columns(path: str) -> dict[str, Any]:
     t = pq.read_table(path)
     if "source_id" not in t.column_names:
         raise ValueError(f"truth table {path}: no source_id column; columns: {t.column_names}")
-    sid = np.asarray(t.column("source_id").to_numpy(), dtype=np.int64)
+    sid = source_id_numpy(t.column("source_id"), f"truth table {path}", "source_id")
     if np.unique(sid).size != sid.size:
         raise ValueError(f"truth table {path}: duplicated source_id values")
     order = np.argsort(sid)

@@ -28,6 +28,7 @@ __all__ = [
     "parse_array_strings",
     "parse_scalar_strings",
     "source_id_array",
+    "source_id_numpy",
     "to_list_array",
     "unparsable",
 ]
@@ -251,9 +252,9 @@ def cast_column(arr: pa.Array, to_type: pa.DataType, url: str, column: str) -> p
 
 
 SOURCE_ID_RULE = (
-    "Gaia source ids must be integers (int64): float64 cannot hold ids above 2^53 exactly, so a "
-    "floating-point source_id has lost its last digits (off by up to ±512 for Gaia ids) and would "
-    "silently match the wrong source or none; write the column as int64 (or as integer text)"
+    "Gaia ids (source_id, solution_id) must be integers (int64): float64 cannot hold ids above 2^53 "
+    "exactly, so a floating-point id has lost its last digits (off by up to ±512 for Gaia source ids) "
+    "and would silently match the wrong source or none; write the column as int64 (or as integer text)"
 )
 
 
@@ -292,6 +293,46 @@ def source_id_array(
             url, f"{text} is not an integer; {SOURCE_ID_RULE}", row=row0 + i + 1, column=column
         )
     raise GaiaFileError(url, f"{column} has type {arr.type}; {SOURCE_ID_RULE}", column=column)
+
+
+def source_id_numpy(values: object, url: str, column: str = "source_id") -> np.ndarray:
+    """An id column read by a dataset builder (a FITS column, a Parquet column) as int64 numpy (shape
+    kept), by `SOURCE_ID_RULE`: never a silent float -> int64 rounding.
+
+    Integer dtypes are cast (GaiaFileError for unsigned values beyond int64); Arrow arrays and text or
+    object arrays go through `source_id_array` (GaiaFileError naming the first row that is not an
+    integer); floating-point, bool or any other dtype, and null ids, raise GaiaFileError naming `url` and
+    `column`.
+    """
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return _non_null_ids(source_id_array(values, url, column), url, column)
+    if np.ma.isMaskedArray(values) and np.ma.is_masked(values):
+        first = int(np.flatnonzero(np.ma.getmaskarray(values).ravel())[0])
+        raise GaiaFileError(url, f"{column} is null", row=first + 1, column=column)
+    a = np.asarray(values)
+    kind = a.dtype.kind
+    if kind == "u" and a.size and int(a.max()) > np.iinfo(np.int64).max:
+        raise GaiaFileError(url, f"{column} holds values beyond int64 ({int(a.max())})", column=column)
+    if kind in "iu":
+        return a.astype(np.int64)
+    if kind not in "SUO":
+        raise GaiaFileError(url, f"{column} has dtype {a.dtype}; {SOURCE_ID_RULE}", column=column)
+    flat = np.char.decode(a.ravel(), "latin-1") if kind == "S" else a.ravel()
+    try:
+        arr = pa.array(flat.tolist())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise GaiaFileError(
+            url, f"{column} values are not integers ({exc}); {SOURCE_ID_RULE}", column=column
+        ) from exc
+    return _non_null_ids(source_id_array(arr, url, column), url, column).reshape(a.shape)
+
+
+def _non_null_ids(col: pa.Array | pa.ChunkedArray, url: str, column: str) -> np.ndarray:
+    """(N,) int64 numpy of an int64 id column; GaiaFileError naming the first null row."""
+    if col.null_count:
+        first = int(np.flatnonzero(np.asarray(pc.is_null(col)))[0])
+        raise GaiaFileError(url, f"{column} is null", row=first + 1, column=column)
+    return np.asarray(col.to_numpy(), dtype=np.int64)
 
 
 def list_column_to_numpy(

@@ -4,6 +4,7 @@ read into blocks of (S, n_wl) spectra before the projection; part of :mod:`xpeng
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from xpengine.io._arrays import (
+    SOURCE_ID_RULE,
     list_column_to_numpy,
     parse_array_strings,
     parse_scalar_strings,
@@ -58,19 +60,13 @@ class _Block:
 def _int64_column(
     arr: pa.Array, name: str, url: str, row0: int, *, required: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(values, known) of an integer id column (text or numbers); a null required id is a file error.
-    A required id (`source_id`) must be integers: floating point or non-integer text is a file error."""
-    if required:
-        arr = source_id_array(arr, url, name, row0)
-    elif pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
-        arr, _ = parse_scalar_strings(arr, pa.int64())
-    elif arr.type != pa.int64():
-        try:
-            arr = pc.cast(arr, pa.int64())
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            raise GaiaFileError(
-                url, f"values of type {arr.type} cannot be read as int64: {exc}", column=name
-            ) from exc
+    """(values, known) of an integer id column (`source_id`, `solution_id`: integers or integer text).
+
+    Both ids are large int64 values that float64 cannot hold exactly, so floating point or non-integer
+    text (`3.7531665386648756e+17`) is a file error naming the file, row and column (`source_id_array`,
+    `SOURCE_ID_RULE`); a null is a file error only for a `required` id (an unknown `solution_id` is
+    allowed)."""
+    arr = source_id_array(arr, url, name, row0)
     known = np.asarray(arr.is_valid(), dtype=bool)
     if required and not known.all():
         first = int(np.flatnonzero(~known)[0])
@@ -78,14 +74,38 @@ def _int64_column(
     return np.asarray(pc.fill_null(arr, 0), dtype=np.int64), known
 
 
-def _meta_id(meta: Mapping[str, Any], keys: tuple[str, ...]) -> int | None:
+_INTEGER_TEXT = re.compile(r"[+-]?\d+")
+
+
+def _exact_id(value: Any) -> int | None:
+    """`value` as an int when it is an integer or integer text; None for anything else (floats included:
+    a float id has lost digits, `SOURCE_ID_RULE`)."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    if isinstance(value, str) and _INTEGER_TEXT.fullmatch(value.strip()):
+        return int(value.strip())
+    return None
+
+
+def _meta_id(meta: Mapping[str, Any], keys: tuple[str, ...], url: str) -> int | None:
+    """The id under the first of `keys` in the file metadata (ECSV meta, FITS header, VOTable PARAM);
+    None when absent, null or blank. A value that is not an integer (e.g. a float
+    `3.7531665386648756e+17`) is a GaiaFileError naming the file and the key."""
     low = {str(k).lower(): v for k, v in meta.items()}
     for k in keys:
-        if k in low and low[k] is not None:
-            try:
-                return int(str(low[k]).strip())
-            except ValueError:
-                return None
+        value = low.get(k)
+        if value is None or value is np.ma.masked or (isinstance(value, str) and not value.strip()):
+            continue
+        got = _exact_id(value)
+        if got is None:
+            raise GaiaFileError(
+                url, f"file metadata {k} = {value!r} is not an integer; {SOURCE_ID_RULE}", column=k
+            )
+        return got
     return None
 
 
@@ -166,7 +186,9 @@ def _long_blocks(
     has_sid = "source_id" in reader.columns
     fixed_sid = None
     if not has_sid:
-        fixed_sid = source_id if source_id is not None else _meta_id(meta, _SOURCE_ID_KEYS)
+        if source_id is not None and _exact_id(source_id) is None:
+            raise ValueError(f"source_id={source_id!r} is not an integer; {SOURCE_ID_RULE}")
+        fixed_sid = _exact_id(source_id) if source_id is not None else _meta_id(meta, _SOURCE_ID_KEYS, url)
         if fixed_sid is None:
             raise GaiaFileError(
                 url,
@@ -175,7 +197,7 @@ def _long_blocks(
                 "source_id=",
                 column="source_id",
             )
-    fixed_sol = None if "solution_id" in reader.columns else _meta_id(meta, _SOLUTION_ID_KEYS)
+    fixed_sol = None if "solution_id" in reader.columns else _meta_id(meta, _SOLUTION_ID_KEYS, url)
     wl_factor = _wavelength_factor(reader, url)
     read_cols = [
         c for c in ("source_id", "solution_id", "wavelength", "flux", "flux_error") if c in reader.columns

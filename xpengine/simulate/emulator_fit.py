@@ -47,12 +47,13 @@ _APOGEE_XP_COLUMNS = (
 def read_apogee_xp(path: str) -> dict[str, np.ndarray]:
     """The APOGEE×XP file's labels, photometry and sampled spectra (`xpengine.io.read_fits_columns`)."""
     from xpengine.io import read_fits_columns
+    from xpengine.io._arrays import source_id_numpy
 
     d = read_fits_columns(
         path, [*_APOGEE_XP_COLUMNS, "gaiaedr3_source_id", "flux", "flux_error"], what="APOGEE×XP file"
     )
     out = {c: np.asarray(d[c], dtype=np.float64) for c in _APOGEE_XP_COLUMNS}
-    out["source_id"] = np.asarray(d["gaiaedr3_source_id"], dtype=np.int64)
+    out["source_id"] = source_id_numpy(d["gaiaedr3_source_id"], path, "gaiaedr3_source_id")
     out["flux"] = np.asarray(d["flux"], dtype=np.float64)
     out["flux_error"] = np.asarray(d["flux_error"], dtype=np.float64)
     return out
