@@ -13,7 +13,10 @@ validation split exists) and baseline_xgboost/ (when the baseline was trained).
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
+import os
+import sys
 
 from xpengine.evaluate.evaluation import run_evaluation
 
@@ -22,7 +25,36 @@ __all__ = ["register"]
 logger = logging.getLogger(__name__)
 
 
-def _main(args: argparse.Namespace) -> int:
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them missing: compare the paths
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _split_conflict(args: argparse.Namespace) -> str | None:
+    """Why the σ calibration would be fitted on the stars it is then judged on, or None.
+
+    That happens when --split names the --val-split rows of the calibration file and that file is --data
+    (no --val-data, or --val-data naming the same file): the reported z-spreads would then be calibrated
+    on the test data itself.
+    """
+    if args.split != args.val_split or (args.val_data and not _same_file(args.val_data, args.data)):
+        return None
+    return (
+        f"--split {args.split} and --val-split {args.val_split} select the same rows of --data: the σ "
+        "calibration would be fitted on the stars it scores; calibrate on another split (e.g. --split test "
+        "--val-split val) or on another file (--val-data)"
+    )
+
+
+def _main(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> int:
+    conflict = _split_conflict(args)
+    if conflict:
+        if parser is not None:
+            parser.error(conflict)  # usage, then the one-line error; exit status 2
+        print(f"xpengine evaluate: error: {conflict}", file=sys.stderr)
+        raise SystemExit(2)
     run_evaluation(
         args.model,
         args.data,
@@ -67,7 +99,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--val-data", help="validation file for the σ calibration (default: --data, then --baseline-train)"
     )
-    p.add_argument("--val-split", default="val", help="rows used for the calibration (default: val)")
+    p.add_argument(
+        "--val-split",
+        default="val",
+        help="rows used for the calibration (default: val; never the --split rows of --data)",
+    )
     p.add_argument(
         "--calibration",
         choices=("auto", "always", "never"),
@@ -94,4 +130,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-figures", action="store_true")
     p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=_main)
+    p.set_defaults(func=functools.partial(_main, parser=p))
