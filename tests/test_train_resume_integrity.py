@@ -249,7 +249,7 @@ def test_lease_data_keeps_small_errors_at_float16_relative_precision(tmp_path):
         t = t.set_column(t.column_names.index(col), col, pa.array(e))
     pq.write_table(t, tmp_path / "src.parquet")
     info = lease_data.pack(
-        str(tmp_path / "src.parquet"), str(tmp_path / "p.parquet"), ["bp0..2", "rp0..2"], 10
+        str(tmp_path / "src.parquet"), str(tmp_path / "p.parquet"), ["bp0..2", "rp0..2"], 10, source_ids=True
     )
     assert info["float32_errors"] == ["rp1"]
     schema = pq.read_schema(tmp_path / "p.parquet")

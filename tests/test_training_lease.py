@@ -47,7 +47,7 @@ def test_pack_and_unpack_keep_what_training_needs(mixed, tmp_path):
     tokens = ["bp0..2", "rp0..2", "teff", "logg"]
     kept = full.vocabulary.select(tokens)
     packed = tmp_path / "data.parquet"
-    info = lease_data.pack(str(path), str(packed), tokens, sim_val=20)
+    info = lease_data.pack(str(path), str(packed), tokens, sim_val=20, source_ids=True)
     assert "bp0" in info["float32_values"]  # its errors are too small for float16
     real_p, mixed_p = tmp_path / "real.parquet", tmp_path / "mixed.parquet"
     counts = lease_data.unpack(str(packed), str(real_p), str(mixed_p))
@@ -82,6 +82,129 @@ def test_pack_and_unpack_keep_what_training_needs(mixed, tmp_path):
             assert np.percentile(np.abs(got[ok] - want[ok]) / err[ok], 99) <= lease_data.MAX_ROUNDING
             np.testing.assert_allclose(mix.errors[:, j], err, rtol=1e-3)
     assert "data_source" in pq.read_schema(mixed_p).names
+
+
+@pytest.fixture(scope="module")
+def rank1(mixed, tmp_path_factory):
+    """The toy mixed file with XP errors as the simulator makes them on its simulated rows (one scale per
+    star and band times a fixed shape, float32) and independent ones on the real rows, a few NaN or 0."""
+    _, t = mixed
+    rng = np.random.default_rng(1)
+    n = t.num_rows
+    sim = np.asarray(t.column("data_source").to_pylist()) == "synthetic"
+    for band in ("bp", "rp"):
+        cols = [f"{band}{i}_error" for i in range(3)]
+        shape = np.exp(rng.normal(0.0, 1.0, len(cols)))
+        scale = 10 ** rng.uniform(-7, -3, (n, 1))
+        e = np.where(sim[:, None], scale * shape, 10 ** rng.uniform(-7, -3, (n, len(cols)))).astype(
+            np.float32
+        )
+        e[rng.random(e.shape) < 0.03] = np.nan
+        e[rng.random(e.shape) < 0.03] = 0.0
+        for j, c in enumerate(cols):
+            t = t.set_column(t.column_names.index(c), c, pa.array(e[:, j]))
+    path = tmp_path_factory.mktemp("rank1") / "mixed.parquet"
+    pq.write_table(t, path)
+    return path, t
+
+
+def _columns(path) -> dict[str, np.ndarray]:
+    t = pq.read_table(path)
+    return {c: t[c].to_numpy(zero_copy_only=False) for c in t.column_names}
+
+
+def _assert_same(a: dict, b: dict, skip=()) -> None:
+    assert list(a) == list(b)
+    for c in a:
+        if c not in skip:
+            np.testing.assert_array_equal(a[c], b[c], err_msg=c)  # NaN == NaN here
+
+
+def test_simulated_xp_errors_travel_as_exact_residuals(rank1, tmp_path):
+    path, t = rank1
+    packed = tmp_path / "p.parquet"
+    lease_data.pack(str(path), str(packed), ["bp0..2", "rp0..2", "teff"], sim_val=20, source_ids=True)
+    p = pq.read_table(packed)
+    meta = json.loads(p.schema.metadata[b"xpengine.lease_pack"])
+    assert set(meta["xp_error_residuals"]) == {"bp0_error", "rp0_error"}
+    assert (
+        p.schema.field("bp0_error").type == pa.float16() and p.schema.field("teff_error").type == pa.float16()
+    )
+    sim = np.asarray(p.column("data_source").to_pylist()) == "synthetic"
+    order = {s: i for i, s in enumerate(t["source_id"].to_pylist())}
+    rows = np.array([order[s] for s in p["source_id"].to_pylist()])  # the packed rows in the source
+    for band in ("bp", "rp"):
+        e = np.stack([t[f"{band}{i}_error"].to_numpy(zero_copy_only=False)[rows] for i in range(3)], 1)
+        fine = sim & (np.isfinite(e) & (e > 0)).all(axis=1)
+        for c in (f"{band}1_error", f"{band}2_error"):
+            assert p.schema.field(c).type == pa.int16()
+            r = p[c].to_numpy().astype(int)
+            assert np.abs(r[fine]).max() <= 1, c  # a simulated row's errors follow from its first one
+    # unpacked: the errors the scaled float16 encoding gives, bit for bit (NaN and 0 included)
+    lease_data.unpack(str(packed), str(tmp_path / "r.parquet"), str(tmp_path / "m.parquet"))
+    at = {s: i for i, s in enumerate(p["source_id"].to_pylist())}
+    for part in ("r", "m"):
+        back = _columns(tmp_path / f"{part}.parquet")
+        idx = np.array([at[s] for s in back["source_id"]])
+        for c in (f"{b}{i}_error" for b in ("bp", "rp") for i in range(3)):
+            stored, k = lease_data._pack_errors(t[c].to_numpy(zero_copy_only=False)[rows])
+            want = stored.astype(np.float32) * np.float32(2.0**-k)
+            np.testing.assert_array_equal(back[c], want[idx], err_msg=c)
+
+
+def test_default_pack_numbers_the_rows_and_changes_nothing_else(rank1, tmp_path):
+    path, _ = rank1
+    tokens = ["bp0..2", "rp0..2", "bprp", "teff", "logg"]
+    for name, ids in (("ids", True), ("rows", False)):
+        lease_data.pack(str(path), str(tmp_path / f"{name}.parquet"), tokens, sim_val=20, source_ids=ids)
+        lease_data.unpack(str(tmp_path / f"{name}.parquet"), None, str(tmp_path / f"{name}_m.parquet"))
+    assert "source_id" not in pq.read_schema(tmp_path / "rows.parquet").names
+    a, b = _columns(tmp_path / "ids_m.parquet"), _columns(tmp_path / "rows_m.parquet")
+    _assert_same(a, b, skip=("source_id",))
+    # the row numbers in the packed file: unique, as read_training_set's callers expect
+    assert (np.diff(b["source_id"]) > 0).all() and b["source_id"].min() >= 0
+    assert b["source_id"].max() < pq.ParquetFile(tmp_path / "rows.parquet").metadata.num_rows
+    assert len(read_training_set(str(tmp_path / "rows_m.parquet")).source_id) == len(b["source_id"])
+
+
+def test_files_packed_before_the_residual_coding_still_unpack(rank1, tmp_path):
+    """A file with plain float16 errors, no residual metadata and no byte-stream-split (as packed before
+    the residual coding) unpacks to the same training data."""
+    path, _ = rank1
+    new = tmp_path / "new.parquet"
+    lease_data.pack(str(path), str(new), ["bp0..2", "rp0..2", "teff"], sim_val=20, source_ids=True)
+    t = pq.read_table(new)
+    meta = dict(t.schema.metadata)
+    packed = json.loads(meta[b"xpengine.lease_pack"])
+    stored = {c: t[c].to_numpy(zero_copy_only=False) for c in t.column_names}
+    sim = np.asarray(t.column("data_source").to_pylist()) == "synthetic"
+    scale = packed["error_scale_exponents"]
+    decoded = lease_data._decode_residuals(stored, packed.pop("xp_error_residuals"), scale, sim)
+    assert set(decoded) == {"bp1_error", "bp2_error", "rp1_error", "rp2_error"}
+    for c, a in decoded.items():
+        t = t.set_column(t.column_names.index(c), c, pa.array(a))
+    meta[b"xpengine.lease_pack"] = json.dumps(packed).encode()
+    old = tmp_path / "old.parquet"
+    pq.write_table(t.replace_schema_metadata(meta), old, compression="zstd", compression_level=9)
+    for f in (new, old):
+        lease_data.unpack(
+            str(f), str(tmp_path / f"{f.stem}_r.parquet"), str(tmp_path / f"{f.stem}_m.parquet")
+        )
+    for part in ("r", "m"):
+        _assert_same(_columns(tmp_path / f"new_{part}.parquet"), _columns(tmp_path / f"old_{part}.parquet"))
+
+
+def test_no_test_leaves_out_the_real_test_rows_only(rank1, tmp_path):
+    path, _ = rank1
+    for name, extra in (("all", []), ("no_test", ["--no-test"])):
+        argv = ["pack", str(path), str(tmp_path / f"{name}.parquet"), "--tokens", "bp0..2", "teff"]
+        assert lease_data.main([*argv, "--sim-val", "20", "--source-ids", *extra]) == 0
+        f = str(tmp_path / f"{name}.parquet")
+        lease_data.main(["unpack", f, "--real", f"{f}.r", "--mixed", f"{f}.m"])
+    real_all, real_no = (_columns(tmp_path / f"{n}.parquet.r") for n in ("all", "no_test"))
+    assert "test" in set(real_all["split"]) and "test" not in set(real_no["split"])
+    assert len(real_no["split"]) == int((real_all["split"] != "test").sum())
+    _assert_same(_columns(tmp_path / "all.parquet.m"), _columns(tmp_path / "no_test.parquet.m"))
 
 
 def _yaml(tmp_path, data):
