@@ -259,3 +259,50 @@ def test_a_new_gaia_table_replaces_the_read_problems_of_the_old_one(tmp_path, sk
     assert texts[2] == old[2].split("; gaia_source ")[0] and texts[2].endswith(")")
     assert read_problem_flags(new) == [False, False, True, False, False, False]
     assert not pc.any(pc.is_null(new.column("phot_g_mean_mag"))).as_py()
+
+
+def test_misplaced_rows_in_several_chunks_read_the_side_table_once(tmp_path, sky_dir, monkeypatch):
+    """Each side table is read for the partition's range and, at the first misplaced row, once more
+    (kept for the partition): not again for every chunk that holds misplaced rows."""
+    files = {}
+    for kind in ("XpContinuousMeanSpectrum", "GaiaSource"):
+        head, own = _data_lines(f"{sky_dir}/{kind}_{PART}.csv.gz")
+        stray = _data_lines(f"{sky_dir}/{kind}_{NEXT}.csv.gz")[1][:4]  # rows of the next partition
+        rows = [*own[:5], stray[0], *own[5:20], stray[1], *own[20:35], stray[2], stray[3], *own[35:45]]
+        files[kind] = _write_bulk(tmp_path / f"{kind}_{PART}.csv.gz", head, rows)
+    tmass, ebv = f"{sky_dir}/tmass.parquet", f"{sky_dir}/ebv.parquet"
+    reads: list[str] = []
+    read_table = io.read_table
+
+    def counted(source, *args, **kwargs):
+        reads.append(str(source))
+        return read_table(source, *args, **kwargs)
+
+    monkeypatch.setattr(io, "read_table", counted)
+    task = PartitionTask(PART, files["XpContinuousMeanSpectrum"], files["GaiaSource"], (0, 3111))
+    chunks = list(joined_chunks(task, chunk_rows=8, tmass=tmass, ebv=ebv))
+    got = pa.concat_tables(c if isinstance(c, pa.Table) else pa.Table.from_batches([c]) for c in chunks)
+    sid = np.asarray(got.column("source_id"))
+    outside = sid >> 43 > 3111
+    in_chunks = sum(bool((np.asarray(c.column("source_id")) >> 43 > 3111).any()) for c in chunks)
+    assert outside.sum() == 4 and got.num_rows == 49 and in_chunks == 3
+    assert reads.count(tmass) == 2 and reads.count(ebv) == 2  # the range, then the misplaced rows once
+    monkeypatch.undo()
+    for url, col in ((tmass, "j_m"), (ebv, "ebv")):
+        side = pq.read_table(url).to_pandas().set_index("source_id")[col]
+        want = side.reindex(sid).to_numpy(dtype=float)
+        have = np.asarray(pc.fill_null(got.column(col), np.nan), dtype=float)
+        assert np.isfinite(want[outside]).all()  # the side table holds the misplaced sources
+        np.testing.assert_array_equal(have, want)
+    # without misplaced rows the table is read once, for the range
+    reads.clear()
+    monkeypatch.setattr(io, "read_table", counted)
+    list(
+        joined_chunks(
+            PartitionTask(PART, f"{sky_dir}/XpContinuousMeanSpectrum_{PART}.csv.gz", None, (0, 3111)),
+            chunk_rows=8,
+            tmass=tmass,
+            ebv=None,
+        )
+    )
+    assert reads == [tmass]

@@ -268,12 +268,14 @@ def resolve_labels(cfg: InferenceConfig) -> list[str]:
 
 
 def resolve_inputs(cfg: InferenceConfig) -> list[str]:
-    """The context tokens the job gives `cfg.model`, as token names.
+    """The context tokens the job gives `cfg.model`, as token names in the vocabulary's order.
 
     `cfg.inputs` when given, less the tokens the model's vocabulary lacks and those it never read
     in training (one log line); None: the model's default context (its validation inputs that it
-    read, :attr:`xpengine.inference.predictor.Predictor.default_inputs`). Reads only the model's
-    JSON files.
+    read, :attr:`xpengine.inference.predictor.Predictor.default_inputs`). The context is an unordered
+    set (no positional encoding), so every spelling of one set (`bp0..29` or `bp0 bp1 ...`, in any
+    order) gives the same list and the same rows, bit for bit; the bundled models' defaults are in
+    that order already. Reads only the model's JSON files.
     """
     from xpengine.model.metadata import (
         FALLBACK_INPUTS,
@@ -297,4 +299,5 @@ def resolve_inputs(cfg: InferenceConfig) -> list[str]:
             cfg.model,
             describe_tokens(dropped),
         )
-    return [t for t in names if t in meta.learned.inputs]
+    kept = set(names) & set(meta.learned.inputs)
+    return [t for t in meta.vocabulary.names if t in kept]

@@ -85,6 +85,31 @@ def _side_table(key: str, url: str | None) -> dict[str, Any] | None:
         raise JobError(f"--{key} {url}: {exc}") from exc
 
 
+def _canonical_inputs(tokens: list[str]) -> list[str]:
+    """Context tokens as the job identity compares them: the model's context is an unordered set (the
+    transformer has no positional encoding, `xpengine.model.transformer`), so two spellings of one set
+    are one context. Ranges such as `bp0..29` (a record that kept the option as given) are expanded as
+    `Vocabulary.select` does for a vocabulary that has them, duplicates dropped, and the names sorted
+    by their text and trailing number (`bp2` before `bp10`)."""
+    import re
+
+    from xpengine.features.vocabulary import _RANGE
+
+    names: set[str] = set()
+    for item in tokens:
+        m = _RANGE.match(str(item))
+        if m:
+            names.update(f"{m['prefix']}{i}" for i in range(int(m["start"]), int(m["end"]) + 1))
+        else:
+            names.add(str(item))
+
+    def key(name: str) -> tuple[str, int]:
+        m = re.fullmatch(r"(.*?)(\d+)", name)
+        return (m[1], int(m[2])) if m else (name, -1)
+
+    return sorted(names, key=key)
+
+
 def _job_identity(labels: list[str], provenance: dict[str, Any], cfg: Any = None) -> dict[str, Any]:
     """What makes two runs' rows belong in one catalogue: the same model weights, labels and schema, the
     same σ (calibration file and sim-to-real term) and, given the job's configuration `cfg`, the same
@@ -101,6 +126,7 @@ def _job_identity(labels: list[str], provenance: dict[str, Any], cfg: Any = None
     if cfg is not None:
         identity["tmass_table"] = _side_table("tmass", cfg.tmass)
         identity["ebv_table"] = _side_table("ebv", cfg.ebv)
+        # as the job resolved them (`resolve_inputs`: names, in the vocabulary's order); compared as a set
         identity["context_inputs"] = None if cfg.inputs is None else list(cfg.inputs)
         # as _JOB.json will hold it (tuples become lists), so a reread compares equal
         identity["flag_policy"] = json.loads(json.dumps(dataclasses.asdict(cfg.flags), default=str))
@@ -157,6 +183,8 @@ def _identity_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]
         if key in _RECORDED_LATER and key not in old:
             continue
         o, n = old.get(key), new.get(key)
+        if key == "context_inputs" and isinstance(o, list) and isinstance(n, list):
+            o, n = _canonical_inputs(o), _canonical_inputs(n)  # one set of tokens however spelled
         if key == "flag_policy" and isinstance(o, dict) and isinstance(n, dict):
             # a threshold added since is not in the old record: it ran with the default
             defaults = _default_flag_policy()

@@ -71,15 +71,17 @@ class PartitionTask:
 
 class _SideTable:
     """An optional side input (2MASS, E(B−V)) for one partition's chunks: its rows in the partition's
-    source_id range, kept for the partition; a chunk's rows outside that range (misplaced rows, flagged
-    OUTSIDE_PARTITION_RANGE) are looked up in the whole table, read again for each chunk that has such
-    rows (rare: a mis-assembled input), so that they keep their values too; memory: the whole table while
-    it is read, as for the partition's own range."""
+    source_id range, kept for the partition. A chunk's rows outside that range (misplaced rows, flagged
+    OUTSIDE_PARTITION_RANGE; rare: a mis-assembled input) are looked up in the whole table, read once
+    at the partition's first such chunk and kept to its end, so further such chunks do not read it
+    again. Memory: the whole table while the range is read; with misplaced rows, the whole table from
+    the first of them to the partition's end (no higher a peak than reading it again for each chunk)."""
 
     def __init__(self, url: str, hpx8_range: tuple[int, int] | None) -> None:
         from xpengine import io
 
         self.url = url
+        self._whole = None  # the whole table, once a misplaced row needed it
         table = io.read_table(url)
         self.bounds = None if hpx8_range is None else (hpx8_range[0] << 43, (hpx8_range[1] + 1) << 43)
         if self.bounds is not None:
@@ -106,7 +108,9 @@ class _SideTable:
         outside = pc.unique(sid.filter(self._outside(sid)))
         if len(outside) == 0:
             return self.table
-        whole = io.read_table(self.url)
+        if self._whole is None:  # read once for the partition, at its first misplaced row
+            self._whole = io.read_table(self.url)
+        whole = self._whole
         sid_type = whole.schema.field("source_id").type
         extra = whole.filter(pc.is_in(whole.column("source_id"), value_set=pc.cast(outside, sid_type)))
         return pa.concat_tables([self.table, extra])
@@ -215,7 +219,7 @@ def joined_chunks(
     as well replaces the file's columns of the same names (a new dust map, say); a gaia_source table
     also replaces the `gaia_source ...` read problems of the one the file was made with.
     The 2MASS and E(B−V) rows come from the partition's source_id range, and for a row outside it
-    (OUTSIDE_PARTITION_RANGE) from the whole table (`_SideTable`)."""
+    (OUTSIDE_PARTITION_RANGE) from the whole table, read once for the partition (`_SideTable`)."""
     from xpengine import io
 
     gaia = io.read_gaia_source(task.gaia) if task.gaia else None
