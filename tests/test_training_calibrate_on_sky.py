@@ -46,6 +46,7 @@ def _sky(tmp_path: Path, base: Calibration, mass_scale: float, age_scale: float,
             "mass_error": base.apply("mass", s_mass),
             "age": age,
             "age_error": base.derived_sigma("age", "ln_age", age, s_ln),
+            "flags": np.zeros(n, dtype=np.int64),
         }
     )
     (tmp_path / "cat").mkdir()
@@ -188,3 +189,75 @@ def test_ebv_sigma_is_fitted_on_every_star_alone_or_beside_mass_and_age(tmp_path
         assert b["z_spread"] > 3, b
     with pytest.raises(SystemExit):  # nothing to fit
         mod.main([*argv[:-2], "--no-mass-age"])
+
+
+def test_all_orders_fit_goes_to_the_every_order_entries(tmp_path) -> None:
+    """--all-orders: a catalogue whose inputs kept every XP order (here its faint giants read too massive and
+    too young, as gaia-xp v5 reads them) is fitted into the every-order entries (format 5); the standard
+    entries stay as they were. A catalogue made with such entries (rows flagged ALL_XP_ORDERS) is inverted
+    row by row with the entry each row was given, so refitting it finds the same entries again."""
+    mod = _script()
+    std = {
+        "mass": LabelCalibration(a=2.0, applied=True, method="scale", unit="Msun"),
+        "ln_age": LabelCalibration(a=1.5, applied=True, method="scale"),
+    }
+    base = Calibration(labels=dict(std))
+    base.save(tmp_path / "base.json")
+    _sky(tmp_path, base, mass_scale=1.0, age_scale=1.0)
+    f = tmp_path / "cat" / "000000-003111.parquet"
+    t = pq.read_table(f).to_pandas()
+    faint = t.phot_g_mean_mag.to_numpy() >= 15.0
+    t.loc[faint, "age"] *= np.exp(-0.25)
+    t.loc[faint, "age_error"] *= np.exp(-0.25)
+    t.loc[faint, "mass"] *= np.exp(0.12)
+    pq.write_table(pa.Table.from_pandas(t, preserve_index=False), f)
+    out = tmp_path / "out.json"
+    argv = ["--catalogue", str(tmp_path / "cat"), "--truth", str(tmp_path / "truth.parquet")]
+    argv += [
+        "--calibration",
+        str(tmp_path / "base.json"),
+        "--output",
+        str(out),
+        "--fit-shifts",
+        "--all-orders",
+    ]
+    assert mod.main(argv) == 0
+    cal = Calibration.load(out)
+    assert json.loads(out.read_text())["format_version"] == "5"
+    assert cal.labels == std  # the standard entries untouched
+    assert set(cal.all_orders) == {"mass", "ln_age", "age"}
+    lo = np.asarray(cal.all_orders["ln_age"].g_edges)[:-1]
+    np.testing.assert_allclose(np.asarray(cal.all_orders["ln_age"].g_shifts)[lo >= 15.0], 0.25, atol=0.03)
+    np.testing.assert_allclose(np.asarray(cal.all_orders["mass"].g_shifts)[lo >= 15.0], -0.12, atol=0.03)
+    rec = cal.all_orders_provenance["sky_calibration"]
+    assert rec["n_rows_flagged_all_xp_orders_before"] == 0 and "every XP order" in rec["inputs"]
+    for b in rec["z_by_g"]["mass"]["cal"]:
+        assert 0.9 < b["z_spread"] < 1.1, b
+    assert "sky_calibration" not in cal.provenance
+
+    # the same sky as a catalogue made WITH those entries, its rows flagged ALL_XP_ORDERS: the refit inverts
+    # each row with its every-order entry and finds the same shifts again
+    from xpengine.features.flags import SourceFlag
+
+    g = t.phot_g_mean_mag.to_numpy()
+    raw_mass = std["mass"].raw(t.mass_error.to_numpy(), g)
+    raw_ln = std["ln_age"].raw(t.age_error.to_numpy() / t.age.to_numpy(), g)
+    mass = cal.shift("mass", t.mass.to_numpy(), g, np.ones(len(t), bool))
+    age = np.exp(cal.shift("ln_age", np.log(t.age.to_numpy()), g, np.ones(len(t), bool)))
+    t2 = t.assign(
+        mass=mass,
+        mass_error=cal.apply("mass", raw_mass, g, np.ones(len(t), bool)),
+        age=age,
+        age_error=cal.derived_sigma("age", "ln_age", age, raw_ln, g, np.ones(len(t), bool)),
+        flags=np.full(len(t), int(SourceFlag.ALL_XP_ORDERS), dtype=np.int64),
+    )
+    pq.write_table(pa.Table.from_pandas(t2, preserve_index=False), f)
+    out2 = tmp_path / "out2.json"
+    assert mod.main([*argv[:5], str(out), "--output", str(out2), "--fit-shifts", "--all-orders"]) == 0
+    again = Calibration.load(out2)
+    for name in ("mass", "ln_age"):
+        np.testing.assert_allclose(again.all_orders[name].g_shifts, cal.all_orders[name].g_shifts, atol=1e-9)
+    rec2 = again.all_orders_provenance["sky_calibration"]
+    assert rec2["n_rows_flagged_all_xp_orders_before"] == rec2["n_giants"] > 4000
+    with pytest.raises(SystemExit):  # --all-orders fits mass and age only
+        mod.main([*argv, "--ebv"])

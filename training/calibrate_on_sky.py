@@ -43,6 +43,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from xpengine.catalog.schema import check_simulated_sky_sigma
+from xpengine.features.flags import SourceFlag
 from xpengine.model.calibration import Calibration, LabelCalibration
 
 G_BINS = (6.0, 13.0, 15.0, 17.65)  # the bins the report prints (those of benchmarks/sim_sky_checks.py)
@@ -60,7 +61,7 @@ def load_matched(catalogue: str, truth: str) -> dict[str, np.ndarray]:
 
     cat = query_catalog(
         catalogue,
-        sql="SELECT source_id, phot_g_mean_mag AS g_cat, mass, mass_error, age, age_error FROM catalog",
+        sql="SELECT source_id, phot_g_mean_mag AS g_cat, mass, mass_error, age, age_error, flags FROM catalog",
     )
     cat = cat.to_pandas()
     tru = pq.read_table(truth, columns=["source_id", "mass", "age_gyr", "teff", "logg", "g"]).to_pandas()
@@ -69,21 +70,39 @@ def load_matched(catalogue: str, truth: str) -> dict[str, np.ndarray]:
     df = df[giants]
     if len(df) == 0:
         raise SystemExit(f"no true giant of {truth} is in the catalogue {catalogue}")
-    return {c: df[c].to_numpy(np.float64) for c in df.columns if c != "source_id"}
+    out = {c: df[c].to_numpy(np.float64) for c in df.columns if c not in ("source_id", "flags")}
+    out["all_orders"] = (df["flags"].to_numpy(np.int64) & int(SourceFlag.ALL_XP_ORDERS)) != 0
+    return out
+
+
+def _entries(cal: Calibration, rows: np.ndarray, fn: Any) -> np.ndarray:
+    """fn(entry) (N,) with each catalogue row's entry: the every-order one where the catalogue flagged the
+    row ALL_XP_ORDERS (it used that entry), else the standard one."""
+    base = np.asarray(fn(lambda name: cal.entry(name)), dtype=np.float64)
+    if not rows.any():
+        return base
+    return np.where(rows, fn(lambda name: cal.entry(name, all_orders=True)), base)
+
+
+def pooled(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The matched rows of several catalogues, one after the other (the same keys in each)."""
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def raw_sigmas(d: dict[str, np.ndarray], cal: Calibration) -> dict[str, np.ndarray]:
-    """The model's raw σ of mass, ln_age and age·σ_ln_age, from the catalogue's calibrated errors."""
-    ident = LabelCalibration()
+    """The model's raw σ of mass, ln_age and age·σ_ln_age, from the catalogue's calibrated errors (each
+    row inverted with the entry the catalogue used: `d["all_orders"]`)."""
     g = d["g_cat"]
-    mass = cal.labels.get("mass", ident).raw(d["mass_error"], g)
-    if "age" in cal.labels:  # age_error = age-entry(age · raw σ_ln_age)
-        lin = cal.labels["age"].raw(d["age_error"], g)
-        ln = lin / d["age"]
-    else:  # age_error = age · ln_age-entry(raw σ_ln_age)
-        ln = cal.labels.get("ln_age", ident).raw(d["age_error"] / d["age"], g)
-        lin = d["age"] * ln
-    return {"mass": mass, "ln_age": ln, "age": lin}
+    rows = d.get("all_orders", np.zeros(d["mass"].shape, dtype=bool))
+    mass = _entries(cal, rows, lambda e: e("mass").raw(d["mass_error"], g))
+
+    def ln_age(e: Any) -> np.ndarray:
+        if "age" in cal.labels:  # age_error = age-entry(age · raw σ_ln_age)
+            return e("age").raw(d["age_error"], g) / d["age"]
+        return e("ln_age").raw(d["age_error"] / d["age"], g)  # age_error = age · ln_age-entry(raw σ)
+
+    ln = _entries(cal, rows, ln_age)
+    return {"mass": mass, "ln_age": ln, "age": d["age"] * ln}
 
 
 def load_matched_ebv(catalogue: str, truth: str) -> dict[str, np.ndarray]:
@@ -170,19 +189,21 @@ def calibrate(
     policy: str = "auto",
     g_edges: tuple[float, ...] = G_EDGES,
     fit_shifts: bool = False,
+    all_orders: bool = False,
 ) -> tuple[Calibration, dict[str, Any]]:
     """BASE with mass, ln_age and age refitted on the matched giants D; plus a report per label.
     fit_shifts: also a median shift of mass (in ln) and ln_age per G bin, fitted first; the σ are then
-    fitted on the shifted means (the linear age follows the shifted ln_age)."""
+    fitted on the shifted means (the linear age follows the shifted ln_age). all_orders: D's inputs kept
+    every XP order; the fit goes to BASE's every-order entries (`Calibration.all_orders`, format 5)."""
     from xpengine.evaluate.binned_calibration import fit_binned_calibration
     from xpengine.evaluate.calibration import fit_label_calibration
 
     raw = raw_sigmas(d, base)
     g = d["g_cat"]
-    ident = LabelCalibration()
-    # the model's own means: any shift of BASE undone
-    mass = base.labels.get("mass", ident).shift(d["mass"], g, inverse=True)
-    ln_age = base.labels.get("ln_age", ident).shift(np.log(d["age"]), g, inverse=True)
+    rows = d.get("all_orders", np.zeros(g.shape, dtype=bool))
+    # the model's own means: any shift of BASE undone, each row's as the catalogue applied it
+    mass = _entries(base, rows, lambda e: e("mass").shift(d["mass"], g, inverse=True))
+    ln_age = _entries(base, rows, lambda e: e("ln_age").shift(np.log(d["age"]), g, inverse=True))
     shifts: dict[str, tuple[float, ...]] = {}
     if fit_shifts:
         if method != "binned":
@@ -203,7 +224,7 @@ def calibrate(
         "ln_age": (ln_age, np.log(d["age_gyr"])),
         "age": (np.exp(ln_age), d["age_gyr"]),
     }
-    labels = dict(base.labels)
+    labels = dict(base.all_orders if all_orders else base.labels)
     report: dict[str, Any] = {}
     for name, (pred, true) in series.items():
         if method == "binned":
@@ -222,13 +243,21 @@ def calibrate(
         }
     # every other part of BASE (a sim-to-real term: a map of the calibrated σ, to be refitted on the new σ
     # with training/fit_sim_to_real.py, as the printed note says) is carried over
+    if all_orders:
+        return replace(
+            base, all_orders=labels, all_orders_provenance=dict(base.all_orders_provenance)
+        ), report
     return replace(base, labels=labels, provenance=dict(base.provenance)), report
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
-        "--catalogue", required=True, help="catalogue directory the job wrote on the calibration sky"
+        "--catalogue",
+        required=True,
+        nargs="+",
+        help="catalogue directory the job wrote on the calibration sky; several (e.g. the same sky with and "
+        "without parallaxes) are fitted together, their matched giants pooled",
     )
     p.add_argument("--truth", required=True, help="the calibration sky's truth.parquet")
     p.add_argument("--calibration", required=True, help="the calibration.json the catalogue was made with")
@@ -255,18 +284,29 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="keep the base's mass, ln_age and age entries (with --ebv: fit E(B−V) alone)",
     )
+    p.add_argument(
+        "--all-orders",
+        action="store_true",
+        help="the catalogue's inputs kept every XP order (relevancy counts nulled): fit the every-order "
+        "entries of mass, ln_age and age (calibration format 5; rows flagged ALL_XP_ORDERS use them)",
+    )
     args = p.parse_args(argv)
     if args.no_mass_age and not args.ebv:
         p.error("--no-mass-age leaves nothing to fit without --ebv")
+    if args.all_orders and (args.ebv or args.no_mass_age):
+        p.error(
+            "--all-orders fits the every-order mass and age entries only (not with --ebv / --no-mass-age)"
+        )
     try:  # the σ to invert are those calibrated on simulated stars
-        check_simulated_sky_sigma(args.catalogue)
+        for catalogue in args.catalogue:
+            check_simulated_sky_sigma(catalogue)
     except ValueError as exc:
         raise SystemExit(str(exc)) from exc
     base = Calibration.load(args.calibration)
     if args.no_mass_age:
         out, report = replace(base, labels=dict(base.labels), provenance=dict(base.provenance)), {}
     else:
-        d = load_matched(args.catalogue, args.truth)
+        d = pooled([load_matched(c, args.truth) for c in args.catalogue])
         out, report = calibrate(
             d,
             base,
@@ -274,13 +314,16 @@ def main(argv: list[str] | None = None) -> int:
             policy=args.policy,
             g_edges=tuple(args.g_edges),
             fit_shifts=args.fit_shifts,
+            all_orders=args.all_orders,
         )
     if args.ebv:
         out.labels["ebv"], ebv_report = calibrate_ebv(
-            load_matched_ebv(args.catalogue, args.truth), base, g_edges=tuple(args.g_edges)
+            pooled([load_matched_ebv(c, args.truth) for c in args.catalogue]),
+            base,
+            g_edges=tuple(args.g_edges),
         )
         out.provenance["sky_calibration_ebv"] = {
-            "catalogue": args.catalogue,
+            "catalogue": args.catalogue if len(args.catalogue) > 1 else args.catalogue[0],
             "truth": args.truth,
             "selection": "every star with a catalogue and a true E(B−V)",
             "n_stars": ebv_report["n_stars"],
@@ -297,9 +340,9 @@ def main(argv: list[str] | None = None) -> int:
         out.save(args.output, overwrite=True)
         _print_report(report)
         return 0
-    out.provenance["sky_calibration"] = {
+    record = {
         "labels": sorted(report),
-        "catalogue": args.catalogue,
+        "catalogue": args.catalogue if len(args.catalogue) > 1 else args.catalogue[0],
         "truth": args.truth,
         "selection": "true giants: logg < 3.5, 3500 K < Teff < 5500 K",
         "n_giants": int(d["mass"].size),
@@ -312,6 +355,13 @@ def main(argv: list[str] | None = None) -> int:
         },
         "offset_by_g": {k: v["offset_by_g"] for k, v in report.items()},
     }
+    if args.all_orders:
+        n_flagged = int(d["all_orders"].sum())
+        record["inputs"] = "every XP order kept (relevancy counts nulled)"
+        record["n_rows_flagged_all_xp_orders_before"] = n_flagged
+        out.all_orders_provenance["sky_calibration"] = record
+    else:
+        out.provenance["sky_calibration"] = record
     out.save(args.output, overwrite=True)
     if out.sim_to_real:
         print(

@@ -2,7 +2,7 @@
 
 Bit values are part of the output format (they are written to Parquet files and catalogues): never
 renumber a bit, only add new ones. Bits 0-15 are set by the feature step (`xpengine.features`); bits
-16-23 are reserved for the catalogue engine (set after prediction); the remaining bits are unassigned.
+16-31 are reserved for the catalogue engine (set after prediction); the remaining bits are unassigned.
 
 | bit | value  | name                    | set by    | meaning                                                                |
 |-----|--------|-------------------------|-----------|------------------------------------------------------------------------|
@@ -42,6 +42,9 @@ renumber a bit, only add new ones. Bits 0-15 are set by the feature step (`xpeng
 | 23  | 8388608 | PARALLAX_LEFT_OUT       | catalogue | the star's pseudo-luminosity (parallax) is above the range the model   |
 |     |        |                         |           | learned it in (a dwarf's, for gaia-xp, whose parallaxes were giants'): |
 |     |        |                         |           | left out of its context (`xpengine.model.luminosity_domain`)           |
+| 24  | 16777216 | ALL_XP_ORDERS         | catalogue | every XP order the model reads is present (no band cut at its          |
+|     |        |                         |           | relevancy: a sampled spectrum, or a bright archive row): mass and age  |
+|     |        |                         |           | take the calibration's every-order mean shift and σ (format 5)         |
 
 Usage: `flags & SourceFlag.NO_BP` on an int64 array; `describe_flags(value)` lists the names of one value.
 """
@@ -82,6 +85,7 @@ class SourceFlag(enum.IntFlag):
     DISTANCE_FROM_PARALLAX = 1 << 21
     DISTANCE_FROM_MODEL = 1 << 22
     PARALLAX_LEFT_OUT = 1 << 23
+    ALL_XP_ORDERS = 1 << 24
 
 
 FEATURE_FLAGS: SourceFlag = (
@@ -111,6 +115,7 @@ CATALOGUE_FLAGS: SourceFlag = (
     | SourceFlag.DISTANCE_FROM_PARALLAX
     | SourceFlag.DISTANCE_FROM_MODEL
     | SourceFlag.PARALLAX_LEFT_OUT
+    | SourceFlag.ALL_XP_ORDERS
 )
 """Bits reserved for the catalogue engine."""
 

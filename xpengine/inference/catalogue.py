@@ -25,6 +25,7 @@ from xpengine.catalog.schema import (
 )
 from xpengine.features.astrometry import parallax_distance
 from xpengine.features.flags import SourceFlag
+from xpengine.model.calibration import all_xp_orders
 from xpengine.model.luminosity_domain import outside_domain
 
 __all__ = ["PARALLAX_COLUMNS", "PASSTHROUGH_FLOAT64", "CatalogPredictor", "catalogue_batch"]
@@ -164,6 +165,11 @@ class CatalogPredictor:
             self.inputs = self.predictor.select_inputs(chosen)  # less what the model never read
         context = self.inputs if self.inputs is not None else self.predictor.default_inputs
         self._context_cols = np.asarray(vocab.indices(list(context)), dtype=np.int64)
+        # rows with every XP order of the context take the calibration's every-order entries (ALL_XP_ORDERS)
+        xp_names = set(vocab.xp_names)
+        self._xp_context_cols = [vocab.index(t) for t in context if t in xp_names]
+        cal = self.predictor.calibration
+        self._all_orders_calibrated = cal is not None and any(t in cal.all_orders for t in self.request)
         # the flag policy judges the mass/age domain by the predicted Teff and logg: asked for whenever
         # the catalogue holds mass or age, whether or not they are among its labels
         self._domain_request = [
@@ -221,6 +227,8 @@ class CatalogPredictor:
         for col in list(out):
             out[col][no_pred] = np.nan
         flags[no_pred] |= int(SourceFlag.NO_PREDICTION)
+        if self._all_orders_calibrated:  # as the Predictor chose the calibration entries
+            flags[all_xp_orders(values, self._xp_context_cols) & ~no_pred] |= int(SourceFlag.ALL_XP_ORDERS)
 
         with np.errstate(invalid="ignore", divide="ignore"):
             by_model = need_model_distance & (n_tokens > 0) & np.isfinite(fm) & (fm > 0)

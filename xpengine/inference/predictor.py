@@ -47,6 +47,7 @@ from xpengine.inference.precision import (  # re-exported: they lived here
     effective_dtype,
     native_bf16,
 )
+from xpengine.model.calibration import all_xp_orders
 from xpengine.model.checkpoint import (
     Checkpoint,
     LearnedTokens,
@@ -300,13 +301,15 @@ class Predictor:
                 mean[rows, idx] = m.cpu().numpy()
                 sigma[rows, idx] = np.exp(0.5 * lv.cpu().numpy().astype(np.float64))
         mu, sg = self.standardization.inverse(mean, sigma, req_cols)  # (N, Q) physical
+        # rows whose XP keep every order the model reads: their own entries where the calibration has them
+        full = self.all_xp_orders(values, inp) if self.calibration is not None else None
         out: dict[str, np.ndarray] = {}
         for j, name in enumerate(req):
             if self.calibration is not None:  # a G-bin mean shift (calibration format 3), if any
-                mu[:, j] = self.calibration.shift(name, mu[:, j], g_mag)
+                mu[:, j] = self.calibration.shift(name, mu[:, j], g_mag, full)
             out[name] = mu[:, j]
             out[f"{name}_error"] = (
-                sg[:, j] if self.calibration is None else self.calibration.apply(name, sg[:, j], g_mag)
+                sg[:, j] if self.calibration is None else self.calibration.apply(name, sg[:, j], g_mag, full)
             )
             if name in DERIVED:
                 lin = np.exp(mu[:, j])
@@ -314,7 +317,7 @@ class Predictor:
                 out[f"{DERIVED[name]}_error"] = (
                     lin * out[f"{name}_error"]
                     if self.calibration is None
-                    else self.calibration.derived_sigma(DERIVED[name], name, lin, sg[:, j], g_mag)
+                    else self.calibration.derived_sigma(DERIVED[name], name, lin, sg[:, j], g_mag, full)
                 )
                 if self.sim_to_real:
                     out[f"{DERIVED[name]}_error"] = self.calibration.add_sim_to_real_derived(
@@ -323,6 +326,13 @@ class Predictor:
             if self.sim_to_real:
                 out[f"{name}_error"] = self.calibration.add_sim_to_real(name, mu[:, j], out[f"{name}_error"])
         return out
+
+    def all_xp_orders(self, values: np.ndarray, inputs: Sequence[str] | None = None) -> np.ndarray:
+        """(N,) bool: the rows of `values` (N, T) with every XP token of the context `inputs` (default
+        :attr:`default_inputs`) finite, which take the calibration's `all_orders` entries (format 5)."""
+        inp = self.default_inputs if inputs is None else self.select_inputs(inputs)
+        xp = set(self.vocabulary.xp_names)
+        return all_xp_orders(values, self.vocabulary.indices([t for t in inp if t in xp]))
 
     def context_groups(self, request: list[str], inputs: list[str]) -> dict[tuple[str, ...], list[int]]:
         """The requests grouped by the inputs to leave out of their context: those the model never saw

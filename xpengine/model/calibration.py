@@ -24,6 +24,13 @@ stars only): an extra spread that real stars show and simulated ones cannot, add
 calibrated σ, as a function of it (fitted on real giants and their emulated twins by
 `training/fit_sim_to_real.py`). The Predictor adds it unless told the stars are simulated
 (`sim_to_real=False`: the calibration skies, simulated test skies).
+
+Format 5 adds optional entries for stars whose XP carry every coefficient the model reads (`all_orders`,
+fitted on a simulated sky whose inputs keep every order by `training/calibrate_on_sky.py --all-orders`).
+A model trained on archive-like spectra, cut at each star's relevancy, learns how many orders are present
+as a brightness cue, so a spectrum with every order (a sampled spectrum, or a bright archive row) needs
+its own mean shift and σ map; the Predictor uses them for the rows its `all_orders` mask names and the
+`labels` entries elsewhere (a token without an `all_orders` entry uses its `labels` entry everywhere).
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ __all__ = [
     "Calibration",
     "LabelCalibration",
     "SimToReal",
+    "all_xp_orders",
     "g_bin_index",
 ]
 
@@ -51,7 +59,8 @@ CALIBRATION_FILE = "calibration.json"
 FORMAT_VERSION = "2"
 SHIFT_FORMAT_VERSION = "3"  # written when an entry has g_shifts
 SIM_TO_REAL_FORMAT_VERSION = "4"  # written when the file has a sim_to_real section
-READABLE_VERSIONS = ("1", "2", "3", "4")  # format 1 files (scale/floor entries only) read unchanged
+ALL_ORDERS_FORMAT_VERSION = "5"  # written when the file has an all_orders section
+READABLE_VERSIONS = ("1", "2", "3", "4", "5")  # format 1 files (scale/floor entries only) read unchanged
 FORMULA = (
     "sigma_cal = sqrt((a*sigma)^2 + b^2); or, with sigma_knots: log-log interpolation sigma -> sigma_cal "
     "through (sigma_knots, sigma_cal_knots), proportional beyond the end knots; times g_scales[bin of G in "
@@ -62,6 +71,17 @@ SIM_TO_REAL_FORMULA = (
     "(sigma_knots, extra_knots), the end values beyond them; relative tokens in ln units (sigma_cal/value); "
     "a linear label derived from a log token (age from ln_age) takes the log token's term relative to its value"
 )
+
+
+def all_xp_orders(values: np.ndarray, xp_columns: list[int]) -> np.ndarray:
+    """(N,) bool: the rows of `values` (N, T) whose XP coefficient columns `xp_columns` (those of the
+    model's context) are all finite, i.e. no band ends at its relevancy within the orders the model reads:
+    a sampled spectrum (every coefficient kept) or an archive row of a bright star. These rows take the
+    `all_orders` entries (format 5). No XP column: all False."""
+    v = np.asarray(values)
+    if not xp_columns:
+        return np.zeros(v.shape[0], dtype=bool)
+    return np.isfinite(v[:, xp_columns]).all(axis=1)
 
 
 def g_bin_index(g: np.ndarray, g_edges: tuple[float, ...]) -> np.ndarray:
@@ -167,6 +187,9 @@ class LabelCalibration:
         return _knot_map(s, np.asarray(self.sigma_cal_knots), np.asarray(self.sigma_knots))
 
 
+_IDENTITY = LabelCalibration()  # a token without an entry
+
+
 def _knot_map(s: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """s (N,) > 0 mapped through knots x → y (strictly increasing): linear in log-log between knots,
     proportional (y/x of the end knot) beyond them. NaN and s ≤ 0 give NaN and s·y0/x0."""
@@ -230,6 +253,26 @@ class Calibration:
     provenance: dict[str, Any] = field(default_factory=dict)
     sim_to_real: dict[str, SimToReal] = field(default_factory=dict)
     sim_to_real_provenance: dict[str, Any] = field(default_factory=dict)
+    # format 5: entries for inputs that keep every XP order the model reads (a token without one: `labels`)
+    all_orders: dict[str, LabelCalibration] = field(default_factory=dict)
+    all_orders_provenance: dict[str, Any] = field(default_factory=dict)
+
+    def entry(self, name: str, *, all_orders: bool = False) -> LabelCalibration:
+        """The entry of token `name` (identity when it has none) for archive-like inputs, or for inputs
+        with every XP order (`all_orders`: its `all_orders` entry where it has one)."""
+        if all_orders and name in self.all_orders:
+            return self.all_orders[name]
+        return self.labels.get(name, _IDENTITY)
+
+    def _each(self, name: str, all_orders: np.ndarray | None, fn: Any) -> np.ndarray:
+        """fn(entry) (N,) with each row's entry: `all_orders` (N,) bool picks the every-order entry."""
+        base = np.asarray(fn(self.entry(name)), dtype=np.float64)
+        if all_orders is None or name not in self.all_orders:
+            return base
+        rows = np.broadcast_to(np.asarray(all_orders, dtype=bool), base.shape)
+        if not rows.any():
+            return base
+        return np.where(rows, fn(self.all_orders[name]), base)
 
     def add_sim_to_real(self, name: str, value: np.ndarray, sigma: np.ndarray) -> np.ndarray:
         """σ (N,) of token `name` (calibrated, physical units) with its sim-to-real term, if it has one;
@@ -253,15 +296,18 @@ class Calibration:
             return s.copy()
         return term.total(linear, s, relative=True)
 
-    def apply(self, name: str, sigma: np.ndarray, g: np.ndarray | None = None) -> np.ndarray:
-        """Calibrated σ (N,) of token `name`; g (N,) G magnitudes where known (entries with G-bin factors)."""
-        lc = self.labels.get(name)
-        return np.asarray(sigma, dtype=np.float64).copy() if lc is None else lc.apply(sigma, g)
+    def apply(
+        self, name: str, sigma: np.ndarray, g: np.ndarray | None = None, all_orders: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Calibrated σ (N,) of token `name`; g (N,) G magnitudes where known (entries with G-bin factors);
+        all_orders (N,) bool: the rows whose XP keep every order the model reads (format 5)."""
+        return self._each(name, all_orders, lambda lc: lc.apply(sigma, g))
 
-    def shift(self, name: str, mean: np.ndarray, g: np.ndarray | None = None) -> np.ndarray:
-        """Mean (N,) of token `name` with its entry's G-bin shift (none: unchanged)."""
-        lc = self.labels.get(name)
-        return np.asarray(mean, dtype=np.float64).copy() if lc is None else lc.shift(mean, g)
+    def shift(
+        self, name: str, mean: np.ndarray, g: np.ndarray | None = None, all_orders: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Mean (N,) of token `name` with its entry's G-bin shift (none: unchanged); all_orders as `apply`."""
+        return self._each(name, all_orders, lambda lc: lc.shift(mean, g))
 
     def derived_sigma(
         self,
@@ -270,24 +316,33 @@ class Calibration:
         linear: np.ndarray,
         sigma_log_raw: np.ndarray,
         g: np.ndarray | None = None,
+        all_orders: np.ndarray | None = None,
     ) -> np.ndarray:
         """σ (N,) of a linear label derived as exp(log_token) (``age`` from ``ln_age``): its own
         linear-space calibration applied to linear · σ_raw when it has one, else linear · the
-        calibrated σ of the log token."""
+        calibrated σ of the log token (each row with its entry, all_orders as `apply`)."""
         lin = np.asarray(linear, dtype=np.float64)
-        if derived in self.labels:
-            return self.labels[derived].apply(lin * np.asarray(sigma_log_raw, dtype=np.float64), g)
-        return lin * self.apply(log_token, sigma_log_raw, g)
+        own = lin * np.asarray(sigma_log_raw, dtype=np.float64)
+        via_log = lin * self.apply(log_token, sigma_log_raw, g, all_orders)
+        base = self.labels[derived].apply(own, g) if derived in self.labels else via_log
+        if all_orders is None or derived not in self.all_orders:
+            return base
+        rows = np.broadcast_to(np.asarray(all_orders, dtype=bool), base.shape)
+        return np.where(rows, self.all_orders[derived].apply(own, g), base)
 
     @property
     def any_applied(self) -> bool:
-        return any(lc.applied for lc in self.labels.values())
+        return any(lc.applied for lc in (*self.labels.values(), *self.all_orders.values()))
 
     def to_dict(self) -> dict[str, Any]:
         shifted = any(lc.g_shifts is not None for lc in self.labels.values())
-        version = SHIFT_FORMAT_VERSION if shifted else FORMAT_VERSION
+        version = (
+            SIM_TO_REAL_FORMAT_VERSION
+            if self.sim_to_real
+            else (SHIFT_FORMAT_VERSION if shifted else FORMAT_VERSION)
+        )
         out = {
-            "format_version": SIM_TO_REAL_FORMAT_VERSION if self.sim_to_real else version,
+            "format_version": ALL_ORDERS_FORMAT_VERSION if self.all_orders else version,
             "formula": FORMULA,
             "labels": {k: _clean(asdict(v)) for k, v in self.labels.items()},
             "provenance": self.provenance,
@@ -305,6 +360,11 @@ class Calibration:
                 },
                 "provenance": self.sim_to_real_provenance,
             }
+        if self.all_orders:
+            out["all_orders"] = {
+                "labels": {k: _clean(asdict(v)) for k, v in self.all_orders.items()},
+                "provenance": self.all_orders_provenance,
+            }
         return out
 
     @classmethod
@@ -316,11 +376,14 @@ class Calibration:
             )
         labels = {k: LabelCalibration(**v) for k, v in d.get("labels", {}).items()}
         s2r = d.get("sim_to_real") or {}
+        every = d.get("all_orders") or {}
         return cls(
             labels=labels,
             provenance=dict(d.get("provenance", {})),
             sim_to_real={k: SimToReal(**v) for k, v in (s2r.get("tokens") or {}).items()},
             sim_to_real_provenance=dict(s2r.get("provenance") or {}),
+            all_orders={k: LabelCalibration(**v) for k, v in (every.get("labels") or {}).items()},
+            all_orders_provenance=dict(every.get("provenance") or {}),
         )
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:

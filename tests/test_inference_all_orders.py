@@ -1,0 +1,101 @@
+"""The catalogue's every-order calibration (calibration format 5, flag ALL_XP_ORDERS), on the bundled gaia-xp
+and the bundled sky: rows whose XP keep every order the model reads take the `all_orders` entries and the
+flag; rows cut at their relevancy keep the standard entries, unchanged."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _sky_inputs import sky_token_batch
+
+from xpengine.features.flags import SourceFlag, has_flag
+from xpengine.inference.predictor import Predictor
+from xpengine.model.calibration import Calibration
+from xpengine.model.checkpoint import resolve_model_path
+
+SKY = Path(__file__).parents[1] / "xpengine" / "data" / "sky"
+
+SHIFT = 0.5  # ln mass added on every-order rows by the test's own entry: unmistakable
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> tuple[Predictor, Predictor]:
+    """gaia-xp without every-order entries, and the same with a mass entry that shifts ln mass by SHIFT."""
+    root = tmp_path_factory.mktemp("models")
+    out = []
+    for name, every in (("standard", False), ("every", True)):
+        d = root / name
+        shutil.copytree(resolve_model_path("gaia-xp"), d)
+        cal = Calibration.load(d / "calibration.json")
+        cal.all_orders = {}
+        if every:
+            mass = cal.labels["mass"]
+            shifts = tuple(s + SHIFT for s in mass.g_shifts)  # the standard shifts, plus SHIFT
+            cal.all_orders = {"mass": dataclasses.replace(mass, g_shifts=shifts)}
+        cal.save(d / "calibration.json", overwrite=True)
+        out.append(Predictor.load(str(d), device="cpu"))
+    return out[0], out[1]
+
+
+def _sky_with_every_order(n: int = 240, every: int = 120):
+    """The first bundled-sky partition's first N stars with their gaia_source columns; the first EVERY of
+    them with their relevancy counts removed (every coefficient kept, as for a sampled spectrum)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from xpengine import io
+
+    xp = io.read_xp_continuous(str(SKY / "XpContinuousMeanSpectrum_000000-003111.csv.gz")).slice(0, n)
+    gs = io.read_gaia_source(str(SKY / "GaiaSource_000000-003111.csv.gz"))
+    rows = pc.index_in(xp.column("source_id"), value_set=gs.column("source_id"))
+    joined = xp
+    for c in gs.column_names:
+        if c not in xp.column_names:
+            joined = joined.append_column(c, gs.column(c).take(rows))
+    cut = np.arange(joined.num_rows) >= every  # the rows that keep their relevancy
+    for c in ("bp_n_relevant_bases", "rp_n_relevant_bases"):
+        col = joined.column(c)
+        nulls = pa.nulls(joined.num_rows, type=col.type)
+        i = joined.schema.get_field_index(c)
+        joined = joined.set_column(i, c, pc.if_else(pa.array(cut), col, nulls))
+    return joined, ~cut
+
+
+def test_every_order_rows_take_their_entries_and_the_flag(models) -> None:
+    standard, every = models
+    table, nulled = _sky_with_every_order()
+    a = standard.from_xp(table)
+    b = every.from_xp(table)
+    assert (a.source_id.to_numpy() == b.source_id.to_numpy()).all()
+    fa, fb = a["flags"].to_numpy(), b["flags"].to_numpy()
+    predicted = np.isfinite(a["mass"].to_numpy())
+    flagged = has_flag(fb, SourceFlag.ALL_XP_ORDERS)
+    assert not has_flag(fa, SourceFlag.ALL_XP_ORDERS).any()  # no every-order entries: no flag
+    # every row without relevancy keeps every order; a few bright archive rows do too
+    assert (flagged & nulled & predicted).sum() == (nulled & predicted).sum() >= 50
+    assert (~flagged & predicted).sum() >= 50 and not (flagged & ~predicted).any()
+    np.testing.assert_allclose(b["mass"][flagged], a["mass"][flagged] * np.exp(SHIFT), rtol=1e-6)
+    np.testing.assert_array_equal(b["mass"][~flagged], a["mass"][~flagged])
+    for col in ("age", "age_error", "teff", "logg"):  # no every-order entry for them: unchanged
+        np.testing.assert_array_equal(b[col].to_numpy(), a[col].to_numpy())
+    np.testing.assert_array_equal(fb & ~np.int64(int(SourceFlag.ALL_XP_ORDERS)), fa)
+    assert has_flag(fb[nulled], SourceFlag.NO_RELEVANCY).all()
+
+
+def test_full_rows_are_those_with_every_context_xp_order(models) -> None:
+    _, every = models
+    batch = sky_token_batch("gaia-xp")
+    vocab = every.vocabulary
+    xp = [t for t in every.default_inputs if t in set(vocab.xp_names)]
+    assert len(xp) == 60  # gaia-xp v5 reads BP/RP 0–29
+    v = batch["values"][:200].copy()
+    full = every.all_xp_orders(v)
+    i = int(np.flatnonzero(full)[0])
+    v[i, vocab.index("rp29")] = np.nan  # cut one order: no longer every order
+    v[i, vocab.index("bp40")] = np.nan  # an order the model never reads does not count
+    assert not every.all_xp_orders(v)[i]
+    assert every.all_xp_orders(v).sum() == full.sum() - 1
