@@ -67,3 +67,20 @@ def test_disjoint_rows_are_accepted(tmp_path, calls):
         ("val", "train"),
         ("val", "val"),
     ]
+
+
+def test_run_evaluation_skips_a_calibration_on_the_scored_rows(tmp_path) -> None:
+    """The library path (`xpengine figures` calls it with its own --split) never fits the σ calibration on
+    rows it scores: the same file's val rows are skipped when the scored split is val or all."""
+    from xpengine.evaluate.evaluation import _scored_rows
+
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    a.write_bytes(b"")
+    b.write_bytes(b"")
+    assert _scored_rows(str(a), str(a), "val", "val")
+    assert _scored_rows(str(a), str(a), "val", "all")
+    assert _scored_rows(
+        str(tmp_path / "." / "a.parquet"), str(a), "val", "val"
+    )  # the same file, spelled apart
+    assert not _scored_rows(str(a), str(a), "val", "test")
+    assert not _scored_rows(str(b), str(a), "val", "val")

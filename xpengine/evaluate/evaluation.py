@@ -27,6 +27,16 @@ def _split_rows(path: str, split: str) -> int:
     return int(pc.sum(pc.equal(col, split)).as_py() or 0)
 
 
+def _scored_rows(cand: str, data: str, val_split: str, split: str) -> bool:
+    """Whether the `val_split` rows of `cand` are among the `split` rows scored in `data` (the same file,
+    and the same split or every split), so a σ calibration fitted on them would be judged on itself."""
+    try:
+        same = os.path.samefile(cand, data)
+    except OSError:
+        same = os.path.abspath(cand) == os.path.abspath(data)
+    return same and split in (val_split, "all")
+
+
 def run_evaluation(
     model: str | None,
     data: str,
@@ -80,6 +90,15 @@ def run_evaluation(
     val = None
     if predictor is not None:
         for cand in [val_data] if val_data else [data, baseline_train]:
+            if cand and _scored_rows(cand, data, val_split, split):
+                logger.warning(
+                    "no σ calibration on the %r rows of %s: they are among the %r rows scored; give another "
+                    "split or --val-data",
+                    val_split,
+                    cand,
+                    split,
+                )
+                continue
             if cand and _split_rows(cand, val_split) > 0:
                 val = load_eval_set(cand, split=val_split, max_stars=max_stars, seed=seed)
                 break
