@@ -37,6 +37,22 @@ def _scored_rows(cand: str, data: str, val_split: str, split: str) -> bool:
     return same and split in (val_split, "all")
 
 
+def _calibration_set(data, val_data, baseline_train, val_split, split, max_stars, seed):
+    """The rows the σ calibration is fitted on: the `val_split` rows of `val_data`, else of `data`, else of
+    `baseline_train`; never rows that are scored (`_scored_rows`: skipped with a warning); None if none."""
+    from xpengine.evaluate.runner import load_eval_set
+
+    for cand in [val_data] if val_data else [data, baseline_train]:
+        if cand and _scored_rows(cand, data, val_split, split):
+            logger.warning(
+                "no σ calibration on the %r rows of %s: they are scored (%r)", val_split, cand, split
+            )
+            continue
+        if cand and _split_rows(cand, val_split) > 0:
+            return load_eval_set(cand, split=val_split, max_stars=max_stars, seed=seed)
+    return None
+
+
 def run_evaluation(
     model: str | None,
     data: str,
@@ -87,21 +103,11 @@ def run_evaluation(
         predictor = load_predictor(model, device=device, dtype=dtype)
     test = load_eval_set(data, split=split, max_stars=max_stars, seed=seed)
 
-    val = None
-    if predictor is not None:
-        for cand in [val_data] if val_data else [data, baseline_train]:
-            if cand and _scored_rows(cand, data, val_split, split):
-                logger.warning(
-                    "no σ calibration on the %r rows of %s: they are among the %r rows scored; give another "
-                    "split or --val-data",
-                    val_split,
-                    cand,
-                    split,
-                )
-                continue
-            if cand and _split_rows(cand, val_split) > 0:
-                val = load_eval_set(cand, split=val_split, max_stars=max_stars, seed=seed)
-                break
+    val = (
+        None
+        if predictor is None
+        else _calibration_set(data, val_data, baseline_train, val_split, split, max_stars, seed)
+    )
 
     baseline = None
     baseline_note = None
