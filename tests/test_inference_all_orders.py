@@ -75,9 +75,11 @@ def test_every_order_rows_take_their_entries_and_the_flag(models) -> None:
     predicted = np.isfinite(a["mass"].to_numpy())
     flagged = has_flag(fb, SourceFlag.ALL_XP_ORDERS)
     assert not has_flag(fa, SourceFlag.ALL_XP_ORDERS).any()  # no every-order entries: no flag
-    # every row without relevancy keeps every order; a few bright archive rows do too
-    assert (flagged & nulled & predicted).sum() == (nulled & predicted).sum() >= 50
-    assert (~flagged & predicted).sum() >= 50 and not (flagged & ~predicted).any()
+    # the rows read without relevancy counts (both bands, every order present), and no archive row: a
+    # bright one whose relevancy reaches past the model's orders keeps the archive-like entries
+    both = ~has_flag(fb, SourceFlag.NO_BP | SourceFlag.NO_RP)
+    np.testing.assert_array_equal(flagged, nulled & predicted & both)
+    assert flagged.sum() >= 50 and (~flagged & predicted).sum() >= 50
     np.testing.assert_allclose(b["mass"][flagged], a["mass"][flagged] * np.exp(SHIFT), rtol=1e-6)
     np.testing.assert_array_equal(b["mass"][~flagged], a["mass"][~flagged])
     for col in ("age", "age_error", "teff", "logg"):  # no every-order entry for them: unchanged
@@ -86,16 +88,29 @@ def test_every_order_rows_take_their_entries_and_the_flag(models) -> None:
     assert has_flag(fb[nulled], SourceFlag.NO_RELEVANCY).all()
 
 
-def test_full_rows_are_those_with_every_context_xp_order(models) -> None:
+def test_predict_takes_the_callers_mask_else_the_pattern_of_orders(models) -> None:
+    """Predictor.predict: an explicit all_orders mask picks the entries row by row; without one, the rows
+    whose context XP tokens are all finite take the every-order entries."""
+    from xpengine.model.calibration import all_xp_orders
+
     _, every = models
-    batch = sky_token_batch("gaia-xp")
     vocab = every.vocabulary
     xp = [t for t in every.default_inputs if t in set(vocab.xp_names)]
     assert len(xp) == 60  # gaia-xp v5 reads BP/RP 0–29
+    batch = sky_token_batch("gaia-xp")
     v = batch["values"][:200].copy()
-    full = every.all_xp_orders(v)
+    g = np.asarray(batch["phot_g_mean_mag"][:200], dtype=np.float64)  # the shifts are per G bin
+    cols = vocab.indices(xp)
+    full = all_xp_orders(v, cols)
     i = int(np.flatnonzero(full)[0])
-    v[i, vocab.index("rp29")] = np.nan  # cut one order: no longer every order
     v[i, vocab.index("bp40")] = np.nan  # an order the model never reads does not count
-    assert not every.all_xp_orders(v)[i]
-    assert every.all_xp_orders(v).sum() == full.sum() - 1
+    assert all_xp_orders(v, cols)[i]
+    req = ["mass"]
+    none = every.predict(v, request=req, g_mag=g)["mass"]
+    off = every.predict(v, request=req, g_mag=g, all_orders=False)["mass"]
+    on = every.predict(v, request=req, g_mag=g, all_orders=True)["mass"]
+    ok = np.isfinite(off) & np.isfinite(g)
+    np.testing.assert_allclose(on[ok], off[ok] * np.exp(SHIFT), rtol=1e-6)
+    np.testing.assert_array_equal(none, np.where(full, on, off))
+    v[i, vocab.index("rp29")] = np.nan  # cut one order the model reads: no longer every order
+    assert not all_xp_orders(v, cols)[i]

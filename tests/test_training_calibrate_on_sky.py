@@ -205,11 +205,17 @@ def test_all_orders_fit_goes_to_the_every_order_entries(tmp_path) -> None:
     base.save(tmp_path / "base.json")
     _sky(tmp_path, base, mass_scale=1.0, age_scale=1.0)
     f = tmp_path / "cat" / "000000-003111.parquet"
+    from xpengine.features.flags import SourceFlag
+
     t = pq.read_table(f).to_pandas()
-    faint = t.phot_g_mean_mag.to_numpy() >= 15.0
+    # 60 % of the rows read without relevancy counts (every order), biased at G >= 15; the others are
+    # archive rows, unbiased, which the every-order fit must leave out (else its shifts are diluted)
+    every = np.random.default_rng(11).random(len(t)) < 0.6
+    faint = (t.phot_g_mean_mag.to_numpy() >= 15.0) & every
     t.loc[faint, "age"] *= np.exp(-0.25)
     t.loc[faint, "age_error"] *= np.exp(-0.25)
     t.loc[faint, "mass"] *= np.exp(0.12)
+    t["flags"] = np.where(every, int(SourceFlag.NO_RELEVANCY), 0).astype(np.int64)
     pq.write_table(pa.Table.from_pandas(t, preserve_index=False), f)
     out = tmp_path / "out.json"
     argv = ["--catalogue", str(tmp_path / "cat"), "--truth", str(tmp_path / "truth.parquet")]
@@ -231,25 +237,25 @@ def test_all_orders_fit_goes_to_the_every_order_entries(tmp_path) -> None:
     np.testing.assert_allclose(np.asarray(cal.all_orders["mass"].g_shifts)[lo >= 15.0], -0.12, atol=0.03)
     rec = cal.all_orders_provenance["sky_calibration"]
     assert rec["n_rows_flagged_all_xp_orders_before"] == 0 and "every XP order" in rec["inputs"]
+    giants = t.mass.to_numpy() < 40  # the dwarfs' wild values (not matched as giants)
+    assert rec["n_rows"] == rec["n_giants"] == int((every & giants).sum())
     for b in rec["z_by_g"]["mass"]["cal"]:
         assert 0.9 < b["z_spread"] < 1.1, b
     assert "sky_calibration" not in cal.provenance
 
-    # the same sky as a catalogue made WITH those entries, its rows flagged ALL_XP_ORDERS: the refit inverts
-    # each row with its every-order entry and finds the same shifts again
-    from xpengine.features.flags import SourceFlag
-
+    # the same sky as a catalogue made WITH those entries, its every-order rows flagged ALL_XP_ORDERS: the
+    # refit inverts each row with the entry it was given and finds the same shifts again
     g = t.phot_g_mean_mag.to_numpy()
     raw_mass = std["mass"].raw(t.mass_error.to_numpy(), g)
     raw_ln = std["ln_age"].raw(t.age_error.to_numpy() / t.age.to_numpy(), g)
-    mass = cal.shift("mass", t.mass.to_numpy(), g, np.ones(len(t), bool))
-    age = np.exp(cal.shift("ln_age", np.log(t.age.to_numpy()), g, np.ones(len(t), bool)))
+    mass = cal.shift("mass", t.mass.to_numpy(), g, every)
+    age = np.exp(cal.shift("ln_age", np.log(t.age.to_numpy()), g, every))
     t2 = t.assign(
         mass=mass,
-        mass_error=cal.apply("mass", raw_mass, g, np.ones(len(t), bool)),
+        mass_error=cal.apply("mass", raw_mass, g, every),
         age=age,
-        age_error=cal.derived_sigma("age", "ln_age", age, raw_ln, g, np.ones(len(t), bool)),
-        flags=np.full(len(t), int(SourceFlag.ALL_XP_ORDERS), dtype=np.int64),
+        age_error=cal.derived_sigma("age", "ln_age", age, raw_ln, g, every),
+        flags=t["flags"].to_numpy() | np.where(every, int(SourceFlag.ALL_XP_ORDERS), 0),
     )
     pq.write_table(pa.Table.from_pandas(t2, preserve_index=False), f)
     out2 = tmp_path / "out2.json"
@@ -258,6 +264,13 @@ def test_all_orders_fit_goes_to_the_every_order_entries(tmp_path) -> None:
     for name in ("mass", "ln_age"):
         np.testing.assert_allclose(again.all_orders[name].g_shifts, cal.all_orders[name].g_shifts, atol=1e-9)
     rec2 = again.all_orders_provenance["sky_calibration"]
-    assert rec2["n_rows_flagged_all_xp_orders_before"] == rec2["n_giants"] > 4000
+    assert rec2["n_rows_flagged_all_xp_orders_before"] == rec2["n_rows"] > 2500
+    # a standard refit of that catalogue fits the archive rows only, and finds them unbiased
+    out3 = tmp_path / "out3.json"
+    assert mod.main([*argv[:5], str(out), "--output", str(out3), "--fit-shifts"]) == 0
+    std3 = Calibration.load(out3)
+    assert std3.provenance["sky_calibration"]["n_rows"] == int((~every & giants).sum())
+    np.testing.assert_allclose(std3.labels["ln_age"].g_shifts, 0.0, atol=0.04)
+    assert std3.all_orders == cal.all_orders  # the every-order entries kept
     with pytest.raises(SystemExit):  # --all-orders fits mass and age only
         mod.main([*argv, "--ebv"])

@@ -71,17 +71,24 @@ def load_matched(catalogue: str, truth: str) -> dict[str, np.ndarray]:
     if len(df) == 0:
         raise SystemExit(f"no true giant of {truth} is in the catalogue {catalogue}")
     out = {c: df[c].to_numpy(np.float64) for c in df.columns if c not in ("source_id", "flags")}
-    out["all_orders"] = (df["flags"].to_numpy(np.int64) & int(SourceFlag.ALL_XP_ORDERS)) != 0
+    out["source_id"] = df["source_id"].to_numpy(np.int64)
+    flags = df["flags"].to_numpy(np.int64)
+    # the entries the catalogue applied to each row, and those it would apply with every-order entries:
+    # the rows read without relevancy counts that have both bands (`xpengine.inference.catalogue`)
+    out["all_orders"] = (flags & int(SourceFlag.ALL_XP_ORDERS)) != 0
+    out["every_order_input"] = ((flags & int(SourceFlag.NO_RELEVANCY)) != 0) & (
+        (flags & int(SourceFlag.NO_BP | SourceFlag.NO_RP)) == 0
+    )
     return out
 
 
 def _entries(cal: Calibration, rows: np.ndarray, fn: Any) -> np.ndarray:
-    """fn(entry) (N,) with each catalogue row's entry: the every-order one where the catalogue flagged the
-    row ALL_XP_ORDERS (it used that entry), else the standard one."""
-    base = np.asarray(fn(lambda name: cal.entry(name)), dtype=np.float64)
+    """fn(entry, every) (N,) with each catalogue row's entries: the every-order ones (every=True) where
+    the catalogue flagged the row ALL_XP_ORDERS (it used them), else the standard ones."""
+    base = np.asarray(fn(lambda name: cal.entry(name), False), dtype=np.float64)
     if not rows.any():
         return base
-    return np.where(rows, fn(lambda name: cal.entry(name, all_orders=True)), base)
+    return np.where(rows, fn(lambda name: cal.entry(name, all_orders=True), True), base)
 
 
 def pooled(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -94,10 +101,10 @@ def raw_sigmas(d: dict[str, np.ndarray], cal: Calibration) -> dict[str, np.ndarr
     row inverted with the entry the catalogue used: `d["all_orders"]`)."""
     g = d["g_cat"]
     rows = d.get("all_orders", np.zeros(d["mass"].shape, dtype=bool))
-    mass = _entries(cal, rows, lambda e: e("mass").raw(d["mass_error"], g))
+    mass = _entries(cal, rows, lambda e, every: e("mass").raw(d["mass_error"], g))
 
-    def ln_age(e: Any) -> np.ndarray:
-        if "age" in cal.labels:  # age_error = age-entry(age · raw σ_ln_age)
+    def ln_age(e: Any, every: bool) -> np.ndarray:  # as Calibration.derived_sigma chose the entry
+        if "age" in cal.labels or (every and "age" in cal.all_orders):  # age-entry(age · raw σ_ln_age)
             return e("age").raw(d["age_error"], g) / d["age"]
         return e("ln_age").raw(d["age_error"] / d["age"], g)  # age_error = age · ln_age-entry(raw σ)
 
@@ -202,8 +209,17 @@ def calibrate(
     g = d["g_cat"]
     rows = d.get("all_orders", np.zeros(g.shape, dtype=bool))
     # the model's own means: any shift of BASE undone, each row's as the catalogue applied it
-    mass = _entries(base, rows, lambda e: e("mass").shift(d["mass"], g, inverse=True))
-    ln_age = _entries(base, rows, lambda e: e("ln_age").shift(np.log(d["age"]), g, inverse=True))
+    mass = _entries(base, rows, lambda e, every: e("mass").shift(d["mass"], g, inverse=True))
+    ln_age = _entries(base, rows, lambda e, every: e("ln_age").shift(np.log(d["age"]), g, inverse=True))
+    # fitted on the rows that take the entries being fitted: read without relevancy counts (every order)
+    # for all_orders, the others for the standard entries
+    use = d["every_order_input"] if all_orders else ~d["every_order_input"]
+    if not use.any():
+        kind = "without relevancy counts (NO_RELEVANCY)" if all_orders else "with relevancy counts"
+        raise SystemExit(f"no matched giant was read {kind}: nothing to fit these entries on")
+    d = {k: v[use] for k, v in d.items()}
+    raw = {k: v[use] for k, v in raw.items()}
+    g, mass, ln_age = g[use], mass[use], ln_age[use]
     shifts: dict[str, tuple[float, ...]] = {}
     if fit_shifts:
         if method != "binned":
@@ -340,12 +356,14 @@ def main(argv: list[str] | None = None) -> int:
         out.save(args.output, overwrite=True)
         _print_report(report)
         return 0
+    fitted = d["every_order_input"] if args.all_orders else ~d["every_order_input"]  # as calibrate()
     record = {
         "labels": sorted(report),
         "catalogue": args.catalogue if len(args.catalogue) > 1 else args.catalogue[0],
         "truth": args.truth,
         "selection": "true giants: logg < 3.5, 3500 K < Teff < 5500 K",
-        "n_giants": int(d["mass"].size),
+        "n_giants": int(np.unique(d["source_id"][fitted]).size),
+        "n_rows": int(fitted.sum()),  # a star in several pooled catalogues is a row in each
         "method": args.method,
         "fit_shifts": args.fit_shifts,
         **({"g_edges": list(args.g_edges)} if args.method == "binned" else {"policy": args.policy}),
@@ -369,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
             "calibrated σ, so refit it on the new calibration: python training/fit_sim_to_real.py ..."
         )
     _print_report(report)
-    print(json.dumps({"output": args.output, "n_giants": int(d["mass"].size)}))
+    print(json.dumps({"output": args.output, "n_rows": int(fitted.sum())}))
     return 0
 
 

@@ -25,8 +25,8 @@ renumber a bit, only add new ones. Bits 0-15 are set by the feature step (`xpeng
 | 11  | 2048   | G_FROM_XP               | features  | no G photometry given: XP normalised by the synthetic G of the star's  |
 |     |        |                         |           | own coefficients (σ 2.7 mmag vs real G)                                |
 | 12  | 4096   | NO_RELEVANCY            | features  | a present band has no `X_n_relevant_bases` (e.g. a sampled spectrum):  |
-|     |        |                         |           | every coefficient kept; gaia-xp v5 reads its mass and age as a         |
-|     |        |                         |           | brighter star's (benchmarks/results/relevancy_sensitivity.md)          |
+|     |        |                         |           | every coefficient kept, which a model trained on archive-like rows     |
+|     |        |                         |           | reads differently in mass and age (calibrated apart: ALL_XP_ORDERS)    |
 | 13  | 8192   | BP_RP_FROM_XP           | features  | no gaia_source BP−RP: the `bprp` token is the calibrated synthetic     |
 |     |        |                         |           | BP−RP of the star's own coefficients (σ 2.5 mmag vs real BP−RP)        |
 | 16  | 65536  | OUTSIDE_TRAINING_DOMAIN | catalogue | reserved: inputs outside the training set's domain                     |
@@ -42,9 +42,9 @@ renumber a bit, only add new ones. Bits 0-15 are set by the feature step (`xpeng
 | 23  | 8388608 | PARALLAX_LEFT_OUT       | catalogue | the star's pseudo-luminosity (parallax) is above the range the model   |
 |     |        |                         |           | learned it in (a dwarf's, for gaia-xp, whose parallaxes were giants'): |
 |     |        |                         |           | left out of its context (`xpengine.model.luminosity_domain`)           |
-| 24  | 16777216 | ALL_XP_ORDERS         | catalogue | every XP order the model reads is present (no band cut at its          |
-|     |        |                         |           | relevancy: a sampled spectrum, or a bright archive row): mass and age  |
-|     |        |                         |           | take the calibration's every-order mean shift and σ (format 5)         |
+| 24  | 16777216 | ALL_XP_ORDERS         | catalogue | read without relevancy counts (NO_RELEVANCY: a sampled spectrum), both |
+|     |        |                         |           | bands, every XP order the model reads present: mass and age take the   |
+|     |        |                         |           | calibration's every-order mean shift and σ (format 5)                  |
 
 Usage: `flags & SourceFlag.NO_BP` on an int64 array; `describe_flags(value)` lists the names of one value.
 """

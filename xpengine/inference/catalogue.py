@@ -24,7 +24,7 @@ from xpengine.catalog.schema import (
     tokens_to_labels,
 )
 from xpengine.features.astrometry import parallax_distance
-from xpengine.features.flags import SourceFlag
+from xpengine.features.flags import SourceFlag, has_flag
 from xpengine.model.calibration import all_xp_orders
 from xpengine.model.luminosity_domain import outside_domain
 
@@ -169,7 +169,10 @@ class CatalogPredictor:
         xp_names = set(vocab.xp_names)
         self._xp_context_cols = [vocab.index(t) for t in context if t in xp_names]
         cal = self.predictor.calibration
-        self._all_orders_calibrated = cal is not None and any(t in cal.all_orders for t in self.request)
+        from xpengine.inference.predictor import DERIVED  # the predictor is loaded by now
+
+        used = {*self.request, *(DERIVED[t] for t in self.request if t in DERIVED)}  # age from ln_age
+        self._all_orders_calibrated = cal is not None and bool(used & set(cal.all_orders))
         # the flag policy judges the mass/age domain by the predicted Teff and logg: asked for whenever
         # the catalogue holds mass or age, whether or not they are among its labels
         self._domain_request = [
@@ -209,6 +212,13 @@ class CatalogPredictor:
             flags[lum_out] |= int(SourceFlag.PARALLAX_LEFT_OUT)
         # tokens the model is given: finite values among the context's tokens
         n_tokens = np.isfinite(values[:, self._context_cols]).sum(axis=1)
+        # read without relevancy counts (a sampled spectrum), both bands, every context order present: the
+        # calibration's every-order entries, as they were fitted (not an archive row whose relevancy is long)
+        every_order = (
+            has_flag(flags, SourceFlag.NO_RELEVANCY)
+            & ~has_flag(flags, SourceFlag.NO_BP | SourceFlag.NO_RP)
+            & all_xp_orders(values, self._xp_context_cols)
+        )
 
         # distance: the measured parallax where it is significant, else the model's pseudo-luminosity
         # (never for a star whose own pseudo-luminosity was left out: the model learned it on giants)
@@ -218,7 +228,7 @@ class CatalogPredictor:
         need_model_distance = self.model_distance & ~by_parallax & np.isfinite(g)
         if lum_out is not None:
             need_model_distance &= ~lum_out
-        means, sigmas, derived, fm, sfm = self._predict(values, errors, g, need_model_distance)
+        means, sigmas, derived, fm, sfm = self._predict(values, errors, g, need_model_distance, every_order)
 
         out = tokens_to_labels(means, sigmas, self.labels, derived=derived)
         no_pred = n_tokens == 0
@@ -227,8 +237,8 @@ class CatalogPredictor:
         for col in list(out):
             out[col][no_pred] = np.nan
         flags[no_pred] |= int(SourceFlag.NO_PREDICTION)
-        if self._all_orders_calibrated:  # as the Predictor chose the calibration entries
-            flags[all_xp_orders(values, self._xp_context_cols) & ~no_pred] |= int(SourceFlag.ALL_XP_ORDERS)
+        if self._all_orders_calibrated:  # the rows given the every-order entries
+            flags[every_order & ~no_pred] |= int(SourceFlag.ALL_XP_ORDERS)
 
         with np.errstate(invalid="ignore", divide="ignore"):
             by_model = need_model_distance & (n_tokens > 0) & np.isfinite(fm) & (fm > 0)
@@ -265,7 +275,12 @@ class CatalogPredictor:
         }
 
     def _predict(
-        self, values: np.ndarray, errors: np.ndarray, g: np.ndarray, need_model_distance: np.ndarray
+        self,
+        values: np.ndarray,
+        errors: np.ndarray,
+        g: np.ndarray,
+        need_model_distance: np.ndarray,
+        every_order: np.ndarray,
     ) -> tuple[dict, dict, dict, np.ndarray, np.ndarray]:
         """The model's answers for a batch: (means, sigmas) per requested token (those of the catalogue's
         labels and the flag policy's teff/logg), the derived linear labels (age from ln age, with the
@@ -292,7 +307,13 @@ class CatalogPredictor:
             if idx.size == 0:
                 continue
             pred = self.predictor.predict(
-                values[idx], errors[idx], req, inputs=self.inputs, batch_size=self.batch_size, g_mag=g[idx]
+                values[idx],
+                errors[idx],
+                req,
+                inputs=self.inputs,
+                batch_size=self.batch_size,
+                g_mag=g[idx],
+                all_orders=every_order[idx],
             )
             for t in request:
                 means[t][idx] = pred[t]
@@ -312,6 +333,7 @@ class CatalogPredictor:
                 inputs=self._inputs_without_fakemag,
                 batch_size=self.batch_size,
                 g_mag=g[second],
+                all_orders=every_order[second],
             )
             fm[second] = pred["g_fakemag"]
             sfm[second] = pred["g_fakemag_error"]

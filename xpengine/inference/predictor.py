@@ -244,6 +244,7 @@ class Predictor:
         inputs: Sequence[str] | None = None,
         batch_size: int | None = None,
         g_mag: np.ndarray | None = None,
+        all_orders: np.ndarray | bool | None = None,
     ) -> dict[str, np.ndarray]:
         """Predict the `request` tokens of N stars.
 
@@ -253,7 +254,10 @@ class Predictor:
         or None; accepted for symmetry with the training data but unused: the model of Leung & Bovy
         takes no input uncertainties (they enter only the training loss). g_mag: (N,) Gaia G [mag] where
         known, for σ calibrations with a factor per G bin (`calibration.json` format 2; None or NaN: the
-        calibration's σ map alone).
+        calibration's σ map alone). all_orders: (N,) bool (or one bool): the rows read without relevancy
+        counts (sampled spectra), which take the calibration's every-order entries (format 5); None: the
+        rows with every context XP token finite (`all_xp_orders`; an archive row whose relevancy reaches
+        past the model's orders looks the same, so callers that know the relevancy pass it).
         Returns `{name, name_error, [age, age_error], [ebv, ebv_error]}` of (N,) float64 arrays.
         """
         values = np.asarray(values, dtype=np.float32)
@@ -301,8 +305,10 @@ class Predictor:
                 mean[rows, idx] = m.cpu().numpy()
                 sigma[rows, idx] = np.exp(0.5 * lv.cpu().numpy().astype(np.float64))
         mu, sg = self.standardization.inverse(mean, sigma, req_cols)  # (N, Q) physical
-        # rows whose XP keep every order the model reads: their own entries where the calibration has them
-        full = self.all_xp_orders(values, inp) if self.calibration is not None else None
+        full = None  # the rows taking the calibration's every-order entries (format 5)
+        if self.calibration is not None:
+            xp = self.vocabulary.indices([t for t in inp if t in set(self.vocabulary.xp_names)])
+            full = all_xp_orders(values, xp) if all_orders is None else np.broadcast_to(all_orders, (n,))
         out: dict[str, np.ndarray] = {}
         for j, name in enumerate(req):
             if self.calibration is not None:  # a G-bin mean shift (calibration format 3), if any
@@ -326,13 +332,6 @@ class Predictor:
             if self.sim_to_real:
                 out[f"{name}_error"] = self.calibration.add_sim_to_real(name, mu[:, j], out[f"{name}_error"])
         return out
-
-    def all_xp_orders(self, values: np.ndarray, inputs: Sequence[str] | None = None) -> np.ndarray:
-        """(N,) bool: the rows of `values` (N, T) with every XP token of the context `inputs` (default
-        :attr:`default_inputs`) finite, which take the calibration's `all_orders` entries (format 5)."""
-        inp = self.default_inputs if inputs is None else self.select_inputs(inputs)
-        xp = set(self.vocabulary.xp_names)
-        return all_xp_orders(values, self.vocabulary.indices([t for t in inp if t in xp]))
 
     def context_groups(self, request: list[str], inputs: list[str]) -> dict[tuple[str, ...], list[int]]:
         """The requests grouped by the inputs to leave out of their context: those the model never saw

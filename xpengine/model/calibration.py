@@ -28,9 +28,11 @@ calibrated σ, as a function of it (fitted on real giants and their emulated twi
 Format 5 adds optional entries for stars whose XP carry every coefficient the model reads (`all_orders`,
 fitted on a simulated sky whose inputs keep every order by `training/calibrate_on_sky.py --all-orders`).
 A model trained on archive-like spectra, cut at each star's relevancy, learns how many orders are present
-as a brightness cue, so a spectrum with every order (a sampled spectrum, or a bright archive row) needs
-its own mean shift and σ map; the Predictor uses them for the rows its `all_orders` mask names and the
-`labels` entries elsewhere (a token without an `all_orders` entry uses its `labels` entry everywhere).
+as a brightness cue, so a spectrum read without relevancy counts (a sampled spectrum, every order kept)
+needs its own mean shift and σ map; the Predictor uses them for the rows its `all_orders` mask names (the
+catalogue: rows flagged NO_RELEVANCY with both bands and every context order) and the `labels` entries
+elsewhere, archive rows included whatever their relevancy (a token without an `all_orders` entry uses its
+`labels` entry everywhere).
 """
 
 from __future__ import annotations
@@ -75,9 +77,11 @@ SIM_TO_REAL_FORMULA = (
 
 def all_xp_orders(values: np.ndarray, xp_columns: list[int]) -> np.ndarray:
     """(N,) bool: the rows of `values` (N, T) whose XP coefficient columns `xp_columns` (those of the
-    model's context) are all finite, i.e. no band ends at its relevancy within the orders the model reads:
-    a sampled spectrum (every coefficient kept) or an archive row of a bright star. These rows take the
-    `all_orders` entries (format 5). No XP column: all False."""
+    model's context) are all finite, i.e. no band ends within the orders the model reads: a sampled
+    spectrum (every coefficient kept), but also an archive row whose relevancy reaches past them, so the
+    catalogue adds the relevancy's absence (NO_RELEVANCY) before giving a row the `all_orders` entries;
+    `Predictor.predict` uses this pattern alone only when its caller passes no mask. No XP column: all
+    False."""
     v = np.asarray(values)
     if not xp_columns:
         return np.zeros(v.shape[0], dtype=bool)
