@@ -37,3 +37,22 @@ def test_merge_takes_the_named_labels_from_the_other_calibration(tmp_path):
     assert Calibration.load(tmp_path / "out.json").to_dict() == out.to_dict()
     with pytest.raises(ValueError, match=r"labels \['mass'\] are not calibrated"):
         mod.merge(base, other, ["mass"])
+
+
+def test_every_order_entries_follow_the_merged_labels() -> None:
+    """Format 5: a merged label takes OTHER's every-order entry (or none), never BASE's stale one; BASE's
+    every-order entries of the labels it keeps stay."""
+    from _paths import load_script
+
+    from xpengine.model.calibration import Calibration, LabelCalibration
+
+    mod = load_script("training/merge_calibration.py", "merge_calibration")
+    e = LabelCalibration(a=2.0, applied=True)
+    base = Calibration(
+        labels={"teff": e, "mass": e}, all_orders={"teff": LabelCalibration(a=9.0, applied=True), "mass": e}
+    )
+    other = Calibration(labels={"teff": LabelCalibration(a=0.8, applied=True)})
+    out = mod.merge(base, other, ["teff"])
+    assert out.labels["teff"].a == 0.8 and "teff" not in out.all_orders and out.all_orders["mass"] == e
+    other.all_orders = {"teff": LabelCalibration(a=0.7, applied=True)}
+    assert mod.merge(base, other, ["teff"]).all_orders["teff"].a == 0.7

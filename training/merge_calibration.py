@@ -22,8 +22,9 @@ from xpengine.model.calibration import Calibration
 
 
 def merge(base: Calibration, other: Calibration, labels: list[str]) -> Calibration:
-    """BASE with the `labels` entries replaced by OTHER's (each must be in OTHER); BASE's sim-to-real term,
-    if any, is kept."""
+    """BASE with the `labels` entries replaced by OTHER's (each must be in OTHER), their every-order
+    entries (format 5) too, OTHER's where it has them, never BASE's; BASE's sim-to-real term, if any, is
+    kept."""
     missing = [k for k in labels if k not in other.labels]
     if missing:
         raise ValueError(
@@ -38,7 +39,9 @@ def merge(base: Calibration, other: Calibration, labels: list[str]) -> Calibrati
             "base_labels_kept": sorted(k for k in base.labels if k not in labels),
         },
     }
-    return replace(base, labels=merged, provenance=provenance)
+    every = {k: v for k, v in base.all_orders.items() if k not in labels}
+    every.update({k: other.all_orders[k] for k in labels if k in other.all_orders})
+    return replace(base, labels=merged, provenance=provenance, all_orders=every)
 
 
 def main(argv: list[str] | None = None) -> int:
