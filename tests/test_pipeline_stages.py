@@ -154,6 +154,22 @@ def test_actor_start_up_breakdown():
     assert b["constructor_began_after_s"] == 1.0 and b["first_call_after_s"] is None
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="Linux's /proc")
+def test_process_start_time_is_not_a_second_early():
+    """The breakdown's process start: a fresh process reports a start after its parent launched it and
+    before it answered, to the clock tick (psutil's `create_time` could be up to a second early)."""
+    import subprocess
+    import sys
+    import time
+
+    code = "from xpengine.pipeline.bookkeeping import process_started_at; print(process_started_at())"
+    launched = time.time()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    answered = time.time()
+    started = float(out)
+    assert launched - 0.05 <= started <= answered
+
+
 @pytest.mark.parametrize(
     "gpus, actors, partitions, in_flight",
     [(0.0, 2, 2, 1), (0.0, 2, 1, 1), (0.0, 2, 3, None), (0.0, 2, 30, None), (1.0, 1, 1, None)],

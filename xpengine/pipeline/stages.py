@@ -30,7 +30,7 @@ import numpy as np
 from xpengine.catalog.flag_policy import FlagPolicy
 from xpengine.inference.catalogue import CatalogPredictor as _CatalogPredictor
 from xpengine.inference.catalogue import catalogue_batch
-from xpengine.pipeline.bookkeeping import PARTITION_KEY, report
+from xpengine.pipeline.bookkeeping import PARTITION_KEY, process_started_at, report
 from xpengine.pipeline.tuning import PoolPlan
 
 __all__ = ["CatalogPredictor", "PartitionTask", "catalogue_batch", "featurize_partition", "joined_chunks"]
@@ -290,16 +290,6 @@ def _featurize_one(
     yield pending
 
 
-def _process_started_at() -> float | None:
-    """When this worker process started (wall clock), for the start-up breakdown."""
-    try:
-        import psutil
-
-        return psutil.Process().create_time()
-    except Exception:  # diagnostics only
-        return None
-
-
 class CatalogPredictor(_CatalogPredictor):
     """The job's predictor stage: `xpengine.inference.catalogue.CatalogPredictor` run with the job's
     predictor pool (`tuning.PoolPlan`) and flag policy, keeping the partition key out of the model's
@@ -400,7 +390,7 @@ class CatalogPredictor(_CatalogPredictor):
             {
                 "event": "actor_started",
                 "at": at,
-                "process_started_at": _process_started_at(),
+                "process_started_at": process_started_at(),
                 "stages_imported_at": _IMPORTED_AT,
                 "ready_at": time.time(),
                 "pid": os.getpid(),
