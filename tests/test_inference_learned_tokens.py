@@ -250,7 +250,8 @@ def test_catalogue_sigma_follows_a_calibration_with_g_factors(tmp_path):
     knots = {"sigma_knots": [0.05, 0.2, 0.6], "applied": True, "method": "sigma_binned+g"}
     g_bins = {"g_edges": [3.0, 13.0, 15.0, 21.0], "g_scales": [2.0, 1.0, 0.5]}
     cal["format_version"] = "2"
-    cal.pop("sim_to_real", None)  # σ factors only here: the bundled file's sim-to-real term (format 4)
+    cal.pop("sim_to_real", None)  # σ factors only here: the bundled file's sim-to-real term (format 4),
+    cal.pop("all_orders", None)  # its every-order entries (format 5)
     for entry in cal["labels"].values():  # and its mean shifts are left out
         entry.pop("g_shifts", None)
         entry.pop("shift_kind", None)
