@@ -26,6 +26,13 @@ gaia-xp v5's raw σ were 5× too small for all stars and 10× for giants. The ou
 the z-spreads per G bin (the G bins of `benchmarks/sim_sky_checks.py`) before and after, which the script also
 prints, with the mean offset per G bin (true − predicted in ln mass, ln age and age [Gyr]), which the σ
 calibration leaves as it is (a diagnostic: the catalogue's population differs from the training prior).
+
+`--all-orders` (session 18, calibration format 5) fits the every-order entries instead: give catalogues made
+from the same sky with its relevancy counts nulled (`training/every_order_inputs.py`; with and without
+parallaxes, several `--catalogue` are pooled). Each set of entries is fitted on the rows that take it at
+inference (the every-order ones on rows read without relevancy counts with both bands, the standard ones on
+the others), and each row's calibrated σ and mean are inverted with the entries the catalogue gave it
+(its ALL_XP_ORDERS flag).
 """
 
 from __future__ import annotations
