@@ -320,3 +320,33 @@ def test_cross_partition_duplicate_moved_once_even_after_a_kill_mid_move(tmp_pat
     record = writer.done_records()["b"]
     assert record["rejected_rows"] == 1 and record["problems"]["unanchored_source_ids"] == [other]
     assert resolve_cross_partition_duplicates(writer) == {"sources": 0, "moved_to_rejected": {}}
+
+
+@pytest.mark.slow
+def test_sampled_input_takes_the_every_order_calibration_in_the_job(tmp_path):
+    """Through the job: a real XP_SAMPLED file (every coefficient, no relevancy counts) gets NO_RELEVANCY and
+    ALL_XP_ORDERS (gaia-xp's every-order mass and age entries, calibration format 5); real archive
+    continuous rows with their relevancy counts keep the standard entries (no ALL_XP_ORDERS)."""
+    import pyarrow.parquet as pq
+
+    from xpengine.features.flags import SourceFlag, describe_flags
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    sampled = GAIA_XP / "XP_SAMPLED-Gaia_DR3_5937083312263887616.csv"
+    r = subprocess.run(
+        [sys.executable, "-m", "xpengine.cli", "infer", "--input", str(sampled),
+         str(GAIA_XP / "XP_CONTINUOUS_RAW.csv"), "--output", str(tmp_path / "cat"), "--num-cpus", "2"],
+        capture_output=True, text=True, timeout=300, cwd=REPO, env=env,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    s = pq.read_table(tmp_path / "cat" / f"{sampled.stem}.parquet").to_pylist()
+    c = pq.read_table(tmp_path / "cat" / "XP_CONTINUOUS_RAW.parquet").to_pylist()
+    assert len(s) == 1 and len(c) == 2
+    assert {"NO_RELEVANCY", "ALL_XP_ORDERS"} <= set(describe_flags(s[0]["flags"])), describe_flags(
+        s[0]["flags"]
+    )
+    for row in c:
+        assert not row["flags"] & int(SourceFlag.ALL_XP_ORDERS | SourceFlag.NO_RELEVANCY), describe_flags(
+            row["flags"]
+        )
+    assert s[0]["mass"] > 0 and s[0]["mass_error"] > 0
