@@ -14,24 +14,21 @@ NO_PARALLAX and ALL_XP_ORDERS.
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
 import sys
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from check_report import check_parser, command_line, paper_giants, run_header, write_outputs
+
+from xpengine.evaluate.metrics import robust_sigma
+from xpengine.features.flags import SourceFlag, has_flag
 
 G_BINS = ((6.0, 13.0), (13.0, 15.0), (15.0, 17.65), (6.0, 17.65))
-NO_PARALLAX, ALL_XP_ORDERS = 1 << 4, 1 << 24
-
-
-def _spread(x: np.ndarray) -> float:
-    x = x[np.isfinite(x)]
-    return float(1.4826 * np.median(np.abs(x - np.median(x)))) if x.size else float("nan")
 
 
 def score(truth: str, catalogues: dict[str, str]) -> dict:
@@ -43,7 +40,7 @@ def score(truth: str, catalogues: dict[str, str]) -> dict:
     tru = tru.set_index("source_id")
     sql = "SELECT source_id, phot_g_mean_mag AS g, mass, mass_error, age, age_error, flags FROM catalog"
     cats = {k: query_catalog(v, sql=sql).to_pandas().set_index("source_id") for k, v in catalogues.items()}
-    ids = tru.index[(tru.logg < 3.5) & (tru.teff > 3500) & (tru.teff < 5500)]
+    ids = tru.index[paper_giants(tru.teff, tru.logg)]
     for c in cats.values():
         ids = ids.intersection(c.index[np.isfinite(c.mass) & np.isfinite(c.age)])
     t = tru.loc[ids]
@@ -57,24 +54,24 @@ def score(truth: str, catalogues: dict[str, str]) -> dict:
             row = {"g_lo": lo, "g_hi": hi, "n": int(s.sum())}
             for lab, true in (("mass", t.mass.to_numpy()), ("age", t.age_gyr.to_numpy())):
                 d = c[lab].to_numpy()[s] - true[s]
-                row[f"{lab}_sigma"] = _spread(d)
+                row[f"{lab}_sigma"] = robust_sigma(d)
                 row[f"{lab}_bias"] = float(np.median(d))
-                row[f"{lab}_z"] = _spread(d / c[f"{lab}_error"].to_numpy()[s])
+                row[f"{lab}_z"] = robust_sigma(d / c[f"{lab}_error"].to_numpy()[s])
             rows.append(row)
         out["catalogues"][name] = {
             "directory": catalogues[name],
-            "no_parallax": float(np.mean(flags & NO_PARALLAX != 0)),
-            "all_xp_orders": float(np.mean(flags & ALL_XP_ORDERS != 0)),
+            "no_parallax": float(np.mean(has_flag(flags, SourceFlag.NO_PARALLAX))),
+            "all_xp_orders": float(np.mean(has_flag(flags, SourceFlag.ALL_XP_ORDERS))),
             "bins": rows,
         }
     return out
 
 
-def markdown(res: dict, command: str) -> str:
+def markdown(res: dict) -> str:
     lines = [
         "# Every-order inputs: simulated-sky catalogues side by side",
         "",
-        f"Command: `{command}`; {platform.platform()}, {datetime.now(UTC).isoformat(timespec='seconds')}",
+        command_line(res),
         "",
         f"{res['n_giants']} true giants (logg < 3.5, 3500–5500 K) predicted in every catalogue. σ / bias of "
         "predicted − true (mass [M☉], age [Gyr]) and z-spread, per G bin.",
@@ -92,12 +89,10 @@ def markdown(res: dict, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: Sequence[str] | None = None) -> int:
+    p = check_parser(__doc__)
     p.add_argument("--truth", required=True, help="the sky's truth.parquet")
     p.add_argument("--catalogue", action="append", required=True, help="LABEL=DIRECTORY (repeat)")
-    p.add_argument("--markdown")
-    p.add_argument("--json")
     args = p.parse_args(argv)
     cats = {}
     for item in args.catalogue:
@@ -105,16 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         if not sep or not label:
             p.error(f"--catalogue {item!r}: expected LABEL=DIRECTORY")
         cats[label] = path
-    res = score(args.truth, cats)
-    command = "python benchmarks/every_order_check.py " + " ".join(
-        a if " " not in a else f'"{a}"' for a in (argv if argv is not None else sys.argv[1:])
-    )
-    text = markdown(res, command)
-    print(text)
-    if args.markdown:
-        Path(args.markdown).write_text(text)
-    if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=1))
+    res = {**run_header("benchmarks/every_order_check.py", argv), **score(args.truth, cats)}
+    write_outputs(res, args.json, args.markdown, markdown(res))
     return 0
 
 

@@ -204,6 +204,17 @@ def _joined(task: PartitionTask, chunk_rows: int, **side) -> pa.Table:
     return pa.concat_tables(c if isinstance(c, pa.Table) else pa.Table.from_batches([c]) for c in chunks)
 
 
+def _assert_side_values(got: pa.Table, sid: np.ndarray, outside: np.ndarray, tmass: str, ebv: str) -> None:
+    """The joined rows' 2MASS J and E(B−V) equal the side tables' for every source, the misplaced
+    ones (`outside`, which the tables hold) included."""
+    for url, col in ((tmass, "j_m"), (ebv, "ebv")):
+        side = pq.read_table(url).to_pandas().set_index("source_id")[col]
+        want = side.reindex(sid).to_numpy(dtype=float)
+        have = np.asarray(pc.fill_null(got.column(col), np.nan), dtype=float)
+        assert np.isfinite(want[outside]).all()  # the side table holds the misplaced sources
+        np.testing.assert_array_equal(have, want)
+
+
 def test_a_misplaced_row_keeps_its_2mass_and_ebv(tmp_path, sky_dir):
     files = {}
     for kind in ("XpContinuousMeanSpectrum", "GaiaSource"):
@@ -216,12 +227,7 @@ def test_a_misplaced_row_keeps_its_2mass_and_ebv(tmp_path, sky_dir):
     sid = np.asarray(got.column("source_id"))
     outside = sid >> 43 > 3111
     assert outside.sum() == 1 and got.num_rows == 41
-    for url, col in ((tmass, "j_m"), (ebv, "ebv")):
-        side = pq.read_table(url).to_pandas().set_index("source_id")[col]
-        want = side.reindex(sid).to_numpy(dtype=float)
-        have = np.asarray(pc.fill_null(got.column(col), np.nan), dtype=float)
-        assert np.isfinite(want[outside]).all()  # the side table holds the misplaced source
-        np.testing.assert_array_equal(have, want)
+    _assert_side_values(got, sid, outside, tmass, ebv)
 
 
 def test_a_new_gaia_table_replaces_the_read_problems_of_the_old_one(tmp_path, sky_dir):
@@ -288,12 +294,7 @@ def test_misplaced_rows_in_several_chunks_read_the_side_table_once(tmp_path, sky
     assert outside.sum() == 4 and got.num_rows == 49 and in_chunks == 3
     assert reads.count(tmass) == 2 and reads.count(ebv) == 2  # the range, then the misplaced rows once
     monkeypatch.undo()
-    for url, col in ((tmass, "j_m"), (ebv, "ebv")):
-        side = pq.read_table(url).to_pandas().set_index("source_id")[col]
-        want = side.reindex(sid).to_numpy(dtype=float)
-        have = np.asarray(pc.fill_null(got.column(col), np.nan), dtype=float)
-        assert np.isfinite(want[outside]).all()  # the side table holds the misplaced sources
-        np.testing.assert_array_equal(have, want)
+    _assert_side_values(got, sid, outside, tmass, ebv)
     # without misplaced rows the table is read once, for the range
     reads.clear()
     monkeypatch.setattr(io, "read_table", counted)

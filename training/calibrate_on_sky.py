@@ -50,7 +50,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from xpengine.catalog.schema import check_simulated_sky_sigma
-from xpengine.features.flags import SourceFlag
+from xpengine.features.flags import SourceFlag, read_without_relevancy
 from xpengine.model.calibration import Calibration, LabelCalibration
 
 G_BINS = (6.0, 13.0, 15.0, 17.65)  # the bins the report prints (those of benchmarks/sim_sky_checks.py)
@@ -83,10 +83,14 @@ def load_matched(catalogue: str, truth: str) -> dict[str, np.ndarray]:
     # the entries the catalogue applied to each row, and those it would apply with every-order entries:
     # the rows read without relevancy counts that have both bands (`xpengine.inference.catalogue`)
     out["all_orders"] = (flags & int(SourceFlag.ALL_XP_ORDERS)) != 0
-    out["every_order_input"] = ((flags & int(SourceFlag.NO_RELEVANCY)) != 0) & (
-        (flags & int(SourceFlag.NO_BP | SourceFlag.NO_RP)) == 0
-    )
+    out["every_order_input"] = read_without_relevancy(flags)
     return out
+
+
+def fitted_rows(d: dict[str, np.ndarray], all_orders: bool) -> np.ndarray:
+    """(N,) bool: the matched rows that take the entries being fitted at inference: those read without
+    relevancy counts for the every-order entries, the others for the standard ones."""
+    return d["every_order_input"] if all_orders else ~d["every_order_input"]
 
 
 def _entries(cal: Calibration, rows: np.ndarray, fn: Any) -> np.ndarray:
@@ -220,7 +224,7 @@ def calibrate(
     ln_age = _entries(base, rows, lambda e, every: e("ln_age").shift(np.log(d["age"]), g, inverse=True))
     # fitted on the rows that take the entries being fitted: read without relevancy counts (every order)
     # for all_orders, the others for the standard entries
-    use = d["every_order_input"] if all_orders else ~d["every_order_input"]
+    use = fitted_rows(d, all_orders)
     if not use.any():
         kind = "without relevancy counts (NO_RELEVANCY)" if all_orders else "with relevancy counts"
         raise SystemExit(f"no matched giant was read {kind}: nothing to fit these entries on")
@@ -363,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         out.save(args.output, overwrite=True)
         _print_report(report)
         return 0
-    fitted = d["every_order_input"] if args.all_orders else ~d["every_order_input"]  # as calibrate()
+    fitted = fitted_rows(d, args.all_orders)
     record = {
         "labels": sorted(report),
         "catalogue": args.catalogue if len(args.catalogue) > 1 else args.catalogue[0],

@@ -15,21 +15,13 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
-import os
 import sys
 
-from xpengine.evaluate.evaluation import run_evaluation
+from xpengine.evaluate.evaluation import run_evaluation, same_file
 
 __all__ = ["register"]
 
 logger = logging.getLogger(__name__)
-
-
-def _same_file(a: str, b: str) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them missing: compare the paths
-        return os.path.abspath(a) == os.path.abspath(b)
 
 
 def _split_conflict(args: argparse.Namespace) -> str | None:
@@ -39,7 +31,7 @@ def _split_conflict(args: argparse.Namespace) -> str | None:
     (no --val-data, or --val-data naming the same file): the reported z-spreads would then be calibrated
     on the test data itself.
     """
-    if args.split != args.val_split or (args.val_data and not _same_file(args.val_data, args.data)):
+    if args.split != args.val_split or (args.val_data and not same_file(args.val_data, args.data)):
         return None
     return (
         f"--split {args.split} and --val-split {args.val_split} select the same rows of --data: the σ "

@@ -30,11 +30,15 @@ def _split_rows(path: str, split: str) -> int:
 def _scored_rows(cand: str, data: str, val_split: str, split: str) -> bool:
     """Whether the `val_split` rows of `cand` are among the `split` rows scored in `data` (the same file,
     and the same split or every split), so a σ calibration fitted on them would be judged on itself."""
+    return same_file(cand, data) and split in (val_split, "all")
+
+
+def same_file(a: str, b: str) -> bool:
+    """Whether paths a and b name one file (either missing: the same absolute path)."""
     try:
-        same = os.path.samefile(cand, data)
+        return os.path.samefile(a, b)
     except OSError:
-        same = os.path.abspath(cand) == os.path.abspath(data)
-    return same and split in (val_split, "all")
+        return os.path.abspath(a) == os.path.abspath(b)
 
 
 def _calibration_set(data, val_data, baseline_train, val_split, split, max_stars, seed):

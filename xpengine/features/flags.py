@@ -55,7 +55,14 @@ import enum
 
 import numpy as np
 
-__all__ = ["CATALOGUE_FLAGS", "FEATURE_FLAGS", "SourceFlag", "describe_flags", "has_flag"]
+__all__ = [
+    "CATALOGUE_FLAGS",
+    "FEATURE_FLAGS",
+    "SourceFlag",
+    "describe_flags",
+    "has_flag",
+    "read_without_relevancy",
+]
 
 
 class SourceFlag(enum.IntFlag):
@@ -123,6 +130,13 @@ CATALOGUE_FLAGS: SourceFlag = (
 def has_flag(flags: np.ndarray, flag: SourceFlag) -> np.ndarray:
     """Boolean mask (N,) of the sources whose int64 `flags` (N,) have any bit of `flag` set."""
     return (np.asarray(flags, dtype=np.int64) & np.int64(int(flag))) != 0
+
+
+def read_without_relevancy(flags: np.ndarray) -> np.ndarray:
+    """(N,) bool: the rows read without relevancy counts (NO_RELEVANCY: a sampled spectrum) with both bands:
+    those a calibration's every-order entries are for (ALL_XP_ORDERS; the catalogue also requires every
+    context order present)."""
+    return has_flag(flags, SourceFlag.NO_RELEVANCY) & ~has_flag(flags, SourceFlag.NO_BP | SourceFlag.NO_RP)
 
 
 def describe_flags(value: int) -> list[str]:

@@ -24,7 +24,7 @@ from xpengine.catalog.schema import (
     tokens_to_labels,
 )
 from xpengine.features.astrometry import parallax_distance
-from xpengine.features.flags import SourceFlag, has_flag
+from xpengine.features.flags import SourceFlag, read_without_relevancy
 from xpengine.model.calibration import all_xp_orders
 from xpengine.model.luminosity_domain import outside_domain
 
@@ -214,11 +214,7 @@ class CatalogPredictor:
         n_tokens = np.isfinite(values[:, self._context_cols]).sum(axis=1)
         # read without relevancy counts (a sampled spectrum), both bands, every context order present: the
         # calibration's every-order entries, as they were fitted (not an archive row whose relevancy is long)
-        every_order = (
-            has_flag(flags, SourceFlag.NO_RELEVANCY)
-            & ~has_flag(flags, SourceFlag.NO_BP | SourceFlag.NO_RP)
-            & all_xp_orders(values, self._xp_context_cols)
-        )
+        every_order = read_without_relevancy(flags) & all_xp_orders(values, self._xp_context_cols)
 
         # distance: the measured parallax where it is significant, else the model's pseudo-luminosity
         # (never for a star whose own pseudo-luminosity was left out: the model learned it on giants)

@@ -307,8 +307,10 @@ class Predictor:
         mu, sg = self.standardization.inverse(mean, sigma, req_cols)  # (N, Q) physical
         full = None  # the rows taking the calibration's every-order entries (format 5)
         if self.calibration is not None:
-            xp = self.vocabulary.indices([t for t in inp if t in set(self.vocabulary.xp_names)])
-            full = all_xp_orders(values, xp) if all_orders is None else np.broadcast_to(all_orders, (n,))
+            full = np.broadcast_to(all_orders, (n,)) if all_orders is not None else None
+            if full is None:
+                xp = set(self.vocabulary.xp_names)
+                full = all_xp_orders(values, self.vocabulary.indices([t for t in inp if t in xp]))
         out: dict[str, np.ndarray] = {}
         for j, name in enumerate(req):
             if self.calibration is not None:  # a G-bin mean shift (calibration format 3), if any

@@ -194,6 +194,14 @@ class LabelCalibration:
 _IDENTITY = LabelCalibration()  # a token without an entry
 
 
+def _per_row(rows: np.ndarray | None, base: np.ndarray, alt: Any) -> np.ndarray:
+    """base (N,) with alt()'s values on the `rows` (N,) bool (None or none set: base; alt not called)."""
+    if rows is None:
+        return base
+    r = np.broadcast_to(np.asarray(rows, dtype=bool), base.shape)
+    return np.where(r, alt(), base) if r.any() else base
+
+
 def _knot_map(s: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """s (N,) > 0 mapped through knots x → y (strictly increasing): linear in log-log between knots,
     proportional (y/x of the end knot) beyond them. NaN and s ≤ 0 give NaN and s·y0/x0."""
@@ -271,12 +279,9 @@ class Calibration:
     def _each(self, name: str, all_orders: np.ndarray | None, fn: Any) -> np.ndarray:
         """fn(entry) (N,) with each row's entry: `all_orders` (N,) bool picks the every-order entry."""
         base = np.asarray(fn(self.entry(name)), dtype=np.float64)
-        if all_orders is None or name not in self.all_orders:
+        if name not in self.all_orders:
             return base
-        rows = np.broadcast_to(np.asarray(all_orders, dtype=bool), base.shape)
-        if not rows.any():
-            return base
-        return np.where(rows, fn(self.all_orders[name]), base)
+        return _per_row(all_orders, base, lambda: fn(self.all_orders[name]))
 
     def add_sim_to_real(self, name: str, value: np.ndarray, sigma: np.ndarray) -> np.ndarray:
         """σ (N,) of token `name` (calibrated, physical units) with its sim-to-real term, if it has one;
@@ -329,10 +334,9 @@ class Calibration:
         own = lin * np.asarray(sigma_log_raw, dtype=np.float64)
         via_log = lin * self.apply(log_token, sigma_log_raw, g, all_orders)
         base = self.labels[derived].apply(own, g) if derived in self.labels else via_log
-        if all_orders is None or derived not in self.all_orders:
+        if derived not in self.all_orders:
             return base
-        rows = np.broadcast_to(np.asarray(all_orders, dtype=bool), base.shape)
-        return np.where(rows, self.all_orders[derived].apply(own, g), base)
+        return _per_row(all_orders, base, lambda: self.all_orders[derived].apply(own, g))
 
     @property
     def any_applied(self) -> bool:
