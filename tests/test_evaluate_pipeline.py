@@ -360,6 +360,60 @@ def test_evaluate_calibrates_underestimated_sigma(tmp_path, dataset, sky) -> Non
     assert json.loads((tmp_path / "eval" / "calibration.json").read_text())["labels"]["teff"]["applied"]
 
 
+def test_store_calibration_updates_an_existing_file_without_losing_its_sections(
+    tmp_path, dataset, sky
+) -> None:
+    """--store-calibration on a checkpoint that already has a calibration (the bundled gaia-xp's has
+    sky-fitted mass/age entries, every-order entries and sim-to-real terms): the refitted tokens' entries
+    are replaced, everything else is kept, the stale dependants are dropped, and metrics.json says which.
+    Without --overwrite it refuses before evaluating."""
+    from xpengine.model.calibration import LabelCalibration, SimToReal
+
+    model_dir = tmp_path / "ckpt"
+    model_dir.mkdir()
+    old = LabelCalibration(a=3.0, applied=True)
+    term = SimToReal(sigma_knots=(0.1, 0.2), extra_knots=(0.05, 0.05), relative=True)
+    existing = Calibration(
+        labels={"teff": old, "ebv": old},
+        all_orders={"teff": old, "ebv": old},
+        sim_to_real={"ebv": term, "teff": term},
+        provenance={"data": "sky.parquet"},
+    )
+    existing.save(model_dir)
+    kw = dict(predictor=PosteriorPredictor(sky, 0.5), scenarios=["standard"], store_calibration=True)
+    with pytest.raises(FileExistsError, match="--overwrite to update it"):
+        run_evaluation(str(model_dir), dataset, tmp_path / "eval0", **kw, figures=False)
+    assert not (tmp_path / "eval0" / "metrics.json").exists()
+    metrics = run_evaluation(str(model_dir), dataset, tmp_path / "eval", **kw, figures=False, overwrite=True)
+    cal = Calibration.load(model_dir)
+    assert set(cal.labels) == {*LABELS, "age", "ebv"} and cal.labels["ebv"] == old
+    assert cal.labels["teff"] != old and 1.7 < cal.labels["teff"].a < 2.6
+    assert set(cal.all_orders) == {"ebv"} and set(cal.sim_to_real) == {"ebv"}
+    record = metrics["calibration"]["stored_update"]
+    assert record["replaced"] == ["teff"] and record["kept"] == ["ebv"]
+    assert record["dropped_all_orders"] == ["teff"] and record["dropped_sim_to_real"] == ["teff"]
+    assert cal.provenance["data"] == "sky.parquet" and cal.provenance["updates"][-1]["replaced"] == ["teff"]
+
+
+def test_calibration_update_drops_the_terms_of_log_linear_partners() -> None:
+    """A sim-to-real term was fitted on the calibrated σ, and age's σ is ln_age's: refitting either of a
+    log/linear pair (ln_age/age, logebv/ebv) drops the pair's terms; other tokens' terms stay."""
+    from xpengine.model.calibration import LabelCalibration, SimToReal
+
+    e = LabelCalibration(a=2.0, applied=True)
+    term = SimToReal(sigma_knots=(0.1, 0.2), extra_knots=(0.05, 0.05))
+    base = Calibration(
+        labels={"mass": e, "ln_age": e}, sim_to_real={"mass": term, "ln_age": term, "ebv": term}
+    )
+    for refit, dropped in (("age", ["ln_age"]), ("logebv", ["ebv"]), ("ln_age", ["ln_age"]), ("teff", [])):
+        out, record = base.updated(Calibration(labels={refit: e}))
+        assert record["dropped_sim_to_real"] == dropped, refit
+        assert set(out.sim_to_real) == {"mass", "ln_age", "ebv"} - set(dropped), refit
+        assert base.sim_to_real.keys() == {"mass", "ln_age", "ebv"}  # the original is untouched
+    out, record = base.updated(Calibration())
+    assert out.to_dict()["labels"] == base.to_dict()["labels"] and record["kept"] == ["ln_age", "mass"]
+
+
 def test_evaluate_reports_the_sigma_of_a_g_calibrated_predictor(tmp_path) -> None:
     """The bundled gaia-xp model's calibration.json (format 2) scales the σ of mass, ln_age and age by
     a factor per G bin: evaluation must pass each star's G (the file's phot_g_mean_mag) to the

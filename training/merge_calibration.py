@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -23,25 +22,26 @@ from xpengine.model.calibration import Calibration
 
 def merge(base: Calibration, other: Calibration, labels: list[str]) -> Calibration:
     """BASE with the `labels` entries replaced by OTHER's (each must be in OTHER), their every-order
-    entries (format 5) too, OTHER's where it has them, never BASE's; BASE's sim-to-real term, if any, is
-    kept."""
+    entries (format 5) too, OTHER's where it has them, never BASE's; BASE's sim-to-real terms are kept except
+    those of the merged labels and their log/linear partners (`Calibration.updated`)."""
     missing = [k for k in labels if k not in other.labels]
     if missing:
         raise ValueError(
             f"labels {missing} are not calibrated in the other calibration ({sorted(other.labels)})"
         )
-    merged = {**base.labels, **{k: other.labels[k] for k in labels}}
-    provenance = {
-        **base.provenance,
-        "merged": {
-            "labels_from_other": list(labels),
-            "other": dict(other.provenance),
-            "base_labels_kept": sorted(k for k in base.labels if k not in labels),
-        },
+    taken = Calibration(
+        labels={k: other.labels[k] for k in labels},
+        provenance=dict(other.provenance),
+        all_orders={k: other.all_orders[k] for k in labels if k in other.all_orders},
+        all_orders_provenance=dict(other.all_orders_provenance),
+    )
+    out, _ = base.updated(taken)
+    out.provenance["merged"] = {
+        "labels_from_other": list(labels),
+        "other": dict(other.provenance),
+        "base_labels_kept": sorted(k for k in base.labels if k not in labels),
     }
-    every = {k: v for k, v in base.all_orders.items() if k not in labels}
-    every.update({k: other.all_orders[k] for k in labels if k in other.all_orders})
-    return replace(base, labels=merged, provenance=provenance, all_orders=every)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -106,7 +106,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--store-calibration",
         action="store_true",
-        help="also write calibration.json into the --model checkpoint directory",
+        help="also write the fitted entries into the --model checkpoint's calibration.json (an existing "
+        "file needs --overwrite: the refitted tokens' entries are replaced, every other entry and section "
+        "kept, and the every-order entries and sim-to-real terms the refit makes stale dropped, as "
+        "metrics.json's calibration.stored_update records)",
     )
     p.add_argument(
         "--scenarios", help="comma-separated subset of standard,first5,random64,high_order,identity"

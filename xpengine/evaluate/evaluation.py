@@ -57,6 +57,25 @@ def _calibration_set(data, val_data, baseline_train, val_split, split, max_stars
     return None
 
 
+def _stored_calibration(model: str | None, overwrite: bool) -> Any:
+    """The calibration already in the `model` checkpoint directory that --store-calibration will update
+    (None: no file yet), checked before any work: the directory must exist, and replacing entries of an
+    existing file needs `overwrite`."""
+    from xpengine.model.calibration import CALIBRATION_FILE, Calibration
+
+    if model is None or not Path(model).is_dir():
+        raise ValueError(f"--store-calibration needs --model to be a checkpoint directory, got {model!r}")
+    path = Path(model) / CALIBRATION_FILE
+    if not path.exists():
+        return None
+    if not overwrite:
+        raise FileExistsError(
+            f"{path} exists; pass --overwrite to update it (the entries this evaluation fits replace "
+            "theirs; its other entries, every-order entries and sim-to-real terms are kept)"
+        )
+    return Calibration.load(path)
+
+
 def run_evaluation(
     model: str | None,
     data: str,
@@ -103,6 +122,7 @@ def run_evaluation(
     # metrics.json marks a finished evaluation: refused up front if present, written last (atomically)
     metrics_target = OutputTarget(out / "metrics.json", overwrite, hint="--overwrite")  # creates `out`
 
+    stored = _stored_calibration(model, overwrite) if store_calibration else None
     if predictor is None and model is not None:
         predictor = load_predictor(model, device=device, dtype=dtype)
     test = load_eval_set(data, split=split, max_stars=max_stars, seed=seed)
@@ -146,13 +166,11 @@ def run_evaluation(
     if result.calibration is not None:
         files.append(str(result.calibration.save(out / "calibration.json", overwrite=True)))
         if store_calibration:
-            if model is None or not Path(model).is_dir():
-                raise ValueError(
-                    f"--store-calibration needs --model to be a checkpoint directory, got {model!r}"
-                )
-            p = result.calibration.save(Path(model), overwrite=overwrite)
-            logger.info("calibration stored with the model: %s", p)
+            cal, record = (result.calibration, None) if stored is None else stored.updated(result.calibration)
+            p = cal.save(Path(model), overwrite=True)  # `_stored_calibration` checked --overwrite
+            logger.info("calibration stored with the model: %s (%s)", p, record or "new file")
             result.metrics["calibration"]["stored_at"] = str(p)
+            result.metrics["calibration"]["stored_update"] = record
     if figures:
         from xpengine.evaluate.plots import make_figures
 

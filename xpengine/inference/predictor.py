@@ -47,7 +47,7 @@ from xpengine.inference.precision import (  # re-exported: they lived here
     effective_dtype,
     native_bf16,
 )
-from xpengine.model.calibration import all_xp_orders
+from xpengine.model.calibration import DERIVED, all_xp_orders
 from xpengine.model.checkpoint import (
     Checkpoint,
     LearnedTokens,
@@ -75,9 +75,6 @@ logger = logging.getLogger(__name__)
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 _FALLBACK_REQUEST = ("teff", "logg", "m_h", "mass", "ln_age")
-
-DERIVED: dict[str, str] = {"ln_age": "age", "logebv": "ebv"}
-"""Log-space tokens and the linear quantity reported next to them: exp(μ), σ = exp(μ)·σ_log."""
 
 
 class Predictor:

@@ -48,6 +48,7 @@ import numpy as np
 
 __all__ = [
     "CALIBRATION_FILE",
+    "DERIVED",
     "FORMAT_VERSION",
     "FORMULA",
     "Calibration",
@@ -58,6 +59,8 @@ __all__ = [
 ]
 
 CALIBRATION_FILE = "calibration.json"
+DERIVED: dict[str, str] = {"ln_age": "age", "logebv": "ebv"}
+"""Log-space tokens and the linear quantity reported next to them: exp(μ), σ = exp(μ)·σ_log."""
 FORMAT_VERSION = "2"
 SHIFT_FORMAT_VERSION = "3"  # written when an entry has g_shifts
 SIM_TO_REAL_FORMAT_VERSION = "4"  # written when the file has a sim_to_real section
@@ -337,6 +340,44 @@ class Calibration:
         if derived not in self.all_orders:
             return base
         return _per_row(all_orders, base, lambda: self.all_orders[derived].apply(own, g))
+
+    def updated(self, new: Calibration) -> tuple[Calibration, dict[str, list[str]]]:
+        """This calibration with `new`'s entries in place of its own for the tokens `new` calibrates, and a
+        record of what was replaced, added, kept and dropped. Every other entry and section stays. A
+        recalibrated token's every-order entry is dropped unless `new` has one (it was fitted beside the
+        old entry), and so is the sim-to-real term of a token whose entry, or whose log/linear partner's
+        (``ln_age``/``age``, ``logebv``/``ebv``), is recalibrated (the term was fitted on the old σ)."""
+        refit = set(new.labels) | set(new.all_orders)
+        linked = {*refit, *(DERIVED[k] for k in refit if k in DERIVED)}
+        linked |= {log for log, lin in DERIVED.items() if lin in refit}
+        every = {k: v for k, v in self.all_orders.items() if k not in refit}
+        every.update(new.all_orders)
+        s2r = {k: v for k, v in self.sim_to_real.items() if k not in linked}
+        s2r.update(new.sim_to_real)
+        before = set(self.labels) | set(self.all_orders)
+        record = {
+            "replaced": sorted(refit & before),
+            "added": sorted(refit - before),
+            "kept": sorted(before - refit),
+            "dropped_all_orders": sorted(set(self.all_orders) - set(every)),
+            "dropped_sim_to_real": sorted(set(self.sim_to_real) - set(s2r)),
+        }
+        out = Calibration(
+            labels={**self.labels, **new.labels},
+            provenance={
+                **self.provenance,
+                "updates": [*self.provenance.get("updates", []), {**record, "by": dict(new.provenance)}],
+            },
+            sim_to_real=s2r,
+            sim_to_real_provenance={**self.sim_to_real_provenance, **new.sim_to_real_provenance}
+            if s2r
+            else {},
+            all_orders=every,
+            all_orders_provenance={**self.all_orders_provenance, **new.all_orders_provenance}
+            if every
+            else {},
+        )
+        return out, record
 
     @property
     def any_applied(self) -> bool:
