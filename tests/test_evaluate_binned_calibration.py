@@ -109,3 +109,23 @@ def test_g_bin_shift_inverse_json_and_format(tmp_path) -> None:
         LabelCalibration(
             applied=True, g_edges=edges, g_scales=ones, g_shifts=(0.1, 0.0, 0.0), shift_kind="mul"
         )
+
+
+def test_many_equal_sigma_leave_no_bin_empty() -> None:
+    """A third of the stars sharing one σ (a model's σ floor) made quantile edges coincide: an empty bin
+    gave NaN knots and a NaN σ map, while the fit's own z-spread looked fine. Bins are equal-count by rank
+    now, and non-finite knots are refused."""
+    rng = np.random.default_rng(5)
+    sigma = np.exp(rng.uniform(np.log(0.05), np.log(0.2), 6000))
+    sigma[:2000] = 0.1
+    truth = rng.uniform(0.8, 2.5, sigma.size)
+    pred = truth + rng.normal(0.0, 1.5 * sigma)
+    lc = fit_binned_calibration(pred, truth, sigma)
+    assert np.all(np.isfinite(lc.sigma_knots)) and np.all(np.isfinite(lc.sigma_cal_knots))
+    np.testing.assert_allclose(
+        lc.apply(np.array([0.06, 0.1, 0.18])), 1.5 * np.array([0.06, 0.1, 0.18]), rtol=0.15
+    )
+    with pytest.raises(ValueError, match="finite"):
+        LabelCalibration(applied=True, sigma_knots=(0.1, float("nan")), sigma_cal_knots=(0.1, 0.2))
+    with pytest.raises(ValueError, match="finite"):
+        LabelCalibration(applied=True, a=1.0, g_edges=(10.0, 12.0), g_scales=(float("nan"),))

@@ -32,6 +32,7 @@ from xpengine.catalog.schema import MASS_AGE_LABELS
 from xpengine.features.flags import SourceFlag
 
 __all__ = [
+    "DEFAULT_FLAG_POLICY",
     "EXTINCTION_A_G",
     "EXTINCTION_E_BP_RP",
     "FlagPolicy",
@@ -49,8 +50,8 @@ EXTINCTION_E_BP_RP = 1.339
 
 @dataclass(frozen=True)
 class FlagPolicy:
-    """Thresholds of the catalogue's flags (defaults: those of `xpengine.pipeline.config.InferenceConfig`
-    for the domain; no error thresholds)."""
+    """Thresholds of the catalogue's flags (defaults: the training domain, no error thresholds; the
+    catalogue's own, with error thresholds, are `DEFAULT_FLAG_POLICY`)."""
 
     giant_logg_max: float = 3.5
     giant_teff_range: tuple[float, float] = (3500.0, 5500.0)
@@ -58,6 +59,14 @@ class FlagPolicy:
     hot_bp_rp_max: float = 0.80  # (BP−RP)₀ below this: hotter than ~5800 K, outside the domain
     max_error: Mapping[str, float] = field(default_factory=dict)
     max_relative_error: Mapping[str, float] = field(default_factory=dict)
+
+
+DEFAULT_FLAG_POLICY = FlagPolicy(
+    max_relative_error={"mass": 0.3, "age": 0.6},
+    max_error={"teff": 250.0, "logg": 0.4, "m_h": 0.3},
+)
+"""The catalogue's flags (the job, `xpengine infer`, `Predictor.from_xp`): `FlagPolicy`'s training domain,
+with error thresholds (HIGH_UNCERTAINTY)."""
 
 
 def confident_dwarf(

@@ -139,14 +139,16 @@ Bovy's Teff_ref by teff_offset_min (default 70 K, none: no cut), half that separ
 the same on two independent sets: the true Teff − Teff_ref of the MIST calibration sky (seed 31) in the
 window, clump +174 K and RGB −30 K (midpoint 72 K), and the ASPCAP labels of the real APOGEE×XP
 validation giants, Bovy-RC +165 K and other giants of logg 2.2–2.8 −19 K (midpoint 73 K).
-The quality cut `exclude_flags` leaves HIGH_UNCERTAINTY out by default: that bit follows the mass and
-age σ, which this selection does not use.
+The quality cut `exclude_flags` leaves HIGH_UNCERTAINTY out by default: that bit is set mostly by the
+mass and age σ, which this selection does not use, but also by σ(Teff) > 250 K, σ(logg) > 0.4 dex or
+σ([M/H]) > 0.3 dex (the catalogue's flag policy), which bear on the cuts below; exclude_flags=458752
+(NO_PREDICTION | OUTSIDE_TRAINING_DOMAIN | HIGH_UNCERTAINTY) drops those rows too.
 Bovy et al. 2014 cuts ([M/H] stands in for [Fe/H]):
   * 1.8 ≤ logg ≤ 0.0018 dex K^-1 · (Teff − Teff_ref) + 2.5 dex,
     Teff_ref = −382.5 K dex^-1 · [M/H] + 4607 K,
   * Z ≤ 0.06, with Z = 0.017 · 10^[M/H] (Z_sun = 0.017, as in the APOGEE-RC code),
   * Teff − Teff_ref ≥ teff_offset_min (this preset's addition, above),
-  * no flag bit of `exclude_flags` (default as for `giants`).
+  * no flag bit of `exclude_flags` (default NO_PREDICTION | OUTSIDE_TRAINING_DOMAIN, above).
 The colour–metallicity cuts need dereddened 2MASS (J−Ks)0, which the catalogue does not hold. Give a
 table with columns source_id and jk0 (mag) as a join (`--join colours=FILE`) and set jk0_view=colours
 to add them:
@@ -166,7 +168,8 @@ _RC_PARAMS: tuple[PresetParam, ...] = (
         RC_EXCLUDE_FLAGS,
         "",
         "sources with any of these flag bits are dropped (default: NO_PREDICTION | OUTSIDE_TRAINING_DOMAIN "
-        "= 327680; HIGH_UNCERTAINTY follows the mass/age σ, which this selection does not use)",
+        "= 327680; HIGH_UNCERTAINTY, set mostly by the mass/age σ this selection does not use but also by "
+        "large Teff/logg/[M/H] σ, is kept: 458752 drops it too)",
         kind=int,
         minimum=0,
     ),

@@ -54,10 +54,10 @@ def fit_binned_calibration(
             f"{n} usable stars for {n_sigma_bins} σ bins of at least {min_per_bin}; give more stars or fewer bins"
         )
     r, s = (p - t)[ok], s[ok]
-    edges = np.quantile(s, np.linspace(0.0, 1.0, n_sigma_bins + 1))
-    k = np.clip(np.searchsorted(edges, s, side="right") - 1, 0, n_sigma_bins - 1)
-    x = np.array([np.median(s[k == i]) for i in range(n_sigma_bins)])
-    y = np.array([x[i] * robust_sigma(r[k == i] / s[k == i]) for i in range(n_sigma_bins)])
+    # equal-count bins by rank: quantile edges leave a bin empty when many stars share one σ
+    bins = np.array_split(np.argsort(s, kind="stable"), n_sigma_bins)
+    x = np.array([np.median(s[b]) for b in bins])
+    y = np.array([x[i] * robust_sigma(r[b] / s[b]) for i, b in enumerate(bins)])
     x, y = _strictly_increasing(x), _strictly_increasing(y)
     lc = LabelCalibration(
         applied=True, method="sigma_binned", n_val=n, unit=unit, sigma_knots=x, sigma_cal_knots=y

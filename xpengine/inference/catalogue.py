@@ -14,7 +14,7 @@ import logging
 
 import numpy as np
 
-from xpengine.catalog.flag_policy import FlagPolicy, catalogue_flags
+from xpengine.catalog.flag_policy import DEFAULT_FLAG_POLICY, FlagPolicy, catalogue_flags
 from xpengine.catalog.schema import (
     LABELS,
     MASS_AGE_LABELS,
@@ -37,11 +37,13 @@ PARALLAX_COLUMNS = ("parallax_corrected", "parallax_corrected_error", "ruwe")
 
 
 def _corrected_parallax(
-    joined, zero_point_fallback: float | None = None
+    joined, zero_point_fallback: float | None = None, g_mag: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Zero-point corrected parallax, its error [mas] and RUWE (N,) for the catalogue's distance: the
     rules of the g_fakemag token (zero point, RUWE, negative-parallax rule) without its σ_ϖ ceiling;
-    NaN where the parallax is unusable."""
+    NaN where the parallax is unusable. g_mag (N,): the G the tokens used (gaia_source's, or the
+    synthetic G of the star's own XP where it has none: G_FROM_XP), as the g_fakemag token does; None:
+    the table's phot_g_mean_mag."""
     from xpengine.features.astrometry import pseudo_luminosity
 
     n = joined.num_rows if joined is not None else 0
@@ -53,7 +55,7 @@ def _corrected_parallax(
         return _column_or_nan(joined, name, np.float64)
 
     lum = pseudo_luminosity(
-        col("phot_g_mean_mag"),
+        col("phot_g_mean_mag") if g_mag is None else np.asarray(g_mag, dtype=np.float64),
         col("parallax"),
         col("parallax_error"),
         ruwe=col("ruwe"),
@@ -87,7 +89,7 @@ def catalogue_batch(
     from xpengine.features import build_tokens
 
     tok = build_tokens(joined, vocab, representation=representation, **token_options)
-    plx, plx_err, ruwe = _corrected_parallax(joined, token_options.get("zero_point_fallback"))
+    plx, plx_err, ruwe = _corrected_parallax(joined, token_options.get("zero_point_fallback"), tok.g_mag)
     return {
         "source_id": tok.source_id.astype(np.int64),
         "values": tok.values.astype(np.float32),
@@ -107,7 +109,7 @@ class CatalogPredictor:
 
     Loads the model once per actor. Rows with no input token get NaN labels and the NO_PREDICTION
     flag; every row comes out exactly once. flag_policy: the thresholds of the catalogue's quality
-    flags (`xpengine.catalog.flag_policy.FlagPolicy`; None = its defaults).
+    flags (`xpengine.catalog.flag_policy.FlagPolicy`; None = the catalogue's, `DEFAULT_FLAG_POLICY`).
     """
 
     def __init__(
@@ -180,10 +182,17 @@ class CatalogPredictor:
             for t in ("teff", "logg")
             if MASS_AGE_LABELS & set(self.labels) and t in learned.outputs and t not in self.request
         ]
+        # a requested token that is also an input is asked for in a pass of its own without it (else the
+        # model echoes a damped copy of its input: e.g. `ebv` with logebv among the inputs)
+        self._echo_inputs = {
+            t: [c for c in context if c != t] for t in (*self.request, *self._domain_request) if t in context
+        }
+        for t in self._echo_inputs:
+            log.info("token %r is both requested and an input: predicted in a pass without it", t)
         self._fakemag_in_context = "g_fakemag" in context
         self._inputs_without_fakemag = [t for t in context if t != "g_fakemag"]
         self.batch_size = batch_size
-        self.flag_policy = flag_policy if flag_policy is not None else FlagPolicy()
+        self.flag_policy = flag_policy if flag_policy is not None else DEFAULT_FLAG_POLICY
         self._fakemag_col = vocab.index("g_fakemag") if "g_fakemag" in vocab else None
         # input-token columns the flag policy reads (None: not in the vocabulary)
         self._logebv_col = vocab.index("logebv") if "logebv" in vocab else None
@@ -284,39 +293,45 @@ class CatalogPredictor:
 
         A token is never requested while it is in the star's context (the model would echo a damped
         copy of its input): stars with g_fakemag in the context get it predicted in a second pass
+        without it, and a requested token among the inputs (`_echo_inputs`) gets a pass of its own
         without it. Every pass passes the stars' G (the calibration's G bins)."""
         n = len(values)
         fm_in_context = np.zeros(n, dtype=bool)
         if self._fakemag_col is not None and self._fakemag_in_context:
             fm_in_context = np.isfinite(values[:, self._fakemag_col])
-        request = [*self.request, *self._domain_request]
-        means = {t: np.full(n, np.nan) for t in request}
-        sigmas = {t: np.full(n, np.nan) for t in request}
+        every = [*self.request, *self._domain_request]
+        means = {t: np.full(n, np.nan) for t in every}
+        sigmas = {t: np.full(n, np.nan) for t in every}
+        request = [t for t in every if t not in self._echo_inputs]
         derived = {
             lab: (np.full(n, np.nan), np.full(n, np.nan)) for lab in self.labels if LABELS[lab].log_token
         }
         fm = np.full(n, np.nan)
         sfm = np.full(n, np.nan)
         one_pass = need_model_distance & ~fm_in_context  # labels and g_fakemag together
-        for rows, req in ((one_pass, [*request, "g_fakemag"]), (~one_pass, request)):
+        passes = [(one_pass, [*request, "g_fakemag"], self.inputs), (~one_pass, request, self.inputs)]
+        passes += [(np.ones(n, dtype=bool), [t], inputs) for t, inputs in self._echo_inputs.items()]
+        for rows, req, inputs in passes:
             idx = np.flatnonzero(rows)
-            if idx.size == 0:
+            if idx.size == 0 or not req:
                 continue
             pred = self.predictor.predict(
                 values[idx],
                 errors[idx],
                 req,
-                inputs=self.inputs,
+                inputs=inputs,
                 batch_size=self.batch_size,
                 g_mag=g[idx],
                 all_orders=every_order[idx],
             )
-            for t in request:
-                means[t][idx] = pred[t]
-                sigmas[t][idx] = pred[f"{t}_error"]
+            for t in req:
+                if t in means:
+                    means[t][idx] = pred[t]
+                    sigmas[t][idx] = pred[f"{t}_error"]
             for lab, (val, err) in derived.items():
-                val[idx] = pred[lab]
-                err[idx] = pred[f"{lab}_error"]
+                if lab in pred:  # its log token was asked for in this pass
+                    val[idx] = pred[lab]
+                    err[idx] = pred[f"{lab}_error"]
             if "g_fakemag" in req:
                 fm[idx] = pred["g_fakemag"]
                 sfm[idx] = pred["g_fakemag_error"]

@@ -19,7 +19,7 @@ def xp_input_table(
 ) -> pa.Table:
     """The XP table of `xp` (see `Predictor.from_xp`: XP coefficients, or sampled spectra read by
     `xpengine.io.read_xp_sampled`) with the columns of `overrides` ({name: (N,) array or scalar, None =
-    not given}) in place of its own."""
+    not given}) in place of its own (a G magnitude also in place of its G flux)."""
     layout = sampled_layout(_column_names(xp))
     if layout is None:
         table = _as_arrow(xp)
@@ -35,10 +35,15 @@ def xp_input_table(
         if value is None:
             continue
         arr = np.broadcast_to(np.asarray(value, dtype=np.float64), (n,))
-        if name in table.column_names:
-            table = table.drop_columns([name])
-        table = table.append_column(name, pa.array(arr))
+        # a given G replaces the table's G flux too: the XP are normalised by the flux where there is
+        # one, and one star must not have two G's (its flux for the spectrum, the override elsewhere)
+        drop = [c for c in (name, *_SUPERSEDES.get(name, ())) if c in table.column_names]
+        table = table.drop_columns(drop).append_column(name, pa.array(arr))
     return table
+
+
+_SUPERSEDES = {"phot_g_mean_mag": ("phot_g_mean_flux", "phot_g_mean_flux_error")}
+"""Columns an override also replaces (they carry the same quantity in another form)."""
 
 
 def _column_names(obj: Any) -> list[str]:

@@ -379,6 +379,7 @@ class Predictor:
         zero_point_fallback: float | None = None,
         sampling: Any = None,
         source_id: int | None = None,
+        flag_policy: Any = None,
     ):
         """Labels with errors and flags for stars given as Gaia XP coefficients or sampled spectra: the
         catalogue's own features and flag rules (`xpengine.inference.catalogue`), without a Ray job. For
@@ -403,6 +404,8 @@ class Predictor:
         zero_point_fallback: parallax zero point [mas] where the Lindegren (2021) inputs
             (nu_eff_used_in_astrometry / pseudocolour, ecl_lat, astrometric_params_solved) are not
             given (e.g. −0.017, the quasar median); None drops such parallaxes as the catalogue does.
+        flag_policy: the flags' thresholds (`xpengine.catalog.flag_policy.FlagPolicy`; None: the
+            catalogue's, `DEFAULT_FLAG_POLICY`).
 
         Returns a pandas DataFrame: source_id, each label and `<label>_error`, distance_pc(_error),
         n_input_tokens, flags and flag_names.
@@ -427,7 +430,7 @@ class Predictor:
             representation=token_representation(),
             zero_point_fallback=zero_point_fallback,
         )
-        out = CatalogPredictor(self, labels, batch_size=self.batch_size)(batch)
+        out = CatalogPredictor(self, labels, batch_size=self.batch_size, flag_policy=flag_policy)(batch)
         keep = [k for k in out if k not in ("partition", "partition_rows", "read_error")]
         import pandas as pd
 

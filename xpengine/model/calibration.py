@@ -123,6 +123,8 @@ class LabelCalibration:
             v = getattr(self, name)
             if v is not None:
                 object.__setattr__(self, name, tuple(float(x) for x in v))
+                if not all(math.isfinite(x) for x in getattr(self, name)):
+                    raise ValueError(f"{name} {getattr(self, name)}: every value must be finite")
         if (self.sigma_knots is None) != (self.sigma_cal_knots is None):
             raise ValueError("sigma_knots and sigma_cal_knots go together")
         if self.sigma_knots is not None:
@@ -232,10 +234,18 @@ class SimToReal:
     def __post_init__(self) -> None:
         x = np.asarray(self.sigma_knots, dtype=np.float64)
         y = np.asarray(self.extra_knots, dtype=np.float64)
-        if x.size < 2 or x.size != y.size or np.any(np.diff(x) <= 0) or np.any(y < 0) or x[0] <= 0:
+        finite = np.all(np.isfinite(x)) and np.all(np.isfinite(y))
+        if (
+            not finite
+            or x.size < 2
+            or x.size != y.size
+            or np.any(np.diff(x) <= 0)
+            or np.any(y < 0)
+            or x[0] <= 0
+        ):
             raise ValueError(
                 f"sim_to_real sigma_knots {self.sigma_knots} / extra_knots {self.extra_knots}: expected "
-                "positive, strictly increasing σ and non-negative extras of one length >= 2"
+                "finite, positive, strictly increasing σ and non-negative extras of one length >= 2"
             )
         object.__setattr__(self, "sigma_knots", tuple(float(v) for v in x))
         object.__setattr__(self, "extra_knots", tuple(float(v) for v in y))

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xpengine.catalog.flag_policy import FlagPolicy
+from xpengine.catalog.flag_policy import DEFAULT_FLAG_POLICY, FlagPolicy
 from xpengine.catalog.schema import LABELS, check_learned_labels, model_default_labels
 
 __all__ = [
@@ -79,13 +79,6 @@ class Resources:
         if self.dtype not in ("float32", "bfloat16", "auto"):
             out.append(f"dtype: must be float32, bfloat16 or auto, got {self.dtype!r}")
         return out
-
-
-DEFAULT_FLAG_POLICY = FlagPolicy(
-    max_relative_error={"mass": 0.3, "age": 0.6},
-    max_error={"teff": 250.0, "logg": 0.4, "m_h": 0.3},
-)
-"""The job's catalogue flags: `FlagPolicy`'s training domain, with error thresholds (HIGH_UNCERTAINTY)."""
 
 
 def _default_flags() -> FlagPolicy:
