@@ -135,6 +135,11 @@ def test_not_hard_coded_55(tmp_path, real_xp):
     t = t.set_column(
         t.schema.get_field_index("bp_n_parameters"), "bp_n_parameters", pa.array([n, n], pa.int16())
     )
+    t = t.set_column(  # a count of relevant bases cannot exceed the band's parameters
+        t.schema.get_field_index("bp_n_relevant_bases"),
+        "bp_n_relevant_bases",
+        pc.min_element_wise(t.column("bp_n_relevant_bases"), pa.scalar(n, pa.int16())),
+    )
     path = tmp_path / "dr4.csv.gz"
     write_bulk_xp_continuous(t, path)
     assert "#   subtype: float64[51]" in bulk_text(path)

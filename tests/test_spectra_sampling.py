@@ -210,7 +210,7 @@ def test_coefficients_to_flux_is_one_linear_map_and_validates():
     flux = coefficients_to_flux(bp, rp, s)
     np.testing.assert_allclose(flux, bp @ (s.design_bp * s.weight_bp) + rp @ (s.design_rp * s.weight_rp))
     # per-source truncation, NaN allowed beyond the kept coefficients (the paper's relevancy masking)
-    n_bp = np.array([3, 10, 55, 0, 20, 54, 1])
+    n_bp = np.array([3, 10, 55, 2, 20, 54, 1])  # (0 keeps every coefficient, as GaiaXPy: test_io_review19)
     bp_nan = np.where(np.arange(55) < n_bp[:, None], bp, np.nan)
     t = coefficients_to_flux(bp_nan, rp, s, truncate_bp=n_bp, truncate_rp=30)
     expect = (

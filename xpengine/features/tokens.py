@@ -216,6 +216,27 @@ def _check_coefficient_counts(
             raise CoefficientCountError(source, band, wrong, want, vocabulary.name)
 
 
+def _check_relevant_counts(
+    cols: InputColumns, band: str, n_relevant: np.ndarray | None, source_id: np.ndarray
+) -> None:
+    """ValueError naming the input, row and source of a negative `X_n_relevant_bases` (N,).
+
+    The readers (`xpengine.io`) report such a count as a read problem of its row and null the band; a
+    table built otherwise may still hold one, and no relevancy mask can be made from it. Checked here,
+    where the source is known, rather than inside `relevancy.relevancy_mask`, which knows only counts.
+    """
+    if n_relevant is None:
+        return
+    bad = np.flatnonzero(np.asarray(n_relevant, dtype=np.float64) < 0)
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(
+            f"{cols.source or 'input'}: column '{band}_n_relevant_bases' holds {bad.size} negative "
+            f"count(s), e.g. {float(n_relevant[i]):g} in row {i} (source_id {int(source_id[i])}); "
+            "expected 0..n_parameters (xpengine.io readers report such a count as a read problem)"
+        )
+
+
 def build_tokens(
     data: Any,
     vocabulary: Vocabulary = PAPER_VOCABULARY,
@@ -271,6 +292,8 @@ def build_tokens(
     _check_coefficient_counts(cols, vocabulary, {"bp": bp_band[0].shape[1], "rp": rp_band[0].shape[1]})
     flag_corrupt(cols, "bp", bp_band[4], source_id, out)
     flag_corrupt(cols, "rp", rp_band[4], source_id, out)
+    _check_relevant_counts(cols, "bp", bp_band[3], source_id)
+    _check_relevant_counts(cols, "rp", rp_band[3], source_id)
     xp_bprp = None
     gaia_colour = gaia_bp_rp(gaia, cols.n)
     if g_from_xp:  # XP-only photometry: synthetic G and BP−RP where gaia_source gives none

@@ -1,7 +1,8 @@
 """Array columns: Gaia text encodings to Arrow lists, vectorised, with per-row problem reports.
 
 Text encodings (REFERENCE §1): bulk files and archive ECSV write quoted JSON `"[a,b,...]"`, archive CSV
-writes tuples `"(a, b, ...)"`; missing arrays are `null`, empty fields or zero-length arrays.
+writes tuples `"(a, b, ...)"`; missing arrays are `null`, empty fields or zero-length arrays. A `null`
+element inside an array (GaiaXPy's and astropy's ECSV write NaN and masked values so) is NaN.
 
 Parsing is done column-wise with Arrow compute kernels (strip the brackets, split on `,`, cast to
 float), about 150k rows/s for the four coefficient/error columns on one core, instead of the per-row
@@ -13,6 +14,7 @@ cell. Scalar columns of text files go through `parse_scalar_strings` the same wa
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,6 +25,8 @@ from xpengine.io.errors import GaiaFileError
 
 __all__ = [
     "cast_column",
+    "cast_scalar_column",
+    "id_strings",
     "list_column_to_numpy",
     "lists_from_objects",
     "parse_array_strings",
@@ -53,7 +57,8 @@ def parse_array_strings(
     Returns
     -------
     (N,) list array (null where missing or malformed) and a list of (row index, problem text) for
-    malformed rows (not starting/ending with a bracket, or an element that is not a number).
+    malformed rows (not starting/ending with a bracket, or an element that is not a number). A JSON
+    `null` element is NaN; an array of nothing but `null`s is missing.
     """
     arr = _chunk(arr)
     if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
@@ -88,12 +93,19 @@ def parse_array_strings(
         pass
     # Some element is not a number: find which, on the flat element array (never on slices of the
     # list array: Arrow's list cast of a slice reads the child values beyond the slice), and null
-    # only the rows that hold one.
+    # only the rows that hold one. A JSON `null` element is how GaiaXPy's and astropy's ECSV write a
+    # NaN or masked value (e.g. the BP-only pixels of a source without BP): NaN, not a bad value; an
+    # array of nothing but nulls is a missing array, like `[]`.
     offsets = np.asarray(parts.offsets, dtype=np.int64)  # (N+1,) absolute positions in parts.values
     lo, hi = int(offsets[0]), int(offsets[-1])
     values = parts.values.slice(lo, hi - lo)  # (total,) element strings
     row_of = np.repeat(np.arange(n), np.diff(offsets))  # (total,) row of each element
     valid = np.asarray(parts.is_valid(), dtype=bool)  # (N,)
+    null_el = np.asarray(pc.fill_null(pc.equal(values, "null"), False), dtype=bool)  # (total,)
+    if null_el.any():
+        values = pc.if_else(pa.array(null_el), pa.scalar(None, values.type), values)
+        n_null = np.bincount(row_of[null_el], minlength=n)  # (N,)
+        valid &= n_null < np.diff(offsets)  # only nulls: missing
     bad_el = unparsable(values, value_type) & valid[row_of]
     bad = np.zeros(n, dtype=bool)
     bad[row_of[bad_el]] = True
@@ -103,6 +115,8 @@ def parse_array_strings(
         text = _short(repr(values[k].as_py()), 60)
         problems.append((i, f"not a list of numbers (element {k - (offsets[i] - lo)} is {text})"))
     clean = pc.cast(pc.if_else(pa.array(bad_el), pa.scalar(None, values.type), values), value_type)
+    if null_el.any():
+        clean = pc.fill_null(clean, pa.scalar(float("nan"), value_type))
     out = pa.ListArray.from_arrays(
         pa.array(offsets - lo, type=pa.int32()), clean, mask=pa.array(bad | ~valid)
     )
@@ -111,13 +125,20 @@ def parse_array_strings(
 
 
 def parse_scalar_strings(
-    arr: pa.Array | pa.ChunkedArray, value_type: pa.DataType
+    arr: pa.Array | pa.ChunkedArray, value_type: pa.DataType, *, integral_floats: bool = True
 ) -> tuple[pa.Array, list[tuple[int, str]]]:
     """Cast text values (N,) to `value_type` (number or bool); a value that cannot be read becomes null.
 
     Returns the (N,) array and a list of (row index, problem text) for the values that could not be
     read (null and missing values are not problems). One vectorised cast when every value reads;
     otherwise the bad values are found without a per-row loop (`unparsable`).
+
+    Integer targets also accept a finite number written as a float whose value is a whole number
+    (`55.0`, `5.5e1`): pandas writes an int column holding a NaN that way (e.g. the BP counts of a
+    table with a source without BP), and refusing it would drop every such band. Whether the text is
+    a whole number is decided on the decimal text itself (`_integral_float_text`), never through a
+    rounded float64; `55.5` or `1e-3` stay problems. `integral_floats=False` turns this off: Gaia ids
+    (`source_id`, `solution_id`) written as floats have lost digits (`SOURCE_ID_RULE`).
     """
     arr = _chunk(arr)
     if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
@@ -131,18 +152,59 @@ def parse_scalar_strings(
         return pc.cast(arr, value_type), []
     except pa.ArrowInvalid:
         pass
+    text = arr
+    if integral_floats and pa.types.is_integer(value_type):
+        arr = _integral_float_text(arr)
+        try:
+            return pc.cast(arr, value_type), []
+        except pa.ArrowInvalid:
+            pass
     bad = unparsable(arr, value_type)
     problems = [
-        (int(i), f"not a valid {value_type} value: {_short(repr(arr[int(i)].as_py()), 60)}")
+        (int(i), f"not a valid {value_type} value: {_short(repr(text[int(i)].as_py()), 60)}")
         for i in np.flatnonzero(bad)
     ]
     return pc.cast(pc.if_else(pa.array(bad), pa.scalar(None, arr.type), arr), value_type), problems
+
+
+def _integral_float_text(arr: pa.Array) -> pa.Array:
+    """(N,) strings with every finite float text of a whole number rewritten as integer text (`55.0`,
+    `+5.5E1` -> `55`); the rest unchanged (so `55.5` still fails an integer cast).
+
+    Exact: a text is taken for a whole number only when Arrow's string -> decimal128(38, 0) cast reads
+    it without rounding, never on the strength of its float64 value, which would round
+    `9007199254740993.0` to an even neighbour and take `4503599627370497.5` for a whole number. The
+    float64 value only screens out, in one vectorised pass, what surely is not whole (a whole-number
+    text always parses to a whole float64), so the per-value search of `unparsable` runs on the rare
+    texts that pass the screen and still are not exact.
+    """
+    is_int = pc.match_substring_regex(arr, _INT_PATTERN, ignore_case=True)
+    is_number = pc.match_substring_regex(arr, _DECIMAL_PATTERN, ignore_case=True)
+    cand = np.asarray(pc.fill_null(pc.and_(is_number, pc.invert(is_int)), False), dtype=bool)
+    if not cand.any():
+        return arr
+    at = np.flatnonzero(cand)  # (M,) rows holding a float text
+    v = np.asarray(pc.cast(arr.filter(pa.array(cand)), pa.float64()), dtype=np.float64)  # (M,)
+    with np.errstate(invalid="ignore"):
+        at = at[np.isfinite(v) & (v == np.floor(v))]
+    if at.size == 0:
+        return arr
+    texts = arr.take(pa.array(at))  # (K,) float texts of whole float64 values
+    decimal = pa.decimal128(38, 0)
+    whole = ~unparsable(texts, decimal)  # (K,) exact whole numbers of at most 38 digits
+    if not whole.any():
+        return arr
+    digits = pc.cast(pc.cast(texts.filter(pa.array(whole)), decimal), arr.type)
+    mask = np.zeros(len(arr), dtype=bool)
+    mask[at[whole]] = True
+    return pc.replace_with_mask(arr, pa.array(mask), digits)
 
 
 # What Arrow's string casts accept, as regular expressions (case-insensitive): a pre-filter that
 # finds the bad values of a column in one vectorised pass. Arrow's cast stays the judge: values the
 # pattern lets through but the cast refuses (e.g. an int16 out of range) are found by bisection.
 _FLOAT_PATTERN = r"^[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?|nan|inf|infinity)$"
+_DECIMAL_PATTERN = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?$"  # a finite number: no nan, inf
 _INT_PATTERN = r"^(?:[+-]?\d+|0x[0-9a-f]+)$"
 _BOOL_PATTERN = r"^(?:true|false|1|0)$"
 
@@ -251,6 +313,33 @@ def cast_column(arr: pa.Array, to_type: pa.DataType, url: str, column: str) -> p
         ) from exc
 
 
+def cast_scalar_column(
+    arr: pa.Array | pa.ChunkedArray, to_type: pa.DataType, url: str, column: str
+) -> tuple[pa.Array, list[tuple[int, str]]]:
+    """A binary (FITS, VOTable, Parquet) scalar column (N,) cast to its Gaia type, and a list of (row
+    index, problem text) for the values that could not be.
+
+    A floating-point column feeding an integer field (what pandas writes for an int column holding a
+    NaN, e.g. the BP counts of a table with a source without BP) is read value by value, as integer
+    text is by `parse_scalar_strings`: a whole number that the target type holds is taken (exactly:
+    float64 holds every integer up to 2^53), NaN is the null of float columns (FITS, VOTable BINARY,
+    pandas) and stays null, and anything else (55.5, ±inf, out of range) is a problem of its row only.
+    Not for ids (`source_id_array`). Any other cast is all or nothing (`cast_column`).
+    """
+    arr = _chunk(arr)
+    if not (pa.types.is_floating(arr.type) and pa.types.is_integer(to_type)):
+        return cast_column(arr, to_type, url, column), []
+    v = np.asarray(pc.fill_null(pc.cast(arr, pa.float64()), np.nan), dtype=np.float64)  # (N,)
+    info = np.iinfo(to_type.to_pandas_dtype())
+    lo, hi = max(float(info.min), -(2.0**53)), min(float(info.max), 2.0**53)
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(v) & (v == np.floor(v)) & (v >= lo) & (v <= hi)
+    bad = ~ok & ~np.isnan(v)
+    problems = [(int(i), f"not a valid {to_type} value: {float(v[i])!r}") for i in np.flatnonzero(bad)]
+    out = pa.array(np.where(ok, v, 0).astype(info.dtype), type=to_type, mask=~ok)
+    return out, problems
+
+
 SOURCE_ID_RULE = (
     "Gaia ids (source_id, solution_id) must be integers (int64): float64 cannot hold ids above 2^53 "
     "exactly, so a floating-point id has lost its last digits (off by up to ±512 for Gaia source ids) "
@@ -293,6 +382,31 @@ def source_id_array(
             url, f"{text} is not an integer; {SOURCE_ID_RULE}", row=row0 + i + 1, column=column
         )
     raise GaiaFileError(url, f"{column} has type {arr.type}; {SOURCE_ID_RULE}", column=column)
+
+
+def id_strings(
+    arr: pa.Array | pa.ChunkedArray, url: str, column: str, row0: int = 0
+) -> tuple[pa.Array, list[tuple[int, str]]]:
+    """The text (N,) of an id column that may be null (`solution_id` of a text XP file) as int64.
+
+    By `SOURCE_ID_RULE`, a number written as a float (`4.545469030156206e+18`, `55.0`) is never
+    taken: it says the column went through float64 and lost its last digits, so it raises
+    GaiaFileError naming `url`, the row (`row0` is the 0-based data row of `arr`'s first value) and
+    `column`, as `source_id_array` does. Other unreadable text (`abc`) is a problem of its row only
+    (null value, listed as (row index, problem text)), like an unreadable value of any other column.
+    """
+    out, problems = parse_scalar_strings(arr, pa.int64(), integral_floats=False)
+    for i, _ in problems:
+        text = _chunk(arr)[i].as_py()
+        number = str(text).strip()
+        if re.fullmatch(_DECIMAL_PATTERN, number, re.I) and not re.fullmatch(_INT_PATTERN, number, re.I):
+            raise GaiaFileError(
+                url,
+                f"{_short(repr(text), 60)} is not an integer; {SOURCE_ID_RULE}",
+                row=row0 + i + 1,
+                column=column,
+            )
+    return out, problems
 
 
 def source_id_numpy(values: object, url: str, column: str = "source_id") -> np.ndarray:

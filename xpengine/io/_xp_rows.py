@@ -12,7 +12,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from xpengine.io._arrays import (
-    cast_column,
+    cast_scalar_column,
+    id_strings,
     parse_array_strings,
     parse_scalar_strings,
     source_id_array,
@@ -126,6 +127,34 @@ def _corrupt_values(
     return bad
 
 
+def _relevant_out_of_range(cols: dict[str, pa.Array], band: str) -> list[tuple[int, str]]:
+    """(row index, problem text) of the rows whose `X_n_relevant_bases` lies outside 0..n, n the band's
+    `X_n_parameters` (its coefficient count where that is null).
+
+    Such a count cannot be a number of relevant bases; left in, it would break the relevancy mask of
+    `build_tokens` for a whole batch (a negative count) or claim bases the band does not have. It is an
+    unreadable value of a field the band depends on (`_BAND_NEEDS`), reported the same way.
+    """
+    nrel = cols.get(f"{band}_n_relevant_bases")
+    if nrel is None or nrel.null_count == len(nrel):
+        return []
+    counts = np.asarray(pc.fill_null(pc.cast(nrel, pa.int64()), 0), dtype=np.int64)  # (N,)
+    limit = np.full(len(nrel), -1, dtype=np.int64)  # (N,) -1 = no limit known
+    coef = cols.get(f"{band}_coefficients")
+    if coef is not None:
+        limit = np.asarray(pc.fill_null(pc.list_value_length(coef), -1), dtype=np.int64)
+    npar = cols.get(f"{band}_n_parameters")
+    if npar is not None:
+        declared = np.asarray(pc.fill_null(pc.cast(npar, pa.int64()), -1), dtype=np.int64)
+        limit = np.where(declared >= 0, declared, limit)
+    wrong = (counts < 0) | ((limit >= 0) & (counts > limit))
+    out = []
+    for i in np.flatnonzero(wrong):
+        bound = f"0..{int(limit[i])}" if limit[i] >= 0 else "0 or more"
+        out.append((int(i), f"{int(counts[i])} is out of range (expected {bound} relevant bases)"))
+    return out
+
+
 def normalise_batch(
     raw: pa.RecordBatch, row0: int, url: str, out_cols: list[str], schema: pa.Schema
 ) -> pa.RecordBatch:
@@ -137,11 +166,10 @@ def normalise_batch(
     unreadable: dict[str, np.ndarray] = {}  # column -> (N,) bool, rows whose value could not be read
 
     def report(name: str, bad: list[tuple[int, str]]) -> None:
-        mask = np.zeros(n, dtype=bool)
+        mask = unreadable.setdefault(name, np.zeros(n, dtype=bool))
         for i, msg in bad:
             problems.setdefault(i, []).append(f"{name}: {msg}")
             mask[i] = True
-        unreadable[name] = mask
 
     for name in names:
         spec = XP_BY_NAME[name]
@@ -161,14 +189,21 @@ def normalise_batch(
                         f"array column has type {arr.type}, expected a list of numbers: {exc}",
                         column=name,
                     ) from exc
-        elif name == "source_id":  # integers only: a float64 id has lost its last digits
+        elif name == "source_id" or (name == "solution_id" and not text):
+            # integers only: a float64 id has lost its last digits (SOURCE_ID_RULE)
             arr = source_id_array(arr, url, name, row0)
+        elif name == "solution_id":  # float text refused as above; `abc` costs the value only
+            arr, bad = id_strings(arr, url, name, row0)
+            report(name, bad)
         elif text:
             arr, bad = parse_scalar_strings(arr, spec.type)
             report(name, bad)
         elif arr.type != spec.type:
-            arr = cast_column(arr, spec.type, url, name)
+            arr, bad = cast_scalar_column(arr, spec.type, url, name)
+            report(name, bad)
         cols[name] = arr
+    for band in BANDS:
+        report(f"{band}_n_relevant_bases", _relevant_out_of_range(cols, band))
 
     sid = cols["source_id"]
     if sid.null_count:

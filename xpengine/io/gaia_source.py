@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from xpengine.io._arrays import cast_column, parse_scalar_strings, source_id_array
+from xpengine.io._arrays import cast_scalar_column, parse_scalar_strings, source_id_array
 from xpengine.io.errors import GaiaFileError
 from xpengine.io.formats import open_table_reader
 from xpengine.io.schema import (
@@ -116,7 +116,9 @@ def iter_gaia_source(
                 elif n == "source_id":  # integers only: a float64 id has lost its last digits
                     arr = source_id_array(arr, url, n, row0)
                 elif spec is not None and arr.type != spec.type:
-                    arr = cast_column(arr, spec.type, url, n)
+                    arr, bad = cast_scalar_column(arr, spec.type, url, n)
+                    for i, msg in bad:
+                        problems.setdefault(i, []).append(f"{n}: {msg}")
                 if pa.types.is_floating(arr.type) and arr.null_count < len(arr):
                     # archive ECSV writes `nan`, VOTable/bulk files null: one missing-value marker.
                     nan = pc.fill_null(pc.is_nan(arr), False)

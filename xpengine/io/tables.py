@@ -43,7 +43,9 @@ def read_table(
     A `source_id` column must hold integers (or integer text): a floating-point one (e.g. ids written
     as `5.853498713190526e+18`) raises `GaiaFileError`, as float64 cannot hold Gaia ids exactly.
     Units, descriptions and UCDs declared by the file are kept as Arrow field metadata (`unit`,
-    `description`, `ucd`). Missing `columns` (or `array_columns`) raise `GaiaFileError` naming them.
+    `description`, `ucd`); the schema metadata `xpengine.source` (`META_SOURCE`) names the file, so that
+    `join_sources` errors about the table (duplicated or null source_id) name it too. Missing `columns`
+    (or `array_columns`) raise `GaiaFileError` naming them.
     """
     reader = open_table_reader(source, storage_options)
     names = list(reader.columns) if columns is None else list(columns)
@@ -67,7 +69,9 @@ def read_table(
     for field in table.schema:
         meta = reader.field_metadata(field.name)
         fields.append(field.with_metadata(meta) if meta else field)
-    return table.cast(pa.schema(fields, metadata=table.schema.metadata))
+    # the file, as the XP and gaia_source readers record theirs: join errors then name it
+    schema_meta = {**(table.schema.metadata or {}), META_SOURCE: reader.src.url.encode()}
+    return table.cast(pa.schema(fields, metadata=schema_meta))
 
 
 def _parse_array_column(table: pa.Table, name: str, url: str) -> pa.Table:
@@ -85,14 +89,20 @@ def _parse_array_column(table: pa.Table, name: str, url: str) -> pa.Table:
     return table.set_column(i, pa.field(name, parsed.type), parsed)
 
 
+def _table_name(table: pa.Table, what: str) -> str:
+    """`what` ("2MASS"), with the table's file when its schema metadata records it (`META_SOURCE`)."""
+    meta = table.schema.metadata or {}
+    if META_SOURCE in meta:
+        return f"{what} table {meta[META_SOURCE].decode(errors='replace')}"
+    return what
+
+
 def _source_ids(table: pa.Table, what: str) -> np.ndarray:
     """(N,) int64 source_id of a table to join; GaiaFileError (naming the table and, when its schema
     metadata says, its file) for nulls or ids that are not integers (float64 ids: `SOURCE_ID_RULE`)."""
     if "source_id" not in table.column_names:
         raise ValueError(f"{what} table has no source_id column; columns: {table.column_names}")
-    meta = table.schema.metadata or {}
-    if META_SOURCE in meta:
-        what = f"{what} table {meta[META_SOURCE].decode(errors='replace')}"
+    what = _table_name(table, what)
     col = source_id_array(table.column("source_id"), what)
     if col.null_count:
         raise GaiaFileError(what, "source_id has null values", column="source_id")
@@ -108,7 +118,7 @@ def _left_indices(left_ids: np.ndarray, right: pa.Table, what: str) -> pa.Array:
     if dup.size:
         ids = np.unique(srt[dup])
         raise GaiaFileError(
-            what,
+            _table_name(right, what),
             f"{ids.size} duplicated source_id(s) in the table to join, e.g. source_id {int(ids[0])}; "
             "each source must appear at most once",
             column="source_id",

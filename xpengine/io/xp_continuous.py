@@ -13,7 +13,10 @@ coefficient errors hold a NaN, ±inf, negative error or a value beyond `MAX_ABS_
 that band becomes null and `read_problem` says what went wrong, in which column and data row (the file
 is named in the warning logged once per file). A value of another column that cannot be read (e.g.
 `bp_chi_squared` = `abc`) becomes null and is reported the same way, the band untouched, unless the
-band depends on it (`X_n_parameters`, `X_n_relevant_bases`: the band becomes null).
+band depends on it (`X_n_parameters`, `X_n_relevant_bases`: the band becomes null); so does an
+`X_n_relevant_bases` outside 0..`X_n_parameters`. Integer columns written as floats (`55.0`, as pandas
+writes an int column holding a NaN) are read when the value is a whole number. The ids are not:
+`source_id` and `solution_id` written as floats have lost digits and fail the file (`SOURCE_ID_RULE`).
 
 Coefficient counts: every yielded batch (and `read_xp_continuous`'s table) carries schema metadata
 `xpengine.source` (the file) and `xpengine.n_coefficients` (JSON, e.g. `{"bp": [55], "rp": [55]}`: the

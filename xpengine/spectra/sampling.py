@@ -9,7 +9,8 @@ A&A 674, A3, §3; De Angeli et al. 2023, A&A 674, A2; GaiaXPy documentation):
     f   = w_BP * f_BP + w_RP * f_RP       (w_X: merge weights, 343; w_BP + w_RP = 1)
 
 so that flux = [c_BP, c_RP] @ A with the combined matrix A = [w_BP·D_BP ; w_RP·D_RP] (n_BP+n_RP × 343).
-Truncation (GaiaXPy `truncation=True`) keeps only the first `X_n_relevant_bases` coefficients.
+Truncation (GaiaXPy `truncation=True`) keeps only the first `X_n_relevant_bases` coefficients; like
+GaiaXPy, a count of 0 truncates nothing.
 
 The matrices come from GaiaXPy (`gaiaxpy.core.config.load_xpsampling_from_xml` and
 `load_xpmerge_from_xml`; BP model v375wi, RP model v142r), or, on machines without GaiaXPy, from the
@@ -226,7 +227,13 @@ def _as_batch(x: np.ndarray | None, n: int, name: str, n_rows: int | None = None
 
 
 def _truncation_mask(truncate: int | np.ndarray | None, n_rows: int, n: int, name: str) -> np.ndarray | None:
-    """(N, n) bool, True for the coefficients kept (index < truncate); None = keep all."""
+    """(N, n) bool, True for the coefficients kept (index < truncate); None = keep all.
+
+    As GaiaXPy (`AbsoluteSampledSpectrum`: a band is truncated only when its count is > 0), a count of
+    0 truncates nothing: the band's flux is computed from all its coefficients, not set to zero. So is
+    an unknown count (NaN). This is the flux utility's rule only: the model's tokens keep their own
+    (`xpengine.features.relevancy`: a count of 0 masks the band, flagged FEW_RELEVANT_BASES).
+    """
     if truncate is None:
         return None
     t = np.asarray(truncate)
@@ -235,8 +242,9 @@ def _truncation_mask(truncate: int | np.ndarray | None, n_rows: int, n: int, nam
     if t.shape != (n_rows,):
         raise ValueError(f"{name} has shape {t.shape}, expected a scalar or ({n_rows},)")
     t = t.astype(np.float64)
-    # NaN (unknown relevancy, e.g. missing band) keeps everything: the band is then judged by its values
-    t = np.where(np.isfinite(t), t, n)
+    # NaN (unknown relevancy, e.g. missing band) and 0 (GaiaXPy: no truncation) keep everything; the
+    # band is then judged by its values
+    t = np.where(np.isfinite(t) & (t != 0), t, n)
     if np.any(t < 0):
         raise ValueError(f"{name} holds negative values (min {t.min()}); expected 0..{n}")
     return np.arange(n)[None, :] < t[:, None]
@@ -299,7 +307,9 @@ def coefficients_to_flux(
 
     bp: (N, n_bp), rp: (N, n_rp) coefficients [e- s^-1] (a 1-D vector is one source; None = band missing
     for all). truncate_bp / truncate_rp: None (all coefficients, as the archive sampled spectra), an int,
-    or (N,) ints (`X_n_relevant_bases`): only the first n coefficients are used, the rest may be NaN.
+    or (N,) ints (`X_n_relevant_bases`): only the first n coefficients are used, the rest may be NaN;
+    as in GaiaXPy `calibrate(truncation=True)`, a count of 0 (or NaN) means no truncation (all
+    coefficients used), not a zero flux.
     Returns (N, n_wl) float64 from ONE matrix product [c_bp, c_rp] @ A.
 
     Missing band (any used coefficient non-finite, e.g. the DR3 source without BP): as GaiaXPy does

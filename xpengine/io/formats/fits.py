@@ -6,6 +6,7 @@ The table HDU's header keywords are the reader's `table_meta`."""
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -36,10 +37,23 @@ def open_reader(src: Source) -> InMemoryReader:
     except (OSError, ValueError) as exc:
         raise GaiaFileError(src.url, f"cannot read FITS: {exc}") from exc
     with hdul:
-        hdu = next((h for h in hdul if isinstance(h, fits.BinTableHDU | fits.TableHDU)), None)
+        try:
+            hdu = next((h for h in hdul if isinstance(h, fits.BinTableHDU | fits.TableHDU)), None)
+        except (OSError, ValueError, TypeError, IndexError) as exc:
+            raise GaiaFileError(
+                src.url, f"cannot read FITS headers (truncated or corrupt file?): {exc}"
+            ) from exc
         if hdu is None:
             raise GaiaFileError(src.url, "FITS file holds no table extension")
-        data = hdu.data
+        # astropy reads the table data lazily: a file cut short (an interrupted download) fails only
+        # here, with whatever astropy raises (TypeError "buffer is too small ..." for a short data
+        # block); it must name the file like every other truncated input.
+        try:
+            data = hdu.data
+        except (OSError, ValueError, TypeError, IndexError) as exc:
+            raise GaiaFileError(
+                src.url, f"cannot read the FITS table data (truncated or corrupt file?): {exc}"
+            ) from exc
         arrays: list[pa.Array] = []
         names: list[str] = []
         meta: dict[str, dict[str, str]] = {}
@@ -48,30 +62,38 @@ def open_reader(src: Source) -> InMemoryReader:
             names.append(col.name)
             m = {"unit": col.unit, "description": header.get(f"TCOMM{k}"), "ucd": header.get(f"TUCD{k}")}
             meta[col.name] = {key: str(v).strip() for key, v in m.items() if v}
-            values = data.field(col.name) if data is not None else np.zeros(0)
-            fmt = str(col.format)
-            if fmt.startswith(("P", "Q")):
-                code = fmt.lstrip("PQ")[:1]
-                vtype = {"D": pa.float64(), "E": pa.float32(), "K": pa.int64(), "J": pa.int32()}.get(
-                    code, pa.float64()
-                )
-                arrays.append(lists_from_objects(list(values), vtype))
-                continue
-            values = np.asarray(values)
-            if values.ndim == 2 and values.dtype.kind in "fiu":
-                # fixed-length array column (`343D`, e.g. GaiaXPy's FITS output): one list per row
-                flat = pa.array(_native(values).ravel())
-                arrays.append(
-                    pc.cast(pa.FixedSizeListArray.from_arrays(flat, values.shape[1]), pa.list_(flat.type))
-                )
-                continue
-            if values.dtype.kind in "SU":
-                arrays.append(pa.array(values.astype(str)))
-                continue
-            values = _native(values)
-            mask = None
-            if values.dtype.kind in "iu" and col.null is not None:
-                mask = values == int(col.null)
-            arrays.append(pa.array(values, mask=mask))
+            try:
+                arrays.append(_column(col, data))
+            except (OSError, ValueError, TypeError, IndexError, pa.ArrowException) as exc:
+                raise GaiaFileError(
+                    src.url,
+                    f"cannot read FITS column (format {col.format}; truncated or corrupt file?): {exc}",
+                    column=col.name,
+                ) from exc
         table_meta = {k: v for k, v in header.items() if k and k not in ("COMMENT", "HISTORY")}
     return InMemoryReader(src, NAME, pa.table(arrays, names=names), meta, table_meta)
+
+
+def _column(col: Any, data: Any) -> pa.Array:
+    """One FITS table column as an Arrow array: variable-length (`PD(55)`) and fixed-length (`343D`)
+    arrays as lists, integer nulls (`TNULLn`) as nulls, text as strings."""
+    values = data.field(col.name) if data is not None else np.zeros(0)
+    fmt = str(col.format)
+    if fmt.startswith(("P", "Q")):
+        code = fmt.lstrip("PQ")[:1]
+        vtype = {"D": pa.float64(), "E": pa.float32(), "K": pa.int64(), "J": pa.int32()}.get(
+            code, pa.float64()
+        )
+        return lists_from_objects(list(values), vtype)
+    values = np.asarray(values)
+    if values.ndim == 2 and values.dtype.kind in "fiu":
+        # fixed-length array column (`343D`, e.g. GaiaXPy's FITS output): one list per row
+        flat = pa.array(_native(values).ravel())
+        return pc.cast(pa.FixedSizeListArray.from_arrays(flat, values.shape[1]), pa.list_(flat.type))
+    if values.dtype.kind in "SU":
+        return pa.array(values.astype(str))
+    values = _native(values)
+    mask = None
+    if values.dtype.kind in "iu" and col.null is not None:
+        mask = values == int(col.null)
+    return pa.array(values, mask=mask)

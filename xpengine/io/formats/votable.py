@@ -1,11 +1,14 @@
-"""IVOA VOTable (TABLEDATA, BINARY or BINARY2 serialisation), arrays declared `arraysize="*"`; null
-integers and empty arrays mark missing values. The table's (and its resource's) PARAMs are the reader's
-`table_meta`."""
+"""IVOA VOTable (TABLEDATA, BINARY or BINARY2 serialisation). Arrays are declared `arraysize="*"` (the
+Gaia archive) or with a fixed size (`55`, `343`: astropy and GaiaXPy); null integers, empty arrays and
+null arrays (`<TD/>`, BINARY2 null flags) mark missing values. `char` and `unicodeChar` fields (astropy
+writes str columns as the latter) are strings. The table's (and its resource's) PARAMs are the reader's
+`table_meta`. A column that cannot be converted is a GaiaFileError naming the file and the column."""
 
 from __future__ import annotations
 
 import io
 import warnings
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -16,6 +19,9 @@ from xpengine.io.errors import GaiaFileError
 from xpengine.io.formats._table import InMemoryReader
 
 NAME = "votable"
+
+_TEXT_TYPES = ("char", "unicodeChar")
+"""VOTable string datatypes: one string per cell (the arraysize is the string's length)."""
 
 _VALUE_TYPES = {
     "double": pa.float64(),
@@ -51,23 +57,76 @@ def open_reader(src: Source) -> InMemoryReader:
         names.append(name)
         m = {"unit": str(f.unit) if f.unit is not None else None, "description": f.description, "ucd": f.ucd}
         meta[name] = {k: str(v) for k, v in m.items() if v}
-        col = arr[name]
-        is_array = f.arraysize is not None and f.datatype != "char"
-        if is_array:
-            vtype = _VALUE_TYPES.get(f.datatype, pa.float64())
-            items = list(np.ma.getdata(col))
-            arrays.append(lists_from_objects(items, vtype))
-            continue
-        data = np.ma.getdata(col)
-        mask = np.ma.getmaskarray(col)
-        if data.dtype == object or data.dtype.kind in "SU":
-            vals = [
-                None if m else (v.decode() if isinstance(v, bytes) else str(v))
-                for v, m in zip(data, mask, strict=True)
-            ]
-            arrays.append(pa.array(vals, type=pa.string()))
-            continue
-        arrays.append(pa.array(np.asarray(data), mask=mask if mask.any() else None))
+        try:
+            arrays.append(_column(f, arr[name]))
+        except (ValueError, TypeError, OverflowError, pa.ArrowException) as exc:
+            raise GaiaFileError(
+                src.url,
+                f"cannot read VOTable column (datatype {f.datatype!r}, arraysize {f.arraysize!r}): {exc}",
+                column=name,
+            ) from exc
     table_meta = {p.name: p.value for res in vot.resources for p in res.params}
     table_meta.update({p.name: p.value for p in table.params})
     return InMemoryReader(src, NAME, pa.table(arrays, names=names), meta, table_meta)
+
+
+def _column(f: Any, col: np.ndarray) -> pa.Array:
+    """One VOTable FIELD's values (as astropy parsed them) as an Arrow array: strings (`char` and
+    `unicodeChar`, whatever their arraysize), numeric arrays as lists, scalars as themselves."""
+    if f.datatype in _TEXT_TYPES:
+        data = np.ma.getdata(col)
+        mask = np.ma.getmaskarray(col)
+        if data.ndim > 1:  # an array of strings: keep its text, never take it for numbers
+            data = np.array([str(list(v)) for v in data], dtype=object)
+            mask = mask.reshape(len(mask), -1).all(axis=1)
+        vals = [
+            None if m else (v.decode() if isinstance(v, bytes) else str(v))
+            for v, m in zip(data, mask, strict=True)
+        ]
+        return pa.array(vals, type=pa.string())
+    if f.arraysize is not None:
+        vtype = _VALUE_TYPES.get(f.datatype, pa.float64())
+        data = np.ma.getdata(col)
+        if data.dtype != object:  # fixed arraysize (`55`, `343`): (N, k) with a per-element mask
+            return _fixed_lists(data, np.ma.getmaskarray(col), vtype)
+        # variable arraysize (`*`): one (possibly masked) array per row; a masked row is null
+        row_null = np.ma.getmaskarray(col)
+        return lists_from_objects([None if m else v for v, m in zip(data, row_null, strict=True)], vtype)
+    data = np.ma.getdata(col)
+    mask = np.ma.getmaskarray(col)
+    if data.dtype == object or data.dtype.kind in "SU":
+        vals = [
+            None if m else (v.decode() if isinstance(v, bytes) else str(v))
+            for v, m in zip(data, mask, strict=True)
+        ]
+        return pa.array(vals, type=pa.string())
+    return pa.array(np.asarray(data), mask=mask if mask.any() else None)
+
+
+def _fixed_lists(data: np.ndarray, mask: np.ndarray, value_type: pa.DataType) -> pa.ListArray:
+    """(N, k...) values of a fixed-arraysize column and their (N, k...) null mask -> N lists.
+
+    A row whose every element is null (TABLEDATA `<TD/>`, a BINARY2 null flag: e.g. a missing BP
+    band, a null sampled spectrum) is a missing array (null), never its fill values (0): taking those
+    for data would make a missing band look like a real, zero-valued one. A null element of a row
+    that has values is NaN (float arrays) or a null element (integer arrays).
+    """
+    n = data.shape[0]
+    values = np.asarray(data).reshape(n, -1)  # (N, k)
+    null = np.asarray(mask, dtype=bool).reshape(n, -1)  # (N, k)
+    width = values.shape[1]
+    missing = null.all(axis=1) if width else np.ones(n, dtype=bool)  # (N,)
+    keep = values[~missing]  # (M, k)
+    keep_null = null[~missing]
+    np_type = value_type.to_pandas_dtype()
+    element_mask = None
+    if keep_null.any():
+        if pa.types.is_floating(value_type):
+            keep = np.where(keep_null, np.nan, keep)
+        else:
+            element_mask = keep_null.ravel()
+    flat = pa.array(np.asarray(keep, dtype=np_type).ravel(), type=value_type, mask=element_mask)
+    lengths = np.where(missing, 0, width)
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.ListArray.from_arrays(pa.array(offsets), flat, mask=pa.array(missing))
