@@ -92,3 +92,25 @@ def test_a_requested_input_is_not_echoed(gaia_xp) -> None:
     np.testing.assert_allclose(b["ebv"][ok], a["ebv"][ok], rtol=1e-5)
     np.testing.assert_allclose(b["ebv_error"][ok], a["ebv_error"][ok], rtol=1e-5)
     assert not np.allclose(b["teff"][ok], a["teff"][ok])  # Teff does read the given E(B−V)
+
+
+def test_astropy_tables_from_fits_are_read(gaia_xp) -> None:
+    """An astropy Table read from a FITS file has big-endian columns (Arrow refuses them as they are) and
+    may mask integer columns: from_xp reads it as the same star, a masked count as a missing one."""
+    import warnings
+
+    from astropy.table import Table
+
+    fits = Path(__file__).parent / "data" / "gaia_xp" / "XP_CONTINUOUS-Gaia_DR3_5937083312263887616.fits"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = Table.read(fits)
+    assert not table["source_id"].dtype.isnative
+    ours = gaia_xp.from_xp(io.read_xp_continuous(fits))
+    theirs = gaia_xp.from_xp(table)
+    assert int(theirs["source_id"][0]) == 5937083312263887616
+    for lab in ("teff", "logg", "m_h", "mass"):
+        assert theirs[lab][0] == pytest.approx(ours[lab][0], rel=1e-6), lab
+    masked = Table(table, masked=True)
+    masked["bp_n_relevant_bases"].mask = [True]
+    assert has_flag(int(gaia_xp.from_xp(masked)["flags"][0]), SourceFlag.NO_RELEVANCY)

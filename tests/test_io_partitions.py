@@ -104,3 +104,37 @@ def test_duplicate_partition_rejected(bulk_dir):
     (bulk_dir / "XpContinuousMeanSpectrum_000000-003111.parquet").write_bytes(b"p")
     with pytest.raises(ValueError, match="two XpContinuousMeanSpectrum files for partition 000000-003111"):
         discover_partitions(bulk_dir)
+
+
+def test_single_files_differing_after_the_first_dot_are_separate_partitions(tmp_path):
+    """`stars.2023.csv` and `stars.2024.csv` were both the partition `stars`, so a rerun of one with
+    --overwrite replaced the other's rows: a single file's name loses only `.gz` and its last suffix."""
+    from xpengine.io.partitions import single_file_name
+
+    names = {
+        "stars.2023.csv": "stars.2023",
+        "stars.2024.csv.gz": "stars.2024",
+        "XP_CONTINUOUS-Gaia_DR3_5937083312263887616.fits": "XP_CONTINUOUS-Gaia_DR3_5937083312263887616",
+        "18Sco-XP-spectra.csv": "18Sco-XP-spectra",
+        "plain": "plain",
+    }
+    for base, name in names.items():
+        assert single_file_name(base) == name, base
+        (tmp_path / base).write_bytes(b"x")
+        assert [p.name for p in discover_partitions(tmp_path / base)] == [name]
+
+
+def test_files_that_look_like_xp_but_are_not_bulk_partitions_are_reported(bulk_dir, caplog):
+    """An archive download or a misnamed bulk file in a directory of partitions is not read: the log says
+    so, naming them, instead of leaving them out in silence."""
+    for stray in (
+        "XP_CONTINUOUS-Gaia_DR3_5937083312263887616.csv",
+        "XpContinuousMeanSpectrum_700000-70311.csv.gz",
+    ):
+        (bulk_dir / stray).write_bytes(b"x")
+    (bulk_dir / "README.txt").write_bytes(b"x")
+    with caplog.at_level(logging.WARNING, logger="xpengine.io.partitions"):
+        parts = discover_partitions(bulk_dir)
+    assert [p.name for p in parts] == ["000000-003111", "003112-005263"]
+    assert "2 file(s)" in caplog.text and "XpContinuousMeanSpectrum_700000-70311.csv.gz" in caplog.text
+    assert "XP_CONTINUOUS-Gaia_DR3_5937083312263887616.csv" in caplog.text and "README" not in caplog.text

@@ -79,9 +79,15 @@ def _as_arrow(obj: Any):
     cols = {}
     for name in names:
         col = get(name)
-        if hasattr(col, "filled") and np.ma.isMaskedArray(col) and np.asarray(col).dtype.kind == "f":
-            col = col.filled(np.nan)
+        mask = None
+        if np.ma.isMaskedArray(col):  # astropy masked columns: NaN for floats, nulls for the rest
+            if np.asarray(col).dtype.kind == "f":
+                col = col.filled(np.nan)
+            elif np.ma.getmaskarray(col).ndim == 1 and np.ma.getmaskarray(col).any():
+                mask = np.ma.getmaskarray(col)
         values = col.to_numpy() if hasattr(col, "to_numpy") else np.asarray(col)
+        if values.dtype.kind in "iufb" and not values.dtype.isnative:  # FITS is big-endian; Arrow is not
+            values = values.astype(values.dtype.newbyteorder("="))
         first = next((v for v in values if v is not None), None) if values.dtype == object else None
         if values.ndim == 2 or (values.dtype == object and first is not None and not isinstance(first, str)):
             # array cells (flattened: correlation matrices are stored flat, as in the archive)
@@ -89,5 +95,5 @@ def _as_arrow(obj: Any):
                 [None if v is None else np.asarray(v, dtype=np.float64).ravel() for v in values]
             )
         else:
-            cols[name] = pa.array(values)
+            cols[name] = pa.array(values, mask=mask)
     return pa.table(cols)

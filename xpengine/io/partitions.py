@@ -127,6 +127,15 @@ SIDECAR_SUFFIXES = (
 downloads (curl/wget/browsers/aria2)."""
 
 
+def single_file_name(base: str) -> str:
+    """The partition name of a single file: its name without `.gz` and its last suffix (`.csv`, `.fits`,
+    ...), and only those: `stars.2023.csv` and `stars.2024.csv` are two partitions, `stars.2023` and
+    `stars.2024`, not one `stars` whose rerun with --overwrite would replace the other's rows."""
+    name = base[:-3] if base.lower().endswith(".gz") else base
+    stem, dot, _ = name.rpartition(".")
+    return stem if dot and stem else name
+
+
 def _is_sidecar(name: str) -> bool:
     """A checksum, signature, partial-download, hidden or `_MD5SUM.txt`-like file, not data."""
     low = name.lower()
@@ -199,7 +208,7 @@ def discover_partitions(
                 gaia_url = gaia_files[0]
         base = os.path.basename(url.rstrip("/"))
         m = _MODEL_INPUTS_RE.match(base)
-        name = m.group(1) if m else base.split(".")[0]
+        name = m.group(1) if m else single_file_name(base)
         return [Partition(name, url, gaia_url, None, None)]
     if gaia_source is not None:
         gaia_idx = _index(_list_files(gaia_source, storage_options), _GAIA_RE, "GaiaSource")
@@ -219,6 +228,20 @@ def discover_partitions(
         m = _MODEL_INPUTS_RE.match(base)
         if m and not _XP_RE.match(base):
             parts.append(Partition(m.group(1), url, None, None, None))
+    strays = [
+        u
+        for u in xp_files
+        if os.path.basename(u.rstrip("/")).lower().startswith("xp")
+        and not _XP_RE.match(os.path.basename(u.rstrip("/")))
+    ]
+    if strays:  # an archive download or a misnamed bulk file among the partitions: say it is not read
+        logger.warning(
+            "%d file(s) in %s look like XP data but are not named XpContinuousMeanSpectrum_AAAAAA-BBBBBB.* "
+            "(six-digit HEALPix range), so they are not read; give each as an input of its own: %s",
+            len(strays),
+            os.fspath(xp_source),
+            ", ".join(os.path.basename(u) for u in strays[:10]) + (" ..." if len(strays) > 10 else ""),
+        )
     if unpaired:
         logger.warning(
             "%d XP partition(s) have no GaiaSource file (kept with gaia_url=None): %s",

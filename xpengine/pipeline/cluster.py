@@ -84,6 +84,32 @@ def model_architecture(model: str) -> str:
         return "custom"
 
 
+def _leave_a_reader(actors: int, cpus: float, read_cpus: float, total_cpus: float) -> float:
+    """CPUs per GPU actor that leave room for one read task: GPU actors holding every CPU of the cluster
+    would wait for ever for reads that cannot be scheduled (e.g. configs/infer/gpu.yaml's 2 CPUs per
+    actor on a 2-CPU machine, or 4 GPUs beside 8 vCPUs). Lowered, with a warning, when they would;
+    a cluster without room even for that is refused."""
+    room = total_cpus - read_cpus
+    if actors * cpus <= room + 1e-9:
+        return cpus
+    if room <= 0:
+        raise ValueError(
+            f"the cluster has {total_cpus:g} CPU(s), not more than one read task's {read_cpus:g}: no room for "
+            f"{actors} GPU actor(s) beside the reads; lower read_cpus or give the cluster more CPUs"
+        )
+    lowered = room / actors
+    log.warning(
+        "%d GPU actor(s) x %g CPU(s) would take every one of the cluster's %g CPUs and leave none for the "
+        "read tasks (%g each): %.2f CPU(s) per actor instead",
+        actors,
+        cpus,
+        total_cpus,
+        read_cpus,
+        lowered,
+    )
+    return lowered
+
+
 def plan_pool(
     resources: Resources, architecture: str | Callable[[], str] = "custom", partitions: int | None = None
 ) -> PoolPlan:
@@ -126,6 +152,8 @@ def plan_pool(
             torch_threads=resources.torch_threads,
             table_threads=table_threads,
         )
+    if gpus > 0:
+        cpus = _leave_a_reader(actors, cpus, resources.read_cpus, total_cpus)
     if partitions is not None and actors > max(1, partitions):
         log.info(
             "%d partition(s) to do: %d predictor actor(s) instead of %d",
