@@ -98,7 +98,9 @@ FLAG_KEYS = ("giant_logg_max", "giant_teff_range", "giant_abs_g_max", "max_relat
 
 @dataclass(init=False)
 class InferenceConfig:
-    """Everything the inference job needs. Paths may be local or URLs (file://, memory://, s3://...).
+    """Everything the inference job needs. Paths may be local or URLs (file://, s3://, gs://, ...; a
+    memory:// file system belongs to one process, so it serves the output but not the inputs, which the
+    Ray workers read).
 
     input: directory, glob or URL of `XpContinuousMeanSpectrum_*` partitions (or single files); several
         may be given. None = the embedded default (bundled simulated sky + real Gaia DR3 samples).
