@@ -11,7 +11,10 @@ or a timing, and there are no marker rows.
 What the driver needs besides the rows arrives as small events on a separate stream, the `Ledger` (a
 Ray actor in the job; any object with a `report` method, or None, outside Ray):
 
-    {"event": "read", "index": i, "rows": n, "read_s": s, "started_at": t}    partition i read: n rows in all
+    {"event": "read", "index": i, "rows": n, "read_s": s, "started_at": t, "inputs": {"xp_file": {"size": ...,
+     "modified": ...}, "gaia_source_file": {...} or None}}    partition i read: n rows in all; `inputs`: its
+        files' size and mtime as the read found them when it opened them (`plan._file_fingerprint`), which
+        the driver compares with the files when it writes the partition (a file replaced meanwhile fails it)
     {"event": "failed", "index": i, "error": msg, "read_s": s, "started_at": t}   partition i could not be read
     {"event": "predicted", "rows": n, "predict_s": s, "model_s": s, "batch_size": b}   one predictor call
         (an actor's first call adds "first_call_at": t, "pid": its process)
@@ -35,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PARTITION_KEY", "Ledger", "PartitionBook", "process_started_at", "report"]
+__all__ = ["PARTITION_KEY", "Ledger", "PartitionBook", "input_fingerprints", "process_started_at", "report"]
 
 PARTITION_KEY = "partition_index"
 """The rows' block key: the partition's index in the driver's plan (int32)."""
@@ -82,6 +85,14 @@ def report(ledger: Any, event: dict[str, Any], *, required: bool = True) -> None
         log.warning("event %r not recorded (%s: %s)", event.get("event"), type(exc).__name__, exc)
 
 
+def input_fingerprints(xp: str, gaia: str | None) -> dict[str, Any]:
+    """A "read" event's `inputs`: the size and mtime of a partition's XP and gaia_source files as the
+    manifest records them (`plan._file_fingerprint`), taken by the read stage as it opens them."""
+    from xpengine.pipeline.plan import _file_fingerprint  # plan imports the stages, which import this
+
+    return {"xp_file": _file_fingerprint(xp), "gaia_source_file": _file_fingerprint(gaia)}
+
+
 def process_started_at() -> float | None:
     """When this process started (wall clock), for the start-up breakdown; None if unknown.
 
@@ -115,6 +126,7 @@ class _Partition:
     expected: int | None = None
     started: float | None = None
     failed: str | None = None
+    inputs: dict[str, Any] | None = None  # the read's input fingerprints (its "read" event)
 
 
 class PartitionBook:
@@ -167,6 +179,7 @@ class PartitionBook:
             if kind == "read":
                 p = self.partitions[ev["index"]]
                 p.expected = int(ev["rows"])
+                p.inputs = ev.get("inputs")
                 self.stage_s["read"] += float(ev.get("read_s", 0.0))
             elif kind == "failed":
                 index = ev["index"]
@@ -200,6 +213,10 @@ class PartitionBook:
                 self.buffered -= p.received
                 parts, p.parts = p.parts, []
                 yield index, parts, self.clock() - (p.started or self.clock())
+
+    def read_inputs(self, index: int) -> dict[str, Any] | None:
+        """The size and mtime of partition `index`'s files when its read opened them (None: not reported)."""
+        return self.partitions[index].inputs
 
     def failed(self) -> Iterator[tuple[int, str, int]]:
         """(index, error, rows received) of each partition newly failed."""

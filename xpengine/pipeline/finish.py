@@ -1,12 +1,12 @@
 """Finishing a partition on the driver: its rows sorted by source_id, those outside the partition's
 HEALPix range flagged, duplicated source_ids set aside in `_rejected/`, the file and its manifest
-record written atomically; a failed partition's record; and, once all are written, the sources that
-repeat across partitions (`resolve_cross_partition_duplicates`)."""
+record written atomically (or the partition failed, when an input changed after it was read); a failed
+partition's record. The sources that repeat across partitions, resolved once all are written, are
+`xpengine.pipeline.duplicates`'s (`resolve_cross_partition_duplicates`, re-exported here)."""
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from typing import Any
 
 import numpy as np
@@ -15,14 +15,18 @@ import pyarrow as pa
 from xpengine.catalog.schema import catalog_schema
 from xpengine.features.flags import SourceFlag
 from xpengine.io.partitions import md5_of
+from xpengine.pipeline.duplicates import (  # noqa: F401  (callers import them from here too)
+    OTHER_PARTITION_REASON,
+    _rejected_table,
+    remove_partition_files,
+    resolve_cross_partition_duplicates,
+)
 from xpengine.pipeline.plan import _input_fingerprints
-from xpengine.pipeline.writer import CatalogWriter, OutputLockedError, PartitionRecord
+from xpengine.pipeline.writer import PartitionRecord
 
 __all__ = ["remove_partition_files", "resolve_cross_partition_duplicates"]
 
 log = logging.getLogger("xpengine.pipeline.ray_job")
-
-OTHER_PARTITION_REASON = "duplicate: source_id also in partition "  # + the partition whose row is kept
 
 
 def _rows_table(schema: pa.Schema, cols: dict[str, np.ndarray], sid: np.ndarray) -> pa.Table:
@@ -35,18 +39,21 @@ def _rows_table(schema: pa.Schema, cols: dict[str, np.ndarray], sid: np.ndarray)
     )
 
 
-def _rejected_table(table: pa.Table, reasons: list[str]) -> pa.Table:
-    import pyarrow.compute as pc
+def _finish_partition(
+    writer, task, parts, cfg, provenance, identity, summary, wall_s, read_inputs=None
+) -> int | None:
+    """Write a partition whose rows are all in; returns its catalogue rows, or None when it failed.
 
-    flags = pc.bit_wise_or(
-        table.column("flags"),
-        pa.scalar(int(SourceFlag.DUPLICATE_SOURCE | SourceFlag.NO_PREDICTION), pa.int64()),
-    )
-    t = table.set_column(table.schema.get_field_index("flags"), table.schema.field("flags"), flags)
-    return t.append_column("reason", pa.array(reasons, type=pa.string()))
-
-
-def _finish_partition(writer, task, parts, cfg, provenance, identity, summary, wall_s) -> int:
+    `read_inputs`: the inputs' size and mtime as the read stage found them when it opened them (its
+    "read" event, `xpengine.pipeline.bookkeeping`). The record describes the files as they are now
+    (size, mtime, md5), so a file replaced while the job ran would be recorded as processed in a
+    version that was never read, and resume, even `--verify-inputs`, would keep rows that are not
+    its rows: such a partition fails instead, and the next run redoes it."""
+    inputs = _input_fingerprints_unless_changed(task, read_inputs, cfg.checksum)
+    if isinstance(inputs, str):
+        rows_seen = sum(len(p["source_id"]) for p in parts)
+        _record_failure(writer, task, inputs, summary, rows_seen, identity)
+        return None
     cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     # stable: among rows with the same source_id the first in the input comes first
     order = np.argsort(cols["source_id"], kind="stable")
@@ -76,11 +83,6 @@ def _finish_partition(writer, task, parts, cfg, provenance, identity, summary, w
     cols["flags"] = flags
     dup = np.zeros(len(sid), dtype=bool)
     dup[1:] = sid[1:] == sid[:-1]
-    inputs = _input_fingerprints(task)
-    if cfg.checksum:
-        inputs["xp_md5"] = md5_of(task.xp)
-        if task.gaia:
-            inputs["gaia_source_md5"] = md5_of(task.gaia)
     schema = catalog_schema(cfg.labels, metadata={"provenance": {**provenance, "inputs": inputs}})
     table = _rows_table(schema, {k: v[~dup] for k, v in cols.items()}, sid[~dup])
     rejected = None
@@ -122,105 +124,29 @@ def _finish_partition(writer, task, parts, cfg, provenance, identity, summary, w
     return table.num_rows
 
 
-def resolve_cross_partition_duplicates(writer: CatalogWriter) -> dict[str, Any]:
-    """Make every source appear once in the whole catalogue.
-
-    Rows of a bulk partition that lie in its HEALPix range are unique across partitions (ranges do not
-    overlap). Only "unanchored" rows can repeat a source: those of single files (no range) and those
-    outside their partition's range; the manifest lists them. Each is checked against the partition
-    whose range holds its pixel and against the other unanchored rows. The row kept is the one in its
-    own partition's range, else the first by partition name; the others move from the catalogue to
-    `_rejected/` with the reason. Returns what was done (for the summary)."""
-    import pyarrow.compute as pc
-
-    done = writer.done_records()
-    unanchored = {
-        name: np.asarray(rec.get("problems", {}).get("unanchored_source_ids", []), dtype=np.int64)
-        for name, rec in done.items()
-    }
-    unanchored = {k: v for k, v in unanchored.items() if v.size}
-    if not unanchored:
-        return {"sources": 0}
-    ranges = {name: tuple(rec["hpx8_range"]) for name, rec in done.items() if rec.get("hpx8_range")}
-    all_unanchored = np.unique(np.concatenate(list(unanchored.values())))
-    owners: dict[int, str] = {}  # source_id -> partition whose row is kept
-    for name in sorted(ranges):
-        lo, hi = ranges[name]
-        hpx = all_unanchored >> 43
-        wanted = all_unanchored[(hpx >= lo) & (hpx <= hi)]
-        if not wanted.size:
+def _input_fingerprints_unless_changed(task, read_inputs, checksum: bool) -> dict[str, Any] | str:
+    """The partition's inputs as its record holds them (URL, size, mtime and, with `checksum`, md5),
+    or why the partition fails: an input whose size or mtime is not what the read stage found when it
+    opened it (`read_inputs`; None: not reported, nothing to compare), or one gone since. The md5s
+    are read first and the sizes and mtimes after them, so an md5 that passes describes the version
+    that was read."""
+    md5s: dict[str, str] = {}
+    try:
+        if checksum:
+            md5s["xp_md5"] = md5_of(task.xp)
+            if task.gaia:
+                md5s["gaia_source_md5"] = md5_of(task.gaia)
+        inputs = _input_fingerprints(task)
+    except OSError as exc:
+        return f"an input is gone since it was read ({type(exc).__name__}: {exc}); the next run redoes the partition"
+    for key, url in (("xp_file", task.xp), ("gaia_source_file", task.gaia)):
+        if read_inputs is None or key not in read_inputs or read_inputs[key] == inputs[key]:
             continue
-        ids = writer.read_partition(name).column("source_id").to_numpy()
-        anchored_here = np.setdiff1d(np.intersect1d(ids, wanted), unanchored.get(name, np.empty(0, np.int64)))
-        for s in anchored_here:
-            owners[int(s)] = name
-    losers: dict[str, set[int]] = defaultdict(set)
-    for name in sorted(unanchored):
-        for s in unanchored[name]:
-            s = int(s)
-            if s in owners and owners[s] != name:
-                losers[name].add(s)
-            else:
-                owners.setdefault(s, name)
-    moved = {}
-    for name, ids in sorted(losers.items()):
-        table = writer.read_partition(name)
-        drop = pc.is_in(table.column("source_id"), pa.array(sorted(ids), pa.int64()))
-        gone = table.filter(drop)
-        keep = table.filter(pc.invert(drop))
-        rec = done[name]
-        reasons = [f"{OTHER_PARTITION_REASON}{owners[int(s)]}" for s in gone.column("source_id").to_numpy()]
-        rejected = _rejected_table(gone, reasons)
-        earlier = writer.read_rejected(name)
-        if earlier is not None:
-            # rows this move already set aside in a run killed between the rejected file and the
-            # catalogue file (write_partition writes them in that order) are not set aside twice
-            again = pc.and_(
-                pc.is_in(earlier.column("source_id"), pa.array(sorted(ids), pa.int64())),
-                pc.starts_with(earlier.column("reason"), OTHER_PARTITION_REASON),
-            )
-            earlier = earlier.filter(pc.invert(again))
-            rejected = pa.concat_tables([earlier, rejected.cast(earlier.schema)])
-        rec_obj = PartitionRecord(
-            **{k: v for k, v in rec.items() if k in PartitionRecord.__dataclass_fields__}
+        return (
+            f"input {url} changed after the job read it (read: {read_inputs[key]}, now: {inputs[key]}): "
+            "the rows are not those of the file the manifest would record; the next run redoes the partition"
         )
-        rec_obj.output_rows = keep.num_rows
-        rec_obj.rejected_rows = rejected.num_rows
-        rec_obj.problems = {
-            **rec_obj.problems,
-            "duplicated_in_other_partitions": rec_obj.problems.get("duplicated_in_other_partitions", 0)
-            + gone.num_rows,
-            "unanchored_source_ids": [
-                x for x in rec_obj.problems.get("unanchored_source_ids", []) if x not in ids
-            ],
-        }
-        writer.write_partition(name, keep, rec_obj, rejected=rejected)
-        moved[name] = gone.num_rows
-        log.warning(
-            "partition %s: %d source(s) also in another partition moved to %s",
-            name,
-            gone.num_rows,
-            writer.display(writer.rejected_path(name)),
-        )
-    return {"sources": int(sum(moved.values())), "moved_to_rejected": moved}
-
-
-def remove_partition_files(writer: CatalogWriter, name: str, *, manifest: bool = False) -> list[str]:
-    """Remove a partition's catalogue file and its `_rejected/` file (and, with `manifest`, its manifest
-    record) where they exist; returns the paths removed."""
-    import pyarrow.fs as pafs
-
-    if getattr(writer, "lock_lost", None):  # a job that lost its lock removes nothing (another holds it)
-        raise OutputLockedError(writer.lock_lost)
-    paths = [writer.catalog_path(name), writer.rejected_path(name)]
-    if manifest:
-        paths.append(writer.manifest_path(name))
-    removed = []
-    for path in paths:
-        if writer.fs.get_file_info(path).type == pafs.FileType.File:
-            writer.fs.delete_file(path)
-            removed.append(path)
-    return removed
+    return {**inputs, **md5s}
 
 
 def _record_failure(writer, task, message, summary, rows_seen, identity) -> None:

@@ -11,6 +11,16 @@ from typing import Any
 
 from xpengine.catalog.schema import catalog_schema
 from xpengine.pipeline.finish import remove_partition_files
+from xpengine.pipeline.model_files import (
+    MODEL_FILES_DETAIL,
+    MODEL_FILES_KEY,
+    describe_change,
+    last_modified,
+    made_at,
+    model_files,
+    model_files_digest,
+    with_model_files,
+)
 from xpengine.pipeline.plan import JobError, _file_fingerprint, _input_fingerprints
 from xpengine.pipeline.stages import PartitionTask
 from xpengine.pipeline.writer import CatalogWriter
@@ -28,29 +38,30 @@ def _model_vocabulary_json(model: str) -> str:
 
 
 def _model_provenance(model: str, sim_to_real: bool = True) -> dict[str, Any]:
-    """The model's name, directory and weights sha256, and what its σ are: the sha256 of its
-    `calibration.json` (None without one) and whether the catalogue's mass and age σ carry its
+    """The model's name, directory and weights sha256, the sha256 of every file the Predictor reads
+    from its directory and their digest (`xpengine.pipeline.model_files`), and what its σ are: the
+    sha256 of its `calibration.json` (None without one) and whether the catalogue's mass and age σ carry its
     sim-to-real term (the job's `sim_to_real_sigma` and a calibration that has one); and `m_h_scale`, what its
     m_h measures (`xpengine.model.metadata.metallicity_scale`)."""
     import json
 
-    from xpengine.io import sha256_of
     from xpengine.model.calibration import CALIBRATION_FILE
     from xpengine.model.metadata import WEIGHTS_FILE, metallicity_scale, resolve_model_path
 
     d = resolve_model_path(model)
-    digest = sha256_of(os.path.join(d, WEIGHTS_FILE))
+    files = model_files(d)
     cal = os.path.join(d, CALIBRATION_FILE)
-    has_cal = os.path.isfile(cal)
     with_term = False
-    if has_cal and sim_to_real:
+    if files[CALIBRATION_FILE] and sim_to_real:
         with open(cal) as f:
             with_term = bool((json.load(f).get("sim_to_real") or {}).get("tokens"))
     return {
         "model": model,
         "model_dir": os.path.basename(os.path.normpath(d)),
-        "model_sha256": digest,
-        "calibration_sha256": sha256_of(cal) if has_cal else None,
+        "model_sha256": files[WEIGHTS_FILE],
+        MODEL_FILES_KEY: model_files_digest(files),
+        MODEL_FILES_DETAIL: files,
+        "calibration_sha256": files[CALIBRATION_FILE],
         "sim_to_real_applied": with_term,
         # what the m_h column measures (METALLICITY_SCALES): "fe_h" for the bundled real-trained models
         "m_h_scale": metallicity_scale(d),
@@ -111,9 +122,10 @@ def _canonical_inputs(tokens: list[str]) -> list[str]:
 
 
 def _job_identity(labels: list[str], provenance: dict[str, Any], cfg: Any = None) -> dict[str, Any]:
-    """What makes two runs' rows belong in one catalogue: the same model weights, labels and schema, the
-    same σ (calibration file and sim-to-real term) and, given the job's configuration `cfg`, the same
-    2MASS and E(B−V) tables (URL, size, mtime), context inputs and flag policy."""
+    """What makes two runs' rows belong in one catalogue: the same model weights and model files (every
+    file the Predictor reads: config, vocabulary, standardization, provenance, calibration), labels and
+    schema, the same σ (calibration file and sim-to-real term) and, given the job's configuration
+    `cfg`, the same 2MASS and E(B−V) tables (URL, size, mtime), context inputs and flag policy."""
     import dataclasses
     import json
 
@@ -123,6 +135,9 @@ def _job_identity(labels: list[str], provenance: dict[str, Any], cfg: Any = None
         "schema": _schema_fingerprint(labels),
         "sigma": sigma_identity(provenance),
     }
+    if provenance.get(MODEL_FILES_KEY):
+        identity[MODEL_FILES_KEY] = provenance[MODEL_FILES_KEY]
+        identity[MODEL_FILES_DETAIL] = dict(provenance.get(MODEL_FILES_DETAIL) or {})
     if cfg is not None:
         identity["tmass_table"] = _side_table("tmass", cfg.tmass)
         identity["ebv_table"] = _side_table("ebv", cfg.ebv)
@@ -145,6 +160,7 @@ def _default_flag_policy() -> dict[str, Any]:
 
 _IDENTITY_NAMES = {
     "model_sha256": "model",
+    MODEL_FILES_KEY: "model files",  # described by `model_files.describe_change`
     "labels": "labels",
     "schema": "catalogue schema",
     "sigma": "σ",
@@ -153,7 +169,9 @@ _IDENTITY_NAMES = {
     "context_inputs": "context inputs",
     "flag_policy": "flag policy",
 }
-# recorded since: a catalogue from before (σ: session 12) does not know them, so they are not refused
+# recorded since: a catalogue from before (σ: session 12) does not know them, so they are not refused.
+# Not so the model files (MODEL_FILES_KEY): a record without them is refused unless `with_model_files`
+# can tell it was made with this model's files (`_check_resume` normalises the records first)
 _RECORDED_LATER = ("sigma", "tmass_table", "ebv_table", "context_inputs", "flag_policy")
 
 
@@ -193,7 +211,9 @@ def _identity_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]
             if o != n:
                 changed = sorted(k for k in o if o[k] != n[k])
                 o, n = {k: o[k] for k in changed}, {k: n[k] for k in changed}
-        if o != n:
+        if o != n and key == MODEL_FILES_KEY:
+            out.append(describe_change(old, new))
+        elif o != n:
             o, n = _describe(key, o, n)
             out.append(f"{what} {o} → {n}")
     return out
@@ -260,10 +280,14 @@ def _check_resume(
     overwrite: bool,
     *,
     checksum: bool = False,
+    model_modified: float | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Done partitions that may be kept. Refuses (JobError) an output made with another model, labels,
-    schema, σ, side tables, context inputs or flag policy, a finished partition of another job or whose
-    inputs changed, and one whose partitions overlap this run's HEALPix ranges, unless `overwrite`.
+    """Done partitions that may be kept. Refuses (JobError) an output made with another model (weights
+    or any other model file), labels, schema, σ, side tables, context inputs or flag policy, a finished
+    partition of another job or whose inputs changed, and one whose partitions overlap this run's
+    HEALPix ranges, unless `overwrite`. Records of an earlier version, which hashed only the weights and
+    calibration, are compared as `model_files.with_model_files` reads them (`model_modified`: the
+    model directory's last change, `model_files.last_modified`; None: unknown, so they are refused).
 
     `overwrite` removes, before any work, every planned partition's earlier files, the done partitions
     of another job or overlapping this run, and catalogue files without a done record; it keeps only
@@ -271,7 +295,7 @@ def _check_resume(
     does the rest. Planned partitions of another job beside a `_JOB.json` of this one (left by a killed
     `--overwrite` of an earlier version) are redone, not kept."""
     done = writer.done_records()
-    job = writer.read_job()
+    job = _job_as_known(writer.read_job(), identity, done, model_modified)
     planned = {t.name: t for t in tasks}
     job_diff = _identity_differences(job, identity) if job is not None else []
     problems: list[str] = []
@@ -285,7 +309,8 @@ def _check_resume(
     changed: dict[str, str] = {}  # finished partitions that may not be kept, and why
     left_over: set[str] = set()
     for name, rec in sorted(done.items()):
-        diff = _identity_differences(rec.get("job") or {}, identity)
+        rec_job = with_model_files(rec.get("job") or {}, identity, made_at(rec), model_modified)
+        diff = _identity_differences(rec_job, identity)
         if diff and job is not None and not job_diff and name in planned:
             left_over.add(name)
         elif diff:
@@ -329,6 +354,21 @@ def _check_resume(
     remove |= {n for n in done if n not in planned and (job_diff or job is None or n in changed)}
     _remove_for_overwrite(writer, remove, set(done) - remove)
     return keep
+
+
+def _job_as_known(
+    job: dict[str, Any] | None,
+    identity: dict[str, Any],
+    done: dict[str, dict[str, Any]],
+    modified: float | None,
+) -> dict[str, Any] | None:
+    """`_JOB.json` as this version compares it (`model_files.with_model_files`): its rows were made no
+    earlier than the first done partition's (with none, nothing was made with it)."""
+    if job is None:
+        return None
+    times = [made_at(r) for r in done.values()]
+    made = float("inf") if not times else (None if None in times else min(times))
+    return with_model_files(job, identity, made, modified)
 
 
 def _remove_for_overwrite(writer: CatalogWriter, names: set[str], kept: set[str]) -> None:
@@ -380,9 +420,19 @@ def begin_job(
     finished; `end_job` clears the mark."""
     import uuid
 
+    modified = last_modified(getattr(cfg, "model", None))
     job = writer.read_job()
+    if job is not None and MODEL_FILES_KEY not in job and MODEL_FILES_KEY in identity:  # an earlier version's
+        job = _job_as_known(job, identity, writer.done_records(), modified)
     run = _interrupted_overwrite(job, identity)
-    done = _check_resume(writer, tasks, identity, cfg.overwrite, checksum=cfg.checksum and cfg.verify_inputs)
+    done = _check_resume(
+        writer,
+        tasks,
+        identity,
+        cfg.overwrite,
+        checksum=cfg.checksum and cfg.verify_inputs,
+        model_modified=modified,
+    )
     record = {**identity, **about}
     record_job = dict(identity)
     if run or cfg.overwrite:

@@ -96,7 +96,7 @@ class JobSummary:
     partitions_skipped: list[str] = field(default_factory=list)
     partitions_done: list[str] = field(default_factory=list)
     partitions_failed: dict[str, str] = field(default_factory=dict)
-    sources_written: int = 0
+    sources_written: int = 0  # catalogue rows of this run's partitions, after duplicates are resolved
     rows_rejected: int = 0  # duplicated rows inside partitions, set aside in _rejected/
     duplicates: dict[str, Any] = field(default_factory=dict)  # across partitions (see resolve_...)
     peak_buffered_rows: int = 0  # most catalogue rows the driver held at once (memory)
@@ -164,7 +164,7 @@ def run_inference(cfg: InferenceConfig) -> JobSummary:
         marks.mark("planned")
         if tasks:
             _run_tasks(cfg, tasks, writer, summary, provenance, record_job, vocab_json, marks)
-        summary.duplicates = resolve_cross_partition_duplicates(writer)
+        _count_resolved(summary, resolve_cross_partition_duplicates(writer))
         end_job(writer, identity, about)
         marks.mark("duplicates_resolved")
         summary.startup = marks.summary(summary.startup)
@@ -174,6 +174,25 @@ def run_inference(cfg: InferenceConfig) -> JobSummary:
         return summary
     finally:
         writer.release_lock()
+
+
+def _count_resolved(summary: JobSummary, duplicates: dict[str, Any]) -> None:
+    """The summary as the catalogue stands once the sources repeated across partitions are resolved:
+    `sources_written` counted each partition's rows when it was written, before
+    `resolve_cross_partition_duplicates` moved some to `_rejected/` or brought others back, so it is
+    corrected by what that did to this run's partitions (it then equals their manifests'
+    `output_rows`); a partition that step failed is a failed partition."""
+    written = set(summary.partitions_done)
+    for name, failed in duplicates.pop("failed", {}).items():
+        summary.partitions_failed[name] = failed["error"]
+        if name in written:
+            summary.partitions_done.remove(name)
+            summary.sources_written -= failed["rows"]
+    summary.sources_written += sum(n for p, n in duplicates.get("restored", {}).items() if p in written)
+    summary.sources_written -= sum(
+        n for p, n in duplicates.get("moved_to_rejected", {}).items() if p in written
+    )
+    summary.duplicates = duplicates
 
 
 class _Marks:
@@ -244,7 +263,11 @@ def _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, ma
             progress.partition_finished(by_index[index].name, 0, failed=True)
         for index, parts, wall_s in book.complete():
             task = by_index[index]
-            n = _finish_partition(writer, task, parts, cfg, provenance, identity, summary, wall_s)
+            read = book.read_inputs(index)
+            n = _finish_partition(writer, task, parts, cfg, provenance, identity, summary, wall_s, read)
+            if n is None:  # an input changed after it was read: recorded as failed
+                progress.partition_finished(task.name, 0, failed=True)
+                continue
             progress.partition_finished(task.name, n)
             _hold_if_asked(len(summary.partitions_done))
 

@@ -5,7 +5,8 @@
 compact` already holds them), builds model tokens, and yields one batch (dict of numpy arrays) per chunk.
 Every row of the partition is yielded exactly once, keyed by the partition's index in the driver's plan
 (`bookkeeping.PARTITION_KEY`); the partition's total row count, or the error that stopped its read, goes
-to the job's `Ledger` instead (`xpengine.pipeline.bookkeeping`), with the seconds the read took.
+to the job's `Ledger` instead (`xpengine.pipeline.bookkeeping`), with the seconds the read took and the
+size and mtime its files had when it opened them.
 
 `CatalogPredictor` is the map_batches callable: `xpengine.inference.catalogue.CatalogPredictor` (which
 `Predictor.from_xp` uses too: it loads the model once and turns token batches into catalogue columns with
@@ -30,7 +31,7 @@ import numpy as np
 from xpengine.catalog.flag_policy import FlagPolicy
 from xpengine.inference.catalogue import CatalogPredictor as _CatalogPredictor
 from xpengine.inference.catalogue import catalogue_batch
-from xpengine.pipeline.bookkeeping import PARTITION_KEY, process_started_at, report
+from xpengine.pipeline.bookkeeping import PARTITION_KEY, input_fingerprints, process_started_at, report
 from xpengine.pipeline.tuning import PoolPlan
 
 __all__ = ["CatalogPredictor", "PartitionTask", "catalogue_batch", "featurize_partition", "joined_chunks"]
@@ -268,6 +269,9 @@ def _featurize_one(
     from xpengine.spectra.representation import token_representation
 
     representation = token_representation()
+    # the files' size and mtime as they are opened: the driver checks them again when it writes the
+    # partition, so a file replaced after this read is not recorded as the version read
+    opened = input_fingerprints(task.xp, task.gaia) if ledger is not None else None
     pending: dict[str, np.ndarray] | None = None
     total = 0
     for joined in joined_chunks(task, chunk_rows=chunk_rows, tmass=tmass, ebv=ebv):
@@ -283,10 +287,8 @@ def _featurize_one(
     if pending is None:
         raise ValueError(f"{task.xp}: no rows")
     # the row count goes ahead of the last batch, so the driver knows it when those rows arrive
-    report(
-        ledger,
-        {"event": "read", "index": index, "rows": total, "read_s": read_s[0], "started_at": started_at},
-    )
+    read = {"event": "read", "index": index, "rows": total, "read_s": read_s[0], "started_at": started_at}
+    report(ledger, {**read, "inputs": opened})
     yield pending
 
 

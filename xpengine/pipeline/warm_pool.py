@@ -14,10 +14,11 @@ job (keyed rows, events on the job's `Ledger`), so bookkeeping, resume and the w
 the same.
 
 A pool is named by everything that changes its output or its resources (`pool_key`): the model's
-weights and path, the labels, inputs and flag policy, the pool's settings (device, threads, batch,
-CPUs and GPUs per actor), and the xpengine code itself; a job with another key starts its own pool,
-and stops idle pools of other keys first so that their CPUs come free. An actor ends itself after
-`warm_pool_idle_s` seconds without work (15 min by default), giving its CPUs and GPUs back.
+files (weights, config, vocabulary, standardization, provenance, calibration: a config.json rewritten
+in place is another model) and path, the labels, inputs and flag policy, the pool's settings (device,
+threads, batch, CPUs and GPUs per actor), and the xpengine code itself; a job with another key starts
+its own pool, and stops idle pools of other keys first so that their CPUs come free. An actor ends
+itself after `warm_pool_idle_s` seconds without work (15 min by default), giving its CPUs and GPUs back.
 `xpengine pool list` / `xpengine pool stop` show and stop pools by hand.
 
 On a local cluster the job starts for itself (no `--address`, no RAY_ADDRESS) the pool ends with the
@@ -85,6 +86,9 @@ def pool_key(cfg, pool, provenance: dict[str, Any]) -> str:
 
     record = {
         "model_sha256": provenance["model_sha256"],
+        # every file the actors' Predictor read (config.json, vocabulary, ...): one rewritten in place
+        # is another model, whose actors are not these
+        "model_files_sha256": provenance.get("model_files_sha256"),
         "model_path": os.path.abspath(resolve_model_path(cfg.model)),
         "sigma": sigma_identity(provenance),
         "labels": list(cfg.labels or []),

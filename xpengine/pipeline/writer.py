@@ -8,7 +8,9 @@ Layout of an output directory (local or object storage):
                                      (URL, size, mtime, md5), model sha256, labels, schema, error
       _rejected/<partition>.parquet  input rows kept out of the catalogue (a second copy of a source:
                                      duplicated in the partition or already in another partition),
-                                     same columns plus `reason`
+                                     same columns plus `reason`; the manifest record names the
+                                     partition a source was given up to, and the row comes back if
+                                     that partition no longer holds it (`xpengine.pipeline.duplicates`)
       _JOB.json                      what the catalogue is made of (model sha256, labels, schema): a
                                      rerun that would mix another model or labels in is refused
       _LOCK.json                     held by the running job (holder, start, heartbeat)
@@ -218,24 +220,45 @@ class CatalogWriter(LockHolder):
         table: pa.Table,
         record: PartitionRecord,
         rejected: pa.Table | None = None,
+        *,
+        catalogue_first: bool = False,
     ) -> str:
         """Write one partition's catalogue (and its rejected rows, if any), then its 'done' manifest
-        record. Returns the catalogue file's path."""
+        record. Returns the catalogue file's path.
+
+        A row moves between the two files by adding it first and removing it second, so a kill in
+        between leaves it in both (found again by the rerun), never in neither: rows moved out of the
+        catalogue (the default) go into `_rejected/` before the catalogue file is rewritten; rows
+        brought back (`catalogue_first`) into the catalogue file before `_rejected/` is rewritten."""
         import pyarrow.fs as pafs
 
         path = self.catalog_path(partition)
         rej = self.rejected_path(partition)
-        if rejected is not None and rejected.num_rows:
-            self.fs.create_dir(f"{self.root}/{REJECTED_DIR}", recursive=True)
-            self._write_table(rej, rejected)
-        elif self.fs.get_file_info(rej).type == pafs.FileType.File:
-            self.fs.delete_file(rej)  # left by an earlier run of this partition
+
+        def write_rejected() -> None:
+            if rejected is not None and rejected.num_rows:
+                self.fs.create_dir(f"{self.root}/{REJECTED_DIR}", recursive=True)
+                self._write_table(rej, rejected)
+            elif self.fs.get_file_info(rej).type == pafs.FileType.File:
+                self.fs.delete_file(rej)  # left by an earlier run of this partition
+
+        if not catalogue_first:
+            write_rejected()
         self._write_table(path, table)
+        if catalogue_first:
+            write_rejected()
         self.write_record(record)
         return path
 
     def read_partition(self, partition: str) -> pa.Table:
         return pq.read_table(self.catalog_path(partition), filesystem=self.fs)
+
+    def read_source_ids(self, partition: str):
+        """The source_ids in a partition's catalogue file (that column only), as an int64 numpy array."""
+        import numpy as np
+
+        t = pq.read_table(self.catalog_path(partition), columns=["source_id"], filesystem=self.fs)
+        return t.column("source_id").to_numpy().astype(np.int64, copy=False)
 
     def read_rejected(self, partition: str) -> pa.Table | None:
         import pyarrow.fs as pafs
