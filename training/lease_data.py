@@ -56,7 +56,7 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without installing
 
 from xpengine.datasets.mixed import DATA_SOURCES
-from xpengine.datasets.schema import _META_VOCAB
+from xpengine.datasets.schema import _META_PROV, _META_VOCAB
 from xpengine.datasets.synthetic import ORIGIN as SIMULATED
 from xpengine.features.vocabulary import Vocabulary
 
@@ -95,7 +95,11 @@ def _pack_errors(e: np.ndarray) -> tuple[np.ndarray, int | None]:
 
 def _pack_values(v: np.ndarray, e: np.ndarray) -> np.ndarray:
     """float16 values, or float32 where float16 would move 1 % of the rows by more than MAX_ROUNDING of
-    their own error (the brightest stars' first coefficients, APOGEE's Teff)."""
+    their own error (the brightest stars' first coefficients, APOGEE's Teff), or where any finite value
+    lies beyond float16's range (|v| > 65504): it would become ±inf, which training reads as missing
+    (and the rounding test above cannot see it: the infinite distances drop out of its percentile)."""
+    if np.any(np.abs(v[np.isfinite(v)]) > np.finfo(np.float16).max):
+        return v
     v16 = v.astype(np.float16)
     with np.errstate(invalid="ignore", divide="ignore"):
         moved = np.abs(v16.astype(np.float32) - v) / np.where(e > 0, e, np.nan)
@@ -213,6 +217,8 @@ def pack(
         v = table[n].to_numpy(zero_copy_only=False).astype(np.float32)
         e = table[f"{n}_error"].to_numpy(zero_copy_only=False).astype(np.float32)
         stored[n] = _pack_values(v, e)
+        if not np.array_equal(np.isfinite(stored[n]), np.isfinite(v)):  # a value lost or made by packing
+            raise RuntimeError(f"{src}: column {n}: packing would change which values are missing")
         stored[f"{n}_error"], k = _pack_errors(e)
         if k is None:
             exact_errors.append(n)
@@ -252,10 +258,19 @@ def pack(
 
 def unpack(src: str, real: str | None, mixed: str | None) -> dict:
     """The training-schema files again (float32); also reads files packed before the residual coding,
-    the byte-stream-split encoding or the dropped source ids (their metadata lacks those keys)."""
+    the byte-stream-split encoding or the dropped source ids (their metadata lacks those keys).
+
+    The unpacked files keep the lease record (`PACK_META`), and carry it in their dataset provenance too
+    (`lease_pack`, with the packed file's path), which every checkpoint trained on them copies: a model
+    trained on a lease file then says that its data were a lease's (some tokens dropped, values rounded to
+    float16, a sample of the simulated val rows), not the source file the record names."""
     table = pq.read_table(src)
     meta = dict(table.schema.metadata or {})
-    packed = json.loads(meta.pop(PACK_META, b"{}"))
+    packed = json.loads(meta.get(PACK_META, b"{}"))
+    if packed:
+        provenance = json.loads(meta.get(_META_PROV, b"{}"))
+        provenance["lease_pack"] = {**packed, "packed_file": str(src)}
+        meta[_META_PROV] = json.dumps(provenance).encode()
     scale = packed.get("error_scale_exponents", {})  # a file packed before errors were scaled: none
     vocab = Vocabulary.from_dict(json.loads(meta[_META_VOCAB]))
     n = table.num_rows

@@ -12,7 +12,15 @@ the same loop in this process.
 `--time-budget S` (with `--no-ray`, a lent GPU's fixed lease): a two-epoch probe run in OUTPUT_DIR/probe
 times an epoch here (its second epoch: the first pays the device's start), then the run trains as many
 epochs as fit in the seconds left, as one cosine cycle (`epochs` = `scheduler_t0` = that number, replacing the YAML's); the log and
-OUTPUT_DIR/time_budget.json say what was chosen. The run itself resumes exactly like any other.
+OUTPUT_DIR/time_budget.json say what was chosen. The run itself resumes exactly like any other, with
+--resume and without --time-budget: its `epochs` and `scheduler_t0` then come from its checkpoint (the
+budget's, not the YAML's) unless given on the command line.
+
+A resume continues the checkpoint's optimizer, schedule and sampling: the settings that define the
+training trajectory (lr, weight_decay, scheduler_t0, eta_min, batch_size, the masking, focus, truncation
+and pool settings, ...: `xpengine.train.resume_checks.TRAJECTORY_KEYS`) must be the checkpoint's, and a
+change is refused, listing each key; `epochs` may grow. So must the data file (its SHA-256), unless
+--allow-data-change (the provenance then keeps each chunk's data record).
 
 Without --resume, OUTPUT_DIR must not hold a run already (its model/ or checkpoints/): the two runs'
 checkpoints and metrics would mix. Pass --resume OUTPUT_DIR to continue it, or choose another directory.
@@ -46,6 +54,11 @@ def main(argv: list[str] | None = None, *, hold_memory: bool = False) -> int:
         default=None,
         help="seconds for the whole run (with --no-ray): a probe epoch, then as many epochs as fit",
     )
+    parser.add_argument(
+        "--allow-data-change",
+        action="store_true",
+        help="with --resume: continue on a data file other than the checkpoint's (its SHA-256 differs)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_intermixed_args(argv)
     logging.basicConfig(
@@ -58,8 +71,18 @@ def main(argv: list[str] | None = None, *, hold_memory: bool = False) -> int:
     if not config.data_path or not config.output_dir:
         parser.error("set data_path and output_dir (in the YAML or as key=value overrides)")
     if args.time_budget is not None and (not args.no_ray or args.resume):
-        parser.error("--time-budget needs --no-ray and a new run (no --resume)")
-    if args.resume is None:
+        parser.error(
+            "--time-budget needs --no-ray and a new run (no --resume); a budgeted run resumes with --resume "
+            "alone, taking its epochs and scheduler_t0 from its checkpoint"
+        )
+    if args.allow_data_change and args.resume is None:
+        parser.error("--allow-data-change goes with --resume")
+    if args.resume is not None:
+        from xpengine.train.resume_checks import budgeted_resume
+
+        explicit = {item.partition("=")[0].strip() for item in args.overrides}
+        config = budgeted_resume(config, args.resume, explicit)
+    else:
         from xpengine.train.run_files import check_fresh_output_dir
 
         try:
@@ -69,6 +92,7 @@ def main(argv: list[str] | None = None, *, hold_memory: bool = False) -> int:
     if args.no_ray:
         from xpengine.datasets.schema import read_training_set
         from xpengine.train.loop import hold_freed_memory, resolve_device, train
+        from xpengine.train.resume_checks import ResumeMismatch
 
         if hold_memory and resolve_device(config.device).type == "cpu":
             hold_freed_memory()
@@ -80,12 +104,26 @@ def main(argv: list[str] | None = None, *, hold_memory: bool = False) -> int:
             config = fit_epochs_to_budget(config, train_arrays, val_arrays, args.time_budget, t_start)
             if config is None:  # not one epoch fits after the probe: the probe's run is the result
                 return 0
-        result = train(config, train_arrays, val_arrays, resume_from=args.resume)
+        try:
+            result = train(
+                config,
+                train_arrays,
+                val_arrays,
+                resume_from=args.resume,
+                allow_data_change=args.allow_data_change,
+            )
+        except ResumeMismatch as e:  # a resume that would not continue its run: the message says why
+            parser.exit(2, f"{parser.prog}: error: {e}\n")
         logging.getLogger("train").info("model written to %s", result.model_dir)
         return 0
     from xpengine.train.ray_train import run_ray_training
 
-    result = run_ray_training(config, output_dir=config.output_dir, resume_from=args.resume)
+    result = run_ray_training(
+        config,
+        output_dir=config.output_dir,
+        resume_from=args.resume,
+        allow_data_change=args.allow_data_change,
+    )
     if result.error is not None:
         logging.getLogger("train").error("Ray Train failed: %s", result.error)
         return 1

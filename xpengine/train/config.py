@@ -74,7 +74,8 @@ class TrainConfig:
     form a pool of which each epoch draws a fresh random `epoch_pool_fraction` (the other stars are all
     used every epoch). With a mixed file built at synthetic weight 1, pool tokens [mass] and fraction W,
     the simulated stars keep the share of a weight-W file, but every one of them is seen over the epochs
-    instead of the same fixed W share (`xpengine.train.sampling.epoch_rows`; paper: none).
+    instead of the same fixed W share (`xpengine.train.sampling.epoch_rows`; paper: none). A fraction < 1
+    without pool tokens is refused: there is no pool to draw from.
     compile: wrap the model in `torch.compile` for the training steps (fixed batch shapes with
     drop_last; on a GPU the small per-step kernels otherwise leave it launch-bound). Validation,
     checkpoints and inference use the plain module.
@@ -202,6 +203,11 @@ class TrainConfig:
             p.append(f"n_requests must be >= 1, got {self.n_requests}")
         if not 0.0 < self.epoch_pool_fraction <= 1.0:
             p.append(f"epoch_pool_fraction must be in (0, 1], got {self.epoch_pool_fraction}")
+        elif self.epoch_pool_fraction < 1.0 and not self.epoch_pool_tokens:  # no pool: it would do nothing
+            p.append(
+                f"epoch_pool_fraction {self.epoch_pool_fraction} < 1 needs epoch_pool_tokens (the tokens whose "
+                "stars form the pool an epoch draws that fraction of); without them every star is used every epoch"
+            )
         if self.keep_checkpoints < 1:
             p.append(f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):

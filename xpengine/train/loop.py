@@ -42,6 +42,7 @@ from xpengine.model.loss import gaussian_nll
 from xpengine.model.standardize import Standardization
 from xpengine.model.transformer import ModelConfig, XPTransformer
 from xpengine.train.config import TrainConfig, expand_tokens
+from xpengine.train.resume_checks import carry_data_records, check_resume
 from xpengine.train.run_files import (
     base_provenance,
     check_fresh_output_dir,
@@ -152,13 +153,17 @@ def train(
     output_dir: str | os.PathLike | None = None,
     report_fn: ReportFn | None = None,
     resume_from: str | os.PathLike | None = None,
+    allow_data_change: bool = False,
 ) -> TrainResult:
     """Train a model on `train_arrays` (validated on `val_arrays`) and write it under `output_dir`.
 
     resume_from: a checkpoint directory holding a training state, or a previous run's output
-    directory (its latest checkpoint is used). The model configuration must match; `epochs` may grow.
-    Without it, `output_dir` must not hold a run already (FileExistsError). metrics.jsonl keeps the
-    records of the epochs up to the one resumed after, then gets this call's.
+    directory (its latest checkpoint is used). The model configuration and the settings that define the
+    training trajectory must match the checkpoint's (`xpengine.train.resume_checks.TRAJECTORY_KEYS`;
+    ResumeMismatch lists the changed ones); `epochs` may grow. So must the data file's SHA-256, unless
+    `allow_data_change` (the provenance then keeps each chunk's data record). Without it, `output_dir`
+    must not hold a run already (FileExistsError). metrics.jsonl keeps the records of the epochs up to
+    the one resumed after, then gets this call's.
     """
     t_start = time.perf_counter()
     if not (output_dir or config.output_dir):
@@ -173,6 +178,8 @@ def train(
     model_cfg, requestable_names, val_inputs, val_labels = _run_tokens(config, vocab, val_arrays)
 
     ckpt, ckpt_dir, state, init, standardization = _start(config, train_arrays, model_cfg, resume_from)
+    if ckpt is not None and ckpt_dir is not None and state is not None:  # the same run, or refused
+        config = check_resume(config, ckpt, ckpt_dir, state, device, allow_data_change=allow_data_change)
 
     data = TrainData.build(config, train_arrays, standardization, requestable_names, device)
     val = ValidationSet.build(val_arrays, standardization, val_inputs, val_labels, config, device)
@@ -184,16 +191,10 @@ def train(
     n_train = data.n_train
     batch = min(config.batch_size, n_train)
     n_steps = _n_steps(_expected_rows(data, config), batch, config.drop_last)  # a pool varies it a little
+    plan = (f"{n_params:,}", n_train, n_steps, batch, device, amp_dtype, start_epoch + 1, config.epochs)
     logger.info(
         "training %s parameters on %d stars (%d steps of %d per epoch), device %s, autocast %s, epochs %d..%d",
-        f"{n_params:,}",
-        n_train,
-        n_steps,
-        batch,
-        device,
-        amp_dtype,
-        start_epoch + 1,
-        config.epochs,
+        *plan,
     )
     provenance = _run_provenance(config, train_arrays, val_arrays, device, n_params, n_train, ckpt, ckpt_dir)
     metrics_file = out / "metrics.jsonl"
@@ -220,7 +221,11 @@ def train(
         if val is not None and (epoch % config.val_every == 0 or is_last):
             metrics.update(val.evaluate(model, standardization, amp_dtype, config.val_batch_size))
         saved: Path | None = None
-        if epoch % config.checkpoint_every == 0 or is_last:
+        save_now = epoch % config.checkpoint_every == 0 or is_last
+        logged = epoch % config.log_every == 0 or is_last or save_now
+        if logged:  # before the checkpoint: a stop between the two then loses no epoch's record
+            _append_metrics(metrics_file, metrics)
+        if save_now:
             saved = save_epoch(
                 out / "checkpoints" / f"epoch_{epoch:06d}",
                 epoch,
@@ -237,10 +242,8 @@ def train(
             )
             last_ckpt = saved
             prune_checkpoints(out / "checkpoints", config.keep_checkpoints)
-        if epoch % config.log_every == 0 or is_last or saved is not None:
+        if logged:
             history.append(metrics)
-            with metrics_file.open("a") as fh:
-                fh.write(json.dumps(metrics) + "\n")
             logger.info("%s", _format_metrics(metrics, config.epochs))
             if report_fn is not None:
                 report_fn(metrics, saved)
@@ -406,6 +409,14 @@ def _train_epoch(
     return float(loss_sum.item()) / n_steps
 
 
+def _append_metrics(metrics_file: Path, metrics: dict[str, Any]) -> None:
+    """Append an epoch's line to metrics.jsonl. Written before the epoch's checkpoint: a run stopped
+    between the two resumes from the previous checkpoint and `trim_metrics` drops the line, whereas a
+    checkpoint written first would leave its epoch unrecorded for good (the resumed run starts after it)."""
+    with metrics_file.open("a") as fh:
+        fh.write(json.dumps(metrics) + "\n")
+
+
 def _n_steps(m: int, batch: int, drop_last: bool) -> int:
     """Batches in an epoch of m stars (one, of all of them, when m < batch)."""
     return max(1, m // batch) if drop_last else math.ceil(m / batch)
@@ -462,6 +473,7 @@ def _run_provenance(
             record["before_resume"] = earlier
         provenance["truncate_counts"] = record
     if resumed is not None:
+        carry_data_records(provenance, before)
         provenance["previous_wall_time_s"] = float(resumed.provenance.get("wall_time_s", 0.0))
         provenance["resumed_from"] = str(resumed_dir)
     return provenance

@@ -23,7 +23,8 @@ logger = logging.getLogger(__name__)
 def train_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train worker: read the training set, train, report every logged epoch.
 
-    loop_config: {"train": TrainConfig.to_dict(), "output_dir": str, "resume_from": str | None}.
+    loop_config: {"train": TrainConfig.to_dict(), "output_dir": str, "resume_from": str | None,
+    "allow_data_change": bool (optional)}.
     """
     import ray.train
 
@@ -52,6 +53,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         output_dir=loop_config["output_dir"],
         report_fn=report,
         resume_from=loop_config.get("resume_from"),
+        allow_data_change=bool(loop_config.get("allow_data_change", False)),
     )
 
 
@@ -75,6 +77,7 @@ def run_ray_training(
     use_gpu: bool | None = None,
     cpus_per_worker: int = 1,
     run_name: str = "xpengine-train",
+    allow_data_change: bool = False,
 ) -> Any:
     """Train with one Ray Train worker; returns the `ray.train.Result`.
 
@@ -82,6 +85,7 @@ def run_ray_training(
     copies of the checkpoints) go to `<output_dir>/ray`; the model is written under `output_dir` by
     the loop, as without Ray. Starts a local Ray cluster when none is connected. A fresh run (no
     resume_from) into a directory that holds a run already is refused (FileExistsError), as the loop does.
+    allow_data_change: resume on a data file other than the checkpoint's (`xpengine.train.loop.train`).
     """
     import ray
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
@@ -101,6 +105,7 @@ def run_ray_training(
         "train": _absolute_paths({**config.to_dict(), "output_dir": str(output_dir)}),
         "output_dir": str(output_dir),
         "resume_from": None if resume_from is None else str(Path(resume_from).resolve()),
+        "allow_data_change": allow_data_change,
     }
     trainer = TorchTrainer(
         train_worker,

@@ -5,6 +5,7 @@ pruning old checkpoints, publishing the final model atomically, and the run's pr
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = [
     "base_provenance",
     "check_fresh_output_dir",
+    "data_sha256",
     "find_resume_checkpoint",
     "git_commit",
     "inherit_standardization",
@@ -55,10 +57,35 @@ __all__ = [
     "resume_checkpoint",
     "rng_state",
     "save_epoch",
+    "thread_record",
     "trim_metrics",
 ]
 
 logger = logging.getLogger("xpengine.train.loop")  # the loop's log, as before these helpers moved here
+
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def thread_record() -> dict[str, Any]:
+    """The thread settings a CPU run's numbers depend on: torch's intra-op thread count (a CPU kernel
+    splits its reductions by thread, so another count sums in another order and the weights part after
+    the first step), and the environment variables that set it where they are set. Kept in every
+    checkpoint's training state, so that a resume with another count can say it is not bit-exact."""
+    record: dict[str, Any] = {"torch_num_threads": torch.get_num_threads()}
+    record.update({k: os.environ[k] for k in THREAD_ENV if k in os.environ})
+    return record
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256_of_version(path: str, inode: int, size: int, mtime_ns: int) -> str:
+    return sha256_of(path)
+
+
+def data_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a data file, hashed once per version of it (path, inode, size, modification time):
+    a resume compares it with the checkpoint's, then the provenance records it."""
+    st = os.stat(path)
+    return _sha256_of_version(str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def resume_checkpoint(
@@ -266,6 +293,7 @@ def save_epoch(
             scheduler=run.scheduler.state_dict(),
             scaler=run.scaler.state_dict(),
             rng=rng_state(run.generator, device),
+            extra={"threads": thread_record()},  # a resume with another count is not bit-exact on a CPU
         ),
         learned=learned,
         overwrite=True,
@@ -313,13 +341,14 @@ def base_provenance(
         "dataset_provenance": train_arrays.provenance,
     }
     if config.data_path and os.path.isfile(config.data_path):
-        data["sha256"] = sha256_of(config.data_path)
+        data["sha256"] = data_sha256(config.data_path)
         data["bytes"] = os.path.getsize(config.data_path)
     hardware: dict[str, Any] = {
         "device": str(device),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "processor": platform.processor(),
+        "threads": thread_record(),
     }
     if device.type == "cuda":
         hardware["gpu"] = torch.cuda.get_device_name(device)
