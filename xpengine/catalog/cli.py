@@ -8,6 +8,10 @@ Examples:
     xpengine query out/ --truth truth.parquet \\
         "SELECT median(abs(c.age - t.age_gyr)) FROM catalog c JOIN truth t USING (source_id)"
     xpengine query --list-presets
+
+The SQL may come before or after the options. Every output path (--output, --plot) is checked before
+the query runs; none may lie in a folder the query reads. --count prints the number of rows and writes
+no file, so it refuses --output and --plot.
 """
 
 from __future__ import annotations
@@ -52,7 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--truth", metavar="FILE", help="simulated truth table (Parquet/CSV) → view `truth`")
     p.add_argument(
-        "--gaia-source", metavar="PATH", help="gaia_source Parquet or bulk ECSV (.csv.gz) → view `gaia`"
+        "--gaia-source",
+        metavar="PATH",
+        help="gaia_source Parquet or bulk ECSV (.csv.gz): a file, a glob, or a directory's GaiaSource_* files "
+        "→ view `gaia`",
     )
     p.add_argument(
         "--join",
@@ -77,13 +84,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--head", type=int, default=20, metavar="N", help="rows to print without --output (default 20)"
     )
-    p.add_argument("--count", action="store_true", help="print only the number of result rows")
+    p.add_argument(
+        "--count", action="store_true", help="print only the number of result rows (no --output/--plot)"
+    )
     p.add_argument("--show-sql", action="store_true", help="print the SQL that would run, then exit")
     p.add_argument(
         "--stats", action="store_true", help="print files/row groups/bytes read and time to stderr"
     )
-    p.add_argument("--threads", type=int, help="DuckDB threads (default: all cores)")
-    p.set_defaults(func=run)
+    p.add_argument("--threads", type=int, help="DuckDB threads, ≥ 1 (default: all cores)")
+    p.add_argument(
+        "--memory-limit",
+        metavar="SIZE",
+        help="DuckDB memory limit, e.g. 4GB (default: half the machine's or its cgroup's memory)",
+    )
+    # argparse fills optional positionals at their first chance: `xpengine.cli.parse_command_line`
+    # puts an SQL given after the options into `sql`
+    p.set_defaults(func=run, leftover_positionals=("catalog", "sql"))
 
 
 def _parse_value(text: str) -> Any:
@@ -96,14 +112,17 @@ def _parse_value(text: str) -> Any:
     return text
 
 
-def _pairs(items: list[str], what: str) -> dict[str, str]:
+def _pairs(items: list[str], what: str, unique: bool = False) -> dict[str, str]:
+    """NAME=VALUE items as a dict; with `unique`, a NAME given twice is refused (the last would win)."""
     from xpengine.catalog.query import QueryError
 
-    out = {}
+    out: dict[str, str] = {}
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
             raise QueryError(f"{what} must look like NAME=VALUE, got {item!r}")
+        if unique and name.strip() in out:
+            raise QueryError(f"{what} {name.strip()!r} is given twice; give each name once")
         out[name.strip()] = value.strip()
     return out
 
@@ -164,8 +183,12 @@ def _run(args: argparse.Namespace) -> int:
         raise QueryError(f"--plot needs a picture preset ({pictures})")
     if args.head < 0:
         raise QueryError(f"--head must be ≥ 0, got {args.head}")
+    if args.threads is not None and args.threads < 1:
+        raise QueryError(f"--threads must be ≥ 1, got {args.threads}")
+    if not args.show_sql:  # it prints the SQL and writes nothing
+        _check_output_paths(args)
     raw_params = _pairs(args.param, "--param")
-    joins = _pairs(args.join, "--join")
+    joins = _pairs(args.join, "--join", unique=True)
 
     with open_catalog(
         args.catalog,
@@ -176,7 +199,11 @@ def _run(args: argparse.Namespace) -> int:
         region=args.region,
         threads=args.threads,
         profile=args.stats,
+        memory_limit=args.memory_limit,
     ) as cat:
+        for path, what in ((args.output, "output file"), (args.plot, "plot file")):
+            if path and not args.show_sql:
+                cat.check_output(path, what)
         if spec is not None:
             sql = cat.preset_sql(spec.name, raw_params)
             params = None
@@ -205,7 +232,6 @@ def _run(args: argparse.Namespace) -> int:
             else:
                 print(_format_table(table.slice(0, args.head), table.num_rows))
             if args.plot:
-                _check_plot_path(args.plot, args.overwrite)
                 spec.plot(table, args.plot)
                 print(f"picture → {args.plot}", file=sys.stderr)
         elif args.output:
@@ -219,6 +245,26 @@ def _run(args: argparse.Namespace) -> int:
         if args.stats:
             print(f"{_PROG}: {cat.scan_stats().describe()}", file=sys.stderr)
     return 0
+
+
+def _check_output_paths(args: argparse.Namespace) -> None:
+    """Every file the command would write, checked before anything runs: a refused --plot must not
+    come after a written --output, and --count (which prints) writes neither."""
+    import os
+
+    from xpengine.catalog.export import check_output_path
+    from xpengine.catalog.query import QueryError
+
+    if args.count and (args.output or args.plot):
+        raise QueryError(
+            "--count prints the number of rows and writes no file: drop --output/--plot, or --count"
+        )
+    if args.output:
+        check_output_path(args.output, args.overwrite)
+    if args.plot:
+        _check_plot_path(args.plot, args.overwrite)
+    if args.output and args.plot and os.path.realpath(args.output) == os.path.realpath(args.plot):
+        raise QueryError(f"--output and --plot name the same file {args.output!r}")
 
 
 def _check_plot_path(path: str, overwrite: bool) -> None:
@@ -250,16 +296,18 @@ def _head_and_count(reader: Any, n_head: int) -> tuple[Any, int]:
                 b = batch.slice(0, n_head - have)
                 kept.append(b)
                 have += b.num_rows
-    except (duckdb.Error, pa.ArrowException) as exc:
+    except (duckdb.Error, pa.ArrowException, OSError) as exc:  # DuckDB's, through pyarrow's reader: OSError
         raise QueryError(f"SQL error: {str(exc).strip()}") from exc
     return pa.Table.from_batches(kept, schema=reader.schema), total
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run `xpengine query` alone (for tests and `python -m xpengine.catalog.cli`)."""
+    from xpengine.cli import parse_command_line
+
     parser = argparse.ArgumentParser(prog="xpengine")
     register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["query", *(argv if argv is not None else sys.argv[1:])])
+    args = parse_command_line(parser, ["query", *(argv if argv is not None else sys.argv[1:])])
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     return int(args.func(args) or 0)
 

@@ -43,13 +43,23 @@ def dereddened_jk(catalog: str | os.PathLike, tmass: str | os.PathLike) -> pa.Ta
 
 
 def write_dereddened_jk(
-    catalog: str | os.PathLike, tmass: str | os.PathLike, output: str | os.PathLike
+    catalog: str | os.PathLike,
+    tmass: str | os.PathLike,
+    output: str | os.PathLike,
+    overwrite: bool = False,
 ) -> int:
-    """Write `dereddened_jk` to a Parquet file (atomically); returns the number of rows."""
+    """Write `dereddened_jk` to a Parquet file (atomically); returns the number of rows.
+
+    An existing `output` is refused (QueryError) unless `overwrite`, as `xpengine query --output` does:
+    a colour table is an input of later queries, not a scratch file to lose silently.
+    """
     import pyarrow.parquet as pq
 
+    from xpengine.catalog.errors import QueryError
     from xpengine.io.atomic import file_written_atomically
 
+    if os.path.exists(output) and not overwrite:
+        raise QueryError(f"output file {os.fspath(output)!r} exists; pass overwrite=True to replace it")
     table = dereddened_jk(catalog, tmass)
     with file_written_atomically(output) as tmp:
         pq.write_table(table, tmp)

@@ -1,7 +1,9 @@
 """Where a queried table's files are: a local directory, file or glob, or a URL (pyarrow file system,
 `xpengine.io.filesystems.arrow_filesystem`), resolved to one list of data files of one format
 (`locate_table`). Names starting with "_" or "." (`_manifest`, `_tmp`, `_SUMMARY.json`, hidden
-temporaries) are not data.
+temporaries) are not data. A directory of the `gaia` view gives only its `GaiaSource_*` files, as the
+job's pairing (`xpengine.io.partitions`) takes them: the bulk layout keeps `XpContinuousMeanSpectrum_*`
+files beside them, which are not gaia_source; a single file or a glob is used as given.
 """
 
 from __future__ import annotations
@@ -44,13 +46,29 @@ def is_visible(name: str) -> bool:
     return not (name.startswith("_") or name.startswith("."))
 
 
-def locate_table(location: str | os.PathLike, what: str, formats: tuple[str, ...]) -> TableFiles:
-    """Resolve a directory / file / glob / URL to the data files of one table."""
+def _in_dir(name: str, formats: tuple[str, ...], prefix: str | None) -> bool:
+    return is_visible(name) and format_of(name) in formats and (prefix is None or name.startswith(prefix))
+
+
+def _expected(formats: tuple[str, ...], prefix: str | None) -> str:
+    kinds = " or ".join(formats)
+    return (
+        f"{kinds} files"
+        if prefix is None
+        else f"{prefix}* {kinds} files; give a file or a glob for other names"
+    )
+
+
+def locate_table(
+    location: str | os.PathLike, what: str, formats: tuple[str, ...], dir_prefix: str | None = None
+) -> TableFiles:
+    """Resolve a directory / file / glob / URL to the data files of one table; in a directory, only
+    the files whose name starts with `dir_prefix` when one is given."""
     loc = os.fspath(location)
     if loc.startswith("file://"):
         loc = loc[len("file://") :]
     if is_url(loc):
-        return locate_url(loc, what, formats)
+        return locate_url(loc, what, formats, dir_prefix)
     if any(ch in loc for ch in "*?["):
         files = sorted(f for f in glob.glob(loc) if os.path.isfile(f) and is_visible(os.path.basename(f)))
         if not files:
@@ -59,11 +77,11 @@ def locate_table(location: str | os.PathLike, what: str, formats: tuple[str, ...
         files = sorted(
             os.path.join(loc, e.name)
             for e in os.scandir(loc)
-            if e.is_file() and is_visible(e.name) and format_of(e.name) in formats
+            if e.is_file() and _in_dir(e.name, formats, dir_prefix)
         )
         if not files:
             raise CatalogNotFoundError(
-                f"{what}: directory {loc!r} holds no data files (expected {' or '.join(formats)} files)"
+                f"{what}: directory {loc!r} holds no data files (expected {_expected(formats, dir_prefix)})"
             )
     elif os.path.isfile(loc):
         files = [loc]
@@ -88,7 +106,7 @@ def single_format(files: list[str], what: str, formats: tuple[str, ...]) -> str:
     return fmt
 
 
-def locate_url(url: str, what: str, formats: tuple[str, ...]) -> TableFiles:
+def locate_url(url: str, what: str, formats: tuple[str, ...], dir_prefix: str | None = None) -> TableFiles:
     import pyarrow.fs as pafs
 
     from xpengine.io.filesystems import arrow_filesystem
@@ -105,11 +123,11 @@ def locate_url(url: str, what: str, formats: tuple[str, ...]) -> TableFiles:
         files = sorted(
             i.path
             for i in infos
-            if i.type == pafs.FileType.File and is_visible(i.base_name) and format_of(i.base_name) in formats
+            if i.type == pafs.FileType.File and _in_dir(i.base_name, formats, dir_prefix)
         )
         if not files:
             raise CatalogNotFoundError(
-                f"{what}: {url!r} holds no data files (expected {' or '.join(formats)})"
+                f"{what}: {url!r} holds no data files (expected {_expected(formats, dir_prefix)})"
             )
     else:
         raise CatalogNotFoundError(f"{what}: {url!r} does not exist")

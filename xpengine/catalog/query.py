@@ -23,21 +23,27 @@ extension is not used because it must be downloaded at run time, which offline c
 The sky index: catalogue files are sorted by `source_id`, hence by `hpx8` (HEALPix level 8, nested,
 = source_id >> 43), and named after their input partition `XpContinuousMeanSpectrum_AAAAAA-BBBBBB`,
 where AAAAAA-BBBBBB is the partition's hpx8 range. A `region` (Galactic l, b box) or `hpx8_range`
-therefore (1) drops files whose name range misses the region before DuckDB opens them and (2) adds an
-`hpx8 BETWEEN ...` filter to the `catalog` view, which DuckDB pushes into the Parquet row-group min/max
-statistics, so only the row groups that may hold the region are read; (3) the exact l, b cut is then
-applied to the remaining rows. See `xpengine.catalog.sky`.
+therefore (1) drops the Parquet files whose `hpx8` (or `source_id`) min/max statistics show that none
+of their rows lies in the region (`xpengine.catalog.region.prune_by_statistics`: never by the file
+name, which rows flagged OUTSIDE_PARTITION_RANGE and hash-suffixed single-file names contradict; CSV
+files, without statistics, are always read) and (2) adds an `hpx8 BETWEEN ...` filter to the
+`catalog` view, which DuckDB pushes into the Parquet row-group min/max statistics, so only the row
+groups that may hold the region are read; (3) the exact l, b cut is then applied to the remaining
+rows. See `xpengine.catalog.sky`.
+
+Joined tables are checked when opened (`xpengine.catalog.tables`): an integer source_id (a float id
+has lost digits and matches the wrong star), one row per source_id in `truth` and `--join` tables, and
+in `gaia` the gaia_source columns in every file (only `GaiaSource_*` files of a directory). DuckDB runs
+under a memory limit (`memory_limit`, default half the machine's memory).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
-import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -52,7 +58,17 @@ from xpengine.catalog.region import (
     check_hpx8_range,
     intersect_ranges,
     partition_hpx8_range,
-    prune_by_name,
+    prune_by_statistics,
+)
+from xpengine.catalog.scanstats import ScanStats, profile_stats
+from xpengine.catalog.tables import (
+    GAIA_COLUMNS,
+    check_join_names,
+    check_source_id_type,
+    check_table_files,
+    check_unique_ids,
+    default_memory_limit,
+    holds_path,
 )
 
 __all__ = [
@@ -71,7 +87,6 @@ log = logging.getLogger(__name__)
 
 RESERVED_VIEWS: frozenset[str] = frozenset({"catalog", "truth", "gaia"})
 _MAX_SQL_RANGES = 64  # hpx8 ranges OR-ed in the view filter (a superset is fine: l, b are cut exactly)
-_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _READ_ONLY_STATEMENTS = ("SELECT", "EXPLAIN")
 
 
@@ -86,33 +101,6 @@ def _sql_list(items: Sequence[str]) -> str:
 # --------------------------------------------------------------------------------------------
 # the connection
 # --------------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class ScanStats:
-    """What the last query read: from DuckDB's profiler (row groups, bytes) and the file pruning.
-
-    `rows_scanned` counts the rows the scans passed on, after the filters DuckDB pushed into them;
-    `wall_s` is the time from the query's start to the `scan_stats()` call."""
-
-    files_scanned: int
-    files_total: int
-    row_groups_scanned: int | None
-    row_groups_total: int | None
-    rows_scanned: int | None
-    bytes_read: int | None
-    wall_s: float
-
-    def describe(self) -> str:
-        parts = [f"files {self.files_scanned}/{self.files_total}"]
-        if self.row_groups_total:
-            parts.append(f"row groups {self.row_groups_scanned}/{self.row_groups_total}")
-        if self.rows_scanned is not None:
-            parts.append(f"rows from scans {self.rows_scanned:,}")
-        if self.bytes_read:
-            parts.append(f"bytes read {self.bytes_read / 1e6:.1f} MB")
-        parts.append(f"{self.wall_s:.3f} s")
-        return ", ".join(parts)
-
-
 class CatalogConnection:
     """An in-memory DuckDB connection with the catalogue (and optional tables) as views.
 
@@ -130,6 +118,7 @@ class CatalogConnection:
         region: SkyRegion | Sequence[float] | None = None,
         threads: int | None = None,
         profile: bool = False,
+        memory_limit: str | None = None,
     ) -> None:
         import duckdb
 
@@ -146,20 +135,28 @@ class CatalogConnection:
         self.hpx8_range = check_hpx8_range(hpx8_range) if hpx8_range is not None else None
         self.ranges = self._sky_ranges()
 
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1
+        ):
+            raise QueryError(f"threads must be an integer ≥ 1, got {threads!r}")
         self.con = duckdb.connect(":memory:")
-        if threads is not None:
-            self.con.execute(f"SET threads = {int(threads)}")
         self.profile = profile
-        if profile:
-            self.con.execute("PRAGMA enable_profiling = 'no_output'")
-
+        self.sources: list[TableFiles] = []  # every table read, for `check_output`
         try:
+            self._settings(threads, memory_limit)
             self.source = locate_table(catalog, "catalogue", ("parquet",))
+            self.sources.append(self.source)
             self.files_total = len(self.source.files)
-            self.files = prune_by_name(self.source.files, self.ranges)
+            self.files = prune_by_statistics(self.source.files, self.ranges, fs=self.source.fs)
             self.schema = self._read_schema(self.source)
             self.columns: list[str] = list(self.schema.names)
             self.units: dict[str, str] = self._units(self.schema)
+            # `xpengine.provenance` (model, run) and the other xpengine.* keys but units, which results recompute
+            self.provenance: dict[bytes, bytes] = {
+                k: v
+                for k, v in (self.schema.metadata or {}).items()
+                if k.startswith(b"xpengine.") and k != b"xpengine.units"
+            }
             self.where = self._view_filter()
             self._create_view("catalog", self.source, self.files, self.where, empty_from=self.source.files[0])
             log.info(
@@ -174,17 +171,26 @@ class CatalogConnection:
                 self._register_table("truth", truth)
             if gaia_source is not None:
                 self._register_table("gaia", gaia_source)
-            for name, path in (joins or {}).items():
-                if not _IDENT_RE.match(name) or name.lower() in RESERVED_VIEWS:
-                    raise QueryError(
-                        f"join name {name!r} must be an SQL identifier other than {sorted(RESERVED_VIEWS)}"
-                    )
+            for name, path in check_join_names(joins, RESERVED_VIEWS):
                 self._register_table(name, path)
         except Exception:
             self.close()
             raise
 
     # -- setup ---------------------------------------------------------------------------
+    def _settings(self, threads: int | None, memory_limit: str | None) -> None:
+        limit = default_memory_limit() if memory_limit is None else str(memory_limit)
+        settings = [("memory_limit", _sql_str(limit))]
+        if threads is not None:
+            settings.append(("threads", str(int(threads))))
+        for key, value in settings:
+            try:
+                self.con.execute(f"SET {key} = {value}")
+            except self._duckdb.Error as exc:
+                raise QueryError(f"DuckDB {key} = {value}: {duckdb_message(exc)}") from exc
+        if self.profile:
+            self.con.execute("PRAGMA enable_profiling = 'no_output'")
+
     def _sky_ranges(self) -> np.ndarray | None:
         ranges = None
         if self.region is not None:
@@ -262,8 +268,18 @@ class CatalogConnection:
             raise QueryError(f"cannot read {name!r} from {src.location!r}: {duckdb_message(exc)}") from exc
 
     def _register_table(self, name: str, path: str | os.PathLike) -> None:
-        src = locate_table(path, f"table {name!r}", ("parquet", "csv"))
-        files = prune_by_name(src.files, self.ranges)
+        """A view `name` on a table joined on source_id: its files checked (`xpengine.catalog.tables`),
+        those whose statistics miss the sky restriction dropped; `gaia` is not checked for repeated ids
+        (a full scan of gaia_source on every query, where each id is unique by construction)."""
+        what = f"table {name!r}"
+        gaia = name == "gaia"
+        src = locate_table(path, what, ("parquet", "csv"), dir_prefix="GaiaSource_" if gaia else None)
+        self.sources.append(src)
+        if gaia:
+            check_table_files(src, what, GAIA_COLUMNS, "(not a gaia_source file)")
+        else:
+            check_table_files(src, what, ("source_id",), "to join on")
+        files = prune_by_statistics(src.files, self.ranges, src.fmt, src.fs)
         self._create_view(name, src, files, "", empty_from=src.files[0])
         self.con.execute(f"SELECT * FROM {name} LIMIT 0")
         cols = [d[0] for d in self.con.description]
@@ -271,6 +287,9 @@ class CatalogConnection:
             raise QueryError(
                 f"table {name!r} ({src.location}) has no source_id column to join on; columns: {cols}"
             )
+        check_source_id_type(self.con, name, src)
+        if not gaia:
+            check_unique_ids(self.con, name, src, self._duckdb)
         self.views[name] = cols
         log.info("view %s: %s (%d file(s))", name, src.location, len(files))
 
@@ -320,12 +339,25 @@ class CatalogConnection:
             raise QueryError(f"SQL error: {duckdb_message(exc)}") from exc
 
     def with_units(self, table: pa.Table, extra: Mapping[str, str] | None = None) -> pa.Table:
-        """`table` with an `xpengine.units` metadata entry for the columns whose unit is known."""
+        """`table` with an `xpengine.units` metadata entry for the columns whose unit is known, and the
+        catalogue's `xpengine.provenance` (model and run; from its first file, as the units), so that a
+        result file says where it came from."""
         known = {**self.units, **(extra or {})}
         units = {n: known[n] for n in table.column_names if n in known}
         meta = dict(table.schema.metadata or {})
+        meta.update(self.provenance)
         meta[b"xpengine.units"] = json.dumps(units).encode()
         return table.replace_schema_metadata(meta)
+
+    def check_output(self, path: str | os.PathLike, what: str = "output file") -> None:
+        """Refuse to write `path` where a queried table is read from: a result written into the
+        catalogue directory reads as catalogue rows next time (each star twice)."""
+        for src in self.sources:
+            if holds_path(src, path):
+                raise QueryError(
+                    f"{what} {os.fspath(path)!r} lies in {src.location!r}, which this query reads; "
+                    "write it elsewhere"
+                )
 
     def preset_sql(self, name: str, params: Mapping[str, Any] | None = None) -> str:
         """The SQL of preset `name` with `params` for this catalogue (see `xpengine.catalog.presets`)."""
@@ -346,27 +378,8 @@ class CatalogConnection:
 
     def scan_stats(self) -> ScanStats:
         """Pruning and I/O of the last query (row groups and bytes need `profile=True`)."""
-        rg = rgt = rows = nbytes = None
-        if self.profile:
-            try:
-                info = json.loads(self.con.get_profiling_information(format="json"))
-            except (self._duckdb.Error, ValueError):
-                info = {}
-            scans = list(_iter_scans(info.get("operator", [])))
-            if scans:
-                rg = sum(int(s.get("row_groups_scanned", 0) or 0) for s in scans)
-                rgt = sum(int(s.get("total_row_groups_to_scan", 0) or 0) for s in scans)
-                rows = sum(int(s.get("rows_scanned", 0) or 0) for s in scans)
-            nbytes = (info.get("io") or {}).get("total_bytes_read")
-        return ScanStats(
-            files_scanned=len(self.files),
-            files_total=self.files_total,
-            row_groups_scanned=rg,
-            row_groups_total=rgt,
-            rows_scanned=rows,
-            bytes_read=nbytes,
-            wall_s=time.perf_counter() - getattr(self, "_t0", time.perf_counter()),
-        )
+        t0 = getattr(self, "_t0", time.perf_counter())
+        return profile_stats(self.con if self.profile else None, len(self.files), self.files_total, t0)
 
     def close(self) -> None:
         con = getattr(self, "con", None)
@@ -381,13 +394,6 @@ class CatalogConnection:
         self.close()
 
 
-def _iter_scans(nodes: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    for n in nodes:
-        if n.get("type") == "TABLE_SCAN":
-            yield n
-        yield from _iter_scans(n.get("children", []))
-
-
 def open_catalog(
     catalog: str | os.PathLike,
     *,
@@ -398,6 +404,7 @@ def open_catalog(
     region: SkyRegion | Sequence[float] | None = None,
     threads: int | None = None,
     profile: bool = False,
+    memory_limit: str | None = None,
 ) -> CatalogConnection:
     """Open a catalogue for queries.
 
@@ -408,12 +415,14 @@ def open_catalog(
         joins: more tables, view name → location; each needs a `source_id` column.
         hpx8_range: (first, last) inclusive HEALPix level-8 range the `catalog` view is restricted to.
         region: Galactic box (l_min, l_max, b_min, b_max) in deg the `catalog` view is restricted to.
-        threads: DuckDB worker threads (default: all cores).
+        threads: DuckDB worker threads, ≥ 1 (default: all cores).
         profile: keep DuckDB's profile of each query, for `scan_stats()`.
+        memory_limit: DuckDB's memory limit, e.g. "4GB" (default: half the machine's or cgroup's memory).
 
     Raises:
         CatalogNotFoundError: a location does not exist or holds no data files.
-        QueryError: a table cannot be read or lacks `source_id`, or a bad region/range.
+        QueryError: a table cannot be read or lacks `source_id`, a float or (truth, joins) repeated
+            source_id, a gaia_source file without positions, or a bad region/range/threads.
     """
     return CatalogConnection(
         catalog,
@@ -424,6 +433,7 @@ def open_catalog(
         region=region,
         threads=threads,
         profile=profile,
+        memory_limit=memory_limit,
     )
 
 

@@ -1,6 +1,10 @@
 """A sky restriction of catalogue queries: a Galactic (l, b) box (`SkyRegion`) or an hpx8 range, and
-the hpx8 range in a partition file's name (`partition_hpx8_range`), so that files whose range misses
-the region are dropped before DuckDB opens them. The HEALPix geometry is `xpengine.catalog.sky`.
+the file pruning it allows (`prune_by_statistics`): a Parquet file is dropped before DuckDB opens it
+only when the min/max statistics of its rows' `hpx8` (or `source_id`, hpx8 = source_id >> 43) show that
+none of them can lie in the region. File names are never trusted for this: the engine keeps rows that
+lie outside their partition's range in that partition (flagged OUTSIDE_PARTITION_RANGE), and names such
+as `...887616-94709712.parquet` (a single file with a hash suffix) look like ranges but are not
+(`partition_hpx8_range` only reads the label). The HEALPix geometry is `xpengine.catalog.sky`.
 """
 
 from __future__ import annotations
@@ -9,15 +13,26 @@ import dataclasses
 import os
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
 from xpengine.catalog import sky
 from xpengine.catalog.errors import QueryError
 
-__all__ = ["SkyRegion", "check_hpx8_range", "intersect_ranges", "partition_hpx8_range", "prune_by_name"]
+__all__ = [
+    "SkyRegion",
+    "check_hpx8_range",
+    "file_hpx8_ranges",
+    "intersect_ranges",
+    "partition_hpx8_range",
+    "prune_by_statistics",
+]
 
 _PARTITION_RE = re.compile(r"(\d{6})-(\d{6})")
+_SOURCE_ID_SHIFT = 43  # hpx8 = source_id >> 43 (Gaia DR3 source_id: HEALPix level 12 · 2^35 + ...)
+_FOOTER_THREADS = 8  # footers read at once (a URL catalogue: one request each)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +101,9 @@ def intersect_ranges(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def partition_hpx8_range(path: str) -> tuple[int, int] | None:
     """The hpx8 range (first, last) in a partition file name such as
-    `XpContinuousMeanSpectrum_000000-003111.parquet` or `GaiaSource_000000-003111.csv.gz`, or None."""
+    `XpContinuousMeanSpectrum_000000-003111.parquet` or `GaiaSource_000000-003111.csv.gz`, or None.
+
+    A label only: what a file holds is in its statistics (`file_hpx8_ranges`), which pruning uses."""
     m = _PARTITION_RE.search(os.path.basename(str(path)))
     if m is None:
         return None
@@ -94,13 +111,67 @@ def partition_hpx8_range(path: str) -> tuple[int, int] | None:
     return (lo, hi) if lo <= hi else None
 
 
-def prune_by_name(files: list[str], ranges: np.ndarray | None) -> list[str]:
-    """Files whose name range meets one of `ranges` (files without a range in the name are kept)."""
-    if ranges is None:
+def _int_min_max(stats: Any) -> tuple[int, int] | None:
+    if stats is None or not stats.has_min_max:
+        return None
+    lo, hi = stats.min, stats.max
+    if type(lo) is not int or type(hi) is not int:  # bool, str, float, bytes: not an index
+        return None
+    return lo, hi
+
+
+def file_hpx8_ranges(path: str, fs: Any = None) -> list[tuple[int, int]] | None:
+    """The hpx8 (min, max) of each non-empty row group of a Parquet file, from the statistics of its
+    `hpx8` column, or else of its `source_id` column shifted by 43 bits; None when the file cannot
+    vouch for its rows (unreadable footer, neither column, a non-empty row group without integer
+    min/max, or no rows at all), so that the caller keeps it."""
+    import pyarrow.parquet as pq
+
+    try:
+        if fs is None:
+            meta = pq.read_metadata(path)
+        else:
+            with fs.open_input_file(path) as f:
+                meta = pq.read_metadata(f)
+        paths = [meta.schema.column(j).path for j in range(meta.num_columns)]
+    except Exception:  # an unreadable footer only means "cannot prune"; DuckDB reports it on reading
+        return None
+    if "hpx8" in paths:
+        j, shift = paths.index("hpx8"), 0
+    elif "source_id" in paths:
+        j, shift = paths.index("source_id"), _SOURCE_ID_SHIFT
+    else:
+        return None
+    out = []
+    for g in range(meta.num_row_groups):
+        rg = meta.row_group(g)
+        if rg.num_rows == 0:
+            continue
+        mm = _int_min_max(rg.column(j).statistics)
+        if mm is None:
+            return None
+        out.append((mm[0] >> shift, mm[1] >> shift))
+    return out or None
+
+
+def prune_by_statistics(
+    files: list[str], ranges: np.ndarray | None, fmt: str = "parquet", fs: Any = None
+) -> list[str]:
+    """The files that may hold a row in one of the inclusive hpx8 `ranges` (K, 2): every file, except
+    a Parquet file whose row-group statistics (`file_hpx8_ranges`) show that none of its rows can.
+    Text files carry no statistics and are always kept, whatever their name says."""
+    if ranges is None or fmt != "parquet" or not files:
         return files
-    kept = []
-    for f in files:
-        r = partition_hpx8_range(f)
-        if r is None or np.any((ranges[:, 0] <= r[1]) & (ranges[:, 1] >= r[0])):
-            kept.append(f)
-    return kept
+
+    def meets(f: str) -> bool:
+        got = file_hpx8_ranges(f, fs)
+        if got is None:
+            return True
+        return any(np.any((ranges[:, 0] <= hi) & (ranges[:, 1] >= lo)) for lo, hi in got)
+
+    if len(files) == 1:
+        keep = [meets(files[0])]
+    else:
+        with ThreadPoolExecutor(max_workers=min(_FOOTER_THREADS, len(files))) as pool:
+            keep = list(pool.map(meets, files))
+    return [f for f, k in zip(files, keep, strict=True) if k]
