@@ -362,12 +362,13 @@ def _cli(argv: list[str]) -> int:
 
 
 @needs_dev
-def test_cli_apogee_xp(tmp_path) -> None:
+def test_cli_apogee_xp(tmp_path, capsys) -> None:
     src = _small_fits(tmp_path, n=8)
     out = str(tmp_path / "out.parquet")
     assert _cli(["build-dataset", "apogee-xp", "--input", src, "--output", out]) == 0
     arrays = read_training_set(out)
     assert arrays.values.shape == (8, 121)
-    with pytest.raises(SystemExit, match="--overwrite"):
+    with pytest.raises(SystemExit) as exited:  # one line `xpengine build-dataset: error: ...`, exit 2
         _cli(["build-dataset", "apogee-xp", "--input", src, "--output", out])
+    assert exited.value.code == 2 and "--overwrite" in capsys.readouterr().err
     assert _cli(["build-dataset", "apogee-xp", "--input", src, "--output", out, "--overwrite"]) == 0

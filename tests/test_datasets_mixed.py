@@ -214,7 +214,7 @@ def test_weight_and_cap_change_only_synthetic_training_rows(survey_real, sky_set
     assert "train" not in set(s0) and s0.size == int(np.sum(_col(sky_in, "split") != "train"))
 
 
-def test_vocabulary_mismatch_is_refused(survey_real, tmp_path) -> None:
+def test_vocabulary_mismatch_is_refused(survey_real, tmp_path, capsys) -> None:
     from xpengine.datasets.synthetic import build_synthetic
 
     paper = str(tmp_path / "sky_120.parquet")  # the synthetic builder's default vocabulary: no alpha_m token
@@ -224,7 +224,7 @@ def test_vocabulary_mismatch_is_refused(survey_real, tmp_path) -> None:
     msg = str(err.value)
     assert "vocabulary: real zhang2026+alpha_m/1 (121 tokens), synthetic zhang2026/1 (120 tokens)" in msg
     assert "tokens only in real: ['alpha_m']" in msg and "--with-tokens alpha_m" in msg
-    with pytest.raises(SystemExit, match="cannot mix"):
+    with pytest.raises(SystemExit) as exited:  # one line `xpengine build-dataset: error: ...`, exit 2
         _cli(
             [
                 "build-dataset",
@@ -237,6 +237,7 @@ def test_vocabulary_mismatch_is_refused(survey_real, tmp_path) -> None:
                 str(tmp_path / "o.parquet"),
             ]
         )
+    assert exited.value.code == 2 and "cannot mix" in capsys.readouterr().err
     assert not (tmp_path / "o.parquet").exists()
 
 
@@ -330,15 +331,16 @@ def test_real_apogee_split_is_kept_exactly(dev_slice, sky_set) -> None:
 # --- the CLI ------------------------------------------------------------------------------------------
 
 
-def test_cli_mixed(survey_real, sky_set, tmp_path) -> None:
+def test_cli_mixed(survey_real, sky_set, tmp_path, capsys) -> None:
     out = str(tmp_path / "mixed.parquet")
     argv = ["build-dataset", "mixed", "--real", survey_real, "--synthetic", sky_set, "--output", out]
     assert _cli([*argv, "--synthetic-weight", "1.5", "--max-synthetic", "30"]) == 0
     prov = read_training_set(out).provenance
     assert prov["weighting"]["synthetic_weight"] == 1.5 and prov["weighting"]["max_synthetic"] == 30
     assert prov["sources"]["synthetic"]["stars_after_cap"] == 30
-    with pytest.raises(SystemExit, match="--overwrite"):
+    with pytest.raises(SystemExit) as exited:
         _cli(argv)
+    assert exited.value.code == 2 and "--overwrite" in capsys.readouterr().err
     for bad in (["--synthetic-weight", "-1"], ["--synthetic-weight", "inf"], ["--max-synthetic", "-3"]):
         with pytest.raises(SystemExit) as err:
             _cli([*argv, "--overwrite", *bad])

@@ -23,8 +23,11 @@ def calls(monkeypatch):
 
 
 def _argv(tmp_path, *extra: str) -> list[str]:
-    data = tmp_path / "data.parquet"
-    data.write_bytes(b"")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = tmp_path / "data.parquet"  # the CLI reads its split column before the run
+    pq.write_table(pa.table({"split": ["train", "val", "test"]}), data)
     return ["evaluate", "--model", "m", "--data", str(data), "--output", str(tmp_path / "out"), *extra]
 
 

@@ -38,26 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_command_line(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    """`parser.parse_args(argv)`, except that a subcommand's optional positionals may also come after
-    its options. argparse fills optional positionals (nargs="?") at their first chance, empty if need
-    be, so `xpengine query CAT --truth T "SELECT ..."` left the SQL unrecognised: a subcommand that
-    sets the default `leftover_positionals` (names, in order) gets the leftover arguments that are not
-    options put into those of them still unset. Anything else left over is an error, as in parse_args."""
-    args, extra = parser.parse_known_args(argv)
-    slots = [n for n in getattr(args, "leftover_positionals", ()) if getattr(args, n, None) is None]
-    rest = []
-    for arg in extra:
-        if slots and not arg.startswith("-"):
-            setattr(args, slots.pop(0), arg)
-        else:
-            rest.append(arg)
-    if rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    return args
-
-
 def main(argv: list[str] | None = None) -> int:
+    from xpengine.catalog.cli import parse_command_line  # `query` takes its SQL after its options too
+
     parser = build_parser()
     args = parse_command_line(parser, argv)
     logging.basicConfig(

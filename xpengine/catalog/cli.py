@@ -97,7 +97,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="SIZE",
         help="DuckDB memory limit, e.g. 4GB (default: half the machine's or its cgroup's memory)",
     )
-    # argparse fills optional positionals at their first chance: `xpengine.cli.parse_command_line`
+    # argparse fills optional positionals at their first chance: `parse_command_line` below
     # puts an SQL given after the options into `sql`
     p.set_defaults(func=run, leftover_positionals=("catalog", "sql"))
 
@@ -301,10 +301,27 @@ def _head_and_count(reader: Any, n_head: int) -> tuple[Any, int]:
     return pa.Table.from_batches(kept, schema=reader.schema), total
 
 
+def parse_command_line(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """`parser.parse_args(argv)`, except that a subcommand's optional positionals may also come after
+    its options. argparse fills optional positionals (nargs="?") at their first chance, empty if need
+    be, so `xpengine query CAT --truth T "SELECT ..."` left the SQL unrecognised: a subcommand that
+    sets the default `leftover_positionals` (names, in order) gets the leftover arguments that are not
+    options put into those of them still unset. Anything else left over is an error, as in parse_args."""
+    args, extra = parser.parse_known_args(argv)
+    slots = [n for n in getattr(args, "leftover_positionals", ()) if getattr(args, n, None) is None]
+    rest = []
+    for arg in extra:
+        if slots and not arg.startswith("-"):
+            setattr(args, slots.pop(0), arg)
+        else:
+            rest.append(arg)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run `xpengine query` alone (for tests and `python -m xpengine.catalog.cli`)."""
-    from xpengine.cli import parse_command_line
-
     parser = argparse.ArgumentParser(prog="xpengine")
     register(parser.add_subparsers(dest="command", required=True))
     args = parse_command_line(parser, ["query", *(argv if argv is not None else sys.argv[1:])])

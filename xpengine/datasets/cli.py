@@ -9,31 +9,51 @@
         [--synthetic-weight W] [--max-synthetic N] --output mixed.parquet
 
 Heavy work (astropy, the builders) is imported inside the command functions.
+
+An input the builder cannot use (a missing file or sky directory, a file without the columns it needs, a
+vocabulary mismatch, no star left after the cuts: FileNotFoundError, ValueError, `GaiaFileError`) or an
+existing output without --overwrite ends in one line, `xpengine build-dataset: error: ...`, with exit
+status 2 (`xpengine -v` also logs its traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-from typing import TYPE_CHECKING
+import sys
+from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
     from xpengine.io import OutputTarget
 
 logger = logging.getLogger(__name__)
 
+_PROG = "xpengine build-dataset"
+_INPUT_ERRORS = (FileNotFoundError, ValueError)
+"""What the builders raise for an input they cannot use (`GaiaFileError` is a ValueError)."""
+
+
+def _fail(exc: Exception | str) -> NoReturn:
+    """End the command with `xpengine build-dataset: error: <exc>` on one line (stderr), exit status 2;
+    the traceback goes to the debug log (`xpengine -v`)."""
+    if isinstance(exc, Exception):
+        logger.debug("%s failed", _PROG, exc_info=exc)
+    one_line = "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    print(f"{_PROG}: error: {one_line}", file=sys.stderr)
+    raise SystemExit(2)
+
 
 def _output(args: argparse.Namespace) -> OutputTarget:
     """`xpengine.io.OutputTarget` of --output (checked before the build; write with `with target as tmp`).
 
-    An existing output without --overwrite ends the command with a message naming it.
+    An existing output without --overwrite ends the command with a message naming it (`_fail`).
     """
     from xpengine.io import OutputTarget
 
     try:
         return OutputTarget(args.output, args.overwrite, hint="--overwrite")
     except FileExistsError as exc:
-        raise SystemExit(f"error: output {exc}") from None
+        _fail(exc)
 
 
 def _report(table: object, path: str, what: str = "stars") -> None:
@@ -59,13 +79,16 @@ def _run_apogee_xp(args: argparse.Namespace) -> int:
     from xpengine.datasets.schema import write_training_set
 
     target = _output(args)
-    build = build_apogee_xp(
-        args.input,
-        val_fraction=args.val_fraction,
-        test_fraction=args.test_fraction,
-        xp_error_model=args.xp_errors,
-        chunk_rows=args.chunk_rows,
-    )
+    try:
+        build = build_apogee_xp(
+            args.input,
+            val_fraction=args.val_fraction,
+            test_fraction=args.test_fraction,
+            xp_error_model=args.xp_errors,
+            chunk_rows=args.chunk_rows,
+        )
+    except _INPUT_ERRORS as exc:
+        _fail(exc)
     with target as tmp:
         write_training_set(build.table, tmp, overwrite=True)
     _report(build.table, args.output)
@@ -107,12 +130,15 @@ def _run_apogee(args: argparse.Namespace) -> int:
         tmass=args.tmass,
         ebv=args.ebv,
     )
-    build = build_survey(
-        inputs,
-        origin="apogee-dr17",
-        vocabulary=_vocabulary(args),
-        **_survey_options(args),  # type: ignore[arg-type]
-    )
+    try:
+        build = build_survey(
+            inputs,
+            origin="apogee-dr17",
+            vocabulary=_vocabulary(args),
+            **_survey_options(args),  # type: ignore[arg-type]
+        )
+    except _INPUT_ERRORS as exc:
+        _fail(exc)
     with target as tmp:
         write_training_set(build.table, tmp, overwrite=True)
     _report(build.table, args.output)
@@ -124,15 +150,18 @@ def _run_synthetic(args: argparse.Namespace) -> int:
     from xpengine.datasets.synthetic import build_synthetic
 
     target = _output(args)
-    build = build_synthetic(
-        args.sky,
-        vocabulary=_vocabulary(args),
-        val_fraction=args.val_fraction,
-        test_fraction=args.test_fraction,
-        keep_without_evolution=args.keep_without_evolution,
-        with_correlations=args.xp_correlations,
-        every_order=args.every_order,
-    )
+    try:
+        build = build_synthetic(
+            args.sky,
+            vocabulary=_vocabulary(args),
+            val_fraction=args.val_fraction,
+            test_fraction=args.test_fraction,
+            keep_without_evolution=args.keep_without_evolution,
+            with_correlations=args.xp_correlations,
+            every_order=args.every_order,
+        )
+    except _INPUT_ERRORS as exc:
+        _fail(exc)
     with target as tmp:
         write_training_set(build.table, tmp, overwrite=True)
     _report(build.table, args.output)
@@ -154,8 +183,8 @@ def _run_mixed(args: argparse.Namespace) -> int:
             synthetic_truth=args.synthetic_truth_tokens,
             synthetic_truth_errors=args.synthetic_truth_errors,
         )
-    except (FileNotFoundError, ValueError) as exc:
-        raise SystemExit(f"error: {exc}") from None
+    except _INPUT_ERRORS as exc:
+        _fail(exc)
     with target as tmp:
         write_training_set(build.table, tmp, overwrite=True)
     _report(build.table, args.output, "rows")

@@ -8,6 +8,10 @@ with one thread of this project's 2-core CPU)::
 
 Writes into the output directory: metrics.json, report.md, PNG figures, calibration.json (when a
 validation split exists) and baseline_xgboost/ (when the baseline was trained).
+
+Inputs are checked before the model is loaded: a missing file, a --data that is not a Parquet file with
+a `split` column or has no --split rows, and an existing output without --overwrite end in one line
+(`xpengine evaluate: error: ...`, exit 2); a failure during the evaluation keeps its traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import os
 import sys
 
 from xpengine.evaluate.evaluation import run_evaluation, same_file
@@ -40,13 +45,67 @@ def _split_conflict(args: argparse.Namespace) -> str | None:
     )
 
 
+def _check_inputs(args: argparse.Namespace) -> None:
+    """Refuse, before the model is loaded or a baseline trained, what `run_evaluation` would only find
+    later: a missing input file (FileNotFoundError) and a --data without --split rows (ValueError, naming
+    the file and the splits it has). Local paths only; the readers judge URLs."""
+    if args.baseline_train and args.baseline_model:
+        raise ValueError(
+            "give either --baseline-train (train a baseline) or --baseline-model (load one), not both"
+        )
+    for option in ("data", "val_data", "baseline_train", "baseline_model", "baseline_config"):
+        path = getattr(args, option)
+        if path and "://" not in path and not os.path.exists(path):
+            raise FileNotFoundError(f"--{option.replace('_', '-')} {path}: no such file or directory")
+    if "://" in args.data:
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        names = pq.read_schema(args.data).names
+        splits = (
+            pq.read_table(args.data, columns=["split"]).column("split").to_pylist()
+            if "split" in names
+            else None
+        )
+    except (OSError, pa.ArrowException) as exc:
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"--data {args.data}: not a Parquet file ({why})") from exc
+    if splits is None:
+        raise ValueError(f"--data {args.data}: no `split` column; not a training-schema file (build-dataset)")
+    if args.split not in splits:
+        have = sorted({str(v) for v in splits if v is not None})
+        raise ValueError(
+            f"--data {args.data}: no rows with split == {args.split!r} (--split); its splits: {have}"
+        )
+
+
+def _fail(exc: Exception | str) -> int:
+    """Print `xpengine evaluate: error: <exc>` on one line to stderr; returns the exit status 2."""
+    one_line = "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    print(f"xpengine evaluate: error: {one_line}", file=sys.stderr)
+    return 2
+
+
 def _main(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> int:
     conflict = _split_conflict(args)
     if conflict:
         if parser is not None:
             parser.error(conflict)  # usage, then the one-line error; exit status 2
-        print(f"xpengine evaluate: error: {conflict}", file=sys.stderr)
-        raise SystemExit(2)
+        raise SystemExit(_fail(conflict))
+    try:
+        _check_inputs(args)
+    except (FileNotFoundError, ValueError) as exc:
+        return _fail(exc)
+    try:
+        _evaluate(args)
+    except FileExistsError as exc:  # metrics.json, the model's calibration.json, baseline_xgboost/
+        return _fail(exc)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> None:
     run_evaluation(
         args.model,
         args.data,
@@ -70,7 +129,6 @@ def _main(args: argparse.Namespace, parser: argparse.ArgumentParser | None = Non
         figures=not args.no_figures,
         overwrite=args.overwrite,
     )
-    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -11,14 +11,22 @@ as in the training-set schema without `split`/`origin`. File metadata: `xpengine
 `xpengine.provenance` (inputs).
 
 Reading and joining use `xpengine.io` (`read_xp_continuous`, `read_gaia_source`, `join_sources`),
-imported when the command runs. Without `--gaia-source` there is no G photometry, so no XP token can
-be normalised: every row is flagged NO_GAIA_SOURCE and NO_GAIA_PHOTOMETRY.
+imported when the command runs. Without `--gaia-source` every row is flagged NO_GAIA_SOURCE and has no
+pseudo-luminosity token (no parallax: NO_PARALLAX); its XP are normalised by the synthetic G of its own
+coefficients (flag G_FROM_XP, σ 2.7 mmag against real G) and its `bprp` token is their synthetic BP−RP
+(flag BP_RP_FROM_XP). Only a source without BP or RP has no synthetic G: NO_GAIA_PHOTOMETRY, no XP
+tokens.
+
+An input that cannot be read (missing file, missing columns, ...) or an existing output without
+`--overwrite` ends in one line (`xpengine features: error: ...`, exit 2); a failure while the tokens are
+built keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -34,7 +42,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--xp", required=True, metavar="FILE_OR_URL", help="XP continuous mean spectrum file")
-    p.add_argument("--gaia-source", metavar="FILE", help="gaia_source file holding the same sources")
+    p.add_argument(
+        "--gaia-source",
+        metavar="FILE",
+        help="gaia_source file holding the same sources (without it: G and BP-RP from each star's own XP, "
+        "flags G_FROM_XP and BP_RP_FROM_XP, and no parallax token)",
+    )
     p.add_argument(
         "--tmass",
         metavar="FILE",
@@ -77,42 +90,29 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_features(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
 
-    from xpengine.features.tokens import build_tokens
-    from xpengine.io import OutputTarget, join_sources, read_gaia_source, read_table, read_xp_continuous
+    from xpengine.features.tokens import CoefficientCountError, build_tokens
+    from xpengine.io import OutputTarget
 
     try:
         target = OutputTarget(args.output, args.overwrite, hint="--overwrite")
-    except FileExistsError as exc:
-        logger.error("%s", exc)
-        return 1
-
-    logger.info("reading XP spectra from %s", args.xp)
-    xp = read_xp_continuous(args.xp)
-    gaia = None
-    if args.gaia_source:
-        logger.info("reading gaia_source from %s", args.gaia_source)
-        gaia = read_gaia_source(args.gaia_source)
-    else:
-        logger.warning("no --gaia-source: no G photometry, so no XP token can be normalised")
-    tmass = read_table(args.tmass) if args.tmass else None
-    ebv = read_table(args.ebv) if args.ebv else None
-    if gaia is None and tmass is None and ebv is None:
-        table = xp
-    else:
-        table = join_sources(xp, gaia, tmass=tmass, ebv=ebv)
-
+        table = _read_inputs(args)
+    except (FileExistsError, FileNotFoundError, ValueError) as exc:  # GaiaFileError is a ValueError
+        return _fail(exc)
     representation = None
     if args.representation == "projected":
         from xpengine.spectra.representation import token_representation
 
         representation = token_representation()
-    batch = build_tokens(
-        table,
-        representation=representation,
-        min_relevant=args.min_relevant,
-        zero_point_fallback=args.zero_point_fallback,
-        ebv_floor=args.ebv_floor,
-    )
+    try:
+        batch = build_tokens(
+            table,
+            representation=representation,
+            min_relevant=args.min_relevant,
+            zero_point_fallback=args.zero_point_fallback,
+            ebv_floor=args.ebv_floor,
+        )
+    except CoefficientCountError as exc:  # the input's XP lengths are not the vocabulary's: bad input
+        return _fail(exc)
     provenance: dict[str, Any] = {
         "command": "xpengine features",
         "xp": args.xp,
@@ -132,12 +132,46 @@ def run_features(args: argparse.Namespace) -> int:
     from xpengine.features.flags import SourceFlag, has_flag
 
     logger.info(
-        "wrote %d sources to %s (%d without BP, %d without RP, %d without G, %d without parallax token)",
+        "wrote %d sources to %s (%d without BP, %d without RP, %d without G, %d with G from their XP, "
+        "%d without parallax token)",
         len(batch),
         args.output,
         int(has_flag(batch.flags, SourceFlag.NO_BP).sum()),
         int(has_flag(batch.flags, SourceFlag.NO_RP).sum()),
         int(has_flag(batch.flags, SourceFlag.NO_GAIA_PHOTOMETRY).sum()),
+        int(has_flag(batch.flags, SourceFlag.G_FROM_XP).sum()),
         int(has_flag(batch.flags, SourceFlag.NO_PARALLAX).sum()),
     )
     return 0
+
+
+def _read_inputs(args: argparse.Namespace) -> Any:
+    """The XP table of --xp joined with --gaia-source, --tmass and --ebv (the XP table alone when none is
+    given). Raises what the readers raise for an input that cannot be read (`GaiaFileError`, naming the
+    file, row and column), so that the command can say it in one line."""
+    from xpengine.io import join_sources, read_gaia_source, read_table, read_xp_continuous
+
+    logger.info("reading XP spectra from %s", args.xp)
+    xp = read_xp_continuous(args.xp)
+    gaia = None
+    if args.gaia_source:
+        logger.info("reading gaia_source from %s", args.gaia_source)
+        gaia = read_gaia_source(args.gaia_source)
+    else:
+        logger.warning(
+            "no --gaia-source: every row is flagged NO_GAIA_SOURCE and gets no parallax token; the XP are "
+            "normalised by the synthetic G of each star's own coefficients (flag G_FROM_XP) and BP-RP is "
+            "theirs too (BP_RP_FROM_XP); a source without BP or RP gets no XP tokens (NO_GAIA_PHOTOMETRY)"
+        )
+    tmass = read_table(args.tmass) if args.tmass else None
+    ebv = read_table(args.ebv) if args.ebv else None
+    if gaia is None and tmass is None and ebv is None:
+        return xp
+    return join_sources(xp, gaia, tmass=tmass, ebv=ebv)
+
+
+def _fail(exc: Exception) -> int:
+    """Print `xpengine features: error: <exc>` on one line to stderr; returns the exit status 2."""
+    one_line = "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    print(f"xpengine features: error: {one_line}", file=sys.stderr)
+    return 2

@@ -24,6 +24,28 @@ GRID_TOLERANCE_NM: float = 1e-6
 
 
 # --------------------------------------------------------------------------------------------------
+# what the file is
+
+
+def _refuse_per_band(columns: Any, url: str) -> None:
+    """GaiaFileError for GaiaXPy `convert` output: one row per source and band, its `xp` column saying
+    BP or RP, each band's spectrum on its own pseudo-wavelength grid in e⁻/s (internally calibrated). Read
+    as sampled spectra, its RP row would be the same source again and its BP row a spectrum of another
+    length, so the file is refused as a whole, saying what it is and what to give instead."""
+    xp = next((c for c in columns if str(c).lower() == "xp"), None)
+    if xp is None or "flux" not in columns:
+        return
+    raise GaiaFileError(
+        url,
+        "one row per band (BP/RP in this column): GaiaXPy `convert` output, per-band spectra on a "
+        "pseudo-wavelength grid (internally calibrated, e-/s), which the engine cannot read; give the "
+        "XP_CONTINUOUS coefficients, or GaiaXPy `calibrate` output (absolute fluxes on its default "
+        "336-1020 nm grid)",
+        column=str(xp),
+    )
+
+
+# --------------------------------------------------------------------------------------------------
 # units and grids
 
 

@@ -38,7 +38,9 @@ input with P (`token_representation`): sampled and continuous inputs meet in the
 Units: flux and flux_error in W m⁻² nm⁻¹, which the archive writes `W.m**-2.nm**-1` and GaiaXPy
 `calibrate` `W.nm**-1.m**-2` (the same unit). A declared unit is converted to it (any spectral flux
 density, e.g. erg s⁻¹ cm⁻² Å⁻¹ or Jy); a unit that is none (GaiaXPy `convert` output, in e⁻/s on
-pseudo-wavelengths) is a `GaiaFileError` naming the column. An undeclared unit is taken as W m⁻² nm⁻¹,
+pseudo-wavelengths) is a `GaiaFileError` naming the column. GaiaXPy `convert` output is refused as a
+whole in any case, by its `xp` column (one row per source and band, BP and RP each on its own
+pseudo-wavelength grid): a `GaiaFileError` naming the file and that column. An undeclared unit is taken as W m⁻² nm⁻¹,
 and a row with |flux| above `MAX_ABS_SAMPLED_FLUX` is a row problem (probably another unit).
 Values are rounded to float32, the archive's storage type, so that the text and binary copies of one
 archive file give identical tables.
@@ -80,6 +82,7 @@ from xpengine.io._sampled_units import (  # the constants are re-exported: they 
     _check_grid,
     _declared_sampling,
     _parse_grid,
+    _refuse_per_band,
     _unit_factor,
     _unit_of,
 )
@@ -167,9 +170,10 @@ def iter_xp_sampled(
 
     Raises
     ------
-    GaiaFileError : not a sampled table, a missing `flux_error` or `source_id`, a null source_id, a grid
-        other than the default declared by the file or `sampling`, a flux unit that is not a spectral
-        flux density, plus the format errors of `iter_xp_continuous`. Bad values are row problems.
+    GaiaFileError : not a sampled table, GaiaXPy `convert` output (an `xp` column: one row per band), a
+        missing `flux_error` or `source_id`, a null source_id, a grid other than the default declared by
+        the file or `sampling`, a flux unit that is not a spectral flux density, plus the format errors of
+        `iter_xp_continuous`. Bad values are row problems.
     """
     if isinstance(source, str | os.PathLike):
         from xpengine.io.formats import open_table_reader
@@ -250,6 +254,7 @@ def iter_sampled_reader(
                 "not a sampled XP table: expected columns flux and flux_error (with wavelength for one row "
                 f"per wavelength) and no X_coefficients; columns present: {sorted(reader.columns)[:30]}",
             )
+        _refuse_per_band(reader.columns, url)
         if "flux_error" not in reader.columns:
             raise GaiaFileError(
                 url,

@@ -29,12 +29,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 
 from xpengine.simulate.sky import PHYSICS
 
 __all__ = ["register", "run"]
 
 logger = logging.getLogger(__name__)
+
+_PROG = "xpengine simulate"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -102,14 +105,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="XP emulator calibration: v1 or v2 (the packaged files; default v2) or a path to a calibration "
         ".npz (python -m xpengine.simulate.calibration); gaia-xp v1/v2 were trained on v1 skies",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace existing files")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier sky in --output: every file an earlier `xpengine simulate` wrote there is "
+        "removed first (other bulk partitions there are refused, never removed)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from xpengine.simulate.generate import simulate_sky
+    from xpengine.simulate._output_dir import SkyFolderError
+    from xpengine.simulate.generate import planned_partitions, simulate_sky
     from xpengine.simulate.sky import SkyConfig
 
     cfg = SkyConfig(
@@ -138,19 +147,35 @@ def run(args: argparse.Namespace) -> int:
             raise SystemExit(f"--ranges {args.ranges!r}: expected AAAAAA-BBBBBB[,AAAAAA-BBBBBB...]") from None
         if any(len(r) != 2 for r in partitions):
             raise SystemExit(f"--ranges {args.ranges!r}: expected AAAAAA-BBBBBB[,AAAAAA-BBBBBB...]")
-    summary = simulate_sky(
-        args.output,
-        args.n_sources,
-        seed=args.seed,
-        n_partitions=args.partitions,
-        partitions=partitions,
-        chunk_size=args.chunk_size,
-        config=cfg,
-        workers=args.workers,
-        overwrite=args.overwrite,
-    )
+    # a bad argument or an output folder holding another sky ends in one line (exit 2), checked before
+    # anything is written; a failure inside the simulation keeps its traceback
+    try:
+        planned_partitions(args.n_sources, args.workers, args.partitions, partitions)
+    except ValueError as exc:
+        return _fail(exc)
+    try:
+        summary = simulate_sky(
+            args.output,
+            args.n_sources,
+            seed=args.seed,
+            n_partitions=args.partitions,
+            partitions=partitions,
+            chunk_size=args.chunk_size,
+            config=cfg,
+            workers=args.workers,
+            overwrite=args.overwrite,
+        )
+    except SkyFolderError as exc:
+        return _fail(exc.message("--overwrite"))
     print(json.dumps(summary, indent=1))
     return 0
+
+
+def _fail(problem: Exception | str) -> int:
+    """Print `xpengine simulate: error: <problem>` on one line to stderr; returns the exit status 2."""
+    one_line = "; ".join(part.strip() for part in str(problem).splitlines() if part.strip())
+    print(f"{_PROG}: error: {one_line}", file=sys.stderr)
+    return 2
 
 
 def _emulator_path(value: str) -> str | None:

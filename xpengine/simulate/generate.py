@@ -11,7 +11,8 @@ Output directory (all byte-identical for the same arguments):
 
 Layout: this module plans the partitions and chunks, draws and writes them; the draws' `observe` hooks
 are in `_observe_hooks`, the bulk tables and their gzip stream in `_bulk_files`, the APOGEE-like rows and
-FITS files in `_survey_files`, the truth columns in `_truth`.
+FITS files in `_survey_files`, the truth columns in `_truth`, what an earlier sky left in the folder
+(refused, or with overwrite removed first, so that two skies are never read as one) in `_output_dir`.
 
 Source ids: source_id = hpx12 << 35 | running number (bits 0–34), with hpx12 the true level-12 pixel of
 the position, so hpx8 = source_id >> 43 lies in the file's range and ids are unique by construction.
@@ -77,6 +78,7 @@ from xpengine.simulate._observe_hooks import (
     _observe_factory_mist,
     _population_config,
 )
+from xpengine.simulate._output_dir import MD5SUM, PRODUCTS, bulk_names, prepare_output
 from xpengine.simulate._survey_files import (
     _ALLSTAR_FORMATS,
     _DISTMASS_FORMATS,
@@ -98,7 +100,7 @@ from xpengine.simulate.xp import (
     add_xp_noise,
 )
 
-__all__ = ["simulate_sky"]
+__all__ = ["planned_partitions", "simulate_sky"]
 
 logger = logging.getLogger(__name__)
 
@@ -280,7 +282,7 @@ def _simulate_partition(job: dict[str, Any]) -> dict[str, Any]:
         "n_giants": n_giants,
         "xp_emulator": tally,
         "apogee": apogee,
-        "files": [f"XpContinuousMeanSpectrum_{suffix}.csv.gz", f"GaiaSource_{suffix}.csv.gz"],
+        "files": bulk_names(suffix),
     }
 
 
@@ -304,26 +306,20 @@ def _merge_parquet(parts: list[Path], dest: Path) -> None:
         p.unlink()
 
 
-_PRODUCTS = (
-    "allStar-synthetic.fits",
-    "APOGEE_DistMass-synthetic.fits",
-    "tmass.parquet",
-    "ebv.parquet",
-    "truth.parquet",
-)
-
-
-def _refuse_existing(out: Path, parts: list[tuple[int, int]]) -> None:
-    """FileExistsError if any file `simulate_sky` would write into `out` exists."""
-    existing = [p for p in _PRODUCTS if (out / p).exists()]
-    existing += [
-        f"{kind}_{bulk_suffix(lo, hi)}.csv.gz"
-        for lo, hi in parts
-        for kind in ("XpContinuousMeanSpectrum", "GaiaSource")
-        if (out / f"{kind}_{bulk_suffix(lo, hi)}.csv.gz").exists()
-    ]
-    if existing:
-        raise FileExistsError(f"{out}: {existing} exist; pass overwrite=True to replace them")
+def planned_partitions(
+    n_sources: int, workers: int, n_partitions: int, partitions: list[tuple[int, int]] | None
+) -> list[tuple[int, int]]:
+    """The HEALPix-8 ranges of the sky `simulate_sky` would write, its arguments checked (ValueError
+    naming the bad one) before anything is written, so the command line can report a bad argument in one
+    line without mistaking a failure of the simulation for one."""
+    if n_sources < 1:
+        raise ValueError(f"n_sources={n_sources}; expected >= 1")
+    if workers < 1:
+        raise ValueError(f"workers={workers}; expected >= 1")
+    parts = partitions if partitions is not None else default_partitions(n_partitions)
+    for lo, hi in parts:
+        bulk_suffix(lo, hi)  # validates
+    return parts
 
 
 def simulate_sky(
@@ -350,22 +346,18 @@ def simulate_sky(
     n_partitions, partitions : HEALPix-8 ranges (inclusive); default :func:`default_partitions`.
     chunk_size : sources generated and written at a time (memory scales with it, not with n_sources).
     workers : processes simulating partitions in parallel (1 = in this process).
-    overwrite : replace existing files (refused otherwise).
+    overwrite : replace the files of an earlier sky in `output_dir`: every file an earlier `simulate_sky`
+        wrote there is removed first, its partitions of other ranges too (they would be read with the new
+        sky). Without it, any such file is refused. Either way, other bulk partitions there are refused
+        (`xpengine.simulate._output_dir`: `SkyFolderError`, a FileExistsError naming them).
 
     Returns a summary dict (counts per partition, file names, number of giants and APOGEE rows).
     """
-    if n_sources < 1:
-        raise ValueError(f"n_sources={n_sources}; expected >= 1")
-    if workers < 1:
-        raise ValueError(f"workers={workers}; expected >= 1")
+    parts = planned_partitions(n_sources, workers, n_partitions, partitions)
     cfg = SkyConfig() if config is None else config
-    parts = partitions if partitions is not None else default_partitions(n_partitions)
-    for lo, hi in parts:
-        bulk_suffix(lo, hi)  # validates
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if not overwrite:
-        _refuse_existing(out, parts)
+    prepare_output(out, [bulk_suffix(lo, hi) for lo, hi in parts], overwrite)
     if cfg.physics == "mist":
         per_part = _density_split(seed, parts, n_sources, cfg)
     else:
@@ -401,9 +393,7 @@ def simulate_sky(
     _write_fits(out / "allStar-synthetic.fits", apogee, _ALLSTAR_FORMATS, "ALLSTAR")
     _write_fits(out / "APOGEE_DistMass-synthetic.fits", distmass, _DISTMASS_FORMATS, "DISTMASS")
     bulk_files = sorted(f for r in results for f in r["files"])
-    write_text_atomically(
-        out / "_MD5SUM.txt", "".join(f"{md5_of(out / name)}  {name}\n" for name in bulk_files)
-    )
+    write_text_atomically(out / MD5SUM, "".join(f"{md5_of(out / name)}  {name}\n" for name in bulk_files))
     summary: dict[str, Any] = {
         "n_sources": n_sources,
         "seed": seed,
@@ -415,7 +405,7 @@ def simulate_sky(
         "n_giants": sum(r["n_giants"] for r in results),
         "n_apogee_rows": int(apogee["APOGEE_ID"].shape[0]),
         "n_distmass_rows": int(distmass["APOGEE_ID"].shape[0]),
-        "files": [*bulk_files, "_MD5SUM.txt", *_PRODUCTS],
+        "files": [*bulk_files, MD5SUM, *PRODUCTS],
     }
     if cfg.physics == "mist":
         summary["xp_emulator"] = _emulator_summary(results)
