@@ -41,7 +41,9 @@ ABOUT = {"model": "m", "xpengine_version": "test"}
 
 
 def _table() -> pa.Table:
-    schema = catalog_schema(["teff"])
+    # with the job's provenance, as `_finish_partition` writes every catalogue file: how --overwrite
+    # tells a file of a job killed before its record from a file of the user's (review 19)
+    schema = catalog_schema(["teff"], metadata={"provenance": {"model": "m"}})
     return pa.Table.from_pydict({f.name: pa.array([1], type=f.type) for f in schema}, schema=schema)
 
 

@@ -16,7 +16,7 @@ from xpengine.io.errors import GaiaFileError
 from xpengine.io.formats import open_table_reader
 from xpengine.io.schema import META_SOURCE, READ_PROBLEM
 
-__all__ = ["EBV_COLUMNS", "TMASS_COLUMNS", "join_sources", "read_table"]
+__all__ = ["EBV_COLUMNS", "TMASS_COLUMNS", "check_side_table", "join_sources", "read_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +25,11 @@ TMASS_COLUMNS: tuple[str, ...] = ("j_m", "j_msigcom", "h_m", "h_msigcom", "ks_m"
 2MASS writes 99/99.999 for missing photometry; that is left to the features code."""
 EBV_COLUMNS: tuple[str, ...] = ("ebv", "ebv_error")
 """E(B−V) (mag) and its error, e.g. from a 3-D dust map; `ebv_error` may be absent."""
+SIDE_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "2MASS": (TMASS_COLUMNS, ()),
+    "E(B-V)": (("ebv",), ("ebv_error",)),
+}
+"""The columns `join_sources` takes from each side table besides source_id: (required, optional)."""
 
 
 def read_table(
@@ -87,6 +92,66 @@ def _parse_array_column(table: pa.Table, name: str, url: str) -> pa.Table:
             row, text = problems[0]
             raise GaiaFileError(url, f"not an array: {text}", row=row + 1, column=name)
     return table.set_column(i, pa.field(name, parsed.type), parsed)
+
+
+def _source_of(schema: pa.Schema) -> str | None:
+    """The file a table was read from, when its schema metadata records it (`META_SOURCE`)."""
+    meta = schema.metadata or {}
+    return meta[META_SOURCE].decode(errors="replace") if META_SOURCE in meta else None
+
+
+def _check_side_columns(schema: pa.Schema, what: str, url: str | None) -> None:
+    """GaiaFileError naming the table's file (`url`; None: the table is named by `what` alone) and the
+    column when a 2MASS or E(B−V) table (`what`, a key of `SIDE_TABLES`) lacks a column `join_sources`
+    takes from it, or holds one that is not numbers (text: the features would fail on it later, far
+    from the file)."""
+    required, optional = SIDE_TABLES[what]
+    source = url or f"{what} table"
+    missing = [c for c in ("source_id", *required) if c not in schema.names]
+    if missing:
+        also = f" (and optionally {list(optional)})" if optional else ""
+        raise GaiaFileError(
+            source,
+            f"{what} table lacks columns {missing}; expected source_id, {list(required)}{also}; "
+            f"columns present: {schema.names}",
+            column=missing[0],
+        )
+    for name in (*required, *optional):
+        if name not in schema.names:
+            continue
+        typ = schema.field(name).type
+        if not (pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_null(typ)):
+            raise GaiaFileError(
+                source, f"{name} has type {typ}; a {what} table holds numbers (mag)", column=name
+            )
+
+
+def check_side_table(
+    source: str | os.PathLike[str], what: str, *, storage_options: dict[str, Any] | None = None
+) -> None:
+    """Check a 2MASS or E(B−V) table file (`what`: "2MASS" or "E(B-V)") before a job joins it to
+    every partition: the columns `join_sources` takes from it are there and hold numbers, and its
+    source_id holds integers (`source_id_array`: float64 ids have lost digits), from the file's schema
+    and its first rows; a problem raises GaiaFileError naming the file and column (and row). The job
+    reads the table in each partition's task, where the same problems would fail every partition
+    one by one after the cluster started, naming no file."""
+    reader = open_table_reader(source, storage_options)
+    try:
+        required, optional = SIDE_TABLES[what]
+        names = ["source_id", *required, *(c for c in optional if c in reader.columns)]
+        present = [c for c in names if c in reader.columns]
+        types = {n: t for n in present if (t := reader.declared_type(n)) is not None}
+        first = next(iter(reader.iter_batches(present, types, 4096)), None)
+        if first is None:
+            fields = [pa.field(n, types.get(n, pa.null())) for n in present]
+            schema = pa.schema(fields)
+        else:
+            schema = first[1].schema
+        _check_side_columns(schema, what, reader.src.url)
+        if first is not None:
+            source_id_array(first[1].column("source_id"), reader.src.url, row0=first[0])
+    finally:
+        reader.src.close()
 
 
 def _table_name(table: pa.Table, what: str) -> str:
@@ -157,7 +222,9 @@ def join_sources(
     Raises
     ------
     GaiaFileError : a right-hand table holds a source_id more than once (message names one).
-    ValueError : missing source_id / required columns, or a column name present on both sides.
+    ValueError : missing source_id / required columns, or a column name present on both sides; a
+        2MASS or E(B−V) table lacking a column or with one that is not numbers is a GaiaFileError
+        naming its file (`check_side_table` checks a file before a job reads it partition by partition).
     """
     left_ids = _source_ids(xp, "XP")
     out = xp
@@ -166,13 +233,10 @@ def join_sources(
         cols = [c for c in gaia.column_names if c not in ("source_id", READ_PROBLEM)]
         right_tables.append(("gaia_source", gaia, cols))
     if tmass is not None:
-        lack = [c for c in TMASS_COLUMNS if c not in tmass.column_names]
-        if lack:
-            raise ValueError(f"2MASS table lacks columns {lack}; expected {list(TMASS_COLUMNS)}")
+        _check_side_columns(tmass.schema, "2MASS", _source_of(tmass.schema))
         right_tables.append(("2MASS", tmass, list(TMASS_COLUMNS)))
     if ebv is not None:
-        if "ebv" not in ebv.column_names:
-            raise ValueError(f"E(B-V) table lacks column 'ebv'; columns: {ebv.column_names}")
+        _check_side_columns(ebv.schema, "E(B-V)", _source_of(ebv.schema))
         if "ebv_error" not in ebv.column_names:
             ebv = ebv.append_column("ebv_error", pa.nulls(ebv.num_rows, pa.float32()))
         right_tables.append(("E(B-V)", ebv, list(EBV_COLUMNS)))

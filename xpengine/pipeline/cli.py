@@ -138,15 +138,25 @@ def run_job(args: argparse.Namespace, prog: str = "infer_gaia") -> int:
             raise
         return _fail(prog, exc)
     print(f"catalogue: {summary.output}")
+    written = f"{len(summary.partitions_done)} partition(s) written"
+    if summary.partitions_empty:  # done, nothing lost: their inputs hold no sources
+        empty = summary.partitions_empty
+        written += (
+            f" ({len(empty)} with no sources: {', '.join(empty[:3])}{' ...' if len(empty) > 3 else ''})"
+        )
     print(
-        f"{len(summary.partitions_done)} partition(s) written, {len(summary.partitions_skipped)} skipped, "
-        f"{len(summary.partitions_failed)} failed; {summary.sources_written} sources in {summary.wall_time_s:.1f} s"
+        f"{written}, {len(summary.partitions_skipped)} skipped, {len(summary.partitions_failed)} failed; "
+        f"{summary.sources_written} sources in {summary.wall_time_s:.1f} s"
     )
     return 0 if summary.ok else 1
 
 
 def _fail(prog: str, exc: Exception) -> int:
-    one_line = "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    """The error in one line: its lines joined by "; " (by a space after a heading that ends in ":")."""
+    one_line = ""
+    for part in (p.strip() for p in str(exc).splitlines()):
+        if part:
+            one_line += ("" if not one_line else " " if one_line.endswith(":") else "; ") + part
     print(f"{prog}: error: {one_line}", file=sys.stderr)
     return 2
 

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import numbers
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,20 +68,117 @@ class Resources:
     warm_pool_idle_s: float = 900.0  # a warm actor ends itself after this many seconds without work
 
     def problems(self) -> list[str]:
-        out = []
-        if self.actors is not None and self.actors < 1:
+        """Every problem of these resources, one line each: first the type of each key (a YAML
+        `actors: two` would otherwise end in a TypeError below, or deep inside Ray), then the ranges
+        of those whose type is right."""
+        typed = _field_problems(self)
+        out = [p for lines in typed.values() for p in lines]
+
+        def given(name: str) -> bool:
+            return name not in typed and getattr(self, name) is not None
+
+        if given("actors") and self.actors < 1:
             out.append(f"actors: must be ≥ 1, got {self.actors}")
-        if self.batch_size is not None and self.batch_size < 1:
+        if given("batch_size") and self.batch_size < 1:
             out.append(f"batch_size: must be ≥ 1 (or unset: chosen per device), got {self.batch_size}")
-        if self.torch_threads is not None and self.torch_threads < 1:
+        if given("torch_threads") and self.torch_threads < 1:
             out.append(f"torch_threads: must be ≥ 1 (or unset: chosen per device), got {self.torch_threads}")
-        if self.chunk_rows < 1:
+        if given("chunk_rows") and self.chunk_rows < 1:
             out.append(f"chunk_rows: must be ≥ 1, got {self.chunk_rows}")
-        if not self.warm_pool_idle_s or self.warm_pool_idle_s <= 0:
+        if given("warm_pool_idle_s") and self.warm_pool_idle_s <= 0:
             out.append(f"warm_pool_idle_s: must be > 0 seconds, got {self.warm_pool_idle_s}")
-        if self.dtype not in ("float32", "bfloat16", "auto"):
+        if given("dtype") and self.dtype not in ("float32", "bfloat16", "auto"):
             out.append(f"dtype: must be float32, bfloat16 or auto, got {self.dtype!r}")
         return out
+
+
+_PATH_KEYS = frozenset({"input", "gaia_source", "tmass", "ebv", "model", "output"})
+"""Keys whose text names a file, a directory or a URL: a Python caller may give an `os.PathLike`."""
+
+
+def _is_integer(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    """A finite real number (not a bool: YAML's `true` is no threshold)."""
+    import math
+
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _shown(v: Any) -> str:
+    text = repr(v)
+    return f"{text[:60]}{'...' if len(text) > 60 else ''} ({type(v).__name__})"
+
+
+def _as_text_hint(v: Any) -> str:
+    """Why a number may have arrived as text: YAML 1.1 reads `1e3` (no dot) or a quoted number as a string."""
+    if not isinstance(v, str):
+        return ""
+    try:
+        float(v)
+    except ValueError:
+        return ""
+    return "; YAML reads a quoted number, or one such as 1e3 without a dot, as text: write 1000 or 1.0e3"
+
+
+_SCALARS = {
+    "int": (_is_integer, "an integer"),
+    "float": (_is_number, "a number"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "str": (lambda v: isinstance(v, str), "text"),
+}
+
+
+def _type_problems(key: str, value: Any, annotation: str) -> list[str]:
+    """Why `value` of configuration key `key` is not of the type its field declares (`annotation`, the
+    dataclass field's type as text: `int | None`, `list[str] | None`, `Mapping[str, float]`, ...)."""
+    kinds = [k.strip() for k in annotation.split("|")]
+    kind = kinds[0]
+    if value is None:
+        return [] if "None" in kinds else [f"{key}: must be given, got null"]
+    if key in _PATH_KEYS and isinstance(value, os.PathLike):
+        return []
+    if kind == "list[str]":
+        if not isinstance(value, list | tuple):
+            return [f"{key}: must be a list of text, got {_shown(value)}"]
+        bad = [
+            x
+            for x in value
+            if not isinstance(x, str) and not (key in _PATH_KEYS and isinstance(x, os.PathLike))
+        ]
+        return [f"{key}: must be a list of text, got item {_shown(bad[0])}"] if bad else []
+    if kind == "tuple[float, float]":
+        if not (isinstance(value, list | tuple) and len(value) == 2 and all(_is_number(x) for x in value)):
+            return [f"{key}: must be a pair of numbers [low, high], got {_shown(value)}"]
+        return [] if value[0] < value[1] else [f"{key}: low must be below high, got {list(value)}"]
+    if kind == "Mapping[str, float]":
+        if not isinstance(value, Mapping):
+            return [f"{key}: must be a mapping of label to number ({{teff: 250.0}}), got {_shown(value)}"]
+        out = []
+        for label, limit in value.items():
+            if label not in LABELS:
+                out.append(f"{key}: unknown label {label!r}, valid: {sorted(LABELS)}")
+            elif not _is_number(limit) or limit < 0:
+                out.append(f"{key}: {label} must be a number ≥ 0, got {_shown(limit)}{_as_text_hint(limit)}")
+        return out
+    check, wanted = _SCALARS[kind]
+    if check(value):
+        return []
+    hint = _as_text_hint(value) if kind in ("int", "float") else ""
+    return [f"{key}: must be {wanted}, got {_shown(value)}{hint}"]
+
+
+def _field_problems(obj: Any, skip: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    """The type problems of the dataclass `obj`'s fields (all but `skip`), by field name: a value the
+    YAML file or a Python caller gave that the job would only trip on later (a TypeError in a
+    comparison, or an error deep inside a Ray stage after the cluster started)."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        if f.name not in skip and (lines := _type_problems(f.name, getattr(obj, f.name), str(f.type))):
+            out[f.name] = lines
+    return out
 
 
 def _default_flags() -> FlagPolicy:
@@ -159,20 +259,35 @@ class InferenceConfig:
         if flat_resources:
             self.resources = dataclasses.replace(self.resources, **flat_resources)
         flat_flags = {k: kwargs[k] for k in FLAG_KEYS if k in kwargs}
-        if "giant_teff_range" in flat_flags:
+        if isinstance(flat_flags.get("giant_teff_range"), list | tuple):  # other types: validate() says so
             flat_flags["giant_teff_range"] = tuple(flat_flags["giant_teff_range"])
         if flat_flags:
             self.flags = dataclasses.replace(self.flags, **flat_flags)
 
-    def validate(self) -> None:
-        """Collect every configuration problem and raise them together."""
-        problems = []
-        unknown = [lab for lab in self.labels or () if lab not in LABELS]
-        if unknown:
-            problems.append(f"labels: unknown {unknown}, valid: {sorted(LABELS)}")
-        problems += self.resources.problems()
+    def problems(self) -> list[str]:
+        """Every configuration problem, one line each ("key: what is wrong"): the type of each key
+        first, then what a key of the right type may not be."""
+        typed = _field_problems(self, skip=("resources", "flags"))
+        problems = [p for lines in typed.values() for p in lines]
+        if "labels" not in typed:
+            unknown = [lab for lab in self.labels or () if lab not in LABELS]
+            if unknown:
+                problems.append(f"labels: unknown {unknown}, valid: {sorted(LABELS)}")
+        for name, kind in (("resources", Resources), ("flags", FlagPolicy)):
+            value = getattr(self, name)
+            if not isinstance(value, kind):
+                problems.append(f"{name}: must be a {kind.__name__}, got {_shown(value)}")
+            elif name == "resources":
+                problems += value.problems()
+            else:
+                problems += [p for lines in _field_problems(value).values() for p in lines]
         if self.gaia_source and not self.input:
             problems.append("gaia_source given without input")
+        return problems
+
+    def validate(self) -> None:
+        """Collect every configuration problem (`problems`) and raise them together."""
+        problems = self.problems()
         if problems:
             raise ValueError("invalid inference configuration:\n  " + "\n  ".join(problems))
 
@@ -211,17 +326,23 @@ def load_inference_config(
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of configuration keys, got {type(data).__name__}")
     data = _flattened(data, path)
-    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    from_file = set(data) - set(given)
+    data.update(given)
     names = {f.name for f in dataclasses.fields(InferenceConfig)} - {"resources", "flags"}
     names |= set(RESOURCE_KEYS) | set(FLAG_KEYS)
     unknown = sorted(set(data) - names)
     if unknown:
         raise ValueError(f"{path}: unknown configuration keys {unknown}; valid keys: {sorted(names)}")
-    for key in ("input", "gaia_source"):
-        if isinstance(data.get(key), str):
+    for key in ("input", "gaia_source", "labels", "inputs"):
+        if isinstance(data.get(key), str):  # one path, label or token list
             data[key] = [data[key]]
     cfg = InferenceConfig(**data)
-    cfg.validate()
+    problems = cfg.problems()
+    if problems:
+        # a key the YAML file gave is named with its file; one of the command line stands alone
+        where = [f"{path}: {p}" if p.split(":", 1)[0] in from_file else p for p in problems]
+        raise ValueError("invalid inference configuration:\n  " + "\n  ".join(where))
     return cfg
 
 

@@ -48,13 +48,22 @@ def _finish_partition(
     "read" event, `xpengine.pipeline.bookkeeping`). The record describes the files as they are now
     (size, mtime, md5), so a file replaced while the job ran would be recorded as processed in a
     version that was never read, and resume, even `--verify-inputs`, would keep rows that are not
-    its rows: such a partition fails instead, and the next run redoes it."""
+    its rows: such a partition fails instead, and the next run redoes it.
+
+    No `parts` at all (an input of no sources, e.g. a header-only file, whose read reported 0 rows):
+    nothing is lost, so the partition is done, with an empty catalogue file (the catalogue's schema
+    and provenance, no row: every reader takes it), `no_sources` in its record and its name in the
+    summary's `partitions_empty`; resume skips it as any done partition."""
     inputs = _input_fingerprints_unless_changed(task, read_inputs, cfg.checksum)
     if isinstance(inputs, str):
         rows_seen = sum(len(p["source_id"]) for p in parts)
         _record_failure(writer, task, inputs, summary, rows_seen, identity)
         return None
-    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    schema = catalog_schema(cfg.labels, metadata={"provenance": {**provenance, "inputs": inputs}})
+    if parts:
+        cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    else:  # an input of no sources (a header-only file): done, with an empty catalogue file
+        cols = {f.name: np.empty(0, dtype=f.type.to_pandas_dtype()) for f in schema}
     # stable: among rows with the same source_id the first in the input comes first
     order = np.argsort(cols["source_id"], kind="stable")
     cols = {k: v[order] for k, v in cols.items()}
@@ -83,7 +92,6 @@ def _finish_partition(
     cols["flags"] = flags
     dup = np.zeros(len(sid), dtype=bool)
     dup[1:] = sid[1:] == sid[:-1]
-    schema = catalog_schema(cfg.labels, metadata={"provenance": {**provenance, "inputs": inputs}})
     table = _rows_table(schema, {k: v[~dup] for k, v in cols.items()}, sid[~dup])
     rejected = None
     if dup.any():
@@ -104,6 +112,8 @@ def _finish_partition(
     n_read_problems = int((flags & int(SourceFlag.READ_PROBLEM) != 0).sum())
     if n_read_problems:
         problems["read_problem_rows"] = n_read_problems
+    if not len(sid):  # the record says so: an empty partition is not a lost one
+        problems["no_sources"] = True
     record = PartitionRecord(
         partition=task.name,
         status="done",
@@ -120,6 +130,11 @@ def _finish_partition(
     summary.partitions_done.append(task.name)
     summary.sources_written += table.num_rows
     summary.rows_rejected += record.rejected_rows
+    if not len(sid):
+        getattr(summary, "partitions_empty", []).append(task.name)
+        log.warning(
+            "partition %s: %s holds no sources: done, its catalogue file has no rows", task.name, task.xp
+        )
     log.info("partition %s: %d sources → %s", task.name, table.num_rows, writer.display(path))
     return table.num_rows
 

@@ -373,18 +373,12 @@ def _job_as_known(
 
 def _remove_for_overwrite(writer: CatalogWriter, names: set[str], kept: set[str]) -> None:
     """Remove the files (catalogue, rejected rows, manifest record) of `names`, and every catalogue file
-    (with its rejected rows) that is not one of `kept`: no row of the earlier job stays in the catalogue."""
-    import pyarrow.fs as pafs
-
-    listing = writer.fs.get_file_info(pafs.FileSelector(writer.root, allow_not_found=True))
-    in_root = {
-        os.path.basename(i.path)[: -len(".parquet")]
-        for i in listing
-        if i.type == pafs.FileType.File
-        and i.path.endswith(".parquet")
-        and not os.path.basename(i.path).startswith("_")
-    }
-    for name in sorted(names | (in_root - kept)):
+    of this catalogue's jobs (with its rejected rows) that is not one of `kept`: no row of the earlier
+    job stays in the catalogue. Only what the jobs wrote goes (`CatalogWriter.own_partitions`: a
+    manifest record, or the job's provenance in the file): a Parquet file of the user's or another
+    program's in the folder is not a catalogue file of an earlier job (`plan.check_output` refuses
+    such a folder before this runs)."""
+    for name in sorted(names | (writer.own_partitions() - kept)):
         removed = remove_partition_files(writer, name, manifest=name in names)
         if any(p.endswith(".parquet") for p in removed):
             log.warning(

@@ -15,6 +15,8 @@ from xpengine.pipeline.stages import PartitionTask
 
 __all__ = [
     "JobError",
+    "check_output",
+    "check_side_tables",
     "default_inputs",
     "plan_partitions",
     "visible_partition_name",
@@ -160,3 +162,96 @@ def _input_fingerprints(task: PartitionTask) -> dict[str, Any]:
         "xp_file": _file_fingerprint(task.xp),
         "gaia_source_file": _file_fingerprint(task.gaia),
     }
+
+
+def check_side_tables(cfg: InferenceConfig) -> None:
+    """Refuse (JobError naming the option, the file and the column) a 2MASS or E(B−V) table that lacks
+    a column the join takes from it, holds text there, or floating-point source_ids
+    (`xpengine.io.tables.check_side_table`), before any work: each partition's task reads the table
+    again, where the same problem would fail every partition one by one after the cluster started."""
+    from xpengine.io.tables import check_side_table
+
+    for key, what in (("tmass", "2MASS"), ("ebv", "E(B-V)")):
+        url = getattr(cfg, key)
+        if not url:
+            continue
+        try:
+            check_side_table(url, what)
+        except (ValueError, OSError) as exc:  # GaiaFileError is a ValueError
+            raise JobError(f"--{key}: {exc}") from exc
+
+
+def _shown(names: list[str], n: int = 3) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def check_output(writer: Any, cfg: InferenceConfig, tasks: list[PartitionTask]) -> None:
+    """Refuse (JobError, before anything is written or removed) an output the job may not make its
+    catalogue in: one that is an input folder, lies inside one or holds an input (the job would read
+    what it writes, and `--overwrite` would remove its own inputs before reading them, e.g. `xpengine
+    compact`'s ModelInputs_*.parquet); a folder that is not an xpengine catalogue (no `_JOB.json` or
+    `_manifest/`) but holds other files (the catalogue's files would land among them, and every
+    reader of the folder would take them for catalogue rows); and a catalogue holding data files its
+    jobs did not write (`CatalogWriter.foreign_entries`), which `xpengine query` and other readers
+    would read as rows of the catalogue and `--overwrite` does not remove. `_`/`.` names are the
+    catalogue's bookkeeping or hidden, never in the way."""
+    from xpengine.catalog.locate import format_of
+
+    out = _location(writer.output)
+    for place in _input_places(cfg, tasks):
+        where = _location(place)
+        if out[0] != where[0]:
+            continue
+        if out == where or _inside(out, where):
+            how = "is" if out == where else "lies inside"
+            raise JobError(
+                f"output {writer.output} {how} the input {place}: the job would write among the files "
+                "it reads (and --overwrite could remove them); choose an --output outside the inputs"
+            )
+        if _inside(where, out):
+            raise JobError(
+                f"output {writer.output} holds the input {place}: the job would write among the files it "
+                "reads (and --overwrite could remove them); choose an --output outside the inputs"
+            )
+    foreign = writer.foreign_entries()
+    if foreign and not writer.is_catalogue():
+        raise JobError(
+            f"output {writer.output} is not an xpengine catalogue (no _JOB.json or _manifest/) and holds "
+            f"other files: {_shown(foreign)}; the catalogue's files would land among them and readers of "
+            "the folder would take them for catalogue rows: choose an empty or new --output"
+        )
+    data = [f for f in foreign if not f.endswith("/") and format_of(f)]
+    if data:
+        raise JobError(
+            f"output {writer.output} holds data files no job of this catalogue wrote (no _manifest record, "
+            f"no xpengine provenance): {_shown(data)}; readers of the catalogue would take their rows for "
+            "its own and --overwrite does not remove them: move them out, or choose another --output"
+        )
+
+
+def _input_places(cfg: InferenceConfig, tasks: list[PartitionTask]) -> list[str]:
+    """Every input the job reads, as given (folders, a glob's folder, files) and as planned (each
+    partition's files), and the side tables."""
+    places = []
+    for given in [*(cfg.input or []), *(cfg.gaia_source or [])]:
+        given = os.fspath(given)
+        wild = min((given.index(c) for c in "*?[" if c in given), default=None)
+        places.append(given if wild is None else given[:wild].rpartition("/")[0] or "/")
+    places += [p for t in tasks for p in (t.xp, t.gaia) if p]
+    return places + [os.fspath(p) for p in (cfg.tmass, cfg.ebv) if p]
+
+
+def _location(url: str) -> tuple[str, str]:
+    """(scheme, path) of a local path or URL: the real path of a local one ("" scheme), so that two
+    spellings of one folder (relative, a symlink) compare equal."""
+    if url.startswith("file://"):
+        url = url[len("file://") :]
+    if "://" in url:
+        scheme, _, rest = url.partition("://")
+        return scheme, rest.rstrip("/")
+    return "", os.path.realpath(url)
+
+
+def _inside(a: tuple[str, str], b: tuple[str, str]) -> bool:
+    """Whether location `a` lies inside folder `b` (same scheme)."""
+    return a[0] == b[0] and a[1].startswith(b[1].rstrip("/") + "/")

@@ -61,6 +61,8 @@ from xpengine.pipeline.plan import (
     _input_fingerprints,  # noqa: F401
     _unique_names,  # noqa: F401
     _with_default_side_inputs,
+    check_output,
+    check_side_tables,
     default_inputs,
     plan_partitions,
     visible_partition_name,
@@ -96,6 +98,8 @@ class JobSummary:
     partitions_skipped: list[str] = field(default_factory=list)
     partitions_done: list[str] = field(default_factory=list)
     partitions_failed: dict[str, str] = field(default_factory=dict)
+    # partitions whose input holds no sources (a header-only file): done, with an empty catalogue file
+    partitions_empty: list[str] = field(default_factory=list)
     sources_written: int = 0  # catalogue rows of this run's partitions, after duplicates are resolved
     rows_rejected: int = 0  # duplicated rows inside partitions, set aside in _rejected/
     duplicates: dict[str, Any] = field(default_factory=dict)  # across partitions (see resolve_...)
@@ -148,8 +152,11 @@ def run_inference(cfg: InferenceConfig) -> JobSummary:
         raise JobError(f"model {cfg.model}: {exc}") from exc
     identity = _job_identity(cfg.labels, provenance, cfg)
     output = cfg.output or os.path.abspath("xpengine-catalog")
+    check_side_tables(cfg)
+    _check_cluster_address(cfg)
     tasks = plan_partitions(cfg)
     writer = CatalogWriter(output)
+    check_output(writer, cfg, tasks)  # before the folder is touched: nothing of the user's is written over
     writer.prepare(stale_after_s=cfg.lock_stale_s)
     try:
         about = {"model": cfg.model, "xpengine_version": provenance["xpengine_version"]}
@@ -174,6 +181,23 @@ def run_inference(cfg: InferenceConfig) -> JobSummary:
         return summary
     finally:
         writer.release_lock()
+
+
+def _check_cluster_address(cfg: InferenceConfig) -> None:
+    """Refuse (JobError) a cluster address where nothing listens (`warm_pool.address_problem`) before any
+    work: `ray.init` there waits minutes for its GCS before it fails. Skipped when this process is
+    connected to Ray already (the job then runs on that cluster)."""
+    import sys
+
+    address = cfg.resources.address or os.environ.get("RAY_ADDRESS")
+    ray = sys.modules.get("ray")
+    if not address or (ray is not None and ray.is_initialized()):
+        return
+    from xpengine.pipeline.warm_pool import address_problem
+
+    problem = address_problem(address)
+    if problem:
+        raise JobError(f"{'--address' if cfg.resources.address else 'RAY_ADDRESS'}: {problem}")
 
 
 def _count_resolved(summary: JobSummary, duplicates: dict[str, Any]) -> None:
@@ -225,7 +249,10 @@ def _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, ma
     importer = threading.Thread(target=_import_quietly, args=("ray.data",), daemon=True)
     if not warm:
         importer.start()
-    init_ray(cfg.resources)
+    try:
+        init_ray(cfg.resources)
+    except ConnectionError as exc:  # something answers at the address, but not a Ray cluster's GCS
+        raise JobError(f"--address: {exc}") from exc
     marks.mark("ray_ready")
     # the ledger's worker starts while the dataset is planned and the predictor actors start
     ledger = ray.remote(Ledger).options(num_cpus=0).remote()

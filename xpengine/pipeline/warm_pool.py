@@ -35,6 +35,7 @@ import json
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -50,6 +51,7 @@ __all__ = [
     "NAMESPACE",
     "PREFIX",
     "PoolWorker",
+    "address_problem",
     "list_pools",
     "pool_key",
     "register",
@@ -388,6 +390,36 @@ def _fail(ledger, index: int, message: str) -> None:
     report(ledger, {"event": "failed", "index": index, "error": message, "read_s": 0.0})
 
 
+def address_problem(address: str | None, timeout_s: float = 3.0) -> str | None:
+    """Why no Ray cluster can be at `address` (`host:port`, `ray://host:port`), or None: nothing
+    accepts a connection there within `timeout_s`. `ray.init` on such an address waits out the GCS
+    timeout (minutes) before it fails; a refused or silent port is told here at once. An address
+    without a port (`auto`, `local`) is left to Ray."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if not address:
+        return None
+    try:
+        parts = urlsplit(address if "://" in address else f"//{address}")
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a port that is not a number: Ray says what it makes of it
+        return None
+    if not host or port is None:
+        return None
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return None
+    except OSError as exc:
+        why = (
+            f"no answer within {timeout_s:g} s" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+        )
+        return (
+            f"no Ray cluster at {address}: nothing accepts connections on {host}:{port} ({why}); start "
+            "one (`ray start --head`) or give the address it printed"
+        )
+
+
 def _pool_command(args) -> int:
     import ray
 
@@ -400,8 +432,16 @@ def _pool_command(args) -> int:
             "xpengine pool: error: give --address or set RAY_ADDRESS (a warm pool lives on a running cluster)"
         )
         return 2
+    problem = None if ray.is_initialized() else address_problem(address)
+    if problem:
+        print(f"xpengine pool: error: {problem}", file=sys.stderr)
+        return 2
     started = not ray.is_initialized()
-    init_ray(Resources(address=address))
+    try:
+        init_ray(Resources(address=address))
+    except ConnectionError as exc:  # something answers there, but not a Ray cluster's GCS
+        print(f"xpengine pool: error: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.action == "stop":
             killed = stop_pools(keep=None)

@@ -60,6 +60,10 @@ TMP_DIR = "_tmp"
 REJECTED_DIR = "_rejected"
 MANIFEST_DIR = "_manifest"
 JOB_FILE = "_JOB.json"
+PROVENANCE_KEY = b"xpengine.provenance"
+"""The Parquet schema metadata key every catalogue file the job writes carries (`catalog_schema`'s
+`xpengine.` entries, `finish._finish_partition`): how a file without a manifest record (its job killed
+between the two) is told from one the job did not write."""
 
 
 class OutputNotWritableError(RuntimeError):
@@ -177,6 +181,63 @@ class CatalogWriter(LockHolder):
     def done_partitions(self) -> set[str]:
         """Partitions whose manifest says done and whose catalogue file exists."""
         return set(self.done_records())
+
+    # -- what the output folder holds ------------------------------------------------------------
+    def is_catalogue(self) -> bool:
+        """Whether the output is an xpengine catalogue already: it has a `_JOB.json` or a `_manifest/`."""
+        import pyarrow.fs as pafs
+
+        infos = self.fs.get_file_info([f"{self.root}/{JOB_FILE}", f"{self.root}/{MANIFEST_DIR}"])
+        return any(i.type != pafs.FileType.NotFound for i in infos)
+
+    def _visible_entries(self) -> list[Any]:
+        """The output's top-level entries that readers see: not `_` or `.` bookkeeping (see the module
+        docstring: readers skip those), a folder not yet made: none."""
+        import pyarrow.fs as pafs
+
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(self.root, allow_not_found=True))
+        except NotADirectoryError:
+            return []  # a file where the folder should be: `prepare` says so
+        return [i for i in infos if not i.base_name.startswith(("_", "."))]
+
+    def _has_provenance(self, path: str) -> bool:
+        """Whether the Parquet file at `path` is a catalogue file the job wrote (`PROVENANCE_KEY`)."""
+        try:
+            meta = pq.read_schema(path, filesystem=self.fs).metadata or {}
+        except (OSError, pa.ArrowException):  # not Parquet at all: not the job's
+            return False
+        return PROVENANCE_KEY in meta
+
+    def own_partitions(self, records: dict[str, dict[str, Any]] | None = None) -> set[str]:
+        """Names of the catalogue files in the output that this catalogue's jobs wrote: `<name>.parquet`
+        with a manifest record of any status (`records`: `read_manifest()`, read here when None), or
+        without one but carrying the job's provenance (`PROVENANCE_KEY`: written by a job killed
+        before its record). Anything else is another program's or the user's, never the job's to
+        remove (`identity._remove_for_overwrite`)."""
+        import pyarrow.fs as pafs
+
+        records = self.read_manifest() if records is None else records
+        own = set()
+        for info in self._visible_entries():
+            if info.type != pafs.FileType.File or not info.base_name.endswith(".parquet"):
+                continue
+            name = info.base_name[: -len(".parquet")]
+            if name in records or self._has_provenance(info.path):
+                own.add(name)
+        return own
+
+    def foreign_entries(self) -> list[str]:
+        """The output's visible top-level files and folders (folders end in `/`) that no job of this
+        catalogue wrote (`own_partitions`), sorted."""
+        import pyarrow.fs as pafs
+
+        own = {f"{n}.parquet" for n in self.own_partitions()}
+        return sorted(
+            i.base_name + ("/" if i.type == pafs.FileType.Directory else "")
+            for i in self._visible_entries()
+            if i.base_name not in own
+        )
 
     def read_job(self) -> dict[str, Any] | None:
         try:
