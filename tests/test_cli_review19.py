@@ -81,6 +81,15 @@ def test_simulate_refuses_partitions_it_did_not_write_even_with_overwrite(tmp_pa
         n for n in before if n.endswith(".csv.gz") or n == "_MD5SUM.txt"
     )
 
+    # a compact copy of a single file (ModelInputs_<name>.parquet, no range): the reader takes it for a
+    # partition of the folder, so the simulator refuses it too (its own pattern missed it)
+    other = tmp_path / "other"
+    assert _simulate(other, 2, 1) == 0
+    capsys.readouterr()
+    (other / "ModelInputs_stars.parquet").write_bytes(b"PAR1")
+    assert _simulate(other, 2, 2, "--overwrite") == 2
+    assert "ModelInputs_stars.parquet" in _one_line_error(capsys, "simulate")
+
 
 # --- 2. one-line errors ---------------------------------------------------------------------------------
 
@@ -142,6 +151,11 @@ def test_evaluate_bad_inputs_end_in_one_line(tmp_path, capsys) -> None:
     assert main([*argv, "--data", str(data)]) == 2
     err = _one_line_error(capsys, "evaluate")
     assert "metrics.json exists; pass --overwrite" in err
+    # --store-calibration on a bundled model's name: one line, before any work (was a traceback, exit 1)
+    argv = ["evaluate", "--model", "gaia-xp", "--output", str(tmp_path / "e2"), "--store-calibration"]
+    assert main([*argv, "--data", str(data)]) == 2
+    assert "checkpoint directory" in _one_line_error(capsys, "evaluate")
+    assert not (tmp_path / "e2").exists()
 
 
 # --- 3. features without --gaia-source --------------------------------------------------------------------

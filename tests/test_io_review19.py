@@ -455,3 +455,40 @@ def test_zero_truncation_uses_every_coefficient_as_gaiaxpy(tmp_path):
     )
     with pytest.raises(ValueError, match="negative"):
         coefficients_to_flux(bp, rp, truncate_bp=-1)
+    # the synthetic photometry follows the same rule (one shared mask; it kept its own copy, where 0
+    # still meant "no coefficient")
+    from xpengine.features.synthetic_photometry import synthetic_gaia_photometry
+
+    untruncated = synthetic_gaia_photometry(bp, rp).flux_e_s
+    np.testing.assert_array_equal(
+        synthetic_gaia_photometry(bp, rp, truncate_bp=0, truncate_rp=0).flux_e_s, untruncated
+    )
+    assert not np.array_equal(synthetic_gaia_photometry(bp, rp, truncate_bp=3).flux_e_s, untruncated)
+
+
+def test_a_masked_band_reads_as_missing_from_fits_votable_and_an_astropy_table(tmp_path):
+    """One astropy table whose missing BP band is a masked row, written to FITS (which holds it as NaN)
+    and VOTable: both readers, and `from_xp` on the table itself, take it for a missing band, with no read
+    problem (FITS gave a band of NaN values, a READ_PROBLEM)."""
+    from astropy.io.votable import from_table, writeto
+    from astropy.table import MaskedColumn, Table
+
+    from xpengine.inference.input_tables import xp_input_table
+
+    ref = read_xp_continuous(XP_DIR / "XP_CONTINUOUS_RAW_with_missing_BP.csv")
+    t = Table()
+    t["source_id"] = ref.column("source_id").to_numpy()
+    for k, dtype in (("coefficients", np.float64), ("coefficient_errors", np.float32)):
+        for band in ("bp", "rp"):
+            a = list_column_to_numpy(ref.column(f"{band}_{k}"), 55).astype(dtype)
+            null = np.isnan(a)
+            t[f"{band}_{k}"] = MaskedColumn(np.where(null, 0, a), mask=null)
+    want = ref.column("bp_coefficients").is_null().to_pylist()
+    assert want.count(True) == 1
+    writeto(from_table(t), str(tmp_path / "x.xml"))
+    t.write(tmp_path / "x.fits")
+    for path in (tmp_path / "x.xml", tmp_path / "x.fits"):
+        r = read_xp_continuous(path)
+        assert r.column("bp_coefficients").is_null().to_pylist() == want, path.suffix
+        assert r.column(READ_PROBLEM).null_count == r.num_rows, path.suffix
+    assert xp_input_table(t, {}).column("bp_coefficients").is_null().to_pylist() == want

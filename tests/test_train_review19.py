@@ -126,14 +126,17 @@ def test_lease_values_beyond_float16s_range_travel_as_float32(tmp_path):
 
 def test_a_model_trained_on_an_unpacked_lease_file_records_the_lease(toy, tmp_path):
     """Unpacking keeps the lease record (tokens dropped, float16 values, simulated val rows sampled) in the
-    file's metadata and dataset provenance, so a model trained on the unpacked file says its data were a
+    file's dataset provenance, so a model trained on the unpacked file says its data were a
     lease's, not the source file the record names."""
     import pyarrow.parquet as pq
 
     lease_data = _lease_data()
     lease_data.pack(str(toy), str(tmp_path / "data.parquet"), ["bp0..2", "rp0..2", *LABELS], 10)
     lease_data.unpack(str(tmp_path / "data.parquet"), None, str(tmp_path / "mixed.parquet"))
-    assert lease_data.PACK_META in pq.ParquetFile(tmp_path / "mixed.parquet").schema_arrow.metadata
+    # the decoding key goes (the file is decoded; unpacking it again once decoded its errors twice)
+    assert lease_data.PACK_META not in pq.ParquetFile(tmp_path / "mixed.parquet").schema_arrow.metadata
+    with pytest.raises(ValueError, match="unpacked lease file"):
+        lease_data.unpack(str(tmp_path / "mixed.parquet"), None, str(tmp_path / "again.parquet"))
     tr, va = _arrays(tmp_path / "mixed.parquet")
     train(_config(tmp_path / "mixed.parquet", epochs=1), tr, va, output_dir=tmp_path / "run")
     prov = json.loads((tmp_path / "run" / "model" / "provenance.json").read_text())

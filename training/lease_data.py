@@ -260,13 +260,16 @@ def unpack(src: str, real: str | None, mixed: str | None) -> dict:
     """The training-schema files again (float32); also reads files packed before the residual coding,
     the byte-stream-split encoding or the dropped source ids (their metadata lacks those keys).
 
-    The unpacked files keep the lease record (`PACK_META`), and carry it in their dataset provenance too
-    (`lease_pack`, with the packed file's path), which every checkpoint trained on them copies: a model
-    trained on a lease file then says that its data were a lease's (some tokens dropped, values rounded to
-    float16, a sample of the simulated val rows), not the source file the record names."""
+    The unpacked files carry the lease record in their dataset provenance (`lease_pack`, with the packed
+    file's path), which every checkpoint trained on them copies: a model trained on a lease file then says
+    that its data were a lease's (some tokens dropped, values rounded to float16, a sample of the simulated
+    val rows), not the source file the record names. The packing key itself (`PACK_META`) is not kept:
+    it says how to decode, and an unpacked file is decoded already (unpacking it again is then refused)."""
     table = pq.read_table(src)
     meta = dict(table.schema.metadata or {})
-    packed = json.loads(meta.get(PACK_META, b"{}"))
+    if PACK_META not in meta and "lease_pack" in json.loads(meta.get(_META_PROV, b"{}")):
+        raise ValueError(f"{src} is an unpacked lease file (its provenance has lease_pack): nothing to unpack")
+    packed = json.loads(meta.pop(PACK_META, b"{}"))
     if packed:
         provenance = json.loads(meta.get(_META_PROV, b"{}"))
         provenance["lease_pack"] = {**packed, "packed_file": str(src)}

@@ -53,6 +53,11 @@ def _check_inputs(args: argparse.Namespace) -> None:
         raise ValueError(
             "give either --baseline-train (train a baseline) or --baseline-model (load one), not both"
         )
+    if getattr(args, "store_calibration", False) and not (args.model and os.path.isdir(args.model)):
+        raise ValueError(
+            f"--store-calibration needs --model to be a checkpoint directory, got {args.model!r} (a bundled "
+            "model's calibration is part of the package: copy its directory and give the copy)"
+        )
     for option in ("data", "val_data", "baseline_train", "baseline_model", "baseline_config"):
         path = getattr(args, option)
         if path and "://" not in path and not os.path.exists(path):

@@ -106,7 +106,7 @@ from xpengine.features.photometric_correction import (  # re-exported: they live
     corrected_bp_rp_excess_factor,
     fit_photometric_correction,
 )
-from xpengine.spectra.sampling import XPSampling, correlation_matrix, default_sampling
+from xpengine.spectra.sampling import XPSampling, correlation_matrix, default_sampling, truncation_mask
 
 __all__ = [
     "BP_RP_CORRECTION",
@@ -189,21 +189,6 @@ def _band_array(x: np.ndarray | None, n: int, n_rows: int, name: str) -> np.ndar
     return a
 
 
-def _keep_mask(truncate: int | np.ndarray | None, n_rows: int, n: int, name: str) -> np.ndarray | None:
-    """(N, n) True for the coefficients used (index < truncate); None = all; NaN truncate = all."""
-    if truncate is None:
-        return None
-    t = np.asarray(truncate, dtype=np.float64)
-    if t.ndim == 0:
-        t = np.full(n_rows, float(t))
-    if t.shape != (n_rows,):
-        raise ValueError(f"{name} has shape {t.shape}, expected a scalar or ({n_rows},)")
-    t = np.where(np.isfinite(t), t, n)
-    if np.any(t < 0):
-        raise ValueError(f"{name} holds negative values (min {t.min()}); expected 0..{n}")
-    return np.arange(n)[None, :] < t[:, None]
-
-
 def synthetic_gaia_photometry(
     bp_coefficients: np.ndarray | None,
     rp_coefficients: np.ndarray | None,
@@ -256,7 +241,7 @@ def synthetic_gaia_photometry(
     for name, coef, err, corr, trunc, to_flux in bands:
         n = to_flux.shape[0]
         c = _band_array(coef, n, n_rows, f"{name}_coefficients")
-        keep = _keep_mask(trunc, n_rows, n, f"truncate_{name}")
+        keep = truncation_mask(trunc, n_rows, n, f"truncate_{name}")
         if keep is not None:
             c = np.where(keep, c, 0.0)
         ok = np.all(np.isfinite(c), axis=1)

@@ -90,10 +90,10 @@ def _as_arrow(obj: Any):
             values = values.astype(values.dtype.newbyteorder("="))
         first = next((v for v in values if v is not None), None) if values.dtype == object else None
         if values.ndim == 2 or (values.dtype == object and first is not None and not isinstance(first, str)):
-            # array cells (flattened: correlation matrices are stored flat, as in the archive)
-            cols[name] = pa.array(
-                [None if v is None else np.asarray(v, dtype=np.float64).ravel() for v in values]
-            )
+            # array cells (flattened: correlation matrices are stored flat, as in the archive); a cell of
+            # NaN only is a masked (null) array, as the readers take it: a missing band, not NaN values
+            cells = [None if v is None else np.asarray(v, dtype=np.float64).ravel() for v in values]
+            cols[name] = pa.array([None if c is None or np.isnan(c).all() else c for c in cells])
         else:
             cols[name] = pa.array(values, mask=mask)
     return pa.table(cols)

@@ -42,10 +42,6 @@ _TRUTH_MARKS = ("source_id", "partition", "missing_bp")
 """Columns of `truth.parquet` that mark it (and the `_MD5SUM.txt` beside it) as the simulator's."""
 _BULK_RE = re.compile(r"^(?:XpContinuousMeanSpectrum|GaiaSource)_\d{6}-\d{6}\.csv\.gz$")
 """The names of the bulk partitions the simulator writes."""
-_PARTITION_RE = re.compile(
-    r"^(?:Xp(?:Continuous|Sampled)MeanSpectrum|ModelInputs|GaiaSource)_\d{6}-\d{6}(?:\..+)?$"
-)
-"""Names that `xpengine.io.discover_partitions` reads as bulk partitions (any extension)."""
 _PART_RE = re.compile(r"^\.(?:truth|tmass|ebv)\.\d{5}\.parquet$")
 """The per-partition Parquet parts merged at the end of a run (left behind by an interrupted one)."""
 _SHOWN = 10
@@ -93,9 +89,10 @@ class SkyFolderError(FileExistsError):
 def _read_as_partition(name: str) -> bool:
     """Whether a partition reader takes the file `name` for a bulk partition (checksums, signatures and
     partial downloads beside one are skipped, as `xpengine.io.discover_partitions` skips them)."""
-    from xpengine.io.partitions import SIDECAR_SUFFIXES
+    from xpengine.io.partitions import _GAIA_RE, _MODEL_INPUTS_RE, _XP_RE, SIDECAR_SUFFIXES
 
-    return bool(_PARTITION_RE.match(name)) and not name.lower().endswith(SIDECAR_SUFFIXES)
+    read = any(r.match(name) for r in (_XP_RE, _GAIA_RE, _MODEL_INPUTS_RE))  # the reader's own patterns
+    return read and not name.lower().endswith(SIDECAR_SUFFIXES)
 
 
 def _earlier_partitions(out: Path) -> set[str]:

@@ -131,22 +131,25 @@ def run(args: argparse.Namespace) -> int:
         cfg = replace(cfg, missing_bp_rate=args.missing_bp_rate)
     if args.apogee_fraction is not None:
         if not 0.0 <= args.apogee_fraction <= 1.0:
-            raise SystemExit(f"--apogee-fraction must be in [0, 1], got {args.apogee_fraction}")
+            return _fail(f"--apogee-fraction must be in [0, 1], got {args.apogee_fraction}")
         cfg = replace(cfg, apogee_fraction=args.apogee_fraction)
     if args.survey_h_max is not None:
         if not 7.0 < args.survey_h_max <= 17.0:
-            raise SystemExit(f"--survey-h-max must be in (7, 17], got {args.survey_h_max}")
+            return _fail(f"--survey-h-max must be in (7, 17], got {args.survey_h_max}")
         cfg = replace(cfg, survey_h_max=args.survey_h_max)
     if args.emulator is not None:
-        cfg = replace(cfg, emulator=_emulator_path(args.emulator))
+        try:
+            cfg = replace(cfg, emulator=_emulator_path(args.emulator))
+        except ValueError as exc:
+            return _fail(exc)
     partitions = None
     if args.ranges:
         try:
             partitions = [tuple(int(v) for v in r.split("-")) for r in args.ranges.split(",")]
         except ValueError:
-            raise SystemExit(f"--ranges {args.ranges!r}: expected AAAAAA-BBBBBB[,AAAAAA-BBBBBB...]") from None
+            return _fail(f"--ranges {args.ranges!r}: expected AAAAAA-BBBBBB[,AAAAAA-BBBBBB...]")
         if any(len(r) != 2 for r in partitions):
-            raise SystemExit(f"--ranges {args.ranges!r}: expected AAAAAA-BBBBBB[,AAAAAA-BBBBBB...]")
+            return _fail(f"--ranges {args.ranges!r}: expected AAAAAA-BBBBBB[,AAAAAA-BBBBBB...]")
     # a bad argument or an output folder holding another sky ends in one line (exit 2), checked before
     # anything is written; a failure inside the simulation keeps its traceback
     try:
@@ -188,5 +191,5 @@ def _emulator_path(value: str) -> str | None:
         ref = packaged_calibration(value)
         return None if ref.name == CALIBRATION_FILE else str(ref)
     if not Path(value).is_file():
-        raise SystemExit(f"--emulator {value!r}: expected v1, v2 or an existing calibration .npz file")
+        raise ValueError(f"--emulator {value!r}: expected v1, v2 or an existing calibration .npz file")
     return value

@@ -226,13 +226,14 @@ def _as_batch(x: np.ndarray | None, n: int, name: str, n_rows: int | None = None
     return a
 
 
-def _truncation_mask(truncate: int | np.ndarray | None, n_rows: int, n: int, name: str) -> np.ndarray | None:
+def truncation_mask(truncate: int | np.ndarray | None, n_rows: int, n: int, name: str) -> np.ndarray | None:
     """(N, n) bool, True for the coefficients kept (index < truncate); None = keep all.
 
     As GaiaXPy (`AbsoluteSampledSpectrum`: a band is truncated only when its count is > 0), a count of
     0 truncates nothing: the band's flux is computed from all its coefficients, not set to zero. So is
     an unknown count (NaN). This is the flux utility's rule only: the model's tokens keep their own
-    (`xpengine.features.relevancy`: a count of 0 masks the band, flagged FEW_RELEVANT_BASES).
+    (`xpengine.features.relevancy`: a count of 0 masks the band, flagged FEW_RELEVANT_BASES). Shared with
+    the synthetic photometry (`xpengine.features.synthetic_photometry`), which follows GaiaXPy too.
     """
     if truncate is None:
         return None
@@ -258,7 +259,7 @@ def _prepare_band(
     A band is missing for a source when any coefficient it uses (after truncation) is not finite.
     """
     a = _as_batch(c, n, name, n_rows)
-    keep = _truncation_mask(truncate, a.shape[0], n, f"truncate for {name}")
+    keep = truncation_mask(truncate, a.shape[0], n, f"truncate for {name}")
     if keep is not None:
         a = np.where(keep, a, 0.0)
     present = np.all(np.isfinite(a), axis=1)

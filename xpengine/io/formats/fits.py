@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from xpengine.io._arrays import lists_from_objects
 from xpengine.io._source import Source
 from xpengine.io.errors import GaiaFileError
-from xpengine.io.formats._table import InMemoryReader
+from xpengine.io.formats._table import InMemoryReader, fixed_lists
 
 NAME = "fits"
 
@@ -86,8 +86,14 @@ def _column(col: Any, data: Any) -> pa.Array:
         )
         return lists_from_objects(list(values), vtype)
     values = np.asarray(values)
-    if values.ndim == 2 and values.dtype.kind in "fiu":
-        # fixed-length array column (`343D`, e.g. GaiaXPy's FITS output): one list per row
+    if values.ndim == 2 and values.dtype.kind == "f":
+        # fixed-length float arrays (`343D`, e.g. GaiaXPy's or astropy's FITS output): one list per row; a
+        # row of NaN only is how FITS holds a null (masked) array, e.g. a missing band: a missing list, as
+        # the VOTable reader has it, not a band of NaN values (a READ_PROBLEM)
+        native = _native(values)
+        return fixed_lists(native, np.isnan(native), pa.from_numpy_dtype(native.dtype))
+    if values.ndim == 2 and values.dtype.kind in "iu":
+        # fixed-length integer array column: one list per row
         flat = pa.array(_native(values).ravel())
         return pc.cast(pa.FixedSizeListArray.from_arrays(flat, values.shape[1]), pa.list_(flat.type))
     if values.dtype.kind in "SU":

@@ -16,7 +16,7 @@ import pyarrow as pa
 from xpengine.io._arrays import lists_from_objects
 from xpengine.io._source import Source
 from xpengine.io.errors import GaiaFileError
-from xpengine.io.formats._table import InMemoryReader
+from xpengine.io.formats._table import InMemoryReader, fixed_lists
 
 NAME = "votable"
 
@@ -88,7 +88,7 @@ def _column(f: Any, col: np.ndarray) -> pa.Array:
         vtype = _VALUE_TYPES.get(f.datatype, pa.float64())
         data = np.ma.getdata(col)
         if data.dtype != object:  # fixed arraysize (`55`, `343`): (N, k) with a per-element mask
-            return _fixed_lists(data, np.ma.getmaskarray(col), vtype)
+            return fixed_lists(data, np.ma.getmaskarray(col), vtype)
         # variable arraysize (`*`): one (possibly masked) array per row; a masked row is null
         row_null = np.ma.getmaskarray(col)
         return lists_from_objects([None if m else v for v, m in zip(data, row_null, strict=True)], vtype)
@@ -101,32 +101,3 @@ def _column(f: Any, col: np.ndarray) -> pa.Array:
         ]
         return pa.array(vals, type=pa.string())
     return pa.array(np.asarray(data), mask=mask if mask.any() else None)
-
-
-def _fixed_lists(data: np.ndarray, mask: np.ndarray, value_type: pa.DataType) -> pa.ListArray:
-    """(N, k...) values of a fixed-arraysize column and their (N, k...) null mask -> N lists.
-
-    A row whose every element is null (TABLEDATA `<TD/>`, a BINARY2 null flag: e.g. a missing BP
-    band, a null sampled spectrum) is a missing array (null), never its fill values (0): taking those
-    for data would make a missing band look like a real, zero-valued one. A null element of a row
-    that has values is NaN (float arrays) or a null element (integer arrays).
-    """
-    n = data.shape[0]
-    values = np.asarray(data).reshape(n, -1)  # (N, k)
-    null = np.asarray(mask, dtype=bool).reshape(n, -1)  # (N, k)
-    width = values.shape[1]
-    missing = null.all(axis=1) if width else np.ones(n, dtype=bool)  # (N,)
-    keep = values[~missing]  # (M, k)
-    keep_null = null[~missing]
-    np_type = value_type.to_pandas_dtype()
-    element_mask = None
-    if keep_null.any():
-        if pa.types.is_floating(value_type):
-            keep = np.where(keep_null, np.nan, keep)
-        else:
-            element_mask = keep_null.ravel()
-    flat = pa.array(np.asarray(keep, dtype=np_type).ravel(), type=value_type, mask=element_mask)
-    lengths = np.where(missing, 0, width)
-    offsets = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    return pa.ListArray.from_arrays(pa.array(offsets), flat, mask=pa.array(missing))
