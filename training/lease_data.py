@@ -268,7 +268,9 @@ def unpack(src: str, real: str | None, mixed: str | None) -> dict:
     table = pq.read_table(src)
     meta = dict(table.schema.metadata or {})
     if PACK_META not in meta and "lease_pack" in json.loads(meta.get(_META_PROV, b"{}")):
-        raise ValueError(f"{src} is an unpacked lease file (its provenance has lease_pack): nothing to unpack")
+        raise ValueError(
+            f"{src} is an unpacked lease file (its provenance has lease_pack): nothing to unpack"
+        )
     packed = json.loads(meta.pop(PACK_META, b"{}"))
     if packed:
         provenance = json.loads(meta.get(_META_PROV, b"{}"))
