@@ -23,6 +23,8 @@ import logging
 import sys
 from typing import TYPE_CHECKING, NoReturn
 
+from xpengine.io.errors import one_line
+
 if TYPE_CHECKING:
     from xpengine.io import OutputTarget
 
@@ -38,8 +40,7 @@ def _fail(exc: Exception | str) -> NoReturn:
     the traceback goes to the debug log (`xpengine -v`)."""
     if isinstance(exc, Exception):
         logger.debug("%s failed", _PROG, exc_info=exc)
-    one_line = "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
-    print(f"{_PROG}: error: {one_line}", file=sys.stderr)
+    print(f"{_PROG}: error: {one_line(exc)}", file=sys.stderr)
     raise SystemExit(2)
 
 

@@ -23,6 +23,7 @@ import os
 import sys
 
 from xpengine.evaluate.evaluation import run_evaluation, same_file
+from xpengine.io.errors import one_line
 
 __all__ = ["register"]
 
@@ -88,8 +89,7 @@ def _check_inputs(args: argparse.Namespace) -> None:
 
 def _fail(exc: Exception | str) -> int:
     """Print `xpengine evaluate: error: <exc>` on one line to stderr; returns the exit status 2."""
-    one_line = "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
-    print(f"xpengine evaluate: error: {one_line}", file=sys.stderr)
+    print(f"xpengine evaluate: error: {one_line(exc)}", file=sys.stderr)
     return 2
 
 

@@ -29,6 +29,8 @@ import logging
 import sys
 from typing import Any
 
+from xpengine.io.errors import one_line
+
 logger = logging.getLogger(__name__)
 
 _REPRESENTATIONS = ("raw", "projected")
@@ -172,6 +174,5 @@ def _read_inputs(args: argparse.Namespace) -> Any:
 
 def _fail(exc: Exception) -> int:
     """Print `xpengine features: error: <exc>` on one line to stderr; returns the exit status 2."""
-    one_line = "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
-    print(f"xpengine features: error: {one_line}", file=sys.stderr)
+    print(f"xpengine features: error: {one_line(exc)}", file=sys.stderr)
     return 2

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["GaiaFileError"]
+__all__ = ["GaiaFileError", "one_line"]
 
 
 class GaiaFileError(ValueError):
@@ -31,3 +31,13 @@ class GaiaFileError(ValueError):
             where.append(f"column {column!r}")
         loc = f" ({', '.join(where)})" if where else ""
         super().__init__(f"{source}{loc}: {problem}")
+
+
+def one_line(problem: Exception | str) -> str:
+    """A command line's error in one line: the message's lines joined by "; ", by a space after a heading
+    that ends in ":" (every command's `<prog>: error: ...`)."""
+    out = ""
+    for part in (p.strip() for p in str(problem).splitlines()):
+        if part:
+            out += ("" if not out else " " if out.endswith(":") else "; ") + part
+    return out

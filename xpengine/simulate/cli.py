@@ -31,6 +31,7 @@ import json
 import logging
 import sys
 
+from xpengine.io.errors import one_line
 from xpengine.simulate.sky import PHYSICS
 
 __all__ = ["register", "run"]
@@ -176,8 +177,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _fail(problem: Exception | str) -> int:
     """Print `xpengine simulate: error: <problem>` on one line to stderr; returns the exit status 2."""
-    one_line = "; ".join(part.strip() for part in str(problem).splitlines() if part.strip())
-    print(f"{_PROG}: error: {one_line}", file=sys.stderr)
+    print(f"{_PROG}: error: {one_line(problem)}", file=sys.stderr)
     return 2
 
 
