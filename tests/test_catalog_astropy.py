@@ -95,7 +95,10 @@ def test_pandas_and_pyarrow_read_it_unchanged(written):
 
     path, _, table = written
     back = pq.read_table(path)
-    assert back.equals(table) and back.schema.metadata == table.schema.metadata
+    # plus the job's mark of its own catalogue file (`CatalogWriter.write_partition`, review 20)
+    meta = dict(back.schema.metadata)
+    assert json.loads(meta.pop(b"xpengine.catalogue_file"))["partition"] == "p1"
+    assert back.equals(table) and meta == table.schema.metadata
     assert json.loads(back.schema.metadata[b"xpengine.units"]) == catalog_units(LABELS)
     assert json.loads(back.schema.metadata[b"xpengine.provenance"]) == PROVENANCE
     df = pd.read_parquet(path)

@@ -11,6 +11,10 @@ failing without its fix:
    GCS timeout;
 5. an input of no sources (a header-only file) is a done partition with an empty catalogue file.
 
+Review 20 (at the end): the job's own mark of its catalogue files (query results and training sets
+carry `xpengine.provenance` too), a relative glob's folder, single files' earlier partition names,
+path-like configuration values and the warm pool's model-files key.
+
 The checks of 1-4 come before the cluster: `_run_tasks` is replaced by one that fails the test, so a
 job that would have gone on to run is caught without starting Ray.
 """
@@ -89,8 +93,8 @@ def test_overwrite_removes_only_what_the_catalogues_jobs_wrote(tmp_path):
     rec = PartitionRecord("A", "done", 1, 1, inputs=_input_fingerprints(task), job=JOB)
     w.write_partition("A", _catalogue_table(), rec)
     w.write_job(JOB)
-    # a catalogue file of a job killed before its record (the job's provenance), and the user's table
-    pq.write_table(_catalogue_table(), out / "killed.parquet")
+    # a catalogue file of a job killed before its record (the job's mark), and the user's table
+    pq.write_table(CatalogWriter.marked(_catalogue_table(), "killed", JOB), out / "killed.parquet")
     _user_table(out / "thesis_table.parquet")
     assert _check_resume(w, [task], {**JOB, "labels": ["teff", "logg"]}, overwrite=True) == {}
     assert sorted(p.name for p in out.glob("*.parquet")) == ["thesis_table.parquet"]
@@ -135,7 +139,7 @@ def test_the_catalogues_own_files_are_not_foreign(tmp_path):
     w = CatalogWriter(str(out))
     task = PartitionTask(name="A", xp=str(star))
     w.write_partition("A", _catalogue_table(False), PartitionRecord("A", "done", 1, 1, inputs={}, job=JOB))
-    pq.write_table(_catalogue_table(), out / "killed.parquet")
+    pq.write_table(CatalogWriter.marked(_catalogue_table(), "killed", JOB), out / "killed.parquet")
     w.write_job(JOB)
     w.write_summary({})
     check_output(w, InferenceConfig(input=[str(star)]), [task])
@@ -338,3 +342,135 @@ def test_the_job_says_a_partition_had_no_sources(tmp_path, capsys, ray_local):
     assert pq.read_table(out / "XP_CONTINUOUS_empty.parquet").num_rows == 0
     rc, _ = _job(capsys, "--input", *inputs, "--output", str(out), "--actors", "1")
     assert rc == 0 and "0 partition(s) written, 2 skipped" in capsys.readouterr().out
+
+
+# -- review 20 --------------------------------------------------------------------------------------
+# 1. only the job's own mark (`CATALOGUE_FILE_KEY`, naming the file's partition) makes a file without a
+#    manifest record the job's: `xpengine.provenance` is carried by query results, training sets and
+#    `xpengine features` output too, and --overwrite removed them from the catalogue folder
+def _catalogue_with_a_partition(out: Path, star: Path) -> tuple[CatalogWriter, PartitionTask]:
+    w = CatalogWriter(str(out))
+    task = PartitionTask(name="A", xp=str(star))
+    w.write_partition("A", _catalogue_table(), PartitionRecord("A", "done", 1, 1, inputs={}, job=JOB))
+    w.write_job(JOB)
+    return w, task
+
+
+def test_a_query_result_or_training_set_in_the_catalogue_is_not_the_jobs(tmp_path):
+    from xpengine.catalog.query import open_catalog, write_table_stream
+    from xpengine.pipeline.identity import _remove_for_overwrite
+    from xpengine.pipeline.plan import check_output
+    from xpengine.pipeline.writer import CATALOGUE_FILE_KEY
+    from xpengine.train.toy import write_toy_training_set
+
+    star = _star(tmp_path / "in")
+    other, _ = _catalogue_with_a_partition(tmp_path / "other", star)
+    assert CATALOGUE_FILE_KEY in pq.read_schema(other.catalog_path("A")).metadata
+    out = tmp_path / "out"
+    w, task = _catalogue_with_a_partition(out, star)
+    with open_catalog(str(tmp_path / "other")) as cat:
+        reader = cat.reader("SELECT source_id, teff FROM catalog", None)
+        meta = cat.with_units(reader.schema.empty_table(), {}).schema.metadata
+        write_table_stream(reader, out / "my_selection.parquet", schema_metadata=meta)
+    assert b"xpengine.provenance" in meta and CATALOGUE_FILE_KEY not in meta  # the rest is copied
+    write_toy_training_set(out / "training_set.parquet", 5, seed=1)
+    pq.write_table(_catalogue_table(), out / "old_version.parquet")  # an earlier version's, no record
+    shutil.copy(out / "A.parquet", out / "copy_of_A.parquet")  # the mark names another partition
+    users = ["copy_of_A.parquet", "my_selection.parquet", "old_version.parquet", "training_set.parquet"]
+    assert w.own_partitions() == {"A"} and w.foreign_entries() == users
+    with pytest.raises(JobError, match="holds data files no job of this catalogue wrote") as err:
+        check_output(w, InferenceConfig(input=[str(star)]), [task])
+    assert "copy_of_A.parquet" in str(err.value) and "move them out of the folder (or delete" in str(
+        err.value
+    )
+    _remove_for_overwrite(w, set(), kept=set())
+    assert sorted(p.name for p in out.glob("*.parquet")) == users
+
+
+def test_a_folder_of_only_the_jobs_marked_files_is_a_catalogue(tmp_path):
+    """A job killed before its first record left marked files only: the folder is its catalogue."""
+    out = tmp_path / "out"
+    out.mkdir()
+    pq.write_table(CatalogWriter.marked(_catalogue_table(), "killed", JOB), out / "killed.parquet")
+    w = CatalogWriter(str(out))
+    assert w.is_catalogue() and w.own_partitions() == {"killed"} and w.foreign_entries() == []
+    (out / "killed.parquet").rename(out / "renamed.parquet")
+    assert not w.is_catalogue() and w.foreign_entries() == ["renamed.parquet"]
+
+
+# 2. a relative glob without a folder (`stars*.csv`) is read from the current folder, not from `/`
+def test_a_relative_glob_is_read_from_the_current_folder(tmp_path, monkeypatch):
+    from xpengine.pipeline import plan
+    from xpengine.pipeline.plan import _input_places, check_output
+
+    _star(tmp_path / "data", "stars.csv")
+    monkeypatch.chdir(tmp_path / "data")
+    cfg = InferenceConfig(input=["stars*.csv"])
+    assert [os.path.realpath(p) for p in _input_places(cfg, [])] == [os.path.realpath(tmp_path / "data")]
+    check_output(CatalogWriter(str(tmp_path / "catalogue")), cfg, [])  # beside the input: accepted
+    with pytest.raises(JobError, match="lies inside the input"):
+        check_output(CatalogWriter(str(tmp_path / "data" / "catalogue")), cfg, [])
+    # one "lies inside" check, shared with `xpengine query`'s (`catalog.tables.lies_inside`)
+    assert not hasattr(plan, "_inside")
+
+
+# 3. a single file's partition under the name an earlier version gave it is that partition
+def _old_named(tmp_path: Path) -> tuple[CatalogWriter, list[PartitionTask], Path]:
+    from xpengine.pipeline.plan import plan_partitions
+
+    xp = _star(tmp_path / "in", "stars.dr3.csv")
+    out = tmp_path / "out"
+    w = CatalogWriter(str(out))
+    old = PartitionTask(name="stars", xp=str(xp))  # as the earlier version named it
+    w.write_partition(
+        "stars", _catalogue_table(), PartitionRecord("stars", "done", 1, 1, _input_fingerprints(old), job=JOB)
+    )
+    w.write_job(JOB)
+    tasks = plan_partitions(InferenceConfig(input=[str(xp)], output=str(out)))
+    assert [t.name for t in tasks] == ["stars.dr3"]
+    return w, tasks, out
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_partition_under_its_earlier_name_is_removed(tmp_path, caplog, overwrite):
+    w, tasks, out = _old_named(tmp_path)
+    with caplog.at_level("WARNING", logger="xpengine.pipeline.ray_job"):
+        assert _check_resume(w, tasks, JOB, overwrite=overwrite) == {}
+    assert list(out.glob("*.parquet")) == [] and w.read_manifest() == {}
+    assert "partition stars (input" in caplog.text and "it is done as stars.dr3" in caplog.text
+
+
+def test_a_refused_resume_removes_no_partition_under_its_earlier_name(tmp_path):
+    w, tasks, out = _old_named(tmp_path)
+    with pytest.raises(JobError, match="cannot be resumed"):
+        _check_resume(w, tasks, {**JOB, "labels": ["teff", "logg"]}, overwrite=False)
+    assert (out / "stars.parquet").exists() and set(w.read_manifest()) == {"stars"}
+
+
+# 4. path-like configuration values are the job's text
+def test_path_like_values_are_text(tmp_path):
+    import json
+
+    from xpengine.pipeline.identity import _job_identity
+
+    table = tmp_path / "tmass.parquet"
+    cols = ("j_m", "j_msigcom", "h_m", "h_msigcom", "ks_m", "ks_msigcom")
+    pq.write_table(pa.table({"source_id": pa.array([1], pa.int64()), **{c: [1.0] for c in cols}}), table)
+    cfg = InferenceConfig(input=[tmp_path, str(tmp_path)], tmass=table, output=tmp_path / "o")
+    assert cfg.input == [str(tmp_path)] * 2 and cfg.tmass == str(table) and cfg.output == str(tmp_path / "o")
+    assert cfg.problems() == []
+    json.dumps(cfg.to_dict())
+    assert _job_identity(["teff"], {"model_sha256": "x"}, cfg)["tmass_table"]["url"] == str(table)
+
+
+# 6. the warm pool's key names the model files by `model_files.MODEL_FILES_KEY`
+def test_the_pool_key_reads_the_model_files_key(monkeypatch):
+    from xpengine.pipeline import model_files, warm_pool
+    from xpengine.pipeline.tuning import PoolPlan
+
+    monkeypatch.setattr(model_files, "MODEL_FILES_KEY", "model_files_digest_test")
+    cfg = InferenceConfig(model=MODEL, labels=["teff"])
+    pool = PoolPlan(actors=1, gpus_per_actor=0.0, cpus_per_actor=1.0, torch_threads=1, device="cpu")
+    prov = {"model_sha256": "a" * 64, "calibration_sha256": None}
+    one = warm_pool.pool_key(cfg, pool, {**prov, "model_files_digest_test": "1"})
+    assert one != warm_pool.pool_key(cfg, pool, {**prov, "model_files_digest_test": "2"})

@@ -27,3 +27,17 @@ def test_plan_pool_on_a_two_cpu_cluster(ray_local) -> None:
     """The session's local cluster has 2 CPUs: gpu.yaml's GPU actor (2 CPUs) gets 1, the read task 1."""
     plan = plan_pool(Resources(gpus_per_actor=1.0, cpus_per_actor=2.0, actors=1, device="cpu"))
     assert (plan.actors, plan.gpus_per_actor, plan.cpus_per_actor, plan.read_cpus) == (1, 1.0, 1.0, 1.0)
+
+
+def test_the_actors_are_cut_to_the_partitions_before_their_cpus_are_lowered(monkeypatch, caplog) -> None:
+    """Review 20: 1 partition on a 2-GPU, 4-CPU node, 2 CPUs per actor: 1 actor of 2 CPUs leaves 2 for
+    the reads, so its CPUs are not lowered (nor warned of) as they would be for the 2 actors planned."""
+    import ray
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 4.0, "GPU": 2.0})
+    with caplog.at_level(logging.WARNING, logger="xpengine.pipeline"):
+        plan = plan_pool(Resources(cpus_per_actor=2.0, read_cpus=1.0), "custom", partitions=1)
+    assert (plan.actors, plan.cpus_per_actor) == (1, 2.0)
+    assert "leave none for the read tasks" not in caplog.text
+    plan = plan_pool(Resources(cpus_per_actor=2.0, read_cpus=1.0), "custom", partitions=2)
+    assert (plan.actors, plan.cpus_per_actor) == (2, pytest.approx(1.5))  # both run: lowered as before

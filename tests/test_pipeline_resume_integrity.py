@@ -14,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from xpengine.catalog.schema import catalog_schema
@@ -41,8 +42,8 @@ ABOUT = {"model": "m", "xpengine_version": "test"}
 
 
 def _table() -> pa.Table:
-    # with the job's provenance, as `_finish_partition` writes every catalogue file: how --overwrite
-    # tells a file of a job killed before its record from a file of the user's (review 19)
+    # with the job's provenance, as `_finish_partition` writes every catalogue file (the mark that tells
+    # a file of a job killed before its record from a user's is `write_partition`'s, review 20)
     schema = catalog_schema(["teff"], metadata={"provenance": {"model": "m"}})
     return pa.Table.from_pydict({f.name: pa.array([1], type=f.type) for f in schema}, schema=schema)
 
@@ -96,8 +97,9 @@ def test_overwrite_removes_every_planned_partition_and_files_without_a_done_reco
     w.write_job(OLD)
     # a catalogue file whose record says failed, and one without a record (killed before it)
     w.write_record(PartitionRecord("F", "failed", 0, 0, inputs={}, error="x", job=OLD))
-    for name in ("F", "orphan"):
-        shutil.copy(out / "A.parquet", out / f"{name}.parquet")
+    shutil.copy(out / "A.parquet", out / "F.parquet")
+    # the job's mark names the file's own partition (`CatalogWriter.marked`, review 20): a copy of A is not it
+    pq.write_table(CatalogWriter.marked(_table(), "orphan", OLD), out / "orphan.parquet")
     # with the same identity: the planned partitions are redone, so their earlier files go at once
     assert _check_resume(w, [a, b], OLD, overwrite=True) == {}
     assert _files(out) == {"C.parquet"}  # C: not planned, the same job: kept

@@ -84,6 +84,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+# the catalogue job's mark of a file it wrote (`xpengine.pipeline.writer.CATALOGUE_FILE_KEY`): a result
+# carrying it would pass for a catalogue file, and that catalogue's `--overwrite` would remove it
+_NOT_COPIED = frozenset({b"xpengine.catalogue_file"})
 
 RESERVED_VIEWS: frozenset[str] = frozenset({"catalog", "truth", "gaia"})
 _MAX_SQL_RANGES = 64  # hpx8 ranges OR-ed in the view filter (a superset is fine: l, b are cut exactly)
@@ -151,11 +154,12 @@ class CatalogConnection:
             self.schema = self._read_schema(self.source)
             self.columns: list[str] = list(self.schema.names)
             self.units: dict[str, str] = self._units(self.schema)
-            # `xpengine.provenance` (model, run) and the other xpengine.* keys but units, which results recompute
+            # `xpengine.provenance` (model, run) and the other xpengine.* keys but units, which results
+            # recompute, and the job's mark of its own catalogue files (`_NOT_COPIED`)
             self.provenance: dict[bytes, bytes] = {
                 k: v
                 for k, v in (self.schema.metadata or {}).items()
-                if k.startswith(b"xpengine.") and k != b"xpengine.units"
+                if k.startswith(b"xpengine.") and k != b"xpengine.units" and k not in _NOT_COPIED
             }
             self.where = self._view_filter()
             self._create_view("catalog", self.source, self.files, self.where, empty_from=self.source.files[0])
@@ -344,7 +348,7 @@ class CatalogConnection:
         result file says where it came from."""
         known = {**self.units, **(extra or {})}
         units = {n: known[n] for n in table.column_names if n in known}
-        meta = dict(table.schema.metadata or {})
+        meta = {k: v for k, v in (table.schema.metadata or {}).items() if k not in _NOT_COPIED}
         meta.update(self.provenance)
         meta[b"xpengine.units"] = json.dumps(units).encode()
         return table.replace_schema_metadata(meta)

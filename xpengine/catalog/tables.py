@@ -9,7 +9,7 @@ may write, shared by `xpengine.catalog.query` and the command line.
   `xpengine.io`'s `SOURCE_ID_RULE`: a float id has lost digits and matches the wrong star) and, for
   the tables joined one row per star, unique (a repeated id doubles the catalogue rows it joins).
 - `holds_path`: whether an output path lies in a table's location (writing there adds the result to
-  the table the next query reads).
+  the table the next query reads), on `lies_inside`, which the catalogue job's output check uses too.
 - `default_memory_limit`: DuckDB's memory limit, half the memory of the machine (or its cgroup).
 """
 
@@ -37,6 +37,7 @@ __all__ = [
     "check_unique_ids",
     "default_memory_limit",
     "holds_path",
+    "lies_inside",
 ]
 
 GAIA_COLUMNS: tuple[str, ...] = ("source_id", "ra", "dec")
@@ -166,6 +167,13 @@ def _files_holding(con: Any, src: TableFiles, sid: int) -> str:
     return ", ".join(repr(r[0]) for r in sorted(rows))
 
 
+def lies_inside(path: str, folder: str) -> bool:
+    """Whether `path` lies inside `folder` (not `folder` itself): both as one spelling compares them,
+    real local paths (`os.path.realpath`) or the paths of URLs of one scheme. Also the catalogue job's
+    check that its output does not lie inside, or hold, an input (`xpengine.pipeline.plan`)."""
+    return path.startswith(folder.rstrip("/" + os.sep) + os.sep)
+
+
 def holds_path(src: TableFiles, path: str | os.PathLike) -> bool:
     """Whether writing `path` puts a file where `src` is read from: inside its directory, in the folder
     of a file its glob matched, or onto its one file (URLs: never, output is local)."""
@@ -174,7 +182,7 @@ def holds_path(src: TableFiles, path: str | os.PathLike) -> bool:
     target = os.path.realpath(path)
     loc = os.path.realpath(src.location)
     if os.path.isdir(src.location):
-        return target.startswith(loc.rstrip(os.sep) + os.sep)
+        return lies_inside(target, loc)
     if any(ch in src.location for ch in "*?["):
         folders = {os.path.dirname(os.path.realpath(f)) for f in src.files}
         pattern = os.path.abspath(src.location)

@@ -125,7 +125,8 @@ def plan_pool(
     measured table's answer for this CPU depends on it (naming it imports torch).
     partitions: the partitions to do; never more actors than that (an actor without a partition
     would only compete with the others' start-up: a torch import and a model load). Each actor's
-    threads and resources stay as planned, so the catalogue is the same."""
+    threads and resources stay as planned, so the catalogue is the same; GPU actors' CPUs are lowered
+    to leave a read task room (`_leave_a_reader`) only after that cut, for the actors that run."""
     import ray
 
     from xpengine.pipeline import tuning
@@ -152,8 +153,6 @@ def plan_pool(
             torch_threads=resources.torch_threads,
             table_threads=table_threads,
         )
-    if gpus > 0:
-        cpus = _leave_a_reader(actors, cpus, resources.read_cpus, total_cpus)
     if partitions is not None and actors > max(1, partitions):
         log.info(
             "%d partition(s) to do: %d predictor actor(s) instead of %d",
@@ -162,6 +161,8 @@ def plan_pool(
             actors,
         )
         actors = max(1, partitions)
+    if gpus > 0:  # the actors that will run: fewer may leave a read task room at their planned CPUs
+        cpus = _leave_a_reader(actors, cpus, resources.read_cpus, total_cpus)
     plan = tuning.PoolPlan(
         actors=actors,
         gpus_per_actor=gpus,

@@ -96,6 +96,16 @@ _PATH_KEYS = frozenset({"input", "gaia_source", "tmass", "ebv", "model", "output
 """Keys whose text names a file, a directory or a URL: a Python caller may give an `os.PathLike`."""
 
 
+def _as_text(value: Any) -> Any:
+    """A path key's value with each `os.PathLike` (alone or in a list) as its text (`os.fspath`): the job
+    compares, joins and JSON-writes (the catalogue's provenance) these values as text."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, list | tuple):
+        return type(value)(os.fspath(x) if isinstance(x, os.PathLike) else x for x in value)
+    return value
+
+
 def _is_integer(v: Any) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
@@ -254,7 +264,7 @@ class InferenceConfig:
                 value = f.default_factory()
             else:
                 value = f.default
-            setattr(self, f.name, value)
+            setattr(self, f.name, _as_text(value) if f.name in _PATH_KEYS else value)
         flat_resources = {k: kwargs[k] for k in RESOURCE_KEYS if k in kwargs}
         if flat_resources:
             self.resources = dataclasses.replace(self.resources, **flat_resources)

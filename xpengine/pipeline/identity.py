@@ -21,7 +21,7 @@ from xpengine.pipeline.model_files import (
     model_files_digest,
     with_model_files,
 )
-from xpengine.pipeline.plan import JobError, _file_fingerprint, _input_fingerprints
+from xpengine.pipeline.plan import JobError, _file_fingerprint, _input_fingerprints, _location
 from xpengine.pipeline.stages import PartitionTask
 from xpengine.pipeline.writer import CatalogWriter
 
@@ -293,10 +293,13 @@ def _check_resume(
     of another job or overlapping this run, and catalogue files without a done record; it keeps only
     what a killed `--overwrite` run of this same job finished (`_interrupted_overwrite`), so its rerun
     does the rest. Planned partitions of another job beside a `_JOB.json` of this one (left by a killed
-    `--overwrite` of an earlier version) are redone, not kept."""
+    `--overwrite` of an earlier version) are redone, not kept. A done partition that is a planned one
+    under an earlier version's name (`_renamed`) is removed, with or without `overwrite`, once nothing
+    is refused: the planned partition is done under its name now."""
     done = writer.done_records()
     job = _job_as_known(writer.read_job(), identity, done, model_modified)
     planned = {t.name: t for t in tasks}
+    renamed = _renamed(done, tasks)
     job_diff = _identity_differences(job, identity) if job is not None else []
     problems: list[str] = []
     if job_diff:
@@ -321,7 +324,7 @@ def _check_resume(
         listed = [f"{n} ({why})" for n, why in changed.items()]
         more = f" and {len(listed) - 3} more" if len(listed) > 3 else ""
         problems.append(f"finished partitions differ from this run: {', '.join(listed[:3])}{more}")
-    overlaps = _overlaps(tasks, {n: r for n, r in done.items() if n not in planned})
+    overlaps = _overlaps(tasks, {n: r for n, r in done.items() if n not in planned and n not in renamed})
     if overlaps:
         listed = list(overlaps.values())
         more = f" and {len(listed) - 3} more" if len(listed) > 3 else ""
@@ -335,6 +338,18 @@ def _check_resume(
             "redo it with this configuration (it removes the earlier job's and overlapping partitions), "
             "or choose another --output"
         )
+    for old_name, new_name in sorted(renamed.items()):  # after every refusal: nothing removed before
+        remove_partition_files(writer, old_name, manifest=True)
+        log.warning(
+            "partition %s (input %s) is named %s now (single files' partition names changed): removed "
+            "its catalogue file and record under the old name %s; it is done as %s",
+            old_name,
+            (done[old_name].get("inputs") or {}).get("xp"),
+            new_name,
+            old_name,
+            new_name,
+        )
+    done = {n: r for n, r in done.items() if n not in renamed}
     if not overwrite:
         return {n: r for n, r in done.items() if n not in left_over}
     keep = {
@@ -354,6 +369,23 @@ def _check_resume(
     remove |= {n for n in done if n not in planned and (job_diff or job is None or n in changed)}
     _remove_for_overwrite(writer, remove, set(done) - remove)
     return keep
+
+
+def _renamed(done: dict[str, dict[str, Any]], tasks: list[PartitionTask]) -> dict[str, str]:
+    """Done partitions that are a planned partition under an earlier version's name (single files:
+    `stars.dr3.csv` was `stars`, `xpengine.io.partitions.single_file_name`): old name → planned name,
+    where the record's XP input (`inputs["xp"]`) is the planned single file's (no HEALPix range). Kept, its rows
+    would be in the catalogue twice, and the older copy would win the duplicate resolution."""
+    by_input = {_location(t.xp): t.name for t in tasks if t.xp and t.hpx8_range is None}
+    out = {}
+    for name, rec in done.items():
+        if rec.get("hpx8_range"):  # a bulk partition: named by its HEALPix range, as before
+            continue
+        xp = (rec.get("inputs") or {}).get("xp")
+        new = by_input.get(_location(xp)) if isinstance(xp, str) and xp else None
+        if new is not None and new != name and name not in {t.name for t in tasks}:
+            out[name] = new
+    return out
 
 
 def _job_as_known(

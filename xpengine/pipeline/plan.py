@@ -196,19 +196,20 @@ def check_output(writer: Any, cfg: InferenceConfig, tasks: list[PartitionTask]) 
     would read as rows of the catalogue and `--overwrite` does not remove. `_`/`.` names are the
     catalogue's bookkeeping or hidden, never in the way."""
     from xpengine.catalog.locate import format_of
+    from xpengine.catalog.tables import lies_inside
 
     out = _location(writer.output)
     for place in _input_places(cfg, tasks):
         where = _location(place)
         if out[0] != where[0]:
             continue
-        if out == where or _inside(out, where):
+        if out == where or lies_inside(out[1], where[1]):
             how = "is" if out == where else "lies inside"
             raise JobError(
                 f"output {writer.output} {how} the input {place}: the job would write among the files "
                 "it reads (and --overwrite could remove them); choose an --output outside the inputs"
             )
-        if _inside(where, out):
+        if lies_inside(where[1], out[1]):
             raise JobError(
                 f"output {writer.output} holds the input {place}: the job would write among the files it "
                 "reads (and --overwrite could remove them); choose an --output outside the inputs"
@@ -224,8 +225,10 @@ def check_output(writer: Any, cfg: InferenceConfig, tasks: list[PartitionTask]) 
     if data:
         raise JobError(
             f"output {writer.output} holds data files no job of this catalogue wrote (no _manifest record, "
-            f"no xpengine provenance): {_shown(data)}; readers of the catalogue would take their rows for "
-            "its own and --overwrite does not remove them: move them out, or choose another --output"
+            f"no mark of the job in the file): {_shown(data)}; readers of the catalogue would take their "
+            "rows for its own and --overwrite does not remove them: move them out of the folder (or delete "
+            "them: a catalogue file an earlier xpengine version left without its record is redone), or "
+            "choose another --output"
         )
 
 
@@ -236,7 +239,10 @@ def _input_places(cfg: InferenceConfig, tasks: list[PartitionTask]) -> list[str]
     for given in [*(cfg.input or []), *(cfg.gaia_source or [])]:
         given = os.fspath(given)
         wild = min((given.index(c) for c in "*?[" if c in given), default=None)
-        places.append(given if wild is None else given[:wild].rpartition("/")[0] or "/")
+        if wild is not None:  # a glob: its folder (`stars*.csv`: the current folder, as the shell's)
+            given = given[:wild].rpartition("/")[0] if "://" in given else os.path.dirname(given[:wild])
+            given = given or os.path.abspath(".")
+        places.append(given)
     places += [p for t in tasks for p in (t.xp, t.gaia) if p]
     return places + [os.fspath(p) for p in (cfg.tmass, cfg.ebv) if p]
 
@@ -250,8 +256,3 @@ def _location(url: str) -> tuple[str, str]:
         scheme, _, rest = url.partition("://")
         return scheme, rest.rstrip("/")
     return "", os.path.realpath(url)
-
-
-def _inside(a: tuple[str, str], b: tuple[str, str]) -> bool:
-    """Whether location `a` lies inside folder `b` (same scheme)."""
-    return a[0] == b[0] and a[1].startswith(b[1].rstrip("/") + "/")

@@ -85,12 +85,13 @@ def pool_key(cfg, pool, provenance: dict[str, Any]) -> str:
     """12 hex digits naming the pool that serves this configuration (see the module's docstring)."""
     from xpengine.model.metadata import resolve_model_path
     from xpengine.pipeline.identity import sigma_identity
+    from xpengine.pipeline.model_files import MODEL_FILES_KEY
 
     record = {
         "model_sha256": provenance["model_sha256"],
         # every file the actors' Predictor read (config.json, vocabulary, ...): one rewritten in place
         # is another model, whose actors are not these
-        "model_files_sha256": provenance.get("model_files_sha256"),
+        MODEL_FILES_KEY: provenance.get(MODEL_FILES_KEY),
         "model_path": os.path.abspath(resolve_model_path(cfg.model)),
         "sigma": sigma_identity(provenance),
         "labels": list(cfg.labels or []),

@@ -60,10 +60,20 @@ TMP_DIR = "_tmp"
 REJECTED_DIR = "_rejected"
 MANIFEST_DIR = "_manifest"
 JOB_FILE = "_JOB.json"
-PROVENANCE_KEY = b"xpengine.provenance"
-"""The Parquet schema metadata key every catalogue file the job writes carries (`catalog_schema`'s
-`xpengine.` entries, `finish._finish_partition`): how a file without a manifest record (its job killed
-between the two) is told from one the job did not write."""
+CATALOGUE_FILE_KEY = b"xpengine.catalogue_file"
+"""The Parquet schema metadata key only `CatalogWriter.write_partition` writes: JSON {"partition": its
+name, "job": `job_id` of its record's job}. How a catalogue file without a manifest record (its job
+killed between the two) is told from one the job did not write: `xpengine.provenance` is no such mark,
+as `xpengine query` results (which leave this key out), training sets and `xpengine features` output
+carry it too. A file of an earlier version without a record has no mark either: it is foreign
+(`plan.check_output` refuses it, naming it)."""
+
+
+def job_id(job: dict[str, Any]) -> str:
+    """A short id of a manifest record's `job` (its identity, and the id of an --overwrite run)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(job, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class OutputNotWritableError(RuntimeError):
@@ -184,11 +194,12 @@ class CatalogWriter(LockHolder):
 
     # -- what the output folder holds ------------------------------------------------------------
     def is_catalogue(self) -> bool:
-        """Whether the output is an xpengine catalogue already: it has a `_JOB.json` or a `_manifest/`."""
+        """Whether the output is an xpengine catalogue already: it has a `_JOB.json` or a `_manifest/`,
+        or a catalogue file the job marked (`CATALOGUE_FILE_KEY`)."""
         import pyarrow.fs as pafs
 
         infos = self.fs.get_file_info([f"{self.root}/{JOB_FILE}", f"{self.root}/{MANIFEST_DIR}"])
-        return any(i.type != pafs.FileType.NotFound for i in infos)
+        return any(i.type != pafs.FileType.NotFound for i in infos) or bool(self.own_partitions({}))
 
     def _visible_entries(self) -> list[Any]:
         """The output's top-level entries that readers see: not `_` or `.` bookkeeping (see the module
@@ -201,19 +212,27 @@ class CatalogWriter(LockHolder):
             return []  # a file where the folder should be: `prepare` says so
         return [i for i in infos if not i.base_name.startswith(("_", "."))]
 
-    def _has_provenance(self, path: str) -> bool:
-        """Whether the Parquet file at `path` is a catalogue file the job wrote (`PROVENANCE_KEY`)."""
+    def _marked_as(self, path: str) -> str | None:
+        """The partition name a Parquet file's `CATALOGUE_FILE_KEY` gives (None: no mark, not Parquet)."""
         try:
             meta = pq.read_schema(path, filesystem=self.fs).metadata or {}
-        except (OSError, pa.ArrowException):  # not Parquet at all: not the job's
-            return False
-        return PROVENANCE_KEY in meta
+            mark = json.loads(meta[CATALOGUE_FILE_KEY])
+        except (OSError, pa.ArrowException, KeyError, ValueError):  # no mark, or not Parquet at all
+            return None
+        return mark.get("partition") if isinstance(mark, dict) else None
+
+    @staticmethod
+    def marked(table: pa.Table, partition: str, job: dict[str, Any]) -> pa.Table:
+        """`table` with the mark of the job's catalogue file `partition` (`CATALOGUE_FILE_KEY`)."""
+        mark = json.dumps({"partition": partition, "job": job_id(job)}).encode()
+        return table.replace_schema_metadata({**(table.schema.metadata or {}), CATALOGUE_FILE_KEY: mark})
 
     def own_partitions(self, records: dict[str, dict[str, Any]] | None = None) -> set[str]:
         """Names of the catalogue files in the output that this catalogue's jobs wrote: `<name>.parquet`
         with a manifest record of any status (`records`: `read_manifest()`, read here when None), or
-        without one but carrying the job's provenance (`PROVENANCE_KEY`: written by a job killed
-        before its record). Anything else is another program's or the user's, never the job's to
+        without one but with the job's mark naming that partition (`CATALOGUE_FILE_KEY`: written by a
+        job killed before its record). Anything else (a query result, a training set, a file of an
+        earlier version without its record) is another program's or the user's, never the job's to
         remove (`identity._remove_for_overwrite`)."""
         import pyarrow.fs as pafs
 
@@ -223,7 +242,7 @@ class CatalogWriter(LockHolder):
             if info.type != pafs.FileType.File or not info.base_name.endswith(".parquet"):
                 continue
             name = info.base_name[: -len(".parquet")]
-            if name in records or self._has_provenance(info.path):
+            if name in records or self._marked_as(info.path) == name:
                 own.add(name)
         return own
 
@@ -295,6 +314,7 @@ class CatalogWriter(LockHolder):
 
         path = self.catalog_path(partition)
         rej = self.rejected_path(partition)
+        table = self.marked(table, partition, record.job)
 
         def write_rejected() -> None:
             if rejected is not None and rejected.num_rows:
