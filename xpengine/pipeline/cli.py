@@ -152,12 +152,10 @@ def run_job(args: argparse.Namespace, prog: str = "infer_gaia") -> int:
 
 
 def _fail(prog: str, exc: Exception) -> int:
-    """The error in one line: its lines joined by "; " (by a space after a heading that ends in ":")."""
-    one_line = ""
-    for part in (p.strip() for p in str(exc).splitlines()):
-        if part:
-            one_line += ("" if not one_line else " " if one_line.endswith(":") else "; ") + part
-    print(f"{prog}: error: {one_line}", file=sys.stderr)
+    """The error in one line (`xpengine.io.errors.one_line`)."""
+    from xpengine.io.errors import one_line
+
+    print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
     return 2
 
 

@@ -32,6 +32,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from xpengine.io.errors import one_line
+
 __all__ = ["CompactResult", "CompactSummary", "compact_inputs", "compact_partition", "register"]
 
 log = logging.getLogger(__name__)
@@ -150,8 +152,7 @@ def compact_partition(
         result.rows = w.rows
         result.bytes = int(fs.info(path).get("size") or 0)
     except Exception as exc:  # a bad partition fails alone
-        one_line = "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
-        result.error = f"{type(exc).__name__}: {one_line}"
+        result.error = f"{type(exc).__name__}: {one_line(exc)}"
         log.debug("partition %s failed", task.name, exc_info=True)
     result.seconds = time.perf_counter() - t0
     return result
@@ -259,8 +260,7 @@ def _run(args: argparse.Namespace) -> int:
             chunk_rows=args.chunk_rows,
         )
     except (JobError, FileExistsError, FileNotFoundError, ValueError) as exc:
-        one_line = "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
-        print(f"{prog}: error: {one_line}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
         return 2
     for r in summary.failed:
         print(f"{prog}: error: partition {r.name} ({r.xp}) failed: {r.error}", file=sys.stderr)
