@@ -15,52 +15,28 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from _paths import load_script
+from _train_toy import (
+    ROOT,
+    arrays,
+    epochs,
+    toy_config,
+    toy_set,  # noqa: F401 (the `toy` fixture)
+)
 from safetensors.torch import load_file
 
-from xpengine.datasets.schema import read_training_set
 from xpengine.model.checkpoint import load_checkpoint
-from xpengine.model.transformer import PRESETS
 from xpengine.train.config import TrainConfig
 from xpengine.train.loop import train
 from xpengine.train.run_files import prune_checkpoints
 from xpengine.train.toy import write_toy_training_set
 
-ROOT = Path(__file__).resolve().parents[1]
-LABELS = ("teff", "logg", "m_h", "mass", "ln_age")
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory) -> Path:
-    """200 toy stars, 3 BP + 3 RP coefficients."""
-    return write_toy_training_set(tmp_path_factory.mktemp("toy") / "toy.parquet", 200, seed=2)
-
-
-def _arrays(path: Path):
-    return read_training_set(str(path), split="train"), read_training_set(str(path), split="val")
+_arrays, _epochs = arrays, epochs
 
 
 def _config(path: Path, **kw) -> TrainConfig:
-    base = {
-        "data_path": str(path),
-        "model": dataclasses.replace(PRESETS["tiny"], dropout=0.1),
-        "epochs": 2,
-        "batch_size": 64,
-        "lr": 3e-3,
-        "scheduler_t0": 4,
-        "requestable": ("kind:xp", *LABELS),
-        "val_every": 2,
-        "checkpoint_every": 2,
-        "device": "cpu",
-        "precision": "fp32",
-    }
-    base.update(kw)
-    return TrainConfig(**base)
-
-
-def _epochs(run: Path) -> list[int]:
-    return [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return toy_config(path, **kw)
 
 
 def _provenance(run: Path) -> dict:
