@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from xpengine.io.errors import one_line
 
@@ -75,24 +75,35 @@ def _report(table: object, path: str, what: str = "stars") -> None:
     )
 
 
-def _run_apogee_xp(args: argparse.Namespace) -> int:
-    from xpengine.datasets.apogee_xp import build_apogee_xp
+def _build_and_write(args: argparse.Namespace, build_fn: Any, what: str = "stars") -> Any:
+    """The build of every builder: --output checked first, `build_fn()` (a bad input ends the command in
+    one line, `_fail`), its table written to --output and counted per split; returns the build."""
     from xpengine.datasets.schema import write_training_set
 
     target = _output(args)
     try:
-        build = build_apogee_xp(
+        build = build_fn()
+    except _INPUT_ERRORS as exc:
+        _fail(exc)
+    with target as tmp:
+        write_training_set(build.table, tmp, overwrite=True)
+    _report(build.table, args.output, what)
+    return build
+
+
+def _run_apogee_xp(args: argparse.Namespace) -> int:
+    from xpengine.datasets.apogee_xp import build_apogee_xp
+
+    _build_and_write(
+        args,
+        lambda: build_apogee_xp(
             args.input,
             val_fraction=args.val_fraction,
             test_fraction=args.test_fraction,
             xp_error_model=args.xp_errors,
             chunk_rows=args.chunk_rows,
-        )
-    except _INPUT_ERRORS as exc:
-        _fail(exc)
-    with target as tmp:
-        write_training_set(build.table, tmp, overwrite=True)
-    _report(build.table, args.output)
+        ),
+    )
     return 0
 
 
@@ -119,10 +130,8 @@ def _vocabulary(args: argparse.Namespace) -> object:
 
 
 def _run_apogee(args: argparse.Namespace) -> int:
-    from xpengine.datasets.schema import write_training_set
     from xpengine.datasets.survey import SurveyInputs, build_survey
 
-    target = _output(args)
     inputs = SurveyInputs(
         allstar=args.allstar,
         distmass=args.distmass,
@@ -131,28 +140,24 @@ def _run_apogee(args: argparse.Namespace) -> int:
         tmass=args.tmass,
         ebv=args.ebv,
     )
-    try:
-        build = build_survey(
+    _build_and_write(
+        args,
+        lambda: build_survey(
             inputs,
             origin="apogee-dr17",
             vocabulary=_vocabulary(args),
             **_survey_options(args),  # type: ignore[arg-type]
-        )
-    except _INPUT_ERRORS as exc:
-        _fail(exc)
-    with target as tmp:
-        write_training_set(build.table, tmp, overwrite=True)
-    _report(build.table, args.output)
+        ),
+    )
     return 0
 
 
 def _run_synthetic(args: argparse.Namespace) -> int:
-    from xpengine.datasets.schema import write_training_set
     from xpengine.datasets.synthetic import build_synthetic
 
-    target = _output(args)
-    try:
-        build = build_synthetic(
+    _build_and_write(
+        args,
+        lambda: build_synthetic(
             args.sky,
             vocabulary=_vocabulary(args),
             val_fraction=args.val_fraction,
@@ -160,22 +165,17 @@ def _run_synthetic(args: argparse.Namespace) -> int:
             keep_without_evolution=args.keep_without_evolution,
             with_correlations=args.xp_correlations,
             every_order=args.every_order,
-        )
-    except _INPUT_ERRORS as exc:
-        _fail(exc)
-    with target as tmp:
-        write_training_set(build.table, tmp, overwrite=True)
-    _report(build.table, args.output)
+        ),
+    )
     return 0
 
 
 def _run_mixed(args: argparse.Namespace) -> int:
     from xpengine.datasets.mixed import build_mixed
-    from xpengine.datasets.schema import write_training_set
 
-    target = _output(args)
-    try:
-        build = build_mixed(
+    build = _build_and_write(
+        args,
+        lambda: build_mixed(
             args.real,
             args.synthetic,
             synthetic_weight=args.synthetic_weight,
@@ -183,12 +183,9 @@ def _run_mixed(args: argparse.Namespace) -> int:
             synthetic_drop=args.synthetic_drop_tokens,
             synthetic_truth=args.synthetic_truth_tokens,
             synthetic_truth_errors=args.synthetic_truth_errors,
-        )
-    except _INPUT_ERRORS as exc:
-        _fail(exc)
-    with target as tmp:
-        write_training_set(build.table, tmp, overwrite=True)
-    _report(build.table, args.output, "rows")
+        ),
+        "rows",
+    )
     w = build.summary["weighting"]
     rows = {k: build.summary["sources"][k]["rows"] for k in ("real", "synthetic")}
     logger.info(
