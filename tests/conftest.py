@@ -4,8 +4,13 @@ self-contained so that engineers can add theirs without touching others'."""
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
+
+# --- inference area: the isochrone grid of `xpengine.inference.isochrone_fit` is cached on disk; the suite
+# keeps its own cache (built once per process, ~2 s) instead of writing the user's ~/.cache/xpengine
+os.environ.setdefault("XPENGINE_CACHE", tempfile.mkdtemp(prefix="xpengine-test-cache-"))
 
 
 # --- model / train area: a local Ray cluster for tests marked `ray` --------------------------------

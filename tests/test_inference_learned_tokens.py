@@ -8,6 +8,7 @@ read out of its context (with them its median Teff on the embedded sky was ~12,4
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 from _sky_inputs import sky_token_batch
 
+from xpengine.catalog.flag_policy import DEFAULT_FLAG_POLICY
 from xpengine.features.flags import SourceFlag, has_flag
 from xpengine.inference.predictor import Predictor
 from xpengine.pipeline.config import InferenceConfig, resolve_inputs, resolve_labels
@@ -29,6 +31,8 @@ PARTITION = "000000-003111"
 # the catalogue job's default inputs before they followed the model
 OLD_JOB_INPUTS = ["bp0..27", "rp0..27", "bprp", "jh", "jk", "logebv", "g_fakemag"]
 APOGEE_OUTPUTS = ("teff", "logg", "m_h", "alpha_m")
+# the model's own mass and age everywhere (no isochrone mass and age outside its domain): calibration tests
+MODEL_ONLY = dataclasses.replace(DEFAULT_FLAG_POLICY, mass_age_from_isochrones=False)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -225,7 +229,7 @@ def test_catalogue_age_error_is_the_predictors_calibrated_age_error(tmp_path):
     (model / "calibration.json").write_text(json.dumps(cal))
     batch = _sky_batch("synthetic-sky")
     batch = {k: v[:200] for k, v in batch.items()}
-    cat = CatalogPredictor(str(model), ["teff", "age"], device="cpu")(batch)
+    cat = CatalogPredictor(str(model), ["teff", "age"], device="cpu", flag_policy=MODEL_ONLY)(batch)
     p = Predictor.load(str(model), device="cpu")
     ref = p.predict(batch["values"], request=["teff", "ln_age"], inputs=list(p.default_inputs))
     ok = np.isfinite(cat["age"])
@@ -261,7 +265,7 @@ def test_catalogue_sigma_follows_a_calibration_with_g_factors(tmp_path):
     batch = {k: v[:300] for k, v in _sky_batch("gaia-xp").items()}
     g = np.asarray(batch["phot_g_mean_mag"], dtype=np.float64)
     assert (g < 13).any() and (g > 15).any()
-    cat = CatalogPredictor(str(model), ["mass", "age"], device="cpu")(batch)
+    cat = CatalogPredictor(str(model), ["mass", "age"], device="cpu", flag_policy=MODEL_ONLY)(batch)
     p = Predictor.load(str(model), device="cpu")
     values = batch["values"].copy()  # the catalogue leaves dwarfs' pseudo-luminosity out (PARALLAX_LEFT_OUT)
     left_out = has_flag(cat["flags"], SourceFlag.PARALLAX_LEFT_OUT)

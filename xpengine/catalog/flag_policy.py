@@ -18,7 +18,11 @@ The rules:
   - predicted: a star that is not a measured giant is outside when its predicted logg exceeds
     `giant_logg_max` or its predicted Teff leaves `giant_teff_range`.
 - Always: `HIGH_UNCERTAINTY` when a label's σ exceeds `max_error[label]` or
-  `max_relative_error[label]` × |value|.
+  `max_relative_error[label]` × |value| (`high_uncertainty`).
+
+`mass_age_from_isochrones` (default True) is the policy for the stars outside the domain: the catalogue
+(`xpengine.inference.catalogue.CatalogPredictor`) writes the MIST isochrone posterior of their Teff, logg,
+[M/H] and M_G as their mass and age (flag MASS_AGE_FROM_ISOCHRONES) instead of the model's extrapolation.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ __all__ = [
     "FlagPolicy",
     "catalogue_flags",
     "confident_dwarf",
+    "high_uncertainty",
     "outside_by_measurement",
     "quality_flags",
 ]
@@ -59,6 +64,12 @@ class FlagPolicy:
     hot_bp_rp_max: float = 0.80  # (BP−RP)₀ below this: hotter than ~5800 K, outside the domain
     max_error: Mapping[str, float] = field(default_factory=dict)
     max_relative_error: Mapping[str, float] = field(default_factory=dict)
+    # stars outside the mass/age domain take the isochrone posterior's mass and age (module docstring)
+    mass_age_from_isochrones: bool = True
+
+
+MASS_AGE_FROM_ISOCHRONES_BEFORE = False
+"""What a catalogue recorded before the policy had `mass_age_from_isochrones` was made with."""
 
 
 DEFAULT_FLAG_POLICY = FlagPolicy(
@@ -162,15 +173,23 @@ def quality_flags(
                 lo, hi = policy.giant_teff_range
                 giant &= (means["teff"] >= lo) & (means["teff"] <= hi)
             flags[~giant & ~measured_giant] |= int(SourceFlag.OUTSIDE_TRAINING_DOMAIN)
-        high = np.zeros(n, dtype=bool)
+    flags[high_uncertainty(policy, out)] |= int(SourceFlag.HIGH_UNCERTAINTY)
+    return flags
+
+
+def high_uncertainty(policy: FlagPolicy, out: Mapping[str, np.ndarray]) -> np.ndarray:
+    """(N,) bool: a label's σ in `out` (catalogue columns) above the policy's `max_error` or
+    `max_relative_error` × |value|."""
+    n = len(next(iter(out.values())))
+    high = np.zeros(n, dtype=bool)
+    with np.errstate(invalid="ignore"):
         for lab, lim in policy.max_error.items():
             if lab in out:
                 high |= out[f"{lab}_error"] > lim
         for lab, lim in policy.max_relative_error.items():
             if lab in out:
                 high |= out[f"{lab}_error"] > lim * np.abs(out[lab])
-        flags[high] |= int(SourceFlag.HIGH_UNCERTAINTY)
-    return flags
+    return high
 
 
 def catalogue_flags(

@@ -45,6 +45,10 @@ renumber a bit, only add new ones. Bits 0-15 are set by the feature step (`xpeng
 | 24  | 16777216 | ALL_XP_ORDERS         | catalogue | read without relevancy counts (NO_RELEVANCY: a sampled spectrum), both |
 |     |        |                         |           | bands, every XP order the model reads present: mass and age take the   |
 |     |        |                         |           | calibration's every-order mean shift and σ (format 5)                  |
+| 25  | 33554432 | MASS_AGE_FROM_ISOCHRONES | catalogue | outside the model's mass/age domain (OUTSIDE_TRAINING_DOMAIN): mass   |
+|     |        |                         |           | and age are the MIST isochrone posterior at the catalogue's Teff, logg,|
+|     |        |                         |           | [M/H] and (parallax) M_G, not the model's (`xpengine.inference.       |
+|     |        |                         |           | isochrone_fit`; policy `mass_age_from_isochrones`)                     |
 
 Usage: `flags & SourceFlag.NO_BP` on an int64 array; `describe_flags(value)` lists the names of one value.
 """
@@ -93,6 +97,7 @@ class SourceFlag(enum.IntFlag):
     DISTANCE_FROM_MODEL = 1 << 22
     PARALLAX_LEFT_OUT = 1 << 23
     ALL_XP_ORDERS = 1 << 24
+    MASS_AGE_FROM_ISOCHRONES = 1 << 25
 
 
 FEATURE_FLAGS: SourceFlag = (
@@ -123,6 +128,7 @@ CATALOGUE_FLAGS: SourceFlag = (
     | SourceFlag.DISTANCE_FROM_MODEL
     | SourceFlag.PARALLAX_LEFT_OUT
     | SourceFlag.ALL_XP_ORDERS
+    | SourceFlag.MASS_AGE_FROM_ISOCHRONES
 )
 """Bits reserved for the catalogue engine."""
 

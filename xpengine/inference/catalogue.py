@@ -14,7 +14,13 @@ import logging
 
 import numpy as np
 
-from xpengine.catalog.flag_policy import DEFAULT_FLAG_POLICY, FlagPolicy, catalogue_flags
+from xpengine.catalog.flag_policy import (
+    DEFAULT_FLAG_POLICY,
+    EXTINCTION_A_G,
+    FlagPolicy,
+    catalogue_flags,
+    high_uncertainty,
+)
 from xpengine.catalog.schema import (
     LABELS,
     MASS_AGE_LABELS,
@@ -28,12 +34,20 @@ from xpengine.features.flags import SourceFlag, read_without_relevancy
 from xpengine.model.calibration import all_xp_orders
 from xpengine.model.luminosity_domain import outside_domain
 
-__all__ = ["PARALLAX_COLUMNS", "PASSTHROUGH_FLOAT64", "CatalogPredictor", "catalogue_batch"]
+__all__ = [
+    "ISOCHRONE_INPUTS",
+    "PARALLAX_COLUMNS",
+    "PASSTHROUGH_FLOAT64",
+    "CatalogPredictor",
+    "catalogue_batch",
+]
 
 log = logging.getLogger(__name__)
 
 PASSTHROUGH_FLOAT64 = ("ra", "dec", "l", "b")
 PARALLAX_COLUMNS = ("parallax_corrected", "parallax_corrected_error", "ruwe")
+ISOCHRONE_INPUTS = ("teff", "logg", "m_h")
+"""The predicted tokens the isochrone mass and age of a star outside the mass/age domain start from."""
 
 
 def _corrected_parallax(
@@ -175,12 +189,21 @@ class CatalogPredictor:
 
         used = {*self.request, *(DERIVED[t] for t in self.request if t in DERIVED)}  # age from ln_age
         self._all_orders_calibrated = cal is not None and bool(used & set(cal.all_orders))
+        self.flag_policy = flag_policy if flag_policy is not None else DEFAULT_FLAG_POLICY
         # the flag policy judges the mass/age domain by the predicted Teff and logg: asked for whenever
-        # the catalogue holds mass or age, whether or not they are among its labels
+        # the catalogue holds mass or age, whether or not they are among its labels; the isochrone
+        # mass and age of the stars outside it (`_isochrone_mass_age`) also need [M/H]
+        holds_mass_age = bool(MASS_AGE_LABELS & set(self.labels))
+        self._isochrones = (
+            holds_mass_age
+            and self.flag_policy.mass_age_from_isochrones
+            and all(t in learned.outputs for t in ISOCHRONE_INPUTS)
+        )
+        domain_tokens = ("teff", "logg")
+        if self._isochrones:  # and E(B−V) for M_G, unless an input gives it
+            domain_tokens = (*ISOCHRONE_INPUTS, *(("logebv",) if "logebv" not in context else ()))
         self._domain_request = [
-            t
-            for t in ("teff", "logg")
-            if MASS_AGE_LABELS & set(self.labels) and t in learned.outputs and t not in self.request
+            t for t in domain_tokens if holds_mass_age and t in learned.outputs and t not in self.request
         ]
         # a requested token that is also an input is asked for in a pass of its own without it (else the
         # model echoes a damped copy of its input: e.g. `ebv` with logebv among the inputs)
@@ -192,7 +215,6 @@ class CatalogPredictor:
         self._fakemag_in_context = "g_fakemag" in context
         self._inputs_without_fakemag = [t for t in context if t != "g_fakemag"]
         self.batch_size = batch_size
-        self.flag_policy = flag_policy if flag_policy is not None else DEFAULT_FLAG_POLICY
         self._fakemag_col = vocab.index("g_fakemag") if "g_fakemag" in vocab else None
         # input-token columns the flag policy reads (None: not in the vocabulary)
         self._logebv_col = vocab.index("logebv") if "logebv" in vocab else None
@@ -268,6 +290,13 @@ class CatalogPredictor:
             bprp_error=bprp_error,
             luminosity_outside=lum_out,
         )
+        if self._isochrones:
+            logebv = _token_column(values, self._logebv_col)
+            logebv_error = _token_column(errors, self._logebv_col)
+            ebv_in = (None, None) if logebv is None else (np.exp(logebv), np.exp(logebv) * logebv_error)
+            predicted = (means["logebv"], sigmas["logebv"]) if "logebv" in means else (None, None)
+            abs_g, abs_g_error = _absolute_g(g, dist, dist_err, by_parallax, ebv_in, predicted)
+            flags = _isochrone_mass_age(self.flag_policy, out, means, sigmas, flags, abs_g, abs_g_error)
         return {
             "source_id": batch["source_id"],
             **{c: batch[c] for c in PASSTHROUGH_FLOAT64},
@@ -354,3 +383,71 @@ class CatalogPredictor:
 def _token_column(a: np.ndarray, col: int | None) -> np.ndarray | None:
     """One token's column of a (N, T) value or error matrix; None when the vocabulary lacks it."""
     return None if col is None else a[:, col]
+
+
+def _absolute_g(
+    g: np.ndarray,
+    dist: np.ndarray,
+    dist_err: np.ndarray,
+    by_parallax: np.ndarray,
+    ebv_in: tuple[np.ndarray | None, np.ndarray | None],
+    predicted: tuple[np.ndarray | None, np.ndarray | None],
+) -> tuple[np.ndarray, np.ndarray]:
+    """M_G and σ (N,) of the stars with a significant parallax and a known E(B−V): the input's (ebv_in:
+    E(B−V) and σ from the logebv token) where given, else the model's (predicted: ln E(B−V) and σ);
+    NaN elsewhere (the isochrone fit then goes without it). σ from the distance's and E(B−V)'s
+    (A_G = 2.740 E(B−V))."""
+    n = len(g)
+    ebv, ebv_err = np.full(n, np.nan), np.full(n, np.nan)
+    if predicted[0] is not None:
+        ebv = np.exp(np.asarray(predicted[0], dtype=np.float64))
+        ebv_err = ebv * np.asarray(predicted[1], dtype=np.float64)
+    if ebv_in[0] is not None:
+        given = np.isfinite(ebv_in[0])
+        ebv = np.where(given, ebv_in[0], ebv)
+        ebv_err = np.where(given, np.nan_to_num(ebv_in[1]), ebv_err)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        abs_g = g - 5.0 * np.log10(dist / 10.0) - EXTINCTION_A_G * ebv
+        err = np.hypot(5.0 / np.log(10.0) * dist_err / dist, EXTINCTION_A_G * ebv_err)
+    ok = by_parallax & np.isfinite(abs_g) & np.isfinite(err)
+    return np.where(ok, abs_g, np.nan), np.where(ok, err, np.nan)
+
+
+def _isochrone_mass_age(
+    policy: FlagPolicy,
+    out: dict[str, np.ndarray],
+    means: dict[str, np.ndarray],
+    sigmas: dict[str, np.ndarray],
+    flags: np.ndarray,
+    abs_g: np.ndarray,
+    abs_g_error: np.ndarray,
+) -> np.ndarray:
+    """Mass and age of the predicted stars outside the mass/age domain, in place in `out`: the MIST
+    isochrone posterior (`xpengine.inference.isochrone_fit`) at their predicted Teff, logg and [M/H] with
+    σ and, where known, M_G. Rows given it are flagged MASS_AGE_FROM_ISOCHRONES; a star off every
+    isochrone keeps the model's values. HIGH_UNCERTAINTY is judged again on the final columns. Returns
+    the flags."""
+    outside = (flags & int(SourceFlag.OUTSIDE_TRAINING_DOMAIN)) != 0
+    predicted = (flags & int(SourceFlag.NO_PREDICTION)) == 0
+    rows = np.flatnonzero(outside & predicted)
+    if rows.size == 0:
+        return flags
+    from xpengine.inference.isochrone_fit import fit_isochrones, load_fit_grid
+
+    fit = fit_isochrones(
+        load_fit_grid(),
+        *(a[rows] for t in ISOCHRONE_INPUTS for a in (means[t], sigmas[t])),
+        abs_g[rows],
+        abs_g_error[rows],
+    )
+    got = np.isfinite(fit["mass"]) & np.isfinite(fit["age"])
+    rows = rows[got]
+    for lab in ("mass", "age"):
+        if lab in out:
+            out[lab][rows] = fit[lab][got]
+            out[f"{lab}_error"][rows] = fit[f"{lab}_error"][got]
+    flags = flags.copy()
+    flags[rows] |= int(SourceFlag.MASS_AGE_FROM_ISOCHRONES)
+    flags &= ~np.int64(SourceFlag.HIGH_UNCERTAINTY)
+    flags[high_uncertainty(policy, out)] |= int(SourceFlag.HIGH_UNCERTAINTY)
+    return flags

@@ -202,7 +202,14 @@ def _default_flags() -> FlagPolicy:
 
 RESOURCE_KEYS = tuple(f.name for f in dataclasses.fields(Resources))
 """The flat configuration keys that belong to `Resources`."""
-FLAG_KEYS = ("giant_logg_max", "giant_teff_range", "giant_abs_g_max", "max_relative_error", "max_error")
+FLAG_KEYS = (
+    "giant_logg_max",
+    "giant_teff_range",
+    "giant_abs_g_max",
+    "max_relative_error",
+    "max_error",
+    "mass_age_from_isochrones",
+)
 """The flat configuration keys that belong to the `FlagPolicy` (its `hot_bp_rp_max` is not configurable)."""
 
 

@@ -9,6 +9,7 @@ import os
 import time
 from typing import Any
 
+from xpengine.catalog.flag_policy import MASS_AGE_FROM_ISOCHRONES_BEFORE
 from xpengine.catalog.schema import catalog_schema
 from xpengine.pipeline.finish import remove_partition_files
 from xpengine.pipeline.model_files import (
@@ -204,8 +205,9 @@ def _identity_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]
         if key == "context_inputs" and isinstance(o, list) and isinstance(n, list):
             o, n = _canonical_inputs(o), _canonical_inputs(n)  # one set of tokens however spelled
         if key == "flag_policy" and isinstance(o, dict) and isinstance(n, dict):
-            # a threshold added since is not in the old record: it ran with the default
-            defaults = _default_flag_policy()
+            # a threshold added since is not in the old record: it ran with the default; the isochrone
+            # policy did not exist then, so those catalogues wrote the model's mass and age everywhere
+            defaults = {**_default_flag_policy(), "mass_age_from_isochrones": MASS_AGE_FROM_ISOCHRONES_BEFORE}
             o = {**{k: defaults[k] for k in n if k not in o and k in defaults}, **o}
             n = {k: n.get(k) for k in o}
             if o != n:

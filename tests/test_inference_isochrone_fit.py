@@ -1,0 +1,190 @@
+"""The isochrone mass and age of stars outside the model's mass/age domain (`xpengine.inference.isochrone_fit`)
+and the catalogue's use of it (`CatalogPredictor`, `Predictor.from_xp`): MIST stars come back at their own
+mass, the Sun and the solar twin 18 Sco at theirs, and the model's own values are untouched where the star
+is inside the domain."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xpengine.catalog.flag_policy import DEFAULT_FLAG_POLICY, high_uncertainty
+from xpengine.features.flags import SourceFlag, has_flag
+from xpengine.inference import isochrone_fit as fitmod
+
+DATA = Path(__file__).parent / "data" / "gaia_xp"
+MODEL_ONLY = dataclasses.replace(DEFAULT_FLAG_POLICY, mass_age_from_isochrones=False)
+
+
+@pytest.fixture(scope="module")
+def grid():
+    return fitmod.load_fit_grid()
+
+
+def _fit(grid, teff, st, logg, sg, mh, sm, mg=None, smg=None):
+    a = [np.atleast_1d(np.asarray(v, dtype=np.float64)) for v in (teff, st, logg, sg, mh, sm)]
+    extra = () if mg is None else (np.atleast_1d(np.float64(mg)), np.atleast_1d(np.float64(smg)))
+    return {k: v[0] for k, v in fitmod.fit_isochrones(grid, *a, *extra).items()}
+
+
+def test_the_grid_covers_the_catalogues_stars(grid) -> None:
+    assert grid.teff.size > 200_000
+    assert np.all(np.diff(grid.teff) >= 0)  # sorted: the Teff windows are slices
+    assert grid.feh_nodes[0] == pytest.approx(-3.0) and grid.feh_nodes[-1] == pytest.approx(0.5)
+    age = np.exp(grid.ln_age)
+    assert age.min() == pytest.approx(0.1, rel=1e-3) and age.max() == pytest.approx(14.13, rel=1e-3)
+    assert np.all(np.isfinite(grid.log_prior)) and grid.log_prior.max() == 0.0
+    # the main sequence of a 4.5 Gyr solar isochrone: the Sun's M_G ≈ 4.67 near 5772 K, logg 4.44
+    near = (np.abs(grid.teff - 5772) < 40) & (np.abs(grid.logg - 4.44) < 0.04) & (grid.feh == 0.0)
+    assert near.any()
+    assert np.median(grid.abs_g[near]) == pytest.approx(4.67, abs=0.25)
+
+
+def test_the_sun_and_18_sco_come_back_at_their_mass(grid) -> None:
+    sun = _fit(grid, 5772, 50, 4.438, 0.05, 0.0, 0.05, 4.67, 0.03)
+    assert sun["mass"] == pytest.approx(1.0, abs=0.05)
+    assert 0.02 < sun["mass_error"] < 0.08
+    assert 2.0 < sun["age"] < 8.0  # a dwarf's age is weakly constrained, but not by an order of magnitude
+    # 18 Sco (Gaia DR3 XP through gaia-xp: 5839 ± 230 K, 4.29 ± 0.22, +0.08 ± 0.09; literature 1.02 M☉)
+    sco = _fit(grid, 5839, 230, 4.29, 0.22, 0.08, 0.09)
+    assert sco["mass"] == pytest.approx(1.02, abs=0.1)
+    assert sco["mass_error"] > 0.05  # Teff ± 230 K leaves the mass uncertain
+    assert sco["age_error"] > 0.5 * sco["age"]
+
+
+def test_mist_stars_are_recovered(grid) -> None:
+    """Stars placed on MIST isochrones (the grid's own models, interpolated between its nodes) come back
+    at their mass to a few per cent, and an old subgiant is told from a young one by its age."""
+    from xpengine.simulate import isochrones as iso
+
+    mass = np.array([0.7, 0.85, 1.0, 1.2, 1.4, 1.0, 1.0])
+    log_age = np.array([9.6, 9.6, 9.5, 9.3, 9.0, 9.92, 9.2])
+    feh = np.array([-0.6, -0.1, 0.1, 0.0, 0.2, -0.3, -0.3])
+    s = iso.interpolate_mass(mass, log_age, feh)
+    teff, logg = s["teff"], s["logg"]
+    n = mass.size
+    fit = fitmod.fit_isochrones(
+        grid,
+        teff,
+        np.full(n, 60.0),
+        logg,
+        np.full(n, 0.06),
+        feh,
+        np.full(n, 0.05),
+        s["abs_g"],
+        np.full(n, 0.03),
+    )
+    np.testing.assert_allclose(fit["mass"], s["mass"], rtol=0.08)
+    z = (fit["mass"] - s["mass"]) / fit["mass_error"]
+    assert np.all(np.isfinite(s["mass"])) and np.all(np.abs(z) < 3)
+    # the two 1.0 M☉ stars at [Fe/H] −0.3: 8.3 Gyr (a subgiant) and 1.6 Gyr (on the main sequence)
+    assert fit["age"][5] > 2 * fit["age"][6]
+    assert abs(np.log(fit["age"][5] / 10 ** (log_age[5] - 9))) < 0.35
+
+
+def test_missing_inputs_and_stars_off_every_isochrone(grid) -> None:
+    nan = np.nan
+    out = fitmod.fit_isochrones(
+        grid,
+        np.array([nan, 5800.0, 5800.0, 30000.0]),
+        np.array([100.0, 100.0, 100.0, 100.0]),
+        np.array([4.4, nan, 4.4, 1.0]),
+        np.array([0.1, 0.1, 0.1, 0.1]),
+        np.array([0.0, 0.0, nan, 0.0]),
+        np.array([0.1, 0.1, 0.1, 0.1]),
+    )
+    assert np.isnan(out["mass"][0])  # no Teff
+    assert np.isfinite(out["mass"][1])  # no logg: Teff and [M/H] alone
+    assert np.isnan(out["mass"][2])  # no [M/H]
+    assert np.isnan(out["mass"][3]) and np.isnan(out["age"][3])  # 30,000 K at logg 1: no such star
+    # logg alone moves the answer: without it a 5800 K star may be a subgiant
+    with_logg = _fit(grid, 5800, 100, 4.4, 0.05, 0.0, 0.1)
+    assert with_logg["mass_error"] < out["mass_error"][1]
+
+
+def _no_mist():
+    raise ImportError("the MIST isochrones come from the PyPI package lachesis-grids")
+
+
+def test_the_grid_is_cached_on_disk(tmp_path, monkeypatch) -> None:
+    fitmod.load_fit_grid.cache_clear()
+    try:
+        first = fitmod.load_fit_grid(str(tmp_path))
+        files = list(tmp_path.glob("isochrone_fit_*.npz"))
+        assert len(files) == 1
+        fitmod.load_fit_grid.cache_clear()
+        again = fitmod.load_fit_grid(str(tmp_path))
+        for f in ("teff", "abs_g", "mass", "log_prior", "feh_nodes"):
+            np.testing.assert_array_equal(getattr(again, f), getattr(first, f))
+        files[0].write_bytes(b"not an npz")  # a damaged cache is rebuilt, not trusted
+        fitmod.load_fit_grid.cache_clear()
+        rebuilt = fitmod.load_fit_grid(str(tmp_path))
+        np.testing.assert_array_equal(rebuilt.mass, first.mass)
+        # a machine without the MIST packages (a GPU node) uses the cached grid, or says what to do
+        fitmod.load_fit_grid.cache_clear()
+        monkeypatch.setattr(fitmod, "_cache_key", _no_mist)
+        np.testing.assert_array_equal(fitmod.load_fit_grid(str(tmp_path)).mass, first.mass)
+        fitmod.load_fit_grid.cache_clear()
+        with pytest.raises(ImportError, match="mass_age_from_isochrones: false"):
+            fitmod.load_fit_grid(str(tmp_path / "empty"))
+    finally:
+        fitmod.load_fit_grid.cache_clear()
+
+
+def test_18_sco_through_from_xp_gets_the_isochrone_mass() -> None:
+    from xpengine import io
+    from xpengine.inference.predictor import Predictor
+
+    p = Predictor.load("gaia-xp", device="cpu")
+    xp = io.read_xp_continuous(str(DATA / "18Sco-XP-spectra.csv"))
+    labels = ["teff", "logg", "m_h", "mass", "age"]
+    plx = dict(g_mag=5.35, parallax=70.64, parallax_error=0.07, zero_point_fallback=-0.017)
+    errors = []
+    for kw in ({}, plx):
+        row = p.from_xp(xp, labels=labels, **kw).iloc[0]
+        errors.append(row["mass_error"])
+        assert has_flag(
+            row["flags"], SourceFlag.OUTSIDE_TRAINING_DOMAIN | SourceFlag.MASS_AGE_FROM_ISOCHRONES
+        )
+        assert abs(row["mass"] - 1.02) < 2 * row["mass_error"]  # literature ≈ 1.02 M☉
+        assert row["mass_error"] < 0.15
+        old = p.from_xp(xp, labels=labels, flag_policy=MODEL_ONLY, **kw).iloc[0]
+        assert not has_flag(old["flags"], SourceFlag.MASS_AGE_FROM_ISOCHRONES)
+        assert old["mass"] > 1.8  # the model's extrapolation for a dwarf, which the isochrones replace
+        for col in ("teff", "logg", "m_h"):
+            assert row[col] == old[col]
+    # the parallax's M_G narrows the mass (the model's E(B−V) dereddens it)
+    assert errors[1] < 0.8 * errors[0]
+
+
+def test_only_stars_outside_the_domain_change() -> None:
+    from _sky_inputs import sky_token_batch
+
+    from xpengine.pipeline.stages import CatalogPredictor
+
+    batch = {k: v[:600] for k, v in sky_token_batch("gaia-xp").items()}
+    labels = ["teff", "logg", "m_h", "mass", "age"]
+    new = CatalogPredictor("gaia-xp", labels, device="cpu")(batch)
+    old = CatalogPredictor("gaia-xp", labels, device="cpu", flag_policy=MODEL_ONLY)(batch)
+    iso = has_flag(new["flags"], SourceFlag.MASS_AGE_FROM_ISOCHRONES)
+    outside = has_flag(new["flags"], SourceFlag.OUTSIDE_TRAINING_DOMAIN)
+    assert iso.sum() > 100 and (~outside).sum() > 20
+    assert not (iso & ~outside).any()
+    for col in ("mass", "mass_error", "age", "age_error"):
+        np.testing.assert_allclose(new[col][~iso], old[col][~iso], rtol=1e-5)  # more tokens per pass
+        assert np.all(np.isfinite(new[col][iso]))
+    for col in ("teff", "logg", "m_h", "distance_pc"):
+        np.testing.assert_allclose(new[col], old[col], rtol=1e-5)
+    # the other bits are the same; HIGH_UNCERTAINTY is judged on the columns written
+    hu = int(SourceFlag.HIGH_UNCERTAINTY)
+    keep = ~np.int64(hu | int(SourceFlag.MASS_AGE_FROM_ISOCHRONES))
+    np.testing.assert_array_equal(new["flags"] & keep, old["flags"] & keep)
+    out = {k: new[k] for k in new if k.split("_error")[0] in labels}
+    np.testing.assert_array_equal(
+        has_flag(new["flags"], SourceFlag.HIGH_UNCERTAINTY), high_uncertainty(DEFAULT_FLAG_POLICY, out)
+    )
+    # dwarfs of the sky: masses of main-sequence stars, not the giants' 1–3 M☉ the model extrapolates
+    assert 0.6 < np.median(new["mass"][iso]) < 1.3

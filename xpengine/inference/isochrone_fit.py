@@ -1,0 +1,301 @@
+"""Mass and age of stars outside the model's mass/age domain (dwarfs, subgiants, hot stars) from MIST
+isochrones, given the model's own Teff, logg and [M/H] (learned from real stars of every kind) and, where
+the parallax is significant, the absolute G magnitude.
+
+`gaia-xp` learned mass and age from simulated giants alone (Zhang et al. 2026's domain), so for any other
+star its mass and age are extrapolations (a solar twin came out 2.3 M☉). The catalogue flags such stars
+OUTSIDE_TRAINING_DOMAIN; with this module it also replaces their mass and age by the posterior mean and
+standard deviation of a grid-based isochrone fit (flag MASS_AGE_FROM_ISOCHRONES), the way isoclassify or
+BASTA work on a grid:
+
+- grid: MIST v2.5 isochrones (`xpengine.simulate.isochrones`, the simulated sky's own models), EEP 202
+  (ZAMS) to 808 (start of the TP-AGB), ages 10^8 to 10^10.15 yr (0.1 to 14.1 Gyr), [Fe/H] −3 to +0.5
+  (13 nodes), 0.25 to 0.5 dex apart; the star's [M/H] is set against the scaled-solar [Fe/H] of the
+  isochrone of the same total metallicity, as in the simulator. Absolute G from the MIST/C3K bolometric
+  corrections at A_V = 0.
+- prior of a grid point: Kroupa IMF × the initial-mass interval it stands for along its isochrone ×
+  uniform in age (10^log_age, the nodes being equally spaced in log age) × the [Fe/H] interval of its
+  node (flat in [Fe/H]). No Galactic structure: a dwarf's age is left to its data.
+- likelihood: independent Gaussians in Teff, logg and [M/H] with the catalogue's calibrated σ, each with
+  a floor (`SIGMA_FLOOR`: the spacing of the grid and the difference between the model's spectroscopic
+  scale and MIST's), [M/H] with the half-spacing of the [Fe/H] nodes added in quadrature; with a
+  parallax, also in M_G = G − 5 log10(d / 10 pc) − A_G with its σ from σ_d, σ_E(B−V) and 0.02 mag.
+- output: posterior mean and standard deviation of the present mass (MIST `star_mass`, the simulated
+  sky's `mass` truth) and of ln age; age = exp(mean ln age) in Gyr with σ_age = age·σ_ln_age, the
+  catalogue's convention for the model's own ages; also the effective number of grid points behind the
+  posterior (`n_eff`, small when the star sits off every isochrone).
+
+The grid (~330k points) is built from the installed MIST files on first use in a process (about 2 s) and
+cached on disk (`cache_dir`, default `$XPENGINE_CACHE` or `~/.cache/xpengine`) as a 10 MB .npz keyed on the
+source files, so later processes load it in about 0.05 s. Nothing of the MIST files is shipped with the
+repository (see `xpengine/simulate/ISOCHRONES.md` for their provenance and terms).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "GRID_VERSION",
+    "SIGMA_FLOOR",
+    "FitGrid",
+    "build_fit_grid",
+    "fit_isochrones",
+    "load_fit_grid",
+]
+
+log = logging.getLogger(__name__)
+
+GRID_VERSION = 1
+"""Version of the cached grid's recipe: part of the cache key."""
+
+SIGMA_FLOOR = {"teff": 60.0, "logg": 0.06, "m_h": 0.05, "abs_g": 0.03}
+"""σ floors [K, dex, dex, mag] of the likelihood."""
+
+EEP_FIRST, EEP_LAST = 202, 808  # ZAMS, start of the TP-AGB (xpengine.simulate.mist_phases)
+LOG_AGE_RANGE = (8.0, 10.15)
+FEH_MIN = -3.0
+_CHUNK = 64  # stars per likelihood block
+_SIGMA_WINDOW = 4.0  # grid points further than this many σ (Teff, [M/H], logg) from a chunk are skipped
+
+
+@dataclass(frozen=True)
+class FitGrid:
+    """Grid points sorted by Teff: (n,) float32 teff [K], logg, feh, abs_g [mag], mass [M☉], ln_age
+    [ln Gyr], log_prior; `feh_nodes` (k,) the [Fe/H] nodes; `source` a description of the files."""
+
+    teff: np.ndarray
+    logg: np.ndarray
+    feh: np.ndarray
+    abs_g: np.ndarray
+    mass: np.ndarray
+    ln_age: np.ndarray
+    log_prior: np.ndarray
+    feh_nodes: np.ndarray
+    source: str
+
+    def feh_half_spacing(self, m_h: np.ndarray) -> np.ndarray:
+        """Half the spacing of the [Fe/H] nodes around each [M/H] (N,)."""
+        nodes = self.feh_nodes
+        i = np.clip(np.searchsorted(nodes, m_h) - 1, 0, nodes.size - 2)
+        return 0.5 * (nodes[i + 1] - nodes[i])
+
+
+def _kroupa(m: np.ndarray) -> np.ndarray:
+    from xpengine.simulate.stars import kroupa_imf
+
+    return kroupa_imf(m)
+
+
+def build_fit_grid(mist=None, bc=None) -> FitGrid:
+    """The fitting grid from the MIST isochrones and bolometric corrections (default: the installed
+    files, `xpengine.simulate.isochrones.load_mist` / `load_bc`)."""
+    from xpengine.simulate import isochrones as iso
+
+    grid = iso.load_mist() if mist is None else mist
+    nodes = grid.feh[grid.feh >= FEH_MIN - 1e-9]
+    feh_width = np.gradient(nodes) if nodes.size > 1 else np.ones(1)
+    parts: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("teff", "logg", "feh", "log_l", "mass", "ln_age", "lp")
+    }
+    cols = grid.columns
+    for i_feh, feh in enumerate(grid.feh):
+        if feh < FEH_MIN - 1e-9:
+            continue
+        k_node = int(np.searchsorted(nodes, feh - 1e-9))
+        for j, log_age in enumerate(grid.log_age):
+            if not (LOG_AGE_RANGE[0] - 1e-9 <= log_age <= LOG_AGE_RANGE[1] + 1e-9):
+                continue
+            k = i_feh * grid.n_age + j
+            first, count, start = int(grid.offset[k]), int(grid.count[k]), int(grid.start[k])
+            lo, hi = max(EEP_FIRST, first), min(EEP_LAST, first + count - 1)
+            if hi - lo < 2:
+                continue
+            rows = np.arange(start + lo - first, start + hi - first + 1)
+            m0 = cols["initial_mass"][rows]
+            dm = np.abs(np.gradient(m0))
+            ok = dm > 0
+            rows, m0, dm = rows[ok], m0[ok], dm[ok]
+            lp = np.log(_kroupa(m0) * dm) + log_age * np.log(10.0) + np.log(feh_width[k_node])
+            parts["teff"].append(10.0 ** cols["log_teff"][rows].astype(np.float64))
+            parts["logg"].append(cols["log_g"][rows].astype(np.float64))
+            parts["feh"].append(np.full(rows.size, feh))
+            parts["log_l"].append(cols["log_l"][rows].astype(np.float64))
+            parts["mass"].append(cols["star_mass"][rows].astype(np.float64))
+            parts["ln_age"].append(np.full(rows.size, (log_age - 9.0) * np.log(10.0)))
+            parts["lp"].append(lp)
+    a = {k: np.concatenate(v) for k, v in parts.items()}
+    mags = iso.absolute_magnitudes(a["log_l"], a["teff"], a["logg"], a["feh"], bc)
+    order = np.argsort(a["teff"], kind="stable")
+    lp = a["lp"][order]
+    return FitGrid(
+        teff=a["teff"][order].astype(np.float32),
+        logg=a["logg"][order].astype(np.float32),
+        feh=a["feh"][order].astype(np.float32),
+        abs_g=mags["abs_g"][order].astype(np.float32),
+        mass=a["mass"][order].astype(np.float32),
+        ln_age=a["ln_age"][order].astype(np.float32),
+        log_prior=(lp - lp.max()).astype(np.float32),
+        feh_nodes=nodes.astype(np.float64),
+        source=f"{grid.path} ({'installed BC table' if bc is None else getattr(bc, 'path', 'BC table')})",
+    )
+
+
+def _cache_key() -> str:
+    from xpengine.simulate.mist_grid import _bc_path, _mist_path
+
+    h = hashlib.sha256(f"xpengine-isochrone-fit-v{GRID_VERSION}".encode())
+    for p in (_mist_path(), _bc_path()):
+        st = Path(p).stat()
+        h.update(f"|{Path(p).name}|{st.st_size}|{int(st.st_mtime)}".encode())
+    return h.hexdigest()[:16]
+
+
+def _default_cache_dir() -> Path:
+    env = os.environ.get("XPENGINE_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "xpengine"
+
+
+_FIELDS = ("teff", "logg", "feh", "abs_g", "mass", "ln_age", "log_prior", "feh_nodes")
+
+
+@functools.lru_cache(maxsize=1)
+def load_fit_grid(cache_dir: str | None = None) -> FitGrid:
+    """The fitting grid of the installed MIST files: from the disk cache when it holds this recipe's
+    grid, else built (`build_fit_grid`) and written there atomically (a cache that cannot be written is
+    logged and skipped); cached per process. Without the MIST packages (h5py, lachesis-grids,
+    astrolachesis), the newest grid of this recipe in the cache folder, else an ImportError saying what
+    to do."""
+    folder = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
+    try:
+        key = _cache_key()
+    except ImportError as err:  # no MIST files here (e.g. a GPU node with torch only): a cached grid
+        cached = sorted(folder.glob(f"isochrone_fit_v{GRID_VERSION}_*.npz"), key=lambda p: p.stat().st_mtime)
+        if not cached:
+            raise ImportError(
+                f"{err}; the isochrone mass and age of stars outside the model's domain need the MIST files, "
+                f"or a grid cached by a machine that has them (copy its {folder.name}/isochrone_fit_v"
+                f"{GRID_VERSION}_*.npz into $XPENGINE_CACHE), or the policy mass_age_from_isochrones: false"
+            ) from err
+        log.info("MIST files not installed: the isochrone grid cached in %s", cached[-1])
+        with np.load(cached[-1]) as z:
+            return FitGrid(**{f: z[f] for f in _FIELDS}, source=str(z["source"]))
+    path = folder / f"isochrone_fit_v{GRID_VERSION}_{key}.npz"
+    if path.exists():
+        try:
+            with np.load(path) as z:
+                return FitGrid(**{f: z[f] for f in _FIELDS}, source=str(z["source"]))
+        except (OSError, ValueError, KeyError) as err:
+            log.warning("isochrone grid cache %s unreadable (%s): rebuilt", path, err)
+    grid = build_fit_grid()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz.tmp")
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **{f: getattr(grid, f) for f in _FIELDS}, source=np.asarray(grid.source))
+        os.replace(tmp, path)
+    except OSError as err:
+        log.warning("isochrone grid not cached in %s: %s", folder, err)
+    return grid
+
+
+def _floor(name: str, sigma: np.ndarray) -> np.ndarray:
+    s = np.asarray(sigma, dtype=np.float64)
+    return np.sqrt(np.where(np.isfinite(s), s, np.inf) ** 2 + SIGMA_FLOOR[name] ** 2)
+
+
+def fit_isochrones(
+    grid: FitGrid,
+    teff: np.ndarray,
+    teff_error: np.ndarray,
+    logg: np.ndarray,
+    logg_error: np.ndarray,
+    m_h: np.ndarray,
+    m_h_error: np.ndarray,
+    abs_g: np.ndarray | None = None,
+    abs_g_error: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Posterior mass and age (N,) of stars with Teff [K], logg, [M/H] (and optionally M_G [mag]) ± σ.
+
+    A NaN logg or M_G (or an infinite σ) leaves it out of the star's likelihood; a star without a finite
+    Teff and [M/H], or with no grid point within `_SIGMA_WINDOW` σ in Teff, [M/H] and logg, gets NaN.
+    Returns mass, mass_error [M☉], ln_age, ln_age_error [ln Gyr], age, age_error [Gyr] and n_eff (the
+    posterior's effective number of grid points, (Σw)²/Σw²)."""
+    teff = np.asarray(teff, dtype=np.float64)
+    n = teff.shape[0]
+    mh = np.asarray(m_h, dtype=np.float64)
+    lg = np.asarray(logg, dtype=np.float64)
+    ag = np.full(n, np.nan) if abs_g is None else np.asarray(abs_g, dtype=np.float64)
+    sigma = {
+        "teff": _floor("teff", teff_error),
+        "m_h": np.sqrt(_floor("m_h", m_h_error) ** 2 + grid.feh_half_spacing(np.nan_to_num(mh)) ** 2 / 3.0),
+        "logg": _floor("logg", logg_error),
+        "abs_g": np.full(n, np.inf) if abs_g is None else _floor("abs_g", abs_g_error),
+    }
+    value = {"teff": teff, "m_h": mh, "logg": lg, "abs_g": ag}
+    used = {k: np.isfinite(value[k]) & np.isfinite(sigma[k]) for k in value}
+    out = {k: np.full(n, np.nan) for k in ("mass", "mass_error", "ln_age", "ln_age_error", "n_eff")}
+    idx = np.flatnonzero(used["teff"] & used["m_h"])
+    node = np.clip(np.searchsorted(grid.feh_nodes, mh[idx]), 0, grid.feh_nodes.size - 1)
+    idx = idx[np.lexsort((teff[idx], node))]  # chunks of like [M/H] and Teff
+    columns = {"teff": grid.teff, "m_h": grid.feh, "logg": grid.logg, "abs_g": grid.abs_g}
+    mass, ln_age = grid.mass.astype(np.float64), grid.ln_age.astype(np.float64)
+    for c0 in range(0, idx.size, _CHUNK):
+        s = idx[c0 : c0 + _CHUNK]
+        rows = _window(grid, {k: (value[k][s], sigma[k][s], used[k][s]) for k in value})
+        if rows.size == 0:
+            continue
+        chi = np.zeros((s.size, rows.size))
+        for k, col in columns.items():
+            u = used[k][s]
+            if not u.any():
+                continue
+            x = col[rows].astype(np.float64)
+            centre = float(np.mean(value[k][s][u]))
+            x -= centre
+            mu = np.where(u, value[k][s] - centre, 0.0)
+            inv = np.where(u, 1.0 / sigma[k][s] ** 2, 0.0)
+            # Σ (x − μ)²/σ² as one matrix product: [x², x, 1] · [1/σ², −2μ/σ², μ²/σ²]
+            chi += np.stack([inv, -2.0 * mu * inv, mu * mu * inv], axis=1) @ np.stack(
+                [x * x, x, np.ones_like(x)]
+            )
+        lw = grid.log_prior[rows].astype(np.float64)[None, :] - 0.5 * chi
+        lw -= lw.max(axis=1, keepdims=True)
+        w = np.exp(lw)
+        sw = w.sum(axis=1)
+        m, a = mass[rows], ln_age[rows]
+        mm, am = w @ m / sw, w @ a / sw
+        out["mass"][s] = mm
+        out["mass_error"][s] = np.sqrt(np.maximum(w @ (m * m) / sw - mm**2, 0.0))
+        out["ln_age"][s] = am
+        out["ln_age_error"][s] = np.sqrt(np.maximum(w @ (a * a) / sw - am**2, 0.0))
+        out["n_eff"][s] = sw**2 / (w * w).sum(axis=1)
+        far = chi.min(axis=1) > _SIGMA_WINDOW**2  # off every isochrone by more than the window
+        for k in out:
+            out[k][s[far]] = np.nan
+    out["age"] = np.exp(out["ln_age"])
+    out["age_error"] = out["age"] * out["ln_age_error"]
+    return out
+
+
+def _window(grid: FitGrid, stars: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Grid rows within `_SIGMA_WINDOW` σ of some star of a chunk in Teff, [M/H] and logg (logg only when
+    every star of the chunk has one)."""
+    t, st, _ = stars["teff"]
+    lo = np.searchsorted(grid.teff, (t - _SIGMA_WINDOW * st).min())
+    hi = np.searchsorted(grid.teff, (t + _SIGMA_WINDOW * st).max(), side="right")
+    keep = np.ones(hi - lo, dtype=bool)
+    for k, col in (("m_h", grid.feh), ("logg", grid.logg)):
+        v, sv, u = stars[k]
+        if u.all():  # a star of the chunk without it takes every row
+            c = col[lo:hi]
+            keep &= (c >= (v[u] - _SIGMA_WINDOW * sv[u]).min()) & (c <= (v[u] + _SIGMA_WINDOW * sv[u]).max())
+    return np.flatnonzero(keep) + lo
