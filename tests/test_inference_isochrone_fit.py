@@ -188,3 +188,31 @@ def test_only_stars_outside_the_domain_change() -> None:
     )
     # dwarfs of the sky: masses of main-sequence stars, not the giants' 1–3 M☉ the model extrapolates
     assert 0.6 < np.median(new["mass"][iso]) < 1.3
+
+
+def test_the_coarse_grid_answers_as_the_fine_one_for_wide_sigma(grid) -> None:
+    """Stars without M_G and with wide σ (Teff ≥ 150 K, logg ≥ 0.15) are fitted on the coarse grid (every
+    other age node, every third EEP); their answers stay within a fraction of their σ of the fine grid's."""
+    assert grid.coarse is not None and grid.coarse.teff.size < grid.teff.size / 4
+    rng = np.random.default_rng(3)
+    n = 400
+    teff = rng.uniform(3800, 7500, n)
+    logg = np.where(rng.random(n) < 0.8, rng.uniform(3.8, 4.7, n), rng.uniform(1.5, 3.5, n))
+    mh = rng.uniform(-1.5, 0.4, n)
+    st, sg, sm = rng.uniform(150, 400, n), rng.uniform(0.15, 0.5, n), rng.uniform(0.05, 0.3, n)
+    both = fitmod.fit_isochrones(grid, teff, st, logg, sg, mh, sm)
+    fine = fitmod.fit_isochrones(dataclasses.replace(grid, coarse=None), teff, st, logg, sg, mh, sm)
+    for k in ("mass", "ln_age"):
+        ok = np.isfinite(fine[k])
+        assert ok.mean() > 0.9
+        np.testing.assert_array_equal(np.isfinite(both[k]), ok)
+        d = np.abs(both[k][ok] - fine[k][ok]) / fine[f"{k}_error"][ok]
+        assert np.percentile(d, 99) < 0.2 and d.max() < 0.4, (k, np.percentile(d, 99), d.max())
+        r = np.abs(both[f"{k}_error"][ok] / fine[f"{k}_error"][ok] - 1)
+        assert np.percentile(r, 99) < 0.1 and r.max() < 0.3, (k, np.percentile(r, 99), r.max())
+    # with a sharp logg (or an M_G) a star keeps the fine grid
+    sharp = fitmod.fit_isochrones(grid, teff[:5], st[:5], logg[:5], np.full(5, 0.05), mh[:5], sm[:5])
+    ref = fitmod.fit_isochrones(
+        dataclasses.replace(grid, coarse=None), teff[:5], st[:5], logg[:5], np.full(5, 0.05), mh[:5], sm[:5]
+    )
+    np.testing.assert_array_equal(sharp["mass"], ref["mass"])
