@@ -110,28 +110,36 @@ def _no_mist():
 
 
 def test_the_grid_is_cached_on_disk(tmp_path, monkeypatch) -> None:
-    fitmod.load_fit_grid.cache_clear()
+    fitmod._load_fit_grid.cache_clear()
     try:
         first = fitmod.load_fit_grid(str(tmp_path))
         files = list(tmp_path.glob("isochrone_fit_*.npz"))
         assert len(files) == 1
-        fitmod.load_fit_grid.cache_clear()
+        fitmod._load_fit_grid.cache_clear()
         again = fitmod.load_fit_grid(str(tmp_path))
         for f in ("teff", "abs_g", "mass", "log_prior", "feh_nodes"):
             np.testing.assert_array_equal(getattr(again, f), getattr(first, f))
-        files[0].write_bytes(b"not an npz")  # a damaged cache is rebuilt, not trusted
-        fitmod.load_fit_grid.cache_clear()
-        rebuilt = fitmod.load_fit_grid(str(tmp_path))
-        np.testing.assert_array_equal(rebuilt.mass, first.mass)
+        good = files[0].read_bytes()
+        for damaged in (b"not an npz", good[: len(good) // 2]):  # a damaged cache is rebuilt, not trusted
+            files[0].write_bytes(damaged)
+            fitmod._load_fit_grid.cache_clear()
+            rebuilt = fitmod.load_fit_grid(str(tmp_path))
+            np.testing.assert_array_equal(rebuilt.mass, first.mass)
+        assert not list(tmp_path.glob("*.tmp"))
         # a machine without the MIST packages (a GPU node) uses the cached grid, or says what to do
-        fitmod.load_fit_grid.cache_clear()
+        fitmod._load_fit_grid.cache_clear()
         monkeypatch.setattr(fitmod, "_cache_key", _no_mist)
         np.testing.assert_array_equal(fitmod.load_fit_grid(str(tmp_path)).mass, first.mass)
-        fitmod.load_fit_grid.cache_clear()
+        # a damaged newest copy (an interrupted copy onto the node) gives way to an older readable one
+        newer = tmp_path / f"isochrone_fit_v{fitmod.GRID_VERSION}_zzzz.npz"
+        newer.write_bytes(good[:1000])
+        fitmod._load_fit_grid.cache_clear()
+        np.testing.assert_array_equal(fitmod.load_fit_grid(str(tmp_path)).mass, first.mass)
+        fitmod._load_fit_grid.cache_clear()
         with pytest.raises(ImportError, match="mass_age_from_isochrones: false"):
             fitmod.load_fit_grid(str(tmp_path / "empty"))
     finally:
-        fitmod.load_fit_grid.cache_clear()
+        fitmod._load_fit_grid.cache_clear()
 
 
 def test_18_sco_through_from_xp_gets_the_isochrone_mass() -> None:
@@ -192,8 +200,8 @@ def test_only_stars_outside_the_domain_change() -> None:
 
 def test_the_coarse_grid_answers_as_the_fine_one_for_wide_sigma(grid) -> None:
     """Stars without M_G and with wide σ (Teff ≥ 150 K, logg ≥ 0.15) are fitted on the coarse grid (every
-    other age node, every third EEP); their answers stay within a fraction of their σ of the fine grid's."""
-    assert grid.coarse is not None and grid.coarse.teff.size < grid.teff.size / 4
+    fourth EEP); their answers stay within a few hundredths of their σ of the fine grid's."""
+    assert grid.coarse is not None and grid.coarse.teff.size < grid.teff.size / 3
     rng = np.random.default_rng(3)
     n = 400
     teff = rng.uniform(3800, 7500, n)
@@ -207,12 +215,50 @@ def test_the_coarse_grid_answers_as_the_fine_one_for_wide_sigma(grid) -> None:
         assert ok.mean() > 0.9
         np.testing.assert_array_equal(np.isfinite(both[k]), ok)
         d = np.abs(both[k][ok] - fine[k][ok]) / fine[f"{k}_error"][ok]
-        assert np.percentile(d, 99) < 0.2 and d.max() < 0.4, (k, np.percentile(d, 99), d.max())
+        assert np.percentile(d, 99) < 0.05 and d.max() < 0.1, (k, np.percentile(d, 99), d.max())
         r = np.abs(both[f"{k}_error"][ok] / fine[f"{k}_error"][ok] - 1)
-        assert np.percentile(r, 99) < 0.1 and r.max() < 0.3, (k, np.percentile(r, 99), r.max())
+        assert np.percentile(r, 99) < 0.03 and r.max() < 0.1, (k, np.percentile(r, 99), r.max())
     # with a sharp logg (or an M_G) a star keeps the fine grid
     sharp = fitmod.fit_isochrones(grid, teff[:5], st[:5], logg[:5], np.full(5, 0.05), mh[:5], sm[:5])
     ref = fitmod.fit_isochrones(
         dataclasses.replace(grid, coarse=None), teff[:5], st[:5], logg[:5], np.full(5, 0.05), mh[:5], sm[:5]
     )
     np.testing.assert_array_equal(sharp["mass"], ref["mass"])
+
+
+def test_a_stars_answer_does_not_depend_on_the_stars_beside_it(grid) -> None:
+    """Between the subgiant branch and the dwarfs (found by a review): the same star alone, beside a dwarf,
+    and beside a star without logg gets one answer."""
+    star = (4900.0, 150.0, 4.0, 0.15, -1.0, 0.05)
+    mates = [None, (4950.0, 150.0, 4.7, 0.15, -1.0, 0.05), (4950.0, 150.0, np.nan, 0.15, -1.0, 0.05)]
+    answers = []
+    for mate in mates:
+        cols = [np.array([a] if mate is None else [a, b]) for a, b in zip(star, mate or star, strict=True)]
+        answers.append(fitmod.fit_isochrones(grid, *cols)["mass"][0])
+    np.testing.assert_allclose(answers, answers[0], rtol=1e-5)
+    # and in a batch of 300 assorted stars, as alone
+    rng = np.random.default_rng(5)
+    n = 300
+    cols = [
+        rng.uniform(4000, 7000, n),
+        rng.uniform(60, 300, n),
+        rng.uniform(2.0, 4.8, n),
+        rng.uniform(0.05, 0.4, n),
+        rng.uniform(-1.5, 0.4, n),
+        rng.uniform(0.05, 0.2, n),
+    ]
+    batch = fitmod.fit_isochrones(grid, *cols)
+    for i in range(0, n, 37):
+        one = fitmod.fit_isochrones(grid, *(c[i : i + 1] for c in cols))
+        np.testing.assert_allclose(
+            [one["mass"][0], one["age"][0]], [batch["mass"][i], batch["age"][i]], rtol=1e-4
+        )
+
+
+def test_a_measured_m_g_wins_over_a_predicted_logg_no_isochrone_reconciles(grid) -> None:
+    """A star predicted at logg 1.5 (a giant) whose parallax puts it at M_G 7.5 (a K dwarf): no isochrone has
+    both, so the fit drops the predicted logg rather than the star."""
+    out = fitmod.fit_isochrones(
+        grid, *(np.array([v]) for v in (4400.0, 120.0, 1.5, 0.2, 0.0, 0.1, 7.0, 0.05))
+    )
+    assert 0.55 < out["mass"][0] < 0.85  # a K dwarf's mass, not a giant's

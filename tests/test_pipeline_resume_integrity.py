@@ -219,19 +219,23 @@ def test_side_tables_context_inputs_and_flag_policy_are_part_of_the_identity(tmp
     assert _identity_differences(older, flags) == [
         "flag policy {'giant_logg_max': 3.5} → {'giant_logg_max': 3.0}"
     ]
+
     # a catalogue whose policy predates the isochrone mass and age wrote the model's everywhere: a job
     # that writes the isochrones' outside the domain may not resume it, one that does not may
-    pre_isochrones = {
-        **base,
-        "flag_policy": {k: v for k, v in base["flag_policy"].items() if k != "mass_age_from_isochrones"},
-    }
-    assert _identity_differences(pre_isochrones, base) == [
+    def before_isochrones(identity):
+        policy = {k: v for k, v in identity["flag_policy"].items() if k != "mass_age_from_isochrones"}
+        return {**identity, "flag_policy": policy}
+
+    with_mass = _job_identity(["teff", "mass"], PROVENANCE, InferenceConfig(inputs=["bp0", "rp0"]))
+    assert _identity_differences(before_isochrones(with_mass), with_mass) == [
         "flag policy {'mass_age_from_isochrones': False} → {'mass_age_from_isochrones': True}"
     ]
     model_only = _job_identity(
-        ["teff"], PROVENANCE, InferenceConfig(inputs=["bp0", "rp0"], mass_age_from_isochrones=False)
+        ["teff", "mass"], PROVENANCE, InferenceConfig(inputs=["bp0", "rp0"], mass_age_from_isochrones=False)
     )
-    assert _identity_differences(pre_isochrones, model_only) == []
+    assert _identity_differences(before_isochrones(with_mass), model_only) == []
+    # without mass or age the policy writes nothing: an older catalogue of Teff alone resumes
+    assert _identity_differences(before_isochrones(base), base) == []
     # a catalogue from before these were recorded: not known, not refused
     legacy = {k: base[k] for k in ("model_sha256", "labels", "schema", "sigma")}
     assert _identity_differences(legacy, with_ebv) == []

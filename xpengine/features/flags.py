@@ -44,7 +44,8 @@ renumber a bit, only add new ones. Bits 0-15 are set by the feature step (`xpeng
 |     |        |                         |           | left out of its context (`xpengine.model.luminosity_domain`)           |
 | 24  | 16777216 | ALL_XP_ORDERS         | catalogue | read without relevancy counts (NO_RELEVANCY: a sampled spectrum), both |
 |     |        |                         |           | bands, every XP order the model reads present: mass and age take the   |
-|     |        |                         |           | calibration's every-order mean shift and σ (format 5)                  |
+|     |        |                         |           | calibration's every-order mean shift and σ (format 5); not the rows    |
+|     |        |                         |           | MASS_AGE_FROM_ISOCHRONES, whose mass and age are the isochrones'       |
 | 25  | 33554432 | MASS_AGE_FROM_ISOCHRONES | catalogue | outside the model's mass/age domain (OUTSIDE_TRAINING_DOMAIN): mass   |
 |     |        |                         |           | and age are the MIST isochrone posterior at the catalogue's Teff, logg,|
 |     |        |                         |           | [M/H] and (parallax) M_G, not the model's (`xpengine.inference.       |

@@ -199,6 +199,10 @@ class CatalogPredictor:
             and self.flag_policy.mass_age_from_isochrones
             and all(t in learned.outputs for t in ISOCHRONE_INPUTS)
         )
+        if self._isochrones:  # the grid now, so that a node without it fails at start, not mid-job
+            from xpengine.inference.isochrone_fit import load_fit_grid
+
+            load_fit_grid()
         domain_tokens = ("teff", "logg")
         if self._isochrones:  # and E(B−V) for M_G, unless an input gives it
             domain_tokens = (*ISOCHRONE_INPUTS, *(("logebv",) if "logebv" not in context else ()))

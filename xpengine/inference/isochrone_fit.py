@@ -15,14 +15,17 @@ BASTA work on a grid:
   corrections at A_V = 0.
 - prior of a grid point: Kroupa IMF × the initial-mass interval it stands for along its isochrone ×
   uniform in age (10^log_age, the nodes being equally spaced in log age) × the [Fe/H] interval of its
-  node (flat in [Fe/H]). No Galactic structure: a dwarf's age is left to its data.
+  node (flat in [Fe/H]; the end nodes and the end ages stand for half an interval). No Galactic
+  structure: a dwarf's age is left to its data.
 - likelihood: independent Gaussians in Teff, logg and [M/H] with the catalogue's calibrated σ, each with
   a floor (`SIGMA_FLOOR`: the spacing of the grid and the difference between the model's spectroscopic
   scale and MIST's), [M/H] with the half-spacing of the [Fe/H] nodes added in quadrature; with a
-  parallax, also in M_G = G − 5 log10(d / 10 pc) − A_G with its σ from σ_d, σ_E(B−V) and 0.02 mag.
+  parallax, also in M_G = G − 5 log10(d / 10 pc) − A_G with its σ from σ_d and σ_E(B−V) (floor 0.03 mag).
 - output: posterior mean and standard deviation of the present mass (MIST `star_mass`, the simulated
   sky's `mass` truth) and of ln age; age = exp(mean ln age) in Gyr with σ_age = age·σ_ln_age, the
-  catalogue's convention for the model's own ages. A star more than 4σ from every grid point gets none.
+  catalogue's convention for the model's own ages. Each star's sum runs over the grid points within χ² 36
+  of it (likelihood e^-18), so its answer does not depend on the stars it is fitted beside; a star off every
+  isochrone (`fit_isochrones`) gets none, and the catalogue then keeps the model's values.
 
 The grid (~330k points) is built from the installed MIST files on first use in a process (about 2 s) and
 cached on disk (`cache_dir`, default `$XPENGINE_CACHE` or `~/.cache/xpengine`) as a 10 MB .npz keyed on the
@@ -53,7 +56,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-GRID_VERSION = 2
+GRID_VERSION = 4
 """Version of the cached grid's recipe: part of the cache key."""
 
 SIGMA_FLOOR = {"teff": 60.0, "logg": 0.06, "m_h": 0.05, "abs_g": 0.03}
@@ -65,12 +68,13 @@ FEH_MIN = -3.0
 _CHUNK = 64  # stars per likelihood block
 COARSE_SIGMA = {"teff": 150.0, "logg": 0.15}
 """A star without M_G, with σ at least these in Teff [K] and (where it has one) logg, is fitted on the
-coarse grid: its σ are far wider than the coarse grid's steps. Its mass and ln age stay within 0.12σ of the
-fine grid's at the 99th percentile (0.25σ at most) on 5,084 simulated stars outside the domain, within
-0.16σ (0.2σ) on the random stars of `tests/test_inference_isochrone_fit.py`; a star the coarse grid
-misses is fitted on the fine one."""
+coarse grid (every fourth EEP, a quarter of the points): its σ are far wider than the coarse grid's steps.
+Its mass and ln age stay within 0.015σ of the fine grid's at the 99th percentile (0.024σ at most) on 5,084
+simulated stars outside the domain (`tests/test_inference_isochrone_fit.py` checks random stars); a star
+the coarse grid misses is fitted on the fine one."""
 _MASS_REF, _LN_AGE_REF = 1.0, 1.5  # [M☉], [ln Gyr]: the moments are summed about these
-_SIGMA_WINDOW = 4.0  # grid points further than this many σ (Teff, [M/H], logg) from a chunk are skipped
+_SIGMA_WINDOW = 6.0  # grid points beyond a χ² of this squared (likelihood e^-18) are left out
+_FAR_CHI2 = (0.0, 15.1, 18.4, 21.1, 23.5)  # χ² 99.99th percentiles for 1-4 degrees of freedom
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,7 @@ class FitGrid:
     log_prior: np.ndarray
     feh_nodes: np.ndarray
     source: str
-    coarse: FitGrid | None = None  # every other age node and every third EEP: for stars of wide σ
+    coarse: FitGrid | None = None  # every fourth EEP: for stars of wide σ
 
     def feh_half_spacing(self, m_h: np.ndarray) -> np.ndarray:
         """Half the spacing of the [Fe/H] nodes around each [M/H] (N,)."""
@@ -108,12 +112,12 @@ def build_fit_grid(
     """The fitting grid from the MIST isochrones and bolometric corrections (default: the installed
     files, `xpengine.simulate.isochrones.load_mist` / `load_bc`): every `age_step`-th age node and every
     `eep_step`-th EEP (the mass intervals taken along the points kept), with a `coarse` companion (every
-    other age node, every third EEP) for stars whose σ are too wide for the grid's detail to matter."""
+    fourth EEP) for stars whose σ are too wide for the grid's detail to matter."""
     from xpengine.simulate import isochrones as iso
 
     grid = iso.load_mist() if mist is None else mist
     nodes = grid.feh[grid.feh >= FEH_MIN - 1e-9]
-    feh_width = np.gradient(nodes) if nodes.size > 1 else np.ones(1)
+    feh_width = _interval_weights(nodes)
     parts: dict[str, list[np.ndarray]] = {
         k: [] for k in ("teff", "logg", "feh", "log_l", "mass", "ln_age", "lp")
     }
@@ -138,7 +142,8 @@ def build_fit_grid(
             dm = np.abs(np.gradient(m0))
             ok = dm > 0
             rows, m0, dm = rows[ok], m0[ok], dm[ok]
-            lp = np.log(_kroupa(m0) * dm) + log_age * np.log(10.0) + np.log(feh_width[k_node])
+            end = 0.5 if j in (ages[0], ages[::age_step][-1]) else 1.0  # an end age: half an interval
+            lp = np.log(_kroupa(m0) * dm * end) + log_age * np.log(10.0) + np.log(feh_width[k_node])
             parts["teff"].append(10.0 ** cols["log_teff"][rows].astype(np.float64))
             parts["logg"].append(cols["log_g"][rows].astype(np.float64))
             parts["feh"].append(np.full(rows.size, feh))
@@ -160,8 +165,16 @@ def build_fit_grid(
         log_prior=(lp - lp.max()).astype(np.float32),
         feh_nodes=nodes.astype(np.float64),
         source=f"{grid.path} ({'installed BC table' if bc is None else getattr(bc, 'path', 'BC table')})",
-        coarse=build_fit_grid(grid, bc, age_step=2, eep_step=3, coarse=False) if coarse else None,
+        coarse=build_fit_grid(grid, bc, age_step=1, eep_step=4, coarse=False) if coarse else None,
     )
+
+
+def _interval_weights(nodes: np.ndarray) -> np.ndarray:
+    """The interval each node stands for (trapezoid rule: half the gaps on either side)."""
+    if nodes.size < 2:
+        return np.ones(nodes.size)
+    gaps = np.diff(nodes)
+    return 0.5 * (np.append(gaps, 0.0) + np.insert(gaps, 0, 0.0))
 
 
 def _cache_key() -> str:
@@ -188,33 +201,44 @@ def _read_npz(path: Path) -> FitGrid:
         return FitGrid(**{f: z[f] for f in _FIELDS}, source=str(z["source"]), coarse=coarse)
 
 
-@functools.lru_cache(maxsize=1)
 def load_fit_grid(cache_dir: str | None = None) -> FitGrid:
     """The fitting grid of the installed MIST files: from the disk cache when it holds this recipe's
     grid, else built (`build_fit_grid`) and written there atomically (a cache that cannot be written is
-    logged and skipped); cached per process. Without the MIST packages (h5py, lachesis-grids,
-    astrolachesis), the newest grid of this recipe in the cache folder, else an ImportError saying what
-    to do."""
+    logged and skipped); cached per process and cache folder (default `$XPENGINE_CACHE`, else
+    ~/.cache/xpengine). Without the MIST packages (h5py, lachesis-grids, astrolachesis), the newest
+    readable grid of this recipe in the cache folder, else an ImportError saying what to do."""
     folder = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
+    return _load_fit_grid(str(folder.resolve()))
+
+
+@functools.lru_cache(maxsize=2)
+def _load_fit_grid(folder_name: str) -> FitGrid:
+    folder = Path(folder_name)
     try:
         key = _cache_key()
-    except ImportError as err:  # no MIST files here (e.g. a GPU node with torch only): a cached grid
+    except (ImportError, FileNotFoundError) as err:  # no MIST files here (a GPU node with torch only)
         cached = sorted(folder.glob(f"isochrone_fit_v{GRID_VERSION}_*.npz"), key=lambda p: p.stat().st_mtime)
-        if not cached:
-            raise ImportError(
-                f"{err}; the isochrone mass and age of stars outside the model's domain need the MIST files, "
-                f"or a grid cached by a machine that has them (copy its {folder.name}/isochrone_fit_v"
-                f"{GRID_VERSION}_*.npz into $XPENGINE_CACHE), or the policy mass_age_from_isochrones: false"
-            ) from err
-        log.info("MIST files not installed: the isochrone grid cached in %s", cached[-1])
-        return _read_npz(cached[-1])
+        for path in reversed(cached):
+            try:
+                grid = _read_npz(path)
+            except Exception as bad:  # a damaged copy: the next one
+                log.warning("isochrone grid cache %s unreadable (%s): skipped", path, bad)
+                continue
+            log.info("MIST files not installed: the isochrone grid cached in %s", path)
+            return grid
+        raise ImportError(
+            f"{err}; the isochrone mass and age of stars outside the model's domain need the MIST files, "
+            f"or a grid cached by a machine that has them (copy its ~/.cache/xpengine/isochrone_fit_v"
+            f"{GRID_VERSION}_*.npz into $XPENGINE_CACHE), or the policy mass_age_from_isochrones: false"
+        ) from err
     path = folder / f"isochrone_fit_v{GRID_VERSION}_{key}.npz"
     if path.exists():
         try:
             return _read_npz(path)
-        except (OSError, ValueError, KeyError) as err:
+        except Exception as err:  # truncated, corrupt (BadZipFile), or of another layout: rebuilt
             log.warning("isochrone grid cache %s unreadable (%s): rebuilt", path, err)
     grid = build_fit_grid()
+    tmp = None
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz.tmp")
@@ -226,8 +250,12 @@ def load_fit_grid(cache_dir: str | None = None) -> FitGrid:
                 source=np.asarray(grid.source),
             )
         os.replace(tmp, path)
+        tmp = None
     except OSError as err:
         log.warning("isochrone grid not cached in %s: %s", folder, err)
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
     return grid
 
 
@@ -249,8 +277,10 @@ def fit_isochrones(
 ) -> dict[str, np.ndarray]:
     """Posterior mass and age (N,) of stars with Teff [K], logg, [M/H] (and optionally M_G [mag]) ± σ.
 
-    A NaN logg or M_G (or an infinite σ) leaves it out of the star's likelihood; a star without a finite
-    Teff and [M/H], or with no grid point within `_SIGMA_WINDOW` σ in Teff, [M/H] and logg, gets NaN.
+    A NaN logg or M_G (or an infinite σ) leaves it out of the star's likelihood. A star whose χ² to every
+    grid point is beyond the 99.99th percentile for its degrees of freedom is off every isochrone: with
+    both logg and M_G it is fitted again without its logg (the measured M_G is trusted over a predicted
+    logg), else it gets NaN, as does a star without a finite Teff and [M/H].
     Returns mass, mass_error [M☉], ln_age, ln_age_error [ln Gyr], age, age_error [Gyr]."""
     teff = np.asarray(teff, dtype=np.float64)
     n = teff.shape[0]
@@ -276,6 +306,10 @@ def fit_isochrones(
         wide &= np.isfinite(out["mass"])  # a star the coarse grid misses is tried on the fine one
     if (fitted & ~wide).any():
         _posterior(grid, np.flatnonzero(fitted & ~wide), value, sigma, used, out)
+    # a predicted logg that no isochrone reconciles with the measured M_G gives way to the measurement
+    retry = fitted & used["logg"] & used["abs_g"] & ~np.isfinite(out["mass"])
+    if retry.any():
+        _posterior(grid, np.flatnonzero(retry), value, sigma, {**used, "logg": used["logg"] & ~retry}, out)
     out["age"] = np.exp(out["ln_age"])
     out["age_error"] = out["age"] * out["ln_age_error"]
     return out
@@ -291,6 +325,9 @@ def _posterior(
 ) -> None:
     """The posterior moments of stars `idx` on `grid`, written into `out` (module docstring)."""
     teff, mh = value["teff"], value["m_h"]
+    # χ²_min beyond the 99.99th percentile of χ² with as many degrees of freedom as quantities used
+    n_used = sum(used[k].astype(int) for k in used)
+    far_chi2 = np.asarray(_FAR_CHI2)[np.clip(n_used, 0, len(_FAR_CHI2) - 1)]
     # chunks of like σ, [M/H] and Teff, so that each chunk's window is close to its stars' own
     node = np.clip(np.searchsorted(grid.feh_nodes, mh[idx]), 0, grid.feh_nodes.size - 1)
     width = [np.floor(np.log2(sigma[k][idx] / SIGMA_FLOOR[k])) for k in ("teff", "m_h", "logg", "abs_g")]
@@ -322,10 +359,13 @@ def _posterior(
             basis += [x * x, x, np.ones_like(x)]
         chi = np.stack(coef, axis=1).astype(np.float32) @ np.stack(basis).astype(np.float32)
         np.maximum(chi, 0.0, out=chi)
-        far = chi.min(axis=1) > _SIGMA_WINDOW**2  # off every isochrone by more than the window
+        far = chi.min(axis=1) > far_chi2[s]  # off every isochrone
+        # each star's own χ² ball (inside the chunk's box): its answer does not depend on its chunk mates
+        chi[chi > _SIGMA_WINDOW**2] = np.inf
         chi *= -0.5
         chi += grid.log_prior[rows][None, :]
-        chi -= chi.max(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore"):  # a star with no point in its ball: NaN, and `far`
+            chi -= chi.max(axis=1, keepdims=True)
         w = np.exp(chi, out=chi)
         mom = (w @ moments[rows]).astype(np.float64)  # (S, 5): Σw, Σw·Δm, Σw·Δm², Σw·Δa, Σw·Δa²
         sw = mom[:, 0]

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from xpengine.catalog.flag_policy import MASS_AGE_FROM_ISOCHRONES_BEFORE
-from xpengine.catalog.schema import catalog_schema
+from xpengine.catalog.schema import MASS_AGE_LABELS, catalog_schema
 from xpengine.pipeline.finish import remove_partition_files
 from xpengine.pipeline.model_files import (
     MODEL_FILES_DETAIL,
@@ -210,6 +210,9 @@ def _identity_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]
             defaults = {**_default_flag_policy(), "mass_age_from_isochrones": MASS_AGE_FROM_ISOCHRONES_BEFORE}
             o = {**{k: defaults[k] for k in n if k not in o and k in defaults}, **o}
             n = {k: n.get(k) for k in o}
+            if not any(MASS_AGE_LABELS & set(r.get("labels") or ()) for r in (old, new)):
+                o.pop("mass_age_from_isochrones", None)  # a catalogue without mass or age: no such rows
+                n.pop("mass_age_from_isochrones", None)
             if o != n:
                 changed = sorted(k for k in o if o[k] != n[k])
                 o, n = {k: o[k] for k in changed}, {k: n[k] for k in changed}
