@@ -336,16 +336,18 @@ def _posterior(
     idx = idx[np.lexsort((teff[idx], node, *width[::-1]))]
     columns = {"teff": grid.teff, "m_h": grid.feh, "logg": grid.logg, "abs_g": grid.abs_g}
     # per grid row: [x², x, 1] of each quantity, then the moments' factors [1, mass, mass², ln age, ln age²]
-    # (about a reference, so that the float32 sums keep the variances' precision)
+    # (about a reference, so that the sums keep the variances' precision)
     dm, da = grid.mass - _MASS_REF, grid.ln_age - _LN_AGE_REF
-    moments = np.stack([np.ones_like(dm), dm, dm * dm, da, da * da], axis=1).astype(np.float32)
+    moments = np.stack([np.ones_like(dm), dm, dm * dm, da, da * da], axis=1).astype(np.float64)
     for c0 in range(0, idx.size, _CHUNK):
         s = idx[c0 : c0 + _CHUNK]
         rows = _window(grid, {k: (value[k][s], sigma[k][s], used[k][s]) for k in value})
         if rows.size == 0:
             continue
         # Σ_k (x_k − μ_k)²/σ_k² for every star × row as one float32 matrix product, the coordinates
-        # centred on the chunk so that the expansion [x², x, 1] · [1/σ², −2μ/σ², μ²/σ²] keeps its precision
+        # centred on the chunk so that the expansion [x², x, 1] · [1/σ², −2μ/σ², μ²/σ²] keeps its
+        # precision; the moments are summed in float64 (float32 sums moved a star's σ by 1e-4 with its
+        # chunk mates)
         coef, basis = [], []
         for k, col in columns.items():
             u = used[k][s]
@@ -367,7 +369,7 @@ def _posterior(
         with np.errstate(invalid="ignore"):  # a star with no point in its ball: NaN, and `far`
             chi -= chi.max(axis=1, keepdims=True)
         w = np.exp(chi, out=chi)
-        mom = (w @ moments[rows]).astype(np.float64)  # (S, 5): Σw, Σw·Δm, Σw·Δm², Σw·Δa, Σw·Δa²
+        mom = w.astype(np.float64) @ moments[rows]  # (S, 5): Σw, Σw·Δm, Σw·Δm², Σw·Δa, Σw·Δa²
         sw = mom[:, 0]
         mm, am = mom[:, 1] / sw, mom[:, 3] / sw
         out["mass"][s] = _MASS_REF + mm
