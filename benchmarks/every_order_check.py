@@ -41,8 +41,9 @@ def score(truth: str, catalogues: dict[str, str]) -> dict:
     sql = "SELECT source_id, phot_g_mean_mag AS g, mass, mass_error, age, age_error, flags FROM catalog"
     cats = {k: query_catalog(v, sql=sql).to_pandas().set_index("source_id") for k, v in catalogues.items()}
     ids = tru.index[paper_giants(tru.teff, tru.logg)]
-    for c in cats.values():
-        ids = ids.intersection(c.index[np.isfinite(c.mass) & np.isfinite(c.age)])
+    for c in cats.values():  # the model's mass and age: not the rows given the isochrones'
+        model_rows = (c["flags"].to_numpy(np.int64) & int(SourceFlag.MASS_AGE_FROM_ISOCHRONES)) == 0
+        ids = ids.intersection(c.index[np.isfinite(c.mass) & np.isfinite(c.age) & model_rows])
     t = tru.loc[ids]
     out = {"n_giants": len(ids), "catalogues": {}}
     for name, c in cats.items():

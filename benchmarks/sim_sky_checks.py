@@ -54,6 +54,7 @@ from check_report import check_parser, command_line, paper_giants, run_header, w
 from xpengine.catalog.query import query_catalog  # noqa: E402
 from xpengine.catalog.schema import check_simulated_sky_sigma  # noqa: E402
 from xpengine.evaluate.metrics import robust_sigma  # noqa: E402
+from xpengine.features.flags import SourceFlag  # noqa: E402
 
 TRUTH_COLUMNS = ["source_id", "mass", "age_gyr", "m_h", "fe_h", "teff", "logg", "evolutionary_state", "g"]
 #: truth column of each catalogue label (after read: mass, m_h, teff, logg get a `_true` suffix)
@@ -170,10 +171,17 @@ def check_catalogue(
     df = cat.merge(truth, on="source_id", how="inner", suffixes=("", "_true"))
     m_h_col = M_H_TRUTH[m_h_scale]
     giants = pd.Series(paper_giants(df.teff_true.to_numpy(), df.logg_true.to_numpy()), index=df.index)
+    # the model's mass and age are scored: not the rows given the isochrones' (outside its domain)
+    iso = pd.Series(np.zeros(len(df), bool), index=df.index)
+    if "flags" in df:
+        iso[:] = (df["flags"].to_numpy(np.int64) & int(SourceFlag.MASS_AGE_FROM_ISOCHRONES)) != 0
+    n_iso = int((giants & iso).sum())
+    giants &= ~iso
     out: dict[str, Any] = {
         "n_rows": len(cat),
         "n_matched": len(df),
         "n_true_giants": int(giants.sum()),
+        "n_true_giants_with_isochrone_mass_age": n_iso,
         "m_h_truth": m_h_scale,
     }
     has = [c for c in ("mass", "age") if c in df]

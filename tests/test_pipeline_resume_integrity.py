@@ -239,6 +239,12 @@ def test_side_tables_context_inputs_and_flag_policy_are_part_of_the_identity(tmp
     # a catalogue from before these were recorded: not known, not refused
     legacy = {k: base[k] for k in ("model_sha256", "labels", "schema", "sigma")}
     assert _identity_differences(legacy, with_ebv) == []
+    # ... unless it holds mass or age, which it wrote from the model everywhere (found by a review)
+    legacy_mass = {k: with_mass[k] for k in ("model_sha256", "labels", "schema", "sigma")}
+    assert _identity_differences(legacy_mass, with_mass) == [
+        "flag policy {'mass_age_from_isochrones': False} → {'mass_age_from_isochrones': True}"
+    ]
+    assert _identity_differences(legacy_mass, model_only) == []
     # resume refuses a catalogue made without the E(B−V) table, naming it
     (task,) = _tasks(tmp_path, "A")
     w = CatalogWriter(str(tmp_path / "out"))

@@ -274,3 +274,23 @@ def test_all_orders_fit_goes_to_the_every_order_entries(tmp_path) -> None:
     assert std3.all_orders == cal.all_orders  # the every-order entries kept
     with pytest.raises(SystemExit):  # --all-orders fits mass and age only
         mod.main([*argv, "--ebv"])
+
+
+def test_rows_with_isochrone_mass_and_age_are_left_out(tmp_path) -> None:
+    """True giants the catalogue put outside the model's domain carry the isochrones' mass and age
+    (MASS_AGE_FROM_ISOCHRONES): the model's σ is fitted without them (found by a review)."""
+    from xpengine.features.flags import SourceFlag
+
+    cs = _script()
+    base = Calibration.load(
+        str(Path(__file__).resolve().parents[1] / "xpengine/data/models/gaia-xp/calibration.json")
+    )
+    _sky(tmp_path, base, 1.0, 1.0, n=400)
+    path = tmp_path / "cat" / "000000-003111.parquet"
+    t = pq.read_table(path)
+    flags = np.zeros(t.num_rows, dtype=np.int64)
+    flags[::4] = int(SourceFlag.OUTSIDE_TRAINING_DOMAIN | SourceFlag.MASS_AGE_FROM_ISOCHRONES)
+    pq.write_table(t.set_column(t.column_names.index("flags"), "flags", pa.array(flags)), path)
+    d = cs.load_matched(str(tmp_path / "cat"), str(tmp_path / "truth.parquet"))
+    iso = set(t.column("source_id").to_numpy()[::4].tolist())
+    assert d["source_id"].size > 100 and not iso & set(d["source_id"].tolist())

@@ -74,7 +74,10 @@ def load_matched(catalogue: str, truth: str) -> dict[str, np.ndarray]:
     tru = pq.read_table(truth, columns=["source_id", "mass", "age_gyr", "teff", "logg", "g"]).to_pandas()
     df = cat.merge(tru, on="source_id", how="inner", suffixes=("", "_true"))
     giants = (df.logg < 3.5) & (df.teff > 3500) & (df.teff < 5500)
-    df = df[giants]
+    # the model's σ is what is fitted: not the rows whose mass and age are the isochrones' (stars the
+    # catalogue put outside the model's domain, `mass_age_from_isochrones`)
+    model_rows = (df["flags"].to_numpy(np.int64) & int(SourceFlag.MASS_AGE_FROM_ISOCHRONES)) == 0
+    df = df[giants & model_rows]
     if len(df) == 0:
         raise SystemExit(f"no true giant of {truth} is in the catalogue {catalogue}")
     out = {c: df[c].to_numpy(np.float64) for c in df.columns if c not in ("source_id", "flags")}

@@ -298,7 +298,12 @@ class CatalogPredictor:
             logebv = _token_column(values, self._logebv_col)
             logebv_error = _token_column(errors, self._logebv_col)
             ebv_in = (None, None) if logebv is None else (np.exp(logebv), np.exp(logebv) * logebv_error)
-            predicted = (means["logebv"], sigmas["logebv"]) if "logebv" in means else (None, None)
+            # the model's E(B−V): the catalogue's calibrated column where written, else its raw ln E(B−V)
+            predicted = (None, None)
+            if "ebv" in out:
+                predicted = (out["ebv"].astype(np.float64), out["ebv_error"].astype(np.float64))
+            elif "logebv" in means:
+                predicted = (np.exp(means["logebv"]), np.exp(means["logebv"]) * sigmas["logebv"])
             abs_g, abs_g_error = _absolute_g(g, dist, dist_err, by_parallax, ebv_in, predicted)
             flags = _isochrone_mass_age(self.flag_policy, out, means, sigmas, flags, abs_g, abs_g_error)
         return {
@@ -398,14 +403,13 @@ def _absolute_g(
     predicted: tuple[np.ndarray | None, np.ndarray | None],
 ) -> tuple[np.ndarray, np.ndarray]:
     """M_G and σ (N,) of the stars with a significant parallax and a known E(B−V): the input's (ebv_in:
-    E(B−V) and σ from the logebv token) where given, else the model's (predicted: ln E(B−V) and σ);
+    E(B−V) and σ from the logebv token) where given, else the model's (predicted: E(B−V) and σ);
     NaN elsewhere (the isochrone fit then goes without it). σ from the distance's and E(B−V)'s
     (A_G = 2.740 E(B−V))."""
     n = len(g)
     ebv, ebv_err = np.full(n, np.nan), np.full(n, np.nan)
     if predicted[0] is not None:
-        ebv = np.exp(np.asarray(predicted[0], dtype=np.float64))
-        ebv_err = ebv * np.asarray(predicted[1], dtype=np.float64)
+        ebv, ebv_err = np.asarray(predicted[0], dtype=np.float64), np.asarray(predicted[1], dtype=np.float64)
     if ebv_in[0] is not None:
         given = np.isfinite(ebv_in[0])
         ebv = np.where(given, ebv_in[0], ebv)

@@ -27,8 +27,9 @@ BASTA work on a grid:
   of it (likelihood e^-18), so its answer does not depend on the stars it is fitted beside; a star off every
   isochrone (`fit_isochrones`) gets none, and the catalogue then keeps the model's values.
 
-The grid (~330k points) is built from the installed MIST files on first use in a process (about 2 s) and
-cached on disk (`cache_dir`, default `$XPENGINE_CACHE` or `~/.cache/xpengine`) as a 10 MB .npz keyed on the
+The grid (~330k points, up to 21,700 K: hotter stars get none) is built from the installed MIST files on
+first use in a process (about 3 s) and cached on disk (`cache_dir`, default `$XPENGINE_CACHE` or
+`~/.cache/xpengine`) as a 12 MB .npz, with its coarse companion, keyed on the
 source files, so later processes load it in about 0.05 s. Nothing of the MIST files is shipped with the
 repository (see `xpengine/simulate/ISOCHRONES.md` for their provenance and terms).
 """

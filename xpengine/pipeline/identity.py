@@ -199,6 +199,13 @@ def _describe(key: str, o: Any, n: Any) -> tuple[Any, Any]:
 def _identity_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     out = []
     for key, what in _IDENTITY_NAMES.items():
+        if key == "flag_policy" and key not in old and isinstance(new.get(key), dict):
+            # a record from before the policy was kept: it wrote the model's mass and age everywhere
+            was = {"mass_age_from_isochrones": MASS_AGE_FROM_ISOCHRONES_BEFORE}
+            now = {"mass_age_from_isochrones": new[key].get("mass_age_from_isochrones")}
+            if now != was and MASS_AGE_LABELS & set(new.get("labels") or ()):
+                out.append(f"{what} {was} → {now}")
+            continue
         if key in _RECORDED_LATER and key not in old:
             continue
         o, n = old.get(key), new.get(key)
