@@ -14,7 +14,12 @@ Measured here, one thread (per-core rates), on the bundled simulated sky's real-
 4. model: the bundled model (`--model`) and the paper preset (random weights: speed does not depend on
    them), forward pass on the standard input (63 tokens), the catalogue's labels, batch 1024, fp32;
 5. compact input: `io.read_model_inputs` of the same partition converted once with
-   `io.write_model_inputs` (replaces 1 and 2 for repeated runs).
+   `io.write_model_inputs` (replaces 1 and 2 for repeated runs);
+6. isochrones (since session 20): `isochrone_fit.fit_isochrones` on the partition's stars outside the
+   model's mass/age domain by the model's own Teff and logg (the catalogue's predicted rule: logg > 3.5 or
+   Teff outside 3500–5500 K), with their predicted σ and, where ϖ/σ_ϖ ≥ 5, M_G from the parallax (no
+   extinction, σ 0.1 mag added for it); its per-source cost is the time per fit × the fraction of stars
+   fitted (on this partition). It runs on the CPU cores on every machine, beside the read and tokens.
 
 Projection, per machine: CPU stages share the cores, so a CPU machine's wall time is N × (sum of the
 per-source CPU costs) / cores (the job overlaps stages, but they compete for the same cores). On a GPU node
@@ -125,6 +130,7 @@ def measure(model_name: str, repeats: int, partition: str) -> dict[str, Any]:
         "s_per_source": _best(run_paper, repeats) / n_paper,
         "flops_per_source": forward_flops(paper_cfg, len(inputs)).forward(len(labels)),
     }
+    out.update(_measure_isochrones(predictor, values, joined, repeats))
     with tempfile.TemporaryDirectory() as tmp:
         compact = Path(tmp) / f"{partition}.parquet"
         io.write_model_inputs(joined, str(compact))
@@ -132,6 +138,38 @@ def measure(model_name: str, repeats: int, partition: str) -> dict[str, Any]:
         out["compact_bytes_per_source"] = compact.stat().st_size / n
     out["bulk_bytes_per_source"] = (xp_file.stat().st_size + gs_file.stat().st_size) / n
     return out
+
+
+def _measure_isochrones(predictor: Any, values: Any, joined: Any, repeats: int) -> dict[str, Any]:
+    """Seconds per fitted star of the isochrone step and the fraction of the partition's stars fitted
+    (module docstring, stage 6)."""
+    import numpy as np
+
+    from xpengine.inference.isochrone_fit import fit_isochrones, load_fit_grid
+
+    grid = load_fit_grid()
+    inputs = list(predictor.default_inputs)
+    pred = predictor.predict(values, request=["teff", "logg", "m_h"], inputs=inputs, batch_size=1024)
+    t, lg = pred["teff"], pred["logg"]
+    outside = (lg > 3.5) | (t < 3500.0) | (t > 5500.0)
+    plx = joined.column("parallax").to_numpy(zero_copy_only=False).astype(np.float64)
+    eplx = joined.column("parallax_error").to_numpy(zero_copy_only=False).astype(np.float64)
+    g = joined.column("phot_g_mean_mag").to_numpy(zero_copy_only=False).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        good = plx / eplx >= 5.0
+        abs_g = np.where(good, g + 5.0 * np.log10(plx / 100.0), np.nan)
+        abs_g_err = np.hypot(5.0 / np.log(10.0) * eplx / plx, 0.1)
+    rows = np.flatnonzero(outside)
+    args = [pred[k][rows] for k in ("teff", "teff_error", "logg", "logg_error", "m_h", "m_h_error")]
+    fit = lambda: fit_isochrones(grid, *args, abs_g[rows], abs_g_err[rows])  # noqa: E731
+    s_per_fit = _best(fit, repeats) / max(rows.size, 1)
+    frac = rows.size / len(t)
+    return {
+        "isochrones": s_per_fit * frac,
+        "isochrone_s_per_fit": s_per_fit,
+        "isochrone_fraction": frac,
+        "isochrone_fraction_with_m_g": float(np.isfinite(abs_g[rows]).mean()) if rows.size else 0.0,
+    }
 
 
 def project(
@@ -153,6 +191,7 @@ def project(
                 cpu_stages = {
                     "read" if inputs == "bulk .csv.gz" else "compact read": read,
                     "tokens": m["tokens"],
+                    **({"isochrones": m["isochrones"]} if "isochrones" in m else {}),
                 }
                 if machine["gpu"]:
                     gpu_rate = gpu_measured.get(model) or (
@@ -200,6 +239,11 @@ def render(result: dict[str, Any]) -> str:
     ]
     for name in ("parse_xp", "parse_gaia_source", "join", "tokens", "compact_read"):
         lines.append(f"| {name} | {us(m[name])} | {1 / m[name]:,.0f} |")
+    if "isochrones" in m:
+        lines.append(
+            f"| isochrones ({m['isochrone_fraction']:.0%} of the sources fitted, {m['isochrone_fraction_with_m_g']:.0%} "
+            f"of them with M_G; {us(m['isochrone_s_per_fit'])} per fit) | {us(m['isochrones'])} | {1 / m['isochrones']:,.0f} |"
+        )
     for model, mm in m["model"].items():
         lines.append(
             f"| model: {model} ({mm['flops_per_source'] / 1e6:.1f} MFLOP/source, {len(m['model_labels'])} labels) | "

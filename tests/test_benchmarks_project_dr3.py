@@ -47,3 +47,16 @@ def test_cpu_rows_add_the_stages_and_gpu_rows_take_the_slower_side():
 def test_gpu_measured_needs_model_equals_rate(tmp_path):
     with pytest.raises(SystemExit):
         project_dr3.main(["--json", str(tmp_path / "x.json"), "--gpu-measured", "123"])
+
+
+def test_the_isochrone_stage_runs_on_the_cpu_cores_of_every_machine():
+    """Since session 20 the stars outside the model's domain get an isochrone fit on the CPU: a CPU stage
+    on every machine, which can become the GPU node's bottleneck."""
+    n = project_dr3.N_DR3
+    m = {**MEASURED, "isochrones": 1e-3}
+    rows = project_dr3.project(m, 2, 0.05, {"gaia-xp": 1_000_000.0})
+    box = _row(rows, "this box", "bulk .csv.gz", "gaia-xp")
+    assert box["wall_hours"] == pytest.approx(n * (60e-6 + 10e-6 + 2e-6 + 8e-6 + 1e-3 + 8e-3) / 2 / 3600)
+    gpu = _row(rows, "GPU node", "bulk .csv.gz", "gaia-xp")
+    assert gpu["wall_hours"] == pytest.approx(n * (60e-6 + 10e-6 + 2e-6 + 8e-6 + 1e-3) / 16 / 3600)
+    assert gpu["bottleneck"].startswith("CPU isochrones")
