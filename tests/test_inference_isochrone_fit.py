@@ -262,3 +262,29 @@ def test_a_measured_m_g_wins_over_a_predicted_logg_no_isochrone_reconciles(grid)
         grid, *(np.array([v]) for v in (4400.0, 120.0, 1.5, 0.2, 0.0, 0.1, 7.0, 0.05))
     )
     assert 0.55 < out["mass"][0] < 0.85  # a K dwarf's mass, not a giant's
+
+
+def test_the_torch_path_gives_the_numpy_answers(grid) -> None:
+    """On a GPU node the catalogue runs the fit's arithmetic in torch beside the model: the same answers
+    (checked here on the CPU device), NaN where numpy gives NaN."""
+    rng = np.random.default_rng(9)
+    n = 300
+    cols = [
+        rng.uniform(4000, 7000, n),
+        rng.uniform(60, 300, n),
+        rng.uniform(2.0, 4.8, n),
+        rng.uniform(0.05, 0.4, n),
+        rng.uniform(-1.5, 0.4, n),
+        rng.uniform(0.05, 0.2, n),
+        rng.uniform(2, 7, n),
+        rng.uniform(0.02, 0.3, n),
+    ]
+    cols[6][::3] = np.nan
+    a = fitmod.fit_isochrones(grid, *cols)
+    b = fitmod.fit_isochrones(grid, *cols, device="cpu")
+    for k, err in (("mass", "mass_error"), ("ln_age", "ln_age_error")):
+        ok = np.isfinite(a[k])
+        assert ok.mean() > 0.8
+        np.testing.assert_array_equal(np.isfinite(b[k]), ok)
+        assert np.max(np.abs(a[k][ok] - b[k][ok]) / a[err][ok]) < 1e-3
+        np.testing.assert_allclose(b[err][ok], a[err][ok], rtol=1e-3)

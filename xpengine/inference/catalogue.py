@@ -305,7 +305,9 @@ class CatalogPredictor:
             elif "logebv" in means:
                 predicted = (np.exp(means["logebv"]), np.exp(means["logebv"]) * sigmas["logebv"])
             abs_g, abs_g_error = _absolute_g(g, dist, dist_err, by_parallax, ebv_in, predicted)
-            flags = _isochrone_mass_age(self.flag_policy, out, means, sigmas, flags, abs_g, abs_g_error)
+            # on a GPU the fit's matrix products run there, beside the model; on a CPU in numpy
+            dev = self.predictor.device if getattr(self.predictor.device, "type", "cpu") == "cuda" else None
+            flags = _isochrone_mass_age(self.flag_policy, out, means, sigmas, flags, abs_g, abs_g_error, dev)
         return {
             "source_id": batch["source_id"],
             **{c: batch[c] for c in PASSTHROUGH_FLOAT64},
@@ -429,6 +431,7 @@ def _isochrone_mass_age(
     flags: np.ndarray,
     abs_g: np.ndarray,
     abs_g_error: np.ndarray,
+    device: object = None,
 ) -> np.ndarray:
     """Mass and age of the predicted stars outside the mass/age domain, in place in `out`: the MIST
     isochrone posterior (`xpengine.inference.isochrone_fit`) at their predicted Teff, logg and [M/H] with
@@ -447,6 +450,7 @@ def _isochrone_mass_age(
         *(a[rows] for t in ISOCHRONE_INPUTS for a in (means[t], sigmas[t])),
         abs_g[rows],
         abs_g_error[rows],
+        device=device,
     )
     got = np.isfinite(fit["mass"]) & np.isfinite(fit["age"])
     rows = rows[got]

@@ -43,6 +43,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -275,8 +276,12 @@ def fit_isochrones(
     m_h_error: np.ndarray,
     abs_g: np.ndarray | None = None,
     abs_g_error: np.ndarray | None = None,
+    *,
+    device: Any = None,
 ) -> dict[str, np.ndarray]:
     """Posterior mass and age (N,) of stars with Teff [K], logg, [M/H] (and optionally M_G [mag]) ± σ.
+    device: None (numpy), or a torch device for the chunks' arithmetic (the catalogue passes its model's
+    GPU; the same answers to float rounding).
 
     A NaN logg or M_G (or an infinite σ) leaves it out of the star's likelihood. A star whose χ² to every
     grid point is beyond the 99.99th percentile for its degrees of freedom is off every isochrone: with
@@ -303,14 +308,16 @@ def fit_isochrones(
     if grid.coarse is None:
         wide[:] = False
     if wide.any():
-        _posterior(grid.coarse, np.flatnonzero(wide), value, sigma, used, out)
+        _posterior(grid.coarse, np.flatnonzero(wide), value, sigma, used, out, device)
         wide &= np.isfinite(out["mass"])  # a star the coarse grid misses is tried on the fine one
     if (fitted & ~wide).any():
-        _posterior(grid, np.flatnonzero(fitted & ~wide), value, sigma, used, out)
+        _posterior(grid, np.flatnonzero(fitted & ~wide), value, sigma, used, out, device)
     # a predicted logg that no isochrone reconciles with the measured M_G gives way to the measurement
     retry = fitted & used["logg"] & used["abs_g"] & ~np.isfinite(out["mass"])
     if retry.any():
-        _posterior(grid, np.flatnonzero(retry), value, sigma, {**used, "logg": used["logg"] & ~retry}, out)
+        _posterior(
+            grid, np.flatnonzero(retry), value, sigma, {**used, "logg": used["logg"] & ~retry}, out, device
+        )
     out["age"] = np.exp(out["ln_age"])
     out["age_error"] = out["age"] * out["ln_age_error"]
     return out
@@ -323,6 +330,7 @@ def _posterior(
     sigma: dict[str, np.ndarray],
     used: dict[str, np.ndarray],
     out: dict[str, np.ndarray],
+    device: Any = None,
 ) -> None:
     """The posterior moments of stars `idx` on `grid`, written into `out` (module docstring)."""
     teff, mh = value["teff"], value["m_h"]
@@ -345,10 +353,8 @@ def _posterior(
         rows = _window(grid, {k: (value[k][s], sigma[k][s], used[k][s]) for k in value})
         if rows.size == 0:
             continue
-        # Σ_k (x_k − μ_k)²/σ_k² for every star × row as one float32 matrix product, the coordinates
-        # centred on the chunk so that the expansion [x², x, 1] · [1/σ², −2μ/σ², μ²/σ²] keeps its
-        # precision; the moments are summed in float64 (float32 sums moved a star's σ by 1e-4 with its
-        # chunk mates)
+        # Σ_k (x_k − μ_k)²/σ_k² for every star × row as one matrix product, the coordinates centred on the
+        # chunk so that the expansion [x², x, 1] · [1/σ², −2μ/σ², μ²/σ²] keeps its precision
         coef, basis = [], []
         for k, col in columns.items():
             u = used[k][s]
@@ -360,17 +366,12 @@ def _posterior(
             inv = np.where(u, 1.0 / sigma[k][s] ** 2, 0.0)
             coef += [inv, -2.0 * mu * inv, mu * mu * inv]
             basis += [x * x, x, np.ones_like(x)]
-        chi = np.stack(coef, axis=1).astype(np.float32) @ np.stack(basis).astype(np.float32)
-        np.maximum(chi, 0.0, out=chi)
-        far = chi.min(axis=1) > far_chi2[s]  # off every isochrone
-        # each star's own χ² ball (inside the chunk's box): its answer does not depend on its chunk mates
-        chi[chi > _SIGMA_WINDOW**2] = np.inf
-        chi *= -0.5
-        chi += grid.log_prior[rows][None, :]
-        with np.errstate(invalid="ignore"):  # a star with no point in its ball: NaN, and `far`
-            chi -= chi.max(axis=1, keepdims=True)
-        w = np.exp(chi, out=chi)
-        mom = w.astype(np.float64) @ moments[rows]  # (S, 5): Σw, Σw·Δm, Σw·Δm², Σw·Δa, Σw·Δa²
+        coef_m, basis_m = np.stack(coef, axis=1), np.stack(basis)
+        if device is None:
+            mom, chi_min = _chunk_moments(coef_m, basis_m, grid.log_prior[rows], moments[rows])
+        else:
+            mom, chi_min = _chunk_moments_torch(coef_m, basis_m, grid.log_prior[rows], moments[rows], device)
+        far = chi_min > far_chi2[s]  # off every isochrone
         sw = mom[:, 0]
         mm, am = mom[:, 1] / sw, mom[:, 3] / sw
         out["mass"][s] = _MASS_REF + mm
@@ -379,6 +380,44 @@ def _posterior(
         out["ln_age_error"][s] = np.sqrt(np.maximum(mom[:, 4] / sw - am**2, 0.0))
         for k in out:
             out[k][s[far]] = np.nan
+
+
+def _chunk_moments(
+    coef: np.ndarray, basis: np.ndarray, log_prior: np.ndarray, moments: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(S, 5) posterior sums [Σw, Σw·Δm, Σw·Δm², Σw·Δa, Σw·Δa²] and (S,) χ²_min of a chunk: χ² = coef @ basis
+    (float32), each star's own χ² ball (χ² ≤ `_SIGMA_WINDOW`²: its answer does not depend on its chunk
+    mates), w = prior · exp(−χ²/2) normalised by its maximum, the sums in float64 (float32 sums moved a
+    star's σ by 1e-4 with its chunk mates)."""
+    chi = coef.astype(np.float32) @ basis.astype(np.float32)
+    np.maximum(chi, 0.0, out=chi)
+    chi_min = chi.min(axis=1)
+    chi[chi > _SIGMA_WINDOW**2] = np.inf
+    chi *= -0.5
+    chi += log_prior[None, :]
+    with np.errstate(invalid="ignore"):  # a star with no point in its ball: NaN, and `far`
+        chi -= chi.max(axis=1, keepdims=True)
+    w = np.exp(chi, out=chi)
+    return w.astype(np.float64) @ moments, chi_min
+
+
+def _chunk_moments_torch(
+    coef: np.ndarray, basis: np.ndarray, log_prior: np.ndarray, moments: np.ndarray, device: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """`_chunk_moments` in torch on `device` (a GPU beside the model: the fit is two matrix products and
+    an exp); the same arithmetic and precisions."""
+    import torch
+
+    t = lambda a, dt: torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dt)  # noqa: E731
+    chi = t(coef, torch.float32) @ t(basis, torch.float32)
+    chi.clamp_(min=0.0)
+    chi_min = chi.min(dim=1).values
+    chi.masked_fill_(chi > _SIGMA_WINDOW**2, float("inf"))
+    chi.mul_(-0.5).add_(t(log_prior, torch.float32)[None, :])
+    chi.sub_(chi.max(dim=1, keepdim=True).values)
+    w = chi.exp_()
+    mom = w.to(torch.float64) @ t(moments, torch.float64)
+    return mom.cpu().numpy(), chi_min.cpu().numpy()
 
 
 def _window(grid: FitGrid, stars: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
