@@ -105,6 +105,14 @@ def test_missing_inputs_and_stars_off_every_isochrone(grid) -> None:
     assert with_logg["mass_error"] < out["mass_error"][1]
 
 
+def _assorted_stars(seed: int, n: int, m_g: bool = False) -> list[np.ndarray]:
+    """Teff, σ, logg, σ, [M/H], σ (and M_G, σ) of n assorted stars, drawn in that order."""
+    rng = np.random.default_rng(seed)
+    bounds = [(4000, 7000), (60, 300), (2.0, 4.8), (0.05, 0.4), (-1.5, 0.4), (0.05, 0.2)]
+    bounds += [(2, 7), (0.02, 0.3)] if m_g else []
+    return [rng.uniform(lo, hi, n) for lo, hi in bounds]
+
+
 def _no_mist():
     raise ImportError("the MIST isochrones come from the PyPI package lachesis-grids")
 
@@ -237,16 +245,8 @@ def test_a_stars_answer_does_not_depend_on_the_stars_beside_it(grid) -> None:
         answers.append(fitmod.fit_isochrones(grid, *cols)["mass"][0])
     np.testing.assert_allclose(answers, answers[0], rtol=1e-5)
     # and in a batch of 300 assorted stars, as alone
-    rng = np.random.default_rng(5)
     n = 300
-    cols = [
-        rng.uniform(4000, 7000, n),
-        rng.uniform(60, 300, n),
-        rng.uniform(2.0, 4.8, n),
-        rng.uniform(0.05, 0.4, n),
-        rng.uniform(-1.5, 0.4, n),
-        rng.uniform(0.05, 0.2, n),
-    ]
+    cols = _assorted_stars(5, n)
     batch = fitmod.fit_isochrones(grid, *cols)
     for i in range(0, n, 37):
         one = fitmod.fit_isochrones(grid, *(c[i : i + 1] for c in cols))
@@ -267,18 +267,7 @@ def test_a_measured_m_g_wins_over_a_predicted_logg_no_isochrone_reconciles(grid)
 def test_the_torch_path_gives_the_numpy_answers(grid) -> None:
     """On a GPU node the catalogue runs the fit's arithmetic in torch beside the model: the same answers
     (checked here on the CPU device), NaN where numpy gives NaN."""
-    rng = np.random.default_rng(9)
-    n = 300
-    cols = [
-        rng.uniform(4000, 7000, n),
-        rng.uniform(60, 300, n),
-        rng.uniform(2.0, 4.8, n),
-        rng.uniform(0.05, 0.4, n),
-        rng.uniform(-1.5, 0.4, n),
-        rng.uniform(0.05, 0.2, n),
-        rng.uniform(2, 7, n),
-        rng.uniform(0.02, 0.3, n),
-    ]
+    cols = _assorted_stars(9, 300, m_g=True)
     cols[6][::3] = np.nan
     a = fitmod.fit_isochrones(grid, *cols)
     b = fitmod.fit_isochrones(grid, *cols, device="cpu")

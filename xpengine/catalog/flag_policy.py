@@ -40,6 +40,7 @@ __all__ = [
     "EXTINCTION_A_G",
     "EXTINCTION_E_BP_RP",
     "FlagPolicy",
+    "absolute_g",
     "catalogue_flags",
     "confident_dwarf",
     "high_uncertainty",
@@ -78,6 +79,13 @@ DEFAULT_FLAG_POLICY = FlagPolicy(
 )
 """The catalogue's flags (the job, `xpengine infer`, `Predictor.from_xp`): `FlagPolicy`'s training domain,
 with error thresholds (HIGH_UNCERTAINTY)."""
+
+
+def absolute_g(g: np.ndarray, dist: np.ndarray, ebv: np.ndarray) -> np.ndarray:
+    """M_G (N,) of stars of G [mag] at distance [pc] behind E(B−V) [mag]: G − 5 log10(d / 10 pc) − A_G,
+    A_G = `EXTINCTION_A_G` · E(B−V); NaN where any is NaN or d ≤ 0."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return g - 5.0 * np.log10(dist / 10.0) - EXTINCTION_A_G * ebv
 
 
 def confident_dwarf(
@@ -132,7 +140,7 @@ def outside_by_measurement(
         le = np.asarray(logebv).astype(np.float64)
         ebv = np.where(np.isfinite(le), np.exp(le), 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        abs_g = g - 5.0 * np.log10(dist / 10.0) - EXTINCTION_A_G * ebv
+        abs_g = absolute_g(g, dist, ebv)
         outside = by_parallax & (abs_g > policy.giant_abs_g_max)
         measured_giant = by_parallax & (abs_g <= policy.giant_abs_g_max)
         outside |= ~by_parallax & confident_dwarf(fakemag, fakemag_error, n, policy.giant_abs_g_max, ebv)

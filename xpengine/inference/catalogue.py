@@ -18,6 +18,7 @@ from xpengine.catalog.flag_policy import (
     DEFAULT_FLAG_POLICY,
     EXTINCTION_A_G,
     FlagPolicy,
+    absolute_g,
     catalogue_flags,
     high_uncertainty,
 )
@@ -199,12 +200,12 @@ class CatalogPredictor:
             and self.flag_policy.mass_age_from_isochrones
             and all(t in learned.outputs for t in ISOCHRONE_INPUTS)
         )
-        if self._isochrones:  # the grid now, so that a node without it fails at start, not mid-job
+        domain_tokens = ("teff", "logg")
+        if self._isochrones:
             from xpengine.inference.isochrone_fit import load_fit_grid
 
-            load_fit_grid()
-        domain_tokens = ("teff", "logg")
-        if self._isochrones:  # and E(B−V) for M_G, unless an input gives it
+            load_fit_grid()  # now, so that a node without the grid fails at start, not mid-job
+            # and E(B−V) for M_G, unless an input gives it
             domain_tokens = (*ISOCHRONE_INPUTS, *(("logebv",) if "logebv" not in context else ()))
         self._domain_request = [
             t for t in domain_tokens if holds_mass_age and t in learned.outputs and t not in self.request
@@ -295,16 +296,8 @@ class CatalogPredictor:
             luminosity_outside=lum_out,
         )
         if self._isochrones:
-            logebv = _token_column(values, self._logebv_col)
-            logebv_error = _token_column(errors, self._logebv_col)
-            ebv_in = (None, None) if logebv is None else (np.exp(logebv), np.exp(logebv) * logebv_error)
-            # the model's E(B−V): the catalogue's calibrated column where written, else its raw ln E(B−V)
-            predicted = (None, None)
-            if "ebv" in out:
-                predicted = (out["ebv"].astype(np.float64), out["ebv_error"].astype(np.float64))
-            elif "logebv" in means:
-                predicted = (np.exp(means["logebv"]), np.exp(means["logebv"]) * sigmas["logebv"])
-            abs_g, abs_g_error = _absolute_g(g, dist, dist_err, by_parallax, ebv_in, predicted)
+            ebv, ebv_err = self._ebv(values, errors, out, means, sigmas)
+            abs_g, abs_g_error = _absolute_g(g, dist, dist_err, by_parallax, ebv, ebv_err)
             # on a GPU the fit's matrix products run there, beside the model; on a CPU in numpy
             dev = self.predictor.device if getattr(self.predictor.device, "type", "cpu") == "cuda" else None
             flags = _isochrone_mass_age(self.flag_policy, out, means, sigmas, flags, abs_g, abs_g_error, dev)
@@ -318,6 +311,25 @@ class CatalogPredictor:
             "n_input_tokens": n_tokens.astype(np.int16),
             "flags": flags,
         }
+
+    def _ebv(self, values, errors, out, means, sigmas) -> tuple[np.ndarray, np.ndarray]:
+        """E(B−V) and σ (N,) for the isochrone fit's M_G: the input's (the logebv token) where given, else
+        the model's: the catalogue's calibrated `ebv` column where written, else its raw ln E(B−V); NaN
+        where neither."""
+        n = len(values)
+        ebv, err = np.full(n, np.nan), np.full(n, np.nan)
+        if "ebv" in out:
+            ebv, err = out["ebv"].astype(np.float64), out["ebv_error"].astype(np.float64)
+        elif "logebv" in means:
+            ebv, err = np.exp(means["logebv"]), np.exp(means["logebv"]) * sigmas["logebv"]
+        logebv = _token_column(values, self._logebv_col)
+        if logebv is not None:
+            given = np.isfinite(logebv)
+            ebv = np.where(given, np.exp(logebv), ebv)
+            err = np.where(
+                given, np.nan_to_num(np.exp(logebv) * _token_column(errors, self._logebv_col)), err
+            )
+        return ebv, err
 
     def _predict(
         self,
@@ -401,23 +413,13 @@ def _absolute_g(
     dist: np.ndarray,
     dist_err: np.ndarray,
     by_parallax: np.ndarray,
-    ebv_in: tuple[np.ndarray | None, np.ndarray | None],
-    predicted: tuple[np.ndarray | None, np.ndarray | None],
+    ebv: np.ndarray,
+    ebv_err: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """M_G and σ (N,) of the stars with a significant parallax and a known E(B−V): the input's (ebv_in:
-    E(B−V) and σ from the logebv token) where given, else the model's (predicted: E(B−V) and σ);
-    NaN elsewhere (the isochrone fit then goes without it). σ from the distance's and E(B−V)'s
-    (A_G = 2.740 E(B−V))."""
-    n = len(g)
-    ebv, ebv_err = np.full(n, np.nan), np.full(n, np.nan)
-    if predicted[0] is not None:
-        ebv, ebv_err = np.asarray(predicted[0], dtype=np.float64), np.asarray(predicted[1], dtype=np.float64)
-    if ebv_in[0] is not None:
-        given = np.isfinite(ebv_in[0])
-        ebv = np.where(given, ebv_in[0], ebv)
-        ebv_err = np.where(given, np.nan_to_num(ebv_in[1]), ebv_err)
+    """M_G and σ (N,) of the stars with a significant parallax and a known E(B−V) (`flag_policy.absolute_g`),
+    NaN elsewhere (the isochrone fit then goes without it); σ from the distance's and E(B−V)'s."""
+    abs_g = absolute_g(g, dist, ebv)
     with np.errstate(invalid="ignore", divide="ignore"):
-        abs_g = g - 5.0 * np.log10(dist / 10.0) - EXTINCTION_A_G * ebv
         err = np.hypot(5.0 / np.log(10.0) * dist_err / dist, EXTINCTION_A_G * ebv_err)
     ok = by_parallax & np.isfinite(abs_g) & np.isfinite(err)
     return np.where(ok, abs_g, np.nan), np.where(ok, err, np.nan)

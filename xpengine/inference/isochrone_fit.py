@@ -95,6 +95,13 @@ class FitGrid:
     source: str
     coarse: FitGrid | None = None  # every fourth EEP: for stars of wide σ
 
+    @functools.cached_property
+    def moments(self) -> np.ndarray:
+        """(n, 5) float64 [1, Δm, Δm², Δa, Δa²] of each point, Δ about `_MASS_REF` / `_LN_AGE_REF` (so that
+        the posterior sums keep the variances' precision); built once per grid."""
+        dm, da = self.mass - _MASS_REF, self.ln_age - _LN_AGE_REF
+        return np.stack([np.ones_like(dm), dm, dm * dm, da, da * da], axis=1).astype(np.float64)
+
     def feh_half_spacing(self, m_h: np.ndarray) -> np.ndarray:
         """Half the spacing of the [Fe/H] nodes around each [M/H] (N,)."""
         nodes = self.feh_nodes
@@ -102,20 +109,13 @@ class FitGrid:
         return 0.5 * (nodes[i + 1] - nodes[i])
 
 
-def _kroupa(m: np.ndarray) -> np.ndarray:
-    from xpengine.simulate.stars import kroupa_imf
-
-    return kroupa_imf(m)
-
-
-def build_fit_grid(
-    mist=None, bc=None, *, age_step: int = 1, eep_step: int = 1, coarse: bool = True
-) -> FitGrid:
+def build_fit_grid(mist=None, bc=None, *, eep_step: int = 1, coarse: bool = True) -> FitGrid:
     """The fitting grid from the MIST isochrones and bolometric corrections (default: the installed
-    files, `xpengine.simulate.isochrones.load_mist` / `load_bc`): every `age_step`-th age node and every
-    `eep_step`-th EEP (the mass intervals taken along the points kept), with a `coarse` companion (every
-    fourth EEP) for stars whose σ are too wide for the grid's detail to matter."""
+    files, `xpengine.simulate.isochrones.load_mist` / `load_bc`): every `eep_step`-th EEP (the mass
+    intervals taken along the points kept), with a `coarse` companion (every fourth EEP) for stars whose
+    σ are too wide for the grid's detail to matter."""
     from xpengine.simulate import isochrones as iso
+    from xpengine.simulate.stars import kroupa_imf
 
     grid = iso.load_mist() if mist is None else mist
     nodes = grid.feh[grid.feh >= FEH_MIN - 1e-9]
@@ -124,14 +124,14 @@ def build_fit_grid(
         k: [] for k in ("teff", "logg", "feh", "log_l", "mass", "ln_age", "lp")
     }
     cols = grid.columns
+    ages = np.flatnonzero(
+        (grid.log_age >= LOG_AGE_RANGE[0] - 1e-9) & (grid.log_age <= LOG_AGE_RANGE[1] + 1e-9)
+    )
     for i_feh, feh in enumerate(grid.feh):
         if feh < FEH_MIN - 1e-9:
             continue
         k_node = int(np.searchsorted(nodes, feh - 1e-9))
-        ages = np.flatnonzero(
-            (grid.log_age >= LOG_AGE_RANGE[0] - 1e-9) & (grid.log_age <= LOG_AGE_RANGE[1] + 1e-9)
-        )
-        for j in ages[::age_step]:
+        for j in ages:
             log_age = grid.log_age[j]
             k = i_feh * grid.n_age + j
             first, count, start = int(grid.offset[k]), int(grid.count[k]), int(grid.start[k])
@@ -144,8 +144,8 @@ def build_fit_grid(
             dm = np.abs(np.gradient(m0))
             ok = dm > 0
             rows, m0, dm = rows[ok], m0[ok], dm[ok]
-            end = 0.5 if j in (ages[0], ages[::age_step][-1]) else 1.0  # an end age: half an interval
-            lp = np.log(_kroupa(m0) * dm * end) + log_age * np.log(10.0) + np.log(feh_width[k_node])
+            end = 0.5 if j in (ages[0], ages[-1]) else 1.0  # an end age: half an interval
+            lp = np.log(kroupa_imf(m0) * dm * end) + log_age * np.log(10.0) + np.log(feh_width[k_node])
             parts["teff"].append(10.0 ** cols["log_teff"][rows].astype(np.float64))
             parts["logg"].append(cols["log_g"][rows].astype(np.float64))
             parts["feh"].append(np.full(rows.size, feh))
@@ -167,7 +167,7 @@ def build_fit_grid(
         log_prior=(lp - lp.max()).astype(np.float32),
         feh_nodes=nodes.astype(np.float64),
         source=f"{grid.path} ({'installed BC table' if bc is None else getattr(bc, 'path', 'BC table')})",
-        coarse=build_fit_grid(grid, bc, age_step=1, eep_step=4, coarse=False) if coarse else None,
+        coarse=build_fit_grid(grid, bc, eep_step=4, coarse=False) if coarse else None,
     )
 
 
@@ -344,10 +344,7 @@ def _posterior(
         width[j] = np.where(used[k][idx], width[j], -1)
     idx = idx[np.lexsort((teff[idx], node, *width[::-1]))]
     columns = {"teff": grid.teff, "m_h": grid.feh, "logg": grid.logg, "abs_g": grid.abs_g}
-    # per grid row: [x², x, 1] of each quantity, then the moments' factors [1, mass, mass², ln age, ln age²]
-    # (about a reference, so that the sums keep the variances' precision)
-    dm, da = grid.mass - _MASS_REF, grid.ln_age - _LN_AGE_REF
-    moments = np.stack([np.ones_like(dm), dm, dm * dm, da, da * da], axis=1).astype(np.float64)
+    moments = grid.moments
     for c0 in range(0, idx.size, _CHUNK):
         s = idx[c0 : c0 + _CHUNK]
         rows = _window(grid, {k: (value[k][s], sigma[k][s], used[k][s]) for k in value})
