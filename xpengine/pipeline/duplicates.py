@@ -39,7 +39,8 @@ OTHER_PARTITION_REASON = "duplicate: source_id also in partition "  # + the part
 GIVEN_UP_KEY = "kept_in_other_partitions"
 """In a done partition's record (`problems`): the sources it gave up, by the partition whose row is
 kept, as {that partition: [[source_id, the row's flags in this partition's catalogue], ...]}."""
-_MOVED_FLAGS = int(SourceFlag.DUPLICATE_SOURCE | SourceFlag.NO_PREDICTION)  # what `_rejected_table` adds
+_MOVED_FLAGS = int(SourceFlag.DUPLICATE_SOURCE)  # what `_rejected_table` adds: the row keeps its prediction
+_LEGACY_MOVED_FLAGS = _MOVED_FLAGS | int(SourceFlag.NO_PREDICTION)  # what it added until session 20
 
 
 def _rejected_table(table: pa.Table, reasons: list[str]) -> pa.Table:
@@ -235,14 +236,15 @@ def _flags_before_move(
     rows: pa.Table, labels: list[str], owners: dict[int, str]
 ) -> dict[int, tuple[str, int]]:
     """{source_id: (owner, catalogue flags)} of rows moved to `_rejected/` without a record of their
-    flags: those of the rejected row less DUPLICATE_SOURCE (never in the catalogue) and NO_PREDICTION,
-    which the predictor sets exactly where it left every label NaN."""
+    flags: those of the rejected row less DUPLICATE_SOURCE (never in the catalogue) and NO_PREDICTION
+    (which those versions set on every row they moved), NO_PREDICTION set again where the predictor
+    set it: exactly where it left every label NaN."""
     out: dict[int, tuple[str, int]] = {}
     for row in rows.to_pylist():
         s = int(row["source_id"])
         if s in out:
             continue
-        flags = int(row["flags"]) & ~_MOVED_FLAGS
+        flags = int(row["flags"]) & ~_LEGACY_MOVED_FLAGS
         values = [row.get(lab) for lab in labels if lab in row]
         if values and all(v is None or v != v for v in values):
             flags |= int(SourceFlag.NO_PREDICTION)
