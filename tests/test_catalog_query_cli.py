@@ -155,6 +155,24 @@ def test_errors_exit_2_with_message(cat, capsys, argv, message):
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--preset", "giants", "-p", "logg_max=3", "--param", "logg_max=2"],
+        ["SELECT count(*) AS n FROM catalog WHERE logg < $x", "-p", "x=3", "-p", "x = 2"],
+    ],
+)
+def test_a_param_given_twice_is_refused_naming_both_values(cat, tmp_path, capsys, argv):
+    """Not the last one silently: exit 2, the parameter and both values named, nothing written."""
+    d, _ = cat
+    out = tmp_path / "rows.csv"
+    assert run(str(d), *argv, "--output", str(out)) == 2
+    err = capsys.readouterr().err
+    name = "logg_max" if "--preset" in argv else "x"
+    assert f"xpengine query: error: --param '{name}' is given twice ('3' and '2')" in err
+    assert "Traceback" not in err and not out.exists()
+
+
 def test_missing_catalogue_exits_2(capsys, tmp_path):
     assert run(str(tmp_path / "nope"), "SELECT 1") == 2
     assert f"'{tmp_path / 'nope'}' does not exist" in capsys.readouterr().err

@@ -113,17 +113,21 @@ def _parse_value(text: str) -> Any:
 
 
 def _pairs(items: list[str], what: str, unique: bool = False) -> dict[str, str]:
-    """NAME=VALUE items as a dict; with `unique`, a NAME given twice is refused (the last would win)."""
+    """NAME=VALUE items as a dict; with `unique`, a NAME given twice is refused, naming both values (the
+    last would win)."""
     from xpengine.catalog.query import QueryError
 
     out: dict[str, str] = {}
     for item in items:
         name, sep, value = item.partition("=")
-        if not sep or not name.strip():
+        name, value = name.strip(), value.strip()
+        if not sep or not name:
             raise QueryError(f"{what} must look like NAME=VALUE, got {item!r}")
-        if unique and name.strip() in out:
-            raise QueryError(f"{what} {name.strip()!r} is given twice; give each name once")
-        out[name.strip()] = value.strip()
+        if unique and name in out:
+            raise QueryError(
+                f"{what} {name!r} is given twice ({out[name]!r} and {value!r}); give each name once"
+            )
+        out[name] = value
     return out
 
 
@@ -187,7 +191,7 @@ def _run(args: argparse.Namespace) -> int:
         raise QueryError(f"--threads must be ≥ 1, got {args.threads}")
     if not args.show_sql:  # it prints the SQL and writes nothing
         _check_output_paths(args)
-    raw_params = _pairs(args.param, "--param")
+    raw_params = _pairs(args.param, "--param", unique=True)
     joins = _pairs(args.join, "--join", unique=True)
 
     with open_catalog(
