@@ -71,6 +71,33 @@ def test_a_resumed_run_keeps_the_init_from_record_of_its_first_chunk(toy, tmp_pa
     assert _provenance(b)["initialised_from"] == first["initialised_from"]
 
 
+def test_a_changed_truncation_table_is_recorded_where_the_checkpoint_records_no_settings(
+    toy, tmp_path, caplog
+):
+    """check_resume refuses another truncate_counts table where the checkpoint records its training
+    configuration (every checkpoint the loop writes). One whose config.json records none (hand-made or
+    edited) resumes unchecked, with a warning: the provenance then keeps the table's earlier record
+    (`before_resume`) beside the new one, and says so in the log."""
+    tr, va = _arrays(toy)
+    counts = tmp_path / "counts.csv"
+    counts.write_text("bp_n_relevant_bases,rp_n_relevant_bases,count\n1,3,5\n2,1,1\n")
+    cfg = _config(toy, epochs=1, checkpoint_every=1, truncate_fraction=0.5, truncate_counts=str(counts))
+    run = tmp_path / "run"
+    train(cfg, tr, va, output_dir=run)
+    first = _provenance(run)["truncate_counts"]
+    config_json = run / "checkpoints" / "epoch_000001" / "config.json"
+    config_json.write_text(
+        json.dumps({k: v for k, v in json.loads(config_json.read_text()).items() if k != "train"})
+    )
+    counts.write_text("bp_n_relevant_bases,rp_n_relevant_bases,count\n1,3,5\n2,1,2\n")  # the table changed
+    with caplog.at_level("WARNING", logger="xpengine.train.loop"):
+        train(dataclasses.replace(cfg, epochs=2), tr, va, output_dir=run, resume_from=run)
+    assert "records no training configuration: the resumed settings are not checked" in caplog.text
+    assert f"truncate_counts {counts} changed since the resumed checkpoint" in caplog.text
+    record = _provenance(run)["truncate_counts"]
+    assert record["before_resume"] == first and record["sha256"] != first["sha256"]
+
+
 def test_init_from_starts_from_the_float32_weights_of_a_float16_checkpoint(toy, tmp_path):
     """A checkpoint saved with float16 weights keeps the exact float32 model state in its training
     state: a run initialised from it starts from those (with a vanishing learning rate, its float32
