@@ -242,9 +242,52 @@ def test_side_tables_context_inputs_and_flag_policy_are_part_of_the_identity(tmp
     # ... unless it holds mass or age, which it wrote from the model everywhere (found by a review)
     legacy_mass = {k: with_mass[k] for k in ("model_sha256", "labels", "schema", "sigma")}
     assert _identity_differences(legacy_mass, with_mass) == [
-        "flag policy {'mass_age_from_isochrones': False} → {'mass_age_from_isochrones': True}"
+        "flag policy {'extinction': 'constant', 'mass_age_from_isochrones': False} → "
+        "{'extinction': 'mist', 'mass_age_from_isochrones': True}"
     ]
-    assert _identity_differences(legacy_mass, model_only) == []
+    assert _identity_differences(legacy_mass, model_only) == [
+        "flag policy {'extinction': 'constant'} → {'extinction': 'mist'}"
+    ]
+    as_before = InferenceConfig(inputs=["bp0", "rp0"], mass_age_from_isochrones=False, extinction="constant")
+    assert _identity_differences(legacy_mass, _job_identity(["teff", "mass"], PROVENANCE, as_before)) == []
+
+    # a catalogue from before the star-by-star extinction (session 21) used the constant coefficients: a
+    # job with them resumes it, one with the default law may not; without mass or age neither acts
+    def before_extinction(identity):
+        return {
+            **identity,
+            "flag_policy": {k: v for k, v in identity["flag_policy"].items() if k != "extinction"},
+        }
+
+    assert _identity_differences(before_extinction(with_mass), with_mass) == [
+        "flag policy {'extinction': 'constant'} → {'extinction': 'mist'}"
+    ]
+    constant = _job_identity(
+        ["teff", "mass"], PROVENANCE, InferenceConfig(inputs=["bp0", "rp0"], extinction="constant")
+    )
+    assert _identity_differences(before_extinction(with_mass), constant) == []
+    assert _identity_differences(before_extinction(base), base) == []
+    # the isochrone grid's recipe: recorded where the job writes isochrone rows, a change refused
+    assert (
+        with_mass["isochrone_grid"].startswith("MIST v2.5 fit grid v") and "isochrone_grid" not in model_only
+    )
+    other_grid = {**with_mass, "isochrone_grid": "MIST v2.5 fit grid v3"}
+    assert _identity_differences(other_grid, with_mass) == [
+        f"isochrone grid MIST v2.5 fit grid v3 → {with_mass['isochrone_grid']}"
+    ]
+    # session 20 recorded none: its fit had no distance prior, so its rows may not be mixed with these
+    older_grid = {k: v for k, v in with_mass.items() if k != "isochrone_grid"}
+    assert _identity_differences(older_grid, with_mass) == [
+        f"isochrone grid MIST v2.5 fit grid v4, no distance prior → {with_mass['isochrone_grid']}"
+    ]
+    assert "distance prior" in with_mass["isochrone_grid"]
+    # and the extinction polynomial's file, where the law is "mist": a refitted file is refused
+    assert with_mass["extinction_table"].startswith("mist_gaia.json sha256 ")
+    assert "extinction_table" not in constant and "extinction_table" not in base  # not used there
+    refitted = {**with_mass, "extinction_table": "mist_gaia.json sha256 0123456789abcdef"}
+    assert _identity_differences(refitted, with_mass) == [
+        f"extinction coefficients mist_gaia.json sha256 0123456789abcdef → {with_mass['extinction_table']}"
+    ]
     # resume refuses a catalogue made without the E(B−V) table, naming it
     (task,) = _tasks(tmp_path, "A")
     w = CatalogWriter(str(tmp_path / "out"))

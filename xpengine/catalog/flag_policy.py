@@ -9,12 +9,13 @@ tokens); nothing here touches a model.
 The rules:
 - Only when the catalogue holds mass or age (`MASS_AGE_LABELS`), which are trained on giants alone:
   - measured (`outside_by_measurement`): a significant parallax gives M_G = G − 5 log10(d/10 pc) − A_G
-    (A_G = 2.740 E(B−V), Casagrande & VandenBerg 2018); fainter than `giant_abs_g_max` is a dwarf,
+    (A_G = k_G E(B−V), k_G of the star's predicted Teff, logg and [M/H] under the policy's `extinction`
+    law, `xpengine.catalog.extinction`); fainter than `giant_abs_g_max` is a dwarf,
     brighter is a measured giant, outside only for a predicted Teff out of `giant_teff_range`. Without
     a parallax, the pseudo-luminosity token at 2σ (`confident_dwarf`, dereddened where E(B−V) is
     known). A star whose pseudo-luminosity is above the model's training range by the reddening-free
     index (`xpengine.model.luminosity_domain`) is outside too. A dereddened BP−RP (observed
-    − 1.339 E(B−V)) below `hot_bp_rp_max` at 2σ is hotter than the domain.
+    − k_BP−RP E(B−V), the same law) below `hot_bp_rp_max` at 2σ is hotter than the domain.
   - predicted: a star that is not a measured giant is outside when its predicted logg exceeds
     `giant_logg_max` or its predicted Teff leaves `giant_teff_range`.
 - Always: `HIGH_UNCERTAINTY` when a label's σ exceeds `max_error[label]` or
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from xpengine.catalog.extinction import CONSTANT_A_G, CONSTANT_E_BP_RP, EXTINCTION_LAWS, coefficients
 from xpengine.catalog.schema import MASS_AGE_LABELS
 from xpengine.features.flags import SourceFlag
 
@@ -39,19 +41,21 @@ __all__ = [
     "DEFAULT_FLAG_POLICY",
     "EXTINCTION_A_G",
     "EXTINCTION_E_BP_RP",
+    "POLICY_BEFORE",
     "FlagPolicy",
     "absolute_g",
     "catalogue_flags",
     "confident_dwarf",
+    "extinction_coefficients",
     "high_uncertainty",
     "outside_by_measurement",
     "quality_flags",
 ]
 
-EXTINCTION_A_G = 2.740
-"""A_G / E(B−V) (Casagrande & VandenBerg 2018)."""
-EXTINCTION_E_BP_RP = 1.339
-"""E(BP−RP) / E(B−V)."""
+EXTINCTION_A_G = CONSTANT_A_G
+"""A_G / E(B−V) of a solar-type star (Casagrande & VandenBerg 2018): the law "constant"."""
+EXTINCTION_E_BP_RP = CONSTANT_E_BP_RP
+"""E(BP−RP) / E(B−V) of a solar-type star: the law "constant"."""
 
 
 @dataclass(frozen=True)
@@ -67,10 +71,20 @@ class FlagPolicy:
     max_relative_error: Mapping[str, float] = field(default_factory=dict)
     # stars outside the mass/age domain take the isochrone posterior's mass and age (module docstring)
     mass_age_from_isochrones: bool = True
+    # A_G and E(BP−RP) per E(B−V) for M_G and the dereddened colour: "mist" (star by star, from its Teff,
+    # logg and [M/H]) or "constant" (2.740 and 1.339, the catalogues made before session 21)
+    extinction: str = "mist"
+
+    def problems(self) -> list[str]:
+        """What is wrong with the policy's values beyond their types, one line each."""
+        if self.extinction not in EXTINCTION_LAWS:
+            return [f"extinction: must be one of {list(EXTINCTION_LAWS)}, got {self.extinction!r}"]
+        return []
 
 
-MASS_AGE_FROM_ISOCHRONES_BEFORE = False
-"""What a catalogue recorded before the policy had `mass_age_from_isochrones` was made with."""
+POLICY_BEFORE = {"mass_age_from_isochrones": False, "extinction": "constant"}
+"""The values a catalogue recorded before the policy had these keys was made with. Both only act on
+catalogues that hold mass or age."""
 
 
 DEFAULT_FLAG_POLICY = FlagPolicy(
@@ -81,11 +95,25 @@ DEFAULT_FLAG_POLICY = FlagPolicy(
 with error thresholds (HIGH_UNCERTAINTY)."""
 
 
-def absolute_g(g: np.ndarray, dist: np.ndarray, ebv: np.ndarray) -> np.ndarray:
+def absolute_g(
+    g: np.ndarray, dist: np.ndarray, ebv: np.ndarray, a_g_per_ebv: np.ndarray | float
+) -> np.ndarray:
     """M_G (N,) of stars of G [mag] at distance [pc] behind E(B−V) [mag]: G − 5 log10(d / 10 pc) − A_G,
-    A_G = `EXTINCTION_A_G` · E(B−V); NaN where any is NaN or d ≤ 0."""
+    A_G = a_g_per_ebv · E(B−V) (`extinction_coefficients`); NaN where any is NaN or d ≤ 0."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        return g - 5.0 * np.log10(dist / 10.0) - EXTINCTION_A_G * ebv
+        return g - 5.0 * np.log10(dist / 10.0) - a_g_per_ebv * ebv
+
+
+def extinction_coefficients(
+    policy: FlagPolicy,
+    ebv: np.ndarray,
+    teff: np.ndarray | None = None,
+    logg: np.ndarray | None = None,
+    m_h: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A_G / E(B−V) and E(BP−RP) / E(B−V) (N,) of stars behind E(B−V) (N,) with predicted Teff, logg and
+    [M/H] (None: not predicted) under the policy's `extinction` law (`xpengine.catalog.extinction`)."""
+    return coefficients(teff, ebv, logg, m_h, law=policy.extinction)
 
 
 def confident_dwarf(
@@ -94,19 +122,20 @@ def confident_dwarf(
     n: int,
     giant_abs_g_max: float,
     ebv: np.ndarray | None = None,
+    a_g_per_ebv: np.ndarray | float = EXTINCTION_A_G,
 ) -> np.ndarray:
     """(N,) bool: the measured pseudo-luminosity says the star is fainter than M_G = giant_abs_g_max
     at 2σ (a dwarf), whatever the model predicts: a model trained on giants alone cannot tell a
     dwarf from its spectrum, but the parallax can. fakemag = 10^(0.2 M_G + 2) (Leung & Bovy 2024),
-    observed, so dereddened here by A_G = 2.740 E(B−V) where `ebv` (N,) is known (0 elsewhere), as the
-    parallax branch of `outside_by_measurement` does. fakemag None (the vocabulary has no such token):
+    observed, so dereddened here by A_G = a_g_per_ebv · E(B−V) where `ebv` (N,) is known (0 elsewhere), as
+    the parallax branch of `outside_by_measurement` does. fakemag None (the vocabulary has no such token):
     no star."""
     if fakemag is None:
         return np.zeros(n, dtype=bool)
     f = np.asarray(fakemag).astype(np.float64)
     sf = np.asarray(fakemag_error).astype(np.float64)
     if ebv is not None:
-        dered = 10 ** (-0.2 * EXTINCTION_A_G * np.nan_to_num(np.asarray(ebv, dtype=np.float64)))
+        dered = 10 ** (-0.2 * a_g_per_ebv * np.nan_to_num(np.asarray(ebv, dtype=np.float64)))
         f, sf = f * dered, sf * dered
     limit = 10 ** (0.2 * giant_abs_g_max + 2.0)
     with np.errstate(invalid="ignore"):
@@ -125,13 +154,16 @@ def outside_by_measurement(
     logebv: np.ndarray | None = None,
     bprp: np.ndarray | None = None,
     bprp_error: np.ndarray | None = None,
+    logg: np.ndarray | None = None,
+    m_h: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(N,) bool each: outside the mass/age domain by measurement, and measured to be a giant
     (significant parallax, M_G ≤ `giant_abs_g_max`).
 
     g, dist [pc], by_parallax (N,): G, the catalogue's distance and whether it came from the parallax;
     teff (N,): predicted Teff (None: not predicted); fakemag/fakemag_error, logebv, bprp/bprp_error (N,):
-    the star's input tokens (NaN where absent; None where the vocabulary has no such token). E(B−V) is 0
+    the star's input tokens (NaN where absent; None where the vocabulary has no such token); logg, m_h
+    (N,): predicted, for the extinction coefficients with teff (`extinction_coefficients`). E(B−V) is 0
     where unknown, which only reddens the colour.
     """
     n = len(g)
@@ -139,13 +171,14 @@ def outside_by_measurement(
     if logebv is not None:
         le = np.asarray(logebv).astype(np.float64)
         ebv = np.where(np.isfinite(le), np.exp(le), 0.0)
+    k_g, k_colour = extinction_coefficients(policy, ebv, teff, logg, m_h)
     with np.errstate(invalid="ignore", divide="ignore"):
-        abs_g = absolute_g(g, dist, ebv)
+        abs_g = absolute_g(g, dist, ebv, k_g)
         outside = by_parallax & (abs_g > policy.giant_abs_g_max)
         measured_giant = by_parallax & (abs_g <= policy.giant_abs_g_max)
-        outside |= ~by_parallax & confident_dwarf(fakemag, fakemag_error, n, policy.giant_abs_g_max, ebv)
+        outside |= ~by_parallax & confident_dwarf(fakemag, fakemag_error, n, policy.giant_abs_g_max, ebv, k_g)
         if bprp is not None:
-            colour0 = np.asarray(bprp).astype(np.float64) - EXTINCTION_E_BP_RP * ebv
+            colour0 = np.asarray(bprp).astype(np.float64) - k_colour * ebv
             sigma = np.nan_to_num(np.asarray(bprp_error).astype(np.float64))
             outside |= np.isfinite(colour0) & (colour0 + 2.0 * sigma < policy.hot_bp_rp_max)
     # a measured giant is outside only for a predicted Teff out of range (not for a predicted logg)
@@ -236,6 +269,8 @@ def catalogue_flags(
             logebv=logebv,
             bprp=bprp,
             bprp_error=bprp_error,
+            logg=means.get("logg"),
+            m_h=means.get("m_h"),
         )
         if luminosity_outside is not None:
             outside |= luminosity_outside

@@ -16,10 +16,10 @@ import numpy as np
 
 from xpengine.catalog.flag_policy import (
     DEFAULT_FLAG_POLICY,
-    EXTINCTION_A_G,
     FlagPolicy,
     absolute_g,
     catalogue_flags,
+    extinction_coefficients,
     high_uncertainty,
 )
 from xpengine.catalog.schema import (
@@ -297,10 +297,16 @@ class CatalogPredictor:
         )
         if self._isochrones:
             ebv, ebv_err = self._ebv(values, errors, out, means, sigmas)
-            abs_g, abs_g_error = _absolute_g(g, dist, dist_err, by_parallax, ebv, ebv_err)
+            k_g, _ = extinction_coefficients(self.flag_policy, ebv, *(means.get(t) for t in ISOCHRONE_INPUTS))
+            abs_g, abs_g_error = _absolute_g(g, dist, dist_err, by_parallax, ebv, ebv_err, k_g)
+            # the distance prior's G₀ and line of sight, for the stars without a parallax M_G (with one, its
+            # likelihood is far narrower than the prior's changes: `galactic_prior`)
+            sky = (np.where(np.isfinite(abs_g), np.nan, g - k_g * ebv), batch["l"], batch["b"])
             # on a GPU the fit's matrix products run there, beside the model; on a CPU in numpy
             dev = self.predictor.device if getattr(self.predictor.device, "type", "cpu") == "cuda" else None
-            flags = _isochrone_mass_age(self.flag_policy, out, means, sigmas, flags, abs_g, abs_g_error, dev)
+            flags = _isochrone_mass_age(
+                self.flag_policy, out, means, sigmas, flags, (abs_g, abs_g_error), sky, dev
+            )
         return {
             "source_id": batch["source_id"],
             **{c: batch[c] for c in PASSTHROUGH_FLOAT64},
@@ -415,12 +421,14 @@ def _absolute_g(
     by_parallax: np.ndarray,
     ebv: np.ndarray,
     ebv_err: np.ndarray,
+    a_g_per_ebv: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """M_G and σ (N,) of the stars with a significant parallax and a known E(B−V) (`flag_policy.absolute_g`),
-    NaN elsewhere (the isochrone fit then goes without it); σ from the distance's and E(B−V)'s."""
-    abs_g = absolute_g(g, dist, ebv)
+    """M_G and σ (N,) of the stars with a significant parallax and a known E(B−V) (`flag_policy.absolute_g`,
+    A_G = a_g_per_ebv · E(B−V)), NaN elsewhere (the isochrone fit then goes without it); σ from the
+    distance's and E(B−V)'s."""
+    abs_g = absolute_g(g, dist, ebv, a_g_per_ebv)
     with np.errstate(invalid="ignore", divide="ignore"):
-        err = np.hypot(5.0 / np.log(10.0) * dist_err / dist, EXTINCTION_A_G * ebv_err)
+        err = np.hypot(5.0 / np.log(10.0) * dist_err / dist, a_g_per_ebv * ebv_err)
     ok = by_parallax & np.isfinite(abs_g) & np.isfinite(err)
     return np.where(ok, abs_g, np.nan), np.where(ok, err, np.nan)
 
@@ -431,27 +439,29 @@ def _isochrone_mass_age(
     means: dict[str, np.ndarray],
     sigmas: dict[str, np.ndarray],
     flags: np.ndarray,
-    abs_g: np.ndarray,
-    abs_g_error: np.ndarray,
+    abs_g: tuple[np.ndarray, np.ndarray],
+    sky: tuple[np.ndarray, np.ndarray, np.ndarray],
     device: object = None,
 ) -> np.ndarray:
     """Mass and age of the predicted stars outside the mass/age domain, in place in `out`: the MIST
     isochrone posterior (`xpengine.inference.isochrone_fit`) at their predicted Teff, logg and [M/H] with
-    σ and, where known, M_G. Rows given it are flagged MASS_AGE_FROM_ISOCHRONES; a star off every
-    isochrone keeps the model's values. HIGH_UNCERTAINTY is judged again on the final columns. Returns
-    the flags."""
+    σ and, where known, M_G (abs_g: M_G and σ), with the distance prior of their extinction-corrected G and
+    line of sight (sky: G₀, l, b; `galactic_prior`) where known. Rows given it are flagged
+    MASS_AGE_FROM_ISOCHRONES; a star off every isochrone keeps the model's values. HIGH_UNCERTAINTY is
+    judged again on the final columns. Returns the flags."""
     outside = (flags & int(SourceFlag.OUTSIDE_TRAINING_DOMAIN)) != 0
     predicted = (flags & int(SourceFlag.NO_PREDICTION)) == 0
     rows = np.flatnonzero(outside & predicted)
     if rows.size == 0:
         return flags
+    from xpengine.inference.galactic_prior import log_weight_table
     from xpengine.inference.isochrone_fit import fit_isochrones, load_fit_grid
 
     fit = fit_isochrones(
         load_fit_grid(),
         *(a[rows] for t in ISOCHRONE_INPUTS for a in (means[t], sigmas[t])),
-        abs_g[rows],
-        abs_g_error[rows],
+        *(a[rows] for a in abs_g),
+        distance_prior=log_weight_table(*(np.asarray(a)[rows] for a in sky)),
         device=device,
     )
     got = np.isfinite(fit["mass"]) & np.isfinite(fit["age"])

@@ -15,8 +15,11 @@ BASTA work on a grid:
   corrections at A_V = 0.
 - prior of a grid point: Kroupa IMF × the initial-mass interval it stands for along its isochrone ×
   uniform in age (10^log_age, the nodes being equally spaced in log age) × the [Fe/H] interval of its
-  node (flat in [Fe/H]; the end nodes and the end ages stand for half an interval). No Galactic
-  structure: a dwarf's age is left to its data.
+  node (flat in [Fe/H]; the end nodes and the end ages stand for half an interval); and, per star, the
+  distance prior (`distance_prior`, `xpengine.inference.galactic_prior`, since session 21): ρ(d) d³ along its
+  line of sight at the distance its apparent magnitude puts a point of that M_G, so a faint star is weighed
+  as a magnitude-limited sample holds such stars. No population-dependent age prior: a dwarf's age is
+  left to its data.
 - likelihood: independent Gaussians in Teff, logg and [M/H] with the catalogue's calibrated σ, each with
   a floor (`SIGMA_FLOOR`: the spacing of the grid and the difference between the model's spectroscopic
   scale and MIST's), [M/H] with the half-spacing of the [Fe/H] nodes added in quadrature; with a
@@ -47,8 +50,12 @@ from typing import Any
 
 import numpy as np
 
+from xpengine.inference.galactic_prior import node_index
+
 __all__ = [
+    "GRID_RECIPE",
     "GRID_VERSION",
+    "RECIPE_BEFORE",
     "SIGMA_FLOOR",
     "FitGrid",
     "build_fit_grid",
@@ -60,6 +67,11 @@ log = logging.getLogger(__name__)
 
 GRID_VERSION = 4
 """Version of the cached grid's recipe: part of the cache key."""
+GRID_RECIPE = f"MIST v2.5 fit grid v{GRID_VERSION}, Galactic distance prior v1"
+"""The fit's recipe as a catalogue's job record names it (the MIST files are pinned by the packages'
+versions; the distance prior is `galactic_prior`'s, since session 21)."""
+RECIPE_BEFORE = "MIST v2.5 fit grid v4, no distance prior"
+"""The recipe of the catalogues that recorded none (session 20)."""
 
 SIGMA_FLOOR = {"teff": 60.0, "logg": 0.06, "m_h": 0.05, "abs_g": 0.03}
 """σ floors [K, dex, dex, mag] of the likelihood."""
@@ -76,6 +88,7 @@ simulated stars outside the domain (`tests/test_inference_isochrone_fit.py` chec
 the coarse grid misses is fitted on the fine one."""
 _MASS_REF, _LN_AGE_REF = 1.0, 1.5  # [M☉], [ln Gyr]: the moments are summed about these
 _SIGMA_WINDOW = 6.0  # grid points beyond a χ² of this squared (likelihood e^-18) are left out
+_LOG_W_MIN = -87.0  # ln of float32's smallest normal number: the floor of a point's log weight
 _FAR_CHI2 = (0.0, 15.1, 18.4, 21.1, 23.5)  # χ² 99.99th percentiles for 1-4 degrees of freedom
 
 
@@ -101,6 +114,11 @@ class FitGrid:
         the posterior sums keep the variances' precision); built once per grid."""
         dm, da = self.mass - _MASS_REF, self.ln_age - _LN_AGE_REF
         return np.stack([np.ones_like(dm), dm, dm * dm, da, da * da], axis=1).astype(np.float64)
+
+    @functools.cached_property
+    def prior_nodes(self) -> np.ndarray:
+        """(n,) int32 each point's node of the distance prior's table (`galactic_prior.node_index`)."""
+        return node_index(self.abs_g)
 
     def feh_half_spacing(self, m_h: np.ndarray) -> np.ndarray:
         """Half the spacing of the [Fe/H] nodes around each [M/H] (N,)."""
@@ -277,9 +295,13 @@ def fit_isochrones(
     abs_g: np.ndarray | None = None,
     abs_g_error: np.ndarray | None = None,
     *,
+    distance_prior: np.ndarray | None = None,
     device: Any = None,
 ) -> dict[str, np.ndarray]:
     """Posterior mass and age (N,) of stars with Teff [K], logg, [M/H] (and optionally M_G [mag]) ± σ.
+    distance_prior: (N, len(M_NODES)) the stars' log weights on `galactic_prior.M_NODES`
+    (`galactic_prior.log_weight_table`: ρ(d) d³ along the line of sight at their apparent magnitude), added
+    to each grid point's log prior at its M_G (nearest node); a row of 0, or None, goes without.
     device: None (numpy), or a torch device for the chunks' arithmetic (the catalogue passes its model's
     GPU; the same answers to float rounding).
 
@@ -300,7 +322,9 @@ def fit_isochrones(
         "abs_g": np.full(n, np.inf) if abs_g is None or abs_g_error is None else _floor("abs_g", abs_g_error),
     }
     value = {"teff": teff, "m_h": mh, "logg": lg, "abs_g": ag}
-    used = {k: np.isfinite(value[k]) & np.isfinite(sigma[k]) for k in value}
+    if distance_prior is not None:
+        value["distance_prior"] = np.asarray(distance_prior, dtype=np.float32)
+    used = {k: np.isfinite(value[k]) & np.isfinite(sigma[k]) for k in sigma}
     out = {k: np.full(n, np.nan) for k in ("mass", "mass_error", "ln_age", "ln_age_error")}
     fitted = used["teff"] & used["m_h"]
     wide = fitted & (sigma["teff"] >= COARSE_SIGMA["teff"]) & ~used["abs_g"]
@@ -347,7 +371,7 @@ def _posterior(
     moments = grid.moments
     for c0 in range(0, idx.size, _CHUNK):
         s = idx[c0 : c0 + _CHUNK]
-        rows = _window(grid, {k: (value[k][s], sigma[k][s], used[k][s]) for k in value})
+        rows = _window(grid, {k: (value[k][s], sigma[k][s], used[k][s]) for k in columns})
         if rows.size == 0:
             continue
         # Σ_k (x_k − μ_k)²/σ_k² for every star × row as one matrix product, the coordinates centred on the
@@ -364,10 +388,14 @@ def _posterior(
             coef += [inv, -2.0 * mu * inv, mu * mu * inv]
             basis += [x * x, x, np.ones_like(x)]
         coef_m, basis_m = np.stack(coef, axis=1), np.stack(basis)
+        prior = [grid.log_prior[rows][None, :]]
+        table = value["distance_prior"][s] if "distance_prior" in value else None
+        if table is not None and table.any():  # (S, rows): each star's own weight at the points' M_G
+            prior.append(table[:, grid.prior_nodes[rows]])
         if device is None:
-            mom, chi_min = _chunk_moments(coef_m, basis_m, grid.log_prior[rows], moments[rows])
+            mom, chi_min = _chunk_moments(coef_m, basis_m, prior, moments[rows])
         else:
-            mom, chi_min = _chunk_moments_torch(coef_m, basis_m, grid.log_prior[rows], moments[rows], device)
+            mom, chi_min = _chunk_moments_torch(coef_m, basis_m, prior, moments[rows], device)
         far = chi_min > far_chi2[s]  # off every isochrone
         sw = mom[:, 0]
         mm, am = mom[:, 1] / sw, mom[:, 3] / sw
@@ -380,26 +408,30 @@ def _posterior(
 
 
 def _chunk_moments(
-    coef: np.ndarray, basis: np.ndarray, log_prior: np.ndarray, moments: np.ndarray
+    coef: np.ndarray, basis: np.ndarray, log_prior: list[np.ndarray], moments: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """(S, 5) posterior sums [Σw, Σw·Δm, Σw·Δm², Σw·Δa, Σw·Δa²] and (S,) χ²_min of a chunk: χ² = coef @ basis
     (float32), each star's own χ² ball (χ² ≤ `_SIGMA_WINDOW`²: its answer does not depend on its chunk
-    mates), w = prior · exp(−χ²/2) normalised by its maximum, the sums in float64 (float32 sums moved a
-    star's σ by 1e-4 with its chunk mates)."""
+    mates), w = prior · exp(−χ²/2) normalised by its maximum (log_prior: terms of (1, P) or each star's
+    (S, P)), the sums in float64 (float32 sums moved a star's σ by 1e-4 with its chunk mates)."""
     chi = coef.astype(np.float32) @ basis.astype(np.float32)
     np.maximum(chi, 0.0, out=chi)
     chi_min = chi.min(axis=1)
     chi[chi > _SIGMA_WINDOW**2] = np.inf
     chi *= -0.5
-    chi += log_prior[None, :]
+    for term in log_prior:
+        chi += term
     with np.errstate(invalid="ignore"):  # a star with no point in its ball: NaN, and `far`
         chi -= chi.max(axis=1, keepdims=True)
+    # weights below e^-87 (float32's smallest normal) kept at it: subnormal floats slow the exp and the
+    # sums many times over, and at most 1e-38 of the peak per point moves no answer
+    np.maximum(chi, _LOG_W_MIN, out=chi)
     w = np.exp(chi, out=chi)
     return w.astype(np.float64) @ moments, chi_min
 
 
 def _chunk_moments_torch(
-    coef: np.ndarray, basis: np.ndarray, log_prior: np.ndarray, moments: np.ndarray, device: Any
+    coef: np.ndarray, basis: np.ndarray, log_prior: list[np.ndarray], moments: np.ndarray, device: Any
 ) -> tuple[np.ndarray, np.ndarray]:
     """`_chunk_moments` in torch on `device` (a GPU beside the model: the fit is two matrix products and
     an exp); the same arithmetic and precisions."""
@@ -410,9 +442,11 @@ def _chunk_moments_torch(
     chi.clamp_(min=0.0)
     chi_min = chi.min(dim=1).values
     chi.masked_fill_(chi > _SIGMA_WINDOW**2, float("inf"))
-    chi.mul_(-0.5).add_(t(log_prior, torch.float32)[None, :])
+    chi.mul_(-0.5)
+    for term in log_prior:
+        chi.add_(t(term, torch.float32))
     chi.sub_(chi.max(dim=1, keepdim=True).values)
-    w = chi.exp_()
+    w = chi.clamp_(min=_LOG_W_MIN).exp_()
     mom = w.to(torch.float64) @ t(moments, torch.float64)
     return mom.cpu().numpy(), chi_min.cpu().numpy()
 

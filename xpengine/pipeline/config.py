@@ -209,6 +209,7 @@ FLAG_KEYS = (
     "max_relative_error",
     "max_error",
     "mass_age_from_isochrones",
+    "extinction",
 )
 """The flat configuration keys that belong to the `FlagPolicy` (its `hot_bp_rp_max` is not configurable)."""
 
@@ -297,7 +298,10 @@ class InferenceConfig:
             elif name == "resources":
                 problems += value.problems()
             else:
-                problems += [p for lines in _field_problems(value).values() for p in lines]
+                typed_flags = _field_problems(value)
+                problems += [p for lines in typed_flags.values() for p in lines]
+                if "extinction" not in typed_flags:
+                    problems += value.problems()
         if self.gaia_source and not self.input:
             problems.append("gaia_source given without input")
         return problems

@@ -4,22 +4,25 @@ resume: which finished partitions of an output may be kept, and what `--overwrit
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 import time
 from typing import Any
 
-from xpengine.catalog.flag_policy import MASS_AGE_FROM_ISOCHRONES_BEFORE
+from xpengine.catalog.flag_policy import POLICY_BEFORE
 from xpengine.catalog.schema import MASS_AGE_LABELS, catalog_schema
 from xpengine.pipeline.finish import remove_partition_files
-from xpengine.pipeline.model_files import (
+from xpengine.pipeline.model_files import (  # the model's provenance lives there; re-exported for the job
     MODEL_FILES_DETAIL,
     MODEL_FILES_KEY,
+    _model_provenance,  # noqa: F401
+    _model_vocabulary_json,  # noqa: F401
     describe_change,
     last_modified,
     made_at,
-    model_files,
-    model_files_digest,
+    sigma_identity,
     with_model_files,
 )
 from xpengine.pipeline.plan import JobError, _file_fingerprint, _input_fingerprints, _location
@@ -29,52 +32,6 @@ from xpengine.pipeline.writer import CatalogWriter
 __all__: list[str] = []  # the job's own helpers; `xpengine.pipeline.ray_job` re-exports what tests use
 
 log = logging.getLogger("xpengine.pipeline.ray_job")
-
-
-def _model_vocabulary_json(model: str) -> str:
-    from xpengine.model.metadata import VOCABULARY_FILE, resolve_model_path
-
-    with open(os.path.join(resolve_model_path(model), VOCABULARY_FILE)) as f:
-        return f.read()
-
-
-def _model_provenance(model: str, sim_to_real: bool = True) -> dict[str, Any]:
-    """The model's name, directory and weights sha256, the sha256 of every file the Predictor reads
-    from its directory and their digest (`xpengine.pipeline.model_files`), and what its σ are: the
-    sha256 of its `calibration.json` (None without one) and whether the catalogue's mass and age σ carry its
-    sim-to-real term (the job's `sim_to_real_sigma` and a calibration that has one); and `m_h_scale`, what its
-    m_h measures (`xpengine.model.metadata.metallicity_scale`)."""
-    import json
-
-    from xpengine.model.calibration import CALIBRATION_FILE
-    from xpengine.model.metadata import WEIGHTS_FILE, metallicity_scale, resolve_model_path
-
-    d = resolve_model_path(model)
-    files = model_files(d)
-    cal = os.path.join(d, CALIBRATION_FILE)
-    with_term = False
-    if files[CALIBRATION_FILE] and sim_to_real:
-        with open(cal) as f:
-            with_term = bool((json.load(f).get("sim_to_real") or {}).get("tokens"))
-    return {
-        "model": model,
-        "model_dir": os.path.basename(os.path.normpath(d)),
-        "model_sha256": files[WEIGHTS_FILE],
-        MODEL_FILES_KEY: model_files_digest(files),
-        MODEL_FILES_DETAIL: files,
-        "calibration_sha256": files[CALIBRATION_FILE],
-        "sim_to_real_applied": with_term,
-        # what the m_h column measures (METALLICITY_SCALES): "fe_h" for the bundled real-trained models
-        "m_h_scale": metallicity_scale(d),
-    }
-
-
-def sigma_identity(provenance: dict[str, Any]) -> dict[str, Any]:
-    """What the catalogue's σ are, from `_model_provenance`: the calibration file and the sim-to-real term."""
-    return {
-        "calibration_sha256": provenance.get("calibration_sha256"),
-        "sim_to_real_applied": bool(provenance.get("sim_to_real_applied")),
-    }
 
 
 def _schema_fingerprint(labels: list[str]) -> str:
@@ -126,10 +83,8 @@ def _job_identity(labels: list[str], provenance: dict[str, Any], cfg: Any = None
     """What makes two runs' rows belong in one catalogue: the same model weights and model files (every
     file the Predictor reads: config, vocabulary, standardization, provenance, calibration), labels and
     schema, the same σ (calibration file and sim-to-real term) and, given the job's configuration
-    `cfg`, the same 2MASS and E(B−V) tables (URL, size, mtime), context inputs and flag policy."""
-    import dataclasses
-    import json
-
+    `cfg`, the same 2MASS and E(B−V) tables (URL, size, mtime), context inputs, flag policy and, where it
+    writes isochrone masses and ages, the isochrone fit's grid recipe."""
     identity = {
         "model_sha256": provenance["model_sha256"],
         "labels": list(labels),
@@ -146,14 +101,26 @@ def _job_identity(labels: list[str], provenance: dict[str, Any], cfg: Any = None
         identity["context_inputs"] = None if cfg.inputs is None else list(cfg.inputs)
         # as _JOB.json will hold it (tuples become lists), so a reread compares equal
         identity["flag_policy"] = json.loads(json.dumps(dataclasses.asdict(cfg.flags), default=str))
+        if MASS_AGE_LABELS & set(labels):
+            identity.update(_fitted_tables(cfg.flags))
     return identity
+
+
+def _fitted_tables(flags: Any) -> dict[str, str]:
+    """The fitted tables a catalogue with mass or age rests on, each where its flag policy uses it: the
+    isochrone grid's recipe (the mass and age of the stars outside the domain) and the star-by-star
+    extinction's polynomial (M_G and the dereddened colour of the domain rule and the isochrone fit)."""
+    from xpengine.catalog.extinction import table_digest
+    from xpengine.inference.isochrone_fit import GRID_RECIPE
+
+    out = {"isochrone_grid": GRID_RECIPE} if flags.mass_age_from_isochrones else {}
+    if flags.extinction == "mist":
+        out["extinction_table"] = f"mist_gaia.json sha256 {table_digest()}"
+    return out
 
 
 def _default_flag_policy() -> dict[str, Any]:
     """The job's default flag policy (`InferenceConfig`'s) as `_job_identity` records one."""
-    import dataclasses
-    import json
-
     from xpengine.pipeline.config import InferenceConfig
 
     return json.loads(json.dumps(dataclasses.asdict(InferenceConfig().flags), default=str))
@@ -169,11 +136,14 @@ _IDENTITY_NAMES = {
     "ebv_table": "E(B−V) table (--ebv)",
     "context_inputs": "context inputs",
     "flag_policy": "flag policy",
+    "isochrone_grid": "isochrone grid",
+    "extinction_table": "extinction coefficients",
 }
+_WHERE_USED = ("isochrone_grid", "extinction_table")  # absent from a job whose policy does not use it
 # recorded since: a catalogue from before (σ: session 12) does not know them, so they are not refused.
 # Not so the model files (MODEL_FILES_KEY): a record without them is refused unless `with_model_files`
 # can tell it was made with this model's files (`_check_resume` normalises the records first)
-_RECORDED_LATER = ("sigma", "tmass_table", "ebv_table", "context_inputs", "flag_policy")
+_RECORDED_LATER = ("sigma", "tmass_table", "ebv_table", "context_inputs", "flag_policy", *_WHERE_USED)
 
 
 def _describe(key: str, o: Any, n: Any) -> tuple[Any, Any]:
@@ -196,30 +166,44 @@ def _describe(key: str, o: Any, n: Any) -> tuple[Any, Any]:
     return o, n
 
 
+def _isochrones(record: dict[str, Any]) -> bool:
+    """Whether a job record's catalogue wrote isochrone masses and ages (its policy, and mass or age)."""
+    policy = record.get("flag_policy")
+    with_mass_age = bool(MASS_AGE_LABELS & set(record.get("labels") or ()))
+    return isinstance(policy, dict) and bool(policy.get("mass_age_from_isochrones")) and with_mass_age
+
+
 def _identity_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     out = []
     for key, what in _IDENTITY_NAMES.items():
         if key == "flag_policy" and key not in old and isinstance(new.get(key), dict):
-            # a record from before the policy was kept: it wrote the model's mass and age everywhere
-            was = {"mass_age_from_isochrones": MASS_AGE_FROM_ISOCHRONES_BEFORE}
-            now = {"mass_age_from_isochrones": new[key].get("mass_age_from_isochrones")}
+            # a record from before the policy was kept: it wrote the model's mass and age everywhere,
+            # with the constant extinction coefficients (`POLICY_BEFORE`)
+            was = dict(POLICY_BEFORE)
+            now = {k: new[key].get(k) for k in POLICY_BEFORE}
             if now != was and MASS_AGE_LABELS & set(new.get("labels") or ()):
-                out.append(f"{what} {was} → {now}")
+                changed = sorted(k for k in was if was[k] != now[k])
+                out.append(f"{what} { {k: was[k] for k in changed} } → { {k: now[k] for k in changed} }")
             continue
-        if key in _RECORDED_LATER and key not in old:
-            continue
+        if key == "isochrone_grid" and key in new and key not in old and _isochrones(old):
+            from xpengine.inference.isochrone_fit import RECIPE_BEFORE  # session 20 recorded none
+
+            old = {**old, key: RECIPE_BEFORE}
+        if (key in _RECORDED_LATER and key not in old) or (key in _WHERE_USED and key not in new):
+            continue  # (a job that does not use the table: the flag policy says whether the old one did)
         o, n = old.get(key), new.get(key)
         if key == "context_inputs" and isinstance(o, list) and isinstance(n, list):
             o, n = _canonical_inputs(o), _canonical_inputs(n)  # one set of tokens however spelled
         if key == "flag_policy" and isinstance(o, dict) and isinstance(n, dict):
             # a threshold added since is not in the old record: it ran with the default; the isochrone
-            # policy did not exist then, so those catalogues wrote the model's mass and age everywhere
-            defaults = {**_default_flag_policy(), "mass_age_from_isochrones": MASS_AGE_FROM_ISOCHRONES_BEFORE}
+            # policy and the star-by-star extinction did not exist then (`POLICY_BEFORE`)
+            defaults = {**_default_flag_policy(), **POLICY_BEFORE}
             o = {**{k: defaults[k] for k in n if k not in o and k in defaults}, **o}
             n = {k: n.get(k) for k in o}
             if not any(MASS_AGE_LABELS & set(r.get("labels") or ()) for r in (old, new)):
-                o.pop("mass_age_from_isochrones", None)  # a catalogue without mass or age: no such rows
-                n.pop("mass_age_from_isochrones", None)
+                for k in POLICY_BEFORE:  # a catalogue without mass or age: they act on no row
+                    o.pop(k, None)
+                    n.pop(k, None)
             if o != n:
                 changed = sorted(k for k in o if o[k] != n[k])
                 o, n = {k: o[k] for k in changed}, {k: n[k] for k in changed}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import json
 import os
 import time
 from typing import Any
@@ -143,3 +144,47 @@ def describe_change(old: dict[str, Any], new: dict[str, Any]) -> str:
     if not changed:
         changed = [f"{short(old.get(MODEL_FILES_KEY))} → {short(new.get(MODEL_FILES_KEY))}"]
     return f"model file(s) {', '.join(changed)}"
+
+
+def _model_vocabulary_json(model: str) -> str:
+    from xpengine.model.metadata import VOCABULARY_FILE, resolve_model_path
+
+    with open(os.path.join(resolve_model_path(model), VOCABULARY_FILE)) as f:
+        return f.read()
+
+
+def _model_provenance(model: str, sim_to_real: bool = True) -> dict[str, Any]:
+    """The model's name, directory and weights sha256, the sha256 of every file the Predictor reads
+    from its directory and their digest (`xpengine.pipeline.model_files`), and what its σ are: the
+    sha256 of its `calibration.json` (None without one) and whether the catalogue's mass and age σ carry its
+    sim-to-real term (the job's `sim_to_real_sigma` and a calibration that has one); and `m_h_scale`, what its
+    m_h measures (`xpengine.model.metadata.metallicity_scale`)."""
+    from xpengine.model.calibration import CALIBRATION_FILE
+    from xpengine.model.metadata import WEIGHTS_FILE, metallicity_scale, resolve_model_path
+
+    d = resolve_model_path(model)
+    files = model_files(d)
+    cal = os.path.join(d, CALIBRATION_FILE)
+    with_term = False
+    if files[CALIBRATION_FILE] and sim_to_real:
+        with open(cal) as f:
+            with_term = bool((json.load(f).get("sim_to_real") or {}).get("tokens"))
+    return {
+        "model": model,
+        "model_dir": os.path.basename(os.path.normpath(d)),
+        "model_sha256": files[WEIGHTS_FILE],
+        MODEL_FILES_KEY: model_files_digest(files),
+        MODEL_FILES_DETAIL: files,
+        "calibration_sha256": files[CALIBRATION_FILE],
+        "sim_to_real_applied": with_term,
+        # what the m_h column measures (METALLICITY_SCALES): "fe_h" for the bundled real-trained models
+        "m_h_scale": metallicity_scale(d),
+    }
+
+
+def sigma_identity(provenance: dict[str, Any]) -> dict[str, Any]:
+    """What the catalogue's σ are, from `_model_provenance`: the calibration file and the sim-to-real term."""
+    return {
+        "calibration_sha256": provenance.get("calibration_sha256"),
+        "sim_to_real_applied": bool(provenance.get("sim_to_real_applied")),
+    }

@@ -84,8 +84,7 @@ def code_digest() -> str:
 def pool_key(cfg, pool, provenance: dict[str, Any]) -> str:
     """12 hex digits naming the pool that serves this configuration (see the module's docstring)."""
     from xpengine.model.metadata import resolve_model_path
-    from xpengine.pipeline.identity import sigma_identity
-    from xpengine.pipeline.model_files import MODEL_FILES_KEY
+    from xpengine.pipeline.model_files import MODEL_FILES_KEY, sigma_identity
 
     record = {
         "model_sha256": provenance["model_sha256"],

@@ -78,6 +78,14 @@ def density(pop: np.ndarray, d_kpc: np.ndarray, l_deg: np.ndarray, b_deg: np.nda
     return out if d.ndim == 2 else out[:, 0]
 
 
+def total_density(d_kpc: np.ndarray, l_deg: np.ndarray, b_deg: np.ndarray) -> np.ndarray:
+    """Number density of stars of every population together (local thin-disk units) at heliocentric
+    distances d (N, K) [kpc] towards (l, b) (N,) [deg]: the sum of `density` over :data:`POPULATIONS`."""
+    d = np.asarray(d_kpc, dtype=np.float64)
+    x, y, z = _galactocentric(d, np.asarray(l_deg)[:, None], np.asarray(b_deg)[:, None])
+    return sum(_density_rows(name, x, y, z) for name in POPULATIONS)
+
+
 class VisibleVolume(NamedTuple):
     """Result of :func:`visible_volume`, per star (N,) unless stated."""
 

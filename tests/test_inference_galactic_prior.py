@@ -1,0 +1,101 @@
+"""The isochrone fit's distance prior (`xpengine.inference.galactic_prior`): ρ(d) d³ along a star's line of
+sight at its apparent magnitude, and its use in `fit_isochrones` (per star, chunk-independent, the same on
+the coarse grid and in torch)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from test_inference_isochrone_fit import _assorted_stars
+
+from xpengine.inference import isochrone_fit as fitmod
+from xpengine.inference.galactic_prior import M_NODES, log_weight_table, node_index
+
+
+@pytest.fixture(scope="module")
+def grid():
+    return fitmod.load_fit_grid()
+
+
+def _sky(seed: int, n: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    g0 = rng.uniform(9.0, 17.5, n)
+    l_deg, b_deg = rng.uniform(0, 360, n), np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
+    return log_weight_table(g0, l_deg, b_deg)
+
+
+def test_the_weight_is_the_volume_nearby_and_the_density_far_away():
+    # a bright star towards the Galactic pole: within a few pc of the Sun the density is flat, so one
+    # magnitude more luminous is 10^0.6 more volume (ln: 3 ln10 / 5 = 1.38); a kpc and more above the disk
+    # the density falls, and the weight rises far more slowly
+    tab = log_weight_table(
+        np.array([4.0, 4.0, np.nan]), np.array([0.0, 0.0, 0.0]), np.array([90.0, 0.0, 0.0])
+    )
+    assert tab.shape == (3, M_NODES.size) and np.isfinite(tab).all() and (tab[2] == 0).all()
+    faint = M_NODES > 14.0  # d < 4 pc
+    slope = np.diff(tab[0][faint]) / np.diff(M_NODES[faint])
+    np.testing.assert_allclose(slope, -3 * np.log(10) / 5, rtol=0.01)
+    bright = M_NODES < -5.0  # d > 1 kpc
+    assert np.all(np.diff(tab[0][bright]) / np.diff(M_NODES[bright]) > -0.6 * 3 * np.log(10) / 5)
+    # the plane (l = 0) holds more stars at a few kpc than the pole does
+    d2kpc = np.argmin(np.abs(M_NODES - (4.0 + 5 - 5 * np.log10(2000.0))))
+    assert tab[1, d2kpc] - tab[1, -1] > tab[0, d2kpc] - tab[0, -1]
+    # the nearest node, clamped at the ends
+    np.testing.assert_array_equal(
+        node_index(np.array([-9.0, M_NODES[40] + 0.009, 20.0])), [0, 40, M_NODES.size - 1]
+    )
+    # ρ is evaluated every 0.25 mag and interpolated: against ρ d³ evaluated at the fine nodes themselves
+    from xpengine.simulate.galaxy import total_density
+
+    d = 10.0 ** ((4.0 - M_NODES + 5.0) / 5.0) / 1000.0
+    exact = np.log(total_density(d[None, :], np.array([0.0]), np.array([0.0])))[0] + 3 * np.log(d)
+    np.testing.assert_allclose(tab[1] - tab[1][0], exact - exact[0], atol=0.01)
+
+
+def test_a_faint_star_without_a_parallax_comes_out_more_luminous_with_the_prior(grid):
+    # a G-type star with a spectroscopic logg of ±0.3 at G₀ 14 near the plane (a kpc or two away, where
+    # the disk's density changes slowly): the prior weighs the more luminous (more distant, more massive)
+    # part of its ball up, as a magnitude-limited sample does
+    star = [np.array([v]) for v in (6000.0, 100.0, 4.0, 0.3, -0.2, 0.1)]
+    prior = log_weight_table(np.array([14.0]), np.array([120.0]), np.array([5.0]))
+    without = fitmod.fit_isochrones(grid, *star)
+    with_prior = fitmod.fit_isochrones(grid, *star, distance_prior=prior)
+    assert with_prior["mass"][0] > without["mass"][0] + 0.03
+    # a row of 0 is no prior at all
+    none = fitmod.fit_isochrones(grid, *star, distance_prior=np.zeros_like(prior))
+    for k in ("mass", "mass_error", "age", "age_error"):
+        assert none[k][0] == without[k][0]
+
+
+def test_with_the_prior_a_stars_answer_does_not_depend_on_its_chunk_mates(grid):
+    n = 200
+    cols, prior = _assorted_stars(11, n, m_g=True), _sky(11, n)
+    cols[6][::2] = np.nan  # half without M_G
+    batch = fitmod.fit_isochrones(grid, *cols, distance_prior=prior)
+    assert np.isfinite(batch["mass"]).mean() > 0.8
+    for i in range(0, n, 23):
+        one = fitmod.fit_isochrones(grid, *(c[i : i + 1] for c in cols), distance_prior=prior[i : i + 1])
+        np.testing.assert_allclose(
+            [one["mass"][0], one["age"][0]], [batch["mass"][i], batch["age"][i]], rtol=1e-4, equal_nan=True
+        )
+
+
+def test_with_the_prior_the_coarse_grid_and_torch_give_the_same_answers(grid):
+    rng = np.random.default_rng(4)
+    n = 300
+    teff, logg = rng.uniform(4000, 7500, n), rng.uniform(3.8, 4.7, n)
+    cols = [teff, rng.uniform(150, 400, n), logg, rng.uniform(0.15, 0.5, n), rng.uniform(-1.5, 0.4, n)]
+    cols += [rng.uniform(0.05, 0.3, n)]
+    prior = _sky(4, n)
+    both = fitmod.fit_isochrones(grid, *cols, distance_prior=prior)
+    fine = fitmod.fit_isochrones(dataclasses.replace(grid, coarse=None), *cols, distance_prior=prior)
+    in_torch = fitmod.fit_isochrones(grid, *cols, distance_prior=prior, device="cpu")
+    for k in ("mass", "ln_age"):
+        ok = np.isfinite(fine[k])
+        assert ok.mean() > 0.9
+        d = np.abs(both[k][ok] - fine[k][ok]) / fine[f"{k}_error"][ok]
+        assert np.percentile(d, 99) < 0.05 and d.max() < 0.1, (k, np.percentile(d, 99), d.max())
+        d = np.abs(in_torch[k][ok] - both[k][ok]) / both[f"{k}_error"][ok]
+        assert d.max() < 1e-3
