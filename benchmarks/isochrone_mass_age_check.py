@@ -13,6 +13,9 @@ side in one run, on a simulated sky scored against its truth and on real stars o
    true phase, with and without a parallax. Since the simulated dwarfs' XP differ from real ones (their
    Teff, logg and [M/H] from a model trained on real stars are biased), the isochrone fit is also run on the
    stars' true Teff, logg and [M/H] with the catalogue's σ: what the method gives when its inputs are right.
+   Each with and without the fit's distance prior (`xpengine.inference.galactic_prior`, the catalogue's
+   default since session 21), and the catalogue once more with the constant extinction coefficients
+   (`extinction: constant`, before session 21). `--ebv-table` gives the read stage the sky's E(B−V) table.
 2. Real stars: the Sun's and 18 Sco's literature Teff, logg, [Fe/H] and M_G, and 18 Sco's own DR3 XP through
    `Predictor.from_xp` with and without its parallax, both policies.
 3. Speed: isochrone fits per second on this machine, beside the model's stars per second for the same stars.
@@ -32,6 +35,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+CONSTANT_A_G = "isochrones, constant A_G"
+NO_PRIOR = "isochrones, no distance prior"  # the catalogue's inputs, the fit without `galactic_prior`
+TRUE_LABELS = "isochrones, true Teff/logg/[M/H]"
 
 
 def robust(x: np.ndarray) -> float:
@@ -56,13 +64,20 @@ def scores(pred, err, truth, log: bool) -> dict:
     }
 
 
-def sky_catalogues(sky: Path, parts: list[int], policies: dict) -> tuple[dict, dict, float]:
-    """The chosen partitions through the job's read stage, then one predictor per policy."""
+def sky_catalogues(
+    sky: Path, parts: list[int], policies: dict, ebv: bool = False
+) -> tuple[dict, dict, float]:
+    """The chosen partitions through the job's read stage (with the sky's E(B−V) table as the input's
+    E(B−V) where `ebv`, as a user with a dust map would run it), then one predictor per policy."""
     from xpengine.model.metadata import VOCABULARY_FILE, resolve_model_path
     from xpengine.pipeline.config import InferenceConfig, resolve_inputs, resolve_labels
     from xpengine.pipeline.stages import CatalogPredictor, PartitionTask, featurize_partition
 
-    cfg = InferenceConfig(tmass=str(sky / "tmass.parquet"), sim_to_real_sigma=False)
+    cfg = InferenceConfig(
+        tmass=str(sky / "tmass.parquet"),
+        ebv=str(sky / "ebv.parquet") if ebv else None,
+        sim_to_real_sigma=False,
+    )
     labels, inputs = resolve_labels(cfg), resolve_inputs(cfg)
     vocab = (Path(resolve_model_path(cfg.model)) / VOCABULARY_FILE).read_text()
     names = sorted(
@@ -80,7 +95,9 @@ def sky_catalogues(sky: Path, parts: list[int], policies: dict) -> tuple[dict, d
             hpx8_range=(lo, hi),
         )
         row = {k: np.array([v]) for k, v in {**task.to_row(), "index": i}.items()}
-        chunks += list(featurize_partition(row, vocabulary_json=vocab, chunk_rows=1 << 20, tmass=cfg.tmass))
+        chunks += list(
+            featurize_partition(row, vocabulary_json=vocab, chunk_rows=1 << 20, tmass=cfg.tmass, ebv=cfg.ebv)
+        )
     batch = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
     out, seconds = {}, {}
     for name, policy in policies.items():
@@ -93,23 +110,26 @@ def sky_catalogues(sky: Path, parts: list[int], policies: dict) -> tuple[dict, d
     return out, seconds, len(batch["source_id"])
 
 
-def sky_section(sky: Path, parts: list[int]) -> dict:
+def sky_section(sky: Path, parts: list[int], ebv: bool = False) -> dict:
     import pandas as pd
 
     from xpengine.catalog.flag_policy import DEFAULT_FLAG_POLICY
     from xpengine.features.flags import SourceFlag, has_flag
+    from xpengine.inference.galactic_prior import log_weight_table
     from xpengine.inference.isochrone_fit import fit_isochrones, load_fit_grid
 
     policies = {
         "model": dataclasses.replace(DEFAULT_FLAG_POLICY, mass_age_from_isochrones=False),
         "isochrones": DEFAULT_FLAG_POLICY,
+        # the extinction behind M_G and the dereddened colour before session 21: A_G = 2.740 E(B−V) for all
+        CONSTANT_A_G: dataclasses.replace(DEFAULT_FLAG_POLICY, extinction="constant"),
     }
-    cats, seconds, n = sky_catalogues(sky, parts, policies)
+    cats, seconds, n = sky_catalogues(sky, parts, policies, ebv)
     truth = pd.read_parquet(
-        sky / "truth.parquet", columns=["source_id", "mass", "age_gyr", "teff", "logg", "m_h"]
+        sky / "truth.parquet", columns=["source_id", "mass", "age_gyr", "teff", "logg", "m_h", "ebv"]
     )
     truth = truth.set_index("source_id")
-    res: dict = {"n_sources": n, "seconds": seconds, "groups": {}}
+    res: dict = {"n_sources": n, "seconds": seconds, "groups": {}, "input_ebv": ebv}
     new = cats["isochrones"]
     t = truth.reindex(new["source_id"])
     flags = new["flags"]
@@ -117,29 +137,50 @@ def sky_section(sky: Path, parts: list[int]) -> dict:
     iso = has_flag(flags, SourceFlag.MASS_AGE_FROM_ISOCHRONES)
     plx = has_flag(flags, SourceFlag.DISTANCE_FROM_PARALLAX)
     res["n_outside"], res["n_isochrones"] = int(outside.sum()), int(iso.sum())
+    before = has_flag(cats[CONSTANT_A_G]["flags"], SourceFlag.OUTSIDE_TRAINING_DOMAIN)
+    tl, tt = t["logg"].to_numpy(np.float64), t["teff"].to_numpy(np.float64)
+    kinds = {
+        "true domain giants": (tl < 3.5) & (tt > 3500) & (tt < 5500),
+        "subgiants (3.5 ≤ logg ≤ 4)": (tl >= 3.5) & (tl <= 4.0),
+        "dwarfs (logg > 4)": tl > 4.0,
+    }
+    res["outside_changed"] = {
+        "now_outside": int((outside & ~before).sum()),
+        "now_inside": int((~outside & before).sum()),
+        "by_kind": {
+            k: [int((outside & ~before & m).sum()), int((~outside & before & m).sum())]
+            for k, m in kinds.items()
+        },
+    }
     # the method on right inputs: the true Teff, logg, [M/H] with the catalogue's σ and its M_G
     grid = load_fit_grid()
     rows = np.flatnonzero(iso)
-    from xpengine.catalog.flag_policy import EXTINCTION_A_G
+    from xpengine.catalog.flag_policy import extinction_coefficients
 
+    # the catalogue's own coefficients (its policy's law at its predicted Teff, logg, [M/H])
+    k_g, _ = extinction_coefficients(DEFAULT_FLAG_POLICY, new["ebv"], new["teff"], new["logg"], new["m_h"])
     with np.errstate(invalid="ignore", divide="ignore"):
-        abs_g = new["phot_g_mean_mag"] - 5 * np.log10(new["distance_pc"] / 10) - EXTINCTION_A_G * new["ebv"]
+        abs_g = new["phot_g_mean_mag"] - 5 * np.log10(new["distance_pc"] / 10) - k_g * new["ebv"]
         abs_g_err = np.hypot(
-            5 / np.log(10) * new["distance_pc_error"] / new["distance_pc"], EXTINCTION_A_G * new["ebv_error"]
+            5 / np.log(10) * new["distance_pc_error"] / new["distance_pc"], k_g * new["ebv_error"]
         )
     abs_g = np.where(plx, abs_g, np.nan)
     tv = {k: t[k].to_numpy(np.float64) for k in ("teff", "logg", "m_h")}
-    true_in = fit_isochrones(
-        grid,
-        tv["teff"][rows],
-        new["teff_error"][rows],
-        tv["logg"][rows],
-        new["logg_error"][rows],
-        tv["m_h"][rows],
-        new["m_h_error"][rows],
-        abs_g[rows],
-        abs_g_err[rows],
-    )
+    # the distance prior as the catalogue builds it (`galactic_prior`), from its G, E(B−V) and (l, b), for
+    # the stars without a parallax M_G
+    g0 = np.where(np.isfinite(abs_g), np.nan, new["phot_g_mean_mag"] - k_g * new["ebv"])
+    prior = log_weight_table(g0[rows], np.asarray(new["l"])[rows], np.asarray(new["b"])[rows])
+    errs = [new[f"{k}_error"][rows] for k in ("teff", "logg", "m_h")]
+    refits = {}
+    for name, labels, with_prior in (
+        (NO_PRIOR, new, False),
+        (TRUE_LABELS, tv, True),
+        (TRUE_LABELS + ", " + NO_PRIOR.split(", ")[1], tv, False),
+    ):
+        ins = [a for k, e in zip(("teff", "logg", "m_h"), errs, strict=True) for a in (labels[k][rows], e)]
+        refits[name] = fit_isochrones(
+            grid, *ins, abs_g[rows], abs_g_err[rows], distance_prior=prior if with_prior else None
+        )
     tm, ta = t["mass"].to_numpy(np.float64), t["age_gyr"].to_numpy(np.float64)
     logg_true = tv["logg"]
     groups = {
@@ -152,6 +193,7 @@ def sky_section(sky: Path, parts: list[int]) -> dict:
         & (tv["teff"] > 3500)
         & (tv["teff"] < 5500),
         "hot (true Teff > 6500 K)": tv["teff"] > 6500,
+        "reddened (true E(B−V) > 0.3)": t["ebv"].to_numpy(np.float64) > 0.3,
     }
     for gname, sel in groups.items():
         sel = sel & iso
@@ -162,11 +204,13 @@ def sky_section(sky: Path, parts: list[int]) -> dict:
                 "ln_age": scores(cat["age"][sel], cat["age_error"][sel], ta[sel], True),
             }
         sub = sel[rows]
-        g["isochrones, true Teff/logg/[M/H]"] = {
-            "mass": scores(true_in["mass"][sub], true_in["mass_error"][sub], tm[rows][sub], False),
-            "ln_age": scores(true_in["age"][sub], true_in["age_error"][sub], ta[rows][sub], True),
-        }
+        for name, f in refits.items():
+            g[name] = {
+                "mass": scores(f["mass"][sub], f["mass_error"][sub], tm[rows][sub], False),
+                "ln_age": scores(f["age"][sub], f["age_error"][sub], ta[rows][sub], True),
+            }
         res["groups"][gname] = g
+    res["domain_rule"] = domain_rule(new, t, plx, ebv)
     # label biases of the model on the simulated stars outside the domain (the emulator's dwarfs)
     res["label_bias"] = {
         k: {
@@ -187,10 +231,46 @@ def sky_section(sky: Path, parts: list[int]) -> dict:
         new["m_h_error"][rows],
         abs_g[rows],
         abs_g_err[rows],
+        distance_prior=prior,
     )
     res["fits_per_s"] = rows.size / (time.perf_counter() - t0)
     res["model_stars_per_s"] = n / seconds["model"]
     return res
+
+
+def domain_rule(cat: dict, t, plx: np.ndarray, input_ebv: bool) -> dict:
+    """The domain rule on the true giants of the paper's domain: how many are flagged outside. In a run
+    without an input E(B−V) (the rule then leaves the parallax M_G undereddened), also how many of them by
+    that M_G, and what dereddening it by the model's own E(B−V) less its σ would do (the rule's measured
+    branch recomputed: M_G ≤ giant_abs_g_max and a predicted Teff in range is inside), by true class."""
+    from xpengine.catalog.flag_policy import DEFAULT_FLAG_POLICY as P
+    from xpengine.catalog.flag_policy import extinction_coefficients
+    from xpengine.features.flags import SourceFlag, has_flag
+
+    tl, tt = t["logg"].to_numpy(np.float64), t["teff"].to_numpy(np.float64)
+    predicted = ~has_flag(cat["flags"], SourceFlag.NO_PREDICTION)
+    giants = predicted & (tl < 3.5) & (tt > 3500) & (tt < 5500)
+    outside = has_flag(cat["flags"], SourceFlag.OUTSIDE_TRAINING_DOMAIN)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m_g = cat["phot_g_mean_mag"] - 5 * np.log10(cat["distance_pc"] / 10)
+        ebv = np.clip(cat["ebv"] - cat["ebv_error"], 0, None)
+        k_g, _ = extinction_coefficients(P, ebv, cat["teff"], cat["logg"], cat["m_h"])
+        teff_in = (cat["teff"] >= P.giant_teff_range[0]) & (cat["teff"] <= P.giant_teff_range[1])
+        now = plx & (m_g > P.giant_abs_g_max)
+        alt = plx & (m_g - k_g * ebv > P.giant_abs_g_max)
+    moved_in = predicted & now & ~alt & teff_in
+    counts = {"true_giants": int(giants.sum()), "flagged_outside": int((giants & outside).sum())}
+    if input_ebv:
+        return counts
+    return {
+        **counts,
+        "outside_by_parallax_m_g": int((giants & outside & now).sum()),
+        "alternative_moves_in": {
+            "true giants": int((moved_in & giants).sum()),
+            "subgiants (3.5 ≤ logg ≤ 4)": int((moved_in & (tl >= 3.5) & (tl <= 4)).sum()),
+            "dwarfs (logg > 4)": int((moved_in & (tl > 4)).sum()),
+        },
+    }
 
 
 def real_section() -> dict:
@@ -261,7 +341,7 @@ def cluster_section(fits_path: str, dataset: str) -> dict:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import real_star_checks as rsc
 
-    from xpengine.catalog.flag_policy import EXTINCTION_A_G
+    from xpengine.catalog.flag_policy import DEFAULT_FLAG_POLICY, extinction_coefficients
     from xpengine.datasets.schema import read_training_set
     from xpengine.inference.isochrone_fit import fit_isochrones, load_fit_grid
     from xpengine.inference.predictor import Predictor
@@ -289,13 +369,15 @@ def cluster_section(fits_path: str, dataset: str) -> dict:
             continue
         pred = rsc.standard_predictions(p, arrays, rows, g_mag=g_mag[rows])
         g = g_mag[rows]
-        abs_g = g - 5 * np.log10(c.distance_kpc * 100.0) - EXTINCTION_A_G * c.ebv
-        abs_g_err = np.hypot(5 / np.log(10) * 0.05, EXTINCTION_A_G * 0.1 * c.ebv)
+        ebv = np.full(g.shape, c.ebv)
+        k_g, _ = extinction_coefficients(DEFAULT_FLAG_POLICY, ebv, pred["teff"], pred["logg"], pred["m_h"])
+        abs_g = g - 5 * np.log10(c.distance_kpc * 100.0) - k_g * ebv
+        abs_g_err = np.hypot(5 / np.log(10) * 0.05, k_g * 0.1 * ebv)
         f = fit_isochrones(
             grid,
             *(pred[k] for k in ("teff", "teff_error", "logg", "logg_error", "m_h", "m_h_error")),
             abs_g,
-            np.full(abs_g.shape, abs_g_err),
+            abs_g_err,
         )
         for j, i in enumerate(np.flatnonzero(rows)):
             stars.append(
@@ -369,11 +451,46 @@ def markdown(res: dict) -> str:
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for gname, g in s["groups"].items():
-            for pname in ("model", "isochrones", "isochrones, true Teff/logg/[M/H]"):
+            for pname in (
+                "model",
+                CONSTANT_A_G,
+                NO_PRIOR,
+                "isochrones",
+                TRUE_LABELS + ", " + NO_PRIOR.split(", ")[1],
+                TRUE_LABELS,
+            ):
+                if pname not in g:  # a result file from before the constant-A_G row
+                    continue
                 m, a = g[pname]["mass"], g[pname]["ln_age"]
                 lines.append(
                     f"| {gname} | {g['n']} | {pname} | {m['bias']:+.3f} | {m['sigma']:.3f} | {m['z_spread']:.2f} | {a['bias']:+.3f} | {a['sigma']:.3f} | {a['z_spread']:.2f} |"
                 )
+        if "outside_changed" in s:
+            c = s["outside_changed"]
+            lines += [
+                "",
+                f"The star-by-star extinction (`{CONSTANT_A_G}`: the same catalogue with A_G = 2.740 E(B−V) and E(BP−RP) = 1.339 E(B−V) for every star, as before session 21) moved {c['now_outside']} stars outside the domain and {c['now_inside']} inside"
+                + (
+                    " (out / in by true kind: "
+                    + ", ".join(f"{k} {v[0]} / {v[1]}" for k, v in c["by_kind"].items())
+                    + ")."
+                    if "by_kind" in c
+                    else "."
+                ),
+            ]
+        if "domain_rule" in s:
+            d = s["domain_rule"]
+            text = f"{d['flagged_outside']} of {d['true_giants']} true domain giants are flagged outside"
+            if "alternative_moves_in" in d:
+                moved = ", ".join(f"{v} {k}" for k, v in d["alternative_moves_in"].items())
+                text = (
+                    f"Domain rule (this run has no input E(B−V), so the parallax M_G is not dereddened): {text}, "
+                    f"{d['outside_by_parallax_m_g']} of them by a parallax M_G above the limit. Dereddening that M_G "
+                    f"by the model's E(B−V) less its σ would move inside: {moved}."
+                )
+            else:
+                text = f"Domain rule (the sky's E(B−V) table as the input E(B−V), dereddening the parallax M_G): {text}."
+            lines += ["", text]
         lb = s["label_bias"]
         lines += [
             "",
@@ -393,6 +510,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sky", help="a simulated sky folder (xpengine simulate) with truth.parquet")
     ap.add_argument("--partitions", type=int, nargs="+", default=[0, 3, 6, 9])
     ap.add_argument(
+        "--ebv-table",
+        action="store_true",
+        help="give the job the sky's ebv.parquet as the input E(B−V) (a dust map), as --ebv does",
+    )
+    ap.add_argument(
         "--apogee-xp", help="the APOGEE×XP FITS file (../shared/data/apogee_xp/apogee_xp_dev.fits.gz)"
     )
     ap.add_argument("--dataset", help="its training-schema Parquet (xpengine build-dataset apogee-xp)")
@@ -410,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
         res["clusters"] = cluster_section(args.apogee_xp, args.dataset)
     if args.sky:
         res["sky_path"], res["partitions"] = args.sky, args.partitions
-        res["sky"] = sky_section(Path(args.sky), args.partitions)
+        res["sky"] = sky_section(Path(args.sky), args.partitions, args.ebv_table)
     text = markdown(res)
     print(text)
     if args.json:
