@@ -40,6 +40,32 @@ ROOT = Path(__file__).resolve().parents[1]
 CONSTANT_A_G = "isochrones, constant A_G"
 NO_PRIOR = "isochrones, no distance prior"  # the catalogue's inputs, the fit without `galactic_prior`
 TRUE_LABELS = "isochrones, true Teff/logg/[M/H]"
+OTHER_GALAXY = "isochrones, another Galaxy in the distance prior"
+#: the simulated sky's Galaxy (`xpengine.simulate.galaxy`) is also the distance prior's; this one differs
+#: from it (thin disk h_z 0.30 → 0.38 kpc, h_R 2.6 → 3.0; thick disk half as many, h_z 0.9 → 1.2, h_R 2.0
+#: → 3.0), to show what a prior that is not the truth's own model gives
+OTHER_GALAXY_MODEL = {
+    "THIN_H_Z": 0.38,
+    "THIN_H_R": 3.0,
+    "THICK_NORM": 0.06,
+    "THICK_H_Z": 1.2,
+    "THICK_H_R": 3.0,
+}
+
+
+def other_galaxy_prior(g0: np.ndarray, l_deg: np.ndarray, b_deg: np.ndarray) -> np.ndarray:
+    """`galactic_prior.log_weight_table` with `OTHER_GALAXY_MODEL`'s disks in place of the project's."""
+    from xpengine.inference.galactic_prior import log_weight_table
+    from xpengine.simulate import galaxy
+
+    saved = {k: getattr(galaxy, k) for k in OTHER_GALAXY_MODEL}
+    try:
+        for k, v in OTHER_GALAXY_MODEL.items():
+            setattr(galaxy, k, v)
+        return log_weight_table(g0, l_deg, b_deg)
+    finally:
+        for k, v in saved.items():
+            setattr(galaxy, k, v)
 
 
 def robust(x: np.ndarray) -> float:
@@ -157,30 +183,37 @@ def sky_section(sky: Path, parts: list[int], ebv: bool = False) -> dict:
     rows = np.flatnonzero(iso)
     from xpengine.catalog.flag_policy import extinction_coefficients
 
-    # the catalogue's own coefficients (its policy's law at its predicted Teff, logg, [M/H])
-    k_g, _ = extinction_coefficients(DEFAULT_FLAG_POLICY, new["ebv"], new["teff"], new["logg"], new["m_h"])
+    # the catalogue's E(B−V) rule (the input's where the job had the sky's table, else the model's) and
+    # its own coefficients (its policy's law at its predicted Teff, logg, [M/H])
+    e, e_err = np.asarray(new["ebv"], np.float64), np.asarray(new["ebv_error"], np.float64)
+    if ebv:
+        table = pd.read_parquet(sky / "ebv.parquet").set_index("source_id").reindex(new["source_id"])
+        given = np.isfinite(table["ebv"].to_numpy())
+        e = np.where(given, table["ebv"].to_numpy(), e)
+        e_err = np.where(given, np.nan_to_num(table["ebv_error"].to_numpy()), e_err)
+    k_g, _ = extinction_coefficients(DEFAULT_FLAG_POLICY, e, new["teff"], new["logg"], new["m_h"])
     with np.errstate(invalid="ignore", divide="ignore"):
-        abs_g = new["phot_g_mean_mag"] - 5 * np.log10(new["distance_pc"] / 10) - k_g * new["ebv"]
-        abs_g_err = np.hypot(
-            5 / np.log(10) * new["distance_pc_error"] / new["distance_pc"], k_g * new["ebv_error"]
-        )
+        abs_g = new["phot_g_mean_mag"] - 5 * np.log10(new["distance_pc"] / 10) - k_g * e
+        abs_g_err = np.hypot(5 / np.log(10) * new["distance_pc_error"] / new["distance_pc"], k_g * e_err)
     abs_g = np.where(plx, abs_g, np.nan)
     tv = {k: t[k].to_numpy(np.float64) for k in ("teff", "logg", "m_h")}
     # the distance prior as the catalogue builds it (`galactic_prior`), from its G, E(B−V) and (l, b), for
     # the stars without a parallax M_G
-    g0 = np.where(np.isfinite(abs_g), np.nan, new["phot_g_mean_mag"] - k_g * new["ebv"])
-    prior = log_weight_table(g0[rows], np.asarray(new["l"])[rows], np.asarray(new["b"])[rows])
+    g0 = np.where(np.isfinite(abs_g), np.nan, new["phot_g_mean_mag"] - k_g * e)
+    sky_rows = (g0[rows], np.asarray(new["l"])[rows], np.asarray(new["b"])[rows])
+    prior = log_weight_table(*sky_rows)
+    other = other_galaxy_prior(*sky_rows)
     errs = [new[f"{k}_error"][rows] for k in ("teff", "logg", "m_h")]
     refits = {}
-    for name, labels, with_prior in (
-        (NO_PRIOR, new, False),
-        (TRUE_LABELS, tv, True),
-        (TRUE_LABELS + ", " + NO_PRIOR.split(", ")[1], tv, False),
+    for name, labels, table_ in (
+        (NO_PRIOR, new, None),
+        (OTHER_GALAXY, new, other),
+        (TRUE_LABELS, tv, prior),
+        (TRUE_LABELS + ", " + NO_PRIOR.split(", ")[1], tv, None),
+        (TRUE_LABELS + ", " + OTHER_GALAXY.split(", ")[1], tv, other),
     ):
-        ins = [a for k, e in zip(("teff", "logg", "m_h"), errs, strict=True) for a in (labels[k][rows], e)]
-        refits[name] = fit_isochrones(
-            grid, *ins, abs_g[rows], abs_g_err[rows], distance_prior=prior if with_prior else None
-        )
+        ins = [a for k, se in zip(("teff", "logg", "m_h"), errs, strict=True) for a in (labels[k][rows], se)]
+        refits[name] = fit_isochrones(grid, *ins, abs_g[rows], abs_g_err[rows], distance_prior=table_)
     tm, ta = t["mass"].to_numpy(np.float64), t["age_gyr"].to_numpy(np.float64)
     logg_true = tv["logg"]
     groups = {
@@ -456,8 +489,10 @@ def markdown(res: dict) -> str:
                 CONSTANT_A_G,
                 NO_PRIOR,
                 "isochrones",
+                OTHER_GALAXY,
                 TRUE_LABELS + ", " + NO_PRIOR.split(", ")[1],
                 TRUE_LABELS,
+                TRUE_LABELS + ", " + OTHER_GALAXY.split(", ")[1],
             ):
                 if pname not in g:  # a result file from before the constant-A_G row
                     continue

@@ -206,3 +206,20 @@ def test_pseudo_luminosity_zero_point_outside_validity_and_fallback() -> None:
     np.testing.assert_allclose(lum.fakemag[0], (3.0 + 0.017) * 10 ** (0.2 * 5.5), rtol=1e-14)
     raw = pseudo_luminosity(g, np.array([3.0, 2.0]), np.array([0.02, 0.02]), apply_zero_point=False, **kw)
     np.testing.assert_allclose(raw.fakemag, [3.0 * 10**1.1, 2.0 * 10**2.4], rtol=1e-14)
+
+
+def test_galactic_coordinates_from_icrs_match_astropy():
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+
+    from xpengine.features.astrometry import galactic_from_icrs
+
+    rng = np.random.default_rng(0)
+    ra, dec = rng.uniform(0, 360, 500), np.degrees(np.arcsin(rng.uniform(-1, 1, 500)))
+    l_deg, b_deg = galactic_from_icrs(np.append(ra, np.nan), np.append(dec, 0.0))
+    ref = SkyCoord(ra * u.deg, dec * u.deg, frame="icrs").galactic
+    dl = (l_deg[:-1] - ref.l.deg + 180.0) % 360.0 - 180.0
+    assert np.max(np.abs(dl) * np.cos(np.radians(b_deg[:-1]))) * 3600 < 0.1  # arcsec
+    assert np.max(np.abs(b_deg[:-1] - ref.b.deg)) * 3600 < 0.1
+    assert np.isnan(l_deg[-1]) and np.isnan(b_deg[-1])
+    assert ((l_deg[:-1] >= 0) & (l_deg[:-1] < 360)).all()

@@ -5,6 +5,7 @@ the coarse grid and in torch)."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ from test_inference_isochrone_fit import _assorted_stars
 
 from xpengine.inference import isochrone_fit as fitmod
 from xpengine.inference.galactic_prior import M_NODES, log_weight_table, node_index
+
+DATA = Path(__file__).parent / "data" / "gaia_xp"
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +102,26 @@ def test_with_the_prior_the_coarse_grid_and_torch_give_the_same_answers(grid):
         assert np.percentile(d, 99) < 0.05 and d.max() < 0.1, (k, np.percentile(d, 99), d.max())
         d = np.abs(in_torch[k][ok] - both[k][ok]) / both[f"{k}_error"][ok]
         assert d.max() < 1e-3
+
+
+def test_from_xp_takes_the_line_of_sight_from_ra_dec_where_l_b_are_missing():
+    """18 Sco (G 5.35 by hand, no parallax): its XP alone has no line of sight, so no distance prior; given
+    ra, dec the catalogue derives l, b and the prior applies, as it does with l, b given."""
+    import pandas as pd
+
+    from xpengine import io
+    from xpengine.features.astrometry import galactic_from_icrs
+    from xpengine.inference.predictor import Predictor
+
+    p = Predictor.load("gaia-xp", device="cpu")
+    xp = io.read_xp_continuous(str(DATA / "18Sco-XP-spectra.csv"))
+    t = pd.DataFrame(xp.to_pandas() if hasattr(xp, "to_pandas") else xp)
+    labels = ["teff", "logg", "m_h", "mass", "age"]
+    alone = p.from_xp(t, labels=labels).iloc[0]
+    with_radec = p.from_xp(t.assign(ra=243.9053, dec=-8.3694), labels=labels).iloc[0]
+    l_deg, b_deg = galactic_from_icrs(np.array([243.9053]), np.array([-8.3694]))
+    with_lb = p.from_xp(t.assign(ra=243.9053, dec=-8.3694, l=l_deg[0], b=b_deg[0]), labels=labels).iloc[0]
+    assert np.isnan(alone["l"]) and with_radec["l"] == pytest.approx(l_deg[0])
+    assert with_radec["b"] == pytest.approx(b_deg[0])
+    assert with_radec["mass"] == pytest.approx(with_lb["mass"], rel=1e-6)
+    assert with_radec["mass"] != alone["mass"]  # the prior applies once the line of sight is known

@@ -78,7 +78,8 @@ def coefficients(
 ) -> tuple[np.ndarray, np.ndarray]:
     """A_G / E(B−V) and E(BP−RP) / E(B−V) (N,) of stars of Teff [K], logg, [M/H] behind E(B−V) [mag]
     (module docstring). law "constant" (or Teff None), and any star whose Teff is not finite: the
-    constants. A non-finite or negative E(B−V) is taken as 0 for the coefficient (it multiplies E(B−V))."""
+    constants. A NaN or negative E(B−V) is taken as 0 for the coefficient (it multiplies E(B−V)), a larger
+    one than the fit's A_V range as its end."""
     e = np.asarray(ebv, dtype=np.float64)
     n = e.shape[0]
     k_g, k_c = np.full(n, CONSTANT_A_G), np.full(n, CONSTANT_E_BP_RP)

@@ -30,7 +30,7 @@ from xpengine.catalog.schema import (
     model_default_labels,
     tokens_to_labels,
 )
-from xpengine.features.astrometry import parallax_distance
+from xpengine.features.astrometry import galactic_from_icrs, parallax_distance
 from xpengine.features.flags import SourceFlag, read_without_relevancy
 from xpengine.model.calibration import all_xp_orders
 from xpengine.model.luminosity_domain import outside_domain
@@ -105,12 +105,17 @@ def catalogue_batch(
 
     tok = build_tokens(joined, vocab, representation=representation, **token_options)
     plx, plx_err, ruwe = _corrected_parallax(joined, token_options.get("zero_point_fallback"), tok.g_mag)
+    sky = {c: _column_or_nan(joined, c, np.float64) for c in PASSTHROUGH_FLOAT64}
+    missing = ~(np.isfinite(sky["l"]) & np.isfinite(sky["b"]))
+    if missing.any():  # a gaia_source extract without l, b (they are optional): from ra, dec
+        l_deg, b_deg = galactic_from_icrs(sky["ra"][missing], sky["dec"][missing])
+        sky["l"][missing], sky["b"][missing] = l_deg, b_deg
     return {
         "source_id": tok.source_id.astype(np.int64),
         "values": tok.values.astype(np.float32),
         "errors": tok.errors.astype(np.float32),
         "flags": tok.flags.astype(np.int64),
-        **{c: _column_or_nan(joined, c, np.float64) for c in PASSTHROUGH_FLOAT64},
+        **sky,
         "phot_g_mean_mag": _column_or_nan(joined, "phot_g_mean_mag", np.float32),
         "g_used": tok.g_mag.astype(np.float64),
         "parallax_corrected": plx,

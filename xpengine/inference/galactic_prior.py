@@ -15,12 +15,12 @@ The density is the project's Galaxy model (`xpengine.simulate.galaxy.density`: t
 and bar, with Jurić et al. 2008's disk and halo shapes), summed over its populations. The fit's other priors
 stay as they are (Kroupa IMF, uniform age, flat [Fe/H]): there is no population-dependent age or
 metallicity prior. The simulated sky was drawn from this same model, so its gain there is at the top of
-what real stars will see; a model with 25–30 % other scale heights and lengths and half the thick disk
-gave the same gain on the same stars (a check made while building it, session 21).
+what real stars will see; the benchmark also fits with another Galaxy in the prior (other disk scales, half
+the thick disk: `benchmarks/isochrone_mass_age_check.py`, OTHER_GALAXY_MODEL).
 
 `log_weight_table` gives each star's log weight on `M_NODES` (0.02 mag apart: the fit takes the nearest
 node, `node_index`, at most 0.014 off in the log weight); ρ is evaluated every `DENSITY_STEP` mag and
-interpolated in between (it changes slowly with distance), the d³ term exactly.
+interpolated in between, the d³ term exactly.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ __all__ = ["M_NODES", "log_weight_table", "node_index"]
 
 M_NODES = np.arange(-7.0, 16.0 + 1e-9, 0.02)
 """Absolute G [mag] of the table's nodes, beyond the isochrone grid's −5.9 to 14.6."""
-DENSITY_STEP = 0.25  # [mag] between the nodes where the density itself is evaluated
+DENSITY_STEP = 0.1  # [mag] between the nodes where the density itself is evaluated
+_BLOCK = 2048  # stars per block of the table's arithmetic (its float64 temporaries)
 _VOLUME = 3.0 * np.log(10.0) / 5.0  # d ln(d³) / d(−M_G)
 
 
@@ -44,17 +45,19 @@ def log_weight_table(g0: np.ndarray, l_deg: np.ndarray, b_deg: np.ndarray) -> np
     g0, l_deg, b_deg = (np.asarray(a, dtype=np.float64) for a in (g0, l_deg, b_deg))
     ok = np.isfinite(g0) & np.isfinite(l_deg) & np.isfinite(b_deg)
     out = np.zeros((g0.size, M_NODES.size), dtype=np.float32)
-    if not ok.any():
-        return out
     coarse = np.arange(M_NODES[0], M_NODES[-1] + DENSITY_STEP, DENSITY_STEP)
-    d_kpc = 10.0 ** ((g0[ok, None] - coarse[None, :] + 5.0) / 5.0) / 1000.0
-    with np.errstate(divide="ignore"):
-        ln_rho = np.maximum(np.log(total_density(d_kpc, l_deg[ok], b_deg[ok])), -700.0)
     # ρ linearly in between (in ln); the volume term exactly, relative to the brightest node
     u = (M_NODES - coarse[0]) / DENSITY_STEP
     i = np.clip(np.floor(u).astype(np.int64), 0, coarse.size - 2)
-    f = u - i
-    out[ok] = ln_rho[:, i] * (1.0 - f) + ln_rho[:, i + 1] * f - _VOLUME * (M_NODES - M_NODES[0])
+    f = (u - i).astype(np.float32)
+    volume = (_VOLUME * (M_NODES - M_NODES[0])).astype(np.float32)
+    rows = np.flatnonzero(ok)
+    for b0 in range(0, rows.size, _BLOCK):
+        r = rows[b0 : b0 + _BLOCK]
+        d_kpc = 10.0 ** ((g0[r, None] - coarse[None, :] + 5.0) / 5.0) / 1000.0
+        with np.errstate(divide="ignore"):
+            ln_rho = np.maximum(np.log(total_density(d_kpc, l_deg[r], b_deg[r])), -700.0).astype(np.float32)
+        out[r] = ln_rho[:, i] * (1.0 - f) + ln_rho[:, i + 1] * f - volume
     return out
 
 

@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from xpengine.inference.galactic_prior import node_index
+from xpengine.inference.galactic_prior import M_NODES, node_index
 
 __all__ = [
     "GRID_RECIPE",
@@ -81,11 +81,14 @@ LOG_AGE_RANGE = (8.0, 10.15)
 FEH_MIN = -3.0
 _CHUNK = 64  # stars per likelihood block
 COARSE_SIGMA = {"teff": 150.0, "logg": 0.15}
-"""A star without M_G, with σ at least these in Teff [K] and (where it has one) logg, is fitted on the
-coarse grid (every fourth EEP, a quarter of the points): its σ are far wider than the coarse grid's steps.
-Its mass and ln age stay within 0.015σ of the fine grid's at the 99th percentile (0.024σ at most) on 5,084
-simulated stars outside the domain (`tests/test_inference_isochrone_fit.py` checks random stars); a star
-the coarse grid misses is fitted on the fine one."""
+COARSE_TEFF_MIN = 4500.0
+"""A star without M_G, at least `COARSE_TEFF_MIN` [K] hot, with σ at least `COARSE_SIGMA` in Teff [K] and
+(where it has one) logg, is fitted on the coarse grid (every fourth EEP, a quarter of the points): its σ are
+far wider than the coarse grid's steps. Its mass and ln age stay within 0.015σ of the fine grid's at the
+99th percentile (0.024σ at most) on 5,084 simulated stars outside the domain (`tests/test_inference_
+isochrone_fit.py` checks random stars). Cooler dwarfs keep the fine grid: along the lower main sequence
+every fourth EEP is too coarse (0.05σ at the 99th percentile at 3,800–4,500 K, 0.16σ at 3,300–3,800 K and
+0.37σ below, found by the session-21 review). A star the coarse grid misses is fitted on the fine one."""
 _MASS_REF, _LN_AGE_REF = 1.0, 1.5  # [M☉], [ln Gyr]: the moments are summed about these
 _SIGMA_WINDOW = 6.0  # grid points beyond a χ² of this squared (likelihood e^-18) are left out
 _LOG_W_MIN = -87.0  # ln of float32's smallest normal number: the floor of a point's log weight
@@ -324,10 +327,15 @@ def fit_isochrones(
     value = {"teff": teff, "m_h": mh, "logg": lg, "abs_g": ag}
     if distance_prior is not None:
         value["distance_prior"] = np.asarray(distance_prior, dtype=np.float32)
+        if value["distance_prior"].shape != (n, M_NODES.size):
+            raise ValueError(
+                f"distance_prior: expected shape ({n}, {M_NODES.size}) (stars × galactic_prior.M_NODES), "
+                f"got {value['distance_prior'].shape}"
+            )
     used = {k: np.isfinite(value[k]) & np.isfinite(sigma[k]) for k in sigma}
     out = {k: np.full(n, np.nan) for k in ("mass", "mass_error", "ln_age", "ln_age_error")}
     fitted = used["teff"] & used["m_h"]
-    wide = fitted & (sigma["teff"] >= COARSE_SIGMA["teff"]) & ~used["abs_g"]
+    wide = fitted & (sigma["teff"] >= COARSE_SIGMA["teff"]) & ~used["abs_g"] & (teff >= COARSE_TEFF_MIN)
     wide &= ~used["logg"] | (sigma["logg"] >= COARSE_SIGMA["logg"])
     if grid.coarse is None:
         wide[:] = False
@@ -391,7 +399,7 @@ def _posterior(
         prior = [grid.log_prior[rows][None, :]]
         table = value["distance_prior"][s] if "distance_prior" in value else None
         if table is not None and table.any():  # (S, rows): each star's own weight at the points' M_G
-            prior.append(table[:, grid.prior_nodes[rows]])
+            prior.append(np.take(table, grid.prior_nodes[rows], axis=1))  # C-ordered: fast to add
         if device is None:
             mom, chi_min = _chunk_moments(coef_m, basis_m, prior, moments[rows])
         else:
