@@ -11,7 +11,7 @@ logg and [M/H], the stars outside the domain without a parallax came out 0.07–
 the weight and 0.03 with it (`benchmarks/results/isochrone_mass_age*.md`). With a parallax M_G, whose
 likelihood is far narrower than the weight's changes, the catalogue goes without it.
 
-The density is the project's Galaxy model (`xpengine.simulate.galaxy.density`: thin and thick disk, halo
+The density is the project's Galaxy model (`xpengine.simulate.galaxy.total_density`: thin and thick disk, halo
 and bar, with Jurić et al. 2008's disk and halo shapes), summed over its populations. The fit's other priors
 stay as they are (Kroupa IMF, uniform age, flat [Fe/H]): there is no population-dependent age or
 metallicity prior. The simulated sky was drawn from this same model, so its gain there is at the top of
