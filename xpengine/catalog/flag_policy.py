@@ -33,14 +33,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from xpengine.catalog.extinction import CONSTANT_A_G, CONSTANT_E_BP_RP, EXTINCTION_LAWS, coefficients
+from xpengine.catalog.extinction import CONSTANT_A_G, EXTINCTION_LAWS, coefficients
 from xpengine.catalog.schema import MASS_AGE_LABELS
 from xpengine.features.flags import SourceFlag
 
 __all__ = [
     "DEFAULT_FLAG_POLICY",
-    "EXTINCTION_A_G",
-    "EXTINCTION_E_BP_RP",
     "POLICY_BEFORE",
     "FlagPolicy",
     "absolute_g",
@@ -51,11 +49,6 @@ __all__ = [
     "outside_by_measurement",
     "quality_flags",
 ]
-
-EXTINCTION_A_G = CONSTANT_A_G
-"""A_G / E(B−V) of a solar-type star (Casagrande & VandenBerg 2018): the law "constant"."""
-EXTINCTION_E_BP_RP = CONSTANT_E_BP_RP
-"""E(BP−RP) / E(B−V) of a solar-type star: the law "constant"."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +115,7 @@ def confident_dwarf(
     n: int,
     giant_abs_g_max: float,
     ebv: np.ndarray | None = None,
-    a_g_per_ebv: np.ndarray | float = EXTINCTION_A_G,
+    a_g_per_ebv: np.ndarray | float = CONSTANT_A_G,
 ) -> np.ndarray:
     """(N,) bool: the measured pseudo-luminosity says the star is fainter than M_G = giant_abs_g_max
     at 2σ (a dwarf), whatever the model predicts: a model trained on giants alone cannot tell a

@@ -326,13 +326,13 @@ def fit_isochrones(
     }
     value = {"teff": teff, "m_h": mh, "logg": lg, "abs_g": ag}
     if distance_prior is not None:
-        value["distance_prior"] = np.asarray(distance_prior, dtype=np.float32)
-        if value["distance_prior"].shape != (n, M_NODES.size):
+        distance_prior = np.asarray(distance_prior, dtype=np.float32)
+        if distance_prior.shape != (n, M_NODES.size):
             raise ValueError(
                 f"distance_prior: expected shape ({n}, {M_NODES.size}) (stars × galactic_prior.M_NODES), "
-                f"got {value['distance_prior'].shape}"
+                f"got {distance_prior.shape}"
             )
-    used = {k: np.isfinite(value[k]) & np.isfinite(sigma[k]) for k in sigma}
+    used = {k: np.isfinite(value[k]) & np.isfinite(sigma[k]) for k in value}
     out = {k: np.full(n, np.nan) for k in ("mass", "mass_error", "ln_age", "ln_age_error")}
     fitted = used["teff"] & used["m_h"]
     wide = fitted & (sigma["teff"] >= COARSE_SIGMA["teff"]) & ~used["abs_g"] & (teff >= COARSE_TEFF_MIN)
@@ -340,15 +340,22 @@ def fit_isochrones(
     if grid.coarse is None:
         wide[:] = False
     if wide.any():
-        _posterior(grid.coarse, np.flatnonzero(wide), value, sigma, used, out, device)
+        _posterior(grid.coarse, np.flatnonzero(wide), value, sigma, used, out, distance_prior, device)
         wide &= np.isfinite(out["mass"])  # a star the coarse grid misses is tried on the fine one
     if (fitted & ~wide).any():
-        _posterior(grid, np.flatnonzero(fitted & ~wide), value, sigma, used, out, device)
+        _posterior(grid, np.flatnonzero(fitted & ~wide), value, sigma, used, out, distance_prior, device)
     # a predicted logg that no isochrone reconciles with the measured M_G gives way to the measurement
     retry = fitted & used["logg"] & used["abs_g"] & ~np.isfinite(out["mass"])
     if retry.any():
         _posterior(
-            grid, np.flatnonzero(retry), value, sigma, {**used, "logg": used["logg"] & ~retry}, out, device
+            grid,
+            np.flatnonzero(retry),
+            value,
+            sigma,
+            {**used, "logg": used["logg"] & ~retry},
+            out,
+            distance_prior,
+            device,
         )
     out["age"] = np.exp(out["ln_age"])
     out["age_error"] = out["age"] * out["ln_age_error"]
@@ -362,9 +369,11 @@ def _posterior(
     sigma: dict[str, np.ndarray],
     used: dict[str, np.ndarray],
     out: dict[str, np.ndarray],
+    distance_prior: np.ndarray | None,
     device: Any = None,
 ) -> None:
-    """The posterior moments of stars `idx` on `grid`, written into `out` (module docstring)."""
+    """The posterior moments of stars `idx` on `grid`, written into `out` (module docstring), with the
+    stars' distance-prior table (`fit_isochrones`) where given."""
     teff, mh = value["teff"], value["m_h"]
     # χ²_min beyond the 99.99th percentile of χ² with as many degrees of freedom as quantities used
     n_used = sum(used[k].astype(int) for k in used)
@@ -379,7 +388,7 @@ def _posterior(
     moments = grid.moments
     for c0 in range(0, idx.size, _CHUNK):
         s = idx[c0 : c0 + _CHUNK]
-        rows = _window(grid, {k: (value[k][s], sigma[k][s], used[k][s]) for k in columns})
+        rows = _window(grid, {k: (value[k][s], sigma[k][s], used[k][s]) for k in value})
         if rows.size == 0:
             continue
         # Σ_k (x_k − μ_k)²/σ_k² for every star × row as one matrix product, the coordinates centred on the
@@ -397,7 +406,7 @@ def _posterior(
             basis += [x * x, x, np.ones_like(x)]
         coef_m, basis_m = np.stack(coef, axis=1), np.stack(basis)
         prior = [grid.log_prior[rows][None, :]]
-        table = value["distance_prior"][s] if "distance_prior" in value else None
+        table = None if distance_prior is None else distance_prior[s]
         if table is not None and table.any():  # (S, rows): each star's own weight at the points' M_G
             prior.append(np.take(table, grid.prior_nodes[rows], axis=1))  # C-ordered: fast to add
         if device is None:
