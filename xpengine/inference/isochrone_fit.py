@@ -407,12 +407,15 @@ def _posterior(
         coef_m, basis_m = np.stack(coef, axis=1), np.stack(basis)
         prior = [grid.log_prior[rows][None, :]]
         table = None if distance_prior is None else distance_prior[s]
-        if table is not None and table.any():  # (S, rows): each star's own weight at the points' M_G
-            prior.append(np.take(table, grid.prior_nodes[rows], axis=1))  # C-ordered: fast to add
+        if table is not None and not table.any():
+            table = None
         if device is None:
+            if table is not None:  # (S, rows): each star's own weight at the points' M_G
+                prior.append(np.take(table, grid.prior_nodes[rows], axis=1))  # C-ordered: fast to add
             mom, chi_min = _chunk_moments(coef_m, basis_m, prior, moments[rows])
-        else:
-            mom, chi_min = _chunk_moments_torch(coef_m, basis_m, prior, moments[rows], device)
+        else:  # the (S, nodes) table goes to the device and is gathered there: S × nodes, not S × rows
+            gather = None if table is None else (table, grid.prior_nodes[rows])
+            mom, chi_min = _chunk_moments_torch(coef_m, basis_m, prior, moments[rows], device, gather)
         far = chi_min > far_chi2[s]  # off every isochrone
         sw = mom[:, 0]
         mm, am = mom[:, 1] / sw, mom[:, 3] / sw
@@ -448,10 +451,16 @@ def _chunk_moments(
 
 
 def _chunk_moments_torch(
-    coef: np.ndarray, basis: np.ndarray, log_prior: list[np.ndarray], moments: np.ndarray, device: Any
+    coef: np.ndarray,
+    basis: np.ndarray,
+    log_prior: list[np.ndarray],
+    moments: np.ndarray,
+    device: Any,
+    gather: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`_chunk_moments` in torch on `device` (a GPU beside the model: the fit is two matrix products and
-    an exp); the same arithmetic and precisions."""
+    an exp); the same arithmetic and precisions. gather: a further log-prior term given as each star's
+    (S, nodes) table and the (P,) node of each point, gathered into (S, P) on the device."""
     import torch
 
     t = lambda a, dt: torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dt)  # noqa: E731
@@ -462,6 +471,9 @@ def _chunk_moments_torch(
     chi.mul_(-0.5)
     for term in log_prior:
         chi.add_(t(term, torch.float32))
+    if gather is not None:
+        table, nodes = t(gather[0], torch.float32), t(gather[1], torch.int64)
+        chi.add_(table.index_select(1, nodes))
     chi.sub_(chi.max(dim=1, keepdim=True).values)
     w = chi.clamp_(min=_LOG_W_MIN).exp_()
     mom = w.to(torch.float64) @ t(moments, torch.float64)
