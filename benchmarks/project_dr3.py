@@ -18,8 +18,9 @@ Measured here, one thread (per-core rates), on the bundled simulated sky's real-
 6. isochrones (since session 20): `isochrone_fit.fit_isochrones` on the partition's stars outside the
    model's mass/age domain by the model's own Teff and logg (the catalogue's predicted rule: logg > 3.5 or
    Teff outside 3500–5500 K), with their predicted σ and, where ϖ/σ_ϖ ≥ 5, M_G from the parallax (no
-   extinction, σ 0.1 mag added for it); its per-source cost is the time per fit × the fraction of stars
-   fitted (on this partition). It runs on the CPU cores on every machine, beside the read and tokens.
+   extinction, σ 0.1 mag added for it), and for the others the Galactic distance prior (since session 21;
+   its table built from G and (l, b) inside the timed step); its per-source cost is the time per fit ×
+   the fraction of stars fitted (on this partition). It runs on the CPU cores on every machine, beside the read and tokens.
 
 Projection, per machine: CPU stages share the cores, so a CPU machine's wall time is N × (sum of the
 per-source CPU costs) / cores (the job overlaps stages, but they compete for the same cores). On a GPU node
@@ -145,6 +146,8 @@ def _measure_isochrones(predictor: Any, values: Any, joined: Any, repeats: int) 
     (module docstring, stage 6)."""
     import numpy as np
 
+    from xpengine.features.astrometry import galactic_from_icrs
+    from xpengine.inference.galactic_prior import log_weight_table
     from xpengine.inference.isochrone_fit import fit_isochrones, load_fit_grid
 
     grid = load_fit_grid()
@@ -161,7 +164,14 @@ def _measure_isochrones(predictor: Any, values: Any, joined: Any, repeats: int) 
         abs_g_err = np.hypot(5.0 / np.log(10.0) * eplx / plx, 0.1)
     rows = np.flatnonzero(outside)
     args = [pred[k][rows] for k in ("teff", "teff_error", "logg", "logg_error", "m_h", "m_h_error")]
-    fit = lambda: fit_isochrones(grid, *args, abs_g[rows], abs_g_err[rows])  # noqa: E731
+    ra, dec = (joined.column(c).to_numpy(zero_copy_only=False).astype(np.float64) for c in ("ra", "dec"))
+    l_deg, b_deg = galactic_from_icrs(ra[rows], dec[rows])
+    g0 = np.where(np.isfinite(abs_g[rows]), np.nan, g[rows])  # the prior: stars without a parallax M_G
+
+    def fit():  # the catalogue's step: the distance-prior table (since session 21), then the fit
+        prior = log_weight_table(g0, l_deg, b_deg)
+        return fit_isochrones(grid, *args, abs_g[rows], abs_g_err[rows], distance_prior=prior)
+
     s_per_fit = _best(fit, repeats) / max(rows.size, 1)
     frac = rows.size / len(t)
     return {
