@@ -19,7 +19,8 @@ distances come from the clusters' literature, not from any model:
 - the same stars without M_G, as the catalogue treats a star with no usable parallax: with no distance
   prior, with the prior (extinction-corrected G from the cluster's E(B−V)), with the prior of another
   Galaxy (`isochrone_mass_age_check.OTHER_GALAXY_MODEL`), and with the prior from the model's own E(B−V)
-  (a catalogue without an input E(B−V)).
+  (a catalogue without an input E(B−V)), and with the halo's density alone (what a prior by Galactic
+  component, weighing a metal-poor star's disk components down, would give the globular-cluster giants).
 
 Scored against the reference fit: the posterior mean M_G (what the prior acts on: the fit run on a copy
 of the grid whose `mass` column holds each point's M_G), mass and ln age; and the age against the
@@ -46,7 +47,28 @@ NO_PRIOR = "no M_G, no prior"
 PRIOR = "no M_G, distance prior"
 OTHER = "no M_G, another Galaxy's prior"
 MODEL_EBV = "no M_G, prior from the model's E(B−V)"
-VARIANTS = (NO_PRIOR, PRIOR, OTHER, MODEL_EBV)
+HALO = "no M_G, the halo's density alone"
+VARIANTS = (NO_PRIOR, PRIOR, OTHER, MODEL_EBV, HALO)
+
+
+def halo_prior(g0: np.ndarray, l_deg: np.ndarray, b_deg: np.ndarray) -> np.ndarray:
+    """`galactic_prior.log_weight_table` with the halo's density alone: what a prior by Galactic component
+    would give a metal-poor star, whose disk components it would weigh down."""
+    from xpengine.inference.galactic_prior import log_weight_table
+    from xpengine.simulate import galaxy
+
+    def halo_density(d_kpc, l_deg, b_deg):
+        x, y, z = galaxy._galactocentric(
+            np.asarray(d_kpc), np.asarray(l_deg)[:, None], np.asarray(b_deg)[:, None]
+        )
+        return galaxy._density_rows("halo", x, y, z)
+
+    saved = galaxy.total_density
+    try:
+        galaxy.total_density = halo_density
+        return log_weight_table(g0, l_deg, b_deg)
+    finally:
+        galaxy.total_density = saved
 
 
 def robust(x: np.ndarray) -> float:
@@ -142,6 +164,7 @@ def fits_for(m: dict[str, Any]) -> dict[str, Any]:
         PRIOR: log_weight_table(g0, m["l"], m["b"]),
         OTHER: other_galaxy_prior(g0, m["l"], m["b"]),
         MODEL_EBV: log_weight_table(m["g"] - k_model * pred["ebv"], m["l"], m["b"]),
+        HALO: halo_prior(g0, m["l"], m["b"]),
     }
     grid = load_fit_grid()
     grid_m_g = m_g_grid(grid)
