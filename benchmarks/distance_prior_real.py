@@ -178,7 +178,7 @@ def fits_for(m: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def groups(m: dict[str, Any], pred: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def groups(m: dict[str, Any]) -> dict[str, np.ndarray]:
     """Members by kind (the paper's giant domain by their ASPCAP Teff and logg) and by open cluster."""
     giant = paper_giants(m["aspcap_teff"], m["aspcap_logg"])
     globular = m["kind"] == "globular"
@@ -186,7 +186,7 @@ def groups(m: dict[str, Any], pred: dict[str, np.ndarray]) -> dict[str, np.ndarr
         "all members": np.ones(globular.size, bool),
         "globular-cluster giants (4–18 kpc)": globular & giant,
         "open-cluster giants (1.9–4.1 kpc)": ~globular & giant,
-        "outside the giant domain (turn-off, Hertzsprung gap, horizontal branch)": ~giant,
+        "outside the giant domain (by ASPCAP Teff and logg)": ~giant,
         "test split only": m["split"] == "test",
     }
     for name in ("NGC 6791", "NGC 6819", "NGC 7789"):
@@ -269,13 +269,15 @@ def main(argv: list[str] | None = None) -> int:
     result["n_members"] = int(m["rows"].size)
     result["n_clusters"] = len(set(m["cluster"]))
     result["n_test"] = int((m["split"] == "test").sum())
-    result["groups"] = {k: score(m, res, sel) for k, sel in groups(m, res["pred"]).items() if sel.any()}
+    result["groups"] = {k: score(m, res, sel) for k, sel in groups(m).items() if sel.any()}
     result["stars"] = [
         {
             "source_id": int(m["arrays"].source_id[i]),
             "cluster": m["cluster"][j],
             "split": str(m["split"][j]),
             "abs_g_cluster": float(res["abs_g"][j]),
+            "aspcap": {"teff": float(m["aspcap_teff"][j]), "logg": float(m["aspcap_logg"][j])},
+            "model": {k: float(res["pred"][k][j]) for k in ("teff", "logg", "m_h")},
             **{
                 name: {
                     k: float(f[k][j])

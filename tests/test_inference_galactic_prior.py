@@ -104,6 +104,31 @@ def test_with_the_prior_the_coarse_grid_and_torch_give_the_same_answers(grid):
         assert d.max() < 1e-3
 
 
+def test_torch_matches_numpy_with_stars_without_the_prior_and_alone(grid):
+    """The torch path gathers the prior table on its device: stars whose row is 0 (no line of sight) beside
+    stars with a prior, and a star fitted alone, get the numpy answers; a 0 row is the same as no prior."""
+    rng = np.random.default_rng(5)
+    n = 130
+    cols = [rng.uniform(4500, 7000, n), rng.uniform(100, 300, n), rng.uniform(3.8, 4.6, n)]
+    cols += [rng.uniform(0.1, 0.4, n), rng.uniform(-1.0, 0.3, n), rng.uniform(0.05, 0.2, n)]
+    prior = _sky(6, n)
+    prior[::2] = 0.0  # every other star without a line of sight
+    a = fitmod.fit_isochrones(grid, *cols, distance_prior=prior)
+    b = fitmod.fit_isochrones(grid, *cols, distance_prior=prior, device="cpu")
+    alone = fitmod.fit_isochrones(grid, *(c[1::2] for c in cols), distance_prior=prior[1::2], device="cpu")
+    none = fitmod.fit_isochrones(grid, *(c[::2] for c in cols), device="cpu")
+    for k in ("mass", "ln_age"):
+        ok = np.isfinite(a[k])
+        assert ok.mean() > 0.9
+        np.testing.assert_array_equal(np.isfinite(b[k]), ok)
+        assert np.max(np.abs(a[k][ok] - b[k][ok]) / a[f"{k}_error"][ok]) < 1e-3
+        for part, sl in ((alone, slice(1, None, 2)), (none, slice(0, None, 2))):
+            sub = ok[sl]
+            assert np.max(np.abs(part[k][sub] - a[k][sl][sub]) / a[f"{k}_error"][sl][sub]) < 1e-3
+    one = fitmod.fit_isochrones(grid, *(c[1:2] for c in cols), distance_prior=prior[1:2], device="cpu")
+    assert abs(one["mass"][0] - a["mass"][1]) < 1e-3 * a["mass_error"][1]
+
+
 def test_from_xp_takes_the_line_of_sight_from_ra_dec_where_l_b_are_missing():
     """18 Sco (G 5.35 by hand, no parallax): its XP alone has no line of sight, so no distance prior; given
     ra, dec the catalogue derives l, b and the prior applies, as it does with l, b given."""
