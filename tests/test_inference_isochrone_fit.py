@@ -14,6 +14,7 @@ import pytest
 from xpengine.catalog.flag_policy import DEFAULT_FLAG_POLICY, high_uncertainty
 from xpengine.features.flags import SourceFlag, has_flag
 from xpengine.inference import isochrone_fit as fitmod
+from xpengine.inference import isochrone_grid as gridmod
 
 DATA = Path(__file__).parent / "data" / "gaia_xp"
 MODEL_ONLY = dataclasses.replace(DEFAULT_FLAG_POLICY, mass_age_from_isochrones=False)
@@ -118,36 +119,36 @@ def _no_mist():
 
 
 def test_the_grid_is_cached_on_disk(tmp_path, monkeypatch) -> None:
-    fitmod._load_fit_grid.cache_clear()
+    gridmod._load_fit_grid.cache_clear()
     try:
         first = fitmod.load_fit_grid(str(tmp_path))
         files = list(tmp_path.glob("isochrone_fit_*.npz"))
         assert len(files) == 1
-        fitmod._load_fit_grid.cache_clear()
+        gridmod._load_fit_grid.cache_clear()
         again = fitmod.load_fit_grid(str(tmp_path))
         for f in ("teff", "abs_g", "mass", "log_prior", "feh_nodes"):
             np.testing.assert_array_equal(getattr(again, f), getattr(first, f))
         good = files[0].read_bytes()
         for damaged in (b"not an npz", good[: len(good) // 2]):  # a damaged cache is rebuilt, not trusted
             files[0].write_bytes(damaged)
-            fitmod._load_fit_grid.cache_clear()
+            gridmod._load_fit_grid.cache_clear()
             rebuilt = fitmod.load_fit_grid(str(tmp_path))
             np.testing.assert_array_equal(rebuilt.mass, first.mass)
         assert not list(tmp_path.glob("*.tmp"))
         # a machine without the MIST packages (a GPU node) uses the cached grid, or says what to do
-        fitmod._load_fit_grid.cache_clear()
-        monkeypatch.setattr(fitmod, "_cache_key", _no_mist)
+        gridmod._load_fit_grid.cache_clear()
+        monkeypatch.setattr(gridmod, "_cache_key", _no_mist)
         np.testing.assert_array_equal(fitmod.load_fit_grid(str(tmp_path)).mass, first.mass)
         # a damaged newest copy (an interrupted copy onto the node) gives way to an older readable one
         newer = tmp_path / f"isochrone_fit_v{fitmod.GRID_VERSION}_zzzz.npz"
         newer.write_bytes(good[:1000])
-        fitmod._load_fit_grid.cache_clear()
+        gridmod._load_fit_grid.cache_clear()
         np.testing.assert_array_equal(fitmod.load_fit_grid(str(tmp_path)).mass, first.mass)
-        fitmod._load_fit_grid.cache_clear()
+        gridmod._load_fit_grid.cache_clear()
         with pytest.raises(ImportError, match="mass_age_from_isochrones: false"):
             fitmod.load_fit_grid(str(tmp_path / "empty"))
     finally:
-        fitmod._load_fit_grid.cache_clear()
+        gridmod._load_fit_grid.cache_clear()
 
 
 def test_18_sco_through_from_xp_gets_the_isochrone_mass() -> None:

@@ -30,27 +30,27 @@ BASTA work on a grid:
   of it (likelihood e^-18), so its answer does not depend on the stars it is fitted beside; a star off every
   isochrone (`fit_isochrones`) gets none, and the catalogue then keeps the model's values.
 
-The grid (~330k points, up to 21,700 K: hotter stars get none) is built from the installed MIST files on
-first use in a process (about 3 s) and cached on disk (`cache_dir`, default `$XPENGINE_CACHE` or
-`~/.cache/xpengine`) as a 12 MB .npz, with its coarse companion, keyed on the
-source files, so later processes load it in about 0.05 s. Nothing of the MIST files is shipped with the
-repository (see `xpengine/simulate/ISOCHRONES.md` for their provenance and terms).
+The grid (~330k points, up to 21,700 K: hotter stars get none) and its disk cache are
+`xpengine.inference.isochrone_grid`'s (its names are re-exported here).
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import logging
-import os
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from xpengine.inference.galactic_prior import M_NODES, node_index
+from xpengine.inference.galactic_prior import M_NODES
+from xpengine.inference.isochrone_grid import (
+    _LN_AGE_REF,
+    _MASS_REF,
+    GRID_RECIPE,
+    GRID_VERSION,
+    RECIPE_BEFORE,
+    FitGrid,
+    build_fit_grid,
+    load_fit_grid,
+)
 
 __all__ = [
     "GRID_RECIPE",
@@ -63,22 +63,9 @@ __all__ = [
     "load_fit_grid",
 ]
 
-log = logging.getLogger(__name__)
-
-GRID_VERSION = 4
-"""Version of the cached grid's recipe: part of the cache key."""
-GRID_RECIPE = f"MIST v2.5 fit grid v{GRID_VERSION}, Galactic distance prior v1"
-"""The fit's recipe as a catalogue's job record names it (the MIST files are pinned by the packages'
-versions; the distance prior is `galactic_prior`'s, since session 21)."""
-RECIPE_BEFORE = "MIST v2.5 fit grid v4, no distance prior"
-"""The recipe of the catalogues that recorded none (session 20)."""
-
 SIGMA_FLOOR = {"teff": 60.0, "logg": 0.06, "m_h": 0.05, "abs_g": 0.03}
 """σ floors [K, dex, dex, mag] of the likelihood."""
 
-EEP_FIRST, EEP_LAST = 202, 808  # ZAMS, start of the TP-AGB (xpengine.simulate.mist_phases)
-LOG_AGE_RANGE = (8.0, 10.15)
-FEH_MIN = -3.0
 _CHUNK = 64  # stars per likelihood block
 COARSE_SIGMA = {"teff": 150.0, "logg": 0.15}
 COARSE_TEFF_MIN = 4500.0
@@ -89,197 +76,9 @@ far wider than the coarse grid's steps. Its mass and ln age stay within 0.015σ 
 isochrone_fit.py` checks random stars). Cooler dwarfs keep the fine grid: along the lower main sequence
 every fourth EEP is too coarse (0.05σ at the 99th percentile at 3,800–4,500 K, 0.16σ at 3,300–3,800 K and
 0.37σ below, found by the session-21 review). A star the coarse grid misses is fitted on the fine one."""
-_MASS_REF, _LN_AGE_REF = 1.0, 1.5  # [M☉], [ln Gyr]: the moments are summed about these
 _SIGMA_WINDOW = 6.0  # grid points beyond a χ² of this squared (likelihood e^-18) are left out
 _LOG_W_MIN = -87.0  # ln of float32's smallest normal number: the floor of a point's log weight
 _FAR_CHI2 = (0.0, 15.1, 18.4, 21.1, 23.5)  # χ² 99.99th percentiles for 1-4 degrees of freedom
-
-
-@dataclass(frozen=True)
-class FitGrid:
-    """Grid points sorted by Teff: (n,) float32 teff [K], logg, feh, abs_g [mag], mass [M☉], ln_age
-    [ln Gyr], log_prior; `feh_nodes` (k,) the [Fe/H] nodes; `source` a description of the files."""
-
-    teff: np.ndarray
-    logg: np.ndarray
-    feh: np.ndarray
-    abs_g: np.ndarray
-    mass: np.ndarray
-    ln_age: np.ndarray
-    log_prior: np.ndarray
-    feh_nodes: np.ndarray
-    source: str
-    coarse: FitGrid | None = None  # every fourth EEP: for stars of wide σ
-
-    @functools.cached_property
-    def moments(self) -> np.ndarray:
-        """(n, 5) float64 [1, Δm, Δm², Δa, Δa²] of each point, Δ about `_MASS_REF` / `_LN_AGE_REF` (so that
-        the posterior sums keep the variances' precision); built once per grid."""
-        dm, da = self.mass - _MASS_REF, self.ln_age - _LN_AGE_REF
-        return np.stack([np.ones_like(dm), dm, dm * dm, da, da * da], axis=1).astype(np.float64)
-
-    @functools.cached_property
-    def prior_nodes(self) -> np.ndarray:
-        """(n,) int32 each point's node of the distance prior's table (`galactic_prior.node_index`)."""
-        return node_index(self.abs_g)
-
-    def feh_half_spacing(self, m_h: np.ndarray) -> np.ndarray:
-        """Half the spacing of the [Fe/H] nodes around each [M/H] (N,)."""
-        nodes = self.feh_nodes
-        i = np.clip(np.searchsorted(nodes, m_h) - 1, 0, nodes.size - 2)
-        return 0.5 * (nodes[i + 1] - nodes[i])
-
-
-def build_fit_grid(mist=None, bc=None, *, eep_step: int = 1, coarse: bool = True) -> FitGrid:
-    """The fitting grid from the MIST isochrones and bolometric corrections (default: the installed
-    files, `xpengine.simulate.isochrones.load_mist` / `load_bc`): every `eep_step`-th EEP (the mass
-    intervals taken along the points kept), with a `coarse` companion (every fourth EEP) for stars whose
-    σ are too wide for the grid's detail to matter."""
-    from xpengine.simulate import isochrones as iso
-    from xpengine.simulate.stars import kroupa_imf
-
-    grid = iso.load_mist() if mist is None else mist
-    nodes = grid.feh[grid.feh >= FEH_MIN - 1e-9]
-    feh_width = _interval_weights(nodes)
-    parts: dict[str, list[np.ndarray]] = {
-        k: [] for k in ("teff", "logg", "feh", "log_l", "mass", "ln_age", "lp")
-    }
-    cols = grid.columns
-    ages = np.flatnonzero(
-        (grid.log_age >= LOG_AGE_RANGE[0] - 1e-9) & (grid.log_age <= LOG_AGE_RANGE[1] + 1e-9)
-    )
-    for i_feh, feh in enumerate(grid.feh):
-        if feh < FEH_MIN - 1e-9:
-            continue
-        k_node = int(np.searchsorted(nodes, feh - 1e-9))
-        for j in ages:
-            log_age = grid.log_age[j]
-            k = i_feh * grid.n_age + j
-            first, count, start = int(grid.offset[k]), int(grid.count[k]), int(grid.start[k])
-            lo, hi = max(EEP_FIRST, first), min(EEP_LAST, first + count - 1)
-            if hi - lo < 2:
-                continue
-            rows = np.arange(start + lo - first, start + hi - first + 1)
-            rows = np.unique(np.append(rows[::eep_step], rows[-1]))
-            m0 = cols["initial_mass"][rows]
-            dm = np.abs(np.gradient(m0))
-            ok = dm > 0
-            rows, m0, dm = rows[ok], m0[ok], dm[ok]
-            end = 0.5 if j in (ages[0], ages[-1]) else 1.0  # an end age: half an interval
-            lp = np.log(kroupa_imf(m0) * dm * end) + log_age * np.log(10.0) + np.log(feh_width[k_node])
-            parts["teff"].append(10.0 ** cols["log_teff"][rows].astype(np.float64))
-            parts["logg"].append(cols["log_g"][rows].astype(np.float64))
-            parts["feh"].append(np.full(rows.size, feh))
-            parts["log_l"].append(cols["log_l"][rows].astype(np.float64))
-            parts["mass"].append(cols["star_mass"][rows].astype(np.float64))
-            parts["ln_age"].append(np.full(rows.size, (log_age - 9.0) * np.log(10.0)))
-            parts["lp"].append(lp)
-    a = {k: np.concatenate(v) for k, v in parts.items()}
-    mags = iso.absolute_magnitudes(a["log_l"], a["teff"], a["logg"], a["feh"], bc)
-    order = np.argsort(a["teff"], kind="stable")
-    lp = a["lp"][order]
-    return FitGrid(
-        teff=a["teff"][order].astype(np.float32),
-        logg=a["logg"][order].astype(np.float32),
-        feh=a["feh"][order].astype(np.float32),
-        abs_g=mags["abs_g"][order].astype(np.float32),
-        mass=a["mass"][order].astype(np.float32),
-        ln_age=a["ln_age"][order].astype(np.float32),
-        log_prior=(lp - lp.max()).astype(np.float32),
-        feh_nodes=nodes.astype(np.float64),
-        source=f"{grid.path} ({'installed BC table' if bc is None else getattr(bc, 'path', 'BC table')})",
-        coarse=build_fit_grid(grid, bc, eep_step=4, coarse=False) if coarse else None,
-    )
-
-
-def _interval_weights(nodes: np.ndarray) -> np.ndarray:
-    """The interval each node stands for (trapezoid rule: half the gaps on either side)."""
-    if nodes.size < 2:
-        return np.ones(nodes.size)
-    gaps = np.diff(nodes)
-    return 0.5 * (np.append(gaps, 0.0) + np.insert(gaps, 0, 0.0))
-
-
-def _cache_key() -> str:
-    from xpengine.simulate.mist_grid import _bc_path, _mist_path
-
-    h = hashlib.sha256(f"xpengine-isochrone-fit-v{GRID_VERSION}".encode())
-    for p in (_mist_path(), _bc_path()):
-        st = Path(p).stat()
-        h.update(f"|{Path(p).name}|{st.st_size}|{int(st.st_mtime)}".encode())
-    return h.hexdigest()[:16]
-
-
-def _default_cache_dir() -> Path:
-    env = os.environ.get("XPENGINE_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "xpengine"
-
-
-_FIELDS = ("teff", "logg", "feh", "abs_g", "mass", "ln_age", "log_prior", "feh_nodes")
-
-
-def _read_npz(path: Path) -> FitGrid:
-    with np.load(path) as z:
-        coarse = FitGrid(**{f: z[f"coarse_{f}"] for f in _FIELDS}, source=str(z["source"]))
-        return FitGrid(**{f: z[f] for f in _FIELDS}, source=str(z["source"]), coarse=coarse)
-
-
-def load_fit_grid(cache_dir: str | None = None) -> FitGrid:
-    """The fitting grid of the installed MIST files: from the disk cache when it holds this recipe's
-    grid, else built (`build_fit_grid`) and written there atomically (a cache that cannot be written is
-    logged and skipped); cached per process and cache folder (default `$XPENGINE_CACHE`, else
-    ~/.cache/xpengine). Without the MIST packages (h5py, lachesis-grids, astrolachesis), the newest
-    readable grid of this recipe in the cache folder, else an ImportError saying what to do."""
-    folder = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
-    return _load_fit_grid(str(folder.resolve()))
-
-
-@functools.lru_cache(maxsize=2)
-def _load_fit_grid(folder_name: str) -> FitGrid:
-    folder = Path(folder_name)
-    try:
-        key = _cache_key()
-    except (ImportError, FileNotFoundError) as err:  # no MIST files here (a GPU node with torch only)
-        cached = sorted(folder.glob(f"isochrone_fit_v{GRID_VERSION}_*.npz"), key=lambda p: p.stat().st_mtime)
-        for path in reversed(cached):
-            try:
-                grid = _read_npz(path)
-            except Exception as bad:  # a damaged copy: the next one
-                log.warning("isochrone grid cache %s unreadable (%s): skipped", path, bad)
-                continue
-            log.info("MIST files not installed: the isochrone grid cached in %s", path)
-            return grid
-        raise ImportError(
-            f"{err}; the isochrone mass and age of stars outside the model's domain need the MIST files, "
-            f"or a grid cached by a machine that has them (copy its ~/.cache/xpengine/isochrone_fit_v"
-            f"{GRID_VERSION}_*.npz into $XPENGINE_CACHE), or the policy mass_age_from_isochrones: false"
-        ) from err
-    path = folder / f"isochrone_fit_v{GRID_VERSION}_{key}.npz"
-    if path.exists():
-        try:
-            return _read_npz(path)
-        except Exception as err:  # truncated, corrupt (BadZipFile), or of another layout: rebuilt
-            log.warning("isochrone grid cache %s unreadable (%s): rebuilt", path, err)
-    grid = build_fit_grid()
-    tmp = None
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz.tmp")
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(
-                fh,
-                **{f: getattr(grid, f) for f in _FIELDS},
-                **{f"coarse_{f}": getattr(grid.coarse, f) for f in _FIELDS},
-                source=np.asarray(grid.source),
-            )
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as err:
-        log.warning("isochrone grid not cached in %s: %s", folder, err)
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-    return grid
 
 
 def _floor(name: str, sigma: np.ndarray) -> np.ndarray:
