@@ -168,12 +168,18 @@ def fits_for(m: dict[str, Any]) -> dict[str, Any]:
     }
     grid = load_fit_grid()
     grid_m_g = m_g_grid(grid)
+    # the catalogue's colour bound: each star's observed BP−RP token (since session 22)
+    j_c = m["arrays"].vocabulary.index("bprp")
+    bound = {
+        "bp_rp": m["arrays"].values[m["rows"], j_c].astype(np.float64),
+        "bp_rp_error": m["arrays"].errors[m["rows"], j_c].astype(np.float64),
+    }
     out: dict[str, Any] = {"pred": pred, "abs_g": abs_g, "abs_g_err": abs_g_err, "fits": {}}
     for name, prior in ((REFERENCE, None), *priors.items()):
         known = name == REFERENCE
         args = (*labels, abs_g if known else None, abs_g_err if known else None)
-        f = fit_isochrones(grid, *args, distance_prior=prior)
-        f_m_g = fit_isochrones(grid_m_g, *args, distance_prior=prior)
+        f = fit_isochrones(grid, *args, distance_prior=prior, **bound)
+        f_m_g = fit_isochrones(grid_m_g, *args, distance_prior=prior, **bound)
         out["fits"][name] = {**f, "abs_g": f_m_g["mass"], "abs_g_error": f_m_g["mass_error"]}
     return out
 

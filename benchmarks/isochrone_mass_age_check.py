@@ -126,6 +126,16 @@ def sky_catalogues(
         )
     batch = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
     out, seconds = {}, {}
+    # the bprp token (observed BP−RP and σ), which the catalogue's fit takes as its colour bound
+    from xpengine.features.vocabulary import Vocabulary
+
+    v = Vocabulary.from_dict(json.loads(vocab))
+    j = v.index("bprp") if "bprp" in v else None
+    colour = (
+        (batch["values"][:, j].astype(np.float64), batch["errors"][:, j].astype(np.float64))
+        if j is not None
+        else (None, None)
+    )
     for name, policy in policies.items():
         pred = CatalogPredictor(
             cfg.model, labels, device="cpu", flag_policy=policy, inputs=inputs, sim_to_real=False
@@ -133,6 +143,7 @@ def sky_catalogues(
         t0 = time.perf_counter()
         out[name] = pred(dict(batch))
         seconds[name] = time.perf_counter() - t0
+        out[name]["bprp"], out[name]["bprp_error"] = colour
     return out, seconds, len(batch["source_id"])
 
 
@@ -204,6 +215,10 @@ def sky_section(sky: Path, parts: list[int], ebv: bool = False) -> dict:
     prior = log_weight_table(*sky_rows)
     other = other_galaxy_prior(*sky_rows)
     errs = [new[f"{k}_error"][rows] for k in ("teff", "logg", "m_h")]
+    # the catalogue's colour bound (its bprp token), as in the catalogue's own fit
+    bound = {}
+    if new.get("bprp") is not None:
+        bound = {"bp_rp": np.asarray(new["bprp"])[rows], "bp_rp_error": np.asarray(new["bprp_error"])[rows]}
     refits = {}
     for name, labels, table_ in (
         (NO_PRIOR, new, None),
@@ -213,7 +228,9 @@ def sky_section(sky: Path, parts: list[int], ebv: bool = False) -> dict:
         (TRUE_LABELS + ", " + OTHER_GALAXY.split(", ")[1], tv, other),
     ):
         ins = [a for k, se in zip(("teff", "logg", "m_h"), errs, strict=True) for a in (labels[k][rows], se)]
-        refits[name] = fit_isochrones(grid, *ins, abs_g[rows], abs_g_err[rows], distance_prior=table_)
+        refits[name] = fit_isochrones(
+            grid, *ins, abs_g[rows], abs_g_err[rows], distance_prior=table_, **bound
+        )
     tm, ta = t["mass"].to_numpy(np.float64), t["age_gyr"].to_numpy(np.float64)
     logg_true = tv["logg"]
     groups = {
@@ -265,6 +282,7 @@ def sky_section(sky: Path, parts: list[int], ebv: bool = False) -> dict:
         abs_g[rows],
         abs_g_err[rows],
         distance_prior=prior,
+        **bound,
     )
     res["fits_per_s"] = rows.size / (time.perf_counter() - t0)
     res["model_stars_per_s"] = n / seconds["model"]
@@ -406,11 +424,14 @@ def cluster_section(fits_path: str, dataset: str) -> dict:
         k_g, _ = extinction_coefficients(DEFAULT_FLAG_POLICY, ebv, pred["teff"], pred["logg"], pred["m_h"])
         abs_g = g - 5 * np.log10(c.distance_kpc * 100.0) - k_g * ebv
         abs_g_err = np.hypot(5 / np.log(10) * 0.05, k_g * 0.1 * ebv)
+        j_c = vocab.index("bprp")  # the star's observed BP−RP token: the catalogue's colour bound
         f = fit_isochrones(
             grid,
             *(pred[k] for k in ("teff", "teff_error", "logg", "logg_error", "m_h", "m_h_error")),
             abs_g,
             abs_g_err,
+            bp_rp=arrays.values[rows, j_c].astype(np.float64),
+            bp_rp_error=arrays.errors[rows, j_c].astype(np.float64),
         )
         for j, i in enumerate(np.flatnonzero(rows)):
             stars.append(

@@ -292,3 +292,56 @@ def test_cool_dwarfs_keep_the_fine_grid(grid) -> None:
     fine = fitmod.fit_isochrones(dataclasses.replace(grid, coarse=None), *cols)
     assert np.isfinite(fine["mass"]).mean() > 0.9
     np.testing.assert_array_equal(both["mass"], fine["mass"])
+
+
+def _one(grid, labels, **kw):
+    return fitmod.fit_isochrones(grid, *[np.array([v], dtype=np.float64) for v in labels], **kw)
+
+
+def test_the_colour_bound_makes_a_blue_star_hot(grid) -> None:
+    """Gaia DR3 5762406957886626816's labels from XP alone (9,109 ± 2,798 K, logg 4.25 ± 0.37, [M/H] −0.51 ±
+    0.58, no M_G): the IMF makes it a 0.8 M☉ dwarf, but its BP−RP of −0.29 allows no isochrone point cooler
+    than ~10,000 K whatever its reddening; with the bound it is a young B/A star. Numpy and torch agree."""
+    blue = (9109.0, 2798.0, 4.25, 0.37, -0.51, 0.58)
+    free = _one(grid, blue)
+    bound = _one(grid, blue, bp_rp=np.array([-0.29]), bp_rp_error=np.array([0.01]))
+    in_torch = _one(grid, blue, bp_rp=np.array([-0.29]), bp_rp_error=np.array([0.01]), device="cpu")
+    assert free["mass"][0] < 1.2, free
+    assert bound["mass"][0] > 2.0 and bound["age"][0] < 1.0, bound
+    assert abs(in_torch["mass"][0] - bound["mass"][0]) < 1e-3 * bound["mass_error"][0]
+    # no colour (NaN) or no σ is no bound
+    nan = _one(grid, blue, bp_rp=np.array([np.nan]), bp_rp_error=np.array([0.01]))
+    assert nan["mass"][0] == free["mass"][0]
+
+
+def test_a_reddened_colour_changes_nothing(grid) -> None:
+    """MIST stars seen through E(BP−RP) 0.3 (observed colour redder than their own): every point the bound
+    would cost is already 10σ away in Teff, so the answers are those without it (to 1e-3σ)."""
+    rng = np.random.default_rng(12)
+    pick = rng.choice(np.flatnonzero((grid.logg > 3.8) & (grid.teff > 4500) & (grid.teff < 7000)), 200)
+    n = pick.size
+    cols = [
+        grid.teff[pick],
+        np.full(n, 100.0),
+        grid.logg[pick],
+        np.full(n, 0.1),
+        grid.feh[pick],
+        np.full(n, 0.1),
+    ]
+    cols = [np.asarray(c, dtype=np.float64) for c in cols]
+    free = fitmod.fit_isochrones(grid, *cols)
+    bound = fitmod.fit_isochrones(grid, *cols, bp_rp=grid.bp_rp[pick] + 0.3, bp_rp_error=np.full(n, 0.02))
+    ok = np.isfinite(free["mass"])
+    assert ok.mean() > 0.95
+    np.testing.assert_array_equal(np.isfinite(bound["mass"]), ok)
+    for k in ("mass", "ln_age"):
+        assert np.max(np.abs(bound[k][ok] - free[k][ok]) / free[f"{k}_error"][ok]) < 1e-3
+
+
+def test_a_colour_no_isochrone_meets_is_dropped(grid) -> None:
+    """A K giant's labels with a colour bluer than any K star (a blend, or a wrong match): no isochrone meets
+    both, and the star is fitted without the colour rather than lost."""
+    giant = (4500.0, 80.0, 2.5, 0.1, 0.0, 0.1)
+    free = _one(grid, giant)
+    bound = _one(grid, giant, bp_rp=np.array([-0.2]), bp_rp_error=np.array([0.01]))
+    assert np.isfinite(free["mass"][0]) and bound["mass"][0] == free["mass"][0]

@@ -308,7 +308,8 @@ def test_from_xp_on_the_solar_twin_18_sco():
 def test_default_model_on_real_stars_of_known_type():
     """The default `gaia-xp` on real archive XP alone (neither star in any training set): the solar twin
     18 Sco within 2σ of the literature in Teff, logg and [M/H] and flagged outside the giants' mass/age
-    domain; Gaia DR3 5762406957886626816 (BP−RP ≈ −0.29) comes out hot, also flagged."""
+    domain; Gaia DR3 5762406957886626816 (BP−RP ≈ −0.29) comes out hot, also flagged, and as heavy as a hot
+    star must be."""
     from pathlib import Path
 
     from xpengine import io
@@ -325,6 +326,10 @@ def test_default_model_on_real_stars_of_known_type():
     blue = p.from_xp(io.read_xp_continuous(str(samples / "XP_CONTINUOUS_RAW_with_missing_BP.ecsv")))
     b = blue[blue.source_id == 5762406957886626816].iloc[0]
     assert b["teff"] > 7000 and "OUTSIDE_TRAINING_DOMAIN" in b["flag_names"]
+    # its mass is the isochrones', and its own BP−RP (from its XP) bounds them: a hot star's mass, not the
+    # 0.75 M☉ the IMF gave it before session 22 with its Teff σ of 2,800 K
+    assert "MASS_AGE_FROM_ISOCHRONES" in b["flag_names"] and "BP_RP_FROM_XP" in b["flag_names"]
+    assert b["mass"] > 1.5, (b["mass"], b["mass_error"])
 
 
 def test_predictor_applies_a_g_bin_mean_shift(tiny_sky_model, tmp_path):

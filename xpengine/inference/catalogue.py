@@ -310,7 +310,15 @@ class CatalogPredictor:
             # on a GPU the fit's matrix products run there, beside the model; on a CPU in numpy
             dev = self.predictor.device if getattr(self.predictor.device, "type", "cpu") == "cuda" else None
             flags = _isochrone_mass_age(
-                self.flag_policy, out, means, sigmas, flags, (abs_g, abs_g_error), sky, dev
+                self.flag_policy,
+                out,
+                means,
+                sigmas,
+                flags,
+                (abs_g, abs_g_error),
+                sky,
+                dev,
+                (bprp, bprp_error),
             )
         return {
             "source_id": batch["source_id"],
@@ -447,11 +455,13 @@ def _isochrone_mass_age(
     abs_g: tuple[np.ndarray, np.ndarray],
     sky: tuple[np.ndarray, np.ndarray, np.ndarray],
     device: object = None,
+    colour: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
 ) -> np.ndarray:
     """Mass and age of the predicted stars outside the mass/age domain, in place in `out`: the MIST
     isochrone posterior (`xpengine.inference.isochrone_fit`) at their predicted Teff, logg and [M/H] with
     σ and, where known, M_G (abs_g: M_G and σ), with the distance prior of their extinction-corrected G and
-    line of sight (sky: G₀, l, b; `galactic_prior`) where known. Rows given it are flagged
+    line of sight (sky: G₀, l, b; `galactic_prior`) where known, and the bound of their observed BP−RP and
+    σ (colour: the `bprp` token, None without it; extinction only reddens). Rows given it are flagged
     MASS_AGE_FROM_ISOCHRONES; a star off every isochrone keeps the model's values. HIGH_UNCERTAINTY is
     judged again on the final columns. Returns the flags."""
     outside = (flags & int(SourceFlag.OUTSIDE_TRAINING_DOMAIN)) != 0
@@ -466,6 +476,8 @@ def _isochrone_mass_age(
         load_fit_grid(),
         *(a[rows] for t in ISOCHRONE_INPUTS for a in (means[t], sigmas[t])),
         *(a[rows] for a in abs_g),
+        bp_rp=None if colour[0] is None else np.asarray(colour[0])[rows],
+        bp_rp_error=None if colour[1] is None else np.asarray(colour[1])[rows],
         distance_prior=log_weight_table(*(np.asarray(a)[rows] for a in sky)),
         device=device,
     )

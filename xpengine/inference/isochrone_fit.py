@@ -23,7 +23,11 @@ BASTA work on a grid:
 - likelihood: independent Gaussians in Teff, logg and [M/H] with the catalogue's calibrated σ, each with
   a floor (`SIGMA_FLOOR`: the spacing of the grid and the difference between the model's spectroscopic
   scale and MIST's), [M/H] with the half-spacing of the [Fe/H] nodes added in quadrature; with a
-  parallax, also in M_G = G − 5 log10(d / 10 pc) − A_G with its σ from σ_d and σ_E(B−V) (floor 0.03 mag).
+  parallax, also in M_G = G − 5 log10(d / 10 pc) − A_G with its σ from σ_d and σ_E(B−V) (floor 0.03 mag);
+  with an observed BP−RP (since session 22), the one-sided bound extinction sets: a point redder than the
+  star's observed colour costs ((BP−RP)₀ − BP−RP)² / σ² (floor 0.03 mag), a bluer one nothing whatever
+  its E(B−V). It decides where the model's Teff is uncertain (a real BP−RP −0.29 star of Teff 9,100 ±
+  2,800 K: 0.75 M☉ without it, a 3.5 M☉ B star with it).
 - output: posterior mean and standard deviation of the present mass (MIST `star_mass`, the simulated
   sky's `mass` truth) and of ln age; age = exp(mean ln age) in Gyr with σ_age = age·σ_ln_age, the
   catalogue's convention for the model's own ages. Each star's sum runs over the grid points within χ² 36
@@ -63,8 +67,8 @@ __all__ = [
     "load_fit_grid",
 ]
 
-SIGMA_FLOOR = {"teff": 60.0, "logg": 0.06, "m_h": 0.05, "abs_g": 0.03}
-"""σ floors [K, dex, dex, mag] of the likelihood."""
+SIGMA_FLOOR = {"teff": 60.0, "logg": 0.06, "m_h": 0.05, "abs_g": 0.03, "bp_rp": 0.03}
+"""σ floors [K, dex, dex, mag, mag] of the likelihood."""
 
 _CHUNK = 64  # stars per likelihood block
 COARSE_SIGMA = {"teff": 150.0, "logg": 0.15}
@@ -97,10 +101,16 @@ def fit_isochrones(
     abs_g: np.ndarray | None = None,
     abs_g_error: np.ndarray | None = None,
     *,
+    bp_rp: np.ndarray | None = None,
+    bp_rp_error: np.ndarray | None = None,
     distance_prior: np.ndarray | None = None,
     device: Any = None,
 ) -> dict[str, np.ndarray]:
     """Posterior mass and age (N,) of stars with Teff [K], logg, [M/H] (and optionally M_G [mag]) ± σ.
+    bp_rp, bp_rp_error: the observed (reddened) BP−RP [mag] and σ (N,): extinction only reddens, so a grid
+    point bluer than it is allowed whatever its E(B−V), and a redder one costs ((c₀ − c) / σ)², the one-sided
+    χ² of a flat prior on E(BP−RP) ≥ 0 (σ with `SIGMA_FLOOR`; NaN: no bound). It matters where the model's
+    Teff is uncertain: a blue star of Teff 9,100 ± 2,800 K, without it, comes out a 0.75 M☉ dwarf.
     distance_prior: (N, len(M_NODES)) the stars' log weights on `galactic_prior.M_NODES`
     (`galactic_prior.log_weight_table`: ρ(d) d³ along the line of sight at their apparent magnitude), added
     to each grid point's log prior at its M_G (nearest node); a row of 0, or None, goes without.
@@ -110,7 +120,8 @@ def fit_isochrones(
     A NaN logg or M_G (or an infinite σ) leaves it out of the star's likelihood. A star whose χ² to every
     grid point is beyond the 99.99th percentile for its degrees of freedom is off every isochrone: with
     both logg and M_G it is fitted again without its logg (the measured M_G is trusted over a predicted
-    logg), else it gets NaN, as does a star without a finite Teff and [M/H].
+    logg), and one whose colour bound no isochrone meets is fitted again without it; else it gets NaN, as
+    does a star without a finite Teff and [M/H].
     Returns mass, mass_error [M☉], ln_age, ln_age_error [ln Gyr], age, age_error [Gyr]."""
     teff = np.asarray(teff, dtype=np.float64)
     n = teff.shape[0]
@@ -132,6 +143,12 @@ def fit_isochrones(
                 f"got {distance_prior.shape}"
             )
     used = {k: np.isfinite(value[k]) & np.isfinite(sigma[k]) for k in value}
+    colour = None
+    if bp_rp is not None:
+        c = np.asarray(bp_rp, dtype=np.float64)
+        sc = _floor("bp_rp", np.zeros(n) if bp_rp_error is None else bp_rp_error)
+        bound = np.isfinite(c) & np.isfinite(sc)
+        colour = (np.where(bound, c, np.inf), np.where(bound, 1.0 / sc**2, 0.0)) if bound.any() else None
     out = {k: np.full(n, np.nan) for k in ("mass", "mass_error", "ln_age", "ln_age_error")}
     fitted = used["teff"] & used["m_h"]
     wide = fitted & (sigma["teff"] >= COARSE_SIGMA["teff"]) & ~used["abs_g"] & (teff >= COARSE_TEFF_MIN)
@@ -139,22 +156,22 @@ def fit_isochrones(
     if grid.coarse is None:
         wide[:] = False
     if wide.any():
-        _posterior(grid.coarse, np.flatnonzero(wide), value, sigma, used, out, distance_prior, device)
+        _posterior(grid.coarse, np.flatnonzero(wide), value, sigma, used, out, distance_prior, device, colour)
         wide &= np.isfinite(out["mass"])  # a star the coarse grid misses is tried on the fine one
     if (fitted & ~wide).any():
-        _posterior(grid, np.flatnonzero(fitted & ~wide), value, sigma, used, out, distance_prior, device)
+        _posterior(
+            grid, np.flatnonzero(fitted & ~wide), value, sigma, used, out, distance_prior, device, colour
+        )
     # a predicted logg that no isochrone reconciles with the measured M_G gives way to the measurement
     retry = fitted & used["logg"] & used["abs_g"] & ~np.isfinite(out["mass"])
+    used = {**used, "logg": used["logg"] & ~retry}
     if retry.any():
+        _posterior(grid, np.flatnonzero(retry), value, sigma, used, out, distance_prior, device, colour)
+    # a colour no isochrone meets (a blend, or labels far off): the star is fitted without it
+    lost = fitted & ~np.isfinite(out["mass"])
+    if colour is not None and (lost & (colour[1] > 0)).any():
         _posterior(
-            grid,
-            np.flatnonzero(retry),
-            value,
-            sigma,
-            {**used, "logg": used["logg"] & ~retry},
-            out,
-            distance_prior,
-            device,
+            grid, np.flatnonzero(lost & (colour[1] > 0)), value, sigma, used, out, distance_prior, device
         )
     out["age"] = np.exp(out["ln_age"])
     out["age_error"] = out["age"] * out["ln_age_error"]
@@ -170,9 +187,11 @@ def _posterior(
     out: dict[str, np.ndarray],
     distance_prior: np.ndarray | None,
     device: Any = None,
+    colour: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> None:
     """The posterior moments of stars `idx` on `grid`, written into `out` (module docstring), with the
-    stars' distance-prior table (`fit_isochrones`) where given."""
+    stars' distance-prior table and colour bound (`fit_isochrones`: (N,) observed BP−RP, +inf where none,
+    and 1/σ², 0 where none) where given."""
     teff, mh = value["teff"], value["m_h"]
     # χ²_min beyond the 99.99th percentile of χ² with as many degrees of freedom as quantities used
     n_used = sum(used[k].astype(int) for k in used)
@@ -208,13 +227,16 @@ def _posterior(
         table = None if distance_prior is None else distance_prior[s]
         if table is not None and not table.any():
             table = None
+        bound = None
+        if colour is not None and colour[1][s].any():  # (S,) observed colours and 1/σ², (rows,) the points'
+            bound = (colour[0][s].astype(np.float32), colour[1][s].astype(np.float32), grid.bp_rp[rows])
         if device is None:
             if table is not None:  # (S, rows): each star's own weight at the points' M_G
                 prior.append(np.take(table, grid.prior_nodes[rows], axis=1))  # C-ordered: fast to add
-            mom, chi_min = _chunk_moments(coef_m, basis_m, prior, moments[rows])
+            mom, chi_min = _chunk_moments(coef_m, basis_m, prior, moments[rows], bound)
         else:  # the (S, nodes) table goes to the device and is gathered there: S × nodes, not S × rows
             gather = None if table is None else (table, grid.prior_nodes[rows])
-            mom, chi_min = _chunk_moments_torch(coef_m, basis_m, prior, moments[rows], device, gather)
+            mom, chi_min = _chunk_moments_torch(coef_m, basis_m, prior, moments[rows], device, gather, bound)
         far = chi_min > far_chi2[s]  # off every isochrone
         sw = mom[:, 0]
         mm, am = mom[:, 1] / sw, mom[:, 3] / sw
@@ -227,14 +249,26 @@ def _posterior(
 
 
 def _chunk_moments(
-    coef: np.ndarray, basis: np.ndarray, log_prior: list[np.ndarray], moments: np.ndarray
+    coef: np.ndarray,
+    basis: np.ndarray,
+    log_prior: list[np.ndarray],
+    moments: np.ndarray,
+    bound: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(S, 5) posterior sums [Σw, Σw·Δm, Σw·Δm², Σw·Δa, Σw·Δa²] and (S,) χ²_min of a chunk: χ² = coef @ basis
     (float32), each star's own χ² ball (χ² ≤ `_SIGMA_WINDOW`²: its answer does not depend on its chunk
     mates), w = prior · exp(−χ²/2) normalised by its maximum (log_prior: terms of (1, P) or each star's
-    (S, P)), the sums in float64 (float32 sums moved a star's σ by 1e-4 with its chunk mates)."""
+    (S, P)), the sums in float64 (float32 sums moved a star's σ by 1e-4 with its chunk mates). bound: the
+    stars' observed BP−RP (S,) (+inf: none), their 1/σ² (S,) and the points' BP−RP (P,), whose one-sided
+    χ² (`fit_isochrones`) is added to χ²."""
     chi = coef.astype(np.float32) @ basis.astype(np.float32)
     np.maximum(chi, 0.0, out=chi)
+    if bound is not None:
+        red = bound[2][None, :] - bound[0][:, None]  # the point's colour less the star's: > 0 is redder
+        np.maximum(red, 0.0, out=red)
+        red *= red
+        red *= bound[1][:, None]
+        chi += red
     chi_min = chi.min(axis=1)
     # points outside the star's ball: +1e30 (branch-free; 3× faster than writing inf through the mask), so
     # that they stay below every point inside it and end at the floor below, as inf did (the same answers
@@ -258,15 +292,20 @@ def _chunk_moments_torch(
     moments: np.ndarray,
     device: Any,
     gather: tuple[np.ndarray, np.ndarray] | None = None,
+    bound: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`_chunk_moments` in torch on `device` (a GPU beside the model: the fit is two matrix products and
     an exp); the same arithmetic and precisions. gather: a further log-prior term given as each star's
-    (S, nodes) table and the (P,) node of each point, gathered into (S, P) on the device."""
+    (S, nodes) table and the (P,) node of each point, gathered into (S, P) on the device; bound: the colour
+    bound's terms, as `_chunk_moments`'."""
     import torch
 
     t = lambda a, dt: torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dt)  # noqa: E731
     chi = t(coef, torch.float32) @ t(basis, torch.float32)
     chi.clamp_(min=0.0)
+    if bound is not None:
+        red = (t(bound[2], torch.float32)[None, :] - t(bound[0], torch.float32)[:, None]).clamp_(min=0.0)
+        chi.add_(red.square_().mul_(t(bound[1], torch.float32)[:, None]))
     chi_min = chi.min(dim=1).values
     chi.masked_fill_(chi > _SIGMA_WINDOW**2, float("inf"))
     chi.mul_(-0.5)

@@ -2,7 +2,7 @@
 their prior weights and absolute magnitudes, built from the installed MIST files and cached on disk.
 
 - points: EEP 202 (ZAMS) to 808 (start of the TP-AGB), ages 10^8 to 10^10.15 yr (0.1 to 14.1 Gyr), [Fe/H] −3
-  to +0.5 (13 nodes, 0.25 to 0.5 dex apart), sorted by Teff; absolute G from the MIST/C3K bolometric
+  to +0.5 (13 nodes, 0.25 to 0.5 dex apart), sorted by Teff; absolute G and BP−RP from the MIST/C3K bolometric
   corrections at A_V = 0;
 - log prior of a point: Kroupa IMF × the initial-mass interval it stands for along its isochrone × uniform in
   age (10^log_age, the nodes being equally spaced in log age) × the [Fe/H] interval of its node (the end
@@ -34,11 +34,12 @@ __all__ = ["GRID_RECIPE", "GRID_VERSION", "RECIPE_BEFORE", "FitGrid", "build_fit
 
 log = logging.getLogger(__name__)
 
-GRID_VERSION = 4
+GRID_VERSION = 5
 """Version of the cached grid's recipe: part of the cache key."""
-GRID_RECIPE = f"MIST v2.5 fit grid v{GRID_VERSION}, Galactic distance prior v1"
+GRID_RECIPE = f"MIST v2.5 fit grid v{GRID_VERSION}, Galactic distance prior v1, BP−RP bound v1"
 """The fit's recipe as a catalogue's job record names it (the MIST files are pinned by the packages'
-versions; the distance prior is `galactic_prior`'s, since session 21)."""
+versions; the distance prior is `galactic_prior`'s, since session 21; the one-sided colour bound and the
+grid's BP−RP column since session 22: "MIST v2.5 fit grid v4, Galactic distance prior v1" before)."""
 RECIPE_BEFORE = "MIST v2.5 fit grid v4, no distance prior"
 """The recipe of the catalogues that recorded none (session 20)."""
 
@@ -50,13 +51,14 @@ _MASS_REF, _LN_AGE_REF = 1.0, 1.5  # [M☉], [ln Gyr]: the moments are summed ab
 
 @dataclass(frozen=True)
 class FitGrid:
-    """Grid points sorted by Teff: (n,) float32 teff [K], logg, feh, abs_g [mag], mass [M☉], ln_age
-    [ln Gyr], log_prior; `feh_nodes` (k,) the [Fe/H] nodes; `source` a description of the files."""
+    """Grid points sorted by Teff: (n,) float32 teff [K], logg, feh, abs_g [mag], bp_rp [mag] (intrinsic,
+    A_V = 0), mass [M☉], ln_age [ln Gyr], log_prior; `feh_nodes` (k,) the [Fe/H] nodes; `source` a description of the files."""
 
     teff: np.ndarray
     logg: np.ndarray
     feh: np.ndarray
     abs_g: np.ndarray
+    bp_rp: np.ndarray
     mass: np.ndarray
     ln_age: np.ndarray
     log_prior: np.ndarray
@@ -136,6 +138,7 @@ def build_fit_grid(mist=None, bc=None, *, eep_step: int = 1, coarse: bool = True
         logg=a["logg"][order].astype(np.float32),
         feh=a["feh"][order].astype(np.float32),
         abs_g=mags["abs_g"][order].astype(np.float32),
+        bp_rp=(mags["abs_bp"] - mags["abs_rp"])[order].astype(np.float32),
         mass=a["mass"][order].astype(np.float32),
         ln_age=a["ln_age"][order].astype(np.float32),
         log_prior=(lp - lp.max()).astype(np.float32),
@@ -168,7 +171,7 @@ def _default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "xpengine"
 
 
-_FIELDS = ("teff", "logg", "feh", "abs_g", "mass", "ln_age", "log_prior", "feh_nodes")
+_FIELDS = ("teff", "logg", "feh", "abs_g", "bp_rp", "mass", "ln_age", "log_prior", "feh_nodes")
 
 
 def _read_npz(path: Path) -> FitGrid:
