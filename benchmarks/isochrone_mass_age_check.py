@@ -41,6 +41,9 @@ CONSTANT_A_G = "isochrones, constant A_G"
 NO_PRIOR = "isochrones, no distance prior"  # the catalogue's inputs, the fit without `galactic_prior`
 TRUE_LABELS = "isochrones, true Teff/logg/[M/H]"
 OTHER_GALAXY = "isochrones, another Galaxy in the distance prior"
+NO_COLOUR = (
+    "isochrones, no colour bound"  # the catalogue's inputs, the fit without the BP−RP bound (session 22)
+)
 #: the simulated sky's Galaxy (`xpengine.simulate.galaxy`) is also the distance prior's; this one differs
 #: from it (thin disk h_z 0.30 → 0.38 kpc, h_R 2.6 → 3.0; thick disk half as many, h_z 0.9 → 1.2, h_R 2.0
 #: → 3.0), to show what a prior that is not the truth's own model gives
@@ -220,16 +223,18 @@ def sky_section(sky: Path, parts: list[int], ebv: bool = False) -> dict:
     if new.get("bprp") is not None:
         bound = {"bp_rp": np.asarray(new["bprp"])[rows], "bp_rp_error": np.asarray(new["bprp_error"])[rows]}
     refits = {}
-    for name, labels, table_ in (
-        (NO_PRIOR, new, None),
-        (OTHER_GALAXY, new, other),
-        (TRUE_LABELS, tv, prior),
-        (TRUE_LABELS + ", " + NO_PRIOR.split(", ")[1], tv, None),
-        (TRUE_LABELS + ", " + OTHER_GALAXY.split(", ")[1], tv, other),
+    for name, labels, table_, colour in (
+        (NO_PRIOR, new, None, bound),
+        (OTHER_GALAXY, new, other, bound),
+        (NO_COLOUR, new, prior, {}),
+        (TRUE_LABELS, tv, prior, bound),
+        (TRUE_LABELS + ", " + NO_PRIOR.split(", ")[1], tv, None, bound),
+        (TRUE_LABELS + ", " + OTHER_GALAXY.split(", ")[1], tv, other, bound),
+        (TRUE_LABELS + ", " + NO_COLOUR.split(", ")[1], tv, prior, {}),
     ):
         ins = [a for k, se in zip(("teff", "logg", "m_h"), errs, strict=True) for a in (labels[k][rows], se)]
         refits[name] = fit_isochrones(
-            grid, *ins, abs_g[rows], abs_g_err[rows], distance_prior=table_, **bound
+            grid, *ins, abs_g[rows], abs_g_err[rows], distance_prior=table_, **colour
         )
     tm, ta = t["mass"].to_numpy(np.float64), t["age_gyr"].to_numpy(np.float64)
     logg_true = tv["logg"]
@@ -509,9 +514,11 @@ def markdown(res: dict) -> str:
                 "model",
                 CONSTANT_A_G,
                 NO_PRIOR,
+                NO_COLOUR,
                 "isochrones",
                 OTHER_GALAXY,
                 TRUE_LABELS + ", " + NO_PRIOR.split(", ")[1],
+                TRUE_LABELS + ", " + NO_COLOUR.split(", ")[1],
                 TRUE_LABELS,
                 TRUE_LABELS + ", " + OTHER_GALAXY.split(", ")[1],
             ):
