@@ -19,7 +19,8 @@ Measured here, one thread (per-core rates), on the bundled simulated sky's real-
    model's mass/age domain by the model's own Teff and logg (the catalogue's predicted rule: logg > 3.5 or
    Teff outside 3500–5500 K), with their predicted σ and, where ϖ/σ_ϖ ≥ 5, M_G from the parallax (no
    extinction, σ 0.1 mag added for it), and for the others the Galactic distance prior (since session 21;
-   its table built from G and (l, b) inside the timed step); its per-source cost is the time per fit ×
+   its table built from G and (l, b) inside the timed step), and the colour bound of the star's BP−RP
+   token (since session 22); its per-source cost is the time per fit ×
    the fraction of stars fitted (on this partition). It runs on the CPU cores on every machine, beside the read and tokens.
 
 Projection, per machine: CPU stages share the cores, so a CPU machine's wall time is N × (sum of the
@@ -131,7 +132,7 @@ def measure(model_name: str, repeats: int, partition: str) -> dict[str, Any]:
         "s_per_source": _best(run_paper, repeats) / n_paper,
         "flops_per_source": forward_flops(paper_cfg, len(inputs)).forward(len(labels)),
     }
-    out.update(_measure_isochrones(predictor, values, joined, repeats))
+    out.update(_measure_isochrones(predictor, values, joined, repeats, tok))
     with tempfile.TemporaryDirectory() as tmp:
         compact = Path(tmp) / f"{partition}.parquet"
         io.write_model_inputs(joined, str(compact))
@@ -141,7 +142,7 @@ def measure(model_name: str, repeats: int, partition: str) -> dict[str, Any]:
     return out
 
 
-def _measure_isochrones(predictor: Any, values: Any, joined: Any, repeats: int) -> dict[str, Any]:
+def _measure_isochrones(predictor: Any, values: Any, joined: Any, repeats: int, tok: Any) -> dict[str, Any]:
     """Seconds per fitted star of the isochrone step and the fraction of the partition's stars fitted
     (module docstring, stage 6)."""
     import numpy as np
@@ -168,9 +169,15 @@ def _measure_isochrones(predictor: Any, values: Any, joined: Any, repeats: int) 
     l_deg, b_deg = galactic_from_icrs(ra[rows], dec[rows])
     g0 = np.where(np.isfinite(abs_g[rows]), np.nan, g[rows])  # the prior: stars without a parallax M_G
 
+    j = predictor.vocabulary.index("bprp")  # the colour bound's observed BP−RP token (since session 22)
+    bound = {
+        "bp_rp": tok.values[rows, j].astype(np.float64),
+        "bp_rp_error": tok.errors[rows, j].astype(np.float64),
+    }
+
     def fit():  # the catalogue's step: the distance-prior table (since session 21), then the fit
         prior = log_weight_table(g0, l_deg, b_deg)
-        return fit_isochrones(grid, *args, abs_g[rows], abs_g_err[rows], distance_prior=prior)
+        return fit_isochrones(grid, *args, abs_g[rows], abs_g_err[rows], distance_prior=prior, **bound)
 
     s_per_fit = _best(fit, repeats) / max(rows.size, 1)
     frac = rows.size / len(t)

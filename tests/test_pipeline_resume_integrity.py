@@ -281,6 +281,12 @@ def test_side_tables_context_inputs_and_flag_policy_are_part_of_the_identity(tmp
         f"isochrone grid MIST v2.5 fit grid v4, no distance prior → {with_mass['isochrone_grid']}"
     ]
     assert "distance prior" in with_mass["isochrone_grid"]
+    # session 21's recipe (grid v4, no colour bound): refused too
+    s21 = {**with_mass, "isochrone_grid": "MIST v2.5 fit grid v4, Galactic distance prior v1"}
+    assert _identity_differences(s21, with_mass) == [
+        f"isochrone grid MIST v2.5 fit grid v4, Galactic distance prior v1 → {with_mass['isochrone_grid']}"
+    ]
+    assert "BP−RP bound" in with_mass["isochrone_grid"]
     # and the extinction polynomial's file, where the law is "mist": a refitted file is refused
     assert with_mass["extinction_table"].startswith("mist_gaia.json sha256 ")
     assert "extinction_table" not in constant and "extinction_table" not in base  # not used there

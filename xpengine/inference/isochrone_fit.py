@@ -79,7 +79,9 @@ far wider than the coarse grid's steps. Its mass and ln age stay within 0.015σ 
 99th percentile (0.024σ at most) on 5,084 simulated stars outside the domain (`tests/test_inference_
 isochrone_fit.py` checks random stars). Cooler dwarfs keep the fine grid: along the lower main sequence
 every fourth EEP is too coarse (0.05σ at the 99th percentile at 3,800–4,500 K, 0.16σ at 3,300–3,800 K and
-0.37σ below, found by the session-21 review). A star the coarse grid misses is fitted on the fine one."""
+0.37σ below, found by the session-21 review). With a colour bound the coarse grid's answers stay within
+0.04σ at the 99th percentile (0.07σ at most; session-22 review). A star the coarse grid misses is fitted on
+the fine one."""
 _SIGMA_WINDOW = 6.0  # grid points beyond a χ² of this squared (likelihood e^-18) are left out
 _LOG_W_MIN = -87.0  # ln of float32's smallest normal number: the floor of a point's log weight
 _FAR_CHI2 = (0.0, 15.1, 18.4, 21.1, 23.5)  # χ² 99.99th percentiles for 1-4 degrees of freedom
@@ -109,8 +111,9 @@ def fit_isochrones(
     """Posterior mass and age (N,) of stars with Teff [K], logg, [M/H] (and optionally M_G [mag]) ± σ.
     bp_rp, bp_rp_error: the observed (reddened) BP−RP [mag] and σ (N,): extinction only reddens, so a grid
     point bluer than it is allowed whatever its E(B−V), and a redder one costs ((c₀ − c) / σ)², the one-sided
-    χ² of a flat prior on E(BP−RP) ≥ 0 (σ with `SIGMA_FLOOR`; NaN: no bound). It matters where the model's
-    Teff is uncertain: a blue star of Teff 9,100 ± 2,800 K, without it, comes out a 0.75 M☉ dwarf.
+    χ² of a flat prior on E(BP−RP) ≥ 0 (σ with `SIGMA_FLOOR`, the floor alone where σ is NaN; a NaN
+    colour or an infinite σ: no bound). It matters where the model's Teff is uncertain: a blue star of Teff
+    9,100 ± 2,800 K, without it, comes out a 0.75 M☉ dwarf.
     distance_prior: (N, len(M_NODES)) the stars' log weights on `galactic_prior.M_NODES`
     (`galactic_prior.log_weight_table`: ρ(d) d³ along the line of sight at their apparent magnitude), added
     to each grid point's log prior at its M_G (nearest node); a row of 0, or None, goes without.
@@ -118,10 +121,10 @@ def fit_isochrones(
     GPU; the same answers to float rounding).
 
     A NaN logg or M_G (or an infinite σ) leaves it out of the star's likelihood. A star whose χ² to every
-    grid point is beyond the 99.99th percentile for its degrees of freedom is off every isochrone: with
-    both logg and M_G it is fitted again without its logg (the measured M_G is trusted over a predicted
-    logg), and one whose colour bound no isochrone meets is fitted again without it; else it gets NaN, as
-    does a star without a finite Teff and [M/H].
+    grid point is beyond the 99.99th percentile for its degrees of freedom is off every isochrone. It is
+    fitted again without its colour bound; then, with both logg and M_G, without its logg (the measured M_G
+    is trusted over a predicted logg); then without both. Else it gets NaN, as does a star without a finite
+    Teff and [M/H].
     Returns mass, mass_error [M☉], ln_age, ln_age_error [ln Gyr], age, age_error [Gyr]."""
     teff = np.asarray(teff, dtype=np.float64)
     n = teff.shape[0]
@@ -146,7 +149,8 @@ def fit_isochrones(
     colour = None
     if bp_rp is not None:
         c = np.asarray(bp_rp, dtype=np.float64)
-        sc = _floor("bp_rp", np.zeros(n) if bp_rp_error is None else bp_rp_error)
+        e = np.zeros(n) if bp_rp_error is None else np.asarray(bp_rp_error, dtype=np.float64)
+        sc = _floor("bp_rp", np.where(np.isnan(e), 0.0, e))  # a colour without σ: the floor alone
         bound = np.isfinite(c) & np.isfinite(sc)
         colour = (np.where(bound, c, np.inf), np.where(bound, 1.0 / sc**2, 0.0)) if bound.any() else None
     out = {k: np.full(n, np.nan) for k in ("mass", "mass_error", "ln_age", "ln_age_error")}
@@ -162,17 +166,20 @@ def fit_isochrones(
         _posterior(
             grid, np.flatnonzero(fitted & ~wide), value, sigma, used, out, distance_prior, device, colour
         )
-    # a predicted logg that no isochrone reconciles with the measured M_G gives way to the measurement
-    retry = fitted & used["logg"] & used["abs_g"] & ~np.isfinite(out["mass"])
-    used = {**used, "logg": used["logg"] & ~retry}
-    if retry.any():
-        _posterior(grid, np.flatnonzero(retry), value, sigma, used, out, distance_prior, device, colour)
-    # a colour no isochrone meets (a blend, or labels far off): the star is fitted without it
-    lost = fitted & ~np.isfinite(out["mass"])
-    if colour is not None and (lost & (colour[1] > 0)).any():
-        _posterior(
-            grid, np.flatnonzero(lost & (colour[1] > 0)), value, sigma, used, out, distance_prior, device
-        )
+    # a star no isochrone fits is tried again, dropping one input at a time, then both: first its colour
+    # (a blend, or labels far off), then a predicted logg that no isochrone reconciles with the measured
+    # M_G (the measurement wins), then the two
+    coloured = np.zeros(n, bool) if colour is None else colour[1] > 0
+    no_logg = {**used, "logg": np.zeros(n, bool)}
+    for drop_colour, keys, who in (
+        (True, used, coloured),
+        (False, no_logg, used["logg"] & used["abs_g"]),
+        (True, no_logg, coloured & used["logg"] & used["abs_g"]),
+    ):
+        lost = fitted & who & ~np.isfinite(out["mass"])
+        if lost.any():
+            c = None if drop_colour else colour
+            _posterior(grid, np.flatnonzero(lost), value, sigma, keys, out, distance_prior, device, c)
     out["age"] = np.exp(out["ln_age"])
     out["age_error"] = out["age"] * out["ln_age_error"]
     return out
