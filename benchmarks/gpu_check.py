@@ -4,7 +4,7 @@ pyyaml and safetensors, but no Ray, astropy, gaiaxpy or xgboost: this script nee
     # on the device machine, carrying the real training set (40 MB) and the isochrone grid cached here
     # (steps 5-6 give the stars outside the mass/age domain their isochrone mass and age, and the device
     # has no MIST files: `XPENGINE_CACHE=runs/isochrone_cache python -c "from xpengine.inference.
-    # isochrone_fit import load_fit_grid; load_fit_grid()"` writes it, 12 MB):
+    # isochrone_fit import load_fit_grid; load_fit_grid()"` writes it, 13 MB):
     #   run(command="XPENGINE_CACHE=runs/isochrone_cache python3 benchmarks/gpu_check.py
     #       --data runs/apogee_xp_dev.parquet --out $OUT",
     #       carry=["runs/apogee_xp_dev.parquet", "runs/isochrone_cache"], timeout_s=540)

@@ -10,7 +10,7 @@ their prior weights and absolute magnitudes, built from the installed MIST files
 - a coarse companion (every fourth EEP) for stars whose σ are far wider than the grid's steps.
 
 The grid (~330k points, up to 21,700 K) is built on first use in a process (about 3 s) and cached
-(`load_fit_grid`: default `$XPENGINE_CACHE` or `~/.cache/xpengine`) as a 12 MB .npz keyed on the recipe's
+(`load_fit_grid`: default `$XPENGINE_CACHE` or `~/.cache/xpengine`) as a 13 MB .npz keyed on the recipe's
 version and the source files, so later processes load it in about 0.05 s; a node without the MIST packages
 (a GPU node with torch only) reads a copied cache file. Nothing of the MIST files is shipped with the
 repository (`xpengine/simulate/ISOCHRONES.md`: provenance and terms).
