@@ -130,7 +130,7 @@ def members(fits_path: str, dataset: str) -> dict[str, Any]:
 
 
 def fits_for(m: dict[str, Any]) -> dict[str, Any]:
-    """The model's labels for the members and the five isochrone fits (module docstring), each of mass,
+    """The model's labels for the members and the six isochrone fits (module docstring), each of mass,
     ln age and M_G."""
     import real_star_checks as rsc
     from isochrone_mass_age_check import other_galaxy_prior

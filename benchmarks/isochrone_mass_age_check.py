@@ -14,8 +14,10 @@ side in one run, on a simulated sky scored against its truth and on real stars o
    Teff, logg and [M/H] from a model trained on real stars are biased), the isochrone fit is also run on the
    stars' true Teff, logg and [M/H] with the catalogue's σ: what the method gives when its inputs are right.
    Each with and without the fit's distance prior (`xpengine.inference.galactic_prior`, the catalogue's
-   default since session 21), and the catalogue once more with the constant extinction coefficients
-   (`extinction: constant`, before session 21). `--ebv-table` gives the read stage the sky's E(B−V) table.
+   default since session 21), with and without the colour bound of the star's observed BP−RP token (since
+   session 22; every other row has it, as the catalogue's fit does), and the catalogue once more with the
+   constant extinction coefficients (`extinction: constant`, before session 21). `--ebv-table` gives the
+   read stage the sky's E(B−V) table.
 2. Real stars: the Sun's and 18 Sco's literature Teff, logg, [Fe/H] and M_G, and 18 Sco's own DR3 XP through
    `Predictor.from_xp` with and without its parallax, both policies.
 3. Speed: isochrone fits per second on this machine, beside the model's stars per second for the same stars.
