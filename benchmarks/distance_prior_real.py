@@ -90,8 +90,8 @@ def members(fits_path: str, dataset: str) -> dict[str, Any]:
     import real_star_checks as rsc
     from astropy.io import fits
 
+    from xpengine.catalog.sky import icrs_to_galactic
     from xpengine.datasets.schema import read_training_set
-    from xpengine.features.astrometry import galactic_from_icrs
 
     d = fits.getdata(fits_path, 1)
     ra, dec = rsc.radec_from_apogee_id(d["apogee_id"])
@@ -109,7 +109,7 @@ def members(fits_path: str, dataset: str) -> dict[str, Any]:
                 cluster.append(c)
     rows_a = np.asarray(rows, dtype=np.int64)
     radec = np.array([pos[int(arrays.source_id[i])] for i in rows_a])
-    l_deg, b_deg = galactic_from_icrs(radec[:, 0], radec[:, 1])
+    l_deg, b_deg = icrs_to_galactic(radec[:, 0], radec[:, 1])
     vocab = arrays.vocabulary
     return {
         "arrays": arrays,

@@ -147,7 +147,7 @@ def _measure_isochrones(predictor: Any, values: Any, joined: Any, repeats: int, 
     (module docstring, stage 6)."""
     import numpy as np
 
-    from xpengine.features.astrometry import galactic_from_icrs
+    from xpengine.catalog.sky import icrs_to_galactic
     from xpengine.inference.galactic_prior import log_weight_table
     from xpengine.inference.isochrone_fit import fit_isochrones, load_fit_grid
 
@@ -166,7 +166,7 @@ def _measure_isochrones(predictor: Any, values: Any, joined: Any, repeats: int, 
     rows = np.flatnonzero(outside)
     args = [pred[k][rows] for k in ("teff", "teff_error", "logg", "logg_error", "m_h", "m_h_error")]
     ra, dec = (joined.column(c).to_numpy(zero_copy_only=False).astype(np.float64) for c in ("ra", "dec"))
-    l_deg, b_deg = galactic_from_icrs(ra[rows], dec[rows])
+    l_deg, b_deg = icrs_to_galactic(ra[rows], dec[rows])
     g0 = np.where(np.isfinite(abs_g[rows]), np.nan, g[rows])  # the prior: stars without a parallax M_G
 
     j = predictor.vocabulary.index("bprp")  # the colour bound's observed BP−RP token (since session 22)

@@ -209,14 +209,15 @@ def test_pseudo_luminosity_zero_point_outside_validity_and_fallback() -> None:
 
 
 def test_galactic_coordinates_from_icrs_match_astropy():
+    """`catalog.sky.icrs_to_galactic`, which the catalogue uses for a gaia_source extract without l, b."""
     from astropy import units as u
     from astropy.coordinates import SkyCoord
 
-    from xpengine.features.astrometry import galactic_from_icrs
+    from xpengine.catalog.sky import icrs_to_galactic
 
     rng = np.random.default_rng(0)
     ra, dec = rng.uniform(0, 360, 500), np.degrees(np.arcsin(rng.uniform(-1, 1, 500)))
-    l_deg, b_deg = galactic_from_icrs(np.append(ra, np.nan), np.append(dec, 0.0))
+    l_deg, b_deg = icrs_to_galactic(np.append(ra, np.nan), np.append(dec, 0.0))
     ref = SkyCoord(ra * u.deg, dec * u.deg, frame="icrs").galactic
     dl = (l_deg[:-1] - ref.l.deg + 180.0) % 360.0 - 180.0
     assert np.max(np.abs(dl) * np.cos(np.radians(b_deg[:-1]))) * 3600 < 0.1  # arcsec

@@ -135,7 +135,7 @@ def test_from_xp_takes_the_line_of_sight_from_ra_dec_where_l_b_are_missing():
     import pandas as pd
 
     from xpengine import io
-    from xpengine.features.astrometry import galactic_from_icrs
+    from xpengine.catalog.sky import icrs_to_galactic
     from xpengine.inference.predictor import Predictor
 
     p = Predictor.load("gaia-xp", device="cpu")
@@ -144,7 +144,7 @@ def test_from_xp_takes_the_line_of_sight_from_ra_dec_where_l_b_are_missing():
     labels = ["teff", "logg", "m_h", "mass", "age"]
     alone = p.from_xp(t, labels=labels).iloc[0]
     with_radec = p.from_xp(t.assign(ra=243.9053, dec=-8.3694), labels=labels).iloc[0]
-    l_deg, b_deg = galactic_from_icrs(np.array([243.9053]), np.array([-8.3694]))
+    l_deg, b_deg = icrs_to_galactic(np.array([243.9053]), np.array([-8.3694]))
     with_lb = p.from_xp(t.assign(ra=243.9053, dec=-8.3694, l=l_deg[0], b=b_deg[0]), labels=labels).iloc[0]
     assert np.isnan(alone["l"]) and with_radec["l"] == pytest.approx(l_deg[0])
     assert with_radec["b"] == pytest.approx(b_deg[0])

@@ -51,7 +51,6 @@ __all__ = [
     "fakemag_to_absmag",
     "fakemag_to_distance_pc",
     "fakemag_to_parallax",
-    "galactic_from_icrs",
     "infer_astrometric_params_solved",
     "leung2023_zero_point_offset",
     "lindegren2021_zero_point",
@@ -396,22 +395,3 @@ def parallax_distance(
         dist = np.where(ok, 1000.0 / plx, np.nan)
         dist_err = np.where(ok, 1000.0 * err / plx**2, np.nan)
     return dist, dist_err, ok
-
-
-_ICRS_TO_GALACTIC = np.array(
-    [
-        [-0.0548755604162154, -0.8734370902348850, -0.4838350155487132],
-        [+0.4941094278755837, -0.4448296299600112, +0.7469822444972189],
-        [-0.8676661490190047, -0.1980763734312015, +0.4559837761750669],
-    ]
-)
-"""The ICRS → Galactic rotation (Hipparcos vol. 1, sec. 1.5.3; the one Gaia's l, b are computed with)."""
-
-
-def galactic_from_icrs(ra_deg: np.ndarray, dec_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Galactic longitude l ∈ [0, 360) and latitude b [deg] (N,) of ICRS (ra, dec) [deg] (N,); NaN in, NaN
-    out."""
-    ra, dec = np.radians(_f64(ra_deg)), np.radians(_f64(dec_deg))
-    unit = np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])
-    x, y, z = np.tensordot(_ICRS_TO_GALACTIC, unit, axes=1)
-    return np.degrees(np.arctan2(y, x)) % 360.0, np.degrees(np.arcsin(np.clip(z, -1.0, 1.0)))

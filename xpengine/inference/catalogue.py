@@ -30,7 +30,8 @@ from xpengine.catalog.schema import (
     model_default_labels,
     tokens_to_labels,
 )
-from xpengine.features.astrometry import galactic_from_icrs, parallax_distance
+from xpengine.catalog.sky import icrs_to_galactic
+from xpengine.features.astrometry import parallax_distance
 from xpengine.features.flags import SourceFlag, read_without_relevancy
 from xpengine.model.calibration import all_xp_orders
 from xpengine.model.luminosity_domain import outside_domain
@@ -108,7 +109,7 @@ def catalogue_batch(
     sky = {c: _column_or_nan(joined, c, np.float64) for c in PASSTHROUGH_FLOAT64}
     missing = ~(np.isfinite(sky["l"]) & np.isfinite(sky["b"]))
     if missing.any():  # a gaia_source extract without l, b (they are optional): from ra, dec
-        l_deg, b_deg = galactic_from_icrs(sky["ra"][missing], sky["dec"][missing])
+        l_deg, b_deg = icrs_to_galactic(sky["ra"][missing], sky["dec"][missing])
         sky["l"][missing], sky["b"][missing] = l_deg, b_deg
     return {
         "source_id": tok.source_id.astype(np.int64),
