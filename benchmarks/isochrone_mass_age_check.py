@@ -46,6 +46,9 @@ OTHER_GALAXY = "isochrones, another Galaxy in the distance prior"
 NO_COLOUR = (
     "isochrones, no colour bound"  # the catalogue's inputs, the fit without the BP−RP bound (session 22)
 )
+#: with an input E(B−V) (`--ebv-table`), the catalogue's fit without the dereddened (BP−RP)₀ (session 23):
+#: the observed colour's one-sided bound only, as before
+NO_DERED = "isochrones, bound only, no (BP−RP)₀"
 #: the simulated sky's Galaxy (`xpengine.simulate.galaxy`) is also the distance prior's; this one differs
 #: from it (thin disk h_z 0.30 → 0.38 kpc, h_R 2.6 → 3.0; thick disk half as many, h_z 0.9 → 1.2, h_R 2.0
 #: → 3.0), to show what a prior that is not the truth's own model gives
@@ -202,12 +205,13 @@ def sky_section(sky: Path, parts: list[int], ebv: bool = False) -> dict:
     # the catalogue's E(B−V) rule (the input's where the job had the sky's table, else the model's) and
     # its own coefficients (its policy's law at its predicted Teff, logg, [M/H])
     e, e_err = np.asarray(new["ebv"], np.float64), np.asarray(new["ebv_error"], np.float64)
+    given = np.zeros(e.shape, bool)
     if ebv:
         table = pd.read_parquet(sky / "ebv.parquet").set_index("source_id").reindex(new["source_id"])
         given = np.isfinite(table["ebv"].to_numpy())
         e = np.where(given, table["ebv"].to_numpy(), e)
         e_err = np.where(given, np.nan_to_num(table["ebv_error"].to_numpy()), e_err)
-    k_g, _ = extinction_coefficients(DEFAULT_FLAG_POLICY, e, new["teff"], new["logg"], new["m_h"])
+    k_g, k_c = extinction_coefficients(DEFAULT_FLAG_POLICY, e, new["teff"], new["logg"], new["m_h"])
     with np.errstate(invalid="ignore", divide="ignore"):
         abs_g = new["phot_g_mean_mag"] - 5 * np.log10(new["distance_pc"] / 10) - k_g * e
         abs_g_err = np.hypot(5 / np.log(10) * new["distance_pc_error"] / new["distance_pc"], k_g * e_err)
@@ -221,19 +225,30 @@ def sky_section(sky: Path, parts: list[int], ebv: bool = False) -> dict:
     other = other_galaxy_prior(*sky_rows)
     errs = [new[f"{k}_error"][rows] for k in ("teff", "logg", "m_h")]
     # the catalogue's colour bound (its bprp token), as in the catalogue's own fit
-    bound = {}
+    bound, dered = {}, {}
     if new.get("bprp") is not None:
         bound = {"bp_rp": np.asarray(new["bprp"])[rows], "bp_rp_error": np.asarray(new["bprp_error"])[rows]}
-    refits = {}
-    for name, labels, table_, colour in (
-        (NO_PRIOR, new, None, bound),
-        (OTHER_GALAXY, new, other, bound),
+        if ebv:  # and, with the input E(B−V), the catalogue's dereddened (BP−RP)₀ (`CatalogPredictor`)
+            c0 = np.where(given, np.asarray(new["bprp"]) - k_c * e, np.nan)
+            c0_err = np.hypot(np.nan_to_num(np.asarray(new["bprp_error"])), k_c * e_err)
+            dered = {"bp_rp0": c0[rows], "bp_rp0_error": c0_err[rows]}
+    both = {**bound, **dered}
+    arms = [
+        (NO_PRIOR, new, None, both),
+        (OTHER_GALAXY, new, other, both),
         (NO_COLOUR, new, prior, {}),
-        (TRUE_LABELS, tv, prior, bound),
-        (TRUE_LABELS + ", " + NO_PRIOR.split(", ")[1], tv, None, bound),
-        (TRUE_LABELS + ", " + OTHER_GALAXY.split(", ")[1], tv, other, bound),
+        (TRUE_LABELS, tv, prior, both),
+        (TRUE_LABELS + ", " + NO_PRIOR.split(", ")[1], tv, None, both),
+        (TRUE_LABELS + ", " + OTHER_GALAXY.split(", ")[1], tv, other, both),
         (TRUE_LABELS + ", " + NO_COLOUR.split(", ")[1], tv, prior, {}),
-    ):
+    ]
+    if dered:
+        arms += [
+            (NO_DERED, new, prior, bound),
+            (TRUE_LABELS + ", " + NO_DERED.split(", ", 1)[1], tv, prior, bound),
+        ]
+    refits = {}
+    for name, labels, table_, colour in arms:
         ins = [a for k, se in zip(("teff", "logg", "m_h"), errs, strict=True) for a in (labels[k][rows], se)]
         refits[name] = fit_isochrones(
             grid, *ins, abs_g[rows], abs_g_err[rows], distance_prior=table_, **colour
@@ -294,6 +309,12 @@ def sky_section(sky: Path, parts: list[int], ebv: bool = False) -> dict:
     res["fits_per_s"] = rows.size / (time.perf_counter() - t0)
     res["model_stars_per_s"] = n / seconds["model"]
     return res
+
+
+def _bracket(star: dict, key: str, fmt: str) -> str:
+    """(value ± σ) of the cluster member's fit with the one-sided bound only, where the result has it."""
+    b = star.get("iso_bound_only")
+    return "" if b is None else f" ({b[key]:{fmt}} ± {b[key + '_error']:{fmt}})"
 
 
 def domain_rule(cat: dict, t, plx: np.ndarray, input_ebv: bool) -> dict:
@@ -432,14 +453,19 @@ def cluster_section(fits_path: str, dataset: str) -> dict:
         abs_g = g - 5 * np.log10(c.distance_kpc * 100.0) - k_g * ebv
         abs_g_err = np.hypot(5 / np.log(10) * 0.05, k_g * 0.1 * ebv)
         j_c = vocab.index("bprp")  # the star's observed BP−RP token: the catalogue's colour bound
-        f = fit_isochrones(
-            grid,
-            *(pred[k] for k in ("teff", "teff_error", "logg", "logg_error", "m_h", "m_h_error")),
-            abs_g,
-            abs_g_err,
-            bp_rp=arrays.values[rows, j_c].astype(np.float64),
-            bp_rp_error=arrays.errors[rows, j_c].astype(np.float64),
-        )
+        colour = {
+            "bp_rp": arrays.values[rows, j_c].astype(np.float64),
+            "bp_rp_error": arrays.errors[rows, j_c].astype(np.float64),
+        }
+        # the cluster's E(B−V) is an input E(B−V): the catalogue would also fit the dereddened (BP−RP)₀
+        k_c = extinction_coefficients(DEFAULT_FLAG_POLICY, ebv, pred["teff"], pred["logg"], pred["m_h"])[1]
+        dered = {
+            "bp_rp0": colour["bp_rp"] - k_c * ebv,
+            "bp_rp0_error": np.hypot(np.nan_to_num(colour["bp_rp_error"]), k_c * 0.1 * ebv),
+        }
+        labels = [pred[k] for k in ("teff", "teff_error", "logg", "logg_error", "m_h", "m_h_error")]
+        f = fit_isochrones(grid, *labels, abs_g, abs_g_err, **colour, **dered)
+        f_bound = fit_isochrones(grid, *labels, abs_g, abs_g_err, **colour)
         for j, i in enumerate(np.flatnonzero(rows)):
             stars.append(
                 {
@@ -452,6 +478,9 @@ def cluster_section(fits_path: str, dataset: str) -> dict:
                     },
                     "abs_g": float(abs_g[j]),
                     "iso": {k: float(f[k][j]) for k in ("mass", "mass_error", "age", "age_error")},
+                    "iso_bound_only": {
+                        k: float(f_bound[k][j]) for k in ("mass", "mass_error", "age", "age_error")
+                    },
                     "lit_age": list(c.age_gyr),
                 }
             )
@@ -483,6 +512,8 @@ def markdown(res: dict) -> str:
             "",
         ]
         lines += [
+            "Isochrones: with the dereddened (BP−RP)₀ from the cluster's E(B−V) (± 10 %), as the catalogue fits a star with an input E(B−V) since session 23; in brackets, with the observed colour's one-sided bound only.",
+            "",
             "| cluster | Gaia DR3 | ASPCAP Teff / logg | XP Teff / logg / [M/H] | M_G | model mass | model age | isochrone mass | isochrone age | literature age | age z |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
@@ -497,7 +528,8 @@ def markdown(res: dict) -> str:
             lines.append(
                 f"| {st['cluster']} | {st['source_id']} | {st['aspcap']['teff']:.0f} / {st['aspcap']['logg']:.2f} | "
                 f"{pr['teff']:.0f} / {pr['logg']:.2f} / {pr['m_h']:+.2f} | {st['abs_g']:.2f} | {pr['mass']:.2f} ± {pr['mass_error']:.2f} | "
-                f"{pr['age']:.1f} ± {pr['age_error']:.1f} | {iso['mass']:.2f} ± {iso['mass_error']:.2f} | {iso['age']:.1f} ± {iso['age_error']:.1f} | "
+                f"{pr['age']:.1f} ± {pr['age_error']:.1f} | {iso['mass']:.2f} ± {iso['mass_error']:.2f}{_bracket(st, 'mass', '.2f')} | "
+                f"{iso['age']:.1f} ± {iso['age_error']:.1f}{_bracket(st, 'age', '.1f')} | "
                 f"{lo_hi[0]:g}–{lo_hi[1]:g} | {z:+.1f} |"
             )
     if "sky" in res:
@@ -517,10 +549,12 @@ def markdown(res: dict) -> str:
                 CONSTANT_A_G,
                 NO_PRIOR,
                 NO_COLOUR,
+                NO_DERED,
                 "isochrones",
                 OTHER_GALAXY,
                 TRUE_LABELS + ", " + NO_PRIOR.split(", ")[1],
                 TRUE_LABELS + ", " + NO_COLOUR.split(", ")[1],
+                TRUE_LABELS + ", " + NO_DERED.split(", ", 1)[1],
                 TRUE_LABELS,
                 TRUE_LABELS + ", " + OTHER_GALAXY.split(", ")[1],
             ):

@@ -175,6 +175,16 @@ def test_18_sco_through_from_xp_gets_the_isochrone_mass() -> None:
             assert row[col] == old[col]
     # the parallax's M_G narrows the mass (the model's E(B−V) dereddens it)
     assert errors[1] < 0.8 * errors[0]
+    # an input E(B−V) (18 Sco is 14 pc away: 0.005 ± 0.005) dereddens its BP−RP, whose two-sided term
+    # narrows the mass further; the model's own labels do not move
+    plain = p.from_xp(xp, labels=labels).iloc[0]
+    known = p.from_xp(xp, labels=labels, ebv=0.005, ebv_error=0.005).iloc[0]
+    assert not has_flag(known["flags"], SourceFlag.NO_EXTINCTION)
+    assert has_flag(known["flags"], SourceFlag.MASS_AGE_FROM_ISOCHRONES)
+    assert abs(known["mass"] - 1.02) < 2 * known["mass_error"]
+    assert known["mass_error"] < 0.85 * plain["mass_error"]
+    for col in ("teff", "logg", "m_h"):
+        assert known[col] == plain[col]
 
 
 def test_only_stars_outside_the_domain_change() -> None:
@@ -376,3 +386,61 @@ def test_a_bad_colour_is_dropped_before_a_good_logg(grid) -> None:
     dwarf_m_g = (4400.0, 120.0, 1.5, 0.2, 0.0, 0.1, 7.0, 0.05)
     both = _one(grid, dwarf_m_g, bp_rp=np.array([-0.2]), bp_rp_error=np.array([0.01]))
     assert 0.55 < both["mass"][0] < 0.85, both
+
+
+def _mist_dwarfs(grid, n: int, seed: int):
+    """n MIST points of the main sequence and subgiant branch, with an XP-like wide Teff and logg σ: the
+    labels (teff, σ, logg, σ, [M/H], σ) as float64 columns, and the points."""
+    rng = np.random.default_rng(seed)
+    sel = (grid.logg > 3.6) & (grid.teff > 4500) & (grid.teff < 7500) & (grid.feh > -1.5)
+    pick = rng.choice(np.flatnonzero(sel), n, replace=False)
+    cols = [grid.teff[pick], np.full(n, 400.0), grid.logg[pick], np.full(n, 0.3), grid.feh[pick]]
+    return [np.asarray(c, dtype=np.float64) for c in (*cols, np.full(n, 0.1))], pick
+
+
+def test_a_dereddened_colour_pins_the_mass(grid) -> None:
+    """MIST dwarfs and subgiants with XP-like Teff ± 400 K, logg ± 0.3: their own (BP−RP)₀ ± 0.03 mag (an
+    input E(B−V) taken off the observed colour) narrows the mass and brings it closer to the truth, where the
+    one-sided bound of the observed colour behind E(BP−RP) 0.2 cannot."""
+    cols, pick = _mist_dwarfs(grid, 300, 23)
+    n, true = pick.size, grid.mass[pick]
+    free = fitmod.fit_isochrones(grid, *cols)
+    bound = fitmod.fit_isochrones(grid, *cols, bp_rp=grid.bp_rp[pick] + 0.2, bp_rp_error=np.full(n, 0.02))
+    c0 = {"bp_rp0": grid.bp_rp[pick].astype(np.float64), "bp_rp0_error": np.full(n, 0.03)}
+    two = fitmod.fit_isochrones(grid, *cols, bp_rp=grid.bp_rp[pick] + 0.2, bp_rp_error=np.full(n, 0.02), **c0)
+    ok = np.isfinite(free["mass"]) & np.isfinite(two["mass"])
+    assert ok.mean() > 0.95
+    err = {
+        k: np.median(np.abs(f["mass"][ok] - true[ok]))
+        for k, f in (("free", free), ("bound", bound), ("two", two))
+    }
+    assert err["two"] < 0.7 * err["free"] and err["two"] < 0.7 * err["bound"], err
+    assert np.median(two["mass_error"][ok]) < 0.7 * np.median(free["mass_error"][ok])
+    # honest: the truth within the quoted σ about as often as a Gaussian would have it
+    z = (two["mass"][ok] - true[ok]) / two["mass_error"][ok]
+    assert 0.5 < np.mean(np.abs(z) < 1) < 0.95
+    # torch gives the numpy answers; a NaN (BP−RP)₀ is no term, and the star keeps its one-sided bound
+    in_torch = fitmod.fit_isochrones(
+        grid, *cols, bp_rp=grid.bp_rp[pick] + 0.2, bp_rp_error=np.full(n, 0.02), **c0, device="cpu"
+    )
+    np.testing.assert_allclose(
+        in_torch["mass"][ok], two["mass"][ok], atol=1e-3 * np.min(two["mass_error"][ok])
+    )
+    none = fitmod.fit_isochrones(
+        grid, *cols, bp_rp=grid.bp_rp[pick] + 0.2, bp_rp_error=np.full(n, 0.02), bp_rp0=np.full(n, np.nan)
+    )
+    np.testing.assert_array_equal(none["mass"], bound["mass"])
+
+
+def test_the_dereddened_colour_keeps_the_fine_grid_and_drops_a_wrong_one(grid) -> None:
+    """A star with a (BP−RP)₀ is fitted on the fine grid even with wide σ (the colour pins its Teff), and one
+    whose (BP−RP)₀ no isochrone meets (a wrong E(B−V), a blend) is fitted without it rather than lost."""
+    cols, pick = _mist_dwarfs(grid, 40, 5)
+    c0 = {"bp_rp0": grid.bp_rp[pick].astype(np.float64), "bp_rp0_error": np.full(pick.size, 0.03)}
+    both = fitmod.fit_isochrones(grid, *cols, **c0)
+    fine = fitmod.fit_isochrones(dataclasses.replace(grid, coarse=None), *cols, **c0)
+    np.testing.assert_array_equal(both["mass"], fine["mass"])
+    giant = (4500.0, 80.0, 2.5, 0.1, 0.0, 0.1)
+    free = _one(grid, giant)
+    wrong = _one(grid, giant, bp_rp0=np.array([-0.3]), bp_rp0_error=np.array([0.02]))
+    assert np.isfinite(free["mass"][0]) and wrong["mass"][0] == free["mass"][0]

@@ -50,6 +50,7 @@ PASSTHROUGH_FLOAT64 = ("ra", "dec", "l", "b")
 PARALLAX_COLUMNS = ("parallax_corrected", "parallax_corrected_error", "ruwe")
 ISOCHRONE_INPUTS = ("teff", "logg", "m_h")
 """The predicted tokens the isochrone mass and age of a star outside the mass/age domain start from."""
+COLOUR_ARGS = ("bp_rp", "bp_rp_error", "bp_rp0", "bp_rp0_error")  # `fit_isochrones`' colour arguments
 
 
 def _corrected_parallax(
@@ -302,11 +303,13 @@ class CatalogPredictor:
             luminosity_outside=lum_out,
         )
         if self._isochrones:
-            ebv, ebv_err = self._ebv(values, errors, out, means, sigmas)
-            k_g, _ = extinction_coefficients(self.flag_policy, ebv, *(means.get(t) for t in ISOCHRONE_INPUTS))
+            ebv, ebv_err, given = self._ebv(values, errors, out, means, sigmas)
+            k_g, k_c = extinction_coefficients(self.flag_policy, ebv, *map(means.get, ISOCHRONE_INPUTS))
             abs_g, abs_g_error = _absolute_g(g, dist, dist_err, by_parallax, ebv, ebv_err, k_g)
-            # the distance prior's G₀ and line of sight, for the stars without a parallax M_G (with one, its
-            # likelihood is far narrower than the prior's changes: `galactic_prior`)
+            # an input E(B−V) (not the model's: same spectrum as its Teff) gives (BP−RP)₀ ± σ, a two-sided term
+            bprp0 = None if bprp is None else np.where(given, bprp - k_c * ebv, np.nan)
+            bprp0_error = None if bprp is None else np.hypot(np.nan_to_num(bprp_error), k_c * ebv_err)
+            # the distance prior's G₀ and line of sight, for stars without a parallax M_G (`galactic_prior`)
             sky = (np.where(np.isfinite(abs_g), np.nan, g - k_g * ebv), batch["l"], batch["b"])
             # on a GPU the fit's matrix products run there, beside the model; on a CPU in numpy
             dev = self.predictor.device if getattr(self.predictor.device, "type", "cpu") == "cuda" else None
@@ -319,7 +322,7 @@ class CatalogPredictor:
                 (abs_g, abs_g_error),
                 sky,
                 dev,
-                (bprp, bprp_error),
+                (bprp, bprp_error, bprp0, bprp0_error),
             )
         return {
             "source_id": batch["source_id"],
@@ -332,9 +335,9 @@ class CatalogPredictor:
             "flags": flags,
         }
 
-    def _ebv(self, values, errors, out, means, sigmas) -> tuple[np.ndarray, np.ndarray]:
-        """E(B−V) and σ (N,) for the isochrone fit's M_G: the input's (the logebv token) where given, else
-        the model's: the catalogue's calibrated `ebv` column where written, else its raw ln E(B−V); NaN
+    def _ebv(self, values, errors, out, means, sigmas) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """E(B−V), σ and given (N,) for the isochrone fit's M_G: the input's (the logebv token) where given,
+        else the model's: the catalogue's calibrated `ebv` column where written, else its raw ln E(B−V); NaN
         where neither."""
         n = len(values)
         ebv, err = np.full(n, np.nan), np.full(n, np.nan)
@@ -343,13 +346,14 @@ class CatalogPredictor:
         elif "logebv" in means:
             ebv, err = np.exp(means["logebv"]), np.exp(means["logebv"]) * sigmas["logebv"]
         logebv = _token_column(values, self._logebv_col)
+        given = np.zeros(n, bool)
         if logebv is not None:
             given = np.isfinite(logebv)
             ebv = np.where(given, np.exp(logebv), ebv)
             err = np.where(
                 given, np.nan_to_num(np.exp(logebv) * _token_column(errors, self._logebv_col)), err
             )
-        return ebv, err
+        return ebv, err, given
 
     def _predict(
         self,
@@ -456,13 +460,14 @@ def _isochrone_mass_age(
     abs_g: tuple[np.ndarray, np.ndarray],
     sky: tuple[np.ndarray, np.ndarray, np.ndarray],
     device: object = None,
-    colour: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
+    colour: tuple[np.ndarray | None, ...] = (None, None, None, None),
 ) -> np.ndarray:
     """Mass and age of the predicted stars outside the mass/age domain, in place in `out`: the MIST
     isochrone posterior (`xpengine.inference.isochrone_fit`) at their predicted Teff, logg and [M/H] with
     σ and, where known, M_G (abs_g: M_G and σ), with the distance prior of their extinction-corrected G and
     line of sight (sky: G₀, l, b; `galactic_prior`) where known, and the bound of their observed BP−RP and
-    σ (colour: the `bprp` token, None without it; extinction only reddens). Rows given it are flagged
+    σ (colour: the `bprp` token, None without it; extinction only reddens), or, with an input E(B−V), of
+    their dereddened (BP−RP)₀ and σ (colour's last two, NaN elsewhere). Rows given it are flagged
     MASS_AGE_FROM_ISOCHRONES; a star off every isochrone keeps the model's values. HIGH_UNCERTAINTY is
     judged again on the final columns. Returns the flags."""
     outside = (flags & int(SourceFlag.OUTSIDE_TRAINING_DOMAIN)) != 0
@@ -477,8 +482,7 @@ def _isochrone_mass_age(
         load_fit_grid(),
         *(a[rows] for t in ISOCHRONE_INPUTS for a in (means[t], sigmas[t])),
         *(a[rows] for a in abs_g),
-        bp_rp=None if colour[0] is None else np.asarray(colour[0])[rows],
-        bp_rp_error=None if colour[1] is None else np.asarray(colour[1])[rows],
+        **{k: None if c is None else np.asarray(c)[rows] for k, c in zip(COLOUR_ARGS, colour, strict=True)},
         distance_prior=log_weight_table(*(np.asarray(a)[rows] for a in sky)),
         device=device,
     )

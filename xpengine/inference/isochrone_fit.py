@@ -27,7 +27,9 @@ BASTA work on a grid:
   with an observed BP−RP (since session 22), the one-sided bound extinction sets: a point redder than the
   star's observed colour costs ((BP−RP)₀ − BP−RP)² / σ² (floor 0.03 mag), a bluer one nothing whatever
   its E(B−V). It decides where the model's Teff is uncertain (a real BP−RP −0.29 star of Teff 9,100 ±
-  2,800 K: 0.75 M☉ without it, a 3.5 M☉ B star with it).
+  2,800 K: 0.75 M☉ without it, a 3.5 M☉ B star with it). With an E(B−V) known without the XP (the job's
+  `--ebv` table; since session 23), the dereddened (BP−RP)₀ instead, as a Gaussian like Teff's: a colour
+  of 0.03 mag pins Teff where XP leaves it ± 200–400 K.
 - output: posterior mean and standard deviation of the present mass (MIST `star_mass`, the simulated
   sky's `mass` truth) and of ln age; age = exp(mean ln age) in Gyr with σ_age = age·σ_ln_age, the
   catalogue's convention for the model's own ages. Each star's sum runs over the grid points within χ² 36
@@ -84,7 +86,7 @@ every fourth EEP is too coarse (0.05σ at the 99th percentile at 3,800–4,500 K
 the fine one."""
 _SIGMA_WINDOW = 6.0  # grid points beyond a χ² of this squared (likelihood e^-18) are left out
 _LOG_W_MIN = -87.0  # ln of float32's smallest normal number: the floor of a point's log weight
-_FAR_CHI2 = (0.0, 15.1, 18.4, 21.1, 23.5)  # χ² 99.99th percentiles for 1-4 degrees of freedom
+_FAR_CHI2 = (0.0, 15.1, 18.4, 21.1, 23.5, 25.7)  # χ² 99.99th percentiles for 1-5 degrees of freedom
 
 
 def _floor(name: str, sigma: np.ndarray) -> np.ndarray:
@@ -105,6 +107,8 @@ def fit_isochrones(
     *,
     bp_rp: np.ndarray | None = None,
     bp_rp_error: np.ndarray | None = None,
+    bp_rp0: np.ndarray | None = None,
+    bp_rp0_error: np.ndarray | None = None,
     distance_prior: np.ndarray | None = None,
     device: Any = None,
 ) -> dict[str, np.ndarray]:
@@ -114,6 +118,10 @@ def fit_isochrones(
     χ² of a flat prior on E(BP−RP) ≥ 0 (σ with `SIGMA_FLOOR`, the floor alone where σ is NaN; a NaN
     colour or an infinite σ: no bound). It matters where the model's Teff is uncertain: a blue star of Teff
     9,100 ± 2,800 K, without it, comes out a 0.75 M☉ dwarf.
+    bp_rp0, bp_rp0_error: the dereddened colour (BP−RP)₀ [mag] and σ (N,) where an E(B−V) independent of the
+    star's XP is known (an input table: a dust map, a cluster's): a Gaussian term like Teff's (σ with the
+    `SIGMA_FLOOR`), both sides, in place of that star's one-sided bound; NaN: none. The model's own E(B−V)
+    must not be used for it: it comes from the same spectrum as the Teff.
     distance_prior: (N, len(M_NODES)) the stars' log weights on `galactic_prior.M_NODES`
     (`galactic_prior.log_weight_table`: ρ(d) d³ along the line of sight at their apparent magnitude), added
     to each grid point's log prior at its M_G (nearest node); a row of 0, or None, goes without.
@@ -122,7 +130,7 @@ def fit_isochrones(
 
     A NaN logg or M_G (or an infinite σ) leaves it out of the star's likelihood. A star whose χ² to every
     grid point is beyond the 99.99th percentile for its degrees of freedom is off every isochrone. It is
-    fitted again without its colour bound; then, with both logg and M_G, without its logg (the measured M_G
+    fitted again without its colour (bound or (BP−RP)₀); then, with both logg and M_G, without its logg (the measured M_G
     is trusted over a predicted logg); then without both. Else it gets NaN, as does a star without a finite
     Teff and [M/H].
     Returns mass, mass_error [M☉], ln_age, ln_age_error [ln Gyr], age, age_error [Gyr]."""
@@ -137,7 +145,12 @@ def fit_isochrones(
         "logg": _floor("logg", logg_error),
         "abs_g": np.full(n, np.inf) if abs_g is None or abs_g_error is None else _floor("abs_g", abs_g_error),
     }
-    value = {"teff": teff, "m_h": mh, "logg": lg, "abs_g": ag}
+    value = {"teff": teff, "m_h": mh, "logg": lg, "abs_g": ag, "bp_rp0": np.full(n, np.nan)}
+    sigma["bp_rp0"] = np.full(n, np.inf)
+    if bp_rp0 is not None:
+        value["bp_rp0"] = np.asarray(bp_rp0, dtype=np.float64)
+        e0 = np.zeros(n) if bp_rp0_error is None else np.asarray(bp_rp0_error, dtype=np.float64)
+        sigma["bp_rp0"] = _floor("bp_rp", np.where(np.isnan(e0), 0.0, e0))
     if distance_prior is not None:
         distance_prior = np.asarray(distance_prior, dtype=np.float32)
         if distance_prior.shape != (n, M_NODES.size):
@@ -151,11 +164,13 @@ def fit_isochrones(
         c = np.asarray(bp_rp, dtype=np.float64)
         e = np.zeros(n) if bp_rp_error is None else np.asarray(bp_rp_error, dtype=np.float64)
         sc = _floor("bp_rp", np.where(np.isnan(e), 0.0, e))  # a colour without σ: the floor alone
-        bound = np.isfinite(c) & np.isfinite(sc)
+        bound = np.isfinite(c) & np.isfinite(sc) & ~used["bp_rp0"]  # the two-sided term holds the bound
         colour = (np.where(bound, c, np.inf), np.where(bound, 1.0 / sc**2, 0.0)) if bound.any() else None
     out = {k: np.full(n, np.nan) for k in ("mass", "mass_error", "ln_age", "ln_age_error")}
     fitted = used["teff"] & used["m_h"]
-    wide = fitted & (sigma["teff"] >= COARSE_SIGMA["teff"]) & ~used["abs_g"] & (teff >= COARSE_TEFF_MIN)
+    # (a dereddened colour pins Teff to ~0.03 mag of colour: the fine grid)
+    wide = fitted & (sigma["teff"] >= COARSE_SIGMA["teff"]) & ~used["abs_g"] & ~used["bp_rp0"]
+    wide &= teff >= COARSE_TEFF_MIN
     wide &= ~used["logg"] | (sigma["logg"] >= COARSE_SIGMA["logg"])
     if grid.coarse is None:
         wide[:] = False
@@ -167,14 +182,14 @@ def fit_isochrones(
             grid, np.flatnonzero(fitted & ~wide), value, sigma, used, out, distance_prior, device, colour
         )
     # a star no isochrone fits is tried again, dropping one input at a time, then both: first its colour
-    # (a blend, or labels far off), then a predicted logg that no isochrone reconciles with the measured
-    # M_G (the measurement wins), then the two
-    coloured = np.zeros(n, bool) if colour is None else colour[1] > 0
-    no_logg = {**used, "logg": np.zeros(n, bool)}
+    # (a blend, labels far off, or a wrong E(B−V)), then a predicted logg that no isochrone reconciles with
+    # the measured M_G (the measurement wins), then the two
+    coloured = used["bp_rp0"] | (np.zeros(n, bool) if colour is None else colour[1] > 0)
+    no = lambda *ks: {**used, **{k: np.zeros(n, bool) for k in ks}}  # noqa: E731
     for drop_colour, keys, who in (
-        (True, used, coloured),
-        (False, no_logg, used["logg"] & used["abs_g"]),
-        (True, no_logg, coloured & used["logg"] & used["abs_g"]),
+        (True, no("bp_rp0"), coloured),
+        (False, no("logg"), used["logg"] & used["abs_g"]),
+        (True, no("logg", "bp_rp0"), coloured & used["logg"] & used["abs_g"]),
     ):
         lost = fitted & who & ~np.isfinite(out["mass"])
         if lost.any():
@@ -205,11 +220,18 @@ def _posterior(
     far_chi2 = np.asarray(_FAR_CHI2)[np.clip(n_used, 0, len(_FAR_CHI2) - 1)]
     # chunks of like σ, [M/H] and Teff, so that each chunk's window is close to its stars' own
     node = np.clip(np.searchsorted(grid.feh_nodes, mh[idx]), 0, grid.feh_nodes.size - 1)
-    width = [np.floor(np.log2(sigma[k][idx] / SIGMA_FLOOR[k])) for k in ("teff", "m_h", "logg", "abs_g")]
-    for j, k in ((2, "logg"), (3, "abs_g")):
+    keys = ("teff", "m_h", "logg", "abs_g", "bp_rp0")
+    width = [np.floor(np.log2(sigma[k][idx] / SIGMA_FLOOR[k.removesuffix("0")])) for k in keys]
+    for j, k in ((2, "logg"), (3, "abs_g"), (4, "bp_rp0")):
         width[j] = np.where(used[k][idx], width[j], -1)
     idx = idx[np.lexsort((teff[idx], node, *width[::-1]))]
-    columns = {"teff": grid.teff, "m_h": grid.feh, "logg": grid.logg, "abs_g": grid.abs_g}
+    columns = {
+        "teff": grid.teff,
+        "m_h": grid.feh,
+        "logg": grid.logg,
+        "abs_g": grid.abs_g,
+        "bp_rp0": grid.bp_rp,
+    }
     moments = grid.moments
     for c0 in range(0, idx.size, _CHUNK):
         s = idx[c0 : c0 + _CHUNK]
@@ -328,13 +350,13 @@ def _chunk_moments_torch(
 
 
 def _window(grid: FitGrid, stars: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
-    """Grid rows within `_SIGMA_WINDOW` σ of some star of a chunk in Teff, [M/H], logg and M_G (logg and
-    M_G only when every star of the chunk has one)."""
+    """Grid rows within `_SIGMA_WINDOW` σ of some star of a chunk in Teff, [M/H], logg, M_G and (BP−RP)₀
+    (each but Teff and [M/H] only when every star of the chunk has it)."""
     t, st, _ = stars["teff"]
     lo = np.searchsorted(grid.teff, (t - _SIGMA_WINDOW * st).min())
     hi = np.searchsorted(grid.teff, (t + _SIGMA_WINDOW * st).max(), side="right")
     keep = np.ones(hi - lo, dtype=bool)
-    for k, col in (("m_h", grid.feh), ("logg", grid.logg), ("abs_g", grid.abs_g)):
+    for k, col in (("m_h", grid.feh), ("logg", grid.logg), ("abs_g", grid.abs_g), ("bp_rp0", grid.bp_rp)):
         v, sv, u = stars[k]
         if u.all():  # a star of the chunk without it takes every row
             c = col[lo:hi]

@@ -41,12 +41,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from xpengine.inference.precision import (  # re-exported: they lived here
-    bf16_native_for,
-    cpu_flags,
-    effective_dtype,
-    native_bf16,
-)
+# re-exported: they lived here
+from xpengine.inference.precision import bf16_native_for, cpu_flags, effective_dtype, native_bf16
 from xpengine.model.calibration import DERIVED, all_xp_orders
 from xpengine.model.checkpoint import (
     Checkpoint,
@@ -380,6 +376,8 @@ class Predictor:
         sampling: Any = None,
         source_id: int | None = None,
         flag_policy: Any = None,
+        ebv: Any = None,
+        ebv_error: Any = None,
     ):
         """Labels with errors and flags for stars given as Gaia XP coefficients or sampled spectra: the
         catalogue's own features and flag rules (`xpengine.inference.catalogue`), without a Ray job. For
@@ -399,6 +397,7 @@ class Predictor:
             has no `source_id` column or metadata.
         g_mag, parallax [mas], parallax_error [mas], ruwe: (N,) or scalars overriding those columns.
             Without G the XP are normalised by their own synthetic G (flag G_FROM_XP).
+        ebv, ebv_error: E(B−V) > 0 and σ [mag] known without the XP (a dust map's), as the job's `--ebv`.
         tmass: {"j_m", "j_msigcom", "h_m", "h_msigcom", "ks_m", "ks_msigcom"} arrays for J−H, J−Ks.
         labels: catalogue labels (default: the ones this model learned).
         zero_point_fallback: parallax zero point [mas] where the Lindegren (2021) inputs
@@ -420,6 +419,8 @@ class Predictor:
             "parallax": parallax,
             "parallax_error": parallax_error,
             "ruwe": ruwe,
+            "ebv": ebv,
+            "ebv_error": ebv_error,
             **(dict(tmass) if tmass else {}),
         }
         table = xp_input_table(xp, overrides, sampling=sampling, source_id=source_id)
