@@ -182,7 +182,7 @@ def test_18_sco_through_from_xp_gets_the_isochrone_mass() -> None:
     assert not has_flag(known["flags"], SourceFlag.NO_EXTINCTION)
     assert has_flag(known["flags"], SourceFlag.MASS_AGE_FROM_ISOCHRONES)
     assert abs(known["mass"] - 1.02) < 2 * known["mass_error"]
-    assert known["mass_error"] < 0.85 * plain["mass_error"]
+    assert known["mass_error"] < plain["mass_error"]
     for col in ("teff", "logg", "m_h"):
         assert known[col] == plain[col]
 
@@ -341,8 +341,9 @@ def test_the_colour_bound_makes_a_blue_star_hot(grid) -> None:
 
 
 def test_a_reddened_colour_changes_nothing(grid) -> None:
-    """MIST stars seen through E(BP−RP) 0.3 (observed colour redder than their own): every point the bound
-    would cost is already 10σ away in Teff, so the answers are those without it (to 1e-3σ)."""
+    """MIST stars with a real star's colour at their Teff (`colour_scale`) seen through E(BP−RP) 0.3
+    (observed colour redder than their own): every point the bound would cost is already 6–10σ away in Teff,
+    so the answers are those without it (to 5e-3σ: real K dwarfs' colour climbs faster towards M than MIST's)."""
     rng = np.random.default_rng(12)
     pick = rng.choice(np.flatnonzero((grid.logg > 3.8) & (grid.teff > 4500) & (grid.teff < 7000)), 200)
     n = pick.size
@@ -356,12 +357,13 @@ def test_a_reddened_colour_changes_nothing(grid) -> None:
     ]
     cols = [np.asarray(c, dtype=np.float64) for c in cols]
     free = fitmod.fit_isochrones(grid, *cols)
-    bound = fitmod.fit_isochrones(grid, *cols, bp_rp=grid.bp_rp[pick] + 0.3, bp_rp_error=np.full(n, 0.02))
+    real = grid.bp_rp[pick] + fitmod.colour_scale(grid.teff[pick])[0]
+    bound = fitmod.fit_isochrones(grid, *cols, bp_rp=real + 0.3, bp_rp_error=np.full(n, 0.02))
     ok = np.isfinite(free["mass"])
     assert ok.mean() > 0.95
     np.testing.assert_array_equal(np.isfinite(bound["mass"]), ok)
     for k in ("mass", "ln_age"):
-        assert np.max(np.abs(bound[k][ok] - free[k][ok]) / free[f"{k}_error"][ok]) < 1e-3
+        assert np.max(np.abs(bound[k][ok] - free[k][ok]) / free[f"{k}_error"][ok]) < 5e-3
 
 
 def test_a_colour_no_isochrone_meets_is_dropped(grid) -> None:
@@ -399,15 +401,18 @@ def _mist_dwarfs(grid, n: int, seed: int):
 
 
 def test_a_dereddened_colour_pins_the_mass(grid) -> None:
-    """MIST dwarfs and subgiants with XP-like Teff ± 400 K, logg ± 0.3: their own (BP−RP)₀ ± 0.03 mag (an
-    input E(B−V) taken off the observed colour) narrows the mass and brings it closer to the truth, where the
-    one-sided bound of the observed colour behind E(BP−RP) 0.2 cannot."""
+    """MIST dwarfs and subgiants with XP-like Teff ± 400 K, logg ± 0.3, given the colour a real star of their
+    Teff has (MIST's on the real stars' scale, `colour_scale`): their (BP−RP)₀ ± 0.03 mag (an input E(B−V)
+    taken off the observed colour) narrows the mass and brings it closer to the truth, where the one-sided
+    bound of the observed colour behind E(BP−RP) 0.2 cannot."""
     cols, pick = _mist_dwarfs(grid, 300, 23)
     n, true = pick.size, grid.mass[pick]
+    real = grid.bp_rp[pick] + fitmod.colour_scale(grid.teff[pick])[0]
     free = fitmod.fit_isochrones(grid, *cols)
-    bound = fitmod.fit_isochrones(grid, *cols, bp_rp=grid.bp_rp[pick] + 0.2, bp_rp_error=np.full(n, 0.02))
-    c0 = {"bp_rp0": grid.bp_rp[pick].astype(np.float64), "bp_rp0_error": np.full(n, 0.03)}
-    two = fitmod.fit_isochrones(grid, *cols, bp_rp=grid.bp_rp[pick] + 0.2, bp_rp_error=np.full(n, 0.02), **c0)
+    observed = {"bp_rp": real + 0.2, "bp_rp_error": np.full(n, 0.02)}
+    bound = fitmod.fit_isochrones(grid, *cols, **observed)
+    c0 = {"bp_rp0": real, "bp_rp0_error": np.full(n, 0.03)}
+    two = fitmod.fit_isochrones(grid, *cols, **observed, **c0)
     ok = np.isfinite(free["mass"]) & np.isfinite(two["mass"])
     assert ok.mean() > 0.95
     err = {
@@ -420,15 +425,11 @@ def test_a_dereddened_colour_pins_the_mass(grid) -> None:
     z = (two["mass"][ok] - true[ok]) / two["mass_error"][ok]
     assert 0.5 < np.mean(np.abs(z) < 1) < 0.95
     # torch gives the numpy answers; a NaN (BP−RP)₀ is no term, and the star keeps its one-sided bound
-    in_torch = fitmod.fit_isochrones(
-        grid, *cols, bp_rp=grid.bp_rp[pick] + 0.2, bp_rp_error=np.full(n, 0.02), **c0, device="cpu"
-    )
+    in_torch = fitmod.fit_isochrones(grid, *cols, **observed, **c0, device="cpu")
     np.testing.assert_allclose(
         in_torch["mass"][ok], two["mass"][ok], atol=1e-3 * np.min(two["mass_error"][ok])
     )
-    none = fitmod.fit_isochrones(
-        grid, *cols, bp_rp=grid.bp_rp[pick] + 0.2, bp_rp_error=np.full(n, 0.02), bp_rp0=np.full(n, np.nan)
-    )
+    none = fitmod.fit_isochrones(grid, *cols, **observed, bp_rp0=np.full(n, np.nan))
     np.testing.assert_array_equal(none["mass"], bound["mass"])
 
 

@@ -25,11 +25,13 @@ BASTA work on a grid:
   scale and MIST's), [M/H] with the half-spacing of the [Fe/H] nodes added in quadrature; with a
   parallax, also in M_G = G − 5 log10(d / 10 pc) − A_G with its σ from σ_d and σ_E(B−V) (floor 0.03 mag);
   with an observed BP−RP (since session 22), the one-sided bound extinction sets: a point redder than the
-  star's observed colour costs ((BP−RP)₀ − BP−RP)² / σ² (floor 0.03 mag), a bluer one nothing whatever
-  its E(B−V). It decides where the model's Teff is uncertain (a real BP−RP −0.29 star of Teff 9,100 ±
-  2,800 K: 0.75 M☉ without it, a 3.5 M☉ B star with it). With an E(B−V) known without the XP (the job's
-  `--ebv` table; since session 23), the dereddened (BP−RP)₀ instead, as a Gaussian like Teff's: a colour
-  of 0.03 mag pins Teff where XP leaves it ± 200–400 K.
+  star's observed colour costs ((BP−RP)₀ − BP−RP)² / σ², a bluer one nothing whatever its E(B−V). It
+  decides where the model's Teff is uncertain (a real BP−RP −0.29 star of Teff 9,100 ± 2,800 K: 0.75 M☉
+  without it, a 3.5 M☉ B star with it). With an E(B−V) known without the XP (the job's `--ebv` table; since
+  session 23), the dereddened (BP−RP)₀ instead, on both sides: 0.05 mag of colour pins a G star's Teff where
+  XP leave it ± 200–400 K. Either is compared with the grid point's MIST colour set on real stars' scale
+  (`COLOUR_SCALE`, session 23: real M giants are up to 1 mag redder than MIST at their spectroscopic Teff),
+  σ² the star's plus that scale's scatter (0.04–0.05 mag at 4,600–6,200 K, 0.24 for M stars).
 - output: posterior mean and standard deviation of the present mass (MIST `star_mass`, the simulated
   sky's `mass` truth) and of ln age; age = exp(mean ln age) in Gyr with σ_age = age·σ_ln_age, the
   catalogue's convention for the model's own ages. Each star's sum runs over the grid points within χ² 36
@@ -72,6 +74,31 @@ __all__ = [
 SIGMA_FLOOR = {"teff": 60.0, "logg": 0.06, "m_h": 0.05, "abs_g": 0.03, "bp_rp": 0.03}
 """σ floors [K, dex, dex, mag, mag] of the likelihood."""
 
+COLOUR_SCALE = (
+    (3300.0, 1.045, 0.237),
+    (3750.0, 0.340, 0.134),
+    (4050.0, 0.152, 0.072),
+    (4400.0, 0.070, 0.044),
+    (4800.0, 0.033, 0.035),
+    (5250.0, 0.006, 0.049),
+    (5850.0, -0.021, 0.039),
+    (6600.0, -0.069, 0.082),
+    (8000.0, 0.0, 0.082),
+)
+"""MIST's intrinsic BP−RP against real stars' at their spectroscopic Teff, logg and [Fe/H]: (Teff [K], median
+and robust σ [mag] of the dereddened Gaia BP−RP less MIST's) at the ASPCAP labels of 8,868 low-extinction
+APOGEE×XP stars (AK_TARG < 0.03; train split; the check clusters left out), in ASPCAP Teff bins 3000/3600/
+3900/4200/4600/5000/5500/6200/7000 K, their centres here (`python benchmarks/colour_teff_scale.py`, session
+23, `benchmarks/results/colour_teff_scale.md`; val and test agree to 0.03 mag). Real cool giants are
+0.15–1.0 mag redder than MIST at their labels, F stars 0.07 bluer; 5,000–6,200 K agree to 0.02 ± 0.04. The
+fit compares a star's colour with the grid point's MIST colour plus the median at the point's Teff (linear
+between the entries, the end values beyond), with the robust σ in quadrature with the star's own: the
+model's Teff is ASPCAP's scale, and so is this. Above 7,000 K the same residual (+0.0 at 7,000–9,000 K, +0.5
+above, σ 0.2–0.3) measures the inputs, not MIST: ASPCAP gives hot stars no [Fe/H] and less reliable Teff,
+and AK_TARG (RJCE: H − [4.5] less a cool star's intrinsic 0.08 mag) underestimates a hot star's extinction,
+which leaves its dereddened colour too red. So the shift goes to 0 by 8,000 K (MIST's colours of A and B
+stars taken as they are) and the σ stays the F stars'."""
+
 _CHUNK = 64  # stars per likelihood block
 COARSE_SIGMA = {"teff": 150.0, "logg": 0.15}
 COARSE_TEFF_MIN = 4500.0
@@ -92,6 +119,34 @@ _FAR_CHI2 = (0.0, 15.1, 18.4, 21.1, 23.5, 25.7)  # χ² 99.99th percentiles for 
 def _floor(name: str, sigma: np.ndarray) -> np.ndarray:
     s = np.asarray(sigma, dtype=np.float64)
     return np.sqrt(np.where(np.isfinite(s), s, np.inf) ** 2 + SIGMA_FLOOR[name] ** 2)
+
+
+def colour_scale(teff: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Shift and σ [mag] (`COLOUR_SCALE`; σ at least the colour's floor) of MIST's intrinsic BP−RP at grid
+    points of Teff `teff` [K]: the colour a real star of that Teff has is MIST's plus the shift, ± the σ."""
+    t = np.asarray(teff, dtype=np.float64)
+    centre, shift, sigma = np.asarray(COLOUR_SCALE).T
+    return np.interp(t, centre, shift), np.maximum(np.interp(t, centre, sigma), SIGMA_FLOOR["bp_rp"])
+
+
+def _colour_sigma(error: np.ndarray | None, n: int) -> np.ndarray:
+    """A star's own colour σ (N,): its error, 0 where NaN or not given (the grid point's systematic σ, at
+    least the floor, is added by the colour term); inf (no term) where infinite."""
+    e = np.zeros(n) if error is None else np.asarray(error, dtype=np.float64)
+    return np.where(np.isnan(e), 0.0, e)
+
+
+def _colour_terms(n, bp_rp, bp_rp_error, c0, sigma0, two_sided) -> tuple[np.ndarray, ...] | None:
+    """The stars' colour terms for `_posterior` (None if no star has one): (N,) colour (+inf: none), its σ²,
+    and the lowest value a point's colour less it counts at (0: the one-sided bound of an observed colour;
+    −inf: a dereddened colour, both sides)."""
+    c, var, lo = np.full(n, np.inf), np.zeros(n), np.zeros(n)
+    if bp_rp is not None:
+        obs, so = np.asarray(bp_rp, dtype=np.float64), _colour_sigma(bp_rp_error, n)
+        bound = np.isfinite(obs) & np.isfinite(so) & ~two_sided  # the two-sided term holds the bound
+        c[bound], var[bound] = obs[bound], so[bound] ** 2
+    c[two_sided], var[two_sided], lo[two_sided] = c0[two_sided], sigma0[two_sided] ** 2, -np.inf
+    return (c, var, lo) if np.isfinite(c).any() else None
 
 
 def fit_isochrones(
@@ -115,12 +170,12 @@ def fit_isochrones(
     """Posterior mass and age (N,) of stars with Teff [K], logg, [M/H] (and optionally M_G [mag]) ± σ.
     bp_rp, bp_rp_error: the observed (reddened) BP−RP [mag] and σ (N,): extinction only reddens, so a grid
     point bluer than it is allowed whatever its E(B−V), and a redder one costs ((c₀ − c) / σ)², the one-sided
-    χ² of a flat prior on E(BP−RP) ≥ 0 (σ with `SIGMA_FLOOR`, the floor alone where σ is NaN; a NaN
-    colour or an infinite σ: no bound). It matters where the model's Teff is uncertain: a blue star of Teff
+    χ² of a flat prior on E(BP−RP) ≥ 0 (c₀: the point's MIST colour on real stars' scale, `colour_scale`; σ²
+    the star's, 0 where NaN, plus the point's; a NaN colour or an infinite σ: no bound). It matters where the model's Teff is uncertain: a blue star of Teff
     9,100 ± 2,800 K, without it, comes out a 0.75 M☉ dwarf.
     bp_rp0, bp_rp0_error: the dereddened colour (BP−RP)₀ [mag] and σ (N,) where an E(B−V) independent of the
-    star's XP is known (an input table: a dust map, a cluster's): a Gaussian term like Teff's (σ with the
-    `SIGMA_FLOOR`), both sides, in place of that star's one-sided bound; NaN: none. The model's own E(B−V)
+    star's XP is known (an input table: a dust map, a cluster's): the same term on both sides (σ² likewise), in
+    place of that star's one-sided bound; NaN: none. The model's own E(B−V)
     must not be used for it: it comes from the same spectrum as the Teff.
     distance_prior: (N, len(M_NODES)) the stars' log weights on `galactic_prior.M_NODES`
     (`galactic_prior.log_weight_table`: ρ(d) d³ along the line of sight at their apparent magnitude), added
@@ -145,12 +200,13 @@ def fit_isochrones(
         "logg": _floor("logg", logg_error),
         "abs_g": np.full(n, np.inf) if abs_g is None or abs_g_error is None else _floor("abs_g", abs_g_error),
     }
+    # (BP−RP)₀ is kept with the other inputs for its bookkeeping (a degree of freedom, which stars have
+    # it); its likelihood is the colour term of `_colour_terms`, whose σ depends on the grid point too
     value = {"teff": teff, "m_h": mh, "logg": lg, "abs_g": ag, "bp_rp0": np.full(n, np.nan)}
     sigma["bp_rp0"] = np.full(n, np.inf)
     if bp_rp0 is not None:
         value["bp_rp0"] = np.asarray(bp_rp0, dtype=np.float64)
-        e0 = np.zeros(n) if bp_rp0_error is None else np.asarray(bp_rp0_error, dtype=np.float64)
-        sigma["bp_rp0"] = _floor("bp_rp", np.where(np.isnan(e0), 0.0, e0))
+        sigma["bp_rp0"] = _colour_sigma(bp_rp0_error, n)
     if distance_prior is not None:
         distance_prior = np.asarray(distance_prior, dtype=np.float32)
         if distance_prior.shape != (n, M_NODES.size):
@@ -159,13 +215,7 @@ def fit_isochrones(
                 f"got {distance_prior.shape}"
             )
     used = {k: np.isfinite(value[k]) & np.isfinite(sigma[k]) for k in value}
-    colour = None
-    if bp_rp is not None:
-        c = np.asarray(bp_rp, dtype=np.float64)
-        e = np.zeros(n) if bp_rp_error is None else np.asarray(bp_rp_error, dtype=np.float64)
-        sc = _floor("bp_rp", np.where(np.isnan(e), 0.0, e))  # a colour without σ: the floor alone
-        bound = np.isfinite(c) & np.isfinite(sc) & ~used["bp_rp0"]  # the two-sided term holds the bound
-        colour = (np.where(bound, c, np.inf), np.where(bound, 1.0 / sc**2, 0.0)) if bound.any() else None
+    colour = _colour_terms(n, bp_rp, bp_rp_error, value["bp_rp0"], sigma["bp_rp0"], used["bp_rp0"])
     out = {k: np.full(n, np.nan) for k in ("mass", "mass_error", "ln_age", "ln_age_error")}
     fitted = used["teff"] & used["m_h"]
     # (a dereddened colour pins Teff to ~0.03 mag of colour: the fine grid)
@@ -184,7 +234,7 @@ def fit_isochrones(
     # a star no isochrone fits is tried again, dropping one input at a time, then both: first its colour
     # (a blend, labels far off, or a wrong E(B−V)), then a predicted logg that no isochrone reconciles with
     # the measured M_G (the measurement wins), then the two
-    coloured = used["bp_rp0"] | (np.zeros(n, bool) if colour is None else colour[1] > 0)
+    coloured = np.zeros(n, bool) if colour is None else np.isfinite(colour[0])
     no = lambda *ks: {**used, **{k: np.zeros(n, bool) for k in ks}}  # noqa: E731
     for drop_colour, keys, who in (
         (True, no("bp_rp0"), coloured),
@@ -212,8 +262,7 @@ def _posterior(
     colour: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> None:
     """The posterior moments of stars `idx` on `grid`, written into `out` (module docstring), with the
-    stars' distance-prior table and colour bound (`fit_isochrones`: (N,) observed BP−RP, +inf where none,
-    and 1/σ², 0 where none) where given."""
+    stars' distance-prior table and colour terms (`_colour_terms`) where given."""
     teff, mh = value["teff"], value["m_h"]
     # χ²_min beyond the 99.99th percentile of χ² with as many degrees of freedom as quantities used
     n_used = sum(used[k].astype(int) for k in used)
@@ -221,17 +270,12 @@ def _posterior(
     # chunks of like σ, [M/H] and Teff, so that each chunk's window is close to its stars' own
     node = np.clip(np.searchsorted(grid.feh_nodes, mh[idx]), 0, grid.feh_nodes.size - 1)
     keys = ("teff", "m_h", "logg", "abs_g", "bp_rp0")
-    width = [np.floor(np.log2(sigma[k][idx] / SIGMA_FLOOR[k.removesuffix("0")])) for k in keys]
+    with np.errstate(divide="ignore"):
+        width = [np.floor(np.log2(sigma[k][idx] / SIGMA_FLOOR[k.removesuffix("0")])) for k in keys]
     for j, k in ((2, "logg"), (3, "abs_g"), (4, "bp_rp0")):
         width[j] = np.where(used[k][idx], width[j], -1)
     idx = idx[np.lexsort((teff[idx], node, *width[::-1]))]
-    columns = {
-        "teff": grid.teff,
-        "m_h": grid.feh,
-        "logg": grid.logg,
-        "abs_g": grid.abs_g,
-        "bp_rp0": grid.bp_rp,
-    }
+    columns = {"teff": grid.teff, "m_h": grid.feh, "logg": grid.logg, "abs_g": grid.abs_g}
     moments = grid.moments
     for c0 in range(0, idx.size, _CHUNK):
         s = idx[c0 : c0 + _CHUNK]
@@ -257,8 +301,10 @@ def _posterior(
         if table is not None and not table.any():
             table = None
         bound = None
-        if colour is not None and colour[1][s].any():  # (S,) observed colours and 1/σ², (rows,) the points'
-            bound = (colour[0][s].astype(np.float32), colour[1][s].astype(np.float32), grid.bp_rp[rows])
+        if colour is not None and np.isfinite(colour[0][s]).any():  # the stars' (S,) terms, the points' (P,)
+            shift, sigma_p = colour_scale(grid.teff[rows])
+            c_p, var_p = (grid.bp_rp[rows] + shift).astype(np.float32), (sigma_p**2).astype(np.float32)
+            bound = (*(a[s].astype(np.float32) for a in colour), c_p, var_p)
         if device is None:
             if table is not None:  # (S, rows): each star's own weight at the points' M_G
                 prior.append(np.take(table, grid.prior_nodes[rows], axis=1))  # C-ordered: fast to add
@@ -292,11 +338,11 @@ def _chunk_moments(
     χ² (`fit_isochrones`) is added to χ²."""
     chi = coef.astype(np.float32) @ basis.astype(np.float32)
     np.maximum(chi, 0.0, out=chi)
-    if bound is not None:
-        red = bound[2][None, :] - bound[0][:, None]  # the point's colour less the star's: > 0 is redder
-        np.maximum(red, 0.0, out=red)
+    if bound is not None:  # the colour term (`_colour_terms`), σ² the star's plus the point's systematic
+        red = bound[3][None, :] - bound[0][:, None]  # the point's colour less the star's: > 0 is redder
+        np.maximum(red, bound[2][:, None], out=red)
         red *= red
-        red *= bound[1][:, None]
+        red /= bound[1][:, None] + bound[4][None, :]
         chi += red
     chi_min = chi.min(axis=1)
     # points outside the star's ball: +1e30 (branch-free; 3× faster than writing inf through the mask), so
@@ -333,8 +379,9 @@ def _chunk_moments_torch(
     chi = t(coef, torch.float32) @ t(basis, torch.float32)
     chi.clamp_(min=0.0)
     if bound is not None:
-        red = (t(bound[2], torch.float32)[None, :] - t(bound[0], torch.float32)[:, None]).clamp_(min=0.0)
-        chi.add_(red.square_().mul_(t(bound[1], torch.float32)[:, None]))
+        c_s, var_s, lo_s, c_p, var_p = (t(a, torch.float32) for a in bound)
+        red = torch.maximum(c_p[None, :] - c_s[:, None], lo_s[:, None])
+        chi.add_(red.square_().div_(var_s[:, None] + var_p[None, :]))
     chi_min = chi.min(dim=1).values
     chi.masked_fill_(chi > _SIGMA_WINDOW**2, float("inf"))
     chi.mul_(-0.5)
@@ -356,7 +403,7 @@ def _window(grid: FitGrid, stars: dict[str, tuple[np.ndarray, np.ndarray, np.nda
     lo = np.searchsorted(grid.teff, (t - _SIGMA_WINDOW * st).min())
     hi = np.searchsorted(grid.teff, (t + _SIGMA_WINDOW * st).max(), side="right")
     keep = np.ones(hi - lo, dtype=bool)
-    for k, col in (("m_h", grid.feh), ("logg", grid.logg), ("abs_g", grid.abs_g), ("bp_rp0", grid.bp_rp)):
+    for k, col in (("m_h", grid.feh), ("logg", grid.logg), ("abs_g", grid.abs_g)):
         v, sv, u = stars[k]
         if u.all():  # a star of the chunk without it takes every row
             c = col[lo:hi]
