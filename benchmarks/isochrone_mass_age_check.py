@@ -208,7 +208,8 @@ def sky_section(sky: Path, parts: list[int], ebv: bool = False) -> dict:
     given = np.zeros(e.shape, bool)
     if ebv:
         table = pd.read_parquet(sky / "ebv.parquet").set_index("source_id").reindex(new["source_id"])
-        given = np.isfinite(table["ebv"].to_numpy())
+        with np.errstate(invalid="ignore"):  # the catalogue's rule: an E(B−V) ≤ 0 is none (its ln is NaN)
+            given = table["ebv"].to_numpy() > 0
         e = np.where(given, table["ebv"].to_numpy(), e)
         e_err = np.where(given, np.nan_to_num(table["ebv_error"].to_numpy()), e_err)
     k_g, k_c = extinction_coefficients(DEFAULT_FLAG_POLICY, e, new["teff"], new["logg"], new["m_h"])
@@ -304,7 +305,7 @@ def sky_section(sky: Path, parts: list[int], ebv: bool = False) -> dict:
         abs_g[rows],
         abs_g_err[rows],
         distance_prior=prior,
-        **bound,
+        **both,
     )
     res["fits_per_s"] = rows.size / (time.perf_counter() - t0)
     res["model_stars_per_s"] = n / seconds["model"]

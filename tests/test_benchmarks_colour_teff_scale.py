@@ -40,16 +40,21 @@ def test_the_scale_in_the_fit_is_this_measurement(tmp_path):
     assert _cts().main(["--apogee-xp", str(APOGEE_XP_DEV), "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["n_stars"] > 5000 and res["n_cluster_members_left_out"] > 100
-    measured = [b for b in res["bins"] if b["teff"][1] <= 7000.0]
-    used = fitmod.COLOUR_SCALE[: len(measured)]
-    assert len(measured) == 8
-    for b, (centre, shift, sigma) in zip(measured, used, strict=True):
-        assert b["teff"][0] < centre < b["teff"][1]
-        assert b["train"]["median"] == pytest.approx(shift, abs=0.002)
-        assert b["train"]["sigma"] == pytest.approx(sigma, abs=0.002)
+    for cls in ("giants", "dwarfs"):
+        # the package's entries are the measured ones, and one unmeasured hot end (8,000 K, shift 0)
+        used = fitmod.COLOUR_SCALE[cls]
+        assert len(used) == len(res["scale"][cls]) + 1 >= 10
+        np.testing.assert_allclose(np.asarray(used[:-1]), np.asarray(res["scale"][cls]), atol=1e-3)
+        assert used[-1][:2] == (8000.0, 0.0)
         # the held-out splits (bins of 20 stars or more) agree with the train split's shift within 0.05 mag
-        for split in ("val", "test"):
-            if b[split]["n"] >= 20:
-                assert abs(b[split]["median"] - shift) < 0.05
-    # the cool giants are far redder than MIST at their spectroscopic Teff, G stars on it
-    assert used[1][1] > 0.2 and abs(used[6][1]) < 0.05
+        for row in res[cls]:
+            for split in ("val", "test"):
+                if row["in_table"] and row[split]["n"] >= 20:
+                    assert abs(row[split]["median"] - row["train"]["median"]) < 0.05, (cls, row)
+    # real M giants are far redder than MIST at their spectroscopic Teff, M dwarfs less so, G dwarfs on it
+    shift = {cls: dict((round(t, -2), s) for t, s, _ in fitmod.COLOUR_SCALE[cls]) for cls in COLOUR_CLASSES}
+    assert shift["giants"][3700.0] > shift["dwarfs"][3700.0] + 0.15 > 0.3
+    assert abs(fitmod.colour_scale(np.array([5700.0]), np.array([4.4]))[0][0]) < 0.03
+
+
+COLOUR_CLASSES = ("giants", "dwarfs")

@@ -357,7 +357,7 @@ def test_a_reddened_colour_changes_nothing(grid) -> None:
     ]
     cols = [np.asarray(c, dtype=np.float64) for c in cols]
     free = fitmod.fit_isochrones(grid, *cols)
-    real = grid.bp_rp[pick] + fitmod.colour_scale(grid.teff[pick])[0]
+    real = grid.bp_rp[pick] + fitmod.colour_scale(grid.teff[pick], grid.logg[pick])[0]
     bound = fitmod.fit_isochrones(grid, *cols, bp_rp=real + 0.3, bp_rp_error=np.full(n, 0.02))
     ok = np.isfinite(free["mass"])
     assert ok.mean() > 0.95
@@ -407,7 +407,7 @@ def test_a_dereddened_colour_pins_the_mass(grid) -> None:
     bound of the observed colour behind E(BP−RP) 0.2 cannot."""
     cols, pick = _mist_dwarfs(grid, 300, 23)
     n, true = pick.size, grid.mass[pick]
-    real = grid.bp_rp[pick] + fitmod.colour_scale(grid.teff[pick])[0]
+    real = grid.bp_rp[pick] + fitmod.colour_scale(grid.teff[pick], grid.logg[pick])[0]
     free = fitmod.fit_isochrones(grid, *cols)
     observed = {"bp_rp": real + 0.2, "bp_rp_error": np.full(n, 0.02)}
     bound = fitmod.fit_isochrones(grid, *cols, **observed)

@@ -74,30 +74,57 @@ __all__ = [
 SIGMA_FLOOR = {"teff": 60.0, "logg": 0.06, "m_h": 0.05, "abs_g": 0.03, "bp_rp": 0.03}
 """σ floors [K, dex, dex, mag, mag] of the likelihood."""
 
-COLOUR_SCALE = (
-    (3300.0, 1.045, 0.237),
-    (3750.0, 0.340, 0.134),
-    (4050.0, 0.152, 0.072),
-    (4400.0, 0.070, 0.044),
-    (4800.0, 0.033, 0.035),
-    (5250.0, 0.006, 0.049),
-    (5850.0, -0.021, 0.039),
-    (6600.0, -0.069, 0.082),
-    (8000.0, 0.0, 0.082),
-)
-"""MIST's intrinsic BP−RP against real stars' at their spectroscopic Teff, logg and [Fe/H]: (Teff [K], median
-and robust σ [mag] of the dereddened Gaia BP−RP less MIST's) at the ASPCAP labels of 8,868 low-extinction
-APOGEE×XP stars (AK_TARG < 0.03; train split; the check clusters left out), in ASPCAP Teff bins 3000/3600/
-3900/4200/4600/5000/5500/6200/7000 K, their centres here (`python benchmarks/colour_teff_scale.py`, session
-23, `benchmarks/results/colour_teff_scale.md`; val and test agree to 0.03 mag). Real cool giants are
-0.15–1.0 mag redder than MIST at their labels, F stars 0.07 bluer; 5,000–6,200 K agree to 0.02 ± 0.04. The
-fit compares a star's colour with the grid point's MIST colour plus the median at the point's Teff (linear
-between the entries, the end values beyond), with the robust σ in quadrature with the star's own: the
-model's Teff is ASPCAP's scale, and so is this. Above 7,000 K the same residual (+0.0 at 7,000–9,000 K, +0.5
-above, σ 0.2–0.3) measures the inputs, not MIST: ASPCAP gives hot stars no [Fe/H] and less reliable Teff,
-and AK_TARG (RJCE: H − [4.5] less a cool star's intrinsic 0.08 mag) underestimates a hot star's extinction,
-which leaves its dereddened colour too red. So the shift goes to 0 by 8,000 K (MIST's colours of A and B
-stars taken as they are) and the σ stays the F stars'."""
+COLOUR_SCALE = {
+    "giants": (
+        (3523.0, 1.034, 0.182),
+        (3688.0, 0.592, 0.169),
+        (3847.0, 0.317, 0.106),
+        (3981.0, 0.198, 0.067),
+        (4133.0, 0.117, 0.035),
+        (4311.0, 0.082, 0.033),
+        (4510.0, 0.059, 0.019),
+        (4710.0, 0.041, 0.013),
+        (4897.0, 0.033, 0.018),
+        (5101.0, 0.018, 0.037),
+        (5296.0, -0.025, 0.057),
+        (5680.0, -0.066, 0.064),
+        (6051.0, -0.143, 0.066),
+        (6355.0, -0.133, 0.049),
+        (8000.0, 0.000, 0.049),
+    ),
+    "dwarfs": (
+        (3699.0, 0.330, 0.000),
+        (3815.0, 0.259, 0.000),
+        (3968.0, 0.199, 0.000),
+        (4127.0, 0.148, 0.022),
+        (4312.0, 0.097, 0.066),
+        (4515.0, 0.096, 0.067),
+        (4716.0, -0.022, 0.123),
+        (4904.0, -0.012, 0.073),
+        (5137.0, 0.006, 0.050),
+        (5383.0, -0.006, 0.032),
+        (5681.0, -0.008, 0.023),
+        (6018.0, -0.027, 0.029),
+        (6358.0, -0.056, 0.072),
+        (6661.0, -0.085, 0.063),
+        (8000.0, 0.000, 0.063),
+    ),
+}
+"""MIST's intrinsic BP−RP against real stars' at their spectroscopic Teff, logg and [Fe/H], for grid points of
+logg < `COLOUR_GIANT_LOGG` ("giants") and the others: (Teff [K], shift, scatter [mag]). Measured on the
+ASPCAP labels of 8,868 low-extinction APOGEE×XP stars (AK_TARG < 0.03; train split; the check clusters left
+out): each entry is a Teff bin's median Teff, the median of dereddened Gaia BP−RP less MIST's colour at the
+labels, and √(robust σ² − MIST's σ at the labels) (`python benchmarks/colour_teff_scale.py`, session 23,
+`benchmarks/results/colour_teff_scale.md`, bins of 20 train stars or more below 7,000 K). Real M giants are
+0.6–1.0 mag redder than MIST at their spectroscopic Teff, M dwarfs 0.3, K giants 0.03–0.2; G dwarfs agree to
+0.01 and F dwarfs are 0.03–0.09 bluer. The fit compares a star's colour with the grid point's MIST colour
+plus the shift at its Teff (linear between entries, the end values beyond) and adds the scatter (at least
+the colour's floor) to the star's σ in quadrature: the model's Teff is ASPCAP's scale, and so is this.
+The last entry (8,000 K, shift 0) is not measured: above 7,000 K the same residual measures the inputs, not
+MIST (ASPCAP gives hot stars no [Fe/H] and less reliable Teff; AK_TARG, RJCE's H − [4.5] less a cool star's
+intrinsic colour, underestimates a hot star's extinction), so the shift goes to 0 by 8,000 K (MIST's colours
+of A and B stars taken as they are), with the F stars' scatter."""
+COLOUR_GIANT_LOGG = 3.5
 
 _CHUNK = 64  # stars per likelihood block
 COARSE_SIGMA = {"teff": 150.0, "logg": 0.15}
@@ -121,19 +148,22 @@ def _floor(name: str, sigma: np.ndarray) -> np.ndarray:
     return np.sqrt(np.where(np.isfinite(s), s, np.inf) ** 2 + SIGMA_FLOOR[name] ** 2)
 
 
-def colour_scale(teff: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def colour_scale(teff: np.ndarray, logg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Shift and σ [mag] (`COLOUR_SCALE`; σ at least the colour's floor) of MIST's intrinsic BP−RP at grid
-    points of Teff `teff` [K]: the colour a real star of that Teff has is MIST's plus the shift, ± the σ."""
+    points of Teff `teff` [K] and `logg`: the colour a real star there has is MIST's plus the shift, ± the σ."""
     t = np.asarray(teff, dtype=np.float64)
-    centre, shift, sigma = np.asarray(COLOUR_SCALE).T
-    return np.interp(t, centre, shift), np.maximum(np.interp(t, centre, sigma), SIGMA_FLOOR["bp_rp"])
+    giant = np.asarray(logg) < COLOUR_GIANT_LOGG
+    (tg, sg, eg), (td, sd, ed) = (np.asarray(COLOUR_SCALE[k]).T for k in ("giants", "dwarfs"))
+    shift = np.where(giant, np.interp(t, tg, sg), np.interp(t, td, sd))
+    sigma = np.where(giant, np.interp(t, tg, eg), np.interp(t, td, ed))
+    return shift, np.maximum(sigma, SIGMA_FLOOR["bp_rp"])
 
 
 def _colour_sigma(error: np.ndarray | None, n: int) -> np.ndarray:
-    """A star's own colour σ (N,): its error, 0 where NaN or not given (the grid point's systematic σ, at
-    least the floor, is added by the colour term); inf (no term) where infinite."""
+    """A star's own colour σ (N,): |its error|, 0 where NaN or not given (the grid point's scatter, at least
+    the floor, is added by the colour term); inf (no term) where infinite."""
     e = np.zeros(n) if error is None else np.asarray(error, dtype=np.float64)
-    return np.where(np.isnan(e), 0.0, e)
+    return np.abs(np.where(np.isnan(e), 0.0, e))
 
 
 def _colour_terms(n, bp_rp, bp_rp_error, c0, sigma0, two_sided) -> tuple[np.ndarray, ...] | None:
@@ -302,7 +332,7 @@ def _posterior(
             table = None
         bound = None
         if colour is not None and np.isfinite(colour[0][s]).any():  # the stars' (S,) terms, the points' (P,)
-            shift, sigma_p = colour_scale(grid.teff[rows])
+            shift, sigma_p = colour_scale(grid.teff[rows], grid.logg[rows])
             c_p, var_p = (grid.bp_rp[rows] + shift).astype(np.float32), (sigma_p**2).astype(np.float32)
             bound = (*(a[s].astype(np.float32) for a in colour), c_p, var_p)
         if device is None:
@@ -334,8 +364,9 @@ def _chunk_moments(
     (float32), each star's own χ² ball (χ² ≤ `_SIGMA_WINDOW`²: its answer does not depend on its chunk
     mates), w = prior · exp(−χ²/2) normalised by its maximum (log_prior: terms of (1, P) or each star's
     (S, P)), the sums in float64 (float32 sums moved a star's σ by 1e-4 with its chunk mates). bound: the
-    stars' observed BP−RP (S,) (+inf: none), their 1/σ² (S,) and the points' BP−RP (P,), whose one-sided
-    χ² (`fit_isochrones`) is added to χ²."""
+    colour terms, the stars' (S,) colour (+inf: none), σ² and lowest counted difference (`_colour_terms`)
+    and the points' (P,) colour on the real stars' scale and its σ² (`colour_scale`): max(c_p − c_s, lo_s)² /
+    (σ_s² + σ_p²) is added to χ²."""
     chi = coef.astype(np.float32) @ basis.astype(np.float32)
     np.maximum(chi, 0.0, out=chi)
     if bound is not None:  # the colour term (`_colour_terms`), σ² the star's plus the point's systematic
@@ -372,7 +403,7 @@ def _chunk_moments_torch(
     """`_chunk_moments` in torch on `device` (a GPU beside the model: the fit is two matrix products and
     an exp); the same arithmetic and precisions. gather: a further log-prior term given as each star's
     (S, nodes) table and the (P,) node of each point, gathered into (S, P) on the device; bound: the colour
-    bound's terms, as `_chunk_moments`'."""
+    terms, as `_chunk_moments`'."""
     import torch
 
     t = lambda a, dt: torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dt)  # noqa: E731
@@ -397,8 +428,8 @@ def _chunk_moments_torch(
 
 
 def _window(grid: FitGrid, stars: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
-    """Grid rows within `_SIGMA_WINDOW` σ of some star of a chunk in Teff, [M/H], logg, M_G and (BP−RP)₀
-    (each but Teff and [M/H] only when every star of the chunk has it)."""
+    """Grid rows within `_SIGMA_WINDOW` σ of some star of a chunk in Teff, [M/H], logg and M_G (logg and M_G
+    only when every star of the chunk has one; the colour terms only add to χ², so they need no window)."""
     t, st, _ = stars["teff"]
     lo = np.searchsorted(grid.teff, (t - _SIGMA_WINDOW * st).min())
     hi = np.searchsorted(grid.teff, (t + _SIGMA_WINDOW * st).max(), side="right")

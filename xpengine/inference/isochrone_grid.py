@@ -44,7 +44,8 @@ GRID_RECIPE = (
 versions; the distance prior is `galactic_prior`'s, since session 21; the one-sided colour bound and the
 grid's BP−RP column since session 22: "MIST v2.5 fit grid v4, Galactic distance prior v1" before; the
 two-sided (BP−RP)₀ term of a star with an input E(B−V), and MIST's colours set on real stars' scale
-(`isochrone_fit.COLOUR_SCALE`), which changes the bound too, since session 23)."""
+(`isochrone_fit.COLOUR_SCALE`), which changes the bound too, since session 23: "MIST v2.5 fit grid v5,
+Galactic distance prior v1, BP−RP bound v1" before)."""
 RECIPE_BEFORE = "MIST v2.5 fit grid v4, no distance prior"
 """The recipe of the catalogues that recorded none (session 20)."""
 
