@@ -332,9 +332,7 @@ def _posterior(
             table = None
         bound = None
         if colour is not None and np.isfinite(colour[0][s]).any():  # the stars' (S,) terms, the points' (P,)
-            shift, sigma_p = colour_scale(grid.teff[rows], grid.logg[rows])
-            c_p, var_p = (grid.bp_rp[rows] + shift).astype(np.float32), (sigma_p**2).astype(np.float32)
-            bound = (*(a[s].astype(np.float32) for a in colour), c_p, var_p)
+            bound = (*(a[s].astype(np.float32) for a in colour), *(a[rows] for a in grid.real_colour))
         if device is None:
             if table is not None:  # (S, rows): each star's own weight at the points' M_G
                 prior.append(np.take(table, grid.prior_nodes[rows], axis=1))  # C-ordered: fast to add

@@ -80,6 +80,15 @@ class FitGrid:
         return np.stack([np.ones_like(dm), dm, dm * dm, da, da * da], axis=1).astype(np.float64)
 
     @functools.cached_property
+    def real_colour(self) -> tuple[np.ndarray, np.ndarray]:
+        """(n,) float32 each point's BP−RP on real stars' scale and that scale's σ² [mag²]
+        (`isochrone_fit.colour_scale`): the colour terms' side of the points; built once per grid."""
+        from xpengine.inference.isochrone_fit import colour_scale
+
+        shift, sigma = colour_scale(self.teff, self.logg)
+        return (self.bp_rp + shift).astype(np.float32), (sigma**2).astype(np.float32)
+
+    @functools.cached_property
     def prior_nodes(self) -> np.ndarray:
         """(n,) int32 each point's node of the distance prior's table (`galactic_prior.node_index`)."""
         return node_index(self.abs_g)
