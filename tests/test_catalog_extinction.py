@@ -92,17 +92,17 @@ def test_the_isochrone_fit_takes_each_stars_own_coefficient(monkeypatch):
     catalogue Teff, logg and [M/H]; the constant law by 2.740; only the isochrone rows move."""
     from _sky_inputs import sky_token_batch
 
-    from xpengine.inference import catalogue
+    from xpengine.inference import catalogue_isochrones
     from xpengine.pipeline.stages import CatalogPredictor
 
     seen = []
-    spy = catalogue._absolute_g
+    spy = catalogue_isochrones.absolute_g_inputs
 
     def record(*args):
         seen.append((np.array(args[4]), np.array(args[6])))  # E(B−V), A_G / E(B−V)
         return spy(*args)
 
-    monkeypatch.setattr(catalogue, "_absolute_g", record)
+    monkeypatch.setattr(catalogue_isochrones, "absolute_g_inputs", record)
     batch = {k: v[:300] for k, v in sky_token_batch("gaia-xp").items()}
     labels = ["teff", "logg", "m_h", "mass", "age"]
     out = {}

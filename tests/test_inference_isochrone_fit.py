@@ -185,6 +185,21 @@ def test_18_sco_through_from_xp_gets_the_isochrone_mass() -> None:
     assert known["mass_error"] < plain["mass_error"]
     for col in ("teff", "logg", "m_h"):
         assert known[col] == plain[col]
+    # a map's 0 (or a negative value) near the Sun is an input E(B−V) of 0: its colour term counts, though
+    # the ln E(B−V) token cannot hold it (NO_EXTINCTION); without any, the star keeps the one-sided bound
+    zero = p.from_xp(xp, labels=labels, ebv=0.0, ebv_error=0.005).iloc[0]
+    tiny = p.from_xp(xp, labels=labels, ebv=1e-6, ebv_error=0.005).iloc[0]
+    below = p.from_xp(xp, labels=labels, ebv=-0.01, ebv_error=0.005).iloc[0]
+    assert has_flag(zero["flags"], SourceFlag.NO_EXTINCTION) and not has_flag(
+        tiny["flags"], SourceFlag.NO_EXTINCTION
+    )
+    assert zero["mass"] == below["mass"] and abs(zero["mass"] - tiny["mass"]) < 1e-3 * zero["mass_error"]
+    assert zero["mass_error"] < plain["mass_error"]
+    # with its parallax, M_G is dereddened by that 0, not by the model's own E(B−V) (0.045 for 18 Sco)
+    with_plx = [
+        p.from_xp(xp, labels=labels, **plx, **e).iloc[0] for e in ({}, {"ebv": 0.0, "ebv_error": 0.005})
+    ]
+    assert with_plx[1]["mass"] != with_plx[0]["mass"]
 
 
 def test_only_stars_outside_the_domain_change() -> None:

@@ -17,10 +17,7 @@ import numpy as np
 from xpengine.catalog.flag_policy import (
     DEFAULT_FLAG_POLICY,
     FlagPolicy,
-    absolute_g,
     catalogue_flags,
-    extinction_coefficients,
-    high_uncertainty,
 )
 from xpengine.catalog.schema import (
     LABELS,
@@ -33,6 +30,7 @@ from xpengine.catalog.schema import (
 from xpengine.catalog.sky import icrs_to_galactic
 from xpengine.features.astrometry import parallax_distance
 from xpengine.features.flags import SourceFlag, read_without_relevancy
+from xpengine.inference.catalogue_isochrones import ISOCHRONE_INPUTS, isochrone_step
 from xpengine.model.calibration import all_xp_orders
 from xpengine.model.luminosity_domain import outside_domain
 
@@ -48,9 +46,6 @@ log = logging.getLogger(__name__)
 
 PASSTHROUGH_FLOAT64 = ("ra", "dec", "l", "b")
 PARALLAX_COLUMNS = ("parallax_corrected", "parallax_corrected_error", "ruwe")
-ISOCHRONE_INPUTS = ("teff", "logg", "m_h")
-"""The predicted tokens the isochrone mass and age of a star outside the mass/age domain start from."""
-COLOUR_ARGS = ("bp_rp", "bp_rp_error", "bp_rp0", "bp_rp0_error")  # `fit_isochrones`' colour arguments
 
 
 def _corrected_parallax(
@@ -123,6 +118,9 @@ def catalogue_batch(
         "parallax_corrected": plx,
         "parallax_corrected_error": plx_err,
         "ruwe": ruwe,
+        # the input E(B−V) as given (≤ 0 too, which its ln token cannot hold): the isochrone step's
+        "ebv_input": _column_or_nan(joined, "ebv", np.float64),
+        "ebv_input_error": _column_or_nan(joined, "ebv_error", np.float64),
     }
 
 
@@ -200,7 +198,7 @@ class CatalogPredictor:
         self.flag_policy = flag_policy if flag_policy is not None else DEFAULT_FLAG_POLICY
         # the flag policy judges the mass/age domain by the predicted Teff and logg: asked for whenever
         # the catalogue holds mass or age, whether or not they are among its labels; the isochrone
-        # mass and age of the stars outside it (`_isochrone_mass_age`) also need [M/H]
+        # mass and age of the stars outside it (`catalogue_isochrones`) also need [M/H]
         holds_mass_age = bool(MASS_AGE_LABELS & set(self.labels))
         self._isochrones = (
             holds_mass_age
@@ -302,28 +300,13 @@ class CatalogPredictor:
             bprp_error=bprp_error,
             luminosity_outside=lum_out,
         )
-        if self._isochrones:
-            ebv, ebv_err, given = self._ebv(values, errors, out, means, sigmas)
-            k_g, k_c = extinction_coefficients(self.flag_policy, ebv, *map(means.get, ISOCHRONE_INPUTS))
-            abs_g, abs_g_error = _absolute_g(g, dist, dist_err, by_parallax, ebv, ebv_err, k_g)
-            # an input E(B−V) (not the model's: same spectrum as its Teff) gives (BP−RP)₀ ± σ, a two-sided term
-            bprp0 = None if bprp is None else np.where(given, bprp - k_c * ebv, np.nan)
-            bprp0_error = None if bprp is None else np.hypot(np.nan_to_num(bprp_error), k_c * ebv_err)
-            # the distance prior's G₀ and line of sight, for stars without a parallax M_G (`galactic_prior`)
-            sky = (np.where(np.isfinite(abs_g), np.nan, g - k_g * ebv), batch["l"], batch["b"])
-            # on a GPU the fit's matrix products run there, beside the model; on a CPU in numpy
+        if self._isochrones:  # on a GPU the fit's matrix products run there, beside the model
             dev = self.predictor.device if getattr(self.predictor.device, "type", "cpu") == "cuda" else None
-            flags = _isochrone_mass_age(
-                self.flag_policy,
-                out,
-                means,
-                sigmas,
-                flags,
-                (abs_g, abs_g_error),
-                sky,
-                dev,
-                (bprp, bprp_error, bprp0, bprp0_error),
-            )
+            logebv = (_token_column(values, self._logebv_col), _token_column(errors, self._logebv_col))
+            flags = isochrone_step(
+                self.flag_policy, batch, out, means, sigmas, flags, g=g, dist=(dist, dist_err),
+                by_parallax=by_parallax, logebv=logebv, colour=(bprp, bprp_error), device=dev,
+            )  # fmt: skip
         return {
             "source_id": batch["source_id"],
             **{c: batch[c] for c in PASSTHROUGH_FLOAT64},
@@ -334,26 +317,6 @@ class CatalogPredictor:
             "n_input_tokens": n_tokens.astype(np.int16),
             "flags": flags,
         }
-
-    def _ebv(self, values, errors, out, means, sigmas) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """E(B−V), σ and given (N,) for the isochrone fit's M_G: the input's (the logebv token) where given,
-        else the model's: the catalogue's calibrated `ebv` column where written, else its raw ln E(B−V); NaN
-        where neither."""
-        n = len(values)
-        ebv, err = np.full(n, np.nan), np.full(n, np.nan)
-        if "ebv" in out:
-            ebv, err = out["ebv"].astype(np.float64), out["ebv_error"].astype(np.float64)
-        elif "logebv" in means:
-            ebv, err = np.exp(means["logebv"]), np.exp(means["logebv"]) * sigmas["logebv"]
-        logebv = _token_column(values, self._logebv_col)
-        given = np.zeros(n, bool)
-        if logebv is not None:
-            given = np.isfinite(logebv)
-            ebv = np.where(given, np.exp(logebv), ebv)
-            err = np.where(
-                given, np.nan_to_num(np.exp(logebv) * _token_column(errors, self._logebv_col)), err
-            )
-        return ebv, err, given
 
     def _predict(
         self,
@@ -430,70 +393,3 @@ class CatalogPredictor:
 def _token_column(a: np.ndarray, col: int | None) -> np.ndarray | None:
     """One token's column of a (N, T) value or error matrix; None when the vocabulary lacks it."""
     return None if col is None else a[:, col]
-
-
-def _absolute_g(
-    g: np.ndarray,
-    dist: np.ndarray,
-    dist_err: np.ndarray,
-    by_parallax: np.ndarray,
-    ebv: np.ndarray,
-    ebv_err: np.ndarray,
-    a_g_per_ebv: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """M_G and σ (N,) of the stars with a significant parallax and a known E(B−V) (`flag_policy.absolute_g`,
-    A_G = a_g_per_ebv · E(B−V)), NaN elsewhere (the isochrone fit then goes without it); σ from the
-    distance's and E(B−V)'s."""
-    abs_g = absolute_g(g, dist, ebv, a_g_per_ebv)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        err = np.hypot(5.0 / np.log(10.0) * dist_err / dist, a_g_per_ebv * ebv_err)
-    ok = by_parallax & np.isfinite(abs_g) & np.isfinite(err)
-    return np.where(ok, abs_g, np.nan), np.where(ok, err, np.nan)
-
-
-def _isochrone_mass_age(
-    policy: FlagPolicy,
-    out: dict[str, np.ndarray],
-    means: dict[str, np.ndarray],
-    sigmas: dict[str, np.ndarray],
-    flags: np.ndarray,
-    abs_g: tuple[np.ndarray, np.ndarray],
-    sky: tuple[np.ndarray, np.ndarray, np.ndarray],
-    device: object = None,
-    colour: tuple[np.ndarray | None, ...] = (None, None, None, None),
-) -> np.ndarray:
-    """Mass and age of the predicted stars outside the mass/age domain, in place in `out`: the MIST
-    isochrone posterior (`xpengine.inference.isochrone_fit`) at their predicted Teff, logg and [M/H] with
-    σ and, where known, M_G (abs_g: M_G and σ), with the distance prior of their extinction-corrected G and
-    line of sight (sky: G₀, l, b; `galactic_prior`) where known, and the bound of their observed BP−RP and
-    σ (colour: the `bprp` token, None without it; extinction only reddens), or, with an input E(B−V), of
-    their dereddened (BP−RP)₀ and σ (colour's last two, NaN elsewhere). Rows given it are flagged
-    MASS_AGE_FROM_ISOCHRONES; a star off every isochrone keeps the model's values. HIGH_UNCERTAINTY is
-    judged again on the final columns. Returns the flags."""
-    outside = (flags & int(SourceFlag.OUTSIDE_TRAINING_DOMAIN)) != 0
-    predicted = (flags & int(SourceFlag.NO_PREDICTION)) == 0
-    rows = np.flatnonzero(outside & predicted)
-    if rows.size == 0:
-        return flags
-    from xpengine.inference.galactic_prior import log_weight_table
-    from xpengine.inference.isochrone_fit import fit_isochrones, load_fit_grid
-
-    fit = fit_isochrones(
-        load_fit_grid(),
-        *(a[rows] for t in ISOCHRONE_INPUTS for a in (means[t], sigmas[t])),
-        *(a[rows] for a in abs_g),
-        **{k: None if c is None else np.asarray(c)[rows] for k, c in zip(COLOUR_ARGS, colour, strict=True)},
-        distance_prior=log_weight_table(*(np.asarray(a)[rows] for a in sky)),
-        device=device,
-    )
-    got = np.isfinite(fit["mass"]) & np.isfinite(fit["age"])
-    rows = rows[got]
-    for lab in ("mass", "age"):
-        if lab in out:
-            out[lab][rows] = fit[lab][got]
-            out[f"{lab}_error"][rows] = fit[f"{lab}_error"][got]
-    flags = flags.copy()
-    flags[rows] |= int(SourceFlag.MASS_AGE_FROM_ISOCHRONES)
-    flags &= ~np.int64(SourceFlag.HIGH_UNCERTAINTY)
-    flags[high_uncertainty(policy, out)] |= int(SourceFlag.HIGH_UNCERTAINTY)
-    return flags

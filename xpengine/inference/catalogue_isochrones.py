@@ -1,0 +1,155 @@
+"""The catalogue's isochrone step (`CatalogPredictor`): mass and age of the predicted stars outside the
+model's mass/age domain from MIST isochrones (`xpengine.inference.isochrone_fit`), with the inputs the
+catalogue has for them: M_G where the parallax is significant, the distance prior of their G and line of
+sight, and their colour (the observed BP−RP's one-sided bound, or with an input E(B−V) the dereddened
+(BP−RP)₀ on both sides).
+
+The E(B−V) behind M_G and (BP−RP)₀ is the input's where given: the joined table's raw `ebv`, `ebv_error`
+(`catalogue_batch` passes them as `ebv_input`, `ebv_input_error`), so that a map's 0 near the Sun counts as
+0 (a negative value as 0, its σ kept), though the model's ln E(B−V) token cannot hold it (flag
+NO_EXTINCTION); else the logebv token; else the model's own E(B−V), for M_G only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from xpengine.catalog.flag_policy import FlagPolicy, absolute_g, extinction_coefficients, high_uncertainty
+from xpengine.features.flags import SourceFlag
+
+__all__ = ["COLOUR_ARGS", "ISOCHRONE_INPUTS", "input_ebv", "isochrone_step"]
+
+ISOCHRONE_INPUTS = ("teff", "logg", "m_h")
+"""The predicted tokens the isochrone mass and age of a star outside the mass/age domain start from."""
+COLOUR_ARGS = ("bp_rp", "bp_rp_error", "bp_rp0", "bp_rp0_error")  # `fit_isochrones`' colour arguments
+
+
+def input_ebv(
+    batch: dict[str, np.ndarray], logebv: np.ndarray | None, logebv_error: np.ndarray | None, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """E(B−V), σ [mag] and given (N,) of an input E(B−V): the raw input's where the batch has it (≤ 0 as 0),
+    else the logebv token's; NaN and False elsewhere."""
+    ebv, err = np.full(n, np.nan), np.full(n, np.nan)
+    if logebv is not None:
+        ebv = np.exp(np.asarray(logebv, dtype=np.float64))
+        err = ebv * np.asarray(logebv_error, dtype=np.float64) if logebv_error is not None else err
+    raw = batch.get("ebv_input")
+    if raw is not None:
+        raw = np.asarray(raw, dtype=np.float64)
+        raw_err = np.asarray(batch.get("ebv_input_error", np.full(n, np.nan)), dtype=np.float64)
+        has = np.isfinite(raw)
+        ebv = np.where(has, np.maximum(raw, 0.0), ebv)
+        err = np.where(has, raw_err, err)
+    given = np.isfinite(ebv)
+    return ebv, np.where(given, np.nan_to_num(err), err), given
+
+
+def model_ebv(
+    out: dict[str, np.ndarray], means: dict[str, np.ndarray], sigmas: dict[str, np.ndarray], n: int
+):
+    """The model's E(B−V) and σ (N,): the catalogue's calibrated `ebv` column where written, else its raw
+    ln E(B−V); NaN where neither."""
+    if "ebv" in out:
+        return out["ebv"].astype(np.float64), out["ebv_error"].astype(np.float64)
+    if "logebv" in means:
+        e = np.exp(means["logebv"])
+        return e, e * sigmas["logebv"]
+    return np.full(n, np.nan), np.full(n, np.nan)
+
+
+def absolute_g_inputs(
+    g, dist, dist_err, by_parallax, ebv, ebv_err, a_g_per_ebv
+) -> tuple[np.ndarray, np.ndarray]:
+    """M_G and σ (N,) of the stars with a significant parallax and a known E(B−V) (`flag_policy.absolute_g`,
+    A_G = a_g_per_ebv · E(B−V)), NaN elsewhere (the isochrone fit then goes without it); σ from the
+    distance's and E(B−V)'s."""
+    abs_g = absolute_g(g, dist, ebv, a_g_per_ebv)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        err = np.hypot(5.0 / np.log(10.0) * dist_err / dist, a_g_per_ebv * ebv_err)
+    ok = by_parallax & np.isfinite(abs_g) & np.isfinite(err)
+    return np.where(ok, abs_g, np.nan), np.where(ok, err, np.nan)
+
+
+def isochrone_step(
+    policy: FlagPolicy,
+    batch: dict[str, np.ndarray],
+    out: dict[str, np.ndarray],
+    means: dict[str, np.ndarray],
+    sigmas: dict[str, np.ndarray],
+    flags: np.ndarray,
+    *,
+    g: np.ndarray,
+    dist: tuple[np.ndarray, np.ndarray],
+    by_parallax: np.ndarray,
+    logebv: tuple[np.ndarray | None, np.ndarray | None],
+    colour: tuple[np.ndarray | None, np.ndarray | None],
+    device: Any = None,
+) -> np.ndarray:
+    """Mass and age of the predicted stars outside the mass/age domain, in place in `out` (module
+    docstring): g the G the XP were normalised by; dist (distance, σ) [pc]; logebv the ln E(B−V) token's
+    (values, errors) or Nones; colour the `bprp` token's (values, errors) or Nones. Returns the flags."""
+    n = flags.shape[0]
+    e_in, e_in_err, given = input_ebv(batch, *logebv, n)
+    e_mod, e_mod_err = model_ebv(out, means, sigmas, n)
+    ebv, ebv_err = np.where(given, e_in, e_mod), np.where(given, e_in_err, e_mod_err)
+    k_g, k_c = extinction_coefficients(policy, ebv, *map(means.get, ISOCHRONE_INPUTS))
+    abs_g = absolute_g_inputs(g, *dist, by_parallax, ebv, ebv_err, k_g)
+    bprp, bprp_error = colour
+    # the input E(B−V) (never the model's: same spectrum as its Teff) gives (BP−RP)₀ ± σ, a two-sided term
+    bprp0 = None if bprp is None else np.where(given, bprp - k_c * ebv, np.nan)
+    bprp0_error = None if bprp is None else np.hypot(np.nan_to_num(bprp_error), k_c * ebv_err)
+    # the distance prior's G₀ and line of sight, for stars without a parallax M_G (`galactic_prior`)
+    sky = (np.where(np.isfinite(abs_g[0]), np.nan, g - k_g * ebv), batch["l"], batch["b"])
+    return isochrone_mass_age(
+        policy, out, means, sigmas, flags, abs_g, sky, device, (bprp, bprp_error, bprp0, bprp0_error)
+    )
+
+
+def isochrone_mass_age(
+    policy: FlagPolicy,
+    out: dict[str, np.ndarray],
+    means: dict[str, np.ndarray],
+    sigmas: dict[str, np.ndarray],
+    flags: np.ndarray,
+    abs_g: tuple[np.ndarray, np.ndarray],
+    sky: tuple[np.ndarray, np.ndarray, np.ndarray],
+    device: object = None,
+    colour: tuple[np.ndarray | None, ...] = (None, None, None, None),
+) -> np.ndarray:
+    """Mass and age of the predicted stars outside the mass/age domain, in place in `out`: the MIST
+    isochrone posterior (`xpengine.inference.isochrone_fit`) at their predicted Teff, logg and [M/H] with
+    σ and, where known, M_G (abs_g: M_G and σ), with the distance prior of their extinction-corrected G and
+    line of sight (sky: G₀, l, b; `galactic_prior`) where known, and the bound of their observed BP−RP and
+    σ (colour: the `bprp` token, None without it; extinction only reddens), or, with an input E(B−V), of
+    their dereddened (BP−RP)₀ and σ (colour's last two, NaN elsewhere). Rows given it are flagged
+    MASS_AGE_FROM_ISOCHRONES; a star off every isochrone keeps the model's values. HIGH_UNCERTAINTY is
+    judged again on the final columns. Returns the flags."""
+    outside = (flags & int(SourceFlag.OUTSIDE_TRAINING_DOMAIN)) != 0
+    predicted = (flags & int(SourceFlag.NO_PREDICTION)) == 0
+    rows = np.flatnonzero(outside & predicted)
+    if rows.size == 0:
+        return flags
+    from xpengine.inference.galactic_prior import log_weight_table
+    from xpengine.inference.isochrone_fit import fit_isochrones, load_fit_grid
+
+    fit = fit_isochrones(
+        load_fit_grid(),
+        *(a[rows] for t in ISOCHRONE_INPUTS for a in (means[t], sigmas[t])),
+        *(a[rows] for a in abs_g),
+        **{k: None if c is None else np.asarray(c)[rows] for k, c in zip(COLOUR_ARGS, colour, strict=True)},
+        distance_prior=log_weight_table(*(np.asarray(a)[rows] for a in sky)),
+        device=device,
+    )
+    got = np.isfinite(fit["mass"]) & np.isfinite(fit["age"])
+    rows = rows[got]
+    for lab in ("mass", "age"):
+        if lab in out:
+            out[lab][rows] = fit[lab][got]
+            out[f"{lab}_error"][rows] = fit[f"{lab}_error"][got]
+    flags = flags.copy()
+    flags[rows] |= int(SourceFlag.MASS_AGE_FROM_ISOCHRONES)
+    flags &= ~np.int64(SourceFlag.HIGH_UNCERTAINTY)
+    flags[high_uncertainty(policy, out)] |= int(SourceFlag.HIGH_UNCERTAINTY)
+    return flags
