@@ -208,9 +208,12 @@ def sky_section(sky: Path, parts: list[int], ebv: bool = False) -> dict:
     given = np.zeros(e.shape, bool)
     if ebv:
         table = pd.read_parquet(sky / "ebv.parquet").set_index("source_id").reindex(new["source_id"])
-        with np.errstate(invalid="ignore"):  # the catalogue's rule: an E(B−V) ≤ 0 is none (its ln is NaN)
-            given = table["ebv"].to_numpy() > 0
-        e = np.where(given, table["ebv"].to_numpy(), e)
+        from xpengine.inference.catalogue_isochrones import EBV_INPUT_MIN
+
+        with np.errstate(invalid="ignore"):  # the catalogue's rule (`catalogue_isochrones.input_ebv`)
+            given = table["ebv"].to_numpy() >= EBV_INPUT_MIN
+        e_tab = np.where(given, np.maximum(table["ebv"].to_numpy(), 0.0), np.nan)
+        e = np.where(given, e_tab, e)
         e_err = np.where(given, np.nan_to_num(table["ebv_error"].to_numpy()), e_err)
     k_g, k_c = extinction_coefficients(DEFAULT_FLAG_POLICY, e, new["teff"], new["logg"], new["m_h"])
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -195,6 +195,9 @@ def test_18_sco_through_from_xp_gets_the_isochrone_mass() -> None:
     )
     assert zero["mass"] == below["mass"] and abs(zero["mass"] - tiny["mass"]) < 1e-3 * zero["mass_error"]
     assert zero["mass_error"] < plain["mass_error"]
+    # a placeholder (−99) is no E(B−V)
+    none = p.from_xp(xp, labels=labels, ebv=-99.0).iloc[0]
+    assert none["mass"] == plain["mass"] and none["mass_error"] == plain["mass_error"]
     # with its parallax, M_G is dereddened by that 0, not by the model's own E(B−V) (0.045 for 18 Sco)
     with_plx = [
         p.from_xp(xp, labels=labels, **plx, **e).iloc[0] for e in ({}, {"ebv": 0.0, "ebv_error": 0.005})
@@ -460,3 +463,23 @@ def test_the_dereddened_colour_keeps_the_fine_grid_and_drops_a_wrong_one(grid) -
     free = _one(grid, giant)
     wrong = _one(grid, giant, bp_rp0=np.array([-0.3]), bp_rp0_error=np.array([0.02]))
     assert np.isfinite(free["mass"][0]) and wrong["mass"][0] == free["mass"][0]
+
+
+def test_the_input_ebv_rule():
+    """The isochrone step's input E(B−V) (`catalogue_isochrones.input_ebv`): the ln E(B−V) token first (as the
+    token builder takes a `logebv` column first), else the raw value from −0.05 up, ≤ 0 as 0; a placeholder
+    or NaN is none; a σ not given is 0."""
+    from xpengine.inference.catalogue_isochrones import input_ebv
+
+    raw = np.array([0.1, 0.0, -0.01, -99.0, np.nan, 0.2])
+    batch = {"ebv_input": raw, "ebv_input_error": np.array([0.01, 0.005, np.nan, 0.01, 0.01, 0.02])}
+    logebv = np.array([np.nan, np.nan, np.nan, np.nan, np.log(0.3), np.log(0.4)])
+    ebv, err, given = input_ebv(batch, logebv, np.full(6, 0.1), 6)
+    np.testing.assert_array_equal(given, [True, True, True, False, True, True])
+    np.testing.assert_allclose(ebv[given], [0.1, 0.0, 0.0, 0.3, 0.4])
+    np.testing.assert_allclose(err[given], [0.01, 0.005, 0.0, 0.03, 0.04])
+    # no raw column: the token alone; neither: none
+    e2, _, g2 = input_ebv({}, logebv, None, 6)
+    np.testing.assert_allclose(e2[g2], [0.3, 0.4])
+    np.testing.assert_array_equal(g2, np.isfinite(logebv))
+    assert not input_ebv({}, None, None, 6)[2].any()

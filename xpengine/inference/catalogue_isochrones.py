@@ -6,8 +6,9 @@ sight, and their colour (the observed BP−RP's one-sided bound, or with an inpu
 
 The E(B−V) behind M_G and (BP−RP)₀ is the input's where given: the joined table's raw `ebv`, `ebv_error`
 (`catalogue_batch` passes them as `ebv_input`, `ebv_input_error`), so that a map's 0 near the Sun counts as
-0 (a negative value as 0, its σ kept), though the model's ln E(B−V) token cannot hold it (flag
-NO_EXTINCTION); else the logebv token; else the model's own E(B−V), for M_G only.
+0 (a value down to −0.05 as 0, its σ kept; lower is a placeholder), though the model's ln E(B−V) token
+cannot hold it (flag NO_EXTINCTION). The token's value comes first where it has one, as in the token
+builder. Else the model's own E(B−V), for M_G only.
 """
 
 from __future__ import annotations
@@ -24,24 +25,30 @@ __all__ = ["COLOUR_ARGS", "ISOCHRONE_INPUTS", "input_ebv", "isochrone_step"]
 ISOCHRONE_INPUTS = ("teff", "logg", "m_h")
 """The predicted tokens the isochrone mass and age of a star outside the mass/age domain start from."""
 COLOUR_ARGS = ("bp_rp", "bp_rp_error", "bp_rp0", "bp_rp0_error")  # `fit_isochrones`' colour arguments
+EBV_INPUT_MIN = -0.05
+"""The lowest raw input E(B−V) [mag] taken (as 0): a map's noise around 0; below, a placeholder (−1, −99)."""
 
 
 def input_ebv(
     batch: dict[str, np.ndarray], logebv: np.ndarray | None, logebv_error: np.ndarray | None, n: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """E(B−V), σ [mag] and given (N,) of an input E(B−V): the raw input's where the batch has it (≤ 0 as 0),
-    else the logebv token's; NaN and False elsewhere."""
+    """E(B−V), σ [mag] and given (N,) of an input E(B−V): the logebv token's where it has one (the token
+    builder takes a `logebv` column before `ebv`), else the raw input's where the batch has it, from
+    `EBV_INPUT_MIN` up (≤ 0 as 0: a map's 0 near the Sun; lower is a placeholder, none); NaN and False
+    elsewhere. A given E(B−V) without σ has σ 0."""
     ebv, err = np.full(n, np.nan), np.full(n, np.nan)
     if logebv is not None:
         ebv = np.exp(np.asarray(logebv, dtype=np.float64))
-        err = ebv * np.asarray(logebv_error, dtype=np.float64) if logebv_error is not None else err
+        if logebv_error is not None:
+            err = ebv * np.abs(np.asarray(logebv_error, dtype=np.float64))
     raw = batch.get("ebv_input")
     if raw is not None:
         raw = np.asarray(raw, dtype=np.float64)
-        raw_err = np.asarray(batch.get("ebv_input_error", np.full(n, np.nan)), dtype=np.float64)
-        has = np.isfinite(raw)
-        ebv = np.where(has, np.maximum(raw, 0.0), ebv)
-        err = np.where(has, raw_err, err)
+        raw_err = np.abs(np.asarray(batch.get("ebv_input_error", np.full(n, np.nan)), dtype=np.float64))
+        with np.errstate(invalid="ignore"):
+            use = ~np.isfinite(ebv) & (raw >= EBV_INPUT_MIN)
+        ebv = np.where(use, np.maximum(raw, 0.0), ebv)
+        err = np.where(use, raw_err, err)
     given = np.isfinite(ebv)
     return ebv, np.where(given, np.nan_to_num(err), err), given
 

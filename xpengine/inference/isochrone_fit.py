@@ -35,8 +35,10 @@ BASTA work on a grid:
 - output: posterior mean and standard deviation of the present mass (MIST `star_mass`, the simulated
   sky's `mass` truth) and of ln age; age = exp(mean ln age) in Gyr with σ_age = age·σ_ln_age, the
   catalogue's convention for the model's own ages. Each star's sum runs over the grid points within χ² 36
-  of it (likelihood e^-18), so its answer does not depend on the stars it is fitted beside; a star off every
-  isochrone (`fit_isochrones`) gets none, and the catalogue then keeps the model's values.
+  of it (likelihood e^-18; the weights falling steeply but continuously beyond χ² 30, since session 23),
+  so its answer does not depend on the stars it is fitted beside, beyond float32 rounding of its χ² (which
+  is centred on its chunk: ~1e-5 of the answer); a star off every isochrone (`fit_isochrones`) gets none,
+  and the catalogue then keeps the model's values.
 
 The grid (~330k points, up to 21,700 K: hotter stars get none) and its disk cache are
 `xpengine.inference.isochrone_grid`'s (its names are re-exported here).
@@ -139,6 +141,10 @@ every fourth EEP is too coarse (0.05σ at the 99th percentile at 3,800–4,500 K
 0.04σ at the 99th percentile (0.07σ at most; session-22 review). A star the coarse grid misses is fitted on
 the fine one."""
 _SIGMA_WINDOW = 6.0  # grid points beyond a χ² of this squared (likelihood e^-18) are left out
+_BALL_TAPER, _BALL_SLOPE = (
+    30.0,
+    25.0,
+)  # χ² beyond which a point's weight falls by e^(−12.5 Δχ²) (`_chunk_moments`)
 _LOG_W_MIN = -87.0  # ln of float32's smallest normal number: the floor of a point's log weight
 _FAR_CHI2 = (0.0, 15.1, 18.4, 21.1, 23.5, 25.7)  # χ² 99.99th percentiles for 1-5 degrees of freedom
 
@@ -359,8 +365,8 @@ def _chunk_moments(
     bound: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(S, 5) posterior sums [Σw, Σw·Δm, Σw·Δm², Σw·Δa, Σw·Δa²] and (S,) χ²_min of a chunk: χ² = coef @ basis
-    (float32), each star's own χ² ball (χ² ≤ `_SIGMA_WINDOW`²: its answer does not depend on its chunk
-    mates), w = prior · exp(−χ²/2) normalised by its maximum (log_prior: terms of (1, P) or each star's
+    (float32), each star's own χ² ball (χ² ≤ `_SIGMA_WINDOW`², tapered from `_BALL_TAPER`: its answer does
+    not depend on its chunk mates beyond float32 rounding), w = prior · exp(−χ²/2) normalised by its maximum (log_prior: terms of (1, P) or each star's
     (S, P)), the sums in float64 (float32 sums moved a star's σ by 1e-4 with its chunk mates). bound: the
     colour terms, the stars' (S,) colour (+inf: none), σ² and lowest counted difference (`_colour_terms`)
     and the points' (P,) colour on the real stars' scale and its σ² (`colour_scale`): max(c_p − c_s, lo_s)² /
@@ -374,10 +380,14 @@ def _chunk_moments(
         red /= bound[1][:, None] + bound[4][None, :]
         chi += red
     chi_min = chi.min(axis=1)
-    # points outside the star's ball: +1e30 (branch-free; 3× faster than writing inf through the mask), so
-    # that they stay below every point inside it and end at the floor below, as inf did (the same answers
-    # bit for bit; a star with no point in its ball has χ²_min > 36, beyond every `_FAR_CHI2`: NaN)
-    chi += (chi > _SIGMA_WINDOW**2) * np.float32(1e30)
+    # the star's ball, continuously: χ² beyond `_BALL_TAPER` costs 25 (χ² − 30) more (25 · max(χ², 30): a
+    # constant below 30, which the normalisation takes out), so a point at χ² 36 weighs < e^-75 of the
+    # star's best even at the `_FAR_CHI2` limit, and nothing jumps when float32 rounding moves a point
+    # across the edge (the hard cut at 36 it replaces moved a poorly fitting star's age by 1e-4 between two
+    # batchings; session 23); as many passes as that cut; beyond, the weights end at the floor below
+    edge = np.maximum(chi, np.float32(_BALL_TAPER))
+    edge *= np.float32(_BALL_SLOPE)
+    chi += edge
     chi *= -0.5
     for term in log_prior:
         chi += term
@@ -412,7 +422,7 @@ def _chunk_moments_torch(
         red = torch.maximum(c_p[None, :] - c_s[:, None], lo_s[:, None])
         chi.add_(red.square_().div_(var_s[:, None] + var_p[None, :]))
     chi_min = chi.min(dim=1).values
-    chi.masked_fill_(chi > _SIGMA_WINDOW**2, float("inf"))
+    chi.add_(chi.clamp(min=_BALL_TAPER).mul_(_BALL_SLOPE))
     chi.mul_(-0.5)
     for term in log_prior:
         chi.add_(t(term, torch.float32))

@@ -38,7 +38,7 @@ GRID_VERSION = 5
 """Version of the cached grid's recipe: part of the cache key."""
 GRID_RECIPE = (
     f"MIST v2.5 fit grid v{GRID_VERSION}, Galactic distance prior v1, BP−RP bound v2, dereddened BP−RP v1, "
-    "real-star colour scale v1"
+    "real-star colour scale v1, input E(B−V) ≤ 0 as 0, continuous χ² ball"
 )
 """The fit's recipe as a catalogue's job record names it (the MIST files are pinned by the packages'
 versions; the distance prior is `galactic_prior`'s, since session 21; the one-sided colour bound and the
