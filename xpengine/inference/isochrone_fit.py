@@ -141,10 +141,8 @@ every fourth EEP is too coarse (0.05σ at the 99th percentile at 3,800–4,500 K
 0.04σ at the 99th percentile (0.07σ at most; session-22 review). A star the coarse grid misses is fitted on
 the fine one."""
 _SIGMA_WINDOW = 6.0  # grid points beyond a χ² of this squared (likelihood e^-18) are left out
-_BALL_TAPER, _BALL_SLOPE = (
-    30.0,
-    25.0,
-)  # χ² beyond which a point's weight falls by e^(−12.5 Δχ²) (`_chunk_moments`)
+_BALL_TAPER = 30.0  # χ² beyond which a point's weight falls by e^(−_BALL_SLOPE Δχ² / 2) (`_chunk_moments`)
+_BALL_SLOPE = 25.0
 _LOG_W_MIN = -87.0  # ln of float32's smallest normal number: the floor of a point's log weight
 _FAR_CHI2 = (0.0, 15.1, 18.4, 21.1, 23.5, 25.7)  # χ² 99.99th percentiles for 1-5 degrees of freedom
 
@@ -206,13 +204,14 @@ def fit_isochrones(
     """Posterior mass and age (N,) of stars with Teff [K], logg, [M/H] (and optionally M_G [mag]) ± σ.
     bp_rp, bp_rp_error: the observed (reddened) BP−RP [mag] and σ (N,): extinction only reddens, so a grid
     point bluer than it is allowed whatever its E(B−V), and a redder one costs ((c₀ − c) / σ)², the one-sided
-    χ² of a flat prior on E(BP−RP) ≥ 0 (c₀: the point's MIST colour on real stars' scale, `colour_scale`; σ²
-    the star's, 0 where NaN, plus the point's; a NaN colour or an infinite σ: no bound). It matters where the model's Teff is uncertain: a blue star of Teff
+    χ² of a flat prior on E(BP−RP) ≥ 0 (c₀: the point's MIST colour on real stars' scale, `colour_scale`;
+    σ² the star's, 0 where NaN, plus the point's; a NaN colour or an infinite σ: no bound). It matters where
+    the model's Teff is uncertain: a blue star of Teff
     9,100 ± 2,800 K, without it, comes out a 0.75 M☉ dwarf.
     bp_rp0, bp_rp0_error: the dereddened colour (BP−RP)₀ [mag] and σ (N,) where an E(B−V) independent of the
-    star's XP is known (an input table: a dust map, a cluster's): the same term on both sides (σ² likewise), in
-    place of that star's one-sided bound; NaN: none. The model's own E(B−V)
-    must not be used for it: it comes from the same spectrum as the Teff.
+    star's XP is known (an input table: a dust map, a cluster's): the same term on both sides (σ² likewise),
+    in place of that star's one-sided bound; NaN: none. The model's own E(B−V) must not be used for it: it
+    comes from the same spectrum as the Teff.
     distance_prior: (N, len(M_NODES)) the stars' log weights on `galactic_prior.M_NODES`
     (`galactic_prior.log_weight_table`: ρ(d) d³ along the line of sight at their apparent magnitude), added
     to each grid point's log prior at its M_G (nearest node); a row of 0, or None, goes without.
@@ -221,8 +220,8 @@ def fit_isochrones(
 
     A NaN logg or M_G (or an infinite σ) leaves it out of the star's likelihood. A star whose χ² to every
     grid point is beyond the 99.99th percentile for its degrees of freedom is off every isochrone. It is
-    fitted again without its colour (bound or (BP−RP)₀); then, with both logg and M_G, without its logg (the measured M_G
-    is trusted over a predicted logg); then without both. Else it gets NaN, as does a star without a finite
+    fitted again without its colour (bound or (BP−RP)₀); then, with both logg and M_G, without its logg (the
+    measured M_G is trusted over a predicted logg); then without both. Else it gets NaN, as does a star without a finite
     Teff and [M/H].
     Returns mass, mass_error [M☉], ln_age, ln_age_error [ln Gyr], age, age_error [Gyr]."""
     teff = np.asarray(teff, dtype=np.float64)
