@@ -208,13 +208,12 @@ def sky_section(sky: Path, parts: list[int], ebv: bool = False) -> dict:
     given = np.zeros(e.shape, bool)
     if ebv:
         table = pd.read_parquet(sky / "ebv.parquet").set_index("source_id").reindex(new["source_id"])
-        from xpengine.inference.catalogue_isochrones import EBV_INPUT_MIN
+        from xpengine.inference.catalogue_isochrones import input_ebv
 
-        with np.errstate(invalid="ignore"):  # the catalogue's rule (`catalogue_isochrones.input_ebv`)
-            given = table["ebv"].to_numpy() >= EBV_INPUT_MIN
-        e_tab = np.where(given, np.maximum(table["ebv"].to_numpy(), 0.0), np.nan)
-        e = np.where(given, e_tab, e)
-        e_err = np.where(given, np.nan_to_num(table["ebv_error"].to_numpy()), e_err)
+        # the catalogue's rule for an input E(B−V)
+        raw = {"ebv_input": table["ebv"].to_numpy(), "ebv_input_error": table["ebv_error"].to_numpy()}
+        e_tab, e_tab_err, given = input_ebv(raw, None, None, e.size)
+        e, e_err = np.where(given, e_tab, e), np.where(given, e_tab_err, e_err)
     k_g, k_c = extinction_coefficients(DEFAULT_FLAG_POLICY, e, new["teff"], new["logg"], new["m_h"])
     with np.errstate(invalid="ignore", divide="ignore"):
         abs_g = new["phot_g_mean_mag"] - 5 * np.log10(new["distance_pc"] / 10) - k_g * e
@@ -233,9 +232,12 @@ def sky_section(sky: Path, parts: list[int], ebv: bool = False) -> dict:
     if new.get("bprp") is not None:
         bound = {"bp_rp": np.asarray(new["bprp"])[rows], "bp_rp_error": np.asarray(new["bprp_error"])[rows]}
         if ebv:  # and, with the input E(B−V), the catalogue's dereddened (BP−RP)₀ (`CatalogPredictor`)
-            c0 = np.where(given, np.asarray(new["bprp"]) - k_c * e, np.nan)
-            c0_err = np.hypot(np.nan_to_num(np.asarray(new["bprp_error"])), k_c * e_err)
-            dered = {"bp_rp0": c0[rows], "bp_rp0_error": c0_err[rows]}
+            from xpengine.inference.catalogue_isochrones import dereddened_colour
+
+            c0 = dereddened_colour(
+                np.asarray(new["bprp"]), np.asarray(new["bprp_error"]), e, e_err, k_c, given
+            )
+            dered = {"bp_rp0": c0[0][rows], "bp_rp0_error": c0[1][rows]}
     both = {**bound, **dered}
     arms = [
         (NO_PRIOR, new, None, both),
@@ -426,6 +428,7 @@ def cluster_section(fits_path: str, dataset: str) -> dict:
 
     from xpengine.catalog.flag_policy import DEFAULT_FLAG_POLICY, extinction_coefficients
     from xpengine.datasets.schema import read_training_set
+    from xpengine.inference.catalogue_isochrones import dereddened_colour
     from xpengine.inference.isochrone_fit import fit_isochrones, load_fit_grid
     from xpengine.inference.predictor import Predictor
 
@@ -463,10 +466,8 @@ def cluster_section(fits_path: str, dataset: str) -> dict:
         }
         # the cluster's E(B−V) is an input E(B−V): the catalogue would also fit the dereddened (BP−RP)₀
         k_c = extinction_coefficients(DEFAULT_FLAG_POLICY, ebv, pred["teff"], pred["logg"], pred["m_h"])[1]
-        dered = {
-            "bp_rp0": colour["bp_rp"] - k_c * ebv,
-            "bp_rp0_error": np.hypot(np.nan_to_num(colour["bp_rp_error"]), k_c * 0.1 * ebv),
-        }
+        c0 = dereddened_colour(colour["bp_rp"], colour["bp_rp_error"], ebv, 0.1 * ebv, k_c, True)
+        dered = {"bp_rp0": c0[0], "bp_rp0_error": c0[1]}
         labels = [pred[k] for k in ("teff", "teff_error", "logg", "logg_error", "m_h", "m_h_error")]
         f = fit_isochrones(grid, *labels, abs_g, abs_g_err, **colour, **dered)
         f_bound = fit_isochrones(grid, *labels, abs_g, abs_g_err, **colour)

@@ -20,7 +20,7 @@ import numpy as np
 from xpengine.catalog.flag_policy import FlagPolicy, absolute_g, extinction_coefficients, high_uncertainty
 from xpengine.features.flags import SourceFlag
 
-__all__ = ["COLOUR_ARGS", "ISOCHRONE_INPUTS", "input_ebv", "isochrone_step"]
+__all__ = ["COLOUR_ARGS", "ISOCHRONE_INPUTS", "dereddened_colour", "input_ebv", "isochrone_step"]
 
 ISOCHRONE_INPUTS = ("teff", "logg", "m_h")
 """The predicted tokens the isochrone mass and age of a star outside the mass/age domain start from."""
@@ -51,6 +51,21 @@ def input_ebv(
         err = np.where(use, raw_err, err)
     given = np.isfinite(ebv)
     return ebv, np.where(given, np.nan_to_num(err), err), given
+
+
+def dereddened_colour(
+    bprp: np.ndarray,
+    bprp_error: np.ndarray | None,
+    ebv: np.ndarray,
+    ebv_err: np.ndarray,
+    k_c: np.ndarray,
+    given,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(BP−RP)₀ and σ (N,) of the stars whose E(B−V) is an input's (`given`; NaN elsewhere): the observed
+    colour less E(BP−RP) = k_c · E(B−V), σ from the colour's (0 where NaN) and E(B−V)'s. Never the model's
+    own E(B−V): it comes from the same spectrum as its Teff."""
+    err = np.hypot(np.nan_to_num(np.zeros_like(bprp) if bprp_error is None else bprp_error), k_c * ebv_err)
+    return np.where(given, bprp - k_c * ebv, np.nan), err
 
 
 def model_ebv(
@@ -104,9 +119,9 @@ def isochrone_step(
     k_g, k_c = extinction_coefficients(policy, ebv, *map(means.get, ISOCHRONE_INPUTS))
     abs_g = absolute_g_inputs(g, *dist, by_parallax, ebv, ebv_err, k_g)
     bprp, bprp_error = colour
-    # the input E(B−V) (never the model's: same spectrum as its Teff) gives (BP−RP)₀ ± σ, a two-sided term
-    bprp0 = None if bprp is None else np.where(given, bprp - k_c * ebv, np.nan)
-    bprp0_error = None if bprp is None else np.hypot(np.nan_to_num(bprp_error), k_c * ebv_err)
+    bprp0, bprp0_error = (None, None)
+    if bprp is not None:  # the input E(B−V) gives (BP−RP)₀ ± σ, a two-sided term
+        bprp0, bprp0_error = dereddened_colour(bprp, bprp_error, ebv, ebv_err, k_c, given)
     # the distance prior's G₀ and line of sight, for stars without a parallax M_G (`galactic_prior`)
     sky = (np.where(np.isfinite(abs_g[0]), np.nan, g - k_g * ebv), batch["l"], batch["b"])
     return isochrone_mass_age(
