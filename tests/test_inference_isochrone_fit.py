@@ -195,9 +195,17 @@ def test_18_sco_through_from_xp_gets_the_isochrone_mass() -> None:
     )
     assert zero["mass"] == below["mass"] and abs(zero["mass"] - tiny["mass"]) < 1e-3 * zero["mass_error"]
     assert zero["mass_error"] < plain["mass_error"]
+    # ISOCHRONE_INPUT_EBV tells a fit with the input's E(B−V) (0 included) from one without any
+    for row in (known, zero, below, tiny):
+        assert has_flag(row["flags"], SourceFlag.ISOCHRONE_INPUT_EBV)
+    assert not has_flag(plain["flags"], SourceFlag.ISOCHRONE_INPUT_EBV)
     # a placeholder (−99) is no E(B−V)
     none = p.from_xp(xp, labels=labels, ebv=-99.0).iloc[0]
     assert none["mass"] == plain["mass"] and none["mass_error"] == plain["mass_error"]
+    assert not has_flag(none["flags"], SourceFlag.ISOCHRONE_INPUT_EBV)
+    # the model's own fit (no isochrones) never carries it, whatever the input
+    own = p.from_xp(xp, labels=labels, ebv=0.005, ebv_error=0.005, flag_policy=MODEL_ONLY).iloc[0]
+    assert not has_flag(own["flags"], SourceFlag.ISOCHRONE_INPUT_EBV)
     # with its parallax, M_G is dereddened by that 0, not by the model's own E(B−V) (0.045 for 18 Sco)
     with_plx = [
         p.from_xp(xp, labels=labels, **plx, **e).iloc[0] for e in ({}, {"ebv": 0.0, "ebv_error": 0.005})
@@ -225,8 +233,13 @@ def test_only_stars_outside_the_domain_change() -> None:
         np.testing.assert_allclose(new[col], old[col], rtol=1e-5)
     # the other bits are the same; HIGH_UNCERTAINTY is judged on the columns written
     hu = int(SourceFlag.HIGH_UNCERTAINTY)
-    keep = ~np.int64(hu | int(SourceFlag.MASS_AGE_FROM_ISOCHRONES))
+    iso_bits = int(SourceFlag.MASS_AGE_FROM_ISOCHRONES | SourceFlag.ISOCHRONE_INPUT_EBV)
+    keep = ~np.int64(hu | iso_bits)
     np.testing.assert_array_equal(new["flags"] & keep, old["flags"] & keep)
+    # the sky's input E(B−V) (its logebv token) is what the fitted rows were dereddened with
+    given = ~has_flag(new["flags"], SourceFlag.NO_EXTINCTION)
+    assert (iso & given).sum() > 100
+    np.testing.assert_array_equal(has_flag(new["flags"], SourceFlag.ISOCHRONE_INPUT_EBV), iso & given)
     out = {k: new[k] for k in new if k.split("_error")[0] in labels}
     np.testing.assert_array_equal(
         has_flag(new["flags"], SourceFlag.HIGH_UNCERTAINTY), high_uncertainty(DEFAULT_FLAG_POLICY, out)

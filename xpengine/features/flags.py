@@ -50,6 +50,10 @@ renumber a bit, only add new ones. Bits 0-15 are set by the feature step (`xpeng
 |     |        |                         |           | and age are the MIST isochrone posterior at the catalogue's Teff, logg,|
 |     |        |                         |           | [M/H] and (parallax) M_G, not the model's (`xpengine.inference.       |
 |     |        |                         |           | isochrone_fit`; policy `mass_age_from_isochrones`)                     |
+| 26  | 67108864 | ISOCHRONE_INPUT_EBV   | catalogue | a MASS_AGE_FROM_ISOCHRONES row fitted with the input E(B−V) (the job's |
+|     |        |                         |           | `--ebv`, `from_xp(ebv=)`; −0.05 to 0 taken as 0, so also on rows       |
+|     |        |                         |           | NO_EXTINCTION): its M_G, distance-prior G₀ and dereddened (BP−RP)₀.    |
+|     |        |                         |           | Without it: the model's own E(B−V), the observed BP−RP as a bound      |
 
 Usage: `flags & SourceFlag.NO_BP` on an int64 array; `describe_flags(value)` lists the names of one value.
 """
@@ -99,6 +103,7 @@ class SourceFlag(enum.IntFlag):
     PARALLAX_LEFT_OUT = 1 << 23
     ALL_XP_ORDERS = 1 << 24
     MASS_AGE_FROM_ISOCHRONES = 1 << 25
+    ISOCHRONE_INPUT_EBV = 1 << 26
 
 
 FEATURE_FLAGS: SourceFlag = (
@@ -130,6 +135,7 @@ CATALOGUE_FLAGS: SourceFlag = (
     | SourceFlag.PARALLAX_LEFT_OUT
     | SourceFlag.ALL_XP_ORDERS
     | SourceFlag.MASS_AGE_FROM_ISOCHRONES
+    | SourceFlag.ISOCHRONE_INPUT_EBV
 )
 """Bits reserved for the catalogue engine."""
 

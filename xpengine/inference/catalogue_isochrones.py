@@ -111,7 +111,8 @@ def isochrone_step(
 ) -> np.ndarray:
     """Mass and age of the predicted stars outside the mass/age domain, in place in `out` (module
     docstring): g the G the XP were normalised by; dist (distance, σ) [pc]; logebv the ln E(B−V) token's
-    (values, errors) or Nones; colour the `bprp` token's (values, errors) or Nones. Returns the flags."""
+    (values, errors) or Nones; colour the `bprp` token's (values, errors) or Nones. Returns the flags:
+    ISOCHRONE_INPUT_EBV on the fitted rows whose E(B−V) was the input's."""
     n = flags.shape[0]
     e_in, e_in_err, given = input_ebv(batch, *logebv, n)
     e_mod, e_mod_err = model_ebv(out, means, sigmas, n)
@@ -124,9 +125,12 @@ def isochrone_step(
         bprp0, bprp0_error = dereddened_colour(bprp, bprp_error, ebv, ebv_err, k_c, given)
     # the distance prior's G₀ and line of sight, for stars without a parallax M_G (`galactic_prior`)
     sky = (np.where(np.isfinite(abs_g[0]), np.nan, g - k_g * ebv), batch["l"], batch["b"])
-    return isochrone_mass_age(
+    flags = isochrone_mass_age(
         policy, out, means, sigmas, flags, abs_g, sky, device, (bprp, bprp_error, bprp0, bprp0_error)
     )
+    fitted = (flags & int(SourceFlag.MASS_AGE_FROM_ISOCHRONES)) != 0
+    flags[fitted & given] |= int(SourceFlag.ISOCHRONE_INPUT_EBV)
+    return flags
 
 
 def isochrone_mass_age(
