@@ -195,6 +195,11 @@ def test_18_sco_through_from_xp_gets_the_isochrone_mass() -> None:
     )
     assert zero["mass"] == below["mass"] and abs(zero["mass"] - tiny["mass"]) < 1e-3 * zero["mass_error"]
     assert zero["mass_error"] < plain["mass_error"]
+    # an E(B−V) given without σ is not exact: it takes the default σ, 0.01 mag here
+    bare = p.from_xp(xp, labels=labels, ebv=0.005).iloc[0]
+    stated = p.from_xp(xp, labels=labels, ebv=0.005, ebv_error=0.01).iloc[0]
+    assert bare["mass"] == stated["mass"] and bare["mass_error"] == stated["mass_error"]
+    assert bare["mass_error"] > known["mass_error"]
     # ISOCHRONE_INPUT_EBV tells a fit with the input's E(B−V) (0 included) from one without any
     for row in (known, zero, below, tiny):
         assert has_flag(row["flags"], SourceFlag.ISOCHRONE_INPUT_EBV)
@@ -481,7 +486,7 @@ def test_the_dereddened_colour_keeps_the_fine_grid_and_drops_a_wrong_one(grid) -
 def test_the_input_ebv_rule():
     """The isochrone step's input E(B−V) (`catalogue_isochrones.input_ebv`): the ln E(B−V) token first (as the
     token builder takes a `logebv` column first), else the raw value from −0.05 up, ≤ 0 as 0; a placeholder
-    or NaN is none; a σ not given is 0."""
+    or NaN is none; a σ not given is the default (16 %, at least 0.01 mag)."""
     from xpengine.inference.catalogue_isochrones import input_ebv
 
     raw = np.array([0.1, 0.0, -0.01, -99.0, np.nan, 0.2])
@@ -490,9 +495,12 @@ def test_the_input_ebv_rule():
     ebv, err, given = input_ebv(batch, logebv, np.full(6, 0.1), 6)
     np.testing.assert_array_equal(given, [True, True, True, False, True, True])
     np.testing.assert_allclose(ebv[given], [0.1, 0.0, 0.0, 0.3, 0.4])
-    np.testing.assert_allclose(err[given], [0.01, 0.005, 0.0, 0.03, 0.04])
-    # no raw column: the token alone; neither: none
-    e2, _, g2 = input_ebv({}, logebv, None, 6)
+    np.testing.assert_allclose(err[given], [0.01, 0.005, 0.01, 0.03, 0.04])
+    # no raw column: the token alone; neither: none; a token without σ takes the default too
+    e2, s2, g2 = input_ebv({}, logebv, None, 6)
     np.testing.assert_allclose(e2[g2], [0.3, 0.4])
+    np.testing.assert_allclose(s2[g2], [0.048, 0.064])
+    _, s3, _ = input_ebv({"ebv_input": np.array([0.02, 0.5])}, None, None, 2)
+    np.testing.assert_allclose(s3, [0.01, 0.08])
     np.testing.assert_array_equal(g2, np.isfinite(logebv))
     assert not input_ebv({}, None, None, 6)[2].any()

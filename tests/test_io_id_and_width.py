@@ -187,3 +187,22 @@ def test_a_later_chunk_with_fewer_coefficients_is_refused_not_padded(tmp_path, x
         build_tokens(mixed)
     with pytest.raises(ValueError, match=r"rows of \[51, 55\] coefficients"):
         model_inputs_table(mixed)
+
+
+def test_an_ebv_table_without_errors_is_taken_with_a_log_line(tmp_path, xp, caplog):
+    """The job checks its `--ebv` table before any work (`check_side_tables`); one without `ebv_error`
+    is taken, and the log says the σ the isochrone fit gives its values (never an exact E(B−V))."""
+    import logging
+
+    from xpengine.pipeline.config import InferenceConfig
+    from xpengine.pipeline.plan import check_side_tables
+
+    sid = xp.column("source_id").to_pylist()
+    bare, full = tmp_path / "ebv_bare.csv", tmp_path / "ebv_full.csv"
+    bare.write_text("source_id,ebv\n" + "".join(f"{s},0.1\n" for s in sid))
+    full.write_text("source_id,ebv,ebv_error\n" + "".join(f"{s},0.1,0.02\n" for s in sid))
+    with caplog.at_level(logging.WARNING):
+        check_side_tables(InferenceConfig(ebv=str(full)))
+        assert "ebv_error" not in caplog.text
+        check_side_tables(InferenceConfig(ebv=str(bare)))
+    assert "no ebv_error column" in caplog.text and str(bare) in caplog.text and "0.16" in caplog.text

@@ -20,13 +20,24 @@ import numpy as np
 from xpengine.catalog.flag_policy import FlagPolicy, absolute_g, extinction_coefficients, high_uncertainty
 from xpengine.features.flags import SourceFlag
 
-__all__ = ["COLOUR_ARGS", "ISOCHRONE_INPUTS", "dereddened_colour", "input_ebv", "isochrone_step"]
+__all__ = [
+    "COLOUR_ARGS",
+    "EBV_DEFAULT_ERROR_FLOOR",
+    "EBV_DEFAULT_RELATIVE_ERROR",
+    "ISOCHRONE_INPUTS",
+    "dereddened_colour",
+    "input_ebv",
+    "isochrone_step",
+]
 
 ISOCHRONE_INPUTS = ("teff", "logg", "m_h")
 """The predicted tokens the isochrone mass and age of a star outside the mass/age domain start from."""
 COLOUR_ARGS = ("bp_rp", "bp_rp_error", "bp_rp0", "bp_rp0_error")  # `fit_isochrones`' colour arguments
 EBV_INPUT_MIN = -0.05
 """The lowest raw input E(B−V) [mag] taken (as 0): a map's noise around 0; below, a placeholder (−1, −99)."""
+EBV_DEFAULT_RELATIVE_ERROR, EBV_DEFAULT_ERROR_FLOOR = 0.16, 0.01
+"""σ of an input E(B−V) given without one: 16 % of it (the accuracy Schlegel, Finkbeiner & Davis 1998, ApJ
+500, 525, state for their map), at least 0.01 mag (our choice: a map's zero point), never an exact value."""
 
 
 def input_ebv(
@@ -35,7 +46,8 @@ def input_ebv(
     """E(B−V), σ [mag] and given (N,) of an input E(B−V): the logebv token's where it has one (the token
     builder takes a `logebv` column before `ebv`), else the raw input's where the batch has it, from
     `EBV_INPUT_MIN` up (≤ 0 as 0: a map's 0 near the Sun; lower is a placeholder, none); NaN and False
-    elsewhere. A given E(B−V) without σ has σ 0."""
+    elsewhere. A given E(B−V) without a σ > 0 has the default one (`EBV_DEFAULT_RELATIVE_ERROR`, at
+    least `EBV_DEFAULT_ERROR_FLOOR`)."""
     ebv, err = np.full(n, np.nan), np.full(n, np.nan)
     if logebv is not None:
         ebv = np.exp(np.asarray(logebv, dtype=np.float64))
@@ -50,7 +62,10 @@ def input_ebv(
         ebv = np.where(use, np.maximum(raw, 0.0), ebv)
         err = np.where(use, raw_err, err)
     given = np.isfinite(ebv)
-    return ebv, np.where(given, np.nan_to_num(err), err), given
+    default = np.maximum(EBV_DEFAULT_RELATIVE_ERROR * np.nan_to_num(ebv), EBV_DEFAULT_ERROR_FLOOR)
+    with np.errstate(invalid="ignore"):
+        stated = np.isfinite(err) & (err > 0)  # the token builder stores a σ not given as 0
+    return ebv, np.where(given & ~stated, default, err), given
 
 
 def dereddened_colour(

@@ -38,15 +38,16 @@ GRID_VERSION = 5
 """Version of the cached grid's recipe: part of the cache key."""
 GRID_RECIPE = (
     f"MIST v2.5 fit grid v{GRID_VERSION}, Galactic distance prior v1, BP−RP bound v2, dereddened BP−RP v1, "
-    "real-star colour scale v1, input E(B−V) ≤ 0 as 0, continuous χ² ball, flag ISOCHRONE_INPUT_EBV"
+    "real-star colour scale v1, input E(B−V) ≤ 0 as 0, continuous χ² ball, flag ISOCHRONE_INPUT_EBV, "
+    "input E(B−V) without σ at 16 % (≥ 0.01 mag)"
 )
 """The fit's recipe as a catalogue's job record names it (the MIST files are pinned by the packages'
 versions; the distance prior is `galactic_prior`'s, since session 21; the one-sided colour bound and the
 grid's BP−RP column since session 22: "MIST v2.5 fit grid v4, Galactic distance prior v1" before; the
 two-sided (BP−RP)₀ term of a star with an input E(B−V), and MIST's colours set on real stars' scale
 (`isochrone_fit.COLOUR_SCALE`), which changes the bound too, since session 23: "MIST v2.5 fit grid v5,
-Galactic distance prior v1, BP−RP bound v1" before; the flag ISOCHRONE_INPUT_EBV since session 24, so
-that a resumed catalogue never mixes partitions with and without it)."""
+Galactic distance prior v1, BP−RP bound v1" before; the flag ISOCHRONE_INPUT_EBV and the default σ of
+an input E(B−V) given without one since session 24, so that a resumed catalogue never mixes the two)."""
 RECIPE_BEFORE = "MIST v2.5 fit grid v4, no distance prior"
 """The recipe of the catalogues that recorded none (session 20)."""
 

@@ -397,7 +397,7 @@ class Predictor:
             has no `source_id` column or metadata.
         g_mag, parallax [mas], parallax_error [mas], ruwe: (N,) or scalars overriding those columns.
             Without G the XP are normalised by their own synthetic G (flag G_FROM_XP).
-        ebv, ebv_error: E(B−V) and σ [mag] known without the XP (a dust map's; −0.05 to 0 as 0), as `--ebv`.
+        ebv, ebv_error: E(B−V), σ [mag] known without the XP (a map's; −0.05–0 as 0; no σ: 16 %, ≥ 0.01).
         tmass: {"j_m", "j_msigcom", "h_m", "h_msigcom", "ks_m", "ks_msigcom"} arrays for J−H, J−Ks.
         labels: catalogue labels (default: the ones this model learned).
         zero_point_fallback: parallax zero point [mas] where the Lindegren (2021) inputs

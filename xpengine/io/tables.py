@@ -128,13 +128,14 @@ def _check_side_columns(schema: pa.Schema, what: str, url: str | None) -> None:
 
 def check_side_table(
     source: str | os.PathLike[str], what: str, *, storage_options: dict[str, Any] | None = None
-) -> None:
+) -> list[str]:
     """Check a 2MASS or E(B−V) table file (`what`: "2MASS" or "E(B-V)") before a job joins it to
     every partition: the columns `join_sources` takes from it are there and hold numbers, and its
     source_id holds integers (`source_id_array`: float64 ids have lost digits), from the file's schema
     and its first rows; a problem raises GaiaFileError naming the file and column (and row). The job
     reads the table in each partition's task, where the same problems would fail every partition
-    one by one after the cluster started, naming no file."""
+    one by one after the cluster started, naming no file. Returns the columns the join will take from it
+    (`source_id` first; an optional one such as `ebv_error` only where the file has it)."""
     reader = open_table_reader(source, storage_options)
     try:
         required, optional = SIDE_TABLES[what]
@@ -152,6 +153,7 @@ def check_side_table(
             source_id_array(first[1].column("source_id"), reader.src.url, row0=first[0])
     finally:
         reader.src.close()
+    return present
 
 
 def _table_name(table: pa.Table, what: str) -> str:

@@ -168,7 +168,8 @@ def check_side_tables(cfg: InferenceConfig) -> None:
     """Refuse (JobError naming the option, the file and the column) a 2MASS or E(B−V) table that lacks
     a column the join takes from it, holds text there, or floating-point source_ids
     (`xpengine.io.tables.check_side_table`), before any work: each partition's task reads the table
-    again, where the same problem would fail every partition one by one after the cluster started."""
+    again, where the same problem would fail every partition one by one after the cluster started. An
+    E(B−V) table without `ebv_error` is taken, with a log line saying the σ the isochrone fit gives it."""
     from xpengine.io.tables import check_side_table
 
     for key, what in (("tmass", "2MASS"), ("ebv", "E(B-V)")):
@@ -176,9 +177,21 @@ def check_side_tables(cfg: InferenceConfig) -> None:
         if not url:
             continue
         try:
-            check_side_table(url, what)
+            columns = check_side_table(url, what)
         except (ValueError, OSError) as exc:  # GaiaFileError is a ValueError
             raise JobError(f"--{key}: {exc}") from exc
+        if key == "ebv" and "ebv_error" not in columns:
+            from xpengine.inference.catalogue_isochrones import (
+                EBV_DEFAULT_ERROR_FLOOR,
+                EBV_DEFAULT_RELATIVE_ERROR,
+            )
+
+            log.warning(
+                "--ebv %s has no ebv_error column: the isochrone fit takes σ = max(%g × E(B−V), %g mag)",
+                url,
+                EBV_DEFAULT_RELATIVE_ERROR,
+                EBV_DEFAULT_ERROR_FLOOR,
+            )
 
 
 def _shown(names: list[str], n: int = 3) -> str:
