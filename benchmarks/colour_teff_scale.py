@@ -20,7 +20,7 @@ Teff. This measures the miss on real stars, so that the fit's colour σ can carr
   dwarfs 0.3), by bins of ASPCAP Teff: the bin's median Teff (where the fit puts the entry), the median of
   real − MIST (the shift), its robust σ, MIST's own σ at the labels (ASPCAP's label errors through MIST's
   colour–Teff slope), and the scatter the fit uses, √(robust σ² − MIST σ²): the fit marginalises the point's
-  Teff itself, and the star's photometric σ it carries on its own (`isochrone_fit.COLOUR_SCALE`). A bin
+  Teff itself, and the star's photometric σ it carries on its own (`isochrone_grid.COLOUR_SCALE`). A bin
   enters the table with 20 train stars or more. The table's figures come from the train split; val and
   test are a check. Stars MIST cannot fit at their labels (no isochrone within the fit's reach: the most
   luminous metal-poor M giants, mostly) have no MIST colour and are counted apart.
@@ -162,7 +162,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['n_cluster_members_left_out']} members of the check clusters left out. Residual: BP − RP − "
         "E(BP−RP) less MIST's colour at the star's ASPCAP labels [mag]. Shift: its median; scatter: "
         "√(robust σ² − MIST σ²), MIST σ being MIST's colour σ at the labels (ASPCAP's label errors). "
-        f"Bold: the rows in the fit's table (`isochrone_fit.COLOUR_SCALE`; {MIN_STARS}+ train stars, below 7,000 K), "
+        f"Bold: the rows in the fit's table (`isochrone_grid.COLOUR_SCALE`; {MIN_STARS}+ train stars, below 7,000 K), "
         "at the train stars' median Teff. 'No MIST': stars no isochrone fits at their labels, left out.",
     ]
     for cls in ("giants", "dwarfs"):

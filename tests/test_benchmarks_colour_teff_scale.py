@@ -1,6 +1,6 @@
 """MIST's colour scale against real stars (`benchmarks/colour_teff_scale.py`): the grid of colours gives a MIST
 point's own colour back, and, on the shared APOGEE×XP dev file, the measurement reproduces the shift and
-scatter the isochrone fit uses (`isochrone_fit.COLOUR_SCALE`), so the package's table is this measurement's."""
+scatter the isochrone fit uses (`isochrone_grid.COLOUR_SCALE`), so the package's table is this measurement's."""
 
 from __future__ import annotations
 

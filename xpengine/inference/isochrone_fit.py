@@ -54,79 +54,35 @@ from xpengine.inference.galactic_prior import M_NODES
 from xpengine.inference.isochrone_grid import (
     _LN_AGE_REF,
     _MASS_REF,
+    COLOUR_FLOOR,
+    COLOUR_GIANT_LOGG,
+    COLOUR_SCALE,
     GRID_RECIPE,
     GRID_VERSION,
     RECIPE_BEFORE,
     FitGrid,
     build_fit_grid,
+    colour_scale,
     load_fit_grid,
 )
 
 __all__ = [
+    "COLOUR_GIANT_LOGG",
+    "COLOUR_SCALE",
     "GRID_RECIPE",
     "GRID_VERSION",
     "RECIPE_BEFORE",
     "SIGMA_FLOOR",
     "FitGrid",
     "build_fit_grid",
+    "colour_scale",
     "fit_isochrones",
     "load_fit_grid",
 ]
 
-SIGMA_FLOOR = {"teff": 60.0, "logg": 0.06, "m_h": 0.05, "abs_g": 0.03, "bp_rp": 0.03}
+SIGMA_FLOOR = {"teff": 60.0, "logg": 0.06, "m_h": 0.05, "abs_g": 0.03, "bp_rp": COLOUR_FLOOR}
 """σ floors [K, dex, dex, mag, mag] of the likelihood."""
 
-COLOUR_SCALE = {
-    "giants": (
-        (3523.0, 1.034, 0.182),
-        (3688.0, 0.592, 0.169),
-        (3847.0, 0.317, 0.106),
-        (3981.0, 0.198, 0.067),
-        (4133.0, 0.117, 0.035),
-        (4311.0, 0.082, 0.033),
-        (4510.0, 0.059, 0.019),
-        (4710.0, 0.041, 0.013),
-        (4897.0, 0.033, 0.018),
-        (5101.0, 0.018, 0.037),
-        (5296.0, -0.025, 0.057),
-        (5680.0, -0.066, 0.064),
-        (6051.0, -0.143, 0.066),
-        (6355.0, -0.133, 0.049),
-        (8000.0, 0.000, 0.049),
-    ),
-    "dwarfs": (
-        (3699.0, 0.330, 0.000),
-        (3815.0, 0.259, 0.000),
-        (3968.0, 0.199, 0.000),
-        (4127.0, 0.148, 0.022),
-        (4312.0, 0.097, 0.066),
-        (4515.0, 0.096, 0.067),
-        (4716.0, -0.022, 0.123),
-        (4904.0, -0.012, 0.073),
-        (5137.0, 0.006, 0.050),
-        (5383.0, -0.006, 0.032),
-        (5681.0, -0.008, 0.023),
-        (6018.0, -0.027, 0.029),
-        (6358.0, -0.056, 0.072),
-        (6661.0, -0.085, 0.063),
-        (8000.0, 0.000, 0.063),
-    ),
-}
-"""MIST's intrinsic BP−RP against real stars' at their spectroscopic Teff, logg and [Fe/H], for grid points of
-logg < `COLOUR_GIANT_LOGG` ("giants") and the others: (Teff [K], shift, scatter [mag]). Measured on the
-ASPCAP labels of 8,868 low-extinction APOGEE×XP stars (AK_TARG < 0.03; train split; the check clusters left
-out): each entry is a Teff bin's median Teff, the median of dereddened Gaia BP−RP less MIST's colour at the
-labels, and √(robust σ² − MIST's σ at the labels) (`python benchmarks/colour_teff_scale.py`, session 23,
-`benchmarks/results/colour_teff_scale.md`, bins of 20 train stars or more below 7,000 K). Real M giants are
-0.6–1.0 mag redder than MIST at their spectroscopic Teff, M dwarfs 0.3, K giants 0.03–0.2; G dwarfs agree to
-0.01 and F dwarfs are 0.03–0.09 bluer. The fit compares a star's colour with the grid point's MIST colour
-plus the shift at its Teff (linear between entries, the end values beyond) and adds the scatter (at least
-the colour's floor) to the star's σ in quadrature: the model's Teff is ASPCAP's scale, and so is this.
-The last entry (8,000 K, shift 0) is not measured: above 7,000 K the same residual measures the inputs, not
-MIST (ASPCAP gives hot stars no [Fe/H] and less reliable Teff; AK_TARG, RJCE's H − [4.5] less a cool star's
-intrinsic colour, underestimates a hot star's extinction), so the shift goes to 0 by 8,000 K (MIST's colours
-of A and B stars taken as they are), with the F stars' scatter."""
-COLOUR_GIANT_LOGG = 3.5
 
 _CHUNK = 64  # stars per likelihood block
 COARSE_SIGMA = {"teff": 150.0, "logg": 0.15}
@@ -150,17 +106,6 @@ _FAR_CHI2 = (0.0, 15.1, 18.4, 21.1, 23.5, 25.7)  # χ² 99.99th percentiles for 
 def _floor(name: str, sigma: np.ndarray) -> np.ndarray:
     s = np.asarray(sigma, dtype=np.float64)
     return np.sqrt(np.where(np.isfinite(s), s, np.inf) ** 2 + SIGMA_FLOOR[name] ** 2)
-
-
-def colour_scale(teff: np.ndarray, logg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Shift and σ [mag] (`COLOUR_SCALE`; σ at least the colour's floor) of MIST's intrinsic BP−RP at grid
-    points of Teff `teff` [K] and `logg`: the colour a real star there has is MIST's plus the shift, ± the σ."""
-    t = np.asarray(teff, dtype=np.float64)
-    giant = np.asarray(logg) < COLOUR_GIANT_LOGG
-    (tg, sg, eg), (td, sd, ed) = (np.asarray(COLOUR_SCALE[k]).T for k in ("giants", "dwarfs"))
-    shift = np.where(giant, np.interp(t, tg, sg), np.interp(t, td, sd))
-    sigma = np.where(giant, np.interp(t, tg, eg), np.interp(t, td, ed))
-    return shift, np.maximum(sigma, SIGMA_FLOOR["bp_rp"])
 
 
 def _colour_sigma(error: np.ndarray | None, n: int) -> np.ndarray:
