@@ -103,3 +103,27 @@ def test_on_the_real_cluster_members(apogee_xp_dev_build, tmp_path):
     d_teff = [abs(s["model"]["teff"] - s["aspcap"]["teff"]) for s in r["stars"]]
     assert np.median(d_teff) < 150.0, np.median(d_teff)
     assert {"NGC 7789", "globular-cluster giants (4–18 kpc)"} <= set(r["groups"])
+    # the on-track check: every globular giant finds MIST points at its age, [Fe/H] and M_G, and each fit is
+    # scored (what they show is the check's to say)
+    gc = "globular-cluster giants (4–18 kpc)"
+    on = r["on_track"][gc]
+    assert on["n"] >= 0.9 * r["groups"][gc][dpr.REFERENCE]["n_fitted"] > 100, on["n"]
+    for name in (dpr.REFERENCE, dpr.ON_TRACK, dpr.ON_TRACK_TIGHT):
+        assert np.isfinite(on[name]["ln_age_minus_literature"]) and on[name]["ln_age_sigma"] > 0
+
+
+def test_on_track_labels_are_mists_own(grid):
+    """A star placed exactly on a MIST giant point (its age, [Fe/H] node and M_G) gets that point's Teff and
+    logg back, within the spread of the points the window takes; a star whose M_G no evolved point of its
+    age has gets none (NaN)."""
+    dpr = _dpr()
+    node = grid.feh_nodes[np.argmin(np.abs(grid.feh_nodes + 1.5))]
+    pick = np.flatnonzero(
+        (np.abs(grid.feh - node) < 1e-3) & (np.abs(grid.ln_age - np.log(12.0)) < 0.05) & (grid.logg < 2.5)
+    )
+    k = pick[pick.size // 2]
+    age = float(np.exp(grid.ln_age[k]))
+    m = {"fe_h": np.array([node, node]), "age_lo": np.full(2, age), "age_hi": np.full(2, age)}
+    t = dpr.on_track_labels(grid, m, np.array([grid.abs_g[k], 12.0]))
+    assert abs(t["teff"][0] - grid.teff[k]) < 60.0 and abs(t["logg"][0] - grid.logg[k]) < 0.1, (t, k)
+    assert np.isnan(t["teff"][1]) and np.isnan(t["logg"][1])
