@@ -179,7 +179,7 @@ def fits_for(m: dict[str, Any]) -> dict[str, Any]:
         "bp_rp": m["arrays"].values[m["rows"], j_c].astype(np.float64),
         "bp_rp_error": m["arrays"].errors[m["rows"], j_c].astype(np.float64),
     }
-    out: dict[str, Any] = {"pred": pred, "abs_g": abs_g, "abs_g_err": abs_g_err, "fits": {}}
+    out: dict[str, Any] = {"pred": pred, "abs_g": abs_g, "abs_g_err": abs_g_err, "bound": bound, "fits": {}}
     for name, prior in ((REFERENCE, None), *priors.items()):
         known = name == REFERENCE
         args = (*labels, abs_g if known else None, abs_g_err if known else None)
@@ -189,36 +189,44 @@ def fits_for(m: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-ON_TRACK = "MIST's own Teff and logg at the literature age, the cluster's [Fe/H]; the model's σ"
+ON_TRACK = "MIST's first-ascent Teff and logg at the literature age, the cluster's [Fe/H]; the model's σ"
 ON_TRACK_TIGHT = "the same labels, σ 30 K / 0.03 dex / 0.03 dex"
 TRACK_WINDOW = 0.15  # [mag]: grid points within this of a star's M_G make its on-track labels
+AGE_MARGIN = 0.02  # [ln Gyr] beyond the literature range (the grid's isochrones are 0.115 apart in ln age)
 
 
 def on_track_labels(grid: Any, m: dict[str, Any], m_g: np.ndarray) -> dict[str, np.ndarray]:
-    """Each member's labels as MIST has them: the median Teff and logg of the grid's evolved points (logg <
-    3.8) on the [Fe/H] node nearest its cluster's, at ages within the literature range (± 0.05 in ln), within
-    `TRACK_WINDOW` of its M_G `m_g`; NaN where no point is. What the fit would be given if the labels and
-    MIST agreed exactly."""
+    """Each member's labels as MIST has them on the first-ascent giant branch: on the [Fe/H] node nearest its
+    cluster's, for each isochrone whose age is within the literature range (± `AGE_MARGIN` in ln), the
+    coolest evolved point (logg < 3.8) within `TRACK_WINDOW` of its M_G `m_g` (at a given luminosity the
+    red giant branch is the coolest of the phases: the clump, horizontal branch and early AGB lie bluer);
+    the median over those isochrones. NaN where none has such a point. What the fit would be given if the
+    labels were a first-ascent giant's and agreed exactly with MIST."""
     teff, logg = np.full(m_g.size, np.nan), np.full(m_g.size, np.nan)
     for i in range(m_g.size):
         node = grid.feh_nodes[np.argmin(np.abs(grid.feh_nodes - m["fe_h"][i]))]
-        sel = (
+        sel = np.flatnonzero(
             (np.abs(grid.feh - node) < 1e-3)
-            & (grid.ln_age >= np.log(m["age_lo"][i]) - 0.05)
-            & (grid.ln_age <= np.log(m["age_hi"][i]) + 0.05)
+            & (grid.ln_age >= np.log(m["age_lo"][i]) - AGE_MARGIN)
+            & (grid.ln_age <= np.log(m["age_hi"][i]) + AGE_MARGIN)
             & (grid.logg < 3.8)
             & (np.abs(grid.abs_g - m_g[i]) < TRACK_WINDOW)
         )
-        if sel.any():
-            teff[i], logg[i] = np.median(grid.teff[sel]), np.median(grid.logg[sel])
+        coolest = [
+            sel[grid.ln_age[sel] == a][np.argmin(grid.teff[sel][grid.ln_age[sel] == a])]
+            for a in np.unique(grid.ln_age[sel])
+        ]
+        if coolest:
+            teff[i], logg[i] = np.median(grid.teff[coolest]), np.median(grid.logg[coolest])
     return {"teff": teff, "logg": logg}
 
 
 def on_track_fits(m: dict[str, Any], res: dict[str, Any]) -> dict[str, Any]:
     """Why the reference fit's ages of the globular giants are young: the labels against MIST's own at the
     literature age (ASPCAP's and the model's Teff and logg less `on_track_labels`), and the reference fit
-    run again on MIST's own labels (the cluster's [Fe/H], the cluster's M_G), once with the model's σ and
-    once with tight ones. If those fits still come out young, the labels are not why."""
+    (the cluster's M_G, the star's colour bound) run again on MIST's own labels with the cluster's [Fe/H],
+    once with the model's σ and once with tight ones. If those fits still come out young, the labels are
+    not why."""
     from xpengine.inference.isochrone_fit import fit_isochrones, load_fit_grid
 
     grid = load_fit_grid()
@@ -230,7 +238,9 @@ def on_track_fits(m: dict[str, Any], res: dict[str, Any]) -> dict[str, Any]:
         ON_TRACK_TIGHT: (np.full(n, 30.0), np.full(n, 0.03), np.full(n, 0.03)),
     }.items():
         f = fit_isochrones(
-            grid, track["teff"], st, track["logg"], sg, m["fe_h"], sm, res["abs_g"], res["abs_g_err"]
+            grid,
+            *(track["teff"], st, track["logg"], sg, m["fe_h"], sm, res["abs_g"], res["abs_g_err"]),
+            **res.get("bound", {}),
         )
         fits[name] = f
     return {"track": track, "fits": fits}
@@ -342,12 +352,11 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "## Why the globular giants' isochrone ages are young",
         "",
-        "The reference fit (the cluster's M_G) against the same fit given MIST's own labels: the median Teff "
-        "and logg of MIST's evolved points at the literature age, on the [Fe/H] node nearest the cluster's, "
-        f"within {TRACK_WINDOW} mag of the star's M_G, with the cluster's [Fe/H]. If the fit on MIST's own "
-        "labels is young too, the labels are not the cause: the likelihood of a giant's Teff, logg and M_G "
-        "hardly constrains its age, and the posterior mean leans to the prior's (a uniform age prior on "
-        "0.1–14.1 Gyr has its mean at 7 Gyr).",
+        "The reference fit (the cluster's M_G, the star's colour bound) against the same fit given MIST's own "
+        "labels: for each isochrone within the literature ages on the [Fe/H] node nearest the cluster's, the "
+        f"coolest evolved point within {TRACK_WINDOW} mag of the star's M_G (the first-ascent giant branch), "
+        "the median over those isochrones, with the cluster's [Fe/H]. If the fit on MIST's own labels is "
+        "young too, the labels are not the whole cause. The fit reports exp(posterior mean ln age).",
         "",
         "| stars | n | ASPCAP Teff / logg − MIST | model Teff / logg − MIST | model [M/H] − cluster | fit | "
         "ln age − ln literature | σ(ln age) | mass |",

@@ -208,6 +208,14 @@ def test_18_sco_through_from_xp_gets_the_isochrone_mass() -> None:
     none = p.from_xp(xp, labels=labels, ebv=-99.0).iloc[0]
     assert none["mass"] == plain["mass"] and none["mass_error"] == plain["mass_error"]
     assert not has_flag(none["flags"], SourceFlag.ISOCHRONE_INPUT_EBV)
+    # an E(B−V) that reached nothing is not flagged: 3 mag makes a (BP−RP)₀ no isochrone meets, so the star
+    # is refitted without its colour, and with neither a parallax nor a position (no distance prior) its
+    # E(B−V) enters nothing: another wrong value gives the same answer
+    wrong = [p.from_xp(xp, labels=labels, ebv=e, ebv_error=0.01).iloc[0] for e in (3.0, 4.0)]
+    for row in wrong:
+        assert has_flag(row["flags"], SourceFlag.MASS_AGE_FROM_ISOCHRONES)
+        assert not has_flag(row["flags"], SourceFlag.ISOCHRONE_INPUT_EBV)
+    assert wrong[0]["mass"] == wrong[1]["mass"] and wrong[0]["age"] == wrong[1]["age"]
     # the model's own fit (no isochrones) never carries it, whatever the input
     own = p.from_xp(xp, labels=labels, ebv=0.005, ebv_error=0.005, flag_policy=MODEL_ONLY).iloc[0]
     assert not has_flag(own["flags"], SourceFlag.ISOCHRONE_INPUT_EBV)

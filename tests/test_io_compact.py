@@ -335,3 +335,24 @@ def test_a_sampled_spectrum_keeps_its_xp_through_the_compact_layout(tmp_path):
         pa.array([None], type=sampled.schema.field("rp_coefficients").type),
     )
     assert model_inputs_table(no_rp).column("rp_n_relevant_bases").to_pylist() == [0]
+
+
+def test_compact_checks_its_side_tables_before_any_work(converted, tmp_path, capsys, caplog):
+    """As the job: an E(B−V) table with text in `ebv` is refused before anything is written, naming the
+    option, the file and the column; one without `ebv_error` is taken, with the log line saying the σ the
+    isochrone fit will give it."""
+    import logging
+
+    bulk, _, _ = converted
+    bad = tmp_path / "ebv_text.csv"
+    bad.write_text("source_id,ebv\n1,low\n2,high\n")
+    out = tmp_path / "o"
+    rc = xpengine_main(["compact", "--input", str(bulk), "--output", str(out), "--ebv", str(bad)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--ebv" in err and str(bad) in err and "ebv" in err, err
+    assert not out.exists() or not os.listdir(out)
+    bare = tmp_path / "ebv_bare.csv"
+    bare.write_text("source_id,ebv\n1,0.1\n2,0.2\n")
+    with caplog.at_level(logging.WARNING):
+        assert xpengine_main(["compact", "--input", str(bulk), "--output", str(out), "--ebv", str(bare)]) == 0
+    assert "no ebv_error column" in caplog.text and str(bare) in caplog.text

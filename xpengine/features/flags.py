@@ -50,10 +50,10 @@ renumber a bit, only add new ones. Bits 0-15 are set by the feature step (`xpeng
 |     |        |                         |           | and age are the MIST isochrone posterior at the catalogue's Teff, logg,|
 |     |        |                         |           | [M/H] and (parallax) M_G, not the model's (`xpengine.inference.       |
 |     |        |                         |           | isochrone_fit`; policy `mass_age_from_isochrones`)                     |
-| 26  | 67108864 | ISOCHRONE_INPUT_EBV   | catalogue | a MASS_AGE_FROM_ISOCHRONES row fitted with the input E(B−V) (the job's |
-|     |        |                         |           | `--ebv`, `from_xp(ebv=)`; −0.05 to 0 taken as 0, so also on rows       |
-|     |        |                         |           | NO_EXTINCTION): its M_G, distance-prior G₀ and dereddened (BP−RP)₀.    |
-|     |        |                         |           | Without it: the model's own E(B−V), the observed BP−RP as a bound      |
+| 26  | 67108864 | ISOCHRONE_INPUT_EBV   | catalogue | a MASS_AGE_FROM_ISOCHRONES row whose fit the input E(B−V) entered (the |
+|     |        |                         |           | job's `--ebv`, `from_xp(ebv=)`; −0.05 to 0 taken as 0, so also on rows |
+|     |        |                         |           | NO_EXTINCTION): through its M_G, distance-prior G₀ or a (BP−RP)₀ the   |
+|     |        |                         |           | fit kept. Without it: the model's own E(B−V), BP−RP as a bound only    |
 
 Usage: `flags & SourceFlag.NO_BP` on an int64 array; `describe_flags(value)` lists the names of one value.
 """

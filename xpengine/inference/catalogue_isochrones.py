@@ -7,7 +7,8 @@ sight, and their colour (the observed BP−RP's one-sided bound, or with an inpu
 The E(B−V) behind M_G and (BP−RP)₀ is the input's where given: the joined table's raw `ebv`, `ebv_error`
 (`catalogue_batch` passes them as `ebv_input`, `ebv_input_error`), so that a map's 0 near the Sun counts as
 0 (a value down to −0.05 as 0, its σ kept; lower is a placeholder), though the model's ln E(B−V) token
-cannot hold it (flag NO_EXTINCTION). The token's value comes first where it has one, as in the token
+cannot hold it (flag NO_EXTINCTION); one without a σ > 0 gets 16 % of it, at least 0.01 mag. A fitted
+star whose fit an input E(B−V) entered is flagged ISOCHRONE_INPUT_EBV. The token's value comes first where it has one, as in the token
 builder. Else the model's own E(B−V), for M_G only.
 """
 
@@ -127,7 +128,7 @@ def isochrone_step(
     """Mass and age of the predicted stars outside the mass/age domain, in place in `out` (module
     docstring): g the G the XP were normalised by; dist (distance, σ) [pc]; logebv the ln E(B−V) token's
     (values, errors) or Nones; colour the `bprp` token's (values, errors) or Nones. Returns the flags:
-    ISOCHRONE_INPUT_EBV on the fitted rows whose E(B−V) was the input's."""
+    ISOCHRONE_INPUT_EBV on the fitted rows whose fit the input E(B−V) entered."""
     n = flags.shape[0]
     e_in, e_in_err, given = input_ebv(batch, *logebv, n)
     e_mod, e_mod_err = model_ebv(out, means, sigmas, n)
@@ -140,12 +141,8 @@ def isochrone_step(
         bprp0, bprp0_error = dereddened_colour(bprp, bprp_error, ebv, ebv_err, k_c, given)
     # the distance prior's G₀ and line of sight, for stars without a parallax M_G (`galactic_prior`)
     sky = (np.where(np.isfinite(abs_g[0]), np.nan, g - k_g * ebv), batch["l"], batch["b"])
-    flags = isochrone_mass_age(
-        policy, out, means, sigmas, flags, abs_g, sky, device, (bprp, bprp_error, bprp0, bprp0_error)
-    )
-    fitted = (flags & int(SourceFlag.MASS_AGE_FROM_ISOCHRONES)) != 0
-    flags[fitted & given] |= int(SourceFlag.ISOCHRONE_INPUT_EBV)
-    return flags
+    colour = (bprp, bprp_error, bprp0, bprp0_error)
+    return isochrone_mass_age(policy, out, means, sigmas, flags, abs_g, sky, device, colour, ebv_given=given)
 
 
 def isochrone_mass_age(
@@ -158,6 +155,7 @@ def isochrone_mass_age(
     sky: tuple[np.ndarray, np.ndarray, np.ndarray],
     device: object = None,
     colour: tuple[np.ndarray | None, ...] = (None, None, None, None),
+    ebv_given: np.ndarray | None = None,
 ) -> np.ndarray:
     """Mass and age of the predicted stars outside the mass/age domain, in place in `out`: the MIST
     isochrone posterior (`xpengine.inference.isochrone_fit`) at their predicted Teff, logg and [M/H] with
@@ -166,7 +164,9 @@ def isochrone_mass_age(
     σ (colour: the `bprp` token, None without it; extinction only reddens), or, with an input E(B−V), of
     their dereddened (BP−RP)₀ and σ (colour's last two, NaN elsewhere). Rows given it are flagged
     MASS_AGE_FROM_ISOCHRONES; a star off every isochrone keeps the model's values. HIGH_UNCERTAINTY is
-    judged again on the final columns. Returns the flags."""
+    judged again on the final columns. ebv_given (N,): the stars whose E(B−V) behind abs_g, sky's G₀ and the
+    dereddened colour is an input's; those of them whose fit it entered (M_G, a distance prior, or a
+    (BP−RP)₀ the fit kept) are flagged ISOCHRONE_INPUT_EBV. Returns the flags."""
     outside = (flags & int(SourceFlag.OUTSIDE_TRAINING_DOMAIN)) != 0
     predicted = (flags & int(SourceFlag.NO_PREDICTION)) == 0
     rows = np.flatnonzero(outside & predicted)
@@ -175,15 +175,21 @@ def isochrone_mass_age(
     from xpengine.inference.galactic_prior import log_weight_table
     from xpengine.inference.isochrone_fit import fit_isochrones, load_fit_grid
 
+    prior = log_weight_table(*(np.asarray(a)[rows] for a in sky))
     fit = fit_isochrones(
         load_fit_grid(),
         *(a[rows] for t in ISOCHRONE_INPUTS for a in (means[t], sigmas[t])),
         *(a[rows] for a in abs_g),
         **{k: None if c is None else np.asarray(c)[rows] for k, c in zip(COLOUR_ARGS, colour, strict=True)},
-        distance_prior=log_weight_table(*(np.asarray(a)[rows] for a in sky)),
+        distance_prior=prior,
         device=device,
     )
     got = np.isfinite(fit["mass"]) & np.isfinite(fit["age"])
+    entered = np.zeros(rows.size, bool)
+    if ebv_given is not None:  # the input E(B−V) reached the fit through M_G, the prior or (BP−RP)₀
+        reached = np.isfinite(abs_g[0][rows]) | (prior != 0).any(axis=1) | fit["bp_rp0_used"]
+        entered = np.asarray(ebv_given)[rows] & reached & got
+    input_ebv_rows = rows[entered]
     rows = rows[got]
     for lab in ("mass", "age"):
         if lab in out:
@@ -191,6 +197,7 @@ def isochrone_mass_age(
             out[f"{lab}_error"][rows] = fit[f"{lab}_error"][got]
     flags = flags.copy()
     flags[rows] |= int(SourceFlag.MASS_AGE_FROM_ISOCHRONES)
+    flags[input_ebv_rows] |= int(SourceFlag.ISOCHRONE_INPUT_EBV)
     flags &= ~np.int64(SourceFlag.HIGH_UNCERTAINTY)
     flags[high_uncertainty(policy, out)] |= int(SourceFlag.HIGH_UNCERTAINTY)
     return flags

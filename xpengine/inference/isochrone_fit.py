@@ -168,7 +168,8 @@ def fit_isochrones(
     fitted again without its colour (bound or (BP−RP)₀); then, with both logg and M_G, without its logg (the
     measured M_G is trusted over a predicted logg); then without both. Else it gets NaN, as does a star without a finite
     Teff and [M/H].
-    Returns mass, mass_error [M☉], ln_age, ln_age_error [ln Gyr], age, age_error [Gyr]."""
+    Returns mass, mass_error [M☉], ln_age, ln_age_error [ln Gyr], age, age_error [Gyr] and bp_rp0_used (bool:
+    the answer rests on the star's (BP−RP)₀, not refitted without it)."""
     teff = np.asarray(teff, dtype=np.float64)
     n = teff.shape[0]
     mh = np.asarray(m_h, dtype=np.float64)
@@ -216,6 +217,7 @@ def fit_isochrones(
     # the measured M_G (the measurement wins), then the two
     coloured = np.zeros(n, bool) if colour is None else np.isfinite(colour[0])
     no = lambda *ks: {**used, **{k: np.zeros(n, bool) for k in ks}}  # noqa: E731
+    without_colour = np.zeros(n, bool)
     for drop_colour, keys, who in (
         (True, no("bp_rp0"), coloured),
         (False, no("logg"), used["logg"] & used["abs_g"]),
@@ -225,8 +227,10 @@ def fit_isochrones(
         if lost.any():
             c = None if drop_colour else colour
             _posterior(grid, np.flatnonzero(lost), value, sigma, keys, out, distance_prior, device, c)
+            without_colour |= lost & drop_colour
     out["age"] = np.exp(out["ln_age"])
     out["age_error"] = out["age"] * out["ln_age_error"]
+    out["bp_rp0_used"] = used["bp_rp0"] & np.isfinite(out["mass"]) & ~without_colour
     return out
 
 

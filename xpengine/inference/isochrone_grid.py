@@ -66,7 +66,7 @@ COLOUR_FLOOR = 0.03
 """σ floor [mag] of a colour in the fit (`isochrone_fit.SIGMA_FLOOR`), and of the colour scale's σ."""
 COLOUR_SCALE = {
     "giants": (
-        (3523.0, 1.034, 0.182),
+        (3523.0, 1.034, 0.183),
         (3688.0, 0.592, 0.169),
         (3847.0, 0.317, 0.106),
         (3981.0, 0.198, 0.067),

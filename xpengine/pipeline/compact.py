@@ -173,12 +173,14 @@ def compact_inputs(
     `gaia_source` partners paired as the catalogue job pairs them) into `output/ModelInputs_*.parquet`.
 
     `workers` partitions are converted at once (separate processes). Raises before any work:
-    `JobError` when the inputs hold no partition or two overlap, `FileExistsError` (naming the files)
+    `JobError` when the inputs hold no partition or two overlap or a 2MASS / E(B−V) table lacks a column
+    or holds text there (`check_side_tables`), `FileExistsError` (naming the files)
     when outputs exist and not `overwrite`, ValueError for bad arguments. A partition that cannot be
     read is reported in the summary's `failed`, the others are written.
     """
     from xpengine.io.filesystems import url_to_fs
     from xpengine.pipeline.config import InferenceConfig
+    from xpengine.pipeline.plan import check_side_tables
     from xpengine.pipeline.ray_job import plan_partitions
 
     if workers < 1:
@@ -189,6 +191,7 @@ def compact_inputs(
         raise ValueError("no input given")
     t0 = time.perf_counter()
     tasks = plan_partitions(InferenceConfig(input=list(inputs), gaia_source=list(gaia_source or []) or None))
+    check_side_tables(InferenceConfig(tmass=tmass, ebv=ebv))  # before any work, as the job does
     outputs = {t.name: _output_url(output, t.name) for t in tasks}
     fs, _ = url_to_fs(output)
     existing = [u for u in outputs.values() if fs.exists(url_to_fs(u)[1])]

@@ -169,7 +169,8 @@ def check_side_tables(cfg: InferenceConfig) -> None:
     a column the join takes from it, holds text there, or floating-point source_ids
     (`xpengine.io.tables.check_side_table`), before any work: each partition's task reads the table
     again, where the same problem would fail every partition one by one after the cluster started. An
-    E(B−V) table without `ebv_error` is taken, with a log line saying the σ the isochrone fit gives it."""
+    E(B−V) table without `ebv_error` is taken, with a log line saying the σ the isochrone fit gives it
+    (where the flag policy fits isochrones)."""
     from xpengine.io.tables import check_side_table
 
     for key, what in (("tmass", "2MASS"), ("ebv", "E(B-V)")):
@@ -180,7 +181,7 @@ def check_side_tables(cfg: InferenceConfig) -> None:
             columns = check_side_table(url, what)
         except (ValueError, OSError) as exc:  # GaiaFileError is a ValueError
             raise JobError(f"--{key}: {exc}") from exc
-        if key == "ebv" and "ebv_error" not in columns:
+        if key == "ebv" and "ebv_error" not in columns and cfg.flags.mass_age_from_isochrones:
             from xpengine.inference.catalogue_isochrones import (
                 EBV_DEFAULT_ERROR_FLOOR,
                 EBV_DEFAULT_RELATIVE_ERROR,
