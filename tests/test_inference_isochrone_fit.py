@@ -434,6 +434,26 @@ def test_a_bad_colour_is_dropped_before_a_good_logg(grid) -> None:
     assert 0.55 < both["mass"][0] < 0.85, both
 
 
+def test_bp_rp0_used_says_whether_the_answer_rests_on_the_colour(grid) -> None:
+    """`bp_rp0_used`: a solar star given a giant's logg beside its M_G and a good (BP−RP)₀ fails with both,
+    fails again without the colour (the logg still disagrees with M_G), and is answered without its logg but
+    with its colour: that answer rests on (BP−RP)₀ (found by the session-24 review, which had it False). A
+    star whose only fit is without the colour, and one without (BP−RP)₀, are False."""
+    n = 3
+    star = dict(
+        teff=np.full(n, 5770.0), teff_error=np.full(n, 50.0), logg=np.array([2.0, 4.4, 2.0]),
+        logg_error=np.full(n, 0.05), m_h=np.zeros(n), m_h_error=np.full(n, 0.05),
+        abs_g=np.full(n, 4.7), abs_g_error=np.full(n, 0.05),
+    )  # fmt: skip
+    colour = dict(bp_rp0=np.array([0.82, 0.82, np.nan]), bp_rp0_error=np.full(n, 0.02))
+    fit = fitmod.fit_isochrones(grid, **star, **colour)
+    np.testing.assert_array_equal(fit["bp_rp0_used"], [True, True, False])
+    no_logg = fitmod.fit_isochrones(grid, **{**star, "logg": np.full(n, np.nan)}, **colour)
+    assert fit["mass"][0] == no_logg["mass"][0]  # the answer is the one without logg, with the colour
+    wrong = fitmod.fit_isochrones(grid, **{**star, "logg": np.full(n, 4.4)}, bp_rp0=np.full(n, -0.5))
+    assert not wrong["bp_rp0_used"].any() and np.isfinite(wrong["mass"]).all()
+
+
 def _mist_dwarfs(grid, n: int, seed: int):
     """n MIST points of the main sequence and subgiant branch, with an XP-like wide Teff and logg σ: the
     labels (teff, σ, logg, σ, [M/H], σ) as float64 columns, and the points."""

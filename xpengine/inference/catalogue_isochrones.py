@@ -7,9 +7,9 @@ sight, and their colour (the observed BP−RP's one-sided bound, or with an inpu
 The E(B−V) behind M_G and (BP−RP)₀ is the input's where given: the joined table's raw `ebv`, `ebv_error`
 (`catalogue_batch` passes them as `ebv_input`, `ebv_input_error`), so that a map's 0 near the Sun counts as
 0 (a value down to −0.05 as 0, its σ kept; lower is a placeholder), though the model's ln E(B−V) token
-cannot hold it (flag NO_EXTINCTION); one without a σ > 0 gets 16 % of it, at least 0.01 mag. A fitted
-star whose fit an input E(B−V) entered is flagged ISOCHRONE_INPUT_EBV. The token's value comes first where it has one, as in the token
-builder. Else the model's own E(B−V), for M_G only.
+cannot hold it (flag NO_EXTINCTION); one without a σ > 0 gets 16 % of it, at least 0.01 mag. The token's
+value comes first where it has one, as in the token builder. Else the model's own E(B−V), for M_G only. A
+star whose fit an input E(B−V) entered is flagged ISOCHRONE_INPUT_EBV.
 """
 
 from __future__ import annotations

@@ -227,7 +227,8 @@ def fit_isochrones(
         if lost.any():
             c = None if drop_colour else colour
             _posterior(grid, np.flatnonzero(lost), value, sigma, keys, out, distance_prior, device, c)
-            without_colour |= lost & drop_colour
+            if drop_colour:  # only a refit that succeeded answers without the colour
+                without_colour |= lost & np.isfinite(out["mass"])
     out["age"] = np.exp(out["ln_age"])
     out["age_error"] = out["age"] * out["ln_age_error"]
     out["bp_rp0_used"] = used["bp_rp0"] & np.isfinite(out["mass"]) & ~without_colour
