@@ -105,7 +105,8 @@ logg < `COLOUR_GIANT_LOGG` ("giants") and the others: (Teff [K], shift, scatter 
 ASPCAP labels of 8,868 low-extinction APOGEE×XP stars (AK_TARG < 0.03; train split; the check clusters left
 out): each entry is a Teff bin's median Teff, the median of dereddened Gaia BP−RP less MIST's colour at the
 labels, and √(robust σ² − MIST's σ at the labels) (`python benchmarks/colour_teff_scale.py`, session 23,
-`benchmarks/results/colour_teff_scale.md`, bins of 20 train stars or more below 7,000 K). Real M giants are
+rerun in session 24 on the current fit, `benchmarks/results/colour_teff_scale.md`, bins of 20 train stars
+or more below 7,000 K). Real M giants are
 0.6–1.0 mag redder than MIST at their spectroscopic Teff, M dwarfs 0.3, K giants 0.03–0.2; G dwarfs agree to
 0.01 and F dwarfs are 0.03–0.09 bluer. The fit compares a star's colour with the grid point's MIST colour
 plus the shift at its Teff (linear between entries, the end values beyond) and adds the scatter (at least
