@@ -190,7 +190,8 @@ def fits_for(m: dict[str, Any]) -> dict[str, Any]:
 
 
 ON_TRACK = "MIST's first-ascent Teff and logg at the literature age, the cluster's [Fe/H]; the model's σ"
-ON_TRACK_TIGHT = "the same labels, σ 30 K / 0.03 dex / 0.03 dex"
+ON_TRACK_TIGHT = "the same labels, σ 30 K / 0.03 / 0.03 dex (with the fit's floors 67 K / 0.067 / ≥ 0.058)"
+ON_TRACK_FLAT = "the same, a flat prior per grid point (no IMF, no age prior)"
 TRACK_WINDOW = 0.15  # [mag]: grid points within this of a star's M_G make its on-track labels
 AGE_MARGIN = 0.02  # [ln Gyr] beyond the literature range (the grid's isochrones are 0.115 apart in ln age)
 
@@ -225,20 +226,26 @@ def on_track_fits(m: dict[str, Any], res: dict[str, Any]) -> dict[str, Any]:
     """Why the reference fit's ages of the globular giants are young: the labels against MIST's own at the
     literature age (ASPCAP's and the model's Teff and logg less `on_track_labels`), and the reference fit
     (the cluster's M_G, the star's colour bound) run again on MIST's own labels with the cluster's [Fe/H],
-    once with the model's σ and once with tight ones. If those fits still come out young, the labels are
-    not why."""
+    once with the model's σ and once with tight ones (the fit adds its σ floors in quadrature), and with
+    tight ones on a grid whose points all have the same prior (no IMF, no age prior): what the likelihood
+    alone says. If those fits still come out young, the labels are not why."""
+    import dataclasses
+
     from xpengine.inference.isochrone_fit import fit_isochrones, load_fit_grid
 
     grid = load_fit_grid()
+    flat = dataclasses.replace(grid, log_prior=np.zeros_like(grid.log_prior), coarse=None)
     track = on_track_labels(grid, m, res["abs_g"])
     pred, n = res["pred"], res["abs_g"].size
+    tight = (np.full(n, 30.0), np.full(n, 0.03), np.full(n, 0.03))
     fits = {}
-    for name, (st, sg, sm) in {
-        ON_TRACK: (pred["teff_error"], pred["logg_error"], pred["m_h_error"]),
-        ON_TRACK_TIGHT: (np.full(n, 30.0), np.full(n, 0.03), np.full(n, 0.03)),
-    }.items():
+    for name, g, (st, sg, sm) in (
+        (ON_TRACK, grid, (pred["teff_error"], pred["logg_error"], pred["m_h_error"])),
+        (ON_TRACK_TIGHT, grid, tight),
+        (ON_TRACK_FLAT, flat, tight),
+    ):
         f = fit_isochrones(
-            grid,
+            g,
             *(track["teff"], st, track["logg"], sg, m["fe_h"], sm, res["abs_g"], res["abs_g_err"]),
             **res.get("bound", {}),
         )
@@ -356,14 +363,16 @@ def markdown(result: dict[str, Any]) -> str:
         "labels: for each isochrone within the literature ages on the [Fe/H] node nearest the cluster's, the "
         f"coolest evolved point within {TRACK_WINDOW} mag of the star's M_G (the first-ascent giant branch), "
         "the median over those isochrones, with the cluster's [Fe/H]. If the fit on MIST's own labels is "
-        "young too, the labels are not the whole cause. The fit reports exp(posterior mean ln age).",
+        "young too, the labels are not the whole cause. The tight σ are the given ones; the fit adds its floors "
+        "(60 K, 0.06 and 0.05 dex) in quadrature. The last fit gives every grid point the same prior (no IMF, "
+        "no age prior): what the likelihood alone says. The fit reports exp(posterior mean ln age).",
         "",
         "| stars | n | ASPCAP Teff / logg − MIST | model Teff / logg − MIST | model [M/H] − cluster | fit | "
         "ln age − ln literature | σ(ln age) | mass |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for gname, g in result.get("on_track", {}).items():
-        for name in (REFERENCE, ON_TRACK, ON_TRACK_TIGHT):
+        for name in (REFERENCE, ON_TRACK, ON_TRACK_TIGHT, ON_TRACK_FLAT):
             r = g[name]
             lines.append(
                 f"| {gname} | {g['n']} | {_f(g['aspcap_teff_minus_mist'], '+.0f')} K / "
