@@ -192,17 +192,20 @@ def fits_for(m: dict[str, Any]) -> dict[str, Any]:
 ON_TRACK = "MIST's first-ascent Teff and logg at the literature age, the cluster's [Fe/H]; the model's σ"
 ON_TRACK_TIGHT = "the same labels, σ 30 K / 0.03 / 0.03 dex (with the fit's floors 67 K / 0.067 / ≥ 0.058)"
 ON_TRACK_FLAT = "the same, a flat prior per grid point (no IMF, no age prior)"
-TRACK_WINDOW = 0.15  # [mag]: grid points within this of a star's M_G make its on-track labels
+TRACK_WINDOW = 0.3  # [mag]: grid points within this of a star's M_G make its on-track labels
+BRANCH_WIDTH = 60.0  # [K]: points this close to the window's coolest are its first-ascent branch
 AGE_MARGIN = 0.02  # [ln Gyr] beyond the literature range (the grid's isochrones are 0.115 apart in ln age)
 
 
 def on_track_labels(grid: Any, m: dict[str, Any], m_g: np.ndarray) -> dict[str, np.ndarray]:
-    """Each member's labels as MIST has them on the first-ascent giant branch: on the [Fe/H] node nearest its
-    cluster's, for each isochrone whose age is within the literature range (± `AGE_MARGIN` in ln), the
-    coolest evolved point (logg < 3.8) within `TRACK_WINDOW` of its M_G `m_g` (at a given luminosity the
-    red giant branch is the coolest of the phases: the clump, horizontal branch and early AGB lie bluer);
-    the median over those isochrones. NaN where none has such a point. What the fit would be given if the
-    labels were a first-ascent giant's and agreed exactly with MIST."""
+    """Each member's labels as MIST has them on the first-ascent giant branch at its M_G `m_g`: on the [Fe/H]
+    node nearest its cluster's, for each isochrone whose age is within the literature range (± `AGE_MARGIN`
+    in ln), the evolved points (logg < 3.8) within `TRACK_WINDOW` of its M_G and within `BRANCH_WIDTH` of the
+    coolest of them (at a given luminosity the red giant branch is the coolest phase: the clump, horizontal
+    branch and early AGB lie bluer), a straight line of Teff and of logg against M_G through them, read at
+    its M_G; the median over those isochrones. NaN where none has two such points 0.05 mag apart. (The
+    coolest point of the window instead sits at its bright edge, where the branch is cooler and of lower
+    logg: that made the open-cluster giants' fits 0.3 in ln age old.)"""
     teff, logg = np.full(m_g.size, np.nan), np.full(m_g.size, np.nan)
     for i in range(m_g.size):
         node = grid.feh_nodes[np.argmin(np.abs(grid.feh_nodes - m["fe_h"][i]))]
@@ -213,12 +216,18 @@ def on_track_labels(grid: Any, m: dict[str, Any], m_g: np.ndarray) -> dict[str, 
             & (grid.logg < 3.8)
             & (np.abs(grid.abs_g - m_g[i]) < TRACK_WINDOW)
         )
-        coolest = [
-            sel[grid.ln_age[sel] == a][np.argmin(grid.teff[sel][grid.ln_age[sel] == a])]
-            for a in np.unique(grid.ln_age[sel])
-        ]
-        if coolest:
-            teff[i], logg[i] = np.median(grid.teff[coolest]), np.median(grid.logg[coolest])
+        at_m_g = []
+        for age in np.unique(grid.ln_age[sel]):
+            iso = sel[grid.ln_age[sel] == age]
+            branch = iso[grid.teff[iso] < grid.teff[iso].min() + BRANCH_WIDTH]
+            x = grid.abs_g[branch].astype(np.float64)
+            if branch.size < 2 or np.ptp(x) < 0.05:
+                continue
+            at_m_g.append(
+                [np.polyval(np.polyfit(x, getattr(grid, k)[branch], 1), m_g[i]) for k in ("teff", "logg")]
+            )
+        if at_m_g:
+            teff[i], logg[i] = np.median(np.asarray(at_m_g), axis=0)
     return {"teff": teff, "logg": logg}
 
 
@@ -360,9 +369,10 @@ def markdown(result: dict[str, Any]) -> str:
         "## Why the globular giants' isochrone ages are young",
         "",
         "The reference fit (the cluster's M_G, the star's colour bound) against the same fit given MIST's own "
-        "labels: for each isochrone within the literature ages on the [Fe/H] node nearest the cluster's, the "
-        f"coolest evolved point within {TRACK_WINDOW} mag of the star's M_G (the first-ascent giant branch), "
-        "the median over those isochrones, with the cluster's [Fe/H]. If the fit on MIST's own labels is "
+        "labels: for each isochrone within the literature ages on the [Fe/H] node nearest the cluster's, its "
+        f"first-ascent branch (the evolved points within {BRANCH_WIDTH:.0f} K of the coolest within "
+        f"{TRACK_WINDOW} mag of the star's M_G) read at the star's M_G along a straight line, the median over "
+        "those isochrones, with the cluster's [Fe/H]. If the fit on MIST's own labels is "
         "young too, the labels are not the whole cause. The tight σ are the given ones; the fit adds its floors "
         "(60 K, 0.06 and 0.05 dex) in quadrature. The last fit gives every grid point the same prior (no IMF, "
         "no age prior): what the likelihood alone says. The fit reports exp(posterior mean ln age).",
