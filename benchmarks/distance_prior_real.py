@@ -192,6 +192,7 @@ def fits_for(m: dict[str, Any]) -> dict[str, Any]:
 ON_TRACK = "MIST's first-ascent Teff and logg at the literature age, the cluster's [Fe/H]; the model's σ"
 ON_TRACK_TIGHT = "the same labels, σ 30 K / 0.03 / 0.03 dex (with the fit's floors 67 K / 0.067 / ≥ 0.058)"
 ON_TRACK_FLAT = "the same, a flat prior per grid point (no IMF, no age prior)"
+ON_TRACK_FLAT_MODEL_SIGMA = "MIST's labels, the model's σ, a flat prior per grid point"
 TRACK_WINDOW = 0.3  # [mag]: grid points within this of a star's M_G make its on-track labels
 BRANCH_WIDTH = 60.0  # [K]: points this close to the window's coolest are its first-ascent branch
 AGE_MARGIN = 0.02  # [ln Gyr] beyond the literature range (the grid's isochrones are 0.115 apart in ln age)
@@ -236,8 +237,8 @@ def on_track_fits(m: dict[str, Any], res: dict[str, Any]) -> dict[str, Any]:
     literature age (ASPCAP's and the model's Teff and logg less `on_track_labels`), and the reference fit
     (the cluster's M_G, the star's colour bound) run again on MIST's own labels with the cluster's [Fe/H],
     once with the model's σ and once with tight ones (the fit adds its σ floors in quadrature), and with
-    tight ones on a grid whose points all have the same prior (no IMF, no age prior): what the likelihood
-    alone says. If those fits still come out young, the labels are not why."""
+    the model's and the tight ones on a grid whose points all have the same prior (no IMF, no age prior):
+    what the likelihood alone says. If those fits still come out young, the labels are not why."""
     import dataclasses
 
     from xpengine.inference.isochrone_fit import fit_isochrones, load_fit_grid
@@ -250,6 +251,7 @@ def on_track_fits(m: dict[str, Any], res: dict[str, Any]) -> dict[str, Any]:
     fits = {}
     for name, g, (st, sg, sm) in (
         (ON_TRACK, grid, (pred["teff_error"], pred["logg_error"], pred["m_h_error"])),
+        (ON_TRACK_FLAT_MODEL_SIGMA, flat, (pred["teff_error"], pred["logg_error"], pred["m_h_error"])),
         (ON_TRACK_TIGHT, grid, tight),
         (ON_TRACK_FLAT, flat, tight),
     ):
@@ -374,15 +376,15 @@ def markdown(result: dict[str, Any]) -> str:
         f"{TRACK_WINDOW} mag of the star's M_G) read at the star's M_G along a straight line, the median over "
         "those isochrones, with the cluster's [Fe/H]. If the fit on MIST's own labels is "
         "young too, the labels are not the whole cause. The tight σ are the given ones; the fit adds its floors "
-        "(60 K, 0.06 and 0.05 dex) in quadrature. The last fit gives every grid point the same prior (no IMF, "
-        "no age prior): what the likelihood alone says. The fit reports exp(posterior mean ln age).",
+        "(60 K, 0.06 and 0.05 dex) in quadrature. The flat-prior fits give every grid point the same prior (no "
+        "IMF, no age prior): what the likelihood alone says. The fit reports exp(posterior mean ln age).",
         "",
         "| stars | n | ASPCAP Teff / logg − MIST | model Teff / logg − MIST | model [M/H] − cluster | fit | "
         "ln age − ln literature | σ(ln age) | mass |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for gname, g in result.get("on_track", {}).items():
-        for name in (REFERENCE, ON_TRACK, ON_TRACK_TIGHT, ON_TRACK_FLAT):
+        for name in (REFERENCE, ON_TRACK, ON_TRACK_FLAT_MODEL_SIGMA, ON_TRACK_TIGHT, ON_TRACK_FLAT):
             r = g[name]
             lines.append(
                 f"| {gname} | {g['n']} | {_f(g['aspcap_teff_minus_mist'], '+.0f')} K / "

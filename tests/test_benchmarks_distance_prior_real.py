@@ -108,7 +108,13 @@ def test_on_the_real_cluster_members(apogee_xp_dev_build, tmp_path):
     gc = "globular-cluster giants (4–18 kpc)"
     on = r["on_track"][gc]
     assert on["n"] >= 0.9 * r["groups"][gc][dpr.REFERENCE]["n_fitted"] > 100, on["n"]
-    for name in (dpr.REFERENCE, dpr.ON_TRACK, dpr.ON_TRACK_TIGHT, dpr.ON_TRACK_FLAT):
+    for name in (
+        dpr.REFERENCE,
+        dpr.ON_TRACK,
+        dpr.ON_TRACK_FLAT_MODEL_SIGMA,
+        dpr.ON_TRACK_TIGHT,
+        dpr.ON_TRACK_FLAT,
+    ):
         assert np.isfinite(on[name]["ln_age_minus_literature"]) and on[name]["ln_age_sigma"] > 0
 
 
