@@ -31,6 +31,7 @@ SHAPES = {
     "2 actors × 1 thread (the table's default)": {},
     "1 actor × 2 threads": {"actors": 1, "torch_threads": 2},
 }
+FIXED_COST_TARGET_S = 5.0  # issue 16's target for the job's fixed cost
 # bench_pipeline's job snippet with the shape's resources passed to InferenceConfig
 JOB = bp.RAY.replace(
     "progress_interval_s=1e9,", "progress_interval_s=1e9, **json.loads(os.environ['SHAPE']),"
@@ -67,16 +68,23 @@ def markdown(result: dict[str, Any]) -> str:
         f"Each shape alternately, {result['repeats']} times: the job on 2 and on {result['partitions']} partitions "
         "(1000 sources each), fresh local cluster (2 CPUs) per run; marginal rate from the difference, fixed "
         "cost = 2-partition work time − its sources at that rate. Target (issue 16): fixed cost ≤ 5 s.",
+        "Ratios: the marginal rate over the default shape's in the same repeat; the fixed cost over the "
+        "5-s target.",
         "",
-        "| repeat | shape | work, 2 partitions [s] | work, N [s] | marginal [sources/s] | fixed cost [s] | peak memory, 2 partitions [MB] |",
-        "|---|---|---|---|---|---|---|",
+        "| repeat | shape | work, 2 partitions [s] | work, N [s] | marginal [sources/s] | marginal / default | "
+        "fixed cost [s] | fixed cost / 5 s | peak memory, 2 partitions [MB] |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    default = {row["repeat"]: row for row in result["rows"] if row["shape"] == next(iter(SHAPES))}
     for row in result["rows"]:
         r = row["runs"]
         lo, hi = sorted(r, key=int)
+        base = default.get(row["repeat"])
+        ratio = row["marginal_sources_per_s"] / base["marginal_sources_per_s"] if base else float("nan")
         lines.append(
             f"| {row['repeat']} | {row['shape']} | {r[lo]['work_s']:.2f} | {r[hi]['work_s']:.2f} | "
-            f"{row['marginal_sources_per_s']:.1f} | {row['fixed_cost_s']:.2f} | {r[lo]['peak_mb']:.0f} |"
+            f"{row['marginal_sources_per_s']:.1f} | {ratio:.2f} | {row['fixed_cost_s']:.2f} | "
+            f"{row['fixed_cost_s'] / FIXED_COST_TARGET_S:.2f} | {r[lo]['peak_mb']:.0f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -101,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                 result["rows"].append({"repeat": rep, "shape": name, **row})
                 print(
                     f"repeat {rep}  {name}: marginal {row['marginal_sources_per_s']:.1f} sources/s, "
-                    f"fixed cost {row['fixed_cost_s']:.2f} s",
+                    f"fixed cost {row['fixed_cost_s']:.2f} s ({row['fixed_cost_s'] / FIXED_COST_TARGET_S:.2f}× "
+                    "the target)",
                     flush=True,
                 )
     write_outputs(result, args.json, args.markdown, markdown(result))

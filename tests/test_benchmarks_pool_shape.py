@@ -30,7 +30,11 @@ def test_marginal_rate_and_fixed_cost_from_two_runs(monkeypatch, tmp_path):
         "rows": [{"repeat": 0, "shape": "1 actor × 2 threads", **row}],
     }
     text = bps.markdown(result)
-    assert "| 0 | 1 actor × 2 threads | 12.00 | 36.00 | 250.0 | 4.00 | 1234 |" in text
+    # no default-shape row in this repeat: its ratio is NaN, the fixed cost's against the 5-s target
+    assert "| 0 | 1 actor × 2 threads | 12.00 | 36.00 | 250.0 | nan | 4.00 | 0.80 | 1234 |" in text
+    default = {**row, "repeat": 0, "shape": next(iter(bps.SHAPES)), "marginal_sources_per_s": 500.0}
+    text = bps.markdown({**result, "rows": [default, *result["rows"]]})
+    assert "| 250.0 | 0.50 | 4.00 | 0.80 |" in text
 
 
 def test_a_failed_job_is_not_a_measurement(monkeypatch, tmp_path):
