@@ -248,6 +248,10 @@ def check_catalogue(
         )
     if {"teff", "logg", "m_h"} <= set(df):
         out["red_clump"] = _red_clump(path, truth, df)
+        # the same with the rule until session 24: A_G = 2.74 E(B−V) for every star
+        out["red_clump_constant_extinction"] = _red_clump(
+            path, truth, df, params={"extinction": "constant", "r_g": 2.74}
+        )
         if tmass is not None:
             import tempfile
 
@@ -379,6 +383,20 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         for s in [c.get("age_metallicity_spearman") or {}]
         if "predicted" in s
     ]
+    const = [
+        f"{name} {rc['purity']:.3f} / {rc['completeness']:.3f} / {rc['n_selected']}"
+        for name, c in cats.items()
+        for rc in [c.get("red_clump_constant_extinction") or {}]
+        if rc.get("purity") is not None and rc.get("completeness") is not None
+    ]
+    if const:
+        lines += [
+            "",
+            "Red-clump preset with A_G = 2.74 E(B−V) for every star (`extinction=constant`, the preset's rule "
+            "until session 24) instead of each star's own coefficient, purity / completeness / selected: "
+            + "; ".join(const)
+            + ".",
+        ]
     if gaps:
         lines += [
             "",

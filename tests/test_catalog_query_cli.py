@@ -214,3 +214,12 @@ def test_wired_into_the_xpengine_command(cat, monkeypatch, capsys):
     out = capsys.readouterr().out.splitlines()
     assert int(out[2]) == int((cols["flags"] == 0).sum())
     assert top.main(["query", str(d), "SELECT * FROM nowhere"]) == 2
+
+
+def test_count_takes_what_the_query_takes(cat, capsys):
+    """`--count` counts the statement itself: a trailing `;` or `-- comment` works as without --count."""
+    d, cols = cat
+    n = int((f64(cols, "logg") < 2.0).sum())
+    for sql in ("select * from catalog where logg < 2;", "select * from catalog where logg < 2 -- giants"):
+        assert run(str(d), sql, "--count") == 0
+        assert int(capsys.readouterr().out.strip()) == n

@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 from _query_catalog import LABELS, f64, giants_mask, simulate, to_table, write_catalog
 
+from xpengine.catalog.extinction import coefficients
 from xpengine.catalog.presets import PRESETS, describe_presets
 from xpengine.catalog.query import QueryError, open_catalog, query_catalog
 from xpengine.catalog.schema import catalog_schema
@@ -258,6 +259,11 @@ RC_MAGNITUDES = [
 ]
 
 
+def _a_g(teff: float, logg: float, m_h: float, ebv: float) -> float:
+    """A_G / E(B−V) of one star under the catalogue's star-by-star law."""
+    return float(coefficients(np.array([teff]), np.array([ebv]), np.array([logg]), np.array([m_h]))[0][0])
+
+
 def _rc_catalog(tmp_path):
     stars = RC_STARS + [(name, 4700.0, 2.40, 0.0, 0, 0.60, True, True) for name, *_ in RC_MAGNITUDES]
     mg0 = [0.44] * len(RC_STARS) + [m for _, m, _ in RC_MAGNITUDES]
@@ -265,11 +271,11 @@ def _rc_catalog(tmp_path):
     cols = simulate(n, seed=9, labels=(*LABELS, "ebv"))
     for k, (_, teff, logg, m_h, flags, *_rest) in enumerate(stars):
         cols["teff"][k], cols["logg"][k], cols["m_h"][k] = teff, logg, m_h
-        # G = M_G0 + 5 log10(d / 10 pc) + 2.74 E(B−V) with d = 2 kpc, E(B−V) = 0.3
+        # G = M_G0 + 5 log10(d / 10 pc) + A_G with d = 2 kpc, E(B−V) = 0.3 and the star's own A_G / E(B−V)
         cols["ebv"][k] = 0.3
         cols["distance_pc"][k] = 2000.0
         cols["phot_g_mean_mag"][k] = (
-            (mg0[k] if mg0[k] is not None else 0.44) + 5 * np.log10(200.0) + 2.74 * 0.3
+            (mg0[k] if mg0[k] is not None else 0.44) + 5 * np.log10(200.0) + _a_g(teff, logg, m_h, 0.3) * 0.3
         )
         by = SourceFlag.DISTANCE_FROM_PARALLAX if mg0[k] is not None else SourceFlag.DISTANCE_FROM_MODEL
         cols["flags"][k] = flags | int(by)
@@ -296,7 +302,7 @@ def test_red_clump_hand_placed_stars(tmp_path):
     z = 0.017 * 10**m_h
     flags = cols["flags"].astype(np.int64)
     quality = (flags & int(SourceFlag.NO_PREDICTION | SourceFlag.OUTSIDE_TRAINING_DOMAIN)) == 0
-    mg0 = g - 5 * np.log10(dist / 10) - 2.74 * ebv
+    mg0 = g - 5 * np.log10(dist / 10) - coefficients(teff, ebv, logg, m_h)[0] * ebv
     by_plx = (flags & int(SourceFlag.DISTANCE_FROM_PARALLAX)) != 0
     hot = teff - (-382.5 * m_h + 4607.0) >= 70.0
     m = quality & (logg >= 1.8) & (logg <= upper) & (z <= 0.06) & by_plx & (mg0 >= 0.04) & (mg0 <= 0.84)
@@ -312,6 +318,42 @@ def test_red_clump_hand_placed_stars(tmp_path):
     assert got == sorted(_rc_want(6) + [name for name, *_ in RC_MAGNITUDES])
     with pytest.raises(QueryError, match=r"mg0_max.*needs the magnitude cut"):
         query_catalog(d, preset="red-clump", params={"mg0_min": "none", "mg0_max": 1.0})
+    with pytest.raises(QueryError, match=r"extinction.*needs the magnitude cut"):
+        query_catalog(d, preset="red-clump", params={"mg0_min": "none", "extinction": "constant"})
+    with pytest.raises(QueryError, match=r"r_g.*needs extinction=constant"):
+        query_catalog(d, preset="red-clump", params={"r_g": 2.5})
+    with pytest.raises(QueryError, match=r"extinction.*one of"):
+        query_catalog(d, preset="red-clump", params={"extinction": "sfd"})
+
+
+def test_red_clump_constant_extinction(tmp_path):
+    """extinction=constant dereddens every star by r_g (the rule until session 24): stars placed at the
+    clump's M_G0 with their own A_G come out brighter by (r_g − A_G/E(B−V))·E(B−V), and one near the
+    window's bright edge leaves it; a constant equal to a star's own coefficient gives the default's selection."""
+    d, cols, names = _rc_catalog(tmp_path)
+    k_x = _a_g(4700.0, 2.40, 0.0, 0.3)
+    assert 2.4 < k_x < 2.6  # a clump star's coefficient, well below the solar-type 2.74
+    g, dist, ebv = (cols[c].astype(np.float64) for c in ("phot_g_mean_mag", "distance_pc", "ebv"))
+    flags = cols["flags"].astype(np.int64)
+    base = query_catalog(d, preset="red-clump", params={"mg0_min": "none"})
+    base_ids = set(base.column("source_id").to_pylist())
+    by_plx = (flags & int(SourceFlag.DISTANCE_FROM_PARALLAX)) != 0
+    for r_g in (2.74, k_x):
+        t = query_catalog(d, preset="red-clump", params={"extinction": "constant", "r_g": r_g})
+        mg0 = g - 5 * np.log10(dist / 10) - r_g * ebv
+        want = {
+            s for s, ok in zip(cols["source_id"], by_plx & (mg0 >= 0.04) & (mg0 <= 0.84), strict=True) if ok
+        }
+        assert set(t.column("source_id").to_pylist()) == want & base_ids
+    got_274 = {
+        names[s]
+        for s in query_catalog(d, preset="red-clump", params={"extinction": "constant"})
+        .column("source_id")
+        .to_pylist()
+    }
+    default = {names[s] for s in query_catalog(d, preset="red-clump").column("source_id").to_pylist()}
+    assert "W" in default and "W" not in got_274  # M_G0 0.05 by its own A_G, −0.03 with 2.74
+    assert default - got_274 == {"W"}
 
 
 def test_red_clump_with_colours(tmp_path):
@@ -399,3 +441,24 @@ def test_preset_sql_is_standalone(cat):
         sql = c.preset_sql("age-metallicity", {"m_h_step": 0.2})
         assert "0.2" in sql
         assert c.sql(sql).equals(c.preset("age-metallicity", {"m_h_step": 0.2}))
+
+
+def test_extinction_sql_functions_match_the_catalogue_law(tmp_path):
+    """`a_g_per_ebv` / `e_bp_rp_per_ebv` in SQL give `extinction.coefficients` row by row; NULL gives NULL."""
+    d, cols, _ = _rc_catalog(tmp_path)
+    cols["ebv"][:4] = [0.0, 0.05, 1.0, 4.0]  # E(B−V) moves the coefficient too
+    pq.write_table(to_table(cols, (*LABELS, "ebv")), d / "XpContinuousMeanSpectrum_000000-786431.parquet")
+    t = query_catalog(
+        d,
+        "SELECT source_id, a_g_per_ebv(teff, logg, m_h, ebv) AS k_g, e_bp_rp_per_ebv(teff, logg, m_h, ebv) AS k_c,"
+        " a_g_per_ebv(NULL, logg, m_h, ebv) AS k_null FROM catalog ORDER BY source_id",
+    )
+    order = np.argsort(cols["source_id"])
+    teff, logg, m_h, ebv = (cols[c].astype(np.float64)[order] for c in ("teff", "logg", "m_h", "ebv"))
+    k_g, k_c = coefficients(teff, ebv, logg, m_h)
+    np.testing.assert_allclose(t["k_g"].to_numpy(), k_g, rtol=1e-12)
+    np.testing.assert_allclose(t["k_c"].to_numpy(), k_c, rtol=1e-12)
+    assert t["k_null"].null_count == len(t)
+    assert (
+        np.isnan(teff).any() and np.ptp(k_g[np.isfinite(teff)]) > 0.05
+    )  # NaN Teff: the constant; others vary

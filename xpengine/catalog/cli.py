@@ -221,7 +221,7 @@ def _run(args: argparse.Namespace) -> int:
             return 0
 
         if args.count:
-            n = cat.sql(f"SELECT count(*) AS n FROM ({sql})", params).column(0)[0].as_py()
+            n = cat.count(sql, params)
             print(n)
         elif spec is not None and (spec.post is not None or args.plot):
             # picture presets return bins: small, materialise

@@ -125,10 +125,14 @@ Red-clump candidates: the red clump as a standard candle in Gaia, and the cuts o
 (ApJ 790, 127, §2; "The APOGEE red-clump catalog") on the predicted Teff, logg and [M/H].
 By default a candidate needs a distance from its own parallax (flag DISTANCE_FROM_PARALLAX:
 zero-point-corrected ϖ/σ_ϖ ≥ 5, RUWE ≤ 1.4) and a dereddened absolute magnitude
-  * mg0_min ≤ M_G0 ≤ mg0_max, M_G0 = G − 5 log10(distance_pc / 10 pc) − r_g · E(B−V),
+  * mg0_min ≤ M_G0 ≤ mg0_max, M_G0 = G − 5 log10(distance_pc / 10 pc) − A_G,
 with the catalogue's predicted E(B−V). The default window is the red clump's M_G = 0.44 ± 0.20 mag
-(Hawkins et al. 2017, MNRAS 471, 722) ± 2σ; r_g = A_G/E(B−V) = 2.74 (a red-clump-like spectrum,
-Casagrande & VandenBerg 2018). First-ascent giants cross the clump's luminosity, so the
+(Hawkins et al. 2017, MNRAS 471, 722) ± 2σ. A_G = (A_G/E(B−V)) · E(B−V) with the star's own coefficient
+at its predicted Teff, logg, [M/H] and E(B−V) (extinction=mist, the default since session 25: the SQL
+function a_g_per_ebv, the law the catalogue's M_G uses; about 2.55 for a clump star at E(B−V) 0.1,
+2.43 at 0.6). extinction=constant takes r_g for every star instead (2.74, Casagrande & VandenBerg 2018's
+value for a solar-type star, the preset's rule until session 24, which made a clump star behind
+E(B−V) = 0.5 about 0.15 mag too bright). First-ascent giants cross the clump's luminosity, so the
 Teff–logg–[M/H] cuts below still apply. Set mg0_min=none to drop the magnitude cut (then stars without
 a significant parallax are kept too, at a much lower purity: the predicted Teff and logg alone do not
 separate the clump from the RGB at XP precision). On the simulated sky of benchmarks/sim_sky_checks.py
@@ -181,7 +185,16 @@ _RC_PARAMS: tuple[PresetParam, ...] = (
         nullable=True,
     ),
     PresetParam("mg0_max", 0.84, "mag", "faint limit of the dereddened absolute G"),
-    PresetParam("r_g", 2.74, "", "A_G / E(B−V) for the dereddening", minimum=0),
+    PresetParam(
+        "extinction",
+        "mist",
+        "",
+        "A_G / E(B−V) of the dereddening: mist (star by star, at the predicted Teff, logg, [M/H], E(B−V)) "
+        "or constant (r_g for every star)",
+        kind=str,
+        choices=("mist", "constant"),
+    ),
+    PresetParam("r_g", 2.74, "", "A_G / E(B−V) for every star (with extinction=constant)", minimum=0),
     PresetParam("logg_min", 1.8, "dex", "lower logg limit"),
     PresetParam("logg_slope", 0.0018, "dex/K", "slope of the upper logg limit in Teff − Teff_ref"),
     PresetParam("logg_zero", 2.5, "dex", "upper logg limit at Teff = Teff_ref"),
@@ -222,9 +235,11 @@ def _build_red_clump(p: dict[str, Any], user_set: frozenset[str], cat: CatalogCo
     if p["teff_offset_min"] is not None:
         conds.append(f"c.teff - {teff_ref} >= {sql_number(p['teff_offset_min'])}")
     if p["mg0_min"] is None:
-        for k in ("mg0_max", "r_g"):
+        for k in ("mg0_max", "r_g", "extinction"):
             if k in user_set:
                 raise QueryError(f"parameter {k!r} needs the magnitude cut (mg0_min is none)")
+    elif p["extinction"] == "mist" and "r_g" in user_set:
+        raise QueryError("parameter 'r_g' needs extinction=constant (the default takes each star's own A_G)")
     else:
         need = [col for col in ("phot_g_mean_mag", "distance_pc", "ebv") if col not in cat.columns]
         if need:
@@ -232,7 +247,11 @@ def _build_red_clump(p: dict[str, Any], user_set: frozenset[str], cat: CatalogCo
                 f"the red-clump magnitude cut needs column(s) {need}, which the catalogue lacks; "
                 "set mg0_min=none to select on Teff, logg and [M/H] alone"
             )
-        mg0 = f"(c.phot_g_mean_mag - 5.0 * log10(c.distance_pc / 10.0) - {sql_number(p['r_g'])} * c.ebv)"
+        if p["extinction"] == "mist":
+            r_g = "a_g_per_ebv(c.teff, c.logg, c.m_h, c.ebv)"
+        else:
+            r_g = sql_number(p["r_g"])
+        mg0 = f"(c.phot_g_mean_mag - 5.0 * log10(c.distance_pc / 10.0) - {r_g} * c.ebv)"
         conds += [
             f"(c.flags & {int(SourceFlag.DISTANCE_FROM_PARALLAX)}) != 0",
             "isfinite(c.phot_g_mean_mag) AND isfinite(c.distance_pc) AND c.distance_pc > 0 AND isfinite(c.ebv)",

@@ -11,7 +11,11 @@ The catalogue is the directory the catalogue engine writes (`xpengine.pipeline.w
 | `gaia`    | the Gaia DR3 `gaia_source` table (Parquet, or the bulk ECSV `.csv.gz`)   | `gaia_source=`    |
 | any name  | any other table, e.g. dereddened 2MASS colours for the red-clump preset  | `joins={name: p}` |
 
-Join them on `source_id`, e.g. `SELECT c.age, t.age_gyr FROM catalog c JOIN truth t USING (source_id)`.
+Under a sky restriction (`region`, `hpx8_range`) `catalog` holds the region's rows, and every other view
+the rows of the region's HEALPix-8 cells (source_id >> 43; a superset of a Galactic box), whatever its
+files. Join them on `source_id`, e.g. `SELECT c.age, t.age_gyr FROM catalog c JOIN truth t USING (source_id)`.
+SQL functions beyond DuckDB's: `a_g_per_ebv(teff, logg, m_h, ebv)` and `e_bp_rp_per_ebv(...)`, the
+catalogue's star-by-star extinction law (`xpengine.catalog.sql_functions`).
 
 Catalogue locations: a directory, one `.parquet` file, or a glob (`out/*_0[0-4]*.parquet`) on the
 local disk; or a URL (`s3://bucket/run1`, `gs://...`, anything fsspec knows). Local files are read by
@@ -61,6 +65,7 @@ from xpengine.catalog.region import (
     prune_by_statistics,
 )
 from xpengine.catalog.scanstats import ScanStats, profile_stats
+from xpengine.catalog.sql_functions import register as register_sql_functions
 from xpengine.catalog.tables import (
     GAIA_COLUMNS,
     check_join_names,
@@ -147,6 +152,7 @@ class CatalogConnection:
         self.sources: list[TableFiles] = []  # every table read, for `check_output`
         try:
             self._settings(threads, memory_limit)
+            register_sql_functions(self.con, duckdb)
             self.source = locate_table(catalog, "catalogue", ("parquet",))
             self.sources.append(self.source)
             self.files_total = len(self.source.files)
@@ -204,16 +210,19 @@ class CatalogConnection:
             ranges = r if ranges is None else intersect_ranges(ranges, r)
         return ranges
 
+    def _hpx8_filter(self, hpx8: str) -> str:
+        """SQL: the HEALPix-8 index `hpx8` lies in the sky restriction's ranges (coarsened)."""
+        r = sky.coarsen_ranges(self.ranges, _MAX_SQL_RANGES)
+        return (
+            "false" if len(r) == 0 else "(" + " OR ".join(f"{hpx8} BETWEEN {a} AND {b}" for a, b in r) + ")"
+        )
+
     def _view_filter(self) -> str:
         conds = []
         if self.ranges is not None:
             if "hpx8" not in self.columns:
                 raise QueryError("a sky restriction needs the catalogue's hpx8 column, which is missing")
-            r = sky.coarsen_ranges(self.ranges, _MAX_SQL_RANGES)
-            if len(r) == 0:
-                conds.append("false")
-            else:
-                conds.append("(" + " OR ".join(f"hpx8 BETWEEN {a} AND {b}" for a, b in r) + ")")
+            conds.append(self._hpx8_filter("hpx8"))
         if self.region is not None:
             for c in ("l", "b"):
                 if c not in self.columns:
@@ -272,9 +281,11 @@ class CatalogConnection:
             raise QueryError(f"cannot read {name!r} from {src.location!r}: {duckdb_message(exc)}") from exc
 
     def _register_table(self, name: str, path: str | os.PathLike) -> None:
-        """A view `name` on a table joined on source_id: its files checked (`xpengine.catalog.tables`),
-        those whose statistics miss the sky restriction dropped; `gaia` is not checked for repeated ids
-        (a full scan of gaia_source on every query, where each id is unique by construction)."""
+        """A view `name` on a table joined on source_id: its files checked (`xpengine.catalog.tables`).
+        Under a sky restriction it holds the rows in the restriction's HEALPix-8 cells (source_id >> 43),
+        whatever the table's files: those whose statistics miss them are not read, and the rest are
+        filtered row by row. `gaia` is not checked for repeated ids (a full scan of gaia_source on every
+        query, where each id is unique by construction)."""
         what = f"table {name!r}"
         gaia = name == "gaia"
         src = locate_table(path, what, ("parquet", "csv"), dir_prefix="GaiaSource_" if gaia else None)
@@ -284,7 +295,8 @@ class CatalogConnection:
         else:
             check_table_files(src, what, ("source_id",), "to join on")
         files = prune_by_statistics(src.files, self.ranges, src.fmt, src.fs)
-        self._create_view(name, src, files, "", empty_from=src.files[0])
+        where = "" if self.ranges is None else self._hpx8_filter("(source_id >> 43)")
+        self._create_view(name, src, files, where, empty_from=src.files[0])
         self.con.execute(f"SELECT * FROM {name} LIMIT 0")
         cols = [d[0] for d in self.con.description]
         if "source_id" not in cols:
@@ -333,6 +345,14 @@ class CatalogConnection:
         except self._duckdb.Error as exc:
             raise QueryError(f"SQL error: {duckdb_message(exc)}") from exc
         return self.with_units(table, units)
+
+    def count(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
+        """The number of rows of one read-only statement's result (a trailing `;` or comment is harmless)."""
+        rel = self.relation(sql, params)
+        try:
+            return int(rel.aggregate("count(*)").fetchall()[0][0])
+        except self._duckdb.Error as exc:
+            raise QueryError(f"SQL error: {duckdb_message(exc)}") from exc
 
     def reader(self, sql: str, params: Mapping[str, Any] | None = None, batch_size: int = 131072) -> Any:
         """Stream the result of one read-only statement: a `pyarrow.RecordBatchReader` (large results)."""
@@ -458,7 +478,7 @@ def query_catalog(
     `sql` sees the views `catalog` (and `truth`, `gaia`, `joins` when given); `params` fill its
     `$name` placeholders. With `preset`, `params` are the preset's parameters
     (`xpengine.catalog.presets.PRESETS`). For results too large for memory, use
-    `open_catalog(...).batches(sql)` or the command line's `--output`.
+    `open_catalog(...).reader(sql)` (record batches) or the command line's `--output`.
 
     Raises:
         QueryError: bad SQL (the message names the problem), unknown preset or parameter,

@@ -40,7 +40,7 @@ class SkyRegion:
     """A box in Galactic coordinates (deg): l_min ≤ l ≤ l_max, b_min ≤ b ≤ b_max.
 
     l in [0, 360]; l_min > l_max means the box wraps through l = 0 (e.g. 350 → 10).
-    Rows whose l or b is null (no gaia_source row) are outside every region.
+    Rows whose l or b is NaN or null (no gaia_source row) are outside every region.
     """
 
     l_min: float

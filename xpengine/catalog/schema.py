@@ -4,10 +4,10 @@
 |---|---|---|---|
 | source_id | int64 | | Gaia DR3 source_id |
 | hpx8 | int32 | | HEALPix level-8 index (nested), `source_id >> 43` |
-| ra, dec, l, b | float64 | deg | from gaia_source (null without it) |
+| ra, dec, l, b | float64 | deg | from gaia_source (NaN without it: guard cuts with isfinite) |
 | phot_g_mean_mag | float32 | mag | Gaia G |
 | `<label>`, `<label>_error` | float32 | see LABELS | model mean and 1σ uncertainty |
-| distance_pc, distance_pc_error | float32 | pc | from the model's pseudo-luminosity and G |
+| distance_pc, distance_pc_error | float32 | pc | 1000/ϖ (DISTANCE_FROM_PARALLAX) or from the model (DISTANCE_FROM_MODEL) |
 | n_input_tokens | int16 | | tokens the model was given for this source |
 | flags | int64 | | `xpengine.features.flags.SourceFlag` bits |
 
@@ -111,12 +111,15 @@ _TAIL_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
 _DESCRIPTIONS: dict[str, str] = {
     "source_id": "Gaia DR3 source_id",
     "hpx8": "HEALPix level-8 index (nested), source_id >> 43",
-    "ra": "right ascension (ICRS, epoch J2016.0), from gaia_source",
-    "dec": "declination (ICRS, epoch J2016.0), from gaia_source",
-    "l": "Galactic longitude, from gaia_source",
-    "b": "Galactic latitude, from gaia_source",
+    "ra": "right ascension (ICRS, epoch J2016.0), from gaia_source (NaN without it)",
+    "dec": "declination (ICRS, epoch J2016.0), from gaia_source (NaN without it)",
+    "l": "Galactic longitude, from gaia_source (NaN without it)",
+    "b": "Galactic latitude, from gaia_source (NaN without it)",
     "phot_g_mean_mag": "Gaia G-band mean magnitude, from gaia_source",
-    "distance_pc": "distance from the model's pseudo-luminosity and G",
+    "distance_pc": (
+        "distance: 1000/parallax where the corrected parallax is significant (flag DISTANCE_FROM_PARALLAX), "
+        "else from the model's pseudo-luminosity and G (DISTANCE_FROM_MODEL)"
+    ),
     "distance_pc_error": "1-sigma uncertainty of distance_pc",
     "n_input_tokens": "number of tokens the model was given for this source",
     "flags": "xpengine.features.flags.SourceFlag bits",
