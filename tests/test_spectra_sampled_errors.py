@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from _datasets_real import ARCHIVE_CSVS, STAR_SAMPLED, read_archive_csv
 
-from xpengine.datasets.xp_errors import estimate_representation_errors
 from xpengine.spectra import correlation_matrix, default_representation, sampled_coefficient_errors
+from xpengine.spectra.sampled_errors import estimate_representation_errors
 
 
 def _full_covariance(row: dict) -> np.ndarray:

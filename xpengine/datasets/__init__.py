@@ -7,8 +7,8 @@
 - `synthetic`: a simulated sky through the survey builder.
 - `mixed`: one training set of real and simulated stars (each keeps its split; tokens a source lacks
   stay missing; synthetic training stars weighted by replication / subsampling).
-- `xp`, `xp_errors`: the two XP entry paths (archive coefficients, sampled spectra) into the engine's
-  representation, and token errors for sampled spectra.
+- `xp`: the two XP entry paths (archive coefficients, sampled spectra) into the engine's representation
+  (token errors for sampled spectra: `xpengine.spectra.sampled_errors`, which the sampled reader uses too).
 - `labels`: APOGEE flags, DistMass ages, the paper's cuts (pure functions).
 - `cli`: `xpengine build-dataset {apogee-xp,apogee,synthetic,mixed}`.
 

@@ -9,7 +9,7 @@ and the XP sampled spectrum `flux`, `flux_error` float32[343] on 336–1020 nm /
 Recipe (decisions documented here and in the output's provenance):
 - Absolute flux = flux × medflux; XP representation via `xpengine.spectra.coefficients_from_sampled`
   (the same projection archive coefficients get, REFERENCE §1), token errors from
-  `xpengine.datasets.xp_errors` (default), then `xpengine.features.build_tokens` divides by
+  `xpengine.spectra.sampled_errors` (default), then `xpengine.features.build_tokens` divides by
   f_G = 10^((25.6873668671 − G)/2.5) [e⁻/s] exactly as for archive data.
 - XP relevancy: the file carries no `n_relevant_bases`, so ALL 110 coefficients are kept. Reasons:
   (a) any G-dependent imitation of the archive's relevancy counts would be invented (the project holds

@@ -274,7 +274,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--xp-errors",
         choices=("estimated", "propagated", "unknown"),
         default="estimated",
-        help="XP token errors from the sampled flux errors (see xpengine.datasets.xp_errors)",
+        help="XP token errors from the sampled flux errors (see xpengine.spectra.sampled_errors)",
     )
     a.add_argument("--chunk-rows", type=int, default=4096, help="rows per processing chunk")
     _common(a, val=0.1, test=0.1)

@@ -6,7 +6,7 @@
    for the inference pipeline (which propagates errors without correlations).
 2. Sampled spectra (336–1020 nm / 2 nm, W m^-2 nm^-1, e.g. the APOGEE×XP file or an archive
    `XP_SAMPLED`): `xpengine.spectra.coefficients_from_sampled`, errors estimated by
-   `xpengine.datasets.xp_errors.estimate_representation_errors` (or the conservative propagation).
+   `xpengine.spectra.sampled_errors.estimate_representation_errors` (or the conservative propagation).
 
 Both return the columns `xpengine.features.build_tokens` reads (`bp_coefficients`,
 `bp_coefficient_errors`, `bp_n_relevant_bases`, same for RP) as (N, n) float64 arrays, already in the
@@ -31,7 +31,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 XP_ERROR_MODELS: tuple[str, ...] = ("estimated", "propagated", "unknown")
-"""How sampled-spectrum token errors are made: `estimated` (xp_errors module, median-unbiased noise level),
+"""How sampled-spectrum token errors are made: `estimated` (`xpengine.spectra.sampled_errors`, median-unbiased noise level),
 `propagated` (independent-pixel propagation: a conservative upper bound, ~200× too large), `unknown`
 (NaN → stored as 0, the loss then relies on the predicted variance alone)."""
 
@@ -50,8 +50,8 @@ def sampled_xp_columns(
     (None = all coefficients of the band relevant: a sampled spectrum carries no relevancy
     information). Returns (N, n) float64 coefficient/error arrays [e⁻/s] and (N,) float64 counts.
     """
-    from xpengine.datasets.xp_errors import estimate_representation_errors
     from xpengine.spectra import coefficients_from_sampled, default_representation, sampled_coefficient_errors
+    from xpengine.spectra.sampled_errors import estimate_representation_errors
 
     if error_model not in XP_ERROR_MODELS:
         raise ValueError(f"error_model must be one of {XP_ERROR_MODELS}, got {error_model!r}")

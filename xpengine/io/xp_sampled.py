@@ -23,14 +23,20 @@ with these columns here.
 
 Output: the table of `read_xp_continuous` (`xp_schema`: Gaia names and dtypes, `read_problem` last), with
 `X_coefficients` = c' (`coefficients_from_sampled`), `X_coefficient_errors` from
-`sampled_coefficient_errors`, `X_n_parameters` = 55 where the band is present, `source_id` and
+`xpengine.spectra.sampled_errors.estimate_representation_errors`, `X_n_parameters` = 55 where the band is present, `source_id` and
 `solution_id` from the file, and null everywhere else: correlations, `X_n_relevant_bases` (a sampled
 spectrum does not say which coefficients are relevant, so no relevancy truncation applies downstream),
 chi², .... Schema metadata: `xpengine.source`, `xpengine.n_coefficients` and `xpengine.xp_input`
 (`META_XP_INPUT`, JSON `{"kind": "sampled", ...}`), which marks the rows as coming from sampled spectra.
-CAVEAT: the errors are conservative upper bounds (pixel errors taken as independent; for
-5937083312263887616 a median 221 times the errors of the same projection of the archive coefficients).
-The model does not read input errors, so predictions do not depend on them.
+The errors: a sampled spectrum's pixel errors come from the coefficients' full covariance, so they are
+strongly correlated; taken as independent they overstate the coefficients' errors a median 190–440
+times, which (until session 25) made the synthetic BP−RP of a sampled spectrum 0.35–0.59 mag uncertain
+instead of about 0.006 and loosened the isochrone fit's colour bound (the blue star 5762406957886626816
+came out 1.1 M☉ from its sampled spectrum and 2.8 M☉ from its coefficients). The estimator fits a
+diagonal coefficient covariance to the pixel variances instead (noise level per coefficient, median
+0.95–1.26 of the archive's); a row whose error vector is not all finite (one band) keeps the
+independent-pixel bound. The model does not read input errors; the synthetic G and BP−RP σ (G_FROM_XP,
+BP_RP_FROM_XP) and so the isochrone fit do.
 
 The projection P is idempotent, so c' passes unchanged through the token path, which projects every
 input with P (`token_representation`): sampled and continuous inputs meet in the same representation.
@@ -294,7 +300,7 @@ def iter_sampled_reader(
             "representation": rep.id,
             "flux_unit": _unit_of(reader, "flux") or f"{FLUX_UNIT} (assumed: not declared)",
             "grid_nm": [float(grid[0]), float(grid[-1]), float(grid[1] - grid[0]), int(grid.size)],
-            "errors": "sampled_coefficient_errors: conservative upper bounds",
+            "errors": "estimate_representation_errors: noise level from the pixel errors",
         }
         meta_base = {META_SOURCE: url.encode(), META_XP_INPUT: json.dumps(xp_input).encode()}
         batches = (_project(block, rep, scale, grid, out_cols, schema) for block in blocks)
@@ -331,7 +337,8 @@ def _project(
     schema: pa.Schema,
 ) -> pa.RecordBatch:
     """Check the spectra of a block, project them (c' = f X) and build the output batch."""
-    from xpengine.spectra.representation import coefficients_from_sampled, sampled_coefficient_errors
+    from xpengine.spectra.representation import coefficients_from_sampled, default_representation
+    from xpengine.spectra.sampled_errors import estimate_representation_errors
 
     s = len(block.source_id)
     # float32 first, the archive's storage type: the text ("4.3137092E-17") and binary copies of one
@@ -362,7 +369,9 @@ def _project(
     flux[block.dead] = np.nan
     error[block.dead] = np.nan
     bp, rp = coefficients_from_sampled(flux, rep)  # (S, 55) each, NaN = band missing
-    bp_e, rp_e = sampled_coefficient_errors(error, rep)
+    # the errors' noise level (`xpengine.spectra.sampled_errors`); the default representation's operator
+    # is cached, another one is built per block
+    bp_e, rp_e = estimate_representation_errors(error, None if rep is default_representation() else rep)
     has = {"bp": np.all(np.isfinite(bp), axis=1), "rp": np.all(np.isfinite(rp), axis=1)}
     usable_pattern = ~(live & fin_f.any(axis=1) & ~has["bp"] & ~has["rp"])
     if not usable_pattern.all():

@@ -22,7 +22,7 @@ correlations (flux errors built from their full covariance, which reproduces the
 errors of 5937083312263887616 to 1e-6): median ratio 0.95–1.26 per star, 5–95% range of the per-token
 ratio about 0.15–3 (5.7 for 18 Sco); the independent-pixel propagation gives 188–452. It is a noise
 LEVEL per token, not a covariance: good enough for the known-error term of the training loss, not for
-χ² tests. Tested in `tests/test_datasets_xp_errors.py`.
+χ² tests. Tested in `tests/test_spectra_sampled_errors.py`.
 """
 
 from __future__ import annotations
