@@ -220,3 +220,46 @@ def test_gzipped_archive_files(tmp_path, name):
     a = read_xp_continuous(path, with_correlations=True)
     b = read_xp_continuous(XP_DIR / name, with_correlations=True)
     assert a.equals(b)
+
+
+def test_gaia_source_columns_beside_the_xp_are_named_in_a_warning(caplog, tmp_path):
+    """The reader returns the XP columns only; a file that also holds G or a parallax (as an ADQL join of
+    xp_continuous_mean_spectrum and gaia_source gives) says so in the log, naming them."""
+    import logging
+
+    from _paths import SCO18
+
+    with caplog.at_level(logging.WARNING, logger="xpengine.io.xp_continuous"):
+        t = read_xp_continuous(SCO18)
+    assert "phot_g_mean_mag" not in t.column_names
+    warned = [r.getMessage() for r in caplog.records if "gaia_source column" in r.getMessage()]
+    assert len(warned) == 1 and "['phot_g_mean_mag']" in warned[0] and str(SCO18) in warned[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="xpengine.io.xp_continuous"):
+        read_xp_continuous(WITH_MISSING_ECSV)
+    assert not [r for r in caplog.records if "gaia_source column" in r.getMessage()]
+
+
+def test_a_blanked_coefficients_cell_is_a_read_problem_not_a_missing_band(tmp_path):
+    """A row whose bp_coefficients cell is empty while its errors and n_parameters say BP was fitted is
+    corrupt (READ_PROBLEM naming the column), not a source without BP; the other rows read unchanged."""
+    import csv
+
+    src = XP_DIR / "XP_CONTINUOUS_RAW.csv"
+    with open(src, newline="") as fh:
+        rows = list(csv.reader(fh))
+    k = rows[0].index("bp_coefficients")
+    rows[1][k] = ""
+    bad = tmp_path / "blank.csv"
+    with open(bad, "w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    got, ref = read_xp_continuous(bad), read_xp_continuous(src)
+    problems = got.column("read_problem").to_pylist()
+    assert problems[0].startswith("bp_coefficients: missing while bp_coefficient_errors has values")
+    assert got.column("bp_coefficient_errors")[0].as_py() is None  # the band is dropped as corrupt
+    assert problems[1:] == [None] * (got.num_rows - 1)
+    assert got.slice(1).drop_columns(["read_problem"]).equals(ref.slice(1).drop_columns(["read_problem"]))
+    # a real source without BP keeps no read problem
+    missing = read_xp_continuous(WITH_MISSING_ECSV)
+    ids = missing.column("source_id").to_pylist()
+    assert missing.column("read_problem")[ids.index(MISSING_BP)].as_py() is None

@@ -520,3 +520,32 @@ def test_a_sampled_spectrum_gives_the_colour_sigma_of_its_coefficients():
     c_samp, e_samp = colour(read_xp_sampled(STAR_SAMPLED))
     assert abs(c_samp - c_cont) < 0.002
     assert 0.003 < e_cont < 0.02 and 0.5 * e_cont < e_samp < 2.0 * e_cont
+
+
+@pytest.mark.parametrize("pattern", ["by_wavelength", "repeated"])
+def test_long_layout_rows_of_a_source_must_be_contiguous(tmp_path, pattern):
+    """One row per wavelength: a table sorted by wavelength (sources interleaved), or a source written
+    again after another, is refused naming the source and the data row where it starts again (until
+    session 25 the last source came out as two rows with false read problems, or a source twice)."""
+    raw = pd.read_csv(LONG_FILES[0])
+    stars = []
+    for k in range(3):
+        r = raw.copy()
+        r["source_id"] = STAR + k
+        stars.append(r)
+    if pattern == "by_wavelength":
+        table = pd.concat(stars).sort_values(["wavelength", "source_id"], kind="stable")
+        again, row = STAR, 4  # rows 1–3: the three sources at 336 nm
+    else:
+        table = pd.concat([stars[0], stars[1], stars[0]])
+        again, row = STAR, 2 * len(raw) + 1
+    path = tmp_path / "long.csv"
+    table.to_csv(path, index=False)
+    for batch_rows in (1, 1000):  # the repeat within one batch of rows, and across batches
+        with pytest.raises(GaiaFileError, match=rf"source_id {again} are not contiguous") as err:
+            list(iter_xp_sampled(path, batch_rows=batch_rows))
+        assert err.value.row == row and err.value.column == "source_id"
+    ok = pd.concat(stars)
+    ok.to_csv(path, index=False)
+    got = [i for b in iter_xp_sampled(path, batch_rows=1) for i in b.column("source_id").to_pylist()]
+    assert got == [STAR, STAR + 1, STAR + 2]

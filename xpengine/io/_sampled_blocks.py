@@ -207,6 +207,7 @@ def _long_blocks(
         types = {c: pa.string() for c in read_cols if c != "source_id"}
         types["source_id"] = pa.int64()
     carry: dict[str, np.ndarray] | None = None
+    done: set[int] = set()  # sources whose rows have ended
     for row0, raw in reader.iter_batches(read_cols, types, batch_rows * grid.size):
         n = raw.num_rows
         if n == 0:
@@ -242,15 +243,36 @@ def _long_blocks(
         part["bad"] = bad_text
         if carry is not None:
             part = {k: np.concatenate([carry[k], part[k]]) for k in part}
+        _check_contiguous(part["sid"], part["row"], done, url)
         # keep the last source back: its rows may go on in the next batch
         last = part["sid"][-1]
         other = np.flatnonzero(part["sid"] != last)
         cut = int(other[-1]) + 1 if other.size else 0
         carry = {k: v[cut:] for k, v in part.items()}
         if cut:
+            done.update(np.unique(part["sid"][:cut]).tolist())
             yield _pivot({k: v[:cut] for k, v in part.items()}, grid)
     if carry is not None and carry["sid"].size:
         yield _pivot(carry, grid)
+
+
+def _check_contiguous(sid: np.ndarray, rows: np.ndarray, done: set[int], url: str) -> None:
+    """GaiaFileError where a source's rows do not form one run: it reappears after other sources (a
+    table sorted by wavelength, or a source written twice), within these rows or after an earlier batch."""
+    start = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])  # first row of each run
+    runs = sid[start]
+    seen: set[int] = set(done)
+    for k, s_id in zip(start.tolist(), runs.tolist(), strict=True):
+        if s_id in seen:
+            raise GaiaFileError(
+                url,
+                f"the rows of source_id {s_id} are not contiguous: they start again after another source's; "
+                "a sampled spectrum with one row per wavelength needs each source's rows together (sort the "
+                "table by source_id, then wavelength)",
+                row=int(rows[k]),
+                column="source_id",
+            )
+        seen.add(s_id)
 
 
 def _pivot(part: dict[str, np.ndarray], grid: np.ndarray) -> _Block:

@@ -235,6 +235,16 @@ def normalise_batch(
                 f"{band}_coefficient_errors: missing while {band}_coefficients has values"
             )
         bad_band |= no_err
+        # the reverse: a blanked coefficients cell where the row says the band was fitted is corruption,
+        # not a source without the band (which has neither coefficients, errors nor n_parameters)
+        said = n_err >= 0
+        if npar is not None:
+            said |= np.asarray(pc.fill_null(pc.cast(npar, pa.int64()), 0), dtype=np.int64) > 0
+        no_coef = ~has_coef & said & ~bad_band
+        for i in np.flatnonzero(no_coef):
+            what = f"{band}_coefficient_errors has values" if n_err[i] >= 0 else f"{band}_n_parameters > 0"
+            problems.setdefault(int(i), []).append(f"{band}_coefficients: missing while {what}")
+        bad_band |= no_coef
         bad_band |= _check_lengths(f"{band}_coefficient_errors", n_err, expected, has_coef, problems)
         if corr is not None:
             n_corr = np.asarray(pc.fill_null(pc.list_value_length(corr), -1), dtype=np.int64)

@@ -8,7 +8,8 @@ metadata `xpengine.xp_input`). The output always has the Gaia column names and
 dtypes of REFERENCE §1, in Gaia order, followed by a `read_problem` string column.
 
 Missing data: a band that is missing (e.g. source 5405570973190252288 has no BP) is null in every one
-of its columns. A row whose array is malformed or has the wrong length, or whose coefficients or
+of its columns. A band whose coefficients are missing while its errors or `X_n_parameters` > 0 say it was
+fitted (a blanked cell) is corrupt, not missing, and read as below. A row whose array is malformed or has the wrong length, or whose coefficients or
 coefficient errors hold a NaN, ±inf, negative error or a value beyond `MAX_ABS_XP_COEFFICIENT`, is kept:
 that band becomes null and `read_problem` says what went wrong, in which column and data row (the file
 is named in the warning logged once per file). A value of another column that cannot be read (e.g.
@@ -22,6 +23,9 @@ Coefficient counts: every yielded batch (and `read_xp_continuous`'s table) carri
 `xpengine.source` (the file) and `xpengine.n_coefficients` (JSON, e.g. `{"bp": [55], "rp": [55]}`: the
 distinct coefficient counts of each band, 55 in Gaia DR3, 51 for BP in DR4), so that a model trained
 on another release can refuse the data (`xpengine.features.build_tokens`).
+
+Other columns: a file may hold gaia_source columns beside the XP (G, parallax, ...: an ADQL join of the
+two tables); the reader returns the XP columns only and logs the ones it leaves out, once per file.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from xpengine.io.formats import open_table_reader
 from xpengine.io.schema import (
     BANDS,
     DR3_N_COEFFICIENTS,
+    GAIA_SOURCE_BY_NAME,
     META_N_COEFFICIENTS,
     META_SOURCE,
     META_XP_INPUT,
@@ -131,6 +136,7 @@ def iter_xp_continuous(
         )
         return
     in_file = set(reader.columns)
+    _warn_gaia_source_columns(url, in_file)
     required = ["source_id"] + [f"{b}_{k}" for b in BANDS for k in ("coefficients", "coefficient_errors")]
     required += want_corr
     missing = [c for c in required if c not in in_file]
@@ -257,3 +263,18 @@ def covariance_from_correlations(errors: np.ndarray, correlations: np.ndarray) -
     r *= e[:, :, None]
     r *= e[:, None, :]
     return r
+
+
+def _warn_gaia_source_columns(url: str, in_file: set[str]) -> None:
+    """Log the gaia_source columns (G, parallax, RUWE, ...) an XP file holds beside its XP: the reader
+    returns the XP columns only, so a catalogue made from its table alone would treat the stars as having
+    no G or parallax (flags G_FROM_XP, NO_PARALLAX) without saying why."""
+    extra = sorted((in_file & set(GAIA_SOURCE_BY_NAME)) - {"source_id"} - set(XP_BY_NAME))
+    if extra:
+        logger.warning(
+            "%s holds gaia_source column(s) %s beside its XP; the XP reader does not take them. Give them to "
+            "Predictor.from_xp (g_mag=, parallax=, parallax_error=, ruwe=) or to the job as a --gaia-source "
+            "table (source_id, ra, dec, parallax, parallax_error, phot_g_mean_mag, ...)",
+            url,
+            extra,
+        )
