@@ -155,6 +155,32 @@ def _relevant_out_of_range(cols: dict[str, pa.Array], band: str) -> list[tuple[i
     return out
 
 
+def _one_side_missing(
+    band: str,
+    has_coef: np.ndarray,
+    n_err: np.ndarray,
+    npar: pa.Array | None,
+    bad_band: np.ndarray,
+    problems: dict[int, list[str]],
+) -> np.ndarray:
+    """(N,) bool: rows whose coefficients have no errors, or whose coefficients are missing while the
+    errors or `X_n_parameters` > 0 say the band was fitted (a blanked cell: corruption, not a source
+    without the band, which has neither coefficients, errors nor n_parameters); each reported."""
+    no_err = has_coef & (n_err < 0) & ~bad_band
+    for i in np.flatnonzero(no_err):
+        problems.setdefault(int(i), []).append(
+            f"{band}_coefficient_errors: missing while {band}_coefficients has values"
+        )
+    said = n_err >= 0
+    if npar is not None:
+        said |= np.asarray(pc.fill_null(pc.cast(npar, pa.int64()), 0), dtype=np.int64) > 0
+    no_coef = ~has_coef & said & ~bad_band
+    for i in np.flatnonzero(no_coef):
+        what = f"{band}_coefficient_errors has values" if n_err[i] >= 0 else f"{band}_n_parameters > 0"
+        problems.setdefault(int(i), []).append(f"{band}_coefficients: missing while {what}")
+    return no_err | no_coef
+
+
 def normalise_batch(
     raw: pa.RecordBatch, row0: int, url: str, out_cols: list[str], schema: pa.Schema
 ) -> pa.RecordBatch:
@@ -229,22 +255,7 @@ def normalise_batch(
             expected = n_coef
         bad_band |= _check_lengths(f"{band}_coefficients", n_coef, expected, has_coef, problems)
         n_err = np.asarray(pc.fill_null(pc.list_value_length(errs), -1), dtype=np.int64)
-        no_err = has_coef & (n_err < 0) & ~bad_band
-        for i in np.flatnonzero(no_err):
-            problems.setdefault(int(i), []).append(
-                f"{band}_coefficient_errors: missing while {band}_coefficients has values"
-            )
-        bad_band |= no_err
-        # the reverse: a blanked coefficients cell where the row says the band was fitted is corruption,
-        # not a source without the band (which has neither coefficients, errors nor n_parameters)
-        said = n_err >= 0
-        if npar is not None:
-            said |= np.asarray(pc.fill_null(pc.cast(npar, pa.int64()), 0), dtype=np.int64) > 0
-        no_coef = ~has_coef & said & ~bad_band
-        for i in np.flatnonzero(no_coef):
-            what = f"{band}_coefficient_errors has values" if n_err[i] >= 0 else f"{band}_n_parameters > 0"
-            problems.setdefault(int(i), []).append(f"{band}_coefficients: missing while {what}")
-        bad_band |= no_coef
+        bad_band |= _one_side_missing(band, has_coef, n_err, npar, bad_band, problems)
         bad_band |= _check_lengths(f"{band}_coefficient_errors", n_err, expected, has_coef, problems)
         if corr is not None:
             n_corr = np.asarray(pc.fill_null(pc.list_value_length(corr), -1), dtype=np.int64)
