@@ -10,6 +10,7 @@ import shutil
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -356,3 +357,47 @@ def test_compact_checks_its_side_tables_before_any_work(converted, tmp_path, cap
     with caplog.at_level(logging.WARNING):
         assert xpengine_main(["compact", "--input", str(bulk), "--output", str(out), "--ebv", str(bare)]) == 0
     assert "no ebv_error column" in caplog.text and str(bare) in caplog.text
+
+
+def test_compact_inputs_made_with_another_dust_map_are_refused_or_recorded(converted, sky_dir, tmp_path):
+    """The job's identity holds the 2MASS / E(B−V) tables its compact inputs were made with, so a resume
+    over files made with another table is refused as a changed --ebv is; files of one run made with two
+    tables are refused before any work; the job's own --ebv replaces the files' columns and lifts the
+    E(B−V) check (until session 25 such runs mixed dust maps and reported success)."""
+    from xpengine.pipeline.compact import compact_inputs
+    from xpengine.pipeline.config import InferenceConfig
+    from xpengine.pipeline.identity import _identity_differences
+    from xpengine.pipeline.plan import JobError, compact_side_tables, plan_partitions
+
+    _, out, _ = converted
+    cfg = InferenceConfig(input=[str(out)])
+    tables = compact_side_tables(plan_partitions(cfg), cfg)
+    assert set(tables) == {"tmass", "ebv"}
+    assert tables["ebv"]["md5"] == io.md5_of(os.path.join(sky_dir, "ebv.parquet"))
+    # a third partition compacted with another E(B−V) table into a copy of the folder
+    ebv2 = pq.read_table(os.path.join(sky_dir, "ebv.parquet"))
+    ebv2 = ebv2.set_column(ebv2.schema.get_field_index("ebv"), "ebv", pc.multiply(ebv2.column("ebv"), 2.0))
+    pq.write_table(ebv2, tmp_path / "ebv2.parquet")
+    mixed = tmp_path / "mixed"
+    shutil.copytree(out, mixed)
+    bulk = _bulk_copy(sky_dir, tmp_path / "bulk3", parts=(BAD,))
+    summary = compact_inputs(
+        [str(bulk)],
+        str(mixed),
+        tmass=os.path.join(sky_dir, "tmass.parquet"),
+        ebv=str(tmp_path / "ebv2.parquet"),
+    )
+    assert summary.written and not summary.failed
+    cfg = InferenceConfig(input=[str(mixed)])
+    with pytest.raises(JobError, match=r"compact inputs made with different E\(B-V\) tables"):
+        compact_side_tables(plan_partitions(cfg), cfg)
+    cfg = InferenceConfig(input=[str(mixed)], ebv=str(tmp_path / "ebv2.parquet"))  # the job's own table
+    assert compact_side_tables(plan_partitions(cfg), cfg) == {"tmass": tables["tmass"]}
+    # the files of the new table alone: a resume of the first folder's catalogue over them is refused
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(next(mixed.glob(f"ModelInputs_{BAD}.parquet")), alone)
+    cfg = InferenceConfig(input=[str(alone)])
+    new = compact_side_tables(plan_partitions(cfg), cfg)
+    diff = _identity_differences({"compact_side_tables": tables}, {"compact_side_tables": new})
+    assert len(diff) == 1 and diff[0].startswith("2MASS / E(B−V) tables of the compact inputs")

@@ -72,6 +72,26 @@ def test_overlapping_partition_ranges_are_refused(tmp_path, sky_dir):
         plan_partitions(InferenceConfig(input=[str(tmp_path)]))
 
 
+def test_a_gaia_source_partner_missing_from_the_given_folder_is_refused(tmp_path, sky_dir):
+    """With --gaia-source given, an XP partition without its GaiaSource file is refused before any work
+    (until session 25 it ran without one, every row NO_GAIA_SOURCE, in a job that reported success)."""
+    xp, gs = tmp_path / "xp", tmp_path / "gs"
+    xp.mkdir(), gs.mkdir()
+    for r in ("000000-003111", "245760-248871"):
+        shutil.copy(os.path.join(sky_dir, f"XpContinuousMeanSpectrum_{r}.csv.gz"), xp)
+    shutil.copy(os.path.join(sky_dir, "GaiaSource_000000-003111.csv.gz"), gs)
+    with pytest.raises(JobError, match=r"1 XP partition\(s\) have no GaiaSource partner.*245760-248871"):
+        plan_partitions(InferenceConfig(input=[str(xp)], gaia_source=[str(gs)]))
+    shutil.copy(os.path.join(sky_dir, "GaiaSource_245760-248871.csv.gz"), gs)
+    tasks = plan_partitions(InferenceConfig(input=[str(xp)], gaia_source=[str(gs)]))
+    assert all(t.gaia for t in tasks) and len(tasks) == 2
+    # a single XP file with a folder of several gaia_source files pairs with none: refused too
+    with pytest.raises(JobError, match="no GaiaSource partner"):
+        plan_partitions(InferenceConfig(input=[str(GAIA_XP / STAR)], gaia_source=[str(gs)]))
+    # without --gaia-source the XP folder's own pairs are used and a lone XP partition runs as before
+    assert len(plan_partitions(InferenceConfig(input=[str(xp)]))) == 2
+
+
 def test_lock_refuses_a_second_job_and_a_dead_holder_goes_stale(tmp_path):
     first = CatalogWriter(str(tmp_path / "out"))
     first.prepare()

@@ -360,3 +360,23 @@ def test_an_input_changed_with_the_same_size_and_mtime_is_told_by_its_md5(tmp_pa
         _check_resume(w, [task], OLD, overwrite=False, checksum=True)
     # without checksums only the size and mtime are compared
     assert set(_check_resume(w, [task], OLD, overwrite=False, checksum=False)) == {"A"}
+
+
+def test_a_side_table_replaced_during_the_job_fails_the_partitions_after(tmp_path):
+    """Each partition reads --ebv / --tmass again, so a table replaced during the job would mix two
+    versions in one catalogue that records one: a partition finishing after the change fails, naming the
+    table (until session 25 the job reported success)."""
+    from xpengine.pipeline.finish import _side_tables_changed
+    from xpengine.pipeline.identity import _side_table
+
+    ebv = tmp_path / "ebv.parquet"
+    pq.write_table(pa.table({"source_id": [1, 2], "ebv": [0.1, 0.2]}), ebv)
+    identity = {"ebv_table": _side_table("ebv", str(ebv)), "tmass_table": None}
+    assert _side_tables_changed(identity) is None
+    pq.write_table(pa.table({"source_id": [1, 2, 3], "ebv": [0.5, 0.6, 0.7]}), tmp_path / "new.parquet")
+    os.replace(tmp_path / "new.parquet", ebv)  # replaced, as a download or a copy would
+    why = _side_tables_changed(identity)
+    assert why is not None and why.startswith(f"--ebv {ebv} changed after the job started")
+    assert "--overwrite" in why
+    ebv.unlink()
+    assert "now: gone" in _side_tables_changed(identity)

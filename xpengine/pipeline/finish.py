@@ -21,7 +21,7 @@ from xpengine.pipeline.duplicates import (  # noqa: F401  (callers import them f
     remove_partition_files,
     resolve_cross_partition_duplicates,
 )
-from xpengine.pipeline.plan import _input_fingerprints
+from xpengine.pipeline.plan import _file_fingerprint, _input_fingerprints
 from xpengine.pipeline.writer import PartitionRecord
 
 __all__ = ["remove_partition_files", "resolve_cross_partition_duplicates"]
@@ -55,6 +55,8 @@ def _finish_partition(
     and provenance, no row: every reader takes it), `no_sources` in its record and its name in the
     summary's `partitions_empty`; resume skips it as any done partition."""
     inputs = _input_fingerprints_unless_changed(task, read_inputs, cfg.checksum)
+    if not isinstance(inputs, str):
+        inputs = _side_tables_changed(identity) or inputs
     if isinstance(inputs, str):
         rows_seen = sum(len(p["source_id"]) for p in parts)
         _record_failure(writer, task, inputs, summary, rows_seen, identity)
@@ -162,6 +164,29 @@ def _input_fingerprints_unless_changed(task, read_inputs, checksum: bool) -> dic
             "the rows are not those of the file the manifest would record; the next run redoes the partition"
         )
     return {**inputs, **md5s}
+
+
+def _side_tables_changed(identity: dict[str, Any]) -> str | None:
+    """Why the partition fails where a 2MASS or E(B−V) table is not, or no longer, the one the job
+    started with (its identity's URL, size and mtime): each partition reads the table again, so one
+    replaced during the job would give a catalogue whose rows come from two versions, recorded as one.
+    None where both are unchanged."""
+    for key, option in (("tmass_table", "--tmass"), ("ebv_table", "--ebv")):
+        then = identity.get(key)
+        if not then:
+            continue
+        try:
+            now = {"url": then["url"], **(_file_fingerprint(then["url"]) or {})}
+        except OSError as exc:
+            now = f"gone ({type(exc).__name__})"
+        if now != then:
+            shown = now if isinstance(now, str) else f"size {now.get('size')}, modified {now.get('modified')}"
+            return (
+                f"{option} {then['url']} changed after the job started (then: size {then.get('size')}, "
+                f"modified {then.get('modified')}; now: {shown}): this partition may hold rows of the new "
+                "version, and the job's partitions no longer share one table; run it again with --overwrite"
+            )
+    return None
 
 
 def _record_failure(writer, task, message, summary, rows_seen, identity) -> None:

@@ -134,6 +134,7 @@ _IDENTITY_NAMES = {
     "sigma": "σ",
     "tmass_table": "2MASS table (--tmass)",
     "ebv_table": "E(B−V) table (--ebv)",
+    "compact_side_tables": "2MASS / E(B−V) tables of the compact inputs (xpengine compact --tmass / --ebv)",
     "context_inputs": "context inputs",
     "flag_policy": "flag policy",
     "isochrone_grid": "isochrone grid",

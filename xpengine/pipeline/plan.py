@@ -108,15 +108,33 @@ def plan_partitions(cfg: InferenceConfig) -> list[PartitionTask]:
     else:
         inputs, gaia = default_inputs()
     found = []
+    unpaired: list[str] = []
     for k, xp in enumerate(inputs):
         gs = None
         if gaia:
             gs = gaia[k] if len(gaia) == len(inputs) else gaia[0]
         try:
-            found += io.discover_partitions(xp, gs)
+            parts = io.discover_partitions(xp, gs)
         except (FileNotFoundError, ValueError) as exc:
             # no such input; two files for one partition (e.g. wget's `.1` copy), a reversed HEALPix range
             raise JobError(f"input {xp}: {exc}") from exc
+        if gs is not None and cfg.input:  # the user's --gaia-source: every XP partition needs its partner
+            unpaired += [
+                f"{p.xp_url} (in {gs})"
+                for p in parts
+                if p.gaia_url is None and not io.is_model_inputs(p.xp_url)
+            ]
+        found += parts
+    if unpaired:
+        # an incomplete gaia_source download would otherwise give whole partitions without G, parallax
+        # or position (NO_GAIA_SOURCE on every row) in a job that reports success
+        more = f" and {len(unpaired) - 3} more" if len(unpaired) > 3 else ""
+        raise JobError(
+            f"{len(unpaired)} XP partition(s) have no GaiaSource partner in --gaia-source: "
+            f"{', '.join(unpaired[:3])}{more}. Add the missing GaiaSource_AAAAAA-BBBBBB files (an incomplete "
+            "download?), or run those partitions without --gaia-source (a single XP file pairs only with a "
+            "single gaia_source file)"
+        )
     seen_urls: set[str] = set()
     unique = []
     for p in found:
@@ -270,3 +288,48 @@ def _location(url: str) -> tuple[str, str]:
         scheme, _, rest = url.partition("://")
         return scheme, rest.rstrip("/")
     return "", os.path.realpath(url)
+
+
+def compact_side_tables(tasks: list[PartitionTask], cfg: InferenceConfig) -> dict[str, Any] | None:
+    """The 2MASS and E(B−V) tables (MD5 and size, as `xpengine compact` recorded them in each file's
+    provenance) the job's compact `ModelInputs_*` inputs carry columns of, for the roles the job does not
+    replace with its own --tmass / --ebv: one entry per role, None for a role no file was made with, or
+    None when there are no compact inputs or none carries a table. Part of the job's identity, so that a
+    resume over compact files made with another dust map is refused as a changed --ebv is.
+
+    JobError (before any work) where two compact inputs were made with different tables: their rows
+    would mix two dust maps in one catalogue. A file whose footer cannot be read is left to its partition,
+    which fails alone."""
+    from xpengine import io
+
+    roles = [role for role, given in (("tmass", cfg.tmass), ("ebv", cfg.ebv)) if not given]
+    compact = [t for t in tasks if io.is_model_inputs(t.xp)]
+    if not roles or not compact:
+        return None
+    first: tuple[str, dict[str, Any], dict[str, Any]] | None = None
+    for t in compact:
+        try:
+            records = io.model_inputs_provenance(t.xp).get("inputs") or []
+        except (OSError, ValueError):
+            continue  # an unreadable file fails its own partition, as the job's reader finds it
+        by_role = {r.get("role"): r for r in records if isinstance(r, dict)}
+        tables = {
+            role: None
+            if role not in by_role
+            else {"md5": by_role[role].get("md5"), "size": by_role[role].get("size")}
+            for role in roles
+        }
+        urls = {role: by_role[role].get("url") for role in roles if role in by_role}
+        if first is None:
+            first = (t.xp, tables, urls)
+        elif tables != first[1]:
+            role = next(r for r in roles if tables[r] != first[1][r])
+            raise JobError(
+                f"compact inputs made with different {'2MASS' if role == 'tmass' else 'E(B-V)'} tables: "
+                f"{first[0]} with {first[2].get(role, 'none')} (md5 {(first[1][role] or {}).get('md5')}), "
+                f"{t.xp} with {urls.get(role, 'none')} (md5 {(tables[role] or {}).get('md5')}); make them "
+                f"with one table, or give the job --{role} to replace the files' columns"
+            )
+    if first is None:
+        return None
+    return first[1] if any(v is not None for v in first[1].values()) else None

@@ -63,6 +63,7 @@ from xpengine.pipeline.plan import (
     _with_default_side_inputs,
     check_output,
     check_side_tables,
+    compact_side_tables,
     default_inputs,
     plan_partitions,
     visible_partition_name,
@@ -157,6 +158,9 @@ def run_inference(cfg: InferenceConfig) -> JobSummary:
     tasks = plan_partitions(cfg)
     writer = CatalogWriter(output)
     check_output(writer, cfg, tasks)  # before the folder is touched: nothing of the user's is written over
+    compact_tables = compact_side_tables(tasks, cfg)
+    if compact_tables is not None:  # the tables the compact inputs' columns came from
+        identity["compact_side_tables"] = compact_tables
     writer.prepare(stale_after_s=cfg.lock_stale_s)
     try:
         about = {"model": cfg.model, "xpengine_version": provenance["xpengine_version"]}
