@@ -310,3 +310,14 @@ def test_joined_tables_under_a_region_do_not_depend_on_their_files(cat, truth, t
         assert got.as_py() == want
         full = query_catalog(d, "SELECT count(*) AS n FROM truth", truth=src).column("n")[0]
         assert full.as_py() == n
+
+
+def test_float_ids_in_a_joined_table_are_refused_by_name_under_a_region(cat, tmp_path):
+    """The sky filter of a joined view shifts integer ids: a floating-point source_id gets the project's
+    own refusal under --region as without it, not DuckDB's binder error."""
+    d, _ = cat
+    path = tmp_path / "dbl.csv"
+    path.write_text("source_id,x\n5.853498713190526e+18,1\n6.1e+12,2\n")
+    for region in (None, (80.0, 100.0, -10.0, 10.0)):
+        with pytest.raises(QueryError, match="column source_id has type DOUBLE"):
+            query_catalog(d, "SELECT count(*) FROM j", joins={"j": path}, region=region)

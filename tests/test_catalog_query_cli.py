@@ -220,6 +220,12 @@ def test_count_takes_what_the_query_takes(cat, capsys):
     """`--count` counts the statement itself: a trailing `;` or `-- comment` works as without --count."""
     d, cols = cat
     n = int((f64(cols, "logg") < 2.0).sum())
-    for sql in ("select * from catalog where logg < 2;", "select * from catalog where logg < 2 -- giants"):
+    for sql in (
+        "select * from catalog where logg < 2;",
+        "select * from catalog where logg < 2 -- giants",
+        "select * from catalog where logg < 2; -- giants",
+        "select * from catalog where logg < 2 ;\n-- giants\n/* and more */ ;",
+        "select * from catalog -- all\nwhere logg < 2",
+    ):
         assert run(str(d), sql, "--count") == 0
         assert int(capsys.readouterr().out.strip()) == n

@@ -401,3 +401,8 @@ def test_compact_inputs_made_with_another_dust_map_are_refused_or_recorded(conve
     new = compact_side_tables(plan_partitions(cfg), cfg)
     diff = _identity_differences({"compact_side_tables": tables}, {"compact_side_tables": new})
     assert len(diff) == 1 and diff[0].startswith("2MASS / E(B−V) tables of the compact inputs")
+    # a record from before session 25 holds no such key: it resumes as it did
+    assert _identity_differences({}, {"compact_side_tables": new}) == []
+    # a bulk-only job reads no compact footer, and one given both tables needs none
+    bulk_cfg = InferenceConfig(input=[str(bulk)])
+    assert compact_side_tables(plan_partitions(bulk_cfg), bulk_cfg) is None

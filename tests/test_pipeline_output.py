@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -72,7 +73,7 @@ def test_overlapping_partition_ranges_are_refused(tmp_path, sky_dir):
         plan_partitions(InferenceConfig(input=[str(tmp_path)]))
 
 
-def test_a_gaia_source_partner_missing_from_the_given_folder_is_refused(tmp_path, sky_dir):
+def test_a_gaia_source_partner_missing_from_the_given_folder_is_refused(tmp_path, sky_dir, caplog):
     """With --gaia-source given, an XP partition without its GaiaSource file is refused before any work
     (until session 25 it ran without one, every row NO_GAIA_SOURCE, in a job that reported success)."""
     xp, gs = tmp_path / "xp", tmp_path / "gs"
@@ -85,9 +86,14 @@ def test_a_gaia_source_partner_missing_from_the_given_folder_is_refused(tmp_path
     shutil.copy(os.path.join(sky_dir, "GaiaSource_245760-248871.csv.gz"), gs)
     tasks = plan_partitions(InferenceConfig(input=[str(xp)], gaia_source=[str(gs)]))
     assert all(t.gaia for t in tasks) and len(tasks) == 2
-    # a single XP file with a folder of several gaia_source files pairs with none: refused too
-    with pytest.raises(JobError, match="no GaiaSource partner"):
-        plan_partitions(InferenceConfig(input=[str(GAIA_XP / STAR)], gaia_source=[str(gs)]))
+    # a single archive file pairs only with a single gaia_source file: with a folder it runs without one,
+    # said in a log line, also beside bulk partitions sharing the --gaia-source (as before)
+    with caplog.at_level(logging.WARNING, logger="xpengine.pipeline.ray_job"):
+        tasks = plan_partitions(InferenceConfig(input=[str(xp), str(GAIA_XP / STAR)], gaia_source=[str(gs)]))
+    assert len(tasks) == 3 and [t.name for t in tasks if t.gaia is None] == [STAR.removesuffix(".csv")]
+    assert any(
+        "runs without gaia_source" in r.getMessage() and STAR in r.getMessage() for r in caplog.records
+    )
     # without --gaia-source the XP folder's own pairs are used and a lone XP partition runs as before
     assert len(plan_partitions(InferenceConfig(input=[str(xp)]))) == 2
 

@@ -66,6 +66,7 @@ from xpengine.catalog.region import (
 )
 from xpengine.catalog.scanstats import ScanStats, profile_stats
 from xpengine.catalog.sql_functions import register as register_sql_functions
+from xpengine.catalog.sql_functions import statement_core
 from xpengine.catalog.tables import (
     GAIA_COLUMNS,
     check_join_names,
@@ -295,15 +296,16 @@ class CatalogConnection:
         else:
             check_table_files(src, what, ("source_id",), "to join on")
         files = prune_by_statistics(src.files, self.ranges, src.fmt, src.fs)
-        where = "" if self.ranges is None else self._hpx8_filter("(source_id >> 43)")
-        self._create_view(name, src, files, where, empty_from=src.files[0])
+        self._create_view(name, src, files, "", empty_from=src.files[0])
         self.con.execute(f"SELECT * FROM {name} LIMIT 0")
         cols = [d[0] for d in self.con.description]
         if "source_id" not in cols:
             raise QueryError(
                 f"table {name!r} ({src.location}) has no source_id column to join on; columns: {cols}"
             )
-        check_source_id_type(self.con, name, src)
+        check_source_id_type(self.con, name, src)  # before the sky filter shifts the (integer) ids
+        if self.ranges is not None:
+            self._create_view(name, src, files, self._hpx8_filter("(source_id >> 43)"), src.files[0])
         if not gaia:
             check_unique_ids(self.con, name, src, self._duckdb)
         self.views[name] = cols
@@ -347,10 +349,13 @@ class CatalogConnection:
         return self.with_units(table, units)
 
     def count(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
-        """The number of rows of one read-only statement's result (a trailing `;` or comment is harmless)."""
-        rel = self.relation(sql, params)
+        """The number of rows of one read-only statement's result: the statement without its trailing
+        `;` and comments (DuckDB's tokenizer finds them), counted as a subquery."""
+        self._check_statement(sql)
+        core = statement_core(sql, self._duckdb)
+        rel = self.relation(f"SELECT count(*) AS n FROM (\n{core}\n)", params)
         try:
-            return int(rel.aggregate("count(*)").fetchall()[0][0])
+            return int(rel.fetchall()[0][0])
         except self._duckdb.Error as exc:
             raise QueryError(f"SQL error: {duckdb_message(exc)}") from exc
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from xpengine.catalog.extinction import coefficients
 
-__all__ = ["SQL_FUNCTIONS", "register"]
+__all__ = ["SQL_FUNCTIONS", "register", "statement_core"]
 
 SQL_FUNCTIONS = ("a_g_per_ebv", "e_bp_rp_per_ebv")
 
@@ -43,3 +43,13 @@ def register(con: Any, duckdb: Any) -> None:
     double = duckdb.sqltype("DOUBLE")
     for which, name in enumerate(SQL_FUNCTIONS):
         con.create_function(name, _coefficient(which), [double] * 4, double, type="arrow")
+
+
+def statement_core(sql: str, duckdb: Any) -> str:
+    """One statement's text without its trailing `;` and comments (found by DuckDB's tokenizer, so a `;`
+    or `--` inside a string stays), to be wrapped as a subquery."""
+    tokens = duckdb.tokenize(sql)
+    end = len(tokens)
+    while end and (str(tokens[end - 1][1]).endswith("comment") or sql[tokens[end - 1][0]] == ";"):
+        end -= 1
+    return sql[: tokens[end][0]] if end < len(tokens) else sql

@@ -144,7 +144,17 @@ _WHERE_USED = ("isochrone_grid", "extinction_table")  # absent from a job whose 
 # recorded since: a catalogue from before (σ: session 12) does not know them, so they are not refused.
 # Not so the model files (MODEL_FILES_KEY): a record without them is refused unless `with_model_files`
 # can tell it was made with this model's files (`_check_resume` normalises the records first)
-_RECORDED_LATER = ("sigma", "tmass_table", "ebv_table", "context_inputs", "flag_policy", *_WHERE_USED)
+# (compact_side_tables: session 25; an older record of a compact-input run cannot say which tables its
+# files carried, and is resumed as before)
+_RECORDED_LATER = (
+    "sigma",
+    "tmass_table",
+    "ebv_table",
+    "context_inputs",
+    "flag_policy",
+    "compact_side_tables",
+    *_WHERE_USED,
+)
 
 
 def _describe(key: str, o: Any, n: Any) -> tuple[Any, Any]:

@@ -118,12 +118,16 @@ def plan_partitions(cfg: InferenceConfig) -> list[PartitionTask]:
         except (FileNotFoundError, ValueError) as exc:
             # no such input; two files for one partition (e.g. wget's `.1` copy), a reversed HEALPix range
             raise JobError(f"input {xp}: {exc}") from exc
-        if gs is not None and cfg.input:  # the user's --gaia-source: every XP partition needs its partner
-            unpaired += [
-                f"{p.xp_url} (in {gs})"
-                for p in parts
-                if p.gaia_url is None and not io.is_model_inputs(p.xp_url)
-            ]
+        if gs is not None and cfg.input:  # the user's --gaia-source: every bulk partition needs its partner
+            lone = [p for p in parts if p.gaia_url is None and not io.is_model_inputs(p.xp_url)]
+            unpaired += [f"{p.xp_url} (in {gs})" for p in lone if p.hpx8_min is not None]
+            for p in lone:
+                if p.hpx8_min is None:  # a single archive file: pairs only with a single gaia_source file
+                    log.warning(
+                        "input %s runs without gaia_source (NO_GAIA_SOURCE): --gaia-source %s is not one file",
+                        p.xp_url,
+                        gs,
+                    )
         found += parts
     if unpaired:
         # an incomplete gaia_source download would otherwise give whole partitions without G, parallax
@@ -132,8 +136,8 @@ def plan_partitions(cfg: InferenceConfig) -> list[PartitionTask]:
         raise JobError(
             f"{len(unpaired)} XP partition(s) have no GaiaSource partner in --gaia-source: "
             f"{', '.join(unpaired[:3])}{more}. Add the missing GaiaSource_AAAAAA-BBBBBB files (an incomplete "
-            "download?), or run those partitions without --gaia-source (a single XP file pairs only with a "
-            "single gaia_source file)"
+            "download?; XP and GaiaSource partitions pair by their AAAAAA-BBBBBB suffix), or run those "
+            "partitions without --gaia-source"
         )
     seen_urls: set[str] = set()
     unique = []
@@ -303,15 +307,33 @@ def compact_side_tables(tasks: list[PartitionTask], cfg: InferenceConfig) -> dic
     from xpengine import io
 
     roles = [role for role, given in (("tmass", cfg.tmass), ("ebv", cfg.ebv)) if not given]
-    compact = [t for t in tasks if io.is_model_inputs(t.xp)]
-    if not roles or not compact:
+    if not roles:
         return None
-    first: tuple[str, dict[str, Any], dict[str, Any]] | None = None
-    for t in compact:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from xpengine.io.model_inputs import MODEL_INPUTS_PREFIX
+
+    def provenance(url: str) -> list[dict[str, Any]] | None:
+        """The file's provenance records; None for a file that is not a compact one (named like a bulk
+        XP partition or not Parquet: no I/O) or whose footer cannot be read (it fails its own partition)."""
+        base = os.path.basename(url.rstrip("/"))
+        if not base.startswith(MODEL_INPUTS_PREFIX) and (
+            base.startswith(("XpContinuousMeanSpectrum_", "XpSampledMeanSpectrum_")) or ".parquet" not in base
+        ):
+            return None
         try:
-            records = io.model_inputs_provenance(t.xp).get("inputs") or []
+            if not io.is_model_inputs(url):
+                return None
+            return io.model_inputs_provenance(url).get("inputs") or []
         except (OSError, ValueError):
-            continue  # an unreadable file fails its own partition, as the job's reader finds it
+            return None
+
+    with ThreadPoolExecutor(8) as pool:  # footers of remote files: one request each
+        found = list(pool.map(provenance, [t.xp for t in tasks]))
+    first: tuple[str, dict[str, Any], dict[str, Any]] | None = None
+    for t, records in zip(tasks, found, strict=True):
+        if records is None:
+            continue
         by_role = {r.get("role"): r for r in records if isinstance(r, dict)}
         tables = {
             role: None
