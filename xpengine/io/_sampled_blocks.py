@@ -260,10 +260,9 @@ def _check_contiguous(sid: np.ndarray, rows: np.ndarray, done: set[int], url: st
     """GaiaFileError where a source's rows do not form one run: it reappears after other sources (a
     table sorted by wavelength, or a source written twice), within these rows or after an earlier batch."""
     start = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])  # first row of each run
-    runs = sid[start]
-    seen: set[int] = set(done)
-    for k, s_id in zip(start.tolist(), runs.tolist(), strict=True):
-        if s_id in seen:
+    seen: set[int] = set()  # this block's sources (`done`: the earlier blocks', not copied)
+    for k, s_id in zip(start.tolist(), sid[start].tolist(), strict=True):
+        if s_id in seen or s_id in done:
             raise GaiaFileError(
                 url,
                 f"the rows of source_id {s_id} are not contiguous: they start again after another source's; "

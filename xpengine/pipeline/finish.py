@@ -21,7 +21,7 @@ from xpengine.pipeline.duplicates import (  # noqa: F401  (callers import them f
     remove_partition_files,
     resolve_cross_partition_duplicates,
 )
-from xpengine.pipeline.plan import _file_fingerprint, _input_fingerprints
+from xpengine.pipeline.plan import _input_fingerprints, side_table_fingerprint
 from xpengine.pipeline.writer import PartitionRecord
 
 __all__ = ["remove_partition_files", "resolve_cross_partition_duplicates"]
@@ -176,7 +176,7 @@ def _side_tables_changed(identity: dict[str, Any]) -> str | None:
         if not then:
             continue
         try:
-            now = {"url": then["url"], **(_file_fingerprint(then["url"]) or {})}
+            now = side_table_fingerprint(then["url"])
         except OSError as exc:
             now = f"gone ({type(exc).__name__})"
         if now != then:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import time
 from typing import Any
 
@@ -25,7 +24,12 @@ from xpengine.pipeline.model_files import (  # the model's provenance lives ther
     sigma_identity,
     with_model_files,
 )
-from xpengine.pipeline.plan import JobError, _file_fingerprint, _input_fingerprints, _location
+from xpengine.pipeline.plan import (
+    JobError,
+    _input_fingerprints,
+    _location,
+    side_table_fingerprint,
+)
 from xpengine.pipeline.stages import PartitionTask
 from xpengine.pipeline.writer import CatalogWriter
 
@@ -46,10 +50,8 @@ def _side_table(key: str, url: str | None) -> dict[str, Any] | None:
     """A side table's URL, size and modification time (None without one): part of the job's identity."""
     if not url:
         return None
-    if "://" not in url:
-        url = os.path.abspath(url)  # the same table given by another relative path is the same table
     try:
-        return {"url": url, **(_file_fingerprint(url) or {})}
+        return side_table_fingerprint(url)
     except OSError as exc:
         raise JobError(f"--{key} {url}: {exc}") from exc
 

@@ -177,6 +177,15 @@ def _file_fingerprint(url: str | None) -> dict[str, Any] | None:
     return {"size": int(info.get("size") or 0), "modified": str(modified)}
 
 
+def side_table_fingerprint(url: str) -> dict[str, Any]:
+    """A side table's URL (local paths absolute: the same table given by another relative path is the same
+    table), size and modification time: what the job identity records and what `finish` compares it with
+    at each partition. OSError where it cannot be read."""
+    if "://" not in url:
+        url = os.path.abspath(url)
+    return {"url": url, **(_file_fingerprint(url) or {})}
+
+
 def _input_fingerprints(task: PartitionTask) -> dict[str, Any]:
     return {
         "xp": task.xp,
