@@ -68,6 +68,7 @@ TRUE_COLUMN = {
 #: the truth column of the catalogue's m_h for each metallicity scale a model can have learned
 M_H_TRUTH = {"m_h": "m_h_true", "fe_h": "fe_h"}
 SPEARMAN_TARGET = 0.1  # issue 12: the catalogue's age–[M/H] Spearman within 0.1 of the truth's
+RED_CLUMP_PURITY_TARGET = 0.80  # issue 12: the `red-clump` preset at least 80 % pure
 CLUMP = "red_clump"  # truth evolutionary_state of red and secondary clump stars
 
 
@@ -395,6 +396,19 @@ def render_markdown(result: Mapping[str, Any]) -> str:
             "Red-clump preset with A_G = 2.74 E(B−V) for every star (`extinction=constant`, the preset's rule "
             "until session 24) instead of each star's own coefficient, purity / completeness / selected: "
             + "; ".join(const)
+            + ".",
+        ]
+    purity = [
+        f"{name} {rc['purity']:.3f} ({rc['purity'] / RED_CLUMP_PURITY_TARGET:.2f}×)"
+        for name, c in cats.items()
+        for rc in [c.get("red_clump") or {}]
+        if rc.get("purity") is not None
+    ]
+    if purity:
+        lines += [
+            "",
+            f"Red-clump purity, catalogue alone, over issue 12's target {RED_CLUMP_PURITY_TARGET}: "
+            + "; ".join(purity)
             + ".",
         ]
     if gaps:
