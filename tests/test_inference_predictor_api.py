@@ -307,21 +307,27 @@ def test_from_xp_on_the_solar_twin_18_sco():
 
 def test_default_model_on_real_stars_of_known_type():
     """The default `gaia-xp` on real archive XP alone (neither star in any training set): the solar twin
-    18 Sco within 2σ of the literature in Teff, logg and [M/H] and flagged outside the giants' mass/age
-    domain; Gaia DR3 5762406957886626816 (BP−RP ≈ −0.29) comes out hot, also flagged, and as heavy as a hot
+    18 Sco within 2σ of the literature in Teff, logg, [M/H] and mass (the isochrones') and flagged outside
+    the giants' mass/age domain, from its XP alone and with the G its file holds; Gaia DR3 5762406957886626816 (BP−RP ≈ −0.29) comes out hot, also flagged, and as heavy as a hot
     star must be."""
     from pathlib import Path
 
     from xpengine import io
 
     p = Predictor.load("gaia-xp", device="cpu")
-    sco = p.from_xp(
-        io.read_xp_continuous(str(Path(__file__).parent / "data" / "gaia_xp" / "18Sco-XP-spectra.csv"))
-    )
-    r = sco.iloc[0]
-    for label, lit in (("teff", 5810.0), ("logg", 4.44), ("m_h", 0.05)):
-        assert abs(r[label] - lit) < 2 * r[f"{label}_error"], (label, r[label], r[f"{label}_error"])
-    assert "OUTSIDE_TRAINING_DOMAIN" in r["flag_names"] and np.isfinite(r["mass"]) and np.isfinite(r["age"])
+    sco_file = str(Path(__file__).parent / "data" / "gaia_xp" / "18Sco-XP-spectra.csv")
+    # XP alone (G from its XP), then with the G its file holds (the job's default reads it so)
+    for with_g in (False, True):
+        r = p.from_xp(io.read_xp_continuous(sco_file, with_gaia_source=with_g)).iloc[0]
+        assert ("G_FROM_XP" in r["flag_names"]) is not with_g
+        for label, lit in (("teff", 5810.0), ("logg", 4.44), ("m_h", 0.05), ("mass", 1.02)):
+            assert abs(r[label] - lit) < 2 * r[f"{label}_error"], (
+                with_g,
+                label,
+                r[label],
+                r[f"{label}_error"],
+            )
+        assert "OUTSIDE_TRAINING_DOMAIN" in r["flag_names"] and np.isfinite(r["age"])
     samples = Path(__file__).parents[1] / "xpengine" / "data" / "gaia_dr3_samples"
     blue = p.from_xp(io.read_xp_continuous(str(samples / "XP_CONTINUOUS_RAW_with_missing_BP.ecsv")))
     b = blue[blue.source_id == 5762406957886626816].iloc[0]

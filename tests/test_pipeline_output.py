@@ -92,7 +92,8 @@ def test_a_gaia_source_partner_missing_from_the_given_folder_is_refused(tmp_path
         tasks = plan_partitions(InferenceConfig(input=[str(xp), str(GAIA_XP / STAR)], gaia_source=[str(gs)]))
     assert len(tasks) == 3 and [t.name for t in tasks if t.gaia is None] == [STAR.removesuffix(".csv")]
     assert any(
-        "runs without gaia_source" in r.getMessage() and STAR in r.getMessage() for r in caplog.records
+        "runs without a gaia_source table" in r.getMessage() and STAR in r.getMessage()
+        for r in caplog.records
     )
     # without --gaia-source the XP folder's own pairs are used and a lone XP partition runs as before
     assert len(plan_partitions(InferenceConfig(input=[str(xp)]))) == 2

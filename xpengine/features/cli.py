@@ -11,7 +11,9 @@ as in the training-set schema without `split`/`origin`. File metadata: `xpengine
 `xpengine.provenance` (inputs).
 
 Reading and joining use `xpengine.io` (`read_xp_continuous`, `read_gaia_source`, `join_sources`),
-imported when the command runs. Without `--gaia-source` every row is flagged NO_GAIA_SOURCE and has no
+imported when the command runs. Without `--gaia-source` the gaia_source columns the XP file holds
+beside its XP are used (an ADQL join of the two tables: G, parallax, ...). Without either, every row is
+flagged NO_GAIA_SOURCE and has no
 pseudo-luminosity token (no parallax: NO_PARALLAX); its XP are normalised by the synthetic G of its own
 coefficients (flag G_FROM_XP, σ 2.7 mmag against real G) and its `bprp` token is their synthetic BP−RP
 (flag BP_RP_FROM_XP). Only a source without BP or RP has no synthetic G: NO_GAIA_PHOTOMETRY, no XP
@@ -148,17 +150,21 @@ def run_features(args: argparse.Namespace) -> int:
 
 
 def _read_inputs(args: argparse.Namespace) -> Any:
-    """The XP table of --xp joined with --gaia-source, --tmass and --ebv (the XP table alone when none is
-    given). Raises what the readers raise for an input that cannot be read (`GaiaFileError`, naming the
-    file, row and column), so that the command can say it in one line."""
-    from xpengine.io import join_sources, read_gaia_source, read_table, read_xp_continuous
+    """The XP table of --xp joined with --gaia-source (without it, the gaia_source columns the XP file
+    holds, if any), --tmass and --ebv (the XP table alone when none is given). Raises what the readers
+    raise for an input that cannot be read (`GaiaFileError`, naming the file, row and column), so that
+    the command can say it in one line."""
+    from xpengine.io import READ_PROBLEM, join_sources, read_gaia_source, read_table, read_xp_continuous
 
     logger.info("reading XP spectra from %s", args.xp)
-    xp = read_xp_continuous(args.xp)
+    # without --gaia-source, the gaia_source columns the XP file holds (an ADQL join), if any
+    xp = read_xp_continuous(args.xp, with_gaia_source=not args.gaia_source)
     gaia = None
     if args.gaia_source:
         logger.info("reading gaia_source from %s", args.gaia_source)
         gaia = read_gaia_source(args.gaia_source)
+    elif own := xp.column_names[xp.column_names.index(READ_PROBLEM) + 1 :]:
+        logger.info("no --gaia-source: using the XP file's own gaia_source column(s) %s", own)
     else:
         logger.warning(
             "no --gaia-source: every row is flagged NO_GAIA_SOURCE and gets no parallax token; the XP are "

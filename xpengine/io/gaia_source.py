@@ -29,9 +29,15 @@ from xpengine.io.schema import (
     GAIA_SOURCE_REQUIRED,
     META_SOURCE,
     READ_PROBLEM,
+    XP_BY_NAME,
 )
 
-__all__ = ["iter_gaia_source", "read_gaia_source"]
+__all__ = [
+    "embedded_gaia_source_columns",
+    "iter_gaia_source",
+    "read_embedded_gaia_source",
+    "read_gaia_source",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -172,3 +178,94 @@ def read_gaia_source(
         }
         return pa.table({**empty, READ_PROBLEM: pa.array([], type=pa.string())})
     return pa.Table.from_batches(batches)
+
+
+def embedded_gaia_source_columns(
+    source: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None
+) -> list[str]:
+    """The engine's gaia_source columns (G, parallax, RUWE, ...: `GAIA_SOURCE_COLUMNS`) that an XP file
+    holds beside its XP, in Gaia order: an ADQL join of the two tables, or GaiaXPy's 18 Sco file with its
+    `phot_g_mean_mag`. Reads the file's header only. [] for a bulk XP partition, and for a file without
+    `source_id` (a one-source XP_SAMPLED download)."""
+    reader = open_table_reader(source, storage_options)
+    try:
+        in_file = set(reader.columns)
+    finally:
+        reader.src.close()
+    if "source_id" not in in_file:  # a single-source XP_SAMPLED download: nothing to match them by
+        return []
+    return [
+        c.name
+        for c in GAIA_SOURCE_COLUMNS
+        if c.name in in_file and c.name != "source_id" and c.name not in XP_BY_NAME
+    ]
+
+
+def read_embedded_gaia_source(
+    source: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None
+) -> pa.Table | None:
+    """The gaia_source columns an XP file holds beside its XP (`embedded_gaia_source_columns`) as a
+    gaia_source table: `source_id`, those columns with their Gaia dtypes, `read_problem` (unreadable values
+    null and reported, as `iter_gaia_source` does). None when the file holds none. Columns the file lacks
+    are simply absent (the engine treats them as not measured: no parallax column, no parallax token).
+
+    A file with one row per wavelength (the archive's long-layout XP_SAMPLED) repeats a source's values
+    on each of its rows: they give one row per source, and must agree.
+
+    Raises
+    ------
+    GaiaFileError : what `iter_gaia_source` raises; a source whose rows disagree on a value (names the
+        source, its data row and the column).
+    """
+    columns = embedded_gaia_source_columns(source, storage_options=storage_options)
+    if not columns:
+        return None
+    table = read_gaia_source(source, columns=columns, storage_options=storage_options)
+    ids = np.asarray(table.column("source_id"), dtype=np.int64)
+    first_of_row = _first_rows(ids)  # (N,)
+    first = np.unique(first_of_row)  # each source's first row, in the file's order
+    if len(first) == len(ids):
+        return table
+    meta = table.schema.metadata or {}
+    url = meta.get(META_SOURCE, os.fspath(source).encode()).decode()
+    rep = table.take(pa.array(first_of_row))
+    for name in columns:
+        same = pc.fill_null(pc.equal(table.column(name), rep.column(name)), False)
+        both_null = pc.and_(table.column(name).is_null(), rep.column(name).is_null())
+        bad = ~np.asarray(pc.or_(same, both_null))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise GaiaFileError(
+                url,
+                f"source {ids[row]} has rows with different {name} values (a gaia_source column of an XP file "
+                "must be one value per source)",
+                row=row + 1,
+                column=name,
+            )
+    return table.take(pa.array(first))
+
+
+def gaia_source_for(
+    xp: str, gaia: str | None, *, storage_options: dict[str, Any] | None = None
+) -> pa.Table | None:
+    """The gaia_source table for XP file `xp`: the rows of its partner `gaia` (`read_gaia_source`), or
+    without one, the gaia_source columns `xp` holds beside its XP (`read_embedded_gaia_source`, logged),
+    or None. A model-inputs file (`xpengine compact`) carries its own columns: None."""
+    if gaia:
+        return read_gaia_source(gaia, storage_options=storage_options)
+    from xpengine.io.model_inputs import is_model_inputs
+
+    if is_model_inputs(xp, storage_options=storage_options):
+        return None
+    table = read_embedded_gaia_source(xp, storage_options=storage_options)
+    if table is not None:
+        logger.info(
+            "%s: no gaia_source table given, using its own column(s) %s", xp, table.column_names[1:-1]
+        )
+    return table
+
+
+def _first_rows(ids: np.ndarray) -> np.ndarray:
+    """(N,) index of the first row with each row's source_id."""
+    _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    return first[inverse]

@@ -25,7 +25,9 @@ distinct coefficient counts of each band, 55 in Gaia DR3, 51 for BP in DR4), so 
 on another release can refuse the data (`xpengine.features.build_tokens`).
 
 Other columns: a file may hold gaia_source columns beside the XP (G, parallax, ...: an ADQL join of the
-two tables); the reader returns the XP columns only and logs the ones it leaves out, once per file.
+two tables). The batches hold the XP columns only; `read_xp_continuous(..., with_gaia_source=True)` joins
+those columns (`io.read_embedded_gaia_source`), and without it warns that it left them out. The job and
+`xpengine features` use them for a file given without a gaia_source table.
 """
 
 from __future__ import annotations
@@ -52,7 +54,6 @@ from xpengine.io.formats import open_table_reader
 from xpengine.io.schema import (
     BANDS,
     DR3_N_COEFFICIENTS,
-    GAIA_SOURCE_BY_NAME,
     META_N_COEFFICIENTS,
     META_SOURCE,
     META_XP_INPUT,
@@ -136,7 +137,6 @@ def iter_xp_continuous(
         )
         return
     in_file = set(reader.columns)
-    _warn_gaia_source_columns(url, in_file)
     required = ["source_id"] + [f"{b}_{k}" for b in BANDS for k in ("coefficients", "coefficient_errors")]
     required += want_corr
     missing = [c for c in required if c not in in_file]
@@ -210,8 +210,15 @@ def read_xp_continuous(
     with_correlations: bool = False,
     columns: list[str] | None = None,
     storage_options: dict[str, Any] | None = None,
+    with_gaia_source: bool = False,
 ) -> pa.Table:
-    """Read a whole XP continuous file into one Arrow table (see `iter_xp_continuous`)."""
+    """Read a whole XP continuous file into one Arrow table (see `iter_xp_continuous`).
+
+    with_gaia_source : also return the gaia_source columns the file holds beside its XP (G, parallax, ...:
+        an ADQL join of the two tables; `io.read_embedded_gaia_source`), after the XP columns, with
+        their read problems in `read_problem`; `Predictor.from_xp` uses them. Without it such columns
+        are left out, with a warning naming them.
+    """
     out_cols = output_columns(columns, with_correlations)
     batches = list(
         iter_xp_continuous(
@@ -226,7 +233,20 @@ def read_xp_continuous(
     meta = {META_SOURCE: url, META_N_COEFFICIENTS: json.dumps(coefficient_counts(table)).encode()}
     if batches and META_XP_INPUT in batches[0].schema.metadata:  # rows read from sampled spectra
         meta[META_XP_INPUT] = batches[0].schema.metadata[META_XP_INPUT]
-    return table.replace_schema_metadata(meta)
+    table = table.replace_schema_metadata(meta)
+    from xpengine.io.gaia_source import embedded_gaia_source_columns, read_embedded_gaia_source
+
+    if not with_gaia_source:
+        _warn_gaia_source_columns(
+            url.decode(), embedded_gaia_source_columns(source, storage_options=storage_options)
+        )
+        return table
+    gaia = read_embedded_gaia_source(source, storage_options=storage_options)
+    if gaia is None:
+        return table
+    from xpengine.io.tables import join_sources
+
+    return join_sources(table, gaia)
 
 
 def covariance_from_correlations(errors: np.ndarray, correlations: np.ndarray) -> np.ndarray:
@@ -265,16 +285,15 @@ def covariance_from_correlations(errors: np.ndarray, correlations: np.ndarray) -
     return r
 
 
-def _warn_gaia_source_columns(url: str, in_file: set[str]) -> None:
-    """Log the gaia_source columns (G, parallax, RUWE, ...) an XP file holds beside its XP: the reader
-    returns the XP columns only, so a catalogue made from its table alone would treat the stars as having
-    no G or parallax (flags G_FROM_XP, NO_PARALLAX) without saying why."""
-    extra = sorted((in_file & set(GAIA_SOURCE_BY_NAME)) - {"source_id"} - set(XP_BY_NAME))
-    if extra:
+def _warn_gaia_source_columns(url: str, embedded: list[str]) -> None:
+    """Warn that `read_xp_continuous` left out the gaia_source columns (G, parallax, RUWE, ...) an XP
+    file holds beside its XP: a catalogue made from its table alone would treat the stars as having no
+    G or parallax (flags G_FROM_XP, NO_PARALLAX) without saying why."""
+    if embedded:
         logger.warning(
-            "%s holds gaia_source column(s) %s beside its XP; the XP reader does not take them. Give them to "
-            "Predictor.from_xp (g_mag=, parallax=, parallax_error=, ruwe=) or to the job as a --gaia-source "
-            "table (source_id, ra, dec, parallax, parallax_error, phot_g_mean_mag, ...)",
+            "%s holds gaia_source column(s) %s beside its XP, left out of this table: read it with "
+            "read_xp_continuous(..., with_gaia_source=True), or give them to Predictor.from_xp (g_mag=, "
+            "parallax=, ...). The job and `xpengine features` use them when no --gaia-source is given",
             url,
-            extra,
+            embedded,
         )

@@ -124,7 +124,8 @@ def plan_partitions(cfg: InferenceConfig) -> list[PartitionTask]:
             for p in lone:
                 if p.hpx8_min is None:  # a single archive file: pairs only with a single gaia_source file
                     log.warning(
-                        "input %s runs without gaia_source (NO_GAIA_SOURCE): --gaia-source %s is not one file",
+                        "input %s runs without a gaia_source table (NO_GAIA_SOURCE unless the file holds "
+                        "gaia_source columns beside its XP): --gaia-source %s is not one file",
                         p.xp_url,
                         gs,
                     )

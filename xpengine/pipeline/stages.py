@@ -219,11 +219,13 @@ def joined_chunks(
     non-XP columns are the gaia_source, 2MASS and E(B−V) columns it was made with. A table given here
     as well replaces the file's columns of the same names (a new dust map, say); a gaia_source table
     also replaces the `gaia_source ...` read problems of the one the file was made with.
+    An XP file without a gaia_source partner gives its own gaia_source columns, if it holds any (G,
+    parallax, ...: an ADQL join; `io.read_embedded_gaia_source`).
     The 2MASS and E(B−V) rows come from the partition's source_id range, and for a row outside it
     (OUTSIDE_PARTITION_RANGE) from the whole table, read once for the partition (`_SideTable`)."""
     from xpengine import io
 
-    gaia = io.read_gaia_source(task.gaia) if task.gaia else None
+    gaia = io.gaia_source_for(task.xp, task.gaia)
     tmass_t = _read_side_table(tmass, task.hpx8_range)
     ebv_t = _read_side_table(ebv, task.hpx8_range)
 
