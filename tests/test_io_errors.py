@@ -236,9 +236,27 @@ def test_wrong_number_of_fields(tmp_path, bulk):
     rows[1] = rows[1].split(",", 3)[0] + ",1,2\n"
     write_gz_text(bulk, "".join(header + rows))
     with pytest.raises(
-        GaiaFileError, match=re.escape(str(bulk)) + ".*cannot parse ecsv.*Expected 26 columns"
-    ):
+        GaiaFileError,
+        match=re.escape(str(bulk)) + r" \(row 2\).*cannot parse ecsv at line .*Expected 26 columns",
+    ) as info:
         read_xp_continuous(bulk)
+    assert info.value.row == 2 and f"at line {len(header) + 2} of the file" in str(info.value)
+
+
+def test_a_short_row_deep_in_a_bulk_file_is_located(tmp_path, real_xp):
+    """A row of the wrong length far beyond the first parsing block (pyarrow reads 8 MB blocks on threads
+    and says only how many rows it had delivered): the error names its data row and line (until session 26
+    it said "after data row N", N counting the blocks delivered before the failing one)."""
+    path = tmp_path / "XpContinuousMeanSpectrum_000000-003111.csv.gz"
+    write_bulk_xp_continuous(repeat_rows(real_xp, 700), path)  # ~40 kB a row with correlations: 3 blocks
+    header, rows = _data_lines(bulk_text(path))
+    rows[611] = rows[611].split(",", 3)[0] + ",1,2\n"
+    write_gz_text(path, "".join(header + rows))
+    for columns in (None, ["source_id", "bp_coefficients"]):
+        with pytest.raises(GaiaFileError) as info:
+            read_xp_continuous(path, columns=columns)
+        assert info.value.row == 612, str(info.value)
+        assert f"at line {len(header) + 612} of the file" in str(info.value)
 
 
 def test_file_not_found(tmp_path):

@@ -22,7 +22,7 @@ from xpengine.io.errors import GaiaFileError
 from xpengine.io.formats._skip import FieldBlanker
 from xpengine.io.schema import ECSV_TYPES
 
-__all__ = ["TextReader", "parse_ecsv_header"]
+__all__ = ["TextReader", "locate_bad_row", "parse_ecsv_header"]
 
 logger = logging.getLogger(__name__)
 
@@ -176,8 +176,46 @@ class TextReader:
             msg = str(exc)
             m = re.search(r"In CSV column #(\d+)", msg)
             column = self.columns[int(m.group(1))] if m and int(m.group(1)) < len(self.columns) else None
+            found = locate_bad_row(self.src, self._data_offset, len(self.columns), self.delimiter, row)
+            if found is None:  # not a row of the wrong length: say how far the reading got
+                raise GaiaFileError(
+                    self.src.url,
+                    f"cannot parse {self.format_name} after data row {row}: {msg}",
+                    column=column,
+                ) from exc
+            data_row, line = found
             raise GaiaFileError(
-                self.src.url, f"cannot parse {self.format_name} after data row {row}: {msg}", column=column
+                self.src.url,
+                f"cannot parse {self.format_name} at line {line} of the file: {msg}",
+                row=data_row,
+                column=column,
             ) from exc
         finally:
             self.src.close()
+
+
+def locate_bad_row(
+    src: Source, data_offset: int, n_columns: int, delimiter: str, first_row: int
+) -> tuple[int, int] | None:
+    """(data row, line of the file; both 1-based) of the first data row, from 0-based data row
+    `first_row` on, whose field count is not `n_columns`; None if there is none or the file cannot be read
+    again. pyarrow's parse errors give the row's text but not where it is, and its threaded reading says
+    only how many rows it had delivered; this reads the file again, on the error path only. One record per
+    line, as in every Gaia text file; blank lines are skipped, as pyarrow skips them."""
+    try:
+        stream = src.open()
+        head = stream.read(data_offset)  # the header lines and the column names
+        line = head.count(b"\n")
+        row = 0
+        for raw in stream:
+            line += 1
+            if not raw.strip():
+                continue
+            if row >= first_row:
+                text = raw.decode("utf-8", errors="replace")
+                if len(next(csv.reader([text], delimiter=delimiter))) != n_columns:
+                    return row + 1, line
+            row += 1
+    except (*GZIP_ERRORS, OSError, csv.Error):
+        logger.debug("%s: could not locate the unparsable row", src.url, exc_info=True)
+    return None
