@@ -19,8 +19,8 @@ from xpengine.features import SourceFlag
 from xpengine.io import (
     GaiaFileError,
     embedded_gaia_source_columns,
-    gaia_source_for,
     read_embedded_gaia_source,
+    read_gaia_source,
     read_xp_continuous,
 )
 
@@ -98,7 +98,10 @@ def test_an_adql_join_gets_gaia_dtypes_and_an_unreadable_value_is_a_row_problem(
     assert t.column("bp_coefficients").null_count == 0
 
 
-def test_one_row_per_wavelength_gives_one_row_per_source_and_must_agree(tmp_path):
+def test_a_repeated_source_gives_one_row_its_first_and_a_disagreement_is_logged(tmp_path, caplog):
+    """One row per wavelength (long-layout XP_SAMPLED), or a join through a cross-match that repeats a
+    source: one row per source. Values that disagree keep the first row's, with a warning naming the
+    source, row and column (the job keeps a source's first row too; until review the file failed)."""
     rows = {
         "source_id": [7, 7, 7, 9, 9, 9],
         "wavelength": [336.0, 338.0, 340.0] * 2,
@@ -113,18 +116,79 @@ def test_one_row_per_wavelength_gives_one_row_per_source_and_must_agree(tmp_path
 
     rows["phot_g_mean_mag"][4] = 13.1
     pacsv.write_csv(pa.table(rows), tmp_path / "bad.csv")
-    with pytest.raises(GaiaFileError) as err:
-        read_embedded_gaia_source(tmp_path / "bad.csv")
-    msg = str(err.value)
-    assert "bad.csv" in msg and "source 9" in msg and "phot_g_mean_mag" in msg and "row 5" in msg
+    with caplog.at_level(logging.WARNING, logger="xpengine.io.gaia_source"):
+        g = read_embedded_gaia_source(tmp_path / "bad.csv")
+    assert g.column("phot_g_mean_mag").to_pylist() == [12.5, 13.0]
+    msg = " ".join(r.getMessage() for r in caplog.records)
+    assert "bad.csv" in msg and "source 9" in msg and "phot_g_mean_mag" in msg and "data row 5" in msg
 
 
-def test_a_given_gaia_source_table_wins_over_the_files_own_columns():
-    given = gaia_source_for(str(SCO18), str(GAIA_SOURCE_DIR / "1710099405832VAL-result.vot"))
-    assert SCO18_ID not in given.column("source_id").to_pylist()
-    own = gaia_source_for(str(SCO18), None)
-    assert own.column("source_id").to_pylist() == [SCO18_ID]
-    assert gaia_source_for(str(RAW), None) is None
+def test_units_declared_in_the_file_are_converted_or_refused(tmp_path):
+    """A VOTable join whose parallax is declared in arcsec is converted to mas (it was read as 0.0025 mas);
+    a unit that does not convert is refused, naming the column; Gaia's own units pass untouched."""
+    from astropy.table import Table
+
+    t = Table({"source_id": [1, 2], "parallax": [0.0025, 0.001], "phot_g_mean_mag": [12.0, 13.0]})
+    t["parallax"].unit = "arcsec"
+    t["phot_g_mean_mag"].unit = "mag"
+    t.write(tmp_path / "arcsec.xml", format="votable")
+    g = read_gaia_source(tmp_path / "arcsec.xml", columns=["parallax", "phot_g_mean_mag"])
+    assert g.column("parallax").to_pylist() == pytest.approx([2.5, 1.0])
+    assert g.column("phot_g_mean_mag").to_pylist() == [12.0, 13.0]
+    t["parallax"].unit = "mag"
+    t.write(tmp_path / "mag.xml", format="votable", overwrite=True)
+    with pytest.raises(GaiaFileError, match="column parallax is declared in 'mag'"):
+        read_gaia_source(tmp_path / "mag.xml", columns=["parallax"])
+    # the archive's own files (VOTable with 'electron'.s**-1, um**-1, ...) read as before
+    for f in sorted(GAIA_SOURCE_DIR.iterdir()):
+        assert read_gaia_source(f).num_rows > 0
+
+
+def test_look_alike_and_other_tables_columns_are_named_in_a_warning(tmp_path, caplog):
+    names = pacsv.read_csv(RAW).column_names
+    t = pacsv.read_csv(
+        RAW, convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()))
+    )
+    t = t.append_column("PHOT_G_MEAN_MAG", pa.array(["15.1", "14.2"]))
+    t = t.append_column("gaia_source.parallax", pa.array(["1.0", "2.0"]))
+    t = t.append_column("j_m", pa.array(["12.0", "11.0"]))
+    pacsv.write_csv(t, tmp_path / "odd.csv")
+    with caplog.at_level(logging.WARNING, logger="xpengine.io.gaia_source"):
+        assert embedded_gaia_source_columns(tmp_path / "odd.csv") == []
+    msg = " ".join(r.getMessage() for r in caplog.records)
+    assert "PHOT_G_MEAN_MAG" in msg and "gaia_source.parallax" in msg and "not used" in msg
+    assert "2MASS" in msg and "j_m" in msg and "--tmass" in msg
+
+
+def test_the_plan_uses_a_files_own_columns_unless_a_partner_is_given(caplog):
+    """The plan decides, on the driver (logged there): 18 Sco's file alone uses its G; with a gaia_source
+    file given, that file's rows are used and a warning says the XP file's own columns are not; a catalogue
+    finished before session 26 (no record of the file's own columns) is not resumed as if nothing changed."""
+    from dataclasses import replace
+
+    from xpengine.pipeline.config import InferenceConfig
+    from xpengine.pipeline.identity import _input_change
+    from xpengine.pipeline.plan import _input_fingerprints, plan_partitions
+
+    with caplog.at_level(logging.INFO, logger="xpengine.pipeline"):
+        (alone,) = plan_partitions(InferenceConfig(input=[str(SCO18)]))
+    assert alone.own_gaia == ("phot_g_mean_mag",) and alone.gaia is None
+    assert any("using its own gaia_source column" in r.getMessage() for r in caplog.records)
+    vot = str(GAIA_SOURCE_DIR / "1710099405832VAL-result.vot")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="xpengine.pipeline"):
+        (paired,) = plan_partitions(InferenceConfig(input=[str(SCO18)], gaia_source=[vot]))
+    assert paired.own_gaia == () and paired.gaia == vot
+    assert any(
+        "used instead" in r.getMessage() and "phot_g_mean_mag" in r.getMessage() for r in caplog.records
+    )
+    (raw,) = plan_partitions(InferenceConfig(input=[str(RAW)]))
+    assert raw.own_gaia == ()
+    # resume: a record made without the file's own columns differs from this run's
+    old_record = {"inputs": _input_fingerprints(replace(alone, own_gaia=()))}
+    assert "gaia_source_own_columns" in _input_change(alone, old_record, False)
+    assert _input_change(alone, {"inputs": _input_fingerprints(alone)}, False) is None
+    assert _input_change(raw, {"inputs": _input_fingerprints(raw)}, False) is None
 
 
 def test_features_command_uses_the_files_own_g_and_parallax(tmp_path):

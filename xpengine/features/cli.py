@@ -49,8 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--gaia-source",
         metavar="FILE",
-        help="gaia_source file holding the same sources (without it: G and BP-RP from each star's own XP, "
-        "flags G_FROM_XP and BP_RP_FROM_XP, and no parallax token)",
+        help="gaia_source file holding the same sources (without it: the gaia_source columns the XP file holds "
+        "beside its XP, an ADQL join's G and parallax; where there are none, G and BP-RP from each star's own "
+        "XP, flags G_FROM_XP and BP_RP_FROM_XP, and no parallax token)",
     )
     p.add_argument(
         "--tmass",

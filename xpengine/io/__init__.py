@@ -6,8 +6,7 @@ Reading (any of: bulk `*.csv.gz` ECSV, archive CSV/ECSV, FITS, VOTable, Parquet;
 - `read_xp_sampled` / `iter_xp_sampled`: archive `XP_SAMPLED` / `XpSampledMeanSpectrum` and GaiaXPy
   `calibrate` output (files or in-memory tables) as projected coefficients (`xpengine.spectra`).
 - `read_gaia_source` / `iter_gaia_source`: the `gaiadr3.gaia_source` columns the engine needs;
-  `read_embedded_gaia_source`: those an XP file holds beside its XP (an ADQL join of the two tables);
-  `gaia_source_for`: an XP file's partner's rows, or else its own columns.
+  `read_embedded_gaia_source`: those an XP file holds beside its XP (an ADQL join of the two tables).
 - `read_table`: any other table (2MASS, E(B−V)), `join_sources`: left join on source_id.
 - `read_fits_columns` / `open_fits_table`: large local FITS tables (APOGEE allStar, DistMass, the
   APOGEE×XP file) memory-mapped, as numpy columns.
@@ -43,7 +42,6 @@ from xpengine.io.fits_tables import open_fits_table, read_fits_columns
 from xpengine.io.formats import identify_format
 from xpengine.io.gaia_source import (
     embedded_gaia_source_columns,
-    gaia_source_for,
     iter_gaia_source,
     read_embedded_gaia_source,
     read_gaia_source,
@@ -99,7 +97,6 @@ __all__ = [
     "discover_partitions",
     "embedded_gaia_source_columns",
     "file_written_atomically",
-    "gaia_source_for",
     "gaia_source_schema",
     "identify_format",
     "is_model_inputs",

@@ -102,6 +102,7 @@ def iter_gaia_source(
         n: t for n, t in types.items() if reader.text_arrays and n != "source_id" and _readable_type(t)
     }
     read_types = {n: (pa.string() if n in targets else t) for n, t in types.items()}
+    factors = _unit_factors(reader, read_cols, url)  # columns declared in another unit: {name: factor}
     absent = [n for n in names if n not in in_file]
     if absent:
         logger.debug("%s: optional gaia_source columns absent, returned as null: %s", url, absent)
@@ -125,6 +126,8 @@ def iter_gaia_source(
                     arr, bad = cast_scalar_column(arr, spec.type, url, n)
                     for i, msg in bad:
                         problems.setdefault(i, []).append(f"{n}: {msg}")
+                if n in factors:  # e.g. a parallax declared in arcsec: to the engine's mas
+                    arr = pc.multiply(arr, pa.scalar(factors[n], arr.type))
                 if pa.types.is_floating(arr.type) and arr.null_count < len(arr):
                     # archive ECSV writes `nan`, VOTable/bulk files null: one missing-value marker.
                     nan = pc.fill_null(pc.is_nan(arr), False)
@@ -156,6 +159,59 @@ def iter_gaia_source(
             READ_PROBLEM,
             " | ".join(examples),
         )
+
+
+def _unit_factors(reader: Any, names: list[str], url: str) -> dict[str, float]:
+    """{column: factor} for the float columns of `names` whose declared unit (ECSV, VOTable, FITS) is not
+    the Gaia unit of `GAIA_SOURCE_COLUMNS` but converts to it (arcsec → mas: 1000), logged; a unit that
+    does not convert (a parallax in mag) is refused. A column without a declared unit, or with one that
+    cannot be parsed, is taken as given (Gaia's own files declare Gaia's units)."""
+    out: dict[str, float] = {}
+    for n in names:
+        spec = GAIA_SOURCE_BY_NAME.get(n)
+        if spec is None or not spec.unit or not pa.types.is_floating(spec.type):
+            continue
+        declared = reader.field_metadata(n).get("unit")
+        declared = str(declared).strip() if declared else ""
+        if not declared or declared == spec.unit:
+            continue
+        have, want = _parse_unit(declared), _parse_unit(spec.unit)
+        if have is None or want is None:
+            logger.debug("%s: unit %r of %s not understood; taken as %s", url, declared, n, spec.unit)
+            continue
+        try:
+            factor = float((1.0 * have).to_value(want))
+        except Exception:  # astropy's UnitConversionError (and errors of logarithmic units)
+            raise GaiaFileError(
+                url,
+                f"column {n} is declared in {declared!r}, which does not convert to {spec.unit}",
+                column=n,
+            ) from None
+        if abs(factor - 1.0) > 1e-12:
+            logger.warning(
+                "%s: column %s is declared in %r: converted to %s (x %g)", url, n, declared, spec.unit, factor
+            )
+            out[n] = factor
+    return out
+
+
+def _parse_unit(text: str) -> Any:
+    """An astropy unit from a Gaia / VO / FITS / CDS unit string, or None."""
+    import warnings
+
+    import astropy.units as u
+
+    text = text.replace("'", "")  # VOUnit quotes ('electron'.s**-1); the unit is the same
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for fmt in ("vounit", None, "fits", "cds"):
+            try:
+                unit = u.Unit(text, format=fmt)
+            except ValueError:
+                continue
+            if not isinstance(unit, u.UnrecognizedUnit):
+                return unit
+    return None
 
 
 def _readable_type(t: pa.DataType) -> bool:
@@ -194,11 +250,54 @@ def embedded_gaia_source_columns(
         reader.src.close()
     if "source_id" not in in_file:  # a single-source XP_SAMPLED download: nothing to match them by
         return []
-    return [
+    own = [
         c.name
         for c in GAIA_SOURCE_COLUMNS
         if c.name in in_file and c.name != "source_id" and c.name not in XP_BY_NAME
     ]
+    _warn_unused_columns(os.fspath(source), in_file)
+    return own
+
+
+_OTHER_TABLES = {
+    "2MASS": ("j_m", "j_msigcom", "h_m", "h_msigcom", "ks_m", "ks_msigcom"),
+    "E(B-V)": ("ebv", "ebv_error"),
+}
+"""Columns of the job's other side tables (`io.tables.TMASS_COLUMNS`, `EBV_COLUMNS`): an XP file's own
+are not read, only named in a warning."""
+
+
+def _warn_unused_columns(url: str, in_file: set[str]) -> None:
+    """Warn about columns an XP file holds that look like the engine's but are not taken: gaia_source
+    columns spelled in another case or behind a table prefix (`PHOT_G_MEAN_MAG`, `gaia_source.parallax`),
+    and 2MASS / E(B−V) columns (those come from --tmass / --ebv tables)."""
+    engine = {c.name for c in GAIA_SOURCE_COLUMNS} | set(XP_BY_NAME)
+    near = {
+        name: key
+        for name in sorted(in_file)
+        if name not in engine and (key := name.rsplit(".", 1)[-1].lower()) in engine and key not in in_file
+    }
+    if near:
+        logger.warning(
+            "%s: column(s) %s look like Gaia's %s but are not named so: not used (rename them to the "
+            "archive's lower-case names, without a table prefix)",
+            url,
+            sorted(near),
+            sorted(set(near.values())),
+        )
+    for what, names in _OTHER_TABLES.items():
+        held = [n for n in names if n in in_file]
+        if held:
+            option = "--tmass" if what == "2MASS" else "--ebv"
+            logger.warning(
+                "%s holds %s column(s) %s beside its XP: not read from an XP file; give them as a %s table "
+                "(source_id, %s) or to Predictor.from_xp",
+                url,
+                what,
+                held,
+                option,
+                ", ".join(names),
+            )
 
 
 def read_embedded_gaia_source(
@@ -210,12 +309,12 @@ def read_embedded_gaia_source(
     are simply absent (the engine treats them as not measured: no parallax column, no parallax token).
 
     A file with one row per wavelength (the archive's long-layout XP_SAMPLED) repeats a source's values
-    on each of its rows: they give one row per source, and must agree.
+    on each of its rows, and a join through a cross-match can repeat a source: one row per source, the
+    first row's values (a disagreement is logged, naming the source, the data row and the column).
 
     Raises
     ------
-    GaiaFileError : what `iter_gaia_source` raises; a source whose rows disagree on a value (names the
-        source, its data row and the column).
+    GaiaFileError : what `iter_gaia_source` raises.
     """
     columns = embedded_gaia_source_columns(source, storage_options=storage_options)
     if not columns:
@@ -234,35 +333,19 @@ def read_embedded_gaia_source(
         both_null = pc.and_(table.column(name).is_null(), rep.column(name).is_null())
         bad = ~np.asarray(pc.or_(same, both_null))
         if bad.any():
+            # a join through a cross-match can repeat a source with other values: the job keeps a
+            # source's first row (its other rows go to `_rejected/`), and so do its columns here
             row = int(np.flatnonzero(bad)[0])
-            raise GaiaFileError(
+            logger.warning(
+                "%s: source %d has rows with different %s values (data row %d differs from its first row); "
+                "the first row's values are used for all of its rows (%d row(s) differ in this column)",
                 url,
-                f"source {ids[row]} has rows with different {name} values (a gaia_source column of an XP file "
-                "must be one value per source)",
-                row=row + 1,
-                column=name,
+                ids[row],
+                name,
+                row + 1,
+                int(bad.sum()),
             )
     return table.take(pa.array(first))
-
-
-def gaia_source_for(
-    xp: str, gaia: str | None, *, storage_options: dict[str, Any] | None = None
-) -> pa.Table | None:
-    """The gaia_source table for XP file `xp`: the rows of its partner `gaia` (`read_gaia_source`), or
-    without one, the gaia_source columns `xp` holds beside its XP (`read_embedded_gaia_source`, logged),
-    or None. A model-inputs file (`xpengine compact`) carries its own columns: None."""
-    if gaia:
-        return read_gaia_source(gaia, storage_options=storage_options)
-    from xpengine.io.model_inputs import is_model_inputs
-
-    if is_model_inputs(xp, storage_options=storage_options):
-        return None
-    table = read_embedded_gaia_source(xp, storage_options=storage_options)
-    if table is not None:
-        logger.info(
-            "%s: no gaia_source table given, using its own column(s) %s", xp, table.column_names[1:-1]
-        )
-    return table
 
 
 def _first_rows(ids: np.ndarray) -> np.ndarray:

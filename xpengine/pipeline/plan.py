@@ -93,6 +93,34 @@ def _unique_names(parts: list[Any]) -> list[str]:
     return names
 
 
+def _own_gaia_columns(part: Any) -> tuple[str, ...]:
+    """The gaia_source columns a single XP file (an archive file, an ADQL join: no HEALPix range) holds
+    beside its XP and the job will use, logged; () with a gaia_source partner (whose rows win, said in
+    a warning when the file has its own), for a bulk partition (Gaia's bulk XP files hold none: no
+    header read per partition) and for a model-inputs file (it carries its own)."""
+    from xpengine import io
+
+    if part.hpx8_min is not None or io.is_model_inputs(part.xp_url):
+        return ()
+    try:
+        own = io.embedded_gaia_source_columns(part.xp_url)
+    except (OSError, ValueError) as exc:  # unreadable: the partition's own read says so, naming the file
+        log.debug("input %s: header not read at planning (%s)", part.xp_url, exc)
+        return ()
+    if own and part.gaia_url:
+        log.warning(
+            "input %s holds gaia_source column(s) %s beside its XP; the rows of --gaia-source %s are used "
+            "instead (a source missing there gets no G or parallax from either)",
+            part.xp_url,
+            own,
+            part.gaia_url,
+        )
+        return ()
+    if own:
+        log.info("input %s: no gaia_source table; using its own gaia_source column(s) %s", part.xp_url, own)
+    return tuple(own)
+
+
 def plan_partitions(cfg: InferenceConfig) -> list[PartitionTask]:
     """Pair every XP partition of the inputs with its gaia_source partner; names are unique and
     visible; overlapping HEALPix ranges of two bulk partitions are refused."""
@@ -154,6 +182,7 @@ def plan_partitions(cfg: InferenceConfig) -> list[PartitionTask]:
             xp=p.xp_url,
             gaia=p.gaia_url,
             hpx8_range=None if p.hpx8_min is None else (p.hpx8_min, p.hpx8_max),
+            own_gaia=_own_gaia_columns(p),
         )
         for name, p in zip(_unique_names(unique), unique, strict=True)
     ]
@@ -188,12 +217,15 @@ def side_table_fingerprint(url: str) -> dict[str, Any]:
 
 
 def _input_fingerprints(task: PartitionTask) -> dict[str, Any]:
-    return {
+    out = {
         "xp": task.xp,
         "gaia_source": task.gaia,
         "xp_file": _file_fingerprint(task.xp),
         "gaia_source_file": _file_fingerprint(task.gaia),
     }
+    if task.own_gaia:  # the XP file's own gaia_source columns, used (since session 26)
+        out["gaia_source_own_columns"] = list(task.own_gaia)
+    return out
 
 
 def check_side_tables(cfg: InferenceConfig) -> None:

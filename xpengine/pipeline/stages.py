@@ -5,8 +5,7 @@
 compact` already holds them), builds model tokens, and yields one batch (dict of numpy arrays) per chunk.
 Every row of the partition is yielded exactly once, keyed by the partition's index in the driver's plan
 (`bookkeeping.PARTITION_KEY`); the partition's total row count, or the error that stopped its read, goes
-to the job's `Ledger` instead (`xpengine.pipeline.bookkeeping`), with the seconds the read took and the
-size and mtime its files had when it opened them.
+to the job's `Ledger` (`xpengine.pipeline.bookkeeping`) with the read's seconds and its files' size and mtime.
 
 `CatalogPredictor` is the map_batches callable: `xpengine.inference.catalogue.CatalogPredictor` (which
 `Predictor.from_xp` uses too: it loads the model once and turns token batches into catalogue columns with
@@ -43,12 +42,13 @@ _IMPORTED_AT = time.time()  # when this process imported the stages (an actor: b
 
 @dataclass(frozen=True)
 class PartitionTask:
-    """One unit of work: an XP file and its optional gaia_source partner."""
+    """An XP file, its optional gaia_source partner, or else the gaia_source columns it holds (`own_gaia`)."""
 
     name: str
     xp: str
     gaia: str | None = None
     hpx8_range: tuple[int, int] | None = None
+    own_gaia: tuple[str, ...] = ()
 
     def to_row(self) -> dict[str, Any]:
         return {
@@ -57,6 +57,7 @@ class PartitionTask:
             "gaia": self.gaia or "",
             "hpx_lo": -1 if self.hpx8_range is None else self.hpx8_range[0],
             "hpx_hi": -1 if self.hpx8_range is None else self.hpx8_range[1],
+            "own_gaia": ",".join(self.own_gaia),
         }
 
     @classmethod
@@ -67,6 +68,7 @@ class PartitionTask:
             xp=str(row["xp"]),
             gaia=str(row["gaia"]) or None,
             hpx8_range=None if lo < 0 else (lo, hi),
+            own_gaia=tuple(c for c in str(row.get("own_gaia") or "").split(",") if c),
         )
 
 
@@ -219,13 +221,14 @@ def joined_chunks(
     non-XP columns are the gaia_source, 2MASS and E(B−V) columns it was made with. A table given here
     as well replaces the file's columns of the same names (a new dust map, say); a gaia_source table
     also replaces the `gaia_source ...` read problems of the one the file was made with.
-    An XP file without a gaia_source partner gives its own gaia_source columns, if it holds any (G,
-    parallax, ...: an ADQL join; `io.read_embedded_gaia_source`).
+    An XP file without a gaia_source partner gives its own gaia_source columns where the plan found
+    some (`task.own_gaia`: G, parallax, ...: an ADQL join; `io.read_embedded_gaia_source`).
     The 2MASS and E(B−V) rows come from the partition's source_id range, and for a row outside it
     (OUTSIDE_PARTITION_RANGE) from the whole table, read once for the partition (`_SideTable`)."""
     from xpengine import io
 
-    gaia = io.gaia_source_for(task.xp, task.gaia)
+    own = io.read_embedded_gaia_source(task.xp) if task.own_gaia and not task.gaia else None  # as planned
+    gaia = io.read_gaia_source(task.gaia) if task.gaia else own
     tmass_t = _read_side_table(tmass, task.hpx8_range)
     ebv_t = _read_side_table(ebv, task.hpx8_range)
 
