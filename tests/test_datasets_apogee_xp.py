@@ -372,3 +372,30 @@ def test_cli_apogee_xp(tmp_path, capsys) -> None:
         _cli(["build-dataset", "apogee-xp", "--input", src, "--output", out])
     assert exited.value.code == 2 and "--overwrite" in capsys.readouterr().err
     assert _cli(["build-dataset", "apogee-xp", "--input", src, "--output", out, "--overwrite"]) == 0
+
+
+@needs_dev
+def test_apogee_sentinels_and_flag_columns_leave_a_star_without_labels(tmp_path) -> None:
+    """APOGEE's old −9999 sentinel is no label (it was scored as a Teff of −9999), and where a file carries
+    ASPCAPFLAG / STARFLAG, a star with STAR_BAD, M_H_BAD or a STARFLAG bit keeps no labels; stars are kept
+    and counted."""
+
+    def edit(t):
+        t["teff"][0] = -9999.0
+        t["logg_err"][1] = -9999.0
+        t["aspcapflag"] = np.zeros(len(t), dtype=np.int64)
+        t["starflag"] = np.zeros(len(t), dtype=np.int64)
+        t["aspcapflag"][2] = 1 << 23  # STAR_BAD
+        t["starflag"][3] = 4
+        return t
+
+    t_build = build_apogee_xp(_small_fits(tmp_path, n=6, edit=edit))
+    t = t_build.table
+    assert t.num_rows == 6 and t_build.summary["stars_with_flagged_labels"] == 2
+    teff, logg, logg_err = _col(t, "teff"), _col(t, "logg"), _col(t, "logg_error")
+    assert np.isnan(teff[0]) and np.isfinite(logg[0])
+    assert np.isfinite(logg[1]) and logg_err[1] == 0  # an unknown error (0 = missing in the schema)
+    for k in (2, 3):
+        for tok in ("teff", "logg", "m_h", "alpha_m"):
+            assert np.isnan(_col(t, tok)[k]), (k, tok)
+    assert np.all(np.isfinite(teff[[1, 4, 5]]))

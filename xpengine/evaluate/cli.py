@@ -34,10 +34,12 @@ def _split_conflict(args: argparse.Namespace) -> str | None:
     """Why the σ calibration would be fitted on the stars it is then judged on, or None.
 
     That happens when --split names the --val-split rows of the calibration file and that file is --data
-    (no --val-data, or --val-data naming the same file): the reported z-spreads would then be calibrated
-    on the test data itself.
+    (no --val-data, or --val-data naming the same file), or --split all with --val-data naming --data: the
+    reported z-spreads would then be calibrated on the test data itself.
     """
-    if args.split != args.val_split or (args.val_data and not same_file(args.val_data, args.data)):
+    same = same_file(args.val_data, args.data) if args.val_data else None
+    # --split all without --val-data: `run_evaluation` skips the scored file's rows (another file's, or none)
+    if not ((args.split == args.val_split and same is not False) or (args.split == "all" and same)):
         return None
     return (
         f"--split {args.split} and --val-split {args.val_split} select the same rows of --data: the σ "
@@ -80,7 +82,7 @@ def _check_inputs(args: argparse.Namespace) -> None:
         raise ValueError(f"--data {args.data}: not a Parquet file ({why})") from exc
     if splits is None:
         raise ValueError(f"--data {args.data}: no `split` column; not a training-schema file (build-dataset)")
-    if args.split not in splits:
+    if args.split != "all" and args.split not in splits:
         have = sorted({str(v) for v in splits if v is not None})
         raise ValueError(
             f"--data {args.data}: no rows with split == {args.split!r} (--split); its splits: {have}"
@@ -146,7 +148,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="checkpoint directory or model name (Predictor.load)")
     p.add_argument("--data", required=True, help="test set, training-schema Parquet")
     p.add_argument("--output", required=True, help="output directory")
-    p.add_argument("--split", default="test", help="rows of --data to evaluate (default: test)")
+    p.add_argument(
+        "--split",
+        default="test",
+        help="rows of --data to evaluate (default: test; all: every row, e.g. a held-back file scored whole, "
+        "with --val-data and --baseline-train naming another file)",
+    )
     p.add_argument("--baseline-train", help="train the XGBoost baseline on the train split of this file")
     p.add_argument("--baseline-config", help="YAML of baseline settings (configs/baseline/xgboost.yaml)")
     p.add_argument("--baseline-estimators", type=int, help="override n_estimators (quick runs)")

@@ -72,19 +72,21 @@ def _read_extra_columns(path: str, split: str | None, names: Sequence[str]) -> d
 def load_eval_set(
     path: str, *, split: str | None = "test", max_stars: int | None = None, seed: int = 0
 ) -> EvalSet:
-    """Read the `split` rows of a training-schema Parquet file (all rows when split is None).
+    """Read the `split` rows of a training-schema Parquet file (all rows when split is None or "all":
+    a held-back file scored whole).
 
     Label truths come from the label tokens of the file, or from plain columns of the same name
     (`alpha_m`, with `alpha_m_error` if present) when the vocabulary lacks them. max_stars: keep a
     seeded random subset of at most that many rows (quick runs).
     """
-    arrays = read_training_set(path, split=split)
+    rows = None if split == "all" else split  # the rows read; `split` names them in the report
+    arrays = read_training_set(path, split=rows)
     vocab = arrays.vocabulary
     extra_names = [G_COLUMN]
     for lab in LABEL_TOKENS:
         if lab not in vocab:
             extra_names += [lab, f"{lab}_error"]
-    extra = _read_extra_columns(path, split, extra_names)
+    extra = _read_extra_columns(path, rows, extra_names)
     es = EvalSet(
         path=str(path),
         split=split,

@@ -123,8 +123,12 @@ def run_evaluation(
     metrics_target = OutputTarget(out / "metrics.json", overwrite, hint="--overwrite")  # creates `out`
 
     stored = _stored_calibration(model, overwrite) if store_calibration else None
+    shipped = None  # the model as it ships, with its own σ calibration (when it has one)
     if predictor is None and model is not None:
         predictor = load_predictor(model, device=device, dtype=dtype)
+        shipped = load_predictor(model, device=device, dtype=dtype, calibrate=True)
+        if getattr(shipped, "calibration", None) is None:
+            shipped = None
     test = load_eval_set(data, split=split, max_stars=max_stars, seed=seed)
 
     val = (
@@ -160,6 +164,7 @@ def run_evaluation(
         seed=seed,
         calibration_method=calibration_method,
         calibration_policy=calibration_policy,
+        shipped=shipped,
     )
     result.metrics["data"]["model"] = model
     files: list[str] = []

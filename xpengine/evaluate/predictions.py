@@ -60,13 +60,15 @@ def metric_labels(tokens: Sequence[str]) -> list[str]:
     return out
 
 
-def load_predictor(model: str, *, device: str = "cpu", dtype: str | None = None) -> LabelPredictor:
-    """`Predictor.load(model, ...)` with uncalibrated σ (``calibrate=False``), so raw and calibrated
-    uncertainties can both be measured."""
+def load_predictor(
+    model: str, *, device: str = "cpu", dtype: str | None = None, calibrate: bool = False
+) -> LabelPredictor:
+    """`Predictor.load(model, ...)` with uncalibrated σ (``calibrate=False``, the default), so raw and
+    calibrated uncertainties can both be measured; ``calibrate=True``: with the model's own calibration."""
     from xpengine.inference.predictor import Predictor
 
     return Predictor.load(
-        model, device=device, calibrate=False, **({} if dtype is None else {"dtype": dtype})
+        model, device=device, calibrate=calibrate, **({} if dtype is None else {"dtype": dtype})
     )
 
 

@@ -223,6 +223,8 @@ def render_report(
     if baseline_note:
         lines.append(f"- XGBoost baseline: {baseline_note}")
     lines += _accuracy_section(metrics.get("models", {}), labels)
+    if metrics.get("same_stars"):
+        lines += _same_star_section(metrics["same_stars"], labels)
     sc = metrics.get("scenarios") or {}
     if sc:
         lines += _scenario_section(sc, labels)
@@ -260,13 +262,45 @@ def _accuracy_section(models: Mapping[str, Any], labels: list[str]) -> list[str]
             [
                 name,
                 *(
-                    f"{_fmt(block[lab]['bias'], lab)} (n={block[lab]['n']})" if lab in block else "–"
+                    f"{_fmt(block[lab]['bias'], lab)} (n={block[lab]['n']}{_missing(block[lab])})"
+                    if lab in block
+                    else "–"
                     for lab in labels
                 ),
             ]
         )
     lines += markdown_table(header, rows)
     return lines
+
+
+def _missing(b: Mapping[str, Any]) -> str:
+    """ ", m without a prediction" for a label block where stars with the label got none."""
+    m = b.get("n_without_prediction") or 0
+    return f"; {m} with the label but no prediction" if m else ""
+
+
+def _same_star_section(same: Mapping[str, Any], labels: list[str]) -> list[str]:
+    """Robust σ of the transformer and XGBoost on the stars both predict (the comparison that counts)."""
+    lines = [
+        "",
+        "## Transformer and XGBoost on the same stars",
+        "",
+        "Robust σ (n) over the stars both models predict, where the tables above may differ in n.",
+        "",
+    ]
+    header = ["model", *(LABEL_TITLES.get(lab, lab) for lab in labels)]
+    rows = []
+    for name, block in same.items():
+        rows.append(
+            [
+                name,
+                *(
+                    f"{_fmt(block[lab]['sigma'], lab)} (n={block[lab]['n']})" if lab in block else "–"
+                    for lab in labels
+                ),
+            ]
+        )
+    return lines + markdown_table(header, rows)
 
 
 def _scenario_section(sc: Mapping[str, Any], labels: list[str]) -> list[str]:
@@ -347,6 +381,25 @@ def _calibration_section(cal: Mapping[str, Any], labels: list[str]) -> list[str]
         ],
         rows,
     )
+    shipped = cal.get("shipped") or {}
+    if shipped:
+        lines += [
+            "",
+            "The σ the model ships (its own `calibration.json`, as the catalogue and `Predictor.from_xp` give "
+            "them), on the same stars:",
+            "",
+        ]
+        rows = [
+            [
+                lab,
+                _fmt(b["overall"].get("z_sigma")),
+                _fmt(b["overall"].get("coverage_68")),
+                _fmt(b["overall"].get("coverage_95")),
+            ]
+            for lab in labels
+            if (b := shipped.get(lab))
+        ]
+        lines += markdown_table(["label", "z-spread shipped", "cov68 shipped", "cov95 shipped"], rows)
     lines += [
         "",
         "Per-bin values (G magnitude, S/N proxy, predicted σ) are in metrics.json under `calibration`.",

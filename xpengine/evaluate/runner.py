@@ -90,11 +90,40 @@ def _label_block(
     truth_error: Mapping[str, np.ndarray],
     labels: Sequence[str],
 ) -> dict[str, dict[str, Any]]:
-    return {
-        lab: label_metrics(preds[lab][0], truth[lab], preds[lab][1], truth_error.get(lab))
-        for lab in labels
-        if lab in preds and lab in truth
-    }
+    out = {}
+    for lab in labels:
+        if lab in preds and lab in truth:
+            out[lab] = label_metrics(preds[lab][0], truth[lab], preds[lab][1], truth_error.get(lab))
+            # stars with a label but no prediction (no XP tokens; XGBoost's `complete` policy): counted,
+            # never silently out of the n
+            has_truth = np.isfinite(truth[lab])
+            out[lab]["n_without_prediction"] = int(np.sum(has_truth & ~np.isfinite(preds[lab][0])))
+    return out
+
+
+def same_star_metrics(
+    predictions: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray | None]]],
+    truth: Mapping[str, np.ndarray],
+    truth_error: Mapping[str, np.ndarray],
+    labels: Sequence[str],
+    models: Sequence[str] = ("transformer", "xgboost"),
+) -> dict[str, dict[str, Any]]:
+    """{model: {label: label_metrics}} over the stars where every one of `models` predicts the label and
+    the truth is finite: the side-by-side comparison on one set of stars."""
+    out: dict[str, dict[str, Any]] = {m: {} for m in models}
+    for lab in labels:
+        if lab not in truth or any(lab not in predictions.get(m, {}) for m in models):
+            continue
+        ok = np.isfinite(truth[lab])
+        for m in models:
+            ok &= np.isfinite(predictions[m][lab][0])
+        for m in models:
+            p, s = predictions[m][lab]
+            te = truth_error.get(lab)
+            out[m][lab] = label_metrics(
+                p[ok], truth[lab][ok], None if s is None else s[ok], None if te is None else te[ok]
+            )
+    return out
 
 
 def _calibration_block(
@@ -249,18 +278,36 @@ def _calibration_metrics(
     seed: int,
     method: str,
     policy: str,
+    shipped: LabelPredictor | None = None,
 ) -> tuple[dict[str, Any], Calibration | None]:
-    """The calibration block of the metrics (raw σ; fit on `val` and calibrated σ when it has labels,
-    with `predictions["transformer_calibrated"]`) and the fitted calibration or None."""
+    """The calibration block of the metrics (raw σ; the σ the model ships, from `shipped`: the same model
+    loaded with its own `calibration.json`, as the catalogue and `Predictor.from_xp` give it; fit on
+    `val` and calibrated σ when it has labels, with `predictions["transformer_calibrated"]`) and the
+    fitted calibration or None."""
     cal_block: dict[str, Any] = {
         "formula": "sigma_cal = sqrt((a*sigma)^2 + b^2); z = (pred - truth) / sqrt(sigma^2 + sigma_truth^2)",
         "policy": policy,
         "method": method,
         "raw": _calibration_block(predictions["transformer"], test, labels, snr),
+        "shipped": None,
         "fit": None,
         "calibrated": None,
         "note": None,
     }
+    if shipped is not None:
+        aligned = test.align(shipped.vocabulary)
+        res, _ = scenario_predictions(
+            shipped,
+            "standard",
+            aligned.values,
+            aligned.errors,
+            tokens,
+            batch_size=batch_size,
+            seed=seed,
+            g_mag=test.g_mag,
+        )
+        predictions["transformer_shipped"] = dict(res)
+        cal_block["shipped"] = _calibration_block(res, test, labels, snr)
     if val is None or not any(t in val.truth for t in tokens):
         cal_block["note"] = "no validation stars with labels: calibration not fitted"
         logger.warning("no validation split with labels: σ calibration not fitted")
@@ -293,10 +340,12 @@ def evaluate(
     seed: int = 0,
     calibration_method: str = "scale_floor",
     calibration_policy: str = "auto",
+    shipped: LabelPredictor | None = None,
 ) -> EvaluationResult:
     """Predict the test labels with the predictor (all `scenarios`) and the baseline; compute metrics.
 
-    val: validation stars for the σ calibration (skipped when None or without labels).
+    val: validation stars for the σ calibration (skipped when None or without labels). shipped: the
+    model with its own σ calibration, whose σ are scored as well (None: not scored).
     Returns an :class:`EvaluationResult` whose `metrics` has keys "models", "scenarios",
     "calibration", "data", "timing" (see report.md for their meaning).
     """
@@ -333,6 +382,16 @@ def evaluate(
         baseline_tokens = _baseline_metrics(
             baseline, test, predictions=predictions, metrics=metrics, timing=timing
         )
+    if "transformer" in predictions and "xgboost" in predictions:
+        metrics["same_stars"] = same_star_metrics(predictions, truth, terr, labels)
+    for name, block in metrics["models"].items():
+        missing = {
+            lab: b["n_without_prediction"] for lab, b in block.items() if b.get("n_without_prediction")
+        }
+        if missing:
+            logger.warning(
+                "%s: stars with a true label but no prediction, left out of its metrics: %s", name, missing
+            )
     calibration: Calibration | None = None
     if predictor is not None and "transformer" in predictions:
         metrics["calibration"], calibration = _calibration_metrics(
@@ -347,6 +406,7 @@ def evaluate(
             seed=seed,
             method=calibration_method,
             policy=calibration_policy,
+            shipped=shipped,
         )
 
     metrics["data"] = {

@@ -474,6 +474,8 @@ def _arrow_column(col: Any) -> pa.Array:
     if np.ma.isMaskedArray(col) and np.asarray(col).dtype.kind == "f":
         col = col.filled(np.nan)
     values = col.to_numpy() if hasattr(col, "to_numpy") else np.asarray(col)
+    if values.dtype.kind in "iufb" and not values.dtype.isnative:  # FITS is big-endian; Arrow is not
+        values = values.astype(values.dtype.newbyteorder("="))
     if values.ndim == 2:
         flat = pa.array(np.ascontiguousarray(values, dtype=np.float64).ravel())
         return pc.cast(pa.FixedSizeListArray.from_arrays(flat, values.shape[1]), pa.list_(pa.float64()))
