@@ -71,6 +71,7 @@ from xpengine.evaluate.runner import (  # noqa: E402
     LABEL_TOKENS,
     EvalSet,
     align_to_vocabulary,
+    bundled_split_overlap,
     load_eval_set,
     metric_labels,
     predict_labels,
@@ -432,7 +433,7 @@ def render_markdown(result: Mapping[str, Any], units: Mapping[str, str]) -> str:
         "(pred − truth)/sqrt(σ_pred² + σ_label²) (1 = honest σ); – = not predicted by that model. "
         "Every model is scored, label by label, on the same stars: those all the models that predict the "
         "label predicted (since session 17; `stars compared` rows). "
-        f"Input: {_input_text(result)}.",
+        f"Input: {_input_text(result)}.{_overlap_text(data)}",
         "",
     ]
     for name, m in result["models"].items():
@@ -579,6 +580,17 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _overlap_text(data: dict[str, Any]) -> str:
+    """A warning sentence when scored stars are in the bundled models' training or choice split."""
+    o = data.get("in_bundled_dev_split") or {}
+    if not (o.get("train") or o.get("val")):
+        return ""
+    return (
+        f" **{o['train']} of these stars are in the bundled models' APOGEE×XP training split and {o['val']} in "
+        "the split they were chosen on: their scores are not independent.**"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the comparison of the command line `argv` (default: sys.argv[1:]); returns the exit code."""
     parser = _parser()
@@ -631,6 +643,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "context": args.context,
             "n_stars": len(es),
             "g_column": G_COLUMN if es.g_mag is not None else None,
+            "in_bundled_dev_split": bundled_split_overlap(es.source_id),
         },
         **to_jsonable(result),
     }

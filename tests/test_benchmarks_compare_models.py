@@ -187,6 +187,7 @@ def test_json_records_the_run_and_every_model_population_and_label(run, data, mo
     assert result["date_utc"].endswith("+00:00")
     assert result["data"]["sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
     assert result["data"]["n_stars"] == 200 and result["data"]["g_column"] == "phot_g_mean_mag"
+    assert set(result["data"]["in_bundled_dev_split"]) == {"train", "val", "test"}
     assert result["labels"] == ["teff", "logg", "m_h", "alpha_m", "mass", "age", "ln_age"]
     assert result["labels_without_truth"] == []
     assert list(result["metrics"]) == [*models, "xgboost"]

@@ -90,3 +90,29 @@ def test_calibration_table_age_row_shows_the_age_fit() -> None:
     cal["fit"]["labels"]["ln_age"]["applied"] = True
     rows = {ln.split("|")[1].strip(): ln for ln in _calibration_section(cal, ["age"]) if ln.startswith("| ")}
     assert "2.211" in rows["age"]
+
+
+def test_scored_stars_from_the_bundled_training_split_are_counted_and_said():
+    """A file scored with the bundled models must be independent of their training: stars of the shipped
+    APOGEE×XP dev split's train / val are counted (metrics.json, report.md, compare_models), never silent."""
+    import numpy as np
+
+    from xpengine.datasets.splits import read_default_split
+    from xpengine.evaluate.eval_set import bundled_split_overlap
+    from xpengine.evaluate.report import render_report
+
+    ids, split = read_default_split()
+    pick = np.concatenate(
+        [ids[split == "train"][:3], ids[split == "val"][:2], ids[split == "test"][:4], [7, 8]]
+    )
+    assert bundled_split_overlap(pick) == {"train": 3, "val": 2, "test": 4}
+    assert bundled_split_overlap(np.array([7, 8], dtype=np.int64)) == {"train": 0, "val": 0, "test": 0}
+    data = {
+        "test": "held.parquet",
+        "split": "all",
+        "n_stars": 11,
+        "labels": [],
+        "in_bundled_dev_split": {"train": 3, "val": 2, "test": 4},
+    }
+    text = render_report({"data": data, "models": {}}, model="gaia-xp")
+    assert "3 of these stars are in the bundled models' APOGEE×XP training split and 2" in text

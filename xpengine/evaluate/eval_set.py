@@ -120,3 +120,25 @@ def load_eval_set(
         es = es.subset(idx)
     logger.info("%s [%s]: %d stars, labels %s", path, split, len(es), sorted(es.truth))
     return es
+
+
+def bundled_split_overlap(source_id: np.ndarray) -> dict[str, int]:
+    """{split: n} of `source_id` (N,) found in the shipped APOGEE×XP dev split
+    (`xpengine.datasets.splits.read_default_split`): the bundled models learned from its `train` stars and
+    were chosen on its `val` stars, so scores of those stars are not independent. Logged as a warning
+    when any scored star is in `train` or `val` (a held-back file has none)."""
+    from xpengine.datasets.splits import read_default_split
+
+    ids, split = read_default_split()
+    pos = np.clip(np.searchsorted(ids, source_id), 0, max(len(ids) - 1, 0))
+    found = (ids[pos] == source_id) if len(ids) else np.zeros(len(source_id), dtype=bool)
+    out = {name: int(np.sum(found & (split[pos] == name))) for name in ("train", "val", "test")}
+    if out["train"] or out["val"]:
+        logger.warning(
+            "%d of the %d scored stars are in the bundled models' APOGEE×XP training split and %d in the split "
+            "they were chosen on: their scores are not independent of the bundled models' training",
+            out["train"],
+            len(source_id),
+            out["val"],
+        )
+    return out

@@ -215,6 +215,12 @@ def render_report(
         f"- test data: `{data.get('test')}` (split `{data.get('split')}`, {data.get('n_stars')} stars)",
         f"- labels: {', '.join(labels)}",
     ]
+    overlap = data.get("in_bundled_dev_split") or {}
+    if overlap.get("train") or overlap.get("val"):
+        lines.append(
+            f"- **{overlap['train']} of these stars are in the bundled models' APOGEE×XP training split and "
+            f"{overlap.get('val', 0)} in the split they were chosen on**: their scores are not independent"
+        )
     if data.get("validation"):
         v = data["validation"]
         lines.append(

@@ -27,6 +27,7 @@ from xpengine.evaluate.eval_set import (  # re-exported: they lived here
     LABEL_TOKENS,
     EvalSet,
     align_to_vocabulary,
+    bundled_split_overlap,
     load_eval_set,
 )
 from xpengine.evaluate.metrics import binned_calibration, label_metrics
@@ -416,6 +417,7 @@ def evaluate(
         "labels": metric_labels([t for t in LABEL_TOKENS if t in tokens or t in baseline_tokens]),
         "g_column": G_COLUMN if test.g_mag is not None else None,
         "validation": None if val is None else {"path": val.path, "split": val.split, "n_stars": len(val)},
+        "in_bundled_dev_split": bundled_split_overlap(test.source_id),
         "seed": seed,
     }
     timing["total_s"] = time.perf_counter() - t_start
