@@ -240,3 +240,35 @@ def test_job_uses_the_files_own_gaia_source_columns(ray_local, tmp_path):
         assert f & int(SourceFlag.DISTANCE_FROM_PARALLAX) and not f & int(SourceFlag.NO_PARALLAX), sid
         d = cat.column("distance_pc")[ids.index(sid)].as_py()
         assert d == pytest.approx(1000.0 / plx, rel=0.1), sid  # 1/ϖ after the zero point
+
+
+def test_features_command_reads_a_compact_file_as_the_job_does(tmp_path):
+    """`xpengine features --xp ModelInputs_*.parquet` (`xpengine compact` output, a missing band stored as
+    NaN): read as the job reads it, so the star without BP is NO_BP, not READ_PROBLEM (review, session 26),
+    and its gaia_source columns (here 18 Sco's own G) are the file's."""
+    from xpengine.cli import main
+    from xpengine.io import join_sources, write_model_inputs
+
+    missing_bp = XP_DIR / "XP_CONTINUOUS_RAW_with_missing_BP.ecsv"
+    for src, name in ((missing_bp, "a"), (SCO18, "b")):
+        table = read_xp_continuous(src, with_gaia_source=True)
+        if "phot_g_mean_mag" not in table.column_names:
+            table = join_sources(table, None)
+        write_model_inputs(table, tmp_path / f"ModelInputs_{name}.parquet")
+        assert (
+            main(
+                [
+                    "features",
+                    "--xp",
+                    str(tmp_path / f"ModelInputs_{name}.parquet"),
+                    "--output",
+                    str(tmp_path / f"{name}.parquet"),
+                ]
+            )
+            == 0
+        )
+    a = pq.read_table(tmp_path / "a.parquet")
+    f = _flags(a, 5405570973190252288)  # the DR3 source without BP
+    assert f & int(SourceFlag.NO_BP) and not f & int(SourceFlag.READ_PROBLEM)
+    f = _flags(pq.read_table(tmp_path / "b.parquet"), SCO18_ID)
+    assert not f & int(SourceFlag.G_FROM_XP | SourceFlag.NO_GAIA_SOURCE)

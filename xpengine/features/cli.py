@@ -155,15 +155,39 @@ def _read_inputs(args: argparse.Namespace) -> Any:
     holds, if any), --tmass and --ebv (the XP table alone when none is given). Raises what the readers
     raise for an input that cannot be read (`GaiaFileError`, naming the file, row and column), so that
     the command can say it in one line."""
-    from xpengine.io import READ_PROBLEM, join_sources, read_gaia_source, read_table, read_xp_continuous
+    from xpengine.io import (
+        EBV_COLUMNS,
+        READ_PROBLEM,
+        TMASS_COLUMNS,
+        is_model_inputs,
+        iter_model_inputs,
+        join_sources,
+        read_gaia_source,
+        read_table,
+        read_xp_continuous,
+    )
 
     logger.info("reading XP spectra from %s", args.xp)
+    gaia = read_gaia_source(args.gaia_source) if args.gaia_source else None
+    tmass = read_table(args.tmass) if args.tmass else None
+    ebv = read_table(args.ebv) if args.ebv else None
+    if is_model_inputs(args.xp):  # `xpengine compact` output: its gaia_source, 2MASS and E(B−V) columns
+        # (as the job reads it; a missing band is NaN there, which the XP reader would call corrupt)
+        import pyarrow as pa
+
+        xp = pa.concat_tables(list(iter_model_inputs(args.xp)), promote_options="none")
+        replaced = list(gaia.column_names[1:-1]) if gaia is not None else []
+        replaced += [*(TMASS_COLUMNS if tmass is not None else ()), *(EBV_COLUMNS if ebv is not None else ())]
+        xp = xp.drop_columns([c for c in replaced if c in xp.column_names])  # the tables given replace them
+        return (
+            xp
+            if gaia is None and tmass is None and ebv is None
+            else join_sources(xp, gaia, tmass=tmass, ebv=ebv)
+        )
     # without --gaia-source, the gaia_source columns the XP file holds (an ADQL join), if any
     xp = read_xp_continuous(args.xp, with_gaia_source=not args.gaia_source)
-    gaia = None
     if args.gaia_source:
-        logger.info("reading gaia_source from %s", args.gaia_source)
-        gaia = read_gaia_source(args.gaia_source)
+        logger.info("read gaia_source from %s", args.gaia_source)
     elif own := xp.column_names[xp.column_names.index(READ_PROBLEM) + 1 :]:
         logger.info("no --gaia-source: using the XP file's own gaia_source column(s) %s", own)
     else:
@@ -172,8 +196,6 @@ def _read_inputs(args: argparse.Namespace) -> Any:
             "normalised by the synthetic G of each star's own coefficients (flag G_FROM_XP) and BP-RP is "
             "theirs too (BP_RP_FROM_XP); a source without BP or RP gets no XP tokens (NO_GAIA_PHOTOMETRY)"
         )
-    tmass = read_table(args.tmass) if args.tmass else None
-    ebv = read_table(args.ebv) if args.ebv else None
     if gaia is None and tmass is None and ebv is None:
         return xp
     return join_sources(xp, gaia, tmass=tmass, ebv=ebv)
