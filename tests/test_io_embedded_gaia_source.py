@@ -272,3 +272,24 @@ def test_features_command_reads_a_compact_file_as_the_job_does(tmp_path):
     assert f & int(SourceFlag.NO_BP) and not f & int(SourceFlag.READ_PROBLEM)
     f = _flags(pq.read_table(tmp_path / "b.parquet"), SCO18_ID)
     assert not f & int(SourceFlag.G_FROM_XP | SourceFlag.NO_GAIA_SOURCE)
+
+
+def test_a_g_magnitude_that_disagrees_with_the_g_flux_is_named(tmp_path, caplog):
+    """DR3 derives phot_g_mean_mag from phot_g_mean_flux; a table where they disagree (a join mixing two
+    sources' values) normalises by the flux, and now says so instead of staying silent."""
+    from xpengine.features import build_tokens
+    from xpengine.io import join_sources
+
+    xp = read_xp_continuous(RAW)
+    flux = pa.array([10 ** ((25.6873668671 - 15.0) / 2.5), 10 ** ((25.6873668671 - 14.0) / 2.5)])
+    gaia = pa.table(
+        {
+            "source_id": RAW_IDS,
+            "phot_g_mean_flux": flux,
+            "phot_g_mean_mag": pa.array([15.0, 14.5], pa.float32()),
+        }
+    )
+    with caplog.at_level(logging.WARNING, logger="xpengine.features.tokens"):
+        build_tokens(join_sources(xp, gaia))
+    msg = " ".join(r.getMessage() for r in caplog.records)
+    assert "1 row(s) whose phot_g_mean_mag and phot_g_mean_flux disagree" in msg and "row 1" in msg

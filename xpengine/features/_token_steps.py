@@ -98,6 +98,19 @@ def g_photometry(gaia: dict[str, Column], out: TokenOutput) -> tuple[np.ndarray,
     with np.errstate(divide="ignore", invalid="ignore"):
         g_from_flux = G_ZERO_POINT_MAG - 2.5 * np.log10(g_flux)
     g = g_from_flux if g_mag is None else np.where(np.isfinite(g_mag), g_mag, g_from_flux)
+    if g_mag is not None and gaia["phot_g_mean_flux"] is not None:
+        with np.errstate(invalid="ignore"):
+            off = np.abs(g_mag - g_from_flux) > 0.01  # DR3 derives one from the other: they agree to ~1e-6
+        if off.any():
+            k = int(np.flatnonzero(off)[0])
+            logger.warning(
+                "%d row(s) whose phot_g_mean_mag and phot_g_mean_flux disagree by more than 0.01 mag (e.g. row "
+                "%d: %.4f against %.4f from the flux): the XP are normalised by the flux",
+                int(off.sum()),
+                k,
+                float(g_mag[k]),
+                float(g_from_flux[k]),
+            )
     out.flag(~np.isfinite(g_flux), SourceFlag.NO_GAIA_PHOTOMETRY)
     return g, g_flux
 
