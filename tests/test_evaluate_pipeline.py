@@ -509,7 +509,7 @@ def test_cli_registration(monkeypatch, tmp_path, sky) -> None:
     )  # fmt: skip
     seen = {}
 
-    def fake_load(model, *, device="cpu", dtype=None, calibrate=False):
+    def fake_load(model, *, device="cpu", dtype=None, calibrate=False, sim_to_real=True):
         if not calibrate:  # (the shipped-σ load: a predictor without a calibration, so none is scored)
             seen.update(model=model, device=device, dtype=dtype)
         return PosteriorPredictor(sky)

@@ -87,3 +87,15 @@ def test_run_evaluation_skips_a_calibration_on_the_scored_rows(tmp_path) -> None
     )  # the same file, spelled apart
     assert not _scored_rows(str(a), str(a), "val", "test")
     assert not _scored_rows(str(b), str(a), "val", "val")
+
+
+@pytest.mark.parametrize("split", ["all", "train"])
+def test_the_baseline_is_not_trained_on_the_rows_it_is_scored_on(tmp_path, calls, capsys, split):
+    """--baseline-train naming --data with --split all (or train): XGBoost would be scored on its own
+    training stars; refused with the reason (review of session 26), before any model is loaded."""
+    argv = _argv(tmp_path, "--split", split, "--val-data", str(tmp_path / "other.parquet"))
+    data = argv[argv.index("--data") + 1]
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--baseline-train", data])
+    assert info.value.code == 2 and not calls
+    assert "XGBoost would be scored on the stars it was trained on" in capsys.readouterr().err

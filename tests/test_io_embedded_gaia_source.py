@@ -293,3 +293,21 @@ def test_a_g_magnitude_that_disagrees_with_the_g_flux_is_named(tmp_path, caplog)
         build_tokens(join_sources(xp, gaia))
     msg = " ".join(r.getMessage() for r in caplog.records)
     assert "1 row(s) whose phot_g_mean_mag and phot_g_mean_flux disagree" in msg and "row 1" in msg
+
+
+def test_column_names_come_from_the_header_without_reading_a_votable_or_fits_whole(monkeypatch):
+    """`formats.table_column_names` (what the check for an XP file's own gaia_source columns reads) gives
+    every bundled file's columns as its reader does, and for VOTable and FITS from the first bytes: their
+    readers parse the whole file, which made a plain read of a large VOTable twice as slow (review)."""
+    from xpengine.io.formats import fits, open_table_reader, table_column_names, votable
+
+    files = sorted(XP_DIR.iterdir()) + sorted(GAIA_SOURCE_DIR.iterdir())
+    expected = {f: list(open_table_reader(f).columns) for f in files}
+
+    def refuse(src):
+        raise AssertionError(f"{src.url} read whole")
+
+    monkeypatch.setattr(votable, "open_reader", refuse)
+    monkeypatch.setattr(fits, "open_reader", refuse)
+    for f in files:
+        assert table_column_names(f) == expected[f], f.name

@@ -30,6 +30,21 @@ __all__ = ["register"]
 logger = logging.getLogger(__name__)
 
 
+def _baseline_conflict(args: argparse.Namespace) -> str | None:
+    """Why the XGBoost baseline would be trained on stars it is then scored on, or None: --baseline-train
+    names --data and --split takes its train rows (`train`, or `all`)."""
+    if (
+        not args.baseline_train
+        or args.split not in ("train", "all")
+        or not same_file(args.baseline_train, args.data)
+    ):
+        return None
+    return (
+        f"--baseline-train is --data and --split {args.split} scores its train rows: XGBoost would be scored on "
+        "the stars it was trained on; train it on another file (e.g. the APOGEE×XP dev set) or score --split test"
+    )
+
+
 def _split_conflict(args: argparse.Namespace) -> str | None:
     """Why the σ calibration would be fitted on the stars it is then judged on, or None.
 
@@ -96,7 +111,7 @@ def _fail(exc: Exception | str) -> int:
 
 
 def _main(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> int:
-    conflict = _split_conflict(args)
+    conflict = _split_conflict(args) or _baseline_conflict(args)
     if conflict:
         if parser is not None:
             parser.error(conflict)  # usage, then the one-line error; exit status 2
@@ -123,6 +138,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         baseline_estimators=args.baseline_estimators,
         baseline_model=args.baseline_model,
         val_data=args.val_data,
+        sim_to_real=args.sim_to_real,
         val_split=args.val_split,
         calibration_policy=args.calibration,
         calibration_method=args.calibration_method,
@@ -185,6 +201,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--scenarios", help="comma-separated subset of standard,first5,random64,high_order,identity"
     )
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--no-sim-to-real",
+        dest="sim_to_real",
+        action="store_false",
+        help="the stars are simulated: the shipped σ are scored without the model's sim-to-real term (the "
+        "catalogue adds it for real stars; default: real stars, as the catalogue gives them)",
+    )
     p.add_argument(
         "--dtype", default=None, help="inference precision passed to Predictor.load (e.g. bfloat16)"
     )

@@ -46,7 +46,10 @@ def _calibration_set(data, val_data, baseline_train, val_split, split, max_stars
     `baseline_train`; never rows that are scored (`_scored_rows`: skipped with a warning); None if none."""
     from xpengine.evaluate.runner import load_eval_set
 
-    for cand in [val_data] if val_data else [data, baseline_train]:
+    cands = [val_data] if val_data else [data, baseline_train]
+    if len(cands) == 2 and cands[1] and same_file(cands[0], cands[1]):
+        cands = cands[:1]  # one file given twice: judged (and warned about) once
+    for cand in cands:
         if cand and _scored_rows(cand, data, val_split, split):
             logger.warning(
                 "no σ calibration on the %r rows of %s: they are scored (%r)", val_split, cand, split
@@ -94,6 +97,7 @@ def run_evaluation(
     store_calibration: bool = False,
     scenarios: Sequence[str] | None = None,
     device: str = "cpu",
+    sim_to_real: bool = True,
     dtype: str | None = None,
     batch_size: int = 4096,
     max_stars: int | None = None,
@@ -126,7 +130,7 @@ def run_evaluation(
     shipped = None  # the model as it ships, with its own σ calibration (when it has one)
     if predictor is None and model is not None:
         predictor = load_predictor(model, device=device, dtype=dtype)
-        shipped = load_predictor(model, device=device, dtype=dtype, calibrate=True)
+        shipped = load_predictor(model, device=device, dtype=dtype, calibrate=True, sim_to_real=sim_to_real)
         if getattr(shipped, "calibration", None) is None:
             shipped = None
     test = load_eval_set(data, split=split, max_stars=max_stars, seed=seed)
@@ -167,6 +171,8 @@ def run_evaluation(
         shipped=shipped,
     )
     result.metrics["data"]["model"] = model
+    if result.metrics["calibration"] and result.metrics["calibration"].get("shipped") is not None:
+        result.metrics["calibration"]["shipped_sim_to_real"] = bool(getattr(shipped, "sim_to_real", False))
     files: list[str] = []
     if result.calibration is not None:
         files.append(str(result.calibration.save(out / "calibration.json", overwrite=True)))

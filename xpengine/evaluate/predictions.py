@@ -61,15 +61,22 @@ def metric_labels(tokens: Sequence[str]) -> list[str]:
 
 
 def load_predictor(
-    model: str, *, device: str = "cpu", dtype: str | None = None, calibrate: bool = False
+    model: str,
+    *,
+    device: str = "cpu",
+    dtype: str | None = None,
+    calibrate: bool = False,
+    sim_to_real: bool = True,
 ) -> LabelPredictor:
     """`Predictor.load(model, ...)` with uncalibrated σ (``calibrate=False``, the default), so raw and
-    calibrated uncertainties can both be measured; ``calibrate=True``: with the model's own calibration."""
+    calibrated uncertainties can both be measured; ``calibrate=True``: with the model's own calibration,
+    and its sim-to-real term unless ``sim_to_real=False`` (simulated stars)."""
     from xpengine.inference.predictor import Predictor
 
-    return Predictor.load(
-        model, device=device, calibrate=calibrate, **({} if dtype is None else {"dtype": dtype})
-    )
+    extra = {} if dtype is None else {"dtype": dtype}
+    if calibrate:
+        extra["sim_to_real"] = sim_to_real
+    return Predictor.load(model, device=device, calibrate=calibrate, **extra)
 
 
 def predict_labels(

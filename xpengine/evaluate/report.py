@@ -392,7 +392,12 @@ def _calibration_section(cal: Mapping[str, Any], labels: list[str]) -> list[str]
         lines += [
             "",
             "The σ the model ships (its own `calibration.json`, as the catalogue and `Predictor.from_xp` give "
-            "them), on the same stars:",
+            "them), on the same stars, "
+            + (
+                "with its sim-to-real term (real stars):"
+                if cal.get("shipped_sim_to_real")
+                else "without a sim-to-real term (simulated stars, or a model without one):"
+            ),
             "",
         ]
         rows = [

@@ -241,13 +241,15 @@ def embedded_gaia_source_columns(
 ) -> list[str]:
     """The engine's gaia_source columns (G, parallax, RUWE, ...: `GAIA_SOURCE_COLUMNS`) that an XP file
     holds beside its XP, in Gaia order: an ADQL join of the two tables, or GaiaXPy's 18 Sco file with its
-    `phot_g_mean_mag`. Reads the file's header only. [] for a bulk XP partition, and for a file without
-    `source_id` (a one-source XP_SAMPLED download)."""
-    reader = open_table_reader(source, storage_options)
-    try:
-        in_file = set(reader.columns)
-    finally:
-        reader.src.close()
+    `phot_g_mean_mag`. Reads the file's header only (`formats.table_column_names`). [] for a bulk XP
+    partition, a file without `source_id` (a one-source XP_SAMPLED download) and a model-inputs file (it
+    carries its own gaia_source, 2MASS and E(B−V) columns)."""
+    from xpengine.io.formats import table_column_names
+    from xpengine.io.model_inputs import is_model_inputs
+
+    if is_model_inputs(source, storage_options=storage_options):  # `xpengine compact` output: its own
+        return []
+    in_file = set(table_column_names(source, storage_options))
     if "source_id" not in in_file:  # a single-source XP_SAMPLED download: nothing to match them by
         return []
     own = [

@@ -17,7 +17,7 @@ from xpengine.io._source import Source, open_source
 from xpengine.io.errors import GaiaFileError
 from xpengine.io.formats import csv, ecsv, fits, parquet, votable
 
-__all__ = ["FORMATS", "identify_format", "open_table_reader"]
+__all__ = ["FORMATS", "identify_format", "open_table_reader", "table_column_names"]
 
 FORMATS = (parquet, fits, votable, ecsv, csv)
 """Tried in this order; magic-byte formats first."""
@@ -64,3 +64,48 @@ def open_table_reader(
     name = identify_format(src)
     mod = {m.NAME: m for m in FORMATS}[name]
     return mod.open_reader(src)
+
+
+def table_column_names(
+    source: str | os.PathLike[str], storage_options: dict[str, Any] | None = None
+) -> list[str]:
+    """The column names of a table file, from its header where that is cheap: VOTable FIELDs and the FITS
+    table header from the first decompressed bytes (their readers parse the whole file), the header of text
+    and Parquet files from their readers (which read only that). Falls back to the format's reader."""
+    src = open_source(source, storage_options)
+    try:
+        name = identify_format(src)
+        names = _names_from_head(name, src.head)
+        if names is not None:
+            return names
+        mod = {m.NAME: m for m in FORMATS}[name]
+        return list(mod.open_reader(src).columns)
+    finally:
+        src.close()
+
+
+def _names_from_head(fmt: str, head: bytes) -> list[str] | None:
+    """Column names read from the first bytes of a VOTable or FITS file; None when the header does not
+    end within them (or for another format)."""
+    import re
+
+    if fmt == "votable":
+        text = head.decode("utf-8", errors="replace")
+        end = re.search(r"<(DATA|TABLEDATA|BINARY2?|FITS)\b", text)
+        if end is None:
+            return None
+        return re.findall(r"<FIELD\b[^>]*?\bname\s*=\s*[\"']([^\"']+)[\"']", text[: end.start()])
+    if fmt == "fits":
+        cards = [head[i : i + 80].decode("ascii", errors="replace") for i in range(0, len(head) - 79, 80)]
+        table = next((k for k, c in enumerate(cards) if c.startswith("XTENSION") and "TABLE" in c), None)
+        if table is None:
+            return None
+        names: dict[int, str] = {}
+        for c in cards[table:]:
+            if c.startswith("END") and not c[3:].strip():
+                return [names[k] for k in sorted(names)]
+            m = re.match(r"TTYPE(\d+)\s*=\s*'((?:[^']|'')*)'", c)
+            if m:
+                names[int(m.group(1))] = m.group(2).replace("''", "'").rstrip()
+        return None
+    return None

@@ -176,8 +176,10 @@ class TextReader:
             msg = str(exc)
             m = re.search(r"In CSV column #(\d+)", msg)
             column = self.columns[int(m.group(1))] if m and int(m.group(1)) < len(self.columns) else None
-            found = locate_bad_row(self.src, self._data_offset, len(self.columns), self.delimiter, row)
-            if found is None:  # not a row of the wrong length: say how far the reading got
+            found = None
+            if re.search(r"Expected \d+ columns, got \d+", msg):  # a row of the wrong length: find it
+                found = locate_bad_row(self.src, self._data_offset, len(self.columns), self.delimiter, row)
+            if found is None:  # another parse error: say how far the reading got
                 raise GaiaFileError(
                     self.src.url,
                     f"cannot parse {self.format_name} after data row {row}: {msg}",
