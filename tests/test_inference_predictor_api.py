@@ -249,6 +249,12 @@ def test_inputs_the_model_never_read_are_left_out(trained, tmp_path, caplog):
     np.testing.assert_array_equal(again["teff"], ref["teff"])
     dropped = [r.getMessage() for r in caplog.records if "never read" in r.getMessage()]
     assert dropped == ["model 'no-jk' never read input tokens jh, jk in training: left out of its context"]
+    # another set left out (evaluate's random contexts make dozens) goes to DEBUG, not another warning
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="xpengine.inference.predictor"):
+        p.predict(x, request=["teff"], inputs=["bp0..9", "jk"])
+    (rec,) = [r for r in caplog.records if "never read" in r.getMessage()]
+    assert rec.levelno == logging.DEBUG and "tokens jk in" in rec.getMessage()
     with pytest.raises(ValueError, match=r"none of the input tokens jk were read by model 'no-jk'"):
         p.predict(x, request=["teff"], inputs=["jk"])
 

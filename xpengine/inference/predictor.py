@@ -193,14 +193,14 @@ class Predictor:
 
     def select_inputs(self, inputs: Sequence[str]) -> list[str]:
         """The context tokens selected by `inputs` (token-list syntax) less those the model never read
-        in training, which are left out with one log line (once per set left out)."""
+        in training, which are left out with one log line (a warning for the first set, DEBUG after)."""
         names = self._expand(inputs)
         learned = set(self.learned.inputs)
         dropped = tuple(n for n in self.vocabulary.names if n in names and n not in learned)
-        if dropped:
+        if dropped:  # a warning for the first set; other sets (evaluate's random contexts) at DEBUG
             self._log_once(
                 ("never read", dropped),
-                logging.WARNING,
+                logging.DEBUG if any(k[0] == "never read" for k in self._logged) else logging.WARNING,
                 "model %r never read input tokens %s in training: left out of its context",
                 self.model_name,
                 describe_tokens(dropped),
