@@ -1,5 +1,5 @@
 """An XP file that holds gaia_source columns beside its XP: an ADQL join of `xp_continuous_mean_spectrum`
-with `gaia_source`, or GaiaXPy's 18 Sco file with its `phot_g_mean_mag`. `io.read_embedded_gaia_source`
+with `gaia_source`, or GaiaXPy's 18 Sco file with its `phot_g_mean_mag`. `io.read_embedded_columns`
 reads them, `read_xp_continuous(..., with_gaia_source=True)` joins them, and `xpengine features` and the
 catalogue job use them when no gaia_source table is given. Until session 26 they were dropped, so 18 Sco
 was normalised by its synthetic G (G_FROM_XP) though the file gives its G."""
@@ -18,8 +18,8 @@ from _paths import GAIA_SOURCE_DIR, SCO18, XP_DIR
 from xpengine.features import SourceFlag
 from xpengine.io import (
     GaiaFileError,
-    embedded_gaia_source_columns,
-    read_embedded_gaia_source,
+    embedded_columns,
+    read_embedded_columns,
     read_gaia_source,
     read_xp_continuous,
 )
@@ -55,8 +55,8 @@ def _flags(table: pa.Table, source_id: int) -> int:
 
 
 def test_18sco_file_gives_its_g_and_a_plain_read_says_it_was_left_out(caplog):
-    assert embedded_gaia_source_columns(SCO18) == ["phot_g_mean_mag"]
-    gaia = read_embedded_gaia_source(SCO18)
+    assert embedded_columns(SCO18) == ["phot_g_mean_mag"]
+    gaia = read_embedded_columns(SCO18)
     assert gaia.column_names == ["source_id", "phot_g_mean_mag", "read_problem"]
     assert gaia.column("source_id").to_pylist() == [SCO18_ID]
     assert gaia.column("phot_g_mean_mag").type == pa.float32()
@@ -77,8 +77,8 @@ def test_18sco_file_gives_its_g_and_a_plain_read_says_it_was_left_out(caplog):
 
 
 def test_a_file_without_gaia_source_columns_gives_none_and_no_warning(caplog):
-    assert embedded_gaia_source_columns(RAW) == []
-    assert read_embedded_gaia_source(RAW) is None
+    assert embedded_columns(RAW) == []
+    assert read_embedded_columns(RAW) is None
     with caplog.at_level(logging.WARNING, logger="xpengine.io.xp_continuous"):
         t = read_xp_continuous(RAW, with_gaia_source=True)
     assert t.column_names[-1] == "read_problem"
@@ -110,14 +110,14 @@ def test_a_repeated_source_gives_one_row_its_first_and_a_disagreement_is_logged(
         "phot_g_mean_mag": [12.5, 12.5, 12.5, 13.0, 13.0, 13.0],
     }
     pacsv.write_csv(pa.table(rows), tmp_path / "long.csv")
-    g = read_embedded_gaia_source(tmp_path / "long.csv")
+    g = read_embedded_columns(tmp_path / "long.csv")
     assert g.column("source_id").to_pylist() == [7, 9]
     assert g.column("phot_g_mean_mag").to_pylist() == [12.5, 13.0]
 
     rows["phot_g_mean_mag"][4] = 13.1
     pacsv.write_csv(pa.table(rows), tmp_path / "bad.csv")
-    with caplog.at_level(logging.WARNING, logger="xpengine.io.gaia_source"):
-        g = read_embedded_gaia_source(tmp_path / "bad.csv")
+    with caplog.at_level(logging.WARNING, logger="xpengine.io.embedded"):
+        g = read_embedded_columns(tmp_path / "bad.csv")
     assert g.column("phot_g_mean_mag").to_pylist() == [12.5, 13.0]
     msg = " ".join(r.getMessage() for r in caplog.records)
     assert "bad.csv" in msg and "source 9" in msg and "phot_g_mean_mag" in msg and "data row 5" in msg
@@ -153,8 +153,8 @@ def test_look_alike_and_other_tables_columns_are_named_in_a_warning(tmp_path, ca
     t = t.append_column("gaia_source.parallax", pa.array(["1.0", "2.0"]))
     t = t.append_column("j_m", pa.array(["12.0", "11.0"]))
     pacsv.write_csv(t, tmp_path / "odd.csv")
-    with caplog.at_level(logging.WARNING, logger="xpengine.io.gaia_source"):
-        assert embedded_gaia_source_columns(tmp_path / "odd.csv") == []
+    with caplog.at_level(logging.WARNING, logger="xpengine.io.embedded"):
+        assert embedded_columns(tmp_path / "odd.csv") == []
     msg = " ".join(r.getMessage() for r in caplog.records)
     assert "PHOT_G_MEAN_MAG" in msg and "gaia_source.parallax" in msg and "not used" in msg
     assert "2MASS" in msg and "j_m" in msg and "--tmass" in msg
@@ -172,21 +172,21 @@ def test_the_plan_uses_a_files_own_columns_unless_a_partner_is_given(caplog):
 
     with caplog.at_level(logging.INFO, logger="xpengine.pipeline"):
         (alone,) = plan_partitions(InferenceConfig(input=[str(SCO18)]))
-    assert alone.own_gaia == ("phot_g_mean_mag",) and alone.gaia is None
-    assert any("using its own gaia_source column" in r.getMessage() for r in caplog.records)
+    assert alone.own == ("phot_g_mean_mag",) and alone.gaia is None
+    assert any("using its own column" in r.getMessage() for r in caplog.records)
     vot = str(GAIA_SOURCE_DIR / "1710099405832VAL-result.vot")
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="xpengine.pipeline"):
         (paired,) = plan_partitions(InferenceConfig(input=[str(SCO18)], gaia_source=[vot]))
-    assert paired.own_gaia == () and paired.gaia == vot
+    assert paired.own == () and paired.gaia == vot
     assert any(
         "used instead" in r.getMessage() and "phot_g_mean_mag" in r.getMessage() for r in caplog.records
     )
     (raw,) = plan_partitions(InferenceConfig(input=[str(RAW)]))
-    assert raw.own_gaia == ()
+    assert raw.own == ()
     # resume: a record made without the file's own columns differs from this run's
-    old_record = {"inputs": _input_fingerprints(replace(alone, own_gaia=()))}
-    assert "gaia_source_own_columns" in _input_change(alone, old_record, False)
+    old_record = {"inputs": _input_fingerprints(replace(alone, own=()))}
+    assert "xp_file_own_columns" in _input_change(alone, old_record, False)
     assert _input_change(alone, {"inputs": _input_fingerprints(alone)}, False) is None
     assert _input_change(raw, {"inputs": _input_fingerprints(raw)}, False) is None
 
@@ -210,13 +210,14 @@ def test_features_command_uses_the_files_own_g_and_parallax(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_job_uses_the_files_own_gaia_source_columns(ray_local, tmp_path):
+def test_job_uses_the_files_own_columns(ray_local, tmp_path):
     """The catalogue job on 18 Sco's file and an ADQL join, no --gaia-source: the stars' G (and the join's
-    parallax) come from the files, so no G_FROM_XP, and the join's stars get parallax distances."""
+    parallax, 2MASS and E(B−V)) come from the files, so no G_FROM_XP, and the join's stars get parallax
+    distances, J−H / J−K and their E(B−V)."""
     from xpengine.pipeline.config import InferenceConfig
     from xpengine.pipeline.ray_job import run_inference
 
-    join = _adql_join(tmp_path / "join.csv")
+    join = _with_2mass_and_ebv(tmp_path / "join.csv")
     out = tmp_path / "catalog"
     cfg = InferenceConfig(
         input=[str(SCO18), str(join)],
@@ -238,6 +239,7 @@ def test_job_uses_the_files_own_gaia_source_columns(ray_local, tmp_path):
     for sid, plx in zip(RAW_IDS, (2.5, 0.8), strict=True):
         f = _flags(cat, sid)
         assert f & int(SourceFlag.DISTANCE_FROM_PARALLAX) and not f & int(SourceFlag.NO_PARALLAX), sid
+        assert not f & int(SourceFlag.NO_2MASS | SourceFlag.NO_EXTINCTION), sid  # the join's J/H/Ks, E(B−V)
         d = cat.column("distance_pc")[ids.index(sid)].as_py()
         assert d == pytest.approx(1000.0 / plx, rel=0.1), sid  # 1/ϖ after the zero point
 
@@ -311,3 +313,83 @@ def test_column_names_come_from_the_header_without_reading_a_votable_or_fits_who
     monkeypatch.setattr(fits, "open_reader", refuse)
     for f in files:
         assert table_column_names(f) == expected[f], f.name
+
+
+def _with_2mass_and_ebv(path):
+    """An ADQL join with the 2MASS best-neighbour photometry and a dust map's E(B−V) beside G / parallax."""
+    t = pacsv.read_csv(_adql_join(path), convert_options=pacsv.ConvertOptions(strings_can_be_null=False))
+    names = t.column_names
+    t = pacsv.read_csv(
+        path, convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()))
+    )
+    for name, values in (
+        ("j_m", ["13.00", "12.00"]),
+        ("j_msigcom", ["0.02", "0.02"]),
+        ("h_m", ["12.40", "11.90"]),
+        ("h_msigcom", ["0.02", "0.03"]),
+        ("ks_m", ["12.20", "11.85"]),
+        ("ks_msigcom", ["0.03", "0.02"]),
+        ("ebv", ["0.10", "0.02"]),
+    ):
+        t = t.append_column(name, pa.array(values))
+    pacsv.write_csv(t, path)
+    return path
+
+
+def test_an_adql_joins_2mass_and_ebv_columns_are_used_unless_tables_are_given(tmp_path, caplog):
+    """J, H, Ks (all six 2MASS columns) and E(B−V) in the join give the J−H, J−K and ln E(B−V) tokens,
+    as --tmass / --ebv tables would; a table given replaces them, with a warning; the plan records them."""
+    from xpengine.cli import main
+    from xpengine.pipeline.config import InferenceConfig
+    from xpengine.pipeline.plan import plan_partitions
+
+    join = _with_2mass_and_ebv(tmp_path / "join.csv")
+    assert embedded_columns(join)[-7:] == [
+        "j_m",
+        "j_msigcom",
+        "h_m",
+        "h_msigcom",
+        "ks_m",
+        "ks_msigcom",
+        "ebv",
+    ]
+    assert main(["features", "--xp", str(join), "--output", str(tmp_path / "own.parquet")]) == 0
+    t = pq.read_table(tmp_path / "own.parquet")
+    np.testing.assert_allclose(t.column("jh").to_numpy(), [0.60, 0.10], atol=1e-5)
+    np.testing.assert_allclose(t.column("jk").to_numpy(), [0.80, 0.15], atol=1e-5)
+    np.testing.assert_allclose(t.column("logebv").to_numpy(), np.log([0.10, 0.02]), atol=1e-5)
+    for sid in RAW_IDS:
+        assert not _flags(t, sid) & int(SourceFlag.NO_2MASS | SourceFlag.NO_EXTINCTION), sid
+
+    tmass = tmp_path / "tmass.parquet"  # another star's photometry: the table given wins
+    pq.write_table(
+        pa.table(
+            {"source_id": RAW_IDS, **{c: [10.0, 10.0] for c in ("j_m", "h_m", "ks_m")},
+             **{c: [0.02, 0.02] for c in ("j_msigcom", "h_msigcom", "ks_msigcom")}}
+        ),
+        tmass,
+    )  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="xpengine.features.cli"):
+        assert (
+            main(
+                [
+                    "features",
+                    "--xp",
+                    str(join),
+                    "--tmass",
+                    str(tmass),
+                    "--output",
+                    str(tmp_path / "t.parquet"),
+                ]
+            )
+            == 0
+        )
+    assert pq.read_table(tmp_path / "t.parquet").column("jh").to_pylist() == [0.0, 0.0]
+    assert any(
+        "replaced by the tables given" in r.getMessage() and "j_m" in r.getMessage() for r in caplog.records
+    )
+
+    (task,) = plan_partitions(InferenceConfig(input=[str(join)]))
+    assert "j_m" in task.own and "ebv" in task.own and "parallax" in task.own
+    (task,) = plan_partitions(InferenceConfig(input=[str(join)], tmass=str(tmass)))
+    assert "j_m" not in task.own and "ebv" in task.own

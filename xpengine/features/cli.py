@@ -151,8 +151,8 @@ def run_features(args: argparse.Namespace) -> int:
 
 
 def _read_inputs(args: argparse.Namespace) -> Any:
-    """The XP table of --xp joined with --gaia-source (without it, the gaia_source columns the XP file
-    holds, if any), --tmass and --ebv (the XP table alone when none is given). Raises what the readers
+    """The XP table of --xp joined with --gaia-source, --tmass and --ebv (for each one not given, the XP
+    file's own columns of that kind, if any: an ADQL join; the XP table alone when there are none). Raises what the readers
     raise for an input that cannot be read (`GaiaFileError`, naming the file, row and column), so that
     the command can say it in one line."""
     from xpengine.io import (
@@ -184,13 +184,19 @@ def _read_inputs(args: argparse.Namespace) -> Any:
             if gaia is None and tmass is None and ebv is None
             else join_sources(xp, gaia, tmass=tmass, ebv=ebv)
         )
-    # without --gaia-source, the gaia_source columns the XP file holds (an ADQL join), if any
-    xp = read_xp_continuous(args.xp, with_gaia_source=not args.gaia_source)
-    if args.gaia_source:
-        logger.info("read gaia_source from %s", args.gaia_source)
-    elif own := xp.column_names[xp.column_names.index(READ_PROBLEM) + 1 :]:
-        logger.info("no --gaia-source: using the XP file's own gaia_source column(s) %s", own)
-    else:
+    # the side columns the XP file holds (an ADQL join), for each kind of table not given here
+    xp = read_xp_continuous(args.xp, with_gaia_source=True)
+    own = xp.column_names[xp.column_names.index(READ_PROBLEM) + 1 :]
+    replaced = [
+        c for c in own if (c in TMASS_COLUMNS and tmass is not None) or (c in EBV_COLUMNS and ebv is not None)
+    ]
+    replaced += [c for c in own if c not in TMASS_COLUMNS and c not in EBV_COLUMNS and gaia is not None]
+    if replaced:
+        logger.warning("the XP file's own column(s) %s are replaced by the tables given", replaced)
+        xp = xp.drop_columns(replaced)
+    if [c for c in own if c not in replaced]:
+        logger.info("using the XP file's own column(s) %s", [c for c in own if c not in replaced])
+    if gaia is None and not [c for c in own if c not in replaced and c not in TMASS_COLUMNS + EBV_COLUMNS]:
         logger.warning(
             "no --gaia-source: every row is flagged NO_GAIA_SOURCE and gets no parallax token; the XP are "
             "normalised by the synthetic G of each star's own coefficients (flag G_FROM_XP) and BP-RP is "

@@ -6,7 +6,7 @@ Reading (any of: bulk `*.csv.gz` ECSV, archive CSV/ECSV, FITS, VOTable, Parquet;
 - `read_xp_sampled` / `iter_xp_sampled`: archive `XP_SAMPLED` / `XpSampledMeanSpectrum` and GaiaXPy
   `calibrate` output (files or in-memory tables) as projected coefficients (`xpengine.spectra`).
 - `read_gaia_source` / `iter_gaia_source`: the `gaiadr3.gaia_source` columns the engine needs;
-  `read_embedded_gaia_source`: those an XP file holds beside its XP (an ADQL join of the two tables).
+  `read_embedded_columns`: those (and 2MASS, E(B−V)) an XP file holds beside its XP (an ADQL join).
 - `read_table`: any other table (2MASS, E(B−V)), `join_sources`: left join on source_id.
 - `read_fits_columns` / `open_fits_table`: large local FITS tables (APOGEE allStar, DistMass, the
   APOGEE×XP file) memory-mapped, as numpy columns.
@@ -37,15 +37,11 @@ from xpengine.io.atomic import (
     write_text_atomically,
 )
 from xpengine.io.bulk import write_bulk_gaia_source, write_bulk_xp_continuous
+from xpengine.io.embedded import embedded_columns, read_embedded_columns
 from xpengine.io.errors import GaiaFileError
 from xpengine.io.fits_tables import open_fits_table, read_fits_columns
 from xpengine.io.formats import identify_format
-from xpengine.io.gaia_source import (
-    embedded_gaia_source_columns,
-    iter_gaia_source,
-    read_embedded_gaia_source,
-    read_gaia_source,
-)
+from xpengine.io.gaia_source import iter_gaia_source, read_gaia_source
 from xpengine.io.model_inputs import (
     ModelInputsWriter,
     is_model_inputs,
@@ -95,7 +91,7 @@ __all__ = [
     "covariance_from_correlations",
     "directory_written_atomically",
     "discover_partitions",
-    "embedded_gaia_source_columns",
+    "embedded_columns",
     "file_written_atomically",
     "gaia_source_schema",
     "identify_format",
@@ -110,7 +106,7 @@ __all__ = [
     "model_inputs_provenance",
     "model_inputs_table",
     "open_fits_table",
-    "read_embedded_gaia_source",
+    "read_embedded_columns",
     "read_fits_columns",
     "read_gaia_source",
     "read_md5sums",

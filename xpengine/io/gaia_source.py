@@ -29,15 +29,9 @@ from xpengine.io.schema import (
     GAIA_SOURCE_REQUIRED,
     META_SOURCE,
     READ_PROBLEM,
-    XP_BY_NAME,
 )
 
-__all__ = [
-    "embedded_gaia_source_columns",
-    "iter_gaia_source",
-    "read_embedded_gaia_source",
-    "read_gaia_source",
-]
+__all__ = ["iter_gaia_source", "read_gaia_source"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +54,7 @@ def iter_gaia_source(
     columns: list[str] | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     storage_options: dict[str, Any] | None = None,
+    types: dict[str, pa.DataType] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Stream gaia_source rows as record batches: the columns asked for, then `read_problem` (string).
 
@@ -71,6 +66,8 @@ def iter_gaia_source(
         from the file come back as nulls; required ones (`source_id`, `ra`, `dec`, `parallax`,
         `parallax_error`, `phot_g_mean_mag`) and any other column named in `columns` must exist.
     batch_rows : rows per batch for FITS/VOTable/Parquet; text files are batched by blocks (~16 MB).
+    types : Arrow types of columns that are not gaia_source's (2MASS magnitudes beside them, say): read
+        as those, an unreadable value a row problem.
 
     Unreadable values (text files) become null, reported per row in `read_problem` (module docstring).
 
@@ -93,7 +90,7 @@ def iter_gaia_source(
     types: dict[str, pa.DataType] = {}
     for n in read_cols:
         spec = GAIA_SOURCE_BY_NAME.get(n)
-        t = spec.type if spec is not None else reader.declared_type(n)
+        t = (types or {}).get(n) or (spec.type if spec is not None else reader.declared_type(n))
         if t is not None:
             types[n] = t
     # Text files: numbers and booleans (source_id aside) arrive as text and are cast here, so that one
@@ -223,9 +220,10 @@ def read_gaia_source(
     *,
     columns: list[str] | None = None,
     storage_options: dict[str, Any] | None = None,
+    types: dict[str, pa.DataType] | None = None,
 ) -> pa.Table:
     """Read gaia_source rows into one table (see `iter_gaia_source`)."""
-    batches = list(iter_gaia_source(source, columns=columns, storage_options=storage_options))
+    batches = list(iter_gaia_source(source, columns=columns, storage_options=storage_options, types=types))
     if not batches:
         names, _ = _plan(columns)
         empty = {
@@ -234,123 +232,3 @@ def read_gaia_source(
         }
         return pa.table({**empty, READ_PROBLEM: pa.array([], type=pa.string())})
     return pa.Table.from_batches(batches)
-
-
-def embedded_gaia_source_columns(
-    source: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None
-) -> list[str]:
-    """The engine's gaia_source columns (G, parallax, RUWE, ...: `GAIA_SOURCE_COLUMNS`) that an XP file
-    holds beside its XP, in Gaia order: an ADQL join of the two tables, or GaiaXPy's 18 Sco file with its
-    `phot_g_mean_mag`. Reads the file's header only (`formats.table_column_names`). [] for a bulk XP
-    partition, a file without `source_id` (a one-source XP_SAMPLED download) and a model-inputs file (it
-    carries its own gaia_source, 2MASS and E(B−V) columns)."""
-    from xpengine.io.formats import table_column_names
-    from xpengine.io.model_inputs import is_model_inputs
-
-    if is_model_inputs(source, storage_options=storage_options):  # `xpengine compact` output: its own
-        return []
-    in_file = set(table_column_names(source, storage_options))
-    if "source_id" not in in_file:  # a single-source XP_SAMPLED download: nothing to match them by
-        return []
-    own = [
-        c.name
-        for c in GAIA_SOURCE_COLUMNS
-        if c.name in in_file and c.name != "source_id" and c.name not in XP_BY_NAME
-    ]
-    _warn_unused_columns(os.fspath(source), in_file)
-    return own
-
-
-_OTHER_TABLES = {
-    "2MASS": ("j_m", "j_msigcom", "h_m", "h_msigcom", "ks_m", "ks_msigcom"),
-    "E(B-V)": ("ebv", "ebv_error"),
-}
-"""Columns of the job's other side tables (`io.tables.TMASS_COLUMNS`, `EBV_COLUMNS`): an XP file's own
-are not read, only named in a warning."""
-
-
-def _warn_unused_columns(url: str, in_file: set[str]) -> None:
-    """Warn about columns an XP file holds that look like the engine's but are not taken: gaia_source
-    columns spelled in another case or behind a table prefix (`PHOT_G_MEAN_MAG`, `gaia_source.parallax`),
-    and 2MASS / E(B−V) columns (those come from --tmass / --ebv tables)."""
-    engine = {c.name for c in GAIA_SOURCE_COLUMNS} | set(XP_BY_NAME)
-    near = {
-        name: key
-        for name in sorted(in_file)
-        if name not in engine and (key := name.rsplit(".", 1)[-1].lower()) in engine and key not in in_file
-    }
-    if near:
-        logger.warning(
-            "%s: column(s) %s look like Gaia's %s but are not named so: not used (rename them to the "
-            "archive's lower-case names, without a table prefix)",
-            url,
-            sorted(near),
-            sorted(set(near.values())),
-        )
-    for what, names in _OTHER_TABLES.items():
-        held = [n for n in names if n in in_file]
-        if held:
-            option = "--tmass" if what == "2MASS" else "--ebv"
-            logger.warning(
-                "%s holds %s column(s) %s beside its XP: not read from an XP file; give them as a %s table "
-                "(source_id, %s) or to Predictor.from_xp",
-                url,
-                what,
-                held,
-                option,
-                ", ".join(names),
-            )
-
-
-def read_embedded_gaia_source(
-    source: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None
-) -> pa.Table | None:
-    """The gaia_source columns an XP file holds beside its XP (`embedded_gaia_source_columns`) as a
-    gaia_source table: `source_id`, those columns with their Gaia dtypes, `read_problem` (unreadable values
-    null and reported, as `iter_gaia_source` does). None when the file holds none. Columns the file lacks
-    are simply absent (the engine treats them as not measured: no parallax column, no parallax token).
-
-    A file with one row per wavelength (the archive's long-layout XP_SAMPLED) repeats a source's values
-    on each of its rows, and a join through a cross-match can repeat a source: one row per source, the
-    first row's values (a disagreement is logged, naming the source, the data row and the column).
-
-    Raises
-    ------
-    GaiaFileError : what `iter_gaia_source` raises.
-    """
-    columns = embedded_gaia_source_columns(source, storage_options=storage_options)
-    if not columns:
-        return None
-    table = read_gaia_source(source, columns=columns, storage_options=storage_options)
-    ids = np.asarray(table.column("source_id"), dtype=np.int64)
-    first_of_row = _first_rows(ids)  # (N,)
-    first = np.unique(first_of_row)  # each source's first row, in the file's order
-    if len(first) == len(ids):
-        return table
-    meta = table.schema.metadata or {}
-    url = meta.get(META_SOURCE, os.fspath(source).encode()).decode()
-    rep = table.take(pa.array(first_of_row))
-    for name in columns:
-        same = pc.fill_null(pc.equal(table.column(name), rep.column(name)), False)
-        both_null = pc.and_(table.column(name).is_null(), rep.column(name).is_null())
-        bad = ~np.asarray(pc.or_(same, both_null))
-        if bad.any():
-            # a join through a cross-match can repeat a source with other values: the job keeps a
-            # source's first row (its other rows go to `_rejected/`), and so do its columns here
-            row = int(np.flatnonzero(bad)[0])
-            logger.warning(
-                "%s: source %d has rows with different %s values (data row %d differs from its first row); "
-                "the first row's values are used for all of its rows (%d row(s) differ in this column)",
-                url,
-                ids[row],
-                name,
-                row + 1,
-                int(bad.sum()),
-            )
-    return table.take(pa.array(first))
-
-
-def _first_rows(ids: np.ndarray) -> np.ndarray:
-    """(N,) index of the first row with each row's source_id."""
-    _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
-    return first[inverse]

@@ -26,8 +26,8 @@ on another release can refuse the data (`xpengine.features.build_tokens`).
 
 Other columns: a file may hold gaia_source columns beside the XP (G, parallax, ...: an ADQL join of the
 two tables). The batches hold the XP columns only; `read_xp_continuous(..., with_gaia_source=True)` joins
-those columns (`io.read_embedded_gaia_source`), and without it warns that it left them out. The job and
-`xpengine features` use them for a file given without a gaia_source table.
+those columns and the file's 2MASS / E(B−V) columns (`io.read_embedded_columns`), and without it warns
+that it left them out. The job and `xpengine features` use them for each side table not given otherwise.
 """
 
 from __future__ import annotations
@@ -214,10 +214,10 @@ def read_xp_continuous(
 ) -> pa.Table:
     """Read a whole XP continuous file into one Arrow table (see `iter_xp_continuous`).
 
-    with_gaia_source : also return the gaia_source columns the file holds beside its XP (G, parallax, ...:
-        an ADQL join of the two tables; `io.read_embedded_gaia_source`), after the XP columns, with
-        their read problems in `read_problem`; `Predictor.from_xp` uses them. Without it such columns
-        are left out, with a warning naming them.
+    with_gaia_source : also return the gaia_source, 2MASS and E(B−V) columns the file holds beside its
+        XP (G, parallax, J/H/Ks, ...: an ADQL join; `io.read_embedded_columns`), after the XP columns,
+        with their read problems in `read_problem`; `Predictor.from_xp` uses them. Without it such
+        columns are left out, with a warning naming them.
     """
     out_cols = output_columns(columns, with_correlations)
     batches = list(
@@ -234,14 +234,13 @@ def read_xp_continuous(
     if batches and META_XP_INPUT in batches[0].schema.metadata:  # rows read from sampled spectra
         meta[META_XP_INPUT] = batches[0].schema.metadata[META_XP_INPUT]
     table = table.replace_schema_metadata(meta)
-    from xpengine.io.gaia_source import embedded_gaia_source_columns, read_embedded_gaia_source
+    from xpengine.io.embedded import embedded_columns, read_embedded_columns
 
+    own = embedded_columns(source, storage_options=storage_options)
     if not with_gaia_source:
-        _warn_gaia_source_columns(
-            url.decode(), embedded_gaia_source_columns(source, storage_options=storage_options)
-        )
+        _warn_gaia_source_columns(url.decode(), own)
         return table
-    gaia = read_embedded_gaia_source(source, storage_options=storage_options)
+    gaia = read_embedded_columns(source, columns=own, storage_options=storage_options) if own else None
     if gaia is None:
         return table
     from xpengine.io.tables import join_sources
@@ -286,12 +285,12 @@ def covariance_from_correlations(errors: np.ndarray, correlations: np.ndarray) -
 
 
 def _warn_gaia_source_columns(url: str, embedded: list[str]) -> None:
-    """Warn that `read_xp_continuous` left out the gaia_source columns (G, parallax, RUWE, ...) an XP
-    file holds beside its XP: a catalogue made from its table alone would treat the stars as having no
-    G or parallax (flags G_FROM_XP, NO_PARALLAX) without saying why."""
+    """Warn that `read_xp_continuous` left out the gaia_source (G, parallax, RUWE, ...), 2MASS or E(B−V)
+    columns an XP file holds beside its XP: a catalogue made from its table alone would treat the stars
+    as having none (flags G_FROM_XP, NO_PARALLAX, NO_2MASS) without saying why."""
     if embedded:
         logger.warning(
-            "%s holds gaia_source column(s) %s beside its XP, left out of this table: read it with "
+            "%s holds gaia_source / 2MASS / E(B-V) column(s) %s beside its XP, left out of this table: read it with "
             "read_xp_continuous(..., with_gaia_source=True), or give them to Predictor.from_xp (g_mag=, "
             "parallax=, ...). The job and `xpengine features` use them when no --gaia-source is given",
             url,

@@ -239,7 +239,7 @@ def _input_change(task: PartitionTask, rec: dict[str, Any], checksum: bool) -> s
         ("gaia_source", task.gaia),
         ("xp_file", task.xp),
         ("gaia_source_file", task.gaia),
-        ("gaia_source_own_columns", task.xp),  # a file's own G / parallax, used since session 26
+        ("xp_file_own_columns", task.xp),  # a file's own G, parallax, J/H/Ks, used since session 26
     ):
         if was.get(key) != now.get(key):
             where = f" ({url})" if key.endswith(("_file", "_columns")) else ""

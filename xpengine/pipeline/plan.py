@@ -93,32 +93,39 @@ def _unique_names(parts: list[Any]) -> list[str]:
     return names
 
 
-def _own_gaia_columns(part: Any) -> tuple[str, ...]:
-    """The gaia_source columns a single XP file (an archive file, an ADQL join: no HEALPix range) holds
-    beside its XP and the job will use, logged; () with a gaia_source partner (whose rows win, said in
-    a warning when the file has its own), for a bulk partition (Gaia's bulk XP files hold none: no
+def _own_columns(part: Any, cfg: InferenceConfig) -> tuple[str, ...]:
+    """The side columns a single XP file (an archive file, an ADQL join: no HEALPix range) holds beside
+    its XP that the job will use (`io.embedded_columns`), logged: its gaia_source columns unless it has a
+    gaia_source partner, its 2MASS unless --tmass is given, its E(B−V) unless --ebv is (a warning names
+    the own columns a given table replaces). () for a bulk partition (Gaia's bulk XP files hold none: no
     header read per partition) and for a model-inputs file (it carries its own)."""
     from xpengine import io
+    from xpengine.io.embedded import split_embedded
 
     if part.hpx8_min is not None or io.is_model_inputs(part.xp_url):
         return ()
     try:
-        own = io.embedded_gaia_source_columns(part.xp_url)
+        own = split_embedded(io.embedded_columns(part.xp_url))
     except (OSError, ValueError) as exc:  # unreadable: the partition's own read says so, naming the file
         log.debug("input %s: header not read at planning (%s)", part.xp_url, exc)
         return ()
-    if own and part.gaia_url:
-        log.warning(
-            "input %s holds gaia_source column(s) %s beside its XP; the rows of --gaia-source %s are used "
-            "instead (a source missing there gets no G or parallax from either)",
-            part.xp_url,
-            own,
-            part.gaia_url,
-        )
-        return ()
-    if own:
-        log.info("input %s: no gaia_source table; using its own gaia_source column(s) %s", part.xp_url, own)
-    return tuple(own)
+    given = {"gaia_source": part.gaia_url, "2MASS": cfg.tmass, "E(B-V)": cfg.ebv}
+    used: list[str] = []
+    for kind, cols in own.items():
+        if cols and given[kind]:
+            log.warning(
+                "input %s holds %s column(s) %s beside its XP; the rows of %s are used instead (a source "
+                "missing there gets none from either)",
+                part.xp_url,
+                kind,
+                cols,
+                given[kind],
+            )
+        elif cols:
+            used += cols
+    if used:
+        log.info("input %s: using its own column(s) %s", part.xp_url, used)
+    return tuple(used)
 
 
 def plan_partitions(cfg: InferenceConfig) -> list[PartitionTask]:
@@ -182,7 +189,7 @@ def plan_partitions(cfg: InferenceConfig) -> list[PartitionTask]:
             xp=p.xp_url,
             gaia=p.gaia_url,
             hpx8_range=None if p.hpx8_min is None else (p.hpx8_min, p.hpx8_max),
-            own_gaia=_own_gaia_columns(p),
+            own=_own_columns(p, cfg),
         )
         for name, p in zip(_unique_names(unique), unique, strict=True)
     ]
@@ -223,8 +230,8 @@ def _input_fingerprints(task: PartitionTask) -> dict[str, Any]:
         "xp_file": _file_fingerprint(task.xp),
         "gaia_source_file": _file_fingerprint(task.gaia),
     }
-    if task.own_gaia:  # the XP file's own gaia_source columns, used (since session 26)
-        out["gaia_source_own_columns"] = list(task.own_gaia)
+    if task.own:  # the XP file's own side columns, used (since session 26)
+        out["xp_file_own_columns"] = list(task.own)
     return out
 
 

@@ -1,17 +1,16 @@
 """The two stages the Ray job runs, as plain Python (no Ray import).
 
 `featurize_partition` reads one XP partition (and its gaia_source partner) in chunks, joins the optional
-2MASS and E(B−V) inputs (`joined_chunks`; a compact `ModelInputs_*.parquet` partition of `xpengine
-compact` already holds them), builds model tokens, and yields one batch (dict of numpy arrays) per chunk.
+2MASS and E(B−V) inputs (`joined_chunks`; a `ModelInputs_*.parquet` of `xpengine compact` already holds
+them), builds model tokens, and yields one batch (dict of numpy arrays) per chunk.
 Every row of the partition is yielded exactly once, keyed by the partition's index in the driver's plan
 (`bookkeeping.PARTITION_KEY`); the partition's total row count, or the error that stopped its read, goes
 to the job's `Ledger` (`xpengine.pipeline.bookkeeping`) with the read's seconds and its files' size and mtime.
-
-`CatalogPredictor` is the map_batches callable: `xpengine.inference.catalogue.CatalogPredictor` (which
-`Predictor.from_xp` uses too: it loads the model once and turns token batches into catalogue columns with
-flags) with the job's predictor pool (`tuning.PoolPlan`: device, dtype, threads; batch size from the
-measured table or a short calibration at actor start, unless given) and flag policy. It sets the
-partition key aside while the model runs, and reports its start-up and per-call timings to the ledger.
+`CatalogPredictor` is the map_batches callable: `xpengine.inference.catalogue.CatalogPredictor` (also
+`Predictor.from_xp`'s: the model loaded once, token batches into catalogue columns with flags) with the job's
+predictor pool (`tuning.PoolPlan`: device, dtype, threads; batch size measured or calibrated at actor start,
+unless given) and flag policy. It sets the partition key aside while the model runs, and reports its
+start-up and per-call timings to the ledger.
 """
 
 from __future__ import annotations
@@ -42,13 +41,13 @@ _IMPORTED_AT = time.time()  # when this process imported the stages (an actor: b
 
 @dataclass(frozen=True)
 class PartitionTask:
-    """An XP file, its optional gaia_source partner, or else the gaia_source columns it holds (`own_gaia`)."""
+    """An XP file, its optional gaia_source partner, and the side columns it holds that the job uses (`own`)."""
 
     name: str
     xp: str
     gaia: str | None = None
     hpx8_range: tuple[int, int] | None = None
-    own_gaia: tuple[str, ...] = ()
+    own: tuple[str, ...] = ()
 
     def to_row(self) -> dict[str, Any]:
         return {
@@ -57,7 +56,7 @@ class PartitionTask:
             "gaia": self.gaia or "",
             "hpx_lo": -1 if self.hpx8_range is None else self.hpx8_range[0],
             "hpx_hi": -1 if self.hpx8_range is None else self.hpx8_range[1],
-            "own_gaia": ",".join(self.own_gaia),
+            "own": ",".join(self.own),
         }
 
     @classmethod
@@ -68,7 +67,7 @@ class PartitionTask:
             xp=str(row["xp"]),
             gaia=str(row["gaia"]) or None,
             hpx8_range=None if lo < 0 else (lo, hi),
-            own_gaia=tuple(c for c in str(row.get("own_gaia") or "").split(",") if c),
+            own=tuple(c for c in str(row.get("own") or "").split(",") if c),
         )
 
 
@@ -221,18 +220,19 @@ def joined_chunks(
     non-XP columns are the gaia_source, 2MASS and E(B−V) columns it was made with. A table given here
     as well replaces the file's columns of the same names (a new dust map, say); a gaia_source table
     also replaces the `gaia_source ...` read problems of the one the file was made with.
-    An XP file without a gaia_source partner gives its own gaia_source columns where the plan found
-    some (`task.own_gaia`: G, parallax, ...: an ADQL join; `io.read_embedded_gaia_source`).
+    An XP file's own side columns join where the plan chose them (`task.own`: an ADQL join's G, parallax,
+    J/H/Ks, ... for each side table not given otherwise; `io.read_embedded_columns`).
     The 2MASS and E(B−V) rows come from the partition's source_id range, and for a row outside it
     (OUTSIDE_PARTITION_RANGE) from the whole table, read once for the partition (`_SideTable`)."""
     from xpengine import io
 
-    own = io.read_embedded_gaia_source(task.xp) if task.own_gaia and not task.gaia else None  # as planned
-    gaia = io.read_gaia_source(task.gaia) if task.gaia else own
+    own = io.read_embedded_columns(task.xp, columns=task.own) if task.own else None  # as planned
+    gaia = io.read_gaia_source(task.gaia) if task.gaia else None
     tmass_t = _read_side_table(tmass, task.hpx8_range)
     ebv_t = _read_side_table(ebv, task.hpx8_range)
 
     def joined(chunk):
+        chunk = chunk if own is None else io.join_sources(chunk, own)
         return io.join_sources(chunk, gaia, tmass=_for_chunk(tmass_t, chunk), ebv=_for_chunk(ebv_t, chunk))
 
     if not io.is_model_inputs(task.xp):
