@@ -393,3 +393,62 @@ def test_an_adql_joins_2mass_and_ebv_columns_are_used_unless_tables_are_given(tm
     assert "j_m" in task.own and "ebv" in task.own and "parallax" in task.own
     (task,) = plan_partitions(InferenceConfig(input=[str(join)], tmass=str(tmass)))
     assert "j_m" not in task.own and "ebv" in task.own
+
+
+def _edit_csv(path, edits):
+    """Rewrite a CSV with {(data row, column): text} applied (rows 0-based after the header)."""
+    import csv
+
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    for (r, col), text in edits.items():
+        rows[r + 1][rows[0].index(col)] = text
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    return path
+
+
+def test_review_of_the_2mass_columns(tmp_path):
+    """Found by review (helper-72): an unreadable 2MASS / ebv value in a CSV join is a row problem (it
+    failed the file, naming nothing); `xpengine features --tmass` and `xpengine compact --tmass` take the
+    table's rows without reading the file's own 2MASS (a bad own value flagged the row, and compact failed
+    on a column clash); a catalogue recorded under the earlier key name resumes."""
+    from xpengine.cli import main
+    from xpengine.pipeline.config import InferenceConfig
+    from xpengine.pipeline.identity import _input_change
+    from xpengine.pipeline.plan import _input_fingerprints, plan_partitions
+
+    join = _edit_csv(_with_2mass_and_ebv(tmp_path / "join.csv"), {(0, "ebv"): "--"})
+    assert main(["features", "--xp", str(join), "--output", str(tmp_path / "a.parquet")]) == 0
+    t = pq.read_table(tmp_path / "a.parquet")
+    assert _flags(t, RAW_IDS[0]) & int(SourceFlag.READ_PROBLEM) and np.isnan(t.column("logebv")[0].as_py())
+    assert np.isfinite(t.column("logebv")[1].as_py()) and not _flags(t, RAW_IDS[1]) & int(
+        SourceFlag.READ_PROBLEM
+    )
+
+    tmass = tmp_path / "tmass.parquet"
+    pq.write_table(
+        pa.table(
+            {"source_id": RAW_IDS, **{c: [10.0, 10.0] for c in ("j_m", "h_m", "ks_m")},
+             **{c: [0.02, 0.02] for c in ("j_msigcom", "h_msigcom", "ks_msigcom")}}
+        ),
+        tmass,
+    )  # fmt: skip
+    bad_j = _edit_csv(_with_2mass_and_ebv(tmp_path / "j.csv"), {(1, "j_m"): "abc"})
+    assert (
+        main(["features", "--xp", str(bad_j), "--tmass", str(tmass), "--output", str(tmp_path / "b.parquet")])
+        == 0
+    )
+    b = pq.read_table(tmp_path / "b.parquet")
+    assert b.column("jh").to_pylist() == [0.0, 0.0]
+    assert not _flags(b, RAW_IDS[1]) & int(SourceFlag.READ_PROBLEM)
+
+    out = tmp_path / "compact"
+    assert main(["compact", "--input", str(bad_j), "--output", str(out), "--tmass", str(tmass)]) == 0
+    (made,) = list(out.glob("ModelInputs_*.parquet"))
+    assert pq.read_table(made, columns=["j_m"]).column("j_m").to_pylist() == [10.0, 10.0]
+
+    (task,) = plan_partitions(InferenceConfig(input=[str(SCO18)]))
+    rec = _input_fingerprints(task)
+    rec["gaia_source_own_columns"] = rec.pop("xp_file_own_columns")  # as ecc0984 recorded it
+    assert _input_change(task, {"inputs": rec}, False) is None

@@ -157,8 +157,8 @@ def _read_inputs(args: argparse.Namespace) -> Any:
     the command can say it in one line."""
     from xpengine.io import (
         EBV_COLUMNS,
-        READ_PROBLEM,
         TMASS_COLUMNS,
+        embedded_columns,
         is_model_inputs,
         iter_model_inputs,
         join_sources,
@@ -166,6 +166,7 @@ def _read_inputs(args: argparse.Namespace) -> Any:
         read_table,
         read_xp_continuous,
     )
+    from xpengine.io.embedded import split_embedded
 
     logger.info("reading XP spectra from %s", args.xp)
     gaia = read_gaia_source(args.gaia_source) if args.gaia_source else None
@@ -185,18 +186,17 @@ def _read_inputs(args: argparse.Namespace) -> Any:
             else join_sources(xp, gaia, tmass=tmass, ebv=ebv)
         )
     # the side columns the XP file holds (an ADQL join), for each kind of table not given here
-    xp = read_xp_continuous(args.xp, with_gaia_source=True)
-    own = xp.column_names[xp.column_names.index(READ_PROBLEM) + 1 :]
-    replaced = [
-        c for c in own if (c in TMASS_COLUMNS and tmass is not None) or (c in EBV_COLUMNS and ebv is not None)
-    ]
-    replaced += [c for c in own if c not in TMASS_COLUMNS and c not in EBV_COLUMNS and gaia is not None]
+    own = embedded_columns(args.xp)
+    given = {"gaia_source": gaia, "2MASS": tmass, "E(B-V)": ebv}
+    by_kind = split_embedded(own)
+    replaced = [c for kind, cols in by_kind.items() if given[kind] is not None for c in cols]
+    kept = [c for c in own if c not in replaced]
     if replaced:
         logger.warning("the XP file's own column(s) %s are replaced by the tables given", replaced)
-        xp = xp.drop_columns(replaced)
-    if [c for c in own if c not in replaced]:
-        logger.info("using the XP file's own column(s) %s", [c for c in own if c not in replaced])
-    if gaia is None and not [c for c in own if c not in replaced and c not in TMASS_COLUMNS + EBV_COLUMNS]:
+    if kept:
+        logger.info("using the XP file's own column(s) %s", kept)
+    xp = read_xp_continuous(args.xp, with_gaia_source=kept)
+    if gaia is None and not [c for c in kept if c in by_kind["gaia_source"]]:
         logger.warning(
             "no --gaia-source: every row is flagged NO_GAIA_SOURCE and gets no parallax token; the XP are "
             "normalised by the synthetic G of each star's own coefficients (flag G_FROM_XP) and BP-RP is "

@@ -71,6 +71,8 @@ def embedded_columns(
         )
     if "ebv" in in_file:
         own += [c for c in EBV_COLUMNS if c in in_file]
+    elif "ebv_error" in in_file:
+        logger.warning("%s holds ebv_error but no ebv column: not used", os.fspath(source))
     _warn_look_alikes(os.fspath(source), in_file)
     return own
 

@@ -87,10 +87,10 @@ def iter_gaia_source(
             url, f"missing gaia_source column(s) {missing} ({reader.format_name})", column=missing[0]
         )
     read_cols = [n for n in names if n in in_file]
-    types: dict[str, pa.DataType] = {}
+    given, types = types or {}, {}
     for n in read_cols:
         spec = GAIA_SOURCE_BY_NAME.get(n)
-        t = (types or {}).get(n) or (spec.type if spec is not None else reader.declared_type(n))
+        t = given.get(n) or (spec.type if spec is not None else reader.declared_type(n))
         if t is not None:
             types[n] = t
     # Text files: numbers and booleans (source_id aside) arrive as text and are cast here, so that one

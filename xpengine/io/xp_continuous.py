@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -210,14 +210,14 @@ def read_xp_continuous(
     with_correlations: bool = False,
     columns: list[str] | None = None,
     storage_options: dict[str, Any] | None = None,
-    with_gaia_source: bool = False,
+    with_gaia_source: bool | Sequence[str] = False,
 ) -> pa.Table:
     """Read a whole XP continuous file into one Arrow table (see `iter_xp_continuous`).
 
     with_gaia_source : also return the gaia_source, 2MASS and E(B−V) columns the file holds beside its
         XP (G, parallax, J/H/Ks, ...: an ADQL join; `io.read_embedded_columns`), after the XP columns,
         with their read problems in `read_problem`; `Predictor.from_xp` uses them. Without it such
-        columns are left out, with a warning naming them.
+        columns are left out, with a warning naming them. A list of names: those of them only (no warning).
     """
     out_cols = output_columns(columns, with_correlations)
     batches = list(
@@ -236,10 +236,14 @@ def read_xp_continuous(
     table = table.replace_schema_metadata(meta)
     from xpengine.io.embedded import embedded_columns, read_embedded_columns
 
-    own = embedded_columns(source, storage_options=storage_options)
-    if not with_gaia_source:
-        _warn_gaia_source_columns(url.decode(), own)
+    if with_gaia_source is False:
+        _warn_gaia_source_columns(url.decode(), embedded_columns(source, storage_options=storage_options))
         return table
+    own = (
+        embedded_columns(source, storage_options=storage_options)
+        if with_gaia_source is True
+        else list(with_gaia_source)
+    )
     gaia = read_embedded_columns(source, columns=own, storage_options=storage_options) if own else None
     if gaia is None:
         return table

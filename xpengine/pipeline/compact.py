@@ -190,7 +190,9 @@ def compact_inputs(
     if not inputs:
         raise ValueError("no input given")
     t0 = time.perf_counter()
-    tasks = plan_partitions(InferenceConfig(input=list(inputs), gaia_source=list(gaia_source or []) or None))
+    tasks = plan_partitions(
+        InferenceConfig(input=list(inputs), gaia_source=list(gaia_source or []) or None, tmass=tmass, ebv=ebv)
+    )  # (the tables given replace an XP file's own columns of their kind, as in the job)
     check_side_tables(InferenceConfig(tmass=tmass, ebv=ebv))  # before any work, as the job does
     outputs = {t.name: _output_url(output, t.name) for t in tasks}
     fs, _ = url_to_fs(output)

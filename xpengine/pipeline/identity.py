@@ -233,7 +233,9 @@ def _input_change(task: PartitionTask, rec: dict[str, Any], checksum: bool) -> s
     mtime are compared; with `checksum` also the md5 its record holds (read again: a file rewritten
     with the same size and mtime)."""
     now = _input_fingerprints(task)
-    was = rec.get("inputs") or {}
+    was = dict(rec.get("inputs") or {})
+    if "gaia_source_own_columns" in was:  # its name at ecc0984 and before (gaia_source columns only)
+        was.setdefault("xp_file_own_columns", was.pop("gaia_source_own_columns"))
     for key, url in (
         ("xp", task.xp),
         ("gaia_source", task.gaia),

@@ -125,6 +125,11 @@ def _own_columns(part: Any, cfg: InferenceConfig) -> tuple[str, ...]:
             used += cols
     if used:
         log.info("input %s: using its own column(s) %s", part.xp_url, used)
+    if "ebv" in used and "ebv_error" not in used:
+        log.info(
+            "input %s: its own E(B-V) has no ebv_error: the isochrone fit gives it max(16 %%, 0.01 mag)",
+            part.xp_url,
+        )
     return tuple(used)
 
 
