@@ -280,7 +280,7 @@ def _accuracy_section(models: Mapping[str, Any], labels: list[str]) -> list[str]
 
 
 def _missing(b: Mapping[str, Any]) -> str:
-    """ ", m without a prediction" for a label block where stars with the label got none."""
+    """The "; m with the label but no prediction" note of a label block ("" when there are none)."""
     m = b.get("n_without_prediction") or 0
     return f"; {m} with the label but no prediction" if m else ""
 
