@@ -166,7 +166,7 @@ def _read_inputs(args: argparse.Namespace) -> Any:
         read_table,
         read_xp_continuous,
     )
-    from xpengine.io.embedded import split_embedded
+    from xpengine.io.embedded import kept_and_replaced, split_embedded
 
     logger.info("reading XP spectra from %s", args.xp)
     gaia = read_gaia_source(args.gaia_source) if args.gaia_source else None
@@ -186,17 +186,16 @@ def _read_inputs(args: argparse.Namespace) -> Any:
             else join_sources(xp, gaia, tmass=tmass, ebv=ebv)
         )
     # the side columns the XP file holds (an ADQL join), for each kind of table not given here
-    own = embedded_columns(args.xp)
-    given = {"gaia_source": gaia, "2MASS": tmass, "E(B-V)": ebv}
-    by_kind = split_embedded(own)
-    replaced = [c for kind, cols in by_kind.items() if given[kind] is not None for c in cols]
-    kept = [c for c in own if c not in replaced]
+    kept, by_kind = kept_and_replaced(
+        embedded_columns(args.xp), {"gaia_source": gaia, "2MASS": tmass, "E(B-V)": ebv}
+    )
+    replaced = [c for cols in by_kind.values() for c in cols]
     if replaced:
         logger.warning("the XP file's own column(s) %s are replaced by the tables given", replaced)
     if kept:
         logger.info("using the XP file's own column(s) %s", kept)
     xp = read_xp_continuous(args.xp, with_gaia_source=kept)
-    if gaia is None and not [c for c in kept if c in by_kind["gaia_source"]]:
+    if gaia is None and not split_embedded(kept)["gaia_source"]:
         logger.warning(
             "no --gaia-source: every row is flagged NO_GAIA_SOURCE and gets no parallax token; the XP are "
             "normalised by the synthetic G of each star's own coefficients (flag G_FROM_XP) and BP-RP is "

@@ -6,11 +6,11 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import warnings
 from typing import Any
 
 import numpy as np
 
+from xpengine.io._units import parse_unit
 from xpengine.io.errors import GaiaFileError
 
 logger = logging.getLogger("xpengine.io.xp_sampled")
@@ -55,16 +55,10 @@ def _unit_of(reader: Any, name: str) -> str | None:
 
 
 def _parse_unit(unit: str, column: str, url: str) -> Any:
-    import astropy.units as u
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # e.g. "multiple slashes" from the generic parser
-        for fmt in (None, "vounit", "fits", "cds"):
-            try:
-                return u.Unit(unit, format=fmt)
-            except ValueError:
-                continue
-    raise GaiaFileError(url, f"unit {unit!r} cannot be read; expected {FLUX_UNIT}", column=column)
+    parsed = parse_unit(unit)
+    if parsed is None:
+        raise GaiaFileError(url, f"unit {unit!r} cannot be read; expected {FLUX_UNIT}", column=column)
+    return parsed
 
 
 def _unit_factor(unit: str | None, column: str, url: str, wavelength_nm: np.ndarray) -> np.ndarray:

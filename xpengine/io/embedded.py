@@ -22,7 +22,7 @@ from xpengine.io.gaia_source import read_gaia_source
 from xpengine.io.schema import GAIA_SOURCE_COLUMNS, META_SOURCE, XP_BY_NAME
 from xpengine.io.tables import EBV_COLUMNS, TMASS_COLUMNS
 
-__all__ = ["embedded_columns", "read_embedded_columns", "split_embedded"]
+__all__ = ["embedded_columns", "kept_and_replaced", "read_embedded_columns", "split_embedded"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,22 @@ def split_embedded(columns: list[str] | tuple[str, ...]) -> dict[str, list[str]]
         kind = "2MASS" if c in TMASS_COLUMNS else "E(B-V)" if c in EBV_COLUMNS else "gaia_source"
         out[kind].append(c)
     return out
+
+
+def kept_and_replaced(
+    columns: list[str] | tuple[str, ...], given: dict[str, Any]
+) -> tuple[list[str], dict[str, list[str]]]:
+    """(the embedded `columns` kept, {kind: columns replaced}) where `given` names, per kind of `KINDS`,
+    the table given for it otherwise (a path, a table; None or "" where none): a given table replaces the
+    file's own columns of its kind (the job's plan and `xpengine features` both)."""
+    kept: list[str] = []
+    replaced: dict[str, list[str]] = {}
+    for kind, cols in split_embedded(columns).items():
+        if cols and given.get(kind) is not None and given.get(kind) != "":
+            replaced[kind] = cols
+        else:
+            kept += cols
+    return [c for c in columns if c in kept], replaced
 
 
 def embedded_columns(
@@ -122,8 +138,6 @@ def read_embedded_columns(
         return None
     floats = {c: pa.float32() for c in columns if c in TMASS_COLUMNS or c in EBV_COLUMNS}
     table = read_gaia_source(source, columns=columns, storage_options=storage_options, types=floats)
-    for c in floats:  # a binary file's float64 / int column: the side tables' float32
-        table = table.set_column(table.column_names.index(c), c, pc.cast(table.column(c), pa.float32()))
     ids = np.asarray(table.column("source_id"), dtype=np.int64)
     first_of_row = _first_rows(ids)  # (N,)
     first = np.unique(first_of_row)  # each source's first row, in the file's order

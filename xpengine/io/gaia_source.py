@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from xpengine.io._arrays import cast_scalar_column, parse_scalar_strings, source_id_array
+from xpengine.io._units import parse_unit
 from xpengine.io.errors import GaiaFileError
 from xpengine.io.formats import open_table_reader
 from xpengine.io.schema import (
@@ -67,7 +68,7 @@ def iter_gaia_source(
         `parallax_error`, `phot_g_mean_mag`) and any other column named in `columns` must exist.
     batch_rows : rows per batch for FITS/VOTable/Parquet; text files are batched by blocks (~16 MB).
     types : Arrow types of columns that are not gaia_source's (2MASS magnitudes beside them, say): read
-        as those, an unreadable value a row problem.
+        and cast as those in every format, an unreadable value a row problem.
 
     Unreadable values (text files) become null, reported per row in `read_problem` (module docstring).
 
@@ -119,8 +120,8 @@ def iter_gaia_source(
                         problems.setdefault(i, []).append(f"{n}: {msg}")
                 elif n == "source_id":  # integers only: a float64 id has lost its last digits
                     arr = source_id_array(arr, url, n, row0)
-                elif spec is not None and arr.type != spec.type:
-                    arr, bad = cast_scalar_column(arr, spec.type, url, n)
+                elif (want := given.get(n) or (spec.type if spec is not None else None)) and arr.type != want:
+                    arr, bad = cast_scalar_column(arr, want, url, n)
                     for i, msg in bad:
                         problems.setdefault(i, []).append(f"{n}: {msg}")
                 if n in factors:  # e.g. a parallax declared in arcsec: to the engine's mas
@@ -172,7 +173,7 @@ def _unit_factors(reader: Any, names: list[str], url: str) -> dict[str, float]:
         declared = str(declared).strip() if declared else ""
         if not declared or declared == spec.unit:
             continue
-        have, want = _parse_unit(declared), _parse_unit(spec.unit)
+        have, want = parse_unit(declared), parse_unit(spec.unit)
         if have is None or want is None:
             logger.debug("%s: unit %r of %s not understood; taken as %s", url, declared, n, spec.unit)
             continue
@@ -190,25 +191,6 @@ def _unit_factors(reader: Any, names: list[str], url: str) -> dict[str, float]:
             )
             out[n] = factor
     return out
-
-
-def _parse_unit(text: str) -> Any:
-    """An astropy unit from a Gaia / VO / FITS / CDS unit string, or None."""
-    import warnings
-
-    import astropy.units as u
-
-    text = text.replace("'", "")  # VOUnit quotes ('electron'.s**-1); the unit is the same
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for fmt in ("vounit", None, "fits", "cds"):
-            try:
-                unit = u.Unit(text, format=fmt)
-            except ValueError:
-                continue
-            if not isinstance(unit, u.UnrecognizedUnit):
-                return unit
-    return None
 
 
 def _readable_type(t: pa.DataType) -> bool:

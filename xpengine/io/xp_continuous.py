@@ -296,7 +296,7 @@ def _warn_gaia_source_columns(url: str, embedded: list[str]) -> None:
         logger.warning(
             "%s holds gaia_source / 2MASS / E(B-V) column(s) %s beside its XP, left out of this table: read it with "
             "read_xp_continuous(..., with_gaia_source=True), or give them to Predictor.from_xp (g_mag=, "
-            "parallax=, ...). The job and `xpengine features` use them when no --gaia-source is given",
+            "parallax=, ...). The job and `xpengine features` use them for each kind of table not given otherwise",
             url,
             embedded,
         )

@@ -100,29 +100,26 @@ def _own_columns(part: Any, cfg: InferenceConfig) -> tuple[str, ...]:
     the own columns a given table replaces). () for a bulk partition (Gaia's bulk XP files hold none: no
     header read per partition) and for a model-inputs file (it carries its own)."""
     from xpengine import io
-    from xpengine.io.embedded import split_embedded
+    from xpengine.io.embedded import kept_and_replaced
 
     if part.hpx8_min is not None or io.is_model_inputs(part.xp_url):
         return ()
     try:
-        own = split_embedded(io.embedded_columns(part.xp_url))
+        own = io.embedded_columns(part.xp_url)
     except (OSError, ValueError) as exc:  # unreadable: the partition's own read says so, naming the file
         log.debug("input %s: header not read at planning (%s)", part.xp_url, exc)
         return ()
     given = {"gaia_source": part.gaia_url, "2MASS": cfg.tmass, "E(B-V)": cfg.ebv}
-    used: list[str] = []
-    for kind, cols in own.items():
-        if cols and given[kind]:
-            log.warning(
-                "input %s holds %s column(s) %s beside its XP; the rows of %s are used instead (a source "
-                "missing there gets none from either)",
-                part.xp_url,
-                kind,
-                cols,
-                given[kind],
-            )
-        elif cols:
-            used += cols
+    used, replaced = kept_and_replaced(own, given)
+    for kind, cols in replaced.items():
+        log.warning(
+            "input %s holds %s column(s) %s beside its XP; the rows of %s are used instead (a source "
+            "missing there gets none from either)",
+            part.xp_url,
+            kind,
+            cols,
+            given[kind],
+        )
     if used:
         log.info("input %s: using its own column(s) %s", part.xp_url, used)
     if "ebv" in used and "ebv_error" not in used:
