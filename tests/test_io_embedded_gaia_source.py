@@ -92,7 +92,7 @@ def test_an_adql_join_gets_gaia_dtypes_and_an_unreadable_value_is_a_row_problem(
     assert t.column("parallax").type == pa.float64() and t.column("ruwe").type == pa.float32()
     assert t.column("parallax").to_pylist() == [None, 0.8]
     problem = t.column("read_problem")[0].as_py()
-    assert problem.startswith("gaia_source parallax:") and "data row 1" in problem
+    assert problem.startswith("XP file parallax:") and "data row 1" in problem
     assert t.column("read_problem")[1].as_py() is None
     # the XP are unaffected
     assert t.column("bp_coefficients").null_count == 0
@@ -435,6 +435,10 @@ def test_review_of_the_2mass_columns(tmp_path):
         tmass,
     )  # fmt: skip
     bad_j = _edit_csv(_with_2mass_and_ebv(tmp_path / "j.csv"), {(1, "j_m"): "abc"})
+    own_j = read_xp_continuous(bad_j, with_gaia_source=True).column("read_problem")[1].as_py()
+    assert (
+        own_j.startswith("XP file j_m:") and "data row 2" in own_j
+    )  # the XP file's column, not gaia_source's
     assert (
         main(["features", "--xp", str(bad_j), "--tmass", str(tmass), "--output", str(tmp_path / "b.parquet")])
         == 0

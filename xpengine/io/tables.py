@@ -203,6 +203,7 @@ def join_sources(
     *,
     tmass: pa.Table | None = None,
     ebv: pa.Table | None = None,
+    gaia_label: str = "gaia_source",
 ) -> pa.Table:
     """Left-join per-source tables onto the XP table by `source_id`, keeping XP rows and their order.
 
@@ -212,13 +213,15 @@ def join_sources(
     gaia : gaia_source rows (any superset of the XP sources), or None.
     tmass : table with `source_id` and `TMASS_COLUMNS` (mag), or None.
     ebv : table with `source_id`, `ebv` and optionally `ebv_error` (mag), or None.
+    gaia_label : what `gaia` is, prefixed to its read problems ("XP file" for an XP file's own columns,
+        `io.read_embedded_columns`, which may be 2MASS or E(B−V) columns too).
 
     Returns
     -------
     N rows: the XP columns, then the gaia_source columns (less `source_id` and `read_problem`), then
     the 2MASS and E(B−V) columns; null where a source is absent from a right-hand table. The
     gaia_source row's `read_problem` (as `read_gaia_source` writes it) is appended to the XP row's,
-    prefixed `gaia_source `, so that `read_problem` holds every row-level read problem of the source
+    prefixed `gaia_label`, so that `read_problem` holds every row-level read problem of the source
     (added as the last column when the XP table has none). The XP table's schema metadata is kept.
 
     Raises
@@ -249,7 +252,7 @@ def join_sources(
         idx = _left_indices(left_ids, right, what)
         taken = right.select(cols).take(idx)
         if what == "gaia_source" and READ_PROBLEM in right.column_names:
-            out = _merge_read_problems(out, right.column(READ_PROBLEM).take(idx), "gaia_source ")
+            out = _merge_read_problems(out, right.column(READ_PROBLEM).take(idx), f"{gaia_label} ")
         for name in cols:
             col = taken.column(name)
             if what != "gaia_source" and (pa.types.is_integer(col.type) or pa.types.is_null(col.type)):

@@ -249,7 +249,7 @@ def read_xp_continuous(
         return table
     from xpengine.io.tables import join_sources
 
-    return join_sources(table, gaia)
+    return join_sources(table, gaia, gaia_label="XP file")
 
 
 def covariance_from_correlations(errors: np.ndarray, correlations: np.ndarray) -> np.ndarray:

@@ -232,7 +232,7 @@ def joined_chunks(
     ebv_t = _read_side_table(ebv, task.hpx8_range)
 
     def joined(chunk):
-        chunk = chunk if own is None else io.join_sources(chunk, own)
+        chunk = chunk if own is None else io.join_sources(chunk, own, gaia_label="XP file")
         return io.join_sources(chunk, gaia, tmass=_for_chunk(tmass_t, chunk), ebv=_for_chunk(ebv_t, chunk))
 
     if not io.is_model_inputs(task.xp):
