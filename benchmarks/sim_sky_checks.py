@@ -102,6 +102,30 @@ def age_metallicity_diagnostics(
     }
 
 
+def domain_flag_checks(flags: np.ndarray, in_domain: np.ndarray, logg_true: np.ndarray) -> dict[str, Any]:
+    """The catalogue's OUTSIDE_TRAINING_DOMAIN and PARALLAX_LEFT_OUT flags (N,) against the truth: in_domain
+    (N,) bool, the paper's giant domain by the true labels; logg_true (N,). Purity: the fraction of the rows
+    not flagged outside that are truly in the domain; the fraction of the truly-in-domain rows flagged
+    outside; PARALLAX_LEFT_OUT among the true giants of the domain and among the true dwarfs (logg > 4)."""
+    outside = (flags & int(SourceFlag.OUTSIDE_TRAINING_DOMAIN)) != 0
+    left_out = (flags & int(SourceFlag.PARALLAX_LEFT_OUT)) != 0
+    dwarfs = logg_true > 4.0
+    kept = ~outside
+
+    def frac(num: np.ndarray, den: np.ndarray) -> float | None:
+        return float(num[den].mean()) if den.any() else None
+
+    return {
+        "n_not_flagged_outside": int(kept.sum()),
+        "purity_not_flagged_outside": frac(in_domain, kept),
+        "n_in_domain": int(in_domain.sum()),
+        "in_domain_flagged_outside": frac(outside, in_domain),
+        "parallax_left_out_giants": int((left_out & in_domain).sum()),
+        "n_dwarfs": int(dwarfs.sum()),
+        "parallax_left_out_dwarfs": frac(left_out, dwarfs),
+    }
+
+
 def read_catalogue(path: str) -> pd.DataFrame:
     """The catalogue's rows (every partition file; `_rejected`/`_tmp` are not catalogue rows)."""
     return query_catalog(path, sql="SELECT * FROM catalog").to_pandas()
@@ -177,6 +201,7 @@ def check_catalogue(
     if "flags" in df:
         iso[:] = (df["flags"].to_numpy(np.int64) & int(SourceFlag.MASS_AGE_FROM_ISOCHRONES)) != 0
     n_iso = int((giants & iso).sum())
+    domain = giants.to_numpy().copy()  # the paper's domain by the truth, before the isochrone rows go
     giants &= ~iso
     out: dict[str, Any] = {
         "n_rows": len(cat),
@@ -197,6 +222,14 @@ def check_catalogue(
             entry[c] = _label_stats(df[c].to_numpy()[sel], df[f"{c}_error"].to_numpy()[sel], true[sel])
         bins.append(entry)
     out["giants_by_g"] = bins
+    if "flags" in df:
+        out["domain_flags"] = domain_flag_checks(
+            df["flags"].to_numpy(np.int64), domain, df.logg_true.to_numpy()
+        )
+        # what a user selects: the `giants` preset (flag and σ cuts) against the true domain
+        sel = np.isin(df.source_id, query_catalog(path, preset="giants").column("source_id").to_numpy())
+        out["domain_flags"]["giants_preset_selected"] = int(sel.sum())
+        out["domain_flags"]["giants_preset_purity"] = float(domain[sel].mean()) if sel.any() else None
     sel = giants.to_numpy()
     out["giants_all"] = {
         c: _label_stats(
@@ -247,6 +280,18 @@ def check_catalogue(
         out["age_metallicity_spearman"]["truth_other_scale"] = _spearman(
             df.age_gyr.to_numpy()[ok], df[other].to_numpy()[ok]
         )
+        # the same per G bin (a diagnostic: the [M/H] errors grow with G)
+        out["age_metallicity_spearman_by_g"] = [
+            {"g_lo": lo, "g_hi": hi}
+            | age_metallicity_diagnostics(
+                df.age.to_numpy()[s],
+                df.m_h.to_numpy()[s],
+                df.age_gyr.to_numpy()[s],
+                df[m_h_col].to_numpy()[s],
+            )
+            for lo, hi in itertools.pairwise(edges)
+            for s in [ok & (g >= lo) & (g < hi)]
+        ]
     if {"teff", "logg", "m_h"} <= set(df):
         out["red_clump"] = _red_clump(path, truth, df)
         # the same with the rule until session 24: A_G = 2.74 E(B−V) for every star
@@ -409,6 +454,36 @@ def render_markdown(result: Mapping[str, Any]) -> str:
             "",
             f"Red-clump purity, catalogue alone, over issue 12's target {RED_CLUMP_PURITY_TARGET}: "
             + "; ".join(purity)
+            + ".",
+        ]
+    dom = [
+        f"{name}: {d['purity_not_flagged_outside']:.3f} of the {d['n_not_flagged_outside']} rows not flagged "
+        f"OUTSIDE_TRAINING_DOMAIN are truly in the domain; {d['in_domain_flagged_outside']:.3f} of the "
+        f"{d['n_in_domain']} truly in it are flagged; PARALLAX_LEFT_OUT on {d['parallax_left_out_giants']} of "
+        f"those giants and on {d['parallax_left_out_dwarfs']:.3f} of the {d['n_dwarfs']} dwarfs (true logg > 4); "
+        f"the `giants` preset (flag and σ cuts) selects {d.get('giants_preset_selected')} rows, "
+        f"{d.get('giants_preset_purity') or float('nan'):.3f} of them truly in the domain"
+        for name, c in cats.items()
+        for d in [c.get("domain_flags") or {}]
+        if d.get("purity_not_flagged_outside") is not None
+        and d.get("in_domain_flagged_outside") is not None
+        and d.get("parallax_left_out_dwarfs") is not None
+    ]
+    if dom:
+        lines += [
+            "",
+            "The mass/age domain flags against the truth (every catalogue row): " + "; ".join(dom) + ".",
+        ]
+    by_g = [
+        f"{name} G {b['g_lo']:g}–{b['g_hi']:g}: {b['predicted']:.3f} vs {b['truth']:.3f} (n={b['n']})"
+        for name, c in cats.items()
+        for b in c.get("age_metallicity_spearman_by_g") or []
+    ]
+    if by_g:
+        lines += [
+            "",
+            "Age–[M/H] Spearman per G bin, predicted vs truth (a diagnostic; the target is on all giants): "
+            + "; ".join(by_g)
             + ".",
         ]
     if gaps:
