@@ -154,3 +154,17 @@ def test_the_catalogue_provenance_says_what_m_h_measures():
 
     assert _model_provenance("gaia-xp")["m_h_scale"] == "fe_h"
     assert _model_provenance("synthetic-sky")["m_h_scale"] == "m_h"
+
+
+def test_domain_flag_checks_count_against_the_truth(ssc):
+    from xpengine.features.flags import SourceFlag
+
+    out, left = int(SourceFlag.OUTSIDE_TRAINING_DOMAIN), int(SourceFlag.PARALLAX_LEFT_OUT)
+    # rows: a giant kept, a giant flagged, a dwarf flagged with its parallax left out, a dwarf kept (a leak)
+    flags = np.array([0, out, out | left, 0], dtype=np.int64)
+    in_domain = np.array([True, True, False, False])
+    d = ssc.domain_flag_checks(flags, in_domain, np.array([2.5, 3.0, 4.5, 4.4]))
+    assert d["n_not_flagged_outside"] == 2 and d["purity_not_flagged_outside"] == pytest.approx(0.5)
+    assert d["n_in_domain"] == 2 and d["in_domain_flagged_outside"] == pytest.approx(0.5)
+    assert d["parallax_left_out_giants"] == 0
+    assert d["n_dwarfs"] == 2 and d["parallax_left_out_dwarfs"] == pytest.approx(0.5)
