@@ -1,13 +1,11 @@
 """Everything a lent GPU should check, in one call (the device machine has torch, numpy, pandas, pyarrow,
 pyyaml and safetensors, but no Ray, astropy, gaiaxpy or xgboost: this script needs none of them).
 
-    # on the device machine, carrying the real training set (40 MB) and the isochrone grid cached here
-    # (steps 5-6 give the stars outside the mass/age domain their isochrone mass and age, and the device
-    # has no MIST files: `XPENGINE_CACHE=runs/isochrone_cache python -c "from xpengine.inference.
-    # isochrone_fit import load_fit_grid; load_fit_grid()"` writes it, 13 MB):
-    #   run(command="XPENGINE_CACHE=runs/isochrone_cache python3 benchmarks/gpu_check.py
-    #       --data runs/apogee_xp_dev.parquet --out $OUT",
-    #       carry=["runs/apogee_xp_dev.parquet", "runs/isochrone_cache"], timeout_s=540)
+    # on the device machine: `bash benchmarks/gpu_check.sh prepare` here builds runs/gpu (the real training
+    # set packed, 7 MB; the isochrone grid cached here, 13 MB: steps 5-6 give the stars outside the mass/age
+    # domain their isochrone mass and age, and the device has no MIST files; the gaiadr3-zeropoint package
+    # the read stage needs), then
+    #   run(command="bash benchmarks/gpu_check.sh run", carry=["runs/gpu"], timeout_s=590)
     python benchmarks/gpu_check.py --data runs/apogee_xp_dev.parquet --out /tmp/gpu --device cpu --quick   # dry run here
 
 Steps (each timed, each failure reported without stopping the others):
@@ -395,6 +393,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=3e-4, help="training step's learning rate")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile inference timing")
     ap.add_argument("--quick", action="store_true", help="tiny model, 1+1 epochs, 2000 test stars (dry run)")
+    ap.add_argument(
+        "--bench-timeout",
+        type=float,
+        default=240.0,
+        help="seconds for bench_model.py (its output so far is kept)",
+    )
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -405,10 +409,12 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
     }
+    # the never-measured paths first (the job's GPU actor with its torch isochrone fit, the warm pool), so
+    # that a call cut short still brings them back; the report is written after every step
     steps = {
-        "predictor": lambda: check_predictor(args.data, device, 2000 if args.quick else None),
         "job_stage": lambda: check_job_stage(device, args.quick),
         "warm_pool": lambda: check_warm_pool(device, args.quick),
+        "predictor": lambda: check_predictor(args.data, device, 2000 if args.quick else None),
         "training": lambda: check_training(
             args.data, device, out, args.epochs, args.resume_epochs, args.quick, args.lr
         ),
@@ -423,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
         except Exception:  # report and go on: one call must bring back every result it can
             report[name] = {"error": traceback.format_exc()}
             print(report[name]["error"], file=sys.stderr)
+        (out / "gpu_check.json").write_text(json.dumps(report, indent=1, default=str))
+        print(f"step {name} done in {time.perf_counter() - t0:.1f} s", flush=True)
     # bench_model and the compile timing: always, unless --steps names others only
     wanted = set(args.steps or ["bench_model", "compile"])
     bench_text, bench_rc = "", 0
@@ -430,9 +438,10 @@ def main(argv: list[str] | None = None) -> int:
         bench = [sys.executable, str(ROOT / "benchmarks" / "bench_model.py"), "--device", str(device)]
         bench += ["--quick", "--presets", "tiny"] if args.quick else ["--json", str(out / "bench_model.json")]
         t0 = time.perf_counter()
-        bench_text, bench_rc = _run(bench, None)
+        bench_text, bench_rc = _run(bench, args.bench_timeout)
         (out / "bench_model.txt").write_text(bench_text)
         report["bench_model"] = {"rc": bench_rc, "wall_s": time.perf_counter() - t0}
+        (out / "gpu_check.json").write_text(json.dumps(report, indent=1, default=str))
     if "compile" in wanted and not args.quick and not args.no_compile:
         # torch.compile on the inference path (issue 16: use it where it pays): the job's small preset,
         # eager and compiled in one process each, bf16, 7 labels, the batches a GPU actor uses
@@ -444,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
             text, rc = _run(cmd, 150)
             (out / f"{tag}.txt").write_text(text)
             report["compile" if extra else "eager"] = {"rc": rc, "wall_s": time.perf_counter() - t0}
+            (out / "gpu_check.json").write_text(json.dumps(report, indent=1, default=str))
             print(text[-1500:])
     (out / "gpu_check.json").write_text(json.dumps(report, indent=1, default=str))
 

@@ -487,3 +487,19 @@ def test_the_checkpoint_keeps_the_inputs_each_output_never_saw_in_training(toy3,
     res = train(_config(toy3, epochs=1), tr, va, output_dir=tmp_path / "run")
     assert load_checkpoint(res.model_dir).learned.unseen_inputs == expected
     assert dict(Predictor.load(str(res.model_dir), device="cpu").learned.unseen_inputs) == dict(expected)
+
+
+@pytest.mark.parametrize(
+    ("capability", "expected"), [((9, 0), (torch.bfloat16, False)), ((7, 0), (torch.float16, True))]
+)
+def test_auto_precision_on_cuda_takes_bf16_only_where_the_device_does_it_natively(
+    monkeypatch, capability, expected
+):
+    # torch.cuda.is_bf16_supported() is True on a V100/T4 too (emulated bf16, slower than fp16 + GradScaler)
+    from xpengine.train.loop import resolve_precision
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert resolve_precision("auto", torch.device("cuda", 0)) == expected
+    assert resolve_precision("auto", torch.device("cpu")) == (None, False)
+    assert resolve_precision("bf16", torch.device("cuda", 0)) == (torch.bfloat16, False)  # asked for: given

@@ -129,10 +129,15 @@ def hold_freed_memory() -> bool:
 
 
 def resolve_precision(spec: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
-    """(autocast dtype or None, use GradScaler) for a precision setting on a device."""
+    """(autocast dtype or None, use GradScaler) for a precision setting on a device. "auto" on CUDA is
+    bf16 where `device` does it in hardware (compute capability ≥ 8.0, `inference.precision.native_bf16`),
+    else fp16 with a GradScaler (`torch.cuda.is_bf16_supported()` also says True for emulated bf16 on
+    V100/T4, which would train slower than fp16); fp32 on a CPU."""
     if spec == "auto":
         if device.type == "cuda":
-            return (torch.bfloat16, False) if torch.cuda.is_bf16_supported() else (torch.float16, True)
+            from xpengine.inference.precision import native_bf16
+
+            return (torch.bfloat16, False) if native_bf16(device) else (torch.float16, True)
         return None, False
     if spec == "fp32":
         return None, False
