@@ -65,7 +65,10 @@ def url_to_fs(
 def open_url(source: str | os.PathLike[str], mode: str = "rb", storage_options: dict[str, Any] | None = None):
     """Open a local path or URL (a context manager, like `open`)."""
     fs, path = url_to_fs(source, storage_options)
-    return fs.open(path, mode)
+    f = fs.open(path, mode)
+    if "::" in os.fspath(source):  # a chained URL (zip://MEMBER::ARCHIVE): the file system holds the
+        f._xpengine_fs = fs  # archive open, and would close it when collected, before the member is read
+    return f
 
 
 def arrow_filesystem(url: str, storage_options: dict[str, Any] | None = None) -> tuple[Any, str]:

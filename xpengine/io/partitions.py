@@ -29,6 +29,7 @@ __all__ = [
     "md5_of",
     "read_md5sums",
     "verify_md5sums",
+    "zip_partitions",
 ]
 
 logger = logging.getLogger(__name__)
@@ -198,6 +199,21 @@ def discover_partitions(
     `gaia_url=None` (a warning is logged when GaiaSource files were expected).
     """
     xp_files = _list_files(xp_source, storage_options)
+    zips = [u for u in xp_files if u.lower().endswith(".zip")]
+    if zips and len(zips) == len(xp_files):  # Gaia archive downloads: the XP files inside them
+        gaia_url = None
+        if gaia_source is not None:
+            gaia_files = _list_files(gaia_source, storage_options)
+            gaia_url = gaia_files[0] if len(gaia_files) == 1 else None
+        return [p for z in zips for p in zip_partitions(z, gaia_url, storage_options=storage_options)]
+    if zips:
+        logger.warning(
+            "%d zip file(s) among the other files of %s are not read; give them as inputs of their own: %s",
+            len(zips),
+            os.fspath(xp_source),
+            ", ".join(os.path.basename(u) for u in zips[:5]) + (" ..." if len(zips) > 5 else ""),
+        )
+        xp_files = [u for u in xp_files if u not in set(zips)]
     xp_idx = _index(xp_files, _XP_RE, "XpContinuousMeanSpectrum")
     if not xp_idx and len(xp_files) == 1 and not _is_dir(xp_source, storage_options):
         url = xp_files[0]
@@ -254,6 +270,65 @@ def discover_partitions(
             os.fspath(xp_source),
         )
     return sorted(parts, key=lambda p: (p.hpx8_min or 0, p.hpx8_max or 0))
+
+
+#: the XP products of a Gaia archive (DataLink) download, by the start of their file names in its zip
+ZIP_XP_PRODUCTS = ("XP_CONTINUOUS", "XP_SAMPLED")
+
+
+def zip_partitions(
+    url: str, gaia_url: str | None = None, *, storage_options: dict[str, Any] | None = None
+) -> list[Partition]:
+    """The XP files inside a Gaia archive download (a .zip of DataLink products, e.g. `astroquery`'s
+    `Gaia.load_data(..., dump_to_file=True)` or the archive's download button), each a single-file partition
+    read in place (`zip://MEMBER::URL`): the XP_CONTINUOUS files, or the XP_SAMPLED ones where the zip has no
+    XP_CONTINUOUS (the sampled spectra are made from the same coefficients: both would give each source
+    twice). Other products (MCMC_MSC, EPOCH_PHOTOMETRY, RVS, ...) are logged and skipped. `gaia_url`: a
+    gaia_source file given for every member.
+
+    Raises
+    ------
+    GaiaFileError : not a readable zip, or no XP file inside (the message lists its members).
+    """
+    import posixpath
+    import zipfile
+
+    if "://" not in url:
+        url = os.path.abspath(url)  # the members' URLs are read by other processes
+    with open_url(url, "rb", storage_options) as f:
+        try:
+            members = [n for n in zipfile.ZipFile(f).namelist() if not n.endswith("/")]
+        except zipfile.BadZipFile as exc:
+            raise GaiaFileError(url, f"not a readable zip file ({exc})") from None
+
+    def product(name: str) -> str | None:
+        base = posixpath.basename(name).upper()
+        return next((p for p in ZIP_XP_PRODUCTS if base.startswith(p)), None)
+
+    chosen = [n for n in members if product(n) == "XP_CONTINUOUS"] or [
+        n for n in members if product(n) == "XP_SAMPLED"
+    ]
+    if not chosen:
+        raise GaiaFileError(
+            url,
+            "no XP_CONTINUOUS or XP_SAMPLED file inside (members: "
+            + ", ".join(members[:8])
+            + (" ..." if len(members) > 8 else "")
+            + ")",
+        )
+    skipped = [n for n in members if n not in set(chosen)]
+    if skipped:
+        logger.info(
+            "%s: reading %d XP file(s) inside; skipping %d other file(s): %s",
+            url,
+            len(chosen),
+            len(skipped),
+            ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""),
+        )
+    return [
+        Partition(single_file_name(posixpath.basename(n)), f"zip://{n}::{url}", gaia_url, None, None)
+        for n in sorted(chosen)
+    ]
 
 
 def read_md5sums(
