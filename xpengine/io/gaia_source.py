@@ -84,8 +84,15 @@ def iter_gaia_source(
     missing = [n for n in names if n in required and n not in in_file]
     if missing:
         reader.src.close()
+        by_lower = {c.lower(): c for c in in_file}
+        near = [by_lower[m] for m in missing if m in by_lower]
+        hint = (
+            f"; the file has {near}: the columns are matched by the archive's lower-case names, rename them"
+            if near
+            else ""
+        )
         raise GaiaFileError(
-            url, f"missing gaia_source column(s) {missing} ({reader.format_name})", column=missing[0]
+            url, f"missing gaia_source column(s) {missing} ({reader.format_name}){hint}", column=missing[0]
         )
     read_cols = [n for n in names if n in in_file]
     given, types = types or {}, {}

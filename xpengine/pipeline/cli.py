@@ -148,6 +148,9 @@ def run_job(args: argparse.Namespace, prog: str = "infer_gaia") -> int:
         f"{written}, {len(summary.partitions_skipped)} skipped, {len(summary.partitions_failed)} failed; "
         f"{summary.sources_written} sources in {summary.wall_time_s:.1f} s"
     )
+    flagged = getattr(summary, "rows_flagged", None) or {}
+    if flagged:  # written and flagged, never dropped: say how many, by flag (_SUMMARY.json: rows_flagged)
+        print("rows flagged: " + ", ".join(f"{k} {v}" for k, v in sorted(flagged.items())))
     return 0 if summary.ok else 1
 
 

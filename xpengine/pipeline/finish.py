@@ -39,6 +39,55 @@ def _rows_table(schema: pa.Schema, cols: dict[str, np.ndarray], sid: np.ndarray)
     )
 
 
+def _row_problems(task, flags: np.ndarray, summary) -> dict[str, int]:
+    """The partition record's counts of rows without a full prediction (the rows are written, flagged),
+    added to the summary's `rows_flagged` and told on the driver, where the user sees them (the read
+    stage logs its details inside the Ray workers): READ_PROBLEM rows; NO_PREDICTION rows (a warning
+    that names every row when the whole file gave none: a file on another grid, say); NO_GAIA_SOURCE rows
+    where a gaia_source file was given (every DR3 XP source has a gaia_source row, so a source missing
+    from it means a truncated or wrong file; the row has no parallax and its G comes from the XP)."""
+    n = len(flags)
+    counts = {
+        "read_problem_rows": int((flags & int(SourceFlag.READ_PROBLEM) != 0).sum()),
+        "no_prediction_rows": int((flags & int(SourceFlag.NO_PREDICTION) != 0).sum()),
+    }
+    if task.gaia:
+        counts["no_gaia_source_rows"] = int((flags & int(SourceFlag.NO_GAIA_SOURCE) != 0).sum())
+    names = {"read_problem_rows": "READ_PROBLEM", "no_prediction_rows": "NO_PREDICTION"}
+    names["no_gaia_source_rows"] = "NO_GAIA_SOURCE"
+    rows_flagged = getattr(summary, "rows_flagged", None)
+    for key, k in counts.items():
+        if k and rows_flagged is not None:
+            rows_flagged[names[key]] = rows_flagged.get(names[key], 0) + k
+    if counts.get("no_gaia_source_rows"):
+        log.warning(
+            "%s: %d of %d source(s) are not in its gaia_source file %s: written without parallax or Gaia "
+            "photometry (G from the XP), flagged NO_GAIA_SOURCE; every DR3 XP source has a gaia_source row, "
+            "so the file may be truncated or not this partition's",
+            task.xp,
+            counts["no_gaia_source_rows"],
+            n,
+            task.gaia,
+        )
+    if n and counts["no_prediction_rows"] == n:
+        log.warning(
+            "%s: none of its %d row(s) got a prediction (NO_PREDICTION%s): see the `flags` of its rows, "
+            "and the read stage's warnings",
+            task.xp,
+            n,
+            f"; {counts['read_problem_rows']} with READ_PROBLEM" if counts["read_problem_rows"] else "",
+        )
+    elif counts["read_problem_rows"]:
+        log.warning(
+            "%s: %d of %d row(s) had unreadable values (flag READ_PROBLEM; the catalogue keeps them, the "
+            "read stage's warning names each)",
+            task.xp,
+            counts["read_problem_rows"],
+            n,
+        )
+    return {k: v for k, v in counts.items() if v}
+
+
 def _finish_partition(
     writer, task, parts, cfg, provenance, identity, summary, wall_s, read_inputs=None
 ) -> int | None:
@@ -111,9 +160,7 @@ def _finish_partition(
             _rows_table(schema, {k: v[dup] for k, v in cols.items()}, sid[dup]),
             [f"duplicate: source_id repeated in {task.xp}"] * int(dup.sum()),
         )
-    n_read_problems = int((flags & int(SourceFlag.READ_PROBLEM) != 0).sum())
-    if n_read_problems:
-        problems["read_problem_rows"] = n_read_problems
+    problems.update(_row_problems(task, flags[~dup], summary))
     if not len(sid):  # the record says so: an empty partition is not a lost one
         problems["no_sources"] = True
     record = PartitionRecord(

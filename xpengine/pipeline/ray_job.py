@@ -103,6 +103,9 @@ class JobSummary:
     partitions_empty: list[str] = field(default_factory=list)
     sources_written: int = 0  # catalogue rows of this run's partitions, after duplicates are resolved
     rows_rejected: int = 0  # duplicated rows inside partitions, set aside in _rejected/
+    # rows of this run's partitions flagged so, by flag name: READ_PROBLEM, NO_PREDICTION, and
+    # NO_GAIA_SOURCE where a gaia_source file was given (a source missing from it: `finish._row_problems`)
+    rows_flagged: dict[str, int] = field(default_factory=dict)
     duplicates: dict[str, Any] = field(default_factory=dict)  # across partitions (see resolve_...)
     peak_buffered_rows: int = 0  # most catalogue rows the driver held at once (memory)
     ray_operators: list[str] = field(default_factory=list)  # Ray Data's physical operators
