@@ -57,3 +57,45 @@ def test_a_source_missing_from_the_gaia_source_file_is_counted_and_warned(ray_lo
     assert not flags[RAW_IDS[0]] & int(SourceFlag.NO_GAIA_SOURCE)
     summary_file = (out / "_SUMMARY.json").read_text()
     assert '"NO_GAIA_SOURCE": 1' in summary_file
+
+
+@pytest.mark.ray
+def test_a_bright_stars_parallax_is_kept_with_a_zero_point_fallback(ray_local, tmp_path):
+    """18 Sco (G 5.3) is outside Lindegren et al.'s tables: its parallax, measured to 0.06 mas, is dropped
+    by default and kept with --zero-point-fallback; a resume with another fallback is refused."""
+    from _paths import SCO18
+
+    from xpengine.pipeline.config import InferenceConfig
+    from xpengine.pipeline.ray_job import JobError, run_inference
+
+    gs = tmp_path / "gs.csv"
+    gs.write_text(COLUMNS + "\n4345775217221821312,243.9053,-8.3694,70.737,0.0605,5.3277\n")
+    rows = {}
+    for name, zpf in (("dropped", None), ("kept", -0.017)):
+        cfg = InferenceConfig(
+            input=[str(SCO18)],
+            gaia_source=[str(gs)],
+            model="apogee-xp",
+            output=str(tmp_path / name),
+            labels=["teff", "logg"],
+            zero_point_fallback=zpf,
+            progress_interval_s=0.0,
+        )
+        assert run_inference(cfg).ok
+        rows[name] = pq.read_table(tmp_path / name).to_pylist()[0]
+    no_plx, by_plx = int(SourceFlag.NO_PARALLAX), int(SourceFlag.DISTANCE_FROM_PARALLAX)
+    assert rows["dropped"]["flags"] & no_plx and not rows["dropped"]["flags"] & by_plx
+    assert rows["kept"]["flags"] & by_plx and not rows["kept"]["flags"] & no_plx
+    assert rows["kept"]["flags"] & int(SourceFlag.NO_ZERO_POINT)  # still says the tables did not reach it
+    assert rows["kept"]["distance_pc"] == pytest.approx(1000.0 / (70.737 + 0.017), rel=1e-4)
+    again = InferenceConfig(
+        input=[str(SCO18)],
+        gaia_source=[str(gs)],
+        model="apogee-xp",
+        output=str(tmp_path / "kept"),
+        labels=["teff", "logg"],
+        zero_point_fallback=-0.03,
+        progress_interval_s=0.0,
+    )
+    with pytest.raises(JobError, match="zero-point-fallback"):
+        run_inference(again)

@@ -104,6 +104,13 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
         help="seconds without work after which a warm predictor actor ends itself (default 900)",
     )
     p.add_argument(
+        "--zero-point-fallback",
+        type=float,
+        metavar="MAS",
+        help="parallax zero point [mas] where Lindegren et al. (2021) do not reach (G < 6, colours outside "
+        "their tables), e.g. -0.017: such parallaxes are kept, flagged NO_ZERO_POINT (default: dropped)",
+    )
+    p.add_argument(
         "--no-sim-to-real-sigma",
         dest="sim_to_real_sigma",
         action="store_false",

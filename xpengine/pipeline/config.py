@@ -259,6 +259,11 @@ class InferenceConfig:
     # `xpengine.model.calibration.SimToReal`); false only for simulated skies, whose σ are scored as
     # calibrated on simulated stars
     sim_to_real_sigma: bool = True
+    # the parallax zero point [mas] where Lindegren et al.'s tables do not reach (G < 6 or > 21, colours
+    # outside them): None drops such a parallax (flags NO_ZERO_POINT, NO_PARALLAX), as Leung & Bovy did; a
+    # constant (e.g. -0.017, the quasars' median) keeps it, flagged NO_ZERO_POINT (a G = 5 star's parallax
+    # measured to 0.06 mas is otherwise lost over a correction of a few 0.01 mas)
+    zero_point_fallback: float | None = None
 
     def __init__(self, **kwargs: Any) -> None:
         own = {f.name for f in dataclasses.fields(self)}
@@ -304,6 +309,9 @@ class InferenceConfig:
                     problems += value.problems()
         if self.gaia_source and not self.input:
             problems.append("gaia_source given without input")
+        zpf = self.zero_point_fallback
+        if "zero_point_fallback" not in typed and zpf is not None and not -1.0 < zpf < 1.0:
+            problems.append(f"zero_point_fallback: a parallax zero point in mas (|value| < 1), got {zpf}")
         return problems
 
     def validate(self) -> None:

@@ -103,6 +103,7 @@ def _job_identity(labels: list[str], provenance: dict[str, Any], cfg: Any = None
         identity["context_inputs"] = None if cfg.inputs is None else list(cfg.inputs)
         # as _JOB.json will hold it (tuples become lists), so a reread compares equal
         identity["flag_policy"] = json.loads(json.dumps(dataclasses.asdict(cfg.flags), default=str))
+        identity["zero_point_fallback"] = cfg.zero_point_fallback
         if MASS_AGE_LABELS & set(labels):
             identity.update(_fitted_tables(cfg.flags))
     return identity
@@ -139,6 +140,7 @@ _IDENTITY_NAMES = {
     "compact_side_tables": "2MASS / E(B−V) tables of the compact inputs (xpengine compact --tmass / --ebv)",
     "context_inputs": "context inputs",
     "flag_policy": "flag policy",
+    "zero_point_fallback": "parallax zero point where Lindegren's tables do not reach (--zero-point-fallback)",
     "isochrone_grid": "isochrone grid",
     "extinction_table": "extinction coefficients",
 }

@@ -389,6 +389,7 @@ def _dataset(cfg: InferenceConfig, tasks: list[PartitionTask], pool, ledger, voc
             "chunk_rows": cfg.resources.chunk_rows,
             "tmass": cfg.tmass,
             "ebv": cfg.ebv,
+            "zero_point_fallback": cfg.zero_point_fallback,
             "ledger": ledger,
         },
     )

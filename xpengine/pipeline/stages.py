@@ -1,16 +1,13 @@
 """The two stages the Ray job runs, as plain Python (no Ray import).
 
-`featurize_partition` reads one XP partition (and its gaia_source partner) in chunks, joins the optional
-2MASS and E(B−V) inputs (`joined_chunks`; a `ModelInputs_*.parquet` of `xpengine compact` already holds
-them), builds model tokens, and yields one batch (dict of numpy arrays) per chunk.
-Every row of the partition is yielded exactly once, keyed by the partition's index in the driver's plan
-(`bookkeeping.PARTITION_KEY`); the partition's total row count, or the error that stopped its read, goes
-to the job's `Ledger` (`xpengine.pipeline.bookkeeping`) with the read's seconds and its files' size and mtime.
+`featurize_partition` reads one XP partition (and its gaia_source partner) in chunks, joins the optional 2MASS
+and E(B−V) inputs (`joined_chunks`; a `ModelInputs_*.parquet` of `xpengine compact` already holds them), builds
+model tokens, and yields one batch (dict of numpy arrays) per chunk. Every row is yielded exactly once, keyed by
+the partition's index in the driver's plan (`bookkeeping.PARTITION_KEY`); its row count, or the error that
+stopped its read, goes to the job's `Ledger` with the read's seconds and its files' size and mtime.
 `CatalogPredictor` is the map_batches callable: `xpengine.inference.catalogue.CatalogPredictor` (also
-`Predictor.from_xp`'s: the model loaded once, token batches into catalogue columns with flags) with the job's
-predictor pool (`tuning.PoolPlan`: device, dtype, threads; batch size measured or calibrated at actor start,
-unless given) and flag policy. It sets the partition key aside while the model runs, and reports its
-start-up and per-call timings to the ledger.
+`Predictor.from_xp`'s) with the job's predictor pool (`tuning.PoolPlan`: device, dtype, threads, batch size)
+and flag policy; it sets the partition key aside while the model runs and reports its timings to the ledger.
 """
 
 from __future__ import annotations
@@ -165,6 +162,7 @@ def featurize_partition(
     tmass: str | None = None,
     ebv: str | None = None,
     ledger: Any = None,
+    zero_point_fallback: float | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """map_batches generator: for each partition row in `batch` (`PartitionTask.to_row()` and its
     `index` in the plan), yield its token batches keyed by `PARTITION_KEY`.
@@ -191,6 +189,7 @@ def featurize_partition(
                 ledger=ledger,
                 read_s=read_s,
                 started_at=started_at,
+                zero_point_fallback=zero_point_fallback,
             )
         except Exception as exc:  # a corrupt partition fails alone
             if ledger is None:
@@ -270,17 +269,17 @@ def _featurize_one(
     ledger: Any,
     read_s: list[float],
     started_at: float | None = None,
+    zero_point_fallback: float | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     from xpengine.spectra.representation import token_representation
 
     representation = token_representation()
-    # the files' size and mtime as they are opened: the driver checks them again when it writes the
-    # partition, so a file replaced after this read is not recorded as the version read
+    # the files' size and mtime as opened: the driver checks them again when it writes the partition
     opened = input_fingerprints(task.xp, task.gaia) if ledger is not None else None
     pending: dict[str, np.ndarray] | None = None
-    total = 0
+    total, zpf = 0, zero_point_fallback
     for joined in joined_chunks(task, chunk_rows=chunk_rows, tmass=tmass, ebv=ebv):
-        out = catalogue_batch(joined, vocab, representation=representation)
+        out = catalogue_batch(joined, vocab, representation=representation, zero_point_fallback=zpf)
         n = len(out["source_id"])
         out[PARTITION_KEY] = np.full(n, index, dtype=np.int32)
         total += n

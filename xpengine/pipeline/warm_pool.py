@@ -312,6 +312,7 @@ def warm_batches(
         "chunk_rows": cfg.resources.chunk_rows,
         "tmass": cfg.tmass,
         "ebv": cfg.ebv,
+        "zero_point_fallback": cfg.zero_point_fallback,
     }
     rows = [{**t.to_row(), "index": i} for i, t in enumerate(tasks)]
     todo: queue.SimpleQueue = queue.SimpleQueue()
