@@ -29,9 +29,12 @@ renumber a bit, only add new ones. Bits 0-15 are set by the feature step (`xpeng
 |     |        |                         |           | reads differently in mass and age (calibrated apart: ALL_XP_ORDERS)    |
 | 13  | 8192   | BP_RP_FROM_XP           | features  | no gaia_source BP−RP: the `bprp` token is the calibrated synthetic     |
 |     |        |                         |           | BP−RP of the star's own coefficients (σ 2.5 mmag vs real BP−RP)        |
-| 16  | 65536  | OUTSIDE_TRAINING_DOMAIN | catalogue | reserved: inputs outside the training set's domain                     |
-| 17  | 131072 | HIGH_UNCERTAINTY        | catalogue | reserved: predicted uncertainty above the catalogue threshold          |
-| 18  | 262144 | NO_PREDICTION           | catalogue | reserved: no prediction made for this source                           |
+| 16  | 65536  | OUTSIDE_TRAINING_DOMAIN | catalogue | mass/age asked of a star outside the model's giant domain, judged from |
+|     |        |                         |           | its parallax M_G and colour where measured, else its predicted logg    |
+|     |        |                         |           | and Teff (`catalog.flag_policy`); its model distance and E(B−V) are    |
+|     |        |                         |           | extrapolations too                                                     |
+| 17  | 131072 | HIGH_UNCERTAINTY        | catalogue | a predicted σ above the flag policy's `max_error` / relative limits    |
+| 18  | 262144 | NO_PREDICTION           | catalogue | no usable input token: the row is written with NaN predictions         |
 | 19  | 524288 | DUPLICATE_SOURCE        | catalogue | a second input row of a source already in the catalogue: set aside in  |
 |     |        |                         |           | `_rejected/` with the reason, never in the catalogue itself            |
 | 20  | 1048576 | OUTSIDE_PARTITION_RANGE | catalogue | the source's HEALPix pixel (source_id >> 43) is outside the range in   |
