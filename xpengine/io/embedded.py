@@ -22,7 +22,13 @@ from xpengine.io.gaia_source import read_gaia_source
 from xpengine.io.schema import GAIA_SOURCE_COLUMNS, META_SOURCE, XP_BY_NAME
 from xpengine.io.tables import EBV_COLUMNS, TMASS_COLUMNS
 
-__all__ = ["embedded_columns", "kept_and_replaced", "read_embedded_columns", "split_embedded"]
+__all__ = [
+    "embedded_columns",
+    "kept_and_replaced",
+    "read_embedded_columns",
+    "split_embedded",
+    "with_own_columns",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +170,38 @@ def read_embedded_columns(
                 int(bad.sum()),
             )
     return table.take(pa.array(first))
+
+
+def with_own_columns(
+    table: pa.Table,
+    source: Any,
+    with_gaia_source: bool | list[str] | tuple[str, ...],
+    reader: str,
+    storage_options: dict[str, Any] | None = None,
+) -> pa.Table:
+    """An XP reader's table (`reader`: its name, for the warning) with the columns its file holds beside
+    the XP joined on (`with_gaia_source` True: all of `embedded_columns`; a list: those), labelled "XP file"
+    in `read_problem`; False: the table as it is, with a warning naming such columns. A source that is not
+    a file (an in-memory table) has none."""
+    if not isinstance(source, str | os.PathLike):
+        return table
+    if with_gaia_source is False:
+        from xpengine.io.xp_continuous import _warn_gaia_source_columns
+
+        url = (table.schema.metadata or {}).get(META_SOURCE, os.fspath(source).encode()).decode()
+        _warn_gaia_source_columns(url, embedded_columns(source, storage_options=storage_options), reader)
+        return table
+    own = (
+        embedded_columns(source, storage_options=storage_options)
+        if with_gaia_source is True
+        else list(with_gaia_source)
+    )
+    gaia = read_embedded_columns(source, columns=own, storage_options=storage_options) if own else None
+    if gaia is None:
+        return table
+    from xpengine.io.tables import join_sources
+
+    return join_sources(table, gaia, gaia_label="XP file")
 
 
 def _first_rows(ids: np.ndarray) -> np.ndarray:

@@ -234,22 +234,9 @@ def read_xp_continuous(
     if batches and META_XP_INPUT in batches[0].schema.metadata:  # rows read from sampled spectra
         meta[META_XP_INPUT] = batches[0].schema.metadata[META_XP_INPUT]
     table = table.replace_schema_metadata(meta)
-    from xpengine.io.embedded import embedded_columns, read_embedded_columns
+    from xpengine.io.embedded import with_own_columns
 
-    if with_gaia_source is False:
-        _warn_gaia_source_columns(url.decode(), embedded_columns(source, storage_options=storage_options))
-        return table
-    own = (
-        embedded_columns(source, storage_options=storage_options)
-        if with_gaia_source is True
-        else list(with_gaia_source)
-    )
-    gaia = read_embedded_columns(source, columns=own, storage_options=storage_options) if own else None
-    if gaia is None:
-        return table
-    from xpengine.io.tables import join_sources
-
-    return join_sources(table, gaia, gaia_label="XP file")
+    return with_own_columns(table, source, with_gaia_source, "read_xp_continuous", storage_options)
 
 
 def covariance_from_correlations(errors: np.ndarray, correlations: np.ndarray) -> np.ndarray:
@@ -288,15 +275,17 @@ def covariance_from_correlations(errors: np.ndarray, correlations: np.ndarray) -
     return r
 
 
-def _warn_gaia_source_columns(url: str, embedded: list[str]) -> None:
-    """Warn that `read_xp_continuous` left out the gaia_source (G, parallax, RUWE, ...), 2MASS or E(B−V)
+def _warn_gaia_source_columns(url: str, embedded: list[str], reader: str = "read_xp_continuous") -> None:
+    """Warn that `reader` left out the gaia_source (G, parallax, RUWE, ra/dec, ...), 2MASS or E(B−V)
     columns an XP file holds beside its XP: a catalogue made from its table alone would treat the stars
-    as having none (flags G_FROM_XP, NO_PARALLAX, NO_2MASS) without saying why."""
+    as having none (flags G_FROM_XP, NO_PARALLAX, NO_2MASS; no distance prior without ra/dec) without
+    saying why."""
     if embedded:
         logger.warning(
             "%s holds gaia_source / 2MASS / E(B-V) column(s) %s beside its XP, left out of this table: read it with "
-            "read_xp_continuous(..., with_gaia_source=True), or give them to Predictor.from_xp (g_mag=, "
-            "parallax=, ...). The job and `xpengine features` use them for each kind of table not given otherwise",
+            "%s(..., with_gaia_source=True), or give them to Predictor.from_xp (g_mag=, parallax=, ...). The "
+            "job and `xpengine features` use them for each kind of table not given otherwise",
             url,
             embedded,
+            reader,
         )

@@ -206,8 +206,14 @@ def read_xp_sampled(
     sampling: Any = None,
     source_id: int | None = None,
     storage_options: dict[str, Any] | None = None,
+    with_gaia_source: bool | list[str] = False,
 ) -> pa.Table:
-    """Read sampled XP spectra (a file or an in-memory table) into one Arrow table (`iter_xp_sampled`)."""
+    """Read sampled XP spectra (a file or an in-memory table) into one Arrow table (`iter_xp_sampled`).
+
+    with_gaia_source : as `read_xp_continuous`'s: also the gaia_source (G, ra/dec, parallax, ...), 2MASS and
+        E(B−V) columns the file holds beside its spectra (the archive's XP_SAMPLED holds ra/dec, which the
+        isochrone fit's distance prior needs); without it they are left out with a warning naming them.
+    """
     batches = list(
         iter_xp_sampled(
             source,
@@ -221,9 +227,13 @@ def read_xp_sampled(
     schema = xp_schema(output_columns(columns, with_correlations))
     table = pa.Table.from_batches(batches, schema=schema)
     if batches:
-        return table.replace_schema_metadata(_merged_metadata(batches))
-    label = os.fspath(source) if isinstance(source, str | os.PathLike) else type(source).__name__
-    return table.replace_schema_metadata({META_SOURCE: label.encode()})
+        table = table.replace_schema_metadata(_merged_metadata(batches))
+    else:
+        label = os.fspath(source) if isinstance(source, str | os.PathLike) else type(source).__name__
+        table = table.replace_schema_metadata({META_SOURCE: label.encode()})
+    from xpengine.io.embedded import with_own_columns
+
+    return with_own_columns(table, source, with_gaia_source, "read_xp_sampled", storage_options)
 
 
 def _merged_metadata(batches: list[pa.RecordBatch]) -> dict[bytes, bytes]:
