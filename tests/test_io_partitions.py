@@ -138,3 +138,19 @@ def test_files_that_look_like_xp_but_are_not_bulk_partitions_are_reported(bulk_d
     assert [p.name for p in parts] == ["000000-003111", "003112-005263"]
     assert "2 file(s)" in caplog.text and "XpContinuousMeanSpectrum_700000-70311.csv.gz" in caplog.text
     assert "XP_CONTINUOUS-Gaia_DR3_5937083312263887616.csv" in caplog.text and "README" not in caplog.text
+
+
+def test_a_glob_of_single_archive_files_gives_one_partition_each(tmp_path):
+    """`--input 'downloads/XP_CONTINUOUS-*.csv'` (the shell does not expand a quoted glob): each archive file
+    is a partition of its own, as when the shell expands it (until session 27 they were refused as strays)."""
+    from _paths import XP_DIR
+
+    for name in ("XP_CONTINUOUS_RAW.csv", "XP_CONTINUOUS-Gaia_DR3_5937083312263887616.csv"):
+        (tmp_path / name).write_bytes((XP_DIR / name).read_bytes())
+    (tmp_path / "gs.csv").write_text("source_id\n1\n")
+    parts = discover_partitions(str(tmp_path / "XP_CONTINUOUS*.csv"), str(tmp_path / "gs.csv"))
+    assert sorted(p.name for p in parts) == [
+        "XP_CONTINUOUS-Gaia_DR3_5937083312263887616",
+        "XP_CONTINUOUS_RAW",
+    ]
+    assert all(p.hpx8_min is None and p.gaia_url.endswith("gs.csv") for p in parts)

@@ -128,6 +128,13 @@ SIDECAR_SUFFIXES = (
 downloads (curl/wget/browsers/aria2)."""
 
 
+def _single_name(url: str) -> str:
+    """The partition name of a single input file (`single_file_name`; a compact copy's own name)."""
+    base = os.path.basename(url.rstrip("/"))
+    m = _MODEL_INPUTS_RE.match(base)
+    return m.group(1) if m else single_file_name(base)
+
+
 def single_file_name(base: str) -> str:
     """The partition name of a single file: its name without `.gz` and its last suffix (`.csv`, `.fits`,
     ...), and only those: `stars.2023.csv` and `stars.2024.csv` are two partitions, `stars.2023` and
@@ -215,6 +222,12 @@ def discover_partitions(
         )
         xp_files = [u for u in xp_files if u not in set(zips)]
     xp_idx = _index(xp_files, _XP_RE, "XpContinuousMeanSpectrum")
+    singles = [u for u in xp_files if not _GAIA_RE.match(os.path.basename(u.rstrip("/")))]
+    if not xp_idx and len(singles) > 1 and _GLOB_CHARS & set(os.fspath(xp_source)):
+        # a glob of single archive files (`--input 'downloads/XP_CONTINUOUS-*.csv'`): each its own partition
+        gaia_files = _list_files(gaia_source, storage_options) if gaia_source is not None else []
+        gaia_url = gaia_files[0] if len(gaia_files) == 1 else None
+        return [Partition(_single_name(u), u, gaia_url, None, None) for u in singles]
     if not xp_idx and len(xp_files) == 1 and not _is_dir(xp_source, storage_options):
         url = xp_files[0]
         gaia_url = None
@@ -222,10 +235,7 @@ def discover_partitions(
             gaia_files = _list_files(gaia_source, storage_options)
             if len(gaia_files) == 1:
                 gaia_url = gaia_files[0]
-        base = os.path.basename(url.rstrip("/"))
-        m = _MODEL_INPUTS_RE.match(base)
-        name = m.group(1) if m else single_file_name(base)
-        return [Partition(name, url, gaia_url, None, None)]
+        return [Partition(_single_name(url), url, gaia_url, None, None)]
     if gaia_source is not None:
         gaia_idx = _index(_list_files(gaia_source, storage_options), _GAIA_RE, "GaiaSource")
         expect_gaia = True
