@@ -286,7 +286,8 @@ def stop_pools(keep: str | None = None, *, only_idle: bool = False, timeout_s: f
             except Exception as exc:  # gone meanwhile, or not answering: nothing to stop
                 log.debug("warm pool actor %s: %s", name, exc)
     if killed:
-        log.info("stopped %d warm pool actor(s) of other configurations: %s", len(killed), killed)
+        what = "of other configurations" if keep is not None else "(every pool)"
+        log.info("stopped %d warm pool actor(s) %s: %s", len(killed), what, killed)
     return killed
 
 

@@ -170,7 +170,9 @@ class TextReader:
                 row += batch.num_rows
         except GZIP_ERRORS as exc:
             raise GaiaFileError(
-                self.src.url, f"truncated or corrupt gzip stream after data row {row}: {exc}"
+                self.src.url,
+                f"truncated or corrupt gzip stream, in the block of rows after data row {row} (read in blocks "
+                f"of many rows, so the damage may lie further in): {exc}",
             ) from exc
         except (pa.ArrowInvalid, pa.ArrowKeyError, pa.ArrowTypeError) as exc:
             msg = str(exc)
