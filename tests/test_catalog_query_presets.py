@@ -462,3 +462,26 @@ def test_extinction_sql_functions_match_the_catalogue_law(tmp_path):
     assert (
         np.isnan(teff).any() and np.ptp(k_g[np.isfinite(teff)]) > 0.05
     )  # NaN Teff: the constant; others vary
+
+
+def test_a_join_the_preset_does_not_read_is_named_in_a_warning(tmp_path, capsys):
+    """`--join colours=FILE` without `-p jk0_view=colours` changes nothing: the command says so."""
+    from xpengine.cli import main
+
+    d, _, _ = _rc_catalog(tmp_path)
+    colours = str(tmp_path / "colours.parquet")
+    assert main(["query", str(d), "--preset", "red-clump", "--join", f"colours={colours}", "--count"]) == 0
+    err = capsys.readouterr().err
+    assert "--join colours not used by the preset red-clump" in err and "-p jk0_view=NAME" in err
+    args = [
+        "query",
+        str(d),
+        "--preset",
+        "red-clump",
+        "--join",
+        f"colours={colours}",
+        "-p",
+        "jk0_view=colours",
+    ]
+    assert main([*args, "--count"]) == 0
+    assert "not used by the preset" not in capsys.readouterr().err

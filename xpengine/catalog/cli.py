@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from typing import Any
 
@@ -212,6 +213,14 @@ def _run(args: argparse.Namespace) -> int:
             sql = cat.preset_sql(spec.name, raw_params)
             params = None
             units = spec.units
+            unused = [n for n in joins if not re.search(rf"\b{re.escape(n)}\b", sql)]
+            if unused:  # e.g. red-clump reads its colours only through -p jk0_view=NAME
+                wanted = [p.name for p in spec.params if p.name.endswith("_view")]
+                print(
+                    f"xpengine query: warning: --join {', '.join(unused)} not used by the preset {spec.name}"
+                    + (f" (it reads a joined table through -p {wanted[0]}=NAME)" if wanted else ""),
+                    file=sys.stderr,
+                )
         else:
             sql = args.sql
             params = {k: _parse_value(v) for k, v in raw_params.items()}
