@@ -200,3 +200,17 @@ def test_failed_input_writes_nothing(
     before = out.read_bytes()
     assert main([*argv, "--overwrite"]) == 2
     assert out.read_bytes() == before and not out.with_name(out.name + ".partial").exists()
+
+
+def test_a_file_whose_own_gaia_source_columns_have_no_g_is_warned_about(tmp_path: Path, caplog) -> None:
+    """The archive's XP_SAMPLED holds ra/dec but no G: the rows get G_FROM_XP and no parallax, and the command
+    says so (no warning before session 27: its own columns counted as a gaia_source)."""
+    import logging
+
+    from _paths import STAR_SAMPLED
+
+    with caplog.at_level(logging.WARNING, logger="xpengine.features.cli"):
+        assert main(["features", "--xp", str(STAR_SAMPLED), "--output", str(tmp_path / "t.parquet")]) == 0
+    text = " ".join(r.getMessage() for r in caplog.records)
+    assert "hold no phot_g_mean_mag" in text and "G_FROM_XP" in text and "NO_PARALLAX" in text
+    assert all(SourceFlag.G_FROM_XP in f for f in _flags(tmp_path / "t.parquet"))

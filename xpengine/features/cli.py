@@ -195,7 +195,15 @@ def _read_inputs(args: argparse.Namespace) -> Any:
     if kept:
         logger.info("using the XP file's own column(s) %s", kept)
     xp = read_xp_continuous(args.xp, with_gaia_source=kept)
-    if gaia is None and not split_embedded(kept)["gaia_source"]:
+    own_gaia = split_embedded(kept)["gaia_source"]
+    if gaia is None and own_gaia and "phot_g_mean_mag" not in own_gaia:
+        logger.warning(
+            "no --gaia-source, and the XP file's own gaia_source column(s) %s hold no phot_g_mean_mag: the XP "
+            "are normalised by the synthetic G of each star's own coefficients (flag G_FROM_XP)%s",
+            own_gaia,
+            "" if "parallax" in own_gaia else ", and no row has a parallax (NO_PARALLAX)",
+        )
+    if gaia is None and not own_gaia:
         logger.warning(
             "no --gaia-source: every row is flagged NO_GAIA_SOURCE and gets no parallax token; the XP are "
             "normalised by the synthetic G of each star's own coefficients (flag G_FROM_XP) and BP-RP is "
