@@ -456,3 +456,21 @@ def test_review_of_the_2mass_columns(tmp_path):
     rec = _input_fingerprints(task)
     rec["gaia_source_own_columns"] = rec.pop("xp_file_own_columns")  # as ecc0984 recorded it
     assert _input_change(task, {"inputs": rec}, False) is None
+
+
+def test_a_compact_copys_own_column_problems_go_when_a_gaia_source_table_replaces_them():
+    """A compact copy of an ADQL join keeps its own columns' read problems, labelled "XP file ..."; a
+    gaia_source table given to the job replaces those columns, and their problems go with them (a review
+    found them kept after they were relabelled from "gaia_source ...")."""
+    from xpengine.pipeline.stages import _without_gaia_problems
+
+    texts = [
+        "XP file parallax: not a valid double value: 'abc' (data row 1)",
+        "bp_chi_squared: x (data row 2); XP file ruwe: y (data row 2)",
+        "bp_chi_squared: x (data row 3)",
+        "gaia_source ruwe: y (data row 4)",
+        None,
+    ]
+    chunk = pa.table({"source_id": [1, 2, 3, 4, 5], "read_problem": pa.array(texts, pa.string())})
+    got = _without_gaia_problems(chunk).column("read_problem").to_pylist()
+    assert got == [None, "bp_chi_squared: x (data row 2)", "bp_chi_squared: x (data row 3)", None, None]

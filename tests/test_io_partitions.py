@@ -154,3 +154,27 @@ def test_a_glob_of_single_archive_files_gives_one_partition_each(tmp_path):
         "XP_CONTINUOUS_RAW",
     ]
     assert all(p.hpx8_min is None and p.gaia_url.endswith("gs.csv") for p in parts)
+
+
+def test_a_glob_leaves_out_folders_the_gaia_source_file_and_files_without_xp(tmp_path, caplog):
+    from _paths import XP_DIR
+
+    (tmp_path / "older").mkdir()
+    (tmp_path / "older" / "XP_CONTINUOUS_RAW.csv").write_bytes(
+        (XP_DIR / "XP_CONTINUOUS_RAW.csv").read_bytes()
+    )
+    for name in ("XP_CONTINUOUS_RAW.csv", "XP_CONTINUOUS-Gaia_DR3_5937083312263887616.csv"):
+        (tmp_path / name).write_bytes((XP_DIR / name).read_bytes())
+    (tmp_path / "gs.csv").write_text(
+        "source_id,ra,dec,parallax,parallax_error,phot_g_mean_mag\n1,0,0,1,0.1,12\n"
+    )
+    (tmp_path / "notes.csv").write_text("a,b\n1,2\n")
+    with caplog.at_level(logging.WARNING, logger="xpengine.io.partitions"):
+        parts = discover_partitions(str(tmp_path / "*"), str(tmp_path / "gs.csv"))
+    assert sorted(p.name for p in parts) == [
+        "XP_CONTINUOUS-Gaia_DR3_5937083312263887616",
+        "XP_CONTINUOUS_RAW",
+    ]
+    assert any(
+        "notes.csv" in r.getMessage() and "hold no XP spectra" in r.getMessage() for r in caplog.records
+    )

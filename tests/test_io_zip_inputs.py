@@ -99,3 +99,49 @@ def test_the_job_reads_a_download_as_it_reads_the_file_unzipped(ray_local, tmp_p
     assert zipped.num_rows == plain.num_rows == 2
     for col in ("source_id", "teff", "logg", "flags"):
         assert zipped.column(col).equals(plain.column(col)), col
+
+
+def test_a_replaced_download_changes_its_members_fingerprint(tmp_path):
+    """Resume compares an input's size and date; a zip member has no date of its own, so the zip's own
+    size and date and the member's CRC stand for it (a review found a replaced download kept its old rows)."""
+    import os
+
+    from xpengine.pipeline.plan import _file_fingerprint
+
+    z = _zip(tmp_path / "dl.zip", {"XP_CONTINUOUS-a.csv": RAW.read_bytes()})
+    (part,) = discover_partitions(str(z))
+    before = _file_fingerprint(part.xp_url)
+    data = RAW.read_bytes().replace(b"5853498713190525696", b"5853498713190525697")  # same size, new bytes
+    _zip(z, {"XP_CONTINUOUS-a.csv": data})
+    os.utime(z, (1, 1))  # even with the old mtime back... a different date
+    after = _file_fingerprint(part.xp_url)
+    assert before["size"] == after["size"] and before != after
+    assert "crc" in after["modified"]
+
+
+def test_downloads_in_a_folder_skip_one_without_xp_and_a_lone_one_is_refused(tmp_path, caplog):
+    folder = tmp_path / "dl"
+    folder.mkdir()
+    _zip(folder / "a.zip", {"XP_CONTINUOUS-a.csv": RAW.read_bytes()})
+    _zip(folder / "rvs.zip", {"RVS-Gaia DR3 1.csv": b"x\n"})
+    with caplog.at_level(logging.WARNING, logger="xpengine.io.partitions"):
+        parts = discover_partitions(str(folder))
+    assert [p.name for p in parts] == ["XP_CONTINUOUS-a"]
+    text = " ".join(r.getMessage() for r in caplog.records)
+    assert "rvs.zip" in text and "skipped" in text
+    assert "hold no G, parallax or sky position" in text and "--gaia-source" in text  # nothing beside the XP
+    with pytest.raises(GaiaFileError, match="no XP_CONTINUOUS"):
+        discover_partitions(str(folder / "rvs.zip"))
+
+
+def test_a_download_on_a_file_system_fsspec_cannot_open_is_refused_clearly():
+    try:
+        import s3fs  # noqa: F401
+
+        pytest.skip("s3fs is installed here: the zip would be read, not refused")
+    except ImportError:
+        pass
+    from xpengine.io.partitions import zip_partitions
+
+    with pytest.raises(GaiaFileError, match=r"s3:// cannot be read in place.*unzip it there"):
+        zip_partitions("s3://bucket/downloads/dl.zip")  # refused before any request

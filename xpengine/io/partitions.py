@@ -87,8 +87,8 @@ def _list_files(source: str | os.PathLike[str], storage_options: dict[str, Any] 
 
     url = os.fspath(source)
     fs, path = url_to_fs(url, storage_options)
-    if _GLOB_CHARS & set(path):
-        paths = fs.glob(path)
+    if _GLOB_CHARS & set(path):  # files only (a folder the pattern matches is not an input)
+        paths = [p for p, info in fs.glob(path, detail=True).items() if info.get("type") != "directory"]
     elif fs.isdir(path):
         paths = [p for p in fs.ls(path, detail=False) if not fs.isdir(p)]
     elif fs.exists(path):
@@ -126,6 +126,28 @@ SIDECAR_SUFFIXES = (
 )
 """Files in a listed directory or glob that are never partitions: checksums, signatures and partial
 downloads (curl/wget/browsers/aria2)."""
+
+
+def _xp_tables(urls: list[str], storage_options: dict[str, Any] | None) -> list[str]:
+    """The files of a glob that hold XP spectra (coefficients, sampled fluxes or a compact copy), by their
+    header's columns; the others (a gaia_source extract beside the downloads, a README) named in a warning."""
+    from xpengine.io.formats import table_column_names
+
+    xp_columns = {"bp_coefficients", "rp_coefficients", "flux", "bp_coefficient_0"}
+    keep, other = [], []
+    for u in urls:
+        try:
+            names = {n.lower() for n in table_column_names(u, storage_options)}
+        except Exception:  # not a table this engine reads
+            names = set()
+        (keep if names & xp_columns or _MODEL_INPUTS_RE.match(os.path.basename(u)) else other).append(u)
+    if other:
+        logger.warning(
+            "%d file(s) the pattern matches hold no XP spectra and are not read: %s",
+            len(other),
+            ", ".join(os.path.basename(u) for u in other[:5]) + (" ..." if len(other) > 5 else ""),
+        )
+    return keep
 
 
 def _single_name(url: str) -> str:
@@ -212,7 +234,19 @@ def discover_partitions(
         if gaia_source is not None:
             gaia_files = _list_files(gaia_source, storage_options)
             gaia_url = gaia_files[0] if len(gaia_files) == 1 else None
-        return [p for z in zips for p in zip_partitions(z, gaia_url, storage_options=storage_options)]
+        found: list[Partition] = []
+        for z in zips:
+            try:
+                found += zip_partitions(z, gaia_url, storage_options=storage_options)
+            except GaiaFileError as exc:  # one download of another product among several: skipped, named
+                if len(zips) == 1 or "no XP_CONTINUOUS or XP_SAMPLED" not in str(exc):
+                    raise
+                logger.warning("%s: skipped", exc)
+        if not found:
+            raise GaiaFileError(
+                os.fspath(xp_source), "none of its zip files holds an XP_CONTINUOUS or XP_SAMPLED file"
+            )
+        return found
     if zips:
         logger.warning(
             "%d zip file(s) among the other files of %s are not read; give them as inputs of their own: %s",
@@ -222,12 +256,19 @@ def discover_partitions(
         )
         xp_files = [u for u in xp_files if u not in set(zips)]
     xp_idx = _index(xp_files, _XP_RE, "XpContinuousMeanSpectrum")
-    singles = [u for u in xp_files if not _GAIA_RE.match(os.path.basename(u.rstrip("/")))]
+    gaia_files = _list_files(gaia_source, storage_options) if gaia_source is not None else []
+    singles = [
+        u
+        for u in xp_files
+        if not _GAIA_RE.match(os.path.basename(u.rstrip("/"))) and u not in set(gaia_files)
+    ]
     if not xp_idx and len(singles) > 1 and _GLOB_CHARS & set(os.fspath(xp_source)):
         # a glob of single archive files (`--input 'downloads/XP_CONTINUOUS-*.csv'`): each its own partition
-        gaia_files = _list_files(gaia_source, storage_options) if gaia_source is not None else []
+        # (not the gaia_source file given, should the pattern match it too)
         gaia_url = gaia_files[0] if len(gaia_files) == 1 else None
-        return [Partition(_single_name(u), u, gaia_url, None, None) for u in singles]
+        return [
+            Partition(_single_name(u), u, gaia_url, None, None) for u in _xp_tables(singles, storage_options)
+        ]
     if not xp_idx and len(xp_files) == 1 and not _is_dir(xp_source, storage_options):
         url = xp_files[0]
         gaia_url = None
@@ -305,6 +346,18 @@ def zip_partitions(
 
     if "://" not in url:
         url = os.path.abspath(url)  # the members' URLs are read by other processes
+    else:  # a member is read through fsspec's zip file system over the archive's own fsspec one
+        import fsspec
+
+        protocol = url.split("://", 1)[0]
+        try:
+            fsspec.get_filesystem_class(protocol)
+        except (ImportError, ValueError) as exc:
+            raise GaiaFileError(
+                url,
+                f"a download on {protocol}:// cannot be read in place ({exc}): unzip it there, or install the "
+                "fsspec file system it names",
+            ) from None
     with open_url(url, "rb", storage_options) as f:
         try:
             members = [n for n in zipfile.ZipFile(f).namelist() if not n.endswith("/")]
@@ -327,6 +380,13 @@ def zip_partitions(
             + ")",
         )
     skipped = [n for n in members if n not in set(chosen)]
+    if gaia_url is None:
+        logger.warning(
+            "%s: its XP files hold no G, parallax or sky position (the CSV XP_SAMPLED's ra/dec aside): the XP "
+            "are normalised by their own synthetic G (G_FROM_XP), and stars outside the mass/age domain are "
+            "fitted without the distance prior; give the stars' gaia_source rows with --gaia-source",
+            url,
+        )
     if skipped:
         logger.info(
             "%s: reading %d XP file(s) inside; skipping %d other file(s): %s",

@@ -213,6 +213,11 @@ def _file_fingerprint(url: str | None) -> dict[str, Any] | None:
     fs, path = url_to_fs(url)
     info = fs.info(path)
     modified = info.get("mtime", info.get("LastModified", info.get("last_modified", info.get("ETag"))))
+    if url.startswith("zip://") and "::" in url:  # a member of a download: its zip's own stat, and its CRC
+        archive = _file_fingerprint(url.split("::", 1)[1]) or {}
+        modified = (
+            f"zip {archive.get('size')} bytes modified {archive.get('modified')}, crc {info.get('CRC')}"
+        )
     return {"size": int(info.get("size") or 0), "modified": str(modified)}
 
 

@@ -124,9 +124,9 @@ def _for_chunk(side: _SideTable | None, chunk):
 
 
 def _without_gaia_problems(chunk):
-    """`chunk` (a model-inputs file's rows) with the `gaia_source ...` texts its `read_problem` got from
-    the gaia_source table it was made with (`io.join_sources` appends them last, after "; " or alone)
-    taken out, and null where nothing else is left: a new gaia_source table replaces them."""
+    """`chunk` (a model-inputs file's rows) with the `gaia_source ...` or `XP file ...` (its own columns)
+    texts its `read_problem` got from the gaia_source it was made with (`io.join_sources` appends them
+    last) taken out, and null where nothing else is left: a new gaia_source table replaces them."""
     from xpengine import io
 
     if io.READ_PROBLEM not in chunk.column_names:
@@ -137,8 +137,9 @@ def _without_gaia_problems(chunk):
     i = chunk.schema.get_field_index(io.READ_PROBLEM)
     # each reader's text ends with where it was, "(data row N)", "(source_id ..., data rows A-B)": the
     # gaia part starts the text or follows the first such end
+    pattern = r"(?s)(^|(\)); )(gaia_source|XP file) .*$"
     kept = pc.replace_substring_regex(
-        pc.cast(chunk.column(i), pa.string()), r"(?s)(^|(\)); )gaia_source .*$", r"\2", max_replacements=1
+        pc.cast(chunk.column(i), pa.string()), pattern, r"\2", max_replacements=1
     )
     kept = pc.if_else(pc.equal(kept, ""), pa.scalar(None, pa.string()), kept)
     return chunk.set_column(i, io.READ_PROBLEM, kept)
