@@ -228,25 +228,10 @@ def discover_partitions(
     `gaia_url=None` (a warning is logged when GaiaSource files were expected).
     """
     xp_files = _list_files(xp_source, storage_options)
+    gaia_files = _list_files(gaia_source, storage_options) if gaia_source is not None else []
     zips = [u for u in xp_files if u.lower().endswith(".zip")]
     if zips and len(zips) == len(xp_files):  # Gaia archive downloads: the XP files inside them
-        gaia_url = None
-        if gaia_source is not None:
-            gaia_files = _list_files(gaia_source, storage_options)
-            gaia_url = gaia_files[0] if len(gaia_files) == 1 else None
-        found: list[Partition] = []
-        for z in zips:
-            try:
-                found += zip_partitions(z, gaia_url, storage_options=storage_options)
-            except GaiaFileError as exc:  # one download of another product among several: skipped, named
-                if len(zips) == 1 or "no XP_CONTINUOUS or XP_SAMPLED" not in str(exc):
-                    raise
-                logger.warning("%s: skipped", exc)
-        if not found:
-            raise GaiaFileError(
-                os.fspath(xp_source), "none of its zip files holds an XP_CONTINUOUS or XP_SAMPLED file"
-            )
-        return found
+        return _zip_inputs(zips, gaia_files[0] if len(gaia_files) == 1 else None, xp_source, storage_options)
     if zips:
         logger.warning(
             "%d zip file(s) among the other files of %s are not read; give them as inputs of their own: %s",
@@ -256,12 +241,8 @@ def discover_partitions(
         )
         xp_files = [u for u in xp_files if u not in set(zips)]
     xp_idx = _index(xp_files, _XP_RE, "XpContinuousMeanSpectrum")
-    gaia_files = _list_files(gaia_source, storage_options) if gaia_source is not None else []
-    singles = [
-        u
-        for u in xp_files
-        if not _GAIA_RE.match(os.path.basename(u.rstrip("/"))) and u not in set(gaia_files)
-    ]
+    given = set(gaia_files)
+    singles = [u for u in xp_files if not _GAIA_RE.match(os.path.basename(u.rstrip("/"))) and u not in given]
     if not xp_idx and len(singles) > 1 and _GLOB_CHARS & set(os.fspath(xp_source)):
         # a glob of single archive files (`--input 'downloads/XP_CONTINUOUS-*.csv'`): each its own partition
         # (not the gaia_source file given, should the pattern match it too)
@@ -271,14 +252,10 @@ def discover_partitions(
         ]
     if not xp_idx and len(xp_files) == 1 and not _is_dir(xp_source, storage_options):
         url = xp_files[0]
-        gaia_url = None
-        if gaia_source is not None:
-            gaia_files = _list_files(gaia_source, storage_options)
-            if len(gaia_files) == 1:
-                gaia_url = gaia_files[0]
+        gaia_url = gaia_files[0] if len(gaia_files) == 1 else None
         return [Partition(_single_name(url), url, gaia_url, None, None)]
     if gaia_source is not None:
-        gaia_idx = _index(_list_files(gaia_source, storage_options), _GAIA_RE, "GaiaSource")
+        gaia_idx = _index(gaia_files, _GAIA_RE, "GaiaSource")
         expect_gaia = True
     else:
         gaia_idx = _index(xp_files, _GAIA_RE, "GaiaSource")
@@ -321,6 +298,26 @@ def discover_partitions(
             os.fspath(xp_source),
         )
     return sorted(parts, key=lambda p: (p.hpx8_min or 0, p.hpx8_max or 0))
+
+
+def _zip_inputs(
+    zips: list[str], gaia_url: str | None, xp_source: Any, storage_options: dict[str, Any] | None
+) -> list[Partition]:
+    """The partitions of the downloads `zips` (`zip_partitions`); among several, one without XP (an RVS
+    download) is skipped with a warning, a lone one refused."""
+    found: list[Partition] = []
+    for z in zips:
+        try:
+            found += zip_partitions(z, gaia_url, storage_options=storage_options)
+        except GaiaFileError as exc:  # one download of another product among several: skipped, named
+            if len(zips) == 1 or "no XP_CONTINUOUS or XP_SAMPLED" not in str(exc):
+                raise
+            logger.warning("%s: skipped", exc)
+    if not found:
+        raise GaiaFileError(
+            os.fspath(xp_source), "none of its zip files holds an XP_CONTINUOUS or XP_SAMPLED file"
+        )
+    return found
 
 
 #: the XP products of a Gaia archive (DataLink) download, by the start of their file names in its zip
