@@ -347,3 +347,33 @@ def test_the_cli_refuses_other_data_on_resume_unless_allow_data_change(toy, tmp_
     assert "the data file changed" in capsys.readouterr().err
     assert script.main([*resume, "--allow-data-change"]) == 0
     assert _epochs(tmp_path / "run") == [1, 2]
+
+
+def test_the_same_rows_written_by_another_writer_resume_without_the_flag(toy, tmp_path, caplog):
+    """A GPU lease's data is unpacked there and here, perhaps by another pyarrow (its footer names the
+    writer): other bytes, the same columns and values. The content digest lets such a resume go on without
+    --allow-data-change and records no data change; a changed value is still refused."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from xpengine.train.resume_checks import ResumeMismatch
+
+    tr, va = _arrays(toy)
+    run = tmp_path / "run"
+    train(_config(toy, epochs=1), tr, va, output_dir=run)
+    table = pq.read_table(toy)
+    rewritten = tmp_path / "rewritten.parquet"
+    pq.write_table(table, rewritten, compression="gzip", row_group_size=37)  # other bytes, same rows
+    assert rewritten.read_bytes() != Path(toy).read_bytes()
+    with caplog.at_level("INFO", logger="xpengine.train.loop"):
+        train(_config(rewritten, epochs=2), tr, va, output_dir=run, resume_from=run)
+    assert "the same columns and values: resuming" in caplog.text
+    prov = json.loads((run / "model" / "provenance.json").read_text())
+    assert "earlier_data" not in prov and prov["data"]["content_sha256"]
+    changed = tmp_path / "changed.parquet"
+    col = table.column_names.index(next(c for c in table.column_names if table.column(c).type == "float"))
+    values = table.column(col).to_numpy(zero_copy_only=False).copy()
+    values[0] += 1.0
+    pq.write_table(table.set_column(col, table.column_names[col], pa.array(values, pa.float32())), changed)
+    with pytest.raises(ResumeMismatch):
+        train(_config(changed, epochs=3), tr, va, output_dir=run, resume_from=run)

@@ -26,7 +26,13 @@ import torch
 
 from xpengine.model.checkpoint import Checkpoint, TrainState
 from xpengine.train.config import TrainConfig
-from xpengine.train.run_files import THREAD_ENV, data_sha256, find_resume_checkpoint, thread_record
+from xpengine.train.run_files import (
+    THREAD_ENV,
+    data_content_sha256,
+    data_sha256,
+    find_resume_checkpoint,
+    thread_record,
+)
 
 __all__ = [
     "FREE_KEYS",
@@ -174,6 +180,13 @@ def _check_data(config: TrainConfig, ckpt: Checkpoint, ckpt_dir: Path, allow_cha
     new = data_sha256(config.data_path)
     if new == old["sha256"]:
         return
+    if old.get("content_sha256") and data_content_sha256(config.data_path) == old["content_sha256"]:
+        logger.info(  # e.g. a GPU lease's data unpacked here by another pyarrow: the same rows
+            "%s: other bytes than the checkpoint's data file (%s), the same columns and values: resuming",
+            config.data_path,
+            old.get("path"),
+        )
+        return
     what = (
         f"the data file changed since {ckpt_dir}: {old.get('path')} (sha256 {old['sha256']}) then, "
         f"{config.data_path} (sha256 {new}) now"
@@ -199,7 +212,8 @@ def carry_data_records(provenance: dict[str, Any], before: dict[str, Any]) -> No
     current data only. An unchanged file carries the list and the epoch on."""
     data, old = provenance["data"], before.get("data") or {}
     earlier = list(before.get("earlier_data", []))
-    if old.get("sha256") and data.get("sha256") and old["sha256"] != data["sha256"]:
+    same_rows = bool(old.get("content_sha256")) and old.get("content_sha256") == data.get("content_sha256")
+    if old.get("sha256") and data.get("sha256") and old["sha256"] != data["sha256"] and not same_rows:
         done = int(before.get("epochs_completed", 0))
         earlier.append({**old, "from_epoch": old.get("from_epoch", 1), "until_epoch": done})
         data["from_epoch"] = done + 1

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = [
     "base_provenance",
     "check_fresh_output_dir",
+    "data_content_sha256",
     "data_sha256",
     "find_resume_checkpoint",
     "git_commit",
@@ -79,6 +80,37 @@ def thread_record() -> dict[str, Any]:
 @functools.lru_cache(maxsize=8)
 def _sha256_of_version(path: str, inode: int, size: int, mtime_ns: int) -> str:
     return sha256_of(path)
+
+
+@functools.lru_cache(maxsize=8)
+def _content_of_version(path: str, inode: int, size: int, mtime_ns: int) -> str | None:
+    import hashlib
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception:  # not a Parquet table: the file's bytes are all there is to compare
+        return None
+    h = hashlib.sha256()
+    for name, col in zip(table.column_names, table.columns, strict=True):
+        arr = col.combine_chunks()
+        h.update(f"{name}\0{arr.type}\0".encode())
+        h.update(np.asarray(arr.is_null(), dtype=np.uint8).tobytes())
+        if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type) or pa.types.is_boolean(arr.type):
+            h.update(np.ascontiguousarray(arr.to_numpy(zero_copy_only=False)).tobytes())
+        else:  # strings and nested types: their values as text
+            h.update("\0".join(map(str, arr.to_pylist())).encode())
+    return h.hexdigest()
+
+
+def data_content_sha256(path: str | os.PathLike) -> str | None:
+    """A digest of a Parquet data file's columns (names, types, nulls, values), not of its bytes: the same
+    rows written by another pyarrow (a GPU lease's unpacked data, its footer naming the writer) digest the
+    same. None for a file that is not a Parquet table."""
+    st = os.stat(path)
+    return _content_of_version(str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def data_sha256(path: str | os.PathLike) -> str:
@@ -342,6 +374,7 @@ def base_provenance(
     }
     if config.data_path and os.path.isfile(config.data_path):
         data["sha256"] = data_sha256(config.data_path)
+        data["content_sha256"] = data_content_sha256(config.data_path)
         data["bytes"] = os.path.getsize(config.data_path)
     hardware: dict[str, Any] = {
         "device": str(device),
