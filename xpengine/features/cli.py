@@ -152,9 +152,9 @@ def run_features(args: argparse.Namespace) -> int:
 
 def _read_inputs(args: argparse.Namespace) -> Any:
     """The XP table of --xp joined with --gaia-source, --tmass and --ebv (for each one not given, the XP
-    file's own columns of that kind, if any: an ADQL join; the XP table alone when there are none). Raises what the readers
-    raise for an input that cannot be read (`GaiaFileError`, naming the file, row and column), so that
-    the command can say it in one line."""
+    file's own columns of that kind, if any: an ADQL join; the XP table alone when there are none). Raises
+    what the readers raise for an input that cannot be read (`GaiaFileError`, naming the file, row and
+    column), so that the command can say it in one line."""
     from xpengine.io import (
         EBV_COLUMNS,
         TMASS_COLUMNS,

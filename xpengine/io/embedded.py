@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+_reader_log = logging.getLogger("xpengine.io.xp_continuous")  # the readers' warning keeps their logger
 
 KINDS = ("gaia_source", "2MASS", "E(B-V)")
 """The side tables an XP file's own columns can stand for, in the order of `embedded_columns`."""
@@ -186,8 +187,6 @@ def with_own_columns(
     if not isinstance(source, str | os.PathLike):
         return table
     if with_gaia_source is False:
-        from xpengine.io.xp_continuous import _warn_gaia_source_columns
-
         url = (table.schema.metadata or {}).get(META_SOURCE, os.fspath(source).encode()).decode()
         _warn_gaia_source_columns(url, embedded_columns(source, storage_options=storage_options), reader)
         return table
@@ -202,6 +201,22 @@ def with_own_columns(
     from xpengine.io.tables import join_sources
 
     return join_sources(table, gaia, gaia_label="XP file")
+
+
+def _warn_gaia_source_columns(url: str, embedded: list[str], reader: str = "read_xp_continuous") -> None:
+    """Warn that `reader` left out the gaia_source (G, parallax, RUWE, ra/dec, ...), 2MASS or E(B−V)
+    columns an XP file holds beside its XP: a catalogue made from its table alone would treat the stars
+    as having none (flags G_FROM_XP, NO_PARALLAX, NO_2MASS; no distance prior without ra/dec) without
+    saying why."""
+    if embedded:
+        _reader_log.warning(
+            "%s holds gaia_source / 2MASS / E(B-V) column(s) %s beside its XP, left out of this table: read it with "
+            "%s(..., with_gaia_source=True), or give them to Predictor.from_xp (g_mag=, parallax=, ...). The "
+            "job and `xpengine features` use them for each kind of table not given otherwise",
+            url,
+            embedded,
+            reader,
+        )
 
 
 def _first_rows(ids: np.ndarray) -> np.ndarray:

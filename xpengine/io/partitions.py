@@ -239,7 +239,7 @@ def discover_partitions(
             os.fspath(xp_source),
             ", ".join(os.path.basename(u) for u in zips[:5]) + (" ..." if len(zips) > 5 else ""),
         )
-        xp_files = [u for u in xp_files if u not in set(zips)]
+        xp_files = [u for u in xp_files if not u.lower().endswith(".zip")]
     xp_idx = _index(xp_files, _XP_RE, "XpContinuousMeanSpectrum")
     given = set(gaia_files)
     singles = [u for u in xp_files if not _GAIA_RE.match(os.path.basename(u.rstrip("/"))) and u not in given]

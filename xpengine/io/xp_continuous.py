@@ -273,19 +273,3 @@ def covariance_from_correlations(errors: np.ndarray, correlations: np.ndarray) -
     r *= e[:, :, None]
     r *= e[:, None, :]
     return r
-
-
-def _warn_gaia_source_columns(url: str, embedded: list[str], reader: str = "read_xp_continuous") -> None:
-    """Warn that `reader` left out the gaia_source (G, parallax, RUWE, ra/dec, ...), 2MASS or E(B−V)
-    columns an XP file holds beside its XP: a catalogue made from its table alone would treat the stars
-    as having none (flags G_FROM_XP, NO_PARALLAX, NO_2MASS; no distance prior without ra/dec) without
-    saying why."""
-    if embedded:
-        logger.warning(
-            "%s holds gaia_source / 2MASS / E(B-V) column(s) %s beside its XP, left out of this table: read it with "
-            "%s(..., with_gaia_source=True), or give them to Predictor.from_xp (g_mag=, parallax=, ...). The "
-            "job and `xpengine features` use them for each kind of table not given otherwise",
-            url,
-            embedded,
-            reader,
-        )

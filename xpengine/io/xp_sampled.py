@@ -212,7 +212,8 @@ def read_xp_sampled(
 
     with_gaia_source : as `read_xp_continuous`'s: also the gaia_source (G, ra/dec, parallax, ...), 2MASS and
         E(B−V) columns the file holds beside its spectra (the archive's XP_SAMPLED in CSV holds ra/dec, which
-        the isochrone fit's distance prior needs; its other formats keep them in metadata, not read); without it they are left out with a warning naming them.
+        the isochrone fit's distance prior needs; its other formats keep them in metadata, not read);
+        without it they are left out with a warning naming them.
     """
     batches = list(
         iter_xp_sampled(

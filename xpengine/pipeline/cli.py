@@ -41,8 +41,9 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
         nargs="+",
         help="XP partitions or files: directories, globs or URLs of XpContinuousMeanSpectrum (or "
         "XpSampledMeanSpectrum) bulk files, or single archive files: XP_CONTINUOUS, XP_SAMPLED, GaiaXPy "
-        "calibrate output, a Gaia archive download (.zip: its XP_CONTINUOUS files are read); a glob matching no "
-        "bulk file gives one partition per file it matches; or ModelInputs_AAAAAA-BBBBBB.parquet files written once by `xpengine compact` "
+        "calibrate output, a Gaia archive download (.zip: its XP_CONTINUOUS files are read); a glob matching "
+        "no bulk file gives one partition per file it matches; or ModelInputs_AAAAAA-BBBBBB.parquet files "
+        "written once by `xpengine compact` "
         "(they hold the gaia_source columns, so no partner files are needed)",
     )
     p.add_argument("--gaia-source", nargs="+", help="GaiaSource partitions (paired by partition suffix)")

@@ -47,18 +47,16 @@ def _row_problems(task, flags: np.ndarray, summary) -> dict[str, int]:
     where a gaia_source file was given (every DR3 XP source has a gaia_source row, so a source missing
     from it means a truncated or wrong file; the row has no parallax and its G comes from the XP)."""
     n = len(flags)
-    counts = {
-        "read_problem_rows": int((flags & int(SourceFlag.READ_PROBLEM) != 0).sum()),
-        "no_prediction_rows": int((flags & int(SourceFlag.NO_PREDICTION) != 0).sum()),
+    by_flag = {  # the record's keys are `<flag>_rows`
+        f.name: int((flags & int(f) != 0).sum())
+        for f in (SourceFlag.READ_PROBLEM, SourceFlag.NO_PREDICTION, SourceFlag.NO_GAIA_SOURCE)
+        if task.gaia or f is not SourceFlag.NO_GAIA_SOURCE
     }
-    if task.gaia:
-        counts["no_gaia_source_rows"] = int((flags & int(SourceFlag.NO_GAIA_SOURCE) != 0).sum())
-    names = {"read_problem_rows": "READ_PROBLEM", "no_prediction_rows": "NO_PREDICTION"}
-    names["no_gaia_source_rows"] = "NO_GAIA_SOURCE"
     rows_flagged = getattr(summary, "rows_flagged", None)
-    for key, k in counts.items():
+    for name, k in by_flag.items():
         if k and rows_flagged is not None:
-            rows_flagged[names[key]] = rows_flagged.get(names[key], 0) + k
+            rows_flagged[name] = rows_flagged.get(name, 0) + k
+    counts = {f"{name.lower()}_rows": k for name, k in by_flag.items()}
     if counts.get("no_gaia_source_rows"):
         log.warning(
             "%s: %d of %d source(s) are not in its gaia_source file %s: written without parallax or Gaia "
