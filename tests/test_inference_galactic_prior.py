@@ -150,3 +150,30 @@ def test_from_xp_takes_the_line_of_sight_from_ra_dec_where_l_b_are_missing():
     assert with_radec["b"] == pytest.approx(b_deg[0])
     assert with_radec["mass"] == pytest.approx(with_lb["mass"], rel=1e-6)
     assert with_radec["mass"] != alone["mass"]  # the prior applies once the line of sight is known
+
+
+def test_a_weak_parallax_adds_its_likelihood_with_or_without_the_line_of_sight(grid):
+    # G₀ 15 and ϖ 1.0 ± 0.3 mas (S/N 3.3, below the catalogue's M_G cut): the likelihood peaks where the
+    # node's distance is 1 kpc, M_G 5; without a line of sight the row is that term alone
+    g0, plx, err = np.array([15.0, 15.0, 15.0]), np.array([1.0, 1.0, np.nan]), np.array([0.3, 0.3, 0.3])
+    l_deg, b_deg = np.array([np.nan, 120.0, 120.0]), np.array([np.nan, 5.0, 5.0])
+    tab = log_weight_table(g0, l_deg, b_deg, plx, err)
+    alone = tab[0]
+    assert abs(M_NODES[np.argmax(alone)] - 5.0) < 0.03 and alone.max() == pytest.approx(0.0, abs=1e-3)
+    d = 10.0 ** ((15.0 - M_NODES + 5.0) / 5.0)
+    np.testing.assert_allclose(alone, -0.5 * ((1.0 - 1000.0 / d) / 0.3) ** 2, rtol=1e-5, atol=1e-3)
+    # with the line of sight: the density prior's row plus the parallax's; a NaN parallax adds nothing
+    np.testing.assert_allclose(tab[1], tab[2] + alone, rtol=1e-5, atol=1e-3)
+    np.testing.assert_array_equal(tab[2], log_weight_table(g0[2:], l_deg[2:], b_deg[2:])[0])
+    # in the fit: a dwarf-or-subgiant ball (logg 4.0 ± 0.4) without the parallax, and with one that says
+    # the star is a dwarf (M_G 5: 1 kpc at G₀ 15; the Sun's is 4.7) or a subgiant (M_G 3: 2.5 kpc)
+    star = [np.array([v]) for v in (5800.0, 120.0, 4.0, 0.4, 0.0, 0.1)]
+    sky = (np.array([15.0]), np.array([120.0]), np.array([5.0]))
+    near = fitmod.fit_isochrones(grid, *star, distance_prior=log_weight_table(*sky, [1.0], [0.25]))
+    far = fitmod.fit_isochrones(grid, *star, distance_prior=log_weight_table(*sky, [0.4], [0.1]))
+    plain = fitmod.fit_isochrones(grid, *star, distance_prior=log_weight_table(*sky))
+    assert near["abs_g"][0] > plain["abs_g"][0] > far["abs_g"][0]
+    assert near["abs_g"][0] > 4.2 and far["abs_g"][0] < 3.5
+    assert (
+        near["abs_g_error"][0] < plain["abs_g_error"][0] and far["abs_g_error"][0] < plain["abs_g_error"][0]
+    )

@@ -226,12 +226,28 @@ def test_18_sco_through_from_xp_gets_the_isochrone_mass() -> None:
     assert with_plx[1]["mass"] != with_plx[0]["mass"]
 
 
+DISTANCES_OTHER = SourceFlag.DISTANCE_FROM_PARALLAX | SourceFlag.DISTANCE_FROM_MODEL
+
+
+def _sky_truth():
+    from importlib.resources import files
+
+    import pandas as pd
+
+    path = files("xpengine") / "data" / "sky" / "truth.parquet"
+    return pd.read_parquet(str(path), columns=["source_id", "distance_pc"]).set_index("source_id")
+
+
+def _robust_sigma(x: np.ndarray) -> float:
+    return float(1.4826 * np.median(np.abs(x - np.median(x))))
+
+
 def test_only_stars_outside_the_domain_change() -> None:
     from _sky_inputs import sky_token_batch
 
     from xpengine.pipeline.stages import CatalogPredictor
 
-    batch = {k: v[:600] for k, v in sky_token_batch("gaia-xp").items()}
+    batch = sky_token_batch("gaia-xp")  # the partition's 1000 stars
     labels = ["teff", "logg", "m_h", "mass", "age"]
     new = CatalogPredictor("gaia-xp", labels, device="cpu")(batch)
     old = CatalogPredictor("gaia-xp", labels, device="cpu", flag_policy=MODEL_ONLY)(batch)
@@ -242,12 +258,40 @@ def test_only_stars_outside_the_domain_change() -> None:
     for col in ("mass", "mass_error", "age", "age_error"):
         np.testing.assert_allclose(new[col][~iso], old[col][~iso], rtol=1e-5)  # more tokens per pass
         assert np.all(np.isfinite(new[col][iso]))
-    for col in ("teff", "logg", "m_h", "distance_pc"):
+    for col in ("teff", "logg", "m_h"):
         np.testing.assert_allclose(new[col], old[col], rtol=1e-5)
+    # the fitted rows without a significant parallax take the isochrone distance (DISTANCE_FROM_ISOCHRONES)
+    # in place of the model's; every other row keeps its distance
+    by_iso = has_flag(new["flags"], SourceFlag.DISTANCE_FROM_ISOCHRONES)
+    assert by_iso.sum() > 50
+    assert not (by_iso & ~iso).any() and not (by_iso & has_flag(new["flags"], DISTANCES_OTHER)).any()
+    np.testing.assert_array_equal(by_iso, iso & ~has_flag(old["flags"], SourceFlag.DISTANCE_FROM_PARALLAX))
+    np.testing.assert_allclose(new["distance_pc"][~by_iso], old["distance_pc"][~by_iso], rtol=1e-5)
+    assert np.all(np.isfinite(new["distance_pc"][by_iso]) & (new["distance_pc_error"][by_iso] > 0))
+    # against the sky's true distances, these stars' (dwarfs, most of them) isochrone distances are right
+    # where the model's, learned on giants, were several times too far
+    truth = _sky_truth().reindex(batch["source_id"])["distance_pc"].to_numpy()
+    ratio_new = np.log(new["distance_pc"][by_iso] / truth[by_iso])
+    had_model = by_iso & has_flag(old["flags"], SourceFlag.DISTANCE_FROM_MODEL)
+    ratio_old = np.log(old["distance_pc"][had_model] / truth[had_model])
+    assert had_model.sum() > 40 and np.median(ratio_old) > np.log(2.0)
+    assert abs(np.median(ratio_new)) < 0.15 and _robust_sigma(ratio_new) < 0.3
+    z = ratio_new / (new["distance_pc_error"][by_iso] / new["distance_pc"][by_iso])
+    assert 0.6 < _robust_sigma(z) < 1.5
     # the other bits are the same; HIGH_UNCERTAINTY is judged on the columns written
     hu = int(SourceFlag.HIGH_UNCERTAINTY)
-    iso_bits = int(SourceFlag.MASS_AGE_FROM_ISOCHRONES | SourceFlag.ISOCHRONE_INPUT_EBV)
+    iso_bits = int(
+        SourceFlag.MASS_AGE_FROM_ISOCHRONES
+        | SourceFlag.ISOCHRONE_INPUT_EBV
+        | SourceFlag.DISTANCE_FROM_ISOCHRONES
+        | SourceFlag.DISTANCE_FROM_MODEL
+        | SourceFlag.NO_DISTANCE
+    )
     keep = ~np.int64(hu | iso_bits)
+    # a star without any distance before may have the isochrones' now, never the other way round
+    no_dist = [has_flag(r["flags"], SourceFlag.NO_DISTANCE) for r in (new, old)]
+    assert not (no_dist[0] & ~no_dist[1]).any()
+    np.testing.assert_array_equal(no_dist[0], ~np.isfinite(new["distance_pc"]))
     np.testing.assert_array_equal(new["flags"] & keep, old["flags"] & keep)
     # the sky's input E(B−V) (its logebv token) is what the fitted rows were dereddened with
     given = ~has_flag(new["flags"], SourceFlag.NO_EXTINCTION)
@@ -532,3 +576,21 @@ def test_the_input_ebv_rule():
     np.testing.assert_allclose(s3, [0.01, 0.08])
     np.testing.assert_array_equal(g2, np.isfinite(logebv))
     assert not input_ebv({}, None, None, 6)[2].any()
+
+
+def test_the_weak_parallax_term_takes_trusted_astrometry_only() -> None:
+    from xpengine.inference.catalogue_isochrones import weak_parallax
+
+    batch = {
+        "parallax_corrected": np.array([1.0, 1.0, 1.0, 1.0, np.nan, -0.5]),
+        "parallax_corrected_error": np.array([0.3, 0.3, 0.3, 0.0, 0.3, 0.4]),
+        "ruwe": np.array([1.0, np.nan, 2.0, 1.0, 1.0, 1.2]),
+    }
+    plx, err = weak_parallax(batch)
+    # an unknown RUWE passes (as the catalogue's own distance rule), RUWE > 1.4, σ ≤ 0 or no parallax do
+    # not; a negative parallax is a measurement like any other
+    np.testing.assert_array_equal(np.isfinite(plx), [True, True, False, False, False, True])
+    np.testing.assert_array_equal(np.isfinite(err), np.isfinite(plx))
+    assert plx[5] == -0.5 and err[5] == 0.4
+    no_ruwe = weak_parallax({k: v for k, v in batch.items() if k != "ruwe"})[0]
+    np.testing.assert_array_equal(np.isfinite(no_ruwe), [True, True, True, False, False, True])

@@ -57,6 +57,12 @@ renumber a bit, only add new ones. Bits 0-15 are set by the feature step (`xpeng
 |     |        |                         |           | job's `--ebv`, `from_xp(ebv=)`; −0.05 to 0 taken as 0, so also on rows |
 |     |        |                         |           | NO_EXTINCTION): through its M_G, distance-prior G₀ or a (BP−RP)₀ the   |
 |     |        |                         |           | fit kept. Without it: the model's own E(B−V), BP−RP as a bound only    |
+| 27  | 134217728 | DISTANCE_FROM_ISOCHRONES | catalogue | a MASS_AGE_FROM_ISOCHRONES row without a significant parallax:   |
+|     |        |                         |           | distance_pc from its isochrone posterior M_G, G and E(B−V), not the    |
+|     |        |                         |           | model's pseudo-luminosity (learned on giants; DISTANCE_FROM_MODEL off) |
+| 28  | 268435456 | NO_DISTANCE          | catalogue | distance_pc is NaN: no significant parallax (or RUWE > 1.4), and no    |
+|     |        |                         |           | model distance (a pseudo-luminosity predicted ≤ 0, or left out) nor an |
+|     |        |                         |           | isochrone one                                                          |
 
 Usage: `flags & SourceFlag.NO_BP` on an int64 array; `describe_flags(value)` lists the names of one value.
 """
@@ -107,6 +113,8 @@ class SourceFlag(enum.IntFlag):
     ALL_XP_ORDERS = 1 << 24
     MASS_AGE_FROM_ISOCHRONES = 1 << 25
     ISOCHRONE_INPUT_EBV = 1 << 26
+    DISTANCE_FROM_ISOCHRONES = 1 << 27
+    NO_DISTANCE = 1 << 28
 
 
 FEATURE_FLAGS: SourceFlag = (
@@ -139,6 +147,8 @@ CATALOGUE_FLAGS: SourceFlag = (
     | SourceFlag.ALL_XP_ORDERS
     | SourceFlag.MASS_AGE_FROM_ISOCHRONES
     | SourceFlag.ISOCHRONE_INPUT_EBV
+    | SourceFlag.DISTANCE_FROM_ISOCHRONES
+    | SourceFlag.NO_DISTANCE
 )
 """Bits reserved for the catalogue engine."""
 

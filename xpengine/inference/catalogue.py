@@ -303,10 +303,17 @@ class CatalogPredictor:
         if self._isochrones:  # on a GPU the fit's matrix products run there, beside the model
             dev = self.predictor.device if getattr(self.predictor.device, "type", "cpu") == "cuda" else None
             logebv = (_token_column(values, self._logebv_col), _token_column(errors, self._logebv_col))
-            flags = isochrone_step(
+            flags, iso_dist, iso_dist_err = isochrone_step(
                 self.flag_policy, batch, out, means, sigmas, flags, g=g, dist=(dist, dist_err),
                 by_parallax=by_parallax, logebv=logebv, colour=(bprp, bprp_error), device=dev,
             )  # fmt: skip
+            # the fitted stars' distance from their isochrone M_G, in place of a model distance the model
+            # learned on giants (or of none: a star whose pseudo-luminosity was left out)
+            by_iso = np.isfinite(iso_dist) & ~by_parallax
+            dist, dist_err = np.where(by_iso, iso_dist, dist), np.where(by_iso, iso_dist_err, dist_err)
+            flags[by_iso] &= ~np.int64(SourceFlag.DISTANCE_FROM_MODEL)
+            flags[by_iso] |= int(SourceFlag.DISTANCE_FROM_ISOCHRONES)
+        flags[~np.isfinite(dist)] |= int(SourceFlag.NO_DISTANCE)  # and none of the three says why
         return {
             "source_id": batch["source_id"],
             **{c: batch[c] for c in PASSTHROUGH_FLOAT64},

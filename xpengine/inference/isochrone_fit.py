@@ -34,7 +34,9 @@ BASTA work on a grid:
   σ² the star's plus that scale's scatter (0.04–0.05 mag at 4,600–6,200 K, 0.24 for M stars).
 - output: posterior mean and standard deviation of the present mass (MIST `star_mass`, the simulated
   sky's `mass` truth) and of ln age; age = exp(mean ln age) in Gyr with σ_age = age·σ_ln_age, the
-  catalogue's convention for the model's own ages. Each star's sum runs over the grid points within χ² 36
+  catalogue's convention for the model's own ages; and of the absolute G (since session 28), from which
+  the catalogue takes the distance of a star without a significant parallax (DISTANCE_FROM_ISOCHRONES):
+  with the distance prior, this is a distance posterior as StarHorse's or isoclassify's. Each star's sum runs over the grid points within χ² 36
   of it (likelihood e^-18; the weights falling steeply but continuously beyond χ² 30, since session 23),
   so its answer does not depend on the stars it is fitted beside, beyond float32 rounding of its χ² (which
   is centred on its chunk: ~1e-5 of the answer); a star off every isochrone (`fit_isochrones`) gets none,
@@ -52,6 +54,7 @@ import numpy as np
 
 from xpengine.inference.galactic_prior import M_NODES
 from xpengine.inference.isochrone_grid import (
+    _ABS_G_REF,
     _LN_AGE_REF,
     _MASS_REF,
     COLOUR_FLOOR,
@@ -168,8 +171,10 @@ def fit_isochrones(
     fitted again without its colour (bound or (BP−RP)₀); then, with both logg and M_G, without its logg (the
     measured M_G is trusted over a predicted logg); then without both. Else it gets NaN, as does a star without a finite
     Teff and [M/H].
-    Returns mass, mass_error [M☉], ln_age, ln_age_error [ln Gyr], age, age_error [Gyr] and bp_rp0_used (bool:
-    the answer rests on the star's (BP−RP)₀, not refitted without it)."""
+    Returns mass, mass_error [M☉], ln_age, ln_age_error [ln Gyr], age, age_error [Gyr], abs_g, abs_g_error
+    [mag] (the posterior absolute G at A_V = 0: with the distance prior, the star's distance modulus less its
+    extinction; the catalogue's DISTANCE_FROM_ISOCHRONES) and bp_rp0_used (bool: the answer rests on the star's
+    (BP−RP)₀, not refitted without it)."""
     teff = np.asarray(teff, dtype=np.float64)
     n = teff.shape[0]
     mh = np.asarray(m_h, dtype=np.float64)
@@ -197,7 +202,8 @@ def fit_isochrones(
             )
     used = {k: np.isfinite(value[k]) & np.isfinite(sigma[k]) for k in value}
     colour = _colour_terms(n, bp_rp, bp_rp_error, value["bp_rp0"], sigma["bp_rp0"], used["bp_rp0"])
-    out = {k: np.full(n, np.nan) for k in ("mass", "mass_error", "ln_age", "ln_age_error")}
+    names = ("mass", "mass_error", "ln_age", "ln_age_error", "abs_g", "abs_g_error")
+    out = {k: np.full(n, np.nan) for k in names}
     fitted = used["teff"] & used["m_h"]
     # (a dereddened colour pins Teff to ~0.03 mag of colour: the fine grid)
     wide = fitted & (sigma["teff"] >= COARSE_SIGMA["teff"]) & ~used["abs_g"] & ~used["bp_rp0"]
@@ -302,6 +308,9 @@ def _posterior(
         out["mass_error"][s] = np.sqrt(np.maximum(mom[:, 2] / sw - mm**2, 0.0))
         out["ln_age"][s] = _LN_AGE_REF + am
         out["ln_age_error"][s] = np.sqrt(np.maximum(mom[:, 4] / sw - am**2, 0.0))
+        gm = mom[:, 5] / sw
+        out["abs_g"][s] = _ABS_G_REF + gm
+        out["abs_g_error"][s] = np.sqrt(np.maximum(mom[:, 6] / sw - gm**2, 0.0))
         for k in out:
             out[k][s[far]] = np.nan
 
@@ -313,7 +322,8 @@ def _chunk_moments(
     moments: np.ndarray,
     bound: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(S, 5) posterior sums [Σw, Σw·Δm, Σw·Δm², Σw·Δa, Σw·Δa²] and (S,) χ²_min of a chunk: χ² = coef @ basis
+    """(S, 7) posterior sums [Σw, Σw·Δm, Σw·Δm², Σw·Δa, Σw·Δa², Σw·ΔM, Σw·ΔM²] (`FitGrid.moments`) and (S,)
+    χ²_min of a chunk: χ² = coef @ basis
     (float32), each star's own χ² ball (χ² ≤ `_SIGMA_WINDOW`², tapered from `_BALL_TAPER`: its answer does
     not depend on its chunk mates beyond float32 rounding), w = prior · exp(−χ²/2) normalised by its maximum (log_prior: terms of (1, P) or each star's
     (S, P)), the sums in float64 (float32 sums moved a star's σ by 1e-4 with its chunk mates). bound: the

@@ -50,7 +50,7 @@ GRID_VERSION = 5
 GRID_RECIPE = (
     f"MIST v2.5 fit grid v{GRID_VERSION}, Galactic distance prior v1, BP−RP bound v2, dereddened BP−RP v1, "
     "real-star colour scale v1, input E(B−V) ≤ 0 as 0, continuous χ² ball, flag ISOCHRONE_INPUT_EBV, "
-    "input E(B−V) without σ at 16 % (≥ 0.01 mag)"
+    "input E(B−V) without σ at 16 % (≥ 0.01 mag), distance from the posterior M_G (DISTANCE_FROM_ISOCHRONES)"
 )
 """The fit's recipe as a catalogue's job record names it (the MIST files are pinned by the packages'
 versions; the distance prior is `galactic_prior`'s, since session 21; the one-sided colour bound and the
@@ -58,7 +58,8 @@ grid's BP−RP column since session 22: "MIST v2.5 fit grid v4, Galactic distanc
 two-sided (BP−RP)₀ term of a star with an input E(B−V), and MIST's colours set on real stars' scale
 (`COLOUR_SCALE`), which changes the bound too, since session 23: "MIST v2.5 fit grid v5,
 Galactic distance prior v1, BP−RP bound v1" before; the flag ISOCHRONE_INPUT_EBV and the default σ of
-an input E(B−V) given without one since session 24, so that a resumed catalogue never mixes the two)."""
+an input E(B−V) given without one since session 24; the distance of a fitted star without a parallax
+from its posterior M_G since session 28, so that a resumed catalogue never mixes the two)."""
 RECIPE_BEFORE = "MIST v2.5 fit grid v4, no distance prior"
 """The recipe of the catalogues that recorded none (session 20)."""
 
@@ -121,7 +122,8 @@ COLOUR_GIANT_LOGG = 3.5
 EEP_FIRST, EEP_LAST = 202, 808  # ZAMS, start of the TP-AGB (xpengine.simulate.mist_phases)
 LOG_AGE_RANGE = (8.0, 10.15)
 FEH_MIN = -3.0
-_MASS_REF, _LN_AGE_REF = 1.0, 1.5  # [M☉], [ln Gyr]: the moments are summed about these
+# the moments are summed about these: [M☉], [ln Gyr], [mag]
+_MASS_REF, _LN_AGE_REF, _ABS_G_REF = 1.0, 1.5, 4.0
 
 
 def colour_scale(teff: np.ndarray, logg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -154,10 +156,12 @@ class FitGrid:
 
     @functools.cached_property
     def moments(self) -> np.ndarray:
-        """(n, 5) float64 [1, Δm, Δm², Δa, Δa²] of each point, Δ about `_MASS_REF` / `_LN_AGE_REF` (so that
-        the posterior sums keep the variances' precision); built once per grid."""
+        """(n, 7) float64 [1, Δm, Δm², Δa, Δa², ΔM, ΔM²] of each point (mass, ln age, M_G), Δ about
+        `_MASS_REF` / `_LN_AGE_REF` / `_ABS_G_REF` (so that the posterior sums keep the variances'
+        precision); built once per grid."""
         dm, da = self.mass - _MASS_REF, self.ln_age - _LN_AGE_REF
-        return np.stack([np.ones_like(dm), dm, dm * dm, da, da * da], axis=1).astype(np.float64)
+        dg = self.abs_g.astype(np.float64) - _ABS_G_REF
+        return np.stack([np.ones_like(dm), dm, dm * dm, da, da * da, dg, dg * dg], axis=1).astype(np.float64)
 
     @functools.cached_property
     def real_colour(self) -> tuple[np.ndarray, np.ndarray]:
