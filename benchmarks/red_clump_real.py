@@ -12,7 +12,8 @@ same real stars:
 - each model's predicted Teff, logg and [M/H] from the catalogue's standard input (no parallax: the
   file has none, so `mg0_min=none`), with the preset's default `teff_offset_min` and without it, with and
   without the (J−Ks)0 colour cuts.
-(J−Ks)0 = J − Ks − E(J−Ks), E(J−Ks) = 0.414 E(B−V) (Yuan, Liu & Xiang 2013), E(B−V) = AK_TARG / 0.352
+(J−Ks)0 = J − Ks − E(J−Ks), E(J−Ks) = 0.530 E(B−V) (`colours.E_JK_PER_EBV`, the MIST law; 0.414 from Yuan, Liu & Xiang 2013
+  until session 28), E(B−V) = AK_TARG / 0.352
 (REFERENCE §7); the same measured colour on both sides. "agree" is the fraction of the model's selection
 that the reference also selects (a purity against Bovy et al.'s own sample, not against evolutionary
 states, which the file does not hold); "recovered" the fraction of the reference sample selected.

@@ -67,7 +67,12 @@ def test_astropy_reads_units_descriptions_and_provenance(written):
         assert t[name].unit == (u.Unit(unit) if unit else None), name
     mass = float(t["mass"][0])
     assert t["mass"].quantity[0].to_value(u.kg) == pytest.approx(mass * 1.98840987e30)  # IAU 2015 M_sun
-    assert t["teff"].description == "effective temperature: model mean"
+    assert t["teff"].description == "effective temperature: the model's mean"
+    # age is exp of the mean ln age (a median); mass and age are the isochrones' on the rows flagged so
+    assert t["age"].description.startswith("stellar age: exp of the model's mean ln_age")
+    for name in ("mass", "age"):
+        assert "MASS_AGE_FROM_ISOCHRONES" in t[name].description
+    assert "MASS_AGE_FROM_ISOCHRONES" not in t["teff"].description
     assert t["age_error"].description == "1-sigma uncertainty of age"
     assert t["source_id"].description == "Gaia DR3 source_id"
     assert t.meta["xpengine.provenance"] == PROVENANCE

@@ -36,7 +36,19 @@ def test_jk0_is_the_2mass_colour_less_the_catalogues_reddening(tmp_path) -> None
     t = dereddened_jk(cat, tmass)
     assert t.column("source_id").to_pylist() == [1, 5]  # 3: no E(B−V); 4: no Ks; 9: not a catalogue star
     np.testing.assert_allclose(t.column("jk0").to_numpy(), [0.7, 0.5 - E_JK_PER_EBV * 0.1])
-    assert E_JK_PER_EBV == pytest.approx(0.414)
+    assert E_JK_PER_EBV == pytest.approx(0.530, abs=1e-3)
+
+
+def test_the_reddening_of_j_minus_ks_is_the_mist_tables_for_giants() -> None:
+    """E(J−Ks)/E(B−V) is the law the catalogue's E(B−V) follows (MIST/C3K, R_V = 3.1), for red-clump and
+    RGB giants at the extinctions the preset meets."""
+    pytest.importorskip("lachesis", reason="the MIST bolometric-correction tables (astrolachesis)")
+    from xpengine.simulate.isochrones import extinction
+
+    teff, ebv = np.meshgrid([4300.0, 4600.0, 4800.0, 5000.0], [0.05, 0.3, 0.6])
+    teff, ebv = teff.ravel(), ebv.ravel()
+    a = extinction(teff, np.full(teff.size, 2.5), np.zeros(teff.size), 3.1 * ebv)
+    np.testing.assert_allclose((a["a_j"] - a["a_ks"]) / ebv, E_JK_PER_EBV, rtol=0.01)
 
 
 def test_the_written_table_feeds_the_red_clump_colour_cuts(tmp_path) -> None:

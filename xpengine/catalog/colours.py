@@ -2,8 +2,12 @@
 
 The catalogue holds no 2MASS magnitudes, but the job's 2MASS table (`--tmass`, as the archive's
 `tmass_psc_xsc_best_neighbour` join gives it: source_id, j_m, ks_m) and the catalogue's own E(B−V) make
-(J − Ks)0 = (J − Ks) − E(J−Ks)/E(B−V) · E(B−V), with E(J−Ks)/E(B−V) = R_J − R_Ks = 0.72 − 0.306 (Yuan, Liu &
-Xiang 2013, MNRAS 430, 2188, Table 2). Stars without both magnitudes or without E(B−V) get no row.
+(J − Ks)0 = (J − Ks) − E(J−Ks)/E(B−V) · E(B−V), with E(J−Ks)/E(B−V) = 3.1 · (A_J − A_Ks)/A_V = 3.1 · (0.289 −
+0.118) = 0.530 for a giant behind R_V = 3.1 dust: the law of the MIST/C3K tables, which the catalogue's own
+E(B−V) and A_G follow (0.530 for 4,300–5,000 K giants at E(B−V) 0.05–0.6 there). Until session 28 it was Yuan,
+Liu & Xiang's (2013, MNRAS 430, 2188) 0.72 − 0.306 = 0.414, per SFD-scale E(B−V): against the catalogue's
+E(B−V) it left a clump star's (J−Ks)0 0.045 mag too red at E(B−V) 0.37 (found by a review). Stars without
+both magnitudes or without E(B−V) get no row.
 
     xpengine query CATALOG --preset red-clump --join colours=JK0.parquet -p jk0_view=colours
 
@@ -19,8 +23,9 @@ import pyarrow as pa
 
 __all__ = ["E_JK_PER_EBV", "dereddened_jk", "write_dereddened_jk"]
 
-E_JK_PER_EBV = 0.72 - 0.306
-"""E(J − Ks)/E(B − V) (Yuan, Liu & Xiang 2013, Table 2: R(J) = 0.72, R(Ks) = 0.306)."""
+E_JK_PER_EBV = 3.1 * (0.289 - 0.118)
+"""E(J − Ks)/E(B − V) of a giant behind R_V = 3.1 dust, A_J/A_V = 0.289 and A_Ks/A_V = 0.118 (the MIST/C3K
+tables' law, as the catalogue's E(B−V); `tests/test_catalog_colours.py` checks it against the tables)."""
 
 
 def dereddened_jk(catalog: str | os.PathLike, tmass: str | os.PathLike) -> pa.Table:
@@ -51,13 +56,21 @@ def write_dereddened_jk(
     """Write `dereddened_jk` to a Parquet file (atomically); returns the number of rows.
 
     An existing `output` is refused (QueryError) unless `overwrite`, as `xpengine query --output` does:
-    a colour table is an input of later queries, not a scratch file to lose silently.
+    a colour table is an input of later queries, not a scratch file to lose silently. So is an `output`
+    inside the catalogue: read as catalogue rows, it would break the next query.
     """
     import pyarrow.parquet as pq
 
     from xpengine.catalog.errors import QueryError
+    from xpengine.catalog.locate import locate_table
+    from xpengine.catalog.tables import holds_path
     from xpengine.io.atomic import file_written_atomically
 
+    if holds_path(locate_table(catalog, "catalogue", ("parquet",)), output):
+        raise QueryError(
+            f"output file {os.fspath(output)!r} lies in the catalogue {os.fspath(catalog)!r}, which queries "
+            "read; write it elsewhere"
+        )
     if os.path.exists(output) and not overwrite:
         raise QueryError(f"output file {os.fspath(output)!r} exists; pass overwrite=True to replace it")
     table = dereddened_jk(catalog, tmass)

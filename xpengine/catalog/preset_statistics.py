@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from xpengine.catalog.errors import QueryError
 from xpengine.catalog.plots import plot_age_map, plot_age_metallicity, plot_mass_age
 from xpengine.catalog.preset_selections import GIANT_PARAMS, giant_conditions
 from xpengine.catalog.preset_sql import (
@@ -122,6 +123,12 @@ FROM sel
 GROUP BY pixel
 {having}
 ORDER BY pixel"""
+    missing = [c for c in ("l", "b") if c not in cat.columns]
+    if missing:  # the HEALPix grid needs only hpx8, which `requires` checks
+        raise QueryError(
+            f"preset 'age-map' with grid=galactic needs column(s) {missing}, which the catalogue "
+            f"{cat.source.location!r} lacks; grid=healpix maps it by hpx8"
+        )
     ls, bs = p["l_step"], p["b_step"]
     nl = n_bins(0.0, 360.0, ls, "age-map l cells")
     nb = n_bins(-90.0, 90.0, bs, "age-map b cells")

@@ -65,11 +65,14 @@ from xpengine.catalog.region import (
     prune_by_statistics,
 )
 from xpengine.catalog.scanstats import ScanStats, profile_stats
+from xpengine.catalog.schema import result_meta_yaml
 from xpengine.catalog.sql_functions import register as register_sql_functions
 from xpengine.catalog.sql_functions import statement_core
 from xpengine.catalog.tables import (
     GAIA_COLUMNS,
+    check_catalogue_files,
     check_join_names,
+    check_read_only,
     check_source_id_type,
     check_table_files,
     check_unique_ids,
@@ -92,7 +95,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 # the catalogue job's mark of a file it wrote (`xpengine.pipeline.writer.CATALOGUE_FILE_KEY`): a result
 # carrying it would pass for a catalogue file, and that catalogue's `--overwrite` would remove it
-_NOT_COPIED = frozenset({b"xpengine.catalogue_file"})
+_NOT_COPIED_MARK = b"xpengine.catalogue_file"
+_NOT_COPIED = frozenset({_NOT_COPIED_MARK})
 
 RESERVED_VIEWS: frozenset[str] = frozenset({"catalog", "truth", "gaia"})
 _MAX_SQL_RANGES = 64  # hpx8 ranges OR-ed in the view filter (a superset is fine: l, b are cut exactly)
@@ -156,9 +160,9 @@ class CatalogConnection:
             register_sql_functions(self.con, duckdb)
             self.source = locate_table(catalog, "catalogue", ("parquet",))
             self.sources.append(self.source)
+            self.schema = check_catalogue_files(self.source, _NOT_COPIED_MARK)  # the first file's
             self.files_total = len(self.source.files)
             self.files = prune_by_statistics(self.source.files, self.ranges, fs=self.source.fs)
-            self.schema = self._read_schema(self.source)
             self.columns: list[str] = list(self.schema.names)
             self.units: dict[str, str] = self._units(self.schema)
             # `xpengine.provenance` (model, run) and the other xpengine.* keys but units, which results
@@ -234,19 +238,6 @@ class CatalogConnection:
         return " AND ".join(conds)
 
     @staticmethod
-    def _read_schema(src: TableFiles) -> pa.Schema:
-        import pyarrow.parquet as pq
-
-        first = src.files[0]
-        try:
-            if src.fs is None:
-                return pq.read_schema(first)
-            with src.fs.open_input_file(first) as f:
-                return pq.read_schema(f)
-        except Exception as exc:
-            raise QueryError(f"catalogue file {first!r} is not a readable Parquet file: {exc}") from exc
-
-    @staticmethod
     def _units(schema: pa.Schema) -> dict[str, str]:
         raw = (schema.metadata or {}).get(b"xpengine.units")
         if raw is None:
@@ -313,20 +304,7 @@ class CatalogConnection:
 
     # -- queries -------------------------------------------------------------------------
     def _check_statement(self, sql: str) -> None:
-        if not isinstance(sql, str) or not sql.strip():
-            raise QueryError("empty SQL query")
-        try:
-            statements = self.con.extract_statements(sql)
-        except self._duckdb.Error as exc:
-            raise QueryError(f"SQL error: {duckdb_message(exc)}") from exc
-        if len(statements) != 1:
-            raise QueryError(f"give exactly one SQL statement, got {len(statements)}")
-        kind = str(statements[0].type).rsplit(".", 1)[-1]
-        if kind not in _READ_ONLY_STATEMENTS:
-            raise QueryError(
-                f"only read-only queries (SELECT, WITH ... SELECT, FROM, DESCRIBE, SUMMARIZE, EXPLAIN) are "
-                f"accepted, got a {kind} statement; write results with --output / `output=` instead"
-            )
+        check_read_only(self.con, sql, self._duckdb.Error, _READ_ONLY_STATEMENTS)
 
     def relation(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         """A DuckDB relation for one read-only statement (`$name` placeholders filled from `params`)."""
@@ -376,6 +354,11 @@ class CatalogConnection:
         meta = {k: v for k, v in (table.schema.metadata or {}).items() if k not in _NOT_COPIED}
         meta.update(self.provenance)
         meta[b"xpengine.units"] = json.dumps(units).encode()
+        # astropy's own header, so that Table.read gives the units too (`schema.result_meta_yaml`)
+        header = result_meta_yaml(table.schema, units, meta)
+        meta.pop(b"table_meta_yaml", None)
+        if header is not None:
+            meta[b"table_meta_yaml"] = header.encode()
         return table.replace_schema_metadata(meta)
 
     def check_output(self, path: str | os.PathLike, what: str = "output file") -> None:

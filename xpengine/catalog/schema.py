@@ -7,7 +7,7 @@
 | ra, dec, l, b | float64 | deg | from gaia_source (NaN without it: guard cuts with isfinite) |
 | phot_g_mean_mag | float32 | mag | Gaia G |
 | `<label>`, `<label>_error` | float32 | see LABELS | model mean and 1σ uncertainty |
-| distance_pc, distance_pc_error | float32 | pc | 1000/ϖ (DISTANCE_FROM_PARALLAX) or from the model (DISTANCE_FROM_MODEL) |
+| distance_pc, distance_pc_error | float32 | pc | 1000/ϖ (DISTANCE_FROM_PARALLAX), the isochrone fit's (DISTANCE_FROM_ISOCHRONES) or the model's (DISTANCE_FROM_MODEL) |
 | n_input_tokens | int16 | | tokens the model was given for this source |
 | flags | int64 | | `xpengine.features.flags.SourceFlag` bits |
 
@@ -54,6 +54,7 @@ __all__ = [
     "check_simulated_sky_sigma",
     "label_tokens",
     "model_default_labels",
+    "result_meta_yaml",
     "tokens_to_labels",
 ]
 
@@ -118,7 +119,8 @@ _DESCRIPTIONS: dict[str, str] = {
     "phot_g_mean_mag": "Gaia G-band mean magnitude, from gaia_source",
     "distance_pc": (
         "distance: 1000/parallax where the corrected parallax is significant (flag DISTANCE_FROM_PARALLAX), "
-        "else from the model's pseudo-luminosity and G (DISTANCE_FROM_MODEL)"
+        "else, for a star outside the model's mass/age domain, from its isochrone fit's absolute G "
+        "(DISTANCE_FROM_ISOCHRONES), else from the model's pseudo-luminosity and G (DISTANCE_FROM_MODEL)"
     ),
     "distance_pc_error": "1-sigma uncertainty of distance_pc",
     "n_input_tokens": "number of tokens the model was given for this source",
@@ -136,6 +138,38 @@ def _check_labels(labels: tuple[str, ...] | list[str]) -> None:
     unknown = [lab for lab in labels if lab not in LABELS]
     if unknown:
         raise ValueError(f"unknown catalogue label(s) {unknown}; valid labels: {sorted(LABELS)}")
+
+
+def result_meta_yaml(schema: pa.Schema, units: dict[str, str], metadata: dict[bytes, bytes]) -> str | None:
+    """astropy's `table_meta_yaml` header (module docstring) for a query result of `schema`: each column's
+    numpy datatype, its unit where `units` knows it, the catalogue's description where the column is one of
+    its own, and the `xpengine.*` entries of `metadata` (JSON decoded) as Table.meta; None where a column has
+    no plain numpy or string type (a list or a struct), which astropy could not be told about (the units
+    then stay in `xpengine.units` only)."""
+    meta: dict[str, Any] = {}
+    for k, v in metadata.items():
+        if k.startswith(b"xpengine."):
+            try:
+                meta[k.decode()] = json.loads(v)
+            except ValueError:
+                meta[k.decode()] = v.decode(errors="replace")
+    columns = []
+    for f in schema:
+        if pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
+            datatype = "string"
+        elif pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_boolean(f.type):
+            datatype = np.dtype(f.type.to_pandas_dtype()).name
+        else:
+            return None
+        entry = {"name": f.name, "datatype": datatype}
+        if units.get(f.name):
+            entry["unit"] = units[f.name]
+        known = f.name in LABELS or f.name.removesuffix("_error") in LABELS or f.name in _DESCRIPTIONS
+        if known:
+            entry["description"] = _astropy_column(f, "", [n for n in LABELS])["description"]
+        columns.append(entry)
+    header = {"datatype": columns, "meta": meta}
+    return yaml.dump(header, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False, width=130)
 
 
 def label_tokens(labels: tuple[str, ...] | list[str]) -> list[str]:
@@ -169,11 +203,21 @@ def catalog_schema(labels: tuple[str, ...] | list[str], metadata: dict[str, Any]
     return pa.schema(fields, metadata={k.encode(): v.encode() for k, v in meta.items()})
 
 
+def _label_description(name: str) -> str:
+    """What a label column holds: the model's mean of its token, or exp of it for a log token (age, ebv: a
+    median, not a mean), and for mass and age the isochrone posterior on the rows that say so."""
+    spec = LABELS[name]
+    what = f"exp of the model's mean {spec.token}" if spec.log_token else "the model's mean"
+    if name in MASS_AGE_LABELS:
+        what += "; on rows flagged MASS_AGE_FROM_ISOCHRONES the MIST isochrone posterior's instead"
+    return f"{spec.description}: {what}"
+
+
 def _astropy_column(field: pa.Field, unit: str, labels: tuple[str, ...] | list[str]) -> dict[str, str]:
     """The astropy header entry of one catalogue column (name, numpy datatype, unit, description)."""
     name = field.name
     if name in labels:
-        description = f"{LABELS[name].description}: model mean"
+        description = _label_description(name)
     elif name.endswith("_error") and name[: -len("_error")] in labels:
         description = f"1-sigma uncertainty of {name[: -len('_error')]}"
     else:

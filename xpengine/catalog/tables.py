@@ -1,10 +1,17 @@
 """Checks on the tables a catalogue query joins (`truth`, `gaia`, `--join` views) and on where a query
 may write, shared by `xpengine.catalog.query` and the command line.
 
+- `check_catalogue_files`: every file of a catalogue has the first file's columns and types and, where any
+  carries it, the job's mark (a colour table or a query result left in the directory would read as
+  catalogue rows: each star twice, or a schema error in the middle of a query).
+- `check_read_only`: a query is one read-only statement; an EXPLAIN only of one (DuckDB runs what an
+  EXPLAIN ANALYZE wraps, a COPY ... TO included).
 - `check_table_files`: every file of a table has the columns the view needs (a gaia_source file needs
   positions: an `XpContinuousMeanSpectrum_*` file beside it has `source_id` too, and read as
   gaia_source its coefficient arrays made DuckDB grow past 24 GB) and, for Parquet, an integer
-  `source_id` in each file (DuckDB takes the first file's types and casts the others silently).
+  `source_id` in each file (DuckDB takes the first file's types and casts the others silently), and
+  all its files have one header (CSV files of two kinds read under one header made DuckDB grow past the
+  machine's memory).
 - `check_source_id_type` / `check_unique_ids`: the view's `source_id` is an integer (by
   `xpengine.io`'s `SOURCE_ID_RULE`: a float id has lost digits and matches the wrong star) and, for
   the tables joined one row per star, unique (a repeated id doubles the catalogue rows it joins).
@@ -31,7 +38,9 @@ from xpengine.io._arrays import SOURCE_ID_RULE
 
 __all__ = [
     "GAIA_COLUMNS",
+    "check_catalogue_files",
     "check_join_names",
+    "check_read_only",
     "check_source_id_type",
     "check_table_files",
     "check_unique_ids",
@@ -83,28 +92,109 @@ def _file_columns(path: str, src: TableFiles) -> tuple[list[str], pa.DataType | 
     return _csv_header(path), None
 
 
-def check_table_files(src: TableFiles, what: str, required: Sequence[str], why: str) -> None:
-    """Refuse (QueryError naming the file) a file of `src` that lacks a column of `required` or whose
-    Parquet `source_id` is not an integer; `why` ends the missing-column message."""
+def _shown(names: Sequence[str]) -> str:
+    return ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
 
-    def inspect(path: str) -> str | None:
+
+def check_table_files(src: TableFiles, what: str, required: Sequence[str], why: str) -> None:
+    """Refuse (QueryError naming the file) a file of `src` that lacks a column of `required`, whose
+    Parquet `source_id` is not an integer, or whose columns are not the first file's; `why` ends the
+    missing-column message."""
+
+    def inspect(path: str) -> tuple[str | None, list[str]]:
         try:
             names, sid_type = _file_columns(path, src)
         except Exception as exc:  # any unreadable header is this file's problem
-            return f"{what}: cannot read the header of {path!r}: {exc}"
+            return f"{what}: cannot read the header of {path!r}: {exc}", []
         missing = [c for c in required if c not in names]
         if missing:
-            shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
             plural = "s" * (len(missing) > 1)
-            return f"{what}: {path!r} has no {', '.join(missing)} column{plural} {why}; its columns: {shown}"
+            why_not = f"has no {', '.join(missing)} column{plural} {why}"
+            return f"{what}: {path!r} {why_not}; its columns: {_shown(names)}", names
         if sid_type is not None and not pa.types.is_integer(sid_type):
-            return f"{what}: {path!r} column source_id has type {sid_type}; {SOURCE_ID_RULE}"
-        return None
+            return f"{what}: {path!r} column source_id has type {sid_type}; {SOURCE_ID_RULE}", names
+        return None, names
 
     with ThreadPoolExecutor(max_workers=max(1, min(_THREADS, len(src.files)))) as pool:
-        for problem in pool.map(inspect, src.files):
+        first: list[str] | None = None
+        for path, (problem, names) in zip(src.files, pool.map(inspect, src.files), strict=True):
             if problem is not None:
                 raise QueryError(problem)
+            if first is None:
+                first = names
+            elif names != first:  # one table, one header: another kind of file read under the first's
+                raise QueryError(
+                    f"{what}: {path!r} has other columns than {src.files[0]!r} ({_shown(names)} against "
+                    f"{_shown(first)}); give a table's files only, one kind per table"
+                )
+
+
+def check_catalogue_files(src: TableFiles, mark: bytes) -> pa.Schema:
+    """Refuse (QueryError naming the file) a catalogue file whose columns or their types are not the
+    first file's, or without the job's `mark` (schema metadata key) where another file has it; returns
+    the first file's schema."""
+    import pyarrow.parquet as pq
+
+    def schema(path: str) -> pa.Schema:
+        try:
+            if src.fs is None:
+                return pq.read_schema(path)
+            with src.fs.open_input_file(path) as f:
+                return pq.read_schema(f)
+        except Exception as exc:
+            raise QueryError(f"catalogue file {path!r} is not a readable Parquet file: {exc}") from exc
+
+    with ThreadPoolExecutor(max_workers=max(1, min(_THREADS, len(src.files)))) as pool:
+        schemas = list(pool.map(schema, src.files))
+    fields = [(f.name, f.type) for f in schemas[0]]
+    marked = [mark in (s.metadata or {}) for s in schemas]
+    for path, sch, has in zip(src.files, schemas, marked, strict=True):
+        if [(f.name, f.type) for f in sch] != fields:
+            raise QueryError(
+                f"catalogue: {path!r} has other columns or types than {src.files[0]!r} ({_shown(sch.names)} "
+                f"against {_shown(schemas[0].names)}): not a file of this catalogue; move it out of "
+                f"{src.location!r}"
+            )
+        if any(marked) and not has:
+            raise QueryError(
+                f"catalogue: {path!r} was not written by the catalogue job (no {mark.decode()} mark, which "
+                f"the other files of {src.location!r} carry): a query result or other table left in the "
+                "catalogue would read as catalogue rows; move it out"
+            )
+    return schemas[0]
+
+
+_EXPLAIN = re.compile(r"^\s*EXPLAIN\s*(\([^)]*\))?\s*(ANALY[SZ]E\b)?", re.IGNORECASE)
+
+
+def check_read_only(con: Any, sql: str, error: type[Exception], allowed: Sequence[str]) -> None:
+    """Refuse (QueryError) anything but one statement of a kind in `allowed`: DuckDB's statement type
+    (`error` its exception class); an EXPLAIN must wrap a SELECT, for EXPLAIN ANALYZE runs what it wraps."""
+    if not isinstance(sql, str) or not sql.strip():
+        raise QueryError("empty SQL query")
+    try:
+        statements = con.extract_statements(sql)
+    except error as exc:
+        raise QueryError(f"SQL error: {duckdb_message(exc)}") from exc
+    if len(statements) != 1:
+        raise QueryError(f"give exactly one SQL statement, got {len(statements)}")
+    kind = str(statements[0].type).rsplit(".", 1)[-1]
+    if kind == "EXPLAIN":
+        inner = _EXPLAIN.sub("", sql, count=1)
+        try:
+            wrapped = con.extract_statements(inner)
+        except error as exc:
+            raise QueryError(f"SQL error in what EXPLAIN wraps: {duckdb_message(exc)}") from exc
+        inner_kind = str(wrapped[0].type).rsplit(".", 1)[-1] if len(wrapped) == 1 else "?"
+        if inner_kind != "SELECT":
+            raise QueryError(
+                f"EXPLAIN must wrap a read-only query (SELECT ...), got a {inner_kind} statement"
+            )
+    elif kind not in allowed:
+        raise QueryError(
+            f"only read-only queries (SELECT, WITH ... SELECT, FROM, DESCRIBE, SUMMARIZE, EXPLAIN) are "
+            f"accepted, got a {kind} statement; write results with --output / `output=` instead"
+        )
 
 
 def check_join_names(
