@@ -68,6 +68,14 @@ def test_ray_train_smoke_matches_direct_run(ray_local, toy, direct_run, tmp_path
     # Ray's run storage received the reported checkpoints (epoch 2 at least).
     stored = list((tmp_path / "ray" / "ray").rglob("model.safetensors"))
     assert stored, "no checkpoint reached Ray storage"
+    # the worker took the cluster's CPUs (the session cluster's 2), hence as many torch threads: until
+    # session 28 it had one CPU, so one thread on any machine
+    import ray
+
+    state = json.loads((tmp_path / "ray" / "checkpoints" / "epoch_000002" / "train_state.json").read_text())
+    cpus = int(ray.cluster_resources()["CPU"])
+    threads = state["extra"]["threads"]
+    assert threads["torch_num_threads"] == cpus and threads["OMP_NUM_THREADS"] == str(cpus)
 
 
 @pytest.mark.slow

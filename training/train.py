@@ -59,6 +59,13 @@ def main(argv: list[str] | None = None, *, hold_memory: bool = False) -> int:
         action="store_true",
         help="with --resume: continue on a data file other than the checkpoint's (its SHA-256 differs)",
     )
+    parser.add_argument(
+        "--cpus-per-worker",
+        type=int,
+        default=None,
+        help="Ray Train: CPUs of the training worker, hence its torch threads (default: every CPU of the "
+        "cluster; Ray's own actors take none)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_intermixed_args(argv)
     logging.basicConfig(
@@ -75,6 +82,8 @@ def main(argv: list[str] | None = None, *, hold_memory: bool = False) -> int:
             "--time-budget needs --no-ray and a new run (no --resume); a budgeted run resumes with --resume "
             "alone, taking its epochs and scheduler_t0 from its checkpoint"
         )
+    if args.cpus_per_worker is not None and (args.no_ray or args.cpus_per_worker < 1):
+        parser.error("--cpus-per-worker takes an integer >= 1, and goes without --no-ray")
     if args.allow_data_change and args.resume is None:
         parser.error("--allow-data-change goes with --resume")
     if args.resume is not None:
@@ -117,14 +126,25 @@ def main(argv: list[str] | None = None, *, hold_memory: bool = False) -> int:
         logging.getLogger("train").info("model written to %s", result.model_dir)
         return 0
     from xpengine.train.ray_train import run_ray_training
+    from xpengine.train.resume_checks import ResumeMismatch, precheck_resume
 
-    result = run_ray_training(
-        config,
-        output_dir=config.output_dir,
-        resume_from=args.resume,
-        allow_data_change=args.allow_data_change,
-    )
-    if result.error is not None:
+    try:  # on the driver, before Ray starts: a refused resume fails in seconds, with its reasons
+        if args.resume is not None:
+            precheck_resume(config, args.resume, allow_data_change=args.allow_data_change)
+    except (ResumeMismatch, FileNotFoundError) as e:
+        parser.exit(2, f"{parser.prog}: error: {e}\n")
+    try:
+        result = run_ray_training(
+            config,
+            output_dir=config.output_dir,
+            resume_from=args.resume,
+            allow_data_change=args.allow_data_change,
+            cpus_per_worker=args.cpus_per_worker,
+        )
+    except Exception as e:  # Ray 2.60's Train raises the worker's error (WorkerGroupError) from fit()
+        logging.getLogger("train").error("Ray Train failed: %s: %s", type(e).__name__, e)
+        return 1
+    if getattr(result, "error", None) is not None:
         logging.getLogger("train").error("Ray Train failed: %s", result.error)
         return 1
     logging.getLogger("train").info("model written to %s/model", config.output_dir)

@@ -208,6 +208,12 @@ class TrainConfig:
                 f"epoch_pool_fraction {self.epoch_pool_fraction} < 1 needs epoch_pool_tokens (the tokens whose "
                 "stars form the pool an epoch draws that fraction of); without them every star is used every epoch"
             )
+        if self.grad_clip_norm is not None and not self.grad_clip_norm > 0:  # ≤ 0 zeroes or flips gradients
+            p.append(f"grad_clip_norm must be > 0 (or null: no clipping), got {self.grad_clip_norm}")
+        if self.val_max_stars is not None and self.val_max_stars < 1:
+            p.append(f"val_max_stars must be >= 1 (or null: every validation star), got {self.val_max_stars}")
+        if self.val_batch_size < 1:
+            p.append(f"val_batch_size must be >= 1, got {self.val_batch_size}")
         if self.keep_checkpoints < 1:
             p.append(f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):

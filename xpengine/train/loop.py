@@ -42,7 +42,7 @@ from xpengine.model.loss import gaussian_nll
 from xpengine.model.standardize import Standardization
 from xpengine.model.transformer import ModelConfig, XPTransformer
 from xpengine.train.config import TrainConfig, expand_tokens
-from xpengine.train.resume_checks import carry_data_records, check_resume
+from xpengine.train.resume_checks import ResumeMismatch, carry_data_records, check_resume
 from xpengine.train.run_files import (
     base_provenance,
     check_fresh_output_dir,
@@ -52,9 +52,11 @@ from xpengine.train.run_files import (
     initial_checkpoint,
     prune_checkpoints,
     publish_model,
+    refit_unseen_tokens,
     restore_rng,
     resume_checkpoint,
     save_epoch,
+    set_aside_later_checkpoints,
     trim_metrics,
 )
 from xpengine.train.sampling import epoch_rows, sample_tokens
@@ -182,7 +184,9 @@ def train(
     vocab = train_arrays.vocabulary
     model_cfg, requestable_names, val_inputs, val_labels = _run_tokens(config, vocab, val_arrays)
 
-    ckpt, ckpt_dir, state, init, standardization = _start(config, train_arrays, model_cfg, resume_from)
+    ckpt, ckpt_dir, state, init, standardization = _start(
+        config, train_arrays, model_cfg, resume_from, allow_data_change
+    )
     if ckpt is not None and ckpt_dir is not None and state is not None:  # the same run, or refused
         config = check_resume(config, ckpt, ckpt_dir, state, device, allow_data_change=allow_data_change)
 
@@ -190,6 +194,13 @@ def train(
     val = ValidationSet.build(val_arrays, standardization, val_inputs, val_labels, config, device)
     run = _Optimisation.build(config, model_cfg, device, use_scaler, ckpt, state, init)
     model, start_epoch = run.model, run.start_epoch
+    if ckpt is not None and config.epochs < start_epoch:
+        raise ResumeMismatch(
+            f"cannot resume from {ckpt_dir}: it is after epoch {start_epoch}, beyond this run's epochs="
+            f"{config.epochs}; give epochs >= {start_epoch} (a resume continues a run, it does not shorten it)"
+        )
+    if ckpt is not None:  # checkpoints after the one resumed from belong to a trajectory now abandoned
+        set_aside_later_checkpoints(out / "checkpoints", start_epoch)
 
     step_model = torch.compile(model) if config.compile else model  # shares the parameters
     n_params = model.n_parameters()
@@ -210,7 +221,7 @@ def train(
     for epoch in range(start_epoch + 1, config.epochs + 1):
         t0 = time.perf_counter()
         lr = run.optimizer.param_groups[0]["lr"]
-        train_loss = _train_epoch(run, step_model, data, config, model_cfg, batch, device, amp_dtype)
+        train_loss, n_stars = _train_epoch(run, step_model, data, config, model_cfg, batch, device, amp_dtype)
         run.scheduler.step()
         dt = time.perf_counter() - t0
         is_last = epoch == config.epochs
@@ -219,7 +230,7 @@ def train(
             "lr": lr,
             "train_loss": train_loss,
             "epoch_time_s": dt,
-            "train_stars_per_s": n_steps * batch / dt,
+            "train_stars_per_s": n_stars / dt,
         }
         if not math.isfinite(train_loss):
             raise FloatingPointError(f"training loss became {train_loss} at epoch {epoch}")
@@ -296,6 +307,7 @@ def _start(
     train_arrays: TrainingArrays,
     model_cfg: ModelConfig,
     resume_from: str | os.PathLike | None,
+    allow_data_change: bool = False,
 ) -> tuple[Checkpoint | None, Path | None, TrainState | None, Checkpoint | None, Standardization]:
     """Where a run starts: (the checkpoint resumed, its directory, its training state; the `init_from`
     checkpoint of a fresh run; the standardisation). Resumed: the checkpoint's weights, standardisation
@@ -304,7 +316,8 @@ def _start(
     vocab = train_arrays.vocabulary
     if resume_from is not None:
         ckpt, ckpt_dir, state = resume_checkpoint(Path(resume_from), model_cfg, vocab)
-        return ckpt, ckpt_dir, state, None, ckpt.standardization
+        std = refit_unseen_tokens(ckpt, train_arrays.values, ckpt_dir) if allow_data_change else None
+        return ckpt, ckpt_dir, state, None, ckpt.standardization if std is None else std
     standardization = Standardization.fit(train_arrays.values, vocab.names)
     init = None
     if config.init_from is not None:
@@ -372,9 +385,10 @@ def _train_epoch(
     batch: int,
     device: torch.device,
     amp_dtype: torch.dtype | None,
-) -> float:
+) -> tuple[float, int]:
     """One epoch: the epoch's stars in a fresh random order (all, or with the pool subsampled: `epoch_rows`),
-    then batches of `batch` stars with freshly sampled context and request tokens. Returns the mean loss."""
+    then batches of `batch` stars with freshly sampled context and request tokens. Returns the mean loss
+    and the number of stars trained on (the last short batch counted as it is, unless dropped)."""
     model, optimizer, scaler, generator = run.model, run.optimizer, run.scaler, run.generator
     model.train()
     loss_sum = torch.zeros((), device=device)
@@ -411,7 +425,7 @@ def _train_epoch(
         scaler.step(optimizer)
         scaler.update()
         loss_sum += loss.detach()
-    return float(loss_sum.item()) / n_steps
+    return float(loss_sum.item()) / n_steps, min(perm.numel(), n_steps * batch)
 
 
 def _append_metrics(metrics_file: Path, metrics: dict[str, Any]) -> None:

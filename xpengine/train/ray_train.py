@@ -75,7 +75,7 @@ def run_ray_training(
     output_dir: str | os.PathLike,
     resume_from: str | os.PathLike | None = None,
     use_gpu: bool | None = None,
-    cpus_per_worker: int = 1,
+    cpus_per_worker: int | None = None,
     run_name: str = "xpengine-train",
     allow_data_change: bool = False,
 ) -> Any:
@@ -86,6 +86,9 @@ def run_ray_training(
     the loop, as without Ray. Starts a local Ray cluster when none is connected. A fresh run (no
     resume_from) into a directory that holds a run already is refused (FileExistsError), as the loop does.
     allow_data_change: resume on a data file other than the checkpoint's (`xpengine.train.loop.train`).
+    cpus_per_worker: the worker's CPUs, which Ray turns into its OMP_NUM_THREADS and so torch's threads;
+    None: every CPU of the cluster (Train's controller takes none). Until session 28 it was 1: one
+    thread on any machine, and a chunk resumed with --no-ray ran on another thread count.
     """
     import ray
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
@@ -101,6 +104,8 @@ def run_ray_training(
         ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False)
     if use_gpu is None:
         use_gpu = ray.cluster_resources().get("GPU", 0) >= 1
+    if cpus_per_worker is None:
+        cpus_per_worker = max(1, int(ray.cluster_resources().get("CPU", 1)))
     loop_config = {
         "train": _absolute_paths({**config.to_dict(), "output_dir": str(output_dir)}),
         "output_dir": str(output_dir),
@@ -119,5 +124,5 @@ def run_ray_training(
             checkpoint_config=CheckpointConfig(num_to_keep=config.keep_checkpoints),
         ),
     )
-    logger.info("starting Ray Train (use_gpu=%s), output in %s", use_gpu, output_dir)
+    logger.info("starting Ray Train (use_gpu=%s, %d CPU), output in %s", use_gpu, cpus_per_worker, output_dir)
     return trainer.fit()

@@ -40,7 +40,9 @@ __all__ = [
     "ResumeMismatch",
     "budgeted_resume",
     "carry_data_records",
+    "check_model_config",
     "check_resume",
+    "precheck_resume",
 ]
 
 logger = logging.getLogger("xpengine.train.loop")  # the loop's log: these are its resume messages
@@ -133,6 +135,42 @@ def check_resume(
         )
         config = dataclasses.replace(config, init_from=saved["init_from"])
     return config
+
+
+def precheck_resume(config: TrainConfig, resume_from: str | Path, *, allow_data_change: bool = False) -> None:
+    """The resume checks that need no training data in memory, run on the driver before a Ray Train job
+    starts (whose worker would otherwise fail minutes later, in a traceback): the model configuration
+    (each changed key named), the trajectory keys and the data file (`check_resume`), as ResumeMismatch."""
+    from xpengine.model.checkpoint import load_checkpoint
+
+    ckpt_dir = find_resume_checkpoint(Path(resume_from))
+    ckpt = load_checkpoint(ckpt_dir, device="cpu")
+    model_cfg = dataclasses.replace(config.model, n_tokens=ckpt.model_config.n_tokens)
+    check_model_config(ckpt.model_config, model_cfg, ckpt_dir)
+    saved = ckpt.train_config or {}
+    changed = _changed_keys(config, saved, ckpt)
+    if changed:
+        raise ResumeMismatch(
+            f"cannot resume from {ckpt_dir}: this run changes settings that define the training trajectory:\n  "
+            + "\n  ".join(f"{k}: {old!r} (checkpoint) -> {new!r} (now)" for k, old, new in changed)
+        )
+    _check_data(config, ckpt, ckpt_dir, allow_data_change)
+
+
+def check_model_config(saved: Any, now: Any, ckpt_dir: Path) -> None:
+    """ResumeMismatch naming each field of the model configuration `now` that differs from the
+    checkpoint's `saved`."""
+    if saved == now:
+        return
+    diff = [
+        f"model.{f.name}: {getattr(saved, f.name)!r} (checkpoint) -> {getattr(now, f.name)!r} (now)"
+        for f in dataclasses.fields(saved)
+        if getattr(saved, f.name) != getattr(now, f.name)
+    ]
+    raise ResumeMismatch(
+        f"cannot resume from {ckpt_dir}: this run's model configuration differs from the checkpoint's:\n  "
+        + "\n  ".join(diff or [f"{saved} (checkpoint) -> {now} (now)"])
+    )
 
 
 def _changed_keys(config: TrainConfig, saved: dict[str, Any], ckpt: Checkpoint) -> list[tuple[str, Any, Any]]:

@@ -127,10 +127,9 @@ def resume_checkpoint(
     run's model configuration and vocabulary."""
     ckpt_dir = find_resume_checkpoint(path)
     ckpt = load_checkpoint(ckpt_dir, device="cpu")
-    if ckpt.model_config != model_cfg:
-        raise ValueError(
-            f"cannot resume from {ckpt_dir}: its model config {ckpt.model_config} differs from {model_cfg}"
-        )
+    from xpengine.train.resume_checks import check_model_config  # it imports this module
+
+    check_model_config(ckpt.model_config, model_cfg, ckpt_dir)  # ResumeMismatch naming each changed key
     if ckpt.vocabulary.names != vocab.names:
         raise ValueError(f"cannot resume from {ckpt_dir}: its vocabulary differs from the data's")
     state = load_train_state(ckpt_dir)
@@ -179,6 +178,32 @@ def inherit_standardization(fitted: Standardization, init: Checkpoint) -> Standa
         fitted.names,
         np.where(keep, init.standardization.center, fitted.center),
         np.where(keep, init.standardization.scale, fitted.scale),
+    )
+
+
+def refit_unseen_tokens(ckpt: Checkpoint, values: np.ndarray, ckpt_dir: Path) -> Standardization:
+    """The standardisation a run resumed on changed data (`allow_data_change`) goes on with: the
+    checkpoint's, except for the tokens its data had no value of (centre 0, scale 1, learned neither as
+    input nor as output) that this data has: those are fitted on this data (`values`, (N, T)), with a
+    warning naming them. Kept as they were, such a token would be read and trained unscaled."""
+    std = ckpt.standardization
+    known = set(ckpt.learned.inputs) | set(ckpt.learned.outputs)
+    fitted = Standardization.fit(values, std.names)
+    with np.errstate(invalid="ignore"):
+        present = np.isfinite(np.asarray(values, dtype=np.float64)).any(axis=0)
+    placeholder = (std.center == 0.0) & (std.scale == 1.0)
+    refit = present & placeholder & np.array([n not in known for n in std.names])
+    if not refit.any():
+        return std
+    logger.warning(
+        "resuming on changed data: %d token(s) without values in %s's data have values now and are "
+        "standardised on this data: %s",
+        int(refit.sum()),
+        ckpt_dir,
+        [n for n, r in zip(std.names, refit, strict=True) if r],
+    )
+    return Standardization(
+        std.names, np.where(refit, fitted.center, std.center), np.where(refit, fitted.scale, std.scale)
     )
 
 
@@ -273,6 +298,37 @@ def restore_rng(rng: dict[str, torch.Tensor], generator: torch.Generator, device
             torch.cuda.set_rng_state_all(states)
         elif states:
             torch.cuda.set_rng_state(states[0], device)
+
+
+def set_aside_later_checkpoints(directory: Path, epoch: int) -> list[Path]:
+    """Move the checkpoints of `directory` written after `epoch` (the one a run resumes after) into
+    `<directory>_abandoned/`, with a warning: they belong to the trajectory the resume leaves, and kept in
+    place they would outrank its new checkpoints (pruning keeps the last by name, a later `--resume RUN`
+    takes the latest). Returns their new paths."""
+    moved: list[Path] = []
+    for ckpt in sorted(directory.glob("epoch_*")) if directory.is_dir() else []:
+        try:
+            n = int(ckpt.name.removeprefix("epoch_"))
+        except ValueError:
+            continue
+        if n <= epoch:
+            continue
+        aside = directory.parent / f"{directory.name}_abandoned"
+        aside.mkdir(exist_ok=True)
+        target = aside / ckpt.name
+        if target.exists():  # set aside by an earlier resume: keep both
+            target = aside / f"{ckpt.name}.{time.strftime('%Y%m%dT%H%M%S')}"
+        ckpt.rename(target)
+        moved.append(target)
+    if moved:
+        logger.warning(
+            "resuming after epoch %d: %d later checkpoint(s) of the abandoned trajectory moved to %s (%s)",
+            epoch,
+            len(moved),
+            moved[0].parent,
+            ", ".join(p.name for p in moved),
+        )
+    return moved
 
 
 def prune_checkpoints(directory: Path, keep: int) -> None:
