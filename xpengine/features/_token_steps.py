@@ -111,8 +111,27 @@ def g_photometry(gaia: dict[str, Column], out: TokenOutput) -> tuple[np.ndarray,
                 float(g_mag[k]),
                 float(g_from_flux[k]),
             )
+    with np.errstate(invalid="ignore"):
+        absurd = np.isfinite(g) & ((g < G_MAG_RANGE[0]) | (g > G_MAG_RANGE[1]))
+    if absurd.any():  # a flux given as a magnitude, a placeholder: no star's G (found by a review)
+        k = int(np.flatnonzero(absurd)[0])
+        logger.warning(
+            "%d row(s) with a G outside %g to %g mag (e.g. row %d: %g): not a G (a flux given as a magnitude, "
+            "a placeholder?); taken as missing, READ_PROBLEM set",
+            int(absurd.sum()),
+            *G_MAG_RANGE,
+            k,
+            float(g[k]),
+        )
+        g, g_flux = np.where(absurd, np.nan, g), np.where(absurd, np.nan, g_flux)
+        out.flag(absurd, SourceFlag.READ_PROBLEM)
     out.flag(~np.isfinite(g_flux), SourceFlag.NO_GAIA_PHOTOMETRY)
     return g, g_flux
+
+
+G_MAG_RANGE = (-2.0, 25.0)
+"""The G [mag] a star can have (DR3's brightest sources are near G 2, XP ends at 17.65): outside, the
+value is taken as missing."""
 
 
 def gaia_bp_rp(gaia: dict[str, Column], n: int) -> tuple[np.ndarray, np.ndarray | None]:

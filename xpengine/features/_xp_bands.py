@@ -29,6 +29,7 @@ __all__ = [
     "corrupt_rows",
     "fill_g_from_xp",
     "flag_corrupt",
+    "flag_g_mismatch",
     "put_xp_tokens",
     "xp_band",
 ]
@@ -41,14 +42,21 @@ corrupt (N,)."""
 
 
 def corrupt_rows(values: np.ndarray, errors: np.ndarray, present: np.ndarray) -> np.ndarray:
-    """(N,) bool: present rows with a coefficient NaN, ±inf or beyond ±MAX_ABS_XP_COEFFICIENT, or an
-    error ±inf, negative or beyond the bound (NaN errors are "unknown", allowed). values/errors (N, w).
+    """(N,) bool: present rows with a coefficient NaN, ±inf or beyond ±MAX_ABS_XP_COEFFICIENT, an error
+    ±inf, negative or beyond the bound (NaN errors are "unknown", allowed), or every coefficient exactly 0
+    (a missing band filled with zeros: no spectrum is 0 in every order; read as one, its synthetic flux
+    made a 9,100 K star a 3,400 K giant, found by a review). values/errors (N, w).
 
     Row reductions only (max/min propagate NaN, fmax/fmin skip it): no (N, w) temporaries."""
     if values.shape[1] == 0:
         return np.zeros(values.shape[0], dtype=bool)
     with np.errstate(invalid="ignore"):
-        ok = (values.max(axis=1) <= MAX_ABS_XP_COEFFICIENT) & (values.min(axis=1) >= -MAX_ABS_XP_COEFFICIENT)
+        top, bottom = values.max(axis=1), values.min(axis=1)
+        ok = (
+            (top <= MAX_ABS_XP_COEFFICIENT)
+            & (bottom >= -MAX_ABS_XP_COEFFICIENT)
+            & ~((top == 0) & (bottom == 0))
+        )
         bad_err = (np.fmax.reduce(errors, axis=1) > MAX_ABS_XP_COEFFICIENT) | (
             np.fmin.reduce(errors, axis=1) < 0
         )
@@ -139,7 +147,7 @@ def flag_corrupt(
     first = int(np.flatnonzero(corrupt)[0])
     logger.warning(
         "%s: %d row(s) with NaN, infinite or absurd (|value| > %.0e e-/s) %s coefficients or "
-        "errors, e.g. row %d (source_id %d): band treated as missing, READ_PROBLEM set",
+        "errors, or all coefficients 0, e.g. row %d (source_id %d): band treated as missing, READ_PROBLEM set",
         cols.source or "input",
         int(corrupt.sum()),
         MAX_ABS_XP_COEFFICIENT,
@@ -163,23 +171,26 @@ def fill_g_from_xp(
     against real G), flagged G_FROM_XP instead of NO_GAIA_PHOTOMETRY; and the synthetic BP−RP (σ 2.5
     mmag) of those rows and of the rows `need_colour` (N,) bool (no gaia_source BP−RP).
 
-    Returns (G [mag], G flux [e⁻/s], xp_bprp): G and its flux with those rows filled (the inputs
-    themselves when no row is), and the synthetic BP−RP (rows, colour, error) of the rows computed, or
-    None when no row needed either or the bands are not DR3's 55 coefficients.
+    Returns (G [mag], G flux [e⁻/s], xp_bprp, g_xp): G and its flux with those rows filled (the inputs
+    themselves when no row is), the synthetic BP−RP (rows, colour, error) of the rows computed (None when
+    no row needed either or the bands are not DR3's 55 coefficients), and the synthetic G [mag] (N,) of
+    every row with both bands (NaN elsewhere): `flag_g_mismatch` holds a given G against it.
     """
     bp, bp_err, bp_present = bp_band[:3]
     rp, rp_err, rp_present = rp_band[:3]
+    g_xp = np.full(out.n, np.nan)
     need_g = ~np.isfinite(g_flux) & bp_present & rp_present
     need = need_g if need_colour is None else need_g | (need_colour & bp_present & rp_present)
-    if not (need.any() and bp.shape[1] == 55 and rp.shape[1] == 55):
-        return g, g_flux, None
+    both = bp_present & rp_present
+    if not (both.any() and bp.shape[1] == 55 and rp.shape[1] == 55):
+        return g, g_flux, None, g_xp
     from xpengine.features.synthetic_photometry import (
         calibrated_bp_rp,
         calibrated_g_flux,
         synthetic_gaia_photometry,
     )
 
-    rows = np.flatnonzero(need)
+    rows = np.flatnonzero(both)  # every row with both bands: its own G checks a given one
     phot = synthetic_gaia_photometry(  # G, BP, RP integrated once; G and BP−RP both come from it
         bp[rows],
         rp[rows],
@@ -188,6 +199,9 @@ def fill_g_from_xp(
     )
     gx, _ = calibrated_g_flux(phot)
     ok = np.isfinite(gx) & (gx > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g_xp[rows[ok]] = G_ZERO_POINT_MAG - 2.5 * np.log10(gx[ok])
+    ok &= need[rows]  # G and BP−RP filled only where needed
     rows_ok = rows[ok]
     filled = np.zeros(out.n, dtype=bool)
     filled[rows_ok] = True
@@ -199,7 +213,41 @@ def fill_g_from_xp(
     out.flag(filled, SourceFlag.G_FROM_XP)
     out.flags[filled] &= ~np.int64(int(SourceFlag.NO_GAIA_PHOTOMETRY))
     c, ce = calibrated_bp_rp(phot)
-    return g, g_flux, (rows_ok, c[ok], ce[ok])
+    return g, g_flux, (rows_ok, c[ok], ce[ok]), g_xp
+
+
+G_MISMATCH_MAG = 0.3
+"""|G − synthetic G of the star's own XP| [mag] above which the given G is flagged G_MISMATCH: the two agree
+to 2.7 mmag for DR3 stars, and blends and variables to a few hundredths; 0.3 mag is a G of another star, a
+misaligned row or a placeholder, which the XP are normalised by (every label moves: a G 0.9 mag off made a
+6,100 K star 3,500 K, found by a review)."""
+
+
+def flag_g_mismatch(
+    cols: InputColumns, g: np.ndarray, g_xp: np.ndarray, source_id: np.ndarray, out: TokenOutput
+) -> None:
+    """Flag G_MISMATCH (and warn, naming the file, the first row and both values) where the given G
+    (N,) differs from the synthetic G of the star's own XP (N,; NaN where not computed) by more than
+    `G_MISMATCH_MAG`. The given G stays the normalisation: the flag says the labels rest on it."""
+    with np.errstate(invalid="ignore"):
+        bad = np.isfinite(g) & np.isfinite(g_xp) & (np.abs(g - g_xp) > G_MISMATCH_MAG)
+    bad &= (out.flags & int(SourceFlag.G_FROM_XP)) == 0
+    if not bad.any():
+        return
+    first = int(np.flatnonzero(bad)[0])
+    logger.warning(
+        "%s: %d row(s) whose G differs from the synthetic G of their own XP by more than %.1f mag, e.g. row %d "
+        "(source_id %d): G %.3f given, %.3f from its XP; the XP are normalised by the given G (a G of another "
+        "star, a misaligned row or a placeholder?): G_MISMATCH set",
+        cols.source or "input",
+        int(bad.sum()),
+        G_MISMATCH_MAG,
+        first,
+        int(source_id[first]),
+        float(g[first]),
+        float(g_xp[first]),
+    )
+    out.flag(bad, SourceFlag.G_MISMATCH)
 
 
 def put_xp_tokens(

@@ -73,6 +73,7 @@ from xpengine.features._xp_bands import (
     apply_representation,
     fill_g_from_xp,
     flag_corrupt,
+    flag_g_mismatch,
     put_xp_tokens,
     xp_band,
 )
@@ -297,9 +298,10 @@ def build_tokens(
     xp_bprp = None
     gaia_colour = gaia_bp_rp(gaia, cols.n)
     if g_from_xp:  # XP-only photometry: synthetic G and BP−RP where gaia_source gives none
-        g, g_flux, xp_bprp = fill_g_from_xp(
+        g, g_flux, xp_bprp, g_xp = fill_g_from_xp(
             bp_band, rp_band, g, g_flux, out, need_colour=~np.isfinite(gaia_colour[0])
         )
+        flag_g_mismatch(cols, g, g_xp, source_id, out)
     bp, rp, bp_err, rp_err = apply_representation(
         representation, bp_band[0], rp_band[0], bp_band[1], rp_band[1], vocabulary
     )

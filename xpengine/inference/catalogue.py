@@ -59,7 +59,7 @@ def _corrected_parallax(
     from xpengine.features.astrometry import pseudo_luminosity
 
     n = joined.num_rows if joined is not None else 0
-    if n == 0 or "parallax" not in joined.column_names:
+    if n == 0 or _column_name(joined, "parallax") is None:
         nan = np.full(n, np.nan)
         return nan, nan, nan
 
@@ -82,9 +82,21 @@ def _corrected_parallax(
     return lum.parallax_corrected_mas, err, col("ruwe")
 
 
+def _column_name(table, name: str) -> str | None:
+    """The table's column called `name`: exactly, else in another case (a VOTable's PARALLAX), as the
+    token builder (`features._columns.InputColumns`) finds it, so that the context and the distance
+    read the same column (found by a review: upper-case names fed the model but not the distance)."""
+    if table is None:
+        return None
+    if name in table.column_names:
+        return name
+    return next((c for c in table.column_names if c.lower() == name.lower()), None)
+
+
 def _column_or_nan(table, name: str, dtype) -> np.ndarray:
-    if table is not None and name in table.column_names:
-        return table.column(name).to_numpy(zero_copy_only=False).astype(dtype)
+    found = _column_name(table, name)
+    if found is not None:
+        return table.column(found).to_numpy(zero_copy_only=False).astype(dtype)
     n = table.num_rows if table is not None else 0
     return np.full(n, np.nan, dtype=dtype)
 
@@ -313,7 +325,10 @@ class CatalogPredictor:
             dist, dist_err = np.where(by_iso, iso_dist, dist), np.where(by_iso, iso_dist_err, dist_err)
             flags[by_iso] &= ~np.int64(SourceFlag.DISTANCE_FROM_MODEL)
             flags[by_iso] |= int(SourceFlag.DISTANCE_FROM_ISOCHRONES)
-        flags[~np.isfinite(dist)] |= int(SourceFlag.NO_DISTANCE)  # and none of the three says why
+        no_dist = ~(np.isfinite(dist) & np.isfinite(dist_err))  # NaN, never inf, and none of the three
+        dist, dist_err = np.where(no_dist, np.nan, dist), np.where(no_dist, np.nan, dist_err)
+        flags[no_dist] &= ~np.int64(SourceFlag.DISTANCE_FROM_MODEL | SourceFlag.DISTANCE_FROM_ISOCHRONES)
+        flags[no_dist] |= int(SourceFlag.NO_DISTANCE)
         return {
             "source_id": batch["source_id"],
             **{c: batch[c] for c in PASSTHROUGH_FLOAT64},

@@ -49,6 +49,13 @@ def identify_format(
         if mod.identify(src):
             return mod.NAME
     start = src.head[:40]
+    if start.startswith(b"PK\x03\x04"):  # a zip: the archive's DataLink download, say
+        raise GaiaFileError(
+            src.url,
+            "a zip archive (a Gaia DataLink download?), not a table: read one of its members with "
+            "'zip://MEMBER::" + str(src.url) + "' (e.g. its XP_CONTINUOUS-*.csv), or give the zip to "
+            "`xpengine infer` / the catalogue job, which read its XP members in place",
+        )
     raise GaiaFileError(
         src.url,
         f"unknown format (file starts with {start!r}); expected ECSV, CSV, FITS, VOTable or Parquet, "
