@@ -169,3 +169,39 @@ def test_age_map_on_a_catalogue_without_positions_names_what_it_lacks(cat, tmp_p
         with pytest.raises(QueryError, match=r"grid=galactic needs column\(s\) \['l', 'b'\].*grid=healpix"):
             c.preset("age-map")
         assert c.preset("age-map", {"grid": "healpix", "level": 2, "min_count": 1}).num_rows > 0
+
+
+def test_a_partition_done_before_the_mark_is_still_the_catalogues(cat):
+    """A resumed catalogue keeps partitions done before the job marked its files: a file with the job's
+    manifest record is the catalogue's, marked or not (`writer.own_partitions`' rule)."""
+    d, cols = cat
+    files = sorted(d.glob("*.parquet"))
+    for f in files[:-1]:
+        _mark(f, f.stem)
+    assert not (d / "_manifest" / f"{files[-1].stem}.json").exists()
+    with pytest.raises(QueryError, match="not written by the catalogue job"):
+        query_catalog(d, "SELECT count(*) FROM catalog")
+    (d / "_manifest" / f"{files[-1].stem}.json").write_text('{"status": "done"}')
+    n = query_catalog(d, "SELECT count(*) AS n FROM catalog").column("n")[0].as_py()
+    assert n == len(cols["source_id"])
+
+
+def test_parquet_files_of_one_table_may_order_their_columns_differently(cat, tmp_path):
+    d, cols = cat
+    sid = cols["source_id"]
+    tt = tmp_path / "tt"
+    tt.mkdir()
+    pq.write_table(pa.table({"source_id": sid[:5], "x": np.arange(5.0)}), tt / "p1.parquet")
+    pq.write_table(pa.table({"x": np.arange(5.0, 8.0), "source_id": sid[5:8]}), tt / "p2.parquet")
+    got = query_catalog(d, "SELECT count(*) AS n, sum(x) AS s FROM truth", truth=tt)
+    assert got.column("n")[0].as_py() == 8 and got.column("s")[0].as_py() == sum(range(8))
+
+
+def test_an_explain_after_a_comment_still_runs_and_still_checks(cat, tmp_path):
+    d, _ = cat
+    for sql in ("-- plan\nEXPLAIN SELECT 1", "/* c */ EXPLAIN ANALYZE SELECT count(*) FROM catalog"):
+        assert query_catalog(d, sql).num_rows >= 1
+    out = tmp_path / "w.csv"
+    with pytest.raises(QueryError, match="EXPLAIN must wrap"):
+        query_catalog(d, f"-- x\n/* y */ EXPLAIN ANALYZE COPY (SELECT 1) TO '{out}'")
+    assert not out.exists()

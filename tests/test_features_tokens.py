@@ -159,7 +159,7 @@ def test_small_table_values_and_flags() -> None:
     assert np.isnan(tb.column("mass")[0]).all() and (tb.column("mass")[1] == 0).all()  # absent column
 
     expected = [
-        F.NONE,
+        F.G_MISMATCH,  # made-up coefficients: their own synthetic G is 17.4, the given G 15 (since session 28)
         F.NO_BP | F.NO_PARALLAX | F.NO_EXTINCTION,  # E(B-V) null
         F.NO_PARALLAX | F.NO_2MASS | F.NO_EXTINCTION,  # sigma cut; J = 99.999; E(B-V) = 0
         # no G: no zero point (an input is missing) hence no parallax token; BP has 8 < 10 relevant
@@ -297,7 +297,7 @@ def test_general_xp_lengths_dr4_like() -> None:
         "rp_coefficients": np.ones((1, 55)),
         "bp_n_relevant_bases": np.array([51]),
         "rp_n_relevant_bases": np.array([53]),
-        "phot_g_mean_flux": np.array([1.0]),
+        "phot_g_mean_flux": np.array([1e4]),  # G 15.7 (a flux of 1 e-/s, G 25.7, is no star's: missing)
     }
     tb = build_tokens(d, vocab)
     assert tb.values.shape == (1, 116)

@@ -594,3 +594,15 @@ def test_the_weak_parallax_term_takes_trusted_astrometry_only() -> None:
     assert plx[5] == -0.5 and err[5] == 0.4
     no_ruwe = weak_parallax({k: v for k, v in batch.items() if k != "ruwe"})[0]
     np.testing.assert_array_equal(np.isfinite(no_ruwe), [True, True, True, False, False, True])
+
+
+def test_a_spurious_negative_parallax_is_no_weak_parallax() -> None:
+    """Below −5σ a parallax is a spurious solution (the features' NO_PARALLAX rule): the isochrone fit does
+    not read it as a likelihood (it pushed a dwarf to 6 kpc and 1.6 M☉, found by a review)."""
+    from xpengine.inference.catalogue_isochrones import weak_parallax
+
+    batch = {
+        "parallax_corrected": np.array([-1.4, -1.6, -6.0, 0.1]),
+        "parallax_corrected_error": np.array([0.3, 0.3, 0.3, 0.3]),
+    }
+    np.testing.assert_array_equal(np.isfinite(weak_parallax(batch)[0]), [True, False, False, True])

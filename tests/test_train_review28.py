@@ -126,3 +126,16 @@ def test_a_changed_model_setting_is_named_and_a_ray_resume_is_checked_before_ray
     assert "error: cannot resume from" in err and "Traceback" not in err
     with pytest.raises(SystemExit):
         script.main([*args, "--no-ray", "--cpus-per-worker", "2"])
+
+
+def test_the_ray_worker_asks_for_one_machines_cpus():
+    from xpengine.train.ray_train import worker_cpus
+
+    nodes = [
+        {"Alive": True, "Resources": {"CPU": 16.0}},
+        {"Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}},
+        {"Alive": False, "Resources": {"CPU": 64.0}},
+    ]
+    assert worker_cpus(nodes, use_gpu=False) == 16  # not the cluster's 24, nor a dead node's 64
+    assert worker_cpus(nodes, use_gpu=True) == 8  # the GPU machine's
+    assert worker_cpus([], use_gpu=False) == 1

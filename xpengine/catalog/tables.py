@@ -122,17 +122,32 @@ def check_table_files(src: TableFiles, what: str, required: Sequence[str], why: 
                 raise QueryError(problem)
             if first is None:
                 first = names
-            elif names != first:  # one table, one header: another kind of file read under the first's
+            elif (names != first) if src.fmt != "parquet" else (set(names) != set(first)):
+                # one table, one header: another kind of file read under the first's (Parquet by name)
                 raise QueryError(
                     f"{what}: {path!r} has other columns than {src.files[0]!r} ({_shown(names)} against "
                     f"{_shown(first)}); give a table's files only, one kind per table"
                 )
 
 
+def _has_record(src: TableFiles, path: str) -> bool:
+    """Whether the catalogue job's manifest holds a record for the catalogue file `path`
+    (`<dir>/_manifest/<name>.json`): a partition done before the job marked its files, resumed since."""
+    record = f"{os.path.dirname(path)}/_manifest/{os.path.basename(path).removesuffix('.parquet')}.json"
+    try:
+        if src.fs is None:
+            return os.path.isfile(record)
+        import pyarrow.fs as pafs
+
+        return src.fs.get_file_info(record).type == pafs.FileType.File
+    except Exception:  # an unreadable manifest: the mark alone decides
+        return False
+
+
 def check_catalogue_files(src: TableFiles, mark: bytes) -> pa.Schema:
     """Refuse (QueryError naming the file) a catalogue file whose columns or their types are not the
-    first file's, or without the job's `mark` (schema metadata key) where another file has it; returns
-    the first file's schema."""
+    first file's, or without the job's `mark` (schema metadata key) where another file has it, unless the
+    job's manifest has its record (`writer.own_partitions`' rule); returns the first file's schema."""
     import pyarrow.parquet as pq
 
     def schema(path: str) -> pa.Schema:
@@ -155,7 +170,7 @@ def check_catalogue_files(src: TableFiles, mark: bytes) -> pa.Schema:
                 f"against {_shown(schemas[0].names)}): not a file of this catalogue; move it out of "
                 f"{src.location!r}"
             )
-        if any(marked) and not has:
+        if any(marked) and not has and not _has_record(src, path):
             raise QueryError(
                 f"catalogue: {path!r} was not written by the catalogue job (no {mark.decode()} mark, which "
                 f"the other files of {src.location!r} carry): a query result or other table left in the "
@@ -165,6 +180,7 @@ def check_catalogue_files(src: TableFiles, mark: bytes) -> pa.Schema:
 
 
 _EXPLAIN = re.compile(r"^\s*EXPLAIN\s*(\([^)]*\))?\s*(ANALY[SZ]E\b)?", re.IGNORECASE)
+_LEADING_COMMENTS = re.compile(r"^(\s*(--[^\n]*(\n|$)|/\*.*?\*/))*", re.DOTALL)
 
 
 def check_read_only(con: Any, sql: str, error: type[Exception], allowed: Sequence[str]) -> None:
@@ -180,7 +196,7 @@ def check_read_only(con: Any, sql: str, error: type[Exception], allowed: Sequenc
         raise QueryError(f"give exactly one SQL statement, got {len(statements)}")
     kind = str(statements[0].type).rsplit(".", 1)[-1]
     if kind == "EXPLAIN":
-        inner = _EXPLAIN.sub("", sql, count=1)
+        inner = _EXPLAIN.sub("", _LEADING_COMMENTS.sub("", sql, count=1), count=1)
         try:
             wrapped = con.extract_statements(inner)
         except error as exc:

@@ -79,6 +79,7 @@ import numpy as np
 __all__ = [
     "CATALOGUE_FLAGS",
     "FEATURE_FLAGS",
+    "FLAG_RULES",
     "SourceFlag",
     "describe_flags",
     "has_flag",
@@ -119,6 +120,13 @@ class SourceFlag(enum.IntFlag):
     ISOCHRONE_INPUT_EBV = 1 << 26
     DISTANCE_FROM_ISOCHRONES = 1 << 27
     NO_DISTANCE = 1 << 28
+
+
+FLAG_RULES = "session 28: G_MISMATCH, DISTANCE_FROM_ISOCHRONES, NO_DISTANCE"
+"""The flag rules a catalogue's rows were written with, part of the catalogue job's identity: a catalogue
+whose record names other rules (or none: made before session 28) is not resumed, so that no catalogue mixes
+rows with and without a bit (found by a review: NaN distances with and without NO_DISTANCE). Change it
+whenever a bit is added or the rule that sets one changes."""
 
 
 FEATURE_FLAGS: SourceFlag = (

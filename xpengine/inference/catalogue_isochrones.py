@@ -119,15 +119,17 @@ def absolute_g_inputs(
 
 def weak_parallax(batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The zero-point-corrected parallax and σ [mas] (N,) of each star whose astrometry is trusted (RUWE ≤
-    `MAX_RUWE` or unknown; σ > 0), NaN elsewhere: the isochrone fit's parallax term of a star without a
+    `MAX_RUWE` or unknown; σ > 0; not below −`MAX_NEGATIVE_SIGMA` σ, the features' spurious solution), NaN
+    elsewhere: the isochrone fit's parallax term of a star without a
     parallax M_G (`galactic_prior.log_weight_table`)."""
-    from xpengine.features.astrometry import MAX_RUWE
+    from xpengine.features.astrometry import MAX_NEGATIVE_SIGMA, MAX_RUWE
 
     plx = np.asarray(batch["parallax_corrected"], dtype=np.float64)
     err = np.asarray(batch["parallax_corrected_error"], dtype=np.float64)
     ruwe = batch.get("ruwe")
     with np.errstate(invalid="ignore"):
         ok = np.isfinite(plx) & np.isfinite(err) & (err > 0)
+        ok &= ~(plx < -MAX_NEGATIVE_SIGMA * err)  # a spurious solution (NO_PARALLAX), found by a review
         if ruwe is not None:
             ok &= ~(np.asarray(ruwe, dtype=np.float64) > MAX_RUWE)
     return np.where(ok, plx, np.nan), np.where(ok, err, np.nan)

@@ -12,6 +12,7 @@ from typing import Any
 
 from xpengine.catalog.flag_policy import POLICY_BEFORE
 from xpengine.catalog.schema import MASS_AGE_LABELS, catalog_schema
+from xpengine.features.flags import FLAG_RULES
 from xpengine.pipeline.finish import remove_partition_files
 from xpengine.pipeline.model_files import (  # the model's provenance lives there; re-exported for the job
     MODEL_FILES_DETAIL,
@@ -92,6 +93,7 @@ def _job_identity(labels: list[str], provenance: dict[str, Any], cfg: Any = None
         "labels": list(labels),
         "schema": _schema_fingerprint(labels),
         "sigma": sigma_identity(provenance),
+        "flag_rules": FLAG_RULES,
     }
     if provenance.get(MODEL_FILES_KEY):
         identity[MODEL_FILES_KEY] = provenance[MODEL_FILES_KEY]
@@ -143,6 +145,7 @@ _IDENTITY_NAMES = {
     "zero_point_fallback": "parallax zero point where Lindegren's tables do not reach (--zero-point-fallback)",
     "isochrone_grid": "isochrone grid",
     "extinction_table": "extinction coefficients",
+    "flag_rules": "flag rules (the bits the catalogue sets; a record without them is older)",
 }
 _WHERE_USED = ("isochrone_grid", "extinction_table")  # absent from a job whose policy does not use it
 # recorded since: a catalogue from before (σ: session 12) does not know them, so they are not refused.

@@ -42,7 +42,7 @@ from xpengine.model.loss import gaussian_nll
 from xpengine.model.standardize import Standardization
 from xpengine.model.transformer import ModelConfig, XPTransformer
 from xpengine.train.config import TrainConfig, expand_tokens
-from xpengine.train.resume_checks import ResumeMismatch, carry_data_records, check_resume
+from xpengine.train.resume_checks import carry_data_records, check_resume, continue_after
 from xpengine.train.run_files import (
     base_provenance,
     check_fresh_output_dir,
@@ -56,7 +56,6 @@ from xpengine.train.run_files import (
     restore_rng,
     resume_checkpoint,
     save_epoch,
-    set_aside_later_checkpoints,
     trim_metrics,
 )
 from xpengine.train.sampling import epoch_rows, sample_tokens
@@ -194,13 +193,7 @@ def train(
     val = ValidationSet.build(val_arrays, standardization, val_inputs, val_labels, config, device)
     run = _Optimisation.build(config, model_cfg, device, use_scaler, ckpt, state, init)
     model, start_epoch = run.model, run.start_epoch
-    if ckpt is not None and config.epochs < start_epoch:
-        raise ResumeMismatch(
-            f"cannot resume from {ckpt_dir}: it is after epoch {start_epoch}, beyond this run's epochs="
-            f"{config.epochs}; give epochs >= {start_epoch} (a resume continues a run, it does not shorten it)"
-        )
-    if ckpt is not None:  # checkpoints after the one resumed from belong to a trajectory now abandoned
-        set_aside_later_checkpoints(out / "checkpoints", start_epoch)
+    continue_after(ckpt_dir, config, start_epoch, out)  # a resume: epochs checked, later checkpoints aside
 
     step_model = torch.compile(model) if config.compile else model  # shares the parameters
     n_params = model.n_parameters()

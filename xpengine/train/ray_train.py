@@ -69,6 +69,15 @@ def _absolute_paths(train: dict[str, Any]) -> dict[str, Any]:
     return train
 
 
+def worker_cpus(nodes: list[dict[str, Any]], use_gpu: bool) -> int:
+    """The CPUs the one training worker asks for: all of the largest live machine's (`ray.nodes()`
+    records), among those with a GPU when `use_gpu`; a worker runs on one machine, so a cluster's total
+    would never be granted (found by a review)."""
+    res = [n.get("Resources") or {} for n in nodes if n.get("Alive")]
+    res = [r for r in res if not use_gpu or r.get("GPU", 0) >= 1] or res
+    return max(1, int(max((r.get("CPU", 0) for r in res), default=1)))
+
+
 def run_ray_training(
     config: TrainConfig,
     *,
@@ -87,7 +96,8 @@ def run_ray_training(
     resume_from) into a directory that holds a run already is refused (FileExistsError), as the loop does.
     allow_data_change: resume on a data file other than the checkpoint's (`xpengine.train.loop.train`).
     cpus_per_worker: the worker's CPUs, which Ray turns into its OMP_NUM_THREADS and so torch's threads;
-    None: every CPU of the cluster (Train's controller takes none). Until session 28 it was 1: one
+    None: every CPU of the cluster's largest machine (one with a GPU when `use_gpu`; Train's controller
+    takes none). Until session 28 it was 1: one
     thread on any machine, and a chunk resumed with --no-ray ran on another thread count.
     """
     import ray
@@ -105,7 +115,7 @@ def run_ray_training(
     if use_gpu is None:
         use_gpu = ray.cluster_resources().get("GPU", 0) >= 1
     if cpus_per_worker is None:
-        cpus_per_worker = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        cpus_per_worker = worker_cpus(ray.nodes(), use_gpu)
     loop_config = {
         "train": _absolute_paths({**config.to_dict(), "output_dir": str(output_dir)}),
         "output_dir": str(output_dir),

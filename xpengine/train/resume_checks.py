@@ -31,6 +31,7 @@ from xpengine.train.run_files import (
     data_content_sha256,
     data_sha256,
     find_resume_checkpoint,
+    set_aside_later_checkpoints,
     thread_record,
 )
 
@@ -42,6 +43,7 @@ __all__ = [
     "carry_data_records",
     "check_model_config",
     "check_resume",
+    "continue_after",
     "precheck_resume",
 ]
 
@@ -135,6 +137,20 @@ def check_resume(
         )
         config = dataclasses.replace(config, init_from=saved["init_from"])
     return config
+
+
+def continue_after(ckpt_dir: Path | None, config: TrainConfig, start_epoch: int, out: Path) -> None:
+    """A resume from `ckpt_dir` (None: a fresh run, nothing to do) after `start_epoch`: refused
+    (ResumeMismatch) when `config.epochs` is below it (a resume continues a run, it does not shorten it);
+    the checkpoints of `out` after it, a trajectory now abandoned, set aside (`set_aside_later_checkpoints`)."""
+    if ckpt_dir is None:
+        return
+    if config.epochs < start_epoch:
+        raise ResumeMismatch(
+            f"cannot resume from {ckpt_dir}: it is after epoch {start_epoch}, beyond this run's epochs="
+            f"{config.epochs}; give epochs >= {start_epoch} (a resume continues a run, it does not shorten it)"
+        )
+    set_aside_later_checkpoints(out / "checkpoints", start_epoch)
 
 
 def precheck_resume(config: TrainConfig, resume_from: str | Path, *, allow_data_change: bool = False) -> None:
