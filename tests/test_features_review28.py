@@ -53,8 +53,10 @@ def test_a_given_g_that_the_stars_own_xp_disagree_with_is_flagged(caplog):
         bp = np.asarray(t.column("bp_coefficients")[i].as_py())[None, :]
         rp = np.asarray(t.column("rp_coefficients")[i].as_py())[None, :]
         own.append(G_ZERO_POINT_MAG - 2.5 * np.log10(g_flux_from_xp(bp, rp)[0][0]))
-    # its own G to 0.05 mag (a blend's difference): not flagged; 0.9 mag off or the rows swapped: flagged
-    for g, expect in (([own[0] + 0.05, 16.0, own[1] - 0.05], False), ([own[0] + 0.9, 16.0, own[1]], True),
+    # a blend's XP hold its neighbour's light: up to 1.4 mag brighter than its G, not flagged; a G 0.9 mag
+    # brighter than its XP, 1.6 mag fainter, or the rows swapped (Proxima's G on the hot star): flagged
+    for g, expect in (([own[0] + 0.05, 16.0, own[1] - 0.05], False), ([own[0] + 1.4, 16.0, own[1]], False),
+                      ([own[0] - 0.9, 16.0, own[1]], True), ([own[0] + 1.6, 16.0, own[1]], True),
                       ([own[1], 16.0, own[0]], True)):  # fmt: skip
         caplog.clear()
         given = t.append_column("phot_g_mean_mag", pa.array(g))

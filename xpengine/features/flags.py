@@ -29,9 +29,9 @@ renumber a bit, only add new ones. Bits 0-15 are set by the feature step (`xpeng
 |     |        |                         |           | reads differently in mass and age (calibrated apart: ALL_XP_ORDERS)    |
 | 13  | 8192   | BP_RP_FROM_XP           | features  | no gaia_source BP−RP: the `bprp` token is the calibrated synthetic     |
 |     |        |                         |           | BP−RP of the star's own coefficients (σ 2.5 mmag vs real BP−RP)        |
-| 14  | 16384  | G_MISMATCH              | features  | the given G differs from the synthetic G of the star's own XP by more  |
-|     |        |                         |           | than 0.3 mag (another star's G, a misaligned row, a placeholder): the  |
-|     |        |                         |           | XP are normalised by it, so every label rests on it                    |
+| 14  | 16384  | G_MISMATCH              | features  | the given G is > 0.3 mag brighter or > 1.5 mag fainter than the        |
+|     |        |                         |           | synthetic G of the star's own XP (blends reach 1.4 mag fainter): another|
+|     |        |                         |           | star's G, a misaligned row, a placeholder; every label rests on it     |
 | 16  | 65536  | OUTSIDE_TRAINING_DOMAIN | catalogue | mass/age asked of a star outside the model's giant domain, judged from |
 |     |        |                         |           | its parallax M_G and colour where measured, else its predicted logg    |
 |     |        |                         |           | and Teff (`catalog.flag_policy`); its model distance and E(B−V) are    |

@@ -325,8 +325,9 @@ class CatalogPredictor:
             dist, dist_err = np.where(by_iso, iso_dist, dist), np.where(by_iso, iso_dist_err, dist_err)
             flags[by_iso] &= ~np.int64(SourceFlag.DISTANCE_FROM_MODEL)
             flags[by_iso] |= int(SourceFlag.DISTANCE_FROM_ISOCHRONES)
-        no_dist = ~(np.isfinite(dist) & np.isfinite(dist_err))  # NaN, never inf, and none of the three
-        dist, dist_err = np.where(no_dist, np.nan, dist), np.where(no_dist, np.nan, dist_err)
+        no_dist = ~np.isfinite(dist)  # NaN, never inf, and none of the three (a σ alone may be unknown)
+        dist = np.where(no_dist, np.nan, dist)
+        dist_err = np.where(no_dist | ~np.isfinite(dist_err), np.nan, dist_err)
         flags[no_dist] &= ~np.int64(SourceFlag.DISTANCE_FROM_MODEL | SourceFlag.DISTANCE_FROM_ISOCHRONES)
         flags[no_dist] |= int(SourceFlag.NO_DISTANCE)
         return {

@@ -120,8 +120,8 @@ def absolute_g_inputs(
 def weak_parallax(batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The zero-point-corrected parallax and σ [mas] (N,) of each star whose astrometry is trusted (RUWE ≤
     `MAX_RUWE` or unknown; σ > 0; not below −`MAX_NEGATIVE_SIGMA` σ, the features' spurious solution), NaN
-    elsewhere: the isochrone fit's parallax term of a star without a
-    parallax M_G (`galactic_prior.log_weight_table`)."""
+    elsewhere: the isochrone fit's parallax term of a star without a parallax M_G
+    (`galactic_prior.log_weight_table`)."""
     from xpengine.features.astrometry import MAX_NEGATIVE_SIGMA, MAX_RUWE
 
     plx = np.asarray(batch["parallax_corrected"], dtype=np.float64)
