@@ -139,3 +139,31 @@ def test_the_ray_worker_asks_for_one_machines_cpus():
     assert worker_cpus(nodes, use_gpu=False) == 16  # not the cluster's 24, nor a dead node's 64
     assert worker_cpus(nodes, use_gpu=True) == 8  # the GPU machine's
     assert worker_cpus([], use_gpu=False) == 1
+
+
+def test_bundling_a_model_never_leaves_it_half_written(toy, tmp_path, monkeypatch):  # noqa: F811
+    """training/bundle_model.py writes the new bundle beside the old one and swaps it in: a copy that fails
+    midway leaves the bundled model as it was (it used to delete it first)."""
+    bundle = load_script("training/bundle_model.py", "bundle_model_review28")
+    tr, va = arrays(toy)
+    run = tmp_path / "run"
+    train(toy_config(toy, epochs=1), tr, va, output_dir=run)
+    monkeypatch.setattr(bundle, "ROOT", tmp_path / "repo")
+    models = tmp_path / "repo" / "xpengine" / "data" / "models"
+    models.mkdir(parents=True)
+    assert bundle.main([str(run), "toy", "--command", "python training/train.py ..."]) == 0
+    first = {p.name: p.read_bytes() for p in (models / "toy").iterdir()}
+    assert "model.safetensors" in first and "MODEL_CARD.md" in first
+    with pytest.raises(SystemExit, match="exists; pass --overwrite"):
+        bundle.main([str(run), "toy", "--command", "x"])
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("model.safetensors", "config.json"):  # a checkpoint missing files: the copy fails midway
+        (broken / name).write_bytes((run / "model" / name).read_bytes())
+    with pytest.raises(FileNotFoundError):
+        bundle.main([str(broken), "toy", "--command", "x", "--overwrite"])
+    assert {p.name: p.read_bytes() for p in (models / "toy").iterdir()} == first
+    assert sorted(p.name for p in models.iterdir()) == ["toy"]  # the half-written bundle is removed
+    assert bundle.main([str(run), "toy", "--command", "again", "--overwrite"]) == 0
+    assert "again" in (models / "toy" / "MODEL_CARD.md").read_text()
+    assert sorted(p.name for p in models.iterdir()) == ["toy"]  # no .new / .old left behind

@@ -102,6 +102,21 @@ def _z(entry: dict | None) -> str:
     return "–" if z is None else f"{z:.3f}"
 
 
+def _write_bundle(args: argparse.Namespace, ckpt: Path, dest: Path) -> None:
+    """The bundle's files in `dest`: the checkpoint's inference files, the calibration beside the
+    evaluation when given, and the model card."""
+    for f in FILES:
+        shutil.copy(ckpt / f, dest / f)
+    cal = args.evaluation.parent / "calibration.json" if args.evaluation else None
+    if cal is not None and cal.is_file():
+        shutil.copy(cal, dest / "calibration.json")
+    hist_file = args.run / "metrics.jsonl"
+    history = [json.loads(x) for x in hist_file.read_text().splitlines()] if hist_file.is_file() else []
+    evaluation = json.loads(args.evaluation.read_text()) if args.evaluation else None
+    notes = args.notes.read_text() if args.notes else None
+    (dest / "MODEL_CARD.md").write_text(_card(args.name, ckpt, args.command, evaluation, history, notes))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path)
@@ -112,26 +127,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args(argv)
     ckpt = _latest_checkpoint(args.run)
-    dest = ROOT / "xpengine" / "data" / "models" / args.name
-    if dest.exists():
-        if not args.overwrite:
-            raise SystemExit(f"{dest} exists; pass --overwrite")
-        shutil.rmtree(dest)
+    final = ROOT / "xpengine" / "data" / "models" / args.name
+    if final.exists() and not args.overwrite:
+        raise SystemExit(f"{final} exists; pass --overwrite")
+    # written beside it and swapped in at the end: a failure midway leaves the bundled model as it was
+    # (it used to be deleted first, found by a review)
+    dest = final.parent / f".{args.name}.new"
+    shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
-    for f in FILES:
-        shutil.copy(ckpt / f, dest / f)
-    cal = args.evaluation.parent / "calibration.json" if args.evaluation else None
-    if cal is not None and cal.is_file():
-        shutil.copy(cal, dest / "calibration.json")
-    hist_file = args.run / "metrics.jsonl"
-    history = [json.loads(x) for x in hist_file.read_text().splitlines()] if hist_file.is_file() else []
-    evaluation = json.loads(args.evaluation.read_text()) if args.evaluation else None
-    (dest / "MODEL_CARD.md").write_text(
-        _card(
-            args.name, ckpt, args.command, evaluation, history, args.notes.read_text() if args.notes else None
-        )
-    )
-    print(f"bundled {ckpt} as {dest}")
+    try:
+        _write_bundle(args, ckpt, dest)
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+    old = final.parent / f".{args.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    dest.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    print(f"bundled {ckpt} as {final}")
     return 0
 
 

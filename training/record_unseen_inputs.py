@@ -87,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     domain = luminosity_domain(config, args.data)
     if domain is not None:
         config[LUMINOSITY_DOMAIN_KEY] = domain
-    path.write_text(json.dumps(config, indent=1))
+    from xpengine.io.atomic import write_text_atomically
+
+    write_text_atomically(path, json.dumps(config, indent=1))  # a kill midway never leaves half a config
     print(json.dumps({UNSEEN_INPUTS_KEY: unseen, LUMINOSITY_DOMAIN_KEY: domain}))
     return 0
 
