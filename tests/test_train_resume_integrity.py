@@ -190,6 +190,7 @@ def test_the_ray_worker_gets_absolute_init_from_and_truncate_counts(toy, tmp_pat
     monkeypatch.setattr(ray.train.torch, "TorchTrainer", Trainer)
     monkeypatch.setattr(ray, "is_initialized", lambda: True)
     monkeypatch.setattr(ray, "cluster_resources", lambda: {})
+    monkeypatch.setattr(ray, "nodes", lambda: [])  # (the worker's CPUs: `worker_cpus`; alone, no cluster)
     monkeypatch.setattr(ray.train, "report", lambda *a, **k: None)
     monkeypatch.setattr(loop, "hold_freed_memory", lambda: False)  # not in the test process
     cfg = _config(toy, epochs=1, init_from="A", truncate_fraction=0.5, truncate_counts="counts.csv")

@@ -166,7 +166,7 @@ def result_meta_yaml(schema: pa.Schema, units: dict[str, str], metadata: dict[by
             entry["unit"] = units[f.name]
         known = f.name in LABELS or f.name.removesuffix("_error") in LABELS or f.name in _DESCRIPTIONS
         if known:
-            entry["description"] = _astropy_column(f, "", [n for n in LABELS])["description"]
+            entry["description"] = _astropy_column(f, "", list(LABELS))["description"]
         columns.append(entry)
     header = {"datatype": columns, "meta": meta}
     return yaml.dump(header, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False, width=130)

@@ -118,15 +118,7 @@ def check_resume(
     saved = ckpt.train_config or {}
     if not saved:
         logger.warning("%s records no training configuration: the resumed settings are not checked", ckpt_dir)
-    changed = _changed_keys(config, saved, ckpt)
-    if changed:
-        raise ResumeMismatch(
-            f"cannot resume from {ckpt_dir}: this run changes settings that define the training trajectory "
-            f"(the checkpoint's are in {ckpt_dir / 'config.json'}; a resume continues its optimizer, "
-            "schedule and sampling, so a new value would not take effect or would change the run midway):\n  "
-            + "\n  ".join(f"{k}: {old!r} (checkpoint) -> {new!r} (now)" for k, old, new in changed)
-            + "\nresume with the checkpoint's values, or start a new run (init_from= starts one from its weights)"
-        )
+    _refuse_changed_keys(config, saved, ckpt, ckpt_dir)
     _check_data(config, ckpt, ckpt_dir, allow_data_change)
     _check_thread_count(state, ckpt_dir, device)
     if "init_from" in saved and saved["init_from"] != config.init_from:
@@ -163,13 +155,7 @@ def precheck_resume(config: TrainConfig, resume_from: str | Path, *, allow_data_
     ckpt = load_checkpoint(ckpt_dir, device="cpu")
     model_cfg = dataclasses.replace(config.model, n_tokens=ckpt.model_config.n_tokens)
     check_model_config(ckpt.model_config, model_cfg, ckpt_dir)
-    saved = ckpt.train_config or {}
-    changed = _changed_keys(config, saved, ckpt)
-    if changed:
-        raise ResumeMismatch(
-            f"cannot resume from {ckpt_dir}: this run changes settings that define the training trajectory:\n  "
-            + "\n  ".join(f"{k}: {old!r} (checkpoint) -> {new!r} (now)" for k, old, new in changed)
-        )
+    _refuse_changed_keys(config, ckpt.train_config or {}, ckpt, ckpt_dir)
     _check_data(config, ckpt, ckpt_dir, allow_data_change)
 
 
@@ -187,6 +173,21 @@ def check_model_config(saved: Any, now: Any, ckpt_dir: Path) -> None:
         f"cannot resume from {ckpt_dir}: this run's model configuration differs from the checkpoint's:\n  "
         + "\n  ".join(diff or [f"{saved} (checkpoint) -> {now} (now)"])
     )
+
+
+def _refuse_changed_keys(
+    config: TrainConfig, saved: dict[str, Any], ckpt: Checkpoint, ckpt_dir: Path
+) -> None:
+    """ResumeMismatch listing each trajectory key this run changes (`_changed_keys`); nothing if none."""
+    changed = _changed_keys(config, saved, ckpt)
+    if changed:
+        raise ResumeMismatch(
+            f"cannot resume from {ckpt_dir}: this run changes settings that define the training trajectory "
+            f"(the checkpoint's are in {ckpt_dir / 'config.json'}; a resume continues its optimizer, "
+            "schedule and sampling, so a new value would not take effect or would change the run midway):\n  "
+            + "\n  ".join(f"{k}: {old!r} (checkpoint) -> {new!r} (now)" for k, old, new in changed)
+            + "\nresume with the checkpoint's values, or start a new run (init_from= starts one from its weights)"
+        )
 
 
 def _changed_keys(config: TrainConfig, saved: dict[str, Any], ckpt: Checkpoint) -> list[tuple[str, Any, Any]]:
