@@ -131,3 +131,71 @@ def test_rows_an_earlier_version_set_aside_get_their_catalogue_flags_back(tmp_pa
     assert resolve_cross_partition_duplicates(w) == {"sources": 0, "moved_to_rejected": {"b_stars": 0}}
     given = w.done_records()["b_stars"]["problems"][GIVEN_UP_KEY]
     assert given == {"a_stars": [[s, NO_GAIA], [blank, NO_GAIA | NO_PRED]]}
+
+
+def test_the_copy_kept_is_the_one_with_a_prediction(tmp_path):
+    """A source in two single files whose first copy by name has no prediction (NO_PREDICTION: e.g. no
+    G there) and the second has one: the predicted copy stays in the catalogue (until session 29 the
+    first by name did, a NaN row over a good one). A copy read with a problem loses to a clean one."""
+    w = CatalogWriter(str(tmp_path / "out"))
+    s, t, other = _sid(5, 2), _sid(5, 3), _sid(5, 7)
+    _single_file(w, "a_stars", [(s, NO_GAIA | NO_PRED, np.nan), (t, int(SourceFlag.READ_PROBLEM), 4700.0)])
+    _single_file(w, "b_stars", [(s, 0, 4810.0), (t, 0, 4750.0), (other, 0, 5200.0)])
+    result = resolve_cross_partition_duplicates(w)
+    assert result == {"sources": 2, "moved_to_rejected": {"a_stars": 2}}
+    assert sorted(w.read_partition("b_stars").column("source_id").to_pylist()) == [s, t, other]
+    assert w.read_partition("a_stars").num_rows == 0
+    assert w.read_rejected("a_stars").column("reason").to_pylist() == [f"{OTHER_PARTITION_REASON}b_stars"] * 2
+    assert resolve_cross_partition_duplicates(w) == {"sources": 0, "moved_to_rejected": {}}
+
+
+def test_a_bulk_partitions_nan_row_gives_way_to_a_predicted_copy(tmp_path):
+    """The copy in its own partition's HEALPix range is kept over another file's, unless it alone has no
+    prediction."""
+    w = CatalogWriter(str(tmp_path / "out"))
+    s, kept = _sid(5, 2), _sid(5, 4)
+    cols = _columns([(s, NO_PRED, np.nan), (kept, 0, 4900.0)])
+    record = PartitionRecord(
+        partition="XpContinuousMeanSpectrum_000005-000005",
+        status="done",
+        input_rows=2,
+        output_rows=2,
+        inputs={},
+        problems={"unanchored_source_ids": []},
+        hpx8_range=[5, 5],
+        job={"labels": LABELS},
+    )
+    bulk = record.partition
+    w.write_partition(bulk, _rows_table(catalog_schema(LABELS), cols, cols["source_id"]), record)
+    _single_file(w, "extra", [(s, 0, 4810.0), (kept, 0, 4950.0)])
+    assert resolve_cross_partition_duplicates(w) == {
+        "sources": 2,
+        "moved_to_rejected": {bulk: 1, "extra": 1},
+    }
+    assert w.read_partition(bulk).column("source_id").to_pylist() == [kept]
+    assert w.read_partition("extra").column("source_id").to_pylist() == [s]
+    assert resolve_cross_partition_duplicates(w) == {"sources": 0, "moved_to_rejected": {}}
+
+
+def test_the_predicted_row_of_a_source_repeated_in_its_file_is_kept(tmp_path):
+    """A source whose first row in its file has no prediction and whose second has one: the second stays
+    in the catalogue (until session 29 the first did)."""
+    from xpengine.pipeline.config import InferenceConfig
+    from xpengine.pipeline.finish import _finish_partition
+    from xpengine.pipeline.stages import PartitionTask
+
+    xp = tmp_path / "stars.csv"
+    xp.write_text("source_id\n")
+    s = _sid(5, 1)
+    cols = _columns(
+        [(s, NO_GAIA | NO_PRED, np.nan), (s, int(SourceFlag.READ_PROBLEM), 4900.0), (s, 0, 5000.0)]
+    )
+    w = CatalogWriter(str(tmp_path / "out"))
+    summary = SimpleNamespace(partitions_done=[], partitions_failed={}, sources_written=0, rows_rejected=0)
+    cfg = InferenceConfig(labels=LABELS, checksum=False)
+    task = PartitionTask(name="stars", xp=str(xp))
+    assert _finish_partition(w, task, [cols], cfg, {}, {"labels": LABELS}, summary, 0.1) == 1
+    assert _flags_and_teff(w.read_partition("stars")) == {s: (0, 5000.0)}
+    assert sorted(r["teff"] for r in w.read_rejected("stars").to_pylist() if r["teff"] == r["teff"]) == [
+        4900.0
+    ]

@@ -31,6 +31,7 @@ __all__ = [
     "OTHER_PARTITION_REASON",
     "remove_partition_files",
     "resolve_cross_partition_duplicates",
+    "row_rank",
 ]
 
 log = logging.getLogger("xpengine.pipeline.ray_job")
@@ -77,8 +78,10 @@ def resolve_cross_partition_duplicates(writer: CatalogWriter) -> dict[str, Any]:
     HEALPix range are unique across partitions (ranges do not overlap). Only "unanchored" rows can
     repeat a source: those of single files (no range) and those outside their partition's range; the
     manifest lists them. Each is checked against the partition whose range holds its pixel and
-    against the other unanchored rows. The row kept is the one in its own partition's range, else the
-    first by partition name; the others move from the catalogue to `_rejected/` with the reason.
+    against the other unanchored rows. The row kept is the best (`_row_ranks`: one with a prediction
+    before one without, one read cleanly before one with READ_PROBLEM or G_MISMATCH; until session 29 a
+    NaN row could win), then the one in its own partition's range, then the first by partition name; the
+    others move from the catalogue to `_rejected/` with the reason.
 
     Returns what was done (for the summary): "sources" moved and "moved_to_rejected" by partition;
     only when it happened, "restored" (rows brought back, by partition) and "failed" ({partition:
@@ -95,14 +98,25 @@ def resolve_cross_partition_duplicates(writer: CatalogWriter) -> dict[str, Any]:
     if not unanchored:
         return {"sources": 0, **extra}
     owners = _anchored_owners(writer, done, unanchored)  # source_id -> partition whose row is kept
-    losers: dict[str, set[int]] = defaultdict(set)
+    holders: dict[int, list[str]] = defaultdict(list)  # the partitions that hold each source
     for name in sorted(unanchored):
         for s in unanchored[name]:
-            s = int(s)
-            if s in owners and owners[s] != name:
+            holders[int(s)].append(name)
+    anchored = dict(owners)
+    for s, names in holders.items():
+        if s in anchored:
+            names.append(anchored[s])
+    contested = {s: names for s, names in holders.items() if len(names) > 1}
+    rank = _row_ranks(writer, contested)
+    losers: dict[str, set[int]] = defaultdict(set)
+    for s, names in holders.items():
+        # the best row: one with a prediction, then one read without problems, then the one in its own
+        # partition's range, then by partition name
+        best = min(names, key=lambda n: (rank.get((n, s), 3), n != anchored.get(s), n))
+        owners[s] = best
+        for name in names:
+            if name != best:
                 losers[name].add(s)
-            else:
-                owners.setdefault(s, name)
     moved = {}
     for name, ids in sorted(losers.items()):
         n = _give_up(writer, name, done[name], ids, owners)
@@ -133,6 +147,35 @@ def _anchored_owners(writer: CatalogWriter, done: dict[str, dict], unanchored: d
         for s in anchored_here:
             owners[int(s)] = name
     return owners
+
+
+def _row_ranks(writer: CatalogWriter, contested: dict[int, list[str]]) -> dict[tuple[str, int], int]:
+    """{(partition, source_id): `row_rank`} of the rows of the sources several partitions hold; lower is
+    kept. A row its record lists but its catalogue
+    file no longer holds (set aside by a run killed mid-move) is absent: the holder of a row is kept."""
+    import pyarrow.compute as pc
+
+    by_partition: dict[str, list[int]] = defaultdict(list)
+    for s, names in contested.items():
+        for name in names:
+            by_partition[name].append(s)
+    ranks: dict[tuple[str, int], int] = {}
+    for name, ids in sorted(by_partition.items()):
+        t = writer.read_partition(name, columns=["source_id", "flags"])
+        t = t.filter(pc.is_in(t.column("source_id"), value_set=pa.array(sorted(ids), pa.int64())))
+        rank = row_rank(t.column("flags").to_numpy())
+        for s, r in zip(t.column("source_id").to_pylist(), rank.tolist(), strict=True):
+            ranks[(name, int(s))] = r
+    return ranks
+
+
+def row_rank(flags: np.ndarray) -> np.ndarray:
+    """(N,) int of rows' catalogue flags, lower the better copy of a source: 2 without a prediction
+    (NO_PREDICTION), 1 read with a problem (READ_PROBLEM) or a G that disagrees with its XP (G_MISMATCH),
+    else 0."""
+    f = np.asarray(flags, dtype=np.int64)
+    worse = (f & int(SourceFlag.READ_PROBLEM | SourceFlag.G_MISMATCH)) != 0
+    return np.where((f & int(SourceFlag.NO_PREDICTION)) != 0, 2, worse.astype(np.int64))
 
 
 def _record_of(rec: dict[str, Any]) -> PartitionRecord:

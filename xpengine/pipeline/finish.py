@@ -20,6 +20,7 @@ from xpengine.pipeline.duplicates import (  # noqa: F401  (callers import them f
     _rejected_table,
     remove_partition_files,
     resolve_cross_partition_duplicates,
+    row_rank,
 )
 from xpengine.pipeline.plan import _input_fingerprints, side_table_fingerprint
 from xpengine.pipeline.writer import PartitionRecord
@@ -113,8 +114,10 @@ def _finish_partition(
         cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     else:  # an input of no sources (a header-only file): done, with an empty catalogue file
         cols = {f.name: np.empty(0, dtype=f.type.to_pandas_dtype()) for f in schema}
-    # stable: among rows with the same source_id the first in the input comes first
-    order = np.argsort(cols["source_id"], kind="stable")
+    # among rows of the same source_id the best copy first (one with a prediction, read cleanly:
+    # `row_rank`), then the first in the input; until session 29 the first, even a NaN row
+    sid = cols["source_id"].astype(np.int64)
+    order = np.lexsort((np.arange(sid.size), row_rank(cols["flags"]), sid))
     cols = {k: v[order] for k, v in cols.items()}
     sid = cols["source_id"].astype(np.int64)
     flags = cols["flags"].astype(np.int64)
@@ -147,8 +150,8 @@ def _finish_partition(
         ids = np.unique(sid[dup])
         problems["duplicated_in_partition"] = int(dup.sum())
         log.warning(
-            "%s: %d row(s) repeat a source_id already in the file (e.g. %d): the first row of each is "
-            "kept, the others go to %s",
+            "%s: %d row(s) repeat a source_id already in the file (e.g. %d): the best row of each (with "
+            "a prediction, read cleanly; else the first) is kept, the others go to %s",
             task.xp,
             int(dup.sum()),
             int(ids[0]),

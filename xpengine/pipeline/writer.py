@@ -331,8 +331,8 @@ class CatalogWriter(LockHolder):
         self.write_record(record)
         return path
 
-    def read_partition(self, partition: str) -> pa.Table:
-        return pq.read_table(self.catalog_path(partition), filesystem=self.fs)
+    def read_partition(self, partition: str, columns: list[str] | None = None) -> pa.Table:
+        return pq.read_table(self.catalog_path(partition), columns=columns, filesystem=self.fs)
 
     def read_source_ids(self, partition: str):
         """The source_ids in a partition's catalogue file (that column only), as an int64 numpy array."""
