@@ -12,7 +12,7 @@ import pytest
 from test_inference_isochrone_fit import _assorted_stars
 
 from xpengine.inference import isochrone_fit as fitmod
-from xpengine.inference.galactic_prior import M_NODES, log_weight_table, node_index
+from xpengine.inference.galactic_prior import M_NODES, log_weight_table, node_index, parallax_chi2_table
 
 DATA = Path(__file__).parent / "data" / "gaia_xp"
 
@@ -152,28 +152,62 @@ def test_from_xp_takes_the_line_of_sight_from_ra_dec_where_l_b_are_missing():
     assert with_radec["mass"] != alone["mass"]  # the prior applies once the line of sight is known
 
 
-def test_a_weak_parallax_adds_its_likelihood_with_or_without_the_line_of_sight(grid):
-    # G₀ 15 and ϖ 1.0 ± 0.3 mas (S/N 3.3, below the catalogue's M_G cut): the likelihood peaks where the
-    # node's distance is 1 kpc, M_G 5; without a line of sight the row is that term alone
-    g0, plx, err = np.array([15.0, 15.0, 15.0]), np.array([1.0, 1.0, np.nan]), np.array([0.3, 0.3, 0.3])
-    l_deg, b_deg = np.array([np.nan, 120.0, 120.0]), np.array([np.nan, 5.0, 5.0])
-    tab = log_weight_table(g0, l_deg, b_deg, plx, err)
-    alone = tab[0]
-    assert abs(M_NODES[np.argmax(alone)] - 5.0) < 0.03 and alone.max() == pytest.approx(0.0, abs=1e-3)
+def test_a_weak_parallax_is_a_chi2_term_with_or_without_the_line_of_sight(grid):
+    # G₀ 15 and ϖ 1.0 ± 0.3 mas (S/N 3.3, below the catalogue's M_G cut): the χ² is 0 where the node's
+    # distance is 1 kpc, M_G 5; a NaN parallax gives a NaN row (no term)
+    g0, plx, err = np.array([15.0, 15.0]), np.array([1.0, np.nan]), np.array([0.3, 0.3])
+    tab = parallax_chi2_table(g0, plx, err)
+    assert abs(M_NODES[np.argmin(tab[0])] - 5.0) < 0.03 and tab[0].min() == pytest.approx(0.0, abs=1e-3)
     d = 10.0 ** ((15.0 - M_NODES + 5.0) / 5.0)
-    np.testing.assert_allclose(alone, -0.5 * ((1.0 - 1000.0 / d) / 0.3) ** 2, rtol=1e-5, atol=1e-3)
-    # with the line of sight: the density prior's row plus the parallax's; a NaN parallax adds nothing
-    np.testing.assert_allclose(tab[1], tab[2] + alone, rtol=1e-5, atol=1e-3)
-    np.testing.assert_array_equal(tab[2], log_weight_table(g0[2:], l_deg[2:], b_deg[2:])[0])
+    np.testing.assert_allclose(tab[0], ((1.0 - 1000.0 / d) / 0.3) ** 2, rtol=1e-5, atol=1e-3)
+    assert np.isnan(tab[1]).all()
+    # an absurd G₀ (an input E(B−V) of 99 dereddens G by ~250 mag) stays finite: no NaN weights in the fit
+    absurd = parallax_chi2_table(np.array([-240.0]), np.array([0.3]), np.array([0.2]))
+    assert np.isfinite(absurd).all() and absurd.max() <= 1e6
     # in the fit: a dwarf-or-subgiant ball (logg 4.0 ± 0.4) without the parallax, and with one that says
     # the star is a dwarf (M_G 5: 1 kpc at G₀ 15; the Sun's is 4.7) or a subgiant (M_G 3: 2.5 kpc)
     star = [np.array([v]) for v in (5800.0, 120.0, 4.0, 0.4, 0.0, 0.1)]
     sky = (np.array([15.0]), np.array([120.0]), np.array([5.0]))
-    near = fitmod.fit_isochrones(grid, *star, distance_prior=log_weight_table(*sky, [1.0], [0.25]))
-    far = fitmod.fit_isochrones(grid, *star, distance_prior=log_weight_table(*sky, [0.4], [0.1]))
-    plain = fitmod.fit_isochrones(grid, *star, distance_prior=log_weight_table(*sky))
+    prior = log_weight_table(*sky)
+
+    def fit(p, e):
+        chi2 = None if p is None else parallax_chi2_table(sky[0], np.array([p]), np.array([e]))
+        return fitmod.fit_isochrones(grid, *star, distance_prior=prior, parallax_chi2=chi2)
+
+    near, far, plain = fit(1.0, 0.25), fit(0.4, 0.1), fit(None, None)
     assert near["abs_g"][0] > plain["abs_g"][0] > far["abs_g"][0]
     assert near["abs_g"][0] > 4.2 and far["abs_g"][0] < 3.5
     assert (
         near["abs_g_error"][0] < plain["abs_g_error"][0] and far["abs_g_error"][0] < plain["abs_g_error"][0]
     )
+    assert not (near["parallax_dropped"][0] or far["parallax_dropped"][0] or plain["parallax_dropped"][0])
+
+
+def test_a_parallax_no_isochrone_reconciles_with_the_labels_is_dropped(grid):
+    """An M dwarf (3500 ± 80 K, logg 4.8 ± 0.2) at G₀ 13 with ϖ 0.2 ± 0.3 mas: no isochrone point is both
+    such a dwarf and 3 kpc away. Until session 29 the parallax entered as a prior after the χ² taper, and the
+    weight piled against the taper's edge: M_G 2.2 ± small, a confident wrong distance (review of session
+    29). Now its χ² is the fit's: off every isochrone with it, fitted without it (`parallax_dropped`)."""
+    star = [np.array([v]) for v in (3500.0, 80.0, 4.8, 0.2, -0.2, 0.2)]
+    sky = (np.array([13.0]), np.array([10.0]), np.array([-60.0]))
+    prior = log_weight_table(*sky)
+    plain = fitmod.fit_isochrones(grid, *star, distance_prior=prior)
+    chi2 = parallax_chi2_table(sky[0], np.array([0.2]), np.array([0.3]))
+    conflict = fitmod.fit_isochrones(grid, *star, distance_prior=prior, parallax_chi2=chi2)
+    assert conflict["parallax_dropped"][0]
+    assert conflict["abs_g"][0] == pytest.approx(plain["abs_g"][0], abs=1e-6)
+    assert conflict["abs_g"][0] > 7.5  # an M dwarf's, not a subgiant's
+    # a parallax that agrees (ϖ 23 ± 3 mas: 43 pc) is kept and tightens M_G
+    agree = parallax_chi2_table(sky[0], np.array([23.0]), np.array([3.0]))
+    kept = fitmod.fit_isochrones(grid, *star, distance_prior=prior, parallax_chi2=agree)
+    assert not kept["parallax_dropped"][0] and kept["abs_g_error"][0] < plain["abs_g_error"][0]
+
+
+def test_a_refit_without_logg_is_not_taken_for_a_dropped_parallax(grid):
+    """A star whose predicted logg (a dwarf's) no isochrone reconciles with its measured M_G (a giant's) is
+    refitted without its logg; with no parallax term at all it is not `parallax_dropped` (a first version
+    flagged such rows PARALLAX_CONFLICT)."""
+    star = [np.array([v]) for v in (4800.0, 60.0, 4.6, 0.06, 0.0, 0.05)]
+    out = fitmod.fit_isochrones(grid, *star, np.array([0.5]), np.array([0.05]))
+    assert np.isfinite(out["mass"][0]) and out["abs_g"][0] < 1.5
+    assert not out["parallax_dropped"][0]

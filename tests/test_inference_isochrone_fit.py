@@ -208,14 +208,16 @@ def test_18_sco_through_from_xp_gets_the_isochrone_mass() -> None:
     none = p.from_xp(xp, labels=labels, ebv=-99.0).iloc[0]
     assert none["mass"] == plain["mass"] and none["mass_error"] == plain["mass_error"]
     assert not has_flag(none["flags"], SourceFlag.ISOCHRONE_INPUT_EBV)
-    # an E(B−V) that reached nothing is not flagged: 3 mag makes a (BP−RP)₀ no isochrone meets, so the star
-    # is refitted without its colour, and with neither a parallax nor a position (no distance prior) its
-    # E(B−V) enters nothing: another wrong value gives the same answer
+    # an E(B−V) of 3 or 4 mag is more than 18 Sco's colour allows (BP−RP 0.81 at 5,800 K: ~0.1 at most):
+    # both are held to that bound (EBV_COLOUR_BOUND), so both give one answer; the bounded value dereddens
+    # its G for the isochrone distance, so it is flagged as entering (since session 29; before, 3 and 4 mag
+    # made a (BP−RP)₀ no isochrone meets and the star was refitted without it, its distance 5 mag off)
     wrong = [p.from_xp(xp, labels=labels, ebv=e, ebv_error=0.01).iloc[0] for e in (3.0, 4.0)]
     for row in wrong:
-        assert has_flag(row["flags"], SourceFlag.MASS_AGE_FROM_ISOCHRONES)
-        assert not has_flag(row["flags"], SourceFlag.ISOCHRONE_INPUT_EBV)
-    assert wrong[0]["mass"] == wrong[1]["mass"] and wrong[0]["age"] == wrong[1]["age"]
+        assert has_flag(row["flags"], SourceFlag.MASS_AGE_FROM_ISOCHRONES | SourceFlag.EBV_COLOUR_BOUND)
+        assert has_flag(row["flags"], SourceFlag.ISOCHRONE_INPUT_EBV)
+        assert 8 < row["distance_pc"] < 25  # 14.1 pc; with 3 mag unbounded it came out 0.4 pc
+    assert wrong[0]["mass"] == wrong[1]["mass"] and wrong[0]["distance_pc"] == wrong[1]["distance_pc"]
     # the model's own fit (no isochrones) never carries it, whatever the input
     own = p.from_xp(xp, labels=labels, ebv=0.005, ebv_error=0.005, flag_policy=MODEL_ONLY).iloc[0]
     assert not has_flag(own["flags"], SourceFlag.ISOCHRONE_INPUT_EBV)
@@ -286,8 +288,14 @@ def test_only_stars_outside_the_domain_change() -> None:
         | SourceFlag.DISTANCE_FROM_ISOCHRONES
         | SourceFlag.DISTANCE_FROM_MODEL
         | SourceFlag.NO_DISTANCE
+        | SourceFlag.EBV_COLOUR_BOUND
+        | SourceFlag.PARALLAX_CONFLICT
     )
     keep = ~np.int64(hu | iso_bits)
+    # the isochrone step's own bits (an E(B−V) held to its colour, a parallax it dropped) on its rows only
+    assert not (
+        has_flag(new["flags"], SourceFlag.EBV_COLOUR_BOUND | SourceFlag.PARALLAX_CONFLICT) & ~iso
+    ).any()
     # a star without any distance before may have the isochrones' now, never the other way round
     no_dist = [has_flag(r["flags"], SourceFlag.NO_DISTANCE) for r in (new, old)]
     assert not (no_dist[0] & ~no_dist[1]).any()

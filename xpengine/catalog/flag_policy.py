@@ -67,6 +67,9 @@ class FlagPolicy:
     # A_G and E(BP−RP) per E(B−V) for M_G and the dereddened colour: "mist" (star by star, from its Teff,
     # logg and [M/H]) or "constant" (2.740 and 1.339, the catalogues made before session 21)
     extinction: str = "mist"
+    # the model's E(B−V) (and an input the isochrone fit takes) held to the most the star's observed
+    # BP−RP allows at its predicted labels (`xpengine.inference.ebv_bound`; flag EBV_COLOUR_BOUND)
+    ebv_colour_bound: bool = True
 
     def problems(self) -> list[str]:
         """What is wrong with the policy's values beyond their types, one line each."""
@@ -76,6 +79,8 @@ class FlagPolicy:
 
 
 POLICY_BEFORE = {"mass_age_from_isochrones": False, "extinction": "constant"}
+# (`ebv_colour_bound` is not here: a catalogue made before session 29 has other flag rules
+# (`xpengine.features.flags.FLAG_RULES`) and is not resumed at all)
 """The values a catalogue recorded before the policy had these keys was made with. Both only act on
 catalogues that hold mass or age."""
 

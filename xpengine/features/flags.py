@@ -58,14 +58,22 @@ renumber a bit, only add new ones. Bits 0-15 are set by the feature step (`xpeng
 |     |        |                         |           | isochrone_fit`; policy `mass_age_from_isochrones`)                     |
 | 26  | 67108864 | ISOCHRONE_INPUT_EBV   | catalogue | a MASS_AGE_FROM_ISOCHRONES row whose fit the input E(B−V) entered (the |
 |     |        |                         |           | job's `--ebv`, `from_xp(ebv=)`; −0.05 to 0 taken as 0, so also on rows |
-|     |        |                         |           | NO_EXTINCTION): through its M_G, distance-prior G₀ or a (BP−RP)₀ the   |
-|     |        |                         |           | fit kept. Without it: the model's own E(B−V), BP−RP as a bound only    |
+|     |        |                         |           | NO_EXTINCTION): through its M_G, G₀ (distance prior, parallax term,    |
+|     |        |                         |           | isochrone distance) or a (BP−RP)₀ the fit kept. Without it: the        |
+|     |        |                         |           | model's own E(B−V), BP−RP as a bound only                              |
 | 27  | 134217728 | DISTANCE_FROM_ISOCHRONES | catalogue | a MASS_AGE_FROM_ISOCHRONES row without a significant parallax:   |
 |     |        |                         |           | distance_pc from its isochrone posterior M_G, G and E(B−V), not the    |
 |     |        |                         |           | model's pseudo-luminosity (learned on giants; DISTANCE_FROM_MODEL off) |
 | 28  | 268435456 | NO_DISTANCE          | catalogue | distance_pc is NaN: no significant parallax (or RUWE > 1.4), and no    |
 |     |        |                         |           | model distance (a pseudo-luminosity predicted ≤ 0, or left out) nor an |
 |     |        |                         |           | isochrone one                                                          |
+| 29  | 536870912 | EBV_COLOUR_BOUND     | catalogue | the E(B−V) (the model's `ebv`, or an input the isochrone fit took) was |
+|     |        |                         |           | above the most the observed BP−RP allows at the predicted Teff, logg   |
+|     |        |                         |           | and [M/H]: it is its normal truncated to [0, bound], as is every one   |
+|     |        |                         |           | within 2σ of its bound (`xpengine.inference.ebv_bound`)                |
+| 30  | 1073741824 | PARALLAX_CONFLICT   | catalogue | a MASS_AGE_FROM_ISOCHRONES row whose parallax (S/N < 5, in the fit as a|
+|     |        |                         |           | χ² term) no isochrone reconciles with its labels: fitted without it;   |
+|     |        |                         |           | its isochrone distance disagrees with that parallax                    |
 
 Usage: `flags & SourceFlag.NO_BP` on an int64 array; `describe_flags(value)` lists the names of one value.
 """
@@ -120,9 +128,11 @@ class SourceFlag(enum.IntFlag):
     ISOCHRONE_INPUT_EBV = 1 << 26
     DISTANCE_FROM_ISOCHRONES = 1 << 27
     NO_DISTANCE = 1 << 28
+    EBV_COLOUR_BOUND = 1 << 29
+    PARALLAX_CONFLICT = 1 << 30
 
 
-FLAG_RULES = "session 28: G_MISMATCH, DISTANCE_FROM_ISOCHRONES, NO_DISTANCE"
+FLAG_RULES = "session 29: EBV_COLOUR_BOUND, PARALLAX_CONFLICT, ISOCHRONE_INPUT_EBV by G0; session 28: G_MISMATCH, DISTANCE_FROM_ISOCHRONES, NO_DISTANCE"
 """The flag rules a catalogue's rows were written with, part of the catalogue job's identity: a catalogue
 whose record names other rules (or none: made before session 28) is not resumed, so that no catalogue mixes
 rows with and without a bit (found by a review: NaN distances with and without NO_DISTANCE). Change it
@@ -162,6 +172,8 @@ CATALOGUE_FLAGS: SourceFlag = (
     | SourceFlag.ISOCHRONE_INPUT_EBV
     | SourceFlag.DISTANCE_FROM_ISOCHRONES
     | SourceFlag.NO_DISTANCE
+    | SourceFlag.EBV_COLOUR_BOUND
+    | SourceFlag.PARALLAX_CONFLICT
 )
 """Bits reserved for the catalogue engine."""
 

@@ -30,7 +30,7 @@ from xpengine.catalog.schema import (
 from xpengine.catalog.sky import icrs_to_galactic
 from xpengine.features.astrometry import parallax_distance
 from xpengine.features.flags import SourceFlag, read_without_relevancy
-from xpengine.inference.catalogue_isochrones import ISOCHRONE_INPUTS, isochrone_step
+from xpengine.inference.catalogue_isochrones import ISOCHRONE_INPUTS, bound_model_ebv, isochrone_step
 from xpengine.model.calibration import all_xp_orders
 from xpengine.model.luminosity_domain import outside_domain
 
@@ -218,10 +218,14 @@ class CatalogPredictor:
             and all(t in learned.outputs for t in ISOCHRONE_INPUTS)
         )
         domain_tokens = ("teff", "logg")
-        if self._isochrones:
+        # the `ebv` column is held to the bound of the star's colour at its Teff (`ebv_bound`)
+        self._ebv_bound = self.flag_policy.ebv_colour_bound and "teff" in self.request and "bprp" in vocab
+        self._ebv_bound &= "ebv" in self.labels
+        if self._isochrones or self._ebv_bound:
             from xpengine.inference.isochrone_fit import load_fit_grid
 
             load_fit_grid()  # now, so that a node without the grid fails at start, not mid-job
+        if self._isochrones:
             # and E(B−V) for M_G, unless an input gives it
             domain_tokens = (*ISOCHRONE_INPUTS, *(("logebv",) if "logebv" not in context else ()))
         self._domain_request = [
@@ -312,6 +316,8 @@ class CatalogPredictor:
             bprp_error=bprp_error,
             luminosity_outside=lum_out,
         )
+        if self._ebv_bound:  # the model's E(B−V) held to what the star's colour allows
+            flags = bound_model_ebv(self.flag_policy, out, means, sigmas, bprp, bprp_error, flags)
         if self._isochrones:  # on a GPU the fit's matrix products run there, beside the model
             dev = self.predictor.device if getattr(self.predictor.device, "type", "cpu") == "cuda" else None
             logebv = (_token_column(values, self._logebv_col), _token_column(errors, self._logebv_col))

@@ -32,6 +32,7 @@ __all__ = [
     "EBV_DEFAULT_ERROR_FLOOR",
     "EBV_DEFAULT_RELATIVE_ERROR",
     "ISOCHRONE_INPUTS",
+    "bound_model_ebv",
     "dereddened_colour",
     "input_ebv",
     "isochrone_step",
@@ -159,9 +160,19 @@ def isochrone_step(
     e_in, e_in_err, given = input_ebv(batch, *logebv, n)
     e_mod, e_mod_err = model_ebv(out, means, sigmas, n)
     ebv, ebv_err = np.where(given, e_in, e_mod), np.where(given, e_in_err, e_mod_err)
+    bprp, bprp_error = colour
+    # an input E(B−V), or the model's raw one where the catalogue has no `ebv` column (`bound_model_ebv`
+    # held that one), held to the most the star's colour allows (`ebv_bound`)
+    held = given if "ebv" in out else np.ones(n, bool)
+    held &= policy.ebv_colour_bound
+    ebv, ebv_err, hit = _held_to_colour(policy, ebv, ebv_err, held, means, sigmas, bprp, bprp_error)
+    fitted = ((flags & int(SourceFlag.OUTSIDE_TRAINING_DOMAIN)) != 0) & (
+        (flags & int(SourceFlag.NO_PREDICTION)) == 0
+    )
+    flags = flags.copy()
+    flags[hit & fitted] |= int(SourceFlag.EBV_COLOUR_BOUND)
     k_g, k_c = extinction_coefficients(policy, ebv, *map(means.get, ISOCHRONE_INPUTS))
     abs_g = absolute_g_inputs(g, *dist, by_parallax, ebv, ebv_err, k_g)
-    bprp, bprp_error = colour
     bprp0, bprp0_error = (None, None)
     if bprp is not None:  # the input E(B−V) gives (BP−RP)₀ ± σ, a two-sided term
         bprp0, bprp0_error = dereddened_colour(bprp, bprp_error, ebv, ebv_err, k_c, given)
@@ -180,8 +191,37 @@ def isochrone_step(
     with np.errstate(invalid="ignore", over="ignore"):
         d = 10.0 ** ((sky[0] - post_g) / 5.0 + 1.0)  # G₀ is NaN where the star has a parallax M_G
         d_err = d * np.log(10.0) / 5.0 * np.hypot(post_g_error, k_g * ebv_err)
-    ok = np.isfinite(d) & np.isfinite(d_err)
-    return flags, np.where(ok, d, np.nan), np.where(ok, d_err, np.nan)
+    # a distance whose σ is unknown (an E(B−V) without one) is kept, its σ NaN (review of session 29)
+    ok = np.isfinite(d)
+    return flags, np.where(ok, d, np.nan), np.where(ok & np.isfinite(d_err), d_err, np.nan)
+
+
+def _held_to_colour(policy, ebv, ebv_err, rows, means, sigmas, bprp, bprp_error):
+    """E(B−V), σ (N,) with those of `rows` held to the bound of the stars' observed colour and predicted
+    Teff (`ebv_bound`), and (N,) bool where that changed them; unchanged without a colour or a Teff."""
+    from xpengine.inference.ebv_bound import bound_ebv, colour_ebv_max
+
+    if bprp is None or "teff" not in means:
+        return ebv, ebv_err, np.zeros(ebv.shape[0], bool)
+    _, k_c = extinction_coefficients(policy, ebv, *map(means.get, ISOCHRONE_INPUTS))
+    err = np.zeros(ebv.shape[0]) if bprp_error is None else bprp_error
+    labels = [a for t in ("logg", "m_h") for a in (means.get(t), sigmas.get(t))]
+    e_max = np.where(rows, colour_ebv_max(means["teff"], sigmas["teff"], bprp, err, k_c, *labels), np.nan)
+    return bound_ebv(ebv, ebv_err, e_max)
+
+
+def bound_model_ebv(policy, out, means, sigmas, bprp, bprp_error, flags) -> np.ndarray:
+    """The catalogue's `ebv` column (the model's E(B−V)) and its σ held, in place in `out`, to the most
+    the star's observed BP−RP allows at its predicted Teff (`xpengine.inference.ebv_bound`); returns the
+    flags with EBV_COLOUR_BOUND on the rows it changed. Nothing without an `ebv` column or a colour."""
+    if "ebv" not in out:
+        return flags
+    e, s = (out[k].astype(np.float64) for k in ("ebv", "ebv_error"))
+    e, s, hit = _held_to_colour(policy, e, s, np.ones(e.shape[0], bool), means, sigmas, bprp, bprp_error)
+    out["ebv"], out["ebv_error"] = e.astype(out["ebv"].dtype), s.astype(out["ebv_error"].dtype)
+    flags = flags.copy()
+    flags[hit] |= int(SourceFlag.EBV_COLOUR_BOUND)
+    return flags
 
 
 def isochrone_mass_age(
@@ -200,7 +240,8 @@ def isochrone_mass_age(
     isochrone posterior (`xpengine.inference.isochrone_fit`) at their predicted Teff, logg and [M/H] with
     σ and, where known, M_G (abs_g: M_G and σ), with the distance prior of their extinction-corrected G and
     line of sight (sky: G₀, l, b and optionally the parallax and σ of `weak_parallax`; `galactic_prior`)
-    where known, and the bound of their observed BP−RP and
+    where known (its χ² a measurement in the fit's; a star that no isochrone fits with it is fitted without,
+    flagged PARALLAX_CONFLICT), and the bound of their observed BP−RP and
     σ (colour: the `bprp` token, None without it; extinction only reddens), or, with an input E(B−V), of
     their dereddened (BP−RP)₀ and σ (colour's last two, NaN elsewhere). Rows given it are flagged
     MASS_AGE_FROM_ISOCHRONES; a star off every isochrone keeps the model's values. HIGH_UNCERTAINTY is
@@ -214,24 +255,29 @@ def isochrone_mass_age(
     post_g, post_g_error = np.full(flags.shape[0], np.nan), np.full(flags.shape[0], np.nan)
     if rows.size == 0:
         return flags, post_g, post_g_error
-    from xpengine.inference.galactic_prior import log_weight_table
+    from xpengine.inference.galactic_prior import log_weight_table, parallax_chi2_table
     from xpengine.inference.isochrone_fit import fit_isochrones, load_fit_grid
 
-    prior = log_weight_table(*(np.asarray(a)[rows] for a in sky))
+    g0, *line_of_sight = (np.asarray(a)[rows] for a in sky[:3])
+    prior = log_weight_table(g0, *line_of_sight)
+    plx_chi2 = None if len(sky) < 5 else parallax_chi2_table(g0, *(np.asarray(a)[rows] for a in sky[3:5]))
     fit = fit_isochrones(
         load_fit_grid(),
         *(a[rows] for t in ISOCHRONE_INPUTS for a in (means[t], sigmas[t])),
         *(a[rows] for a in abs_g),
         **{k: None if c is None else np.asarray(c)[rows] for k, c in zip(COLOUR_ARGS, colour, strict=True)},
         distance_prior=prior,
+        parallax_chi2=plx_chi2,
         device=device,
     )
     got = np.isfinite(fit["mass"]) & np.isfinite(fit["age"])
     entered = np.zeros(rows.size, bool)
-    if ebv_given is not None:  # the input E(B−V) reached the fit through M_G, the prior or (BP−RP)₀
-        reached = np.isfinite(abs_g[0][rows]) | (prior != 0).any(axis=1) | fit["bp_rp0_used"]
+    if ebv_given is not None:  # the input E(B−V) reached the fit through M_G, G₀ (the distance prior,
+        # the parallax's term, the isochrone distance) or (BP−RP)₀
+        reached = np.isfinite(abs_g[0][rows]) | np.isfinite(g0) | fit["bp_rp0_used"]
         entered = np.asarray(ebv_given)[rows] & reached & got
     input_ebv_rows = rows[entered]
+    conflict_rows = rows[got & fit["parallax_dropped"]]
     rows = rows[got]
     post_g[rows], post_g_error[rows] = fit["abs_g"][got], fit["abs_g_error"][got]
     for lab in ("mass", "age"):
@@ -241,6 +287,7 @@ def isochrone_mass_age(
     flags = flags.copy()
     flags[rows] |= int(SourceFlag.MASS_AGE_FROM_ISOCHRONES)
     flags[input_ebv_rows] |= int(SourceFlag.ISOCHRONE_INPUT_EBV)
+    flags[conflict_rows] |= int(SourceFlag.PARALLAX_CONFLICT)
     flags &= ~np.int64(SourceFlag.HIGH_UNCERTAINTY)
     flags[high_uncertainty(policy, out)] |= int(SourceFlag.HIGH_UNCERTAINTY)
     return flags, post_g, post_g_error

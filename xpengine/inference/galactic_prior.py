@@ -19,9 +19,10 @@ what real stars will see; the benchmark also fits with another Galaxy in the pri
 the thick disk: `benchmarks/isochrone_mass_age_check.py`, OTHER_GALAXY_MODEL).
 
 A star whose parallax is too uncertain for the catalogue's M_G (ϖ/σ_ϖ < 5) still says where it is: with
-one, `log_weight_table` adds its likelihood, −(ϖ − ϖ(M_G))² / 2σ_ϖ², ϖ(M_G) = 1000 / d [mas], to each node
-(since session 28; the way StarHorse and isoclassify fit a parallax of any S/N), on its own where the line of
-sight is unknown.
+one, `parallax_chi2_table` gives its χ², (ϖ − ϖ(M_G))² / σ_ϖ², ϖ(M_G) = 1000 / d [mas], at each node (since
+session 28; the way StarHorse and isoclassify fit a parallax of any S/N), with or without the line of sight.
+The fit adds it to each grid point's χ² as a measurement (since session 29; in session 28 it was part of
+this prior's log weight, outside the fit's χ² tests).
 
 `log_weight_table` gives each star's log weight on `M_NODES` (0.02 mag apart: the fit takes the nearest
 node, `node_index`, at most 0.014 off in the log weight); ρ is evaluated every `DENSITY_STEP` mag and
@@ -32,40 +33,46 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["M_NODES", "log_weight_table", "node_index"]
+__all__ = ["M_NODES", "log_weight_table", "node_index", "parallax_chi2_table"]
 
 M_NODES = np.arange(-7.0, 16.0 + 1e-9, 0.02)
 """Absolute G [mag] of the table's nodes, beyond the isochrone grid's −5.9 to 14.6."""
 DENSITY_STEP = 0.1  # [mag] between the nodes where the density itself is evaluated
 _BLOCK = 2048  # stars per block of the table's arithmetic (its float64 temporaries)
 _VOLUME = 3.0 * np.log(10.0) / 5.0  # d ln(d³) / d(−M_G)
+_CHI2_MAX = (
+    1.0e6  # a parallax's χ² is held below this: a weight of e^-500000 is nil, and float32 stays finite
+)
 
 
-def log_weight_table(
-    g0: np.ndarray,
-    l_deg: np.ndarray,
-    b_deg: np.ndarray,
-    parallax: np.ndarray | None = None,
-    parallax_error: np.ndarray | None = None,
-) -> np.ndarray:
+def parallax_chi2_table(g0: np.ndarray, parallax: np.ndarray, parallax_error: np.ndarray) -> np.ndarray:
+    """(N, len(M_NODES)) float32 χ² of stars' (zero-point corrected) parallax and σ [mas] (N,) at each
+    node's distance for their extinction-corrected apparent G₀ [mag] (N,), held below `_CHI2_MAX`; a row of
+    NaN (no parallax term) where any is not finite or σ ≤ 0."""
+    g0, plx, err = (np.asarray(a, dtype=np.float64) for a in (g0, parallax, parallax_error))
+    out = np.full((g0.size, M_NODES.size), np.nan, dtype=np.float32)
+    with np.errstate(invalid="ignore"):
+        rows = np.flatnonzero(np.isfinite(g0) & np.isfinite(plx) & np.isfinite(err) & (err > 0))
+    for b0 in range(0, rows.size, _BLOCK):
+        r = rows[b0 : b0 + _BLOCK]
+        with np.errstate(over="ignore"):
+            model = 1000.0 * 10.0 ** (-(g0[r, None] - M_NODES[None, :] + 5.0) / 5.0)  # ϖ [mas] at each node
+            chi2 = ((plx[r, None] - model) / err[r, None]) ** 2
+        out[r] = np.minimum(np.nan_to_num(chi2, nan=_CHI2_MAX, posinf=_CHI2_MAX), _CHI2_MAX).astype(
+            np.float32
+        )
+    return out
+
+
+def log_weight_table(g0: np.ndarray, l_deg: np.ndarray, b_deg: np.ndarray) -> np.ndarray:
     """(N, len(M_NODES)) float32 ln[ρ(d) d³] (up to a constant per star) of stars at extinction-corrected
     apparent G₀ [mag] towards (l, b) [deg], all (N,); a row of 0 (no prior: the fit goes without) where
-    any of the three is not finite. parallax, parallax_error (N,) [mas]: a star's (zero-point corrected)
-    parallax and σ add its likelihood at each node's distance where both are finite, σ > 0 and G₀ finite,
-    with or without its line of sight (module docstring)."""
+    any of the three is not finite."""
     from xpengine.simulate.galaxy import total_density
 
     g0, l_deg, b_deg = (np.asarray(a, dtype=np.float64) for a in (g0, l_deg, b_deg))
     ok = np.isfinite(g0) & np.isfinite(l_deg) & np.isfinite(b_deg)
     out = np.zeros((g0.size, M_NODES.size), dtype=np.float32)
-    if parallax is not None and parallax_error is not None:
-        plx, err = (np.asarray(a, dtype=np.float64) for a in (parallax, parallax_error))
-        with np.errstate(invalid="ignore"):
-            rows = np.flatnonzero(np.isfinite(g0) & np.isfinite(plx) & np.isfinite(err) & (err > 0))
-        for b0 in range(0, rows.size, _BLOCK):
-            r = rows[b0 : b0 + _BLOCK]
-            model = 1000.0 * 10.0 ** (-(g0[r, None] - M_NODES[None, :] + 5.0) / 5.0)  # ϖ [mas] at each node
-            out[r] = (-0.5 * ((plx[r, None] - model) / err[r, None]) ** 2).astype(np.float32)
     coarse = np.arange(M_NODES[0], M_NODES[-1] + DENSITY_STEP, DENSITY_STEP)
     # ρ linearly in between (in ln); the volume term exactly, relative to the brightest node
     u = (M_NODES - coarse[0]) / DENSITY_STEP
@@ -78,7 +85,7 @@ def log_weight_table(
         d_kpc = 10.0 ** ((g0[r, None] - coarse[None, :] + 5.0) / 5.0) / 1000.0
         with np.errstate(divide="ignore"):
             ln_rho = np.maximum(np.log(total_density(d_kpc, l_deg[r], b_deg[r])), -700.0).astype(np.float32)
-        out[r] += ln_rho[:, i] * (1.0 - f) + ln_rho[:, i + 1] * f - volume
+        out[r] = ln_rho[:, i] * (1.0 - f) + ln_rho[:, i + 1] * f - volume
     return out
 
 

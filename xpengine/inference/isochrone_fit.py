@@ -102,8 +102,9 @@ the fine one."""
 _SIGMA_WINDOW = 6.0  # grid points beyond a χ² of this squared (likelihood e^-18) are left out
 _BALL_TAPER = 30.0  # χ² beyond which a point's weight falls by e^(−_BALL_SLOPE Δχ² / 2) (`_chunk_moments`)
 _BALL_SLOPE = 25.0
+_LN_AGE_CELL_SIGMA = 0.05 * np.log(10.0) / np.sqrt(12.0)  # the grid's ages are 0.05 dex apart
 _LOG_W_MIN = -87.0  # ln of float32's smallest normal number: the floor of a point's log weight
-_FAR_CHI2 = (0.0, 15.1, 18.4, 21.1, 23.5, 25.7)  # χ² 99.99th percentiles for 1-5 degrees of freedom
+_FAR_CHI2 = (0.0, 15.1, 18.4, 21.1, 23.5, 25.7, 27.9)  # χ² 99.99th percentiles for 1-6 degrees of freedom
 
 
 def _floor(name: str, sigma: np.ndarray) -> np.ndarray:
@@ -147,6 +148,7 @@ def fit_isochrones(
     bp_rp0: np.ndarray | None = None,
     bp_rp0_error: np.ndarray | None = None,
     distance_prior: np.ndarray | None = None,
+    parallax_chi2: np.ndarray | None = None,
     device: Any = None,
 ) -> dict[str, np.ndarray]:
     """Posterior mass and age (N,) of stars with Teff [K], logg, [M/H] (and optionally M_G [mag]) ± σ.
@@ -163,18 +165,25 @@ def fit_isochrones(
     distance_prior: (N, len(M_NODES)) the stars' log weights on `galactic_prior.M_NODES`
     (`galactic_prior.log_weight_table`: ρ(d) d³ along the line of sight at their apparent magnitude), added
     to each grid point's log prior at its M_G (nearest node); a row of 0, or None, goes without.
+    parallax_chi2: (N, len(M_NODES)) the χ² of the stars' parallaxes on the same nodes
+    (`galactic_prior.parallax_chi2_table`; NaN rows: no parallax), added to each point's χ² at its M_G: a
+    measurement like the labels, one more degree of freedom, inside the χ² taper and the off-every-isochrone
+    test (until session 29 it went in with the prior, after both: a parallax the labels contradicted piled
+    the weight against the taper's edge and gave a confident wrong distance).
     device: None (numpy), or a torch device for the chunks' arithmetic (the catalogue passes its model's
     GPU; the same answers to float rounding).
 
     A NaN logg or M_G (or an infinite σ) leaves it out of the star's likelihood. A star whose χ² to every
     grid point is beyond the 99.99th percentile for its degrees of freedom is off every isochrone. It is
     fitted again without its colour (bound or (BP−RP)₀); then, with both logg and M_G, without its logg (the
-    measured M_G is trusted over a predicted logg); then without both. Else it gets NaN, as does a star without a finite
-    Teff and [M/H].
+    measured M_G is trusted over a predicted logg); then without both; then, with a parallax χ², without it
+    and, if need be, without its colour too (`parallax_dropped`). Else it gets NaN, as does a star without a
+    finite Teff and [M/H].
     Returns mass, mass_error [M☉], ln_age, ln_age_error [ln Gyr], age, age_error [Gyr], abs_g, abs_g_error
     [mag] (the posterior absolute G at A_V = 0: with the distance prior, the star's distance modulus less its
-    extinction; the catalogue's DISTANCE_FROM_ISOCHRONES) and bp_rp0_used (bool: the answer rests on the star's
-    (BP−RP)₀, not refitted without it)."""
+    extinction; the catalogue's DISTANCE_FROM_ISOCHRONES), bp_rp0_used (bool: the answer rests on the star's
+    (BP−RP)₀, not refitted without it) and parallax_dropped (bool: no isochrone fits the star's parallax
+    with its labels; the answer is without the parallax)."""
     teff = np.asarray(teff, dtype=np.float64)
     n = teff.shape[0]
     mh = np.asarray(m_h, dtype=np.float64)
@@ -201,6 +210,18 @@ def fit_isochrones(
                 f"got {distance_prior.shape}"
             )
     used = {k: np.isfinite(value[k]) & np.isfinite(sigma[k]) for k in value}
+    if parallax_chi2 is not None:
+        parallax_chi2 = np.asarray(parallax_chi2, dtype=np.float32)
+        if parallax_chi2.shape != (n, M_NODES.size):
+            raise ValueError(
+                f"parallax_chi2: expected shape ({n}, {M_NODES.size}) (stars × galactic_prior.M_NODES), "
+                f"got {parallax_chi2.shape}"
+            )
+        used["parallax"] = np.isfinite(parallax_chi2).all(axis=1)
+        parallax_chi2 = np.where(used["parallax"][:, None], parallax_chi2, np.float32(0.0))
+    else:
+        used["parallax"] = np.zeros(n, bool)
+    tables = (distance_prior, parallax_chi2)
     colour = _colour_terms(n, bp_rp, bp_rp_error, value["bp_rp0"], sigma["bp_rp0"], used["bp_rp0"])
     names = ("mass", "mass_error", "ln_age", "ln_age_error", "abs_g", "abs_g_error")
     out = {k: np.full(n, np.nan) for k in names}
@@ -212,32 +233,39 @@ def fit_isochrones(
     if grid.coarse is None:
         wide[:] = False
     if wide.any():
-        _posterior(grid.coarse, np.flatnonzero(wide), value, sigma, used, out, distance_prior, device, colour)
+        _posterior(grid.coarse, np.flatnonzero(wide), value, sigma, used, out, tables, device, colour)
         wide &= np.isfinite(out["mass"])  # a star the coarse grid misses is tried on the fine one
     if (fitted & ~wide).any():
-        _posterior(
-            grid, np.flatnonzero(fitted & ~wide), value, sigma, used, out, distance_prior, device, colour
-        )
+        _posterior(grid, np.flatnonzero(fitted & ~wide), value, sigma, used, out, tables, device, colour)
     # a star no isochrone fits is tried again, dropping one input at a time, then both: first its colour
     # (a blend, labels far off, or a wrong E(B−V)), then a predicted logg that no isochrone reconciles with
     # the measured M_G (the measurement wins), then the two
     coloured = np.zeros(n, bool) if colour is None else np.isfinite(colour[0])
     no = lambda *ks: {**used, **{k: np.zeros(n, bool) for k in ks}}  # noqa: E731
-    without_colour = np.zeros(n, bool)
-    for drop_colour, keys, who in (
-        (True, no("bp_rp0"), coloured),
-        (False, no("logg"), used["logg"] & used["abs_g"]),
-        (True, no("logg", "bp_rp0"), coloured & used["logg"] & used["abs_g"]),
+    without_colour, without_parallax = np.zeros(n, bool), np.zeros(n, bool)
+    for drop_colour, drop_parallax, keys, who in (
+        (True, False, no("bp_rp0"), coloured),
+        (False, False, no("logg"), used["logg"] & used["abs_g"]),
+        (True, False, no("logg", "bp_rp0"), coloured & used["logg"] & used["abs_g"]),
+        (False, True, no("parallax"), used["parallax"]),
+        (True, True, no("parallax", "bp_rp0"), used["parallax"] & coloured),
     ):
         lost = fitted & who & ~np.isfinite(out["mass"])
         if lost.any():
             c = None if drop_colour else colour
-            _posterior(grid, np.flatnonzero(lost), value, sigma, keys, out, distance_prior, device, c)
-            if drop_colour:  # only a refit that succeeded answers without the colour
+            _posterior(grid, np.flatnonzero(lost), value, sigma, keys, out, tables, device, c)
+            # only a refit that succeeded answers without the colour / the parallax
+            if drop_colour:
                 without_colour |= lost & np.isfinite(out["mass"])
+            if drop_parallax:
+                without_parallax |= lost & np.isfinite(out["mass"])
+    # the age nodes' spacing is the least σ the grid can resolve (a uniform cell's σ, in quadrature): at the
+    # σ floors a hot star's ln age came out ± 0.0000 (session-29 review)
+    out["ln_age_error"] = np.hypot(out["ln_age_error"], _LN_AGE_CELL_SIGMA)
     out["age"] = np.exp(out["ln_age"])
     out["age_error"] = out["age"] * out["ln_age_error"]
     out["bp_rp0_used"] = used["bp_rp0"] & np.isfinite(out["mass"]) & ~without_colour
+    out["parallax_dropped"] = without_parallax
     return out
 
 
@@ -248,12 +276,14 @@ def _posterior(
     sigma: dict[str, np.ndarray],
     used: dict[str, np.ndarray],
     out: dict[str, np.ndarray],
-    distance_prior: np.ndarray | None,
+    tables: tuple[np.ndarray | None, np.ndarray | None],
     device: Any = None,
     colour: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> None:
     """The posterior moments of stars `idx` on `grid`, written into `out` (module docstring), with the
-    stars' distance-prior table and colour terms (`_colour_terms`) where given."""
+    stars' distance-prior and parallax-χ² tables (the latter for the stars `used["parallax"]`) and colour
+    terms (`_colour_terms`) where given."""
+    distance_prior, parallax_chi2 = tables
     teff, mh = value["teff"], value["m_h"]
     # χ²_min beyond the 99.99th percentile of χ² with as many degrees of freedom as quantities used
     n_used = sum(used[k].astype(int) for k in used)
@@ -291,16 +321,24 @@ def _posterior(
         table = None if distance_prior is None else distance_prior[s]
         if table is not None and not table.any():
             table = None
+        plx = None
+        if parallax_chi2 is not None and used["parallax"][s].any():
+            plx = np.where(used["parallax"][s][:, None], parallax_chi2[s], np.float32(0.0))
         bound = None
         if colour is not None and np.isfinite(colour[0][s]).any():  # the stars' (S,) terms, the points' (P,)
             bound = (*(a[s].astype(np.float32) for a in colour), *(a[rows] for a in grid.real_colour))
         if device is None:
             if table is not None:  # (S, rows): each star's own weight at the points' M_G
                 prior.append(np.take(table, grid.prior_nodes[rows], axis=1))  # C-ordered: fast to add
-            mom, chi_min = _chunk_moments(coef_m, basis_m, prior, moments[rows], bound)
-        else:  # the (S, nodes) table goes to the device and is gathered there: S × nodes, not S × rows
-            gather = None if table is None else (table, grid.prior_nodes[rows])
-            mom, chi_min = _chunk_moments_torch(coef_m, basis_m, prior, moments[rows], device, gather, bound)
+            extra = None if plx is None else np.take(plx, grid.prior_nodes[rows], axis=1)
+            mom, chi_min = _chunk_moments(coef_m, basis_m, prior, moments[rows], bound, extra)
+        else:  # the (S, nodes) tables go to the device and are gathered there: S × nodes, not S × rows
+            nodes = grid.prior_nodes[rows]
+            gather = None if table is None else (table, nodes)
+            extra = None if plx is None else (plx, nodes)
+            mom, chi_min = _chunk_moments_torch(
+                coef_m, basis_m, prior, moments[rows], device, gather, bound, extra
+            )
         far = chi_min > far_chi2[s]  # off every isochrone
         sw = mom[:, 0]
         mm, am = mom[:, 1] / sw, mom[:, 3] / sw
@@ -321,6 +359,7 @@ def _chunk_moments(
     log_prior: list[np.ndarray],
     moments: np.ndarray,
     bound: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    chi_extra: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(S, 7) posterior sums [Σw, Σw·Δm, Σw·Δm², Σw·Δa, Σw·Δa², Σw·ΔM, Σw·ΔM²] (`FitGrid.moments`) and (S,)
     χ²_min of a chunk: χ² = coef @ basis
@@ -329,7 +368,8 @@ def _chunk_moments(
     (S, P)), the sums in float64 (float32 sums moved a star's σ by 1e-4 with its chunk mates). bound: the
     colour terms, the stars' (S,) colour (+inf: none), σ² and lowest counted difference (`_colour_terms`)
     and the points' (P,) colour on the real stars' scale and its σ² (`colour_scale`): max(c_p − c_s, lo_s)² /
-    (σ_s² + σ_p²) is added to χ²."""
+    (σ_s² + σ_p²) is added to χ². chi_extra: (S, P) a further χ² term (the stars' parallaxes at the points'
+    M_G), added before the taper and χ²_min."""
     chi = coef.astype(np.float32) @ basis.astype(np.float32)
     np.maximum(chi, 0.0, out=chi)
     if bound is not None:  # the colour term (`_colour_terms`), σ² the star's plus the point's systematic
@@ -338,6 +378,8 @@ def _chunk_moments(
         red *= red
         red /= bound[1][:, None] + bound[4][None, :]
         chi += red
+    if chi_extra is not None:
+        chi += chi_extra
     chi_min = chi.min(axis=1)
     # the star's ball, continuously: χ² beyond `_BALL_TAPER` costs 25 (χ² − 30) more (25 · max(χ², 30): a
     # constant below 30, which the normalisation takes out), so a point at χ² 36 weighs < e^-75 of the
@@ -366,11 +408,12 @@ def _chunk_moments_torch(
     device: Any,
     gather: tuple[np.ndarray, np.ndarray] | None = None,
     bound: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    gather_chi: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`_chunk_moments` in torch on `device` (a GPU beside the model: the fit is two matrix products and
     an exp); the same arithmetic and precisions. gather: a further log-prior term given as each star's
     (S, nodes) table and the (P,) node of each point, gathered into (S, P) on the device; bound: the colour
-    terms, as `_chunk_moments`'."""
+    terms, as `_chunk_moments`'; gather_chi: a χ² term given as gather is (`_chunk_moments`' chi_extra)."""
     import torch
 
     t = lambda a, dt: torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dt)  # noqa: E731
@@ -380,6 +423,8 @@ def _chunk_moments_torch(
         c_s, var_s, lo_s, c_p, var_p = (t(a, torch.float32) for a in bound)
         red = torch.maximum(c_p[None, :] - c_s[:, None], lo_s[:, None])
         chi.add_(red.square_().div_(var_s[:, None] + var_p[None, :]))
+    if gather_chi is not None:
+        chi.add_(t(gather_chi[0], torch.float32).index_select(1, t(gather_chi[1], torch.int64)))
     chi_min = chi.min(dim=1).values
     chi.add_(chi.clamp(min=_BALL_TAPER).mul_(_BALL_SLOPE))
     chi.mul_(-0.5)

@@ -210,6 +210,7 @@ FLAG_KEYS = (
     "max_error",
     "mass_age_from_isochrones",
     "extinction",
+    "ebv_colour_bound",
 )
 """The flat configuration keys that belong to the `FlagPolicy` (its `hot_bp_rp_max` is not configurable)."""
 

@@ -1,0 +1,106 @@
+"""The colour bound on E(B−V) (`xpengine.inference.ebv_bound`): the largest E(B−V) a star's observed BP−RP
+allows at its Teff, logg and [M/H], and the catalogue's E(B−V) held to it (flag EBV_COLOUR_BOUND)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xpengine.catalog.flag_policy import DEFAULT_FLAG_POLICY
+from xpengine.features.flags import SourceFlag, has_flag
+from xpengine.inference.catalogue_isochrones import bound_model_ebv
+from xpengine.inference.ebv_bound import SIGMA_FLOOR, bluest_colour, bound_ebv, colour_ebv_max
+from xpengine.inference.isochrone_fit import load_fit_grid
+
+
+@pytest.fixture(scope="module")
+def grid():
+    return load_fit_grid()
+
+
+def test_the_bluest_colour_follows_teff_logg_and_metallicity(grid):
+    teff = np.array([3400.0, 4000.0, 5000.0, 5800.0, 7000.0, 10000.0, 20000.0])
+    any_star = bluest_colour(teff, grid=grid)
+    assert np.all(np.diff(any_star) < 0)  # hotter: bluer
+    assert any_star[-1] < -0.3 and 0.3 < any_star[3] < 0.7  # a B star; the Sun's 0.82 less the margins
+    # a cool giant is far redder than the bluest star of its Teff (real M giants are redder than MIST's)
+    one = np.ones(1)
+    dwarf = bluest_colour(3400 * one, 4.7 * one, 0.15 * one, 0.0 * one, 0.1 * one, grid=grid)
+    giant = bluest_colour(3400 * one, 0.6 * one, 0.15 * one, 0.0 * one, 0.1 * one, grid=grid)
+    assert giant[0] > dwarf[0] + 0.5 and dwarf[0] >= any_star[0]
+    # metal-poor stars are bluer: a window on [M/H] can only raise the bound's colour
+    poor = bluest_colour(5000 * one, 4.5 * one, 0.2 * one, -2.0 * one, 0.1 * one, grid=grid)
+    rich = bluest_colour(5000 * one, 4.5 * one, 0.2 * one, 0.3 * one, 0.1 * one, grid=grid)
+    assert rich[0] > poor[0] + 0.02
+    # unknown logg or [M/H] (NaN, None): any; a NaN Teff: NaN
+    assert bluest_colour(5000 * one, np.nan * one, 0.2 * one, None, None, grid=grid)[0] == pytest.approx(
+        bluest_colour(5000 * one, grid=grid)[0]
+    )
+    assert np.isnan(bluest_colour(np.array([np.nan]), grid=grid)[0])
+
+
+def test_the_colour_bound_of_a_blue_star_and_of_a_red_one(grid):
+    # a B star of BP−RP −0.32 (the review's, which the model gave E(B−V) 7.37): at most ~0.1 mag
+    e_max = colour_ebv_max([15000.0], [500.0], [-0.32], [0.01], [1.3], grid=grid)
+    assert 0.0 <= e_max[0] < 0.15
+    # the same star 1 mag redder allows 1 / 1.3 mag more
+    redder = colour_ebv_max([15000.0], [500.0], [0.68], [0.01], [1.3], grid=grid)
+    assert redder[0] - e_max[0] == pytest.approx(1 / 1.3, abs=1e-6)
+    # a larger Teff σ loosens it; no colour, Teff or coefficient: no bound
+    assert colour_ebv_max([15000.0], [3000.0], [-0.32], [0.01], [1.3], grid=grid)[0] > e_max[0]
+    none = colour_ebv_max(
+        [np.nan, 5000.0, 5000.0], [100.0] * 3, [1.0, np.nan, 1.0], [0.01] * 3, [1.3, 1.3, 0.0]
+    )
+    assert np.isnan(none).all()
+    # never negative: a star bluer than its Teff allows gets 0 (its labels, not its dust, are off)
+    assert colour_ebv_max([5000.0], [50.0], [0.0], [0.01], [1.3], grid=grid)[0] == 0.0
+
+
+def test_an_estimate_is_held_to_its_bound():
+    e, s, above = bound_ebv(
+        np.array([7.37, 0.10, 0.50, 0.55, 0.70, 0.30, np.nan]),
+        np.array([0.50, 0.05, 0.20, np.nan, 0.0, 0.05, 0.1]),
+        np.array([0.10, 0.60, 0.60, 0.40, 0.40, np.nan, 0.5]),
+    )
+    assert above.tolist() == [True, False, False, True, True, False, False]
+    # far above its bound: the truncated normal piles up at the bound, with a σ about the bound's width
+    assert 0.05 < e[0] < 0.1 and 0.02 < s[0] < 0.05
+    # a bound of 0: 0 ± the floor, never ± 0
+    zero = bound_ebv(np.array([1.6]), np.array([0.1]), np.array([0.0]))
+    assert zero[0][0] == 0.0 and zero[1][0] == pytest.approx(SIGMA_FLOOR)
+    # far below (beyond 2σ): untouched
+    assert (e[1], s[1]) == (0.10, 0.05)
+    # within 2σ of its bound: pulled down a little, σ smaller, not flagged
+    assert 0.35 < e[2] < 0.5 and s[2] < 0.2
+    # no σ: clipped to the bound; no bound or no value: untouched
+    assert e[3] == 0.40 and e[4] == 0.40 and np.isnan(s[3])
+    assert (e[5], s[5]) == (0.30, 0.05) and np.isnan(e[6])
+    # the truncated normal's moments against a fine direct sum
+    x = np.linspace(0, 0.6, 200001)
+    w = np.exp(-0.5 * ((x - 0.5) / 0.2) ** 2)
+    mean = (w * x).sum() / w.sum()
+    assert e[2] == pytest.approx(mean, abs=2e-4)
+    sd = np.sqrt((w * (x - mean) ** 2).sum() / w.sum())
+    assert s[2] == pytest.approx(np.hypot(sd, SIGMA_FLOOR), abs=2e-4)
+
+
+def test_the_catalogue_ebv_column_is_held_and_flagged(grid):
+    """`bound_model_ebv` on three stars the model gave an E(B−V): a hot star with a blue colour (held,
+    flagged), a giant whose colour allows its value (untouched), and an M dwarf (held, flagged)."""
+    means = {
+        "teff": np.array([15000.0, 4600.0, 3400.0]),
+        "logg": np.array([4.0, 2.4, 4.7]),
+        "m_h": np.array([0.0, -0.2, 0.0]),
+    }
+    sigmas = {"teff": np.array([600.0, 40.0, 60.0]), "logg": np.full(3, 0.15), "m_h": np.full(3, 0.1)}
+    out = {"ebv": np.array([2.0, 0.30, 1.5], np.float32), "ebv_error": np.array([0.4, 0.03, 0.2], np.float32)}
+    bprp, bprp_error = np.array([-0.30, 1.60, 2.80]), np.full(3, 0.01)
+    flags = bound_model_ebv(DEFAULT_FLAG_POLICY, out, means, sigmas, bprp, bprp_error, np.zeros(3, np.int64))
+    assert has_flag(flags, SourceFlag.EBV_COLOUR_BOUND).tolist() == [True, False, True]
+    assert out["ebv"].dtype == np.float32 and out["ebv"][0] < 0.15 and out["ebv"][2] < 0.6
+    assert out["ebv"][1] == np.float32(0.30) and out["ebv_error"][1] == np.float32(0.03)
+    # no colour: nothing changes
+    out2 = {"ebv": np.array([2.0], np.float32), "ebv_error": np.array([0.4], np.float32)}
+    one = {k: v[:1] for k, v in means.items()}, {k: v[:1] for k, v in sigmas.items()}
+    f2 = bound_model_ebv(DEFAULT_FLAG_POLICY, out2, *one, None, None, np.zeros(1, np.int64))
+    assert f2[0] == 0 and out2["ebv"][0] == np.float32(2.0)

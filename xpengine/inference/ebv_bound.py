@@ -1,0 +1,153 @@
+"""The largest E(B−V) a star's observed colour allows, and E(B−V) estimates held to it.
+
+Extinction only reddens: a star's observed BP−RP is its intrinsic colour plus E(BP−RP) = k · E(B−V) (k the
+catalogue's extinction law at its labels, `xpengine.catalog.extinction`). No star of a given Teff is bluer
+than the bluest intrinsic colour a star of that Teff can have, so
+
+    E(B−V) ≤ E_max = (BP−RP − c_blue(Teff + 2σ_Teff)) / k + 2σ_BP−RP / k,
+
+with c_blue(T) the bluest BP−RP, on real stars' scale less twice its scatter (`isochrone_grid.colour_scale`),
+of any MIST grid point no hotter than T: the bound holds at 2σ of the Teff and of the colour, whatever the
+star's logg, [M/H] and age.
+
+The model's E(B−V) of a star outside its training (hot stars, M dwarfs: the model learned E(B−V) on giants)
+is an extrapolation, and the real test split shows it: 27 % of its hot stars and 28 % of its M stars had an
+E(B−V) their own colour rules out, up to 7.9 mag for a B star of BP−RP −0.32 (review of session 29). Such
+an E(B−V) also dereddens the star's G for its isochrone distance, which then came out at 0.02 pc. An input
+E(B−V) (a dust map's: the whole column to infinity, or a placeholder) is held to the same bound before
+the isochrone fit takes it.
+
+`bound_ebv` treats the estimate (value ± σ) as a normal likelihood and the bound as a flat prior on
+[0, E_max]: where more than 2.3 % of the normal lies above E_max (E_max − value < 2σ), value and σ become
+that truncated normal's mean and standard deviation (`SIGMA_FLOOR` added in quadrature); elsewhere nothing
+changes. The rows whose estimate
+itself was above E_max are flagged EBV_COLOUR_BOUND: there the estimate is impossible, not just uncertain.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["BOUND_SIGMA", "SIGMA_FLOOR", "bluest_colour", "bound_ebv", "colour_ebv_max"]
+
+BOUND_SIGMA = 2.0
+"""σ of the Teff and of the colour at which the bound holds, and the distance (in the estimate's σ) below
+the bound within which an estimate is held to it."""
+_NODES = 129  # points of the truncated normal's numerical moments on [0, E_max]
+SIGMA_FLOOR = 0.02
+"""[mag] added in quadrature to the σ of an estimate held to its bound: the bound's own zero point (the colour
+scale's scatter floor, 0.03 mag, over E(BP−RP)/E(B−V) ≈ 1.3, rounded down); without it a bound of 0 gave a
+σ of 0."""
+
+
+_TABLES: dict[int, tuple] = {}  # id(grid) -> (grid, table): a grid's arrays make it unhashable
+_T0, _DT = 2600.0, 25.0  # [K] the table's Teff cells
+_G0, _DG = -0.5, 0.1  # [dex] its logg cells
+
+
+def _blue_table(grid) -> np.ndarray:
+    """(Teff cell, logg cell, [Fe/H] node) the bluest real-scale BP−RP less twice its scatter of the grid's
+    points in that logg cell and [Fe/H] node no hotter than the Teff cell; +inf where none."""
+    hit = _TABLES.get(id(grid))
+    if hit is None or hit[0] is not grid:
+        colour, var = grid.real_colour
+        low = colour.astype(np.float64) - BOUND_SIGMA * np.sqrt(var.astype(np.float64))
+        ti = ((grid.teff - _T0) // _DT).astype(np.int64)
+        gi = ((grid.logg - _G0) // _DG).astype(np.int64)
+        nodes = np.asarray(grid.feh_nodes, dtype=np.float64)
+        fi = np.abs(grid.feh.astype(np.float64)[:, None] - nodes[None, :]).argmin(axis=1)
+        table = np.full((ti.max() + 1, gi.max() + 1, nodes.size), np.inf)
+        np.minimum.at(table, (ti, gi, fi), low)
+        hit = _TABLES[id(grid)] = (grid, np.minimum.accumulate(table, axis=0))
+        while len(_TABLES) > 4:
+            del _TABLES[next(iter(_TABLES))]
+    return hit[1]
+
+
+def _window(value, sigma, lo_cell, step, n, pad=0.0) -> tuple[np.ndarray, np.ndarray]:
+    """First and last cell (N,) within value ± (BOUND_SIGMA σ + pad); every cell where either is NaN."""
+    v, s = (np.asarray(a, dtype=np.float64) for a in (value, sigma))
+    ok = np.isfinite(v) & np.isfinite(s)
+    half = BOUND_SIGMA * np.abs(np.where(ok, s, 0.0)) + pad
+    first = np.clip(np.floor((np.where(ok, v, 0.0) - half - lo_cell) / step), 0, n - 1).astype(np.int64)
+    last = np.clip(np.floor((np.where(ok, v, 0.0) + half - lo_cell) / step), 0, n - 1).astype(np.int64)
+    return np.where(ok, first, 0), np.where(ok, last, n - 1)
+
+
+def bluest_colour(teff_max, logg=None, logg_error=None, m_h=None, m_h_error=None, grid=None) -> np.ndarray:
+    """(N,) the bluest intrinsic BP−RP [mag] (module docstring) of a star no hotter than `teff_max` [K],
+    among the grid points within 2σ of its logg and [M/H] (± σ; None or NaN: any): NaN where `teff_max` is
+    not finite; below the grid's coolest point, the coolest cell's; above its hottest, the hottest's."""
+    if grid is None:
+        from xpengine.inference.isochrone_grid import load_fit_grid
+
+        grid = load_fit_grid()
+    table = _blue_table(grid)
+    nt, ng, nf = table.shape
+    t = np.asarray(teff_max, dtype=np.float64)
+    n = t.shape[0]
+    nan = np.full(n, np.nan)
+    ti = np.clip(np.floor((np.where(np.isfinite(t), t, _T0) - _T0) / _DT), 0, nt - 1).astype(np.int64)
+    g0, g1 = _window(
+        nan if logg is None else logg, nan if logg_error is None else logg_error, _G0, _DG, ng, _DG
+    )
+    nodes = np.asarray(grid.feh_nodes, dtype=np.float64)
+    # [M/H] ± 2σ to nodes: those within it and the nearest beyond each side (every node where unknown)
+    mh = np.asarray(nan if m_h is None else m_h, dtype=np.float64)
+    s = np.abs(np.asarray(nan if m_h_error is None else m_h_error, dtype=np.float64))
+    ok = np.isfinite(mh) & np.isfinite(s)
+    lo = np.where(ok, mh - BOUND_SIGMA * np.where(ok, s, 0.0), -np.inf)
+    hi = np.where(ok, mh + BOUND_SIGMA * np.where(ok, s, 0.0), np.inf)
+    f0 = np.clip(np.searchsorted(nodes, lo, side="right") - 1, 0, nf - 1)
+    f1 = np.clip(np.searchsorted(nodes, hi, side="left"), 0, nf - 1)
+    out = np.empty(n)
+    for i in range(n):
+        out[i] = table[ti[i], g0[i] : g1[i] + 1, f0[i] : f1[i] + 1].min()
+        if not np.isfinite(out[i]):  # no point of that logg and [M/H] this cool: any logg and [M/H]
+            out[i] = table[ti[i]].min()
+    return np.where(np.isfinite(t), out, np.nan)
+
+
+def colour_ebv_max(
+    teff, teff_error, bp_rp, bp_rp_error, k_c, logg=None, logg_error=None, m_h=None, m_h_error=None, grid=None
+) -> np.ndarray:
+    """(N,) E_max [mag] (module docstring) of stars of Teff ± σ [K] (and logg, [M/H] ± σ where given),
+    observed BP−RP ± σ [mag] and E(BP−RP)/E(B−V) k_c; NaN (no bound) where the Teff, the colour or k_c is
+    not finite. A NaN σ of the Teff or the colour counts as 0; never below 0."""
+    t, st = (np.asarray(a, dtype=np.float64) for a in (teff, teff_error))
+    c, sc = (np.asarray(a, dtype=np.float64) for a in (bp_rp, bp_rp_error))
+    k = np.asarray(k_c, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t_hot = t + BOUND_SIGMA * np.where(np.isfinite(st), np.abs(st), 0.0)
+        c_red = c + BOUND_SIGMA * np.where(np.isfinite(sc), np.abs(sc), 0.0)
+        e_max = (c_red - bluest_colour(t_hot, logg, logg_error, m_h, m_h_error, grid)) / k
+        ok = np.isfinite(e_max) & (k > 0)
+    return np.where(ok, np.maximum(e_max, 0.0), np.nan)
+
+
+def bound_ebv(ebv, ebv_error, e_max) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """E(B−V) estimates (value, σ; N,) held to their bound `e_max` (NaN: none) as the module docstring
+    says; returns the new value, σ and (N,) bool where the estimate was above its bound (flag
+    EBV_COLOUR_BOUND). An estimate without a finite σ > 0 is clipped to [0, E_max]."""
+    e = np.asarray(ebv, dtype=np.float64).copy()
+    s = np.asarray(ebv_error, dtype=np.float64).copy()
+    m = np.asarray(e_max, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        has_sigma = np.isfinite(s) & (s > 0)
+        near = np.isfinite(e) & np.isfinite(m) & np.where(has_sigma, m - e < BOUND_SIGMA * s, e > m)
+        above = np.isfinite(e) & (e > m)
+    rows = np.flatnonzero(near & has_sigma)
+    if rows.size:
+        x = np.linspace(0.0, 1.0, _NODES)[None, :] * m[rows, None]  # (rows, nodes) on [0, E_max]
+        logw = -0.5 * ((x - e[rows, None]) / s[rows, None]) ** 2
+        w = np.exp(logw - logw.max(axis=1, keepdims=True))
+        w[:, [0, -1]] *= 0.5  # the trapezoid rule
+        w /= w.sum(axis=1, keepdims=True)
+        mean = (w * x).sum(axis=1)
+        # the nodes' spacing sets the smallest σ the sums can give (a bound of 0: σ 0)
+        var = (w * (x - mean[:, None]) ** 2).sum(axis=1) + (m[rows] / (_NODES - 1)) ** 2 / 12.0
+        var += SIGMA_FLOOR**2
+        e[rows], s[rows] = mean, np.sqrt(var)
+    clip = near & ~has_sigma
+    e[clip] = np.clip(e[clip], 0.0, m[clip])
+    return e, s, above
