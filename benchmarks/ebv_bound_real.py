@@ -35,8 +35,11 @@ _CLASSES = ("all", "giants (3500–5500 K, logg < 3.5)", "dwarfs (logg ≥ 3.5, 
 _CLASSES += ("hot stars (> 7000 K)",)
 
 
-def _inputs(path: str, split: str) -> tuple[Any, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(from_xp table, its 2MASS, the APOGEE columns) of the split's unique stars."""
+def _inputs(
+    path: str, split: str | None, select: Any = None
+) -> tuple[Any, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(from_xp table, its 2MASS, the APOGEE columns) of the unique stars of a split (None: every split);
+    select(FITS rows' data, their ra, dec) → (n,) bool keeps some of them."""
     import pandas as pd
     from astropy.io import fits
 
@@ -45,11 +48,12 @@ def _inputs(path: str, split: str) -> tuple[Any, dict[str, np.ndarray], dict[str
     d = fits.getdata(path, 1)
     sid = np.asarray(d["gaiaedr3_source_id"], dtype=np.int64)
     rows = select_unique_rows(sid, np.asarray(d["snr"], dtype=np.float64))
-    splits = (
-        Path(__file__).resolve().parents[1] / "xpengine" / "data" / "splits" / "apogee_xp_dev_split.parquet"
-    )
-    which = pd.read_parquet(splits).set_index("source_id")["split"].reindex(sid[rows]).to_numpy()
-    rows = rows[which == split]
+    if split is not None:
+        splits = Path(__file__).resolve().parents[1] / "xpengine" / "data" / "splits"
+        table = pd.read_parquet(splits / "apogee_xp_dev_split.parquet").set_index("source_id")["split"]
+        rows = rows[table.reindex(sid[rows]).to_numpy() == split]
+    if select is not None:
+        rows = rows[select(d[rows], *radec_from_apogee_id(d["apogee_id"][rows]))]
     med = np.asarray(d["medflux"][rows], dtype=np.float64)[:, None]
     ra, dec = radec_from_apogee_id(d["apogee_id"][rows])
     table = pd.DataFrame(
@@ -78,7 +82,7 @@ def _inputs(path: str, split: str) -> tuple[Any, dict[str, np.ndarray], dict[str
         "ks_m": mag("k"),
         "ks_msigcom": e,
     }
-    apogee = {k: np.asarray(d[c][rows], dtype=np.float64) for k, c in (("teff", "teff"), ("logg", "logg"))}
+    apogee = {k: np.asarray(d[k][rows], dtype=np.float64) for k in ("teff", "logg", "fe_h")}
     apogee["ak_targ"] = np.asarray(d["ak_targ"][rows], dtype=np.float64)
     return table, tmass, apogee
 

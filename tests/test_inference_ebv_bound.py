@@ -9,7 +9,7 @@ import pytest
 from xpengine.catalog.flag_policy import DEFAULT_FLAG_POLICY
 from xpengine.features.flags import SourceFlag, has_flag
 from xpengine.inference.catalogue_isochrones import bound_model_ebv
-from xpengine.inference.ebv_bound import SIGMA_FLOOR, bluest_colour, bound_ebv, colour_ebv_max
+from xpengine.inference.ebv_bound import bluest_colour, bound_ebv, colour_ebv_bound, colour_ebv_max
 from xpengine.inference.isochrone_fit import load_fit_grid
 
 
@@ -43,9 +43,11 @@ def test_the_colour_bound_of_a_blue_star_and_of_a_red_one(grid):
     # a B star of BP−RP −0.32 (the review's, which the model gave E(B−V) 7.37): at most ~0.1 mag
     e_max = colour_ebv_max([15000.0], [500.0], [-0.32], [0.01], [1.3], grid=grid)
     assert 0.0 <= e_max[0] < 0.15
-    # the same star 1 mag redder allows 1 / 1.3 mag more
+    # the same star 1 mag redder allows 1 / 1.3 mag more, with the same σ
     redder = colour_ebv_max([15000.0], [500.0], [0.68], [0.01], [1.3], grid=grid)
     assert redder[0] - e_max[0] == pytest.approx(1 / 1.3, abs=1e-6)
+    e_c, sigma_c = colour_ebv_bound([15000.0], [500.0], [-0.32], [0.01], [1.3], grid=grid)
+    assert e_max[0] == pytest.approx(max(e_c[0] + 2 * sigma_c[0], 0.0)) and 0.02 < sigma_c[0] < 0.2
     # a larger Teff σ loosens it; no colour, Teff or coefficient: no bound
     assert colour_ebv_max([15000.0], [3000.0], [-0.32], [0.01], [1.3], grid=grid)[0] > e_max[0]
     none = colour_ebv_max(
@@ -57,31 +59,34 @@ def test_the_colour_bound_of_a_blue_star_and_of_a_red_one(grid):
 
 
 def test_an_estimate_is_held_to_its_bound():
+    """The posterior of a normal estimate times Φ((E_c − E)/σ_c) on E ≥ 0; E_max = E_c + 2σ_c."""
     e, s, above = bound_ebv(
         np.array([7.37, 0.10, 0.50, 0.55, 0.70, 0.30, np.nan]),
         np.array([0.50, 0.05, 0.20, np.nan, 0.0, 0.05, 0.1]),
-        np.array([0.10, 0.60, 0.60, 0.40, 0.40, np.nan, 0.5]),
+        np.array([0.04, 0.50, 0.50, 0.30, 0.30, np.nan, 0.4]),  # E_c
+        np.array([0.03, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05]),  # σ_c: E_max 0.10, 0.60, 0.60, 0.40, ...
     )
     assert above.tolist() == [True, False, False, True, True, False, False]
-    # far above its bound: the truncated normal piles up at the bound, with a σ about the bound's width
-    assert 0.05 < e[0] < 0.1 and 0.02 < s[0] < 0.05
-    # a bound of 0: 0 ± the floor, never ± 0
-    zero = bound_ebv(np.array([1.6]), np.array([0.1]), np.array([0.0]))
-    assert zero[0][0] == 0.0 and zero[1][0] == pytest.approx(SIGMA_FLOOR)
+    # far above its bound: near E_c, with about the bound's own σ (not a wall's 0)
+    assert 0.0 < e[0] < 0.1 and 0.015 < s[0] < 0.04
     # far below (beyond 2σ): untouched
     assert (e[1], s[1]) == (0.10, 0.05)
     # within 2σ of its bound: pulled down a little, σ smaller, not flagged
     assert 0.35 < e[2] < 0.5 and s[2] < 0.2
-    # no σ: clipped to the bound; no bound or no value: untouched
-    assert e[3] == 0.40 and e[4] == 0.40 and np.isnan(s[3])
+    # no σ: clipped to E_max; no bound or no value: untouched
+    assert e[3] == pytest.approx(0.40) and e[4] == pytest.approx(0.40) and np.isnan(s[3])
     assert (e[5], s[5]) == (0.30, 0.05) and np.isnan(e[6])
-    # the truncated normal's moments against a fine direct sum
-    x = np.linspace(0, 0.6, 200001)
-    w = np.exp(-0.5 * ((x - 0.5) / 0.2) ** 2)
+    # the posterior's moments against a fine direct sum
+    from math import erfc, sqrt
+
+    x = np.linspace(0, 2.0, 400001)
+    w = np.exp(-0.5 * ((x - 0.5) / 0.2) ** 2) * np.array([0.5 * erfc(-(0.5 - v) / 0.05 / sqrt(2)) for v in x])
     mean = (w * x).sum() / w.sum()
-    assert e[2] == pytest.approx(mean, abs=2e-4)
     sd = np.sqrt((w * (x - mean) ** 2).sum() / w.sum())
-    assert s[2] == pytest.approx(np.hypot(sd, SIGMA_FLOOR), abs=2e-4)
+    assert e[2] == pytest.approx(mean, abs=5e-4) and s[2] == pytest.approx(sd, abs=5e-4)
+    # a star bluer than its Teff allows (E_c < 0): 0 and a small σ, never ± 0
+    zero = bound_ebv(np.array([1.6]), np.array([0.1]), np.array([-0.2]), np.array([0.03]))
+    assert 0.0 <= zero[0][0] < 0.02 and 0.0 < zero[1][0] < 0.02
 
 
 def test_the_catalogue_ebv_column_is_held_and_flagged(grid):
@@ -94,7 +99,7 @@ def test_the_catalogue_ebv_column_is_held_and_flagged(grid):
     }
     sigmas = {"teff": np.array([600.0, 40.0, 60.0]), "logg": np.full(3, 0.15), "m_h": np.full(3, 0.1)}
     out = {"ebv": np.array([2.0, 0.30, 1.5], np.float32), "ebv_error": np.array([0.4, 0.03, 0.2], np.float32)}
-    bprp, bprp_error = np.array([-0.30, 1.60, 2.80]), np.full(3, 0.01)
+    bprp, bprp_error = np.array([-0.30, 1.75, 2.80]), np.full(3, 0.01)
     flags = bound_model_ebv(DEFAULT_FLAG_POLICY, out, means, sigmas, bprp, bprp_error, np.zeros(3, np.int64))
     assert has_flag(flags, SourceFlag.EBV_COLOUR_BOUND).tolist() == [True, False, True]
     assert out["ebv"].dtype == np.float32 and out["ebv"][0] < 0.15 and out["ebv"][2] < 0.6

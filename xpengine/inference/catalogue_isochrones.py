@@ -199,15 +199,15 @@ def isochrone_step(
 def _held_to_colour(policy, ebv, ebv_err, rows, means, sigmas, bprp, bprp_error):
     """E(B−V), σ (N,) with those of `rows` held to the bound of the stars' observed colour and predicted
     Teff (`ebv_bound`), and (N,) bool where that changed them; unchanged without a colour or a Teff."""
-    from xpengine.inference.ebv_bound import bound_ebv, colour_ebv_max
+    from xpengine.inference.ebv_bound import bound_ebv, colour_ebv_bound
 
     if bprp is None or "teff" not in means:
         return ebv, ebv_err, np.zeros(ebv.shape[0], bool)
     _, k_c = extinction_coefficients(policy, ebv, *map(means.get, ISOCHRONE_INPUTS))
     err = np.zeros(ebv.shape[0]) if bprp_error is None else bprp_error
     labels = [a for t in ("logg", "m_h") for a in (means.get(t), sigmas.get(t))]
-    e_max = np.where(rows, colour_ebv_max(means["teff"], sigmas["teff"], bprp, err, k_c, *labels), np.nan)
-    return bound_ebv(ebv, ebv_err, e_max)
+    e_c, sigma_c = colour_ebv_bound(means["teff"], sigmas["teff"], bprp, err, k_c, *labels)
+    return bound_ebv(ebv, ebv_err, np.where(rows, e_c, np.nan), sigma_c)
 
 
 def bound_model_ebv(policy, out, means, sigmas, bprp, bprp_error, flags) -> np.ndarray:

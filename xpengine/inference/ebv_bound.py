@@ -1,14 +1,14 @@
-"""The largest E(B−V) a star's observed colour allows, and E(B−V) estimates held to it.
+"""The most E(B−V) a star's observed colour allows, and E(B−V) estimates held to it.
 
 Extinction only reddens: a star's observed BP−RP is its intrinsic colour plus E(BP−RP) = k · E(B−V) (k the
-catalogue's extinction law at its labels, `xpengine.catalog.extinction`). No star of a given Teff is bluer
-than the bluest intrinsic colour a star of that Teff can have, so
+catalogue's extinction law at its labels, `xpengine.catalog.extinction`). No star is bluer than the bluest
+intrinsic colour c_blue a star of its Teff, logg and [M/H] can have, so its E(B−V) is at most
 
-    E(B−V) ≤ E_max = (BP−RP − c_blue(Teff + 2σ_Teff)) / k + 2σ_BP−RP / k,
+    E_c = (BP−RP − c_blue(Teff)) / k,   σ_c = sqrt(σ_BP−RP² + σ_scale² + (c_blue(Teff) − c_blue(Teff + σ_Teff))²) / k,
 
-with c_blue(T) the bluest BP−RP, on real stars' scale less twice its scatter (`isochrone_grid.colour_scale`),
-of any MIST grid point no hotter than T: the bound holds at 2σ of the Teff and of the colour, whatever the
-star's logg, [M/H] and age.
+with c_blue the bluest BP−RP on real stars' scale (`isochrone_grid.colour_scale`) of the MIST grid points no
+hotter than Teff within 2σ of its logg and [M/H], and σ_scale that scale's scatter there (at least 0.03
+mag). The bound holds at 2σ: E_max = E_c + 2σ_c (`colour_ebv_max`).
 
 The model's E(B−V) of a star outside its training (hot stars, M dwarfs: the model learned E(B−V) on giants)
 is an extrapolation, and the real test split shows it: 27 % of its hot stars and 28 % of its M stars had an
@@ -17,27 +17,24 @@ an E(B−V) also dereddens the star's G for its isochrone distance, which then c
 E(B−V) (a dust map's: the whole column to infinity, or a placeholder) is held to the same bound before
 the isochrone fit takes it.
 
-`bound_ebv` treats the estimate (value ± σ) as a normal likelihood and the bound as a flat prior on
-[0, E_max]: where more than 2.3 % of the normal lies above E_max (E_max − value < 2σ), value and σ become
-that truncated normal's mean and standard deviation (`SIGMA_FLOOR` added in quadrature); elsewhere nothing
-changes. The rows whose estimate
-itself was above E_max are flagged EBV_COLOUR_BOUND: there the estimate is impossible, not just uncertain.
+`bound_ebv` treats the estimate (value ± σ) as a normal likelihood and the bound as the probability
+Φ((E_c − E) / σ_c) that a true E(B−V) of E is allowed, on E ≥ 0: where more than 2.3 % of the normal lies
+above E_max (E_max − value < 2σ), value and σ become that posterior's mean and standard deviation; elsewhere
+nothing changes. An estimate far above its bound comes out near E_c ± σ_c (the bound's own uncertainty, not
+a wall's). The rows whose estimate itself was above E_max are flagged EBV_COLOUR_BOUND: there the estimate
+is impossible, not just uncertain.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["BOUND_SIGMA", "SIGMA_FLOOR", "bluest_colour", "bound_ebv", "colour_ebv_max"]
+__all__ = ["BOUND_SIGMA", "bluest_colour", "bound_ebv", "colour_ebv_bound", "colour_ebv_max"]
 
 BOUND_SIGMA = 2.0
-"""σ of the Teff and of the colour at which the bound holds, and the distance (in the estimate's σ) below
-the bound within which an estimate is held to it."""
-_NODES = 129  # points of the truncated normal's numerical moments on [0, E_max]
-SIGMA_FLOOR = 0.02
-"""[mag] added in quadrature to the σ of an estimate held to its bound: the bound's own zero point (the colour
-scale's scatter floor, 0.03 mag, over E(BP−RP)/E(B−V) ≈ 1.3, rounded down); without it a bound of 0 gave a
-σ of 0."""
+"""The bound's σ at which an estimate counts as above it (E_max = E_c + 2σ_c), the distance (in the estimate's
+σ) below E_max within which an estimate is held to it, and the width (in σ) of the logg and [M/H] windows."""
+_NODES = 257  # points of the posterior's numerical moments
 
 
 _TABLES: dict[int, tuple] = {}  # id(grid) -> (grid, table): a grid's arrays make it unhashable
@@ -46,19 +43,21 @@ _G0, _DG = -0.5, 0.1  # [dex] its logg cells
 
 
 def _blue_table(grid) -> np.ndarray:
-    """(Teff cell, logg cell, [Fe/H] node) the bluest real-scale BP−RP less twice its scatter of the grid's
-    points in that logg cell and [Fe/H] node no hotter than the Teff cell; +inf where none."""
+    """(2, Teff cell, logg cell, [Fe/H] node): the bluest real-scale BP−RP, and the bluest of that colour less
+    its scatter, of the grid's points in that logg cell and [Fe/H] node no hotter than the Teff cell; +inf
+    where none."""
     hit = _TABLES.get(id(grid))
     if hit is None or hit[0] is not grid:
         colour, var = grid.real_colour
-        low = colour.astype(np.float64) - BOUND_SIGMA * np.sqrt(var.astype(np.float64))
+        colour = colour.astype(np.float64)
         ti = ((grid.teff - _T0) // _DT).astype(np.int64)
         gi = ((grid.logg - _G0) // _DG).astype(np.int64)
         nodes = np.asarray(grid.feh_nodes, dtype=np.float64)
         fi = np.abs(grid.feh.astype(np.float64)[:, None] - nodes[None, :]).argmin(axis=1)
-        table = np.full((ti.max() + 1, gi.max() + 1, nodes.size), np.inf)
-        np.minimum.at(table, (ti, gi, fi), low)
-        hit = _TABLES[id(grid)] = (grid, np.minimum.accumulate(table, axis=0))
+        table = np.full((2, ti.max() + 1, gi.max() + 1, nodes.size), np.inf)
+        np.minimum.at(table[0], (ti, gi, fi), colour)
+        np.minimum.at(table[1], (ti, gi, fi), colour - np.sqrt(var.astype(np.float64)))
+        hit = _TABLES[id(grid)] = (grid, np.minimum.accumulate(table, axis=1))
         while len(_TABLES) > 4:
             del _TABLES[next(iter(_TABLES))]
     return hit[1]
@@ -74,15 +73,18 @@ def _window(value, sigma, lo_cell, step, n, pad=0.0) -> tuple[np.ndarray, np.nda
     return np.where(ok, first, 0), np.where(ok, last, n - 1)
 
 
-def bluest_colour(teff_max, logg=None, logg_error=None, m_h=None, m_h_error=None, grid=None) -> np.ndarray:
-    """(N,) the bluest intrinsic BP−RP [mag] (module docstring) of a star no hotter than `teff_max` [K],
-    among the grid points within 2σ of its logg and [M/H] (± σ; None or NaN: any): NaN where `teff_max` is
-    not finite; below the grid's coolest point, the coolest cell's; above its hottest, the hottest's."""
+def bluest_colour(
+    teff_max, logg=None, logg_error=None, m_h=None, m_h_error=None, grid=None, *, less_scatter: bool = False
+) -> np.ndarray:
+    """(N,) the bluest intrinsic BP−RP [mag] (module docstring; with `less_scatter`, of the colour less the
+    real-star scale's scatter) of a star no hotter than `teff_max` [K], among the grid points within 2σ of
+    its logg and [M/H] (± σ; None or NaN: any): NaN where `teff_max` is not finite; below the grid's coolest
+    point, the coolest cell's; above its hottest, the hottest's."""
     if grid is None:
         from xpengine.inference.isochrone_grid import load_fit_grid
 
         grid = load_fit_grid()
-    table = _blue_table(grid)
+    table = _blue_table(grid)[int(less_scatter)]
     nt, ng, nf = table.shape
     t = np.asarray(teff_max, dtype=np.float64)
     n = t.shape[0]
@@ -108,45 +110,59 @@ def bluest_colour(teff_max, logg=None, logg_error=None, m_h=None, m_h_error=None
     return np.where(np.isfinite(t), out, np.nan)
 
 
-def colour_ebv_max(
+def colour_ebv_bound(
     teff, teff_error, bp_rp, bp_rp_error, k_c, logg=None, logg_error=None, m_h=None, m_h_error=None, grid=None
-) -> np.ndarray:
-    """(N,) E_max [mag] (module docstring) of stars of Teff ± σ [K] (and logg, [M/H] ± σ where given),
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) E_c and σ_c [mag] (module docstring) of stars of Teff ± σ [K] (and logg, [M/H] ± σ where given),
     observed BP−RP ± σ [mag] and E(BP−RP)/E(B−V) k_c; NaN (no bound) where the Teff, the colour or k_c is
-    not finite. A NaN σ of the Teff or the colour counts as 0; never below 0."""
+    not finite. A NaN σ of the Teff or the colour counts as 0."""
     t, st = (np.asarray(a, dtype=np.float64) for a in (teff, teff_error))
     c, sc = (np.asarray(a, dtype=np.float64) for a in (bp_rp, bp_rp_error))
     k = np.asarray(k_c, dtype=np.float64)
+    labels = (logg, logg_error, m_h, m_h_error, grid)
     with np.errstate(invalid="ignore", divide="ignore"):
-        t_hot = t + BOUND_SIGMA * np.where(np.isfinite(st), np.abs(st), 0.0)
-        c_red = c + BOUND_SIGMA * np.where(np.isfinite(sc), np.abs(sc), 0.0)
-        e_max = (c_red - bluest_colour(t_hot, logg, logg_error, m_h, m_h_error, grid)) / k
-        ok = np.isfinite(e_max) & (k > 0)
-    return np.where(ok, np.maximum(e_max, 0.0), np.nan)
+        blue = bluest_colour(t, *labels)
+        scale = blue - bluest_colour(t, *labels, less_scatter=True)
+        hotter = blue - bluest_colour(t + np.where(np.isfinite(st), np.abs(st), 0.0), *labels)
+        sigma = np.sqrt(np.where(np.isfinite(sc), sc, 0.0) ** 2 + scale**2 + hotter**2) / k
+        e_c = (c - blue) / k
+        ok = np.isfinite(e_c) & np.isfinite(sigma) & (k > 0)
+    return np.where(ok, e_c, np.nan), np.where(ok, sigma, np.nan)
 
 
-def bound_ebv(ebv, ebv_error, e_max) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """E(B−V) estimates (value, σ; N,) held to their bound `e_max` (NaN: none) as the module docstring
-    says; returns the new value, σ and (N,) bool where the estimate was above its bound (flag
+def colour_ebv_max(*args, **kwargs) -> np.ndarray:
+    """(N,) E_max = E_c + 2σ_c [mag], at least 0 (`colour_ebv_bound`'s arguments); NaN: no bound."""
+    e_c, sigma = colour_ebv_bound(*args, **kwargs)
+    return np.maximum(e_c + BOUND_SIGMA * sigma, 0.0)
+
+
+def bound_ebv(ebv, ebv_error, e_c, sigma_c) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """E(B−V) estimates (value, σ; N,) held to their bounds (E_c, σ_c: `colour_ebv_bound`; NaN: none) as the
+    module docstring says; returns the new value, σ and (N,) bool where the estimate was above E_max (flag
     EBV_COLOUR_BOUND). An estimate without a finite σ > 0 is clipped to [0, E_max]."""
+    import torch
+
     e = np.asarray(ebv, dtype=np.float64).copy()
     s = np.asarray(ebv_error, dtype=np.float64).copy()
-    m = np.asarray(e_max, dtype=np.float64)
+    bc, bs = (np.asarray(a, dtype=np.float64) for a in (e_c, sigma_c))
+    m = np.maximum(bc + BOUND_SIGMA * bs, 0.0)
     with np.errstate(invalid="ignore"):
         has_sigma = np.isfinite(s) & (s > 0)
         near = np.isfinite(e) & np.isfinite(m) & np.where(has_sigma, m - e < BOUND_SIGMA * s, e > m)
         above = np.isfinite(e) & (e > m)
     rows = np.flatnonzero(near & has_sigma)
     if rows.size:
-        x = np.linspace(0.0, 1.0, _NODES)[None, :] * m[rows, None]  # (rows, nodes) on [0, E_max]
-        logw = -0.5 * ((x - e[rows, None]) / s[rows, None]) ** 2
+        # E ≥ 0 up to where both the bound and the estimate have left nothing
+        hi = np.minimum(m[rows] + 4.0 * bs[rows], np.maximum(e[rows], 0.0) + 8.0 * s[rows])
+        x = np.linspace(0.0, 1.0, _NODES)[None, :] * hi[:, None]
+        z = torch.from_numpy((bc[rows, None] - x) / bs[rows, None])
+        logw = -0.5 * ((x - e[rows, None]) / s[rows, None]) ** 2 + torch.special.log_ndtr(z).numpy()
         w = np.exp(logw - logw.max(axis=1, keepdims=True))
         w[:, [0, -1]] *= 0.5  # the trapezoid rule
         w /= w.sum(axis=1, keepdims=True)
         mean = (w * x).sum(axis=1)
-        # the nodes' spacing sets the smallest σ the sums can give (a bound of 0: σ 0)
-        var = (w * (x - mean[:, None]) ** 2).sum(axis=1) + (m[rows] / (_NODES - 1)) ** 2 / 12.0
-        var += SIGMA_FLOOR**2
+        # the nodes' spacing sets the smallest σ the sums can resolve
+        var = (w * (x - mean[:, None]) ** 2).sum(axis=1) + (hi / (_NODES - 1)) ** 2 / 12.0
         e[rows], s[rows] = mean, np.sqrt(var)
     clip = near & ~has_sigma
     e[clip] = np.clip(e[clip], 0.0, m[clip])
