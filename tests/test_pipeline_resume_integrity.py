@@ -386,3 +386,99 @@ def test_a_side_table_replaced_during_the_job_fails_the_partitions_after(tmp_pat
     assert "--overwrite" in why
     ebv.unlink()
     assert "now: gone" in _side_tables_changed(identity)
+
+
+# -- review of session 29: files damaged outside the job, a full disk, a download cut short ------------
+@pytest.mark.parametrize("damage", ["truncated", "shorter", "rejected"])
+def test_a_damaged_catalogue_file_is_redone_not_kept(tmp_path, damage, caplog):
+    """A done partition whose catalogue (or `_rejected/`) file no longer holds what its record says (cut
+    short by a crash before the disk had it, rewritten outside the job) is removed and redone by the
+    rerun; until session 29 resume kept it (an unreadable file, or 1,500 rows of 2,000, exit 0)."""
+    tasks = _tasks(tmp_path, "AB")
+    out = tmp_path / "out"
+    w = CatalogWriter(str(out))
+    for t in tasks:
+        _write_done(w, t, OLD, rejected=True, rejected_rows=1)
+    w.write_job({**OLD, **ABOUT})
+    if damage == "truncated":
+        path = Path(w.catalog_path("A"))
+        path.write_bytes(path.read_bytes()[:100])
+    elif damage == "shorter":
+        pq.write_table(_table().slice(0, 0), w.catalog_path("A"))
+    else:
+        pq.write_table(pq.read_table(w.rejected_path("A")).slice(0, 0), w.rejected_path("A"))
+    with caplog.at_level("WARNING"):
+        done, _ = begin_job(w, tasks, OLD, _cfg(False), ABOUT)
+    assert set(done) == {"B"}
+    assert "partition A is redone" in caplog.text
+    assert not Path(w.catalog_path("A")).exists() and not Path(w.manifest_path("A")).exists()
+    assert not Path(w.rejected_path("A")).exists() and Path(w.catalog_path("B")).exists()
+
+
+def test_done_partitions_this_run_does_not_name_are_kept_and_said(tmp_path, caplog):
+    tasks = _tasks(tmp_path, "AB")
+    w = CatalogWriter(str(tmp_path / "out"))
+    for t in tasks:
+        _write_done(w, t, OLD)
+    w.write_job({**OLD, **ABOUT})
+    with caplog.at_level("WARNING"):
+        done, _ = begin_job(w, tasks[:1], OLD, _cfg(False), ABOUT)
+    assert set(done) == {"A", "B"}
+    assert "1 partition(s) whose inputs this run does not name stay in the catalogue: B" in caplog.text
+
+
+def test_an_input_spelled_another_way_is_the_same_input(tmp_path):
+    """The same file given relative, with `..`, through a link or as file:// resumes (until session 29
+    each spelling was 'input xp changed' and only --overwrite, redoing everything, got past it)."""
+    (task,) = _tasks(tmp_path, "A")
+    w = CatalogWriter(str(tmp_path / "out"))
+    _write_done(w, task, OLD)
+    w.write_job(OLD)
+    xp = Path(task.xp)
+    (tmp_path / "link").symlink_to(tmp_path, target_is_directory=True)
+    for spelled in (
+        f"file://{xp}",
+        str(tmp_path / ".." / tmp_path.name / xp.name),
+        str(tmp_path / "link" / xp.name),
+        os.path.relpath(xp),
+    ):
+        again = PartitionTask(name="A", xp=spelled)
+        assert set(_check_resume(w, [again], OLD, overwrite=False)) == {"A"}, spelled
+
+
+def test_a_full_disk_is_one_error_naming_the_file(tmp_path, monkeypatch):
+    """A write that fails (ENOSPC, a quota) is an OutputNotWritableError naming the file, which the job's
+    command line prints as one line; until session 29 a traceback named neither file nor output."""
+    import errno
+
+    from xpengine.pipeline.writer import OutputNotWritableError
+
+    (task,) = _tasks(tmp_path, "A")
+    w = CatalogWriter(str(tmp_path / "out"))
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pq, "write_table", full)
+    with pytest.raises(
+        OutputNotWritableError, match=r"writing .*A\.parquet failed .*No space left on device"
+    ):
+        _write_done(w, task, OLD)
+
+
+def test_an_input_unlike_its_listed_md5_fails_its_partition(tmp_path):
+    """A plain CSV cut short at a line boundary reads as a complete file: the `_MD5SUM.txt` a Gaia download
+    has beside it tells it (the job did not read it until session 29; `xpengine compact` did)."""
+    from xpengine.io.partitions import md5_of
+    from xpengine.pipeline.finish import _input_fingerprints_unless_changed
+
+    (task,) = _tasks(tmp_path, "A")
+    xp = Path(task.xp)
+    (tmp_path / "_MD5SUM.txt").write_text(f"{md5_of(xp)}  {xp.name}\n")
+    assert isinstance(_input_fingerprints_unless_changed(task, None, True), dict)
+    lines = xp.read_text().splitlines(keepends=True)
+    xp.write_text("".join(lines[:-1]))  # the last row gone, at a line boundary
+    why = _input_fingerprints_unless_changed(task, None, True)
+    assert isinstance(why, str) and "_MD5SUM.txt lists" in why and str(xp) in why
+    # without checksums (the job's `checksum: false`) nothing is read, nothing compared
+    assert isinstance(_input_fingerprints_unless_changed(task, None, False), dict)

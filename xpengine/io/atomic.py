@@ -8,7 +8,8 @@
   baseline, a run's final model): an existing directory is renamed aside, the new one renamed in,
   and only then the old one deleted, so `path` never holds a half-written or half-deleted tree.
 
-Local paths only; fsspec URLs (object stores) go through `xpengine.io.OutputTarget`, whose local
+Files are flushed to the disk (fsync) before the rename, and the directory after it. Local paths only;
+fsspec URLs (object stores) go through `xpengine.io.OutputTarget`, whose local
 case is the same rename. Temporary names start with "." and hold ".tmp-" (files) or are mkdtemp
 directories starting with ".", so partition discovery and globs over outputs skip them. Standard
 library only.
@@ -37,6 +38,22 @@ def _temporary_name(path: Path, tmp_dir: str | os.PathLike | None) -> Path:
     return directory / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
 
 
+def _fsync(path: Path) -> None:
+    """Flush a file's or a directory's data to its disk, best effort (a file system that cannot is left
+    as it is): a rename is atomic, but without this a crash or power cut soon after it can leave the new
+    name on a file whose bytes never reached the disk (review of session 29)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def _remove(path: Path) -> None:
     """Remove a file or a directory tree, best effort."""
     if path.is_dir() and not path.is_symlink():
@@ -60,7 +77,10 @@ def file_written_atomically(
     tmp = _temporary_name(path, tmp_dir)
     try:
         yield tmp
+        if tmp.is_file():
+            _fsync(tmp)
         os.replace(tmp, path)
+        _fsync(path.parent)
     except BaseException:
         _remove(tmp)
         raise

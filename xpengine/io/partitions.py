@@ -26,6 +26,7 @@ __all__ = [
     "HPX8_SHIFT",
     "Partition",
     "discover_partitions",
+    "listed_md5",
     "md5_of",
     "read_md5sums",
     "verify_md5sums",
@@ -416,6 +417,20 @@ def read_md5sums(
             raise GaiaFileError(url, f"expected '<md5>  <file name>', got {line[:80]!r}", row=lineno)
         out[os.path.basename(parts[1].lstrip("*").strip())] = parts[0].lower()
     return out
+
+
+def listed_md5(url: str) -> tuple[str | None, str | None]:
+    """(the md5 an `_MD5SUM.txt` beside the file `url` lists for it, that list's path), or (None, path)
+    when the list does not name it, or (None, None) when there is no list (a local path or an fsspec URL)."""
+    from xpengine.io.filesystems import url_to_fs
+
+    fs, path = url_to_fs(url)
+    parent = path.rsplit("/", 1)[0] if "/" in path else "."
+    sums = f"{parent}/_MD5SUM.txt"
+    if not fs.exists(sums):
+        return None, None
+    listed = read_md5sums(fs.unstrip_protocol(sums) if "://" in url else sums)
+    return listed.get(os.path.basename(path)), sums
 
 
 def md5_of(source: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> str:

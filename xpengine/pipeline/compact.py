@@ -88,26 +88,23 @@ def _output_url(output: str, name: str) -> str:
 def _file_record(role: str, url: str, *, check_listed: bool) -> dict[str, Any]:
     """{role, url, size, md5} of an input; with `check_listed`, the MD5 is compared with the
     `_MD5SUM.txt` beside the file when that lists it (ValueError on a mismatch)."""
-    from xpengine.io import md5_of, read_md5sums
+    from xpengine.io import md5_of
     from xpengine.io.filesystems import url_to_fs
+    from xpengine.io.partitions import listed_md5
 
     fs, path = url_to_fs(url)
     shown = url if "://" in url else os.path.abspath(url)
     rec: dict[str, Any] = {"role": role, "url": shown, "size": int(fs.info(path).get("size") or 0)}
     rec["md5"] = md5_of(url)
     if check_listed:
-        parent = path.rsplit("/", 1)[0] if "/" in path else "."
-        sums_path = f"{parent}/_MD5SUM.txt"
-        if fs.exists(sums_path):
-            listed = read_md5sums(fs.unstrip_protocol(sums_path) if "://" in url else sums_path)
-            name = os.path.basename(path)
-            if name in listed:
-                if listed[name] != rec["md5"]:
-                    raise ValueError(
-                        f"{url}: MD5 {rec['md5']} differs from {listed[name]} listed in {sums_path} "
-                        "(corrupt or partial download)"
-                    )
-                rec["md5_listed"] = True
+        listed, sums_path = listed_md5(url)
+        if listed is not None:
+            if listed != rec["md5"]:
+                raise ValueError(
+                    f"{url}: MD5 {rec['md5']} differs from {listed} listed in {sums_path} "
+                    "(corrupt or partial download)"
+                )
+            rec["md5_listed"] = True
     return rec
 
 

@@ -204,6 +204,9 @@ def _input_fingerprints_unless_changed(task, read_inputs, checksum: bool) -> dic
         inputs = _input_fingerprints(task)
     except OSError as exc:
         return f"an input is gone since it was read ({type(exc).__name__}: {exc}); the next run redoes the partition"
+    bad = _unlike_listed_md5(task, md5s)
+    if bad:
+        return bad
     for key, url in (("xp_file", task.xp), ("gaia_source_file", task.gaia)):
         if read_inputs is None or key not in read_inputs or read_inputs[key] == inputs[key]:
             continue
@@ -212,6 +215,27 @@ def _input_fingerprints_unless_changed(task, read_inputs, checksum: bool) -> dic
             "the rows are not those of the file the manifest would record; the next run redoes the partition"
         )
     return {**inputs, **md5s}
+
+
+def _unlike_listed_md5(task, md5s: dict[str, str]) -> str | None:
+    """Why the partition fails where an input's md5 (`md5s`, read with `checksum`) differs from the one an
+    `_MD5SUM.txt` beside it lists (a download cut short at a line boundary reads as a complete file;
+    review of session 29); None otherwise, or without md5s."""
+    from xpengine.io.partitions import listed_md5
+
+    for key, url in (("xp_md5", task.xp), ("gaia_source_md5", task.gaia)):
+        if key not in md5s or not url or url.startswith("zip://"):
+            continue
+        try:
+            listed, sums = listed_md5(url)
+        except (OSError, ValueError) as exc:  # an unreadable list: said, not trusted
+            return f"the _MD5SUM.txt beside {url} cannot be read ({type(exc).__name__}: {exc})"
+        if listed is not None and listed != md5s[key]:
+            return (
+                f"input {url} has MD5 {md5s[key]}, but {sums} lists {listed}: a corrupt or partial download "
+                "(download it again; the next run redoes the partition)"
+            )
+    return None
 
 
 def _side_tables_changed(identity: dict[str, Any]) -> str | None:

@@ -25,8 +25,9 @@ from xpengine.pipeline.model_files import (  # the model's provenance lives ther
     sigma_identity,
     with_model_files,
 )
-from xpengine.pipeline.plan import (
+from xpengine.pipeline.plan import (  # noqa: F401  (tests import _input_change from here)
     JobError,
+    _input_change,
     _input_fingerprints,
     _location,
     side_table_fingerprint,
@@ -231,35 +232,6 @@ def _identity_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]
             o, n = _describe(key, o, n)
             out.append(f"{what} {o} → {n}")
     return out
-
-
-def _input_change(task: PartitionTask, rec: dict[str, Any], checksum: bool) -> str | None:
-    """Why a finished partition's inputs are not those of this run (None: the same). Its URL, size and
-    mtime are compared; with `checksum` also the md5 its record holds (read again: a file rewritten
-    with the same size and mtime)."""
-    now = _input_fingerprints(task)
-    was = dict(rec.get("inputs") or {})
-    if "gaia_source_own_columns" in was:  # its name at ecc0984 and before (gaia_source columns only)
-        was.setdefault("xp_file_own_columns", was.pop("gaia_source_own_columns"))
-    for key, url in (
-        ("xp", task.xp),
-        ("gaia_source", task.gaia),
-        ("xp_file", task.xp),
-        ("gaia_source_file", task.gaia),
-        ("xp_file_own_columns", task.xp),  # a file's own G, parallax, J/H/Ks, used since session 26
-    ):
-        if was.get(key) != now.get(key):
-            where = f" ({url})" if key.endswith(("_file", "_columns")) else ""
-            return f"input {key} changed: {was.get(key)} → {now.get(key)}{where}"
-    if checksum:
-        from xpengine.io.partitions import md5_of
-
-        for key, url in (("xp_md5", task.xp), ("gaia_source_md5", task.gaia)):
-            if was.get(key) and url:
-                md5 = md5_of(url)
-                if md5 != was[key]:
-                    return f"input {key} changed: {was[key]} → {md5} ({url}, same size and mtime)"
-    return None
 
 
 def _overlaps(tasks: list[PartitionTask], older: dict[str, dict[str, Any]]) -> dict[str, str]:
@@ -476,6 +448,13 @@ def begin_job(
         checksum=cfg.checksum and cfg.verify_inputs,
         model_modified=modified,
     )
+    done = writer.drop_damaged(done, {t.name for t in tasks})  # cut short or rewritten: redone
+    if others := sorted(set(done) - {t.name for t in tasks}):  # said, not removed: another run's inputs
+        log.warning(
+            "%d partition(s) whose inputs this run does not name stay in the catalogue: %s",
+            len(others),
+            ", ".join(others[:5]) + (" ..." if len(others) > 5 else ""),
+        )
     record = {**identity, **about}
     record_job = dict(identity)
     if run or cfg.overwrite:

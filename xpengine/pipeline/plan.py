@@ -242,6 +242,38 @@ def _input_fingerprints(task: PartitionTask) -> dict[str, Any]:
     return out
 
 
+def _input_change(task: PartitionTask, rec: dict[str, Any], checksum: bool) -> str | None:
+    """Why a finished partition's inputs are not those of this run (None: the same). Its URL, size and
+    mtime are compared; with `checksum` also the md5 its record holds (read again: a file rewritten
+    with the same size and mtime)."""
+    now = _input_fingerprints(task)
+    was = dict(rec.get("inputs") or {})
+    if "gaia_source_own_columns" in was:  # its name at ecc0984 and before (gaia_source columns only)
+        was.setdefault("xp_file_own_columns", was.pop("gaia_source_own_columns"))
+    for key, url in (
+        ("xp", task.xp),
+        ("gaia_source", task.gaia),
+        ("xp_file", task.xp),
+        ("gaia_source_file", task.gaia),
+        ("xp_file_own_columns", task.xp),  # a file's own G, parallax, J/H/Ks, used since session 26
+    ):
+        o, n = was.get(key), now.get(key)
+        if key in ("xp", "gaia_source") and isinstance(o, str) and isinstance(n, str):
+            o, n = _location(o), _location(n)  # one file however spelled: relative, `..`, a link, file://
+        if o != n:
+            where = f" ({url})" if key.endswith(("_file", "_columns")) else ""
+            return f"input {key} changed: {was.get(key)} → {now.get(key)}{where}"
+    if checksum:
+        from xpengine.io.partitions import md5_of
+
+        for key, url in (("xp_md5", task.xp), ("gaia_source_md5", task.gaia)):
+            if was.get(key) and url:
+                md5 = md5_of(url)
+                if md5 != was[key]:
+                    return f"input {key} changed: {was[key]} → {md5} ({url}, same size and mtime)"
+    return None
+
+
 def check_side_tables(cfg: InferenceConfig) -> None:
     """Refuse (JobError naming the option, the file and the column) a 2MASS or E(B−V) table that lacks
     a column the join takes from it, holds text there, or floating-point source_ids

@@ -188,6 +188,39 @@ class CatalogWriter(LockHolder):
                     done[name] = rec
         return done
 
+    def drop_damaged(self, done: dict[str, dict[str, Any]], planned: set[str]) -> dict[str, dict[str, Any]]:
+        """`done` without the planned partitions whose files do not hold what their records say: a
+        catalogue (or `_rejected/`) file whose footer cannot be read or whose row count is not its
+        record's (cut short or rewritten outside the job; until session 29 resume kept it). Their files
+        and records are removed, with a warning naming the file, so that the job redoes them."""
+        import pyarrow.fs as pafs
+
+        kept = dict(done)
+        for name in sorted(set(done) & planned):
+            rec = done[name]
+            checks = [(self.catalog_path(name), rec.get("output_rows"))]
+            if rec.get("rejected_rows"):
+                checks.append((self.rejected_path(name), rec["rejected_rows"]))
+            why = None
+            for path, want in checks:
+                try:
+                    with self.fs.open_input_file(path) as f:
+                        rows = pq.ParquetFile(f).metadata.num_rows
+                except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+                    why = f"{self.display(path)} cannot be read ({type(exc).__name__}: {exc})"
+                    break
+                if want is not None and rows != int(want):
+                    why = f"{self.display(path)} holds {rows} rows, its record {int(want)}"
+                    break
+            if why is None:
+                continue
+            log.warning("partition %s is redone: %s", name, why)
+            for path in (self.catalog_path(name), self.rejected_path(name), self.manifest_path(name)):
+                if self.fs.get_file_info(path).type == pafs.FileType.File:
+                    self.fs.delete_file(path)
+            del kept[name]
+        return kept
+
     def done_partitions(self) -> set[str]:
         """Partitions whose manifest says done and whose catalogue file exists."""
         return set(self.done_records())
@@ -277,16 +310,22 @@ class CatalogWriter(LockHolder):
     def _atomic_write(self, path: str, write_fn, *, check: bool = True) -> None:
         if check and self.lock_lost:  # another job holds the output now: write nothing more
             raise OutputLockedError(self.lock_lost)
-        if self._local:
-            head = path.rpartition("/")[0]
-            self.fs.create_dir(f"{self.root}/{TMP_DIR}", recursive=True)
-            self.fs.create_dir(head, recursive=True)
-            # written in _tmp (swept by prepare), renamed in: atomic on POSIX
-            with file_written_atomically(path, tmp_dir=f"{self.root}/{TMP_DIR}") as tmp:
-                write_fn(str(tmp))
-        else:
-            # object stores: an object becomes visible only when its upload completes
-            write_fn(path)
+        try:
+            if self._local:
+                head = path.rpartition("/")[0]
+                self.fs.create_dir(f"{self.root}/{TMP_DIR}", recursive=True)
+                self.fs.create_dir(head, recursive=True)
+                # written in _tmp (swept by prepare), renamed in: atomic on POSIX
+                with file_written_atomically(path, tmp_dir=f"{self.root}/{TMP_DIR}") as tmp:
+                    write_fn(str(tmp))
+            else:
+                # object stores: an object becomes visible only when its upload completes
+                write_fn(path)
+        except OSError as exc:  # a full disk, a quota: one line naming the file, not a traceback
+            raise OutputNotWritableError(
+                f"writing {self.display(path)} failed ({exc}); the partitions written before it are kept: "
+                "make room (or choose another --output) and rerun the same command to resume"
+            ) from exc
 
     def _write_table(self, path: str, table: pa.Table) -> None:
         def _write(p: str) -> None:
