@@ -485,3 +485,23 @@ def test_a_join_the_preset_does_not_read_is_named_in_a_warning(tmp_path, capsys)
     ]
     assert main([*args, "--count"]) == 0
     assert "not used by the preset" not in capsys.readouterr().err
+
+
+def test_a_g_that_disagrees_with_the_xp_disqualifies_a_star(tmp_path):
+    """G_MISMATCH (the given G is not the star's own: every label was normalised by it) is in the presets'
+    default `exclude_flags` since session 29, `giants` and `red-clump` alike; exclude_flags without it
+    keeps such a star."""
+    schema = catalog_schema(LABELS)
+    row = {f.name: 0 for f in schema}
+    row.update(teff=4800.0, teff_error=40.0, logg=2.45, logg_error=0.1, m_h=0.0, m_h_error=0.05)
+    row.update(mass=1.2, mass_error=0.1, age=3.0, age_error=0.6, flags=0)
+    rows = [dict(row, source_id=1), dict(row, source_id=2, flags=int(SourceFlag.G_MISMATCH))]
+    table = pa.Table.from_pylist(rows, schema=schema)
+    pq.write_table(table, tmp_path / "part.parquet")
+    for preset, params in (("giants", {}), ("red-clump", {"mg0_min": "none", "teff_offset_min": "none"})):
+        kept = query_catalog(tmp_path, preset=preset, params=params).column("source_id").to_pylist()
+        assert kept == [1], preset
+        loose = {**params, "exclude_flags": int(SourceFlag.NO_PREDICTION)}
+        assert sorted(
+            query_catalog(tmp_path, preset=preset, params=loose).column("source_id").to_pylist()
+        ) == [1, 2]

@@ -29,10 +29,14 @@ __all__ = [
 log = logging.getLogger("xpengine.catalog.presets")  # the records keep the presets' logger
 
 DEFAULT_EXCLUDE_FLAGS: int = int(
-    SourceFlag.NO_PREDICTION | SourceFlag.OUTSIDE_TRAINING_DOMAIN | SourceFlag.HIGH_UNCERTAINTY
+    SourceFlag.NO_PREDICTION
+    | SourceFlag.OUTSIDE_TRAINING_DOMAIN
+    | SourceFlag.HIGH_UNCERTAINTY
+    | SourceFlag.G_MISMATCH
 )
 """Flag bits that disqualify a source in every preset: NO_PREDICTION, OUTSIDE_TRAINING_DOMAIN,
-HIGH_UNCERTAINTY (bits 18, 16, 17 of `xpengine.features.flags.SourceFlag`; 458752)."""
+HIGH_UNCERTAINTY and (since session 29) G_MISMATCH, a G that disagrees with the star's own XP, by which every
+label was normalised (bits 18, 16, 17, 14 of `xpengine.features.flags.SourceFlag`; 475136)."""
 
 
 _QUALITY = PresetParam(
@@ -40,7 +44,7 @@ _QUALITY = PresetParam(
     DEFAULT_EXCLUDE_FLAGS,
     "",
     "sources with any of these flag bits are dropped (default: NO_PREDICTION | OUTSIDE_TRAINING_DOMAIN "
-    "| HIGH_UNCERTAINTY = 458752; 0 keeps everything)",
+    "| HIGH_UNCERTAINTY | G_MISMATCH = 475136; 0 keeps everything)",
     kind=int,
     minimum=0,
 )
@@ -145,14 +149,14 @@ window, clump +174 K and RGB −30 K (midpoint 72 K), and the ASPCAP labels of t
 validation giants, Bovy-RC +165 K and other giants of logg 2.2–2.8 −19 K (midpoint 73 K).
 The quality cut `exclude_flags` leaves HIGH_UNCERTAINTY out by default: that bit is set mostly by the
 mass and age σ, which this selection does not use, but also by σ(Teff) > 250 K, σ(logg) > 0.4 dex or
-σ([M/H]) > 0.3 dex (the catalogue's flag policy), which bear on the cuts below; exclude_flags=458752
-(NO_PREDICTION | OUTSIDE_TRAINING_DOMAIN | HIGH_UNCERTAINTY) drops those rows too.
+σ([M/H]) > 0.3 dex (the catalogue's flag policy), which bear on the cuts below; exclude_flags=475136
+(NO_PREDICTION | OUTSIDE_TRAINING_DOMAIN | HIGH_UNCERTAINTY | G_MISMATCH) drops those rows too.
 Bovy et al. 2014 cuts ([M/H] stands in for [Fe/H]):
   * 1.8 ≤ logg ≤ 0.0018 dex K^-1 · (Teff − Teff_ref) + 2.5 dex,
     Teff_ref = −382.5 K dex^-1 · [M/H] + 4607 K,
   * Z ≤ 0.06, with Z = 0.017 · 10^[M/H] (Z_sun = 0.017, as in the APOGEE-RC code),
   * Teff − Teff_ref ≥ teff_offset_min (this preset's addition, above),
-  * no flag bit of `exclude_flags` (default NO_PREDICTION | OUTSIDE_TRAINING_DOMAIN, above).
+  * no flag bit of `exclude_flags` (default NO_PREDICTION | OUTSIDE_TRAINING_DOMAIN | G_MISMATCH, above).
 The colour–metallicity cuts need dereddened 2MASS (J−Ks)0, which the catalogue does not hold. Give a
 table with columns source_id and jk0 (mag) as a join (`--join colours=FILE`) and set jk0_view=colours
 to add them:
@@ -163,8 +167,11 @@ extra logg cut of later APOGEE-RC releases (logg ≤ (Teff − 4800 K)/1000 K + 
 Formulas checked against the catalogue's code (github jobovy/apogee, apogee/samples/rc.py,
 `loggteffcut`, `jkzcut`: the rounded constants above follow from its definitions)."""
 
-RC_EXCLUDE_FLAGS: int = int(SourceFlag.NO_PREDICTION | SourceFlag.OUTSIDE_TRAINING_DOMAIN)
-"""The red-clump preset's default quality cut: NO_PREDICTION | OUTSIDE_TRAINING_DOMAIN (327680)."""
+RC_EXCLUDE_FLAGS: int = int(
+    SourceFlag.NO_PREDICTION | SourceFlag.OUTSIDE_TRAINING_DOMAIN | SourceFlag.G_MISMATCH
+)
+"""The red-clump preset's default quality cut: NO_PREDICTION | OUTSIDE_TRAINING_DOMAIN | G_MISMATCH (344064;
+G_MISMATCH since session 29)."""
 
 _RC_PARAMS: tuple[PresetParam, ...] = (
     PresetParam(
@@ -172,8 +179,8 @@ _RC_PARAMS: tuple[PresetParam, ...] = (
         RC_EXCLUDE_FLAGS,
         "",
         "sources with any of these flag bits are dropped (default: NO_PREDICTION | OUTSIDE_TRAINING_DOMAIN "
-        "= 327680; HIGH_UNCERTAINTY, set mostly by the mass/age σ this selection does not use but also by "
-        "large Teff/logg/[M/H] σ, is kept: 458752 drops it too)",
+        "| G_MISMATCH = 344064; HIGH_UNCERTAINTY, set mostly by the mass/age σ this selection does not use "
+        "but also by large Teff/logg/[M/H] σ, is kept: 475136 drops it too)",
         kind=int,
         minimum=0,
     ),
