@@ -32,6 +32,8 @@ def test_the_bluest_colour_follows_teff_logg_and_metallicity(grid):
     poor = bluest_colour(5000 * one, 4.5 * one, 0.2 * one, -2.0 * one, 0.1 * one, grid=grid)
     rich = bluest_colour(5000 * one, 4.5 * one, 0.2 * one, 0.3 * one, 0.1 * one, grid=grid)
     assert rich[0] > poor[0] + 0.02
+    # below the grid's coolest point (2,683 K): the coolest cells' colour, not no bound (+inf)
+    assert np.isfinite(bluest_colour(np.array([2400.0, 2650.0]), grid=grid)).all()
     # unknown logg or [M/H] (NaN, None): any; a NaN Teff: NaN
     assert bluest_colour(5000 * one, np.nan * one, 0.2 * one, None, None, grid=grid)[0] == pytest.approx(
         bluest_colour(5000 * one, grid=grid)[0]
@@ -69,6 +71,13 @@ def test_an_estimate_is_held_to_its_bound():
     assert above.tolist() == [True, False, False, True, True, False, False]
     # far above its bound: near E_c, with about the bound's own σ (not a wall's 0)
     assert 0.0 < e[0] < 0.1 and 0.015 < s[0] < 0.04
+    # a confident estimate far above (an extrapolation's σ): the colour decides, and what is left is
+    # "between 0 and the bound" (a review found 2.00 ± 0.01 against a bound of 0.30 ± 0.03 coming out
+    # 0.48 ± 0.0005, at the end of the sums' range)
+    for value, sigma, e_c, s_c in ((2.0, 0.01, 0.30, 0.03), (1.0, 0.05, 0.20, 0.05), (7.9, 0.3, 0.05, 0.04)):
+        v, sd, up = bound_ebv(np.array([value]), np.array([sigma]), np.array([e_c]), np.array([s_c]))
+        assert up[0] and 0.0 < v[0] < e_c + s_c, (value, v, sd)
+        assert 0.5 * s_c < sd[0] < max(e_c, s_c), (value, v, sd)  # about a flat [0, E_c]'s, never 0
     # far below (beyond 2σ): untouched
     assert (e[1], s[1]) == (0.10, 0.05)
     # within 2σ of its bound: pulled down a little, σ smaller, not flagged
@@ -109,3 +118,22 @@ def test_the_catalogue_ebv_column_is_held_and_flagged(grid):
     one = {k: v[:1] for k, v in means.items()}, {k: v[:1] for k, v in sigmas.items()}
     f2 = bound_model_ebv(DEFAULT_FLAG_POLICY, out2, *one, None, None, np.zeros(1, np.int64))
     assert f2[0] == 0 and out2["ebv"][0] == np.float32(2.0)
+
+
+def test_the_ebv_column_is_held_whatever_the_labels(grid):
+    """The bound needs the star's Teff, logg and [M/H]: they are predicted for it when they are not among
+    the labels (a review found `ebv` unbounded for labels without `teff`, e.g. ebv, mass, age)."""
+    from _sky_inputs import sky_token_batch
+
+    from xpengine.inference.catalogue import CatalogPredictor
+
+    batch = {k: v[:300] for k, v in sky_token_batch("gaia-xp").items()}
+    full = CatalogPredictor("gaia-xp", ["teff", "logg", "m_h", "ebv"], device="cpu")(batch)
+    for labels in (["ebv"], ["ebv", "mass", "age"]):
+        out = CatalogPredictor("gaia-xp", labels, device="cpu")(batch)
+        bounded = has_flag(out["flags"], SourceFlag.EBV_COLOUR_BOUND)
+        same = has_flag(full["flags"], SourceFlag.EBV_COLOUR_BOUND)
+        # the same rows but where float rounding of another pass's token set puts one at the bound
+        assert bounded.sum() > 5 and (bounded != same).sum() <= 3
+        agree = bounded == same
+        np.testing.assert_allclose(out["ebv"][agree], full["ebv"][agree], rtol=1e-3)

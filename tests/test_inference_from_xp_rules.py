@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -83,8 +84,12 @@ def test_a_requested_input_is_not_echoed(gaia_xp) -> None:
     catalogue whose inputs lack logebv, not a damped copy of the input (g_fakemag makes room for it)."""
     batch = {k: v[:200] for k, v in sky_token_batch("gaia-xp").items()}
     base = [t for t in gaia_xp.default_inputs if t != "g_fakemag"]  # room for one more (64 at most)
-    default = CatalogPredictor(gaia_xp, ["teff", "ebv"], device="cpu", inputs=base)
-    with_input = CatalogPredictor(gaia_xp, ["teff", "ebv"], device="cpu", inputs=[*base, "logebv"])
+    # without the colour bound, which holds `ebv` at the pass's own Teff (the input E(B−V) moves Teff)
+    raw = dataclasses.replace(DEFAULT_FLAG_POLICY, ebv_colour_bound=False)
+    default = CatalogPredictor(gaia_xp, ["teff", "ebv"], device="cpu", inputs=base, flag_policy=raw)
+    with_input = CatalogPredictor(
+        gaia_xp, ["teff", "ebv"], device="cpu", inputs=[*base, "logebv"], flag_policy=raw
+    )
     assert "logebv" in with_input.inputs and "logebv" not in default.inputs
     a, b = default(batch), with_input(batch)
     ok = np.isfinite(a["ebv"])

@@ -69,8 +69,8 @@ renumber a bit, only add new ones. Bits 0-15 are set by the feature step (`xpeng
 |     |        |                         |           | isochrone one                                                          |
 | 29  | 536870912 | EBV_COLOUR_BOUND     | catalogue | the E(B−V) (the model's `ebv`, or an input the isochrone fit took) was |
 |     |        |                         |           | above the most the observed BP−RP allows at the predicted Teff, logg   |
-|     |        |                         |           | and [M/H]: it is its normal truncated to [0, bound], as is every one   |
-|     |        |                         |           | within 2σ of its bound (`xpengine.inference.ebv_bound`)                |
+|     |        |                         |           | and [M/H] (E_c + 2σ_c): an extrapolation; the value written is the     |
+|     |        |                         |           | posterior under that soft bound (`xpengine.inference.ebv_bound`)       |
 | 30  | 1073741824 | PARALLAX_CONFLICT   | catalogue | a MASS_AGE_FROM_ISOCHRONES row whose parallax (S/N < 5, in the fit as a|
 |     |        |                         |           | χ² term) no isochrone reconciles with its labels: fitted without it;   |
 |     |        |                         |           | its isochrone distance disagrees with that parallax                    |

@@ -218,19 +218,23 @@ class CatalogPredictor:
             and all(t in learned.outputs for t in ISOCHRONE_INPUTS)
         )
         domain_tokens = ("teff", "logg")
-        # the `ebv` column is held to the bound of the star's colour at its Teff (`ebv_bound`)
-        self._ebv_bound = self.flag_policy.ebv_colour_bound and "teff" in self.request and "bprp" in vocab
-        self._ebv_bound &= "ebv" in self.labels
-        if self._isochrones or self._ebv_bound:
-            from xpengine.inference.isochrone_fit import load_fit_grid
-
-            load_fit_grid()  # now, so that a node without the grid fails at start, not mid-job
         if self._isochrones:
             # and E(B−V) for M_G, unless an input gives it
             domain_tokens = (*ISOCHRONE_INPUTS, *(("logebv",) if "logebv" not in context else ()))
         self._domain_request = [
             t for t in domain_tokens if holds_mass_age and t in learned.outputs and t not in self.request
         ]
+        # the `ebv` column is held to the bound of the star's colour at its labels (`ebv_bound`): they are
+        # predicted for it whether or not they are among the labels (a review found none without `teff`)
+        self._ebv_bound = self.flag_policy.ebv_colour_bound and "ebv" in self.labels and "bprp" in vocab
+        self._ebv_bound &= "teff" in learned.outputs
+        if self._ebv_bound:
+            bound_tokens = [t for t in ISOCHRONE_INPUTS if t in learned.outputs and t not in self.request]
+            self._domain_request += [t for t in bound_tokens if t not in self._domain_request]
+        if self._isochrones or self._ebv_bound:
+            from xpengine.inference.isochrone_fit import load_fit_grid
+
+            load_fit_grid()  # now, so that a node without the grid fails at start, not mid-job
         # a requested token that is also an input is asked for in a pass of its own without it (else the
         # model echoes a damped copy of its input: e.g. `ebv` with logebv among the inputs)
         self._echo_inputs = {

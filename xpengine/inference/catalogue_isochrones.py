@@ -166,11 +166,6 @@ def isochrone_step(
     held = given if "ebv" in out else np.ones(n, bool)
     held &= policy.ebv_colour_bound
     ebv, ebv_err, hit = _held_to_colour(policy, ebv, ebv_err, held, means, sigmas, bprp, bprp_error)
-    fitted = ((flags & int(SourceFlag.OUTSIDE_TRAINING_DOMAIN)) != 0) & (
-        (flags & int(SourceFlag.NO_PREDICTION)) == 0
-    )
-    flags = flags.copy()
-    flags[hit & fitted] |= int(SourceFlag.EBV_COLOUR_BOUND)
     k_g, k_c = extinction_coefficients(policy, ebv, *map(means.get, ISOCHRONE_INPUTS))
     abs_g = absolute_g_inputs(g, *dist, by_parallax, ebv, ebv_err, k_g)
     bprp0, bprp0_error = (None, None)
@@ -188,6 +183,12 @@ def isochrone_step(
     flags, post_g, post_g_error = isochrone_mass_age(
         policy, out, means, sigmas, flags, abs_g, sky, device, colour, ebv_given=given
     )
+    # a held E(B−V) is flagged where the fit took it: an input's where it entered (ISOCHRONE_INPUT_EBV),
+    # the model's raw one (no `ebv` column, which `bound_model_ebv` flags) where the fit answered
+    took = np.where(given, SourceFlag.ISOCHRONE_INPUT_EBV, SourceFlag.MASS_AGE_FROM_ISOCHRONES).astype(
+        np.int64
+    )
+    flags[hit & ((flags & took) != 0)] |= int(SourceFlag.EBV_COLOUR_BOUND)
     with np.errstate(invalid="ignore", over="ignore"):
         d = 10.0 ** ((sky[0] - post_g) / 5.0 + 1.0)  # G₀ is NaN where the star has a parallax M_G
         d_err = d * np.log(10.0) / 5.0 * np.hypot(post_g_error, k_g * ebv_err)
@@ -198,12 +199,14 @@ def isochrone_step(
 
 def _held_to_colour(policy, ebv, ebv_err, rows, means, sigmas, bprp, bprp_error):
     """E(B−V), σ (N,) with those of `rows` held to the bound of the stars' observed colour and predicted
-    Teff (`ebv_bound`), and (N,) bool where that changed them; unchanged without a colour or a Teff."""
+    labels (`ebv_bound`), and (N,) bool where the estimate was above it (flag EBV_COLOUR_BOUND); unchanged
+    without a colour or a Teff. E(BP−RP)/E(B−V) is taken at the estimate clipped to 0–0.5 mag, where a
+    held value lands (at 7.9 mag it is 15 % lower for a B star, a looser bound)."""
     from xpengine.inference.ebv_bound import bound_ebv, colour_ebv_bound
 
     if bprp is None or "teff" not in means:
         return ebv, ebv_err, np.zeros(ebv.shape[0], bool)
-    _, k_c = extinction_coefficients(policy, ebv, *map(means.get, ISOCHRONE_INPUTS))
+    _, k_c = extinction_coefficients(policy, np.clip(ebv, 0.0, 0.5), *map(means.get, ISOCHRONE_INPUTS))
     err = np.zeros(ebv.shape[0]) if bprp_error is None else bprp_error
     labels = [a for t in ("logg", "m_h") for a in (means.get(t), sigmas.get(t))]
     e_c, sigma_c = colour_ebv_bound(means["teff"], sigmas["teff"], bprp, err, k_c, *labels)

@@ -20,9 +20,10 @@ the isochrone fit takes it.
 `bound_ebv` treats the estimate (value ± σ) as a normal likelihood and the bound as the probability
 Φ((E_c − E) / σ_c) that a true E(B−V) of E is allowed, on E ≥ 0: where more than 2.3 % of the normal lies
 above E_max (E_max − value < 2σ), value and σ become that posterior's mean and standard deviation; elsewhere
-nothing changes. An estimate far above its bound comes out near E_c ± σ_c (the bound's own uncertainty, not
-a wall's). The rows whose estimate itself was above E_max are flagged EBV_COLOUR_BOUND: there the estimate
-is impossible, not just uncertain.
+nothing changes. An estimate above E_max is flagged EBV_COLOUR_BOUND: it is impossible, not just uncertain,
+an extrapolation whose σ is not to be trusted either, so its σ is first widened to at least
+(value − E_c) / 2 (the colour then decides: it comes out near E_c ± σ_c, the bound's own uncertainty; a
+confident estimate far above would otherwise outweigh the bound's Gaussian tail).
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ def bluest_colour(
     t = np.asarray(teff_max, dtype=np.float64)
     n = t.shape[0]
     nan = np.full(n, np.nan)
-    ti = np.clip(np.floor((np.where(np.isfinite(t), t, _T0) - _T0) / _DT), 0, nt - 1).astype(np.int64)
+    coolest = int(np.argmax(np.isfinite(table).any(axis=(1, 2))))  # the first cell that holds a point
+    ti = np.clip(np.floor((np.where(np.isfinite(t), t, _T0) - _T0) / _DT), coolest, nt - 1).astype(np.int64)
     g0, g1 = _window(
         nan if logg is None else logg, nan if logg_error is None else logg_error, _G0, _DG, ng, _DG
     )
@@ -145,6 +147,7 @@ def bound_ebv(ebv, ebv_error, e_c, sigma_c) -> tuple[np.ndarray, np.ndarray, np.
     e = np.asarray(ebv, dtype=np.float64).copy()
     s = np.asarray(ebv_error, dtype=np.float64).copy()
     bc, bs = (np.asarray(a, dtype=np.float64) for a in (e_c, sigma_c))
+    bs = np.maximum(bs, 1e-3)  # a bound known to better than 1 mmag is not (and σ_c 0 would divide by 0)
     m = np.maximum(bc + BOUND_SIGMA * bs, 0.0)
     with np.errstate(invalid="ignore"):
         has_sigma = np.isfinite(s) & (s > 0)
@@ -152,11 +155,12 @@ def bound_ebv(ebv, ebv_error, e_c, sigma_c) -> tuple[np.ndarray, np.ndarray, np.
         above = np.isfinite(e) & (e > m)
     rows = np.flatnonzero(near & has_sigma)
     if rows.size:
-        # E ≥ 0 up to where both the bound and the estimate have left nothing
-        hi = np.minimum(m[rows] + 4.0 * bs[rows], np.maximum(e[rows], 0.0) + 8.0 * s[rows])
+        # an estimate above E_max: its σ widened (module docstring); then Φ leaves nothing beyond E_c + 8σ_c
+        wide = np.where(above[rows], np.maximum(s[rows], (e[rows] - bc[rows]) / BOUND_SIGMA), s[rows])
+        hi = np.maximum(bc[rows] + 8.0 * bs[rows], 4.0 * bs[rows])
         x = np.linspace(0.0, 1.0, _NODES)[None, :] * hi[:, None]
         z = torch.from_numpy((bc[rows, None] - x) / bs[rows, None])
-        logw = -0.5 * ((x - e[rows, None]) / s[rows, None]) ** 2 + torch.special.log_ndtr(z).numpy()
+        logw = -0.5 * ((x - e[rows, None]) / wide[:, None]) ** 2 + torch.special.log_ndtr(z).numpy()
         w = np.exp(logw - logw.max(axis=1, keepdims=True))
         w[:, [0, -1]] *= 0.5  # the trapezoid rule
         w /= w.sum(axis=1, keepdims=True)

@@ -237,9 +237,28 @@ def fit_isochrones(
         wide &= np.isfinite(out["mass"])  # a star the coarse grid misses is tried on the fine one
     if (fitted & ~wide).any():
         _posterior(grid, np.flatnonzero(fitted & ~wide), value, sigma, used, out, tables, device, colour)
-    # a star no isochrone fits is tried again, dropping one input at a time, then both: first its colour
-    # (a blend, labels far off, or a wrong E(B−V)), then a predicted logg that no isochrone reconciles with
-    # the measured M_G (the measurement wins), then the two
+    without_colour, without_parallax = _refit_lost(
+        grid, fitted, value, sigma, used, out, tables, device, colour
+    )
+    # the age nodes' spacing is the least σ the grid can resolve (a uniform cell's σ, in quadrature): at the
+    # σ floors a hot star's ln age came out ± 0.0000 (session-29 review)
+    out["ln_age_error"] = np.hypot(out["ln_age_error"], _LN_AGE_CELL_SIGMA)
+    out["age"] = np.exp(out["ln_age"])
+    out["age_error"] = out["age"] * out["ln_age_error"]
+    out["bp_rp0_used"] = used["bp_rp0"] & np.isfinite(out["mass"]) & ~without_colour
+    out["parallax_dropped"] = without_parallax
+    return out
+
+
+def _refit_lost(
+    grid, fitted, value, sigma, used, out, tables, device, colour
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fit again the stars no isochrone fits (`fitted` rows whose mass is NaN in `out`), dropping one input
+    at a time, then two: first the colour (a blend, labels far off, or a wrong E(B−V)), then a predicted
+    logg that no isochrone reconciles with the measured M_G (the measurement wins), then both; then a
+    parallax χ², then it and the colour. Returns (N,) bool: answered without the colour, without the
+    parallax (only refits that succeeded count)."""
+    n = fitted.shape[0]
     coloured = np.zeros(n, bool) if colour is None else np.isfinite(colour[0])
     no = lambda *ks: {**used, **{k: np.zeros(n, bool) for k in ks}}  # noqa: E731
     without_colour, without_parallax = np.zeros(n, bool), np.zeros(n, bool)
@@ -254,19 +273,11 @@ def fit_isochrones(
         if lost.any():
             c = None if drop_colour else colour
             _posterior(grid, np.flatnonzero(lost), value, sigma, keys, out, tables, device, c)
-            # only a refit that succeeded answers without the colour / the parallax
             if drop_colour:
                 without_colour |= lost & np.isfinite(out["mass"])
             if drop_parallax:
                 without_parallax |= lost & np.isfinite(out["mass"])
-    # the age nodes' spacing is the least σ the grid can resolve (a uniform cell's σ, in quadrature): at the
-    # σ floors a hot star's ln age came out ± 0.0000 (session-29 review)
-    out["ln_age_error"] = np.hypot(out["ln_age_error"], _LN_AGE_CELL_SIGMA)
-    out["age"] = np.exp(out["ln_age"])
-    out["age_error"] = out["age"] * out["ln_age_error"]
-    out["bp_rp0_used"] = used["bp_rp0"] & np.isfinite(out["mass"]) & ~without_colour
-    out["parallax_dropped"] = without_parallax
-    return out
+    return without_colour, without_parallax
 
 
 def _posterior(

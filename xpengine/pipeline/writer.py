@@ -324,7 +324,8 @@ class CatalogWriter(LockHolder):
         except OSError as exc:  # a full disk, a quota: one line naming the file, not a traceback
             raise OutputNotWritableError(
                 f"writing {self.display(path)} failed ({exc}); the partitions written before it are kept: "
-                "make room (or choose another --output) and rerun the same command to resume"
+                "fix the cause (space, quota, permissions) or choose another --output, and rerun the same "
+                "command to resume"
             ) from exc
 
     def _write_table(self, path: str, table: pa.Table) -> None:
