@@ -209,7 +209,7 @@ def test_18_sco_through_from_xp_gets_the_isochrone_mass() -> None:
     assert none["mass"] == plain["mass"] and none["mass_error"] == plain["mass_error"]
     assert not has_flag(none["flags"], SourceFlag.ISOCHRONE_INPUT_EBV)
     # an E(B−V) of 3 or 4 mag is more than 18 Sco's colour allows (BP−RP 0.81 at 5,800 K: ~0.1 at most):
-    # both are held to that bound (EBV_COLOUR_BOUND), so both give one answer; the bounded value dereddens
+    # both are held to that bound (EBV_COLOUR_BOUND), so both give about one answer; the held value dereddens
     # its G for the isochrone distance, so it is flagged as entering (since session 29; before, 3 and 4 mag
     # made a (BP−RP)₀ no isochrone meets and the star was refitted without it, its distance 5 mag off)
     wrong = [p.from_xp(xp, labels=labels, ebv=e, ebv_error=0.01).iloc[0] for e in (3.0, 4.0)]
@@ -217,7 +217,9 @@ def test_18_sco_through_from_xp_gets_the_isochrone_mass() -> None:
         assert has_flag(row["flags"], SourceFlag.MASS_AGE_FROM_ISOCHRONES | SourceFlag.EBV_COLOUR_BOUND)
         assert has_flag(row["flags"], SourceFlag.ISOCHRONE_INPUT_EBV)
         assert 8 < row["distance_pc"] < 25  # 14.1 pc; with 3 mag unbounded it came out 0.4 pc
-    assert wrong[0]["mass"] == wrong[1]["mass"] and wrong[0]["distance_pc"] == wrong[1]["distance_pc"]
+    # (their σ is widened to (E − E_c)/2 before the bound, so the two differ a little)
+    assert abs(wrong[0]["mass"] - wrong[1]["mass"]) < 0.05 * wrong[0]["mass_error"]
+    assert wrong[0]["distance_pc"] == pytest.approx(wrong[1]["distance_pc"], rel=0.01)
     # the model's own fit (no isochrones) never carries it, whatever the input
     own = p.from_xp(xp, labels=labels, ebv=0.005, ebv_error=0.005, flag_policy=MODEL_ONLY).iloc[0]
     assert not has_flag(own["flags"], SourceFlag.ISOCHRONE_INPUT_EBV)
