@@ -202,21 +202,10 @@ def fit_isochrones(
     if bp_rp0 is not None:
         value["bp_rp0"] = np.asarray(bp_rp0, dtype=np.float64)
         sigma["bp_rp0"] = _colour_sigma(bp_rp0_error, n)
-    if distance_prior is not None:
-        distance_prior = np.asarray(distance_prior, dtype=np.float32)
-        if distance_prior.shape != (n, M_NODES.size):
-            raise ValueError(
-                f"distance_prior: expected shape ({n}, {M_NODES.size}) (stars × galactic_prior.M_NODES), "
-                f"got {distance_prior.shape}"
-            )
+    distance_prior = _node_table("distance_prior", distance_prior, n)
     used = {k: np.isfinite(value[k]) & np.isfinite(sigma[k]) for k in value}
+    parallax_chi2 = _node_table("parallax_chi2", parallax_chi2, n)
     if parallax_chi2 is not None:
-        parallax_chi2 = np.asarray(parallax_chi2, dtype=np.float32)
-        if parallax_chi2.shape != (n, M_NODES.size):
-            raise ValueError(
-                f"parallax_chi2: expected shape ({n}, {M_NODES.size}) (stars × galactic_prior.M_NODES), "
-                f"got {parallax_chi2.shape}"
-            )
         used["parallax"] = np.isfinite(parallax_chi2).all(axis=1)
         parallax_chi2 = np.where(used["parallax"][:, None], parallax_chi2, np.float32(0.0))
     else:
@@ -248,6 +237,18 @@ def fit_isochrones(
     out["bp_rp0_used"] = used["bp_rp0"] & np.isfinite(out["mass"]) & ~without_colour
     out["parallax_dropped"] = without_parallax
     return out
+
+
+def _node_table(name: str, table: np.ndarray | None, n: int) -> np.ndarray | None:
+    """A per-star table on `galactic_prior.M_NODES` as float32, or ValueError naming a wrong shape."""
+    if table is None:
+        return None
+    table = np.asarray(table, dtype=np.float32)
+    if table.shape != (n, M_NODES.size):
+        raise ValueError(
+            f"{name}: expected shape ({n}, {M_NODES.size}) (stars × galactic_prior.M_NODES), got {table.shape}"
+        )
+    return table
 
 
 def _refit_lost(
