@@ -215,8 +215,9 @@ def _held_to_colour(policy, ebv, ebv_err, rows, means, sigmas, bprp, bprp_error)
 
 def bound_model_ebv(policy, out, means, sigmas, bprp, bprp_error, flags) -> np.ndarray:
     """The catalogue's `ebv` column (the model's E(B−V)) and its σ held, in place in `out`, to the most
-    the star's observed BP−RP allows at its predicted Teff (`xpengine.inference.ebv_bound`); returns the
-    flags with EBV_COLOUR_BOUND on the rows it changed. Nothing without an `ebv` column or a colour."""
+    the star's observed BP−RP allows at its predicted labels (`xpengine.inference.ebv_bound`); returns the
+    flags with EBV_COLOUR_BOUND on the rows whose E(B−V) was above that bound. Nothing without an `ebv`
+    column or a colour."""
     if "ebv" not in out:
         return flags
     e, s = (out[k].astype(np.float64) for k in ("ebv", "ebv_error"))
