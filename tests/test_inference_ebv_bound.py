@@ -32,6 +32,13 @@ def test_the_bluest_colour_follows_teff_logg_and_metallicity(grid):
     poor = bluest_colour(5000 * one, 4.5 * one, 0.2 * one, -2.0 * one, 0.1 * one, grid=grid)
     rich = bluest_colour(5000 * one, 4.5 * one, 0.2 * one, 0.3 * one, 0.1 * one, grid=grid)
     assert rich[0] > poor[0] + 0.02
+    # a star whose logg window holds no point as cool (Proxima as the model sees it: 3,321 K, logg 1.2 ±
+    # 1.4) falls back to any point's colour, 1 mag bluer than the window's at 3,375 K: the Teff's σ term
+    # of the bound's σ is never negative (it was |2.6 − 3.6|, σ_c 0.86 mag)
+    e_c, s_c = colour_ebv_bound(
+        [3321.0], [78.0], [3.8], [0.01], [1.21], [1.22], [1.4], [-0.79], [0.26], grid=grid
+    )
+    assert 0.5 < e_c[0] < 1.2 and s_c[0] < 0.2
     # below the grid's coolest point (2,683 K): the coolest cells' colour, not no bound (+inf)
     assert np.isfinite(bluest_colour(np.array([2400.0, 2650.0]), grid=grid)).all()
     # unknown logg or [M/H] (NaN, None): any; a NaN Teff: NaN

@@ -125,7 +125,11 @@ def colour_ebv_bound(
     with np.errstate(invalid="ignore", divide="ignore"):
         blue = bluest_colour(t, *labels)
         scale = blue - bluest_colour(t, *labels, less_scatter=True)
-        hotter = blue - bluest_colour(t + np.where(np.isfinite(st), np.abs(st), 0.0), *labels)
+        # (never negative: where no point of the star's logg and [M/H] is as cool, `bluest_colour` falls
+        # back to any point's, which can make the hotter Teff's colour the redder one)
+        hotter = np.maximum(
+            blue - bluest_colour(t + np.where(np.isfinite(st), np.abs(st), 0.0), *labels), 0.0
+        )
         sigma = np.sqrt(np.where(np.isfinite(sc), sc, 0.0) ** 2 + scale**2 + hotter**2) / k
         e_c = (c - blue) / k
         ok = np.isfinite(e_c) & np.isfinite(sigma) & (k > 0)
