@@ -482,3 +482,31 @@ def test_an_input_unlike_its_listed_md5_fails_its_partition(tmp_path):
     assert isinstance(why, str) and "_MD5SUM.txt lists" in why and str(xp) in why
     # without checksums (the job's `checksum: false`) nothing is read, nothing compared
     assert isinstance(_input_fingerprints_unless_changed(task, None, False), dict)
+
+
+def test_a_link_re_pointed_since_the_read_is_another_input(tmp_path):
+    """Inputs are compared by the file the record's name led to when it was read: a link re-pointed since,
+    to a file of the same size and mtime, is refused whatever name the rerun gives (helper-85's F7:
+    comparing where the names lead now accepted it); the file actually read is still the same input."""
+    v1, v2 = tmp_path / "v1", tmp_path / "v2"
+    v1.mkdir()
+    shutil.copy(GAIA_XP / STAR, v1 / "x.csv")
+    shutil.copytree(v1, v2)
+    text = (v2 / "x.csv").read_text()
+    i = text.index("(", text.index("\n")) + 1
+    (v2 / "x.csv").write_text(text[:i] + ("9" if text[i] != "9" else "1") + text[i + 1 :])
+    st = (v1 / "x.csv").stat()
+    os.utime(v2 / "x.csv", ns=(st.st_atime_ns, st.st_mtime_ns))
+    current = tmp_path / "current"
+    current.symlink_to(v1, target_is_directory=True)
+    w = CatalogWriter(str(tmp_path / "out"))
+    _write_done(w, PartitionTask(name="A", xp=str(current / "x.csv")), OLD)
+    w.write_job(OLD)
+    current.unlink()
+    current.symlink_to(v2, target_is_directory=True)
+    for name in (current / "x.csv", v2 / "x.csv"):
+        with pytest.raises(JobError, match=r"input xp changed: .* \(read as .*v1/x\.csv, now .*v2/x\.csv\)"):
+            _check_resume(w, [PartitionTask(name="A", xp=str(name))], OLD, overwrite=False)
+    assert set(_check_resume(w, [PartitionTask(name="A", xp=str(v1 / "x.csv"))], OLD, overwrite=False)) == {
+        "A"
+    }

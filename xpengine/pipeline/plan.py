@@ -236,6 +236,9 @@ def _input_fingerprints(task: PartitionTask) -> dict[str, Any]:
         "gaia_source": task.gaia,
         "xp_file": _file_fingerprint(task.xp),
         "gaia_source_file": _file_fingerprint(task.gaia),
+        # the file each name led to when it was read (a link re-pointed since is another input)
+        "xp_location": list(_location(task.xp)) if task.xp else None,
+        "gaia_source_location": list(_location(task.gaia)) if task.gaia else None,
     }
     if task.own:  # the XP file's own side columns, used (since session 26)
         out["xp_file_own_columns"] = list(task.own)
@@ -258,10 +261,16 @@ def _input_change(task: PartitionTask, rec: dict[str, Any], checksum: bool) -> s
         ("xp_file_own_columns", task.xp),  # a file's own G, parallax, J/H/Ks, used since session 26
     ):
         o, n = was.get(key), now.get(key)
-        if key in ("xp", "gaia_source") and isinstance(o, str) and isinstance(n, str):
-            o, n = _location(o), _location(n)  # one file however spelled: relative, `..`, a link, file://
+        where = f" ({url})" if key.endswith(("_file", "_columns")) else ""
+        if key in ("xp", "gaia_source") and isinstance(n, str):
+            # one file however spelled (relative, `..`, a link, file://): compared by the file the record's
+            # name led to when it was read (since session 29; before, by where it leads now)
+            read_as = was.get(f"{key}_location")
+            o = list(read_as) if read_as else (_location(o) if isinstance(o, str) else o)
+            n = list(_location(n))
+            o = list(o) if isinstance(o, tuple) else o
+            where = f" (read as {o[1] if isinstance(o, list) else o}, now {n[1]})"
         if o != n:
-            where = f" ({url})" if key.endswith(("_file", "_columns")) else ""
             return f"input {key} changed: {was.get(key)} → {now.get(key)}{where}"
     if checksum:
         from xpengine.io.partitions import md5_of
