@@ -265,10 +265,8 @@ def _input_change(task: PartitionTask, rec: dict[str, Any], checksum: bool) -> s
         if key in ("xp", "gaia_source") and isinstance(n, str):
             # one file however spelled (relative, `..`, a link, file://): compared by the file the record's
             # name led to when it was read (since session 29; before, by where it leads now)
-            read_as = was.get(f"{key}_location")
-            o = list(read_as) if read_as else (_location(o) if isinstance(o, str) else o)
-            n = list(_location(n))
-            o = list(o) if isinstance(o, tuple) else o
+            read_as = was.get(f"{key}_location") or (list(_location(o)) if isinstance(o, str) else o)
+            o, n = read_as, now[f"{key}_location"]
             where = f" (read as {o[1] if isinstance(o, list) else o}, now {n[1]})"
         if o != n:
             return f"input {key} changed: {was.get(key)} → {now.get(key)}{where}"

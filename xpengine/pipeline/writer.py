@@ -193,7 +193,7 @@ class CatalogWriter(LockHolder):
         catalogue (or `_rejected/`) file whose footer cannot be read or whose row count is not its
         record's (cut short or rewritten outside the job; until session 29 resume kept it). Their files
         and records are removed, with a warning naming the file, so that the job redoes them."""
-        import pyarrow.fs as pafs
+        from xpengine.pipeline.duplicates import remove_partition_files  # (it imports this module)
 
         kept = dict(done)
         for name in sorted(set(done) & planned):
@@ -215,9 +215,7 @@ class CatalogWriter(LockHolder):
             if why is None:
                 continue
             log.warning("partition %s is redone: %s", name, why)
-            for path in (self.catalog_path(name), self.rejected_path(name), self.manifest_path(name)):
-                if self.fs.get_file_info(path).type == pafs.FileType.File:
-                    self.fs.delete_file(path)
+            remove_partition_files(self, name, manifest=True)
             del kept[name]
         return kept
 
