@@ -165,8 +165,11 @@ def test_fault_drill(tmp_path, sky_dir, tiny_sky_model):
             break
         time.sleep(0.2)
     assert job.poll() is None, "the job finished before it could be killed:\n" + job.stdout.read()
-    # held after exactly one partition: the job never reached its end (duplicates, summary)
-    assert len(_done_partitions(out)) == 1 and not (out / "_SUMMARY.json").exists()
+    # held after exactly one partition: the job never reached its end (duplicates, summary); its
+    # _SUMMARY.json says a run is under way (since session 30), and stays so after the kill below
+    assert len(_done_partitions(out)) == 1
+    running = json.loads((out / "_SUMMARY.json").read_text())
+    assert running["status"] == "running" and running["pid"] == job.pid
     ray_procs = psutil.Process(job.pid).children(recursive=True)
     job.send_signal(signal.SIGKILL)
     job.wait(timeout=30)
@@ -190,6 +193,7 @@ def test_fault_drill(tmp_path, sky_dir, tiny_sky_model):
     rerun = _run_job(args, timeout=300)
     assert rerun.returncode == 1, rerun.stdout + rerun.stderr
     summary = json.loads((out / "_SUMMARY.json").read_text())
+    assert summary["status"] == "finished"
     assert len(summary["partitions_skipped"]) == len(kept)
     assert list(summary["partitions_failed"]) == [CORRUPT]
     assert summary["duplicates"]["sources"] == 1

@@ -21,6 +21,7 @@ __all__ = [
     "PAPER_VOCABULARY",
     "Token",
     "Vocabulary",
+    "canonical_token_set",
     "paper_vocabulary",
 ]
 
@@ -215,3 +216,24 @@ def paper_vocabulary(n_bp: int = 55, n_rp: int = 55) -> Vocabulary:
 
 
 PAPER_VOCABULARY: Vocabulary = paper_vocabulary()
+
+
+def canonical_token_set(tokens: list[str]) -> list[str]:
+    """Context tokens as the job identity (`xpengine.pipeline.identity`) compares them: the model's context
+    is an unordered set (the transformer has no positional encoding, `xpengine.model.transformer`), so two
+    spellings of one set are one context. Ranges such as `bp0..29` (a record that kept the option as given) are expanded as
+    `Vocabulary.select` does for a vocabulary that has them, duplicates dropped, and the names sorted
+    by their text and trailing number (`bp2` before `bp10`)."""
+    names: set[str] = set()
+    for item in tokens:
+        m = _RANGE.match(str(item))
+        if m:
+            names.update(f"{m['prefix']}{i}" for i in range(int(m["start"]), int(m["end"]) + 1))
+        else:
+            names.add(str(item))
+
+    def key(name: str) -> tuple[str, int]:
+        m = re.fullmatch(r"(.*?)(\d+)", name)
+        return (m[1], int(m[2])) if m else (name, -1)
+
+    return sorted(names, key=key)

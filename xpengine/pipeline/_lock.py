@@ -248,6 +248,25 @@ class LockHolder:
                 f.truncate()
                 f.write(self._lock_payload())
 
+    def confirm_lock(self) -> None:
+        """Raise OutputLockedError (and mark the lock lost) unless the lock file still holds this job's
+        token; nothing to check for a writer without a lock. `_atomic_write` calls it just before a write
+        becomes visible: a job paused (SIGSTOP, a frozen machine) past `stale_after_s` and taken over
+        meanwhile wakes with its heartbeat thread not yet run, and wrote one more file into the other
+        job's output (helper-84's D4, session 29)."""
+        if self._lock_token is None:
+            return
+        with self._beat_mutex:  # never while this job's own heartbeat rewrites the file in place
+            if self.lock_lost:
+                raise OutputLockedError(self.lock_lost)
+            seen = self._read_lock_file()
+            if seen is None:  # another job may be checking it aside for a moment (`_remove_lock_if`)
+                time.sleep(0.2)
+                seen = self._read_lock_file()
+            token = None if seen is None else seen.holder.get("token")
+            if token != self._lock_token:
+                raise self._lost("its lock file is gone" if seen is None else f"it now holds token {token}")
+
     def _lost(self, why: str) -> OutputLockedError:
         """Mark this job's lock lost (its writer writes nothing more) and return the error saying so."""
         self.lock_lost = (

@@ -75,6 +75,15 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
         "(default: URL, size and mtime only)",
     )
     p.add_argument(
+        "--allow-code-change",
+        dest="allow_code_change",
+        action="store_true",
+        default=None,
+        help="resume an output whose finished partitions were made with other xpengine code (another "
+        "version or any edit to its source; refused by default, so that no catalogue mixes code silently); "
+        "each partition's manifest record names the code that made it",
+    )
+    p.add_argument(
         "--actors", type=int, help="predictor actors (default: one per GPU, else the node's CPUs / threads)"
     )
     p.add_argument(

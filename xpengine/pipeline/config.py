@@ -256,6 +256,9 @@ class InferenceConfig:
     # on resume, read every finished partition's inputs again and compare their md5 with the record (off:
     # URL, size and mtime only, as make and rsync do; on, a resume over all of DR3 re-reads its inputs)
     verify_inputs: bool = False
+    # on resume, keep finished partitions made with other xpengine code (the job's identity holds the
+    # package's source digest, `code_identity`; each partition's record keeps the code that made it)
+    allow_code_change: bool = False
     # the stars are real: mass and age σ carry the model's sim-to-real term (`calibration.json` format 4,
     # `xpengine.model.calibration.SimToReal`); false only for simulated skies, whose σ are scored as
     # calibrated on simulated stars

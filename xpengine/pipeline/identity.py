@@ -13,6 +13,8 @@ from typing import Any
 from xpengine.catalog.flag_policy import POLICY_BEFORE
 from xpengine.catalog.schema import MASS_AGE_LABELS, catalog_schema
 from xpengine.features.flags import FLAG_RULES
+from xpengine.features.vocabulary import canonical_token_set as _canonical_inputs
+from xpengine.pipeline.code_identity import CODE_KEY, code_identity, describe_code
 from xpengine.pipeline.finish import remove_partition_files
 from xpengine.pipeline.model_files import (  # the model's provenance lives there; re-exported for the job
     MODEL_FILES_DETAIL,
@@ -58,31 +60,6 @@ def _side_table(key: str, url: str | None) -> dict[str, Any] | None:
         raise JobError(f"--{key} {url}: {exc}") from exc
 
 
-def _canonical_inputs(tokens: list[str]) -> list[str]:
-    """Context tokens as the job identity compares them: the model's context is an unordered set (the
-    transformer has no positional encoding, `xpengine.model.transformer`), so two spellings of one set
-    are one context. Ranges such as `bp0..29` (a record that kept the option as given) are expanded as
-    `Vocabulary.select` does for a vocabulary that has them, duplicates dropped, and the names sorted
-    by their text and trailing number (`bp2` before `bp10`)."""
-    import re
-
-    from xpengine.features.vocabulary import _RANGE
-
-    names: set[str] = set()
-    for item in tokens:
-        m = _RANGE.match(str(item))
-        if m:
-            names.update(f"{m['prefix']}{i}" for i in range(int(m["start"]), int(m["end"]) + 1))
-        else:
-            names.add(str(item))
-
-    def key(name: str) -> tuple[str, int]:
-        m = re.fullmatch(r"(.*?)(\d+)", name)
-        return (m[1], int(m[2])) if m else (name, -1)
-
-    return sorted(names, key=key)
-
-
 def _job_identity(labels: list[str], provenance: dict[str, Any], cfg: Any = None) -> dict[str, Any]:
     """What makes two runs' rows belong in one catalogue: the same model weights and model files (every
     file the Predictor reads: config, vocabulary, standardization, provenance, calibration), labels and
@@ -95,6 +72,7 @@ def _job_identity(labels: list[str], provenance: dict[str, Any], cfg: Any = None
         "schema": _schema_fingerprint(labels),
         "sigma": sigma_identity(provenance),
         "flag_rules": FLAG_RULES,
+        CODE_KEY: code_identity(),  # any change to the package's source (session 30)
     }
     if provenance.get(MODEL_FILES_KEY):
         identity[MODEL_FILES_KEY] = provenance[MODEL_FILES_KEY]
@@ -147,7 +125,15 @@ _IDENTITY_NAMES = {
     "isochrone_grid": "isochrone grid",
     "extinction_table": "extinction coefficients",
     "flag_rules": "flag rules (the bits the catalogue sets; a record without them is older)",
+    CODE_KEY: "code",
 }
+_CODE_DIFF = f"{_IDENTITY_NAMES[CODE_KEY]} xpengine"  # how a difference in code begins
+
+
+def _code_only(diff: list[str]) -> bool:
+    return all(d.startswith(_CODE_DIFF) for d in diff)
+
+
 _WHERE_USED = ("isochrone_grid", "extinction_table")  # absent from a job whose policy does not use it
 # recorded since: a catalogue from before (σ: session 12) does not know them, so they are not refused.
 # Not so the model files (MODEL_FILES_KEY): a record without them is refused unless `with_model_files`
@@ -161,6 +147,7 @@ _RECORDED_LATER = (
     "context_inputs",
     "flag_policy",
     "compact_side_tables",
+    CODE_KEY,  # session 30
     *_WHERE_USED,
 )
 
@@ -169,6 +156,8 @@ def _describe(key: str, o: Any, n: Any) -> tuple[Any, Any]:
     """The old and new values of an identity key as the refusal shows them."""
     if key == "model_sha256":
         return (o or "unknown")[:12], (n or "unknown")[:12]
+    if key == CODE_KEY:
+        return describe_code(o), describe_code(n)
     if key in ("tmass_table", "ebv_table"):
 
         def one(v: Any) -> str:
@@ -192,9 +181,13 @@ def _isochrones(record: dict[str, Any]) -> bool:
     return isinstance(policy, dict) and bool(policy.get("mass_age_from_isochrones")) and with_mass_age
 
 
-def _identity_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+def _identity_differences(
+    old: dict[str, Any], new: dict[str, Any], ignore: tuple[str, ...] = ()
+) -> list[str]:
     out = []
     for key, what in _IDENTITY_NAMES.items():
+        if key in ignore:
+            continue
         if key == "flag_policy" and key not in old and isinstance(new.get(key), dict):
             # a record from before the policy was kept: it wrote the model's mass and age everywhere,
             # with the constant extinction coefficients (`POLICY_BEFORE`)
@@ -270,6 +263,7 @@ def _check_resume(
     *,
     checksum: bool = False,
     model_modified: float | None = None,
+    allow_code_change: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Done partitions that may be kept. Refuses (JobError) an output made with another model (weights
     or any other model file), labels, schema, σ, side tables, context inputs or flag policy, a finished
@@ -284,27 +278,29 @@ def _check_resume(
     does the rest. Planned partitions of another job beside a `_JOB.json` of this one (left by a killed
     `--overwrite` of an earlier version) are redone, not kept. A done partition that is a planned one
     under an earlier version's name (`_renamed`) is removed, with or without `overwrite`, once nothing
-    is refused: the planned partition is done under its name now."""
+    is refused: the planned partition is done under its name now. `allow_code_change` keeps partitions
+    made with other xpengine code (`code_identity`; their records keep theirs)."""
+    ignore = (CODE_KEY,) if allow_code_change else ()
     done = writer.done_records()
     job = _job_as_known(writer.read_job(), identity, done, model_modified)
     planned = {t.name: t for t in tasks}
     renamed = _renamed(done, tasks)
-    job_diff = _identity_differences(job, identity) if job is not None else []
+    job_diff = _identity_differences(job, identity, ignore) if job is not None else []
     problems: list[str] = []
     if job_diff:
         problems.append(f"the catalogue was made with another {'; '.join(job_diff)}")
     elif job is None and done:
         problems.append("the output holds partitions without a job record (another program or version)")
-    run = _interrupted_overwrite(job, identity)
+    run = _interrupted_overwrite(job, identity, ignore)
     # md5s are read again only where a partition could be kept: not by an --overwrite that redoes all
     checksum = checksum and (run is not None or not overwrite)
     changed: dict[str, str] = {}  # finished partitions that may not be kept, and why
     left_over: set[str] = set()
     for name, rec in sorted(done.items()):
         rec_job = with_model_files(rec.get("job") or {}, identity, made_at(rec), model_modified)
-        diff = _identity_differences(rec_job, identity)
-        if diff and job is not None and not job_diff and name in planned:
-            left_over.add(name)
+        diff = _identity_differences(rec_job, identity, ignore)
+        if diff and job is not None and not job_diff and name in planned and not _code_only(diff):
+            left_over.add(name)  # (one of other code alone is refused: the job may have kept it, above)
         elif diff:
             changed[name] = "; ".join(diff)
         elif name in planned and (why := _input_change(planned[name], rec, checksum)):
@@ -322,10 +318,11 @@ def _check_resume(
             f"the catalogue twice: {', '.join(listed[:3])}{more}"
         )
     if problems and not overwrite:
+        keep_code = "or with --allow-code-change to keep what other code made (each record names its code), "
         raise JobError(
             f"output {writer.output} cannot be resumed: {'; '.join(problems)}. Rerun with --overwrite to "
             "redo it with this configuration (it removes the earlier job's and overlapping partitions), "
-            "or choose another --output"
+            f"{keep_code if any(_CODE_DIFF in p for p in problems) else ''}or choose another --output"
         )
     for old_name, new_name in sorted(renamed.items()):  # after every refusal: nothing removed before
         remove_partition_files(writer, old_name, manifest=True)
@@ -413,9 +410,9 @@ OVERWRITE_KEY = "overwrite_in_progress"
 RUN_KEY = "overwrite_id"  # in the `job` of each manifest record that run (or its rerun) writes
 
 
-def _interrupted_overwrite(job: dict[str, Any] | None, identity: dict[str, Any]) -> str | None:
+def _interrupted_overwrite(job: dict[str, Any] | None, identity: dict[str, Any], ignore=()) -> str | None:
     """The id of an `--overwrite` run of this same job (identity) that was killed before its end."""
-    if not job or _identity_differences(job, identity):
+    if not job or _identity_differences(job, identity, ignore):
         return None
     mark = job.get(OVERWRITE_KEY)
     return str(mark["id"]) if isinstance(mark, dict) and mark.get("id") else None
@@ -439,7 +436,8 @@ def begin_job(
     job = writer.read_job()
     if job is not None and MODEL_FILES_KEY not in job and MODEL_FILES_KEY in identity:  # an earlier version's
         job = _job_as_known(job, identity, writer.done_records(), modified)
-    run = _interrupted_overwrite(job, identity)
+    allow_code = bool(getattr(cfg, "allow_code_change", False))
+    run = _interrupted_overwrite(job, identity, (CODE_KEY,) if allow_code else ())
     done = _check_resume(
         writer,
         tasks,
@@ -447,6 +445,7 @@ def begin_job(
         cfg.overwrite,
         checksum=cfg.checksum and cfg.verify_inputs,
         model_modified=modified,
+        allow_code_change=allow_code,
     )
     done = writer.drop_damaged(done, {t.name for t in tasks})  # cut short or rewritten: redone
     if others := sorted(set(done) - {t.name for t in tasks}):  # said, not removed: another run's inputs

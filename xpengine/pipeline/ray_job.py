@@ -120,7 +120,7 @@ class JobSummary:
         return not self.partitions_failed
 
     def to_dict(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
+        d = {"status": "finished", **self.__dict__}
         d["sources_per_s"] = self.sources_written / self.wall_time_s if self.wall_time_s else None
         d["ok"] = self.ok
         return d
@@ -171,6 +171,7 @@ def run_inference(cfg: InferenceConfig) -> JobSummary:
         done, record_job = begin_job(writer, tasks, identity, cfg, about)
         summary = JobSummary(output=output, partitions_total=len(tasks))
         summary.partitions_skipped = sorted(t.name for t in tasks if t.name in done)
+        writer.write_summary(_running_summary(summary))  # a killed run leaves this, not an old summary
         tasks = [t for t in tasks if t.name not in done]
         if summary.partitions_skipped:
             log.info("resuming: %d partition(s) already done, skipped", len(summary.partitions_skipped))
@@ -188,6 +189,23 @@ def run_inference(cfg: InferenceConfig) -> JobSummary:
         return summary
     finally:
         writer.release_lock()
+
+
+def _running_summary(summary: JobSummary) -> dict[str, Any]:
+    """`_SUMMARY.json` while a run is under way (since session 30; a killed run used to leave the summary
+    of the run before it, which read as this one's): what it resumed and when it began. The finished
+    run's summary replaces it ("status": "finished")."""
+    import socket
+
+    return {
+        "status": "running",
+        "output": summary.output,
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "partitions_total": summary.partitions_total,
+        "partitions_skipped": summary.partitions_skipped,
+    }
 
 
 def _check_cluster_address(cfg: InferenceConfig) -> None:

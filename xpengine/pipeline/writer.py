@@ -196,11 +196,13 @@ class CatalogWriter(LockHolder):
         from xpengine.pipeline.duplicates import remove_partition_files  # (it imports this module)
 
         kept = dict(done)
+        rejected = self._rejected_names() if set(done) & planned else set()
         for name in sorted(set(done) & planned):
             rec = done[name]
             checks = [(self.catalog_path(name), rec.get("output_rows"))]
-            if rec.get("rejected_rows"):
-                checks.append((self.rejected_path(name), rec["rejected_rows"]))
+            if rec.get("rejected_rows") or name in rejected:  # (one its record does not count: a move
+                # of rows killed between its writes, session 29's review F6)
+                checks.append((self.rejected_path(name), rec.get("rejected_rows") or 0))
             why = None
             for path, want in checks:
                 try:
@@ -218,6 +220,17 @@ class CatalogWriter(LockHolder):
             remove_partition_files(self, name, manifest=True)
             del kept[name]
         return kept
+
+    def _rejected_names(self) -> set[str]:
+        """The partitions with a file in `_rejected/` (one listing)."""
+        import pyarrow.fs as pafs
+
+        sel = pafs.FileSelector(f"{self.root}/{REJECTED_DIR}", allow_not_found=True)
+        return {
+            i.base_name[: -len(".parquet")]
+            for i in self.fs.get_file_info(sel)
+            if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")
+        }
 
     def done_partitions(self) -> set[str]:
         """Partitions whose manifest says done and whose catalogue file exists."""
@@ -316,8 +329,12 @@ class CatalogWriter(LockHolder):
                 # written in _tmp (swept by prepare), renamed in: atomic on POSIX
                 with file_written_atomically(path, tmp_dir=f"{self.root}/{TMP_DIR}") as tmp:
                     write_fn(str(tmp))
+                    if check:  # still this job's output, just before the rename makes the file visible
+                        self.confirm_lock()
             else:
                 # object stores: an object becomes visible only when its upload completes
+                if check:
+                    self.confirm_lock()
                 write_fn(path)
         except OSError as exc:  # a full disk, a quota: one line naming the file, not a traceback
             raise OutputNotWritableError(
