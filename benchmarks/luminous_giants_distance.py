@@ -37,6 +37,7 @@ from xpengine.features.flags import SourceFlag
 
 CLOUDS = (("LMC", 80.89, -69.76, 8.0, 49.6), ("SMC", 13.19, -72.83, 4.0, 62.4))
 """(name, ra, dec [deg], radius [deg], distance [kpc])."""
+LOGG_BINS = ((-1.0, 0.5), (0.5, 1.0), (1.0, 1.5), (1.5, 2.0), (2.0, 3.5))  # the model's own logg
 M_G_BINS = ((-8.0, -4.0), (-4.0, -3.0), (-3.0, -2.0), (-2.0, -1.0), (-1.0, 0.5), (0.5, 3.0))
 
 
@@ -109,6 +110,16 @@ def check(path: str) -> dict[str, Any]:
     for lo, hi in M_G_BINS:
         m = by_model & (abs_g >= lo) & (abs_g < hi)
         res["abs_g_bins"][f"{lo:+.1f} to {hi:+.1f}"] = _stats(d[m] / lit[m], de[m] / d[m])
+    # by what the catalogue itself knows of a star (its predicted logg), Magellanic and Milky Way apart
+    logg = out["logg"].to_numpy(np.float64)
+    magellanic = np.isin(group, ("LMC", "SMC"))
+    res["logg_bins"] = {}
+    for lo, hi in LOGG_BINS:
+        m = (by_model | by_iso) & (logg >= lo) & (logg < hi)
+        res["logg_bins"][f"{lo:.1f} to {hi:.1f}"] = {
+            where: _stats(d[m & w] / lit[m & w], de[m & w] / d[m & w])
+            for where, w in (("Magellanic Clouds", magellanic), ("Milky Way clusters", ~magellanic))
+        }
     return res
 
 
@@ -138,6 +149,12 @@ def render_markdown(result: Mapping[str, Any]) -> str:
     lines += ["| M_G | n | ratio | ln σ | median z |", "|---|---|---|---|---|"]
     for b, s in r["abs_g_bins"].items():
         lines.append(f"| {b} | {_fmt(s)} |")
+    if "logg_bins" in r:
+        lines += ["", "Rows with the model's or the isochrones' distance by their predicted logg:", ""]
+        lines += ["| predicted logg | where | n | ratio | ln σ | median z |", "|---|---|---|---|---|---|"]
+        for b, by in r["logg_bins"].items():
+            for where, s in by.items():
+                lines.append(f"| {b} | {where} | {_fmt(s)} |")
     return "\n".join(lines) + "\n"
 
 
