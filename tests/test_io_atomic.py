@@ -78,3 +78,32 @@ def test_file_written_atomically(tmp_path):
     assert target.read_text() == "two"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["_tmp", "out.json"]
     assert not list(side.iterdir())
+
+
+def test_files_reach_the_disk_before_their_names(tmp_path, monkeypatch):
+    """Every file written (and the folders) is flushed before the rename that names it, and the parent
+    after it: a training checkpoint is a directory, and a crash soon after its rename could leave the
+    name on files whose bytes never reached the disk (helper-77 F8; files since session 29, directories
+    since session 30)."""
+    import xpengine.io.atomic as atomic
+
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = atomic._fsync, os.replace
+    monkeypatch.setattr(atomic, "_fsync", lambda p: (events.append(("fsync", Path(p).name)), real_fsync(p)))
+    monkeypatch.setattr(
+        atomic.os, "replace", lambda a, b: (events.append(("replace", Path(b).name)), real_replace(a, b))
+    )
+    target = tmp_path / "ckpt"
+    with directory_written_atomically(target) as tmp:
+        (tmp / "weights.safetensors").write_bytes(b"w" * 100)
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "state.json").write_text("{}")
+    names = list(events)
+    renamed_in = names.index(("replace", "ckpt"))
+    flushed_before = {n for kind, n in names[:renamed_in] if kind == "fsync"}
+    assert {"weights.safetensors", "state.json", "sub"} <= flushed_before
+    assert ("fsync", tmp_path.name) in names[renamed_in:]  # the parent, after the rename
+    with file_written_atomically(tmp_path / "f.txt") as t:
+        t.write_text("x")
+    last = events[-3:]
+    assert [k for k, _ in last] == ["fsync", "replace", "fsync"] and last[1][1] == "f.txt"

@@ -104,14 +104,19 @@ def directory_written_atomically(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a new empty directory beside `path` (its parents created); when the block ends normally
     it takes the place of `path`: an existing entry there is first renamed aside, the new directory
     renamed in, and only then the old one deleted (if renaming in fails, the old one is renamed
-    back). When the block raises, the new directory is removed and `path` is left as it was.
-    Refusing an existing `path` is the caller's decision."""
+    back). Its files and folders are flushed to the disk before it is renamed in, and the parent after.
+    When the block raises, the new directory is removed and `path` is left as it was. Refusing an
+    existing `path` is the caller's decision."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     os.chmod(tmp, 0o755)  # mkdtemp makes it private; the result is an ordinary directory
     try:
         yield tmp
+        for sub, _dirs, files in os.walk(tmp):  # its bytes on the disk before its name (since session 30:
+            for name in files:  # a training checkpoint that a crash had left with its name on empty files)
+                _fsync(Path(sub) / name)
+            _fsync(Path(sub))
         if os.path.lexists(path):
             old = path.with_name(f".{path.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
             os.replace(path, old)
@@ -123,6 +128,7 @@ def directory_written_atomically(path: str | os.PathLike) -> Iterator[Path]:
             _remove(old)
         else:
             os.replace(tmp, path)
+        _fsync(path.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
