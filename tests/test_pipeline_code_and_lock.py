@@ -15,8 +15,14 @@ import pyarrow as pa
 import pytest
 
 from xpengine.catalog.schema import catalog_schema
-from xpengine.pipeline.code_identity import CODE_KEY, _source_digest, code_identity, describe_code
-from xpengine.pipeline.identity import _check_resume, _identity_differences, _job_identity, begin_job
+from xpengine.pipeline.code_identity import CODE_KEY, _source_digest, code_identity, describe_code, same_code
+from xpengine.pipeline.identity import (
+    _check_resume,
+    _identity_differences,
+    _job_identity,
+    begin_job,
+    end_job,
+)
 from xpengine.pipeline.plan import JobError, _input_fingerprints
 from xpengine.pipeline.stages import PartitionTask
 from xpengine.pipeline.writer import CatalogWriter, OutputLockedError, PartitionRecord
@@ -53,24 +59,43 @@ def test_the_source_digest_follows_every_file_and_nothing_else(tmp_path):
     (root / "sub").mkdir(parents=True)
     (root / "a.py").write_text("x = 1\n")
     (root / "sub" / "b.py").write_text("y = 2\n")
-    first = _source_digest(str(root))
+
+    def digest():
+        _source_digest.cache_clear()
+        return _source_digest(str(root))
+
+    first = digest()
     assert first[1] == 2
     (root / "sub" / "__pycache__").mkdir()
     (root / "sub" / "__pycache__" / "b.cpython-312.py").write_text("compiled")
+    (root / ".ipynb_checkpoints").mkdir()
+    (root / ".ipynb_checkpoints" / "a-checkpoint.py").write_text("x = 0\n")
     (root / "notes.txt").write_text("not code")
-    _source_digest.cache_clear()
-    assert _source_digest(str(root)) == first  # caches and other files are not the code
+    assert digest() == first  # caches, hidden folders and other files are not the code
+    (root / "a.py").write_bytes(b"x = 1\r\n")
+    assert digest() == first  # a Windows checkout of the same code
     (root / "sub" / "b.py").write_text("y = 3\n")
-    _source_digest.cache_clear()
-    assert _source_digest(str(root))[0] != first[0]
+    assert digest()[0] != first[0]
     (root / "sub" / "b.py").write_text("y = 2\n")
     (root / "sub" / "b.py").rename(root / "sub" / "c.py")  # same bytes under another name: other code
-    _source_digest.cache_clear()
-    assert _source_digest(str(root))[0] != first[0]
+    assert digest()[0] != first[0]
+    (root / "sub" / "c.py").rename(root / "sub" / "b.py")
+    assert digest() == first
+    # a folder linked into the package is read through the link (rglob did not enter it)
+    outside = tmp_path / "outside"
+    shutil.move(str(root / "sub"), outside)
+    (root / "sub").symlink_to(outside, target_is_directory=True)
+    assert digest() == first
+    (outside / "b.py").write_text("y = 4\n")
+    assert digest()[0] != first[0]
     _source_digest.cache_clear()
     code = code_identity()
     assert code["files"] > 100 and len(code["source_sha256"]) == 16
-    assert describe_code(code).startswith(f"xpengine {code['version']} (source sha256 ")
+    assert set(code["runtime"]) == {"python", "numpy", "pyarrow", "torch", "ray"}
+    assert describe_code(code) == f"xpengine {code['version']} source {code['source_sha256']}"
+    assert describe_code(None) == "unknown (before session 30)"
+    # the runtime is recorded, not compared
+    assert same_code(code, {**code, "runtime": {"python": "0"}}) and not same_code(code, None)
 
 
 def test_a_resume_under_other_code_is_refused_unless_allowed(tmp_path):
@@ -79,9 +104,13 @@ def test_a_resume_under_other_code_is_refused_unless_allowed(tmp_path):
     identity = _job_identity(["teff"], PROVENANCE)
     assert identity[CODE_KEY] == code_identity()
     older = _other_code(identity)
-    assert _identity_differences(older, identity)[0].startswith("code xpengine ")
-    # a record from before the code was recorded (session 29 and earlier) is not refused for it
-    assert _identity_differences({k: v for k, v in identity.items() if k != CODE_KEY}, identity) == []
+    assert _identity_differences(older, identity) == [
+        f"code xpengine {identity[CODE_KEY]['version']} source 0000000000000000 → "
+        f"{describe_code(identity[CODE_KEY])}"
+    ]
+    # a record from before the code was recorded (session 29 and earlier): unknown code, refused too
+    before = {k: v for k, v in identity.items() if k != CODE_KEY}
+    assert _identity_differences(before, identity)[0].startswith("code unknown (before session 30) → ")
     w = CatalogWriter(str(out))
     w.prepare()
     try:
@@ -90,18 +119,43 @@ def test_a_resume_under_other_code_is_refused_unless_allowed(tmp_path):
         with pytest.raises(JobError, match="--allow-code-change") as err:
             _check_resume(w, [task], identity, False)
         assert "the catalogue was made with another code xpengine" in str(err.value)
-        assert "source sha256 0000000000000000" in str(err.value)
-        # allowed: the partition is kept, and its record keeps the code that made it
+        assert "source 0000000000000000" in str(err.value)
+        # another model too: --allow-code-change would not be enough, so it is not offered
+        other_model = {**identity, "model_sha256": "b" * 64}
+        with pytest.raises(JobError) as err:
+            _check_resume(w, [task], other_model, False)
+        assert "--allow-code-change" not in str(err.value) and "model" in str(err.value)
+        # allowed: the partition is kept, and its record keeps the code that made it; _JOB.json says
+        # which codes its records name
         cfg = SimpleNamespace(overwrite=False, checksum=False, verify_inputs=False, allow_code_change=True)
-        done, record_job = begin_job(w, [task], identity, cfg, ABOUT)
+        accepted = []
+        done, record_job = begin_job(w, [task], identity, cfg, ABOUT, lambda: accepted.append(True))
+        assert accepted == [True]
         assert set(done) == {"A"} and record_job[CODE_KEY] == identity[CODE_KEY]
         assert done["A"]["job"][CODE_KEY]["source_sha256"] == "0" * 16
-        assert json.loads((out / "_JOB.json").read_text())[CODE_KEY] == identity[CODE_KEY]
+        job = json.loads((out / "_JOB.json").read_text())
+        assert job[CODE_KEY] == identity[CODE_KEY]
+        assert job["codes_in_records"] == sorted(
+            [describe_code(older[CODE_KEY]), describe_code(identity[CODE_KEY])]
+        )
+        end_job(w, identity, ABOUT)  # kept at the end of the run
+        assert json.loads((out / "_JOB.json").read_text())["codes_in_records"] == job["codes_in_records"]
         # the job now names this code; its partition of the other code is still refused without the flag,
         # not silently redone as a left-over of an earlier job
         with pytest.raises(JobError, match="finished partitions differ from this run: A \\(code xpengine"):
             _check_resume(w, [task], identity, False)
         assert set(_check_resume(w, [task], identity, False, allow_code_change=True)) == {"A"}
+        # a refused run calls no `accepted`: nothing is removed, and its summary is not touched
+        with pytest.raises(JobError):
+            begin_job(
+                w,
+                [task],
+                identity,
+                SimpleNamespace(**{**cfg.__dict__, "allow_code_change": False}),
+                ABOUT,
+                lambda: accepted.append(False),
+            )
+        assert accepted == [True]
     finally:
         w.release_lock()
 
@@ -127,6 +181,33 @@ def test_a_job_whose_lock_was_taken_while_it_slept_writes_nothing_when_it_wakes(
     assert a.lock_lost  # and it writes nothing more
     with pytest.raises(OutputLockedError):
         a.write_summary({"status": "finished"})
+    assert json.loads((out / "_LOCK.json").read_text())["token"] == "other"
+    a.release_lock()
+    assert json.loads((out / "_LOCK.json").read_text())["token"] == "other"
+
+
+def test_a_job_taken_over_while_it_slept_removes_nothing_when_it_wakes(tmp_path):
+    """Nor does it delete the new holder's files (session 30's review: `write_partition` removing an old
+    `_rejected/` file, and `remove_partition_files`, checked only a heartbeat's verdict)."""
+    from xpengine.pipeline.duplicates import remove_partition_files
+
+    out = tmp_path / "out"
+    a = CatalogWriter(str(out))
+    a.prepare()
+    a._heartbeat_stop.set()
+    task = _task(tmp_path, "P")
+    rec = PartitionRecord("P", "done", 2, 1, inputs=_input_fingerprints(task), job={}, rejected_rows=1)
+    a.write_partition("P", _table(), rec, rejected=_table().append_column("reason", pa.array(["dup"])))
+    other = {**json.loads((out / "_LOCK.json").read_text()), "token": "other", "pid": os.getpid() + 1}
+    (out / "_tmp" / "x").write_text(json.dumps(other))
+    os.replace(out / "_tmp" / "x", out / "_LOCK.json")  # B took it over and holds P with its rejected row
+    with pytest.raises(OutputLockedError, match="lost its lock"):
+        _write_done(a, task, {})  # A redoes P without rejected rows: it would remove B's _rejected/P
+    assert (out / "_rejected" / "P.parquet").exists() and (out / "P.parquet").exists()
+    a.lock_lost = None  # (as though no write had told it yet)
+    with pytest.raises(OutputLockedError, match="lost its lock"):
+        remove_partition_files(a, "P", manifest=True)
+    assert (out / "P.parquet").exists() and (out / "_manifest" / "P.json").exists()
     assert json.loads((out / "_LOCK.json").read_text())["token"] == "other"
     a.release_lock()
     assert json.loads((out / "_LOCK.json").read_text())["token"] == "other"
@@ -170,11 +251,43 @@ def test_a_rejected_file_written_just_before_a_kill_gets_its_partition_redone(tm
 
 
 # -- _SUMMARY.json while a run is under way -----------------------------------------------------------
-def test_the_summary_says_running_until_the_run_finishes(tmp_path):
-    from xpengine.pipeline.ray_job import JobSummary, _running_summary
+def test_the_summary_says_running_until_the_run_finishes_or_stops(tmp_path):
+    from xpengine.pipeline.progress import _running_summary, _stopped_summary
+    from xpengine.pipeline.ray_job import JobSummary
 
     s = JobSummary(output=str(tmp_path), partitions_total=3, partitions_skipped=["A"])
     running = _running_summary(s)
     assert running["status"] == "running" and running["pid"] == os.getpid()
-    assert running["partitions_total"] == 3 and running["partitions_skipped"] == ["A"]
+    assert running["partitions_total"] == 3
     assert s.to_dict()["status"] == "finished"
+    w = CatalogWriter(str(tmp_path / "out"))
+    w.prepare()
+    try:
+        s.partitions_done = ["B"]
+        _stopped_summary(w, running, s, OSError("disk full"))
+        got = json.loads((tmp_path / "out" / "_SUMMARY.json").read_text())
+        assert got["status"] == "stopped" and got["error"] == "OSError: disk full"
+        assert got["partitions_done"] == ["B"] and got["started_utc"] == running["started_utc"]
+    finally:
+        w.release_lock()
+
+
+def test_a_run_that_stops_on_an_error_says_so_in_its_summary(tmp_path, monkeypatch):
+    """No cluster: the step that would start Ray fails as a full disk would (session 30's review)."""
+    import xpengine.pipeline.ray_job as rj
+    from xpengine.pipeline.config import InferenceConfig
+    from xpengine.pipeline.writer import OutputNotWritableError
+
+    def full_disk(*args, **kw):
+        raise OutputNotWritableError("writing x.parquet failed ([Errno 28] No space left on device)")
+
+    monkeypatch.setattr(rj, "_run_tasks", full_disk)
+    star = tmp_path / "star.csv"
+    shutil.copy(GAIA_XP / STAR, star)
+    out = tmp_path / "out"
+    with pytest.raises(OutputNotWritableError):
+        rj.run_inference(InferenceConfig(input=[str(star)], output=str(out), checksum=False))
+    got = json.loads((out / "_SUMMARY.json").read_text())
+    assert got["status"] == "stopped" and "No space left on device" in got["error"]
+    assert got["partitions_total"] == 1 and got["pid"] == os.getpid() and "stopped_utc" in got
+    assert not (out / "_LOCK.json").exists()

@@ -236,8 +236,9 @@ def test_side_tables_context_inputs_and_flag_policy_are_part_of_the_identity(tmp
     assert _identity_differences(before_isochrones(with_mass), model_only) == []
     # without mass or age the policy writes nothing: an older catalogue of Teff alone resumes
     assert _identity_differences(before_isochrones(base), base) == []
-    # a catalogue from before these were recorded: not known, not refused (its flag rules aside: below)
-    legacy = {k: base[k] for k in ("model_sha256", "labels", "schema", "sigma", "flag_rules")}
+    # a catalogue from before these were recorded: not known, not refused (its flag rules aside: below;
+    # its code is kept here: a record without one is refused, tests/test_pipeline_code_and_lock.py)
+    legacy = {k: base[k] for k in ("model_sha256", "labels", "schema", "sigma", "flag_rules", "code")}
     assert _identity_differences(legacy, with_ebv) == []
     # a record without flag rules (written before session 28) is refused: its rows lack bits the new
     # ones carry (NO_DISTANCE, DISTANCE_FROM_ISOCHRONES, G_MISMATCH), and one catalogue never mixes them
@@ -246,7 +247,9 @@ def test_side_tables_context_inputs_and_flag_policy_are_part_of_the_identity(tmp
         "flag rules (the bits the catalogue sets; a record without them is older)"
     ]
     # ... unless it holds mass or age, which it wrote from the model everywhere (found by a review)
-    legacy_mass = {k: with_mass[k] for k in ("model_sha256", "labels", "schema", "sigma", "flag_rules")}
+    legacy_mass = {
+        k: with_mass[k] for k in ("model_sha256", "labels", "schema", "sigma", "flag_rules", "code")
+    }
     assert _identity_differences(legacy_mass, with_mass) == [
         "flag policy {'extinction': 'constant', 'mass_age_from_isochrones': False} → "
         "{'extinction': 'mist', 'mass_age_from_isochrones': True}"

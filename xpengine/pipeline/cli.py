@@ -80,8 +80,9 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         default=None,
         help="resume an output whose finished partitions were made with other xpengine code (another "
-        "version or any edit to its source; refused by default, so that no catalogue mixes code silently); "
-        "each partition's manifest record names the code that made it",
+        "version or any edit to its source, or code unknown: made before session 30; refused by default, "
+        "so that no catalogue mixes code silently); each partition's manifest record names the code that "
+        "made it. With --overwrite it also keeps what a killed --overwrite run of other code finished",
     )
     p.add_argument(
         "--actors", type=int, help="predictor actors (default: one per GPU, else the node's CPUs / threads)"

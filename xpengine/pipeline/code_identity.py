@@ -14,37 +14,88 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CODE_KEY", "code_identity", "describe_code"]
+__all__ = ["CODE_KEY", "code_identity", "describe_code", "same_code", "source_digest"]
 
 CODE_KEY = "code"
 
 
-@functools.lru_cache(maxsize=1)
+_RUNTIME = ("numpy", "pyarrow", "torch", "ray")  # recorded beside the code, not compared (see below)
+
+
+def _source_files(root: str) -> list[Path]:
+    """The package's .py files under `root`, in path order: symlinked folders followed (rglob does not
+    enter them, so an edit there went unseen: session 30's review), hidden folders (`.ipynb_checkpoints`)
+    and `__pycache__` left out."""
+    out = []
+    for sub, dirs, files in os.walk(root, followlinks=True):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d != "__pycache__"]
+        out += [Path(sub) / f for f in files if f.endswith(".py") and not f.startswith(".")]
+    return sorted(out, key=lambda p: p.relative_to(root).as_posix())
+
+
+@functools.lru_cache(maxsize=4)
 def _source_digest(root: str) -> tuple[str, int]:
-    """SHA-256 (hex) over the package's .py files under `root` and their count."""
+    """SHA-256 (hex) over the package's .py files under `root` and their count: each file's path inside
+    the package and its bytes with CRLF line ends read as LF (a Windows checkout is the same code).
+    Cached per process: a module reloaded after an edit (a notebook's autoreload) keeps the digest of the
+    code the process started with."""
     h = hashlib.sha256()
-    files = sorted(p for p in Path(root).rglob("*.py") if "__pycache__" not in p.parts)
+    files = _source_files(root)
     for p in files:
         h.update(p.relative_to(root).as_posix().encode())
         h.update(b"\0")
-        h.update(p.read_bytes())
+        h.update(p.read_bytes().replace(b"\r\n", b"\n"))
         h.update(b"\0")
     return h.hexdigest(), len(files)
 
 
+def source_digest() -> str:
+    """The full SHA-256 of the installed xpengine package's source (`_source_digest`)."""
+    import xpengine
+
+    return _source_digest(str(Path(xpengine.__file__).resolve().parent))[0]
+
+
+def _runtime() -> dict[str, str | None]:
+    """Python's and the main dependencies' versions, read from the installed distributions (nothing is
+    imported: the driver never imports torch)."""
+    import platform
+    from importlib import metadata
+
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in _RUNTIME:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
 def code_identity() -> dict[str, Any]:
-    """{"version", "source_sha256" (first 16 hex digits), "files"} of the installed xpengine package."""
+    """{"version", "source_sha256" (first 16 hex digits), "files", "runtime"} of the installed xpengine.
+    Two identities are the same code when version and source_sha256 agree (`same_code`): the runtime is
+    recorded, not compared, since a refusal at every dependency update would teach users to pass
+    --allow-code-change by habit."""
     import xpengine
 
     digest, n = _source_digest(str(Path(xpengine.__file__).resolve().parent))
-    return {"version": xpengine.__version__, "source_sha256": digest[:16], "files": n}
+    return {"version": xpengine.__version__, "source_sha256": digest[:16], "files": n, "runtime": _runtime()}
+
+
+def same_code(a: Any, b: Any) -> bool:
+    """Whether two recorded code identities name the same code (version and source digest)."""
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return a == b
+    return all(a.get(k) == b.get(k) for k in ("version", "source_sha256"))
 
 
 def describe_code(code: Any) -> str:
-    """How a refusal names a code identity: `xpengine 0.1.0 (source sha256 0123…, 180 files)`."""
+    """How a refusal names a code identity: `xpengine 0.1.0 source 0123456789abcdef`; `unknown (before
+    session 30)` for a record without one."""
     if not isinstance(code, dict):
-        return "unknown"
-    return f"xpengine {code.get('version')} (source sha256 {code.get('source_sha256')}, {code.get('files')} files)"
+        return "unknown (before session 30)"
+    return f"xpengine {code.get('version')} source {code.get('source_sha256')}"

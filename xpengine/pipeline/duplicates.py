@@ -59,6 +59,8 @@ def remove_partition_files(writer: CatalogWriter, name: str, *, manifest: bool =
 
     if getattr(writer, "lock_lost", None):  # a job that lost its lock removes nothing (another holds it)
         raise OutputLockedError(writer.lock_lost)
+    if hasattr(writer, "confirm_lock"):  # nor one taken over while it was paused (review of session 30)
+        writer.confirm_lock()
     paths = [writer.catalog_path(name), writer.rejected_path(name)]
     if manifest:
         paths.append(writer.manifest_path(name))

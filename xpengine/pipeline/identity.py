@@ -14,7 +14,7 @@ from xpengine.catalog.flag_policy import POLICY_BEFORE
 from xpengine.catalog.schema import MASS_AGE_LABELS, catalog_schema
 from xpengine.features.flags import FLAG_RULES
 from xpengine.features.vocabulary import canonical_token_set as _canonical_inputs
-from xpengine.pipeline.code_identity import CODE_KEY, code_identity, describe_code
+from xpengine.pipeline.code_identity import CODE_KEY, code_identity, describe_code, same_code
 from xpengine.pipeline.finish import remove_partition_files
 from xpengine.pipeline.model_files import (  # the model's provenance lives there; re-exported for the job
     MODEL_FILES_DETAIL,
@@ -127,7 +127,7 @@ _IDENTITY_NAMES = {
     "flag_rules": "flag rules (the bits the catalogue sets; a record without them is older)",
     CODE_KEY: "code",
 }
-_CODE_DIFF = f"{_IDENTITY_NAMES[CODE_KEY]} xpengine"  # how a difference in code begins
+_CODE_DIFF = f"{_IDENTITY_NAMES[CODE_KEY]} "  # how a difference in code begins (no other name does)
 
 
 def _code_only(diff: list[str]) -> bool:
@@ -147,7 +147,6 @@ _RECORDED_LATER = (
     "context_inputs",
     "flag_policy",
     "compact_side_tables",
-    CODE_KEY,  # session 30
     *_WHERE_USED,
 )
 
@@ -204,6 +203,8 @@ def _identity_differences(
         if (key in _RECORDED_LATER and key not in old) or (key in _WHERE_USED and key not in new):
             continue  # (a job that does not use the table: the flag policy says whether the old one did)
         o, n = old.get(key), new.get(key)
+        if key == CODE_KEY and same_code(o, n):  # (a record without one: unknown code, refused)
+            continue
         if key == "context_inputs" and isinstance(o, list) and isinstance(n, list):
             o, n = _canonical_inputs(o), _canonical_inputs(n)  # one set of tokens however spelled
         if key == "flag_policy" and isinstance(o, dict) and isinstance(n, dict):
@@ -264,6 +265,7 @@ def _check_resume(
     checksum: bool = False,
     model_modified: float | None = None,
     allow_code_change: bool = False,
+    accepted=None,
 ) -> dict[str, dict[str, Any]]:
     """Done partitions that may be kept. Refuses (JobError) an output made with another model (weights
     or any other model file), labels, schema, σ, side tables, context inputs or flag policy, a finished
@@ -279,7 +281,8 @@ def _check_resume(
     `--overwrite` of an earlier version) are redone, not kept. A done partition that is a planned one
     under an earlier version's name (`_renamed`) is removed, with or without `overwrite`, once nothing
     is refused: the planned partition is done under its name now. `allow_code_change` keeps partitions
-    made with other xpengine code (`code_identity`; their records keep theirs)."""
+    made with other xpengine code (`code_identity`; their records keep theirs). `accepted()`, if given,
+    is called once nothing is refused, before anything is removed."""
     ignore = (CODE_KEY,) if allow_code_change else ()
     done = writer.done_records()
     job = _job_as_known(writer.read_job(), identity, done, model_modified)
@@ -287,10 +290,13 @@ def _check_resume(
     renamed = _renamed(done, tasks)
     job_diff = _identity_differences(job, identity, ignore) if job is not None else []
     problems: list[str] = []
+    code_only: list[bool] = []  # per refusal: whether it is of other code alone
     if job_diff:
         problems.append(f"the catalogue was made with another {'; '.join(job_diff)}")
+        code_only.append(_code_only(job_diff))
     elif job is None and done:
         problems.append("the output holds partitions without a job record (another program or version)")
+        code_only.append(False)
     run = _interrupted_overwrite(job, identity, ignore)
     # md5s are read again only where a partition could be kept: not by an --overwrite that redoes all
     checksum = checksum and (run is not None or not overwrite)
@@ -303,8 +309,10 @@ def _check_resume(
             left_over.add(name)  # (one of other code alone is refused: the job may have kept it, above)
         elif diff:
             changed[name] = "; ".join(diff)
+            code_only.append(_code_only(diff))
         elif name in planned and (why := _input_change(planned[name], rec, checksum)):
             changed[name] = why
+            code_only.append(False)
     if changed:
         listed = [f"{n} ({why})" for n, why in changed.items()]
         more = f" and {len(listed) - 3} more" if len(listed) > 3 else ""
@@ -317,13 +325,16 @@ def _check_resume(
             f"partitions already in it overlap this run's HEALPix ranges, so their sources would be in "
             f"the catalogue twice: {', '.join(listed[:3])}{more}"
         )
+        code_only.append(False)
     if problems and not overwrite:
         keep_code = "or with --allow-code-change to keep what other code made (each record names its code), "
         raise JobError(
             f"output {writer.output} cannot be resumed: {'; '.join(problems)}. Rerun with --overwrite to "
             "redo it with this configuration (it removes the earlier job's and overlapping partitions), "
-            f"{keep_code if any(_CODE_DIFF in p for p in problems) else ''}or choose another --output"
+            f"{keep_code if all(code_only) else ''}or choose another --output"  # where it is enough
         )
+    if accepted is not None:
+        accepted()
     for old_name, new_name in sorted(renamed.items()):  # after every refusal: nothing removed before
         remove_partition_files(writer, old_name, manifest=True)
         log.warning(
@@ -408,6 +419,7 @@ def _remove_for_overwrite(writer: CatalogWriter, names: set[str], kept: set[str]
 # in _JOB.json while an --overwrite run has not been through its plan: {"id", "started_utc"}
 OVERWRITE_KEY = "overwrite_in_progress"
 RUN_KEY = "overwrite_id"  # in the `job` of each manifest record that run (or its rerun) writes
+CODES_KEY = "codes_in_records"  # in _JOB.json where the records name more than one code
 
 
 def _interrupted_overwrite(job: dict[str, Any] | None, identity: dict[str, Any], ignore=()) -> str | None:
@@ -424,9 +436,10 @@ def begin_job(
     identity: dict[str, Any],
     cfg: Any,
     about: dict[str, Any],
+    accepted=None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """Check the output for resume (`_check_resume`, which with `cfg.overwrite` removes what is redone),
-    then write `_JOB.json` (`identity` and `about`). Returns the done partitions that are kept and the
+    """Check the output for resume (`_check_resume`, which with `cfg.overwrite` removes what is redone;
+    `accepted()` is called before that), then write `_JOB.json` (`identity` and `about`). Returns the done partitions that are kept and the
     `job` the run's manifest records carry: during an `--overwrite` run (or the rerun of a killed one)
     `_JOB.json` says so and the records carry its id, so a rerun of that killed run keeps what it
     finished; `end_job` clears the mark."""
@@ -446,6 +459,7 @@ def begin_job(
         checksum=cfg.checksum and cfg.verify_inputs,
         model_modified=modified,
         allow_code_change=allow_code,
+        accepted=accepted,
     )
     done = writer.drop_damaged(done, {t.name for t in tasks})  # cut short or rewritten: redone
     if others := sorted(set(done) - {t.name for t in tasks}):  # said, not removed: another run's inputs
@@ -455,6 +469,10 @@ def begin_job(
             ", ".join(others[:5]) + (" ..." if len(others) > 5 else ""),
         )
     record = {**identity, **about}
+    now = describe_code(identity.get(CODE_KEY))
+    codes = {describe_code((r.get("job") or {}).get(CODE_KEY)) for r in done.values()}
+    if CODE_KEY in identity and codes - {now}:  # kept with --allow-code-change: said in _JOB.json
+        record[CODES_KEY] = sorted(codes | {now})
     record_job = dict(identity)
     if run or cfg.overwrite:
         mark = (
@@ -472,5 +490,7 @@ def begin_job(
 
 
 def end_job(writer: CatalogWriter, identity: dict[str, Any], about: dict[str, Any]) -> None:
-    """The job has been through its whole plan: `_JOB.json` without the mark of an `--overwrite` in progress."""
-    writer.write_job({**identity, **about})
+    """The job has been through its whole plan: `_JOB.json` without the mark of an `--overwrite` in
+    progress (the codes its records name kept)."""
+    codes = (writer.read_job() or {}).get(CODES_KEY)
+    writer.write_job({**identity, **about, **({CODES_KEY: codes} if codes else {})})

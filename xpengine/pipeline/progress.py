@@ -6,13 +6,14 @@ import json
 import logging
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from xpengine.pipeline.plan import _file_fingerprint
 from xpengine.pipeline.stages import PartitionTask
 
 if TYPE_CHECKING:
     from xpengine.pipeline.ray_job import JobSummary
+    from xpengine.pipeline.writer import CatalogWriter
 
 __all__ = ["Progress"]
 
@@ -109,3 +110,43 @@ def _log_summary(summary: JobSummary) -> None:
     for name, msg in summary.partitions_failed.items():
         log.error("  failed: %s: %s", name, msg)
     log.debug("summary: %s", json.dumps(d))
+
+
+def _running_summary(summary: JobSummary) -> dict[str, Any]:
+    """`_SUMMARY.json` while a run is under way (since session 30; a killed run used to leave the summary
+    of the run before it, which read as this one's): when and where it began. The finished run's
+    summary replaces it ("status": "finished"); one that stops on an error, "status": "stopped". One
+    still "running" with no `_LOCK.json` beside it is a run that was killed."""
+    import os
+    import socket
+
+    return {
+        "status": "running",
+        "output": summary.output,
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "partitions_total": summary.partitions_total,
+    }
+
+
+def _stopped_summary(
+    writer: CatalogWriter, running: dict[str, Any], summary: JobSummary, exc: BaseException
+) -> None:
+    """Best effort: `_SUMMARY.json` (which said `running`) says the run stopped on `exc`, with the
+    partitions it finished; nothing where the lock was lost or the summary cannot be written."""
+    if writer.lock_lost:
+        return
+    try:
+        writer.write_summary(
+            {
+                **running,
+                "status": "stopped",
+                "stopped_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "error": f"{type(exc).__name__}: {exc}"[:2000],
+                "partitions_done": summary.partitions_done,
+                "partitions_failed": summary.partitions_failed,
+            }
+        )
+    except Exception as err:  # the error that stopped it is the one to report
+        log.warning("could not record the stop in _SUMMARY.json: %s", err)

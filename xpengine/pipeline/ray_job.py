@@ -68,7 +68,7 @@ from xpengine.pipeline.plan import (
     plan_partitions,
     visible_partition_name,
 )
-from xpengine.pipeline.progress import Progress, _log_summary
+from xpengine.pipeline.progress import Progress, _log_summary, _running_summary, _stopped_summary
 from xpengine.pipeline.stages import CatalogPredictor, PartitionTask, featurize_partition
 from xpengine.pipeline.writer import CatalogWriter
 
@@ -165,13 +165,18 @@ def run_inference(cfg: InferenceConfig) -> JobSummary:
     if compact_tables is not None:  # the tables the compact inputs' columns came from
         identity["compact_side_tables"] = compact_tables
     writer.prepare(stale_after_s=cfg.lock_stale_s)
+    summary = JobSummary(output=output, partitions_total=len(tasks))
+    running: dict[str, Any] = {}  # _SUMMARY.json while the run is under way
+
+    def began() -> None:  # called once nothing is refused, before anything is removed
+        running.update(_running_summary(summary))
+        writer.write_summary(running)
+
     try:
         about = {"model": cfg.model, "xpengine_version": provenance["xpengine_version"]}
         # the records carry the identity, and during an --overwrite run its id (see begin_job)
-        done, record_job = begin_job(writer, tasks, identity, cfg, about)
-        summary = JobSummary(output=output, partitions_total=len(tasks))
+        done, record_job = begin_job(writer, tasks, identity, cfg, about, began)
         summary.partitions_skipped = sorted(t.name for t in tasks if t.name in done)
-        writer.write_summary(_running_summary(summary))  # a killed run leaves this, not an old summary
         tasks = [t for t in tasks if t.name not in done]
         if summary.partitions_skipped:
             log.info("resuming: %d partition(s) already done, skipped", len(summary.partitions_skipped))
@@ -187,25 +192,12 @@ def run_inference(cfg: InferenceConfig) -> JobSummary:
         writer.write_summary(summary.to_dict())
         _log_summary(summary)
         return summary
+    except BaseException as exc:  # (a killed process's summary keeps saying running)
+        if running:  # not a refused run: the summary before it stays
+            _stopped_summary(writer, running, summary, exc)
+        raise
     finally:
         writer.release_lock()
-
-
-def _running_summary(summary: JobSummary) -> dict[str, Any]:
-    """`_SUMMARY.json` while a run is under way (since session 30; a killed run used to leave the summary
-    of the run before it, which read as this one's): what it resumed and when it began. The finished
-    run's summary replaces it ("status": "finished")."""
-    import socket
-
-    return {
-        "status": "running",
-        "output": summary.output,
-        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "partitions_total": summary.partitions_total,
-        "partitions_skipped": summary.partitions_skipped,
-    }
 
 
 def _check_cluster_address(cfg: InferenceConfig) -> None:

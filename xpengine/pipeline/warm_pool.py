@@ -72,13 +72,11 @@ reaches the pool's actors through their runtime environment. Unset, always, outs
 
 @functools.lru_cache(maxsize=1)
 def code_digest() -> str:
-    """SHA-256 of the xpengine package's Python sources: a pool started by other code is another pool."""
-    h = hashlib.sha256()
-    root = Path(__file__).resolve().parents[1]
-    for p in sorted(root.rglob("*.py")):
-        h.update(str(p.relative_to(root)).encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()
+    """SHA-256 of the xpengine package's Python sources: a pool started by other code is another pool
+    (the catalogue's own code identity, `code_identity.source_digest`, since session 30)."""
+    from xpengine.pipeline.code_identity import source_digest
+
+    return source_digest()
 
 
 def pool_key(cfg, pool, provenance: dict[str, Any]) -> str:

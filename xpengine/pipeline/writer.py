@@ -43,7 +43,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from xpengine.io.atomic import file_written_atomically
+from xpengine.io.atomic import _fsync, file_written_atomically
 from xpengine.pipeline._lock import LOCK_FILE as LOCK_FILE
 from xpengine.pipeline._lock import LockHolder, OutputLockedError, _utc
 
@@ -329,7 +329,8 @@ class CatalogWriter(LockHolder):
                 # written in _tmp (swept by prepare), renamed in: atomic on POSIX
                 with file_written_atomically(path, tmp_dir=f"{self.root}/{TMP_DIR}") as tmp:
                     write_fn(str(tmp))
-                    if check:  # still this job's output, just before the rename makes the file visible
+                    if check:  # on the disk, then still this job's output, just before the rename
+                        _fsync(tmp)
                         self.confirm_lock()
             else:
                 # object stores: an object becomes visible only when its upload completes
@@ -376,6 +377,7 @@ class CatalogWriter(LockHolder):
                 self.fs.create_dir(f"{self.root}/{REJECTED_DIR}", recursive=True)
                 self._write_table(rej, rejected)
             elif self.fs.get_file_info(rej).type == pafs.FileType.File:
+                self.confirm_lock()  # a job taken over removes nothing of the other's (review of session 30)
                 self.fs.delete_file(rej)  # left by an earlier run of this partition
 
         if not catalogue_first:
