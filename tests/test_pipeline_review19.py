@@ -175,6 +175,27 @@ def test_a_source_brought_back_takes_part_in_the_owner_choice_again(tmp_path):
     _assert_every_source_once(w, out, {s, _sid(5, 1)})
 
 
+def test_a_row_brought_back_into_its_own_range_keeps_the_own_range_preference(tmp_path):
+    """Bulk B's row of s (in B's range) had G_MISMATCH and lost to single file a_stars' clean copy; a_stars
+    is redone without s, so s comes back to B. A single file A_stars then holds s with G_MISMATCH too: of
+    two copies of one rank the one in its own partition's range is kept, B's. Until session 30 the row
+    brought back was listed as unanchored and lost its range, so A_stars won by name (session 29 doubt)."""
+    out = tmp_path / "out"
+    w = CatalogWriter(str(out))
+    s = _sid(245770, 4)
+    mismatch = int(SourceFlag.G_MISMATCH)
+    _partition(w, "B", {s: mismatch, _sid(245800, 3): 0}, B_RANGE)
+    _partition(w, "a_stars", {s: 0})
+    assert resolve_cross_partition_duplicates(w)["moved_to_rejected"] == {"B": 1}
+    _partition(w, "a_stars", {_sid(5, 1): 0})
+    _partition(w, "A_stars", {s: mismatch})
+    result = resolve_cross_partition_duplicates(w)
+    assert result["restored"] == {"B": 1} and result["moved_to_rejected"] == {"A_stars": 1}
+    assert s in w.read_partition("B").column("source_id").to_pylist()
+    assert s not in w.done_records()["B"]["problems"]["unanchored_source_ids"]
+    _assert_every_source_once(w, out, {s, _sid(245800, 3), _sid(5, 1)})
+
+
 def test_a_given_up_row_in_neither_file_fails_its_partition(tmp_path):
     """A given-up row that is in neither of its partition's files (removed by hand) cannot be brought
     back: the partition is recorded failed, naming its files, so the next run redoes it."""

@@ -340,8 +340,9 @@ def _bring_back(
 ) -> int | str:
     """Move the rows of `back` (given up to partitions that no longer hold them) from `name`'s
     `_rejected/` file into its catalogue file, with the flags they had there; rows already in it (put
-    back by a run killed before `_rejected/` was rewritten) are not added twice. They become
-    unanchored again, for the owner choice. Returns the rows added, or why they cannot be."""
+    back by a run killed before `_rejected/` was rewritten) are not added twice. Those outside the
+    partition's HEALPix range become unanchored again, for the owner choice; those inside it are
+    anchored, as they were. Returns the rows added, or why they cannot be."""
     import pyarrow.compute as pc
 
     table = writer.read_partition(name)
@@ -373,8 +374,12 @@ def _bring_back(
         table = pa.concat_tables([table, rows.cast(table.schema)]).sort_by("source_id")
     record = _record_of(done[name])
     _with_given_up(record, {s: v for s, v in given.items() if s not in back})
+    # outside the partition's range (all of a single file's) they are unanchored again, for the owner
+    # choice; inside it a row keeps its range's preference (until session 30 it lost it)
+    rng = record.hpx8_range
+    outside = {s for s in ids if not rng or not rng[0] <= (s >> 43) <= rng[1]}
     record.problems["unanchored_source_ids"] = sorted(
-        {int(x) for x in record.problems.get("unanchored_source_ids", [])} | set(ids)
+        {int(x) for x in record.problems.get("unanchored_source_ids", [])} | outside
     )
     record.output_rows = table.num_rows
     record.rejected_rows = 0 if rest is None else rest.num_rows
