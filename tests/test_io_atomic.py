@@ -107,3 +107,14 @@ def test_files_reach_the_disk_before_their_names(tmp_path, monkeypatch):
         t.write_text("x")
     last = events[-3:]
     assert [k for k, _ in last] == ["fsync", "replace", "fsync"] and last[1][1] == "f.txt"
+
+
+def test_special_files_in_a_directory_are_not_opened_to_be_flushed(tmp_path):
+    """A FIFO in the new directory would block the open that flushes it (helper-87): regular files and
+    folders only."""
+    target = tmp_path / "d"
+    with directory_written_atomically(target) as tmp:
+        (tmp / "a.txt").write_text("a")
+        os.mkfifo(tmp / "pipe")
+        (tmp / "link").symlink_to(tmp_path / "nowhere")
+    assert sorted(p.name for p in target.iterdir()) == ["a.txt", "link", "pipe"]

@@ -268,6 +268,7 @@ def test_the_summary_says_running_until_the_run_finishes_or_stops(tmp_path):
         got = json.loads((tmp_path / "out" / "_SUMMARY.json").read_text())
         assert got["status"] == "stopped" and got["error"] == "OSError: disk full"
         assert got["partitions_done"] == ["B"] and got["started_utc"] == running["started_utc"]
+        assert got["partitions_skipped"] == ["A"]  # what was done before and kept
     finally:
         w.release_lock()
 
@@ -291,3 +292,34 @@ def test_a_run_that_stops_on_an_error_says_so_in_its_summary(tmp_path, monkeypat
     assert got["status"] == "stopped" and "No space left on device" in got["error"]
     assert got["partitions_total"] == 1 and got["pid"] == os.getpid() and "stopped_utc" in got
     assert not (out / "_LOCK.json").exists()
+
+
+def test_the_code_hint_is_offered_only_where_it_is_enough_and_codes_are_listed(tmp_path):
+    """Review of session 30 (helper-87): a partition of other code whose input changed too is refused
+    without the hint (the flag would not be enough), and `_JOB.json` lists the codes of every done
+    record, those of partitions this run does not plan included."""
+    import time
+
+    identity = _job_identity(["teff"], PROVENANCE)
+    older = _other_code(identity)
+    a, b = _task(tmp_path, "A"), _task(tmp_path, "B")
+    w = CatalogWriter(str(tmp_path / "out"))
+    w.prepare()
+    try:
+        w.write_job({**identity, **ABOUT})
+        _write_done(w, a, older)
+        with open(a.xp, "a") as f:  # the input changed since A was made
+            f.write("\n")
+        os.utime(a.xp, (time.time() + 5, time.time() + 5))
+        with pytest.raises(JobError) as err:
+            _check_resume(w, [a], identity, False)
+        assert "input" in str(err.value) and "--allow-code-change" not in str(err.value)
+        # --overwrite --allow-code-change with A alone planned: B, of the other code, stays and is listed
+        _write_done(w, b, older)
+        cfg = SimpleNamespace(overwrite=True, checksum=False, verify_inputs=False, allow_code_change=True)
+        begin_job(w, [a], identity, cfg, ABOUT)
+        assert not (tmp_path / "out" / "A.parquet").exists() and (tmp_path / "out" / "B.parquet").exists()
+        codes = json.loads((tmp_path / "out" / "_JOB.json").read_text())["codes_in_records"]
+        assert codes == sorted([describe_code(older[CODE_KEY]), describe_code(identity[CODE_KEY])])
+    finally:
+        w.release_lock()

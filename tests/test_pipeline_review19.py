@@ -583,3 +583,24 @@ def test_job_summary_counts_the_catalogue_after_duplicates_are_resolved(ray_loca
     records = CatalogWriter(str(out)).done_records()
     assert in_catalogue == 15 == sum(r["output_rows"] for r in records.values())
     assert s.sources_written == 15 == json.loads((out / "_SUMMARY.json").read_text())["sources_written"]
+
+
+def test_a_source_comes_back_when_its_owner_is_redone_with_a_worse_copy(tmp_path):
+    """B's row of s (in its range, G_MISMATCH) lost to c_stars' clean copy; c_stars is redone and now holds
+    s without a prediction. B's copy comes back and wins the owner choice; c_stars' goes to `_rejected/`
+    (until session 30 the catalogue kept the copy without a prediction: helper-87)."""
+    out = tmp_path / "out"
+    w = CatalogWriter(str(out))
+    s = _sid(245770, 4)
+    _partition(w, "B", {s: int(SourceFlag.G_MISMATCH), _sid(245800, 3): 0}, B_RANGE)
+    _partition(w, "c_stars", {s: 0})
+    assert resolve_cross_partition_duplicates(w)["moved_to_rejected"] == {"B": 1}
+    _partition(w, "c_stars", {s: int(SourceFlag.NO_PREDICTION)})
+    result = resolve_cross_partition_duplicates(w)
+    assert result["restored"] == {"B": 1} and result["moved_to_rejected"] == {"c_stars": 1}
+    t = w.read_partition("B").to_pydict()
+    assert dict(zip(t["source_id"], t["flags"], strict=True))[s] == int(SourceFlag.G_MISMATCH)
+    _assert_every_source_once(w, out, {s, _sid(245800, 3)})
+    # stable: a copy of one rank, or better, held by the owner brings nothing back
+    again = resolve_cross_partition_duplicates(w)
+    assert again["sources"] == 0 and not again.get("restored") and not again.get("moved_to_rejected")

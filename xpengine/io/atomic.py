@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -115,7 +116,8 @@ def directory_written_atomically(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         for sub, _dirs, files in os.walk(tmp):  # its bytes on the disk before its name (since session 30:
             for name in files:  # a training checkpoint that a crash had left with its name on empty files)
-                _fsync(Path(sub) / name)
+                if stat.S_ISREG(os.lstat(Path(sub) / name).st_mode):  # (not a FIFO's open, nor a link's)
+                    _fsync(Path(sub) / name)
             _fsync(Path(sub))
         if os.path.lexists(path):
             old = path.with_name(f".{path.name}.old-{os.getpid()}-{secrets.token_hex(4)}")

@@ -18,9 +18,18 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CODE_KEY", "code_identity", "describe_code", "same_code", "source_digest"]
+__all__ = [
+    "CODES_KEY",
+    "CODE_KEY",
+    "code_identity",
+    "codes_in_records",
+    "describe_code",
+    "same_code",
+    "source_digest",
+]
 
 CODE_KEY = "code"
+CODES_KEY = "codes_in_records"  # in _JOB.json where the records name more than one code
 
 
 _RUNTIME = ("numpy", "pyarrow", "torch", "ray")  # recorded beside the code, not compared (see below)
@@ -99,3 +108,14 @@ def describe_code(code: Any) -> str:
     if not isinstance(code, dict):
         return "unknown (before session 30)"
     return f"xpengine {code.get('version')} source {code.get('source_sha256')}"
+
+
+def codes_in_records(records: dict[str, dict[str, Any]], identity: dict[str, Any]) -> dict[str, list[str]]:
+    """{CODES_KEY: the codes the output's done `records` name, `identity`'s included} where they name
+    more than the job's own (partitions kept with --allow-code-change, planned by this run or not); {}
+    otherwise, or for an identity without code."""
+    if CODE_KEY not in identity:
+        return {}
+    now = describe_code(identity[CODE_KEY])
+    codes = {describe_code((r.get("job") or {}).get(CODE_KEY)) for r in records.values()}
+    return {CODES_KEY: sorted(codes | {now})} if codes - {now} else {}

@@ -5,8 +5,8 @@ A source held by several partitions stays in the catalogue file of one, its owne
 says what it gave up and to whom (`GIVEN_UP_KEY`), with each row's catalogue flags, because the owner
 can change after the move: a partition redone (`--overwrite`, a changed input) or gone may no longer
 hold the source. Every resolve therefore first checks the owners and brings back, from `_rejected/`
-into the loser's catalogue file, the rows whose owner no longer holds them; those sources then take
-part in the owner choice again. So every input source is in the catalogue exactly once, or in
+into the loser's catalogue file, the rows whose owner no longer holds them or holds a worse copy now;
+those sources then take part in the owner choice again. So every input source is in the catalogue exactly once, or in
 `_rejected/` with its reason while another partition holds it.
 
 Files change in an order that a kill at any point leaves recoverable by the rerun: the record of a
@@ -299,23 +299,26 @@ def _flags_before_move(
 
 def _restore_given_up(writer: CatalogWriter, done: dict[str, dict]) -> tuple[dict[str, int], dict[str, dict]]:
     """Bring back into each partition's catalogue file the sources it gave up to a partition that no
-    longer holds them (redone without them, failed, or gone); `done` is updated. Returns the rows
+    longer holds them (redone without them, failed, or gone), or whose copy now ranks worse than the one
+    given up (`row_rank`; the owner choice then runs on both); `done` is updated. Returns the rows
     brought back by partition, and the partitions failed because such a row is in neither of their
     files (removed by hand): {name: {"error", "rows"}}; the owners are checked again after a failure."""
     restored: dict[str, int] = {}
     failed: dict[str, dict] = {}
     for _ in range(len(done) + 1):
-        held: dict[str, np.ndarray] = {}  # owner -> the source_ids in its catalogue file
+        held: dict[str, dict[int, int]] = {}  # owner -> {source_id: rank} of its catalogue file's rows
         failed_now = False
         for name in sorted(done):
             given = _given_up(done[name].get("problems") or {})
             back: dict[int, tuple[str, int]] = {}
             for owner in sorted({o for o, _ in given.values()}):
                 if owner not in held:
-                    held[owner] = writer.read_source_ids(owner) if owner in done else np.empty(0, np.int64)
-                ids = np.array([s for s, (o, _) in given.items() if o == owner], dtype=np.int64)
-                for s in ids[~np.isin(ids, held[owner])]:
-                    back[int(s)] = given[int(s)]
+                    held[owner] = _ranks_held(writer, owner) if owner in done else {}
+                for s, (o, flags) in given.items():
+                    # gone from the owner, or its copy now worse (redone without a prediction, say:
+                    # until session 30 that one was kept and the better copy stayed set aside)
+                    if o == owner and held[owner].get(s, 3) > int(row_rank(np.array([flags]))[0]):
+                        back[s] = given[s]
             if not back:
                 continue
             n = _bring_back(writer, name, done, given, back)
@@ -331,6 +334,13 @@ def _restore_given_up(writer: CatalogWriter, done: dict[str, dict]) -> tuple[dic
     return restored, failed
 
 
+def _ranks_held(writer: CatalogWriter, name: str) -> dict[int, int]:
+    """{source_id: `row_rank`} of the rows in a partition's catalogue file."""
+    t = writer.read_partition(name, columns=["source_id", "flags"])
+    ranks = row_rank(t.column("flags").to_numpy())
+    return dict(zip(t.column("source_id").to_numpy().tolist(), ranks.tolist(), strict=True))
+
+
 def _bring_back(
     writer: CatalogWriter,
     name: str,
@@ -338,9 +348,9 @@ def _bring_back(
     given: dict[int, tuple[str, int]],
     back: dict[int, tuple[str, int]],
 ) -> int | str:
-    """Move the rows of `back` (given up to partitions that no longer hold them) from `name`'s
-    `_rejected/` file into its catalogue file, with the flags they had there; rows already in it (put
-    back by a run killed before `_rejected/` was rewritten) are not added twice. Those outside the
+    """Move the rows of `back` (given up to partitions that no longer hold them, or hold worse copies)
+    from `name`'s `_rejected/` file into its catalogue file, with the flags they had there; rows already
+    in it (put back by a run killed before `_rejected/` was rewritten) are not added twice. Those outside the
     partition's HEALPix range become unanchored again, for the owner choice; those inside it are
     anchored, as they were. Returns the rows added, or why they cannot be."""
     import pyarrow.compute as pc
@@ -359,7 +369,7 @@ def _bring_back(
     if missing:
         return (
             f"{len(missing)} source(s) it gave up to partition(s) {', '.join(owners)}, which no longer "
-            f"hold them (e.g. source_id {missing[0]}), are in neither {writer.display(writer.catalog_path(name))} "
+            f"hold them or hold a worse copy (e.g. source_id {missing[0]}), are in neither {writer.display(writer.catalog_path(name))} "
             f"nor {writer.display(writer.rejected_path(name))}; the next run redoes the partition"
         )
     added = 0
@@ -386,8 +396,8 @@ def _bring_back(
     writer.write_partition(name, table, record, rejected=rest, catalogue_first=True)
     done[name] = dict(record.__dict__)
     log.warning(
-        "partition %s: %d source(s) it had given up to partition(s) %s, which no longer hold them, "
-        "brought back from %s into %s",
+        "partition %s: %d source(s) it had given up to partition(s) %s, which no longer hold them or "
+        "hold a worse copy, brought back from %s into %s",
         name,
         len(ids),
         ", ".join(owners),

@@ -14,7 +14,13 @@ from xpengine.catalog.flag_policy import POLICY_BEFORE
 from xpengine.catalog.schema import MASS_AGE_LABELS, catalog_schema
 from xpengine.features.flags import FLAG_RULES
 from xpengine.features.vocabulary import canonical_token_set as _canonical_inputs
-from xpengine.pipeline.code_identity import CODE_KEY, code_identity, describe_code, same_code
+from xpengine.pipeline.code_identity import (
+    CODE_KEY,
+    code_identity,
+    codes_in_records,
+    describe_code,
+    same_code,
+)
 from xpengine.pipeline.finish import remove_partition_files
 from xpengine.pipeline.model_files import (  # the model's provenance lives there; re-exported for the job
     MODEL_FILES_DETAIL,
@@ -308,8 +314,9 @@ def _check_resume(
         if diff and job is not None and not job_diff and name in planned and not _code_only(diff):
             left_over.add(name)  # (one of other code alone is refused: the job may have kept it, above)
         elif diff:
-            changed[name] = "; ".join(diff)
-            code_only.append(_code_only(diff))
+            why = name in planned and _code_only(diff) and _input_change(planned[name], rec, checksum)
+            changed[name] = "; ".join(diff + ([why] if why else []))
+            code_only.append(_code_only(diff) and not why)
         elif name in planned and (why := _input_change(planned[name], rec, checksum)):
             changed[name] = why
             code_only.append(False)
@@ -327,7 +334,9 @@ def _check_resume(
         )
         code_only.append(False)
     if problems and not overwrite:
-        keep_code = "or with --allow-code-change to keep what other code made (each record names its code), "
+        keep_code = (
+            "or with --allow-code-change to keep what other code made (records since session 30 name it), "
+        )
         raise JobError(
             f"output {writer.output} cannot be resumed: {'; '.join(problems)}. Rerun with --overwrite to "
             "redo it with this configuration (it removes the earlier job's and overlapping partitions), "
@@ -419,7 +428,6 @@ def _remove_for_overwrite(writer: CatalogWriter, names: set[str], kept: set[str]
 # in _JOB.json while an --overwrite run has not been through its plan: {"id", "started_utc"}
 OVERWRITE_KEY = "overwrite_in_progress"
 RUN_KEY = "overwrite_id"  # in the `job` of each manifest record that run (or its rerun) writes
-CODES_KEY = "codes_in_records"  # in _JOB.json where the records name more than one code
 
 
 def _interrupted_overwrite(job: dict[str, Any] | None, identity: dict[str, Any], ignore=()) -> str | None:
@@ -468,11 +476,7 @@ def begin_job(
             len(others),
             ", ".join(others[:5]) + (" ..." if len(others) > 5 else ""),
         )
-    record = {**identity, **about}
-    now = describe_code(identity.get(CODE_KEY))
-    codes = {describe_code((r.get("job") or {}).get(CODE_KEY)) for r in done.values()}
-    if CODE_KEY in identity and codes - {now}:  # kept with --allow-code-change: said in _JOB.json
-        record[CODES_KEY] = sorted(codes | {now})
+    record = {**identity, **about, **codes_in_records(writer.done_records(), identity)}
     record_job = dict(identity)
     if run or cfg.overwrite:
         mark = (
@@ -492,5 +496,4 @@ def begin_job(
 def end_job(writer: CatalogWriter, identity: dict[str, Any], about: dict[str, Any]) -> None:
     """The job has been through its whole plan: `_JOB.json` without the mark of an `--overwrite` in
     progress (the codes its records name kept)."""
-    codes = (writer.read_job() or {}).get(CODES_KEY)
-    writer.write_job({**identity, **about, **({CODES_KEY: codes} if codes else {})})
+    writer.write_job({**identity, **about, **codes_in_records(writer.done_records(), identity)})

@@ -144,6 +144,7 @@ def _stopped_summary(
                 "status": "stopped",
                 "stopped_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "error": f"{type(exc).__name__}: {exc}"[:2000],
+                "partitions_skipped": summary.partitions_skipped,  # done before, and kept
                 "partitions_done": summary.partitions_done,
                 "partitions_failed": summary.partitions_failed,
             }
