@@ -219,11 +219,11 @@ PAPER_VOCABULARY: Vocabulary = paper_vocabulary()
 
 
 def canonical_token_set(tokens: list[str]) -> list[str]:
-    """Context tokens as the job identity (`xpengine.pipeline.identity`) compares them: the model's context
-    is an unordered set (the transformer has no positional encoding, `xpengine.model.transformer`), so two
-    spellings of one set are one context. Ranges such as `bp0..29` (a record that kept the option as given) are expanded as
-    `Vocabulary.select` does for a vocabulary that has them, duplicates dropped, and the names sorted
-    by their text and trailing number (`bp2` before `bp10`)."""
+    """Context tokens as the job identity (`xpengine.pipeline.identity`) compares them: the model's
+    context is an unordered set (the transformer has no positional encoding, `xpengine.model.transformer`),
+    so two spellings of one set are one context. Ranges such as `bp0..29` (a record that kept the option
+    as given) are expanded as `Vocabulary.select` does for a vocabulary that has them, duplicates
+    dropped, and the names sorted by their text and trailing number (`bp2` before `bp10`)."""
     names: set[str] = set()
     for item in tokens:
         m = _RANGE.match(str(item))

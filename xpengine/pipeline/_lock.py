@@ -251,9 +251,10 @@ class LockHolder:
     def confirm_lock(self) -> None:
         """Raise OutputLockedError (and mark the lock lost) unless the lock file still holds this job's
         token; nothing to check for a writer without a lock. `_atomic_write` calls it just before a write
-        becomes visible: a job paused (SIGSTOP, a frozen machine) past `stale_after_s` and taken over
-        meanwhile wakes with its heartbeat thread not yet run, and wrote one more file into the other
-        job's output (helper-84's D4, session 29)."""
+        becomes visible, and the writer and `duplicates.remove_partition_files` before a removal: a job
+        paused (SIGSTOP, a frozen machine) past `stale_after_s` and taken over meanwhile wakes with its
+        heartbeat thread not yet run, and wrote one more file into the other job's output, or removed
+        one of its files (helper-84's D4, session 29; helper-86, session 30)."""
         if self._lock_token is None:
             return
         with self._beat_mutex:  # never while this job's own heartbeat rewrites the file in place

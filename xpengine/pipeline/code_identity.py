@@ -5,10 +5,14 @@ changes a developer knew would change rows; a change nobody named (a fix in a re
 calibration, in the duplicate rules) went unseen, and a resume mixed rows of two code versions in one
 catalogue (session 29's review, D6). `code_identity` adds what cannot be forgotten: the package version and
 a SHA-256 over the package's own Python source (each file's path inside the package and its bytes, in
-path order), so the same code gives the same digest in any checkout or install, and any edit another.
+path order, CRLF read as LF), so the same code gives the same digest in any checkout or install, and
+any edit another, comments and docstrings included (an upgrade changes code; a developer's edit is one).
+The versions of Python, numpy, pyarrow, torch and Ray are recorded beside it, not compared.
 
-A resume under other code is refused, naming both; `--allow-code-change` keeps the finished partitions
-(each record keeps the code it was made with, so the catalogue says which rows came from which code)."""
+A resume under other code is refused, naming both; a record from before session 30 holds no code and is
+refused as of unknown code. `--allow-code-change` keeps the finished partitions: each record keeps the
+code it was made with, and `_JOB.json` lists every code its records name (`codes_in_records`) where
+there is more than one. The identity is the driver's: actors on other machines are not compared."""
 
 from __future__ import annotations
 

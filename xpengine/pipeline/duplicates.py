@@ -6,8 +6,8 @@ says what it gave up and to whom (`GIVEN_UP_KEY`), with each row's catalogue fla
 can change after the move: a partition redone (`--overwrite`, a changed input) or gone may no longer
 hold the source. Every resolve therefore first checks the owners and brings back, from `_rejected/`
 into the loser's catalogue file, the rows whose owner no longer holds them or holds a worse copy now;
-those sources then take part in the owner choice again. So every input source is in the catalogue exactly once, or in
-`_rejected/` with its reason while another partition holds it.
+those sources then take part in the owner choice again. So every input source is in the catalogue
+exactly once, or in `_rejected/` with its reason while another partition holds it.
 
 Files change in an order that a kill at any point leaves recoverable by the rerun: the record of a
 move is written first (what goes and where), then the rows are added where they go and removed where
@@ -350,9 +350,9 @@ def _bring_back(
 ) -> int | str:
     """Move the rows of `back` (given up to partitions that no longer hold them, or hold worse copies)
     from `name`'s `_rejected/` file into its catalogue file, with the flags they had there; rows already
-    in it (put back by a run killed before `_rejected/` was rewritten) are not added twice. Those outside the
-    partition's HEALPix range become unanchored again, for the owner choice; those inside it are
-    anchored, as they were. Returns the rows added, or why they cannot be."""
+    in it (put back by a run killed before `_rejected/` was rewritten) are not added twice. Those
+    outside the partition's HEALPix range become unanchored again, for the owner choice; those inside
+    it are anchored, as they were. Returns the rows added, or why they cannot be."""
     import pyarrow.compute as pc
 
     table = writer.read_partition(name)
@@ -369,8 +369,9 @@ def _bring_back(
     if missing:
         return (
             f"{len(missing)} source(s) it gave up to partition(s) {', '.join(owners)}, which no longer "
-            f"hold them or hold a worse copy (e.g. source_id {missing[0]}), are in neither {writer.display(writer.catalog_path(name))} "
-            f"nor {writer.display(writer.rejected_path(name))}; the next run redoes the partition"
+            f"hold them or hold a worse copy (e.g. source_id {missing[0]}), are in neither "
+            f"{writer.display(writer.catalog_path(name))} nor {writer.display(writer.rejected_path(name))}; "
+            "the next run redoes the partition"
         )
     added = 0
     if rows is not None and rows.num_rows:

@@ -447,10 +447,10 @@ def begin_job(
     accepted=None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Check the output for resume (`_check_resume`, which with `cfg.overwrite` removes what is redone;
-    `accepted()` is called before that), then write `_JOB.json` (`identity` and `about`). Returns the done partitions that are kept and the
-    `job` the run's manifest records carry: during an `--overwrite` run (or the rerun of a killed one)
-    `_JOB.json` says so and the records carry its id, so a rerun of that killed run keeps what it
-    finished; `end_job` clears the mark."""
+    `accepted()` is called before that), then write `_JOB.json` (`identity` and `about`). Returns the
+    done partitions that are kept and the `job` the run's manifest records carry: during an
+    `--overwrite` run (or the rerun of a killed one) `_JOB.json` says so and the records carry its id,
+    so a rerun of that killed run keeps what it finished; `end_job` clears the mark."""
     import uuid
 
     modified = last_modified(getattr(cfg, "model", None))
