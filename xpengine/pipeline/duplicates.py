@@ -311,14 +311,13 @@ def _restore_given_up(writer: CatalogWriter, done: dict[str, dict]) -> tuple[dic
         for name in sorted(done):
             given = _given_up(done[name].get("problems") or {})
             back: dict[int, tuple[str, int]] = {}
-            for owner in sorted({o for o, _ in given.values()}):
+            for s, (owner, flags) in given.items():
                 if owner not in held:
                     held[owner] = _ranks_held(writer, owner) if owner in done else {}
-                for s, (o, flags) in given.items():
-                    # gone from the owner, or its copy now worse (redone without a prediction, say:
-                    # until session 30 that one was kept and the better copy stayed set aside)
-                    if o == owner and held[owner].get(s, 3) > int(row_rank(np.array([flags]))[0]):
-                        back[s] = given[s]
+                # gone from the owner, or its copy now worse (redone without a prediction, say: until
+                # session 30 that one was kept and the better copy stayed set aside)
+                if held[owner].get(s, 3) > int(row_rank(np.array([flags]))[0]):
+                    back[s] = given[s]
             if not back:
                 continue
             n = _bring_back(writer, name, done, given, back)

@@ -16,6 +16,7 @@ from xpengine.features.flags import FLAG_RULES
 from xpengine.features.vocabulary import canonical_token_set as _canonical_inputs
 from xpengine.pipeline.code_identity import (
     CODE_KEY,
+    CODES_KEY,
     code_identity,
     codes_in_records,
     describe_code,
@@ -38,6 +39,7 @@ from xpengine.pipeline.plan import (  # noqa: F401  (tests import _input_change 
     _input_change,
     _input_fingerprints,
     _location,
+    _overlaps,
     side_table_fingerprint,
 )
 from xpengine.pipeline.stages import PartitionTask
@@ -133,11 +135,11 @@ _IDENTITY_NAMES = {
     "flag_rules": "flag rules (the bits the catalogue sets; a record without them is older)",
     CODE_KEY: "code",
 }
-_CODE_DIFF = f"{_IDENTITY_NAMES[CODE_KEY]} "  # how a difference in code begins (no other name does)
 
 
-def _code_only(diff: list[str]) -> bool:
-    return all(d.startswith(_CODE_DIFF) for d in diff)
+def _code_only(old: dict[str, Any], new: dict[str, Any], ignore: tuple[str, ...] = ()) -> bool:
+    """Whether two identities that differ differ in their code alone (by key, not by the message)."""
+    return not _identity_differences(old, new, (*ignore, CODE_KEY))
 
 
 _WHERE_USED = ("isochrone_grid", "extinction_table")  # absent from a job whose policy does not use it
@@ -234,34 +236,6 @@ def _identity_differences(
     return out
 
 
-def _overlaps(tasks: list[PartitionTask], older: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """Partitions already in the output (`older`, not in this plan) whose HEALPix range overlaps a
-    planned partition's: name → what it overlaps (both files and ranges)."""
-    import bisect
-    import itertools
-
-    ranges = sorted(
-        (int(r["hpx8_range"][0]), int(r["hpx8_range"][1]), name)
-        for name, r in older.items()
-        if r.get("hpx8_range")
-    )
-    los = [lo for lo, _, _ in ranges]
-    reach = list(itertools.accumulate((hi for _, hi, _ in ranges), max))  # highest pixel up to each
-    out: dict[str, str] = {}
-    for t in tasks:
-        if t.hpx8_range is None:
-            continue
-        a, b = t.hpx8_range
-        i = bisect.bisect_right(los, b) - 1  # the ranges before i+1 start at or below b
-        while i >= 0 and reach[i] >= a:
-            lo, hi, name = ranges[i]
-            if hi >= a and name not in out:
-                was = (older[name].get("inputs") or {}).get("xp")
-                out[name] = f"{name} (HEALPix {lo}-{hi}, from {was}) and input {t.xp} ({a}-{b})"
-            i -= 1
-    return out
-
-
 def _check_resume(
     writer: CatalogWriter,
     tasks: list[PartitionTask],
@@ -299,7 +273,7 @@ def _check_resume(
     code_only: list[bool] = []  # per refusal: whether it is of other code alone
     if job_diff:
         problems.append(f"the catalogue was made with another {'; '.join(job_diff)}")
-        code_only.append(_code_only(job_diff))
+        code_only.append(_code_only(job, identity, ignore))
     elif job is None and done:
         problems.append("the output holds partitions without a job record (another program or version)")
         code_only.append(False)
@@ -311,12 +285,13 @@ def _check_resume(
     for name, rec in sorted(done.items()):
         rec_job = with_model_files(rec.get("job") or {}, identity, made_at(rec), model_modified)
         diff = _identity_differences(rec_job, identity, ignore)
-        if diff and job is not None and not job_diff and name in planned and not _code_only(diff):
+        only_code = bool(diff) and _code_only(rec_job, identity, ignore)
+        if diff and job is not None and not job_diff and name in planned and not only_code:
             left_over.add(name)  # (one of other code alone is refused: the job may have kept it, above)
         elif diff:
-            why = name in planned and _code_only(diff) and _input_change(planned[name], rec, checksum)
+            why = name in planned and only_code and _input_change(planned[name], rec, checksum)
             changed[name] = "; ".join(diff + ([why] if why else []))
-            code_only.append(_code_only(diff) and not why)
+            code_only.append(only_code and not why)
         elif name in planned and (why := _input_change(planned[name], rec, checksum)):
             changed[name] = why
             code_only.append(False)
@@ -495,5 +470,8 @@ def begin_job(
 
 def end_job(writer: CatalogWriter, identity: dict[str, Any], about: dict[str, Any]) -> None:
     """The job has been through its whole plan: `_JOB.json` without the mark of an `--overwrite` in
-    progress (the codes its records name kept)."""
-    writer.write_job({**identity, **about, **codes_in_records(writer.done_records(), identity)})
+    progress; the codes its records name are read again only where the start listed several (this run's
+    partitions are all of its own code, so the list can only shrink)."""
+    again = CODES_KEY in (writer.read_job() or {})
+    codes = codes_in_records(writer.done_records(), identity) if again else {}
+    writer.write_job({**identity, **about, **codes})

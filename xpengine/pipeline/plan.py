@@ -450,3 +450,30 @@ def compact_side_tables(tasks: list[PartitionTask], cfg: InferenceConfig) -> dic
     if first is None:
         return None
     return first[1] if any(v is not None for v in first[1].values()) else None
+
+
+def _overlaps(tasks: list[PartitionTask], older: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Partitions already in the output (`older`, not in this plan) whose HEALPix range overlaps a
+    planned partition's: name → what it overlaps (both files and ranges)."""
+    import bisect
+
+    ranges = sorted(
+        (int(r["hpx8_range"][0]), int(r["hpx8_range"][1]), name)
+        for name, r in older.items()
+        if r.get("hpx8_range")
+    )
+    los = [lo for lo, _, _ in ranges]
+    reach = list(itertools.accumulate((hi for _, hi, _ in ranges), max))  # highest pixel up to each
+    out: dict[str, str] = {}
+    for t in tasks:
+        if t.hpx8_range is None:
+            continue
+        a, b = t.hpx8_range
+        i = bisect.bisect_right(los, b) - 1  # the ranges before i+1 start at or below b
+        while i >= 0 and reach[i] >= a:
+            lo, hi, name = ranges[i]
+            if hi >= a and name not in out:
+                was = (older[name].get("inputs") or {}).get("xp")
+                out[name] = f"{name} (HEALPix {lo}-{hi}, from {was}) and input {t.xp} ({a}-{b})"
+            i -= 1
+    return out
