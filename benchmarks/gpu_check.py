@@ -143,12 +143,13 @@ def _device_pool(cfg, dev: str, dtype: str, batch: int | None):
 def check_job_stage(device: torch.device, quick: bool) -> dict:
     """The job's GPU configuration (`configs/infer/gpu.yaml`) without Ray: its read stage
     (`stages.featurize_partition`) on the bundled sky's three partitions, then its predictor actor
-    (`stages.CatalogPredictor`, batch size from the measured table or calibrated at actor start) on
+    (`predictor_stage.CatalogPredictor`, batch size from the measured table or calibrated at actor start) on
     DEVICE in the YAML's dtype and in fp32, against a CPU fp32 actor: the catalogue's values and flags,
     and its stars/s on batches of `chunk_rows` rows, as Ray hands them to a GPU actor."""
     from xpengine.model.metadata import VOCABULARY_FILE, resolve_model_path
     from xpengine.pipeline.config import load_inference_config, resolve_inputs, resolve_labels
-    from xpengine.pipeline.stages import CatalogPredictor, featurize_partition
+    from xpengine.pipeline.predictor_stage import CatalogPredictor
+    from xpengine.pipeline.stages import featurize_partition
 
     cfg = load_inference_config(ROOT / "configs" / "infer" / "gpu.yaml")
     labels, inputs = resolve_labels(cfg), resolve_inputs(cfg)

@@ -7,7 +7,7 @@ side in one run, on a simulated sky scored against its truth and on real stars o
 
 1. Simulated sky (a seed never used in training; `--sky` a folder written by `xpengine simulate`, its
    `truth.parquet` and `tmass.parquet`): the chosen partitions through the job's read stage and predictor
-   (`stages.featurize_partition`, `stages.CatalogPredictor`, no Ray), once with the model's own mass and age
+   (`stages.featurize_partition`, `predictor_stage.CatalogPredictor`, no Ray), once with the model's own mass and age
    everywhere (`mass_age_from_isochrones: false`) and once with the catalogue's default. For the stars
    flagged OUTSIDE_TRAINING_DOMAIN: bias, robust σ and z-spread of mass and ln age against the truth, by
    true phase, with and without a parallax. Since the simulated dwarfs' XP differ from real ones (their
@@ -105,7 +105,8 @@ def sky_catalogues(
     E(B−V) where `ebv`, as a user with a dust map would run it), then one predictor per policy."""
     from xpengine.model.metadata import VOCABULARY_FILE, resolve_model_path
     from xpengine.pipeline.config import InferenceConfig, resolve_inputs, resolve_labels
-    from xpengine.pipeline.stages import CatalogPredictor, PartitionTask, featurize_partition
+    from xpengine.pipeline.predictor_stage import CatalogPredictor
+    from xpengine.pipeline.stages import PartitionTask, featurize_partition
 
     cfg = InferenceConfig(
         tmass=str(sky / "tmass.parquet"),

@@ -93,7 +93,7 @@ def test_the_isochrone_fit_takes_each_stars_own_coefficient(monkeypatch):
     from _sky_inputs import sky_token_batch
 
     from xpengine.inference import catalogue_isochrones
-    from xpengine.pipeline.stages import CatalogPredictor
+    from xpengine.pipeline.predictor_stage import CatalogPredictor
 
     seen = []
     spy = catalogue_isochrones.absolute_g_inputs

@@ -148,6 +148,7 @@ def test_the_check_finds_a_loop():
 # anyway), numpy and pyarrow (the stages' data).
 JOB_MODULES = (
     "xpengine.pipeline.stages",
+    "xpengine.pipeline.predictor_stage",
     "xpengine.pipeline.bookkeeping",
     "xpengine.pipeline.tuning",
     "xpengine.inference.catalogue",

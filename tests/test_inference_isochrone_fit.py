@@ -249,7 +249,7 @@ def _robust_sigma(x: np.ndarray) -> float:
 def test_only_stars_outside_the_domain_change() -> None:
     from _sky_inputs import sky_token_batch
 
-    from xpengine.pipeline.stages import CatalogPredictor
+    from xpengine.pipeline.predictor_stage import CatalogPredictor
 
     batch = sky_token_batch("gaia-xp")  # the partition's 1000 stars
     labels = ["teff", "logg", "m_h", "mass", "age"]

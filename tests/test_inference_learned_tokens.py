@@ -23,7 +23,7 @@ from xpengine.catalog.flag_policy import DEFAULT_FLAG_POLICY
 from xpengine.features.flags import SourceFlag, has_flag
 from xpengine.inference.predictor import Predictor
 from xpengine.pipeline.config import InferenceConfig, resolve_inputs, resolve_labels
-from xpengine.pipeline.stages import CatalogPredictor
+from xpengine.pipeline.predictor_stage import CatalogPredictor
 
 REPO = Path(__file__).resolve().parents[1]
 SKY = files("xpengine") / "data" / "sky"

@@ -13,7 +13,8 @@ from xpengine.features.flags import FEATURE_FLAGS, SourceFlag
 from xpengine.features.vocabulary import PAPER_VOCABULARY
 from xpengine.pipeline.bookkeeping import PARTITION_KEY, Ledger, PartitionBook
 from xpengine.pipeline.config import InferenceConfig, load_inference_config
-from xpengine.pipeline.stages import CatalogPredictor, PartitionTask, featurize_partition
+from xpengine.pipeline.predictor_stage import CatalogPredictor
+from xpengine.pipeline.stages import PartitionTask, featurize_partition
 from xpengine.pipeline.writer import CatalogWriter, PartitionRecord
 
 PART = "000000-003111"

@@ -5,7 +5,7 @@ columns and one small integer, `PARTITION_KEY`: the partition's index in the dri
 block key (constant over each read chunk, 4 bytes a row) that survives Ray Data's re-batching in front
 of GPU actors, where one model batch may hold the end of one partition and the start of the next. The
 predictor stage sets it aside before the model sees a batch and puts it back on the results
-(`xpengine.pipeline.stages.CatalogPredictor`). No row carries a partition name, a row total, an error
+(`xpengine.pipeline.predictor_stage.CatalogPredictor`). No row carries a partition name, a row total, an error
 or a timing, and there are no marker rows.
 
 What the driver needs besides the rows arrives as small events on a separate stream, the `Ledger` (a

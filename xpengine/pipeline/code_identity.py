@@ -12,22 +12,34 @@ The versions of Python, numpy, pyarrow, torch and Ray are recorded beside it, no
 A resume under other code is refused, naming both; a record from before session 30 holds no code and is
 refused as of unknown code. `--allow-code-change` keeps the finished partitions: each record keeps the
 code it was made with, and `_JOB.json` lists every code its records name (`codes_in_records`) where
-there is more than one. The identity is the driver's: actors on other machines are not compared."""
+there is more than one.
+
+The identity is the driver's; since session 31 every Ray worker that reads or predicts compares its own
+code with it (`check_worker_code`: the predictor actors at their start, the GPU branch's read tasks before
+their first partition) and raises `CodeMismatchError` where they differ: a node of a cluster with another
+xpengine installed would otherwise write its rows into the catalogue under the driver's code. The driver
+turns that error, however Ray wraps it, into one line (`mismatch_message`) and stops."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "CODES_KEY",
     "CODE_KEY",
+    "CodeMismatchError",
+    "check_worker_code",
     "code_identity",
     "codes_in_records",
     "describe_code",
+    "expected_code",
+    "mismatch_message",
+    "one_code",
     "same_code",
     "source_digest",
 ]
@@ -123,3 +135,72 @@ def codes_in_records(records: dict[str, dict[str, Any]], identity: dict[str, Any
     now = describe_code(identity[CODE_KEY])
     codes = {describe_code((r.get("job") or {}).get(CODE_KEY)) for r in records.values()}
     return {CODES_KEY: sorted(codes | {now})} if codes - {now} else {}
+
+
+MISMATCH_MARK = "xpengine code mismatch:"
+
+
+class CodeMismatchError(RuntimeError):
+    """A Ray worker runs xpengine code other than the driver's (`check_worker_code`)."""
+
+
+def expected_code() -> dict[str, str]:
+    """The driver's code as its workers compare it: {"version", "source_sha256"} (`code_identity`)."""
+    code = code_identity()
+    return {"version": code["version"], "source_sha256": code["source_sha256"]}
+
+
+def check_worker_code(expected: dict[str, Any] | None, role: str) -> None:
+    """Raise CodeMismatchError, naming this machine, its package's folder and both codes, where this
+    process's xpengine is not the `expected` code (`expected_code` of the driver; None: not checked)."""
+    if expected is None:
+        return
+    mine = code_identity()
+    if same_code(mine, expected):
+        return
+    import socket
+
+    import xpengine
+
+    where = socket.gethostname()
+    try:
+        import ray
+
+        if ray.is_initialized():
+            where = f"{where} ({ray.util.get_node_ip_address()})"
+    except Exception:  # the host name alone still names the machine  # pragma: no cover
+        pass
+    raise CodeMismatchError(
+        f"{MISMATCH_MARK} the {role} on {where} runs {describe_code(mine)} from "
+        f"{Path(xpengine.__file__).resolve().parent}, the driver {describe_code(expected)}: install the same "
+        "xpengine on every node of the cluster (a catalogue's rows come from one code)"
+    )
+
+
+def mismatch_message(exc: BaseException) -> str | None:
+    """The one-line message of a CodeMismatchError inside `exc` (raised here, or carried in the text of
+    the error Ray raised for a worker: an actor that died in its constructor, a failed task); None if
+    there is none."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, CodeMismatchError):
+            return str(exc)
+        text = str(exc)
+        at = text.find(MISMATCH_MARK)
+        if at >= 0:
+            return text[at:].splitlines()[0].strip()
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def one_code(items: Iterator[Any], error: type[Exception]) -> Iterator[Any]:
+    """`items` (the job's catalogue batches); a worker's CodeMismatchError inside an error raised while
+    they are drawn (however Ray wrapped it) is raised again as `error` with its one-line message."""
+    try:
+        yield from items
+    except Exception as exc:
+        message = mismatch_message(exc)
+        if message is None:
+            raise
+        raise error(message) from exc

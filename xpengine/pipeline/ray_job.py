@@ -37,6 +37,7 @@ from typing import Any
 
 from xpengine.pipeline.bookkeeping import PARTITION_KEY, Ledger, PartitionBook
 from xpengine.pipeline.cluster import LOOPBACK_ENV, init_ray, model_architecture, plan_pool  # noqa: F401
+from xpengine.pipeline.code_identity import expected_code, one_code
 from xpengine.pipeline.config import InferenceConfig, resolve_inputs, resolve_labels
 from xpengine.pipeline.finish import (
     _finish_partition,
@@ -68,8 +69,9 @@ from xpengine.pipeline.plan import (
     plan_partitions,
     visible_partition_name,
 )
+from xpengine.pipeline.predictor_stage import CatalogPredictor
 from xpengine.pipeline.progress import Progress, _log_summary, _running_summary, _stopped_summary
-from xpengine.pipeline.stages import CatalogPredictor, PartitionTask, featurize_partition
+from xpengine.pipeline.stages import PartitionTask, featurize_partition
 from xpengine.pipeline.writer import CatalogWriter
 
 __all__ = [
@@ -295,6 +297,7 @@ def _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, ma
         marks.mark("ray_data_imported")
         ds = _dataset(cfg, tasks, pool, ledger, vocab_json)
         batches = ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0)
+    batches = one_code(batches, JobError)  # a node with other xpengine code: one line, the job stops
     marks.mark("dataset_planned")
 
     by_index = dict(enumerate(tasks))
@@ -401,6 +404,7 @@ def _dataset(cfg: InferenceConfig, tasks: list[PartitionTask], pool, ledger, voc
             "ebv": cfg.ebv,
             "zero_point_fallback": cfg.zero_point_fallback,
             "ledger": ledger,
+            "code": expected_code(),
         },
     )
     # CPU: batch_size=None, each feature chunk is one model batch (the predictor splits it into its
@@ -425,6 +429,7 @@ def _dataset(cfg: InferenceConfig, tasks: list[PartitionTask], pool, ledger, voc
             "inputs": cfg.inputs,
             "ledger": ledger,
             "sim_to_real": cfg.sim_to_real_sigma,
+            "code": expected_code(),
         },
     )
 

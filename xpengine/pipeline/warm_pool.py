@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from xpengine.pipeline.bookkeeping import report
+from xpengine.pipeline.code_identity import CodeMismatchError, expected_code, mismatch_message
 
 __all__ = [
     "NAMESPACE",
@@ -120,13 +121,20 @@ class PoolWorker:
         idle_s: float | None,
         sim_to_real: bool = True,
         exit_fn=os._exit,
+        code: dict[str, Any] | None = None,
     ) -> None:
-        from xpengine.pipeline.stages import CatalogPredictor
+        from xpengine.pipeline.predictor_stage import CatalogPredictor
 
         self.key = key
         self.created_at = time.time()
         self.predictor = CatalogPredictor(
-            model, labels, pool=pool, flag_policy=flag_policy, inputs=inputs, sim_to_real=sim_to_real
+            model,
+            labels,
+            pool=pool,
+            flag_policy=flag_policy,
+            inputs=inputs,
+            sim_to_real=sim_to_real,
+            code=code,
         )
         self.ready_at = time.time()
         # beside an accelerator the next partition is read while the model runs (a CPU actor's CPUs
@@ -246,6 +254,7 @@ def _actor(key: str, i: int, cfg, pool):
             inputs=cfg.inputs,
             idle_s=cfg.resources.warm_pool_idle_s,
             sim_to_real=cfg.sim_to_real_sigma,
+            code=expected_code(),
         )
     )
 
@@ -337,6 +346,8 @@ def warm_batches(
         try:
             result = ray.get(ref)
         except RayActorError as exc:  # the actor died (killed, out of memory, idle exit racing a call)
+            if mismatch_message(exc):  # it runs other xpengine code: so would its successor
+                raise CodeMismatchError(mismatch_message(exc)) from exc
             if attempt == 0:
                 log.warning(
                     "warm pool actor %d died during partition %s; retrying on a new one: %s",

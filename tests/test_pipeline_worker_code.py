@@ -1,0 +1,139 @@
+"""Every Ray worker that reads or predicts runs the driver's xpengine code (session 31): a node of a
+cluster with another xpengine installed stops the job in one line instead of writing its rows into the
+catalogue under the driver's code. The driver's code is made to differ from its workers' by giving the
+driver another source digest (`_source_digest` patched in this process only: the session cluster's
+workers compute their own)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xpengine.pipeline import code_identity as ci
+from xpengine.pipeline.code_identity import (
+    MISMATCH_MARK,
+    CodeMismatchError,
+    check_worker_code,
+    describe_code,
+    expected_code,
+    mismatch_message,
+    one_code,
+)
+from xpengine.pipeline.plan import JobError
+from xpengine.pipeline.stages import PartitionTask, featurize_partition
+
+GAIA_XP = Path(__file__).parent / "data" / "gaia_xp"
+STAR = "XP_CONTINUOUS-Gaia_DR3_5937083312263887616.csv"
+OTHER = {"version": "0.0.1", "source_sha256": "0123456789abcdef"}
+
+
+def test_a_worker_under_the_drivers_code_goes_on_and_under_other_code_says_where():
+    check_worker_code(None, "read task")  # not asked: not checked
+    check_worker_code(expected_code(), "read task")
+    check_worker_code(
+        {**ci.code_identity(), "files": -1, "runtime": {}}, "read task"
+    )  # compared: version, digest
+    with pytest.raises(CodeMismatchError) as err:
+        check_worker_code(OTHER, "predictor actor")
+    msg = str(err.value)
+    assert msg.startswith(MISMATCH_MARK) and "\n" not in msg
+    assert "the predictor actor on " + socket.gethostname() in msg
+    assert describe_code(ci.code_identity()) in msg and describe_code(OTHER) in msg
+    assert str(Path(ci.__file__).resolve().parents[1]) in msg  # the worker's package folder
+    assert "install the same xpengine on every node" in msg
+
+
+def test_the_message_is_found_however_ray_wrapped_it():
+    try:
+        check_worker_code(OTHER, "read task")
+    except CodeMismatchError as exc:
+        own = exc
+    assert mismatch_message(own) == str(own)
+    # the text of an actor that died in its constructor: a traceback with the error's line inside
+    ray_text = (
+        "The actor died because of an error raised in its creation task, \x1b[36mray::MapWorker\x1b[39m\n"
+        '  File "stages.py", line 1, in __init__\n'
+        f"xpengine.pipeline.code_identity.CodeMismatchError: {own}\n"
+        "\nThe above exception was the direct cause of:\n"
+    )
+    assert mismatch_message(RuntimeError(ray_text)) == str(own)
+    try:
+        try:
+            raise own
+        except CodeMismatchError as inner:
+            raise ValueError("wrapped") from inner
+    except ValueError as outer:
+        assert mismatch_message(outer) == str(own)
+    assert mismatch_message(RuntimeError("a reader failed")) is None
+
+
+def test_one_code_passes_the_batches_and_turns_a_mismatch_into_one_line():
+    assert list(one_code(iter([1, 2]), JobError)) == [1, 2]
+
+    def drawn(error):
+        yield 1
+        raise error
+
+    with pytest.raises(JobError) as err:
+        list(
+            one_code(
+                drawn(RuntimeError("worker died:\n" + MISMATCH_MARK + " the read task on x\nmore")), JobError
+            )
+        )
+    assert str(err.value) == MISMATCH_MARK + " the read task on x"
+    with pytest.raises(OSError, match="disk full"):  # any other error is left as it is
+        list(one_code(drawn(OSError("disk full")), JobError))
+
+
+def test_a_read_task_under_other_code_reads_nothing(tmp_path):
+    task = PartitionTask(name="gone", xp=str(tmp_path / "not_there.csv"))
+    batch = {k: np.array([v]) for k, v in {**task.to_row(), "index": 0}.items()}
+    with pytest.raises(CodeMismatchError, match="the read task on"):  # not the missing file's error
+        list(featurize_partition(batch, vocabulary_json="{}", chunk_rows=10, code=OTHER))
+
+
+def test_a_predictor_actor_under_other_code_loads_nothing(tmp_path):
+    from xpengine.pipeline.predictor_stage import CatalogPredictor
+
+    with pytest.raises(CodeMismatchError, match="the predictor actor on"):  # not the missing model's
+        CatalogPredictor(str(tmp_path / "no_model"), ["teff"], device="cpu", code=OTHER)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@pytest.mark.parametrize("warm", [False, True], ids=["ray_data_pool", "warm_pool"])
+def test_a_job_whose_workers_run_other_code_stops_in_one_line(
+    ray_local, tmp_path, monkeypatch, tiny_sky_model, warm
+):
+    from xpengine.pipeline import warm_pool
+    from xpengine.pipeline.config import InferenceConfig
+    from xpengine.pipeline.ray_job import run_inference
+
+    inp = tmp_path / STAR
+    shutil.copy(GAIA_XP / STAR, inp)
+    # the driver's code is another than the workers' (they compute their own digest)
+    monkeypatch.setattr(ci, "_source_digest", lambda root: ("f" * 64, 1))
+    monkeypatch.setattr(warm_pool, "code_digest", lambda: "f" * 64)
+    out = tmp_path / "out"
+    cfg = InferenceConfig(
+        input=[str(inp)], model=tiny_sky_model, output=str(out), checksum=False, labels=["teff"],
+        torch_threads=1, cpus_per_actor=1, warm_pool=warm, actors=1,
+    )  # fmt: skip
+    try:
+        with pytest.raises(JobError) as err:
+            run_inference(cfg)
+    finally:
+        if warm:
+            warm_pool.stop_pools()
+    msg = str(err.value)
+    assert msg.startswith(MISMATCH_MARK) and "\n" not in msg, msg
+    assert "the predictor actor on" in msg and "source ffffffffffffffff" in msg
+    # nothing written under the driver's code; the summary says the run stopped, and why
+    assert not list(out.glob("*.parquet"))
+    summary = json.loads((out / "_SUMMARY.json").read_text())
+    assert summary["status"] == "stopped" and MISMATCH_MARK in summary["error"], summary
