@@ -118,3 +118,29 @@ def _no_usetex():
 
     if "matplotlib" in sys.modules:
         sys.modules["matplotlib"].rcParams["text.usetex"] = False
+
+
+# --- object storage: an S3-compatible server on loopback (moto) ------------------------------------
+@pytest.fixture
+def s3_server(monkeypatch):
+    """A moto S3 server on 127.0.0.1 for this test, with the AWS environment pointing at it (the
+    variables also returned, for subprocesses)."""
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {
+        "AWS_ACCESS_KEY_ID": "xpengine-test",
+        "AWS_SECRET_ACCESS_KEY": "xpengine-test-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    yield env
+    server.stop()

@@ -37,25 +37,6 @@ def _ray_bin() -> str:
 
 
 @pytest.fixture
-def s3_server(monkeypatch):
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    env = {
-        "AWS_ACCESS_KEY_ID": "xpengine-test",
-        "AWS_SECRET_ACCESS_KEY": "xpengine-test-secret",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-    }
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    yield env
-    server.stop()
-
-
-@pytest.fixture
 def two_node_cluster(tmp_path, s3_server):
     env = {**os.environ, **s3_server, "RAY_AUTH_MODE": "disabled"}
     gcs_port, dash_port = _free_port(), _free_port()

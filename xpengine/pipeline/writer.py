@@ -19,7 +19,8 @@ Layout of an output directory (local or object storage):
 
 Every name a reader could mistake for data starts with `_`: pandas, pyarrow.dataset, DuckDB's
 `read_parquet('OUTPUT/*.parquet')` and `xpengine query` skip them. A catalogue file is written under
-`_tmp/` and renamed into place (on object storage the single upload is itself atomic); its manifest
+`_tmp/` and renamed into place (on object storage uploaded there and copied into place, each upload and
+copy atomic); its manifest
 record is written after it. A partition counts as done only when its manifest says "done" AND the
 catalogue file exists, so a crash between the two redoes it.
 
@@ -74,6 +75,14 @@ def job_id(job: dict[str, Any]) -> str:
     import hashlib
 
     return hashlib.sha256(json.dumps(job, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _delete_quietly(fs, path: str) -> None:
+    """Delete a temporary object; one that is gone, or cannot be deleted now, is left to `_clean_tmp`."""
+    try:
+        fs.delete_file(path)
+    except OSError:
+        pass
 
 
 class OutputNotWritableError(RuntimeError):
@@ -332,11 +341,20 @@ class CatalogWriter(LockHolder):
                     if check:  # on the disk, then still this job's output, just before the rename
                         _fsync(tmp)
                         self.confirm_lock()
-            else:
-                # object stores: an object becomes visible only when its upload completes
-                if check:
-                    self.confirm_lock()
+            elif not check:  # the lock file itself: an object is visible only once its upload completes
                 write_fn(path)
+            else:
+                # object stores: uploaded under _tmp, the lock confirmed, then copied into place (a
+                # server-side copy): a takeover can slip in during the copy, no longer during the whole
+                # upload (session 31; a partition's upload can take minutes). A killed copy's leftover
+                # in _tmp is swept by the next prepare.
+                tmp = f"{self.root}/{TMP_DIR}/{path.rpartition('/')[2]}.{uuid.uuid4().hex[:8]}"
+                try:
+                    write_fn(tmp)
+                    self.confirm_lock()
+                    self.fs.copy_file(tmp, path)
+                finally:
+                    _delete_quietly(self.fs, tmp)
         except OSError as exc:  # a full disk, a quota: one line naming the file, not a traceback
             raise OutputNotWritableError(
                 f"writing {self.display(path)} failed ({exc}); the partitions written before it are kept: "
