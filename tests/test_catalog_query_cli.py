@@ -229,3 +229,20 @@ def test_count_takes_what_the_query_takes(cat, capsys):
     ):
         assert run(str(d), sql, "--count") == 0
         assert int(capsys.readouterr().out.strip()) == n
+
+
+def test_a_plain_query_logs_nothing_and_a_pruned_one_says_how_many_files(cat, tmp_path):
+    """stderr holds the answer's business only: the catalogue's file count is said where the sky filter
+    left files out (a user's check that the filter did what was meant), and under -v otherwise."""
+    d, cols = cat
+    cmd = [sys.executable, "-m", "xpengine.cli", "query", str(d), "SELECT count(*) AS n FROM catalog"]
+    plain = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 0 and plain.stderr == "", plain.stderr
+    hpx = (np.asarray(cols["source_id"], dtype=np.int64) >> 43).min()
+    pruned = subprocess.run(
+        [*cmd, "--hpx8-range", str(hpx), str(hpx)], capture_output=True, text=True, timeout=120
+    )
+    files = len(list(d.glob("*.parquet")))
+    assert pruned.returncode == 0 and f" of {files} file(s)" in pruned.stderr, pruned.stderr
+    verbose = subprocess.run([*cmd[:3], "-v", *cmd[3:]], capture_output=True, text=True, timeout=120)
+    assert f": {files} of {files} file(s)" in verbose.stderr, verbose.stderr

@@ -174,7 +174,9 @@ class CatalogConnection:
             }
             self.where = self._view_filter()
             self._create_view("catalog", self.source, self.files, self.where, empty_from=self.source.files[0])
-            log.info(
+            # a line for the user only where the sky filter left files out; else for -v
+            log.log(
+                logging.INFO if len(self.files) < self.files_total else logging.DEBUG,
                 "catalogue %s: %d of %d file(s)%s",
                 self.source.location,
                 len(self.files),
@@ -300,7 +302,7 @@ class CatalogConnection:
         if not gaia:
             check_unique_ids(self.con, name, src, self._duckdb)
         self.views[name] = cols
-        log.info("view %s: %s (%d file(s))", name, src.location, len(files))
+        log.debug("view %s: %s (%d file(s))", name, src.location, len(files))
 
     # -- queries -------------------------------------------------------------------------
     def _check_statement(self, sql: str) -> None:
