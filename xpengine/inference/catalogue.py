@@ -28,6 +28,7 @@ from xpengine.catalog.schema import (
     tokens_to_labels,
 )
 from xpengine.catalog.sky import icrs_to_galactic
+from xpengine.features._columns import InputColumns
 from xpengine.features.astrometry import parallax_distance
 from xpengine.features.flags import SourceFlag, read_without_relevancy
 from xpengine.inference.catalogue_isochrones import ISOCHRONE_INPUTS, bound_model_ebv, isochrone_step
@@ -59,7 +60,7 @@ def _corrected_parallax(
     from xpengine.features.astrometry import pseudo_luminosity
 
     n = joined.num_rows if joined is not None else 0
-    if n == 0 or _column_name(joined, "parallax") is None:
+    if n == 0 or not InputColumns(joined).has("parallax"):
         nan = np.full(n, np.nan)
         return nan, nan, nan
 
@@ -82,23 +83,15 @@ def _corrected_parallax(
     return lum.parallax_corrected_mas, err, col("ruwe")
 
 
-def _column_name(table, name: str) -> str | None:
-    """The table's column called `name`: exactly, else in another case (a VOTable's PARALLAX), as the
-    token builder (`features._columns.InputColumns`) finds it, so that the context and the distance
-    read the same column (found by a review: upper-case names fed the model but not the distance)."""
-    if table is None:
-        return None
-    if name in table.column_names:
-        return name
-    return next((c for c in table.column_names if c.lower() == name.lower()), None)
-
-
 def _column_or_nan(table, name: str, dtype) -> np.ndarray:
-    found = _column_name(table, name)
-    if found is not None:
-        return table.column(found).to_numpy(zero_copy_only=False).astype(dtype)
-    n = table.num_rows if table is not None else 0
-    return np.full(n, np.nan, dtype=dtype)
+    """(N,) the table's column `name` as `dtype`, NaN for nulls, found as the token builder finds it
+    (`features._columns.InputColumns`: exactly, else in another case, a VOTable's PARALLAX), so that the
+    context and the distance read the same column (a review found upper-case names fed the model but not
+    the distance); all NaN where it has none."""
+    values = None if table is None else InputColumns(table).scalar(name)
+    if values is None:
+        return np.full(table.num_rows if table is not None else 0, np.nan, dtype=dtype)
+    return values.astype(dtype)
 
 
 def catalogue_batch(
