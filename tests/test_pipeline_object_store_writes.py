@@ -69,3 +69,53 @@ def test_the_same_on_an_s3_compatible_server(s3_server):
 
     boto3.client("s3", endpoint_url=s3_server["AWS_ENDPOINT_URL"]).create_bucket(Bucket="xpengine-s31")
     _check_store("s3://xpengine-s31/out")
+
+
+def test_a_store_that_cannot_copy_gets_its_files_uploaded_in_place(monkeypatch, caplog):
+    """fsspec's ftp, sftp, smb and dbfs stores have no copy (review of session 31): the first write
+    falls back to an upload in place, with a warning, and the writer remembers it."""
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    def no_copy(self, path1, path2, **kwargs):
+        raise NotImplementedError
+
+    monkeypatch.setattr(MemoryFileSystem, "cp_file", no_copy)
+    w = CatalogWriter("memory://xpengine-s31-nocopy/out")
+    w.prepare()
+    w._heartbeat_stop.set()
+    with caplog.at_level("WARNING", logger="xpengine.pipeline.writer"):
+        for name in ("A", "B"):
+            w.write_partition(name, _table(), PartitionRecord(name, "done", 1, 1, inputs={}, job={}))
+    assert {"A.parquet", "B.parquet"} <= set(_files(w)) and _files(w, "_tmp") == []
+    assert w._copies is False
+    copied = [r for r in caplog.records if "did not copy the upload into place" in r.getMessage()]
+    assert len(copied) == 1 and "NotImplementedError" in copied[0].getMessage()  # once, then remembered
+    _take_over(w)  # an upload in place is still checked first
+    with pytest.raises(OutputLockedError):
+        w.write_partition("C", _table(), PartitionRecord("C", "done", 1, 1, inputs={}, job={}))
+    assert "C.parquet" not in _files(w)
+    w.release_lock()
+
+
+def test_a_copy_that_fails_because_the_output_was_taken_over_says_so(monkeypatch):
+    """A job paused between its lock check and its copy, taken over meanwhile: the new holder's
+    `prepare` swept `_tmp`, so the copy fails; that is the lost lock, not a disk to fix."""
+    w = CatalogWriter("memory://xpengine-s31-swept/out")
+    w.prepare()
+    w._heartbeat_stop.set()
+    confirm = w.confirm_lock
+    calls = []
+
+    def confirm_then_taken_over():
+        confirm()
+        calls.append(1)
+        if len(calls) == 1:  # right after the check: taken over, _tmp swept by the new holder
+            _take_over(w)
+            for name in _files(w, "_tmp"):
+                w.fs.delete_file(f"{w.root}/_tmp/{name}")
+
+    monkeypatch.setattr(w, "confirm_lock", confirm_then_taken_over)
+    with pytest.raises(OutputLockedError, match="lost its lock"):
+        w.write_partition("A", _table(), PartitionRecord("A", "done", 1, 1, inputs={}, job={}))
+    assert "A.parquet" not in _files(w)
+    w.release_lock()

@@ -48,6 +48,26 @@ def test_a_worker_under_the_drivers_code_goes_on_and_under_other_code_says_where
     assert "install the same xpengine on every node" in msg
 
 
+def test_a_worker_checks_the_source_on_the_disk_and_words_its_advice_by_where_it_runs(tmp_path, monkeypatch):
+    """A long-lived actor imports modules lazily: the read stage hashes the package as it is on the disk
+    at each partition (review of session 31), and a change on the driver's own machine and folder reads
+    as an edit since the driver started, not as another install."""
+    copy = tmp_path / "xpengine"
+    shutil.copytree(
+        Path(ci.__file__).resolve().parents[1], copy, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    monkeypatch.setattr(ci, "_package_folder", lambda: str(copy))
+    driver = {**expected_code(), "folder": str(copy)}  # the driver started on this code, in this folder
+    check_worker_code(driver, "read task", on_disk=True)
+    with open(copy / "pipeline" / "stages.py", "a") as f:
+        f.write("# replaced on the disk after the driver started\n")
+    check_worker_code(driver, "read task")  # what the process hashed at its start: unchanged
+    with pytest.raises(CodeMismatchError, match="changed after the driver started: restart the driver"):
+        check_worker_code(driver, "read task", on_disk=True)
+    with pytest.raises(CodeMismatchError, match="install the same xpengine on every node"):
+        check_worker_code({**driver, "host": "another-node"}, "read task", on_disk=True)
+
+
 def test_the_message_is_found_however_ray_wrapped_it():
     try:
         check_worker_code(OTHER, "read task")
@@ -70,6 +90,32 @@ def test_the_message_is_found_however_ray_wrapped_it():
     except ValueError as outer:
         assert mismatch_message(outer) == str(own)
     assert mismatch_message(RuntimeError("a reader failed")) is None
+    # the mark alone, without the error's class before it, is some other text (review of session 31)
+    assert mismatch_message(RuntimeError(f"column note: {MISMATCH_MARK} none")) is None
+
+
+@pytest.mark.ray
+def test_the_warm_pool_stops_on_a_mismatch_and_cancels_the_jobs_other_calls(ray_local):
+    import time
+
+    import ray
+
+    from xpengine.pipeline.warm_pool import _stop_on_mismatch
+
+    @ray.remote(num_cpus=0)
+    def sleep(seconds):
+        time.sleep(seconds)
+
+    pending = {sleep.remote(60): (1, 0, 0), sleep.remote(60): (2, 0, 0)}
+    _stop_on_mismatch(RuntimeError("an unrelated failure"), pending)  # not a mismatch: nothing done
+    wrapped = RuntimeError(
+        f"ray::PoolWorker.run()\nxpengine.pipeline.code_identity.CodeMismatchError: {MISMATCH_MARK} x"
+    )
+    with pytest.raises(CodeMismatchError, match=r" x$"):
+        _stop_on_mismatch(wrapped, pending)
+    for ref in pending:
+        with pytest.raises(ray.exceptions.TaskCancelledError):
+            ray.get(ref, timeout=30)
 
 
 def test_one_code_passes_the_batches_and_turns_a_mismatch_into_one_line():
@@ -82,7 +128,10 @@ def test_one_code_passes_the_batches_and_turns_a_mismatch_into_one_line():
     with pytest.raises(JobError) as err:
         list(
             one_code(
-                drawn(RuntimeError("worker died:\n" + MISMATCH_MARK + " the read task on x\nmore")), JobError
+                drawn(
+                    RuntimeError(f"worker died:\nCodeMismatchError: {MISMATCH_MARK} the read task on x\nmore")
+                ),
+                JobError,
             )
         )
     assert str(err.value) == MISMATCH_MARK + " the read task on x"

@@ -11,7 +11,15 @@ from collections.abc import Callable
 from xpengine.pipeline.config import Resources
 from xpengine.pipeline.tuning import PoolPlan
 
-__all__ = ["LOOPBACK_ENV", "PoolPlan", "init_ray", "is_loopback", "model_architecture", "plan_pool"]
+__all__ = [
+    "LOOPBACK_ENV",
+    "PoolPlan",
+    "address_problem",
+    "init_ray",
+    "is_loopback",
+    "model_architecture",
+    "plan_pool",
+]
 
 log = logging.getLogger("xpengine.pipeline.ray_job")
 
@@ -70,6 +78,36 @@ def is_loopback(address: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def address_problem(address: str | None, timeout_s: float = 3.0) -> str | None:
+    """Why no Ray cluster can be at `address` (`host:port`, `ray://host:port`), or None: nothing
+    accepts a connection there within `timeout_s`. `ray.init` on such an address waits out the GCS
+    timeout (minutes) before it fails; a refused or silent port is told here at once. An address
+    without a port (`auto`, `local`) is left to Ray."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if not address:
+        return None
+    try:
+        parts = urlsplit(address if "://" in address else f"//{address}")
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a port that is not a number: Ray says what it makes of it
+        return None
+    if not host or port is None:
+        return None
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return None
+    except OSError as exc:
+        why = (
+            f"no answer within {timeout_s:g} s" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+        )
+        return (
+            f"no Ray cluster at {address}: nothing accepts connections on {host}:{port} ({why}); start "
+            "one (`ray start --head`) or give the address it printed"
+        )
 
 
 def model_architecture(model: str) -> str:

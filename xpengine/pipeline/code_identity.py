@@ -144,52 +144,82 @@ class CodeMismatchError(RuntimeError):
     """A Ray worker runs xpengine code other than the driver's (`check_worker_code`)."""
 
 
+def _package_folder() -> str:
+    import xpengine
+
+    return str(Path(xpengine.__file__).resolve().parent)
+
+
 def expected_code() -> dict[str, str]:
-    """The driver's code as its workers compare it: {"version", "source_sha256"} (`code_identity`)."""
+    """The driver's code as its workers compare it: {"version", "source_sha256"} (`code_identity`), and
+    the driver's host and package folder, which only word the message of a mismatch."""
+    import socket
+
     code = code_identity()
-    return {"version": code["version"], "source_sha256": code["source_sha256"]}
+    return {
+        "version": code["version"],
+        "source_sha256": code["source_sha256"],
+        "host": socket.gethostname(),
+        "folder": _package_folder(),
+    }
 
 
-def check_worker_code(expected: dict[str, Any] | None, role: str) -> None:
+def check_worker_code(expected: dict[str, Any] | None, role: str, *, on_disk: bool = False) -> None:
     """Raise CodeMismatchError, naming this machine, its package's folder and both codes, where this
-    process's xpengine is not the `expected` code (`expected_code` of the driver; None: not checked)."""
+    process's xpengine is not the `expected` code (`expected_code` of the driver; None: not checked).
+    on_disk: hash the source as it is on the disk now (~20 ms), not as this process first found it (a
+    long-lived actor imports modules lazily, so files replaced since its start would run unchecked)."""
     if expected is None:
-        return
-    mine = code_identity()
-    if same_code(mine, expected):
         return
     import socket
 
     import xpengine
 
-    where = socket.gethostname()
+    folder = _package_folder()
+    if on_disk:
+        digest, n = _source_digest.__wrapped__(folder)
+        mine = {"version": xpengine.__version__, "source_sha256": digest[:16], "files": n}
+    else:
+        mine = code_identity()
+    if same_code(mine, expected):
+        return
+    host = socket.gethostname()
+    where = host
     try:
         import ray
 
         if ray.is_initialized():
-            where = f"{where} ({ray.util.get_node_ip_address()})"
+            where = f"{host} ({ray.util.get_node_ip_address()})"
     except Exception:  # the host name alone still names the machine  # pragma: no cover
         pass
+    if expected.get("host") == host and expected.get("folder") == folder:  # one machine, one install
+        advice = (
+            f"the xpengine source in {folder} changed after the driver started: restart the driver (a "
+            "notebook's kernel) to run the code now on the disk, or put the code it started with back"
+        )
+    else:
+        advice = (
+            "install the same xpengine on every node of the cluster (a catalogue's rows come from one code)"
+        )
     raise CodeMismatchError(
-        f"{MISMATCH_MARK} the {role} on {where} runs {describe_code(mine)} from "
-        f"{Path(xpengine.__file__).resolve().parent}, the driver {describe_code(expected)}: install the same "
-        "xpengine on every node of the cluster (a catalogue's rows come from one code)"
+        f"{MISMATCH_MARK} the {role} on {where} runs {describe_code(mine)} from {folder}, the driver "
+        f"{describe_code(expected)}: {advice}"
     )
 
 
 def mismatch_message(exc: BaseException) -> str | None:
     """The one-line message of a CodeMismatchError inside `exc` (raised here, or carried in the text of
-    the error Ray raised for a worker: an actor that died in its constructor, a failed task); None if
-    there is none."""
+    the error Ray raised for a worker, which names the error's class: an actor that died in its
+    constructor, a failed task); None if there is none."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if isinstance(exc, CodeMismatchError):
             return str(exc)
         text = str(exc)
-        at = text.find(MISMATCH_MARK)
+        at = text.find(f"{CodeMismatchError.__name__}: {MISMATCH_MARK}")
         if at >= 0:
-            return text[at:].splitlines()[0].strip()
+            return text[at + len(CodeMismatchError.__name__) + 2 :].splitlines()[0].strip()
         exc = exc.__cause__ or exc.__context__
     return None
 

@@ -203,7 +203,7 @@ def run_inference(cfg: InferenceConfig) -> JobSummary:
 
 
 def _check_cluster_address(cfg: InferenceConfig) -> None:
-    """Refuse (JobError) a cluster address where nothing listens (`warm_pool.address_problem`) before any
+    """Refuse (JobError) a cluster address where nothing listens (`cluster.address_problem`) before any
     work: `ray.init` there waits minutes for its GCS before it fails. Skipped when this process is
     connected to Ray already (the job then runs on that cluster)."""
     import sys
@@ -212,7 +212,7 @@ def _check_cluster_address(cfg: InferenceConfig) -> None:
     ray = sys.modules.get("ray")
     if not address or (ray is not None and ray.is_initialized()):
         return
-    from xpengine.pipeline.warm_pool import address_problem
+    from xpengine.pipeline.cluster import address_problem
 
     problem = address_problem(address)
     if problem:
@@ -274,7 +274,11 @@ def _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, ma
         raise JobError(f"--address: {exc}") from exc
     marks.mark("ray_ready")
     # the ledger's worker starts while the dataset is planned and the predictor actors start
-    ledger = ray.remote(Ledger).options(num_cpus=0).remote()
+    # beside the driver where it can be (its code is the driver's there; a worker's is checked)
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    ledger = ray.remote(Ledger).options(num_cpus=0, scheduling_strategy=here).remote()
     pool = plan_pool(
         cfg.resources,
         lambda: model_architecture(cfg.model),

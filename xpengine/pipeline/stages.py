@@ -167,7 +167,9 @@ def featurize_partition(
     and the partition fails alone; a partition read to the end sends a "read" event with its row count
     before its last batch. Without one (a direct call) a bad partition raises.
     """
-    check_worker_code(code, "read task")  # outside the partition's try: it stops the job
+    # outside the partition's try: it stops the job. On the disk, at each partition: a long-lived actor
+    # imports modules lazily, from files that may have been replaced since its start
+    check_worker_code(code, "read task", on_disk=True)
     vocab = _vocabulary(vocabulary_json)
     for i in range(len(batch["name"])):
         row = {k: v[i] for k, v in batch.items()}

@@ -52,7 +52,6 @@ __all__ = [
     "NAMESPACE",
     "PREFIX",
     "PoolWorker",
-    "address_problem",
     "list_pools",
     "pool_key",
     "register",
@@ -321,6 +320,7 @@ def warm_batches(
         "tmass": cfg.tmass,
         "ebv": cfg.ebv,
         "zero_point_fallback": cfg.zero_point_fallback,
+        "code": expected_code(),  # checked on the disk at each partition (lazy imports of a warm actor)
     }
     rows = [{**t.to_row(), "index": i} for i, t in enumerate(tasks)]
     todo: queue.SimpleQueue = queue.SimpleQueue()
@@ -346,8 +346,7 @@ def warm_batches(
         try:
             result = ray.get(ref)
         except RayActorError as exc:  # the actor died (killed, out of memory, idle exit racing a call)
-            if mismatch_message(exc):  # it runs other xpengine code: so would its successor
-                raise CodeMismatchError(mismatch_message(exc)) from exc
+            _stop_on_mismatch(exc, pending)  # it runs other xpengine code: so would its successor
             if attempt == 0:
                 log.warning(
                     "warm pool actor %d died during partition %s; retrying on a new one: %s",
@@ -362,6 +361,7 @@ def warm_batches(
             submit(slot)
             continue
         except Exception as exc:  # the model or the predictor stage raised on this partition
+            _stop_on_mismatch(exc, pending)  # its source changed on the disk since the actor started
             _fail(ledger, index, f"{type(exc).__name__}: {exc}")
             submit(slot)
             continue
@@ -372,6 +372,22 @@ def warm_batches(
             infos.append(ray.get(handle.info.remote(), timeout=10))
         except (GetTimeoutError, RayActorError) as exc:
             log.debug("warm pool info: %s", exc)
+
+
+def _stop_on_mismatch(exc: BaseException, pending: dict[Any, Any]) -> None:
+    """Raise CodeMismatchError where `exc` carries one (`code_identity.mismatch_message`), the pool's
+    other calls for this job cancelled first (a stopped job's partitions are not worked on)."""
+    message = mismatch_message(exc)
+    if message is None:
+        return
+    import ray
+
+    for ref in pending:
+        try:
+            ray.cancel(ref)
+        except Exception as err:  # finished meanwhile, or not cancellable: its result is not read
+            log.debug("warm pool: cancelling %s: %s", ref, err)
+    raise CodeMismatchError(message) from exc
 
 
 def startups(infos: list[dict[str, Any]], t0_wall: float) -> list[dict[str, Any]]:
@@ -401,40 +417,10 @@ def _fail(ledger, index: int, message: str) -> None:
     report(ledger, {"event": "failed", "index": index, "error": message, "read_s": 0.0})
 
 
-def address_problem(address: str | None, timeout_s: float = 3.0) -> str | None:
-    """Why no Ray cluster can be at `address` (`host:port`, `ray://host:port`), or None: nothing
-    accepts a connection there within `timeout_s`. `ray.init` on such an address waits out the GCS
-    timeout (minutes) before it fails; a refused or silent port is told here at once. An address
-    without a port (`auto`, `local`) is left to Ray."""
-    import socket
-    from urllib.parse import urlsplit
-
-    if not address:
-        return None
-    try:
-        parts = urlsplit(address if "://" in address else f"//{address}")
-        host, port = parts.hostname, parts.port
-    except ValueError:  # a port that is not a number: Ray says what it makes of it
-        return None
-    if not host or port is None:
-        return None
-    try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            return None
-    except OSError as exc:
-        why = (
-            f"no answer within {timeout_s:g} s" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
-        )
-        return (
-            f"no Ray cluster at {address}: nothing accepts connections on {host}:{port} ({why}); start "
-            "one (`ray start --head`) or give the address it printed"
-        )
-
-
 def _pool_command(args) -> int:
     import ray
 
-    from xpengine.pipeline.cluster import init_ray
+    from xpengine.pipeline.cluster import address_problem, init_ray
     from xpengine.pipeline.config import Resources
 
     address = args.address or os.environ.get("RAY_ADDRESS")

@@ -118,6 +118,7 @@ class CatalogWriter(LockHolder):
         self._lock_token: str | None = None
         self._lock_info: dict[str, Any] = {}
         self.lock_lost: str | None = None  # why this job lost its lock (a heartbeat found it taken)
+        self._copies: bool | None = None  # whether the (object) store copies files; None: not yet tried
 
     @property
     def _local(self) -> bool:
@@ -343,24 +344,47 @@ class CatalogWriter(LockHolder):
                         self.confirm_lock()
             elif not check:  # the lock file itself: an object is visible only once its upload completes
                 write_fn(path)
+            elif self._copies is False:  # a store that cannot copy (ftp, sftp): checked, then uploaded
+                self.confirm_lock()
+                write_fn(path)
             else:
-                # object stores: uploaded under _tmp, the lock confirmed, then copied into place (a
-                # server-side copy): a takeover can slip in during the copy, no longer during the whole
-                # upload (session 31; a partition's upload can take minutes). A killed copy's leftover
-                # in _tmp is swept by the next prepare.
-                tmp = f"{self.root}/{TMP_DIR}/{path.rpartition('/')[2]}.{uuid.uuid4().hex[:8]}"
-                try:
-                    write_fn(tmp)
-                    self.confirm_lock()
-                    self.fs.copy_file(tmp, path)
-                finally:
-                    _delete_quietly(self.fs, tmp)
+                self._upload_and_copy(path, write_fn)
         except OSError as exc:  # a full disk, a quota: one line naming the file, not a traceback
             raise OutputNotWritableError(
                 f"writing {self.display(path)} failed ({exc}); the partitions written before it are kept: "
                 "fix the cause (space, quota, permissions) or choose another --output, and rerun the same "
                 "command to resume"
             ) from exc
+
+    def _upload_and_copy(self, path: str, write_fn) -> None:
+        """Object stores: uploaded under _tmp, the lock confirmed, then copied into place by the store, so
+        a takeover can slip in during the copy, no longer during the whole upload (session 31: a
+        partition's upload can take minutes). Where the copy fails, the lock is read again (a job that
+        took it over swept _tmp: OutputLockedError, not a disk problem) and the file is uploaded in
+        place instead: a store without copies (fsspec's ftp, sftp, smb: remembered), or one object
+        above the store's copy limit (5 GiB on S3). A killed copy's leftover is swept by the next
+        prepare."""
+        tmp = f"{self.root}/{TMP_DIR}/{path.rpartition('/')[2]}.{uuid.uuid4().hex[:8]}"
+        try:
+            write_fn(tmp)
+            self.confirm_lock()
+            try:
+                self.fs.copy_file(tmp, path)
+                self._copies = True
+                return
+            except (OSError, NotImplementedError) as exc:
+                self.confirm_lock()
+                if isinstance(exc, NotImplementedError):
+                    self._copies = False
+                log.warning(
+                    "%s: the store did not copy the upload into place (%s: %s); uploading it in place",
+                    self.display(path),
+                    type(exc).__name__,
+                    exc,
+                )
+            write_fn(path)
+        finally:
+            _delete_quietly(self.fs, tmp)
 
     def _write_table(self, path: str, table: pa.Table) -> None:
         def _write(p: str) -> None:
