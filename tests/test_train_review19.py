@@ -377,3 +377,27 @@ def test_the_same_rows_written_by_another_writer_resume_without_the_flag(toy, tm
     pq.write_table(table.set_column(col, table.column_names[col], pa.array(values, pa.float32())), changed)
     with pytest.raises(ResumeMismatch):
         train(_config(changed, epochs=3), tr, va, output_dir=run, resume_from=run)
+
+
+def test_a_resume_in_another_precision_warns_and_each_epoch_records_its_own(
+    toy, tmp_path, caplog, monkeypatch
+):
+    """`precision: auto` resolves by the machine (fp32 on a CPU, bf16 on an Ampere GPU), so a run resumed
+    on another machine goes on in another precision under the same setting (session 31): the checkpoint
+    records the chunk's, the resume says so, and every epoch's metrics line names its own."""
+    import torch
+
+    from xpengine.train import loop
+
+    tr, va = _arrays(toy)
+    run = tmp_path / "run"
+    train(_config(toy, epochs=1, precision="auto"), tr, va, output_dir=run)
+    state = json.loads((run / "model" / "train_state.json").read_text())
+    assert state["extra"]["precision"] == "cpu fp32"
+    monkeypatch.setattr(loop, "resolve_precision", lambda spec, device: (torch.bfloat16, False))
+    with caplog.at_level("WARNING", logger="xpengine.train.loop"):
+        train(_config(toy, epochs=2, precision="auto"), tr, va, output_dir=run, resume_from=run)
+    assert "its chunk ran in cpu fp32, this one runs in cpu bf16 (`precision: auto`" in caplog.text
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["precision"] for m in lines] == ["cpu fp32", "cpu bf16"]
+    assert json.loads((run / "model" / "train_state.json").read_text())["extra"]["precision"] == "cpu bf16"

@@ -39,22 +39,18 @@ from xpengine.features.vocabulary import Vocabulary
 from xpengine.model.checkpoint import Checkpoint, TrainState
 from xpengine.model.context import autocast_context
 from xpengine.model.loss import gaussian_nll
-from xpengine.model.standardize import Standardization
 from xpengine.model.transformer import ModelConfig, XPTransformer
 from xpengine.train.config import TrainConfig, expand_tokens
-from xpengine.train.resume_checks import carry_data_records, check_resume, continue_after
+from xpengine.train.resume_checks import carry_data_records, continue_after, start_or_resume
 from xpengine.train.run_files import (
     base_provenance,
     check_fresh_output_dir,
     find_resume_checkpoint,
-    inherit_standardization,
     init_provenance,
-    initial_checkpoint,
+    precision_label,
     prune_checkpoints,
     publish_model,
-    refit_unseen_tokens,
     restore_rng,
-    resume_checkpoint,
     save_epoch,
     trim_metrics,
 )
@@ -151,6 +147,9 @@ def resolve_precision(spec: str, device: torch.device) -> tuple[torch.dtype | No
     raise ValueError(f"unknown precision {spec!r}; expected auto, fp32, bf16 or fp16")
 
 
+_PLAN = "training %s parameters on %d stars (%d steps of %d per epoch), device %s, autocast %s, epochs %d..%d"
+
+
 def train(
     config: TrainConfig,
     train_arrays: TrainingArrays,
@@ -180,14 +179,13 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
     amp_dtype, use_scaler = resolve_precision(config.precision, device)
+    precision = precision_label(device, amp_dtype)
     vocab = train_arrays.vocabulary
     model_cfg, requestable_names, val_inputs, val_labels = _run_tokens(config, vocab, val_arrays)
 
-    ckpt, ckpt_dir, state, init, standardization = _start(
-        config, train_arrays, model_cfg, resume_from, allow_data_change
+    config, ckpt, ckpt_dir, state, init, standardization = start_or_resume(
+        config, train_arrays, model_cfg, resume_from, allow_data_change, device, precision
     )
-    if ckpt is not None and ckpt_dir is not None and state is not None:  # the same run, or refused
-        config = check_resume(config, ckpt, ckpt_dir, state, device, allow_data_change=allow_data_change)
 
     data = TrainData.build(config, train_arrays, standardization, requestable_names, device)
     val = ValidationSet.build(val_arrays, standardization, val_inputs, val_labels, config, device)
@@ -201,10 +199,7 @@ def train(
     batch = min(config.batch_size, n_train)
     n_steps = _n_steps(_expected_rows(data, config), batch, config.drop_last)  # a pool varies it a little
     plan = (f"{n_params:,}", n_train, n_steps, batch, device, amp_dtype, start_epoch + 1, config.epochs)
-    logger.info(
-        "training %s parameters on %d stars (%d steps of %d per epoch), device %s, autocast %s, epochs %d..%d",
-        *plan,
-    )
+    logger.info(_PLAN, *plan)
     provenance = _run_provenance(config, train_arrays, val_arrays, device, n_params, n_train, ckpt, ckpt_dir)
     metrics_file = out / "metrics.jsonl"
     trim_metrics(metrics_file, start_epoch)  # a run stopped between checkpoints logged epochs run again
@@ -224,6 +219,7 @@ def train(
             "train_loss": train_loss,
             "epoch_time_s": dt,
             "train_stars_per_s": n_stars / dt,
+            "precision": precision,  # `precision: auto` resolves by the machine each chunk runs on
         }
         if not math.isfinite(train_loss):
             raise FloatingPointError(f"training loss became {train_loss} at epoch {epoch}")
@@ -248,6 +244,7 @@ def train(
                 weights_dtype=config.weights_dtype,
                 learned=data.learned,
                 device=device,
+                precision=precision,
             )
             last_ckpt = saved
             prune_checkpoints(out / "checkpoints", config.keep_checkpoints)
@@ -293,30 +290,6 @@ def _run_tokens(
             f"{model_cfg.context_length}"
         )
     return model_cfg, requestable_names, val_inputs, val_labels
-
-
-def _start(
-    config: TrainConfig,
-    train_arrays: TrainingArrays,
-    model_cfg: ModelConfig,
-    resume_from: str | os.PathLike | None,
-    allow_data_change: bool = False,
-) -> tuple[Checkpoint | None, Path | None, TrainState | None, Checkpoint | None, Standardization]:
-    """Where a run starts: (the checkpoint resumed, its directory, its training state; the `init_from`
-    checkpoint of a fresh run; the standardisation). Resumed: the checkpoint's weights, standardisation
-    and training state (init_from ignored). Fresh: the standardisation fitted on the data, with that of
-    the `init_from` checkpoint for the tokens it learned."""
-    vocab = train_arrays.vocabulary
-    if resume_from is not None:
-        ckpt, ckpt_dir, state = resume_checkpoint(Path(resume_from), model_cfg, vocab)
-        std = refit_unseen_tokens(ckpt, train_arrays.values, ckpt_dir) if allow_data_change else None
-        return ckpt, ckpt_dir, state, None, ckpt.standardization if std is None else std
-    standardization = Standardization.fit(train_arrays.values, vocab.names)
-    init = None
-    if config.init_from is not None:
-        init = initial_checkpoint(config.init_from, model_cfg, vocab)
-        standardization = inherit_standardization(standardization, init)
-    return None, None, None, init, standardization
 
 
 @dataclass

@@ -18,19 +18,27 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from xpengine.datasets.schema import TrainingArrays
 from xpengine.model.checkpoint import Checkpoint, TrainState
+from xpengine.model.standardize import Standardization
+from xpengine.model.transformer import ModelConfig
 from xpengine.train.config import TrainConfig
 from xpengine.train.run_files import (
     THREAD_ENV,
     data_content_sha256,
     data_sha256,
     find_resume_checkpoint,
+    inherit_standardization,
+    initial_checkpoint,
+    refit_unseen_tokens,
+    resume_checkpoint,
     set_aside_later_checkpoints,
     thread_record,
 )
@@ -45,6 +53,7 @@ __all__ = [
     "check_resume",
     "continue_after",
     "precheck_resume",
+    "start_or_resume",
 ]
 
 logger = logging.getLogger("xpengine.train.loop")  # the loop's log: these are its resume messages
@@ -108,19 +117,31 @@ def check_resume(
     ckpt_dir: Path,
     state: TrainState,
     device: torch.device,
+    precision: str | None = None,
     *,
     allow_data_change: bool = False,
 ) -> TrainConfig:
     """The configuration a resume from `ckpt` runs with: `config`, checked against the training
     configuration the checkpoint was written with (ResumeMismatch listing each changed trajectory key,
     and a changed data file unless `allow_data_change`), with the checkpoint's `init_from` (a resume
-    ignores it: config.json records the run's). Warns about another CPU thread count."""
+    ignores it: config.json records the run's). Warns about another CPU thread count, and about another
+    `precision` (`run_files.precision_label`) than the checkpoint's chunk ran in."""
     saved = ckpt.train_config or {}
     if not saved:
         logger.warning("%s records no training configuration: the resumed settings are not checked", ckpt_dir)
     _refuse_changed_keys(config, saved, ckpt, ckpt_dir)
     _check_data(config, ckpt, ckpt_dir, allow_data_change)
     _check_thread_count(state, ckpt_dir, device)
+    then = (state.extra or {}).get("precision")
+    if precision and then and then != precision:
+        logger.warning(
+            "resuming from %s: its chunk ran in %s, this one runs in %s (`precision: %s` on this machine): "
+            "the run goes on, no longer in one precision; each epoch's metrics line says which it ran in",
+            ckpt_dir,
+            then,
+            precision,
+            config.precision,
+        )
     if "init_from" in saved and saved["init_from"] != config.init_from:
         logger.info(
             "resuming: init_from stays the run's %r (a resume ignores %r)",
@@ -339,3 +360,35 @@ def _time_budget_file(ckpt_dir: Path, config: TrainConfig) -> Path | None:
     if config.output_dir:
         runs.append(Path(config.output_dir))
     return next((r / TIME_BUDGET_FILE for r in runs if (r / TIME_BUDGET_FILE).is_file()), None)
+
+
+def start_or_resume(
+    config: TrainConfig,
+    train_arrays: TrainingArrays,
+    model_cfg: ModelConfig,
+    resume_from: str | os.PathLike | None,
+    allow_data_change: bool,
+    device: torch.device,
+    precision: str,
+) -> tuple[
+    TrainConfig, Checkpoint | None, Path | None, TrainState | None, Checkpoint | None, Standardization
+]:
+    """Where a run starts: (its configuration; the checkpoint resumed, its directory, its training state;
+    the `init_from` checkpoint of a fresh run; the standardisation). Resumed: the checkpoint's weights,
+    standardisation and training state (init_from ignored), the configuration checked against the
+    checkpoint's (`check_resume`: refused, or warned about). Fresh: the standardisation fitted on the
+    data, with that of the `init_from` checkpoint for the tokens it learned."""
+    vocab = train_arrays.vocabulary
+    if resume_from is not None:
+        ckpt, ckpt_dir, state = resume_checkpoint(Path(resume_from), model_cfg, vocab)
+        config = check_resume(
+            config, ckpt, ckpt_dir, state, device, precision, allow_data_change=allow_data_change
+        )
+        std = refit_unseen_tokens(ckpt, train_arrays.values, ckpt_dir) if allow_data_change else None
+        return config, ckpt, ckpt_dir, state, None, ckpt.standardization if std is None else std
+    standardization = Standardization.fit(train_arrays.values, vocab.names)
+    init = None
+    if config.init_from is not None:
+        init = initial_checkpoint(config.init_from, model_cfg, vocab)
+        standardization = inherit_standardization(standardization, init)
+    return config, None, None, None, init, standardization

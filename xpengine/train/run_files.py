@@ -52,6 +52,7 @@ __all__ = [
     "inherit_standardization",
     "init_provenance",
     "initial_checkpoint",
+    "precision_label",
     "prune_checkpoints",
     "publish_model",
     "restore_rng",
@@ -75,6 +76,14 @@ def thread_record() -> dict[str, Any]:
     record: dict[str, Any] = {"torch_num_threads": torch.get_num_threads()}
     record.update({k: os.environ[k] for k in THREAD_ENV if k in os.environ})
     return record
+
+
+def precision_label(device: torch.device, amp_dtype: torch.dtype | None) -> str:
+    """How a chunk's arithmetic runs: the device type and the autocast dtype ("cpu fp32", "cuda bf16",
+    "cuda fp16"), in every checkpoint's training state and every epoch's metrics line: `precision: auto`
+    resolves by the machine, so a run resumed on another one changes it (`resume_checks`)."""
+    names = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+    return f"{device.type} {names.get(amp_dtype, str(amp_dtype))}"
 
 
 @functools.lru_cache(maxsize=8)
@@ -356,6 +365,7 @@ def save_epoch(
     weights_dtype: str,
     learned: LearnedTokens,
     device: torch.device,
+    precision: str | None = None,
 ) -> Path:
     """The checkpoint after `epoch`: the model with its optimizer, scheduler, scaler and RNG states, and
     the run's provenance with the epochs completed, the wall time since `t_start` (plus the resumed
@@ -381,7 +391,8 @@ def save_epoch(
             scheduler=run.scheduler.state_dict(),
             scaler=run.scaler.state_dict(),
             rng=rng_state(run.generator, device),
-            extra={"threads": thread_record()},  # a resume with another count is not bit-exact on a CPU
+            # a resume with another thread count (CPU) or another precision is not bit-exact
+            extra={"threads": thread_record(), **({"precision": precision} if precision else {})},
         ),
         learned=learned,
         overwrite=True,
