@@ -146,3 +146,21 @@ def test_a_zip_given_to_the_reader_says_how_to_read_it(tmp_path):
         GaiaFileError, match=r"a zip archive.*zip://MEMBER::.*dl_products\.zip.*xpengine infer"
     ):
         io.read_xp_continuous(str(z))
+
+
+def test_text_and_decimal_sky_columns_pass_through_as_numbers():
+    """The catalogue's own pass-through columns (ra, dec, ...) are read as numpy converts them, a text or
+    decimal column too, as before session 31's one-home lookup (its first form refused them: review)."""
+    import decimal
+
+    from xpengine.inference.predictor import Predictor
+
+    p = Predictor.load("gaia-xp", device="cpu")
+    xp = io.read_xp_continuous(str(XP_DIR / "XP_CONTINUOUS_RAW.csv"))
+    xp = xp.append_column("RA", pa.array(["217.4", "10.25"]))
+    xp = xp.append_column(
+        "dec", pa.array([decimal.Decimal("-62.5"), decimal.Decimal("3.75")], pa.decimal128(20, 15))
+    )
+    rows = p.from_xp(xp, labels=["teff"])
+    np.testing.assert_allclose(rows["ra"].to_numpy(np.float64), [217.4, 10.25])
+    np.testing.assert_allclose(rows["dec"].to_numpy(np.float64), [-62.5, 3.75])

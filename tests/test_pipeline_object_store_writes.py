@@ -88,8 +88,8 @@ def test_a_store_that_cannot_copy_gets_its_files_uploaded_in_place(monkeypatch, 
             w.write_partition(name, _table(), PartitionRecord(name, "done", 1, 1, inputs={}, job={}))
     assert {"A.parquet", "B.parquet"} <= set(_files(w)) and _files(w, "_tmp") == []
     assert w._copies is False
-    copied = [r for r in caplog.records if "did not copy the upload into place" in r.getMessage()]
-    assert len(copied) == 1 and "NotImplementedError" in copied[0].getMessage()  # once, then remembered
+    copied = [r for r in caplog.records if "not copied into place" in r.getMessage()]
+    assert len(copied) == 1 and "the store has no copy" in copied[0].getMessage()  # once, then remembered
     _take_over(w)  # an upload in place is still checked first
     with pytest.raises(OutputLockedError):
         w.write_partition("C", _table(), PartitionRecord("C", "done", 1, 1, inputs={}, job={}))
@@ -118,4 +118,31 @@ def test_a_copy_that_fails_because_the_output_was_taken_over_says_so(monkeypatch
     with pytest.raises(OutputLockedError, match="lost its lock"):
         w.write_partition("A", _table(), PartitionRecord("A", "done", 1, 1, inputs={}, job={}))
     assert "A.parquet" not in _files(w)
+    w.release_lock()
+
+
+def test_a_copy_the_store_refuses_is_reported_not_uploaded_again(monkeypatch):
+    """A copy that fails for another reason than the store's lack of copies (a bucket policy, a transient
+    error twice) is an error naming the file: falling back to an upload in place would double every
+    upload and reopen the takeover window (review of session 31)."""
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    from xpengine.pipeline.writer import OutputNotWritableError
+
+    tries = []
+
+    def refused(self, path1, path2, **kwargs):
+        tries.append(path2)
+        raise PermissionError("copy denied by the bucket's policy")
+
+    monkeypatch.setattr(MemoryFileSystem, "cp_file", refused)
+    w = CatalogWriter("memory://xpengine-s31-refused/out")
+    w.prepare()
+    w._heartbeat_stop.set()
+    with pytest.raises(
+        OutputNotWritableError, match=r"writing memory://xpengine-s31-refused/out/A\.parquet failed"
+    ):
+        w.write_partition("A", _table(), PartitionRecord("A", "done", 1, 1, inputs={}, job={}))
+    assert len(tries) == 2  # tried once more, then reported
+    assert "A.parquet" not in _files(w) and _files(w, "_tmp") == [] and w._copies is None
     w.release_lock()

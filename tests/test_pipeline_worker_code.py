@@ -33,10 +33,10 @@ OTHER = {"version": "0.0.1", "source_sha256": "0123456789abcdef"}
 
 
 def test_a_worker_under_the_drivers_code_goes_on_and_under_other_code_says_where():
-    check_worker_code(None, "read task")  # not asked: not checked
-    check_worker_code(expected_code(), "read task")
+    check_worker_code(None, "read stage")  # not asked: not checked
+    check_worker_code(expected_code(), "read stage")
     check_worker_code(
-        {**ci.code_identity(), "files": -1, "runtime": {}}, "read task"
+        {**ci.code_identity(), "files": -1, "runtime": {}}, "read stage"
     )  # compared: version, digest
     with pytest.raises(CodeMismatchError) as err:
         check_worker_code(OTHER, "predictor actor")
@@ -58,19 +58,33 @@ def test_a_worker_checks_the_source_on_the_disk_and_words_its_advice_by_where_it
     )
     monkeypatch.setattr(ci, "_package_folder", lambda: str(copy))
     driver = {**expected_code(), "folder": str(copy)}  # the driver started on this code, in this folder
-    check_worker_code(driver, "read task", on_disk=True)
+    check_worker_code(driver, "read stage", on_disk=True)
     with open(copy / "pipeline" / "stages.py", "a") as f:
         f.write("# replaced on the disk after the driver started\n")
-    check_worker_code(driver, "read task")  # what the process hashed at its start: unchanged
+    check_worker_code(driver, "read stage")  # what the process hashed at its start: unchanged
     with pytest.raises(CodeMismatchError, match="changed after the driver started: restart the driver"):
-        check_worker_code(driver, "read task", on_disk=True)
+        check_worker_code(driver, "read stage", on_disk=True)
     with pytest.raises(CodeMismatchError, match="install the same xpengine on every node"):
-        check_worker_code({**driver, "host": "another-node"}, "read task", on_disk=True)
+        check_worker_code({**driver, "host": "another-node"}, "read stage", on_disk=True)
+
+
+def test_a_file_caught_mid_rewrite_is_looked_at_once_more(monkeypatch):
+    """A file being rewritten with the same bytes (an editor's save, `cp` over it, a reinstall) reads as
+    other code, or as unreadable, for milliseconds: the on-disk check looks once more, a second later,
+    before it stops a job (review of session 31)."""
+    driver = expected_code()
+    seen = [{**driver, "source_sha256": "unreadable (FileNotFoundError: stages.py)"}, driver]
+    monkeypatch.setattr(ci, "_code_on_disk", lambda folder, version: seen.pop(0))
+    check_worker_code(driver, "read stage", on_disk=True)
+    assert seen == []  # looked at twice, passed
+    monkeypatch.setattr(ci, "_code_on_disk", lambda folder, version: {**driver, "source_sha256": "0" * 16})
+    with pytest.raises(CodeMismatchError):  # other code both times: stopped
+        check_worker_code(driver, "read stage", on_disk=True)
 
 
 def test_the_message_is_found_however_ray_wrapped_it():
     try:
-        check_worker_code(OTHER, "read task")
+        check_worker_code(OTHER, "read stage")
     except CodeMismatchError as exc:
         own = exc
     assert mismatch_message(own) == str(own)
@@ -94,28 +108,50 @@ def test_the_message_is_found_however_ray_wrapped_it():
     assert mismatch_message(RuntimeError(f"column note: {MISMATCH_MARK} none")) is None
 
 
-@pytest.mark.ray
-def test_the_warm_pool_stops_on_a_mismatch_and_cancels_the_jobs_other_calls(ray_local):
-    import time
-
+def test_the_warm_pool_stops_on_a_mismatch_and_cancels_the_jobs_other_calls(monkeypatch):
+    """Its other calls for the job are cancelled (Ray's cancel: a queued call never runs; one already
+    running on the threaded actor finishes unread), then the mismatch is raised."""
     import ray
 
     from xpengine.pipeline.warm_pool import _stop_on_mismatch
 
-    @ray.remote(num_cpus=0)
-    def sleep(seconds):
-        time.sleep(seconds)
-
-    pending = {sleep.remote(60): (1, 0, 0), sleep.remote(60): (2, 0, 0)}
+    cancelled = []
+    monkeypatch.setattr(ray, "cancel", lambda ref, **kw: cancelled.append(ref))
+    pending = {"ref-a": (1, 0, 0), "ref-b": (2, 0, 1)}
     _stop_on_mismatch(RuntimeError("an unrelated failure"), pending)  # not a mismatch: nothing done
+    assert cancelled == []
     wrapped = RuntimeError(
         f"ray::PoolWorker.run()\nxpengine.pipeline.code_identity.CodeMismatchError: {MISMATCH_MARK} x"
     )
     with pytest.raises(CodeMismatchError, match=r" x$"):
         _stop_on_mismatch(wrapped, pending)
-    for ref in pending:
-        with pytest.raises(ray.exceptions.TaskCancelledError):
-            ray.get(ref, timeout=30)
+    assert cancelled == ["ref-a", "ref-b"]
+
+
+@pytest.mark.ray
+def test_a_mismatch_raised_in_an_actor_call_is_one_line(ray_local):
+    """Ray raises an actor call's error as a RayTaskError that is also a CodeMismatchError, its text the
+    whole traceback (review of session 31): the one line is still found."""
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class Worker:
+        def run(self):
+            check_worker_code(OTHER, "read stage", on_disk=True)
+
+    with pytest.raises(CodeMismatchError) as err:
+        ray.get(Worker.remote().run.remote(), timeout=60)
+    assert "\n" in str(err.value)  # the traceback Ray wraps it in
+    message = mismatch_message(err.value)
+    assert message.startswith(MISMATCH_MARK) and "\n" not in message and "the read stage on" in message
+    with pytest.raises(JobError) as job_err:
+
+        def drawn():
+            yield 1
+            raise err.value
+
+        list(one_code(drawn(), JobError))
+    assert str(job_err.value) == message
 
 
 def test_one_code_passes_the_batches_and_turns_a_mismatch_into_one_line():
@@ -129,12 +165,14 @@ def test_one_code_passes_the_batches_and_turns_a_mismatch_into_one_line():
         list(
             one_code(
                 drawn(
-                    RuntimeError(f"worker died:\nCodeMismatchError: {MISMATCH_MARK} the read task on x\nmore")
+                    RuntimeError(
+                        f"worker died:\nCodeMismatchError: {MISMATCH_MARK} the read stage on x\nmore"
+                    )
                 ),
                 JobError,
             )
         )
-    assert str(err.value) == MISMATCH_MARK + " the read task on x"
+    assert str(err.value) == MISMATCH_MARK + " the read stage on x"
     with pytest.raises(OSError, match="disk full"):  # any other error is left as it is
         list(one_code(drawn(OSError("disk full")), JobError))
 
@@ -142,7 +180,7 @@ def test_one_code_passes_the_batches_and_turns_a_mismatch_into_one_line():
 def test_a_read_task_under_other_code_reads_nothing(tmp_path):
     task = PartitionTask(name="gone", xp=str(tmp_path / "not_there.csv"))
     batch = {k: np.array([v]) for k, v in {**task.to_row(), "index": 0}.items()}
-    with pytest.raises(CodeMismatchError, match="the read task on"):  # not the missing file's error
+    with pytest.raises(CodeMismatchError, match="the read stage on"):  # not the missing file's error
         list(featurize_partition(batch, vocabulary_json="{}", chunk_rows=10, code=OTHER))
 
 

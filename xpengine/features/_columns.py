@@ -62,6 +62,10 @@ class InputColumns:
     def has(self, name: str) -> bool:
         return self._key(name) is not None
 
+    def column_name(self, name: str) -> Any | None:
+        """The input's own name of the column called `name` (exactly, else in another case), or None."""
+        return self._key(name)
+
     def _raw(self, name: str) -> Any:
         key = self._key(name)
         if self._table is not None:

@@ -50,23 +50,18 @@ PARALLAX_COLUMNS = ("parallax_corrected", "parallax_corrected_error", "ruwe")
 
 
 def _corrected_parallax(
-    joined, zero_point_fallback: float | None = None, g_mag: np.ndarray | None = None
+    col, n: int, zero_point_fallback: float | None = None, g_mag: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Zero-point corrected parallax, its error [mas] and RUWE (N,) for the catalogue's distance: the
     rules of the g_fakemag token (zero point, RUWE, negative-parallax rule) without its σ_ϖ ceiling;
-    NaN where the parallax is unusable. g_mag (N,): the G the tokens used (gaia_source's, or the
-    synthetic G of the star's own XP where it has none: G_FROM_XP), as the g_fakemag token does; None:
-    the table's phot_g_mean_mag."""
+    NaN where the parallax is unusable. col: the joined table's column reader (`_ColumnReader`); g_mag
+    (N,): the G the tokens used (gaia_source's, or the synthetic G of the star's own XP where it has
+    none: G_FROM_XP), as the g_fakemag token does; None: the table's phot_g_mean_mag."""
     from xpengine.features.astrometry import pseudo_luminosity
 
-    n = joined.num_rows if joined is not None else 0
-    if n == 0 or not InputColumns(joined).has("parallax"):
+    if n == 0 or not col.has("parallax"):
         nan = np.full(n, np.nan)
         return nan, nan, nan
-
-    def col(name):
-        return _column_or_nan(joined, name, np.float64)
-
     lum = pseudo_luminosity(
         col("phot_g_mean_mag") if g_mag is None else np.asarray(g_mag, dtype=np.float64),
         col("parallax"),
@@ -83,15 +78,26 @@ def _corrected_parallax(
     return lum.parallax_corrected_mas, err, col("ruwe")
 
 
-def _column_or_nan(table, name: str, dtype) -> np.ndarray:
-    """(N,) the table's column `name` as `dtype`, NaN for nulls, found as the token builder finds it
-    (`features._columns.InputColumns`: exactly, else in another case, a VOTable's PARALLAX), so that the
-    context and the distance read the same column (a review found upper-case names fed the model but not
-    the distance); all NaN where it has none."""
-    values = None if table is None else InputColumns(table).scalar(name)
-    if values is None:
-        return np.full(table.num_rows if table is not None else 0, np.nan, dtype=dtype)
-    return values.astype(dtype)
+class _ColumnReader:
+    """col(name, dtype=float64) → (N,) the joined table's column `name` as numpy converts it (text and
+    decimal columns too, as the catalogue always read them), all NaN where the table has none; found as
+    the token builder finds it (`features._columns.InputColumns`: exactly, else in another case, a
+    VOTable's PARALLAX), so that the context and the distance read the same column (a review found
+    upper-case names fed the model but not the distance). One per batch (session 31's review)."""
+
+    def __init__(self, table) -> None:
+        self.table = table
+        self.n = 0 if table is None else table.num_rows
+        self.columns = None if table is None else InputColumns(table)
+
+    def has(self, name: str) -> bool:
+        return self.columns is not None and self.columns.has(name)
+
+    def __call__(self, name: str, dtype=np.float64) -> np.ndarray:
+        if not self.has(name):
+            return np.full(self.n, np.nan, dtype=dtype)
+        found = self.columns.column_name(name)
+        return self.table.column(found).to_numpy(zero_copy_only=False).astype(dtype)
 
 
 def catalogue_batch(
@@ -106,8 +112,9 @@ def catalogue_batch(
     from xpengine.features import build_tokens
 
     tok = build_tokens(joined, vocab, representation=representation, **token_options)
-    plx, plx_err, ruwe = _corrected_parallax(joined, token_options.get("zero_point_fallback"), tok.g_mag)
-    sky = {c: _column_or_nan(joined, c, np.float64) for c in PASSTHROUGH_FLOAT64}
+    col = _ColumnReader(joined)
+    plx, plx_err, ruwe = _corrected_parallax(col, col.n, token_options.get("zero_point_fallback"), tok.g_mag)
+    sky = {c: col(c) for c in PASSTHROUGH_FLOAT64}
     missing = ~(np.isfinite(sky["l"]) & np.isfinite(sky["b"]))
     if missing.any():  # a gaia_source extract without l, b (they are optional): from ra, dec
         l_deg, b_deg = icrs_to_galactic(sky["ra"][missing], sky["dec"][missing])
@@ -118,14 +125,14 @@ def catalogue_batch(
         "errors": tok.errors.astype(np.float32),
         "flags": tok.flags.astype(np.int64),
         **sky,
-        "phot_g_mean_mag": _column_or_nan(joined, "phot_g_mean_mag", np.float32),
+        "phot_g_mean_mag": col("phot_g_mean_mag", np.float32),
         "g_used": tok.g_mag.astype(np.float64),
         "parallax_corrected": plx,
         "parallax_corrected_error": plx_err,
         "ruwe": ruwe,
         # the input E(B−V) as given (≤ 0 too, which its ln token cannot hold): the isochrone step's
-        "ebv_input": _column_or_nan(joined, "ebv", np.float64),
-        "ebv_input_error": _column_or_nan(joined, "ebv_error", np.float64),
+        "ebv_input": col("ebv"),
+        "ebv_input_error": col("ebv_error"),
     }
 
 

@@ -15,8 +15,9 @@ code it was made with, and `_JOB.json` lists every code its records name (`codes
 there is more than one.
 
 The identity is the driver's; since session 31 every Ray worker that reads or predicts compares its own
-code with it (`check_worker_code`: the predictor actors at their start, the GPU branch's read tasks before
-their first partition) and raises `CodeMismatchError` where they differ: a node of a cluster with another
+code with it (`check_worker_code`: the predictor actors at their start, the read stage at each partition
+from the source on the disk, in Ray Data's pool, the GPU branch's read tasks and the warm pool alike) and
+raises `CodeMismatchError` where they differ: a node of a cluster with another
 xpengine installed would otherwise write its rows into the catalogue under the driver's code. The driver
 turns that error, however Ray wraps it, into one line (`mismatch_message`) and stops."""
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -176,11 +178,12 @@ def check_worker_code(expected: dict[str, Any] | None, role: str, *, on_disk: bo
     import xpengine
 
     folder = _package_folder()
-    if on_disk:
-        digest, n = _source_digest.__wrapped__(folder)
-        mine = {"version": xpengine.__version__, "source_sha256": digest[:16], "files": n}
-    else:
-        mine = code_identity()
+    mine = _code_on_disk(folder, xpengine.__version__) if on_disk else code_identity()
+    if on_disk and not same_code(mine, expected):
+        # a file being rewritten with the same bytes (an editor's save, `cp` over it, a reinstall) reads
+        # as other code, or as missing, for milliseconds (review of session 31): looked at once more
+        time.sleep(1.0)
+        mine = _code_on_disk(folder, xpengine.__version__)
     if same_code(mine, expected):
         return
     host = socket.gethostname()
@@ -197,6 +200,11 @@ def check_worker_code(expected: dict[str, Any] | None, role: str, *, on_disk: bo
             f"the xpengine source in {folder} changed after the driver started: restart the driver (a "
             "notebook's kernel) to run the code now on the disk, or put the code it started with back"
         )
+    elif expected.get("folder") == folder:  # a shared install, or one install per node at one path
+        advice = (
+            "an install at that path shared by the nodes was changed after the driver started (restart the "
+            "driver), or the nodes' own installs there differ (install the same xpengine on every node)"
+        )
     else:
         advice = (
             "install the same xpengine on every node of the cluster (a catalogue's rows come from one code)"
@@ -207,6 +215,16 @@ def check_worker_code(expected: dict[str, Any] | None, role: str, *, on_disk: bo
     )
 
 
+def _code_on_disk(folder: str, version: str) -> dict[str, Any]:
+    """The package's code as its files are on the disk now (`_source_digest` without its cache); one
+    that cannot be read (a file removed by a reinstall under way) is told apart from any code."""
+    try:
+        digest, n = _source_digest.__wrapped__(folder)
+    except OSError as exc:
+        return {"version": version, "source_sha256": f"unreadable ({type(exc).__name__}: {exc})", "files": 0}
+    return {"version": version, "source_sha256": digest[:16], "files": n}
+
+
 def mismatch_message(exc: BaseException) -> str | None:
     """The one-line message of a CodeMismatchError inside `exc` (raised here, or carried in the text of
     the error Ray raised for a worker, which names the error's class: an actor that died in its
@@ -214,9 +232,11 @@ def mismatch_message(exc: BaseException) -> str | None:
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, CodeMismatchError):
-            return str(exc)
         text = str(exc)
+        # (Ray raises an actor call's error as a RayTaskError that is also a CodeMismatchError, its
+        # text the whole traceback: review of session 31)
+        if isinstance(exc, CodeMismatchError) and text.startswith(MISMATCH_MARK):
+            return text.splitlines()[0].strip()
         at = text.find(f"{CodeMismatchError.__name__}: {MISMATCH_MARK}")
         if at >= 0:
             return text[at + len(CodeMismatchError.__name__) + 2 :].splitlines()[0].strip()

@@ -274,7 +274,8 @@ def _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, ma
         raise JobError(f"--address: {exc}") from exc
     marks.mark("ray_ready")
     # the ledger's worker starts while the dataset is planned and the predictor actors start
-    # beside the driver where it can be (its code is the driver's there; a worker's is checked)
+    # beside the driver where Ray can place it (on the driver's machine it runs the driver's install; it
+    # is not checked itself: it only counts the events the checked workers send)
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)

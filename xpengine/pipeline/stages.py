@@ -169,7 +169,7 @@ def featurize_partition(
     """
     # outside the partition's try: it stops the job. On the disk, at each partition: a long-lived actor
     # imports modules lazily, from files that may have been replaced since its start
-    check_worker_code(code, "read task", on_disk=True)
+    check_worker_code(code, "read stage", on_disk=True)
     vocab = _vocabulary(vocabulary_json)
     for i in range(len(batch["name"])):
         row = {k: v[i] for k, v in batch.items()}

@@ -375,8 +375,9 @@ def warm_batches(
 
 
 def _stop_on_mismatch(exc: BaseException, pending: dict[Any, Any]) -> None:
-    """Raise CodeMismatchError where `exc` carries one (`code_identity.mismatch_message`), the pool's
-    other calls for this job cancelled first (a stopped job's partitions are not worked on)."""
+    """Raise CodeMismatchError where `exc` carries one (`code_identity.mismatch_message`), the job's other
+    calls cancelled first. On the pool's threaded actors a call already running is not interrupted: it
+    finishes and its rows are never read (at most `QUEUED_PER_ACTOR` partitions per actor)."""
     message = mismatch_message(exc)
     if message is None:
         return

@@ -77,6 +77,9 @@ def job_id(job: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(job, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+_COPY_LIMIT = 5 * 2**30  # [bytes] the largest object S3 copies in one request (CopyObject)
+
+
 def _delete_quietly(fs, path: str) -> None:
     """Delete a temporary object; one that is gone, or cannot be deleted now, is left to `_clean_tmp`."""
     try:
@@ -359,32 +362,43 @@ class CatalogWriter(LockHolder):
     def _upload_and_copy(self, path: str, write_fn) -> None:
         """Object stores: uploaded under _tmp, the lock confirmed, then copied into place by the store, so
         a takeover can slip in during the copy, no longer during the whole upload (session 31: a
-        partition's upload can take minutes). Where the copy fails, the lock is read again (a job that
-        took it over swept _tmp: OutputLockedError, not a disk problem) and the file is uploaded in
-        place instead: a store without copies (fsspec's ftp, sftp, smb: remembered), or one object
-        above the store's copy limit (5 GiB on S3). A killed copy's leftover is swept by the next
-        prepare."""
+        partition's upload can take minutes). A copy that fails reads the lock again (a job that took it
+        over swept _tmp: OutputLockedError, not a disk problem), then is tried once more; the file is
+        uploaded in place instead, after a warning, only where the store cannot copy it: a store without
+        copies (fsspec's ftp, sftp: NotImplementedError, remembered) or an object above S3's 5 GiB copy
+        limit. Any other failure is reported (OutputNotWritableError naming the file), never turned into
+        a second upload of every file. A killed copy's leftover is swept by the next prepare."""
         tmp = f"{self.root}/{TMP_DIR}/{path.rpartition('/')[2]}.{uuid.uuid4().hex[:8]}"
         try:
             write_fn(tmp)
             self.confirm_lock()
-            try:
-                self.fs.copy_file(tmp, path)
-                self._copies = True
+            why = self._copy_into_place(tmp, path)
+            if why is None:
                 return
-            except (OSError, NotImplementedError) as exc:
-                self.confirm_lock()
-                if isinstance(exc, NotImplementedError):
-                    self._copies = False
-                log.warning(
-                    "%s: the store did not copy the upload into place (%s: %s); uploading it in place",
-                    self.display(path),
-                    type(exc).__name__,
-                    exc,
-                )
+            self.confirm_lock()
+            log.warning("%s: not copied into place (%s); uploaded in place", self.display(path), why)
             write_fn(path)
         finally:
             _delete_quietly(self.fs, tmp)
+
+    def _copy_into_place(self, tmp: str, path: str) -> str | None:
+        """None once the store copied `tmp` to `path`; else why it cannot (`_upload_and_copy`). An OSError
+        of a copy within the limit is tried once more, then raised."""
+        for attempt in (1, 2):
+            try:
+                self.fs.copy_file(tmp, path)
+                self._copies = True
+                return None
+            except NotImplementedError:
+                self._copies = False
+                return "the store has no copy"
+            except OSError as exc:
+                self.confirm_lock()  # a job that took the output over swept _tmp: the lost lock
+                if (self.fs.get_file_info(tmp).size or 0) > _COPY_LIMIT:
+                    return f"over the store's copy limit: {type(exc).__name__}: {exc}"
+                if attempt == 2:
+                    raise
+        return None
 
     def _write_table(self, path: str, table: pa.Table) -> None:
         def _write(p: str) -> None:
