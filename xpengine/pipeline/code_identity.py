@@ -17,9 +17,9 @@ there is more than one.
 The identity is the driver's; since session 31 every Ray worker that reads or predicts compares its own
 code with it (`check_worker_code`: the predictor actors at their start, the read stage at each partition
 from the source on the disk, in Ray Data's pool, the GPU branch's read tasks and the warm pool alike) and
-raises `CodeMismatchError` where they differ: a node of a cluster with another
-xpengine installed would otherwise write its rows into the catalogue under the driver's code. The driver
-turns that error, however Ray wraps it, into one line (`mismatch_message`) and stops."""
+raises `CodeMismatchError` where they differ: a node with another xpengine installed would otherwise
+write its rows into the catalogue under the driver's code. The driver turns that error, however Ray
+wraps it, into one line (`mismatch_message`) and stops."""
 
 from __future__ import annotations
 

@@ -20,9 +20,9 @@ Layout of an output directory (local or object storage):
 Every name a reader could mistake for data starts with `_`: pandas, pyarrow.dataset, DuckDB's
 `read_parquet('OUTPUT/*.parquet')` and `xpengine query` skip them. A catalogue file is written under
 `_tmp/` and renamed into place (on object storage uploaded there and copied into place, each upload and
-copy atomic); its manifest
-record is written after it. A partition counts as done only when its manifest says "done" AND the
-catalogue file exists, so a crash between the two redoes it.
+copy atomic: `CatalogWriter._upload_and_copy`); its manifest record is written after it. A partition
+counts as done only when its manifest says "done" AND the catalogue file exists, so a crash between the
+two redoes it.
 
 The lock (`xpengine.pipeline._lock`): on a local file system it is created with O_EXCL and a stale one
 is taken over by an atomic rename checked against the file judged stale, so two jobs never both hold
