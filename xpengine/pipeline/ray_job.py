@@ -393,6 +393,7 @@ def _dataset(cfg: InferenceConfig, tasks: list[PartitionTask], pool, ledger, voc
     import ray
 
     rows = [{**t.to_row(), "index": i} for i, t in enumerate(tasks)]
+    code = expected_code()  # the driver's, which both stages' workers check theirs against
     ds = ray.data.from_items(rows, override_num_blocks=len(tasks))
     gpus = pool.gpus_per_actor
     # GPU actors: reading is a separate stage of CPU tasks (`read_cpus` each) feeding the actors.
@@ -409,7 +410,7 @@ def _dataset(cfg: InferenceConfig, tasks: list[PartitionTask], pool, ledger, voc
             "ebv": cfg.ebv,
             "zero_point_fallback": cfg.zero_point_fallback,
             "ledger": ledger,
-            "code": expected_code(),
+            "code": code,
         },
     )
     # CPU: batch_size=None, each feature chunk is one model batch (the predictor splits it into its
@@ -434,7 +435,7 @@ def _dataset(cfg: InferenceConfig, tasks: list[PartitionTask], pool, ledger, voc
             "inputs": cfg.inputs,
             "ledger": ledger,
             "sim_to_real": cfg.sim_to_real_sigma,
-            "code": expected_code(),
+            "code": code,
         },
     )
 
