@@ -68,16 +68,54 @@ def test_a_worker_checks_the_source_on_the_disk_and_words_its_advice_by_where_it
         check_worker_code({**driver, "host": "another-node"}, "read stage", on_disk=True)
 
 
+def test_the_on_disk_check_reads_the_files_again_only_where_their_stats_moved(tmp_path, monkeypatch):
+    """helper-89 #4: each partition's check stats the package's files and reads them only where a stat
+    moved. An edit that keeps the size and sets the mtime back still moves the ctime, and is seen."""
+    import os
+
+    copy = tmp_path / "xpengine"
+    shutil.copytree(
+        Path(ci.__file__).resolve().parents[1], copy, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    monkeypatch.setattr(ci, "_package_folder", lambda: str(copy))
+    monkeypatch.setattr(ci, "_RACY_S", 0.0)  # the files were written just now
+    reads = []
+    digest = ci._source_digest.__wrapped__
+    monkeypatch.setattr(
+        ci._source_digest, "__wrapped__", lambda folder: reads.append(folder) or digest(folder)
+    )
+    driver = {**expected_code(), "folder": str(copy)}
+    for _ in range(3):
+        check_worker_code(driver, "read stage", on_disk=True)
+    assert len(reads) == 1  # read once, then known by the stats
+    target = copy / "pipeline" / "stages.py"
+    st = target.stat()
+    text = target.read_bytes()
+    target.write_bytes(text.replace(b"def ", b"def_", 1))  # same size
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))  # the mtime set back
+    assert target.stat().st_size == st.st_size and target.stat().st_mtime_ns == st.st_mtime_ns
+    with pytest.raises(CodeMismatchError, match="changed after the driver started"):
+        check_worker_code(driver, "read stage", on_disk=True)
+    assert len(reads) == 3  # read again at the moved ctime, and once more before it stopped
+    monkeypatch.setattr(ci, "_RACY_S", 3600.0)  # every file "just changed": never taken from the stats
+    target.write_bytes(text)
+    check_worker_code(driver, "read stage", on_disk=True)
+    check_worker_code(driver, "read stage", on_disk=True)
+    assert len(reads) == 5
+
+
 def test_a_file_caught_mid_rewrite_is_looked_at_once_more(monkeypatch):
     """A file being rewritten with the same bytes (an editor's save, `cp` over it, a reinstall) reads as
     other code, or as unreadable, for milliseconds: the on-disk check looks once more, a second later,
     before it stops a job (review of session 31)."""
     driver = expected_code()
     seen = [{**driver, "source_sha256": "unreadable (FileNotFoundError: stages.py)"}, driver]
-    monkeypatch.setattr(ci, "_code_on_disk", lambda folder, version: seen.pop(0))
+    monkeypatch.setattr(ci, "_code_on_disk", lambda folder, version, **kw: seen.pop(0))
     check_worker_code(driver, "read stage", on_disk=True)
     assert seen == []  # looked at twice, passed
-    monkeypatch.setattr(ci, "_code_on_disk", lambda folder, version: {**driver, "source_sha256": "0" * 16})
+    monkeypatch.setattr(
+        ci, "_code_on_disk", lambda folder, version, **kw: {**driver, "source_sha256": "0" * 16}
+    )
     with pytest.raises(CodeMismatchError):  # other code both times: stopped
         check_worker_code(driver, "read stage", on_disk=True)
 

@@ -169,8 +169,9 @@ def expected_code() -> dict[str, str]:
 def check_worker_code(expected: dict[str, Any] | None, role: str, *, on_disk: bool = False) -> None:
     """Raise CodeMismatchError, naming this machine, its package's folder and both codes, where this
     process's xpengine is not the `expected` code (`expected_code` of the driver; None: not checked).
-    on_disk: hash the source as it is on the disk now (~20 ms), not as this process first found it (a
-    long-lived actor imports modules lazily, so files replaced since its start would run unchecked)."""
+    on_disk: the source as it is on the disk now, not as this process first found it (a long-lived actor
+    imports modules lazily, so files replaced since its start would run unchecked): the files' stats, and
+    their bytes where those moved (`_code_on_disk`)."""
     if expected is None:
         return
     import socket
@@ -183,7 +184,7 @@ def check_worker_code(expected: dict[str, Any] | None, role: str, *, on_disk: bo
         # a file being rewritten with the same bytes (an editor's save, `cp` over it, a reinstall) reads
         # as other code, or as missing, for milliseconds (review of session 31): looked at once more
         time.sleep(1.0)
-        mine = _code_on_disk(folder, xpengine.__version__)
+        mine = _code_on_disk(folder, xpengine.__version__, fresh=True)
     if same_code(mine, expected):
         return
     host = socket.gethostname()
@@ -215,11 +216,38 @@ def check_worker_code(expected: dict[str, Any] | None, role: str, *, on_disk: bo
     )
 
 
-def _code_on_disk(folder: str, version: str) -> dict[str, Any]:
-    """The package's code as its files are on the disk now (`_source_digest` without its cache); one
-    that cannot be read (a file removed by a reinstall under way) is told apart from any code."""
+_RACY_S = 2.0  # a file changed this recently may change again within its clock's tick: not cached
+_ON_DISK: dict[str, tuple[tuple, str, int]] = {}  # folder -> (the files' stat signature, digest, count)
+
+
+def _stat_signature(folder: str) -> tuple | None:
+    """Each source file's path, inode, size, mtime and ctime (ctime moves on every write and cannot be
+    set back), or None where one of them changed in the last _RACY_S seconds (git's racy-file rule)."""
+    now = time.time()
+    sig = []
+    for p in _source_files(folder):
+        st = p.stat()
+        if now - max(st.st_mtime, st.st_ctime) < _RACY_S:
+            return None
+        sig.append((p.as_posix(), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return tuple(sig)
+
+
+def _code_on_disk(folder: str, version: str, *, fresh: bool = False) -> dict[str, Any]:
+    """The package's code as its files are on the disk now (`_source_digest` without its process-wide
+    cache); one that cannot be read (a file removed by a reinstall under way) is told apart from any
+    code. The files are read again only where their stat signature moved since the last read (a
+    partition's check then costs ~200 stats, not ~200 reads: helper-89 #4, a network filesystem), or
+    when `fresh`."""
     try:
-        digest, n = _source_digest.__wrapped__(folder)
+        sig = _stat_signature(folder)
+        hit = _ON_DISK.get(folder)
+        if not fresh and sig is not None and hit is not None and hit[0] == sig:
+            digest, n = hit[1], hit[2]
+        else:
+            digest, n = _source_digest.__wrapped__(folder)  # read after the signature: a write between
+            if sig is not None:  # moves the signature, so the next check reads again
+                _ON_DISK[folder] = (sig, digest, n)
     except OSError as exc:
         return {"version": version, "source_sha256": f"unreadable ({type(exc).__name__}: {exc})", "files": 0}
     return {"version": version, "source_sha256": digest[:16], "files": n}
