@@ -7,6 +7,9 @@
 #   bash training/trial15.sh data    # rebuild the training set in runs/ (~10-20 min; skipped if present)
 #   bash training/trial15.sh train   # resume from runs/gaia-xp-v12, else from the committed parts, else start
 #   bash training/trial15.sh save    # pack the newest checkpoint into training/resume/gaia-xp-v12 (commit it)
+#   bash training/trial15.sh judge [CHECKPOINT]   # the rule of gaia_xp_v11_gpu.yaml's header, against v5
+#       (default: runs/gaia-xp-v12/model; a checkpoint on the way, runs/gaia-xp-v12/checkpoints/epoch_NNNNNN,
+#       shows the trajectory); builds the seed-12 sky it needs (~10 min), writes runs/trial15_judge/<name>/
 # The training runs at nice 10 with glibc's allocator told to keep freed memory (as trial 10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,7 +64,40 @@ save() {
     echo "saved $ckpt to $PARTS: git add $PARTS && git commit"
 }
 
+judge() {
+    # (1) every-order shift (relevancy_sensitivity.py), (2) the seed-12 validation sigma (score_sim_val.py),
+    # (3) the real validation stars, paired bootstrap against v5 (compare_models.py --split val): v5 is the
+    # bundled gaia-xp without its calibration.json, as the rule compares raw models
+    local ckpt=${1:-$RUN/model} v5=runs/gaia-xp-v5-raw
+    local out
+    out=runs/trial15_judge/$(basename "$ckpt")
+    [ -d "$ckpt" ] || { echo "trial15: $ckpt: no such checkpoint" >&2; exit 2; }
+    [ -f runs/apogee_xp_dev.parquet ] || data
+    if [ ! -d $v5 ]; then
+        mkdir -p $v5 && cp xpengine/data/models/gaia-xp/*.json xpengine/data/models/gaia-xp/*.safetensors $v5/
+        rm -f $v5/calibration.json
+    fi
+    [ -d runs/sky_mist12 ] || xpengine simulate --physics mist --n-sources 600000 --partitions 48 --workers 2 \
+        --seed 12 --apogee-fraction 1.0 --survey-h-max 13.5 --emulator v1 --output runs/sky_mist12
+    [ -f runs/sky_mist12.parquet ] || xpengine build-dataset synthetic --sky runs/sky_mist12 --with-tokens alpha_m \
+        --output runs/sky_mist12.parquet
+    [ -f runs/gaia_xp_mixed9.parquet ] || xpengine build-dataset mixed --real runs/apogee_xp_dev.parquet \
+        --synthetic runs/sky_mist12.parquet --synthetic-weight 1.0 --synthetic-drop-tokens m_h alpha_m \
+        --synthetic-truth-tokens mass ln_age --synthetic-truth-errors keep --output runs/gaia_xp_mixed9.parquet
+    mkdir -p "$out"
+    python training/score_sim_val.py --data runs/gaia_xp_mixed9.parquet $v5 "$ckpt" | tee "$out/score_sim_val.txt"
+    for m in $v5 "$ckpt"; do
+        python benchmarks/relevancy_sensitivity.py --model "$m" --mixed runs/gaia_xp_mixed9.parquet \
+            --apogee-xp ../shared/data/apogee_xp/apogee_xp_dev.fits.gz --dataset runs/apogee_xp_dev.parquet \
+            --json "$out/relevancy_$(basename "$m").json" --markdown "$out/relevancy_$(basename "$m").md"
+    done
+    python benchmarks/compare_models.py --data runs/apogee_xp_dev.parquet --split val --models $v5 "$ckpt" \
+        --bootstrap 1000 --json "$out/compare_val.json" --markdown "$out/compare_val.md"
+    echo "trial15: judged $ckpt: $out"
+}
+
 case "${1:-}" in
     data | train | save) "$1" ;;
-    *) echo "usage: bash training/trial15.sh data|train|save" >&2; exit 2 ;;
+    judge) shift; judge "$@" ;;
+    *) echo "usage: bash training/trial15.sh data|train|save|judge [CHECKPOINT]" >&2; exit 2 ;;
 esac
