@@ -99,3 +99,40 @@ def test_a_bright_stars_parallax_is_kept_with_a_zero_point_fallback(ray_local, t
     )
     with pytest.raises(JobError, match="zero-point-fallback"):
         run_inference(again)
+
+
+@pytest.mark.ray
+def test_rows_moved_to_rejected_are_not_counted_as_catalogue_rows(ray_local, tmp_path, capsys):
+    """Review of session 32: a source given twice, once with an unreadable coefficient, keeps its clean
+    row; the READ_PROBLEM copy moves to `_rejected/`. The summary, the printed counts and the records count
+    the catalogue as it stands after that move (the write's counts, until then), and `rows_rejected`
+    counts every row set aside, across partitions too."""
+    import argparse
+    import json
+
+    from xpengine.pipeline.cli import add_job_arguments, run_job
+
+    lines = RAW.read_text().split("\n")
+    assert " 5981.983701811674," in lines[1]
+    bad = tmp_path / "b_copy_with_nan.csv"
+    bad.write_text("\n".join([lines[0], lines[1].replace(" 5981.983701811674,", "NaN,", 1), *lines[2:]]))
+    first = tmp_path / "a_clean.csv"
+    first.write_text(RAW.read_text())
+    out = tmp_path / "cat"
+    parser = argparse.ArgumentParser()
+    add_job_arguments(parser)
+    args = parser.parse_args(
+        ["--input", str(first), str(bad), "--model", "apogee-xp", "--labels", "teff", "logg",
+         "--output", str(out), "--batch-size", "64"]
+    )  # fmt: skip
+    assert run_job(args, prog="infer_gaia") == 0
+    printed = capsys.readouterr().out
+    cat = pq.read_table(out)
+    assert sorted(cat.column("source_id").to_pylist()) == sorted(RAW_IDS)
+    assert not any(f & int(SourceFlag.READ_PROBLEM) for f in cat.column("flags").to_pylist())
+    summary = json.loads((out / "_SUMMARY.json").read_text())
+    assert "READ_PROBLEM" not in summary["rows_flagged"] and "READ_PROBLEM" not in printed
+    rejected = pq.read_table(out / "_rejected")
+    assert rejected.num_rows == 2 and summary["rows_rejected"] == 2
+    manifest = [json.loads(p.read_text()) for p in (out / "_manifest").glob("*.json")]
+    assert all(not (r.get("problems") or {}).get("read_problem_rows") for r in manifest)

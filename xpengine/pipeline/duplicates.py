@@ -27,8 +27,11 @@ from xpengine.features.flags import SourceFlag
 from xpengine.pipeline.writer import CatalogWriter, OutputLockedError, PartitionRecord
 
 __all__ = [
+    "COUNTED_FLAGS",
     "GIVEN_UP_KEY",
     "OTHER_PARTITION_REASON",
+    "flag_counts",
+    "recount_flags",
     "remove_partition_files",
     "resolve_cross_partition_duplicates",
     "row_rank",
@@ -180,6 +183,35 @@ def row_rank(flags: np.ndarray) -> np.ndarray:
     return np.where((f & int(SourceFlag.NO_PREDICTION)) != 0, 2, worse.astype(np.int64))
 
 
+COUNTED_FLAGS = (SourceFlag.READ_PROBLEM, SourceFlag.NO_PREDICTION, SourceFlag.NO_GAIA_SOURCE)
+"""The flags a partition's record counts among its catalogue rows (`<flag>_rows`), summed by the job's
+summary (`rows_flagged`) and printed by the command: rows written without a full prediction."""
+
+
+def flag_counts(flags: np.ndarray, with_gaia_source: bool) -> dict[str, int]:
+    """{flag name: rows carrying it} of COUNTED_FLAGS among catalogue rows' `flags`; NO_GAIA_SOURCE only
+    where a gaia_source file was given (without one, every row has it)."""
+    flags = np.asarray(flags, dtype=np.int64)
+    return {
+        f.name: int((flags & int(f) != 0).sum())
+        for f in COUNTED_FLAGS
+        if with_gaia_source or f is not SourceFlag.NO_GAIA_SOURCE
+    }
+
+
+def recount_flags(record: PartitionRecord, flags: np.ndarray) -> None:
+    """Set the record's `<flag>_rows` counts to those of its catalogue file's rows as they are now
+    (`flags`): a move to `_rejected/`, or back, changes them (until session 32 the record and the
+    summary kept counting rows moved out of the catalogue: review of session 32)."""
+    with_gaia = bool((record.inputs or {}).get("gaia_source_file"))
+    for name, k in flag_counts(flags, with_gaia).items():
+        key = f"{name.lower()}_rows"
+        if k:
+            record.problems[key] = k
+        else:
+            record.problems.pop(key, None)
+
+
 def _record_of(rec: dict[str, Any]) -> PartitionRecord:
     out = PartitionRecord(**{k: v for k, v in rec.items() if k in PartitionRecord.__dataclass_fields__})
     out.problems = dict(out.problems)
@@ -262,6 +294,7 @@ def _give_up(writer: CatalogWriter, name: str, rec: dict, ids: set[int], owners:
         rejected = pa.concat_tables([earlier, rejected.cast(earlier.schema)])
     record.output_rows = keep.num_rows
     record.rejected_rows = rejected.num_rows
+    recount_flags(record, keep.column("flags").to_numpy())
     _with_given_up(record, {**given, **new})
     record.problems["unanchored_source_ids"] = [
         x for x in record.problems.get("unanchored_source_ids", []) if x not in ids
@@ -393,6 +426,7 @@ def _bring_back(
     )
     record.output_rows = table.num_rows
     record.rejected_rows = 0 if rest is None else rest.num_rows
+    recount_flags(record, table.column("flags").to_numpy())
     writer.write_partition(name, table, record, rejected=rest, catalogue_first=True)
     done[name] = dict(record.__dict__)
     log.warning(

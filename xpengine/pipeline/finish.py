@@ -16,8 +16,10 @@ from xpengine.catalog.schema import catalog_schema
 from xpengine.features.flags import SourceFlag
 from xpengine.io.partitions import md5_of
 from xpengine.pipeline.duplicates import (  # noqa: F401  (callers import them from here too)
+    COUNTED_FLAGS,
     OTHER_PARTITION_REASON,
     _rejected_table,
+    flag_counts,
     remove_partition_files,
     resolve_cross_partition_duplicates,
     row_rank,
@@ -48,11 +50,7 @@ def _row_problems(task, flags: np.ndarray, summary) -> dict[str, int]:
     where a gaia_source file was given (every DR3 XP source has a gaia_source row, so a source missing
     from it means a truncated or wrong file; the row has no parallax and its G comes from the XP)."""
     n = len(flags)
-    by_flag = {  # the record's keys are `<flag>_rows`
-        f.name: int((flags & int(f) != 0).sum())
-        for f in (SourceFlag.READ_PROBLEM, SourceFlag.NO_PREDICTION, SourceFlag.NO_GAIA_SOURCE)
-        if task.gaia or f is not SourceFlag.NO_GAIA_SOURCE
-    }
+    by_flag = flag_counts(flags, bool(task.gaia))  # the record's keys are `<flag>_rows`
     rows_flagged = getattr(summary, "rows_flagged", None)
     for name, k in by_flag.items():
         if k and rows_flagged is not None:
@@ -85,6 +83,26 @@ def _row_problems(task, flags: np.ndarray, summary) -> dict[str, int]:
             n,
         )
     return {k: v for k, v in counts.items() if v}
+
+
+def counts_from_records(summary, writer) -> None:
+    """The summary's `rows_flagged` and `rows_rejected` as the records of this run's partitions stand once
+    the sources repeated across partitions are resolved: each partition counted its rows when it was
+    written, and a move to `_rejected/` (or back) recounts its record (`duplicates.recount_flags`). Until
+    session 32 the summary kept the counts of the write, so the command printed READ_PROBLEM rows that
+    had moved out of the catalogue, and `rows_rejected` left out the rows moved across partitions."""
+    records = writer.done_records()
+    flagged: dict[str, int] = {}
+    rejected = 0
+    for name in summary.partitions_done:
+        rec = records.get(name) or {}
+        for f in COUNTED_FLAGS:
+            k = int((rec.get("problems") or {}).get(f"{f.name.lower()}_rows") or 0)
+            if k:
+                flagged[f.name] = flagged.get(f.name, 0) + k
+        rejected += int(rec.get("rejected_rows") or 0)
+    summary.rows_flagged = flagged
+    summary.rows_rejected = rejected
 
 
 def _finish_partition(

@@ -44,6 +44,7 @@ from xpengine.pipeline.finish import (
     _record_failure,
     _rejected_table,  # noqa: F401
     _rows_table,  # noqa: F401
+    counts_from_records,
     resolve_cross_partition_duplicates,
 )
 from xpengine.pipeline.identity import (
@@ -104,9 +105,9 @@ class JobSummary:
     # partitions whose input holds no sources (a header-only file): done, with an empty catalogue file
     partitions_empty: list[str] = field(default_factory=list)
     sources_written: int = 0  # catalogue rows of this run's partitions, after duplicates are resolved
-    rows_rejected: int = 0  # duplicated rows inside partitions, set aside in _rejected/
-    # rows of this run's partitions flagged so, by flag name: READ_PROBLEM, NO_PREDICTION, and
-    # NO_GAIA_SOURCE where a gaia_source file was given (a source missing from it: `finish._row_problems`)
+    rows_rejected: int = 0  # rows of this run's partitions in _rejected/ (duplicates, in and across them)
+    # their catalogue rows flagged so, by flag name, once duplicates are resolved: READ_PROBLEM,
+    # NO_PREDICTION, NO_GAIA_SOURCE where a gaia_source file was given (`finish.counts_from_records`)
     rows_flagged: dict[str, int] = field(default_factory=dict)
     duplicates: dict[str, Any] = field(default_factory=dict)  # across partitions (see resolve_...)
     peak_buffered_rows: int = 0  # most catalogue rows the driver held at once (memory)
@@ -187,6 +188,7 @@ def run_inference(cfg: InferenceConfig) -> JobSummary:
         if tasks:
             _run_tasks(cfg, tasks, writer, summary, provenance, record_job, vocab_json, marks)
         _count_resolved(summary, resolve_cross_partition_duplicates(writer))
+        counts_from_records(summary, writer)  # rows_flagged, rows_rejected as the catalogue stands
         end_job(writer, identity, about)
         marks.mark("duplicates_resolved")
         summary.startup = marks.summary(summary.startup)
