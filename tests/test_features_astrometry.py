@@ -208,6 +208,31 @@ def test_pseudo_luminosity_zero_point_outside_validity_and_fallback() -> None:
     np.testing.assert_allclose(raw.fakemag, [3.0 * 10**1.1, 2.0 * 10**2.4], rtol=1e-14)
 
 
+def test_a_fallback_zero_point_widens_the_parallax_error_and_ecl_lat_comes_from_the_position() -> None:
+    """Review of session 32: a gaia_source query without `ecl_lat` still gets each star's own zero point
+    (computed from ra, dec); one without ν_eff gets the fallback, with σ_ϖ widened by the spread of the
+    correction it stands for, instead of losing the parallax."""
+    from xpengine.features.astrometry import FALLBACK_ZERO_POINT_ERROR_MAS, ecliptic_latitude
+
+    ra, dec = np.array([217.3923, 10.0]), np.array([-62.6761, 40.0])
+    g, plx, err = np.array([12.0, 14.0]), np.array([2.0, 0.5]), np.array([0.02, 0.03])
+    common = dict(
+        nu_eff_used_in_astrometry=np.array([1.5, 1.6]), astrometric_params_solved=np.array([31, 31])
+    )
+    given = pseudo_luminosity(g, plx, err, ecl_lat=ecliptic_latitude(ra, dec), **common)
+    from_position = pseudo_luminosity(g, plx, err, ra=ra, dec=dec, **common)
+    assert not given.no_zero_point.any()
+    np.testing.assert_array_equal(from_position.zero_point_mas, given.zero_point_mas)
+    without = pseudo_luminosity(g, plx, err, **common)  # neither ecl_lat nor a position: no zero point
+    assert without.no_zero_point.all() and without.no_parallax.all()
+    kept = pseudo_luminosity(g, plx, err, ecl_lat=np.array([5.0, 5.0]), zero_point_fallback=-0.017)
+    assert kept.no_zero_point.all() and not kept.no_parallax.any()
+    np.testing.assert_allclose(kept.parallax_corrected_mas, plx + 0.017)
+    np.testing.assert_allclose(kept.parallax_error_mas, np.hypot(err, FALLBACK_ZERO_POINT_ERROR_MAS))
+    np.testing.assert_allclose(kept.fakemag_error, kept.parallax_error_mas * 10 ** (0.2 * g))
+    np.testing.assert_array_equal(given.parallax_error_mas, err)  # its own zero point: σ as given
+
+
 def test_galactic_coordinates_from_icrs_match_astropy():
     """`catalog.sky.icrs_to_galactic`, which the catalogue uses for a gaia_source extract without l, b."""
     from astropy import units as u

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from _paths import XP_DIR
@@ -60,9 +61,11 @@ def test_a_source_missing_from_the_gaia_source_file_is_counted_and_warned(ray_lo
 
 
 @pytest.mark.ray
-def test_a_bright_stars_parallax_is_kept_with_a_zero_point_fallback(ray_local, tmp_path):
-    """18 Sco (G 5.3) is outside Lindegren et al.'s tables: its parallax, measured to 0.06 mas, is dropped
-    by default and kept with --zero-point-fallback; a resume with another fallback is refused."""
+def test_a_bright_stars_parallax_is_kept_with_a_zero_point_fallback(ray_local, tmp_path, caplog):
+    """18 Sco (G 5.3) is outside Lindegren et al.'s tables: its parallax, measured to 0.06 mas, is kept
+    by default (since session 32) with the quasars' -0.017 mas and σ_ϖ widened by 0.02 mas, flagged
+    NO_ZERO_POINT, counted and warned on the driver; `none` drops it; a resume with another fallback is
+    refused."""
     from _paths import SCO18
 
     from xpengine.pipeline.config import InferenceConfig
@@ -70,24 +73,32 @@ def test_a_bright_stars_parallax_is_kept_with_a_zero_point_fallback(ray_local, t
 
     gs = tmp_path / "gs.csv"
     gs.write_text(COLUMNS + "\n4345775217221821312,243.9053,-8.3694,70.737,0.0605,5.3277\n")
-    rows = {}
-    for name, zpf in (("dropped", None), ("kept", -0.017)):
+    rows, summaries = {}, {}
+    for name, zpf in (("dropped", {"zero_point_fallback": "none"}), ("kept", {})):
         cfg = InferenceConfig(
             input=[str(SCO18)],
             gaia_source=[str(gs)],
             model="apogee-xp",
             output=str(tmp_path / name),
             labels=["teff", "logg"],
-            zero_point_fallback=zpf,
             progress_interval_s=0.0,
+            **zpf,
         )
-        assert run_inference(cfg).ok
+        with caplog.at_level(logging.WARNING, logger="xpengine.pipeline.ray_job"):
+            caplog.clear()
+            summaries[name] = run_inference(cfg)
+        assert summaries[name].ok
+        assert any("none of its 1 parallax(es) has Lindegren" in r.getMessage() for r in caplog.records)
         rows[name] = pq.read_table(tmp_path / name).to_pylist()[0]
     no_plx, by_plx = int(SourceFlag.NO_PARALLAX), int(SourceFlag.DISTANCE_FROM_PARALLAX)
     assert rows["dropped"]["flags"] & no_plx and not rows["dropped"]["flags"] & by_plx
     assert rows["kept"]["flags"] & by_plx and not rows["kept"]["flags"] & no_plx
     assert rows["kept"]["flags"] & int(SourceFlag.NO_ZERO_POINT)  # still says the tables did not reach it
-    assert rows["kept"]["distance_pc"] == pytest.approx(1000.0 / (70.737 + 0.017), rel=1e-4)
+    assert summaries["kept"].rows_flagged.get("NO_ZERO_POINT") == 1
+    plx = 70.737 + 0.017
+    assert rows["kept"]["distance_pc"] == pytest.approx(1000.0 / plx, rel=1e-4)
+    widened = np.hypot(0.0605, 0.02)  # FALLBACK_ZERO_POINT_ERROR_MAS
+    assert rows["kept"]["distance_pc_error"] == pytest.approx(1000.0 * widened / plx**2, rel=1e-4)
     again = InferenceConfig(
         input=[str(SCO18)],
         gaia_source=[str(gs)],

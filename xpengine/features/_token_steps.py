@@ -196,9 +196,24 @@ def put_tmass_colours(tm: dict[str, Column], out: TokenOutput, *, require_error:
     out.flag(~np.isfinite(jh) & ~np.isfinite(jk), SourceFlag.NO_2MASS)
 
 
-def put_pseudo_luminosity(gaia: dict[str, Column], g: np.ndarray, out: TokenOutput, **options: Any) -> None:
-    """The `g_fakemag` token (`astrometry.pseudo_luminosity` with `options`); flags NO_PARALLAX and
-    NO_ZERO_POINT."""
+def sky_position(cols: InputColumns) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(ra, dec) [deg] (N,) where the input holds them as numbers, else (None, None): the parallax zero
+    point's ecliptic latitude where `ecl_lat` is not given."""
+    try:
+        return cols.scalar("ra"), cols.scalar("dec")
+    except ValueError:  # a text column: the catalogue passes it through, the zero point goes without it
+        return None, None
+
+
+def put_pseudo_luminosity(
+    gaia: dict[str, Column],
+    g: np.ndarray,
+    out: TokenOutput,
+    position: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
+    **options: Any,
+) -> None:
+    """The `g_fakemag` token (`astrometry.pseudo_luminosity` with `options`; `position`: (ra, dec) for
+    a missing `ecl_lat`); flags NO_PARALLAX and NO_ZERO_POINT."""
     n = out.n
     if gaia["parallax"] is None:
         out.flag(np.ones(n, dtype=bool), SourceFlag.NO_PARALLAX)
@@ -212,6 +227,8 @@ def put_pseudo_luminosity(gaia: dict[str, Column], g: np.ndarray, out: TokenOutp
         pseudocolour=gaia["pseudocolour"],
         ecl_lat=gaia["ecl_lat"],
         astrometric_params_solved=gaia["astrometric_params_solved"],
+        ra=position[0],
+        dec=position[1],
         **options,
     )
     out.put("g_fakemag", lum.fakemag, lum.fakemag_error)

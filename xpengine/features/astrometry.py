@@ -23,12 +23,18 @@ Catalogue distances (`parallax_distance`): 1000/ϖ where the corrected parallax 
 shows its bias grows quickly below a fractional error of 0.2) and RUWE ≤ 1.4; elsewhere the catalogue
 uses the model's pseudo-luminosity.
 
-Decision on the zero point outside its validity: NaN (the package's own `_warnings=False`
-behaviour, which Leung & Bovy used), so the parallax — hence the fakemag token — is dropped and the
-source is flagged NO_ZERO_POINT (and NO_PARALLAX). Extrapolating the tables (clipping the inputs) is
-not done because Lindegren et al. warn the correction "can be seriously wrong" there. A caller who
-prefers to keep such parallaxes can pass `zero_point_fallback` (a constant in mas, e.g. −0.017, the
-global quasar median); those sources keep NO_ZERO_POINT but not NO_PARALLAX.
+Decision on the zero point outside its validity, or without its inputs: the tables are not
+extrapolated (clipping the inputs), because Lindegren et al. warn the correction "can be seriously
+wrong" there. `pseudo_luminosity`'s default drops such a parallax, as Leung & Bovy did for their
+training set (NaN, the package's own `_warnings=False` behaviour; flags NO_ZERO_POINT and
+NO_PARALLAX), and the training sets are built so. A catalogue keeps it (`zero_point_fallback`, the
+job's and `Predictor.from_xp`'s default since session 32: FALLBACK_ZERO_POINT_MAS, the quasars' median
+−0.017 mas), with σ_ϖ widened in quadrature by FALLBACK_ZERO_POINT_ERROR_MAS, the spread of the star-by-
+star correction that is unknown; the row keeps NO_ZERO_POINT only. Before session 32 a catalogue dropped
+them too, so a query of gaia_source without `nu_eff_used_in_astrometry` lost every parallax, Proxima
+Centauri's 768 ± 0.05 mas included, for a correction of a few 0.01 mas (review of session 32).
+`ecl_lat` is not needed as a column: where it is missing, it is computed from ra and dec
+(`ecliptic_latitude`).
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = [
+    "FALLBACK_ZERO_POINT_ERROR_MAS",
+    "FALLBACK_ZERO_POINT_MAS",
     "MAX_NEGATIVE_SIGMA",
     "MAX_PARALLAX_ERROR_MAS",
     "MAX_RUWE",
@@ -48,6 +56,7 @@ __all__ = [
     "absmag_to_fakemag",
     "correct_parallax",
     "ebv_to_logebv",
+    "ecliptic_latitude",
     "fakemag_to_absmag",
     "fakemag_to_distance_pc",
     "fakemag_to_parallax",
@@ -71,6 +80,16 @@ MAX_NEGATIVE_SIGMA: float = 5.0
 """Corrected parallaxes below −this·σ_ϖ are spurious (a true parallax is ≥ 0) and are dropped."""
 MIN_DISTANCE_PARALLAX_SNR: float = 5.0
 """The catalogue takes distance = 1000/ϖ only where ϖ/σ_ϖ is at least this."""
+
+FALLBACK_ZERO_POINT_MAS: float = -0.017
+"""The catalogue's parallax zero point where Lindegren et al.'s cannot be computed: their quasars' median
+(Lindegren et al. 2021, A&A 649, A4)."""
+FALLBACK_ZERO_POINT_ERROR_MAS: float = 0.02
+"""What the star-by-star zero point spreads about FALLBACK_ZERO_POINT_MAS [mas], added in quadrature to σ_ϖ
+where the fallback is used. Measured in session 32 over the astrometric inputs (G, ν_eff, pseudocolour,
+ecl_lat, solution type) of 118,994 stars of the seed-41 simulated sky, with the Leung (2023) term: rms
+about −0.017 of 0.011 mas over all, 0.008-0.020 mas per G bin (the largest, 0.020, at G 13-15)."""
+_OBLIQUITY_RAD = np.deg2rad(23.0 + 26.0 / 60.0 + 21.406 / 3600.0)  # ICRS obliquity (Gaia documentation)
 
 _ZPT_TABLES_LOADED = False
 
@@ -298,6 +317,14 @@ def ebv_to_logebv(
     return value, err
 
 
+def ecliptic_latitude(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
+    """Ecliptic latitude β [deg] of ICRS (ra, dec) [deg], as gaia_source's `ecl_lat` (obliquity
+    23°26′21.406″; tests/test_simulate_coords.py checks it against real DR3 rows to 1e-5 deg)."""
+    ra, dec = np.deg2rad(_f64(ra_deg)), np.deg2rad(_f64(dec_deg))
+    sin_b = np.sin(dec) * np.cos(_OBLIQUITY_RAD) - np.cos(dec) * np.sin(ra) * np.sin(_OBLIQUITY_RAD)
+    return np.rad2deg(np.arcsin(np.clip(sin_b, -1.0, 1.0)))
+
+
 class PseudoLuminosity(NamedTuple):
     """Result of `pseudo_luminosity`, all (N,)."""
 
@@ -307,6 +334,8 @@ class PseudoLuminosity(NamedTuple):
     zero_point_mas: np.ndarray  # float64, the zero point applied (NaN where undefined)
     no_parallax: np.ndarray  # bool: no fakemag (missing parallax, failed cut, or no zero point)
     no_zero_point: np.ndarray  # bool: a parallax exists but its zero point is undefined
+    parallax_error_mas: np.ndarray  # float64, σ_ϖ as used: widened where the fallback zero point is (NaN
+    # where the parallax is unusable)
 
 
 def pseudo_luminosity(
@@ -324,13 +353,16 @@ def pseudo_luminosity(
     zero_point_fallback: float | None = None,
     max_parallax_error: float = MAX_PARALLAX_ERROR_MAS,
     max_ruwe: float = MAX_RUWE,
+    ra: np.ndarray | None = None,
+    dec: np.ndarray | None = None,
 ) -> PseudoLuminosity:
     """The g_fakemag token as Leung & Bovy (2024) built it, from gaia_source columns (N,).
 
     1. zero point (if `apply_zero_point`): `parallax_zero_point` with the Leung (2023) term;
-       where it is undefined, `zero_point_fallback` [mas] if given, else the parallax is dropped.
-       Missing `astrometric_params_solved` values are reconstructed with
-       `infer_astrometric_params_solved`.
+       where it is undefined, `zero_point_fallback` [mas] if given (σ_ϖ then widened in quadrature by
+       FALLBACK_ZERO_POINT_ERROR_MAS), else the parallax is dropped. Missing `astrometric_params_solved`
+       values are reconstructed with `infer_astrometric_params_solved`, missing `ecl_lat` values from
+       `ra`, `dec` (`ecliptic_latitude`).
     2. quality cuts: `parallax_quality_mask` (σ_ϖ ≤ 0.1 mas, RUWE ≤ 1.4 by default).
     3. fakemag = ϖ_corrected·10^(0.2 G), σ = σ_ϖ·10^(0.2 G) (`parallax_to_fakemag`).
     """
@@ -344,6 +376,8 @@ def pseudo_luminosity(
         nu = nan if nu_eff_used_in_astrometry is None else _f64(nu_eff_used_in_astrometry, n)
         pc = nan if pseudocolour is None else _f64(pseudocolour, n)
         lat = nan if ecl_lat is None else _f64(ecl_lat, n)
+        if ra is not None and dec is not None and not np.isfinite(lat).all():
+            lat = np.where(np.isfinite(lat), lat, ecliptic_latitude(_f64(ra, n), _f64(dec, n)))
         aps = nan if astrometric_params_solved is None else _f64(astrometric_params_solved, n)
         missing_aps = ~np.isfinite(aps)
         if missing_aps.any():
@@ -352,6 +386,7 @@ def pseudo_luminosity(
         no_zp = has_plx & ~np.isfinite(zp)
         if zero_point_fallback is not None:
             zp = np.where(no_zp, float(zero_point_fallback), zp)
+            err = np.where(no_zp, np.hypot(err, FALLBACK_ZERO_POINT_ERROR_MAS), err)
     else:
         zp = np.zeros(n)
         no_zp = np.zeros(n, dtype=bool)
@@ -369,6 +404,7 @@ def pseudo_luminosity(
         zero_point_mas=zp,
         no_parallax=~usable,
         no_zero_point=no_zp,
+        parallax_error_mas=np.where(usable, err, np.nan),
     )
 
 

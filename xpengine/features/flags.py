@@ -15,7 +15,8 @@ renumber a bit, only add new ones. Bits 0-15 are set by the feature step (`xpeng
 |     |        |                         |           | or no zero point (see NO_ZERO_POINT)                                   |
 | 5   | 32     | NO_ZERO_POINT           | features  | a parallax exists but the Lindegren et al. (2021) zero point is        |
 |     |        |                         |           | undefined (solution not 31/95, G/ν_eff/pseudocolour outside validity,  |
-|     |        |                         |           | or its inputs missing)                                                 |
+|     |        |                         |           | or its inputs missing): the catalogue's fallback −0.017 mas is used,   |
+|     |        |                         |           | σ_ϖ widened by 0.02 mas (dropped with --zero-point-fallback none)      |
 | 6   | 64     | NO_2MASS                | features  | neither J−H nor J−Ks could be formed (no match, bad or upper-limit mag)|
 | 7   | 128    | NO_GAIA_SOURCE          | features  | no gaia_source row for this XP source (all gaia_source columns null or |
 |     |        |                         |           | absent)                                                                |

@@ -67,6 +67,7 @@ from xpengine.features._token_steps import (
     put_labels,
     put_pseudo_luminosity,
     put_tmass_colours,
+    sky_position,
     upstream_flags,
 )
 from xpengine.features._xp_bands import (
@@ -320,6 +321,7 @@ def build_tokens(
         gaia,
         g,
         out,
+        position=sky_position(cols),
         apply_zero_point=apply_zero_point,
         leung2023=leung2023,
         zero_point_fallback=zero_point_fallback,

@@ -73,9 +73,23 @@ def _corrected_parallax(
         astrometric_params_solved=col("astrometric_params_solved"),
         max_parallax_error=np.inf,
         zero_point_fallback=zero_point_fallback,
+        ra=_numeric_or_none(col, "ra"),
+        dec=_numeric_or_none(col, "dec"),
     )
-    err = np.where(np.isfinite(lum.parallax_corrected_mas), col("parallax_error"), np.nan)
-    return lum.parallax_corrected_mas, err, col("ruwe")
+    # σ_ϖ as the zero point left it (widened where the fallback was used)
+    return lum.parallax_corrected_mas, lum.parallax_error_mas, col("ruwe")
+
+
+def _numeric_or_none(col, name: str) -> np.ndarray | None:
+    """A numeric position column, or None (absent, or text: passed through, not used), as the tokens
+    read it (`features._token_steps.sky_position`), so that the context and the distance take one zero
+    point."""
+    if col.columns is None:
+        return None
+    try:
+        return col.columns.scalar(name)
+    except ValueError:
+        return None
 
 
 class _ColumnReader:

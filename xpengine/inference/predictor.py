@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 # re-exported: they lived here
+from xpengine.features.astrometry import FALLBACK_ZERO_POINT_MAS
 from xpengine.inference.precision import bf16_native_for, cpu_flags, effective_dtype, native_bf16
 from xpengine.model.calibration import DERIVED, all_xp_orders
 from xpengine.model.checkpoint import (
@@ -372,7 +373,7 @@ class Predictor:
         ruwe: Any = None,
         tmass: Mapping[str, Any] | None = None,
         labels: Sequence[str] | None = None,
-        zero_point_fallback: float | None = None,
+        zero_point_fallback: float | None = FALLBACK_ZERO_POINT_MAS,
         sampling: Any = None,
         source_id: int | None = None,
         flag_policy: Any = None,
@@ -400,9 +401,8 @@ class Predictor:
         ebv, ebv_error: E(B−V), σ [mag] known without the XP (a map's; −0.05–0 as 0; no σ: 16 %, ≥ 0.01).
         tmass: {"j_m", "j_msigcom", "h_m", "h_msigcom", "ks_m", "ks_msigcom"} arrays for J−H, J−Ks.
         labels: catalogue labels (default: the ones this model learned).
-        zero_point_fallback: parallax zero point [mas] where the Lindegren (2021) inputs
-            (nu_eff_used_in_astrometry / pseudocolour, ecl_lat, astrometric_params_solved) are not
-            given (e.g. −0.017, the quasar median); None drops such parallaxes as the catalogue does.
+        zero_point_fallback: parallax zero point [mas] where Lindegren et al.'s cannot be computed, σ_ϖ
+            widened by 0.02 mas, flag NO_ZERO_POINT, as the job's (default −0.017); None drops them.
         flag_policy: the flags' thresholds (`xpengine.catalog.flag_policy.FlagPolicy`; None: the
             catalogue's, `DEFAULT_FLAG_POLICY`).
 

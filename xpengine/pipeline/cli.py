@@ -117,10 +117,12 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--zero-point-fallback",
-        type=float,
-        metavar="MAS",
-        help="parallax zero point [mas] where Lindegren et al. (2021) do not reach (G < 6, colours outside "
-        "their tables), e.g. -0.017: such parallaxes are kept, flagged NO_ZERO_POINT (default: dropped)",
+        type=_zero_point_option,
+        metavar="MAS|none",
+        help="parallax zero point [mas] where Lindegren et al. (2021) cannot be computed (G < 6, colours "
+        "outside their tables, or gaia_source without nu_eff_used_in_astrometry / pseudocolour): such "
+        "parallaxes are kept with this zero point, their σ widened by 0.02 mas, flagged NO_ZERO_POINT "
+        "(default -0.017, the quasars' median); 'none' drops them (NO_PARALLAX too), as Leung & Bovy did",
     )
     p.add_argument(
         "--no-sim-to-real-sigma",
@@ -135,6 +137,16 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
         choices=["float32", "bfloat16", "auto"],
         help="model arithmetic; bfloat16 is used only where the hardware has it (GPUs of compute capability >= 8.0, CPUs with AVX512-BF16/AMX), auto picks it there",
     )
+
+
+def _zero_point_option(text: str) -> float | str:
+    """`--zero-point-fallback`: a zero point in mas, or 'none' (kept as text: an option left out is None)."""
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a zero point in mas or 'none', got {text!r}") from None
 
 
 def run_job(args: argparse.Namespace, prog: str = "infer_gaia") -> int:

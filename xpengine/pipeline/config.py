@@ -25,6 +25,7 @@ from typing import Any
 
 from xpengine.catalog.flag_policy import DEFAULT_FLAG_POLICY, FlagPolicy
 from xpengine.catalog.schema import LABELS, check_learned_labels, model_default_labels
+from xpengine.features.astrometry import FALLBACK_ZERO_POINT_MAS
 
 __all__ = [
     "DEFAULT_FLAG_POLICY",
@@ -263,11 +264,13 @@ class InferenceConfig:
     # `xpengine.model.calibration.SimToReal`); false only for simulated skies, whose σ are scored as
     # calibrated on simulated stars
     sim_to_real_sigma: bool = True
-    # the parallax zero point [mas] where Lindegren et al.'s tables do not reach (G < 6 or > 21, colours
-    # outside them): None drops such a parallax (flags NO_ZERO_POINT, NO_PARALLAX), as Leung & Bovy did; a
-    # constant (e.g. -0.017, the quasars' median) keeps it, flagged NO_ZERO_POINT (a G = 5 star's parallax
-    # measured to 0.06 mas is otherwise lost over a correction of a few 0.01 mas)
-    zero_point_fallback: float | None = None
+    # the parallax zero point [mas] where Lindegren et al.'s cannot be computed (G < 6 or > 21, colours
+    # outside their tables, or its inputs not in the gaia_source file: `nu_eff_used_in_astrometry` /
+    # `pseudocolour`): by default the quasars' median, -0.017, with σ_ϖ widened by 0.02 mas (flag
+    # NO_ZERO_POINT; `features.astrometry.FALLBACK_ZERO_POINT_ERROR_MAS`); None (`--zero-point-fallback
+    # none`, YAML null) drops such a parallax (flags NO_ZERO_POINT, NO_PARALLAX), as Leung & Bovy did and as
+    # the job did until session 32 (a query without ν_eff lost every parallax, Proxima's 768 mas included)
+    zero_point_fallback: float | None = FALLBACK_ZERO_POINT_MAS
 
     def __init__(self, **kwargs: Any) -> None:
         own = {f.name for f in dataclasses.fields(self)}
@@ -282,6 +285,8 @@ class InferenceConfig:
             else:
                 value = f.default
             setattr(self, f.name, _as_text(value) if f.name in _PATH_KEYS else value)
+        if isinstance(self.zero_point_fallback, str) and self.zero_point_fallback.lower() == "none":
+            self.zero_point_fallback = None  # `--zero-point-fallback none`: drop those parallaxes
         flat_resources = {k: kwargs[k] for k in RESOURCE_KEYS if k in kwargs}
         if flat_resources:
             self.resources = dataclasses.replace(self.resources, **flat_resources)

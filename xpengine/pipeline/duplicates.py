@@ -183,9 +183,15 @@ def row_rank(flags: np.ndarray) -> np.ndarray:
     return np.where((f & int(SourceFlag.NO_PREDICTION)) != 0, 2, worse.astype(np.int64))
 
 
-COUNTED_FLAGS = (SourceFlag.READ_PROBLEM, SourceFlag.NO_PREDICTION, SourceFlag.NO_GAIA_SOURCE)
+COUNTED_FLAGS = (
+    SourceFlag.READ_PROBLEM,
+    SourceFlag.NO_PREDICTION,
+    SourceFlag.NO_GAIA_SOURCE,
+    SourceFlag.NO_ZERO_POINT,
+)
 """The flags a partition's record counts among its catalogue rows (`<flag>_rows`), summed by the job's
-summary (`rows_flagged`) and printed by the command: rows written without a full prediction."""
+summary (`rows_flagged`) and printed by the command: rows written without a full prediction, or with
+less than the archive gives (a parallax without its own zero point: since session 32)."""
 
 
 def flag_counts(flags: np.ndarray, with_gaia_source: bool) -> dict[str, int]:

@@ -48,7 +48,9 @@ def _row_problems(task, flags: np.ndarray, summary) -> dict[str, int]:
     stage logs its details inside the Ray workers): READ_PROBLEM rows; NO_PREDICTION rows (a warning
     that names every row when the whole file gave none: a file on another grid, say); NO_GAIA_SOURCE rows
     where a gaia_source file was given (every DR3 XP source has a gaia_source row, so a source missing
-    from it means a truncated or wrong file; the row has no parallax and its G comes from the XP)."""
+    from it means a truncated or wrong file; the row has no parallax and its G comes from the XP);
+    NO_ZERO_POINT rows (a warning where no parallax had its own zero point: the inputs of Lindegren's
+    correction left out of a gaia_source query, review of session 32)."""
     n = len(flags)
     by_flag = flag_counts(flags, bool(task.gaia))  # the record's keys are `<flag>_rows`
     rows_flagged = getattr(summary, "rows_flagged", None)
@@ -56,6 +58,17 @@ def _row_problems(task, flags: np.ndarray, summary) -> dict[str, int]:
         if k and rows_flagged is not None:
             rows_flagged[name] = rows_flagged.get(name, 0) + k
     counts = {f"{name.lower()}_rows": k for name, k in by_flag.items()}
+    with_parallax = int((flags & int(SourceFlag.NO_ZERO_POINT) != 0).sum())
+    with_parallax += int((flags & int(SourceFlag.NO_PARALLAX | SourceFlag.NO_ZERO_POINT) == 0).sum())
+    if counts["no_zero_point_rows"] and counts["no_zero_point_rows"] == with_parallax:
+        log.warning(
+            "%s: none of its %d parallax(es) has Lindegren et al.'s zero point (flag NO_ZERO_POINT; the "
+            "job's --zero-point-fallback: by default -0.017 mas, σ widened by 0.02 mas): give "
+            "nu_eff_used_in_astrometry, pseudocolour and astrometric_params_solved with the gaia_source "
+            "columns for each star's own",
+            task.xp,
+            with_parallax,
+        )
     if counts.get("no_gaia_source_rows"):
         log.warning(
             "%s: %d of %d source(s) are not in its gaia_source file %s: written without parallax or Gaia "

@@ -18,6 +18,9 @@ import numpy as np
 # and bit compaction serves the simulator and the catalogue queries.
 from xpengine.catalog.sky import JPLL, JRLL, compress_bits, galactic_to_icrs, icrs_to_galactic
 
+# the catalogue computes a missing `ecl_lat` for the parallax zero point with the same function
+from xpengine.features.astrometry import ecliptic_latitude
+
 __all__ = [
     "HPX8_NPIX",
     "bulk_suffix",
@@ -29,8 +32,6 @@ __all__ = [
 ]
 
 HPX8_NPIX = 12 * 4**8  # 786,432 level-8 pixels
-
-_OBLIQUITY_RAD = np.deg2rad(23.0 + 26.0 / 60.0 + 21.406 / 3600.0)
 
 
 def healpix_nest_to_radec(pix: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
@@ -74,18 +75,6 @@ def healpix_nest_to_radec(pix: np.ndarray, order: int) -> tuple[np.ndarray, np.n
     ra = np.rad2deg(phi) % 360.0
     dec = np.rad2deg(np.arcsin(np.clip(z, -1.0, 1.0)))
     return ra, dec
-
-
-def _unit(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
-    ra, dec = np.deg2rad(ra_deg), np.deg2rad(dec_deg)
-    return np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)], axis=-1)
-
-
-def ecliptic_latitude(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
-    """Ecliptic latitude β [deg] of ICRS (ra, dec) [deg] (obliquity 23°26′21.406″)."""
-    v = _unit(ra_deg, dec_deg)
-    sin_b = v[..., 2] * np.cos(_OBLIQUITY_RAD) - v[..., 1] * np.sin(_OBLIQUITY_RAD)
-    return np.rad2deg(np.arcsin(np.clip(sin_b, -1.0, 1.0)))
 
 
 def bulk_suffix(hpx8_first: int, hpx8_last: int) -> str:
