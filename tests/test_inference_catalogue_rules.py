@@ -262,3 +262,30 @@ def test_training_records_the_luminosity_domain(gaia_xp):
     )
     no_fm = LearnedTokens(outputs=("teff",), inputs=("bprp",))
     assert with_luminosity_domain(no_fm, values, errors, vocab).luminosity_index_max is None
+
+
+def test_a_star_with_one_xp_band_gets_no_prediction_but_keeps_its_measurements(gaia_xp, sky):
+    """Review of session 32: with one band removed, stars outside the giant domain came out thousands of
+    K off with σ that did not say so; training never showed the model a star without a band. Such a row
+    is written with NO_PREDICTION beside NO_BP / NO_RP; its parallax distance, a measurement, is kept, and
+    the other stars of the batch are untouched."""
+    batch, _ = sky
+    batch = {k: v[:200] for k, v in batch.items()}
+    full = CatalogPredictor(gaia_xp, None, device="cpu")(batch)
+    vocab = gaia_xp.vocabulary
+    rp_cols = [i for i, name in enumerate(vocab.names) if name.startswith("rp")]
+    values, flags = batch["values"].copy(), batch["flags"].copy()
+    cut = np.arange(200) < 40
+    values[np.ix_(cut, rp_cols)] = np.nan
+    flags[cut] |= int(SourceFlag.NO_RP)
+    cat = CatalogPredictor(gaia_xp, None, device="cpu")({**batch, "values": values, "flags": flags})
+    assert has_flag(cat["flags"][cut], SourceFlag.NO_PREDICTION).all()
+    for lab in ("teff", "logg", "m_h", "mass", "age"):
+        assert np.isnan(cat[lab][cut]).all() and np.isnan(cat[f"{lab}_error"][cut]).all()
+    assert (cat["n_input_tokens"][cut] > 0).all()  # what it had, not what was used
+    by_plx = has_flag(full["flags"][cut], SourceFlag.DISTANCE_FROM_PARALLAX)
+    assert by_plx.sum() > 5
+    np.testing.assert_array_equal(cat["distance_pc"][cut][by_plx], full["distance_pc"][cut][by_plx])
+    assert not has_flag(cat["flags"][cut][~by_plx], SourceFlag.DISTANCE_FROM_MODEL).any()
+    for lab in ("teff", "mass"):
+        np.testing.assert_allclose(cat[lab][~cut], full[lab][~cut], rtol=1e-5)  # batch-size rounding

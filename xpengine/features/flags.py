@@ -38,7 +38,8 @@ renumber a bit, only add new ones. Bits 0-15 are set by the feature step (`xpeng
 |     |        |                         |           | and Teff (`catalog.flag_policy`); its model distance and E(B−V) are    |
 |     |        |                         |           | extrapolations too                                                     |
 | 17  | 131072 | HIGH_UNCERTAINTY        | catalogue | a predicted σ above the flag policy's `max_error` / relative limits    |
-| 18  | 262144 | NO_PREDICTION           | catalogue | no usable input token: the row is written with NaN predictions         |
+| 18  | 262144 | NO_PREDICTION           | catalogue | no usable input token, or one XP band only (NO_BP / NO_RP: never in    |
+|     |        |                         |           | training; since session 32): the row is written with NaN predictions   |
 | 19  | 524288 | DUPLICATE_SOURCE        | catalogue | a second input row of a source already in the catalogue: set aside in  |
 |     |        |                         |           | `_rejected/` with the reason, never in the catalogue itself            |
 | 20  | 1048576 | OUTSIDE_PARTITION_RANGE | catalogue | the source's HEALPix pixel (source_id >> 43) is outside the range in   |
@@ -133,7 +134,7 @@ class SourceFlag(enum.IntFlag):
     PARALLAX_CONFLICT = 1 << 30
 
 
-FLAG_RULES = "session 29: EBV_COLOUR_BOUND, PARALLAX_CONFLICT, ISOCHRONE_INPUT_EBV by G0; session 28: G_MISMATCH, DISTANCE_FROM_ISOCHRONES, NO_DISTANCE"
+FLAG_RULES = "session 32: NO_ZERO_POINT keeps the parallax, NO_PREDICTION for one XP band; session 29: EBV_COLOUR_BOUND, PARALLAX_CONFLICT, ISOCHRONE_INPUT_EBV by G0; session 28: G_MISMATCH, DISTANCE_FROM_ISOCHRONES, NO_DISTANCE"
 """The flag rules a catalogue's rows were written with, part of the catalogue job's identity: a catalogue
 whose record names other rules (or none: made before session 28) is not resumed, so that no catalogue mixes
 rows with and without a bit (found by a review: NaN distances with and without NO_DISTANCE). Change it
