@@ -226,9 +226,9 @@ def test_bad_value_in_unused_column_is_a_row_problem(bulk, real_xp, caplog, colu
 def test_bad_source_id_fails_the_file(bulk):
     """A row that cannot be identified cannot be kept: whole-file error naming the column."""
     _set_field(bulk, 1, "source_id", "12x")
-    with pytest.raises(GaiaFileError, match=re.escape(str(bulk)) + r" \(column 'source_id'\)") as info:
+    with pytest.raises(GaiaFileError, match=re.escape(str(bulk)) + r" \(row 2, column 'source_id'\)") as info:
         read_xp_continuous(bulk)
-    assert "12x" in str(info.value)
+    assert "12x" in str(info.value) and info.value.row == 2
 
 
 def test_wrong_number_of_fields(tmp_path, bulk):
@@ -257,6 +257,20 @@ def test_a_short_row_deep_in_a_bulk_file_is_located(tmp_path, real_xp):
             read_xp_continuous(path, columns=columns)
         assert info.value.row == 612, str(info.value)
         assert f"at line {len(header) + 612} of the file" in str(info.value)
+
+
+def test_a_bad_source_id_deep_in_a_bulk_file_names_its_row(tmp_path, real_xp):
+    """Review of session 32: a value that does not convert (an id of letters) beyond the first parsing
+    block was reported "after data row 0"; the error names its data row and line, as a short row's does."""
+    path = tmp_path / "XpContinuousMeanSpectrum_000000-003111.csv.gz"
+    write_bulk_xp_continuous(repeat_rows(real_xp, 700), path)
+    header, rows = _data_lines(bulk_text(path))
+    rows[611] = "12345xx," + rows[611].split(",", 1)[1]
+    write_gz_text(path, "".join(header + rows))
+    with pytest.raises(GaiaFileError, match="column 'source_id'") as info:
+        read_xp_continuous(path)
+    assert info.value.row == 612, str(info.value)
+    assert f"at line {len(header) + 612} of the file" in str(info.value) and "12345xx" in str(info.value)
 
 
 def test_file_not_found(tmp_path):

@@ -242,7 +242,7 @@ def test_float_text_integers_are_exact_and_ids_refuse_them():
 def test_float_text_source_id_is_still_refused(tmp_path):
     path = tmp_path / "float_source.csv"
     _edit_csv(RAW_CSV, path, {(1, "source_id"): "5762406957886626816.0"})
-    with pytest.raises(GaiaFileError, match=re.escape(f"{path} (column 'source_id')")):
+    with pytest.raises(GaiaFileError, match=re.escape(f"{path} (row 2, column 'source_id')")):
         read_xp_continuous(path)
 
 

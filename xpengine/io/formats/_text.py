@@ -181,6 +181,12 @@ class TextReader:
             found = None
             if re.search(r"Expected \d+ columns, got \d+", msg):  # a row of the wrong length: find it
                 found = locate_bad_row(self.src, self._data_offset, len(self.columns), self.delimiter, row)
+            value = re.search(r"invalid value '([^']*)'", msg)
+            if value is not None and m is not None:  # a value that does not convert: find its row
+                bad = (int(m.group(1)), value.group(1))
+                found = locate_bad_row(
+                    self.src, self._data_offset, len(self.columns), self.delimiter, row, bad_value=bad
+                )
             if found is None:  # another parse error: say how far the reading got
                 raise GaiaFileError(
                     self.src.url,
@@ -199,13 +205,19 @@ class TextReader:
 
 
 def locate_bad_row(
-    src: Source, data_offset: int, n_columns: int, delimiter: str, first_row: int
+    src: Source,
+    data_offset: int,
+    n_columns: int,
+    delimiter: str,
+    first_row: int,
+    bad_value: tuple[int, str] | None = None,
 ) -> tuple[int, int] | None:
     """(data row, line of the file; both 1-based) of the first data row, from 0-based data row
-    `first_row` on, whose field count is not `n_columns`; None if there is none or the file cannot be read
-    again. pyarrow's parse errors give the row's text but not where it is, and its threaded reading says
-    only how many rows it had delivered; this reads the file again, on the error path only. One record per
-    line, as in every Gaia text file; blank lines are skipped, as pyarrow skips them."""
+    `first_row` on, whose field count is not `n_columns`, or (`bad_value`: (column index, text)) whose
+    field there is that text; None if there is none or the file cannot be read again. pyarrow's parse
+    errors give the row's text or value but not where it is, and its threaded reading says only how many
+    rows it had delivered; this reads the file again, on the error path only. One record per line, as in
+    every Gaia text file; blank lines are skipped, as pyarrow skips them."""
     try:
         stream = src.open()
         head = stream.read(data_offset)  # the header lines and the column names
@@ -217,7 +229,11 @@ def locate_bad_row(
                 continue
             if row >= first_row:
                 text = raw.decode("utf-8", errors="replace")
-                if len(next(csv.reader([text], delimiter=delimiter))) != n_columns:
+                fields = next(csv.reader([text], delimiter=delimiter))
+                if bad_value is None and len(fields) != n_columns:
+                    return row + 1, line
+                k = -1 if bad_value is None else bad_value[0]
+                if bad_value is not None and k < len(fields) and fields[k].strip() == bad_value[1].strip():
                     return row + 1, line
             row += 1
     except (*GZIP_ERRORS, OSError, csv.Error):
