@@ -284,3 +284,21 @@ def test_header_only_file_is_empty_table(tmp_path, bulk):
     t = read_xp_continuous(bulk)
     assert t.num_rows == 0
     assert t.schema.field("bp_coefficients").type == pa.list_(pa.float64())
+
+
+def test_a_byte_order_mark_and_upper_case_names(tmp_path):
+    """Review of session 32: Excel's "CSV UTF-8" starts with a byte-order mark, which made the first
+    column `\\ufeffsource_id` and the file unreadable; upper-case names (IDL's mwrfits) are refused with
+    the hint the gaia_source reader gives."""
+    from _paths import XP_DIR
+
+    raw = (XP_DIR / "XP_CONTINUOUS_RAW.csv").read_bytes()
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + raw)
+    plain = read_xp_continuous(XP_DIR / "XP_CONTINUOUS_RAW.csv")
+    assert read_xp_continuous(bom).column("source_id").equals(plain.column("source_id"))
+    head, rest = raw.split(b"\n", 1)
+    upper = tmp_path / "upper.csv"
+    upper.write_bytes(head.upper() + b"\n" + rest)
+    with pytest.raises(GaiaFileError, match=r"the file has \['SOURCE_ID'.*lower-case names, rename them"):
+        read_xp_continuous(upper)

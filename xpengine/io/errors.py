@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["GaiaFileError", "one_line"]
+__all__ = ["GaiaFileError", "case_hint", "one_line"]
 
 
 class GaiaFileError(ValueError):
@@ -41,3 +41,14 @@ def one_line(problem: Exception | str) -> str:
         if part:
             out += ("" if not out else " " if out.endswith(":") else "; ") + part
     return out
+
+
+def case_hint(missing: list[str], present) -> str:
+    """The end of a missing-column message where the file holds those columns in another case
+    (`SOURCE_ID`: IDL's mwrfits, a FITS file from elsewhere): the archive's lower-case names are matched,
+    so they must be renamed; "" otherwise."""
+    by_lower = {c.lower(): c for c in present}
+    near = [by_lower[m.lower()] for m in missing if m.lower() in by_lower]
+    if not near:
+        return ""
+    return f"; the file has {near}: the columns are matched by the archive's lower-case names, rename them"

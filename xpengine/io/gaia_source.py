@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from xpengine.io._arrays import cast_scalar_column, parse_scalar_strings, source_id_array
 from xpengine.io._units import parse_unit
-from xpengine.io.errors import GaiaFileError
+from xpengine.io.errors import GaiaFileError, case_hint
 from xpengine.io.formats import open_table_reader
 from xpengine.io.schema import (
     GAIA_SOURCE_BY_NAME,
@@ -84,13 +84,7 @@ def iter_gaia_source(
     missing = [n for n in names if n in required and n not in in_file]
     if missing:
         reader.src.close()
-        by_lower = {c.lower(): c for c in in_file}
-        near = [by_lower[m] for m in missing if m in by_lower]
-        hint = (
-            f"; the file has {near}: the columns are matched by the archive's lower-case names, rename them"
-            if near
-            else ""
-        )
+        hint = case_hint(missing, in_file)
         raise GaiaFileError(
             url, f"missing gaia_source column(s) {missing} ({reader.format_name}){hint}", column=missing[0]
         )

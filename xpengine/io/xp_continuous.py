@@ -49,7 +49,7 @@ from xpengine.io._xp_rows import (  # coefficient_counts is re-exported: it live
     output_columns,
     rebatch,
 )
-from xpengine.io.errors import GaiaFileError
+from xpengine.io.errors import GaiaFileError, case_hint
 from xpengine.io.formats import open_table_reader
 from xpengine.io.schema import (
     BANDS,
@@ -145,7 +145,7 @@ def iter_xp_continuous(
         raise GaiaFileError(
             url,
             f"missing required column(s) {missing} for an XP continuous table "
-            f"({reader.format_name}); columns present: {sorted(in_file)[:30]}",
+            f"({reader.format_name}){case_hint(missing, in_file) or f'; columns present: {sorted(in_file)[:30]}'}",
             column=missing[0],
         )
     # Always read what validation needs: coefficients, errors and n_parameters of both bands.

@@ -75,6 +75,8 @@ class TextReader:
                 self._data_offset += len(line)
                 if not line:
                     break
+                if self._data_offset == len(line) and line.startswith(b"\xef\xbb\xbf"):
+                    line = line[3:]  # a UTF-8 byte-order mark (Excel's "CSV UTF-8"): not part of a name
                 if line.startswith(b"#"):
                     header.append(line.decode("utf-8", errors="replace"))
                     continue
