@@ -289,3 +289,18 @@ def test_a_star_with_one_xp_band_gets_no_prediction_but_keeps_its_measurements(g
     assert not has_flag(cat["flags"][cut][~by_plx], SourceFlag.DISTANCE_FROM_MODEL).any()
     for lab in ("teff", "mass"):
         np.testing.assert_allclose(cat[lab][~cut], full[lab][~cut], rtol=1e-5)  # batch-size rounding
+
+
+def test_a_giants_logg_with_a_dwarfs_parallax_is_flagged(gaia_xp):
+    """Review of session 32: Proxima Centauri (real DR3 XP), 1.30 pc by its parallax, reads logg
+    1.3 ± 1.4 from a model that never saw an M dwarf; the row says that logg is wrong for it
+    (GIANT_LOGG_DWARF_MG). 18 Sco, a dwarf read as one, is not flagged."""
+    xp = io.read_xp_continuous(DATA / "XP_CONTINUOUS_RAW.csv")
+    ids = xp.column("source_id").to_pylist()
+    proxima = xp.slice(ids.index(5853498713190525696), 1)
+    row = gaia_xp.from_xp(proxima, g_mag=8.984, parallax=768.0665, parallax_error=0.0499, ruwe=1.2)
+    assert row.logg.iloc[0] + row.logg_error.iloc[0] < 3.5 and row.distance_pc.iloc[0] < 1.4
+    assert "GIANT_LOGG_DWARF_MG" in row.flag_names.iloc[0]
+    sco = gaia_xp.from_xp(io.read_xp_continuous(SCO), **SCO_PARALLAX)
+    assert "DISTANCE_FROM_PARALLAX" in sco.flag_names.iloc[0]
+    assert "GIANT_LOGG_DWARF_MG" not in sco.flag_names.iloc[0]

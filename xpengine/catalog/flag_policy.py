@@ -45,6 +45,7 @@ __all__ = [
     "catalogue_flags",
     "confident_dwarf",
     "extinction_coefficients",
+    "giant_logg_dwarf_mg",
     "high_uncertainty",
     "outside_by_measurement",
     "quality_flags",
@@ -274,4 +275,34 @@ def catalogue_flags(
             outside |= luminosity_outside
             measured_giant &= ~luminosity_outside
         flags[outside] |= int(SourceFlag.OUTSIDE_TRAINING_DOMAIN)
+    if "logg" in labels and "logg_error" in out:
+        conflict = giant_logg_dwarf_mg(policy, g, dist, by_parallax, out, means, logebv)
+        flags[conflict] |= int(SourceFlag.GIANT_LOGG_DWARF_MG)
     return flags | quality_flags(policy, labels, means, out, measured_giant)
+
+
+def giant_logg_dwarf_mg(
+    policy: FlagPolicy,
+    g: np.ndarray,
+    dist: np.ndarray,
+    by_parallax: np.ndarray,
+    out: Mapping[str, np.ndarray],
+    means: Mapping[str, np.ndarray],
+    logebv: np.ndarray | None = None,
+) -> np.ndarray:
+    """(N,) bool: the written logg is a giant's by more than its σ (logg + σ < `giant_logg_max`) while the
+    star's significant parallax puts it below the giants (M_G > `giant_abs_g_max`, dereddened as
+    `outside_by_measurement` does): no star that faint is that extended, so the logg column is wrong for
+    it (review of session 32: Proxima Centauri, 1.30 pc from its parallax, read logg 1.26 ± 1.41 by a model
+    that never saw an M dwarf, and a `logg < 2` query selected it)."""
+    n = len(g)
+    ebv = np.zeros(n)
+    if logebv is not None:
+        le = np.asarray(logebv).astype(np.float64)
+        ebv = np.where(np.isfinite(le), np.exp(le), 0.0)
+    k_g, _ = extinction_coefficients(policy, ebv, means.get("teff"), means.get("logg"), means.get("m_h"))
+    logg = np.asarray(out["logg"], dtype=np.float64)
+    sigma = np.asarray(out["logg_error"], dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        faint = by_parallax & (absolute_g(g, dist, ebv, k_g) > policy.giant_abs_g_max)
+        return faint & (logg + sigma < policy.giant_logg_max)

@@ -76,6 +76,9 @@ renumber a bit, only add new ones. Bits 0-15 are set by the feature step (`xpeng
 | 30  | 1073741824 | PARALLAX_CONFLICT   | catalogue | a MASS_AGE_FROM_ISOCHRONES row whose parallax (S/N < 5, in the fit as a|
 |     |        |                         |           | χ² term) no isochrone reconciles with its labels: fitted without it;   |
 |     |        |                         |           | its isochrone distance disagrees with that parallax                    |
+| 31  | 2147483648 | GIANT_LOGG_DWARF_MG | catalogue | the written logg is a giant's by more than its σ (logg + σ < 3.5) but  |
+|     |        |                         |           | the significant parallax gives M_G > 3.5: the logg is wrong for this   |
+|     |        |                         |           | star (a dwarf the model misread; since session 32)                     |
 
 Usage: `flags & SourceFlag.NO_BP` on an int64 array; `describe_flags(value)` lists the names of one value.
 """
@@ -132,9 +135,10 @@ class SourceFlag(enum.IntFlag):
     NO_DISTANCE = 1 << 28
     EBV_COLOUR_BOUND = 1 << 29
     PARALLAX_CONFLICT = 1 << 30
+    GIANT_LOGG_DWARF_MG = 1 << 31
 
 
-FLAG_RULES = "session 32: NO_ZERO_POINT keeps the parallax, NO_PREDICTION for one XP band; session 29: EBV_COLOUR_BOUND, PARALLAX_CONFLICT, ISOCHRONE_INPUT_EBV by G0; session 28: G_MISMATCH, DISTANCE_FROM_ISOCHRONES, NO_DISTANCE"
+FLAG_RULES = "session 32: NO_ZERO_POINT keeps the parallax, NO_PREDICTION for one XP band, GIANT_LOGG_DWARF_MG; session 29: EBV_COLOUR_BOUND, PARALLAX_CONFLICT, ISOCHRONE_INPUT_EBV by G0; session 28: G_MISMATCH, DISTANCE_FROM_ISOCHRONES, NO_DISTANCE"
 """The flag rules a catalogue's rows were written with, part of the catalogue job's identity: a catalogue
 whose record names other rules (or none: made before session 28) is not resumed, so that no catalogue mixes
 rows with and without a bit (found by a review: NaN distances with and without NO_DISTANCE). Change it
@@ -176,6 +180,7 @@ CATALOGUE_FLAGS: SourceFlag = (
     | SourceFlag.NO_DISTANCE
     | SourceFlag.EBV_COLOUR_BOUND
     | SourceFlag.PARALLAX_CONFLICT
+    | SourceFlag.GIANT_LOGG_DWARF_MG
 )
 """Bits reserved for the catalogue engine."""
 
