@@ -592,3 +592,27 @@ def test_from_xp_with_the_files_own_columns_gives_the_jobs_row(ray_local, tmp_pa
     for k in labels:
         assert got[k] == pytest.approx(job[k], rel=1e-4), k
     assert int(got["flags"]) == job["flags"]
+
+
+def test_a_spectrum_on_another_grid_of_the_same_length_is_a_row_problem(tmp_path):
+    """Review of session 32: GaiaXPy's output on a 335–1019 nm grid, 343 pixels like the default, read
+    without its sampling file, was taken as 336–1020 nm (Proxima came out a 1 M☉ star at 1 kpc). The XP
+    basis reproduces a Gaia spectrum on its own grid to its text's rounding, not one 1 nm off: such a row
+    is a row problem naming the fraction left unexplained, the others read as before."""
+    raw = pd.read_csv(XP_DIR / "XP_SAMPLED_RAW_dr3int6.csv")
+    flux = np.stack([np.array(json.loads(f.replace("(", "[").replace(")", "]"))) for f in raw.flux])
+    err = np.stack([np.array(json.loads(f.replace("(", "[").replace(")", "]"))) for f in raw.flux_error])
+    shifted = np.stack([np.interp(GRID - 1.0, GRID, f) for f in flux])  # the same star, 1 nm off
+    table = pd.DataFrame(
+        {
+            "source_id": [1, 2, 3],
+            "flux": [list(flux[0]), list(shifted[0]), list(shifted[1])],
+            "flux_error": [list(err[0]), list(err[0]), list(err[1])],
+        }
+    )
+    out = read_xp_sampled(table)
+    problems = out.column(READ_PROBLEM).to_pylist()
+    assert problems[0] is None and out.column("bp_coefficients")[0].is_valid
+    for text in problems[1:]:
+        assert text is not None and "is not an XP spectrum on the 336–1020 nm grid" in text
+    assert out.column("bp_coefficients").null_count == 2

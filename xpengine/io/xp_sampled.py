@@ -1,9 +1,8 @@
 """Reader for Gaia DR3 XP SAMPLED mean spectra, straight into the engine's XP representation.
 
 Why: the engine's XP representation is defined on the sampled flux (`xpengine.spectra.representation`):
-for a spectrum f on GaiaXPy's default grid, c' = f X gives the projected coefficients (bp0..54, rp0..54)
-that archive coefficients give through c' = c P. Users often hold sampled spectra only, so they are read
-into the same table as continuous coefficients and predicted on the same way.
+for f on GaiaXPy's default grid, c' = f X gives the projected coefficients that archive coefficients give
+through c' = c P, so sampled spectra are read into the same table as continuous coefficients.
 
 Inputs (Gaia DR3 data model `xp_sampled_mean_spectrum`; GaiaXPy `calibrate`):
 
@@ -16,10 +15,7 @@ Inputs (Gaia DR3 data model `xp_sampled_mean_spectrum`; GaiaXPy `calibrate`):
   bulk `XpSampledMeanSpectrum_*.csv.gz` and DataLink RAW files, and GaiaXPy `calibrate` output (CSV with
   its grid in a `<name>_sampling.csv` file beside it; ECSV, FITS, VOTable with the grid in the file
   metadata `sampling`), as a file or in memory (pandas DataFrame, astropy Table, pyarrow Table, dict).
-
-Every format of `xpengine.io.formats` (CSV, ECSV, FITS, VOTable, Parquet, gzip or not) is read.
-`iter_xp_continuous` / `read_xp_continuous` (so the catalogue job and `xpengine infer`) route a file
-with these columns here.
+  Any format of `xpengine.io.formats`; `read_xp_continuous` (so the job) routes such files here.
 
 Output: the table of `read_xp_continuous` (`xp_schema`: Gaia names and dtypes, `read_problem` last), with
 `X_coefficients` = c' (`coefficients_from_sampled`), `X_coefficient_errors` from
@@ -28,18 +24,13 @@ Output: the table of `read_xp_continuous` (`xp_schema`: Gaia names and dtypes, `
 spectrum does not say which coefficients are relevant, so no relevancy truncation applies downstream),
 chi², .... Schema metadata: `xpengine.source`, `xpengine.n_coefficients` and `xpengine.xp_input`
 (`META_XP_INPUT`, JSON `{"kind": "sampled", ...}`), which marks the rows as coming from sampled spectra.
-The errors: a sampled spectrum's pixel errors come from the coefficients' full covariance, so they are
-strongly correlated; taken as independent they overstate the coefficients' errors a median 190–440
-times, which (until session 25) made the synthetic BP−RP of a sampled spectrum 0.35–0.59 mag uncertain
-instead of about 0.006 and loosened the isochrone fit's colour bound (the blue star 5762406957886626816
-came out 1.1 M☉ from its sampled spectrum and 2.8 M☉ from its coefficients). The estimator fits a
-diagonal coefficient covariance to the pixel variances instead (noise level per coefficient, median
-0.95–1.26 of the archive's); a row whose error vector is not all finite (one band) keeps the
-independent-pixel bound. The model does not read input errors; the synthetic G and BP−RP σ (G_FROM_XP,
-BP_RP_FROM_XP) and so the isochrone fit do.
+The errors: pixel errors come from the coefficients' full covariance, so they are strongly correlated;
+taken as independent they overstate the coefficients' errors 190–440 times (until session 25 the blue star
+5762406957886626816 came out 1.1 M☉ from its sampled spectrum, 2.8 from its coefficients). The estimator
+fits a diagonal coefficient covariance to the pixel variances (0.95–1.26 of the archive's errors); a row
+with one band keeps the independent-pixel bound. The synthetic G and BP−RP σ and the isochrone fit read them.
 
-The projection P is idempotent, so c' passes unchanged through the token path, which projects every
-input with P (`token_representation`): sampled and continuous inputs meet in the same representation.
+P is idempotent: c' passes unchanged through the token path, which projects every input with P.
 
 Units: flux and flux_error in W m⁻² nm⁻¹, which the archive writes `W.m**-2.nm**-1` and GaiaXPy
 `calibrate` `W.nm**-1.m**-2` (the same unit). A declared unit is converted to it (any spectral flux
@@ -51,12 +42,11 @@ and a row with |flux| above `MAX_ABS_SAMPLED_FLUX` is a row problem (probably an
 Values are rounded to float32, the archive's storage type, so that the text and binary copies of one
 archive file give identical tables.
 
-Grid: the representation's, GaiaXPy's default 336–1020 nm every 2 nm (343 pixels). A file (or the
-`sampling` argument) that declares another grid, e.g. GaiaXPy `calibrate(sampling=...)` output, is a
-`GaiaFileError` naming the file and column: none of its rows can be read. Without a declared grid, an
-array of another length is a row problem. In the long layout the wavelengths of each source are checked:
-a source with a wavelength off the grid or a repeated one is a row problem; missing wavelengths count
-as NaN pixels.
+Grid: GaiaXPy's default 336–1020 nm every 2 nm (343 pixels). A file (or `sampling`) that declares another
+grid is a `GaiaFileError` naming the file and column. Without a declared grid, an array of another length is
+a row problem, and so is one of 343 pixels the XP basis cannot reproduce (`projection_residual` above
+`GRID_RESIDUAL_MAX`: another grid of the same length, since session 32). In the long layout a source
+with a wavelength off the grid or repeated is a row problem; missing wavelengths count as NaN pixels.
 
 Missing data (the rule of `coefficients_from_sampled`): a band whose pixels (those where it alone
 contributes: BP 336–634 nm, RP 644–1020 nm) are all NaN is missing: its columns are null, the other band
@@ -348,7 +338,12 @@ def _project(
     schema: pa.Schema,
 ) -> pa.RecordBatch:
     """Check the spectra of a block, project them (c' = f X) and build the output batch."""
-    from xpengine.spectra.representation import coefficients_from_sampled, default_representation
+    from xpengine.spectra.representation import (
+        GRID_RESIDUAL_MAX,
+        coefficients_from_sampled,
+        default_representation,
+        projection_residual,
+    )
     from xpengine.spectra.sampled_errors import estimate_representation_errors
 
     s = len(block.source_id)
@@ -377,6 +372,11 @@ def _project(
             f"flux: value {{v}} at {{wl}} nm is beyond ±{MAX_ABS_SAMPLED_FLUX:.0e} {FLUX_UNIT} (no star "
             "comes near): another unit? (GaiaXPy `convert` gives e-/s; use `calibrate`)",
         )
+    residual = projection_residual(flux, rep)  # another grid read as this one: the basis cannot fit it
+    for i in np.flatnonzero(live & (residual > GRID_RESIDUAL_MAX)):
+        block.problem(i, f"flux: {residual[i]:.1e} of it is not an XP spectrum on the {grid[0]:g}–{grid[-1]:g} nm "
+                      "grid (Gaia's own leave 2e-5): on another grid? give its wavelengths (`sampling`)")  # fmt: skip
+    live[:] = ~block.dead
     flux[block.dead] = np.nan
     error[block.dead] = np.nan
     bp, rp = coefficients_from_sampled(flux, rep)  # (S, 55) each, NaN = band missing
