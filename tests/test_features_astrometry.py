@@ -249,3 +249,15 @@ def test_galactic_coordinates_from_icrs_match_astropy():
     assert np.max(np.abs(b_deg[:-1] - ref.b.deg)) * 3600 < 0.1
     assert np.isnan(l_deg[-1]) and np.isnan(b_deg[-1])
     assert ((l_deg[:-1] >= 0) & (l_deg[:-1] < 360)).all()
+
+
+def test_the_fallback_widens_errors_but_not_the_cut_and_a_distance_needs_no_g() -> None:
+    """helper-91: σ_ϖ ≤ 0.1 mas judges the measurement, so a fallback zero point does not cost a star its
+    pseudo-luminosity; a star without G (one XP band, no gaia_source) keeps its corrected parallax for the
+    distance, the pseudo-luminosity (which needs G) not."""
+    kw = dict(ecl_lat=np.array([5.0, 5.0]), zero_point_fallback=-0.017)
+    lum = pseudo_luminosity(np.array([12.0, np.nan]), np.array([1.0, 10.0]), np.array([0.099, 0.05]), **kw)
+    assert np.isfinite(lum.fakemag[0]) and not lum.no_parallax[0]
+    assert lum.parallax_error_mas[0] > 0.1  # widened, after the cut
+    assert np.isnan(lum.fakemag[1]) and lum.no_parallax[1]
+    assert lum.parallax_corrected_mas[1] == pytest.approx(10.017)

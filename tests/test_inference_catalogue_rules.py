@@ -264,7 +264,7 @@ def test_training_records_the_luminosity_domain(gaia_xp):
     assert with_luminosity_domain(no_fm, values, errors, vocab).luminosity_index_max is None
 
 
-def test_a_star_with_one_xp_band_gets_no_prediction_but_keeps_its_measurements(gaia_xp, sky):
+def test_a_star_without_an_xp_band_gets_no_prediction_but_keeps_its_measurements(gaia_xp, sky):
     """Review of session 32: with one band removed, stars outside the giant domain came out thousands of
     K off with σ that did not say so; training never showed the model a star without a band. Such a row
     is written with NO_PREDICTION beside NO_BP / NO_RP; its parallax distance, a measurement, is kept, and
@@ -282,13 +282,20 @@ def test_a_star_with_one_xp_band_gets_no_prediction_but_keeps_its_measurements(g
     assert has_flag(cat["flags"][cut], SourceFlag.NO_PREDICTION).all()
     for lab in ("teff", "logg", "m_h", "mass", "age"):
         assert np.isnan(cat[lab][cut]).all() and np.isnan(cat[f"{lab}_error"][cut]).all()
-    assert (cat["n_input_tokens"][cut] > 0).all()  # what it had, not what was used
+    assert (cat["n_input_tokens"][cut] == 0).all()  # the tokens the model was given
+    assert not has_flag(cat["flags"][cut], SourceFlag.PARALLAX_LEFT_OUT).any()
     by_plx = has_flag(full["flags"][cut], SourceFlag.DISTANCE_FROM_PARALLAX)
     assert by_plx.sum() > 5
     np.testing.assert_array_equal(cat["distance_pc"][cut][by_plx], full["distance_pc"][cut][by_plx])
     assert not has_flag(cat["flags"][cut][~by_plx], SourceFlag.DISTANCE_FROM_MODEL).any()
     for lab in ("teff", "mass"):
         np.testing.assert_allclose(cat[lab][~cut], full[lab][~cut], rtol=1e-5)  # batch-size rounding
+    # both bands gone (helper-91): the colours alone are no more a star the model learned
+    bp_cols = [i for i, name in enumerate(vocab.names) if name.startswith("bp") and name != "bprp"]
+    values[np.ix_(cut, bp_cols)] = np.nan
+    flags[cut] |= int(SourceFlag.NO_BP)
+    cat = CatalogPredictor(gaia_xp, None, device="cpu")({**batch, "values": values, "flags": flags})
+    assert has_flag(cat["flags"][cut], SourceFlag.NO_PREDICTION).all() and np.isnan(cat["teff"][cut]).all()
 
 
 def test_a_giants_logg_with_a_dwarfs_parallax_is_flagged(gaia_xp):

@@ -297,6 +297,13 @@ def test_a_byte_order_mark_and_upper_case_names(tmp_path):
     bom.write_bytes(b"\xef\xbb\xbf" + raw)
     plain = read_xp_continuous(XP_DIR / "XP_CONTINUOUS_RAW.csv")
     assert read_xp_continuous(bom).column("source_id").equals(plain.column("source_id"))
+    for name in ("XP_CONTINUOUS_RAW.ecsv",):  # before `# %ECSV` too (helper-91)
+        ecsv = tmp_path / name
+        ecsv.write_bytes(b"\xef\xbb\xbf" + (XP_DIR / name).read_bytes())
+        assert read_xp_continuous(ecsv).column("source_id").equals(plain.column("source_id"))
+    commented = tmp_path / "commented.csv"
+    commented.write_bytes(b"\xef\xbb\xbf# written by a spreadsheet\n" + raw)
+    assert read_xp_continuous(commented).column("source_id").equals(plain.column("source_id"))
     head, rest = raw.split(b"\n", 1)
     upper = tmp_path / "upper.csv"
     upper.write_bytes(head.upper() + b"\n" + rest)

@@ -330,7 +330,7 @@ class PseudoLuminosity(NamedTuple):
 
     fakemag: np.ndarray  # float64, NaN where the parallax is unusable
     fakemag_error: np.ndarray  # float64, NaN where fakemag is NaN
-    parallax_corrected_mas: np.ndarray  # float64, parallax − zero point (NaN where unusable)
+    parallax_corrected_mas: np.ndarray  # float64, parallax − zero point (NaN where the cuts fail; needs no G)
     zero_point_mas: np.ndarray  # float64, the zero point applied (NaN where undefined)
     no_parallax: np.ndarray  # bool: no fakemag (missing parallax, failed cut, or no zero point)
     no_zero_point: np.ndarray  # bool: a parallax exists but its zero point is undefined
@@ -369,7 +369,7 @@ def pseudo_luminosity(
     g = _f64(g_mag)
     n = g.shape[0]
     plx = _f64(parallax_mas, n)
-    err = _f64(parallax_error_mas, n)
+    err = measured = _f64(parallax_error_mas, n)
     nan = np.full(n, np.nan)
     has_plx = np.isfinite(plx)
     if apply_zero_point:
@@ -391,20 +391,23 @@ def pseudo_luminosity(
         zp = np.zeros(n)
         no_zp = np.zeros(n, dtype=bool)
     corrected = plx - zp
-    usable = parallax_quality_mask(
-        corrected, err, ruwe, max_parallax_error=max_parallax_error, max_ruwe=max_ruwe
-    ) & np.isfinite(g)
+    # the quality cuts judge the measurement (σ_ϖ as measured); the errors carry the fallback's spread;
+    # the corrected parallax needs no G (a fallback zero point does not), the pseudo-luminosity does
+    good = parallax_quality_mask(
+        corrected, measured, ruwe, max_parallax_error=max_parallax_error, max_ruwe=max_ruwe
+    )
+    usable = good & np.isfinite(g)
     fakemag, fakemag_err = parallax_to_fakemag(corrected, g, err)
     fakemag = np.where(usable, fakemag, np.nan)
     fakemag_err = np.where(usable, fakemag_err, np.nan)
     return PseudoLuminosity(
         fakemag=fakemag,
         fakemag_error=fakemag_err,
-        parallax_corrected_mas=np.where(usable, corrected, np.nan),
+        parallax_corrected_mas=np.where(good, corrected, np.nan),
         zero_point_mas=zp,
         no_parallax=~usable,
         no_zero_point=no_zp,
-        parallax_error_mas=np.where(usable, err, np.nan),
+        parallax_error_mas=np.where(good, err, np.nan),
     )
 
 

@@ -29,7 +29,7 @@ from xpengine.catalog.schema import (
 )
 from xpengine.catalog.sky import icrs_to_galactic
 from xpengine.features._columns import InputColumns
-from xpengine.features.astrometry import parallax_distance
+from xpengine.features.astrometry import FALLBACK_ZERO_POINT_MAS, parallax_distance
 from xpengine.features.flags import SourceFlag, read_without_relevancy
 from xpengine.inference.catalogue_isochrones import ISOCHRONE_INPUTS, bound_model_ebv, isochrone_step
 from xpengine.model.calibration import all_xp_orders
@@ -125,6 +125,8 @@ def catalogue_batch(
     job keeps that on its driver, `xpengine.pipeline.bookkeeping`)."""
     from xpengine.features import build_tokens
 
+    # the job's zero point where Lindegren's cannot be made, unless told (None: dropped, as training's)
+    token_options.setdefault("zero_point_fallback", FALLBACK_ZERO_POINT_MAS)
     tok = build_tokens(joined, vocab, representation=representation, **token_options)
     col = _ColumnReader(joined)
     plx, plx_err, ruwe = _corrected_parallax(col, col.n, token_options.get("zero_point_fallback"), tok.g_mag)
@@ -287,15 +289,18 @@ class CatalogPredictor:
             flags[lum_out] |= int(SourceFlag.PARALLAX_LEFT_OUT)
         # tokens the model is given: finite values among the context's tokens
         n_tokens = np.isfinite(values[:, self._context_cols]).sum(axis=1)
-        # one XP band only: never in training (its cuts keep at least 3 orders of each band), and such
+        # an XP band missing: never in training (its cuts keep at least 3 orders of each band), and such
         # stars came out far off with σ that did not say so (review of session 32: BP removed from 400
         # simulated stars, 27 % of those outside the giant domain > 3σ from their two-band Teff, K dwarfs
-        # read as 10,000 K ± 1,000 K): no prediction, the row kept with NO_BP / NO_RP and NO_PREDICTION
-        one_band = ((flags & int(SourceFlag.NO_BP)) != 0) != ((flags & int(SourceFlag.NO_RP)) != 0)
-        if one_band.any():
+        # read as 10,000 K ± 1,000 K; with both gone, the colours alone gave a Teff): no prediction, the
+        # row kept with NO_BP / NO_RP and NO_PREDICTION, the model given nothing (n_input_tokens 0)
+        no_band = (flags & int(SourceFlag.NO_BP | SourceFlag.NO_RP)) != 0
+        if no_band.any():
             values = values.copy()
-            values[np.ix_(one_band, self._context_cols)] = np.nan
-        usable = (n_tokens > 0) & ~one_band
+            values[np.ix_(no_band, self._context_cols)] = np.nan
+            n_tokens = np.where(no_band, 0, n_tokens)
+            flags[no_band] &= ~np.int64(SourceFlag.PARALLAX_LEFT_OUT)
+        usable = n_tokens > 0
         # read without relevancy counts (a sampled spectrum), both bands, every context order present: the
         # calibration's every-order entries, as they were fitted (not an archive row whose relevancy is long)
         every_order = read_without_relevancy(flags) & all_xp_orders(values, self._xp_context_cols)

@@ -217,7 +217,10 @@ def check_worker_code(expected: dict[str, Any] | None, role: str, *, on_disk: bo
 
 
 _RACY_S = 2.0  # a file changed this recently may change again within its clock's tick: not cached
-_ON_DISK: dict[str, tuple[tuple, str, int]] = {}  # folder -> (the files' stat signature, digest, count)
+# an NFS client may serve a file's attributes from its cache for up to ~60 s (acregmax), so an edit on
+# another host can leave the stats as they were for that long: the files are read again at least this often
+_REREAD_S = 30.0
+_ON_DISK: dict[str, tuple[tuple, str, int, float]] = {}  # folder -> (stat signature, digest, count, read at)
 
 
 def _stat_signature(folder: str) -> tuple | None:
@@ -237,17 +240,18 @@ def _code_on_disk(folder: str, version: str, *, fresh: bool = False) -> dict[str
     """The package's code as its files are on the disk now (`_source_digest` without its process-wide
     cache); one that cannot be read (a file removed by a reinstall under way) is told apart from any
     code. The files are read again only where their stat signature moved since the last read (a
-    partition's check then costs ~200 stats, not ~200 reads: helper-89 #4, a network filesystem), or
-    when `fresh`."""
+    partition's check then costs ~200 stats, not ~200 reads: helper-89 #4, a network filesystem), at
+    least every _REREAD_S seconds (a network filesystem's cached attributes: helper-91), or when `fresh`."""
     try:
         sig = _stat_signature(folder)
         hit = _ON_DISK.get(folder)
-        if not fresh and sig is not None and hit is not None and hit[0] == sig:
+        now = time.monotonic()
+        if not fresh and sig is not None and hit is not None and hit[0] == sig and now - hit[3] < _REREAD_S:
             digest, n = hit[1], hit[2]
         else:
             digest, n = _source_digest.__wrapped__(folder)  # read after the signature: a write between
             if sig is not None:  # moves the signature, so the next check reads again
-                _ON_DISK[folder] = (sig, digest, n)
+                _ON_DISK[folder] = (sig, digest, n, now)
     except OSError as exc:
         return {"version": version, "source_sha256": f"unreadable ({type(exc).__name__}: {exc})", "files": 0}
     return {"version": version, "source_sha256": digest[:16], "files": n}

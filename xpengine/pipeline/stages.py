@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from xpengine.features.astrometry import FALLBACK_ZERO_POINT_MAS
 from xpengine.inference.catalogue import catalogue_batch
 from xpengine.pipeline.bookkeeping import PARTITION_KEY, input_fingerprints, report
 from xpengine.pipeline.code_identity import check_worker_code
@@ -156,7 +157,7 @@ def featurize_partition(
     tmass: str | None = None,
     ebv: str | None = None,
     ledger: Any = None,
-    zero_point_fallback: float | None = None,
+    zero_point_fallback: float | None = FALLBACK_ZERO_POINT_MAS,
     code: dict[str, Any] | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """map_batches generator: for each partition row in `batch` (`PartitionTask.to_row()` and its
@@ -268,7 +269,7 @@ def _featurize_one(
     ledger: Any,
     read_s: list[float],
     started_at: float | None = None,
-    zero_point_fallback: float | None = None,
+    zero_point_fallback: float | None = FALLBACK_ZERO_POINT_MAS,
 ) -> Iterator[dict[str, np.ndarray]]:
     from xpengine.spectra.representation import token_representation
 

@@ -12,7 +12,7 @@ NAME = "csv"
 def identify(src: Source) -> bool:
     """A first non-comment line that is a comma-separated list of names including `source_id`, or a
     `.csv` name whose first line is comma-separated (column names are checked later)."""
-    for raw in src.head.splitlines():
+    for raw in src.head.removeprefix(b"\xef\xbb\xbf").splitlines():  # a UTF-8 byte-order mark: no content
         line = raw.strip()
         if not line or line.startswith(b"#"):
             continue

@@ -11,7 +11,7 @@ NAME = "ecsv"
 
 def identify(src: Source) -> bool:
     """ECSV files start with the `# %ECSV <version>` line (APE 6)."""
-    return src.head.lstrip().startswith(b"# %ECSV")
+    return src.head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"# %ECSV")  # a BOM is no content
 
 
 def open_reader(src: Source) -> TextReader:
