@@ -239,7 +239,13 @@ def test_side_tables_context_inputs_and_flag_policy_are_part_of_the_identity(tmp
     # a catalogue from before these were recorded: not known, not refused (its flag rules aside: below;
     # its code is kept here: a record without one is refused, tests/test_pipeline_code_and_lock.py)
     legacy = {k: base[k] for k in ("model_sha256", "labels", "schema", "sigma", "flag_rules", "code")}
-    assert _identity_differences(legacy, with_ebv) == []
+    # ... except the zero point: such a record's job dropped the parallaxes without one, which the job's
+    # default keeps since session 32 (`--zero-point-fallback none` still resumes it)
+    assert [d.split(") ")[1] for d in _identity_differences(legacy, with_ebv)] == ["None → -0.017"]
+    dropping = _job_identity(
+        ["teff"], PROVENANCE, InferenceConfig(inputs=["bp0", "rp0"], ebv=str(ebv), zero_point_fallback=None)
+    )
+    assert _identity_differences(legacy, dropping) == []
     # a record without flag rules (written before session 28) is refused: its rows lack bits the new
     # ones carry (NO_DISTANCE, DISTANCE_FROM_ISOCHRONES, G_MISMATCH), and one catalogue never mixes them
     older_rules = {k: v for k, v in base.items() if k != "flag_rules"}
@@ -250,14 +256,20 @@ def test_side_tables_context_inputs_and_flag_policy_are_part_of_the_identity(tmp
     legacy_mass = {
         k: with_mass[k] for k in ("model_sha256", "labels", "schema", "sigma", "flag_rules", "code")
     }
-    assert _identity_differences(legacy_mass, with_mass) == [
+
+    def policy(diffs):  # (such a record also differs in the zero point: above)
+        return [d for d in diffs if d.startswith("flag policy")]
+
+    assert policy(_identity_differences(legacy_mass, with_mass)) == [
         "flag policy {'extinction': 'constant', 'mass_age_from_isochrones': False} → "
         "{'extinction': 'mist', 'mass_age_from_isochrones': True}"
     ]
-    assert _identity_differences(legacy_mass, model_only) == [
+    assert policy(_identity_differences(legacy_mass, model_only)) == [
         "flag policy {'extinction': 'constant'} → {'extinction': 'mist'}"
     ]
-    as_before = InferenceConfig(inputs=["bp0", "rp0"], mass_age_from_isochrones=False, extinction="constant")
+    as_before = InferenceConfig(
+        inputs=["bp0", "rp0"], mass_age_from_isochrones=False, extinction="constant", zero_point_fallback=None
+    )
     assert _identity_differences(legacy_mass, _job_identity(["teff", "mass"], PROVENANCE, as_before)) == []
 
     # a catalogue from before the star-by-star extinction (session 21) used the constant coefficients: a
