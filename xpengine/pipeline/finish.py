@@ -49,8 +49,8 @@ def _row_problems(task, flags: np.ndarray, summary) -> dict[str, int]:
     that names every row when the whole file gave none: a file on another grid, say); NO_GAIA_SOURCE rows
     where a gaia_source file was given (every DR3 XP source has a gaia_source row, so a source missing
     from it means a truncated or wrong file; the row has no parallax and its G comes from the XP);
-    NO_ZERO_POINT rows (a warning where no parallax had its own zero point: the inputs of Lindegren's
-    correction left out of a gaia_source query, review of session 32)."""
+    NO_ZERO_POINT rows (a warning where most rows have a parallax without its own zero point: the inputs
+    of Lindegren's correction left out of a gaia_source query, review of session 32)."""
     n = len(flags)
     by_flag = flag_counts(flags, bool(task.gaia))  # the record's keys are `<flag>_rows`
     rows_flagged = getattr(summary, "rows_flagged", None)
