@@ -309,3 +309,24 @@ def test_a_byte_order_mark_and_upper_case_names(tmp_path):
     upper.write_bytes(head.upper() + b"\n" + rest)
     with pytest.raises(GaiaFileError, match=r"the file has \['SOURCE_ID'.*lower-case names, rename them"):
         read_xp_continuous(upper)
+
+
+def test_a_value_with_a_quote_and_a_line_of_blanks_are_located(tmp_path):
+    """helper-91: `123'45` cut the value at its quote, and a line of blanks (a one-field row to pyarrow,
+    which skips only empty lines) was skipped while being looked for: neither was located."""
+    from _paths import XP_DIR
+
+    lines = (XP_DIR / "XP_CONTINUOUS_RAW.csv").read_text().split("\n")
+    rows = [lines[0]] + [lines[1], lines[2]] * 300
+    quoted = list(rows)
+    quoted[401] = "123'45," + quoted[401].split(",", 1)[1]
+    (tmp_path / "quoted.csv").write_text("\n".join(quoted) + "\n")
+    with pytest.raises(GaiaFileError, match="at line 402 of the file") as info:
+        read_xp_continuous(tmp_path / "quoted.csv")
+    assert info.value.row == 401
+    blanks = list(rows)
+    blanks.insert(301, "   ")
+    (tmp_path / "blanks.csv").write_text("\n".join(blanks) + "\n")
+    with pytest.raises(GaiaFileError, match="at line 302 of the file") as info:
+        read_xp_continuous(tmp_path / "blanks.csv")
+    assert info.value.row == 301

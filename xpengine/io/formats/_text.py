@@ -183,7 +183,7 @@ class TextReader:
             found = None
             if re.search(r"Expected \d+ columns, got \d+", msg):  # a row of the wrong length: find it
                 found = locate_bad_row(self.src, self._data_offset, len(self.columns), self.delimiter, row)
-            value = re.search(r"invalid value '([^']*)'", msg)
+            value = re.search(r"invalid value '(.*)'", msg)  # greedy: a value may hold a quote
             if value is not None and m is not None:  # a value that does not convert: find its row
                 bad = (int(m.group(1)), value.group(1))
                 found = locate_bad_row(
@@ -219,7 +219,7 @@ def locate_bad_row(
     field there is that text; None if there is none or the file cannot be read again. pyarrow's parse
     errors give the row's text or value but not where it is, and its threaded reading says only how many
     rows it had delivered; this reads the file again, on the error path only. One record per line, as in
-    every Gaia text file; blank lines are skipped, as pyarrow skips them."""
+    every Gaia text file; empty lines are skipped, as pyarrow skips them."""
     try:
         stream = src.open()
         head = stream.read(data_offset)  # the header lines and the column names
@@ -227,7 +227,7 @@ def locate_bad_row(
         row = 0
         for raw in stream:
             line += 1
-            if not raw.strip():
+            if not raw.rstrip(b"\r\n"):  # pyarrow skips empty lines, not those of blanks (1-field rows)
                 continue
             if row >= first_row:
                 text = raw.decode("utf-8", errors="replace")
