@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -141,6 +142,17 @@ def confident_dwarf(
         return np.isfinite(f) & (f - 2.0 * sf > limit)  # fainter than the limit (larger fakemag)
 
 
+def _dereddening(policy: FlagPolicy, n: int, logebv, teff, logg, m_h) -> tuple[np.ndarray, Any, Any]:
+    """E(B−V) (N,) from the `logebv` token (0 where unknown, which only reddens the colour) and its A_G and
+    E(BP−RP) coefficients (`extinction_coefficients`): how the measured M_G and colour are dereddened."""
+    ebv = np.zeros(n)
+    if logebv is not None:
+        le = np.asarray(logebv).astype(np.float64)
+        ebv = np.where(np.isfinite(le), np.exp(le), 0.0)
+    k_g, k_colour = extinction_coefficients(policy, ebv, teff, logg, m_h)
+    return ebv, k_g, k_colour
+
+
 def outside_by_measurement(
     policy: FlagPolicy,
     g: np.ndarray,
@@ -166,11 +178,7 @@ def outside_by_measurement(
     where unknown, which only reddens the colour.
     """
     n = len(g)
-    ebv = np.zeros(n)
-    if logebv is not None:
-        le = np.asarray(logebv).astype(np.float64)
-        ebv = np.where(np.isfinite(le), np.exp(le), 0.0)
-    k_g, k_colour = extinction_coefficients(policy, ebv, teff, logg, m_h)
+    ebv, k_g, k_colour = _dereddening(policy, n, logebv, teff, logg, m_h)
     with np.errstate(invalid="ignore", divide="ignore"):
         abs_g = absolute_g(g, dist, ebv, k_g)
         outside = by_parallax & (abs_g > policy.giant_abs_g_max)
@@ -295,12 +303,7 @@ def giant_logg_dwarf_mg(
     `outside_by_measurement` does): no star that faint is that extended, so the logg column is wrong for
     it (review of session 32: Proxima Centauri, 1.30 pc from its parallax, read logg 1.26 ± 1.41 by a model
     that never saw an M dwarf, and a `logg < 2` query selected it)."""
-    n = len(g)
-    ebv = np.zeros(n)
-    if logebv is not None:
-        le = np.asarray(logebv).astype(np.float64)
-        ebv = np.where(np.isfinite(le), np.exp(le), 0.0)
-    k_g, _ = extinction_coefficients(policy, ebv, means.get("teff"), means.get("logg"), means.get("m_h"))
+    ebv, k_g, _ = _dereddening(policy, len(g), logebv, means.get("teff"), means.get("logg"), means.get("m_h"))
     logg = np.asarray(out["logg"], dtype=np.float64)
     sigma = np.asarray(out["logg_error"], dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):

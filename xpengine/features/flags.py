@@ -38,7 +38,7 @@ renumber a bit, only add new ones. Bits 0-15 are set by the feature step (`xpeng
 |     |        |                         |           | and Teff (`catalog.flag_policy`); its model distance and E(B−V) are    |
 |     |        |                         |           | extrapolations too                                                     |
 | 17  | 131072 | HIGH_UNCERTAINTY        | catalogue | a predicted σ above the flag policy's `max_error` / relative limits    |
-| 18  | 262144 | NO_PREDICTION           | catalogue | no usable input token, or one XP band only (NO_BP / NO_RP: never in    |
+| 18  | 262144 | NO_PREDICTION           | catalogue | no usable input token, or an XP band missing (NO_BP / NO_RP: never in  |
 |     |        |                         |           | training; since session 32): the row is written with NaN predictions   |
 | 19  | 524288 | DUPLICATE_SOURCE        | catalogue | a second input row of a source already in the catalogue: set aside in  |
 |     |        |                         |           | `_rejected/` with the reason, never in the catalogue itself            |

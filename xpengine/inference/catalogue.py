@@ -29,6 +29,7 @@ from xpengine.catalog.schema import (
 )
 from xpengine.catalog.sky import icrs_to_galactic
 from xpengine.features._columns import InputColumns
+from xpengine.features._token_steps import sky_position
 from xpengine.features.astrometry import FALLBACK_ZERO_POINT_MAS, parallax_distance
 from xpengine.features.flags import SourceFlag, read_without_relevancy
 from xpengine.inference.catalogue_isochrones import ISOCHRONE_INPUTS, bound_model_ebv, isochrone_step
@@ -62,6 +63,8 @@ def _corrected_parallax(
     if n == 0 or not col.has("parallax"):
         nan = np.full(n, np.nan)
         return nan, nan, nan
+    # read as the tokens read it, so that the context and the distance take one zero point
+    position = (None, None) if col.columns is None else sky_position(col.columns)
     lum = pseudo_luminosity(
         col("phot_g_mean_mag") if g_mag is None else np.asarray(g_mag, dtype=np.float64),
         col("parallax"),
@@ -73,23 +76,11 @@ def _corrected_parallax(
         astrometric_params_solved=col("astrometric_params_solved"),
         max_parallax_error=np.inf,
         zero_point_fallback=zero_point_fallback,
-        ra=_numeric_or_none(col, "ra"),
-        dec=_numeric_or_none(col, "dec"),
+        ra=position[0],
+        dec=position[1],
     )
     # σ_ϖ as the zero point left it (widened where the fallback was used)
     return lum.parallax_corrected_mas, lum.parallax_error_mas, col("ruwe")
-
-
-def _numeric_or_none(col, name: str) -> np.ndarray | None:
-    """A numeric position column, or None (absent, or text: passed through, not used), as the tokens
-    read it (`features._token_steps.sky_position`), so that the context and the distance take one zero
-    point."""
-    if col.columns is None:
-        return None
-    try:
-        return col.columns.scalar(name)
-    except ValueError:
-        return None
 
 
 class _ColumnReader:
