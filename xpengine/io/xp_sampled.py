@@ -372,14 +372,14 @@ def _project(
             f"flux: value {{v}} at {{wl}} nm is beyond ±{MAX_ABS_SAMPLED_FLUX:.0e} {FLUX_UNIT} (no star "
             "comes near): another unit? (GaiaXPy `convert` gives e-/s; use `calibrate`)",
         )
-    residual = projection_residual(flux, rep)  # another grid read as this one: the basis cannot fit it
+    bp, rp = coefficients_from_sampled(flux, rep)  # (S, 55) each, NaN = band missing
+    residual = projection_residual(flux, rep, (bp, rp))  # another grid: the basis cannot fit it
     for i in np.flatnonzero(live & (residual > GRID_RESIDUAL_MAX)):
         block.problem(i, f"flux: {residual[i]:.1e} of it is not an XP spectrum on the {grid[0]:g}–{grid[-1]:g} nm "
                       "grid (Gaia's own leave 2e-5): on another grid? give its wavelengths (`sampling`)")  # fmt: skip
     live[:] = ~block.dead
-    flux[block.dead] = np.nan
     error[block.dead] = np.nan
-    bp, rp = coefficients_from_sampled(flux, rep)  # (S, 55) each, NaN = band missing
+    bp[block.dead], rp[block.dead] = np.nan, np.nan
     # the errors' noise level (`xpengine.spectra.sampled_errors`); the default representation's operator
     # is cached, another one is built per block
     bp_e, rp_e = estimate_representation_errors(error, None if rep is default_representation() else rep)

@@ -353,21 +353,28 @@ spectrum is taken to lie on another grid: 25× what Gaia's own sampled spectra l
 grid shifted by 1 nm leaves (session 32)."""
 
 
-def projection_residual(flux: np.ndarray, representation: XPRepresentation | None = None) -> np.ndarray:
+def projection_residual(
+    flux: np.ndarray,
+    representation: XPRepresentation | None = None,
+    coefficients: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """(N,) the rms of what the XP basis cannot reproduce of each sampled spectrum (f − (f X) A), over the
     rms of the spectrum; NaN where a pixel is not finite. A Gaia XP spectrum sampled on the
     representation's grid (the archive's XP_SAMPLED, GaiaXPy's `calibrate`) is the basis' own image: its
     residual is the rounding of its text, 1.7e-5 to 1.8e-5 on GaiaXPy's and the archive's files (measured
     in session 32). The same spectra sampled on a grid 1 nm off (GaiaXPy's `calibrator_solution_v211w`, or
     resampled by 1 nm) leave 1.4e-3 to 4.5e-3: read on the default grid they gave a 1 M☉ star at 1 kpc for
-    Proxima Centauri (review of session 32)."""
+    Proxima Centauri (review of session 32). coefficients: (bp', rp') that :func:`coefficients_from_sampled`
+    already gave for these spectra, so that they are not projected twice (its rows finite everywhere
+    are exactly f X)."""
     rep = default_representation() if representation is None else representation
     f = _as_batch(flux, rep.sampling.n_wavelength, "flux")
     full = np.all(np.isfinite(f), axis=1)
     out = np.full(f.shape[0], np.nan)
     if full.any():
         ff = f[full]
-        res = ff - (ff @ rep.both.from_flux) @ rep.sampling.A
+        c = ff @ rep.both.from_flux if coefficients is None else np.hstack(coefficients)[full]
+        res = ff - c @ rep.sampling.A
         with np.errstate(invalid="ignore", divide="ignore"):
             out[full] = np.sqrt(np.mean(res**2, axis=1) / np.mean(ff**2, axis=1))
     return out
