@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -96,6 +99,44 @@ def test_the_source_digest_follows_every_file_and_nothing_else(tmp_path):
     assert describe_code(None) == "unknown (before session 30)"
     # the runtime is recorded, not compared
     assert same_code(code, {**code, "runtime": {"python": "0"}}) and not same_code(code, None)
+
+
+def _zip_package(archive: Path, edit: str | None = None) -> None:
+    import xpengine
+
+    pkg = Path(xpengine.__file__).resolve().parent
+    with zipfile.ZipFile(archive, "w") as z:
+        for p in sorted(pkg.rglob("*")):
+            if p.is_file() and "__pycache__" not in p.parts:
+                rel = p.relative_to(pkg.parent).as_posix()
+                data = p.read_bytes() + (edit.encode() if edit and rel == "xpengine/__init__.py" else b"")
+                z.writestr(rel, data)
+        z.writestr("xpengine/__pycache__/x.py", "compiled")  # not the code, as in a folder
+
+
+def test_a_package_imported_from_a_zip_is_hashed_like_its_folder(tmp_path):
+    """A zip on sys.path (a zipapp) had no .py file to hash: every zip install read `files: 0` and any two
+    were the same code (helper-89 #5). Its members are hashed as the folder's files are."""
+    code = code_identity()
+    script = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); import xpengine; "
+        "from xpengine.pipeline.code_identity import code_identity, _code_on_disk, _package_folder; "
+        "c = code_identity(); d = _code_on_disk(_package_folder(), xpengine.__version__); "
+        "print(json.dumps([xpengine.__file__, c['source_sha256'], c['files'], d['source_sha256'], d['files']]))"
+    )
+    found = {}
+    for name, edit in (("same", None), ("edited", "# a comment\n")):
+        archive = tmp_path / f"{name}.zip"
+        _zip_package(archive, edit)
+        run = subprocess.run(
+            [sys.executable, "-c", script, str(archive)], capture_output=True, text=True, cwd=tmp_path
+        )
+        assert run.returncode == 0, run.stderr[-2000:]
+        found[name] = json.loads(run.stdout.strip().splitlines()[-1])
+        assert found[name][0].startswith(str(archive))  # imported from the zip, not the checkout
+        assert found[name][1:3] == found[name][3:5]  # the workers' on-disk check reads the zip alike
+    assert found["same"][1:3] == [code["source_sha256"], code["files"]]
+    assert found["edited"][1] != code["source_sha256"] and found["edited"][2] == code["files"]
 
 
 def test_a_resume_under_other_code_is_refused_unless_allowed(tmp_path):

@@ -27,6 +27,7 @@ import functools
 import hashlib
 import os
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -64,18 +65,46 @@ def _source_files(root: str) -> list[Path]:
     return sorted(out, key=lambda p: p.relative_to(root).as_posix())
 
 
+def _zip_location(root: str) -> tuple[Path, str] | None:
+    """(archive, the package's folder inside it) where `root` lies inside a zip archive (a package
+    imported by zipimport: a zipapp, a zip on sys.path); None otherwise."""
+    if os.path.isdir(root):
+        return None
+    path = Path(root)
+    for parent in path.parents:
+        if parent.is_file():
+            return (parent, path.relative_to(parent).as_posix()) if zipfile.is_zipfile(parent) else None
+    return None
+
+
+def _zip_sources(archive: Path, inner: str) -> list[tuple[str, bytes]]:
+    """The package's .py members under `inner` of `archive`, by the rules of `_source_files`."""
+    with zipfile.ZipFile(archive) as z:
+        names = sorted(n for n in z.namelist() if n.startswith(f"{inner}/") and n.endswith(".py"))
+        parts = {n: n[len(inner) + 1 :] for n in names}
+        keep = [
+            n for n in names if not any(x.startswith(".") or x == "__pycache__" for x in parts[n].split("/"))
+        ]
+        return [(parts[n], z.read(n)) for n in keep]
+
+
 @functools.lru_cache(maxsize=4)
 def _source_digest(root: str) -> tuple[str, int]:
     """SHA-256 (hex) over the package's .py files under `root` and their count: each file's path inside
-    the package and its bytes with CRLF line ends read as LF (a Windows checkout is the same code).
-    Cached per process: a module reloaded after an edit (a notebook's autoreload) keeps the digest of the
-    code the process started with."""
+    the package and its bytes with CRLF line ends read as LF (a Windows checkout is the same code); the
+    members of a zip archive where the package was imported from one (it had hashed no file: helper-89
+    #5). Cached per process: a module reloaded after an edit (a notebook's autoreload) keeps the digest of
+    the code the process started with."""
     h = hashlib.sha256()
-    files = _source_files(root)
-    for p in files:
-        h.update(p.relative_to(root).as_posix().encode())
+    inside = _zip_location(root)
+    if inside is None:
+        files = [(p.relative_to(root).as_posix(), p) for p in _source_files(root)]
+    else:
+        files = _zip_sources(*inside)
+    for rel, data in files:
+        h.update(rel.encode())
         h.update(b"\0")
-        h.update(p.read_bytes().replace(b"\r\n", b"\n"))
+        h.update((data if isinstance(data, bytes) else data.read_bytes()).replace(b"\r\n", b"\n"))
         h.update(b"\0")
     return h.hexdigest(), len(files)
 
@@ -228,7 +257,8 @@ def _stat_signature(folder: str) -> tuple | None:
     set back), or None where one of them changed in the last _RACY_S seconds (git's racy-file rule)."""
     now = time.time()
     sig = []
-    for p in _source_files(folder):
+    inside = _zip_location(folder)  # a zip's members change only with the archive
+    for p in _source_files(folder) if inside is None else [inside[0]]:
         st = p.stat()
         if now - max(st.st_mtime, st.st_ctime) < _RACY_S:
             return None
