@@ -25,6 +25,10 @@ xpengine evaluate --model $RUN/model --data $R/apogee_xp_dev.parquet --split tes
     --output $R/eval-gaia-xp$TAG-real --overwrite > $R/eval${TAG}_real.log 2>&1
 python training/bundle_model.py $RUN gaia-xp --command "$CMD" --evaluation $R/eval-gaia-xp$TAG/metrics.json --notes $NOTES --overwrite
 python training/merge_calibration.py $B/calibration.json $R/eval-gaia-xp$TAG-real/calibration.json --labels teff logg m_h alpha_m --output $B/calibration.json
+# σ factors per class (giants / dwarfs by the predicted logg, format 6), fitted on val, kept only where the test
+# split shows the same miscalibration (session 33's rule, written before trial 15's numbers)
+python training/fit_class_calibration.py $B --dataset $R/apogee_xp_dev.parquet --output $B/calibration.json --overwrite \
+    --json $R/class_calibration$TAG.json --markdown $R/class_calibration$TAG.md > $R/class_calibration$TAG.out 2>&1
 cp $B/calibration.json $R/calibration_v${TAG}_valsplits.json
 date
 # simulated skies: σ as calibrated on simulated stars (--no-sim-to-real-sigma; sim_to_real_sigma in the YAML)

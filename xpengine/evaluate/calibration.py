@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 import numpy as np
 
@@ -56,6 +57,7 @@ __all__ = [
     "CALIBRATION_FILE",
     "Calibration",
     "LabelCalibration",
+    "fit_class_factor",
     "fit_label_calibration",
 ]
 
@@ -181,3 +183,29 @@ def fit_label_calibration(
         z_sigma_val_cal=cal,
         unit=unit,
     )
+
+
+def fit_class_factor(
+    pred: np.ndarray,
+    truth: np.ndarray,
+    sigma_cal: np.ndarray,
+    sigma_truth: np.ndarray | None = None,
+    *,
+    policy: str = "auto",
+) -> tuple[float, dict[str, Any]]:
+    """The factor on one class's calibrated σ (`Calibration.by_class`, format 6) that makes its robust
+    z-spread 1, z = (pred − truth) / sqrt((f σ_cal)² + σ_truth²) over the class's validation stars (N,),
+    and its record (n, z-spread before and after). policy "auto": 1 unless the spread is outside 1 ±
+    TOLERANCE and off 1 by more than twice its sampling error, as `fit_label_calibration` decides."""
+    p, t, sp = (np.asarray(a, dtype=np.float64) for a in (pred, truth, sigma_cal))
+    st = np.zeros_like(sp) if sigma_truth is None else np.asarray(sigma_truth, dtype=np.float64)
+    ok = np.isfinite(p) & np.isfinite(t) & np.isfinite(sp) & (sp > 0)
+    r, sp, st2 = (p - t)[ok], sp[ok], np.nan_to_num(st[ok], nan=0.0) ** 2
+    n = int(ok.sum())
+    if n < 2:
+        return 1.0, {"n": n, "z_spread": None, "z_spread_cal": None, "applied": False}
+    raw = _z_spread(r, sp, st2, 1.0, 0.0)
+    needed = abs(raw - 1.0) > max(TOLERANCE, 2.0 * MAD_SIGMA_REL_ERROR / math.sqrt(n))
+    f = _solve_factor(r, sp, st2, 1.0, 0.0) if policy == "always" or (policy == "auto" and needed) else 1.0
+    cal = _z_spread(r, sp, st2, f, 0.0)
+    return float(f), {"n": n, "z_spread": raw, "z_spread_cal": cal, "applied": f != 1.0}

@@ -155,6 +155,33 @@ class Vocabulary:
             raise ValueError("bad token selection:\n  " + "\n  ".join(problems))
         return out
 
+    def matrix(self, columns: Any, *, strict: bool = True) -> Any:
+        """(N, T) float32 values in this vocabulary's order from named token columns ({token name: (N,)
+        array}; tokens not given are NaN, `<name>_error` columns ignored). strict: any other column name is
+        an error (a typo would otherwise drop an input silently)."""
+        import numpy as np
+
+        known = set(self.names)
+        if strict:
+            unknown = sorted(k for k in columns if k not in known and k.removesuffix("_error") not in known)
+            if unknown:
+                others = [t.name for t in self.tokens if t.kind != "xp"]
+                raise ValueError(
+                    f"columns {unknown[:10]} are not tokens of vocabulary {self.name}; "
+                    f"tokens are the XP coefficients bp0.., rp0.. and {', '.join(others)}"
+                )
+        present = [k for k in columns if k in known]
+        if not present:
+            raise ValueError(f"none of the columns are tokens of vocabulary {self.name}")
+        n = len(np.asarray(columns[present[0]]))
+        values = np.full((n, len(self)), np.nan, dtype=np.float32)  # (N, T)
+        for name in present:
+            col = np.asarray(columns[name], dtype=np.float32)
+            if col.shape != (n,):
+                raise ValueError(f"column {name!r} has shape {col.shape}, expected ({n},)")
+            values[:, self.index(name)] = col
+        return values
+
     def with_tokens(self, names: list[str] | tuple[str, ...], *, name: str | None = None) -> Vocabulary:
         """A new vocabulary with extra tokens (from EXTRA_TOKENS) appended at the end."""
         extra = []

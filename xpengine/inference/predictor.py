@@ -267,6 +267,9 @@ class Predictor:
         self._check_inputs(inp)
         if not req:
             raise ValueError("nothing requested")
+        asked = req  # with the logg that picks a class's σ factor (`Calibration.by_class`), not returned
+        if self.calibration is not None and set(self.calibration.by_class) & set(req) and "logg" not in req:
+            req = [*req, "logg"]
         req_cols = np.asarray(self.vocabulary.indices(req), dtype=np.int64)
         n = values.shape[0]
         mean = np.full((n, len(req)), np.nan)  # (N, Q) standardised
@@ -327,6 +330,10 @@ class Predictor:
                     )
             if self.sim_to_real:
                 out[f"{name}_error"] = self.calibration.add_sim_to_real(name, mu[:, j], out[f"{name}_error"])
+        for name in set(self.calibration.by_class if self.calibration else ()) & set(asked):
+            out[f"{name}_error"] = out[f"{name}_error"] * self.calibration.class_factor(name, out["logg"])
+        if len(req) > len(asked):  # the logg added above
+            del out["logg"], out["logg_error"]
         return out
 
     def context_groups(self, request: list[str], inputs: list[str]) -> dict[tuple[str, ...], list[int]]:
@@ -450,31 +457,8 @@ class Predictor:
         """Like :meth:`predict` with named token columns ({token name: (N,) array}); tokens not given
         are missing. Column names that are not tokens of the vocabulary are an error (typos would
         otherwise silently drop inputs); `<name>_error` columns are accepted and ignored."""
-        values = self._matrix_from_columns(columns)
+        values = self.vocabulary.matrix(columns)
         return self.predict(values, request=request, inputs=inputs, batch_size=batch_size)
-
-    def _matrix_from_columns(self, columns: Mapping[str, Any], *, strict: bool = True) -> np.ndarray:
-        known = set(self.vocabulary.names)
-        errors = {f"{n}_error" for n in known}
-        if strict:
-            unknown = sorted(k for k in columns if k not in known and k not in errors)
-            if unknown:
-                others = [t.name for t in self.vocabulary.tokens if t.kind != "xp"]
-                raise ValueError(
-                    f"columns {unknown[:10]} are not tokens of vocabulary {self.vocabulary.name}; "
-                    f"tokens are the XP coefficients bp0.., rp0.. and {', '.join(others)}"
-                )
-        present = [k for k in columns if k in known]
-        if not present:
-            raise ValueError(f"none of the columns are tokens of vocabulary {self.vocabulary.name}")
-        n = len(np.asarray(columns[present[0]]))
-        values = np.full((n, len(self.vocabulary)), np.nan, dtype=np.float32)  # (N, T)
-        for name in present:
-            col = np.asarray(columns[name], dtype=np.float32)
-            if col.shape != (n,):
-                raise ValueError(f"column {name!r} has shape {col.shape}, expected ({n},)")
-            values[:, self.vocabulary.index(name)] = col
-        return values
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Ray Data batch UDF (`batch_format="numpy"`): predict the default request for one batch.
@@ -493,7 +477,7 @@ class Predictor:
                     else (np.empty((0, len(self.vocabulary)), dtype=np.float32))
                 )
         else:
-            values = self._matrix_from_columns(batch, strict=False)
+            values = self.vocabulary.matrix(batch, strict=False)
         out = self.predict(values)
         if "source_id" in batch:
             out = {"source_id": np.asarray(batch["source_id"]), **out}

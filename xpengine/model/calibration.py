@@ -33,6 +33,13 @@ needs its own mean shift and σ map; the Predictor uses them for the rows its `a
 catalogue: rows flagged NO_RELEVANCY with both bands and every context order) and the `labels` entries
 elsewhere, archive rows included whatever their relevancy (a token without an `all_orders` entry uses its
 `labels` entry everywhere).
+
+Format 6 adds optional factors per class of star (`by_class`: giants, whose predicted logg is below
+`CLASS_SPLIT_LOGG`, and the rest), applied to the final σ of a token: one scale fitted on every validation
+star can leave one class over- and the other under-confident (gaia-xp v5 on 3,151 real validation stars:
+[α/M] z-spread 1.11 for giants and 0.80 for dwarfs, dwarfs' logg 0.84; session 33), fitted by
+`training/fit_class_calibration.py` on the real validation split with APOGEE's label σ in quadrature, and
+kept only where the test split shows the same (none was, for v5).
 """
 
 from __future__ import annotations
@@ -45,6 +52,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from xpengine.model.sim_to_real import SIM_TO_REAL_FORMULA, SimToReal
 
 __all__ = [
     "CALIBRATION_FILE",
@@ -65,17 +74,16 @@ FORMAT_VERSION = "2"
 SHIFT_FORMAT_VERSION = "3"  # written when an entry has g_shifts
 SIM_TO_REAL_FORMAT_VERSION = "4"  # written when the file has a sim_to_real section
 ALL_ORDERS_FORMAT_VERSION = "5"  # written when the file has an all_orders section
-READABLE_VERSIONS = ("1", "2", "3", "4", "5")  # format 1 files (scale/floor entries only) read unchanged
+BY_CLASS_FORMAT_VERSION = "6"  # written when the file has a by_class section
+READABLE_VERSIONS = ("1", "2", "3", "4", "5", "6")  # format 1 files (scale/floor entries only) read unchanged
 FORMULA = (
     "sigma_cal = sqrt((a*sigma)^2 + b^2); or, with sigma_knots: log-log interpolation sigma -> sigma_cal "
     "through (sigma_knots, sigma_cal_knots), proportional beyond the end knots; times g_scales[bin of G in "
     "g_edges] where G is known"
 )
-SIM_TO_REAL_FORMULA = (
-    "real stars: sigma_real = sqrt(sigma_cal^2 + extra^2), extra interpolated linearly in sigma_cal through "
-    "(sigma_knots, extra_knots), the end values beyond them; relative tokens in ln units (sigma_cal/value); "
-    "a linear label derived from a log token (age from ln_age) takes the log token's term relative to its value"
-)
+CLASS_SPLIT_LOGG = 3.5
+"""A star whose predicted logg is below this is a giant for the `by_class` factors (the paper's giant cut)."""
+CLASSES = ("giant", "dwarf")
 
 
 def all_xp_orders(values: np.ndarray, xp_columns: list[int]) -> np.ndarray:
@@ -218,57 +226,6 @@ def _knot_map(s: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(s), np.nan, out)
 
 
-@dataclass(frozen=True)
-class SimToReal:
-    """The spread real stars add to one token's prediction beyond what simulated stars show (format 4).
-
-    In log units: for a `relative` token (mass) the σ and the extra are relative (σ/value, i.e. in ln
-    mass); otherwise in the token's own units (ln_age). `extra_knots` (≥ 0) is the extra at the calibrated
-    σ `sigma_knots` (strictly increasing, ≥ 2): straight lines between knots, the end values beyond them.
-    σ_real = √(σ_cal² + extra(σ_cal)²)."""
-
-    sigma_knots: tuple[float, ...]
-    extra_knots: tuple[float, ...]
-    relative: bool = False
-
-    def __post_init__(self) -> None:
-        x = np.asarray(self.sigma_knots, dtype=np.float64)
-        y = np.asarray(self.extra_knots, dtype=np.float64)
-        finite = np.all(np.isfinite(x)) and np.all(np.isfinite(y))
-        if (
-            not finite
-            or x.size < 2
-            or x.size != y.size
-            or np.any(np.diff(x) <= 0)
-            or np.any(y < 0)
-            or x[0] <= 0
-        ):
-            raise ValueError(
-                f"sim_to_real sigma_knots {self.sigma_knots} / extra_knots {self.extra_knots}: expected "
-                "finite, positive, strictly increasing σ and non-negative extras of one length >= 2"
-            )
-        object.__setattr__(self, "sigma_knots", tuple(float(v) for v in x))
-        object.__setattr__(self, "extra_knots", tuple(float(v) for v in y))
-
-    def extra(self, sigma_log: np.ndarray) -> np.ndarray:
-        """The extra spread (N,) at calibrated σ (N,) in log units; NaN stays NaN."""
-        s = np.asarray(sigma_log, dtype=np.float64)
-        out = np.interp(s, self.sigma_knots, self.extra_knots)
-        return np.where(np.isnan(s), np.nan, out)
-
-    def total(self, value: np.ndarray, sigma: np.ndarray, *, relative: bool | None = None) -> np.ndarray:
-        """σ (N,) with the extra added in quadrature, in the token's units: value (N,) is the prediction
-        (used only when relative), sigma (N,) the calibrated σ. relative: overrides `self.relative` (a
-        linear label derived from a log token takes that token's term relative to its value)."""
-        s = np.asarray(sigma, dtype=np.float64)
-        if not (self.relative if relative is None else relative):
-            return np.hypot(s, self.extra(s))
-        v = np.abs(np.asarray(value, dtype=np.float64))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rel = s / v
-        return v * np.hypot(rel, self.extra(rel))
-
-
 @dataclass
 class Calibration:
     """Per-token calibrations (a missing token means identity), and the sim-to-real terms of the tokens
@@ -281,6 +238,24 @@ class Calibration:
     # format 5: entries for inputs that keep every XP order the model reads (a token without one: `labels`)
     all_orders: dict[str, LabelCalibration] = field(default_factory=dict)
     all_orders_provenance: dict[str, Any] = field(default_factory=dict)
+    # format 6: {token: {"giant": factor, "dwarf": factor}} on the final σ, by the predicted logg
+    by_class: dict[str, dict[str, float]] = field(default_factory=dict)
+    by_class_provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, f in self.by_class.items():
+            if set(f) != set(CLASSES) or not all(math.isfinite(v) and v > 0 for v in f.values()):
+                raise ValueError(f"by_class {name}: {f}; expected a positive factor for each of {CLASSES}")
+
+    def class_factor(self, name: str, logg: np.ndarray) -> np.ndarray:
+        """(N,) the factor of token `name`'s σ for each star's class by its predicted logg (N,): 1 where
+        the token has none or the logg is NaN."""
+        g = np.asarray(logg, dtype=np.float64)
+        f = self.by_class.get(name)
+        if f is None:
+            return np.ones(g.shape)
+        with np.errstate(invalid="ignore"):
+            return np.where(np.isnan(g), 1.0, np.where(g < CLASS_SPLIT_LOGG, f["giant"], f["dwarf"]))
 
     def entry(self, name: str, *, all_orders: bool = False) -> LabelCalibration:
         """The entry of token `name` (identity when it has none) for archive-like inputs, or for inputs
@@ -364,6 +339,8 @@ class Calibration:
         every.update(new.all_orders)
         s2r = {k: v for k, v in self.sim_to_real.items() if k not in linked}
         s2r.update(new.sim_to_real)
+        classes = {k: v for k, v in self.by_class.items() if k not in linked}  # fitted on the old σ
+        classes.update(new.by_class)
         before = set(self.labels) | set(self.all_orders)
         record = {
             "replaced": sorted(refit & before),
@@ -371,6 +348,7 @@ class Calibration:
             "kept": sorted(before - refit),
             "dropped_all_orders": sorted(set(self.all_orders) - set(every)),
             "dropped_sim_to_real": sorted(set(self.sim_to_real) - set(s2r)),
+            "dropped_by_class": sorted(set(self.by_class) - set(classes)),
         }
         out = Calibration(
             labels={**self.labels, **new.labels},
@@ -386,6 +364,8 @@ class Calibration:
             all_orders_provenance={**self.all_orders_provenance, **new.all_orders_provenance}
             if every
             else {},
+            by_class=classes,
+            by_class_provenance={**self.by_class_provenance, **new.by_class_provenance} if classes else {},
         )
         return out, record
 
@@ -424,6 +404,13 @@ class Calibration:
                 "labels": {k: _clean(asdict(v)) for k, v in self.all_orders.items()},
                 "provenance": self.all_orders_provenance,
             }
+        if self.by_class:
+            out["format_version"] = BY_CLASS_FORMAT_VERSION
+            out["by_class"] = {
+                "split": f"giant: predicted logg < {CLASS_SPLIT_LOGG}; dwarf: the rest (NaN logg: factor 1)",
+                "factors": self.by_class,
+                "provenance": self.by_class_provenance,
+            }
         return out
 
     @classmethod
@@ -443,6 +430,8 @@ class Calibration:
             sim_to_real_provenance=dict(s2r.get("provenance") or {}),
             all_orders={k: LabelCalibration(**v) for k, v in (every.get("labels") or {}).items()},
             all_orders_provenance=dict(every.get("provenance") or {}),
+            by_class={k: dict(v) for k, v in ((d.get("by_class") or {}).get("factors") or {}).items()},
+            by_class_provenance=dict((d.get("by_class") or {}).get("provenance") or {}),
         )
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
