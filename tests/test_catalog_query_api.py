@@ -210,7 +210,7 @@ def test_write_table_stream(cat, tmp_path):
         write_table_stream(c.reader("SELECT source_id, age FROM catalog WHERE logg < 2"), tmp_path / "o.csv")
         with pytest.raises(QueryError, match="exists; pass overwrite"):
             write_table_stream(c.reader("SELECT 1"), tmp_path / "o.csv")
-        with pytest.raises(QueryError, match=r"must end in \.parquet or \.csv"):
+        with pytest.raises(QueryError, match=r"must end in \.parquet, \.csv or \.ecsv"):
             write_table_stream(c.reader("SELECT 1"), tmp_path / "o.txt")
     expected = np.sort(cols["source_id"][f64(cols, "logg") < 2])
     assert n == len(expected)

@@ -246,3 +246,25 @@ def test_a_plain_query_logs_nothing_and_a_pruned_one_says_how_many_files(cat, tm
     assert pruned.returncode == 0 and f" of {files} file(s)" in pruned.stderr, pruned.stderr
     verbose = subprocess.run([*cmd[:3], "-v", *cmd[3:]], capture_output=True, text=True, timeout=120)
     assert f": {files} of {files} file(s)" in verbose.stderr, verbose.stderr
+
+
+def test_an_ecsv_result_gives_astropy_units_and_a_csv_says_it_has_none(cat, tmp_path, capsys):
+    """A review (session 33) found the README promising units in a CSV result: a .csv holds a header row
+    only; an .ecsv carries astropy's header (units, descriptions, provenance), booleans as 0/1."""
+    from astropy import units as u
+    from astropy.table import Table
+
+    d, _ = cat
+    sql = "SELECT source_id, teff, mass, age, teff > 4500 AS warm, 'a,b' AS note FROM catalog ORDER BY source_id"
+    assert run(str(d), sql, "--output", str(tmp_path / "rows.ecsv")) == 0
+    assert run(str(d), sql, "--output", str(tmp_path / "rows.parquet")) == 0
+    t = Table.read(tmp_path / "rows.ecsv")
+    ref = Table.read(tmp_path / "rows.parquet")
+    assert t["teff"].unit == u.K and t["mass"].unit == u.solMass and t["age"].unit == u.Gyr
+    assert t["teff"].description == "effective temperature: the model's mean"
+    assert t.meta["xpengine.units"]["teff"] == "K" and t.meta["xpengine.model"] == "test"
+    assert t["warm"].dtype == bool and list(t["warm"]) == list(ref["warm"]) and set(t["note"]) == {"a,b"}
+    assert len(t) == len(ref) and np.array_equal(t["source_id"], ref["source_id"])
+    np.testing.assert_allclose(np.asarray(t["teff"]), np.asarray(ref["teff"]), rtol=1e-6)
+    assert run(str(d), sql, "--output", str(tmp_path / "rows.txt")) == 2
+    assert "must end in .parquet, .csv or .ecsv" in capsys.readouterr().err

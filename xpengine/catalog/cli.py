@@ -79,7 +79,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar=("L_MIN", "L_MAX", "B_MIN", "B_MAX"),
         help="restrict to a Galactic box in deg (L_MIN > L_MAX wraps through l = 0)",
     )
-    p.add_argument("--output", "-o", metavar="FILE", help="write the whole result to FILE (.parquet or .csv)")
+    p.add_argument(
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="write the whole result to FILE: .parquet or .ecsv (astropy reads their units and descriptions) or .csv (a header row only)",
+    )
     p.add_argument("--plot", metavar="FILE.png", help="write the preset's picture (picture presets only)")
     p.add_argument("--overwrite", action="store_true", help="replace existing --output/--plot files")
     p.add_argument(

@@ -20,10 +20,10 @@ __all__ = ["check_output_path", "write_table_stream"]
 
 def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Refuse (QueryError) an output file that `write_table_stream` would refuse, before a query runs:
-    a suffix other than .parquet/.csv, an existing file without `overwrite`, a missing directory."""
+    a suffix other than .parquet/.csv/.ecsv, an existing file without `overwrite`, a missing directory."""
     path = Path(path)
-    if path.suffix.lower() not in (".parquet", ".csv"):
-        raise QueryError(f"output file must end in .parquet or .csv, got {str(path)!r}")
+    if path.suffix.lower() not in (".parquet", ".csv", ".ecsv"):
+        raise QueryError(f"output file must end in .parquet, .csv or .ecsv, got {str(path)!r}")
     if path.exists() and not overwrite:
         raise QueryError(f"output file {str(path)!r} exists; pass overwrite (--overwrite) to replace it")
     if not path.parent.exists():
@@ -58,10 +58,13 @@ def write_table_stream(
     schema_metadata: Mapping[bytes, bytes] | None = None,
     overwrite: bool = False,
 ) -> int:
-    """Write a `pyarrow.RecordBatchReader` to `path` (.parquet or .csv) atomically; returns the row count.
+    """Write a `pyarrow.RecordBatchReader` to `path` (.parquet, .csv or .ecsv) atomically; returns the row
+    count.
 
     Refuses to replace an existing file unless `overwrite`; `schema_metadata` goes into the Parquet
-    schema (e.g. `xpengine.units`). A CSV file refuses a list or struct column (naming it); a query
+    schema (e.g. `xpengine.units`) and, as astropy's ECSV header, into an .ecsv file, so that `Table.read`
+    gives units and descriptions (a plain .csv has a header row only: a review of session 33 found the
+    README promising units there). A CSV or ECSV file refuses a list or struct column (naming it); a query
     or write error is a one-line QueryError, and no file is left behind.
     """
     import pyarrow.csv as pacsv
@@ -75,26 +78,57 @@ def write_table_stream(
             "write .parquet, or select it as text (e.g. CAST(... AS VARCHAR))"
         )
     schema = reader.schema.with_metadata({**(reader.schema.metadata or {}), **(schema_metadata or {})})
+    ecsv = path.suffix.lower() == ".ecsv"
     n = 0
     with file_written_atomically(path) as tmp:
-        writer = None
+        writer = sink = None
         try:
-            writer = (
-                pq.ParquetWriter(tmp, schema, compression="zstd")
-                if parquet
-                else pacsv.CSVWriter(tmp, reader.schema)
-            )
+            if parquet:
+                writer = pq.ParquetWriter(tmp, schema, compression="zstd")
+            else:
+                sink = pa.OSFile(str(tmp), "wb")
+                if ecsv:
+                    sink.write(_ecsv_header(schema).encode())
+                writer = pacsv.CSVWriter(sink, _ecsv_types(reader.schema) if ecsv else reader.schema)
             for batch in _batches(reader, path):
-                writer.write_batch(batch)
+                writer.write_batch(_ecsv_types(batch) if ecsv else batch)
                 n += batch.num_rows
             writer.close()
             writer = None
+            if sink is not None:
+                sink.close()
         except (pa.ArrowException, OSError) as exc:  # the writer's: unsupported type, disk full
             raise QueryError(f"cannot write {str(path)!r}: {str(exc).strip()}") from exc
         finally:
-            if writer is not None:  # after an error: the temporary file is removed, the error stands
+            for each in (writer, sink):  # after an error: the temporary file is removed, the error stands
                 try:
-                    writer.close()
+                    if each is not None and not getattr(each, "closed", False):
+                        each.close()
                 except (pa.ArrowException, OSError):
                     pass
     return n
+
+
+def _ecsv_header(schema: pa.Schema) -> str:
+    """astropy's ECSV header (comma-delimited) for `schema`: its `table_meta_yaml` (units, descriptions,
+    the catalogue's `xpengine.*` entries), else the columns' datatypes alone."""
+    from xpengine.catalog.schema import result_meta_yaml
+
+    meta = schema.metadata or {}
+    yaml_text = (
+        meta[b"table_meta_yaml"].decode() if b"table_meta_yaml" in meta else result_meta_yaml(schema, {}, {})
+    )
+    lines = ["%ECSV 1.0", "---", "delimiter: ','", *yaml_text.splitlines(), "schema: astropy-2.0"]
+    return "".join(f"# {line}\n" for line in lines)
+
+
+def _ecsv_types(obj: Any) -> Any:
+    """A batch (or schema) with booleans as 0/1 (int8): ECSV reads True/False/0/1, pyarrow writes
+    true/false."""
+    schema = obj if isinstance(obj, pa.Schema) else obj.schema
+    if not any(pa.types.is_boolean(f.type) for f in schema):
+        return obj
+    if isinstance(obj, pa.Schema):
+        return pa.schema([f.with_type(pa.int8()) if pa.types.is_boolean(f.type) else f for f in schema])
+    cols = [c.cast(pa.int8()) if pa.types.is_boolean(c.type) else c for c in obj.columns]
+    return pa.RecordBatch.from_arrays(cols, schema=_ecsv_types(obj.schema))
