@@ -474,3 +474,27 @@ def test_a_compact_copys_own_column_problems_go_when_a_gaia_source_table_replace
     chunk = pa.table({"source_id": [1, 2, 3, 4, 5], "read_problem": pa.array(texts, pa.string())})
     got = _without_gaia_problems(chunk).column("read_problem").to_pylist()
     assert got == [None, "bp_chi_squared: x (data row 2)", "bp_chi_squared: x (data row 3)", None, None]
+
+
+def test_a_gaia_source_file_without_a_required_column_is_refused_at_planning(tmp_path):
+    """A photometry-only gaia_source query (no ra, dec, parallax, parallax_error) failed each partition
+    after Ray had started (review of session 33); the plan now refuses it, naming the file and columns,
+    in any format, before any work. The same columns in upper case get the lower-case hint."""
+    from xpengine.io.gaia_source import check_gaia_source_columns
+    from xpengine.pipeline.config import InferenceConfig
+    from xpengine.pipeline.plan import JobError, plan_partitions
+
+    vot = str(GAIA_SOURCE_DIR / "1710099405832VAL-result.vot")
+    check_gaia_source_columns(vot)  # a full gaia_source file passes
+    full = read_gaia_source(vot)
+    photometry = full.select(["source_id", "phot_g_mean_mag", "phot_bp_mean_mag", "phot_rp_mean_mag"])
+    for name, write in (("phot.csv", pacsv.write_csv), ("phot.parquet", pq.write_table)):
+        write(photometry, tmp_path / name)
+        with pytest.raises(JobError) as err:
+            plan_partitions(InferenceConfig(input=[str(SCO18)], gaia_source=[str(tmp_path / name)]))
+        msg = str(err.value)
+        assert name in msg and "['ra', 'dec', 'parallax', 'parallax_error']" in msg and "--gaia-source" in msg
+    upper = full.rename_columns([c.upper() if c in ("ra", "dec") else c for c in full.column_names])
+    pq.write_table(upper, tmp_path / "upper.parquet")
+    with pytest.raises(JobError, match=r"\['ra', 'dec'\].*lower"):
+        plan_partitions(InferenceConfig(input=[str(SCO18)], gaia_source=[str(tmp_path / "upper.parquet")]))

@@ -32,7 +32,7 @@ from xpengine.io.schema import (
     READ_PROBLEM,
 )
 
-__all__ = ["iter_gaia_source", "read_gaia_source"]
+__all__ = ["check_gaia_source_columns", "iter_gaia_source", "read_gaia_source"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,25 @@ def _plan(columns: list[str] | None) -> tuple[list[str], set[str]]:
     # Engine columns keep their optional flag; any other column asked for by name must exist.
     required = {n for n in names if n not in GAIA_SOURCE_BY_NAME or GAIA_SOURCE_BY_NAME[n].required}
     return names, required
+
+
+def check_gaia_source_columns(
+    source: str | os.PathLike[str], storage_options: dict[str, Any] | None = None
+) -> None:
+    """Raise GaiaFileError where a gaia_source file's header lacks a column `iter_gaia_source` requires
+    (naming them, with the lower-case hint), as its read would; reads the header only."""
+    from xpengine.io.formats import table_column_names
+
+    have = set(table_column_names(source, storage_options))
+    missing = [c for c in GAIA_SOURCE_REQUIRED if c not in have]
+    if missing:
+        raise GaiaFileError(
+            str(source),
+            f"missing gaia_source column(s) {missing}{case_hint(missing, have)}: a gaia_source table gives "
+            f"{', '.join(GAIA_SOURCE_REQUIRED)} (select them in the archive query), or give the XP file "
+            "alone, with the gaia_source columns it holds beside its XP",
+            column=missing[0],
+        )
 
 
 def iter_gaia_source(

@@ -201,7 +201,23 @@ def plan_partitions(cfg: InferenceConfig) -> list[PartitionTask]:
             raise JobError(f"input partitions {u1} and {u2} cover overlapping HEALPix ranges {r1} and {r2}")
     if not tasks:
         raise JobError(f"no XpContinuousMeanSpectrum partitions found in {inputs}")
+    _check_gaia_source_headers(tasks)
     return tasks
+
+
+def _check_gaia_source_headers(tasks: list[PartitionTask], first: int = 8) -> None:
+    """Refuse (JobError) a gaia_source file without a column the reader requires before the cluster
+    starts (`io.gaia_source.check_gaia_source_columns`; the `first` files in name order: bulk partitions
+    share one schema). A photometry-only query failed each partition after Ray had started (session 33)."""
+    from xpengine.io.gaia_source import check_gaia_source_columns
+
+    for url in sorted({t.gaia for t in tasks if t.gaia})[:first]:
+        try:
+            check_gaia_source_columns(url)
+        except OSError as exc:  # unreadable: the partition's own read says so, naming the file
+            log.debug("gaia_source %s: header not read at planning (%s)", url, exc)
+        except ValueError as exc:  # GaiaFileError, naming the file and the columns
+            raise JobError(f"--gaia-source: {exc}") from exc
 
 
 def _file_fingerprint(url: str | None) -> dict[str, Any] | None:
