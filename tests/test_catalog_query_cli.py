@@ -268,3 +268,36 @@ def test_an_ecsv_result_gives_astropy_units_and_a_csv_says_it_has_none(cat, tmp_
     np.testing.assert_allclose(np.asarray(t["teff"]), np.asarray(ref["teff"]), rtol=1e-6)
     assert run(str(d), sql, "--output", str(tmp_path / "rows.txt")) == 2
     assert "must end in .parquet, .csv or .ecsv" in capsys.readouterr().err
+
+
+def test_red_clump_says_why_a_catalogue_without_parallax_distances_gives_none(tmp_path, caplog):
+    """A catalogue without one parallax distance gave the red-clump preset's 0 rows without a word
+    (review of session 33); a warning now names the missing flag and the way to go without the cut."""
+    import logging
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from _query_catalog import LABELS, simulate, write_catalog
+
+    from xpengine.features import SourceFlag
+
+    labels = (*LABELS, "ebv")
+    d = tmp_path / "with_ebv"
+    write_catalog(d, simulate(3000, seed=6, labels=labels), labels=labels)
+    bit = int(SourceFlag.DISTANCE_FROM_PARALLAX)
+    copies = {}
+    for name, op in (("plx", pc.bit_wise_or), ("noplx", pc.bit_wise_and)):
+        copies[name] = tmp_path / name
+        copies[name].mkdir()
+        for f in sorted(d.glob("*.parquet")):
+            t = pq.read_table(f)
+            flags = op(t["flags"], pa.scalar(bit if name == "plx" else ~bit, t["flags"].type))
+            pq.write_table(
+                t.set_column(t.schema.get_field_index("flags"), "flags", flags), copies[name] / f.name
+            )
+    with caplog.at_level(logging.WARNING, logger="xpengine.catalog.presets"):
+        query_catalog(str(copies["plx"]), preset="red-clump")  # rows with a parallax distance: no warning
+        assert not [r for r in caplog.records if "parallax distance" in r.getMessage()]
+        assert query_catalog(str(copies["noplx"]), preset="red-clump").num_rows == 0
+    (rec,) = [r for r in caplog.records if "parallax distance" in r.getMessage()]
+    assert "DISTANCE_FROM_PARALLAX" in rec.getMessage() and "mg0_min=none" in rec.getMessage()

@@ -259,6 +259,12 @@ def _build_red_clump(p: dict[str, Any], user_set: frozenset[str], cat: CatalogCo
         else:
             r_g = sql_number(p["r_g"])
         mg0 = f"(c.phot_g_mean_mag - 5.0 * log10(c.distance_pc / 10.0) - {r_g} * c.ebv)"
+        plx = int(SourceFlag.DISTANCE_FROM_PARALLAX)
+        if not cat.count(f"SELECT 1 FROM catalog WHERE (flags & {plx}) != 0 LIMIT 1"):  # said, not silent
+            log.warning(
+                "red-clump: no row of the catalogue has a parallax distance (DISTANCE_FROM_PARALLAX: ϖ/σ_ϖ ≥ 5, "
+                "RUWE ≤ 1.4), so the M_G0 window keeps none; -p mg0_min=none selects on Teff, logg and [M/H] alone"
+            )
         conds += [
             f"(c.flags & {int(SourceFlag.DISTANCE_FROM_PARALLAX)}) != 0",
             "isfinite(c.phot_g_mean_mag) AND isfinite(c.distance_pc) AND c.distance_pc > 0 AND isfinite(c.ebv)",
