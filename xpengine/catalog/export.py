@@ -109,26 +109,56 @@ def write_table_stream(
     return n
 
 
+def _plain(t: pa.DataType) -> bool:
+    return (
+        pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+    )
+
+
 def _ecsv_header(schema: pa.Schema) -> str:
-    """astropy's ECSV header (comma-delimited) for `schema`: its `table_meta_yaml` (units, descriptions,
-    the catalogue's `xpengine.*` entries), else the columns' datatypes alone."""
+    """astropy's ECSV header (comma-delimited) for `schema` as `_ecsv_types` writes it: each column's
+    datatype, its unit (`xpengine.units`) and description, the catalogue's `xpengine.*` entries."""
+    import json
+
     from xpengine.catalog.schema import result_meta_yaml
 
     meta = schema.metadata or {}
-    yaml_text = (
-        meta[b"table_meta_yaml"].decode() if b"table_meta_yaml" in meta else result_meta_yaml(schema, {}, {})
+    units = json.loads(meta.get(b"xpengine.units", b"{}"))
+    shown = pa.schema(
+        [f if _plain(f.type) or pa.types.is_boolean(f.type) else f.with_type(pa.string()) for f in schema]
     )
+    yaml_text = result_meta_yaml(shown, units, meta)
     lines = ["%ECSV 1.0", "---", "delimiter: ','", *yaml_text.splitlines(), "schema: astropy-2.0"]
     return "".join(f"# {line}\n" for line in lines)
 
 
 def _ecsv_types(obj: Any) -> Any:
-    """A batch (or schema) with booleans as 0/1 (int8): ECSV reads True/False/0/1, pyarrow writes
-    true/false."""
+    """A batch (or schema) as the ECSV rows hold it: booleans as 0/1 (ECSV reads True/False/0/1, pyarrow
+    writes true/false); a date, decimal, binary or null column as text; a one-column result's values as
+    text with nulls as "" (pyarrow writes a null as an empty field, which alone on its line is a blank line
+    that astropy skips: a review found such rows lost). Text written "" reads back masked, as astropy's own."""
     schema = obj if isinstance(obj, pa.Schema) else obj.schema
-    if not any(pa.types.is_boolean(f.type) for f in schema):
-        return obj
+    one = len(schema) == 1
+
+    def target(t: pa.DataType) -> pa.DataType:
+        if one:
+            return pa.string()
+        return pa.int8() if pa.types.is_boolean(t) else (t if _plain(t) else pa.string())
+
     if isinstance(obj, pa.Schema):
-        return pa.schema([f.with_type(pa.int8()) if pa.types.is_boolean(f.type) else f for f in schema])
-    cols = [c.cast(pa.int8()) if pa.types.is_boolean(c.type) else c for c in obj.columns]
+        return pa.schema([f.with_type(target(f.type)) for f in schema])
+    cols = []
+    for c in obj.columns:
+        if pa.types.is_boolean(c.type):
+            c = c.cast(pa.int8())
+        try:
+            c = c if c.type == target(c.type) else c.cast(target(c.type))
+        except pa.ArrowInvalid as exc:  # bytes that are not UTF-8
+            raise QueryError(
+                f"a column of type {c.type} cannot be written as ECSV text ({exc}); write .parquet"
+            ) from exc
+        cols.append(c.fill_null("") if one else c)
     return pa.RecordBatch.from_arrays(cols, schema=_ecsv_types(obj.schema))
