@@ -494,6 +494,11 @@ def test_a_gaia_source_file_without_a_required_column_is_refused_at_planning(tmp
             plan_partitions(InferenceConfig(input=[str(SCO18)], gaia_source=[str(tmp_path / name)]))
         msg = str(err.value)
         assert name in msg and "['ra', 'dec', 'parallax', 'parallax_error']" in msg and "--gaia-source" in msg
+    (tmp_path / "empty.ecsv").write_bytes(b"")  # unreadable: left to its partition's read, which names it
+    with pytest.raises(OSError, match="empty"):
+        check_gaia_source_columns(tmp_path / "empty.ecsv")
+    (task,) = plan_partitions(InferenceConfig(input=[str(SCO18)], gaia_source=[str(tmp_path / "empty.ecsv")]))
+    assert task.gaia.endswith("empty.ecsv")
     upper = full.rename_columns([c.upper() if c in ("ra", "dec") else c for c in full.column_names])
     pq.write_table(upper, tmp_path / "upper.parquet")
     with pytest.raises(JobError, match=r"\['ra', 'dec'\].*lower"):

@@ -88,3 +88,38 @@ def test_the_predictor_applies_the_factors_by_the_logg_it_predicts():
     both = p.predict(values, request=["logg", "alpha_m"])
     np.testing.assert_allclose(both["logg_error"], base["logg_error"])  # no factor of its own
     np.testing.assert_allclose(both["alpha_m_error"], alone["alpha_m_error"])
+
+
+def test_a_derived_label_follows_its_log_token_and_a_model_without_logg_is_refused(tmp_path):
+    """Review of session 33: a factor on ln_age left age_error as it was, and a model that never learned
+    logg would have picked the class from an untrained logg."""
+    import shutil
+
+    from xpengine.inference.predictor import Predictor
+    from xpengine.model.checkpoint import resolve_model_path
+
+    p = Predictor("gaia-xp")
+    rng = np.random.default_rng(1)
+    values = np.full((32, len(p.vocabulary)), np.nan, dtype=np.float32)
+    for name in p.default_inputs:
+        j = p.vocabulary.index(name)
+        values[:, j] = p.standardization.center[j] + p.standardization.scale[j] * rng.normal(0, 1.0, 32)
+    base = p.predict(values, request=["ln_age", "logg"])
+    p.calibration = dataclasses.replace(p.calibration, by_class={"ln_age": {"giant": 2.0, "dwarf": 3.0}})
+    got = p.predict(values, request=["ln_age"])
+    f = np.where(base["logg"] < CLASS_SPLIT_LOGG, 2.0, 3.0)
+    np.testing.assert_allclose(got["ln_age_error"], base["ln_age_error"] * f)
+    np.testing.assert_allclose(got["age_error"], base["age_error"] * f)
+    with pytest.raises(ValueError, match="by_class age: give the factor of its log token"):
+        Calibration(by_class={"age": {"giant": 2.0, "dwarf": 3.0}})
+    # a bundle whose model never learned logg cannot carry class factors
+    src = resolve_model_path("apogee-xp")
+    model = tmp_path / "no-logg"
+    shutil.copytree(src, model)
+    cfg = json.loads((model / "config.json").read_text())
+    cfg["learned_outputs"] = [t for t in cfg["learned_outputs"] if t != "logg"]
+    (model / "config.json").write_text(json.dumps(cfg))
+    cal = Calibration.load(model)
+    dataclasses.replace(cal, by_class=FACTORS).save(model, overwrite=True)
+    with pytest.raises(ValueError, match="need the model's predicted logg, which it did not learn"):
+        Predictor(model)

@@ -137,6 +137,21 @@ def test_a_package_imported_from_a_zip_is_hashed_like_its_folder(tmp_path):
         assert found[name][1:3] == found[name][3:5]  # the workers' on-disk check reads the zip alike
     assert found["same"][1:3] == [code["source_sha256"], code["files"]]
     assert found["edited"][1] != code["source_sha256"] and found["edited"][2] == code["files"]
+    # the archive damaged after the import (rewritten in place, half written): read as unreadable, never as
+    # the digest of no file (review of session 33)
+    damage = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import xpengine; "
+        "from xpengine.pipeline.code_identity import _code_on_disk, _package_folder; "
+        "data = open(sys.argv[1], 'rb').read(); open(sys.argv[1], 'wb').write(data[: len(data) // 2]); "
+        "print(_code_on_disk(_package_folder(), xpengine.__version__, fresh=True)['source_sha256'])"
+    )
+    archive = tmp_path / "damaged.zip"
+    _zip_package(archive)
+    run = subprocess.run(
+        [sys.executable, "-c", damage, str(archive)], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().startswith("unreadable (OSError:") and "zip archive" in run.stdout
 
 
 def test_a_resume_under_other_code_is_refused_unless_allowed(tmp_path):

@@ -142,6 +142,10 @@ class Predictor:
 
             self.calibration = Calibration.load(cal_file)
             logger.info("σ calibration from %s applied", cal_file)
+        if self.calibration is not None and self.calibration.by_class and "logg" not in self.learned.outputs:
+            raise ValueError(
+                f"{cal_file}: σ factors per class of star need the model's predicted logg, which it did not learn"
+            )
         self.sim_to_real = bool(sim_to_real and self.calibration is not None and self.calibration.sim_to_real)
         if self.sim_to_real:
             logger.info(
@@ -331,7 +335,10 @@ class Predictor:
             if self.sim_to_real:
                 out[f"{name}_error"] = self.calibration.add_sim_to_real(name, mu[:, j], out[f"{name}_error"])
         for name in set(self.calibration.by_class if self.calibration else ()) & set(asked):
-            out[f"{name}_error"] = out[f"{name}_error"] * self.calibration.class_factor(name, out["logg"])
+            factor = self.calibration.class_factor(name, out["logg"])  # the linear label derived follows
+            for key in (name, DERIVED.get(name)):
+                if key is not None and f"{key}_error" in out:
+                    out[f"{key}_error"] = out[f"{key}_error"] * factor
         if len(req) > len(asked):  # the logg added above
             del out["logg"], out["logg_error"]
         return out

@@ -53,10 +53,14 @@ def check_gaia_source_columns(
     source: str | os.PathLike[str], storage_options: dict[str, Any] | None = None
 ) -> None:
     """Raise GaiaFileError where a gaia_source file's header lacks a column `iter_gaia_source` requires
-    (naming them, with the lower-case hint), as its read would; reads the header only."""
+    (naming them, with the lower-case hint), as its read would; OSError where the header cannot be read
+    (a missing, empty or damaged file). Reads the header only."""
     from xpengine.io.formats import table_column_names
 
-    have = set(table_column_names(source, storage_options))
+    try:
+        have = set(table_column_names(source, storage_options))
+    except GaiaFileError as exc:  # missing, empty, truncated: an OSError, the read's own business
+        raise OSError(str(exc)) from exc
     missing = [c for c in GAIA_SOURCE_REQUIRED if c not in have]
     if missing:
         raise GaiaFileError(

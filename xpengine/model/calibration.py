@@ -244,6 +244,8 @@ class Calibration:
 
     def __post_init__(self) -> None:
         for name, f in self.by_class.items():
+            if name in DERIVED.values():
+                raise ValueError(f"by_class {name}: give the factor of its log token; {name}'s σ follows it")
             if set(f) != set(CLASSES) or not all(math.isfinite(v) and v > 0 for v in f.values()):
                 raise ValueError(f"by_class {name}: {f}; expected a positive factor for each of {CLASSES}")
 

@@ -97,6 +97,8 @@ def _source_digest(root: str) -> tuple[str, int]:
     the code the process started with."""
     h = hashlib.sha256()
     inside = _zip_location(root)
+    if inside is None and not os.path.isdir(root):  # a zip being rewritten, or no source on the disk at all
+        raise OSError(f"{root}: neither a folder nor inside a readable zip archive")
     if inside is None:
         files = [(p.relative_to(root).as_posix(), p) for p in _source_files(root)]
     else:
@@ -138,8 +140,12 @@ def code_identity() -> dict[str, Any]:
     --allow-code-change by habit."""
     import xpengine
 
-    digest, n = _source_digest(str(Path(xpengine.__file__).resolve().parent))
-    return {"version": xpengine.__version__, "source_sha256": digest[:16], "files": n, "runtime": _runtime()}
+    try:
+        digest, n = _source_digest(str(Path(xpengine.__file__).resolve().parent))
+        digest = digest[:16]
+    except (OSError, zipfile.BadZipFile) as exc:  # named, never the digest of nothing
+        digest, n = f"unreadable ({type(exc).__name__}: {exc})", 0
+    return {"version": xpengine.__version__, "source_sha256": digest, "files": n, "runtime": _runtime()}
 
 
 def same_code(a: Any, b: Any) -> bool:
@@ -282,7 +288,7 @@ def _code_on_disk(folder: str, version: str, *, fresh: bool = False) -> dict[str
             digest, n = _source_digest.__wrapped__(folder)  # read after the signature: a write between
             if sig is not None:  # moves the signature, so the next check reads again
                 _ON_DISK[folder] = (sig, digest, n, now)
-    except OSError as exc:
+    except (OSError, zipfile.BadZipFile) as exc:  # a damaged archive's CRC: BadZipFile (helper-93)
         return {"version": version, "source_sha256": f"unreadable ({type(exc).__name__}: {exc})", "files": 0}
     return {"version": version, "source_sha256": digest[:16], "files": n}
 
