@@ -127,6 +127,21 @@ def _fit_scale_floor(
     return math.sqrt(best[0]), math.sqrt(best[1])
 
 
+def _residuals(
+    pred: Any, truth: Any, sigma: Any, sigma_truth: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pred − truth, σ, σ_truth² (NaN: 0)) (n,) float64 of the stars with all three finite and σ > 0."""
+    p, t, sp = (np.asarray(a, dtype=np.float64) for a in (pred, truth, sigma))
+    st = np.zeros_like(sp) if sigma_truth is None else np.asarray(sigma_truth, dtype=np.float64)
+    ok = np.isfinite(p) & np.isfinite(t) & np.isfinite(sp) & (sp > 0)
+    return (p - t)[ok], sp[ok], np.nan_to_num(st[ok], nan=0.0) ** 2
+
+
+def _needed(raw: float, n: int) -> bool:
+    """Whether a raw z-spread of n stars is off 1 beyond TOLERANCE and twice its sampling error."""
+    return abs(raw - 1.0) > max(TOLERANCE, 2.0 * MAD_SIGMA_REL_ERROR / math.sqrt(n))
+
+
 def fit_label_calibration(
     pred: np.ndarray,
     truth: np.ndarray,
@@ -149,19 +164,13 @@ def fit_label_calibration(
         raise ValueError(f"calibration method must be 'scale' or 'scale_floor', got {method!r}")
     if policy not in ("auto", "always", "never"):
         raise ValueError(f"calibration policy must be 'auto', 'always' or 'never', got {policy!r}")
-    p = np.asarray(pred, dtype=np.float64)
-    t = np.asarray(truth, dtype=np.float64)
-    sp = np.asarray(sigma_pred, dtype=np.float64)
-    st = np.zeros_like(sp) if sigma_truth is None else np.asarray(sigma_truth, dtype=np.float64)
-    st2 = np.nan_to_num(st, nan=0.0) ** 2
-    ok = np.isfinite(p) & np.isfinite(t) & np.isfinite(sp) & (sp > 0)
-    r, sp, st2 = (p - t)[ok], sp[ok], st2[ok]
-    n = int(ok.sum())
+    r, sp, st2 = _residuals(pred, truth, sigma_pred, sigma_truth)
+    n = r.size
     if n < 2:
         logger.warning("calibration: %d usable validation stars; leaving σ unchanged", n)
         return LabelCalibration(n_val=n, unit=unit)
     raw = _z_spread(r, sp, st2, 1.0, 0.0)
-    needed = abs(raw - 1.0) > max(TOLERANCE, 2.0 * MAD_SIGMA_REL_ERROR / math.sqrt(n))
+    needed = _needed(raw, n)
     if policy == "never" or (policy == "auto" and not needed):
         return LabelCalibration(n_val=n, z_sigma_val_raw=raw, z_sigma_val_cal=raw, unit=unit)
     a, b, used = 1.0, 0.0, "scale"
@@ -197,15 +206,12 @@ def fit_class_factor(
     z-spread 1, z = (pred − truth) / sqrt((f σ_cal)² + σ_truth²) over the class's validation stars (N,),
     and its record (n, z-spread before and after). policy "auto": 1 unless the spread is outside 1 ±
     TOLERANCE and off 1 by more than twice its sampling error, as `fit_label_calibration` decides."""
-    p, t, sp = (np.asarray(a, dtype=np.float64) for a in (pred, truth, sigma_cal))
-    st = np.zeros_like(sp) if sigma_truth is None else np.asarray(sigma_truth, dtype=np.float64)
-    ok = np.isfinite(p) & np.isfinite(t) & np.isfinite(sp) & (sp > 0)
-    r, sp, st2 = (p - t)[ok], sp[ok], np.nan_to_num(st[ok], nan=0.0) ** 2
-    n = int(ok.sum())
+    r, sp, st2 = _residuals(pred, truth, sigma_cal, sigma_truth)
+    n = r.size
     if n < 2:
         return 1.0, {"n": n, "z_spread": None, "z_spread_cal": None, "applied": False}
     raw = _z_spread(r, sp, st2, 1.0, 0.0)
-    needed = abs(raw - 1.0) > max(TOLERANCE, 2.0 * MAD_SIGMA_REL_ERROR / math.sqrt(n))
-    f = _solve_factor(r, sp, st2, 1.0, 0.0) if policy == "always" or (policy == "auto" and needed) else 1.0
+    fit = policy == "always" or (policy == "auto" and _needed(raw, n))
+    f = _solve_factor(r, sp, st2, 1.0, 0.0) if fit else 1.0
     cal = _z_spread(r, sp, st2, f, 0.0)
     return float(f), {"n": n, "z_spread": raw, "z_spread_cal": cal, "applied": f != 1.0}
