@@ -18,17 +18,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -n "${VIRTUAL_ENV:-}" ] || [ ! -f .venv/bin/activate ] || . .venv/bin/activate
 R=runs
-W=${WORKERS:-1}  # simulation processes: 1 beside a training run
+W=${WORKERS:-1}
+export RAY_AUTH_MODE=${RAY_AUTH_MODE:-disabled}  # the local cluster of the v5 job below, as evaluate_gaia_xp.sh  # simulation processes: 1 beside a training run
 mkdir -p $R
 
-sky() {  # seed, directory
-    [ -f "$2/truth.parquet" ] || xpengine simulate --physics mist --n-sources 150000 --partitions 40 --seed "$1" \
+sky() {  # seed, directory (an interrupted sky, without its truth table, is simulated again from nothing)
+    [ -f "$2/truth.parquet" ] && return 0
+    rm -rf "$2"
+    xpengine simulate --physics mist --n-sources 150000 --partitions 40 --seed "$1" \
         --apogee-fraction 1.0 --emulator v1 --workers "$W" --output "$2"
 }
 
 patches() {  # sky directory, subset directory: the XP files 0, 3, ..., 39 in name order and their GaiaSource partners
     [ -d "$2" ] && return 0
-    mkdir -p "$2.tmp"
+    rm -rf "$2.tmp" && mkdir -p "$2.tmp"
     local xp
     for xp in $(ls "$1"/XpContinuousMeanSpectrum_*.csv.gz | sort | awk 'NR % 3 == 1'); do
         ln -s "$(realpath "$xp")" "$2.tmp/"
