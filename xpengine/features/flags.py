@@ -138,7 +138,7 @@ class SourceFlag(enum.IntFlag):
     GIANT_LOGG_DWARF_MG = 1 << 31
 
 
-FLAG_RULES = "session 32: NO_ZERO_POINT keeps the parallax, NO_PREDICTION for one XP band, GIANT_LOGG_DWARF_MG; session 29: EBV_COLOUR_BOUND, PARALLAX_CONFLICT, ISOCHRONE_INPUT_EBV by G0; session 28: G_MISMATCH, DISTANCE_FROM_ISOCHRONES, NO_DISTANCE"
+FLAG_RULES = "session 32: NO_ZERO_POINT keeps the parallax, NO_PREDICTION for a missing XP band (either or both), GIANT_LOGG_DWARF_MG; session 29: EBV_COLOUR_BOUND, PARALLAX_CONFLICT, ISOCHRONE_INPUT_EBV by G0; session 28: G_MISMATCH, DISTANCE_FROM_ISOCHRONES, NO_DISTANCE"
 """The flag rules a catalogue's rows were written with, part of the catalogue job's identity: a catalogue
 whose record names other rules (or none: made before session 28) is not resumed, so that no catalogue mixes
 rows with and without a bit (found by a review: NaN distances with and without NO_DISTANCE). Change it
