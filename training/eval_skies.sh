@@ -13,7 +13,9 @@
 #   bash training/eval_skies.sh          # ~30 min of this 2-core box beside nothing; longer beside training
 # then, when trial 15 is done:
 #   bash training/evaluate_gaia_xp.sh runs/gaia-xp-v12 "<training command>" 15 runs/gaia-xp-v5 \
-#       runs/lease/mixed.parquet NOTES runs/cat5v_test runs/sky_mist_test_truth.parquet runs/sky_mist41_truth.parquet
+#       runs/gaia_xp_mixed41_every.parquet NOTES runs/cat5v_test runs/sky_mist_test_truth.parquet runs/sky_mist41_truth.parquet
+# (MIXED is the whole mixed file the lease was packed from: its train split is trial 15's 97,064 training stars,
+# and it has the test split `xpengine evaluate --split test` needs, which runs/lease/mixed.parquet lacks)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -n "${VIRTUAL_ENV:-}" ] || [ ! -f .venv/bin/activate ] || . .venv/bin/activate
@@ -59,4 +61,4 @@ fi
     --tmass $R/sky_mist_test/tmass.parquet --output $R/cat5v_test --model $R/gaia-xp-v5 --overwrite \
     --no-sim-to-real-sigma > $R/cat5v_test.log 2>&1 && touch $R/cat5v_test.done; }
 ls -d $R/sky_cal_sub $R/sky_test_sub $R/sky_mist_test_truth.parquet $R/sky_mist41_truth.parquet $R/gaia-xp-v5 $R/cat5v_test
-echo "eval_skies: done"
+echo "eval_skies: done; the evaluation command is in this script's header"
