@@ -71,8 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     predictor = Predictor(args.model)
     predictor.calibration = dataclasses.replace(base, by_class={}, by_class_provenance={})
     data = pd.read_parquet(args.dataset)
-    found = {
-        split: predictions(predictor, data[data["split"] == split], args.labels) for split in ("val", "test")
+    parts = {split: data[data["split"] == split] for split in ("val", "test")}
+    found = {split: predictions(predictor, d, args.labels) for split, d in parts.items()}
+    # each star's class, by its predicted logg (NaN: neither)
+    classes = {
+        split: {"giant": out["logg"] < CLASS_SPLIT_LOGG, "dwarf": out["logg"] >= CLASS_SPLIT_LOGG}
+        for split, out in found.items()
     }
     factors: dict[str, dict[str, float]] = {}
     report: dict[str, dict] = {}
@@ -81,9 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         for cls in CLASSES:
             rows = {}
             for split, out in found.items():
-                d = data[data["split"] == split]
-                giant = out["logg"] < CLASS_SPLIT_LOGG
-                sel = (giant if cls == "giant" else ~giant) & np.isfinite(out["logg"])
+                d, sel = parts[split], classes[split][cls]
                 rows[split] = (out[label][sel], d[label].to_numpy()[sel], out[f"{label}_error"][sel],
                                d[f"{label}_error"].to_numpy()[sel])  # fmt: skip
             f, rec = fit_class_factor(*rows["val"], policy=args.policy)
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         "script": "training/fit_class_calibration.py",
         "data": args.dataset,
         "split": "val",
-        "n_stars": int((data["split"] == "val").sum()),
+        "n_stars": len(parts["val"]),
         "rule": "robust z-spread of (pred - label)/sqrt((f sigma)^2 + sigma_label^2) = 1 per class, "
         "applied outside 1 +- 0.1 and twice its sampling error",
         "report": report,
