@@ -66,6 +66,18 @@ def test_extra_and_missing_columns(tmp_path):
     with pytest.raises(GaiaFileError, match=r"\['dec', 'parallax', 'parallax_error'\]") as info:
         read_gaia_source(p)
     assert str(p) in str(info.value)
+    # the read and the plan's header check give the same error, with how to get the columns; a column
+    # asked for by name that is not one of the engine's required ones gets no such advice
+    from xpengine.io.gaia_source import check_gaia_source_columns
+
+    with pytest.raises(GaiaFileError) as plan_info:
+        check_gaia_source_columns(p)
+    for e in (info.value, plan_info.value):
+        assert "select them in the archive query" in str(e) and e.column == "dec", str(e)
+    assert str(plan_info.value) == str(info.value).replace(" (csv)", ""), (info.value, plan_info.value)
+    with pytest.raises(GaiaFileError) as info:
+        read_gaia_source(GAIA_VOT, columns=["no_such_column"])
+    assert "archive query" not in str(info.value)
     # optional columns only missing: nulls with their Gaia dtype
     p.write_text("source_id,ra,dec,parallax,parallax_error,phot_g_mean_mag\n1,10.0,-5.0,1.5,0.1,12.5\n")
     t = read_gaia_source(p)

@@ -63,13 +63,25 @@ def check_gaia_source_columns(
         raise OSError(str(exc)) from exc
     missing = [c for c in GAIA_SOURCE_REQUIRED if c not in have]
     if missing:
-        raise GaiaFileError(
-            str(source),
-            f"missing gaia_source column(s) {missing}{case_hint(missing, have)}: a gaia_source table gives "
-            f"{', '.join(GAIA_SOURCE_REQUIRED)} (select them in the archive query), or give the XP file "
-            "alone, with the gaia_source columns it holds beside its XP",
-            column=missing[0],
+        raise _missing_columns(str(source), missing, have, None)
+
+
+def _missing_columns(url: str, missing: list[str], have: set[str], format_name: str | None) -> GaiaFileError:
+    """The one error for required columns a gaia_source file lacks, from the plan's header check and from
+    the read alike: the columns, the lower-case hint, and where the engine's required ones were asked for,
+    how to get them."""
+    where = f" ({format_name})" if format_name else ""
+    advice = ""
+    if set(missing) <= set(GAIA_SOURCE_REQUIRED):
+        advice = (
+            f": a gaia_source table gives {', '.join(GAIA_SOURCE_REQUIRED)} (select them in the archive "
+            "query), or give the XP file alone, with the gaia_source columns it holds beside its XP"
         )
+    return GaiaFileError(
+        url,
+        f"missing gaia_source column(s) {missing}{where}{case_hint(missing, have)}{advice}",
+        column=missing[0],
+    )
 
 
 def iter_gaia_source(
@@ -107,10 +119,7 @@ def iter_gaia_source(
     missing = [n for n in names if n in required and n not in in_file]
     if missing:
         reader.src.close()
-        hint = case_hint(missing, in_file)
-        raise GaiaFileError(
-            url, f"missing gaia_source column(s) {missing} ({reader.format_name}){hint}", column=missing[0]
-        )
+        raise _missing_columns(url, missing, in_file, reader.format_name)
     read_cols = [n for n in names if n in in_file]
     given, types = types or {}, {}
     for n in read_cols:
