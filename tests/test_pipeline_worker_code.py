@@ -154,23 +154,26 @@ def test_the_message_is_found_however_ray_wrapped_it():
 
 
 def test_the_warm_pool_stops_on_a_mismatch_and_cancels_the_jobs_other_calls(monkeypatch):
-    """Its other calls for the job are cancelled (Ray's cancel: a queued call never runs; one already
-    running on the threaded actor finishes unread), then the mismatch is raised."""
+    """Its other calls for the job are cancelled (Ray's cancel: a queued call never runs) and the pool's
+    actors killed (a call already running on the threaded actor stops instead of finishing unread), then
+    the mismatch is raised."""
     import ray
 
     from xpengine.pipeline.warm_pool import _stop_on_mismatch
 
-    cancelled = []
+    cancelled, killed = [], []
     monkeypatch.setattr(ray, "cancel", lambda ref, **kw: cancelled.append(ref))
+    monkeypatch.setattr(ray, "kill", lambda handle, **kw: killed.append((handle, kw)))
     pending = {"ref-a": (1, 0, 0), "ref-b": (2, 0, 1)}
-    _stop_on_mismatch(RuntimeError("an unrelated failure"), pending)  # not a mismatch: nothing done
-    assert cancelled == []
+    _stop_on_mismatch(RuntimeError("an unrelated failure"), pending, ["actor-0"])  # not a mismatch
+    assert cancelled == [] and killed == []
     wrapped = RuntimeError(
         f"ray::PoolWorker.run()\nxpengine.pipeline.code_identity.CodeMismatchError: {MISMATCH_MARK} x"
     )
     with pytest.raises(CodeMismatchError, match=r" x$"):
-        _stop_on_mismatch(wrapped, pending)
+        _stop_on_mismatch(wrapped, pending, ["actor-0", "actor-1"])
     assert cancelled == ["ref-a", "ref-b"]
+    assert killed == [("actor-0", {"no_restart": True}), ("actor-1", {"no_restart": True})]
 
 
 @pytest.mark.ray
@@ -259,6 +262,8 @@ def test_a_job_whose_workers_run_other_code_stops_in_one_line(
     try:
         with pytest.raises(JobError) as err:
             run_inference(cfg)
+        if warm:  # the stale pool is stopped by the job itself, not left running other code
+            assert warm_pool.list_pools() == {}
     finally:
         if warm:
             warm_pool.stop_pools()

@@ -346,7 +346,7 @@ def warm_batches(
         try:
             result = ray.get(ref)
         except RayActorError as exc:  # the actor died (killed, out of memory, idle exit racing a call)
-            _stop_on_mismatch(exc, pending)  # it runs other xpengine code: so would its successor
+            _stop_on_mismatch(exc, pending, actors)  # it runs other xpengine code: so would its successor
             if attempt == 0:
                 log.warning(
                     "warm pool actor %d died during partition %s; retrying on a new one: %s",
@@ -361,7 +361,7 @@ def warm_batches(
             submit(slot)
             continue
         except Exception as exc:  # the model or the predictor stage raised on this partition
-            _stop_on_mismatch(exc, pending)  # its source changed on the disk since the actor started
+            _stop_on_mismatch(exc, pending, actors)  # its source changed on the disk since the actor started
             _fail(ledger, index, f"{type(exc).__name__}: {exc}")
             submit(slot)
             continue
@@ -374,10 +374,12 @@ def warm_batches(
             log.debug("warm pool info: %s", exc)
 
 
-def _stop_on_mismatch(exc: BaseException, pending: dict[Any, Any]) -> None:
+def _stop_on_mismatch(exc: BaseException, pending: dict[Any, Any], actors: list[Any] = ()) -> None:
     """Raise CodeMismatchError where `exc` carries one (`code_identity.mismatch_message`), the job's other
-    calls cancelled first. On the pool's threaded actors a call already running is not interrupted: it
-    finishes and its rows are never read (at most `QUEUED_PER_ACTOR` partitions per actor)."""
+    calls cancelled and the pool's `actors` killed first. The pool runs code that is no longer on the disk
+    (its key names the code it started with, so any job sending it work expects that code and would stop
+    too): a queued call never runs, and a call already running on the threaded actor is interrupted rather
+    than left to finish unread; the next job starts a pool of the new code."""
     message = mismatch_message(exc)
     if message is None:
         return
@@ -388,6 +390,13 @@ def _stop_on_mismatch(exc: BaseException, pending: dict[Any, Any]) -> None:
             ray.cancel(ref)
         except Exception as err:  # finished meanwhile, or not cancellable: its result is not read
             log.debug("warm pool: cancelling %s: %s", ref, err)
+    for handle in actors:
+        try:
+            ray.kill(handle, no_restart=True)
+        except Exception as err:  # dead already
+            log.debug("warm pool: stopping %s: %s", handle, err)
+    if actors:
+        log.warning("warm pool: stopped its %d actor(s), which run other xpengine code", len(actors))
     raise CodeMismatchError(message) from exc
 
 
