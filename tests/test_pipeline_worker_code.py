@@ -274,3 +274,29 @@ def test_a_job_whose_workers_run_other_code_stops_in_one_line(
     assert not list(out.glob("*.parquet"))
     summary = json.loads((out / "_SUMMARY.json").read_text())
     assert summary["status"] == "stopped" and MISMATCH_MARK in summary["error"], summary
+
+
+def test_a_ledger_under_other_code_refuses(tmp_path):
+    from xpengine.pipeline.bookkeeping import Ledger
+
+    with pytest.raises(CodeMismatchError, match="the ledger actor on"):
+        Ledger(OTHER)
+    Ledger(expected_code()).report({"event": "read"})  # the driver's own code: goes on
+
+
+@pytest.mark.ray
+def test_the_driver_takes_a_ledger_actors_mismatch_as_one_line(ray_local):
+    """The job's ledger actor checks its code (review of session 33): the driver's `take` raises the
+    job's error with the one-line message, not Ray's traceback."""
+    import ray
+
+    from xpengine.pipeline.bookkeeping import Ledger, take
+
+    good = ray.remote(Ledger).options(num_cpus=0).remote(expected_code())
+    ray.get(good.report.remote({"event": "read", "index": 0}))
+    assert take(good, JobError) == [{"event": "read", "index": 0}] and take(good, JobError) == []
+    stale = ray.remote(Ledger).options(num_cpus=0).remote(OTHER)
+    with pytest.raises(JobError) as err:
+        take(stale, JobError)
+    msg = str(err.value)
+    assert msg.startswith(MISMATCH_MARK) and "\n" not in msg and "the ledger actor on" in msg, msg

@@ -38,7 +38,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PARTITION_KEY", "Ledger", "PartitionBook", "input_fingerprints", "process_started_at", "report"]
+__all__ = [
+    "PARTITION_KEY",
+    "Ledger",
+    "PartitionBook",
+    "input_fingerprints",
+    "process_started_at",
+    "report",
+    "take",
+]
 
 PARTITION_KEY = "partition_index"
 """The rows' block key: the partition's index in the driver's plan (int32)."""
@@ -49,9 +57,14 @@ log = logging.getLogger(__name__)
 
 class Ledger:
     """The events of the read tasks and predictor actors, in arrival order, until the driver takes them.
-    The job runs it as a Ray actor (`ray.remote(Ledger)`), with no CPU of its own."""
+    The job runs it as a Ray actor (`ray.remote(Ledger)`), with no CPU of its own. `code`: the driver's
+    `expected_code()`, checked as the other workers check theirs (a ledger under other code would read
+    other events than the driver's book expects)."""
 
-    def __init__(self) -> None:
+    def __init__(self, code: dict[str, Any] | None = None) -> None:
+        from xpengine.pipeline.code_identity import check_worker_code
+
+        check_worker_code(code, "ledger actor")
         self._events: list[dict[str, Any]] = []
 
     def report(self, event: dict[str, Any]) -> None:
@@ -60,6 +73,22 @@ class Ledger:
     def take(self) -> list[dict[str, Any]]:
         events, self._events = self._events, []
         return events
+
+
+def take(ledger: Any, error: type[Exception]) -> list[dict[str, Any]]:
+    """The events the ledger actor holds, taken from it; where the actor runs other xpengine code (its
+    constructor's check), `error` with the one-line mismatch message."""
+    import ray
+
+    from xpengine.pipeline.code_identity import mismatch_message
+
+    try:
+        return ray.get(ledger.take.remote())
+    except Exception as exc:
+        message = mismatch_message(exc)
+        if message is None:
+            raise
+        raise error(message) from exc
 
 
 def report(ledger: Any, event: dict[str, Any], *, required: bool = True) -> None:

@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from xpengine.pipeline.bookkeeping import PARTITION_KEY, Ledger, PartitionBook
+from xpengine.pipeline.bookkeeping import PARTITION_KEY, Ledger, PartitionBook, take
 from xpengine.pipeline.cluster import LOOPBACK_ENV, init_ray, model_architecture, plan_pool  # noqa: F401
 from xpengine.pipeline.code_identity import expected_code, one_code
 from xpengine.pipeline.config import InferenceConfig, resolve_inputs, resolve_labels
@@ -275,13 +275,12 @@ def _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, ma
     except ConnectionError as exc:  # something answers at the address, but not a Ray cluster's GCS
         raise JobError(f"--address: {exc}") from exc
     marks.mark("ray_ready")
-    # the ledger's worker starts while the dataset is planned and the predictor actors start
-    # beside the driver where Ray can place it (on the driver's machine it runs the driver's install; it
-    # is not checked itself: it only counts the events the checked workers send)
+    # the ledger's worker starts while the dataset is planned and the predictor actors start, beside the
+    # driver where Ray can place it; it checks its code as the other workers do
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
-    ledger = ray.remote(Ledger).options(num_cpus=0, scheduling_strategy=here).remote()
+    ledger = ray.remote(Ledger).options(num_cpus=0, scheduling_strategy=here).remote(expected_code())
     pool = plan_pool(
         cfg.resources,
         lambda: model_architecture(cfg.model),
@@ -329,10 +328,10 @@ def _run_tasks(cfg, tasks, writer, summary, provenance, identity, vocab_json, ma
         marks.mark("first_rows")
         keys = batch.pop(PARTITION_KEY)
         progress.rows(book.add_rows(keys, batch))
-        book.apply(ray.get(ledger.take.remote()))
+        book.apply(take(ledger, JobError))
         settle()
         progress.maybe_report()
-    book.apply(ray.get(ledger.take.remote()))
+    book.apply(take(ledger, JobError))
     settle()
     for index, message, rows_seen in book.unsettled():
         _record_failure(writer, by_index[index], message, summary, rows_seen, identity)
