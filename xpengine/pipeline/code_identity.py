@@ -100,13 +100,13 @@ def _source_digest(root: str) -> tuple[str, int]:
     if inside is None and not os.path.isdir(root):  # a zip being rewritten, or no source on the disk at all
         raise OSError(f"{root}: neither a folder nor inside a readable zip archive")
     if inside is None:
-        files = [(p.relative_to(root).as_posix(), p) for p in _source_files(root)]
+        files = [(p.relative_to(root).as_posix(), p.read_bytes()) for p in _source_files(root)]
     else:
         files = _zip_sources(*inside)
     for rel, data in files:
         h.update(rel.encode())
         h.update(b"\0")
-        h.update((data if isinstance(data, bytes) else data.read_bytes()).replace(b"\r\n", b"\n"))
+        h.update(data.replace(b"\r\n", b"\n"))
         h.update(b"\0")
     return h.hexdigest(), len(files)
 
