@@ -294,3 +294,93 @@ def test_rows_with_isochrone_mass_and_age_are_left_out(tmp_path) -> None:
     d = cs.load_matched(str(tmp_path / "cat"), str(tmp_path / "truth.parquet"))
     iso = set(t.column("source_id").to_numpy()[::4].tolist())
     assert d["source_id"].size > 100 and not iso & set(d["source_id"].tolist())
+
+
+def _two_populations(tmp_path: Path, base: Calibration, n: int = 8000) -> dict[str, np.ndarray]:
+    """Old giants (10–13 Gyr) with raw σ_ln 0.01 but a true ln-age error of 0.12, and young ones (1–1.3
+    Gyr) with raw σ_ln 0.1 and a true error of 0.3: the same raw σ_age ≈ 0.11 Gyr, far from the same error
+    in Gyr (1.3 against 0.35)."""
+    rng = np.random.default_rng(7)
+    old = rng.random(n) < 0.5
+    age_t = np.where(old, rng.uniform(10.0, 13.0, n), rng.uniform(1.0, 1.3, n))
+    s_ln = np.where(old, 0.01, 0.1) * rng.uniform(0.9, 1.1, n)
+    age = np.exp(np.log(age_t) + rng.normal(0, np.where(old, 0.12, 0.3)))
+    sid = np.arange(n, dtype=np.int64) + 10**15
+    g = rng.uniform(8.0, 17.6, n)
+    cat = pa.table(
+        {
+            "source_id": sid,
+            "phot_g_mean_mag": g,
+            "mass": np.full(n, 1.2),
+            "mass_error": np.full(n, 0.1),
+            "age": age,
+            "age_error": base.derived_sigma("age", "ln_age", age, s_ln, g),
+            "flags": np.zeros(n, dtype=np.int64),
+        }
+    )
+    (tmp_path / "cat").mkdir()
+    pq.write_table(cat, tmp_path / "cat" / "000000-003111.parquet")
+    truth = {"source_id": sid, "mass": rng.normal(1.2, 0.1, n), "age_gyr": age_t, "teff": np.full(n, 4700.0)}
+    pq.write_table(pa.table({**truth, "logg": np.full(n, 2.5), "g": g}), tmp_path / "truth.parquet")
+    return {"old": old, "age": age, "age_t": age_t, "s_ln": s_ln, "g": g}
+
+
+def _linear_z_spreads(cal: Calibration, sky: dict[str, np.ndarray]) -> dict[str, float]:
+    from xpengine.evaluate.metrics import robust_sigma
+
+    sigma = cal.derived_sigma("age", "ln_age", sky["age"], sky["s_ln"], sky["g"])
+    z = (sky["age"] - sky["age_t"]) / sigma
+    return {k: robust_sigma(z[m]) for k, m in (("old", sky["old"]), ("young", ~sky["old"]))}
+
+
+@pytest.mark.parametrize("relative", [False, True], ids=["absolute", "relative"])
+def test_a_relative_age_entry_separates_old_giants_from_young_ones(tmp_path, relative) -> None:
+    """Binned on age · raw σ_ln (absolute), old and young giants of one raw σ_age share a floor: the old
+    ones come out over-confident, the young ones under-confident. Binned on the raw σ_ln (relative, format
+    7), each gets its own: unit z-spread in linear age for both. The catalogue made with the relative
+    entry is inverted back to the raw σ it was made from."""
+    mod = _script()
+    labels = {
+        "mass": LabelCalibration(a=1.0, applied=True, method="scale", unit="Msun"),
+        "ln_age": LabelCalibration(a=1.0, applied=True, method="scale"),
+        "age": LabelCalibration(a=1.0, applied=True, method="scale", unit="Gyr"),
+    }
+    base = Calibration(labels=labels)
+    base.save(tmp_path / "base.json")
+    sky = _two_populations(tmp_path, base)
+    out = tmp_path / "out.json"
+    argv = ["--catalogue", str(tmp_path / "cat"), "--truth", str(tmp_path / "truth.parquet")]
+    argv += ["--calibration", str(tmp_path / "base.json"), "--output", str(out), "--method", "binned"]
+    assert mod.main(argv + (["--age-relative"] if relative else [])) == 0
+    cal = Calibration.load(out)
+    spreads = _linear_z_spreads(cal, sky)
+    if not relative:  # the problem the relative entry solves, on the same sky
+        assert spreads["old"] > 1.3 and spreads["young"] < 0.7, spreads
+        return
+    assert cal.labels["age"].relative and json.loads(out.read_text())["format_version"] == "7"
+    assert 0.85 < spreads["old"] < 1.15 and 0.85 < spreads["young"] < 1.15, spreads
+    assert cal.provenance["sky_calibration"]["age_relative"] is True
+    for b in cal.provenance["sky_calibration"]["z_by_g"]["age"]["cal"]:
+        assert 0.85 < b["z_spread"] < 1.15, b
+    # a catalogue made with the relative entry gives back its raw σ_ln_age
+    sigma = cal.derived_sigma("age", "ln_age", sky["age"], sky["s_ln"], sky["g"])
+    d = {"g_cat": sky["g"], "mass": np.ones_like(sky["g"]), "mass_error": np.full(sky["g"].size, 0.1)}
+    raw = mod.raw_sigmas({**d, "age": sky["age"], "age_error": sigma}, cal)
+    np.testing.assert_allclose(raw["ln_age"], sky["s_ln"], rtol=1e-9)
+
+
+def test_only_a_derived_label_can_be_relative() -> None:
+    with pytest.raises(ValueError, match="only a derived linear label"):
+        Calibration(labels={"mass": LabelCalibration(applied=True, relative=True)})
+    rel = LabelCalibration(applied=True, relative=True, sigma_knots=(0.01, 0.1), sigma_cal_knots=(0.12, 0.3))
+    cal = Calibration(labels={"age": rel})
+    back = Calibration.from_dict(json.loads(json.dumps(cal.to_dict())))
+    assert back.labels["age"] == rel
+    np.testing.assert_allclose(
+        back.derived_sigma("age", "ln_age", np.array([12.0, 1.0]), np.array([0.01, 0.1])), [1.44, 0.3]
+    )
+    # an absolute entry is written as before format 7
+    assert (
+        "relative"
+        not in Calibration(labels={"age": LabelCalibration(applied=True)}).to_dict()["labels"]["age"]
+    )

@@ -118,8 +118,10 @@ def raw_sigmas(d: dict[str, np.ndarray], cal: Calibration) -> dict[str, np.ndarr
     mass = _entries(cal, rows, lambda e, every: e("mass").raw(d["mass_error"], g))
 
     def ln_age(e: Any, every: bool) -> np.ndarray:  # as Calibration.derived_sigma chose the entry
-        if "age" in cal.labels or (every and "age" in cal.all_orders):  # age-entry(age · raw σ_ln_age)
-            return e("age").raw(d["age_error"], g) / d["age"]
+        if "age" in cal.labels or (every and "age" in cal.all_orders):
+            if e("age").relative:  # age_error = age · age-entry(raw σ_ln_age)
+                return e("age").raw(d["age_error"] / d["age"], g)
+            return e("age").raw(d["age_error"], g) / d["age"]  # age-entry(age · raw σ_ln_age)
         return e("ln_age").raw(d["age_error"] / d["age"], g)  # age_error = age · ln_age-entry(raw σ)
 
     ln = _entries(cal, rows, ln_age)
@@ -211,11 +213,14 @@ def calibrate(
     g_edges: tuple[float, ...] = G_EDGES,
     fit_shifts: bool = False,
     all_orders: bool = False,
+    age_relative: bool = False,
 ) -> tuple[Calibration, dict[str, Any]]:
     """BASE with mass, ln_age and age refitted on the matched giants D; plus a report per label.
     fit_shifts: also a median shift of mass (in ln) and ln_age per G bin, fitted first; the σ are then
     fitted on the shifted means (the linear age follows the shifted ln_age). all_orders: D's inputs kept
-    every XP order; the fit goes to BASE's every-order entries (`Calibration.all_orders`, format 5)."""
+    every XP order; the fit goes to BASE's every-order entries (`Calibration.all_orders`, format 5).
+    age_relative: the linear age's entry maps the raw σ_ln_age to σ_age / age (format 7; binned only):
+    fitted on (age − true age) / age, so its bins separate old giants of small σ_ln from young ones."""
     from xpengine.evaluate.binned_calibration import fit_binned_calibration
     from xpengine.evaluate.calibration import fit_label_calibration
 
@@ -254,21 +259,31 @@ def calibrate(
         "ln_age": (ln_age, np.log(d["age_gyr"])),
         "age": (np.exp(ln_age), d["age_gyr"]),
     }
+    if age_relative and method != "binned":
+        raise ValueError("--age-relative needs --method binned")
     labels = dict(base.all_orders if all_orders else base.labels)
     report: dict[str, Any] = {}
     for name, (pred, true) in series.items():
-        if method == "binned":
+        if method == "binned" and name == "age" and age_relative:  # z = ((age − true) / age) / (σ / age)
+            ones, rel = np.ones_like(pred), true / pred
+            lc = fit_binned_calibration(ones, rel, raw["ln_age"], d["g_cat"], g_edges=g_edges, unit="Gyr/Gyr")
+            lc = replace(lc, relative=True)
+        elif method == "binned":
             lc = fit_binned_calibration(pred, true, raw[name], d["g_cat"], g_edges=g_edges, unit=UNITS[name])
         else:
             lc = fit_label_calibration(pred, true, raw[name], method=method, policy=policy, unit=UNITS[name])
         if name in shifts:
             lc = replace(lc, g_shifts=shifts[name], shift_kind="log" if name == "mass" else "add")
         labels[name] = lc
+
+        def cal(gg, lc=lc, name=name, pred=pred) -> np.ndarray:  # the calibrated σ, in the label's units
+            return pred * lc.apply(raw["ln_age"], gg) if lc.relative else lc.apply(raw[name], gg)
+
         report[name] = {
             "fit": dict(lc.__dict__),
             "z_by_g_raw": z_by_g(pred, true, raw[name], d["g_cat"]),
-            "z_by_g_cal": z_by_g(pred, true, lc.apply(raw[name], d["g_cat"]), d["g_cat"]),
-            "z_by_g_cal_without_g": z_by_g(pred, true, lc.apply(raw[name]), d["g_cat"]),
+            "z_by_g_cal": z_by_g(pred, true, cal(d["g_cat"]), d["g_cat"]),
+            "z_by_g_cal_without_g": z_by_g(pred, true, cal(None), d["g_cat"]),
             "offset_by_g": offset_by_g(pred, true, d["g_cat"], log=name == "mass"),
         }
     # every other part of BASE (a sim-to-real term: a map of the calibrated σ, to be refitted on the new σ
@@ -320,6 +335,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the catalogue's inputs kept every XP order (relevancy counts nulled): fit the every-order "
         "entries of mass, ln_age and age (calibration format 5; rows flagged ALL_XP_ORDERS use them)",
     )
+    p.add_argument(
+        "--age-relative",
+        action="store_true",
+        help="fit the linear age's entry as relative: its knots map the raw σ_ln_age to σ_age / age "
+        "(calibration format 7), instead of age · raw σ_ln_age to σ_age in Gyr",
+    )
     args = p.parse_args(argv)
     if args.no_mass_age and not args.ebv:
         p.error("--no-mass-age leaves nothing to fit without --ebv")
@@ -345,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
             g_edges=tuple(args.g_edges),
             fit_shifts=args.fit_shifts,
             all_orders=args.all_orders,
+            age_relative=args.age_relative,
         )
     if args.ebv:
         out.labels["ebv"], ebv_report = calibrate_ebv(
@@ -380,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         "n_rows": int(fitted.sum()),  # a star in several pooled catalogues is a row in each
         "method": args.method,
         "fit_shifts": args.fit_shifts,
+        "age_relative": args.age_relative,
         **({"g_edges": list(args.g_edges)} if args.method == "binned" else {"policy": args.policy}),
         "z_by_g": {
             k: {"raw": v["z_by_g_raw"], "cal": v["z_by_g_cal"], "cal_without_g": v["z_by_g_cal_without_g"]}

@@ -11,7 +11,7 @@ Two forms per token t (physical units of t), applied by the Predictor to every r
   or every magnitude).
 
 A derived linear label (``age`` = exp(ln_age)) may have its own entry in linear units, applied to
-age · raw σ_ln_age. When a label's correction counts as applied is the fitting module's business.
+age · raw σ_ln_age (or relative, format 7). When a correction counts as applied is the fitter's business.
 
 Format 3 adds an optional mean shift per bin of G (`g_shifts`, on the same `g_edges`): μ + shift
 (`shift_kind` "add", e.g. ln_age) or μ · exp(shift) ("log", e.g. mass), for a catalogue population that
@@ -40,6 +40,10 @@ star can leave one class over- and the other under-confident (gaia-xp v5 on 3,15
 [α/M] z-spread 1.11 for giants and 0.80 for dwarfs, dwarfs' logg 0.84; session 33), fitted by
 `training/fit_class_calibration.py` on the real validation split with APOGEE's label σ in quadrature, and
 kept only where the test split shows the same (none was, for v5).
+
+Format 7: a derived linear label's entry may be `relative` (its knots map the raw σ_ln_age to σ_age / age):
+an absolute entry binned on age · σ_ln_age puts old giants of tiny raw σ_ln beside young ones, under one
+floor (gaia-xp v5: 1.30 Gyr; on the test sky its giants with σ_age / age < 0.10 had a z-spread of 1.39).
 """
 
 from __future__ import annotations
@@ -75,7 +79,16 @@ SHIFT_FORMAT_VERSION = "3"  # written when an entry has g_shifts
 SIM_TO_REAL_FORMAT_VERSION = "4"  # written when the file has a sim_to_real section
 ALL_ORDERS_FORMAT_VERSION = "5"  # written when the file has an all_orders section
 BY_CLASS_FORMAT_VERSION = "6"  # written when the file has a by_class section
-READABLE_VERSIONS = ("1", "2", "3", "4", "5", "6")  # format 1 files (scale/floor entries only) read unchanged
+RELATIVE_FORMAT_VERSION = "7"  # written when an entry is relative
+READABLE_VERSIONS = (
+    "1",
+    "2",
+    "3",
+    "4",
+    "5",
+    "6",
+    "7",
+)  # format 1 files (scale/floor entries only) read unchanged
 FORMULA = (
     "sigma_cal = sqrt((a*sigma)^2 + b^2); or, with sigma_knots: log-log interpolation sigma -> sigma_cal "
     "through (sigma_knots, sigma_cal_knots), proportional beyond the end knots; times g_scales[bin of G in "
@@ -125,6 +138,8 @@ class LabelCalibration:
     # format 3: mean shift per G bin (same edges; G unknown: no shift), added or applied as exp(shift)
     g_shifts: tuple[float, ...] | None = None
     shift_kind: str = "add"
+    # format 7 (a derived linear label's entry only): the σ map takes the log token's raw σ and gives σ/value
+    relative: bool = False
 
     def __post_init__(self) -> None:
         for name in ("sigma_knots", "sigma_cal_knots", "g_edges", "g_scales", "g_shifts"):
@@ -243,6 +258,11 @@ class Calibration:
     by_class_provenance: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name, lc in (*self.labels.items(), *self.all_orders.items()):
+            if lc.relative and name not in DERIVED.values():
+                raise ValueError(
+                    f"{name}: only a derived linear label ({sorted(DERIVED.values())}) is relative"
+                )
         for name, f in self.by_class.items():
             if name in DERIVED.values():
                 raise ValueError(f"by_class {name}: give the factor of its log token; {name}'s σ follows it")
@@ -321,12 +341,19 @@ class Calibration:
         linear-space calibration applied to linear · σ_raw when it has one, else linear · the
         calibrated σ of the log token (each row with its entry, all_orders as `apply`)."""
         lin = np.asarray(linear, dtype=np.float64)
-        own = lin * np.asarray(sigma_log_raw, dtype=np.float64)
-        via_log = lin * self.apply(log_token, sigma_log_raw, g, all_orders)
-        base = self.labels[derived].apply(own, g) if derived in self.labels else via_log
+        raw = np.asarray(sigma_log_raw, dtype=np.float64)
+
+        def own(lc: LabelCalibration) -> np.ndarray:  # a relative entry maps σ_raw to σ / linear
+            return lin * lc.apply(raw, g) if lc.relative else lc.apply(lin * raw, g)
+
+        base = (
+            own(self.labels[derived])
+            if derived in self.labels
+            else lin * self.apply(log_token, raw, g, all_orders)
+        )
         if derived not in self.all_orders:
             return base
-        return _per_row(all_orders, base, lambda: self.all_orders[derived].apply(own, g))
+        return _per_row(all_orders, base, lambda: own(self.all_orders[derived]))
 
     def updated(self, new: Calibration) -> tuple[Calibration, dict[str, list[str]]]:
         """This calibration with `new`'s entries in place of its own for the tokens `new` calibrates, and a
@@ -413,6 +440,8 @@ class Calibration:
                 "factors": self.by_class,
                 "provenance": self.by_class_provenance,
             }
+        if any(lc.relative for lc in (*self.labels.values(), *self.all_orders.values())):
+            out["format_version"] = RELATIVE_FORMAT_VERSION
         return out
 
     @classmethod
@@ -465,7 +494,7 @@ def _clean(d: dict[str, Any]) -> dict[str, Any]:
             v = list(v)
         if v is None and k in ("sigma_knots", "sigma_cal_knots", "g_edges", "g_scales", "g_shifts"):
             continue  # format-1 and -2 entries stay as they were
-        if k == "shift_kind" and d.get("g_shifts") is None:
-            continue
+        if (k == "shift_kind" and d.get("g_shifts") is None) or (k == "relative" and not v):
+            continue  # (an absolute entry is written as before format 7)
         out[k] = v
     return out
