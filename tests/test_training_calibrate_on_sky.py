@@ -384,3 +384,38 @@ def test_only_a_derived_label_can_be_relative() -> None:
         "relative"
         not in Calibration(labels={"age": LabelCalibration(applied=True)}).to_dict()["labels"]["age"]
     )
+
+
+def test_only_the_age_entry_is_refitted_beside_the_kept_ones(tmp_path) -> None:
+    """--only age --age-relative: the mass and ln_age entries (shifts included) stay as they were, the age
+    entry is fitted on the catalogue's own ages, and its record goes beside the kept one."""
+    mod = _script()
+    shifted = LabelCalibration(
+        a=1.0,
+        applied=True,
+        method="scale",
+        g_edges=(3.0, 13.0, 21.0),
+        g_scales=(1.0, 1.0),
+        g_shifts=(0.05, -0.02),
+    )
+    labels = {
+        "mass": LabelCalibration(a=1.0, applied=True, method="scale", unit="Msun"),
+        "ln_age": shifted,
+        "age": LabelCalibration(a=1.0, applied=True, method="scale", unit="Gyr"),
+    }
+    base = Calibration(labels=labels, provenance={"sky_calibration": {"labels": ["age", "ln_age", "mass"]}})
+    base.save(tmp_path / "base.json")
+    sky = _two_populations(tmp_path, base)
+    out = tmp_path / "out.json"
+    argv = ["--catalogue", str(tmp_path / "cat"), "--truth", str(tmp_path / "truth.parquet"), "--only", "age"]
+    argv += ["--calibration", str(tmp_path / "base.json"), "--output", str(out), "--age-relative"]
+    assert mod.main(argv) == 0
+    cal = Calibration.load(out)
+    assert cal.labels["mass"] == labels["mass"] and cal.labels["ln_age"] == shifted
+    assert cal.labels["age"].relative
+    assert cal.provenance["sky_calibration"] == {"labels": ["age", "ln_age", "mass"]}
+    assert cal.provenance["sky_calibration_age"]["labels"] == ["age"]
+    spreads = _linear_z_spreads(cal, sky)
+    assert 0.85 < spreads["old"] < 1.15 and 0.85 < spreads["young"] < 1.15, spreads
+    with pytest.raises(ValueError, match="--fit-shifts refits mass and ln_age"):
+        mod.main([*argv, "--fit-shifts"])

@@ -214,13 +214,16 @@ def calibrate(
     fit_shifts: bool = False,
     all_orders: bool = False,
     age_relative: bool = False,
+    only: tuple[str, ...] = ("mass", "ln_age", "age"),
 ) -> tuple[Calibration, dict[str, Any]]:
     """BASE with mass, ln_age and age refitted on the matched giants D; plus a report per label.
     fit_shifts: also a median shift of mass (in ln) and ln_age per G bin, fitted first; the σ are then
     fitted on the shifted means (the linear age follows the shifted ln_age). all_orders: D's inputs kept
     every XP order; the fit goes to BASE's every-order entries (`Calibration.all_orders`, format 5).
     age_relative: the linear age's entry maps the raw σ_ln_age to σ_age / age (format 7; binned only):
-    fitted on (age − true age) / age, so its bins separate old giants of small σ_ln from young ones."""
+    fitted on (age − true age) / age, so its bins separate old giants of small σ_ln from young ones.
+    only: the labels refitted; the others keep BASE's entries, their shifts included, and a refitted label
+    is fitted on their means as the catalogue gave them (`age` alone: on the catalogue's own ages)."""
     from xpengine.evaluate.binned_calibration import fit_binned_calibration
     from xpengine.evaluate.calibration import fit_label_calibration
 
@@ -241,6 +244,8 @@ def calibrate(
     g, mass, ln_age = g[use], mass[use], ln_age[use]
     shifts: dict[str, tuple[float, ...]] = {}
     if fit_shifts:
+        if not {"mass", "ln_age"} <= set(only):
+            raise ValueError("--fit-shifts refits mass and ln_age: not with --only leaving them out")
         if method != "binned":
             raise ValueError("--fit-shifts needs --method binned (the shifts share its G bins)")
         shifts["mass"] = g_bin_medians(np.log(d["mass_true"] / mass), g, g_edges)
@@ -254,6 +259,10 @@ def calibrate(
                 mass = lc.shift(mass, g)
             else:
                 ln_age = lc.shift(ln_age, g)
+    if "mass" not in only:  # kept: its means as the catalogue applied BASE's shifts
+        mass = d["mass"]
+    if "ln_age" not in only:
+        ln_age = np.log(d["age"])
     series = {
         "mass": (mass, d["mass_true"]),
         "ln_age": (ln_age, np.log(d["age_gyr"])),
@@ -264,6 +273,8 @@ def calibrate(
     labels = dict(base.all_orders if all_orders else base.labels)
     report: dict[str, Any] = {}
     for name, (pred, true) in series.items():
+        if name not in only:
+            continue
         if method == "binned" and name == "age" and age_relative:  # z = ((age − true) / age) / (σ / age)
             ones, rel = np.ones_like(pred), true / pred
             lc = fit_binned_calibration(ones, rel, raw["ln_age"], d["g_cat"], g_edges=g_edges, unit="Gyr/Gyr")
@@ -341,6 +352,14 @@ def main(argv: list[str] | None = None) -> int:
         help="fit the linear age's entry as relative: its knots map the raw σ_ln_age to σ_age / age "
         "(calibration format 7), instead of age · raw σ_ln_age to σ_age in Gyr",
     )
+    p.add_argument(
+        "--only",
+        nargs="+",
+        choices=("mass", "ln_age", "age"),
+        default=["mass", "ln_age", "age"],
+        help="refit these labels only; the others keep their entries and shifts, and a refitted one is fitted "
+        "on their means as the catalogue gave them (e.g. --only age --age-relative)",
+    )
     args = p.parse_args(argv)
     if args.no_mass_age and not args.ebv:
         p.error("--no-mass-age leaves nothing to fit without --ebv")
@@ -367,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
             fit_shifts=args.fit_shifts,
             all_orders=args.all_orders,
             age_relative=args.age_relative,
+            only=tuple(args.only),
         )
     if args.ebv:
         out.labels["ebv"], ebv_report = calibrate_ebv(
@@ -403,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         "method": args.method,
         "fit_shifts": args.fit_shifts,
         "age_relative": args.age_relative,
+        "only": list(args.only),
         **({"g_edges": list(args.g_edges)} if args.method == "binned" else {"policy": args.policy}),
         "z_by_g": {
             k: {"raw": v["z_by_g_raw"], "cal": v["z_by_g_cal"], "cal_without_g": v["z_by_g_cal_without_g"]}
@@ -415,8 +436,10 @@ def main(argv: list[str] | None = None) -> int:
         record["inputs"] = "every XP order kept (relevancy counts nulled)"
         record["n_rows_flagged_all_xp_orders_before"] = n_flagged
         out.all_orders_provenance["sky_calibration"] = record
-    else:
+    elif set(args.only) == {"mass", "ln_age", "age"}:
         out.provenance["sky_calibration"] = record
+    else:  # the other labels' record stays
+        out.provenance["sky_calibration_" + "_".join(args.only)] = record
     out.save(args.output, overwrite=True)
     if out.sim_to_real:
         print(
