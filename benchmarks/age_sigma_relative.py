@@ -23,6 +23,11 @@ the every-order entries are left out, as they take another entry):
 Each is scored by the linear z = (age − true age) / σ_age and by the ln z = ln(age / true age) / (σ_age / age):
 robust spread (1.4826·MAD) by G bin (the issue's 0.85–1.15 target), by predicted age and for the smallest σ.
 
+The raw σ_ln_age is read back from the catalogue's float32 age_error through the bundled entry, whose floor
+is nearly flat (knots 1e-6 apart in σ_cal): it comes back within 2–4 % (median; 10 % at worst) for stars on
+that floor, exactly elsewhere (measured on random draws, session 34). That blurs the relative entry's bins
+slightly; the job with the new calibration, which reads the model's raw σ, is the end-to-end check.
+
 The rule, written before any figure (session 34): the relative entry replaces the bundled one if, **on the
 calibration sky** (where both are fitted, but not per predicted age), (1) its linear z-spread is within
 0.85–1.15 in each of the three G bins and (2) its largest |ln(linear z-spread)| over the predicted-age bins
