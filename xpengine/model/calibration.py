@@ -80,15 +80,8 @@ SIM_TO_REAL_FORMAT_VERSION = "4"  # written when the file has a sim_to_real sect
 ALL_ORDERS_FORMAT_VERSION = "5"  # written when the file has an all_orders section
 BY_CLASS_FORMAT_VERSION = "6"  # written when the file has a by_class section
 RELATIVE_FORMAT_VERSION = "7"  # written when an entry is relative
-READABLE_VERSIONS = (
-    "1",
-    "2",
-    "3",
-    "4",
-    "5",
-    "6",
-    "7",
-)  # format 1 files (scale/floor entries only) read unchanged
+# format 1 files (scale/floor entries only) read unchanged
+READABLE_VERSIONS = ("1", "2", "3", "4", "5", "6", "7")
 FORMULA = (
     "sigma_cal = sqrt((a*sigma)^2 + b^2); or, with sigma_knots: log-log interpolation sigma -> sigma_cal "
     "through (sigma_knots, sigma_cal_knots), proportional beyond the end knots; times g_scales[bin of G in "
