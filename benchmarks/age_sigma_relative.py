@@ -100,7 +100,7 @@ def table(d: dict[str, np.ndarray], sig: dict[str, np.ndarray]) -> dict[str, lis
                 entry[name] = {
                     "lin": spread((age[m] - true[m]) / s[m]),
                     "ln": spread(np.log(age[m] / true[m]) / (s[m] / age[m])),
-                    "median_rel": float(np.median(s[m] / age[m])) if m.any() else float("nan"),
+                    "median_rel": float(np.nanmedian(s[m] / age[m])) if m.any() else float("nan"),
                 }
             out[kind].append(entry)
     return out
@@ -158,8 +158,15 @@ def main(argv: list[str] | None = None) -> int:
     tables = {name: table(d, sigmas(d, base, relative, cos)) for name, d in skies.items()}
     result = {"verdict": verdict(tables["calibration sky"]), "tables": tables,
               "relative_entry": {k: v for k, v in relative.labels["age"].__dict__.items()}}  # fmt: skip
+    import datetime
+    import platform
+
+    when = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    command = " ".join(sys.argv[1:] if argv is None else argv)
     text = [
         f"# Linear age σ: absolute against relative entry (`{args.model}`)",
+        "",
+        f"Command: `python benchmarks/age_sigma_relative.py {command}`; {platform.platform()}, {when}",
         "",
         f"Fit: `{args.fit[0]}` against `{args.fit[1]}`; test: `{args.test[0]}` against `{args.test[1]}`. "
         "z-spread 1.4826·MAD; each cell: linear z-spread / ln z-spread / median σ_age/age.",

@@ -277,7 +277,7 @@ def calibrate(
             continue
         if method == "binned" and name == "age" and age_relative:  # z = ((age − true) / age) / (σ / age)
             ones, rel = np.ones_like(pred), true / pred
-            lc = fit_binned_calibration(ones, rel, raw["ln_age"], d["g_cat"], g_edges=g_edges, unit="Gyr/Gyr")
+            lc = fit_binned_calibration(ones, rel, raw["ln_age"], d["g_cat"], g_edges=g_edges, unit="")
             lc = replace(lc, relative=True)
         elif method == "binned":
             lc = fit_binned_calibration(pred, true, raw[name], d["g_cat"], g_edges=g_edges, unit=UNITS[name])
