@@ -129,3 +129,27 @@ def test_many_equal_sigma_leave_no_bin_empty() -> None:
         LabelCalibration(applied=True, sigma_knots=(0.1, float("nan")), sigma_cal_knots=(0.1, 0.2))
     with pytest.raises(ValueError, match="finite"):
         LabelCalibration(applied=True, a=1.0, g_edges=(10.0, 12.0), g_scales=(float("nan"),))
+
+
+def test_a_floor_keeps_the_first_knots_sigma_below_it_and_old_files_stay_proportional():
+    """Session 34: below the first knot a fitted map gives the first knot's σ_cal (`floor`), as new fits
+    do; a file without `floor` keeps the proportional rule it was written with."""
+    import json
+
+    from xpengine.model.calibration import Calibration, LabelCalibration
+
+    knots = {"sigma_knots": (0.01, 0.1), "sigma_cal_knots": (0.05, 0.2)}
+    floored = LabelCalibration(applied=True, floor=True, **knots)
+    old = LabelCalibration(applied=True, **knots)
+    s = np.array([0.001, 0.01, 0.05, 0.2, np.nan])
+    np.testing.assert_allclose(floored.apply(s), [0.05, 0.05, old.apply(s)[2], 0.4, np.nan])
+    np.testing.assert_allclose(old.apply(s)[:2], [0.005, 0.05])
+    np.testing.assert_allclose(floored.raw(floored.apply(s)), [0.01, 0.01, 0.05, 0.2, np.nan])
+    d = Calibration(labels={"mass": floored, "teff": old}).to_dict()
+    assert d["format_version"] == "7" and d["labels"]["mass"]["floor"] is True
+    assert "floor" not in d["labels"]["teff"]
+    assert Calibration.from_dict(json.loads(json.dumps(d))).labels["mass"] == floored
+    rng = np.random.default_rng(3)
+    sig = rng.uniform(0.01, 1.0, 2000)
+    fitted = fit_binned_calibration(rng.normal(0, sig), np.zeros(2000), sig)
+    assert fitted.floor

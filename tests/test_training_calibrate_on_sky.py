@@ -141,7 +141,8 @@ def test_fit_shifts_recovers_a_g_dependent_bias(tmp_path) -> None:
     argv += ["--calibration", str(tmp_path / "base.json"), "--output", str(out), "--fit-shifts"]
     assert mod.main(argv) == 0
     cal = Calibration.load(out)
-    assert json.loads(out.read_text())["format_version"] == "3"
+    assert json.loads(out.read_text())["format_version"] == "7"  # shifts (3), and floors since session 34
+    assert cal.labels["ln_age"].floor and cal.labels["mass"].floor
     edges = np.asarray(cal.labels["ln_age"].g_edges)
     lo = edges[:-1]
     ln_age, mass = np.asarray(cal.labels["ln_age"].g_shifts), np.asarray(cal.labels["mass"].g_shifts)
@@ -229,7 +230,7 @@ def test_all_orders_fit_goes_to_the_every_order_entries(tmp_path) -> None:
     ]
     assert mod.main(argv) == 0
     cal = Calibration.load(out)
-    assert json.loads(out.read_text())["format_version"] == "5"
+    assert json.loads(out.read_text())["format_version"] == "7"  # every-order entries (5) with floors
     assert cal.labels == std  # the standard entries untouched
     assert set(cal.all_orders) == {"mass", "ln_age", "age"}
     lo = np.asarray(cal.all_orders["ln_age"].g_edges)[:-1]
@@ -366,7 +367,11 @@ def test_a_relative_age_entry_separates_old_giants_from_young_ones(tmp_path, rel
     sigma = cal.derived_sigma("age", "ln_age", sky["age"], sky["s_ln"], sky["g"])
     d = {"g_cat": sky["g"], "mass": np.ones_like(sky["g"]), "mass_error": np.full(sky["g"].size, 0.1)}
     raw = mod.raw_sigmas({**d, "age": sky["age"], "age_error": sigma}, cal)
-    np.testing.assert_allclose(raw["ln_age"], sky["s_ln"], rtol=1e-9)
+    x0 = cal.labels["age"].sigma_knots[0]  # below the first knot the floor keeps no raw σ: x0 comes back
+    above = sky["s_ln"] >= x0
+    assert 0.01 < 1 - above.mean() < 0.1  # the lowest bin's stars below its median σ
+    np.testing.assert_allclose(raw["ln_age"][above], sky["s_ln"][above], rtol=1e-9)
+    np.testing.assert_allclose(raw["ln_age"][~above], x0, rtol=1e-9)
 
 
 def test_only_a_derived_label_can_be_relative() -> None:

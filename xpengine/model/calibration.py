@@ -43,7 +43,8 @@ kept only where the test split shows the same (none was, for v5).
 
 Format 7: a derived linear label's entry may be `relative` (its knots map the raw σ_ln_age to σ_age / age):
 an absolute entry binned on age · σ_ln_age puts old giants of tiny raw σ_ln beside young ones, under one
-floor (gaia-xp v5: 1.30 Gyr; on the test sky its giants with σ_age / age < 0.10 had a z-spread of 1.39).
+floor (gaia-xp v5: 1.30 Gyr; on the test sky its giants with σ_age / age < 0.10 had a z-spread of 1.39); and
+a knot map may have a `floor` (no σ_cal below the first knot's: proportional, those stars' σ were too small).
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ RELATIVE_FORMAT_VERSION = "7"  # written when an entry is relative
 READABLE_VERSIONS = ("1", "2", "3", "4", "5", "6", "7")
 FORMULA = (
     "sigma_cal = sqrt((a*sigma)^2 + b^2); or, with sigma_knots: log-log interpolation sigma -> sigma_cal "
-    "through (sigma_knots, sigma_cal_knots), proportional beyond the end knots; times g_scales[bin of G in "
+    "through (sigma_knots, sigma_cal_knots), proportional beyond the end knots (below the first, with floor: "
+    "the first sigma_cal); times g_scales[bin of G in "
     "g_edges] where G is known"
 )
 CLASS_SPLIT_LOGG = 3.5
@@ -133,6 +135,9 @@ class LabelCalibration:
     shift_kind: str = "add"
     # format 7 (a derived linear label's entry only): the σ map takes the log token's raw σ and gives σ/value
     relative: bool = False
+    floor: bool = (
+        False  # format 7: a σ below the first knot gets the first knot's σ_cal, not a proportional one
+    )
 
     def __post_init__(self) -> None:
         for name in ("sigma_knots", "sigma_cal_knots", "g_edges", "g_scales", "g_shifts"):
@@ -197,7 +202,7 @@ class LabelCalibration:
         if self.sigma_knots is None:
             out = np.sqrt((self.a * s) ** 2 + self.b**2)
         else:
-            out = _knot_map(s, np.asarray(self.sigma_knots), np.asarray(self.sigma_cal_knots))
+            out = _knot_map(s, np.asarray(self.sigma_knots), np.asarray(self.sigma_cal_knots), self.floor)
         return out * self._g_factor(g, out.size).reshape(out.shape)
 
     def raw(self, sigma_cal: np.ndarray, g: np.ndarray | None = None) -> np.ndarray:
@@ -209,7 +214,7 @@ class LabelCalibration:
         s = s / self._g_factor(g, s.size).reshape(s.shape)
         if self.sigma_knots is None:
             return np.sqrt(np.clip(s**2 - self.b**2, 0.0, None)) / self.a
-        return _knot_map(s, np.asarray(self.sigma_cal_knots), np.asarray(self.sigma_knots))
+        return _knot_map(s, np.asarray(self.sigma_cal_knots), np.asarray(self.sigma_knots), self.floor)
 
 
 _IDENTITY = LabelCalibration()  # a token without an entry
@@ -223,13 +228,14 @@ def _per_row(rows: np.ndarray | None, base: np.ndarray, alt: Any) -> np.ndarray:
     return np.where(r, alt(), base) if r.any() else base
 
 
-def _knot_map(s: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _knot_map(s: np.ndarray, x: np.ndarray, y: np.ndarray, floor: bool = False) -> np.ndarray:
     """s (N,) > 0 mapped through knots x → y (strictly increasing): linear in log-log between knots,
-    proportional (y/x of the end knot) beyond them. NaN and s ≤ 0 give NaN and s·y0/x0."""
+    proportional (y/x of the end knot) beyond them, or with `floor` y0 below the first (its inverse: x0 at
+    and below y0). NaN gives NaN; s ≤ 0 gives s·y0/x0, or y0 with `floor`."""
     with np.errstate(divide="ignore", invalid="ignore"):
         ls = np.log(s)
         out = np.exp(np.interp(ls, np.log(x), np.log(y)))
-        out = np.where(s < x[0], s * (y[0] / x[0]), out)
+        out = np.where(s < x[0], y[0] if floor else s * (y[0] / x[0]), out)
         out = np.where(s > x[-1], s * (y[-1] / x[-1]), out)
     return np.where(np.isnan(s), np.nan, out)
 
@@ -433,7 +439,7 @@ class Calibration:
                 "factors": self.by_class,
                 "provenance": self.by_class_provenance,
             }
-        if any(lc.relative for lc in (*self.labels.values(), *self.all_orders.values())):
+        if any(lc.relative or lc.floor for lc in (*self.labels.values(), *self.all_orders.values())):
             out["format_version"] = RELATIVE_FORMAT_VERSION
         return out
 
@@ -487,7 +493,7 @@ def _clean(d: dict[str, Any]) -> dict[str, Any]:
             v = list(v)
         if v is None and k in ("sigma_knots", "sigma_cal_knots", "g_edges", "g_scales", "g_shifts"):
             continue  # format-1 and -2 entries stay as they were
-        if (k == "shift_kind" and d.get("g_shifts") is None) or (k == "relative" and not v):
+        if (k == "shift_kind" and d.get("g_shifts") is None) or (k in ("relative", "floor") and not v):
             continue  # (an absolute entry is written as before format 7)
         out[k] = v
     return out
