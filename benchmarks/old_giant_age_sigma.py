@@ -3,6 +3,8 @@
     bash training/eval_skies.sh      # the seed-23 test sky, its 14 patches and v5's catalogue runs/cat5v_test
     python benchmarks/old_giant_age_sigma.py --catalogue runs/cat5v_test --truth runs/sky_mist_test/truth.parquet \\
         --markdown benchmarks/results/old_giant_age_sigma.md
+    # session 34: the bundled calibration's relative age entry with its floor (runs/gaia-xp-v5f, the job on the
+    # same 14 patches with the calibration.json bundled since then): old_giant_age_sigma_session34.md
 
 Why (session 33's review, helper-92 #3): on real APOGEE×XP giants, the bundled gaia-xp gives giants it
 calls older than 10 Gyr (most of them metal-poor) an age σ near 1 Gyr, 8–9 % of the age, against ~59 % for
@@ -68,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         out.append(rows(g, f"{lo}–{hi}", (g["age_gyr"] >= lo) & (g["age_gyr"] < hi)))
     out += ["", "## Selections", "", *head]
     out.append(rows(g, "σ_ln < 0.10", g["rel"] < 0.10))
+    out.append(rows(g, "smallest tenth of σ_ln", g["rel"] <= g["rel"].quantile(0.1)))
     out.append(rows(g, "predicted ≥ 10 Gyr", g["age"] >= 10))
     out.append(rows(g, "[Fe/H] < −1", g["fe_h"] < -1))
     out.append(rows(g, "all", np.ones(len(g), dtype=bool)))
