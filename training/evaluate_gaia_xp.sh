@@ -33,7 +33,7 @@ cp $B/calibration.json $R/calibration_v${TAG}_valsplits.json
 date
 # simulated skies: σ as calibrated on simulated stars (--no-sim-to-real-sigma; sim_to_real_sigma in the YAML)
 python jobs/infer_gaia.py --input $R/sky_cal_sub --tmass $R/sky_mist_cal/tmass.parquet --output $R/cat${TAG}_cal --model $B --overwrite --no-sim-to-real-sigma > $R/cat${TAG}_cal.log 2>&1
-python training/calibrate_on_sky.py --catalogue $R/cat${TAG}_cal --truth $R/sky_mist_cal/truth.parquet --calibration $B/calibration.json --output $B/calibration.json --fit-shifts --ebv | tee $R/calibrate_on_sky$TAG.out
+python training/calibrate_on_sky.py --catalogue $R/cat${TAG}_cal --truth $R/sky_mist_cal/truth.parquet --calibration $B/calibration.json --output $B/calibration.json --fit-shifts --age-relative --ebv | tee $R/calibrate_on_sky$TAG.out
 # inputs without relevancy counts (sampled spectra) take their own mass and age entries (session 18, format 5):
 # the same 14 partitions with the counts nulled, with and without parallaxes
 xpengine compact --input $R/sky_cal_sub --tmass $R/sky_mist_cal/tmass.parquet --output $R/cal_compact$TAG --overwrite > $R/cal_compact$TAG.log 2>&1
@@ -42,7 +42,7 @@ for v in every every_noplx; do
     python training/every_order_inputs.py $R/cal_compact$TAG $R/cal_compact${TAG}_$v --every-order $([ $v = every_noplx ] && echo --no-parallax)
     python jobs/infer_gaia.py --input $R/cal_compact${TAG}_$v --output $R/cat${TAG}_cal_$v --model $B --overwrite --no-sim-to-real-sigma > $R/cat${TAG}_cal_$v.log 2>&1
 done
-python training/calibrate_on_sky.py --catalogue $R/cat${TAG}_cal_every $R/cat${TAG}_cal_every_noplx --truth $R/sky_mist_cal/truth.parquet --calibration $B/calibration.json --output $B/calibration.json --fit-shifts --all-orders | tee $R/calibrate_on_sky${TAG}_every.out
+python training/calibrate_on_sky.py --catalogue $R/cat${TAG}_cal_every $R/cat${TAG}_cal_every_noplx --truth $R/sky_mist_cal/truth.parquet --calibration $B/calibration.json --output $B/calibration.json --fit-shifts --age-relative --all-orders | tee $R/calibrate_on_sky${TAG}_every.out
 # the sim-to-real term of mass and age σ, a map of the calibrated σ: fitted after it (session 12)
 python training/fit_sim_to_real.py $B --apogee-xp ../shared/data/apogee_xp/apogee_xp_dev.fits.gz \
     --dataset $R/apogee_xp_dev.parquet --emulator v1 --output $B/calibration.json --overwrite \
