@@ -37,14 +37,14 @@ RUN_FILES = ("metrics.jsonl", "time_budget.json")
 
 
 def _last_checkpoint(run: Path) -> Path:
-    """The run's final checkpoint directory: `model` when it holds a training state, else the latest
-    `checkpoints/epoch_NNNN`."""
-    if (run / "model" / STATE_TENSORS_FILE).is_file():
-        return run / "model"
-    epochs = sorted(p for p in (run / "checkpoints").glob("epoch_*") if (p / STATE_TENSORS_FILE).is_file())
-    if not epochs:
+    """The run's newest checkpoint directory with a training state, by its epoch: `model` or the latest
+    `checkpoints/epoch_NNNN` (a resumed run keeps the `model` it was unpacked or finished with while its
+    newer epochs go to `checkpoints/`: session 34 packed a stale `model` of epoch 51 at epoch 72)."""
+    found = [run / "model"] if (run / "model" / STATE_TENSORS_FILE).is_file() else []
+    found += sorted(p for p in (run / "checkpoints").glob("epoch_*") if (p / STATE_TENSORS_FILE).is_file())
+    if not found:
         raise FileNotFoundError(f"{run}: no checkpoint with a training state ({STATE_TENSORS_FILE})")
-    return epochs[-1]
+    return max(found, key=lambda p: json.loads((p / "train_state.json").read_text())["epoch"])
 
 
 def _has_model_state(ckpt: Path) -> bool:
