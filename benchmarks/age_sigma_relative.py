@@ -32,7 +32,9 @@ The rule, written before any figure (session 34): the relative entry replaces th
 calibration sky** (where both are fitted, but not per predicted age), (1) its linear z-spread is within
 0.85–1.15 in each of the three G bins and (2) its largest |ln(linear z-spread)| over the predicted-age bins
 holding ≥ 100 stars is smaller than the absolute entry's. The test sky, never fitted, is then reported for
-both, as the check; it chooses nothing.
+both, as the check; it chooses nothing. (Review of session 34: condition 1 can hardly fail, since the entry's
+G factors are fitted on that sky in finer bins; condition 2 decided. And the relative entry, fitted after
+session 34's floors, has a floor the absolute one lacks: the comparison is of the two entries as fitted.)
 """
 
 from __future__ import annotations

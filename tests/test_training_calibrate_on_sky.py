@@ -375,7 +375,7 @@ def test_a_relative_age_entry_separates_old_giants_from_young_ones(tmp_path, rel
 
 
 def test_only_a_derived_label_can_be_relative() -> None:
-    with pytest.raises(ValueError, match="only a derived linear label"):
+    with pytest.raises(ValueError, match="only the derived linear label age"):
         Calibration(labels={"mass": LabelCalibration(applied=True, relative=True)})
     rel = LabelCalibration(applied=True, relative=True, sigma_knots=(0.01, 0.1), sigma_cal_knots=(0.12, 0.3))
     cal = Calibration(labels={"age": rel})

@@ -361,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
         "on their means as the catalogue gave them (e.g. --only age --age-relative)",
     )
     args = p.parse_args(argv)
+    if args.age_relative and "age" not in args.only:
+        p.error("--age-relative fits the age entry: give it in --only")
     if args.no_mass_age and not args.ebv:
         p.error("--no-mass-age leaves nothing to fit without --ebv")
     if args.all_orders and (args.ebv or args.no_mass_age):
