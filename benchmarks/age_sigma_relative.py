@@ -65,11 +65,6 @@ def _calibrate_on_sky():
     return mod
 
 
-def spread(z: np.ndarray) -> float:
-    z = z[np.isfinite(z)]
-    return float(1.4826 * np.median(np.abs(z - np.median(z)))) if z.size else float("nan")
-
-
 def sigmas(d: dict[str, np.ndarray], base, relative, cos) -> dict[str, np.ndarray]:
     """σ_age [Gyr] of each method for the rows of d (standard entries)."""
     raw_ln = cos.raw_sigmas(d, base)["ln_age"]
@@ -83,6 +78,8 @@ def sigmas(d: dict[str, np.ndarray], base, relative, cos) -> dict[str, np.ndarra
 
 def table(d: dict[str, np.ndarray], sig: dict[str, np.ndarray]) -> dict[str, list[dict]]:
     """{selection kind: [{label, n, method: {lin, ln, median_rel}}]}."""
+    from xpengine.evaluate.metrics import robust_sigma
+
     age, true, g = d["age"], d["age_gyr"], d["g_cat"]
     out: dict[str, list[dict]] = {"G": [], "predicted age [Gyr]": [], "selection": []}
     rel_abs = d["age_error"] / age
@@ -100,8 +97,8 @@ def table(d: dict[str, np.ndarray], sig: dict[str, np.ndarray]) -> dict[str, lis
             entry = {"label": label, "n": int(m.sum())}
             for name, s in sig.items():
                 entry[name] = {
-                    "lin": spread((age[m] - true[m]) / s[m]),
-                    "ln": spread(np.log(age[m] / true[m]) / (s[m] / age[m])),
+                    "lin": robust_sigma((age[m] - true[m]) / s[m]),
+                    "ln": robust_sigma(np.log(age[m] / true[m]) / (s[m] / age[m])),
                     "median_rel": float(np.nanmedian(s[m] / age[m])) if m.any() else float("nan"),
                 }
             out[kind].append(entry)
